@@ -1,0 +1,178 @@
+"""The asyncio API client every component (and kctl) uses.
+
+A thin typed layer over the generated gRPC stub: objects in and out are the
+kinds' protobuf messages, failures are machinery.errors.ApiError subclasses
+(translated in one place, `_call`). Watches are async iterators of
+WatchEvent(type, object, resource_version); a watch that cannot be served
+from the requested resourceVersion raises errors.Expired, and callers relist
+(see machinery/informer.py).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import AsyncIterator, Iterable
+
+import grpc
+from google.protobuf.message import Message
+
+from machinery import codec, errors, kinds
+from machinery.pb import api_pb2, api_pb2_grpc
+
+# Large lists (10,000 pods) exceed gRPC's 4 MiB default message size.
+MAX_MESSAGE = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.enable_http_proxy", 0),
+]
+
+
+@dataclass
+class WatchEvent:
+    type: str               # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: Message | None
+    resource_version: str
+
+
+def _kind(kind) -> kinds.KindInfo:
+    if isinstance(kind, kinds.KindInfo):
+        return kind
+    if isinstance(kind, type):
+        return kinds.of(kind)
+    return kinds.resolve(kind)
+
+
+def _ns(info: kinds.KindInfo, namespace: str) -> str:
+    if not info.namespaced:
+        return ""
+    return namespace or "default"
+
+
+class Client:
+    """One channel to the apiserver; safe to share between tasks."""
+
+    def __init__(self, target: str, *, timeout: float | None = 30.0, user_agent: str = "kctl"):
+        self.target = normalize_target(target)
+        self.timeout = timeout
+        options = CHANNEL_OPTIONS + [("grpc.primary_user_agent", user_agent)]
+        self._channel = grpc.aio.insecure_channel(self.target, options=options)
+        self._stub = api_pb2_grpc.ApiStub(self._channel)
+        self.warnings: list[str] = []
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def _call(self, method, request, timeout=None):
+        try:
+            return await method(request, timeout=timeout if timeout is not None else self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise errors.from_rpc_error(exc, self.target) from exc
+
+    # ------------------------------------------------------------ CRUD
+
+    async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
+        resp = await self._call(self._stub.Create, api_pb2.CreateRequest(object=codec.pack(obj), dry_run=dry_run))
+        self.warnings = list(resp.warnings)
+        return codec.unpack(resp.object)
+
+    async def get(self, kind, name: str, namespace: str = "") -> Message:
+        info = _kind(kind)
+        resp = await self._call(self._stub.Get, api_pb2.GetRequest(
+            kind=info.kind, namespace=_ns(info, namespace), name=name))
+        return codec.unpack(resp.object)
+
+    async def list(self, kind, namespace: str = "", *, label_selector: str = "",
+                   field_selector: str = "", timeout: float | None = None) -> tuple[list[Message], str]:
+        """All matching objects and the list's resourceVersion (start watches there).
+        An empty namespace lists across all namespaces."""
+        info = _kind(kind)
+        resp = await self._call(self._stub.List, api_pb2.ListRequest(
+            kind=info.kind, namespace=namespace if info.namespaced else "",
+            label_selector=label_selector, field_selector=field_selector), timeout=timeout)
+        return [codec.unpack(a) for a in resp.items], resp.resource_version
+
+    async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
+        resp = await self._call(self._stub.Update, api_pb2.UpdateRequest(object=codec.pack(obj), dry_run=dry_run))
+        self.warnings = list(resp.warnings)
+        return codec.unpack(resp.object)
+
+    async def update_status(self, obj: Message) -> Message:
+        resp = await self._call(self._stub.UpdateStatus, api_pb2.UpdateRequest(object=codec.pack(obj)))
+        return codec.unpack(resp.object)
+
+    async def delete(self, kind, name: str, namespace: str = "", *, grace_period: int | None = None,
+                     propagation: str = "", uid: str = "", resource_version: str = "",
+                     dry_run: bool = False) -> tuple[Message, bool]:
+        """Delete; returns (object, deleted). deleted is False while deletion is
+        pending (graceful pod deletion or finalizers)."""
+        info = _kind(kind)
+        req = api_pb2.DeleteRequest(kind=info.kind, namespace=_ns(info, namespace), name=name,
+                                    propagation_policy=propagation, dry_run=dry_run,
+                                    preconditions=api_pb2.Preconditions(uid=uid, resource_version=resource_version))
+        if grace_period is not None:
+            req.grace_period_seconds = grace_period
+        resp = await self._call(self._stub.Delete, req)
+        return codec.unpack(resp.object), resp.deleted
+
+    # ----------------------------------------------------------- watch
+
+    async def watch(self, kind, namespace: str = "", *, resource_version: str = "",
+                    label_selector: str = "", field_selector: str = "",
+                    allow_bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
+        """Yield changes after resource_version (or the current state as ADDED
+        events, then changes, when it is empty). Raises errors.Expired when the
+        server cannot serve that resourceVersion any more."""
+        info = _kind(kind)
+        call = self._stub.Watch(api_pb2.WatchRequest(
+            kind=info.kind, namespace=namespace if info.namespaced else "",
+            label_selector=label_selector, field_selector=field_selector,
+            resource_version=resource_version, allow_bookmarks=allow_bookmarks))
+        try:
+            async for ev in call:
+                obj = codec.unpack(ev.object) if ev.object.type_url else None
+                yield WatchEvent(ev.type, obj, ev.resource_version)
+        except grpc.aio.AioRpcError as exc:
+            raise errors.from_rpc_error(exc, self.target) from exc
+        finally:
+            call.cancel()
+
+    # ------------------------------------------------------------ pods
+
+    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str = "") -> Message:
+        resp = await self._call(self._stub.Bind, api_pb2.BindRequest(
+            namespace=namespace, name=name, uid=uid, node_name=node_name))
+        return codec.unpack(resp.object)
+
+    async def bind_batch(self, bindings: Iterable[tuple[str, str, str, str]]) -> list[errors.ApiError | None]:
+        """Bind many pods at once: (namespace, name, uid, node_name) each.
+        Returns, per binding, None on success or the ApiError that refused it."""
+        req = api_pb2.BindBatchRequest(bindings=[
+            api_pb2.BindRequest(namespace=ns, name=n, uid=u, node_name=node) for ns, n, u, node in bindings])
+        resp = await self._call(self._stub.BindBatch, req)
+        return [None if r.ok else errors.ApiError.from_status(r.error) for r in resp.results]
+
+    async def version(self) -> api_pb2.VersionResponse:
+        return await self._call(self._stub.Version, api_pb2.VersionRequest())
+
+
+def normalize_target(server: str) -> str:
+    """Accept `host:port`, `grpc://host:port`, `http(s)://host:port`."""
+    for prefix in ("grpc://", "http://", "https://"):
+        if server.startswith(prefix):
+            server = server[len(prefix):]
+    return server.rstrip("/")
+
+
+def default_server() -> str | None:
+    return os.environ.get("KCTL_SERVER")

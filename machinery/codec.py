@@ -1,0 +1,309 @@
+"""Manifests (YAML/JSON as Kubernetes writes them) to protobuf objects and back.
+
+protobuf's json_format does the bulk of the mapping (camelCase names,
+Timestamps as RFC 3339). Around it sits one walk over the message
+descriptors that does what json_format cannot:
+
+* refuses unknown fields by their full path (`spec.template.spec.foo`) and
+  reports wrong scalar types per field, all at once, before anything is sent;
+* maps IntOrString fields between a bare scalar (`targetPort: 80`,
+  `maxSurge: 25%`) and the IntOrString message;
+* accepts quantities written as YAML numbers (`cpu: 1`, `cpu: 0.5`);
+* on output turns int64 values back into numbers (json_format writes them
+  as strings) and IntOrString back into scalars.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import yaml
+from google.protobuf import any_pb2, json_format
+from google.protobuf.descriptor import FieldDescriptor as FD
+from google.protobuf.message import Message
+
+from machinery import kinds
+
+INT_OR_STRING = "kctl.v1.IntOrString"
+TIMESTAMP = "google.protobuf.Timestamp"
+# Fields whose string values are quantities and may be written as numbers.
+QUANTITY_FIELDS = {
+    "kctl.v1.ResourceRequirements.limits",
+    "kctl.v1.ResourceRequirements.requests",
+    "kctl.v1.NodeStatus.capacity",
+    "kctl.v1.NodeStatus.allocatable",
+    "kctl.v1.EmptyDirVolumeSource.size_limit",
+    "kctl.v1.ResourceFieldSelector.divisor",
+}
+_INTS = (FD.TYPE_INT32, FD.TYPE_INT64, FD.TYPE_UINT32, FD.TYPE_UINT64, FD.TYPE_SINT32,
+         FD.TYPE_SINT64, FD.TYPE_FIXED32, FD.TYPE_FIXED64, FD.TYPE_SFIXED32, FD.TYPE_SFIXED64)
+_INT64S = (FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_SINT64, FD.TYPE_FIXED64, FD.TYPE_SFIXED64)
+_TYPE_NAMES = {FD.TYPE_STRING: "string", FD.TYPE_BOOL: "boolean", FD.TYPE_DOUBLE: "number",
+               FD.TYPE_FLOAT: "number"}
+
+
+@dataclass
+class DecodeIssue:
+    field: str
+    message: str
+
+    def __str__(self):
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class DecodeError(ValueError):
+    """A manifest that cannot become an object; `issues` name every field."""
+
+    def __init__(self, message: str, issues: list[DecodeIssue] | None = None):
+        super().__init__(message)
+        self.issues = issues or []
+
+
+class UnknownKindError(DecodeError):
+    pass
+
+
+def _is_map(f) -> bool:
+    return f.type == FD.TYPE_MESSAGE and f.message_type.GetOptions().map_entry
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _pytype(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+def _scalar_in(f, v, path, issues, quantity=False):
+    """Check/convert one scalar for field f; returns the JSON value or None."""
+    t = f.type
+    if t == FD.TYPE_STRING:
+        if isinstance(v, str):
+            return v
+        if quantity and isinstance(v, (int, float)) and not isinstance(v, bool):
+            return repr(v) if isinstance(v, float) else str(v)
+        issues.append(DecodeIssue(path, f"expected string, got {_pytype(v)} {json.dumps(v, default=str)}"))
+        return None
+    if t in _INTS:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+            issues.append(DecodeIssue(path, f"expected integer, got {_pytype(v)} {json.dumps(v, default=str)}"))
+            return None
+        v = int(v)
+        if t in (FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32) and not -2**31 <= v < 2**31:
+            issues.append(DecodeIssue(path, f"value {v} out of range for int32"))
+            return None
+        return v
+    if t == FD.TYPE_BOOL:
+        if not isinstance(v, bool):
+            issues.append(DecodeIssue(path, f"expected boolean, got {_pytype(v)} {json.dumps(v, default=str)}"))
+            return None
+        return v
+    if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            issues.append(DecodeIssue(path, f"expected number, got {_pytype(v)}"))
+            return None
+        return v
+    return v
+
+
+def _value_in(f, v, path, issues):
+    if f.type == FD.TYPE_MESSAGE:
+        name = f.message_type.full_name
+        if name == INT_OR_STRING:
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                issues.append(DecodeIssue(path, f"expected integer or string, got {_pytype(v)}"))
+                return None
+            return {"intVal": v} if isinstance(v, int) else {"strVal": v}
+        if name == TIMESTAMP:
+            if not isinstance(v, str):
+                issues.append(DecodeIssue(path, f"expected an RFC 3339 time, got {_pytype(v)}"))
+                return None
+            return v
+        if not isinstance(v, dict):
+            issues.append(DecodeIssue(path, f"expected object, got {_pytype(v)}"))
+            return None
+        return _message_in(f.message_type, v, path, issues)
+    return _scalar_in(f, v, path, issues, quantity=f.full_name in QUANTITY_FIELDS)
+
+
+def _message_in(desc, data: dict, path: str, issues: list) -> dict:
+    by_json = {f.json_name: f for f in desc.fields}
+    out = {}
+    for key, v in data.items():
+        p = _join(path, str(key))
+        f = by_json.get(key) if isinstance(key, str) else None
+        if f is None:
+            issues.append(DecodeIssue(p, "unknown field"))
+            continue
+        if v is None:
+            continue  # null means "unset", as in Kubernetes
+        if _is_map(f):
+            if not isinstance(v, dict):
+                issues.append(DecodeIssue(p, f"expected object, got {_pytype(v)}"))
+                continue
+            vf = f.message_type.fields_by_name["value"]
+            m = {}
+            for mk, mv in v.items():
+                mp = f"{p}[{mk}]" if not isinstance(mk, str) or "." in mk or "/" in mk else _join(p, mk)
+                if not isinstance(mk, str):
+                    issues.append(DecodeIssue(mp, f"map keys must be strings, got {_pytype(mk)}"))
+                    continue
+                if mv is None:
+                    issues.append(DecodeIssue(mp, "expected string, got null"))
+                    continue
+                conv = (_value_in(vf, mv, mp, issues) if vf.type == FD.TYPE_MESSAGE
+                        else _scalar_in(vf, mv, mp, issues, quantity=f.full_name in QUANTITY_FIELDS))
+                if conv is not None:
+                    m[mk] = conv
+            out[key] = m
+        elif f.is_repeated:
+            if not isinstance(v, list):
+                issues.append(DecodeIssue(p, f"expected array, got {_pytype(v)}"))
+                continue
+            items = []
+            for i, item in enumerate(v):
+                ip = f"{p}[{i}]"
+                if item is None:
+                    issues.append(DecodeIssue(ip, "null is not allowed in a list"))
+                    continue
+                conv = _value_in(f, item, ip, issues)
+                if conv is not None:
+                    items.append(conv)
+            out[key] = items
+        else:
+            conv = _value_in(f, v, p, issues)
+            if conv is not None:
+                out[key] = conv
+    return out
+
+
+def from_dict(data: dict, *, source: str = "") -> Message:
+    """Turn one manifest document into its kind's message.
+
+    Raises UnknownKindError for kinds kctl does not serve and DecodeError
+    listing every unknown field and wrong type otherwise."""
+    if not isinstance(data, dict):
+        raise DecodeError(f"expected an object at the top of the document, got {_pytype(data)}")
+    kind = data.get("kind")
+    api_version = data.get("apiVersion")
+    if not kind or not isinstance(kind, str):
+        raise DecodeError("Object 'Kind' is missing", [DecodeIssue("kind", "Required value")])
+    if not api_version or not isinstance(api_version, str):
+        raise DecodeError("Object 'apiVersion' is missing", [DecodeIssue("apiVersion", "Required value")])
+    try:
+        info = kinds.for_kind(kind, api_version)
+    except kinds.UnknownKind as exc:
+        raise UnknownKindError(str(exc)) from None
+    issues: list[DecodeIssue] = []
+    prepared = _message_in(info.message.DESCRIPTOR, data, "", issues)
+    if issues:
+        unknown = [i.field for i in issues if i.message == "unknown field"]
+        others = [str(i) for i in issues if i.message != "unknown field"]
+        parts = []
+        if unknown:
+            parts.append(", ".join(f'unknown field "{u}"' for u in unknown))
+        parts.extend(others)
+        raise DecodeError(f"{kind} in version \"{api_version}\" cannot be handled as a {kind}: "
+                          f"strict decoding error: " + ", ".join(parts), issues)
+    msg = info.message()
+    try:
+        json_format.ParseDict(prepared, msg)
+    except json_format.ParseError as exc:
+        raise DecodeError(f"{kind} in version \"{api_version}\" cannot be handled as a {kind}: {exc}",
+                          [DecodeIssue("", str(exc))]) from None
+    return msg
+
+
+# ------------------------------------------------------------------- output
+
+def _message_out(desc, data: dict) -> dict:
+    by_json = {f.json_name: f for f in desc.fields}
+    for key, v in list(data.items()):
+        f = by_json.get(key)
+        if f is None:
+            continue
+        if _is_map(f):
+            vf = f.message_type.fields_by_name["value"]
+            if vf.type == FD.TYPE_MESSAGE:
+                data[key] = {mk: _one_out(vf, mv) for mk, mv in v.items()}
+            elif vf.type in _INT64S:
+                data[key] = {mk: int(mv) for mk, mv in v.items()}
+        elif f.is_repeated:
+            data[key] = [_one_out(f, item) for item in v]
+        else:
+            data[key] = _one_out(f, v)
+    return data
+
+
+def _one_out(f, v):
+    if f.type == FD.TYPE_MESSAGE:
+        name = f.message_type.full_name
+        if name == INT_OR_STRING:
+            return v.get("intVal", v.get("strVal", 0))
+        if name == TIMESTAMP:
+            return v
+        return _message_out(f.message_type, v)
+    if f.type in _INT64S:
+        return int(v)
+    return v
+
+
+def to_dict(msg: Message) -> dict:
+    """The manifest form of an object (camelCase keys, scalars as Kubernetes writes them)."""
+    d = json_format.MessageToDict(msg)
+    d = _message_out(msg.DESCRIPTOR, d)
+    info = kinds.BY_MESSAGE.get(type(msg))
+    if info is not None:
+        d["apiVersion"] = info.api_version
+        d["kind"] = info.kind
+    return d
+
+
+def to_yaml(data) -> str:
+    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+def to_json(data) -> str:
+    return json.dumps(data, indent=4, sort_keys=True)
+
+
+def load_documents(text: str) -> list[dict]:
+    """All non-empty documents of a YAML/JSON stream (`---` and `...` markers,
+    block or flow style). Raises yaml.YAMLError on syntax errors."""
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+# ----------------------------------------------------------- Any wrapping
+
+def pack(obj: Message) -> any_pb2.Any:
+    a = any_pb2.Any()
+    a.Pack(obj)
+    return a
+
+
+def unpack(a: any_pb2.Any) -> Message:
+    info = kinds.BY_TYPE_URL.get(a.type_url)
+    if info is None:
+        raise kinds.UnknownKind(f"unknown object type {a.type_url}")
+    obj = info.message()
+    a.Unpack(obj)
+    return obj
+
+
+def copy(obj: Message) -> Message:
+    new = type(obj)()
+    new.CopyFrom(obj)
+    return new

@@ -1,0 +1,252 @@
+"""The project's error types and their translation to and from gRPC.
+
+An ApiError carries what Kubernetes' metav1.Status carries: a reason
+(NotFound, Conflict, Invalid, ...), the HTTP-style code kubectl users know,
+a message, and for Invalid the per-field causes. On the wire it is a gRPC
+status code plus a kctl.v1.Status in the standard rich-error trailer
+(grpc-status-details-bin, via grpcio-status), so the translation happens in
+exactly two functions: `abort()` on the server and `from_rpc_error()` on the
+client.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any as _AnyT
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from machinery.pb import api_pb2
+
+
+# --------------------------------------------------------------- field errors
+
+_CAUSE_REASON = {
+    "Invalid": "FieldValueInvalid",
+    "Required": "FieldValueRequired",
+    "NotSupported": "FieldValueNotSupported",
+    "Duplicate": "FieldValueDuplicate",
+    "Forbidden": "FieldValueForbidden",
+    "TooLong": "FieldValueTooLong",
+    "TooMany": "FieldValueTooMany",
+    "NotFound": "FieldValueNotFound",
+}
+
+_NO_VALUE = object()
+
+
+def _show(value) -> str:
+    """Render a value the way Kubernetes' field errors do (JSON-ish)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    try:
+        return json.dumps(value, sort_keys=True)
+    except TypeError:
+        return str(value)
+
+
+@dataclass
+class FieldError:
+    """One violated rule: `spec.replicas: Invalid value: -1: must be ...`."""
+    type: str            # Invalid, Required, NotSupported, Duplicate, Forbidden, TooLong, NotFound
+    field: str
+    value: _AnyT = _NO_VALUE
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body()}"
+
+    def body(self) -> str:
+        if self.type == "Invalid":
+            s = "Invalid value"
+            if self.value is not _NO_VALUE:
+                s += f": {_show(self.value)}"
+        elif self.type == "Required":
+            s = "Required value"
+        elif self.type == "NotSupported":
+            s = "Unsupported value"
+            if self.value is not _NO_VALUE:
+                s += f": {_show(self.value)}"
+        elif self.type == "Duplicate":
+            s = "Duplicate value"
+            if self.value is not _NO_VALUE:
+                s += f": {_show(self.value)}"
+        elif self.type == "Forbidden":
+            s = "Forbidden"
+        elif self.type == "TooLong":
+            s = "Too long"
+        elif self.type == "NotFound":
+            s = "Not found"
+            if self.value is not _NO_VALUE:
+                s += f": {_show(self.value)}"
+        else:
+            s = self.type
+        if self.detail:
+            s += f": {self.detail}"
+        return s
+
+    def to_cause(self) -> api_pb2.StatusCause:
+        return api_pb2.StatusCause(reason=_CAUSE_REASON.get(self.type, self.type),
+                                   message=self.body(), field=self.field)
+
+
+def invalid(field, value, detail=""): return FieldError("Invalid", field, value, detail)
+def required(field, detail=""): return FieldError("Required", field, detail=detail)
+def forbidden(field, detail): return FieldError("Forbidden", field, detail=detail)
+def duplicate(field, value): return FieldError("Duplicate", field, value)
+def too_long(field, limit): return FieldError("TooLong", field, detail=f"may not be more than {limit} bytes")
+
+
+def not_supported(field, value, supported):
+    return FieldError("NotSupported", field, value,
+                      "supported values: " + ", ".join(json.dumps(s) for s in supported))
+
+
+# ----------------------------------------------------------------- ApiError
+
+class ApiError(Exception):
+    reason = "InternalError"
+    http_code = 500
+    grpc_code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, kind: str = "", name: str = "", group: str = "",
+                 causes: list[api_pb2.StatusCause] | None = None, retry_after: int = 0):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.name = name
+        self.group = group
+        self.causes = list(causes or [])
+        self.retry_after = retry_after
+
+    def to_status(self) -> api_pb2.Status:
+        return api_pb2.Status(
+            message=self.message, reason=self.reason, code=self.http_code,
+            details=api_pb2.StatusDetails(name=self.name, kind=self.kind, group=self.group,
+                                          causes=self.causes, retry_after_seconds=self.retry_after))
+
+    @staticmethod
+    def from_status(st: api_pb2.Status) -> "ApiError":
+        cls = _BY_REASON.get(st.reason, ApiError)
+        err = cls(st.message, kind=st.details.kind, name=st.details.name, group=st.details.group,
+                  causes=list(st.details.causes), retry_after=st.details.retry_after_seconds)
+        return err
+
+
+class NotFound(ApiError):
+    reason, http_code, grpc_code = "NotFound", 404, grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ApiError):
+    reason, http_code, grpc_code = "AlreadyExists", 409, grpc.StatusCode.ALREADY_EXISTS
+
+
+class Conflict(ApiError):
+    reason, http_code, grpc_code = "Conflict", 409, grpc.StatusCode.ABORTED
+
+
+class Invalid(ApiError):
+    reason, http_code, grpc_code = "Invalid", 422, grpc.StatusCode.INVALID_ARGUMENT
+
+    @classmethod
+    def of(cls, resource: str, name: str, errors: list[FieldError], kind: str = "", group: str = ""):
+        """Kubernetes' message: `Deployment.apps "web" is invalid: <errors>`."""
+        parts = [str(e) for e in errors]
+        body = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+        return cls(f'{resource} "{name}" is invalid: {body}', kind=kind, name=name, group=group,
+                   causes=[e.to_cause() for e in errors])
+
+
+class BadRequest(ApiError):
+    reason, http_code, grpc_code = "BadRequest", 400, grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Forbidden(ApiError):
+    reason, http_code, grpc_code = "Forbidden", 403, grpc.StatusCode.PERMISSION_DENIED
+
+
+class Expired(ApiError):
+    """The requested resourceVersion is older than what can be served (410 Gone)."""
+    reason, http_code, grpc_code = "Expired", 410, grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unavailable(ApiError):
+    reason, http_code, grpc_code = "ServiceUnavailable", 503, grpc.StatusCode.UNAVAILABLE
+
+
+class Timeout(ApiError):
+    reason, http_code, grpc_code = "Timeout", 504, grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class MethodNotAllowed(ApiError):
+    reason, http_code, grpc_code = "MethodNotAllowed", 405, grpc.StatusCode.UNIMPLEMENTED
+
+
+_BY_REASON = {c.reason: c for c in (NotFound, AlreadyExists, Conflict, Invalid, BadRequest,
+                                    Forbidden, Expired, Unavailable, Timeout, MethodNotAllowed)}
+_BY_GRPC = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.ABORTED: Conflict,
+    grpc.StatusCode.INVALID_ARGUMENT: BadRequest,
+    grpc.StatusCode.PERMISSION_DENIED: Forbidden,
+    grpc.StatusCode.OUT_OF_RANGE: Expired,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Timeout,
+    grpc.StatusCode.UNIMPLEMENTED: MethodNotAllowed,
+}
+
+
+# ------------------------------------------------------------ gRPC boundary
+
+def to_rich_status(err: ApiError) -> grpc.Status:
+    detail = any_pb2.Any()
+    detail.Pack(err.to_status())
+    st = status_pb2.Status(code=err.grpc_code.value[0], message=err.message, details=[detail])
+    return rpc_status.to_status(st)
+
+
+async def abort(context, err: ApiError):
+    """Server side: end the RPC with this error (never returns)."""
+    await context.abort_with_status(to_rich_status(err))
+
+
+def from_rpc_error(exc: grpc.RpcError, target: str = "") -> ApiError:
+    """Client side: rebuild the ApiError from a failed RPC."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    md = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in (md or ()):
+        if key == "grpc-status-details-bin":
+            st = status_pb2.Status.FromString(value)
+            for d in st.details:
+                if d.Is(api_pb2.Status.DESCRIPTOR):
+                    inner = api_pb2.Status()
+                    d.Unpack(inner)
+                    return ApiError.from_status(inner)
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        where = f" at {target}" if target else ""
+        return Unavailable(f"cannot reach the apiserver{where}: {_short(details)}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return Timeout(f"the apiserver{' at ' + target if target else ''} did not answer in time")
+    cls = _BY_GRPC.get(code, ApiError)
+    return cls(details or code.name)
+
+
+def _short(details: str | None) -> str:
+    """gRPC's connection errors are long; keep the part a person needs."""
+    if not details:
+        return "unavailable"
+    for marker in ("Connection refused", "connection refused", "No route to host",
+                   "Network is unreachable", "Connection reset", "Deadline Exceeded",
+                   "Name or service not known", "DNS resolution failed"):
+        if marker in details:
+            return marker.lower()
+    return details.splitlines()[0][:200]

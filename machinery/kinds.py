@@ -1,0 +1,102 @@
+"""The registry of kinds: names kubectl users type, API groups, scope, and
+the protobuf message of each kind. Everything that maps between a word on
+the command line, a manifest's apiVersion/kind, an etcd key prefix and a
+message class goes through here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from machinery.pb import apps_pb2, core_pb2
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    plural: str
+    singular: str
+    group: str            # "" for core, "apps", "coordination.k8s.io"
+    version: str
+    namespaced: bool
+    message: type
+    short_names: tuple[str, ...] = field(default=())
+    has_status: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def resource(self) -> str:
+        """kubectl's `plural.group` name (`deployments.apps`, `pods`)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def qualified_singular(self) -> str:
+        """The name kubectl prints in `deployment.apps/web created`."""
+        return f"{self.singular}.{self.group}" if self.group else self.singular
+
+    @property
+    def type_url(self) -> str:
+        return "type.googleapis.com/" + self.message.DESCRIPTOR.full_name
+
+
+KINDS: tuple[KindInfo, ...] = (
+    KindInfo("Namespace", "namespaces", "namespace", "", "v1", False, core_pb2.Namespace, ("ns",)),
+    KindInfo("Node", "nodes", "node", "", "v1", False, core_pb2.Node, ("no",)),
+    KindInfo("Pod", "pods", "pod", "", "v1", True, core_pb2.Pod, ("po",)),
+    KindInfo("Service", "services", "service", "", "v1", True, core_pb2.Service, ("svc",)),
+    KindInfo("Endpoints", "endpoints", "endpoints", "", "v1", True, core_pb2.Endpoints, ("ep",), has_status=False),
+    KindInfo("Event", "events", "event", "", "v1", True, core_pb2.Event, ("ev",), has_status=False),
+    KindInfo("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, apps_pb2.ReplicaSet, ("rs",)),
+    KindInfo("Deployment", "deployments", "deployment", "apps", "v1", True, apps_pb2.Deployment, ("deploy",)),
+    KindInfo("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, apps_pb2.Lease, (), has_status=False),
+)
+
+BY_KIND = {k.kind: k for k in KINDS}
+BY_TYPE_URL = {k.type_url: k for k in KINDS}
+BY_MESSAGE = {k.message: k for k in KINDS}
+
+_ALIASES: dict[str, KindInfo] = {}
+for _k in KINDS:
+    for _name in (_k.kind, _k.plural, _k.singular, *_k.short_names):
+        _ALIASES[_name.lower()] = _k
+        if _k.group:
+            _ALIASES[f"{_name.lower()}.{_k.group}"] = _k
+
+
+class UnknownKind(LookupError):
+    pass
+
+
+def resolve(name: str) -> KindInfo:
+    """Resolve what a user typed (`po`, `pods`, `Deployment`, `deployments.apps`)."""
+    info = _ALIASES.get(name.lower())
+    if info is None:
+        raise UnknownKind(f'the server doesn\'t have a resource type "{name}"')
+    return info
+
+
+def for_kind(kind: str, api_version: str | None = None) -> KindInfo:
+    """Look up a manifest's kind; api_version, when given, must match."""
+    info = BY_KIND.get(kind)
+    if info is None or (api_version is not None and api_version != info.api_version):
+        raise UnknownKind(f'no matches for kind "{kind}" in version "{api_version or ""}"')
+    return info
+
+
+def of(obj_or_cls) -> KindInfo:
+    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
+    try:
+        return BY_MESSAGE[cls]
+    except KeyError:
+        raise UnknownKind(f"{cls.__name__} is not an API kind") from None
+
+
+def new(info_or_kind: KindInfo | str) -> Message:
+    info = BY_KIND[info_or_kind] if isinstance(info_or_kind, str) else info_or_kind
+    obj = info.message()
+    obj.api_version = info.api_version
+    obj.kind = info.kind
+    return obj
