@@ -1,0 +1,422 @@
+"""Pod networking for the node agent: bridge, per-pod netns + veth, IPAM, host-gw routes.
+
+Picture (one node)::
+
+    node netns ── bridge BR (gateway = first IP of the pod CIDR)
+                    ├─ kctlXXXXXXXXXX  <veth>  eth0 in netns PREFIX<pod-uid>   (pod IP/prefix,
+                    └─ ...                                                     default via gateway)
+    routes: OTHER_POD_CIDR via OTHER_NODE_IP  proto 176  (host-gw, only ours are ever removed)
+
+How the concurrency works
+-------------------------
+pyroute2 ``IPRoute`` is synchronous and a netlink socket belongs to the network
+namespace of the thread that opened it.  Every operation of a ``NodeNetwork``
+therefore runs in ONE dedicated worker thread (a single-thread executor); the
+public methods are ``async`` and simply hop onto that thread, so the agent's
+event loop never blocks and the netlink handles/IPAM need no locks (all
+mutations are serialised).  If ``node_netns`` is given, the worker thread
+``setns()``-es into it once at start: only that thread changes namespace, the
+rest of the process (and the host's root namespace) is untouched.  This is how
+the tests run a whole "node" inside a throw-away netns, and how a node agent can
+drive a node netns without ``ip netns exec`` (design §4: that also remounts
+/sys and breaks runc's cgroup lookup).
+
+Why the sandbox is built from inside the worker thread instead of with
+``IPRoute(netns=NAME)``: the latter forks a helper process per open (~12 ms,
+design §4).  Instead the worker thread ``unshare(CLONE_NEWNET)``s to create the
+pod netns, bind-mounts ``/proc/thread-self/ns/net`` on ``/var/run/netns/NAME``
+(``/proc/self`` would name the *main thread's* netns), ``setns()``es back, and
+later visits the pod netns with ``setns()`` to configure lo/eth0/route with a
+short-lived in-thread ``IPRoute()`` (a socket, no fork).
+
+Sysctls: ``/proc/sys/net/*`` files follow the netns of the thread that opens
+them, so ``ip_forward`` and ``bridge-nf-call-iptables`` are written from the
+worker thread, i.e. in the node netns (both are per-netns on this kernel; new
+netns start with ip_forward=0).
+
+IPAM: one file per allocated IP under ``state_dir/ipam/`` whose content is the
+owner (pod UID).  A file is claimed with ``os.link(tmp, final)``, which like
+``O_CREAT|O_EXCL`` fails with EEXIST if the IP is already taken, and in
+addition guarantees the owner is already written when the name appears.  The
+files survive agent restarts, so an IP is never handed out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import errno
+import hashlib
+import ipaddress
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+NETNS_RUN_DIR = "/var/run/netns"
+RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetworkError(Exception):
+    """Any failure of the pod network layer (netlink, sysctl, netns, IPAM)."""
+
+
+class IPAMExhausted(NetworkError):
+    """No free address left in the node's pod CIDR."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    pod_uid: str
+    netns_name: str
+    netns_path: str
+    ip: str
+    prefixlen: int
+    gateway: str
+    veth_host: str
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _setns(fd: int) -> None:
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+def write_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
+                    nameservers: list[str] | None = None, searches: list[str] | None = None,
+                    host_aliases: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Write etc/hosts, etc/hostname and etc/resolv.conf for a pod into POD_DIR/etc.
+
+    Returns {container path: host path}, ready to be bind-mounted read-only.
+    """
+    etc = Path(pod_dir) / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             f"{pod_ip}\t{hostname}"]
+    for ip, names in (host_aliases or {}).items():
+        hosts.append(f"{ip}\t{' '.join(names)}")
+    resolv = [f"nameserver {ns}" for ns in (nameservers or [])]
+    if searches:
+        resolv.append("search " + " ".join(searches))
+    resolv.append("options ndots:5")
+    files = {"/etc/hosts": "\n".join(hosts) + "\n", "/etc/hostname": hostname + "\n",
+             "/etc/resolv.conf": "\n".join(resolv) + "\n"}
+    out = {}
+    for cpath, text in files.items():
+        host = etc / Path(cpath).name
+        _atomic_write(host, text)
+        out[cpath] = str(host)
+    return out
+
+
+class IPAM:
+    """File-per-IP allocator for one CIDR (network, gateway and broadcast are never handed out)."""
+
+    def __init__(self, cidr: str, state_dir: str | os.PathLike):
+        self.net = ipaddress.ip_network(cidr)
+        self.gateway = self.net.network_address + 1
+        self.dir = Path(state_dir) / "ipam"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def list_allocations(self) -> dict[str, str]:
+        """{ip: owner} of every allocated address."""
+        out = {}
+        for p in self.dir.iterdir():
+            if not p.name.startswith("."):
+                out[p.name] = p.read_text().strip()
+        return out
+
+    def owned_by(self, owner: str) -> list[str]:
+        return [ip for ip, o in self.list_allocations().items() if o == owner]
+
+    def allocate(self, owner: str) -> str:
+        existing = self.owned_by(owner)
+        if existing:
+            return existing[0]
+        tmp = self.dir / f".claim-{os.getpid()}-{hashlib.sha1(owner.encode()).hexdigest()[:8]}"
+        tmp.write_text(owner + "\n")
+        try:
+            for host in self.net.hosts():
+                if host == self.gateway:
+                    continue
+                try:
+                    os.link(tmp, self.dir / str(host))
+                    return str(host)
+                except FileExistsError:
+                    continue
+        finally:
+            tmp.unlink(missing_ok=True)
+        raise IPAMExhausted(f"no free IP in {self.net}")
+
+    def release(self, owner: str) -> list[str]:
+        released = self.owned_by(owner)
+        for ip in released:
+            (self.dir / ip).unlink(missing_ok=True)
+        return released
+
+
+class NodeNetwork:
+    """The pod network of one node; see the module docstring for the threading model."""
+
+    def __init__(self, bridge_name: str, pod_cidr: str, state_dir: str | os.PathLike,
+                 netns_prefix: str, node_netns: str | None = None):
+        if len(bridge_name) > 15:
+            raise NetworkError(f"bridge name {bridge_name!r} longer than 15 characters")
+        self.bridge_name = bridge_name
+        self.pod_cidr = ipaddress.ip_network(pod_cidr)
+        self.gateway = str(self.pod_cidr.network_address + 1)
+        self.state_dir = Path(state_dir)
+        self.netns_prefix = netns_prefix
+        self.node_netns = node_netns
+        (self.state_dir / "sandboxes").mkdir(parents=True, exist_ok=True)
+        self.ipam = IPAM(pod_cidr, state_dir)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"net-{bridge_name}", initializer=self._thread_init)
+        self._ipr: IPRoute | None = None
+        self._node_fd: int | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _thread_init(self) -> None:
+        if self.node_netns:
+            path = self.node_netns if "/" in self.node_netns else f"{NETNS_RUN_DIR}/{self.node_netns}"
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+        self._node_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        self._ipr = IPRoute()
+
+    async def _run(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn, *args)
+        except NetworkError:
+            raise
+        except (NetlinkError, OSError) as exc:
+            raise NetworkError(f"{fn.__name__}: {exc}") from exc
+
+    def _names(self, pod_uid: str) -> tuple[str, str]:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", pod_uid)
+        h = hashlib.sha1(f"{self.netns_prefix}/{self.bridge_name}/{pod_uid}".encode()).hexdigest()
+        return f"{self.netns_prefix}{safe}", f"kctl{h[:10]}"
+
+    def _link_index(self, name: str) -> int | None:
+        idx = self._ipr.link_lookup(ifname=name)
+        return idx[0] if idx else None
+
+    # ------------------------------------------------------------------ node level
+    async def setup(self) -> None:
+        """Create (or reconcile) the bridge with the gateway IP; enable forwarding sysctls."""
+        await self._run(self._setup)
+
+    def _setup(self) -> None:
+        ipr = self._ipr
+        idx = self._link_index(self.bridge_name)
+        if idx is None:
+            ipr.link("add", ifname=self.bridge_name, kind="bridge")
+            idx = self._link_index(self.bridge_name)
+        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
+        if self.gateway not in have:
+            ipr.addr("add", index=idx, address=self.gateway, prefixlen=self.pod_cidr.prefixlen)
+        ipr.link("set", index=idx, state="up")
+        _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        try:
+            _write_sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables", "1")
+        except FileNotFoundError as exc:
+            raise NetworkError("br_netfilter not loaded: /proc/sys/net/bridge missing") from exc
+
+    async def sync_routes(self, routes: dict[str, str]) -> dict[str, list[str]]:
+        """Make our host-gw routes exactly {node_ip: pod_cidr} (own CIDR skipped).
+
+        Only routes carrying protocol RTPROT_KCTL are ever removed.  Returns
+        {"added": [...], "removed": [...]} as "CIDR via IP" strings.
+        """
+        return await self._run(self._sync_routes, dict(routes))
+
+    def _sync_routes(self, routes: dict[str, str]) -> dict[str, list[str]]:
+        want = {}
+        for node_ip, cidr in routes.items():
+            net = ipaddress.ip_network(cidr)
+            if net != self.pod_cidr:
+                want[str(net)] = node_ip
+        have = {}
+        for r in self._ipr.get_routes(family=2, table=254, proto=RTPROT_KCTL):
+            if r["proto"] != RTPROT_KCTL:
+                continue
+            have[f"{r.get_attr('RTA_DST')}/{r['dst_len']}"] = r.get_attr("RTA_GATEWAY")
+        added, removed = [], []
+        for dst, gw in have.items():
+            if want.get(dst) != gw:
+                try:
+                    self._ipr.route("del", dst=dst, gateway=gw, proto=RTPROT_KCTL)
+                except NetlinkError as exc:
+                    if exc.code != errno.ESRCH:
+                        raise
+                removed.append(f"{dst} via {gw}")
+        for dst, gw in want.items():
+            if have.get(dst) != gw:
+                self._ipr.route("replace", dst=dst, gateway=gw, proto=RTPROT_KCTL)
+                added.append(f"{dst} via {gw}")
+        return {"added": added, "removed": removed}
+
+    # ------------------------------------------------------------------ sandboxes
+    async def create_sandbox(self, pod_uid: str, pod_name: str = "") -> Sandbox:
+        """Create the pod's netns + veth + IP (idempotent: an intact sandbox is returned as is)."""
+        return await self._run(self._create_sandbox, pod_uid, pod_name)
+
+    def _record_path(self, pod_uid: str) -> Path:
+        return self.state_dir / "sandboxes" / f"{hashlib.sha1(pod_uid.encode()).hexdigest()}.json"
+
+    def _create_sandbox(self, pod_uid: str, pod_name: str) -> Sandbox:
+        netns_name, veth = self._names(pod_uid)
+        netns_path = f"{NETNS_RUN_DIR}/{netns_name}"
+        rec = self._record_path(pod_uid)
+        if rec.exists():
+            sb = Sandbox(**json.loads(rec.read_text()))
+            if os.path.exists(sb.netns_path) and self._link_index(sb.veth_host) is not None:
+                return sb
+        self._delete_sandbox(pod_uid)  # partial leftovers of an earlier attempt
+        ip = self.ipam.allocate(pod_uid)
+        sb = Sandbox(pod_uid, netns_name, netns_path, ip, self.pod_cidr.prefixlen, self.gateway, veth)
+        try:
+            self._make_netns(netns_path)
+            ns_fd = os.open(netns_path, os.O_RDONLY)
+            try:
+                self._ipr.link("add", ifname=veth, kind="veth",
+                               peer={"ifname": "eth0", "net_ns_fd": ns_fd})
+                hidx = self._link_index(veth)
+                br = self._link_index(self.bridge_name)
+                if br is None:
+                    raise NetworkError(f"bridge {self.bridge_name} missing: setup() not run?")
+                self._ipr.link("set", index=hidx, master=br, state="up")
+                self._ipr.brport("set", index=hidx, mode=1)  # IFLA_BRPORT_MODE: hairpin on
+                self._configure_inside(ns_fd, sb)
+            finally:
+                os.close(ns_fd)
+            rec.write_text(json.dumps({**asdict(sb)}))
+        except BaseException:
+            self._delete_sandbox(pod_uid)
+            raise
+        return sb
+
+    def _make_netns(self, path: str) -> None:
+        """Create a named netns the way iproute2 does, from this thread only."""
+        os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+        rundir = NETNS_RUN_DIR.encode()
+        # iproute2's dance: make the run dir a shared mount (bind it on itself first if
+        # it is not a mount point yet) so netns mounts propagate to other mount namespaces.
+        if _libc.mount(b"none", rundir, b"none", MS_SHARED | MS_REC, None) != 0:
+            _check(_libc.mount(rundir, rundir, b"none", MS_BIND | MS_REC, None), "bind rundir")
+            _check(_libc.mount(b"none", rundir, b"none", MS_SHARED | MS_REC, None), "share rundir")
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            try:
+                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none",
+                                   MS_BIND, None), f"bind netns {path}")
+            finally:
+                _setns(self._node_fd)
+        except BaseException:
+            os.unlink(path)
+            raise
+
+    def _configure_inside(self, ns_fd: int, sb: Sandbox) -> None:
+        _setns(ns_fd)
+        try:
+            with IPRoute() as ipr:
+                lo = ipr.link_lookup(ifname="lo")[0]
+                ipr.link("set", index=lo, state="up")
+                eth = ipr.link_lookup(ifname="eth0")[0]
+                ipr.addr("add", index=eth, address=sb.ip, prefixlen=sb.prefixlen)
+                ipr.link("set", index=eth, state="up")
+                ipr.route("add", dst="0.0.0.0/0", gateway=sb.gateway)
+        finally:
+            _setns(self._node_fd)
+
+    async def delete_sandbox(self, pod_uid: str) -> None:
+        """Delete netns, veth and the pod's IP; a no-op for parts already gone."""
+        await self._run(self._delete_sandbox, pod_uid)
+
+    def _delete_sandbox(self, pod_uid: str) -> None:
+        netns_name, veth = self._names(pod_uid)
+        idx = self._link_index(veth)
+        if idx is not None:
+            try:
+                self._ipr.link("del", index=idx)
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:
+                    raise
+        path = f"{NETNS_RUN_DIR}/{netns_name}"
+        if os.path.exists(path):
+            _libc.umount2(path.encode(), MNT_DETACH)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.ipam.release(pod_uid)
+        self._record_path(pod_uid).unlink(missing_ok=True)
+
+    async def list_sandboxes(self) -> list[Sandbox]:
+        recs = (self.state_dir / "sandboxes").glob("*.json")
+        return [Sandbox(**json.loads(p.read_text())) for p in recs]
+
+    def list_allocations(self) -> dict[str, str]:
+        """{ip: pod_uid} of every allocated pod IP (read from state_dir)."""
+        return self.ipam.list_allocations()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def teardown(self) -> None:
+        """Remove every sandbox we recorded, our routes and the bridge; then close()."""
+        for sb in await self.list_sandboxes():
+            await self.delete_sandbox(sb.pod_uid)
+        await self.sync_routes({})
+        await self._run(self._del_bridge)
+        self.close()
+
+    def _del_bridge(self) -> None:
+        idx = self._link_index(self.bridge_name)
+        if idx is not None:
+            self._ipr.link("del", index=idx)
+
+    def close(self) -> None:
+        """Close the netlink handle and stop the worker thread (nothing is deleted)."""
+        def _close():
+            if self._ipr is not None:
+                self._ipr.close()
+                self._ipr = None
+            if self._node_fd is not None:
+                os.close(self._node_fd)
+                self._node_fd = None
+        try:
+            self._pool.submit(_close).result()
+        except RuntimeError:
+            pass  # already shut down
+        self._pool.shutdown(wait=True)
