@@ -149,16 +149,17 @@ class Client:
 
     # ------------------------------------------------------------ pods
 
-    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str = "") -> Message:
+    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str = "",
+                   annotations: dict[str, str] | None = None) -> Message:
         resp = await self._call(self._stub.Bind, api_pb2.BindRequest(
-            namespace=namespace, name=name, uid=uid, node_name=node_name))
+            namespace=namespace, name=name, uid=uid, node_name=node_name, annotations=annotations or {}))
         return codec.unpack(resp.object)
 
-    async def bind_batch(self, bindings: Iterable[tuple[str, str, str, str]]) -> list[errors.ApiError | None]:
-        """Bind many pods at once: (namespace, name, uid, node_name) each.
-        Returns, per binding, None on success or the ApiError that refused it."""
-        req = api_pb2.BindBatchRequest(bindings=[
-            api_pb2.BindRequest(namespace=ns, name=n, uid=u, node_name=node) for ns, n, u, node in bindings])
+    async def bind_batch(self, bindings: Iterable[api_pb2.BindRequest]) -> list[errors.ApiError | None]:
+        """Bind many pods at once (each a BindRequest: namespace, name, uid,
+        node_name, annotations). Returns, per binding in order, None on
+        success or the ApiError that refused it."""
+        req = api_pb2.BindBatchRequest(bindings=list(bindings))
         resp = await self._call(self._stub.BindBatch, req)
         return [None if r.ok else errors.ApiError.from_status(r.error) for r in resp.results]
 
