@@ -1,0 +1,192 @@
+"""A local OCI registry: Debian's docker-registry (distribution 2.8) with our config.
+
+Debian's packaged config (/etc/docker/registry/config.yml) turns on htpasswd
+auth and listens on :5000, so we never use it: `LocalRegistry` writes its own
+config (no auth, filesystem storage in a directory we are given or own,
+``http.addr`` = host:port, no debug listener) and starts the binary as a child
+process. It binds 127.0.0.1 on a free port by default; the lab passes a
+non-loopback address so node agents in other network namespaces can pull.
+
+Readiness = ``GET /v2/`` answers 200. Stopping sends SIGTERM to *our* PID, then
+SIGKILL after a grace period; never anything by name. A port race (the free
+port got taken between probing and binding) is retried with a new port.
+
+``push(oci_ref, "name:tag")`` runs ``skopeo copy --dest-tls-verify=false
+oci:DIR:TAG docker://HOST:PORT/name:tag``. Image manifests stay OCI; note that
+registry 2.8 answers 404 for an OCI manifest unless the client's Accept lists
+the OCI types (skopeo's does).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+CONFIG = """version: 0.1
+log:
+  level: {log_level}
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: {addr}
+  headers:
+    X-Content-Type-Options: [nosniff]
+"""
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalRegistry:
+    """Run docker-registry on host:port with storage in storage_dir.
+
+    ``port=0`` picks a free port; ``storage_dir=None`` uses a temp dir that is
+    removed on stop. Use as a context manager or call start()/stop().
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, storage_dir: str | None = None,
+                 binary: str = REGISTRY_BIN, skopeo: str = "skopeo", log_level: str = "warn") -> None:
+        self.host = host
+        self.port = port
+        self._want_port = port
+        self.binary = binary
+        self.skopeo = skopeo
+        self.log_level = log_level
+        self._own_storage = storage_dir is None
+        self.storage_dir = storage_dir
+        self._workdir: str | None = None
+        self.proc: subprocess.Popen | None = None
+
+    # -- addresses --------------------------------------------------------
+    @property
+    def address(self) -> str:
+        """host:port as used in image references (e.g. 127.0.0.1:5000)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def log_path(self) -> str | None:
+        return os.path.join(self._workdir, "registry.log") if self._workdir else None
+
+    # -- lifecycle --------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> "LocalRegistry":
+        if self.proc is not None:
+            return self
+        self._workdir = tempfile.mkdtemp(prefix="kctl-registry-")
+        if self.storage_dir is None:
+            self.storage_dir = os.path.join(self._workdir, "storage")
+        os.makedirs(self.storage_dir, exist_ok=True)
+        try:
+            for attempt in range(5):
+                self.port = self._want_port or free_port(self.host)
+                if self._spawn_and_wait(timeout):
+                    return self
+                if self._want_port:
+                    break
+            raise RegistryError(f"docker-registry did not start on {self.address}: {self._log_tail()}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn_and_wait(self, timeout: float) -> bool:
+        config = os.path.join(self._workdir, "config.yml")
+        with open(config, "w") as f:
+            f.write(CONFIG.format(log_level=self.log_level, storage=self.storage_dir, addr=self.address))
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen([self.binary, "serve", config], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
+        finally:
+            log.close()
+        probe_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.proc = None  # exited (port taken?): caller may retry
+                return False
+            try:
+                with urllib.request.urlopen(f"http://{probe_host}:{self.port}/v2/", timeout=1) as resp:
+                    if resp.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        self._kill()
+        return False
+
+    def _kill(self, grace: float = 5.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-2000:].decode(errors="replace").strip()
+        except (OSError, TypeError):
+            return ""
+
+    def stop(self) -> None:
+        self._kill()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        if self._own_storage:
+            self.storage_dir = None
+
+    def __enter__(self) -> "LocalRegistry":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- content ----------------------------------------------------------
+    def push(self, oci_layout_ref: str, name_tag: str, timeout: float = 120.0) -> str:
+        """Copy an OCI layout image ("DIR:TAG" or "oci:DIR:TAG") to name:tag here.
+
+        Returns the pushed reference "HOST:PORT/name:tag".
+        """
+        if self.proc is None:
+            raise RegistryError("registry is not running")
+        src = oci_layout_ref if oci_layout_ref.startswith(("oci:", "oci-archive:")) else f"oci:{oci_layout_ref}"
+        dest = f"{self.address}/{name_tag}"
+        res = subprocess.run([self.skopeo, "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
+                              src, f"docker://{dest}"], capture_output=True, text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise RegistryError(f"skopeo copy {src} -> {dest} failed: {res.stderr.strip()}")
+        return dest
