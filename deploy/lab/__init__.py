@@ -1,0 +1,24 @@
+"""The one-machine lab: nodes as network namespaces on one bridge.
+
+Public API (see topology.py for the layout and naming.py for the naming,
+path and cgroup conventions every component running in the lab follows)::
+
+    from deploy.lab import Lab, LabSpec, lab_down
+
+    lab = Lab(LabSpec(name="kctl", nodes=3)).build()
+    lab.cp_address                      # bind the control plane here (root netns)
+    lab.node("node1")                   # NodeInfo: netns_path, ip, run_dir, ...
+    lab.start("apiserver", [...])       # detached, logged, PID recorded
+    lab.start("agent-node1", [...], node="node1")
+    lab.partition("node1"); lab.heal("node1")
+    lab_down("kctl")                    # works from the name alone, idempotent
+"""
+
+from deploy.lab.cleanup import lab_down
+from deploy.lab.naming import LabError
+from deploy.lab.procs import Supervisor
+from deploy.lab.subnet import choose_subnet, host_networks
+from deploy.lab.topology import Lab, LabSpec, NodeInfo
+
+__all__ = ["Lab", "LabSpec", "NodeInfo", "LabError", "Supervisor", "lab_down",
+           "choose_subnet", "host_networks"]

@@ -1,0 +1,130 @@
+"""Names and paths of everything a lab owns.
+
+Why one module: `lab_down` must find every object of a lab from its *name
+alone*, after a crash, with no state file. So every name the lab (and every
+component running in it) creates is derived here from the lab name, and
+`cleanup.py` sweeps by exactly these prefixes.
+
+Conventions (other components must follow them):
+
+* Prefix: ``kl<lab>-`` (``klkctl-`` for the default lab ``kctl``). Lab names
+  are 1-8 characters ``[a-z0-9]`` so that the longest interface name
+  (``kl<8>-n99b``) fits Linux' 15-character limit and no prefix is a prefix
+  of another lab's (the ``-`` terminates it).
+* Network namespaces in ``/var/run/netns``: ``<prefix>net`` (lab bridge),
+  ``<prefix><node>`` (one per node). A node agent that creates *pod*
+  network namespaces there names them ``<prefix><node>-<anything>``.
+  Alternatively it bind-mounts them anywhere under the node's ``run_dir``.
+  Both are swept by ``lab_down``.
+* Links in the root namespace: only ``<prefix>cp`` (the control-plane veth).
+* iptables chains: ``<prefix>...`` (the lab only creates ``<prefix>part`` in
+  node namespaces, for partitions; node agents own ``KCTL-*``).
+* Directories: state (JSON, logs, per-node run dirs) under
+  ``/run/kctl-lab/<lab>/`` -- tmpfs, so it vanishes on reboot together with
+  the namespaces and processes it describes; bulky per-node data (images,
+  container root filesystems, overlay mounts) under
+  ``/var/lib/kctl-lab/<lab>/``. Every mount below either is unmounted by
+  ``lab_down`` (deepest first) before the directories are removed.
+* cgroups: ``/kctl-lab/<lab>/<node>/...`` in every hierarchy (cgroup v1
+  controllers, ``name=systemd`` and ``unified``). Node agents must give runc
+  an *absolute* ``cgroupsPath`` below ``NodeInfo.cgroup_parent`` (a relative
+  one nests under the caller's cgroup, which on this machine differs per
+  hierarchy). ``lab_down`` kills whatever is left in ``/kctl-lab/<lab>`` and
+  removes the directories.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+STATE_ROOT = "/run/kctl-lab"
+DATA_ROOT = "/var/lib/kctl-lab"
+NETNS_DIR = "/var/run/netns"
+CGROUP_FS = "/sys/fs/cgroup"
+CGROUP_TOP = "kctl-lab"
+
+MAX_NODES = 99
+_NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
+
+
+class LabError(Exception):
+    """Any failure of the lab tooling (bad spec, kernel refusal, ...)."""
+
+
+def check_lab_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise LabError(
+            f"invalid lab name {name!r}: use 1-8 characters [a-z0-9] "
+            "(interface names derived from it must fit in 15 characters)"
+        )
+    return name
+
+
+def prefix(lab: str) -> str:
+    """The prefix of every netns, link and chain of lab `lab`."""
+    return f"kl{check_lab_name(lab)}-"
+
+
+def node_name(index: int) -> str:
+    """Name of the index-th node (1-based): node1, node2, ..."""
+    return f"node{index}"
+
+
+def lab_netns(lab: str) -> str:
+    return prefix(lab) + "net"
+
+
+def node_netns(lab: str, node: str) -> str:
+    return prefix(lab) + node
+
+
+def netns_path(ns: str) -> str:
+    return os.path.join(NETNS_DIR, ns)
+
+
+def bridge_name(lab: str) -> str:
+    return prefix(lab) + "br"
+
+
+def cp_link(lab: str) -> str:
+    """Root-namespace end of the control-plane veth (carries the .1 address)."""
+    return prefix(lab) + "cp"
+
+
+def cp_bridge_port(lab: str) -> str:
+    return prefix(lab) + "cpb"
+
+
+def node_bridge_port(lab: str, index: int) -> str:
+    """Lab-netns end of node `index`'s veth, enslaved to the lab bridge."""
+    return f"{prefix(lab)}n{index}b"
+
+
+NODE_IFACE = "eth0"  # node-netns end of the node's veth
+
+
+def partition_chain(lab: str) -> str:
+    return prefix(lab) + "part"
+
+
+def state_dir(lab: str) -> str:
+    return os.path.join(STATE_ROOT, check_lab_name(lab))
+
+
+def data_dir(lab: str) -> str:
+    return os.path.join(DATA_ROOT, check_lab_name(lab))
+
+
+def node_run_dir(lab: str, node: str) -> str:
+    return os.path.join(state_dir(lab), "nodes", node)
+
+
+def node_data_dir(lab: str, node: str) -> str:
+    return os.path.join(data_dir(lab), "nodes", node)
+
+
+def cgroup_parent(lab: str, node: str | None = None) -> str:
+    """Absolute cgroup path (same in every hierarchy) of a lab or a node."""
+    base = f"/{CGROUP_TOP}/{check_lab_name(lab)}"
+    return base if node is None else f"{base}/{node}"
