@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install everything kctl needs on Debian 12, as root, idempotently:
+# the Debian packages (etcd, runc, conmon, skopeo, umoci, busybox-static,
+# iptables, iproute2, docker-registry, conntrack) and a virtual environment
+# in .venv with kctl and its test extras installed in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(etcd-server runc conmon skopeo umoci busybox-static iptables iproute2
+      docker-registry conntrack util-linux procps psmisc kmod ca-certificates)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian etcd and docker-registry packages start system services we
+# do not use (kctl starts its own, on its own ports): stop them if running.
+for svc in etcd docker-registry; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        systemctl stop "$svc" || true
+    fi
+done
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import machinery.pb.api_pb2, grpc, aetcd, yaml, pyroute2" 
+echo "kctl installed: $(.venv/bin/kctl --help >/dev/null 2>&1 && echo .venv/bin/kctl || echo 'kctl CLI not importable yet')"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The project's test command (the one README.md documents and .ci/run runs):
+# installs what is missing, then runs the whole suite (unit, integration on a
+# real etcd + apiserver on loopback, root tests with real runc/netns, e2e on
+# the one-machine lab). Must run as root. pytest's exit code is passed
+# through: 5 ("no tests collected") is a failure like any other non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: run as root (the tests create namespaces, containers and iptables rules)" >&2
+    exit 1
+fi
+bash deploy/install.sh
+exec .venv/bin/pytest -p no:cacheprovider -q -ra "$@"
