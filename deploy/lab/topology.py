@@ -73,6 +73,7 @@ class NodeInfo:
     run_dir: str        # /run/kctl-lab/<lab>/nodes/<node>: runc root, sockets, pod netns
     data_dir: str       # /var/lib/kctl-lab/<lab>/nodes/<node>: images, rootfs, overlays
     cgroup_parent: str  # /kctl-lab/<lab>/<node>: absolute parent of container cgroups
+    pod_netns_prefix: str  # klkctl-node1-: name pod netns <this><pod-uid> in /var/run/netns
 
 
 def _iptables() -> str:
@@ -131,6 +132,7 @@ class Lab:
             run_dir=naming.node_run_dir(self.name, name),
             data_dir=naming.node_data_dir(self.name, name),
             cgroup_parent=naming.cgroup_parent(self.name, name),
+            pod_netns_prefix=ns + "-",
         )
 
     @property
