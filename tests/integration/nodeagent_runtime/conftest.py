@@ -1,0 +1,199 @@
+"""Fixtures for the node agent runtime/network integration tests (root, real runc/conmon).
+
+Everything a test creates is named with a per-run prefix (``kctltest-<hex>``)
+and removed by fixture finalizers even when the test fails: containers via the
+runtime (and, as a fallback, by the PIDs in their pid files), overlay mounts,
+cgroup directories in every hierarchy, network namespaces, veths and bridges
+(which live inside a throw-away "node" netns, so the host's root network
+namespace is never touched).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from nodeagent.network import NETNS_RUN_DIR, NodeNetwork
+from nodeagent.runtime import CGROUP_ROOT, Runtime
+
+pytestmark = pytest.mark.root
+
+RUN = uuid.uuid4().hex[:6]
+PREFIX = f"kctltest-{RUN}"
+
+if os.geteuid() != 0 or not shutil.which("runc") or not shutil.which("conmon"):
+    pytest.skip("needs root, runc and conmon", allow_module_level=True)
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+def in_netns(netns_path: str, *argv: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run argv with only the network namespace switched (nsenter --net, not ip netns exec)."""
+    return sh("nsenter", f"--net={netns_path}", *argv, check=check)
+
+
+def ping(netns_path: str, ip: str) -> subprocess.CompletedProcess:
+    return in_netns(netns_path, "/bin/busybox", "ping", "-c", "1", "-w", "5", ip)
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory) -> Path:
+    """A minimal image layer: bin/busybox, its applet symlinks and a few etc files."""
+    root = tmp_path_factory.mktemp("busybox") / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    applets = sh("/bin/busybox", "--list").stdout.split()
+    for a in applets:
+        if a != "busybox":
+            (root / "bin" / a).symlink_to("/bin/busybox")
+    for d in ("proc", "sys", "dev", "tmp", "etc", "root", "var", "usr"):
+        (root / d).mkdir(exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/:/bin/false\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return root
+
+
+def _make_netns(name: str) -> str:
+    sh("ip", "netns", "add", name)
+    return f"{NETNS_RUN_DIR}/{name}"
+
+
+def _del_netns(name: str) -> None:
+    if os.path.exists(f"{NETNS_RUN_DIR}/{name}"):
+        sh("ip", "netns", "del", name, check=False)
+
+
+def _del_netns_prefix(prefix: str) -> None:
+    if os.path.isdir(NETNS_RUN_DIR):
+        for n in os.listdir(NETNS_RUN_DIR):
+            if n.startswith(prefix):
+                _del_netns(n)
+
+
+@pytest.fixture(scope="module")
+def node_netns():
+    """A throw-away netns playing the node; bridges and sandboxes are built inside it."""
+    name = f"{PREFIX}-node{uuid.uuid4().hex[:4]}"
+    _make_netns(name)
+    yield name
+    _del_netns(name)
+
+
+@pytest.fixture
+def make_netns():
+    """Factory for extra test netns (e.g. a second node), deleted at teardown."""
+    made = []
+
+    def make(tag: str) -> str:
+        name = f"{PREFIX}-{tag}{uuid.uuid4().hex[:4]}"
+        _make_netns(name)
+        made.append(name)
+        return name
+    yield make
+    for n in made:
+        _del_netns(n)
+
+
+@pytest.fixture
+async def make_node_net(tmp_path):
+    """Factory: NodeNetwork(...) set up inside a given node netns; torn down afterwards."""
+    nets: list[NodeNetwork] = []
+    prefixes: list[str] = []
+
+    async def make(node_netns: str, pod_cidr: str = "10.250.1.0/24", bridge: str = "kctltbr0",
+                   tag: str = "a") -> NodeNetwork:
+        prefix = f"{PREFIX}-{tag}{uuid.uuid4().hex[:4]}-"
+        net = NodeNetwork(bridge, pod_cidr, tmp_path / f"net-{tag}-{len(nets)}", prefix,
+                          node_netns=node_netns)
+        nets.append(net)
+        prefixes.append(prefix)
+        await net.setup()
+        return net
+    yield make
+    for net in nets:
+        try:
+            await net.teardown()
+        except Exception:
+            pass
+    for p in prefixes:
+        _del_netns_prefix(p)
+
+
+@pytest.fixture
+async def node_net(node_netns, make_node_net) -> NodeNetwork:
+    return await make_node_net(node_netns)
+
+
+def _force_cleanup_runtime(rt: Runtime) -> None:
+    """Fallback when remove() failed: kill by PID, unmount, delete cgroups."""
+    for d in rt.ctrs.iterdir() if rt.ctrs.exists() else []:
+        for pidfile in ("pidfile", "conmon.pid"):
+            try:
+                os.kill(int((d / pidfile).read_text().strip()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    subprocess.run(["runc", "--root", str(rt.runc_root), "list", "-q"], capture_output=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mp = line.split()[4]
+        if mp.startswith(str(rt.root)):
+            libc.umount2(mp.encode(), 2)
+    for h in CGROUP_ROOT.iterdir():
+        base = h / rt.cgroup_parent
+        if base.is_dir():
+            for child in base.iterdir():
+                if child.is_dir():
+                    try:
+                        child.rmdir()
+                    except OSError:
+                        pass
+            try:
+                base.rmdir()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+async def runtime(tmp_path) -> Runtime:
+    rt = Runtime(tmp_path / "rt", cgroup_parent=f"{PREFIX}-rt{uuid.uuid4().hex[:4]}")
+    yield rt
+    try:
+        for info in await rt.list():
+            await rt.remove(info.id)
+    finally:
+        _force_cleanup_runtime(rt)
+
+
+def leftovers(rt: Runtime | None = None, net: NodeNetwork | None = None,
+              node_netns: str | None = None) -> list[str]:
+    """Everything of ours still present: netns, veths, mounts, cgroup dirs, IPs."""
+    found = []
+    if os.path.isdir(NETNS_RUN_DIR):
+        for n in os.listdir(NETNS_RUN_DIR):
+            if net is not None and n.startswith(net.netns_prefix):
+                found.append(f"netns {n}")
+    if node_netns:
+        links = in_netns(f"{NETNS_RUN_DIR}/{node_netns}", "ip", "-o", "link").stdout
+        found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines()
+                  if ln.split(":")[1].strip().startswith("kctl") and "kctltbr" not in ln]
+    if rt is not None:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            if str(rt.root) in line.split()[4]:
+                found.append(f"mount {line.split()[4]}")
+        for h in CGROUP_ROOT.iterdir():
+            if (h / rt.cgroup_parent).exists():
+                found.append(f"cgroup {h / rt.cgroup_parent}")
+    if net is not None:
+        found += [f"ip {ip} -> {o}" for ip, o in net.list_allocations().items()]
+    return found

@@ -1,0 +1,154 @@
+"""Pod network against the real kernel, inside throw-away node network namespaces."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import pytest
+
+from nodeagent.network import (IPAM, NETNS_RUN_DIR, RTPROT_KCTL, IPAMExhausted, NodeNetwork,
+                               write_pod_files)
+
+from .conftest import in_netns, leftovers, ping, sh
+
+
+def _node(ns: str) -> str:
+    return f"{NETNS_RUN_DIR}/{ns}"
+
+
+async def test_setup_sysctls_and_bridge_in_node_netns_only(node_netns, node_net):
+    host_fwd = open("/proc/sys/net/ipv4/ip_forward").read()
+    await node_net.setup()  # idempotent
+    assert in_netns(_node(node_netns), "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+    assert in_netns(_node(node_netns), "cat",
+                    "/proc/sys/net/bridge/bridge-nf-call-iptables").stdout.strip() == "1"
+    addr = in_netns(_node(node_netns), "ip", "-o", "-4", "addr", "show", "dev", "kctltbr0").stdout
+    assert "10.250.1.1/24" in addr
+    # the host's root namespace is untouched
+    assert open("/proc/sys/net/ipv4/ip_forward").read() == host_fwd
+    assert "kctltbr0" not in sh("ip", "-o", "link").stdout
+
+
+async def test_two_sandboxes_on_one_bridge_ping_each_other(node_netns, node_net):
+    a = await node_net.create_sandbox("pod-a", "a")
+    b = await node_net.create_sandbox("pod-b", "b")
+    assert a.ip != b.ip and a.gateway == b.gateway == "10.250.1.1"
+    assert os.path.exists(a.netns_path) and a.netns_name.startswith(node_net.netns_prefix)
+    inside = in_netns(a.netns_path, "ip", "-o", "-4", "addr").stdout
+    assert any(ln.split()[1] == "eth0" and f"{a.ip}/24" in ln for ln in inside.splitlines())
+    assert "default via 10.250.1.1 dev eth0" in in_netns(a.netns_path, "ip", "route").stdout
+    assert ",UP," in in_netns(a.netns_path, "ip", "link", "show", "lo").stdout
+    links = in_netns(_node(node_netns), "ip", "-d", "link", "show", a.veth_host).stdout
+    assert "master kctltbr0" in links and "hairpin on" in links
+    r = ping(a.netns_path, b.ip)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = ping(b.netns_path, a.gateway)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # create_sandbox is idempotent for an intact sandbox
+    assert await node_net.create_sandbox("pod-a", "a") == a
+    await node_net.delete_sandbox("pod-a")
+    await node_net.delete_sandbox("pod-a")  # idempotent
+    await node_net.delete_sandbox("pod-b")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+async def test_ipam_unique_persistent_and_released(node_netns, make_node_net):
+    net = await make_node_net(node_netns, "10.250.2.0/29", bridge="kctltbr1", tag="i")
+    hosts = {str(h) for h in ipaddress.ip_network("10.250.2.0/29").hosts()} - {"10.250.2.1"}
+    sbs = [await net.create_sandbox(f"p{i}") for i in range(3)]
+    ips = [s.ip for s in sbs]
+    assert len(set(ips)) == 3 and set(ips) <= hosts
+    assert net.list_allocations() == {s.ip: s.pod_uid for s in sbs}
+    # "restart": a new NodeNetwork on the same state dir sees the same allocations
+    state_dir = net.state_dir
+    net.close()
+    net2 = NodeNetwork("kctltbr1", "10.250.2.0/29", state_dir, net.netns_prefix,
+                       node_netns=node_netns)
+    try:
+        assert net2.list_allocations() == {s.ip: s.pod_uid for s in sbs}
+        more = [await net2.create_sandbox(f"q{i}") for i in range(2)]
+        assert {m.ip for m in more}.isdisjoint(ips) and len({m.ip for m in more}) == 2
+        with pytest.raises(IPAMExhausted):
+            await net2.create_sandbox("one-too-many")
+        assert "one-too-many" not in net2.list_allocations().values()
+        await net2.delete_sandbox("p1")
+        again = await net2.create_sandbox("r0")
+        assert again.ip == sbs[1].ip  # released address is reusable
+    finally:
+        await net2.teardown()
+    assert leftovers(net=net2, node_netns=node_netns) == []
+
+
+def test_ipam_file_per_ip(tmp_path):
+    ipam = IPAM("10.250.3.0/30", tmp_path)  # only .2 is allocatable (.1 is the gateway)
+    assert ipam.allocate("x") == "10.250.3.2"
+    assert ipam.allocate("x") == "10.250.3.2"  # same owner gets its IP back
+    assert (tmp_path / "ipam" / "10.250.3.2").read_text().strip() == "x"
+    with pytest.raises(IPAMExhausted):
+        IPAM("10.250.3.0/30", tmp_path).allocate("y")
+    assert ipam.release("x") == ["10.250.3.2"]
+    assert ipam.list_allocations() == {}
+
+
+async def test_sync_routes_only_touches_ours(node_netns, node_net):
+    node = _node(node_netns)
+    in_netns(node, "ip", "link", "add", "kctltdum", "type", "bridge", check=True)
+    try:
+        in_netns(node, "ip", "addr", "add", "10.250.9.1/24", "dev", "kctltdum", check=True)
+        in_netns(node, "ip", "link", "set", "kctltdum", "up", check=True)
+        in_netns(node, "ip", "route", "add", "10.250.99.0/24", "via", "10.250.9.99", check=True)
+        res = await node_net.sync_routes({"10.250.9.2": "10.250.20.0/24",
+                                          "10.250.9.3": "10.250.30.0/24",
+                                          "10.250.9.4": "10.250.1.0/24"})  # own CIDR: skipped
+        assert len(res["added"]) == 2
+        routes = in_netns(node, "ip", "route", "show", "proto", str(RTPROT_KCTL)).stdout
+        assert "10.250.20.0/24 via 10.250.9.2" in routes and "10.250.30.0/24 via 10.250.9.3" in routes
+        assert (await node_net.sync_routes({"10.250.9.2": "10.250.20.0/24",
+                                            "10.250.9.3": "10.250.30.0/24"})) == \
+            {"added": [], "removed": []}
+        res = await node_net.sync_routes({"10.250.9.5": "10.250.20.0/24"})  # moved + one gone
+        routes = in_netns(node, "ip", "route", "show", "proto", str(RTPROT_KCTL)).stdout
+        assert "10.250.20.0/24 via 10.250.9.5" in routes and "10.250.30.0/24" not in routes
+        all_routes = in_netns(node, "ip", "route").stdout
+        assert "10.250.99.0/24 via 10.250.9.99" in all_routes  # not ours: untouched
+        await node_net.sync_routes({})
+        assert in_netns(node, "ip", "route", "show", "proto", str(RTPROT_KCTL)).stdout == ""
+    finally:
+        in_netns(node, "ip", "link", "del", "kctltdum")
+
+
+async def test_two_nodes_pod_to_pod_via_host_gw_routes(make_netns, make_node_net):
+    na, nb = make_netns("na"), make_netns("nb")
+    sh("ip", "-n", na, "link", "add", "ktlinka", "type", "veth", "peer", "name", "ktlinkb",
+       "netns", nb)
+    sh("ip", "-n", na, "addr", "add", "10.250.100.1/24", "dev", "ktlinka")
+    sh("ip", "-n", nb, "addr", "add", "10.250.100.2/24", "dev", "ktlinkb")
+    sh("ip", "-n", na, "link", "set", "ktlinka", "up")
+    sh("ip", "-n", nb, "link", "set", "ktlinkb", "up")
+    neta = await make_node_net(na, "10.250.11.0/24", bridge="kctltbr0", tag="a")
+    netb = await make_node_net(nb, "10.250.12.0/24", bridge="kctltbr0", tag="b")
+    routes = {"10.250.100.1": "10.250.11.0/24", "10.250.100.2": "10.250.12.0/24"}
+    await neta.sync_routes(routes)
+    await netb.sync_routes(routes)
+    pa = await neta.create_sandbox("pod-on-a")
+    pb = await netb.create_sandbox("pod-on-b")
+    r = ping(pa.netns_path, pb.ip)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = ping(pb.netns_path, pa.ip)
+    assert r.returncode == 0, r.stdout + r.stderr
+    await neta.teardown()
+    await netb.teardown()
+    assert leftovers(net=neta, node_netns=na) == [] and leftovers(net=netb, node_netns=nb) == []
+    assert "10.250.12.0/24" not in in_netns(_node(na), "ip", "route").stdout
+
+
+def test_write_pod_files(tmp_path):
+    files = write_pod_files(tmp_path / "pod", "web-0", "10.250.1.7", ["10.96.0.10"],
+                            ["default.svc.cluster.local", "svc.cluster.local"])
+    assert set(files) == {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
+    hosts = open(files["/etc/hosts"]).read()
+    assert "127.0.0.1\tlocalhost" in hosts and "10.250.1.7\tweb-0" in hosts
+    assert open(files["/etc/hostname"]).read() == "web-0\n"
+    resolv = open(files["/etc/resolv.conf"]).read()
+    assert "nameserver 10.96.0.10" in resolv and "search default.svc.cluster.local" in resolv
