@@ -220,17 +220,17 @@ class Runtime:
         try:
             await self._create(cfg, d)
             await self._runc("start", cfg.id)
-        except Exception as exc:
+        except BaseException as exc:  # also on cancellation: never leave half a container
+            self._creating -= 1
             OP_ERRORS.labels("create_and_start").inc()
             try:
                 await self.remove(cfg.id)
             except Exception:
                 pass
-            if isinstance(exc, ContainerRuntimeError):
+            if isinstance(exc, ContainerRuntimeError) or not isinstance(exc, Exception):
                 raise
             raise ContainerRuntimeError(f"create {cfg.id}: {exc}") from exc
-        finally:
-            self._creating -= 1
+        self._creating -= 1
         OP_LATENCY.labels("create_and_start").observe(time.perf_counter() - t0)
         return await self.info(cfg.id)
 
