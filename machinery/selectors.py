@@ -232,7 +232,7 @@ def parse_label_selector(s: str) -> LabelSelector:
                     else:
                         raise ValueError(f"found {t!r}, expected: ',' or ')'")
                     i += 1
-                reqs.append(Requirement(key, op, tuple(dict.fromkeys(values))))
+                reqs.append(Requirement(key, op, tuple(sorted(set(values)))))
             else:
                 raise ValueError(f"found {op!r}, expected: in, notin, =, ==, !=, gt, lt")
         else:
@@ -261,7 +261,7 @@ def from_proto(sel) -> LabelSelector:
         op = _PROTO_OPS.get(expr.operator)
         if op is None:
             raise ValueError(f'"{expr.operator}" is not a valid label selector operator')
-        reqs.append(Requirement(expr.key, op, tuple(dict.fromkeys(expr.values))))
+        reqs.append(Requirement(expr.key, op, tuple(sorted(set(expr.values)))))
     return LabelSelector(_sorted(reqs))
 
 
