@@ -7,7 +7,9 @@ config (no auth, filesystem storage in a directory we are given or own,
 process. It binds 127.0.0.1 on a free port by default; the lab passes a
 non-loopback address so node agents in other network namespaces can pull.
 
-Readiness = ``GET /v2/`` answers 200. Stopping sends SIGTERM to *our* PID, then
+Readiness = ``GET /v2/`` answers 200 *with our own random token* in a
+response header (configured via ``http.headers``): when the port was already
+taken, another registry may answer, and that must not count as ours. Stopping sends SIGTERM to *our* PID, then
 SIGKILL after a grace period; never anything by name. A port race (the free
 port got taken between probing and binding) is retried with a new port.
 
@@ -19,6 +21,7 @@ the OCI types (skopeo's does).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -46,6 +49,7 @@ http:
   addr: {addr}
   headers:
     X-Content-Type-Options: [nosniff]
+    X-Kctl-Registry: [{token}]
 """
 
 
@@ -78,6 +82,7 @@ class LocalRegistry:
         self.storage_dir = storage_dir
         self._workdir: str | None = None
         self.proc: subprocess.Popen | None = None
+        self._token = secrets.token_hex(8)
 
     # -- addresses --------------------------------------------------------
     @property
@@ -120,7 +125,8 @@ class LocalRegistry:
     def _spawn_and_wait(self, timeout: float) -> bool:
         config = os.path.join(self._workdir, "config.yml")
         with open(config, "w") as f:
-            f.write(CONFIG.format(log_level=self.log_level, storage=self.storage_dir, addr=self.address))
+            f.write(CONFIG.format(log_level=self.log_level, storage=self.storage_dir, addr=self.address,
+                                  token=self._token))
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen([self.binary, "serve", config], stdin=subprocess.DEVNULL,
@@ -135,7 +141,7 @@ class LocalRegistry:
                 return False
             try:
                 with urllib.request.urlopen(f"http://{probe_host}:{self.port}/v2/", timeout=1) as resp:
-                    if resp.status == 200:
+                    if resp.status == 200 and resp.headers.get("X-Kctl-Registry") == self._token:
                         return True
             except (urllib.error.URLError, OSError):
                 pass
