@@ -458,21 +458,39 @@ class Runtime:
         """Run argv in the container (runc exec); returns (exit_code, stdout, stderr)."""
         t0 = time.perf_counter()
         pidfile = self._dir(cid) / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
+        proc = None
         try:
-            return await self._cmd(RUNC, "--root", str(self.runc_root), "exec",
-                                   "--pid-file", str(pidfile), cid, *argv,
-                                   stdin=stdin, timeout=timeout)
-        except asyncio.TimeoutError as exc:
+            proc = await asyncio.create_subprocess_exec(
+                RUNC, "--root", str(self.runc_root), "exec", "--pid-file", str(pidfile), cid, *argv,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            comm = asyncio.ensure_future(proc.communicate(stdin))
+            done, _ = await asyncio.wait({comm}, timeout=timeout)
+            if comm in done:
+                out, err = comm.result()
+                return proc.returncode, out, err
+            # Kill the exec'd process first so that runc exec reaps it and exits by itself
+            # (killing runc first would orphan a zombie inside the container's pid ns).
             try:
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
             except (OSError, ValueError):
-                pass
+                proc.kill()
+            try:
+                await asyncio.wait_for(comm, 5)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await comm
             OP_ERRORS.labels("exec").inc()
-            raise ExecTimeout(f"exec in {cid} timed out after {timeout}s") from exc
+            raise ExecTimeout(f"exec in {cid} timed out after {timeout}s")
         except OSError as exc:
             OP_ERRORS.labels("exec").inc()
             raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc
         finally:
+            if proc is not None and proc.returncode is None:  # cancelled
+                try:
+                    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+                except (OSError, ValueError):
+                    proc.kill()
             pidfile.unlink(missing_ok=True)
             OP_LATENCY.labels("exec").observe(time.perf_counter() - t0)
 
