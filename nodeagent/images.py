@@ -121,8 +121,8 @@ def parse_reference(ref: str) -> ImageRef:
             if tag and not re.fullmatch(r"[A-Za-z0-9_.@/-]+", tag):
                 raise _invalid(ref, "invalid tag in local reference")
             return ImageRef(transport, path=os.path.abspath(path), tag=tag or None)
-    name, _, digest = ref.partition("@")
-    if digest and not _DIGEST_RE.match(digest):
+    name, at, digest = ref.partition("@")
+    if at and not _DIGEST_RE.match(digest):
         raise _invalid(ref, "invalid digest format")
     tag = None
     last = name.rsplit("/", 1)[-1]
@@ -145,7 +145,7 @@ def parse_reference(ref: str) -> ImageRef:
         raise _invalid(ref, "repository name must be lowercase")
     if not _PATH_RE.match(path) or len(domain) + 1 + len(path) > 255:
         raise _invalid(ref, "invalid reference format")
-    if tag is None and digest == "":
+    if tag is None and not digest:
         tag = "latest"
     return ImageRef("docker", domain, path, tag, digest or None)
 
