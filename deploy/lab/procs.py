@@ -54,17 +54,12 @@ def proc_start_time(pid: int) -> int | None:
 def is_alive(pid: int, start_time: int | None = None) -> bool:
     """True if `pid` exists, is not a zombie and (if given) started at start_time."""
     fields = _stat_fields(pid)
+    # A zombie is dead: it holds no namespace and does not keep a cgroup busy.
+    # We do not reap it here (that would steal the exit status from whoever
+    # owns the Popen); Supervisor polls its own children.
     if not fields or fields[0] in ("Z", "X"):
-        _reap(pid)
         return False
     return start_time is None or int(fields[19]) == start_time
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def all_pids() -> list[int]:
@@ -119,12 +114,14 @@ def pids_in_cgroups(cgroup_path: str) -> list[int]:
 
 
 def terminate(idents: Iterable[Ident], timeout: float = 5.0, children=None) -> list[int]:
-    """TERM every process, wait up to `timeout`, KILL the rest; bounded.
+    """TERM every recorded process, wait up to `timeout`, KILL the rest; bounded.
 
     Returns PIDs still alive at the end (should be empty; a process in
     uninterruptible sleep can outlive SIGKILL for a while).
     """
-    live = [(p, st) for p, st in idents if is_alive(p, st)]
+    # A record without start time was dead when recorded: never signal its
+    # PID, it may belong to someone else by now.
+    live = [(p, st) for p, st in idents if st is not None and is_alive(p, st)]
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         for pid, st in live:
             if is_alive(pid, st):

@@ -162,8 +162,11 @@ class Lab:
                 os.makedirs(n.run_dir, exist_ok=True)
                 os.makedirs(n.data_dir, exist_ok=True)
             self.store.update(lambda s: s.__setitem__("phase", "ready"))
-        except BaseException:
-            self.destroy()
+        except BaseException as exc:
+            try:
+                self.destroy()
+            except Exception as cleanup_exc:  # keep the original error visible
+                exc.add_note(f"cleanup after failed build also failed: {cleanup_exc}")
             raise
         return self
 

@@ -93,6 +93,20 @@ def start_server(lab, node, text):
     return proc
 
 
+def sleeper(ns_path=None):
+    """A detached `sleep 300`, returned once it runs (inside `ns_path`, if given).
+
+    Waits for its "ready" line: right after Popen, nsenter may not have
+    joined the namespace yet.
+    """
+    argv = ["sh", "-c", "echo ready; exec sleep 300"]
+    p = subprocess.Popen(nsenter_argv(ns_path, argv) if ns_path else argv,
+                         stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.stdout.close()
+    return p
+
+
 def root_routes():
     """(family, table, type, dst, dst_len, gateway, oif name) of every route."""
     from pyroute2 import IPRoute
@@ -244,8 +258,11 @@ def test_tcp_from_node_to_control_plane_server(lab):
 
 
 def test_run_in_node_enters_only_the_network_namespace(lab):
-    proc = lab.run_in_node("node3", ["sleep", "60"], name="node3/sleep")
+    proc = lab.run_in_node("node3", ["sh", "-c", "echo ready; exec sleep 60"],
+                           name="node3/sleep", stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.stdout.close()
         me, pid = os.getpid(), proc.pid
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == netns_inode(lab.node("node3").netns_path)
         for ns in ("mnt", "pid", "uts", "ipc"):
@@ -307,13 +324,11 @@ def test_kill_node_kills_recorded_netns_and_cgroup_processes(lab):
     agent = lab.start("agent-node2", ["sleep", "300"], node="node2")
     survivor = lab.start("agent-node3", ["sleep", "300"], node="node3")
     # "conmon": in the node netns, detached, not recorded.
-    conmon = subprocess.Popen(nsenter_argv(node.netns_path, ["sleep", "300"]),
-                              start_new_session=True)
+    conmon = sleeper(node.netns_path)
     # "container": in a pod netns named by the convention, not recorded.
     pod_ns = node.pod_netns_prefix + "pod1"
     pr_netns.create(pod_ns)
-    ctr = subprocess.Popen(nsenter_argv(naming.netns_path(pod_ns), ["sleep", "300"]),
-                           start_new_session=True)
+    ctr = sleeper(naming.netns_path(pod_ns))
     # "container" in the node's cgroup subtree, root netns.
     cg = subprocess.Popen(["sleep", "300"], start_new_session=True)
     cg_dir = os.path.join(naming.CGROUP_FS, "pids", node.cgroup_parent.lstrip("/"), "c1")
@@ -357,12 +372,10 @@ def _populate(lab, name):
     n1 = lab.node("node1")
     recs = [lab.start("apiserver", ["sleep", "300"]),
             lab.start("agent-node1", ["sleep", "300"], node="node1")]
-    stray = [subprocess.Popen(nsenter_argv(n1.netns_path, ["sleep", "300"]),
-                              start_new_session=True)]
+    stray = [sleeper(n1.netns_path)]
     pod_ns = n1.pod_netns_prefix + "pod1"
     pr_netns.create(pod_ns)
-    stray.append(subprocess.Popen(nsenter_argv(naming.netns_path(pod_ns), ["sleep", "300"]),
-                                  start_new_session=True))
+    stray.append(sleeper(naming.netns_path(pod_ns)))
     # A pod netns bind-mounted under the node's run dir (the other convention).
     nsdir = os.path.join(n1.run_dir, "netns")
     os.makedirs(nsdir)
@@ -464,4 +477,23 @@ def test_crash_is_fully_cleaned_by_name(lab):
             builder.wait(timeout=10)
         builder.stdin.close()
         builder.stdout.close()
+        lab_down(name)
+
+
+def test_failed_build_leaves_no_trace(monkeypatch):
+    from deploy.lab import topology
+
+    name = "e2efail"
+    lab_down(name)
+
+    def broken(ns_path):
+        raise naming.LabError("injected failure after the links exist")
+
+    monkeypatch.setattr(topology, "_bridge_nf", broken)
+    half = Lab(LabSpec(name=name, nodes=2, subnet="172.31.250.0/24"))
+    try:
+        with pytest.raises(naming.LabError, match="injected"):
+            half.build()
+        assert_no_trace(name, "172.31.250.0/24", [])
+    finally:
         lab_down(name)
