@@ -148,22 +148,30 @@ class LogEntry:
     text: str
 
 
-def _parse_cri(lines: list[str]) -> list[LogEntry]:
-    """Parse CRI log lines, joining partial (P) chunks into one entry."""
-    out: list[LogEntry] = []
-    pending: dict[str, list[str]] = {}
-    for line in lines:
-        parts = line.rstrip("\n").split(" ", 3)
-        if len(parts) < 4:
+class CRILogParser:
+    """Incremental parser of CRI log lines (``TIME STREAM F|P TEXT``).
+
+    Partial chunks (tag P, written by conmon for long lines) are joined, per
+    stream, with the following chunks up to the final F chunk, also across
+    ``feed()`` calls (so a follower never splits a line).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[str]] = {}
+
+    def feed(self, lines: list[str]) -> list[LogEntry]:
+        out: list[LogEntry] = []
+        for line in lines:
+            parts = line.rstrip("\n").split(" ", 3)
             if len(parts) == 3:
                 parts.append("")
-            else:
+            if len(parts) < 4:
                 continue
-        ts, stream, tag, text = parts
-        pending.setdefault(stream, []).append(text)
-        if tag != "P":
-            out.append(LogEntry(ts, stream, "".join(pending.pop(stream))))
-    return out
+            ts, stream, tag, text = parts
+            self._pending.setdefault(stream, []).append(text)
+            if tag != "P":
+                out.append(LogEntry(ts, stream, "".join(self._pending.pop(stream))))
+        return out
 
 
 class Runtime:
@@ -218,7 +226,7 @@ class Runtime:
             raise ContainerRuntimeError(f"container {cfg.id} already exists")
         self._creating += 1
         try:
-            await self._create(cfg, d)
+            pid = await self._create(cfg, d)
             await self._runc("start", cfg.id)
         except BaseException as exc:  # also on cancellation: never leave half a container
             self._creating -= 1
@@ -232,9 +240,13 @@ class Runtime:
             raise ContainerRuntimeError(f"create {cfg.id}: {exc}") from exc
         self._creating -= 1
         OP_LATENCY.labels("create_and_start").observe(time.perf_counter() - t0)
-        return await self.info(cfg.id)
+        meta = self._meta(cfg.id)
+        return ContainerInfo(cfg.id, cfg.name, dict(cfg.labels), meta["created_at"],
+                             ContainerState(RUNNING_, pid, started_at=meta.get("started_at")),
+                             str(self.log_path(cfg.id)), str(d))
 
-    async def _create(self, cfg: ContainerConfig, d: Path) -> None:
+    async def _create(self, cfg: ContainerConfig, d: Path) -> int:
+        """Mount the rootfs, write the bundle, run conmon (-> runc create); return the pid."""
         d.mkdir(parents=True)
         if cfg.layers:
             rootfs = d / "rootfs"
@@ -285,6 +297,7 @@ class Runtime:
                 f"runc create {cfg.id} failed: {msg.get('message', '')} {err}".strip())
         meta["started_at"] = time.time()
         (d / "meta.json").write_text(json.dumps(meta))
+        return int(msg["data"])
 
     # ------------------------------------------------------------------ state
     def _meta(self, cid: str) -> dict:
@@ -318,7 +331,10 @@ class Runtime:
         except (FileNotFoundError, ValueError):
             return None
         st = ContainerState(EXITED, 0, code, meta.get("started_at"), finished, self._oom_killed(cid))
-        cached.write_text(json.dumps(asdict(st)))
+        try:
+            cached.write_text(json.dumps(asdict(st)))
+        except FileNotFoundError:
+            pass  # removed concurrently
         return st
 
     def _conmon_alive(self, cid: str) -> bool:
@@ -502,7 +518,7 @@ class Runtime:
             lines = self.log_path(cid).read_text(errors="replace").splitlines(keepends=True)
         except FileNotFoundError:
             return []
-        entries = _parse_cri(lines)
+        entries = CRILogParser().feed(lines)
         return entries[-tail:] if tail else entries
 
     async def follow_log(self, cid: str, poll: float = 0.1) -> AsyncIterator[LogEntry]:
@@ -512,6 +528,7 @@ class Runtime:
             if (self.exits / cid).exists() or not (self.ctrs / cid).exists():
                 return
             await asyncio.sleep(poll)
+        parser = CRILogParser()
         with open(path, errors="replace") as f:
             buf = ""
             while True:
@@ -519,7 +536,7 @@ class Runtime:
                 if chunk:
                     buf += chunk
                     *complete, buf = buf.split("\n")
-                    for e in _parse_cri([c + "\n" for c in complete]):
+                    for e in parser.feed(complete):
                         yield e
                     continue
                 if (self.exits / cid).exists() or not (self.ctrs / cid).exists():

@@ -91,6 +91,19 @@ def test_ipam_file_per_ip(tmp_path):
     assert ipam.list_allocations() == {}
 
 
+def test_ipam_concurrent_allocators_never_share_an_ip(tmp_path):
+    """Four allocators (as if four agent processes) race on one state dir."""
+    from concurrent.futures import ThreadPoolExecutor
+    ipams = [IPAM("10.250.4.0/26", tmp_path) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        ips = list(pool.map(lambda i: ipams[i % 4].allocate(f"owner-{i}"), range(60)))
+    assert len(set(ips)) == 60
+    assert ipams[0].list_allocations() == {ip: f"owner-{i}" for i, ip in enumerate(ips)}
+    assert ipams[1].allocate("late") not in ips  # 62 hosts - gateway = 61: one was left
+    with pytest.raises(IPAMExhausted):
+        ipams[2].allocate("later")
+
+
 async def test_sync_routes_only_touches_ours(node_netns, node_net):
     node = _node(node_netns)
     in_netns(node, "ip", "link", "add", "kctltdum", "type", "bridge", check=True)
