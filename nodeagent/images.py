@@ -37,7 +37,9 @@ Unpacking: ``.wh.NAME`` becomes a char device 0:0, ``.wh..wh..opq`` sets
 ``trusted.overlay.opaque=y`` on its directory after the layer; tarfile with
 ``numeric_owner=True`` and ``filter='fully_trusted'`` (applets are absolute
 symlinks); we reject ``..`` and absolute names, members below a symlink, and
-hard links we create ourselves without following symlinks. Needs root.
+hard links we create ourselves without following symlinks. Whiteouts need root
+(mknod 0:0, trusted.* xattrs); without root other layers still unpack, but
+owners are not preserved (tarfile only chowns as root).
 """
 from __future__ import annotations
 

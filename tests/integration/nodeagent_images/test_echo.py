@@ -21,8 +21,6 @@ import pytest
 
 from nodeagent.images import ImageStore
 
-from .test_unpack import overlay  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.root
 
 CLIENT = r"""
@@ -48,7 +46,7 @@ print(json.dumps({"seq": seq, "conc": conc}))
 
 
 @pytest.fixture
-def run_echo(registry, store_root, overlay):  # noqa: F811
+def run_echo(registry, store_root, overlay):
     procs = []
 
     async def run(env_extra: dict, uts_name: str) -> tuple[subprocess.Popen, int]:

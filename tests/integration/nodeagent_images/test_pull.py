@@ -9,8 +9,6 @@ from prometheus_client import REGISTRY
 
 from nodeagent.images import ImagePullError, ImageStore, lowerdirs
 
-pytestmark = pytest.mark.root  # unpacking sets owners and device nodes
-
 
 def mirror_store(root, registry, skopeo_bin):
     return ImageStore(root, mirrors={"docker.io": registry.url}, skopeo=skopeo_bin)

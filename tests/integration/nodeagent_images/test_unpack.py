@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
 from nodeagent.images import ImagePullError, ImageStore, lowerdirs
 
 from .conftest import is_whiteout, make_layout
-
-pytestmark = pytest.mark.root
 
 BASE = [
     ("a", "dir", None), ("a/x", "file", "x\n"), ("a/y", "file", "y\n"),
@@ -28,24 +25,7 @@ TOP = [
 ]
 
 
-@pytest.fixture
-def overlay(tmp_path):
-    """mount(lowers) -> merged dir; unmounted at teardown."""
-    mounted = []
-
-    def mount(lowers: list[str]) -> str:
-        merged = tmp_path / f"merged{len(mounted)}"
-        merged.mkdir()
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=" + ":".join(lowers),
-                        str(merged)], check=True)
-        mounted.append(str(merged))
-        return str(merged)
-
-    yield mount
-    for m in reversed(mounted):
-        subprocess.run(["umount", m], check=False)
-
-
+@pytest.mark.root  # mknod 0:0, trusted.* xattrs, mount
 async def test_whiteouts_and_opaque_dirs(tmp_path, store_root, overlay):
     store = ImageStore(store_root)
     image = await store.pull(make_layout(str(tmp_path / "wh"), [BASE, TOP]))
