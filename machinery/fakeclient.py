@@ -1,0 +1,444 @@
+"""An in-memory stand-in for machinery.client.Client, for UNIT tests only.
+
+Controllers and the scheduler take their client by injection (design §6.6);
+their unit tests hand them a FakeClient. Integration tests use the real
+apiserver: this fake never replaces the real path.
+
+What it models, the way the apiserver does:
+* one global resourceVersion counter (etcd's revision): every write bumps it,
+  lists return it, objects carry the revision of their last write;
+* create (AlreadyExists, generateName, uid, creationTimestamp, generation 1),
+  update (NotFound, Conflict on a stale resourceVersion, generation bumped on
+  spec change, status kept: only update_status writes status for kinds with
+  a status subresource), delete (preconditions; objects with finalizers only
+  get a deletionTimestamp), bind / bind_batch for pods;
+* label and field selectors (machinery/selectors.py when present);
+* watches from a resourceVersion, replayed from an in-memory history, with
+  ADDED/DELETED when an object enters/leaves a selector;
+* `expire_watches()` (open watches raise errors.Expired and older versions
+  cannot be watched any more), `end_watches()` (streams end cleanly) and
+  `fail_next(method, exc)` to inject errors.
+
+Concurrency: everything runs on the event loop and no method awaits between
+reading and writing state, so each call is atomic. A watch registers its queue
+and replays history in one synchronous step, so it never misses or doubles an
+event. `actions` records (verb, kind, namespace, name) for assertions.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
+
+from machinery import codec, errors, kinds
+from machinery.client import WatchEvent
+
+_EXPIRE = object()
+_END = object()
+
+
+def kind_info(kind) -> kinds.KindInfo:
+    if isinstance(kind, kinds.KindInfo):
+        return kind
+    if isinstance(kind, type):
+        return kinds.of(kind)
+    return kinds.resolve(kind)
+
+
+# ------------------------------------------------------------ selectors
+
+def _label_matcher(selector: str):
+    if not selector:
+        return lambda labels: True
+    try:
+        from machinery import selectors  # written by another engineer
+        sel = selectors.parse_label_selector(selector)
+        return sel.matches
+    except ImportError:
+        return _simple_label_matcher(selector)
+
+
+def _field_matcher(selector: str):
+    if not selector:
+        return lambda obj: True
+    try:
+        from machinery import selectors
+        sel = selectors.parse_field_selector(selector)
+        return sel.matches
+    except ImportError:
+        return _simple_field_matcher(selector)
+
+
+def _simple_label_matcher(selector: str):
+    """Fallback until machinery/selectors.py lands: =, ==, !=, exists, !exists, in, notin."""
+    reqs = []
+    for part in re.findall(r"[^,(]+(?:\([^)]*\))?", selector):
+        part = part.strip()
+        m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", part)
+        if m:
+            vals = {v.strip() for v in m.group(3).split(",")}
+            reqs.append((m.group(1), m.group(2), vals))
+        elif "!=" in part:
+            k, v = part.split("!=", 1)
+            reqs.append((k.strip(), "!=", {v.strip()}))
+        elif "=" in part:
+            k, v = re.split("==?", part, maxsplit=1)
+            reqs.append((k.strip(), "=", {v.strip()}))
+        elif part.startswith("!"):
+            reqs.append((part[1:], "!exists", set()))
+        elif part:
+            reqs.append((part, "exists", set()))
+
+    def matches(labels) -> bool:
+        for k, op, vals in reqs:
+            has = k in labels
+            if op in ("=", "in") and not (has and labels[k] in vals):
+                return False
+            if op in ("!=", "notin") and has and labels[k] in vals:
+                return False
+            if op == "exists" and not has or op == "!exists" and has:
+                return False
+        return True
+    return matches
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _simple_field_matcher(selector: str):
+    reqs = []
+    for part in selector.split(","):
+        neg = "!=" in part
+        k, v = re.split("!=|==?", part, maxsplit=1)
+        reqs.append((k.strip(), v.strip(), neg))
+
+    def matches(obj) -> bool:
+        for path, want, neg in reqs:
+            cur = obj
+            for seg in path.split("."):
+                cur = getattr(cur, _snake(seg), "")
+            if (str(cur) == want) == neg:
+                return False
+        return True
+    return matches
+
+
+# ------------------------------------------------------------ the fake
+
+@dataclass
+class _Change:
+    rv: int
+    kind: str
+    type: str                 # ADDED, MODIFIED, DELETED
+    obj: Message
+    old: Message | None
+
+
+@dataclass
+class _Watcher:
+    kind: str
+    namespace: str
+    labels: object
+    fields: object
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+class FakeClient:
+    """Same async interface as machinery.client.Client, backed by dicts."""
+
+    def __init__(self, *, clock=time.time):
+        self.clock = clock
+        self.target = "fake"
+        self.warnings: list[str] = []
+        self._rv = itertools.count(1)
+        self.resource_version = 0
+        self._objects: dict[str, dict[tuple[str, str], Message]] = defaultdict(dict)
+        self._history: list[_Change] = []
+        self._compacted = 0           # watching from an rv below this is Expired
+        self._watchers: list[_Watcher] = []
+        self._failures: dict[str, list[Exception]] = defaultdict(list)
+        self.actions: list[tuple[str, str, str, str]] = []
+
+    # ------------------------------------------------------------ test hooks
+
+    def fail_next(self, method: str, exc: Exception, times: int = 1) -> None:
+        """Make the next `times` calls of `method` ("create", "list", "watch", ...) raise exc."""
+        self._failures[method].extend([exc] * times)
+
+    def expire_watches(self) -> None:
+        """Open watches raise errors.Expired; resourceVersions up to now become too old."""
+        self._compacted = self.resource_version + 1
+        self._history.clear()
+        for w in self._watchers:
+            w.queue.put_nowait(_EXPIRE)
+
+    def end_watches(self) -> None:
+        """Open watch streams end normally (as when the apiserver closes them)."""
+        for w in self._watchers:
+            w.queue.put_nowait(_END)
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._watchers)
+
+    def objects(self, kind) -> list[Message]:
+        return [codec.copy(o) for o in self._objects[kind_info(kind).kind].values()]
+
+    def _check(self, method: str) -> None:
+        if self._failures[method]:
+            raise self._failures[method].pop(0)
+
+    # ------------------------------------------------------------ internals
+
+    def _now(self):
+        from google.protobuf.timestamp_pb2 import Timestamp
+        ts = Timestamp()
+        ts.FromNanoseconds(int(self.clock() * 1e9) // 1000 * 1000)
+        return ts
+
+    def _next_rv(self) -> int:
+        self.resource_version = next(self._rv)
+        return self.resource_version
+
+    def _record(self, info, type_, obj, old) -> None:
+        ch = _Change(self.resource_version, info.kind, type_, codec.copy(obj), old)
+        self._history.append(ch)
+        for w in self._watchers:
+            ev = self._event_for(w, ch)
+            if ev is not None:
+                w.queue.put_nowait(ev)
+
+    @staticmethod
+    def _event_for(w: _Watcher, ch: _Change) -> WatchEvent | None:
+        if ch.kind != w.kind:
+            return None
+
+        def visible(o):
+            return (o is not None and (not w.namespace or o.metadata.namespace == w.namespace)
+                    and w.labels(o.metadata.labels) and w.fields(o))
+        now, before = visible(ch.obj), visible(ch.old)
+        if ch.type == "MODIFIED":
+            type_ = "MODIFIED" if now and before else "ADDED" if now else "DELETED" if before else None
+        else:
+            type_ = ch.type if now else None
+        if type_ is None:
+            return None
+        return WatchEvent(type_, codec.copy(ch.obj), str(ch.rv))
+
+    def _key(self, info, namespace, name):
+        return (namespace if info.namespaced else "", name)
+
+    def _stored(self, info, namespace, name) -> Message:
+        obj = self._objects[info.kind].get(self._key(info, namespace, name))
+        if obj is None:
+            raise errors.NotFound(f'{info.resource} "{name}" not found', kind=info.plural, name=name)
+        return obj
+
+    # ------------------------------------------------------------ CRUD
+
+    async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
+        self._check("create")
+        info = kinds.of(obj)
+        new = codec.copy(obj)
+        md = new.metadata
+        if info.namespaced and not md.namespace:
+            md.namespace = "default"
+        if not md.name and md.generate_name:
+            md.name = md.generate_name + uuid.uuid4().hex[:5]
+        if not md.name:
+            raise errors.Invalid.of(info.kind, "", [errors.required("metadata.name")], kind=info.kind)
+        key = self._key(info, md.namespace, md.name)
+        self.actions.append(("create", info.kind, key[0], md.name))
+        if key in self._objects[info.kind]:
+            raise errors.AlreadyExists(f'{info.resource} "{md.name}" already exists',
+                                       kind=info.plural, name=md.name)
+        new.api_version, new.kind = info.api_version, info.kind
+        md.uid = str(uuid.uuid4())
+        md.creation_timestamp.CopyFrom(self._now())
+        md.generation = 1
+        if dry_run:
+            return new
+        md.resource_version = str(self._next_rv())
+        self._objects[info.kind][key] = new
+        self._record(info, "ADDED", new, None)
+        return codec.copy(new)
+
+    async def get(self, kind, name: str, namespace: str = "") -> Message:
+        self._check("get")
+        info = kind_info(kind)
+        self.actions.append(("get", info.kind, namespace, name))
+        return codec.copy(self._stored(info, namespace or "default", name))
+
+    async def list(self, kind, namespace: str = "", *, label_selector: str = "",
+                   field_selector: str = "", timeout: float | None = None) -> tuple[list[Message], str]:
+        self._check("list")
+        info = kind_info(kind)
+        self.actions.append(("list", info.kind, namespace, ""))
+        labels, fields = _label_matcher(label_selector), _field_matcher(field_selector)
+        items = [codec.copy(o) for (ns, _), o in sorted(self._objects[info.kind].items())
+                 if (not namespace or not info.namespaced or ns == namespace)
+                 and labels(o.metadata.labels) and fields(o)]
+        return items, str(self.resource_version)
+
+    def _write(self, info, old: Message, new: Message) -> Message:
+        new.api_version, new.kind = info.api_version, info.kind
+        new.metadata.uid = old.metadata.uid
+        new.metadata.creation_timestamp.CopyFrom(old.metadata.creation_timestamp)
+        if old.metadata.HasField("deletion_timestamp"):
+            new.metadata.deletion_timestamp.CopyFrom(old.metadata.deletion_timestamp)
+        new.metadata.generation = old.metadata.generation
+        if hasattr(new, "spec") and new.spec != old.spec:
+            new.metadata.generation += 1
+        if old == new:
+            return codec.copy(old)    # no-op update: no new revision, like the apiserver
+        new.metadata.resource_version = str(self._next_rv())
+        if new.metadata.HasField("deletion_timestamp") and not new.metadata.finalizers:
+            del self._objects[info.kind][self._key(info, new.metadata.namespace, new.metadata.name)]
+            self._record(info, "DELETED", new, old)
+            return codec.copy(new)
+        self._objects[info.kind][self._key(info, new.metadata.namespace, new.metadata.name)] = new
+        self._record(info, "MODIFIED", new, old)
+        return codec.copy(new)
+
+    def _prepare_update(self, obj: Message, verb: str):
+        self._check(verb)
+        info = kinds.of(obj)
+        ns = obj.metadata.namespace or ("default" if info.namespaced else "")
+        self.actions.append((verb, info.kind, ns, obj.metadata.name))
+        old = self._stored(info, ns, obj.metadata.name)
+        rv = obj.metadata.resource_version
+        if rv and rv != old.metadata.resource_version:
+            raise errors.Conflict(
+                f'Operation cannot be fulfilled on {info.resource} "{obj.metadata.name}": the object '
+                "has been modified; please apply your changes to the latest version and try again",
+                kind=info.plural, name=obj.metadata.name)
+        new = codec.copy(obj)
+        new.metadata.namespace = ns
+        return info, old, new
+
+    async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
+        info, old, new = self._prepare_update(obj, "update")
+        if info.has_status and hasattr(new, "status"):
+            new.status.CopyFrom(old.status)
+        if dry_run:
+            return new
+        return self._write(info, old, new)
+
+    async def update_status(self, obj: Message) -> Message:
+        info, old, new = self._prepare_update(obj, "update_status")
+        status = codec.copy(new.status)
+        new = codec.copy(old)
+        new.status.CopyFrom(status)
+        new.metadata.resource_version = old.metadata.resource_version
+        return self._write(info, old, new)
+
+    async def delete(self, kind, name: str, namespace: str = "", *, grace_period: int | None = None,
+                     propagation: str = "", uid: str = "", resource_version: str = "",
+                     dry_run: bool = False) -> tuple[Message, bool]:
+        """Deletes at once (no graceful pod deletion, no garbage collection);
+        an object with finalizers only gets its deletionTimestamp."""
+        self._check("delete")
+        info = kind_info(kind)
+        ns = (namespace or "default") if info.namespaced else ""
+        self.actions.append(("delete", info.kind, ns, name))
+        old = self._stored(info, ns, name)
+        if uid and uid != old.metadata.uid or resource_version and resource_version != old.metadata.resource_version:
+            raise errors.Conflict(f'Precondition failed for {info.resource} "{name}"', kind=info.plural, name=name)
+        if dry_run:
+            return codec.copy(old), True
+        if old.metadata.finalizers:
+            if old.metadata.HasField("deletion_timestamp"):
+                return codec.copy(old), False
+            new = codec.copy(old)
+            new.metadata.deletion_timestamp.CopyFrom(self._now())
+            return self._write(info, old, new), False
+        del self._objects[info.kind][(ns, name)]
+        gone = codec.copy(old)
+        gone.metadata.resource_version = str(self._next_rv())
+        self._record(info, "DELETED", gone, old)
+        return codec.copy(gone), True
+
+    # ------------------------------------------------------------ watch
+
+    async def watch(self, kind, namespace: str = "", *, resource_version: str = "",
+                    label_selector: str = "", field_selector: str = "",
+                    allow_bookmarks: bool = False):
+        self._check("watch")
+        info = kind_info(kind)
+        w = _Watcher(info.kind, namespace if info.namespaced else "",
+                     _label_matcher(label_selector), _field_matcher(field_selector))
+        if resource_version and int(resource_version) < self._compacted - 1:
+            raise errors.Expired(f"too old resource version: {resource_version} ({self._compacted})")
+        if not resource_version:
+            for o in list(self._objects[info.kind].values()):
+                ev = self._event_for(w, _Change(self.resource_version, info.kind, "ADDED", o, None))
+                if ev:
+                    ev.resource_version = o.metadata.resource_version
+                    w.queue.put_nowait(ev)
+        else:
+            for ch in self._history:
+                if ch.rv > int(resource_version):
+                    ev = self._event_for(w, ch)
+                    if ev:
+                        w.queue.put_nowait(ev)
+        self._watchers.append(w)
+        try:
+            while True:
+                ev = await w.queue.get()
+                if ev is _EXPIRE:
+                    raise errors.Expired("too old resource version")
+                if ev is _END:
+                    return
+                yield ev
+        finally:
+            self._watchers.remove(w)
+
+    # ------------------------------------------------------------ pods
+
+    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str = "",
+                   annotations: dict[str, str] | None = None) -> Message:
+        self._check("bind")
+        info = kinds.BY_KIND["Pod"]
+        self.actions.append(("bind", "Pod", namespace, name))
+        old = self._stored(info, namespace or "default", name)
+        if uid and uid != old.metadata.uid:
+            raise errors.Conflict(f'Precondition failed: UID in precondition: {uid}, UID in object meta: '
+                                  f'{old.metadata.uid}', kind="pods", name=name)
+        if old.spec.node_name:
+            raise errors.Conflict(f'pod {name} is already assigned to node "{old.spec.node_name}"',
+                                  kind="pods", name=name)
+        new = codec.copy(old)
+        new.spec.node_name = node_name
+        for k, v in (annotations or {}).items():
+            new.metadata.annotations[k] = v
+        return self._write(info, old, new)
+
+    async def bind_batch(self, bindings) -> list[errors.ApiError | None]:
+        results: list[errors.ApiError | None] = []
+        for b in bindings:
+            try:
+                await self.bind(b.namespace, b.name, b.node_name, uid=b.uid, annotations=dict(b.annotations))
+                results.append(None)
+            except errors.ApiError as exc:
+                results.append(exc)
+        return results
+
+    async def version(self):
+        from machinery.pb import api_pb2
+        return api_pb2.VersionResponse(git_version="fake", platform="fake", etcd_version="")
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        pass

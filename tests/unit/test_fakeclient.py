@@ -1,0 +1,185 @@
+"""The fake client behaves like the apiserver where unit tests rely on it."""
+import asyncio
+
+import pytest
+
+from machinery import errors, kinds
+from machinery.fakeclient import FakeClient
+from machinery.pb import api_pb2
+
+
+def pod(name, ns="default", labels=None, node=""):
+    p = kinds.new("Pod")
+    p.metadata.name, p.metadata.namespace = name, ns
+    p.metadata.labels.update(labels or {})
+    p.spec.node_name = node
+    p.spec.containers.add(name="c", image="busybox")
+    return p
+
+
+def node(name):
+    n = kinds.new("Node")
+    n.metadata.name = name
+    return n
+
+
+async def test_create_get_list_and_resource_versions():
+    c = FakeClient()
+    a = await c.create(pod("a", labels={"app": "web"}))
+    b = await c.create(pod("b", ns="other"))
+    assert a.metadata.uid and a.metadata.uid != b.metadata.uid
+    assert a.metadata.generation == 1 and a.metadata.HasField("creation_timestamp")
+    assert int(b.metadata.resource_version) > int(a.metadata.resource_version)
+    with pytest.raises(errors.AlreadyExists):
+        await c.create(pod("a"))
+    with pytest.raises(errors.NotFound):
+        await c.get("Pod", "zzz", "default")
+    assert (await c.get("pods", "a", "default")) == a
+    items, rv = await c.list("Pod")
+    assert [p.metadata.name for p in items] == ["a", "b"] and rv == b.metadata.resource_version
+    items, _ = await c.list("Pod", "other")
+    assert [p.metadata.name for p in items] == ["b"]
+    items, _ = await c.list("Pod", label_selector="app=web")
+    assert [p.metadata.name for p in items] == ["a"]
+    items, _ = await c.list("Pod", label_selector="app!=web")
+    assert [p.metadata.name for p in items] == ["b"]
+    items, _ = await c.list("Pod", field_selector="metadata.namespace=other")
+    assert [p.metadata.name for p in items] == ["b"]
+    n = await c.create(node("n1"))
+    assert n.metadata.namespace == ""
+    assert (await c.get("Node", "n1")).metadata.name == "n1"
+
+
+async def test_generate_name():
+    c = FakeClient()
+    p = pod("")
+    p.metadata.generate_name = "web-"
+    got = await c.create(p)
+    assert got.metadata.name.startswith("web-") and len(got.metadata.name) > 4
+
+
+async def test_update_conflict_generation_and_status_subresource():
+    c = FakeClient()
+    p = await c.create(pod("a"))
+    stale = p.__class__()
+    stale.CopyFrom(p)
+    p.metadata.labels["x"] = "1"
+    p.status.phase = "Running"                 # ignored by update
+    p1 = await c.update(p)
+    assert p1.metadata.generation == 1 and p1.status.phase == ""
+    assert int(p1.metadata.resource_version) > int(p.metadata.resource_version)
+    with pytest.raises(errors.Conflict):
+        await c.update(stale)
+    p1.spec.containers[0].image = "busybox:2"
+    p2 = await c.update(p1)
+    assert p2.metadata.generation == 2
+    p2.status.phase = "Running"
+    p2.spec.containers[0].image = "ignored"
+    p3 = await c.update_status(p2)
+    assert p3.status.phase == "Running" and p3.spec.containers[0].image == "busybox:2"
+    assert p3.metadata.generation == 2 and p3.metadata.uid == p.metadata.uid
+    # a no-op update does not make a new revision
+    p4 = await c.update(p3)
+    assert p4.metadata.resource_version == p3.metadata.resource_version
+
+
+async def test_delete_preconditions_and_finalizers():
+    c = FakeClient()
+    p = await c.create(pod("a"))
+    with pytest.raises(errors.Conflict):
+        await c.delete("Pod", "a", "default", uid="not-the-uid")
+    obj, deleted = await c.delete("Pod", "a", "default", uid=p.metadata.uid)
+    assert deleted and obj.metadata.name == "a"
+    with pytest.raises(errors.NotFound):
+        await c.get("Pod", "a", "default")
+    f = pod("f")
+    f.metadata.finalizers.append("x/y")
+    f = await c.create(f)
+    obj, deleted = await c.delete("Pod", "f", "default")
+    assert not deleted and obj.metadata.HasField("deletion_timestamp")
+    del obj.metadata.finalizers[:]
+    await c.update(obj)                        # removing the last finalizer deletes it
+    with pytest.raises(errors.NotFound):
+        await c.get("Pod", "f", "default")
+
+
+async def test_bind_and_bind_batch():
+    c = FakeClient()
+    await c.create(pod("a"))
+    await c.create(pod("b"))
+    bound = await c.bind("default", "a", "n1", annotations={"k": "v"})
+    assert bound.spec.node_name == "n1" and bound.metadata.annotations["k"] == "v"
+    with pytest.raises(errors.Conflict):
+        await c.bind("default", "a", "n2")
+    res = await c.bind_batch([api_pb2.BindRequest(namespace="default", name="b", node_name="n2"),
+                              api_pb2.BindRequest(namespace="default", name="zz", node_name="n2")])
+    assert res[0] is None and isinstance(res[1], errors.NotFound)
+    assert (await c.get("Pod", "b", "default")).spec.node_name == "n2"
+
+
+async def next_event(it):
+    return await asyncio.wait_for(it.__anext__(), 5)
+
+
+async def test_watch_from_resource_version_and_selectors():
+    c = FakeClient()
+    a = await c.create(pod("a", labels={"app": "web"}))
+    _, rv = await c.list("Pod")
+    await c.create(pod("b", labels={"app": "web"}))
+    w = c.watch("Pod", resource_version=rv, label_selector="app=web")
+    ev = await next_event(w)
+    assert (ev.type, ev.object.metadata.name) == ("ADDED", "b")     # history replay
+    a.metadata.labels["app"] = "db"
+    await c.update(a)                          # leaves the selector: DELETED
+    ev = await next_event(w)
+    assert (ev.type, ev.object.metadata.name) == ("DELETED", "a")
+    await c.create(pod("c", labels={"app": "db"}))                   # never visible
+    await c.delete("Pod", "b", "default")
+    ev = await next_event(w)
+    assert (ev.type, ev.object.metadata.name) == ("DELETED", "b")
+    assert int(ev.resource_version) == c.resource_version
+    await w.aclose()
+    assert c.watch_count == 0
+
+
+async def test_watch_without_resource_version_starts_with_current_state():
+    c = FakeClient()
+    await c.create(pod("a"))
+    w = c.watch("Pod")
+    ev = await next_event(w)
+    assert (ev.type, ev.object.metadata.name) == ("ADDED", "a")
+    await c.create(pod("b"))
+    assert (await next_event(w)).object.metadata.name == "b"
+    await w.aclose()
+
+
+async def watching(c, n):
+    while c.watch_count != n:
+        await asyncio.sleep(0.001)
+
+
+async def test_expire_end_and_injected_failures():
+    c = FakeClient()
+    await c.create(pod("a"))
+    _, rv = await c.list("Pod")
+    w = c.watch("Pod", resource_version=rv)
+    task = asyncio.ensure_future(next_event(w))
+    await watching(c, 1)
+    c.expire_watches()
+    with pytest.raises(errors.Expired):
+        await task
+    with pytest.raises(errors.Expired):
+        await next_event(c.watch("Pod", resource_version="0"))
+    _, rv2 = await c.list("Pod")               # the current version is watchable
+    w2 = c.watch("Pod", resource_version=rv2)
+    task = asyncio.ensure_future(next_event(w2))
+    await watching(c, 1)
+    c.end_watches()
+    with pytest.raises(StopAsyncIteration):
+        await task
+    c.fail_next("list", errors.Unavailable("down"), times=2)
+    for _ in range(2):
+        with pytest.raises(errors.Unavailable):
+            await c.list("Pod")
+    assert len((await c.list("Pod"))[0]) == 1
+    assert ("create", "Pod", "default", "a") in c.actions
