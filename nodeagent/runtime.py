@@ -175,6 +175,12 @@ class CRILogParser:
 
 
 class Runtime:
+    """Containers under one root dir.  All state is on disk: a new Runtime on the
+    same root (and cgroup_parent) re-adopts every container (``list()``).
+
+    Give each node agent on a machine its own root and cgroup_parent.
+    """
+
     def __init__(self, root_dir: str | os.PathLike, cgroup_parent: str = "kctl"):
         self.root = Path(root_dir)
         self.cgroup_parent = cgroup_parent.strip("/")
@@ -201,9 +207,12 @@ class Runtime:
 
     async def _cmd(self, *argv: str, stdin: bytes | None = None,
                    timeout: float = 60) -> tuple[int, bytes, bytes]:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            raise ContainerRuntimeError(f"cannot run {argv[0]}: {exc}") from exc
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
         except asyncio.TimeoutError:
@@ -222,8 +231,10 @@ class Runtime:
     async def create_and_start(self, cfg: ContainerConfig) -> ContainerInfo:
         t0 = time.perf_counter()
         d = self._dir(cfg.id)
-        if d.exists():
-            raise ContainerRuntimeError(f"container {cfg.id} already exists")
+        try:
+            d.mkdir(parents=True)  # claims the id atomically
+        except FileExistsError as exc:
+            raise ContainerRuntimeError(f"container {cfg.id} already exists") from exc
         self._creating += 1
         try:
             pid = await self._create(cfg, d)
@@ -247,7 +258,6 @@ class Runtime:
 
     async def _create(self, cfg: ContainerConfig, d: Path) -> int:
         """Mount the rootfs, write the bundle, run conmon (-> runc create); return the pid."""
-        d.mkdir(parents=True)
         if cfg.layers:
             rootfs = d / "rootfs"
             for sub in ("rootfs", "upper", "work"):

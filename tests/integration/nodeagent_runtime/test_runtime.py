@@ -202,6 +202,11 @@ async def test_errors_are_translated_and_leave_nothing(runtime, busybox_rootfs):
         await runtime.create_and_start(cfg(busybox_rootfs, "bad2", SLEEP,
                                            netns_path="/var/run/netns/kctltest-does-not-exist"))
     assert "bad2" in str(ei.value)
+    await runtime.create_and_start(cfg(busybox_rootfs, "dup1", SLEEP))
+    with pytest.raises(ContainerRuntimeError, match="already exists"):
+        await runtime.create_and_start(cfg(busybox_rootfs, "dup1", SLEEP))
+    assert (await runtime.state("dup1")).status == "running"  # the first one is untouched
+    await runtime.remove("dup1")
     assert (await runtime.state("nope")).status == "unknown"
     assert await runtime.list() == []
     assert leftovers(rt=runtime) == []
