@@ -43,6 +43,10 @@ DATA_ROOT = "/var/lib/kctl-lab"
 NETNS_DIR = "/var/run/netns"
 CGROUP_FS = "/sys/fs/cgroup"
 CGROUP_TOP = "kctl-lab"
+# Serialises subnet choice + address assignment of concurrent `build()`s, so
+# two labs never pick the same free subnet. Outside STATE_ROOT on purpose:
+# lab_down removes STATE_ROOT when the last lab is gone.
+BUILD_LOCK = "/run/lock/kctl-lab.lock"
 
 MAX_NODES = 99
 _NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
@@ -59,6 +63,12 @@ def check_lab_name(name: str) -> str:
             "(interface names derived from it must fit in 15 characters)"
         )
     return name
+
+
+def check_nodes(nodes: int) -> int:
+    if not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+        raise LabError(f"nodes must be 1..{MAX_NODES}, got {nodes!r}")
+    return nodes
 
 
 def prefix(lab: str) -> str:

@@ -33,11 +33,18 @@ def nsenter_argv(path: str, argv: list[str]) -> list[str]:
 
 
 def netns_inode(path: str) -> int | None:
-    """Inode identifying the namespace bound at `path` (None if missing)."""
+    """Inode identifying the namespace bound at `path`.
+
+    None if `path` is missing or is not a namespace (e.g. the empty file a
+    crashed ``netns create`` leaves behind): its inode number belongs to
+    another file system and must not be matched against /proc/*/ns/net.
+    """
     try:
-        return os.stat(path).st_ino
+        st = os.stat(path)
+        nsfs_dev = os.stat("/proc/self/ns/net").st_dev
     except OSError:
         return None
+    return st.st_ino if st.st_dev == nsfs_dev else None
 
 
 def list_netns(prefix: str = "") -> list[str]:

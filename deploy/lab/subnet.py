@@ -27,7 +27,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
 
-from deploy.lab.naming import MAX_NODES, STATE_ROOT, LabError
+from deploy.lab.naming import STATE_ROOT, LabError, check_nodes
 
 CLUSTER_RANGES = (IPv4Network("10.244.0.0/16"), IPv4Network("10.96.0.0/16"))
 CP_OFFSET = 1
@@ -95,8 +95,7 @@ def recorded_lab_subnets(state_root: str = STATE_ROOT, exclude: str | None = Non
 
 
 def check_capacity(subnet: IPv4Network, nodes: int) -> None:
-    if not 1 <= nodes <= MAX_NODES:
-        raise LabError(f"nodes must be 1..{MAX_NODES}, got {nodes}")
+    check_nodes(nodes)
     last = NODE_OFFSET + nodes  # offset of the last node address
     if last >= subnet.num_addresses - 1:
         raise LabError(f"subnet {subnet} too small for {nodes} nodes (need +{last})")

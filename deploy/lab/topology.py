@@ -38,6 +38,7 @@ Failure injection:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -83,7 +84,7 @@ def _iptables() -> str:
 class Lab:
     def __init__(self, spec: LabSpec = LabSpec()):
         naming.check_lab_name(spec.name)
-        subnets.check_capacity(IPv4Network("0.0.0.0/24"), spec.nodes)
+        naming.check_nodes(spec.nodes)
         self.spec = spec
         self.name = spec.name
         self.prefix = naming.prefix(spec.name)
@@ -150,25 +151,33 @@ class Lab:
             return bool(ipr.link_lookup(ifname=naming.cp_link(self.name)))
 
     def build(self) -> "Lab":
-        """Create namespaces, bridge, veths, addresses, sysctls. All or nothing."""
-        if self.exists():
-            raise LabError(f"lab {self.name} already exists: run lab down {self.name} first")
-        in_use = subnets.host_networks() + subnets.recorded_lab_subnets(exclude=self.name)
-        self.subnet = subnets.choose_subnet(in_use, self.spec.nodes, self.spec.subnet)
-        try:
-            self.store.update(self._initial_state)
-            self._build_network()
-            for n in self.nodes:
-                os.makedirs(n.run_dir, exist_ok=True)
-                os.makedirs(n.data_dir, exist_ok=True)
-            self.store.update(lambda s: s.__setitem__("phase", "ready"))
-        except BaseException as exc:
+        """Create namespaces, bridge, veths, addresses, sysctls. All or nothing.
+
+        Holds a machine-wide lock while choosing the subnet and creating the
+        links, so concurrent builds of different labs pick different subnets.
+        """
+        with _build_lock():
+            if self.exists():
+                raise LabError(f"lab {self.name} already exists: run lab down {self.name} first")
+            in_use = subnets.host_networks() + subnets.recorded_lab_subnets(exclude=self.name)
+            self.subnet = subnets.choose_subnet(in_use, self.spec.nodes, self.spec.subnet)
             try:
-                self.destroy()
-            except Exception as cleanup_exc:  # keep the original error visible
-                exc.add_note(f"cleanup after failed build also failed: {cleanup_exc}")
-            raise
+                self.store.update(self._initial_state)
+                self._build_network()
+                for n in self.nodes:
+                    os.makedirs(n.run_dir, exist_ok=True)
+                    os.makedirs(n.data_dir, exist_ok=True)
+                self.store.update(lambda s: s.__setitem__("phase", "ready"))
+            except BaseException as exc:
+                self._undo(exc)
+                raise
         return self
+
+    def _undo(self, exc: BaseException) -> None:
+        try:
+            self.destroy()
+        except Exception as cleanup_exc:  # keep the original error visible
+            exc.add_note(f"cleanup after failed build also failed: {cleanup_exc}")
 
     def _initial_state(self, s: dict) -> None:
         s.update(
@@ -191,6 +200,9 @@ class Lab:
             root = stack.enter_context(IPRoute())
             labipr = stack.enter_context(IPRoute(netns=labns))
             _up(labipr, "lo")
+            # The lab bridge is a plain switch: its frames skip iptables.
+            with contextlib.suppress(OSError):
+                write_sysctl("net.bridge.bridge-nf-call-iptables", "0", labns_path)
             labipr.link("add", ifname=naming.bridge_name(lab), kind="bridge")
             br = _idx(labipr, naming.bridge_name(lab))
             labipr.link("set", index=br, state="up")
@@ -302,6 +314,17 @@ class Lab:
 
     def _mark(self, node: str, **fields) -> None:
         self.store.update(lambda s: s.setdefault("faults", {}).setdefault(node, {}).update(fields))
+
+
+@contextlib.contextmanager
+def _build_lock():
+    os.makedirs(os.path.dirname(naming.BUILD_LOCK), exist_ok=True)
+    fd = os.open(naming.BUILD_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _idx(ipr, ifname: str) -> int:
