@@ -1,0 +1,290 @@
+"""The scheduler's node cache: nodes as rows of numpy arrays.
+
+Each node owns a slot i; allocatable and requested CPU (milli), memory
+(bytes) and pod count live in int64 arrays indexed by slot, so resource fit
+for all nodes is one vectorised expression and assuming a pod is three
+scalar additions. Static node features are stored so filters can run once
+per distinct value rather than once per node:
+
+* taints: every node points at a "taint group" (the tuple of its
+  NoSchedule/NoExecute taints, plus an implicit node.kubernetes.io/not-ready
+  or /unreachable taint when its Ready condition is not True, as the node
+  lifecycle controller would add). Thousands of nodes share a few groups.
+* labels: one int32 column per label key holding a value id per slot (-1 =
+  absent); a selector requirement is an np.isin over that column.
+
+`generation` changes whenever a static feature of any node changes (added,
+removed, labels, taints, readiness, unschedulable); filter results that
+depend only on those are cached by the framework under it.
+
+Pods: every pod bound to a node (seen through the watch) or assumed by the
+scheduler (decided, binding in flight) is accounted on its node. `assume`
+before binding, `forget` when the binding fails, `add_pod` when the bound
+pod arrives through the watch (confirming an assumption), `remove_pod` on
+deletion or when it terminates. Pods bound to nodes not (yet) in the cache
+are kept as orphans and attached when the node appears.
+
+Not thread-safe: used only from the scheduler's event loop, never across an
+await in the middle of an update.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from machinery.pb import core_pb2
+from scheduler import resources
+
+NOT_READY = "node.kubernetes.io/not-ready"
+UNREACHABLE = "node.kubernetes.io/unreachable"
+FILTER_EFFECTS = ("NoSchedule", "NoExecute")
+
+_INT_ARRAYS = ("alloc_cpu", "alloc_mem", "alloc_pods", "req_cpu", "req_mem", "req_pods",
+               "nz_cpu", "nz_mem")
+
+
+@dataclass(slots=True)
+class PodRecord:
+    node: str
+    slot: int          # -1 while the node is unknown
+    cpu: int
+    mem: int
+    nz_cpu: int
+    nz_mem: int
+    owner: str
+    assumed: bool
+
+
+def effective_taints(node: core_pb2.Node) -> tuple[tuple[str, str, str], ...]:
+    """The taints the filter considers, in node order, plus the implicit
+    readiness taint."""
+    taints = [(t.key, t.value, t.effect) for t in node.spec.taints if t.effect in FILTER_EFFECTS]
+    ready = "Unknown" if node.status.conditions else "False"
+    for c in node.status.conditions:
+        if c.type == "Ready":
+            ready = c.status
+            break
+    if ready != "True":
+        key = NOT_READY if ready == "False" else UNREACHABLE
+        if not any(t[0] == key for t in taints):
+            taints.append((key, "", "NoSchedule"))
+    return tuple(taints)
+
+
+class NodeCache:
+    def __init__(self, capacity: int = 64):
+        self.cap = max(1, capacity)
+        self.n = 0                                  # slots in use are < n
+        self.index: dict[str, int] = {}
+        self.names: list[str | None] = []
+        self.nodes: list[core_pb2.Node | None] = []
+        self._free: list[int] = []
+        self.generation = 0
+        self.valid = np.zeros(self.cap, dtype=bool)
+        self.unschedulable = np.zeros(self.cap, dtype=bool)
+        self.taint_group = np.zeros(self.cap, dtype=np.int32)
+        for a in _INT_ARRAYS:
+            setattr(self, a, np.zeros(self.cap, dtype=np.int64))
+        self.taint_groups: list[tuple] = [()]
+        self._taint_group_ids: dict[tuple, int] = {(): 0}
+        self.label_cols: dict[str, np.ndarray] = {}
+        self.label_ids: dict[str, dict[str, int]] = {}
+        self.label_values: dict[str, list[str]] = {}
+        self._static_sig: list[tuple | None] = []
+        self.pods: dict[str, PodRecord] = {}
+        self._orphans: dict[str, set[str]] = {}
+        self.owner_counts: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------ nodes
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _grow(self) -> None:
+        new = self.cap * 2
+
+        def grown(arr, fill=0):
+            out = np.full(new, fill, dtype=arr.dtype)
+            out[: self.cap] = arr
+            return out
+
+        for a in ("valid", "unschedulable", "taint_group", *_INT_ARRAYS):
+            setattr(self, a, grown(getattr(self, a)))
+        for k, col in self.label_cols.items():
+            self.label_cols[k] = grown(col, -1)
+        for k, col in self.owner_counts.items():
+            self.owner_counts[k] = grown(col)
+        self.cap = new
+
+    def _slot_for(self, name: str) -> int:
+        if self._free:
+            i = self._free.pop()
+        else:
+            if self.n == self.cap:
+                self._grow()
+            i = self.n
+            self.n += 1
+            self.names.append(None)
+            self.nodes.append(None)
+            self._static_sig.append(None)
+        self.index[name] = i
+        self.names[i] = name
+        return i
+
+    def _taint_group_id(self, taints: tuple) -> int:
+        gid = self._taint_group_ids.get(taints)
+        if gid is None:
+            gid = len(self.taint_groups)
+            self.taint_groups.append(taints)
+            self._taint_group_ids[taints] = gid
+        return gid
+
+    def _set_labels(self, i: int, labels) -> None:
+        for key in labels:
+            if key not in self.label_cols:
+                self.label_cols[key] = np.full(self.cap, -1, dtype=np.int32)
+                self.label_ids[key] = {}
+                self.label_values[key] = []
+        for key, col in self.label_cols.items():
+            v = labels.get(key)
+            if v is None:
+                col[i] = -1
+                continue
+            ids = self.label_ids[key]
+            vid = ids.get(v)
+            if vid is None:
+                vid = ids[v] = len(self.label_values[key])
+                self.label_values[key].append(v)
+            col[i] = vid
+
+    def set_node(self, node: core_pb2.Node) -> None:
+        """Add or update a node."""
+        name = node.metadata.name
+        i = self.index.get(name)
+        new = i is None
+        if new:
+            i = self._slot_for(name)
+        self.nodes[i] = node
+        self.valid[i] = True
+        self.alloc_cpu[i], self.alloc_mem[i], self.alloc_pods[i] = resources.node_allocatable(node)
+        taints = effective_taints(node)
+        labels = tuple(sorted(node.metadata.labels.items()))
+        sig = (labels, taints, node.spec.unschedulable)
+        if sig != self._static_sig[i]:
+            self._static_sig[i] = sig
+            self.unschedulable[i] = node.spec.unschedulable
+            self.taint_group[i] = self._taint_group_id(taints)
+            self._set_labels(i, node.metadata.labels)
+            self.generation += 1
+        if new:
+            for uid in self._orphans.pop(name, ()):
+                rec = self.pods.get(uid)
+                if rec is not None and rec.node == name:
+                    rec.slot = i
+                    self._apply(rec, 1)
+
+    def remove_node(self, name: str) -> None:
+        i = self.index.pop(name, None)
+        if i is None:
+            return
+        for uid, rec in self.pods.items():
+            if rec.slot == i:
+                rec.slot = -1
+                self._orphans.setdefault(name, set()).add(uid)
+        self.valid[i] = False
+        self.unschedulable[i] = False
+        self.taint_group[i] = 0
+        for a in _INT_ARRAYS:
+            getattr(self, a)[i] = 0
+        for col in self.label_cols.values():
+            col[i] = -1
+        for col in self.owner_counts.values():
+            col[i] = 0
+        self.names[i] = None
+        self.nodes[i] = None
+        self._static_sig[i] = None
+        self._free.append(i)
+        self.generation += 1
+
+    # ------------------------------------------------------------- pods
+
+    def _apply(self, rec: PodRecord, sign: int) -> None:
+        i = rec.slot
+        if i < 0:
+            return
+        self.req_cpu[i] += sign * rec.cpu
+        self.req_mem[i] += sign * rec.mem
+        self.req_pods[i] += sign
+        self.nz_cpu[i] += sign * rec.nz_cpu
+        self.nz_mem[i] += sign * rec.nz_mem
+        if rec.owner:
+            col = self.owner_counts.get(rec.owner)
+            if col is None:
+                col = self.owner_counts[rec.owner] = np.zeros(self.cap, dtype=np.int32)
+            col[i] += sign
+            if sign < 0 and not col.any():
+                del self.owner_counts[rec.owner]
+
+    def _add(self, uid: str, node: str, cpu, mem, nz_cpu, nz_mem, owner, assumed) -> None:
+        slot = self.index.get(node, -1)
+        rec = PodRecord(node, slot, cpu, mem, nz_cpu, nz_mem, owner, assumed)
+        self.pods[uid] = rec
+        if slot < 0:
+            self._orphans.setdefault(node, set()).add(uid)
+        else:
+            self._apply(rec, 1)
+
+    def assume(self, pi, node: str) -> None:
+        """Account a pod the scheduler decided to bind (pi: framework.PodInfo)."""
+        self.remove_pod(pi.uid)
+        self._add(pi.uid, node, pi.cpu, pi.mem, pi.nz_cpu, pi.nz_mem, pi.owner_uid, True)
+
+    def forget(self, uid: str) -> None:
+        """The binding failed: release an assumed pod (no-op if confirmed)."""
+        rec = self.pods.get(uid)
+        if rec is not None and rec.assumed:
+            self.remove_pod(uid)
+
+    def is_assumed(self, uid: str) -> bool:
+        rec = self.pods.get(uid)
+        return rec is not None and rec.assumed
+
+    def add_pod(self, pod: core_pb2.Pod) -> None:
+        """A pod with spec.nodeName from the watch (added or updated)."""
+        from scheduler.framework import controller_uid   # avoid an import cycle
+        uid = pod.metadata.uid
+        node = pod.spec.node_name
+        if pod.status.phase in ("Succeeded", "Failed"):
+            self.remove_pod(uid)
+            return
+        rec = self.pods.get(uid)
+        if rec is not None and rec.node == node:
+            rec.assumed = False
+            return
+        cpu, mem = resources.pod_requests(pod)
+        self.remove_pod(uid)
+        self._add(uid, node, cpu, mem, cpu or resources.DEFAULT_MILLI_CPU,
+                  mem or resources.DEFAULT_MEMORY, controller_uid(pod), False)
+
+    def remove_pod(self, uid: str) -> None:
+        rec = self.pods.pop(uid, None)
+        if rec is None:
+            return
+        if rec.slot < 0:
+            s = self._orphans.get(rec.node)
+            if s is not None:
+                s.discard(uid)
+        else:
+            self._apply(rec, -1)
+
+    # ---------------------------------------------------------- helpers
+
+    def owner_column(self, owner: str) -> np.ndarray | None:
+        return self.owner_counts.get(owner)
+
+    def node_summary(self, name: str) -> dict:
+        i = self.index[name]
+        return {"cpu": (int(self.req_cpu[i]), int(self.alloc_cpu[i])),
+                "memory": (int(self.req_mem[i]), int(self.alloc_mem[i])),
+                "pods": (int(self.req_pods[i]), int(self.alloc_pods[i]))}

@@ -1,0 +1,71 @@
+"""NodeResourcesFit (filter) and the LeastAllocated / BalancedAllocation
+scores, all vectorised over the cache's arrays.
+
+Fit is dynamic (it changes with every assumed pod) so it is computed for
+every pod, as three comparisons over int64 arrays. The reasons are
+kube-scheduler's: "Too many pods", "Insufficient cpu", "Insufficient
+memory"; one node can fail several, each counts in the aggregated message.
+CPU and memory are only checked when the pod requests them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from scheduler.framework import Code, FilterPlugin, FilterResult, PodInfo, ScorePlugin, Status, SUCCESS
+
+TOO_MANY_PODS = "Too many pods"
+INSUFFICIENT_CPU = "Insufficient cpu"
+INSUFFICIENT_MEMORY = "Insufficient memory"
+_BITS = ((1, TOO_MANY_PODS), (2, INSUFFICIENT_CPU), (4, INSUFFICIENT_MEMORY))
+
+
+def _statuses(name: str) -> list[Status]:
+    out = [SUCCESS]
+    for code in range(1, 8):
+        out.append(Status(Code.UNSCHEDULABLE, tuple(r for b, r in _BITS if code & b), name))
+    return out
+
+
+class NodeResourcesFit(FilterPlugin):
+    name = "NodeResourcesFit"
+    static = False
+    statuses = _statuses(name)
+
+    def filter(self, pod: PodInfo, cache) -> FilterResult:
+        n = cache.n
+        codes = (cache.req_pods[:n] >= cache.alloc_pods[:n]).astype(np.int32)
+        if pod.cpu > 0:
+            codes |= ((cache.alloc_cpu[:n] - cache.req_cpu[:n]) < pod.cpu).astype(np.int32) << 1
+        if pod.mem > 0:
+            codes |= ((cache.alloc_mem[:n] - cache.req_mem[:n]) < pod.mem).astype(np.int32) << 2
+        return FilterResult(codes, self.statuses)
+
+
+def _fraction(requested: np.ndarray, alloc: np.ndarray) -> np.ndarray:
+    out = np.ones(len(alloc), dtype=np.float64)
+    np.divide(requested, alloc, out=out, where=alloc > 0)
+    return out
+
+
+class LeastAllocated(ScorePlugin):
+    """Mean over cpu and memory of (allocatable - requested) / allocatable,
+    requested including this pod, with kube-scheduler's non-zero defaults
+    for pods without requests."""
+    name = "LeastAllocated"
+
+    def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
+        f_cpu = _fraction(cache.nz_cpu[idx] + pod.nz_cpu, cache.alloc_cpu[idx])
+        f_mem = _fraction(cache.nz_mem[idx] + pod.nz_mem, cache.alloc_mem[idx])
+        free = (np.clip(1.0 - f_cpu, 0, 1) + np.clip(1.0 - f_mem, 0, 1)) * 50.0
+        return free
+
+
+class BalancedAllocation(ScorePlugin):
+    """(1 - std(cpu fraction, memory fraction)) * 100, fractions capped at 1:
+    prefers nodes whose cpu and memory usage stay alike."""
+    name = "BalancedAllocation"
+
+    def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
+        f_cpu = np.minimum(_fraction(cache.req_cpu[idx] + pod.cpu, cache.alloc_cpu[idx]), 1.0)
+        f_mem = np.minimum(_fraction(cache.req_mem[idx] + pod.mem, cache.alloc_mem[idx]), 1.0)
+        return (1.0 - np.abs(f_cpu - f_mem) * 0.5) * 100.0
