@@ -259,6 +259,8 @@ def _extract(tar: tarfile.TarFile, dest: str) -> list[str]:
         if base == ".wh..wh..opq":
             os.makedirs(os.path.join(dest, parent), exist_ok=True)
             opaque.append(os.path.join(dest, parent))
+        elif base.startswith(".wh..wh."):
+            continue  # other aufs metadata (.wh..wh.plnk, ...): not content
         elif base.startswith(".wh."):
             hidden = os.path.join(dest, parent, base[4:])
             os.makedirs(os.path.dirname(hidden), exist_ok=True)
@@ -379,10 +381,16 @@ class ImageStore:
 
     # -- local state ----------------------------------------------------
     def _write(self, path: str, text: str) -> None:
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        """Atomic write: readers see the old or the new file, never half of one."""
+        fd, tmp = tempfile.mkstemp(prefix=".write-", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
     def _clean_tmp(self) -> None:
         """Remove temp dirs left by dead processes (names carry the pid)."""

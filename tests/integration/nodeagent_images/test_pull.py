@@ -176,3 +176,15 @@ async def test_unreachable_registry_is_err_image_pull(store_root, skopeo):
     with pytest.raises(ImagePullError) as err:
         await store.pull(f"{store.insecure.copy().pop()}/x/y:1")
     assert err.value.reason == "ErrImagePull" and "connection refused" in err.value.message
+
+
+async def test_always_fails_when_the_registry_is_gone_even_with_a_local_image(built, store_root, skopeo):
+    from deploy.registry import LocalRegistry
+    with LocalRegistry() as reg:
+        reg.push(built["busybox:1.36"], "library/busybox:1.36")
+        store = ImageStore(store_root, mirrors={"docker.io": reg.url}, skopeo=skopeo[0])
+        local = await store.pull("busybox:1.36")
+    with pytest.raises(ImagePullError) as err:  # kubelet: Always means ask, and a failed ask is ErrImagePull
+        await store.pull("busybox:1.36", "Always")
+    assert err.value.reason == "ErrImagePull" and "connection refused" in err.value.message
+    assert await store.pull("busybox:1.36", "IfNotPresent") == local

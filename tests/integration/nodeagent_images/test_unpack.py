@@ -98,3 +98,18 @@ async def test_stale_temp_dirs_of_dead_processes_are_removed(store_root):
     os.makedirs(mine)
     ImageStore(store_root)
     assert not os.path.exists(dead) and os.path.exists(mine)
+
+
+async def test_layer_not_matching_its_diff_id_is_refused(tmp_path, store_root):
+    from deploy.images import write_layout
+
+    from .conftest import tar_layer
+    blob, _diff_id = tar_layer([("f", "file", "real\n")])
+    wrong = "sha256:" + "0" * 64
+    write_layout(str(tmp_path / "l"), [(blob, wrong)], {"Cmd": ["sh"]}, ["t"], ["one"])
+    store = ImageStore(store_root)
+    with pytest.raises(ImagePullError, match="does not match diff_id") as err:
+        await store.pull(f"oci:{tmp_path / 'l'}:t")
+    assert err.value.reason == "ErrImagePull"
+    assert os.listdir(os.path.join(store_root, "layers", "sha256")) == []
+    assert os.listdir(os.path.join(store_root, "tmp")) == []
