@@ -23,13 +23,13 @@ import pytest
 from nodeagent.network import NETNS_RUN_DIR, NodeNetwork
 from nodeagent.runtime import CGROUP_ROOT, Runtime
 
-pytestmark = pytest.mark.root
-
 RUN = uuid.uuid4().hex[:6]
 PREFIX = f"kctltest-{RUN}"
 
-if os.geteuid() != 0 or not shutil.which("runc") or not shutil.which("conmon"):
-    pytest.skip("needs root, runc and conmon", allow_module_level=True)
+# test modules here set: pytestmark = [pytest.mark.root, needs_root]
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("runc") or not shutil.which("conmon"),
+    reason="needs root, runc and conmon")
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:

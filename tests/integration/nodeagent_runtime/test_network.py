@@ -10,7 +10,9 @@ import pytest
 from nodeagent.network import (IPAM, NETNS_RUN_DIR, RTPROT_KCTL, IPAMExhausted, NodeNetwork,
                                write_pod_files)
 
-from .conftest import in_netns, leftovers, ping, sh
+from .conftest import needs_root, in_netns, leftovers, ping, sh
+
+pytestmark = [pytest.mark.root, needs_root]
 
 
 def _node(ns: str) -> str:

@@ -14,7 +14,9 @@ from prometheus_client import REGISTRY
 from nodeagent.runtime import (ContainerConfig, ContainerRuntimeError, ExecTimeout, Mount,
                                Runtime)
 
-from .conftest import leftovers
+from .conftest import needs_root, leftovers
+
+pytestmark = [pytest.mark.root, needs_root]
 
 SLEEP = ["sleep", "1000"]
 
