@@ -12,6 +12,7 @@ Images built (one OCI layout directory per repository under DEST):
   per accepted connection (concurrent, nothing shared between requests), and
   the handler reads the request line and headers, then answers *any* path with
   ``$HOSTNAME`` (the pod name; falls back to ``hostname``) plus a newline.
+  The server script stays PID 1 and exits 0 on SIGTERM.
   busybox ``httpd`` cannot route every path to one CGI, and this busybox has no
   ``tcpsvd``. Port 8080 unless ``PORT`` is set; ``ExposedPorts 8080/tcp``.
 
@@ -56,8 +57,13 @@ GROUP = "root:x:0:\nnobody:x:65534:\n"
 
 ECHO_SERVER = """#!/bin/sh
 # kctl echo server: answers every HTTP request with this pod's name.
-# busybox nc -ll -e forks one echo-handler per connection.
-exec nc -ll -p "${PORT:-8080}" -e /usr/local/bin/echo-handler
+# busybox nc -ll -e forks one echo-handler per connection. This shell stays
+# PID 1 so that SIGTERM ends the pod at once (a bare nc as PID 1 would ignore
+# it and every pod deletion would wait for the grace period).
+nc -ll -p "${PORT:-8080}" -e /usr/local/bin/echo-handler &
+pid=$!
+trap 'kill $pid 2>/dev/null; exit 0' TERM INT
+wait $pid
 """
 
 ECHO_HANDLER = r"""#!/bin/sh

@@ -85,14 +85,22 @@ def store_root(tmp_path):
 
 @pytest.fixture
 def overlay(tmp_path):
-    """mount(lowerdirs top first) -> a read-only overlayfs merged dir; unmounted at teardown."""
+    """mount(lowerdirs top first, writable=False) -> an overlayfs merged dir; unmounted at teardown.
+
+    writable=True adds an upper and a work dir, as a container's rootfs has.
+    """
     mounted = []
 
-    def mount(lowers: list[str]) -> str:
-        merged = tmp_path / f"merged{len(mounted)}"
-        merged.mkdir()
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=" + ":".join(lowers),
-                        str(merged)], check=True)
+    def mount(lowers: list[str], writable: bool = False) -> str:
+        base = tmp_path / f"ovl{len(mounted)}"
+        merged = base / "merged"
+        merged.mkdir(parents=True)
+        opts = "lowerdir=" + ":".join(lowers)
+        if writable:
+            (base / "upper").mkdir()
+            (base / "work").mkdir()
+            opts += f",upperdir={base / 'upper'},workdir={base / 'work'}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], check=True)
         mounted.append(str(merged))
         return str(merged)
 
