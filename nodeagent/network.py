@@ -384,6 +384,13 @@ class NodeNetwork:
         self.ipam.release(pod_uid)
         self._record_path(pod_uid).unlink(missing_ok=True)
 
+    def get_sandbox(self, pod_uid: str) -> Sandbox | None:
+        """The recorded sandbox of a pod (e.g. to re-adopt it after an agent restart)."""
+        try:
+            return Sandbox(**json.loads(self._record_path(pod_uid).read_text()))
+        except FileNotFoundError:
+            return None
+
     async def list_sandboxes(self) -> list[Sandbox]:
         recs = (self.state_dir / "sandboxes").glob("*.json")
         return [Sandbox(**json.loads(p.read_text())) for p in recs]

@@ -483,6 +483,10 @@ class Runtime:
                    timeout: float = 30) -> tuple[int, bytes, bytes]:
         """Run argv in the container (runc exec); returns (exit_code, stdout, stderr)."""
         t0 = time.perf_counter()
+        if not (self._dir(cid) / "meta.json").exists():
+            raise ContainerNotFound(cid)
+        if (self.exits / cid).exists():
+            raise ContainerRuntimeError(f"exec in {cid}: container is not running")
         pidfile = self._dir(cid) / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
         proc = None
         try:

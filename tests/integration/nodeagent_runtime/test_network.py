@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from nodeagent.network import (IPAM, NETNS_RUN_DIR, RTPROT_KCTL, IPAMExhausted, NodeNetwork,
-                               write_pod_files)
+from nodeagent.network import (IPAM, NETNS_RUN_DIR, RTPROT_KCTL, IPAMExhausted, NetworkError,
+                               NodeNetwork, write_pod_files)
 
 from .conftest import needs_root, in_netns, leftovers, ping, sh
 
@@ -47,8 +47,9 @@ async def test_two_sandboxes_on_one_bridge_ping_each_other(node_netns, node_net)
     assert r.returncode == 0, r.stdout + r.stderr
     r = ping(b.netns_path, a.gateway)
     assert r.returncode == 0, r.stdout + r.stderr
-    # create_sandbox is idempotent for an intact sandbox
+    # create_sandbox is idempotent for an intact sandbox; the record survives for re-adoption
     assert await node_net.create_sandbox("pod-a", "a") == a
+    assert node_net.get_sandbox("pod-a") == a
     await node_net.delete_sandbox("pod-a")
     await node_net.delete_sandbox("pod-a")  # idempotent
     await node_net.delete_sandbox("pod-b")
@@ -80,6 +81,18 @@ async def test_ipam_unique_persistent_and_released(node_netns, make_node_net):
     finally:
         await net2.teardown()
     assert leftovers(net=net2, node_netns=node_netns) == []
+
+
+async def test_failed_sandbox_leaves_nothing(node_netns, tmp_path):
+    net = NodeNetwork("kctltnobr", "10.250.5.0/24", tmp_path / "n", f"kctltest-fail{os.getpid()}-",
+                      node_netns=node_netns)  # setup() not run: no bridge
+    try:
+        with pytest.raises(NetworkError, match="bridge"):
+            await net.create_sandbox("pod-f")
+        assert leftovers(net=net, node_netns=node_netns) == []
+        assert net.get_sandbox("pod-f") is None
+    finally:
+        net.close()
 
 
 def test_ipam_file_per_ip(tmp_path):

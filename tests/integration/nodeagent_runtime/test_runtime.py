@@ -192,6 +192,8 @@ async def test_logs_are_cri_format_and_followable(runtime, busybox_rootfs):
     assert [e.text for e in runtime.read_log("log1", tail=2)] == ["line3", "oops"]
     st = await runtime.state("log1")
     assert st.status == "exited" and st.exit_code == 0 and st.finished_at >= st.started_at - 1
+    with pytest.raises(ContainerRuntimeError, match="not running"):
+        await runtime.exec("log1", ["true"])
     await runtime.remove("log1", keep_logs=True)
     assert runtime.log_path("log1").exists()
     runtime.log_path("log1").unlink()
