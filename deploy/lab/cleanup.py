@@ -36,7 +36,8 @@ import subprocess
 
 from deploy.lab import naming
 from deploy.lab.naming import NETNS_DIR, LabError
-from deploy.lab.nsutil import is_under, list_netns, mounts_under, netns_inode, nsfs_inodes
+from deploy.lab.nsutil import (
+    is_under, list_netns, mounts_under, netns_inode, nsfs_inodes, off_loop)
 from deploy.lab.procs import cgroup_dirs, pids_in_cgroups, pids_in_netns, sweep, terminate
 from deploy.lab.state import StateStore
 
@@ -150,6 +151,7 @@ def unmount_all(dirs: list[str], netns_prefix: str | None = None,
     return done
 
 
+@off_loop
 def delete_links(pfx: str, errors: list) -> list[str]:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError

@@ -13,7 +13,9 @@ mount namespace.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import functools
 import os
 import re
 import threading
@@ -55,6 +57,61 @@ def list_netns(prefix: str = "") -> list[str]:
     return sorted(n for n in names if n.startswith(prefix))
 
 
+def in_thread(fn: Callable[[], T], name: str = "kctl-lab") -> T:
+    """Run `fn` in a fresh thread, wait for it, return its result or raise."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            result["error"] = exc
+
+    t = threading.Thread(target=target, name=name)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def off_loop(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator for functions using pyroute2's synchronous API.
+
+    pyroute2 0.9's sync ``IPRoute`` drives an asyncio loop of its own and
+    fails with "This event loop is already running" when called from a
+    thread that runs one (an async test, an async CLI). Such calls are moved
+    to a helper thread; the caller still blocks until they are done.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kwargs)
+        return in_thread(lambda: fn(*args, **kwargs), name=f"kctl-lab:{fn.__name__}")
+
+    return wrapper
+
+
+def in_netns(path: str, fn: Callable[[], T]) -> T:
+    """Run `fn` in a fresh thread that has joined the netns at `path`."""
+
+    def target() -> T:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns({path}): {os.strerror(err)}")
+        finally:
+            os.close(fd)
+        return fn()
+
+    return in_thread(target, name=f"netns:{os.path.basename(path)}")
+
+
+@off_loop
 def create_netns(name: str) -> str:
     """Create a named netns (like ``ip netns add``); return its path."""
     from pyroute2 import netns
@@ -63,31 +120,6 @@ def create_netns(name: str) -> str:
         raise LabError(f"network namespace {name} already exists")
     netns.create(name)
     return netns_path(name)
-
-
-def in_netns(path: str, fn: Callable[[], T]) -> T:
-    """Run `fn` in a fresh thread that has joined the netns at `path`."""
-    result: dict = {}
-
-    def target() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({path}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result["value"] = fn()
-        except BaseException as exc:  # handed to the caller below
-            result["error"] = exc
-
-    t = threading.Thread(target=target, name=f"netns:{os.path.basename(path)}")
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def write_sysctl(key: str, value: str, ns_path: str | None = None) -> None:

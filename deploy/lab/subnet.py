@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from deploy.lab.naming import STATE_ROOT, LabError, check_nodes
+from deploy.lab.nsutil import off_loop
 
 CLUSTER_RANGES = (IPv4Network("10.244.0.0/16"), IPv4Network("10.96.0.0/16"))
 CP_OFFSET = 1
@@ -66,6 +67,7 @@ def networks_in_use(
     return nets
 
 
+@off_loop
 def host_networks() -> list[IPv4Network]:
     """Every IPv4 network the root namespace routes or is addressed in."""
     from pyroute2 import IPRoute

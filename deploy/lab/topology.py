@@ -16,8 +16,12 @@ Layout for ``LabSpec(name="kctl", nodes=3)`` and subnet S (say 172.30.0.0/24)::
   bridge (they cannot reach the host's 127.0.0.1, design §4).
 * The root namespace gets exactly one new route: the connected route of S via
   ``klkctl-cp`` (plus the kernel's local-table entries for S.1 itself). IPv6 is
-  disabled on that link (no link-local routes) and so is forwarding of packets
-  arriving on it, so nothing from the lab is ever routed out of the machine.
+  disabled on that link (no link-local routes), so is forwarding of packets
+  arriving on it, and its reverse-path filter is strict: a packet from the lab
+  with a source outside S (an unmasqueraded pod IP) is dropped on arrival --
+  otherwise the root netns would answer it through its default route, out of
+  the machine. Node agents must therefore masquerade pod traffic to S (as
+  kube's ip-masq / flannel do for traffic leaving the pod network).
 * Node namespaces have no default route: only S is reachable. Node agents add
   routes to other nodes' pod CIDRs (10.244.0.0/16) via node addresses. Each
   node netns has lo up, ip_forward=1 and bridge-nf-call-iptables=1.
@@ -47,7 +51,7 @@ from ipaddress import IPv4Network
 
 from deploy.lab import naming, subnet as subnets
 from deploy.lab.naming import LabError
-from deploy.lab.nsutil import create_netns, list_netns, nsenter_argv, write_sysctl
+from deploy.lab.nsutil import create_netns, list_netns, nsenter_argv, off_loop, write_sysctl
 from deploy.lab.procs import Supervisor
 from deploy.lab.state import StateStore
 
@@ -141,6 +145,7 @@ class Lab:
         return [self.node(n) for n in self.node_names]
 
     # -- build / destroy ------------------------------------------------
+    @off_loop
     def exists(self) -> bool:
         """Anything of this lab on the machine (netns, root link, state)?"""
         from pyroute2 import IPRoute
@@ -189,6 +194,7 @@ class Lab:
             nodes={n.name: asdict(n) for n in self.nodes}, procs=s.get("procs", {}),
         )
 
+    @off_loop
     def _build_network(self) -> None:
         from pyroute2 import IPRoute
 
@@ -213,6 +219,11 @@ class Lab:
             _move(root, cpb, labns_path)
             write_sysctl(f"net.ipv6.conf.{cp}.disable_ipv6", "1")
             write_sysctl(f"net.ipv4.conf.{cp}.forwarding", "0")
+            # Strict reverse-path filter: a packet from the lab whose source
+            # the root netns would route elsewhere (a pod IP that a node did
+            # not masquerade) is dropped on arrival, so no reply to it can
+            # leave through the host's default route.
+            write_sysctl(f"net.ipv4.conf.{cp}.rp_filter", "1")
             root.addr("add", index=_idx(root, cp), address=self.cp_address,
                       prefixlen=net.prefixlen)
             root.link("set", index=_idx(root, cp), state="up")
@@ -279,6 +290,7 @@ class Lab:
     def link_up(self, node: str) -> None:
         self._set_port(node, "up")
 
+    @off_loop
     def _set_port(self, node: str, state: str) -> None:
         from pyroute2 import IPRoute
 

@@ -215,6 +215,28 @@ def test_root_namespace_gets_only_the_connected_route(lab, routes_before):
     assert not [r for r in ours if r[0] == socket.AF_INET6]
 
 
+def test_root_namespace_refuses_foreign_sources_from_the_lab(lab):
+    """An unmasqueraded pod packet must not be answered via the default route.
+
+    Checked with a route lookup (``ip route get ... iif``), which applies the
+    reverse-path filter without sending anything.
+    """
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    cp = naming.cp_link("e2etopo")
+    assert read_sysctl(f"net.ipv4.conf.{cp}.rp_filter") == "1"
+    assert read_sysctl(f"net.ipv4.conf.{cp}.forwarding") == "0"
+    assert read_sysctl(f"net.ipv6.conf.{cp}.disable_ipv6") == "1"
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=cp)[0]
+        ok = ipr.route("get", dst=lab.cp_address, src=lab.node("node1").ip, iif=idx)
+        assert ok[0]["type"] == 2  # RTN_LOCAL: delivered to the control plane
+        for foreign in ("10.244.1.2", "10.96.0.10", "198.51.100.7"):
+            with pytest.raises(NetlinkError):
+                ipr.route("get", dst=lab.cp_address, src=foreign, iif=idx)
+
+
 def test_nodes_ping_each_other_and_the_control_plane(lab):
     for src in lab.nodes:
         for dst in [lab.cp_address] + [n.ip for n in lab.nodes if n is not src]:
@@ -497,3 +519,18 @@ def test_failed_build_leaves_no_trace(monkeypatch):
         assert_no_trace(name, "172.31.250.0/24", [])
     finally:
         lab_down(name)
+
+
+async def test_usable_from_async_code():
+    """pyroute2's sync API fails on a thread running an event loop; the lab
+    moves those calls to a helper thread (blocking, like every Lab call)."""
+    name = "e2easync"
+    lab_down(name)
+    try:
+        small = Lab(LabSpec(name=name, nodes=1)).build()
+        small.link_down("node1")
+        small.link_up("node1")
+        assert eventually_ping(small.node("node1"), small.cp_address)
+    finally:
+        lab_down(name)
+    assert list_netns(naming.prefix(name)) == []
