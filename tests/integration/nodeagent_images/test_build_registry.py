@@ -81,3 +81,11 @@ def test_registry_on_a_given_port_without_auth_stops_by_pid(built, tmp_path):
 def test_registry_port_in_use_is_a_clear_error(registry):
     with pytest.raises(RegistryError, match="did not start"):
         LocalRegistry(port=registry.port, storage_dir=None).start(timeout=5)
+
+
+def test_registry_binds_the_address_it_is_given(built):
+    with LocalRegistry(host="127.0.0.2") as reg:  # any local address, like the lab's segment IP
+        assert reg.address.startswith("127.0.0.2:")
+        reg.push(f"oci:{built['busybox:latest']}", "library/busybox:latest")
+        with urllib.request.urlopen(f"{reg.url}/v2/_catalog", timeout=5) as resp:
+            assert json.load(resp)["repositories"] == ["library/busybox"]

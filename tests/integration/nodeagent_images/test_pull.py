@@ -188,3 +188,16 @@ async def test_always_fails_when_the_registry_is_gone_even_with_a_local_image(bu
         await store.pull("busybox:1.36", "Always")
     assert err.value.reason == "ErrImagePull" and "connection refused" in err.value.message
     assert await store.pull("busybox:1.36", "IfNotPresent") == local
+
+
+async def test_local_oci_layout_and_archive(built, tmp_path, store_root, skopeo):
+    import subprocess
+    archive = tmp_path / "echo.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{built['kctl/echo:latest']}", f"oci-archive:{archive}:v1"],
+                   check=True)
+    store = ImageStore(store_root, skopeo=skopeo[0])
+    from_layout = await store.pull(f"oci:{built['kctl/echo:latest']}")
+    from_archive = await store.pull(f"oci-archive:{archive}:v1")
+    assert from_layout.ref == f"oci:{built['kctl/echo:latest']}" and from_layout.repo_digest is None
+    assert from_archive.image_id == from_layout.image_id and from_archive.layers == from_layout.layers
+    assert len(store.unpacked) == 2
