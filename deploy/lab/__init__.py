@@ -1,7 +1,8 @@
 """The one-machine lab: nodes as network namespaces on one bridge.
 
-Public API (see topology.py for the layout and naming.py for the naming,
-path and cgroup conventions every component running in the lab follows)::
+Public API (see topology.py for the layout and address plan, naming.py for
+the naming, path and cgroup conventions every component in the lab follows,
+cleanup.py for what `lab_down` removes)::
 
     from deploy.lab import Lab, LabSpec, lab_down
 
@@ -11,7 +12,12 @@ path and cgroup conventions every component running in the lab follows)::
     lab.start("apiserver", [...])       # detached, logged, PID recorded
     lab.start("agent-node1", [...], node="node1")
     lab.partition("node1"); lab.heal("node1")
+    Lab.load("kctl")                    # a handle on a built lab, from its state
     lab_down("kctl")                    # works from the name alone, idempotent
+
+Every call is synchronous and may block for up to a few seconds (stop waits
+for processes). From async code prefer ``await asyncio.to_thread(...)``;
+calling directly also works (pyroute2 work then runs on a helper thread).
 """
 
 from deploy.lab.cleanup import lab_down
