@@ -166,7 +166,7 @@ def sweep(find, rounds: int = 50) -> list[int]:
             return []
         kill_all(left)
         time.sleep(0.05)
-    return left
+    return [p for p in find() if is_alive(p)]
 
 
 class Supervisor:
