@@ -1,0 +1,108 @@
+"""Running a component's long-lived tasks (design §6.1) and common logging.
+
+`run_tasks({"informers": factory.run(), "workers": run_workers(...), ...})`
+starts every coroutine as a named task in one asyncio.TaskGroup:
+* a task that raises is logged with its name and traceback, the others are
+  cancelled and run_tasks raises ComponentFailed(name): nothing vanishes;
+* every task is meant to be long-lived, so a task that returns ends the
+  component too (cleanly: the others are cancelled, run_tasks returns);
+* SIGTERM / SIGINT cancel every task and run_tasks returns normally, so
+  `finally` blocks (lease release, queue shutdown) run.
+`run_component(main)` is the console-script wrapper: asyncio.run, exit code
+0 on a clean stop, 1 when a task failed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Awaitable, Callable
+
+log = logging.getLogger("kctl.runner")
+
+
+class ComponentFailed(Exception):
+    def __init__(self, task_name: str, cause: BaseException | None = None):
+        super().__init__(f"task {task_name!r} failed: {cause!r}")
+        self.task_name, self.cause = task_name, cause
+
+
+class _TaskEnded(Exception):
+    pass
+
+
+def setup_logging(component: str, verbosity: int = 0, stream=None) -> None:
+    """One format for every component: time, level, component, logger, message.
+    verbosity 0 = INFO, 1 = DEBUG for kctl loggers, 2+ = DEBUG for everything."""
+    level = logging.DEBUG if verbosity >= 2 else logging.INFO
+    logging.basicConfig(
+        level=level, stream=stream or sys.stderr, force=True,
+        format=f"%(asctime)s.%(msecs)03d %(levelname).1s {component} %(name)s: %(message)s",
+        datefmt="%H:%M:%S")
+    if verbosity == 1:
+        logging.getLogger("kctl").setLevel(logging.DEBUG)
+    for noisy in ("grpc", "asyncio", "aetcd"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO if verbosity >= 2 else logging.WARNING))
+
+
+async def run_tasks(named: dict[str, Awaitable], *, handle_signals: bool = True) -> None:
+    """Run named long-lived coroutines until one ends, one fails, or a signal arrives."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    signalled: list[int] = []
+    installed: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        if not signalled:
+            log.info("received %s: stopping", signal.Signals(sig).name)
+            signalled.append(sig)
+            main.cancel()
+
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass                       # not the main thread: the caller handles signals
+
+    async def guard(name: str, coro: Awaitable) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            log.error("task %r failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
+            raise ComponentFailed(name, exc) from exc
+        log.warning("task %r ended; stopping the component", name)
+        raise _TaskEnded(name)
+
+    try:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, coro in named.items():
+                    tg.create_task(guard(name, coro), name=name)
+        except* _TaskEnded:
+            pass
+        except* ComponentFailed as group:
+            raise group.exceptions[0] from None
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        main.uncancel()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def run_component(main: Callable[[], Awaitable[None]]) -> int:
+    """asyncio.run(main()) for a console script; returns the exit code."""
+    try:
+        asyncio.run(main())
+        return 0
+    except ComponentFailed as exc:
+        log.error("stopping: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
