@@ -57,8 +57,12 @@ def record(result: ScheduleResult, weights: dict[str, float], now: float | None 
     }
 
 
+def json_of(rec: dict) -> str:
+    return json.dumps(rec, separators=(",", ":"))
+
+
 def encode(result: ScheduleResult, weights: dict[str, float], now: float | None = None) -> str:
-    return json.dumps(record(result, weights, now), separators=(",", ":"))
+    return json_of(record(result, weights, now))
 
 
 def decode(text: str) -> dict:

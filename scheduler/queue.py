@@ -126,6 +126,13 @@ class SchedulingQueue:
         if qp.where == UNSCHEDULABLE:
             self._move(qp)
 
+    def refresh(self, info: PodInfo) -> None:
+        """A newer version of the pod that changes nothing relevant to
+        scheduling (status, annotations): keep its place and state."""
+        qp = self._in_flight.get(info.key) or self._pods.get(info.key)
+        if qp is not None:
+            qp.info = info
+
     def delete(self, key: str) -> None:
         self._remove(key)
         self._in_flight.pop(key, None)

@@ -2,30 +2,14 @@
 (milli-CPU, bytes, pod count), via machinery/quantity."""
 from __future__ import annotations
 
+from functools import lru_cache
+
+from machinery import quantity
 from machinery.pb import core_pb2
 
-try:  # machinery/quantity.py is written by another engineer
-    from machinery.quantity import milli_value, value
-except ImportError:  # pragma: no cover - fallback until it lands
-    import math
-    from decimal import Decimal
-
-    _SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-               "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-               "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
-
-    def _dec(s: str) -> Decimal:
-        s = str(s).strip()
-        for suf in sorted(_SUFFIX, key=len, reverse=True):
-            if suf and s.endswith(suf):
-                return Decimal(s[: -len(suf)]) * Decimal(_SUFFIX[suf])
-        return Decimal(s)
-
-    def milli_value(s) -> int:
-        return int(math.ceil(_dec(s) * 1000))
-
-    def value(s) -> int:
-        return int(math.ceil(_dec(s)))
+# Quantity strings repeat endlessly ("100m", "128Mi"); parse each once.
+milli_value = lru_cache(maxsize=4096)(quantity.milli_value)
+value = lru_cache(maxsize=4096)(quantity.value)
 
 # kube-scheduler scores pods without requests as if they asked for this much
 # (pkg/scheduler/util: DefaultMilliCPURequest, DefaultMemoryRequest).

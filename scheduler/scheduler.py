@@ -1,0 +1,256 @@
+"""The scheduler: informers → queue → one decision at a time → batched binds.
+
+Tasks (all on one event loop, started by `run()` in a TaskGroup):
+
+* informers (machinery/informer.py) for all pods and all nodes. Their
+  handlers only update the NodeCache and the SchedulingQueue — synchronous,
+  no awaits, so neither is ever seen half-updated.
+* the scheduling loop: pops a pod, decides synchronously against the cache
+  (Algorithm.schedule), assumes it on the chosen node *before* yielding, and
+  submits the binding to the Binder. It yields to the loop every few pods so
+  watches, binds and writes make progress.
+* the binder (binder.py): BindBatch of up to 128, a few in flight; per-item
+  results come back through `_on_bound`: success → `Scheduled` event and
+  metrics; failure → forget the assumption, then drop (pod gone / already
+  bound) or requeue with backoff.
+* unschedulable writers: PodScheduled=False/Unschedulable with the
+  aggregated message (UpdateStatus), the decision annotation (Update) and a
+  FailedScheduling event; bounded concurrency, skipped when nothing changed.
+* the event sink (events.py) and a housekeeping loop (unschedulable flush,
+  queue gauges).
+
+Pods are ours when they have no spec.nodeName, schedulerName is unset,
+"default-scheduler" or "kctl-scheduler", and they are not being deleted.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from machinery import codec, errors
+from machinery.informer import Informer
+from scheduler import decision
+from scheduler.algorithm import Algorithm, ScheduleResult
+from scheduler.binder import BindItem, Binder
+from scheduler.cache import NodeCache
+from scheduler.events import EventSink, make_recorder
+from scheduler.framework import Config, needs_scheduling, pod_info
+from scheduler.metrics import Metrics
+from scheduler.queue import QueuedPod, SchedulingQueue
+
+log = logging.getLogger("kctl.scheduler")
+YIELD_EVERY = 8
+
+
+class Scheduler:
+    def __init__(self, client, config: Config | None = None, *, metrics: Metrics | None = None,
+                 recorder=None, clock=time.monotonic, status_writers: int = 8):
+        self.client = client
+        self.config = config or Config()
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.cache = NodeCache(capacity=1024)
+        self.queue = SchedulingQueue(clock=clock)
+        self.algo = Algorithm(self.cache, self.config)
+        self.binder = Binder(client, self._on_bound, batch_size=self.config.batch_size)
+        self.events = EventSink(recorder or make_recorder(client),
+                                on_drop=self.metrics.events_dropped.inc)
+        self.pods = Informer(client, "Pod")
+        self.nodes = Informer(client, "Node")
+        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
+        self._status_slots = asyncio.Semaphore(status_writers)
+        self._weights = {p.name: w for p, w in self.algo.scorers}
+        self.scheduled = 0
+
+    # ------------------------------------------------------------ run
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.nodes.run(), name="node-informer")
+            tg.create_task(self.pods.run(), name="pod-informer")
+            await self.nodes.wait_synced()
+            await self.pods.wait_synced()
+            log.info("caches synced: %d nodes, %d pods", len(self.cache), len(self.pods))
+            tg.create_task(self.binder.run(), name="binder")
+            tg.create_task(self.events.run(), name="events")
+            tg.create_task(self._housekeeping(), name="housekeeping")
+            tg.create_task(self._schedule_loop(), name="schedule-loop")
+
+    async def _housekeeping(self) -> None:
+        while True:
+            self.queue.flush_unschedulable()
+            self.metrics.set_pending(self.queue.lengths())
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------- handlers
+
+    def _node_added(self, node) -> None:
+        self.cache.set_node(node)
+        self.queue.move_all("NodeAdd")
+
+    def _node_updated(self, old, node) -> None:
+        gen = self.cache.generation
+        self.cache.set_node(node)
+        if gen != self.cache.generation or old.status.allocatable != node.status.allocatable:
+            self.queue.move_all("NodeUpdate")
+
+    def _node_deleted(self, node) -> None:
+        self.cache.remove_node(node.metadata.name)
+
+    def _pod_added(self, pod) -> None:
+        if pod.spec.node_name:
+            self.cache.add_pod(pod)
+        elif needs_scheduling(pod) and not self.cache.is_assumed(pod.metadata.uid):
+            self.queue.add(self._info(pod))
+
+    def _pod_updated(self, old, pod) -> None:
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        if pod.spec.node_name:
+            self.queue.delete(key)
+            terminal = pod.status.phase in ("Succeeded", "Failed")
+            self.cache.add_pod(pod)
+            if terminal and old.status.phase != pod.status.phase:
+                self.queue.move_all("PodTerminated")
+            return
+        if not needs_scheduling(pod):
+            self.queue.delete(key)
+            return
+        if self.cache.is_assumed(pod.metadata.uid):
+            return
+        info = self._info(pod)
+        if old.spec != pod.spec or old.metadata.labels != pod.metadata.labels:
+            self.queue.update(info)
+        elif key in self.queue:
+            self.queue.refresh(info)
+        else:
+            self.queue.add(info)
+
+    def _pod_deleted(self, pod) -> None:
+        self.queue.delete(f"{pod.metadata.namespace}/{pod.metadata.name}")
+        if pod.metadata.uid in self.cache.pods:
+            self.cache.remove_pod(pod.metadata.uid)
+            self.queue.move_all("PodDelete")
+
+    def _info(self, pod):
+        info = pod_info(pod)
+        info.first_seen = self.clock()
+        return info
+
+    # ------------------------------------------------- scheduling loop
+
+    async def _schedule_loop(self) -> None:
+        n = 0
+        while True:
+            qp = await self.queue.pop()
+            self.schedule_one(qp)
+            n += 1
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+    def schedule_one(self, qp: QueuedPod) -> None:
+        info = qp.info
+        current = self.pods.get_by_key(info.key)
+        if (current is None or current.metadata.uid != info.uid or not needs_scheduling(current)
+                or self.cache.is_assumed(info.uid)):
+            self.queue.done(info.key)
+            return
+        try:
+            result = self.algo.schedule(info)
+        except Exception:
+            log.exception("scheduling %s failed", info.key)
+            self.metrics.attempts.labels("error").inc()
+            self.queue.add_backoff(qp)
+            return
+        if result.node is None:
+            self.metrics.attempts.labels("unschedulable").inc()
+            self.queue.add_unschedulable(qp)
+            t = asyncio.create_task(self._record_unschedulable(info.key, info.uid, result))
+            t.add_done_callback(_log_failure)
+            return
+        self.cache.assume(info, result.node)
+        self.queue.done(info.key)
+        ann = {decision.ANNOTATION: decision.encode(result, self._weights)}
+        self.binder.submit(BindItem(info.namespace, info.name, info.uid, result.node, ann, qp))
+
+    # ------------------------------------------------------ bind results
+
+    def _on_bound(self, item: BindItem, err: errors.ApiError | None) -> None:
+        qp: QueuedPod = item.ctx
+        if err is None:
+            self.scheduled += 1
+            self.metrics.attempts.labels("scheduled").inc()
+            self.metrics.e2e.observe(max(0.0, self.clock() - qp.added))
+            self.events.emit(qp.info.pod, "Normal", "Scheduled",
+                             f"Successfully assigned {item.namespace}/{item.name} to {item.node}")
+            return
+        self.cache.forget(item.uid)
+        self.queue.move_all("AssumedPodForgotten")
+        current = self.pods.get_by_key(qp.key)
+        still_pending = (current is not None and current.metadata.uid == item.uid
+                         and needs_scheduling(current))
+        if isinstance(err, errors.NotFound) or (isinstance(err, errors.Conflict) and not still_pending):
+            log.info("binding %s to %s dropped: %s", qp.key, item.node, err)
+            return
+        log.warning("binding %s to %s failed: %s; retrying after backoff", qp.key, item.node, err)
+        self.metrics.attempts.labels("error").inc()
+        if still_pending:
+            qp.info = self._info(current) if current is not qp.info.pod else qp.info
+            self.queue.add_backoff(qp)
+
+    # ------------------------------------------- unschedulable bookkeeping
+
+    async def _record_unschedulable(self, key: str, uid: str, result: ScheduleResult) -> None:
+        message = result.message()
+        dec = decision.record(result, self._weights)
+        async with self._status_slots:
+            pod = self.pods.get_by_key(key)
+            if pod is None or pod.metadata.uid != uid or not needs_scheduling(pod):
+                return
+            self.events.emit(pod, "Warning", "FailedScheduling", message)
+            for attempt in range(3):
+                try:
+                    await self._write_unschedulable(pod, message, dec)
+                    return
+                except errors.Conflict:
+                    pod = await self.client.get("Pod", pod.metadata.name, pod.metadata.namespace)
+                    if pod.metadata.uid != uid or not needs_scheduling(pod):
+                        return
+                except errors.NotFound:
+                    return
+
+    async def _write_unschedulable(self, pod, message: str, dec: dict) -> None:
+        old = pod.metadata.annotations.get(decision.ANNOTATION)
+        if old is None or _without_time(decision.decode(old)) != _without_time(dec):
+            new = codec.copy(pod)
+            new.metadata.annotations[decision.ANNOTATION] = decision.json_of(dec)
+            pod = await self.client.update(new)
+        cond = next((c for c in pod.status.conditions if c.type == "PodScheduled"), None)
+        if cond is not None and cond.status == "False" and cond.reason == "Unschedulable" \
+                and cond.message == message:
+            return
+        new = codec.copy(pod)
+        now = Timestamp()
+        now.GetCurrentTime()
+        c = next((c for c in new.status.conditions if c.type == "PodScheduled"), None)
+        if c is None:
+            c = new.status.conditions.add(type="PodScheduled")
+        if c.status != "False":
+            c.last_transition_time.CopyFrom(now)
+        c.status, c.reason, c.message = "False", "Unschedulable", message
+        c.last_probe_time.CopyFrom(now)
+        if new.status.phase == "":
+            new.status.phase = "Pending"
+        await self.client.update_status(new)
+
+
+def _without_time(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "time"}
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("recording an unschedulable pod failed", exc_info=task.exception())
