@@ -47,6 +47,7 @@ storage:
       enabled: false
 http:
   addr: {addr}
+  secret: {token}
   headers:
     X-Content-Type-Options: [nosniff]
     X-Kctl-Registry: [{token}]
