@@ -12,7 +12,8 @@ on asyncio:
   DeletedFinalStateUnknown, simply unwrapped). Unchanged objects emit
   nothing. Other errors (Unavailable, ...) back off exponentially
   (0.2 s doubling to 30 s, reset once a watch delivers events), so a dead
-  apiserver is never busy-looped.
+  apiserver is never busy-looped; a watch that ends at once without events
+  counts as an error, one the server closes after a while does not.
 * The cache is written by the reflector synchronously (no await between
   reading an event and updating the store and indexes), so every read from
   any task sees a consistent store. Objects in the cache are shared: treat
@@ -32,6 +33,7 @@ on asyncio:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -291,6 +293,7 @@ class Informer:
                 self._notify("update", obj, obj)
 
     async def _reflect(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = self.backoff_initial
         need_list = True
         while True:
@@ -305,16 +308,19 @@ class Informer:
                     self._replace(items, rv)
                     need_list, listed = False, True
                     log.debug("%r: listed %d objects at rv %s", self, len(items), rv)
-                async for ev in self.client.watch(
-                        self.kind, self.namespace, resource_version=self.last_resource_version,
-                        label_selector=self.label_selector, field_selector=self.field_selector,
-                        allow_bookmarks=True):
-                    self._apply(ev)
-                    events += 1
-                    delay = self.backoff_initial
-                if events:
-                    continue          # a stream that ended after delivering: watch again at once
-                log.debug("%r: watch ended without events", self)
+                started = loop.time()
+                stream = self.client.watch(
+                    self.kind, self.namespace, resource_version=self.last_resource_version,
+                    label_selector=self.label_selector, field_selector=self.field_selector,
+                    allow_bookmarks=True)
+                async with contextlib.aclosing(stream):
+                    async for ev in stream:
+                        self._apply(ev)
+                        events += 1
+                        delay = self.backoff_initial
+                if events or loop.time() - started > 5:
+                    continue          # a stream that ended normally: watch again at once
+                log.debug("%r: watch ended at once without events", self)
             except asyncio.CancelledError:
                 raise
             except errors.Expired as exc:
