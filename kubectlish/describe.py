@@ -1,0 +1,512 @@
+"""`kctl describe KIND NAME`: kubectl's human-readable object reports.
+
+Each describer returns a list of lines in which `\\t` separates a key from
+its value; `render()` aligns them with the tabwriter port (minwidth 0,
+padding 2, as kubectl's describe does), so nested blocks line up the way
+kubectl's do. Events are the object's own: all events of the namespace,
+filtered client-side by involvedObject (kind, name, and uid when set) —
+that works whatever field selectors the apiserver supports — oldest first.
+
+For pods the scheduler's decision record (annotation
+`scheduler.kctl.io/decision`, format in scheduler/decision.py) is shown as a
+small table: filtered nodes by reason and the best-scored candidates.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+from kubectlish.common import Ctx, err, format_api_error, parse_targets, run
+from kubectlish.printers import (NONE, age, event_times, format_labels, format_selector, node_status,
+                                 pod_status, port_string, tabwrite, ts_seconds)
+from machinery import errors
+
+DECISION = "scheduler.kctl.io/decision"
+
+
+def render(lines: list[str]) -> str:
+    return tabwrite(lines, minwidth=0, padding=2)
+
+
+def when(ts) -> str:
+    """kubectl's describe time format: Mon, 23 Nov 2026 01:40:00 +0000."""
+    t = ts_seconds(ts)
+    if t is None:
+        return NONE
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+def _map_lines(title: str, m, indent: str = "") -> list[str]:
+    items = sorted(m.items())
+    if not items:
+        return [f"{indent}{title}:\t{NONE}"]
+    out = [f"{indent}{title}:\t{items[0][0]}={items[0][1]}"]
+    out += [f"{indent}\t{k}={v}" for k, v in items[1:]]
+    return out
+
+
+def _meta(obj, with_ns=True) -> list[str]:
+    m = obj.metadata
+    lines = [f"Name:\t{m.name}"]
+    if with_ns:
+        lines.append(f"Namespace:\t{m.namespace}")
+    lines.append(f"CreationTimestamp:\t{when(m.creation_timestamp)}")
+    lines += _map_lines("Labels", m.labels)
+    ann = {k: v for k, v in m.annotations.items()
+           if k not in ("kubectl.kubernetes.io/last-applied-configuration", DECISION)}
+    lines += _map_lines("Annotations", ann)
+    return lines
+
+
+def _conditions(conds, extra=("Reason",)) -> list[str]:
+    if not conds:
+        return []
+    lines = ["Conditions:", "  Type\tStatus\t" + "\t".join(extra),
+             "  ----\t------\t" + "\t".join("-" * len(e) for e in extra)]
+    for c in conds:
+        lines.append(f"  {c.type}\t{c.status}\t" + "\t".join(getattr(c, e.lower(), "") for e in extra))
+    return lines
+
+
+def events_lines(events) -> list[str]:
+    if not events:
+        return ["Events:\t<none>"]
+    lines = ["Events:", "  Type\tReason\tAge\tFrom\tMessage", "  ----\t------\t----\t----\t-------"]
+    for e in events:
+        last, _ = event_times(e)
+        src = e.source.component or e.reporting_component
+        lines.append(f"  {e.type}\t{e.reason}\t{last}\t{src}\t{e.message.strip()}")
+    return lines
+
+
+async def object_events(client, obj) -> list:
+    from kubectlish.printers import event_sort_key
+    kind = obj.kind or type(obj).__name__
+    try:
+        evs, _ = await client.list("events", obj.metadata.namespace)
+    except errors.ApiError:
+        return []
+    mine = [e for e in evs if e.involved_object.name == obj.metadata.name
+            and e.involved_object.kind == kind
+            and (not e.involved_object.uid or e.involved_object.uid == obj.metadata.uid)]
+    return sorted(mine, key=event_sort_key)
+
+
+# --------------------------------------------------------------------- pods
+
+def _probe(p) -> str:
+    if p.HasField("http_get"):
+        h = p.http_get
+        port = h.port.int_val if h.port.WhichOneof("value") == "int_val" else h.port.str_val
+        what = f"http-get {(h.scheme or 'HTTP').lower()}://{h.host}:{port}{h.path}"
+    elif p.HasField("tcp_socket"):
+        port = p.tcp_socket.port
+        what = f"tcp-socket {p.tcp_socket.host}:{port.int_val if port.WhichOneof('value') == 'int_val' else port.str_val}"
+    elif p.HasField("exec"):
+        what = f"exec [{' '.join(p.exec.command)}]"
+    else:
+        what = "unknown"
+    return (f"{what} delay={p.initial_delay_seconds}s timeout={p.timeout_seconds or 1}s "
+            f"period={p.period_seconds or 10}s #success={p.success_threshold or 1} "
+            f"#failure={p.failure_threshold or 3}")
+
+
+def _state(prefix: str, title: str, st) -> list[str]:
+    if st.HasField("running"):
+        return [f"{prefix}{title}:\tRunning", f"{prefix}  Started:\t{when(st.running.started_at)}"]
+    if st.HasField("waiting"):
+        lines = [f"{prefix}{title}:\tWaiting", f"{prefix}  Reason:\t{st.waiting.reason}"]
+        if st.waiting.message:
+            lines.append(f"{prefix}  Message:\t{st.waiting.message}")
+        return lines
+    if st.HasField("terminated"):
+        t = st.terminated
+        lines = [f"{prefix}{title}:\tTerminated", f"{prefix}  Reason:\t{t.reason}"]
+        if t.message:
+            lines.append(f"{prefix}  Message:\t{t.message}")
+        lines += [f"{prefix}  Exit Code:\t{t.exit_code}", f"{prefix}  Started:\t{when(t.started_at)}",
+                  f"{prefix}  Finished:\t{when(t.finished_at)}"]
+        return lines
+    return [f"{prefix}{title}:\tWaiting"] if title == "State" else []
+
+
+def container_lines(c, status=None, indent: int = 2) -> list[str]:
+    p = " " * indent
+    q = p + "  "
+    lines = [f"{p}{c.name}:"]
+    if status is not None:
+        lines.append(f"{q}Container ID:\t{status.container_id}")
+    lines.append(f"{q}Image:\t{c.image}")
+    if status is not None:
+        lines.append(f"{q}Image ID:\t{status.image_id}")
+    ports = [f"{pt.container_port}/{pt.protocol or 'TCP'}" + (f" ({pt.name})" if pt.name else "") for pt in c.ports]
+    lines.append(f"{q}Port{'s' if len(ports) > 1 else ''}:\t{', '.join(ports) or NONE}")
+    host_ports = ", ".join(f"{pt.host_port}/{pt.protocol or 'TCP'}" for pt in c.ports)
+    lines.append(f"{q}Host Port:\t{host_ports or NONE}")
+    if c.command:
+        lines.append(f"{q}Command:")
+        lines += [f"{q}  {a}" for a in c.command]
+    if c.args:
+        lines.append(f"{q}Args:")
+        lines += [f"{q}  {a}" for a in c.args]
+    if status is not None:
+        lines += _state(q, "State", status.state)
+        lines += _state(q, "Last State", status.last_state)
+        lines.append(f"{q}Ready:\t{'True' if status.ready else 'False'}")
+        lines.append(f"{q}Restart Count:\t{status.restart_count}")
+    for title, res in (("Limits", c.resources.limits), ("Requests", c.resources.requests)):
+        if res:
+            lines.append(f"{q}{title}:")
+            lines += [f"{q}  {k}:\t{v}" for k, v in sorted(res.items())]
+    for title, probe in (("Liveness", "liveness_probe"), ("Readiness", "readiness_probe"),
+                         ("Startup", "startup_probe")):
+        if c.HasField(probe):
+            lines.append(f"{q}{title}:\t{_probe(getattr(c, probe))}")
+    if c.env:
+        lines.append(f"{q}Environment:")
+        for e in c.env:
+            if e.HasField("value_from"):
+                vf = e.value_from
+                src = (f"({vf.field_ref.api_version or 'v1'}:{vf.field_ref.field_path})" if vf.HasField("field_ref")
+                       else f"<set to the key '{vf.secret_key_ref.key}' in secret '{vf.secret_key_ref.name}'>"
+                       if vf.HasField("secret_key_ref") else "<from a source>")
+                lines.append(f"{q}  {e.name}:\t {src}")
+            else:
+                lines.append(f"{q}  {e.name}:\t{e.value}")
+    else:
+        lines.append(f"{q}Environment:\t{NONE}")
+    if c.volume_mounts:
+        lines.append(f"{q}Mounts:")
+        lines += [f"{q}  {m.mount_path} from {m.name} ({'ro' if m.read_only else 'rw'})" for m in c.volume_mounts]
+    else:
+        lines.append(f"{q}Mounts:\t{NONE}")
+    return lines
+
+
+def volume_lines(volumes, indent: str = "") -> list[str]:
+    if not volumes:
+        return [f"{indent}Volumes:\t{NONE}"]
+    lines = [f"{indent}Volumes:"]
+    for v in volumes:
+        lines.append(f"{indent}  {v.name}:")
+        q = indent + "    "
+        if v.HasField("empty_dir"):
+            lines += [f"{q}Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)",
+                      f"{q}Medium:\t{v.empty_dir.medium}", f"{q}SizeLimit:\t{v.empty_dir.size_limit or '<unset>'}"]
+        elif v.HasField("host_path"):
+            lines += [f"{q}Type:\tHostPath (bare host directory volume)", f"{q}Path:\t{v.host_path.path}"]
+        elif v.HasField("secret"):
+            lines += [f"{q}Type:\tSecret (a volume populated by a Secret)", f"{q}SecretName:\t{v.secret.secret_name}"]
+        elif v.HasField("config_map"):
+            lines += [f"{q}Type:\tConfigMap (a volume populated by a ConfigMap)", f"{q}Name:\t{v.config_map.name}"]
+        elif v.HasField("persistent_volume_claim"):
+            lines += [f"{q}Type:\tPersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)",
+                      f"{q}ClaimName:\t{v.persistent_volume_claim.claim_name}"]
+    return lines
+
+
+def pod_template_lines(tmpl, level: int = 0) -> list[str]:
+    """kubectl's `Pod Template:` block (deployments, replica sets, rollout history)."""
+    ind = "  " * level
+    lines = [f"{ind}Pod Template:"]
+    lines += _map_lines("Labels", tmpl.metadata.labels, ind + "  ")
+    if tmpl.metadata.annotations:
+        lines += _map_lines("Annotations", tmpl.metadata.annotations, ind + "  ")
+    lines.append(f"{ind}  Containers:")
+    for c in tmpl.spec.containers:
+        lines += container_lines(c, None, indent=len(ind) + 3)
+    lines += volume_lines(tmpl.spec.volumes, ind + "  ")
+    return lines
+
+
+def decision_lines(raw: str) -> list[str]:
+    """The scheduler's decision record as a small table (see scheduler/decision.py)."""
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return [f"Scheduling Decision:\t<unreadable: {raw[:60]}>"]
+    node = d.get("node") or "<none> (unschedulable)"
+    lines = [f"Scheduling Decision:\t{d.get('time', '')}",
+             f"  Node:\t{node}",
+             f"  Nodes:\t{d.get('nodes', '?')} considered, {d.get('feasible', '?')} feasible, "
+             f"{d.get('scored', '?')} scored"]
+    filtered = d.get("filtered") or []
+    if filtered:
+        rows = ["  FILTERED BY\tNODES\tEXAMPLES"]
+        rows += [f"  {f.get('reason', '')}\t{f.get('count', '')}\t{', '.join(f.get('nodes') or []) or NONE}"
+                 for f in filtered]
+        lines += [""] + rows
+    scores = d.get("scores") or []
+    if scores:
+        plugins = sorted({p for s in scores for p in (s.get("plugins") or {})})
+        rows = ["  NODE\tTOTAL\t" + "\t".join(plugins)]
+        for s in scores:
+            parts = s.get("plugins") or {}
+            rows.append(f"  {s.get('node', '')}\t{_num(s.get('total'))}\t" +
+                        "\t".join(_num(parts.get(p)) for p in plugins))
+        lines += [""] + rows
+    return lines
+
+
+def _num(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def describe_pod(p, events) -> list[str]:
+    m, s = p.metadata, p.status
+    lines = [f"Name:\t{m.name}", f"Namespace:\t{m.namespace}",
+             f"Priority:\t{p.spec.priority if p.spec.HasField('priority') else 0}",
+             f"Service Account:\t{p.spec.service_account_name or 'default'}",
+             f"Node:\t{p.spec.node_name + ('/' + s.host_ip if s.host_ip else '') if p.spec.node_name else NONE}",
+             f"Start Time:\t{when(s.start_time)}"]
+    lines += _map_lines("Labels", m.labels)
+    ann = {k: v for k, v in m.annotations.items()
+           if k not in ("kubectl.kubernetes.io/last-applied-configuration", DECISION)}
+    lines += _map_lines("Annotations", ann)
+    if m.HasField("deletion_timestamp"):
+        lines.append(f"Status:\tTerminating (lasts {age(m.deletion_timestamp)})")
+        lines.append(f"Termination Grace Period:\t{m.deletion_grace_period_seconds}s")
+    else:
+        lines.append(f"Status:\t{s.phase or 'Pending'}")
+    if s.reason:
+        lines.append(f"Reason:\t{s.reason}")
+    if s.message:
+        lines.append(f"Message:\t{s.message}")
+    ip = s.pod_ips[0].ip if s.pod_ips else s.pod_ip
+    lines.append(f"IP:\t{ip}")
+    ips = [i.ip for i in s.pod_ips] or ([s.pod_ip] if s.pod_ip else [])
+    lines += ["IPs:"] + [f"  IP:\t{i}" for i in ips] if ips else [f"IPs:\t{NONE}"]
+    ctrl = next((o for o in m.owner_references if o.controller), None)
+    if ctrl is not None:
+        lines.append(f"Controlled By:\t{ctrl.kind}/{ctrl.name}")
+    lines.append("Containers:")
+    statuses = {cs.name: cs for cs in s.container_statuses}
+    for c in p.spec.containers:
+        cs = statuses.get(c.name)
+        if cs is None:
+            from machinery.pb import core_pb2
+            cs = core_pb2.ContainerStatus(name=c.name)
+        lines += container_lines(c, cs)
+    lines += _conditions(s.conditions, extra=())
+    lines += volume_lines(p.spec.volumes)
+    lines.append(f"QoS Class:\t{s.qos_class or NONE}")
+    lines.append(f"Node-Selectors:\t{format_labels(p.spec.node_selector)}")
+    tols = [f"{t.key or ''}{'=' + t.value if t.value else ''}{':' + t.effect if t.effect else ''}"
+            f"{' op=Exists' if t.operator == 'Exists' else ''}"
+            f"{' for ' + str(t.toleration_seconds) + 's' if t.HasField('toleration_seconds') else ''}"
+            for t in p.spec.tolerations]
+    lines.append(f"Tolerations:\t{tols[0] if tols else NONE}")
+    lines += [f"\t{t}" for t in tols[1:]]
+    if DECISION in m.annotations:
+        lines += decision_lines(m.annotations[DECISION])
+    lines += events_lines(events)
+    return lines
+
+
+# ---------------------------------------------------------------- workloads
+
+def _strategy(d) -> list[str]:
+    st = d.spec.strategy
+    lines = [f"StrategyType:\t{st.type or 'RollingUpdate'}", f"MinReadySeconds:\t{d.spec.min_ready_seconds}"]
+    if (st.type or "RollingUpdate") == "RollingUpdate":
+        ru = st.rolling_update
+
+        def ios(v, default):
+            w = v.WhichOneof("value")
+            return default if w is None else str(getattr(v, w))
+        lines.append(f"RollingUpdateStrategy:\t{ios(ru.max_unavailable, '25%')} max unavailable, "
+                     f"{ios(ru.max_surge, '25%')} max surge")
+    return lines
+
+
+def describe_deployment(d, events, rss=()) -> list[str]:
+    s = d.status
+    want = d.spec.replicas if d.spec.HasField("replicas") else 1
+    lines = _meta(d)
+    lines.append(f"Selector:\t{format_selector(d.spec.selector)}")
+    lines.append(f"Replicas:\t{want} desired | {s.updated_replicas} updated | {s.replicas} total | "
+                 f"{s.available_replicas} available | {s.unavailable_replicas} unavailable")
+    lines += _strategy(d)
+    if d.spec.paused:
+        lines.append("Paused:\ttrue")
+    lines += pod_template_lines(d.spec.template)
+    lines += _conditions(d.status.conditions)
+    from kubectlish.rollout import REVISION
+    cur = d.metadata.annotations.get(REVISION)
+    new = [r for r in rss if r.metadata.annotations.get(REVISION) == cur] if cur else []
+    old = [r for r in rss if r not in new and (r.spec.replicas or r.status.replicas)]
+    fmt = lambda rs: ", ".join(f"{r.metadata.name} ({r.status.replicas}/{r.spec.replicas} replicas created)"
+                               for r in rs) or NONE
+    lines.append(f"OldReplicaSets:\t{fmt(old)}")
+    lines.append(f"NewReplicaSet:\t{fmt(new)}")
+    return lines + events_lines(events)
+
+
+def describe_replicaset(r, events, pods=()) -> list[str]:
+    lines = _meta(r)
+    lines.append(f"Selector:\t{format_selector(r.spec.selector)}")
+    ctrl = next((o for o in r.metadata.owner_references if o.controller), None)
+    if ctrl is not None:
+        lines.append(f"Controlled By:\t{ctrl.kind}/{ctrl.name}")
+    want = r.spec.replicas if r.spec.HasField("replicas") else 1
+    lines.append(f"Replicas:\t{r.status.replicas} current / {want} desired")
+    phases = {}
+    for p in pods:
+        phases[p.status.phase or "Pending"] = phases.get(p.status.phase or "Pending", 0) + 1
+    lines.append(f"Pods Status:\t{phases.get('Running', 0)} Running / {phases.get('Pending', 0)} Waiting / "
+                 f"{phases.get('Succeeded', 0)} Succeeded / {phases.get('Failed', 0)} Failed")
+    lines += pod_template_lines(r.spec.template)
+    lines += _conditions(r.status.conditions)
+    return lines + events_lines(events)
+
+
+def describe_node(n, events, pods=()) -> list[str]:
+    lines = _meta(n, with_ns=False)
+    taints = [f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}" for t in n.spec.taints]
+    lines.append(f"Taints:\t{taints[0] if taints else NONE}")
+    lines += [f"\t{t}" for t in taints[1:]]
+    lines.append(f"Unschedulable:\t{'true' if n.spec.unschedulable else 'false'}")
+    lines.append(f"Status:\t{node_status(n)}")
+    if n.status.conditions:
+        lines += ["Conditions:", "  Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage",
+                  "  ----\t------\t-----------------\t------------------\t------\t-------"]
+        for c in n.status.conditions:
+            lines.append(f"  {c.type}\t{c.status}\t{when(c.last_heartbeat_time)}\t"
+                         f"{when(c.last_transition_time)}\t{c.reason}\t{c.message}")
+    if n.status.addresses:
+        lines.append("Addresses:")
+        lines += [f"  {a.type}:\t{a.address}" for a in n.status.addresses]
+    for title, res in (("Capacity", n.status.capacity), ("Allocatable", n.status.allocatable)):
+        if res:
+            lines.append(f"{title}:")
+            lines += [f"  {k}:\t{v}" for k, v in sorted(res.items())]
+    i = n.status.node_info
+    lines += ["System Info:", f"  Kernel Version:\t{i.kernel_version}", f"  OS Image:\t{i.os_image}",
+              f"  Container Runtime Version:\t{i.container_runtime_version}",
+              f"  Kubelet Version:\t{i.kubelet_version}"]
+    lines.append(f"PodCIDR:\t{n.spec.pod_cidr or NONE}")
+    lines.append(f"Non-terminated Pods:\t({len(pods)} in total)")
+    if pods:
+        lines += ["  Namespace\tName\tCPU Requests\tMemory Requests\tAge",
+                  "  ---------\t----\t------------\t---------------\t---"]
+        for p in pods:
+            cpu = ",".join(c.resources.requests.get("cpu", "") for c in p.spec.containers if c.resources.requests.get("cpu")) or "0"
+            mem = ",".join(c.resources.requests.get("memory", "") for c in p.spec.containers if c.resources.requests.get("memory")) or "0"
+            lines.append(f"  {p.metadata.namespace}\t{p.metadata.name}\t{cpu}\t{mem}\t{age(p.metadata.creation_timestamp)}")
+    return lines + events_lines(events)
+
+
+def describe_service(s, events, endpoints=None) -> list[str]:
+    lines = _meta(s)
+    lines.append(f"Selector:\t{format_labels(s.spec.selector)}")
+    lines.append(f"Type:\t{s.spec.type or 'ClusterIP'}")
+    lines.append(f"IP:\t{s.spec.cluster_ip or NONE}")
+    if s.spec.type == "LoadBalancer":
+        lines.append("Note:\tkctl serves LoadBalancer services as NodePort (no load balancer provider)")
+    from kubectlish.printers import format_endpoints
+    for p in s.spec.ports:
+        tp = p.target_port
+        which = tp.WhichOneof("value")
+        target = str(getattr(tp, which)) if which else str(p.port)
+        lines.append(f"Port:\t{p.name or '<unset>'}\t{p.port}/{p.protocol or 'TCP'}")
+        lines.append(f"TargetPort:\t{target}/{p.protocol or 'TCP'}")
+        if p.node_port:
+            lines.append(f"NodePort:\t{p.name or '<unset>'}\t{p.node_port}/{p.protocol or 'TCP'}")
+    lines.append(f"Endpoints:\t{format_endpoints(endpoints) if endpoints is not None else NONE}")
+    lines.append(f"Session Affinity:\t{s.spec.session_affinity or 'None'}")
+    return lines + events_lines(events)
+
+
+def describe_namespace(n, events) -> list[str]:
+    lines = [f"Name:\t{n.metadata.name}"] + _map_lines("Labels", n.metadata.labels)
+    ann = {k: v for k, v in n.metadata.annotations.items() if k != "kubectl.kubernetes.io/last-applied-configuration"}
+    lines += _map_lines("Annotations", ann)
+    lines.append(f"Status:\t{n.status.phase}")
+    lines.append("")
+    lines.append("No resource quota.")
+    lines.append("")
+    lines.append("No LimitRange resource.")
+    return lines
+
+
+def describe_generic(o, events) -> list[str]:
+    """Kinds without a dedicated describer: metadata plus the manifest's spec."""
+    from machinery import codec
+    lines = _meta(o, with_ns=bool(o.metadata.namespace))
+    d = codec.to_dict(o)
+    for k in ("spec", "subsets", "involvedObject", "reason", "message"):
+        if k in d:
+            body = codec.to_yaml({k: d[k]}).rstrip("\n").splitlines()
+            lines += [ln.replace("\t", " ") for ln in body]
+    return lines + events_lines(events)
+
+
+async def describe_one(client, obj) -> str:
+    kind = type(obj).__name__
+    events = await object_events(client, obj)
+    ns = obj.metadata.namespace
+    if kind == "Pod":
+        lines = describe_pod(obj, events)
+    elif kind == "Deployment":
+        from kubectlish.rollout import owned_replicasets
+        lines = describe_deployment(obj, events, await owned_replicasets(client, obj))
+    elif kind == "ReplicaSet":
+        pods, _ = await client.list("pods", ns)
+        mine = [p for p in pods if any(o.uid == obj.metadata.uid for o in p.metadata.owner_references)]
+        lines = describe_replicaset(obj, events, mine)
+    elif kind == "Node":
+        pods, _ = await client.list("pods", "", field_selector=f"spec.nodeName={obj.metadata.name}")
+        pods = [p for p in pods if p.spec.node_name == obj.metadata.name
+                and p.status.phase not in ("Succeeded", "Failed")]
+        lines = describe_node(obj, events, pods)
+    elif kind == "Service":
+        try:
+            ep = await client.get("endpoints", obj.metadata.name, ns)
+        except errors.NotFound:
+            ep = None
+        lines = describe_service(obj, events, ep)
+    elif kind == "Namespace":
+        lines = describe_namespace(obj, events)
+    else:
+        lines = describe_generic(obj, events)
+    return render(lines)
+
+
+async def run_describe(ctx: Ctx, args, selector, all_namespaces) -> int:
+    client = ctx.client()
+    failures = 0
+    outputs = []
+    for t in parse_targets(args):
+        if t.names:
+            objs = []
+            for n in t.names:
+                try:
+                    objs.append(await client.get(t.info, n, ctx.namespace))
+                except errors.NotFound as exc:
+                    err(format_api_error(exc))
+                    failures += 1
+        else:
+            objs, _ = await client.list(t.info, "" if all_namespaces else ctx.namespace, label_selector=selector)
+        for o in objs:
+            outputs.append(await describe_one(client, o))
+    if not outputs and not failures:
+        err(f"No resources found in {ctx.namespace} namespace.")
+    click.echo("\n\n".join(o.rstrip("\n") for o in outputs) + ("\n" if outputs else ""), nl=False)
+    return 1 if failures else 0
+
+
+@click.command("describe")
+@click.argument("args", nargs=-1, required=True)
+@click.option("-l", "--selector", default="", help="Describe the objects matching this selector.")
+@click.option("-A", "--all-namespaces", is_flag=True)
+@click.pass_obj
+def describe_cmd(ctx: Ctx, args, selector, all_namespaces):
+    """Show details of a resource or group of resources, with its events."""
+    run(ctx, run_describe, args, selector, all_namespaces)
+
+
+

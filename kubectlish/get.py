@@ -1,0 +1,158 @@
+"""`kctl get`: tables, -o wide|yaml|json|name, selectors, -A, --watch.
+
+Objects named on the command line are fetched one by one (missing ones are
+reported after the rest, as kubectl does, and make the exit code 1); bare
+kinds are listed with the label/field selectors. Several kinds (`pods,svc`,
+`all`) print one table per kind, separated by a blank line, with names
+prefixed by the kind. `--watch` lists, prints, then watches from the list's
+resourceVersion and prints one row per change, aligned to the first table's
+columns; it ends on Ctrl-C or after --request-timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from kubectlish import printers
+from kubectlish.common import Ctx, Failed, err, format_api_error, parse_targets, run
+from machinery import errors
+
+
+async def fetch(ctx: Ctx, target, *, all_namespaces: bool, selector: str, field_selector: str):
+    """(objects, list resourceVersion, errors) for one Target."""
+    client = ctx.client()
+    ns = "" if all_namespaces else ctx.namespace
+    if not target.names:
+        items, rv = await client.list(target.info, ns, label_selector=selector,
+                                      field_selector=field_selector)
+        if target.info.kind == "Event":
+            items.sort(key=printers.event_sort_key)
+        return items, rv, []
+    if selector:
+        raise Failed("error: name cannot be provided when a selector is specified")
+    objs, errs = [], []
+    for name in target.names:
+        try:
+            objs.append(await client.get(target.info, name, ctx.namespace))
+        except errors.NotFound as exc:
+            errs.append(exc)
+    return objs, "", errs
+
+
+def _no_resources(ctx: Ctx, all_namespaces: bool, namespaced: bool) -> str:
+    if all_namespaces or not namespaced:
+        return "No resources found"
+    return f"No resources found in {ctx.namespace} namespace."
+
+
+async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
+                  show_labels, no_headers, show_kind, ignore_not_found) -> int:
+    targets = parse_targets(args)
+    multi = len(targets) > 1
+    show_kind = show_kind or multi
+    wide = output == "wide"
+    results = []
+    failures = []
+    for t in targets:
+        objs, rv, errs = await fetch(ctx, t, all_namespaces=all_namespaces, selector=selector,
+                                     field_selector=field_selector)
+        results.append((t, objs, rv))
+        if not ignore_not_found:
+            failures.extend(errs)
+    if watch or watch_only:
+        if multi or len(targets[0].names) > 1:
+            raise Failed("error: you may only specify a single resource type")
+    all_objs = [o for _, objs, _ in results for o in objs]
+    if not (watch_only):
+        if output in ("yaml", "json", "name"):
+            single = not multi and len(targets[0].names) == 1
+            if all_objs or not single:
+                if output != "name" or all_objs:
+                    click.echo(printers.render(all_objs, output, single=single), nl=False)
+        else:
+            first = True
+            for t, objs, _ in results:
+                if not objs:
+                    continue
+                if not first:
+                    click.echo("")
+                first = False
+                click.echo(printers.table(t.info.kind, objs, wide=wide, all_namespaces=all_namespaces,
+                                          show_labels=show_labels, show_kind=show_kind,
+                                          no_headers=no_headers), nl=False)
+        if not all_objs and not failures and not any(t.names for t in targets) \
+                and output not in ("yaml", "json"):
+            err(_no_resources(ctx, all_namespaces, targets[0].info.namespaced))
+    for exc in failures:
+        err(format_api_error(exc))
+    if watch or watch_only:
+        t, objs, rv = results[0]
+        fs = field_selector
+        if t.names:
+            fs = ",".join(x for x in (fs, f"metadata.name={t.names[0]}") if x)
+        await _watch(ctx, t, rv, output=output, selector=selector, field_selector=fs,
+                     all_namespaces=all_namespaces, show_labels=show_labels, show_kind=show_kind,
+                     header_printed=bool(objs) and not watch_only and not no_headers)
+    return 1 if failures else 0
+
+
+async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_namespaces,
+                 show_labels, show_kind, header_printed):
+    client = ctx.client()
+    kind = target.info.kind
+    wide = output == "wide"
+    hdr = "\t".join(printers.headers(kind, wide=wide, all_namespaces=all_namespaces,
+                                     show_labels=show_labels))
+
+    async def loop():
+        printed_header = header_printed
+        stream = client.watch(target.info, "" if all_namespaces else ctx.namespace, resource_version=rv,
+                              label_selector=selector, field_selector=field_selector)
+        async for ev in stream:
+            if ev.object is None or ev.type == "BOOKMARK":
+                continue
+            if output in ("yaml", "json"):
+                if output == "yaml":
+                    click.echo("---")
+                click.echo(printers.render([ev.object], output, single=True), nl=False)
+                continue
+            if output == "name":
+                click.echo(printers.render([ev.object], "name", single=True), nl=False)
+                continue
+            cells = printers.row(ev.object, wide=wide, all_namespaces=all_namespaces,
+                                 show_labels=show_labels, show_kind=show_kind)
+            lines = printers.tabwrite([hdr, "\t".join(cells)]).splitlines()
+            if not printed_header:
+                click.echo(lines[0])
+                printed_header = True
+            click.echo(lines[1])
+
+    try:
+        if ctx.request_timeout:
+            await asyncio.wait_for(loop(), ctx.request_timeout)
+        else:
+            await loop()
+    except asyncio.TimeoutError:
+        pass
+
+
+@click.command("get")
+@click.argument("args", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Choice(["wide", "yaml", "json", "name"]), default=None,
+              help="Output format.")
+@click.option("-l", "--selector", default="", help="Label selector (e.g. app=web,tier!=db).")
+@click.option("--field-selector", default="", help="Field selector (e.g. spec.nodeName=node1).")
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
+@click.option("-w", "--watch", is_flag=True, help="After listing, watch for changes.")
+@click.option("--watch-only", is_flag=True, help="Watch for changes without listing first.")
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
+@click.option("--no-headers", is_flag=True, help="Omit the header line.")
+@click.option("--show-kind", is_flag=True, help="Prefix names with their kind.")
+@click.option("--ignore-not-found", is_flag=True, help="Missing named objects are not an error.")
+@click.pass_obj
+def get_cmd(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
+            show_labels, no_headers, show_kind, ignore_not_found):
+    """Display one or many resources (get pods, get deploy/web, get pods,svc, get all)."""
+    run(ctx, run_get, args, output, selector, field_selector, all_namespaces, watch, watch_only,
+        show_labels, no_headers, show_kind, ignore_not_found)

@@ -1,0 +1,164 @@
+"""`kctl`, the kubectl-like CLI: the click group and its global flags.
+
+Subcommands are registered by name -> "module:attribute" in COMMANDS and
+imported only when used, so `kctl version` does not pay for describe's or
+rollout's imports. Other packages extend the group the same way: EXTENSIONS
+lists commands that live elsewhere (`kctl lab` in deploy/lab/cli.py, `logs`
+and `exec` later); each appears as soon as its module exists, and nothing
+breaks while it does not.
+
+Global flags (--server, --kubeconfig, --context, -n/--namespace,
+--request-timeout) may be written anywhere on the line, as with kubectl
+(`kctl get pods -n kube-system`): `KctlGroup.parse_args` hoists them in
+front of the subcommand before click parses.
+
+Exit codes: 0 success; 1 for every error kubectl reports (server errors,
+unreachable server, unknown kinds); 2 for command-line usage errors (click's
+convention — kubectl uses 1 there; we keep 2 so scripts can tell a typo from
+a failure).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+COMMANDS = {
+    "apply": "kubectlish.apply:apply_cmd",
+    "create": "kubectlish.apply:create_cmd",
+    "get": "kubectlish.get:get_cmd",
+    "describe": "kubectlish.describe:describe_cmd",
+    "delete": "kubectlish.delete:delete_cmd",
+    "api-resources": "kubectlish.info:api_resources_cmd",
+    "version": "kubectlish.info:version_cmd",
+    "label": "kubectlish.edit:label_cmd",
+    "annotate": "kubectlish.edit:annotate_cmd",
+    "taint": "kubectlish.edit:taint_cmd",
+    "scale": "kubectlish.edit:scale_cmd",
+    "set": "kubectlish.edit:set_group",
+    "cordon": "kubectlish.nodes:cordon_cmd",
+    "uncordon": "kubectlish.nodes:uncordon_cmd",
+    "drain": "kubectlish.nodes:drain_cmd",
+    "rollout": "kubectlish.rollout:rollout_group",
+}
+
+# Commands owned by other packages; shown only when their module is present.
+EXTENSIONS = {
+    "lab": "deploy.lab.cli:lab",
+    "logs": "kubectlish.logs:logs_cmd",
+    "exec": "kubectlish.exec:exec_cmd",
+}
+
+# Global options that take a value, and may appear after the subcommand.
+_GLOBAL_VALUE_OPTS = ("-n", "--namespace", "-s", "--server", "--kubeconfig", "--context",
+                      "--request-timeout")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options found after the subcommand to the front."""
+    front, rest = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        if a in _GLOBAL_VALUE_OPTS and i + 1 < len(args):
+            front += [a, args[i + 1]]
+            i += 2
+            continue
+        if any(a.startswith(o + "=") for o in _GLOBAL_VALUE_OPTS if o.startswith("--")) or \
+                (a.startswith("-n") and not a.startswith("--") and len(a) > 2) or a.startswith("-n="):
+            front.append(a if not a.startswith("-n=") else "-n" + a[3:])
+            i += 1
+            continue
+        rest.append(a)
+        i += 1
+    return front + rest
+
+
+def _module_exists(spec: str) -> bool:
+    mod = spec.split(":")[0]
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class KctlGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+    def list_commands(self, ctx):
+        names = set(COMMANDS) | set(self.commands)
+        names |= {n for n, spec in EXTENSIONS.items() if _module_exists(spec)}
+        return sorted(names)
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        spec = COMMANDS.get(name) or EXTENSIONS.get(name)
+        if spec is None:
+            return None
+        mod_name, _, attr = spec.partition(":")
+        if name in EXTENSIONS and not _module_exists(spec):
+            return None
+        module = importlib.import_module(mod_name)
+        return getattr(module, attr)
+
+
+@click.group(cls=KctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-s", "--server", envvar=None, help="host:port of the apiserver (else $KCTL_SERVER, else kubeconfig).")
+@click.option("--kubeconfig", help="Path to the kubeconfig file (else $KUBECONFIG, else ~/.kctl/config).")
+@click.option("--context", "context_name", help="The kubeconfig context to use.")
+@click.option("-n", "--namespace", help="The namespace scope for this request.")
+@click.option("--request-timeout", default=None,
+              help="Seconds (or 5s, 2m) to wait for a request; also ends `get --watch`.")
+@click.pass_context
+def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout):
+    """kctl controls the kctl cluster manager (a kubectl look-alike)."""
+    from kubectlish import config
+    from kubectlish.common import Ctx
+
+    try:
+        settings = config.resolve(server=server, kubeconfig=kubeconfig, namespace=namespace,
+                                  context=context_name)
+    except config.ConfigError as exc:
+        if click_ctx.invoked_subcommand in EXTENSIONS:
+            # Extensions (the lab) may not need a cluster at all.
+            settings = config.Settings(config.DEFAULT_SERVER, namespace or "default", bool(namespace),
+                                       None, None)
+        else:
+            click.echo(f"error: {exc}", err=True)
+            click_ctx.exit(1)
+    click_ctx.obj = Ctx(server=settings.server, namespace=settings.namespace,
+                        namespace_explicit=settings.namespace_explicit,
+                        request_timeout=parse_duration(request_timeout))
+
+
+def parse_duration(value: str | None) -> float | None:
+    """`5`, `5s`, `2m`, `1h`, `0` (no timeout) -> seconds."""
+    if value in (None, ""):
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if value.endswith("ms"):
+            n = float(value[:-2]) / 1000
+        elif value[-1] in units:
+            n = float(value[:-1]) * units[value[-1]]
+        else:
+            n = float(value)
+    except ValueError:
+        raise click.BadParameter(f"invalid duration {value!r}", param_hint="--request-timeout") from None
+    return n or None
+
+
+def main() -> None:
+    cli(prog_name="kctl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The three-way merge behind `kctl apply`, on manifest dicts.
+
+Inputs are the last-applied configuration (what the user applied before,
+from the `kubectl.kubernetes.io/last-applied-configuration` annotation), the
+new manifest, and the live object. The result is the live object with:
+
+* every field the new manifest sets, set to the manifest's value;
+* every field the last-applied configuration had and the manifest no longer
+  has, removed (that is how deleting a line from the file deletes it from
+  the object);
+* every other live field kept: server defaults, allocated clusterIP and
+  nodePorts, labels and annotations that other tools added.
+
+Maps recurse. Lists of objects that Kubernetes merges by key (containers,
+env, ports, volumes, volumeMounts, taints, ...) are merged item by item with
+the same three-way rule, keeping the manifest's order and the live items
+nobody applied; so a Service's allocated `nodePort`, absent from the file,
+survives. Every other list (args, command, tolerations, ...) is replaced
+wholesale by the manifest's, as strategic merge patch does for atomic lists.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+# Strategic-merge keys of the lists kctl's kinds have (field name -> key).
+MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+    "taints": "key",
+    "ownerReferences": "uid",
+    "httpHeaders": "name",
+    "conditions": "type",
+    "addresses": "type",
+}
+# `ports` means container ports or service ports, told apart by their key.
+PORT_KEYS = ("containerPort", "port")
+
+# Fields the server owns: never sent from a manifest, never stored in the
+# last-applied configuration (so `get -o yaml | apply` is a no-op).
+SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp",
+                   "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink")
+
+
+def strip_server_fields(manifest: dict) -> dict:
+    """A copy of the manifest without status and server-populated metadata."""
+    m = copy.deepcopy(manifest)
+    m.pop("status", None)
+    meta = m.get("metadata")
+    if isinstance(meta, dict):
+        for k in SERVER_METADATA:
+            meta.pop(k, None)
+        ann = meta.get("annotations")
+        if isinstance(ann, dict):
+            ann.pop(LAST_APPLIED, None)
+            if not ann:
+                meta.pop("annotations", None)
+    return m
+
+
+def last_applied_json(manifest: dict) -> str:
+    """What goes in the annotation: compact JSON with sorted keys (stable, so
+    an unchanged manifest yields an identical annotation)."""
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+
+
+def with_last_applied(manifest: dict) -> dict:
+    m = copy.deepcopy(manifest)
+    meta = m.setdefault("metadata", {})
+    meta.setdefault("annotations", {})[LAST_APPLIED] = last_applied_json(manifest)
+    return m
+
+
+def read_last_applied(live: dict) -> dict | None:
+    raw = (live.get("metadata") or {}).get("annotations", {}).get(LAST_APPLIED)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def three_way(last: dict | None, new: dict, live: dict) -> dict:
+    """The merged object (a new dict; inputs are not modified)."""
+    return _merge_maps(last or {}, new, live)
+
+
+def _merge_maps(last: dict, new: dict, live: dict) -> dict:
+    out = copy.deepcopy(live) if isinstance(live, dict) else {}
+    for key in last:
+        if key not in new:
+            out.pop(key, None)
+    for key, nv in new.items():
+        if nv is None:
+            out.pop(key, None)
+            continue
+        lv = out.get(key)
+        ov = last.get(key)
+        if isinstance(nv, dict) and isinstance(lv, dict):
+            out[key] = _merge_maps(ov if isinstance(ov, dict) else {}, nv, lv)
+        elif isinstance(nv, list) and isinstance(lv, list):
+            out[key] = _merge_lists(key, ov if isinstance(ov, list) else [], nv, lv)
+        else:
+            out[key] = copy.deepcopy(nv)
+    return out
+
+
+def _merge_key(field: str, *lists: list) -> str | None:
+    items = [i for lst in lists for i in lst]
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    if field == "ports":
+        for k in PORT_KEYS:
+            if all(k in i for i in items):
+                return k
+        return None
+    key = MERGE_KEYS.get(field)
+    if key is None or not all(key in i for i in items):
+        return None
+    for lst in lists:
+        keys = [i[key] for i in lst]
+        if len(keys) != len(set(map(json.dumps, keys))):
+            return None  # duplicate keys: merging would be ambiguous
+    return key
+
+
+def _merge_lists(field: str, last: list, new: list, live: list) -> list:
+    key = _merge_key(field, last, new, live)
+    if key is None:
+        return copy.deepcopy(new)
+    last_by = {json.dumps(i[key]): i for i in last}
+    live_by = {json.dumps(i[key]): i for i in live}
+    new_keys = {json.dumps(i[key]) for i in new}
+    out = []
+    for item in new:
+        k = json.dumps(item[key])
+        if k in live_by:
+            out.append(_merge_maps(last_by.get(k, {}), item, live_by[k]))
+        else:
+            out.append(copy.deepcopy(item))
+    for item in live:
+        k = json.dumps(item[key])
+        if k not in new_keys and k not in last_by:
+            out.append(copy.deepcopy(item))  # added by someone else: keep
+    return out
