@@ -44,9 +44,10 @@ NETNS_DIR = "/var/run/netns"
 CGROUP_FS = "/sys/fs/cgroup"
 CGROUP_TOP = "kctl-lab"
 # Serialises subnet choice + address assignment of concurrent `build()`s, so
-# two labs never pick the same free subnet. Outside STATE_ROOT on purpose:
-# lab_down removes STATE_ROOT when the last lab is gone.
-BUILD_LOCK = "/run/lock/kctl-lab.lock"
+# two labs never pick the same free subnet. An abstract unix socket name (in
+# the root netns, where builds run): held while bound, released by the kernel
+# when its holder dies, and it leaves no file behind.
+BUILD_LOCK = "\0kctl-lab-build"
 
 MAX_NODES = 99
 _NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")

@@ -42,10 +42,12 @@ Failure injection:
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import os
 import shutil
+import socket
 import subprocess
+import time
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network
 
@@ -329,14 +331,22 @@ class Lab:
 
 
 @contextlib.contextmanager
-def _build_lock():
-    os.makedirs(os.path.dirname(naming.BUILD_LOCK), exist_ok=True)
-    fd = os.open(naming.BUILD_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def _build_lock(timeout: float = 120.0):
+    """Machine-wide build lock (see naming.BUILD_LOCK); bounded wait."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        while True:
+            try:
+                sock.bind(naming.BUILD_LOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    raise LabError(f"cannot take the lab build lock: {exc}") from exc
+                time.sleep(0.05)
         yield
     finally:
-        os.close(fd)
+        sock.close()
 
 
 def _idx(ipr, ifname: str) -> int:

@@ -534,3 +534,32 @@ async def test_usable_from_async_code():
     finally:
         lab_down(name)
     assert list_netns(naming.prefix(name)) == []
+
+
+def test_concurrent_builds_pick_distinct_subnets():
+    names = ["e2econa", "e2econb"]
+    labs = [Lab(LabSpec(name=n, nodes=1)) for n in names]
+    errors = []
+
+    def build(lab):
+        try:
+            lab.build()
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    for n in names:
+        lab_down(n)
+    threads = [threading.Thread(target=build, args=(lab,)) for lab in labs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        assert labs[0].subnet != labs[1].subnet
+        assert not labs[0].subnet.overlaps(labs[1].subnet)
+        for lab in labs:
+            assert eventually_ping(lab.node("node1"), lab.cp_address)
+    finally:
+        for n in names:
+            lab_down(n)
