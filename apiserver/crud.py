@@ -1,0 +1,394 @@
+"""Create, get, list, update, delete and bind on etcd: one object = one txn.
+
+Concurrency is optimistic, never locked: every write is an etcd txn whose
+compare pins what the decision was based on — `create_revision == 0` for a
+create, `mod_revision == <the revision read>` for an update/delete/bind, plus
+"allocation key absent" for each ClusterIP/NodePort a Service takes and
+"namespace key present" for objects in a namespace. A failed compare is
+diagnosed from the txn's failure branch (which reads the same keys back in
+the same round trip): AlreadyExists, NotFound, Conflict (the client's
+resourceVersion is stale) or, for unconditional writes (no resourceVersion
+given) and contended allocations, a silent retry on fresh data.
+
+Updates without a resourceVersion are unconditional, as Kubernetes allows
+for its built-in kinds (AllowUnconditionalUpdate); `kctl apply` sends the
+resourceVersion it read, so it gets conflicts. An update that changes
+nothing writes nothing (resourceVersion unchanged), as in Kubernetes.
+"""
+from __future__ import annotations
+
+import base64
+import json
+
+from google.protobuf.message import Message
+
+from apiserver import objects, registry
+from apiserver import storage as st
+from apiserver.allocators import Allocation, ServiceAllocator
+from machinery import errors, kinds
+from machinery.pb import api_pb2
+
+MAX_ATTEMPTS = 16
+TXN_MAX_OPS = 128  # etcd's default --max-txn-ops
+
+
+def _copy(obj: Message) -> Message:
+    c = type(obj)()
+    c.CopyFrom(obj)
+    return c
+
+
+def not_found(info: kinds.KindInfo, name: str) -> errors.NotFound:
+    return errors.NotFound(f'{info.resource} "{name}" not found', kind=info.plural, name=name, group=info.group)
+
+
+def conflict(info: kinds.KindInfo, name: str, why: str = "") -> errors.Conflict:
+    why = why or "the object has been modified; please apply your changes to the latest version and try again"
+    return errors.Conflict(f'Operation cannot be fulfilled on {info.resource} "{name}": {why}',
+                           kind=info.plural, name=name, group=info.group)
+
+
+def invalid(info: kinds.KindInfo, name: str, problems) -> errors.Invalid:
+    qualified = f"{info.kind}.{info.group}" if info.group else info.kind
+    return errors.Invalid.of(qualified, name, problems, kind=info.kind, group=info.group)
+
+
+def _finalizers_pending(obj: Message) -> bool:
+    if obj.metadata.finalizers:
+        return True
+    return isinstance(obj, kinds.BY_KIND["Namespace"].message) and bool(obj.spec.finalizers)
+
+
+def _removable(obj: Message) -> bool:
+    """A deleting object with nothing left to wait for (Kubernetes' rule)."""
+    md = obj.metadata
+    return (md.HasField("deletion_timestamp") and not _finalizers_pending(obj)
+            and (not md.HasField("deletion_grace_period_seconds") or md.deletion_grace_period_seconds == 0))
+
+
+class Store:
+    def __init__(self, storage: st.Storage, allocator: ServiceAllocator):
+        self.storage = storage
+        self.allocator = allocator
+        # Namespaces seen terminating by the namespace watch (watchcache feeds it).
+        self.terminating_namespaces: set[str] = set()
+
+    # --------------------------------------------------------------- read
+    async def get(self, info: kinds.KindInfo, namespace: str, name: str):
+        kv, _ = await self.storage.get(objects.key(info, namespace, name))
+        if kv is None:
+            raise not_found(info, name)
+        return objects.to_any(info, kv.value, kv.mod_revision)
+
+    async def _read(self, info, namespace, name) -> tuple[Message, st.KeyValue]:
+        kv, _ = await self.storage.get(objects.key(info, namespace, name))
+        if kv is None:
+            raise not_found(info, name)
+        return objects.decode(info, kv.value, kv.mod_revision), kv
+
+    async def list(self, info: kinds.KindInfo, flt: objects.Filter, limit: int = 0,
+                   continue_token: str = "") -> api_pb2.ListResponse:
+        start, revision = None, 0
+        if continue_token:
+            try:
+                tok = json.loads(base64.urlsafe_b64decode(continue_token))
+                start, revision = base64.b64decode(tok["start"]), int(tok["rev"])
+            except (ValueError, KeyError, TypeError):
+                raise errors.BadRequest("invalid continue token") from None
+            if not start.startswith(flt.key_prefix):
+                raise errors.BadRequest("continue token does not belong to this list")
+        kvs, rev, more = await self.storage.range(flt.key_prefix, start=start, revision=revision,
+                                                  limit=max(0, limit))
+        resp = api_pb2.ListResponse(resource_version=str(revision or rev))
+        to_any, matches = objects.to_any, flt.matches_raw
+        resp.items.extend(to_any(info, kv.value, kv.mod_revision) for kv in kvs if matches(kv.value))
+        if more and kvs:
+            resp.continue_token = base64.urlsafe_b64encode(json.dumps(
+                {"start": base64.b64encode(kvs[-1].key + b"\x00").decode(), "rev": revision or rev}).encode()).decode()
+        return resp
+
+    # ------------------------------------------------------------- create
+    async def create(self, obj: Message, dry_run: bool = False) -> tuple[Message, list[str]]:
+        info = kinds.of(obj)
+        strat = registry.strategy(info)
+        ns = (obj.metadata.namespace or "default") if info.namespaced else ""
+        obj.metadata.namespace = ns
+        strat.default(obj)
+        strat.prepare_for_create(obj, ns)
+        generated = not obj.metadata.name and bool(obj.metadata.generate_name)
+        if generated:
+            obj.metadata.name = registry.generate_name(obj.metadata.generate_name)
+        problems = strat.validate(obj)
+        if problems:
+            raise invalid(info, obj.metadata.name or obj.metadata.generate_name, problems)
+        strat.canonicalize(obj)
+        name = obj.metadata.name
+        if ns in self.terminating_namespaces:
+            raise errors.Forbidden(f'{info.plural} "{name}" is forbidden: unable to create new content in '
+                                   f"namespace {ns} because it is being terminated",
+                                   kind=info.plural, name=name, group=info.group)
+        ns_key = objects.key(kinds.BY_KIND["Namespace"], "", ns) if ns else None
+        avoid: set[bytes] = set()
+        base = _copy(obj)
+        for _ in range(MAX_ATTEMPTS):
+            picked_name = obj.metadata.name
+            obj = _copy(base)                      # a retry starts from the request, not from failed picks
+            obj.metadata.name = picked_name
+            k = objects.key(info, ns, obj.metadata.name)
+            alloc, warnings = await self._allocate(info, obj, None, k, avoid)
+            compares = [st.absent(k)] + ([st.present(ns_key)] if ns_key else []) + alloc.compares
+            failure = [st.get(k)] + ([st.get(ns_key)] if ns_key else []) + [st.get(x) for x in alloc.new_keys]
+            if dry_run:
+                kvs, _ = await self.storage.get_many([k] + ([ns_key] if ns_key else []))
+                if kvs[0] is not None:
+                    raise errors.AlreadyExists(f'{info.resource} "{obj.metadata.name}" already exists',
+                                               kind=info.plural, name=obj.metadata.name, group=info.group)
+                if ns_key and kvs[1] is None:
+                    raise not_found(kinds.BY_KIND["Namespace"], ns)
+                return obj, warnings
+            resp = await self.storage.txn(compares, [st.put(k, objects.encode(obj))] + alloc.ops, failure,
+                                          operation="create")
+            if resp.succeeded:
+                obj.metadata.resource_version = str(resp.header.revision)
+                return obj, warnings
+            reads = [r.response_range.kvs for r in resp.responses]
+            if reads[0]:
+                if generated:
+                    obj.metadata.name = registry.generate_name(obj.metadata.generate_name)
+                    continue
+                raise errors.AlreadyExists(f'{info.resource} "{obj.metadata.name}" already exists',
+                                           kind=info.plural, name=obj.metadata.name, group=info.group)
+            if ns_key and not reads[1]:
+                raise not_found(kinds.BY_KIND["Namespace"], ns)
+            self._taken(alloc, reads[-len(alloc.new_keys):] if alloc.new_keys else [], avoid)
+        raise errors.ApiError(f"could not create {info.resource} {name}: too much contention, try again")
+
+    async def _allocate(self, info, obj, old, k: bytes, avoid: set[bytes]):
+        if info.kind != "Service":
+            return Allocation(), []
+        return await self.allocator.plan(obj, old, k, avoid)
+
+    @staticmethod
+    def _taken(alloc, reads, avoid: set[bytes]) -> None:
+        for k, r in zip(alloc.new_keys, reads):
+            if r:
+                avoid.add(k)
+
+    # ------------------------------------------------------------- update
+    async def update(self, obj: Message, *, status: bool = False, dry_run: bool = False) -> tuple[Message, list[str]]:
+        info = kinds.of(obj)
+        strat = registry.strategy(info)
+        if status and not info.has_status:
+            raise errors.MethodNotAllowed(f"{info.resource} have no status subresource")
+        ns = (obj.metadata.namespace or "default") if info.namespaced else ""
+        name = obj.metadata.name
+        if not name:
+            raise invalid(info, "", [errors.required("metadata.name", "name is required")])
+        k = objects.key(info, ns, name)
+        want_rv = obj.metadata.resource_version
+        avoid: set[bytes] = set()
+        original = _copy(obj)
+        for _ in range(MAX_ATTEMPTS):
+            old, kv = await self._read(info, ns, name)
+            if want_rv and want_rv != str(kv.mod_revision):
+                raise conflict(info, name)
+            new = _copy(original)
+            new.metadata.namespace = ns
+            if status:
+                strat.prepare_for_status_update(new, old)
+                problems = strat.validate_status(new, old)
+            else:
+                strat.default(new)
+                strat.prepare_for_update(new, old)
+                problems = strat.validate(new, old)
+            if problems:
+                raise invalid(info, name, problems)
+            strat.canonicalize(new)
+            if status:
+                alloc, warnings = Allocation(), []
+            else:
+                alloc, warnings = await self._allocate(info, new, old, k, avoid)
+            remove = _removable(new)
+            raw = objects.encode(new)
+            if raw == kv.value and not remove:
+                return old, warnings                                  # no-op: nothing written
+            if dry_run:
+                new.metadata.resource_version = str(kv.mod_revision)
+                return new, warnings
+            if remove:
+                success = [st.delete(k)] + (ServiceAllocator.release(old) if info.kind == "Service" else [])
+            else:
+                success = [st.put(k, raw)] + alloc.ops
+            resp = await self.storage.txn([st.mod_is(k, kv.mod_revision)] + alloc.compares, success,
+                                          [st.get(k)] + [st.get(x) for x in alloc.new_keys], operation="update")
+            if resp.succeeded:
+                new.metadata.resource_version = str(resp.header.revision)
+                return new, warnings
+            reads = [r.response_range.kvs for r in resp.responses]
+            if not reads[0]:
+                raise not_found(info, name)
+            if reads[0][0].mod_revision != kv.mod_revision:
+                if want_rv:
+                    raise conflict(info, name)
+                continue                                              # unconditional: retry on fresh data
+            self._taken(alloc, reads[1:], avoid)
+        raise conflict(info, name, "too much contention, please try again")
+
+    # ------------------------------------------------------------- delete
+    async def delete(self, req: api_pb2.DeleteRequest, info: kinds.KindInfo) -> tuple[Message, bool]:
+        strat = registry.strategy(info)
+        ns = (req.namespace or "default") if info.namespaced else ""
+        name = req.name
+        k = objects.key(info, ns, name)
+        pre = req.preconditions
+        requested = req.grace_period_seconds if req.HasField("grace_period_seconds") else None
+        policy = req.propagation_policy
+        dry_run = req.dry_run
+        if policy and policy not in ("Background", "Foreground", "Orphan"):
+            raise errors.BadRequest(f"unsupported propagationPolicy {policy!r}: "
+                                    "supported values: Background, Foreground, Orphan")
+        for _ in range(MAX_ATTEMPTS):
+            obj, kv = await self._read(info, ns, name)
+            md = obj.metadata
+            if pre.uid and pre.uid != md.uid:
+                raise conflict(info, name, f"Precondition failed: UID in precondition: {pre.uid}, "
+                                           f"UID in object meta: {md.uid}")
+            if pre.resource_version and pre.resource_version != str(kv.mod_revision):
+                raise conflict(info, name, f"Precondition failed: ResourceVersion in precondition: "
+                                           f"{pre.resource_version}, ResourceVersion in object meta: {kv.mod_revision}")
+            new = _copy(obj)
+            grace = strat.grace_period(obj, requested)
+            finalizer = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy)
+            if finalizer and finalizer not in new.metadata.finalizers:
+                new.metadata.finalizers.append(finalizer)
+            if info.kind == "Namespace":
+                new.status.phase = "Terminating"
+                if not md.HasField("deletion_timestamp") and "kubernetes" not in new.spec.finalizers:
+                    new.spec.finalizers.append("kubernetes")
+            pending = _finalizers_pending(new) or grace > 0
+            if not pending:
+                if dry_run:
+                    return obj, True
+                success = [st.delete(k)] + (ServiceAllocator.release(obj) if info.kind == "Service" else [])
+                resp = await self.storage.txn([st.mod_is(k, kv.mod_revision)], success, operation="delete")
+                if resp.succeeded:
+                    obj.metadata.resource_version = str(resp.header.revision)
+                    return obj, True
+                continue
+            nmd = new.metadata
+            deadline = int(registry.now().seconds) + grace
+            if not md.HasField("deletion_timestamp"):
+                nmd.deletion_timestamp.seconds = deadline
+                nmd.deletion_grace_period_seconds = grace
+                nmd.generation = md.generation + 1
+            elif grace < (md.deletion_grace_period_seconds if md.HasField("deletion_grace_period_seconds") else 0):
+                nmd.deletion_timestamp.seconds = min(deadline, md.deletion_timestamp.seconds)
+                nmd.deletion_grace_period_seconds = grace
+            raw = objects.encode(new)
+            if raw == kv.value or dry_run:
+                return (obj if raw == kv.value else new), False
+            resp = await self.storage.txn([st.mod_is(k, kv.mod_revision)], [st.put(k, raw)], operation="delete")
+            if resp.succeeded:
+                new.metadata.resource_version = str(resp.header.revision)
+                return new, False
+        raise conflict(info, name, "too much contention, please try again")
+
+    # --------------------------------------------------------------- bind
+    @staticmethod
+    def _bound(pod, b: api_pb2.BindRequest):
+        pods = kinds.BY_KIND["Pod"]
+        if b.uid and b.uid != pod.metadata.uid:
+            raise conflict(pods, b.name, f"Precondition failed: UID in precondition: {b.uid}, "
+                                         f"UID in object meta: {pod.metadata.uid}")
+        if pod.metadata.HasField("deletion_timestamp"):
+            raise conflict(pods, b.name, f"pod {b.name} is being deleted, cannot be assigned to a host")
+        if pod.spec.node_name:
+            raise conflict(pods, b.name, f'pod {b.name} is already assigned to node "{pod.spec.node_name}"')
+        new = _copy(pod)
+        new.spec.node_name = b.node_name
+        for k, v in b.annotations.items():
+            new.metadata.annotations[k] = v
+        cond = next((c for c in new.status.conditions if c.type == "PodScheduled"), None)
+        if cond is None:
+            cond = new.status.conditions.add(type="PodScheduled")
+        if cond.status != "True":
+            cond.last_transition_time.CopyFrom(registry.now())
+        cond.status, cond.reason, cond.message = "True", "", ""
+        return new
+
+    @staticmethod
+    def _check_binding(b: api_pb2.BindRequest) -> None:
+        if not b.name or not b.node_name:
+            raise errors.BadRequest("a binding needs the pod's name and target node_name")
+
+    async def bind(self, b: api_pb2.BindRequest) -> Message:
+        self._check_binding(b)
+        pods = kinds.BY_KIND["Pod"]
+        ns = b.namespace or "default"
+        k = objects.key(pods, ns, b.name)
+        for _ in range(MAX_ATTEMPTS):
+            pod, kv = await self._read(pods, ns, b.name)
+            new = self._bound(pod, b)
+            resp = await self.storage.txn([st.mod_is(k, kv.mod_revision)], [st.put(k, objects.encode(new))],
+                                          operation="bind")
+            if resp.succeeded:
+                new.metadata.resource_version = str(resp.header.revision)
+                return new
+        raise conflict(pods, b.name, "too much contention, please try again")
+
+    async def bind_batch(self, bindings) -> list[api_pb2.BindResult]:
+        """Bindings in chunks of ≤ 128: one read txn and one write txn per
+        chunk (a mod_revision compare per pod). A chunk whose write fails (one
+        pod changed meanwhile) falls back to one bind per pod, so every
+        binding gets its own answer."""
+        pods = kinds.BY_KIND["Pod"]
+        results = [api_pb2.BindResult() for _ in bindings]
+        later: list[int] = []
+        order = list(range(len(bindings)))
+        for lo in range(0, len(order), TXN_MAX_OPS):
+            chunk, keys, seen = [], [], set()
+            for i in order[lo:lo + TXN_MAX_OPS]:
+                b = bindings[i]
+                k = objects.key(pods, b.namespace or "default", b.name)
+                if k in seen:
+                    later.append(i)                       # same pod twice: one txn may not touch it twice
+                    continue
+                seen.add(k)
+                chunk.append(i)
+                keys.append(k)
+            if not chunk:
+                continue
+            kvs, _ = await self.storage.get_many(keys)
+            compares, ops, staged = [], [], []
+            for i, k, kv in zip(chunk, keys, kvs):
+                b = bindings[i]
+                try:
+                    self._check_binding(b)
+                    if kv is None:
+                        raise not_found(pods, b.name)
+                    new = self._bound(objects.decode(pods, kv.value, kv.mod_revision), b)
+                except errors.ApiError as err:
+                    results[i].error.CopyFrom(err.to_status())
+                    continue
+                compares.append(st.mod_is(k, kv.mod_revision))
+                ops.append(st.put(k, objects.encode(new)))
+                staged.append(i)
+            if not ops:
+                continue
+            resp = await self.storage.txn(compares, ops, operation="bind_batch")
+            if resp.succeeded:
+                for i in staged:
+                    results[i].ok = True
+                    results[i].resource_version = str(resp.header.revision)
+            else:
+                later.extend(staged)
+        for i in later:
+            try:
+                pod = await self.bind(bindings[i])
+                results[i].ok = True
+                results[i].resource_version = pod.metadata.resource_version
+            except errors.ApiError as err:
+                if isinstance(err, errors.Unavailable):
+                    raise
+                results[i].error.CopyFrom(err.to_status())
+        return results

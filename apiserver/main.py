@@ -1,0 +1,169 @@
+"""`kctl-apiserver`: the API on etcd.
+
+    kctl-apiserver --etcd-servers http://127.0.0.1:2379 --listen 127.0.0.1:6443
+
+`run()` is the whole process: bootstrap the system namespaces (retrying
+until etcd answers), start one watch-cache task per kind, serve gRPC, and
+stop cleanly on SIGTERM/SIGINT. Every long-lived task runs in one
+asyncio.TaskGroup, wrapped so that its failure is logged and ends the
+process rather than vanishing.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+
+from apiserver import metrics, objects
+from apiserver import storage as st
+from apiserver.allocators import ServiceAllocator
+from apiserver.crud import Store
+from apiserver.server import ApiServicer
+from apiserver.watchcache import WatchCache
+from machinery import errors, kinds
+from machinery.client import MAX_MESSAGE
+from machinery.pb import api_pb2_grpc
+
+log = logging.getLogger("kctl-apiserver")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kctl-apiserver", description="The kctl API server (gRPC) on etcd.")
+    p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URL (default %(default)s)")
+    p.add_argument("--listen", default="127.0.0.1:6443", help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/16",
+                   help="CIDR for Service ClusterIPs (default %(default)s)")
+    p.add_argument("--service-node-port-range", default="30000-32767",
+                   help="port range for NodePorts (default %(default)s)")
+    p.add_argument("--metrics-listen", default="127.0.0.1:9464",
+                   help="HOST:PORT of the Prometheus /metrics endpoint; 'off' disables (default %(default)s)")
+    p.add_argument("--watch-cache-size", type=int, default=10_000,
+                   help="events kept per kind for watchers; a watcher further behind is closed "
+                        "(default %(default)s)")
+    p.add_argument("--etcd-timeout", type=float, default=3.0,
+                   help="seconds before an etcd request fails as unavailable (default %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+async def bootstrap(store: Store) -> None:
+    """Create the system namespaces if missing; wait for etcd as long as it takes."""
+    delay = 0.2
+    while True:
+        try:
+            for name in SYSTEM_NAMESPACES:
+                ns = kinds.new("Namespace")
+                ns.metadata.name = name
+                try:
+                    await store.create(ns)
+                    log.info("created namespace %s", name)
+                except errors.AlreadyExists:
+                    pass
+            return
+        except errors.Unavailable as exc:
+            log.warning("waiting for etcd: %s", exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _track_terminating(store: Store):
+    """Keep Store.terminating_namespaces in step with the namespace watch."""
+    info = kinds.BY_KIND["Namespace"]
+
+    def terminating(raw: bytes) -> tuple[str, bool]:
+        ns = info.message.FromString(raw)
+        return ns.metadata.name, ns.metadata.HasField("deletion_timestamp") or ns.status.phase == "Terminating"
+
+    def on_reset(kvs) -> None:
+        store.terminating_namespaces = {name for name, t in map(terminating, (kv.value for kv in kvs)) if t}
+
+    def on_events(events) -> None:
+        for ev in events:
+            name, term = terminating(ev.raw) if ev.raw else (objects.name_of_key(info, ev.key)[1], False)
+            if term and ev.type != "DELETED":
+                store.terminating_namespaces.add(name)
+            else:
+                store.terminating_namespaces.discard(name)
+    return on_reset, on_events
+
+
+async def _supervised(name: str, coro) -> None:
+    try:
+        await coro
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        log.exception("task %s failed; stopping", name)
+        raise
+
+
+class _Stop(Exception):
+    pass
+
+
+async def run(args: argparse.Namespace) -> None:
+    storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout)
+    allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
+    store = Store(storage, allocator)
+    cache = WatchCache(storage, args.watch_cache_size)
+    ns_cache = cache["Namespace"]
+    ns_cache.on_reset, ns_cache.on_events = _track_terminating(store)
+    await bootstrap(store)
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                                      ("grpc.max_send_message_length", MAX_MESSAGE),
+                                      ("grpc.keepalive_permit_without_calls", 1),
+                                      ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                                      ("grpc.so_reuseport", 0)])
+    api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(store, cache), server)
+    port = server.add_insecure_port(args.listen)
+    if not port:
+        raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
+    metrics.serve(args.metrics_listen)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def until_stopped():
+        await stop.wait()
+        log.info("stopping")
+        await server.stop(grace=1.0)
+        raise _Stop
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for info in kinds.KINDS:
+                tg.create_task(_supervised(f"watchcache-{info.plural}", cache[info.kind].run()),
+                               name=f"watchcache-{info.plural}")
+            await server.start()
+            host = args.listen.rpartition(":")[0]
+            log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
+            tg.create_task(_supervised("grpc-server", server.wait_for_termination()), name="grpc-server")
+            tg.create_task(until_stopped(), name="signals")
+    except* _Stop:
+        pass
+    finally:
+        await storage.close()
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aetcd").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

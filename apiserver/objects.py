@@ -1,0 +1,159 @@
+"""Keys, stored bytes and selectors: what the apiserver does to objects
+regardless of kind.
+
+etcd layout: `/registry/<plural>/<namespace>/<name>` for namespaced kinds,
+`/registry/<plural>/<name>` for cluster-scoped ones; the value is the
+serialized protobuf message with apiVersion/kind filled and
+metadata.resourceVersion empty (the revision is etcd's mod_revision).
+
+Output without re-serialising: protobuf merges a repeated occurrence of a
+message field into the earlier one, so `stored + encode(metadata{rv})` is a
+valid encoding of the stored object with resourceVersion set. Lists and
+watches therefore ship etcd's bytes plus a dozen bytes, and parse an object
+only when a selector needs to look inside it (after a cheap substring
+pre-check).
+"""
+from __future__ import annotations
+
+import re
+
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from machinery import errors, kinds
+
+try:  # landing in parallel (machinery/selectors.py); the server runs without it
+    from machinery import selectors
+except ImportError:  # pragma: no cover - removed once the module exists
+    selectors = None
+
+ROOT = "/registry"
+
+
+def key(info: kinds.KindInfo, namespace: str, name: str) -> bytes:
+    if info.namespaced:
+        return f"{ROOT}/{info.plural}/{namespace}/{name}".encode()
+    return f"{ROOT}/{info.plural}/{name}".encode()
+
+
+def prefix(info: kinds.KindInfo, namespace: str = "") -> bytes:
+    if info.namespaced and namespace:
+        return f"{ROOT}/{info.plural}/{namespace}/".encode()
+    return f"{ROOT}/{info.plural}/".encode()
+
+
+def name_of_key(info: kinds.KindInfo, k: bytes) -> tuple[str, str]:
+    """(namespace, name) from a key."""
+    rest = k.decode()[len(ROOT) + len(info.plural) + 2:]
+    if info.namespaced:
+        ns, _, name = rest.partition("/")
+        return ns, name
+    return "", rest
+
+
+def rv_suffix(revision: int) -> bytes:
+    rv = str(revision).encode()
+    inner = b"\x2a" + bytes([len(rv)]) + rv          # ObjectMeta.resource_version (5)
+    return b"\x1a" + bytes([len(inner)]) + inner      # <Kind>.metadata (3)
+
+
+def with_rv(raw: bytes, revision: int) -> bytes:
+    return raw + rv_suffix(revision)
+
+
+def encode(obj: Message) -> bytes:
+    """Stored form: resourceVersion cleared, deterministic (so equal objects
+    have equal bytes, which is how no-op updates are detected)."""
+    rv = obj.metadata.resource_version
+    obj.metadata.resource_version = ""
+    try:
+        return obj.SerializeToString(deterministic=True)
+    finally:
+        obj.metadata.resource_version = rv
+
+
+def decode(info: kinds.KindInfo, raw: bytes, revision: int) -> Message:
+    obj = info.message.FromString(raw)
+    obj.metadata.resource_version = str(revision)
+    return obj
+
+
+def to_any(info: kinds.KindInfo, raw: bytes, revision: int) -> any_pb2.Any:
+    return any_pb2.Any(type_url=info.type_url, value=with_rv(raw, revision))
+
+
+def pack(obj: Message) -> any_pb2.Any:
+    a = any_pb2.Any()
+    a.Pack(obj)
+    return a
+
+
+# -------------------------------------------------------------- selectors
+
+_TERM = re.compile(r"^\s*([^!=\s]+)\s*(==|=)\s*([^\s,()]+)\s*$")
+
+
+def _split_terms(s: str) -> list[str]:
+    out, depth, cur = [], 0, []
+    for ch in s:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
+def _needles(s: str) -> list[bytes]:
+    """Values an object's bytes must contain to match equality terms."""
+    found = []
+    for term in _split_terms(s or ""):
+        m = _TERM.match(term)
+        if m and m.group(3):
+            found.append(m.group(3).encode())
+    return found
+
+
+class Filter:
+    """A List/Watch request's namespace, label and field selectors."""
+
+    def __init__(self, info: kinds.KindInfo, namespace: str = "", label_selector: str = "",
+                 field_selector: str = ""):
+        self.info = info
+        self.namespace = namespace if info.namespaced else ""
+        self.key_prefix = prefix(info, self.namespace)
+        self.labels = self.fields = None
+        if (label_selector or field_selector) and selectors is None:
+            raise errors.BadRequest("selectors are not supported by this apiserver build yet")
+        try:
+            if label_selector.strip():
+                self.labels = selectors.parse_label_selector(label_selector)
+            if field_selector.strip():
+                self.fields = selectors.parse_field_selector(field_selector)
+        except ValueError as exc:
+            raise errors.BadRequest(f"unable to parse requirement: {exc}") from None
+        self.needles = _needles(label_selector) + _needles(field_selector)
+        self.everything = self.labels is None and self.fields is None
+
+    def maybe(self, raw: bytes) -> bool:
+        """Cheap pre-check on stored bytes: False means certainly no match."""
+        return all(n in raw for n in self.needles)
+
+    def matches(self, obj: Message) -> bool:
+        if self.labels is not None and not self.labels.matches(obj.metadata.labels):
+            return False
+        if self.fields is not None and not self.fields.matches(obj):
+            return False
+        return True
+
+    def matches_raw(self, raw: bytes, parsed=None) -> bool:
+        if self.everything:
+            return True
+        if not self.maybe(raw):
+            return False
+        return self.matches(parsed if parsed is not None else self.info.message.FromString(raw))

@@ -1,0 +1,237 @@
+"""etcd access for the apiserver: the only module that imports aetcd.
+
+We use aetcd's generated etcd v3 stubs (`aetcd.rpc`) on a grpc.aio channel
+of our own rather than `aetcd.Client`'s convenience methods, because the
+apiserver needs what those hide: Range at a revision and with a limit,
+keys-only and count-only reads, a deadline on every call, raw KeyValue
+messages (no wrapper object per key when listing 10,000 pods), txns whose
+failure branch reads keys back, and watch streams it owns (aetcd's shared
+Watcher fails every watch of a client at once and has no progress requests).
+
+Concurrency: one grpc.aio channel multiplexes every concurrent call. Every
+unary call carries a deadline (`timeout`), so a dead etcd becomes
+errors.Unavailable("etcd unavailable: ...") within that time instead of a
+hang. gRPC reconnects the channel by itself (backoff capped at one second),
+so recovery after an etcd restart needs nothing from the caller. Watch
+streams end with errors.Unavailable when the connection drops; the watch
+cache re-opens them from the last revision it saw.
+
+Everything aetcd/grpc raises is translated here into errors.ApiError
+subclasses (`raise ... from exc`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import AsyncIterator, Iterable
+
+import grpc
+from aetcd import rpc
+
+from apiserver import metrics
+from machinery import errors
+
+log = logging.getLogger(__name__)
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.enable_http_proxy", 0),
+]
+
+KeyValue = rpc.KeyValue
+EVENT_PUT = rpc.Event.PUT
+EVENT_DELETE = rpc.Event.DELETE
+
+
+# ------------------------------------------------------------ op builders
+
+def put(key: bytes, value: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))
+
+
+def delete(key: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
+
+
+def get(key: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
+
+
+def mod_is(key: bytes, revision: int) -> rpc.Compare:
+    """The key was last written at `revision` (0: the key does not exist)."""
+    return rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision)
+
+
+def absent(key: bytes) -> rpc.Compare:
+    return rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)
+
+
+def present(key: bytes) -> rpc.Compare:
+    return rpc.Compare(key=key, target=rpc.Compare.VERSION, result=rpc.Compare.GREATER, version=0)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def endpoint_of(url: str) -> str:
+    """`http://127.0.0.1:2379` (or a comma-separated list: the first one) → `127.0.0.1:2379`."""
+    url = url.split(",")[0].strip()
+    for scheme in ("http://", "https://", "grpc://"):
+        if url.startswith(scheme):
+            url = url[len(scheme):]
+    return url.rstrip("/")
+
+
+# ----------------------------------------------------------- translation
+
+def _short(details: str | None) -> str:
+    details = (details or "").strip()
+    for marker in ("Connection refused", "connection refused", "Deadline Exceeded", "Connection reset",
+                   "Socket closed", "failed to connect"):
+        if marker in details:
+            return marker.lower()
+    return details.splitlines()[0][:200] if details else "no answer"
+
+
+def translate(exc: grpc.aio.AioRpcError, endpoint: str) -> errors.ApiError:
+    code, details = exc.code(), exc.details() or ""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return errors.Unavailable(f"etcd unavailable: {endpoint}: {_short(details)}")
+    if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
+        return errors.Expired(f"etcd: {details}")
+    return errors.ApiError(f"etcd error: {code.name}: {details}")
+
+
+class Compacted(errors.Expired):
+    """A watch start revision below etcd's compaction revision."""
+
+    def __init__(self, requested: int, compact_revision: int):
+        super().__init__(f"too old resource version: {requested} ({compact_revision})")
+        self.requested = requested
+        self.compact_revision = compact_revision
+
+
+# ---------------------------------------------------------------- storage
+
+class Storage:
+    def __init__(self, etcd_url: str, *, timeout: float = 3.0):
+        self.endpoint = endpoint_of(etcd_url)
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
+        self._kv = rpc.KVStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+        self._maintenance = rpc.MaintenanceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, operation: str, method, request, timeout: float | None = None):
+        started = time.perf_counter()
+        try:
+            return await method(request, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, self.endpoint) from exc
+        finally:
+            metrics.ETCD_DURATION.labels(operation).observe(time.perf_counter() - started)
+
+    # reads
+    async def get(self, key: bytes) -> tuple[KeyValue | None, int]:
+        """The key's KeyValue (or None) and the store revision of the read."""
+        resp = await self._call("get", self._kv.Range, rpc.RangeRequest(key=key))
+        return (resp.kvs[0] if resp.kvs else None), resp.header.revision
+
+    async def get_many(self, keys: list[bytes]) -> tuple[list[KeyValue | None], int]:
+        """Several keys in one round trip (a read-only txn, ≤ 128 keys)."""
+        resp = await self._call("get_many", self._kv.Txn, rpc.TxnRequest(success=[get(k) for k in keys]))
+        out = [(r.response_range.kvs[0] if r.response_range.kvs else None) for r in resp.responses]
+        return out, resp.header.revision
+
+    async def range(self, prefix: bytes, *, start: bytes | None = None, revision: int = 0,
+                    limit: int = 0, keys_only: bool = False) -> tuple[list[KeyValue], int, bool]:
+        """Keys under `prefix` (from `start`), their store revision and whether more remain."""
+        req = rpc.RangeRequest(key=start or prefix, range_end=prefix_end(prefix), revision=revision,
+                               limit=limit, keys_only=keys_only)
+        resp = await self._call("range", self._kv.Range, req, timeout=max(self.timeout, 30.0))
+        return list(resp.kvs), resp.header.revision, resp.more
+
+    async def revision(self) -> int:
+        resp = await self._call("revision", self._kv.Range,
+                                rpc.RangeRequest(key=b"/registry/", count_only=True, limit=1))
+        return resp.header.revision
+
+    # writes
+    async def txn(self, compares: Iterable[rpc.Compare], success: Iterable[rpc.RequestOp],
+                  failure: Iterable[rpc.RequestOp] = (), operation: str = "txn") -> rpc.TxnResponse:
+        req = rpc.TxnRequest(compare=list(compares), success=list(success), failure=list(failure))
+        return await self._call(operation, self._kv.Txn, req)
+
+    async def compact(self, revision: int) -> None:
+        await self._call("compact", self._kv.Compact, rpc.CompactionRequest(revision=revision, physical=True),
+                         timeout=max(self.timeout, 30.0))
+
+    async def version(self) -> str:
+        resp = await self._call("status", self._maintenance.Status, rpc.StatusRequest())
+        return resp.version
+
+    # watch
+    async def watch(self, prefix: bytes, start_revision: int, *,
+                    progress_interval: float | None = None) -> AsyncIterator[rpc.WatchResponse]:
+        """WatchResponses for keys under `prefix` from `start_revision` on, with
+        prev_kv. Raises Compacted when etcd has compacted past the start, and
+        errors.Unavailable when the stream breaks. With `progress_interval`,
+        asks etcd for a progress notification that often, so an idle stream
+        still tells the caller the current revision (empty `events`)."""
+        call = self._watch.Watch()
+        create = rpc.WatchCreateRequest(key=prefix, range_end=prefix_end(prefix), start_revision=start_revision,
+                                        prev_kv=True, progress_notify=progress_interval is not None)
+        ticker = None
+        try:
+            await asyncio.wait_for(call.write(rpc.WatchRequest(create_request=create)), self.timeout)
+            first = await asyncio.wait_for(call.read(), self.timeout)
+            if first is grpc.aio.EOF:
+                raise errors.Unavailable(f"etcd unavailable: {self.endpoint}: watch stream closed")
+            if first.compact_revision or first.canceled:
+                if first.compact_revision:
+                    raise Compacted(start_revision - 1, first.compact_revision)
+                raise errors.ApiError(f"etcd refused the watch: {first.cancel_reason}")
+            if progress_interval:
+                ticker = asyncio.create_task(self._progress(call, progress_interval), name="etcd-watch-progress")
+            if first.events:
+                yield first
+            while True:
+                resp = await call.read()
+                if resp is grpc.aio.EOF:
+                    raise errors.Unavailable(f"etcd unavailable: {self.endpoint}: watch stream closed")
+                if resp.compact_revision:
+                    raise Compacted(start_revision - 1, resp.compact_revision)
+                if resp.canceled:
+                    raise errors.Unavailable(f"etcd cancelled the watch: {resp.cancel_reason or 'no reason'}")
+                yield resp
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, self.endpoint) from exc
+        except asyncio.TimeoutError as exc:
+            raise errors.Unavailable(f"etcd unavailable: {self.endpoint}: watch not established in time") from exc
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            call.cancel()
+
+    @staticmethod
+    async def _progress(call, interval: float) -> None:
+        request = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                await call.write(request)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError):
+            return

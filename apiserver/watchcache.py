@@ -1,0 +1,256 @@
+"""The watch cache: one etcd watch per kind, fanned out to every client.
+
+Per kind, `KindCache.run()` holds one etcd watch on `/registry/<plural>/`
+(with prev_kv) and appends each change to a ring buffer of `size` events
+(revision, type, key, object bytes, previous object bytes; objects are
+parsed lazily, once, when a selector first needs them). Readers never get
+copies: each client's watch is a cursor (a sequence number) into the ring,
+advanced by its own task, so a thousand watchers cost a thousand integers.
+A client that falls `size` events behind (its cursor was overwritten) is
+too slow and its watch ends with TooSlow; the others never wait for it.
+
+Ordering and exactly-once come from asyncio's single thread: appending a
+batch and waking readers happens without an await in between, and a reader
+positions itself (binary search on revision) and reads without awaiting,
+so no event can slip between "replay the buffer" and "follow live".
+
+`covered_from` is the revision after which the ring holds every event of
+the kind: a watch from rv ≥ covered_from is served from the ring (events
+with revision > rv); an older rv (typically after an apiserver restart)
+gets a dedicated etcd watch from rv+1 that hands over to the ring as soon
+as it reaches covered revisions; if etcd has compacted past rv, Expired.
+
+When the etcd stream breaks (etcd restart), run() re-opens it from the last
+revision it saw, so the ring has no gap. Should etcd have compacted past
+that revision, the ring is reset and every reader gets Expired (relist).
+A periodic progress request keeps `revision` current on idle kinds, which
+is what BOOKMARK events carry.
+"""
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from typing import AsyncIterator, Callable
+
+import grpc
+
+from apiserver import objects
+from apiserver import storage as st
+from machinery import errors, kinds
+
+log = logging.getLogger(__name__)
+
+ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
+PROGRESS_INTERVAL = 5.0
+
+
+class TooSlow(errors.ApiError):
+    """A watcher that fell a whole ring behind; it should watch again from its last revision."""
+    reason, http_code, grpc_code = "TooManyRequests", 429, grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Event:
+    __slots__ = ("revision", "type", "key", "raw", "prev_raw", "_info", "_obj", "_prev")
+
+    def __init__(self, info, revision: int, type_: str, key: bytes, raw: bytes, prev_raw: bytes | None):
+        self._info, self.revision, self.type, self.key = info, revision, type_, key
+        self.raw, self.prev_raw = raw, prev_raw
+        self._obj = self._prev = None
+
+    def obj(self):
+        if self._obj is None:
+            self._obj = self._info.message.FromString(self.raw)
+        return self._obj
+
+    def prev(self):
+        if self._prev is None and self.prev_raw is not None:
+            self._prev = self._info.message.FromString(self.prev_raw)
+        return self._prev
+
+    @classmethod
+    def from_etcd(cls, info, e) -> "Event":
+        prev = e.prev_kv.value if e.HasField("prev_kv") else None
+        if e.type == st.EVENT_DELETE:
+            raw = prev if prev is not None else b""
+            return cls(info, e.kv.mod_revision, DELETED, e.kv.key, raw, raw)
+        kind = ADDED if e.kv.version == 1 else MODIFIED
+        return cls(info, e.kv.mod_revision, kind, e.kv.key, e.kv.value, prev)
+
+
+class Bookmark:
+    __slots__ = ("revision",)
+    type = BOOKMARK
+
+    def __init__(self, revision: int):
+        self.revision = revision
+
+
+def convert(ev: Event, flt: objects.Filter) -> tuple[str, bytes] | None:
+    """What a watcher with this filter sees of an event (Kubernetes' rules:
+    entering the selector is ADDED, leaving it DELETED with the old object)."""
+    if not ev.key.startswith(flt.key_prefix):
+        return None
+    if flt.everything:
+        return ev.type, ev.raw
+    if ev.type == DELETED:
+        return (DELETED, ev.raw) if flt.matches_raw(ev.raw, None if ev._obj is None else ev._obj) else None
+    cur = flt.maybe(ev.raw) and flt.matches(ev.obj())
+    if ev.prev_raw is None:
+        return (ADDED, ev.raw) if cur else None
+    old = flt.maybe(ev.prev_raw) and flt.matches(ev.prev())
+    if cur:
+        return (MODIFIED if old else ADDED), ev.raw
+    return (DELETED, ev.prev_raw) if old else None
+
+
+class _Revisions:
+    """The ring's revisions, oldest first, as a sequence bisect can search."""
+
+    def __init__(self, cache: "KindCache"):
+        self.c = cache
+
+    def __len__(self) -> int:
+        return self.c.next_seq - self.c.first_seq
+
+    def __getitem__(self, i: int) -> int:
+        return self.c.ring[(self.c.first_seq + i) % self.c.size].revision
+
+
+class KindCache:
+    def __init__(self, info: kinds.KindInfo, storage: st.Storage, size: int = 10_000,
+                 on_events: Callable[[list[Event]], None] | None = None,
+                 on_reset: Callable[[list], None] | None = None):
+        self.info = info
+        self.storage = storage
+        self.size = size
+        self.prefix = objects.prefix(info)
+        self.on_events = on_events
+        self.on_reset = on_reset
+        self.ring: list[Event | None] = [None] * size
+        self.first_seq = 0
+        self.next_seq = 0
+        self.covered_from = 0
+        self.revision = 0
+        self.epoch = 0                     # bumped on reset: readers of an older epoch expire
+        self.ready = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    # -------------------------------------------------------------- writer
+    async def _reset(self) -> None:
+        if self.on_reset is not None:
+            kvs, rev, _ = await self.storage.range(self.prefix)
+            self.on_reset(kvs)
+        else:
+            rev = await self.storage.revision()
+        self.ring = [None] * self.size
+        self.first_seq = self.next_seq
+        self.covered_from = self.revision = rev
+        self.epoch += 1
+        self._notify()
+        self.ready.set()
+
+    def _append(self, events: list[Event]) -> None:
+        for ev in events:
+            if self.next_seq - self.first_seq == self.size:
+                self.covered_from = self.ring[self.first_seq % self.size].revision
+                self.first_seq += 1
+            self.ring[self.next_seq % self.size] = ev
+            self.next_seq += 1
+        self.revision = max(self.revision, events[-1].revision)
+
+    def _notify(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        """Follow etcd forever; re-open the watch from the last revision after failures."""
+        delay = 0.1
+        while True:
+            try:
+                if not self.ready.is_set():
+                    await self._reset()
+                    log.info("watch cache %s: following from revision %d", self.info.plural, self.revision)
+                async for resp in self.storage.watch(self.prefix, self.revision + 1,
+                                                     progress_interval=PROGRESS_INTERVAL):
+                    delay = 0.1
+                    if resp.events:
+                        batch = [Event.from_etcd(self.info, e) for e in resp.events]
+                        self._append(batch)
+                        if self.on_events is not None:
+                            self.on_events(batch)
+                    elif not resp.created and resp.header.revision > self.revision:
+                        self.revision = resp.header.revision     # progress notification
+                    self._notify()
+            except st.Compacted as exc:
+                log.warning("watch cache %s: %s; resetting, watchers must relist", self.info.plural, exc)
+                self.ready.clear()
+            except errors.ApiError as exc:
+                log.warning("watch cache %s: %s; retrying from revision %d in %.1fs",
+                            self.info.plural, exc.message, self.revision + 1, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -------------------------------------------------------------- readers
+    def covers(self, rv: int) -> bool:
+        return self.ready.is_set() and rv >= self.covered_from
+
+    async def wait_ready(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise errors.Unavailable(f"etcd unavailable: the {self.info.plural} watch cache is not ready") from None
+
+    async def follow(self, rv: int, bookmark_interval: float | None = None) -> AsyncIterator[Event | Bookmark]:
+        """Every event with revision > rv, in order, then live ones (rv must be covered)."""
+        epoch = self.epoch
+        seq = self.first_seq + bisect.bisect_right(_Revisions(self), rv)
+        sent_rev = rv
+        while True:
+            if epoch != self.epoch:
+                raise errors.Expired(f"too old resource version: {rv} ({self.covered_from})")
+            if seq < self.first_seq:
+                raise TooSlow(f"watch of {self.info.plural} closed: the client fell more than {self.size} "
+                              f"events behind; watch again from resourceVersion {sent_rev}")
+            if seq < self.next_seq:
+                ev = self.ring[seq % self.size]
+                seq += 1
+                if ev.revision > rv:
+                    sent_rev = ev.revision
+                    yield ev
+                continue
+            wake = self._wake
+            try:
+                await asyncio.wait_for(wake.wait(), bookmark_interval)
+            except asyncio.TimeoutError:
+                if self.revision > sent_rev:
+                    sent_rev = self.revision
+                    yield Bookmark(self.revision)
+
+    async def stream(self, rv: int, bookmark_interval: float | None = None) -> AsyncIterator[Event | Bookmark]:
+        """Events after rv: from the ring when it covers rv, otherwise from a
+        dedicated etcd watch until the ring takes over."""
+        if not self.covers(rv):
+            log.info("watch %s from %d predates the cache (from %d): reading etcd history",
+                     self.info.plural, rv, self.covered_from)
+            last = rv
+            async for resp in self.storage.watch(self.prefix, rv + 1):
+                for e in resp.events:
+                    ev = Event.from_etcd(self.info, e)
+                    last = ev.revision
+                    yield ev
+                if self.covers(last):
+                    break
+            rv = last
+        async for ev in self.follow(rv, bookmark_interval):
+            yield ev
+
+
+class WatchCache:
+    """All kinds' caches; `run()` follows them in the caller's TaskGroup."""
+
+    def __init__(self, storage: st.Storage, size: int = 10_000):
+        self.caches = {info.kind: KindCache(info, storage, size) for info in kinds.KINDS}
+
+    def __getitem__(self, kind: str) -> KindCache:
+        return self.caches[kind]
