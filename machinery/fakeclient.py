@@ -10,8 +10,13 @@ What it models, the way the apiserver does:
 * create (AlreadyExists, generateName, uid, creationTimestamp, generation 1),
   update (NotFound, Conflict on a stale resourceVersion, generation bumped on
   spec change, status kept: only update_status writes status for kinds with
-  a status subresource), delete (preconditions; objects with finalizers only
-  get a deletionTimestamp), bind / bind_batch for pods;
+  a status subresource), delete (preconditions; graceful deletion of pods
+  bound to a node — deletionTimestamp + grace, removed by a delete with
+  grace_period=0 —; objects with finalizers only get a deletionTimestamp and
+  go when the last finalizer is removed), bind / bind_batch for pods;
+* NOT modelled: garbage collection / propagation policies, namespace
+  finalization, defaulting and validation (create keeps the status it is
+  given, which is handy for seeding tests);
 * label and field selectors (machinery/selectors.py when present);
 * watches from a resourceVersion, replayed from an in-memory history, with
   ADDED/DELETED when an object enters/leaves a selector;
@@ -39,6 +44,7 @@ from google.protobuf.message import Message
 from machinery import codec, errors, kinds
 from machinery.client import WatchEvent
 
+DEFAULT_POD_GRACE = 30
 _EXPIRE = object()
 _END = object()
 
@@ -241,6 +247,21 @@ class FakeClient:
             raise errors.NotFound(f'{info.resource} "{name}" not found', kind=info.plural, name=name)
         return obj
 
+    def _stored_or_none(self, info, namespace, name):
+        return self._objects[info.kind].get(self._key(info, namespace, name))
+
+    @staticmethod
+    def _grace_period(obj, requested: int | None) -> int:
+        """The apiserver's rule: only pods on a node that have not finished wait."""
+        if kinds.of(obj).kind != "Pod" or not obj.spec.node_name \
+                or obj.status.phase in ("Succeeded", "Failed"):
+            return 0
+        if requested is not None:
+            return max(0, requested)
+        if obj.spec.HasField("termination_grace_period_seconds"):
+            return max(0, obj.spec.termination_grace_period_seconds)
+        return DEFAULT_POD_GRACE
+
     # ------------------------------------------------------------ CRUD
 
     async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
@@ -287,19 +308,30 @@ class FakeClient:
                  and labels(o.metadata.labels) and fields(o)]
         return items, str(self.resource_version)
 
-    def _write(self, info, old: Message, new: Message) -> Message:
+    def _write(self, info, old: Message, new: Message, *, deleting: bool = False) -> Message:
+        """Store new over old (metadata the server owns is kept) and record the change."""
         new.api_version, new.kind = info.api_version, info.kind
-        new.metadata.uid = old.metadata.uid
-        new.metadata.creation_timestamp.CopyFrom(old.metadata.creation_timestamp)
-        if old.metadata.HasField("deletion_timestamp"):
-            new.metadata.deletion_timestamp.CopyFrom(old.metadata.deletion_timestamp)
-        new.metadata.generation = old.metadata.generation
+        om, nm = old.metadata, new.metadata
+        nm.uid = om.uid
+        nm.creation_timestamp.CopyFrom(om.creation_timestamp)
+        if not deleting:              # clients cannot set or change the deletion fields
+            nm.ClearField("deletion_timestamp")
+            nm.ClearField("deletion_grace_period_seconds")
+            if om.HasField("deletion_timestamp"):
+                nm.deletion_timestamp.CopyFrom(om.deletion_timestamp)
+            if om.HasField("deletion_grace_period_seconds"):
+                nm.deletion_grace_period_seconds = om.deletion_grace_period_seconds
+        nm.generation = om.generation
         if hasattr(new, "spec") and new.spec != old.spec:
-            new.metadata.generation += 1
+            nm.generation += 1
+        if nm.HasField("deletion_timestamp") and not om.HasField("deletion_timestamp"):
+            nm.generation += 1
         if old == new:
             return codec.copy(old)    # no-op update: no new revision, like the apiserver
         new.metadata.resource_version = str(self._next_rv())
-        if new.metadata.HasField("deletion_timestamp") and not new.metadata.finalizers:
+        md = new.metadata
+        if md.HasField("deletion_timestamp") and not md.finalizers and (
+                not md.HasField("deletion_grace_period_seconds") or md.deletion_grace_period_seconds == 0):
             del self._objects[info.kind][self._key(info, new.metadata.namespace, new.metadata.name)]
             self._record(info, "DELETED", new, old)
             return codec.copy(new)
@@ -342,8 +374,8 @@ class FakeClient:
     async def delete(self, kind, name: str, namespace: str = "", *, grace_period: int | None = None,
                      propagation: str = "", uid: str = "", resource_version: str = "",
                      dry_run: bool = False) -> tuple[Message, bool]:
-        """Deletes at once (no graceful pod deletion, no garbage collection);
-        an object with finalizers only gets its deletionTimestamp."""
+        """Like the apiserver: pods on a node get a grace period, objects with
+        finalizers wait for them; no garbage collection of dependents."""
         self._check("delete")
         info = kind_info(kind)
         ns = (namespace or "default") if info.namespaced else ""
@@ -353,12 +385,21 @@ class FakeClient:
             raise errors.Conflict(f'Precondition failed for {info.resource} "{name}"', kind=info.plural, name=name)
         if dry_run:
             return codec.copy(old), True
-        if old.metadata.finalizers:
-            if old.metadata.HasField("deletion_timestamp"):
-                return codec.copy(old), False
+        grace = self._grace_period(old, grace_period)
+        if old.metadata.finalizers or grace > 0:
+            md = old.metadata
             new = codec.copy(old)
-            new.metadata.deletion_timestamp.CopyFrom(self._now())
-            return self._write(info, old, new), False
+            if not md.HasField("deletion_timestamp"):
+                new.metadata.deletion_timestamp.FromSeconds(int(self.clock()) + grace)
+                new.metadata.deletion_grace_period_seconds = grace
+            elif grace < md.deletion_grace_period_seconds:
+                new.metadata.deletion_timestamp.FromSeconds(
+                    min(int(self.clock()) + grace, md.deletion_timestamp.seconds))
+                new.metadata.deletion_grace_period_seconds = grace
+            written = self._write(info, old, new, deleting=True)
+            if self._stored_or_none(info, ns, name) is None:
+                return written, True
+            return written, False
         del self._objects[info.kind][(ns, name)]
         gone = codec.copy(old)
         gone.metadata.resource_version = str(self._next_rv())

@@ -183,3 +183,30 @@ async def test_expire_end_and_injected_failures():
             await c.list("Pod")
     assert len((await c.list("Pod"))[0]) == 1
     assert ("create", "Pod", "default", "a") in c.actions
+
+
+async def test_graceful_pod_deletion_like_the_apiserver():
+    c = FakeClient(clock=lambda: 1000.0)
+    await c.create(pod("unbound"))
+    _, deleted = await c.delete("Pod", "unbound", "default")
+    assert deleted                              # never reached a node: gone at once
+    p = pod("bound", node="n1")
+    p.spec.termination_grace_period_seconds = 10
+    await c.create(p)
+    obj, deleted = await c.delete("Pod", "bound", "default")
+    assert not deleted and obj.metadata.deletion_grace_period_seconds == 10
+    assert obj.metadata.deletion_timestamp.seconds == 1010 and obj.metadata.generation == 2
+    obj.metadata.ClearField("deletion_timestamp")
+    obj.metadata.labels["x"] = "y"
+    kept = await c.update(obj)                  # clients cannot clear the deletion fields
+    assert kept.metadata.deletion_timestamp.seconds == 1010
+    obj, deleted = await c.delete("Pod", "bound", "default", grace_period=3)
+    assert not deleted and obj.metadata.deletion_timestamp.seconds == 1003
+    obj, deleted = await c.delete("Pod", "bound", "default", grace_period=0)
+    assert deleted
+    with pytest.raises(errors.NotFound):
+        await c.get("Pod", "bound", "default")
+    done = pod("done", node="n1")
+    done.status.phase = "Succeeded"
+    await c.create(done)
+    assert (await c.delete("Pod", "done", "default"))[1]

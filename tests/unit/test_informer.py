@@ -106,7 +106,7 @@ async def test_indexes(running):
     p = await c.create(pod("c", owner_uid="u1"))
     await c.bind("default", "c", "n2")
     b = await c.get("Pod", "b", "x")
-    await c.delete("Pod", "b", "x")
+    await c.delete("Pod", "b", "x", grace_period=0)
     await eventually(lambda: inf.get("x", "b") is None and inf.get("default", "c").spec.node_name == "n2")
     assert [p.metadata.name for p in inf.by_index(BY_NODE, "n1")] == ["a"]
     assert [p.metadata.name for p in inf.by_index(BY_NODE, "n2")] == ["c"]
