@@ -94,7 +94,10 @@ class Strategy:
     def prepare_for_update(self, new: Message, old: Message) -> None:
         self._keep_identity(new, old)
         if self.info.has_status:
-            new.status.CopyFrom(old.status)
+            if old.HasField("status"):
+                new.status.CopyFrom(old.status)
+            else:
+                new.ClearField("status")
         new.metadata.generation = old.metadata.generation + (1 if _body(new) != _body(old) else 0)
 
     def prepare_for_status_update(self, new: Message, old: Message) -> None:
@@ -174,9 +177,31 @@ class NamespaceStrategy(Strategy):
         ns.status.phase = "Active"
 
 
+class ServiceStrategy(Strategy):
+    def prepare_for_update(self, new, old) -> None:
+        """Kubernetes' patchAllocatedValues: an update that leaves clusterIP or
+        a nodePort empty keeps the allocated one; a type change away from
+        NodePort/LoadBalancer drops the node ports it carried over (the
+        allocator then releases them)."""
+        spec, ospec = new.spec, old.spec
+        if not spec.cluster_ip and not spec.cluster_ips and ospec.cluster_ip:
+            spec.cluster_ip = ospec.cluster_ip
+            spec.cluster_ips[:] = list(ospec.cluster_ips) or [ospec.cluster_ip]
+        old_ports = {(p.port, p.protocol or "TCP"): p.node_port for p in ospec.ports if p.node_port}
+        old_by_name = {p.name: p.node_port for p in ospec.ports if p.node_port and p.name}
+        wants = spec.type in ("NodePort", "LoadBalancer")
+        for p in spec.ports:
+            had = old_ports.get((p.port, p.protocol or "TCP")) or old_by_name.get(p.name)
+            if wants and not p.node_port and had:
+                p.node_port = had
+            elif not wants and p.node_port and p.node_port in old_ports.values():
+                p.node_port = 0
+        super().prepare_for_update(new, old)
+
+
 STRATEGIES: dict[str, Strategy] = {}
 for _info in kinds.KINDS:
-    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy}.get(_info.kind, Strategy)
+    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy}.get(_info.kind, Strategy)
     STRATEGIES[_info.kind] = _cls(_info)
 
 
