@@ -91,7 +91,8 @@ def validate_service(svc) -> list[FieldError]:
     elif spec.external_traffic_policy:
         errs.append(invalid("spec.externalTrafficPolicy", spec.external_traffic_policy,
                             "may only be set when `type` is 'NodePort' or 'LoadBalancer'"))
-    errs += _one_of(TRAFFIC_POLICIES, spec.internal_traffic_policy, "spec.internalTrafficPolicy")
+    if spec.type != "ExternalName":
+        errs += _one_of(TRAFFIC_POLICIES, spec.internal_traffic_policy, "spec.internalTrafficPolicy")
     for i, ip in enumerate(spec.external_ips):
         if not is_ip(ip):
             errs.append(invalid(f"spec.externalIPs[{i}]", ip, IP_MSG))
