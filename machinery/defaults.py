@@ -252,7 +252,8 @@ def _canon_map(m) -> None:
             m[k] = quantity.canonical(v)
 
 
-def _canon_pod_spec(spec) -> None:
+def canonicalize_pod_spec(spec) -> None:
+    """Canonical quantities of one pod spec (also used to compare specs semantically)."""
     for c in spec.containers:
         _canon_map(c.resources.limits)
         _canon_map(c.resources.requests)
@@ -269,10 +270,10 @@ def canonicalize(obj) -> None:
     """Rewrite every resource quantity to Kubernetes' canonical form, in place."""
     kind = kinds.of(obj).kind
     if kind == "Pod":
-        _canon_pod_spec(obj.spec)
+        canonicalize_pod_spec(obj.spec)
     elif kind in ("ReplicaSet", "Deployment"):
         if obj.spec.HasField("template"):
-            _canon_pod_spec(obj.spec.template.spec)
+            canonicalize_pod_spec(obj.spec.template.spec)
     elif kind == "Node":
         _canon_map(obj.status.capacity)
         _canon_map(obj.status.allocatable)

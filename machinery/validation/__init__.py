@@ -22,7 +22,7 @@ Event, Lease).
 """
 from __future__ import annotations
 
-from machinery import kinds
+from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
 from machinery.validation import apps, core
 from machinery.validation.common import (duplicates, each, is_dns1035_label, is_dns1123_label,
@@ -100,17 +100,19 @@ def _pod_update(new, old) -> list[FieldError]:
         elif new.spec.active_deadline_seconds > was:
             errs.append(invalid(p, new.spec.active_deadline_seconds,
                                 "must be less than or equal to previous value"))
-    if _tolerations_only_added(new.spec.tolerations, old.spec.tolerations):
-        del munged.tolerations[:]
-        munged.tolerations.extend(new.spec.tolerations)
-    else:
+    if not _tolerations_only_added(new.spec.tolerations, old.spec.tolerations):
         errs.append(forbidden("spec.tolerations",
                               "existing toleration can not be modified except its tolerationSeconds"))
-        del munged.tolerations[:]
-        munged.tolerations.extend(new.spec.tolerations)
-    if munged != new.spec:
+    del munged.tolerations[:]
+    munged.tolerations.extend(new.spec.tolerations)
+    # compare quantities by value (`0.5` == `500m`), as Kubernetes compares parsed Quantities
+    wanted = type(new.spec)()
+    wanted.CopyFrom(new.spec)
+    defaults.canonicalize_pod_spec(wanted)
+    defaults.canonicalize_pod_spec(munged)
+    if munged != wanted:
         changed = sorted({f.json_name for f in new.spec.DESCRIPTOR.fields
-                          if _field(munged, f) != _field(new.spec, f)})
+                          if _field(munged, f) != _field(wanted, f)})
         errs.append(forbidden("spec", POD_UPDATE_MSG + "\n  changed: " + ", ".join(changed)))
     return errs
 

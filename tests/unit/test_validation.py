@@ -387,6 +387,16 @@ def test_pod_update_forbidden(edits, etype, field):
         assert errs[0].detail.startswith("pod updates may not change fields other than `spec.containers[*].image`")
 
 
+def test_pod_update_compares_quantities_by_value():
+    old = build("pod", (f"{C0}.resources.requests.cpu", "500m"))
+    defaults.canonicalize(old)                       # as stored by the apiserver
+    new = build("pod", (f"{C0}.resources.requests.cpu", "0.5"))
+    assert errors(new, old) == []
+    errs = errors(build("pod", (f"{C0}.resources.requests.cpu", "0.4")), old)
+    assert [(e.type, e.field) for e in errs] == [("Forbidden", "spec")]
+    assert errs[0].detail.endswith("changed: containers")
+
+
 def test_pod_update_tolerations_only_additions_and_deadline_only_shrinks():
     old = build("pod", ("spec.tolerations", [{"key": "k", "operator": "Exists"}]), ("spec.activeDeadlineSeconds", 10))
     errs = errors(build("pod", ("spec.activeDeadlineSeconds", 20)), old)
