@@ -1,0 +1,184 @@
+"""`kctl lab ...`: a multi-node cluster on one Linux machine (run as root).
+
+    kctl lab up [--nodes 3] [--name kctl]   build the network, start everything, wait for Ready nodes
+    kctl lab status                         components, PIDs, nodes, addresses
+    kctl lab down                           stop and remove everything (safe twice, and after a crash)
+    kctl lab logs COMPONENT [-f]            apiserver, scheduler, controller-manager, etcd, registry, agent-node1 ...
+    kctl lab kill-node NODE / start-node NODE
+    kctl lab stop-agent NODE / start-agent NODE
+    kctl lab partition NODE / heal NODE
+    kctl lab exec NODE -- CMD...            run a command inside a node's network namespace
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import click
+
+from deploy.lab.naming import LabError
+
+name_opt = click.option("--name", default="kctl", show_default=True, help="Lab name (1-8 of [a-z0-9]).")
+
+
+def _fail(exc: Exception):
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def lab():
+    """A multi-node cluster on this machine: nodes are network namespaces."""
+
+
+@lab.command("up")
+@name_opt
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 99))
+@click.option("--subnet", default=None, help="Lab subnet (default: a free /24 in 172.30.0.0/15).")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for Ready nodes.")
+def up_cmd(name, nodes, subnet, timeout):
+    """Bring up a lab cluster and point kctl at it."""
+    from deploy.lab import cluster
+    t0 = time.monotonic()
+    try:
+        info = cluster.up(name, nodes, subnet=subnet, timeout=timeout, progress=click.echo)
+    except LabError as exc:
+        _fail(exc)
+    click.echo(f"\nLab \"{name}\" is up in {time.monotonic() - t0:.1f}s: {nodes} node(s), apiserver {info['apiserver']}.")
+    click.echo(f"kctl now talks to it (kubeconfig {info['kubeconfig']}). Try:\n"
+               "  kctl get nodes -o wide\n"
+               "  kctl apply -f examples/echo.yaml\n"
+               "  kctl get pods -o wide -w\n"
+               f"  kctl lab kill-node node2 --name {name}     # and watch the pods move\n"
+               f"  kctl lab down --name {name}")
+
+
+@lab.command("down")
+@name_opt
+def down_cmd(name):
+    """Stop everything and remove every trace of the lab."""
+    from deploy.lab.cleanup import lab_down
+    try:
+        report = lab_down(name)
+    except LabError as exc:
+        _fail(exc)
+    removed = {k: v for k, v in (report or {}).items() if v}
+    click.echo(f"lab \"{name}\" is down" + (f" (removed: {', '.join(sorted(removed))})" if removed else ""))
+
+
+@lab.command("status")
+@name_opt
+def status_cmd(name):
+    """Components with their PIDs, nodes with their addresses and readiness."""
+    from deploy.lab import cluster
+    from deploy.lab.topology import Lab
+    try:
+        lab_ = Lab.load(name)
+        info = cluster.load_cluster(name)
+    except LabError as exc:
+        _fail(exc)
+    click.echo(f"lab {name}: subnet {lab_.subnet}, control plane {lab_.cp_address}, apiserver {info['apiserver']}")
+    click.echo(f"{'COMPONENT':<24}{'PID':<9}{'STATE':<9}{'WHERE'}")
+    for comp, st in sorted(lab_.status().items()):
+        click.echo(f"{comp:<24}{st.get('pid', ''):<9}{'running' if st.get('alive') else 'dead':<9}{st.get('node') or 'root netns'}")
+    try:
+        ready = cluster.node_conditions(info["apiserver"])
+    except Exception as exc:  # noqa: BLE001 - status must work with a dead apiserver too
+        ready = {}
+        click.echo(f"(apiserver not answering: {exc})")
+    click.echo(f"\n{'NODE':<10}{'ADDRESS':<16}{'NETNS':<20}{'READY'}")
+    for n in lab_.nodes:
+        click.echo(f"{n.name:<10}{n.ip:<16}{n.netns:<20}{ready.get(n.name, '-')}")
+
+
+@lab.command("logs")
+@name_opt
+@click.argument("component")
+@click.option("-f", "--follow", is_flag=True)
+@click.option("--tail", default=-1, help="Lines from the end (-1: all).")
+def logs_cmd(name, component, follow, tail):
+    """Print a component's log (apiserver, scheduler, controller-manager, etcd, registry, agent-NODE)."""
+    from deploy.lab.topology import Lab
+    try:
+        st = Lab.load(name).status()
+    except LabError as exc:
+        _fail(exc)
+    if component.startswith("node") and f"agent-{component}" in st:
+        component = f"agent-{component}"
+    if component not in st:
+        _fail(LabError(f"no component {component!r}; known: {', '.join(sorted(st))}"))
+    argv = ["tail", "-n", str(tail) if tail >= 0 else "+1"] + (["-F"] if follow else []) + [st[component]["log"]]
+    sys.exit(subprocess.call(argv))
+
+
+def _node_cmd(cmd_name, fn, done_msg, help_text):
+    @lab.command(cmd_name, help=help_text)
+    @name_opt
+    @click.argument("node")
+    def _cmd(name, node):
+        try:
+            fn(name, node)
+        except (LabError, KeyError) as exc:
+            _fail(exc)
+        click.echo(done_msg.format(node=node))
+    return _cmd
+
+
+def _kill(name, node):
+    from deploy.lab import cluster
+    survivors = cluster.kill_node(name, node)
+    if survivors:
+        raise LabError(f"processes survived: {survivors}")
+
+
+def _start_node(name, node):
+    from deploy.lab import cluster
+    cluster.start_node(name, node)
+
+
+def _stop_agent(name, node):
+    from deploy.lab import cluster
+    cluster.stop_agent(name, node)
+
+
+def _start_agent(name, node):
+    from deploy.lab import cluster
+    cluster.start_agent(name, node)
+
+
+def _partition(name, node):
+    from deploy.lab.topology import Lab
+    Lab.load(name).partition(node)
+
+
+def _heal(name, node):
+    from deploy.lab.topology import Lab
+    Lab.load(name).heal(node)
+
+
+_node_cmd("kill-node", _kill, "{node} powered off (agent and containers killed, link down)",
+          "Power a node off: its agent and all its containers die, its link goes down.")
+_node_cmd("start-node", _start_node, "{node} booted (link up, agent started)",
+          "Boot a killed node again: a fresh agent that finds its old state.")
+_node_cmd("stop-agent", _stop_agent, "agent of {node} stopped (containers keep running)",
+          "Stop a node's agent; its containers keep running.")
+_node_cmd("start-agent", _start_agent, "agent of {node} started", "Start a node's agent again.")
+_node_cmd("partition", _partition, "{node} cut off from the control plane",
+          "Cut a node off from the control plane (its containers keep running).")
+_node_cmd("heal", _heal, "{node} reconnected to the control plane", "Undo `partition`.")
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@name_opt
+@click.argument("node")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_cmd(name, node, argv):
+    """Run a command inside a node's network namespace (e.g. wget a pod IP)."""
+    from deploy.lab.topology import Lab
+    try:
+        info = Lab.load(name).node(node)
+    except (LabError, KeyError) as exc:
+        _fail(exc)
+    sys.exit(subprocess.call(["nsenter", f"--net={info.netns_path}", "--", *argv]))

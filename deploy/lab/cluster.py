@@ -1,0 +1,302 @@
+"""A whole cluster in a lab: the control plane in the root namespace bound to
+the lab's control-plane address, one node agent per node namespace, a local
+registry with the lab's images, and a kubeconfig for plain `kctl`.
+
+`up()` is a straight line of steps, each printed as it goes; whatever fails
+tears the lab down again (`lab_down`), so a failed `up` leaves nothing
+behind. Independent slow steps overlap: the offline image build and registry
+push run on a thread while etcd and the apiserver start. The components are
+the console scripts next to the running interpreter (.venv/bin/kctl-*), each
+supervised by the lab (PID + start time recorded, log under the state dir).
+
+What a later command needs (apiserver address, each agent's argv so
+start-agent/start-node can start it again) is kept in `cluster.json` in the
+lab's state dir.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from deploy.lab import naming
+from deploy.lab.naming import LabError
+from deploy.lab.topology import Lab, LabSpec
+
+APISERVER_PORT = 6443
+REGISTRY_PORT = 5000
+METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257}
+AGENT_PORT_METRICS = 10255
+LAB_IMAGES = {  # offline image -> path in the registry (docker.io mirror layout)
+    "busybox:latest": "library/busybox:latest",
+    "busybox:1.36": "library/busybox:1.36",
+    "kctl/echo:latest": "kctl/echo:latest",
+}
+
+
+def _bin(name: str) -> str:
+    p = Path(sys.executable).parent / name
+    if not p.exists():
+        raise LabError(f"{p} not found: install kctl first (./deploy/install.sh)")
+    return str(p)
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def cluster_file(name: str) -> Path:
+    return Path(naming.state_dir(name)) / "cluster.json"
+
+
+def load_cluster(name: str) -> dict:
+    try:
+        return json.loads(cluster_file(name).read_text())
+    except FileNotFoundError:
+        raise LabError(f'lab "{name}" is not up (kctl lab up --name {name})') from None
+
+
+def _save_cluster(name: str, info: dict) -> None:
+    p = cluster_file(name)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, p)
+
+
+def _wait(what: str, check, timeout: float, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - readiness probes fail until ready
+            last_exc = exc
+        time.sleep(interval)
+    raise LabError(f"timed out after {timeout:.0f}s waiting for {what}"
+                   + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - lab-local address
+        return r.status == 200
+
+
+def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) -> list[str]:
+    info = lab.node(node)
+    return [
+        _bin("kctl-nodeagent"),
+        "--apiserver", apiserver,
+        "--node-name", node,
+        "--node-ip", info.ip,
+        "--root-dir", info.data_dir,
+        "--run-dir", info.run_dir,
+        "--cgroup-parent", info.cgroup_parent,
+        "--netns-prefix", info.pod_netns_prefix,
+        "--registry-mirror", f"docker.io=http://{registry}",
+        "--insecure-registry", registry,
+        "--masquerade-cidr", str(lab.subnet),
+        "--metrics-listen", f"{info.ip}:{AGENT_PORT_METRICS}",
+    ]
+
+
+def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
+    """Add/replace the lab's cluster and context in the kubeconfig and make it current."""
+    path = os.path.expanduser(path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kctl/config")
+    cfg: dict = {}
+    if os.path.exists(path):
+        cfg = yaml.safe_load(open(path)) or {}
+    ctx = f"kctl-lab-{name}"
+    cfg.setdefault("apiVersion", "v1")
+    cfg.setdefault("kind", "Config")
+    for key, entry in (("clusters", {"name": ctx, "cluster": {"server": server}}),
+                       ("contexts", {"name": ctx, "context": {"cluster": ctx, "user": ctx}}),
+                       ("users", {"name": ctx, "user": {}})):
+        items = [i for i in (cfg.get(key) or []) if i.get("name") != ctx]
+        items.append(entry)
+        cfg[key] = items
+    cfg["current-context"] = ctx
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _images_to_registry(lab: Lab, registry: str, out: dict) -> None:
+    """Build the offline images and push them to the lab registry (thread body)."""
+    try:
+        from deploy.images import build_images
+        import subprocess
+        built = build_images(os.path.join(naming.data_dir(lab.name), "images"))
+        _wait("the lab registry", lambda: _http_ok(f"http://{registry}/v2/"), 15)
+        procs = []
+        for ref, dest in LAB_IMAGES.items():
+            procs.append((ref, subprocess.Popen(
+                ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{built[ref]}",
+                 f"docker://{registry}/{dest}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        for ref, p in procs:
+            _, err = p.communicate(timeout=120)
+            if p.returncode != 0:
+                raise LabError(f"pushing {ref} to the lab registry failed: {err.decode().strip()}")
+        out["images"] = sorted(LAB_IMAGES)
+    except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        out["error"] = exc
+
+
+def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progress=print,
+       timeout: float = 60.0, kubeconfig: str | None = None) -> dict:
+    """Bring up a lab cluster; returns what cluster.json records."""
+    t0 = time.monotonic()
+
+    def step(msg):
+        progress(f"[{time.monotonic() - t0:5.1f}s] {msg}")
+
+    if os.geteuid() != 0:
+        raise LabError("kctl lab up needs root (it creates network namespaces and containers)")
+    lab = Lab(LabSpec(name=name, nodes=nodes, subnet=subnet))
+    if lab.exists():
+        raise LabError(f'lab "{name}" is already up: `kctl lab status --name {name}`, '
+                       f'or `kctl lab down --name {name}` first')
+    lab.build()
+    step(f"network {lab.subnet}: control plane {lab.cp_address}, "
+         + ", ".join(f"{n.name} {n.ip}" for n in lab.nodes))
+    try:
+        cp = lab.cp_address
+        apiserver = f"{cp}:{APISERVER_PORT}"
+        registry = f"{cp}:{REGISTRY_PORT}"
+        state, data = naming.state_dir(name), naming.data_dir(name)
+
+        # Registry + images on a thread, while etcd and the apiserver start.
+        from deploy.registry import CONFIG
+        reg_cfg = os.path.join(state, "registry.yml")
+        Path(reg_cfg).write_text(CONFIG.format(log_level="warn", storage=os.path.join(data, "registry"),
+                                               addr=registry, token=os.urandom(8).hex()))
+        lab.start("registry", ["/usr/bin/docker-registry", "serve", reg_cfg])
+        image_result: dict = {}
+        images = threading.Thread(target=_images_to_registry, args=(lab, registry, image_result), daemon=True)
+        images.start()
+
+        etcd_client, etcd_peer = _free_port(), _free_port()
+        lab.start("etcd", ["etcd", "--name", f"kl{name}", "--data-dir", os.path.join(data, "etcd"),
+                           "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
+                           "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
+                           "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+                           "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+                           "--initial-cluster", f"kl{name}=http://127.0.0.1:{etcd_peer}"])
+        _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), 20)
+        step(f"etcd on 127.0.0.1:{etcd_client}")
+
+        lab.start("apiserver", [_bin("kctl-apiserver"), "--etcd-servers", f"http://127.0.0.1:{etcd_client}",
+                                "--listen", apiserver, "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"])
+        _wait("the apiserver", lambda: _api_ready(apiserver), 20)
+        step(f"apiserver on {apiserver}")
+        for comp in ("scheduler", "controller-manager"):
+            lab.start(comp, [_bin(f"kctl-{comp}"), "--apiserver", apiserver,
+                             "--metrics-listen", f"{cp}:{METRICS_PORTS[comp]}"])
+        step("scheduler and controller-manager started")
+
+        images.join(timeout=120)
+        if "error" in image_result:
+            raise image_result["error"]
+        step(f"registry on {registry} serving " + ", ".join(image_result.get("images", [])))
+
+        agents = {}
+        for n in lab.nodes:
+            argv = agent_argv(name, lab, n.name, apiserver, registry)
+            agents[n.name] = argv
+            lab.start(f"agent-{n.name}", argv, node=n.name)
+        info = {"name": name, "apiserver": apiserver, "registry": registry,
+                "etcd": f"http://127.0.0.1:{etcd_client}", "agents": agents}
+        _save_cluster(name, info)
+        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig)
+        _save_cluster(name, info)
+        step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
+
+        _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver) >= nodes, timeout, interval=0.2)
+        step(f"{nodes} node(s) Ready")
+        return info
+    except BaseException:
+        progress("lab up failed; removing everything it created")
+        from deploy.lab.cleanup import lab_down
+        lab_down(name)
+        raise
+
+
+# --------------------------------------------------------- API probes
+
+def _run(coro):
+    import asyncio
+    return asyncio.run(coro)
+
+
+def _api_ready(server: str) -> bool:
+    from machinery.client import Client
+
+    async def probe():
+        async with Client(server, timeout=2) as c:
+            await c.version()
+            return True
+    return _run(probe())
+
+
+def node_conditions(server: str) -> dict[str, str]:
+    """{node name: Ready status ("True", "False", "Unknown")}."""
+    from machinery.client import Client
+
+    async def probe():
+        async with Client(server, timeout=2) as c:
+            nodes, _ = await c.list("Node")
+            out = {}
+            for n in nodes:
+                ready = [c for c in n.status.conditions if c.type == "Ready"]
+                out[n.metadata.name] = ready[0].status if ready else "Unknown"
+            return out
+    return _run(probe())
+
+
+def _ready_nodes(server: str) -> int:
+    return sum(1 for s in node_conditions(server).values() if s == "True")
+
+
+# ------------------------------------------------------ fault injection
+
+def kill_node(name: str, node: str) -> list[int]:
+    """Power off: the agent and every container of the node die, its link goes down."""
+    lab = Lab.load(name)
+    survivors = lab.kill_node(node)
+    lab.link_down(node)
+    return survivors
+
+
+def start_agent(name: str, node: str) -> None:
+    lab = Lab.load(name)
+    info = load_cluster(name)
+    status = lab.status().get(f"agent-{node}")
+    if status and status.get("alive"):
+        raise LabError(f"the agent of {node} is already running (pid {status['pid']})")
+    lab.start(f"agent-{node}", info["agents"][node], node=node)
+
+
+def start_node(name: str, node: str) -> None:
+    """Boot a killed node again: link up, then a fresh agent that finds its old state."""
+    lab = Lab.load(name)
+    lab.link_up(node)
+    start_agent(name, node)
+
+
+def stop_agent(name: str, node: str) -> None:
+    lab = Lab.load(name)
+    if not lab.stop(f"agent-{node}"):
+        raise LabError(f"the agent of {node} was not running")
