@@ -26,11 +26,21 @@ from machinery import codec, errors, kinds
 CONFLICT_RETRIES = 5
 
 
-def _clean_for_compare(obj):
+def _prune(v):
+    """Drop empty maps/lists: an unset and an empty sub-message mean the same."""
+    if isinstance(v, dict):
+        out = {k: _prune(x) for k, x in v.items()}
+        return {k: x for k, x in out.items() if x not in ({}, [])}
+    if isinstance(v, list):
+        return [_prune(x) for x in v]
+    return v
+
+
+def _clean_for_compare(obj) -> dict:
     o = codec.copy(obj)
     o.metadata.resource_version = ""
     o.metadata.annotations.pop(merge.LAST_APPLIED, None)
-    return o
+    return _prune(codec.to_dict(o))
 
 
 def _print_warnings(client) -> None:

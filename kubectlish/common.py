@@ -247,7 +247,7 @@ def decode_documents(path: str) -> list[Doc]:
                        f'namespace: "{meta.get("namespace", "")}" from "{shown}": {exc}\n'
                        f"ensure CRDs are installed first")
         except codec.DecodeError as exc:
-            d.error = f'error: error validating "{shown}": error validating data: {exc}'
+            d.error = f'error: error validating "{shown}": {exc}'
         docs.append(d)
     return docs
 

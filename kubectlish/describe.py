@@ -132,9 +132,9 @@ def _state(prefix: str, title: str, st) -> list[str]:
     return [f"{prefix}{title}:\tWaiting"] if title == "State" else []
 
 
-def container_lines(c, status=None, indent: int = 2) -> list[str]:
+def container_lines(c, status=None, indent: int = 2, field_indent: int = 4) -> list[str]:
     p = " " * indent
-    q = p + "  "
+    q = " " * field_indent
     lines = [f"{p}{c.name}:"]
     if status is not None:
         lines.append(f"{q}Container ID:\t{status.container_id}")
@@ -216,7 +216,7 @@ def pod_template_lines(tmpl, level: int = 0) -> list[str]:
         lines += _map_lines("Annotations", tmpl.metadata.annotations, ind + "  ")
     lines.append(f"{ind}  Containers:")
     for c in tmpl.spec.containers:
-        lines += container_lines(c, None, indent=len(ind) + 3)
+        lines += container_lines(c, None, indent=len(ind) + 3, field_indent=len(ind) + 4)
     lines += volume_lines(tmpl.spec.volumes, ind + "  ")
     return lines
 

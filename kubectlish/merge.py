@@ -88,9 +88,33 @@ def read_last_applied(live: dict) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+QUANTITY_MAPS = {"limits", "requests", "capacity", "allocatable"}
+
+
+def canonical_quantities(obj):
+    """Write resource quantities the way the server stores them (`0.5` ->
+    `500m`), in place, so a merged object compares equal to the live one and
+    immutable pod fields are not "changed" by spelling alone."""
+    from machinery import quantity
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in QUANTITY_MAPS and isinstance(v, dict):
+                for q, amount in v.items():
+                    if isinstance(amount, str) and quantity.is_valid(amount):
+                        v[q] = quantity.canonical(amount)
+            elif k == "sizeLimit" and isinstance(v, str) and quantity.is_valid(v):
+                obj[k] = quantity.canonical(v)
+            else:
+                canonical_quantities(v)
+    elif isinstance(obj, list):
+        for item in obj:
+            canonical_quantities(item)
+    return obj
+
+
 def three_way(last: dict | None, new: dict, live: dict) -> dict:
     """The merged object (a new dict; inputs are not modified)."""
-    return _merge_maps(last or {}, new, live)
+    return canonical_quantities(_merge_maps(last or {}, new, live))
 
 
 def _merge_maps(last: dict, new: dict, live: dict) -> dict:

@@ -135,7 +135,7 @@ async def _run_history(ctx: Ctx, resource, name, revision):
     lines = ["REVISION\tCHANGE-CAUSE"]
     for n in sorted(revs):
         lines.append(f"{n}\t{revs[n].metadata.annotations.get(CHANGE_CAUSE) or '<none>'}")
-    click.echo(tabwrite(lines, minwidth=0, padding=2))
+    click.echo(tabwrite(lines, minwidth=0, padding=2), nl=False)
 
 
 def _equal_ignore_hash(a, b) -> bool:

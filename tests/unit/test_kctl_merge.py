@@ -107,3 +107,11 @@ def test_last_applied_annotation_round_trip():
     assert json.loads(w["metadata"]["annotations"][merge.LAST_APPLIED]) == m
     assert merge.read_last_applied(w) == m
     assert merge.read_last_applied({"metadata": {"annotations": {merge.LAST_APPLIED: "not json"}}}) is None
+
+
+def test_quantities_are_written_in_canonical_form():
+    new = {"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "0.5", "memory": "1Gi"},
+                                                               "limits": {"cpu": "1"}}}]}}
+    live = {"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                                                "limits": {"cpu": "1"}}}]}}
+    assert merge.three_way(new, new, live) == live
