@@ -42,9 +42,10 @@ class BindItem:
 
 class Binder:
     def __init__(self, client, on_result: Callable[[BindItem, errors.ApiError | None], None], *,
-                 batch_size: int = 128, max_inflight: int = 3):
+                 batch_size: int = 128, max_inflight: int = 3, on_batch: Callable[[int], None] | None = None):
         self.client = client
         self.on_result = on_result
+        self.on_batch = on_batch
         self.batch_size = max(1, min(batch_size, 128))
         self._pending: deque[BindItem] = deque()
         self._wake = asyncio.Event()
@@ -88,6 +89,8 @@ class Binder:
                 log.exception("BindBatch of %d failed", len(batch))
                 results = [errors.ApiError(str(exc))] * len(batch)
             self.batches += 1
+            if self.on_batch:
+                self.on_batch(len(batch))
             for item, err in zip(batch, results):
                 try:
                     self.on_result(item, err)

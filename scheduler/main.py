@@ -47,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-balanced-allocation", type=float, default=w.balanced_allocation)
     p.add_argument("--weight-node-affinity", type=float, default=w.node_affinity)
     p.add_argument("--weight-owner-spread", type=float, default=w.owner_spread)
+    p.add_argument("--profile", default="", help="write a cProfile of the whole run to this file")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p.parse_args(argv)
 
@@ -87,7 +88,14 @@ async def run(args) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging("kctl-scheduler", args.verbose)
-    return run_component(lambda: run(args))
+    if not args.profile:
+        return run_component(lambda: run(args))
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(run_component, lambda: run(args))
+    finally:
+        prof.dump_stats(args.profile)
 
 
 if __name__ == "__main__":

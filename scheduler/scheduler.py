@@ -55,7 +55,8 @@ class Scheduler:
         self.cache = NodeCache(capacity=1024)
         self.queue = SchedulingQueue(clock=clock)
         self.algo = Algorithm(self.cache, self.config)
-        self.binder = Binder(client, self._on_bound, batch_size=self.config.batch_size)
+        self.binder = Binder(client, self._on_bound, batch_size=self.config.batch_size,
+                             on_batch=self.metrics.bind_batch.observe)
         self.events = EventSink(recorder or make_recorder(client),
                                 on_drop=self.metrics.events_dropped.inc)
         self.pods = Informer(client, "Pod")

@@ -1,0 +1,251 @@
+"""Scheduler throughput and latency on hollow nodes.
+
+    python -m bench.scheduler [--nodes 5000] [--pods 10000] [--mode stream|backlog]
+
+Starts its own etcd + apiserver (tests/cluster.py), measures raw etcd
+transaction throughput with aetcd's stubs (single-put txns, 64 in flight,
+and 128-put txns), creates N hollow nodes, starts `kctl-scheduler` as a
+separate process, then:
+
+* stream (default): creates M pending pods (100m / 128Mi each, one owner per
+  100 pods) while the scheduler runs. pods_per_s = M / (last bound - first
+  created); latency per pod = bound - created, both as seen by this
+  process's pod watch (ADDED without nodeName → first event with nodeName).
+* backlog: creates the M pods first, then starts the scheduler: pods_per_s =
+  M / (last bound - first bound), the scheduler's own rate without the
+  creation path in the way. Latencies then mostly measure the backlog.
+
+Ends with
+`RESULT nodes=N pods=M pods_per_s=X p50_ms=Y p99_ms=Z etcd_txn_per_s=W`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import grpc  # noqa: E402
+from aetcd import rpc  # noqa: E402
+
+from machinery.client import Client  # noqa: E402
+from scheduler import hollow  # noqa: E402
+from tests.cluster import REPO, ApiServer, Etcd, free_port  # noqa: E402
+
+
+async def etcd_txn_rate(url: str, seconds: float = 3.0, parallel: int = 64, ops: int = 1) -> float:
+    """Transactions per second against etcd directly (each `ops` puts)."""
+    endpoint = url.split("://", 1)[-1]
+    async with grpc.aio.insecure_channel(endpoint) as ch:
+        kv = rpc.KVStub(ch)
+        value = b"x" * 600
+        stop = time.monotonic() + seconds
+        done = 0
+
+        async def worker(w: int) -> None:
+            nonlocal done
+            i = 0
+            while time.monotonic() < stop:
+                req = rpc.TxnRequest(success=[rpc.RequestOp(request_put=rpc.PutRequest(
+                    key=f"/bench/{w}/{i}/{j}".encode(), value=value)) for j in range(ops)])
+                await kv.Txn(req)
+                i += 1
+                done += 1
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker(w) for w in range(parallel)))
+        rate = done / (time.monotonic() - t0)
+        await kv.DeleteRange(rpc.DeleteRangeRequest(key=b"/bench/", range_end=b"/bench0"))
+        return rate
+
+
+async def create_all(client: Client, objs, parallel: int = 64) -> float:
+    sem = asyncio.Semaphore(parallel)
+
+    async def one(o):
+        async with sem:
+            await client.create(o)
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(o) for o in objs))
+    return time.monotonic() - t0
+
+
+class Watcher:
+    """Pod watch: first sight unbound, first sight bound (monotonic times)."""
+
+    def __init__(self, client: Client, total: int):
+        self.client, self.total = client, total
+        self.seen: dict[str, float] = {}
+        self.bound: dict[str, float] = {}
+        self.all_bound = asyncio.Event()
+
+    async def run(self, rv: str) -> None:
+        async for ev in self.client.watch("Pod", "bench", resource_version=rv):
+            now = time.monotonic()
+            p = ev.object
+            if p is None:
+                continue
+            name = p.metadata.name
+            self.seen.setdefault(name, now)
+            if p.spec.node_name and name not in self.bound:
+                self.bound[name] = now
+                if len(self.bound) >= self.total:
+                    self.all_bound.set()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def report_apiserver(metrics: dict) -> None:
+    rows = {}
+    for (name, labels), v in metrics.items():
+        d = dict(labels)
+        if name == "kctl_apiserver_request_duration_seconds_sum":
+            rows.setdefault((d["kind"], d["verb"]), [0, 0])[1] = v
+        elif name == "kctl_apiserver_request_duration_seconds_count":
+            rows.setdefault((d["kind"], d["verb"]), [0, 0])[0] = v
+    print("apiserver requests (count, mean ms):", flush=True)
+    for (kind, verb), (n, total) in sorted(rows.items(), key=lambda kv: -kv[1][1]):
+        if n:
+            print(f"  {kind:10} {verb:12} {int(n):7d} {total / n * 1000:8.2f} ms  (total {total:.1f}s)")
+
+
+def start_scheduler(target: str, workdir: pathlib.Path, extra: list[str],
+                    metrics_port: int = 0) -> tuple[subprocess.Popen, pathlib.Path]:
+    log = workdir / "scheduler.log"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log, "ab") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "scheduler.main", "--apiserver", target,
+                                 "--metrics-listen", f"127.0.0.1:{metrics_port or free_port()}", *extra],
+                                stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+    return proc, log
+
+
+async def wait_synced(log: pathlib.Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"scheduler exited:\n{log.read_text()[-3000:]}")
+        if "caches synced" in log.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("scheduler never synced")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def bench(args) -> None:
+    work = pathlib.Path(tempfile.mkdtemp(prefix="kctl-bench-sched-"))
+    with Etcd(work) as etcd, ApiServer(etcd, work) as api:
+        txn1 = await etcd_txn_rate(etcd.url)
+        txn128 = await etcd_txn_rate(etcd.url, seconds=2, parallel=8, ops=128)
+        print(f"etcd: {txn1:.0f} txn/s (1 put, 64 in flight); {txn128:.0f} txn/s = "
+              f"{txn128 * 128:.0f} puts/s (128 puts per txn, 8 in flight)", flush=True)
+        async with Client(api.target, timeout=120) as client:
+            ns = hollow.node("x")   # touch the builder once (import cost out of the timings)
+            del ns
+            from machinery import kinds
+            n = kinds.new("Namespace")
+            n.metadata.name = "bench"
+            await client.create(n)
+            nodes = [hollow.node(f"hollow-{i:05}", cpu="32", memory="128Gi", pods="110",
+                                 labels={"zone": f"zone-{i % 3}"}) for i in range(args.nodes)]
+            dt = await create_all(client, nodes)
+            print(f"created {args.nodes} nodes in {dt:.1f}s ({args.nodes / dt:.0f}/s)", flush=True)
+            pods = [hollow.pod(f"pod-{i:06}", namespace="bench", cpu="100m", memory="128Mi",
+                               owner_uid=f"rs-{i // 100}") for i in range(args.pods)]
+            _, rv = await client.list("Pod", "bench", timeout=120)
+            watcher = Watcher(client, args.pods)
+            wtask = asyncio.create_task(watcher.run(rv))
+            sched_port = free_port()
+            extra = ["--batch-size", str(args.batch_size)]
+            if args.profile:
+                extra += ["--profile", os.path.abspath(args.profile)]
+            proc = None
+            try:
+                if args.mode == "backlog":
+                    dt = await create_all(client, pods, args.parallel)
+                    print(f"created {args.pods} pods in {dt:.1f}s ({args.pods / dt:.0f}/s)", flush=True)
+                    proc, log = start_scheduler(api.target, work, extra, sched_port)
+                    await wait_synced(log, proc)
+                else:
+                    proc, log = start_scheduler(api.target, work, extra, sched_port)
+                    await wait_synced(log, proc)
+                    t_create = time.monotonic()
+                    dt = await create_all(client, pods, args.parallel)
+                    print(f"created {args.pods} pods in {dt:.1f}s ({args.pods / dt:.0f}/s) "
+                          f"while scheduling; bound so far {len(watcher.bound)}", flush=True)
+                pids = {"etcd": etcd.pid, "apiserver": api.pid, "scheduler": proc.pid, "bench": os.getpid()}
+                cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+                w0 = time.monotonic()
+                await asyncio.wait_for(watcher.all_bound.wait(), args.timeout)
+                wall = time.monotonic() - w0
+                cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+                print(f"CPU seconds while waiting for the last binding ({wall:.1f}s wall, 2 cores): "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()), flush=True)
+                sm = scrape(f"http://127.0.0.1:{sched_port}/metrics")
+                n = sm.get(("kctl_scheduler_bind_batch_size_count", ()), 0)
+                if n:
+                    print(f"bind batches: {int(n)}, mean size "
+                          f"{sm[('kctl_scheduler_bind_batch_size_sum', ())] / n:.1f}", flush=True)
+                report_apiserver(scrape(api.metrics_url))
+            finally:
+                wtask.cancel()
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(10)
+            bound = sorted(watcher.bound.values())
+            if args.mode == "backlog":
+                span = bound[-1] - bound[0]
+            else:
+                span = bound[-1] - min(t_create, min(watcher.seen.values()))
+            rate = len(bound) / span if span > 0 else float("inf")
+            lat = [(watcher.bound[k] - watcher.seen[k]) * 1000 for k in watcher.bound if k in watcher.seen]
+            print(f"bound {len(bound)} pods in {span:.2f}s; latency p50 {pct(lat, .5):.0f} ms, "
+                  f"p90 {pct(lat, .9):.0f} ms, p99 {pct(lat, .99):.0f} ms, mean {statistics.mean(lat):.0f} ms",
+                  flush=True)
+            print(f"scheduler log: {log}", flush=True)
+            print(f"RESULT nodes={args.nodes} pods={args.pods} pods_per_s={rate:.0f} "
+                  f"p50_ms={pct(lat, .5):.0f} p99_ms={pct(lat, .99):.0f} etcd_txn_per_s={txn1:.0f}", flush=True)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nodes", type=int, default=5000)
+    p.add_argument("--pods", type=int, default=10000)
+    p.add_argument("--mode", choices=("stream", "backlog"), default="stream")
+    p.add_argument("--parallel", type=int, default=128, help="pod creates in flight")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--profile", default="", help="cProfile the scheduler into this file")
+    asyncio.run(bench(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
