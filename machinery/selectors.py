@@ -20,6 +20,7 @@ offers; `field_value(obj, path)` extracts them and raises
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
@@ -253,9 +254,17 @@ def from_proto(sel) -> LabelSelector:
 
     `None` (a nil selector) matches nothing; a selector with neither
     matchLabels nor matchExpressions matches everything. Raises ValueError
-    for an unknown operator or a bad key/value count."""
+    for an unknown operator or a bad key/value count. Results are cached by
+    the selector's serialized bytes (controllers convert the same few
+    selectors over and over); a LabelSelector is immutable, so sharing is safe."""
     if sel is None:
         return NOTHING
+    return _from_bytes(sel.SerializeToString(deterministic=True), type(sel))
+
+
+@functools.lru_cache(maxsize=4096)
+def _from_bytes(raw: bytes, cls) -> LabelSelector:
+    sel = cls.FromString(raw)
     reqs = [Requirement(k, EQUALS, (v,)) for k, v in sel.match_labels.items()]
     for expr in sel.match_expressions:
         op = _PROTO_OPS.get(expr.operator)
