@@ -167,10 +167,19 @@ async def run_create(ctx: Ctx, filenames, recursive, save_config, output) -> int
     return 1 if failures else 0
 
 
-def _file_options(f):
+async def run_create_namespace(ctx: Ctx, name: str, output) -> int:
+    from machinery import kinds as _k
+    ns = _k.new("Namespace")
+    ns.metadata.name = name
+    created = await ctx.client().create(ns)
+    click.echo(ref(created) if output == "name" else f"{ref(created)} created")
+    return 0
+
+
+def _file_options(f, required=True):
     f = click.option("-R", "--recursive", is_flag=True,
                      help="Process the directory used in -f recursively.")(f)
-    f = click.option("-f", "--filename", "filenames", multiple=True, required=True,
+    f = click.option("-f", "--filename", "filenames", multiple=True, required=required,
                      help="File, directory or - (stdin) with the manifests.")(f)
     return click.option("-o", "--output", type=click.Choice(["name"]), default=None,
                         help="Print only resource/name.")(f)
@@ -186,10 +195,17 @@ def apply_cmd(ctx: Ctx, filenames, recursive, output):
 
 
 @click.command("create")
-@_file_options
+@click.argument("args", nargs=-1)
+@(lambda f: _file_options(f, required=False))
 @click.option("--save-config", is_flag=True, help="Store the last-applied configuration (for a later apply).")
 @click.pass_obj
-def create_cmd(ctx: Ctx, filenames, recursive, output, save_config):
-    """Create resources from files or stdin."""
+def create_cmd(ctx: Ctx, args, filenames, recursive, output, save_config):
+    """Create resources from files or stdin (or: create namespace NAME)."""
     from kubectlish.common import run
+    if args:
+        if filenames or len(args) != 2 or args[0] not in ("namespace", "ns"):
+            raise click.UsageError("use `create -f FILE` or `create namespace NAME`")
+        run(ctx, run_create_namespace, args[1], output)
+    if not filenames:
+        raise click.UsageError("Missing option '-f' / '--filename'.")
     run(ctx, run_create, filenames, recursive, save_config, output)
