@@ -103,11 +103,15 @@ async def test_pod_containers_share_localhost_and_emptydir(runtime, node_net, bu
         "sh", "-c", "nc -l -p 7777 > /shared/got; exec sleep 1000"],
         netns_path=sb.netns_path, mounts=vol, hostname="pod-share"))
     await runtime.create_and_start(cfg(busybox_rootfs, "cli", [
-        "sh", "-c", "for i in $(seq 100); do echo hello-over-lo | nc 127.0.0.1 7777 && break; "
-                    "sleep 0.1; done; exec sleep 1000"],
+        "sh", "-c", "for i in $(seq 300); do echo hello-over-lo | nc 127.0.0.1 7777 && break; "
+                    "sleep 0.1; done; echo client-done $i; exec sleep 1000"],
         netns_path=sb.netns_path, mounts=vol, hostname="pod-share"))
-    await wait_for(lambda: (empty / "got").exists() and (empty / "got").read_text(),
-                   what="data received over the pod's localhost")
+    try:
+        await wait_for(lambda: (empty / "got").exists() and (empty / "got").read_text(),
+                       timeout=30, what="data received over the pod's localhost")
+    except AssertionError as exc:
+        diag = {c: (await runtime.state(c), log_text(runtime, c)) for c in ("srv", "cli")}
+        raise AssertionError(f"{exc}: got={(empty / 'got').exists()} {diag}") from None
     assert (empty / "got").read_text() == "hello-over-lo\n"
     code, out, _ = await runtime.exec("cli", ["cat", "/shared/got"])  # visible to both
     assert (code, out) == (0, b"hello-over-lo\n")
@@ -142,7 +146,10 @@ async def test_stop_sends_term_first(runtime, busybox_rootfs, tmp_path):
 
 
 async def test_stop_kills_after_grace_when_term_is_ignored(runtime, busybox_rootfs):
-    await runtime.create_and_start(cfg(busybox_rootfs, "kill1", SLEEP))  # PID 1 ignores TERM
+    info = await runtime.create_and_start(cfg(busybox_rootfs, "kill1", SLEEP))
+    # PID 1 sleep ignores TERM, but only once exec'd: until then runc's Go init handles it
+    await wait_for(lambda: Path(f"/proc/{info.state.pid}/comm").read_text().strip() == "sleep",
+                   what="init to exec sleep")
     t0 = time.monotonic()
     st = await runtime.stop("kill1", grace_seconds=1.5)
     assert time.monotonic() - t0 >= 1.4
@@ -234,4 +241,19 @@ async def test_remove_everything_leaves_nothing_behind(runtime, node_net, node_n
     for pod in ("pod-x", "pod-y"):
         await node_net.delete_sandbox(pod)
     assert await runtime.list() == []
+    assert leftovers(rt=runtime, net=node_net, node_netns=node_netns) == []
+
+
+async def test_concurrent_creates_and_removes(runtime, node_net, node_netns, busybox_rootfs):
+    """Pod workers run in parallel: creates and removes interleave on one cgroup parent."""
+    sb = await node_net.create_sandbox("pod-par")
+    ids = [f"par{i}" for i in range(4)]
+    infos = await asyncio.gather(*(runtime.create_and_start(
+        cfg(busybox_rootfs, cid, SLEEP, netns_path=sb.netns_path)) for cid in ids))
+    assert {i.state.status for i in infos} == {"running"}
+    await asyncio.gather(runtime.remove(ids[0]), runtime.remove(ids[1]),
+                         runtime.create_and_start(cfg(busybox_rootfs, "par9", SLEEP)))
+    assert sorted(i.id for i in await runtime.list()) == ["par2", "par3", "par9"]
+    await asyncio.gather(*(runtime.remove(c) for c in ("par2", "par3", "par9")))
+    await node_net.delete_sandbox("pod-par")
     assert leftovers(rt=runtime, net=node_net, node_netns=node_netns) == []
