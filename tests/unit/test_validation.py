@@ -172,6 +172,32 @@ CASES = [
     ("pod", [(f"{C0}.volumeMounts.0.mountPath", "data")], "Invalid", "spec.containers[0].volumeMounts[0].mountPath",
      "must be an absolute path"),
     ("pod", [(f"{C0}.volumeMounts.0.mountPath", "")], "Required", "spec.containers[0].volumeMounts[0].mountPath", None),
+    ("pod", [("spec.volumes.0", {"name": "data", "hostPath": {}})], "Required", "spec.volumes[0].hostPath.path", None),
+    ("pod", [("spec.volumes.0", {"name": "data", "secret": {}})], "Required", "spec.volumes[0].secret.secretName", None),
+    ("pod", [("spec.volumes.0", {"name": "data", "configMap": {"name": "c", "defaultMode": 1024}})], "Invalid",
+     "spec.volumes[0].configMap.defaultMode", "must be a number between 0 and 0777 (octal)"),
+    ("pod", [("spec.volumes.0", {"name": "data", "emptyDir": {"sizeLimit": "1GB"}})], "Invalid",
+     "spec.volumes[0].emptyDir.sizeLimit", None),
+    ("pod", [("spec.volumes.0.name", "Data_1"), (f"{C0}.volumeMounts", [])], "Invalid", "spec.volumes[0].name", None),
+    ("pod", [(f"{C0}.volumeMounts.1", {"name": "data", "mountPath": "/data"})], "Invalid",
+     "spec.containers[0].volumeMounts[1].mountPath", "must be unique"),
+    ("pod", [(f"{C0}.volumeMounts.0.subPath", "../etc")], "Invalid", "spec.containers[0].volumeMounts[0].subPath",
+     "must not contain '..'"),
+    ("pod", [(f"{C0}.env.0.valueFrom", {"resourceFieldRef": {"resource": "limits.gpu"}})], "NotSupported",
+     "spec.containers[0].env[0].valueFrom.resourceFieldRef.resource", None),
+    ("pod", [(f"{C0}.env.0.valueFrom", {"configMapKeyRef": {"name": "c"}})], "Required",
+     "spec.containers[0].env[0].valueFrom.configMapKeyRef.key", None),
+    ("pod", [(f"{C0}.lifecycle", {"preStop": {"sleep": {"seconds": 0}}})], "Invalid",
+     "spec.containers[0].lifecycle.preStop.sleep.seconds", "must be greater than 0"),
+    ("pod", [(f"{C0}.lifecycle", {"preStop": {}})], "Required", "spec.containers[0].lifecycle.preStop",
+     "must specify a handler type"),
+    ("pod", [(f"{C0}.readinessProbe.terminationGracePeriodSeconds", 5)], "Invalid",
+     "spec.containers[0].readinessProbe.terminationGracePeriodSeconds", "must not be set for readinessProbes"),
+    ("pod", [("spec.tolerations", [{"key": "bad key", "operator": "Exists"}])], "Invalid", "spec.tolerations[0].key", None),
+    ("pod", [("spec.affinity", {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.uid", "operator": "In", "values": ["a"]}]}]}}})],
+     "NotSupported", "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                     ".nodeSelectorTerms[0].matchFields[0].key", None),
     # ---- probes
     ("pod", [(f"{C0}.livenessProbe", {"periodSeconds": 5})], "Required", "spec.containers[0].livenessProbe",
      "must specify a handler type"),
@@ -306,6 +332,10 @@ CASES = [
     ("event", [("involvedObject.namespace", "other")], "Invalid", "involvedObject.namespace",
      "does not match event.namespace"),
     ("event", [("type", "Fatal")], "NotSupported", "type", None),
+    ("lease", [("spec.leaseTransitions", -1)], "Invalid", "spec.leaseTransitions", None),
+    ("ns", [("metadata.name", DELETE), ("metadata.generateName", "Dev-")], "Invalid", "metadata.generateName", None),
+    ("ep", [("subsets.0.ports.1", {"port": 443})], "Required", "subsets[0].ports[1].name", None),
+    ("ep", [("subsets.0.ports.0.protocol", "ICMP")], "NotSupported", "subsets[0].ports[0].protocol", None),
     ("lease", [("spec.leaseDurationSeconds", 0)], "Invalid", "spec.leaseDurationSeconds", "must be greater than 0"),
 ]
 
@@ -344,6 +374,17 @@ def test_messages_read_like_kubernetes():
 ])
 def test_qualified_names(value, ok):
     assert (common.is_qualified_name(value) == []) is ok
+
+
+def test_errors_become_an_invalid_api_error():
+    from machinery.errors import Invalid
+    errs = errors(build("deploy", ("spec.replicas", -1), ("spec.strategy", {"type": "Blue"})))
+    err = Invalid.of("Deployment.apps", "web", errs, kind="Deployment", group="apps")
+    assert err.message == (
+        'Deployment.apps "web" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal '
+        'to 0, spec.strategy.type: Unsupported value: "Blue": supported values: "Recreate", "RollingUpdate"]')
+    assert [(c.field, c.reason) for c in err.causes] == [("spec.replicas", "FieldValueInvalid"),
+                                                         ("spec.strategy.type", "FieldValueNotSupported")]
 
 
 def test_many_errors_reported_at_once():
