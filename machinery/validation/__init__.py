@@ -25,7 +25,7 @@ from __future__ import annotations
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
 from machinery.validation import apps, core
-from machinery.validation.common import (duplicates, each, is_dns1035_label, is_dns1123_label,
+from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
 from machinery.validation.pod import validate_pod_spec

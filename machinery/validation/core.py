@@ -13,7 +13,8 @@ from machinery.validation.common import (IMMUTABLE_MSG, each, is_cidr, is_dns112
                                          is_port_num, is_qualified_name, non_negative,
                                          validate_labels, validate_port_num_or_name)
 from machinery.validation.meta import validate_finalizers
-from machinery.validation.pod import PROTOCOLS, TAINT_EFFECTS, _one_of
+from machinery.validation.pod import PROTOCOLS, _one_of
+from machinery.validation.scheduling import TAINT_EFFECTS
 
 SERVICE_TYPES = ("ClusterIP", "LoadBalancer", "NodePort")
 TRAFFIC_POLICIES = ("Cluster", "Local")
