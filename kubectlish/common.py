@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,11 @@ def run(ctx: Ctx, coro_fn, *args, **kwargs) -> int:
         code = 1
     except KeyboardInterrupt:
         code = 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        if os.environ.get("KCTL_DEBUG"):
+            raise
+        err(f"error: {type(exc).__name__}: {exc} (set KCTL_DEBUG=1 for a traceback)")
+        code = 1
     sys.exit(code or 0)
 
 

@@ -56,7 +56,15 @@ _GLOBAL_VALUE_OPTS = ("-n", "--namespace", "-s", "--server", "--kubeconfig", "--
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
-    """Move global options found after the subcommand to the front."""
+    """Move global options found after the subcommand to the front.
+
+    Extension commands (`kctl lab ...`) own their whole command line: their
+    options are left alone."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in _GLOBAL_VALUE_OPTS else 1
+    if i < len(args) and args[i] in EXTENSIONS:
+        return args
     front, rest = [], []
     i = 0
     while i < len(args):

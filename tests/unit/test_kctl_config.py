@@ -94,3 +94,9 @@ def test_global_options_are_hoisted_from_anywhere():
 def test_parse_duration():
     assert parse_duration("5s") == 5 and parse_duration("2m") == 120 and parse_duration("500ms") == 0.5
     assert parse_duration("3") == 3 and parse_duration("0") is None and parse_duration(None) is None
+
+
+def test_extension_commands_keep_their_options():
+    assert hoist_global_options(["lab", "up", "-n", "3"]) == ["lab", "up", "-n", "3"]
+    assert hoist_global_options(["--server", "h:1", "lab", "exec", "-n", "x"]) == \
+        ["--server", "h:1", "lab", "exec", "-n", "x"]
