@@ -226,16 +226,11 @@ def validate_annotations(annotations, path: str) -> list[FieldError]:
 
 
 def validate_port_num_or_name(port, path: str) -> list[FieldError]:
-    """An IntOrString port: 1-65535 or an IANA_SVC_NAME."""
-    which = port.WhichOneof("value")
-    if which == "str_val":
-        if not port.str_val:
-            return [required(path, "")]
+    """An IntOrString port: 1-65535 or an IANA_SVC_NAME (ValidatePortNumOrName;
+    an unset port is the int 0, hence out of range)."""
+    if port.WhichOneof("value") == "str_val":
         return each(path, port.str_val, is_port_name(port.str_val))
-    n = port.int_val
-    if n == 0:
-        return [required(path, "")]
-    return each(path, n, is_port_num(n))
+    return each(path, port.int_val, is_port_num(port.int_val))
 
 
 def int_or_string_value(v):

@@ -203,7 +203,10 @@ CASES = [
      "must specify a handler type"),
     ("pod", [(f"{C0}.livenessProbe.exec", {"command": ["true"]})], "Forbidden",  # the 2nd in exec, httpGet, tcpSocket
      "spec.containers[0].livenessProbe.httpGet", "may not specify more than 1 handler type"),
-    ("pod", [(f"{C0}.livenessProbe.httpGet.port", 0)], "Required", "spec.containers[0].livenessProbe.httpGet.port", None),
+    ("pod", [(f"{C0}.livenessProbe.httpGet.port", 0)], "Invalid", "spec.containers[0].livenessProbe.httpGet.port",
+     "must be between 1 and 65535, inclusive"),
+    ("pod", [(f"{C0}.livenessProbe.httpGet.port", DELETE)], "Invalid", "spec.containers[0].livenessProbe.httpGet.port",
+     "must be between 1 and 65535, inclusive"),
     ("pod", [(f"{C0}.livenessProbe.httpGet.port", 65536)], "Invalid",
      "spec.containers[0].livenessProbe.httpGet.port", "must be between 1 and 65535, inclusive"),
     ("pod", [(f"{C0}.readinessProbe.tcpSocket.port", "Web_Port")], "Invalid",
