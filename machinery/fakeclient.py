@@ -17,7 +17,7 @@ What it models, the way the apiserver does:
 * NOT modelled: garbage collection / propagation policies, namespace
   finalization, defaulting and validation (create keeps the status it is
   given, which is handy for seeding tests);
-* label and field selectors (machinery/selectors.py when present);
+* label and field selectors (machinery/selectors.py; BadRequest when invalid);
 * watches from a resourceVersion, replayed from an in-memory history, with
   ADDED/DELETED when an object enters/leaves a selector;
 * `expire_watches()` (open watches raise errors.Expired and older versions
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import time
 import uuid
 from collections import defaultdict
@@ -41,7 +40,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from machinery import codec, errors, kinds
+from machinery import codec, errors, kinds, selectors
 from machinery.client import WatchEvent
 
 DEFAULT_POD_GRACE = 30
@@ -60,80 +59,21 @@ def kind_info(kind) -> kinds.KindInfo:
 # ------------------------------------------------------------ selectors
 
 def _label_matcher(selector: str):
-    if not selector:
+    if not selector or not selector.strip():
         return lambda labels: True
     try:
-        from machinery import selectors  # written by another engineer
-        sel = selectors.parse_label_selector(selector)
-        return sel.matches
-    except ImportError:
-        return _simple_label_matcher(selector)
+        return selectors.parse_label_selector(selector).matches
+    except ValueError as exc:
+        raise errors.BadRequest(f"invalid label selector {selector!r}: {exc}") from exc
 
 
-def _field_matcher(selector: str):
-    if not selector:
+def _field_matcher(selector: str, kind: str):
+    if not selector or not selector.strip():
         return lambda obj: True
     try:
-        from machinery import selectors
-        sel = selectors.parse_field_selector(selector)
-        return sel.matches
-    except ImportError:
-        return _simple_field_matcher(selector)
-
-
-def _simple_label_matcher(selector: str):
-    """Fallback until machinery/selectors.py lands: =, ==, !=, exists, !exists, in, notin."""
-    reqs = []
-    for part in re.findall(r"[^,(]+(?:\([^)]*\))?", selector):
-        part = part.strip()
-        m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", part)
-        if m:
-            vals = {v.strip() for v in m.group(3).split(",")}
-            reqs.append((m.group(1), m.group(2), vals))
-        elif "!=" in part:
-            k, v = part.split("!=", 1)
-            reqs.append((k.strip(), "!=", {v.strip()}))
-        elif "=" in part:
-            k, v = re.split("==?", part, maxsplit=1)
-            reqs.append((k.strip(), "=", {v.strip()}))
-        elif part.startswith("!"):
-            reqs.append((part[1:], "!exists", set()))
-        elif part:
-            reqs.append((part, "exists", set()))
-
-    def matches(labels) -> bool:
-        for k, op, vals in reqs:
-            has = k in labels
-            if op in ("=", "in") and not (has and labels[k] in vals):
-                return False
-            if op in ("!=", "notin") and has and labels[k] in vals:
-                return False
-            if op == "exists" and not has or op == "!exists" and has:
-                return False
-        return True
-    return matches
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
-
-
-def _simple_field_matcher(selector: str):
-    reqs = []
-    for part in selector.split(","):
-        neg = "!=" in part
-        k, v = re.split("!=|==?", part, maxsplit=1)
-        reqs.append((k.strip(), v.strip(), neg))
-
-    def matches(obj) -> bool:
-        for path, want, neg in reqs:
-            cur = obj
-            for seg in path.split("."):
-                cur = getattr(cur, _snake(seg), "")
-            if (str(cur) == want) == neg:
-                return False
-        return True
-    return matches
+        return selectors.parse_field_selector(selector, kind).matches
+    except ValueError as exc:
+        raise errors.BadRequest(f"invalid field selector {selector!r}: {exc}") from exc
 
 
 # ------------------------------------------------------------ the fake
@@ -302,7 +242,7 @@ class FakeClient:
         self._check("list")
         info = kind_info(kind)
         self.actions.append(("list", info.kind, namespace, ""))
-        labels, fields = _label_matcher(label_selector), _field_matcher(field_selector)
+        labels, fields = _label_matcher(label_selector), _field_matcher(field_selector, info.kind)
         items = [codec.copy(o) for (ns, _), o in sorted(self._objects[info.kind].items())
                  if (not namespace or not info.namespaced or ns == namespace)
                  and labels(o.metadata.labels) and fields(o)]
@@ -414,7 +354,7 @@ class FakeClient:
         self._check("watch")
         info = kind_info(kind)
         w = _Watcher(info.kind, namespace if info.namespaced else "",
-                     _label_matcher(label_selector), _field_matcher(field_selector))
+                     _label_matcher(label_selector), _field_matcher(field_selector, info.kind))
         if resource_version and int(resource_version) < self._compacted - 1:
             raise errors.Expired(f"too old resource version: {resource_version} ({self._compacted})")
         if not resource_version:

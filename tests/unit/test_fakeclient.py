@@ -210,3 +210,14 @@ async def test_graceful_pod_deletion_like_the_apiserver():
     done.status.phase = "Succeeded"
     await c.create(done)
     assert (await c.delete("Pod", "done", "default"))[1]
+
+
+async def test_invalid_selectors_are_bad_requests():
+    c = FakeClient()
+    with pytest.raises(errors.BadRequest):
+        await c.list("Pod", label_selector="a in (")
+    with pytest.raises(errors.BadRequest):
+        await c.list("Pod", field_selector="spec.noSuchField=1")
+    await c.create(pod("a", node="n1"))
+    items, _ = await c.list("Pod", field_selector="spec.nodeName=n1")
+    assert [p.metadata.name for p in items] == ["a"]
