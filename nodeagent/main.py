@@ -1,0 +1,163 @@
+"""``kctl-nodeagent``: command line, namespace entry and wiring.
+
+    kctl-nodeagent --apiserver 10.0.0.1:6443 --node-name n1 --node-ip 10.0.0.11 \\
+        --root-dir /var/lib/kctl/n1 [--netns /var/run/netns/n1] [--pod-cidr 10.244.1.0/24] \\
+        [--registry-mirror docker.io=http://10.0.0.1:5000] [--runtime runc|fake] ...
+
+``--netns`` is entered FIRST, with ``setns(CLONE_NEWNET)`` on the main thread
+before any other thread exists (so every thread the agent later starts —
+gRPC, the network worker, executors — inherits it): only the network
+namespace changes, never the mount namespace (design §4: ``ip netns exec``
+remounts /sys and runc then finds no cgroups).
+
+``build_agent()`` is also what the hollow-node tests and benchmarks call to
+run many agents in one process (``runtime="fake"``).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import logging
+import os
+import sys
+
+CLONE_NEWNET = 0x40000000
+log = logging.getLogger("kctl.nodeagent")
+
+
+def enter_netns(path: str) -> None:
+    if "/" not in path:
+        path = f"/var/run/netns/{path}"
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _kv_list(s: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, (p.strip() for p in s.split(","))):
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {part!r}")
+        out[k] = v
+    return out
+
+
+def _taints(s: str):
+    from machinery.pb import core_pb2
+    out = []
+    for part in filter(None, (p.strip() for p in s.split(","))):
+        kv, _, effect = part.partition(":")
+        k, _, v = kv.partition("=")
+        if effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise argparse.ArgumentTypeError(f"taint {part!r}: effect must be NoSchedule, PreferNoSchedule "
+                                             "or NoExecute")
+        out.append(core_pb2.Taint(key=k, value=v, effect=effect))
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kctl-nodeagent", description="kctl node agent")
+    p.add_argument("--apiserver", required=True, help="HOST:PORT of the apiserver")
+    p.add_argument("--node-name", required=True)
+    p.add_argument("--node-ip", required=True, help="InternalIP; the logs/exec service listens here")
+    p.add_argument("--root-dir", required=True, help="all agent state lives here")
+    p.add_argument("--netns", default="", help="enter this network namespace (name or path) first")
+    p.add_argument("--pod-cidr", default="", help="use this pod CIDR (tests; else wait for spec.podCIDR)")
+    p.add_argument("--heartbeat-interval", type=float, default=1.0, help="Lease renewal period, seconds")
+    p.add_argument("--node-status-interval", type=float, default=10.0)
+    p.add_argument("--node-labels", type=_kv_list, default={}, help="k=v,k2=v2")
+    p.add_argument("--register-with-taints", type=_taints, default=[], help="k=v:NoSchedule,...")
+    p.add_argument("--system-reserved", type=_kv_list, default={}, help="cpu=500m,memory=512Mi")
+    p.add_argument("--capacity", type=_kv_list, default={}, help="override cpu=,memory=,pods= (hollow nodes)")
+    p.add_argument("--registry-mirror", action="append", default=[], help="docker.io=http://ADDR:PORT")
+    p.add_argument("--insecure-registry", action="append", default=[])
+    p.add_argument("--runtime", choices=("runc", "fake"), default="runc")
+    p.add_argument("--crashloop-base", type=float, default=10.0, help="CrashLoopBackOff base delay, seconds")
+    p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics")
+    p.add_argument("--agent-port", type=int, default=10250, help="logs/exec gRPC port on --node-ip")
+    p.add_argument("--cgroup-parent", default="", help="default kctl/<node-name>")
+    p.add_argument("--bridge-name", default="kctl0")
+    p.add_argument("--netns-prefix", default="kctl-", help="prefix of pod network namespace names")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime: str = "runc",
+                pod_cidr: str = "", mirrors: dict | None = None, insecure: list[str] | None = None,
+                cgroup_parent: str = "", bridge_name: str = "kctl0", netns_prefix: str = "kctl-",
+                **kw):
+    """An Agent with the real (runc) or hollow (fake) node parts."""
+    from nodeagent.agent import Agent
+    if runtime == "fake":
+        from nodeagent.fake_runtime import FakeImageStore, FakeNetwork, FakeRuntime
+        return Agent(client, node_name=node_name, node_ip=node_ip, root_dir=root_dir, runtime=FakeRuntime(),
+                     images=FakeImageStore(), make_network=FakeNetwork, pod_cidr=pod_cidr, fake=True,
+                     runtime_version="fake://0.1", **kw)
+    from nodeagent.images import ImageStore
+    from nodeagent.network import NodeNetwork
+    from nodeagent.runtime import Runtime
+    rt = Runtime(os.path.join(root_dir, "runtime"), cgroup_parent=cgroup_parent or f"kctl/{node_name}")
+    images = ImageStore(os.path.join(root_dir, "images"), mirrors=mirrors or {},
+                        insecure_registries=insecure or [])
+
+    def make_network(cidr: str):
+        return NodeNetwork(bridge_name, cidr, os.path.join(root_dir, "network"), netns_prefix)
+    return Agent(client, node_name=node_name, node_ip=node_ip, root_dir=root_dir, runtime=rt, images=images,
+                 make_network=make_network, pod_cidr=pod_cidr, runtime_version="runc://1.1.5", **kw)
+
+
+async def amain(args) -> None:
+    from machinery.client import Client
+    from machinery.runner import run_tasks
+    from nodeagent import metrics
+
+    mirrors: dict[str, list[str]] = {}
+    for m in args.registry_mirror:
+        host, sep, url = m.partition("=")
+        if not sep:
+            raise SystemExit(f"--registry-mirror {m!r}: expected REGISTRY=URL")
+        mirrors.setdefault(host, []).append(url)
+    client = Client(args.apiserver, timeout=30, user_agent=f"kctl-nodeagent/{args.node_name}")
+    agent = build_agent(
+        client, node_name=args.node_name, node_ip=args.node_ip, root_dir=os.path.abspath(args.root_dir),
+        runtime=args.runtime, pod_cidr=args.pod_cidr, mirrors=mirrors, insecure=args.insecure_registry,
+        cgroup_parent=args.cgroup_parent, bridge_name=args.bridge_name, netns_prefix=args.netns_prefix,
+        heartbeat_interval=args.heartbeat_interval, status_interval=args.node_status_interval,
+        labels=args.node_labels, taints=args.register_with_taints, system_reserved=args.system_reserved,
+        capacity=({**agentlib_capacity(), **args.capacity} if args.capacity else None),
+        crashloop_base=args.crashloop_base, agent_port=args.agent_port)
+    tasks = {"agent": agent.run()}
+    if args.metrics_listen:
+        tasks["metrics"] = metrics.serve(args.metrics_listen)
+    if args.runtime == "runc" and args.agent_port:
+        from nodeagent.server import serve as serve_agent
+        tasks["agent-server"] = serve_agent(agent, f"{args.node_ip}:{args.agent_port}")
+    try:
+        await run_tasks(tasks)
+    finally:
+        await client.close()
+
+
+def agentlib_capacity() -> dict[str, str]:
+    from nodeagent.agent import machine_capacity
+    return machine_capacity()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.netns:
+        enter_netns(args.netns)        # before any thread exists
+    from machinery.runner import run_component, setup_logging
+    setup_logging("nodeagent", args.verbose)
+    return run_component(lambda: amain(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Prometheus metrics of the node agent.
+
+Registered once, at import, in the default registry (so many hollow agents in
+one process share them; per-node series carry a ``node`` label).  Image pull
+time (``kctl_nodeagent_image_pull_duration_seconds``) lives in
+nodeagent/images.py and runtime operation latency/errors and running
+containers in nodeagent/runtime.py; ``serve`` exposes all of them.
+"""
+from __future__ import annotations
+
+import prometheus_client
+from prometheus_client import Counter, Gauge, Histogram
+
+POD_START_LATENCY = Histogram(
+    "kctl_nodeagent_pod_start_duration_seconds",
+    "Time from the agent first seeing a pod bound to it to all its containers running",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60))
+RUNNING_PODS = Gauge("kctl_nodeagent_running_pods", "Pods with a worker on this node", ["node"])
+RUNNING_CONTAINERS = Gauge("kctl_nodeagent_running_containers_by_node",
+                           "Running containers seen by the pod workers", ["node"])
+WORKER_ERRORS = Counter("kctl_nodeagent_pod_worker_errors_total", "Failed pod worker steps", ["step"])
+STATUS_WRITES = Counter("kctl_nodeagent_pod_status_updates_total", "Pod status writes", ["result"])
+HEARTBEATS = Counter("kctl_nodeagent_heartbeats_total", "Lease renewals", ["result"])
+PROBES = Counter("kctl_nodeagent_probe_results_total", "Probe results", ["probe", "result"])
+
+
+async def serve(listen: str) -> None:
+    """Expose /metrics on HOST:PORT until cancelled (a tiny asyncio HTTP server)."""
+    import asyncio
+
+    host, _, port = listen.rpartition(":")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            body = prometheus_client.generate_latest()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + prometheus_client.CONTENT_TYPE_LATEST.encode()
+                         + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+                         + body)
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host or "0.0.0.0", int(port))
+    async with server:
+        await server.serve_forever()

@@ -1,0 +1,96 @@
+"""Hollow mode: many fake agents in one process register, heartbeat and run pods (no root needed)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from machinery import errors
+from machinery.pb import apps_pb2, core_pb2
+from nodeagent.main import build_agent
+
+N_AGENTS = 50
+
+
+async def wait_for(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await pred()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def pod(name: str, node: str) -> core_pb2.Pod:
+    p = core_pb2.Pod()
+    p.metadata.name, p.metadata.namespace = name, "default"
+    p.spec.node_name = node
+    p.spec.containers.add(name="c", image="busybox")
+    return p
+
+
+async def test_fifty_hollow_agents_register_and_run_pods(client, tmp_path):
+    agents = [build_agent(client, node_name=f"hollow-{i}", node_ip=f"10.99.{i // 250}.{i % 250 + 1}",
+                          root_dir=str(tmp_path / f"n{i}"), runtime="fake", pod_cidr=f"10.200.{i}.0/24",
+                          heartbeat_interval=1.0, crashloop_base=0.2)
+              for i in range(N_AGENTS)]
+    tasks = [asyncio.create_task(a.run()) for a in agents]
+    try:
+        await wait_for(lambda: _all_ready(agents, tasks), 60, "agents ready")
+
+        async def nodes_ready():
+            nodes, _ = await client.list(core_pb2.Node)
+            ready = [n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)]
+            return len(ready) == N_AGENTS
+        await wait_for(nodes_ready, 60, "50 Ready nodes")
+        leases, _ = await client.list(apps_pb2.Lease, "kube-node-lease")
+        assert {le.metadata.name for le in leases} >= {f"hollow-{i}" for i in range(N_AGENTS)}
+        node = await client.get(core_pb2.Node, "hollow-3")
+        assert node.spec.pod_cidr == "10.200.3.0/24"
+        assert node.metadata.annotations["kctl.io/agent-endpoint"] == "10.99.0.4:10250"
+        assert node.status.capacity["pods"] == "110"
+
+        for i in range(N_AGENTS * 2):
+            await client.create(pod(f"p{i}", f"hollow-{i % N_AGENTS}"))
+
+        async def all_running():
+            pods, _ = await client.list(core_pb2.Pod, "default")
+            running = [p for p in pods if p.status.phase == "Running" and p.status.pod_ip
+                       and all(c.ready for c in p.status.container_statuses)]
+            return len(running) == N_AGENTS * 2 and pods
+        pods = await wait_for(all_running, 60, "100 pods Running")
+        for p in pods:
+            i = int(p.spec.node_name.split("-")[1])
+            assert p.status.pod_ip.startswith(f"10.200.{i}.")
+            assert p.status.host_ip == f"10.99.{i // 250}.{i % 250 + 1}"
+            assert {c.type: c.status for c in p.status.conditions}["Ready"] == "True"
+            assert p.status.container_statuses[0].container_id.startswith("runc://")
+        # one lease renewal later the lease time moves
+        before = (await client.get(apps_pb2.Lease, "hollow-0", "kube-node-lease")).spec.renew_time.ToNanoseconds()
+
+        async def renewed():
+            le = await client.get(apps_pb2.Lease, "hollow-0", "kube-node-lease")
+            return le.spec.renew_time.ToNanoseconds() > before
+        await wait_for(renewed, 10, "lease renewed")
+
+        for p in pods:
+            await client.delete(core_pb2.Pod, p.metadata.name, "default")
+
+        async def all_gone():
+            pods, _ = await client.list(core_pb2.Pod, "default")
+            return not pods
+        await wait_for(all_gone, 60, "pods deleted by their agents")
+        assert all(not a.network.list_allocations() for a in agents)
+        assert all(not a.workers for a in agents)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _all_ready(agents, tasks):
+    for t in tasks:
+        if t.done():
+            t.result()   # surface the failure
+    return all(a.ready.is_set() for a in agents)
