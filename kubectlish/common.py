@@ -242,8 +242,15 @@ def decode_documents(path: str) -> list[Doc]:
         return [Doc(shown, 0, None, error=f'error: error parsing {shown}: {exc}')]
     except OSError as exc:
         return [Doc(shown, 0, None, error=f"error: {exc}")]
+    # `kind: List` (what `get -o yaml` prints for several objects) stands for its items.
+    expanded = []
+    for data in raw:
+        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
+            expanded.extend(data["items"])
+        else:
+            expanded.append(data)
     docs = []
-    for i, data in enumerate(raw):
+    for i, data in enumerate(expanded):
         d = Doc(shown, i, data)
         try:
             d.obj = codec.from_dict(data, source=shown)

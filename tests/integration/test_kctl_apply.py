@@ -193,3 +193,17 @@ def test_create_refuses_existing_and_apply_adopts_created_object(server):
     assert r.out == "pod/c1 configured\n" and "missing the kubectl.kubernetes.io/last-applied" in r.err
     labels = call(server, lambda c: c.get("pods", "c1", "default")).metadata.labels
     assert dict(labels) == {"a": "c"}
+
+
+def test_list_output_reapplies_unchanged(server):
+    kctl(server, "create", "namespace", "lists")
+    docs = "---\n".join(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: l{i}}}\n"
+                        f"spec: {{containers: [{{name: c, image: x, resources: {{requests: {{cpu: '0.1'}}}}}}]}}\n"
+                        for i in range(3))
+    assert kctl(server, "apply", "-n", "lists", "-f", "-", input=docs).code == 0
+    listing = kctl(server, "get", "pods", "-n", "lists", "-o", "yaml").out
+    assert "kind: List" in listing
+    r = kctl(server, "apply", "-n", "lists", "-f", "-", input=listing)
+    assert r.out == "pod/l0 unchanged\npod/l1 unchanged\npod/l2 unchanged\n", r
+    listing = kctl(server, "get", "pods", "-n", "lists", "-o", "json").out
+    assert kctl(server, "apply", "-n", "lists", "-f", "-", input=listing).out.count("unchanged") == 3
