@@ -325,6 +325,11 @@ def validate_pod_spec(spec, path: str) -> list[FieldError]:
         if c.name and c.name in names:
             errs.append(duplicate(f"{path}.containers[{i}].name", c.name))
         names.add(c.name)
+        if spec.host_network:
+            for j, port in enumerate(c.ports):
+                if port.host_port != port.container_port:
+                    errs.append(invalid(f"{path}.containers[{i}].ports[{j}].hostPort", port.host_port,
+                                        "must match `containerPort` when `hostNetwork` is true"))
     errs += _one_of(RESTART_POLICIES, spec.restart_policy, f"{path}.restartPolicy")
     errs += _one_of(DNS_POLICIES, spec.dns_policy, f"{path}.dnsPolicy")
     errs += validate_labels(spec.node_selector, f"{path}.nodeSelector")

@@ -223,6 +223,8 @@ CASES = [
      "spec.containers[0].livenessProbe.httpGet.scheme", None),
     ("pod", [(f"{C0}.readinessProbe", {"exec": {}})], "Required", "spec.containers[0].readinessProbe.exec.command", None),
     # ---- pod-level fields
+    ("pod", [("spec.hostNetwork", True), (f"{C0}.ports.0.hostPort", 8080)], "Invalid",
+     "spec.containers[0].ports[0].hostPort", "must match `containerPort` when `hostNetwork` is true"),
     ("pod", [("spec.restartPolicy", "Sometimes")], "NotSupported", "spec.restartPolicy",
      'supported values: "Always", "OnFailure", "Never"'),
     ("pod", [("spec.dnsPolicy", "Google")], "NotSupported", "spec.dnsPolicy", None),
