@@ -71,7 +71,7 @@ async def apply_object(client, obj) -> str:
         live_d = codec.to_dict(live)
         last = merge.read_last_applied(live_d)
         if last is None:
-            warn(f"resource {info.resource}/{name} is missing the {merge.LAST_APPLIED} annotation "
+            warn(f"resource {info.plural}/{name} is missing the {merge.LAST_APPLIED} annotation "
                  "which is required by kctl apply. kctl apply should only be used on resources "
                  "created declaratively by either kctl create --save-config or kctl apply. "
                  "The missing annotation will be patched automatically.")

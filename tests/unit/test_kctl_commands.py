@@ -242,3 +242,47 @@ def test_label_selector_and_all(fake):
     assert kctl("label", "pods", "--all", "x=1")[1] == "pod/a labeled\npod/b labeled\n"
     assert kctl("label", "pods", "-l", "app=a", "x=2", "--overwrite")[1] == "pod/a labeled\n"
     assert kctl("label", "pods", "a", "x=2", "--overwrite")[1] == "pod/a not labeled\n"
+
+
+# ------------------------------------------------------------------ apply
+
+POD = """apiVersion: v1
+kind: Pod
+metadata: {name: p, labels: {a: b}}
+spec: {containers: [{name: c, image: i}]}
+"""
+
+
+def test_apply_retries_on_conflict_and_remerges(fake):
+    assert kctl("apply", "-f", "-", input=POD)[1] == "pod/p created\n"
+    fake.fail_next("update", errors.Conflict("the object has been modified"), times=2)
+    code, out, err = kctl("apply", "-f", "-", input=POD.replace("{a: b}", "{a: c}"))
+    assert (code, out) == (0, "pod/p configured\n"), err
+    assert [a[0] for a in fake.actions].count("get") >= 4   # initial + 3 attempts
+    assert fake.objects("pods")[0].metadata.labels["a"] == "c"
+
+
+def test_apply_unchanged_writes_nothing(fake):
+    assert kctl("apply", "-f", "-", input=POD)[0] == 0
+    rv = fake.resource_version
+    assert kctl("apply", "-f", "-", input=POD)[1] == "pod/p unchanged\n"
+    assert fake.resource_version == rv
+
+
+def test_apply_prints_server_warnings(fake, monkeypatch):
+    real_create = fake.create
+
+    async def create(obj, dry_run=False):
+        out = await real_create(obj, dry_run=dry_run)
+        fake.warnings = ["kctl has no load-balancer provider"]
+        return out
+    monkeypatch.setattr(fake, "create", create)
+    code, out, err = kctl("apply", "-f", "-", input=POD)
+    assert out == "pod/p created\n" and err == "Warning: kctl has no load-balancer provider\n"
+
+
+def test_apply_gives_up_after_repeated_conflicts(fake):
+    assert kctl("apply", "-f", "-", input=POD)[0] == 0
+    fake.fail_next("update", errors.Conflict('Operation cannot be fulfilled on pods "p"'), times=10)
+    code, out, err = kctl("apply", "-f", "-", input=POD.replace("{a: b}", "{a: c}"))
+    assert code == 1 and err.startswith("Error from server (Conflict):")
