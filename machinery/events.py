@@ -13,6 +13,12 @@ the last occurrence updates that Event's `count` and `lastTimestamp` instead.
 Repeats that arrive while one is still queued are merged in memory before
 anything is written, so a burst of identical events costs one write.
 
+Similar events (client-go's EventAggregator): when one object gets
+`max_similar` (10) or more events with the same source, type and reason but
+different messages within `window`, further ones are folded into a single
+Event whose message is "(combined from similar events): <latest message>"
+and whose count keeps growing.
+
 Back-pressure: when the queue is full, a new (not already queued) event is
 dropped with a log line; controllers are never slowed down by events. Writes
 that fail are retried a few times with backoff, then dropped with a log line.
@@ -39,6 +45,7 @@ log = logging.getLogger("kctl.events")
 
 NORMAL, WARNING = "Normal", "Warning"
 MAX_MESSAGE = 1024
+COMBINED = "(combined from similar events):"
 
 
 @dataclass
@@ -71,7 +78,7 @@ def reference(obj) -> meta_pb2.ObjectReference:
 class EventRecorder:
     def __init__(self, client, component: str, host: str = "", *, max_queue: int = 1000,
                  window: float = 600.0, retries: int = 3, retry_delay: float = 1.0,
-                 cache_size: int = 4096, clock=time.time):
+                 cache_size: int = 4096, max_similar: int = 10, clock=time.time):
         self.client = client
         self.component, self.host = component, host
         self.window, self.retries, self.retry_delay = window, retries, retry_delay
@@ -82,6 +89,8 @@ class EventRecorder:
         self._pending: dict[tuple, _Pending] = {}
         self._seen: OrderedDict[tuple, _Seen] = OrderedDict()
         self._last_name_ns = 0
+        self.max_similar = max_similar
+        self._similar: OrderedDict[tuple, tuple[float, set[str]]] = OrderedDict()
 
     def _key(self, ref, type_, reason, message) -> tuple:
         return (ref.kind, ref.namespace, ref.name, ref.uid, ref.api_version,
@@ -100,11 +109,13 @@ class EventRecorder:
         message = message[:MAX_MESSAGE]
         now = self.clock()
         log.debug("event(%s/%s %s): %s %s: %s", ref.namespace, ref.name, ref.kind, type, reason, message)
-        key = self._key(ref, type, reason, message)
+        message = self._combine(ref, type, reason, message, now)
+        key = self._key(ref, type, reason, message if not message.startswith(COMBINED) else COMBINED)
         pending = self._pending.get(key)
         if pending is not None:
             pending.count += 1
             pending.last = now
+            pending.message = message
             return
         if self._queue.full():
             self.dropped += 1
@@ -113,6 +124,21 @@ class EventRecorder:
             return
         self._pending[key] = _Pending(ref, type, reason, message, 1, now, now)
         self._queue.put_nowait(key)
+
+    def _combine(self, ref, type_, reason, message, now) -> str:
+        """Count distinct messages per (object, type, reason); past max_similar, combine."""
+        agg = self._key(ref, type_, reason, "")
+        start, messages = self._similar.get(agg, (now, set()))
+        if now - start > self.window:
+            start, messages = now, set()
+        messages.add(message)
+        self._similar[agg] = (start, messages)
+        self._similar.move_to_end(agg)
+        while len(self._similar) > self.cache_size:
+            self._similar.popitem(last=False)
+        if len(messages) >= self.max_similar:
+            return f"{COMBINED} {message}"[:MAX_MESSAGE]
+        return message
 
     def eventf(self, obj, type: str, reason: str, fmt: str, *args) -> None:
         self.event(obj, type, reason, fmt % args if args else fmt)
@@ -168,12 +194,14 @@ class EventRecorder:
                 if seen is not None:
                     ev = codec.copy(seen.event)
                     ev.count += p.count
+                    ev.message = p.message
                     ev.last_timestamp.CopyFrom(self._ts(p.last))
                     try:
                         written = await self.client.update(ev)
                     except errors.Conflict:
                         ev = await self.client.get("Event", ev.metadata.name, ev.metadata.namespace)
                         ev.count += p.count
+                        ev.message = p.message
                         ev.last_timestamp.CopyFrom(self._ts(p.last))
                         written = await self.client.update(ev)
                 else:

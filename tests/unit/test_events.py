@@ -149,3 +149,19 @@ async def test_invalid_type_is_dropped(recorder):
     r.event(pod(), "Bad", "X", "m")
     await r.flush()
     assert await events(c) == []
+
+
+async def test_many_similar_messages_are_combined(recorder):
+    c, clock = FakeClient(), Clock()
+    r = recorder(c, clock=clock, max_similar=3)
+    p = pod()
+    for i in range(6):
+        clock.now += 1
+        r.event(p, "Warning", "FailedScheduling", f"0/{i} nodes are available")
+        await r.flush()
+    evs = sorted(await events(c, "prod"), key=lambda e: e.first_timestamp.seconds)
+    assert [e.count for e in evs] == [1, 1, 4]         # 2 distinct, then one combined Event
+    assert evs[2].message == "(combined from similar events): 0/5 nodes are available"
+    r.event(p, "Normal", "Scheduled", "assigned")     # another reason is not combined
+    await r.flush()
+    assert any(e.message == "assigned" for e in await events(c, "prod"))
