@@ -114,7 +114,28 @@ def canonical_quantities(obj):
 
 def three_way(last: dict | None, new: dict, live: dict) -> dict:
     """The merged object (a new dict; inputs are not modified)."""
-    return canonical_quantities(_merge_maps(last or {}, new, live))
+    merged = canonical_quantities(_merge_maps(last or {}, new, live))
+    if new.get("kind") == "Service":
+        drop_type_dependent_fields(merged, new, live)
+    return merged
+
+
+def drop_type_dependent_fields(merged: dict, new: dict, live: dict) -> None:
+    """A Service whose type changes away from NodePort/LoadBalancer loses
+    the values the server allocated for the old type (nodePorts,
+    externalTrafficPolicy) unless the file sets them — what the Kubernetes
+    apiserver does itself on such an update (dropTypeDependentFields)."""
+    spec, new_spec = merged.get("spec") or {}, new.get("spec") or {}
+    old_type = (live.get("spec") or {}).get("type") or "ClusterIP"
+    new_type = spec.get("type") or "ClusterIP"
+    if old_type == new_type or new_type in ("NodePort", "LoadBalancer"):
+        return
+    if "externalTrafficPolicy" not in new_spec:
+        spec.pop("externalTrafficPolicy", None)
+    file_ports = {json.dumps(p.get("port")): p for p in new_spec.get("ports") or [] if isinstance(p, dict)}
+    for p in spec.get("ports") or []:
+        if isinstance(p, dict) and "nodePort" not in file_ports.get(json.dumps(p.get("port")), {}):
+            p.pop("nodePort", None)
 
 
 def _merge_maps(last: dict, new: dict, live: dict) -> dict:

@@ -207,3 +207,12 @@ def test_list_output_reapplies_unchanged(server):
     assert r.out == "pod/l0 unchanged\npod/l1 unchanged\npod/l2 unchanged\n", r
     listing = kctl(server, "get", "pods", "-n", "lists", "-o", "json").out
     assert kctl(server, "apply", "-n", "lists", "-f", "-", input=listing).out.count("unchanged") == 3
+
+
+def test_service_type_change_from_node_port_to_cluster_ip(server):
+    svc = SVC.replace("name: s}", "name: s2}")
+    assert kctl(server, "apply", "-f", "-", input=svc).code == 0
+    r = kctl(server, "apply", "-f", "-", input=svc.replace("  type: NodePort\n", ""))
+    assert r.out == "service/s2 configured\n", r
+    spec = json.loads(kctl(server, "get", "svc", "s2", "-o", "json").out)["spec"]
+    assert spec["type"] == "ClusterIP" and "nodePort" not in spec["ports"][0]

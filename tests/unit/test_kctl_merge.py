@@ -115,3 +115,14 @@ def test_quantities_are_written_in_canonical_form():
     live = {"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
                                                                 "limits": {"cpu": "1"}}}]}}
     assert merge.three_way(new, new, live) == live
+
+
+def test_service_type_change_drops_allocated_node_ports():
+    last = {"kind": "Service", "spec": {"type": "NodePort", "ports": [{"port": 80}]}}
+    new = {"kind": "Service", "spec": {"ports": [{"port": 80}]}}
+    live = {"kind": "Service", "spec": {"type": "NodePort", "clusterIP": "10.96.0.9", "externalTrafficPolicy": "Cluster",
+                                        "ports": [{"port": 80, "nodePort": 30007, "protocol": "TCP"}]}}
+    out = merge.three_way(last, new, live)
+    assert out["spec"] == {"clusterIP": "10.96.0.9", "ports": [{"port": 80, "protocol": "TCP"}]}
+    # staying NodePort keeps them
+    assert merge.three_way(last, last, live)["spec"]["ports"][0]["nodePort"] == 30007
