@@ -224,6 +224,8 @@ class FakeClient:
         md.uid = str(uuid.uuid4())
         md.creation_timestamp.CopyFrom(self._now())
         md.generation = 1
+        if info.kind == "Pod" and not new.status.phase:
+            new.status.phase = "Pending"          # as the apiserver does
         if dry_run:
             return new
         md.resource_version = str(self._next_rv())

@@ -29,6 +29,7 @@ async def test_create_get_list_and_resource_versions():
     b = await c.create(pod("b", ns="other"))
     assert a.metadata.uid and a.metadata.uid != b.metadata.uid
     assert a.metadata.generation == 1 and a.metadata.HasField("creation_timestamp")
+    assert a.status.phase == "Pending"
     assert int(b.metadata.resource_version) > int(a.metadata.resource_version)
     with pytest.raises(errors.AlreadyExists):
         await c.create(pod("a"))
