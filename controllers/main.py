@@ -1,0 +1,153 @@
+"""`kctl-controller-manager`: every controller in one process.
+
+    kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
+        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,garbagecollector,namespace]
+        [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
+        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
+        [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
+        [--metrics-listen 127.0.0.1:10257]
+
+`build(client, args)` creates one SharedInformerFactory and the selected
+controllers (each registers its informers, indexes and handlers), and returns
+the named long-lived coroutines: the informers, the event writer and each
+controller's run(). With --leader-elect they run only while this instance
+holds the Lease kube-system/kctl-controller-manager; losing it ends the
+process (exit 1) as in Kubernetes — a standby starts from a fresh list.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import socket
+import sys
+
+from prometheus_client import start_http_server
+
+from machinery.client import Client
+from machinery.events import EventRecorder
+from machinery.informer import SharedInformerFactory
+from machinery.leaderelection import LeaderElector, default_identity
+from machinery.runner import run_component, run_tasks, setup_logging
+
+log = logging.getLogger("kctl.controllers.manager")
+
+ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "garbagecollector", "namespace")
+
+
+def duration(text: str) -> float:
+    """`4s`, `500ms`, `1m`, `2` (seconds)."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m|h)?\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kctl-controller-manager", description="Run the kctl controllers.")
+    p.add_argument("--apiserver", default="127.0.0.1:6443", help="apiserver HOST:PORT")
+    p.add_argument("--controllers", default=",".join(ALL),
+                   help="comma-separated list; '*' = all, '-name' disables one")
+    p.add_argument("--leader-elect", action="store_true")
+    p.add_argument("--lease-name", default="kctl-controller-manager")
+    p.add_argument("--lease-namespace", default="kube-system")
+    p.add_argument("--identity", default="")
+    p.add_argument("--lease-duration", type=duration, default=5.0)
+    p.add_argument("--renew-deadline", type=duration, default=4.0)
+    p.add_argument("--retry-period", type=duration, default=1.0)
+    p.add_argument("--node-monitor-grace-period", type=duration, default=4.0)
+    p.add_argument("--node-monitor-period", type=duration, default=0.5)
+    p.add_argument("--pod-eviction-timeout", type=duration, default=2.0)
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24)
+    for name, n in (("replicaset", 5), ("deployment", 5), ("endpoint", 5), ("gc", 5), ("namespace", 2)):
+        p.add_argument(f"--concurrent-{name}-syncs", type=int, default=n)
+    p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p.parse_args(argv)
+
+
+def selected(spec: str) -> list[str]:
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    chosen = set(ALL) if "*" in names or not any(not n.startswith("-") for n in names) else set()
+    for n in names:
+        if n == "*":
+            continue
+        if n.startswith("-"):
+            chosen.discard(n[1:])
+        elif n in ALL:
+            chosen.add(n)
+        else:
+            raise SystemExit(f"kctl-controller-manager: unknown controller {n!r} (known: {', '.join(ALL)})")
+    return [n for n in ALL if n in chosen]
+
+
+def build(client, args) -> tuple[dict, dict]:
+    """(named coroutines to run, controllers by name)."""
+    from controllers.deployment import DeploymentController
+    from controllers.endpoints import EndpointsController
+    from controllers.garbagecollector import GarbageCollector
+    from controllers.namespace import NamespaceController
+    from controllers.nodeipam import NodeIpamController
+    from controllers.nodelifecycle import NodeLifecycleController
+    from controllers.replicaset import ReplicaSetController
+
+    factory = SharedInformerFactory(client)
+    recorder = EventRecorder(client, "controller-manager", socket.gethostname())
+    makers = {
+        "replicaset": lambda: ReplicaSetController(client, factory, recorder, args.concurrent_replicaset_syncs),
+        "deployment": lambda: DeploymentController(client, factory, recorder, args.concurrent_deployment_syncs),
+        "nodelifecycle": lambda: NodeLifecycleController(
+            client, factory, recorder, grace=args.node_monitor_grace_period,
+            eviction_timeout=args.pod_eviction_timeout, monitor_period=args.node_monitor_period),
+        "nodeipam": lambda: NodeIpamController(client, factory, recorder, cluster_cidr=args.cluster_cidr,
+                                               node_mask=args.node_cidr_mask_size),
+        "endpoints": lambda: EndpointsController(client, factory, recorder, args.concurrent_endpoint_syncs),
+        "garbagecollector": lambda: GarbageCollector(client, factory, recorder, args.concurrent_gc_syncs),
+        "namespace": lambda: NamespaceController(client, factory, recorder, args.concurrent_namespace_syncs),
+    }
+    ctrls = {name: makers[name]() for name in selected(args.controllers)}
+    tasks = {"informers": factory.run(), "events": recorder.run()}
+    for name, c in ctrls.items():
+        tasks[f"controller:{name}"] = c.run()
+    return tasks, ctrls
+
+
+async def run_all(client, args) -> None:
+    tasks, ctrls = build(client, args)
+    log.info("starting controllers: %s", ", ".join(ctrls))
+    async with asyncio.TaskGroup() as tg:
+        for name, coro in tasks.items():
+            tg.create_task(coro, name=name)
+
+
+async def run(args) -> None:
+    if args.metrics_listen:
+        host, _, port = args.metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0")
+    async with Client(args.apiserver, user_agent="kctl-controller-manager") as client:
+        if not args.leader_elect:
+            tasks, ctrls = build(client, args)
+            log.info("starting controllers: %s", ", ".join(ctrls))
+            await run_tasks(tasks)
+            return
+        elector = LeaderElector(client, args.lease_name, args.identity or default_identity(),
+                                lease_namespace=args.lease_namespace, lease_duration=args.lease_duration,
+                                renew_deadline=args.renew_deadline, retry_period=args.retry_period)
+
+        async def lead() -> None:
+            log.info("%s: started leading", elector.identity)
+            await run_all(client, args)
+
+        await run_tasks({"leader-election": elector.run(lead)})
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging("kctl-controller-manager", args.verbose)
+    return run_component(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
