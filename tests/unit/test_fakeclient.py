@@ -67,7 +67,7 @@ async def test_update_conflict_generation_and_status_subresource():
     p.metadata.labels["x"] = "1"
     p.status.phase = "Running"                 # ignored by update
     p1 = await c.update(p)
-    assert p1.metadata.generation == 1 and p1.status.phase == ""
+    assert p1.metadata.generation == 1 and p1.status.phase == "Pending"
     assert int(p1.metadata.resource_version) > int(p.metadata.resource_version)
     with pytest.raises(errors.Conflict):
         await c.update(stale)
