@@ -1,0 +1,158 @@
+"""The agent's gRPC service ``kctl.v1.NodeAgent`` (proto/node.proto): Logs and Exec.
+
+Served on ``NODE_IP:PORT`` (the Node's ``kctl.io/agent-endpoint``
+annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
+
+* ``Logs``: the pod's container is found through the agent's pod workers
+  (namespace/name -> worker -> container record -> runtime id; ``previous``
+  picks the previous instance).  Without ``follow`` the CRI log file is read
+  once (``tail_lines`` honoured); with it, ``Runtime.follow_log`` streams until
+  the container exits or the client cancels.
+* ``Exec``: the first request names pod, container and command; the command
+  runs under ``runc exec`` (the same process ``Runtime.exec`` uses, but with
+  streaming pipes).  Three tasks run concurrently per call: stdin pump (later
+  request messages -> the process' stdin), and one reader per output pipe
+  that put chunks on one queue; the handler yields from that queue, and after
+  both pipes closed, the exit code as the final message.  Cancelling the call
+  kills the exec'd process.
+
+grpc.aio: one event loop with the agent; handlers only read the agent's
+state, never change it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from machinery.pb import node_pb2, node_pb2_grpc
+from nodeagent import runtime as rtmod
+
+log = logging.getLogger("kctl.nodeagent.server")
+
+
+class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
+    def __init__(self, agent) -> None:
+        self.agent = agent
+
+    async def _container(self, context, namespace: str, pod: str, container: str, previous: bool = False) -> str:
+        w = next((w for w in self.agent.workers.values()
+                  if w.pod.metadata.namespace == (namespace or "default") and w.pod.metadata.name == pod), None)
+        if w is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f'pod "{pod}" not found on node {self.agent.node_name}')
+        names = [c.name for c in w.pod.spec.containers]
+        if not container:
+            if len(names) != 1:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"a container name must be specified for pod {pod}, choose one of: {names}")
+            container = names[0]
+        rec = w.records.get(container)
+        if rec is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f'container "{container}" not found in pod "{pod}"')
+        cid = rec.prev_cid if previous else rec.cid
+        if not cid:
+            what = "previous terminated container" if previous else "container"
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f'{what} "{container}" in pod "{pod}" not found' if previous else
+                                f'container "{container}" in pod "{pod}" is waiting to start')
+        return cid
+
+    async def Logs(self, request, context):
+        cid = await self._container(context, request.namespace, request.pod, request.container, request.previous)
+        rt = self.agent.runtime
+        tail = request.tail_lines if request.HasField("tail_lines") else None
+
+        def chunk(e) -> node_pb2.LogChunk:
+            text = f"{e.time} {e.text}\n" if request.timestamps else e.text + "\n"
+            return node_pb2.LogChunk(data=text.encode(), stream=e.stream)
+        entries = rt.read_log(cid)
+        if not request.follow:
+            for e in (entries[-tail:] if tail else [] if tail == 0 else entries):
+                yield chunk(e)
+            return
+        skip = len(entries) - tail if tail is not None else 0
+        n = 0
+        async for e in rt.follow_log(cid):
+            n += 1
+            if n > skip:
+                yield chunk(e)
+
+    async def Exec(self, request_iterator, context):
+        it = request_iterator.__aiter__()
+        try:
+            first = await it.__anext__()
+        except StopAsyncIteration:
+            return
+        if not first.command:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no command given")
+        cid = await self._container(context, first.namespace, first.pod, first.container)
+        rt = self.agent.runtime
+        if not hasattr(rt, "runc_root"):
+            code, out, err = await rt.exec(cid, list(first.command))
+            yield node_pb2.ExecResponse(stdout=out, stderr=err)
+            yield node_pb2.ExecResponse(exit_code=code)
+            return
+        if (rt.exits / cid).exists():
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
+        proc = await asyncio.create_subprocess_exec(
+            rtmod.RUNC, "--root", str(rt.runc_root), "exec", cid, *first.command,
+            stdin=asyncio.subprocess.PIPE if first.stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump_in() -> None:
+            try:
+                if first.stdin_data:
+                    proc.stdin.write(first.stdin_data)
+                if not first.stdin_eof:
+                    async for req in it:
+                        if req.stdin_data:
+                            proc.stdin.write(req.stdin_data)
+                            await proc.stdin.drain()
+                        if req.stdin_eof:
+                            break
+            except (ConnectionError, BrokenPipeError):
+                pass
+            finally:
+                proc.stdin.close()
+
+        async def pump_out(stream, field: str) -> None:
+            while data := await stream.read(65536):
+                await queue.put(node_pb2.ExecResponse(**{field: data}))
+            await queue.put(None)
+
+        tasks = [asyncio.create_task(pump_out(proc.stdout, "stdout")),
+                 asyncio.create_task(pump_out(proc.stderr, "stderr"))]
+        if first.stdin:
+            tasks.append(asyncio.create_task(pump_in()))
+        try:
+            open_pipes = 2
+            while open_pipes:
+                msg = await queue.get()
+                if msg is None:
+                    open_pipes -= 1
+                else:
+                    yield msg
+            code = await proc.wait()
+            yield node_pb2.ExecResponse(exit_code=code)
+        finally:
+            for t in tasks:
+                t.cancel()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def serve(agent, listen: str) -> None:
+    """Serve NodeAgent on listen (HOST:PORT) until cancelled."""
+    server = grpc.aio.server()
+    node_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentService(agent), server)
+    if server.add_insecure_port(listen) == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    log.info("NodeAgent service on %s", listen)
+    try:
+        await server.wait_for_termination()
+    finally:
+        await server.stop(grace=1)
