@@ -99,8 +99,10 @@ async def test_pod_containers_share_localhost_and_emptydir(runtime, node_net, bu
     empty = tmp_path / "emptydir"
     empty.mkdir()
     vol = [Mount(str(empty), "/shared", False)]
+    # The listener's stdin must not hit EOF: busybox nc then half-closes the connection
+    # at once and the client may exit before sending (measured: ~5% of runs with /dev/null).
     await runtime.create_and_start(cfg(busybox_rootfs, "srv", [
-        "sh", "-c", "nc -l -p 7777 > /shared/got; exec sleep 1000"],
+        "sh", "-c", "sleep 1000 | nc -l -p 7777 > /shared/got"],
         netns_path=sb.netns_path, mounts=vol, hostname="pod-share"))
     await runtime.create_and_start(cfg(busybox_rootfs, "cli", [
         "sh", "-c", "for i in $(seq 300); do echo hello-over-lo | nc 127.0.0.1 7777 && break; "
@@ -257,3 +259,25 @@ async def test_concurrent_creates_and_removes(runtime, node_net, node_netns, bus
     await asyncio.gather(*(runtime.remove(c) for c in ("par2", "par3", "par9")))
     await node_net.delete_sandbox("pod-par")
     assert leftovers(rt=runtime, net=node_net, node_netns=node_netns) == []
+
+
+async def test_container_outlives_the_agent_process(runtime, busybox_rootfs):
+    """An 'agent' process starts a container and exits; a new Runtime adopts it."""
+    import sys
+    script = (
+        "import asyncio, sys\n"
+        "from nodeagent.runtime import Runtime, ContainerConfig\n"
+        "rt = Runtime(sys.argv[1], cgroup_parent=sys.argv[2])\n"
+        "info = asyncio.run(rt.create_and_start(ContainerConfig(id='orphan1', name='o',\n"
+        "    layers=[sys.argv[3]], args=['sleep', '1000'], labels={'k': 'v'})))\n"
+        "print(info.state.pid)\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(runtime.root), runtime.cgroup_parent, str(busybox_rootfs),
+        stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[3]))
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    pid = int(out)
+    infos = await Runtime(runtime.root, cgroup_parent=runtime.cgroup_parent).list()
+    assert [(i.id, i.labels, i.state.status, i.state.pid) for i in infos] == \
+        [("orphan1", {"k": "v"}, "running", pid)]
+    assert (await runtime.stop("orphan1", 0.2)).exit_code == 137
