@@ -20,7 +20,10 @@ cgroups: ``cgroupsPath`` is absolute, ``/PARENT/ID`` (PARENT defaults to
 "kctl"), so runc creates ``/sys/fs/cgroup/<hierarchy>/PARENT/ID`` in every v1
 hierarchy and in ``unified``.  ``runc delete`` removes the leaf; ``remove()``
 removes leftovers and the parent (when empty and no create is in flight in this
-process) in every hierarchy itself.
+process; every component of a nested parent such as "kctl/NODE") in every
+hierarchy itself.  Agents sharing a parent prefix may race (one removes "kctl"
+while another's runc is about to mkdir under it): runc create then fails and the
+pod worker's retry succeeds.
 
 OOM detection, measured on this kernel (6.18, cgroup v1 + unified hybrid, the
 memory controller bound to v1; ``unified`` only carries hugetlb, so there is no
@@ -454,8 +457,7 @@ class Runtime:
             for cg in self.cgroup_dirs(cid):
                 _rmdir(cg)
             if self._creating == 0:
-                for cg in self.cgroup_dirs():
-                    _rmdir(cg)
+                self.prune_cgroup_parent()
             rootfs = d / "rootfs"
             if os.path.ismount(rootfs):
                 if _libc.umount2(str(rootfs).encode(), 0) != 0:
@@ -477,6 +479,16 @@ class Runtime:
             OP_ERRORS.labels("remove").inc()
             raise ContainerRuntimeError(f"remove {cid}: {exc}") from exc
         OP_LATENCY.labels("remove").observe(time.perf_counter() - t0)
+
+    def prune_cgroup_parent(self) -> None:
+        """rmdir the cgroup parent (each component of a nested "a/b" parent, deepest
+        first) in every hierarchy where it is empty; non-empty ones are left alone."""
+        parts = self.cgroup_parent.split("/")
+        for n in range(len(parts), 0, -1):
+            rel = "/".join(parts[:n])
+            for h in sorted(CGROUP_ROOT.iterdir()):
+                if h.is_dir() and not h.is_symlink():
+                    _rmdir(h / rel)
 
     # ------------------------------------------------------------------ exec / logs
     async def exec(self, cid: str, argv: list[str], stdin: bytes | None = None,

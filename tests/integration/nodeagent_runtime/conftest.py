@@ -158,15 +158,12 @@ def _force_cleanup_runtime(rt: Runtime) -> None:
                         child.rmdir()
                     except OSError:
                         pass
-            try:
-                base.rmdir()
-            except OSError:
-                pass
+    rt.prune_cgroup_parent()
 
 
 @pytest.fixture
 async def runtime(tmp_path) -> Runtime:
-    rt = Runtime(tmp_path / "rt", cgroup_parent=f"{PREFIX}-rt{uuid.uuid4().hex[:4]}")
+    rt = Runtime(tmp_path / "rt", cgroup_parent=f"{PREFIX}-rt{uuid.uuid4().hex[:4]}/node1")
     yield rt
     try:
         for info in await rt.list():
@@ -191,9 +188,10 @@ def leftovers(rt: Runtime | None = None, net: NodeNetwork | None = None,
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             if str(rt.root) in line.split()[4]:
                 found.append(f"mount {line.split()[4]}")
+        top = rt.cgroup_parent.split("/")[0]
         for h in CGROUP_ROOT.iterdir():
-            if (h / rt.cgroup_parent).exists():
-                found.append(f"cgroup {h / rt.cgroup_parent}")
+            if (h / top).exists():
+                found.append(f"cgroup {h / top}")
     if net is not None:
         found += [f"ip {ip} -> {o}" for ip, o in net.list_allocations().items()]
     return found
