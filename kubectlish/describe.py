@@ -63,11 +63,9 @@ def _meta(obj, with_ns=True) -> list[str]:
 def _conditions(conds, extra=("Reason",)) -> list[str]:
     if not conds:
         return []
-    lines = ["Conditions:", "  Type\tStatus\t" + "\t".join(extra),
-             "  ----\t------\t" + "\t".join("-" * len(e) for e in extra)]
-    for c in conds:
-        lines.append(f"  {c.type}\t{c.status}\t" + "\t".join(getattr(c, e.lower(), "") for e in extra))
-    return lines
+    rows = [["Type", "Status", *extra], ["----", "------", *("-" * len(e) for e in extra)]]
+    rows += [[c.type, c.status, *(getattr(c, e.lower(), "") for e in extra)] for c in conds]
+    return ["Conditions:"] + ["  " + "\t".join(r) for r in rows]
 
 
 def events_lines(events) -> list[str]:
