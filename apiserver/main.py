@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--watch-cache-size", type=int, default=10_000,
                    help="events kept per kind for watchers; a watcher further behind is closed "
                         "(default %(default)s)")
+    p.add_argument("--watch-bookmark-interval", type=float, default=10.0,
+                   help="seconds between BOOKMARK events on idle watches that asked for them (default %(default)s)")
     p.add_argument("--etcd-timeout", type=float, default=3.0,
                    help="seconds before an etcd request fails as unavailable (default %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -111,7 +113,7 @@ async def run(args: argparse.Namespace) -> None:
     storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator)
-    cache = WatchCache(storage, args.watch_cache_size)
+    cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))
     ns_cache = cache["Namespace"]
     ns_cache.on_reset, ns_cache.on_events = _track_terminating(store)
     await bootstrap(store)
@@ -121,7 +123,7 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.keepalive_permit_without_calls", 1),
                                       ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                                       ("grpc.so_reuseport", 0)])
-    api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(store, cache), server)
+    api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(store, cache, args.watch_bookmark_interval), server)
     port = server.add_insecure_port(args.listen)
     if not port:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")

@@ -134,9 +134,9 @@ class Filter:
             if label_selector.strip():
                 self.labels = selectors.parse_label_selector(label_selector)
             if field_selector.strip():
-                self.fields = selectors.parse_field_selector(field_selector)
+                self.fields = selectors.parse_field_selector(field_selector, info.kind)
         except ValueError as exc:
-            raise errors.BadRequest(f"unable to parse requirement: {exc}") from None
+            raise errors.BadRequest(str(exc)) from None
         self.needles = _needles(label_selector) + _needles(field_selector)
         self.everything = self.labels is None and self.fields is None
 

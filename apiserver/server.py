@@ -56,9 +56,10 @@ async def _fail(context, exc: Exception, what: str):
 
 
 class ApiServicer(api_pb2_grpc.ApiServicer):
-    def __init__(self, store: Store, cache: WatchCache):
+    def __init__(self, store: Store, cache: WatchCache, bookmark_interval: float = BOOKMARK_INTERVAL):
         self.store = store
         self.cache = cache
+        self.bookmark_interval = bookmark_interval
 
     async def _run(self, context, verb, kind, fn):
         """Run a unary RPC: count it by kind/verb/code, time it, translate errors."""
@@ -169,7 +170,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                                                  object=any_pb2.Any(type_url=type_url,
                                                                     value=objects.with_rv(kv.value, kv.mod_revision)))
                 rv = start
-            interval = BOOKMARK_INTERVAL if request.allow_bookmarks else None
+            interval = self.bookmark_interval if request.allow_bookmarks else None
             async for ev in cache.stream(rv, interval):
                 if isinstance(ev, Bookmark):
                     empty = info.message(api_version=info.api_version, kind=info.kind)

@@ -119,11 +119,13 @@ class _Revisions:
 
 class KindCache:
     def __init__(self, info: kinds.KindInfo, storage: st.Storage, size: int = 10_000,
+                 progress_interval: float = PROGRESS_INTERVAL,
                  on_events: Callable[[list[Event]], None] | None = None,
                  on_reset: Callable[[list], None] | None = None):
         self.info = info
         self.storage = storage
         self.size = size
+        self.progress_interval = progress_interval
         self.prefix = objects.prefix(info)
         self.on_events = on_events
         self.on_reset = on_reset
@@ -172,7 +174,7 @@ class KindCache:
                     await self._reset()
                     log.info("watch cache %s: following from revision %d", self.info.plural, self.revision)
                 async for resp in self.storage.watch(self.prefix, self.revision + 1,
-                                                     progress_interval=PROGRESS_INTERVAL):
+                                                     progress_interval=self.progress_interval):
                     delay = 0.1
                     if resp.events:
                         batch = [Event.from_etcd(self.info, e) for e in resp.events]
@@ -249,8 +251,8 @@ class KindCache:
 class WatchCache:
     """All kinds' caches; `run()` follows them in the caller's TaskGroup."""
 
-    def __init__(self, storage: st.Storage, size: int = 10_000):
-        self.caches = {info.kind: KindCache(info, storage, size) for info in kinds.KINDS}
+    def __init__(self, storage: st.Storage, size: int = 10_000, progress_interval: float = PROGRESS_INTERVAL):
+        self.caches = {info.kind: KindCache(info, storage, size, progress_interval) for info in kinds.KINDS}
 
     def __getitem__(self, kind: str) -> KindCache:
         return self.caches[kind]

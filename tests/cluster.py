@@ -178,6 +178,13 @@ class Etcd(Process):
         kvs = resp.get("kvs") or []
         return base64.b64decode(kvs[0].get("value", "")) if kvs else None
 
+    def put_raw(self, key: str | bytes, value: bytes) -> int:
+        """Write a key behind the apiserver's back; returns the new revision."""
+        k = key.encode() if isinstance(key, str) else key
+        resp = self._post("/v3/kv/put", {"key": base64.b64encode(k).decode(),
+                                         "value": base64.b64encode(value).decode()})
+        return int(resp["header"]["revision"])
+
     def keys(self, prefix: str) -> list[str]:
         p = prefix.encode()
         end = p[:-1] + bytes([p[-1] + 1])
