@@ -49,9 +49,11 @@ def _print_warnings(client) -> None:
     client.warnings = []
 
 
-async def apply_object(client, obj) -> str:
+async def apply_object(client, obj, dry_run: bool = False) -> str:
     """Create or three-way-update one decoded object; returns the verb printed
-    after its name (`created`, `configured`, `unchanged`). Raises ApiError."""
+    after its name (`created`, `configured`, `unchanged`). Raises ApiError.
+    With dry_run every write is a server-side dry run: validated and
+    defaulted by the apiserver, stored nowhere."""
     info = kinds.of(obj)
     name, ns = obj.metadata.name, obj.metadata.namespace
     if not name:
@@ -63,7 +65,7 @@ async def apply_object(client, obj) -> str:
             live = await client.get(info, name, ns)
         except errors.NotFound:
             try:
-                await client.create(codec.from_dict(desired))
+                await client.create(codec.from_dict(desired), dry_run=dry_run)
             except errors.AlreadyExists:
                 continue  # created by someone else meanwhile: merge into it
             _print_warnings(client)
@@ -82,7 +84,8 @@ async def apply_object(client, obj) -> str:
             if _clean_for_compare(preview) == _clean_for_compare(live):
                 client.warnings = []
                 return "unchanged"
-            await client.update(merged)
+            if not dry_run:
+                await client.update(merged)
         except errors.Conflict:
             if attempt == CONFLICT_RETRIES - 1:
                 raise
@@ -121,14 +124,14 @@ def _decode_files(ctx: Ctx, filenames, recursive) -> tuple[list, int]:
     return good, failures
 
 
-async def run_apply(ctx: Ctx, filenames, recursive, output) -> int:
+async def run_apply(ctx: Ctx, filenames, recursive, output, dry_run="none") -> int:
     docs, failures = _decode_files(ctx, filenames, recursive)
     if not docs and not failures:
         raise Failed("error: no objects passed to apply")
     client = ctx.client()
     for d in docs:
         try:
-            verb = await apply_object(client, d.obj)
+            verb = await apply_object(client, d.obj, dry_run=dry_run != "none")
         except (errors.Unavailable, errors.Timeout):
             raise
         except errors.ApiError as exc:
@@ -140,7 +143,8 @@ async def run_apply(ctx: Ctx, filenames, recursive, output) -> int:
             err(exc.message)
             failures += 1
             continue
-        click.echo(ref(d.obj) if output == "name" else f"{ref(d.obj)} {verb}")
+        suffix = {"none": "", "server": " (server dry run)", "client": " (dry run)"}[dry_run]
+        click.echo(ref(d.obj) if output == "name" else f"{ref(d.obj)} {verb}{suffix}")
     return 1 if failures else 0
 
 
@@ -187,11 +191,14 @@ def _file_options(f, required=True):
 
 @click.command("apply")
 @_file_options
+@click.option("--dry-run", type=click.Choice(["none", "server", "client"]), default="none",
+              help="Only show what would happen. Both modes ask the apiserver (validation, "
+                   "defaults) with a dry-run request; nothing is stored.")
 @click.pass_obj
-def apply_cmd(ctx: Ctx, filenames, recursive, output):
+def apply_cmd(ctx: Ctx, filenames, recursive, output, dry_run):
     """Apply a configuration to a resource by file name or stdin (three-way merge)."""
     from kubectlish.common import run
-    run(ctx, run_apply, filenames, recursive, output)
+    run(ctx, run_apply, filenames, recursive, output, dry_run)
 
 
 @click.command("create")

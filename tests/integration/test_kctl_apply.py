@@ -216,3 +216,17 @@ def test_service_type_change_from_node_port_to_cluster_ip(server):
     assert r.out == "service/s2 configured\n", r
     spec = json.loads(kctl(server, "get", "svc", "s2", "-o", "json").out)["spec"]
     assert spec["type"] == "ClusterIP" and "nodePort" not in spec["ports"][0]
+
+
+def test_server_dry_run_stores_nothing(server):
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: dry}\nspec: {containers: [{name: c, image: x}]}\n"
+    r = kctl(server, "apply", "--dry-run=server", "-f", "-", input=pod)
+    assert r.out == "pod/dry created (server dry run)\n", r
+    assert kctl(server, "get", "pod", "dry").code == 1
+    assert kctl(server, "apply", "-f", "-", input=pod).code == 0
+    r = kctl(server, "apply", "--dry-run=server", "-f", "-", input=pod.replace("image: x", "image: y"))
+    assert r.out == "pod/dry configured (server dry run)\n"
+    assert call(server, lambda c: c.get("pods", "dry", "default")).spec.containers[0].image == "x"
+    bad = pod.replace("name: dry}", "name: dry2}").replace("image: x", "image: ''")
+    r = kctl(server, "apply", "--dry-run=server", "-f", "-", input=bad)
+    assert r.code == 1 and r.err.startswith('The Pod "dry2" is invalid: spec.containers[0].image: Required value')
