@@ -6,7 +6,10 @@ Every method works on `d`, a private copy of the cached Deployment, and
 writes ReplicaSets with the resourceVersion it read (stale cache → Conflict
 → the key is retried). The arithmetic lives in deployment_util.py.
 
-One deliberate difference from Kubernetes: the new ReplicaSet is scaled up
+Two deliberate differences from Kubernetes (both only make it more careful):
+an old ReplicaSet's availability is read as min(status.availableReplicas,
+spec.replicas), because right after a scale-down its status still counts the
+pods being deleted; and the new ReplicaSet is scaled up
 only while the replicas that *exist* (max of spec and status per ReplicaSet)
 leave room under replicas + maxSurge. Kubernetes counts spec.replicas only,
 so an old ReplicaSet that was just scaled down but whose pods are not yet
@@ -108,6 +111,17 @@ class RolloutMixin:
         return written
 
     @staticmethod
+    def _cap(rs):
+        """A view of rs whose availability is at most its spec.replicas: right
+        after a scale-down the status still counts the pods being deleted,
+        and trusting it would scale the old sets down twice."""
+        if rs.status.available_replicas <= du.replicas(rs):
+            return rs
+        view = codec.copy(rs)
+        view.status.available_replicas = du.replicas(rs)
+        return view
+
+    @staticmethod
     def _replace(rss, written: dict) -> list:
         return [written.get(rs.metadata.name, rs) for rs in rss]
 
@@ -139,7 +153,7 @@ class RolloutMixin:
             new_rs = await self.scale_rs(d, new_rs, target)
             await self.sync_rollout_status(d, [*old_rss, new_rs], new_rs)
             return
-        plan = du.old_scale_down_plan(d, du.active(old_rss), new_rs)
+        plan = du.old_scale_down_plan(d, [self._cap(rs) for rs in du.active(old_rss)], self._cap(new_rs))
         if plan:
             written = {}
             for rs in old_rss:
