@@ -220,6 +220,9 @@ class NodeNetwork:
             return await loop.run_in_executor(self._pool, fn, *args)
         except NetworkError:
             raise
+        except concurrent.futures.BrokenExecutor as exc:
+            raise NetworkError(f"network worker thread failed to start (node netns "
+                               f"{self.node_netns!r} missing?): {exc}") from exc
         except (NetlinkError, OSError) as exc:
             raise NetworkError(f"{fn.__name__}: {exc}") from exc
 

@@ -548,10 +548,11 @@ class Runtime:
         return entries[-tail:] if tail else entries
 
     async def follow_log(self, cid: str, poll: float = 0.1) -> AsyncIterator[LogEntry]:
-        """Yield log entries from the start, following until the container has exited."""
+        """Yield log entries from the start, following until the container has exited
+        (more exactly: until its conmon, which writes the log, is gone)."""
         path = self.log_path(cid)
         while not path.exists():
-            if (self.exits / cid).exists() or not (self.ctrs / cid).exists():
+            if not self._conmon_alive(cid):
                 return
             await asyncio.sleep(poll)
         parser = CRILogParser()
@@ -559,19 +560,19 @@ class Runtime:
             buf = ""
             while True:
                 chunk = f.read()
-                if chunk:
-                    buf += chunk
-                    *complete, buf = buf.split("\n")
-                    for e in parser.feed(complete):
-                        yield e
-                    continue
-                if (self.exits / cid).exists() or not (self.ctrs / cid).exists():
-                    rest = f.read()
-                    if not rest:
+                if not chunk:
+                    if self._conmon_alive(cid):  # conmon writes until the container exited
+                        await asyncio.sleep(poll)
+                        continue
+                    chunk = f.read()  # conmon is gone: it has flushed the log
+                    if not chunk:
+                        for e in parser.feed([buf] if buf else []):
+                            yield e
                         return
-                    buf += rest
-                    continue
-                await asyncio.sleep(poll)
+                buf += chunk
+                *complete, buf = buf.split("\n")
+                for e in parser.feed(complete):
+                    yield e
 
 
 def _read_line(fd: int) -> str:
