@@ -101,3 +101,45 @@ async def test_ignores_other_schedulers_and_bound_pods(fake, running):
     assert pods(fake)["other"].spec.node_name == ""
     assert running.cache.node_summary("n1")["cpu"][0] == 1000
     assert not any(a[0] == "bind" and a[3] in ("other", "given") for a in fake.actions)
+
+
+async def test_bind_not_found_is_dropped_not_retried(fake, running):
+    await fake.create(hollow.node("n1"))
+    await until(lambda: len(running.cache) == 1, "node seen")
+    fake.fail_next("bind", errors.NotFound('pods "p" not found'))
+    await fake.create(hollow.pod("p"))
+    await until(lambda: not fake._failures["bind"] and running.binder.batches == 1, "bind attempted")
+    assert "uid-default-p" not in running.cache.pods          # assumption forgotten
+    assert running.queue.where("default/p") is None            # and not retried
+    assert running.cache.node_summary("n1")["pods"] == (0, 110)
+    assert pods(fake)["p"].spec.node_name == ""
+
+
+def test_bind_conflict_for_a_pod_bound_elsewhere_is_dropped(fake):
+    from scheduler.binder import BindItem
+    from scheduler.framework import pod_info
+    from scheduler.queue import QueuedPod
+    s = Scheduler(fake)
+    s._node_added(hollow.node("n1"))
+    s._node_added(hollow.node("n2"))
+    pending = hollow.pod("p")
+    s._pod_added(pending)
+    qp = s.queue.pop_nowait()
+    s.cache.assume(qp.info, "n2")
+    s.queue.done(qp.key)
+    s._pod_updated(pending, hollow.pod("p", node_name="n1"))   # another scheduler won
+    s._on_bound(BindItem("default", "p", qp.info.uid, "n2", {}, qp),
+                errors.Conflict('pod p is already assigned to node "n1"'))
+    assert s.queue.where("default/p") is None
+    assert s.cache.pods["uid-default-p"].node == "n1" and not s.cache.is_assumed("uid-default-p")
+    assert s.cache.node_summary("n2")["pods"][0] == 0 and s.cache.node_summary("n1")["pods"][0] == 1
+
+
+async def test_deleted_pod_releases_node_resources_and_retries_waiting_pods(fake, running):
+    await fake.create(hollow.node("n1", cpu="1"))
+    await fake.create(hollow.pod("first", cpu="1"))
+    await until(lambda: pods(fake)["first"].spec.node_name == "n1", "first bound")
+    await fake.create(hollow.pod("second", cpu="1"))
+    await until(lambda: running.queue.where("default/second") == "unschedulable", "second waits")
+    await fake.delete("Pod", "first", "default", grace_period=0)
+    await until(lambda: pods(fake)["second"].spec.node_name == "n1", "second bound after delete")
