@@ -1,0 +1,58 @@
+"""Two `kctl-scheduler --leader-elect` processes on a real apiserver: the
+leader is killed (SIGKILL, no lease release) and the standby binds the pods
+created afterwards."""
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+from scheduler import hollow
+from tests.cluster import REPO
+
+
+async def until(pred, what, attempts=600, delay=0.05):
+    for _ in range(attempts):
+        if await pred():
+            return
+        await asyncio.sleep(delay)
+    raise AssertionError(f"never reached: {what}")
+
+
+def start(target, identity, tmp_path):
+    log = open(tmp_path / f"{identity}.log", "ab")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "scheduler.main", "--apiserver", target, "--leader-elect",
+                             "--identity", identity, "--lease-duration", "3", "--renew-deadline", "2",
+                             "--retry-period", "0.5"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+
+
+async def test_standby_process_takes_over_after_leader_is_killed(client, apiserver, tmp_path):
+    procs = {name: start(apiserver.target, name, tmp_path) for name in ("sched-a", "sched-b")}
+    try:
+        await client.create(hollow.node("n1", cpu="8"))
+        await client.create(hollow.pod("before"))
+
+        async def bound(name):
+            return (await client.get("Pod", name, "default")).spec.node_name == "n1"
+        await until(lambda: bound("before"), "bound by the leader")
+        leader = (await client.get("Lease", "kctl-scheduler", "kube-system")).spec.holder_identity
+        assert leader in procs
+        os.kill(procs[leader].pid, signal.SIGKILL)
+        procs[leader].wait()
+        for i in range(5):
+            await client.create(hollow.pod(f"after-{i}"))
+        for i in range(5):
+            await until(lambda i=i: bound(f"after-{i}"), f"after-{i} bound by the standby")
+        holder = (await client.get("Lease", "kctl-scheduler", "kube-system")).spec.holder_identity
+        assert holder != leader and holder in procs
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
