@@ -118,7 +118,7 @@ def revisions(rss) -> dict[int, object]:
 
 
 async def _run_history(ctx: Ctx, resource, name, revision):
-    from kubectlish import describe
+    from kubectlish import describe_blocks as describe
     from kubectlish.printers import tabwrite
     info, name = _deployment_arg(resource, name)
     client = ctx.client()
