@@ -191,14 +191,17 @@ async def test_exec_exit_codes_output_stdin_and_timeout(runtime, busybox_rootfs)
 
 async def test_logs_are_cri_format_and_followable(runtime, busybox_rootfs):
     await runtime.create_and_start(cfg(busybox_rootfs, "log1", [
-        "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done; echo oops >&2"]))
+        "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done; "
+                    "head -c 20000 /dev/zero | tr '\\0' a; echo; echo oops >&2"]))
     got = [e async for e in runtime.follow_log("log1")]
     assert [(e.stream, e.text) for e in got] == [("stdout", "line1"), ("stdout", "line2"),
-                                                 ("stdout", "line3"), ("stderr", "oops")]
+                                                 ("stdout", "line3"), ("stdout", "a" * 20000),
+                                                 ("stderr", "oops")]
     raw = runtime.log_path("log1").read_text().splitlines()
-    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d\d:\d\d (stdout|stderr) F ", ln)
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d\d:\d\d (stdout|stderr) [FP] ", ln)
                for ln in raw), raw
-    assert [e.text for e in runtime.read_log("log1", tail=2)] == ["line3", "oops"]
+    assert any(" stdout P " in ln for ln in raw)  # conmon split the long line into chunks
+    assert [e.text for e in runtime.read_log("log1", tail=3)] == ["line3", "a" * 20000, "oops"]
     st = await runtime.state("log1")
     assert st.status == "exited" and st.exit_code == 0 and st.finished_at >= st.started_at - 1
     with pytest.raises(ContainerRuntimeError, match="not running"):
