@@ -112,6 +112,11 @@ def run(ctx: Ctx, coro_fn, *args, **kwargs) -> int:
         code = 1
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # `kctl get ... | head`: the reader left; stop quietly (Python's recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
         if os.environ.get("KCTL_DEBUG"):
             raise

@@ -7,6 +7,10 @@ kinds are listed with the label/field selectors. Several kinds (`pods,svc`,
 prefixed by the kind. `--watch` lists, prints, then watches from the list's
 resourceVersion and prints one row per change, aligned to the first table's
 columns; it ends on Ctrl-C or after --request-timeout.
+
+One deliberate difference from kubectl: `get events` lists events oldest
+first (by last timestamp) instead of in name order, which is what people
+usually read them for.
 """
 from __future__ import annotations
 
