@@ -143,9 +143,8 @@ class ServiceAllocator:
             taken |= {k[len(CLUSTER_IPS):].decode() for k in avoid if k.startswith(CLUSTER_IPS)}
             chosen = self._random_ip(taken)
             if chosen is None:
-                problems.append(errors.FieldError("Internal", "spec.clusterIP", detail="no ClusterIP left in "
-                                                  + self.cidr))
-                return
+                raise errors.ApiError("Internal error occurred: failed to allocate a serviceIP: "
+                                      f"range {self.cidr} is full")
             spec.cluster_ip = chosen
             k = ip_key(chosen)
         spec.cluster_ips.append(spec.cluster_ip)
@@ -200,8 +199,8 @@ class ServiceAllocator:
                     taken_now |= {int(k[len(NODE_PORTS):]) for k in avoid if k.startswith(NODE_PORTS)}
                 chosen = self._random_port(taken_now | keep | {n for n, _ in seen})
                 if chosen is None:
-                    problems.append(errors.FieldError("Internal", path, detail="no NodePort left in range"))
-                    continue
+                    raise errors.ApiError("Internal error occurred: failed to allocate a nodePort: "
+                                          f"range {self.port_lo}-{self.port_hi} is full")
                 p.node_port = chosen
                 seen[(chosen, proto)] = i
                 k = port_key(chosen)
