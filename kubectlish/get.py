@@ -52,6 +52,12 @@ def _no_resources(ctx: Ctx, all_namespaces: bool, namespaced: bool) -> str:
 
 async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
                   show_labels, no_headers, show_kind, ignore_not_found) -> int:
+    template = None
+    if output and output.startswith("jsonpath="):
+        template, output = output[len("jsonpath="):], "jsonpath"
+    elif output not in (None, "wide", "yaml", "json", "name"):
+        raise Failed(f"error: unable to match a printer suitable for the output format \"{output}\", "
+                     "allowed formats are: json,jsonpath,name,wide,yaml")
     targets = parse_targets(args)
     multi = len(targets) > 1
     show_kind = show_kind or multi
@@ -68,8 +74,17 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
         if multi or len(targets[0].names) > 1:
             raise Failed("error: you may only specify a single resource type")
     all_objs = [o for _, objs, _ in results for o in objs]
-    if not (watch_only):
-        if output in ("yaml", "json", "name"):
+    if not watch_only:
+        if output == "jsonpath":
+            from kubectlish import jsonpath
+            single = not multi and len(targets[0].names) == 1
+            data = (printers.manifest(all_objs[0]) if single and all_objs else
+                    {"apiVersion": "v1", "kind": "List", "items": [printers.manifest(o) for o in all_objs]})
+            try:
+                click.echo(jsonpath.render(template, data), nl=False)
+            except jsonpath.JSONPathError as exc:
+                raise Failed(f"error: error parsing jsonpath {template}, {exc}") from None
+        elif output in ("yaml", "json", "name"):
             single = not multi and len(targets[0].names) == 1
             if all_objs or not single:
                 if output != "name" or all_objs:
@@ -86,7 +101,7 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
                                           show_labels=show_labels, show_kind=show_kind,
                                           no_headers=no_headers), nl=False)
         if not all_objs and not failures and not any(t.names for t in targets) \
-                and output not in ("yaml", "json"):
+                and output not in ("yaml", "json", "jsonpath"):
             err(_no_resources(ctx, all_namespaces, targets[0].info.namespaced))
     for exc in failures:
         err(format_api_error(exc))
@@ -97,12 +112,12 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
             fs = ",".join(x for x in (fs, f"metadata.name={t.names[0]}") if x)
         await _watch(ctx, t, rv, output=output, selector=selector, field_selector=fs,
                      all_namespaces=all_namespaces, show_labels=show_labels, show_kind=show_kind,
-                     header_printed=bool(objs) and not watch_only and not no_headers)
+                     header_printed=bool(objs) and not watch_only and not no_headers, template=template)
     return 1 if failures else 0
 
 
 async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_namespaces,
-                 show_labels, show_kind, header_printed):
+                 show_labels, show_kind, header_printed, template=None):
     client = ctx.client()
     kind = target.info.kind
     wide = output == "wide"
@@ -124,6 +139,10 @@ async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_
             if output == "name":
                 click.echo(printers.render([ev.object], "name", single=True), nl=False)
                 continue
+            if output == "jsonpath":
+                from kubectlish import jsonpath
+                click.echo(jsonpath.render(template, printers.manifest(ev.object)), nl=False)
+                continue
             cells = printers.row(ev.object, wide=wide, all_namespaces=all_namespaces,
                                  show_labels=show_labels, show_kind=show_kind)
             lines = printers.tabwrite([hdr, "\t".join(cells)]).splitlines()
@@ -143,8 +162,8 @@ async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_
 
 @click.command("get")
 @click.argument("args", nargs=-1, required=True)
-@click.option("-o", "--output", type=click.Choice(["wide", "yaml", "json", "name"]), default=None,
-              help="Output format.")
+@click.option("-o", "--output", default=None,
+              help="Output format: wide, yaml, json, name, or jsonpath=TEMPLATE.")
 @click.option("-l", "--selector", default="", help="Label selector (e.g. app=web,tier!=db).")
 @click.option("--field-selector", default="", help="Field selector (e.g. spec.nodeName=node1).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")

@@ -281,3 +281,11 @@ def test_unreachable_server_is_one_line(tmp_path):
                    "contexts: [{name: c, context: {cluster: c}}]\ncurrent-context: c\n")
     r = kctl_subprocess("get", "pods", env={"KUBECONFIG": str(cfg), "KCTL_SERVER": ""})
     assert r.code == 1 and r.err.count("\n") == 1 and f"127.0.0.1:{port}" in r.err
+
+
+def test_get_jsonpath(seeded):
+    assert kctl(seeded, "get", "pod", "web-1", "-o", "jsonpath={.metadata.labels.app}").out == "web"
+    r = kctl(seeded, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")
+    assert r.out == "web-1 web-2"
+    r = kctl(seeded, "get", "pods", "-o", "yamll")
+    assert r.code == 1 and 'unable to match a printer suitable for the output format "yamll"' in r.err
