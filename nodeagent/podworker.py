@@ -86,11 +86,17 @@ class PodWorker:
 
     # ------------------------------------------------------------ inputs
     def update(self, pod: core_pb2.Pod | None) -> None:
+        """Store the newest desired state; wake the worker only if it matters to it
+        (not for the echo of our own status writes)."""
         if pod is None:
             self.gone = True
-        else:
-            self.pod = pod
-        self._wake.set()
+            self._wake.set()
+            return
+        old, self.pod = self.pod, pod
+        if (old is pod or old.spec != pod.spec
+                or old.metadata.deletion_timestamp != pod.metadata.deletion_timestamp
+                or old.metadata.deletion_grace_period_seconds != pod.metadata.deletion_grace_period_seconds):
+            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -253,8 +259,8 @@ class PodWorker:
             rec.waiting_message = f'Back-off pulling image "{c.image}"'
             return rec.pull_backoff_until - time.time()
         image = await self._pull(c, rec)
-        if image is None:
-            return max(0.05, rec.pull_backoff_until - time.time())
+        if image is None:    # show ErrImagePull a moment, then ImagePullBackOff until the retry
+            return min(1.0, rec.pull_backoff / 2)
         cid = container_id(self.uid, c.name, restart)
         try:
             cfg = podspec.container_config(self.pod, c, image, self.sandbox, self.pod_dir, self.pod_files,

@@ -369,3 +369,32 @@ def cstatus(pod: core_pb2.Pod, name: str) -> core_pb2.ContainerStatus:
 
 def cid_of(pod: core_pb2.Pod, name: str) -> str:
     return cstatus(pod, name).container_id.removeprefix("runc://")
+
+
+async def pod_where(api, name: str, pred, what: str, node: Node | None = None, timeout: float = 90):
+    """Wait until pred(pod) holds for the pod; returns the pod."""
+    async def check():
+        p = await api.get(core_pb2.Pod, name, "default")
+        return p if pred(p) else None
+    return await wait_for(check, timeout, f"pod {name}: {what}", node)
+
+
+def all_running(p: core_pb2.Pod) -> bool:
+    return (p.status.phase == "Running" and bool(p.status.container_statuses)
+            and all(c.state.HasField("running") for c in p.status.container_statuses))
+
+
+async def pod_running(api, name: str, node: Node | None = None, timeout: float = 90) -> core_pb2.Pod:
+    return await pod_where(api, name, all_running, "all containers running", node, timeout)
+
+
+async def pod_gone(api, name: str, node: Node | None = None, timeout: float = 60) -> None:
+    from machinery import errors
+
+    async def pred():
+        try:
+            await api.get(core_pb2.Pod, name, "default")
+            return False
+        except errors.NotFound:
+            return True
+    await wait_for(pred, timeout, f"pod {name} deleted", node)
