@@ -1,0 +1,480 @@
+"""The node agent's service proxy: ClusterIP and NodePort VIPs in iptables, kube-proxy style.
+
+What it programs (all chains are ours, named ``KCTL-*``; design §3)::
+
+  nat PREROUTING, OUTPUT ──► KCTL-SERVICES
+        -d VIP -p P --dport PORT ─────────────► KCTL-SVC-<h>   (one per service port with endpoints)
+        -d NODE_IP (last rule) ───────────────► KCTL-NODEPORTS
+                                   --dport NP ─► KCTL-EXT-<h>  ─ ! -s POD_CIDR → KCTL-MARK-MASQ
+                                                               └ KCTL-SVC-<h>
+  KCTL-SVC-<h>:  ! -s POD_CIDR → KCTL-MARK-MASQ (off-pod clients, e.g. the node itself)
+                 statistic random 1/n   → KCTL-SEP-<h1>
+                 statistic random 1/(n-1) → KCTL-SEP-<h2>  …  last one unconditional
+  KCTL-SEP-<h>:  -s EP_IP → KCTL-MARK-MASQ (hairpin: the pod reached itself through the VIP)
+                 DNAT --to-destination EP_IP:EP_PORT
+  nat POSTROUTING ──► KCTL-POSTROUTING
+        -s POD_CIDR -d MASQUERADE_CIDR → MASQUERADE   (pod egress to e.g. the lab's node subnet)
+        unmarked → RETURN; clear the mark; MASQUERADE --random-fully
+  filter FORWARD, OUTPUT (ctstate NEW) ──► KCTL-SERVICES: VIPs without endpoints → REJECT
+  filter INPUT, FORWARD (ctstate NEW) ──► KCTL-EXTERNAL-SERVICES: NodePorts without endpoints → REJECT
+
+The random choice is kube-proxy's: rule i of n matches with probability
+1/(n-i), so each of the n endpoints gets 1/n of the new connections; conntrack
+keeps a connection on the endpoint its first packet picked.  Chain names hash
+"namespace/name:port" + protocol (+ "ip:port" for endpoints) with SHA-256,
+base32, 16 characters: stable across restarts, at most 25 characters (iptables
+allows 28).
+
+How a sync works: ``render`` (pure, sorted, so the same input gives the same
+text) → compare with the last applied payload and stop if equal → list the
+nat table's existing ``KCTL-*`` chains (``iptables-save -t nat``) → append a
+declaration and ``-X`` for each stale one → ONE ``iptables-restore --noflush``
+(every chain we use is declared, hence flushed, in the payload; nothing else is
+touched) → hook the built-in chains with ``iptables -C … || iptables -I …``,
+outside the payload (inside it, --noflush would add them again on every sync),
+on the first sync, after a failure and on periodic resyncs.
+
+Rate limiting (``run``): informer handlers call ``request_sync()``, which only
+sets an event.  The loop waits for it, then waits until ``min_sync_interval``
+has passed since the previous sync, clears the event and syncs the *current*
+state from ``source()``: a burst of events becomes one sync.  Failures are
+retried with backoff; every ``resync_interval`` a forced sync re-checks the
+hooks and re-applies the rules even if nothing changed.  ``run`` never raises
+for iptables errors (they are logged and counted), so a transient failure
+cannot end the agent.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from nodeagent.iptables import BUILTIN_CHAINS, IptablesError
+
+log = logging.getLogger("kctl.nodeagent.proxy")
+
+PREFIX = "KCTL-"
+SERVICES, NODEPORTS, EXTERNAL_SERVICES = "KCTL-SERVICES", "KCTL-NODEPORTS", "KCTL-EXTERNAL-SERVICES"
+POSTROUTING, MARK_MASQ = "KCTL-POSTROUTING", "KCTL-MARK-MASQ"
+MASQ_MARK = "0x4000"  # the bit kube-proxy uses; our chains live in node netns of their own
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+SYNC_DURATION = Histogram("kctl_nodeagent_proxy_sync_duration_seconds",
+                          "Duration of applied proxy syncs (render + iptables-save + iptables-restore)",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+RULES = Gauge("kctl_nodeagent_proxy_rules", "iptables rules in the last applied payload", ["node", "table"])
+SYNC_ERRORS = Counter("kctl_nodeagent_proxy_sync_errors_total", "Failed proxy syncs", ["node"])
+SYNCS = Counter("kctl_nodeagent_proxy_syncs_total", "Proxy syncs by result", ["node", "result"])
+
+# (table, built-in chain, rule spec): the only rules we put outside KCTL-* chains.
+HOOKS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("nat", "PREROUTING", ("-m", "comment", "--comment", "kctl service portals", "-j", SERVICES)),
+    ("nat", "OUTPUT", ("-m", "comment", "--comment", "kctl service portals", "-j", SERVICES)),
+    ("nat", "POSTROUTING", ("-m", "comment", "--comment", "kctl postrouting rules", "-j", POSTROUTING)),
+] + [
+    ("filter", chain, ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", comment, "-j", target))
+    for chain, comment, target in (
+        ("INPUT", "kctl externally-visible service portals", EXTERNAL_SERVICES),
+        ("FORWARD", "kctl externally-visible service portals", EXTERNAL_SERVICES),
+        ("FORWARD", "kctl service portals", SERVICES),
+        ("OUTPUT", "kctl service portals", SERVICES))
+]
+
+
+class ProxyError(Exception):
+    """A proxy sync or cleanup failed (wraps the IptablesError)."""
+
+
+# ---------------------------------------------------------------------------- model
+
+@dataclass(frozen=True)
+class ServicePortInfo:
+    """One port of one service, with its ready endpoints: the unit that gets a KCTL-SVC chain."""
+    namespace: str
+    name: str
+    port_name: str
+    protocol: str          # lower case: tcp / udp / sctp
+    cluster_ip: str
+    port: int
+    node_port: int
+    endpoints: tuple[tuple[str, int], ...]   # sorted (ip, port)
+
+    @property
+    def key(self) -> str:
+        """kube-proxy's ServicePortName: "ns/name:port", or "ns/name" for an unnamed port."""
+        base = f"{self.namespace}/{self.name}"
+        return f"{base}:{self.port_name}" if self.port_name else base
+
+    @property
+    def svc_chain(self) -> str:
+        return "KCTL-SVC-" + _hash(self.key + self.protocol)
+
+    @property
+    def ext_chain(self) -> str:
+        return "KCTL-EXT-" + _hash(self.key + self.protocol)
+
+    def sep_chain(self, ip: str, port: int) -> str:
+        return "KCTL-SEP-" + _hash(f"{self.key}{self.protocol}{ip}:{port}")
+
+
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def _ipv4(text: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return str(ip) if ip.version == 4 else None
+
+
+def service_ports(services: Iterable, endpoints: Iterable) -> list[ServicePortInfo]:
+    """Flatten Services + Endpoints into sorted ServicePortInfo.
+
+    Skipped: headless (clusterIP None) and ExternalName services, non-IPv4
+    cluster IPs, unknown protocols.  Endpoints are matched to a service port by
+    (port name, protocol), the way the endpoints controller names them, so a
+    named targetPort is already resolved to a number there; only ready
+    ``addresses`` count, ``notReadyAddresses`` never get traffic.
+    """
+    eps: dict[tuple[str, str], dict[tuple[str, str], set[tuple[str, int]]]] = {}
+    for e in endpoints:
+        by_port = eps.setdefault((e.metadata.namespace, e.metadata.name), {})
+        for subset in e.subsets:
+            for p in subset.ports:
+                if not 0 < p.port < 65536:
+                    continue
+                dest = by_port.setdefault((p.name, (p.protocol or "TCP").lower()), set())
+                for a in subset.addresses:
+                    ip = _ipv4(a.ip)
+                    if ip:
+                        dest.add((ip, p.port))
+    out = []
+    for s in services:
+        spec = s.spec
+        vip = _ipv4(spec.cluster_ip)
+        if spec.type == "ExternalName" or not vip:
+            continue
+        for sp in spec.ports:
+            proto = (sp.protocol or "TCP").lower()
+            if proto not in PROTOCOLS:
+                log.warning("service %s/%s: unsupported protocol %r", s.metadata.namespace, s.metadata.name,
+                            sp.protocol)
+                continue
+            found = eps.get((s.metadata.namespace, s.metadata.name), {}).get((sp.name, proto), ())
+            ordered = tuple(sorted(found, key=lambda ep: (ipaddress.ip_address(ep[0]), ep[1])))
+            out.append(ServicePortInfo(s.metadata.namespace, s.metadata.name, sp.name, proto, vip, sp.port,
+                                       sp.node_port, ordered))
+    out.sort(key=lambda i: (i.namespace, i.name, i.port_name, i.protocol))
+    return out
+
+
+# ---------------------------------------------------------------------------- render
+
+def _comment(text: str) -> list[str]:
+    return ["-m", "comment", "--comment", f'"{text}"' if " " in text else text]
+
+
+def _line(chain: str, *parts) -> str:
+    words = ["-A", chain]
+    for p in parts:
+        words.extend(p if isinstance(p, list) else [p])
+    return " ".join(words)
+
+
+def render(services: Iterable, endpoints: Iterable, *, node_ip: str | None, pod_cidr: str | None = None,
+           masquerade_cidr: str | None = None) -> str:
+    """The iptables-restore payload (``filter`` then ``nat``) for these Services and Endpoints.
+
+    node_ip: NodePorts answer on this address (like kube-proxy with
+    ``--nodeport-addresses`` set to it); None = every local address but 127/8.
+    pod_cidr: the CIDR whose sources count as pods (the node's spec.podCIDR, as
+    kube-proxy's ``--detect-local-mode=NodeCIDR``, or the cluster CIDR):
+    sources outside it are masqueraded on ClusterIPs and NodePorts.  None: no
+    ClusterIP masquerade, NodePort traffic always masqueraded.
+    masquerade_cidr: pod traffic from pod_cidr to this CIDR is masqueraded to
+    the node's address (the lab passes its node subnet).  Must not overlap pod_cidr.
+    """
+    pod_net = ipaddress.ip_network(pod_cidr, strict=False) if pod_cidr else None
+    masq_net = ipaddress.ip_network(masquerade_cidr, strict=False) if masquerade_cidr else None
+    if pod_net and masq_net and pod_net.overlaps(masq_net):
+        raise ValueError(f"masquerade CIDR {masq_net} overlaps the pod CIDR {pod_net}")
+    if node_ip is not None and not _ipv4(node_ip):
+        raise ValueError(f"node IP {node_ip!r} is not an IPv4 address")
+    not_pod = ["!", "-s", str(pod_net)] if pod_net else []
+    node_dst = ["-d", f"{node_ip}/32"] if node_ip else ["-m", "addrtype", "--dst-type", "LOCAL"]
+
+    filter_chains, filter_rules = [SERVICES, EXTERNAL_SERVICES], []
+    nat_chains, nat_rules = [SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ], []
+    nat_rules.append(_line(MARK_MASQ, "-j", "MARK", "--or-mark", MASQ_MARK))
+    if pod_net and masq_net:
+        nat_rules.append(_line(POSTROUTING, _comment(f"pod traffic to {masq_net}"),
+                               "-s", str(pod_net), "-d", str(masq_net), "-j", "MASQUERADE"))
+    nat_rules += [
+        _line(POSTROUTING, "-m", "mark", "!", "--mark", f"{MASQ_MARK}/{MASQ_MARK}", "-j", "RETURN"),
+        _line(POSTROUTING, "-j", "MARK", "--xor-mark", MASQ_MARK),
+        _line(POSTROUTING, _comment("kctl service traffic requiring SNAT"), "-j", "MASQUERADE", "--random-fully"),
+    ]
+
+    for sp in service_ports(services, endpoints):
+        proto = ["-p", sp.protocol, "-m", sp.protocol]
+        vip = ["-d", f"{sp.cluster_ip}/32"]
+        if not sp.endpoints:
+            why = _comment(f"{sp.key} has no endpoints")
+            filter_rules.append(_line(SERVICES, why, vip, proto, "--dport", str(sp.port), "-j", "REJECT"))
+            if sp.node_port:
+                filter_rules.append(_line(EXTERNAL_SERVICES, why, node_dst, proto, "--dport", str(sp.node_port),
+                                          "-j", "REJECT"))
+            continue
+        svc, ext = sp.svc_chain, sp.ext_chain
+        seps = [(ip, port, sp.sep_chain(ip, port)) for ip, port in sp.endpoints]
+        nat_chains += [svc] + ([ext] if sp.node_port else []) + [c for _, _, c in seps]
+        cluster_ip = _comment(f"{sp.key} cluster IP")
+        nat_rules.append(_line(SERVICES, cluster_ip, vip, proto, "--dport", str(sp.port), "-j", svc))
+        if sp.node_port:
+            nat_rules.append(_line(NODEPORTS, _comment(sp.key), proto, "--dport", str(sp.node_port), "-j", ext))
+            nat_rules.append(_line(ext, _comment(f"masquerade traffic for {sp.key} external destinations"),
+                                   not_pod, "-j", MARK_MASQ))
+            nat_rules.append(_line(ext, "-j", svc))
+        if pod_net:
+            nat_rules.append(_line(svc, cluster_ip, not_pod, vip, proto, "--dport", str(sp.port), "-j", MARK_MASQ))
+        n = len(seps)
+        for i, (ip, port, chain) in enumerate(seps):
+            pick = ["-m", "statistic", "--mode", "random", "--probability", f"{1 / (n - i):.10f}"] if i < n - 1 else []
+            nat_rules.append(_line(svc, _comment(f"{sp.key} -> {ip}:{port}"), pick, "-j", chain))
+        for ip, port, chain in seps:
+            nat_rules.append(_line(chain, _comment(sp.key), "-s", f"{ip}/32", "-j", MARK_MASQ))
+            nat_rules.append(_line(chain, _comment(sp.key), "-p", sp.protocol, "-m", sp.protocol,
+                                   "-j", "DNAT", "--to-destination", f"{ip}:{port}"))
+
+    nat_rules.append(_line(SERVICES, _comment("kctl service nodeports; must be the last rule"), node_dst,
+                           *([] if node_ip else [["!", "-d", "127.0.0.0/8"]]), "-j", NODEPORTS))
+    out = ["*filter", *(f":{c} - [0:0]" for c in filter_chains), *filter_rules, "COMMIT",
+           "*nat", *(f":{c} - [0:0]" for c in nat_chains), *nat_rules, "COMMIT"]
+    return "\n".join(out) + "\n"
+
+
+def declared_chains(payload: str, table: str = "nat") -> set[str]:
+    """Chains declared (``:NAME``) in PAYLOAD's TABLE section."""
+    out, current = set(), None
+    for line in payload.splitlines():
+        if line.startswith("*"):
+            current = line[1:]
+        elif line.startswith(":") and current == table:
+            out.add(line[1:].split()[0])
+    return out
+
+
+def kctl_chains(save_output: str) -> set[str]:
+    """KCTL-* chain names in ``iptables-save`` output (other chains are never ours)."""
+    return {line[1:].split()[0] for line in save_output.splitlines() if line.startswith(":" + PREFIX)}
+
+
+def stale_chains(payload: str, existing: Iterable[str]) -> list[str]:
+    """Existing KCTL-* nat chains the payload no longer declares, sorted."""
+    want = declared_chains(payload, "nat")
+    return sorted(c for c in existing if c.startswith(PREFIX) and c not in want)
+
+
+def with_stale_deletions(payload: str, stale: Iterable[str]) -> str:
+    """PAYLOAD plus, in its nat section, a declaration (flush) and ``-X`` for each stale chain."""
+    stale = list(stale)
+    if not stale:
+        return payload
+    lines = payload.splitlines()
+    nat = lines.index("*nat")
+    commit = lines.index("COMMIT", nat)
+    last_decl = max(i for i in range(nat, commit) if lines[i].startswith(":") or i == nat)
+    lines[commit:commit] = [f"-X {c}" for c in stale]
+    lines[last_decl + 1:last_decl + 1] = [f":{c} - [0:0]" for c in stale]
+    return "\n".join(lines) + "\n"
+
+
+def count_rules(payload: str) -> dict[str, int]:
+    counts, table = {}, None
+    for line in payload.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+            counts[table] = 0
+        elif line.startswith("-A "):
+            counts[table] += 1
+    return counts
+
+
+# ---------------------------------------------------------------------------- hooks / cleanup
+
+async def ensure_hooks(runner) -> list[str]:
+    """``iptables -C … || iptables -I …`` for every hook; returns the ones inserted."""
+    added = []
+    for table, chain, spec in HOOKS:
+        r = await runner.iptables("-t", table, "-C", chain, *spec)
+        if r.rc == 0:
+            continue
+        if r.rc != 1:
+            raise IptablesError(f"iptables -t {table} -C {chain}: {r.stderr.strip()}")
+        r = await runner.iptables("-t", table, "-I", chain, *spec)
+        if r.rc != 0:
+            raise IptablesError(f"iptables -t {table} -I {chain}: {r.stderr.strip()}")
+        added.append(f"{table}/{chain} -> {spec[-1]}")
+    return added
+
+
+async def cleanup(runner) -> list[str]:
+    """Remove every jump into a KCTL-* chain, then every KCTL-* chain, in filter and nat.
+
+    Works from what iptables-save shows (not from our memory), so it also
+    removes leftovers of a crashed agent.  Returns what was removed.
+    """
+    import shlex
+    removed, payload = [], []
+    for table in ("filter", "nat"):
+        text = await runner.save(table)
+        for line in text.splitlines():
+            if not line.startswith("-A "):
+                continue
+            words = shlex.split(line)
+            chain, spec = words[1], words[2:]
+            target = spec[spec.index("-j") + 1] if "-j" in spec else ""
+            if target.startswith(PREFIX) and not chain.startswith(PREFIX):
+                r = await runner.iptables("-t", table, "-D", chain, *spec)
+                if r.rc != 0:
+                    raise IptablesError(f"iptables -t {table} -D {chain}: {r.stderr.strip()}")
+                removed.append(f"{table}/{chain} -> {target}")
+        chains = sorted(kctl_chains(text))
+        if chains:
+            payload += [f"*{table}", *(f":{c} - [0:0]" for c in chains), *(f"-X {c}" for c in chains), "COMMIT"]
+            removed += [f"{table}/{c}" for c in chains]
+    if payload:
+        await runner.restore("\n".join(payload) + "\n")
+    return removed
+
+
+# ---------------------------------------------------------------------------- Proxier
+
+Source = Callable[[], tuple[Iterable, Iterable]]
+
+
+class Proxier:
+    """Keeps the node's KCTL-* rules equal to ``render(source())``; see the module docstring.
+
+    ``runner`` is an ``IptablesRunner`` (or ``FakeIptables``); ``source``
+    returns ``(services, endpoints)`` for ``run()`` (e.g. from two informers'
+    ``list()``).  ``clock``/``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, runner, *, node_ip: str | None, pod_cidr: str | None = None,
+                 masquerade_cidr: str | None = None, source: Source | None = None,
+                 min_sync_interval: float = 1.0, resync_interval: float = 300.0, retry_delay: float = 1.0,
+                 max_retry_delay: float = 30.0,
+                 node_name: str = "", clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep):
+        self.runner = runner
+        self.node_ip, self.pod_cidr, self.masquerade_cidr = node_ip, pod_cidr, masquerade_cidr
+        self.source = source
+        self.min_sync_interval, self.resync_interval = min_sync_interval, resync_interval
+        self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
+        self.node_name = node_name
+        self._clock, self._sleep = clock, sleep
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._applied: str | None = None        # last payload restored successfully (without stale -X)
+        self._hooks_ok = False
+        self._last_sync: float | None = None
+        self.last_stale: list[str] = []
+
+    @property
+    def applied_payload(self) -> str | None:
+        return self._applied
+
+    def render(self, services: Iterable, endpoints: Iterable) -> str:
+        return render(services, endpoints, node_ip=self.node_ip, pod_cidr=self.pod_cidr,
+                      masquerade_cidr=self.masquerade_cidr)
+
+    async def sync(self, services: Iterable, endpoints: Iterable, *, force: bool = False) -> bool:
+        """Apply the rules for this state; False when skipped because nothing changed."""
+        async with self._lock:
+            start = time.perf_counter()
+            self._last_sync = self._clock()
+            payload = self.render(services, endpoints)
+            if payload == self._applied and not force:
+                SYNCS.labels(self.node_name, "unchanged").inc()
+                return False
+            try:
+                self.last_stale = stale_chains(payload, kctl_chains(await self.runner.save("nat")))
+                await self.runner.restore(with_stale_deletions(payload, self.last_stale))
+                if force or not self._hooks_ok:
+                    added = await ensure_hooks(self.runner)
+                    if added:
+                        log.info("proxy: hooked %s", ", ".join(added))
+                    self._hooks_ok = True
+            except IptablesError as exc:
+                self._applied, self._hooks_ok = None, False
+                SYNC_ERRORS.labels(self.node_name).inc()
+                raise ProxyError(f"proxy sync failed: {exc}") from exc
+            self._applied = payload
+            for table, n in count_rules(payload).items():
+                RULES.labels(self.node_name, table).set(n)
+            SYNCS.labels(self.node_name, "applied").inc()
+            SYNC_DURATION.observe(time.perf_counter() - start)
+            if self.last_stale:
+                log.debug("proxy: deleted %d stale chains", len(self.last_stale))
+            return True
+
+    def request_sync(self) -> None:
+        """Ask ``run()`` for a sync soon (cheap; call it from any informer handler)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Sync now, then on every request (rate-limited, coalesced), periodically, and on retry."""
+        if self.source is None:
+            raise ValueError("Proxier.run() needs a source")
+        self._wake.set()
+        failures = 0
+        deadline = self._clock() + self.resync_interval
+        while True:
+            force = False
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self._clock()))
+            except asyncio.TimeoutError:
+                force = True   # periodic resync, or retry after a failure
+            if self._last_sync is not None:
+                delay = self._last_sync + self.min_sync_interval - self._clock()
+                if delay > 0:
+                    await self._sleep(delay)
+            self._wake.clear()  # requests made while we waited are served by this sync
+            services, endpoints = self.source()
+            try:
+                await self.sync(services, endpoints, force=force)
+                failures = 0
+                deadline = self._clock() + self.resync_interval
+            except ProxyError as exc:
+                failures += 1
+                retry = min(self.max_retry_delay, self.retry_delay * 2 ** (failures - 1))
+                log.warning("%s; retry in %.1fs", exc, retry)
+                deadline = self._clock() + retry
+            except Exception:
+                SYNC_ERRORS.labels(self.node_name).inc()
+                log.exception("proxy: sync failed unexpectedly")
+                failures += 1
+                deadline = self._clock() + self.max_retry_delay
+
+    async def cleanup(self) -> list[str]:
+        """Remove all KCTL-* chains and hooks (agent teardown); forget what was applied."""
+        async with self._lock:
+            self._applied, self._hooks_ok = None, False
+            try:
+                return await cleanup(self.runner)
+            except IptablesError as exc:
+                raise ProxyError(f"proxy cleanup failed: {exc}") from exc
+
+
+__all__ = ["Proxier", "ProxyError", "ServicePortInfo", "render", "service_ports", "cleanup", "ensure_hooks",
+           "stale_chains", "with_stale_deletions", "kctl_chains", "declared_chains", "count_rules", "HOOKS",
+           "BUILTIN_CHAINS"]

@@ -1,0 +1,454 @@
+"""The service proxy without a kernel: exact rendered payloads, and the Proxier against FakeIptables.
+
+Chain names are written out literally on purpose: they are a stable interface
+(a renamed chain would leave the old one behind as "stale" on every node after
+an upgrade, and break anyone reading iptables-save), so a hash change must fail
+these tests.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import REGISTRY
+
+from machinery.pb import core_pb2
+from nodeagent.iptables import FakeIptables
+from nodeagent.proxy import (HOOKS, Proxier, ProxyError, ServicePortInfo, cleanup, count_rules, render,
+                             service_ports, stale_chains, with_stale_deletions)
+
+NODE_IP, POD_CIDR, MASQ_CIDR = "172.30.0.11", "10.244.1.0/24", "172.30.0.0/24"
+WEB_SVC, WEB_EXT = "KCTL-SVC-CDGGSHYLG3RE2FKL", "KCTL-EXT-CDGGSHYLG3RE2FKL"
+WEB_SEP = {"10.244.1.2": "KCTL-SEP-UIQK3OSOSTRHRPBX", "10.244.1.3": "KCTL-SEP-2AZ33KU3V5PGPQZH",
+           "10.244.1.10": "KCTL-SEP-GWQABTP5GBYXHJY5"}
+
+
+def svc(name, cluster_ip, *ports, ns="default", type_="ClusterIP"):
+    """ports: (name, port, protocol, node_port) tuples."""
+    s = core_pb2.Service()
+    s.metadata.namespace, s.metadata.name = ns, name
+    s.spec.cluster_ip, s.spec.type = cluster_ip, type_
+    for pname, port, proto, node_port in ports:
+        s.spec.ports.add(name=pname, port=port, protocol=proto, node_port=node_port)
+    return s
+
+
+def eps(name, ips, *ports, ns="default", not_ready=()):
+    """ports: (name, port, protocol) tuples, one subset."""
+    e = core_pb2.Endpoints()
+    e.metadata.namespace, e.metadata.name = ns, name
+    sub = e.subsets.add()
+    for ip in ips:
+        sub.addresses.add(ip=ip)
+    for ip in not_ready:
+        sub.not_ready_addresses.add(ip=ip)
+    for pname, port, proto in ports:
+        sub.ports.add(name=pname, port=port, protocol=proto)
+    return e
+
+
+def web(*ips, node_port=0):
+    return ([svc("web", "10.96.0.10", ("http", 80, "TCP", node_port))],
+            [eps("web", ips, ("http", 8080, "TCP"))] if ips else [])
+
+
+def do_render(services, endpoints, **kw):
+    kw = {"node_ip": NODE_IP, "pod_cidr": POD_CIDR, "masquerade_cidr": MASQ_CIDR, **kw}
+    return render(services, endpoints, **kw)
+
+
+FIXED_NAT_RULES = [
+    "-A KCTL-MARK-MASQ -j MARK --or-mark 0x4000",
+    '-A KCTL-POSTROUTING -m comment --comment "pod traffic to 172.30.0.0/24" -s 10.244.1.0/24 -d 172.30.0.0/24 '
+    "-j MASQUERADE",
+    "-A KCTL-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+    "-A KCTL-POSTROUTING -j MARK --xor-mark 0x4000",
+    '-A KCTL-POSTROUTING -m comment --comment "kctl service traffic requiring SNAT" -j MASQUERADE --random-fully',
+]
+NODEPORTS_JUMP = ('-A KCTL-SERVICES -m comment --comment "kctl service nodeports; must be the last rule" '
+                  "-d 172.30.0.11/32 -j KCTL-NODEPORTS")
+
+
+def payload(filter_rules=(), nat_chains=(), nat_rules=()):
+    return "\n".join([
+        "*filter", ":KCTL-SERVICES - [0:0]", ":KCTL-EXTERNAL-SERVICES - [0:0]", *filter_rules, "COMMIT",
+        "*nat", ":KCTL-SERVICES - [0:0]", ":KCTL-NODEPORTS - [0:0]", ":KCTL-POSTROUTING - [0:0]",
+        ":KCTL-MARK-MASQ - [0:0]", *(f":{c} - [0:0]" for c in nat_chains),
+        *FIXED_NAT_RULES, *nat_rules, NODEPORTS_JUMP, "COMMIT"]) + "\n"
+
+
+# ---------------------------------------------------------------------------- render
+
+def test_clusterip_without_endpoints_is_rejected_in_filter_table():
+    assert do_render(*web()) == (
+        "*filter\n"
+        ":KCTL-SERVICES - [0:0]\n"
+        ":KCTL-EXTERNAL-SERVICES - [0:0]\n"
+        '-A KCTL-SERVICES -m comment --comment "default/web:http has no endpoints" -d 10.96.0.10/32 '
+        "-p tcp -m tcp --dport 80 -j REJECT\n"
+        "COMMIT\n"
+        "*nat\n"
+        ":KCTL-SERVICES - [0:0]\n"
+        ":KCTL-NODEPORTS - [0:0]\n"
+        ":KCTL-POSTROUTING - [0:0]\n"
+        ":KCTL-MARK-MASQ - [0:0]\n"
+        "-A KCTL-MARK-MASQ -j MARK --or-mark 0x4000\n"
+        '-A KCTL-POSTROUTING -m comment --comment "pod traffic to 172.30.0.0/24" -s 10.244.1.0/24 '
+        "-d 172.30.0.0/24 -j MASQUERADE\n"
+        "-A KCTL-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n"
+        "-A KCTL-POSTROUTING -j MARK --xor-mark 0x4000\n"
+        '-A KCTL-POSTROUTING -m comment --comment "kctl service traffic requiring SNAT" -j MASQUERADE --random-fully\n'
+        '-A KCTL-SERVICES -m comment --comment "kctl service nodeports; must be the last rule" -d 172.30.0.11/32 '
+        "-j KCTL-NODEPORTS\n"
+        "COMMIT\n")
+
+
+def test_clusterip_with_one_endpoint_jumps_unconditionally():
+    sep = WEB_SEP["10.244.1.2"]
+    assert do_render(*web("10.244.1.2")) == payload(nat_chains=[WEB_SVC, sep], nat_rules=[
+        f'-A KCTL-SERVICES -m comment --comment "default/web:http cluster IP" -d 10.96.0.10/32 -p tcp -m tcp '
+        f"--dport 80 -j {WEB_SVC}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http cluster IP" ! -s 10.244.1.0/24 -d 10.96.0.10/32 '
+        "-p tcp -m tcp --dport 80 -j KCTL-MARK-MASQ",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.2:8080" -j {sep}',
+        f"-A {sep} -m comment --comment default/web:http -s 10.244.1.2/32 -j KCTL-MARK-MASQ",
+        f"-A {sep} -m comment --comment default/web:http -p tcp -m tcp -j DNAT --to-destination 10.244.1.2:8080",
+    ])
+
+
+def test_clusterip_with_three_endpoints_picks_one_third_one_half_then_the_last():
+    # numeric IP order: .2, .3, .10 (not the string order)
+    out = do_render(*web("10.244.1.10", "10.244.1.3", "10.244.1.2"))
+    s2, s3, s10 = WEB_SEP["10.244.1.2"], WEB_SEP["10.244.1.3"], WEB_SEP["10.244.1.10"]
+    sep_rules = []
+    for ip, chain in (("10.244.1.2", s2), ("10.244.1.3", s3), ("10.244.1.10", s10)):
+        sep_rules += [f"-A {chain} -m comment --comment default/web:http -s {ip}/32 -j KCTL-MARK-MASQ",
+                      f"-A {chain} -m comment --comment default/web:http -p tcp -m tcp -j DNAT "
+                      f"--to-destination {ip}:8080"]
+    assert out == payload(nat_chains=[WEB_SVC, s2, s3, s10], nat_rules=[
+        f'-A KCTL-SERVICES -m comment --comment "default/web:http cluster IP" -d 10.96.0.10/32 -p tcp -m tcp '
+        f"--dport 80 -j {WEB_SVC}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http cluster IP" ! -s 10.244.1.0/24 -d 10.96.0.10/32 '
+        "-p tcp -m tcp --dport 80 -j KCTL-MARK-MASQ",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.2:8080" '
+        f"-m statistic --mode random --probability 0.3333333333 -j {s2}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.3:8080" '
+        f"-m statistic --mode random --probability 0.5000000000 -j {s3}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.10:8080" -j {s10}',
+        *sep_rules,
+    ])
+
+
+def test_probabilities_give_every_endpoint_an_equal_share():
+    ips = [f"10.244.1.{i}" for i in range(2, 7)]
+    out = do_render(*web(*ips))
+    probs = [float(line.split("--probability ")[1].split()[0]) for line in out.splitlines()
+             if "--probability" in line]
+    assert probs == pytest.approx([1 / 5, 1 / 4, 1 / 3, 1 / 2])
+    remaining, shares = 1.0, []
+    for p in probs + [1.0]:
+        shares.append(remaining * p)
+        remaining -= remaining * p
+    assert shares == pytest.approx([0.2] * 5)
+
+
+def test_nodeport_gets_an_external_chain_that_masquerades_non_pod_sources():
+    sep = WEB_SEP["10.244.1.2"]
+    out = do_render(*web("10.244.1.2", node_port=30080))
+    assert out == payload(nat_chains=[WEB_SVC, WEB_EXT, sep], nat_rules=[
+        f'-A KCTL-SERVICES -m comment --comment "default/web:http cluster IP" -d 10.96.0.10/32 -p tcp -m tcp '
+        f"--dport 80 -j {WEB_SVC}",
+        f"-A KCTL-NODEPORTS -m comment --comment default/web:http -p tcp -m tcp --dport 30080 -j {WEB_EXT}",
+        f'-A {WEB_EXT} -m comment --comment "masquerade traffic for default/web:http external destinations" '
+        "! -s 10.244.1.0/24 -j KCTL-MARK-MASQ",
+        f"-A {WEB_EXT} -j {WEB_SVC}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http cluster IP" ! -s 10.244.1.0/24 -d 10.96.0.10/32 '
+        "-p tcp -m tcp --dport 80 -j KCTL-MARK-MASQ",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.2:8080" -j {sep}',
+        f"-A {sep} -m comment --comment default/web:http -s 10.244.1.2/32 -j KCTL-MARK-MASQ",
+        f"-A {sep} -m comment --comment default/web:http -p tcp -m tcp -j DNAT --to-destination 10.244.1.2:8080",
+    ])
+
+
+def test_nodeport_without_endpoints_is_rejected_on_the_node_ip():
+    out = do_render(*web(node_port=30080))
+    assert out == payload(filter_rules=[
+        '-A KCTL-SERVICES -m comment --comment "default/web:http has no endpoints" -d 10.96.0.10/32 '
+        "-p tcp -m tcp --dport 80 -j REJECT",
+        '-A KCTL-EXTERNAL-SERVICES -m comment --comment "default/web:http has no endpoints" -d 172.30.0.11/32 '
+        "-p tcp -m tcp --dport 30080 -j REJECT",
+    ])
+
+
+def test_udp_and_multiple_ports_match_endpoint_ports_by_name_and_protocol():
+    # a DNS-like service: the same port number on UDP and TCP; named targetPorts already resolved in Endpoints
+    services = [svc("dns", "10.96.0.53", ("dns", 53, "UDP", 0), ("dns-tcp", 53, "TCP", 0), ns="kube-system")]
+    endpoints = [eps("dns", ["10.244.1.2"], ("dns-tcp", 5353, "TCP"), ("dns", 5353, "UDP"), ns="kube-system")]
+    udp_svc, udp_sep = "KCTL-SVC-2KKYJRIGYGQNRODB", "KCTL-SEP-ASSW64DCUMTNVPNL"
+    tcp_svc, tcp_sep = "KCTL-SVC-3RVWGMRXZPMMAFG6", "KCTL-SEP-OHMWHL5NZK4HY3GP"
+    rules = []
+    for key, chain, sep, proto in (("kube-system/dns:dns", udp_svc, udp_sep, "udp"),
+                                   ("kube-system/dns:dns-tcp", tcp_svc, tcp_sep, "tcp")):
+        rules += [
+            f'-A KCTL-SERVICES -m comment --comment "{key} cluster IP" -d 10.96.0.53/32 -p {proto} -m {proto} '
+            f"--dport 53 -j {chain}",
+            f'-A {chain} -m comment --comment "{key} cluster IP" ! -s 10.244.1.0/24 -d 10.96.0.53/32 '
+            f"-p {proto} -m {proto} --dport 53 -j KCTL-MARK-MASQ",
+            f'-A {chain} -m comment --comment "{key} -> 10.244.1.2:5353" -j {sep}',
+            f"-A {sep} -m comment --comment {key} -s 10.244.1.2/32 -j KCTL-MARK-MASQ",
+            f"-A {sep} -m comment --comment {key} -p {proto} -m {proto} -j DNAT --to-destination 10.244.1.2:5353",
+        ]
+    assert do_render(services, endpoints) == payload(nat_chains=[udp_svc, udp_sep, tcp_svc, tcp_sep],
+                                                     nat_rules=rules)
+
+
+def test_endpoint_port_of_another_protocol_does_not_count():
+    services = [svc("dns", "10.96.0.53", ("dns", 53, "UDP", 0))]
+    endpoints = [eps("dns", ["10.244.1.2"], ("dns", 5353, "TCP"))]
+    assert '"default/dns:dns has no endpoints"' in do_render(services, endpoints)
+
+
+def test_headless_externalname_and_ipv6_services_are_ignored():
+    empty = do_render([], [])
+    services = [svc("headless", "None", ("http", 80, "TCP", 0)), svc("unset", "", ("http", 80, "TCP", 0)),
+                svc("ext", "", ("http", 80, "TCP", 0), type_="ExternalName"),
+                svc("v6", "fd00::10", ("http", 80, "TCP", 0))]
+    endpoints = [eps(n, ["10.244.1.2"], ("http", 8080, "TCP")) for n in ("headless", "unset", "ext", "v6")]
+    assert do_render(services, endpoints) == empty
+
+
+def test_not_ready_addresses_get_no_traffic():
+    services, _ = web()
+    endpoints = [eps("web", ["10.244.1.2"], ("http", 8080, "TCP"), not_ready=["10.244.1.3"])]
+    out = do_render(services, endpoints)
+    assert "10.244.1.2:8080" in out and "10.244.1.3" not in out
+
+
+def test_unnamed_port_key_and_without_pod_cidr_nodeports_always_masquerade():
+    services = [svc("np", "10.96.0.20", ("", 80, "TCP", 30080))]
+    endpoints = [eps("np", ["10.244.1.2"], ("", 8080, "TCP"))]
+    out = render(services, endpoints, node_ip=None)
+    ext, svc_chain = "KCTL-EXT-LDATH6LIB7VCFHLW", "KCTL-SVC-LDATH6LIB7VCFHLW"
+    assert f'-A {ext} -m comment --comment "masquerade traffic for default/np external destinations" ' \
+           f"-j KCTL-MARK-MASQ\n" in out
+    assert f"{svc_chain} -m comment --comment \"default/np cluster IP\" ! -s" not in out  # no pod CIDR: no rule
+    assert "pod traffic to" not in out
+    # without a node IP, NodePorts answer on every local address except loopback (no route_localnet)
+    assert out.endswith('-A KCTL-SERVICES -m comment --comment "kctl service nodeports; must be the last rule" '
+                        "-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KCTL-NODEPORTS\nCOMMIT\n")
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="overlaps"):
+        render([], [], node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.0.0.0/8")
+    with pytest.raises(ValueError, match="node IP"):
+        render([], [], node_ip="node-1")
+
+
+def test_output_is_deterministic_whatever_the_input_order():
+    a = [svc(f"s{i}", f"10.96.0.{i}", ("http", 80, "TCP", 30000 + i)) for i in range(1, 6)]
+    e = [eps(f"s{i}", [f"10.244.1.{j}" for j in range(2, 2 + i)], ("http", 8080, "TCP")) for i in range(1, 6)]
+    e_shuffled = [eps(f"s{i}", [f"10.244.1.{j}" for j in reversed(range(2, 2 + i))], ("http", 8080, "TCP"))
+                  for i in range(1, 6)]
+    assert do_render(a, e) == do_render(list(reversed(a)), list(reversed(e_shuffled)))
+
+
+def test_chain_names_are_stable_short_and_distinct():
+    info = ServicePortInfo("default", "web", "http", "tcp", "10.96.0.10", 80, 0, ())
+    assert (info.svc_chain, info.ext_chain) == (WEB_SVC, WEB_EXT)
+    assert info.sep_chain("10.244.1.2", 8080) == WEB_SEP["10.244.1.2"]
+    others = {ServicePortInfo("other", "web", "http", "tcp", "", 0, 0, ()).svc_chain,
+              ServicePortInfo("default", "web", "http", "udp", "", 0, 0, ()).svc_chain,
+              ServicePortInfo("default", "web", "https", "tcp", "", 0, 0, ()).svc_chain}
+    assert WEB_SVC not in others and len(others) == 3
+    assert all(len(c) <= 28 for c in [WEB_SVC, WEB_EXT, *WEB_SEP.values()])
+    # chain names depend on identity, not on the cluster IP or the other endpoints
+    [moved] = service_ports(*web("10.244.1.2", "10.244.1.3"))
+    assert moved.svc_chain == WEB_SVC and moved.sep_chain("10.244.1.3", 8080) == WEB_SEP["10.244.1.3"]
+
+
+def test_stale_chain_deletion_list_and_payload():
+    now = do_render(*web("10.244.1.2"))
+    existing = {"KCTL-SERVICES", "KCTL-NODEPORTS", "KCTL-POSTROUTING", "KCTL-MARK-MASQ", WEB_SVC,
+                WEB_SEP["10.244.1.2"], WEB_SEP["10.244.1.3"], WEB_EXT, "KCTL-SVC-GONEGONEGONEGONE", "DOCKER"}
+    stale = stale_chains(now, existing)
+    assert stale == ["KCTL-EXT-CDGGSHYLG3RE2FKL", "KCTL-SEP-2AZ33KU3V5PGPQZH", "KCTL-SVC-GONEGONEGONEGONE"]
+    full = with_stale_deletions(now, stale)
+    lines = full.splitlines()
+    nat = lines.index("*nat")
+    decl = lines.index(f":{WEB_SEP['10.244.1.2']} - [0:0]")
+    assert lines[decl + 1:decl + 4] == [f":{c} - [0:0]" for c in stale]
+    assert lines[-4:] == [f"-X {c}" for c in stale] + ["COMMIT"]
+    assert lines[:nat] == now.splitlines()[:nat]           # the filter table is untouched
+    assert with_stale_deletions(now, []) == now
+
+
+def test_count_rules():
+    assert count_rules(do_render(*web("10.244.1.2", "10.244.1.3"))) == {"filter": 0, "nat": 5 + 1 + 1 + 2 + 4 + 1}
+
+
+# ---------------------------------------------------------------------------- Proxier on the fake
+
+def metric(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def proxier(fake, **kw):
+    kw = {"node_ip": NODE_IP, "pod_cidr": POD_CIDR, "masquerade_cidr": MASQ_CIDR, "node_name": "unit", **kw}
+    return Proxier(fake, **kw)
+
+
+HOOK_COUNTS = {"filter/INPUT": 1, "filter/FORWARD": 2, "filter/OUTPUT": 1,
+               "nat/PREROUTING": 1, "nat/OUTPUT": 1, "nat/POSTROUTING": 1}
+
+
+def builtin_counts(fake):
+    return {f"{t}/{c}": len(rules) for (t, c), rules in fake.builtin.items() if rules}
+
+
+def hook_calls(fake, op):
+    return [c for c in fake.calls if c[0] == "iptables" and c[3] == op]
+
+
+async def test_first_sync_restores_once_then_hooks_every_builtin_chain():
+    fake = FakeIptables()
+    p = proxier(fake)
+    assert await p.sync(*web("10.244.1.2")) is True
+    assert [c[0] for c in fake.calls if c[0] != "iptables"] == ["save", "restore"]
+    assert fake.restores == [do_render(*web("10.244.1.2"))]
+    assert len(hook_calls(fake, "-C")) == len(HOOKS) and len(hook_calls(fake, "-I")) == len(HOOKS)
+    assert fake.kctl_state()["hooks"] == sorted([
+        "filter/FORWARD -> KCTL-EXTERNAL-SERVICES", "filter/FORWARD -> KCTL-SERVICES",
+        "filter/INPUT -> KCTL-EXTERNAL-SERVICES", "filter/OUTPUT -> KCTL-SERVICES",
+        "nat/OUTPUT -> KCTL-SERVICES", "nat/POSTROUTING -> KCTL-POSTROUTING", "nat/PREROUTING -> KCTL-SERVICES"])
+    assert p.applied_payload == fake.restores[0]
+
+
+async def test_unchanged_state_is_not_restored_again():
+    fake = FakeIptables()
+    p = proxier(fake)
+    before = metric("kctl_nodeagent_proxy_syncs_total", node="unit", result="unchanged")
+    await p.sync(*web("10.244.1.2"))
+    n_calls = len(fake.calls)
+    assert await p.sync(*web("10.244.1.2")) is False
+    assert len(fake.calls) == n_calls                   # no save, no restore, no hook check
+    assert len(fake.restores) == 1
+    assert metric("kctl_nodeagent_proxy_syncs_total", node="unit", result="unchanged") == before + 1
+
+
+async def test_changes_restore_with_stale_chains_deleted_and_hooks_added_once():
+    fake = FakeIptables()
+    p = proxier(fake)
+    await p.sync(*web("10.244.1.2", "10.244.1.3", node_port=30080))
+    await p.sync(*web("10.244.1.2"))                     # one endpoint and the NodePort gone
+    assert p.last_stale == [WEB_EXT, WEB_SEP["10.244.1.3"]]
+    assert fake.restores[1] == with_stale_deletions(do_render(*web("10.244.1.2")), p.last_stale)
+    assert fake.kctl_state()["nat"] == sorted(["KCTL-SERVICES", "KCTL-NODEPORTS", "KCTL-POSTROUTING",
+                                               "KCTL-MARK-MASQ", WEB_SVC, WEB_SEP["10.244.1.2"]])
+    await p.sync([], [])                                 # the service deleted: its chains go
+    assert WEB_SVC not in fake.kctl_state()["nat"] and WEB_SEP["10.244.1.2"] not in fake.kctl_state()["nat"]
+    assert len(hook_calls(fake, "-I")) == len(HOOKS)     # only the first sync checked and added hooks
+    assert builtin_counts(fake) == HOOK_COUNTS
+    # a new Proxier (agent restart) finds the hooks in place and adds nothing
+    p2 = proxier(fake)
+    await p2.sync(*web("10.244.1.2"))
+    assert len(hook_calls(fake, "-I")) == len(HOOKS)
+    assert builtin_counts(fake) == HOOK_COUNTS
+
+
+async def test_a_failed_restore_raises_counts_and_is_retried_in_full():
+    fake = FakeIptables(fail_restore=1)
+    p = proxier(fake)
+    errors = metric("kctl_nodeagent_proxy_sync_errors_total", node="unit")
+    with pytest.raises(ProxyError, match="injected"):
+        await p.sync(*web("10.244.1.2"))
+    assert metric("kctl_nodeagent_proxy_sync_errors_total", node="unit") == errors + 1
+    assert p.applied_payload is None and fake.kctl_state()["nat"] == []
+    assert await p.sync(*web("10.244.1.2")) is True      # same state, applied this time
+    assert len(fake.restores) == 2 and fake.kctl_state()["hooks"]
+    assert metric("kctl_nodeagent_proxy_rules", node="unit", table="nat") == count_rules(fake.restores[1])["nat"]
+    assert REGISTRY.get_sample_value("kctl_nodeagent_proxy_sync_duration_seconds_count") >= 1
+
+
+async def test_cleanup_removes_every_kctl_chain_and_hook_and_nothing_else():
+    fake = FakeIptables()
+    fake.chains["filter"]["klkctl-part"] = ["-s 172.30.0.1/32 -j DROP"]        # the lab's partition chain
+    fake.builtin[("filter", "INPUT")] = [("-j", "klkctl-part")]
+    p = proxier(fake)
+    await p.sync(*web("10.244.1.2", node_port=30080))
+    removed = await p.cleanup()
+    assert "nat/PREROUTING -> KCTL-SERVICES" in removed and f"nat/{WEB_SVC}" in removed
+    assert fake.kctl_state() == {"filter": [], "nat": [], "hooks": ["filter/INPUT -> klkctl-part"]}
+    assert fake.chains["filter"] == {"klkctl-part": ["-s 172.30.0.1/32 -j DROP"]}
+    assert await cleanup(fake) == []                     # idempotent
+    assert await p.sync(*web("10.244.1.2")) is True      # and the Proxier starts over after a cleanup
+    assert fake.kctl_state()["hooks"] != ["filter/INPUT -> klkctl-part"]
+
+
+class Clock:
+    """A clock that only moves when told; sleep() records the delay and advances it."""
+
+    def __init__(self):
+        self.now, self.sleeps = 1000.0, []
+
+    def __call__(self):
+        return self.now
+
+    async def sleep(self, delay):
+        self.sleeps.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+async def wait_for_restores(fake, n):
+    async with asyncio.timeout(10):
+        while len(fake.restores) < n:
+            await asyncio.sleep(0.001)
+
+
+async def test_run_syncs_at_start_and_coalesces_a_burst_into_one_rate_limited_sync():
+    fake, clock = FakeIptables(), Clock()
+    state = {"v": web("10.244.1.2")}
+    reads = []
+
+    def source():
+        reads.append(state["v"])
+        return state["v"]
+
+    p = proxier(fake, source=source, min_sync_interval=2.0, clock=clock, sleep=clock.sleep)
+    task = asyncio.create_task(p.run())
+    try:
+        await wait_for_restores(fake, 1)
+        clock.now += 0.5                                  # 0.5 s after the first sync ...
+        state["v"] = web("10.244.1.2", "10.244.1.3")
+        for _ in range(50):                               # ... a burst of informer events
+            p.request_sync()
+        await wait_for_restores(fake, 2)
+        assert len(reads) == 2                            # the burst became one sync of the newest state
+        assert clock.sleeps == [1.5]                      # which waited out the rest of min_sync_interval
+        assert fake.restores[1].startswith(do_render(*state["v"]).split("COMMIT")[0])
+        p.request_sync()                                  # an unchanged state: read, rendered, not restored
+        async with asyncio.timeout(10):
+            while len(reads) < 3:
+                await asyncio.sleep(0.001)
+        assert len(fake.restores) == 2
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_run_retries_a_failed_sync_with_backoff():
+    fake = FakeIptables(fail_restore=2)
+    p = proxier(fake, source=lambda: web("10.244.1.2"), min_sync_interval=0.0, retry_delay=0.01)
+    task = asyncio.create_task(p.run())
+    try:
+        await wait_for_restores(fake, 3)                  # two failures, then success without any request
+        async with asyncio.timeout(10):
+            while p.applied_payload is None:
+                await asyncio.sleep(0.001)
+        assert fake.kctl_state()["nat"] and fake.kctl_state()["hooks"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
