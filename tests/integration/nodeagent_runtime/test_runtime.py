@@ -194,14 +194,14 @@ async def test_logs_are_cri_format_and_followable(runtime, busybox_rootfs):
         "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done; "
                     "head -c 20000 /dev/zero | tr '\\0' a; echo; echo oops >&2"]))
     got = [e async for e in runtime.follow_log("log1")]
-    assert [(e.stream, e.text) for e in got] == [("stdout", "line1"), ("stdout", "line2"),
-                                                 ("stdout", "line3"), ("stdout", "a" * 20000),
-                                                 ("stderr", "oops")]
+    # conmon reads the two pipes independently: order is only guaranteed within a stream
+    assert [e.text for e in got if e.stream == "stdout"] == ["line1", "line2", "line3", "a" * 20000]
+    assert [e.text for e in got if e.stream == "stderr"] == ["oops"]
     raw = runtime.log_path("log1").read_text().splitlines()
     assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d\d:\d\d (stdout|stderr) [FP] ", ln)
                for ln in raw), raw
     assert any(" stdout P " in ln for ln in raw)  # conmon split the long line into chunks
-    assert [e.text for e in runtime.read_log("log1", tail=3)] == ["line3", "a" * 20000, "oops"]
+    assert sorted(e.text for e in runtime.read_log("log1", tail=2)) == ["a" * 20000, "oops"]
     st = await runtime.state("log1")
     assert st.status == "exited" and st.exit_code == 0 and st.finished_at >= st.started_at - 1
     with pytest.raises(ContainerRuntimeError, match="not running"):
