@@ -41,6 +41,7 @@ COMMANDS = {
     "uncordon": "kubectlish.nodes:uncordon_cmd",
     "drain": "kubectlish.nodes:drain_cmd",
     "rollout": "kubectlish.rollout:rollout_group",
+    "wait": "kubectlish.wait:wait_cmd",
 }
 
 # Commands owned by other packages; shown only when their module is present.

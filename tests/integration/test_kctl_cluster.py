@@ -120,7 +120,8 @@ def test_rollout_status_history_undo_and_scale(server):
 def test_describe_pod_shows_scheduler_events_and_decision(server):
     pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: solo}\nspec: {containers: [{name: c, image: busybox}]}\n"
     assert kctl(server, "apply", "-f", "-", input=pod).code == 0
-    wait_until(lambda: "Running" in kctl(server, "get", "pod", "solo").out, 30, "pod running")
+    r = kctl(server, "wait", "--for=condition=Ready", "pod/solo", "--timeout", "30s")
+    assert r.out == "pod/solo condition met\n", r
     out = kctl(server, "describe", "pod", "solo").out
     assert "Scheduled" in out and "Scheduling Decision:" in out, out
     assert "2 considered, 2 feasible" in out

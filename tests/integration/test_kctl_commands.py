@@ -289,3 +289,12 @@ def test_get_jsonpath(seeded):
     assert r.out == "web-1 web-2"
     r = kctl(seeded, "get", "pods", "-o", "yamll")
     assert r.code == 1 and 'unable to match a printer suitable for the output format "yamll"' in r.err
+
+
+def test_wait(seeded):
+    r = kctl(seeded, "wait", "--for=condition=Ready", "pod/web-1", "--timeout", "0.5s")
+    assert r.code == 1 and r.err == "error: timed out waiting for the condition on pods/web-1\n"
+    r = kctl(seeded, "wait", "--for=jsonpath={.status.phase}=Pending", "pods", "-l", "app=web")
+    assert (r.code, r.out) == (0, "pod/web-1 condition met\npod/web-2 condition met\n")
+    assert kctl(seeded, "wait", "--for=delete", "pod/never-was").out == "pod/never-was deleted\n"
+    assert kctl(seeded, "wait", "--for=bogus", "pod/web-1").code == 1
