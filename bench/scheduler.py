@@ -1,6 +1,6 @@
 """Scheduler throughput and latency on hollow nodes.
 
-    python -m bench.scheduler [--nodes 5000] [--pods 10000] [--mode stream|backlog]
+    python -m bench.scheduler [--nodes 5000] [--pods 10000] [--mode stream|backlog] [--rate R]
 
 Starts its own etcd + apiserver (tests/cluster.py), measures raw etcd
 transaction throughput with aetcd's stubs (single-put txns, 64 in flight,
@@ -11,6 +11,7 @@ separate process, then:
   100 pods) while the scheduler runs. pods_per_s = M / (last bound - first
   created); latency per pod = bound - created, both as seen by this
   process's pod watch (ADDED without nodeName → first event with nodeName).
+  --rate paces the creates (latency under a sustainable load).
 * backlog: creates the M pods first, then starts the scheduler: pods_per_s =
   M / (last bound - first bound), the scheduler's own rate without the
   creation path in the way. Latencies then mostly measure the backlog.
@@ -65,14 +66,29 @@ async def etcd_txn_rate(url: str, seconds: float = 3.0, parallel: int = 64, ops:
         return rate
 
 
-async def create_all(client: Client, objs, parallel: int = 64) -> float:
+async def create_all(client: Client, objs, parallel: int = 64, rate: float = 0,
+                     created: dict | None = None) -> float:
+    """Create objects, at most `parallel` in flight, paced at `rate`/s if > 0;
+    `created[name]` = when the create call returned."""
     sem = asyncio.Semaphore(parallel)
 
     async def one(o):
-        async with sem:
+        try:
             await client.create(o)
+            if created is not None:
+                created[o.metadata.name] = time.monotonic()
+        finally:
+            sem.release()
     t0 = time.monotonic()
-    await asyncio.gather(*(one(o) for o in objs))
+    tasks = []
+    for i, o in enumerate(objs):
+        if rate > 0:
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await sem.acquire()
+        tasks.append(asyncio.create_task(one(o)))
+    await asyncio.gather(*tasks)
     return time.monotonic() - t0
 
 
@@ -180,10 +196,11 @@ async def bench(args) -> None:
             watcher = Watcher(client, args.pods)
             wtask = asyncio.create_task(watcher.run(rv))
             sched_port = free_port()
-            extra = ["--batch-size", str(args.batch_size)]
+            extra = ["--batch-size", str(args.batch_size), "--binds-in-flight", str(args.binds_in_flight)]
             if args.profile:
                 extra += ["--profile", os.path.abspath(args.profile)]
             proc = None
+            created: dict[str, float] = {}
             try:
                 if args.mode == "backlog":
                     dt = await create_all(client, pods, args.parallel)
@@ -194,7 +211,7 @@ async def bench(args) -> None:
                     proc, log = start_scheduler(api.target, work, extra, sched_port)
                     await wait_synced(log, proc)
                     t_create = time.monotonic()
-                    dt = await create_all(client, pods, args.parallel)
+                    dt = await create_all(client, pods, args.parallel, args.rate, created)
                     print(f"created {args.pods} pods in {dt:.1f}s ({args.pods / dt:.0f}/s) "
                           f"while scheduling; bound so far {len(watcher.bound)}", flush=True)
                 em0 = scrape(etcd.url + "/metrics") if args.etcd_metrics else {}
@@ -211,6 +228,11 @@ async def bench(args) -> None:
                 if n:
                     print(f"bind batches: {int(n)}, mean size "
                           f"{sm[('kctl_scheduler_bind_batch_size_sum', ())] / n:.1f}", flush=True)
+                for h in ("queue_wait_seconds", "bind_batch_duration_seconds", "e2e_scheduling_duration_seconds"):
+                    c = sm.get((f"kctl_scheduler_{h}_count", ()), 0)
+                    if c:
+                        print(f"scheduler {h}: mean {sm[(f'kctl_scheduler_{h}_sum', ())] / c * 1000:.1f} ms "
+                              f"over {int(c)}", flush=True)
                 report_apiserver(scrape(api.metrics_url))
                 if args.etcd_metrics:
                     em1 = scrape(etcd.url + "/metrics")
@@ -235,6 +257,10 @@ async def bench(args) -> None:
             print(f"bound {len(bound)} pods in {span:.2f}s; latency p50 {pct(lat, .5):.0f} ms, "
                   f"p90 {pct(lat, .9):.0f} ms, p99 {pct(lat, .99):.0f} ms, mean {statistics.mean(lat):.0f} ms",
                   flush=True)
+            if created:
+                wd = [(watcher.seen[k] - created[k]) * 1000 for k in created if k in watcher.seen]
+                print(f"apiserver watch delay (create returned -> ADDED seen here): p50 {pct(wd, .5):.0f} ms, "
+                      f"p99 {pct(wd, .99):.0f} ms", flush=True)
             print(f"scheduler log: {log}", flush=True)
         # After the scheduling phase, so its writes do not sit in etcd's
         # backend while the scheduler is measured.
@@ -252,7 +278,9 @@ def main(argv=None) -> None:
     p.add_argument("--pods", type=int, default=10000)
     p.add_argument("--mode", choices=("stream", "backlog"), default="stream")
     p.add_argument("--parallel", type=int, default=128, help="pod creates in flight")
+    p.add_argument("--rate", type=float, default=0, help="stream mode: create pods at this rate (0: flat out)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--binds-in-flight", type=int, default=4)
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--etcd-metrics", action="store_true", help="print etcd request counts of the scheduling phase")
     p.add_argument("--profile", default="", help="cProfile the scheduler into this file")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -42,7 +43,8 @@ class BindItem:
 
 class Binder:
     def __init__(self, client, on_result: Callable[[BindItem, errors.ApiError | None], None], *,
-                 batch_size: int = 128, max_inflight: int = 3, on_batch: Callable[[int], None] | None = None):
+                 batch_size: int = 128, max_inflight: int = 3,
+                 on_batch: Callable[[int, float], None] | None = None):
         self.client = client
         self.on_result = on_result
         self.on_batch = on_batch
@@ -78,6 +80,7 @@ class Binder:
 
     async def _send(self, batch: list[BindItem]) -> None:
         try:
+            t0 = time.monotonic()
             try:
                 results = await self.client.bind_batch([b.request() for b in batch])
             except errors.ApiError as exc:
@@ -90,7 +93,7 @@ class Binder:
                 results = [errors.ApiError(str(exc))] * len(batch)
             self.batches += 1
             if self.on_batch:
-                self.on_batch(len(batch))
+                self.on_batch(len(batch), time.monotonic() - t0)
             for item, err in zip(batch, results):
                 try:
                     self.on_result(item, err)

@@ -56,7 +56,8 @@ class Scheduler:
         self.queue = SchedulingQueue(clock=clock)
         self.algo = Algorithm(self.cache, self.config)
         self.binder = Binder(client, self._on_bound, batch_size=self.config.batch_size,
-                             on_batch=self.metrics.bind_batch.observe)
+                             max_inflight=self.config.binds_in_flight,
+                             on_batch=self._on_batch)
         self.events = EventSink(recorder or make_recorder(client),
                                 on_drop=self.metrics.events_dropped.inc)
         self.pods = Informer(client, "Pod")
@@ -159,6 +160,7 @@ class Scheduler:
                 or self.cache.is_assumed(info.uid)):
             self.queue.done(info.key)
             return
+        self.metrics.queue_wait.observe(max(0.0, self.clock() - qp.added))
         try:
             result = self.algo.schedule(info)
         except Exception:
@@ -178,6 +180,10 @@ class Scheduler:
         self.binder.submit(BindItem(info.namespace, info.name, info.uid, result.node, ann, qp))
 
     # ------------------------------------------------------ bind results
+
+    def _on_batch(self, size: int, seconds: float) -> None:
+        self.metrics.bind_batch.observe(size)
+        self.metrics.bind_duration.observe(seconds)
 
     def _on_bound(self, item: BindItem, err: errors.ApiError | None) -> None:
         qp: QueuedPod = item.ctx
