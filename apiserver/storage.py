@@ -187,7 +187,7 @@ class Storage:
     async def watch(self, prefix: bytes, start_revision: int, *,
                     progress_interval: float | None = None) -> AsyncIterator[rpc.WatchResponse]:
         """WatchResponses for keys under `prefix` from `start_revision` on, with
-        prev_kv. Raises Compacted when etcd has compacted past the start, and
+        prev_kv; the first one is etcd's `created` answer. Raises Compacted when etcd has compacted past the start, and
         errors.Unavailable when the stream breaks. With `progress_interval`,
         asks etcd for a progress notification that often, so an idle stream
         still tells the caller the current revision (empty `events`)."""
@@ -206,8 +206,7 @@ class Storage:
                 raise errors.ApiError(f"etcd refused the watch: {first.cancel_reason}")
             if progress_interval:
                 ticker = asyncio.create_task(self._progress(call, progress_interval), name="etcd-watch-progress")
-            if first.events:
-                yield first
+            yield first                          # `created`: the watch is established
             while True:
                 resp = await call.read()
                 if resp is grpc.aio.EOF:

@@ -167,7 +167,7 @@ class KindCache:
 
     async def run(self) -> None:
         """Follow etcd forever; re-open the watch from the last revision after failures."""
-        delay = 0.1
+        delay, failing = 0.1, False
         while True:
             try:
                 if not self.ready.is_set():
@@ -175,7 +175,10 @@ class KindCache:
                     log.info("watch cache %s: following from revision %d", self.info.plural, self.revision)
                 async for resp in self.storage.watch(self.prefix, self.revision + 1,
                                                      progress_interval=self.progress_interval):
-                    delay = 0.1
+                    if failing:
+                        log.info("watch cache %s: etcd watch re-established at revision %d",
+                                 self.info.plural, self.revision + 1)
+                    delay, failing = 0.1, False
                     if resp.events:
                         batch = [Event.from_etcd(self.info, e) for e in resp.events]
                         self._append(batch)
@@ -188,8 +191,11 @@ class KindCache:
                 log.warning("watch cache %s: %s; resetting, watchers must relist", self.info.plural, exc)
                 self.ready.clear()
             except errors.ApiError as exc:
-                log.warning("watch cache %s: %s; retrying from revision %d in %.1fs",
-                            self.info.plural, exc.message, self.revision + 1, delay)
+                # One warning per outage; the retries are debug noise.
+                log.log(logging.DEBUG if failing else logging.WARNING,
+                        "watch cache %s: %s; retrying from revision %d", self.info.plural, exc.message,
+                        self.revision + 1)
+                failing = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
