@@ -3,9 +3,8 @@
 Subcommands are registered by name -> "module:attribute" in COMMANDS and
 imported only when used, so `kctl version` does not pay for describe's or
 rollout's imports. Other packages extend the group the same way: EXTENSIONS
-lists commands that live elsewhere (`kctl lab` in deploy/lab/cli.py, `logs`
-and `exec` later); each appears as soon as its module exists, and nothing
-breaks while it does not.
+lists commands that live elsewhere (`kctl lab` in deploy/lab/cli.py); each
+appears as soon as its module exists, and nothing breaks while it does not.
 
 Global flags (--server, --kubeconfig, --context, -n/--namespace,
 --request-timeout) may be written anywhere on the line, as with kubectl
@@ -42,13 +41,14 @@ COMMANDS = {
     "drain": "kubectlish.nodes:drain_cmd",
     "rollout": "kubectlish.rollout:rollout_group",
     "wait": "kubectlish.wait:wait_cmd",
+    "logs": "kubectlish.podio:logs_cmd",
+    "exec": "kubectlish.podio:exec_cmd",
 }
 
 # Commands owned by other packages; shown only when their module is present.
+# An extension gets its command line untouched (no global-option hoisting).
 EXTENSIONS = {
     "lab": "deploy.lab.cli:lab",
-    "logs": "kubectlish.logs:logs_cmd",
-    "exec": "kubectlish.exec:exec_cmd",
 }
 
 # Global options that take a value, and may appear after the subcommand.
