@@ -1,0 +1,125 @@
+"""Apiserver throughput and latency next to raw etcd, measured in one run.
+
+    .venv/bin/python bench/api.py [--ops 2000] [--ops64 6000]
+
+Starts its own etcd and kctl-apiserver on free loopback ports in a
+temporary directory (tests/cluster.py), then measures, at concurrency 1 and
+64: Pod creates and gets through the API (machinery.client, i.e. gRPC →
+apiserver → etcd txn/range), and raw etcd puts/gets of the same bytes with
+aetcd directly. Prints a table, the API/etcd ratios, the time to list every
+pod, and ends with one machine-readable line `RESULT key=value ...`.
+Everything it started is stopped by PID on the way out.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import aetcd  # noqa: E402  (the benchmark's own raw-etcd baseline)
+
+from machinery.client import Client  # noqa: E402
+from tests.cluster import Cluster, new_object  # noqa: E402
+
+
+def pct(samples: list[float], p: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+async def run_phase(n: int, concurrency: int, op) -> dict:
+    """Run op(i) for i in range(n) with `concurrency` workers; ops/s and latency percentiles (ms)."""
+    latencies: list[float] = []
+    counter = iter(range(n))
+
+    async def worker():
+        for i in counter:
+            t0 = time.perf_counter()
+            await op(i)
+            latencies.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    return {"ops": n / elapsed, "p50": pct(latencies, 50) * 1000, "p99": pct(latencies, 99) * 1000,
+            "mean": statistics.fmean(latencies) * 1000}
+
+
+async def bench(cluster: Cluster, ops1: int, ops64: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    template = new_object("Pod", "template")
+    payload = template.SerializeToString()
+    etcd_port = cluster.etcd.client_port
+    clients = [Client(cluster.apiserver.target) for _ in range(8)]   # 8 channels share 64 workers
+    raw = aetcd.Client(host="127.0.0.1", port=etcd_port, timeout=10)
+    await raw.connect()
+    try:
+        # warm up both paths
+        for i in range(50):
+            p = new_object("Pod", f"warm-{i}")
+            await clients[0].create(p)
+            await raw.put(f"/bench/warm-{i}".encode(), payload)
+
+        for conc, n in ((1, ops1), (64, ops64)):
+            def api_create(i, conc=conc):
+                return clients[i % len(clients)].create(new_object("Pod", f"c{conc}-{i}"))
+
+            def api_get(i, conc=conc, n=n):
+                return clients[i % len(clients)].get("Pod", f"c{conc}-{(i * 7919) % n}")
+
+            def etcd_put(i, conc=conc):
+                return raw.put(f"/bench/pods/c{conc}-{i}".encode(), payload)
+
+            def etcd_get(i, conc=conc, n=n):
+                return raw.get(f"/bench/pods/c{conc}-{(i * 7919) % n}".encode())
+
+            for name, op in (("api_create", api_create), ("api_get", api_get),
+                             ("etcd_put", etcd_put), ("etcd_get", etcd_get)):
+                r = await run_phase(n, conc, op)
+                for k, v in r.items():
+                    results[f"{name}_c{conc}_{k}"] = v
+            results[f"ratio_create_c{conc}"] = results[f"api_create_c{conc}_ops"] / results[f"etcd_put_c{conc}_ops"]
+            results[f"ratio_get_c{conc}"] = results[f"api_get_c{conc}_ops"] / results[f"etcd_get_c{conc}_ops"]
+
+        t0 = time.perf_counter()
+        items, _ = await clients[0].list("Pod")
+        results["list_pods_n"] = len(items)
+        results["list_pods_ms"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        sel, _ = await clients[0].list("Pod", label_selector="app=none")
+        results["list_pods_selector_ms"] = (time.perf_counter() - t0) * 1000
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+        await raw.close()
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ops", type=int, default=2000, help="operations per phase at concurrency 1")
+    ap.add_argument("--ops64", type=int, default=6000, help="operations per phase at concurrency 64")
+    args = ap.parse_args()
+    with Cluster(apiserver_args=["--metrics-listen", "off"]) as cluster:
+        print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "
+              f"(pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
+        r = asyncio.run(bench(cluster, args.ops, args.ops64))
+    print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for conc in (1, 64):
+        for name in ("api_create", "etcd_put", "api_get", "etcd_get"):
+            k = f"{name}_c{conc}"
+            print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}")
+        print(f"  api/etcd at concurrency {conc}: create {r[f'ratio_create_c{conc}']:.2f}, "
+              f"get {r[f'ratio_get_c{conc}']:.2f}")
+    print(f"list {int(r['list_pods_n'])} pods: {r['list_pods_ms']:.0f} ms "
+          f"(with a selector matching none: {r['list_pods_selector_ms']:.0f} ms)")
+    keys = [k for k in r if not k.endswith("_mean")]
+    print("RESULT " + " ".join(f"{k}={r[k]:.3f}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys))
+
+
+if __name__ == "__main__":
+    main()
