@@ -34,6 +34,10 @@ cgroup still exists until ``remove()``), and cached with the exit code in
 ``exit.json``.  ``memory.events`` (v2) is tried first for kernels with memory
 on the unified hierarchy.
 
+Measured here (2 cores): create_and_start of a busybox container ~75 ms median
+(conmon + runc create ~65 ms, runc start ~9 ms); each runc state/kill/delete
+call ~8 ms; a bare ``runc run`` of ``true`` (bench/runc_raw.py) ~45 ms median.
+
 Concurrency: everything is asyncio subprocesses and small file reads; methods
 for different containers may run concurrently.  The only shared in-process
 state is ``_creating`` (count of creates in flight) so ``remove()`` never
