@@ -259,7 +259,14 @@ class ReplicaSetController(Controller):
             new = codec.copy(rs)
             new.status.CopyFrom(st)
             try:
-                await self.client.update_status(new)
+                try:
+                    await self.client.update_status(new)
+                except errors.Conflict:
+                    # the spec moved on (a scale): retry once on the fresh object, as
+                    # Kubernetes' updateReplicaSetStatus does; the spec change enqueues us anyway
+                    fresh = await self.client.get("ReplicaSet", rs.metadata.name, rs.metadata.namespace)
+                    fresh.status.CopyFrom(st)
+                    await self.client.update_status(fresh)
             except errors.NotFound:
                 return
         # minReadySeconds: come back when the next ready pod becomes available.
