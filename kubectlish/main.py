@@ -43,7 +43,13 @@ COMMANDS = {
     "wait": "kubectlish.wait:wait_cmd",
     "logs": "kubectlish.podio:logs_cmd",
     "exec": "kubectlish.podio:exec_cmd",
+    "config": "kubectlish.config_cmd:config_group",
 }
+
+# Commands that work without a usable cluster configuration.
+_CONFIG_TOLERANT = {"config"}
+# Commands whose own options share names with the global ones.
+_NO_HOIST = {"config"}
 
 # Commands owned by other packages; shown only when their module is present.
 # An extension gets its command line untouched (no global-option hoisting).
@@ -59,12 +65,12 @@ _GLOBAL_VALUE_OPTS = ("-n", "--namespace", "-s", "--server", "--kubeconfig", "--
 def hoist_global_options(args: list[str]) -> list[str]:
     """Move global options found after the subcommand to the front.
 
-    Extension commands (`kctl lab ...`) own their whole command line: their
-    options are left alone."""
+    Extension commands (`kctl lab ...`) and `kctl config` (its
+    `set-context --namespace`) own their whole command line."""
     i = 0
     while i < len(args) and args[i].startswith("-"):
         i += 2 if args[i] in _GLOBAL_VALUE_OPTS else 1
-    if i < len(args) and args[i] in EXTENSIONS:
+    if i < len(args) and (args[i] in EXTENSIONS or args[i] in _NO_HOIST):
         return args
     front, rest = [], []
     i = 0
@@ -136,7 +142,7 @@ def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout)
         settings = config.resolve(server=server, kubeconfig=kubeconfig, namespace=namespace,
                                   context=context_name)
     except config.ConfigError as exc:
-        if click_ctx.invoked_subcommand in EXTENSIONS:
+        if click_ctx.invoked_subcommand in EXTENSIONS or click_ctx.invoked_subcommand in _CONFIG_TOLERANT:
             # Extensions (the lab) may not need a cluster at all.
             settings = config.Settings(config.DEFAULT_SERVER, namespace or "default", bool(namespace),
                                        None, None)
