@@ -218,6 +218,7 @@ class PodWorker:
         base = self.agent.crashloop_base
         rec.backoff = base if (rec.backoff == 0 or ran >= BACKOFF_RESET) else min(rec.backoff * 2, MAX_BACKOFF)
         rec.backoff_until = (st.finished_at or time.time()) + rec.backoff
+        self.wake()                                   # decide about the restart in the next round
         metrics.RUNNING_CONTAINERS.labels(self.agent.node_name).dec()
 
     def _should_restart(self, rec: ContainerRecord) -> bool:
