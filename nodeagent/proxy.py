@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import ipaddress
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -124,11 +126,14 @@ class ServicePortInfo:
         return "KCTL-SEP-" + _hash(f"{self.key}{self.protocol}{ip}:{port}")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _hash(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _ipv4(text: str) -> str | None:
+    """The canonical dotted quad, or None if TEXT is not an IPv4 address (cached: called per endpoint)."""
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -170,7 +175,7 @@ def service_ports(services: Iterable, endpoints: Iterable) -> list[ServicePortIn
                             sp.protocol)
                 continue
             found = eps.get((s.metadata.namespace, s.metadata.name), {}).get((sp.name, proto), ())
-            ordered = tuple(sorted(found, key=lambda ep: (ipaddress.ip_address(ep[0]), ep[1])))
+            ordered = tuple(sorted(found, key=lambda ep: (socket.inet_aton(ep[0]), ep[1])))
             out.append(ServicePortInfo(s.metadata.namespace, s.metadata.name, sp.name, proto, vip, sp.port,
                                        sp.node_port, ordered))
     out.sort(key=lambda i: (i.namespace, i.name, i.port_name, i.protocol))

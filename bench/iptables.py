@@ -1,0 +1,160 @@
+"""Service proxy sync cost: a full Proxier sync of N services × M endpoints vs a bare iptables-restore.
+
+Runs in a throw-away network namespace (``kctlbench-ipt-<hex>``) that the main
+thread enters with ``setns`` before anything else, exactly like a node agent
+started inside a node's netns: every iptables process the bench spawns
+inherits it, the host's tables are never touched.  The namespace is deleted at
+the end whatever happens.  Needs root.
+
+Measured in one run, on the same kernel tables (median of ``--rounds``):
+
+* ``render``: the pure renderer alone (Python);
+* ``cold sync``: the first Proxier sync into empty tables (iptables-save,
+  restore creating every chain, hook checks/inserts);
+* ``proxier sync``: a warm full sync (one endpoint of one service flipped
+  between rounds, so the payload differs and is really applied): render +
+  ``iptables-save -t nat`` + one ``iptables-restore --noflush``;
+* ``bare restore``: ``iptables-restore --noflush`` of the very payload the
+  Proxier applied, alternating with the syncs so the tables hold the same chains;
+* ``noop sync``: a sync of an unchanged state (rendered and compared only).
+
+The ratio proxier/bare is the Proxier's overhead over the kernel-side floor.
+
+    python -m bench.iptables [--services 1000] [--endpoints 3] [--rounds 5]
+
+Last line: ``RESULT key=value ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+from machinery.pb import core_pb2
+from nodeagent.iptables import IptablesRunner, which_backend
+from nodeagent.proxy import Proxier, cleanup, count_rules, render
+
+CLONE_NEWNET = 0x40000000
+NODE_IP, POD_CIDR, MASQ_CIDR = "172.31.250.10", "10.244.0.0/16", "172.31.250.0/24"
+
+
+def make_state(n_services: int, n_endpoints: int, flip: bool = False):
+    """N ClusterIP services (every 10th also a NodePort) with M ready endpoints each."""
+    services, endpoints = [], []
+    for i in range(n_services):
+        s = core_pb2.Service()
+        s.metadata.namespace, s.metadata.name = f"ns{i % 10}", f"svc{i}"
+        s.spec.cluster_ip = f"10.96.{i // 250}.{i % 250 + 1}"
+        s.spec.ports.add(name="http", port=80, protocol="TCP", node_port=30000 + i if i % 10 == 0 else 0)
+        e = core_pb2.Endpoints()
+        e.metadata.namespace, e.metadata.name = s.metadata.namespace, s.metadata.name
+        sub = e.subsets.add()
+        for j in range(n_endpoints):
+            k = i * n_endpoints + j + (1 if flip and i == 0 and j == 0 else 0) * 65000
+            sub.addresses.add(ip=f"10.244.{k // 250 % 256}.{k % 250 + 2}")
+        sub.ports.add(name="http", port=8080, protocol="TCP")
+        services.append(s)
+        endpoints.append(e)
+    return services, endpoints
+
+
+def _setns(path: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+def ms(xs: list[float]) -> float:
+    return statistics.median(xs) * 1000
+
+
+async def bench(args) -> dict:
+    runner = IptablesRunner()
+    proxier = Proxier(runner, node_ip=NODE_IP, pod_cidr=POD_CIDR, masquerade_cidr=MASQ_CIDR, node_name="bench")
+    states = [make_state(args.services, args.endpoints, flip) for flip in (False, True)]
+
+    t = time.perf_counter()
+    await proxier.sync(*states[0])
+    cold = time.perf_counter() - t
+    payload = proxier.applied_payload
+    rules = count_rules(payload)
+
+    renders, syncs, bares, noops = [], [], [], []
+    for r in range(args.rounds):
+        t = time.perf_counter()
+        render(*states[r % 2], node_ip=NODE_IP, pod_cidr=POD_CIDR, masquerade_cidr=MASQ_CIDR)
+        renders.append(time.perf_counter() - t)
+
+        t = time.perf_counter()
+        assert await proxier.sync(*states[(r + 1) % 2]) is True
+        syncs.append(time.perf_counter() - t)
+
+        applied = proxier.applied_payload
+        t = time.perf_counter()
+        await runner.restore(applied)
+        bares.append(time.perf_counter() - t)
+
+        t = time.perf_counter()
+        assert await proxier.sync(*states[(r + 1) % 2]) is False
+        noops.append(time.perf_counter() - t)
+
+    t = time.perf_counter()
+    removed = await cleanup(runner)
+    clean = time.perf_counter() - t
+    return {"services": args.services, "endpoints": args.services * args.endpoints,
+            "nat_rules": rules["nat"], "nat_chains": payload.count("\n:KCTL-") - 2,
+            "payload_kb": len(payload) / 1024, "render_ms": ms(renders), "cold_sync_ms": cold * 1000,
+            "proxier_sync_ms": ms(syncs), "bare_restore_ms": ms(bares), "noop_sync_ms": ms(noops),
+            "cleanup_ms": clean * 1000, "removed": len(removed)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--services", type=int, default=1000)
+    ap.add_argument("--endpoints", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+    name = f"kctlbench-ipt-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        _setns(f"/var/run/netns/{name}")
+        res = asyncio.run(bench(args))
+    finally:
+        ctypes.CDLL(None, use_errno=True).setns(home, CLONE_NEWNET)
+        os.close(home)
+        subprocess.run(["ip", "netns", "del", name], check=False)
+    ratio = res["proxier_sync_ms"] / res["bare_restore_ms"]
+    print(f"backend               {which_backend()}")
+    print(f"services x endpoints  {res['services']} x {args.endpoints} = {res['endpoints']} endpoints")
+    print(f"payload               {res['nat_rules']} nat rules, {res['nat_chains']} service chains, "
+          f"{res['payload_kb']:.0f} KiB")
+    print(f"render only           {res['render_ms']:8.1f} ms")
+    print(f"cold sync (empty)     {res['cold_sync_ms']:8.1f} ms")
+    print(f"proxier full sync     {res['proxier_sync_ms']:8.1f} ms   (render + iptables-save + restore)")
+    print(f"bare iptables-restore {res['bare_restore_ms']:8.1f} ms   (same payload, same tables)")
+    print(f"ratio proxier/bare    {ratio:8.2f}")
+    print(f"unchanged (noop) sync {res['noop_sync_ms']:8.1f} ms")
+    print(f"cleanup               {res['cleanup_ms']:8.1f} ms   ({res['removed']} chains/hooks)")
+    print(f"RESULT services={res['services']} endpoints={res['endpoints']} nat_rules={res['nat_rules']} "
+          f"render_ms={res['render_ms']:.1f} cold_sync_ms={res['cold_sync_ms']:.1f} "
+          f"proxier_sync_ms={res['proxier_sync_ms']:.1f} bare_restore_ms={res['bare_restore_ms']:.1f} "
+          f"ratio={ratio:.2f} noop_sync_ms={res['noop_sync_ms']:.1f} backend={which_backend()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
