@@ -119,9 +119,10 @@ class Algorithm:
         cache = self.cache
         codes, statuses, fit, feasible, raw = self.filter(pod)
         result = ScheduleResult(None, len(cache), 0, 0)
-        self._histogram(result, codes, statuses, fit, codes == 0)
         idx = np.flatnonzero(feasible)
         result.feasible = len(idx)
+        if result.feasible < result.num_nodes:
+            self._histogram(result, codes, statuses, fit, codes == 0)
         if not len(idx):
             return result
         k = num_feasible_nodes_to_find(len(cache), self.config.percentage_of_nodes_to_score)
@@ -144,13 +145,18 @@ class Algorithm:
         best = np.flatnonzero(total == total.max())
         pick = int(best[self.rng.randrange(len(best))]) if len(best) > 1 else int(best[0])
         result.node = cache.names[idx[pick]]
-        order = np.argsort(-total, kind="stable")[:TOP_SCORED]
+        if len(total) > TOP_SCORED:
+            order = np.argpartition(-total, TOP_SCORED - 1)[:TOP_SCORED]
+            order = order[np.argsort(-total[order], kind="stable")]
+        else:
+            order = np.argsort(-total, kind="stable")
         if pick not in order:
             order = np.concatenate(([pick], order[:-1]))
-        for j in order:
-            j = int(j)
-            result.top.append((cache.names[idx[j]], round(float(total[j]), 1),
-                               {name: round(float(s[j]), 1) for name, s in parts}))
+        names = [cache.names[i] for i in idx[order].tolist()]
+        totals = np.round(total[order], 1).tolist()
+        per_plugin = [(name, np.round(s[order], 1).tolist()) for name, s in parts]
+        for k, name in enumerate(names):
+            result.top.append((name, totals[k], {pn: vals[k] for pn, vals in per_plugin}))
         return result
 
     def _histogram(self, result: ScheduleResult, codes, statuses, fit, static_ok) -> None:

@@ -42,6 +42,8 @@ FILTER_EFFECTS = ("NoSchedule", "NoExecute")
 
 _INT_ARRAYS = ("alloc_cpu", "alloc_mem", "alloc_pods", "req_cpu", "req_mem", "req_pods",
                "nz_cpu", "nz_mem")
+_FLOAT_ARRAYS = ("inv_cpu", "inv_mem")   # 1/allocatable (huge when 0), for scores
+_HUGE = 1e30
 
 
 @dataclass(slots=True)
@@ -86,6 +88,8 @@ class NodeCache:
         self.taint_group = np.zeros(self.cap, dtype=np.int32)
         for a in _INT_ARRAYS:
             setattr(self, a, np.zeros(self.cap, dtype=np.int64))
+        for a in _FLOAT_ARRAYS:
+            setattr(self, a, np.zeros(self.cap, dtype=np.float64))
         self.taint_groups: list[tuple] = [()]
         self._taint_group_ids: dict[tuple, int] = {(): 0}
         self.label_cols: dict[str, np.ndarray] = {}
@@ -109,7 +113,7 @@ class NodeCache:
             out[: self.cap] = arr
             return out
 
-        for a in ("valid", "unschedulable", "taint_group", *_INT_ARRAYS):
+        for a in ("valid", "unschedulable", "taint_group", *_INT_ARRAYS, *_FLOAT_ARRAYS):
             setattr(self, a, grown(getattr(self, a)))
         for k, col in self.label_cols.items():
             self.label_cols[k] = grown(col, -1)
@@ -167,7 +171,10 @@ class NodeCache:
             i = self._slot_for(name)
         self.nodes[i] = node
         self.valid[i] = True
-        self.alloc_cpu[i], self.alloc_mem[i], self.alloc_pods[i] = resources.node_allocatable(node)
+        cpu, mem, pods = resources.node_allocatable(node)
+        self.alloc_cpu[i], self.alloc_mem[i], self.alloc_pods[i] = cpu, mem, pods
+        self.inv_cpu[i] = 1.0 / cpu if cpu > 0 else _HUGE
+        self.inv_mem[i] = 1.0 / mem if mem > 0 else _HUGE
         taints = effective_taints(node)
         labels = tuple(sorted(node.metadata.labels.items()))
         sig = (labels, taints, node.spec.unschedulable)
@@ -195,7 +202,7 @@ class NodeCache:
         self.valid[i] = False
         self.unschedulable[i] = False
         self.taint_group[i] = 0
-        for a in _INT_ARRAYS:
+        for a in (*_INT_ARRAYS, *_FLOAT_ARRAYS):
             getattr(self, a)[i] = 0
         for col in self.label_cols.values():
             col[i] = -1

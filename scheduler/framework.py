@@ -103,12 +103,13 @@ def controller_uid(pod: core_pb2.Pod) -> str:
 def pod_info(pod: core_pb2.Pod) -> PodInfo:
     cpu, mem = resources.pod_requests(pod)
     spec = pod.spec
-    shape = b"|".join((
-        spec.node_name.encode(),
-        b",".join(f"{k}={v}".encode() for k, v in sorted(spec.node_selector.items())),
-        spec.affinity.SerializeToString(deterministic=True),
-        b"".join(t.SerializeToString(deterministic=True) for t in spec.tolerations),
-    ))
+    shape = spec.node_name.encode()
+    if spec.node_selector:
+        shape += b"|s" + ",".join(f"{k}={v}" for k, v in sorted(spec.node_selector.items())).encode()
+    if spec.HasField("affinity"):
+        shape += b"|a" + spec.affinity.SerializeToString(deterministic=True)
+    if spec.tolerations:
+        shape += b"|t" + b"".join(t.SerializeToString(deterministic=True) for t in spec.tolerations)
     return PodInfo(
         pod=pod, key=pod_key(pod), uid=pod.metadata.uid, cpu=cpu, mem=mem,
         nz_cpu=cpu or resources.DEFAULT_MILLI_CPU, nz_mem=mem or resources.DEFAULT_MEMORY,

@@ -41,11 +41,6 @@ class NodeResourcesFit(FilterPlugin):
         return FilterResult(codes, self.statuses)
 
 
-def _fraction(requested: np.ndarray, alloc: np.ndarray) -> np.ndarray:
-    out = np.ones(len(alloc), dtype=np.float64)
-    np.divide(requested, alloc, out=out, where=alloc > 0)
-    return out
-
 
 class LeastAllocated(ScorePlugin):
     """Mean over cpu and memory of (allocatable - requested) / allocatable,
@@ -54,10 +49,9 @@ class LeastAllocated(ScorePlugin):
     name = "LeastAllocated"
 
     def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
-        f_cpu = _fraction(cache.nz_cpu[idx] + pod.nz_cpu, cache.alloc_cpu[idx])
-        f_mem = _fraction(cache.nz_mem[idx] + pod.nz_mem, cache.alloc_mem[idx])
-        free = (np.clip(1.0 - f_cpu, 0, 1) + np.clip(1.0 - f_mem, 0, 1)) * 50.0
-        return free
+        f_cpu = (cache.nz_cpu[idx] + pod.nz_cpu) * cache.inv_cpu[idx]
+        f_mem = (cache.nz_mem[idx] + pod.nz_mem) * cache.inv_mem[idx]
+        return (np.clip(1.0 - f_cpu, 0, 1) + np.clip(1.0 - f_mem, 0, 1)) * 50.0
 
 
 class BalancedAllocation(ScorePlugin):
@@ -66,6 +60,6 @@ class BalancedAllocation(ScorePlugin):
     name = "BalancedAllocation"
 
     def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
-        f_cpu = np.minimum(_fraction(cache.req_cpu[idx] + pod.cpu, cache.alloc_cpu[idx]), 1.0)
-        f_mem = np.minimum(_fraction(cache.req_mem[idx] + pod.mem, cache.alloc_mem[idx]), 1.0)
+        f_cpu = np.minimum((cache.req_cpu[idx] + pod.cpu) * cache.inv_cpu[idx], 1.0)
+        f_mem = np.minimum((cache.req_mem[idx] + pod.mem) * cache.inv_mem[idx], 1.0)
         return (1.0 - np.abs(f_cpu - f_mem) * 0.5) * 100.0
