@@ -22,7 +22,8 @@ Every `monitor_period` (0.5 s) the monitor:
    The delete is an ordinary graceful one: the pod shows Terminating until its
    node comes back (its agent stops it and confirms) — the ReplicaSet no longer
    counts a pod with a deletionTimestamp, so its replacement is created at once;
-4. disruption mode: when at least 2 nodes and more than half of all nodes (or
+4. pods bound to a node that was deleted are force-deleted (pod GC);
+5. disruption mode: when at least 2 nodes and more than half of all nodes (or
    every node) are unhealthy, the controller assumes that it, not the nodes,
    is cut off and evicts nothing (Kubernetes' full/partial disruption with
    the small-cluster eviction rate of 0); entering and leaving it is logged
@@ -145,6 +146,29 @@ class NodeLifecycleController:
         unhealthy = sum(1 for n in nodes if silent[n.metadata.name] or self._ready(n) != "True")
         self._set_disruption(nodes, unhealthy)
         await asyncio.gather(*(self._one_node(n, silent[n.metadata.name]) for n in nodes))
+        await self._collect_orphans({n.metadata.name for n in nodes})
+
+    async def _collect_orphans(self, known: set[str]) -> None:
+        """Pods bound to a node that no longer exists are force-deleted
+        (Kubernetes' pod GC); the node's absence is confirmed by a live GET."""
+        missing: dict[str, list] = {}
+        for p in self.pod_inf.list():
+            if p.spec.node_name and p.spec.node_name not in known:
+                missing.setdefault(p.spec.node_name, []).append(p)
+        for node_name, pods in missing.items():
+            try:
+                await self.client.get("Node", node_name)
+                continue
+            except errors.NotFound:
+                pass
+            for p in pods:
+                try:
+                    await self.client.delete("Pod", p.metadata.name, p.metadata.namespace, grace_period=0,
+                                             uid=p.metadata.uid)
+                    log.info("deleted pod %s/%s of deleted node %s", p.metadata.namespace, p.metadata.name,
+                             node_name)
+                except (errors.NotFound, errors.Conflict):
+                    pass
 
     @staticmethod
     def _ready(node) -> str:

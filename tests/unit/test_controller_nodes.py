@@ -146,3 +146,14 @@ async def test_node_ipam_allocates_distinct_ranges_rebuilds_and_releases():
         await c.sync("c")
         await h.settle()
         assert get(h, "Node", "c").spec.pod_cidr == cidrs["a"]      # released range reused
+
+
+async def test_pods_of_a_deleted_node_are_force_deleted():
+    clock, mono = Clock(), Mono(0)
+    async with harness(nlc_factory(clock, mono), clock=clock) as (h, c):
+        await setup(h, ["a", "b"])
+        await h.client.delete("Node", "a")
+        await h.settle()
+        await c.monitor_once()
+        await h.settle()
+        assert {p.metadata.name for p in h.client.objects("Pod")} == {"b-p0"}
