@@ -65,6 +65,9 @@ async def test_unschedulable_then_node_added(fake, running):
     await until(lambda: any(e.reason == "FailedScheduling" for e in fake.objects("Event")), "event")
     ev = next(e for e in fake.objects("Event") if e.reason == "FailedScheduling")
     assert ev.type == "Warning" and ev.message == msg
+    await until(lambda: running.metrics.value("kctl_scheduler_pending_pods", queue="unschedulable") == 1,
+                "pending gauge")
+    assert running.metrics.value("kctl_scheduler_schedule_attempts_total", result="unschedulable") == 1
     await fake.create(hollow.node("n2", cpu="4"))
     await until(lambda: pods(fake)["p"].spec.node_name == "n2", "bound after node add")
 
