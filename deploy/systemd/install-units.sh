@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Install kctl's systemd units and their /etc/kctl/*.env files, then enable
+# and start them. Idempotent: running it again with the same arguments changes
+# nothing and restarts nothing; a unit whose unit or env file changed is
+# restarted (the previous env file is kept as NAME.env.bak).
+#
+#   install-units.sh controlplane --advertise-ip IP [options]
+#       kctl-etcd, kctl-apiserver, kctl-scheduler, kctl-controller-manager,
+#       kctl-registry
+#   install-units.sh worker --apiserver HOST:PORT --node-ip IP [options]
+#       kctl-nodeagent
+#
+# Options (the environment variable in brackets is the default):
+#   --prefix DIR              kctl checkout whose .venv/ has the kctl-* scripts
+#                             (default: the checkout holding this script) [KCTL_PREFIX]
+#   controlplane:
+#   --advertise-ip IP         the control plane's cluster-network address: the
+#                             apiserver (:6443) and the registry (:5000) listen
+#                             there [KCTL_ADVERTISE_IP]
+#   --service-cidr CIDR       ClusterIP range (10.96.0.0/16) [KCTL_SERVICE_CIDR]
+#   --cluster-cidr CIDR       pod network (10.244.0.0/16) [KCTL_CLUSTER_CIDR]
+#   --node-cidr-mask-size N   each node's share of it (24) [KCTL_NODE_CIDR_MASK_SIZE]
+#   worker:
+#   --apiserver HOST:PORT     the control plane's apiserver [KCTL_APISERVER]
+#   --node-ip IP              this node's cluster-network address [KCTL_NODE_IP]
+#   --node-name NAME          (default: `hostname -s`) [KCTL_NODE_NAME]
+#   --registry HOST:PORT      docker.io mirror, plain http (default: the
+#                             apiserver's host, port 5000) [KCTL_REGISTRY]
+#   --node-labels k=v,...     [KCTL_NODE_LABELS]
+#   --register-with-taints k=v:NoSchedule,...   [KCTL_NODE_TAINTS]
+#   both:
+#   --root DIR                install below DIR instead of / (an image, a test):
+#                             files only, no systemctl, no modprobe
+#   --no-start                install and enable, but do not start or restart
+set -euo pipefail
+shopt -u patsub_replacement 2>/dev/null || true   # bash 5.2: '&' literal in ${x//a/b}
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+die() { echo "install-units.sh: $*" >&2; exit 1; }
+
+ROLE=${1:-}
+case "$ROLE" in
+    controlplane|worker) shift ;;
+    -h|--help) usage 0 ;;
+    *) usage ;;
+esac
+
+PREFIX=${KCTL_PREFIX:-$(cd "$HERE/../.." && pwd)}
+ADVERTISE_IP=${KCTL_ADVERTISE_IP:-}
+SERVICE_CIDR=${KCTL_SERVICE_CIDR:-10.96.0.0/16}
+CLUSTER_CIDR=${KCTL_CLUSTER_CIDR:-10.244.0.0/16}
+NODE_CIDR_MASK_SIZE=${KCTL_NODE_CIDR_MASK_SIZE:-24}
+APISERVER=${KCTL_APISERVER:-}
+NODE_IP=${KCTL_NODE_IP:-}
+NODE_NAME=${KCTL_NODE_NAME:-}
+REGISTRY=${KCTL_REGISTRY:-}
+NODE_LABELS=${KCTL_NODE_LABELS:-}
+NODE_TAINTS=${KCTL_NODE_TAINTS:-}
+ROOT=""
+START=1
+
+while (($#)); do
+    opt=$1
+    case "$opt" in
+        --no-start) START=0; shift; continue ;;
+        -h|--help) usage 0 ;;
+        --*=*) set -- "${opt%%=*}" "${opt#*=}" "${@:2}"; continue ;;
+    esac
+    (($# >= 2)) || die "$opt needs a value"
+    val=$2
+    case "$opt" in
+        --prefix) PREFIX=$val ;;
+        --advertise-ip) ADVERTISE_IP=$val ;;
+        --service-cidr) SERVICE_CIDR=$val ;;
+        --cluster-cidr) CLUSTER_CIDR=$val ;;
+        --node-cidr-mask-size) NODE_CIDR_MASK_SIZE=$val ;;
+        --apiserver) APISERVER=$val ;;
+        --node-ip) NODE_IP=$val ;;
+        --node-name) NODE_NAME=$val ;;
+        --registry) REGISTRY=$val ;;
+        --node-labels) NODE_LABELS=$val ;;
+        --register-with-taints) NODE_TAINTS=$val ;;
+        --root) ROOT=${val%/} ;;
+        *) die "unknown option $opt (see --help)" ;;
+    esac
+    shift 2
+done
+
+PREFIX=${PREFIX%/}
+if [ "$ROLE" = controlplane ]; then
+    [ -n "$ADVERTISE_IP" ] || die "controlplane needs --advertise-ip"
+    COMPONENTS=(etcd registry apiserver scheduler controller-manager)
+else
+    [ -n "$APISERVER" ] || die "worker needs --apiserver HOST:PORT"
+    [ -n "$NODE_IP" ] || die "worker needs --node-ip"
+    NODE_NAME=${NODE_NAME:-$(hostname -s)}
+    REGISTRY=${REGISTRY:-${APISERVER%:*}:5000}
+    COMPONENTS=(nodeagent)
+fi
+EXTRA_ARGS=""
+[ -z "$NODE_LABELS" ] || EXTRA_ARGS+="--node-labels $NODE_LABELS "
+[ -z "$NODE_TAINTS" ] || EXTRA_ARGS+="--register-with-taints $NODE_TAINTS "
+for v in "$ADVERTISE_IP" "$APISERVER" "$NODE_IP" "$NODE_NAME" "$REGISTRY" "$NODE_LABELS" "$NODE_TAINTS" \
+         "$SERVICE_CIDR" "$CLUSTER_CIDR" "$NODE_CIDR_MASK_SIZE"; do
+    case "$v" in *[[:space:]\"\'\\\$]*) die "values may not contain spaces, quotes, backslashes or \$: '$v'" ;; esac
+done
+if [ -z "$ROOT" ]; then
+    [ "$(id -u)" = 0 ] || die "run as root (or use --root DIR)"
+    for c in "${COMPONENTS[@]}"; do
+        case "$c" in etcd|registry) continue ;; esac
+        [ -x "$PREFIX/.venv/bin/kctl-$c" ] || die "$PREFIX/.venv/bin/kctl-$c missing: run $PREFIX/deploy/install.sh first"
+    done
+fi
+
+UNIT_DIR=$ROOT/etc/systemd/system
+CONF_DIR=$ROOT/etc/kctl
+mkdir -p "$UNIT_DIR" "$CONF_DIR"
+
+render() {  # render FILE: the file with our values in place of its @PLACEHOLDERS@
+    local s
+    s=$(<"$1")
+    s=${s//\/opt\/kctl\//$PREFIX/}
+    s=${s//@ADVERTISE_IP@/$ADVERTISE_IP}
+    s=${s//@SERVICE_CIDR@/$SERVICE_CIDR}
+    s=${s//@CLUSTER_CIDR@/$CLUSTER_CIDR}
+    s=${s//@NODE_CIDR_MASK_SIZE@/$NODE_CIDR_MASK_SIZE}
+    s=${s//@APISERVER@/$APISERVER}
+    s=${s//@NODE_NAME@/$NODE_NAME}
+    s=${s//@NODE_IP@/$NODE_IP}
+    s=${s//@REGISTRY@/$REGISTRY}
+    s=${s//@EXTRA_ARGS@/${EXTRA_ARGS% }}
+    if [[ $s =~ @[A-Z_]+@ ]]; then
+        die "$1: no value for ${BASH_REMATCH[0]}"
+    fi
+    printf '%s\n' "$s"
+}
+
+CHANGED=()
+install_file() {  # install_file CONTENT DEST MODE [backup]: write DEST only if different
+    local content=$1 dest=$2 mode=$3 backup=${4:-}
+    if [ -f "$dest" ] && [ "$(<"$dest")" = "${content%$'\n'}" ]; then
+        echo "  unchanged  $dest"
+        return 1
+    fi
+    if [ -n "$backup" ] && [ -f "$dest" ]; then
+        cp -p "$dest" "$dest.bak"
+        echo "  (previous $dest kept as $dest.bak)"
+    fi
+    printf '%s\n' "${content%$'\n'}" >"$dest.tmp"
+    chmod "$mode" "$dest.tmp"
+    mv -f "$dest.tmp" "$dest"
+    echo "  wrote      $dest"
+}
+
+echo "kctl $ROLE units (prefix $PREFIX) into ${ROOT:-/}"
+for c in "${COMPONENTS[@]}"; do
+    changed=0
+    unit=$(render "$HERE/kctl-$c.service")
+    env=$(render "$HERE/env/$c.env")
+    if install_file "$unit" "$UNIT_DIR/kctl-$c.service" 0644; then changed=1; fi
+    if install_file "$env" "$CONF_DIR/$c.env" 0644 backup; then changed=1; fi
+    if [ "$c" = registry ] && install_file "$(<"$HERE/registry.yml")" "$CONF_DIR/registry.yml" 0644 backup; then
+        changed=1
+    fi
+    if ((changed)); then CHANGED+=("$c"); fi
+done
+if [ "$ROLE" = worker ]; then
+    mkdir -p "$ROOT/etc/modules-load.d"
+    install_file "$(printf '# kctl node agent: pod network (bridge-nf-call-iptables) and container rootfs\nbr_netfilter\noverlay')" \
+        "$ROOT/etc/modules-load.d/kctl.conf" 0644 || true
+fi
+
+if [ -n "$ROOT" ]; then
+    echo "installed below $ROOT (no systemctl)"
+    exit 0
+fi
+
+if [ "$ROLE" = worker ]; then
+    modprobe -a br_netfilter overlay || echo "warning: modprobe br_netfilter overlay failed" >&2
+fi
+command -v systemctl >/dev/null || die "systemctl not found: files are installed, start the components by hand (deploy/README.md)"
+systemctl daemon-reload
+if [ "$ROLE" = controlplane ]; then
+    # Debian's etcd and docker-registry packages enable their own services on
+    # the ports we use (2379/2380, 5000): ours replace them.
+    for svc in etcd.service docker-registry.service; do
+        if systemctl list-unit-files "$svc" 2>/dev/null | grep -q "^$svc"; then
+            systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        fi
+    done
+fi
+units=()
+for c in "${COMPONENTS[@]}"; do units+=("kctl-$c.service"); done
+systemctl enable "${units[@]}" 2>&1 | grep -v "^Created symlink" || true
+if ((START)); then
+    for c in "${COMPONENTS[@]}"; do
+        if [[ " ${CHANGED[*]} " == *" $c "* ]] && systemctl is-active --quiet "kctl-$c.service"; then
+            echo "  restart    kctl-$c.service (its files changed)"
+            systemctl restart "kctl-$c.service"
+        else
+            systemctl start "kctl-$c.service"
+        fi
+    done
+    systemctl --no-pager --lines=0 status "${units[@]}" | grep -E "^[^ ]|Active:" || true
+fi
