@@ -44,6 +44,7 @@ COMMANDS = {
     "logs": "kubectlish.podio:logs_cmd",
     "exec": "kubectlish.podio:exec_cmd",
     "config": "kubectlish.config_cmd:config_group",
+    "patch": "kubectlish.patch:patch_cmd",
 }
 
 # Commands that work without a usable cluster configuration.

@@ -112,9 +112,13 @@ def canonical_quantities(obj):
     return obj
 
 
-def three_way(last: dict | None, new: dict, live: dict) -> dict:
-    """The merged object (a new dict; inputs are not modified)."""
-    merged = canonical_quantities(_merge_maps(last or {}, new, live))
+def three_way(last: dict | None, new: dict, live: dict, *, live_order: bool = False) -> dict:
+    """The merged object (a new dict; inputs are not modified).
+
+    Keyed lists follow the manifest's order (apply: the file says what the
+    list is), or with live_order the live list's order with new items
+    appended (a strategic merge patch without $setElementOrder)."""
+    merged = canonical_quantities(_merge_maps(last or {}, new, live, live_order))
     if new.get("kind") == "Service":
         drop_type_dependent_fields(merged, new, live)
     return merged
@@ -138,7 +142,7 @@ def drop_type_dependent_fields(merged: dict, new: dict, live: dict) -> None:
             p.pop("nodePort", None)
 
 
-def _merge_maps(last: dict, new: dict, live: dict) -> dict:
+def _merge_maps(last: dict, new: dict, live: dict, live_order: bool = False) -> dict:
     out = copy.deepcopy(live) if isinstance(live, dict) else {}
     for key in last:
         if key not in new:
@@ -150,9 +154,9 @@ def _merge_maps(last: dict, new: dict, live: dict) -> dict:
         lv = out.get(key)
         ov = last.get(key)
         if isinstance(nv, dict) and isinstance(lv, dict):
-            out[key] = _merge_maps(ov if isinstance(ov, dict) else {}, nv, lv)
+            out[key] = _merge_maps(ov if isinstance(ov, dict) else {}, nv, lv, live_order)
         elif isinstance(nv, list) and isinstance(lv, list):
-            out[key] = _merge_lists(key, ov if isinstance(ov, list) else [], nv, lv)
+            out[key] = _merge_lists(key, ov if isinstance(ov, list) else [], nv, lv, live_order)
         else:
             out[key] = copy.deepcopy(nv)
     return out
@@ -177,22 +181,31 @@ def _merge_key(field: str, *lists: list) -> str | None:
     return key
 
 
-def _merge_lists(field: str, last: list, new: list, live: list) -> list:
+def _merge_lists(field: str, last: list, new: list, live: list, live_order: bool = False) -> list:
     key = _merge_key(field, last, new, live)
     if key is None:
         return copy.deepcopy(new)
     last_by = {json.dumps(i[key]): i for i in last}
     live_by = {json.dumps(i[key]): i for i in live}
-    new_keys = {json.dumps(i[key]) for i in new}
-    out = []
-    for item in new:
-        k = json.dumps(item[key])
+    new_by = {json.dumps(i[key]): i for i in new}
+
+    def merged(k):
         if k in live_by:
-            out.append(_merge_maps(last_by.get(k, {}), item, live_by[k]))
-        else:
-            out.append(copy.deepcopy(item))
+            return _merge_maps(last_by.get(k, {}), new_by[k], live_by[k], live_order)
+        return copy.deepcopy(new_by[k])
+    out = []
+    if live_order:
+        for item in live:
+            k = json.dumps(item[key])
+            if k in new_by:
+                out.append(merged(k))
+            elif k not in last_by:
+                out.append(copy.deepcopy(item))
+        out += [merged(k) for k in new_by if k not in live_by]
+        return out
+    out = [merged(k) for k in new_by]
     for item in live:
         k = json.dumps(item[key])
-        if k not in new_keys and k not in last_by:
+        if k not in new_by and k not in last_by:
             out.append(copy.deepcopy(item))  # added by someone else: keep
     return out
