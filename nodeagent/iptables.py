@@ -95,6 +95,13 @@ class IptablesRunner:
         """``iptables -w N ARGS``; a non-zero exit is returned, not raised (``-C`` uses it)."""
         return await self._exec(self._argv(self.iptables_bin, "-w", self.wait, *args))
 
+    async def conntrack(self, *args: str) -> Result:
+        """``conntrack ARGS`` (e.g. ``-D -p udp --orig-dst VIP``); a non-zero exit is returned."""
+        path = shutil.which("conntrack") or shutil.which("conntrack", path="/usr/sbin:/sbin")
+        if path is None:
+            raise IptablesError("conntrack not found")
+        return await self._exec(self._argv(path, *args))
+
     async def save(self, table: str) -> str:
         r = await self._exec(self._argv(self.save_bin, "-t", table))
         if r.rc != 0:
@@ -115,7 +122,7 @@ class FakeIptables:
     """In-memory stand-in: user chains per table (with rule counts) and built-in chain rules.
 
     ``calls`` records every call as a tuple (``("restore", payload)``,
-    ``("save", table)``, ``("iptables", *args)``); ``fail_restore`` makes the
+    ``("save", table)``, ``("iptables", *args)``, ``("conntrack", *args)``); ``fail_restore`` makes the
     next N restores fail.  Restore semantics follow ``--noflush``: a declared
     chain is created or flushed, ``-A`` appends, ``-X`` deletes.
     """
@@ -150,6 +157,10 @@ class FakeIptables:
                 return Result(0, "", "")
             return Result(1, "", "Bad rule")
         raise ValueError(f"fake iptables: unsupported {args}")
+
+    async def conntrack(self, *args: str) -> Result:
+        self.calls.append(("conntrack", *args))
+        return Result(1, "", "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n")
 
     async def save(self, table: str) -> str:
         self.calls.append(("save", table))

@@ -32,7 +32,9 @@ declaration and ``-X`` for each stale one → ONE ``iptables-restore --noflush``
 (every chain we use is declared, hence flushed, in the payload; nothing else is
 touched) → hook the built-in chains with ``iptables -C … || iptables -I …``,
 outside the payload (inside it, --noflush would add them again on every sync),
-on the first sync, after a failure and on periodic resyncs.
+on the first sync, after a failure and on periodic resyncs → for UDP, delete
+the conntrack entries that would keep steering packets to a removed endpoint
+or past a VIP that just got endpoints (``udp_conntrack_deletions``).
 
 Rate limiting (``run``): informer handlers call ``request_sync()``, which only
 sets an event.  The loop waits for it, then waits until ``min_sync_interval``
@@ -197,6 +199,13 @@ def _line(chain: str, *parts) -> str:
 
 def render(services: Iterable, endpoints: Iterable, *, node_ip: str | None, pod_cidr: str | None = None,
            masquerade_cidr: str | None = None) -> str:
+    """The iptables-restore payload for these Services and Endpoints (see ``render_ports``)."""
+    return render_ports(service_ports(services, endpoints), node_ip=node_ip, pod_cidr=pod_cidr,
+                        masquerade_cidr=masquerade_cidr)
+
+
+def render_ports(ports: Iterable[ServicePortInfo], *, node_ip: str | None, pod_cidr: str | None = None,
+                 masquerade_cidr: str | None = None) -> str:
     """The iptables-restore payload (``filter`` then ``nat``) for these Services and Endpoints.
 
     node_ip: NodePorts answer on this address (like kube-proxy with
@@ -229,7 +238,7 @@ def render(services: Iterable, endpoints: Iterable, *, node_ip: str | None, pod_
         _line(POSTROUTING, _comment("kctl service traffic requiring SNAT"), "-j", "MASQUERADE", "--random-fully"),
     ]
 
-    for sp in service_ports(services, endpoints):
+    for sp in ports:
         proto = ["-p", sp.protocol, "-m", sp.protocol]
         vip = ["-d", f"{sp.cluster_ip}/32"]
         if not sp.endpoints:
@@ -314,6 +323,32 @@ def count_rules(payload: str) -> dict[str, int]:
     return counts
 
 
+def udp_conntrack_deletions(old: dict[str, ServicePortInfo], new: Iterable[ServicePortInfo]) -> list[tuple]:
+    """``conntrack -D`` argument lists that UDP needs after a change from OLD to NEW.
+
+    UDP has no connection end: conntrack keeps steering a client's packets to
+    the endpoint its first packet was DNATed to (or, if the VIP had no
+    endpoints then, past the nat table altogether).  As kube-proxy does, we
+    delete (a) the entries DNATed to an endpoint that is gone, for its VIP and
+    NodePort, and (b) all entries of a VIP / NodePort that had no endpoints and
+    now has some.  OLD is keyed by ``key/protocol``; only UDP ports are looked at.
+    """
+    new_udp = {f"{sp.key}/{sp.protocol}": sp for sp in new if sp.protocol == "udp"}
+    out = set()
+    for k, was in old.items():
+        now = new_udp.get(k)
+        for ip, _ in set(was.endpoints) - set(now.endpoints if now else ()):
+            out.add(("-p", "udp", "--orig-dst", was.cluster_ip, "--dst-nat", ip))
+            if was.node_port:
+                out.add(("-p", "udp", "--orig-port-dst", str(was.node_port), "--dst-nat", ip))
+    for k, now in new_udp.items():
+        if now.endpoints and not (old.get(k) and old[k].endpoints):
+            out.add(("-p", "udp", "--orig-dst", now.cluster_ip, "--orig-port-dst", str(now.port)))
+            if now.node_port:
+                out.add(("-p", "udp", "--orig-port-dst", str(now.node_port)))
+    return sorted(out)
+
+
 # ---------------------------------------------------------------------------- hooks / cleanup
 
 async def ensure_hooks(runner) -> list[str]:
@@ -393,6 +428,7 @@ class Proxier:
         self._hooks_ok = False
         self._last_sync: float | None = None
         self.last_stale: list[str] = []
+        self._udp: dict[str, ServicePortInfo] = {}   # UDP ports as last applied, for conntrack clearing
 
     @property
     def applied_payload(self) -> str | None:
@@ -402,12 +438,26 @@ class Proxier:
         return render(services, endpoints, node_ip=self.node_ip, pod_cidr=self.pod_cidr,
                       masquerade_cidr=self.masquerade_cidr)
 
+    async def _clear_udp_conntrack(self, ports: list[ServicePortInfo]) -> None:
+        """Delete stale UDP conntrack entries (udp_conntrack_deletions); failures are only logged."""
+        for args in udp_conntrack_deletions(self._udp, ports):
+            try:
+                r = await self.runner.conntrack("-D", *args)
+            except IptablesError as exc:
+                log.warning("proxy: conntrack -D %s: %s", " ".join(args), exc)
+                continue
+            if r.rc != 0 and "0 flow entries" not in r.stderr:
+                log.warning("proxy: conntrack -D %s: %s", " ".join(args), r.stderr.strip())
+        self._udp = {f"{sp.key}/{sp.protocol}": sp for sp in ports if sp.protocol == "udp"}
+
     async def sync(self, services: Iterable, endpoints: Iterable, *, force: bool = False) -> bool:
         """Apply the rules for this state; False when skipped because nothing changed."""
         async with self._lock:
             start = time.perf_counter()
             self._last_sync = self._clock()
-            payload = self.render(services, endpoints)
+            ports = service_ports(services, endpoints)
+            payload = render_ports(ports, node_ip=self.node_ip, pod_cidr=self.pod_cidr,
+                                   masquerade_cidr=self.masquerade_cidr)
             if payload == self._applied and not force:
                 SYNCS.labels(self.node_name, "unchanged").inc()
                 return False
@@ -424,6 +474,7 @@ class Proxier:
                 SYNC_ERRORS.labels(self.node_name).inc()
                 raise ProxyError(f"proxy sync failed: {exc}") from exc
             self._applied = payload
+            await self._clear_udp_conntrack(ports)
             for table, n in count_rules(payload).items():
                 RULES.labels(self.node_name, table).set(n)
             SYNCS.labels(self.node_name, "applied").inc()
@@ -473,13 +524,14 @@ class Proxier:
     async def cleanup(self) -> list[str]:
         """Remove all KCTL-* chains and hooks (agent teardown); forget what was applied."""
         async with self._lock:
-            self._applied, self._hooks_ok = None, False
+            self._applied, self._hooks_ok, self._udp = None, False, {}
             try:
                 return await cleanup(self.runner)
             except IptablesError as exc:
                 raise ProxyError(f"proxy cleanup failed: {exc}") from exc
 
 
-__all__ = ["Proxier", "ProxyError", "ServicePortInfo", "render", "service_ports", "cleanup", "ensure_hooks",
+__all__ = ["Proxier", "ProxyError", "ServicePortInfo", "render", "render_ports", "service_ports",
+           "udp_conntrack_deletions", "cleanup", "ensure_hooks",
            "stale_chains", "with_stale_deletions", "kctl_chains", "declared_chains", "count_rules", "HOOKS",
            "BUILTIN_CHAINS"]

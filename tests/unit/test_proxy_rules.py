@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from machinery.pb import core_pb2
 from nodeagent.iptables import FakeIptables
 from nodeagent.proxy import (HOOKS, Proxier, ProxyError, ServicePortInfo, cleanup, count_rules, render,
-                             service_ports, stale_chains, with_stale_deletions)
+                             service_ports, stale_chains, udp_conntrack_deletions, with_stale_deletions)
 
 NODE_IP, POD_CIDR, MASQ_CIDR = "172.30.0.11", "10.244.1.0/24", "172.30.0.0/24"
 WEB_SVC, WEB_EXT = "KCTL-SVC-CDGGSHYLG3RE2FKL", "KCTL-EXT-CDGGSHYLG3RE2FKL"
@@ -452,3 +452,49 @@ async def test_run_retries_a_failed_sync_with_backoff():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def udp_port(ips, node_port=0, name="dns"):
+    return ServicePortInfo("kube-system", name, "dns", "udp", "10.96.0.53", 53, node_port,
+                           tuple((ip, 5353) for ip in ips))
+
+
+def test_udp_conntrack_deletions():
+    k = "kube-system/dns:dns/udp"
+    # removed endpoints: entries DNATed to them, on the VIP and the NodePort
+    assert udp_conntrack_deletions({k: udp_port(["10.244.1.2", "10.244.1.3"], 30053)},
+                                   [udp_port(["10.244.1.2"], 30053)]) == [
+        ("-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.1.3"),
+        ("-p", "udp", "--orig-port-dst", "30053", "--dst-nat", "10.244.1.3")]
+    # the service deleted: all its endpoints count as removed
+    assert udp_conntrack_deletions({k: udp_port(["10.244.1.2"])}, []) == [
+        ("-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.1.2")]
+    # no endpoints -> some (or a new service): everything on the VIP / NodePort goes
+    expected = [("-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53"),
+                ("-p", "udp", "--orig-port-dst", "30053")]
+    assert udp_conntrack_deletions({k: udp_port([], 30053)}, [udp_port(["10.244.1.2"], 30053)]) == expected
+    assert udp_conntrack_deletions({}, [udp_port(["10.244.1.2"], 30053)]) == expected
+    # unchanged, added endpoints, TCP: nothing
+    assert udp_conntrack_deletions({k: udp_port(["10.244.1.2"])}, [udp_port(["10.244.1.2", "10.244.1.3"])]) == []
+    tcp = ServicePortInfo("default", "web", "http", "tcp", "10.96.0.10", 80, 0, ())
+    assert udp_conntrack_deletions({}, [tcp]) == []
+
+
+async def test_proxier_clears_udp_conntrack_only_when_endpoints_go():
+    fake = FakeIptables()
+    p = proxier(fake)
+    dns = [svc("dns", "10.96.0.53", ("dns", 53, "UDP", 0), ns="kube-system")]
+
+    def dns_eps(*ips):
+        return [eps("dns", ips, ("dns", 5353, "UDP"), ns="kube-system")]
+
+    await p.sync(dns, dns_eps("10.244.1.2", "10.244.1.3"))
+    assert [c for c in fake.calls if c[0] == "conntrack"] == [
+        ("conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53")]
+    fake.calls.clear()
+    await p.sync(dns, dns_eps("10.244.1.2", "10.244.1.3", "10.244.1.4"))
+    assert [c for c in fake.calls if c[0] == "conntrack"] == []
+    await p.sync(dns, dns_eps("10.244.1.2"))
+    assert [c for c in fake.calls if c[0] == "conntrack"] == [
+        ("conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", ip)
+        for ip in ("10.244.1.3", "10.244.1.4")]

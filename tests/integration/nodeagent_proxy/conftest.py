@@ -69,10 +69,14 @@ while True:
 CLIENT = r'''
 import errno, json, socket, sys
 proto, host, port, count, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+sport = int(sys.argv[6])
 out = []
 for _ in range(count):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     s.settimeout(timeout)
+    if sport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", sport))
     try:
         if proto == "tcp":
             s.connect((host, port)); out.append(s.makefile().readline().strip())
@@ -120,10 +124,14 @@ class MiniNode:
             raise RuntimeError(f"server {name} did not start")
 
     def connect(self, from_ns: str, host: str, port: int, count: int = 1, proto: str = "tcp",
-                timeout: float = 5.0) -> list[str]:
-        """COUNT fresh connections (or datagrams) from a namespace: replies 'NAME PEER_IP' or 'ERR:…'."""
+                timeout: float = 5.0, sport: int = 0) -> list[str]:
+        """COUNT fresh connections (or datagrams) from a namespace: replies 'NAME PEER_IP' or 'ERR:…'.
+
+        Each uses a new socket, so a new source port and conntrack entry,
+        unless SPORT pins the source port (one UDP flow across calls).
+        """
         r = sh("nsenter", f"--net={ns_path(from_ns)}", sys.executable, str(self.tmp / "client.py"), proto, host,
-               str(port), str(count), str(timeout))
+               str(port), str(count), str(timeout), str(sport))
         return json.loads(r.stdout)
 
     def save(self, table: str, counters: bool = False) -> str:

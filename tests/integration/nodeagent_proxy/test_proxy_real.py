@@ -94,6 +94,19 @@ async def test_udp_clusterip(mini_node, proxier):
     assert names(replies) == NAMES
 
 
+async def test_udp_flow_leaves_a_removed_endpoint(mini_node, proxier):
+    s = svc("dns", UDP_VIP, ("dns", 53, "UDP", 0))
+    await proxier.sync([s], [eps("dns", POD_IPS, ("dns", 8053, "UDP"))])
+    first = mini_node.connect(mini_node.pods[0], UDP_VIP, 53, count=3, proto="udp", sport=40053)
+    assert len(names(first)) == 1                         # one flow, one endpoint (conntrack)
+    [stuck] = names(first)
+    keep = [ip for i, ip in enumerate(POD_IPS) if f"pod{i}" != stuck]
+    await proxier.sync([s], [eps("dns", keep, ("dns", 8053, "UDP"))])
+    # the removed pod's server still runs: without the conntrack -D the same flow would still reach it
+    after = mini_node.connect(mini_node.pods[0], UDP_VIP, 53, count=3, proto="udp", sport=40053)
+    assert len(names(after)) == 1 and stuck not in names(after)
+
+
 async def test_service_without_endpoints_is_refused(mini_node, proxier):
     s, e = web()
     empty = svc("empty", EMPTY_VIP, ("http", 80, "TCP", 30081))
