@@ -201,18 +201,43 @@ def apply_cmd(ctx: Ctx, filenames, recursive, output, dry_run):
     run(ctx, run_apply, filenames, recursive, output, dry_run)
 
 
-@click.command("create")
-@click.argument("args", nargs=-1)
+class _CreateGroup(click.Group):
+    """`create -f FILE` and `create namespace|deployment ...`; short names too."""
+    ALIASES = {"ns": "namespace", "deploy": "deployment"}
+
+    def get_command(self, ctx, name):
+        return super().get_command(ctx, self.ALIASES.get(name, name))
+
+
+@click.group("create", cls=_CreateGroup, invoke_without_command=True)
 @(lambda f: _file_options(f, required=False))
 @click.option("--save-config", is_flag=True, help="Store the last-applied configuration (for a later apply).")
-@click.pass_obj
-def create_cmd(ctx: Ctx, args, filenames, recursive, output, save_config):
-    """Create resources from files or stdin (or: create namespace NAME)."""
+@click.pass_context
+def create_cmd(click_ctx, filenames, recursive, output, save_config):
+    """Create resources from files or stdin, or: create namespace|deployment NAME ..."""
     from kubectlish.common import run
-    if args:
-        if filenames or len(args) != 2 or args[0] not in ("namespace", "ns"):
-            raise click.UsageError("use `create -f FILE` or `create namespace NAME`")
-        run(ctx, run_create_namespace, args[1], output)
+    if click_ctx.invoked_subcommand is not None:
+        if filenames:
+            raise click.UsageError("use either -f FILE or a subcommand")
+        return
     if not filenames:
         raise click.UsageError("Missing option '-f' / '--filename'.")
-    run(ctx, run_create, filenames, recursive, save_config, output)
+    run(click_ctx.obj, run_create, filenames, recursive, save_config, output)
+
+
+@create_cmd.command("namespace")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Choice(["name"]), default=None)
+@click.pass_obj
+def create_namespace_cmd(ctx: Ctx, name, output):
+    """Create a namespace."""
+    from kubectlish.common import run
+    run(ctx, run_create_namespace, name, output)
+
+
+def _add_generators():
+    from kubectlish.generators import create_deployment_cmd
+    create_cmd.add_command(create_deployment_cmd)
+
+
+_add_generators()

@@ -45,6 +45,8 @@ COMMANDS = {
     "exec": "kubectlish.podio:exec_cmd",
     "config": "kubectlish.config_cmd:config_group",
     "patch": "kubectlish.patch:patch_cmd",
+    "run": "kubectlish.generators:run_cmd",
+    "expose": "kubectlish.generators:expose_cmd",
 }
 
 # Commands that work without a usable cluster configuration.

@@ -298,3 +298,25 @@ def test_wait(seeded):
     assert (r.code, r.out) == (0, "pod/web-1 condition met\npod/web-2 condition met\n")
     assert kctl(seeded, "wait", "--for=delete", "pod/never-was").out == "pod/never-was deleted\n"
     assert kctl(seeded, "wait", "--for=bogus", "pod/web-1").code == 1
+
+
+def test_run_create_deployment_expose(seeded):
+    assert kctl(seeded, "create", "ns", "gen").out == "namespace/gen created\n"
+    r = kctl(seeded, "-n", "gen", "create", "deployment", "hello", "--image=nginx:1.25", "--replicas", "2",
+             "--port", "80")
+    assert r.out == "deployment.apps/hello created\n", r
+    d = call(seeded, lambda c: c.get("deploy", "hello", "gen"))
+    assert d.spec.replicas == 2 and d.spec.selector.match_labels["app"] == "hello"
+    assert d.spec.template.spec.containers[0].name == "nginx"
+    assert kctl(seeded, "expose", "deploy/hello", "-n", "gen", "--type", "NodePort").out == "service/hello exposed\n"
+    s = call(seeded, lambda c: c.get("svc", "hello", "gen"))
+    assert s.spec.type == "NodePort" and s.spec.ports[0].port == 80 and s.spec.ports[0].node_port
+    assert dict(s.spec.selector) == {"app": "hello"}
+    assert kctl(seeded, "run", "tmp", "-n", "gen", "--image", "busybox", "--restart", "Never",
+                "--", "sleep", "10").out == "pod/tmp created\n"
+    p = call(seeded, lambda c: c.get("pods", "tmp", "gen"))
+    assert list(p.spec.containers[0].args) == ["sleep", "10"] and p.metadata.labels["run"] == "tmp"
+    assert p.spec.restart_policy == "Never"
+    y = kctl(seeded, "run", "gen2", "--image", "busybox", "--dry-run=client", "-o", "yaml").out
+    assert "kind: Pod" in y and kctl(seeded, "get", "pod", "gen2").code == 1
+    assert kctl(seeded, "apply", "-f", "-", input=y).out == "pod/gen2 created\n"
