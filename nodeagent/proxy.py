@@ -147,7 +147,8 @@ def service_ports(services: Iterable, endpoints: Iterable) -> list[ServicePortIn
     """Flatten Services + Endpoints into sorted ServicePortInfo.
 
     Skipped: headless (clusterIP None) and ExternalName services, non-IPv4
-    cluster IPs, unknown protocols.  Endpoints are matched to a service port by
+    cluster IPs, unknown protocols, invalid ports; nodePorts count only for
+    NodePort and LoadBalancer services.  Endpoints are matched to a service port by
     (port name, protocol), the way the endpoints controller names them, so a
     named targetPort is already resolved to a number there; only ready
     ``addresses`` count, ``notReadyAddresses`` never get traffic.
@@ -170,16 +171,20 @@ def service_ports(services: Iterable, endpoints: Iterable) -> list[ServicePortIn
         vip = _ipv4(spec.cluster_ip)
         if spec.type == "ExternalName" or not vip:
             continue
+        node_ports = spec.type in ("NodePort", "LoadBalancer")
         for sp in spec.ports:
             proto = (sp.protocol or "TCP").lower()
+            if not 0 < sp.port < 65536:
+                continue
             if proto not in PROTOCOLS:
                 log.warning("service %s/%s: unsupported protocol %r", s.metadata.namespace, s.metadata.name,
                             sp.protocol)
                 continue
             found = eps.get((s.metadata.namespace, s.metadata.name), {}).get((sp.name, proto), ())
             ordered = tuple(sorted(found, key=lambda ep: (socket.inet_aton(ep[0]), ep[1])))
+            node_port = sp.node_port if node_ports and 0 < sp.node_port < 65536 else 0
             out.append(ServicePortInfo(s.metadata.namespace, s.metadata.name, sp.name, proto, vip, sp.port,
-                                       sp.node_port, ordered))
+                                       node_port, ordered))
     out.sort(key=lambda i: (i.namespace, i.name, i.port_name, i.protocol))
     return out
 
@@ -429,6 +434,19 @@ class Proxier:
         self._last_sync: float | None = None
         self.last_stale: list[str] = []
         self._udp: dict[str, ServicePortInfo] = {}   # UDP ports as last applied, for conntrack clearing
+        self._informers: tuple = ()
+        self.render([], [])   # bad node_ip / CIDRs fail here, at agent start, not in every sync
+
+    def attach(self, services_informer, endpoints_informer) -> None:
+        """Feed from two informers (Service and Endpoints, all namespaces): every add/update/delete
+        requests a sync, ``source`` lists both caches, and ``run()`` waits for both to sync first
+        (otherwise the first sync would REJECT every service whose Endpoints are not listed yet)."""
+        for inf in (services_informer, endpoints_informer):
+            inf.add_handler(on_add=lambda obj: self.request_sync(),
+                            on_update=lambda old, new: self.request_sync(),
+                            on_delete=lambda obj: self.request_sync())
+        self._informers = (services_informer, endpoints_informer)
+        self.source = lambda: (services_informer.list(), endpoints_informer.list())
 
     @property
     def applied_payload(self) -> str | None:
@@ -490,7 +508,9 @@ class Proxier:
     async def run(self) -> None:
         """Sync now, then on every request (rate-limited, coalesced), periodically, and on retry."""
         if self.source is None:
-            raise ValueError("Proxier.run() needs a source")
+            raise ValueError("Proxier.run() needs a source (or attach())")
+        for inf in self._informers:
+            await inf.wait_synced()
         self._wake.set()
         failures = 0
         deadline = self._clock() + self.resync_interval

@@ -23,11 +23,12 @@ WEB_SEP = {"10.244.1.2": "KCTL-SEP-UIQK3OSOSTRHRPBX", "10.244.1.3": "KCTL-SEP-2A
            "10.244.1.10": "KCTL-SEP-GWQABTP5GBYXHJY5"}
 
 
-def svc(name, cluster_ip, *ports, ns="default", type_="ClusterIP"):
-    """ports: (name, port, protocol, node_port) tuples."""
+def svc(name, cluster_ip, *ports, ns="default", type_=None):
+    """ports: (name, port, protocol, node_port) tuples; type NodePort if any has a node_port."""
     s = core_pb2.Service()
     s.metadata.namespace, s.metadata.name = ns, name
-    s.spec.cluster_ip, s.spec.type = cluster_ip, type_
+    s.spec.cluster_ip = cluster_ip
+    s.spec.type = type_ or ("NodePort" if any(p[3] for p in ports) else "ClusterIP")
     for pname, port, proto, node_port in ports:
         s.spec.ports.add(name=pname, port=port, protocol=proto, node_port=node_port)
     return s
@@ -498,3 +499,42 @@ async def test_proxier_clears_udp_conntrack_only_when_endpoints_go():
     assert [c for c in fake.calls if c[0] == "conntrack"] == [
         ("conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", ip)
         for ip in ("10.244.1.3", "10.244.1.4")]
+
+
+def test_node_ports_count_only_for_nodeport_and_loadbalancer_services():
+    for type_, expected in (("ClusterIP", 0), ("NodePort", 30080), ("LoadBalancer", 30080)):
+        s = svc("web", "10.96.0.10", ("http", 80, "TCP", 30080), type_=type_)
+        [info] = service_ports([s], [])
+        assert info.node_port == expected, type_
+
+
+def test_proxier_refuses_bad_settings_at_construction():
+    with pytest.raises(ValueError):
+        Proxier(FakeIptables(), node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.244.0.0/16")
+
+
+async def test_attach_to_informers_follows_services_and_endpoints():
+    from machinery.fakeclient import FakeClient
+    from machinery.informer import Informer
+
+    client, fake = FakeClient(), FakeIptables()
+    services, endpoints = Informer(client, "Service"), Informer(client, "Endpoints")
+    p = proxier(fake, min_sync_interval=0.0)
+    p.attach(services, endpoints)
+    s, [e] = web("10.244.1.2")
+    await client.create(s[0])
+    await client.create(e)
+    tasks = [asyncio.create_task(t) for t in (services.run(), endpoints.run(), p.run())]
+    try:
+        async with asyncio.timeout(10):
+            while p.applied_payload is None or WEB_SEP["10.244.1.2"] not in fake.kctl_state()["nat"]:
+                await asyncio.sleep(0.005)
+        assert len(fake.restores) == 1            # the first sync waited for both caches
+        await client.delete("Service", "web", "default")
+        async with asyncio.timeout(10):
+            while WEB_SVC in fake.kctl_state()["nat"]:
+                await asyncio.sleep(0.005)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

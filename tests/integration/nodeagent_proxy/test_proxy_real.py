@@ -28,6 +28,7 @@ def svc(name, vip, *ports):
     s = core_pb2.Service()
     s.metadata.namespace, s.metadata.name = "default", name
     s.spec.cluster_ip = vip
+    s.spec.type = "NodePort" if any(p[3] for p in ports) else "ClusterIP"
     for pname, port, proto, node_port in ports:
         s.spec.ports.add(name=pname, port=port, protocol=proto, node_port=node_port)
     return s
