@@ -172,3 +172,18 @@ def test_logs_and_exec_errors_through_hollow_agents(server):
     assert kctl(server, "apply", "-f", "-", input=pending).code == 0
     r = kctl(server, "logs", "nowhere")
     assert r.code == 1 and "does not have a host assigned" in r.err
+
+
+def test_delete_cascade_background_and_orphan(server):
+    for name in ("gc-bg", "gc-orphan"):
+        assert kctl(server, "create", "deployment", name, "--image=busybox", "--replicas", "1").code == 0
+        assert kctl(server, "rollout", "status", f"deploy/{name}", "--timeout", "60").code == 0
+    assert kctl(server, "delete", "deploy", "gc-orphan", "--cascade=orphan").out == \
+        'deployment.apps "gc-orphan" deleted\n'
+    assert kctl(server, "delete", "deploy", "gc-bg", "--timeout", "60").out == 'deployment.apps "gc-bg" deleted\n'
+    wait_until(lambda: kctl(server, "get", "rs,pods", "-l", "app=gc-bg", "-o", "name").out == "", 30,
+               "background cascade to remove the replica set and its pods")
+    time.sleep(1)
+    assert kctl(server, "get", "rs", "-l", "app=gc-orphan", "-o", "name").out.startswith("replicaset.apps/gc-orphan-")
+    r = kctl(server, "delete", "deploy", "gc-bg")
+    assert r.code == 1 and r.err == 'Error from server (NotFound): deployments.apps "gc-bg" not found\n'
