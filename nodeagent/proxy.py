@@ -44,6 +44,20 @@ retried with backoff; every ``resync_interval`` a forced sync re-checks the
 hooks and re-applies the rules even if nothing changed.  ``run`` never raises
 for iptables errors (they are logged and counted), so a transient failure
 cannot end the agent.
+
+Use from the agent (after the node's pod CIDR is known)::
+
+    proxier = Proxier(IptablesRunner(), node_ip=NODE_IP, pod_cidr=node.spec.pod_cidr,
+                      masquerade_cidr=args.masquerade_cidr, node_name=NODE)
+    proxier.attach(Informer(client, "Service"), Informer(client, "Endpoints"))
+    ... run the two informers and proxier.run() as named tasks ...
+    await proxier.cleanup()     # only on a real teardown (kctl lab down), not on every stop
+
+The agent process must already be in the node's network namespace (the
+iptables commands inherit it).  Hollow agents share the host's namespace and
+must pass ``FakeIptables()``.  Our filter chains only REJECT, never ACCEPT, so
+their position relative to other chains hooked first (the lab's partition
+chain) does not matter.
 """
 from __future__ import annotations
 
@@ -60,7 +74,7 @@ from typing import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from nodeagent.iptables import BUILTIN_CHAINS, IptablesError
+from nodeagent.iptables import IptablesError
 
 log = logging.getLogger("kctl.nodeagent.proxy")
 
@@ -553,5 +567,4 @@ class Proxier:
 
 __all__ = ["Proxier", "ProxyError", "ServicePortInfo", "render", "render_ports", "service_ports",
            "udp_conntrack_deletions", "cleanup", "ensure_hooks",
-           "stale_chains", "with_stale_deletions", "kctl_chains", "declared_chains", "count_rules", "HOOKS",
-           "BUILTIN_CHAINS"]
+           "stale_chains", "with_stale_deletions", "kctl_chains", "declared_chains", "count_rules", "HOOKS"]
