@@ -36,6 +36,14 @@ def _kind(name: str) -> kinds.KindInfo:
         raise errors.NotFound(str(exc)) from None
 
 
+def _label(kind: str) -> str:
+    """The metrics label for what a request named (`po` and `pods` count as Pod)."""
+    try:
+        return kinds.resolve(kind).kind if kind else ""
+    except kinds.UnknownKind:
+        return "unknown"
+
+
 def _unpack(a: any_pb2.Any):
     info = kinds.BY_TYPE_URL.get(a.type_url)
     if info is None:
@@ -65,6 +73,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         """Run a unary RPC: count it by kind/verb/code, time it, translate errors."""
         t0 = time.perf_counter()
         code = "OK"
+        kind = _label(kind)
         try:
             return await fn()
         except Exception as exc:  # noqa: BLE001 - translated in one place

@@ -72,8 +72,12 @@ class Event:
     def from_etcd(cls, info, e) -> "Event":
         prev = e.prev_kv.value if e.HasField("prev_kv") else None
         if e.type == st.EVENT_DELETE:
-            raw = prev if prev is not None else b""
-            return cls(info, e.kv.mod_revision, DELETED, e.kv.key, raw, raw)
+            if prev is None:      # history compacted under us: name the object from its key
+                ns, name = objects.name_of_key(info, e.kv.key)
+                stub = info.message(api_version=info.api_version, kind=info.kind)
+                stub.metadata.name, stub.metadata.namespace = name, ns
+                prev = stub.SerializeToString()
+            return cls(info, e.kv.mod_revision, DELETED, e.kv.key, prev, prev)
         kind = ADDED if e.kv.version == 1 else MODIFIED
         return cls(info, e.kv.mod_revision, kind, e.kv.key, e.kv.value, prev)
 
