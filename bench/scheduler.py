@@ -288,7 +288,7 @@ def main(argv=None) -> None:
     p.add_argument("--parallel", type=int, default=128, help="pod creates in flight")
     p.add_argument("--rate", type=float, default=0, help="stream mode: create pods at this rate (0: flat out)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--binds-in-flight", type=int, default=4)
+    p.add_argument("--binds-in-flight", type=int, default=2)
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--etcd-metrics", action="store_true", help="print etcd request counts of the scheduling phase")
     p.add_argument("--profile", default="", help="cProfile the scheduler into this file")

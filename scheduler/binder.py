@@ -43,7 +43,7 @@ class BindItem:
 
 class Binder:
     def __init__(self, client, on_result: Callable[[BindItem, errors.ApiError | None], None], *,
-                 batch_size: int = 128, max_inflight: int = 3,
+                 batch_size: int = 128, max_inflight: int = 2,
                  on_batch: Callable[[int, float], None] | None = None):
         self.client = client
         self.on_result = on_result

@@ -188,4 +188,4 @@ class Config:
     percentage_of_nodes_to_score: int = 0     # 0 = adaptive, like kube-scheduler
     weights: Weights = field(default_factory=Weights)
     batch_size: int = 128                     # bindings per BindBatch (etcd txn limit)
-    binds_in_flight: int = 4                  # BindBatch calls outstanding at once
+    binds_in_flight: int = 2                  # BindBatch calls outstanding at once

@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                    help="0 = adaptive (50%% - nodes/125, at least 5%%, at least 100 nodes)")
     p.add_argument("--batch-size", type=int, default=128, help="bindings per BindBatch (max 128)")
-    p.add_argument("--binds-in-flight", type=int, default=4, help="BindBatch calls outstanding at once")
+    p.add_argument("--binds-in-flight", type=int, default=2, help="BindBatch calls outstanding at once")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     w = Weights()
     p.add_argument("--weight-least-allocated", type=float, default=w.least_allocated)

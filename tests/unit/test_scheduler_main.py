@@ -14,8 +14,8 @@ def test_defaults():
 def test_flags():
     args = parse_args(["--leader-elect", "--identity", "a", "--percentage-of-nodes-to-score", "30",
                        "--batch-size", "64", "--weight-owner-spread", "5", "--weight-least-allocated", "0",
-                       "--metrics-listen", "127.0.0.1:10259", "--binds-in-flight", "2"])
+                       "--metrics-listen", "127.0.0.1:10259", "--binds-in-flight", "3"])
     cfg = config_of(args)
     assert args.leader_elect and args.identity == "a" and args.metrics_listen == "127.0.0.1:10259"
-    assert (cfg.percentage_of_nodes_to_score, cfg.batch_size, cfg.binds_in_flight) == (30, 64, 2)
+    assert (cfg.percentage_of_nodes_to_score, cfg.batch_size, cfg.binds_in_flight) == (30, 64, 3)
     assert cfg.weights.owner_spread == 5 and cfg.weights.least_allocated == 0
