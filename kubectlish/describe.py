@@ -215,6 +215,19 @@ def describe_namespace(n, events) -> list[str]:
     return lines
 
 
+def describe_endpoints(e, events) -> list[str]:
+    lines = _meta(e)
+    lines.append("Subsets:")
+    for ss in e.subsets:
+        lines.append(f"  Addresses:\t{','.join(a.ip for a in ss.addresses) or NONE}")
+        lines.append(f"  NotReadyAddresses:\t{','.join(a.ip for a in ss.not_ready_addresses) or NONE}")
+        if ss.ports:
+            lines += ["  Ports:", "    Name\tPort\tProtocol", "    ----\t----\t--------"]
+            lines += [f"    {p.name or '<unset>'}\t{p.port}\t{p.protocol or 'TCP'}" for p in ss.ports]
+        lines.append("")
+    return lines + events_lines(events)
+
+
 def describe_generic(o, events) -> list[str]:
     """Kinds without a dedicated describer: metadata plus the manifest's spec."""
     from machinery import codec
@@ -253,6 +266,8 @@ async def describe_one(client, obj) -> str:
         lines = describe_service(obj, events, ep)
     elif kind == "Namespace":
         lines = describe_namespace(obj, events)
+    elif kind == "Endpoints":
+        lines = describe_endpoints(obj, events)
     else:
         lines = describe_generic(obj, events)
     return render(lines)
