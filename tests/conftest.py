@@ -11,6 +11,11 @@
 
 All are function-scoped (each test gets its own etcd), and every process
 is stopped by its PID when the test ends, whatever happened.
+
+For many small tests that only create and read (a table of inputs), the
+module-scoped `shared_etcd` / `shared_apiserver` and the function-scoped
+`shared_client` save the ~1 s process start per test; such tests must use
+names that do not collide and must not stop the processes.
 """
 from __future__ import annotations
 
@@ -43,6 +48,36 @@ def apiserver(etcd, tmp_path, request):
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_etcd(tmp_path_factory):
+    proc = Etcd(tmp_path_factory.mktemp("shared-etcd"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_apiserver(shared_etcd, tmp_path_factory):
+    proc = ApiServer(shared_etcd, tmp_path_factory.mktemp("shared-apiserver"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+async def shared_client(shared_apiserver):
+    from machinery.client import Client
+    c = Client(shared_apiserver.target, timeout=30)
+    try:
+        yield c
+    finally:
+        await c.close()
 
 
 @pytest.fixture

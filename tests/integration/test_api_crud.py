@@ -14,7 +14,8 @@ ALL_KINDS = [info.kind for info in kinds.KINDS]
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
-async def test_crud_every_kind(client, etcd, kind):
+async def test_crud_every_kind(shared_client, shared_etcd, kind):
+    client, etcd = shared_client, shared_etcd
     info = kinds.BY_KIND[kind]
     obj = new_object(kind, "crud-1")
     created = await client.create(obj)

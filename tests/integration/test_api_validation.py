@@ -65,7 +65,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("factory,fields,fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-async def test_invalid_create_is_refused_and_writes_nothing(client, etcd, factory, fields, fragment):
+async def test_invalid_create_is_refused_and_writes_nothing(shared_client, shared_etcd, factory, fields, fragment):
+    client, etcd = shared_client, shared_etcd
     obj = factory()
     before = etcd.revision()
     with pytest.raises(errors.Invalid) as exc:
