@@ -153,7 +153,7 @@ class PodWorker:
             rec.cid, rec.state = cur.id, cur.state
             rec.restart_count = int(cur.labels.get(podspec.LABEL_RESTART, "0"))
             rec.exit_handled = cur.id if cur.state.status == pstatus.EXITED else None
-            rec.ready = rec.started = False
+            rec.adopted = True
             if len(infos) > 1:
                 rec.prev_cid, rec.prev_state = infos[-2].id, infos[-2].state
             log.info("pod %s: adopted container %s (%s, restarts %d)", self.key, name, cur.state.status,
@@ -170,6 +170,10 @@ class PodWorker:
         for c in pod.spec.containers:
             rec = self.records.setdefault(c.name, ContainerRecord(c.name))
             rec.image = c.image
+            if rec.adopted:        # probes start over; without probes a running container is ready
+                rec.adopted = False
+                rec.ready = not c.HasField("readiness_probe")
+                rec.started = not c.HasField("startup_probe")
         next_in = RESYNC
         self.config_error = podspec.unsupported_volumes(pod)
         if self.config_error:

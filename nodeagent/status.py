@@ -47,6 +47,7 @@ class ContainerRecord:
     started: bool = False                   # startup probe passed (True if none)
     kill_requested: str | None = None       # cid a liveness/startup failure wants killed
     kill_reason: str = ""
+    adopted: bool = False                   # re-adopted after an agent restart (probe state unknown)
     exit_handled: str | None = None         # cid whose exit was already accounted for
     all_cids: set[str] = field(default_factory=set)
 
