@@ -207,6 +207,14 @@ async def _run_restart(ctx: Ctx, resource, name):
     click.echo(f"{info.qualified_singular}/{name} restarted")
 
 
+def _duration(value) -> float:
+    from kubectlish.main import parse_duration   # main imports this module
+    try:
+        return parse_duration(value) or 0
+    except (ValueError, click.BadParameter):
+        raise click.BadParameter(f"invalid duration {value!r}", param_hint="--timeout") from None
+
+
 @click.group("rollout")
 def rollout_group():
     """Manage the rollout of a deployment."""
@@ -220,7 +228,8 @@ def _target(f):
 @rollout_group.command("status")
 @_target
 @click.option("-w", "--watch/--no-watch", default=True, help="Wait until the rollout finishes.")
-@click.option("--timeout", type=float, default=0, help="Seconds to wait (0: forever).")
+@click.option("--timeout", default="0", callback=lambda ctx, param, v: _duration(v),
+              help="How long to wait: 30s, 2m, or seconds (0: forever).")
 @click.pass_obj
 def status_cmd(ctx, resource, name, watch, timeout):
     """Show the status of the rollout (waits for it to finish)."""

@@ -132,7 +132,7 @@ async def test_progress_deadline_exceeded_for_pods_that_never_get_ready(client, 
         d = await get_d(client)
         assert cond(d, "Progressing").status == "False"
         assert d.status.available_replicas == 3                          # maxUnavailable 0: old pods serve
-        code, out = await kctl(apiserver.target, "rollout", "status", "deployment/web", "--timeout=20")
+        code, out = await kctl(apiserver.target, "rollout", "status", "deployment/web", "--timeout=20s")
         assert code != 0 and "exceeded its progress deadline" in out, out
 
 
