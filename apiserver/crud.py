@@ -29,7 +29,8 @@ from machinery import errors, kinds
 from machinery.pb import api_pb2
 
 MAX_ATTEMPTS = 16
-TXN_MAX_OPS = 128  # etcd's default --max-txn-ops
+TXN_MAX_OPS = 128            # etcd's default --max-txn-ops
+TXN_MAX_BYTES = 1024 * 1024  # under etcd's default --max-request-bytes (1.5 MiB)
 
 
 def _copy(obj: Message) -> Message:
@@ -338,7 +339,8 @@ class Store:
 
     async def bind_batch(self, bindings) -> list[api_pb2.BindResult]:
         """Bindings in chunks of ≤ 128: one read txn and one write txn per
-        chunk (a mod_revision compare per pod). A chunk whose write fails (one
+        chunk (a mod_revision compare per pod; a chunk of very large pods is
+        split to stay under etcd's request size limit). A chunk whose write fails (one
         pod changed meanwhile) falls back to one bind per pod, so every
         binding gets its own answer."""
         pods = kinds.BY_KIND["Pod"]
@@ -359,29 +361,36 @@ class Store:
             if not chunk:
                 continue
             kvs, _ = await self.storage.get_many(keys)
-            compares, ops, staged = [], [], []
+            groups: list[tuple[list, list, list[int]]] = [([], [], [])]
+            size = 0
             for i, k, kv in zip(chunk, keys, kvs):
                 b = bindings[i]
                 try:
                     self._check_binding(b)
                     if kv is None:
                         raise not_found(pods, b.name)
-                    new = self._bound(objects.decode(pods, kv.value, kv.mod_revision), b)
+                    raw = objects.encode(self._bound(objects.decode(pods, kv.value, kv.mod_revision), b))
                 except errors.ApiError as err:
                     results[i].error.CopyFrom(err.to_status())
                     continue
+                if size + len(raw) > TXN_MAX_BYTES and groups[-1][2]:
+                    groups.append(([], [], []))          # stay under etcd's request size limit
+                    size = 0
+                size += len(raw) + len(k)
+                compares, ops, staged = groups[-1]
                 compares.append(st.mod_is(k, kv.mod_revision))
-                ops.append(st.put(k, objects.encode(new)))
+                ops.append(st.put(k, raw))
                 staged.append(i)
-            if not ops:
-                continue
-            resp = await self.storage.txn(compares, ops, operation="bind_batch")
-            if resp.succeeded:
-                for i in staged:
-                    results[i].ok = True
-                    results[i].resource_version = str(resp.header.revision)
-            else:
-                later.extend(staged)
+            for compares, ops, staged in groups:
+                if not ops:
+                    continue
+                resp = await self.storage.txn(compares, ops, operation="bind_batch")
+                if resp.succeeded:
+                    for i in staged:
+                        results[i].ok = True
+                        results[i].resource_version = str(resp.header.revision)
+                else:
+                    later.extend(staged)
         for i in later:
             try:
                 pod = await self.bind(bindings[i])

@@ -109,6 +109,8 @@ def translate(exc: grpc.aio.AioRpcError, endpoint: str) -> errors.ApiError:
         return errors.Unavailable(f"etcd unavailable: {endpoint}: {_short(details)}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return errors.Expired(f"etcd: {details}")
+    if "request is too large" in details or "too many operations in txn" in details:
+        return errors.BadRequest(f"request entity too large for etcd: {details}")
     return errors.ApiError(f"etcd error: {code.name}: {details}")
 
 
