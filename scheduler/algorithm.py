@@ -81,7 +81,7 @@ class Algorithm:
         cache = self.cache
         hit = self._shapes.get(pod.shape)
         if hit is not None and hit[0] == cache.generation and hit[1] == cache.n:
-            return hit[2], hit[3], hit[4]
+            return hit[2], hit[3], hit[4], hit[5]
         n = cache.n
         codes = np.where(cache.valid[:n], 0, 1).astype(np.int32)
         statuses = [SUCCESS, _REMOVED]
@@ -95,14 +95,15 @@ class Algorithm:
         raw = plugins.affinity.preferred_raw(cache, pod.pod.spec)
         if len(self._shapes) > 4096:
             self._shapes.clear()
-        self._shapes[pod.shape] = (cache.generation, n, codes, statuses, raw)
-        return codes, statuses, raw
+        ok = codes == 0
+        self._shapes[pod.shape] = (cache.generation, n, codes, statuses, raw, ok)
+        return codes, statuses, raw, ok
 
     def filter(self, pod: PodInfo):
         """Per slot: static codes, their statuses, fit codes, feasible mask."""
-        codes, statuses, raw = self._static(pod)
+        codes, statuses, raw, ok = self._static(pod)
         fit = self.fit.filter(pod, self.cache)
-        feasible = (codes == 0) & (fit.codes == 0)
+        feasible = ok & (fit.codes == 0)
         return codes, statuses, fit, feasible, raw
 
     def node_status(self, pod: PodInfo, node: str) -> Status:
@@ -117,18 +118,21 @@ class Algorithm:
 
     def schedule(self, pod: PodInfo) -> ScheduleResult:
         cache = self.cache
-        codes, statuses, fit, feasible, raw = self.filter(pod)
+        codes, statuses, raw, ok = self._static(pod)
         result = ScheduleResult(None, len(cache), 0, 0)
-        idx = np.flatnonzero(feasible)
+        idx = np.flatnonzero(self.fit.fits(pod, cache, ok))
         result.feasible = len(idx)
         if result.feasible < result.num_nodes:
-            self._histogram(result, codes, statuses, fit, codes == 0)
+            self._histogram(result, codes, statuses, self.fit.filter(pod, cache), ok)
         if not len(idx):
             return result
         k = num_feasible_nodes_to_find(len(cache), self.config.percentage_of_nodes_to_score)
         if len(idx) > k:
             pos = int(np.searchsorted(idx, self._next_start))
-            idx = np.concatenate((idx[pos:], idx[:pos]))[:k]
+            if pos + k <= len(idx):
+                idx = idx[pos:pos + k]
+            else:
+                idx = np.concatenate((idx[pos:], idx[:k - (len(idx) - pos)]))
         self._next_start = (int(idx[-1]) + 1) % max(cache.n, 1)
         result.scored = len(idx)
         total = np.zeros(len(idx))

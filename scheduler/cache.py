@@ -41,7 +41,7 @@ UNREACHABLE = "node.kubernetes.io/unreachable"
 FILTER_EFFECTS = ("NoSchedule", "NoExecute")
 
 _INT_ARRAYS = ("alloc_cpu", "alloc_mem", "alloc_pods", "req_cpu", "req_mem", "req_pods",
-               "nz_cpu", "nz_mem")
+               "nz_cpu", "nz_mem", "free_cpu", "free_mem", "free_pods")   # free = alloc - req
 _FLOAT_ARRAYS = ("inv_cpu", "inv_mem")   # 1/allocatable (huge when 0), for scores
 _HUGE = 1e30
 
@@ -173,6 +173,9 @@ class NodeCache:
         self.valid[i] = True
         cpu, mem, pods = resources.node_allocatable(node)
         self.alloc_cpu[i], self.alloc_mem[i], self.alloc_pods[i] = cpu, mem, pods
+        self.free_cpu[i] = cpu - self.req_cpu[i]
+        self.free_mem[i] = mem - self.req_mem[i]
+        self.free_pods[i] = pods - self.req_pods[i]
         self.inv_cpu[i] = 1.0 / cpu if cpu > 0 else _HUGE
         self.inv_mem[i] = 1.0 / mem if mem > 0 else _HUGE
         taints = effective_taints(node)
@@ -223,6 +226,9 @@ class NodeCache:
         self.req_cpu[i] += sign * rec.cpu
         self.req_mem[i] += sign * rec.mem
         self.req_pods[i] += sign
+        self.free_cpu[i] -= sign * rec.cpu
+        self.free_mem[i] -= sign * rec.mem
+        self.free_pods[i] -= sign
         self.nz_cpu[i] += sign * rec.nz_cpu
         self.nz_mem[i] += sign * rec.nz_mem
         if rec.owner:

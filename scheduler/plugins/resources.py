@@ -33,12 +33,23 @@ class NodeResourcesFit(FilterPlugin):
 
     def filter(self, pod: PodInfo, cache) -> FilterResult:
         n = cache.n
-        codes = (cache.req_pods[:n] >= cache.alloc_pods[:n]).astype(np.int32)
+        codes = (cache.free_pods[:n] <= 0).astype(np.int32)
         if pod.cpu > 0:
-            codes |= ((cache.alloc_cpu[:n] - cache.req_cpu[:n]) < pod.cpu).astype(np.int32) << 1
+            codes |= (cache.free_cpu[:n] < pod.cpu).astype(np.int32) << 1
         if pod.mem > 0:
-            codes |= ((cache.alloc_mem[:n] - cache.req_mem[:n]) < pod.mem).astype(np.int32) << 2
+            codes |= (cache.free_mem[:n] < pod.mem).astype(np.int32) << 2
         return FilterResult(codes, self.statuses)
+
+    @staticmethod
+    def fits(pod: PodInfo, cache, mask: np.ndarray) -> np.ndarray:
+        """mask & fits, without the reasons (the fast path)."""
+        n = cache.n
+        out = mask & (cache.free_pods[:n] > 0)
+        if pod.cpu > 0:
+            out &= cache.free_cpu[:n] >= pod.cpu
+        if pod.mem > 0:
+            out &= cache.free_mem[:n] >= pod.mem
+        return out
 
 
 
