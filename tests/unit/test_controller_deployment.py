@@ -2,6 +2,8 @@
 ReplicaSet controller and a fake kubelet (invariants sampled on every change)."""
 import asyncio
 
+import pytest
+
 from machinery import codec
 
 from controllers import deployment_util as du
@@ -231,3 +233,33 @@ async def test_scaling_without_template_change_is_a_scaling_event():
         [rs] = h.objs("ReplicaSet")
         assert rs.metadata.annotations[du.DESIRED_REPLICAS] == "5"
         assert rs.metadata.annotations[du.REVISION] == "1"
+
+
+@pytest.mark.parametrize("replicas,surge,unavailable,bounds", [
+    (10, "25%", "25%", (13, 8)),      # surge rounds up (3), unavailable down (2)
+    (10, 3, 2, (13, 8)),
+    (5, 0, 1, (5, 4)),                # no surge: replace one at a time
+    (7, "50%", 0, (11, 7)),           # never below 7 available
+    (4, "10%", "10%", (5, 4)),        # 0.4 → surge 1, unavailable 0
+    (3, 0, 0, (3, 2)),                # both zero: unavailable becomes 1
+])
+async def test_rollout_invariants_for_rounding_cases(replicas, surge, unavailable, bounds):
+    async with harness(rsc, dc, workers=True, kubelet=True) as (h, r, c):
+        await h.client.create(deployment_obj(replicas=replicas, surge=surge, unavailable=unavailable))
+        await eventually(lambda: h.objs("Deployment") and
+                         h.objs("Deployment")[0].status.available_replicas == replicas, 20)
+        samples = await _rollout(h, "app:v2", replicas, bounds[0] - replicas, replicas - bounds[1])
+        assert max(t for t, _ in samples) <= bounds[0]
+        assert min(a for _, a in samples) >= bounds[1]
+
+
+async def test_available_condition_false_below_minimum():
+    clock = Clock()
+    async with harness(rsc, dc, workers=True, clock=clock) as (h, r, c):
+        # no kubelet: pods never get ready
+        await h.client.create(deployment_obj(replicas=4, surge=1, unavailable=1))
+        await eventually(lambda: h.objs("Deployment") and cond(h.objs("Deployment")[0], "Available") is not None
+                         and h.objs("Deployment")[0].status.replicas == 4, 10)
+        d = h.objs("Deployment")[0]
+        assert (cond(d, "Available").status, cond(d, "Available").reason) == ("False", "MinimumReplicasUnavailable")
+        assert d.status.unavailable_replicas == 4 and d.status.available_replicas == 0
