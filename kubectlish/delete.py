@@ -22,6 +22,7 @@ from machinery import errors, kinds
 
 FORCE_WARNING = ("Warning: Immediate deletion does not wait for confirmation that the running resource "
                  "has been terminated. The resource may continue to run on the cluster indefinitely.")
+CONCURRENCY = 16
 CASCADE = {"background": "Background", "true": "Background", "orphan": "Orphan", "false": "Orphan",
            "foreground": "Foreground"}
 
@@ -92,24 +93,32 @@ async def run_delete(ctx: Ctx, args, filenames, recursive, grace_period, force, 
     if force:
         err(FORCE_WARNING)
     pending = []
-    for info, name, ns, source in todo:
+    word = "force deleted" if force and grace_period == 0 else "deleted"
+
+    async def one(info, name, ns):
         try:
-            obj, _ = await client.delete(info, name, ns, propagation=propagation,
-                                         grace_period=None if grace_period < 0 else grace_period)
-        except errors.NotFound as exc:
-            if not ignore_not_found:
-                err(format_api_error(exc, "deleting", source))
-                failures += 1
-            continue
-        except (errors.Unavailable, errors.Timeout):
-            raise
+            return await client.delete(info, name, ns, propagation=propagation,
+                                       grace_period=None if grace_period < 0 else grace_period)
         except errors.ApiError as exc:
-            err(format_api_error(exc, "deleting", source))
-            failures += 1
-            continue
-        word = "force deleted" if force and grace_period == 0 else "deleted"
-        click.echo(f'{info.qualified_singular} "{name}" {word}')
-        pending.append((info, name, ns, obj.metadata.uid))
+            return exc
+
+    # Deletes go out CONCURRENCY at a time; results are reported in order.
+    for start in range(0, len(todo), CONCURRENCY):
+        batch = todo[start:start + CONCURRENCY]
+        results = await asyncio.gather(*(one(i, n, ns) for i, n, ns, _ in batch))
+        for (info, name, ns, source), res in zip(batch, results):
+            if isinstance(res, (errors.Unavailable, errors.Timeout)):
+                raise res
+            if isinstance(res, errors.NotFound) and ignore_not_found:
+                continue
+            if isinstance(res, errors.ApiError):
+                err(format_api_error(res, "deleting", source))
+                failures += 1
+                continue
+            obj, gone = res
+            click.echo(f'{info.qualified_singular} "{name}" {word}')
+            if not gone:   # graceful deletion or finalizers: wait for it
+                pending.append((info, name, ns, obj.metadata.uid))
     if wait and pending:
         if not await _wait_gone(client, pending, timeout):
             err("error: timed out waiting for the condition")
