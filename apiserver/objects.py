@@ -22,10 +22,7 @@ from google.protobuf.message import Message
 
 from machinery import errors, kinds
 
-try:  # landing in parallel (machinery/selectors.py); the server runs without it
-    from machinery import selectors
-except ImportError:  # pragma: no cover - removed once the module exists
-    selectors = None
+from machinery import selectors
 
 ROOT = "/registry"
 
@@ -128,8 +125,6 @@ class Filter:
         self.namespace = namespace if info.namespaced else ""
         self.key_prefix = prefix(info, self.namespace)
         self.labels = self.fields = None
-        if (label_selector or field_selector) and selectors is None:
-            raise errors.BadRequest("selectors are not supported by this apiserver build yet")
         try:
             if label_selector.strip():
                 self.labels = selectors.parse_label_selector(label_selector)

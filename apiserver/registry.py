@@ -23,13 +23,8 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from machinery import errors, kinds
+from machinery import defaults, kinds, validation
 from machinery.errors import FieldError
-
-try:  # landing in parallel; the server runs without them until then
-    from machinery import defaults, validation
-except ImportError:  # pragma: no cover - removed once the modules exist
-    defaults = validation = None
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
 DEFAULT_POD_GRACE = 30
@@ -122,25 +117,16 @@ class Strategy:
 
     # ----------------------------------------------- defaulting/validation
     def default(self, obj: Message) -> None:
-        if defaults is not None:
-            defaults.apply_defaults(obj)
+        defaults.apply_defaults(obj)
 
     def validate(self, obj: Message, old: Message | None = None) -> list[FieldError]:
-        found: list[FieldError] = []
-        if validation is not None:
-            found = list(validation.validate(obj, old) if old is not None else validation.validate(obj))
-        elif not obj.metadata.name:
-            found.append(errors.required("metadata.name", "name or generateName is required"))
-        return found
+        return list(validation.validate(obj, old))
 
     def validate_status(self, obj: Message, old: Message) -> list[FieldError]:
-        if validation is not None:
-            return list(validation.validate_status_update(obj, old))
-        return []
+        return list(validation.validate_status_update(obj, old))
 
     def canonicalize(self, obj: Message) -> None:
-        if defaults is not None:
-            defaults.canonicalize(obj)
+        defaults.canonicalize(obj)
 
     # -------------------------------------------------------------- delete
     def grace_period(self, obj: Message, requested: int | None) -> int:
