@@ -87,6 +87,20 @@ async def test_nodeport_on_the_node_ip_from_outside(mini_node, proxier):
     assert {r.split()[1] for r in replies} == {GATEWAY}
 
 
+async def test_node_itself_and_pods_reach_clusterip_and_nodeport(mini_node, proxier):
+    s, e = web()
+    await proxier.sync([s], [e])
+    # the node's own connections (nat OUTPUT) come from outside the pod CIDR: masqueraded
+    from_node = mini_node.connect(mini_node.node, WEB_VIP, 80, count=30)
+    assert names(from_node) <= NAMES and {r.split()[1] for r in from_node} == {GATEWAY}
+    from_node = mini_node.connect(mini_node.node, NODE_IP, 30080, count=30)
+    assert names(from_node) <= NAMES and {r.split()[1] for r in from_node} == {GATEWAY}
+    # a pod using the NodePort of its own node keeps its source unless it lands on itself
+    for r in mini_node.connect(mini_node.pods[2], NODE_IP, 30080, count=30):
+        name, peer = r.split()
+        assert peer == (GATEWAY if name == "pod2" else POD_IPS[2]), r
+
+
 async def test_udp_clusterip(mini_node, proxier):
     s = svc("dns", UDP_VIP, ("dns", 53, "UDP", 0))
     e = eps("dns", POD_IPS, ("dns", 8053, "UDP"))
