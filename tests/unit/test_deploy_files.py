@@ -1,0 +1,516 @@
+"""deploy/: the systemd units, their /etc/kctl/*.env templates, install-units.sh,
+the Vagrantfile and provisioning script, and the by-hand recipe of deploy/README.md.
+
+The flag checks are real: every kctl component's argparse parser is taken from
+the console script that pyproject.toml's [project.scripts] names (its main() is
+called with ``ArgumentParser.parse_args`` intercepted), and every command line a
+unit would run — ExecStart with the env file rendered by install-units.sh and
+expanded the way systemd expands ``$VAR`` — is parsed by that parser. A flag
+that does not exist, or a value the flag's type rejects, fails the test.
+etcd's flags are checked against ``etcd --help`` and etcd is started with them;
+the registry is started with its rendered config and environment.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEMD = REPO / "deploy" / "systemd"
+VAGRANT = REPO / "deploy" / "vagrant"
+INSTALL_UNITS = SYSTEMD / "install-units.sh"
+SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+
+CONTROLPLANE = ["etcd", "registry", "apiserver", "scheduler", "controller-manager"]
+WORKER = ["nodeagent"]
+UNITS = CONTROLPLANE + WORKER
+PYTHON_COMPONENTS = ["apiserver", "scheduler", "controller-manager", "nodeagent"]
+# A flag that exists with a value its type refuses.
+BAD_VALUE = {"apiserver": ["--watch-cache-size", "x"], "scheduler": ["--batch-size", "x"],
+             "controller-manager": ["--node-cidr-mask-size", "x"],
+             "nodeagent": ["--register-with-taints", "k=v:Sometimes"]}
+# Every option install-units.sh has, so that every placeholder is filled.
+CP_ARGS = ["--advertise-ip", "10.77.0.10", "--service-cidr", "10.96.0.0/16",
+           "--cluster-cidr", "10.244.0.0/16", "--node-cidr-mask-size", "24"]
+WORKER_ARGS = ["--apiserver", "10.77.0.10:6443", "--node-ip", "10.77.0.11", "--node-name", "worker1",
+               "--registry", "10.77.0.10:5000", "--node-labels", "zone=a,disk=ssd",
+               "--register-with-taints", "dedicated=infra:NoSchedule"]
+
+
+# ------------------------------------------------------------------ helpers
+
+def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """A systemd unit: {section: {key: [values, in order]}} (keys may repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        assert not line.endswith("\\"), f"line continuations are not used: {raw!r}"
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None and "=" in line, f"not KEY=VALUE in a section: {raw!r}"
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """An EnvironmentFile as systemd reads our simple ones: KEY=VALUE or KEY="VALUE"."""
+    env = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f"not KEY=VALUE: {raw!r}"
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        assert "\\" not in value and '"' not in value, f"keep env values free of escapes: {raw!r}"
+        env[key] = value
+    return env
+
+
+def expand_exec(line: str, env: dict[str, str]) -> list[str]:
+    """argv of an Exec*= line: "$VAR" splits into words, "${VAR}" is one word."""
+    line = line.lstrip("-@+!:")
+    argv: list[str] = []
+    for word in shlex.split(line):
+        if m := re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word):
+            assert m.group(1) in env, f"{word} is not set by the unit's EnvironmentFile"
+            argv.extend(env[m.group(1)].split())
+        elif m := re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", word):
+            assert m.group(1) in env, f"{word} is not set by the unit's EnvironmentFile"
+            argv.append(env[m.group(1)])
+        else:
+            assert "$" not in word, f"unexpected variable use in {word!r}"
+            argv.append(word)
+    return argv
+
+
+class _Captured(Exception):
+    pass
+
+
+def component_parser(script: str) -> argparse.ArgumentParser:
+    """The argparse parser behind a console script from [project.scripts]."""
+    module, _, func = SCRIPTS[script].partition(":")
+    main = getattr(importlib.import_module(module), func)
+    captured: list[argparse.ArgumentParser] = []
+
+    def spy(self, args=None, namespace=None):
+        captured.append(self)
+        raise _Captured
+
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", spy), \
+            mock.patch.object(argparse.ArgumentParser, "parse_known_args", spy):
+        try:
+            main([])
+        except _Captured:
+            pass
+    assert captured, f"{script} ({SCRIPTS[script]}) did not parse its arguments with argparse"
+    return captured[0]
+
+
+def flag_errors(script: str, argv: list[str]) -> list[str]:
+    """Why argv (without argv[0]) is not a valid command line of `script`; [] if it is."""
+    parser = component_parser(script)
+    known = {s for action in parser._actions for s in action.option_strings}
+    errors = [f"{script} has no flag {tok.split('=', 1)[0]}" for tok in argv
+              if tok.startswith("-") and tok.split("=", 1)[0] not in known]
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exc:
+            if exc.code:
+                errors.append(f"{script} {' '.join(argv)}: {stderr.getvalue().strip()}")
+    return errors
+
+
+def run_install_units(root: Path, role: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(["bash", str(INSTALL_UNITS), role, *args, "--root", str(root)],
+                         capture_output=True, text=True, timeout=60)
+    if check:
+        assert res.returncode == 0, res.stderr + res.stdout
+    return res
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """Both roles rendered by install-units.sh into one root."""
+    root = tmp_path_factory.mktemp("root")
+    run_install_units(root, "controlplane", *CP_ARGS)
+    run_install_units(root, "worker", *WORKER_ARGS)
+    return root
+
+
+def rendered(root: Path, name: str) -> tuple[dict, dict[str, str]]:
+    unit = parse_unit((root / f"etc/systemd/system/kctl-{name}.service").read_text())
+    env_files = unit["Service"]["EnvironmentFile"]
+    assert env_files == [f"/etc/kctl/{name}.env"], env_files
+    env = parse_env_file((root / env_files[0].lstrip("/")).read_text())
+    return unit, env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited with {proc.returncode}"
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# ------------------------------------------------------------------ units and templates
+
+@pytest.mark.parametrize("name", UNITS)
+def test_unit_structure(name):
+    unit = parse_unit((SYSTEMD / f"kctl-{name}.service").read_text())
+    svc = unit["Service"]
+    assert svc["Restart"] == ["on-failure"]
+    assert svc["EnvironmentFile"] == [f"/etc/kctl/{name}.env"]
+    assert (SYSTEMD / "env" / f"{name}.env").is_file(), "the env file needs a template"
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    assert unit["Unit"]["StartLimitIntervalSec"] == ["0"], "never give up restarting"
+    (exec_start,) = svc["ExecStart"]
+    program = shlex.split(exec_start)[0]
+    if name in PYTHON_COMPONENTS:
+        assert program == f"/opt/kctl/.venv/bin/kctl-{name}"
+        assert f"kctl-{name}" in SCRIPTS, f"kctl-{name} is not a console script in pyproject.toml"
+    else:
+        assert program == {"etcd": "/usr/bin/etcd", "registry": "/usr/bin/docker-registry"}[name]
+    # Every $VAR of ExecStart comes from the template of its env file.
+    template_env = parse_env_file((SYSTEMD / "env" / f"{name}.env").read_text())
+    for var in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", exec_start):
+        assert var in template_env, f"{var} not in env/{name}.env"
+
+
+def test_ordering():
+    units = {n: parse_unit((SYSTEMD / f"kctl-{n}.service").read_text())["Unit"] for n in UNITS}
+    assert "kctl-etcd.service" in units["apiserver"]["After"][0].split()
+    assert "kctl-etcd.service" in units["apiserver"]["Wants"][0].split()
+    for n in ("scheduler", "controller-manager"):
+        assert "kctl-apiserver.service" in units[n]["After"][0].split()
+        assert "kctl-apiserver.service" in units[n]["Wants"][0].split()
+    # Our etcd/registry replace Debian's services on the same ports.
+    assert units["etcd"]["Conflicts"] == ["etcd.service"]
+    assert units["registry"]["Conflicts"] == ["docker-registry.service"]
+    assert parse_unit((SYSTEMD / "kctl-etcd.service").read_text())["Service"]["Type"] == ["notify"]
+
+
+def test_nodeagent_killmode_leaves_conmon_running():
+    svc = parse_unit((SYSTEMD / "kctl-nodeagent.service").read_text())["Service"]
+    assert svc["KillMode"] == ["process"]
+    assert "OOMScoreAdjust" not in svc, "containers would inherit it"
+    for name in UNITS:
+        if name != "nodeagent":
+            assert "KillMode" not in parse_unit((SYSTEMD / f"kctl-{name}.service").read_text())["Service"]
+
+
+@pytest.mark.parametrize("name", PYTHON_COMPONENTS)
+def test_rendered_command_lines_parse(installed, name):
+    """ExecStart + the rendered env file = a command line the component accepts."""
+    unit, env = rendered(installed, name)
+    (exec_start,) = unit["Service"]["ExecStart"]
+    argv = expand_exec(exec_start, env)
+    assert argv[0] == f"{REPO}/.venv/bin/kctl-{name}", "install-units.sh points at the checkout's venv"
+    assert flag_errors(f"kctl-{name}", argv[1:]) == []
+    assert len(argv) > 3
+
+
+@pytest.mark.parametrize("name", PYTHON_COMPONENTS)
+def test_flag_check_rejects_unknown_flags(installed, name):
+    """The check above is not vacuous: an unknown flag or a bad value fails it."""
+    unit, env = rendered(installed, name)
+    argv = expand_exec(unit["Service"]["ExecStart"][0], env)
+    assert flag_errors(f"kctl-{name}", argv[1:] + ["--no-such-flag", "1"]) != []
+    assert flag_errors(f"kctl-{name}", argv[1:] + BAD_VALUE[name]) != []
+
+
+def test_nodeagent_flags_rendered(installed):
+    _, env = rendered(installed, "nodeagent")
+    args = parse_env_file((installed / "etc/kctl/nodeagent.env").read_text())["KCTL_NODEAGENT_ARGS"].split()
+    assert env["KCTL_NODEAGENT_ARGS"].split() == args
+
+    def value(flag):
+        return args[args.index(flag) + 1]
+    assert value("--node-ip") == "10.77.0.11"
+    assert value("--node-name") == "worker1"
+    assert value("--registry-mirror") == "docker.io=http://10.77.0.10:5000"
+    assert value("--insecure-registry") == "10.77.0.10:5000"
+    assert value("--node-labels") == "zone=a,disk=ssd"
+    assert value("--register-with-taints") == "dedicated=infra:NoSchedule"
+    parsed = component_parser("kctl-nodeagent").parse_args(args)
+    assert parsed.node_labels == {"zone": "a", "disk": "ssd"}
+    assert [t.effect for t in parsed.register_with_taints] == ["NoSchedule"]
+
+
+def test_controlplane_addresses_rendered(installed):
+    for name, var in (("apiserver", "KCTL_APISERVER_ARGS"), ("scheduler", "KCTL_SCHEDULER_ARGS"),
+                      ("controller-manager", "KCTL_CONTROLLER_MANAGER_ARGS")):
+        _, env = rendered(installed, name)
+        assert "10.77.0.10:6443" in env[var].split()
+    _, env = rendered(installed, "registry")
+    assert env["REGISTRY_HTTP_ADDR"] == "10.77.0.10:5000"
+
+
+def test_etcd_flags_exist():
+    etcd = shutil.which("etcd")
+    if not etcd:
+        pytest.skip("etcd is not installed (deploy/install.sh installs etcd-server): etcd's flags NOT checked")
+    help_text = subprocess.run([etcd, "--help"], capture_output=True, text=True).stdout
+    known = set(re.findall(r"^\s+(--[a-z0-9-]+)", help_text, re.M))
+    assert len(known) > 30, help_text[:500]
+    args = parse_env_file((SYSTEMD / "env" / "etcd.env").read_text())["KCTL_ETCD_ARGS"].split()
+    flags = [a.split("=", 1)[0] for a in args if a.startswith("-")]
+    assert flags and set(flags) <= known, set(flags) - known
+    assert "--no-such-flag" not in known
+
+
+def test_etcd_starts_with_our_flags(installed, tmp_path):
+    """etcd with the rendered flags (loopback ports and data dir moved to a temp dir) serves /health."""
+    etcd = shutil.which("etcd")
+    if not etcd:
+        pytest.skip("etcd is not installed: etcd NOT started with our flags")
+    unit, env = rendered(installed, "etcd")
+    text = env["KCTL_ETCD_ARGS"]
+    assert "127.0.0.1:2379" in text and "/var/lib/kctl/etcd" in text
+    client, peer = free_port(), free_port()
+    text = (text.replace(":2379", f":{client}").replace(":2380", f":{peer}")
+            .replace("/var/lib/kctl/etcd", str(tmp_path / "etcd")))
+    argv = expand_exec(unit["Service"]["ExecStart"][0], {"KCTL_ETCD_ARGS": text})
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    try:
+        wait_http(f"http://127.0.0.1:{client}/health", proc)
+    finally:
+        stop(proc)
+
+
+def test_registry_env_overrides_keys_of_our_config(installed):
+    import yaml
+    config = yaml.safe_load((installed / "etc/kctl/registry.yml").read_text())
+    assert "auth" not in config, "no htpasswd auth (design §4)"
+    _, env = rendered(installed, "registry")
+    assert env, "registry.env sets the address and storage"
+    for var in env:
+        assert var.startswith("REGISTRY_"), var
+        node = config
+        path = var[len("REGISTRY_"):].lower().split("_")
+        for key in path:
+            assert isinstance(node, dict) and key in node, f"{var}: no {'.'.join(path)} in registry.yml"
+            node = node[key]
+
+
+def test_registry_serves_with_rendered_config(installed, tmp_path):
+    unit, env = rendered(installed, "registry")
+    argv = expand_exec(unit["Service"]["ExecStart"][0], env)
+    if not Path(argv[0]).exists():
+        pytest.skip(f"{argv[0]} is not installed (package docker-registry): registry NOT started")
+    assert argv[1:] == ["serve", "/etc/kctl/registry.yml"]
+    port = free_port()
+    env = {**env, "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+           "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "storage")}
+    proc = subprocess.Popen([argv[0], "serve", str(installed / "etc/kctl/registry.yml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/", proc)
+    finally:
+        stop(proc)
+
+
+# ------------------------------------------------------------------ install-units.sh
+
+def test_install_units_installs_each_role(installed):
+    units = sorted(p.name for p in (installed / "etc/systemd/system").iterdir())
+    assert units == sorted(f"kctl-{n}.service" for n in UNITS)
+    envs = sorted(p.name for p in (installed / "etc/kctl").iterdir())
+    assert envs == sorted([f"{n}.env" for n in UNITS] + ["registry.yml"])
+    assert (installed / "etc/modules-load.d/kctl.conf").read_text().split()[-2:] == ["br_netfilter", "overlay"]
+    for path in list((installed / "etc").rglob("*.service")) + list((installed / "etc/kctl").glob("*.env")):
+        assert not re.search(r"@[A-Z_]+@", path.read_text()), f"placeholder left in {path}"
+
+
+def test_install_units_is_idempotent(tmp_path):
+    first = run_install_units(tmp_path, "controlplane", *CP_ARGS)
+    assert "wrote" in first.stdout
+    files = {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    second = run_install_units(tmp_path, "controlplane", *CP_ARGS)
+    assert "wrote" not in second.stdout, second.stdout
+    assert {p: p.read_text() for p in tmp_path.rglob("*") if p.is_file()} == files
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    # A changed value rewrites only what changed and keeps the old env file.
+    third = run_install_units(tmp_path, "controlplane", *CP_ARGS[:-2], "--node-cidr-mask-size", "25")
+    assert third.stdout.count("wrote") == 1, third.stdout
+    cm = tmp_path / "etc/kctl/controller-manager.env"
+    assert "--node-cidr-mask-size 25" in cm.read_text()
+    assert "--node-cidr-mask-size 24" in (tmp_path / "etc/kctl/controller-manager.env.bak").read_text()
+
+
+def test_install_units_environment_defaults(tmp_path):
+    env = {**os.environ, "KCTL_APISERVER": "10.5.0.1:6443", "KCTL_NODE_IP": "10.5.0.2", "KCTL_NODE_NAME": "n9"}
+    res = subprocess.run(["bash", str(INSTALL_UNITS), "worker", "--root", str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    args = parse_env_file((tmp_path / "etc/kctl/nodeagent.env").read_text())["KCTL_NODEAGENT_ARGS"].split()
+    assert args[:6] == ["--apiserver", "10.5.0.1:6443", "--node-name", "n9", "--node-ip", "10.5.0.2"]
+    assert "docker.io=http://10.5.0.1:5000" in args, "registry defaults to the apiserver's host"
+
+
+@pytest.mark.parametrize("args", [
+    ["worker", "--node-ip", "10.0.0.2"],                               # no --apiserver
+    ["controlplane"],                                                   # no --advertise-ip
+    ["controlplane", "--advertise-ip", "10.0.0.1", "--bogus", "x"],
+    ["worker", "--apiserver", "10.0.0.1:6443", "--node-ip", "10.0.0.2", "--node-labels", "a=b c=d"],
+    ["nodes"],
+])
+def test_install_units_refuses_bad_arguments(tmp_path, args):
+    res = subprocess.run(["bash", str(INSTALL_UNITS), *args, "--root", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("KCTL_")})
+    assert res.returncode != 0
+    assert not list(tmp_path.rglob("*.env")), "nothing is written on bad arguments"
+
+
+def test_systemd_analyze_verify(installed):
+    """systemd's own parser on the rendered units (unknown keys, bad values, missing programs)."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("systemd-analyze not found: the units were NOT checked by systemd's parser")
+    units, unverified = [], []
+    for u in sorted((installed / "etc/systemd/system").glob("*.service")):
+        programs = {shlex.split(line.lstrip("-@+!:"))[0] for key in ("ExecStart", "ExecStartPre")
+                    for line in parse_unit(u.read_text())["Service"].get(key, [])}
+        missing = sorted(p for p in programs if not Path(p).exists())
+        (unverified if missing else units).append((u, missing))
+    if units:
+        res = subprocess.run([analyze, "verify", "--man=no", *(str(u) for u, _ in units)], capture_output=True,
+                             text=True, timeout=60, cwd=installed / "etc/systemd/system")
+        assert res.returncode == 0 and not res.stderr.strip(), res.stderr
+    if unverified:
+        pytest.skip("programs not installed, systemd-analyze verify NOT run for: "
+                    + ", ".join(f"{u.name} ({', '.join(m)})" for u, m in unverified))
+
+
+# ------------------------------------------------------------------ shell scripts, Vagrantfile
+
+@pytest.mark.parametrize("script", [INSTALL_UNITS, VAGRANT / "provision.sh", REPO / "deploy/install.sh"],
+                         ids=lambda p: p.name)
+def test_shell_syntax(script):
+    res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+def _vagrant(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("KCTL_", "VAGRANT_"))}
+    environ.update(VAGRANT_HOME=str(tmp_path / "vagrant.d"), VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"),
+                   VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_CWD=str(VAGRANT), **env)
+    return subprocess.run(["vagrant", *args], capture_output=True, text=True, timeout=180, env=environ,
+                          cwd=VAGRANT)
+
+
+def test_vagrantfile(tmp_path):
+    """`vagrant validate --ignore-provider` (no provider needed); else `ruby -c`; else a stated skip."""
+    if shutil.which("vagrant"):
+        res = _vagrant(["validate", "--ignore-provider"], tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert re.findall(r"==> (\S+): Ignoring provider config", res.stdout) == ["cp", "worker1", "worker2"]
+        res = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_WORKERS="4")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert re.findall(r"==> (\S+): Ignoring", res.stdout) == ["cp"] + [f"worker{i}" for i in range(1, 5)]
+        # The Vagrantfile's own checks run too.
+        bad = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_POD_CIDR="192.168.0.0/16")
+        assert bad.returncode != 0 and "overlaps KCTL_SUBNET" in bad.stdout + bad.stderr
+    elif shutil.which("ruby"):
+        res = subprocess.run(["ruby", "-c", str(VAGRANT / "Vagrantfile")], capture_output=True, text=True)
+        assert res.returncode == 0 and "Syntax OK" in res.stdout, res.stderr
+    else:
+        pytest.skip("neither vagrant nor ruby is installed: the Vagrantfile was NOT checked "
+                    "(apt-get install vagrant, or ruby for a syntax check)")
+
+
+def test_vagrant_provisioning_matches_install_units():
+    """Every option the Vagrantfile passes to provision.sh is one install-units.sh knows (or --hosts)."""
+    vagrantfile = (VAGRANT / "Vagrantfile").read_text()
+    passed = set(re.findall(r'"(--[a-z-]+)"', vagrantfile))
+    assert {"--advertise-ip", "--node-ip", "--apiserver", "--registry", "--hosts"} <= passed
+    known = set(re.findall(r"^\s+(--[a-z-]+)\)", INSTALL_UNITS.read_text(), re.M))
+    assert passed - {"--hosts"} <= known, passed - known
+    assert 'config.vm.box = BOX' in vagrantfile and '"debian/bookworm64"' in vagrantfile
+    for provider in (":virtualbox", ":libvirt"):
+        assert f"config.vm.provider {provider}" in vagrantfile
+
+
+# ------------------------------------------------------------------ the by-hand recipe
+
+def _readme_commands(section: str) -> list[list[str]]:
+    """Command lines (continuations joined, split like the shell) of a README section's sh blocks."""
+    text = (REPO / "deploy/README.md").read_text()
+    body = text.split(section, 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", body, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0].strip()
+            # the command itself, without redirections and what follows & && | ;
+            line = re.split(r"\s+(?:\d?>|&&?|\||;)", line)[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(shlex.split(line))
+    return commands
+
+
+def test_readme_by_hand_recipe_uses_real_flags():
+    commands = _readme_commands("## 2. By hand")
+    seen = set()
+    for words in commands:
+        for i, word in enumerate(words):
+            name = os.path.basename(word)
+            if name in SCRIPTS and name != "kctl":
+                assert flag_errors(name, words[i + 1:]) == [], " ".join(words)
+                seen.add(name)
+            elif name == "etcd" and shutil.which("etcd"):
+                help_text = subprocess.run(["etcd", "--help"], capture_output=True, text=True).stdout
+                known = set(re.findall(r"^\s+(--[a-z0-9-]+)", help_text, re.M))
+                flags = {w for w in words[i + 1:] if w.startswith("--")}
+                assert flags <= known, flags - known
+    assert seen == {f"kctl-{n}" for n in PYTHON_COMPONENTS}, "the recipe starts every component"
