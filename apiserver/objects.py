@@ -111,7 +111,7 @@ def _needles(s: str) -> list[bytes]:
     found = []
     for term in _split_terms(s or ""):
         m = _TERM.match(term)
-        if m and m.group(3):
+        if m and m.group(3) and "\\" not in m.group(3):   # escaped values are left to the real match
             found.append(m.group(3).encode())
     return found
 

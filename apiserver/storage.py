@@ -163,7 +163,7 @@ class Storage:
         """Keys under `prefix` (from `start`), their store revision and whether more remain."""
         req = rpc.RangeRequest(key=start or prefix, range_end=prefix_end(prefix), revision=revision,
                                limit=limit, keys_only=keys_only)
-        resp = await self._call("range", self._kv.Range, req, timeout=max(self.timeout, 30.0))
+        resp = await self._call("range", self._kv.Range, req, timeout=max(self.timeout, 10.0))
         return list(resp.kvs), resp.header.revision, resp.more
 
     async def revision(self) -> int:

@@ -102,7 +102,7 @@ async def bench(cluster: Cluster, ops1: int, ops64: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=2000, help="operations per phase at concurrency 1")
-    ap.add_argument("--ops64", type=int, default=6000, help="operations per phase at concurrency 64")
+    ap.add_argument("--ops64", type=int, default=8000, help="operations per phase at concurrency 64")
     args = ap.parse_args()
     with Cluster(apiserver_args=["--metrics-listen", "off"]) as cluster:
         print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "

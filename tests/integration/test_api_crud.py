@@ -230,3 +230,13 @@ async def test_list_pagination(client):
 async def test_version(client):
     v = await client.version()
     assert v.etcd_version.startswith("3.")
+
+
+async def test_object_too_large_for_etcd(client, apiserver):
+    p = new_object("Pod", "huge")
+    p.spec.containers[0].args.extend(["x" * 100_000] * 20)      # 2 MB: over etcd's 1.5 MiB limit
+    with pytest.raises(errors.BadRequest) as exc:
+        await client.create(p)
+    assert "too large" in exc.value.message
+    assert (await client.create(new_object("Pod", "small"))).metadata.name == "small"
+    assert "Traceback" not in apiserver.log_path.read_text()
