@@ -110,6 +110,8 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
         fs = field_selector
         if t.names:
             fs = ",".join(x for x in (fs, f"metadata.name={t.names[0]}") if x)
+            if objs:  # a Get has no list revision: watch from the object's own
+                rv = objs[0].metadata.resource_version
         await _watch(ctx, t, rv, output=output, selector=selector, field_selector=fs,
                      all_namespaces=all_namespaces, show_labels=show_labels, show_kind=show_kind,
                      header_printed=bool(objs) and not watch_only and not no_headers, template=template)

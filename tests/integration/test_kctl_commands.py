@@ -320,3 +320,17 @@ def test_run_create_deployment_expose(seeded):
     y = kctl(seeded, "run", "gen2", "--image", "busybox", "--dry-run=client", "-o", "yaml").out
     assert "kind: Pod" in y and kctl(seeded, "get", "pod", "gen2").code == 1
     assert kctl(seeded, "apply", "-f", "-", input=y).out == "pod/gen2 created\n"
+
+
+def test_get_watch_named_object_prints_only_changes(seeded):
+    exe = os.path.join(os.path.dirname(sys.executable), "kctl")
+    proc = subprocess.Popen([exe, "--server", seeded, "get", "pod", "db-1", "-w", "--request-timeout", "3s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.2)
+        assert kctl(seeded, "label", "pod", "db-1", "watched=yes").code == 0
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [ln.split()[0] for ln in out.splitlines()] == ["NAME", "db-1", "db-1"], (out, err)
