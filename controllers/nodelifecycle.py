@@ -11,8 +11,9 @@ Every `monitor_period` (0.5 s) the monitor:
 1. sets Ready (and the other conditions) to Unknown, reason NodeStatusUnknown,
    on nodes silent for longer than `grace` (--node-monitor-grace-period), and
    marks their pods Ready=False at once (UpdateStatus per pod) so endpoints
-   drop them; a node that speaks again and still carries OUR Unknown gets
-   Ready=True back (the agent may only renew its lease);
+   drop them; a node that speaks again (a heartbeat that really changed, not
+   merely our own restart) and still carries OUR Unknown gets Ready=True back
+   (an agent may only renew its lease and post node status every 10 s);
 2. keeps the taints in step with Ready: Unknown → node.kubernetes.io/unreachable,
    False → node.kubernetes.io/not-ready (NoExecute and NoSchedule), True → none;
 3. evicts pods from nodes with NoExecute taints: a pod that does not tolerate
@@ -91,7 +92,8 @@ class NodeLifecycleController:
         self.pod_inf = factory.informer("Pod")
         if BY_NODE not in self.pod_inf._indexers:
             self.pod_inf.add_index(BY_NODE, index_by_node)
-        self._probe: dict[str, tuple[tuple, float]] = {}     # node -> (what we saw, when we saw it change)
+        # "lease:<node>" / "node:<node>" -> (what we saw, when it last changed, changed since first sight)
+        self._probe: dict[str, tuple[tuple, float, bool]] = {}
         self.disrupted = False
         self._resumed_at = 0.0                               # wall time when disruption mode ended
         self.lease_inf.add_handler(self._lease_seen, lambda o, n: self._lease_seen(n), None)
@@ -103,8 +105,10 @@ class NodeLifecycleController:
     # --------------------------------------------------------- probes
     def _saw(self, node: str, what: tuple) -> None:
         prev = self._probe.get(node)
-        if prev is None or prev[0] != what:
-            self._probe[node] = (what, self.monotonic())
+        if prev is None:
+            self._probe[node] = (what, self.monotonic(), False)      # first sight starts the grace period
+        elif prev[0] != what:
+            self._probe[node] = (what, self.monotonic(), True)       # a heartbeat we really heard
 
     def _lease_seen(self, lease) -> None:
         rt = lease.spec.renew_time
@@ -122,9 +126,15 @@ class NodeLifecycleController:
         now = self.monotonic()
         times = [p[1] for k in ("lease:" + name, "node:" + name) if (p := self._probe.get(k)) is not None]
         if not times:
-            self._probe["node:" + name] = ((), now)
+            self._probe["node:" + name] = ((), now, False)
             return 0.0
         return now - max(times)
+
+    def heard_from(self, name: str) -> bool:
+        """A heartbeat really changed within the grace period (not just: we started)."""
+        now = self.monotonic()
+        return any(p[2] and now - p[1] <= self.grace
+                   for k in ("lease:" + name, "node:" + name) if (p := self._probe.get(k)) is not None)
 
     # --------------------------------------------------------- loop
     async def run(self) -> None:
@@ -225,7 +235,8 @@ class NodeLifecycleController:
                 self.recorder.event(node, "Normal", "NodeNotReady",
                                     f"Node {node.metadata.name} status is now: NodeNotReady")
             return await self.client.update_status(new)
-        if not silent and c is not None and c.status == "Unknown" and c.reason == "NodeStatusUnknown":
+        if (not silent and c is not None and c.status == "Unknown" and c.reason == "NodeStatusUnknown"
+                and self.heard_from(node.metadata.name)):
             new = codec.copy(node)
             for cond in new.status.conditions:
                 if cond.reason == "NodeStatusUnknown":

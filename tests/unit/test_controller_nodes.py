@@ -157,3 +157,17 @@ async def test_pods_of_a_deleted_node_are_force_deleted():
         await c.monitor_once()
         await h.settle()
         assert {p.metadata.name for p in h.client.objects("Pod")} == {"b-p0"}
+
+
+async def test_a_restarted_controller_does_not_declare_a_dead_node_ready():
+    clock, mono = Clock(), Mono(0)
+    async with harness(nlc_factory(clock, mono), clock=clock) as (h, c):
+        await setup(h, ["a", "b", "c"])
+        dead = codec.copy(get(h, "Node", "a"))
+        dead.status.conditions[0].status, dead.status.conditions[0].reason = "Unknown", "NodeStatusUnknown"
+        await h.client.update_status(dead)
+        await h.settle()
+        await c.monitor_once()              # fresh controller: every node gets a grace period...
+        await h.settle()
+        ready = next(x for x in get(h, "Node", "a").status.conditions if x.type == "Ready")
+        assert ready.status == "Unknown"    # ...but no heartbeat was heard, so "a" stays Unknown
