@@ -50,8 +50,22 @@ def _no_resources(ctx: Ctx, all_namespaces: bool, namespaced: bool) -> str:
     return f"No resources found in {ctx.namespace} namespace."
 
 
+def sort_objects(objs: list, expr: str) -> list:
+    """--sort-by: order by a jsonpath value (numbers numerically; missing first)."""
+    from kubectlish import jsonpath
+    tmpl = expr if expr.startswith("{") else "{" + expr + "}"
+
+    def key(o):
+        v = jsonpath.render(tmpl, printers.manifest(o))
+        try:
+            return (1, float(v), "")
+        except ValueError:
+            return (1 if v else 0, 0.0, v)
+    return sorted(objs, key=key)
+
+
 async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
-                  show_labels, no_headers, show_kind, ignore_not_found) -> int:
+                  show_labels, no_headers, show_kind, ignore_not_found, sort_by="") -> int:
     template = None
     if output and output.startswith("jsonpath="):
         template, output = output[len("jsonpath="):], "jsonpath"
@@ -67,6 +81,8 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
     for t in targets:
         objs, rv, errs = await fetch(ctx, t, all_namespaces=all_namespaces, selector=selector,
                                      field_selector=field_selector)
+        if sort_by:
+            objs = sort_objects(objs, sort_by)
         results.append((t, objs, rv))
         if not ignore_not_found:
             failures.extend(errs)
@@ -175,9 +191,10 @@ async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_
 @click.option("--no-headers", is_flag=True, help="Omit the header line.")
 @click.option("--show-kind", is_flag=True, help="Prefix names with their kind.")
 @click.option("--ignore-not-found", is_flag=True, help="Missing named objects are not an error.")
+@click.option("--sort-by", default="", help="Sort by a jsonpath field, e.g. .metadata.creationTimestamp.")
 @click.pass_obj
 def get_cmd(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
-            show_labels, no_headers, show_kind, ignore_not_found):
+            show_labels, no_headers, show_kind, ignore_not_found, sort_by):
     """Display one or many resources (get pods, get deploy/web, get pods,svc, get all)."""
     run(ctx, run_get, args, output, selector, field_selector, all_namespaces, watch, watch_only,
-        show_labels, no_headers, show_kind, ignore_not_found)
+        show_labels, no_headers, show_kind, ignore_not_found, sort_by)

@@ -334,3 +334,13 @@ def test_get_watch_named_object_prints_only_changes(seeded):
         if proc.poll() is None:
             proc.kill()
     assert [ln.split()[0] for ln in out.splitlines()] == ["NAME", "db-1", "db-1"], (out, err)
+
+
+def test_get_sort_by(seeded):
+    r = kctl(seeded, "get", "pods", "-l", "app in (web,db)", "--sort-by=.metadata.name", "-o", "name")
+    assert r.out == "pod/db-1\npod/web-1\npod/web-2\n", r
+    for i, n in enumerate(("db-1", "web-1", "web-2")):
+        assert kctl(seeded, "annotate", "pod", n, f"order={3 - i}", "--overwrite").code == 0
+    r = kctl(seeded, "get", "pods", "-l", "app in (web,db)", "--sort-by={.metadata.annotations.order}",
+             "-o", "name")
+    assert r.out == "pod/web-2\npod/web-1\npod/db-1\n"
