@@ -41,6 +41,8 @@ import asyncio
 import logging
 import time
 
+from prometheus_client import Counter, Gauge, Histogram
+
 from machinery import codec, errors
 from machinery.informer import BY_NODE, index_by_node
 
@@ -52,6 +54,12 @@ UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
 LEASE_NAMESPACE = "kube-node-lease"
 _OURS = (UNREACHABLE, NOT_READY)
+
+MONITOR_DURATION = Histogram("kctl_nodelifecycle_monitor_duration_seconds", "Seconds per node monitor pass",
+                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
+UNHEALTHY = Gauge("kctl_nodelifecycle_unhealthy_nodes", "Nodes silent or not Ready at the last pass")
+DISRUPTED = Gauge("kctl_nodelifecycle_disruption_mode", "1 while evictions are stopped (disruption mode)")
+EVICTIONS = Counter("kctl_nodelifecycle_evictions_total", "Pods deleted from NoExecute-tainted nodes")
 
 
 def tolerates(tol, taint) -> bool:
@@ -143,7 +151,8 @@ class NodeLifecycleController:
                  self.period, self.grace, self.eviction_timeout)
         while True:
             try:
-                await self.monitor_once()
+                with MONITOR_DURATION.time():
+                    await self.monitor_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -154,7 +163,9 @@ class NodeLifecycleController:
         nodes = self.node_inf.list()
         silent = {n.metadata.name: self.silent_for(n.metadata.name) > self.grace for n in nodes}
         unhealthy = sum(1 for n in nodes if silent[n.metadata.name] or self._ready(n) != "True")
+        UNHEALTHY.set(unhealthy)
         self._set_disruption(nodes, unhealthy)
+        DISRUPTED.set(1 if self.disrupted else 0)
         await asyncio.gather(*(self._one_node(n, silent[n.metadata.name]) for n in nodes))
         await self._collect_orphans({n.metadata.name for n in nodes})
 
@@ -309,6 +320,7 @@ class NodeLifecycleController:
                 await self.client.delete("Pod", pod.metadata.name, pod.metadata.namespace, uid=pod.metadata.uid)
             except (errors.NotFound, errors.Conflict):
                 return
+            EVICTIONS.inc()
             log.info("evicted pod %s/%s from node %s", pod.metadata.namespace, pod.metadata.name,
                      node.metadata.name)
             if self.recorder is not None:

@@ -60,6 +60,8 @@ async def test_process_leader_election_metrics_and_kill_mid_rollout_creates_no_e
         text = await asyncio.to_thread(first.metrics)
         assert 'kctl_workqueue_adds_total{name="replicaset"}' in text
         assert 'kctl_workqueue_work_duration_seconds_count{name="deployment"}' in text
+        assert "kctl_nodelifecycle_monitor_duration_seconds_count" in text
+        assert "kctl_nodelifecycle_disruption_mode 0.0" in text
 
         await asyncio.to_thread(second.start)          # a standby
         d = await client.get("Deployment", "web", "default")
