@@ -3,9 +3,9 @@
 Each describer returns a list of lines in which `\\t` separates a key from
 its value; `render()` aligns them with the tabwriter port (minwidth 0,
 padding 2, as kubectl's describe does), so nested blocks line up the way
-kubectl's do. Events are the object's own: all events of the namespace,
-filtered client-side by involvedObject (kind, name, and uid when set) —
-that works whatever field selectors the apiserver supports — oldest first.
+kubectl's do. Events are the object's own, oldest first: listed with an
+involvedObject field selector and checked client-side on kind, name and uid
+(so an older object of the same name does not lend its events).
 
 For pods the scheduler's decision record (annotation
 `scheduler.kctl.io/decision`, format in scheduler/decision.py) is shown as a
@@ -24,10 +24,17 @@ from machinery import errors
 
 
 async def object_events(client, obj) -> list:
+    """The object's events, oldest first: listed with an involvedObject field
+    selector (all events of the namespace if the server refuses it), then
+    matched on kind, name and uid client-side."""
     from kubectlish.printers import event_sort_key
     kind = obj.kind or type(obj).__name__
+    ns = obj.metadata.namespace
     try:
-        evs, _ = await client.list("events", obj.metadata.namespace)
+        evs, _ = await client.list("events", ns, field_selector=(
+            f"involvedObject.kind={kind},involvedObject.name={obj.metadata.name}"))
+    except errors.BadRequest:
+        evs, _ = await client.list("events", ns)
     except errors.ApiError:
         return []
     mine = [e for e in evs if e.involved_object.name == obj.metadata.name
@@ -35,8 +42,6 @@ async def object_events(client, obj) -> list:
             and (not e.involved_object.uid or e.involved_object.uid == obj.metadata.uid)]
     return sorted(mine, key=event_sort_key)
 
-
-# --------------------------------------------------------------------- pods
 
 def describe_pod(p, events) -> list[str]:
     m, s = p.metadata, p.status
