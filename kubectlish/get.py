@@ -64,14 +64,39 @@ def sort_objects(objs: list, expr: str) -> list:
     return sorted(objs, key=key)
 
 
+def custom_columns(spec: str, objs: list, no_headers: bool) -> str:
+    """-o custom-columns=HEADER:.json.path,...; empty cells print <none>."""
+    from kubectlish import jsonpath
+    cols = []
+    for part in spec.split(","):
+        head, sep, path = part.partition(":")
+        if not sep or not head or not path:
+            raise Failed(f"error: custom-columns format must be HEADER:JSONPATH[,...], got {part!r}")
+        cols.append((head, path if path.startswith("{") else "{" + path + "}"))
+    lines = [] if no_headers else ["\t".join(h for h, _ in cols)]
+    for o in objs:
+        m = printers.manifest(o)
+        cells = []
+        for _, path in cols:
+            try:
+                v = jsonpath.render(path, m)
+            except jsonpath.JSONPathError as exc:
+                raise Failed(f"error: {exc}") from None
+            cells.append(v.replace(" ", ",") if v else printers.NONE)
+        lines.append("\t".join(cells))
+    return printers.tabwrite(lines)
+
+
 async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
                   show_labels, no_headers, show_kind, ignore_not_found, sort_by="") -> int:
     template = None
     if output and output.startswith("jsonpath="):
         template, output = output[len("jsonpath="):], "jsonpath"
+    elif output and output.startswith("custom-columns="):
+        template, output = output[len("custom-columns="):], "custom-columns"
     elif output not in (None, "wide", "yaml", "json", "name"):
         raise Failed(f"error: unable to match a printer suitable for the output format \"{output}\", "
-                     "allowed formats are: json,jsonpath,name,wide,yaml")
+                     "allowed formats are: custom-columns,json,jsonpath,name,wide,yaml")
     targets = parse_targets(args)
     multi = len(targets) > 1
     show_kind = show_kind or multi
@@ -100,6 +125,8 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
                 click.echo(jsonpath.render(template, data), nl=False)
             except jsonpath.JSONPathError as exc:
                 raise Failed(f"error: error parsing jsonpath {template}, {exc}") from None
+        elif output == "custom-columns":
+            click.echo(custom_columns(template, all_objs, no_headers), nl=False)
         elif output in ("yaml", "json", "name"):
             single = not multi and len(targets[0].names) == 1
             if all_objs or not single:
@@ -117,7 +144,7 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
                                           show_labels=show_labels, show_kind=show_kind,
                                           no_headers=no_headers), nl=False)
         if not all_objs and not failures and not any(t.names for t in targets) \
-                and output not in ("yaml", "json", "jsonpath"):
+                and output not in ("yaml", "json", "jsonpath", "custom-columns"):
             err(_no_resources(ctx, all_namespaces, targets[0].info.namespaced))
     for exc in failures:
         err(format_api_error(exc))
@@ -181,7 +208,7 @@ async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_
 @click.command("get")
 @click.argument("args", nargs=-1, required=True)
 @click.option("-o", "--output", default=None,
-              help="Output format: wide, yaml, json, name, or jsonpath=TEMPLATE.")
+              help="Output format: wide, yaml, json, name, jsonpath=TEMPLATE, custom-columns=H:PATH,...")
 @click.option("-l", "--selector", default="", help="Label selector (e.g. app=web,tier!=db).")
 @click.option("--field-selector", default="", help="Field selector (e.g. spec.nodeName=node1).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")

@@ -344,3 +344,10 @@ def test_get_sort_by(seeded):
     r = kctl(seeded, "get", "pods", "-l", "app in (web,db)", "--sort-by={.metadata.annotations.order}",
              "-o", "name")
     assert r.out == "pod/web-2\npod/web-1\npod/db-1\n"
+
+
+def test_get_custom_columns(seeded):
+    r = kctl(seeded, "get", "pods", "-l", "app=web", "-o",
+             "custom-columns=NAME:.metadata.name,APP:.metadata.labels.app,NODE:.spec.nodeName")
+    assert [ln.split() for ln in r.out.splitlines()] == [["NAME", "APP", "NODE"], ["web-1", "web", "<none>"],
+                                                         ["web-2", "web", "<none>"]]
