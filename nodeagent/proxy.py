@@ -12,6 +12,9 @@ What it programs (all chains are ours, named ``KCTL-*``; design §3)::
                  statistic random 1/(n-1) → KCTL-SEP-<h2>  …  last one unconditional
   KCTL-SEP-<h>:  -s EP_IP → KCTL-MARK-MASQ (hairpin: the pod reached itself through the VIP)
                  DNAT --to-destination EP_IP:EP_PORT
+  sessionAffinity ClientIP (kube-proxy's way, 10800 s): before the random rules,
+  ``-m recent --rcheck`` sends a known client to its SEP; the SEP's DNAT rule
+  records the client with ``-m recent --set``.
   nat POSTROUTING ──► KCTL-POSTROUTING
         -s POD_CIDR -d MASQUERADE_CIDR → MASQUERADE   (pod egress to e.g. the lab's node subnet)
         unmarked → RETURN; clear the mark; MASQUERADE --random-fully
@@ -83,6 +86,7 @@ SERVICES, NODEPORTS, EXTERNAL_SERVICES = "KCTL-SERVICES", "KCTL-NODEPORTS", "KCT
 POSTROUTING, MARK_MASQ = "KCTL-POSTROUTING", "KCTL-MARK-MASQ"
 MASQ_MARK = "0x4000"  # the bit kube-proxy uses; our chains live in node netns of their own
 PROTOCOLS = ("tcp", "udp", "sctp")
+AFFINITY_SECONDS = 10800  # Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds
 
 SYNC_DURATION = Histogram("kctl_nodeagent_proxy_sync_duration_seconds",
                           "Duration of applied proxy syncs (render + iptables-save + iptables-restore)",
@@ -123,6 +127,7 @@ class ServicePortInfo:
     port: int
     node_port: int
     endpoints: tuple[tuple[str, int], ...]   # sorted (ip, port)
+    affinity_seconds: int = 0                 # sessionAffinity ClientIP: stick for this long (0 = off)
 
     @property
     def key(self) -> str:
@@ -186,6 +191,7 @@ def service_ports(services: Iterable, endpoints: Iterable) -> list[ServicePortIn
         if spec.type == "ExternalName" or not vip:
             continue
         node_ports = spec.type in ("NodePort", "LoadBalancer")
+        affinity = AFFINITY_SECONDS if spec.session_affinity == "ClientIP" else 0
         for sp in spec.ports:
             proto = (sp.protocol or "TCP").lower()
             if not 0 < sp.port < 65536:
@@ -198,7 +204,7 @@ def service_ports(services: Iterable, endpoints: Iterable) -> list[ServicePortIn
             ordered = tuple(sorted(found, key=lambda ep: (socket.inet_aton(ep[0]), ep[1])))
             node_port = sp.node_port if node_ports and 0 < sp.node_port < 65536 else 0
             out.append(ServicePortInfo(s.metadata.namespace, s.metadata.name, sp.name, proto, vip, sp.port,
-                                       node_port, ordered))
+                                       node_port, ordered, affinity))
     out.sort(key=lambda i: (i.namespace, i.name, i.port_name, i.protocol))
     return out
 
@@ -279,13 +285,18 @@ def render_ports(ports: Iterable[ServicePortInfo], *, node_ip: str | None, pod_c
             nat_rules.append(_line(ext, "-j", svc))
         if pod_net:
             nat_rules.append(_line(svc, cluster_ip, not_pod, vip, proto, "--dport", str(sp.port), "-j", MARK_MASQ))
+        if sp.affinity_seconds:   # a client seen recently goes back to the endpoint it had
+            for ip, port, chain in seps:
+                nat_rules.append(_line(svc, _comment(f"{sp.key} -> {ip}:{port}"), "-m", "recent", "--name", chain,
+                                       "--rcheck", "--seconds", str(sp.affinity_seconds), "--reap", "-j", chain))
         n = len(seps)
         for i, (ip, port, chain) in enumerate(seps):
             pick = ["-m", "statistic", "--mode", "random", "--probability", f"{1 / (n - i):.10f}"] if i < n - 1 else []
             nat_rules.append(_line(svc, _comment(f"{sp.key} -> {ip}:{port}"), pick, "-j", chain))
         for ip, port, chain in seps:
             nat_rules.append(_line(chain, _comment(sp.key), "-s", f"{ip}/32", "-j", MARK_MASQ))
-            nat_rules.append(_line(chain, _comment(sp.key), "-p", sp.protocol, "-m", sp.protocol,
+            remember = ["-m", "recent", "--name", chain, "--set"] if sp.affinity_seconds else []
+            nat_rules.append(_line(chain, _comment(sp.key), remember, "-p", sp.protocol, "-m", sp.protocol,
                                    "-j", "DNAT", "--to-destination", f"{ip}:{port}"))
 
     nat_rules.append(_line(SERVICES, _comment("kctl service nodeports; must be the last rule"), node_dst,

@@ -538,3 +538,24 @@ async def test_attach_to_informers_follows_services_and_endpoints():
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_client_ip_session_affinity_checks_recent_clients_before_the_random_pick():
+    services, endpoints = web("10.244.1.2", "10.244.1.3")
+    services[0].spec.session_affinity = "ClientIP"
+    s2, s3 = WEB_SEP["10.244.1.2"], WEB_SEP["10.244.1.3"]
+    out = do_render(services, endpoints)
+    assert [line for line in out.splitlines() if line.startswith((f"-A {WEB_SVC} ", f"-A {s2} "))] == [
+        f'-A {WEB_SVC} -m comment --comment "default/web:http cluster IP" ! -s 10.244.1.0/24 -d 10.96.0.10/32 '
+        "-p tcp -m tcp --dport 80 -j KCTL-MARK-MASQ",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.2:8080" '
+        f"-m recent --name {s2} --rcheck --seconds 10800 --reap -j {s2}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.3:8080" '
+        f"-m recent --name {s3} --rcheck --seconds 10800 --reap -j {s3}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.2:8080" '
+        f"-m statistic --mode random --probability 0.5000000000 -j {s2}",
+        f'-A {WEB_SVC} -m comment --comment "default/web:http -> 10.244.1.3:8080" -j {s3}',
+        f"-A {s2} -m comment --comment default/web:http -s 10.244.1.2/32 -j KCTL-MARK-MASQ",
+        f"-A {s2} -m comment --comment default/web:http -m recent --name {s2} --set -p tcp -m tcp "
+        "-j DNAT --to-destination 10.244.1.2:8080",
+    ]

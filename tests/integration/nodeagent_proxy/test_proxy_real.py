@@ -87,6 +87,17 @@ async def test_nodeport_on_the_node_ip_from_outside(mini_node, proxier):
     assert {r.split()[1] for r in replies} == {GATEWAY}
 
 
+async def test_client_ip_session_affinity_sticks_to_one_pod(mini_node, proxier):
+    s, e = web()
+    s.spec.session_affinity = "ClientIP"
+    await proxier.sync([s], [e])
+    for pod in mini_node.pods:
+        assert len(names(mini_node.connect(pod, WEB_VIP, 80, count=20))) == 1   # random would spread 20
+    s.spec.session_affinity = "None"
+    await proxier.sync([s], [e])
+    assert names(mini_node.connect(mini_node.pods[0], WEB_VIP, 80, count=60)) == NAMES
+
+
 async def test_node_itself_and_pods_reach_clusterip_and_nodeport(mini_node, proxier):
     s, e = web()
     await proxier.sync([s], [e])
