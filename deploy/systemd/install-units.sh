@@ -181,15 +181,15 @@ if [ "$ROLE" = worker ]; then
 fi
 command -v systemctl >/dev/null || die "systemctl not found: files are installed, start the components by hand (deploy/README.md)"
 systemctl daemon-reload
-if [ "$ROLE" = controlplane ]; then
-    # Debian's etcd and docker-registry packages enable their own services on
-    # the ports we use (2379/2380, 5000): ours replace them.
-    for svc in etcd.service docker-registry.service; do
-        if systemctl list-unit-files "$svc" 2>/dev/null | grep -q "^$svc"; then
-            systemctl disable --now "$svc" >/dev/null 2>&1 || true
-        fi
-    done
-fi
+# Debian's etcd-server and docker-registry packages (installed everywhere by
+# deploy/install.sh) enable their own services on the ports we use
+# (2379/2380, 5000): kctl-etcd and kctl-registry replace them on the control
+# plane, and workers need neither.
+for svc in etcd.service docker-registry.service; do
+    if systemctl list-unit-files "$svc" 2>/dev/null | grep -q "^$svc"; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done
 units=()
 for c in "${COMPONENTS[@]}"; do units+=("kctl-$c.service"); done
 systemctl enable "${units[@]}" 2>&1 | grep -v "^Created symlink" || true
