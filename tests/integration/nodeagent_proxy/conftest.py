@@ -45,8 +45,9 @@ NODE_IP, OUT_IP, NODE_SUBNET = "10.252.7.10", "10.252.7.20", "10.252.7.0/24"
 SERVICE_RANGE = "10.97.0.0/16"
 
 needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("iptables-restore") or not shutil.which("nsenter"),
-    reason="needs root, iptables and nsenter")
+    os.geteuid() != 0 or not shutil.which("iptables-restore") or not shutil.which("nsenter")
+    or not shutil.which("conntrack") or not os.path.isdir("/proc/sys/net/bridge"),
+    reason="needs root, iptables, conntrack, nsenter and br_netfilter")
 
 SERVER = r'''
 import socket, sys, threading
