@@ -171,15 +171,18 @@ if [ "$ROLE" = worker ]; then
         "$ROOT/etc/modules-load.d/kctl.conf" 0644 || true
 fi
 
-if [ -n "$ROOT" ]; then
+# KCTL_SYSTEMCTL: the systemctl to call (tests pass a fake one, also with --root).
+if [ -n "$ROOT" ] && [ -z "${KCTL_SYSTEMCTL:-}" ]; then
     echo "installed below $ROOT (no systemctl)"
     exit 0
 fi
+systemctl() { command "${KCTL_SYSTEMCTL:-systemctl}" "$@"; }
 
-if [ "$ROLE" = worker ]; then
+if [ "$ROLE" = worker ] && [ -z "$ROOT" ]; then
     modprobe -a br_netfilter overlay || echo "warning: modprobe br_netfilter overlay failed" >&2
 fi
-command -v systemctl >/dev/null || die "systemctl not found: files are installed, start the components by hand (deploy/README.md)"
+command -v "${KCTL_SYSTEMCTL:-systemctl}" >/dev/null ||
+    die "systemctl not found: files are installed, start the components by hand (deploy/README.md)"
 systemctl daemon-reload
 # Debian's etcd-server and docker-registry packages (installed everywhere by
 # deploy/install.sh) enable their own services on the ports we use

@@ -397,6 +397,44 @@ def test_install_units_environment_defaults(tmp_path):
     assert "docker.io=http://10.5.0.1:5000" in args, "registry defaults to the apiserver's host"
 
 
+FAKE_SYSTEMCTL = """#!/bin/bash
+# records its calls; a unit is active once it was started
+echo "$*" >>"$SYSTEMCTL_LOG"
+case "$1" in
+    is-active) grep -qE "^(re)?start $3$" "$SYSTEMCTL_LOG" ;;
+    list-unit-files) echo "$2 enabled" ;;
+esac
+"""
+
+
+def test_install_units_starts_and_restarts_only_what_changed(tmp_path):
+    fake = tmp_path / "systemctl"
+    fake.write_text(FAKE_SYSTEMCTL)
+    fake.chmod(0o755)
+    log = tmp_path / "calls"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("KCTL_")},
+           "KCTL_SYSTEMCTL": str(fake), "SYSTEMCTL_LOG": str(log)}
+
+    def calls(*args: str) -> list[str]:
+        before = log.read_text().splitlines() if log.exists() else []
+        res = subprocess.run(["bash", str(INSTALL_UNITS), "controlplane", *args, "--root", str(tmp_path / "root")],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return [c for c in log.read_text().splitlines()[len(before):]
+                if not c.startswith(("is-active", "list-unit-files", "--no-pager"))]
+
+    units = [f"kctl-{n}.service" for n in CONTROLPLANE]
+    first = calls(*CP_ARGS)
+    assert first == ["daemon-reload", "disable --now etcd.service", "disable --now docker-registry.service",
+                     "enable " + " ".join(units)] + [f"start {u}" for u in units]
+    # Nothing changed: nothing restarted (start of a running unit is a no-op).
+    second = calls(*CP_ARGS)
+    assert not [c for c in second if c.startswith("restart")], second
+    # One flag changed: only its component restarts.
+    third = calls(*CP_ARGS[:-2], "--node-cidr-mask-size", "26")
+    assert [c for c in third if c.startswith("restart")] == ["restart kctl-controller-manager.service"]
+
+
 @pytest.mark.parametrize("args", [
     ["worker", "--node-ip", "10.0.0.2"],                               # no --apiserver
     ["controlplane"],                                                   # no --advertise-ip
