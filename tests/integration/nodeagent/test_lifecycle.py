@@ -90,7 +90,8 @@ async def test_liveness_http_restarts_and_startup_probe(api, node):
                           "failureThreshold": 2, "terminationGracePeriodSeconds": 1}}))
     await api.create(make_pod("startup", node, {
         "name": "c", "image": "busybox", "command": ["sleep", "3600"],
-        "startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2},
+        "startupProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 2,
+                         "terminationGracePeriodSeconds": 1},
         "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}))
     pod = await pod_running(api, "live", node)
     first = cid_of(pod, "c")

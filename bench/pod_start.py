@@ -1,0 +1,187 @@
+"""Node-side pod start latency (bound -> Running) next to a bare ``runc run``, in one run.
+
+    sudo .venv/bin/python bench/pod_start.py [--pods 30]
+
+Sets up what the node agent integration tests use (tests/integration/nodeagent/
+conftest.py): a root-ns bridge on a free 169.254.x.0/24, etcd + kctl-apiserver
+and a docker-registry serving the offline busybox image on that bridge, and
+one ``kctl-nodeagent`` subprocess inside a fresh node network namespace.
+Then:
+
+1. warm-up: one pod, so the image is pulled and unpacked (image cached);
+2. sequential: N pods, one at a time, each created already bound
+   (``spec.nodeName`` set); latency = create call -> the watch shows the pod
+   Running with its container running (apiserver + watch + agent + runc);
+3. burst: N pods created at once; pods started per second on one node
+   (first create -> last Running) and their latencies;
+4. baseline: ``bench.runc_raw.measure_bare_runc(N)`` — ``runc run true`` of a
+   busybox rootfs with the same OCI spec generator, no agent/conmon/overlay/netns.
+
+Prints a table and ends with ``RESULT key=value ...``.  Everything it started
+is stopped by PID and removed on the way out.  Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from bench.runc_raw import measure_bare_runc  # noqa: E402
+from deploy.images import build_images  # noqa: E402
+from deploy.registry import LocalRegistry  # noqa: E402
+from machinery.client import Client  # noqa: E402
+from machinery.pb import core_pb2  # noqa: E402
+from tests.cluster import Etcd  # noqa: E402
+from tests.integration.nodeagent.conftest import (CPApiServer, Node, Segment, all_running,  # noqa: E402
+                                                  make_pod, node_ready)
+
+
+def pct(samples: list[float], p: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def sleeper(name: str, node: Node) -> core_pb2.Pod:
+    return make_pod(name, node, {"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                                 "command": ["sleep", "3600"]}, terminationGracePeriodSeconds=1)
+
+
+class RunningWatch:
+    """Records the first time each pod is seen with all containers running."""
+
+    def __init__(self, api: Client) -> None:
+        self.api = api
+        self.seen: dict[str, float] = {}
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        async for ev in self.api.watch(core_pb2.Pod, "default"):
+            if ev.object is not None and ev.object.metadata.name not in self.seen and all_running(ev.object):
+                self.seen[ev.object.metadata.name] = time.perf_counter()
+                self.changed.set()
+
+    async def wait(self, names: list[str], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(n in self.seen for n in names):
+            self.changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"pods not running: {[n for n in names if n not in self.seen]}")
+            try:
+                await asyncio.wait_for(self.changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+
+async def delete_all(api: Client, names: list[str]) -> None:
+    await asyncio.gather(*(api.delete(core_pb2.Pod, n, "default", grace_period=1) for n in names))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pods, _ = await api.list(core_pb2.Pod, "default")
+        if not pods:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("pods not deleted")
+
+
+async def measure(api: Client, node: Node, n: int) -> dict:
+    await node_ready(api, node)
+    watch = RunningWatch(api)
+    task = asyncio.create_task(watch.run())
+    try:
+        await api.create(sleeper("warmup", node))
+        await watch.wait(["warmup"])
+        await delete_all(api, ["warmup"])
+
+        seq = []
+        for i in range(n):
+            name = f"seq-{i}"
+            t0 = time.perf_counter()
+            await api.create(sleeper(name, node))
+            await watch.wait([name])
+            seq.append((watch.seen[name] - t0) * 1000)
+        await delete_all(api, [f"seq-{i}" for i in range(n)])
+
+        names = [f"burst-{i}" for i in range(n)]
+        starts: dict[str, float] = {}
+
+        async def create(name: str) -> None:
+            starts[name] = time.perf_counter()
+            await api.create(sleeper(name, node))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(create(x) for x in names))
+        await watch.wait(names)
+        elapsed = max(watch.seen[x] for x in names) - t0
+        burst = [(watch.seen[x] - starts[x]) * 1000 for x in names]
+        await delete_all(api, names)
+    finally:
+        task.cancel()
+    return {"seq": seq, "burst": burst, "burst_elapsed": elapsed}
+
+
+async def amain(args) -> dict:
+    work = pathlib.Path(tempfile.mkdtemp(prefix="kctlbench-podstart-"))
+    seg = Segment()
+    seg.up()
+    etcd = api_proc = reg = node = None
+    try:
+        etcd = Etcd(work)
+        etcd.start()
+        api_proc = CPApiServer(etcd, work, seg.ip)
+        api_proc.start()
+        built = build_images(str(work / "images"))
+        reg = LocalRegistry(host=seg.ip)
+        reg.start()
+        reg.push(built["busybox:latest"], "library/busybox:latest")
+        node = Node("bench", 1, seg, api_proc, reg, work, [])
+        node.create()
+        node.start()
+        async with Client(api_proc.target, timeout=30) as api:
+            res = await measure(api, node, args.pods)
+        return res
+    finally:
+        if node is not None:
+            node.destroy()
+        if reg is not None:
+            reg.stop()
+        if api_proc is not None:
+            api_proc.stop()
+        if etcd is not None:
+            etcd.stop()
+        seg.down()
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pods", type=int, default=30)
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+    res = asyncio.run(amain(args))
+    runc = measure_bare_runc(args.pods)
+    seq, burst = res["seq"], res["burst"]
+    rate = args.pods / res["burst_elapsed"]
+    p50, p99 = pct(seq, 50), pct(seq, 99)
+    print(f"{'':34} {'p50 ms':>9} {'p99 ms':>9}")
+    print(f"{'pod bound -> Running (sequential)':34} {p50:9.1f} {p99:9.1f}")
+    print(f"{'pod bound -> Running (burst)':34} {pct(burst, 50):9.1f} {pct(burst, 99):9.1f}")
+    print(f"{'bare runc run (true)':34} {runc['p50_ms']:9.1f} {runc['p99_ms']:9.1f}")
+    print(f"ratio pod/runc p50: {p50 / runc['p50_ms']:.1f}x   burst: {args.pods} pods in "
+          f"{res['burst_elapsed']:.2f}s = {rate:.1f} pods/s on one node")
+    print(f"RESULT pods={args.pods} pod_start_p50_ms={p50:.1f} pod_start_p99_ms={p99:.1f} "
+          f"runc_p50_ms={runc['p50_ms']:.1f} runc_p99_ms={runc['p99_ms']:.1f} ratio_p50={p50 / runc['p50_ms']:.2f} "
+          f"burst_p50_ms={pct(burst, 50):.1f} burst_p99_ms={pct(burst, 99):.1f} pods_per_s={rate:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
