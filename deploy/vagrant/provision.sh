@@ -11,9 +11,9 @@
 # every machine's name in /etc/hosts; deploy/install.sh (Debian packages +
 # .venv); deploy/systemd/install-units.sh ROLE (units, /etc/kctl/*.env,
 # enable, start); `kctl` on PATH with a kubeconfig for root and vagrant.
-# Control plane only: build kctl's offline images (python -m deploy.images)
-# and push them to its registry as docker.io names (library/busybox, ...),
-# the node agents' docker.io mirror.
+# Control plane only: deploy/systemd/push-images.sh builds kctl's offline
+# images and pushes them to its registry under docker.io names
+# (library/busybox, ...): the node agents' docker.io mirror.
 set -euo pipefail
 
 KCTL=/opt/kctl
@@ -51,9 +51,9 @@ wait_for() {  # wait_for SECONDS WHAT CMD...: retry CMD until it succeeds
 
 [ -f "$KCTL/deploy/install.sh" ] || { echo "$KCTL is empty: the rsync synced folder is missing" >&2; exit 1; }
 
-step "prerequisites (python3-venv, curl)"
+step "prerequisites (python3-venv)"
 missing=()
-for p in python3 python3-venv curl; do
+for p in python3 python3-venv; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -110,13 +110,7 @@ id vagrant >/dev/null 2>&1 && write_kubeconfig vagrant /home/vagrant
 if [ "$ROLE" = controlplane ]; then
     REGISTRY=$ADVERTISE_IP:5000
     step "images into the registry $REGISTRY"
-    wait_for 30 "the registry on $REGISTRY" curl -fsS "http://$REGISTRY/v2/"
-    cd "$KCTL"
-    .venv/bin/python -m deploy.images /var/lib/kctl/images | while read -r ref _ layout; do
-        case "$ref" in */*) dest=$ref ;; *) dest=library/$ref ;; esac   # docker.io naming
-        skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$layout" "docker://$REGISTRY/$dest"
-        echo "  $ref -> $REGISTRY/$dest"
-    done
+    "$KCTL/deploy/systemd/push-images.sh" "$REGISTRY" /var/lib/kctl/images
     step "waiting for the apiserver on $APISERVER"
     wait_for 60 "the apiserver" kctl --server "$APISERVER" get namespaces
     kctl --server "$APISERVER" get namespaces

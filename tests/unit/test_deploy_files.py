@@ -358,6 +358,34 @@ def test_registry_serves_with_rendered_config(installed, tmp_path):
         stop(proc)
 
 
+def test_push_images_fills_a_registry(installed, tmp_path):
+    """push-images.sh: kctl's images under docker.io names in a (throwaway, loopback) registry."""
+    missing = [p for p in ("/usr/bin/docker-registry", shutil.which("skopeo") or "skopeo", "/bin/busybox")
+               if not Path(p).exists()]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: push-images.sh NOT run")
+    port = free_port()
+    _, env = rendered(installed, "registry")
+    env = {**env, "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+           "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "storage")}
+    proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(installed / "etc/kctl/registry.yml")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        res = subprocess.run(["bash", str(SYSTEMD / "push-images.sh"), f"127.0.0.1:{port}", str(tmp_path / "img")],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr + res.stdout
+        import json
+
+        def get(path):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/{path}", timeout=5) as r:
+                return json.load(r)
+        assert sorted(get("_catalog")["repositories"]) == ["kctl/echo", "library/busybox"]
+        assert sorted(get("library/busybox/tags/list")["tags"]) == ["1.36", "latest"]
+        assert get("kctl/echo/tags/list")["tags"] == ["latest"]
+    finally:
+        stop(proc)
+
+
 # ------------------------------------------------------------------ install-units.sh
 
 def test_install_units_installs_each_role(installed):
@@ -472,7 +500,8 @@ def test_systemd_analyze_verify(installed):
 
 # ------------------------------------------------------------------ shell scripts, Vagrantfile
 
-@pytest.mark.parametrize("script", [INSTALL_UNITS, VAGRANT / "provision.sh", REPO / "deploy/install.sh"],
+@pytest.mark.parametrize("script", [INSTALL_UNITS, SYSTEMD / "push-images.sh", VAGRANT / "provision.sh",
+                                    REPO / "deploy/install.sh"],
                          ids=lambda p: p.name)
 def test_shell_syntax(script):
     res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
