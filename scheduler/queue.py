@@ -55,6 +55,7 @@ class SchedulingQueue:
         self.max_backoff = max_backoff
         self.max_unschedulable = max_unschedulable
         self._pods: dict[str, QueuedPod] = {}         # queued: active, backoff, unschedulable
+        self._unschedulable: dict[str, QueuedPod] = {}  # the unschedulable ones (moves are O(these))
         self._in_flight: dict[str, QueuedPod] = {}
         self._active: list = []
         self._backoff: list = []
@@ -69,11 +70,15 @@ class SchedulingQueue:
     def _place(self, qp: QueuedPod, where: str) -> None:
         if qp.where in self._counts and self._pods.get(qp.key) is qp:
             self._counts[qp.where] -= 1
+            if qp.where == UNSCHEDULABLE:
+                self._unschedulable.pop(qp.key, None)
         qp.where = where
         qp.seq = next(self._seq)
         self._pods[qp.key] = qp
         self._counts[where] += 1
-        if where == ACTIVE:
+        if where == UNSCHEDULABLE:
+            self._unschedulable[qp.key] = qp
+        elif where == ACTIVE:
             heapq.heappush(self._active, (-qp.info.priority, qp.added, qp.seq, qp))
             self._wake.set()
         elif where == BACKOFF:
@@ -84,6 +89,8 @@ class SchedulingQueue:
         qp = self._pods.pop(key, None)
         if qp is not None:
             self._counts[qp.where] -= 1
+            if qp.where == UNSCHEDULABLE:
+                self._unschedulable.pop(key, None)
             qp.where = ""
         return qp
 
@@ -194,7 +201,7 @@ class SchedulingQueue:
     def move_all(self, event: str = "") -> int:
         """A cluster event that may make unschedulable pods fit."""
         self._move_request_cycle = self.scheduling_cycle
-        moved = [qp for qp in self._pods.values() if qp.where == UNSCHEDULABLE]
+        moved = list(self._unschedulable.values())
         for qp in moved:
             self._move(qp)
         return len(moved)
@@ -208,7 +215,7 @@ class SchedulingQueue:
 
     def flush_unschedulable(self) -> None:
         now = self.clock()
-        for qp in [q for q in self._pods.values() if q.where == UNSCHEDULABLE]:
+        for qp in list(self._unschedulable.values()):
             if now - qp.last_failure >= self.max_unschedulable:
                 self._move(qp)
 

@@ -142,3 +142,19 @@ async def test_pop_wakes_when_backoff_ends():
     q.add_backoff(await q.pop())
     qp = await asyncio.wait_for(q.pop(), 5)
     assert qp.attempts == 2
+
+
+def test_moves_touch_only_unschedulable_pods():
+    clock = Clock()
+    q = SchedulingQueue(clock=clock)
+    for i in range(5):
+        q.add(info(f"p{i}"))
+    a, b = q.pop_nowait(), q.pop_nowait()
+    q.add_unschedulable(a)
+    q.add_unschedulable(b)
+    assert q.lengths() == {ACTIVE: 3, BACKOFF: 0, UNSCHEDULABLE: 2}
+    q.delete(b.key)
+    clock.t += 5
+    assert q.move_all() == 1 and q.where(a.key) == ACTIVE
+    assert q.lengths() == {ACTIVE: 4, BACKOFF: 0, UNSCHEDULABLE: 0}
+    assert q.move_all() == 0
