@@ -66,6 +66,7 @@ class Scheduler:
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         self._status_slots = asyncio.Semaphore(status_writers)
         self._weights = {p.name: w for p, w in self.algo.scorers}
+        self._attempts = {r: self.metrics.attempts.labels(r) for r in ("scheduled", "unschedulable", "error")}
         self.scheduled = 0
 
     # ------------------------------------------------------------ run
@@ -165,11 +166,11 @@ class Scheduler:
             result = self.algo.schedule(info)
         except Exception:
             log.exception("scheduling %s failed", info.key)
-            self.metrics.attempts.labels("error").inc()
+            self._attempts["error"].inc()
             self.queue.add_backoff(qp)
             return
         if result.node is None:
-            self.metrics.attempts.labels("unschedulable").inc()
+            self._attempts["unschedulable"].inc()
             self.queue.add_unschedulable(qp)
             t = asyncio.create_task(self._record_unschedulable(info.key, info.uid, result))
             t.add_done_callback(_log_failure)
@@ -189,7 +190,7 @@ class Scheduler:
         qp: QueuedPod = item.ctx
         if err is None:
             self.scheduled += 1
-            self.metrics.attempts.labels("scheduled").inc()
+            self._attempts["scheduled"].inc()
             self.metrics.e2e.observe(max(0.0, self.clock() - qp.added))
             self.events.emit(qp.info.pod, "Normal", "Scheduled",
                              f"Successfully assigned {item.namespace}/{item.name} to {item.node}")
@@ -203,7 +204,7 @@ class Scheduler:
             log.info("binding %s to %s dropped: %s", qp.key, item.node, err)
             return
         log.warning("binding %s to %s failed: %s; retrying after backoff", qp.key, item.node, err)
-        self.metrics.attempts.labels("error").inc()
+        self._attempts["error"].inc()
         if still_pending:
             qp.info = self._info(current) if current is not qp.info.pod else qp.info
             self.queue.add_backoff(qp)
