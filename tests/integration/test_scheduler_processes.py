@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from scheduler import hollow
-from tests.cluster import REPO
+from tests.cluster import REPO, free_port
 
 
 async def until(pred, what, attempts=600, delay=0.05):
@@ -19,17 +19,24 @@ async def until(pred, what, attempts=600, delay=0.05):
     raise AssertionError(f"never reached: {what}")
 
 
-def start(target, identity, tmp_path):
+def start(target, identity, tmp_path, metrics_port):
     log = open(tmp_path / f"{identity}.log", "ab")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, "-m", "scheduler.main", "--apiserver", target, "--leader-elect",
                              "--identity", identity, "--lease-duration", "3", "--renew-deadline", "2",
-                             "--retry-period", "0.5"],
+                             "--retry-period", "0.5", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
 
 
+def scrape(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
 async def test_standby_process_takes_over_after_leader_is_killed(client, apiserver, tmp_path):
-    procs = {name: start(apiserver.target, name, tmp_path) for name in ("sched-a", "sched-b")}
+    ports = {name: free_port() for name in ("sched-a", "sched-b")}
+    procs = {name: start(apiserver.target, name, tmp_path, ports[name]) for name in ports}
     try:
         await client.create(hollow.node("n1", cpu="8"))
         await client.create(hollow.pod("before"))
@@ -39,6 +46,12 @@ async def test_standby_process_takes_over_after_leader_is_killed(client, apiserv
         await until(lambda: bound("before"), "bound by the leader")
         leader = (await client.get("Lease", "kctl-scheduler", "kube-system")).spec.holder_identity
         assert leader in procs
+
+        async def counted():
+            text = await asyncio.to_thread(scrape, ports[leader])
+            return ('kctl_scheduler_schedule_attempts_total{result="scheduled"} 1.0' in text
+                    and "kctl_scheduler_e2e_scheduling_duration_seconds_count 1.0" in text)
+        await until(counted, "the leader's metrics count the binding")
         os.kill(procs[leader].pid, signal.SIGKILL)
         procs[leader].wait()
         for i in range(5):
