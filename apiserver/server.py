@@ -180,7 +180,8 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
                                                                     value=objects.with_rv(kv.value, kv.mod_revision)))
                 rv = start
             interval = self.bookmark_interval if request.allow_bookmarks else None
-            async for ev in cache.stream(rv, interval):
+            trigger = flt.fields.exact(cache.trigger_path) if flt.fields and cache.trigger_path else None
+            async for ev in cache.stream(rv, interval, trigger):
                 if isinstance(ev, Bookmark):
                     empty = info.message(api_version=info.api_version, kind=info.kind)
                     empty.metadata.resource_version = str(ev.revision)

@@ -9,6 +9,14 @@ advanced by its own task, so a thousand watchers cost a thousand integers.
 A client that falls `size` events behind (its cursor was overwritten) is
 too slow and its watch ends with TooSlow; the others never wait for it.
 
+Pod watchers are also indexed by `spec.nodeName` (TRIGGERS), as Kubernetes
+does: a watch with `spec.nodeName=<node>` is woken only by events whose pod
+had or has that node, and reads only those events (the index keeps, per
+node, the ring positions of its events). A thousand node agents thus cost
+nothing per event that is not theirs; without the index every event woke
+every watcher (measured: 1,000 node watchers cut creates from ~650/s to
+~17/s; with it they are unaffected).
+
 Ordering and exactly-once come from asyncio's single thread: appending a
 batch and waking readers happens without an await in between, and a reader
 positions itself (binary search on revision) and reads without awaiting,
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 from typing import AsyncIterator, Callable
 
@@ -51,11 +60,12 @@ class TooSlow(errors.ApiError):
 
 
 class Event:
-    __slots__ = ("revision", "type", "key", "raw", "prev_raw", "_info", "_obj", "_prev")
+    __slots__ = ("revision", "type", "key", "raw", "prev_raw", "triggers", "_info", "_obj", "_prev")
 
     def __init__(self, info, revision: int, type_: str, key: bytes, raw: bytes, prev_raw: bytes | None):
         self._info, self.revision, self.type, self.key = info, revision, type_, key
         self.raw, self.prev_raw = raw, prev_raw
+        self.triggers: tuple[str, ...] = ()
         self._obj = self._prev = None
 
     def obj(self):
@@ -108,6 +118,22 @@ def convert(ev: Event, flt: objects.Filter) -> tuple[str, bytes] | None:
     return (DELETED, ev.prev_raw) if old else None
 
 
+def _pod_node_names(ev: Event) -> tuple[str, ...]:
+    """The index value of a pod event: spec.nodeName before and after."""
+    new = ev.obj().spec.node_name
+    prev = ev.prev()
+    old = prev.spec.node_name if prev is not None else new
+    return (new,) if old == new else (new, old)
+
+
+# Kinds whose watchers are indexed, and the field selector path of the index
+# (Kubernetes indexes pod watchers by spec.nodeName the same way: every node
+# agent watches `spec.nodeName=<itself>`).
+TRIGGERS: dict[str, tuple[str, Callable[[Event], tuple[str, ...]]]] = {
+    "Pod": ("spec.nodeName", _pod_node_names),
+}
+
+
 class _Revisions:
     """The ring's revisions, oldest first, as a sequence bisect can search."""
 
@@ -141,6 +167,12 @@ class KindCache:
         self.epoch = 0                     # bumped on reset: readers of an older epoch expire
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
+        # The trigger index (see TRIGGERS): value -> seqs of the ring's events
+        # that concern it, the last seq evicted per value, a wake-up per value.
+        self.trigger_path, self._trigger_fn = TRIGGERS.get(info.kind, (None, None))
+        self._index: dict[str, collections.deque[int]] = {}
+        self._evicted: dict[str, int] = {}
+        self._wake_by: dict[str, asyncio.Event] = {}
 
     # -------------------------------------------------------------- writer
     async def _reset(self) -> None:
@@ -151,23 +183,44 @@ class KindCache:
             rev = await self.storage.revision()
         self.ring = [None] * self.size
         self.first_seq = self.next_seq
+        self._index.clear()
+        self._evicted.clear()
         self.covered_from = self.revision = rev
         self.epoch += 1
-        self._notify()
+        self._notify(list(self._wake_by))
         self.ready.set()
 
-    def _append(self, events: list[Event]) -> None:
+    def _append(self, events: list[Event]) -> set[str]:
+        """Add a batch to the ring; returns the trigger values it concerns."""
+        touched: set[str] = set()
         for ev in events:
             if self.next_seq - self.first_seq == self.size:
-                self.covered_from = self.ring[self.first_seq % self.size].revision
+                old = self.ring[self.first_seq % self.size]
+                self.covered_from = old.revision
+                for t in old.triggers:
+                    seqs = self._index[t]
+                    seqs.popleft()
+                    self._evicted[t] = self.first_seq
+                    if not seqs:
+                        del self._index[t]
                 self.first_seq += 1
+            if self._trigger_fn is not None:
+                ev.triggers = self._trigger_fn(ev)
+                for t in ev.triggers:
+                    self._index.setdefault(t, collections.deque()).append(self.next_seq)
+                touched.update(ev.triggers)
             self.ring[self.next_seq % self.size] = ev
             self.next_seq += 1
         self.revision = max(self.revision, events[-1].revision)
+        return touched
 
-    def _notify(self) -> None:
+    def _notify(self, triggers=()) -> None:
         self._wake.set()
         self._wake = asyncio.Event()
+        for t in triggers:
+            wake = self._wake_by.pop(t, None)
+            if wake is not None:
+                wake.set()
 
     async def run(self) -> None:
         """Follow etcd forever; re-open the watch from the last revision after failures."""
@@ -183,14 +236,15 @@ class KindCache:
                         log.info("watch cache %s: etcd watch re-established at revision %d",
                                  self.info.plural, self.revision + 1)
                     delay, failing = 0.1, False
+                    touched: set[str] = set()
                     if resp.events:
                         batch = [Event.from_etcd(self.info, e) for e in resp.events]
-                        self._append(batch)
+                        touched = self._append(batch)
                         if self.on_events is not None:
                             self.on_events(batch)
                     elif not resp.created and resp.header.revision > self.revision:
                         self.revision = resp.header.revision     # progress notification
-                    self._notify()
+                    self._notify(touched)
             except st.Compacted as exc:
                 log.warning("watch cache %s: %s; resetting, watchers must relist", self.info.plural, exc)
                 self.ready.clear()
@@ -213,8 +267,18 @@ class KindCache:
         except asyncio.TimeoutError:
             raise errors.Unavailable(f"etcd unavailable: the {self.info.plural} watch cache is not ready") from None
 
-    async def follow(self, rv: int, bookmark_interval: float | None = None) -> AsyncIterator[Event | Bookmark]:
-        """Every event with revision > rv, in order, then live ones (rv must be covered)."""
+    def _too_slow(self, sent_rev: int) -> TooSlow:
+        return TooSlow(f"watch of {self.info.plural} closed: the client fell more than {self.size} "
+                       f"events behind; watch again from resourceVersion {sent_rev}")
+
+    async def follow(self, rv: int, bookmark_interval: float | None = None,
+                     trigger: str | None = None) -> AsyncIterator[Event | Bookmark]:
+        """Every event with revision > rv, in order, then live ones (rv must be
+        covered). With a trigger value, only the events the index lists for it."""
+        if trigger is not None and self._trigger_fn is not None:
+            async for ev in self._follow_indexed(rv, bookmark_interval, trigger):
+                yield ev
+            return
         epoch = self.epoch
         seq = self.first_seq + bisect.bisect_right(_Revisions(self), rv)
         sent_rev = rv
@@ -222,8 +286,7 @@ class KindCache:
             if epoch != self.epoch:
                 raise errors.Expired(f"too old resource version: {rv} ({self.covered_from})")
             if seq < self.first_seq:
-                raise TooSlow(f"watch of {self.info.plural} closed: the client fell more than {self.size} "
-                              f"events behind; watch again from resourceVersion {sent_rev}")
+                raise self._too_slow(sent_rev)
             if seq < self.next_seq:
                 ev = self.ring[seq % self.size]
                 seq += 1
@@ -239,7 +302,47 @@ class KindCache:
                     sent_rev = self.revision
                     yield Bookmark(self.revision)
 
-    async def stream(self, rv: int, bookmark_interval: float | None = None) -> AsyncIterator[Event | Bookmark]:
+    async def _follow_indexed(self, rv: int, bookmark_interval: float | None,
+                              trigger: str) -> AsyncIterator[Event | Bookmark]:
+        """follow() for a watcher of one trigger value: it is woken only by
+        events that concern it, and reads only those (a snapshot of the
+        index taken without awaiting, so appends during its yields wait for
+        the next round). `cursor` is the next ring seq not yet considered; an
+        event of this value evicted at or after the cursor means the watcher
+        fell behind."""
+        epoch = self.epoch
+        cursor = self.first_seq + bisect.bisect_right(_Revisions(self), rv)
+        sent_rev = rv
+        while True:
+            if epoch != self.epoch:
+                raise errors.Expired(f"too old resource version: {rv} ({self.covered_from})")
+            if self._evicted.get(trigger, -1) >= cursor:
+                raise self._too_slow(sent_rev)
+            seqs = self._index.get(trigger)
+            end = self.next_seq
+            todo = [s for s in seqs if s >= cursor] if seqs else []
+            for seq in todo:
+                if seq < self.first_seq:
+                    raise self._too_slow(sent_rev)
+                ev = self.ring[seq % self.size]
+                if ev.revision > rv:
+                    sent_rev = ev.revision
+                    yield ev
+            cursor = max(cursor, end)
+            if todo or epoch != self.epoch:
+                continue                               # look again before sleeping
+            wake = self._wake_by.get(trigger)
+            if wake is None:
+                wake = self._wake_by[trigger] = asyncio.Event()
+            try:
+                await asyncio.wait_for(wake.wait(), bookmark_interval)
+            except asyncio.TimeoutError:
+                if self.revision > sent_rev:
+                    sent_rev = self.revision
+                    yield Bookmark(self.revision)
+
+    async def stream(self, rv: int, bookmark_interval: float | None = None,
+                     trigger: str | None = None) -> AsyncIterator[Event | Bookmark]:
         """Events after rv: from the ring when it covers rv, otherwise from a
         dedicated etcd watch until the ring takes over."""
         if not self.covers(rv):
@@ -254,7 +357,7 @@ class KindCache:
                 if self.covers(last):
                     break
             rv = last
-        async for ev in self.follow(rv, bookmark_interval):
+        async for ev in self.follow(rv, bookmark_interval, trigger):
             yield ev
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from machinery import errors
 from machinery.client import Client
+from machinery.pb import api_pb2, api_pb2_grpc
 from tests.cluster import new_object
 
 HANG_GUARD = 120  # seconds; only stops a broken test from hanging forever
@@ -228,3 +229,86 @@ async def test_slow_watcher_is_closed_not_blocking(client, apiserver):
         assert "fell more than 50 events behind" in errors.from_rpc_error(exc.value).message
     finally:
         await slow_channel.close()
+
+
+async def test_node_indexed_watchers(client):
+    """Watchers of `spec.nodeName=<node>` (every node agent) are served from
+    the cache's node index: each sees exactly its pods, in order, including
+    replay from an older resourceVersion; `spec.nodeName=` (the scheduler's
+    unbound pods) sees a pod leave when it is bound."""
+    _, rv = await client.list("Pod")
+    nodes = [f"node-{i}" for i in range(10)]
+    watches = {n: client.watch("Pod", resource_version=rv, field_selector=f"spec.nodeName={n}") for n in nodes}
+    unbound = client.watch("Pod", resource_version=rv, field_selector="spec.nodeName=")
+    for i in range(30):
+        await client.create(new_object("Pod", f"p{i}"))
+    results = await client.bind_batch(api_pb2.BindRequest(namespace="default", name=f"p{i}",
+                                                          node_name=nodes[i % 10]) for i in range(30))
+    assert all(r is None for r in results)
+    for i in range(0, 30, 3):
+        await client.delete("Pod", f"p{i}", grace_period=0)
+    for n, w in watches.items():
+        k = nodes.index(n)
+        mine = [f"p{i}" for i in range(30) if i % 10 == k]
+        want = [("ADDED", p) for p in mine] + [("DELETED", p) for p in mine if int(p[1:]) % 3 == 0]
+        got = [await asyncio.wait_for(anext(w), HANG_GUARD) for _ in want]
+        assert [(e.type, e.object.metadata.name) for e in got] == want
+        revs = [int(e.resource_version) for e in got]
+        assert revs == sorted(revs)
+        await w.aclose()
+    got = [await asyncio.wait_for(anext(unbound), HANG_GUARD) for _ in range(60)]
+    await unbound.aclose()
+    assert [e.type for e in got[:30]] == ["ADDED"] * 30
+    assert [e.type for e in got[30:]] == ["DELETED"] * 30
+    assert all(not e.object.spec.node_name for e in got[30:])   # the last state that matched
+    # replay of node-3's history from the start, after the fact
+    replay = [e async for e in _take(client.watch("Pod", resource_version=rv,
+                                                  field_selector="spec.nodeName=node-3"), 4)]
+    assert [(e.type, e.object.metadata.name) for e in replay] == [
+        ("ADDED", "p3"), ("ADDED", "p13"), ("ADDED", "p23"), ("DELETED", "p3")]
+
+
+async def _take(watch, n):
+    async for ev in watch:
+        yield ev
+        n -= 1
+        if n == 0:
+            break
+    await watch.aclose()
+
+
+@pytest.mark.apiserver_args("--watch-cache-size", "30")
+async def test_node_indexed_watcher_too_slow(client, apiserver):
+    import grpc
+    _, rv = await client.list("Pod")
+    channel = grpc.aio.insecure_channel(apiserver.target, options=[("grpc.http2.bdp_probe", 0)])
+    call = api_pb2_grpc.ApiStub(channel).Watch(api_pb2.WatchRequest(
+        kind="Pod", resource_version=rv, field_selector="spec.nodeName=node-1"))
+    idle = client.watch("Pod", resource_version=rv, field_selector="spec.nodeName=node-2")
+    idle_first = asyncio.ensure_future(anext(idle))
+    try:
+        first = asyncio.create_task(call.read())
+        p = new_object("Pod", "fat")
+        p.spec.node_name = "node-1"
+        p.spec.containers[0].args.extend(["y" * 8000])
+        p = await client.create(p)
+        await first
+        for i in range(200):
+            p.metadata.annotations["i"] = str(i)
+            p = await client.update(p)
+
+        async def drain():
+            while (await call.read()) is not grpc.aio.EOF:
+                pass
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await asyncio.wait_for(drain(), HANG_GUARD)
+        assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # A watcher of another node, idle while the ring wrapped many times, is not "slow".
+        other = new_object("Pod", "other")
+        other.spec.node_name = "node-2"
+        await client.create(other)
+        ev = await asyncio.wait_for(idle_first, HANG_GUARD)
+        assert (ev.type, ev.object.metadata.name) == ("ADDED", "other")
+    finally:
+        await idle.aclose()
+        await channel.close()
