@@ -182,8 +182,10 @@ class PodWorker:
                     rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", self.config_error
             await self._write_status()
             return 30.0
+        t0 = time.perf_counter()
         if self.sandbox is None:
             self.sandbox = await self.agent.network.create_sandbox(self.uid, pod.metadata.name)
+            log.debug("pod %s: sandbox %s in %.1f ms", self.key, self.sandbox.ip, (time.perf_counter() - t0) * 1e3)
         if not self.pod_files and not self.agent.fake:
             self.pod_files = write_pod_files(self.pod_dir, (pod.spec.hostname or pod.metadata.name)[:63],
                                              self.sandbox.ip)
@@ -203,6 +205,10 @@ class PodWorker:
         for rec in self.records.values():
             if rec.cid is None:
                 continue
+            waiter = self._helpers.get(rec.cid, [None])[0]
+            if rec.state is not None and rec.state.status == pstatus.RUNNING and waiter is not None \
+                    and not waiter.done() and rec.kill_requested != rec.cid:
+                continue            # its exit waiter has not fired: still running, no runc call needed
             try:
                 rec.state = await self.agent.runtime.state(rec.cid)
             except ContainerRuntimeError:
@@ -278,7 +284,9 @@ class PodWorker:
         if runtime_has(rt, cid):                              # a half-done earlier attempt
             await rt.remove(cid)
         try:
+            t0 = time.perf_counter()
             info = await rt.create_and_start(cfg)
+            log.debug("pod %s: container %s started in %.1f ms", self.key, c.name, (time.perf_counter() - t0) * 1e3)
         except ContainerRuntimeError as exc:
             self.agent.recorder.event(self.pod, "Warning", "Failed", f"Error: {exc}")
             rec.waiting_reason, rec.waiting_message = "RunContainerError", str(exc)
@@ -405,7 +413,10 @@ class PodWorker:
         obj.metadata.resource_version = ""          # status is ours alone: no optimistic lock
         obj.status.CopyFrom(new)
         try:
+            t0 = time.perf_counter()
             await self.agent.client.update_status(obj)
+            log.debug("pod %s: status %s written in %.1f ms (%.1f ms after first sight)", self.key, new.phase,
+                      (time.perf_counter() - t0) * 1e3, (time.time() - self.first_seen) * 1e3)
         except errors.NotFound:
             metrics.STATUS_WRITES.labels("notfound").inc()
             self.gone = True
