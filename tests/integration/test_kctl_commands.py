@@ -81,22 +81,41 @@ def test_get_all_and_unknown_kind(seeded):
     assert r.code == 1 and r.err == 'error: the server doesn\'t have a resource type "persistentvolumeclaims"\n'
 
 
-def test_get_watch_prints_rows_for_changes(seeded):
+def watch_lines(seeded, args, n_before, change, n_after):
+    """Start `kctl get ... -w`, read n_before lines (the listing is done, so
+    the watch covers everything after it), make the change, read n_after
+    more lines, stop the process."""
     exe = os.path.join(os.path.dirname(sys.executable), "kctl")
-    proc = subprocess.Popen([exe, "--server", seeded, "get", "pods", "-l", "app=watched", "-w",
-                             "--request-timeout", "4s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([exe, "--server", seeded, "get", *args, "-w", "--request-timeout", "60s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
+        lines = [proc.stdout.readline() for _ in range(n_before)]
+        change()
+        lines += [proc.stdout.readline() for _ in range(n_after)]
+    finally:
+        proc.kill()
+        proc.wait()
+    return [ln.rstrip("\n") for ln in lines]
+
+
+def test_get_watch_prints_rows_for_changes(seeded):
+    assert kctl(seeded, "apply", "-f", "-", input=pod_yaml("w0", "{app: watched}")).code == 0
+
+    def change():
         assert kctl(seeded, "apply", "-f", "-", input=pod_yaml("w1", "{app: watched}")).code == 0
         assert kctl(seeded, "label", "pod", "w1", "x=y").code == 0
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    lines = out.splitlines()
-    assert lines[0].split()[:2] == ["NAME", "READY"], (out, err)
-    assert [ln.split()[0] for ln in lines[1:]] == ["w1", "w1"], out
-    assert proc.returncode == 0
+        assert kctl(seeded, "delete", "pod", "w0").code == 0
+    lines = watch_lines(seeded, ["pods", "-l", "app=watched"], 2, change, 3)
+    assert lines[0].split()[:2] == ["NAME", "READY"], lines
+    assert [ln.split()[0] for ln in lines[1:]] == ["w0", "w1", "w1", "w0"], lines
+
+
+def test_get_watch_named_object_prints_only_changes(seeded):
+    lines = watch_lines(seeded, ["pod", "db-1", "--show-labels"], 2,
+                        lambda: kctl(seeded, "label", "pod", "db-1", "watched=yes"), 1)
+    assert [ln.split()[0] for ln in lines] == ["NAME", "db-1", "db-1"], lines
+    # the third line is the change, not a repeat of the listing
+    assert "watched=yes" not in lines[1] and lines[2].endswith("app=db,watched=yes"), lines
 
 
 def test_describe_pod_with_events_and_decision(seeded):
@@ -320,20 +339,6 @@ def test_run_create_deployment_expose(seeded):
     y = kctl(seeded, "run", "gen2", "--image", "busybox", "--dry-run=client", "-o", "yaml").out
     assert "kind: Pod" in y and kctl(seeded, "get", "pod", "gen2").code == 1
     assert kctl(seeded, "apply", "-f", "-", input=y).out == "pod/gen2 created\n"
-
-
-def test_get_watch_named_object_prints_only_changes(seeded):
-    exe = os.path.join(os.path.dirname(sys.executable), "kctl")
-    proc = subprocess.Popen([exe, "--server", seeded, "get", "pod", "db-1", "-w", "--request-timeout", "3s"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.2)
-        assert kctl(seeded, "label", "pod", "db-1", "watched=yes").code == 0
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert [ln.split()[0] for ln in out.splitlines()] == ["NAME", "db-1", "db-1"], (out, err)
 
 
 def test_get_sort_by(seeded):
