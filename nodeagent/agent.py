@@ -31,7 +31,6 @@ import logging
 import os
 import platform
 import shutil
-import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
 

@@ -61,6 +61,12 @@ class FakeRuntime:
     def exists(self, cid: str) -> bool:
         return cid in self._ctrs
 
+    def exit_container(self, cid: str, code: int = 0, oom: bool = False) -> None:
+        """Make a running fake container exit (tests: crashes, OOM kills, completions)."""
+        c = self._get(cid)
+        c.exit(code)
+        c.state.oom_killed = oom
+
     async def create_and_start(self, cfg: ContainerConfig) -> ContainerInfo:
         if cfg.id in self._ctrs:
             raise ContainerRuntimeError(f"container {cfg.id} exists")

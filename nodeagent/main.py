@@ -16,7 +16,6 @@ run many agents in one process (``runtime="fake"``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ctypes
 import logging
 import os

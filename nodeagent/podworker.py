@@ -38,7 +38,7 @@ import time
 from machinery import errors
 from machinery.pb import core_pb2
 from nodeagent import metrics, podspec, status as pstatus
-from nodeagent.images import ImagePullError, default_pull_policy, lowerdirs, parse_reference
+from nodeagent.images import ImagePullError, default_pull_policy, lowerdirs
 from nodeagent.network import write_pod_files
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, ContainerProbes, run_handler
 from nodeagent.runtime import CREATED, ContainerRuntimeError, ContainerState

@@ -42,7 +42,7 @@ from deploy.images import build_images
 from deploy.registry import LocalRegistry
 from machinery.client import Client
 from machinery.pb import core_pb2
-from tests.cluster import REPO, ApiServer, Etcd, free_port
+from tests.cluster import REPO, ApiServer, Etcd
 
 RUN = uuid.uuid4().hex[:6]
 PREFIX = f"kctltest-{RUN}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from machinery import errors
 from machinery.pb import apps_pb2, core_pb2
 from nodeagent.main import build_agent
 

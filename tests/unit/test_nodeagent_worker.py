@@ -1,0 +1,101 @@
+"""The agent and its pod workers on a FakeClient with the hollow (fake) runtime: lifecycle logic."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from machinery import codec
+from machinery.fakeclient import FakeClient
+from machinery.pb import core_pb2
+from nodeagent.main import build_agent
+
+
+def pod(name, restart="Always", **extra):
+    return codec.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                            "spec": {"nodeName": "n1", "restartPolicy": restart,
+                                     "containers": [{"name": "c", "image": "busybox", **extra}]}})
+
+
+async def until(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if asyncio.iscoroutine(v):
+            v = await v
+        if v:
+            return v
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met")
+
+
+async def status_of(client, name):
+    return (await client.get(core_pb2.Pod, name, "default")).status
+
+
+async def test_crash_restart_backoff_and_deletion(tmp_path):
+    client = FakeClient()
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
+                        pod_cidr="10.9.0.0/24", crashloop_base=0.2, heartbeat_interval=0.2)
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(agent.ready.is_set)
+        await client.create(pod("p"))
+        st = await until(lambda: _running(client, "p"))
+        assert st.pod_ip == "10.9.0.2" and st.host_ip == "192.0.2.10"
+        w = next(iter(agent.workers.values()))
+        first = w.records["c"].cid
+        agent.runtime.exit_container(first, 1)
+        st = await until(lambda: _waiting(client, "p", "CrashLoopBackOff"))
+        assert st.container_statuses[0].last_state.terminated.exit_code == 1
+        st = await until(lambda: _running(client, "p"))
+        cs = st.container_statuses[0]
+        assert cs.restart_count == 1 and cs.container_id != f"runc://{first}"
+        agent.runtime.exit_container(w.records["c"].cid, 137, oom=True)
+        st = await until(lambda: _waiting(client, "p", "CrashLoopBackOff"))
+        assert st.container_statuses[0].last_state.terminated.reason == "OOMKilled"
+        assert w.records["c"].backoff == 0.4                      # doubled
+
+        await client.delete(core_pb2.Pod, "p", "default")          # graceful: the agent finishes it
+        await until(lambda: not client.objects(core_pb2.Pod))
+        assert agent.network.list_allocations() == {} and not agent.workers
+        assert await agent.runtime.list() == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_never_and_config_error(tmp_path):
+    client = FakeClient()
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
+                        pod_cidr="10.9.0.0/24", crashloop_base=0.2)
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(agent.ready.is_set)
+        await client.create(pod("once", restart="Never"))
+        await client.create(pod("cfg", env=[{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "k"}}}]))
+        await until(lambda: _running(client, "once"))
+        w = next(w for w in agent.workers.values() if w.pod.metadata.name == "once")
+        agent.runtime.exit_container(w.records["c"].cid, 0)
+        st = await until(lambda: _phase(client, "once", "Succeeded"))
+        assert st.container_statuses[0].state.terminated.reason == "Completed"
+        st = await until(lambda: _waiting(client, "cfg", "CreateContainerConfigError"))
+        assert "ConfigMap" in st.container_statuses[0].state.waiting.message and st.phase == "Pending"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _running(client, name):
+    st = await status_of(client, name)
+    return st if st.phase == "Running" and st.container_statuses and st.container_statuses[0].state.HasField(
+        "running") else None
+
+
+async def _waiting(client, name, reason):
+    st = await status_of(client, name)
+    return st if st.container_statuses and st.container_statuses[0].state.waiting.reason == reason else None
+
+
+async def _phase(client, name, phase):
+    st = await status_of(client, name)
+    return st if st.phase == phase else None
