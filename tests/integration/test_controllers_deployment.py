@@ -143,9 +143,19 @@ async def test_restarting_the_controller_manager_mid_rollout_creates_no_extra_po
         sampler = PodSampler(client)
         await sampler.inf.wait_synced()
         try:
+            sim.hold_ready.add("app:v2")            # the rollout cannot get past its first step
             await set_image(client, "app:v2")
-            await until(lambda: sum(1 for img in sampler.created.values() if img == "app:v2") >= 3, "rollout started")
-            await cp.restart_controllers()
+            # new 3 (surge), old 10 → 8 (2 may be unavailable), new 3 → 5 (13 in all); then stuck
+            def stuck():
+                images = [p.spec.containers[0].image for p in sampler.live()]
+                return images.count("app:v2") == 5 and images.count("app:v1") == 8
+            await until(stuck, "rollout stopped at new 5 / old 8")
+            await cp.stop_controllers()
+            cp.start_controllers()                  # a fresh manager: new caches, no expectations
+            await asyncio.sleep(1.5)
+            assert sum(1 for img in sampler.created.values() if img == "app:v2") == 5
+            assert stuck()
+            sim.release("app:v2")
             await until(lambda: rolled_out(client, "app:v2"), "rollout to v2 after restart")
             assert sum(1 for img in sampler.created.values() if img == "app:v2") == 10
             assert max(t for t, _ in sampler.samples) <= 13

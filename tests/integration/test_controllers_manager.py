@@ -64,17 +64,29 @@ async def test_process_leader_election_metrics_and_kill_mid_rollout_creates_no_e
         assert "kctl_nodelifecycle_disruption_mode 0.0" in text
 
         await asyncio.to_thread(second.start)          # a standby
+        sim.hold_ready.add("app:v2")                    # the rollout stops at new 5 / old 8
         d = await client.get("Deployment", "web", "default")
         d.spec.template.spec.containers[0].image = "app:v2"
         await client.update(d)
 
-        async def started():
-            return sum(1 for img in created.values() if img == "app:v2") >= 2
-        await until(started, "rollout under way", delay=0.01)
+        def v2_created():
+            return sum(1 for img in created.values() if img == "app:v2")
+
+        async def stuck():
+            pods, _ = await client.list("Pod", "default")
+            images = [p.spec.containers[0].image for p in pods if not p.metadata.HasField("deletion_timestamp")]
+            return images.count("app:v2") == 5 and images.count("app:v1") == 8
+        await until(stuck, "rollout under way")
         first.kill()                                    # SIGKILL: no lease release
+
+        async def taken_over():
+            lease = await client.get("Lease", "kctl-controller-manager", "kube-system")
+            return lease.spec.holder_identity == "cm-b"
+        await until(taken_over, "the standby leads")
+        await asyncio.sleep(1.5)                        # the new leader has synced its caches and looked
+        assert v2_created() == 5 and await stuck()
+        sim.release("app:v2")
         await until(lambda: rolled("app:v2"), "rollout finished by the standby", timeout=90)
-        lease = await client.get("Lease", "kctl-controller-manager", "kube-system")
-        assert lease.spec.holder_identity == "cm-b"
         assert sum(1 for img in created.values() if img == "app:v2") == 10
     finally:
         sched.cancel()

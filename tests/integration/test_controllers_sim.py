@@ -8,6 +8,8 @@ bound to a live node, posts Running + Ready=True (not Ready for images with
 (delete with grace 0). `silence(name)` stops a node's heartbeats and its pod
 handling, as a dead machine would; `revive(name)` brings it back, and it then
 re-posts Ready for its pods (as a kubelet's status manager does).
+`hold_ready.add(image)` keeps new pods of an image not ready until
+`release(image)`, to stop a rollout at a known point.
 
 `ControlPlane` runs the real scheduler and the controller manager in-process
 (each a task; `restart_controllers()` cancels and rebuilds the manager,
@@ -52,6 +54,7 @@ class SimNodes:
         self.tasks: list[asyncio.Task] = []
         self.pods = Informer(client, "Pod")
         self._ip = 0
+        self.hold_ready: set[str] = set()     # images whose new pods stay not ready until released
 
     async def add(self, *names, cpu="32", pods="110"):
         for name in names:
@@ -78,6 +81,11 @@ class SimNodes:
 
     def silence(self, name):
         self.live.discard(name)
+
+    def release(self, image):
+        self.hold_ready.discard(image)
+        for p in self.pods.list():
+            self._on_pod(p)
 
     def revive(self, name):
         self.live.add(name)
@@ -113,7 +121,8 @@ class SimNodes:
                 await self.client.delete("Pod", md.name, md.namespace, grace_period=0, uid=md.uid)
                 return
             ready_cond = next((c for c in pod.status.conditions if c.type == "Ready"), None)
-            want_ready = not any("never-ready" in c.image for c in pod.spec.containers)
+            want_ready = not any("never-ready" in c.image or c.image in self.hold_ready
+                                 for c in pod.spec.containers)
             if pod.status.phase == "Running" and ready_cond is not None and \
                     (ready_cond.status == "True") == want_ready:
                 return
