@@ -32,11 +32,19 @@ async def gone(api, name: str, node=None, timeout: float = 60) -> None:
 
 
 async def test_registration_lease_and_pod_lifecycle(api, make_node):
-    node = make_node("basic")
+    node = make_node("basic", extra=["--metrics-listen", "127.0.0.1:10255", "--node-labels", "tier=test,zone=a",
+                                     "--register-with-taints", "dedicated=infra:NoSchedule",
+                                     "--system-reserved", "cpu=500m,memory=256Mi"])
     await node_ready(api, node)
     n = await api.get(core_pb2.Node, node.name)
     assert n.spec.pod_cidr == node.pod_cidr
     assert n.metadata.labels["kubernetes.io/hostname"] == node.name
+    assert n.metadata.labels["tier"] == "test" and n.metadata.labels["zone"] == "a"
+    assert [(t.key, t.value, t.effect) for t in n.spec.taints] == [("dedicated", "infra", "NoSchedule")]
+    cap, alloc = n.status.capacity, n.status.allocatable
+    assert alloc["cpu"] == f"{os.cpu_count() * 1000 - 500}m"
+    assert int(alloc["memory"]) == int(cap["memory"].removesuffix("Ki")) * 1024 - (256 << 20)
+    assert {c.type: c.status for c in n.status.conditions}["Ready"] == "True"
     assert n.metadata.annotations["kctl.io/agent-endpoint"] == f"{node.ip}:10250"
     assert {a.type: a.address for a in n.status.addresses}["InternalIP"] == node.ip
     assert int(n.status.capacity["cpu"]) == os.cpu_count()
@@ -95,6 +103,13 @@ async def test_registration_lease_and_pod_lifecycle(api, make_node):
     assert node.runc_exec(cid, "cat", "/etc/hostname").stdout.strip() == "sleeper"
     from tests.integration.nodeagent.conftest import in_netns
     assert in_netns(node.netns, "/bin/busybox", "ping", "-c", "1", "-W", "5", st.pod_ip).returncode == 0
+
+    # metrics, served inside the node's network namespace
+    text = in_netns(node.netns, "/bin/busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:10255/metrics").stdout
+    count = next(line for line in text.splitlines()
+                 if line.startswith("kctl_nodeagent_pod_start_duration_seconds_count"))
+    assert float(count.split()[-1]) >= 1
+    assert "kctl_nodeagent_runtime_operation_duration_seconds" in text
 
     # graceful deletion: SIGTERM (sleep as PID 1 ignores it), SIGKILL after the grace period
     await api.delete(core_pb2.Pod, "sleeper", "default", grace_period=2)
