@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(etcd-server runc conmon skopeo umoci busybox-static iptables iproute2
-      docker-registry conntrack util-linux procps psmisc kmod ca-certificates)
+      docker-registry conntrack util-linux procps psmisc kmod ca-certificates
+      python3 python3-venv python3-dev gcc)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -11,4 +11,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 bash deploy/install.sh
+# Test-only Debian packages: vagrant lets tests/unit/test_deploy_files.py
+# run `vagrant validate` on deploy/vagrant/Vagrantfile.
+if ! command -v vagrant >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends vagrant >/dev/null
+fi
 exec .venv/bin/pytest -p no:cacheprovider -q -ra "$@"
