@@ -182,7 +182,7 @@ class ReplicaSetController(Controller):
                 await self.manage_replicas(key, rs, pods)
             except Exception as exc:  # status is still written; the error retries the key
                 manage_error = exc
-        await self.update_status(rs, pods)
+        await self.update_status(rs, pods, manage_error)
         if manage_error is not None:
             raise manage_error
 
@@ -240,7 +240,7 @@ class ReplicaSetController(Controller):
         return ranked[:n]
 
     # --------------------------------------------------------- status
-    def calculate_status(self, rs, pods):
+    def calculate_status(self, rs, pods, manage_error=None):
         now = self.clock()
         st = type(rs.status)()
         st.CopyFrom(rs.status)
@@ -251,10 +251,21 @@ class ReplicaSetController(Controller):
         st.ready_replicas = sum(1 for p in pods if podutil.is_pod_ready(p))
         st.available_replicas = sum(1 for p in pods if podutil.is_pod_available(p, rs.spec.min_ready_seconds, now))
         st.observed_generation = rs.metadata.generation
+        failure = next((c for c in st.conditions if c.type == "ReplicaFailure"), None)
+        if manage_error is not None and failure is None:
+            diff = len(pods) - replicas_of(rs)
+            c = st.conditions.add(type="ReplicaFailure", status="True",
+                                  reason="FailedCreate" if diff < 0 else "FailedDelete",
+                                  message=str(manage_error)[:1024])
+            c.last_transition_time.CopyFrom(podutil.now_ts(self.clock))
+        elif manage_error is None and failure is not None:
+            keep = [codec.copy(c) for c in st.conditions if c.type != "ReplicaFailure"]
+            del st.conditions[:]
+            st.conditions.extend(keep)
         return st
 
-    async def update_status(self, rs, pods) -> None:
-        st = self.calculate_status(rs, pods)
+    async def update_status(self, rs, pods, manage_error=None) -> None:
+        st = self.calculate_status(rs, pods, manage_error)
         if st != rs.status:
             new = codec.copy(rs)
             new.status.CopyFrom(st)

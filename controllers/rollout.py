@@ -295,6 +295,13 @@ class RolloutMixin:
                 if cur is None or cur.reason != "ProgressDeadlineExceeded":
                     self.event(d, "Warning", "ProgressDeadlineExceeded",
                                f'Deployment "{d.metadata.name}" has timed out progressing.')
+        failure = next((c for rs in [new_rs, *all_rss] if rs is not None for c in rs.status.conditions
+                        if c.type == "ReplicaFailure" and c.status == "True"), None)
+        if failure is not None:          # surface a ReplicaSet's create/delete failure (getReplicaFailures)
+            self.set_condition(d, "ReplicaFailure", failure.status, failure.reason, failure.message,
+                               status_obj=st)
+        else:
+            self.remove_condition(st, "ReplicaFailure")
         if st == d.status:
             self.requeue_stuck(d, st)
             return

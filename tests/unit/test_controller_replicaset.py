@@ -65,9 +65,12 @@ async def test_slow_start_stops_after_the_first_failing_batch():
             pass
         assert len(h.objs("Pod")) == 0                  # batch of 1 failed: no batch of 2 tried
         assert c.expectations.satisfied("default/web")  # failed + skipped creates lowered it
+        [cond] = h.objs("ReplicaSet")[0].status.conditions
+        assert (cond.type, cond.status, cond.reason) == ("ReplicaFailure", "True", "FailedCreate")
         await h.settle()
         await c.sync("default/web")                     # batches 1, 2, 4, 3
         assert len(h.objs("Pod")) == 10
+        assert not h.objs("ReplicaSet")[0].status.conditions
 
 
 async def test_scale_down_deletes_least_valuable_pods_first():
