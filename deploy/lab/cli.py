@@ -38,12 +38,15 @@ def lab():
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 99))
 @click.option("--subnet", default=None, help="Lab subnet (default: a free /24 in 172.30.0.0/15).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for Ready nodes.")
-def up_cmd(name, nodes, subnet, timeout):
+@click.option("--kubeconfig", default=None,
+              help="kubeconfig to write (default: first of $KUBECONFIG, else ~/.kctl/config).")
+def up_cmd(name, nodes, subnet, timeout, kubeconfig):
     """Bring up a lab cluster and point kctl at it."""
     from deploy.lab import cluster
     t0 = time.monotonic()
     try:
-        info = cluster.up(name, nodes, subnet=subnet, timeout=timeout, progress=click.echo)
+        info = cluster.up(name, nodes, subnet=subnet, timeout=timeout, progress=click.echo,
+                          kubeconfig=kubeconfig)
     except LabError as exc:
         _fail(exc)
     click.echo(f"\nLab \"{name}\" is up in {time.monotonic() - t0:.1f}s: {nodes} node(s), apiserver {info['apiserver']}.")
@@ -58,10 +61,10 @@ def up_cmd(name, nodes, subnet, timeout):
 @lab.command("down")
 @name_opt
 def down_cmd(name):
-    """Stop everything and remove every trace of the lab."""
-    from deploy.lab.cleanup import lab_down
+    """Stop everything and remove every trace of the lab (and its kubeconfig context)."""
+    from deploy.lab import cluster
     try:
-        report = lab_down(name)
+        report = cluster.down(name)
     except LabError as exc:
         _fail(exc)
     removed = {k: v for k, v in (report or {}).items() if v}
@@ -88,9 +91,13 @@ def status_cmd(name):
     except Exception as exc:  # noqa: BLE001 - status must work with a dead apiserver too
         ready = {}
         click.echo(f"(apiserver not answering: {exc})")
-    click.echo(f"\n{'NODE':<10}{'ADDRESS':<16}{'NETNS':<20}{'READY'}")
+    faults = lab_.store.load().get("faults", {})
+    click.echo(f"\n{'NODE':<10}{'ADDRESS':<16}{'NETNS':<20}{'READY':<9}{'FAULTS'}")
     for n in lab_.nodes:
-        click.echo(f"{n.name:<10}{n.ip:<16}{n.netns:<20}{ready.get(n.name, '-')}")
+        f = faults.get(n.name, {})
+        notes = [w for w, on in (("link down", f.get("link") == "down"),
+                                 ("partitioned", f.get("partitioned"))) if on]
+        click.echo(f"{n.name:<10}{n.ip:<16}{n.netns:<20}{ready.get(n.name, '-'):<9}{', '.join(notes) or '-'}")
 
 
 @lab.command("logs")
@@ -149,16 +156,16 @@ def _start_agent(name, node):
 
 
 def _partition(name, node):
-    from deploy.lab.topology import Lab
-    Lab.load(name).partition(node)
+    from deploy.lab import cluster
+    cluster.partition(name, node)
 
 
 def _heal(name, node):
-    from deploy.lab.topology import Lab
-    Lab.load(name).heal(node)
+    from deploy.lab import cluster
+    cluster.heal(name, node)
 
 
-_node_cmd("kill-node", _kill, "{node} powered off (agent and containers killed, link down)",
+_node_cmd("kill-node", _kill, "{node} powered off (link down, agent and containers killed)",
           "Power a node off: its agent and all its containers die, its link goes down.")
 _node_cmd("start-node", _start_node, "{node} booted (link up, agent started)",
           "Boot a killed node again: a fresh agent that finds its old state.")

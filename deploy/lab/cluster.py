@@ -15,6 +15,7 @@ lab's state dir.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -34,6 +35,13 @@ APISERVER_PORT = 6443
 REGISTRY_PORT = 5000
 METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257}
 AGENT_PORT_METRICS = 10255
+# Node lifecycle timing of the lab (the controller manager's defaults, spelled
+# out so `ps` and the tests see them): a silent node is NotReady after
+# NODE_GRACE seconds, its pods are evicted POD_EVICTION seconds later.
+NODE_GRACE = 4.0
+POD_EVICTION = 2.0
+CONTROLLER_FLAGS = ["--node-monitor-grace-period", f"{NODE_GRACE:g}s",
+                    "--pod-eviction-timeout", f"{POD_EVICTION:g}s"]
 LAB_IMAGES = {  # offline image -> path in the registry (docker.io mirror layout)
     "busybox:latest": "library/busybox:latest",
     "busybox:1.36": "library/busybox:1.36",
@@ -100,12 +108,10 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
         "--node-name", node,
         "--node-ip", info.ip,
         "--root-dir", info.data_dir,
-        "--run-dir", info.run_dir,
         "--cgroup-parent", info.cgroup_parent,
         "--netns-prefix", info.pod_netns_prefix,
         "--registry-mirror", f"docker.io=http://{registry}",
         "--insecure-registry", registry,
-        "--masquerade-cidr", str(lab.subnet),
         "--metrics-listen", f"{info.ip}:{AGENT_PORT_METRICS}",
     ]
 
@@ -157,7 +163,11 @@ def _images_to_registry(lab: Lab, registry: str, out: dict) -> None:
 
 def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progress=print,
        timeout: float = 60.0, kubeconfig: str | None = None) -> dict:
-    """Bring up a lab cluster; returns what cluster.json records."""
+    """Bring up a lab cluster; returns what cluster.json records.
+
+    The kubeconfig written is `kubeconfig`, else the first path of
+    $KUBECONFIG, else ~/.kctl/config (its other entries are kept).
+    """
     t0 = time.monotonic()
 
     def step(msg):
@@ -204,8 +214,10 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         step(f"apiserver on {apiserver}")
         for comp in ("scheduler", "controller-manager"):
             lab.start(comp, [_bin(f"kctl-{comp}"), "--apiserver", apiserver,
-                             "--metrics-listen", f"{cp}:{METRICS_PORTS[comp]}"])
-        step("scheduler and controller-manager started")
+                             "--metrics-listen", f"{cp}:{METRICS_PORTS[comp]}",
+                             *(CONTROLLER_FLAGS if comp == "controller-manager" else [])])
+        step("scheduler and controller-manager started "
+             f"(node grace {NODE_GRACE:g}s, pod eviction after {POD_EVICTION:g}s more)")
 
         images.join(timeout=120)
         if "error" in image_result:
@@ -229,8 +241,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         return info
     except BaseException:
         progress("lab up failed; removing everything it created")
-        from deploy.lab.cleanup import lab_down
-        lab_down(name)
+        down(name)
         raise
 
 
@@ -272,31 +283,108 @@ def _ready_nodes(server: str) -> int:
 
 # ------------------------------------------------------ fault injection
 
+def _agent_record(lab: Lab, node: str) -> dict | None:
+    lab.node(node)  # LabError for an unknown node
+    return lab.procs.records().get(f"agent-{node}")
+
+
 def kill_node(name: str, node: str) -> list[int]:
-    """Power off: the agent and every container of the node die, its link goes down."""
+    """Power off: the link goes down, the agent and every container die at once.
+
+    In that order, so nothing the node does while dying reaches the control
+    plane; everything is SIGKILLed (no graceful shutdown, like pulling the
+    plug). The node's pod network namespaces and files stay, as a disk keeps
+    its state: `start_node` boots a fresh agent that finds them.
+    Returns PIDs that survived (should be empty).
+    """
+    from deploy.lab.procs import is_alive, kill_all
+
     lab = Lab.load(name)
-    survivors = lab.kill_node(node)
+    rec = _agent_record(lab, node)
     lab.link_down(node)
-    return survivors
+    if rec and is_alive(rec["pid"], rec.get("start_time")):
+        kill_all([rec["pid"]])
+    return lab.kill_node(node, timeout=1.0)
 
 
-def start_agent(name: str, node: str) -> None:
+def start_agent(name: str, node: str) -> dict:
+    """Start a fresh agent on `node` with the argv `up` used; returns its record."""
     lab = Lab.load(name)
     info = load_cluster(name)
     status = lab.status().get(f"agent-{node}")
     if status and status.get("alive"):
         raise LabError(f"the agent of {node} is already running (pid {status['pid']})")
-    lab.start(f"agent-{node}", info["agents"][node], node=node)
+    return lab.start(f"agent-{node}", info["agents"][node], node=node)
 
 
-def start_node(name: str, node: str) -> None:
+def start_node(name: str, node: str) -> dict:
     """Boot a killed node again: link up, then a fresh agent that finds its old state."""
     lab = Lab.load(name)
     lab.link_up(node)
-    start_agent(name, node)
+    return start_agent(name, node)
 
 
-def stop_agent(name: str, node: str) -> None:
+def stop_agent(name: str, node: str, grace: float = 2.0) -> None:
+    """The agent dies (TERM, KILL after `grace`); its containers keep running."""
     lab = Lab.load(name)
-    if not lab.stop(f"agent-{node}"):
-        raise LabError(f"the agent of {node} was not running")
+    rec = _agent_record(lab, node)
+    if not rec or not lab.status().get(f"agent-{node}", {}).get("alive"):
+        raise LabError(f"the agent of {node} is not running")
+    lab.stop(f"agent-{node}", timeout=grace)
+
+
+def partition(name: str, node: str) -> None:
+    Lab.load(name).partition(node)
+
+
+def heal(name: str, node: str) -> None:
+    Lab.load(name).heal(node)
+
+
+# ------------------------------------------------------------- teardown
+
+def remove_kubeconfig_entries(name: str, path: str) -> bool:
+    """Drop the lab's cluster/context/user from kubeconfig `path`.
+
+    The file is removed when nothing else is left in it (it was ours alone).
+    Returns True if something was removed.
+    """
+    ctx = f"kctl-lab-{name}"
+    try:
+        cfg = yaml.safe_load(open(path)) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    if not isinstance(cfg, dict):
+        return False
+    changed = False
+    for key in ("clusters", "contexts", "users"):
+        items = cfg.get(key) or []
+        kept = [i for i in items if not (isinstance(i, dict) and i.get("name") == ctx)]
+        changed |= len(kept) != len(items)
+        cfg[key] = kept
+    if cfg.get("current-context") == ctx:
+        cfg["current-context"] = ""
+        changed = True
+    if not changed:
+        return False
+    if not any(cfg.get(k) for k in ("clusters", "contexts", "users")):
+        os.unlink(path)
+        return True
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    os.replace(tmp, path)
+    return True
+
+
+def down(name: str) -> dict:
+    """`lab_down` plus the lab's kubeconfig entries; safe twice and after a crash."""
+    from deploy.lab.cleanup import lab_down
+
+    kubeconfig = None
+    with contextlib.suppress(LabError, ValueError, OSError):
+        kubeconfig = load_cluster(name).get("kubeconfig")
+    report = lab_down(name)
+    if kubeconfig and remove_kubeconfig_entries(name, kubeconfig):
+        report["kubeconfig"] = [kubeconfig]
+    return report
