@@ -133,6 +133,7 @@ async def run_delete(ctx: Ctx, args, filenames, recursive, grace_period, force, 
 @click.option("--grace-period", type=int, default=-1,
               help="Seconds given to the resource to terminate gracefully (-1: the object's default).")
 @click.option("--force", is_flag=True, help="Remove immediately, bypassing graceful deletion.")
+@click.option("--now", is_flag=True, help="Same as --grace-period=1 (signal the resource to stop at once).")
 @click.option("--cascade", default="background",
               help="background (default), orphan or foreground: what happens to dependents.")
 @click.option("--all", "delete_all", is_flag=True, help="Delete all resources of the kinds given.")
@@ -142,8 +143,12 @@ async def run_delete(ctx: Ctx, args, filenames, recursive, grace_period, force, 
 @click.option("--wait/--no-wait", default=True, help="Wait until the objects are gone (default on).")
 @click.option("--timeout", type=float, default=0, help="Seconds to wait when --wait (0: forever).")
 @click.pass_obj
-def delete_cmd(ctx: Ctx, args, filenames, recursive, grace_period, force, cascade, delete_all, selector,
+def delete_cmd(ctx: Ctx, args, filenames, recursive, grace_period, force, now, cascade, delete_all, selector,
                all_namespaces, ignore_not_found, wait, timeout):
     """Delete resources by file names, stdin, resources and names, or by label selector."""
+    if now:
+        if grace_period != -1:
+            raise click.UsageError("--now and --grace-period cannot be specified together")
+        grace_period = 1
     run(ctx, run_delete, args, filenames, recursive, grace_period, force, cascade, delete_all, selector,
         ignore_not_found, wait, timeout, all_namespaces)
