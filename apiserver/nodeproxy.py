@@ -1,0 +1,238 @@
+"""The apiserver's proxy for `kctl logs` and `kctl exec` (kctl.v1.NodeAgent).
+
+The apiserver serves the node agent's own service (proto/node.proto) on its
+gRPC port, so kctl only ever talks to the apiserver (as kubectl talks to
+the kube-apiserver, which dials the kubelet). For each call:
+
+1. the pod is read from storage (NotFound `pods "x" not found`), must be
+   bound (BadRequest `pod x does not have a host assigned`) and the
+   container must be one of its containers (BadRequest `container c is not
+   valid for pod x`; an empty name is filled in for one-container pods, and
+   refused with kubectl's "choose one of" message otherwise);
+2. the agent's address is the Node's `kctl.io/agent-endpoint` annotation,
+   else its InternalIP:10250;
+3. the call is forwarded on a channel cached per endpoint.
+
+Concurrency: each proxied call is one handler task (grpc.aio). Logs is a
+plain loop: read a chunk from the agent, yield it to the client (gRPC flow
+control slows the agent down when the client reads slowly). Exec runs two
+flows at once: a pump task copies the client's request stream (stdin) to
+the agent call, while the handler yields the agent's responses. When the
+client goes away the handler is cancelled, and its `finally` cancels the
+pump and the agent call (the agent then kills the exec'd process); when the
+agent ends the call (exit code sent) the handler returns, cancelling the
+pump.
+
+Agent failures are turned into the project's errors (errors.abort): the
+agent's NOT_FOUND stays NotFound, INVALID_ARGUMENT and FAILED_PRECONDITION
+(`container ... is waiting to start`, no previous instance) are BadRequest,
+and an agent that cannot be reached is Unavailable naming the node. A
+channel that failed is dropped so the next call dials afresh.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from machinery import codec, errors, kinds
+from machinery.pb import node_pb2, node_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+AGENT_ENDPOINT_ANNOTATION = "kctl.io/agent-endpoint"
+AGENT_PORT = 10250
+CONNECT_TIMEOUT = 5.0
+CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0),
+                   ("grpc.keepalive_time_ms", 20_000),
+                   ("grpc.keepalive_timeout_ms", 10_000)]
+
+POD = kinds.BY_KIND["Pod"]
+NODE = kinds.BY_KIND["Node"]
+
+
+def _short(details: str | None) -> str:
+    if not details:
+        return "unavailable"
+    for marker in ("Connection refused", "connection refused", "No route to host", "Network is unreachable",
+                   "Connection reset", "Deadline Exceeded", "Socket closed"):
+        if marker in details:
+            return marker.lower()
+    return details.splitlines()[0][:200]
+
+
+def agent_endpoint(node) -> str:
+    """The Node's agent address: its annotation, else InternalIP:10250 ("" when neither)."""
+    ep = node.metadata.annotations.get(AGENT_ENDPOINT_ANNOTATION, "")
+    if ep:
+        return ep
+    ip = next((a.address for a in node.status.addresses if a.type == "InternalIP"), "")
+    return f"{ip}:{AGENT_PORT}" if ip else ""
+
+
+def pick_container(pod, container: str) -> str:
+    """The container a request names, checked against the pod (kubectl's messages)."""
+    names = [c.name for c in pod.spec.containers]
+    others = [c.name for c in getattr(pod.spec, "init_containers", [])]
+    if not container:
+        if len(names) == 1:
+            return names[0]
+        raise errors.BadRequest(f"a container name must be specified for pod {pod.metadata.name}, "
+                                f"choose one of: [{' '.join(names)}]"
+                                + (f" or one of the init containers: [{' '.join(others)}]" if others else ""),
+                                kind="pods", name=pod.metadata.name)
+    if container not in names and container not in others:
+        raise errors.BadRequest(f"container {container} is not valid for pod {pod.metadata.name}",
+                                kind="pods", name=pod.metadata.name)
+    return container
+
+
+class NodeProxy(node_pb2_grpc.NodeAgentServicer):
+    """kctl.v1.NodeAgent on the apiserver, forwarding to the pod's node agent.
+
+    `store` needs only `async get(info, namespace, name) -> Any` (crud.Store)."""
+
+    def __init__(self, store, *, connect_timeout: float = CONNECT_TIMEOUT):
+        self.store = store
+        self.connect_timeout = connect_timeout
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def aclose(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for ch in channels:
+            await ch.close()
+
+    # ----------------------------------------------------------- lookup
+    async def _target(self, namespace: str, name: str, container: str) -> tuple[str, str, str]:
+        """(node name, agent endpoint, container) for a request, or an ApiError."""
+        if not name:
+            raise errors.BadRequest("a pod name is required")
+        pod = codec.unpack(await self.store.get(POD, namespace or "default", name))
+        if not pod.spec.node_name:
+            raise errors.BadRequest(f"pod {name} does not have a host assigned", kind="pods", name=name)
+        container = pick_container(pod, container)
+        node = codec.unpack(await self.store.get(NODE, "", pod.spec.node_name))
+        ep = agent_endpoint(node)
+        if not ep:
+            raise errors.Unavailable(f'node "{node.metadata.name}" has no agent endpoint '
+                                     f"(no {AGENT_ENDPOINT_ANNOTATION} annotation and no InternalIP)")
+        return node.metadata.name, ep, container
+
+    async def _stub(self, node: str, endpoint: str) -> node_pb2_grpc.NodeAgentStub:
+        """A stub on a connected channel to the agent (fails fast on refusal,
+        after connect_timeout on silence)."""
+        ch = self._channels.get(endpoint)
+        if ch is None:
+            ch = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        state = ch.get_state(try_to_connect=True)
+        while state != grpc.ChannelConnectivity.READY:
+            left = deadline - loop.time()
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN) or left <= 0:
+                why = "connection failed" if left > 0 else f"no answer in {self.connect_timeout:g}s"
+                await self._drop(endpoint, ch)
+                raise errors.Unavailable(f'error dialing backend: node "{node}": agent at {endpoint}: {why}')
+            try:
+                await asyncio.wait_for(ch.wait_for_state_change(state), left)
+            except TimeoutError:
+                pass
+            state = ch.get_state(try_to_connect=True)
+        return node_pb2_grpc.NodeAgentStub(ch)
+
+    async def _drop(self, endpoint: str, ch: grpc.aio.Channel) -> None:
+        if self._channels.get(endpoint) is ch:
+            del self._channels[endpoint]
+        await ch.close()
+
+    async def _agent_error(self, exc: grpc.RpcError, node: str, endpoint: str) -> errors.ApiError:
+        code = exc.code()
+        details = exc.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            ch = self._channels.get(endpoint)
+            if ch is not None:
+                await self._drop(endpoint, ch)
+            return errors.Unavailable(f'error talking to node "{node}": agent at {endpoint}: {_short(details)}')
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return errors.BadRequest(details)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return errors.Timeout(f'node "{node}": agent at {endpoint} did not answer in time')
+        err = errors.from_rpc_error(exc)
+        if type(err) is errors.ApiError:
+            err = errors.ApiError(f'node "{node}": {details or code.name}')
+        return err
+
+    async def _fail(self, context, exc: Exception, what: str):
+        if isinstance(exc, errors.ApiError):
+            if isinstance(exc, errors.Unavailable):
+                log.warning("%s: %s", what, exc.message)
+            await errors.abort(context, exc)
+        log.exception("%s failed", what)
+        await errors.abort(context, errors.ApiError(f"internal error: {type(exc).__name__}: {exc}"))
+
+    # ------------------------------------------------------------ calls
+    async def Logs(self, request, context):
+        what = f"logs {request.namespace}/{request.pod}"
+        try:
+            node, ep, container = await self._target(request.namespace, request.pod, request.container)
+            stub = await self._stub(node, ep)
+        except Exception as exc:  # noqa: BLE001 - translated in _fail
+            await self._fail(context, exc, what)
+        fwd = node_pb2.LogsRequest()
+        fwd.CopyFrom(request)
+        fwd.namespace = request.namespace or "default"
+        fwd.container = container
+        call = stub.Logs(fwd)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            err = await self._agent_error(exc, node, ep)
+            await self._fail(context, err, what)
+        finally:
+            call.cancel()
+
+    async def Exec(self, request_iterator, context):
+        it = request_iterator.__aiter__()
+        try:
+            first = await it.__anext__()
+        except StopAsyncIteration:
+            return
+        what = f"exec {first.namespace}/{first.pod}"
+        try:
+            if not first.command:
+                raise errors.BadRequest("you must specify at least one command for the container")
+            node, ep, container = await self._target(first.namespace, first.pod, first.container)
+            stub = await self._stub(node, ep)
+        except Exception as exc:  # noqa: BLE001
+            await self._fail(context, exc, what)
+        fwd = node_pb2.ExecRequest()
+        fwd.CopyFrom(first)
+        fwd.namespace = first.namespace or "default"
+        fwd.container = container
+        call = stub.Exec()
+
+        async def pump() -> None:
+            """Client -> agent: the first request, then stdin until EOF."""
+            try:
+                await call.write(fwd)
+                if first.stdin and not first.stdin_eof:
+                    async for req in it:
+                        await call.write(req)
+                        if req.stdin_eof:
+                            break
+                await call.done_writing()
+            except (asyncio.InvalidStateError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+                pass   # the agent call already ended; its status reaches the reader
+
+        pumping = asyncio.create_task(pump(), name=f"exec-stdin-{fwd.namespace}/{fwd.pod}")
+        try:
+            async for resp in call:
+                yield resp
+        except grpc.aio.AioRpcError as exc:
+            err = await self._agent_error(exc, node, ep)
+            await self._fail(context, err, what)
+        finally:
+            pumping.cancel()
+            call.cancel()

@@ -1,0 +1,82 @@
+"""Client side of `kctl logs` / `kctl exec`: kctl.v1.NodeAgent through the apiserver.
+
+The apiserver proxies the node agent's service (apiserver/nodeproxy.py), so
+callers name only namespace, pod and container; the apiserver finds the node.
+Both functions open their own channel to the apiserver for the length of the
+stream (a follow or an interactive exec can last hours, and a per-call
+channel keeps its lifetime obvious) and close it when the iterator ends or
+is closed. Failures are machinery.errors.ApiError, translated by
+errors.from_rpc_error (the apiserver sends the rich kctl.v1.Status).
+
+exec_: a reader-writer call; a pump task sends the first request and then
+the `stdin` chunks (and stdin_eof when they end) while the caller iterates
+the responses. Closing the iterator (or cancelling its consumer) cancels the
+call, which cancels the command on the node.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Sequence
+
+import grpc
+
+from machinery import errors
+from machinery.client import CHANNEL_OPTIONS, normalize_target
+from machinery.pb import node_pb2, node_pb2_grpc
+
+
+def _channel(target: str) -> tuple[str, grpc.aio.Channel]:
+    target = normalize_target(target)
+    return target, grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS + [("grpc.primary_user_agent", "kctl")])
+
+
+async def logs(target: str, namespace: str, pod: str, container: str = "", follow: bool = False,
+               previous: bool = False, tail: int | None = None,
+               timestamps: bool = False) -> AsyncIterator[node_pb2.LogChunk]:
+    """The container's log as chunks of whole lines; with follow, until it exits."""
+    req = node_pb2.LogsRequest(namespace=namespace or "default", pod=pod, container=container or "",
+                               follow=follow, previous=previous, timestamps=timestamps)
+    if tail is not None and tail >= 0:
+        req.tail_lines = tail
+    target, ch = _channel(target)
+    call = node_pb2_grpc.NodeAgentStub(ch).Logs(req)
+    try:
+        async for chunk in call:
+            yield chunk
+    except grpc.aio.AioRpcError as exc:
+        raise errors.from_rpc_error(exc, target) from exc
+    finally:
+        call.cancel()
+        await ch.close()
+
+
+async def exec_(target: str, namespace: str, pod: str, container: str, command: Sequence[str],
+                stdin: AsyncIterator[bytes] | None = None) -> AsyncIterator[node_pb2.ExecResponse]:
+    """Run command in the container; yields output chunks, then one message with exit_code."""
+    first = node_pb2.ExecRequest(namespace=namespace or "default", pod=pod, container=container or "",
+                                 command=list(command), stdin=stdin is not None, stdin_eof=stdin is None)
+    target, ch = _channel(target)
+    call = node_pb2_grpc.NodeAgentStub(ch).Exec()
+
+    async def pump() -> None:
+        try:
+            await call.write(first)
+            if stdin is not None:
+                async for data in stdin:
+                    if data:
+                        await call.write(node_pb2.ExecRequest(stdin_data=data))
+                await call.write(node_pb2.ExecRequest(stdin_eof=True))
+            await call.done_writing()
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+            pass   # the call ended first; the reader sees why
+
+    pumping = asyncio.create_task(pump(), name=f"exec-stdin-{pod}")
+    try:
+        async for resp in call:
+            yield resp
+    except grpc.aio.AioRpcError as exc:
+        raise errors.from_rpc_error(exc, target) from exc
+    finally:
+        pumping.cancel()
+        call.cancel()
+        await ch.close()
