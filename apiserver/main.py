@@ -22,11 +22,12 @@ from apiserver import metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.crud import Store
+from apiserver.nodeproxy import NodeProxy
 from apiserver.server import ApiServicer
 from apiserver.watchcache import WatchCache
 from machinery import errors, kinds
 from machinery.client import MAX_MESSAGE
-from machinery.pb import api_pb2_grpc
+from machinery.pb import api_pb2_grpc, node_pb2_grpc
 
 log = logging.getLogger("kctl-apiserver")
 
@@ -124,6 +125,7 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                                       ("grpc.so_reuseport", 0)])
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(store, cache, args.watch_bookmark_interval), server)
+    node_pb2_grpc.add_NodeAgentServicer_to_server(NodeProxy(store), server)  # kctl logs/exec -> node agents
     port = server.add_insecure_port(args.listen)
     if not port:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
