@@ -80,6 +80,7 @@ class PodWorker:
         self.last_written: core_pb2.PodStatus | None = None
         self.api_status: core_pb2.PodStatus | None = pod.status if pod.HasField("status") else None
         self.config_error = ""
+        self._pulling = False
         self._helpers: dict[str, list[asyncio.Task]] = {}   # cid -> exit waiter + probes
         self._wake = asyncio.Event()
         self.done = asyncio.Event()
@@ -116,7 +117,7 @@ class PodWorker:
                     if self.phase == "sync" and (self.gone or self.pod.metadata.HasField("deletion_timestamp")):
                         self.phase = "terminating"
                     if self.phase == "sync":
-                        delay = await self.sync()
+                        delay = await self._sync_or_abandon_pull()
                     else:
                         await self.terminate()
                         return
@@ -138,6 +139,35 @@ class PodWorker:
                 for t in tasks:
                     t.cancel()
             self.done.set()
+
+    def _deleting(self) -> bool:
+        return self.gone or self.pod.metadata.HasField("deletion_timestamp")
+
+    async def _sync_or_abandon_pull(self) -> float:
+        """sync(), but a deletion arriving while an image pull is in flight abandons the
+        pull (the pull itself goes on in the image store; nothing else is cancelled)."""
+        task = asyncio.create_task(self.sync())
+        woken = False
+        try:
+            while True:
+                wake = asyncio.create_task(self._wake.wait())
+                done, _ = await asyncio.wait({task, wake}, return_when=asyncio.FIRST_COMPLETED)
+                if task in done:
+                    wake.cancel()
+                    return task.result()
+                self._wake.clear()
+                woken = True
+                if self._deleting() and self._pulling:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    return 0.0
+                if self._deleting():          # not pulling: let the step finish, then terminate
+                    return await task
+        finally:
+            if not task.done():
+                task.cancel()
+            if woken:
+                self._wake.set()              # a wake during the step asks for another round
 
     # ------------------------------------------------------------ sync
     def _adopt(self) -> None:
@@ -318,7 +348,11 @@ class PodWorker:
             if not present:
                 self.agent.recorder.event(self.pod, "Normal", "Pulling", f'Pulling image "{c.image}"')
             t0 = time.monotonic()
-            image = await images.pull(c.image, policy)
+            self._pulling = True
+            try:
+                image = await images.pull(c.image, policy)
+            finally:
+                self._pulling = False
         except ImagePullError as exc:
             rec.pull_failures += 1
             rec.pull_backoff = (self.agent.crashloop_base if rec.pull_backoff == 0
@@ -469,6 +503,9 @@ class PodWorker:
             for cid in sorted(rec.all_cids | ({rec.cid} if rec.cid else set())):
                 await rt.remove(cid)
             rec.all_cids.clear()
+        for info in await rt.list():           # anything of ours no record knew about
+            if info.labels.get(podspec.LABEL_POD_UID) == self.uid:
+                await rt.remove(info.id)
         await self.agent.network.delete_sandbox(self.uid)
         self.sandbox = None
         if os.path.isdir(self.pod_dir):
