@@ -229,10 +229,14 @@ class Storage:
 
     @staticmethod
     async def _progress(call, interval: float) -> None:
+        """Progress requests: quickly at first (etcd answers only once the
+        watch has caught up with its history), then every `interval`."""
         request = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+        delay = 0.02
         try:
             while True:
-                await asyncio.sleep(interval)
                 await call.write(request)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, interval)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError):
             return

@@ -29,7 +29,8 @@ gets a dedicated etcd watch from rv+1 that hands over to the ring as soon
 as it reaches covered revisions; if etcd has compacted past rv, Expired.
 
 When the etcd stream breaks (etcd restart), run() re-opens it from the last
-revision it saw, so the ring has no gap. Should etcd have compacted past
+event revision it saw, so the ring has no gap (progress notifications only
+feed bookmarks: etcd 3.4 may send one before an unsynced watcher's events). Should etcd have compacted past
 that revision, the ring is reset and every reader gets Expired (relist).
 A periodic progress request keeps `revision` current on idle kinds, which
 is what BOOKMARK events carry.
@@ -163,8 +164,11 @@ class KindCache:
         self.first_seq = 0
         self.next_seq = 0
         self.covered_from = 0
-        self.revision = 0
+        self.revision = 0                  # newest revision known (events or etcd progress)
+        self.event_revision = 0            # newest event revision: where a broken watch resumes
+        self._progress = 0                 # the last progress notification's revision, not yet trusted
         self.epoch = 0                     # bumped on reset: readers of an older epoch expire
+        self.reset_needed = True
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
         # The trigger index (see TRIGGERS): value -> seqs of the ring's events
@@ -181,14 +185,14 @@ class KindCache:
             self.on_reset(kvs)
         else:
             rev = await self.storage.revision()
+        start = rev
         self.ring = [None] * self.size
         self.first_seq = self.next_seq
         self._index.clear()
         self._evicted.clear()
-        self.covered_from = self.revision = rev
+        self.covered_from = self.revision = self.event_revision = start
         self.epoch += 1
-        self._notify(list(self._wake_by))
-        self.ready.set()
+        self._notify(list(self._wake_by))       # readers of the previous epoch expire
 
     def _append(self, events: list[Event]) -> set[str]:
         """Add a batch to the ring; returns the trigger values it concerns."""
@@ -211,7 +215,8 @@ class KindCache:
                 touched.update(ev.triggers)
             self.ring[self.next_seq % self.size] = ev
             self.next_seq += 1
-        self.revision = max(self.revision, events[-1].revision)
+        self.event_revision = events[-1].revision
+        self.revision = max(self.revision, self.event_revision)
         return touched
 
     def _notify(self, triggers=()) -> None:
@@ -227,14 +232,17 @@ class KindCache:
         delay, failing = 0.1, False
         while True:
             try:
-                if not self.ready.is_set():
+                if self.reset_needed:
                     await self._reset()
-                    log.info("watch cache %s: following from revision %d", self.info.plural, self.revision)
-                async for resp in self.storage.watch(self.prefix, self.revision + 1,
+                    self.reset_needed = False
+                    log.info("watch cache %s: following from revision %d", self.info.plural,
+                             self.event_revision + 1)
+                async for resp in self.storage.watch(self.prefix, self.event_revision + 1,
                                                      progress_interval=self.progress_interval):
                     if failing:
                         log.info("watch cache %s: etcd watch re-established at revision %d",
-                                 self.info.plural, self.revision + 1)
+                                 self.info.plural, self.event_revision + 1)
+                    self.ready.set()
                     delay, failing = 0.1, False
                     touched: set[str] = set()
                     if resp.events:
@@ -242,17 +250,23 @@ class KindCache:
                         touched = self._append(batch)
                         if self.on_events is not None:
                             self.on_events(batch)
-                    elif not resp.created and resp.header.revision > self.revision:
-                        self.revision = resp.header.revision     # progress notification
+                    elif not resp.created:
+                        # A progress notification. etcd 3.4 may send one before
+                        # events still queued for a lagging watcher, so trust
+                        # each one only when the next arrives (an interval later).
+                        if self._progress > self.revision:
+                            self.revision = self._progress
+                        self._progress = resp.header.revision
                     self._notify(touched)
             except st.Compacted as exc:
                 log.warning("watch cache %s: %s; resetting, watchers must relist", self.info.plural, exc)
                 self.ready.clear()
+                self.reset_needed = True
             except errors.ApiError as exc:
                 # One warning per outage; the retries are debug noise.
                 log.log(logging.DEBUG if failing else logging.WARNING,
                         "watch cache %s: %s; retrying from revision %d", self.info.plural, exc.message,
-                        self.revision + 1)
+                        self.event_revision + 1)
                 failing = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
