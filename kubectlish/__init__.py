@@ -12,8 +12,9 @@ Module map:
   get.py          get (+ --watch); describe.py / describe_blocks.py: describe
   delete.py       delete; edit.py: label, annotate, taint, scale, set image
   nodes.py        cordon, uncordon, drain; rollout.py: rollout *
-  wait.py, patch.py, generators.py (run, expose), podio.py (logs, exec),
-  config_cmd.py (config *), info.py (api-resources, version)
+  wait.py, patch.py, generators.py (run, expose), config_cmd.py (config *),
+  info.py (api-resources, version); logs.py, exec.py (through the
+  apiserver's node proxy)
 
 Where kctl knowingly differs from kubectl:
   * usage errors exit 2 (click), kubectl uses 1; every other error exits 1;
@@ -23,6 +24,5 @@ Where kctl knowingly differs from kubectl:
   * the last-applied annotation holds the manifest as kctl decoded it
     (compact, sorted JSON, server-owned fields stripped), not the raw text;
   * `get events` sorts oldest first; drain "evicts" with Delete (no
-    Eviction API / PodDisruptionBudgets); patch is applied client-side;
-  * logs/exec talk to the node agent directly (no apiserver proxy yet).
+    Eviction API / PodDisruptionBudgets); patch is applied client-side.
 """
