@@ -84,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cgroup-parent", default="", help="default kctl/<node-name>")
     p.add_argument("--bridge-name", default="kctl0")
     p.add_argument("--netns-prefix", default="kctl-", help="prefix of pod network namespace names")
+    p.add_argument("--hollow-nodes", type=int, default=0,
+                   help="with --runtime fake: run N hollow agents NODE_NAME-0..N-1 in this process; node IPs "
+                        "count up from --node-ip, --pod-cidr (e.g. 10.200.0.0/16) is cut into /24s")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -124,6 +127,14 @@ async def amain(args) -> None:
             raise SystemExit(f"--registry-mirror {m!r}: expected REGISTRY=URL")
         mirrors.setdefault(host, []).append(url)
     client = Client(args.apiserver, timeout=30, user_agent=f"kctl-nodeagent/{args.node_name}")
+    if args.hollow_nodes:
+        if args.runtime != "fake":
+            raise SystemExit("--hollow-nodes needs --runtime fake")
+        try:
+            await run_tasks({f"hollow-{i}": a.run() for i, a in enumerate(hollow_agents(client, args))})
+        finally:
+            await client.close()
+        return
     agent = build_agent(
         client, node_name=args.node_name, node_ip=args.node_ip, root_dir=os.path.abspath(args.root_dir),
         runtime=args.runtime, pod_cidr=args.pod_cidr, mirrors=mirrors, insecure=args.insecure_registry,
@@ -142,6 +153,24 @@ async def amain(args) -> None:
         await run_tasks(tasks)
     finally:
         await client.close()
+
+
+def hollow_agents(client, args) -> list:
+    """N fake agents sharing one client (one channel) and one event loop."""
+    import ipaddress
+    ip0 = ipaddress.ip_address(args.node_ip)
+    cidrs = (list(ipaddress.ip_network(args.pod_cidr).subnets(new_prefix=24)) if args.pod_cidr else [])
+    if cidrs and len(cidrs) < args.hollow_nodes:
+        raise SystemExit(f"--pod-cidr {args.pod_cidr} has fewer than {args.hollow_nodes} /24s")
+    return [build_agent(client, node_name=f"{args.node_name}-{i}", node_ip=str(ip0 + i),
+                        root_dir=os.path.join(os.path.abspath(args.root_dir), f"{args.node_name}-{i}"),
+                        runtime="fake", pod_cidr=str(cidrs[i]) if cidrs else "",
+                        heartbeat_interval=args.heartbeat_interval, status_interval=args.node_status_interval,
+                        labels=args.node_labels, taints=args.register_with_taints,
+                        system_reserved=args.system_reserved,
+                        capacity=({**agentlib_capacity(), **args.capacity} if args.capacity else None),
+                        crashloop_base=args.crashloop_base, agent_port=args.agent_port)
+            for i in range(args.hollow_nodes)]
 
 
 def agentlib_capacity() -> dict[str, str]:

@@ -93,3 +93,50 @@ async def _all_ready(agents, tasks):
         if t.done():
             t.result()   # surface the failure
     return all(a.ready.is_set() for a in agents)
+
+
+async def test_hollow_nodes_from_the_command_line(client, apiserver, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.cluster import REPO
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    log = open(tmp_path / "hollow.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "nodeagent.main", "--apiserver", apiserver.target,
+                             "--node-name", "cli", "--node-ip", "10.98.0.1", "--root-dir", str(tmp_path / "h"),
+                             "--runtime", "fake", "--hollow-nodes", "5", "--pod-cidr", "10.201.0.0/16",
+                             "--capacity", "cpu=8,memory=32Gi"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+    try:
+        async def ready():
+            assert proc.poll() is None, (tmp_path / "hollow.log").read_text()
+            nodes, _ = await client.list(core_pb2.Node)
+            return sorted(n.metadata.name for n in nodes
+                          if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions))
+        names = await wait_for(lambda: _five(ready), 60, "5 hollow nodes Ready")
+        assert names == [f"cli-{i}" for i in range(5)]
+        n4 = await client.get(core_pb2.Node, "cli-4")
+        assert n4.spec.pod_cidr == "10.201.4.0/24" and n4.status.capacity["cpu"] == "8"
+        assert {a.type: a.address for a in n4.status.addresses}["InternalIP"] == "10.98.0.5"
+        await client.create(pod("cli-pod", "cli-2"))
+
+        async def running():
+            p = await client.get(core_pb2.Pod, "cli-pod", "default")
+            return p.status.phase == "Running" and p.status.pod_ip.startswith("10.201.2.")
+        await wait_for(running, 30, "pod running on a hollow node")
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+async def _five(ready):
+    names = await ready()
+    return names if len(names) == 5 else None
