@@ -262,6 +262,9 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
             self._status_dirty.clear()
+            metrics.RUNNING_CONTAINERS.labels(self.node_name).set(sum(
+                1 for w in self.workers.values() for r in w.records.values()
+                if r.cid and r.state is not None and r.state.status == "running"))
             try:
                 await self._update_node_status()
             except errors.NotFound:

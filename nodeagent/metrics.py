@@ -16,7 +16,7 @@ POD_START_LATENCY = Histogram(
     "Time from the agent first seeing a pod bound to it to all its containers running",
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60))
 RUNNING_PODS = Gauge("kctl_nodeagent_running_pods", "Pods with a worker on this node", ["node"])
-RUNNING_CONTAINERS = Gauge("kctl_nodeagent_running_containers_by_node",
+RUNNING_CONTAINERS = Gauge("kctl_nodeagent_running_containers_by_node",  # refreshed with node status
                            "Running containers seen by the pod workers", ["node"])
 WORKER_ERRORS = Counter("kctl_nodeagent_pod_worker_errors_total", "Failed pod worker steps", ["step"])
 STATUS_WRITES = Counter("kctl_nodeagent_pod_status_updates_total", "Pod status writes", ["result"])

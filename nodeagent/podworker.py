@@ -259,7 +259,6 @@ class PodWorker:
         rec.backoff = base if (rec.backoff == 0 or ran >= BACKOFF_RESET) else min(rec.backoff * 2, MAX_BACKOFF)
         rec.backoff_until = (st.finished_at or time.time()) + rec.backoff
         self.wake()                                   # decide about the restart in the next round
-        metrics.RUNNING_CONTAINERS.labels(self.agent.node_name).dec()
 
     def _should_restart(self, rec: ContainerRecord) -> bool:
         policy = self.pod.spec.restart_policy or "Always"
@@ -324,7 +323,6 @@ class PodWorker:
             raise
         self.agent.recorder.event(self.pod, "Normal", "Created", f"Created container {c.name}")
         self.agent.recorder.event(self.pod, "Normal", "Started", f"Started container {c.name}")
-        metrics.RUNNING_CONTAINERS.labels(self.agent.node_name).inc()
         if rec.cid and restart:
             old_prev = rec.prev_cid
             rec.prev_cid, rec.prev_state = rec.cid, rec.state
@@ -495,7 +493,6 @@ class PodWorker:
                 except asyncio.TimeoutError:
                     pass
             await rt.stop(rec.cid, max(0.0, deadline - time.monotonic()))
-            metrics.RUNNING_CONTAINERS.labels(self.agent.node_name).dec()
 
         running = [r for r in self.records.values() if r.cid and runtime_has(rt, r.cid)]
         await asyncio.gather(*(stop_one(r) for r in running))
