@@ -11,7 +11,9 @@ the kube-apiserver, which dials the kubelet). For each call:
    refused with kubectl's "choose one of" message otherwise);
 2. the agent's address is the Node's `kctl.io/agent-endpoint` annotation,
    else its InternalIP:10250;
-3. the call is forwarded on a channel cached per endpoint.
+3. the call is forwarded on a channel cached per endpoint; a channel with
+   no call for IDLE_CLOSE seconds is closed on the next lookup (nodes come
+   and go), and aclose() closes them all.
 
 Concurrency: each proxied call is one handler task (grpc.aio). Logs is a
 plain loop: read a chunk from the agent, yield it to the client (gRPC flow
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 AGENT_ENDPOINT_ANNOTATION = "kctl.io/agent-endpoint"
 AGENT_PORT = 10250
 CONNECT_TIMEOUT = 5.0
+IDLE_CLOSE = 300.0
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0),
                    ("grpc.keepalive_time_ms", 20_000),
                    ("grpc.keepalive_timeout_ms", 10_000)]
@@ -93,10 +96,13 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
 
     `store` needs only `async get(info, namespace, name) -> Any` (crud.Store)."""
 
-    def __init__(self, store, *, connect_timeout: float = CONNECT_TIMEOUT):
+    def __init__(self, store, *, connect_timeout: float = CONNECT_TIMEOUT, idle_close: float = IDLE_CLOSE):
         self.store = store
         self.connect_timeout = connect_timeout
+        self.idle_close = idle_close
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._calls: dict[str, int] = {}          # endpoint -> calls in flight
+        self._last_used: dict[str, float] = {}    # endpoint -> loop time its last call ended
 
     async def aclose(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
@@ -122,10 +128,12 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
     async def _stub(self, node: str, endpoint: str) -> node_pb2_grpc.NodeAgentStub:
         """A stub on a connected channel to the agent (fails fast on refusal,
         after connect_timeout on silence)."""
+        loop = asyncio.get_running_loop()
+        await self._close_idle(loop.time())
         ch = self._channels.get(endpoint)
         if ch is None:
             ch = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
-        loop = asyncio.get_running_loop()
+        self._last_used[endpoint] = loop.time()   # not idle while this call connects
         deadline = loop.time() + self.connect_timeout
         state = ch.get_state(try_to_connect=True)
         while state != grpc.ChannelConnectivity.READY:
@@ -141,9 +149,24 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             state = ch.get_state(try_to_connect=True)
         return node_pb2_grpc.NodeAgentStub(ch)
 
+    async def _close_idle(self, now: float) -> None:
+        for ep, ch in list(self._channels.items()):
+            if not self._calls.get(ep) and now - self._last_used.get(ep, now) > self.idle_close:
+                await self._drop(ep, ch)
+
+    def _begin(self, endpoint: str) -> None:
+        self._calls[endpoint] = self._calls.get(endpoint, 0) + 1
+
+    def _end(self, endpoint: str) -> None:
+        self._calls[endpoint] -= 1
+        if not self._calls[endpoint]:
+            del self._calls[endpoint]
+        self._last_used[endpoint] = asyncio.get_running_loop().time()
+
     async def _drop(self, endpoint: str, ch: grpc.aio.Channel) -> None:
         if self._channels.get(endpoint) is ch:
             del self._channels[endpoint]
+            self._last_used.pop(endpoint, None)
         await ch.close()
 
     async def _agent_error(self, exc: grpc.RpcError, node: str, endpoint: str) -> errors.ApiError:
@@ -184,6 +207,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         fwd.namespace = request.namespace or "default"
         fwd.container = container
         call = stub.Logs(fwd)
+        self._begin(ep)
         try:
             async for chunk in call:
                 yield chunk
@@ -191,6 +215,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             err = await self._agent_error(exc, node, ep)
             await self._fail(context, err, what)
         finally:
+            self._end(ep)
             call.cancel()
 
     async def Exec(self, request_iterator, context):
@@ -227,6 +252,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
                 pass   # the agent call already ended; its status reaches the reader
 
         pumping = asyncio.create_task(pump(), name=f"exec-stdin-{fwd.namespace}/{fwd.pod}")
+        self._begin(ep)
         try:
             async for resp in call:
                 yield resp
@@ -234,5 +260,6 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             err = await self._agent_error(exc, node, ep)
             await self._fail(context, err, what)
         finally:
+            self._end(ep)
             pumping.cancel()
             call.cancel()

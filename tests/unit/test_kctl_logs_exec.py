@@ -117,7 +117,7 @@ async def proxied():
     store = Store(node("n1", endpoint=f"127.0.0.1:{agent_port}"), node("n2", ip="127.0.0.1"),
                   node("dead", endpoint=f"127.0.0.1:{free_port()}"),
                   pod("p"), pod("two", containers=("a", "b")), pod("pending", node=""), pod("lost", node="dead"))
-    proxy = NodeProxy(store, connect_timeout=2)
+    proxy = store.proxy = NodeProxy(store, connect_timeout=2)
     api_server = grpc.aio.server()
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, api_server)
     api_port = api_server.add_insecure_port("127.0.0.1:0")
@@ -172,6 +172,26 @@ async def test_proxy_internal_ip_fallback(proxied):
     with pytest.raises(errors.Unavailable) as exc:               # (nothing listens on 127.0.0.1:10250 here)
         await collect_logs(target, "q")
     assert "127.0.0.1:10250" in exc.value.message
+
+
+async def test_proxy_closes_idle_channels(proxied):
+    target, agent, store = proxied
+    proxy = store.proxy
+    n1 = store.objs[("Node", "", "n1")].metadata.annotations["kctl.io/agent-endpoint"]
+    assert await collect_logs(target, "p") == b"one\ntwo\nthree\n"
+    assert list(proxy._channels) == [n1]                        # cached for the next call
+    proxy.idle_close = 0.0
+    stream = nodeclient.logs(target, "default", "p", follow=True)
+    await stream.__anext__()
+    with pytest.raises(errors.Unavailable):                     # another lookup: n1 is busy, kept
+        await collect_logs(target, "lost")
+    assert list(proxy._channels) == [n1]
+    await stream.aclose()
+    await asyncio.wait_for(agent.cancelled.wait(), 5)
+    await asyncio.sleep(0.05)
+    with pytest.raises(errors.Unavailable):                     # now idle: closed
+        await collect_logs(target, "lost")
+    assert proxy._channels == {}
 
 
 async def test_proxy_exec_stdin_streams_both_ways(proxied):
