@@ -212,6 +212,12 @@ class PodWorker:
                     rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", self.config_error
             await self._write_status()
             return 30.0
+        known = self.last_written or self.api_status      # after an agent restart: what the API says
+        if known is not None and known.phase in ("Succeeded", "Failed"):
+            await self._refresh()          # finished for good: never start anything again
+            if all(r.cid for r in self.records.values()):   # else keep the API's final statuses
+                await self._write_status()
+            return 30.0
         t0 = time.perf_counter()
         if self.sandbox is None:
             self.sandbox = await self.agent.network.create_sandbox(self.uid, pod.metadata.name)
@@ -221,13 +227,11 @@ class PodWorker:
                                              self.sandbox.ip)
             podspec.prepare_volumes(pod, self.pod_dir)
         await self._refresh()
-        terminal = self.last_written is not None and self.last_written.phase in ("Succeeded", "Failed")
-        if not terminal:
-            for c in pod.spec.containers:
-                wait = await self._sync_container(c, self.records[c.name])
-                if wait is not None:
-                    next_in = min(next_in, wait)
-            await self._refresh()
+        for c in pod.spec.containers:
+            wait = await self._sync_container(c, self.records[c.name])
+            if wait is not None:
+                next_in = min(next_in, wait)
+        await self._refresh()
         await self._write_status()
         return max(0.05, next_in)
 
@@ -431,7 +435,8 @@ class PodWorker:
         pod = self.pod
         recs = [self.records[c.name] for c in pod.spec.containers if c.name in self.records]
         new = pstatus.build_status(pod, recs, host_ip=self.agent.node_ip,
-                                   pod_ip=self.sandbox.ip if self.sandbox else "",
+                                   pod_ip=self.sandbox.ip if self.sandbox else
+                                   (self.api_status.pod_ip if self.api_status else ""),
                                    start_time=self.first_seen, old=self.last_written or self.api_status,
                                    message=self.config_error)
         if new.phase == "Running" and not self.start_latency_observed and all(

@@ -99,3 +99,30 @@ async def _waiting(client, name, reason):
 async def _phase(client, name, phase):
     st = await status_of(client, name)
     return st if st.phase == phase else None
+
+
+async def test_agent_restart_never_reruns_a_finished_pod(tmp_path):
+    client = FakeClient()
+    kw = dict(node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake", pod_cidr="10.9.0.0/24")
+    agent = build_agent(client, **kw)
+    task = asyncio.create_task(agent.run())
+    await until(agent.ready.is_set)
+    await client.create(pod("job", restart="Never"))
+    await until(lambda: _running(client, "job"))
+    w = next(iter(agent.workers.values()))
+    agent.runtime.exit_container(w.records["c"].cid, 0)
+    await until(lambda: _phase(client, "job", "Succeeded"))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # a new agent with an empty (fake) runtime: the containers are gone, the pod is finished
+    agent2 = build_agent(client, **kw)
+    task2 = asyncio.create_task(agent2.run())
+    try:
+        await until(agent2.ready.is_set)
+        await asyncio.sleep(0.3)
+        assert await agent2.runtime.list() == []
+        st = await status_of(client, "job")
+        assert st.phase == "Succeeded" and st.container_statuses[0].state.terminated.reason == "Completed"
+    finally:
+        task2.cancel()
+        await asyncio.gather(task2, return_exceptions=True)
