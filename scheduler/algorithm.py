@@ -149,11 +149,9 @@ class Algorithm:
         best = np.flatnonzero(total == total.max())
         pick = int(best[self.rng.randrange(len(best))]) if len(best) > 1 else int(best[0])
         result.node = cache.names[idx[pick]]
-        if len(total) > TOP_SCORED:
-            order = np.argpartition(-total, TOP_SCORED - 1)[:TOP_SCORED]
-            order = order[np.argsort(-total[order], kind="stable")]
-        else:
-            order = np.argsort(-total, kind="stable")
+        # argsort, not argpartition: scores have few distinct values (ties
+        # everywhere on an empty cluster) and introselect degrades on them.
+        order = np.argsort(-total, kind="stable")[:TOP_SCORED]
         if pick not in order:
             order = np.concatenate(([pick], order[:-1]))
         names = [cache.names[i] for i in idx[order].tolist()]

@@ -62,7 +62,8 @@ class LeastAllocated(ScorePlugin):
     def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
         f_cpu = (cache.nz_cpu[idx] + pod.nz_cpu) * cache.inv_cpu[idx]
         f_mem = (cache.nz_mem[idx] + pod.nz_mem) * cache.inv_mem[idx]
-        return (np.clip(1.0 - f_cpu, 0, 1) + np.clip(1.0 - f_mem, 0, 1)) * 50.0
+        # fractions are >= 0, so 1 - f <= 1: only the lower bound needs clipping
+        return (np.maximum(1.0 - f_cpu, 0.0) + np.maximum(1.0 - f_mem, 0.0)) * 50.0
 
 
 class BalancedAllocation(ScorePlugin):
