@@ -34,10 +34,12 @@ channel that failed is dropped so the next call dials afresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import grpc
 
+from apiserver import metrics
 from machinery import codec, errors, kinds
 from machinery.pb import node_pb2, node_pb2_grpc
 
@@ -186,7 +188,9 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             err = errors.ApiError(f'node "{node}": {details or code.name}')
         return err
 
-    async def _fail(self, context, exc: Exception, what: str):
+    async def _fail(self, context, exc: Exception, what: str, outcome: list[str]):
+        """End the call with exc as an ApiError; outcome[0] records the code for the metric."""
+        outcome[0] = exc.grpc_code.name if isinstance(exc, errors.ApiError) else "INTERNAL"
         if isinstance(exc, errors.ApiError):
             if isinstance(exc, errors.Unavailable):
                 log.warning("%s: %s", what, exc.message)
@@ -195,13 +199,26 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         await errors.abort(context, errors.ApiError(f"internal error: {type(exc).__name__}: {exc}"))
 
     # ------------------------------------------------------------ calls
+    # Each call is counted in kctl_apiserver_requests{kind="Pod", verb="logs"|"exec", code}:
+    # OK, the error's gRPC code, or CANCELLED when the client left first.
+
     async def Logs(self, request, context):
         what = f"logs {request.namespace}/{request.pod}"
+        outcome = ["CANCELLED"]
+        try:
+            async with contextlib.aclosing(self._logs(request, context, what, outcome)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            outcome[0] = "OK"
+        finally:
+            metrics.REQUESTS.labels("Pod", "logs", outcome[0]).inc()
+
+    async def _logs(self, request, context, what: str, outcome: list[str]):
         try:
             node, ep, container = await self._target(request.namespace, request.pod, request.container)
             stub = await self._stub(node, ep)
         except Exception as exc:  # noqa: BLE001 - translated in _fail
-            await self._fail(context, exc, what)
+            await self._fail(context, exc, what, outcome)
         fwd = node_pb2.LogsRequest()
         fwd.CopyFrom(request)
         fwd.namespace = request.namespace or "default"
@@ -212,8 +229,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             async for chunk in call:
                 yield chunk
         except grpc.aio.AioRpcError as exc:
-            err = await self._agent_error(exc, node, ep)
-            await self._fail(context, err, what)
+            await self._fail(context, await self._agent_error(exc, node, ep), what, outcome)
         finally:
             self._end(ep)
             call.cancel()
@@ -225,13 +241,23 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         except StopAsyncIteration:
             return
         what = f"exec {first.namespace}/{first.pod}"
+        outcome = ["CANCELLED"]
+        try:
+            async with contextlib.aclosing(self._exec(first, it, context, what, outcome)) as responses:
+                async for resp in responses:
+                    yield resp
+            outcome[0] = "OK"
+        finally:
+            metrics.REQUESTS.labels("Pod", "exec", outcome[0]).inc()
+
+    async def _exec(self, first, it, context, what: str, outcome: list[str]):
         try:
             if not first.command:
                 raise errors.BadRequest("you must specify at least one command for the container")
             node, ep, container = await self._target(first.namespace, first.pod, first.container)
             stub = await self._stub(node, ep)
         except Exception as exc:  # noqa: BLE001
-            await self._fail(context, exc, what)
+            await self._fail(context, exc, what, outcome)
         fwd = node_pb2.ExecRequest()
         fwd.CopyFrom(first)
         fwd.namespace = first.namespace or "default"
@@ -257,8 +283,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             async for resp in call:
                 yield resp
         except grpc.aio.AioRpcError as exc:
-            err = await self._agent_error(exc, node, ep)
-            await self._fail(context, err, what)
+            await self._fail(context, await self._agent_error(exc, node, ep), what, outcome)
         finally:
             self._end(ep)
             pumping.cancel()

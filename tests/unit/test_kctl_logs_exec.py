@@ -174,6 +174,23 @@ async def test_proxy_internal_ip_fallback(proxied):
     assert "127.0.0.1:10250" in exc.value.message
 
 
+def requests_total(verb: str, code: str) -> float:
+    from prometheus_client import REGISTRY
+    return REGISTRY.get_sample_value("kctl_apiserver_requests_total",
+                                     {"kind": "Pod", "verb": verb, "code": code}) or 0.0
+
+
+async def test_proxy_counts_calls(proxied):
+    target, _, _ = proxied
+    before = {k: requests_total(*k) for k in (("logs", "OK"), ("logs", "NOT_FOUND"), ("exec", "OK"))}
+    await collect_logs(target, "p")
+    with pytest.raises(errors.NotFound):
+        await collect_logs(target, "nope")
+    [r async for r in nodeclient.exec_(target, "default", "p", "", ["exit", "0"])]
+    assert {k: requests_total(*k) - v for k, v in before.items()} == {
+        ("logs", "OK"): 1, ("logs", "NOT_FOUND"): 1, ("exec", "OK"): 1}
+
+
 async def test_proxy_closes_idle_channels(proxied):
     target, agent, store = proxied
     proxy = store.proxy
