@@ -117,7 +117,6 @@ async def run(args: argparse.Namespace) -> None:
     cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))
     ns_cache = cache["Namespace"]
     ns_cache.on_reset, ns_cache.on_events = _track_terminating(store)
-    await bootstrap(store)
 
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -126,10 +125,14 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.so_reuseport", 0)])
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(store, cache, args.watch_bookmark_interval), server)
     node_pb2_grpc.add_NodeAgentServicer_to_server(NodeProxy(store), server)  # kctl logs/exec -> node agents
-    port = server.add_insecure_port(args.listen)
+    try:
+        port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once
+    except RuntimeError as exc:
+        raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}: {exc}") from None
     if not port:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
     metrics.serve(args.metrics_listen)
+    await bootstrap(store)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
