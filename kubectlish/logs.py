@@ -24,7 +24,7 @@ import sys
 import click
 
 from kubectlish.common import Ctx, Failed, err, run
-from machinery import kinds, selectors
+from machinery import selectors
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 _POD_WORDS = ("pod", "pods", "po")

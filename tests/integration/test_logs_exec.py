@@ -23,7 +23,6 @@ import pytest
 
 from machinery import codec
 from machinery.client import Client
-from machinery.pb import core_pb2
 from tests.cluster import REPO, Etcd, free_port
 from tests.integration.nodeagent.conftest import (
     RUN, CPApiServer, Node, Segment, in_netns, make_pod, needs_root, node_ready, pod_running, pod_where, sh,
