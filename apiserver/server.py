@@ -14,7 +14,6 @@ import logging
 import platform
 import time
 
-import grpc
 from google.protobuf import any_pb2
 
 from apiserver import metrics, objects
@@ -159,12 +158,15 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             rv_text = request.resource_version
             try:
                 rv = int(rv_text) if rv_text else None
+                if rv is not None and rv < 0:
+                    raise ValueError(rv_text)
             except ValueError:
                 raise errors.BadRequest(f"invalid resourceVersion {rv_text!r}") from None
             cache = self.cache[info.kind]
             await cache.wait_ready(self.store.storage.timeout)
         except Exception as exc:  # noqa: BLE001
-            metrics.REQUESTS.labels(kind, "watch", getattr(getattr(exc, "grpc_code", None), "name", "INTERNAL")).inc()
+            metrics.REQUESTS.labels(_label(kind), "watch",
+                                    getattr(getattr(exc, "grpc_code", None), "name", "INTERNAL")).inc()
             await _fail(context, exc, f"watch {kind}")
         metrics.REQUESTS.labels(info.kind, "watch", "OK").inc()
         metrics.WATCHES.labels(info.kind).inc()
