@@ -126,3 +126,41 @@ async def test_agent_restart_never_reruns_a_finished_pod(tmp_path):
     finally:
         task2.cancel()
         await asyncio.gather(task2, return_exceptions=True)
+
+
+async def test_waits_for_pod_cidr_from_node_ipam(tmp_path):
+    client = FakeClient()
+    agent = build_agent(client, node_name="n7", node_ip="192.0.2.17", root_dir=str(tmp_path), runtime="fake",
+                        status_interval=0.2)
+    task = asyncio.create_task(agent.run())
+    try:
+        node = await until(lambda: _node(client, "n7"))
+        await asyncio.sleep(0.3)
+        assert not agent.ready.is_set()
+        ready = {c.type: c for c in (await client.get(core_pb2.Node, "n7")).status.conditions}["Ready"]
+        assert (ready.status, ready.reason) == ("False", "NetworkNotReady")
+        node = await client.get(core_pb2.Node, "n7")
+        node.spec.pod_cidr = "10.44.3.0/24"                  # what the controller manager's node IPAM does
+        await client.update(node)
+        await until(agent.ready.is_set)
+        await until(lambda: _node_ready(client, "n7"))
+        await client.create(codec.from_dict({"apiVersion": "v1", "kind": "Pod",
+                                             "metadata": {"name": "p", "namespace": "default"},
+                                             "spec": {"nodeName": "n7", "containers": [{"name": "c", "image": "x"}]}}))
+        st = await until(lambda: _running(client, "p"))
+        assert st.pod_ip.startswith("10.44.3.")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _node(client, name):
+    try:
+        return await client.get(core_pb2.Node, name)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+async def _node_ready(client, name):
+    n = await client.get(core_pb2.Node, name)
+    return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
