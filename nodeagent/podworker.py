@@ -81,6 +81,7 @@ class PodWorker:
         self.api_status: core_pb2.PodStatus | None = pod.status if pod.HasField("status") else None
         self.config_error = ""
         self._pulling = False
+        self.deadline_message = ""
         self._helpers: dict[str, list[asyncio.Task]] = {}   # cid -> exit waiter + probes
         self._wake = asyncio.Event()
         self.done = asyncio.Event()
@@ -218,6 +219,12 @@ class PodWorker:
             if all(r.cid for r in self.records.values()):   # else keep the API's final statuses
                 await self._write_status()
             return 30.0
+        left = self._deadline_left()
+        if left is not None and left <= 0:
+            await self._deadline_exceeded()
+            return 30.0
+        if left is not None:
+            next_in = min(next_in, left)
         t0 = time.perf_counter()
         if self.sandbox is None:
             self.sandbox = await self.agent.network.create_sandbox(self.uid, pod.metadata.name)
@@ -234,6 +241,33 @@ class PodWorker:
         await self._refresh()
         await self._write_status()
         return max(0.05, next_in)
+
+    def _deadline_left(self) -> float | None:
+        spec = self.pod.spec
+        if not spec.HasField("active_deadline_seconds"):
+            return None
+        start = self.first_seen
+        if self.api_status is not None and self.api_status.HasField("start_time"):
+            start = self.api_status.start_time.ToNanoseconds() / 1e9
+        return start + spec.active_deadline_seconds - time.time()
+
+    async def _deadline_exceeded(self) -> None:
+        """activeDeadlineSeconds passed: stop every container, phase Failed (DeadlineExceeded)."""
+        if not self.deadline_message:
+            self.deadline_message = "Pod was active on the node longer than the specified deadline"
+            self.agent.recorder.event(self.pod, "Normal", "DeadlineExceeded", self.deadline_message)
+        rt = self.agent.runtime
+        for cid in list(self._helpers):
+            self._stop_helpers(cid)
+        grace = float(self.pod.spec.termination_grace_period_seconds
+                      if self.pod.spec.HasField("termination_grace_period_seconds") else 30)
+        running = [r for r in self.records.values() if r.cid and r.state is not None
+                   and r.state.status == pstatus.RUNNING]
+        for r in running:
+            self.agent.recorder.event(self.pod, "Normal", "Killing", f"Stopping container {r.name}")
+        await asyncio.gather(*(rt.stop(r.cid, grace) for r in running))
+        await self._refresh()
+        await self._write_status()
 
     async def _refresh(self) -> None:
         for rec in self.records.values():
@@ -438,7 +472,9 @@ class PodWorker:
                                    pod_ip=self.sandbox.ip if self.sandbox else
                                    (self.api_status.pod_ip if self.api_status else ""),
                                    start_time=self.first_seen, old=self.last_written or self.api_status,
-                                   message=self.config_error)
+                                   message=self.config_error or self.deadline_message,
+                                   reason="DeadlineExceeded" if self.deadline_message else "",
+                                   failed=bool(self.deadline_message))
         if new.phase == "Running" and not self.start_latency_observed and all(
                 r.state is not None and r.state.status == pstatus.RUNNING for r in recs):
             self.start_latency_observed = True

@@ -143,13 +143,17 @@ def _condition(old: core_pb2.PodStatus | None, ctype: str, ok: bool, reason: str
 
 def build_status(pod: core_pb2.Pod, records: list[ContainerRecord], *, host_ip: str, pod_ip: str,
                  start_time: float | None, old: core_pb2.PodStatus | None = None,
-                 message: str = "") -> core_pb2.PodStatus:
-    phase = pod_phase(pod.spec.restart_policy or "Always", records)
+                 message: str = "", reason: str = "", failed: bool = False) -> core_pb2.PodStatus:
+    """failed=True forces phase Failed (activeDeadlineSeconds exceeded), with reason/message."""
+    phase = "Failed" if failed else pod_phase(pod.spec.restart_policy or "Always", records)
     if old is not None and old.phase in ("Succeeded", "Failed"):
         phase = old.phase                 # terminal phases never go back
+        reason, message = reason or old.reason, message or old.message
     st = core_pb2.PodStatus(phase=phase, host_ip=host_ip, qos_class=old.qos_class if old else "")
     if message:
         st.message = message
+    if reason:
+        st.reason = reason
     if pod_ip:
         st.pod_ip = pod_ip
         st.pod_ips.add(ip=pod_ip)

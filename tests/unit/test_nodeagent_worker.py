@@ -164,3 +164,23 @@ async def _node(client, name):
 async def _node_ready(client, name):
     n = await client.get(core_pb2.Node, name)
     return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+
+
+async def test_active_deadline_fails_the_pod(tmp_path):
+    client = FakeClient()
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
+                        pod_cidr="10.9.0.0/24")
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(agent.ready.is_set)
+        p = pod("deadline")
+        p.spec.active_deadline_seconds = 1
+        await client.create(p)
+        await until(lambda: _running(client, "deadline"))
+        st = await until(lambda: _phase(client, "deadline", "Failed"))
+        assert st.reason == "DeadlineExceeded" and "deadline" in st.message
+        assert not st.container_statuses[0].state.HasField("running")
+        assert all(i.state.status == "exited" for i in await agent.runtime.list())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
