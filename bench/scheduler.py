@@ -236,7 +236,7 @@ async def bench(args) -> None:
                 if n:
                     print(f"bind batches: {int(n)}, mean size "
                           f"{sm[('kctl_scheduler_bind_batch_size_sum', ())] / n:.1f}", flush=True)
-                for h in ("queue_wait_seconds", "bind_batch_duration_seconds", "e2e_scheduling_duration_seconds"):
+                for h in ("bind_batch_duration_seconds", "e2e_scheduling_duration_seconds"):
                     c = sm.get((f"kctl_scheduler_{h}_count", ()), 0)
                     if c:
                         print(f"scheduler {h}: mean {sm[(f'kctl_scheduler_{h}_sum', ())] / c * 1000:.1f} ms "

@@ -135,17 +135,21 @@ class Algorithm:
                 idx = np.concatenate((idx[pos:], idx[:k - (len(idx) - pos)]))
         self._next_start = (int(idx[-1]) + 1) % max(cache.n, 1)
         result.scored = len(idx)
-        total = np.zeros(len(idx))
-        parts = []
+        names_p, weights, rows = [], [], []
         for plugin, weight in self.scorers:
             if not weight:
                 continue
             if plugin is self.affinity_score:
-                s = plugin.score(pod, cache, idx, raw)
+                rows.append(plugin.score(pod, cache, idx, raw))
             else:
-                s = plugin.score(pod, cache, idx)
-            total += weight * s
-            parts.append((plugin.name, s))
+                rows.append(plugin.score(pod, cache, idx))
+            names_p.append(plugin.name)
+            weights.append(weight)
+        if rows:
+            scores = np.vstack(rows)                      # plugins x candidates
+            total = np.asarray(weights) @ scores
+        else:
+            scores, total = np.zeros((0, len(idx))), np.zeros(len(idx))
         best = np.flatnonzero(total == total.max())
         pick = int(best[self.rng.randrange(len(best))]) if len(best) > 1 else int(best[0])
         result.node = cache.names[idx[pick]]
@@ -156,9 +160,9 @@ class Algorithm:
             order = np.concatenate(([pick], order[:-1]))
         names = [cache.names[i] for i in idx[order].tolist()]
         totals = np.round(total[order], 1).tolist()
-        per_plugin = [(name, np.round(s[order], 1).tolist()) for name, s in parts]
+        per = np.round(scores[:, order], 1).T.tolist()    # candidates x plugins
         for k, name in enumerate(names):
-            result.top.append((name, totals[k], {pn: vals[k] for pn, vals in per_plugin}))
+            result.top.append((name, totals[k], dict(zip(names_p, per[k]))))
         return result
 
     def _histogram(self, result: ScheduleResult, codes, statuses, fit, static_ok) -> None:

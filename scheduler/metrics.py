@@ -21,9 +21,6 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
         self.bind_duration = Histogram("kctl_scheduler_bind_batch_duration_seconds",
                                        "BindBatch round trip", buckets=BUCKETS, registry=self.registry)
-        self.queue_wait = Histogram("kctl_scheduler_queue_wait_seconds",
-                                    "From entering the queue to the (last) scheduling attempt",
-                                    buckets=BUCKETS, registry=self.registry)
         self.events_dropped = Counter("kctl_scheduler_events_dropped", "Events dropped (queue full)",
                                       registry=self.registry)
         for r in ("scheduled", "unschedulable", "error"):

@@ -161,7 +161,6 @@ class Scheduler:
                 or self.cache.is_assumed(info.uid)):
             self.queue.done(info.key)
             return
-        self.metrics.queue_wait.observe(max(0.0, self.clock() - qp.added))
         try:
             result = self.algo.schedule(info)
         except Exception:
