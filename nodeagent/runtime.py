@@ -209,8 +209,7 @@ class Runtime:
     def cgroup_dirs(self, cid: str | None = None) -> list[Path]:
         """The container's (or, with None, the parent's) directory in every hierarchy."""
         rel = self.cgroup_parent if cid is None else f"{self.cgroup_parent}/{cid}"
-        return [h / rel for h in sorted(CGROUP_ROOT.iterdir())
-                if h.is_dir() and not h.is_symlink()]
+        return [h / rel for h in cgroup_hierarchies()]
 
     async def _cmd(self, *argv: str, stdin: bytes | None = None,
                    timeout: float = 60) -> tuple[int, bytes, bytes]:
@@ -490,9 +489,8 @@ class Runtime:
         parts = self.cgroup_parent.split("/")
         for n in range(len(parts), 0, -1):
             rel = "/".join(parts[:n])
-            for h in sorted(CGROUP_ROOT.iterdir()):
-                if h.is_dir() and not h.is_symlink():
-                    _rmdir(h / rel)
+            for h in cgroup_hierarchies():
+                _rmdir(h / rel)
 
     # ------------------------------------------------------------------ exec / logs
     async def exec(self, cid: str, argv: list[str], stdin: bytes | None = None,
@@ -577,6 +575,17 @@ class Runtime:
                 *complete, buf = buf.split("\n")
                 for e in parser.feed(complete):
                     yield e
+
+
+def cgroup_hierarchies(root: Path | None = None) -> list[Path]:
+    """The mounted cgroup hierarchies: on a pure cgroup v2 host (Debian 12's
+    default; /sys/fs/cgroup/cgroup.controllers exists) the root itself is the
+    only one; on a v1 or hybrid host every directory below it (cpu, memory,
+    ..., unified) is one."""
+    root = CGROUP_ROOT if root is None else root
+    if (root / "cgroup.controllers").exists():
+        return [root]
+    return [h for h in sorted(root.iterdir()) if h.is_dir() and not h.is_symlink()]
 
 
 def _read_line(fd: int) -> str:
