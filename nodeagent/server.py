@@ -14,7 +14,7 @@ annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
   request messages -> the process' stdin), and one reader per output pipe
   that put chunks on one queue; the handler yields from that queue, and after
   both pipes closed, the exit code as the final message.  Cancelling the call
-  kills the exec'd process.
+  kills the exec'd process (by the PID runc wrote), then runc.
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import time
 
 import grpc
 
@@ -95,8 +98,9 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             return
         if (rt.exits / cid).exists():
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
+        pidfile = rt.ctrs / cid / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
         proc = await asyncio.create_subprocess_exec(
-            rtmod.RUNC, "--root", str(rt.runc_root), "exec", cid, *first.command,
+            rtmod.RUNC, "--root", str(rt.runc_root), "exec", "--pid-file", str(pidfile), cid, *first.command,
             stdin=asyncio.subprocess.PIPE if first.stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         queue: asyncio.Queue = asyncio.Queue()
@@ -140,8 +144,17 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             for t in tasks:
                 t.cancel()
             if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+                # kill the exec'd process first, so runc exec reaps it (no zombie in the container)
+                try:
+                    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+                except (OSError, ValueError):
+                    proc.kill()
+                try:
+                    await asyncio.wait_for(proc.wait(), 5)
+                except asyncio.TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            pidfile.unlink(missing_ok=True)
 
 
 async def serve(agent, listen: str) -> None:

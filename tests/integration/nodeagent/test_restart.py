@@ -153,6 +153,13 @@ async def test_logs_and_exec_service(api, make_node):
         resp = [r async for r in stub.Exec(iter([node_pb2.ExecRequest(namespace="default", pod="shell",
                                                                         command=["hostname"])]))]
         assert b"".join(r.stdout for r in resp) == b"shell\n" and resp[-1].exit_code == 0
+        # a cancelled exec leaves no process behind in the container
+        call = stub.Exec(iter([node_pb2.ExecRequest(namespace="default", pod="shell", command=["sleep", "123"])]))
+        shell = await api.get(core_pb2.Pod, "shell", "default")
+        await wait_for(lambda: "sleep 123" in node.runc_exec(cid_of(shell, "c"), "ps").stdout, 10, "exec running", node)
+        call.cancel()
+        await wait_for(lambda: "sleep 123" not in node.runc_exec(cid_of(shell, "c"), "ps").stdout, 10,
+                       "exec'd process gone", node)
     for name in ("talker", "shell"):
         await api.delete(core_pb2.Pod, name, "default", grace_period=1)
         await pod_gone(api, name, node)
