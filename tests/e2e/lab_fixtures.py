@@ -1,0 +1,175 @@
+"""Fixtures and helpers for end-to-end tests on a real lab (`kctl lab up`).
+
+    from tests.e2e.lab_fixtures import lab  # noqa: F401  (module-scoped fixture)
+
+    def test_x(lab):
+        lab.kctl("get", "pods")                  # the CLI, with a private KUBECONFIG
+        lab.api(lambda c: c.list("Pod"))         # one persistent API client
+        lab.node("node1").netns_path             # deploy.lab NodeInfo
+
+One lab per test module, named uniquely (``e`` + 5 digits of the PID, so two
+concurrent runs never share a name or a subnet), brought up with the real
+CLI (`kctl lab up`) and ALWAYS torn down with `lab_down` when the module
+ends, whatever happened. The kubeconfig lives in a temporary directory
+(KUBECONFIG for every kctl call), so the user's ~/.kctl/config is never
+touched.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.lab import Lab, lab_down, naming
+from deploy.lab import cluster
+
+BIN = Path(sys.executable).parent
+KCTL = str(BIN / "kctl")
+TOOLS = ("etcd", "runc", "conmon", "skopeo", "/usr/bin/docker-registry", "nsenter", "iptables")
+
+
+def missing_tools() -> list[str]:
+    import shutil
+    return [t for t in TOOLS if not (os.path.exists(t) if t.startswith("/") else shutil.which(t))]
+
+
+class Api:
+    """A machinery Client on its own event-loop thread, called synchronously."""
+
+    def __init__(self, target: str):
+        from machinery.client import Client
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="lab-api", daemon=True)
+        self.thread.start()
+        self.client = self.run(self._make(Client, target))
+
+    @staticmethod
+    async def _make(cls, target):
+        return cls(target, timeout=10)
+
+    def run(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __call__(self, fn, timeout: float = 60):
+        """api(lambda c: c.list("Pod")) -> the awaited result."""
+        async def call():
+            return await fn(self.client)
+        return self.run(call(), timeout)
+
+    def close(self) -> None:
+        if not self.thread.is_alive():
+            return
+        try:
+            self.run(self.client.close(), 10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+class LabHandle:
+    def __init__(self, name: str, kubeconfig: str, up_seconds: float, up_output: str):
+        self.name = name
+        self.kubeconfig = kubeconfig
+        self.up_seconds = up_seconds
+        self.up_output = up_output
+        self.env = {**os.environ, "KUBECONFIG": kubeconfig}
+        self.env.pop("KCTL_SERVER", None)
+        self.info = cluster.load_cluster(name)
+        self.topology = Lab.load(name)
+        self.api = Api(self.info["apiserver"])
+
+    def node(self, name: str):
+        return self.topology.node(name)
+
+    def kctl(self, *args: str, check: bool = True, timeout: float = 60,
+             input: str | None = None) -> subprocess.CompletedProcess:
+        res = subprocess.run([KCTL, *args], env=self.env, capture_output=True, text=True,
+                             timeout=timeout, input=input)
+        if check and res.returncode != 0:
+            raise AssertionError(f"kctl {' '.join(args)} exited {res.returncode}:\n"
+                                 f"{res.stdout}\n{res.stderr}")
+        return res
+
+    def lab(self, command: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        """`kctl lab COMMAND --name <this lab> ARGS`."""
+        return self.kctl("lab", command, "--name", self.name, *args, **kw)
+
+    def in_netns(self, netns_path: str, argv: list[str], timeout: float = 10) -> subprocess.CompletedProcess:
+        return subprocess.run(["nsenter", f"--net={netns_path}", "--", *argv], capture_output=True,
+                              text=True, timeout=timeout)
+
+
+def unique_lab_name() -> str:
+    return f"e{os.getpid() % 100000}"
+
+
+def lab_traces(name: str, markers: tuple[str, ...] = ()) -> dict[str, list]:
+    """Everything of lab `name` still on the machine (empty lists = no trace).
+
+    Processes are those whose command line names the lab's directories or
+    netns files, or one of `markers` (e.g. the apiserver address), and
+    those in the lab's cgroups.
+    """
+    from deploy.lab.nsutil import list_netns, mounts_under
+    from deploy.lab.procs import cgroup_dirs, pids_in_cgroups
+    import json
+    pfx = naming.prefix(name)
+    links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, timeout=10)
+    dirs = [naming.state_dir(name), naming.data_dir(name)]
+    mounts = [m["mount_point"] for m in mounts_under(dirs)]
+    mounts += [line.split()[4] for line in open("/proc/self/mountinfo")
+               if f"/netns/{pfx}" in line.split()[4]]
+    procs = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(m in cmd for m in (*dirs, f"/netns/{pfx}", *markers)):
+            procs.append((int(pid), cmd[:120]))
+    chains = [line for line in subprocess.run(["iptables-save"], capture_output=True, text=True,
+                                              timeout=10).stdout.splitlines() if pfx in line]
+    return {
+        "netns": list_netns(pfx),
+        "links": [l["ifname"] for l in json.loads(links.stdout or "[]") if l["ifname"].startswith(pfx)],
+        "mounts": mounts,
+        "cgroups": cgroup_dirs(naming.cgroup_parent(name)),
+        "cgroup_pids": pids_in_cgroups(naming.cgroup_parent(name)),
+        "processes": procs,
+        "chains": chains,
+        "dirs": [d for d in dirs if os.path.exists(d)],
+    }
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    name = unique_lab_name()
+    kubeconfig = str(tmp_path_factory.mktemp("lab-kubeconfig") / "config")
+    handle = None
+    try:
+        before = lab_traces(name)
+        assert not any(before.values()), f"lab {name} exists before the test: {before}"
+        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        t0 = time.monotonic()
+        res = subprocess.run([KCTL, "lab", "up", "--name", name, "--nodes", "3"], env=env,
+                             capture_output=True, text=True, timeout=180)
+        up_seconds = time.monotonic() - t0
+        print(f"\n$ kctl lab up --name {name} --nodes 3   ({up_seconds:.1f}s)\n{res.stdout}{res.stderr}")
+        assert res.returncode == 0, f"kctl lab up failed:\n{res.stdout}\n{res.stderr}"
+        handle = LabHandle(name, kubeconfig, up_seconds, res.stdout)
+        yield handle
+    finally:
+        if handle is not None:
+            try:
+                handle.api.close()
+            except Exception:  # noqa: BLE001 - teardown must go on
+                pass
+        lab_down(name)
