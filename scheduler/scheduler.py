@@ -65,6 +65,7 @@ class Scheduler:
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         self._status_slots = asyncio.Semaphore(status_writers)
+        self._writes: set[asyncio.Task] = set()          # unschedulable bookkeeping in flight
         self._weights = {p.name: w for p, w in self.algo.scorers}
         self._attempts = {r: self.metrics.attempts.labels(r) for r in ("scheduled", "unschedulable", "error")}
         self.scheduled = 0
@@ -72,16 +73,20 @@ class Scheduler:
     # ------------------------------------------------------------ run
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.nodes.run(), name="node-informer")
-            tg.create_task(self.pods.run(), name="pod-informer")
-            await self.nodes.wait_synced()
-            await self.pods.wait_synced()
-            log.info("caches synced: %d nodes, %d pods", len(self.cache), len(self.pods))
-            tg.create_task(self.binder.run(), name="binder")
-            tg.create_task(self.events.run(), name="events")
-            tg.create_task(self._housekeeping(), name="housekeeping")
-            tg.create_task(self._schedule_loop(), name="schedule-loop")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.nodes.run(), name="node-informer")
+                tg.create_task(self.pods.run(), name="pod-informer")
+                await self.nodes.wait_synced()
+                await self.pods.wait_synced()
+                log.info("caches synced: %d nodes, %d pods", len(self.cache), len(self.pods))
+                tg.create_task(self.binder.run(), name="binder")
+                tg.create_task(self.events.run(), name="events")
+                tg.create_task(self._housekeeping(), name="housekeeping")
+                tg.create_task(self._schedule_loop(), name="schedule-loop")
+        finally:
+            for t in list(self._writes):
+                t.cancel()
 
     async def _housekeeping(self) -> None:
         while True:
@@ -172,6 +177,8 @@ class Scheduler:
             self._attempts["unschedulable"].inc()
             self.queue.add_unschedulable(qp)
             t = asyncio.create_task(self._record_unschedulable(info.key, info.uid, result))
+            self._writes.add(t)
+            t.add_done_callback(self._writes.discard)
             t.add_done_callback(_log_failure)
             return
         self.cache.assume(info, result.node)
