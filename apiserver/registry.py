@@ -103,8 +103,14 @@ class Strategy:
 
     def _keep_identity(self, new: Message, old: Message) -> None:
         nmd, omd = new.metadata, old.metadata
-        nmd.name, nmd.namespace, nmd.uid = omd.name, omd.namespace, omd.uid
-        nmd.creation_timestamp.CopyFrom(omd.creation_timestamp)
+        nmd.name, nmd.namespace = omd.name, omd.namespace
+        # uid and creationTimestamp sent by the client must match (validation
+        # says "field is immutable" otherwise: an object from an earlier
+        # incarnation of the name); omitted, they are carried over.
+        if not nmd.uid:
+            nmd.uid = omd.uid
+        if not nmd.HasField("creation_timestamp"):
+            nmd.creation_timestamp.CopyFrom(omd.creation_timestamp)
         if omd.HasField("deletion_timestamp"):
             nmd.deletion_timestamp.CopyFrom(omd.deletion_timestamp)
         else:

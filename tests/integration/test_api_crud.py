@@ -240,3 +240,13 @@ async def test_object_too_large_for_etcd(client, apiserver):
     assert "too large" in exc.value.message
     assert (await client.create(new_object("Pod", "small"))).metadata.name == "small"
     assert "Traceback" not in apiserver.log_path.read_text()
+
+
+async def test_update_of_an_earlier_incarnation_is_refused(client):
+    first = await client.create(new_object("Deployment", "reborn"))
+    await client.delete("Deployment", "reborn")
+    await client.create(new_object("Deployment", "reborn"))
+    first.metadata.resource_version = ""                  # unconditional, but the uid is stale
+    with pytest.raises(errors.Invalid) as exc:
+        await client.update(first)
+    assert "metadata.uid" in [c.field for c in exc.value.causes]
