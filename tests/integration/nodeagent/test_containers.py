@@ -7,7 +7,7 @@ import pytest
 
 from machinery.pb import core_pb2
 from tests.integration.nodeagent.conftest import (cid_of, cstatus, in_netns, make_pod, needs_root, node_ready,
-                                                  pod_gone, pod_running, pod_where)
+                                                  pod_gone, pod_running, pod_where, wait_for)
 
 pytestmark = [pytest.mark.root, needs_root]
 
@@ -29,14 +29,14 @@ async def test_two_containers_share_localhost_and_emptydir(api, node):
         volumes=[{"name": "shared", "emptyDir": {}}]))
     pod = await pod_running(api, "duo", node)
     side, web = cid_of(pod, "side"), cid_of(pod, "web")
-    out = node.runc_exec(side, "sh", "-c", "timeout 10 wget -q -O - http://127.0.0.1:8080/")
-    assert out.stdout.strip() == "duo", out
+    await wait_for(lambda: node.runc_exec(side, "sh", "-c", "timeout 5 wget -q -O - http://127.0.0.1:8080/")
+                   .stdout.strip() == "duo", 30, "side container reaches web on localhost", node)
     # emptyDir: written by one container, read by the other
     assert node.runc_exec(web, "cat", "/shared/hello").stdout.strip() == "from-side"
     # the pod is reachable from the node on its IP
     out = in_netns(node.netns, "/bin/busybox", "timeout", "10", "/bin/busybox", "wget", "-q", "-O", "-",
                    f"http://{pod.status.pod_ip}:8080/")
-    assert out.stdout.strip() == "duo", out
+    assert out.stdout.strip() == "duo", out        # (the server is up: localhost answered above)
     # different pid namespaces per container, same net namespace
     p1, p2 = node.container_pid(side), node.container_pid(web)
     import os

@@ -61,7 +61,7 @@ async def test_crashloop_backoff_schedule(api, node):
 
 async def test_readiness_exec_and_tcp_flip_ready(api, node):
     await api.create(make_pod("readyx", node, {
-        "name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 2; touch /tmp/ready; exec sleep 3600"],
+        "name": "c", "image": "busybox", "command": ["sleep", "3600"],
         "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1,
                            "failureThreshold": 1}}))
     await api.create(make_pod("readyt", node, {
@@ -70,6 +70,7 @@ async def test_readiness_exec_and_tcp_flip_ready(api, node):
         "readinessProbe": {"tcpSocket": {"port": "svc"}, "periodSeconds": 1}}))
     pod = await pod_running(api, "readyx", node)
     assert not ready(pod) and not cstatus(pod, "c").ready          # file not there yet
+    node.runc_exec(cid_of(pod, "c"), "touch", "/tmp/ready")
     pod = await pod_where(api, "readyx", ready, "Ready", node)
     node.runc_exec(cid_of(pod, "c"), "rm", "/tmp/ready")
     pod = await pod_where(api, "readyx", lambda p: not ready(p), "not Ready again", node)
@@ -86,7 +87,7 @@ async def test_liveness_http_restarts_and_startup_probe(api, node):
     await api.create(make_pod("live", node, {
         "name": "c", "image": "busybox", "ports": [{"name": "http", "containerPort": 8080}],
         "command": ["sh", "-c", "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www"],
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1, "timeoutSeconds": 5,
                           "failureThreshold": 2, "terminationGracePeriodSeconds": 1}}))
     await api.create(make_pod("startup", node, {
         "name": "c", "image": "busybox", "command": ["sleep", "3600"],
