@@ -29,6 +29,7 @@ from machinery import errors, kinds
 from machinery.pb import api_pb2
 
 MAX_ATTEMPTS = 16
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")   # Kubernetes refuses to delete these
 TXN_MAX_OPS = 128            # etcd's default --max-txn-ops
 TXN_MAX_BYTES = 1024 * 1024  # under etcd's default --max-request-bytes (1.5 MiB)
 
@@ -245,6 +246,9 @@ class Store:
         requested = req.grace_period_seconds if req.HasField("grace_period_seconds") else None
         policy = req.propagation_policy
         dry_run = req.dry_run
+        if info.kind == "Namespace" and name in PROTECTED_NAMESPACES:
+            raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                   kind="namespaces", name=name)
         if policy and policy not in ("Background", "Foreground", "Orphan"):
             raise errors.BadRequest(f"unsupported propagationPolicy {policy!r}: "
                                     "supported values: Background, Foreground, Orphan")

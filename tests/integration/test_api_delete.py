@@ -153,3 +153,11 @@ async def test_namespace_terminates_and_is_removed_when_finalized(client):
     await client.update(ns)
     with pytest.raises(errors.NotFound):
         await client.get("Namespace", "team")
+
+
+async def test_system_namespaces_cannot_be_deleted(client):
+    for name in ("default", "kube-system", "kube-public"):
+        with pytest.raises(errors.Forbidden) as exc:
+            await client.delete("Namespace", name)
+        assert exc.value.message == f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+    assert (await client.get("Namespace", "default")).status.phase == "Active"
