@@ -537,6 +537,12 @@ class PodWorker:
 
         running = [r for r in self.records.values() if r.cid and runtime_has(rt, r.cid)]
         await asyncio.gather(*(stop_one(r) for r in running))
+        if running and not self.gone and self.pod.spec.containers:
+            try:                                  # show the containers terminated, like the kubelet
+                await self._refresh()
+                await self._write_status()
+            except (errors.ApiError, ContainerRuntimeError) as exc:
+                log.debug("pod %s: final status not written: %s", self.key, exc)
         for rec in self.records.values():
             for cid in sorted(rec.all_cids | ({rec.cid} if rec.cid else set())):
                 await rt.remove(cid)
