@@ -17,6 +17,7 @@ import signal
 import sys
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from apiserver import metrics, objects
 from apiserver import storage as st
@@ -80,7 +81,10 @@ def _track_terminating(store: Store):
     info = kinds.BY_KIND["Namespace"]
 
     def terminating(raw: bytes) -> tuple[str, bool]:
-        ns = info.message.FromString(raw)
+        try:
+            ns = info.message.FromString(raw)
+        except DecodeError:
+            return "", False
         return ns.metadata.name, ns.metadata.HasField("deletion_timestamp") or ns.status.phase == "Terminating"
 
     def on_reset(kvs) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from google.protobuf import any_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from machinery import errors, kinds
 
@@ -70,7 +70,11 @@ def encode(obj: Message) -> bytes:
 
 
 def decode(info: kinds.KindInfo, raw: bytes, revision: int) -> Message:
-    obj = info.message.FromString(raw)
+    try:
+        obj = info.message.FromString(raw)
+    except DecodeError as exc:
+        raise errors.ApiError(f"internal error: a stored {info.singular} (revision {revision}) "
+                              f"cannot be decoded: {exc}") from exc
     obj.metadata.resource_version = str(revision)
     return obj
 
@@ -151,4 +155,7 @@ class Filter:
             return True
         if not self.maybe(raw):
             return False
-        return self.matches(parsed if parsed is not None else self.info.message.FromString(raw))
+        try:
+            return self.matches(parsed if parsed is not None else self.info.message.FromString(raw))
+        except DecodeError:      # a value no kctl apiserver wrote: no selector matches it
+            return False

@@ -44,6 +44,7 @@ import logging
 from typing import AsyncIterator, Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from apiserver import objects
 from apiserver import storage as st
@@ -104,6 +105,13 @@ class Bookmark:
 def convert(ev: Event, flt: objects.Filter) -> tuple[str, bytes] | None:
     """What a watcher with this filter sees of an event (Kubernetes' rules:
     entering the selector is ADDED, leaving it DELETED with the old object)."""
+    try:
+        return _convert(ev, flt)
+    except DecodeError:          # a value no kctl apiserver wrote: selectors cannot see it
+        return None
+
+
+def _convert(ev: Event, flt: objects.Filter) -> tuple[str, bytes] | None:
     if not ev.key.startswith(flt.key_prefix):
         return None
     if flt.everything:
@@ -209,7 +217,11 @@ class KindCache:
                         del self._index[t]
                 self.first_seq += 1
             if self._trigger_fn is not None:
-                ev.triggers = self._trigger_fn(ev)
+                try:
+                    ev.triggers = self._trigger_fn(ev)
+                except DecodeError:
+                    log.warning("watch cache %s: undecodable value at %s (revision %d)",
+                                self.info.plural, ev.key.decode(errors="replace"), ev.revision)
                 for t in ev.triggers:
                     self._index.setdefault(t, collections.deque()).append(self.next_seq)
                 touched.update(ev.triggers)
@@ -249,7 +261,10 @@ class KindCache:
                         batch = [Event.from_etcd(self.info, e) for e in resp.events]
                         touched = self._append(batch)
                         if self.on_events is not None:
-                            self.on_events(batch)
+                            try:
+                                self.on_events(batch)
+                            except DecodeError:
+                                log.warning("watch cache %s: undecodable value in a batch", self.info.plural)
                     elif not resp.created:
                         # A progress notification. etcd 3.4 may send one before
                         # events still queued for a lagging watcher, so trust

@@ -312,3 +312,21 @@ async def test_node_indexed_watcher_too_slow(client, apiserver):
     finally:
         await idle.aclose()
         await channel.close()
+
+
+async def test_garbage_in_etcd_does_not_take_the_server_down(client, etcd, apiserver):
+    _, rv = await client.list("Pod")
+    node_watch = client.watch("Pod", resource_version=rv, field_selector="spec.nodeName=node-1")
+    etcd.put_raw("/registry/pods/default/garbage", b"\xff\xff\xff not protobuf")
+    items, _ = await client.list("Pod", label_selector="app=x")
+    assert items == []
+    p = new_object("Pod", "fine")
+    p.spec.node_name = "node-1"
+    await client.create(p)
+    ev = await asyncio.wait_for(anext(node_watch), HANG_GUARD)
+    assert ev.object.metadata.name == "fine"
+    await node_watch.aclose()
+    with pytest.raises(errors.ApiError) as exc:
+        await client.bind("default", "garbage", "node-1")
+    assert "cannot be decoded" in exc.value.message
+    assert apiserver.running
