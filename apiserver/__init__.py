@@ -34,10 +34,19 @@ Choices where Kubernetes leaves room or kctl simplifies:
   spec.terminationGracePeriodSeconds, else 30 s); unbound or finished pods,
   and grace 0, go at once. Finalizers hold any object (deletionTimestamp set,
   deletionGracePeriodSeconds 0) until an update empties them.
+- `default`, `kube-system`, `kube-public` and `kube-node-lease` are created
+  at startup; the first three may not be deleted (Forbidden).
+- An update whose metadata.uid names an earlier incarnation of the object is
+  Invalid (metadata.uid is immutable); omitted uid/creationTimestamp are
+  carried over.
+- Pod watchers with `spec.nodeName=<node>` are indexed in the watch cache
+  (woken only by their node's pods), as Kubernetes does for kubelets.
 - A watcher more than --watch-cache-size events behind is closed with gRPC
   RESOURCE_EXHAUSTED (reason TooManyRequests); it should watch again from
   the last resourceVersion it saw (no relist needed unless that is Expired).
-- LoadBalancer services get a NodePort and a warning; no load balancer.
+- LoadBalancer services get a NodePort and a warning; no load balancer. The
+  first ClusterIP of the range is reserved, but no `kubernetes` Service is
+  created (the apiserver speaks gRPC on loopback, not HTTPS to pods).
 - /metrics listens on 127.0.0.1:9464 by default (`--metrics-listen off`
   disables it; a port in use is logged and skipped).
 """
