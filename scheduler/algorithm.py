@@ -77,7 +77,8 @@ class Algorithm:
     # ----------------------------------------------------------- filters
 
     def _static(self, pod: PodInfo):
-        """(codes, statuses, preferred-affinity raw scores) for the pod's shape."""
+        """(codes, statuses, preferred-affinity raw scores, codes == 0) for the
+        pod's shape, cached per shape and cache generation."""
         cache = self.cache
         hit = self._shapes.get(pod.shape)
         if hit is not None and hit[0] == cache.generation and hit[1] == cache.n:

@@ -84,3 +84,13 @@ def test_scoring_sample_rotates_over_nodes():
         c.assume(pi, r.node)
         seen.add(r.node)
     assert len(seen) == 3
+
+
+def test_node_status_names_the_first_failing_filter():
+    c = cluster()
+    algo = Algorithm(c)
+    p = pod_info(hollow.pod("p", cpu="2", memory="1Gi"))
+    assert algo.node_status(p, "tainted").plugin == "TaintToleration"
+    assert algo.node_status(p, "cordoned").reasons == ("node(s) were unschedulable",)
+    assert algo.node_status(p, "small2").reasons == ("Insufficient cpu", "Insufficient memory")
+    assert algo.node_status(pod_info(hollow.pod("q")), "small1").ok
