@@ -6,8 +6,10 @@ Starts its own etcd and kctl-apiserver on free loopback ports in a
 temporary directory (tests/cluster.py), then measures, at concurrency 1 and
 64: Pod creates and gets through the API (machinery.client, i.e. gRPC →
 apiserver → etcd txn/range), and raw etcd puts/gets of the same bytes with
-aetcd directly. Prints a table, the API/etcd ratios, the time to list every
-pod, and ends with one machine-readable line `RESULT key=value ...`.
+aetcd directly. Then, with --node-watchers (default 1,000) node-agent-like
+watches open, creates and binds 1,000 pods until every watcher has seen its
+pods. Prints a table, the API/etcd ratios, the fan-out rate, the time to
+list every pod, and ends with one machine-readable line `RESULT key=value ...`.
 Everything it started is stopped by PID on the way out.
 """
 from __future__ import annotations
@@ -50,7 +52,47 @@ async def run_phase(n: int, concurrency: int, op) -> dict:
             "mean": statistics.fmean(latencies) * 1000}
 
 
-async def bench(cluster: Cluster, ops1: int, ops64: int) -> dict[str, float]:
+async def fanout(clients: list[Client], watchers: int, pods: int = 1000) -> dict[str, float]:
+    """`watchers` node-agent-like watches (`spec.nodeName=node-i`) open while
+    `pods` pods are created and bound (BindBatch): pods/s until every bound
+    pod reached its node's watcher."""
+    from machinery.pb import api_pb2
+    _, rv = await clients[0].list("Pod", "fanout")
+    seen = 0
+    all_seen = asyncio.Event()
+
+    async def watch(i):
+        nonlocal seen
+        async for ev in clients[i % len(clients)].watch("Pod", "fanout", resource_version=rv,
+                                                         field_selector=f"spec.nodeName=node-{i}"):
+            if ev.type == "ADDED":
+                seen += 1
+                if seen == pods:
+                    all_seen.set()
+    ns = new_object("Namespace", "fanout")
+    await clients[0].create(ns)
+    tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
+    await asyncio.sleep(1)                      # let the watches open
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(64)
+
+    async def create(i):
+        async with sem:
+            await clients[i % len(clients)].create(new_object("Pod", f"f{i}", "fanout"))
+    await asyncio.gather(*(create(i) for i in range(pods)))
+    for lo in range(0, pods, 100):
+        await clients[0].bind_batch(api_pb2.BindRequest(namespace="fanout", name=f"f{i}",
+                                                        node_name=f"node-{i % watchers}")
+                                    for i in range(lo, min(pods, lo + 100)))
+    await asyncio.wait_for(all_seen.wait(), 300)
+    elapsed = time.perf_counter() - t0
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"fanout_watchers": watchers, "fanout_pods_per_s": pods / elapsed}
+
+
+async def bench(cluster: Cluster, ops1: int, ops64: int, node_watchers: int = 0) -> dict[str, float]:
     results: dict[str, float] = {}
     template = new_object("Pod", "template")
     payload = template.SerializeToString()
@@ -86,6 +128,9 @@ async def bench(cluster: Cluster, ops1: int, ops64: int) -> dict[str, float]:
             results[f"ratio_create_c{conc}"] = results[f"api_create_c{conc}_ops"] / results[f"etcd_put_c{conc}_ops"]
             results[f"ratio_get_c{conc}"] = results[f"api_get_c{conc}_ops"] / results[f"etcd_get_c{conc}_ops"]
 
+        if node_watchers:
+            results.update(await fanout(clients, node_watchers))
+
         t0 = time.perf_counter()
         items, _ = await clients[0].list("Pod")
         results["list_pods_n"] = len(items)
@@ -103,11 +148,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=2000, help="operations per phase at concurrency 1")
     ap.add_argument("--ops64", type=int, default=8000, help="operations per phase at concurrency 64")
+    ap.add_argument("--node-watchers", type=int, default=1000,
+                    help="node-agent-like pod watches open during the fan-out phase (0 skips it)")
     args = ap.parse_args()
     with Cluster(apiserver_args=["--metrics-listen", "off"]) as cluster:
         print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "
               f"(pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
-        r = asyncio.run(bench(cluster, args.ops, args.ops64))
+        r = asyncio.run(bench(cluster, args.ops, args.ops64, args.node_watchers))
     print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for conc in (1, 64):
         for name in ("api_create", "etcd_put", "api_get", "etcd_get"):
@@ -117,6 +164,9 @@ def main() -> None:
               f"get {r[f'ratio_get_c{conc}']:.2f}")
     print(f"list {int(r['list_pods_n'])} pods: {r['list_pods_ms']:.0f} ms "
           f"(with a selector matching none: {r['list_pods_selector_ms']:.0f} ms)")
+    if "fanout_pods_per_s" in r:
+        print(f"create+bind 1000 pods with {int(r['fanout_watchers'])} node watchers open: "
+              f"{r['fanout_pods_per_s']:.0f} pods/s until every node's watcher saw its pods")
     keys = [k for k in r if not k.endswith("_mean")]
     print("RESULT " + " ".join(f"{k}={r[k]:.3f}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys))
 
