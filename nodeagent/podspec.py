@@ -190,11 +190,18 @@ def resources(c: core_pb2.Container) -> dict:
     return out
 
 
+def pod_hostname(pod: core_pb2.Pod) -> str:
+    """hostNetwork pods have the node's name (kctl node names are host names); others their own."""
+    if pod.spec.host_network:
+        return pod.spec.node_name[:63]
+    return (pod.spec.hostname or pod.metadata.name)[:63]
+
+
 def container_config(pod: core_pb2.Pod, c: core_pb2.Container, image: Image, sandbox: Sandbox,
                      pod_dir: str, pod_files: dict[str, str], host_ip: str, cid: str,
                      restart: int, lowerdirs: list[str]) -> ContainerConfig:
     env = build_env(pod, c, image, host_ip, sandbox.ip)
-    hostname = (pod.spec.hostname or pod.metadata.name)[:63]
+    hostname = pod_hostname(pod)
     return ContainerConfig(
         id=cid, name=c.name, args=build_args(c, image, env), layers=lowerdirs, env=env,
         cwd=c.working_dir or image.config.working_dir or "/", user=image.config.user or None,

@@ -39,7 +39,7 @@ from machinery import errors
 from machinery.pb import core_pb2
 from nodeagent import metrics, podspec, status as pstatus
 from nodeagent.images import ImagePullError, default_pull_policy, lowerdirs
-from nodeagent.network import write_pod_files
+from nodeagent.network import Sandbox, write_pod_files
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, ContainerProbes, run_handler
 from nodeagent.runtime import CREATED, ContainerRuntimeError, ContainerState
 from nodeagent.status import ContainerRecord
@@ -226,12 +226,15 @@ class PodWorker:
         if left is not None:
             next_in = min(next_in, left)
         t0 = time.perf_counter()
+        if self.sandbox is None and pod.spec.host_network:
+            # the node's own network namespace (the agent's, after --netns); the pod IP is the node IP
+            self.sandbox = Sandbox(self.uid, "", f"/proc/{os.getpid()}/ns/net" if not self.agent.fake else "",
+                                   self.agent.node_ip, 32, "", "")
         if self.sandbox is None:
             self.sandbox = await self.agent.network.create_sandbox(self.uid, pod.metadata.name)
             log.debug("pod %s: sandbox %s in %.1f ms", self.key, self.sandbox.ip, (time.perf_counter() - t0) * 1e3)
         if not self.pod_files and not self.agent.fake:
-            self.pod_files = write_pod_files(self.pod_dir, (pod.spec.hostname or pod.metadata.name)[:63],
-                                             self.sandbox.ip)
+            self.pod_files = write_pod_files(self.pod_dir, podspec.pod_hostname(pod), self.sandbox.ip)
             podspec.prepare_volumes(pod, self.pod_dir)
         await self._refresh()
         for c in pod.spec.containers:

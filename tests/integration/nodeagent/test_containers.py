@@ -118,3 +118,17 @@ async def test_bad_image_errimagepull_then_backoff(api, node):
     assert any("manifest unknown" in m for m in msgs), msgs      # the registry's own message
     await api.delete(core_pb2.Pod, "nope", "default")
     await pod_gone(api, "nope", node)
+
+
+async def test_host_network_pod_uses_the_node_netns(api, node):
+    await api.create(make_pod("hostnet", node, {"name": "c", "image": "busybox", "command": ["sleep", "3600"]},
+                              hostNetwork=True))
+    pod = await pod_running(api, "hostnet", node)
+    assert pod.status.pod_ip == node.ip
+    cid = cid_of(pod, "c")
+    import os
+    assert os.stat(f"/proc/{node.container_pid(cid)}/ns/net").st_ino == os.stat(node.netns_path).st_ino
+    assert f"inet {node.ip}/24" in node.runc_exec(cid, "ip", "-4", "addr").stdout
+    await api.delete(core_pb2.Pod, "hostnet", "default", grace_period=1)
+    await pod_gone(api, "hostnet", node)
+    assert not node.leftovers()
