@@ -193,12 +193,13 @@ class KindCache:
             self.on_reset(kvs)
         else:
             rev = await self.storage.revision()
-        start = rev
+        start = rev                             # the ring covers everything after this
         self.ring = [None] * self.size
         self.first_seq = self.next_seq
         self._index.clear()
         self._evicted.clear()
         self.covered_from = self.revision = self.event_revision = start
+        self._progress = 0
         self.epoch += 1
         self._notify(list(self._wake_by))       # readers of the previous epoch expire
 
