@@ -140,9 +140,13 @@ async def test_watch_resumes_after_apiserver_restart(apiserver, etcd, client):
     apiserver.start()
     async with Client(apiserver.target) as c2:
         after = await c2.create(new_object("Pod", "after-restart"))
-        events = await asyncio.wait_for(collect(c2, "Pod", 4, resource_version=rv), HANG_GUARD)
-    assert [int(e.resource_version) for e in events] == behind + [int(after.metadata.resource_version)]
-    assert [e.object.metadata.name for e in events] == ["down0", "down1", "down2", "after-restart"]
+        watch = asyncio.create_task(collect(c2, "Pod", 24, resource_version=rv))
+        # more writes while that watch reads etcd's history and hands over to the cache
+        later = [int((await c2.create(new_object("Pod", f"later{i}"))).metadata.resource_version)
+                 for i in range(20)]
+        events = await asyncio.wait_for(watch, HANG_GUARD)
+    assert [int(e.resource_version) for e in events] == behind + [int(after.metadata.resource_version)] + later
+    assert [e.object.metadata.name for e in events[:4]] == ["down0", "down1", "down2", "after-restart"]
 
 
 @pytest.mark.apiserver_args("--watch-cache-size", "20")
