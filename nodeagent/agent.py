@@ -12,7 +12,14 @@
 4. run, as named tasks in one TaskGroup (any failure ends the agent): the
    Lease heartbeat, the node status loop, the event recorder, the node
    informer (routes to other nodes' pod CIDRs), the pod informer (field
-   selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced.
+   selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced;
+5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
+   CIDR is known, a ``Proxier`` fed by a Service and an Endpoints informer
+   (all namespaces); both informers and ``proxier.run()`` are named tasks of
+   the same group.  Stopping the agent leaves the KCTL-* rules in place (pods
+   keep serving, the next agent takes them over); only the explicit
+   ``kctl-nodeagent --cleanup-iptables`` removes them.  Hollow agents get no
+   proxy, or one on ``FakeIptables`` — never the host's tables.
 
 Pod informer handlers only hand the newest object to the pod's worker
 (``PodWorker.update``), creating the worker on first sight; each worker is
@@ -88,7 +95,8 @@ class Agent:
                  status_interval: float = 10.0, labels: dict[str, str] | None = None,
                  taints: list[core_pb2.Taint] | None = None, system_reserved: dict[str, str] | None = None,
                  capacity: dict[str, str] | None = None, crashloop_base: float = 10.0,
-                 agent_port: int = AGENT_PORT, fake: bool = False, runtime_version: str = "runc"):
+                 agent_port: int = AGENT_PORT, fake: bool = False, runtime_version: str = "runc",
+                 make_proxier=None):
         self.client = client
         self.node_name, self.node_ip = node_name, node_ip
         self.root_dir = root_dir
@@ -106,6 +114,8 @@ class Agent:
         self.agent_port = agent_port
         self.fake = fake
         self.runtime_version = runtime_version
+        self.make_proxier = make_proxier      # pod_cidr -> Proxier, or None (no service proxy)
+        self.proxier = None
         self.recorder = EventRecorder(client, "kctl-nodeagent", node_name)
         self.workers: dict[str, PodWorker] = {}
         self._worker_tasks: set[asyncio.Task] = set()
@@ -157,8 +167,16 @@ class Agent:
             if uid:
                 self._adopted.setdefault(uid, []).append(info)
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.pod_informer.run())
-            tg.create_task(self._route_loop())
+            tg.create_task(self.pod_informer.run(), name=f"{self.node_name}/pod-informer")
+            tg.create_task(self._route_loop(), name=f"{self.node_name}/routes")
+            if self.make_proxier is not None:
+                self.proxier = self.make_proxier(self.pod_cidr)
+                services = Informer(self.client, core_pb2.Service)
+                endpoints = Informer(self.client, core_pb2.Endpoints)
+                self.proxier.attach(services, endpoints)
+                tg.create_task(services.run(), name=f"{self.node_name}/service-informer")
+                tg.create_task(endpoints.run(), name=f"{self.node_name}/endpoints-informer")
+                tg.create_task(self.proxier.run(), name=f"{self.node_name}/proxy")
             await self.pod_informer.wait_synced()
             await self._sweep_orphans()
             self.ready.set()

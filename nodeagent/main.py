@@ -2,7 +2,20 @@
 
     kctl-nodeagent --apiserver 10.0.0.1:6443 --node-name n1 --node-ip 10.0.0.11 \\
         --root-dir /var/lib/kctl/n1 [--netns /var/run/netns/n1] [--pod-cidr 10.244.1.0/24] \\
-        [--registry-mirror docker.io=http://10.0.0.1:5000] [--runtime runc|fake] ...
+        [--registry-mirror docker.io=http://10.0.0.1:5000] [--runtime runc|fake] \\
+        [--proxy iptables|none] [--masquerade-cidr 10.0.0.0/24] ...
+    kctl-nodeagent --cleanup-iptables [--netns /var/run/netns/n1]     # one-shot teardown
+
+Service proxy: with ``--runtime runc`` the agent programs ClusterIP/NodePort
+rules (nodeagent/proxy.py) in its network namespace unless ``--proxy none``.
+``--masquerade-cidr CIDR``: pod traffic leaving the pod CIDRs towards CIDR is
+masqueraded to the node IP (the lab passes its node subnet: the control plane's
+rp_filter drops unmasqueraded pod sources).  The rules stay when the agent
+stops (pods keep serving; the next agent takes them over); ``--cleanup-iptables``
+removes every KCTL-* chain and hook in the (``--netns``) namespace and exits —
+the explicit teardown.  Hollow agents (``--runtime fake``) never touch the
+host's iptables: no proxy by default, ``--proxy iptables`` gives them a Proxier
+on ``FakeIptables``.
 
 ``--netns`` is entered FIRST, with ``setns(CLONE_NEWNET)`` on the main thread
 before any other thread exists (so every thread the agent later starts —
@@ -61,12 +74,25 @@ def _taints(s: str):
     return out
 
 
+REQUIRED = ("apiserver", "node_name", "node_ip", "root_dir")
+
+
+def _cidr(s: str) -> str:
+    import ipaddress
+    if not s:
+        return ""
+    try:
+        return str(ipaddress.ip_network(s, strict=False))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kctl-nodeagent", description="kctl node agent")
-    p.add_argument("--apiserver", required=True, help="HOST:PORT of the apiserver")
-    p.add_argument("--node-name", required=True)
-    p.add_argument("--node-ip", required=True, help="InternalIP; the logs/exec service listens here")
-    p.add_argument("--root-dir", required=True, help="all agent state lives here")
+    p.add_argument("--apiserver", help="HOST:PORT of the apiserver (required)")
+    p.add_argument("--node-name", help="(required)")
+    p.add_argument("--node-ip", help="InternalIP; the logs/exec service listens here (required)")
+    p.add_argument("--root-dir", help="all agent state lives here (required)")
     p.add_argument("--netns", default="", help="enter this network namespace (name or path) first")
     p.add_argument("--pod-cidr", default="", help="use this pod CIDR (tests; else wait for spec.podCIDR)")
     p.add_argument("--heartbeat-interval", type=float, default=1.0, help="Lease renewal period, seconds")
@@ -87,21 +113,56 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hollow-nodes", type=int, default=0,
                    help="with --runtime fake: run N hollow agents NODE_NAME-0..N-1 in this process; node IPs "
                         "count up from --node-ip, --pod-cidr (e.g. 10.200.0.0/16) is cut into /24s")
+    p.add_argument("--proxy", choices=("iptables", "none"), default=None,
+                   help="service proxy (ClusterIP/NodePort rules); default iptables with --runtime runc, "
+                        "none with --runtime fake (iptables there means a Proxier on FakeIptables)")
+    p.add_argument("--masquerade-cidr", type=_cidr, default="",
+                   help="masquerade pod traffic leaving the pod CIDRs towards this CIDR (e.g. the node subnet)")
+    p.add_argument("--cleanup-iptables", action="store_true",
+                   help="remove every KCTL-* iptables chain and hook (in --netns) and exit")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.cleanup_iptables:
+        missing = [f"--{a.replace('_', '-')}" for a in REQUIRED if not getattr(args, a)]
+        if missing:
+            p.error(f"the following arguments are required: {', '.join(missing)}")
+    if args.proxy is None:
+        args.proxy = "iptables" if args.runtime == "runc" else "none"
+    return args
 
 
 def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime: str = "runc",
                 pod_cidr: str = "", mirrors: dict | None = None, insecure: list[str] | None = None,
                 cgroup_parent: str = "", bridge_name: str = "kctl0", netns_prefix: str = "kctl-",
-                **kw):
-    """An Agent with the real (runc) or hollow (fake) node parts."""
+                proxy: str = "none", masquerade_cidr: str = "", **kw):
+    """An Agent with the real (runc) or hollow (fake) node parts.
+
+    proxy="iptables": a service proxy; on the real iptables for runc, on
+    FakeIptables for fake (hollow agents never program the host)."""
     from nodeagent.agent import Agent
+    if proxy not in ("iptables", "none"):
+        raise ValueError(f"proxy must be iptables or none, not {proxy!r}")
+    make_proxier = None
+    if proxy == "iptables":
+        from nodeagent.proxy import Proxier
+        if runtime == "fake":
+            from nodeagent.iptables import FakeIptables as runner_cls
+        else:
+            from nodeagent.iptables import IptablesRunner as runner_cls
+
+        def make_proxier(cidr: str):
+            return Proxier(runner_cls(), node_ip=node_ip, pod_cidr=cidr, masquerade_cidr=masquerade_cidr or None,
+                           node_name=node_name)
     if runtime == "fake":
         from nodeagent.fake_runtime import FakeImageStore, FakeNetwork, FakeRuntime
         return Agent(client, node_name=node_name, node_ip=node_ip, root_dir=root_dir, runtime=FakeRuntime(),
                      images=FakeImageStore(), make_network=FakeNetwork, pod_cidr=pod_cidr, fake=True,
-                     runtime_version="fake://0.1", **kw)
+                     runtime_version="fake://0.1", make_proxier=make_proxier, **kw)
     from nodeagent.images import ImageStore
     from nodeagent.network import NodeNetwork
     from nodeagent.runtime import Runtime
@@ -112,7 +173,8 @@ def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime:
     def make_network(cidr: str):
         return NodeNetwork(bridge_name, cidr, os.path.join(root_dir, "network"), netns_prefix)
     return Agent(client, node_name=node_name, node_ip=node_ip, root_dir=root_dir, runtime=rt, images=images,
-                 make_network=make_network, pod_cidr=pod_cidr, runtime_version="runc://1.1.5", **kw)
+                 make_network=make_network, pod_cidr=pod_cidr, runtime_version="runc://1.1.5",
+                 make_proxier=make_proxier, **kw)
 
 
 async def amain(args) -> None:
@@ -142,7 +204,8 @@ async def amain(args) -> None:
         heartbeat_interval=args.heartbeat_interval, status_interval=args.node_status_interval,
         labels=args.node_labels, taints=args.register_with_taints, system_reserved=args.system_reserved,
         capacity=({**agentlib_capacity(), **args.capacity} if args.capacity else None),
-        crashloop_base=args.crashloop_base, agent_port=args.agent_port)
+        crashloop_base=args.crashloop_base, agent_port=args.agent_port, proxy=args.proxy,
+        masquerade_cidr=args.masquerade_cidr)
     tasks = {"agent": agent.run()}
     if args.metrics_listen:
         tasks["metrics"] = metrics.serve(args.metrics_listen)
@@ -169,7 +232,8 @@ def hollow_agents(client, args) -> list:
                         labels=args.node_labels, taints=args.register_with_taints,
                         system_reserved=args.system_reserved,
                         capacity=({**agentlib_capacity(), **args.capacity} if args.capacity else None),
-                        crashloop_base=args.crashloop_base, agent_port=args.agent_port)
+                        crashloop_base=args.crashloop_base, agent_port=args.agent_port,
+                        proxy=args.proxy, masquerade_cidr=args.masquerade_cidr)
             for i in range(args.hollow_nodes)]
 
 
@@ -178,10 +242,27 @@ def agentlib_capacity() -> dict[str, str]:
     return machine_capacity()
 
 
+def cleanup_iptables() -> int:
+    """``--cleanup-iptables``: remove every KCTL-* chain and hook in this netns; print what went."""
+    import asyncio
+    from nodeagent.iptables import IptablesError, IptablesRunner
+    from nodeagent.proxy import cleanup
+    try:
+        removed = asyncio.run(cleanup(IptablesRunner()))
+    except IptablesError as exc:
+        print(f"kctl-nodeagent: iptables cleanup failed: {exc}", file=sys.stderr)
+        return 1
+    for r in removed:
+        print(f"removed {r}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(argv)
     if args.netns:
         enter_netns(args.netns)        # before any thread exists
+    if args.cleanup_iptables:
+        return cleanup_iptables()
     from machinery.runner import run_component, setup_logging
     setup_logging("nodeagent", args.verbose)
     return run_component(lambda: amain(args))
