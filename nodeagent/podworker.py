@@ -18,7 +18,12 @@ record a result and wake the worker.  So all pod state is mutated by one task.
   and volumes; pull images (ErrImagePull, then ImagePullBackOff with back-off);
   start missing containers; restart exited ones by restartPolicy with
   CrashLoopBackOff (base doubling to 5 min, reset after 10 min running); kill
-  containers whose liveness/startup probe failed; write status if it changed.
+  containers whose liveness/startup probe failed; write status if it changed
+  from our last write, or if someone else rewrote it since (the node lifecycle
+  controller marks pods of a silent node Ready=False; when the agent is heard
+  again, the pod informer delivers that foreign status, the worker wakes,
+  and the computed status — compared with the cached one ignoring condition
+  times — is written back).
 * terminating (deletionTimestamp set, or the pod vanished): preStop hooks and
   SIGTERM for every running container in parallel, SIGKILL when the grace
   period (the pod's deletionGracePeriodSeconds) is over, then remove
@@ -78,6 +83,7 @@ class PodWorker:
         self.first_seen = time.time()
         self.start_latency_observed = False
         self.last_written: core_pb2.PodStatus | None = None
+        self.written_rv = ""                       # resourceVersion our last status write produced
         self.api_status: core_pb2.PodStatus | None = pod.status if pod.HasField("status") else None
         self.config_error = ""
         self._pulling = False
@@ -97,8 +103,22 @@ class PodWorker:
         old, self.pod = self.pod, pod
         if (old is pod or old.spec != pod.spec
                 or old.metadata.deletion_timestamp != pod.metadata.deletion_timestamp
-                or old.metadata.deletion_grace_period_seconds != pod.metadata.deletion_grace_period_seconds):
+                or old.metadata.deletion_grace_period_seconds != pod.metadata.deletion_grace_period_seconds
+                or self._foreign_status() is not None):
             self._wake.set()
+
+    def _foreign_status(self) -> core_pb2.PodStatus | None:
+        """The cached pod's status if someone else wrote it after our last write and it differs
+        from what we wrote (ignoring condition times); else None."""
+        if self.last_written is None or not self.written_rv:
+            return None
+        rv = self.pod.metadata.resource_version
+        if rv == self.written_rv or (rv.isdigit() and self.written_rv.isdigit()
+                                     and int(rv) < int(self.written_rv)):
+            return None          # our own write's echo, or an event from before it
+        if pstatus.same_status(self.pod.status, self.last_written):
+            return None
+        return self.pod.status
 
     def wake(self) -> None:
         self._wake.set()
@@ -470,11 +490,13 @@ class PodWorker:
     # ------------------------------------------------------------ status
     async def _write_status(self) -> None:
         pod = self.pod
+        foreign = self._foreign_status()
         recs = [self.records[c.name] for c in pod.spec.containers if c.name in self.records]
         new = pstatus.build_status(pod, recs, host_ip=self.agent.node_ip,
                                    pod_ip=self.sandbox.ip if self.sandbox else
                                    (self.api_status.pod_ip if self.api_status else ""),
-                                   start_time=self.first_seen, old=self.last_written or self.api_status,
+                                   start_time=self.first_seen,
+                                   old=foreign or self.last_written or self.api_status,
                                    message=self.config_error or self.deadline_message,
                                    reason="DeadlineExceeded" if self.deadline_message else "",
                                    failed=bool(self.deadline_message))
@@ -482,15 +504,19 @@ class PodWorker:
                 r.state is not None and r.state.status == pstatus.RUNNING for r in recs):
             self.start_latency_observed = True
             metrics.POD_START_LATENCY.observe(time.time() - self.first_seen)
-        if not pstatus.status_changed(self.last_written, new):
+        if not pstatus.status_changed(self.last_written, new) and (
+                foreign is None or pstatus.same_status(foreign, new)):
             return
+        if foreign is not None:
+            log.info("pod %s: status was changed by someone else (Ready %s); writing ours again", self.key,
+                     next((c.status for c in foreign.conditions if c.type == "Ready"), "?"))
         obj = core_pb2.Pod()
         obj.metadata.CopyFrom(pod.metadata)
         obj.metadata.resource_version = ""          # status is ours alone: no optimistic lock
         obj.status.CopyFrom(new)
         try:
             t0 = time.perf_counter()
-            await self.agent.client.update_status(obj)
+            written = await self.agent.client.update_status(obj)
             log.debug("pod %s: status %s written in %.1f ms (%.1f ms after first sight)", self.key, new.phase,
                       (time.perf_counter() - t0) * 1e3, (time.time() - self.first_seen) * 1e3)
         except errors.NotFound:
@@ -502,6 +528,7 @@ class PodWorker:
             raise
         metrics.STATUS_WRITES.labels("ok").inc()
         self.last_written = new
+        self.written_rv = getattr(getattr(written, "metadata", None), "resource_version", "") or ""
 
     # ------------------------------------------------------------ terminating
     def _grace(self) -> float:

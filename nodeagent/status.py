@@ -7,7 +7,11 @@ observed ``ContainerState``), the previous instance (for ``lastState`` and
 ``ErrImagePull``, ``CrashLoopBackOff`` ...), its restart count and its probe
 results.  ``build_status`` turns those into a ``PodStatus`` exactly the way
 the kubelet words it; ``status_changed`` compares two statuses so the worker
-writes only when something really changed.
+writes only when something really changed, and ``same_status`` compares the
+computed status with the one the API holds *ignoring what legitimately
+differs* (condition probe/transition times, the apiserver's qosClass), so a
+status someone else rewrote (the node lifecycle controller's Ready=False for
+pods of a silent node) is put right again.
 
 Everything here is synchronous and touches only the objects it is given: no
 locking is needed (the worker calls it from its own task).
@@ -173,6 +177,23 @@ def build_status(pod: core_pb2.Pod, records: list[ContainerRecord], *, host_ip: 
         _condition(old, "Ready", all_ready, reason, msg),
     ])
     return st
+
+
+def _comparable(st: core_pb2.PodStatus) -> bytes:
+    c = core_pb2.PodStatus()
+    c.CopyFrom(st)
+    c.qos_class = ""                      # the apiserver fills it in
+    for cond in c.conditions:
+        cond.ClearField("last_probe_time")
+        cond.ClearField("last_transition_time")
+    return c.SerializeToString(deterministic=True)
+
+
+def same_status(a: core_pb2.PodStatus | None, b: core_pb2.PodStatus | None) -> bool:
+    """Equal but for condition times and qosClass (see the module docstring)."""
+    if a is None or b is None:
+        return a is b
+    return _comparable(a) == _comparable(b)
 
 
 def status_changed(old: core_pb2.PodStatus | None, new: core_pb2.PodStatus) -> bool:

@@ -184,3 +184,46 @@ async def test_active_deadline_fails_the_pod(tmp_path):
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _ready(st) -> str:
+    return next((c.status for c in st.conditions if c.type == "Ready"), "")
+
+
+async def test_status_rewritten_by_someone_else_is_put_right(tmp_path):
+    """The node lifecycle controller marks pods Ready=False while the node is silent; the worker,
+    seeing that foreign status in its cache, writes the computed one again."""
+    client = FakeClient()
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
+                        pod_cidr="10.9.0.0/24")
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(agent.ready.is_set)
+        await client.create(pod("p"))
+        await until(lambda: _running(client, "p"))
+        st = await until(lambda: _is_ready(client, "p"))
+        before = {c.type: c.last_transition_time.ToNanoseconds() for c in st.conditions}
+        writes = len([a for a in client.actions if a[:2] == ("update_status", "Pod")])
+        p = await client.get(core_pb2.Pod, "p", "default")
+        for c in p.status.conditions:
+            if c.type in ("Ready", "ContainersReady"):
+                c.status, c.reason, c.message = "False", "NodeNotReady", "Node n1 is not responding"
+                c.last_transition_time.GetCurrentTime()
+        await client.update_status(p)
+        st = await until(lambda: _is_ready(client, "p"))
+        ready = next(c for c in st.conditions if c.type == "Ready")
+        assert ready.reason == "" and ready.message == ""
+        assert ready.last_transition_time.ToNanoseconds() > before["Ready"]      # it transitioned again
+        assert next(c for c in st.conditions if c.type == "PodScheduled").last_transition_time.ToNanoseconds() \
+            == before["PodScheduled"]
+        # one write puts it right, and the echo of that write causes no further writes
+        await asyncio.sleep(0.5)
+        assert len([a for a in client.actions if a[:2] == ("update_status", "Pod")]) == writes + 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _is_ready(client, name):
+    st = await status_of(client, name)
+    return st if _ready(st) == "True" else None
