@@ -6,7 +6,8 @@ deletion), but its three node-side dependencies are these in-memory fakes:
 
 * ``FakeRuntime``  — the ``nodeagent.runtime.Runtime`` interface; a container
   is "running" from ``create_and_start`` until ``stop``/``remove``; ``exec``
-  answers exit 0; logs are empty.
+  answers exit 0, except for the command ``false`` (``["false"]``,
+  ``["/bin/false"]``), which exits 1; logs are empty.
 * ``FakeNetwork``  — the ``nodeagent.network.NodeNetwork`` interface; a
   sandbox is just an IP handed out from the node's pod CIDR (never twice,
   released on delete).
@@ -14,6 +15,26 @@ deletion), but its three node-side dependencies are these in-memory fakes:
 
 So pods become Running at once, and one process can host hundreds of hollow
 agents for scale tests of the scheduler and controllers.
+
+Modelled failures (so controller tests, e.g. a Deployment's
+ProgressDeadlineExceeded, can use real hollow agents):
+
+* an image whose name contains ``never-ready`` (``example/never-ready:1``)
+  gives containers that run but are never ready: the pod is Running with
+  Ready=False / ContainersReady=False (reason ContainersNotReady), with or
+  without a readiness probe in the spec; a readiness probe of such a container
+  always fails (an ``Unhealthy`` event per attempt);
+* exec probes run ``FakeRuntime.exec``: ``["false"]`` fails, anything else
+  succeeds — so an exec readiness probe of ``["false"]`` keeps the pod
+  unready, an exec liveness probe of ``["false"]`` restarts the container
+  (with CrashLoopBackOff, as for real);
+* ``FakeRuntime.exit_container(cid, code, oom)`` makes a container exit
+  (crashes, OOM kills, completions) from a test.
+
+httpGet and tcpSocket probes and handlers never touch the network on a hollow
+node (pod IPs are fictitious): they succeed, except readiness of a
+``never-ready`` container.  ``FakeRuntime.probe`` is what the probe loop calls
+instead of ``probes.probe_once`` when the runtime has it.
 
 No global state: every instance owns its dicts, nothing is module-level
 mutable, so many agents share one process and one event loop.  Everything is
@@ -46,11 +67,36 @@ class _FakeContainer:
             self.exited.set()
 
 
+NEVER_READY = "never-ready"
+FAILING_COMMANDS = ("false", "/bin/false", "/usr/bin/false")
+
+
 class FakeRuntime:
     """In-memory containers (see the module docstring)."""
 
+    hollow = True      # probes and handlers must not touch the network (see probes.py)
+
     def __init__(self) -> None:
         self._ctrs: dict[str, _FakeContainer] = {}
+
+    @staticmethod
+    def never_ready(container) -> bool:
+        """Containers of images named ``...never-ready...`` run but are never ready."""
+        return NEVER_READY in container.image
+
+    async def probe(self, kind: str, probe, container, cid: str) -> tuple[bool, str]:
+        """One hollow probe attempt: exec via ``exec``; httpGet/tcpSocket succeed without network;
+        readiness of a never-ready container always fails."""
+        if kind == "Readiness" and self.never_ready(container):
+            return False, f"hollow node: image {container.image!r} never becomes ready"
+        if probe.HasField("exec"):
+            try:
+                code, _, _ = await self.exec(cid, list(probe.exec.command))
+            except ContainerRuntimeError as exc:
+                return False, str(exc)
+            if code:
+                return False, f"command {list(probe.exec.command)!r} exited with {code}"
+        return True, ""
 
     def _get(self, cid: str) -> _FakeContainer:
         try:
@@ -102,7 +148,7 @@ class FakeRuntime:
                    timeout: float = 30) -> tuple[int, bytes, bytes]:
         if self._get(cid).state.status != "running":
             raise ContainerRuntimeError(f"exec in {cid}: container is not running")
-        return 0, b"", b""
+        return (1 if argv and argv[0] in FAILING_COMMANDS else 0), b"", b""
 
     def read_log(self, cid: str, tail: int | None = None) -> list[LogEntry]:
         return []

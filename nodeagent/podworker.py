@@ -223,7 +223,7 @@ class PodWorker:
             rec.image = c.image
             if rec.adopted:        # probes start over; without probes a running container is ready
                 rec.adopted = False
-                rec.ready = not c.HasField("readiness_probe")
+                rec.ready = self._ready_without_probe(c)
                 rec.started = not c.HasField("startup_probe")
         next_in = RESYNC
         self.config_error = podspec.unsupported_volumes(pod)
@@ -394,7 +394,7 @@ class PodWorker:
         rec.all_cids.add(cid)
         rec.waiting_reason = rec.waiting_message = ""
         rec.image_id = image.repo_digest or image.image_id
-        rec.ready = not c.HasField("readiness_probe")
+        rec.ready = self._ready_without_probe(c)
         rec.started = not c.HasField("startup_probe")
         self._ensure_helpers(c, rec)
         return None
@@ -436,6 +436,12 @@ class PodWorker:
             self.agent.recorder.event(self.pod, "Normal", "Pulled", f'Successfully pulled image "{c.image}" '
                                       f"in {time.monotonic() - t0:.3f}s")
         return image
+
+    def _ready_without_probe(self, c: core_pb2.Container) -> bool:
+        """Ready until a readiness probe says otherwise: only without one (and, on a hollow node,
+        not for never-ready images, see fake_runtime.py)."""
+        never = getattr(self.agent.runtime, "never_ready", None)
+        return not c.HasField("readiness_probe") and not (never is not None and never(c))
 
     def _probe_grace(self, c: core_pb2.Container) -> float:
         for p in (c.liveness_probe, c.startup_probe):

@@ -227,3 +227,72 @@ async def test_status_rewritten_by_someone_else_is_put_right(tmp_path):
 async def _is_ready(client, name):
     st = await status_of(client, name)
     return st if _ready(st) == "True" else None
+
+
+def _cond(st, ctype):
+    return next((c for c in st.conditions if c.type == ctype), None)
+
+
+async def test_hollow_readiness_failures(tmp_path):
+    """never-ready images and exec probes of ["false"] keep hollow pods Running but not Ready."""
+    client = FakeClient()
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
+                        pod_cidr="10.9.0.0/24", crashloop_base=0.2)
+    task = asyncio.create_task(agent.run())
+    probe = {"periodSeconds": 1, "failureThreshold": 1}
+    try:
+        await until(agent.ready.is_set)
+        await client.create(pod("plain-never", image="example/never-ready:1"))
+        await client.create(pod("http-never", image="example/never-ready:1",
+                                readinessProbe={"httpGet": {"port": 8080}, **probe}))
+        await client.create(pod("exec-false", readinessProbe={"exec": {"command": ["false"]}, **probe}))
+        await client.create(pod("exec-true", readinessProbe={"exec": {"command": ["true"]}, **probe}))
+        await client.create(pod("http-ok", readinessProbe={"httpGet": {"port": 8080}, **probe}))
+        await client.create(pod("live-false", livenessProbe={"exec": {"command": ["false"]}, **probe}))
+        for name in ("exec-true", "http-ok"):          # hollow http probes succeed without any network
+            st = await until(lambda n=name: _is_ready(client, n))
+            assert st.phase == "Running"
+        st = await until(lambda: _restarted(client, "live-false"))
+        assert st.container_statuses[0].last_state.HasField("terminated")
+        for name in ("plain-never", "http-never", "exec-false"):
+            st = await status_of(client, name)
+            assert st.phase == "Running" and st.container_statuses[0].state.HasField("running"), name
+            assert not st.container_statuses[0].ready, name
+            for ctype in ("Ready", "ContainersReady"):
+                c = _cond(st, ctype)
+                assert (c.status, c.reason) == ("False", "ContainersNotReady"), (name, ctype)
+        reasons = {(e.involved_object.name, e.reason) for e in client.objects(core_pb2.Event)}
+        assert ("http-never", "Unhealthy") in reasons and ("exec-false", "Unhealthy") in reasons
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _restarted(client, name):
+    st = await status_of(client, name)
+    return st if st.container_statuses and st.container_statuses[0].restart_count >= 1 else None
+
+
+async def test_hollow_agent_proxy_uses_fake_iptables(tmp_path):
+    from nodeagent.iptables import FakeIptables
+    client = FakeClient()
+    assert build_agent(client, node_name="n0", node_ip="192.0.2.9", root_dir=str(tmp_path / "n0"),
+                       runtime="fake").make_proxier is None          # hollow default: no proxy
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path / "n1"),
+                        runtime="fake", pod_cidr="10.9.0.0/24", proxy="iptables", masquerade_cidr="192.0.2.0/24")
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(agent.ready.is_set)
+        assert isinstance(agent.proxier.runner, FakeIptables)
+        await client.create(codec.from_dict({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}))
+        await client.create(codec.from_dict({
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "10.9.0.5"}],
+                         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}))
+        await until(lambda: agent.proxier.applied_payload and "10.9.0.5:8080" in agent.proxier.applied_payload)
+        assert "192.0.2.0/24" in agent.proxier.applied_payload
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
