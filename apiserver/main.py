@@ -23,6 +23,7 @@ from apiserver import metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.crud import Store
+from apiserver.compactor import compact_periodically
 from apiserver.nodeproxy import NodeProxy
 from apiserver.server import ApiServicer
 from apiserver.watchcache import WatchCache
@@ -52,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds between BOOKMARK events on idle watches that asked for them (default %(default)s)")
     p.add_argument("--etcd-timeout", type=float, default=3.0,
                    help="seconds before an etcd request fails as unavailable (default %(default)s)")
+    p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
+                   help="seconds between etcd compactions, keeping one interval of history; "
+                        "0 disables (default %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -159,6 +163,8 @@ async def run(args: argparse.Namespace) -> None:
             log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
             tg.create_task(_supervised("grpc-server", server.wait_for_termination()), name="grpc-server")
             tg.create_task(until_stopped(), name="signals")
+            tg.create_task(_supervised("etcd-compactor", compact_periodically(storage, args.etcd_compaction_interval)),
+                           name="etcd-compactor")
     except* _Stop:
         pass
     finally:
