@@ -513,17 +513,10 @@ class Runtime:
             if comm in done:
                 out, err = comm.result()
                 return proc.returncode, out, err
-            # Kill the exec'd process first so that runc exec reaps it and exits by itself
-            # (killing runc first would orphan a zombie inside the container's pid ns).
-            try:
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
-            except (OSError, ValueError):
-                proc.kill()
-            try:
-                await asyncio.wait_for(comm, 5)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await comm
+            # Kill the exec'd process (and its children) first so that runc exec reaps it and exits
+            # by itself (killing runc first would leave the command running in the container).
+            await kill_exec(proc, pidfile)
+            await comm
             OP_ERRORS.labels("exec").inc()
             raise ExecTimeout(f"exec in {cid} timed out after {timeout}s")
         except OSError as exc:
@@ -531,10 +524,7 @@ class Runtime:
             raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc
         finally:
             if proc is not None and proc.returncode is None:  # cancelled
-                try:
-                    os.kill(int(pidfile.read_text()), signal.SIGKILL)
-                except (OSError, ValueError):
-                    proc.kill()
+                await asyncio.shield(kill_exec(proc, pidfile))
             pidfile.unlink(missing_ok=True)
             OP_LATENCY.labels("exec").observe(time.perf_counter() - t0)
 
@@ -575,6 +565,75 @@ class Runtime:
                 *complete, buf = buf.split("\n")
                 for e in parser.feed(complete):
                     yield e
+
+
+def _process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (from /proc's parent links), parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+async def kill_exec(proc: asyncio.subprocess.Process, pidfile: Path, pidfile_wait: float = 5.0) -> None:
+    """Kill what a ``runc exec --pid-file PIDFILE`` started, then let runc exit (cancel/timeout).
+
+    Killing ``runc exec`` alone would leave the command running in the
+    container.  So: wait (while runc lives, up to ``pidfile_wait``) for runc to
+    write the exec'd PID, then SIGKILL its process group (runc makes the exec'd
+    process a session leader) and every descendant (a shell's children,
+    backgrounded or not) — all in one sweep, before anything can be reparented
+    to the container's init; ``runc exec`` reaps its child and exits by itself.
+    Only when no PID was ever written is runc itself killed.
+    """
+    pid = None
+    deadline = time.monotonic() + pidfile_wait
+    while True:
+        try:
+            pid = int(pidfile.read_text())
+            break
+        except (OSError, ValueError):
+            pass
+        if proc.returncode is not None or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    if pid is not None:
+        victims = _process_tree(pid)
+        for p in victims:              # stop the whole tree first: nothing forks or gets reparented
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except OSError:
+                pass
+        victims = list(dict.fromkeys(victims + _process_tree(pid)))
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        for p in victims:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+    elif proc.returncode is None:
+        proc.kill()
+    try:
+        await asyncio.wait_for(proc.wait(), 5)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def cgroup_hierarchies(root: Path | None = None) -> list[Path]:

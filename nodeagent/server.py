@@ -14,7 +14,10 @@ annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
   request messages -> the process' stdin), and one reader per output pipe
   that put chunks on one queue; the handler yields from that queue, and after
   both pipes closed, the exit code as the final message.  Cancelling the call
-  kills the exec'd process (by the PID runc wrote), then runc.
+  (the client going away, or the apiserver's proxy cancelling its call) kills
+  the exec'd command — its process group and every descendant, found from the
+  PID runc wrote with ``--pid-file`` — and runc exec then exits by itself
+  (``runtime.kill_exec``).
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
@@ -24,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 
 import grpc
@@ -144,16 +146,9 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             for t in tasks:
                 t.cancel()
             if proc.returncode is None:
-                # kill the exec'd process first, so runc exec reaps it (no zombie in the container)
-                try:
-                    os.kill(int(pidfile.read_text()), signal.SIGKILL)
-                except (OSError, ValueError):
-                    proc.kill()
-                try:
-                    await asyncio.wait_for(proc.wait(), 5)
-                except asyncio.TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+                # the exec'd command and its children first (runc exec then reaps and exits);
+                # killing only runc would leave the command running in the container
+                await asyncio.shield(rtmod.kill_exec(proc, pidfile))
             pidfile.unlink(missing_ok=True)
 
 
