@@ -237,7 +237,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
 
         _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver) >= nodes, timeout, interval=0.2)
-        step(f"{nodes} node(s) Ready")
+        step(f"{nodes} node(s) Ready and schedulable")
         return info
     except BaseException:
         progress("lab up failed; removing everything it created")
@@ -264,6 +264,11 @@ def _api_ready(server: str) -> bool:
 
 def node_conditions(server: str) -> dict[str, str]:
     """{node name: Ready status ("True", "False", "Unknown")}."""
+    return {name: st["ready"] for name, st in node_states(server).items()}
+
+
+def node_states(server: str) -> dict[str, dict]:
+    """{node name: {"ready": Ready status, "schedulable": no NoSchedule taint, not cordoned}}."""
     from machinery.client import Client
 
     async def probe():
@@ -272,13 +277,18 @@ def node_conditions(server: str) -> dict[str, str]:
             out = {}
             for n in nodes:
                 ready = [c for c in n.status.conditions if c.type == "Ready"]
-                out[n.metadata.name] = ready[0].status if ready else "Unknown"
+                blocked = n.spec.unschedulable or any(t.effect == "NoSchedule" for t in n.spec.taints)
+                out[n.metadata.name] = {"ready": ready[0].status if ready else "Unknown",
+                                        "schedulable": not blocked}
             return out
     return _run(probe())
 
 
 def _ready_nodes(server: str) -> int:
-    return sum(1 for s in node_conditions(server).values() if s == "True")
+    """Nodes that are Ready AND schedulable: right after registration the node
+    lifecycle controller may still carry its not-ready taint on some of them,
+    and a Deployment applied in that window would land on the others only."""
+    return sum(1 for s in node_states(server).values() if s["ready"] == "True" and s["schedulable"])
 
 
 # ------------------------------------------------------ fault injection
@@ -286,6 +296,23 @@ def _ready_nodes(server: str) -> int:
 def _agent_record(lab: Lab, node: str) -> dict | None:
     lab.node(node)  # LabError for an unknown node
     return lab.procs.records().get(f"agent-{node}")
+
+
+def _set_link(lab: Lab, node: str, state: str) -> None:
+    """Down/up the node's port on the lab bridge with `ip -n` (fork+exec).
+
+    Not Lab.link_down/up: those open ``IPRoute(netns=...)``, which forks a
+    helper *without* exec; in a process that already runs gRPC threads (a
+    test or benchmark holding an API client) that child can hang for good.
+    """
+    import subprocess
+
+    info = lab.node(node)
+    res = subprocess.run(["ip", "-n", naming.lab_netns(lab.name), "link", "set", info.bridge_port, state],
+                         capture_output=True, text=True, timeout=10)
+    if res.returncode != 0:
+        raise LabError(f"ip link set {info.bridge_port} {state}: {res.stderr.strip()}")
+    lab.store.update(lambda s: s.setdefault("faults", {}).setdefault(node, {}).update(link=state))
 
 
 def kill_node(name: str, node: str) -> list[int]:
@@ -301,7 +328,7 @@ def kill_node(name: str, node: str) -> list[int]:
 
     lab = Lab.load(name)
     rec = _agent_record(lab, node)
-    lab.link_down(node)
+    _set_link(lab, node, "down")
     if rec and is_alive(rec["pid"], rec.get("start_time")):
         kill_all([rec["pid"]])
     return lab.kill_node(node, timeout=1.0)
@@ -320,7 +347,7 @@ def start_agent(name: str, node: str) -> dict:
 def start_node(name: str, node: str) -> dict:
     """Boot a killed node again: link up, then a fresh agent that finds its old state."""
     lab = Lab.load(name)
-    lab.link_up(node)
+    _set_link(lab, node, "up")
     return start_agent(name, node)
 
 

@@ -183,7 +183,7 @@ def test_lab_up_from_nothing(lab):
     """Up from nothing: 3 Ready nodes, a kubeconfig kctl uses, status shows everything."""
     print(f"\nlab up: {lab.up_seconds:.1f}s (target < 15 s)")
     assert lab.up_seconds < 15, lab.up_output
-    assert "3 node(s) Ready" in lab.up_output
+    assert "3 node(s) Ready and schedulable" in lab.up_output
     assert nodes(lab) == {"node1": "True", "node2": "True", "node3": "True"}
     out = lab.kctl("get", "nodes", "-o", "wide").stdout
     for n in lab.topology.nodes:

@@ -1,0 +1,232 @@
+"""The one-machine lab, end to end: up time, 30 replicas to Running, a node kill.
+
+    sudo .venv/bin/python bench/lab.py [--trials 3] [--nodes 3] [--replicas 30]
+
+Each trial brings up a fresh lab (`deploy.lab.cluster.up`, what `kctl lab up`
+runs; its kubeconfig goes to a temporary directory, never ~/.kctl/config),
+then:
+
+1. lab up: `kctl lab up` run -> it exits with every node Ready and
+   schedulable (includes the CLI's own start, ~0.3 s);
+2. apply: one Deployment of N replicas of kctl/echo (the examples/echo.yaml
+   pod template: readiness probe, 50m/16Mi requests) created through the API;
+   apply -> all N Running, and per pod "pod start" = the pod first seen in our
+   watch (ADDED) -> first seen Running (scheduler + agent + image + runc);
+3. node kill: `kill_node(node2)` (`kctl lab kill-node`: link down, SIGKILL
+   agent and containers); kill -> node2 NotReady, and kill -> N replicas
+   Running+Ready on the other nodes again (NotReady + eviction timeout +
+   reschedule + start + readiness);
+4. `kctl lab down` (always, also on failure, Ctrl-C or SIGTERM).
+
+Times are taken on this process' monotonic clock from one pod watch and a
+0.1 s node poll. Prints a line per trial, a summary, and last one line
+`RESULT key=value ...` (medians over trials; pod start p50/p99 over all pods
+of all trials). Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pathlib
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from deploy.lab import cluster  # noqa: E402
+from deploy.lab.naming import LabError  # noqa: E402
+from machinery import codec  # noqa: E402
+from machinery.client import Client  # noqa: E402
+
+KILLED = "node2"
+
+
+def deployment(replicas: int) -> dict:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bench", "namespace": "default", "labels": {"app": "bench"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "bench"}},
+            "template": {
+                "metadata": {"labels": {"app": "bench"}},
+                "spec": {"containers": [{
+                    "name": "echo", "image": "kctl/echo:latest",
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 2},
+                    "resources": {"requests": {"cpu": "50m", "memory": "16Mi"},
+                                  "limits": {"cpu": "200m", "memory": "32Mi"}},
+                }]},
+            },
+        },
+    }
+
+
+def _ready(p) -> bool:
+    return (p.status.phase == "Running" and not p.metadata.HasField("deletion_timestamp")
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions))
+
+
+def _node_ready(n) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+
+
+async def run_workload(server: str, lab_name: str, replicas: int, timeout: float = 120.0) -> dict:
+    """Steps 2 and 3 of a trial; returns their figures (seconds)."""
+    async with Client(server, timeout=10) as c:
+        _, rv = await c.list("Pod", "default", label_selector="app=bench")
+        seen: dict[str, float] = {}
+        running: dict[str, float] = {}
+        pods: dict[str, object] = {}
+
+        async def watch():
+            async for ev in c.watch("Pod", "default", resource_version=rv, label_selector="app=bench"):
+                now = time.monotonic()
+                if ev.object is None:
+                    continue
+                uid = ev.object.metadata.uid
+                if ev.type == "DELETED":
+                    pods.pop(uid, None)
+                    continue
+                pods[uid] = ev.object
+                seen.setdefault(uid, now)
+                if ev.object.status.phase == "Running":
+                    running.setdefault(uid, now)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            t0 = time.monotonic()
+            await c.create(codec.from_dict(deployment(replicas)))
+            first = set()
+            while time.monotonic() - t0 < timeout:
+                if len(running) >= replicas:
+                    first = set(list(running)[:replicas])
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise LabError(f"only {len(running)}/{replicas} pods Running after {timeout:.0f}s")
+            all_running = max(running[u] for u in first) - t0
+            starts = [running[u] - seen[u] for u in first]
+            while time.monotonic() - t0 < timeout:  # all Ready before the kill
+                if sum(_ready(p) for p in pods.values()) >= replicas:
+                    break
+                await asyncio.sleep(0.05)
+
+            t_kill = time.monotonic()
+            await asyncio.to_thread(cluster.kill_node, lab_name, KILLED)
+            kill_cmd = time.monotonic() - t_kill
+            notready = back = None
+            while time.monotonic() - t_kill < timeout and (notready is None or back is None):
+                if notready is None and not _node_ready(await c.get("Node", KILLED)):
+                    notready = time.monotonic() - t_kill
+                if back is None and sum(_ready(p) and p.spec.node_name != KILLED
+                                        for p in pods.values()) >= replicas:
+                    back = time.monotonic() - t_kill
+                await asyncio.sleep(0.1)
+            if notready is None or back is None:
+                raise LabError(f"after the kill: NotReady {notready}, all Ready again {back} "
+                               f"(gave up after {timeout:.0f}s)")
+            return {"all_running": all_running, "starts": starts, "kill_cmd": kill_cmd,
+                    "notready": notready, "back": back}
+        finally:
+            watcher.cancel()
+            try:
+                await watcher
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - ended either way
+                pass
+
+
+def trial(name: str, nodes: int, replicas: int, kubeconfig: str) -> dict:
+    """One lab: up and down through the CLI (as a user runs them; also keeps
+    pyroute2's forking netns helpers out of this process, which holds gRPC
+    threads), the workload through the API in-process."""
+    import re
+    import subprocess
+    from deploy.lab import Lab, LabSpec
+    if Lab(LabSpec(name=name, nodes=nodes)).exists():  # never tear down a lab we did not make
+        raise LabError(f"lab {name} already exists; pick another --name")
+    kctl = str(pathlib.Path(sys.executable).parent / "kctl")
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    t0 = time.monotonic()
+    try:
+        res = subprocess.run([kctl, "lab", "up", "--name", name, "--nodes", str(nodes)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        up = time.monotonic() - t0
+        if res.returncode != 0:
+            raise LabError(f"kctl lab up failed:\n{res.stdout}{res.stderr}")
+        m = re.search(r"is up in ([0-9.]+)s", res.stdout)
+        out = asyncio.run(run_workload(cluster.load_cluster(name)["apiserver"], name, replicas))
+        out["up"] = up
+        out["up_internal"] = float(m.group(1)) if m else up
+        return out
+    finally:
+        t_down = time.monotonic()
+        res = subprocess.run([kctl, "lab", "down", "--name", name], env=env, capture_output=True,
+                             text=True, timeout=120)
+        if res.returncode != 0:
+            print(f"kctl lab down failed: {res.stdout}{res.stderr}", file=sys.stderr)
+        print(f"    (lab down {time.monotonic() - t_down:.1f}s)", flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--replicas", type=int, default=30)
+    p.add_argument("--name", default=f"b{os.getpid() % 100000}", help="lab name (1-8 of [a-z0-9])")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("bench/lab.py needs root (it builds a lab)", file=sys.stderr)
+        return 2
+    if args.nodes < 2:
+        print("--nodes must be at least 2 (one is killed)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: clauses
+    tmp = tempfile.mkdtemp(prefix="kctl-bench-lab-")
+    kubeconfig = os.path.join(tmp, "config")
+    results = []
+    try:
+        print(f"lab bench: {args.trials} trial(s), {args.nodes} nodes, {args.replicas} replicas, "
+              f"kill {KILLED} (node grace {cluster.NODE_GRACE:g}s + eviction {cluster.POD_EVICTION:g}s)")
+        print(f"{'trial':<6}{'up s':>7}{'all Running s':>15}{'start p50 ms':>14}{'p99 ms':>9}"
+              f"{'NotReady s':>12}{'all Ready s':>13}")
+        for i in range(1, args.trials + 1):
+            r = trial(args.name, args.nodes, args.replicas, kubeconfig)
+            results.append(r)
+            print(f"{i:<6}{r['up']:>7.2f}{r['all_running']:>15.2f}{pct(r['starts'], 50) * 1000:>14.0f}"
+                  f"{pct(r['starts'], 99) * 1000:>9.0f}{r['notready']:>12.2f}{r['back']:>13.2f}", flush=True)
+    finally:
+        try:
+            os.unlink(kubeconfig)
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = lambda key: statistics.median(r[key] for r in results)  # noqa: E731
+    worst = lambda key: max(r[key] for r in results)  # noqa: E731
+    starts = [s for r in results for s in r["starts"]]
+    print(f"\nmedian (worst) over {len(results)} trial(s): lab up {med('up'):.2f}s ({worst('up'):.2f}); "
+          f"apply -> {args.replicas} Running {med('all_running'):.2f}s ({worst('all_running'):.2f}); "
+          f"pod start p50 {pct(starts, 50) * 1000:.0f} ms, p99 {pct(starts, 99) * 1000:.0f} ms; "
+          f"kill -> NotReady {med('notready'):.2f}s ({worst('notready'):.2f}); "
+          f"kill -> all Ready {med('back'):.2f}s ({worst('back'):.2f})")
+    print(f"RESULT trials={len(results)} nodes={args.nodes} replicas={args.replicas} "
+          f"lab_up_s={med('up'):.2f} lab_up_max_s={worst('up'):.2f} lab_up_internal_s={med('up_internal'):.2f} "
+          f"apply_all_running_s={med('all_running'):.2f} "
+          f"pod_start_p50_ms={pct(starts, 50) * 1000:.0f} pod_start_p99_ms={pct(starts, 99) * 1000:.0f} "
+          f"kill_notready_s={med('notready'):.2f} kill_notready_max_s={worst('notready'):.2f} "
+          f"kill_all_ready_s={med('back'):.2f} kill_all_ready_max_s={worst('back'):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
