@@ -3,10 +3,15 @@ silent node) is put right by the agent from what it knows about the pod's contai
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from machinery.pb import core_pb2
+from tests.cluster import REPO
 from tests.integration.nodeagent.conftest import make_pod, needs_root, node_ready, pod_gone, pod_where
 
 pytestmark = [pytest.mark.root, needs_root]
@@ -42,3 +47,45 @@ async def test_agent_restores_ready_after_foreign_status_write(api, make_node):
     finally:
         await api.delete(core_pb2.Pod, "steady", "default", grace_period=1)
         await pod_gone(api, "steady", node)
+
+
+async def test_pod_ready_again_after_node_silence(api, make_node, cluster, tmp_path):
+    """The real node lifecycle controller: the agent is frozen (SIGSTOP) until its node goes
+    Unknown and its pod is marked Ready=False; once thawed, the agent puts Ready=True back."""
+    node = make_node("silent")
+    await node_ready(api, node)
+    await api.create(make_pod("quiet", node, {"name": "c", "image": "busybox", "command": ["sleep", "3600"]},
+                              terminationGracePeriodSeconds=1,
+                              tolerations=[{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                            "effect": "NoExecute"}]))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log = open(tmp_path / "controller-manager.log", "wb")
+    cm = subprocess.Popen([sys.executable, "-m", "controllers.main", "--apiserver", cluster.target,
+                           "--controllers", "nodelifecycle", "--node-monitor-grace-period", "3s"],
+                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+    stopped = False
+    try:
+        await pod_where(api, "quiet", lambda p: p.status.phase == "Running" and ready(p) == "True",
+                        "Running and Ready", node)
+        os.kill(node.proc.pid, signal.SIGSTOP)
+        stopped = True
+        p = await pod_where(api, "quiet", lambda p: ready(p) == "False", "marked Ready=False by the controller",
+                            timeout=60)
+        assert next(c for c in p.status.conditions if c.type == "Ready").reason == "NodeNotReady"
+        os.kill(node.proc.pid, signal.SIGCONT)
+        stopped = False
+        p = await pod_where(api, "quiet", lambda p: ready(p) == "True", "Ready=True again", node, timeout=60)
+        assert p.status.container_statuses[0].state.HasField("running")
+        assert p.status.container_statuses[0].restart_count == 0
+    finally:
+        if stopped:
+            os.kill(node.proc.pid, signal.SIGCONT)
+        cm.terminate()
+        try:
+            cm.wait(15)
+        except subprocess.TimeoutExpired:
+            cm.kill()
+            cm.wait()
+        log.close()
+        await api.delete(core_pb2.Pod, "quiet", "default", grace_period=1)
+        await pod_gone(api, "quiet", node)
