@@ -8,8 +8,10 @@ fetch is wrapped in ``timeout``.
 """
 from __future__ import annotations
 
+import socketserver
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -54,6 +56,26 @@ async def seen_names(fetch, want: set[str], what: str, node, tries: int = 60) ->
     return seen - {""}
 
 
+class PeerEcho(socketserver.ThreadingTCPServer):
+    """HTTP answering with the client's address: shows whether pod traffic was masqueraded."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str):
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.rfile.readline()
+                body = self.client_address[0].encode() + b"\n"
+                self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        super().__init__((host, 0), Handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
 async def test_clusterip_and_nodeport_reach_both_echo_pods(api, make_node):
     if not subprocess.run(["busybox", "true"], capture_output=True).returncode == 0:
         pytest.skip("needs busybox on the host (busybox-static)")
@@ -96,6 +118,14 @@ async def test_clusterip_and_nodeport_reach_both_echo_pods(api, make_node):
         echo_cid = cid_of(pods["echo-a"], "echo")
         await seen_names(lambda: fetch_from_pod(node, echo_cid, f"http://{vip}:80/"), {"echo-a"},
                          "echo-a through the VIP (hairpin)", node)
+
+        # --masquerade-cidr: a pod reaching the segment (the test's own bridge) shows up as the node
+        peer = PeerEcho(node.segment.ip)
+        try:
+            src = fetch_from_pod(node, client_cid, f"http://{node.segment.ip}:{peer.server_address[1]}/")
+        finally:
+            peer.close()
+        assert src == node.ip
 
         rules = kctl_chains(node)
         assert any("-j KCTL-SERVICES" in r for r in rules) and any(vip in r for r in rules)
