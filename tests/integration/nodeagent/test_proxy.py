@@ -34,6 +34,12 @@ def kctl_chains(node) -> list[str]:
     return out
 
 
+def hooks(rules: list[str]) -> list[str]:
+    """The jumps from built-in chains into ours (each must exist once)."""
+    return sorted(r for r in rules if r.split(": ", 1)[1].startswith("-A ") and
+                  not r.split(": ", 1)[1].startswith("-A KCTL-"))
+
+
 def fetch_from_pod(node, cid: str, url: str) -> str:
     r = node.runc_exec(cid, "timeout", "5", "wget", "-q", "-O", "-", url, timeout=20)
     return r.stdout.strip() if r.returncode == 0 else ""
@@ -137,6 +143,21 @@ async def test_clusterip_and_nodeport_reach_both_echo_pods(api, make_node):
         seen = await seen_names(lambda: fetch_from_pod(node, client_cid, f"http://{vip}:80/"), set(ECHOES),
                                 "the VIP with the agent stopped", None)
         assert seen == set(ECHOES)
+
+        # a new agent takes the rules over without duplicating its hooks
+        node.start()
+        await node_ready(api, node)
+        ep = await api.get(core_pb2.Endpoints, svc_name, "default")
+        keep = [a for a in ep.subsets[0].addresses if a.ip == pods["echo-b"].status.pod_ip]
+        del ep.subsets[0].addresses[:]                 # only echo-b from now on
+        ep.subsets[0].addresses.extend(keep)
+        await api.update(ep)
+
+        def only_b():
+            return all(fetch_from_pod(node, client_cid, f"http://{vip}:80/") == "echo-b" for _ in range(6))
+        await wait_for(only_b, 60, "the new agent's rules: echo-b only", node)
+        assert hooks(kctl_chains(node)) == hooks(rules)
+        node.stop()
 
         # the explicit teardown removes every KCTL chain and hook
         r = subprocess.run([sys.executable, "-m", "nodeagent.main", "--cleanup-iptables", "--netns",
