@@ -112,6 +112,7 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
         "--netns-prefix", info.pod_netns_prefix,
         "--registry-mirror", f"docker.io=http://{registry}",
         "--insecure-registry", registry,
+        "--masquerade-cidr", str(lab.subnet),  # the control plane's rp_filter drops pod sources
         "--metrics-listen", f"{info.ip}:{AGENT_PORT_METRICS}",
     ]
 
