@@ -317,7 +317,7 @@ class NodeNetwork:
             ns_fd = os.open(netns_path, os.O_RDONLY)
             try:
                 self._ipr.link("add", ifname=veth, kind="veth",
-                               peer={"ifname": "eth0", "net_ns_fd": ns_fd})
+                               peer={"ifname": "eth0", "net_ns_fd": ns_fd, "address": "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))})  # MAC from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
                 hidx = self._link_index(veth)
                 br = self._link_index(self.bridge_name)
                 if br is None:
