@@ -32,6 +32,13 @@ from deploy.lab.naming import LabError
 from deploy.lab.topology import Lab, LabSpec
 
 APISERVER_PORT = 6443
+# Service ClusterIPs (the apiserver's default, spelled out). Node namespaces
+# have no default route (topology.py), and a locally generated packet needs a
+# route BEFORE the proxy's nat OUTPUT rule can DNAT it: each node netns gets
+# an on-link route for this range via its lab interface, so `kctl lab exec
+# NODE -- wget http://CLUSTER-IP/` works as on a real node. A VIP without
+# endpoints then dies on the lab bridge (unanswered ARP), never leaves the lab.
+SERVICE_CIDR = "10.96.0.0/16"
 REGISTRY_PORT = 5000
 METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257}
 AGENT_PORT_METRICS = 10255
@@ -210,6 +217,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         step(f"etcd on 127.0.0.1:{etcd_client}")
 
         lab.start("apiserver", [_bin("kctl-apiserver"), "--etcd-servers", f"http://127.0.0.1:{etcd_client}",
+                                "--service-cluster-ip-range", SERVICE_CIDR,
                                 "--listen", apiserver, "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"])
         _wait("the apiserver", lambda: _api_ready(apiserver), 20)
         step(f"apiserver on {apiserver}")
@@ -225,6 +233,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
             raise image_result["error"]
         step(f"registry on {registry} serving " + ", ".join(image_result.get("images", [])))
 
+        _service_routes(lab)
         agents = {}
         for n in lab.nodes:
             argv = agent_argv(name, lab, n.name, apiserver, registry)
@@ -244,6 +253,16 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         progress("lab up failed; removing everything it created")
         down(name)
         raise
+
+
+def _service_routes(lab: Lab) -> None:
+    import subprocess
+
+    for n in lab.nodes:
+        res = subprocess.run(["ip", "-n", n.netns, "route", "replace", SERVICE_CIDR, "dev", n.iface],
+                             capture_output=True, text=True, timeout=10)
+        if res.returncode != 0:
+            raise LabError(f"route {SERVICE_CIDR} in {n.netns}: {res.stderr.strip()}")
 
 
 # --------------------------------------------------------- API probes

@@ -301,6 +301,14 @@ def test_service_vip_answers_from_a_pod(lab):
         assert res.returncode == 0, res
         seen.add(res.stdout.strip())
     assert seen <= names and len(seen) >= 2, seen
+    # from a node itself (nat OUTPUT), and the NodePort of another node
+    res = lab.lab("exec", "node2", "--", "timeout", "3", "busybox", "wget", "-q", "-O-",
+                  f"http://{svc.spec.cluster_ip}:80/")
+    assert res.stdout.strip() in names, res
+    node_port = svc.spec.ports[0].node_port
+    res = lab.lab("exec", "node1", "--", "timeout", "3", "busybox", "wget", "-q", "-O-",
+                  f"http://{lab.node('node3').ip}:{node_port}/")
+    assert res.stdout.strip() in names, res
 
 
 def test_stop_agent_for_3s_evicts_and_restarts_nothing(lab):
