@@ -124,9 +124,21 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
     ]
 
 
+def kubeconfig_path(path: str | None = None) -> str:
+    return os.path.expanduser(path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kctl/config")
+
+
+def current_context(path: str) -> str:
+    try:
+        cfg = yaml.safe_load(open(path)) or {}
+    except (OSError, yaml.YAMLError):
+        return ""
+    return (cfg.get("current-context") or "") if isinstance(cfg, dict) else ""
+
+
 def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
     """Add/replace the lab's cluster and context in the kubeconfig and make it current."""
-    path = os.path.expanduser(path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kctl/config")
+    path = kubeconfig_path(path)
     cfg: dict = {}
     if os.path.exists(path):
         cfg = yaml.safe_load(open(path)) or {}
@@ -242,6 +254,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         info = {"name": name, "apiserver": apiserver, "registry": registry,
                 "etcd": f"http://127.0.0.1:{etcd_client}", "agents": agents}
         _save_cluster(name, info)
+        info["previous_context"] = current_context(kubeconfig_path(kubeconfig))  # `down` gives it back
         info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig)
         _save_cluster(name, info)
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
@@ -390,8 +403,9 @@ def heal(name: str, node: str) -> None:
 
 # ------------------------------------------------------------- teardown
 
-def remove_kubeconfig_entries(name: str, path: str) -> bool:
-    """Drop the lab's cluster/context/user from kubeconfig `path`.
+def remove_kubeconfig_entries(name: str, path: str, previous: str = "") -> bool:
+    """Drop the lab's cluster/context/user from kubeconfig `path`; if the lab's
+    context was current, `previous` (the context current before `up`) is again.
 
     The file is removed when nothing else is left in it (it was ours alone).
     Returns True if something was removed.
@@ -410,11 +424,12 @@ def remove_kubeconfig_entries(name: str, path: str) -> bool:
         changed |= len(kept) != len(items)
         cfg[key] = kept
     if cfg.get("current-context") == ctx:
-        cfg["current-context"] = ""
+        names = {c.get("name") for c in cfg.get("contexts") or [] if isinstance(c, dict)}
+        cfg["current-context"] = previous if previous in names else ""
         changed = True
     if not changed:
         return False
-    if not any(cfg.get(k) for k in ("clusters", "contexts", "users")):
+    if not any(cfg.get(k) for k in ("clusters", "contexts", "users")) and not cfg.get("current-context"):
         os.unlink(path)
         return True
     tmp = path + ".tmp"
@@ -428,10 +443,11 @@ def down(name: str) -> dict:
     """`lab_down` plus the lab's kubeconfig entries; safe twice and after a crash."""
     from deploy.lab.cleanup import lab_down
 
-    kubeconfig = None
+    info: dict = {}
     with contextlib.suppress(LabError, ValueError, OSError):
-        kubeconfig = load_cluster(name).get("kubeconfig")
+        info = load_cluster(name)
     report = lab_down(name)
-    if kubeconfig and remove_kubeconfig_entries(name, kubeconfig):
+    kubeconfig = info.get("kubeconfig")
+    if kubeconfig and remove_kubeconfig_entries(name, kubeconfig, info.get("previous_context", "")):
         report["kubeconfig"] = [kubeconfig]
     return report

@@ -279,6 +279,11 @@ def test_pods_reach_each_other_across_nodes(lab):
             res = wget(lab, pod_netns(lab, src), f"http://{dst.status.pod_ip}:8080/")
             assert res.returncode == 0 and res.stdout.strip() == dst.metadata.name, \
                 f"{src.metadata.name}@{src_node} -> {dst.status.pod_ip}@{dst_node}: {res}"
+    # a pod reaches the control plane (the registry on the lab's control-plane
+    # address): only because the agent masquerades pod traffic to the lab
+    # subnet -- the control-plane link drops unmasqueraded pod sources
+    res = wget(lab, pod_netns(lab, by_node["node2"]), f"http://{lab.info['registry']}/v2/")
+    assert res.returncode == 0, res
     # and from a node itself, through `kctl lab exec`
     dst = by_node["node3"]
     res = lab.lab("exec", "node1", "--", "timeout", "3", "busybox", "wget", "-q", "-O-",
