@@ -107,6 +107,22 @@ def _http_ok(url: str) -> bool:
         return r.status == 200
 
 
+def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
+    """argv of the apiserver, scheduler and controller manager of `lab`."""
+    cp = lab.cp_address
+    apiserver = f"{cp}:{APISERVER_PORT}"
+    return {
+        "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
+                      "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
+                      "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
+        "scheduler": [_bin("kctl-scheduler"), "--apiserver", apiserver,
+                      "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
+        "controller-manager": [_bin("kctl-controller-manager"), "--apiserver", apiserver,
+                               "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",
+                               *CONTROLLER_FLAGS],
+    }
+
+
 def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) -> list[str]:
     info = lab.node(node)
     return [
@@ -228,15 +244,12 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), 20)
         step(f"etcd on 127.0.0.1:{etcd_client}")
 
-        lab.start("apiserver", [_bin("kctl-apiserver"), "--etcd-servers", f"http://127.0.0.1:{etcd_client}",
-                                "--service-cluster-ip-range", SERVICE_CIDR,
-                                "--listen", apiserver, "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"])
+        argvs = control_plane_argv(lab, f"http://127.0.0.1:{etcd_client}")
+        lab.start("apiserver", argvs["apiserver"])
         _wait("the apiserver", lambda: _api_ready(apiserver), 20)
         step(f"apiserver on {apiserver}")
         for comp in ("scheduler", "controller-manager"):
-            lab.start(comp, [_bin(f"kctl-{comp}"), "--apiserver", apiserver,
-                             "--metrics-listen", f"{cp}:{METRICS_PORTS[comp]}",
-                             *(CONTROLLER_FLAGS if comp == "controller-manager" else [])])
+            lab.start(comp, argvs[comp])
         step("scheduler and controller-manager started "
              f"(node grace {NODE_GRACE:g}s, pod eviction after {POD_EVICTION:g}s more)")
 

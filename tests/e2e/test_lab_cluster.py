@@ -179,6 +179,34 @@ def pod_netns(lab, pod) -> str:
 
 # -------------------------------------------------------------------- tests
 
+def test_lab_component_flags_parse():
+    """Every flag the lab gives a component is one its parser accepts (no lab needed).
+
+    The lab's first wiring guessed agent flags (--run-dir, ...) that did not
+    exist; this catches such drift without bringing a lab up.
+    """
+    from ipaddress import IPv4Network
+
+    from deploy.lab import Lab, LabSpec
+    from tests.unit.test_deploy_files import flag_errors
+
+    topo = Lab(LabSpec(name="flags", nodes=2))
+    topo.subnet = IPv4Network("172.30.9.0/24")  # addressing only: nothing is built
+    argvs = cluster.control_plane_argv(topo, "http://127.0.0.1:2379")
+    for node in topo.node_names:
+        argvs[f"nodeagent {node}"] = cluster.agent_argv("flags", topo, node, f"{topo.cp_address}:6443",
+                                                        f"{topo.cp_address}:5000")
+    for what, argv in argvs.items():
+        script = os.path.basename(argv[0])
+        assert flag_errors(script, argv[1:]) == [], (what, argv)
+    agent = argvs["nodeagent node1"]
+    for flag, value in (("--cgroup-parent", "/kctl-lab/flags/node1"), ("--netns-prefix", "klflags-node1-"),
+                        ("--masquerade-cidr", "172.30.9.0/24"),
+                        ("--registry-mirror", "docker.io=http://172.30.9.1:5000")):
+        assert agent[agent.index(flag) + 1] == value
+
+
+
 def test_lab_up_from_nothing(lab):
     """Up from nothing: 3 Ready nodes, a kubeconfig kctl uses, status shows everything."""
     print(f"\nlab up: {lab.up_seconds:.1f}s (target < 15 s)")
