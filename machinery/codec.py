@@ -35,6 +35,15 @@ QUANTITY_FIELDS = {
     "kctl.v1.EmptyDirVolumeSource.size_limit",
     "kctl.v1.ResourceFieldSelector.divisor",
 }
+# Fields Kubernetes serialises even when zero (no `omitempty` in its Go
+# types): kubectl shows `restartCount: 0`, `ready: false`, `exitCode: 0`.
+# proto3 drops zero scalars, so the output walk puts these back.
+ALWAYS_EMITTED = {
+    "kctl.v1.ContainerStatus.restart_count",
+    "kctl.v1.ContainerStatus.ready",
+    "kctl.v1.ContainerStateTerminated.exit_code",
+    "kctl.v1.ReplicaSetStatus.replicas",
+}
 _INTS = (FD.TYPE_INT32, FD.TYPE_INT64, FD.TYPE_UINT32, FD.TYPE_UINT64, FD.TYPE_SINT32,
          FD.TYPE_SINT64, FD.TYPE_FIXED32, FD.TYPE_FIXED64, FD.TYPE_SFIXED32, FD.TYPE_SFIXED64)
 _INT64S = (FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_SINT64, FD.TYPE_FIXED64, FD.TYPE_SFIXED64)
@@ -231,6 +240,9 @@ def from_dict(data: dict, *, source: str = "") -> Message:
 
 def _message_out(desc, data: dict) -> dict:
     by_json = {f.json_name: f for f in desc.fields}
+    for f in desc.fields:
+        if f.full_name in ALWAYS_EMITTED and f.json_name not in data:
+            data[f.json_name] = f.default_value
     for key, v in list(data.items()):
         f = by_json.get(key)
         if f is None:

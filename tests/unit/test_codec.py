@@ -129,3 +129,19 @@ def test_pack_unpack():
     ns.metadata.name = "x"
     back = codec.unpack(codec.pack(ns))
     assert back == ns
+
+
+def test_fields_kubernetes_always_prints_are_kept_at_zero():
+    pod = core_pb2.Pod()
+    pod.metadata.name = "p"
+    cs = pod.status.container_statuses.add(name="c", image="busybox")
+    cs.state.terminated.reason = "Completed"
+    out = codec.to_dict(pod)["status"]["containerStatuses"][0]
+    assert out["restartCount"] == 0 and out["ready"] is False
+    assert out["state"]["terminated"] == {"exitCode": 0, "reason": "Completed"}
+    rs = apps_pb2.ReplicaSet()
+    rs.status.ready_replicas = 0
+    rs.status.observed_generation = 1
+    assert codec.to_dict(rs)["status"]["replicas"] == 0
+    # Absent parents stay absent: no status appears out of nothing.
+    assert "status" not in codec.to_dict(core_pb2.Pod())
