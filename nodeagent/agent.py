@@ -230,6 +230,13 @@ class Agent:
             if changed:
                 await self.client.update(node)
             log.info("re-adopted node %s", self.node_name)
+            if node.spec.pod_cidr and not self.network_ready:
+                # A restarted agent sets its network up again within a second.
+                # Posting Ready=False (NetworkNotReady) before that would put the
+                # not-ready NoExecute taint on the node and get its pods evicted;
+                # the status loop posts as soon as the network is up (or after
+                # --node-status-interval if it is not).
+                return
         await self._update_node_status()
 
     def _node_status(self) -> core_pb2.NodeStatus:

@@ -37,6 +37,17 @@ async def test_agent_restart_adopts_everything(api, make_node):
     before = {c.name: (c.container_id, c.restart_count) for c in two.status.container_statuses}
     pids = {n: node.container_pid(cid_of(two, n)) for n in ("a", "b")}
 
+    # Watch the Node across the restart: a re-registering agent must not post
+    # Ready=False, which would taint the node and get its pods evicted.
+    _, node_rv = await api.list(core_pb2.Node, field_selector=f"metadata.name={node.name}")
+    ready_seen: list[str] = []
+
+    async def watch_ready():
+        async for ev in api.watch(core_pb2.Node, resource_version=node_rv,
+                                  field_selector=f"metadata.name={node.name}"):
+            ready_seen.extend(c.status for c in ev.object.status.conditions if c.type == "Ready")
+    watcher = asyncio.create_task(watch_ready())
+
     node.stop(signal.SIGKILL)                       # the agent dies hard; containers live on
     assert all(os.path.exists(f"/proc/{p}") for p in pids.values())
     await api.delete(core_pb2.Pod, "doomed", "default", grace_period=1)   # deleted while the agent is away
@@ -52,6 +63,8 @@ async def test_agent_restart_adopts_everything(api, make_node):
     assert after == before
     assert {n: node.container_pid(cid_of(two, n)) for n in ("a", "b")} == pids
     assert "adopted container a" in node.log.read_text()
+    watcher.cancel()
+    assert ready_seen and "False" not in ready_seen, ready_seen
 
     for name in ("two", "crashy"):
         await api.delete(core_pb2.Pod, name, "default", grace_period=1)
