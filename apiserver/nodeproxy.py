@@ -40,6 +40,7 @@ import logging
 import grpc
 
 from apiserver import metrics
+from apiserver.server import fail_rpc
 from machinery import codec, errors, kinds
 from machinery.pb import node_pb2, node_pb2_grpc
 
@@ -191,12 +192,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
     async def _fail(self, context, exc: Exception, what: str, outcome: list[str]):
         """End the call with exc as an ApiError; outcome[0] records the code for the metric."""
         outcome[0] = exc.grpc_code.name if isinstance(exc, errors.ApiError) else "INTERNAL"
-        if isinstance(exc, errors.ApiError):
-            if isinstance(exc, errors.Unavailable):
-                log.warning("%s: %s", what, exc.message)
-            await errors.abort(context, exc)
-        log.exception("%s failed", what)
-        await errors.abort(context, errors.ApiError(f"internal error: {type(exc).__name__}: {exc}"))
+        await fail_rpc(context, exc, what)
 
     # ------------------------------------------------------------ calls
     # Each call is counted in kctl_apiserver_requests{kind="Pod", verb="logs"|"exec", code}:

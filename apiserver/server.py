@@ -53,7 +53,8 @@ def _unpack(a: any_pb2.Any):
     return info, obj
 
 
-async def _fail(context, exc: Exception, what: str):
+async def fail_rpc(context, exc: Exception, what: str):
+    """End an RPC with exc: ApiErrors as they are, anything else as a logged internal error."""
     if isinstance(exc, errors.ApiError):
         if isinstance(exc, errors.Unavailable):
             log.warning("%s: %s", what, exc.message)
@@ -77,7 +78,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             return await fn()
         except Exception as exc:  # noqa: BLE001 - translated in one place
             code = exc.grpc_code.name if isinstance(exc, errors.ApiError) else "INTERNAL"
-            await _fail(context, exc, f"{verb} {kind}")
+            await fail_rpc(context, exc, f"{verb} {kind}")
         finally:
             metrics.REQUESTS.labels(kind, verb, code).inc()
             metrics.REQUEST_DURATION.labels(kind, verb).observe(time.perf_counter() - t0)
@@ -167,7 +168,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         except Exception as exc:  # noqa: BLE001
             metrics.REQUESTS.labels(_label(kind), "watch",
                                     getattr(getattr(exc, "grpc_code", None), "name", "INTERNAL")).inc()
-            await _fail(context, exc, f"watch {kind}")
+            await fail_rpc(context, exc, f"watch {kind}")
         metrics.REQUESTS.labels(info.kind, "watch", "OK").inc()
         metrics.WATCHES.labels(info.kind).inc()
         type_url = info.type_url
@@ -199,6 +200,6 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, errors.ApiError):
                 log.info("watch %s ended: %s", info.plural, exc.message)
-            await _fail(context, exc, f"watch {kind}")
+            await fail_rpc(context, exc, f"watch {kind}")
         finally:
             metrics.WATCHES.labels(info.kind).dec()

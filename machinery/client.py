@@ -39,14 +39,6 @@ class WatchEvent:
     resource_version: str
 
 
-def _kind(kind) -> kinds.KindInfo:
-    if isinstance(kind, kinds.KindInfo):
-        return kind
-    if isinstance(kind, type):
-        return kinds.of(kind)
-    return kinds.resolve(kind)
-
-
 def _ns(info: kinds.KindInfo, namespace: str) -> str:
     if not info.namespaced:
         return ""
@@ -87,7 +79,7 @@ class Client:
         return codec.unpack(resp.object)
 
     async def get(self, kind, name: str, namespace: str = "") -> Message:
-        info = _kind(kind)
+        info = kinds.lookup(kind)
         resp = await self._call(self._stub.Get, api_pb2.GetRequest(
             kind=info.kind, namespace=_ns(info, namespace), name=name))
         return codec.unpack(resp.object)
@@ -96,7 +88,7 @@ class Client:
                    field_selector: str = "", timeout: float | None = None) -> tuple[list[Message], str]:
         """All matching objects and the list's resourceVersion (start watches there).
         An empty namespace lists across all namespaces."""
-        info = _kind(kind)
+        info = kinds.lookup(kind)
         resp = await self._call(self._stub.List, api_pb2.ListRequest(
             kind=info.kind, namespace=namespace if info.namespaced else "",
             label_selector=label_selector, field_selector=field_selector), timeout=timeout)
@@ -116,7 +108,7 @@ class Client:
                      dry_run: bool = False) -> tuple[Message, bool]:
         """Delete; returns (object, deleted). deleted is False while deletion is
         pending (graceful pod deletion or finalizers)."""
-        info = _kind(kind)
+        info = kinds.lookup(kind)
         req = api_pb2.DeleteRequest(kind=info.kind, namespace=_ns(info, namespace), name=name,
                                     propagation_policy=propagation, dry_run=dry_run,
                                     preconditions=api_pb2.Preconditions(uid=uid, resource_version=resource_version))
@@ -133,7 +125,7 @@ class Client:
         """Yield changes after resource_version (or the current state as ADDED
         events, then changes, when it is empty). Raises errors.Expired when the
         server cannot serve that resourceVersion any more."""
-        info = _kind(kind)
+        info = kinds.lookup(kind)
         call = self._stub.Watch(api_pb2.WatchRequest(
             kind=info.kind, namespace=namespace if info.namespaced else "",
             label_selector=label_selector, field_selector=field_selector,

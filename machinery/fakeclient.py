@@ -48,14 +48,6 @@ _EXPIRE = object()
 _END = object()
 
 
-def kind_info(kind) -> kinds.KindInfo:
-    if isinstance(kind, kinds.KindInfo):
-        return kind
-    if isinstance(kind, type):
-        return kinds.of(kind)
-    return kinds.resolve(kind)
-
-
 # ------------------------------------------------------------ selectors
 
 def _label_matcher(selector: str):
@@ -135,7 +127,7 @@ class FakeClient:
         return len(self._watchers)
 
     def objects(self, kind) -> list[Message]:
-        return [codec.copy(o) for o in self._objects[kind_info(kind).kind].values()]
+        return [codec.copy(o) for o in self._objects[kinds.lookup(kind).kind].values()]
 
     def _check(self, method: str) -> None:
         if self._failures[method]:
@@ -235,14 +227,14 @@ class FakeClient:
 
     async def get(self, kind, name: str, namespace: str = "") -> Message:
         self._check("get")
-        info = kind_info(kind)
+        info = kinds.lookup(kind)
         self.actions.append(("get", info.kind, namespace, name))
         return codec.copy(self._stored(info, namespace or "default", name))
 
     async def list(self, kind, namespace: str = "", *, label_selector: str = "",
                    field_selector: str = "", timeout: float | None = None) -> tuple[list[Message], str]:
         self._check("list")
-        info = kind_info(kind)
+        info = kinds.lookup(kind)
         self.actions.append(("list", info.kind, namespace, ""))
         labels, fields = _label_matcher(label_selector), _field_matcher(field_selector, info.kind)
         items = [codec.copy(o) for (ns, _), o in sorted(self._objects[info.kind].items())
@@ -319,7 +311,7 @@ class FakeClient:
         """Like the apiserver: pods on a node get a grace period, objects with
         finalizers wait for them; no garbage collection of dependents."""
         self._check("delete")
-        info = kind_info(kind)
+        info = kinds.lookup(kind)
         ns = (namespace or "default") if info.namespaced else ""
         self.actions.append(("delete", info.kind, ns, name))
         old = self._stored(info, ns, name)
@@ -354,7 +346,7 @@ class FakeClient:
                     label_selector: str = "", field_selector: str = "",
                     allow_bookmarks: bool = False):
         self._check("watch")
-        info = kind_info(kind)
+        info = kinds.lookup(kind)
         w = _Watcher(info.kind, namespace if info.namespaced else "",
                      _label_matcher(label_selector), _field_matcher(field_selector, info.kind))
         if resource_version and int(resource_version) < self._compacted - 1:

@@ -83,14 +83,6 @@ def index_by_controller_uid(obj: Message) -> list[str]:
 BY_NAMESPACE, BY_NODE, BY_OWNER, BY_CONTROLLER = "namespace", "node", "owner", "controller"
 
 
-def _kind_info(kind) -> kinds.KindInfo:
-    if isinstance(kind, kinds.KindInfo):
-        return kind
-    if isinstance(kind, type):
-        return kinds.of(kind)
-    return kinds.resolve(kind)
-
-
 async def _call(fn, *args) -> None:
     try:
         result = fn(*args)
@@ -114,7 +106,7 @@ class Informer:
                  field_selector: str = "", resync: float | None = None, *,
                  backoff_initial: float = 0.2, backoff_max: float = 30.0):
         self.client = client
-        self.kind = _kind_info(kind)
+        self.kind = kinds.lookup(kind)
         self.namespace = namespace
         self.label_selector, self.field_selector = label_selector, field_selector
         self.resync = resync
@@ -352,7 +344,7 @@ class SharedInformerFactory:
 
     def informer(self, kind, namespace: str = "", label_selector: str = "",
                  field_selector: str = "") -> Informer:
-        info = _kind_info(kind)
+        info = kinds.lookup(kind)
         key = (info.kind, namespace, label_selector, field_selector)
         inf = self._informers.get(key)
         if inf is None:

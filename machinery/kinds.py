@@ -78,6 +78,16 @@ def resolve(name: str) -> KindInfo:
     return info
 
 
+def lookup(kind) -> KindInfo:
+    """A KindInfo from whatever a caller holds: a KindInfo, a kind's message
+    class, or a name a user would type (see resolve)."""
+    if isinstance(kind, KindInfo):
+        return kind
+    if isinstance(kind, type):
+        return of(kind)
+    return resolve(kind)
+
+
 def for_kind(kind: str, api_version: str | None = None) -> KindInfo:
     """Look up a manifest's kind; api_version, when given, must match."""
     info = BY_KIND.get(kind)
