@@ -37,7 +37,11 @@ async def test_killed_node_goes_unknown_and_its_pods_are_replaced_on_the_others(
         n1 = await client.get("Node", "n1")
         cond = next(c for c in n1.status.conditions if c.type == "Ready")
         assert (cond.reason, cond.message) == ("NodeStatusUnknown", "Kubelet stopped posting node status.")
-        assert ("node.kubernetes.io/unreachable", "NoExecute") in {(t.key, t.effect) for t in n1.spec.taints}
+        # The taint is a separate write that follows the status update.
+        async def tainted():
+            n = await client.get("Node", "n1")
+            return ("node.kubernetes.io/unreachable", "NoExecute") in {(t.key, t.effect) for t in n.spec.taints}
+        await until(tainted, "n1 tainted unreachable:NoExecute", timeout=10)
 
         async def replaced():
             pods = await live_pods(client)
