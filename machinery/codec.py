@@ -23,6 +23,7 @@ from google.protobuf.descriptor import FieldDescriptor as FD
 from google.protobuf.message import Message
 
 from machinery import kinds
+from machinery.errors import DecodeError  # noqa: F401  (re-exported: codec.DecodeError)
 
 INT_OR_STRING = "kctl.v1.IntOrString"
 TIMESTAMP = "google.protobuf.Timestamp"
@@ -58,14 +59,6 @@ class DecodeIssue:
 
     def __str__(self):
         return f"{self.field}: {self.message}" if self.field else self.message
-
-
-class DecodeError(ValueError):
-    """A manifest that cannot become an object; `issues` name every field."""
-
-    def __init__(self, message: str, issues: list[DecodeIssue] | None = None):
-        super().__init__(message)
-        self.issues = issues or []
 
 
 class UnknownKindError(DecodeError):

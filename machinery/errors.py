@@ -1,5 +1,21 @@
 """The project's error types and their translation to and from gRPC.
 
+One exception tree, as httpx has one: every error kctl raises on purpose is
+a `KctlError`. Each boundary has one family below it, and code at a
+boundary translates the foreign error with `raise ... from exc`:
+
+    KctlError
+    ├── ApiError        the API's Status model (NotFound, Conflict, Invalid, ...):
+    │                   apiserver, client, informers; also gRPC and HTTP codes
+    ├── DecodeError     a manifest or value that cannot become an object
+    │                   (codec, quantities, JSONPath); also a ValueError
+    ├── ConfigError     a configuration that cannot be used (kubeconfig, flags,
+    │                   an agent's pod config such as a missing Secret)
+    ├── HostError       the host refused an operation: subprocesses, netlink,
+    │                   files (node agent runtime/images/network/iptables, lab)
+    └── ControlFlow     internal signals that end a task (leadership lost,
+                        queue shut down, a component's task ended)
+
 An ApiError carries what Kubernetes' metav1.Status carries: a reason
 (NotFound, Conflict, Invalid, ...), the HTTP-style code kubectl users know,
 a message, and for Invalid the per-field causes. On the wire it is a gRPC
@@ -109,9 +125,35 @@ def not_supported(field, value, supported):
                       "supported values: " + ", ".join(json.dumps(s) for s in supported))
 
 
+# ----------------------------------------------------------------- the tree
+
+class KctlError(Exception):
+    """Root of every error kctl raises on purpose."""
+
+
+class DecodeError(KctlError, ValueError):
+    """Input that cannot become an object; `issues` name every field."""
+
+    def __init__(self, message: str = "", issues: list | None = None):
+        super().__init__(message)
+        self.issues = issues or []
+
+
+class ConfigError(KctlError):
+    """A configuration that cannot be used; the message says what to fix."""
+
+
+class HostError(KctlError):
+    """The host refused an operation (a subprocess, netlink, the filesystem)."""
+
+
+class ControlFlow(KctlError):
+    """An internal signal that ends a task; never shown to a user as a failure."""
+
+
 # ----------------------------------------------------------------- ApiError
 
-class ApiError(Exception):
+class ApiError(KctlError):
     reason = "InternalError"
     http_code = 500
     grpc_code = grpc.StatusCode.INTERNAL

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
+from machinery.errors import KctlError
 from machinery.pb import apps_pb2, core_pb2
 
 
@@ -66,7 +67,7 @@ for _k in KINDS:
             _ALIASES[f"{_name.lower()}.{_k.group}"] = _k
 
 
-class UnknownKind(LookupError):
+class UnknownKind(KctlError, LookupError):
     pass
 
 

@@ -37,7 +37,7 @@ from machinery import codec, errors, kinds
 log = logging.getLogger("kctl.leaderelection")
 
 
-class LeadershipLost(Exception):
+class LeadershipLost(errors.ControlFlow):
     """Raised by LeaderElector.run() when the lease could not be kept."""
 
 

@@ -22,6 +22,8 @@ import math
 import re
 from fractions import Fraction
 
+from machinery.errors import DecodeError
+
 FORMAT_MESSAGE = ("quantities must match the regular expression "
                   "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
 NUMERIC_MESSAGE = "unable to parse numeric part of quantity"
@@ -40,7 +42,7 @@ _BINARY_SUFFIX = {v // 10: k for k, v in _BINARY.items()}
 _NANO = Fraction(1, 10**9)
 
 
-class QuantityError(ValueError):
+class QuantityError(DecodeError):
     """Raised for a string that is not a quantity; the message is Kubernetes'."""
 
 

@@ -19,16 +19,18 @@ import signal
 import sys
 from typing import Awaitable, Callable
 
+from machinery.errors import ControlFlow, KctlError
+
 log = logging.getLogger("kctl.runner")
 
 
-class ComponentFailed(Exception):
+class ComponentFailed(KctlError):
     def __init__(self, task_name: str, cause: BaseException | None = None):
         super().__init__(f"task {task_name!r} failed: {cause!r}")
         self.task_name, self.cause = task_name, cause
 
 
-class _TaskEnded(Exception):
+class _TaskEnded(ControlFlow):
     pass
 
 

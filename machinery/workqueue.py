@@ -50,7 +50,7 @@ WORK_DURATION = Histogram("kctl_workqueue_work_duration_seconds",
                           "Seconds spent processing a key (get to done)", ["name"], buckets=_BUCKETS)
 
 
-class QueueShutDown(Exception):
+class QueueShutDown(errors.ControlFlow):
     """Raised by get() once the queue is shut down and drained."""
 
 
