@@ -231,8 +231,30 @@ class MethodNotAllowed(ApiError):
     reason, http_code, grpc_code = "MethodNotAllowed", 405, grpc.StatusCode.UNIMPLEMENTED
 
 
+class NotAcceptable(ApiError):
+    reason, http_code, grpc_code = "NotAcceptable", 406, grpc.StatusCode.INVALID_ARGUMENT
+
+
+class RequestEntityTooLarge(ApiError):
+    reason, http_code, grpc_code = "RequestEntityTooLarge", 413, grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnsupportedMediaType(ApiError):
+    reason, http_code, grpc_code = "UnsupportedMediaType", 415, grpc.StatusCode.INVALID_ARGUMENT
+
+
+class TooManyRequests(ApiError):
+    reason, http_code, grpc_code = "TooManyRequests", 429, grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthorized(ApiError):
+    reason, http_code, grpc_code = "Unauthorized", 401, grpc.StatusCode.UNAUTHENTICATED
+
+
 _BY_REASON = {c.reason: c for c in (NotFound, AlreadyExists, Conflict, Invalid, BadRequest,
-                                    Forbidden, Expired, Unavailable, Timeout, MethodNotAllowed)}
+                                    Forbidden, Expired, Unavailable, Timeout, MethodNotAllowed,
+                                    NotAcceptable, RequestEntityTooLarge, UnsupportedMediaType,
+                                    TooManyRequests, Unauthorized)}
 _BY_GRPC = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
@@ -243,6 +265,8 @@ _BY_GRPC = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Timeout,
     grpc.StatusCode.UNIMPLEMENTED: MethodNotAllowed,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: TooManyRequests,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthorized,
 }
 
 
