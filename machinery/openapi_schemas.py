@@ -30,16 +30,11 @@ import pathlib
 from google.protobuf.descriptor import Descriptor, FieldDescriptor as FD
 
 from machinery import codec, kinds
-from machinery.openapi_meta import (INT_OR_STRING, LIST_META, QUANTITY, TIME, fixed_schemas,
-                                    list_schema)
-
-try:
-    from machinery.patch import mergekeys
-except ImportError:  # until the patch tables (branch h-patch) are merged
-    from machinery import openapi_patchstub as mergekeys
+from machinery.openapi_meta import (INT_OR_STRING, LIST_META, META, QUANTITY, TIME,
+                                    fixed_schemas, list_schema)
+from machinery.patch import mergekeys
 
 REF_PREFIX = "#/components/schemas/"
-META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 DOCS_PATH = pathlib.Path(__file__).resolve().parent / "pb" / "docs.json"
 
 # Where kctl's messages live in Kubernetes' Go packages: by proto file, with
