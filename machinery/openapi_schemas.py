@@ -17,7 +17,8 @@ camelCase property names as machinery/codec.py reads and writes them.
 The codec's special cases have their Kubernetes types: IntOrString fields
 refer to `io.k8s.apimachinery.pkg.util.intstr.IntOrString` (integer or
 string), the codec's QUANTITY_FIELDS to `io.k8s.apimachinery.pkg.api.resource.Quantity`,
-Timestamps to `io.k8s.apimachinery.pkg.apis.meta.v1.Time` (a date-time string).
+Timestamps to `io.k8s.apimachinery.pkg.apis.meta.v1.Time` (a date-time string),
+managedFields' fieldsV1 (a google.protobuf.Struct) to `…meta.v1.FieldsV1`.
 machinery/openapi.py puts them into documents; `to_v2` turns a v3 schema
 into its Swagger 2.0 form.
 """
@@ -30,8 +31,8 @@ import pathlib
 from google.protobuf.descriptor import Descriptor, FieldDescriptor as FD
 
 from machinery import codec, kinds
-from machinery.openapi_meta import (INT_OR_STRING, LIST_META, META, QUANTITY, TIME,
-                                    fixed_schemas, list_schema)
+from machinery.openapi_meta import (FIELDS_V1, INT_OR_STRING, LIST_META, META, QUANTITY,
+                                    TIME, fixed_schemas, list_schema)
 from machinery.patch import mergekeys
 
 REF_PREFIX = "#/components/schemas/"
@@ -51,6 +52,10 @@ _PACKAGE_BY_MESSAGE = {
 }
 _KIND_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in kinds.KINDS}
 _SPECIAL = {codec.INT_OR_STRING: INT_OR_STRING, codec.TIMESTAMP: TIME}
+# A google.protobuf.Struct holds arbitrary JSON; the fields that use one
+# name the Kubernetes type it stands for, any other is a free-form object.
+STRUCT = "google.protobuf.Struct"
+_STRUCT_FIELDS = {"kctl.v1.ManagedFieldsEntry.fields_v1": FIELDS_V1}
 _INT32 = (FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32, FD.TYPE_UINT32, FD.TYPE_FIXED32)
 _INT64 = (FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64, FD.TYPE_UINT64, FD.TYPE_FIXED64)
 
@@ -118,6 +123,10 @@ def _scalar(f) -> dict:
 
 def _value(f, quantity: bool) -> dict:
     """The schema of one value of field f (one item of a list, one map value)."""
+    if f.type == FD.TYPE_MESSAGE and f.message_type.full_name == STRUCT:
+        if f.full_name in _STRUCT_FIELDS:
+            return ref(_STRUCT_FIELDS[f.full_name])
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     if f.type == FD.TYPE_MESSAGE:
         return ref(schema_name(f.message_type))
     return ref(QUANTITY) if quantity else _scalar(f)
@@ -181,7 +190,7 @@ def _messages(roots) -> list[Descriptor]:
     seen, order, stack = set(), [], list(roots)
     while stack:
         desc = stack.pop()
-        if desc.full_name in seen or desc.full_name in _SPECIAL:
+        if desc.full_name in seen or desc.full_name in _SPECIAL or desc.full_name == STRUCT:
             continue
         seen.add(desc.full_name)
         if not desc.GetOptions().map_entry:

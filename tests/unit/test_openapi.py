@@ -327,3 +327,17 @@ def test_to_v2_rewrites_refs_allof_and_oneof():
         "a": {"$ref": "#/definitions/N", "description": "d"},
         "b": {"type": "string", "format": "int-or-string"},
         "c": {"items": {"$ref": "#/definitions/M"}}}
+
+
+def test_managed_fields_and_free_form_structs():
+    schemas = openapi_schemas.all_schemas()
+    managed = schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["managedFields"]
+    assert managed["items"]["allOf"] == [{"$ref": REF + "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"}]
+    assert managed["x-kubernetes-list-type"] == "atomic"
+    entry = schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"]["properties"]
+    assert entry["fieldsV1"]["allOf"] == [{"$ref": REF + "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"}]
+    assert schemas["io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"]["type"] == "object"
+    assert not [n for n in schemas if n.startswith("google")]
+    from google.protobuf import struct_pb2
+    other = openapi_schemas.field_schema(struct_pb2.Value.DESCRIPTOR.fields_by_name["struct_value"])
+    assert other == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
