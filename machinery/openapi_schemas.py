@@ -2,8 +2,10 @@
 
 The message descriptors say what fields exist and their types; the proto
 comments (distilled by scripts/genproto.py into machinery/pb/docs.json) give
-the descriptions, and a `+required` marker line where Kubernetes' Go type
-has the field required (the field goes into the schema's `required`).
+the descriptions (up to a `---` line, after which a comment speaks to
+kctl's developers only, as in Kubernetes' Go comments), and a `+required`
+marker line where Kubernetes' Go type has the field required (the field
+goes into the schema's `required`).
 How lists, maps and structs merge (`x-kubernetes-patch-strategy`,
 `-patch-merge-key`, `-list-type`, `-list-map-keys`, `-map-type`) comes from
 the one table machinery/patch/mergekeys.py keeps for strategic merge patch
@@ -67,14 +69,17 @@ def _docs() -> dict[str, str]:
 
 def doc(full_name: str) -> tuple[str, dict[str, list[str]]]:
     """(description, markers) of a message or field: the comment's paragraphs
-    with their lines joined as Kubernetes' descriptions are, and its `+name=value`
-    marker lines as {name: [values]} (`+required` gives {"required": [""]})."""
-    paragraphs, current, markers = [], [], {}
+    before any `---` line, with their lines joined as Kubernetes' descriptions
+    are, and its `+name=value` marker lines as {name: [values]} (`+required`
+    gives {"required": [""]})."""
+    paragraphs, current, markers, internal = [], [], {}, False
     for line in _docs().get(full_name, "").splitlines():
         line = line.strip()
         if line.startswith("+"):
             name, _, value = line[1:].partition("=")
             markers.setdefault(name, []).append(value)
+        elif line == "---" or internal:
+            internal = True  # the rest of the text speaks to kctl's developers
         elif line:
             current.append(line)
         elif current:

@@ -319,6 +319,17 @@ def test_doc_splits_paragraphs_and_markers(monkeypatch):
     assert openapi_schemas.doc("x.Y.absent") == ("", {})
 
 
+def test_doc_leaves_out_developer_notes_after_three_dashes(monkeypatch):
+    monkeypatch.setattr(openapi_schemas, "_docs", lambda: {"x.Y": "For users.\n---\nFor us.\n+required"})
+    assert openapi_schemas.doc("x.Y") == ("For users.", {"required": [""]})
+
+
+def test_developer_notes_stay_out_of_the_documents():
+    desc = openapi_schemas.all_schemas()["io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"]
+    assert desc["description"].startswith("ManagedFieldsEntry is a workflow-id")
+    assert "machinery/" not in desc["description"]
+
+
 def test_to_v2_rewrites_refs_allof_and_oneof():
     v3 = {"a": {"allOf": [{"$ref": REF + "N"}], "default": {}, "description": "d"},
           "b": {"oneOf": [{"type": "integer"}, {"type": "string"}], "format": "int-or-string"},
