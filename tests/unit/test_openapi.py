@@ -1,5 +1,6 @@
 """The OpenAPI documents generated from the proto descriptors (machinery/openapi.py)."""
 import hashlib
+import json
 import pathlib
 
 import pytest
@@ -83,6 +84,7 @@ def test_every_v3_ref_resolves_within_its_document(group, version):
 def test_every_v2_ref_resolves():
     doc = openapi.v2_document()
     assert doc["swagger"] == "2.0"
+    assert json.loads(openapi.v2_document_bytes()) == doc
     assert "#/components/" not in str(doc)
     found = openapi_schemas.refs(_v2_as_v3(doc))
     assert found and found <= set(doc["definitions"])
