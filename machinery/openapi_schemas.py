@@ -143,7 +143,7 @@ def _is_map(f) -> bool:
 
 def field_schema(f) -> dict:
     quantity = f.full_name in codec.QUANTITY_FIELDS
-    description, markers = doc(f.full_name)
+    description, _ = doc(f.full_name)
     if _is_map(f):
         schema = {"type": "object",
                   "additionalProperties": _value(f.message_type.fields_by_name["value"], quantity)}
