@@ -124,26 +124,29 @@ class Snapshot:
 
     # -------------------------------------------------------- resources
 
-    def _triple(self, cpu: str, mem: str, pods: str | None) -> Resources:
-        c, n = self._cache, self._cache.n
-        return Resources(getattr(c, cpu)[:n], getattr(c, mem)[:n], getattr(c, pods)[:n] if pods else None)
+    # (spelled out rather than getattr-generic: these run several times per pod)
 
     def allocatable(self) -> Resources:
-        return self._triple("alloc_cpu", "alloc_mem", "alloc_pods")
+        c, n = self._cache, self._cache.n
+        return Resources(c.alloc_cpu[:n], c.alloc_mem[:n], c.alloc_pods[:n])
 
     def requested(self) -> Resources:
         """Sum over the pods bound or assumed on each node."""
-        return self._triple("req_cpu", "req_mem", "req_pods")
+        c, n = self._cache, self._cache.n
+        return Resources(c.req_cpu[:n], c.req_mem[:n], c.req_pods[:n])
 
     def free(self) -> Resources:
-        return self._triple("free_cpu", "free_mem", "free_pods")
+        c, n = self._cache, self._cache.n
+        return Resources(c.free_cpu[:n], c.free_mem[:n], c.free_pods[:n])
 
     def nonzero_requested(self) -> Resources:
-        return self._triple("nz_cpu", "nz_mem", "req_pods")
+        c, n = self._cache, self._cache.n
+        return Resources(c.nz_cpu[:n], c.nz_mem[:n], c.req_pods[:n])
 
     def inverse_allocatable(self) -> Resources:
         """1 / allocatable cpu and memory (pods: None)."""
-        return self._triple("inv_cpu", "inv_mem", None)
+        c, n = self._cache, self._cache.n
+        return Resources(c.inv_cpu[:n], c.inv_mem[:n], None)
 
     # ------------------------------------------------------------- pods
 
