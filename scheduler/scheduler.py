@@ -6,9 +6,10 @@ Tasks (all on one event loop, started by `run()` in a TaskGroup):
   handlers only update the NodeCache and the SchedulingQueue — synchronous,
   no awaits, so neither is ever seen half-updated.
 * the scheduling loop: pops a pod, decides synchronously against the cache
-  (Algorithm.schedule), assumes it on the chosen node *before* yielding, and
-  submits the binding to the Binder. It yields to the loop every few pods so
-  watches, binds and writes make progress.
+  (the Algorithm of the pod's profile), assumes it on the chosen node
+  *before* yielding, and runs the profile's Bind plugins with the decision's
+  CycleState (DefaultBinder submits to the Binder). It yields to the loop
+  every few pods so watches, binds and writes make progress.
 * the binder (binder.py): BindBatch of up to 128, a few in flight; per-item
   results come back through `_on_bound`: success → `Scheduled` event and
   metrics; failure → forget the assumption, then drop (pod gone / already
