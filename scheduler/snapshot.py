@@ -124,29 +124,31 @@ class Snapshot:
 
     # -------------------------------------------------------- resources
 
-    # (spelled out rather than getattr-generic: these run several times per pod)
+    def _view(self, cpu, memory, pods) -> Resources:
+        n = self._cache.n
+        return Resources(cpu[:n], memory[:n], None if pods is None else pods[:n])
 
     def allocatable(self) -> Resources:
-        c, n = self._cache, self._cache.n
-        return Resources(c.alloc_cpu[:n], c.alloc_mem[:n], c.alloc_pods[:n])
+        c = self._cache
+        return self._view(c.alloc_cpu, c.alloc_mem, c.alloc_pods)
 
     def requested(self) -> Resources:
         """Sum over the pods bound or assumed on each node."""
-        c, n = self._cache, self._cache.n
-        return Resources(c.req_cpu[:n], c.req_mem[:n], c.req_pods[:n])
+        c = self._cache
+        return self._view(c.req_cpu, c.req_mem, c.req_pods)
 
     def free(self) -> Resources:
-        c, n = self._cache, self._cache.n
-        return Resources(c.free_cpu[:n], c.free_mem[:n], c.free_pods[:n])
+        c = self._cache
+        return self._view(c.free_cpu, c.free_mem, c.free_pods)
 
     def nonzero_requested(self) -> Resources:
-        c, n = self._cache, self._cache.n
-        return Resources(c.nz_cpu[:n], c.nz_mem[:n], c.req_pods[:n])
+        c = self._cache
+        return self._view(c.nz_cpu, c.nz_mem, c.req_pods)
 
     def inverse_allocatable(self) -> Resources:
         """1 / allocatable cpu and memory (pods: None)."""
-        c, n = self._cache, self._cache.n
-        return Resources(c.inv_cpu[:n], c.inv_mem[:n], None)
+        c = self._cache
+        return self._view(c.inv_cpu, c.inv_mem, None)
 
     # ------------------------------------------------------------- pods
 
