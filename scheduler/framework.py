@@ -146,7 +146,7 @@ def is_ours(pod: core_pb2.Pod, names=OUR_NAMES) -> bool:
 
 def needs_scheduling(pod: core_pb2.Pod, names=OUR_NAMES) -> bool:
     """Pending, not being deleted, and asking for one of `names`."""
-    return (not pod.spec.node_name and pod.spec.scheduler_name in names
+    return (not pod.spec.node_name and is_ours(pod, names)
             and not pod.metadata.HasField("deletion_timestamp")
             and pod.status.phase not in ("Succeeded", "Failed"))
 

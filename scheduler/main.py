@@ -72,17 +72,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _weights(args) -> dict[str, float]:
-    return {plugin: w for flag, plugin in WEIGHT_FLAGS.items()
-            if (w := getattr(args, flag[2:].replace("-", "_"))) is not None}
+def _weight_flags(args) -> dict[str, tuple[str, float]]:
+    """flag -> (plugin, weight) for the --weight-* flags given."""
+    given = {flag: (plugin, getattr(args, flag[2:].replace("-", "_"))) for flag, plugin in WEIGHT_FLAGS.items()}
+    return {flag: pw for flag, pw in given.items() if pw[1] is not None}
 
 
 def config_of(args, registry=None) -> Config:
     """The Config the flags and --config describe; ConfigError if unusable."""
     cfg = Config(batch_size=args.batch_size, binds_in_flight=args.binds_in_flight)
-    weights = _weights(args)
+    weights = _weight_flags(args)
     if args.config:
-        clash = [f for f in WEIGHT_FLAGS if getattr(args, f[2:].replace("-", "_")) is not None]
+        clash = list(weights)
         if args.percentage_of_nodes_to_score is not None:
             clash.append("--percentage-of-nodes-to-score")
         if clash:
@@ -95,7 +96,7 @@ def config_of(args, registry=None) -> Config:
         return cfg
     if args.percentage_of_nodes_to_score is not None:
         cfg.percentage_of_nodes_to_score = args.percentage_of_nodes_to_score
-    cfg.profiles = [p.with_weights(weights) for p in cfg.profiles]
+    cfg.profiles = [p.with_weights(dict(weights.values())) for p in cfg.profiles]
     return cfg
 
 
