@@ -1,5 +1,6 @@
 """NodeAffinity: nodeSelector and required node affinity (filter), preferred
-node affinity (score).
+node affinity (PreScore computes the per-slot sums into the CycleState,
+Score normalises them over the candidates).
 
 Requirements are evaluated column-wise over the snapshot's label columns
 (value ids per node slot), so one `In` over 5,000 nodes is one np.isin.
