@@ -208,3 +208,10 @@ def test_one_instance_per_plugin_across_points():
     affinity = next(f for f in fw.filters if f.name == "NodeAffinity")
     assert fw.pre_scores == [affinity] and any(s is affinity for s, _ in fw.scorers)
     assert [f.name for f in fw.dynamic_filters] == [NodeResourcesFit.name]
+
+
+def test_weight_zero_skips_the_score_but_keeps_it_in_the_record_weights():
+    algo = Algorithm(cluster(), default_profile().with_weights({"LeastAllocated": 0.0}))
+    res = algo.schedule(pod_info(hollow.pod("p")))
+    assert algo.weights["LeastAllocated"] == 0.0 and "LeastAllocated" not in res.top[0][2]
+    assert set(res.top[0][2]) == {"BalancedAllocation", "NodeAffinity", "OwnerSpread"}
