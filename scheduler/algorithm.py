@@ -1,21 +1,30 @@
-"""One scheduling decision: filter all nodes, score a sample, pick the best.
+"""One scheduling decision for one profile: filter all nodes, score a
+sample, pick the best.
 
-`Algorithm.schedule(pod)` is synchronous and cheap at 5,000 nodes:
+`Algorithm.schedule(pod)` is synchronous and cheap at 5,000 nodes. It makes
+the attempt's CycleState and runs the profile's Framework (runtime.py):
 
-1. static filters (unschedulable, node name, taints, affinity) — their
-   combined per-slot codes are cached per pod shape (framework.PodInfo.shape)
-   and cache generation, so replicas of one template pay once;
-2. NodeResourcesFit over the int64 arrays (dynamic, every pod);
-3. the feasible slots, rotated from where the previous pod stopped, cut to
+1. PreFilter plugins (a rejection makes every node fail with its message);
+2. static filters (by default unschedulable, node name, taints, affinity) —
+   their per-slot answers are cached per pod shape (framework.PodInfo.shape)
+   and snapshot generation, so replicas of one template pay once;
+3. dynamic filters (NodeResourcesFit over the int64 arrays) on every pod,
+   through their `feasible()` fast path — the reasons are only computed
+   (in the profile's filter order, a node counting under its first failing
+   filter) when some node does not fit;
+4. the feasible slots, rotated from where the previous pod stopped, cut to
    kube-scheduler's numFeasibleNodesToFind (adaptive percentageOfNodesToScore:
    max(5, 50 - nodes/125) %, never fewer than 100 nodes);
-4. weighted scores over those candidates; the highest total wins, ties
-   broken at random (kube-scheduler's selectHost does the same).
+5. PreScore, then weighted Score plugins over those candidates (one batch
+   call each); the highest total wins, ties broken at random
+   (kube-scheduler's selectHost does the same).
 
 It returns a ScheduleResult with what the decision record and the
 FailedScheduling message need (reason histogram, a few node names per
-reason, top candidates with per-plugin scores). The caller assumes the pod
-in the cache before anything awaits.
+reason, top candidates with per-plugin scores) and the CycleState, which
+the caller hands to `bind()` after assuming the pod in the cache, before
+anything awaits. A plugin's ERROR status ends the attempt with
+`result.error` set (the scheduler backs the pod off).
 """
 from __future__ import annotations
 
@@ -26,14 +35,17 @@ import numpy as np
 
 from scheduler import plugins
 from scheduler.cache import NodeCache
-from scheduler.framework import Code, Config, PodInfo, Status, SUCCESS, aggregate_message
+from scheduler.config import Profile, default_profile
+from scheduler.cycle_state import CycleState
+from scheduler.framework import SUCCESS, Code, FilterResult, Handle, PodInfo, ShapeCache, Status, aggregate_message
+from scheduler.runtime import Framework, Registry
+from scheduler.snapshot import Snapshot
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
 MAX_REASONS_LISTED = 5
 NAMES_PER_REASON = 3
 TOP_SCORED = 5
-_REMOVED = Status(Code.ERROR, (), "removed")       # free slots
 
 
 @dataclass
@@ -45,9 +57,12 @@ class ScheduleResult:
     reasons: dict[str, int] = field(default_factory=dict)         # reason -> node count
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few node names
     top: list[tuple[str, float, dict[str, float]]] = field(default_factory=list)
+    pre_filter: str = ""             # a PreFilter plugin's rejection message
+    error: Status | None = None      # a plugin failed: the attempt is an error
+    state: CycleState | None = None
 
     def message(self) -> str:
-        return aggregate_message(self.num_nodes, self.reasons)
+        return aggregate_message(self.num_nodes, self.reasons, self.pre_filter)
 
 
 def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
@@ -59,93 +74,92 @@ def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
 
 
 class Algorithm:
-    def __init__(self, cache: NodeCache, config: Config | None = None, *, rng: random.Random | None = None):
-        self.cache = cache
-        self.config = config or Config()
-        self.static_filters = plugins.static_filters()
-        self.fit = plugins.NodeResourcesFit()
-        w = self.config.weights
-        self.affinity_score = plugins.NodeAffinityScore()
-        self.scorers = [(plugins.LeastAllocated(), w.least_allocated),
-                        (plugins.BalancedAllocation(), w.balanced_allocation),
-                        (self.affinity_score, w.node_affinity),
-                        (plugins.OwnerSpread(), w.owner_spread)]
+    def __init__(self, cache: NodeCache, profile: Profile | None = None, *, percentage_of_nodes_to_score: int = 0,
+                 registry: Registry | None = None, binder=None, rng: random.Random | None = None):
+        self.snapshot = Snapshot(cache)
+        self.profile = profile or default_profile()
+        pct = self.profile.percentage_of_nodes_to_score
+        self.percentage = percentage_of_nodes_to_score if pct is None else pct
+        self.framework = Framework(self.profile, registry or plugins.in_tree_registry(),
+                                   Handle(self.snapshot, binder))
+        self.weights = self.framework.weights
         self.rng = rng or random.Random()
         self._next_start = 0
-        self._shapes: dict[bytes, tuple] = {}
+        self._shapes = ShapeCache()
 
     # ----------------------------------------------------------- filters
 
-    def _static(self, pod: PodInfo):
-        """(codes, statuses, preferred-affinity raw scores, codes == 0) for the
-        pod's shape, cached per shape and cache generation."""
-        cache = self.cache
-        hit = self._shapes.get(pod.shape)
-        if hit is not None and hit[0] == cache.generation and hit[1] == cache.n:
-            return hit[2], hit[3], hit[4], hit[5]
-        n = cache.n
-        codes = np.where(cache.valid[:n], 0, 1).astype(np.int32)
-        statuses = [SUCCESS, _REMOVED]
-        for p in self.static_filters:
-            r = p.filter(pod, cache)
-            if len(r.statuses) == 1:
-                continue
-            take = (codes == 0) & (r.codes != 0)
-            codes[take] = r.codes[take] + (len(statuses) - 1)
-            statuses.extend(r.statuses[1:])
-        raw = plugins.affinity.preferred_raw(cache, pod.pod.spec)
-        if len(self._shapes) > 4096:
-            self._shapes.clear()
-        ok = codes == 0
-        self._shapes[pod.shape] = (cache.generation, n, codes, statuses, raw, ok)
-        return codes, statuses, raw, ok
+    def _static(self, state: CycleState, pod: PodInfo):
+        """(answer of each static filter or None where all pass, nodes that
+        pass them all), cached per shape and snapshot generation."""
+        return self._shapes.get(pod.shape, self.snapshot, lambda: self._run_static(state, pod))
 
-    def filter(self, pod: PodInfo):
-        """Per slot: static codes, their statuses, fit codes, feasible mask."""
-        codes, statuses, raw, ok = self._static(pod)
-        fit = self.fit.filter(pod, self.cache)
-        feasible = ok & (fit.codes == 0)
-        return codes, statuses, fit, feasible, raw
+    def _run_static(self, state: CycleState, pod: PodInfo):
+        ok = self.snapshot.valid().copy()
+        answers: list[FilterResult | None] = []
+        for p in self.framework.static_filters:
+            r = p.filter(state, pod, self.snapshot)
+            if len(r.statuses) == 1:
+                answers.append(None)
+                continue
+            ok &= r.codes == 0
+            answers.append(r)
+        return answers, ok
+
+    def _answers(self, state: CycleState, pod: PodInfo):
+        """(plugin, FilterResult or None) in the profile's filter order."""
+        static = iter(self._static(state, pod)[0])
+        for p in self.framework.filters:
+            yield p, next(static) if p.static else p.filter(state, pod, self.snapshot)
 
     def node_status(self, pod: PodInfo, node: str) -> Status:
         """The filter verdict for one node (tests, debugging)."""
-        codes, statuses, fit, _, _ = self.filter(pod)
-        i = self.cache.index[node]
-        if codes[i]:
-            return statuses[codes[i]]
-        return fit.statuses[fit.codes[i]]
+        state = CycleState()
+        st = self.framework.run_pre_filter(state, pod, self.snapshot)
+        if not st.ok:
+            return st
+        i = self.snapshot.slot(node)
+        for _, r in self._answers(state, pod):
+            if r is not None and r.codes[i]:
+                return r.status_at(i)
+        return SUCCESS
 
     # ----------------------------------------------------------- schedule
 
     def schedule(self, pod: PodInfo) -> ScheduleResult:
-        cache = self.cache
-        codes, statuses, raw, ok = self._static(pod)
-        result = ScheduleResult(None, len(cache), 0, 0)
-        idx = np.flatnonzero(self.fit.fits(pod, cache, ok))
+        snap, fw = self.snapshot, self.framework
+        state = CycleState()
+        result = ScheduleResult(None, len(snap), 0, 0, state=state)
+        st = fw.run_pre_filter(state, pod, snap)
+        if not st.ok:
+            if st.code == Code.ERROR:
+                result.error = st
+            else:
+                result.pre_filter = st.message()
+            return result
+        _, feasible = self._static(state, pod)
+        for f in fw.dynamic_filters:
+            feasible = f.feasible(state, pod, snap, feasible)
+        idx = np.flatnonzero(feasible)
         result.feasible = len(idx)
         if result.feasible < result.num_nodes:
-            self._histogram(result, codes, statuses, self.fit.filter(pod, cache), ok)
+            self._histogram(result, state, pod)
         if not len(idx):
             return result
-        k = num_feasible_nodes_to_find(len(cache), self.config.percentage_of_nodes_to_score)
+        k = num_feasible_nodes_to_find(len(snap), self.percentage)
         if len(idx) > k:
             pos = int(np.searchsorted(idx, self._next_start))
             if pos + k <= len(idx):
                 idx = idx[pos:pos + k]
             else:
                 idx = np.concatenate((idx[pos:], idx[:k - (len(idx) - pos)]))
-        self._next_start = (int(idx[-1]) + 1) % max(cache.n, 1)
+        self._next_start = (int(idx[-1]) + 1) % max(snap.num_slots, 1)
         result.scored = len(idx)
-        names_p, weights, rows = [], [], []
-        for plugin, weight in self.scorers:
-            if not weight:
-                continue
-            if plugin is self.affinity_score:
-                rows.append(plugin.score(pod, cache, idx, raw))
-            else:
-                rows.append(plugin.score(pod, cache, idx))
-            names_p.append(plugin.name)
-            weights.append(weight)
+        st = fw.run_pre_score(state, pod, snap, idx)
+        if not st.ok:
+            result.error = st
+            return result
+        names_p, weights, rows = fw.run_score(state, pod, snap, idx)
         if rows:
             scores = np.vstack(rows)                      # plugins x candidates
             total = np.asarray(weights) @ scores
@@ -153,30 +167,37 @@ class Algorithm:
             scores, total = np.zeros((0, len(idx))), np.zeros(len(idx))
         best = np.flatnonzero(total == total.max())
         pick = int(best[self.rng.randrange(len(best))]) if len(best) > 1 else int(best[0])
-        result.node = cache.names[idx[pick]]
+        result.node = snap.names[idx[pick]]
         # argsort, not argpartition: scores have few distinct values (ties
         # everywhere on an empty cluster) and introselect degrades on them.
         order = np.argsort(-total, kind="stable")[:TOP_SCORED]
         if pick not in order:
             order = np.concatenate(([pick], order[:-1]))
-        names = [cache.names[i] for i in idx[order].tolist()]
+        names = [snap.names[i] for i in idx[order].tolist()]
         totals = np.round(total[order], 1).tolist()
         per = np.round(scores[:, order], 1).T.tolist()    # candidates x plugins
         for k, name in enumerate(names):
             result.top.append((name, totals[k], dict(zip(names_p, per[k]))))
         return result
 
-    def _histogram(self, result: ScheduleResult, codes, statuses, fit, static_ok) -> None:
-        names = self.cache.names
-        counts = np.bincount(codes, minlength=2)
-        for code in np.flatnonzero(counts[2:]) + 2:
-            self._count(result, statuses[code].reasons, int(counts[code]),
-                        lambda c=code: np.flatnonzero(codes == c), names)
-        fcodes = np.where(static_ok, fit.codes, 0)
-        fcounts = np.bincount(fcodes, minlength=8)
-        for code in np.flatnonzero(fcounts[1:]) + 1:
-            self._count(result, fit.statuses[code].reasons, int(fcounts[code]),
-                        lambda c=code: np.flatnonzero(fcodes == c), names)
+    def bind(self, result: ScheduleResult, pod: PodInfo, annotations: dict, ctx) -> Status:
+        """Run the profile's Bind plugins for a decided (and assumed) pod."""
+        return self.framework.run_bind(result.state, pod, result.node, annotations, ctx)
+
+    def _histogram(self, result: ScheduleResult, state: CycleState, pod: PodInfo) -> None:
+        """Count every node that failed under the reasons of its first
+        failing filter, in the profile's order."""
+        names = self.snapshot.names
+        failed = ~self.snapshot.valid()
+        for _, r in self._answers(state, pod):
+            if r is None:
+                continue
+            codes = np.where(failed, 0, r.codes)
+            counts = np.bincount(codes, minlength=len(r.statuses))
+            for code in np.flatnonzero(counts[1:]) + 1:
+                self._count(result, r.statuses[code].reasons, int(counts[code]),
+                            lambda c=code: np.flatnonzero(codes == c), names)
+            failed |= codes != 0
 
     @staticmethod
     def _count(result, reasons, n, where, names) -> None:

@@ -25,7 +25,8 @@ Format (compact JSON, keys always present, at most ~20 node names):
     }
 
 "count" is a number of nodes; a node failing several resource checks counts
-under each reason (as in the FailedScheduling message). "nodes" lists at most
+under each reason (as in the FailedScheduling message). A PreFilter plugin's
+rejection shows as the only reason, counting every node, with no names. "nodes" lists at most
 3 example names per reason. Totals are sum(weight * plugin score), plugin
 scores are 0-100.
 """
@@ -41,6 +42,8 @@ ANNOTATION = "scheduler.kctl.io/decision"
 
 def record(result: ScheduleResult, weights: dict[str, float], now: float | None = None) -> dict:
     reasons = sorted(result.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_REASONS_LISTED]
+    if result.pre_filter:
+        reasons = [(result.pre_filter, result.num_nodes)]
     top = list(result.top)
     if result.node is not None:
         top.sort(key=lambda t: (t[0] != result.node, -t[1]))

@@ -1,14 +1,33 @@
 """Scheduling framework: statuses, the per-pod view plugins read, message
-aggregation, and the plugin interfaces.
+aggregation, and the plugin interfaces (kube-scheduler's framework/interface.go).
 
 Shaped after kube-scheduler's framework but vectorised: a filter plugin does
-not answer for one node, it answers for every node of the NodeCache at once
-with a `FilterResult` — an int array `codes` (0 = passes, k = statuses[k])
-over the cache's node slots. Plugins whose answer depends only on the node's
-static features (labels, taints, unschedulable, name) are marked `static`;
-their combined answer is cached per "pod shape" and node-cache generation, so
-the replicas of one ReplicaSet pay for them once. Score plugins return a
-float array of 0-100 over the candidate node slots they are given.
+not answer for one node, it answers for every node slot of the Snapshot
+(snapshot.py) at once with a `FilterResult` — an int array `codes` (0 =
+passes, k = statuses[k]). Plugins whose answer depends only on the pod's
+shape and the nodes' static features (labels, taints, unschedulable, name)
+are marked `static`; their answers are cached per "pod shape" and node-cache
+generation (ShapeCache), so the replicas of one ReplicaSet pay for them
+once. A score plugin returns a float array of 0-100 over the candidate slots
+it is given (a batch, never a per-node Python loop).
+
+Extension points, in cycle order (a plugin implements one or more):
+
+* PreFilter(state, pod, snapshot) -> Status — once per attempt; may write to
+  the CycleState; a non-success status makes the pod unschedulable on every
+  node ("0/N nodes are available: <message>.").
+* Filter(state, pod, snapshot) -> FilterResult — every node slot at once.
+* PreScore(state, pod, snapshot, idx) -> Status — once, over the candidates;
+  computes what Score needs and writes it to the state; SKIP skips the
+  plugin's Score (its row is all zeros).
+* Score(state, pod, snapshot, idx) -> array of 0-100, weighted by the profile.
+* Bind(state, pod, node, annotations, ctx) -> Status — the first plugin not
+  answering SKIP binds.
+
+Every plugin is a class with a `name` and a factory `new(args, handle)`
+(kube-scheduler's PluginFactory); `args` is its pluginConfig entry, whose
+keys it declares in `ARGS`. The registry (runtime.py) maps names to these
+classes, profiles (config.py) say which run at which point.
 
 Everything here is synchronous and runs on the scheduler's event loop
 thread; no awaits happen while one pod is being decided, so the cache a
@@ -17,7 +36,8 @@ decision reads is consistent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,7 +53,8 @@ class Code(enum.IntEnum):
     SUCCESS = 0
     UNSCHEDULABLE = 1                    # might fit after something changes (resources)
     UNSCHEDULABLE_AND_UNRESOLVABLE = 2   # node features exclude it (taints, affinity)
-    ERROR = 3
+    ERROR = 3                            # the attempt fails; the pod backs off
+    SKIP = 4                             # PreScore: skip my Score; Bind: not mine
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,7 @@ class Status:
 
 
 SUCCESS = Status()
+SKIP = Status(Code.SKIP)
 
 
 @dataclass
@@ -118,48 +140,31 @@ def pod_info(pod: core_pb2.Pod) -> PodInfo:
         shape=shape)
 
 
-def is_ours(pod: core_pb2.Pod) -> bool:
-    return pod.spec.scheduler_name in OUR_NAMES
+def is_ours(pod: core_pb2.Pod, names=OUR_NAMES) -> bool:
+    return pod.spec.scheduler_name in names
 
 
-def needs_scheduling(pod: core_pb2.Pod) -> bool:
-    return (not pod.spec.node_name and is_ours(pod)
+def needs_scheduling(pod: core_pb2.Pod, names=OUR_NAMES) -> bool:
+    """Pending, not being deleted, and asking for one of `names`."""
+    return (not pod.spec.node_name and is_ours(pod, names)
             and not pod.metadata.HasField("deletion_timestamp")
             and pod.status.phase not in ("Succeeded", "Failed"))
 
 
-def aggregate_message(num_nodes: int, reason_counts: dict[str, int]) -> str:
+def aggregate_message(num_nodes: int, reason_counts: dict[str, int], pre_filter: str = "") -> str:
     """kube-scheduler's FitError message: `0/N nodes are available: ` and the
     histogram of reasons as "<count> <reason>", sorted as strings (Go's
-    sort.Strings, i.e. by code point), joined by ", ", ending with "."."""
+    sort.Strings, i.e. by code point), joined by ", ", ending with "."; or,
+    when a PreFilter plugin rejected the pod, its message instead."""
     msg = NO_NODE_AVAILABLE.format(num_nodes) + ":"
+    if pre_filter:
+        return f"{msg} {pre_filter}."
     parts = sorted(f"{n} {r}" for r, n in reason_counts.items() if n)
     if parts:
         msg += " " + ", ".join(parts) + "."
     elif num_nodes == 0:
         msg += " no nodes available to schedule pods."
     return msg
-
-
-class FilterPlugin:
-    """A filter answers for all node slots at once (see module docstring)."""
-    name = "Filter"
-    static = True       # depends only on node features, cacheable per pod shape
-
-    def filter(self, pod: PodInfo, cache) -> FilterResult:   # pragma: no cover - interface
-        raise NotImplementedError
-
-    def filter_node(self, pod: PodInfo, cache, node_name: str) -> Status:
-        """The answer for one node (tests, decision records)."""
-        return self.filter(pod, cache).status_at(cache.index[node_name])
-
-
-class ScorePlugin:
-    """score() returns 0-100 (float array) for the given candidate slots."""
-    name = "Score"
-
-    def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:   # pragma: no cover
-        raise NotImplementedError
 
 
 def single_reason(fail: np.ndarray, status: Status) -> FilterResult:
@@ -175,17 +180,94 @@ def normalize(raw: np.ndarray) -> np.ndarray:
     return raw * (100.0 / top)
 
 
-@dataclass
-class Weights:
-    least_allocated: float = 1.0
-    balanced_allocation: float = 1.0
-    node_affinity: float = 2.0
-    owner_spread: float = 2.0
+# ------------------------------------------------------------------ plugins
+
+class Plugin:
+    """Base of every plugin: a name, the pluginConfig args it accepts, and
+    the factory the registry calls."""
+    name = "Plugin"
+    ARGS: frozenset[str] = frozenset()
+
+    @classmethod
+    def new(cls, args: dict, handle: "Handle") -> "Plugin":
+        """kube-scheduler's PluginFactory; `args` has only keys in ARGS
+        (config.py checks them)."""
+        return cls()
+
+
+class PreFilterPlugin(Plugin):
+    def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:   # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class FilterPlugin(Plugin):
+    """A filter answers for all node slots at once (see module docstring)."""
+    static = True       # depends only on the pod's shape and node features: cacheable
+
+    def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:   # pragma: no cover - interface
+        raise NotImplementedError
+
+    def feasible(self, state, pod: PodInfo, snapshot, mask: np.ndarray) -> np.ndarray:
+        """mask & passes, without the reasons (a dynamic filter's fast path)."""
+        return mask & (self.filter(state, pod, snapshot).codes == 0)
+
+    def filter_node(self, state, pod: PodInfo, snapshot, node_name: str) -> Status:
+        """The answer for one node (tests, decision records)."""
+        return self.filter(state, pod, snapshot).status_at(snapshot.slot(node_name))
+
+
+class PreScorePlugin(Plugin):
+    def pre_score(self, state, pod: PodInfo, snapshot, idx: np.ndarray) -> Status:   # pragma: no cover
+        raise NotImplementedError
+
+
+class ScorePlugin(Plugin):
+    """score() returns 0-100 (float array) for the given candidate slots."""
+
+    def score(self, state, pod: PodInfo, snapshot, idx: np.ndarray) -> np.ndarray:   # pragma: no cover
+        raise NotImplementedError
+
+
+class BindPlugin(Plugin):
+    def bind(self, state, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:   # pragma: no cover
+        raise NotImplementedError
+
+
+# the configuration's names for the extension points, in cycle order
+EXTENSION_POINTS: dict[str, type[Plugin]] = {
+    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "preScore": PreScorePlugin,
+    "score": ScorePlugin, "bind": BindPlugin}
+
+
+def points_of(cls: type) -> tuple[str, ...]:
+    """The extension points a plugin class implements."""
+    return tuple(p for p, base in EXTENSION_POINTS.items() if issubclass(cls, base))
 
 
 @dataclass
-class Config:
-    percentage_of_nodes_to_score: int = 0     # 0 = adaptive, like kube-scheduler
-    weights: Weights = field(default_factory=Weights)
-    batch_size: int = 128                     # bindings per BindBatch (etcd txn limit)
-    binds_in_flight: int = 2                  # BindBatch calls outstanding at once
+class Handle:
+    """What the framework gives plugin factories (kube-scheduler's
+    framework.Handle): the shared snapshot and, for bind plugins, the binder."""
+    snapshot: Any
+    binder: Any = None
+
+
+class ShapeCache:
+    """Values that depend only on a pod's shape and the nodes' static
+    features, kept per shape while the snapshot's generation (and slot
+    count) stay the same."""
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self._entries: dict[bytes, tuple] = {}
+
+    def get(self, shape: bytes, snapshot, compute: Callable[[], Any]) -> Any:
+        hit = self._entries.get(shape)
+        gen, n = snapshot.generation, snapshot.num_slots
+        if hit is not None and hit[0] == gen and hit[1] == n:
+            return hit[2]
+        value = compute()
+        if len(self._entries) > self.limit:
+            self._entries.clear()
+        self._entries[shape] = (gen, n, value)
+        return value

@@ -6,9 +6,10 @@ Tasks (all on one event loop, started by `run()` in a TaskGroup):
   handlers only update the NodeCache and the SchedulingQueue — synchronous,
   no awaits, so neither is ever seen half-updated.
 * the scheduling loop: pops a pod, decides synchronously against the cache
-  (Algorithm.schedule), assumes it on the chosen node *before* yielding, and
-  submits the binding to the Binder. It yields to the loop every few pods so
-  watches, binds and writes make progress.
+  (the Algorithm of the pod's profile), assumes it on the chosen node
+  *before* yielding, and runs the profile's Bind plugins with the decision's
+  CycleState (DefaultBinder submits to the Binder). It yields to the loop
+  every few pods so watches, binds and writes make progress.
 * the binder (binder.py): BindBatch of up to 128, a few in flight; per-item
   results come back through `_on_bound`: success → `Scheduled` event and
   metrics; failure → forget the assumption, then drop (pod gone / already
@@ -19,8 +20,12 @@ Tasks (all on one event loop, started by `run()` in a TaskGroup):
 * the event sink (events.py) and a housekeeping loop (unschedulable flush,
   queue gauges).
 
-Pods are ours when they have no spec.nodeName, schedulerName is unset,
-"default-scheduler" or "kctl-scheduler", and they are not being deleted.
+Profiles (config.py): one Algorithm per profile, all sharing the cache,
+queue and binder; a pod is decided by the profile named by its
+spec.schedulerName. Pods are ours when they have no spec.nodeName, are not
+being deleted, and their schedulerName is a profile's name; an unset
+schedulerName and "kctl-scheduler" count as "default-scheduler" (unless a
+profile has that exact name).
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ from scheduler.algorithm import Algorithm, ScheduleResult
 from scheduler.binder import BindItem, Binder
 from scheduler.cache import NodeCache
 from scheduler.events import EventSink, make_recorder
-from scheduler.framework import Config, needs_scheduling, pod_info
+from scheduler.config import Config
+from scheduler.framework import DEFAULT_SCHEDULER, needs_scheduling, pod_info
 from scheduler.metrics import Metrics
 from scheduler.queue import QueuedPod, SchedulingQueue
 
@@ -47,17 +53,23 @@ YIELD_EVERY = 8
 
 class Scheduler:
     def __init__(self, client, config: Config | None = None, *, metrics: Metrics | None = None,
-                 recorder=None, clock=time.monotonic, status_writers: int = 8):
+                 recorder=None, clock=time.monotonic, status_writers: int = 8, registry=None):
         self.client = client
         self.config = config or Config()
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.cache = NodeCache(capacity=1024)
         self.queue = SchedulingQueue(clock=clock)
-        self.algo = Algorithm(self.cache, self.config)
         self.binder = Binder(client, self._on_bound, batch_size=self.config.batch_size,
                              max_inflight=self.config.binds_in_flight,
                              on_batch=self._on_batch)
+        self.profiles = {p.scheduler_name: Algorithm(
+            self.cache, p, percentage_of_nodes_to_score=self.config.percentage_of_nodes_to_score,
+            registry=registry, binder=self.binder) for p in self.config.profiles}
+        for alias in ("", "kctl-scheduler"):
+            if alias not in self.profiles and DEFAULT_SCHEDULER in self.profiles:
+                self.profiles[alias] = self.profiles[DEFAULT_SCHEDULER]
+        self.names = frozenset(self.profiles)
         self.events = EventSink(recorder or make_recorder(client),
                                 on_drop=self.metrics.events_dropped.inc)
         self.pods = Informer(client, "Pod")
@@ -66,7 +78,6 @@ class Scheduler:
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         self._status_slots = asyncio.Semaphore(status_writers)
         self._writes: set[asyncio.Task] = set()          # unschedulable bookkeeping in flight
-        self._weights = {p.name: w for p, w in self.algo.scorers}
         self._attempts = {r: self.metrics.attempts.labels(r) for r in ("scheduled", "unschedulable", "error")}
         self.scheduled = 0
 
@@ -112,7 +123,7 @@ class Scheduler:
     def _pod_added(self, pod) -> None:
         if pod.spec.node_name:
             self.cache.add_pod(pod)
-        elif needs_scheduling(pod) and not self.cache.is_assumed(pod.metadata.uid):
+        elif self._pending(pod) and not self.cache.is_assumed(pod.metadata.uid):
             self.queue.add(self._info(pod))
 
     def _pod_updated(self, old, pod) -> None:
@@ -124,7 +135,7 @@ class Scheduler:
             if terminal and old.status.phase != pod.status.phase:
                 self.queue.move_all("PodTerminated")
             return
-        if not needs_scheduling(pod):
+        if not self._pending(pod):
             self.queue.delete(key)
             return
         if self.cache.is_assumed(pod.metadata.uid):
@@ -142,6 +153,9 @@ class Scheduler:
         if pod.metadata.uid in self.cache.pods:
             self.cache.remove_pod(pod.metadata.uid)
             self.queue.move_all("PodDelete")
+
+    def _pending(self, pod) -> bool:
+        return needs_scheduling(pod, self.names)
 
     def _info(self, pod):
         info = pod_info(pod)
@@ -162,29 +176,38 @@ class Scheduler:
     def schedule_one(self, qp: QueuedPod) -> None:
         info = qp.info
         current = self.pods.get_by_key(info.key)
-        if (current is None or current.metadata.uid != info.uid or not needs_scheduling(current)
+        if (current is None or current.metadata.uid != info.uid or not self._pending(current)
                 or self.cache.is_assumed(info.uid)):
             self.queue.done(info.key)
             return
+        algo = self.profiles[current.spec.scheduler_name]
         try:
-            result = self.algo.schedule(info)
+            result = algo.schedule(info)
         except Exception:
             log.exception("scheduling %s failed", info.key)
-            self._attempts["error"].inc()
-            self.queue.add_backoff(qp)
-            return
+            return self._attempt_failed(qp)
+        if result.error is not None:
+            log.error("scheduling %s failed: %s: %s", info.key, result.error.plugin, result.error.message())
+            return self._attempt_failed(qp)
         if result.node is None:
             self._attempts["unschedulable"].inc()
             self.queue.add_unschedulable(qp)
-            t = asyncio.create_task(self._record_unschedulable(info.key, info.uid, result))
+            t = asyncio.create_task(self._record_unschedulable(info.key, info.uid, result, algo.weights))
             self._writes.add(t)
             t.add_done_callback(self._writes.discard)
             t.add_done_callback(_log_failure)
             return
         self.cache.assume(info, result.node)
         self.queue.done(info.key)
-        ann = {decision.ANNOTATION: decision.encode(result, self._weights)}
-        self.binder.submit(BindItem(info.namespace, info.name, info.uid, result.node, ann, qp))
+        ann = {decision.ANNOTATION: decision.encode(result, algo.weights)}
+        st = algo.bind(result, info, ann, qp)
+        if not st.ok:
+            self._on_bound(BindItem(info.namespace, info.name, info.uid, result.node, ann, qp),
+                           errors.ApiError(f"{st.plugin or 'bind'}: {st.message()}"))
+
+    def _attempt_failed(self, qp: QueuedPod) -> None:
+        self._attempts["error"].inc()
+        self.queue.add_backoff(qp)
 
     # ------------------------------------------------------ bind results
 
@@ -205,7 +228,7 @@ class Scheduler:
         self.queue.move_all("AssumedPodForgotten")
         current = self.pods.get_by_key(qp.key)
         still_pending = (current is not None and current.metadata.uid == item.uid
-                         and needs_scheduling(current))
+                         and self._pending(current))
         if isinstance(err, errors.NotFound) or (isinstance(err, errors.Conflict) and not still_pending):
             log.info("binding %s to %s dropped: %s", qp.key, item.node, err)
             return
@@ -217,12 +240,13 @@ class Scheduler:
 
     # ------------------------------------------- unschedulable bookkeeping
 
-    async def _record_unschedulable(self, key: str, uid: str, result: ScheduleResult) -> None:
+    async def _record_unschedulable(self, key: str, uid: str, result: ScheduleResult,
+                                    weights: dict[str, float]) -> None:
         message = result.message()
-        dec = decision.record(result, self._weights)
+        dec = decision.record(result, weights)
         async with self._status_slots:
             pod = self.pods.get_by_key(key)
-            if pod is None or pod.metadata.uid != uid or not needs_scheduling(pod):
+            if pod is None or pod.metadata.uid != uid or not self._pending(pod):
                 return
             self.events.emit(pod, "Warning", "FailedScheduling", message)
             for attempt in range(3):
@@ -231,7 +255,7 @@ class Scheduler:
                     return
                 except errors.Conflict:
                     pod = await self.client.get("Pod", pod.metadata.name, pod.metadata.namespace)
-                    if pod.metadata.uid != uid or not needs_scheduling(pod):
+                    if pod.metadata.uid != uid or not self._pending(pod):
                         return
                 except errors.NotFound:
                     return

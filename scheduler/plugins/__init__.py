@@ -1,19 +1,37 @@
-"""Filter and score plugins (see scheduler/framework.py for the interfaces).
+"""The in-tree plugins and their registry (see scheduler/framework.py for
+the interfaces, scheduler/config.py for the default profile that enables
+them).
 
-Default order is kube-scheduler's: NodeUnschedulable, NodeName,
-TaintToleration, NodeAffinity, then NodeResourcesFit; a node's status is the
-first failing filter's, as in Kubernetes.
+Filters, in the default profile's order (kube-scheduler's): NodeUnschedulable,
+NodeName, TaintToleration, NodeAffinity, then NodeResourcesFit; a node's
+status is the first failing filter's, as in Kubernetes. Scores:
+LeastAllocated, BalancedAllocation, NodeAffinity (preferred terms, with a
+PreScore), OwnerSpread. Bind: DefaultBinder.
+
+Names differ from kube-scheduler's where the plugin does: our LeastAllocated
+is NodeResourcesFit's default scoring strategy there, BalancedAllocation is
+NodeResourcesBalancedAllocation, OwnerSpread is the old SelectorSpread
+(by node, by controller). Kubernetes' names are not accepted as aliases.
 """
-from scheduler.plugins.affinity import NodeAffinity, NodeAffinityScore
+from scheduler.plugins.affinity import NodeAffinity
 from scheduler.plugins.basic import NodeName, NodeUnschedulable
+from scheduler.plugins.bind import DefaultBinder
 from scheduler.plugins.resources import BalancedAllocation, LeastAllocated, NodeResourcesFit
 from scheduler.plugins.spread import OwnerSpread
 from scheduler.plugins.taints import TaintToleration
+from scheduler.runtime import Registry
 
-__all__ = ["NodeAffinity", "NodeAffinityScore", "NodeName", "NodeUnschedulable",
+__all__ = ["NodeAffinity", "NodeName", "NodeUnschedulable", "DefaultBinder",
            "BalancedAllocation", "LeastAllocated", "NodeResourcesFit", "OwnerSpread",
-           "TaintToleration", "static_filters"]
+           "TaintToleration", "in_tree_registry"]
+
+IN_TREE = (NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodeResourcesFit,
+           LeastAllocated, BalancedAllocation, OwnerSpread, DefaultBinder)
 
 
-def static_filters():
-    return [NodeUnschedulable(), NodeName(), TaintToleration(), NodeAffinity()]
+def in_tree_registry() -> Registry:
+    """A new registry of the in-tree plugins (callers may register more)."""
+    r = Registry()
+    for cls in IN_TREE:
+        r.register(cls)
+    return r

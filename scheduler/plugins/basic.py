@@ -17,11 +17,10 @@ class NodeUnschedulable(FilterPlugin):
     name = "NodeUnschedulable"
     status = Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (ERR_UNSCHEDULABLE,), name)
 
-    def filter(self, pod: PodInfo, cache) -> FilterResult:
-        n = cache.n
+    def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:
         if any(tolerates(t, UNSCHEDULABLE_TAINT) for t in pod.pod.spec.tolerations):
-            return FilterResult(np.zeros(n, dtype=np.int32), [SUCCESS])
-        return single_reason(cache.unschedulable[:n], self.status)
+            return FilterResult(np.zeros(snapshot.num_slots, dtype=np.int32), [SUCCESS])
+        return single_reason(snapshot.unschedulable(), self.status)
 
 
 class NodeName(FilterPlugin):
@@ -29,13 +28,13 @@ class NodeName(FilterPlugin):
     name = "NodeName"
     status = Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (ERR_NODE_NAME,), name)
 
-    def filter(self, pod: PodInfo, cache) -> FilterResult:
-        n = cache.n
+    def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:
+        n = snapshot.num_slots
         want = pod.pod.spec.node_name
         if not want:
             return FilterResult(np.zeros(n, dtype=np.int32), [SUCCESS])
         fail = np.ones(n, dtype=bool)
-        i = cache.index.get(want)
+        i = snapshot.slot(want)
         if i is not None:
             fail[i] = False
         return single_reason(fail, self.status)

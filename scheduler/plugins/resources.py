@@ -1,5 +1,5 @@
 """NodeResourcesFit (filter) and the LeastAllocated / BalancedAllocation
-scores, all vectorised over the cache's arrays.
+scores, all vectorised over the snapshot's resource arrays.
 
 Fit is dynamic (it changes with every assumed pod) so it is computed for
 every pod, as three comparisons over int64 arrays. The reasons are
@@ -31,26 +31,24 @@ class NodeResourcesFit(FilterPlugin):
     static = False
     statuses = _statuses(name)
 
-    def filter(self, pod: PodInfo, cache) -> FilterResult:
-        n = cache.n
-        codes = (cache.free_pods[:n] <= 0).astype(np.int32)
+    def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:
+        free = snapshot.free()
+        codes = (free.pods <= 0).astype(np.int32)
         if pod.cpu > 0:
-            codes |= (cache.free_cpu[:n] < pod.cpu).astype(np.int32) << 1
+            codes |= (free.cpu < pod.cpu).astype(np.int32) << 1
         if pod.mem > 0:
-            codes |= (cache.free_mem[:n] < pod.mem).astype(np.int32) << 2
+            codes |= (free.memory < pod.mem).astype(np.int32) << 2
         return FilterResult(codes, self.statuses)
 
-    @staticmethod
-    def fits(pod: PodInfo, cache, mask: np.ndarray) -> np.ndarray:
+    def feasible(self, state, pod: PodInfo, snapshot, mask: np.ndarray) -> np.ndarray:
         """mask & fits, without the reasons (the fast path)."""
-        n = cache.n
-        out = mask & (cache.free_pods[:n] > 0)
+        free = snapshot.free()
+        out = mask & (free.pods > 0)
         if pod.cpu > 0:
-            out &= cache.free_cpu[:n] >= pod.cpu
+            out &= free.cpu >= pod.cpu
         if pod.mem > 0:
-            out &= cache.free_mem[:n] >= pod.mem
+            out &= free.memory >= pod.mem
         return out
-
 
 
 class LeastAllocated(ScorePlugin):
@@ -59,9 +57,10 @@ class LeastAllocated(ScorePlugin):
     for pods without requests."""
     name = "LeastAllocated"
 
-    def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
-        f_cpu = (cache.nz_cpu[idx] + pod.nz_cpu) * cache.inv_cpu[idx]
-        f_mem = (cache.nz_mem[idx] + pod.nz_mem) * cache.inv_mem[idx]
+    def score(self, state, pod: PodInfo, snapshot, idx: np.ndarray) -> np.ndarray:
+        req, inv = snapshot.nonzero_requested(), snapshot.inverse_allocatable()
+        f_cpu = (req.cpu[idx] + pod.nz_cpu) * inv.cpu[idx]
+        f_mem = (req.memory[idx] + pod.nz_mem) * inv.memory[idx]
         # fractions are >= 0, so 1 - f <= 1: only the lower bound needs clipping
         return (np.maximum(1.0 - f_cpu, 0.0) + np.maximum(1.0 - f_mem, 0.0)) * 50.0
 
@@ -71,7 +70,8 @@ class BalancedAllocation(ScorePlugin):
     prefers nodes whose cpu and memory usage stay alike."""
     name = "BalancedAllocation"
 
-    def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
-        f_cpu = np.minimum((cache.req_cpu[idx] + pod.cpu) * cache.inv_cpu[idx], 1.0)
-        f_mem = np.minimum((cache.req_mem[idx] + pod.mem) * cache.inv_mem[idx], 1.0)
+    def score(self, state, pod: PodInfo, snapshot, idx: np.ndarray) -> np.ndarray:
+        req, inv = snapshot.requested(), snapshot.inverse_allocatable()
+        f_cpu = np.minimum((req.cpu[idx] + pod.cpu) * inv.cpu[idx], 1.0)
+        f_mem = np.minimum((req.memory[idx] + pod.mem) * inv.memory[idx], 1.0)
         return (1.0 - np.abs(f_cpu - f_mem) * 0.5) * 100.0

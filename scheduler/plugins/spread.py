@@ -12,10 +12,10 @@ from scheduler.framework import PodInfo, ScorePlugin
 class OwnerSpread(ScorePlugin):
     name = "OwnerSpread"
 
-    def score(self, pod: PodInfo, cache, idx: np.ndarray) -> np.ndarray:
+    def score(self, state, pod: PodInfo, snapshot, idx: np.ndarray) -> np.ndarray:
         if not pod.owner_uid:
             return np.zeros(len(idx))
-        col = cache.owner_column(pod.owner_uid)
+        col = snapshot.owner_counts(pod.owner_uid)
         if col is None:
             return np.full(len(idx), 100.0)
         counts = col[idx].astype(np.float64)

@@ -35,12 +35,13 @@ def first_untolerated(tolerations, taints) -> tuple[str, str, str] | None:
 class TaintToleration(FilterPlugin):
     name = "TaintToleration"
 
-    def filter(self, pod: PodInfo, cache) -> FilterResult:
+    def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:
         tolerations = pod.pod.spec.tolerations
         statuses = [SUCCESS]
         by_reason: dict[str, int] = {}
-        group_codes = np.zeros(len(cache.taint_groups), dtype=np.int32)
-        for gid, taints in enumerate(cache.taint_groups):
+        groups = snapshot.taint_groups
+        group_codes = np.zeros(len(groups), dtype=np.int32)
+        for gid, taints in enumerate(groups):
             bad = first_untolerated(tolerations, taints)
             if bad is None:
                 continue
@@ -51,5 +52,5 @@ class TaintToleration(FilterPlugin):
                 statuses.append(Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (reason,), self.name))
             group_codes[gid] = code
         if len(statuses) == 1:
-            return FilterResult(np.zeros(cache.n, dtype=np.int32), statuses)
-        return FilterResult(group_codes[cache.taint_group[: cache.n]], statuses)
+            return FilterResult(np.zeros(snapshot.num_slots, dtype=np.int32), statuses)
+        return FilterResult(group_codes[snapshot.taint_group()], statuses)

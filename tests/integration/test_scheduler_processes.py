@@ -1,6 +1,7 @@
-"""Two `kctl-scheduler --leader-elect` processes on a real apiserver: the
-leader is killed (SIGKILL, no lease release) and the standby binds the pods
-created afterwards."""
+"""`kctl-scheduler` processes on a real apiserver: two with --leader-elect,
+the leader killed (SIGKILL, no lease release) and the standby binding the
+pods created afterwards; one with --config serving two profiles; one with a
+bad --config refusing to start."""
 import asyncio
 import os
 import signal
@@ -19,13 +20,25 @@ async def until(pred, what, attempts=600, delay=0.05):
     raise AssertionError(f"never reached: {what}")
 
 
-def start(target, identity, tmp_path, metrics_port):
+def start(target, identity, tmp_path, metrics_port, args=None):
     log = open(tmp_path / f"{identity}.log", "ab")
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "scheduler.main", "--apiserver", target, "--leader-elect",
-                             "--identity", identity, "--lease-duration", "3", "--renew-deadline", "2",
-                             "--retry-period", "0.5", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+    args = ["--leader-elect", "--identity", identity, "--lease-duration", "3", "--renew-deadline", "2",
+            "--retry-period", "0.5"] if args is None else args
+    return subprocess.Popen([sys.executable, "-m", "scheduler.main", "--apiserver", target, *args,
+                             "--metrics-listen", f"127.0.0.1:{metrics_port}"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+
+
+def stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def scrape(port):
@@ -61,11 +74,47 @@ async def test_standby_process_takes_over_after_leader_is_killed(client, apiserv
         holder = (await client.get("Lease", "kctl-scheduler", "kube-system")).spec.holder_identity
         assert holder != leader and holder in procs
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop(procs.values())
+
+
+CONFIG = """\
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+- schedulerName: no-affinity
+  plugins:
+    score:
+      disabled: [{name: NodeAffinity}]
+"""
+
+
+async def test_config_file_profiles_decide_by_scheduler_name(client, apiserver, tmp_path):
+    cfg = tmp_path / "sched.yaml"
+    cfg.write_text(CONFIG)
+    proc = start(apiserver.target, "profiles", tmp_path, free_port(), ["--config", str(cfg)])
+    try:
+        await client.create(hollow.node("a", labels={"zone": "z1"}))
+        await client.create(hollow.node("b", labels={"zone": "z2"}))
+        await client.create(hollow.pod("busy", cpu="2", memory="2Gi", node_name="a"))
+        for name, sched in (("dflt", ""), ("other", "no-affinity")):
+            await client.create(hollow.prefer(hollow.pod(name, scheduler_name=sched), 1, [("zone", "In", ["z1"])]))
+
+        async def node_of(name):
+            return (await client.get("Pod", name, "default")).spec.node_name
+
+        await until(lambda: node_of("dflt"), "dflt bound")
+        await until(lambda: node_of("other"), "other bound")
+        assert (await node_of("dflt"), await node_of("other")) == ("a", "b")
+    finally:
+        stop([proc])
+
+
+def test_bad_config_file_refuses_to_start(tmp_path):
+    cfg = tmp_path / "sched.yaml"
+    cfg.write_text(CONFIG.replace("NodeAffinity", "NodeAfinity"))
+    out = subprocess.run([sys.executable, "-m", "scheduler.main", "--apiserver", "127.0.0.1:1", "--config", str(cfg)],
+                         capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                         timeout=60)
+    assert out.returncode == 1
+    assert 'profiles[1].plugins.score.disabled[0].name: Unsupported value: "NodeAfinity"' in out.stderr

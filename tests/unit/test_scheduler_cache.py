@@ -63,3 +63,27 @@ def test_generation_changes_only_with_static_features():
     assert c.generation == g and c.node_summary("a")["cpu"] == (0, 8000)
     c.set_node(hollow.node("a", cpu="8", labels={"x": "y"}))
     assert c.generation > g
+
+
+def test_snapshot_is_a_live_read_only_view_of_the_cache():
+    from scheduler.snapshot import Resources, Snapshot
+    c = NodeCache(capacity=1)
+    snap = Snapshot(c)
+    c.set_node(hollow.node("a", cpu="2", labels={"zone": "z1"}))
+    c.set_node(hollow.node("b", memory="1Gi", taints=[("k", "v", "NoSchedule")]))
+    assert (len(snap), snap.num_slots, snap.names) == (2, 2, ["a", "b"])
+    pi = pod_info(hollow.pod("p", cpu="500m", owner_uid="rs"))
+    c.assume(pi, "a")
+    info = snap.node_info("a")
+    assert (info.name, info.slot, info.labels["zone"]) == ("a", 0, "z1")
+    assert info.allocatable == Resources(2000, 8 << 30, 110) and info.requested == Resources(500, 0, 1)
+    assert snap.free().cpu.tolist() == [1500, 4000]
+    assert snap.nonzero_requested().memory.tolist() == [200 << 20, 0]
+    assert snap.inverse_allocatable().memory[1] == 1 / (1 << 30)
+    assert snap.owner_counts("rs").tolist() == [1, 0] and snap.owner_counts("other") is None
+    assert snap.label_column("zone").tolist() == [0, -1] and snap.label_ids("zone") == {"z1": 0}
+    assert snap.label_values("zone") == ["z1"] and snap.label_column("nope").tolist() == [-1, -1]
+    assert snap.taint_groups[snap.taint_group()[1]] == (("k", "v", "NoSchedule"),)
+    g = snap.generation
+    c.remove_node("b")
+    assert snap.generation > g and snap.valid().tolist() == [True, False] and snap.slot("b") is None

@@ -1,14 +1,15 @@
-"""Every filter and score plugin against a small NodeCache."""
+"""Every filter and score plugin against a small NodeCache, through the Snapshot."""
 import numpy as np
 import pytest
 
 from scheduler import hollow
 from scheduler.algorithm import Algorithm
 from scheduler.cache import NodeCache
+from scheduler.cycle_state import CycleState
 from scheduler.framework import Code, pod_info
-from scheduler.plugins import (BalancedAllocation, LeastAllocated, NodeAffinity, NodeAffinityScore,
-                               NodeName, NodeResourcesFit, NodeUnschedulable, OwnerSpread,
-                               TaintToleration)
+from scheduler.plugins import (BalancedAllocation, LeastAllocated, NodeAffinity, NodeName, NodeResourcesFit,
+                               NodeUnschedulable, OwnerSpread, TaintToleration)
+from scheduler.snapshot import Snapshot
 
 
 def cache_of(*nodes):
@@ -19,7 +20,15 @@ def cache_of(*nodes):
 
 
 def verdicts(plugin, pod, cache):
-    return {name: plugin.filter_node(pod_info(pod), cache, name).reasons for name in cache.index}
+    snap = Snapshot(cache)
+    return {name: plugin.filter_node(CycleState(), pod_info(pod), snap, name).reasons for name in cache.index}
+
+
+def scores(plugin, pod, cache, idx):
+    state, snap, pi = CycleState(), Snapshot(cache), pod_info(pod)
+    if hasattr(plugin, "pre_score") and plugin.pre_score(state, pi, snap, idx).code == Code.SKIP:
+        return None
+    return plugin.score(state, pi, snap, idx)
 
 
 # ------------------------------------------------------------ NodeResourcesFit
@@ -187,9 +196,13 @@ def test_match_fields_metadata_name():
 def test_preferred_affinity_score():
     c = labelled()
     p = hollow.prefer(hollow.prefer(hollow.pod("p"), 10, [("zone", "In", ["z1"])]), 30, [("gen", "Gt", ["4"])])
-    s = NodeAffinityScore().score(pod_info(p), c, np.arange(3))
+    s = scores(NodeAffinity(), p, c, np.arange(3))
     assert list(s) == pytest.approx([100 / 3, 100, 0])
-    assert list(NodeAffinityScore().score(pod_info(hollow.pod("q")), c, np.arange(3))) == [0, 0, 0]
+    # without PreScore (nothing in the CycleState) the score computes the same
+    assert list(NodeAffinity().score(CycleState(), pod_info(p), Snapshot(c), np.arange(3))) == list(s)
+    assert scores(NodeAffinity(), hollow.pod("q"), c, np.arange(3)) is None        # PreScore: SKIP
+    no_pref = NodeAffinity().score(CycleState(), pod_info(hollow.pod("q")), Snapshot(c), np.arange(3))
+    assert list(no_pref) == [0, 0, 0]
 
 
 # -------------------------------------------------------------------- scores
@@ -197,20 +210,20 @@ def test_preferred_affinity_score():
 def test_least_allocated_prefers_emptier_nodes():
     c = cache_of(hollow.node("a", cpu="4", memory="4Gi"), hollow.node("b", cpu="4", memory="4Gi"))
     c.add_pod(hollow.pod("x", cpu="2", memory="2Gi", node_name="a"))
-    s = LeastAllocated().score(pod_info(hollow.pod("p", cpu="1", memory="1Gi")), c, np.arange(2))
+    s = scores(LeastAllocated(), hollow.pod("p", cpu="1", memory="1Gi"), c, np.arange(2))
     assert s[0] == pytest.approx(25.0) and s[1] == pytest.approx(75.0)
 
 
 def test_least_allocated_uses_nonzero_defaults():
     c = cache_of(hollow.node("a", cpu="1000m", memory="1000Mi"))
-    s = LeastAllocated().score(pod_info(hollow.pod("p")), c, np.arange(1))
+    s = scores(LeastAllocated(), hollow.pod("p"), c, np.arange(1))
     assert s[0] == pytest.approx(((1 - 0.1) + (1 - 0.2)) * 50)
 
 
 def test_balanced_allocation():
     c = cache_of(hollow.node("a", cpu="4", memory="4Gi"), hollow.node("b", cpu="4", memory="4Gi"))
     c.add_pod(hollow.pod("x", cpu="2", node_name="b"))
-    s = BalancedAllocation().score(pod_info(hollow.pod("p", cpu="1", memory="1Gi")), c, np.arange(2))
+    s = scores(BalancedAllocation(), hollow.pod("p", cpu="1", memory="1Gi"), c, np.arange(2))
     assert s[0] == pytest.approx(100.0)                      # 25% / 25%
     assert s[1] == pytest.approx((1 - abs(0.75 - 0.25) / 2) * 100)
 
@@ -221,9 +234,9 @@ def test_owner_spread():
         c.add_pod(hollow.pod(f"x{i}", owner_uid="rs1", node_name="a"))
     c.add_pod(hollow.pod("y", owner_uid="rs1", node_name="b"))
     c.add_pod(hollow.pod("z", owner_uid="other", node_name="c"))
-    s = OwnerSpread().score(pod_info(hollow.pod("p", owner_uid="rs1")), c, np.arange(3))
+    s = scores(OwnerSpread(), hollow.pod("p", owner_uid="rs1"), c, np.arange(3))
     assert list(s) == [0, 50, 100]
-    assert list(OwnerSpread().score(pod_info(hollow.pod("p", owner_uid="new")), c, np.arange(3))) == [100] * 3
+    assert list(scores(OwnerSpread(), hollow.pod("p", owner_uid="new"), c, np.arange(3))) == [100] * 3
 
 
 def test_algorithm_spreads_replicas_and_respects_fit():

@@ -1,0 +1,115 @@
+"""The plugin registry and the framework runtime of one profile, after
+kube-scheduler's framework/runtime (registry.go, framework.go).
+
+* Registry: plugin name → plugin class. The class is the factory
+  (`cls.new(args, handle)`, kube-scheduler's PluginFactory) and, by the
+  interfaces it derives from, says which extension points it implements,
+  so a configuration can be checked before anything is instantiated.
+  `plugins.in_tree_registry()` holds ours; tests and future plugins
+  `register()` more.
+* Framework: one profile's plugins, instantiated once each (a plugin
+  enabled at several points is one object, as in kube-scheduler), listed
+  per extension point with the score weights, and the `run_*` methods that
+  call them in order with the cycle's CycleState. Filters are not run here:
+  the algorithm (algorithm.py) runs them vectorised, caching the static
+  ones per pod shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from machinery import errors
+from scheduler.config import Profile
+from scheduler.cycle_state import CycleState
+from scheduler.framework import (SUCCESS, BindPlugin, Code, FilterPlugin, Handle, Plugin, PodInfo,
+                                 PreFilterPlugin, PreScorePlugin, ScorePlugin, Status)
+
+
+class Registry:
+    def __init__(self):
+        self._plugins: dict[str, type[Plugin]] = {}
+
+    def register(self, cls: type[Plugin]) -> None:
+        if cls.name in self._plugins:
+            raise errors.ConfigError(f'a plugin named "{cls.name}" already exists')
+        self._plugins[cls.name] = cls
+
+    def unregister(self, name: str) -> None:
+        if self._plugins.pop(name, None) is None:
+            raise errors.ConfigError(f'no plugin named "{name}" exists')
+
+    def names(self) -> list[str]:
+        return sorted(self._plugins)
+
+    def __contains__(self, name) -> bool:
+        return name in self._plugins
+
+    def __getitem__(self, name: str) -> type[Plugin]:
+        return self._plugins[name]
+
+
+class Framework:
+    def __init__(self, profile: Profile, registry: Registry, handle: Handle):
+        self.profile = profile
+        instances: dict[str, Plugin] = {}
+
+        def plugins(point: str, iface: type) -> list:
+            out = []
+            for ref in profile.plugins.get(point, ()):
+                p = instances.get(ref.name)
+                if p is None:
+                    if ref.name not in registry:
+                        raise errors.ConfigError(f'profile "{profile.scheduler_name}": plugin "{ref.name}" '
+                                                 "is not registered")
+                    p = instances[ref.name] = registry[ref.name].new(
+                        profile.plugin_config.get(ref.name, {}), handle)
+                if not isinstance(p, iface):
+                    raise errors.ConfigError(f'plugin "{ref.name}" does not extend the {point} extension point')
+                out.append((p, ref.weight))
+            return out
+
+        self.pre_filters: list[PreFilterPlugin] = [p for p, _ in plugins("preFilter", PreFilterPlugin)]
+        self.filters: list[FilterPlugin] = [p for p, _ in plugins("filter", FilterPlugin)]
+        self.static_filters = [f for f in self.filters if f.static]
+        self.dynamic_filters = [f for f in self.filters if not f.static]
+        self.pre_scores: list[PreScorePlugin] = [p for p, _ in plugins("preScore", PreScorePlugin)]
+        self.scorers: list[tuple[ScorePlugin, float]] = plugins("score", ScorePlugin)
+        self.binders: list[BindPlugin] = [p for p, _ in plugins("bind", BindPlugin)]
+        self.weights = {p.name: w for p, w in self.scorers}     # for the decision record
+
+    def run_pre_filter(self, state: CycleState, pod: PodInfo, snapshot) -> Status:
+        """SUCCESS, or the first plugin's failure (its plugin named)."""
+        for p in self.pre_filters:
+            st = p.pre_filter(state, pod, snapshot)
+            if not st.ok:
+                return st if st.plugin else Status(st.code, st.reasons, p.name)
+        return SUCCESS
+
+    def run_pre_score(self, state: CycleState, pod: PodInfo, snapshot, idx: np.ndarray) -> Status:
+        for p in self.pre_scores:
+            st = p.pre_score(state, pod, snapshot, idx)
+            if st.code == Code.SKIP:
+                state.skip_score_plugins.add(p.name)
+            elif not st.ok:
+                return st if st.plugin else Status(st.code, st.reasons, p.name)
+        return SUCCESS
+
+    def run_score(self, state: CycleState, pod: PodInfo, snapshot, idx: np.ndarray):
+        """(plugin names, weights, scores as plugins x candidates) of the
+        plugins with a weight; a skipped plugin scores 0 everywhere."""
+        names, weights, rows = [], [], []
+        skip = state.skip_score_plugins
+        for p, w in self.scorers:
+            if not w:
+                continue
+            rows.append(np.zeros(len(idx)) if p.name in skip else p.score(state, pod, snapshot, idx))
+            names.append(p.name)
+            weights.append(w)
+        return names, weights, rows
+
+    def run_bind(self, state: CycleState, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:
+        for p in self.binders:
+            st = p.bind(state, pod, node, annotations, ctx)
+            if st.code != Code.SKIP:
+                return st
+        return Status(Code.ERROR, ("no bind plugin bound the pod",))
