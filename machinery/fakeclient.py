@@ -11,8 +11,8 @@ What it models, the way the apiserver does:
   update (NotFound, Conflict on a stale resourceVersion, generation bumped on
   spec change, status kept: only update_status writes status for kinds with
   a status subresource), delete (preconditions; graceful deletion of pods
-  bound to a node — deletionTimestamp + grace, removed by a delete with
-  grace_period=0 —; objects with finalizers only get a deletionTimestamp and
+  bound to a node by the apiserver's rule, machinery/deletion.py —
+  deletionTimestamp + grace, removed by a delete with grace_period=0 —; objects with finalizers only get a deletionTimestamp and
   go when the last finalizer is removed), bind / bind_batch for pods;
 * NOT modelled: garbage collection / propagation policies, namespace
   finalization, defaulting and validation (create keeps the status it is
@@ -40,10 +40,9 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from machinery import codec, errors, kinds, selectors
+from machinery import codec, deletion, errors, kinds, selectors
 from machinery.client import WatchEvent
 
-DEFAULT_POD_GRACE = 30
 _EXPIRE = object()
 _END = object()
 
@@ -184,15 +183,8 @@ class FakeClient:
 
     @staticmethod
     def _grace_period(obj, requested: int | None) -> int:
-        """The apiserver's rule: only pods on a node that have not finished wait."""
-        if kinds.of(obj).kind != "Pod" or not obj.spec.node_name \
-                or obj.status.phase in ("Succeeded", "Failed"):
-            return 0
-        if requested is not None:
-            return max(0, requested)
-        if obj.spec.HasField("termination_grace_period_seconds"):
-            return max(0, obj.spec.termination_grace_period_seconds)
-        return DEFAULT_POD_GRACE
+        """The apiserver's rule (machinery/deletion.py): only pods wait."""
+        return deletion.pod_grace_period(obj, requested) if kinds.of(obj).kind == "Pod" else 0
 
     # ------------------------------------------------------------ CRUD
 

@@ -222,3 +222,23 @@ async def test_invalid_selectors_are_bad_requests():
     await c.create(pod("a", node="n1"))
     items, _ = await c.list("Pod", field_selector="spec.nodeName=n1")
     assert [p.metadata.name for p in items] == ["a"]
+
+
+@pytest.mark.parametrize("node_name,phase,spec_grace,requested,want", [
+    ("", "Running", 10, None, 0),              # never reached a node
+    ("n1", "Failed", 10, 5, 0),                # nothing left to stop
+    ("n1", "Running", None, None, 30),         # Kubernetes' default
+    ("n1", "Running", 10, None, 10),
+    ("n1", "Running", 10, 3, 3),               # the DELETE's grace wins
+    ("n1", "Running", 10, -1, 0),
+])
+def test_the_grace_period_rule_shared_with_the_apiserver(node_name, phase, spec_grace, requested, want):
+    from apiserver import registry
+    from machinery.deletion import pod_grace_period
+    p = pod("p", node=node_name)
+    p.status.phase = phase
+    if spec_grace is not None:
+        p.spec.termination_grace_period_seconds = spec_grace
+    assert pod_grace_period(p, requested) == want
+    assert registry.strategy(kinds.BY_KIND["Pod"]).grace_period(p, requested) == want
+    assert registry.strategy(kinds.BY_KIND["ReplicaSet"]).grace_period(p, requested) == 0
