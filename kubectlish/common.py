@@ -8,7 +8,8 @@
   that is already formatted; `run()` turns ApiErrors and connection
   failures into one line, never a traceback.
 * Resource arguments: `pods`, `pods a b`, `pods/a svc/b`, `pods,svc`, as
-  kubectl's builder reads them.
+  kubectl's builder reads them (`parse_targets`); `resolve_refs` turns them,
+  with -l/--all, into the (kind, name) pairs a verb acts on.
 * Manifests: files, directories (-R), `-`; documents in stream order.
 """
 from __future__ import annotations
@@ -177,6 +178,23 @@ def parse_targets(args: tuple[str, ...] | list[str], *, allow_all: bool = True) 
             if info not in infos:
                 infos.append(info)
     return [Target(i, list(names)) for i in infos]
+
+
+async def resolve_refs(ctx: Ctx, words, selector: str = "", all_: bool = False) -> list[tuple[kinds.KindInfo, str]]:
+    """(kind, name) of every object the words name, for verbs that act on
+    named objects (label, annotate, wait): `pods a b` and `pods/a` name them;
+    a bare kind needs -l/--all and lists the matching objects in ctx's
+    namespace."""
+    refs: list[tuple[kinds.KindInfo, str]] = []
+    for t in parse_targets(words, allow_all=False):
+        if t.names:
+            refs.extend((t.info, n) for n in t.names)
+        elif selector or all_:
+            items, _ = await ctx.client().list(t.info, ctx.namespace, label_selector=selector)
+            refs.extend((t.info, o.metadata.name) for o in items)
+        else:
+            raise Failed("error: resource(s) were provided, but no name was specified")
+    return refs
 
 
 def typed_name(arg: str, name: str | None, default_kind: str | None = None) -> tuple[kinds.KindInfo, str]:
