@@ -25,8 +25,12 @@ import click
 from machinery import errors, kinds
 
 
-class Failed(Exception):
-    """A command failure whose message is already what the user should read."""
+class Failed(errors.KctlError):
+    """A command failure whose message is already what the user should read.
+
+    The CLI's own branch of the exception tree (machinery.errors): it is how
+    a command ends with a message and an exit code, whatever the cause (bad
+    arguments, a timed-out wait, a failed precondition); `run()` prints it."""
 
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
