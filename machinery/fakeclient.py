@@ -21,8 +21,15 @@ What it models, the way the apiserver does:
 * watches from a resourceVersion, replayed from an in-memory history, with
   ADDED/DELETED when an object enters/leaves a selector;
 * `expire_watches()` (open watches raise errors.Expired and older versions
-  cannot be watched any more), `end_watches()` (streams end cleanly) and
-  `fail_next(method, exc)` to inject errors.
+  cannot be watched any more), `end_watches()` (streams end cleanly),
+  `hold_watches(kind)` / `release_watches(kind)` (a slow watch stream:
+  informer caches lag behind the store), and `fail_next(method, exc)` /
+  `pending_failures(method)` / `clear_failures()` to inject errors.
+
+Test hooks to read and write the store directly, without the API's rules
+and without recording an action: `seed(*objs)` stores objects as given
+(a fresh resourceVersion, ADDED to watchers), `stored(kind, name, ns)` is
+the stored object or None, `objects(kind)` every stored object of a kind.
 
 Concurrency: everything runs on the event loop and no method awaits between
 reading and writing state, so each call is atomic. A watch registers its queue
@@ -101,6 +108,7 @@ class FakeClient:
         self._compacted = 0           # watching from an rv below this is Expired
         self._watchers: list[_Watcher] = []
         self._failures: dict[str, list[Exception]] = defaultdict(list)
+        self._held: dict[str, list[tuple[_Watcher, WatchEvent]]] = {}
         self.actions: list[tuple[str, str, str, str]] = []
 
     # ------------------------------------------------------------ test hooks
@@ -108,6 +116,53 @@ class FakeClient:
     def fail_next(self, method: str, exc: Exception, times: int = 1) -> None:
         """Make the next `times` calls of `method` ("create", "list", "watch", ...) raise exc."""
         self._failures[method].extend([exc] * times)
+
+    def pending_failures(self, method: str) -> int:
+        """How many injected failures of `method` have not been raised yet."""
+        return len(self._failures[method])
+
+    def clear_failures(self, method: str | None = None) -> None:
+        """Drop the injected failures not raised yet (of one method, or all)."""
+        if method is None:
+            self._failures.clear()
+        else:
+            self._failures[method].clear()
+
+    def hold_watches(self, kind) -> None:
+        """Hold back the events of `kind` for open watches (a slow stream: the
+        informer caches lag) until release_watches(kind)."""
+        self._held.setdefault(kinds.lookup(kind).kind, [])
+
+    def release_watches(self, kind) -> None:
+        """Deliver the held events of `kind`, in order, and stop holding."""
+        for w, ev in self._held.pop(kinds.lookup(kind).kind, []):
+            if w in self._watchers:
+                w.queue.put_nowait(ev)
+
+    def seed(self, *objs: Message) -> list[Message]:
+        """Store objects as given (status, deletionTimestamp, finalizers and
+        all; a uid and namespace "default" if missing), each with a new
+        resourceVersion and an ADDED event; no validation, no action
+        recorded. Returns copies of what was stored."""
+        out = []
+        for obj in objs:
+            info = kinds.of(obj)
+            new = codec.copy(obj)
+            new.api_version, new.kind = info.api_version, info.kind
+            if info.namespaced and not new.metadata.namespace:
+                new.metadata.namespace = "default"
+            new.metadata.uid = new.metadata.uid or str(uuid.uuid4())
+            new.metadata.resource_version = str(self._next_rv())
+            old = self._stored_or_none(info, new.metadata.namespace, new.metadata.name)
+            self._objects[info.kind][self._key(info, new.metadata.namespace, new.metadata.name)] = new
+            self._record(info, "ADDED" if old is None else "MODIFIED", new, old)
+            out.append(codec.copy(new))
+        return out
+
+    def stored(self, kind, name: str, namespace: str = "default") -> Message | None:
+        """A copy of the stored object, or None (synchronous; no action recorded)."""
+        obj = self._stored_or_none(kinds.lookup(kind), namespace, name)
+        return codec.copy(obj) if obj is not None else None
 
     def expire_watches(self) -> None:
         """Open watches raise errors.Expired; resourceVersions up to now become too old."""
@@ -126,6 +181,7 @@ class FakeClient:
         return len(self._watchers)
 
     def objects(self, kind) -> list[Message]:
+        """Copies of every stored object of `kind` (synchronous; no action recorded)."""
         return [codec.copy(o) for o in self._objects[kinds.lookup(kind).kind].values()]
 
     def _check(self, method: str) -> None:
@@ -147,9 +203,14 @@ class FakeClient:
     def _record(self, info, type_, obj, old) -> None:
         ch = _Change(self.resource_version, info.kind, type_, codec.copy(obj), old)
         self._history.append(ch)
+        held = self._held.get(info.kind)
         for w in self._watchers:
             ev = self._event_for(w, ch)
-            if ev is not None:
+            if ev is None:
+                continue
+            if held is not None:
+                held.append((w, ev))
+            else:
                 w.queue.put_nowait(ev)
 
     @staticmethod

@@ -33,7 +33,7 @@ def cond(d, t):
 
 
 async def set_image(h, image, name="web", **spec):
-    d = codec.copy(h.client._objects["Deployment"][("default", name)])
+    d = h.client.stored("Deployment", name)
     d.spec.template.spec.containers[0].image = image
     for k, v in spec.items():
         setattr(d.spec, k, v)

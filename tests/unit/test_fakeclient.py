@@ -242,3 +242,32 @@ def test_the_grace_period_rule_shared_with_the_apiserver(node_name, phase, spec_
     assert pod_grace_period(p, requested) == want
     assert registry.strategy(kinds.BY_KIND["Pod"]).grace_period(p, requested) == want
     assert registry.strategy(kinds.BY_KIND["ReplicaSet"]).grace_period(p, requested) == 0
+
+
+async def test_seed_stored_and_held_watches():
+    c = FakeClient()
+    gone = pod("gone", node="n1")
+    gone.metadata.deletion_timestamp.FromSeconds(5)      # a state create() would not accept as given
+    gone.metadata.finalizers.append("x")
+    w = c.watch("Pod")
+    first = asyncio.ensure_future(w.__anext__())
+    await asyncio.sleep(0)
+    [seeded] = c.seed(gone)
+    assert seeded.metadata.uid and seeded.metadata.resource_version == str(c.resource_version)
+    assert (await asyncio.wait_for(first, 1)).type == "ADDED"
+    assert c.stored("Pod", "gone").metadata.deletion_timestamp.seconds == 5
+    assert c.stored("Pod", "nope") is None and c.stored("Node", "n1", "") is None
+    assert not any(a[0] == "create" for a in c.actions)   # test hooks record no action
+    c.hold_watches("Pod")
+    await c.create(pod("late"))
+    nxt = asyncio.ensure_future(w.__anext__())
+    await asyncio.sleep(0.01)
+    assert not nxt.done() and c.stored("Pod", "late") is not None   # stored, not yet seen
+    c.release_watches("Pod")
+    ev = await asyncio.wait_for(nxt, 1)
+    assert (ev.type, ev.object.metadata.name) == ("ADDED", "late")
+    await w.aclose()
+    c.fail_next("get", errors.Unavailable("down"), times=2)
+    assert c.pending_failures("get") == 2
+    c.clear_failures()
+    assert c.pending_failures("get") == 0
