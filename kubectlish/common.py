@@ -141,8 +141,8 @@ class Target:
 def resolve_kind(word: str) -> kinds.KindInfo:
     try:
         return kinds.resolve(word)
-    except kinds.UnknownKind:
-        raise Failed(f'error: the server doesn\'t have a resource type "{word}"') from None
+    except kinds.UnknownKind as exc:
+        raise Failed(f'error: the server doesn\'t have a resource type "{word}"') from exc
 
 
 ALL_KINDS = ("pods", "services", "deployments", "replicasets")

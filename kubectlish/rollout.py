@@ -93,8 +93,8 @@ async def watch_status(ctx: Ctx, resource, name, watch, timeout):
     if timeout:
         try:
             await asyncio.wait_for(loop(), timeout)
-        except asyncio.TimeoutError:
-            raise Failed("error: timed out waiting for the condition") from None
+        except asyncio.TimeoutError as exc:
+            raise Failed("error: timed out waiting for the condition") from exc
     else:
         await loop()
 
