@@ -6,8 +6,9 @@ owns a `Rollout` built from what it needs — the API client, the clock, an
 event callback, a requeue callback, the ReplicaSet cache lookup — and calls
 it with the Deployment and the ReplicaSets it claimed (plus, for Recreate,
 the pods of each ReplicaSet), as Kubernetes' syncDeployment passes
-`rsList`/`podMap` to rolloutRolling/rolloutRecreate. A Rollout never calls
-back into the controller. What to write lives in pure functions:
+`rsList`/`podMap` to rolloutRolling/rolloutRecreate. A Rollout knows
+nothing of the controller: it uses only the callbacks it was given and the
+arguments of each call. What to write lives in pure functions:
 deployment_status.py (status, conditions) and deployment_util.py (the
 arithmetic).
 
