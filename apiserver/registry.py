@@ -12,7 +12,8 @@ them and does the etcd work.
   outside metadata and status changed;
 - status update: everything but status kept from the stored object;
 - delete: the grace period a kind gets (only bound, running pods are
-  deleted gracefully).
+  deleted gracefully; the rule is machinery/deletion.py, which the unit
+  tests' FakeClient shares).
 """
 from __future__ import annotations
 
@@ -23,11 +24,10 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from machinery import defaults, kinds, validation
+from machinery import defaults, deletion, kinds, validation
 from machinery.errors import FieldError
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
-DEFAULT_POD_GRACE = 30
 
 
 def now() -> timestamp_pb2.Timestamp:
@@ -152,15 +152,7 @@ class PodStrategy(Strategy):
             new.status.qos_class = old.status.qos_class
 
     def grace_period(self, pod, requested: int | None) -> int:
-        # Kubernetes: a pod that never reached a node, or has finished, has no
-        # containers to stop, so it goes at once.
-        if not pod.spec.node_name or pod.status.phase in ("Succeeded", "Failed"):
-            return 0
-        if requested is not None:
-            return max(0, requested)
-        if pod.spec.HasField("termination_grace_period_seconds"):
-            return max(0, pod.spec.termination_grace_period_seconds)
-        return DEFAULT_POD_GRACE
+        return deletion.pod_grace_period(pod, requested)
 
 
 class NamespaceStrategy(Strategy):

@@ -71,12 +71,14 @@ async def slow_start(n: int, initial: int, fn) -> int:
         errs = [r for r in results if isinstance(r, BaseException)]
         done += batch - len(errs)
         if errs:
-            raise _BatchFailed(done, len(errs), errs[0])
+            raise _BatchFailed(done, len(errs), errs[0]) from errs[0]
         batch = min(2 * batch, n - done)
     return done
 
 
-class _BatchFailed(Exception):
+class _BatchFailed(errors.ControlFlow):
+    """slow_start's signal to its caller: a batch failed; `first` is the first error."""
+
     def __init__(self, done, failed, first):
         super().__init__(str(first))
         self.done, self.failed, self.first = done, failed, first

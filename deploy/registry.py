@@ -30,6 +30,8 @@ import time
 import urllib.error
 import urllib.request
 
+from machinery.errors import HostError
+
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
 CONFIG = """version: 0.1
@@ -54,8 +56,8 @@ http:
 """
 
 
-class RegistryError(RuntimeError):
-    pass
+class RegistryError(HostError):
+    """The registry did not start or a push failed (the HostError family)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -8,7 +8,8 @@
   that is already formatted; `run()` turns ApiErrors and connection
   failures into one line, never a traceback.
 * Resource arguments: `pods`, `pods a b`, `pods/a svc/b`, `pods,svc`, as
-  kubectl's builder reads them.
+  kubectl's builder reads them (`parse_targets`); `resolve_refs` turns them,
+  with -l/--all, into the (kind, name) pairs a verb acts on.
 * Manifests: files, directories (-R), `-`; documents in stream order.
 """
 from __future__ import annotations
@@ -24,8 +25,12 @@ import click
 from machinery import errors, kinds
 
 
-class Failed(Exception):
-    """A command failure whose message is already what the user should read."""
+class Failed(errors.KctlError):
+    """A command failure whose message is already what the user should read.
+
+    The CLI's own branch of the exception tree (machinery.errors): it is how
+    a command ends with a message and an exit code, whatever the cause (bad
+    arguments, a timed-out wait, a failed precondition); `run()` prints it."""
 
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
@@ -136,8 +141,8 @@ class Target:
 def resolve_kind(word: str) -> kinds.KindInfo:
     try:
         return kinds.resolve(word)
-    except kinds.UnknownKind:
-        raise Failed(f'error: the server doesn\'t have a resource type "{word}"') from None
+    except kinds.UnknownKind as exc:
+        raise Failed(f'error: the server doesn\'t have a resource type "{word}"') from exc
 
 
 ALL_KINDS = ("pods", "services", "deployments", "replicasets")
@@ -177,6 +182,23 @@ def parse_targets(args: tuple[str, ...] | list[str], *, allow_all: bool = True) 
             if info not in infos:
                 infos.append(info)
     return [Target(i, list(names)) for i in infos]
+
+
+async def resolve_refs(ctx: Ctx, words, selector: str = "", all_: bool = False) -> list[tuple[kinds.KindInfo, str]]:
+    """(kind, name) of every object the words name, for verbs that act on
+    named objects (label, annotate, wait): `pods a b` and `pods/a` name them;
+    a bare kind needs -l/--all and lists the matching objects in ctx's
+    namespace."""
+    refs: list[tuple[kinds.KindInfo, str]] = []
+    for t in parse_targets(words, allow_all=False):
+        if t.names:
+            refs.extend((t.info, n) for n in t.names)
+        elif selector or all_:
+            items, _ = await ctx.client().list(t.info, ctx.namespace, label_selector=selector)
+            refs.extend((t.info, o.metadata.name) for o in items)
+        else:
+            raise Failed("error: resource(s) were provided, but no name was specified")
+    return refs
 
 
 def typed_name(arg: str, name: str | None, default_kind: str | None = None) -> tuple[kinds.KindInfo, str]:

@@ -13,6 +13,10 @@ kubeconfig file.
 The file is kubectl's kubeconfig format (clusters / contexts / users /
 current-context), so one written for kctl reads like one written for
 kubectl; `users` is accepted and ignored (no authentication yet).
+
+A kubeconfig that cannot be used raises machinery.errors.ConfigError (the
+one ConfigError of the exception tree; re-exported here as
+`config.ConfigError`) with a message that says why.
 """
 from __future__ import annotations
 
@@ -20,12 +24,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from machinery.errors import ConfigError
+
 DEFAULT_SERVER = "127.0.0.1:6443"
 DEFAULT_CONFIG = "~/.kctl/config"
-
-
-class ConfigError(Exception):
-    """The kubeconfig exists but cannot be used; the message says why."""
 
 
 @dataclass
@@ -67,10 +69,10 @@ def load(path: str, context: str | None = None) -> tuple[str | None, str | None,
     p = Path(path).expanduser()
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"stat {path}: no such file or directory") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"stat {path}: no such file or directory") from exc
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"error loading config file \"{path}\": {exc}") from None
+        raise ConfigError(f"error loading config file \"{path}\": {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"error loading config file \"{path}\": not a mapping")
     clusters = _named(data.get("clusters"), "clusters", path)

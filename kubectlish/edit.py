@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from kubectlish.common import Ctx, Failed, parse_targets, run
+from kubectlish.common import Ctx, Failed, parse_targets, resolve_refs, run
 from machinery import errors, kinds
 
 RETRIES = 5
@@ -85,15 +85,7 @@ def apply_kv(current: dict, sets: dict, removes: list, overwrite: bool, what: st
 async def _run_kv(ctx: Ctx, args, overwrite, selector, all_, what: str, past: str) -> int:
     resource_words, sets, removes = parse_kv_args(args, what)
     client = ctx.client()
-    refs = []
-    for t in parse_targets(resource_words, allow_all=False):
-        if t.names:
-            refs.extend((t.info, n) for n in t.names)
-        elif selector or all_:
-            items, _ = await client.list(t.info, ctx.namespace, label_selector=selector)
-            refs.extend((t.info, o.metadata.name) for o in items)
-        else:
-            raise Failed("error: resource(s) were provided, but no name was specified")
+    refs = await resolve_refs(ctx, resource_words, selector, all_)
     for info, name in refs:
         def mutate(obj):
             field = obj.metadata.labels if what == "label" else obj.metadata.annotations

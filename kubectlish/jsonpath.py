@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import re
 
+from machinery.errors import DecodeError
+
 _TOKEN = re.compile(r"\{([^{}]*)\}")
 _SEG = re.compile(r"\.([A-Za-z0-9_\-/]+)|\['([^']*)'\]|\[(\*|-?\d+)\]")
 
 
-class JSONPathError(ValueError):
-    pass
+class JSONPathError(DecodeError):
+    """A template that cannot be parsed (a DecodeError, so also a ValueError)."""
 
 
 def _walk(values: list, path: str) -> list:

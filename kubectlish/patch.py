@@ -53,8 +53,8 @@ def json_patch(doc, ops: list):
         try:
             for p in parts[:-1]:
                 parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-        except (KeyError, IndexError, ValueError):
-            raise Failed(f"error: path {op.get('path')!r} does not exist") from None
+        except (KeyError, IndexError, ValueError) as exc:
+            raise Failed(f"error: path {op.get('path')!r} does not exist") from exc
         last = parts[-1]
         if isinstance(parent, list):
             idx = len(parent) if last == "-" else int(last)
@@ -66,8 +66,8 @@ def json_patch(doc, ops: list):
         elif kind in ("remove", "replace", "test"):
             try:
                 cur = parent[idx] if isinstance(parent, list) else parent[last]
-            except (KeyError, IndexError):
-                raise Failed(f"error: path {op.get('path')!r} does not exist") from None
+            except (KeyError, IndexError) as exc:
+                raise Failed(f"error: path {op.get('path')!r} does not exist") from exc
             if kind == "test":
                 if cur != op.get("value"):
                     raise Failed(f"error: test failed at {op.get('path')!r}")
@@ -98,7 +98,7 @@ async def _run_patch(ctx: Ctx, resource, name, patch_text, kind):
     try:
         patch = yaml.safe_load(patch_text)
     except yaml.YAMLError as exc:
-        raise Failed(f"error: unable to parse the patch: {exc}") from None
+        raise Failed(f"error: unable to parse the patch: {exc}") from exc
     client = ctx.client()
     for attempt in range(5):
         live = await client.get(info, name, ctx.namespace)
@@ -110,7 +110,7 @@ async def _run_patch(ctx: Ctx, resource, name, patch_text, kind):
         try:
             obj = codec.from_dict(patched)
         except codec.DecodeError as exc:
-            raise Failed(f"error: {exc}") from None
+            raise Failed(f"error: {exc}") from exc
         obj.metadata.resource_version = live.metadata.resource_version
         try:
             await client.update(obj)

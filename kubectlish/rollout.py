@@ -59,7 +59,9 @@ def deployment_status(d) -> tuple[str, bool]:
     return "Waiting for deployment spec update to be observed...", False
 
 
-async def _run_status(ctx: Ctx, resource, name, watch, timeout):
+async def watch_status(ctx: Ctx, resource, name, watch, timeout):
+    """`rollout status`: print each new progress message until the rollout is
+    done (or once, without watch); Failed on a deadline or a deletion."""
     info, name = _deployment_arg(resource, name)
     client = ctx.client()
     last = None
@@ -91,8 +93,8 @@ async def _run_status(ctx: Ctx, resource, name, watch, timeout):
     if timeout:
         try:
             await asyncio.wait_for(loop(), timeout)
-        except asyncio.TimeoutError:
-            raise Failed("error: timed out waiting for the condition") from None
+        except asyncio.TimeoutError as exc:
+            raise Failed("error: timed out waiting for the condition") from exc
     else:
         await loop()
 
@@ -233,7 +235,7 @@ def _target(f):
 @click.pass_obj
 def status_cmd(ctx, resource, name, watch, timeout):
     """Show the status of the rollout (waits for it to finish)."""
-    run(ctx, _run_status, resource, name, watch, timeout)
+    run(ctx, watch_status, resource, name, watch, timeout)
 
 
 @rollout_group.command("history")

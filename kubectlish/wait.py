@@ -18,7 +18,7 @@ import time
 
 import click
 
-from kubectlish.common import Ctx, Failed, err, parse_targets, run
+from kubectlish.common import Ctx, Failed, err, resolve_refs, run
 from machinery import errors
 
 
@@ -54,15 +54,7 @@ def condition_met(obj, mode, a, b) -> bool:
 async def _run_wait(ctx: Ctx, args, for_, timeout, selector, all_):
     mode, a, b = parse_for(for_)
     client = ctx.client()
-    refs = []
-    for t in parse_targets(args, allow_all=False):
-        if t.names:
-            refs.extend((t.info, n) for n in t.names)
-        elif selector or all_:
-            items, _ = await client.list(t.info, ctx.namespace, label_selector=selector)
-            refs.extend((t.info, o.metadata.name) for o in items)
-        else:
-            raise Failed("error: resource(s) were provided, but no name was specified")
+    refs = await resolve_refs(ctx, args, selector, all_)
     if not refs:
         raise Failed("error: no matching resources found")
     deadline = time.monotonic() + timeout

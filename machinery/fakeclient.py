@@ -11,81 +11,44 @@ What it models, the way the apiserver does:
   update (NotFound, Conflict on a stale resourceVersion, generation bumped on
   spec change, status kept: only update_status writes status for kinds with
   a status subresource), delete (preconditions; graceful deletion of pods
-  bound to a node — deletionTimestamp + grace, removed by a delete with
-  grace_period=0 —; objects with finalizers only get a deletionTimestamp and
-  go when the last finalizer is removed), bind / bind_batch for pods;
+  bound to a node by the apiserver's rule, machinery/deletion.py —
+  deletionTimestamp + grace, removed by a delete with grace_period=0 —;
+  objects with finalizers only get a deletionTimestamp and go when the
+  last finalizer is removed), bind / bind_batch for pods;
 * NOT modelled: garbage collection / propagation policies, namespace
   finalization, defaulting and validation (create keeps the status it is
   given, which is handy for seeding tests);
 * label and field selectors (machinery/selectors.py; BadRequest when invalid);
 * watches from a resourceVersion, replayed from an in-memory history, with
-  ADDED/DELETED when an object enters/leaves a selector;
+  ADDED/DELETED when an object enters/leaves a selector (machinery/fakewatch.py);
 * `expire_watches()` (open watches raise errors.Expired and older versions
-  cannot be watched any more), `end_watches()` (streams end cleanly) and
-  `fail_next(method, exc)` to inject errors.
+  cannot be watched any more), `end_watches()` (streams end cleanly),
+  `hold_watches(kind)` / `release_watches(kind)` (a slow watch stream:
+  informer caches lag behind the store), and `fail_next(method, exc)` /
+  `pending_failures(method)` / `clear_failures()` to inject errors.
+
+Test hooks to read and write the store directly, without the API's rules
+and without recording an action: `seed(*objs)` stores objects as given
+(a fresh resourceVersion, ADDED to watchers), `stored(kind, name, ns)` is
+the stored object or None, `objects(kind)` every stored object of a kind.
 
 Concurrency: everything runs on the event loop and no method awaits between
-reading and writing state, so each call is atomic. A watch registers its queue
-and replays history in one synchronous step, so it never misses or doubles an
-event. `actions` records (verb, kind, namespace, name) for assertions.
+reading and writing state, so each call is atomic. Watches are
+machinery/fakewatch.py's WatchHub: a watch registers its queue and replays
+history in one synchronous step, so it never misses or doubles an event.
+`actions` records (verb, kind, namespace, name) for assertions.
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
 
-from machinery import codec, errors, kinds, selectors
-from machinery.client import WatchEvent
-
-DEFAULT_POD_GRACE = 30
-_EXPIRE = object()
-_END = object()
-
-
-# ------------------------------------------------------------ selectors
-
-def _label_matcher(selector: str):
-    if not selector or not selector.strip():
-        return lambda labels: True
-    try:
-        return selectors.parse_label_selector(selector).matches
-    except ValueError as exc:
-        raise errors.BadRequest(f"invalid label selector {selector!r}: {exc}") from exc
-
-
-def _field_matcher(selector: str, kind: str):
-    if not selector or not selector.strip():
-        return lambda obj: True
-    try:
-        return selectors.parse_field_selector(selector, kind).matches
-    except ValueError as exc:
-        raise errors.BadRequest(f"invalid field selector {selector!r}: {exc}") from exc
-
-
-# ------------------------------------------------------------ the fake
-
-@dataclass
-class _Change:
-    rv: int
-    kind: str
-    type: str                 # ADDED, MODIFIED, DELETED
-    obj: Message
-    old: Message | None
-
-
-@dataclass
-class _Watcher:
-    kind: str
-    namespace: str
-    labels: object
-    fields: object
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+from machinery import codec, deletion, errors, kinds
+from machinery.fakewatch import Watcher, WatchHub, field_matcher, label_matcher
 
 
 class FakeClient:
@@ -98,9 +61,7 @@ class FakeClient:
         self._rv = itertools.count(1)
         self.resource_version = 0
         self._objects: dict[str, dict[tuple[str, str], Message]] = defaultdict(dict)
-        self._history: list[_Change] = []
-        self._compacted = 0           # watching from an rv below this is Expired
-        self._watchers: list[_Watcher] = []
+        self._watches = WatchHub()
         self._failures: dict[str, list[Exception]] = defaultdict(list)
         self.actions: list[tuple[str, str, str, str]] = []
 
@@ -110,23 +71,65 @@ class FakeClient:
         """Make the next `times` calls of `method` ("create", "list", "watch", ...) raise exc."""
         self._failures[method].extend([exc] * times)
 
+    def pending_failures(self, method: str) -> int:
+        """How many injected failures of `method` have not been raised yet."""
+        return len(self._failures[method])
+
+    def clear_failures(self, method: str | None = None) -> None:
+        """Drop the injected failures not raised yet (of one method, or all)."""
+        if method is None:
+            self._failures.clear()
+        else:
+            self._failures[method].clear()
+
+    def hold_watches(self, kind) -> None:
+        """Hold back the events of `kind` for open watches (a slow stream: the
+        informer caches lag) until release_watches(kind)."""
+        self._watches.hold(kinds.lookup(kind).kind)
+
+    def release_watches(self, kind) -> None:
+        """Deliver the held events of `kind`, in order, and stop holding."""
+        self._watches.release(kinds.lookup(kind).kind)
+
+    def seed(self, *objs: Message) -> list[Message]:
+        """Store objects as given (status, deletionTimestamp, finalizers and
+        all; a uid and namespace "default" if missing), each with a new
+        resourceVersion and an ADDED event; no validation, no action
+        recorded. Returns copies of what was stored."""
+        out = []
+        for obj in objs:
+            info = kinds.of(obj)
+            new = codec.copy(obj)
+            new.api_version, new.kind = info.api_version, info.kind
+            if info.namespaced and not new.metadata.namespace:
+                new.metadata.namespace = "default"
+            new.metadata.uid = new.metadata.uid or str(uuid.uuid4())
+            new.metadata.resource_version = str(self._next_rv())
+            old = self._stored_or_none(info, new.metadata.namespace, new.metadata.name)
+            self._objects[info.kind][self._key(info, new.metadata.namespace, new.metadata.name)] = new
+            self._record(info, "ADDED" if old is None else "MODIFIED", new, old)
+            out.append(codec.copy(new))
+        return out
+
+    def stored(self, kind, name: str, namespace: str = "default") -> Message | None:
+        """A copy of the stored object, or None (synchronous; no action recorded)."""
+        obj = self._stored_or_none(kinds.lookup(kind), namespace, name)
+        return codec.copy(obj) if obj is not None else None
+
     def expire_watches(self) -> None:
         """Open watches raise errors.Expired; resourceVersions up to now become too old."""
-        self._compacted = self.resource_version + 1
-        self._history.clear()
-        for w in self._watchers:
-            w.queue.put_nowait(_EXPIRE)
+        self._watches.expire(self.resource_version)
 
     def end_watches(self) -> None:
         """Open watch streams end normally (as when the apiserver closes them)."""
-        for w in self._watchers:
-            w.queue.put_nowait(_END)
+        self._watches.end()
 
     @property
     def watch_count(self) -> int:
-        return len(self._watchers)
+        return len(self._watches.watchers)
 
     def objects(self, kind) -> list[Message]:
+        """Copies of every stored object of `kind` (synchronous; no action recorded)."""
         return [codec.copy(o) for o in self._objects[kinds.lookup(kind).kind].values()]
 
     def _check(self, method: str) -> None:
@@ -146,29 +149,7 @@ class FakeClient:
         return self.resource_version
 
     def _record(self, info, type_, obj, old) -> None:
-        ch = _Change(self.resource_version, info.kind, type_, codec.copy(obj), old)
-        self._history.append(ch)
-        for w in self._watchers:
-            ev = self._event_for(w, ch)
-            if ev is not None:
-                w.queue.put_nowait(ev)
-
-    @staticmethod
-    def _event_for(w: _Watcher, ch: _Change) -> WatchEvent | None:
-        if ch.kind != w.kind:
-            return None
-
-        def visible(o):
-            return (o is not None and (not w.namespace or o.metadata.namespace == w.namespace)
-                    and w.labels(o.metadata.labels) and w.fields(o))
-        now, before = visible(ch.obj), visible(ch.old)
-        if ch.type == "MODIFIED":
-            type_ = "MODIFIED" if now and before else "ADDED" if now else "DELETED" if before else None
-        else:
-            type_ = ch.type if now else None
-        if type_ is None:
-            return None
-        return WatchEvent(type_, codec.copy(ch.obj), str(ch.rv))
+        self._watches.record(self.resource_version, info.kind, type_, obj, old)
 
     def _key(self, info, namespace, name):
         return (namespace if info.namespaced else "", name)
@@ -184,15 +165,8 @@ class FakeClient:
 
     @staticmethod
     def _grace_period(obj, requested: int | None) -> int:
-        """The apiserver's rule: only pods on a node that have not finished wait."""
-        if kinds.of(obj).kind != "Pod" or not obj.spec.node_name \
-                or obj.status.phase in ("Succeeded", "Failed"):
-            return 0
-        if requested is not None:
-            return max(0, requested)
-        if obj.spec.HasField("termination_grace_period_seconds"):
-            return max(0, obj.spec.termination_grace_period_seconds)
-        return DEFAULT_POD_GRACE
+        """The apiserver's rule (machinery/deletion.py): only pods wait."""
+        return deletion.pod_grace_period(obj, requested) if kinds.of(obj).kind == "Pod" else 0
 
     # ------------------------------------------------------------ CRUD
 
@@ -236,7 +210,7 @@ class FakeClient:
         self._check("list")
         info = kinds.lookup(kind)
         self.actions.append(("list", info.kind, namespace, ""))
-        labels, fields = _label_matcher(label_selector), _field_matcher(field_selector, info.kind)
+        labels, fields = label_matcher(label_selector), field_matcher(field_selector, info.kind)
         items = [codec.copy(o) for (ns, _), o in sorted(self._objects[info.kind].items())
                  if (not namespace or not info.namespaced or ns == namespace)
                  and labels(o.metadata.labels) and fields(o)]
@@ -347,33 +321,15 @@ class FakeClient:
                     allow_bookmarks: bool = False):
         self._check("watch")
         info = kinds.lookup(kind)
-        w = _Watcher(info.kind, namespace if info.namespaced else "",
-                     _label_matcher(label_selector), _field_matcher(field_selector, info.kind))
-        if resource_version and int(resource_version) < self._compacted - 1:
-            raise errors.Expired(f"too old resource version: {resource_version} ({self._compacted})")
-        if not resource_version:
-            for o in list(self._objects[info.kind].values()):
-                ev = self._event_for(w, _Change(self.resource_version, info.kind, "ADDED", o, None))
-                if ev:
-                    ev.resource_version = o.metadata.resource_version
-                    w.queue.put_nowait(ev)
-        else:
-            for ch in self._history:
-                if ch.rv > int(resource_version):
-                    ev = self._event_for(w, ch)
-                    if ev:
-                        w.queue.put_nowait(ev)
-        self._watchers.append(w)
+        w = self._watches.open(
+            Watcher(info.kind, namespace if info.namespaced else "", label_matcher(label_selector),
+                    field_matcher(field_selector, info.kind)),
+            resource_version, self.resource_version, list(self._objects[info.kind].values()))
         try:
-            while True:
-                ev = await w.queue.get()
-                if ev is _EXPIRE:
-                    raise errors.Expired("too old resource version")
-                if ev is _END:
-                    return
+            while (ev := await self._watches.next(w)) is not None:
                 yield ev
         finally:
-            self._watchers.remove(w)
+            self._watches.close(w)
 
     # ------------------------------------------------------------ pods
 

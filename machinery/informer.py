@@ -29,6 +29,11 @@ on asyncio:
   notifications have been delivered to the handlers registered at the time.
 * `resync` (seconds) periodically delivers on_update(obj, obj) for every
   cached object, as client-go's resync does.
+* Unit tests may feed an informer directly: `apply(event)` is the
+  reflector's own step (one WatchEvent into the cache, its notification
+  queued), e.g. a DELETED event for an object the apiserver still has, to
+  make the cache miss it; `notifications_pending()` says whether handlers
+  still have notifications to receive.
 """
 from __future__ import annotations
 
@@ -175,6 +180,10 @@ class Informer:
     def has_synced(self) -> bool:
         return self._synced.is_set()
 
+    def notifications_pending(self) -> int:
+        """Notifications queued for the handlers and not yet taken by the dispatcher."""
+        return self._notes.qsize()
+
     async def wait_synced(self) -> None:
         await self._synced.wait()
 
@@ -212,7 +221,10 @@ class Informer:
         if self._handlers:
             self._notes.put_nowait((what, self._handlers, args))
 
-    def _apply(self, ev) -> None:
+    def apply(self, ev) -> None:
+        """Apply one watch event to the cache and queue its notification (what
+        the reflector does for each event; public so unit tests can feed an
+        informer). BOOKMARKs only advance last_resource_version."""
         if ev.resource_version:
             self.last_resource_version = ev.resource_version
         if ev.type == "BOOKMARK" or ev.object is None:
@@ -307,7 +319,7 @@ class Informer:
                     allow_bookmarks=True)
                 async with contextlib.aclosing(stream):
                     async for ev in stream:
-                        self._apply(ev)
+                        self.apply(ev)
                         events += 1
                         delay = self.backoff_initial
                 if events or loop.time() - started > 5:

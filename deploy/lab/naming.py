@@ -38,6 +38,8 @@ from __future__ import annotations
 import os
 import re
 
+from machinery.errors import HostError
+
 STATE_ROOT = "/run/kctl-lab"
 DATA_ROOT = "/var/lib/kctl-lab"
 NETNS_DIR = "/var/run/netns"
@@ -53,8 +55,9 @@ MAX_NODES = 99
 _NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
 
 
-class LabError(Exception):
-    """Any failure of the lab tooling (bad spec, kernel refusal, ...)."""
+class LabError(HostError):
+    """Any failure of the lab tooling (bad spec, kernel refusal, ...): the
+    HostError family of machinery.errors."""
 
 
 def check_lab_name(name: str) -> str:

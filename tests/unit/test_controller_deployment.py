@@ -33,7 +33,7 @@ def cond(d, t):
 
 
 async def set_image(h, image, name="web", **spec):
-    d = codec.copy(h.client._objects["Deployment"][("default", name)])
+    d = h.client.stored("Deployment", name)
     d.spec.template.spec.containers[0].image = image
     for k, v in spec.items():
         setattr(d.spec, k, v)
@@ -263,3 +263,44 @@ async def test_available_condition_false_below_minimum():
         d = h.objs("Deployment")[0]
         assert (cond(d, "Available").status, cond(d, "Available").reason) == ("False", "MinimumReplicasUnavailable")
         assert d.status.unavailable_replicas == 4 and d.status.available_replicas == 0
+
+
+async def test_rollout_runs_without_a_controller_from_what_it_is_given():
+    """Rollout depends only on what it is handed: a client, a clock, an event
+    and a requeue callback, the ReplicaSets and (Recreate) the pod map."""
+    from machinery import kinds
+    from machinery.fakeclient import FakeClient
+    from controllers.rollout import Rollout, new_replica_set
+    client, events, requeued = FakeClient(), [], []
+    r = Rollout(client, clock=Clock(), event=lambda obj, *ev: events.append(ev),
+                requeue=lambda key, delay: requeued.append(key), cached_rs=lambda ns, name: None)
+    d = await client.create(deployment_obj(replicas=2, strategy="Recreate"))
+    old = new_replica_set(deployment_obj(replicas=2, strategy="Recreate", image="app:v0"), [], 1)
+    old.metadata.uid, old.spec.replicas = "old-uid", 0          # scaled down already
+    pod = kinds.new("Pod")
+    pod.status.phase = "Running"
+    await r.rollout_recreate(codec.copy(d), [old], {"old-uid": [pod]})
+    assert not client.objects("ReplicaSet")                      # its pod still runs: wait
+    d = await client.get("Deployment", "web", "default")
+    await r.rollout_recreate(d, [old], {"old-uid": []})
+    [rs] = client.objects("ReplicaSet")                          # gone: the new set is created
+    assert du.replicas(rs) == 2 and rs.metadata.annotations[du.REVISION] == "2"
+    assert events == [("Normal", "ScalingReplicaSet", f"Scaled up replica set {rs.metadata.name} to 2")]
+    assert requeued[-1] == "default/web"                         # come back at the progress deadline
+
+
+def test_status_and_requeue_are_pure_functions_of_their_inputs():
+    from controllers import deployment_status as ds
+    d = deployment_obj(replicas=3, deadline=60)
+    st, timed_out = ds.rollout_status(d, [], None, 1000.0)
+    assert (st.replicas, cond_of(st, "Available").status, timed_out) == (0, "False", False)
+    assert cond_of(st, "Progressing") is None                    # nothing progressed yet
+    ds.set_condition(d.status, "Progressing", "True", "ReplicaSetUpdated", "", 1000.0)
+    st, timed_out = ds.rollout_status(d, [], None, 1061.0)        # the deadline has passed
+    assert cond_of(st, "Progressing").reason == "ProgressDeadlineExceeded" and timed_out
+    assert ds.requeue_after(d, d.status, 1030.0) == 31.0         # deadline at 1060, one second later
+    assert ds.requeue_after(d, st, 1061.0) is None
+
+
+def cond_of(st, t):
+    return next((c for c in st.conditions if c.type == t), None)

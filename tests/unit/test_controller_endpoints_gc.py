@@ -1,5 +1,6 @@
 """Endpoints, garbage collector and namespace controller syncs on the FakeClient."""
 from machinery import codec, kinds
+from machinery.client import WatchEvent
 from machinery.pb import meta_pb2
 
 from controllers.endpoints import EndpointsController
@@ -38,7 +39,7 @@ async def test_endpoints_split_ready_and_not_ready_and_resolve_named_ports():
                                       ("c", True, 8080, "10.0.0.3")):
             p = await h.client.create(pod(name, port=port))
             await h.client.bind("default", name, "n1")
-            p = h.client._objects["Pod"][("default", name)]
+            p = h.client.stored("Pod", name)
             await h.client.update_status(set_ready(p, ready, 0, ip=ip))
         nop = await h.client.create(pod("noport", port_name=""))       # lacks the named port: skipped
         await h.client.update_status(set_ready(nop, True, 0, ip="10.0.0.4"))
@@ -46,7 +47,7 @@ async def test_endpoints_split_ready_and_not_ready_and_resolve_named_ports():
         await h.settle()
         await c.sync("default/web")
         await h.settle()
-        ep = h.client._objects["Endpoints"][("default", "web")]
+        ep = h.client.stored("Endpoints", "web")
         assert dict(ep.metadata.labels) == {"tier": "fe"}
         by_port = {s.ports[0].port: s for s in ep.subsets}
         assert set(by_port) == {8080, 9090}
@@ -56,18 +57,18 @@ async def test_endpoints_split_ready_and_not_ready_and_resolve_named_ports():
         assert (a.target_ref.kind, a.target_ref.name, a.node_name) == ("Pod", "a", "n1")
         assert by_port[8080].ports[0].name == "http"
         # readiness flips → moves to notReadyAddresses
-        await h.client.update_status(set_ready(h.client._objects["Pod"][("default", "a")], False, 0, ip="10.0.0.1"))
+        await h.client.update_status(set_ready(h.client.stored("Pod", "a"), False, 0, ip="10.0.0.1"))
         await h.settle()
         await c.sync("default/web")
         await h.settle()
-        ep = h.client._objects["Endpoints"][("default", "web")]
+        ep = h.client.stored("Endpoints", "web")
         s8080 = next(s for s in ep.subsets if s.ports[0].port == 8080)
         assert [x.ip for x in s8080.addresses] == ["10.0.0.3"] and [x.ip for x in s8080.not_ready_addresses] == ["10.0.0.1"]
         await h.client.delete("Service", "web", "default")
         await h.settle()
         await c.sync("default/web")
         await h.settle()
-        assert ("default", "web") not in h.client._objects["Endpoints"]
+        assert h.client.stored("Endpoints", "web") is None
 
 
 def owned(kind, name, owner, block=True):
@@ -109,7 +110,7 @@ async def test_background_cascade_deletes_dependents_of_a_deleted_owner():
 async def test_orphan_finalizer_strips_owner_references_then_itself():
     async with harness(gc, workers=True) as (h, c):
         d, rs, p = await chain(h)
-        dd = codec.copy(h.client._objects["Deployment"][("default", "web")])
+        dd = h.client.stored("Deployment", "web")
         dd.metadata.finalizers.append("orphan")
         await h.client.update(dd)
         await h.client.delete("Deployment", "web", "default")
@@ -123,7 +124,7 @@ async def test_orphan_finalizer_strips_owner_references_then_itself():
 async def test_foreground_deletes_dependents_first():
     async with harness(gc, workers=True) as (h, c):
         await chain(h)
-        dd = codec.copy(h.client._objects["Deployment"][("default", "web")])
+        dd = h.client.stored("Deployment", "web")
         dd.metadata.finalizers.append("foregroundDeletion")
         await h.client.update(dd)
         await h.client.delete("Deployment", "web", "default")
@@ -135,7 +136,8 @@ async def test_foreground_deletes_dependents_first():
 async def test_an_owner_missing_only_from_the_cache_is_checked_live():
     async with harness(gc) as (h, c):
         d, rs, p = await chain(h)
-        c.infs["Deployment"]._pop("default/web")       # the cache lost it; the apiserver has it
+        gone = h.client.stored("Deployment", "web")       # the cache lost it; the apiserver has it
+        c.infs["Deployment"].apply(WatchEvent("DELETED", gone, ""))
         await c.sync("ReplicaSet/default/web-1")
         assert h.client.objects("ReplicaSet")
 

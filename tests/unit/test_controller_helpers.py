@@ -47,10 +47,10 @@ class Harness:
     def _caught_up(self) -> bool:
         for inf in self.factory.informers:
             want = {(o.metadata.namespace, o.metadata.name, o.metadata.resource_version)
-                    for o in self.client._objects[inf.kind.kind].values()
+                    for o in self.client.objects(inf.kind)
                     if not inf.namespace or o.metadata.namespace == inf.namespace}
             have = {(o.metadata.namespace, o.metadata.name, o.metadata.resource_version) for o in inf.list()}
-            if want != have or not inf._notes.empty():
+            if want != have or inf.notifications_pending():
                 return False
         return True
 

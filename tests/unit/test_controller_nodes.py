@@ -1,5 +1,5 @@
 """Node lifecycle and node IPAM syncs on the FakeClient."""
-from machinery import codec, kinds
+from machinery import kinds
 
 from controllers.nodeipam import NodeIpamController
 from controllers.nodelifecycle import NOT_READY, UNREACHABLE, NodeLifecycleController, eviction_delay
@@ -46,13 +46,13 @@ async def setup(h, names, pods_per_node=1):
 
 
 async def renew(h, name, t):
-    l = codec.copy(h.client._objects["Lease"][("kube-node-lease", name)])
+    l = h.client.stored("Lease", name, "kube-node-lease")
     l.spec.renew_time.FromSeconds(int(t))
     await h.client.update(l)
 
 
 def get(h, kind, name, ns=""):
-    return h.client._objects[kind][(ns, name)]
+    return h.client.stored(kind, name, ns)
 
 
 def nlc_factory(clock, mono):
@@ -84,8 +84,8 @@ async def test_silent_node_goes_unknown_gets_tainted_pods_not_ready_then_evicted
         clock.advance(2.5); mono.advance(0.1)
         await c.monitor_once()
         await h.settle()
-        assert ("default", "a-p0") not in h.client._objects["Pod"] or \
-            get(h, "Pod", "a-p0", "default").metadata.HasField("deletion_timestamp")
+        pa = get(h, "Pod", "a-p0", "default")
+        assert pa is None or pa.metadata.HasField("deletion_timestamp")
         assert not c.disrupted
         # the node speaks again: Ready again, taints gone
         await renew(h, "a", 500)
@@ -163,7 +163,7 @@ async def test_a_restarted_controller_does_not_declare_a_dead_node_ready():
     clock, mono = Clock(), Mono(0)
     async with harness(nlc_factory(clock, mono), clock=clock) as (h, c):
         await setup(h, ["a", "b", "c"])
-        dead = codec.copy(get(h, "Node", "a"))
+        dead = get(h, "Node", "a")
         dead.status.conditions[0].status, dead.status.conditions[0].reason = "Unknown", "NodeStatusUnknown"
         await h.client.update_status(dead)
         await h.settle()

@@ -36,8 +36,7 @@ async def test_expectations_prevent_over_creation_with_a_stale_cache():
     async with harness(rsc) as (h, c):
         await h.client.create(rs_obj(replicas=4))
         await h.settle()
-        held, apply = [], c.pod_inf._apply
-        c.pod_inf._apply = held.append    # the pod cache lags: it sees nothing for now
+        h.client.hold_watches("Pod")      # the pod cache lags: it sees nothing for now
         await c.sync("default/web")       # creates 4
         try:
             await c.sync("default/web")   # must not create again (its status write may conflict)
@@ -45,9 +44,7 @@ async def test_expectations_prevent_over_creation_with_a_stale_cache():
             pass
         assert len(creates(h)) == 4
         assert c.expectations.pending("default/web")[0] == 4
-        c.pod_inf._apply = apply
-        for ev in held:
-            apply(ev)
+        h.client.release_watches("Pod")
         await h.settle()
         assert c.expectations.satisfied("default/web")
         await c.sync("default/web")
@@ -161,10 +158,12 @@ async def test_min_ready_seconds_counts_available_later_and_requeues():
         for p in h.objs("Pod"):
             await h.client.update_status(set_ready(p, True, clock()))
         await h.settle()
+        delayed, add_after = [], c.queue.add_after
+        c.queue.add_after = lambda key, delay: (delayed.append(key), add_after(key, delay))
         await c.sync("default/web")
         st = h.objs("ReplicaSet")[0].status
         assert (st.ready_replicas, st.available_replicas) == (2, 0)
-        assert "default/web" in c.queue._timers      # come back when minReadySeconds have passed
+        assert "default/web" in delayed              # come back when minReadySeconds have passed
         await h.settle()
         clock.advance(11)
         await c.sync("default/web")

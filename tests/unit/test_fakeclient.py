@@ -222,3 +222,52 @@ async def test_invalid_selectors_are_bad_requests():
     await c.create(pod("a", node="n1"))
     items, _ = await c.list("Pod", field_selector="spec.nodeName=n1")
     assert [p.metadata.name for p in items] == ["a"]
+
+
+@pytest.mark.parametrize("node_name,phase,spec_grace,requested,want", [
+    ("", "Running", 10, None, 0),              # never reached a node
+    ("n1", "Failed", 10, 5, 0),                # nothing left to stop
+    ("n1", "Running", None, None, 30),         # Kubernetes' default
+    ("n1", "Running", 10, None, 10),
+    ("n1", "Running", 10, 3, 3),               # the DELETE's grace wins
+    ("n1", "Running", 10, -1, 0),
+])
+def test_the_grace_period_rule_shared_with_the_apiserver(node_name, phase, spec_grace, requested, want):
+    from apiserver import registry
+    from machinery.deletion import pod_grace_period
+    p = pod("p", node=node_name)
+    p.status.phase = phase
+    if spec_grace is not None:
+        p.spec.termination_grace_period_seconds = spec_grace
+    assert pod_grace_period(p, requested) == want
+    assert registry.strategy(kinds.BY_KIND["Pod"]).grace_period(p, requested) == want
+    assert registry.strategy(kinds.BY_KIND["ReplicaSet"]).grace_period(p, requested) == 0
+
+
+async def test_seed_stored_and_held_watches():
+    c = FakeClient()
+    gone = pod("gone", node="n1")
+    gone.metadata.deletion_timestamp.FromSeconds(5)      # a state create() would not accept as given
+    gone.metadata.finalizers.append("x")
+    w = c.watch("Pod")
+    first = asyncio.ensure_future(w.__anext__())
+    await asyncio.sleep(0)
+    [seeded] = c.seed(gone)
+    assert seeded.metadata.uid and seeded.metadata.resource_version == str(c.resource_version)
+    assert (await asyncio.wait_for(first, 1)).type == "ADDED"
+    assert c.stored("Pod", "gone").metadata.deletion_timestamp.seconds == 5
+    assert c.stored("Pod", "nope") is None and c.stored("Node", "n1", "") is None
+    assert not any(a[0] == "create" for a in c.actions)   # test hooks record no action
+    c.hold_watches("Pod")
+    await c.create(pod("late"))
+    nxt = asyncio.ensure_future(w.__anext__())
+    await asyncio.sleep(0.01)
+    assert not nxt.done() and c.stored("Pod", "late") is not None   # stored, not yet seen
+    c.release_watches("Pod")
+    ev = await asyncio.wait_for(nxt, 1)
+    assert (ev.type, ev.object.metadata.name) == ("ADDED", "late")
+    await w.aclose()
+    c.fail_next("get", errors.Unavailable("down"), times=2)
+    assert c.pending_failures("get") == 2
+    c.clear_failures()
+    assert c.pending_failures("get") == 0

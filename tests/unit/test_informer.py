@@ -177,9 +177,9 @@ async def test_backoff_on_unavailable_without_busy_loop(running):
     c.fail_next("watch", errors.Unavailable("down"), times=1000)
     c.end_watches()
     await asyncio.sleep(0.5)
-    attempts = 1000 - len(c._failures["watch"])
+    attempts = 1000 - c.pending_failures("watch")
     assert 1 <= attempts <= 6
-    c._failures["watch"].clear()
+    c.clear_failures("watch")
     await c.create(pod("b"))
     await eventually(lambda: inf.get("default", "b") is not None)
 
@@ -245,3 +245,22 @@ async def test_shared_informer_factory():
         await pods.run()                        # one run per informer
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_apply_feeds_events_the_way_the_reflector_does(running):
+    from machinery.client import WatchEvent
+    c = FakeClient()
+    inf = Informer(c, "Pod")
+    inf.add_index(BY_NODE, index_by_node)
+    rec = Recorder(inf)
+    running(inf)
+    await inf.wait_synced()
+    a = pod("a", node="n1")
+    a.metadata.resource_version = "7"
+    inf.apply(WatchEvent("ADDED", a, "7"))             # the apiserver never had it: cache only
+    assert inf.get("default", "a") is a and inf.by_index(BY_NODE, "n1") == [a]
+    assert inf.last_resource_version == "7" and inf.notifications_pending() == 1
+    inf.apply(WatchEvent("DELETED", a, "8"))
+    assert inf.get("default", "a") is None and inf.by_index(BY_NODE, "n1") == []
+    await eventually(lambda: inf.notifications_pending() == 0 and len(rec.events) == 2)
+    assert rec.events == [("add", "a"), ("delete", "a", "")]

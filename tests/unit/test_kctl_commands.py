@@ -131,7 +131,7 @@ def test_rollout_status_waits_and_prints_progress(fake, capsys):
                  dict(replicas=3, available_replicas=2),
                  dict(replicas=3, available_replicas=2),   # same line again: printed once
                  dict(available_replicas=3)]
-        await asyncio.wait_for(asyncio.gather(rollout._run_status(ctx, "deploy/web", None, True, 0),
+        await asyncio.wait_for(asyncio.gather(rollout.watch_status(ctx, "deploy/web", None, True, 0),
                                               _progress(fake, steps)), 10)
     asyncio.run(main())
     assert capsys.readouterr().out.splitlines() == [

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from kubectlish import config
+from machinery import errors
 from kubectlish.main import hoist_global_options, parse_duration
 
 KUBECONFIG = """
@@ -74,6 +76,18 @@ def test_errors(cfg, tmp_path):
     bad.write_text("clusters: [{cluster: {}}]")
     with pytest.raises(config.ConfigError, match="needs a name"):
         config.load(str(bad))
+    bad.write_text("clusters: [")
+    with pytest.raises(errors.ConfigError, match="error loading config file") as ei:
+        config.load(str(bad))
+    assert isinstance(ei.value.__cause__, yaml.YAMLError)       # translated at the boundary
+
+
+def test_kctl_errors_belong_to_the_one_exception_tree():
+    from kubectlish import common, jsonpath
+    assert config.ConfigError is errors.ConfigError
+    assert issubclass(common.Failed, errors.KctlError)
+    with pytest.raises(errors.DecodeError):
+        jsonpath.render("{range .items}", {"items": []})
 
 
 def test_single_cluster_without_context(tmp_path):
