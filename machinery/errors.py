@@ -13,8 +13,11 @@ boundary translates the foreign error with `raise ... from exc`:
     │                   an agent's pod config such as a missing Secret)
     ├── HostError       the host refused an operation: subprocesses, netlink,
     │                   files (node agent runtime/images/network/iptables, lab)
-    └── ControlFlow     internal signals that end a task (leadership lost,
-                        queue shut down, a component's task ended)
+    ├── ControlFlow     internal signals that end a task (leadership lost,
+    │                   queue shut down, a component's task ended)
+    └── (directly)      errors no family fits: kinds.UnknownKind (also a
+                        LookupError), runner.ComponentFailed (a component's task
+                        died), kubectlish's Failed (a kctl command that cannot finish)
 
 An ApiError carries what Kubernetes' metav1.Status carries: a reason
 (NotFound, Conflict, Invalid, ...), the HTTP-style code kubectl users know,

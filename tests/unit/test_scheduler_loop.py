@@ -111,7 +111,7 @@ async def test_bind_not_found_is_dropped_not_retried(fake, running):
     await until(lambda: len(running.cache) == 1, "node seen")
     fake.fail_next("bind", errors.NotFound('pods "p" not found'))
     await fake.create(hollow.pod("p"))
-    await until(lambda: not fake._failures["bind"] and running.binder.batches == 1, "bind attempted")
+    await until(lambda: not fake.pending_failures("bind") and running.binder.batches == 1, "bind attempted")
     assert "uid-default-p" not in running.cache.pods          # assumption forgotten
     assert running.queue.where("default/p") is None            # and not retried
     assert running.cache.node_summary("n1")["pods"] == (0, 110)
