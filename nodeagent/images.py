@@ -60,13 +60,8 @@ import time
 import zlib
 from dataclasses import dataclass
 
-import prometheus_client
-
-IMAGE_PULL_SECONDS = prometheus_client.Histogram(
-    "kctl_nodeagent_image_pull_duration_seconds",
-    "Time to pull an image from a registry or local layout and unpack its layers.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
+from nodeagent.errors import ImagePullError, SkopeoError
+from nodeagent.metrics import IMAGE_PULL_SECONDS
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 DEFAULT_DOMAIN = "docker.io"
@@ -78,15 +73,6 @@ _PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
 _DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-f]{32,}$")
-
-
-class ImagePullError(Exception):
-    """A pull failed; reason is Kubernetes' (ErrImagePull, ErrImageNeverPull, InvalidImageName)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -348,10 +334,6 @@ def _endpoint(url: str) -> tuple[str, bool]:
     return rest, scheme == "http"
 
 
-class _SkopeoError(Exception):
-    pass
-
-
 class ImageStore:
     """Pulls images with skopeo into root and unpacks each layer once.
 
@@ -501,7 +483,7 @@ class ImageStore:
                                            "--dest-shared-blob-dir", os.path.join(self.root, "blobs"),
                                            f"docker://{host}/{r.path}@{digest}", f"oci:{tmp}:img")
                     return await self._import(r, tmp, repo_digest)
-                except _SkopeoError as exc:
+                except SkopeoError as exc:
                     errors.append(str(exc))
             raise ImagePullError("ErrImagePull", f'failed to pull image "{original}": ' + "; ".join(errors))
         finally:
@@ -521,7 +503,7 @@ class ImageStore:
                 await proc.wait()
             raise
         if proc.returncode != 0:
-            raise _SkopeoError(_one_line(err.decode(errors="replace")))
+            raise SkopeoError(_one_line(err.decode(errors="replace")))
         return out
 
     async def _import(self, r: ImageRef, layout: str, repo_digest: str | None) -> Image:

@@ -245,7 +245,8 @@ def agentlib_capacity() -> dict[str, str]:
 def cleanup_iptables() -> int:
     """``--cleanup-iptables``: remove every KCTL-* chain and hook in this netns; print what went."""
     import asyncio
-    from nodeagent.iptables import IptablesError, IptablesRunner
+    from nodeagent.errors import IptablesError
+    from nodeagent.iptables import IptablesRunner
     from nodeagent.proxy import cleanup
     try:
         removed = asyncio.run(cleanup(IptablesRunner()))

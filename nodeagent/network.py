@@ -61,6 +61,8 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from nodeagent.errors import IPAMExhausted, NetworkError
+
 NETNS_RUN_DIR = "/var/run/netns"
 RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
 CLONE_NEWNET = 0x40000000
@@ -70,14 +72,6 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class NetworkError(Exception):
-    """Any failure of the pod network layer (netlink, sysctl, netns, IPAM)."""
-
-
-class IPAMExhausted(NetworkError):
-    """No free address left in the node's pod CIDR."""
 
 
 @dataclass(frozen=True)

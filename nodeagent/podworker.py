@@ -43,10 +43,11 @@ import time
 from machinery import errors
 from machinery.pb import core_pb2
 from nodeagent import metrics, podspec, status as pstatus
-from nodeagent.images import ImagePullError, default_pull_policy, lowerdirs
+from nodeagent.images import default_pull_policy, lowerdirs
 from nodeagent.network import Sandbox, write_pod_files
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, ContainerProbes, run_handler
-from nodeagent.runtime import CREATED, ContainerRuntimeError, ContainerState
+from nodeagent.containers import CREATED, ContainerState
+from nodeagent.errors import ContainerConfigError, ContainerRuntimeError, ImagePullError
 from nodeagent.status import ContainerRecord
 
 log = logging.getLogger("kctl.nodeagent.podworker")
@@ -54,13 +55,6 @@ log = logging.getLogger("kctl.nodeagent.podworker")
 MAX_BACKOFF = 300.0
 BACKOFF_RESET = 600.0
 RESYNC = 5.0
-
-
-def runtime_has(rt, cid: str) -> bool:
-    """Whether the runtime has a container with this id (real or fake runtime)."""
-    if hasattr(rt, "exists"):
-        return rt.exists(cid)
-    return (rt.ctrs / cid / "meta.json").exists()
 
 
 def container_id(pod_uid: str, name: str, restart: int) -> str:
@@ -366,12 +360,12 @@ class PodWorker:
         try:
             cfg = podspec.container_config(self.pod, c, image, self.sandbox, self.pod_dir, self.pod_files,
                                            self.agent.node_ip, cid, restart, lowerdirs(image))
-        except podspec.ConfigError as exc:
+        except ContainerConfigError as exc:
             if rec.waiting_reason != "CreateContainerConfigError":
                 self.agent.recorder.event(self.pod, "Warning", "Failed", f"Error: {exc}")
             rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", str(exc)
             return 10.0
-        if runtime_has(rt, cid):                              # a half-done earlier attempt
+        if rt.exists(cid):                              # a half-done earlier attempt
             await rt.remove(cid)
         try:
             t0 = time.perf_counter()
@@ -571,7 +565,7 @@ class PodWorker:
                     pass
             await rt.stop(rec.cid, max(0.0, deadline - time.monotonic()))
 
-        running = [r for r in self.records.values() if r.cid and runtime_has(rt, r.cid)]
+        running = [r for r in self.records.values() if r.cid and rt.exists(r.cid)]
         await asyncio.gather(*(stop_one(r) for r in running))
         if running and not self.gone and self.pod.spec.containers:
             try:                                  # show the containers terminated, like the kubelet

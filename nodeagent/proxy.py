@@ -75,9 +75,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from prometheus_client import Counter, Gauge, Histogram
-
-from nodeagent.iptables import IptablesError
+from nodeagent.errors import IptablesError, ProxyError
+from nodeagent.metrics import (PROXY_RULES as RULES, PROXY_SYNC_DURATION as SYNC_DURATION,
+                               PROXY_SYNC_ERRORS as SYNC_ERRORS, PROXY_SYNCS as SYNCS)
 
 log = logging.getLogger("kctl.nodeagent.proxy")
 
@@ -88,12 +88,6 @@ MASQ_MARK = "0x4000"  # the bit kube-proxy uses; our chains live in node netns o
 PROTOCOLS = ("tcp", "udp", "sctp")
 AFFINITY_SECONDS = 10800  # Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds
 
-SYNC_DURATION = Histogram("kctl_nodeagent_proxy_sync_duration_seconds",
-                          "Duration of applied proxy syncs (render + iptables-save + iptables-restore)",
-                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-RULES = Gauge("kctl_nodeagent_proxy_rules", "iptables rules in the last applied payload", ["node", "table"])
-SYNC_ERRORS = Counter("kctl_nodeagent_proxy_sync_errors_total", "Failed proxy syncs", ["node"])
-SYNCS = Counter("kctl_nodeagent_proxy_syncs_total", "Proxy syncs by result", ["node", "result"])
 
 # (table, built-in chain, rule spec): the only rules we put outside KCTL-* chains.
 HOOKS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -108,10 +102,6 @@ HOOKS: list[tuple[str, str, tuple[str, ...]]] = [
         ("FORWARD", "kctl service portals", SERVICES),
         ("OUTPUT", "kctl service portals", SERVICES))
 ]
-
-
-class ProxyError(Exception):
-    """A proxy sync or cleanup failed (wraps the IptablesError)."""
 
 
 # ---------------------------------------------------------------------------- model

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from machinery.pb import core_pb2
-from nodeagent.runtime import ContainerState
+from nodeagent.containers import ContainerState
 
 RUNNING, EXITED = "running", "exited"
 
