@@ -50,7 +50,8 @@ import time
 from nodeagent.containers import ContainerConfig, ContainerInfo, ContainerState
 from nodeagent.crilog import LogEntry
 from nodeagent.errors import ContainerNotFound, ContainerNotRunning, ContainerRuntimeError, IPAMExhausted
-from nodeagent.images import Image, ImageConfig, parse_reference
+from nodeagent.imageref import parse_reference
+from nodeagent.images import Image, ImageConfig
 from nodeagent.network import Sandbox
 
 

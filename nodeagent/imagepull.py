@@ -19,7 +19,7 @@ import time
 
 from machinery.pb import core_pb2
 from nodeagent.errors import ImagePullError
-from nodeagent.images import default_pull_policy
+from nodeagent.imageref import default_pull_policy
 from nodeagent.status import ContainerRecord
 
 MAX_BACKOFF = 300.0
