@@ -18,8 +18,10 @@ a container the pod spec cannot configure is a ``ConfigError``::
         ├── IptablesError             an iptables/conntrack command failed
         └── ProxyError                a proxy sync or cleanup failed (wraps an IptablesError)
     machinery.errors.ConfigError
-    └── ContainerConfigError          a container cannot be configured
-                                      (reason CreateContainerConfigError)
+    ├── ContainerConfigError          a container cannot be configured
+    │                                 (reason CreateContainerConfigError)
+    └── AgentConfigError              an agent setting that cannot be used
+                                      (proxy mode, node IP, CIDRs); also a ValueError
 
 Each boundary translates the foreign error it meets (OSError, NetlinkError,
 tarfile errors, a non-zero exit) into one of these with ``raise ... from exc``,
@@ -81,3 +83,7 @@ class ProxyError(NodeAgentError):
 
 class ContainerConfigError(ConfigError):
     """The container cannot be configured (reason CreateContainerConfigError)."""
+
+
+class AgentConfigError(ConfigError, ValueError):
+    """A node agent setting that cannot be used; the message names it."""

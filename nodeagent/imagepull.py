@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 from machinery.pb import core_pb2
-from nodeagent.errors import ImagePullError
+from nodeagent.errors import ContainerConfigError, ImagePullError
 from nodeagent.imageref import default_pull_policy
 from nodeagent.status import ContainerRecord
 
@@ -56,7 +56,7 @@ class ImagePuller:
             self.recorder.event(pod, "Warning", "Failed", f'Failed to pull image "{c.image}": {exc.message}')
             self.recorder.event(pod, "Warning", "Failed", f"Error: {rec.waiting_reason}")
             return None
-        except ValueError as exc:
+        except ContainerConfigError as exc:       # an unknown imagePullPolicy
             rec.waiting_reason, rec.waiting_message = "InvalidImageName", str(exc)
             rec.pull_backoff_until = time.time() + 30
             return None

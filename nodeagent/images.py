@@ -41,7 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from nodeagent.errors import ImagePullError, SkopeoError
+from nodeagent.errors import ContainerConfigError, ImagePullError, SkopeoError
 from nodeagent.imageref import PULL_POLICIES, ImageRef, parse_reference
 from nodeagent.layers import unpack_layer
 from nodeagent.metrics import IMAGE_PULL_SECONDS
@@ -171,7 +171,7 @@ class ImageStore:
     async def pull(self, ref: str, policy: str = "IfNotPresent") -> Image:
         """Make ref available locally according to imagePullPolicy; return it."""
         if policy not in PULL_POLICIES:
-            raise ValueError(f"unknown imagePullPolicy {policy!r}")
+            raise ContainerConfigError(f"unknown imagePullPolicy {policy!r}")
         r = parse_reference(ref)
         local = self._load(self._record_path(r))
         if policy == "Never":

@@ -145,8 +145,9 @@ def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime:
     proxy="iptables": a service proxy; on the real iptables for runc, on
     FakeIptables for fake (hollow agents never program the host)."""
     from nodeagent.agent import Agent
+    from nodeagent.errors import AgentConfigError
     if proxy not in ("iptables", "none"):
-        raise ValueError(f"proxy must be iptables or none, not {proxy!r}")
+        raise AgentConfigError(f"proxy must be iptables or none, not {proxy!r}")
     make_proxier = None
     if proxy == "iptables":
         from nodeagent.proxy import Proxier

@@ -114,7 +114,6 @@ def write_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
     Returns {container path: host path}, ready to be bind-mounted read-only.
     """
     etc = Path(pod_dir) / "etc"
-    etc.mkdir(parents=True, exist_ok=True)
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              f"{pod_ip}\t{hostname}"]
     for ip, names in (host_aliases or {}).items():
@@ -126,10 +125,14 @@ def write_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
     files = {"/etc/hosts": "\n".join(hosts) + "\n", "/etc/hostname": hostname + "\n",
              "/etc/resolv.conf": "\n".join(resolv) + "\n"}
     out = {}
-    for cpath, text in files.items():
-        host = etc / Path(cpath).name
-        _atomic_write(host, text)
-        out[cpath] = str(host)
+    try:
+        etc.mkdir(parents=True, exist_ok=True)
+        for cpath, text in files.items():
+            host = etc / Path(cpath).name
+            _atomic_write(host, text)
+            out[cpath] = str(host)
+    except OSError as exc:
+        raise NetworkError(f"pod files in {etc}: {exc}") from exc
     return out
 
 

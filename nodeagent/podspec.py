@@ -18,7 +18,8 @@ Rules (the kubelet's):
   a directory under the pod dir shared by the pod's containers; hostPath as is
   (created for ``DirectoryOrCreate``/``FileOrCreate``); ``subPath`` supported.
 
-Pure functions apart from creating the volume directories.
+Pure functions apart from creating the volume directories (the host
+refusing that is a ``ContainerRuntimeError``).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import re
 from machinery import quantity
 from machinery.pb import core_pb2
 from nodeagent.containers import ContainerConfig, Mount
-from nodeagent.errors import ContainerConfigError
+from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 from nodeagent.images import Image
 from nodeagent.network import Sandbox
 
@@ -136,6 +137,13 @@ def volume_dir(pod_dir: str, name: str) -> str:
 
 def prepare_volumes(pod: core_pb2.Pod, pod_dir: str) -> None:
     """Create emptyDir directories and hostPath *OrCreate targets."""
+    try:
+        _prepare_volumes(pod, pod_dir)
+    except OSError as exc:
+        raise ContainerRuntimeError(f"preparing the volumes of pod {pod.metadata.name}: {exc}") from exc
+
+
+def _prepare_volumes(pod: core_pb2.Pod, pod_dir: str) -> None:
     for v in pod.spec.volumes:
         if v.HasField("empty_dir"):
             d = volume_dir(pod_dir, v.name)
@@ -169,7 +177,10 @@ def build_mounts(pod: core_pb2.Pod, c: core_pb2.Container, pod_dir: str,
             if os.path.isabs(vm.sub_path) or ".." in vm.sub_path.split("/"):
                 raise ContainerConfigError(f"subPath {vm.sub_path!r} must be a relative path without '..'")
             src = os.path.join(src, vm.sub_path)
-            os.makedirs(src, exist_ok=True)
+            try:
+                os.makedirs(src, exist_ok=True)
+            except OSError as exc:
+                raise ContainerRuntimeError(f'subPath {vm.sub_path!r} of volume "{v.name}": {exc}') from exc
         mounts.append(Mount(src, vm.mount_path, vm.read_only))
     return mounts
 

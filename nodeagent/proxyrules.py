@@ -46,6 +46,8 @@ import socket
 from dataclasses import dataclass
 from typing import Iterable
 
+from nodeagent.errors import AgentConfigError
+
 log = logging.getLogger("kctl.nodeagent.proxy")
 
 PREFIX = "KCTL-"
@@ -202,9 +204,9 @@ def render_ports(ports: Iterable[ServicePortInfo], *, node_ip: str | None, pod_c
     pod_net = ipaddress.ip_network(pod_cidr, strict=False) if pod_cidr else None
     masq_net = ipaddress.ip_network(masquerade_cidr, strict=False) if masquerade_cidr else None
     if pod_net and masq_net and pod_net.overlaps(masq_net):
-        raise ValueError(f"masquerade CIDR {masq_net} overlaps the pod CIDR {pod_net}")
+        raise AgentConfigError(f"masquerade CIDR {masq_net} overlaps the pod CIDR {pod_net}")
     if node_ip is not None and not _ipv4(node_ip):
-        raise ValueError(f"node IP {node_ip!r} is not an IPv4 address")
+        raise AgentConfigError(f"node IP {node_ip!r} is not an IPv4 address")
     not_pod = ["!", "-s", str(pod_net)] if pod_net else []
     node_dst = ["-d", f"{node_ip}/32"] if node_ip else ["-m", "addrtype", "--dst-type", "LOCAL"]
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from nodeagent.errors import ImagePullError, SkopeoError
+from nodeagent.errors import ContainerConfigError, ImagePullError, SkopeoError
 from nodeagent.imageref import ImageRef, default_pull_policy, parse_reference
 from nodeagent.images import ImageStore
 from nodeagent.skopeo import Registries, Skopeo, endpoint, error_line
@@ -113,3 +113,8 @@ async def test_skopeo_that_cannot_run_is_a_skopeo_error(tmp_path):
     sk = Skopeo(str(tmp_path / "no-skopeo"), str(tmp_path / "p.json"), str(tmp_path / "r.conf"), str(tmp_path))
     with pytest.raises(SkopeoError, match="cannot run .*no-skopeo"):
         await sk.run("inspect", "docker://x/y")
+
+
+async def test_unknown_pull_policy_is_a_container_config_error(tmp_path):
+    with pytest.raises(ContainerConfigError, match="unknown imagePullPolicy 'Sometimes'"):
+        await ImageStore(str(tmp_path)).pull("busybox", "Sometimes")

@@ -17,9 +17,10 @@ def test_host_operations_are_host_errors(cls):
     assert issubclass(cls, kerrors.KctlError)
 
 
-def test_container_config_error_is_the_one_config_error_family():
-    assert issubclass(errors.ContainerConfigError, kerrors.ConfigError)
-    assert not issubclass(errors.ContainerConfigError, kerrors.HostError)
+def test_config_errors_are_the_one_config_error_family():
+    for cls in (errors.ContainerConfigError, errors.AgentConfigError):
+        assert issubclass(cls, kerrors.ConfigError) and not issubclass(cls, kerrors.HostError)
+    assert issubclass(errors.AgentConfigError, ValueError)       # argument checks callers know
 
 
 def test_image_pull_error_keeps_kubernetes_reason():

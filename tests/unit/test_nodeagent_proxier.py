@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from nodeagent.errors import ProxyError
+from nodeagent.errors import AgentConfigError, ProxyError
 from nodeagent.iptables import FakeIptables
 from nodeagent.proxy import Proxier, cleanup
 from nodeagent.proxyrules import HOOKS, count_rules, with_stale_deletions
@@ -204,7 +204,7 @@ async def test_proxier_clears_udp_conntrack_only_when_endpoints_go():
 
 
 def test_proxier_refuses_bad_settings_at_construction():
-    with pytest.raises(ValueError):
+    with pytest.raises(AgentConfigError):
         Proxier(FakeIptables(), node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.244.0.0/16")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from nodeagent.errors import AgentConfigError
 from nodeagent.proxyrules import (ServicePortInfo, count_rules, render, service_ports, stale_chains,
                                   udp_conntrack_deletions, with_stale_deletions)
 from tests.unit.proxy_objects import NODE_IP, WEB_EXT, WEB_SEP, WEB_SVC, do_render, eps, svc, udp_port, web
@@ -196,9 +197,9 @@ def test_unnamed_port_key_and_without_pod_cidr_nodeports_always_masquerade():
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ValueError, match="overlaps"):
+    with pytest.raises(AgentConfigError, match="overlaps"):
         render([], [], node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.0.0.0/8")
-    with pytest.raises(ValueError, match="node IP"):
+    with pytest.raises(AgentConfigError, match="node IP"):
         render([], [], node_ip="node-1")
 
 
