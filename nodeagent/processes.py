@@ -7,7 +7,7 @@ that whole process tree (from /proc's parent links) with SIGSTOP so nothing
 forks or is reparented to the container's init meanwhile, then SIGKILLs the
 process group and every process of the tree; ``runc exec`` reaps its child
 and exits by itself.  Used when an exec times out (``Runtime.exec``) and when
-an exec stream is cancelled (the agent's gRPC ``Exec``).
+an exec stream is cancelled (the agent's gRPC ``Exec``), through ``end_exec``.
 """
 from __future__ import annotations
 
@@ -83,3 +83,12 @@ async def kill_exec(proc: asyncio.subprocess.Process, pidfile: Path, pidfile_wai
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()
+
+
+async def end_exec(proc: asyncio.subprocess.Process, pidfile: Path) -> None:
+    """After a ``runc exec --pid-file PIDFILE``: if the command still runs (cancel, timeout),
+    kill it and its children first (runc exec then reaps and exits; killing only runc would
+    leave the command running in the container); then remove the pid file."""
+    if proc.returncode is None:
+        await asyncio.shield(kill_exec(proc, pidfile))
+    pidfile.unlink(missing_ok=True)

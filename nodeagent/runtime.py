@@ -8,10 +8,8 @@ How a container starts (design §4):
 2. ``config.json`` comes from ``ocispec.build_spec`` (runc's own defaults plus
    what the pod asks for); ``meta.json`` keeps the ContainerConfig and labels so
    a later agent can re-adopt the container (``list()``).
-3. ``conmon`` is started with ``start_new_session=True`` (the container outlives
-   the agent) and ``_OCI_SYNCPIPE`` passed via ``pass_fds``: conmon's parent
-   returns before ``runc create`` is done; the pipe then yields one JSON line,
-   ``{"data": PID}`` or ``{"data": -1, "message": ...}``.
+3. ``conmon`` runs ``runc create`` in a session of its own (the container
+   outlives the agent) and reports the PID on its sync pipe (nodeagent/conmon.py).
 4. ``runc --root ROOT/runc start ID``.  conmon stays the container's parent,
    writes the CRI log (``TIME STREAM F|P TEXT``) to ``ROOT/logs/ID.log`` and, at
    exit, the exit code as a plain integer to ``ROOT/exits/ID``.
@@ -30,9 +28,10 @@ OOM: when the exit is first observed (the cgroup still exists until
 the answer is cached with the exit code in ``exit.json``.
 
 Neighbours: the dataclasses it takes and gives are in nodeagent/containers.py,
-the CRI log parser in nodeagent/crilog.py, the exec killer in
-nodeagent/processes.py, its metrics in nodeagent/metrics.py and its errors
-(``ContainerRuntimeError`` and subclasses) in nodeagent/errors.py.
+the CRI log parser in nodeagent/crilog.py, starting conmon in
+nodeagent/conmon.py, the exec killer in nodeagent/processes.py, its metrics
+in nodeagent/metrics.py and its errors (``ContainerRuntimeError`` and
+subclasses) in nodeagent/errors.py.
 
 Measured here (2 cores): create_and_start of a busybox container ~75 ms median
 (conmon + runc create ~65 ms, runc start ~9 ms); each runc state/kill/delete
@@ -58,15 +57,15 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from nodeagent import cgroups, ocispec
+from nodeagent.conmon import run_conmon
 from nodeagent.containers import CREATED, EXITED, RUNNING, UNKNOWN, ContainerConfig, ContainerInfo, ContainerState
 from nodeagent import crilog
 from nodeagent.crilog import LogEntry
 from nodeagent.errors import ContainerNotFound, ContainerNotRunning, ContainerRuntimeError, ExecTimeout
 from nodeagent.metrics import RUNTIME_OP_ERRORS as OP_ERRORS, RUNTIME_OP_LATENCY as OP_LATENCY, RUNTIME_RUNNING
-from nodeagent.processes import kill_exec
+from nodeagent.processes import end_exec, kill_exec
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
-CONMON = shutil.which("conmon") or "/usr/bin/conmon"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -159,14 +158,7 @@ class Runtime:
     async def _create(self, cfg: ContainerConfig, d: Path) -> int:
         """Mount the rootfs, write the bundle, run conmon (-> runc create); return the pid."""
         if cfg.layers:
-            rootfs = d / "rootfs"
-            for sub in ("rootfs", "upper", "work"):
-                (d / sub).mkdir()
-            opts = (f"lowerdir={':'.join(str(p) for p in cfg.layers)},"
-                    f"upperdir={d / 'upper'},workdir={d / 'work'}")
-            if _libc.mount(b"overlay", str(rootfs).encode(), b"overlay", 0, opts.encode()) != 0:
-                err = ctypes.get_errno()
-                raise ContainerRuntimeError(f"overlay mount {rootfs}: {os.strerror(err)}")
+            rootfs = _mount_overlay(d, cfg.layers)
         elif cfg.rootfs:
             rootfs = Path(cfg.rootfs)
         else:
@@ -175,39 +167,15 @@ class Runtime:
         (d / "config.json").write_text(json.dumps(spec))
         meta = {"config": asdict(cfg), "created_at": time.time()}
         (d / "meta.json").write_text(json.dumps(meta))
-
-        r, w = os.pipe()
-        try:
-            with open(d / "conmon.err", "wb") as errf:
-                proc = await asyncio.create_subprocess_exec(
-                    CONMON, "--api-version", "1", "-c", cfg.id, "-u", cfg.id, "-n", cfg.name or cfg.id,
-                    "-r", RUNC, "--runtime-arg", f"--root={self.runc_root}",
-                    "-b", str(d), "-p", str(d / "pidfile"), "-P", str(d / "conmon.pid"),
-                    "-l", f"k8s-file:{self.logs / (cfg.id + '.log')}",
-                    "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks),
-                    env={**os.environ, "_OCI_SYNCPIPE": str(w)}, pass_fds=(w,),
-                    start_new_session=True, cwd=str(d),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=errf)
-            os.close(w)
-            w = -1
-            rc = await proc.wait()
-            line = await asyncio.wait_for(asyncio.to_thread(_read_line, r), 60)
-        finally:
-            os.close(r)
-            if w >= 0:
-                os.close(w)
-        try:
-            msg = json.loads(line) if line else {"data": -1, "message": "conmon closed sync pipe"}
-        except ValueError:
-            msg = {"data": -1, "message": line}
-        if rc != 0 or msg.get("data", -1) < 0:
-            err = (d / "conmon.err").read_text(errors="replace").strip()
-            raise ContainerRuntimeError(
-                f"runc create {cfg.id} failed: {msg.get('message', '')} {err}".strip())
+        pid = await run_conmon(d, cfg.id, [
+            "--api-version", "1", "-c", cfg.id, "-u", cfg.id, "-n", cfg.name or cfg.id,
+            "-r", RUNC, "--runtime-arg", f"--root={self.runc_root}",
+            "-b", str(d), "-p", str(d / "pidfile"), "-P", str(d / "conmon.pid"),
+            "-l", f"k8s-file:{self.logs / (cfg.id + '.log')}",
+            "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks)])
         meta["started_at"] = time.time()
         (d / "meta.json").write_text(json.dumps(meta))
-        return int(msg["data"])
+        return pid
 
     # ------------------------------------------------------------------ state
     def _meta(self, cid: str) -> dict:
@@ -378,7 +346,7 @@ class Runtime:
                          stdin: bool = False) -> tuple[asyncio.subprocess.Process, Path]:
         """Start ``runc exec --pid-file PIDFILE CID ARGV`` with pipes; return (process, pidfile).
 
-        Always end it with ``end_exec`` (which kills the exec'd command if it still runs)."""
+        Always end it with ``processes.end_exec`` (which kills the command if it still runs)."""
         if not self.exists(cid):
             raise ContainerNotFound(cid)
         if (self.exits / cid).exists():
@@ -393,15 +361,6 @@ class Runtime:
             OP_ERRORS.labels("exec").inc()
             raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc
         return proc, pidfile
-
-    @staticmethod
-    async def end_exec(proc: asyncio.subprocess.Process, pidfile: Path) -> None:
-        """After ``start_exec``: if the command still runs (cancel, timeout), kill it and its
-        children first (runc exec then reaps and exits; killing only runc would leave the
-        command running in the container); then remove the pid file."""
-        if proc.returncode is None:
-            await asyncio.shield(kill_exec(proc, pidfile))
-        pidfile.unlink(missing_ok=True)
 
     async def exec(self, cid: str, argv: list[str], stdin: bytes | None = None,
                    timeout: float = 30) -> tuple[int, bytes, bytes]:
@@ -424,7 +383,7 @@ class Runtime:
             OP_ERRORS.labels("exec").inc()
             raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc
         finally:
-            await self.end_exec(proc, pidfile)    # cancelled: kill what runs
+            await end_exec(proc, pidfile)    # cancelled: kill what runs
             OP_LATENCY.labels("exec").observe(time.perf_counter() - t0)
 
     def log_path(self, cid: str) -> Path:
@@ -439,11 +398,13 @@ class Runtime:
         return crilog.follow(self.log_path(cid), lambda: self._conmon_alive(cid), poll)
 
 
-def _read_line(fd: int) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
+def _mount_overlay(d: Path, layers: list[str]) -> Path:
+    """D/rootfs as an overlayfs of the layers (top first) with D/upper and D/work."""
+    rootfs = d / "rootfs"
+    for sub in ("rootfs", "upper", "work"):
+        (d / sub).mkdir()
+    opts = f"lowerdir={':'.join(str(p) for p in layers)},upperdir={d / 'upper'},workdir={d / 'work'}"
+    if _libc.mount(b"overlay", str(rootfs).encode(), b"overlay", 0, opts.encode()) != 0:
+        err = ctypes.get_errno()
+        raise ContainerRuntimeError(f"overlay mount {rootfs}: {os.strerror(err)}")
+    return rootfs

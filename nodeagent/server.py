@@ -17,7 +17,7 @@ annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
   (the client going away, or the apiserver's proxy cancelling its call) kills
   the exec'd command — its process group and every descendant, found from the
   PID runc wrote with ``--pid-file`` — and runc exec then exits by itself
-  (``Runtime.end_exec``, nodeagent/processes.py).
+  (``end_exec``, nodeagent/processes.py).
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
@@ -32,6 +32,7 @@ import grpc
 from machinery import nodeclient
 from machinery.pb import node_pb2, node_pb2_grpc
 from nodeagent.errors import ContainerNotFound, ContainerNotRunning
+from nodeagent.processes import end_exec
 
 log = logging.getLogger("kctl.nodeagent.server")
 
@@ -139,7 +140,7 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         finally:
             for t in tasks:
                 t.cancel()
-            await rt.end_exec(proc, pidfile)     # cancelled: kill the command, children included
+            await end_exec(proc, pidfile)     # cancelled: kill the command, children included
 
 
 async def serve(agent, listen: str) -> None:
