@@ -41,12 +41,16 @@ log = logging.getLogger("kctl.nodeagent")
 def enter_netns(path: str) -> None:
     if "/" not in path:
         path = f"/var/run/netns/{path}"
+    from nodeagent.errors import NetworkError
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise NetworkError(f"node network namespace {path}: {exc.strerror}") from exc
     try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+            raise NetworkError(f"setns({path}): {os.strerror(err)}")
     finally:
         os.close(fd)
 

@@ -31,7 +31,7 @@ import grpc
 
 from machinery import nodeclient
 from machinery.pb import node_pb2, node_pb2_grpc
-from nodeagent.errors import ContainerNotFound, ContainerNotRunning
+from nodeagent.errors import ContainerNotFound, ContainerNotRunning, NodeAgentError
 from nodeagent.processes import end_exec
 
 log = logging.getLogger("kctl.nodeagent.server")
@@ -148,7 +148,7 @@ async def serve(agent, listen: str) -> None:
     server = grpc.aio.server()
     node_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentService(agent), server)
     if server.add_insecure_port(listen) == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise NodeAgentError(f"cannot listen on {listen}")
     await server.start()
     log.info("NodeAgent service on %s", listen)
     try:
