@@ -1,14 +1,14 @@
 """Pod status as the node agent reports it: pure functions over a pod's container records.
 
-A pod's sync (nodeagent/syncpod.py, run by its pod worker) keeps one ``ContainerRecord`` per
-container of the pod spec: the current runtime instance (its id and last
-observed ``ContainerState``), the previous instance (for ``lastState`` and
-``kctl logs --previous``), the reason it is waiting (``ContainerCreating``,
-``ErrImagePull``, ``CrashLoopBackOff`` ...), its restart count and its probe
-results.  ``build_status`` turns those into a ``PodStatus`` exactly the way
-the kubelet words it; ``status_changed`` compares two statuses so the status
-writer (nodeagent/statusmanager.py) writes only when something really
-changed, and ``same_status`` compares the
+A pod's sync (nodeagent/syncpod.py, run by its pod worker) keeps one
+``ContainerRecord`` per container of the pod spec: the current runtime
+instance (its id and last observed ``ContainerState``), the previous instance
+(for ``lastState`` and ``kctl logs --previous``), the reason it is waiting
+(``ContainerCreating``, ``ErrImagePull``, ``CrashLoopBackOff`` ...), its
+restart count and its probe results.  ``build_status`` turns those into a
+``PodStatus`` exactly the way the kubelet words it; ``status_changed``
+compares two statuses so the status writer (nodeagent/statusmanager.py)
+writes only when something really changed, and ``same_status`` compares the
 computed status with the one the API holds *ignoring what legitimately
 differs* (condition probe/transition times, the apiserver's qosClass), so a
 status someone else rewrote (the node lifecycle controller's Ready=False for
