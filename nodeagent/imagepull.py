@@ -22,7 +22,7 @@ from nodeagent.errors import ContainerConfigError, ImagePullError
 from nodeagent.imageref import default_pull_policy
 from nodeagent.status import ContainerRecord
 
-MAX_BACKOFF = 300.0
+MAX_BACKOFF = 300.0      # the kubelet's cap, for image pulls and (nodeagent/syncpod.py) crash loops
 
 
 class ImagePuller:
