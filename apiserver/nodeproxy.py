@@ -41,7 +41,7 @@ import grpc
 
 from apiserver import metrics
 from apiserver.server import fail_rpc
-from machinery import codec, errors, kinds
+from machinery import codec, errors, kinds, nodeclient
 from machinery.pb import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,19 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         outcome[0] = exc.grpc_code.name if isinstance(exc, errors.ApiError) else "INTERNAL"
         await fail_rpc(context, exc, what)
 
+    async def _forward(self, call, node: str, endpoint: str, context, what: str, outcome: list[str]):
+        """Yield the agent call's responses; its failure ends our call (as an ApiError), and
+        leaving (done, failed or cancelled) cancels it."""
+        self._begin(endpoint)
+        try:
+            async for resp in call:
+                yield resp
+        except grpc.aio.AioRpcError as exc:
+            await self._fail(context, await self._agent_error(exc, node, endpoint), what, outcome)
+        finally:
+            self._end(endpoint)
+            call.cancel()
+
     # ------------------------------------------------------------ calls
     # Each call is counted in kctl_apiserver_requests{kind="Pod", verb="logs"|"exec", code}:
     # OK, the error's gRPC code, or CANCELLED when the client left first.
@@ -219,22 +232,13 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         fwd.CopyFrom(request)
         fwd.namespace = request.namespace or "default"
         fwd.container = container
-        call = stub.Logs(fwd)
-        self._begin(ep)
-        try:
-            async for chunk in call:
+        async with contextlib.aclosing(self._forward(stub.Logs(fwd), node, ep, context, what, outcome)) as chunks:
+            async for chunk in chunks:
                 yield chunk
-        except grpc.aio.AioRpcError as exc:
-            await self._fail(context, await self._agent_error(exc, node, ep), what, outcome)
-        finally:
-            self._end(ep)
-            call.cancel()
 
     async def Exec(self, request_iterator, context):
-        it = request_iterator.__aiter__()
-        try:
-            first = await it.__anext__()
-        except StopAsyncIteration:
+        first, it = await nodeclient.first_request(request_iterator)
+        if first is None:
             return
         what = f"exec {first.namespace}/{first.pod}"
         outcome = ["CANCELLED"]
@@ -274,13 +278,9 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
                 pass   # the agent call already ended; its status reaches the reader
 
         pumping = asyncio.create_task(pump(), name=f"exec-stdin-{fwd.namespace}/{fwd.pod}")
-        self._begin(ep)
         try:
-            async for resp in call:
-                yield resp
-        except grpc.aio.AioRpcError as exc:
-            await self._fail(context, await self._agent_error(exc, node, ep), what, outcome)
+            async with contextlib.aclosing(self._forward(call, node, ep, context, what, outcome)) as responses:
+                async for resp in responses:
+                    yield resp
         finally:
-            self._end(ep)
             pumping.cancel()
-            call.cancel()

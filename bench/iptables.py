@@ -43,7 +43,8 @@ import uuid
 
 from machinery.pb import core_pb2
 from nodeagent.iptables import IptablesRunner, which_backend
-from nodeagent.proxy import Proxier, cleanup, count_rules, kctl_chains, render, stale_chains, with_stale_deletions
+from nodeagent.proxy import Proxier, cleanup
+from nodeagent.proxyrules import count_rules, kctl_chains, render, stale_chains, with_stale_deletions
 
 CLONE_NEWNET = 0x40000000
 NODE_IP, POD_CIDR, MASQ_CIDR = "172.31.250.10", "10.244.0.0/16", "172.31.250.0/24"

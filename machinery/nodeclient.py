@@ -12,17 +12,33 @@ exec_: a reader-writer call; a pump task sends the first request and then
 the `stdin` chunks (and stdin_eof when they end) while the caller iterates
 the responses. Closing the iterator (or cancelling its consumer) cancels the
 call, which cancels the command on the node.
+
+Server side, both the apiserver's proxy and the node agent open an Exec
+stream the same way: `first_request` takes the request naming pod,
+container and command off the stream, leaving the stdin requests behind it.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Sequence
+from typing import AsyncIterator, Sequence, TypeVar
 
 import grpc
 
 from machinery import errors
 from machinery.client import CHANNEL_OPTIONS, normalize_target
 from machinery.pb import node_pb2, node_pb2_grpc
+
+
+T = TypeVar("T")
+
+
+async def first_request(request_iterator: AsyncIterator[T]) -> tuple[T | None, AsyncIterator[T]]:
+    """Server side of a stream: (its first request, or None if the client sent none; the rest)."""
+    it = request_iterator.__aiter__()
+    try:
+        return await it.__anext__(), it
+    except StopAsyncIteration:
+        return None, it
 
 
 def _channel(target: str) -> tuple[str, grpc.aio.Channel]:

@@ -22,8 +22,9 @@
    proxy, or one on ``FakeIptables`` — never the host's tables.
 
 Pod informer handlers only hand the newest object to the pod's worker
-(``PodWorker.update``), creating the worker on first sight; each worker is
-its own task.  Workers finished with a pod (deleted from the API) are
+(``PodWorker.update``, nodeagent/podworker.py; what a worker does for its
+pod is in nodeagent/syncpod.py), creating the worker on first sight; each
+worker is its own task.  Workers finished with a pod (deleted from the API) are
 forgotten, and their UIDs remembered for a while so that a late watch event
 cannot resurrect them.  Cancelling ``run()`` stops everything in this process
 but leaves containers and sandboxes alone: a new agent re-adopts them.

@@ -47,10 +47,12 @@ import asyncio
 import ipaddress
 import time
 
-from nodeagent.images import Image, ImageConfig, parse_reference
+from nodeagent.containers import ContainerConfig, ContainerInfo, ContainerState
+from nodeagent.crilog import LogEntry
+from nodeagent.errors import ContainerNotFound, ContainerNotRunning, ContainerRuntimeError, IPAMExhausted
+from nodeagent.imageref import parse_reference
+from nodeagent.images import Image, ImageConfig
 from nodeagent.network import Sandbox
-from nodeagent.runtime import (ContainerConfig, ContainerInfo, ContainerNotFound,
-                               ContainerRuntimeError, ContainerState, LogEntry)
 
 
 class _FakeContainer:
@@ -147,7 +149,7 @@ class FakeRuntime:
     async def exec(self, cid: str, argv: list[str], stdin: bytes | None = None,
                    timeout: float = 30) -> tuple[int, bytes, bytes]:
         if self._get(cid).state.status != "running":
-            raise ContainerRuntimeError(f"exec in {cid}: container is not running")
+            raise ContainerNotRunning(f"exec in {cid}: container is not running")
         return (1 if argv and argv[0] in FAILING_COMMANDS else 0), b"", b""
 
     def read_log(self, cid: str, tail: int | None = None) -> list[LogEntry]:
@@ -185,7 +187,7 @@ class FakeNetwork:
             return sb
         ip = self._free.pop() if self._free else next(self._hosts, None)
         if ip is None:
-            raise ContainerRuntimeError(f"pod CIDR {self.pod_cidr} exhausted")
+            raise IPAMExhausted(f"pod CIDR {self.pod_cidr} exhausted")
         sb = Sandbox(pod_uid, "", "", str(ip), self.pod_cidr.prefixlen, self.gateway, "")
         self._sandboxes[pod_uid] = sb
         return sb

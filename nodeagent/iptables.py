@@ -32,14 +32,12 @@ import re
 import shutil
 from dataclasses import dataclass, field
 
+from nodeagent.errors import IptablesError
+
 BUILTIN_CHAINS = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
 }
-
-
-class IptablesError(Exception):
-    """An iptables command failed (the message carries stderr and, for restore, the bad line)."""
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,16 @@ log = logging.getLogger("kctl.nodeagent")
 def enter_netns(path: str) -> None:
     if "/" not in path:
         path = f"/var/run/netns/{path}"
+    from nodeagent.errors import NetworkError
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise NetworkError(f"node network namespace {path}: {exc.strerror}") from exc
     try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+            raise NetworkError(f"setns({path}): {os.strerror(err)}")
     finally:
         os.close(fd)
 
@@ -145,8 +149,9 @@ def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime:
     proxy="iptables": a service proxy; on the real iptables for runc, on
     FakeIptables for fake (hollow agents never program the host)."""
     from nodeagent.agent import Agent
+    from nodeagent.errors import AgentConfigError
     if proxy not in ("iptables", "none"):
-        raise ValueError(f"proxy must be iptables or none, not {proxy!r}")
+        raise AgentConfigError(f"proxy must be iptables or none, not {proxy!r}")
     make_proxier = None
     if proxy == "iptables":
         from nodeagent.proxy import Proxier
@@ -245,7 +250,8 @@ def agentlib_capacity() -> dict[str, str]:
 def cleanup_iptables() -> int:
     """``--cleanup-iptables``: remove every KCTL-* chain and hook in this netns; print what went."""
     import asyncio
-    from nodeagent.iptables import IptablesError, IptablesRunner
+    from nodeagent.errors import IptablesError
+    from nodeagent.iptables import IptablesRunner
     from nodeagent.proxy import cleanup
     try:
         removed = asyncio.run(cleanup(IptablesRunner()))

@@ -1,10 +1,10 @@
-"""Prometheus metrics of the node agent.
+"""Prometheus metrics of the node agent: every series it exports, in one place.
 
 Registered once, at import, in the default registry (so many hollow agents in
-one process share them; per-node series carry a ``node`` label).  Image pull
-time (``kctl_nodeagent_image_pull_duration_seconds``) lives in
-nodeagent/images.py and runtime operation latency/errors and running
-containers in nodeagent/runtime.py; ``serve`` exposes all of them.
+one process share them; per-node series carry a ``node`` label): the pod
+workers', the container runtime's (operation latency/errors, running
+containers), the image store's (pull time) and the service proxy's (sync
+time, rules, errors).  ``serve`` exposes all of them.
 """
 from __future__ import annotations
 
@@ -22,6 +22,29 @@ WORKER_ERRORS = Counter("kctl_nodeagent_pod_worker_errors_total", "Failed pod wo
 STATUS_WRITES = Counter("kctl_nodeagent_pod_status_updates_total", "Pod status writes", ["result"])
 HEARTBEATS = Counter("kctl_nodeagent_heartbeats_total", "Lease renewals", ["result"])
 PROBES = Counter("kctl_nodeagent_probe_results_total", "Probe results", ["probe", "result"])
+
+# container runtime (nodeagent/runtime.py)
+RUNTIME_OP_LATENCY = Histogram("kctl_nodeagent_runtime_operation_duration_seconds",
+                               "Latency of container runtime operations", ["operation"],
+                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+RUNTIME_OP_ERRORS = Counter("kctl_nodeagent_runtime_operation_errors_total",
+                            "Failed container runtime operations", ["operation"])
+RUNTIME_RUNNING = Gauge("kctl_nodeagent_runtime_running_containers",
+                        "Running containers seen by the last list()")
+
+# image store (nodeagent/images.py)
+IMAGE_PULL_SECONDS = Histogram(
+    "kctl_nodeagent_image_pull_duration_seconds",
+    "Time to pull an image from a registry or local layout and unpack its layers.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+
+# service proxy (nodeagent/proxy.py)
+PROXY_SYNC_DURATION = Histogram("kctl_nodeagent_proxy_sync_duration_seconds",
+                                "Duration of applied proxy syncs (render + iptables-save + iptables-restore)",
+                                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+PROXY_RULES = Gauge("kctl_nodeagent_proxy_rules", "iptables rules in the last applied payload", ["node", "table"])
+PROXY_SYNC_ERRORS = Counter("kctl_nodeagent_proxy_sync_errors_total", "Failed proxy syncs", ["node"])
+PROXY_SYNCS = Counter("kctl_nodeagent_proxy_syncs_total", "Proxy syncs by result", ["node", "result"])
 
 
 async def serve(listen: str) -> None:

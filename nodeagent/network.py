@@ -61,6 +61,8 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from nodeagent.errors import IPAMExhausted, NetworkError
+
 NETNS_RUN_DIR = "/var/run/netns"
 RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
 CLONE_NEWNET = 0x40000000
@@ -70,14 +72,6 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class NetworkError(Exception):
-    """Any failure of the pod network layer (netlink, sysctl, netns, IPAM)."""
-
-
-class IPAMExhausted(NetworkError):
-    """No free address left in the node's pod CIDR."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +114,6 @@ def write_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
     Returns {container path: host path}, ready to be bind-mounted read-only.
     """
     etc = Path(pod_dir) / "etc"
-    etc.mkdir(parents=True, exist_ok=True)
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              f"{pod_ip}\t{hostname}"]
     for ip, names in (host_aliases or {}).items():
@@ -132,10 +125,14 @@ def write_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
     files = {"/etc/hosts": "\n".join(hosts) + "\n", "/etc/hostname": hostname + "\n",
              "/etc/resolv.conf": "\n".join(resolv) + "\n"}
     out = {}
-    for cpath, text in files.items():
-        host = etc / Path(cpath).name
-        _atomic_write(host, text)
-        out[cpath] = str(host)
+    try:
+        etc.mkdir(parents=True, exist_ok=True)
+        for cpath, text in files.items():
+            host = etc / Path(cpath).name
+            _atomic_write(host, text)
+            out[cpath] = str(host)
+    except OSError as exc:
+        raise NetworkError(f"pod files in {etc}: {exc}") from exc
     return out
 
 

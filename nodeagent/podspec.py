@@ -10,7 +10,7 @@ Rules (the kubelet's):
   metadata.annotations[..], spec.nodeName, spec.serviceAccountName,
   status.podIP, status.hostIP; ``resourceFieldRef`` for limits/requests.
   ``secretKeyRef``/``configMapKeyRef`` and secret/configMap/PVC volumes raise
-  ``ConfigError`` (kctl has no such kinds): the container waits with reason
+  ``ContainerConfigError`` (kctl has no such kinds): the container waits with reason
   CreateContainerConfigError.
 * resources: cpu limit -> CFS quota (period 100 ms), cpu request -> shares
   (1024 per CPU, at least 2), memory limit -> memory limit (no swap).
@@ -18,7 +18,8 @@ Rules (the kubelet's):
   a directory under the pod dir shared by the pod's containers; hostPath as is
   (created for ``DirectoryOrCreate``/``FileOrCreate``); ``subPath`` supported.
 
-Pure functions apart from creating the volume directories.
+Pure functions apart from creating the volume directories (the host
+refusing that is a ``ContainerRuntimeError``).
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ import re
 
 from machinery import quantity
 from machinery.pb import core_pb2
+from nodeagent.containers import ContainerConfig, Mount
+from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 from nodeagent.images import Image
 from nodeagent.network import Sandbox
-from nodeagent.runtime import ContainerConfig, Mount
 
 CPU_PERIOD = 100_000
 
@@ -38,10 +40,6 @@ LABEL_POD_NAME = "kctl.io/pod-name"
 LABEL_POD_NAMESPACE = "kctl.io/pod-namespace"
 LABEL_CONTAINER = "kctl.io/container-name"
 LABEL_RESTART = "kctl.io/restart-count"
-
-
-class ConfigError(Exception):
-    """The container cannot be configured (reason CreateContainerConfigError)."""
 
 
 def unsupported_volumes(pod: core_pb2.Pod) -> str:
@@ -79,7 +77,7 @@ def _field(pod: core_pb2.Pod, path: str, host_ip: str, pod_ip: str) -> str:
     m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']*)'\]", path)
     if m:
         return dict(getattr(md, m.group(1))).get(m.group(2), "")
-    raise ConfigError(f"unsupported fieldRef fieldPath {path!r}")
+    raise ContainerConfigError(f"unsupported fieldRef fieldPath {path!r}")
 
 
 def _resource_field(c: core_pb2.Container, sel: core_pb2.ResourceFieldSelector) -> str:
@@ -104,10 +102,10 @@ def build_env(pod: core_pb2.Pod, c: core_pb2.Container, image: Image, host_ip: s
         if e.HasField("value_from"):
             vf = e.value_from
             if vf.HasField("secret_key_ref"):
-                raise ConfigError(f'couldn\'t find key {vf.secret_key_ref.key} in Secret '
+                raise ContainerConfigError(f'couldn\'t find key {vf.secret_key_ref.key} in Secret '
                                   f'{pod.metadata.namespace}/{vf.secret_key_ref.name} (kctl has no Secrets)')
             if vf.HasField("config_map_key_ref"):
-                raise ConfigError(f'couldn\'t find key {vf.config_map_key_ref.key} in ConfigMap '
+                raise ContainerConfigError(f'couldn\'t find key {vf.config_map_key_ref.key} in ConfigMap '
                                   f'{pod.metadata.namespace}/{vf.config_map_key_ref.name} (kctl has no ConfigMaps)')
             if vf.HasField("field_ref"):
                 env[e.name] = _field(pod, vf.field_ref.field_path, host_ip, pod_ip)
@@ -129,7 +127,7 @@ def build_args(c: core_pb2.Container, image: Image, env: list[str]) -> list[str]
     else:
         args = list(image.config.entrypoint) + list(image.config.cmd)
     if not args:
-        raise ConfigError(f"no command specified for container {c.name!r} and the image has none")
+        raise ContainerConfigError(f"no command specified for container {c.name!r} and the image has none")
     return args
 
 
@@ -139,6 +137,13 @@ def volume_dir(pod_dir: str, name: str) -> str:
 
 def prepare_volumes(pod: core_pb2.Pod, pod_dir: str) -> None:
     """Create emptyDir directories and hostPath *OrCreate targets."""
+    try:
+        _prepare_volumes(pod, pod_dir)
+    except OSError as exc:
+        raise ContainerRuntimeError(f"preparing the volumes of pod {pod.metadata.name}: {exc}") from exc
+
+
+def _prepare_volumes(pod: core_pb2.Pod, pod_dir: str) -> None:
     for v in pod.spec.volumes:
         if v.HasField("empty_dir"):
             d = volume_dir(pod_dir, v.name)
@@ -159,20 +164,23 @@ def build_mounts(pod: core_pb2.Pod, c: core_pb2.Container, pod_dir: str,
     for vm in c.volume_mounts:
         v = vols.get(vm.name)
         if v is None:
-            raise ConfigError(f'volumeMount "{vm.name}": no volume of that name')
+            raise ContainerConfigError(f'volumeMount "{vm.name}": no volume of that name')
         if v.HasField("empty_dir"):
             src = volume_dir(pod_dir, v.name)
         elif v.HasField("host_path"):
             src = v.host_path.path
             if not os.path.exists(src):
-                raise ConfigError(f'hostPath "{src}" of volume "{v.name}" does not exist')
+                raise ContainerConfigError(f'hostPath "{src}" of volume "{v.name}" does not exist')
         else:
-            raise ConfigError(unsupported_volumes(pod) or f'volume "{v.name}" has no supported source')
+            raise ContainerConfigError(unsupported_volumes(pod) or f'volume "{v.name}" has no supported source')
         if vm.sub_path:
             if os.path.isabs(vm.sub_path) or ".." in vm.sub_path.split("/"):
-                raise ConfigError(f"subPath {vm.sub_path!r} must be a relative path without '..'")
+                raise ContainerConfigError(f"subPath {vm.sub_path!r} must be a relative path without '..'")
             src = os.path.join(src, vm.sub_path)
-            os.makedirs(src, exist_ok=True)
+            try:
+                os.makedirs(src, exist_ok=True)
+            except OSError as exc:
+                raise ContainerRuntimeError(f'subPath {vm.sub_path!r} of volume "{v.name}": {exc}') from exc
         mounts.append(Mount(src, vm.mount_path, vm.read_only))
     return mounts
 
@@ -223,4 +231,4 @@ def resolve_port(c: core_pb2.Container, port) -> int:
     for p in c.ports:
         if p.name == name:
             return p.container_port
-    raise ValueError(f"port {name!r} not found in container {c.name!r}")
+    raise ContainerConfigError(f"port {name!r} not found in container {c.name!r}")

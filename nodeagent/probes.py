@@ -26,7 +26,7 @@ from typing import Callable
 
 from machinery.pb import core_pb2
 from nodeagent.podspec import resolve_port
-from nodeagent.runtime import ContainerRuntimeError
+from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 
 log = logging.getLogger("kctl.nodeagent.probes")
 
@@ -97,7 +97,7 @@ async def probe_once(probe: core_pb2.Probe, container: core_pb2.Container, runti
             return await http_get(probe.http_get, container, pod_ip, timeout)
         if probe.HasField("tcp_socket"):
             return await tcp_socket(probe.tcp_socket, container, pod_ip, timeout)
-    except ValueError as exc:      # unknown named port
+    except ContainerConfigError as exc:      # unknown named port
         return False, str(exc)
     return True, ""                # a probe without a handler always succeeds
 

@@ -8,31 +8,30 @@ How a container starts (design §4):
 2. ``config.json`` comes from ``ocispec.build_spec`` (runc's own defaults plus
    what the pod asks for); ``meta.json`` keeps the ContainerConfig and labels so
    a later agent can re-adopt the container (``list()``).
-3. ``conmon`` is started with ``start_new_session=True`` (the container outlives
-   the agent) and ``_OCI_SYNCPIPE`` passed via ``pass_fds``: conmon's parent
-   returns before ``runc create`` is done; the pipe then yields one JSON line,
-   ``{"data": PID}`` or ``{"data": -1, "message": ...}``.
+3. ``conmon`` runs ``runc create`` in a session of its own (the container
+   outlives the agent) and reports the PID on its sync pipe (nodeagent/conmon.py).
 4. ``runc --root ROOT/runc start ID``.  conmon stays the container's parent,
    writes the CRI log (``TIME STREAM F|P TEXT``) to ``ROOT/logs/ID.log`` and, at
    exit, the exit code as a plain integer to ``ROOT/exits/ID``.
 
-cgroups: ``cgroupsPath`` is absolute, ``/PARENT/ID`` (PARENT defaults to
-"kctl"), so runc creates ``/sys/fs/cgroup/<hierarchy>/PARENT/ID`` in every v1
-hierarchy and in ``unified``.  ``runc delete`` removes the leaf; ``remove()``
-removes leftovers and the parent (when empty and no create is in flight in this
+cgroups (nodeagent/cgroups.py): ``cgroupsPath`` is absolute, ``/PARENT/ID``
+(PARENT defaults to "kctl"), so runc creates ``<hierarchy>/PARENT/ID`` in
+every hierarchy.  ``runc delete`` removes the leaf; ``remove()`` removes
+leftovers and the parent (when empty and no create is in flight in this
 process; every component of a nested parent such as "kctl/NODE") in every
 hierarchy itself.  Agents sharing a parent prefix may race (one removes "kctl"
 while another's runc is about to mkdir under it): runc create then fails and the
 pod worker's retry succeeds.
 
-OOM detection, measured on this kernel (6.18, cgroup v1 + unified hybrid, the
-memory controller bound to v1; ``unified`` only carries hugetlb, so there is no
-``memory.events`` there): the v1 ``memory.oom_control`` file of the container's
-cgroup has an ``oom_kill N`` line, N = processes the memory-cgroup OOM killer
-killed in that cgroup.  It is read once, when the exit is first observed (the
-cgroup still exists until ``remove()``), and cached with the exit code in
-``exit.json``.  ``memory.events`` (v2) is tried first for kernels with memory
-on the unified hierarchy.
+OOM: when the exit is first observed (the cgroup still exists until
+``remove()``), ``cgroups.oom_killed`` reads the container's cgroup once and
+the answer is cached with the exit code in ``exit.json``.
+
+Neighbours: the dataclasses it takes and gives are in nodeagent/containers.py,
+the CRI log parser in nodeagent/crilog.py, starting conmon in
+nodeagent/conmon.py, the exec killer in nodeagent/processes.py, its metrics
+in nodeagent/metrics.py and its errors (``ContainerRuntimeError`` and
+subclasses) in nodeagent/errors.py.
 
 Measured here (2 cores): create_and_start of a busybox container ~75 ms median
 (conmon + runc create ~65 ms, runc start ~9 ms); each runc state/kill/delete
@@ -52,133 +51,24 @@ import json
 import os
 import re
 import shutil
-import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-from prometheus_client import Counter, Gauge, Histogram
-
-from nodeagent import ocispec
+from nodeagent import cgroups, ocispec
+from nodeagent.conmon import run_conmon
+from nodeagent.containers import CREATED, EXITED, RUNNING, UNKNOWN, ContainerConfig, ContainerInfo, ContainerState
+from nodeagent import crilog
+from nodeagent.crilog import LogEntry
+from nodeagent.errors import ContainerNotFound, ContainerNotRunning, ContainerRuntimeError, ExecTimeout
+from nodeagent.metrics import RUNTIME_OP_ERRORS as OP_ERRORS, RUNTIME_OP_LATENCY as OP_LATENCY, RUNTIME_RUNNING
+from nodeagent.processes import end_exec, kill_exec
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
-CONMON = shutil.which("conmon") or "/usr/bin/conmon"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
-
-OP_LATENCY = Histogram("kctl_nodeagent_runtime_operation_duration_seconds",
-                       "Latency of container runtime operations", ["operation"],
-                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-OP_ERRORS = Counter("kctl_nodeagent_runtime_operation_errors_total",
-                    "Failed container runtime operations", ["operation"])
-RUNNING = Gauge("kctl_nodeagent_runtime_running_containers",
-                "Running containers seen by the last list()")
-
-
-class ContainerRuntimeError(Exception):
-    """A runtime operation failed (runc/conmon/mount/cgroup)."""
-
-
-RuntimeError_ = ContainerRuntimeError
-
-
-class ContainerNotFound(ContainerRuntimeError):
-    pass
-
-
-class ExecTimeout(ContainerRuntimeError):
-    pass
-
-
-@dataclass
-class Mount:
-    source: str
-    destination: str
-    read_only: bool = False
-
-
-@dataclass
-class ContainerConfig:
-    id: str
-    name: str
-    args: list[str]
-    layers: list[str] = field(default_factory=list)   # read-only lower dirs, TOP FIRST
-    rootfs: str | None = None                          # or a plain rootfs dir
-    env: list[str] = field(default_factory=list)
-    cwd: str = "/"
-    user: Any = None                                   # uid int, (uid, gid) or "uid:gid"
-    hostname: str = ""
-    netns_path: str | None = None                      # /var/run/netns/NAME to join
-    mounts: list[Any] = field(default_factory=list)    # Mount or (src, dst, read_only)
-    cpu_quota: int | None = None                       # µs per period
-    cpu_period: int | None = None
-    cpu_shares: int | None = None
-    memory_limit: int | None = None                    # bytes
-    pids_limit: int | None = None
-    readonly_rootfs: bool = False
-    capabilities_add: list[str] = field(default_factory=list)
-    capabilities_drop: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-RUNNING_, CREATED, EXITED, UNKNOWN = "running", "created", "exited", "unknown"
-
-
-@dataclass
-class ContainerState:
-    status: str                      # running | created | exited | unknown
-    pid: int = 0
-    exit_code: int | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    oom_killed: bool = False
-
-
-@dataclass
-class ContainerInfo:
-    id: str
-    name: str
-    labels: dict[str, str]
-    created_at: float
-    state: ContainerState
-    log_path: str
-    bundle: str
-
-
-@dataclass
-class LogEntry:
-    time: str
-    stream: str
-    text: str
-
-
-class CRILogParser:
-    """Incremental parser of CRI log lines (``TIME STREAM F|P TEXT``).
-
-    Partial chunks (tag P, written by conmon for long lines) are joined, per
-    stream, with the following chunks up to the final F chunk, also across
-    ``feed()`` calls (so a follower never splits a line).
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[str, list[str]] = {}
-
-    def feed(self, lines: list[str]) -> list[LogEntry]:
-        out: list[LogEntry] = []
-        for line in lines:
-            parts = line.rstrip("\n").split(" ", 3)
-            if len(parts) == 3:
-                parts.append("")
-            if len(parts) < 4:
-                continue
-            ts, stream, tag, text = parts
-            self._pending.setdefault(stream, []).append(text)
-            if tag != "P":
-                out.append(LogEntry(ts, stream, "".join(self._pending.pop(stream))))
-        return out
 
 
 class Runtime:
@@ -208,8 +98,11 @@ class Runtime:
 
     def cgroup_dirs(self, cid: str | None = None) -> list[Path]:
         """The container's (or, with None, the parent's) directory in every hierarchy."""
-        rel = self.cgroup_parent if cid is None else f"{self.cgroup_parent}/{cid}"
-        return [h / rel for h in cgroup_hierarchies()]
+        return cgroups.dirs(self.cgroup_parent if cid is None else f"{self.cgroup_parent}/{cid}")
+
+    def oom_killed(self, cid: str) -> bool:
+        """Whether the OOM killer killed a process in the container's cgroup (while it exists)."""
+        return cgroups.oom_killed(self.cgroup_dirs(cid))
 
     async def _cmd(self, *argv: str, stdin: bytes | None = None,
                    timeout: float = 60) -> tuple[int, bytes, bytes]:
@@ -259,20 +152,13 @@ class Runtime:
         OP_LATENCY.labels("create_and_start").observe(time.perf_counter() - t0)
         meta = self._meta(cfg.id)
         return ContainerInfo(cfg.id, cfg.name, dict(cfg.labels), meta["created_at"],
-                             ContainerState(RUNNING_, pid, started_at=meta.get("started_at")),
+                             ContainerState(RUNNING, pid, started_at=meta.get("started_at")),
                              str(self.log_path(cfg.id)), str(d))
 
     async def _create(self, cfg: ContainerConfig, d: Path) -> int:
         """Mount the rootfs, write the bundle, run conmon (-> runc create); return the pid."""
         if cfg.layers:
-            rootfs = d / "rootfs"
-            for sub in ("rootfs", "upper", "work"):
-                (d / sub).mkdir()
-            opts = (f"lowerdir={':'.join(str(p) for p in cfg.layers)},"
-                    f"upperdir={d / 'upper'},workdir={d / 'work'}")
-            if _libc.mount(b"overlay", str(rootfs).encode(), b"overlay", 0, opts.encode()) != 0:
-                err = ctypes.get_errno()
-                raise ContainerRuntimeError(f"overlay mount {rootfs}: {os.strerror(err)}")
+            rootfs = _mount_overlay(d, cfg.layers)
         elif cfg.rootfs:
             rootfs = Path(cfg.rootfs)
         else:
@@ -281,39 +167,15 @@ class Runtime:
         (d / "config.json").write_text(json.dumps(spec))
         meta = {"config": asdict(cfg), "created_at": time.time()}
         (d / "meta.json").write_text(json.dumps(meta))
-
-        r, w = os.pipe()
-        try:
-            with open(d / "conmon.err", "wb") as errf:
-                proc = await asyncio.create_subprocess_exec(
-                    CONMON, "--api-version", "1", "-c", cfg.id, "-u", cfg.id, "-n", cfg.name or cfg.id,
-                    "-r", RUNC, "--runtime-arg", f"--root={self.runc_root}",
-                    "-b", str(d), "-p", str(d / "pidfile"), "-P", str(d / "conmon.pid"),
-                    "-l", f"k8s-file:{self.logs / (cfg.id + '.log')}",
-                    "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks),
-                    env={**os.environ, "_OCI_SYNCPIPE": str(w)}, pass_fds=(w,),
-                    start_new_session=True, cwd=str(d),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=errf)
-            os.close(w)
-            w = -1
-            rc = await proc.wait()
-            line = await asyncio.wait_for(asyncio.to_thread(_read_line, r), 60)
-        finally:
-            os.close(r)
-            if w >= 0:
-                os.close(w)
-        try:
-            msg = json.loads(line) if line else {"data": -1, "message": "conmon closed sync pipe"}
-        except ValueError:
-            msg = {"data": -1, "message": line}
-        if rc != 0 or msg.get("data", -1) < 0:
-            err = (d / "conmon.err").read_text(errors="replace").strip()
-            raise ContainerRuntimeError(
-                f"runc create {cfg.id} failed: {msg.get('message', '')} {err}".strip())
+        pid = await run_conmon(d, cfg.id, [
+            "--api-version", "1", "-c", cfg.id, "-u", cfg.id, "-n", cfg.name or cfg.id,
+            "-r", RUNC, "--runtime-arg", f"--root={self.runc_root}",
+            "-b", str(d), "-p", str(d / "pidfile"), "-P", str(d / "conmon.pid"),
+            "-l", f"k8s-file:{self.logs / (cfg.id + '.log')}",
+            "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks)])
         meta["started_at"] = time.time()
         (d / "meta.json").write_text(json.dumps(meta))
-        return int(msg["data"])
+        return pid
 
     # ------------------------------------------------------------------ state
     def _meta(self, cid: str) -> dict:
@@ -321,19 +183,6 @@ class Runtime:
             return json.loads((self._dir(cid) / "meta.json").read_text())
         except FileNotFoundError as exc:
             raise ContainerNotFound(cid) from exc
-
-    def _oom_killed(self, cid: str) -> bool:
-        for h in self.cgroup_dirs(cid):
-            for fname, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
-                try:
-                    text = (h / fname).read_text()
-                except OSError:
-                    continue
-                for line in text.splitlines():
-                    k, _, v = line.partition(" ")
-                    if k == key and int(v) > 0:
-                        return True
-        return False
 
     def _exit_state(self, cid: str, meta: dict) -> ContainerState | None:
         d = self._dir(cid)
@@ -346,12 +195,16 @@ class Runtime:
             finished = ef.stat().st_mtime
         except (FileNotFoundError, ValueError):
             return None
-        st = ContainerState(EXITED, 0, code, meta.get("started_at"), finished, self._oom_killed(cid))
+        st = ContainerState(EXITED, 0, code, meta.get("started_at"), finished, self.oom_killed(cid))
         try:
             cached.write_text(json.dumps(asdict(st)))
         except FileNotFoundError:
             pass  # removed concurrently
         return st
+
+    def exists(self, cid: str) -> bool:
+        """Whether a container with this id is under the root (created, not yet removed)."""
+        return (self._dir(cid) / "meta.json").exists()
 
     def _conmon_alive(self, cid: str) -> bool:
         try:
@@ -377,7 +230,7 @@ class Runtime:
         OP_LATENCY.labels("state").observe(time.perf_counter() - t0)
         status = rs.get("status") if rs else None
         if status in ("running", "paused"):
-            return ContainerState(RUNNING_, rs.get("pid", 0), started_at=meta.get("started_at"))
+            return ContainerState(RUNNING, rs.get("pid", 0), started_at=meta.get("started_at"))
         if status in ("created", "creating"):
             return ContainerState(CREATED, rs.get("pid", 0))
         # stopped (or runc forgot it): conmon writes the exit file right after reaping.
@@ -390,7 +243,7 @@ class Runtime:
             return st
         if status == "stopped":
             return ContainerState(EXITED, exit_code=-1, started_at=meta.get("started_at"),
-                                  oom_killed=self._oom_killed(cid))
+                                  oom_killed=self.oom_killed(cid))
         return ContainerState(UNKNOWN)
 
     async def info(self, cid: str, _runc_states: dict | None = None) -> ContainerInfo:
@@ -408,7 +261,7 @@ class Runtime:
         for d in sorted(self.ctrs.iterdir()):
             if (d / "meta.json").exists():
                 infos.append(await self.info(d.name, runc_states))
-        RUNNING.set(sum(1 for i in infos if i.state.status == RUNNING_))
+        RUNTIME_RUNNING.set(sum(1 for i in infos if i.state.status == RUNNING))
         return infos
 
     async def wait(self, cid: str, poll: float = 0.05) -> ContainerState:
@@ -432,7 +285,7 @@ class Runtime:
         t0 = time.perf_counter()
         try:
             st = await self.state(cid)
-            if st.status in (RUNNING_, CREATED):
+            if st.status in (RUNNING, CREATED):
                 await self._runc("kill", cid, "TERM", check=False)
                 try:
                     st = await asyncio.wait_for(self.wait(cid), grace_seconds)
@@ -450,7 +303,7 @@ class Runtime:
         t0 = time.perf_counter()
         d = self._dir(cid)
         try:
-            if (d / "meta.json").exists() and (await self.state(cid)).status in (RUNNING_, CREATED):
+            if (d / "meta.json").exists() and (await self.state(cid)).status in (RUNNING, CREATED):
                 await self._runc("kill", cid, "KILL", check=False)
                 try:
                     await asyncio.wait_for(self.wait(cid), 10)
@@ -458,7 +311,7 @@ class Runtime:
                     pass
             await self._runc("delete", "--force", cid, check=False)
             for cg in self.cgroup_dirs(cid):
-                _rmdir(cg)
+                cgroups.rmdir(cg)
             if self._creating == 0:
                 self.prune_cgroup_parent()
             rootfs = d / "rootfs"
@@ -486,28 +339,35 @@ class Runtime:
     def prune_cgroup_parent(self) -> None:
         """rmdir the cgroup parent (each component of a nested "a/b" parent, deepest
         first) in every hierarchy where it is empty; non-empty ones are left alone."""
-        parts = self.cgroup_parent.split("/")
-        for n in range(len(parts), 0, -1):
-            rel = "/".join(parts[:n])
-            for h in cgroup_hierarchies():
-                _rmdir(h / rel)
+        cgroups.prune(self.cgroup_parent)
 
     # ------------------------------------------------------------------ exec / logs
+    async def start_exec(self, cid: str, argv: list[str], *,
+                         stdin: bool = False) -> tuple[asyncio.subprocess.Process, Path]:
+        """Start ``runc exec --pid-file PIDFILE CID ARGV`` with pipes; return (process, pidfile).
+
+        Always end it with ``processes.end_exec`` (which kills the command if it still runs)."""
+        if not self.exists(cid):
+            raise ContainerNotFound(cid)
+        if (self.exits / cid).exists():
+            raise ContainerNotRunning(f"exec in {cid}: container is not running")
+        pidfile = self._dir(cid) / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                RUNC, "--root", str(self.runc_root), "exec", "--pid-file", str(pidfile), cid, *argv,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            OP_ERRORS.labels("exec").inc()
+            raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc
+        return proc, pidfile
+
     async def exec(self, cid: str, argv: list[str], stdin: bytes | None = None,
                    timeout: float = 30) -> tuple[int, bytes, bytes]:
         """Run argv in the container (runc exec); returns (exit_code, stdout, stderr)."""
         t0 = time.perf_counter()
-        if not (self._dir(cid) / "meta.json").exists():
-            raise ContainerNotFound(cid)
-        if (self.exits / cid).exists():
-            raise ContainerRuntimeError(f"exec in {cid}: container is not running")
-        pidfile = self._dir(cid) / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
-        proc = None
+        proc, pidfile = await self.start_exec(cid, argv, stdin=stdin is not None)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                RUNC, "--root", str(self.runc_root), "exec", "--pid-file", str(pidfile), cid, *argv,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             comm = asyncio.ensure_future(proc.communicate(stdin))
             done, _ = await asyncio.wait({comm}, timeout=timeout)
             if comm in done:
@@ -523,144 +383,28 @@ class Runtime:
             OP_ERRORS.labels("exec").inc()
             raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc
         finally:
-            if proc is not None and proc.returncode is None:  # cancelled
-                await asyncio.shield(kill_exec(proc, pidfile))
-            pidfile.unlink(missing_ok=True)
+            await end_exec(proc, pidfile)    # cancelled: kill what runs
             OP_LATENCY.labels("exec").observe(time.perf_counter() - t0)
 
     def log_path(self, cid: str) -> Path:
         return self.logs / f"{cid}.log"
 
     def read_log(self, cid: str, tail: int | None = None) -> list[LogEntry]:
-        try:
-            lines = self.log_path(cid).read_text(errors="replace").splitlines(keepends=True)
-        except FileNotFoundError:
-            return []
-        entries = CRILogParser().feed(lines)
-        return entries[-tail:] if tail else entries
+        return crilog.read(self.log_path(cid), tail)
 
-    async def follow_log(self, cid: str, poll: float = 0.1) -> AsyncIterator[LogEntry]:
+    def follow_log(self, cid: str, poll: float = 0.1) -> AsyncIterator[LogEntry]:
         """Yield log entries from the start, following until the container has exited
         (more exactly: until its conmon, which writes the log, is gone)."""
-        path = self.log_path(cid)
-        while not path.exists():
-            if not self._conmon_alive(cid):
-                return
-            await asyncio.sleep(poll)
-        parser = CRILogParser()
-        with open(path, errors="replace") as f:
-            buf = ""
-            while True:
-                chunk = f.read()
-                if not chunk:
-                    if self._conmon_alive(cid):  # conmon writes until the container exited
-                        await asyncio.sleep(poll)
-                        continue
-                    chunk = f.read()  # conmon is gone: it has flushed the log
-                    if not chunk:
-                        for e in parser.feed([buf] if buf else []):
-                            yield e
-                        return
-                buf += chunk
-                *complete, buf = buf.split("\n")
-                for e in parser.feed(complete):
-                    yield e
+        return crilog.follow(self.log_path(cid), lambda: self._conmon_alive(cid), poll)
 
 
-def _process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (from /proc's parent links), parents first."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
-
-
-async def kill_exec(proc: asyncio.subprocess.Process, pidfile: Path, pidfile_wait: float = 5.0) -> None:
-    """Kill what a ``runc exec --pid-file PIDFILE`` started, then let runc exit (cancel/timeout).
-
-    Killing ``runc exec`` alone would leave the command running in the
-    container.  So: wait (while runc lives, up to ``pidfile_wait``) for runc to
-    write the exec'd PID, then SIGKILL its process group (runc makes the exec'd
-    process a session leader) and every descendant (a shell's children,
-    backgrounded or not) — all in one sweep, before anything can be reparented
-    to the container's init; ``runc exec`` reaps its child and exits by itself.
-    Only when no PID was ever written is runc itself killed.
-    """
-    pid = None
-    deadline = time.monotonic() + pidfile_wait
-    while True:
-        try:
-            pid = int(pidfile.read_text())
-            break
-        except (OSError, ValueError):
-            pass
-        if proc.returncode is not None or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    if pid is not None:
-        victims = _process_tree(pid)
-        for p in victims:              # stop the whole tree first: nothing forks or gets reparented
-            try:
-                os.kill(p, signal.SIGSTOP)
-            except OSError:
-                pass
-        victims = list(dict.fromkeys(victims + _process_tree(pid)))
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-    elif proc.returncode is None:
-        proc.kill()
-    try:
-        await asyncio.wait_for(proc.wait(), 5)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-
-
-def cgroup_hierarchies(root: Path | None = None) -> list[Path]:
-    """The mounted cgroup hierarchies: on a pure cgroup v2 host (Debian 12's
-    default; /sys/fs/cgroup/cgroup.controllers exists) the root itself is the
-    only one; on a v1 or hybrid host every directory below it (cpu, memory,
-    ..., unified) is one."""
-    root = CGROUP_ROOT if root is None else root
-    if (root / "cgroup.controllers").exists():
-        return [root]
-    return [h for h in sorted(root.iterdir()) if h.is_dir() and not h.is_symlink()]
-
-
-def _read_line(fd: int) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
-
-
-def _rmdir(p: Path) -> None:
-    try:
-        p.rmdir()
-    except FileNotFoundError:
-        pass
-    except OSError:
-        pass  # not empty / busy: another container still uses the parent
+def _mount_overlay(d: Path, layers: list[str]) -> Path:
+    """D/rootfs as an overlayfs of the layers (top first) with D/upper and D/work."""
+    rootfs = d / "rootfs"
+    for sub in ("rootfs", "upper", "work"):
+        (d / sub).mkdir()
+    opts = f"lowerdir={':'.join(str(p) for p in layers)},upperdir={d / 'upper'},workdir={d / 'work'}"
+    if _libc.mount(b"overlay", str(rootfs).encode(), b"overlay", 0, opts.encode()) != 0:
+        err = ctypes.get_errno()
+        raise ContainerRuntimeError(f"overlay mount {rootfs}: {os.strerror(err)}")
+    return rootfs

@@ -9,15 +9,15 @@ annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
   once (``tail_lines`` honoured); with it, ``Runtime.follow_log`` streams until
   the container exits or the client cancels.
 * ``Exec``: the first request names pod, container and command; the command
-  runs under ``runc exec`` (the same process ``Runtime.exec`` uses, but with
-  streaming pipes).  Three tasks run concurrently per call: stdin pump (later
+  runs under ``runc exec``, started by ``Runtime.start_exec`` (the same
+  process ``Runtime.exec`` uses) with streaming pipes.  Three tasks run concurrently per call: stdin pump (later
   request messages -> the process' stdin), and one reader per output pipe
   that put chunks on one queue; the handler yields from that queue, and after
   both pipes closed, the exit code as the final message.  Cancelling the call
   (the client going away, or the apiserver's proxy cancelling its call) kills
   the exec'd command — its process group and every descendant, found from the
   PID runc wrote with ``--pid-file`` — and runc exec then exits by itself
-  (``runtime.kill_exec``).
+  (``end_exec``, nodeagent/processes.py).
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import time
 
 import grpc
 
+from machinery import nodeclient
 from machinery.pb import node_pb2, node_pb2_grpc
-from nodeagent import runtime as rtmod
+from nodeagent.errors import ContainerNotFound, ContainerNotRunning, NodeAgentError
+from nodeagent.processes import end_exec
 
 log = logging.getLogger("kctl.nodeagent.server")
 
@@ -84,27 +84,22 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                 yield chunk(e)
 
     async def Exec(self, request_iterator, context):
-        it = request_iterator.__aiter__()
-        try:
-            first = await it.__anext__()
-        except StopAsyncIteration:
+        first, it = await nodeclient.first_request(request_iterator)
+        if first is None:
             return
         if not first.command:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no command given")
         cid = await self._container(context, first.namespace, first.pod, first.container)
         rt = self.agent.runtime
-        if not hasattr(rt, "runc_root"):
+        if not hasattr(rt, "start_exec"):       # the hollow runtime: no streams, one answer
             code, out, err = await rt.exec(cid, list(first.command))
             yield node_pb2.ExecResponse(stdout=out, stderr=err)
             yield node_pb2.ExecResponse(exit_code=code)
             return
-        if (rt.exits / cid).exists():
+        try:
+            proc, pidfile = await rt.start_exec(cid, list(first.command), stdin=first.stdin)
+        except (ContainerNotFound, ContainerNotRunning):     # exited (or removed) meanwhile
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
-        pidfile = rt.ctrs / cid / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
-        proc = await asyncio.create_subprocess_exec(
-            rtmod.RUNC, "--root", str(rt.runc_root), "exec", "--pid-file", str(pidfile), cid, *first.command,
-            stdin=asyncio.subprocess.PIPE if first.stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         queue: asyncio.Queue = asyncio.Queue()
 
         async def pump_in() -> None:
@@ -145,11 +140,7 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         finally:
             for t in tasks:
                 t.cancel()
-            if proc.returncode is None:
-                # the exec'd command and its children first (runc exec then reaps and exits);
-                # killing only runc would leave the command running in the container
-                await asyncio.shield(rtmod.kill_exec(proc, pidfile))
-            pidfile.unlink(missing_ok=True)
+            await end_exec(proc, pidfile)     # cancelled: kill the command, children included
 
 
 async def serve(agent, listen: str) -> None:
@@ -157,7 +148,7 @@ async def serve(agent, listen: str) -> None:
     server = grpc.aio.server()
     node_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentService(agent), server)
     if server.add_insecure_port(listen) == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise NodeAgentError(f"cannot listen on {listen}")
     await server.start()
     log.info("NodeAgent service on %s", listen)
     try:

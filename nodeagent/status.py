@@ -1,12 +1,13 @@
-"""Pod status as the node agent reports it: pure functions over a pod worker's records.
+"""Pod status as the node agent reports it: pure functions over a pod's container records.
 
-The pod worker (nodeagent/podworker.py) keeps one ``ContainerRecord`` per
-container of the pod spec: the current runtime instance (its id and last
-observed ``ContainerState``), the previous instance (for ``lastState`` and
-``kctl logs --previous``), the reason it is waiting (``ContainerCreating``,
-``ErrImagePull``, ``CrashLoopBackOff`` ...), its restart count and its probe
-results.  ``build_status`` turns those into a ``PodStatus`` exactly the way
-the kubelet words it; ``status_changed`` compares two statuses so the worker
+A pod's sync (nodeagent/syncpod.py, run by its pod worker) keeps one
+``ContainerRecord`` per container of the pod spec: the current runtime
+instance (its id and last observed ``ContainerState``), the previous instance
+(for ``lastState`` and ``kctl logs --previous``), the reason it is waiting
+(``ContainerCreating``, ``ErrImagePull``, ``CrashLoopBackOff`` ...), its
+restart count and its probe results.  ``build_status`` turns those into a
+``PodStatus`` exactly the way the kubelet words it; ``status_changed``
+compares two statuses so the status writer (nodeagent/statusmanager.py)
 writes only when something really changed, and ``same_status`` compares the
 computed status with the one the API holds *ignoring what legitimately
 differs* (condition probe/transition times, the apiserver's qosClass), so a
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from machinery.pb import core_pb2
-from nodeagent.runtime import ContainerState
+from nodeagent.containers import ContainerState
 
 RUNNING, EXITED = "running", "exited"
 

@@ -5,8 +5,10 @@ import os
 
 import pytest
 
-from nodeagent.images import (ImagePullError, ImageRef, ImageStore, _endpoint, _one_line, default_pull_policy,
-                              parse_reference)
+from nodeagent.errors import ContainerConfigError, ImagePullError, SkopeoError
+from nodeagent.imageref import ImageRef, default_pull_policy, parse_reference
+from nodeagent.images import ImageStore
+from nodeagent.skopeo import Registries, Skopeo, endpoint, error_line
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -74,27 +76,45 @@ def test_default_pull_policy(ref, policy):
 
 
 def test_endpoints():
-    assert _endpoint("http://10.1.2.3:5000") == ("10.1.2.3:5000", True)
-    assert _endpoint("http://10.1.2.3:5000/v2/") == ("10.1.2.3:5000", True)
-    assert _endpoint("https://mirror.example.com") == ("mirror.example.com", False)
-    assert _endpoint("mirror.example.com:443") == ("mirror.example.com:443", False)
+    assert endpoint("http://10.1.2.3:5000") == ("10.1.2.3:5000", True)
+    assert endpoint("http://10.1.2.3:5000/v2/") == ("10.1.2.3:5000", True)
+    assert endpoint("https://mirror.example.com") == ("mirror.example.com", False)
+    assert endpoint("mirror.example.com:443") == ("mirror.example.com:443", False)
 
 
-def test_sources_mirror_then_optional_upstream(tmp_path):
-    store = ImageStore(str(tmp_path), mirrors={"docker.io": ["http://10.1.2.3:5000", "https://m2"]},
-                       insecure_registries=["m2", "reg.local:5000"])
-    assert store._sources(parse_reference("busybox")) == [("10.1.2.3:5000", True), ("m2", True)]
-    assert store._sources(parse_reference("reg.local:5000/x")) == [("reg.local:5000", True)]
-    assert store._sources(parse_reference("quay.io/x")) == [("quay.io", False)]
-    store.mirror_fallback = True
-    assert store._sources(parse_reference("busybox"))[-1] == ("docker.io", False)
+def test_sources_mirror_then_optional_upstream():
+    regs = Registries.of({"docker.io": ["http://10.1.2.3:5000", "https://m2"]}, ["m2", "reg.local:5000"])
+    assert regs.sources(parse_reference("busybox")) == [("10.1.2.3:5000", True), ("m2", True)]
+    assert regs.sources(parse_reference("reg.local:5000/x")) == [("reg.local:5000", True)]
+    assert regs.sources(parse_reference("quay.io/x")) == [("quay.io", False)]
+    regs.mirror_fallback = True
+    assert regs.sources(parse_reference("busybox"))[-1] == ("docker.io", False)
+
+
+def test_store_takes_its_registries_from_its_arguments(tmp_path):
+    store = ImageStore(str(tmp_path), mirrors={"docker.io": "http://10.1.2.3:5000"}, insecure_registries=["m2"],
+                       mirror_fallback=True, skopeo="/opt/skopeo", pull_timeout=5)
+    assert store.registries == Registries({"docker.io": ["http://10.1.2.3:5000"]}, {"m2"}, True)
+    assert (store.skopeo.binary, store.skopeo.timeout) == ("/opt/skopeo", 5)
+    assert os.path.exists(store.skopeo.policy) and os.path.exists(store.skopeo.registries_conf)
 
 
 def test_skopeo_stderr_becomes_one_readable_line():
     stderr = ('time="2026-11-23T01:36:25Z" level=fatal msg="Error parsing image name '
               '\\"docker://127.0.0.1:5000/library/nope:latest\\": reading manifest latest in '
               '127.0.0.1:5000/library/nope: manifest unknown: manifest unknown"\n')
-    assert _one_line(stderr) == ("reading manifest latest in 127.0.0.1:5000/library/nope: "
+    assert error_line(stderr) == ("reading manifest latest in 127.0.0.1:5000/library/nope: "
                                  "manifest unknown: manifest unknown")
-    assert _one_line("plain\nmulti line\n") == "plain multi line"
-    assert _one_line("") == "skopeo failed without a message"
+    assert error_line("plain\nmulti line\n") == "plain multi line"
+    assert error_line("") == "skopeo failed without a message"
+
+
+async def test_skopeo_that_cannot_run_is_a_skopeo_error(tmp_path):
+    sk = Skopeo(str(tmp_path / "no-skopeo"), str(tmp_path / "p.json"), str(tmp_path / "r.conf"), str(tmp_path))
+    with pytest.raises(SkopeoError, match="cannot run .*no-skopeo"):
+        await sk.run("inspect", "docker://x/y")
+
+
+async def test_unknown_pull_policy_is_a_container_config_error(tmp_path):
+    with pytest.raises(ContainerConfigError, match="unknown imagePullPolicy 'Sometimes'"):
+        await ImageStore(str(tmp_path)).pull("busybox", "Sometimes")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from nodeagent.main import build_agent, parse_args
+from nodeagent.errors import AgentConfigError, NetworkError
+from nodeagent.main import build_agent, enter_netns, parse_args
 
 BASE = ["--apiserver", "10.0.0.1:6443", "--node-name", "n1", "--node-ip", "10.0.0.11", "--root-dir", "/tmp/x"]
 
@@ -44,5 +45,10 @@ def test_build_agent_proxy_wiring(tmp_path):
     assert isinstance(hollow.make_proxier("10.9.1.0/24").runner, FakeIptables)
     assert build_agent(c, node_name="n2", node_ip="192.0.2.3", root_dir=str(tmp_path / "c"),
                        proxy="none").make_proxier is None
-    with pytest.raises(ValueError):
+    with pytest.raises(AgentConfigError, match="proxy must be iptables or none"):
         build_agent(c, node_name="n3", node_ip="192.0.2.4", root_dir=str(tmp_path / "d"), proxy="ipvs")
+
+
+def test_missing_node_netns_is_a_network_error(tmp_path):
+    with pytest.raises(NetworkError, match="no-such-netns"):
+        enter_netns(str(tmp_path / "no-such-netns"))

@@ -7,7 +7,8 @@ from machinery import codec
 from nodeagent import podspec
 from nodeagent.images import Image, ImageConfig
 from nodeagent.network import Sandbox
-from nodeagent.runtime import ContainerState
+from nodeagent.containers import ContainerState
+from nodeagent.errors import ContainerConfigError
 from nodeagent.status import ContainerRecord, build_status, pod_phase, status_changed
 
 IMAGE = Image("docker.io/library/x:1", "sha256:" + "a" * 64, None, ("/l0",),
@@ -46,7 +47,7 @@ def test_env_fieldrefs_and_overrides():
 def test_secret_env_and_volumes_are_config_errors():
     p = pod([{"name": "c", "image": "x", "env": [
         {"name": "S", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]}])
-    with pytest.raises(podspec.ConfigError, match="Secret prod/db"):
+    with pytest.raises(ContainerConfigError, match="Secret prod/db"):
         podspec.build_env(p, p.spec.containers[0], IMAGE, "", "")
     p = pod([{"name": "c", "image": "x"}], volumes=[{"name": "v", "configMap": {"name": "cm"}}])
     assert "configmap" in podspec.unsupported_volumes(p)

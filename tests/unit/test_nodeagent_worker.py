@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from machinery import codec
@@ -14,6 +15,17 @@ def pod(name, restart="Always", **extra):
     return codec.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
                             "spec": {"nodeName": "n1", "restartPolicy": restart,
                                      "containers": [{"name": "c", "image": "busybox", **extra}]}})
+
+
+@contextlib.asynccontextmanager
+async def running(agent):
+    """The agent's run() as a task for the length of the block."""
+    task = asyncio.create_task(agent.run())
+    try:
+        yield agent
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def until(pred, timeout=10.0):
@@ -36,8 +48,7 @@ async def test_crash_restart_backoff_and_deletion(tmp_path):
     client = FakeClient()
     agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
                         pod_cidr="10.9.0.0/24", crashloop_base=0.2, heartbeat_interval=0.2)
-    task = asyncio.create_task(agent.run())
-    try:
+    async with running(agent):
         await until(agent.ready.is_set)
         await client.create(pod("p"))
         st = await until(lambda: _running(client, "p"))
@@ -59,17 +70,13 @@ async def test_crash_restart_backoff_and_deletion(tmp_path):
         await until(lambda: not client.objects(core_pb2.Pod))
         assert agent.network.list_allocations() == {} and not agent.workers
         assert await agent.runtime.list() == []
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_never_and_config_error(tmp_path):
     client = FakeClient()
     agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
                         pod_cidr="10.9.0.0/24", crashloop_base=0.2)
-    task = asyncio.create_task(agent.run())
-    try:
+    async with running(agent):
         await until(agent.ready.is_set)
         await client.create(pod("once", restart="Never"))
         await client.create(pod("cfg", env=[{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "k"}}}]))
@@ -80,9 +87,6 @@ async def test_never_and_config_error(tmp_path):
         assert st.container_statuses[0].state.terminated.reason == "Completed"
         st = await until(lambda: _waiting(client, "cfg", "CreateContainerConfigError"))
         assert "ConfigMap" in st.container_statuses[0].state.waiting.message and st.phase == "Pending"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _running(client, name):
@@ -105,35 +109,28 @@ async def test_agent_restart_never_reruns_a_finished_pod(tmp_path):
     client = FakeClient()
     kw = dict(node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake", pod_cidr="10.9.0.0/24")
     agent = build_agent(client, **kw)
-    task = asyncio.create_task(agent.run())
-    await until(agent.ready.is_set)
-    await client.create(pod("job", restart="Never"))
-    await until(lambda: _running(client, "job"))
-    w = next(iter(agent.workers.values()))
-    agent.runtime.exit_container(w.records["c"].cid, 0)
-    await until(lambda: _phase(client, "job", "Succeeded"))
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(agent):
+        await until(agent.ready.is_set)
+        await client.create(pod("job", restart="Never"))
+        await until(lambda: _running(client, "job"))
+        w = next(iter(agent.workers.values()))
+        agent.runtime.exit_container(w.records["c"].cid, 0)
+        await until(lambda: _phase(client, "job", "Succeeded"))
     # a new agent with an empty (fake) runtime: the containers are gone, the pod is finished
     agent2 = build_agent(client, **kw)
-    task2 = asyncio.create_task(agent2.run())
-    try:
+    async with running(agent2):
         await until(agent2.ready.is_set)
         await asyncio.sleep(0.3)
         assert await agent2.runtime.list() == []
         st = await status_of(client, "job")
         assert st.phase == "Succeeded" and st.container_statuses[0].state.terminated.reason == "Completed"
-    finally:
-        task2.cancel()
-        await asyncio.gather(task2, return_exceptions=True)
 
 
 async def test_waits_for_pod_cidr_from_node_ipam(tmp_path):
     client = FakeClient()
     agent = build_agent(client, node_name="n7", node_ip="192.0.2.17", root_dir=str(tmp_path), runtime="fake",
                         status_interval=0.2)
-    task = asyncio.create_task(agent.run())
-    try:
+    async with running(agent):
         node = await until(lambda: _node(client, "n7"))
         await asyncio.sleep(0.3)
         assert not agent.ready.is_set()
@@ -149,9 +146,6 @@ async def test_waits_for_pod_cidr_from_node_ipam(tmp_path):
                                              "spec": {"nodeName": "n7", "containers": [{"name": "c", "image": "x"}]}}))
         st = await until(lambda: _running(client, "p"))
         assert st.pod_ip.startswith("10.44.3.")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _node(client, name):
@@ -170,8 +164,7 @@ async def test_active_deadline_fails_the_pod(tmp_path):
     client = FakeClient()
     agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
                         pod_cidr="10.9.0.0/24")
-    task = asyncio.create_task(agent.run())
-    try:
+    async with running(agent):
         await until(agent.ready.is_set)
         p = pod("deadline")
         p.spec.active_deadline_seconds = 1
@@ -181,9 +174,6 @@ async def test_active_deadline_fails_the_pod(tmp_path):
         assert st.reason == "DeadlineExceeded" and "deadline" in st.message
         assert not st.container_statuses[0].state.HasField("running")
         assert all(i.state.status == "exited" for i in await agent.runtime.list())
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def _ready(st) -> str:
@@ -196,8 +186,7 @@ async def test_status_rewritten_by_someone_else_is_put_right(tmp_path):
     client = FakeClient()
     agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
                         pod_cidr="10.9.0.0/24")
-    task = asyncio.create_task(agent.run())
-    try:
+    async with running(agent):
         await until(agent.ready.is_set)
         await client.create(pod("p"))
         await until(lambda: _running(client, "p"))
@@ -219,9 +208,6 @@ async def test_status_rewritten_by_someone_else_is_put_right(tmp_path):
         # one write puts it right, and the echo of that write causes no further writes
         await asyncio.sleep(0.5)
         assert len([a for a in client.actions if a[:2] == ("update_status", "Pod")]) == writes + 2
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _is_ready(client, name):
@@ -238,9 +224,8 @@ async def test_hollow_readiness_failures(tmp_path):
     client = FakeClient()
     agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
                         pod_cidr="10.9.0.0/24", crashloop_base=0.2)
-    task = asyncio.create_task(agent.run())
     probe = {"periodSeconds": 1, "failureThreshold": 1}
-    try:
+    async with running(agent):
         await until(agent.ready.is_set)
         await client.create(pod("plain-never", image="example/never-ready:1"))
         await client.create(pod("http-never", image="example/never-ready:1",
@@ -263,9 +248,6 @@ async def test_hollow_readiness_failures(tmp_path):
                 assert (c.status, c.reason) == ("False", "ContainersNotReady"), (name, ctype)
         reasons = {(e.involved_object.name, e.reason) for e in client.objects(core_pb2.Event)}
         assert ("http-never", "Unhealthy") in reasons and ("exec-false", "Unhealthy") in reasons
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _restarted(client, name):
@@ -280,8 +262,7 @@ async def test_hollow_agent_proxy_uses_fake_iptables(tmp_path):
                        runtime="fake").make_proxier is None          # hollow default: no proxy
     agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path / "n1"),
                         runtime="fake", pod_cidr="10.9.0.0/24", proxy="iptables", masquerade_cidr="192.0.2.0/24")
-    task = asyncio.create_task(agent.run())
-    try:
+    async with running(agent):
         await until(agent.ready.is_set)
         assert isinstance(agent.proxier.runner, FakeIptables)
         await client.create(codec.from_dict({
@@ -293,6 +274,3 @@ async def test_hollow_agent_proxy_uses_fake_iptables(tmp_path):
                          "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}))
         await until(lambda: agent.proxier.applied_payload and "10.9.0.5:8080" in agent.proxier.applied_payload)
         assert "192.0.2.0/24" in agent.proxier.applied_payload
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

@@ -1,61 +1,18 @@
-"""The service proxy without a kernel: exact rendered payloads, and the Proxier against FakeIptables.
+"""The service proxy's rules without a kernel: exact rendered payloads (nodeagent/proxyrules.py).
 
 Chain names are written out literally on purpose: they are a stable interface
 (a renamed chain would leave the old one behind as "stale" on every node after
 an upgrade, and break anyone reading iptables-save), so a hash change must fail
-these tests.
+these tests.  The Proxier that applies them: test_nodeagent_proxier.py.
 """
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from prometheus_client import REGISTRY
 
-from machinery.pb import core_pb2
-from nodeagent.iptables import FakeIptables
-from nodeagent.proxy import (HOOKS, Proxier, ProxyError, ServicePortInfo, cleanup, count_rules, render,
-                             service_ports, stale_chains, udp_conntrack_deletions, with_stale_deletions)
-
-NODE_IP, POD_CIDR, MASQ_CIDR = "172.30.0.11", "10.244.1.0/24", "172.30.0.0/24"
-WEB_SVC, WEB_EXT = "KCTL-SVC-CDGGSHYLG3RE2FKL", "KCTL-EXT-CDGGSHYLG3RE2FKL"
-WEB_SEP = {"10.244.1.2": "KCTL-SEP-UIQK3OSOSTRHRPBX", "10.244.1.3": "KCTL-SEP-2AZ33KU3V5PGPQZH",
-           "10.244.1.10": "KCTL-SEP-GWQABTP5GBYXHJY5"}
-
-
-def svc(name, cluster_ip, *ports, ns="default", type_=None):
-    """ports: (name, port, protocol, node_port) tuples; type NodePort if any has a node_port."""
-    s = core_pb2.Service()
-    s.metadata.namespace, s.metadata.name = ns, name
-    s.spec.cluster_ip = cluster_ip
-    s.spec.type = type_ or ("NodePort" if any(p[3] for p in ports) else "ClusterIP")
-    for pname, port, proto, node_port in ports:
-        s.spec.ports.add(name=pname, port=port, protocol=proto, node_port=node_port)
-    return s
-
-
-def eps(name, ips, *ports, ns="default", not_ready=()):
-    """ports: (name, port, protocol) tuples, one subset."""
-    e = core_pb2.Endpoints()
-    e.metadata.namespace, e.metadata.name = ns, name
-    sub = e.subsets.add()
-    for ip in ips:
-        sub.addresses.add(ip=ip)
-    for ip in not_ready:
-        sub.not_ready_addresses.add(ip=ip)
-    for pname, port, proto in ports:
-        sub.ports.add(name=pname, port=port, protocol=proto)
-    return e
-
-
-def web(*ips, node_port=0):
-    return ([svc("web", "10.96.0.10", ("http", 80, "TCP", node_port))],
-            [eps("web", ips, ("http", 8080, "TCP"))] if ips else [])
-
-
-def do_render(services, endpoints, **kw):
-    kw = {"node_ip": NODE_IP, "pod_cidr": POD_CIDR, "masquerade_cidr": MASQ_CIDR, **kw}
-    return render(services, endpoints, **kw)
+from nodeagent.errors import AgentConfigError
+from nodeagent.proxyrules import (ServicePortInfo, count_rules, render, service_ports, stale_chains,
+                                  udp_conntrack_deletions, with_stale_deletions)
+from tests.unit.proxy_objects import NODE_IP, WEB_EXT, WEB_SEP, WEB_SVC, do_render, eps, svc, udp_port, web
 
 
 FIXED_NAT_RULES = [
@@ -240,9 +197,9 @@ def test_unnamed_port_key_and_without_pod_cidr_nodeports_always_masquerade():
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ValueError, match="overlaps"):
+    with pytest.raises(AgentConfigError, match="overlaps"):
         render([], [], node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.0.0.0/8")
-    with pytest.raises(ValueError, match="node IP"):
+    with pytest.raises(AgentConfigError, match="node IP"):
         render([], [], node_ip="node-1")
 
 
@@ -288,178 +245,6 @@ def test_count_rules():
     assert count_rules(do_render(*web("10.244.1.2", "10.244.1.3"))) == {"filter": 0, "nat": 5 + 1 + 1 + 2 + 4 + 1}
 
 
-# ---------------------------------------------------------------------------- Proxier on the fake
-
-def metric(name, **labels):
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def proxier(fake, **kw):
-    kw = {"node_ip": NODE_IP, "pod_cidr": POD_CIDR, "masquerade_cidr": MASQ_CIDR, "node_name": "unit", **kw}
-    return Proxier(fake, **kw)
-
-
-HOOK_COUNTS = {"filter/INPUT": 1, "filter/FORWARD": 2, "filter/OUTPUT": 1,
-               "nat/PREROUTING": 1, "nat/OUTPUT": 1, "nat/POSTROUTING": 1}
-
-
-def builtin_counts(fake):
-    return {f"{t}/{c}": len(rules) for (t, c), rules in fake.builtin.items() if rules}
-
-
-def hook_calls(fake, op):
-    return [c for c in fake.calls if c[0] == "iptables" and c[3] == op]
-
-
-async def test_first_sync_restores_once_then_hooks_every_builtin_chain():
-    fake = FakeIptables()
-    p = proxier(fake)
-    assert await p.sync(*web("10.244.1.2")) is True
-    assert [c[0] for c in fake.calls if c[0] != "iptables"] == ["save", "restore"]
-    assert fake.restores == [do_render(*web("10.244.1.2"))]
-    assert len(hook_calls(fake, "-C")) == len(HOOKS) and len(hook_calls(fake, "-I")) == len(HOOKS)
-    assert fake.kctl_state()["hooks"] == sorted([
-        "filter/FORWARD -> KCTL-EXTERNAL-SERVICES", "filter/FORWARD -> KCTL-SERVICES",
-        "filter/INPUT -> KCTL-EXTERNAL-SERVICES", "filter/OUTPUT -> KCTL-SERVICES",
-        "nat/OUTPUT -> KCTL-SERVICES", "nat/POSTROUTING -> KCTL-POSTROUTING", "nat/PREROUTING -> KCTL-SERVICES"])
-    assert p.applied_payload == fake.restores[0]
-
-
-async def test_unchanged_state_is_not_restored_again():
-    fake = FakeIptables()
-    p = proxier(fake)
-    before = metric("kctl_nodeagent_proxy_syncs_total", node="unit", result="unchanged")
-    await p.sync(*web("10.244.1.2"))
-    n_calls = len(fake.calls)
-    assert await p.sync(*web("10.244.1.2")) is False
-    assert len(fake.calls) == n_calls                   # no save, no restore, no hook check
-    assert len(fake.restores) == 1
-    assert metric("kctl_nodeagent_proxy_syncs_total", node="unit", result="unchanged") == before + 1
-
-
-async def test_changes_restore_with_stale_chains_deleted_and_hooks_added_once():
-    fake = FakeIptables()
-    p = proxier(fake)
-    await p.sync(*web("10.244.1.2", "10.244.1.3", node_port=30080))
-    await p.sync(*web("10.244.1.2"))                     # one endpoint and the NodePort gone
-    assert p.last_stale == [WEB_EXT, WEB_SEP["10.244.1.3"]]
-    assert fake.restores[1] == with_stale_deletions(do_render(*web("10.244.1.2")), p.last_stale)
-    assert fake.kctl_state()["nat"] == sorted(["KCTL-SERVICES", "KCTL-NODEPORTS", "KCTL-POSTROUTING",
-                                               "KCTL-MARK-MASQ", WEB_SVC, WEB_SEP["10.244.1.2"]])
-    await p.sync([], [])                                 # the service deleted: its chains go
-    assert WEB_SVC not in fake.kctl_state()["nat"] and WEB_SEP["10.244.1.2"] not in fake.kctl_state()["nat"]
-    assert len(hook_calls(fake, "-I")) == len(HOOKS)     # only the first sync checked and added hooks
-    assert builtin_counts(fake) == HOOK_COUNTS
-    # a new Proxier (agent restart) finds the hooks in place and adds nothing
-    p2 = proxier(fake)
-    await p2.sync(*web("10.244.1.2"))
-    assert len(hook_calls(fake, "-I")) == len(HOOKS)
-    assert builtin_counts(fake) == HOOK_COUNTS
-
-
-async def test_a_failed_restore_raises_counts_and_is_retried_in_full():
-    fake = FakeIptables(fail_restore=1)
-    p = proxier(fake)
-    errors = metric("kctl_nodeagent_proxy_sync_errors_total", node="unit")
-    with pytest.raises(ProxyError, match="injected"):
-        await p.sync(*web("10.244.1.2"))
-    assert metric("kctl_nodeagent_proxy_sync_errors_total", node="unit") == errors + 1
-    assert p.applied_payload is None and fake.kctl_state()["nat"] == []
-    assert await p.sync(*web("10.244.1.2")) is True      # same state, applied this time
-    assert len(fake.restores) == 2 and fake.kctl_state()["hooks"]
-    assert metric("kctl_nodeagent_proxy_rules", node="unit", table="nat") == count_rules(fake.restores[1])["nat"]
-    assert REGISTRY.get_sample_value("kctl_nodeagent_proxy_sync_duration_seconds_count") >= 1
-
-
-async def test_cleanup_removes_every_kctl_chain_and_hook_and_nothing_else():
-    fake = FakeIptables()
-    fake.chains["filter"]["klkctl-part"] = ["-s 172.30.0.1/32 -j DROP"]        # the lab's partition chain
-    fake.builtin[("filter", "INPUT")] = [("-j", "klkctl-part")]
-    p = proxier(fake)
-    await p.sync(*web("10.244.1.2", node_port=30080))
-    removed = await p.cleanup()
-    assert "nat/PREROUTING -> KCTL-SERVICES" in removed and f"nat/{WEB_SVC}" in removed
-    assert fake.kctl_state() == {"filter": [], "nat": [], "hooks": ["filter/INPUT -> klkctl-part"]}
-    assert fake.chains["filter"] == {"klkctl-part": ["-s 172.30.0.1/32 -j DROP"]}
-    assert await cleanup(fake) == []                     # idempotent
-    assert await p.sync(*web("10.244.1.2")) is True      # and the Proxier starts over after a cleanup
-    assert fake.kctl_state()["hooks"] != ["filter/INPUT -> klkctl-part"]
-
-
-class Clock:
-    """A clock that only moves when told; sleep() records the delay and advances it."""
-
-    def __init__(self):
-        self.now, self.sleeps = 1000.0, []
-
-    def __call__(self):
-        return self.now
-
-    async def sleep(self, delay):
-        self.sleeps.append(delay)
-        self.now += delay
-        await asyncio.sleep(0)
-
-
-async def wait_for_restores(fake, n):
-    async with asyncio.timeout(10):
-        while len(fake.restores) < n:
-            await asyncio.sleep(0.001)
-
-
-async def test_run_syncs_at_start_and_coalesces_a_burst_into_one_rate_limited_sync():
-    fake, clock = FakeIptables(), Clock()
-    state = {"v": web("10.244.1.2")}
-    reads = []
-
-    def source():
-        reads.append(state["v"])
-        return state["v"]
-
-    p = proxier(fake, source=source, min_sync_interval=2.0, clock=clock, sleep=clock.sleep)
-    task = asyncio.create_task(p.run())
-    try:
-        await wait_for_restores(fake, 1)
-        clock.now += 0.5                                  # 0.5 s after the first sync ...
-        state["v"] = web("10.244.1.2", "10.244.1.3")
-        for _ in range(50):                               # ... a burst of informer events
-            p.request_sync()
-        await wait_for_restores(fake, 2)
-        assert len(reads) == 2                            # the burst became one sync of the newest state
-        assert clock.sleeps == [1.5]                      # which waited out the rest of min_sync_interval
-        assert fake.restores[1].startswith(do_render(*state["v"]).split("COMMIT")[0])
-        p.request_sync()                                  # an unchanged state: read, rendered, not restored
-        async with asyncio.timeout(10):
-            while len(reads) < 3:
-                await asyncio.sleep(0.001)
-        assert len(fake.restores) == 2
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-
-async def test_run_retries_a_failed_sync_with_backoff():
-    fake = FakeIptables(fail_restore=2)
-    p = proxier(fake, source=lambda: web("10.244.1.2"), min_sync_interval=0.0, retry_delay=0.01)
-    task = asyncio.create_task(p.run())
-    try:
-        await wait_for_restores(fake, 3)                  # two failures, then success without any request
-        async with asyncio.timeout(10):
-            while p.applied_payload is None:
-                await asyncio.sleep(0.001)
-        assert fake.kctl_state()["nat"] and fake.kctl_state()["hooks"]
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-
-def udp_port(ips, node_port=0, name="dns"):
-    return ServicePortInfo("kube-system", name, "dns", "udp", "10.96.0.53", 53, node_port,
-                           tuple((ip, 5353) for ip in ips))
-
-
 def test_udp_conntrack_deletions():
     k = "kube-system/dns:dns/udp"
     # removed endpoints: entries DNATed to them, on the VIP and the NodePort
@@ -481,63 +266,11 @@ def test_udp_conntrack_deletions():
     assert udp_conntrack_deletions({}, [tcp]) == []
 
 
-async def test_proxier_clears_udp_conntrack_only_when_endpoints_go():
-    fake = FakeIptables()
-    p = proxier(fake)
-    dns = [svc("dns", "10.96.0.53", ("dns", 53, "UDP", 0), ns="kube-system")]
-
-    def dns_eps(*ips):
-        return [eps("dns", ips, ("dns", 5353, "UDP"), ns="kube-system")]
-
-    await p.sync(dns, dns_eps("10.244.1.2", "10.244.1.3"))
-    assert [c for c in fake.calls if c[0] == "conntrack"] == [
-        ("conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53")]
-    fake.calls.clear()
-    await p.sync(dns, dns_eps("10.244.1.2", "10.244.1.3", "10.244.1.4"))
-    assert [c for c in fake.calls if c[0] == "conntrack"] == []
-    await p.sync(dns, dns_eps("10.244.1.2"))
-    assert [c for c in fake.calls if c[0] == "conntrack"] == [
-        ("conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", ip)
-        for ip in ("10.244.1.3", "10.244.1.4")]
-
-
 def test_node_ports_count_only_for_nodeport_and_loadbalancer_services():
     for type_, expected in (("ClusterIP", 0), ("NodePort", 30080), ("LoadBalancer", 30080)):
         s = svc("web", "10.96.0.10", ("http", 80, "TCP", 30080), type_=type_)
         [info] = service_ports([s], [])
         assert info.node_port == expected, type_
-
-
-def test_proxier_refuses_bad_settings_at_construction():
-    with pytest.raises(ValueError):
-        Proxier(FakeIptables(), node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.244.0.0/16")
-
-
-async def test_attach_to_informers_follows_services_and_endpoints():
-    from machinery.fakeclient import FakeClient
-    from machinery.informer import Informer
-
-    client, fake = FakeClient(), FakeIptables()
-    services, endpoints = Informer(client, "Service"), Informer(client, "Endpoints")
-    p = proxier(fake, min_sync_interval=0.0)
-    p.attach(services, endpoints)
-    s, [e] = web("10.244.1.2")
-    await client.create(s[0])
-    await client.create(e)
-    tasks = [asyncio.create_task(t) for t in (services.run(), endpoints.run(), p.run())]
-    try:
-        async with asyncio.timeout(10):
-            while p.applied_payload is None or WEB_SEP["10.244.1.2"] not in fake.kctl_state()["nat"]:
-                await asyncio.sleep(0.005)
-        assert len(fake.restores) == 1            # the first sync waited for both caches
-        await client.delete("Service", "web", "default")
-        async with asyncio.timeout(10):
-            while WEB_SVC in fake.kctl_state()["nat"]:
-                await asyncio.sleep(0.005)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def test_client_ip_session_affinity_checks_recent_clients_before_the_random_pick():

@@ -13,7 +13,8 @@ import pytest
 
 from machinery import nodeclient
 from machinery.pb import core_pb2
-from nodeagent.runtime import ExecTimeout, Runtime
+from nodeagent.errors import ExecTimeout
+from nodeagent.runtime import Runtime
 from tests.integration.nodeagent.conftest import (cid_of, make_pod, needs_root, node_ready, pod_gone, pod_running,
                                                   wait_for)
 

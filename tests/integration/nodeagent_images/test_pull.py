@@ -7,7 +7,8 @@ import os
 import pytest
 from prometheus_client import REGISTRY
 
-from nodeagent.images import ImagePullError, ImageStore, lowerdirs
+from nodeagent.errors import ImagePullError
+from nodeagent.images import ImageStore, lowerdirs
 
 
 def mirror_store(root, registry, skopeo_bin):
@@ -126,7 +127,7 @@ async def test_ten_concurrent_pulls_one_copy_each_layer_unpacked_once(registry, 
     skopeo_bin, log = skopeo
     store = mirror_store(store_root, registry, skopeo_bin)
     echo = f"{registry.address}/kctl/echo:latest"
-    store.insecure.add(registry.address)
+    store.registries.insecure.add(registry.address)
     results = await asyncio.gather(*[store.pull(echo, "Always") for _ in range(10)])
     assert all(r == results[0] for r in results)
     assert log.count("copy") == 1
@@ -174,7 +175,7 @@ async def test_unreachable_registry_is_err_image_pull(store_root, skopeo):
     from deploy.registry import free_port
     store = ImageStore(store_root, insecure_registries=[f"127.0.0.1:{free_port()}"], skopeo=skopeo[0])
     with pytest.raises(ImagePullError) as err:
-        await store.pull(f"{store.insecure.copy().pop()}/x/y:1")
+        await store.pull(f"{store.registries.insecure.copy().pop()}/x/y:1")
     assert err.value.reason == "ErrImagePull" and "connection refused" in err.value.message
 
 

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from nodeagent.images import ImagePullError, ImageStore, lowerdirs
+from nodeagent.errors import ImagePullError
+from nodeagent.images import ImageStore, lowerdirs
 
 from .conftest import is_whiteout, make_layout
 

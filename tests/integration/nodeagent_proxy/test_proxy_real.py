@@ -13,7 +13,8 @@ import pytest
 
 from machinery.pb import core_pb2
 from nodeagent.iptables import IptablesRunner
-from nodeagent.proxy import HOOKS, Proxier, ServicePortInfo
+from nodeagent.proxy import Proxier
+from nodeagent.proxyrules import HOOKS, ServicePortInfo
 
 from .conftest import GATEWAY, NODE_IP, NODE_SUBNET, OUT_IP, POD_IPS, POD_NET, needs_root
 

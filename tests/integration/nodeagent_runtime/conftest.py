@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from nodeagent.network import NETNS_RUN_DIR, NodeNetwork
-from nodeagent.runtime import CGROUP_ROOT, Runtime
+from nodeagent.cgroups import CGROUP_ROOT
+from nodeagent.runtime import Runtime
 
 RUN = uuid.uuid4().hex[:6]
 PREFIX = f"kctltest-{RUN}"

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from nodeagent.network import (IPAM, NETNS_RUN_DIR, RTPROT_KCTL, IPAMExhausted, NetworkError,
-                               NodeNetwork, write_pod_files)
+from nodeagent.errors import IPAMExhausted, NetworkError
+from nodeagent.network import IPAM, NETNS_RUN_DIR, RTPROT_KCTL, NodeNetwork, write_pod_files
 
 from .conftest import needs_root, in_netns, leftovers, ping, sh
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from nodeagent.runtime import (ContainerConfig, ContainerRuntimeError, ExecTimeout, Mount,
-                               Runtime)
+from nodeagent.containers import ContainerConfig, Mount
+from nodeagent.errors import ContainerRuntimeError, ExecTimeout
+from nodeagent.runtime import Runtime
 
 from .conftest import needs_root, leftovers
 
@@ -269,7 +270,8 @@ async def test_container_outlives_the_agent_process(runtime, busybox_rootfs):
     import sys
     script = (
         "import asyncio, sys\n"
-        "from nodeagent.runtime import Runtime, ContainerConfig\n"
+        "from nodeagent.containers import ContainerConfig\n"
+        "from nodeagent.runtime import Runtime\n"
         "rt = Runtime(sys.argv[1], cgroup_parent=sys.argv[2])\n"
         "info = asyncio.run(rt.create_and_start(ContainerConfig(id='orphan1', name='o',\n"
         "    layers=[sys.argv[3]], args=['sleep', '1000'], labels={'k': 'v'})))\n"

@@ -1,0 +1,429 @@
+"""What a pod worker does for its pod: the kubelet's SyncPod, SyncTerminatingPod, SyncTerminatedPod.
+
+``PodSync`` holds everything the agent knows about one pod's containers and
+performs the steps; *when* a step runs — on an update, a wake-up, a
+deadline, again after a failure — is the pod worker's business
+(nodeagent/podworker.py).  Each step is idempotent: it looks at the records
+and the runtime and does what is missing, so a step that raised is simply
+run again.  A step can be driven without any worker loop (the unit tests
+call ``sync_pod()`` on the hollow runtime and look at the records).
+
+* ``sync_pod``: adopt containers left by an earlier agent (labels carry pod
+  uid, container name and restart count) — a running container is never
+  restarted because the agent restarted —; create the sandbox (netns + IP +
+  pod files) and volumes; pull images (ErrImagePull, then ImagePullBackOff
+  with back-off, nodeagent/imagepull.py); start missing containers; restart
+  exited ones by restartPolicy with CrashLoopBackOff (base doubling to
+  5 min, reset after 10 min running); kill containers whose liveness/startup
+  probe failed; fail the pod when activeDeadlineSeconds passed; write the
+  status (nodeagent/statusmanager.py).  Returns when it wants to run again.
+* ``sync_terminating_pod``: preStop hooks and SIGTERM for every running
+  container in parallel, SIGKILL when the grace period (the pod's
+  deletionGracePeriodSeconds) is over; the terminated statuses are written.
+* ``sync_terminated_pod``: remove the containers (cgroups, mounts), the
+  sandbox (netns, veth, IP) and the pod dir; finally delete the pod from the
+  API with grace 0 and a uid precondition.
+
+Inputs: ``pod`` (the newest desired state) and ``gone`` (the pod vanished
+from the API) are set by the worker; ``gone`` is also set here when a
+status write finds the pod gone.  Helper tasks per running instance (exit
+waiter, probes; nodeagent/watchers.py) record a result and call ``wake``;
+all records are changed by the worker's one task only.
+
+``agent`` is the node agent (nodeagent/agent.py) or anything with its
+``runtime``, ``images``, ``network``, ``recorder``, ``client``, ``node_ip``,
+``root_dir``, ``fake`` and ``crashloop_base``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import time
+from typing import Callable
+
+from machinery import errors
+from machinery.pb import core_pb2
+from nodeagent import metrics, podspec, status as pstatus
+from nodeagent.containers import CREATED, ContainerState
+from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
+from nodeagent.imagepull import MAX_BACKOFF, ImagePuller
+from nodeagent.images import lowerdirs
+from nodeagent.network import Sandbox, write_pod_files
+from nodeagent.probes import LIVENESS, READINESS, STARTUP, run_handler
+from nodeagent.status import ContainerRecord
+from nodeagent.statusmanager import PodStatusWriter
+from nodeagent.watchers import InstanceWatchers
+
+log = logging.getLogger("kctl.nodeagent.podworker")
+
+BACKOFF_RESET = 600.0
+RESYNC = 5.0
+
+
+def container_id(pod_uid: str, name: str, restart: int) -> str:
+    return hashlib.sha256(f"{pod_uid}/{name}/{restart}".encode()).hexdigest()[:32]
+
+
+def should_restart(pod: core_pb2.Pod, rec: ContainerRecord) -> bool:
+    """restartPolicy Always restarts every exit, OnFailure only a non-zero one, Never none."""
+    policy = pod.spec.restart_policy or "Always"
+    if policy == "Always":
+        return True
+    return policy == "OnFailure" and rec.state is not None and rec.state.exit_code != 0
+
+
+def crashloop_backoff(previous: float, ran: float, base: float) -> float:
+    """The next CrashLoopBackOff delay: base at first and after 10 min running, else doubled (5 min max)."""
+    return base if (previous == 0 or ran >= BACKOFF_RESET) else min(previous * 2, MAX_BACKOFF)
+
+
+def termination_grace(pod: core_pb2.Pod) -> float:
+    spec = pod.spec
+    return float(spec.termination_grace_period_seconds if spec.HasField("termination_grace_period_seconds")
+                 else 30)
+
+
+def probe_grace(pod: core_pb2.Pod, c: core_pb2.Container) -> float:
+    """A liveness/startup probe's own terminationGracePeriodSeconds, else the pod's."""
+    for p in (c.liveness_probe, c.startup_probe):
+        if p.HasField("termination_grace_period_seconds"):
+            return float(p.termination_grace_period_seconds)
+    return termination_grace(pod)
+
+
+def deadline_left(pod: core_pb2.Pod, first_seen: float, api_status: core_pb2.PodStatus | None) -> float | None:
+    """Seconds until activeDeadlineSeconds is over (counted from the API's startTime, else from
+    first sight); None without a deadline."""
+    spec = pod.spec
+    if not spec.HasField("active_deadline_seconds"):
+        return None
+    start = first_seen
+    if api_status is not None and api_status.HasField("start_time"):
+        start = api_status.start_time.ToNanoseconds() / 1e9
+    return start + spec.active_deadline_seconds - time.time()
+
+
+def adopt_records(records: dict[str, ContainerRecord], adopted: list, key: str = "") -> None:
+    """Fill records from runtime containers of one pod (ContainerInfo, labels naming container
+    and restart count): the newest instance is current, the one before it previous."""
+    by_name: dict[str, list] = {}
+    for info in adopted:
+        by_name.setdefault(info.labels.get(podspec.LABEL_CONTAINER, ""), []).append(info)
+    for name, infos in by_name.items():
+        infos.sort(key=lambda i: int(i.labels.get(podspec.LABEL_RESTART, "0")))
+        rec = records.setdefault(name, ContainerRecord(name))
+        rec.all_cids.update(i.id for i in infos)
+        cur = infos[-1]
+        rec.cid, rec.state = cur.id, cur.state
+        rec.restart_count = int(cur.labels.get(podspec.LABEL_RESTART, "0"))
+        rec.exit_handled = cur.id if cur.state.status == pstatus.EXITED else None
+        rec.adopted = True
+        if len(infos) > 1:
+            rec.prev_cid, rec.prev_state = infos[-2].id, infos[-2].state
+        log.info("pod %s: adopted container %s (%s, restarts %d)", key, name, cur.state.status,
+                 rec.restart_count)
+
+
+class PodSync:
+    def __init__(self, agent, pod: core_pb2.Pod, adopted: list | None = None,
+                 wake: Callable[[], None] = lambda: None):
+        self.agent = agent
+        self.uid = pod.metadata.uid
+        self.key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        self.pod = pod
+        self.gone = False
+        self.wake = wake
+        self.records: dict[str, ContainerRecord] = {}
+        self._adopted = adopted or []
+        self._adopt_done = False
+        self.sandbox: Sandbox | None = None
+        self.pod_files: dict[str, str] = {}
+        self.status = PodStatusWriter(agent.client, agent.node_ip, pod)
+        self.config_error = ""
+        self.deadline_message = ""
+        self.puller = ImagePuller(agent.images, agent.recorder, agent.crashloop_base)
+        self.watchers = InstanceWatchers(agent.runtime, wake)
+
+    @property
+    def pod_dir(self) -> str:
+        return os.path.join(self.agent.root_dir, "pods", self.uid)
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        self.agent.recorder.event(self.pod, type_, reason, message)
+
+    # ------------------------------------------------------------ sync
+    def adopt(self) -> None:
+        """Rebuild records from runtime containers of this pod (agent restart)."""
+        adopt_records(self.records, self._adopted, self.key)
+        sb = self.agent.network.get_sandbox(self.uid)
+        if sb is not None:
+            self.sandbox = sb
+        self._adopt_done = True
+
+    async def sync_pod(self) -> float:
+        """One idempotent sync step; returns the seconds until it wants to run again."""
+        pod = self.pod
+        if not self._adopt_done:
+            self.adopt()
+        for c in pod.spec.containers:
+            rec = self.records.setdefault(c.name, ContainerRecord(c.name))
+            rec.image = c.image
+            if rec.adopted:        # probes start over; without probes a running container is ready
+                rec.adopted = False
+                rec.ready = self._ready_without_probe(c)
+                rec.started = not c.HasField("startup_probe")
+        next_in = RESYNC
+        self.config_error = podspec.unsupported_volumes(pod)
+        if self.config_error:
+            for rec in self.records.values():
+                if rec.cid is None:
+                    rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", self.config_error
+            await self.write_status()
+            return 30.0
+        known = self.status.known()       # after an agent restart: what the API says
+        if known is not None and known.phase in ("Succeeded", "Failed"):
+            await self.refresh()          # finished for good: never start anything again
+            if all(r.cid for r in self.records.values()):   # else keep the API's final statuses
+                await self.write_status()
+            return 30.0
+        left = deadline_left(self.pod, self.status.first_seen, self.status.api_status)
+        if left is not None and left <= 0:
+            await self._deadline_exceeded()
+            return 30.0
+        if left is not None:
+            next_in = min(next_in, left)
+        t0 = time.perf_counter()
+        if self.sandbox is None and pod.spec.host_network:
+            # the node's own network namespace (the agent's, after --netns); the pod IP is the node IP
+            self.sandbox = Sandbox(self.uid, "", f"/proc/{os.getpid()}/ns/net" if not self.agent.fake else "",
+                                   self.agent.node_ip, 32, "", "")
+        if self.sandbox is None:
+            self.sandbox = await self.agent.network.create_sandbox(self.uid, pod.metadata.name)
+            log.debug("pod %s: sandbox %s in %.1f ms", self.key, self.sandbox.ip, (time.perf_counter() - t0) * 1e3)
+        if not self.pod_files and not self.agent.fake:
+            self.pod_files = write_pod_files(self.pod_dir, podspec.pod_hostname(pod), self.sandbox.ip)
+            podspec.prepare_volumes(pod, self.pod_dir)
+        await self.refresh()
+        for c in pod.spec.containers:
+            wait = await self._sync_container(c, self.records[c.name])
+            if wait is not None:
+                next_in = min(next_in, wait)
+        await self.refresh()
+        await self.write_status()
+        return max(0.05, next_in)
+
+    async def _deadline_exceeded(self) -> None:
+        """activeDeadlineSeconds passed: stop every container, phase Failed (DeadlineExceeded)."""
+        if not self.deadline_message:
+            self.deadline_message = "Pod was active on the node longer than the specified deadline"
+            self._event("Normal", "DeadlineExceeded", self.deadline_message)
+        self.watchers.stop_all()
+        grace = termination_grace(self.pod)
+        running = [r for r in self.records.values() if r.cid and r.state is not None
+                   and r.state.status == pstatus.RUNNING]
+        for r in running:
+            self._event("Normal", "Killing", f"Stopping container {r.name}")
+        await asyncio.gather(*(self.agent.runtime.stop(r.cid, grace) for r in running))
+        await self.refresh()
+        await self.write_status()
+
+    async def refresh(self) -> None:
+        """Read the runtime state of every current instance (skipped while its exit waiter waits)."""
+        for rec in self.records.values():
+            if rec.cid is None:
+                continue
+            if rec.state is not None and rec.state.status == pstatus.RUNNING \
+                    and self.watchers.awaiting_exit(rec.cid) and rec.kill_requested != rec.cid:
+                continue            # its exit waiter has not fired: still running, no runc call needed
+            try:
+                rec.state = await self.agent.runtime.state(rec.cid)
+            except ContainerRuntimeError:
+                rec.state = None
+            if rec.state is None or rec.state.status == "unknown":     # vanished under us
+                rec.state = ContainerState(pstatus.EXITED, exit_code=-1, finished_at=time.time())
+            if rec.state is not None and rec.state.status == pstatus.EXITED and rec.exit_handled != rec.cid:
+                self._on_exit(rec)
+
+    def _on_exit(self, rec: ContainerRecord) -> None:
+        """First sight of an instance's exit: compute its CrashLoopBackOff deadline."""
+        rec.exit_handled = rec.cid
+        rec.ready = rec.started = False
+        self.watchers.stop(rec.cid)
+        st = rec.state
+        ran = (st.finished_at or time.time()) - (st.started_at or time.time())
+        rec.backoff = crashloop_backoff(rec.backoff, ran, self.agent.crashloop_base)
+        rec.backoff_until = (st.finished_at or time.time()) + rec.backoff
+        self.wake()                                   # decide about the restart in the next round
+
+    async def _sync_container(self, c: core_pb2.Container, rec: ContainerRecord) -> float | None:
+        rt = self.agent.runtime
+        if rec.cid and rec.kill_requested == rec.cid and rec.state and rec.state.status == pstatus.RUNNING:
+            self._event("Normal", "Killing", f"Container {c.name} {rec.kill_reason}, will be restarted")
+            rec.kill_requested = None
+            await rt.stop(rec.cid, probe_grace(self.pod, c))
+            await self.refresh()
+        if rec.cid and rec.state is not None and rec.state.status in (pstatus.RUNNING, CREATED):
+            rec.waiting_reason = rec.waiting_message = ""
+            self._watch(c, rec)
+            return None
+        restart = 0
+        if rec.cid and rec.state is not None:          # an instance exists and has exited
+            if not should_restart(self.pod, rec):
+                rec.waiting_reason = ""
+                return None
+            now = time.time()
+            if now < rec.backoff_until:
+                where = f"{self.pod.metadata.name}_{self.pod.metadata.namespace}"
+                if rec.waiting_reason != "CrashLoopBackOff":
+                    self._event("Warning", "BackOff", f"Back-off restarting failed container {c.name} in pod {where}")
+                rec.waiting_reason = "CrashLoopBackOff"
+                rec.waiting_message = f"back-off {rec.backoff:g}s restarting failed container={c.name} pod={where}"
+                return rec.backoff_until - now
+            restart = rec.restart_count + 1
+        if time.time() < rec.pull_backoff_until:
+            rec.waiting_reason = "ImagePullBackOff"
+            rec.waiting_message = f'Back-off pulling image "{c.image}"'
+            return rec.pull_backoff_until - time.time()
+        image = await self.puller.ensure(self.pod, c, rec)
+        if image is None:    # show ErrImagePull a moment, then ImagePullBackOff until the retry
+            return min(1.0, rec.pull_backoff / 2)
+        cid = container_id(self.uid, c.name, restart)
+        try:
+            cfg = podspec.container_config(self.pod, c, image, self.sandbox, self.pod_dir, self.pod_files,
+                                           self.agent.node_ip, cid, restart, lowerdirs(image))
+        except ContainerConfigError as exc:
+            if rec.waiting_reason != "CreateContainerConfigError":
+                self._event("Warning", "Failed", f"Error: {exc}")
+            rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", str(exc)
+            return 10.0
+        if rt.exists(cid):                              # a half-done earlier attempt
+            await rt.remove(cid)
+        try:
+            t0 = time.perf_counter()
+            info = await rt.create_and_start(cfg)
+            log.debug("pod %s: container %s started in %.1f ms", self.key, c.name, (time.perf_counter() - t0) * 1e3)
+        except ContainerRuntimeError as exc:
+            self._event("Warning", "Failed", f"Error: {exc}")
+            rec.waiting_reason, rec.waiting_message = "RunContainerError", str(exc)
+            await rt.remove(cid)
+            raise
+        self._event("Normal", "Created", f"Created container {c.name}")
+        self._event("Normal", "Started", f"Started container {c.name}")
+        if rec.cid and restart:
+            old_prev = rec.prev_cid
+            rec.prev_cid, rec.prev_state = rec.cid, rec.state
+            if old_prev and old_prev != rec.prev_cid:   # keep one previous instance (logs --previous)
+                await rt.remove(old_prev)
+                rec.all_cids.discard(old_prev)
+        rec.cid, rec.state, rec.restart_count = cid, info.state, restart
+        rec.all_cids.add(cid)
+        rec.waiting_reason = rec.waiting_message = ""
+        rec.image_id = image.repo_digest or image.image_id
+        rec.ready = self._ready_without_probe(c)
+        rec.started = not c.HasField("startup_probe")
+        self._watch(c, rec)
+        return None
+
+    def _ready_without_probe(self, c: core_pb2.Container) -> bool:
+        """Ready until a readiness probe says otherwise: only without one (and, on a hollow node,
+        not for never-ready images, see fake_runtime.py)."""
+        never = getattr(self.agent.runtime, "never_ready", None)
+        return not c.HasField("readiness_probe") and not (never is not None and never(c))
+
+    # ------------------------------------------------------------ probes
+    def _watch(self, c: core_pb2.Container, rec: ContainerRecord) -> None:
+        cid = rec.cid
+        self.watchers.ensure(c, cid, self.sandbox.ip,
+                             lambda kind, ok, msg: self._probe_result(c.name, cid, kind, ok, msg),
+                             lambda kind, msg: self._event("Warning", "Unhealthy", f"{kind} probe failed: {msg}"))
+
+    def _probe_result(self, name: str, cid: str, kind: str, ok: bool, msg: str) -> None:
+        rec = self.records.get(name)
+        metrics.PROBES.labels(kind.lower(), "success" if ok else "failure").inc()
+        if rec is None or rec.cid != cid:
+            return
+        if kind == READINESS:
+            rec.ready = ok
+        elif kind == STARTUP:
+            rec.started = ok
+            if not ok:
+                rec.kill_requested, rec.kill_reason = cid, "failed startup probe"
+        elif kind == LIVENESS and not ok:
+            rec.kill_requested, rec.kill_reason = cid, "failed liveness probe"
+        self.wake()
+
+    # ------------------------------------------------------------ status
+    async def write_status(self) -> None:
+        recs = [self.records[c.name] for c in self.pod.spec.containers if c.name in self.records]
+        if not await self.status.write(self.pod, recs, pod_ip=self.sandbox.ip if self.sandbox else None,
+                                       message=self.config_error or self.deadline_message,
+                                       reason="DeadlineExceeded" if self.deadline_message else "",
+                                       failed=bool(self.deadline_message)):
+            self.gone = True
+
+    # ------------------------------------------------------------ termination
+    def _grace(self) -> float:
+        md = self.pod.metadata
+        if md.HasField("deletion_grace_period_seconds"):
+            return float(md.deletion_grace_period_seconds)
+        if self.gone:
+            return 2.0
+        return termination_grace(self.pod)
+
+    async def sync_terminating_pod(self) -> None:
+        """Stop every running container within the grace period (preStop first); show them terminated."""
+        rt = self.agent.runtime
+        self.watchers.stop_all()
+        if not self._adopt_done:
+            self.adopt()
+        deadline = time.monotonic() + self._grace()
+        specs = {c.name: c for c in self.pod.spec.containers}
+
+        async def stop_one(rec: ContainerRecord) -> None:
+            st = await rt.state(rec.cid)
+            if st.status != pstatus.RUNNING:
+                return
+            c = specs.get(rec.name)
+            self._event("Normal", "Killing", f"Stopping container {rec.name}")
+            if c is not None and c.lifecycle.HasField("pre_stop") and self.sandbox is not None:
+                try:
+                    await asyncio.wait_for(run_handler(c.lifecycle.pre_stop, c, rt, rec.cid, self.sandbox.ip,
+                                                       max(0.1, deadline - time.monotonic())),
+                                           max(0.1, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    pass
+            await rt.stop(rec.cid, max(0.0, deadline - time.monotonic()))
+
+        running = [r for r in self.records.values() if r.cid and rt.exists(r.cid)]
+        await asyncio.gather(*(stop_one(r) for r in running))
+        if running and not self.gone and self.pod.spec.containers:
+            try:                                  # show the containers terminated, like the kubelet
+                await self.refresh()
+                await self.write_status()
+            except (errors.ApiError, ContainerRuntimeError) as exc:
+                log.debug("pod %s: final status not written: %s", self.key, exc)
+
+    async def sync_terminated_pod(self) -> None:
+        """Remove containers, sandbox and pod dir; delete the pod from the API (grace 0, uid precondition)."""
+        rt = self.agent.runtime
+        for rec in self.records.values():
+            for cid in sorted(rec.all_cids | ({rec.cid} if rec.cid else set())):
+                await rt.remove(cid)
+            rec.all_cids.clear()
+        for info in await rt.list():           # anything of ours no record knew about
+            if info.labels.get(podspec.LABEL_POD_UID) == self.uid:
+                await rt.remove(info.id)
+        await self.agent.network.delete_sandbox(self.uid)
+        self.sandbox = None
+        if os.path.isdir(self.pod_dir):
+            shutil.rmtree(self.pod_dir)
+        if not self.gone:
+            try:
+                await self.agent.client.delete(core_pb2.Pod, self.pod.metadata.name, self.pod.metadata.namespace,
+                                               grace_period=0, uid=self.uid)
+            except (errors.NotFound, errors.Conflict):
+                pass
+        log.info("pod %s (%s) terminated", self.key, self.uid)
