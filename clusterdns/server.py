@@ -60,6 +60,7 @@ class DnsServer:
         self._cache: dict[tuple, tuple] = {}
         self._cache_gen = None
         self._tasks: set[asyncio.Task] = set()
+        self._conns: set[asyncio.StreamWriter] = set()
         self._udp = None
         self._tcp = None
         self.port = 0
@@ -93,6 +94,8 @@ class DnsServer:
             self._tcp = None
         for task in list(self._tasks):
             task.cancel()
+        for writer in list(self._conns):
+            writer.close()
 
     # ------------------------------------------------------------ one query
 
@@ -108,6 +111,8 @@ class DnsServer:
         if hit is not None:
             body, qtype, rcode = hit
             self.metrics.cache_hits.inc()
+            if body[0] & 0x02:                          # TC (flags byte 2 of the header)
+                self.metrics.truncated.inc()
             self.metrics.query(proto, qtype, rcode, time.perf_counter() - t0)
             return wire[:2] + body
         try:
@@ -155,7 +160,7 @@ class DnsServer:
         else:
             size = min(max(query.payload if query.edns >= 0 else UDP_MIN, UDP_MIN), WIRE_MAX)
         out = resp.to_wire(max_size=size, prefer_truncation=True)
-        if out[2] & 0x02:                               # TC, byte 2 bit 1 of the header
+        if out[2] & 0x02:                               # TC (flags byte 2 of the header)
             self.metrics.truncated.inc()
         qtype = query.question[0].rdtype if len(query.question) == 1 else None
         self.metrics.query(proto, qtype, resp.rcode(), time.perf_counter() - t0)
@@ -195,6 +200,7 @@ class DnsServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._conns.add(writer)
         try:
             while True:
                 try:
@@ -211,7 +217,12 @@ class DnsServer:
                     await writer.drain()
         except ConnectionError:
             pass
+        except asyncio.CancelledError:
+            # The loop is shutting down under an open connection. Nobody awaits this
+            # task, and Python 3.11's start_server logs a cancelled handler as an error.
+            return
         finally:
+            self._conns.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
