@@ -74,6 +74,24 @@ MAX_CNAME_CHAIN = 10
 REVERSE_ZONES = (dns.name.from_text("in-addr.arpa."), dns.name.from_text("ip6.arpa."))
 
 
+class _Memo(dict):
+    """A bounded memo of immutable values (names, address rdata) built once, not per query."""
+
+    def __init__(self, make, limit: int = 65536):
+        super().__init__()
+        self.make, self.limit = make, limit
+
+    def __missing__(self, key):
+        if len(self) >= self.limit:
+            self.clear()
+        value = self[key] = self.make(key)
+        return value
+
+
+NAMES = _Memo(lambda text: dns.name.from_text(text if text.endswith(".") else text + "."))
+ADDRESSES = _Memo(lambda ip: AAAA(IN, T.AAAA, ip) if ":" in ip else A(IN, T.A, ip))
+
+
 @dataclass(frozen=True)
 class Rec:
     """CoreDNS's msg.Service: an address or a name, a port, and the record's own name."""
@@ -170,6 +188,7 @@ class Resolver:
         self._zlen = len(self.zone.labels)
         self.ttl, self.pods = ttl, pods
         self.ns_service, self.ns_addresses = ns_service, tuple(ns_addresses)
+        self._soas: dict[tuple, dns.rrset.RRset] = {}
 
     # ------------------------------------------------------------ entry point
 
@@ -181,7 +200,7 @@ class Resolver:
             if names:
                 out = _Records()
                 for n in names:
-                    out.add(qname, self.ttl, PTR(IN, T.PTR, dns.name.from_text(n)))
+                    out.add(qname, self.ttl, PTR(IN, T.PTR, NAMES[n]))
                 return Answer(answer=out.list())
         return Answer(outside=True, authoritative=False)
 
@@ -189,7 +208,7 @@ class Resolver:
         segs = [label.decode("latin-1").lower() for label in qname.labels[:-self._zlen]]
         out, extra, chase = _Records(), _Records(), None
         if qtype in (T.AXFR, T.IXFR):
-            return Answer(rcode=dns.rcode.REFUSED)
+            return Answer(rcode=dns.rcode.REFUSED, authoritative=False)
         if qtype in (T.A, T.AAAA):
             exists, chase = self._address(qname, segs, qtype, [], out)
         elif qtype == T.SRV:
@@ -200,7 +219,7 @@ class Resolver:
             recs = self._services(segs, qtype)
             exists = recs is not None
             if recs and host_type(recs[0].host) == T.CNAME:
-                out.add(qname, self.ttl, CNAME(IN, T.CNAME, _fqdn(recs[0].host)))
+                out.add(qname, self.ttl, CNAME(IN, T.CNAME, NAMES[recs[0].host]))
         elif qtype == T.PTR:
             exists = self._records(segs) is not None
         elif qtype == T.SOA:
@@ -210,8 +229,8 @@ class Resolver:
         elif qtype == T.NS and not segs:
             exists = True
             for name, ip in self._ns_addrs():
-                out.add(qname, self.ttl, NS(IN, T.NS, dns.name.from_text(name)))
-                _add_address(extra, dns.name.from_text(name), self.ttl, ip)
+                out.add(qname, self.ttl, NS(IN, T.NS, NAMES[name]))
+                extra.add(NAMES[name], self.ttl, ADDRESSES[ip])
         else:               # MX, NS below the apex, anything else: a fake A lookup tells NODATA from NXDOMAIN
             exists = self._services(segs, T.A) is not None
         if not exists:
@@ -232,7 +251,7 @@ class Resolver:
         for r in recs:
             kind = host_type(r.host)
             if kind == T.CNAME:
-                target = _fqdn(r.host)
+                target = NAMES[r.host]
                 if target.is_subdomain(qname) or len(previous) > MAX_CNAME_CHAIN or target in previous:
                     continue
                 cname = CNAME(IN, T.CNAME, target)
@@ -249,7 +268,7 @@ class Resolver:
                 chase = chase or (target, qtype)
             elif kind == qtype and r.host not in seen:
                 seen.add(r.host)
-                _add_address(out, qname, self.ttl, r.host)
+                out.add(qname, self.ttl, ADDRESSES[r.host])
         return True, chase
 
     def _srv(self, qname, segs, out: _Records, extra: _Records) -> bool:
@@ -263,13 +282,13 @@ class Resolver:
         for r in recs:
             if r.port == NO_PORT:
                 continue
-            target = dns.name.from_text(r.target)
+            target = NAMES[r.target]
             if (target, r.port) not in dup:
                 dup.add((target, r.port))
                 out.add(qname, self.ttl, SRV(IN, T.SRV, 0, weight, r.port, target))
             if (target, r.host) not in dup:
                 dup.add((target, r.host))
-                _add_address(extra, target, self.ttl, r.host)
+                extra.add(target, self.ttl, ADDRESSES[r.host])
         return True
 
     def _txt(self, qname, segs, out: _Records) -> bool:
@@ -286,8 +305,15 @@ class Resolver:
                    self.index.modified & 0xFFFFFFFF, 7200, 1800, 86400, self.ttl)
 
     def _soa(self, qname: dns.name.Name):
-        owner = dns.name.Name(qname.labels[-self._zlen:])       # the zone, in the query's case
-        return dns.rrset.from_rdata_list(owner, min(self.ttl, 300), [self._soa_rdata()])
+        """The zone's SOA RRset, owned by the zone in the query's case; rebuilt when the serial moves."""
+        key = (qname.labels[-self._zlen:], self.index.modified)
+        rrset = self._soas.get(key)
+        if rrset is None:
+            if len(self._soas) > 64:
+                self._soas.clear()
+            rrset = self._soas[key] = dns.rrset.from_rdata_list(
+                dns.name.Name(key[0]), min(self.ttl, 300), [self._soa_rdata()])
+        return rrset
 
     def _ns_addrs(self) -> list[tuple[str, str]]:
         """(name, address) of this DNS service: the kube-dns Service if it exists, else ns.dns.DOMAIN."""
@@ -393,12 +419,3 @@ class Resolver:
         return list(dict.fromkeys(names))
 
 
-def _fqdn(host: str) -> dns.name.Name:
-    return dns.name.from_text(host if host.endswith(".") else host + ".")
-
-
-def _add_address(out: _Records, name: dns.name.Name, ttl: int, ip: str) -> None:
-    if ":" in ip:
-        out.add(name, ttl, AAAA(IN, T.AAAA, ip))
-    else:
-        out.add(name, ttl, A(IN, T.A, ip))

@@ -34,7 +34,6 @@ import inspect
 import logging
 import time
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.opcode

@@ -8,14 +8,12 @@ import socket
 import sys
 
 import dns.asyncquery
-import dns.edns
 import dns.flags
 import dns.message
 import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdataclass
-import dns.rdatatype
 import pytest
 
 from clusterdns.forward import Upstreams
