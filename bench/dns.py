@@ -1,10 +1,11 @@
 """kctl-dns queries per second and latency over UDP on loopback, next to a raw floor.
 
-    python -m bench.dns [--services 1000] [--duration 3] [--window 16] [--rate 5000]
+    python -m bench.dns [--services 1000] [--duration 3] [--window 16] [--rate 5000] [--pin]
 
-No cluster needed: each server runs in its own child process, pinned to one
-core (CPU 0; the load generator in this process is pinned to CPU 1 when
-there is one), fed in-process:
+No cluster needed: each server runs in its own child process — one asyncio
+thread, so at most one core (`--pin` also pins it to CPU 0 and the load
+generator to CPU 1; off by default, since on a shared machine a pinned
+process waits for its CPU while the other is idle) — fed in-process:
 * kctl-dns: a FakeClient holding N services in 10 namespaces (one in five
   headless with 3 ready endpoints and their pods), listed and watched by the
   real informers → Feed → ClusterIndex → Resolver → DnsServer, as
@@ -275,14 +276,16 @@ def main(argv=None) -> int:
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     p.add_argument("--window", type=int, default=16, help="queries in flight in the qps loop")
     p.add_argument("--rate", type=float, default=5000, help="queries per second in the latency loop")
+    p.add_argument("--pin", action="store_true", help="pin the server to CPU 0, the load generator to CPU 1")
     args = p.parse_args(argv)
     cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
+    server_cpu, client_cpu = (cpus[0], cpus[1]) if args.pin and len(cpus) > 1 else (None, None)
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
     wires = queries(args.services)
-    print(f"{args.services} services, {len(wires)} distinct queries; server on CPU {server_cpu}, "
-          f"load generator on CPU {client_cpu}; load average {os.getloadavg()[0]:.2f}")
+    where = f"server on CPU {server_cpu}, load generator on CPU {client_cpu}" if args.pin else "not pinned"
+    print(f"{args.services} services, {len(wires)} distinct queries; {where}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f} before the run")
     print(f"{'server':<22}{'qps':>9}{'cpu%':>7}   at {args.rate:.0f} q/s:{'p50 ms':>8}{'p99 ms':>8}{'lost':>6}")
     results = {}
     for kind, label in (("kctl", "kctl-dns"), ("nocache", "kctl-dns, no cache"), ("raw", "raw floor (dnspython)")):
