@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import select
 import socket
 import time
 
@@ -224,14 +225,16 @@ def open_loop(port: int, wires: list[bytes], duration: float, rate: float) -> tu
             pending[qid] = due
             i += 1
             due += interval
-        try:
-            while True:
-                data = sock.recv(65535)
-                sent_at = pending.pop(int.from_bytes(data[:2], "big"), None)
-                if sent_at is not None:
-                    latencies.append(time.perf_counter() - sent_at)
-        except BlockingIOError:
-            pass
+        wait = max(0.0, min(due, drain_until) - time.perf_counter()) if due - start < duration else 0.05
+        if select.select([sock], [], [], wait)[0]:          # sleep until an answer or the next send
+            try:
+                while True:
+                    data = sock.recv(65535)
+                    sent_at = pending.pop(int.from_bytes(data[:2], "big"), None)
+                    if sent_at is not None:
+                        latencies.append(time.perf_counter() - sent_at)
+            except BlockingIOError:
+                pass
     sock.close()
     return latencies, i, len(pending)
 

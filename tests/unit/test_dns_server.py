@@ -109,6 +109,16 @@ async def test_answers_follow_index_changes_despite_the_cache(server):
     assert (await ask(server.port, f"svc1.testns.{S}")).rcode() == dns.rcode.NXDOMAIN
 
 
+async def test_the_cache_can_be_turned_off():
+    s = await started(Resolver(fake_index()), cache_size=0)
+    try:
+        for _ in range(2):
+            assert lines((await ask(s.port, f"svc1.testns.{S}")).answer) == [f"svc1.testns.{S} 5 IN A 10.0.0.1"]
+        assert s.metrics.value("kctl_dns_cache_hits_total") == 0
+    finally:
+        s.close()
+
+
 async def test_a_cached_answer_carries_the_new_query_id(server):
     first = await ask(server.port, f"svc1.testns.{S}")
     second = await ask(server.port, f"svc1.testns.{S}")         # asyncquery checks the ID matches
