@@ -36,8 +36,11 @@ no record of the asked type is NOERROR/NODATA with the SOA in authority
 (`NS.svc.DOMAIN`, `svc.DOMAIN`, `pod.DOMAIN`, DOMAIN itself, AAAA of an
 IPv4-only service...); a name that does not exist is NXDOMAIN with the SOA
 — SERVFAIL instead until the informers have synced; a SOA query below the
-apex is NODATA whatever the name; AXFR/IXFR are REFUSED; unknown or
-too-long shapes (more than two labels left of the service) are NXDOMAIN.
+apex is NODATA whatever the name; TXT is NODATA only for names with records
+(so DOMAIN or `NS.svc.DOMAIN` TXT is NXDOMAIN); a headless service without
+ready endpoints, a ClusterIP service without ports, unknown or too-long
+shapes (more than two labels left of the service) are NXDOMAIN; AXFR/IXFR
+are REFUSED.
 Wildcard queries (`*.NS.svc...`) are not supported: CoreDNS removed them in
 1.9.0 and answers `*` as a literal label, i.e. NXDOMAIN, as we do.
 """
