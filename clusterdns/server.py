@@ -67,14 +67,20 @@ class DnsServer:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, host: str, port: int) -> None:
+        """Bind UDP and TCP on one port. Port 0: the UDP socket picks it; if that port is
+        taken for TCP (an outgoing connection may hold it), try another one."""
         loop = asyncio.get_running_loop()
-        try:
-            self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
-            self.port = self._udp.get_extra_info("sockname")[1]
-            self._tcp = await asyncio.start_server(self._tcp_client, host, self.port)
-        except OSError as exc:
-            self.close()
-            raise HostError(f"--listen {host}:{port}: cannot bind: {exc.strerror or exc}") from exc
+        attempts = 8 if port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
+                self.port = self._udp.get_extra_info("sockname")[1]
+                self._tcp = await asyncio.start_server(self._tcp_client, host, self.port)
+                break
+            except OSError as exc:
+                self.close()
+                if attempt == attempts - 1:
+                    raise HostError(f"--listen {host}:{port}: cannot bind: {exc.strerror or exc}") from exc
         log.info("answering DNS on %s:%d (udp, tcp)", host, self.port)
 
     async def serve(self, host: str, port: int) -> None:
@@ -121,6 +127,15 @@ class DnsServer:
             return self._formerr(wire, proto, t0)
         if query.flags & dns.flags.QR:
             return None
+        try:
+            return self._answer(query, key, proto, t0)
+        except Exception:  # noqa: BLE001 - a bug answering one query must not stop the transport
+            log.exception("answering %s failed", query.question[0] if query.question else "a query")
+            resp = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
+            resp.set_rcode(dns.rcode.SERVFAIL)
+            return self._render(query, resp, proto, t0)
+
+    def _answer(self, query, key: tuple, proto: str, t0: float):
         resp = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
         qtype = query.question[0].rdtype if len(query.question) == 1 else None
         if query.opcode() != dns.opcode.QUERY:
@@ -135,7 +150,7 @@ class DnsServer:
             answer = self.resolver.resolve(query.question[0].name, qtype)
             if answer.outside:
                 if self.upstreams is not None:
-                    return self._forward(query, proto, t0)
+                    return self._settle(self._forward(query, proto, t0))
                 resp.set_rcode(dns.rcode.REFUSED)
             else:
                 resp.set_rcode(answer.rcode)
@@ -145,7 +160,7 @@ class DnsServer:
                 resp.authority = list(answer.authority)
                 resp.additional = list(answer.additional)
                 if answer.chase is not None and self.upstreams is not None:
-                    return self._chase(query, resp, answer.chase, proto, t0)
+                    return self._settle(self._chase(query, resp, answer.chase, proto, t0))
         out = self._render(query, resp, proto, t0)
         if len(self._cache) >= self.cache_size > 0:
             self._cache.pop(next(iter(self._cache)))
@@ -190,6 +205,15 @@ class DnsServer:
     async def _chase(self, query, resp, chase: tuple, proto: str, t0: float) -> bytes:
         resp.answer.extend(await self.upstreams.lookup(*chase))
         return self._render(query, resp, proto, t0)
+
+    @staticmethod
+    async def _settle(pending) -> bytes | None:
+        """Upstream work; a failure is logged and the query dropped (the client retries)."""
+        try:
+            return await pending
+        except Exception:  # noqa: BLE001 - one query's failure must not end a connection or the server
+            log.exception("answering a query through the upstreams failed")
+            return None
 
     # ------------------------------------------------------------ transports
 
@@ -245,11 +269,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.server._spawn(self._later(out, addr))
 
     async def _later(self, pending, addr) -> None:
-        try:
-            out = await pending
-        except Exception:  # noqa: BLE001 - one query's failure must not end the server
-            log.exception("answering a query from %s failed", addr)
-            return
+        out = await pending
         if out is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 

@@ -109,6 +109,23 @@ async def test_answers_follow_index_changes_despite_the_cache(server):
     assert (await ask(server.port, f"svc1.testns.{S}")).rcode() == dns.rcode.NXDOMAIN
 
 
+class _Broken(Resolver):
+    def resolve(self, qname, qtype):
+        if qname.labels[0] == b"boom":
+            raise RuntimeError("a bug")
+        return super().resolve(qname, qtype)
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+async def test_a_failing_answer_is_servfail_and_the_server_keeps_answering(tcp):
+    s = await started(_Broken(fake_index()))
+    try:
+        assert (await ask(s.port, f"boom.testns.{S}", tcp=tcp)).rcode() == dns.rcode.SERVFAIL
+        assert lines((await ask(s.port, f"svc1.testns.{S}", tcp=tcp)).answer) == [f"svc1.testns.{S} 5 IN A 10.0.0.1"]
+    finally:
+        s.close()
+
+
 async def test_the_cache_can_be_turned_off():
     s = await started(Resolver(fake_index()), cache_size=0)
     try:
@@ -257,23 +274,33 @@ async def test_an_external_name_is_completed_by_the_upstream(upstream):
         front.close()
 
 
-async def test_a_silent_upstream_is_skipped_then_servfail(upstream):
+async def test_a_refusing_upstream_is_skipped(upstream):
+    with socket.socket() as gone:
+        gone.bind(("127.0.0.1", 0))
+        closed = ("127.0.0.1", gone.getsockname()[1])          # nothing listens there: TCP connect refused
+    metrics = Metrics()
+    front = await started(Resolver(fake_index()),
+                          upstreams=Upstreams([closed, ("127.0.0.1", upstream.port)], timeout=5, metrics=metrics))
+    try:
+        r = await ask(front.port, "svc1.testns.svc.example.test.", tcp=True)     # forwarded over TCP too
+        assert lines(r.answer) == ["svc1.testns.svc.example.test. 5 IN A 10.0.0.1"]
+        assert metrics.value("kctl_dns_forward_requests_total", upstream=f"{closed[0]}:{closed[1]}",
+                             result="error") == 1
+    finally:
+        front.close()
+
+
+async def test_a_silent_upstream_times_out_into_servfail():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         dead = ("127.0.0.1", silent.getsockname()[1])
         metrics = Metrics()
-        front = await started(Resolver(fake_index()),
-                              upstreams=Upstreams([dead, ("127.0.0.1", upstream.port)], timeout=0.2,
-                                                  metrics=metrics))
-        alone = await started(Resolver(fake_index()), upstreams=Upstreams([dead], timeout=0.2))
+        alone = await started(Resolver(fake_index()), upstreams=Upstreams([dead], timeout=0.2, metrics=metrics))
         try:
-            r = await ask(front.port, "svc1.testns.svc.example.test.")
-            assert lines(r.answer) == ["svc1.testns.svc.example.test. 5 IN A 10.0.0.1"]
+            assert (await ask(alone.port, "example.com.")).rcode() == dns.rcode.SERVFAIL
             assert metrics.value("kctl_dns_forward_requests_total", upstream=f"{dead[0]}:{dead[1]}",
                                  result="timeout") == 1
-            assert (await ask(alone.port, "example.com.")).rcode() == dns.rcode.SERVFAIL
         finally:
-            front.close()
             alone.close()
 
 
