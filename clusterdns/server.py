@@ -14,7 +14,10 @@ One query, `respond(wire, proto)`:
   go to the upstreams as a task — or, with no upstream, REFUSED at once;
 * the answer is rendered for the transport: TCP up to 65535 bytes; UDP up to
   512 bytes, or the EDNS0 payload the client offers, beyond which dnspython
-  drops whole RRsets and sets TC so the client retries over TCP.
+  drops whole RRsets and sets TC so the client retries over TCP;
+* a bug while answering one query is logged and answered SERVFAIL (an
+  exception escaping datagram_received would close the UDP transport);
+  upstream work that fails is logged and the query dropped.
 Answers that need no upstream are cached as wire bytes keyed by the query's
 bytes after its ID and the transport; the cache empties whenever the index
 changes (its generation), so it is never stale — it only spares parsing and
