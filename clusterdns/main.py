@@ -1,0 +1,152 @@
+"""`kctl-dns`: the cluster DNS server (see clusterdns/__init__.py for why it
+is a control-plane component).
+
+    kctl-dns --apiserver 127.0.0.1:6443 [--listen 0.0.0.0:53]
+             [--cluster-domain cluster.local] [--ttl 5] [--pods verified]
+             [--upstream IP[:PORT] ...] [--upstream-timeout 2]
+             [--advertise-address IP ...] [--dns-service kube-system/kube-dns]
+             [--cache-size 10000] [--metrics-listen 127.0.0.1:9153]
+
+`run()` starts, in one TaskGroup (machinery.runner): the informers
+(Namespaces, Services, Endpoints, and Pods unless `--pods` is not
+`verified`), the feed that marks the index synced, and the UDP+TCP server.
+The server answers from the first moment: until the first lists are in, a
+name it does not know is SERVFAIL rather than NXDOMAIN (CoreDNS does the
+same after its startup timeout). No `--upstream` (the default) means names
+outside the cluster zone are REFUSED and nothing is ever sent anywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+
+from prometheus_client import start_http_server
+
+from clusterdns.feed import Feed
+from clusterdns.forward import Upstreams
+from clusterdns.index import ClusterIndex
+from clusterdns.metrics import Metrics
+from clusterdns.resolver import POD_MODES, Resolver
+from clusterdns.server import DnsServer
+from machinery.client import Client
+from machinery.informer import SharedInformerFactory
+from machinery.runner import run_component, run_tasks, setup_logging
+from machinery.validation.common import is_dns1123_subdomain
+
+log = logging.getLogger("kctl.dns")
+
+
+def host_port(default_port: int | None):
+    """argparse type for HOST:PORT, [V6]:PORT, or (with a default port) a bare IP."""
+    def parse(text: str) -> tuple[str, int]:
+        if text.startswith("["):                          # [V6] or [V6]:PORT
+            host, _, rest = text[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else rest or ""
+        elif text.count(":") == 1:                        # V4:PORT
+            host, port = text.split(":")
+        else:                                             # V4 or V6 without a port
+            host, port = text, ""
+        try:
+            ipaddress.ip_address(host)
+            number = int(port) if port else default_port
+            if number is None or not 0 <= number <= 65535:
+                raise ValueError(port)
+        except ValueError:
+            form = "IP[:PORT]" if default_port is not None else "IP:PORT"
+            raise argparse.ArgumentTypeError(
+                f"invalid value {text!r}: must be {form} with an IP address and a port 0-65535")
+        return host, number
+    return parse
+
+
+def ttl_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be between 0 and 3600 seconds")
+    return value
+
+
+def cluster_domain(text: str) -> str:
+    name = text.strip().rstrip(".").lower()
+    errs = is_dns1123_subdomain(name)
+    if errs:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {'; '.join(errs)}")
+    return name
+
+
+def namespaced_name(text: str) -> tuple[str, str] | None:
+    if text == "":
+        return None
+    ns, sep, name = text.partition("/")
+    if not sep or not ns or not name:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be NAMESPACE/NAME")
+    return ns, name
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kctl-dns", description="Answer DNS for the cluster domain.")
+    p.add_argument("--apiserver", default="127.0.0.1:6443", help="apiserver HOST:PORT")
+    p.add_argument("--listen", type=host_port(None), default=("0.0.0.0", 53),
+                   help="IP:PORT for UDP and TCP (default 0.0.0.0:53)")
+    p.add_argument("--cluster-domain", type=cluster_domain, default="cluster.local")
+    p.add_argument("--ttl", type=ttl_seconds, default=5, help="TTL of answers, 0-3600 s (default 5)")
+    p.add_argument("--pods", choices=POD_MODES, default="verified",
+                   help="A-B-C-D.NS.pod records: verified (a pod has that IP), insecure, disabled")
+    p.add_argument("--upstream", type=host_port(53), action="append", default=[],
+                   help="forward names outside the cluster domain to IP[:PORT] (repeatable; none: REFUSED)")
+    p.add_argument("--upstream-timeout", type=float, default=2.0, help="seconds per upstream try")
+    p.add_argument("--advertise-address", action="append", default=[], type=ipaddress.ip_address,
+                   help="address of ns.dns.DOMAIN when the --dns-service does not exist")
+    p.add_argument("--dns-service", type=namespaced_name, default=("kube-system", "kube-dns"),
+                   help="NAMESPACE/NAME of the Service clients reach us by (the zone's NS)")
+    p.add_argument("--cache-size", type=int, default=10000, help="answers cached until the index changes")
+    p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    args = p.parse_args(argv)
+    if not args.advertise_address and not ipaddress.ip_address(args.listen[0]).is_unspecified \
+            and not ipaddress.ip_address(args.listen[0]).is_loopback:
+        args.advertise_address = [ipaddress.ip_address(args.listen[0])]
+    return args
+
+
+def build(client, args, metrics: Metrics) -> tuple[dict, DnsServer]:
+    """(named coroutines to run, the server)."""
+    index = ClusterIndex()
+    factory = SharedInformerFactory(client)
+    feed = Feed(factory, index, pods=args.pods == "verified")
+    resolver = Resolver(index, zone=args.cluster_domain, ttl=args.ttl, pods=args.pods,
+                        ns_service=args.dns_service,
+                        ns_addresses=tuple(str(a) for a in args.advertise_address))
+    upstreams = Upstreams(args.upstream, timeout=args.upstream_timeout, metrics=metrics) \
+        if args.upstream else None
+    server = DnsServer(resolver, upstreams=upstreams, metrics=metrics, cache_size=args.cache_size)
+    metrics.watch_index(index)
+    host, port = args.listen
+    return {"informers": factory.run(), "feed": feed.run(), "dns": server.serve(host, port)}, server
+
+
+async def run(args) -> None:
+    metrics = Metrics()
+    if args.metrics_listen:
+        host, _, port = args.metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
+    async with Client(args.apiserver, user_agent="kctl-dns") as client:
+        tasks, _ = build(client, args, metrics)
+        log.info("cluster domain %s, ttl %ds, pods %s, upstreams: %s", args.cluster_domain, args.ttl,
+                 args.pods, ", ".join(f"{h}:{p}" for h, p in args.upstream) or "none (outside names REFUSED)")
+        await run_tasks(tasks)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging("kctl-dns", args.verbose)
+    return run_component(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
