@@ -300,3 +300,29 @@ def test_apply_patch_media_type_runs_server_side_apply():
     body = b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: n}\n"
     out = apply_patch("application/apply-patch+yaml", None, body, POD, manager="kubectl", now=NOW.format(0))
     assert out["spec"] == {"nodeName": "n"} and owned(out) == {"kubectl": {".spec.nodeName"}}
+
+
+@pytest.mark.parametrize("ops,expected", [
+    # set_test.go apply_twice_reorder
+    ([("apply", "default", pod(finalizers=["a", "b", "c", "d"])),
+      ("apply", "default", pod(finalizers=["a", "d", "c", "b"]))], ["a", "d", "c", "b"]),
+    # set_test.go apply_update_apply_reorder: a reorder by an Update owns nothing
+    ([("apply", "default", pod(finalizers=["a", "b", "c", "d"])),
+      ("update", "controller", pod(finalizers=["a", "d", "c", "b"])),
+      ("apply", "default", pod(finalizers=["a", "b", "c", "d"]))], ["a", "b", "c", "d"]),
+    # set_test.go apply_twice_remove
+    ([("apply", "default", pod(finalizers=["a", "b", "c", "d"])),
+      ("apply", "default", pod(finalizers=["a", "c"]))], ["a", "c"]),
+])
+def test_set_order_and_removal(ops, expected):
+    out = run(ops)
+    assert out["metadata"]["finalizers"] == expected
+    assert owned(out) == {"default": {f'.metadata.finalizers[="{v}"]' for v in expected}}
+
+
+def test_keyed_list_merge_keeps_live_only_items_in_place():
+    """merge.go visitListItems: items only the live object has stay where they
+    were; the applied items keep the applied order."""
+    out = run([("update", "controller", containers(("x", {}), ("a", {}), ("y", {}), ("b", {}))),
+               ("apply", "default", containers(("b", {}), ("a", {}), ("c", {})))])
+    assert [c["name"] for c in spec(out)["containers"]] == ["x", "y", "b", "a", "c"]
