@@ -149,3 +149,33 @@ def test_bad_yaml_bodies(body, cls, message):
     with pytest.raises(cls) as exc:
         yamlbody.load(body)
     assert exc.value.message.startswith(message)
+
+
+# ------------------------------------------------------ decode_patched
+
+def test_decode_patched_returns_the_message():
+    from machinery.patch import decode_patched
+    out = patch("application/merge-patch+json", {"spec": {"replicas": 4}})
+    msg = decode_patched("application/merge-patch+json", out, b"", DEPLOY)
+    assert msg.spec.replicas == 4 and msg.metadata.name == "web"
+
+
+@pytest.mark.parametrize("ct,body,message", [
+    ("application/strategic-merge-patch+json", b'{"spec":{"bogus":1}}',
+     ' "" is invalid: patch: Invalid value: "map[spec:map[bogus:1]]": strict decoding error: '
+     'unknown field "spec.bogus"'),
+    ("application/merge-patch+json", b'{"metadata":{"labels":null},"spec":{"replicas":"x"}}',
+     ' "" is invalid: patch: Invalid value: "{\\"apiVersion\\":\\"apps/v1\\",\\"kind\\":\\"Deployment\\",'
+     '\\"metadata\\":{\\"name\\":\\"web\\"},\\"spec\\":{\\"replicas\\":\\"x\\",\\"template\\":{\\"spec\\":'
+     '{\\"containers\\":[{\\"name\\":\\"app\\",\\"image\\":\\"nginx\\",\\"args\\":[\\"a\\",\\"b\\"]}]}}}}": '
+     'spec.replicas: expected integer, got string "x"'),
+])
+def test_a_patch_whose_result_does_not_decode_is_422(ct, body, message):
+    """patch.go applyPatchToObject / jsonPatcher: NewInvalid(GroupKind{}, "", patch: Invalid value)."""
+    from machinery.patch import decode_patched
+    out = apply_patch(ct, LIVE, body, DEPLOY)
+    with pytest.raises(errors.Invalid) as exc:
+        decode_patched(ct, out, body, DEPLOY)
+    assert exc.value.http_code == 422
+    assert exc.value.message == message
+    assert exc.value.causes[0].field == "patch"
