@@ -6,10 +6,13 @@ pure functions on manifest dicts (codec.to_dict's form). No I/O.
 dispatches on the Content-Type (parameters such as `; charset=utf-8` are
 dropped, as Kubernetes drops them):
 
-* application/json-patch+json          RFC 6902     jsonpatches.py
-* application/merge-patch+json         RFC 7386     jsonpatches.py
-* application/strategic-merge-patch+json            smp.py (+ mergekeys.py)
-* application/apply-patch+yaml         server-side apply, ssa.py
+* application/json-patch+json          RFC 6902 (the `jsonpatch` package), jsonpatches.py
+* application/merge-patch+json         RFC 7386, jsonpatches.py
+* application/strategic-merge-patch+json   smp.py and smporder.py, with
+                                       Kubernetes' merge keys from mergekeys.py
+* application/apply-patch+yaml         server-side apply: yamlbody.py reads the
+                                       body, ssa.py applies it (over fieldpath.py,
+                                       typed.py and managedfields.py)
 
 Anything else is 415 with Kubernetes' message; a malformed body is 400
 (422 where Kubernetes answers 422). `original` is never modified. The
