@@ -4,6 +4,7 @@ import copy
 import json
 
 import pytest
+import yaml
 
 from machinery import errors, kinds
 from machinery.patch import apply_patch, jsonpatches, yamlbody
@@ -112,8 +113,10 @@ def test_malformed_json_patches(body, cls, message):
 
 def test_yaml_body_reads_like_go_yaml():
     """Timestamps stay strings, keys become strings, YAML 1.1 booleans."""
-    data = yamlbody.load(b"a: 2026-12-06T10:00:00Z\n1: x\nb: yes\nc: [1, 2.5]\n")
-    assert data == {"a": "2026-12-06T10:00:00Z", "1": "x", "b": True, "c": [1, 2.5]}
+    data = yamlbody.load(b"a: 2026-12-06T10:00:00Z\n1: x\nb: yes\nc: [1, 2.5]\nd: [y, N, off, yy]\n")
+    assert data == {"a": "2026-12-06T10:00:00Z", "1": "x", "b": True, "c": [1, 2.5],
+                    "d": [True, False, False, "yy"]}
+    assert yaml.safe_load("y") == "y"          # the shared SafeLoader is left alone
     assert yamlbody.load(b'{"json": "too"}') == {"json": "too"}
 
 

@@ -297,9 +297,9 @@ def test_update_managers_are_capped_into_ancient_changes():
 
 
 def test_apply_patch_media_type_runs_server_side_apply():
-    body = b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: n}\n"
+    body = b"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: node-1}\n"
     out = apply_patch("application/apply-patch+yaml", None, body, POD, manager="kubectl", now=NOW.format(0))
-    assert out["spec"] == {"nodeName": "n"} and owned(out) == {"kubectl": {".spec.nodeName"}}
+    assert out["spec"] == {"nodeName": "node-1"} and owned(out) == {"kubectl": {".spec.nodeName"}}
 
 
 @pytest.mark.parametrize("ops,expected", [
@@ -326,3 +326,23 @@ def test_keyed_list_merge_keeps_live_only_items_in_place():
     out = run([("update", "controller", containers(("x", {}), ("a", {}), ("y", {}), ("b", {}))),
                ("apply", "default", containers(("b", {}), ("a", {}), ("c", {})))])
     assert [c["name"] for c in spec(out)["containers"]] == ["x", "y", "b", "a", "c"]
+
+
+def test_reapplying_the_same_config_changes_nothing():
+    """A no-op apply (Updater.Apply returns no object) leaves the object and
+    its managedFields, times included, exactly as they were."""
+    cfg = containers(("a", {"image": "x"}))
+    first = run([("apply", "default", cfg)])
+    again = ssa.server_side_apply(first, cfg, manager="default", force=False, info=POD, now=NOW.format(30))
+    assert again == first
+
+
+def test_track_update_takes_managed_fields_sent_with_the_write():
+    """decodeLiveOrNew: managedFields in the written object are used (kubectl's
+    client-side-apply upgrade rewrites them with a JSON patch)."""
+    live = run([("update", "kubectl-client-side-apply", pod({"nodeName": "n"}))])
+    new = copy.deepcopy(live)
+    new["metadata"]["managedFields"][0]["manager"] = "kubectl"
+    new["metadata"]["managedFields"][0]["operation"] = "Apply"
+    out = ssa.track_update(live, new, manager="kubectl", info=POD, now=NOW.format(5))
+    assert [(e["manager"], e["operation"]) for e in out["metadata"]["managedFields"]] == [("kubectl", "Apply")]
