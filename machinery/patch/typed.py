@@ -94,7 +94,7 @@ def _compare(lhs, rhs, t, path, added, modified, removed):
             added.add(path)
         elif rhs is _MISSING:
             removed.add(path)
-        elif lhs != rhs or type(lhs) is not type(rhs):
+        elif not equal(lhs, rhs):
             modified.add(path)
         return
     if t.kind == "list":
@@ -107,7 +107,7 @@ def _compare(lhs, rhs, t, path, added, modified, removed):
                 _compare(ls[0] if ls else _MISSING, rs[0] if rs else _MISSING, t.elem, p,
                          added, modified, removed)
             elif len(ls) >= 2 and len(rs) >= 2:
-                if ls != rs:
+                if not equal(ls, rs):
                     modified.add(p)
             elif len(ls) >= 2:
                 removed.add(p)
@@ -129,6 +129,19 @@ def _compare(lhs, rhs, t, path, added, modified, removed):
         added.add(path)
     elif rhs is _MISSING:
         removed.add(path)
+
+
+def equal(a, b) -> bool:
+    """value.Equals: numbers by value (1 == 1.0), booleans only to booleans."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def _same_shape(lhs, rhs, t: Type) -> bool:

@@ -346,3 +346,15 @@ def test_track_update_takes_managed_fields_sent_with_the_write():
     new["metadata"]["managedFields"][0]["operation"] = "Apply"
     out = ssa.track_update(live, new, manager="kubectl", info=POD, now=NOW.format(5))
     assert [(e["manager"], e["operation"]) for e in out["metadata"]["managedFields"]] == [("kubectl", "Apply")]
+
+
+def test_numbers_compare_by_value():
+    """value.Equals: `replicas: 3.0` applied over 3 changes nothing, so no conflict."""
+    d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 3}}
+    live = run([("update", "scaler", d)], info=DEPLOY)
+    out = ssa.server_side_apply(live, {**d, "spec": {"replicas": 3.0}}, manager="kubectl", force=False,
+                                info=DEPLOY, now=NOW.format(1))
+    assert owned(out) == {"scaler": {".spec", ".spec.replicas"}, "kubectl": {".spec.replicas"}}
+    with pytest.raises(errors.Conflict):
+        ssa.server_side_apply(live, {**d, "spec": {"replicas": True}}, manager="kubectl", force=False,
+                              info=DEPLOY, now=NOW.format(1))
