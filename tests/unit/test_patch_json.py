@@ -51,6 +51,7 @@ def test_merge_patch_scales_a_deployment():
 
 @pytest.mark.parametrize("body,message", [
     (b"{not json", "invalid JSON patch"),
+    (b'{"spec": {"replicas": NaN}}', "invalid JSON patch"),
     (b"null", "Invalid JSON Patch"),
     (b"[1]", "error decoding patch: json: cannot unmarshal array into Go value of type map[string]interface {}"),
     (b"5", "error decoding patch: json: cannot unmarshal number into Go value of type map[string]interface {}"),

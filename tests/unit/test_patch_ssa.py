@@ -358,3 +358,34 @@ def test_numbers_compare_by_value():
     with pytest.raises(errors.Conflict):
         ssa.server_side_apply(live, {**d, "spec": {"replicas": True}}, manager="kubectl", force=False,
                               info=DEPLOY, now=NOW.format(1))
+
+
+PORT = '.spec.containers[name="{}"].ports[containerPort={},protocol="TCP"]'
+
+
+def _item(name, *numbers):
+    own = {f'.spec.containers[name="{name}"]', f'.spec.containers[name="{name}"].name'}
+    for n in numbers:
+        own |= {PORT.format(name, n), PORT.format(name, n) + ".containerPort"}
+    return own
+
+
+def test_remove_one_keep_one_with_two_sub_items():
+    """multiple_appliers_test.go remove_one_keep_one_with_two_sub_items."""
+    out = run([("apply", "apply-one", containers(("a", {}), ("b", ports(80)))),
+               ("apply", "apply-two", containers(("b", ports(81)))),
+               ("apply", "apply-one", containers(("a", {})))])
+    assert spec(out)["containers"] == [{"name": "a"}, {"name": "b", **ports(81)}]
+    assert owned(out) == {"apply-one": _item("a"), "apply-two": _item("b", 81)}
+
+
+def test_remove_one_with_dangling_subitem_keep_one():
+    """multiple_appliers_test.go remove_one_with_dangling_subitem_keep_one: the
+    dropped item goes whole, and the controller that owned a port in it is
+    left with nothing (its entry goes)."""
+    out = run([("apply", "apply-one", containers(("a", {}), ("b", ports(80)))),
+               ("apply", "apply-two", containers(("a", ports(79)))),
+               ("update", "controller", containers(("a", ports(79)), ("b", ports(80, 81)))),
+               ("apply", "apply-one", containers(("a", {})))])
+    assert spec(out)["containers"] == [{"name": "a", **ports(79)}]
+    assert owned(out) == {"apply-one": _item("a"), "apply-two": _item("a", 79)}
