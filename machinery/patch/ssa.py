@@ -23,9 +23,11 @@ field.
 
 Update (every create, update and patch that is not an apply): the fields
 this write added or changed go to `manager` (on top of what it had), and
-leave every other manager; removed fields leave every manager. A client
-may send managedFields with its write (used as given), or `[]` to clear
-them.
+leave every other manager; removed fields leave every manager. A create
+starts from the kind's zero object (mergekeys.zero_object), as Kubernetes'
+does, so the creator's entry reads like Kubernetes' (`f:spec` without `.`).
+A client may send managedFields with its write (used as given), or `[]` to
+clear them.
 
 On the main resource of a kind with a status subresource the status is
 not tracked (it is reset there, as Kubernetes' strategies reset it); on
@@ -40,6 +42,7 @@ import copy
 from machinery import errors
 from machinery.kinds import KindInfo
 from machinery.patch import managedfields as mf
+from machinery.patch import mergekeys
 from machinery.patch import typed
 from machinery.patch.fieldpath import ensure_named_fields_are_members, struct_type
 
@@ -209,7 +212,8 @@ def track_update(old: dict | None, new: dict, *, manager: str, operation: str = 
             managers = mf.decode(sent)
         except ValueError:
             managers = _live_managers(old)
-    old_obj = _without_managed_fields(old)
+    old_obj = _without_managed_fields(old) if old is not None else mergekeys.zero_object(
+        info.message.DESCRIPTOR)
     new_obj = _without_managed_fields(new)
     managers.pop(CURRENT, None)
     changed, _ = _update(old_obj, new_obj, managers, CURRENT, True, t, _ignored(info, subresource))

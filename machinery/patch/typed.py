@@ -89,6 +89,10 @@ def compare(old, new, t: Type) -> tuple[set, set, set]:
 
 
 def _compare(lhs, rhs, t, path, added, modified, removed):
+    if not _leaf(t):              # a null list or map is there, and empty
+        empty = [] if t.kind == "list" else {}
+        lhs = empty if lhs is None else lhs
+        rhs = empty if rhs is None else rhs
     if _leaf(t) or not _same_shape(lhs, rhs, t):
         if lhs is _MISSING:
             added.add(path)

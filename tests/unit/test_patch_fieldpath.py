@@ -15,7 +15,8 @@ def _field(name, json_name):
     return next((f for f in MESSAGES[name].fields if f.json_name == json_name), None)
 
 
-@pytest.mark.parametrize("table", [mergekeys.PATCH_META, mergekeys.LIST_TYPES])
+@pytest.mark.parametrize("table", [mergekeys.PATCH_META, mergekeys.LIST_TYPES,
+                                   dict.fromkeys(mergekeys.VALUE_STRUCTS | mergekeys.NULL_LISTS, ("", None))])
 def test_every_table_entry_names_a_real_field_and_real_keys(table):
     for (msg, json_name), meta in table.items():
         f = _field(msg, json_name)
@@ -65,6 +66,12 @@ def test_every_repeated_field_of_every_kind_has_an_apply_list_type():
     for info in kinds.KINDS:
         walk(info.message.DESCRIPTOR)
     assert "kctl.v1.Container" in seen and "kctl.v1.ObjectMeta" in seen
+
+
+def test_zero_object_holds_the_value_structs():
+    assert mergekeys.zero_object(apps_pb2.Deployment.DESCRIPTOR) == {
+        "metadata": {}, "spec": {"template": {"metadata": {}, "spec": {"containers": None}}, "strategy": {}},
+        "status": {}}
 
 
 def test_container_ports_are_keyed_with_the_protocol_default():

@@ -158,13 +158,14 @@ def test_unset_scalar_sole_owner_removes_it():
 
 
 def test_unset_scalar_shared_with_updater_keeps_it():
-    """multiple_appliers_test.go unset_scalar_shared_with_updater: the creator
-    (an Update) owns the struct itself too, as it added it."""
+    """multiple_appliers_test.go unset_scalar_shared_with_updater. (There the
+    creator also owns the struct it added; a pod's spec is a value struct in
+    Kubernetes, present in every new pod, so a create does not add it.)"""
     out = run([("update", "updater", pod({"nodeName": "a", "hostname": "h"})),
                ("apply", "applier", pod({"nodeName": "a", "hostname": "h"})),
                ("apply", "applier", pod({"nodeName": "a"}))])
     assert spec(out) == {"nodeName": "a", "hostname": "h"}
-    assert owned(out) == {"updater": {".spec", ".spec.nodeName", ".spec.hostname"},
+    assert owned(out) == {"updater": {".spec.nodeName", ".spec.hostname"},
                           "applier": {".spec.nodeName"}}
 
 
@@ -242,9 +243,27 @@ def test_apply_creates_with_kubernetes_fields_v1():
     assert {k: v for k, v in out.items() if k != "metadata"} == {k: v for k, v in cfg.items() if k != "metadata"}
 
 
+def test_a_create_owns_what_it_set_as_kubernetes_records_it():
+    """The creator's fields on a create, with `.` only where the create added
+    a pointer struct, a map or a list item (value structs exist already)."""
+    d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+         "spec": {"replicas": 1, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+                  "template": {"spec": {"containers": [{"name": "c", "image": "i", "ports": [
+                      {"containerPort": 80, "protocol": "TCP"}]}]}}}}
+    out = ssa.track_update(None, d, manager="kubectl-create", info=DEPLOY, now=NOW.format(0))
+    assert out["metadata"]["managedFields"][0]["fieldsV1"] == {
+        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+        "f:spec": {"f:replicas": {}, "f:strategy": {"f:rollingUpdate": {".": {}, "f:maxSurge": {}},
+                                                   "f:type": {}},
+                   "f:template": {"f:spec": {"f:containers": {'k:{"name":"c"}': {
+                       ".": {}, "f:image": {}, "f:name": {}, "f:ports": {
+                           ".": {}, 'k:{"containerPort":80,"protocol":"TCP"}': {
+                               ".": {}, "f:containerPort": {}, "f:protocol": {}}}}}}}}}
+
+
 def test_status_is_not_owned_on_the_main_resource():
     out = run([("update", "creator", {**pod({"nodeName": "n"}), "status": {"phase": "Pending"}})])
-    assert owned(out) == {"creator": {".spec", ".spec.nodeName"}}
+    assert owned(out) == {"creator": {".spec.nodeName"}}
 
 
 @pytest.mark.parametrize("config,message", [
@@ -354,7 +373,7 @@ def test_numbers_compare_by_value():
     live = run([("update", "scaler", d)], info=DEPLOY)
     out = ssa.server_side_apply(live, {**d, "spec": {"replicas": 3.0}}, manager="kubectl", force=False,
                                 info=DEPLOY, now=NOW.format(1))
-    assert owned(out) == {"scaler": {".spec", ".spec.replicas"}, "kubectl": {".spec.replicas"}}
+    assert owned(out) == {"scaler": {".spec.replicas"}, "kubectl": {".spec.replicas"}}
     with pytest.raises(errors.Conflict):
         ssa.server_side_apply(live, {**d, "spec": {"replicas": True}}, manager="kubectl", force=False,
                               info=DEPLOY, now=NOW.format(1))
