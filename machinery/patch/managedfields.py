@@ -55,8 +55,10 @@ def decode(entries) -> Managers:
     for e in entries or ():
         if not isinstance(e, dict):
             raise ValueError("a managedFields entry must be an object")
-        if e.get("fieldsType", "FieldsV1") != "FieldsV1":
-            raise ValueError(f'invalid fieldsType "{e.get("fieldsType")}"')
+        if e.get("fieldsType") != "FieldsV1":
+            raise ValueError(f'can\'t decode managed fields with fieldsType "{e.get("fieldsType", "")}"')
+        if e.get("operation") not in (APPLY, UPDATE):
+            raise ValueError(f'operation must be `Apply` or `Update`, got "{e.get("operation", "")}"')
         entry = Entry(manager=e.get("manager", ""), operation=e.get("operation", ""),
                       api_version=e.get("apiVersion", ""), time=e.get("time"),
                       subresource=e.get("subresource", ""),

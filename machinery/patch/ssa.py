@@ -102,6 +102,13 @@ def _live_managers(live: dict | None) -> mf.Managers:
         raise errors.ApiError(f"failed to decode managed fields: {exc}") from exc
 
 
+def _decode_or_empty(entries) -> mf.Managers:
+    try:
+        return mf.decode(entries)
+    except ValueError:
+        return {}
+
+
 def _update(old: dict, new: dict, managers: mf.Managers, current: tuple, force: bool,
             t, ignored: set) -> tuple[set, set]:
     """Updater.update: take changed fields from the other managers (or
@@ -205,13 +212,9 @@ def track_update(old: dict | None, new: dict, *, manager: str, operation: str = 
     sent = ((new or {}).get("metadata") or {}).get("managedFields")
     if not subresource and mf.is_reset(sent):
         managers = {}
-    elif subresource or not sent:
-        managers = _live_managers(old)
-    else:
-        try:
-            managers = mf.decode(sent)
-        except ValueError:
-            managers = _live_managers(old)
+    else:         # decodeLiveOrNew: what was sent, else the live object's, else none
+        managers = {} if subresource else _decode_or_empty(sent)
+        managers = managers or _decode_or_empty(((old or {}).get("metadata") or {}).get("managedFields"))
     old_obj = _without_managed_fields(old) if old is not None else mergekeys.zero_object(
         info.message.DESCRIPTOR)
     new_obj = _without_managed_fields(new)

@@ -408,3 +408,20 @@ def test_remove_one_with_dangling_subitem_keep_one():
                ("apply", "apply-one", containers(("a", {})))])
     assert spec(out)["containers"] == [{"name": "a", **ports(79)}]
     assert owned(out) == {"apply-one": _item("a"), "apply-two": _item("a", 79)}
+
+
+@pytest.mark.parametrize("bad", [
+    [{"manager": "m", "operation": "Patch", "fieldsType": "FieldsV1", "fieldsV1": {}}],
+    [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV2", "fieldsV1": {}}],
+    [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"x:y": {}}}],
+])
+def test_malformed_managed_fields_sent_with_a_write_fall_back_to_the_live_ones(bad):
+    live = run([("update", "creator", pod({"nodeName": "n"}))])
+    new = copy.deepcopy(live)
+    new["metadata"]["managedFields"] = bad
+    new["spec"]["hostname"] = "h"
+    out = ssa.track_update(live, new, manager="editor", info=POD, now=NOW.format(9))
+    assert owned(out) == {"creator": {".spec.nodeName"}, "editor": {".spec.hostname"}}
+    with pytest.raises(errors.ApiError) as exc:
+        ssa.server_side_apply(new, pod({"nodeName": "n"}), manager="a", force=False, info=POD, now=NOW.format(9))
+    assert exc.value.message.startswith("failed to decode managed fields: ")
