@@ -196,9 +196,8 @@ def server_side_apply(live: dict | None, config: dict, *, manager: str, force: b
     me.fields -= STRIP
     if not me.fields:
         managers.pop(me.key, None)
-    if not typed.equal(typed.drop_nulls(new), live_obj) or me.time is None or (
-            previous and previous.fields != me.fields):
-        me.time = now
+    if not typed.equal(typed.drop_nulls(new), live_obj):
+        me.time = now        # managedFieldsUpdater: only an apply that changed the object
     return _with_managers(new, managers)
 
 

@@ -425,3 +425,11 @@ def test_malformed_managed_fields_sent_with_a_write_fall_back_to_the_live_ones(b
     with pytest.raises(errors.ApiError) as exc:
         ssa.server_side_apply(new, pod({"nodeName": "n"}), manager="a", force=False, info=POD, now=NOW.format(9))
     assert exc.value.message.startswith("failed to decode managed fields: ")
+
+
+def test_an_apply_that_changes_nothing_sets_no_time():
+    """managedFieldsUpdater.Apply stamps the time only when the object changed:
+    a second applier of the same values shares the fields, with no time."""
+    out = run([("apply", "one", pod({"nodeName": "n"})), ("apply", "two", pod({"nodeName": "n"}))])
+    assert [(e["manager"], e.get("time")) for e in out["metadata"]["managedFields"]] == [
+        ("two", None), ("one", NOW.format(0))]
