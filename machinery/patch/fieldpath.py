@@ -6,7 +6,7 @@ A path is a tuple of path elements:
     ("f", "spec")                      a struct field or map key   f:spec
     ("k", (("name", "app"),))          a list-map item by its keys k:{"name":"app"}
     ("v", "foregroundDeletion")        a set item by its value     v:"foregroundDeletion"
-    ("i", 3)                           an atomic... index (unused by k8s types)
+    ("i", 3)                           a list item by index        i:3 (no k8s type uses it)
 
 A field set is a plain Python set of paths; `to_fields_v1` / `from_fields_v1`
 are the FieldsV1 encoding in `metadata.managedFields` (a tree whose leaves
