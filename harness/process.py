@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -120,3 +121,25 @@ class Process:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Command(Process):
+    """Any program as a Process: `argv`, its environment (`env`, default
+    os.environ), ready once `ready_url` answers HTTP 200 (at once without one)."""
+
+    def __init__(self, name: str, workdir, argv: list[str], *, ready_url: str | None = None,
+                 env: dict | None = None):
+        super().__init__(name, workdir)
+        self.argv, self.ready_url, self._env = list(argv), ready_url, env
+
+    def command(self) -> list[str]:
+        return self.argv
+
+    def env(self) -> dict:
+        return dict(os.environ) if self._env is None else self._env
+
+    def ready(self) -> bool:
+        if self.ready_url is None:
+            return True
+        with urllib.request.urlopen(self.ready_url, timeout=1) as r:  # noqa: S310 - a local address
+            return r.status == 200

@@ -188,7 +188,7 @@ def test_lab_component_flags_parse():
     from ipaddress import IPv4Network
 
     from deploy.lab import Lab, LabSpec
-    from tests.unit.test_deploy_files import flag_errors
+    from tests.deploy_units import flag_errors
 
     topo = Lab(LabSpec(name="flags", nodes=2))
     topo.subnet = IPv4Network("172.30.9.0/24")  # addressing only: nothing is built
