@@ -261,7 +261,7 @@ async def bench(args) -> None:
                 wd = [(watcher.seen[k] - created[k]) * 1000 for k in created if k in watcher.seen]
                 print(f"apiserver watch delay (create returned -> ADDED seen here): p50 {pct(wd, .5):.0f} ms, "
                       f"p99 {pct(wd, .99):.0f} ms", flush=True)
-            print(f"scheduler log: {log}", flush=True)
+            print(f"scheduler log: {proc.log_path}", flush=True)
         # After the scheduling phase, so its writes do not sit in etcd's
         # backend while the scheduler is measured.
         txn1 = await etcd_txn_rate(etcd.url)
