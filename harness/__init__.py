@@ -21,8 +21,10 @@ started and stopped by PID.
 Everything works without pytest (benchmarks are plain scripts): the objects
 are context managers; pytest fixtures in `tests/**/conftest.py` only wrap
 them. Why a top-level package and not `tests/` or `deploy/`: benchmarks must
-not import test modules, and the lab (`deploy/lab`) shares its etcd command
-line, so the harness is importable on its own and listed in pyproject's
+not import test modules, and the lab (`deploy/lab/cluster.py`) takes its etcd
+command line (`etcd_argv`) and its image list (`harness.nodes.IMAGES`) from
+here, so the harness is importable on its own and listed in pyproject's
 packages; `deploy/` is what an installation needs to run a cluster, the
-harness is what runs one *for a check*.
+harness is what runs one *for a check* (it uses `deploy.images` and
+`deploy.registry`, never the other way round except for those two names).
 """
