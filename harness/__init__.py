@@ -25,6 +25,6 @@ not import test modules, and the lab (`deploy/lab/cluster.py`) takes its etcd
 command line (`etcd_argv`) and its image list (`harness.nodes.IMAGES`) from
 here, so the harness is importable on its own and listed in pyproject's
 packages; `deploy/` is what an installation needs to run a cluster, the
-harness is what runs one *for a check* (it uses `deploy.images` and
-`deploy.registry`, never the other way round except for those two names).
+harness is what runs one *for a check*. The harness uses `deploy.images` and
+`deploy.registry`; `deploy/` uses only those two names of the harness.
 """
