@@ -3,7 +3,7 @@
     .venv/bin/python bench/api.py [--ops 2000] [--ops64 6000]
 
 Starts its own etcd and kctl-apiserver on free loopback ports in a
-temporary directory (tests/cluster.py), then measures, at concurrency 1 and
+temporary directory (harness.control_plane), then measures, at concurrency 1 and
 64: Pod creates and gets through the API (machinery.client, i.e. gRPC →
 apiserver → etcd txn/range), and raw etcd puts/gets of the same bytes with
 aetcd directly. Then, with --node-watchers (default 1,000) node-agent-like
@@ -27,7 +27,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import aetcd  # noqa: E402  (the benchmark's own raw-etcd baseline)
 
 from machinery.client import Client  # noqa: E402
-from tests.cluster import Cluster, new_object  # noqa: E402
+from harness.control_plane import ControlPlane  # noqa: E402
+from harness.objects import new_object  # noqa: E402
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -92,7 +93,7 @@ async def fanout(clients: list[Client], watchers: int, pods: int = 1000) -> dict
     return {"fanout_watchers": watchers, "fanout_pods_per_s": pods / elapsed}
 
 
-async def bench(cluster: Cluster, ops1: int, ops64: int, node_watchers: int = 0) -> dict[str, float]:
+async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int = 0) -> dict[str, float]:
     results: dict[str, float] = {}
     template = new_object("Pod", "template")
     payload = template.SerializeToString()
@@ -151,7 +152,7 @@ def main() -> None:
     ap.add_argument("--node-watchers", type=int, default=1000,
                     help="node-agent-like pod watches open during the fan-out phase (0 skips it)")
     args = ap.parse_args()
-    with Cluster(apiserver_args=["--metrics-listen", "off"]) as cluster:
+    with ControlPlane(apiserver_args=["--metrics-listen", "off"]) as cluster:
         print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "
               f"(pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
         r = asyncio.run(bench(cluster, args.ops, args.ops64, args.node_watchers))

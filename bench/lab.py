@@ -38,7 +38,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from deploy.lab import cluster  # noqa: E402
+from deploy.lab import cluster, faults  # noqa: E402
 from deploy.lab.naming import LabError  # noqa: E402
 from machinery import codec  # noqa: E402
 from machinery.client import Client  # noqa: E402
@@ -118,7 +118,7 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                 await asyncio.sleep(0.05)
 
             t_kill = time.monotonic()
-            await asyncio.to_thread(cluster.kill_node, lab_name, KILLED)
+            await asyncio.to_thread(faults.kill_node, lab_name, KILLED)
             kill_cmd = time.monotonic() - t_kill
             notready = back = None
             while time.monotonic() - t_kill < timeout and (notready is None or back is None):

@@ -2,10 +2,10 @@
 
     sudo .venv/bin/python bench/pod_start.py [--pods 30]
 
-Sets up what the node agent integration tests use (tests/integration/nodeagent/
-conftest.py): a root-ns bridge on a free 169.254.x.0/24, etcd + kctl-apiserver
-and a docker-registry serving the offline busybox image on that bridge, and
-one ``kctl-nodeagent`` subprocess inside a fresh node network namespace.
+Sets up what the node agent integration tests use (harness.nodes.NodeCluster):
+a root-ns bridge on a free 169.254.x.0/24, etcd + kctl-apiserver and a
+docker-registry serving the offline busybox image on that bridge, and one
+``kctl-nodeagent`` subprocess inside a fresh node network namespace.
 Then:
 
 1. warm-up: one pod, so the image is pulled and unpacked (image cached);
@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -33,13 +34,10 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.runc_raw import measure_bare_runc  # noqa: E402
-from deploy.images import build_images  # noqa: E402
-from deploy.registry import LocalRegistry  # noqa: E402
+from harness.nodes import Node, NodeCluster  # noqa: E402
+from harness.pods import all_running, make_pod, node_ready  # noqa: E402
 from machinery.client import Client  # noqa: E402
 from machinery.pb import core_pb2  # noqa: E402
-from tests.cluster import Etcd  # noqa: E402
-from tests.integration.nodeagent.conftest import (CPApiServer, Node, Segment, all_running,  # noqa: E402
-                                                  make_pod, node_ready)
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -127,35 +125,12 @@ async def measure(api: Client, node: Node, n: int) -> dict:
 
 async def amain(args) -> dict:
     work = pathlib.Path(tempfile.mkdtemp(prefix="kctlbench-podstart-"))
-    seg = Segment()
-    seg.up()
-    etcd = api_proc = reg = node = None
     try:
-        etcd = Etcd(work)
-        etcd.start()
-        api_proc = CPApiServer(etcd, work, seg.ip)
-        api_proc.start()
-        built = build_images(str(work / "images"))
-        reg = LocalRegistry(host=seg.ip)
-        reg.start()
-        reg.push(built["busybox:latest"], "library/busybox:latest")
-        node = Node("bench", 1, seg, api_proc, reg, work, [])
-        node.create()
-        node.start()
-        async with Client(api_proc.target, timeout=30) as api:
-            res = await measure(api, node, args.pods)
-        return res
+        with NodeCluster(work, images={"busybox:latest": "library/busybox:latest"}) as env:
+            node = env.add_node("bench")
+            async with Client(env.target, timeout=30) as api:
+                return await measure(api, node, args.pods)
     finally:
-        if node is not None:
-            node.destroy()
-        if reg is not None:
-            reg.stop()
-        if api_proc is not None:
-            api_proc.stop()
-        if etcd is not None:
-            etcd.stop()
-        seg.down()
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -2,7 +2,7 @@
 
     python -m bench.scheduler [--nodes 5000] [--pods 10000] [--mode backlog|stream] [--rate R]
 
-Starts its own etcd + apiserver (tests/cluster.py), creates N hollow nodes,
+Starts its own etcd + apiserver (harness.control_plane), creates N hollow nodes,
 starts `kctl-scheduler` as a separate process, then (by mode):
 
 * backlog (default): creates the M pending pods first, then starts the
@@ -34,7 +34,6 @@ import asyncio
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +45,8 @@ from aetcd import rpc  # noqa: E402
 
 from machinery.client import Client  # noqa: E402
 from scheduler import hollow  # noqa: E402
-from tests.cluster import REPO, ApiServer, Etcd, free_port  # noqa: E402
+from harness.control_plane import ApiServer, Etcd, Scheduler  # noqa: E402
+from harness.process import free_port  # noqa: E402
 
 
 async def etcd_txn_rate(url: str, seconds: float = 3.0, parallel: int = 64, ops: int = 1) -> float:
@@ -155,23 +155,16 @@ def report_apiserver(metrics: dict) -> None:
             print(f"  {kind:10} {verb:12} {int(n):7d} {total / n * 1000:8.2f} ms  (total {total:.1f}s)")
 
 
-def start_scheduler(target: str, workdir: pathlib.Path, extra: list[str],
-                    metrics_port: int = 0) -> tuple[subprocess.Popen, pathlib.Path]:
-    log = workdir / "scheduler.log"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    with open(log, "ab") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "scheduler.main", "--apiserver", target,
-                                 "--metrics-listen", f"127.0.0.1:{metrics_port or free_port()}", *extra],
-                                stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
-    return proc, log
+def start_scheduler(target: str, workdir: pathlib.Path, extra: list[str], metrics_port: int = 0) -> Scheduler:
+    return Scheduler(workdir, target, metrics_port=metrics_port or None, extra_args=extra).start()
 
 
-async def wait_synced(log: pathlib.Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+async def wait_synced(sched: Scheduler, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"scheduler exited:\n{log.read_text()[-3000:]}")
-        if "caches synced" in log.read_text(errors="replace"):
+        if not sched.running:
+            raise RuntimeError(f"scheduler exited:\n{sched.log_tail()}")
+        if "caches synced" in sched.log_path.read_text(errors="replace"):
             return
         await asyncio.sleep(0.1)
     raise RuntimeError("scheduler never synced")
@@ -213,11 +206,11 @@ async def bench(args) -> None:
                 if args.mode == "backlog":
                     dt = await create_all(client, pods, args.parallel)
                     print(f"created {args.pods} pods in {dt:.1f}s ({args.pods / dt:.0f}/s)", flush=True)
-                    proc, log = start_scheduler(api.target, work, extra, sched_port)
-                    await wait_synced(log, proc)
+                    proc = start_scheduler(api.target, work, extra, sched_port)
+                    await wait_synced(proc)
                 else:
-                    proc, log = start_scheduler(api.target, work, extra, sched_port)
-                    await wait_synced(log, proc)
+                    proc = start_scheduler(api.target, work, extra, sched_port)
+                    await wait_synced(proc)
                     t_create = time.monotonic()
                     dt = await create_all(client, pods, args.parallel, args.rate, created)
                     print(f"created {args.pods} pods in {dt:.1f}s ({args.pods / dt:.0f}/s) "
@@ -253,8 +246,7 @@ async def bench(args) -> None:
             finally:
                 wtask.cancel()
                 if proc is not None:
-                    proc.terminate()
-                    proc.wait(10)
+                    proc.stop()
             bound = sorted(watcher.bound.values())
             if args.mode == "backlog":
                 span = bound[-1] - bound[0]
@@ -269,7 +261,7 @@ async def bench(args) -> None:
                 wd = [(watcher.seen[k] - created[k]) * 1000 for k in created if k in watcher.seen]
                 print(f"apiserver watch delay (create returned -> ADDED seen here): p50 {pct(wd, .5):.0f} ms, "
                       f"p99 {pct(wd, .99):.0f} ms", flush=True)
-            print(f"scheduler log: {log}", flush=True)
+            print(f"scheduler log: {proc.log_path}", flush=True)
         # After the scheduling phase, so its writes do not sit in etcd's
         # backend while the scheduler is measured.
         txn1 = await etcd_txn_rate(etcd.url)

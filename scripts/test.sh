@@ -4,6 +4,8 @@
 # real etcd + apiserver on loopback, root tests with real runc/netns, e2e on
 # the one-machine lab). Must run as root. pytest's exit code is passed
 # through: 5 ("no tests collected") is a failure like any other non-zero.
+# The last lines printed say how many tests were skipped and why
+# (scripts/run-pytest.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -16,4 +18,4 @@ bash deploy/install.sh
 if ! command -v vagrant >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends vagrant >/dev/null
 fi
-exec .venv/bin/pytest -p no:cacheprovider -q -ra "$@"
+exec scripts/run-pytest.sh "$@"

@@ -2,9 +2,9 @@
 
     async def test_something(client, apiserver, etcd): ...
 
-- `etcd`: a fresh etcd (tests.cluster.Etcd) in a temporary directory;
+- `etcd`: a fresh etcd (harness.control_plane.Etcd) in a temporary directory;
   `etcd.restart()`, `etcd.stop()`, `etcd.revision()`, `etcd.compact()`.
-- `apiserver`: tests.cluster.ApiServer against that etcd; `.target`,
+- `apiserver`: harness.control_plane.ApiServer against that etcd; `.target`,
   `.restart()`, `.stop()`, `.metrics_text()`. Extra flags per test with
   `@pytest.mark.apiserver_args("--watch-cache-size", "100")`.
 - `client`: a machinery.client.Client connected to the apiserver.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster import ApiServer, Etcd
+from harness.control_plane import ApiServer, Etcd
 
 
 def pytest_configure(config):
@@ -30,61 +30,39 @@ def pytest_configure(config):
 
 @pytest.fixture
 def etcd(tmp_path):
-    proc = Etcd(tmp_path)
-    proc.start()
-    try:
+    with Etcd(tmp_path) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
 def apiserver(etcd, tmp_path, request):
     marker = request.node.get_closest_marker("apiserver_args")
     extra = [str(a) for a in marker.args] if marker else []
-    proc = ApiServer(etcd, tmp_path, extra_args=extra)
-    proc.start()
-    try:
+    with ApiServer(etcd, tmp_path, extra_args=extra) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def shared_etcd(tmp_path_factory):
-    proc = Etcd(tmp_path_factory.mktemp("shared-etcd"))
-    proc.start()
-    try:
+    with Etcd(tmp_path_factory.mktemp("shared-etcd")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
 def shared_apiserver(shared_etcd, tmp_path_factory):
-    proc = ApiServer(shared_etcd, tmp_path_factory.mktemp("shared-apiserver"))
-    proc.start()
-    try:
+    with ApiServer(shared_etcd, tmp_path_factory.mktemp("shared-apiserver")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
 async def shared_client(shared_apiserver):
     from machinery.client import Client
-    c = Client(shared_apiserver.target, timeout=30)
-    try:
+    async with Client(shared_apiserver.target, timeout=30) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture
 async def client(apiserver):
     from machinery.client import Client
-    c = Client(apiserver.target, timeout=30)
-    try:
+    async with Client(apiserver.target, timeout=30) as c:
         yield c
-    finally:
-        await c.close()

@@ -2,7 +2,9 @@
 
 Public API (see topology.py for the layout and address plan, naming.py for
 the naming, path and cgroup conventions every component in the lab follows,
-cleanup.py for what `lab_down` removes)::
+cleanup.py for what `lab_down` removes; cluster.py runs a whole kctl cluster
+on a lab — `kctl lab up/down` — with kubeconfig.py for its kubeconfig entries
+and faults.py for kill-node, stop-agent, partition and the like)::
 
     from deploy.lab import Lab, LabSpec, lab_down
 

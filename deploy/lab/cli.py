@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -134,35 +133,35 @@ def _node_cmd(cmd_name, fn, done_msg, help_text):
 
 
 def _kill(name, node):
-    from deploy.lab import cluster
-    survivors = cluster.kill_node(name, node)
+    from deploy.lab import faults
+    survivors = faults.kill_node(name, node)
     if survivors:
         raise LabError(f"processes survived: {survivors}")
 
 
 def _start_node(name, node):
-    from deploy.lab import cluster
-    cluster.start_node(name, node)
+    from deploy.lab import faults
+    faults.start_node(name, node)
 
 
 def _stop_agent(name, node):
-    from deploy.lab import cluster
-    cluster.stop_agent(name, node)
+    from deploy.lab import faults
+    faults.stop_agent(name, node)
 
 
 def _start_agent(name, node):
-    from deploy.lab import cluster
-    cluster.start_agent(name, node)
+    from deploy.lab import faults
+    faults.start_agent(name, node)
 
 
 def _partition(name, node):
-    from deploy.lab import cluster
-    cluster.partition(name, node)
+    from deploy.lab import faults
+    faults.partition(name, node)
 
 
 def _heal(name, node):
-    from deploy.lab import cluster
-    cluster.heal(name, node)
+    from deploy.lab import faults
+    faults.heal(name, node)
 
 
 _node_cmd("kill-node", _kill, "{node} powered off (link down, agent and containers killed)",

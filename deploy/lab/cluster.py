@@ -11,25 +11,29 @@ supervised by the lab (PID + start time recorded, log under the state dir).
 
 What a later command needs (apiserver address, each agent's argv so
 start-agent/start-node can start it again) is kept in `cluster.json` in the
-lab's state dir.
+lab's state dir. The kubeconfig entries are kubeconfig.py's, the node faults
+(kill-node, stop-agent, partition, ...) faults.py's; etcd's command line and
+the image list are the cluster harness's (harness.control_plane, harness.nodes),
+the ones tests and benchmarks run.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import socket
 import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-
 from deploy.lab import naming
+from deploy.lab.kubeconfig import current_context, kubeconfig_path, remove_kubeconfig_entries, write_kubeconfig
 from deploy.lab.naming import LabError
 from deploy.lab.topology import Lab, LabSpec
+from deploy.registry import free_port
+from harness.control_plane import etcd_argv
+from harness.nodes import IMAGES
 
 APISERVER_PORT = 6443
 # Service ClusterIPs (the apiserver's default, spelled out). Node namespaces
@@ -49,11 +53,7 @@ NODE_GRACE = 4.0
 POD_EVICTION = 2.0
 CONTROLLER_FLAGS = ["--node-monitor-grace-period", f"{NODE_GRACE:g}s",
                     "--pod-eviction-timeout", f"{POD_EVICTION:g}s"]
-LAB_IMAGES = {  # offline image -> path in the registry (docker.io mirror layout)
-    "busybox:latest": "library/busybox:latest",
-    "busybox:1.36": "library/busybox:1.36",
-    "kctl/echo:latest": "kctl/echo:latest",
-}
+LAB_IMAGES = IMAGES  # offline image -> path in the registry (docker.io mirror layout)
 
 
 def _bin(name: str) -> str:
@@ -61,12 +61,6 @@ def _bin(name: str) -> str:
     if not p.exists():
         raise LabError(f"{p} not found: install kctl first (./deploy/install.sh)")
     return str(p)
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def cluster_file(name: str) -> Path:
@@ -140,42 +134,6 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
     ]
 
 
-def kubeconfig_path(path: str | None = None) -> str:
-    return os.path.expanduser(path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kctl/config")
-
-
-def current_context(path: str) -> str:
-    try:
-        cfg = yaml.safe_load(open(path)) or {}
-    except (OSError, yaml.YAMLError):
-        return ""
-    return (cfg.get("current-context") or "") if isinstance(cfg, dict) else ""
-
-
-def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
-    """Add/replace the lab's cluster and context in the kubeconfig and make it current."""
-    path = kubeconfig_path(path)
-    cfg: dict = {}
-    if os.path.exists(path):
-        cfg = yaml.safe_load(open(path)) or {}
-    ctx = f"kctl-lab-{name}"
-    cfg.setdefault("apiVersion", "v1")
-    cfg.setdefault("kind", "Config")
-    for key, entry in (("clusters", {"name": ctx, "cluster": {"server": server}}),
-                       ("contexts", {"name": ctx, "context": {"cluster": ctx, "user": ctx}}),
-                       ("users", {"name": ctx, "user": {}})):
-        items = [i for i in (cfg.get(key) or []) if i.get("name") != ctx]
-        items.append(entry)
-        cfg[key] = items
-    cfg["current-context"] = ctx
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    os.replace(tmp, path)
-    return path
-
-
 def _images_to_registry(lab: Lab, registry: str, out: dict) -> None:
     """Build the offline images and push them to the lab registry (thread body)."""
     try:
@@ -234,13 +192,8 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         images = threading.Thread(target=_images_to_registry, args=(lab, registry, image_result), daemon=True)
         images.start()
 
-        etcd_client, etcd_peer = _free_port(), _free_port()
-        lab.start("etcd", ["etcd", "--name", f"kl{name}", "--data-dir", os.path.join(data, "etcd"),
-                           "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
-                           "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
-                           "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-                           "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-                           "--initial-cluster", f"kl{name}=http://127.0.0.1:{etcd_peer}"])
+        etcd_client, etcd_peer = free_port(), free_port()
+        lab.start("etcd", etcd_argv(f"kl{name}", os.path.join(data, "etcd"), etcd_client, etcd_peer, "etcd"))
         _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), 20)
         step(f"etcd on 127.0.0.1:{etcd_client}")
 
@@ -337,120 +290,7 @@ def _ready_nodes(server: str) -> int:
     return sum(1 for s in node_states(server).values() if s["ready"] == "True" and s["schedulable"])
 
 
-# ------------------------------------------------------ fault injection
-
-def _agent_record(lab: Lab, node: str) -> dict | None:
-    lab.node(node)  # LabError for an unknown node
-    return lab.procs.records().get(f"agent-{node}")
-
-
-def _set_link(lab: Lab, node: str, state: str) -> None:
-    """Down/up the node's port on the lab bridge with `ip -n` (fork+exec).
-
-    Not Lab.link_down/up: those open ``IPRoute(netns=...)``, which forks a
-    helper *without* exec; in a process that already runs gRPC threads (a
-    test or benchmark holding an API client) that child can hang for good.
-    """
-    import subprocess
-
-    info = lab.node(node)
-    res = subprocess.run(["ip", "-n", naming.lab_netns(lab.name), "link", "set", info.bridge_port, state],
-                         capture_output=True, text=True, timeout=10)
-    if res.returncode != 0:
-        raise LabError(f"ip link set {info.bridge_port} {state}: {res.stderr.strip()}")
-    lab.store.update(lambda s: s.setdefault("faults", {}).setdefault(node, {}).update(link=state))
-
-
-def kill_node(name: str, node: str) -> list[int]:
-    """Power off: the link goes down, the agent and every container die at once.
-
-    In that order, so nothing the node does while dying reaches the control
-    plane; everything is SIGKILLed (no graceful shutdown, like pulling the
-    plug). The node's pod network namespaces and files stay, as a disk keeps
-    its state: `start_node` boots a fresh agent that finds them.
-    Returns PIDs that survived (should be empty).
-    """
-    from deploy.lab.procs import is_alive, kill_all
-
-    lab = Lab.load(name)
-    rec = _agent_record(lab, node)
-    _set_link(lab, node, "down")
-    if rec and is_alive(rec["pid"], rec.get("start_time")):
-        kill_all([rec["pid"]])
-    return lab.kill_node(node, timeout=1.0)
-
-
-def start_agent(name: str, node: str) -> dict:
-    """Start a fresh agent on `node` with the argv `up` used; returns its record."""
-    lab = Lab.load(name)
-    info = load_cluster(name)
-    status = lab.status().get(f"agent-{node}")
-    if status and status.get("alive"):
-        raise LabError(f"the agent of {node} is already running (pid {status['pid']})")
-    return lab.start(f"agent-{node}", info["agents"][node], node=node)
-
-
-def start_node(name: str, node: str) -> dict:
-    """Boot a killed node again: link up, then a fresh agent that finds its old state."""
-    lab = Lab.load(name)
-    _set_link(lab, node, "up")
-    return start_agent(name, node)
-
-
-def stop_agent(name: str, node: str, grace: float = 2.0) -> None:
-    """The agent dies (TERM, KILL after `grace`); its containers keep running."""
-    lab = Lab.load(name)
-    rec = _agent_record(lab, node)
-    if not rec or not lab.status().get(f"agent-{node}", {}).get("alive"):
-        raise LabError(f"the agent of {node} is not running")
-    lab.stop(f"agent-{node}", timeout=grace)
-
-
-def partition(name: str, node: str) -> None:
-    Lab.load(name).partition(node)
-
-
-def heal(name: str, node: str) -> None:
-    Lab.load(name).heal(node)
-
-
 # ------------------------------------------------------------- teardown
-
-def remove_kubeconfig_entries(name: str, path: str, previous: str = "") -> bool:
-    """Drop the lab's cluster/context/user from kubeconfig `path`; if the lab's
-    context was current, `previous` (the context current before `up`) is again.
-
-    The file is removed when nothing else is left in it (it was ours alone).
-    Returns True if something was removed.
-    """
-    ctx = f"kctl-lab-{name}"
-    try:
-        cfg = yaml.safe_load(open(path)) or {}
-    except (OSError, yaml.YAMLError):
-        return False
-    if not isinstance(cfg, dict):
-        return False
-    changed = False
-    for key in ("clusters", "contexts", "users"):
-        items = cfg.get(key) or []
-        kept = [i for i in items if not (isinstance(i, dict) and i.get("name") == ctx)]
-        changed |= len(kept) != len(items)
-        cfg[key] = kept
-    if cfg.get("current-context") == ctx:
-        names = {c.get("name") for c in cfg.get("contexts") or [] if isinstance(c, dict)}
-        cfg["current-context"] = previous if previous in names else ""
-        changed = True
-    if not changed:
-        return False
-    if not any(cfg.get(k) for k in ("clusters", "contexts", "users")) and not cfg.get("current-context"):
-        os.unlink(path)
-        return True
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    os.replace(tmp, path)
-    return True
-
 
 def down(name: str) -> dict:
     """`lab_down` plus the lab's kubeconfig entries; safe twice and after a crash."""

@@ -7,8 +7,9 @@
         lab.api(lambda c: c.list("Pod"))         # one persistent API client
         lab.node("node1").netns_path             # deploy.lab NodeInfo
 
-One lab per test module, named uniquely (``e`` + 5 digits of the PID, so two
-concurrent runs never share a name or a subnet), brought up with the real
+One lab per test module, named uniquely (the module's ``LAB_TAG`` + the PID
+in base 36, so two modules or two concurrent runs never share a name or a
+subnet), brought up with the real
 CLI (`kctl lab up`) and ALWAYS torn down with `lab_down` when the module
 ends, whatever happened. The kubeconfig lives in a temporary directory
 (KUBECONFIG for every kctl call), so the user's ~/.kctl/config is never
@@ -105,8 +106,46 @@ class LabHandle:
                               text=True, timeout=timeout)
 
 
-def unique_lab_name() -> str:
-    return f"e{os.getpid() % 100000}"
+def unique_lab_name(tag: str = "e") -> str:
+    """`tag` (1-3 letters) + this process's PID in base 36: lab names are at
+    most 8 characters, and two concurrent runs never share one."""
+    pid, digits = os.getpid(), ""
+    while pid:
+        pid, d = divmod(pid, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+    return tag + digits
+
+
+# ------------------------------------------------------------ API helpers
+
+def ready(pod) -> bool:
+    return (pod.status.phase == "Running" and not pod.metadata.HasField("deletion_timestamp")
+            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions))
+
+
+def node_ready(node) -> str:
+    return next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
+
+
+def pods(lab, selector: str = "", namespace: str = "default"):
+    items, _ = lab.api(lambda c: c.list("Pod", namespace, label_selector=selector))
+    return items
+
+
+def nodes(lab) -> dict[str, str]:
+    items, _ = lab.api(lambda c: c.list("Node"))
+    return {n.metadata.name: node_ready(n) for n in items}
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def lab_traces(name: str, markers: tuple[str, ...] = ()) -> dict[str, list]:
@@ -150,8 +189,9 @@ def lab_traces(name: str, markers: tuple[str, ...] = ()) -> dict[str, list]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    name = unique_lab_name()
+def lab(tmp_path_factory, request):
+    """A 3-node lab for the module, named after its LAB_TAG (default "e")."""
+    name = unique_lab_name(getattr(request.module, "LAB_TAG", "e"))
     kubeconfig = str(tmp_path_factory.mktemp("lab-kubeconfig") / "config")
     handle = None
     try:

@@ -2,10 +2,11 @@
 
 One lab for the whole module (tests/e2e/lab_fixtures.py), torn down with
 `lab_down` whatever happens. The tests run in file order and build on each
-other: examples first (then removed), the echo Deployment of examples/echo.yaml
+other: the echo Deployment of examples/echo.yaml
 (6 replicas, readiness probe, maxSurge 1 / maxUnavailable 1), the gentle faults
 (agent stop, short partition) before the rolling update and the node kill,
-and last `kctl lab down` and its no-trace check.
+and last `kctl lab down` and its no-trace check. Kubernetes' examples run on
+a lab of their own (test_lab_examples.py).
 
 Timing figures (lab up, NotReady after a kill, all replicas Ready again) are
 printed (`pytest -s`) and asserted with the issue's own bounds. Traffic goes
@@ -17,17 +18,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from deploy.lab import cluster, naming
-from tests.e2e.lab_fixtures import lab, lab_traces, missing_tools  # noqa: F401 - fixture
+from deploy.lab import cluster, faults, naming
+from tests.e2e.lab_fixtures import (lab, lab_traces, missing_tools, node_ready, nodes, pods,  # noqa: F401
+                                    ready, wait_for)
 
 pytestmark = [
     pytest.mark.e2e, pytest.mark.root,
@@ -36,133 +36,22 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO.parent / "shared" / "k8s-examples"
 ECHO = REPO / "examples" / "echo.yaml"
+ECHO_IMAGE = "kctl/echo:latest"
 ECHO_SELECTOR = "app=echo"
 REPLICAS = 6
 
-# --------------------------------------------------------------------------
-# The k8s examples, with their images replaced by the lab's images.
-#
-# Mapping: every web/app server image (nginx*, hello-app, hello-go-gke,
-# hello-frontend, gb-frontend, hpa-example, goproxy, liveness, redis, pause)
-# -> kctl/echo:latest (a long-running HTTP server on 8080); busybox images
-# -> busybox. All other fields stay as written, except (listed per file):
-#   * pods/probe/http-liveness.yaml: `args: [/server]` dropped (the entry
-#     point of the liveness image; kctl/echo has its own).
-#   * pods/probe/pod-with-http-healthcheck.yaml: liveness httpGet port
-#     80 -> 8080 (the probe must reach the server).
-# containerPorts without a probe (80) stay as written: they are informational.
-# Node placement examples get the labels they select on (node3: disktype=ssd,
-# topology.kubernetes.io/zone=antarctica-east1) and must land on node3.
-#
-# Not run (they cannot reach Running+Ready by design, or need what the lab
-# lacks): pods/commands.yaml (runs to completion), pods/two-container-pod.yaml
-# (restartPolicy Never, one container exits), pods/resource/*-request-limit
-# (stress images), application/mysql + wordpress (PersistentVolumeClaims),
-# service/networking/nginx-secure-app.yaml (Secret/ConfigMap volumes),
-# application/deployment-update.yaml / deployment-scale.yaml (the same
-# Deployment as application/deployment.yaml; updates and scaling are covered
-# by the echo Deployment below).
-# --------------------------------------------------------------------------
-ECHO_IMAGE = "kctl/echo:latest"
-IMAGE_MAP = [
-    (re.compile(r"(^|/)busybox(:.*)?$"), "busybox"),
-    (re.compile(r".*"), ECHO_IMAGE),
-]
-# (namespace, files applied there, pods expected, node the pods must run on)
-EXAMPLE_SETS = [
-    ("ex-nginx", ["controllers/nginx-deployment.yaml"], 3, None),
-    ("ex-rs", ["controllers/frontend.yaml"], 3, None),
-    ("ex-app", ["application/deployment.yaml"], 2, None),
-    ("ex-nginxapp", ["application/nginx-app.yaml"], 3, None),
-    ("ex-php", ["application/php-apache.yaml"], 1, None),
-    ("ex-retain", ["application/deployment-retainkeys.yaml"], 1, None),
-    ("ex-guestbook", ["application/guestbook/redis-leader-deployment.yaml",
-                      "application/guestbook/redis-leader-service.yaml",
-                      "application/guestbook/frontend-deployment.yaml",
-                      "application/guestbook/frontend-service.yaml"], 4, None),
-    ("ex-access", ["service/access/backend-deployment.yaml", "service/access/backend-service.yaml",
-                   "service/access/frontend-deployment.yaml", "service/access/frontend-service.yaml"], 4, None),
-    ("ex-net", ["service/networking/run-my-nginx.yaml", "service/networking/nginx-svc.yaml",
-                "service/nginx-service.yaml"], 2, None),
-    ("ex-pod", ["pods/simple-pod.yaml"], 1, None),
-    ("ex-env", ["pods/inject/envars.yaml"], 1, None),
-    ("ex-exec", ["pods/probe/exec-liveness.yaml"], 1, None),
-    ("ex-tcp", ["pods/probe/tcp-liveness-readiness.yaml"], 1, None),
-    ("ex-http", ["pods/probe/http-liveness.yaml"], 1, None),
-    ("ex-health", ["pods/probe/pod-with-http-healthcheck.yaml"], 1, None),
-    ("ex-redis", ["pods/storage/redis.yaml"], 1, None),
-    ("ex-toler", ["pods/pod-with-toleration.yaml"], 1, None),
-    ("ex-ssd", ["pods/pod-nginx.yaml"], 1, "node3"),
-    ("ex-affinity", ["pods/pod-with-node-affinity.yaml"], 1, "node3"),
-]
-NODE3_LABELS = ["disktype=ssd", "topology.kubernetes.io/zone=antarctica-east1"]
-
-
-def lab_image(image: str) -> str:
-    for pattern, replacement in IMAGE_MAP:
-        if pattern.search(image):
-            return replacement
-    raise AssertionError(image)
-
-
-def adapt(path: str, doc: dict) -> dict:
-    """The manifest with lab images (and the documented adjustments)."""
-    if not isinstance(doc, dict):
-        return doc
-    spec = doc.get("spec") or {}
-    pod_spec = spec if doc.get("kind") == "Pod" else (spec.get("template") or {}).get("spec")
-    for c in (pod_spec or {}).get("containers", []):
-        c["image"] = lab_image(c["image"])
-        if path == "pods/probe/http-liveness.yaml":
-            c.pop("args", None)
-        if path == "pods/probe/pod-with-http-healthcheck.yaml":
-            c["livenessProbe"]["httpGet"]["port"] = 8080
-    return doc
-
-
 # ------------------------------------------------------------------ helpers
 
-def ready(pod) -> bool:
-    return (pod.status.phase == "Running" and not pod.metadata.HasField("deletion_timestamp")
-            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions))
-
-
-def node_ready(node) -> str:
-    return next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
-
-
-def pods(lab, selector: str = ECHO_SELECTOR, namespace: str = "default"):
-    items, _ = lab.api(lambda c: c.list("Pod", namespace, label_selector=selector))
-    return items
-
-
-def nodes(lab) -> dict[str, str]:
-    items, _ = lab.api(lambda c: c.list("Node"))
-    return {n.metadata.name: node_ready(n) for n in items}
-
-
-def wait_for(what: str, check, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
 def echo_ready(lab, exclude_node: str | None = None) -> list:
-    ps = [p for p in pods(lab) if ready(p) and p.spec.node_name != exclude_node]
+    ps = [p for p in pods(lab, ECHO_SELECTOR) if ready(p) and p.spec.node_name != exclude_node]
     return ps if len(ps) == REPLICAS else []
 
 
 def snapshot(lab) -> dict[str, tuple[str, int]]:
     """{pod uid: (node, restart count)} of the echo pods that are not terminating."""
     out = {}
-    for p in pods(lab):
+    for p in pods(lab, ECHO_SELECTOR):
         if not p.metadata.HasField("deletion_timestamp"):
             out[p.metadata.uid] = (p.spec.node_name,
                                    sum(cs.restart_count for cs in p.status.container_statuses))
@@ -188,7 +77,7 @@ def test_lab_component_flags_parse():
     from ipaddress import IPv4Network
 
     from deploy.lab import Lab, LabSpec
-    from tests.unit.test_deploy_files import flag_errors
+    from tests.deploy_units import flag_errors
 
     topo = Lab(LabSpec(name="flags", nodes=2))
     topo.subnet = IPv4Network("172.30.9.0/24")  # addressing only: nothing is built
@@ -223,63 +112,6 @@ def test_lab_up_from_nothing(lab):
                  "agent-node1", "agent-node2", "agent-node3"):
         assert re.search(rf"^{comp}\s+\d+\s+running", status, re.M), status
     assert "node grace" in lab.up_output and lab.lab("logs", "apiserver").returncode == 0
-
-
-def test_k8s_examples_run_with_lab_images(lab):
-    lab.kctl("label", "nodes", "node3", *NODE3_LABELS)
-    tmp = Path(tempfile.mkdtemp(prefix="kctl-e2e-examples-"))
-    t_first = time.monotonic()
-    try:
-        for ns, files, _, _ in EXAMPLE_SETS:
-            lab.kctl("create", "namespace", ns)
-            for f in files:
-                docs = [adapt(f, d) for d in yaml.safe_load_all((EXAMPLES / f).read_text()) if d]
-                out = tmp / f.replace("/", "_")
-                out.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-                lab.kctl("apply", "-n", ns, "-f", str(out))
-        t0 = time.monotonic()
-
-        pending_box = {}
-
-        def check():
-            pending = {}
-            for ns, _, want, on_node in EXAMPLE_SETS:
-                ps = pods(lab, "", ns)
-                good = [p for p in ps if ready(p) and (on_node is None or p.spec.node_name == on_node)]
-                if len(good) != want or len(ps) != want:
-                    pending[ns] = [(p.metadata.name, p.status.phase, p.spec.node_name, p.status.reason)
-                                   for p in ps]
-            pending_box["last"] = pending
-            return not pending
-
-        try:
-            wait_for("every example pod Running and Ready", check, 120, interval=1)
-        except AssertionError:
-            raise AssertionError(f"not Running+Ready: {pending_box.get('last')}") from None
-        total = sum(want for _, _, want, _ in EXAMPLE_SETS)
-        print(f"\n{total} example pods in {len(EXAMPLE_SETS)} namespaces Running and Ready "
-              f"{time.monotonic() - t_first:.1f}s after the first apply, "
-              f"{time.monotonic() - t0:.1f}s after the last")
-        # The Services the examples define got their endpoints (pod IPs of ready pods).
-        eps = lab.api(lambda c: c.get("Endpoints", "hello", "ex-access"))
-        addrs = {a.ip for s in eps.subsets for a in s.addresses}
-        assert addrs == {p.status.pod_ip for p in pods(lab, "tier=backend", "ex-access")}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_example_namespaces(lab)
-        lab.kctl("label", "nodes", "node3", *(kv.split("=")[0] + "-" for kv in NODE3_LABELS), check=False)
-
-
-def _remove_example_namespaces(lab):
-    names = [ns for ns, *_ in EXAMPLE_SETS]
-    for ns in names:  # pods first with a short grace: busybox `sh` as PID 1 ignores TERM
-        for p in pods(lab, "", ns):
-            try:
-                lab.api(lambda c, p=p: c.delete("Pod", p.metadata.name, ns, grace_period=1))
-            except Exception:  # noqa: BLE001 - already gone / owner recreating
-                pass
-    lab.kctl("delete", "namespace", *names, "--no-wait", check=False)
-    wait_for("example pods gone", lambda: not any(pods(lab, "", ns) for ns in names), 90, interval=1)
 
 
 def test_echo_deployment_spreads_over_three_nodes(lab):
@@ -322,9 +154,7 @@ def test_pods_reach_each_other_across_nodes(lab):
 def test_service_vip_answers_from_a_pod(lab):
     node = lab.node("node1")
     rules = lab.in_netns(node.netns_path, ["iptables-save", "-t", "nat"]).stdout
-    if "KCTL-SERVICES" not in rules:
-        pytest.skip("the node agent does not program the service proxy yet: nodeagent/proxy.py is "
-                    "not wired into the agent (no KCTL-SERVICES chain in the nat table of node1's netns)")
+    assert "KCTL-SERVICES" in rules, f"the node agent programs the service proxy in node1's netns:\n{rules}"
     svc = lab.api(lambda c: c.get("Service", "echo", "default"))
     names = {p.metadata.name for p in echo_ready(lab)}
     src = next(p for p in echo_ready(lab) if p.spec.node_name == "node1")
@@ -350,10 +180,10 @@ def test_stop_agent_for_3s_evicts_and_restarts_nothing(lab):
     wait_for("6 ready replicas", lambda: echo_ready(lab), 30)
     before = snapshot(lab)
     t0 = time.monotonic()
-    cluster.stop_agent(lab.name, "node1")
+    faults.stop_agent(lab.name, "node1")
     t_stopped = time.monotonic()
     time.sleep(3)
-    cluster.start_agent(lab.name, "node1")
+    faults.start_agent(lab.name, "node1")
     t_started = time.monotonic()
     wait_for("node1 Ready", lambda: nodes(lab)["node1"] == "True", 20, interval=0.1)
     print(f"\nagent of node1: TERM->exit {t_stopped - t0:.2f}s, absent {t_started - t_stopped:.2f}s, "
@@ -363,7 +193,7 @@ def test_stop_agent_for_3s_evicts_and_restarts_nothing(lab):
     time.sleep(cluster.NODE_GRACE + cluster.POD_EVICTION + 1)
     after = snapshot(lab)
     assert after == before, f"pods changed: before {before}, after {after}"
-    assert echo_ready(lab), [(p.metadata.name, p.status.phase) for p in pods(lab)]
+    assert echo_ready(lab), [(p.metadata.name, p.status.phase) for p in pods(lab, ECHO_SELECTOR)]
     # the CLI spelling of the same thing
     assert "stopped" in lab.lab("stop-agent", "node3").stdout
     assert "started" in lab.lab("start-agent", "node3").stdout
@@ -376,10 +206,10 @@ def test_partition_shorter_than_grace_evicts_nothing(lab):
     wait_for("6 ready replicas", lambda: echo_ready(lab), 30)
     before = snapshot(lab)
     t0 = time.monotonic()
-    cluster.partition(lab.name, "node3")
+    faults.partition(lab.name, "node3")
     t_cut = time.monotonic()
     time.sleep(cluster.NODE_GRACE / 2)
-    cluster.heal(lab.name, "node3")
+    faults.heal(lab.name, "node3")
     t_healed = time.monotonic()
     states = set()
     while time.monotonic() - t_healed < cluster.NODE_GRACE + cluster.POD_EVICTION + 1:
@@ -436,7 +266,7 @@ def test_rolling_update_within_bounds_and_undo(lab):
         took = time.monotonic() - t0
         wait_for("6 ready replicas of the new image",
                  lambda: len([p for p in echo_ready(lab) if p.spec.containers[0].image == new_image]) == REPLICAS
-                 and len(pods(lab)) == REPLICAS, 30)
+                 and len(pods(lab, ECHO_SELECTOR)) == REPLICAS, 30)
         time.sleep(0.5)
     finally:
         task.cancel()
@@ -453,7 +283,7 @@ def test_rolling_update_within_bounds_and_undo(lab):
     lab.kctl("rollout", "status", "deployment/echo", "--timeout", "90s", timeout=120)
     wait_for("6 ready replicas of the previous image",
              lambda: len([p for p in echo_ready(lab) if p.spec.containers[0].image == ECHO_IMAGE]) == REPLICAS
-             and len(pods(lab)) == REPLICAS, 60)
+             and len(pods(lab, ECHO_SELECTOR)) == REPLICAS, 60)
     dep = lab.api(lambda c: c.get("Deployment", "echo", "default"))
     assert dep.spec.template.spec.containers[0].image == ECHO_IMAGE
 
@@ -464,11 +294,11 @@ def test_kill_node_reschedules_within_bounds_and_restart_leaves_no_stale_contain
     wait_for("6 ready replicas", lambda: echo_ready(lab), 60)
     if "node2" not in {p.spec.node_name for p in echo_ready(lab)}:
         pytest.fail("no echo replica on node2 to evict")
-    on_node2 = {p.metadata.uid for p in pods(lab) if p.spec.node_name == "node2"}
+    on_node2 = {p.metadata.uid for p in pods(lab, ECHO_SELECTOR) if p.spec.node_name == "node2"}
 
     async def measure(client):
         t0 = time.monotonic()
-        await asyncio.to_thread(cluster.kill_node, lab.name, "node2")
+        await asyncio.to_thread(faults.kill_node, lab.name, "node2")
         t_killed = time.monotonic() - t0
         t_notready = t_ready = None
         while time.monotonic() - t0 < 30 and (t_notready is None or t_ready is None):
@@ -497,7 +327,7 @@ def test_kill_node_reschedules_within_bounds_and_restart_leaves_no_stale_contain
     lab.lab("start-node", "node2")
     wait_for("node2 Ready again", lambda: nodes(lab)["node2"] == "True", 30)
     wait_for("the evicted pods gone from the API",
-             lambda: not (on_node2 & {p.metadata.uid for p in pods(lab)}), 30)
+             lambda: not (on_node2 & {p.metadata.uid for p in pods(lab, ECHO_SELECTOR)}), 30)
     node2 = lab.node("node2")
     time.sleep(1)  # the agent removes containers before it confirms the deletion; a margin anyway
     stale_netns = [n for n in os.listdir(naming.NETNS_DIR)

@@ -2,13 +2,10 @@
 
 A real etcd and apiserver, a real node agent in its own network namespace
 running busybox containers under runc, and the real kctl CLI as a
-subprocess. The building blocks come from the node agent's integration
-fixtures (tests/integration/nodeagent/conftest.py: Segment, Node, the image
-registry, the cluster on the segment address); its fixtures are
-directory-local, so this module builds its own, module-scoped, with link
-names of its own (`kt<run>L`, `kt<run>l<i>`) so both sets can live in one
-pytest session. Everything is removed at the end: agent and containers by
-PID, mounts, cgroups, netns, links.
+subprocess: a module-scoped harness.nodes.NodeCluster (its own segment and
+run id, so it lives next to the node agent tests' one in a pytest session).
+Everything is removed at the end: agent and containers by PID, mounts,
+cgroups, netns, links.
 """
 from __future__ import annotations
 
@@ -21,75 +18,27 @@ import time
 
 import pytest
 
+from harness.nodes import NodeCluster
+from harness.pods import cstatus, make_pod, node_ready, pod_running, pod_where
+from harness.process import REPO, free_port
 from machinery import codec
 from machinery.client import Client
-from tests.cluster import REPO, Etcd, free_port
-from tests.integration.nodeagent.conftest import (
-    RUN, CPApiServer, Node, Segment, in_netns, make_pod, needs_root, node_ready, pod_running, pod_where, sh,
-    cstatus)
+from tests.integration.nodeagent.conftest import needs_root
 
 pytestmark = [pytest.mark.root, needs_root]
-
-
-class LESegment(Segment):
-    """The node agent tests' segment under names of its own."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bridge = f"kt{RUN}L"
-
-    def attach(self, netns: str, index: int) -> str:
-        host, peer = f"kt{RUN}l{index}", f"kt{RUN}m{index}"
-        addr = f"{self.base}.{10 + index}"
-        sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
-        self.veths.append(host)
-        sh("ip", "link", "set", peer, "netns", netns)
-        sh("ip", "link", "set", host, "master", self.bridge, "up")
-        in_netns(netns, "ip", "link", "set", peer, "name", "eth0", check=True)
-        in_netns(netns, "ip", "addr", "add", f"{addr}/24", "dev", "eth0", check=True)
-        in_netns(netns, "ip", "link", "set", "eth0", "up", check=True)
-        in_netns(netns, "ip", "link", "set", "lo", "up", check=True)
-        return addr
 
 
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def segment():
-    seg = LESegment()
-    seg.up()
-    try:
-        yield seg
-    finally:
-        seg.down()
+def env(tmp_path_factory):
+    with NodeCluster(tmp_path_factory.mktemp("logs-exec"), images={"busybox:latest": "library/busybox:latest"}) as e:
+        yield e
 
 
 @pytest.fixture(scope="module")
-def cluster(segment, tmp_path_factory):
-    work = tmp_path_factory.mktemp("logs-exec-cp")
-    etcd = Etcd(work)
-    etcd.start()
-    api = CPApiServer(etcd, work, segment.ip)
-    try:
-        api.start()
-        yield api
-    finally:
-        api.stop()
-        etcd.stop()
-
-
-@pytest.fixture(scope="module")
-def registry(segment, tmp_path_factory):
-    from deploy.images import build_images
-    from deploy.registry import LocalRegistry
-    built = build_images(str(tmp_path_factory.mktemp("logs-exec-images")))
-    reg = LocalRegistry(host=segment.ip)
-    reg.start()
-    try:
-        reg.push(built["busybox:latest"], "library/busybox:latest")
-        yield reg
-    finally:
-        reg.stop()
+def cluster(env):
+    return env.apiserver
 
 
 def call(target: str, fn):
@@ -116,23 +65,17 @@ PODS = {
 
 
 @pytest.fixture(scope="module")
-def node(segment, cluster, registry, tmp_path_factory):
-    n = Node(f"le{RUN[:3]}", len(segment.veths) + 1, segment, cluster, registry,
-             tmp_path_factory.mktemp("logs-exec-node"), [])
-    try:
-        n.create()
-        n.start()
+def node(env, cluster):
+    n = env.add_node("le")
 
-        async def setup(api):
-            await node_ready(api, n)
-            for name, containers in PODS.items():
-                await api.create(make_pod(name, n, *containers))
-            for name in PODS:
-                await pod_running(api, name, n)
-        call(cluster.target, setup)
-        yield n
-    finally:
-        n.destroy()
+    async def setup(api):
+        await node_ready(api, n)
+        for name, containers in PODS.items():
+            await api.create(make_pod(name, n, *containers))
+        for name in PODS:
+            await pod_running(api, name, n)
+    call(cluster.target, setup)
+    return n
 
 
 # ------------------------------------------------------------------- kctl

@@ -1,203 +1,26 @@
-"""deploy/: the systemd units, their /etc/kctl/*.env templates, install-units.sh,
-the Vagrantfile and provisioning script, and the by-hand recipe of deploy/README.md.
+"""deploy/'s files: the systemd units, their /etc/kctl/*.env templates,
+install-units.sh, the Vagrantfile and provisioning script, and the by-hand
+recipe of deploy/README.md (parsers and the flag check: tests/deploy_units.py).
 
-The flag checks are real: every kctl component's argparse parser is taken from
-the console script that pyproject.toml's [project.scripts] names (its main() is
-called with ``ArgumentParser.parse_args`` intercepted), and every command line a
-unit would run — ExecStart with the env file rendered by install-units.sh and
-expanded the way systemd expands ``$VAR`` — is parsed by that parser. A flag
-that does not exist, or a value the flag's type rejects, fails the test.
-etcd's flags are checked against ``etcd --help`` and etcd is started with them;
-the registry is started with its rendered config and environment.
+Every command line a unit would run is parsed by its component's own argparse
+parser; etcd's flags are checked against ``etcd --help``. Starting etcd and
+the registry from the rendered files is in tests/integration/
+test_deploy_processes.py.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
-import io
 import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import tomllib
-import urllib.request
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SYSTEMD = REPO / "deploy" / "systemd"
-VAGRANT = REPO / "deploy" / "vagrant"
-INSTALL_UNITS = SYSTEMD / "install-units.sh"
-SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-
-CONTROLPLANE = ["etcd", "registry", "apiserver", "scheduler", "controller-manager"]
-WORKER = ["nodeagent"]
-UNITS = CONTROLPLANE + WORKER
-PYTHON_COMPONENTS = ["apiserver", "scheduler", "controller-manager", "nodeagent"]
-# A flag that exists with a value its type refuses.
-BAD_VALUE = {"apiserver": ["--watch-cache-size", "x"], "scheduler": ["--batch-size", "x"],
-             "controller-manager": ["--node-cidr-mask-size", "x"],
-             "nodeagent": ["--register-with-taints", "k=v:Sometimes"]}
-# Every option install-units.sh has, so that every placeholder is filled.
-CP_ARGS = ["--advertise-ip", "10.77.0.10", "--service-cidr", "10.96.0.0/16",
-           "--cluster-cidr", "10.244.0.0/16", "--node-cidr-mask-size", "24"]
-WORKER_ARGS = ["--apiserver", "10.77.0.10:6443", "--node-ip", "10.77.0.11", "--node-name", "worker1",
-               "--registry", "10.77.0.10:5000", "--node-labels", "zone=a,disk=ssd",
-               "--register-with-taints", "dedicated=infra:NoSchedule"]
-
-
-# ------------------------------------------------------------------ helpers
-
-def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
-    """A systemd unit: {section: {key: [values, in order]}} (keys may repeat)."""
-    sections: dict[str, dict[str, list[str]]] = {}
-    current = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        assert not line.endswith("\\"), f"line continuations are not used: {raw!r}"
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], {})
-            continue
-        assert current is not None and "=" in line, f"not KEY=VALUE in a section: {raw!r}"
-        key, _, value = line.partition("=")
-        current.setdefault(key.strip(), []).append(value.strip())
-    return sections
-
-
-def parse_env_file(text: str) -> dict[str, str]:
-    """An EnvironmentFile as systemd reads our simple ones: KEY=VALUE or KEY="VALUE"."""
-    env = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        key, sep, value = line.partition("=")
-        assert sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f"not KEY=VALUE: {raw!r}"
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        assert "\\" not in value and '"' not in value, f"keep env values free of escapes: {raw!r}"
-        env[key] = value
-    return env
-
-
-def expand_exec(line: str, env: dict[str, str]) -> list[str]:
-    """argv of an Exec*= line: "$VAR" splits into words, "${VAR}" is one word."""
-    line = line.lstrip("-@+!:")
-    argv: list[str] = []
-    for word in shlex.split(line):
-        if m := re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word):
-            assert m.group(1) in env, f"{word} is not set by the unit's EnvironmentFile"
-            argv.extend(env[m.group(1)].split())
-        elif m := re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", word):
-            assert m.group(1) in env, f"{word} is not set by the unit's EnvironmentFile"
-            argv.append(env[m.group(1)])
-        else:
-            assert "$" not in word, f"unexpected variable use in {word!r}"
-            argv.append(word)
-    return argv
-
-
-class _Captured(Exception):
-    pass
-
-
-def component_parser(script: str) -> argparse.ArgumentParser:
-    """The argparse parser behind a console script from [project.scripts]."""
-    module, _, func = SCRIPTS[script].partition(":")
-    main = getattr(importlib.import_module(module), func)
-    captured: list[argparse.ArgumentParser] = []
-
-    def spy(self, args=None, namespace=None):
-        captured.append(self)
-        raise _Captured
-
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", spy), \
-            mock.patch.object(argparse.ArgumentParser, "parse_known_args", spy):
-        try:
-            main([])
-        except _Captured:
-            pass
-    assert captured, f"{script} ({SCRIPTS[script]}) did not parse its arguments with argparse"
-    return captured[0]
-
-
-def flag_errors(script: str, argv: list[str]) -> list[str]:
-    """Why argv (without argv[0]) is not a valid command line of `script`; [] if it is."""
-    parser = component_parser(script)
-    known = {s for action in parser._actions for s in action.option_strings}
-    errors = [f"{script} has no flag {tok.split('=', 1)[0]}" for tok in argv
-              if tok.startswith("-") and tok.split("=", 1)[0] not in known]
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        try:
-            parser.parse_args(argv)
-        except SystemExit as exc:
-            if exc.code:
-                errors.append(f"{script} {' '.join(argv)}: {stderr.getvalue().strip()}")
-    return errors
-
-
-def run_install_units(root: Path, role: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(["bash", str(INSTALL_UNITS), role, *args, "--root", str(root)],
-                         capture_output=True, text=True, timeout=60)
-    if check:
-        assert res.returncode == 0, res.stderr + res.stdout
-    return res
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """Both roles rendered by install-units.sh into one root."""
-    root = tmp_path_factory.mktemp("root")
-    run_install_units(root, "controlplane", *CP_ARGS)
-    run_install_units(root, "worker", *WORKER_ARGS)
-    return root
-
-
-def rendered(root: Path, name: str) -> tuple[dict, dict[str, str]]:
-    unit = parse_unit((root / f"etc/systemd/system/kctl-{name}.service").read_text())
-    env_files = unit["Service"]["EnvironmentFile"]
-    assert env_files == [f"/etc/kctl/{name}.env"], env_files
-    env = parse_env_file((root / env_files[0].lstrip("/")).read_text())
-    return unit, env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"exited with {proc.returncode}"
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+from tests.deploy_units import (BAD_VALUE, CONTROLPLANE, CP_ARGS, INSTALL_UNITS, PYTHON_COMPONENTS, REPO,  # noqa: F401
+                                SCRIPTS, SYSTEMD, UNITS, VAGRANT, flag_errors, installed, parse_env_file,
+                                component_parser, expand_exec, parse_unit, rendered, run_install_units)
 
 
 # ------------------------------------------------------------------ units and templates
@@ -306,26 +129,6 @@ def test_etcd_flags_exist():
     assert "--no-such-flag" not in known
 
 
-def test_etcd_starts_with_our_flags(installed, tmp_path):
-    """etcd with the rendered flags (loopback ports and data dir moved to a temp dir) serves /health."""
-    etcd = shutil.which("etcd")
-    if not etcd:
-        pytest.skip("etcd is not installed: etcd NOT started with our flags")
-    unit, env = rendered(installed, "etcd")
-    text = env["KCTL_ETCD_ARGS"]
-    assert "127.0.0.1:2379" in text and "/var/lib/kctl/etcd" in text
-    client, peer = free_port(), free_port()
-    text = (text.replace(":2379", f":{client}").replace(":2380", f":{peer}")
-            .replace("/var/lib/kctl/etcd", str(tmp_path / "etcd")))
-    argv = expand_exec(unit["Service"]["ExecStart"][0], {"KCTL_ETCD_ARGS": text})
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-    try:
-        wait_http(f"http://127.0.0.1:{client}/health", proc)
-    finally:
-        stop(proc)
-
-
 def test_registry_env_overrides_keys_of_our_config(installed):
     import yaml
     config = yaml.safe_load((installed / "etc/kctl/registry.yml").read_text())
@@ -339,51 +142,6 @@ def test_registry_env_overrides_keys_of_our_config(installed):
         for key in path:
             assert isinstance(node, dict) and key in node, f"{var}: no {'.'.join(path)} in registry.yml"
             node = node[key]
-
-
-def test_registry_serves_with_rendered_config(installed, tmp_path):
-    unit, env = rendered(installed, "registry")
-    argv = expand_exec(unit["Service"]["ExecStart"][0], env)
-    if not Path(argv[0]).exists():
-        pytest.skip(f"{argv[0]} is not installed (package docker-registry): registry NOT started")
-    assert argv[1:] == ["serve", "/etc/kctl/registry.yml"]
-    port = free_port()
-    env = {**env, "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
-           "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "storage")}
-    proc = subprocess.Popen([argv[0], "serve", str(installed / "etc/kctl/registry.yml")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v2/", proc)
-    finally:
-        stop(proc)
-
-
-def test_push_images_fills_a_registry(installed, tmp_path):
-    """push-images.sh: kctl's images under docker.io names in a (throwaway, loopback) registry."""
-    missing = [p for p in ("/usr/bin/docker-registry", shutil.which("skopeo") or "skopeo", "/bin/busybox")
-               if not Path(p).exists()]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: push-images.sh NOT run")
-    port = free_port()
-    _, env = rendered(installed, "registry")
-    env = {**env, "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
-           "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "storage")}
-    proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(installed / "etc/kctl/registry.yml")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        res = subprocess.run(["bash", str(SYSTEMD / "push-images.sh"), f"127.0.0.1:{port}", str(tmp_path / "img")],
-                             capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stderr + res.stdout
-        import json
-
-        def get(path):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/{path}", timeout=5) as r:
-                return json.load(r)
-        assert sorted(get("_catalog")["repositories"]) == ["kctl/echo", "library/busybox"]
-        assert sorted(get("library/busybox/tags/list")["tags"]) == ["1.36", "latest"]
-        assert get("kctl/echo/tags/list")["tags"] == ["latest"]
-    finally:
-        stop(proc)
 
 
 # ------------------------------------------------------------------ install-units.sh

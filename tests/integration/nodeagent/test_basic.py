@@ -5,30 +5,11 @@ import os
 
 import pytest
 
-from machinery import errors
 from machinery.pb import apps_pb2, core_pb2
-from tests.integration.nodeagent.conftest import (cid_of, cstatus, make_pod, needs_root, node_ready, wait_for)
+from tests.integration.nodeagent.conftest import (cid_of, cstatus, make_pod, needs_root, node_ready, pod_gone,
+                                                  pod_running, wait_for)
 
 pytestmark = [pytest.mark.root, needs_root]
-
-
-async def running(api, name: str, node=None, timeout: float = 90) -> core_pb2.Pod:
-    async def pred():
-        p = await api.get(core_pb2.Pod, name, "default")
-        return p if p.status.phase == "Running" and all(c.HasField("state") and c.state.HasField("running")
-                                                       for c in p.status.container_statuses) \
-            and p.status.container_statuses else None
-    return await wait_for(pred, timeout, f"pod {name} running", node)
-
-
-async def gone(api, name: str, node=None, timeout: float = 60) -> None:
-    async def pred():
-        try:
-            await api.get(core_pb2.Pod, name, "default")
-            return False
-        except errors.NotFound:
-            return True
-    await wait_for(pred, timeout, f"pod {name} deleted", node)
 
 
 async def test_registration_lease_and_pod_lifecycle(api, make_node):
@@ -64,7 +45,7 @@ async def test_registration_lease_and_pod_lifecycle(api, make_node):
                 {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                 {"name": "COMBINED", "value": "$(GREETING)-$(MY_POD)"}],
         "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}, "requests": {"cpu": "100m"}}}))
-    pod = await running(api, "sleeper", node)
+    pod = await pod_running(api, "sleeper", node)
     st = pod.status
     assert st.pod_ip.startswith("10.213.") and st.host_ip == node.ip and st.pod_ips[0].ip == st.pod_ip
     assert st.HasField("start_time")
@@ -113,6 +94,6 @@ async def test_registration_lease_and_pod_lifecycle(api, make_node):
 
     # graceful deletion: SIGTERM (sleep as PID 1 ignores it), SIGKILL after the grace period
     await api.delete(core_pb2.Pod, "sleeper", "default", grace_period=2)
-    await gone(api, "sleeper", node)
+    await pod_gone(api, "sleeper", node)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
     await wait_for(lambda: not node.leftovers(), 20, "no leftovers", node)

@@ -19,7 +19,7 @@ import tarfile
 import pytest
 
 from deploy.images import build_images, write_layout
-from deploy.registry import LocalRegistry
+from harness.nodes import start_registry
 
 REAL_SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
 
@@ -44,10 +44,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def registry(built):
-    with LocalRegistry() as reg:
-        reg.push(built["busybox:latest"], "library/busybox:latest")
-        reg.push(built["busybox:1.36"], "library/busybox:1.36")
-        reg.push(built["kctl/echo:latest"], "kctl/echo:latest")
+    with start_registry(built) as reg:
         yield reg
 
 

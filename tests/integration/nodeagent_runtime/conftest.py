@@ -10,16 +10,15 @@ namespace is never touched).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
+from harness.netns import delete_netns, delete_netns_prefix, force_cleanup, in_netns, mounts_under, sh  # noqa: F401
 from nodeagent.network import NETNS_RUN_DIR, NodeNetwork
 from nodeagent.cgroups import CGROUP_ROOT
 from nodeagent.runtime import Runtime
@@ -31,15 +30,6 @@ PREFIX = f"kctltest-{RUN}"
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("runc") or not shutil.which("conmon"),
     reason="needs root, runc and conmon")
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, check=check)
-
-
-def in_netns(netns_path: str, *argv: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run argv with only the network namespace switched (nsenter --net, not ip netns exec)."""
-    return sh("nsenter", f"--net={netns_path}", *argv, check=check)
 
 
 def ping(netns_path: str, ip: str) -> subprocess.CompletedProcess:
@@ -70,25 +60,13 @@ def _make_netns(name: str) -> str:
     return f"{NETNS_RUN_DIR}/{name}"
 
 
-def _del_netns(name: str) -> None:
-    if os.path.exists(f"{NETNS_RUN_DIR}/{name}"):
-        sh("ip", "netns", "del", name, check=False)
-
-
-def _del_netns_prefix(prefix: str) -> None:
-    if os.path.isdir(NETNS_RUN_DIR):
-        for n in os.listdir(NETNS_RUN_DIR):
-            if n.startswith(prefix):
-                _del_netns(n)
-
-
 @pytest.fixture(scope="module")
 def node_netns():
     """A throw-away netns playing the node; bridges and sandboxes are built inside it."""
     name = f"{PREFIX}-node{uuid.uuid4().hex[:4]}"
     _make_netns(name)
     yield name
-    _del_netns(name)
+    delete_netns(name)
 
 
 @pytest.fixture
@@ -103,7 +81,7 @@ def make_netns():
         return name
     yield make
     for n in made:
-        _del_netns(n)
+        delete_netns(n)
 
 
 @pytest.fixture
@@ -128,7 +106,7 @@ async def make_node_net(tmp_path):
         except Exception:
             pass
     for p in prefixes:
-        _del_netns_prefix(p)
+        delete_netns_prefix(p)
 
 
 @pytest.fixture
@@ -138,27 +116,7 @@ async def node_net(node_netns, make_node_net) -> NodeNetwork:
 
 def _force_cleanup_runtime(rt: Runtime) -> None:
     """Fallback when remove() failed: kill by PID, unmount, delete cgroups."""
-    for d in rt.ctrs.iterdir() if rt.ctrs.exists() else []:
-        for pidfile in ("pidfile", "conmon.pid"):
-            try:
-                os.kill(int((d / pidfile).read_text().strip()), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-    subprocess.run(["runc", "--root", str(rt.runc_root), "list", "-q"], capture_output=True)
-    libc = ctypes.CDLL(None, use_errno=True)
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mp = line.split()[4]
-        if mp.startswith(str(rt.root)):
-            libc.umount2(mp.encode(), 2)
-    for h in CGROUP_ROOT.iterdir():
-        base = h / rt.cgroup_parent
-        if base.is_dir():
-            for child in base.iterdir():
-                if child.is_dir():
-                    try:
-                        child.rmdir()
-                    except OSError:
-                        pass
+    force_cleanup(rt.root, rt.ctrs, rt.cgroup_parent)
     rt.prune_cgroup_parent()
 
 
@@ -186,9 +144,7 @@ def leftovers(rt: Runtime | None = None, net: NodeNetwork | None = None,
         found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines()
                   if ln.split(":")[1].strip().startswith("kctl") and "kctltbr" not in ln]
     if rt is not None:
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            if str(rt.root) in line.split()[4]:
-                found.append(f"mount {line.split()[4]}")
+        found += [f"mount {mp}" for mp in mounts_under(rt.root)]
         top = rt.cgroup_parent.split("/")[0]
         for h in CGROUP_ROOT.iterdir():
             if (h / top).exists():
