@@ -212,7 +212,7 @@ class Store:
                 alloc, warnings = await self._allocate(info, new, old, k, avoid)
             remove = _removable(new)
             raw = objects.encode(new)
-            if raw == kv.value and not remove:
+            if raw == kv.value and not remove and not self.storage.stale(kv):
                 return old, warnings                                  # no-op: nothing written
             if dry_run:
                 new.metadata.resource_version = str(kv.mod_revision)

@@ -19,7 +19,7 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import metrics, objects
+from apiserver import encryption, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.crud import Store
@@ -56,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
                    help="seconds between etcd compactions, keeping one interval of history; "
                         "0 disables (default %(default)s)")
+    p.add_argument("--encryption-provider-config", metavar="FILE",
+                   help="Kubernetes EncryptionConfiguration for encrypting resources in etcd; default: "
+                        f"{encryption.DEFAULT_PATH}, generated with a new AES-GCM key for secrets if missing")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -119,7 +122,11 @@ class _Stop(Exception):
 
 
 async def run(args: argparse.Namespace) -> None:
-    storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout)
+    try:
+        enc = encryption.load_or_generate(args.encryption_provider_config)
+    except encryption.EncryptionConfigError as exc:
+        raise SystemExit(f"kctl-apiserver: {exc}") from None
+    storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator)
     cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))
