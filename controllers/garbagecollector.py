@@ -29,7 +29,8 @@ from machinery.informer import BY_OWNER, index_by_owner_uid
 from controllers import podutil
 from controllers.base import Controller
 
-GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints")
+GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints",
+            "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume")
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 
 
