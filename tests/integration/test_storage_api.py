@@ -115,3 +115,16 @@ async def test_storage_class_crud_and_immutable_provisioner(shared_client):
                                  'updates to provisioner are forbidden.')
     _, gone = await c.delete("StorageClass", "gold")
     assert gone
+
+
+def test_kctl_create_secret_and_configmap_then_get_yaml(shared_apiserver):
+    from tests.integration.kctl_helpers import kctl
+    server = shared_apiserver.target
+    r = kctl(server, "create", "secret", "generic", "kctl-db", "--from-literal=password=hunter2")
+    assert (r.code, r.out) == (0, "secret/kctl-db created\n"), r
+    r = kctl(server, "create", "configmap", "kctl-settings", "--from-literal=mode=fast")
+    assert (r.code, r.out) == (0, "configmap/kctl-settings created\n"), r
+    y = kctl(server, "get", "secret", "kctl-db", "-o", "yaml")
+    assert "password: aHVudGVyMg==\n" in y.out and "type: Opaque\n" in y.out and "hunter2" not in y.out
+    r = kctl(server, "create", "secret", "generic", "kctl-db", "--from-literal=password=x")
+    assert r.code == 1 and r.err == 'Error from server (AlreadyExists): secrets "kctl-db" already exists\n', r
