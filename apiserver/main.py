@@ -4,16 +4,16 @@
 
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC, and
-stop cleanly on SIGTERM/SIGINT. Every long-lived task runs in one
-asyncio.TaskGroup, wrapped so that its failure is logged and ends the
-process rather than vanishing.
+stop cleanly on SIGTERM/SIGINT. The long-lived tasks run under
+machinery.runner.run_tasks like every other component's: a task that fails
+is logged and ends the process (exit code 1) rather than vanishing, and a
+signal stops them all, after which the servers stop and etcd is closed.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 import grpc
@@ -26,10 +26,12 @@ from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
 from apiserver.nodeproxy import NodeProxy
 from apiserver.server import ApiServicer
+from apiserver.verbs import Verbs
 from apiserver.watchcache import WatchCache
 from machinery import errors, kinds
 from machinery.client import MAX_MESSAGE
 from machinery.pb import api_pb2_grpc, node_pb2_grpc
+from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl-apiserver")
 
@@ -104,20 +106,6 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
-async def _supervised(name: str, coro) -> None:
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except BaseException:
-        log.exception("task %s failed; stopping", name)
-        raise
-
-
-class _Stop(Exception):
-    pass
-
-
 async def run(args: argparse.Namespace) -> None:
     storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
@@ -131,7 +119,8 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.keepalive_permit_without_calls", 1),
                                       ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                                       ("grpc.so_reuseport", 0)])
-    api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(store, cache, args.watch_bookmark_interval), server)
+    verbs = Verbs(store, cache, args.watch_bookmark_interval)
+    api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     node_pb2_grpc.add_NodeAgentServicer_to_server(NodeProxy(store), server)  # kctl logs/exec -> node agents
     try:
         port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once
@@ -142,45 +131,27 @@ async def run(args: argparse.Namespace) -> None:
     metrics.serve(args.metrics_listen)
     await bootstrap(store)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    async def until_stopped():
-        await stop.wait()
-        log.info("stopping")
-        await server.stop(grace=1.0)
-        raise _Stop
-
     try:
-        async with asyncio.TaskGroup() as tg:
-            for info in kinds.KINDS:
-                tg.create_task(_supervised(f"watchcache-{info.plural}", cache[info.kind].run()),
-                               name=f"watchcache-{info.plural}")
-            await server.start()
-            host = args.listen.rpartition(":")[0]
-            log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
-            tg.create_task(_supervised("grpc-server", server.wait_for_termination()), name="grpc-server")
-            tg.create_task(until_stopped(), name="signals")
-            tg.create_task(_supervised("etcd-compactor", compact_periodically(storage, args.etcd_compaction_interval)),
-                           name="etcd-compactor")
-    except* _Stop:
-        pass
+        await server.start()
+        host = args.listen.rpartition(":")[0]
+        log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
+        tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
+        # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
+        tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
+        if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
+            tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
+        await run_tasks(tasks)
+        log.info("stopping")
     finally:
+        await server.stop(grace=1.0)
         await storage.close()
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aetcd").setLevel(logging.WARNING)
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        pass
+    setup_logging("kctl-apiserver", 2 if args.verbose else 0)
+    return run_component(lambda: run(args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
