@@ -9,6 +9,8 @@ descriptors that does what json_format cannot:
 * maps IntOrString fields between a bare scalar (`targetPort: 80`,
   `maxSurge: 25%`) and the IntOrString message;
 * accepts quantities written as YAML numbers (`cpu: 1`, `cpu: 0.5`);
+* passes free-form objects (google.protobuf.Struct: managedFields' fieldsV1)
+  through as they are;
 * on output turns int64 values back into numbers (json_format writes them
   as strings) and IntOrString back into scalars.
 """
@@ -27,6 +29,7 @@ from machinery.errors import DecodeError  # noqa: F401  (re-exported: codec.Deco
 
 INT_OR_STRING = "kctl.v1.IntOrString"
 TIMESTAMP = "google.protobuf.Timestamp"
+STRUCT = "google.protobuf.Struct"  # free-form JSON objects (managedFields[].fieldsV1)
 # Fields whose string values are quantities and may be written as numbers.
 QUANTITY_FIELDS = {
     "kctl.v1.ResourceRequirements.limits",
@@ -137,6 +140,8 @@ def _value_in(f, v, path, issues):
         if not isinstance(v, dict):
             issues.append(DecodeIssue(path, f"expected object, got {_pytype(v)}"))
             return None
+        if name == STRUCT:
+            return v
         return _message_in(f.message_type, v, path, issues)
     return _scalar_in(f, v, path, issues, quantity=f.full_name in QUANTITY_FIELDS)
 
@@ -258,7 +263,7 @@ def _one_out(f, v):
         name = f.message_type.full_name
         if name == INT_OR_STRING:
             return v.get("intVal", v.get("strVal", 0))
-        if name == TIMESTAMP:
+        if name in (TIMESTAMP, STRUCT):
             return v
         return _message_out(f.message_type, v)
     if f.type in _INT64S:

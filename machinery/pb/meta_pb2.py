@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17machinery/pb/meta.proto\x12\x07kctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x17\n\ncontroller\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12!\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\r\n\x0b_controllerB\x17\n\x15_block_owner_deletion\"\xd3\x04\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rgenerate_name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x12\n\ngeneration\x18\x06 \x01(\x03\x12\x36\n\x12\x63reation_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x64\x65letion_timestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x1d\x64\x65letion_grace_period_seconds\x18\t \x01(\x03H\x00\x88\x01\x01\x12/\n\x06labels\x18\n \x03(\x0b\x32\x1f.kctl.v1.ObjectMeta.LabelsEntry\x12\x39\n\x0b\x61nnotations\x18\x0b \x03(\x0b\x32$.kctl.v1.ObjectMeta.AnnotationsEntry\x12\x31\n\x10owner_references\x18\x0c \x03(\x0b\x32\x17.kctl.v1.OwnerReference\x12\x12\n\nfinalizers\x18\r \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42 \n\x1e_deletion_grace_period_seconds\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\xc0\x01\n\rLabelSelector\x12=\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32\'.kctl.v1.LabelSelector.MatchLabelsEntry\x12<\n\x11match_expressions\x18\x02 \x03(\x0b\x32!.kctl.v1.LabelSelectorRequirement\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\x0bIntOrString\x12\x11\n\x07int_val\x18\x01 \x01(\x05H\x00\x12\x11\n\x07str_val\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"\x90\x01\n\x0fObjectReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\nfield_path\x18\x07 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17machinery/pb/meta.proto\x12\x07kctl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x17\n\ncontroller\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12!\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\r\n\x0b_controllerB\x17\n\x15_block_owner_deletion\"\x88\x05\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rgenerate_name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x12\n\ngeneration\x18\x06 \x01(\x03\x12\x36\n\x12\x63reation_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x64\x65letion_timestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x1d\x64\x65letion_grace_period_seconds\x18\t \x01(\x03H\x00\x88\x01\x01\x12/\n\x06labels\x18\n \x03(\x0b\x32\x1f.kctl.v1.ObjectMeta.LabelsEntry\x12\x39\n\x0b\x61nnotations\x18\x0b \x03(\x0b\x32$.kctl.v1.ObjectMeta.AnnotationsEntry\x12\x31\n\x10owner_references\x18\x0c \x03(\x0b\x32\x17.kctl.v1.OwnerReference\x12\x12\n\nfinalizers\x18\r \x03(\t\x12\x33\n\x0emanaged_fields\x18\x0e \x03(\x0b\x32\x1b.kctl.v1.ManagedFieldsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42 \n\x1e_deletion_grace_period_seconds\"\xd7\x01\n\x12ManagedFieldsEntry\x12\x0f\n\x07manager\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66ields_type\x18\x05 \x01(\t\x12\x34\n\tfields_v1\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x08\x66ieldsV1\x12\x13\n\x0bsubresource\x18\x07 \x01(\t\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\xc0\x01\n\rLabelSelector\x12=\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32\'.kctl.v1.LabelSelector.MatchLabelsEntry\x12<\n\x11match_expressions\x18\x02 \x03(\x0b\x32!.kctl.v1.LabelSelectorRequirement\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\x0bIntOrString\x12\x11\n\x07int_val\x18\x01 \x01(\x05H\x00\x12\x11\n\x07str_val\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"\x90\x01\n\x0fObjectReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\nfield_path\x18\x07 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,22 +39,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_options = b'8\001'
   _globals['_LABELSELECTOR_MATCHLABELSENTRY']._loaded_options = None
   _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_options = b'8\001'
-  _globals['_OWNERREFERENCE']._serialized_start=70
-  _globals['_OWNERREFERENCE']._serialized_end=248
-  _globals['_OBJECTMETA']._serialized_start=251
-  _globals['_OBJECTMETA']._serialized_end=846
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=715
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=760
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=762
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=812
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=848
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=921
-  _globals['_LABELSELECTOR']._serialized_start=924
-  _globals['_LABELSELECTOR']._serialized_end=1116
-  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_start=1066
-  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_end=1116
-  _globals['_INTORSTRING']._serialized_start=1118
-  _globals['_INTORSTRING']._serialized_end=1178
-  _globals['_OBJECTREFERENCE']._serialized_start=1181
-  _globals['_OBJECTREFERENCE']._serialized_end=1325
+  _globals['_OWNERREFERENCE']._serialized_start=100
+  _globals['_OWNERREFERENCE']._serialized_end=278
+  _globals['_OBJECTMETA']._serialized_start=281
+  _globals['_OBJECTMETA']._serialized_end=929
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=798
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=843
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=845
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=895
+  _globals['_MANAGEDFIELDSENTRY']._serialized_start=932
+  _globals['_MANAGEDFIELDSENTRY']._serialized_end=1147
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=1149
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=1222
+  _globals['_LABELSELECTOR']._serialized_start=1225
+  _globals['_LABELSELECTOR']._serialized_end=1417
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_start=1367
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_end=1417
+  _globals['_INTORSTRING']._serialized_start=1419
+  _globals['_INTORSTRING']._serialized_end=1479
+  _globals['_OBJECTREFERENCE']._serialized_start=1482
+  _globals['_OBJECTREFERENCE']._serialized_end=1626
 # @@protoc_insertion_point(module_scope)
