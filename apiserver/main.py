@@ -4,7 +4,8 @@
 
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC, and
-stop cleanly on SIGTERM/SIGINT. The long-lived tasks run under
+stop cleanly on SIGTERM/SIGINT. The Kubernetes HTTP API (apiserver.http,
+--http-listen) runs in the same event loop on the same Verbs as gRPC. The long-lived tasks run under
 machinery.runner.run_tasks like every other component's: a task that fails
 is logged and ends the process (exit code 1) rather than vanishing, and a
 signal stops them all, after which the servers stop and etcd is closed.
@@ -19,7 +20,7 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import metrics, objects
+from apiserver import http, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.crud import Store
@@ -42,6 +43,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-apiserver", description="The kctl API server (gRPC) on etcd.")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URL (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--http-listen", default=None,
+                   help="HOST:PORT of the Kubernetes HTTP API (kubectl, client libraries); 'off' disables. "
+                        f"Default {http.DEFAULT_LISTEN}, kubectl's address when it has no kubeconfig; "
+                        "a default port already in use is logged and skipped, a given one is fatal")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/16",
                    help="CIDR for Service ClusterIPs (default %(default)s)")
     p.add_argument("--service-node-port-range", default="30000-32767",
@@ -106,6 +111,19 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
+async def _serve_http(verbs: Verbs, listen: str | None):
+    """The HTTP API's runner, or None when disabled (or the default port is taken)."""
+    if listen == "off":
+        return None
+    try:
+        return await http.serve(verbs, listen or http.DEFAULT_LISTEN)
+    except SystemExit as exc:
+        if listen:
+            raise
+        log.warning("%s; the HTTP API is off (give --http-listen to choose another address)", exc)
+        return None
+
+
 async def run(args: argparse.Namespace) -> None:
     storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
@@ -131,10 +149,12 @@ async def run(args: argparse.Namespace) -> None:
     metrics.serve(args.metrics_listen)
     await bootstrap(store)
 
+    runner = None
     try:
         await server.start()
         host = args.listen.rpartition(":")[0]
         log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
+        runner = await _serve_http(verbs, args.http_listen)
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
@@ -143,6 +163,8 @@ async def run(args: argparse.Namespace) -> None:
         await run_tasks(tasks)
         log.info("stopping")
     finally:
+        if runner is not None:
+            await runner.cleanup()
         await server.stop(grace=1.0)
         await storage.close()
 

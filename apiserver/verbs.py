@@ -33,6 +33,7 @@ from machinery.pb import api_pb2
 VERSION = "v0.1.0-kctl"
 BOOKMARK, ERROR = "BOOKMARK", "ERROR"
 BOOKMARK_INTERVAL = 10.0
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def kind_of(name: str) -> kinds.KindInfo:
@@ -131,10 +132,14 @@ class Verbs:
                                        platform=f"{platform.system().lower()}/{platform.machine()}")
 
     # ------------------------------------------------------------ watch
-    async def watch(self, request: api_pb2.WatchRequest) -> AsyncIterator[api_pb2.WatchEvent]:
+    async def watch(self, request: api_pb2.WatchRequest,
+                    initial_events_end: bool = False) -> AsyncIterator[api_pb2.WatchEvent]:
         """Check a watch request and open it: errors in the request (or a
         cache that is not ready) are raised here, before any event; errors
-        while streaming (Expired, TooSlow) end the returned iterator."""
+        while streaming (Expired, TooSlow) end the returned iterator.
+        With initial_events_end (Kubernetes' sendInitialEvents, used by
+        client-go's watch-list), the replay of the current state is followed
+        by a BOOKMARK annotated `k8s.io/initial-events-end: "true"`."""
         kind = request.kind
         try:
             info = kind_of(kind)
@@ -147,9 +152,18 @@ class Verbs:
             metrics.REQUESTS.labels(label(kind), "watch", code).inc()
             raise
         metrics.REQUESTS.labels(info.kind, "watch", "OK").inc()
-        return self._events(info, flt, cache, rv, request.allow_bookmarks)
+        return self._events(info, flt, cache, rv, request.allow_bookmarks, initial_events_end)
 
-    async def _events(self, info, flt, cache, rv, allow_bookmarks) -> AsyncIterator[api_pb2.WatchEvent]:
+    @staticmethod
+    def _bookmark(info: kinds.KindInfo, revision: int, end_of_initial: bool = False) -> api_pb2.WatchEvent:
+        empty = info.message(api_version=info.api_version, kind=info.kind)
+        empty.metadata.resource_version = str(revision)
+        if end_of_initial:
+            empty.metadata.annotations[INITIAL_EVENTS_END] = "true"
+        return api_pb2.WatchEvent(type=BOOKMARK, resource_version=str(revision), object=objects.pack(empty))
+
+    async def _events(self, info, flt, cache, rv, allow_bookmarks,
+                      initial_events_end=False) -> AsyncIterator[api_pb2.WatchEvent]:
         metrics.WATCHES.labels(info.kind).inc()
         type_url = info.type_url
         try:
@@ -162,14 +176,13 @@ class Verbs:
                                                  object=any_pb2.Any(type_url=type_url,
                                                                     value=objects.with_rv(kv.value, kv.mod_revision)))
                 rv = start
+                if initial_events_end:
+                    yield self._bookmark(info, start, True)
             interval = self.bookmark_interval if allow_bookmarks else None
             trigger = flt.fields.exact(cache.trigger_path) if flt.fields and cache.trigger_path else None
             async for ev in cache.stream(rv, interval, trigger):
                 if isinstance(ev, Bookmark):
-                    empty = info.message(api_version=info.api_version, kind=info.kind)
-                    empty.metadata.resource_version = str(ev.revision)
-                    yield api_pb2.WatchEvent(type=BOOKMARK, resource_version=str(ev.revision),
-                                             object=objects.pack(empty))
+                    yield self._bookmark(info, ev.revision)
                     continue
                 seen = convert(ev, flt)
                 if seen is None:
