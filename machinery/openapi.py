@@ -8,7 +8,8 @@ Entry points (pure; the HTTP layer only serves what they return):
   version (`/openapi/v3/apis/apps/v1`), None for a group version kctl does
   not serve; `v3_document_bytes` is its JSON as served and `v3_etag` the
   hash in the index's URL and the document's ETag;
-* `v2_document()` – the Swagger 2.0 document (`/openapi/v2`, JSON).
+* `v2_document()` – the Swagger 2.0 document (`/openapi/v2`, JSON), and
+  `v2_document_bytes()` its JSON as served.
 
 How kubectl uses them (kubectl 1.32, k8s.io/client-go/openapi3 and
 k8s.io/cli-runtime): `apply` looks in the group version's v3 document for
@@ -269,7 +270,8 @@ def _param_to_v2(p: dict) -> dict:
 
 
 @functools.cache
-def _v2_bytes() -> bytes:
+def v2_document_bytes() -> bytes:
+    """The v2 document as served (compact JSON, sorted keys)."""
     paths = {}
     for path, item in _paths(kinds.KINDS).items():
         paths[path] = {method: ([_param_to_v2(p) for p in value] if method == "parameters"
@@ -281,4 +283,4 @@ def _v2_bytes() -> bytes:
 
 def v2_document() -> dict:
     """The Swagger 2.0 document of every kind (`/openapi/v2`), definitions named as in v3."""
-    return json.loads(_v2_bytes())
+    return json.loads(v2_document_bytes())

@@ -2,7 +2,8 @@
 
 Kubernetes' OpenAPI documents refer to a few types from k8s.io/apimachinery
 that kctl either represents differently (Time is a google.protobuf.Timestamp,
-IntOrString a oneof message, Quantity a plain string) or only uses on the
+IntOrString a oneof message, Quantity a plain string, FieldsV1 a
+google.protobuf.Struct) or only uses on the
 wire of the HTTP API (ListMeta, Status, DeleteOptions, Patch). Their schemas
 are written here in the v3 form the Kubernetes apiserver serves, with the
 descriptions of Kubernetes' Go types; machinery/openapi_schemas.py builds
@@ -16,6 +17,7 @@ LIST_META = f"{META}.ListMeta"
 STATUS = f"{META}.Status"
 DELETE_OPTIONS = f"{META}.DeleteOptions"
 PATCH = f"{META}.Patch"
+FIELDS_V1 = f"{META}.FieldsV1"
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 _REF = "#/components/schemas/"
@@ -173,6 +175,15 @@ def fixed_schemas() -> dict[str, dict]:
             "carried out.",
             {"resourceVersion": _str("Specifies the target ResourceVersion"),
              "uid": _str("Specifies the target UID.")}),
+        FIELDS_V1: _s(
+            "FieldsV1 stores a set of fields in a data structure like a Trie, in JSON format. "
+            "Each key is either a '.' representing the field itself, and will always map to an "
+            "empty set, or a string representing a sub-field or item. The string will follow one "
+            "of these four formats: 'f:<name>', where <name> is the name of a field in a struct, "
+            "or key in a map; 'v:<value>', where <value> is the exact json formatted value of a "
+            "list item; 'i:<index>', where <index> is position of a item in a list; 'k:<keys>', "
+            "where <keys> is a map of a list item's key fields to their unique values.",
+            type="object"),
         PATCH: _s("Patch is provided to give a concrete name and type to the Kubernetes "
                   "PATCH request body.", type="object"),
     }

@@ -2,8 +2,10 @@
 
 The message descriptors say what fields exist and their types; the proto
 comments (distilled by scripts/genproto.py into machinery/pb/docs.json) give
-the descriptions, and a `+required` marker line where Kubernetes' Go type
-has the field required (the field goes into the schema's `required`).
+the descriptions (up to a `---` line, after which a comment speaks to
+kctl's developers only, as in Kubernetes' Go comments), and a `+required`
+marker line where Kubernetes' Go type has the field required (the field
+goes into the schema's `required`).
 How lists, maps and structs merge (`x-kubernetes-patch-strategy`,
 `-patch-merge-key`, `-list-type`, `-list-map-keys`, `-map-type`) comes from
 the one table machinery/patch/mergekeys.py keeps for strategic merge patch
@@ -17,7 +19,8 @@ camelCase property names as machinery/codec.py reads and writes them.
 The codec's special cases have their Kubernetes types: IntOrString fields
 refer to `io.k8s.apimachinery.pkg.util.intstr.IntOrString` (integer or
 string), the codec's QUANTITY_FIELDS to `io.k8s.apimachinery.pkg.api.resource.Quantity`,
-Timestamps to `io.k8s.apimachinery.pkg.apis.meta.v1.Time` (a date-time string).
+Timestamps to `io.k8s.apimachinery.pkg.apis.meta.v1.Time` (a date-time string),
+managedFields' fieldsV1 (a google.protobuf.Struct) to `…meta.v1.FieldsV1`.
 machinery/openapi.py puts them into documents; `to_v2` turns a v3 schema
 into its Swagger 2.0 form.
 """
@@ -30,8 +33,8 @@ import pathlib
 from google.protobuf.descriptor import Descriptor, FieldDescriptor as FD
 
 from machinery import codec, kinds
-from machinery.openapi_meta import (INT_OR_STRING, LIST_META, META, QUANTITY, TIME,
-                                    fixed_schemas, list_schema)
+from machinery.openapi_meta import (FIELDS_V1, INT_OR_STRING, LIST_META, META, QUANTITY,
+                                    TIME, fixed_schemas, list_schema)
 from machinery.patch import mergekeys
 
 REF_PREFIX = "#/components/schemas/"
@@ -51,6 +54,10 @@ _PACKAGE_BY_MESSAGE = {
 }
 _KIND_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in kinds.KINDS}
 _SPECIAL = {codec.INT_OR_STRING: INT_OR_STRING, codec.TIMESTAMP: TIME}
+# A google.protobuf.Struct holds arbitrary JSON; the fields that use one
+# name the Kubernetes type it stands for, any other is a free-form object.
+STRUCT = "google.protobuf.Struct"
+_STRUCT_FIELDS = {"kctl.v1.ManagedFieldsEntry.fields_v1": FIELDS_V1}
 _INT32 = (FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32, FD.TYPE_UINT32, FD.TYPE_FIXED32)
 _INT64 = (FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64, FD.TYPE_UINT64, FD.TYPE_FIXED64)
 
@@ -62,14 +69,17 @@ def _docs() -> dict[str, str]:
 
 def doc(full_name: str) -> tuple[str, dict[str, list[str]]]:
     """(description, markers) of a message or field: the comment's paragraphs
-    with their lines joined as Kubernetes' descriptions are, and its `+name=value`
-    marker lines as {name: [values]} (`+required` gives {"required": [""]})."""
-    paragraphs, current, markers = [], [], {}
+    before any `---` line, with their lines joined as Kubernetes' descriptions
+    are, and its `+name=value` marker lines as {name: [values]} (`+required`
+    gives {"required": [""]})."""
+    paragraphs, current, markers, internal = [], [], {}, False
     for line in _docs().get(full_name, "").splitlines():
         line = line.strip()
         if line.startswith("+"):
             name, _, value = line[1:].partition("=")
             markers.setdefault(name, []).append(value)
+        elif line == "---" or internal:
+            internal = True  # the rest of the text speaks to kctl's developers
         elif line:
             current.append(line)
         elif current:
@@ -118,6 +128,10 @@ def _scalar(f) -> dict:
 
 def _value(f, quantity: bool) -> dict:
     """The schema of one value of field f (one item of a list, one map value)."""
+    if f.type == FD.TYPE_MESSAGE and f.message_type.full_name == STRUCT:
+        if f.full_name in _STRUCT_FIELDS:
+            return ref(_STRUCT_FIELDS[f.full_name])
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     if f.type == FD.TYPE_MESSAGE:
         return ref(schema_name(f.message_type))
     return ref(QUANTITY) if quantity else _scalar(f)
@@ -129,7 +143,7 @@ def _is_map(f) -> bool:
 
 def field_schema(f) -> dict:
     quantity = f.full_name in codec.QUANTITY_FIELDS
-    description, markers = doc(f.full_name)
+    description, _ = doc(f.full_name)
     if _is_map(f):
         schema = {"type": "object",
                   "additionalProperties": _value(f.message_type.fields_by_name["value"], quantity)}
@@ -181,7 +195,7 @@ def _messages(roots) -> list[Descriptor]:
     seen, order, stack = set(), [], list(roots)
     while stack:
         desc = stack.pop()
-        if desc.full_name in seen or desc.full_name in _SPECIAL:
+        if desc.full_name in seen or desc.full_name in _SPECIAL or desc.full_name == STRUCT:
             continue
         seen.add(desc.full_name)
         if not desc.GetOptions().map_entry:

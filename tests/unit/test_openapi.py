@@ -1,5 +1,6 @@
 """The OpenAPI documents generated from the proto descriptors (machinery/openapi.py)."""
 import hashlib
+import json
 import pathlib
 
 import pytest
@@ -83,6 +84,7 @@ def test_every_v3_ref_resolves_within_its_document(group, version):
 def test_every_v2_ref_resolves():
     doc = openapi.v2_document()
     assert doc["swagger"] == "2.0"
+    assert json.loads(openapi.v2_document_bytes()) == doc
     assert "#/components/" not in str(doc)
     found = openapi_schemas.refs(_v2_as_v3(doc))
     assert found and found <= set(doc["definitions"])
@@ -319,6 +321,17 @@ def test_doc_splits_paragraphs_and_markers(monkeypatch):
     assert openapi_schemas.doc("x.Y.absent") == ("", {})
 
 
+def test_doc_leaves_out_developer_notes_after_three_dashes(monkeypatch):
+    monkeypatch.setattr(openapi_schemas, "_docs", lambda: {"x.Y": "For users.\n---\nFor us.\n+required"})
+    assert openapi_schemas.doc("x.Y") == ("For users.", {"required": [""]})
+
+
+def test_developer_notes_stay_out_of_the_documents():
+    desc = openapi_schemas.all_schemas()["io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"]
+    assert desc["description"].startswith("ManagedFieldsEntry is a workflow-id")
+    assert "machinery/" not in desc["description"]
+
+
 def test_to_v2_rewrites_refs_allof_and_oneof():
     v3 = {"a": {"allOf": [{"$ref": REF + "N"}], "default": {}, "description": "d"},
           "b": {"oneOf": [{"type": "integer"}, {"type": "string"}], "format": "int-or-string"},
@@ -327,3 +340,17 @@ def test_to_v2_rewrites_refs_allof_and_oneof():
         "a": {"$ref": "#/definitions/N", "description": "d"},
         "b": {"type": "string", "format": "int-or-string"},
         "c": {"items": {"$ref": "#/definitions/M"}}}
+
+
+def test_managed_fields_and_free_form_structs():
+    schemas = openapi_schemas.all_schemas()
+    managed = schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["managedFields"]
+    assert managed["items"]["allOf"] == [{"$ref": REF + "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"}]
+    assert managed["x-kubernetes-list-type"] == "atomic"
+    entry = schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"]["properties"]
+    assert entry["fieldsV1"]["allOf"] == [{"$ref": REF + "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"}]
+    assert schemas["io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"]["type"] == "object"
+    assert not [n for n in schemas if n.startswith("google")]
+    from google.protobuf import struct_pb2
+    other = openapi_schemas.field_schema(struct_pb2.Value.DESCRIPTOR.fields_by_name["struct_value"])
+    assert other == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
