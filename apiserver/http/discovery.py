@@ -177,7 +177,7 @@ async def openapi_v3(request: web.Request) -> web.Response:
 
 
 async def openapi_v2(request: web.Request) -> web.Response:
-    return wire.respond(openapi.v2_document())
+    return web.Response(body=openapi.v2_document_bytes(), content_type="application/json")
 
 
 def routes() -> list[web.RouteDef]:

@@ -70,16 +70,15 @@ async def watch(request: web.Request, verbs: Verbs, t: Target) -> web.StreamResp
                 await send(ev.type, wire.to_json(obj))
 
     try:
-        try:
-            await asyncio.wait_for(pump(), timeout) if timeout else await pump()
-        except asyncio.TimeoutError:
-            pass
-        except errors.ApiError as exc:
-            log.info("watch %s ended: %s", t.info.plural, exc.message)
-            err = exc if isinstance(exc, errors.Expired) else errors.Expired(exc.message)
-            await send(ERROR, wire.status_of(err))
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+        await asyncio.wait_for(pump(), timeout) if timeout else await pump()
+    except asyncio.TimeoutError:
+        pass
+    except ConnectionResetError:          # the client went away: nothing left to tell it
+        return resp
+    except errors.ApiError as exc:
+        log.info("watch %s ended: %s", t.info.plural, exc.message)
+        err = exc if isinstance(exc, errors.Expired) else errors.Expired(exc.message)
+        await send(ERROR, wire.status_of(err))
     finally:
         await events.aclose()
     await resp.write_eof()

@@ -12,6 +12,7 @@ from aiohttp import web
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from apiserver.http import k8sproto
 from machinery import codec, errors, kinds, tables
 
 MAX_BODY = 3 * 1024 * 1024          # Kubernetes' limit on a request body (3 MiB)
@@ -89,8 +90,11 @@ def too_large() -> errors.RequestEntityTooLarge:
 
 
 def parse_document(body: bytes, content_type: str) -> dict:
-    """A JSON (or YAML) request body as a dict; 415 for other media types, 400 if malformed."""
+    """A JSON (or YAML) request body as a dict; 415 for other media types, 400 if
+    malformed. The protobuf bodies of kubectl's typed calls are read by k8sproto."""
     mt = (content_type or JSON).split(";")[0].strip().lower()
+    if mt == k8sproto.MEDIA_TYPE:
+        return k8sproto.decode(body)
     if mt not in (JSON, YAML, "application/x-yaml", "text/yaml", "*/*", ""):
         raise errors.UnsupportedMediaType(
             f'the body of the request was in an unknown format - accepted media types include: '
