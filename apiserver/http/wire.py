@@ -68,7 +68,8 @@ def respond(data, status: int = 200, warnings: list[str] | None = None,
     if ";" in content_type:
         resp.headers["Content-Type"] = content_type
     for w in warnings or ():
-        resp.headers.add("Warning", f'299 - "{w}"')
+        text = w.replace("\\", "\\\\").replace('"', '\\"')
+        resp.headers.add("Warning", f'299 - "{text}"')
     return resp
 
 
