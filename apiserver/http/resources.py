@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from apiserver.http import discovery, wire
 from apiserver.verbs import Verbs
-from machinery import errors, kinds
+from machinery import codec, errors, kinds
 from machinery.pb import api_pb2
 
 SUBRESOURCE_OF_NAMESPACE = ("status", "finalize")
@@ -142,8 +142,16 @@ class Resources:
             obj.metadata.namespace = t.namespace or obj.metadata.namespace
         return obj, warnings
 
+    def track(self, request: web.Request, t: Target, old: dict | None, new: dict) -> Message:
+        """The object with managedFields recording this write (ssa.track_update:
+        the fields it added or changed belong to the request's field manager)."""
+        from machinery.patch import ssa
+        return codec.from_dict(ssa.track_update(old, new, manager=manager(request), operation="Update",
+                                                info=t.info, now=now_rfc3339(), subresource=t.sub))
+
     async def create(self, request: web.Request, t: Target) -> web.Response:
         obj, warnings = await self.decode(request, t)
+        obj = self.track(request, t, None, wire.to_json(obj))
         dry = dry_run(request)
         async with self.verbs.measured("create", t.info):
             out, more = await self.verbs.create(obj, dry_run=dry)
@@ -154,6 +162,7 @@ class Resources:
         if obj.metadata.name != t.name:
             raise errors.BadRequest("the name of the object "
                                     f"({obj.metadata.name}) does not match the name on the URL ({t.name})")
+        obj = self.track(request, t, wire.to_json(await self.read(t)), wire.to_json(obj))
         return await self.write(request, t, obj, warnings)
 
     async def write(self, request, t: Target, obj: Message, warnings=(), dry=None) -> web.Response:
@@ -165,6 +174,7 @@ class Resources:
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
         from machinery import patch as patches
+        from machinery.patch import ssa
         body = await wire.read_body(request)
         ctype = request.headers.get("Content-Type", "")
         if patches.media_type(ctype) not in patches.PATCH_TYPES:
@@ -192,7 +202,13 @@ class Resources:
                 raise errors.BadRequest(f"the name of the object ({md.get('name')}) does not match the name "
                                         f"on the URL ({t.name})")
             md["name"] = t.name
-            obj, warnings = wire.decode(patched, t.info, validation)
+            if not apply:
+                patched = ssa.track_update(original, patched, manager=manager(request), operation="Update",
+                                           info=t.info, now=now_rfc3339(), subresource=t.sub)
+            if validation == "Strict":
+                obj, warnings = patches.decode_patched(ctype, patched, body, t.info), []
+            else:
+                obj, warnings = wire.decode(patched, t.info, validation)
             if current is None:
                 async with self.verbs.measured("create", t.info):
                     out, more = await self.verbs.create(obj, dry_run=dry)
