@@ -106,9 +106,10 @@ class Verbs:
         return await self.store.get(info, ns, name)
 
     async def list(self, info: kinds.KindInfo, namespace: str = "", label_selector: str = "",
-                   field_selector: str = "", limit: int = 0, continue_token: str = "") -> api_pb2.ListResponse:
+                   field_selector: str = "", limit: int = 0, continue_token: str = "",
+                   revision: int = 0) -> api_pb2.ListResponse:
         flt = objects.Filter(info, namespace, label_selector, field_selector)
-        return await self.store.list(info, flt, limit, continue_token)
+        return await self.store.list(info, flt, limit, continue_token, revision)
 
     async def update(self, obj: Message, *, status: bool = False,
                      dry_run: bool = False) -> tuple[Message, list[str]]:

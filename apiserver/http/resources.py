@@ -17,7 +17,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from apiserver.http import discovery, wire
-from apiserver.verbs import Verbs
+from apiserver.verbs import Verbs, parse_rv
 from machinery import codec, errors, kinds
 from machinery.pb import api_pb2
 
@@ -120,9 +120,12 @@ class Resources:
                                     '"Exact", "NotOlderThan"')
         if rv_match and not q.get("resourceVersion"):
             raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        # Exact: the state at that revision (410 once compacted); otherwise the latest,
+        # which is never older than a given resourceVersion (NotOlderThan, "0": any).
+        exact = parse_rv(q.get("resourceVersion", "")) if rv_match == "Exact" else 0
         async with self.verbs.measured("list", t.info):
             resp = await self.verbs.list(t.info, t.namespace, q.get("labelSelector", ""),
-                                         q.get("fieldSelector", ""), limit, q.get("continue", ""))
+                                         q.get("fieldSelector", ""), limit, q.get("continue", ""), exact or 0)
         objs = [wire.any_to_message(a) for a in resp.items]
         if wire.wants_table(request):
             body = wire.table(t.info, objs, q.get("includeObject", "Metadata"), resp.resource_version,
