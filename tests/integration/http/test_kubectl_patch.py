@@ -59,3 +59,23 @@ def test_diff_shows_what_apply_would_change(kube):
     assert r.returncode == 1, r.stderr                     # 1: differences found
     assert "-  replicas: 2\n+  replicas: 3" in r.stdout
     assert kube.ok("get", "deploy", "web", "-n", n, "-o", "jsonpath={.spec.replicas}") == "2"
+
+
+def test_set_image_rollout_pause_resume_restart_and_edit(kube, tmp_path):
+    n = ns(kube, "edit")
+    kube.ok("apply", "-n", n, "-f", "-", input=DEPLOY)
+    assert kube.ok("set", "image", "deploy/web", "app=nginx:1.29", "-n", n).strip() == \
+        "deployment.apps/web image updated"
+    assert kube.ok("rollout", "pause", "deploy/web", "-n", n).strip() == "deployment.apps/web paused"
+    assert kube.ok("get", "deploy", "web", "-n", n, "-o", "jsonpath={.spec.paused}") == "true"
+    assert kube.ok("rollout", "resume", "deploy/web", "-n", n).strip() == "deployment.apps/web resumed"
+    assert kube.ok("rollout", "restart", "deploy/web", "-n", n).strip() == "deployment.apps/web restarted"
+    got = json.loads(kube.ok("get", "deploy", "web", "-n", n, "-o", "json"))
+    assert got["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.29"
+    assert "kubectl.kubernetes.io/restartedAt" in got["spec"]["template"]["metadata"]["annotations"]
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nsed -i "s/replicas: 2/replicas: 7/" "$1"\n')
+    editor.chmod(0o755)
+    r = kube.kubectl("edit", "deploy/web", "-n", n, env={"KUBE_EDITOR": str(editor)})
+    assert r.returncode == 0 and r.stdout.strip() == "deployment.apps/web edited", r.stderr
+    assert kube.ok("get", "deploy", "web", "-n", n, "-o", "jsonpath={.spec.replicas}") == "7"
