@@ -145,16 +145,17 @@ class Resources:
             obj.metadata.namespace = t.namespace or obj.metadata.namespace
         return obj, warnings
 
-    def track(self, request: web.Request, t: Target, old: dict | None, new: dict) -> Message:
-        """The object with managedFields recording this write (ssa.track_update:
-        the fields it added or changed belong to the request's field manager)."""
+    def track(self, request: web.Request, t: Target, old: dict | None, obj: Message) -> Message:
+        """obj with managedFields recording this write (ssa.track_update: the
+        fields it added or changed belong to the request's field manager)."""
         from machinery.patch import ssa
-        return codec.from_dict(ssa.track_update(old, new, manager=manager(request), operation="Update",
-                                                info=t.info, now=now_rfc3339(), subresource=t.sub))
+        tracked = ssa.track_update(old, wire.to_json(obj), manager=manager(request), operation="Update",
+                                   info=t.info, now=now_rfc3339(), subresource=t.sub)
+        return wire.with_managed_fields(obj, tracked)
 
     async def create(self, request: web.Request, t: Target) -> web.Response:
         obj, warnings = await self.decode(request, t)
-        obj = self.track(request, t, None, wire.to_json(obj))
+        obj = self.track(request, t, None, obj)
         dry = dry_run(request)
         async with self.verbs.measured("create", t.info):
             out, more = await self.verbs.create(obj, dry_run=dry)
@@ -165,7 +166,7 @@ class Resources:
         if obj.metadata.name != t.name:
             raise errors.BadRequest("the name of the object "
                                     f"({obj.metadata.name}) does not match the name on the URL ({t.name})")
-        obj = self.track(request, t, wire.to_json(await self.read(t)), wire.to_json(obj))
+        obj = self.track(request, t, wire.to_json(await self.read(t)), obj)
         return await self.write(request, t, obj, warnings)
 
     async def write(self, request, t: Target, obj: Message, warnings=(), dry=None) -> web.Response:

@@ -66,7 +66,7 @@ class Subresources:
         want_rv = (scale.get("metadata") or {}).get("resourceVersion")
         live = wire.to_json(obj)
         obj.spec.replicas = replicas
-        obj = self.res.track(request, t, live, wire.to_json(obj))      # spec.replicas: the scaler's now
+        obj = self.res.track(request, t, live, obj)      # spec.replicas: the scaler's now
         obj.metadata.resource_version = want_rv if request.method == "PUT" and want_rv else ""
         async with self.verbs.measured("update", t.info):
             out, _ = await self.verbs.update(obj, dry_run=dry_run(request))
