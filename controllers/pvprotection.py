@@ -11,11 +11,10 @@ the cache has not seen yet is never missed); a volume once it is not Bound.
 """
 from __future__ import annotations
 
-from machinery import codec, errors
 from machinery.informer import BY_NAMESPACE, index_by_namespace, key_of
 
 from controllers import pvmatch as m
-from controllers.base import Controller
+from controllers.base import Controller, remove_finalizer
 
 PVC_FINALIZER = "kubernetes.io/pvc-protection"
 PV_FINALIZER = "kubernetes.io/pv-protection"
@@ -23,17 +22,6 @@ PV_FINALIZER = "kubernetes.io/pv-protection"
 
 def _deleting_with(obj, finalizer: str) -> bool:
     return obj.metadata.HasField("deletion_timestamp") and finalizer in obj.metadata.finalizers
-
-
-async def _remove_finalizer(client, obj, finalizer: str) -> None:
-    new = codec.copy(obj)
-    keep = [f for f in new.metadata.finalizers if f != finalizer]
-    del new.metadata.finalizers[:]
-    new.metadata.finalizers.extend(keep)
-    try:
-        await client.update(new)
-    except errors.NotFound:
-        pass
 
 
 class PVCProtectionController(Controller):
@@ -70,7 +58,7 @@ class PVCProtectionController(Controller):
         if any(m.pod_uses_claim(p, pvc) for p in pods):
             self.queue.add_after(key, 1.0)
             return
-        await _remove_finalizer(self.client, pvc, PVC_FINALIZER)
+        await remove_finalizer(self.client, pvc, PVC_FINALIZER)
         self.log.info("claim %s is not used by any pod: finalizer removed", key)
 
 
@@ -89,5 +77,5 @@ class PVProtectionController(Controller):
         pv = self.pv_inf.get_by_key(key)
         if pv is None or not _deleting_with(pv, PV_FINALIZER) or pv.status.phase == "Bound":
             return
-        await _remove_finalizer(self.client, pv, PV_FINALIZER)
+        await remove_finalizer(self.client, pv, PV_FINALIZER)
         self.log.info("volume %s is not bound: finalizer removed", key_of(pv))
