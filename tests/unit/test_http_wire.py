@@ -108,3 +108,26 @@ def test_protobuf_eviction_body_reads_as_json():
         k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString())
     with pytest.raises(errors.BadRequest):
         k8sproto.decode(b"nope")
+
+
+def test_protobuf_secret_and_configmap_bodies_read_as_json():
+    """kubectl create secret|configmap send k8s.io/api's wire format; maps arrive as {key, value} entries."""
+    classes = k8sproto._CLASSES
+    s = classes["Secret"](type="Opaque")
+    s.metadata.name = "db"
+    s.metadata.labels.add(key="app", value="web")
+    s.data.add(key="password", value=b"\x00pw")
+    unknown = classes["Unknown"](raw=s.SerializeToString())
+    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = "v1", "Secret"
+    assert k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString()) == {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "labels": {"app": "web"}},
+        "data": {"password": "AHB3"}, "type": "Opaque"}
+    cm = classes["ConfigMap"](immutable=True)
+    cm.metadata.name = "settings"
+    cm.data.add(key="mode", value="fast")
+    cm.binaryData.add(key="blob", value=b"\x01")
+    unknown = classes["Unknown"](raw=cm.SerializeToString())
+    unknown.typeMeta.kind = "ConfigMap"
+    assert k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString()) == {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+        "data": {"mode": "fast"}, "binaryData": {"blob": "AQ=="}, "immutable": True}

@@ -75,7 +75,7 @@ def rows(out: str) -> list[list[str]]:
 def test_version_api_versions_and_api_resources(kube):
     out = kube.ok("version")
     assert "Server Version: v1.32.0" in out
-    assert kube.ok("api-versions").split() == ["apps/v1", "coordination.k8s.io/v1", "v1"]
+    assert kube.ok("api-versions").split() == ["apps/v1", "coordination.k8s.io/v1", "storage.k8s.io/v1", "v1"]
     res = kube.ok("api-resources")
     assert re.search(r"^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", res, re.M)
     assert re.search(r"^nodes\s+no\s+v1\s+false\s+Node$", res, re.M)
