@@ -132,3 +132,23 @@ async def test_deleting_a_namespace_deletes_its_config_secrets_and_claims(client
 async def _phase(client, kind, name, ns="", *, want):
     obj = await _get(client, kind, name, ns)
     return obj is not None and obj.status.phase == want
+
+
+async def test_reapplying_a_claim_keeps_the_class_the_binder_filled_in(client, apiserver, controllers, tmp_path):
+    """kctl apply's three-way merge leaves alone what it never set (the
+    default class), so re-applying the manifest is not an immutable-spec error."""
+    from tests.integration.kctl_helpers import kctl
+    manifest = tmp_path / "pvc.yaml"
+    manifest.write_text("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: web-data}\n"
+                        "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n")
+    r = await asyncio.to_thread(kctl, apiserver.target, "apply", "-f", str(manifest))
+    assert r.code == 0, r
+
+    async def defaulted():
+        c = await client.get("PersistentVolumeClaim", "web-data", "default")
+        return c.spec.HasField("storage_class_name")
+    await until(defaulted, "default class assigned")
+    r = await asyncio.to_thread(kctl, apiserver.target, "apply", "-f", str(manifest))
+    assert (r.code, r.out) == (0, "persistentvolumeclaim/web-data unchanged\n"), r
+    r = await asyncio.to_thread(kctl, apiserver.target, "get", "pvc", "web-data")
+    assert r.out.splitlines()[1].split()[:3] == ["web-data", "Pending", "local-path"], r
