@@ -129,3 +129,13 @@ def test_a_bad_configuration_stops_the_apiserver_with_the_field(etcd, tmp_path):
         api.start(timeout=15)
     api.stop()
     assert "secret is not of the expected length, got 3, expected one of [32]" in api.log_tail()
+
+
+async def test_watchers_see_plaintext_secrets(encrypted_api):
+    async with Client(encrypted_api.target) as c:
+        _, rv = await c.list("Secret", "default")
+        stream = c.watch("Secret", "default", resource_version=rv)
+        await c.create(_secret())
+        async for ev in stream:
+            assert ev.type == "ADDED" and ev.object.data["password"] == PLAIN.encode()
+            break
