@@ -10,11 +10,14 @@ Modules, outside in:
 - watchcache.py  one etcd watch per kind, a ring buffer fanned out to all watchers
 - objects.py     etcd keys, stored bytes, selectors
 - storage.py     etcd (the only module importing aetcd); errors translated there
+- encryption.py  encryption at rest (EncryptionConfiguration; Secrets by default)
 - metrics.py     Prometheus series on --metrics-listen
 
 etcd layout: `/registry/<plural>/<namespace>/<name>` (cluster-scoped kinds:
 `/registry/<plural>/<name>`), the value is the object's protobuf encoding
-(apiVersion/kind set, resourceVersion empty: it is the key's mod_revision).
+(apiVersion/kind set, resourceVersion empty: it is the key's mod_revision),
+encrypted for Secrets (`k8s:enc:aesgcm:v1:<key>:` + nonce + ciphertext,
+encryption.py).
 Allocations: `/registry/allocations/clusterips/<ip>` and
 `/registry/allocations/nodeports/<port>`, valued with the owning service's key.
 

@@ -89,8 +89,9 @@ class Store:
         return objects.decode(info, kv.value, kv.mod_revision), kv
 
     async def list(self, info: kinds.KindInfo, flt: objects.Filter, limit: int = 0,
-                   continue_token: str = "") -> api_pb2.ListResponse:
-        start, revision = None, 0
+                   continue_token: str = "", revision: int = 0) -> api_pb2.ListResponse:
+        """Objects matching flt, at `revision` (0: the latest; a compacted one is Expired)."""
+        start = None
         if continue_token:
             try:
                 tok = json.loads(base64.urlsafe_b64decode(continue_token))
@@ -212,7 +213,7 @@ class Store:
                 alloc, warnings = await self._allocate(info, new, old, k, avoid)
             remove = _removable(new)
             raw = objects.encode(new)
-            if raw == kv.value and not remove:
+            if raw == kv.value and not remove and not self.storage.stale(kv):
                 return old, warnings                                  # no-op: nothing written
             if dry_run:
                 new.metadata.resource_version = str(kv.mod_revision)

@@ -5,7 +5,8 @@ them and does the etcd work.
 
 - create: server-set metadata (uid, creationTimestamp, generation 1), the
   status reset each kind gets (a new Pod is Pending with its QoS class, a new
-  Namespace Active, controllers' objects start with an empty status),
+  Namespace Active, PersistentVolumes and claims Pending with their
+  protection finalizer, controllers' objects start with an empty status),
   defaulting, validation, canonical quantities;
 - update: identity and server-set metadata kept from the stored object,
   status kept (only UpdateStatus writes it), generation +1 when anything
@@ -119,6 +120,8 @@ class Strategy:
             nmd.deletion_grace_period_seconds = omd.deletion_grace_period_seconds
         else:
             nmd.ClearField("deletion_grace_period_seconds")
+        if not nmd.managed_fields:          # omitted: the live ones stay (Kubernetes' decodeLiveOrNew)
+            nmd.managed_fields.extend(omd.managed_fields)
         new.api_version, new.kind = self.info.api_version, self.info.kind
 
     # ----------------------------------------------- defaulting/validation
@@ -183,8 +186,32 @@ class ServiceStrategy(Strategy):
         super().prepare_for_update(new, old)
 
 
+class VolumeStrategy(Strategy):
+    """PersistentVolumes and PersistentVolumeClaims start Pending (the binder
+    moves them on) and carry their protection finalizer from the start, as
+    Kubernetes' StorageObjectInUseProtection admission plugin adds it; the
+    pv/pvc protection controller removes it once nothing uses the object."""
+
+    def __init__(self, info: kinds.KindInfo, finalizer: str):
+        super().__init__(info)
+        self.finalizer = finalizer
+
+    def prepare_for_create(self, obj, namespace: str) -> None:
+        super().prepare_for_create(obj, namespace)
+        if self.finalizer not in obj.metadata.finalizers:
+            obj.metadata.finalizers.append(self.finalizer)
+
+    def reset_status(self, obj) -> None:
+        obj.ClearField("status")
+        obj.status.phase = "Pending"
+
+
 STRATEGIES: dict[str, Strategy] = {}
 for _info in kinds.KINDS:
+    if _info.kind in ("PersistentVolume", "PersistentVolumeClaim"):
+        _short = "pv" if _info.kind == "PersistentVolume" else "pvc"
+        STRATEGIES[_info.kind] = VolumeStrategy(_info, f"kubernetes.io/{_short}-protection")
+        continue
     _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy}.get(_info.kind, Strategy)
     STRATEGIES[_info.kind] = _cls(_info)
 

@@ -18,6 +18,16 @@ cache re-opens them from the last revision it saw.
 
 Everything aetcd/grpc raises is translated here into errors.ApiError
 subclasses (`raise ... from exc`).
+
+Encryption at rest sits here too, below everything else: with an
+`encryption.EncryptionConfig`, every value put under an encrypted prefix
+(`/registry/secrets/`) is encrypted on its way into a txn, and every value
+read back (get, range, txn reads, watch events and their prev_kv) is
+decrypted in place before the caller sees it, so the rest of the apiserver
+only ever handles plaintext. A value that cannot be decrypted raises
+encryption.TransformError (an InternalError naming the key). Values read
+with a key other than the current one are remembered as stale, so that an
+update rewrites them even when nothing changed (key rotation).
 """
 from __future__ import annotations
 
@@ -126,9 +136,11 @@ class Compacted(errors.Expired):
 # ---------------------------------------------------------------- storage
 
 class Storage:
-    def __init__(self, etcd_url: str, *, timeout: float = 3.0):
+    def __init__(self, etcd_url: str, *, timeout: float = 3.0, encryption=None):
         self.endpoint = endpoint_of(etcd_url)
         self.timeout = timeout
+        self.encryption = encryption               # encryption.EncryptionConfig or None
+        self._stale: dict[bytes, int] = {}         # key -> mod_revision read with an old key
         self._channel = grpc.aio.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
         self._kv = rpc.KVStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
@@ -136,6 +148,34 @@ class Storage:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    # encryption at rest
+    def _seal(self, ops: Iterable[rpc.RequestOp]) -> list[rpc.RequestOp]:
+        ops = list(ops)
+        if self.encryption is not None:
+            for op in ops:
+                if op.HasField("request_put"):
+                    t = self.encryption.for_key(op.request_put.key)
+                    if t is not None:
+                        op.request_put.value = t.to_storage(op.request_put.value, op.request_put.key)
+        return ops
+
+    def _open(self, kv) -> None:
+        if self.encryption is None or not kv.value:
+            return
+        t = self.encryption.for_key(kv.key)
+        if t is not None:
+            kv.value, stale = t.from_storage(kv.value, kv.key)
+            if stale:
+                self._stale[kv.key] = kv.mod_revision
+
+    def stale(self, kv: KeyValue) -> bool:
+        """The value was read with a key other than the current one: an update
+        must write it again even when nothing changed."""
+        rev = self._stale.get(kv.key)
+        if rev is not None and rev != kv.mod_revision:
+            del self._stale[kv.key]
+        return rev == kv.mod_revision
 
     async def _call(self, operation: str, method, request, timeout: float | None = None):
         started = time.perf_counter()
@@ -150,12 +190,17 @@ class Storage:
     async def get(self, key: bytes) -> tuple[KeyValue | None, int]:
         """The key's KeyValue (or None) and the store revision of the read."""
         resp = await self._call("get", self._kv.Range, rpc.RangeRequest(key=key))
+        for kv in resp.kvs:
+            self._open(kv)
         return (resp.kvs[0] if resp.kvs else None), resp.header.revision
 
     async def get_many(self, keys: list[bytes]) -> tuple[list[KeyValue | None], int]:
         """Several keys in one round trip (a read-only txn, ≤ 128 keys)."""
         resp = await self._call("get_many", self._kv.Txn, rpc.TxnRequest(success=[get(k) for k in keys]))
         out = [(r.response_range.kvs[0] if r.response_range.kvs else None) for r in resp.responses]
+        for kv in out:
+            if kv is not None:
+                self._open(kv)
         return out, resp.header.revision
 
     async def range(self, prefix: bytes, *, start: bytes | None = None, revision: int = 0,
@@ -164,6 +209,8 @@ class Storage:
         req = rpc.RangeRequest(key=start or prefix, range_end=prefix_end(prefix), revision=revision,
                                limit=limit, keys_only=keys_only)
         resp = await self._call("range", self._kv.Range, req, timeout=max(self.timeout, 10.0))
+        for kv in resp.kvs:
+            self._open(kv)
         return list(resp.kvs), resp.header.revision, resp.more
 
     async def revision(self) -> int:
@@ -174,8 +221,12 @@ class Storage:
     # writes
     async def txn(self, compares: Iterable[rpc.Compare], success: Iterable[rpc.RequestOp],
                   failure: Iterable[rpc.RequestOp] = (), operation: str = "txn") -> rpc.TxnResponse:
-        req = rpc.TxnRequest(compare=list(compares), success=list(success), failure=list(failure))
-        return await self._call(operation, self._kv.Txn, req)
+        req = rpc.TxnRequest(compare=list(compares), success=self._seal(success), failure=self._seal(failure))
+        resp = await self._call(operation, self._kv.Txn, req)
+        for r in resp.responses:
+            for kv in r.response_range.kvs:
+                self._open(kv)
+        return resp
 
     async def compact(self, revision: int) -> None:
         await self._call("compact", self._kv.Compact, rpc.CompactionRequest(revision=revision, physical=True),
@@ -217,6 +268,10 @@ class Storage:
                     raise Compacted(start_revision - 1, resp.compact_revision)
                 if resp.canceled:
                     raise errors.Unavailable(f"etcd cancelled the watch: {resp.cancel_reason or 'no reason'}")
+                for ev in resp.events:
+                    self._open(ev.kv)
+                    if ev.HasField("prev_kv"):
+                        self._open(ev.prev_kv)
                 yield resp
         except grpc.aio.AioRpcError as exc:
             raise translate(exc, self.endpoint) from exc

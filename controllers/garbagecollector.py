@@ -27,9 +27,10 @@ from machinery import codec, errors, kinds
 from machinery.informer import BY_OWNER, index_by_owner_uid
 
 from controllers import podutil
-from controllers.base import Controller
+from controllers.base import Controller, remove_finalizer
 
-GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints")
+GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints",
+            "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume")
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 
 
@@ -140,14 +141,7 @@ class GarbageCollector(Controller):
             pass
 
     async def _remove_finalizer(self, obj, finalizer: str) -> None:
-        new = codec.copy(obj)
-        keep = [f for f in new.metadata.finalizers if f != finalizer]
-        del new.metadata.finalizers[:]
-        new.metadata.finalizers.extend(keep)
-        try:
-            await self.client.update(new)
-        except errors.NotFound:
-            pass
+        await remove_finalizer(self.client, obj, finalizer)
 
     async def _orphan(self, obj) -> None:
         uid = obj.metadata.uid

@@ -1,7 +1,8 @@
 """`kctl-controller-manager`: every controller in one process.
 
     kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
-        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,garbagecollector,namespace]
+        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,garbagecollector,namespace,
+                       persistentvolume-binder,pvc-protection,pv-protection]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
         [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
@@ -33,7 +34,8 @@ from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl.controllers.manager")
 
-ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "garbagecollector", "namespace")
+ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "garbagecollector", "namespace",
+       "persistentvolume-binder", "pvc-protection", "pv-protection")
 
 
 def duration(text: str) -> float:
@@ -91,6 +93,8 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.namespace import NamespaceController
     from controllers.nodeipam import NodeIpamController
     from controllers.nodelifecycle import NodeLifecycleController
+    from controllers.pvbinder import PersistentVolumeController
+    from controllers.pvprotection import PVCProtectionController, PVProtectionController
     from controllers.replicaset import ReplicaSetController
 
     factory = SharedInformerFactory(client)
@@ -106,6 +110,9 @@ def build(client, args) -> tuple[dict, dict]:
         "endpoints": lambda: EndpointsController(client, factory, recorder, args.concurrent_endpoint_syncs),
         "garbagecollector": lambda: GarbageCollector(client, factory, recorder, args.concurrent_gc_syncs),
         "namespace": lambda: NamespaceController(client, factory, recorder, args.concurrent_namespace_syncs),
+        "persistentvolume-binder": lambda: PersistentVolumeController(client, factory, recorder),
+        "pvc-protection": lambda: PVCProtectionController(client, factory, recorder),
+        "pv-protection": lambda: PVProtectionController(client, factory, recorder),
     }
     ctrls = {name: makers[name]() for name in selected(args.controllers)}
     tasks = {"informers": factory.run(), "events": recorder.run()}

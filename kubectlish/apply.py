@@ -203,7 +203,7 @@ def apply_cmd(ctx: Ctx, filenames, recursive, output, dry_run):
 
 class _CreateGroup(click.Group):
     """`create -f FILE` and `create namespace|deployment ...`; short names too."""
-    ALIASES = {"ns": "namespace", "deploy": "deployment"}
+    ALIASES = {"ns": "namespace", "deploy": "deployment", "cm": "configmap"}
 
     def get_command(self, ctx, name):
         return super().get_command(ctx, self.ALIASES.get(name, name))
@@ -214,7 +214,7 @@ class _CreateGroup(click.Group):
 @click.option("--save-config", is_flag=True, help="Store the last-applied configuration (for a later apply).")
 @click.pass_context
 def create_cmd(click_ctx, filenames, recursive, output, save_config):
-    """Create resources from files or stdin, or: create namespace|deployment NAME ..."""
+    """Create resources from files or stdin, or: create namespace|deployment|configmap|secret NAME ..."""
     from kubectlish.common import run
     if click_ctx.invoked_subcommand is not None:
         if filenames:
@@ -236,8 +236,11 @@ def create_namespace_cmd(ctx: Ctx, name, output):
 
 
 def _add_generators():
+    from kubectlish.create_data import create_configmap_cmd, create_secret_group
     from kubectlish.generators import create_deployment_cmd
     create_cmd.add_command(create_deployment_cmd)
+    create_cmd.add_command(create_configmap_cmd)
+    create_cmd.add_command(create_secret_group)
 
 
 _add_generators()

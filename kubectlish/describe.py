@@ -274,7 +274,8 @@ async def describe_one(client, obj) -> str:
     elif kind == "Endpoints":
         lines = describe_endpoints(obj, events)
     else:
-        lines = describe_generic(obj, events)
+        from kubectlish.describe_storage import describe_storage
+        lines = await describe_storage(client, obj, events) or describe_generic(obj, events)
     return render(lines)
 
 

@@ -17,6 +17,7 @@ descriptors that does what json_format cannot:
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import dataclass
 
 import yaml
@@ -38,6 +39,10 @@ QUANTITY_FIELDS = {
     "kctl.v1.NodeStatus.allocatable",
     "kctl.v1.EmptyDirVolumeSource.size_limit",
     "kctl.v1.ResourceFieldSelector.divisor",
+    "kctl.v1.PersistentVolumeSpec.capacity",
+    "kctl.v1.VolumeResourceRequirements.limits",
+    "kctl.v1.VolumeResourceRequirements.requests",
+    "kctl.v1.PersistentVolumeClaimStatus.capacity",
 }
 # Fields Kubernetes serialises even when zero (no `omitempty` in its Go
 # types): kubectl shows `restartCount: 0`, `ready: false`, `exitCode: 0`.
@@ -121,7 +126,29 @@ def _scalar_in(f, v, path, issues, quantity=False):
             issues.append(DecodeIssue(path, f"expected number, got {_pytype(v)}"))
             return None
         return v
+    if t == FD.TYPE_BYTES:
+        return _base64_in(v, path, issues)
     return v
+
+
+_B64 = frozenset(string.ascii_letters + string.digits + "+/")
+
+
+def _base64_in(v, path, issues):
+    """Bytes are standard base64 with padding in JSON/YAML (Go's
+    encoding/json): say where the first bad byte is, as Go does."""
+    if not isinstance(v, str):
+        issues.append(DecodeIssue(path, f"expected base64 string, got {_pytype(v)} {json.dumps(v, default=str)}"))
+        return None
+    text = v.replace("\r", "").replace("\n", "")
+    body = text.rstrip("=")
+    bad = next((i for i, ch in enumerate(body) if ch not in _B64), None)
+    if bad is None and (len(text) % 4 or len(text) - len(body) > 2):
+        bad = len(text) - len(text) % 4 if len(text) % 4 else len(body)
+    if bad is not None:
+        issues.append(DecodeIssue(path, f"illegal base64 data at input byte {bad}"))
+        return None
+    return text
 
 
 def _value_in(f, v, path, issues):

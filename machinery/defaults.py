@@ -1,7 +1,8 @@
 """Defaulting of API objects, after Kubernetes' SetDefaults_* functions
 (pkg/apis/core/v1/defaults.go, pkg/apis/apps/v1/defaults.go) plus the few
 values Kubernetes' registry strategies fill on create (Pod phase Pending and
-QoS class, Namespace phase Active).
+QoS class, Namespace phase Active), and the one conversion step Kubernetes
+runs on every write: a Secret's stringData merged into data.
 
 Order in the apiserver, on every create and update:
 
@@ -219,7 +220,44 @@ def _node(node) -> None:
             node.status.allocatable[k] = v
 
 
+# ---------------------------------------------------- configuration, storage
+
+def _secret(secret) -> None:
+    """Kubernetes merges the write-only stringData into data when it converts
+    a v1 Secret (its conversion runs before defaulting and validation on
+    every write); stringData wins over data for the same key, and is never
+    stored."""
+    for k, v in secret.string_data.items():
+        secret.data[k] = v.encode()
+    secret.ClearField("string_data")
+    if not secret.type:
+        secret.type = "Opaque"
+
+
+def _persistent_volume(pv) -> None:
+    if not pv.spec.persistent_volume_reclaim_policy:
+        pv.spec.persistent_volume_reclaim_policy = "Retain"
+    if not pv.spec.volume_mode:
+        pv.spec.volume_mode = "Filesystem"
+
+
+def _persistent_volume_claim(pvc) -> None:
+    if not pvc.spec.volume_mode:
+        pvc.spec.volume_mode = "Filesystem"
+
+
+def _storage_class(sc) -> None:
+    if not sc.HasField("reclaim_policy"):
+        sc.reclaim_policy = "Delete"
+    if not sc.HasField("volume_binding_mode"):
+        sc.volume_binding_mode = "Immediate"
+
+
 _DEFAULTERS = {
+    "Secret": _secret,
+    "PersistentVolume": _persistent_volume,
+    "PersistentVolumeClaim": _persistent_volume_claim,
+    "StorageClass": _storage_class,
     "Pod": _pod,
     "ReplicaSet": _replica_set,
     "Deployment": _deployment,
@@ -277,3 +315,9 @@ def canonicalize(obj) -> None:
     elif kind == "Node":
         _canon_map(obj.status.capacity)
         _canon_map(obj.status.allocatable)
+    elif kind == "PersistentVolume":
+        _canon_map(obj.spec.capacity)
+    elif kind == "PersistentVolumeClaim":
+        _canon_map(obj.spec.resources.requests)
+        _canon_map(obj.spec.resources.limits)
+        _canon_map(obj.status.capacity)

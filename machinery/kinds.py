@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import apps_pb2, core_pb2
+from machinery.pb import apps_pb2, core_pb2, storage_pb2
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,14 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, apps_pb2.ReplicaSet, ("rs",)),
     KindInfo("Deployment", "deployments", "deployment", "apps", "v1", True, apps_pb2.Deployment, ("deploy",)),
     KindInfo("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, apps_pb2.Lease, (), has_status=False),
+    KindInfo("ConfigMap", "configmaps", "configmap", "", "v1", True, storage_pb2.ConfigMap, ("cm",), has_status=False),
+    KindInfo("Secret", "secrets", "secret", "", "v1", True, storage_pb2.Secret, (), has_status=False),
+    KindInfo("PersistentVolume", "persistentvolumes", "persistentvolume", "", "v1", False,
+             storage_pb2.PersistentVolume, ("pv",)),
+    KindInfo("PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", "", "v1", True,
+             storage_pb2.PersistentVolumeClaim, ("pvc",)),
+    KindInfo("StorageClass", "storageclasses", "storageclass", "storage.k8s.io", "v1", False,
+             storage_pb2.StorageClass, ("sc",), has_status=False),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

@@ -46,11 +46,13 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/meta.proto": META,
     "machinery/pb/core.proto": "io.k8s.api.core.v1",
     "machinery/pb/apps.proto": "io.k8s.api.apps.v1",
+    "machinery/pb/storage.proto": "io.k8s.api.core.v1",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",
     "kctl.v1.Lease": "io.k8s.api.coordination.v1",
     "kctl.v1.LeaseSpec": "io.k8s.api.coordination.v1",
+    "kctl.v1.StorageClass": "io.k8s.api.storage.v1",
 }
 _KIND_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in kinds.KINDS}
 _SPECIAL = {codec.INT_OR_STRING: INT_OR_STRING, codec.TIMESTAMP: TIME}
@@ -123,6 +125,8 @@ def _scalar(f) -> dict:
         return {"type": "boolean"}
     if f.type in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
         return {"type": "number", "format": "double"}
+    if f.type == FD.TYPE_BYTES:
+        return {"type": "string", "format": "byte"}
     return {"type": "string"}
 
 

@@ -36,6 +36,7 @@ from harness.control_plane import etcd_argv
 from harness.nodes import IMAGES
 
 APISERVER_PORT = 6443
+APISERVER_HTTP_PORT = 8080   # the Kubernetes HTTP API, for kubectl (kubeconfig `server`)
 # Service ClusterIPs (the apiserver's default, spelled out). Node namespaces
 # have no default route (topology.py), and a locally generated packet needs a
 # route BEFORE the proxy's nat OUTPUT rule can DNAT it: each node netns gets
@@ -108,6 +109,7 @@ def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
     return {
         "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
                       "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
+                      "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}",
                       "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
         "scheduler": [_bin("kctl-scheduler"), "--apiserver", apiserver,
                       "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
@@ -221,7 +223,8 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
                 "etcd": f"http://127.0.0.1:{etcd_client}", "agents": agents}
         _save_cluster(name, info)
         info["previous_context"] = current_context(kubeconfig_path(kubeconfig))  # `down` gives it back
-        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig)
+        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig,
+                                              http=f"http://{cp}:{APISERVER_HTTP_PORT}")
         _save_cluster(name, info)
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
 

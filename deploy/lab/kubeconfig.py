@@ -1,13 +1,21 @@
 """The lab's entries in a kubeconfig: `up` adds a cluster, context and user
 named ``kctl-lab-<name>`` and makes the context current (other entries are
 kept); `down` removes them again and gives back the context that was current
-before. The file is written atomically (temp file + rename).
+before. The file is written atomically (temp file + rename). The same file
+serves kubectl (the cluster's `server` is the HTTP API) and kctl (its gRPC
+address is the `kctl.dev/grpc` cluster extension); when the user has no
+~/.kube/config, `up` links it to this file and `down` removes that link.
 """
 from __future__ import annotations
 
 import os
 
 import yaml
+
+
+def kube_config() -> str:
+    """kubectl's default file (read at call time: HOME may change)."""
+    return os.path.expanduser("~/.kube/config")
 
 
 def kubeconfig_path(path: str | None = None) -> str:
@@ -22,8 +30,15 @@ def current_context(path: str) -> str:
     return (cfg.get("current-context") or "") if isinstance(cfg, dict) else ""
 
 
-def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
-    """Add/replace the lab's cluster and context in the kubeconfig and make it current."""
+def write_kubeconfig(name: str, server: str, path: str | None = None, http: str | None = None) -> str:
+    """Add/replace the lab's cluster and context in the kubeconfig and make it current.
+
+    One file for both tools (kubectlish/config.py): the cluster's `server`
+    is the HTTP URL kubectl uses, kctl's gRPC address is in the
+    `kctl.dev/grpc` extension. When the user has no ~/.kube/config and no
+    $KUBECONFIG, ~/.kube/config becomes a symlink to this file, so plain
+    `kubectl` finds the lab too; an existing ~/.kube/config is left alone."""
+    explicit = path or os.environ.get("KUBECONFIG")
     path = kubeconfig_path(path)
     cfg: dict = {}
     if os.path.exists(path):
@@ -31,7 +46,9 @@ def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
     ctx = f"kctl-lab-{name}"
     cfg.setdefault("apiVersion", "v1")
     cfg.setdefault("kind", "Config")
-    for key, entry in (("clusters", {"name": ctx, "cluster": {"server": server}}),
+    cluster = {"server": http or server,
+               "extensions": [{"name": "kctl.dev/grpc", "extension": {"server": server}}]}
+    for key, entry in (("clusters", {"name": ctx, "cluster": cluster}),
                        ("contexts", {"name": ctx, "context": {"cluster": ctx, "user": ctx}}),
                        ("users", {"name": ctx, "user": {}})):
         items = [i for i in (cfg.get(key) or []) if i.get("name") != ctx]
@@ -43,7 +60,18 @@ def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
     with open(tmp, "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
     os.replace(tmp, path)
+    kube = kube_config()
+    if not explicit and not os.path.lexists(kube):
+        os.makedirs(os.path.dirname(kube), exist_ok=True)
+        os.symlink(path, kube)
     return path
+
+
+def _drop_kube_link(path: str) -> None:
+    """~/.kube/config was made a link to `path` by `up`: remove it with the file."""
+    kube = kube_config()
+    if os.path.islink(kube) and os.path.realpath(kube) == os.path.realpath(path):
+        os.unlink(kube)
 
 
 def remove_kubeconfig_entries(name: str, path: str, previous: str = "") -> bool:
@@ -73,6 +101,7 @@ def remove_kubeconfig_entries(name: str, path: str, previous: str = "") -> bool:
     if not changed:
         return False
     if not any(cfg.get(k) for k in ("clusters", "contexts", "users")) and not cfg.get("current-context"):
+        _drop_kube_link(path)
         os.unlink(path)
         return True
     tmp = path + ".tmp"

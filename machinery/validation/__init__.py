@@ -17,14 +17,15 @@ because defaulting always fills it).
 
 The rules live in submodules: `common` (names, labels, ports), `meta`
 (ObjectMeta), `pod` (pod specs, shared with templates), `apps`
-(ReplicaSet, Deployment) and `core` (Service, Node, Namespace, Endpoints,
-Event, Lease).
+(ReplicaSet, Deployment), `core` (Service, Node, Namespace, Endpoints,
+Event, Lease), `config` (ConfigMap, Secret) and `storage`
+(PersistentVolume, PersistentVolumeClaim, StorageClass).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, core
+from machinery.validation import apps, config, core, storage
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -56,6 +57,11 @@ _SPEC_RULES = {
     "Endpoints": core.validate_endpoints,
     "Event": core.validate_event,
     "Lease": core.validate_lease,
+    "ConfigMap": config.validate_config_map,
+    "Secret": config.validate_secret,
+    "PersistentVolume": storage.validate_persistent_volume,
+    "PersistentVolumeClaim": storage.validate_persistent_volume_claim,
+    "StorageClass": storage.validate_storage_class,
 }
 
 
@@ -132,6 +138,11 @@ _UPDATE_RULES = {
     "Deployment": apps.validate_selector_update,
     "Service": core.validate_service_update,
     "Node": core.validate_node_update,
+    "ConfigMap": config.validate_config_map_update,
+    "Secret": config.validate_secret_update,
+    "PersistentVolume": storage.validate_persistent_volume_update,
+    "PersistentVolumeClaim": storage.validate_persistent_volume_claim_update,
+    "StorageClass": storage.validate_storage_class_update,
 }
 
 
@@ -174,6 +185,8 @@ _STATUS_RULES = {
     "Service": lambda n, o: core.validate_service_status(n),
     "Node": lambda n, o: core.validate_node_status(n),
     "Namespace": lambda n, o: core.validate_namespace_status(n),
+    "PersistentVolume": lambda n, o: storage.validate_persistent_volume_status(n),
+    "PersistentVolumeClaim": lambda n, o: storage.validate_persistent_volume_claim_status(n),
 }
 
 

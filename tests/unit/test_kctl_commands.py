@@ -64,8 +64,10 @@ def test_parse_targets():
     assert [x.info.kind for x in common.parse_targets(["all"])] == ["Pod", "Service", "Deployment", "ReplicaSet"]
     with pytest.raises(Failed, match="no need to specify a resource type as a separate argument"):
         common.parse_targets(["pods", "pod/x"])
-    with pytest.raises(Failed, match='doesn\'t have a resource type "pvc"'):
-        common.parse_targets(["pvc"])
+    with pytest.raises(Failed, match='doesn\'t have a resource type "widgets"'):
+        common.parse_targets(["widgets"])
+    assert [x.info.kind for x in common.parse_targets(["cm,secrets,pv,pvc,sc"])] == [
+        "ConfigMap", "Secret", "PersistentVolume", "PersistentVolumeClaim", "StorageClass"]
 
 
 def test_format_api_error_like_kubectl():

@@ -103,8 +103,7 @@ def _documents():
     for path in EXAMPLES:
         with open(path) as f:
             for i, doc in enumerate(codec.load_documents(f.read())):
-                if doc.get("kind") != "PersistentVolumeClaim":
-                    yield pytest.param(doc, id=f"{path.split('k8s-examples/')[1]}#{i}")
+                yield pytest.param(doc, id=f"{path.split('k8s-examples/')[1]}#{i}")
 
 
 @pytest.mark.skipif(not EXAMPLES, reason="shared examples not present")
