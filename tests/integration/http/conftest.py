@@ -31,7 +31,8 @@ class Kube:
         self.workdir = workdir
         self.etcd = Etcd(workdir)
         self.http_port = free_port()
-        self.apiserver = ApiServer(self.etcd, workdir, extra_args=["--http-listen", f"127.0.0.1:{self.http_port}"])
+        self.apiserver = ApiServer(self.etcd, workdir, extra_args=["--http-listen", f"127.0.0.1:{self.http_port}",
+                                                                 "--watch-bookmark-interval", "1"])
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.kubeconfig = workdir / "kubeconfig"
         self.kubeconfig.write_text(yaml.safe_dump({
