@@ -91,20 +91,43 @@ def test_field_validation_modes():
         wire.decode({"apiVersion": "apps/v1", "kind": "Pod"}, info)
 
 
+def _wire(api_version: str, kind: str, msg) -> bytes:
+    unknown = k8sproto.message_class(k8sproto.UNKNOWN)(raw=msg.SerializeToString())
+    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = api_version, kind
+    return k8sproto.MAGIC + unknown.SerializeToString()
+
+
 def test_protobuf_eviction_body_reads_as_json():
-    classes = k8sproto._CLASSES
-    ev = classes["Eviction"]()
+    ev = k8sproto.message_class("k8s.io.api.policy.v1.Eviction")()
     ev.metadata.name, ev.metadata.namespace = "p1", "default"
-    ev.deleteOptions.gracePeriodSeconds = 0
+    ev.deleteOptions.gracePeriodSeconds = 0              # written, as Go writes it: reads as unset
     ev.deleteOptions.preconditions.uid = "u1"
-    unknown = classes["Unknown"](raw=ev.SerializeToString())
-    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = "policy/v1", "Eviction"
-    body = k8sproto.MAGIC + unknown.SerializeToString()
-    assert wire.parse_document(body, k8sproto.MEDIA_TYPE) == {
+    ev.deleteOptions.dryRun.append("All")
+    assert wire.parse_document(_wire("policy/v1", "Eviction", ev), k8sproto.MEDIA_TYPE) == {
         "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p1", "namespace": "default"},
-        "deleteOptions": {"gracePeriodSeconds": 0, "preconditions": {"uid": "u1"}}}
-    unknown.typeMeta.kind = "Deployment"
-    with pytest.raises(errors.UnsupportedMediaType):
-        k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString())
+        "deleteOptions": {"preconditions": {"uid": "u1"}, "dryRun": ["All"]}}
     with pytest.raises(errors.BadRequest):
         k8sproto.decode(b"nope")
+    with pytest.raises(errors.UnsupportedMediaType):
+        k8sproto.decode(_wire("batch/v1", "Job", ev))
+
+
+def test_protobuf_deployment_reads_as_the_json_kubectl_create_means():
+    d = k8sproto.message_class("k8s.io.api.apps.v1.Deployment")()
+    d.metadata.name = "web"
+    d.metadata.labels["app"] = "web"
+    d.metadata.creationTimestamp.SetInParent()           # Go writes the zero Time: omitted
+    d.spec.replicas = 3
+    d.spec.selector.matchLabels["app"] = "web"
+    d.spec.strategy.rollingUpdate.maxSurge.type = 1
+    d.spec.strategy.rollingUpdate.maxSurge.strVal = "25%"
+    c = d.spec.template.spec.containers.add(name="nginx", image="nginx")
+    c.resources.limits["cpu"].string = "500m"
+    c.ports.add(containerPort=80)
+    assert k8sproto.decode(_wire("apps/v1", "Deployment", d)) == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "strategy": {"rollingUpdate": {"maxSurge": "25%"}},
+                 "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx",
+                                                       "resources": {"limits": {"cpu": "500m"}},
+                                                       "ports": [{"containerPort": 80}]}]}}}}
