@@ -253,3 +253,15 @@ def test_create_generators_send_protobuf_and_are_read(kube):
     assert kube.ok("get", "deploy", "none", "-n", "gen", "-o", "jsonpath={.spec.replicas}") == "0"
     svc = json.loads(kube.ok("get", "svc", "front", "-n", "gen", "-o", "json"))["spec"]
     assert svc["type"] == "NodePort" and svc["ports"][0]["targetPort"] == 8080
+
+
+def test_apply_prune_with_a_label_selector(kube):
+    """kubectl's default prune list names kinds kctl does not serve (ConfigMap,
+    ...), so pruning needs --prune-allowlist with the kinds to prune."""
+    n = ns(kube, "prune")
+    second = DEPLOY.replace("name: web,", "name: web2,")
+    kube.ok("apply", "-n", n, "-l", "app=web", "-f", "-", input=DEPLOY + "---\n" + second)
+    out = kube.ok("apply", "-n", n, "--prune", "-l", "app=web", "--prune-allowlist=apps/v1/Deployment",
+                  "-f", "-", input=DEPLOY)
+    assert out.splitlines() == ["deployment.apps/web unchanged", "deployment.apps/web2 pruned"]
+    assert kube.ok("get", "deploy", "-n", n, "-o", "name").split() == ["deployment.apps/web"]
