@@ -3,12 +3,13 @@
     kctl-apiserver --etcd-servers http://127.0.0.1:2379 --listen 127.0.0.1:6443
 
 `run()` is the whole process: bootstrap the system namespaces (retrying
-until etcd answers), start one watch-cache task per kind, serve gRPC, and
-stop cleanly on SIGTERM/SIGINT. The Kubernetes HTTP API (apiserver.http,
---http-listen) runs in the same event loop on the same Verbs as gRPC. The long-lived tasks run under
-machinery.runner.run_tasks like every other component's: a task that fails
-is logged and ends the process (exit code 1) rather than vanishing, and a
-signal stops them all, after which the servers stop and etcd is closed.
+until etcd answers), start one watch-cache task per kind, serve gRPC and
+the Kubernetes HTTP API (apiserver.http, --http-listen; same event loop,
+same Verbs), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
+under machinery.runner.run_tasks like every other component's: a task that
+fails is logged and ends the process (exit code 1) rather than vanishing,
+and a signal stops them all, after which the servers stop and etcd is
+closed.
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ async def run(args: argparse.Namespace) -> None:
         await storage.close()
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging("kctl-apiserver", 2 if args.verbose else 0)
     return run_component(lambda: run(args))

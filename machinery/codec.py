@@ -16,6 +16,7 @@ descriptors that does what json_format cannot:
 """
 from __future__ import annotations
 
+import functools
 import json
 import string
 from dataclasses import dataclass
@@ -263,10 +264,17 @@ def from_dict(data: dict, *, source: str = "") -> Message:
 
 # ------------------------------------------------------------------- output
 
+@functools.cache
+def _out_fields(desc) -> tuple[dict, tuple]:
+    """A message's fields by JSON name, and those always emitted (cached per type)."""
+    return ({f.json_name: f for f in desc.fields},
+            tuple(f for f in desc.fields if f.full_name in ALWAYS_EMITTED))
+
+
 def _message_out(desc, data: dict) -> dict:
-    by_json = {f.json_name: f for f in desc.fields}
-    for f in desc.fields:
-        if f.full_name in ALWAYS_EMITTED and f.json_name not in data:
+    by_json, always = _out_fields(desc)
+    for f in always:
+        if f.json_name not in data:
             data[f.json_name] = f.default_value
     for key, v in list(data.items()):
         f = by_json.get(key)

@@ -16,6 +16,7 @@ from aiohttp import web
 from apiserver.http import wire
 from apiserver.http.resources import Resources, Target, dry_run
 from machinery import errors, tables
+from machinery import patch as patches
 from machinery.pb import api_pb2
 
 
@@ -50,7 +51,6 @@ class Subresources:
         return wire.respond(scale_of(await self.res.read(t)))
 
     async def write_scale(self, request: web.Request, t: Target) -> web.Response:
-        from machinery import patch as patches
         body = await wire.read_body(request)
         obj = await self.res.read(t)
         if request.method == "PATCH":

@@ -202,7 +202,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         argvs = control_plane_argv(lab, f"http://127.0.0.1:{etcd_client}")
         lab.start("apiserver", argvs["apiserver"])
         _wait("the apiserver", lambda: _api_ready(apiserver), 20)
-        step(f"apiserver on {apiserver}")
+        step(f"apiserver on {apiserver} (gRPC), http://{cp}:{APISERVER_HTTP_PORT} (Kubernetes HTTP API)")
         for comp in ("scheduler", "controller-manager"):
             lab.start(comp, argvs[comp])
         step("scheduler and controller-manager started "
