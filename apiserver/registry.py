@@ -5,8 +5,9 @@ them and does the etcd work.
 
 - create: server-set metadata (uid, creationTimestamp, generation 1), the
   status reset each kind gets (a new Pod is Pending with its QoS class, a new
-  Namespace Active, controllers' objects start with an empty status),
-  defaulting, validation, canonical quantities;
+  Namespace Active, controllers' objects start with an empty status, a Job
+  gets its generated selector and pod labels), defaulting, validation,
+  canonical quantities;
 - update: identity and server-set metadata kept from the stored object,
   status kept (only UpdateStatus writes it), generation +1 when anything
   outside metadata and status changed;
@@ -24,7 +25,7 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from machinery import defaults, deletion, kinds, validation
+from machinery import defaults, deletion, kinds, validation, workloads
 from machinery.errors import FieldError
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
@@ -183,9 +184,16 @@ class ServiceStrategy(Strategy):
         super().prepare_for_update(new, old)
 
 
+class JobStrategy(Strategy):
+    def prepare_for_create(self, job, namespace: str) -> None:
+        super().prepare_for_create(job, namespace)
+        workloads.generate_job_selector(job)
+
+
 STRATEGIES: dict[str, Strategy] = {}
 for _info in kinds.KINDS:
-    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy}.get(_info.kind, Strategy)
+    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy,
+            "Job": JobStrategy}.get(_info.kind, Strategy)
     STRATEGIES[_info.kind] = _cls(_info)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import apps_pb2, core_pb2
+from machinery.pb import apps_pb2, batch_pb2, core_pb2, policy_pb2
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,14 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, apps_pb2.ReplicaSet, ("rs",)),
     KindInfo("Deployment", "deployments", "deployment", "apps", "v1", True, apps_pb2.Deployment, ("deploy",)),
     KindInfo("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, apps_pb2.Lease, (), has_status=False),
+    # workloads beyond Deployments (issue 12)
+    KindInfo("DaemonSet", "daemonsets", "daemonset", "apps", "v1", True, apps_pb2.DaemonSet, ("ds",)),
+    KindInfo("ControllerRevision", "controllerrevisions", "controllerrevision", "apps", "v1", True,
+             apps_pb2.ControllerRevision, (), has_status=False),
+    KindInfo("Job", "jobs", "job", "batch", "v1", True, batch_pb2.Job, ()),
+    KindInfo("CronJob", "cronjobs", "cronjob", "batch", "v1", True, batch_pb2.CronJob, ("cj",)),
+    KindInfo("PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", "policy", "v1", True,
+             policy_pb2.PodDisruptionBudget, ("pdb",)),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

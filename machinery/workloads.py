@@ -1,0 +1,39 @@
+"""Names the workload kinds share between the apiserver, the controllers
+and kctl (Kubernetes' batch/v1 and apps/v1 well-known labels), and the one
+server-side step of Jobs that needs the object's UID: the generated selector.
+
+Why here: the apiserver's Job strategy generates the selector, the Job
+controller and `kctl create job --from` put the same labels on pods and
+jobs, and the DaemonSet controller and `kctl rollout` agree on the revision
+label. One module keeps the spellings in one place.
+"""
+from __future__ import annotations
+
+# batch/v1 (pkg/apis/batch/types.go)
+CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
+JOB_NAME = "batch.kubernetes.io/job-name"
+LEGACY_CONTROLLER_UID = "controller-uid"
+LEGACY_JOB_NAME = "job-name"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
+CRONJOB_SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
+
+# apps/v1
+CONTROLLER_REVISION_HASH = "controller-revision-hash"
+DEPRECATED_TEMPLATE_GENERATION = "pod-template-generation"
+
+
+def generate_job_selector(job) -> None:
+    """generateSelector (pkg/registry/batch/job/strategy.go): unless
+    spec.manualSelector is true, label the template with the job's name and
+    UID (new and legacy keys, keeping any the user set; a conflict is left
+    for validation) and select on batch.kubernetes.io/controller-uid."""
+    if job.spec.HasField("manual_selector") and job.spec.manual_selector:
+        return
+    labels = job.spec.template.metadata.labels
+    for key in (LEGACY_JOB_NAME, JOB_NAME):
+        labels.setdefault(key, job.metadata.name)
+    for key in (LEGACY_CONTROLLER_UID, CONTROLLER_UID):
+        labels.setdefault(key, job.metadata.uid)
+    job.spec.selector.match_labels.setdefault(CONTROLLER_UID, job.metadata.uid)
