@@ -23,6 +23,7 @@ Where kctl knowingly differs from kubectl:
     errors stay per document as in kubectl;
   * the last-applied annotation holds the manifest as kctl decoded it
     (compact, sorted JSON, server-owned fields stripped), not the raw text;
-  * `get events` sorts oldest first; drain "evicts" with Delete (no
-    Eviction API / PodDisruptionBudgets); patch is applied client-side.
+  * `get events` sorts oldest first; without an Eviction API in the client,
+    drain decides PodDisruptionBudgets client-side (machinery.disruption)
+    and then deletes; patch is applied client-side.
 """
