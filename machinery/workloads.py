@@ -21,7 +21,6 @@ COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
 
 # apps/v1
 CONTROLLER_REVISION_HASH = "controller-revision-hash"
-DEPRECATED_TEMPLATE_GENERATION = "pod-template-generation"
 
 
 def generate_job_selector(job) -> None:
