@@ -1,7 +1,8 @@
 """The garbage collector (Kubernetes' pkg/controller/garbagecollector),
 built on the shared informers of the kinds that own or are owned:
-Deployment → ReplicaSet → Pod, Node → Lease (and any ownerReferences among
-the namespaced kinds we watch).
+Deployment → ReplicaSet → Pod, DaemonSet → ControllerRevision and Pod,
+CronJob → Job → Pod, Node → Lease (and any ownerReferences among the
+namespaced kinds we watch, PodDisruptionBudgets included).
 
 Work items are `Kind/namespace/name` keys; sync re-reads the object from
 its informer:
@@ -29,7 +30,8 @@ from machinery.informer import BY_OWNER, index_by_owner_uid
 from controllers import podutil
 from controllers.base import Controller
 
-GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints")
+GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints",
+            "DaemonSet", "ControllerRevision", "CronJob", "Job", "PodDisruptionBudget")
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 
 
