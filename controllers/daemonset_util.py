@@ -104,13 +104,8 @@ def should_run(node, ds) -> tuple[bool, bool]:
 
 # --------------------------------------------------------------- revisions
 
-def patch_of(ds) -> struct_pb2.Struct:
-    """getPatch: the template to restore, as a strategic-merge patch that replaces it."""
-    template = codec.to_dict(ds.spec.template)
-    template["$patch"] = "replace"
-    data = struct_pb2.Struct()
-    data.update({"spec": {"template": template}})
-    return data
+patch_of = workloads.daemonset_patch
+template_from_revision = workloads.template_from_revision
 
 
 def revision_hash(data: struct_pb2.Struct, collision_count: int = 0) -> str:
@@ -119,15 +114,6 @@ def revision_hash(data: struct_pb2.Struct, collision_count: int = 0) -> str:
     if collision_count:
         raw += str(collision_count).encode()
     return safe_encode(str(fnv32a(raw)))
-
-
-def template_from_revision(cr):
-    """The pod template a ControllerRevision's data restores."""
-    t = dict(json_format.MessageToDict(cr.data).get("spec", {}).get("template", {}))
-    t.pop("$patch", None)
-    holder = codec.from_dict({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {},
-                              "spec": {"template": t}})
-    return holder.spec.template
 
 
 def is_pod_updated(pod, hash_: str) -> bool:

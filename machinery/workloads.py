@@ -5,9 +5,15 @@ server-side step of Jobs that needs the object's UID: the generated selector.
 Why here: the apiserver's Job strategy generates the selector, the Job
 controller and `kctl create job --from` put the same labels on pods and
 jobs, and the DaemonSet controller and `kctl rollout` agree on the revision
-label. One module keeps the spellings in one place.
+label, and a DaemonSet's ControllerRevision data is written by the
+controller and read back by `kctl rollout history|undo`. One module keeps
+the spellings and the format in one place.
 """
 from __future__ import annotations
+
+from google.protobuf import json_format, struct_pb2
+
+from machinery import codec
 
 # batch/v1 (pkg/apis/batch/types.go)
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
@@ -36,3 +42,22 @@ def generate_job_selector(job) -> None:
     for key in (LEGACY_CONTROLLER_UID, CONTROLLER_UID):
         labels.setdefault(key, job.metadata.uid)
     job.spec.selector.match_labels.setdefault(CONTROLLER_UID, job.metadata.uid)
+
+
+def daemonset_patch(ds) -> struct_pb2.Struct:
+    """A DaemonSet's ControllerRevision data (getPatch): `{"spec": {"template": ...,
+    "$patch": "replace"}}`, the strategic-merge patch that restores the template."""
+    template = codec.to_dict(ds.spec.template)
+    template["$patch"] = "replace"
+    data = struct_pb2.Struct()
+    data.update({"spec": {"template": template}})
+    return data
+
+
+def template_from_revision(cr):
+    """The pod template a DaemonSet's ControllerRevision restores."""
+    t = dict(json_format.MessageToDict(cr.data).get("spec", {}).get("template", {}))
+    t.pop("$patch", None)
+    holder = codec.from_dict({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {},
+                              "spec": {"template": t}})
+    return holder.spec.template

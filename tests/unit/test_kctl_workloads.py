@@ -1,10 +1,15 @@
 """kctl verbs for the workload kinds on the FakeClient: drain honouring a
-PodDisruptionBudget (kubectl's retry on 429)."""
+PodDisruptionBudget (kubectl's retry on 429), rollout status|history|undo of
+a DaemonSet, create job --from=cronjob/NAME."""
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
+from controllers import podutil
 from kubectlish import nodes
+from machinery import codec, workloads
 from tests.unit.test_kctl_commands import fake, kctl, make, pod  # noqa: F401  (fixture)
 
 
@@ -48,3 +53,73 @@ def test_drain_spends_the_budget_when_it_allows(covered):
     assert "pod/web-1 evicted" in out and not covered.objects("pods")
     st = covered.objects("poddisruptionbudgets")[0].status
     assert st.disruptions_allowed == 0 and "web-1" in st.disrupted_pods
+
+
+# ------------------------------------------------------------ rollout ds
+
+def daemonset(image="agent:v1") -> dict:
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                     "template": {"metadata": {"labels": {"app": "agent"}},
+                                  "spec": {"containers": [{"name": "main", "image": image}]}}}}
+
+
+def revision(fake, ds, n, image, cause=None):
+    tmpl = codec.from_dict(daemonset(image))
+    cr = {"apiVersion": "apps/v1", "kind": "ControllerRevision",
+          "metadata": {"name": f"agent-{n}", "namespace": "default",
+                       "annotations": {"kubernetes.io/change-cause": cause} if cause else {}},
+          "revision": n}
+    obj = codec.from_dict(cr)
+    obj.data.CopyFrom(workloads.daemonset_patch(tmpl))
+    obj.metadata.owner_references.append(podutil.owner_ref_for(ds))
+    return asyncio.run(fake.create(obj))
+
+
+def test_rollout_status_history_undo_for_a_daemonset(fake):  # noqa: F811
+    ds = make(fake, daemonset("agent:v2"))
+    revision(fake, ds, 1, "agent:v1", cause="first")
+    revision(fake, ds, 2, "agent:v2")
+    code, out, err = kctl("rollout", "status", "ds/agent", "--no-watch")
+    assert code == 0 and out == "Waiting for daemon set spec update to be observed...\n"
+    st = fake.objects("daemonsets")[0]
+    st.status.observed_generation, st.status.desired_number_scheduled = 1, 3
+    st.status.updated_number_scheduled = 1
+    asyncio.run(fake.update_status(st))
+    code, out, err = kctl("rollout", "status", "daemonset/agent", "--no-watch")
+    assert out == 'Waiting for daemon set "agent" rollout to finish: 1 out of 3 new pods have been updated...\n'
+    code, out, err = kctl("rollout", "history", "daemonset/agent")
+    assert code == 0, err
+    assert out.splitlines() == ["daemonset.apps/agent", "REVISION  CHANGE-CAUSE", "1         first",
+                                "2         <none>"]
+    code, out, err = kctl("rollout", "history", "daemonset/agent", "--revision", "1")
+    assert out.startswith("daemonset.apps/agent with revision #1\n") and "agent:v1" in out
+    code, out, err = kctl("rollout", "undo", "daemonset/agent")
+    assert (code, out) == (0, "daemonset.apps/agent rolled back\n")
+    assert fake.objects("daemonsets")[0].spec.template.spec.containers[0].image == "agent:v1"
+    code, out, err = kctl("rollout", "undo", "daemonset/agent", "--to-revision", "1")
+    assert out == "daemonset.apps/agent skipped rollback (current template already matches revision 1)\n"
+
+
+# ---------------------------------------------------------- create job
+
+def test_create_job_from_a_cronjob(fake):  # noqa: F811
+    cj = make(fake, {"apiVersion": "batch/v1", "kind": "CronJob",
+                     "metadata": {"name": "nightly", "namespace": "default"},
+                     "spec": {"schedule": "0 3 * * *", "jobTemplate": {
+                         "metadata": {"labels": {"team": "batch"}, "annotations": {"a": "b"}},
+                         "spec": {"backoffLimit": 2, "template": {"spec": {
+                             "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}})
+    code, out, err = kctl("create", "job", "manual-1", "--from=cronjob/nightly")
+    assert (code, out) == (0, "job.batch/manual-1 created\n"), err
+    job = fake.objects("jobs")[0]
+    assert dict(job.metadata.annotations) == {"cronjob.kubernetes.io/instantiate": "manual", "a": "b"}
+    assert dict(job.metadata.labels) == {"team": "batch"} and job.spec.backoff_limit == 2
+    ref = job.metadata.owner_references[0]
+    assert (ref.kind, ref.uid, ref.controller, ref.HasField("block_owner_deletion")) == \
+        ("CronJob", cj.metadata.uid, True, False)
+    code, out, err = kctl("create", "job", "x", "--from=deploy/web")
+    assert code == 1 and "unknown object type deployment" in err
+    code, out, err = kctl("create", "job", "y", "--image=busybox", "--", "date")
+    assert code == 0 and fake.stored("Job", "y").spec.template.spec.containers[0].command == ["date"]
