@@ -89,8 +89,9 @@ class Store:
         return objects.decode(info, kv.value, kv.mod_revision), kv
 
     async def list(self, info: kinds.KindInfo, flt: objects.Filter, limit: int = 0,
-                   continue_token: str = "") -> api_pb2.ListResponse:
-        start, revision = None, 0
+                   continue_token: str = "", revision: int = 0) -> api_pb2.ListResponse:
+        """Objects matching flt, at `revision` (0: the latest; a compacted one is Expired)."""
+        start = None
         if continue_token:
             try:
                 tok = json.loads(base64.urlsafe_b64decode(continue_token))

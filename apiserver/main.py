@@ -4,32 +4,35 @@
 
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC, and
-stop cleanly on SIGTERM/SIGINT. Every long-lived task runs in one
-asyncio.TaskGroup, wrapped so that its failure is logged and ends the
-process rather than vanishing.
+stop cleanly on SIGTERM/SIGINT. The Kubernetes HTTP API (apiserver.http,
+--http-listen) runs in the same event loop on the same Verbs as gRPC. The long-lived tasks run under
+machinery.runner.run_tasks like every other component's: a task that fails
+is logged and ends the process (exit code 1) rather than vanishing, and a
+signal stops them all, after which the servers stop and etcd is closed.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import metrics, objects
+from apiserver import http, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
 from apiserver.nodeproxy import NodeProxy
 from apiserver.server import ApiServicer
+from apiserver.verbs import Verbs
 from apiserver.watchcache import WatchCache
 from machinery import errors, kinds
 from machinery.client import MAX_MESSAGE
 from machinery.pb import api_pb2_grpc, node_pb2_grpc
+from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl-apiserver")
 
@@ -40,6 +43,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-apiserver", description="The kctl API server (gRPC) on etcd.")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URL (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--http-listen", default=None,
+                   help="HOST:PORT of the Kubernetes HTTP API (kubectl, client libraries); 'off' disables. "
+                        f"Default {http.DEFAULT_LISTEN}, kubectl's address when it has no kubeconfig; "
+                        "a default port already in use is logged and skipped, a given one is fatal")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/16",
                    help="CIDR for Service ClusterIPs (default %(default)s)")
     p.add_argument("--service-node-port-range", default="30000-32767",
@@ -104,18 +111,17 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
-async def _supervised(name: str, coro) -> None:
+async def _serve_http(verbs: Verbs, listen: str | None):
+    """The HTTP API's runner, or None when disabled (or the default port is taken)."""
+    if listen == "off":
+        return None
     try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except BaseException:
-        log.exception("task %s failed; stopping", name)
-        raise
-
-
-class _Stop(Exception):
-    pass
+        return await http.serve(verbs, listen or http.DEFAULT_LISTEN)
+    except SystemExit as exc:
+        if listen:
+            raise
+        log.warning("%s; the HTTP API is off (give --http-listen to choose another address)", exc)
+        return None
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -131,7 +137,8 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.keepalive_permit_without_calls", 1),
                                       ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                                       ("grpc.so_reuseport", 0)])
-    api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(store, cache, args.watch_bookmark_interval), server)
+    verbs = Verbs(store, cache, args.watch_bookmark_interval)
+    api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     node_pb2_grpc.add_NodeAgentServicer_to_server(NodeProxy(store), server)  # kctl logs/exec -> node agents
     try:
         port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once
@@ -142,45 +149,31 @@ async def run(args: argparse.Namespace) -> None:
     metrics.serve(args.metrics_listen)
     await bootstrap(store)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    async def until_stopped():
-        await stop.wait()
-        log.info("stopping")
-        await server.stop(grace=1.0)
-        raise _Stop
-
+    runner = None
     try:
-        async with asyncio.TaskGroup() as tg:
-            for info in kinds.KINDS:
-                tg.create_task(_supervised(f"watchcache-{info.plural}", cache[info.kind].run()),
-                               name=f"watchcache-{info.plural}")
-            await server.start()
-            host = args.listen.rpartition(":")[0]
-            log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
-            tg.create_task(_supervised("grpc-server", server.wait_for_termination()), name="grpc-server")
-            tg.create_task(until_stopped(), name="signals")
-            tg.create_task(_supervised("etcd-compactor", compact_periodically(storage, args.etcd_compaction_interval)),
-                           name="etcd-compactor")
-    except* _Stop:
-        pass
+        await server.start()
+        host = args.listen.rpartition(":")[0]
+        log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
+        runner = await _serve_http(verbs, args.http_listen)
+        tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
+        # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
+        tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
+        if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
+            tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
+        await run_tasks(tasks)
+        log.info("stopping")
     finally:
+        if runner is not None:
+            await runner.cleanup()
+        await server.stop(grace=1.0)
         await storage.close()
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aetcd").setLevel(logging.WARNING)
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        pass
+    setup_logging("kctl-apiserver", 2 if args.verbose else 0)
+    return run_component(lambda: run(args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

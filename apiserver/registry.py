@@ -120,6 +120,8 @@ class Strategy:
             nmd.deletion_grace_period_seconds = omd.deletion_grace_period_seconds
         else:
             nmd.ClearField("deletion_grace_period_seconds")
+        if not nmd.managed_fields:          # omitted: the live ones stay (Kubernetes' decodeLiveOrNew)
+            nmd.managed_fields.extend(omd.managed_fields)
         new.api_version, new.kind = self.info.api_version, self.info.kind
 
     # ----------------------------------------------- defaulting/validation

@@ -4,9 +4,10 @@
 
 Starts its own etcd and kctl-apiserver on free loopback ports in a
 temporary directory (tests/cluster.py), then measures, at concurrency 1 and
-64: Pod creates and gets through the API (machinery.client, i.e. gRPC →
-apiserver → etcd txn/range), and raw etcd puts/gets of the same bytes with
-aetcd directly. Then, with --node-watchers (default 1,000) node-agent-like
+64: Pod creates and gets through the API over gRPC (machinery.client, i.e.
+gRPC → apiserver → etcd txn/range) and over the Kubernetes HTTP API (JSON,
+aiohttp's client with a pooled connection per worker, as client libraries
+keep them), and raw etcd puts/gets of the same bytes with aetcd directly. Then, with --node-watchers (default 1,000) node-agent-like
 watches open, creates and binds 1,000 pods until every watcher has seen its
 pods. Prints a table, the API/etcd ratios, the fan-out rate, the time to
 list every pod, and ends with one machine-readable line `RESULT key=value ...`.
@@ -25,9 +26,11 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import aetcd  # noqa: E402  (the benchmark's own raw-etcd baseline)
+import aiohttp  # noqa: E402  (the HTTP API's client side)
 
 from machinery.client import Client  # noqa: E402
-from tests.cluster import Cluster, new_object  # noqa: E402
+from machinery import codec  # noqa: E402
+from tests.cluster import Cluster, free_port, new_object  # noqa: E402
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -92,8 +95,27 @@ async def fanout(clients: list[Client], watchers: int, pods: int = 1000) -> dict
     return {"fanout_watchers": watchers, "fanout_pods_per_s": pods / elapsed}
 
 
-async def bench(cluster: Cluster, ops1: int, ops64: int, node_watchers: int = 0) -> dict[str, float]:
+def http_ops(session: aiohttp.ClientSession, base: str, conc: int, n: int):
+    """create and get of Pods over the HTTP API (status checked: a failure ends the run)."""
+    pods = f"{base}/api/v1/namespaces/default/pods"
+
+    async def create(i):
+        body = codec.to_dict(new_object("Pod", f"h{conc}-{i}"))
+        async with session.post(pods, json=body) as r:
+            await r.read()
+            r.raise_for_status()
+
+    async def get(i):
+        async with session.get(f"{pods}/h{conc}-{(i * 7919) % n}") as r:
+            await r.read()
+            r.raise_for_status()
+    return create, get
+
+
+async def bench(cluster: Cluster, ops1: int, ops64: int, node_watchers: int = 0,
+                http: str = "") -> dict[str, float]:
     results: dict[str, float] = {}
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
     template = new_object("Pod", "template")
     payload = template.SerializeToString()
     etcd_port = cluster.etcd.client_port
@@ -120,13 +142,18 @@ async def bench(cluster: Cluster, ops1: int, ops64: int, node_watchers: int = 0)
             def etcd_get(i, conc=conc, n=n):
                 return raw.get(f"/bench/pods/c{conc}-{(i * 7919) % n}".encode())
 
+            http_create, http_get = http_ops(session, http, conc, n)
             for name, op in (("api_create", api_create), ("api_get", api_get),
+                             ("http_create", http_create), ("http_get", http_get),
                              ("etcd_put", etcd_put), ("etcd_get", etcd_get)):
                 r = await run_phase(n, conc, op)
                 for k, v in r.items():
                     results[f"{name}_c{conc}_{k}"] = v
             results[f"ratio_create_c{conc}"] = results[f"api_create_c{conc}_ops"] / results[f"etcd_put_c{conc}_ops"]
             results[f"ratio_get_c{conc}"] = results[f"api_get_c{conc}_ops"] / results[f"etcd_get_c{conc}_ops"]
+            for verb in ("create", "get"):
+                results[f"ratio_http_grpc_{verb}_c{conc}"] = (results[f"http_{verb}_c{conc}_ops"]
+                                                              / results[f"api_{verb}_c{conc}_ops"])
 
         if node_watchers:
             results.update(await fanout(clients, node_watchers))
@@ -138,7 +165,12 @@ async def bench(cluster: Cluster, ops1: int, ops64: int, node_watchers: int = 0)
         t0 = time.perf_counter()
         sel, _ = await clients[0].list("Pod", label_selector="app=none")
         results["list_pods_selector_ms"] = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        async with session.get(f"{http}/api/v1/pods") as r:
+            results["http_list_pods_n"] = len((await r.json())["items"])
+        results["http_list_pods_ms"] = (time.perf_counter() - t0) * 1000
     finally:
+        await session.close()
         await asyncio.gather(*(c.close() for c in clients))
         await raw.close()
     return results
@@ -151,19 +183,22 @@ def main() -> None:
     ap.add_argument("--node-watchers", type=int, default=1000,
                     help="node-agent-like pod watches open during the fan-out phase (0 skips it)")
     args = ap.parse_args()
-    with Cluster(apiserver_args=["--metrics-listen", "off"]) as cluster:
+    http = f"127.0.0.1:{free_port()}"
+    with Cluster(apiserver_args=["--metrics-listen", "off", "--http-listen", http]) as cluster:
         print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "
-              f"(pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
-        r = asyncio.run(bench(cluster, args.ops, args.ops64, args.node_watchers))
+              f"and http://{http} (pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
+        r = asyncio.run(bench(cluster, args.ops, args.ops64, args.node_watchers, f"http://{http}"))
     print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for conc in (1, 64):
-        for name in ("api_create", "etcd_put", "api_get", "etcd_get"):
+        for name in ("api_create", "http_create", "etcd_put", "api_get", "http_get", "etcd_get"):
             k = f"{name}_c{conc}"
             print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}")
         print(f"  api/etcd at concurrency {conc}: create {r[f'ratio_create_c{conc}']:.2f}, "
-              f"get {r[f'ratio_get_c{conc}']:.2f}")
+              f"get {r[f'ratio_get_c{conc}']:.2f}; http/grpc: create "
+              f"{r[f'ratio_http_grpc_create_c{conc}']:.2f}, get {r[f'ratio_http_grpc_get_c{conc}']:.2f}")
     print(f"list {int(r['list_pods_n'])} pods: {r['list_pods_ms']:.0f} ms "
-          f"(with a selector matching none: {r['list_pods_selector_ms']:.0f} ms)")
+          f"(with a selector matching none: {r['list_pods_selector_ms']:.0f} ms; "
+          f"over HTTP: {r['http_list_pods_ms']:.0f} ms)")
     if "fanout_pods_per_s" in r:
         print(f"create+bind 1000 pods with {int(r['fanout_watchers'])} node watchers open: "
               f"{r['fanout_pods_per_s']:.0f} pods/s until every node's watcher saw its pods")

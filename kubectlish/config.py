@@ -3,8 +3,8 @@
 Precedence follows kubectl: a flag beats the environment, which beats the
 kubeconfig file.
 
-* server:    --server, then $KCTL_SERVER, then the current context's cluster
-             `server` in the kubeconfig, then 127.0.0.1:6443.
+* server:    --server, then $KCTL_SERVER, then the current context's
+             cluster in the kubeconfig (see below), then 127.0.0.1:6443.
 * kubeconfig: --kubeconfig, then the first existing file in $KUBECONFIG
              (colon-separated, like kubectl), then ~/.kctl/config.
 * namespace: -n/--namespace, then the current context's `namespace`, then
@@ -17,6 +17,15 @@ kubectl; `users` is accepted and ignored (no authentication yet).
 A kubeconfig that cannot be used raises machinery.errors.ConfigError (the
 one ConfigError of the exception tree; re-exported here as
 `config.ConfigError`) with a message that says why.
+
+One file serves both tools. A cluster's `server` is what kubectl uses,
+the apiserver's HTTP URL (`http://10.0.0.1:8080`); kctl speaks gRPC and
+finds its address in the cluster's extension named `kctl.dev/grpc`
+(`extensions: [{name: kctl.dev/grpc, extension: {server: 10.0.0.1:6443}}]`,
+which kubectl carries along unread). Without that extension, a `server`
+with no scheme (or `grpc://`) is the gRPC address itself, as kctl wrote it
+before the HTTP API existed, and an `http(s)://` URL means the same host on
+gRPC's default port 6443.
 """
 from __future__ import annotations
 
@@ -28,6 +37,8 @@ from machinery.errors import ConfigError
 
 DEFAULT_SERVER = "127.0.0.1:6443"
 DEFAULT_CONFIG = "~/.kctl/config"
+GRPC_EXTENSION = "kctl.dev/grpc"
+GRPC_PORT = 6443
 
 
 @dataclass
@@ -81,7 +92,7 @@ def load(path: str, context: str | None = None) -> tuple[str | None, str | None,
     if not name:
         # No context chosen: a single cluster is unambiguous.
         if len(clusters) == 1:
-            return next(iter(clusters.values())).get("server"), None, None
+            return grpc_server(next(iter(clusters.values()))), None, None
         return None, None, None
     if name not in contexts:
         raise ConfigError(f'context "{name}" does not exist')
@@ -89,7 +100,22 @@ def load(path: str, context: str | None = None) -> tuple[str | None, str | None,
     cluster = clusters.get(ctx.get("cluster", ""))
     if cluster is None:
         raise ConfigError(f'cluster "{ctx.get("cluster", "")}" of context "{name}" does not exist')
-    return cluster.get("server"), ctx.get("namespace") or None, name
+    return grpc_server(cluster), ctx.get("namespace") or None, name
+
+
+def grpc_server(cluster: dict) -> str | None:
+    """kctl's gRPC address for a kubeconfig cluster entry (see the module docstring)."""
+    for ext in cluster.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == GRPC_EXTENSION:
+            found = (ext.get("extension") or {}).get("server")
+            if found:
+                return found
+    server = cluster.get("server")
+    if server and server.startswith(("http://", "https://")):
+        host = server.split("://", 1)[1].split("/", 1)[0]
+        host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return f"{host}:{GRPC_PORT}"
+    return server
 
 
 def resolve(*, server: str | None, kubeconfig: str | None, namespace: str | None,

@@ -32,6 +32,7 @@ from deploy.lab.naming import LabError
 from deploy.lab.topology import Lab, LabSpec
 
 APISERVER_PORT = 6443
+APISERVER_HTTP_PORT = 8080   # the Kubernetes HTTP API, for kubectl (kubeconfig `server`)
 # Service ClusterIPs (the apiserver's default, spelled out). Node namespaces
 # have no default route (topology.py), and a locally generated packet needs a
 # route BEFORE the proxy's nat OUTPUT rule can DNAT it: each node netns gets
@@ -114,6 +115,7 @@ def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
     return {
         "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
                       "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
+                      "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}",
                       "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
         "scheduler": [_bin("kctl-scheduler"), "--apiserver", apiserver,
                       "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
@@ -152,8 +154,15 @@ def current_context(path: str) -> str:
     return (cfg.get("current-context") or "") if isinstance(cfg, dict) else ""
 
 
-def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
-    """Add/replace the lab's cluster and context in the kubeconfig and make it current."""
+def write_kubeconfig(name: str, server: str, path: str | None = None, http: str | None = None) -> str:
+    """Add/replace the lab's cluster and context in the kubeconfig and make it current.
+
+    One file for both tools (kubectlish/config.py): the cluster's `server`
+    is the HTTP URL kubectl uses, kctl's gRPC address is in the
+    `kctl.dev/grpc` extension. When the user has no ~/.kube/config and no
+    $KUBECONFIG, ~/.kube/config becomes a symlink to this file, so plain
+    `kubectl` finds the lab too; an existing ~/.kube/config is left alone."""
+    explicit = path or os.environ.get("KUBECONFIG")
     path = kubeconfig_path(path)
     cfg: dict = {}
     if os.path.exists(path):
@@ -161,7 +170,9 @@ def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
     ctx = f"kctl-lab-{name}"
     cfg.setdefault("apiVersion", "v1")
     cfg.setdefault("kind", "Config")
-    for key, entry in (("clusters", {"name": ctx, "cluster": {"server": server}}),
+    cluster = {"server": http or server,
+               "extensions": [{"name": "kctl.dev/grpc", "extension": {"server": server}}]}
+    for key, entry in (("clusters", {"name": ctx, "cluster": cluster}),
                        ("contexts", {"name": ctx, "context": {"cluster": ctx, "user": ctx}}),
                        ("users", {"name": ctx, "user": {}})):
         items = [i for i in (cfg.get(key) or []) if i.get("name") != ctx]
@@ -173,6 +184,10 @@ def write_kubeconfig(name: str, server: str, path: str | None = None) -> str:
     with open(tmp, "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
     os.replace(tmp, path)
+    kube = os.path.expanduser("~/.kube/config")
+    if not explicit and not os.path.lexists(kube):
+        os.makedirs(os.path.dirname(kube), exist_ok=True)
+        os.symlink(path, kube)
     return path
 
 
@@ -268,7 +283,8 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
                 "etcd": f"http://127.0.0.1:{etcd_client}", "agents": agents}
         _save_cluster(name, info)
         info["previous_context"] = current_context(kubeconfig_path(kubeconfig))  # `down` gives it back
-        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig)
+        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig,
+                                              http=f"http://{cp}:{APISERVER_HTTP_PORT}")
         _save_cluster(name, info)
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
 

@@ -33,9 +33,13 @@ _GO_KIND = {list: "array", str: "string", int: "number", float: "number", bool: 
 def decode_json(body: bytes):
     """validateAndTranscodePatch: the body must be valid JSON."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError):
         raise errors.BadRequest("invalid JSON patch") from None
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def merge_patch(target, patch):

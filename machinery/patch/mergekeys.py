@@ -19,7 +19,8 @@ Tables are keyed by the proto message's full name and the field's JSON
 name; every repeated field of kctl's messages that Kubernetes does not list
 here is atomic (replaced whole) in both vocabularies, as in Kubernetes:
 tolerations and taints, for instance, have no merge key upstream.
-The openapi generator reads `patch_meta` to emit
+VALUE_STRUCTS records which struct fields Go holds by value (see
+zero_object). The openapi generator reads `patch_meta` to emit
 `x-kubernetes-patch-strategy` / `x-kubernetes-patch-merge-key`.
 """
 from __future__ import annotations
@@ -90,6 +91,24 @@ ATOMIC_MAPS: frozenset[tuple[str, str]] = frozenset({
 })
 
 
+# Struct fields Kubernetes' Go types hold by value, not by pointer: a new,
+# empty object already has them (as `{}`), so a create does not add them and
+# the creator's managedFields carry no `.` for them (`f:spec` without `.`).
+VALUE_STRUCTS: frozenset[tuple[str, str]] = frozenset(
+    [(f"kctl.v1.{kind}", "metadata") for kind in (
+        "Namespace", "Node", "Pod", "Service", "Endpoints", "Event", "ReplicaSet", "Deployment",
+        "Lease", "PodTemplateSpec")]
+    + [(f"kctl.v1.{kind}", part) for kind in ("Namespace", "Node", "Pod", "Service", "ReplicaSet",
+                                               "Deployment") for part in ("spec", "status")]
+    + [("kctl.v1.Lease", "spec"), ("kctl.v1.NodeStatus", "nodeInfo"),
+       ("kctl.v1.Container", "resources"), ("kctl.v1.PreferredSchedulingTerm", "preference"),
+       ("kctl.v1.PodTemplateSpec", "spec"), ("kctl.v1.ContainerStatus", "state"),
+       ("kctl.v1.ContainerStatus", "lastState"), ("kctl.v1.ServiceStatus", "loadBalancer"),
+       ("kctl.v1.Event", "involvedObject"), ("kctl.v1.Event", "source"),
+       ("kctl.v1.ReplicaSetSpec", "template"), ("kctl.v1.DeploymentSpec", "template"),
+       ("kctl.v1.DeploymentSpec", "strategy")])
+
+
 def _name(descriptor: Descriptor | str) -> str:
     return descriptor if isinstance(descriptor, str) else descriptor.full_name
 
@@ -116,3 +135,19 @@ def is_atomic_struct(descriptor: Descriptor | str) -> bool:
 
 def is_atomic_map(descriptor: Descriptor | str, json_field: str) -> bool:
     return (_name(descriptor), json_field) in ATOMIC_MAPS
+
+
+# List fields without `omitempty` inside value structs: null in a new object.
+NULL_LISTS: frozenset[tuple[str, str]] = frozenset({("kctl.v1.PodSpec", "containers")})
+
+
+def zero_object(descriptor: Descriptor) -> dict:
+    """A new, empty object as Kubernetes' converter renders it: the value
+    structs, nested, as `{}`, and the lists it never omits as null."""
+    out = {}
+    for f in descriptor.fields:
+        if (descriptor.full_name, f.json_name) in VALUE_STRUCTS:
+            out[f.json_name] = zero_object(f.message_type)
+        elif (descriptor.full_name, f.json_name) in NULL_LISTS:
+            out[f.json_name] = None
+    return out

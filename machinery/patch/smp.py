@@ -10,7 +10,7 @@ mergeSortedSlice), primitive lists deduplicated by Go's in-place algorithm,
 `$deleteFromPrimitiveList/<f>`, and `null` deleting a key. Where a list
 merges and by which key comes from mergekeys.PATCH_META, found by walking
 kctl's proto descriptors alongside the JSON (the role Go's struct tags play
-upstream).
+upstream). Where merged list items end up is smporder.py's part.
 
 Errors carry Kubernetes' messages (mergepatch/errors.go, Go's %v rendering
 of maps). The apiserver's interpretStrategicMergePatchError answers 400 for
@@ -30,17 +30,18 @@ from machinery.patch import mergekeys
 from machinery.patch.goerrors import (
     UNPROCESSABLE, Unprocessable, bad as _bad, bad_arg_type as _bad_arg_type, gofmt,
     no_merge_key as _no_merge_key)
+from machinery.patch.smporder import (
+    DELETE, DIRECTIVE, ERR_BAD_SET_ORDER, SET_ELEMENT_ORDER, Backing, dedup_scalars, find,
+    normalize_element_order, partition_maps, partition_primitives, validate_set_order)
 
-DIRECTIVE = "$patch"
-DELETE, REPLACE, MERGE = "delete", "replace", "merge"
+REPLACE, MERGE = "replace", "merge"
 RETAIN_KEYS = "$retainKeys"
 DELETE_FROM_PRIMITIVE = "$deleteFromPrimitiveList"
-SET_ELEMENT_ORDER = "$setElementOrder"
 
 ERR_BAD_PRIMITIVE = "invalid patch format of primitive list"
 ERR_BAD_RETAIN_KEYS = "invalid patch format of retainKeys"
-ERR_BAD_SET_ORDER = "invalid patch format of setElementOrder list"
-ERR_NO_LIST_OF_LISTS = "lists of lists are not supported"
+
+
 # ------------------------------------------------------------- the schema
 
 @dataclass(frozen=True)
@@ -197,33 +198,6 @@ def _apply_retain_keys(original: dict, patch: dict):
 
 # ------------------------------------------------------------------ lists
 
-class _Backing:
-    """The array under a Go slice header of the live list's length.
-
-    Go's mergeSlice deletes in place (`append(s[:k], s[k+1:]...)`) and
-    appends into the freed capacity, and mergePatchIntoOriginal then reads
-    the live order through its old header, which sees those writes. The
-    order Kubernetes returns for `$setElementOrder` plus `$patch: delete`
-    depends on it (patch_test.go: "add map and delete map from merging
-    list"), so this records what that header sees."""
-
-    def __init__(self, items):
-        self.arr = list(items)
-        self.len = len(self.arr)
-
-    def items(self) -> list:
-        return self.arr[:self.len]
-
-    def delete(self, k: int):
-        self.arr[k:self.len - 1] = self.arr[k + 1:self.len]
-        self.len -= 1
-
-    def append(self, v):
-        if self.len < len(self.arr):      # past capacity Go copies to a new array
-            self.arr[self.len] = v
-        self.len += 1
-
-
 def _merge_slice_handler(original, patch, schema, strategy, merge_key, is_delete_list,
                          backing=None):
     if not isinstance(original, list):
@@ -261,49 +235,21 @@ def _merge_slice(original, patch, schema, merge_key, is_delete_list, backing=Non
         if is_delete_list:
             drop = patch
             return [v for v in original if v not in drop]
-        merged = _dedup_scalars(original + patch)
+        merged = dedup_scalars(original + patch)
     else:
         if not merge_key:
             raise _bad("cannot merge lists without merge key for struct")
-        backing = backing or _Backing(original)
+        backing = backing or Backing(original)
         original, patch = _merge_special_elements(backing, patch, merge_key)
         merged = _merge_without_special(original, patch, merge_key, schema, backing)
     if not merge_key:
-        patch_items, server_only = _partition_primitives(merged, patch)
+        patch_items, server_only = partition_primitives(merged, patch)
     else:
-        patch_items, server_only = _partition_maps(merged, patch, merge_key)
-    return _normalize_element_order(patch_items, server_only, patch, original, merge_key, is_map)
+        patch_items, server_only = partition_maps(merged, patch, merge_key)
+    return normalize_element_order(patch_items, server_only, patch, original, merge_key, is_map)
 
 
-def _dedup_scalars(s: list) -> list:
-    """Go's deduplicateScalars, order effects included."""
-    s = list(s)
-    length = len(s) - 1
-    i = 0
-    while i < length:
-        j = i + 1
-        while j <= length:
-            if s[i] == s[j] and type(s[i]) is type(s[j]):
-                s[j] = s[length]
-                s = s[:length]
-                length -= 1
-                j -= 1
-            j += 1
-        i += 1
-    return s
-
-
-def _find(lst, key, value):
-    """findMapInSliceBasedOnKeyValue -> (item, index) or (None, -1)."""
-    for i, v in enumerate(lst):
-        if not isinstance(v, dict):
-            raise _bad(f"value for key {i} is not a map")
-        if key in v and v[key] == value:
-            return v, i
-    return None, -1
-
-
-def _merge_special_elements(backing: _Backing, patch, merge_key):
+def _merge_special_elements(backing: Backing, patch, merge_key):
     plain, replace = [], False
     for v in patch:
         if DIRECTIVE not in v:
@@ -314,7 +260,7 @@ def _merge_special_elements(backing: _Backing, patch, merge_key):
             if merge_key not in v:
                 raise _no_merge_key(v, merge_key)
             while True:
-                _, k = _find(backing.items(), merge_key, v[merge_key])
+                _, k = find(backing.items(), merge_key, v[merge_key])
                 if k < 0:
                     break
                 backing.delete(k)
@@ -329,12 +275,12 @@ def _merge_special_elements(backing: _Backing, patch, merge_key):
     return backing.items(), plain
 
 
-def _merge_without_special(original, patch, merge_key, schema, backing: _Backing):
+def _merge_without_special(original, patch, merge_key, schema, backing: Backing):
     original = list(original)
     for v in patch:
         if merge_key not in v:
             raise _no_merge_key(v, merge_key)
-        found, idx = _find(original, merge_key, v[merge_key])
+        found, idx = find(original, merge_key, v[merge_key])
         if found is not None:
             original[idx] = _merge_map(found, v, schema)
         else:
@@ -343,117 +289,7 @@ def _merge_without_special(original, patch, merge_key, schema, backing: _Backing
     return original
 
 
-def _partition_primitives(lst, by):
-    patch, server = [], []
-    for v in lst:
-        (patch if v in by else server).append(v)
-    return patch, server
-
-
-def _partition_maps(lst, by, merge_key):
-    patch, server = [], []
-    for v in lst:
-        if not isinstance(v, dict):
-            raise _bad_arg_type("map[string]interface {}", v)
-        if merge_key not in v:
-            raise _no_merge_key(v, merge_key)
-        found, _ = _find(by, merge_key, v[merge_key])
-        (patch if found is not None else server).append(v)
-    return patch, server
-
-
-def _index(lst, item, merge_key, is_map) -> int:
-    def val(x):
-        return x.get(merge_key) if is_map and isinstance(x, dict) else (None if is_map else x)
-    target = val(item)
-    for i, v in enumerate(lst or ()):
-        if val(v) == target:
-            return i
-    return -1
-
-
-def _normalize_element_order(patch, server_only, patch_order, server_order, merge_key, is_map):
-    patch = _normalize_slice_order(patch, patch_order, merge_key, is_map)
-    server_only = _normalize_slice_order(server_only, server_order, merge_key, is_map)
-    return _merge_sorted(server_only, patch, server_order, merge_key, is_map)
-
-
-def _normalize_slice_order(to_sort, order, merge_key, is_map):
-    to_delete = []
-    if is_map:
-        for lst in (to_sort, order):
-            for v in lst or ():
-                if not isinstance(v, dict):
-                    raise _bad_arg_type("map[string]interface {}", v)
-                if merge_key not in v:
-                    raise _no_merge_key(v, merge_key)
-        to_delete = [v for v in to_sort if v.get(DIRECTIVE) == DELETE]
-        to_sort = [v for v in to_sort if v.get(DIRECTIVE) != DELETE]
-
-    def less(a, b):
-        ia = _index(order, a, merge_key, is_map)
-        if ia >= 0:
-            ib = _index(order, b, merge_key, is_map)
-            if ib >= 0:
-                return ia < ib
-        return True
-
-    out = list(to_sort)   # Go's insertionSort, which sort.SliceStable uses for short lists
-    for i in range(1, len(out)):
-        j = i
-        while j > 0 and less(out[j], out[j - 1]):
-            out[j], out[j - 1] = out[j - 1], out[j]
-            j -= 1
-    return out + to_delete
-
-
-def _merge_sorted(left, right, server_order, merge_key, is_map):
-    out, i, j = [], 0, 0
-    while i < len(left) or j < len(right):
-        if i >= len(left):
-            out.append(right[j]); j += 1
-        elif j >= len(right):
-            out.append(left[i]); i += 1
-        else:
-            li = _index(server_order, left[i], merge_key, is_map)
-            ri = _index(server_order, right[j], merge_key, is_map)
-            if li >= 0 and ri >= 0 and li < ri:
-                out.append(left[i]); i += 1
-            else:
-                out.append(right[j]); j += 1
-    return out
-
-
 # -------------------------------------------------------- $setElementOrder
-
-def _validate_set_order(patch_list, order, merge_key):
-    if not isinstance(order, list) or not isinstance(patch_list, list):
-        raise _bad(ERR_BAD_SET_ORDER)
-    if not order or not patch_list:
-        return
-    items = [v for v in patch_list if not (merge_key and isinstance(v, dict)
-                                           and v.get(DIRECTIVE) == DELETE)]
-    pi = oi = 0
-    while pi < len(items) and oi < len(order):
-        if isinstance(items[pi], dict) and DIRECTIVE in items[pi]:
-            pi += 1
-            continue
-        if merge_key:
-            for m in (items[pi], order[oi]):
-                if not isinstance(m, dict):
-                    raise _bad_arg_type("map[string]interface {}", m)
-                if merge_key not in m:
-                    raise _no_merge_key(m, merge_key)
-            equal = items[pi][merge_key] == order[oi][merge_key]
-        else:
-            equal = items[pi] == order[oi]
-        if equal:
-            pi += 1
-        oi += 1
-    if pi < len(items) and oi >= len(order):
-        raise _bad(f"The order in patch list:\n{gofmt(patch_list)}\n doesn't match "
-                   f"{SET_ELEMENT_ORDER} list:\n{gofmt(order)}\n")
-
 
 def _merge_ordered_lists(original, patch, schema):
     """mergePatchIntoOriginal: each `$setElementOrder/<f>` with its list."""
@@ -471,23 +307,23 @@ def _merge_ordered_lists(original, patch, schema):
             raise _bad_arg_type("[]interface {}", patch_list)
         sub, strategies, merge_key = _lookup(schema, name)
         strategy = _strategy(strategies)
-        _validate_set_order(patch_list if found_patch else [], order, merge_key)
+        validate_set_order(patch_list if found_patch else [], order, merge_key)
         if found_orig and not found_patch:
             merged = orig_list
         elif found_patch and not found_orig:
             merged, _ = _remove_directives(patch_list)
         elif found_orig and found_patch:
-            backing = _Backing(orig_list)
+            backing = Backing(orig_list)
             merged = _merge_slice_handler(orig_list, patch_list, sub, strategy, merge_key, False,
                                           backing)
             orig_list = backing.arr
         else:
             continue
         if not merge_key:
-            items, server_only = _partition_primitives(merged, order)
+            items, server_only = partition_primitives(merged, order)
         else:
-            items, server_only = _partition_maps(merged, order, merge_key)
+            items, server_only = partition_maps(merged, order, merge_key)
         is_map = _element_type(orig_list, patch_list) is dict
-        original[name] = _normalize_element_order(items, server_only, order, orig_list,
+        original[name] = normalize_element_order(items, server_only, order, orig_list,
                                                    merge_key, is_map)
         patch.pop(name, None)

@@ -1,9 +1,10 @@
 """The body of an apply patch (`application/apply-patch+yaml`) as a JSON
 object, read the way Kubernetes' sigs.k8s.io/yaml reads it, safely.
 
-* YAML 1.1 scalars as go-yaml v2 resolves them (`yes` is true), except that
-  timestamps stay strings (go-yaml keeps them strings for interface{}) and
-  map keys become strings (`1: x` -> `"1": x`), so the result is JSON.
+* YAML 1.1 scalars as go-yaml v2 resolves them (`yes`, `on` and `y` are
+  true); timestamps stay strings (go-yaml keeps them strings for
+  interface{}); map keys become strings (`1: x` -> `"1": x`): the result is
+  JSON.
 * Size: a body over MAX_BODY_BYTES (Kubernetes' default
   MaxRequestBodyBytes, 3 MiB) is 413 `Request entity too large: limit is N`.
 * YAML bombs: anchors and aliases let a small document stand for an
@@ -17,6 +18,8 @@ object, read the way Kubernetes' sigs.k8s.io/yaml reads it, safely.
 """
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from machinery import errors
@@ -27,10 +30,13 @@ _EXCESSIVE = "error encoding patch: yaml: document contains excessive aliasing"
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with go-yaml's timestamp behaviour (kept as strings)."""
+    """SafeLoader resolving scalars as go-yaml v2 does: timestamps stay
+    strings, and `y`/`n` (any case) are booleans like `yes`/`no`."""
+    bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
 
 
 def _expanded_size(root) -> int:

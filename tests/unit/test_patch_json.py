@@ -4,6 +4,7 @@ import copy
 import json
 
 import pytest
+import yaml
 
 from machinery import errors, kinds
 from machinery.patch import apply_patch, jsonpatches, yamlbody
@@ -50,6 +51,7 @@ def test_merge_patch_scales_a_deployment():
 
 @pytest.mark.parametrize("body,message", [
     (b"{not json", "invalid JSON patch"),
+    (b'{"spec": {"replicas": NaN}}', "invalid JSON patch"),
     (b"null", "Invalid JSON Patch"),
     (b"[1]", "error decoding patch: json: cannot unmarshal array into Go value of type map[string]interface {}"),
     (b"5", "error decoding patch: json: cannot unmarshal number into Go value of type map[string]interface {}"),
@@ -112,8 +114,10 @@ def test_malformed_json_patches(body, cls, message):
 
 def test_yaml_body_reads_like_go_yaml():
     """Timestamps stay strings, keys become strings, YAML 1.1 booleans."""
-    data = yamlbody.load(b"a: 2026-12-06T10:00:00Z\n1: x\nb: yes\nc: [1, 2.5]\n")
-    assert data == {"a": "2026-12-06T10:00:00Z", "1": "x", "b": True, "c": [1, 2.5]}
+    data = yamlbody.load(b"a: 2026-12-06T10:00:00Z\n1: x\nb: yes\nc: [1, 2.5]\nd: [y, N, off, yy]\n")
+    assert data == {"a": "2026-12-06T10:00:00Z", "1": "x", "b": True, "c": [1, 2.5],
+                    "d": [True, False, False, "yy"]}
+    assert yaml.safe_load("y") == "y"          # the shared SafeLoader is left alone
     assert yamlbody.load(b'{"json": "too"}') == {"json": "too"}
 
 
@@ -149,3 +153,33 @@ def test_bad_yaml_bodies(body, cls, message):
     with pytest.raises(cls) as exc:
         yamlbody.load(body)
     assert exc.value.message.startswith(message)
+
+
+# ------------------------------------------------------ decode_patched
+
+def test_decode_patched_returns_the_message():
+    from machinery.patch import decode_patched
+    out = patch("application/merge-patch+json", {"spec": {"replicas": 4}})
+    msg = decode_patched("application/merge-patch+json", out, b"", DEPLOY)
+    assert msg.spec.replicas == 4 and msg.metadata.name == "web"
+
+
+@pytest.mark.parametrize("ct,body,message", [
+    ("application/strategic-merge-patch+json", b'{"spec":{"bogus":1}}',
+     ' "" is invalid: patch: Invalid value: "map[spec:map[bogus:1]]": strict decoding error: '
+     'unknown field "spec.bogus"'),
+    ("application/merge-patch+json", b'{"metadata":{"labels":null},"spec":{"replicas":"x"}}',
+     ' "" is invalid: patch: Invalid value: "{\\"apiVersion\\":\\"apps/v1\\",\\"kind\\":\\"Deployment\\",'
+     '\\"metadata\\":{\\"name\\":\\"web\\"},\\"spec\\":{\\"replicas\\":\\"x\\",\\"template\\":{\\"spec\\":'
+     '{\\"containers\\":[{\\"name\\":\\"app\\",\\"image\\":\\"nginx\\",\\"args\\":[\\"a\\",\\"b\\"]}]}}}}": '
+     'spec.replicas: expected integer, got string "x"'),
+])
+def test_a_patch_whose_result_does_not_decode_is_422(ct, body, message):
+    """patch.go applyPatchToObject / jsonPatcher: NewInvalid(GroupKind{}, "", patch: Invalid value)."""
+    from machinery.patch import decode_patched
+    out = apply_patch(ct, LIVE, body, DEPLOY)
+    with pytest.raises(errors.Invalid) as exc:
+        decode_patched(ct, out, body, DEPLOY)
+    assert exc.value.http_code == 422
+    assert exc.value.message == message
+    assert exc.value.causes[0].field == "patch"

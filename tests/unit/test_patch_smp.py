@@ -122,6 +122,16 @@ def test_container_ports_merge_by_container_port_alone():
         {"containerPort": 53, "protocol": "UDP"}, {"containerPort": 80}]
 
 
+def test_service_ports_with_one_number_and_two_protocols_collapse_as_in_kubernetes():
+    """kubernetes/kubernetes#103544: patching a Service's 443/TCP and 443/UDP
+    ports with themselves yields two 443/UDP ports, as Kubernetes does."""
+    ports = [{"name": "https-tcp", "port": 443, "protocol": "TCP", "targetPort": 8443},
+             {"name": "http3-quic", "port": 443, "protocol": "UDP", "targetPort": 8443}]
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": ports}}
+    out = smp_apply(svc, {"spec": {"ports": ports}}, kinds.BY_KIND["Service"])
+    assert out["spec"]["ports"] == [ports[1], ports[1]]
+
+
 def test_atomic_lists_are_replaced_whole():
     """args and tolerations have no patch strategy in Kubernetes: replaced."""
     live = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},

@@ -1,0 +1,85 @@
+"""Watch over HTTP: `GET <collection>?watch=true` as Kubernetes streams it.
+
+The response is chunked JSON, one `{"type": ..., "object": ...}` per line,
+from the shared Verbs.watch: the same replay for an unset resourceVersion,
+the same cache, the same BOOKMARKs (with `allowWatchBookmarks`). A request
+that is wrong from the start (bad selector, unknown kind) is an ordinary
+HTTP error; a watch that ends badly once open (its resourceVersion was
+compacted away, the client fell too far behind) ends with an `ERROR` event
+carrying the metav1.Status (410 Expired), which is what client-go and the
+Python client turn into a relist. `timeoutSeconds` ends the stream
+cleanly; otherwise it lasts until the client goes away. With the Table
+Accept header every event's object is a one-row Table (kubectl get -w).
+`sendInitialEvents=true` (client-go's watch-list) replays the current
+state and marks its end with the annotated BOOKMARK.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+
+from apiserver.http import wire
+from apiserver.http.resources import Target, int_param
+from apiserver.verbs import BOOKMARK, ERROR, Verbs
+from machinery import errors
+from machinery.pb import api_pb2
+
+log = logging.getLogger(__name__)
+
+
+def watching(request: web.Request) -> bool:
+    return request.query.get("watch", "").lower() in ("true", "1")
+
+
+async def watch(request: web.Request, verbs: Verbs, t: Target) -> web.StreamResponse:
+    q = request.query
+    timeout = int_param(request, "timeoutSeconds")
+    initial = q.get("sendInitialEvents", "").lower() == "true"
+    if initial and q.get("resourceVersionMatch") != "NotOlderThan":
+        raise errors.Invalid.of("ListOptions.meta.k8s.io", "", [errors.forbidden(
+            "resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")])
+    req = api_pb2.WatchRequest(kind=t.info.kind, namespace=t.namespace, label_selector=q.get("labelSelector", ""),
+                               field_selector=q.get("fieldSelector", ""),
+                               resource_version="" if initial else q.get("resourceVersion", ""),
+                               allow_bookmarks=q.get("allowWatchBookmarks", "").lower() in ("true", "1"))
+    events = await verbs.watch(req, initial_events_end=initial)
+    as_table = wire.wants_table(request)
+    include = q.get("includeObject", "Metadata")
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/json"
+    if as_table:
+        resp.headers["Content-Type"] = wire.TABLE_TYPE
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    first = True
+
+    async def send(kind: str, obj: dict) -> None:
+        await resp.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
+
+    async def pump() -> None:
+        nonlocal first
+        async for ev in events:
+            obj = wire.any_to_message(ev.object)
+            if as_table and ev.type != BOOKMARK:
+                await send(ev.type, wire.table(t.info, [obj], include, columns=first))
+                first = False
+            else:
+                await send(ev.type, wire.to_json(obj))
+
+    try:
+        await asyncio.wait_for(pump(), timeout) if timeout else await pump()
+    except asyncio.TimeoutError:
+        pass
+    except ConnectionResetError:          # the client went away: nothing left to tell it
+        return resp
+    except errors.ApiError as exc:
+        log.info("watch %s ended: %s", t.info.plural, exc.message)
+        err = exc if isinstance(exc, errors.Expired) else errors.Expired(exc.message)
+        await send(ERROR, wire.status_of(err))
+    finally:
+        await events.aclose()
+    await resp.write_eof()
+    return resp

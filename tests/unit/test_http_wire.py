@@ -1,0 +1,110 @@
+"""The HTTP API's pure parts: server-side Tables cut from the same columns
+as `kctl get`, discovery derived from machinery.kinds, metav1.Status from
+ApiErrors, fieldValidation modes, kubectl's protobuf Eviction bodies."""
+from __future__ import annotations
+
+import pytest
+
+from apiserver.http import discovery, k8sproto, wire
+from apiserver.http.resources import parse
+from kubectlish import printers
+from machinery import errors, kinds
+from tests.cluster import new_object
+
+
+@pytest.mark.parametrize("kind", [k.kind for k in kinds.KINDS])
+def test_server_table_and_kctl_get_print_the_same_columns_and_cells(kind):
+    obj = new_object(kind, "x1", labels={"app": "a"})
+    obj.metadata.creation_timestamp.seconds = 1_000_000_000          # years ago: AGE is stable
+    table = wire.table(kinds.BY_KIND[kind], [obj])
+    cols, cells = table["columnDefinitions"], table["rows"][0]["cells"]
+    assert len(cells) == len(cols)
+    for wide in (False, True):
+        shown = [i for i, c in enumerate(cols) if wide or c["priority"] == 0]
+        assert [cols[i]["name"] for i in shown] == printers.headers(kind, wide=wide)
+        assert [cells[i] for i in shown] == printers.row(obj, wide=wide)
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    assert table["rows"][0]["object"]["metadata"]["labels"] == {"app": "a"}
+
+
+def test_table_include_object_modes():
+    pod = new_object("Pod", "p")
+    info = kinds.BY_KIND["Pod"]
+    assert wire.table(info, [pod], "Object")["rows"][0]["object"]["kind"] == "Pod"
+    assert "object" not in wire.table(info, [pod], "None")["rows"][0]
+    assert wire.table(info, [pod])["columnDefinitions"][0]["format"] == "name"
+
+
+def test_discovery_lists_subresources_categories_and_short_names():
+    core = discovery.resource_list("", "v1")
+    by_name = {r["name"]: r for r in core["resources"]}
+    assert by_name["pods"]["shortNames"] == ["po"] and by_name["pods"]["categories"] == ["all"]
+    assert by_name["pods/eviction"] == {"name": "pods/eviction", "singularName": "", "namespaced": True,
+                                        "kind": "Eviction", "verbs": ["create"], "group": "policy",
+                                        "version": "v1"}
+    assert "categories" not in by_name["nodes"] and by_name["nodes"]["namespaced"] is False
+    apps = {r["name"]: r for r in discovery.resource_list("apps", "v1")["resources"]}
+    assert apps["deployments/scale"]["group"] == "autoscaling" and apps["deployments/scale"]["kind"] == "Scale"
+    agg = discovery.aggregated(False)
+    groups = [i["metadata"]["name"] for i in agg["items"]]
+    assert groups == ["apps", "coordination.k8s.io"]
+    dep = next(r for r in agg["items"][0]["versions"][0]["resources"] if r["resource"] == "deployments")
+    assert dep["resource"] == "deployments" and {s["subresource"] for s in dep["subresources"]} == {"status",
+                                                                                                   "scale"}
+    assert discovery.resource_list("batch", "v1") is None
+
+
+def test_paths_parse_into_kind_namespace_name_subresource():
+    t = parse("", "v1", ["namespaces", "default", "pods", "p", "eviction"])
+    assert (t.info.kind, t.namespace, t.name, t.sub) == ("Pod", "default", "p", "eviction")
+    t = parse("", "v1", ["namespaces", "kube-system", "status"])
+    assert (t.info.kind, t.name, t.sub) == ("Namespace", "kube-system", "status")
+    assert parse("", "v1", ["pods"]).namespace == ""
+    for bad in (["namespaces", "x", "nodes"], ["pods", "p", "scale"], ["gizmos"], ["pods", "p", "log", "x"]):
+        with pytest.raises(errors.NotFound):
+            parse("", "v1", bad)
+
+
+def test_status_carries_reason_code_and_field_causes():
+    err = errors.Invalid.of("Deployment.apps", "web", [errors.invalid("spec.replicas", -1, "must be >= 0")],
+                            kind="Deployment", group="apps")
+    st = wire.status_of(err)
+    assert (st["kind"], st["status"], st["reason"], st["code"]) == ("Status", "Failure", "Invalid", 422)
+    assert st["details"]["causes"] == [{"reason": "FieldValueInvalid", "field": "spec.replicas",
+                                        "message": "Invalid value: -1: must be >= 0"}]
+
+
+def test_field_validation_modes():
+    info = kinds.BY_KIND["Pod"]
+
+    def body():
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
+                "spec": {"containers": [{"name": "c", "image": "i", "colour": "red"}]}}
+    with pytest.raises(errors.BadRequest) as exc:
+        wire.decode(body(), info, "Strict")
+    assert [c.field for c in exc.value.causes] == ["metadata.bogus", "spec.containers[0].colour"]
+    obj, warnings = wire.decode(body(), info, "Warn")
+    assert obj.metadata.name == "p" and warnings == ['unknown field "metadata.bogus"',
+                                                     'unknown field "spec.containers[0].colour"']
+    assert wire.decode(body(), info, "Ignore")[1] == []
+    with pytest.raises(errors.BadRequest):
+        wire.decode({"apiVersion": "apps/v1", "kind": "Pod"}, info)
+
+
+def test_protobuf_eviction_body_reads_as_json():
+    classes = k8sproto._CLASSES
+    ev = classes["Eviction"]()
+    ev.metadata.name, ev.metadata.namespace = "p1", "default"
+    ev.deleteOptions.gracePeriodSeconds = 0
+    ev.deleteOptions.preconditions.uid = "u1"
+    unknown = classes["Unknown"](raw=ev.SerializeToString())
+    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = "policy/v1", "Eviction"
+    body = k8sproto.MAGIC + unknown.SerializeToString()
+    assert wire.parse_document(body, k8sproto.MEDIA_TYPE) == {
+        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p1", "namespace": "default"},
+        "deleteOptions": {"gracePeriodSeconds": 0, "preconditions": {"uid": "u1"}}}
+    unknown.typeMeta.kind = "Deployment"
+    with pytest.raises(errors.UnsupportedMediaType):
+        k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString())
+    with pytest.raises(errors.BadRequest):
+        k8sproto.decode(b"nope")
