@@ -47,11 +47,13 @@ def test_discovery_lists_subresources_categories_and_short_names():
     assert apps["deployments/scale"]["group"] == "autoscaling" and apps["deployments/scale"]["kind"] == "Scale"
     agg = discovery.aggregated(False)
     groups = [i["metadata"]["name"] for i in agg["items"]]
-    assert groups == ["apps", "coordination.k8s.io"]
+    assert groups == ["apps", "coordination.k8s.io", "batch", "policy"]
     dep = next(r for r in agg["items"][0]["versions"][0]["resources"] if r["resource"] == "deployments")
     assert dep["resource"] == "deployments" and {s["subresource"] for s in dep["subresources"]} == {"status",
                                                                                                    "scale"}
-    assert discovery.resource_list("batch", "v1") is None
+    assert discovery.resource_list("example.com", "v1") is None
+    batch = {r["name"]: r for r in discovery.resource_list("batch", "v1")["resources"]}
+    assert batch["cronjobs"]["shortNames"] == ["cj"] and batch["jobs"]["categories"] == ["all"]
 
 
 def test_paths_parse_into_kind_namespace_name_subresource():

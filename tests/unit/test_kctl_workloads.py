@@ -123,3 +123,45 @@ def test_create_job_from_a_cronjob(fake):  # noqa: F811
     assert code == 1 and "unknown object type deployment" in err
     code, out, err = kctl("create", "job", "y", "--image=busybox", "--", "date")
     assert code == 0 and fake.stored("Job", "y").spec.template.spec.containers[0].command == ["date"]
+
+
+# ----------------------------------------------------------------- columns
+
+def _obj(manifest, created=86400):
+    o = codec.from_dict(manifest)
+    o.metadata.creation_timestamp.FromSeconds(created)
+    return o
+
+
+def test_columns_as_kubectl_prints_them():
+    """printers_test.go TestPrintJob ("job1" 1/2, "job2" no completions, parallelism 2 -> "0/1 of 2"),
+    TestPrintCronJob, TestPrintDaemonSet, TestPrintPodDisruptionBudget, TestPrintControllerRevision."""
+    from kubectlish import printers
+    at = 86400 + 3600.0
+    job = _obj({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job1"},
+                "spec": {"completions": 2, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+                "status": {"succeeded": 1, "startTime": "1970-01-02T00:00:00Z",
+                           "completionTime": "1970-01-02T00:00:10Z",
+                           "conditions": [{"type": "Complete", "status": "True"}]}})
+    assert printers.row(job, at=at) == ["job1", "Complete", "1/2", "10s", "60m"]
+    job2 = _obj({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job2"}, "spec": {"parallelism": 2}})
+    assert printers.row(job2, at=at) == ["job2", "Running", "0/1 of 2", "", "60m"]
+    cj = _obj({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj1"},
+               "spec": {"schedule": "0/5 * * * ?", "suspend": False},
+               "status": {"lastScheduleTime": "1970-01-02T00:59:00Z", "active": [{"name": "a"}]}})
+    assert printers.headers("CronJob") == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE",
+                                           "AGE"]
+    assert printers.row(cj, at=at) == ["cj1", "0/5 * * * ?", "<none>", "False", "1", "60s", "60m"]
+    ds = _obj({**daemonset(), "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 2,
+                                         "numberReady": 1, "updatedNumberScheduled": 2, "numberAvailable": 1}})
+    assert printers.headers("DaemonSet") == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE",
+                                             "NODE SELECTOR", "AGE"]
+    assert printers.row(ds, at=at) == ["agent", "3", "2", "1", "2", "1", "<none>", "60m"]
+    pdb_ = _obj(pdb(allowed=1))
+    assert printers.headers("PodDisruptionBudget") == ["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE",
+                                                       "ALLOWED DISRUPTIONS", "AGE"]
+    assert printers.row(pdb_, at=at) == ["web-pdb", "2", "N/A", "1", "60m"]
+    cr = _obj({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {
+        "name": "agent-5d8f", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent",
+                                                   "uid": "u", "controller": True}]}, "revision": 2})
+    assert printers.row(cr, at=at) == ["agent-5d8f", "daemonset.apps/agent", "2", "60m"]
