@@ -5,11 +5,13 @@ controllerRef) and, like Kubernetes with job tracking:
 
 1. accounts finished pods: every pod carries the finalizer
    `batch.kubernetes.io/job-tracking`; a pod that succeeded or failed goes
-   into status.uncountedTerminatedPods first (written), then loses its
-   finalizer, then moves into the succeeded/failed counters (and, for an
-   Indexed job, into completedIndexes). A crash between the steps loses
-   nothing and counts nothing twice; "finalizer expectations" stop a stale
-   cache from counting a pod again after its finalizer went;
+   into status.uncountedTerminatedPods first (an Indexed job's success goes
+   straight into completedIndexes, the index being its own record), that
+   status is written, then the pod loses its finalizer, then its UID moves
+   into the succeeded/failed counters (in this sync or, after a failed
+   write, in a later one). A crash between the steps loses nothing and
+   counts nothing twice; "finalizer expectations" stop a stale cache from
+   counting a pod again after its finalizer went;
 2. decides whether the job is done: a FailJob rule of the podFailurePolicy,
    failed > backoffLimit (or, with restartPolicy OnFailure, container
    restarts), activeDeadlineSeconds passed -> FailureTarget; enough
@@ -271,13 +273,19 @@ class _JobSync:
         expected = self.c.finalizer_expectations.get(self.key, set())
         unc = st.uncounted_terminated_pods
         uncounted = set(unc.succeeded) | set(unc.failed)
+        done_idx = ju.parse_indexes(st.completed_indexes, job.spec.completions) if self.indexed else set()
         release, succeeded_at, failed_at = [], [], []
         for p in self.pods:
             uid = p.metadata.uid
             if not ju.has_tracking_finalizer(p) or uid in expected:
                 continue
             if p.status.phase == "Succeeded":
-                if uid not in uncounted:
+                idx = ju.completion_index(p)
+                if self.indexed:        # the index itself is the record: no UID to track
+                    if idx is not None and idx < job.spec.completions and idx not in done_idx:
+                        done_idx.add(idx)
+                        succeeded_at.append(ju.finish_time(p, self.now))
+                elif uid not in uncounted:
                     unc.succeeded.append(uid)
                     succeeded_at.append(ju.finish_time(p, self.now))
                 release.append(p)
@@ -291,36 +299,29 @@ class _JobSync:
                         unc.failed.append(uid)
                         failed_at.append(ju.finish_time(p, self.now))
                 release.append(p)
-        self.c.backoff.setdefault(self.key, ju.BackoffRecord()).observe(succeeded_at, failed_at)
-        if not release:
-            return
-        if st.uncounted_terminated_pods != job.status.uncounted_terminated_pods:
-            await self.write_status()               # record before the finalizers go
-        await self.c._remove_finalizers(self.key, release)
-        self.flush({p.metadata.uid: p for p in release})
-
-    def flush(self, released: dict) -> None:
-        """Move released pods from uncountedTerminatedPods into the counters."""
-        st, unc = self.st, self.st.uncounted_terminated_pods
-        done_idx = ju.parse_indexes(st.completed_indexes, self.job.spec.completions) if self.indexed else set()
-        keep_s, keep_f = [], []
-        for uid in unc.succeeded:
-            if uid not in released:
-                keep_s.append(uid)
-                continue
-            idx = ju.completion_index(released[uid])
-            if not self.indexed:
-                st.succeeded += 1
-            elif idx is not None and idx < self.job.spec.completions:
-                done_idx.add(idx)
-        for uid in unc.failed:
-            if uid in released:
-                st.failed += 1
-            else:
-                keep_f.append(uid)
         if self.indexed:
             st.completed_indexes = ju.format_indexes(done_idx)
             st.succeeded = len(done_idx)
+        self.c.backoff.setdefault(self.key, ju.BackoffRecord()).observe(succeeded_at, failed_at)
+        if release:
+            if st != job.status:
+                await self.write_status()           # record before the finalizers go
+            await self.c._remove_finalizers(self.key, release)
+        self.flush({p.metadata.uid for p in release})
+
+    def flush(self, released: set) -> None:
+        """Move pods out of uncountedTerminatedPods into the counters once their finalizer is
+        gone: released now, released earlier (expected), or no longer holding one / absent."""
+        st, unc = self.st, self.st.uncounted_terminated_pods
+        expected = self.c.finalizer_expectations.get(self.key, set())
+        holding = {p.metadata.uid for p in self.pods if ju.has_tracking_finalizer(p)}
+
+        def gone(uid):
+            return uid in released or uid in expected or uid not in holding
+        keep_s = [u for u in unc.succeeded if not gone(u)]
+        keep_f = [u for u in unc.failed if not gone(u)]
+        st.succeeded += len(unc.succeeded) - len(keep_s)
+        st.failed += len(unc.failed) - len(keep_f)
         del unc.succeeded[:], unc.failed[:]
         unc.succeeded.extend(keep_s)
         unc.failed.extend(keep_f)
