@@ -186,7 +186,6 @@ class DaemonSetController(Controller):
         if not create_on and not delete:
             return
         self.expectations.expect_creations(key, len(create_on))
-        self.expectations.expect_deletions(key, [p.metadata.uid for p in delete])
         errs = await asyncio.gather(self._create(key, ds, create_on, hash_), self._delete(key, ds, delete),
                                     return_exceptions=True)
         for e in errs:
@@ -214,18 +213,11 @@ class DaemonSetController(Controller):
             raise exc.first
 
     async def _delete(self, key: str, ds, pods) -> None:
-        async def one(p):
-            try:
-                await self.client.delete("Pod", p.metadata.name, p.metadata.namespace, uid=p.metadata.uid)
-            except (errors.NotFound, errors.Conflict):
-                self.expectations.deletion_observed(key, p.metadata.uid)
-                return
-            except Exception:
-                self.expectations.deletion_observed(key, p.metadata.uid)
-                raise
+        if not pods:
+            return
+        errs = await podutil.delete_pods(self.client, self.expectations, key, pods)
+        for p in pods:
             self.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {p.metadata.name}")
-        results = await asyncio.gather(*(one(p) for p in pods), return_exceptions=True)
-        errs = [r for r in results if isinstance(r, BaseException)]
         if errs:
             raise errs[0]
 

@@ -142,14 +142,7 @@ class GarbageCollector(Controller):
             pass
 
     async def _remove_finalizer(self, obj, finalizer: str) -> None:
-        new = codec.copy(obj)
-        keep = [f for f in new.metadata.finalizers if f != finalizer]
-        del new.metadata.finalizers[:]
-        new.metadata.finalizers.extend(keep)
-        try:
-            await self.client.update(new)
-        except errors.NotFound:
-            pass
+        await podutil.remove_finalizer(self.client, obj, finalizer)
 
     async def _orphan(self, obj) -> None:
         uid = obj.metadata.uid

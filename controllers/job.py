@@ -164,14 +164,8 @@ class JobController(Controller):
 
         async def one(p):
             expected.add(p.metadata.uid)
-            new = codec.copy(p)
-            keep = [f for f in p.metadata.finalizers if f != workloads.JOB_TRACKING_FINALIZER]
-            del new.metadata.finalizers[:]
-            new.metadata.finalizers.extend(keep)
             try:
-                await self.client.update(new)
-            except errors.NotFound:
-                pass
+                await podutil.remove_finalizer(self.client, p, workloads.JOB_TRACKING_FINALIZER)
             except Exception:
                 expected.discard(p.metadata.uid)
                 raise
@@ -201,19 +195,8 @@ class JobController(Controller):
     async def delete_pods(self, key: str, job, victims) -> None:
         if not victims:
             return
-        self.expectations.expect_deletions(key, [p.metadata.uid for p in victims])
-
-        async def one(p):
-            try:
-                await self.client.delete("Pod", p.metadata.name, p.metadata.namespace, uid=p.metadata.uid)
-            except (errors.NotFound, errors.Conflict):
-                self.expectations.deletion_observed(key, p.metadata.uid)
-            except Exception:
-                self.expectations.deletion_observed(key, p.metadata.uid)
-                raise
-        results = await asyncio.gather(*(one(p) for p in victims), return_exceptions=True)
+        errs = await podutil.delete_pods(self.client, self.expectations, key, victims)
         self.event(job, "Normal", "SuccessfulDelete", "Deleted pod(s): " + ", ".join(p.metadata.name for p in victims))
-        errs = [r for r in results if isinstance(r, BaseException)]
         if errs:
             raise errs[0]
 
