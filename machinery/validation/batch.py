@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zoneinfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from machinery import selectors, workloads
 from machinery.errors import FieldError, invalid, not_supported, required
@@ -24,7 +24,8 @@ CONCURRENCY = ("Allow", "Forbid", "Replace")
 REPLACEMENT = ("TerminatingOrFailed", "Failed")
 MAX_PARALLELISM_INDEXED = 100_000
 MAX_RULES = 20
-CRONJOB_NAME_MAX = 52       # DNS1035LabelMaxLength - 11 (the job name gets a suffix)
+CRONJOB_NAME_MAX = 52
+DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")       # DNS1035LabelMaxLength - 11 (the job name gets a suffix)
 
 
 def _pod_failure_policy(pfp, path: str) -> list[FieldError]:
@@ -179,10 +180,21 @@ def parse_schedule(schedule: str, default_tz: str | None = None):
 
 
 def schedule_errors(schedule: str) -> list[str]:
+    """robfig/cron ParseStandard's verdict, in its words where they exist: five fields or one
+    descriptor (@yearly, @monthly, @weekly, @daily, @midnight, @hourly)."""
     expr, tz = parse_schedule(schedule)
-    problems = [] if croniter.is_valid(expr) and len(expr.split()) in (1, 5) else [
-        f"unparseable schedule {expr!r}: expected 5 fields (minute hour day-of-month month day-of-week) "
-        "or a descriptor such as @hourly"]
+    problems = []
+    fields = expr.split()
+    if expr.startswith("@"):
+        if expr not in DESCRIPTORS:
+            problems.append(f"unrecognized descriptor: {expr}")
+    elif len(fields) != 5:
+        problems.append(f"expected exactly 5 fields, found {len(fields)}: [{expr}]")
+    else:
+        try:
+            croniter(expr)
+        except CroniterError as exc:
+            problems.append(str(exc))
     if tz is not None and not _known_zone(tz):
         problems.append(f"provided bad location {tz}: unknown time zone {tz}")
     return problems
