@@ -165,3 +165,10 @@ def test_columns_as_kubectl_prints_them():
         "name": "agent-5d8f", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent",
                                                    "uid": "u", "controller": True}]}, "revision": 2})
     assert printers.row(cr, at=at) == ["agent-5d8f", "daemonset.apps/agent", "2", "60m"]
+
+
+def test_set_image_on_a_daemonset(fake):  # noqa: F811
+    make(fake, daemonset())
+    code, out, err = kctl("set", "image", "ds/agent", "main=agent:v3")
+    assert (code, out) == (0, "daemonset.apps/agent image updated\n"), err
+    assert fake.objects("daemonsets")[0].spec.template.spec.containers[0].image == "agent:v3"

@@ -2,6 +2,7 @@
 and ControllerRevision: each bad input yields exactly Kubernetes' field path
 and error type (cases after pkg/apis/{batch,apps,policy}/validation/*_test.go)."""
 import copy
+import pathlib
 
 import pytest
 
@@ -166,3 +167,15 @@ def test_status_updates():
     pdb = build("pdb")
     pdb.status.disruptions_allowed = -1
     assert [e.field for e in validation.validate_status_update(pdb, build("pdb"))] == ["status.disruptionsAllowed"]
+
+
+@pytest.mark.parametrize("name", ["job-indexed", "cronjob", "daemonset", "pdb"])
+def test_examples_decode_default_and_validate(name):
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / f"{name}.yaml"
+    for doc in codec.load_documents(path.read_text()):
+        obj = codec.from_dict(doc)
+        defaults.apply_defaults(obj)
+        if obj.kind == "Job":
+            obj.metadata.uid = "u"
+            workloads.generate_job_selector(obj)
+        assert [str(e) for e in validation.validate(obj)] == []
