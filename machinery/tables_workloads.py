@@ -67,13 +67,13 @@ def _daemon_set(d, wide, at):
     return row + [*_containers(d.spec.template), format_selector(d.spec.selector)]
 
 
-def _int_or_string(v) -> str:
+def int_or_string(v) -> str:
     kind = v.WhichOneof("value")
     return "N/A" if kind is None else str(getattr(v, kind))
 
 
 def _pdb(p, wide, at):
-    return [p.metadata.name, _int_or_string(p.spec.min_available), _int_or_string(p.spec.max_unavailable),
+    return [p.metadata.name, int_or_string(p.spec.min_available), int_or_string(p.spec.max_unavailable),
             str(p.status.disruptions_allowed), age(p.metadata.creation_timestamp, at)]
 
 

@@ -172,3 +172,39 @@ def test_set_image_on_a_daemonset(fake):  # noqa: F811
     code, out, err = kctl("set", "image", "ds/agent", "main=agent:v3")
     assert (code, out) == (0, "daemonset.apps/agent image updated\n"), err
     assert fake.objects("daemonsets")[0].spec.template.spec.containers[0].image == "agent:v3"
+
+
+def fields(out: str) -> dict:
+    return {k.strip(): v.strip() for k, sep, v in (ln.partition(":") for ln in out.splitlines()) if sep}
+
+
+def test_describe_job_cronjob_daemonset_pdb(fake):  # noqa: F811
+    """kubectl's JobDescriber / CronJobDescriber / DaemonSetDescriber / PodDisruptionBudgetDescriber layout."""
+    make(fake, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi", "namespace": "default"},
+                "spec": {"completions": 5, "parallelism": 2, "completionMode": "Indexed", "backoffLimit": 6,
+                         "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+                         "template": {"spec": {"restartPolicy": "Never",
+                                               "containers": [{"name": "c", "image": "perl"}]}}},
+                "status": {"active": 2, "ready": 1, "succeeded": 3, "completedIndexes": "0-2"}})
+    code, out, err = kctl("describe", "job", "pi")
+    assert code == 0, err
+    f = fields(out)
+    assert f["Pods Statuses"] == "2 Active (1 Ready) / 3 Succeeded / 0 Failed"
+    assert (f["Completed Indexes"], f["Completion Mode"], f["Parallelism"], f["Completions"]) == \
+        ("0-2", "Indexed", "2", "5")
+    assert f["Selector"] == "batch.kubernetes.io/controller-uid=u"
+    make(fake, {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj", "namespace": "default"},
+                "spec": {"schedule": "*/5 * * * *", "concurrencyPolicy": "Forbid", "jobTemplate": {"spec": {
+                    "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}}})
+    f = fields(kctl("describe", "cj", "cj")[1])
+    assert (f["Schedule"], f["Concurrency Policy"], f["Active Jobs"], f["Last Schedule Time"]) == \
+        ("*/5 * * * *", "Forbid", "<none>", "<none>")
+    make(fake, daemonset())
+    f = fields(kctl("describe", "ds", "agent")[1])
+    assert (f["Selector"], f["Node-Selector"], f["Desired Number of Nodes Scheduled"], f["Pods Status"]) == \
+        ("app=agent", "<none>", "0", "0 Running / 0 Waiting / 0 Succeeded / 0 Failed")
+    make(fake, pdb(allowed=1))
+    code, out, err = kctl("describe", "pdb", "web-pdb")
+    assert [ln.split(":")[0].strip() for ln in out.splitlines()] == [
+        "Name", "Namespace", "Min available", "Selector", "Status", "Allowed disruptions", "Current", "Desired",
+        "Total", "Events"]
