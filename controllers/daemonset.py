@@ -37,10 +37,10 @@ from machinery import codec, errors, kinds, selectors, workloads
 from machinery.informer import key_of
 
 from controllers import daemonset_util as du
-from controllers import podutil
+from controllers import podcontrol, podutil
 from controllers.base import Controller
 from controllers.expectations import Expectations
-from controllers.replicaset import SLOW_START_INITIAL_BATCH, _BatchFailed, ensure_indexes, slow_start
+from controllers.replicaset import ensure_indexes
 
 BURST_REPLICAS = 250
 FAILED_BACKOFF, FAILED_BACKOFF_MAX = 1.0, 900.0
@@ -185,32 +185,12 @@ class DaemonSetController(Controller):
         create_on, delete = create_on[:self.burst], delete[:self.burst]
         if not create_on and not delete:
             return
-        self.expectations.expect_creations(key, len(create_on))
-        errs = await asyncio.gather(self._create(key, ds, create_on, hash_), self._delete(key, ds, delete),
-                                    return_exceptions=True)
+        errs = await asyncio.gather(
+            podcontrol.create_pods(self, key, ds, [du.new_pod(ds, node, hash_) for node in create_on]),
+            self._delete(key, ds, delete), return_exceptions=True)
         for e in errs:
             if isinstance(e, BaseException):
                 raise e
-
-    async def _create(self, key: str, ds, node_names, hash_: str) -> None:
-        if not node_names:
-            return
-        todo = list(node_names)
-
-        async def one():
-            node = todo.pop(0)
-            try:
-                pod = await self.client.create(du.new_pod(ds, node, hash_))
-            except Exception:
-                self.expectations.creation_observed(key)
-                raise
-            self.event(ds, "Normal", "SuccessfulCreate", f"Created pod: {pod.metadata.name}")
-        try:
-            await slow_start(len(node_names), SLOW_START_INITIAL_BATCH, one)
-        except _BatchFailed as exc:
-            self.expectations.creation_observed(key, len(node_names) - exc.done - exc.failed)
-            self.event(ds, "Warning", "FailedCreate", f"Error creating: {exc.first}")
-            raise exc.first
 
     async def _delete(self, key: str, ds, pods) -> None:
         if not pods:

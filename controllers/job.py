@@ -39,10 +39,10 @@ from machinery import codec, errors, kinds, selectors, workloads
 from machinery.informer import BY_CONTROLLER, key_of
 
 from controllers import job_util as ju
-from controllers import podutil
+from controllers import podcontrol, podutil
 from controllers.base import Controller
 from controllers.expectations import Expectations
-from controllers.replicaset import SLOW_START_INITIAL_BATCH, _BatchFailed, ensure_indexes, slow_start
+from controllers.replicaset import ensure_indexes
 
 ORPHAN = "pod:"
 
@@ -175,28 +175,14 @@ class JobController(Controller):
             raise errs[0]
 
     async def create_pods(self, key: str, job, indexes: list[int | None]) -> None:
-        self.expectations.expect_creations(key, len(indexes))
-        todo = list(indexes)
-
-        async def create_one():
-            try:
-                await self.client.create(pod_for(job, todo.pop(0)))
-            except Exception:
-                self.expectations.creation_observed(key)
-                raise
-        try:
-            done = await slow_start(len(indexes), SLOW_START_INITIAL_BATCH, create_one)
-        except _BatchFailed as exc:
-            self.expectations.creation_observed(key, len(indexes) - exc.done - exc.failed)
-            self.event(job, "Warning", "FailedCreate", f"Error creating: {exc.first}")
-            raise exc.first
-        self.event(job, "Normal", "SuccessfulCreate", f"Created {done} pod(s)")
+        await podcontrol.create_pods(self, key, job, [pod_for(job, i) for i in indexes])
 
     async def delete_pods(self, key: str, job, victims) -> None:
         if not victims:
             return
         errs = await podutil.delete_pods(self.client, self.expectations, key, victims)
-        self.event(job, "Normal", "SuccessfulDelete", "Deleted pod(s): " + ", ".join(p.metadata.name for p in victims))
+        for p in victims:
+            self.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {p.metadata.name}")
         if errs:
             raise errs[0]
 
@@ -309,20 +295,27 @@ class _JobSync:
         unc.succeeded.extend(keep_s)
         unc.failed.extend(keep_f)
 
+    def succeeded(self) -> int:
+        """Counted plus still uncounted successes (jobCtx.succeeded)."""
+        return self.st.succeeded + len(self.st.uncounted_terminated_pods.succeeded)
+
+    def failed(self) -> int:
+        return self.st.failed + len(self.st.uncounted_terminated_pods.failed)
+
     # ---------------------------------------------------------- finishing
     def decide_finish(self):
         job, st = self.job, self.st
         if self.fail_message is not None:
             return "Failed", ju.POD_FAILURE_POLICY, self.fail_message
-        if st.failed > job.spec.backoff_limit or ju.past_backoff_on_failure(job, self.active):
+        if self.failed() > job.spec.backoff_limit or ju.past_backoff_on_failure(job, self.active):
             return ("Failed", *ju.BACKOFF_LIMIT_EXCEEDED)
         if job.spec.HasField("active_deadline_seconds") and st.HasField("start_time") and \
                 self.now - st.start_time.seconds >= job.spec.active_deadline_seconds:
             return ("Failed", *ju.DEADLINE_EXCEEDED)
         if job.spec.HasField("completions"):
-            done = st.succeeded >= job.spec.completions
+            done = self.succeeded() >= job.spec.completions
         else:
-            done = st.succeeded > 0 and not self.active
+            done = self.succeeded() > 0 and not self.active
         return ("Complete", *ju.COMPLETIONS_REACHED) if done else None
 
     async def finish(self, final: str, reason: str, message: str) -> None:
@@ -354,7 +347,7 @@ class _JobSync:
         if self.indexed:
             create, victims = self._indexed_plan()
         else:
-            diff = len(slots) - ju.want_active(job, self.st.succeeded)
+            diff = len(slots) - ju.want_active(job, self.succeeded())
             now = c.clock()
             ranked = sorted(self.active, key=lambda p: podutil.deletion_rank(p, now))
             create, victims = [None] * max(0, -diff), ranked[:max(0, diff)]

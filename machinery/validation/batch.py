@@ -38,6 +38,8 @@ def _pod_failure_policy(pfp, path: str) -> list[FieldError]:
         if rule.action not in ACTIONS:
             errs.append(not_supported(f"{rp}.action", rule.action, ACTIONS) if rule.action
                         else required(f"{rp}.action", ""))
+        elif rule.action == "FailIndex":        # kctl has no backoffLimitPerIndex
+            errs.append(invalid(f"{rp}.action", rule.action, "requires the backoffLimitPerIndex to be set"))
         has_codes, has_conds = rule.HasField("on_exit_codes"), len(rule.on_pod_conditions) > 0
         if has_codes and has_conds:
             errs.append(invalid(rp, "", "specifying both OnExitCodes and OnPodConditions is not supported"))

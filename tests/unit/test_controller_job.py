@@ -340,3 +340,32 @@ async def test_ttl_after_finished_deletes_the_job_when_its_time_is_up():
         await step(h, c)
         assert ("delete", "Job", "default", "pi") in h.client.actions
         assert not h.objs("Job")
+
+
+async def test_a_lost_status_write_after_the_finalizer_went_still_counts_once():
+    """trackJobStatusAndRemoveFinalizers / flushUncountedAndRemoveFinalizers: the UID recorded in
+    uncountedTerminatedPods before the finalizer is removed is counted by a later sync."""
+    async with harness(jc, clock=Clock()) as (h, c):
+        await create_job(h, job_obj(completions=2, parallelism=1))
+        await step(h, c)
+        await finish(h, running(h)[0])
+        await h.settle()
+        real, calls = h.client.update_status, []
+
+        async def second_write_fails(obj):
+            calls.append(obj)
+            if len(calls) == 2:
+                raise errors.Unavailable("etcd is down")
+            return await real(obj)
+        h.client.update_status = second_write_fails
+        with pytest.raises(errors.Unavailable):
+            await c.sync("default/pi")
+        h.client.update_status = real
+        st = the_job(h).status
+        assert (st.succeeded, len(st.uncounted_terminated_pods.succeeded)) == (0, 1)
+        assert not [p for p in pods(h) if p.metadata.finalizers and p.status.phase == "Succeeded"]
+        await step(h, c)
+        st = the_job(h).status
+        assert (st.succeeded, len(st.uncounted_terminated_pods.succeeded), st.active) == (1, 0, 1)
+        await step(h, c)
+        assert len(pods(h)) == 2                       # one replacement, never two
