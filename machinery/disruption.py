@@ -2,8 +2,9 @@
 Eviction API (Kubernetes' pkg/registry/core/pod/storage/eviction.go and
 pkg/apis/policy helpers).
 
-`admit_eviction(client, pod)` is the one decision an eviction makes before
-the pod is deleted:
+`decide_eviction(pod, list_pdbs, write_status)` is the one decision an
+eviction makes before the pod is deleted (`admit_eviction(client, pod)` is
+the same through a client):
 
 * a pod that is Succeeded, Failed, Pending or already terminating may always
   be evicted (canIgnorePDB);
@@ -22,8 +23,8 @@ the pod is deleted:
   before the deletion shows), written with the PDB's resourceVersion; a
   conflict re-reads and decides again.
 
-The HTTP Eviction endpoint and `kctl drain` call it; dry_run decides without
-writing. `set_condition` is metav1's SetStatusCondition for the PDB's
+The HTTP Eviction endpoint (with the apiserver's verbs) and `kctl drain`
+(with its client) call it; dry_run decides without writing. `set_condition` is metav1's SetStatusCondition for the PDB's
 DisruptionAllowed condition, used here and by controllers/disruption.py.
 """
 from __future__ import annotations
@@ -102,13 +103,16 @@ def check_and_decrement(pdb, pod_name: str, now: float, dry_run: bool = False):
     return new
 
 
-async def admit_eviction(client, pod, *, dry_run: bool = False, clock=time.time) -> None:
-    """Raise if evicting `pod` now would violate its PodDisruptionBudget; else spend the budget."""
+async def decide_eviction(pod, list_pdbs, write_status, *, dry_run: bool = False, clock=time.time) -> None:
+    """Raise if evicting `pod` now would violate its PodDisruptionBudget; else spend the budget.
+
+    `list_pdbs()` returns the PDBs of the pod's namespace, `write_status(pdb)` writes a PDB's
+    status with its resourceVersion as precondition (errors.Conflict when stale): the
+    apiserver passes its own verbs, a client its list and update_status."""
     if can_ignore_pdb(pod):
         return
     for _ in range(CONFLICT_RETRIES):
-        pdbs, _rv = await client.list("PodDisruptionBudget", pod.metadata.namespace)
-        matching = [p for p in pdbs if selects(p, pod)]
+        matching = [p for p in await list_pdbs() if selects(p, pod)]
         if not matching:
             return
         if len(matching) > 1:
@@ -125,8 +129,16 @@ async def admit_eviction(client, pod, *, dry_run: bool = False, clock=time.time)
         if dry_run:
             return
         try:
-            await client.update_status(new)
+            await write_status(new)
             return
         except errors.Conflict:
             continue
     raise _too_many("The disruption budget changed while the eviction was decided; try again.")
+
+
+async def admit_eviction(client, pod, *, dry_run: bool = False, clock=time.time) -> None:
+    """decide_eviction through a client (machinery.client.Client or the FakeClient)."""
+    async def list_pdbs():
+        items, _rv = await client.list("PodDisruptionBudget", pod.metadata.namespace)
+        return items
+    await decide_eviction(pod, list_pdbs, client.update_status, dry_run=dry_run, clock=clock)
