@@ -33,7 +33,9 @@ def generate_job_selector(job) -> None:
     """generateSelector (pkg/registry/batch/job/strategy.go): unless
     spec.manualSelector is true, label the template with the job's name and
     UID (new and legacy keys, keeping any the user set; a conflict is left
-    for validation) and select on batch.kubernetes.io/controller-uid."""
+    for validation) and select on batch.kubernetes.io/controller-uid. A Job
+    without labels of its own takes the template's (what SetDefaults_Job
+    does; here after the generation, so they include the generated ones)."""
     if job.spec.HasField("manual_selector") and job.spec.manual_selector:
         return
     labels = job.spec.template.metadata.labels
@@ -42,6 +44,8 @@ def generate_job_selector(job) -> None:
     for key in (LEGACY_CONTROLLER_UID, CONTROLLER_UID):
         labels.setdefault(key, job.metadata.uid)
     job.spec.selector.match_labels.setdefault(CONTROLLER_UID, job.metadata.uid)
+    if not job.metadata.labels:      # SetDefaults_Job's copy, now with the generated labels (as a
+        job.metadata.labels.update(labels)   # Job created by Kubernetes shows them)
 
 
 def daemonset_patch(ds) -> struct_pb2.Struct:

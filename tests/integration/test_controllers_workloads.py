@@ -250,3 +250,23 @@ async def test_drain_keeps_a_pdb_min_available(client, apiserver):
         finally:
             watcher.cancel()
         assert low[0] >= 2
+
+
+async def test_examples_apply_and_get_all_lists_the_workloads(client, apiserver):
+    """The examples/ manifests apply as they are; `get all` and the per-kind tables show them."""
+    for name in ("job-indexed", "cronjob", "daemonset", "pdb"):
+        code, out = await kctl(apiserver.target, "apply", "-f", f"examples/{name}.yaml")
+        assert code == 0, out
+    code, out = await kctl(apiserver.target, "get", "all")
+    assert code == 0, out
+    for ref in ("daemonset.apps/node-echo", "cronjob.batch/hello", "job.batch/squares", "deployment.apps/web"):
+        assert ref in out, out
+    code, out = await kctl(apiserver.target, "get", "cj,pdb")
+    heads = [ln.split() for ln in out.splitlines() if ln.startswith("NAME")]
+    assert heads == [["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"],
+                     ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"]], out
+    code, out = await kctl(apiserver.target, "apply", "-f", "examples/job-indexed.yaml")
+    assert code == 0 and "job.batch/squares unchanged" in out, out
+    job = await client.get("Job", "squares", "default")
+    assert job.spec.selector.match_labels[workloads.CONTROLLER_UID] == job.metadata.uid
+    assert job.metadata.labels[workloads.JOB_NAME] == "squares"           # as `kubectl describe job` shows
