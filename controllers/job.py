@@ -351,8 +351,10 @@ class _JobSync:
             now = c.clock()
             ranked = sorted(self.active, key=lambda p: podutil.deletion_rank(p, now))
             create, victims = [None] * max(0, -diff), ranked[:max(0, diff)]
-        await c.delete_pods(self.key, job, victims)
-        self.active = [p for p in self.active if p not in victims]
+        if victims:                 # a sync either deletes or creates, as manageJob does
+            await c.delete_pods(self.key, job, victims)
+            self.active = [p for p in self.active if p not in victims]
+            return
         if not create:
             return
         wait = c.backoff.get(self.key, ju.BackoffRecord()).remaining(self.now, c.backoff_base, c.backoff_cap)

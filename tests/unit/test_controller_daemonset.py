@@ -33,7 +33,8 @@ def ds_obj(name="agent", image="agent:v1", surge=0, unavailable=1, strategy="Rol
 # --------------------------------------------------------------- decisions
 
 def test_daemon_pods_get_the_automatic_tolerations_and_a_node_pin():
-    """TestDaemonSetPodCreation... / AddOrUpdateDaemonPodTolerations and ReplaceDaemonSetPodNodeNameNodeAffinity."""
+    """NewPod: AddOrUpdateDaemonPodTolerations (every automatic toleration) and
+    ReplaceDaemonSetPodNodeNameNodeAffinity (one metadata.name term)."""
     ds = ds_obj()
     ds.spec.template.spec.host_network = True
     pod = du.new_pod(ds, "n7", "h1")
@@ -52,9 +53,9 @@ def test_daemon_pods_get_the_automatic_tolerations_and_a_node_pin():
 
 
 def test_should_run_follows_selectors_affinity_and_taints():
-    """TestNodeShouldRunDaemonPod: "with nodeSelector mismatch", "tainted with NoSchedule"
-    (no new pod, an existing one stays), "tainted with NoExecute" (both false), tolerated
-    not-ready taint (true)."""
+    """TestNodeShouldRunDaemonPod's kinds of cases: a nodeSelector mismatch, a NoSchedule taint (no
+    new pod, an existing one stays), a NoExecute taint (both false), a tolerated not-ready taint,
+    required node affinity."""
     ds = ds_obj()
     assert du.should_run(node("a"), ds) == (True, True)
     ds.spec.template.spec.node_selector["disk"] = "ssd"
@@ -121,7 +122,7 @@ async def kubelet(h):
 
 
 async def test_one_pod_per_node_follows_nodes_coming_and_going():
-    """TestSimpleDaemonSetLaunchesPods, TestNewNodeLaunchesPod..., TestSelectorDaemonDeletesUnselectedPods,
+    """TestSimpleDaemonSetLaunchesPods, TestOneNodeDaemonLaunchesPod, TestSelectorDaemonDeletesUnselectedPods,
     and a deleted node losing its pod (getUnscheduledPodsWithoutNode)."""
     async with harness(dsc, clock=Clock()) as (h, c):
         for n in ("n1", "n2", "n3"):
@@ -156,7 +157,7 @@ async def test_one_pod_per_node_follows_nodes_coming_and_going():
 
 
 async def test_noexecute_taint_evicts_and_failed_pods_are_replaced():
-    """TestTaintedNodeDaemonDoesNotLaunchIntolerantPods / TestDaemonKillFailedPods."""
+    """TestTaintedNodeDaemonDoesNotLaunchIntolerantPod / TestDaemonKillFailedPods."""
     async with harness(dsc, clock=Clock()) as (h, c):
         await h.client.create(node("n1"))
         await h.client.create(node("n2", taints=[("dedicated", "NoSchedule")]))
@@ -236,7 +237,7 @@ async def test_max_surge_starts_the_new_pod_before_deleting_the_old():
 
 
 async def test_on_delete_replaces_only_deleted_pods():
-    """TestDaemonSetUpdatesNoTemplateChanged / OnDelete strategy: no pod is touched until deleted."""
+    """OnDelete (TestDaemonSetUpdatesPods with OnDelete): no pod is touched until it is deleted."""
     async with harness(dsc, clock=Clock()) as (h, c):
         await h.client.create(node("n1"))
         await h.client.create(ds_obj(strategy="OnDelete"))

@@ -53,7 +53,7 @@ async def status(h, c):
 
 
 async def test_integer_min_available_counts_selected_pods():
-    """TestMinAvailable / TestNakedPod: minAvailable 2 over 3 ready naked pods allows 1."""
+    """An integer minAvailable counts the selected pods, controllers or not: 2 of 3 ready allows 1."""
     async with harness(dc, clock=Clock()) as (h, c):
         await h.client.create(pdb_obj(min_available=2))
         await add_pods(h, 3)
@@ -93,7 +93,8 @@ async def test_percentage_rounds_up_and_follows_the_deployment():
 
 
 async def test_unknown_controller_fails_safe():
-    """TestUnsupportedControllerKind-style: no scale -> SyncFailed and no disruption allowed."""
+    """A controller whose scale kctl cannot read (getExpectedScale's "found no controllers for pod"):
+    SyncFailed, and no disruption is allowed (failSafe)."""
     async with harness(dc, clock=Clock()) as (h, c):
         job = kinds.new("Job")
         job.metadata.name, job.metadata.namespace, job.metadata.uid = "j", "default", "u-job"
@@ -102,6 +103,48 @@ async def test_unknown_controller_fails_safe():
         counts, cond, pdb = await status(h, c)
         assert counts[3] == 0 and cond["DisruptionAllowed"][1] == "SyncFailed"
         assert next(x.message for x in pdb.status.conditions) == 'found no controllers for pod "web-0"'
+
+
+async def test_naked_pod_with_a_percentage_allows_nothing():
+    """TestNakedPod / TestStatusForUnmanagedPod: minAvailable 28% over a pod without controller: no
+    disruption, but no error either (the pod is reported as unmanaged)."""
+    async with harness(dc, clock=Clock()) as (h, c):
+        await h.client.create(pdb_obj(min_available="28%"))
+        counts, cond, _ = await status(h, c)
+        assert counts[3] == 0
+        await add_pods(h, 1)
+        counts, cond, _ = await status(h, c)
+        assert counts == (1, 0, 0, 0) and cond == {"DisruptionAllowed": ("False", "InsufficientPods")}
+
+
+async def test_integer_max_unavailable_follows_the_scale():
+    """TestIntegerMaxUnavailableWithScaling: RS of 7, maxUnavailable 2, one ready pod -> (0, 1, 5, 7);
+    scaled to 5 -> (0, 1, 3, 5)."""
+    async with harness(dc, clock=Clock()) as (h, c):
+        rs = await h.client.create(rs_obj(replicas=7))
+        await h.client.create(pdb_obj(max_unavailable=2))
+        await add_pods(h, 1, owner=rs)
+        counts, _, _ = await status(h, c)
+        assert (counts[3], counts[0], counts[1], counts[2]) == (0, 1, 5, 7)
+        rs = h.objs("ReplicaSet")[0]
+        rs.spec.replicas = 5
+        await h.client.update(rs)
+        counts, _, _ = await status(h, c)
+        assert (counts[3], counts[0], counts[1], counts[2]) == (0, 1, 3, 5)
+
+
+async def test_rogue_pod_without_controller_counts_as_healthy():
+    """TestReplicationController (with a ReplicaSet): 34% of 3 -> 2 desired, 3 ready allow 1; a rogue
+    ready pod without controller raises allowed disruptions to 2."""
+    async with harness(dc, clock=Clock()) as (h, c):
+        rs = await h.client.create(rs_obj(replicas=3))
+        await h.client.create(pdb_obj(min_available="34%"))
+        await add_pods(h, 3, owner=rs)
+        counts, _, _ = await status(h, c)
+        assert (counts[3], counts[0], counts[1], counts[2]) == (1, 3, 2, 3)
+        await add_pods(h, 1, start=9)
+        counts, _, _ = await status(h, c)
+        assert counts[3] == 2
 
 
 async def test_eviction_spends_the_budget_then_answers_429():

@@ -78,9 +78,12 @@ def test_completed_indexes_text_form(indexes, text):
     assert ju.parse_indexes(text, 100) == set(indexes)
 
 
-def test_parse_indexes_drops_out_of_range_and_junk():
-    """TestParseIndexesFromString "with out of range indexes" (completions limit the set)."""
-    assert ju.parse_indexes("0,2-4,7-9,x", 8) == {0, 2, 3, 4, 7}
+@pytest.mark.parametrize("prev,completions,want", [
+    ("0-5,8-10", 8, {0, 1, 2, 3, 4, 5}), ("0-5,8-10", 10, {0, 1, 2, 3, 4, 5, 8, 9}), ("0,1-foo,bar", 4, {0})])
+def test_parse_indexes_drops_out_of_range_and_junk(prev, completions, want):
+    """TestCalculateSucceededIndexes "prev interval out of range", "prev interval partially out of
+    range", "corrupted interval"."""
+    assert ju.parse_indexes(prev, completions) == want
 
 
 def test_backoff_doubles_from_the_last_failure_and_resets_on_success():
