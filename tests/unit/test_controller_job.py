@@ -372,3 +372,25 @@ async def test_a_lost_status_write_after_the_finalizer_went_still_counts_once():
         assert (st.succeeded, len(st.uncounted_terminated_pods.succeeded), st.active) == (1, 0, 1)
         await step(h, c)
         assert len(pods(h)) == 2                       # one replacement, never two
+
+
+async def test_indexed_job_deletes_pods_with_bad_or_repeated_indexes():
+    """TestControllerSyncJob "indexed job some pods without index", "indexed job repeated indexes" and
+    "indexed job with indexes outside of range": such pods are deleted (and that sync creates nothing)."""
+    from controllers.job import pod_for
+    async with harness(jc, clock=Clock()) as (h, c):
+        job = await create_job(h, job_obj(completions=3, parallelism=3, indexed=True))
+        bad = [pod_for(job, 1), pod_for(job, 1), pod_for(job, 7), pod_for(job, 0)]
+        bad[0].metadata.annotations[workloads.COMPLETION_INDEX] = "invalid"
+        bad[0].metadata.labels.pop(workloads.COMPLETION_INDEX)
+        for p in bad:
+            h.clock.advance(1)
+            await h.client.create(p)
+        await step(h, c)
+        left = sorted(p.metadata.annotations[workloads.COMPLETION_INDEX] for p in running(h))
+        assert left == ["0", "1"]
+        assert not [a for a in h.client.actions if a[0] == "create" and a[1] == "Pod"][len(bad):]
+        await step(h, c)                 # the deleted pods count as failed (isPodFailed): back-off
+        h.clock.advance(60)
+        await step(h, c)
+        assert sorted(p.metadata.annotations[workloads.COMPLETION_INDEX] for p in running(h)) == ["0", "1", "2"]
