@@ -89,9 +89,9 @@ def new_pod(ds, node_name: str, hash_: str):
     return pod
 
 
-def should_run(node, ds) -> tuple[bool, bool]:
-    """NodeShouldRunDaemonPod."""
-    spec = template_pod_spec(ds)
+def should_run(node, ds, spec=None) -> tuple[bool, bool]:
+    """NodeShouldRunDaemonPod (`spec`: template_pod_spec(ds), computed once per sync by callers)."""
+    spec = spec if spec is not None else template_pod_spec(ds)
     if spec.node_name and spec.node_name != node.metadata.name:
         return False, False
     if not nodeaffinity.required_affinity_matches(spec, node):
@@ -145,8 +145,9 @@ def manage_plan(ds, nodes, node_pods: dict, hash_: str, now: float, failed_ok=la
     """manage(): (node names needing a pod, pods to delete, failed pods found)."""
     create, delete, failed = [], [], []
     names = {n.metadata.name for n in nodes}
+    spec = template_pod_spec(ds)
     for node in nodes:
-        run, keep = should_run(node, ds)
+        run, keep = should_run(node, ds, spec)
         pods = node_pods.get(node.metadata.name, [])
         if run and not pods:
             create.append(node.metadata.name)
@@ -215,7 +216,8 @@ def find_updated(pods, hash_: str):
 def desired_counts(ds, nodes) -> tuple[int, int, int]:
     """updatedDesiredNodeCounts: (maxSurge, maxUnavailable, desiredNumberScheduled), percentages
     rounded up; both 0 would stall, so maxUnavailable becomes 1."""
-    desired = sum(1 for n in nodes if should_run(n, ds)[0])
+    spec = template_pod_spec(ds)
+    desired = sum(1 for n in nodes if should_run(n, ds, spec)[0])
     ru = ds.spec.update_strategy.rolling_update
     surge, unavailable = surge_value(ru.max_surge, desired), surge_value(ru.max_unavailable, desired)
     if surge == 0 and unavailable == 0:
@@ -226,7 +228,7 @@ def desired_counts(ds, nodes) -> tuple[int, int, int]:
 def rolling_plan(ds, nodes, node_pods: dict, hash_: str, now: float):
     """rollingUpdate(): (old pods to delete, nodes to create a new pod on)."""
     surge, max_unavailable, desired = desired_counts(ds, nodes)
-    mrs = ds.spec.min_ready_seconds
+    mrs, spec = ds.spec.min_ready_seconds, template_pod_spec(ds)
     by_name = {n.metadata.name: n for n in nodes}
     available = lambda p: podutil.is_pod_available(p, mrs, now)  # noqa: E731
     if surge == 0:
@@ -255,7 +257,7 @@ def rolling_plan(ds, nodes, node_pods: dict, hash_: str, now: float):
         if speaker is not None and available(speaker):
             healthy += 1
         node = by_name.get(name)
-        runs = node is not None and should_run(node, ds)[0]
+        runs = node is not None and should_run(node, ds, spec)[0]
         if old is None:
             continue
         if new is None and not available(old):
@@ -282,8 +284,9 @@ def status_counts(ds, nodes, node_pods: dict, hash_: str, now: float) -> dict:
     """updateDaemonSetStatus's numbers (the oldest pod of a node speaks for it)."""
     c = dict.fromkeys(("desired_number_scheduled", "current_number_scheduled", "number_misscheduled",
                        "number_ready", "number_available", "updated_number_scheduled"), 0)
+    spec = template_pod_spec(ds)
     for node in nodes:
-        run, _ = should_run(node, ds)
+        run, _ = should_run(node, ds, spec)
         pods = node_pods.get(node.metadata.name, [])
         if not run:
             c["number_misscheduled"] += 1 if pods else 0
