@@ -6,8 +6,9 @@ them and does the etcd work.
 - create: server-set metadata (uid, creationTimestamp, generation 1), the
   status reset each kind gets (a new Pod is Pending with its QoS class, a new
   Namespace Active, PersistentVolumes and claims Pending with their
-  protection finalizer, controllers' objects start with an empty status),
-  defaulting, validation, canonical quantities;
+  protection finalizer, controllers' objects start with an empty status, a
+  Job gets its generated selector and pod labels), defaulting, validation,
+  canonical quantities;
 - update: identity and server-set metadata kept from the stored object,
   status kept (only UpdateStatus writes it), generation +1 when anything
   outside metadata and status changed;
@@ -25,7 +26,7 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from machinery import defaults, deletion, kinds, validation
+from machinery import defaults, deletion, kinds, validation, workloads
 from machinery.errors import FieldError
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
@@ -204,6 +205,10 @@ class VolumeStrategy(Strategy):
     def reset_status(self, obj) -> None:
         obj.ClearField("status")
         obj.status.phase = "Pending"
+class JobStrategy(Strategy):
+    def prepare_for_create(self, job, namespace: str) -> None:
+        super().prepare_for_create(job, namespace)
+        workloads.generate_job_selector(job)
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -212,7 +217,8 @@ for _info in kinds.KINDS:
         _short = "pv" if _info.kind == "PersistentVolume" else "pvc"
         STRATEGIES[_info.kind] = VolumeStrategy(_info, f"kubernetes.io/{_short}-protection")
         continue
-    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy}.get(_info.kind, Strategy)
+    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy,
+            "Job": JobStrategy}.get(_info.kind, Strategy)
     STRATEGIES[_info.kind] = _cls(_info)
 
 

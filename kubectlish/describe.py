@@ -19,6 +19,7 @@ from kubectlish.common import Ctx, err, format_api_error, parse_targets, run
 from kubectlish.describe_blocks import (DECISION, _conditions, _map_lines, _meta, container_lines,
                                         decision_lines, events_lines, pod_template_lines, render,
                                         volume_lines, when)
+from kubectlish.describe_workloads import DESCRIBERS
 from kubectlish.printers import NONE, age, format_labels, format_selector, node_status
 from machinery import errors
 
@@ -273,6 +274,10 @@ async def describe_one(client, obj) -> str:
         lines = describe_namespace(obj, events)
     elif kind == "Endpoints":
         lines = describe_endpoints(obj, events)
+    elif kind in DESCRIBERS:
+        pods, _ = await client.list("pods", ns)
+        mine = [p for p in pods if any(o.uid == obj.metadata.uid and o.controller for o in p.metadata.owner_references)]
+        lines = DESCRIBERS[kind](obj, events, mine)
     else:
         from kubectlish.describe_storage import describe_storage
         lines = await describe_storage(client, obj, events) or describe_generic(obj, events)

@@ -7,6 +7,9 @@ Column sets and cell logic are ports of kubernetes/pkg/printers/internalversion
 every column's cell; columns of priority 1 are the ones only `-o wide`
 shows (kubectl's rule for a server Table: priority 0 always, others with
 wide), so a kctl table and a kubectl one are cut from the same row.
+The workload kinds' printers (Job, CronJob, DaemonSet, PodDisruptionBudget,
+ControllerRevision) live in machinery/tables_workloads.py and are added at
+the end of this module.
 """
 from __future__ import annotations
 
@@ -418,3 +421,8 @@ PRINTERS: dict[str, Printer] = {
 
 def column_description(col: Column) -> str:
     return {"NAME": _NAME, "AGE": _AGE}.get(col.name, col.description)
+
+
+from machinery.tables_workloads import WORKLOAD_PRINTERS  # noqa: E402  (uses the helpers above)
+
+PRINTERS.update(WORKLOAD_PRINTERS)

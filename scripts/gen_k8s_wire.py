@@ -49,13 +49,24 @@ def _checkout_file(repo: pathlib.Path, path: str, dest: pathlib.Path) -> None:
 
 
 def compile_set(api: pathlib.Path, machinery: pathlib.Path) -> descriptor_pb2.FileDescriptorSet:
+    """Compile the k8s.io/api packages of API_PROTOS, copying every file they import (transitively)."""
     from grpc_tools import protoc
+    sources = {"k8s.io/api/": api, "k8s.io/apimachinery/": machinery}
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
-        for p in API_PROTOS:
-            _checkout_file(api, f"{p}/generated.proto", root / "k8s.io/api" / p / "generated.proto")
-        for p in MACHINERY_PROTOS:
-            _checkout_file(machinery, f"{p}/generated.proto", root / "k8s.io/apimachinery" / p / "generated.proto")
+        todo = [f"k8s.io/api/{p}/generated.proto" for p in API_PROTOS]
+        todo += [f"k8s.io/apimachinery/{p}/generated.proto" for p in MACHINERY_PROTOS]
+        done: set[str] = set()
+        while todo:
+            rel = todo.pop()
+            if rel in done:
+                continue
+            done.add(rel)
+            prefix = next(p for p in sources if rel.startswith(p))
+            _checkout_file(sources[prefix], rel[len(prefix):], root / rel)
+            for line in (root / rel).read_text().splitlines():
+                if line.startswith('import "k8s.io/'):
+                    todo.append(line.split('"')[1])
         out = root / "set.pb"
         args = ["protoc", f"-I{root}", "--include_imports", f"--descriptor_set_out={out}",
                 *[f"k8s.io/api/{p}/generated.proto" for p in API_PROTOS]]

@@ -48,12 +48,14 @@ def test_discovery_lists_subresources_categories_and_short_names():
     agg = discovery.aggregated(False)
     groups = [i["metadata"]["name"] for i in agg["items"]]
     from machinery import kinds
-    served = sorted({i.api_version.split("/")[0] for i in kinds.KINDS if "/" in i.api_version})
-    assert groups == served and {"apps", "coordination.k8s.io"} <= set(groups)
+    served = list(dict.fromkeys(i.api_version.split("/")[0] for i in kinds.KINDS if "/" in i.api_version))
+    assert groups == served and {"apps", "coordination.k8s.io", "batch", "policy"} <= set(groups)
     dep = next(r for r in agg["items"][0]["versions"][0]["resources"] if r["resource"] == "deployments")
     assert dep["resource"] == "deployments" and {s["subresource"] for s in dep["subresources"]} == {"status",
                                                                                                    "scale"}
-    assert discovery.resource_list("batch", "v1") is None
+    assert discovery.resource_list("example.com", "v1") is None
+    batch = {r["name"]: r for r in discovery.resource_list("batch", "v1")["resources"]}
+    assert batch["cronjobs"]["shortNames"] == ["cj"] and batch["jobs"]["categories"] == ["all"]
 
 
 def test_paths_parse_into_kind_namespace_name_subresource():
@@ -111,7 +113,7 @@ def test_protobuf_eviction_body_reads_as_json():
     with pytest.raises(errors.BadRequest):
         k8sproto.decode(b"nope")
     with pytest.raises(errors.UnsupportedMediaType):
-        k8sproto.decode(_wire("batch/v1", "Job", ev))
+        k8sproto.decode(_wire("example.com/v1", "Widget", ev))
 
 
 def test_protobuf_deployment_reads_as_the_json_kubectl_create_means():
