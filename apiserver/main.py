@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from apiserver import metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
 from apiserver.nodeproxy import NodeProxy
@@ -141,6 +142,8 @@ async def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
     metrics.serve(args.metrics_listen)
     await bootstrap(store)
+    kubernetes_service = KubernetesService(store, args.service_cluster_ip_range, args.listen)
+    await kubernetes_service.first_sync()       # before serving: clients find it from their first call
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -163,6 +166,7 @@ async def run(args: argparse.Namespace) -> None:
             log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
             tg.create_task(_supervised("grpc-server", server.wait_for_termination()), name="grpc-server")
             tg.create_task(until_stopped(), name="signals")
+            tg.create_task(_supervised("kubernetes-service", kubernetes_service.run()), name="kubernetes-service")
             tg.create_task(_supervised("etcd-compactor", compact_periodically(storage, args.etcd_compaction_interval)),
                            name="etcd-compactor")
     except* _Stop:
