@@ -39,7 +39,7 @@ from clusterdns.server import DnsServer
 from machinery.client import Client
 from machinery.informer import SharedInformerFactory
 from machinery.runner import run_component, run_tasks, setup_logging
-from machinery.validation.common import is_dns1123_subdomain
+from machinery.validation.dns import cluster_domain_arg
 
 log = logging.getLogger("kctl.dns")
 
@@ -77,14 +77,6 @@ def ttl_seconds(text: str) -> int:
     return value
 
 
-def cluster_domain(text: str) -> str:
-    name = text.strip().rstrip(".").lower()
-    errs = is_dns1123_subdomain(name)
-    if errs:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {'; '.join(errs)}")
-    return name
-
-
 def namespaced_name(text: str) -> tuple[str, str] | None:
     if text == "":
         return None
@@ -108,7 +100,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--apiserver", default="127.0.0.1:6443", help="apiserver HOST:PORT")
     p.add_argument("--listen", type=host_port(None), default=("0.0.0.0", 53),
                    help="IP:PORT for UDP and TCP (default 0.0.0.0:53)")
-    p.add_argument("--cluster-domain", type=cluster_domain, default="cluster.local")
+    p.add_argument("--cluster-domain", type=cluster_domain_arg, default="cluster.local")
     p.add_argument("--ttl", type=ttl_seconds, default=5, help="TTL of answers, 0-3600 s (default 5)")
     p.add_argument("--pods", choices=POD_MODES, default="verified",
                    help="A-B-C-D.NS.pod records: verified (a pod has that IP), insecure, disabled")

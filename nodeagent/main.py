@@ -103,16 +103,8 @@ def _ip_list(s: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"invalid value {s!r}: {exc}") from None
 
 
-def _domain(s: str) -> str:
-    from machinery.validation.common import is_dns1123_subdomain
-    name = s.strip().rstrip(".").lower()
-    errs = is_dns1123_subdomain(name)
-    if errs:
-        raise argparse.ArgumentTypeError(f"invalid value {s!r}: {'; '.join(errs)}")
-    return name
-
-
 def parser() -> argparse.ArgumentParser:
+    from machinery.validation.dns import cluster_domain_arg
     p = argparse.ArgumentParser(prog="kctl-nodeagent", description="kctl node agent")
     p.add_argument("--apiserver", help="HOST:PORT of the apiserver (required)")
     p.add_argument("--node-name", help="(required)")
@@ -145,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
                    help="masquerade pod traffic leaving the pod CIDRs towards this CIDR (e.g. the node subnet)")
     p.add_argument("--cluster-dns", type=_ip_list, default=[],
                    help="IP[,IP] of the cluster DNS service, the nameserver of ClusterFirst pods (kubelet's clusterDNS)")
-    p.add_argument("--cluster-domain", type=_domain, default="cluster.local",
+    p.add_argument("--cluster-domain", type=cluster_domain_arg, default="cluster.local",
                    help="cluster domain: pods search NS.svc.DOMAIN svc.DOMAIN DOMAIN (default %(default)s)")
     p.add_argument("--cleanup-iptables", action="store_true",
                    help="remove every KCTL-* iptables chain and hook (in --netns) and exit")

@@ -234,13 +234,11 @@ def write_pod_files(pod_dir: str | os.PathLike, pod, pod_ips: list[str],
     """Write the files into POD_DIR/etc; ({container path: host path}, warning events)."""
     files, events = render(pod, pod_ips, configurer)
     etc = Path(pod_dir) / "etc"
-    out = {}
+    paths = {cpath: etc / Path(cpath).name for cpath in files}
     try:
         etc.mkdir(parents=True, exist_ok=True)
-        for cpath, text in files.items():
-            host = etc / Path(cpath).name
-            _atomic_write(host, text)
-            out[cpath] = str(host)
+        for cpath, host in paths.items():
+            _atomic_write(host, files[cpath])
     except OSError as exc:
         raise NetworkError(f"pod files in {etc}: {exc}") from exc
-    return out, events
+    return {cpath: str(host) for cpath, host in paths.items()}, events

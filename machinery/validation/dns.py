@@ -18,6 +18,8 @@ what it writes to the same limits (nodeagent/podfiles.py).
 """
 from __future__ import annotations
 
+import argparse
+
 from machinery.errors import FieldError, forbidden, invalid, required
 from machinery.validation.common import each, is_dns1123_subdomain, is_ip
 
@@ -83,3 +85,13 @@ def validate_external_name(spec) -> list[FieldError]:
     if spec.ip_family_policy:
         errs.append(forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services"))
     return errs
+
+
+def cluster_domain_arg(text: str) -> str:
+    """argparse type of --cluster-domain (kctl-dns, kctl-nodeagent): a DNS-1123
+    subdomain, taken lower case and without a trailing dot."""
+    name = text.strip().rstrip(".").lower()
+    errs = is_dns1123_subdomain(name)
+    if errs:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {'; '.join(errs)}")
+    return name

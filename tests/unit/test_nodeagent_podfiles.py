@@ -236,3 +236,14 @@ def test_write_pod_files(tmp_path):
     # written again (agent restart): same content, no temporary files left behind
     podfiles.write_pod_files(tmp_path / "pod", p, ["10.244.1.7"], conf)
     assert sorted(x.name for x in (tmp_path / "pod" / "etc").iterdir()) == ["hostname", "hosts", "resolv.conf"]
+
+
+def test_agent_flags():
+    from nodeagent.main import parse_args
+    base = ["--apiserver", "10.0.0.1:6443", "--node-name", "n1", "--node-ip", "10.0.0.11", "--root-dir", "/tmp/x"]
+    args = parse_args(base)
+    assert (args.cluster_dns, args.cluster_domain) == ([], "cluster.local")
+    args = parse_args(base + ["--cluster-dns", "10.96.0.10,fd00::a", "--cluster-domain", "Kctl.Test."])
+    assert (args.cluster_dns, args.cluster_domain) == (["10.96.0.10", "fd00::a"], "kctl.test")
+    with pytest.raises(SystemExit):
+        parse_args(base + ["--cluster-dns", "ten"])
