@@ -80,3 +80,9 @@ def test_external_name_is_not_defaulted_like_a_clusterip_service():
     svc = build("svc", ("spec.type", "ExternalName"), ("spec.externalName", "db.example.com"))
     spec = svc.spec
     assert (spec.cluster_ip, list(spec.cluster_ips), list(spec.ip_families), spec.ip_family_policy) == ("", [], [], "")
+
+
+def test_kctl_get_shows_the_external_name_as_kubectl_does():
+    from kubectlish.printers import external_ip
+    svc = build("svc", ("spec.type", "ExternalName"), ("spec.externalName", "db.example.com"))
+    assert external_ip(svc) == "db.example.com"
