@@ -104,6 +104,12 @@ class ServiceAllocator:
     async def _plan_ip(self, svc, old, owner, avoid, alloc: Allocation, problems) -> None:
         spec = svc.spec
         old_ip = old.spec.cluster_ip if old is not None else ""
+        if spec.type == "ExternalName":                   # a CNAME: no ClusterIP; a type change releases it
+            if old_ip and old_ip != "None":
+                alloc.ops.append(st.delete(ip_key(old_ip)))
+            spec.cluster_ip = ""
+            del spec.cluster_ips[:]
+            return
         if not spec.cluster_ip and spec.cluster_ips:
             spec.cluster_ip = spec.cluster_ips[0]
         if not spec.cluster_ip and old_ip:

@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from apiserver import encryption, http, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
 from apiserver.nodeproxy import NodeProxy
@@ -156,6 +157,8 @@ async def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
     metrics.serve(args.metrics_listen)
     await bootstrap(store)
+    kubernetes_service = KubernetesService(store, args.service_cluster_ip_range, args.listen)
+    await kubernetes_service.first_sync()       # before serving: clients find it from their first call
 
     runner = None
     try:
@@ -166,6 +169,7 @@ async def run(args: argparse.Namespace) -> None:
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
+        tasks["kubernetes-service"] = kubernetes_service.run()
         if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
             tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
         await run_tasks(tasks)

@@ -172,7 +172,7 @@ class ServiceStrategy(Strategy):
         NodePort/LoadBalancer drops the node ports it carried over (the
         allocator then releases them)."""
         spec, ospec = new.spec, old.spec
-        if not spec.cluster_ip and not spec.cluster_ips and ospec.cluster_ip:
+        if not spec.cluster_ip and not spec.cluster_ips and ospec.cluster_ip and spec.type != "ExternalName":
             spec.cluster_ip = ospec.cluster_ip
             spec.cluster_ips[:] = list(ospec.cluster_ips) or [ospec.cluster_ip]
         old_ports = {(p.port, p.protocol or "TCP"): p.node_port for p in ospec.ports if p.node_port}

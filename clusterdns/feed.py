@@ -10,9 +10,7 @@ that a name error is answered SERVFAIL, not NXDOMAIN, as CoreDNS does.
 
 What the answers need from each kind, as CoreDNS's object package keeps it:
 * Service: type, clusterIPs ("None" = headless), ports (name, port,
-  protocol), externalName. kctl's Service has no `spec.externalName` yet
-  (the apiserver refuses type ExternalName): it is read when the field
-  exists, so CNAME answers light up the day the API carries it.
+  protocol), externalName (type ExternalName: answered as a CNAME).
 * Endpoints: only ready `addresses` (notReadyAddresses never resolve), each
   with its hostname and its subset's ports (a subset without ports gets
   CoreDNS's port -1 sentinel: A records but no SRV). Source key
@@ -34,7 +32,7 @@ def service_entry(svc) -> ServiceEntry:
     spec = svc.spec
     ips = [ip for ip in (list(spec.cluster_ips) or [spec.cluster_ip]) if ip and ip != "None"]
     headless = spec.cluster_ip == "None" or (bool(spec.cluster_ips) and spec.cluster_ips[0] == "None")
-    external = getattr(spec, "external_name", "") if spec.type == "ExternalName" else ""
+    external = spec.external_name.rstrip(".") if spec.type == "ExternalName" else ""
     return ServiceEntry(
         namespace=svc.metadata.namespace, name=svc.metadata.name, type=spec.type or "ClusterIP",
         cluster_ips=() if spec.type == "ExternalName" else tuple(ips), headless=headless,

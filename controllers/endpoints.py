@@ -98,6 +98,8 @@ class EndpointsController(Controller):
                 kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid))
             if pod.spec.node_name:
                 addr.node_name = pod.spec.node_name
+            if pod.spec.hostname and pod.spec.subdomain == svc.metadata.name:   # HOSTNAME.SVC.NS.svc DNS names
+                addr.hostname = pod.spec.hostname
             ready, not_ready = groups.setdefault(tuple(sorted(ports)), ([], []))
             (ready if podutil.is_pod_ready(pod) else not_ready).append(addr)
         subsets = []

@@ -171,6 +171,8 @@ def external_ip(svc) -> str:
         if ext:
             return ",".join(lb + ext)
         return ",".join(lb) if lb else "<pending>"
+    if t == "ExternalName":
+        return svc.spec.external_name
     return "<unknown>"
 
 

@@ -48,6 +48,7 @@ from machinery.informer import Informer
 from machinery.pb import apps_pb2, core_pb2
 from machinery.runner import run_tasks
 from nodeagent import metrics, podspec
+from nodeagent.podfiles import DnsConfigurer
 from nodeagent.podworker import PodWorker
 
 log = logging.getLogger("kctl.nodeagent")
@@ -97,8 +98,9 @@ class Agent:
                  taints: list[core_pb2.Taint] | None = None, system_reserved: dict[str, str] | None = None,
                  capacity: dict[str, str] | None = None, crashloop_base: float = 10.0,
                  agent_port: int = AGENT_PORT, fake: bool = False, runtime_version: str = "runc",
-                 make_proxier=None):
+                 make_proxier=None, dns=None):
         self.client = client
+        self.dns = dns or DnsConfigurer()     # resolv.conf/hosts of pods (nodeagent/podfiles.py)
         self.node_name, self.node_ip = node_name, node_ip
         self.root_dir = root_dir
         self.runtime, self.images = runtime, images

@@ -14,7 +14,8 @@ Rules (the kubelet's):
   CreateContainerConfigError.
 * resources: cpu limit -> CFS quota (period 100 ms), cpu request -> shares
   (1024 per CPU, at least 2), memory limit -> memory limit (no swap).
-* mounts: /etc/hosts, /etc/hostname, /etc/resolv.conf of the pod; emptyDir =
+* mounts: /etc/hosts, /etc/hostname, /etc/resolv.conf of the pod
+  (nodeagent/podfiles.py); emptyDir =
   a directory under the pod dir shared by the pod's containers; hostPath as is
   (created for ``DirectoryOrCreate``/``FileOrCreate``); ``subPath`` supported.
 
@@ -31,6 +32,7 @@ from machinery.pb import core_pb2
 from nodeagent.containers import ContainerConfig, Mount
 from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 from nodeagent.images import Image
+from nodeagent import podfiles
 from nodeagent.network import Sandbox
 
 CPU_PERIOD = 100_000
@@ -199,10 +201,9 @@ def resources(c: core_pb2.Container) -> dict:
 
 
 def pod_hostname(pod: core_pb2.Pod) -> str:
-    """hostNetwork pods have the node's name (kctl node names are host names); others their own."""
-    if pod.spec.host_network:
-        return pod.spec.node_name[:63]
-    return (pod.spec.hostname or pod.metadata.name)[:63]
+    """hostNetwork pods have the node's name (kctl node names are host names); others their own
+    (the kubelet's rule, nodeagent/podfiles.py: /etc/hostname says the same)."""
+    return podfiles.pod_hostname(pod)
 
 
 def container_config(pod: core_pb2.Pod, c: core_pb2.Container, image: Image, sandbox: Sandbox,

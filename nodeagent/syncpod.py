@@ -46,12 +46,12 @@ from typing import Callable
 
 from machinery import errors
 from machinery.pb import core_pb2
-from nodeagent import metrics, podspec, status as pstatus
+from nodeagent import metrics, podfiles, podspec, status as pstatus
 from nodeagent.containers import CREATED, ContainerState
 from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 from nodeagent.imagepull import MAX_BACKOFF, ImagePuller
 from nodeagent.images import lowerdirs
-from nodeagent.network import Sandbox, write_pod_files
+from nodeagent.network import Sandbox
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, run_handler
 from nodeagent.status import ContainerRecord
 from nodeagent.statusmanager import PodStatusWriter
@@ -204,7 +204,9 @@ class PodSync:
             self.sandbox = await self.agent.network.create_sandbox(self.uid, pod.metadata.name)
             log.debug("pod %s: sandbox %s in %.1f ms", self.key, self.sandbox.ip, (time.perf_counter() - t0) * 1e3)
         if not self.pod_files and not self.agent.fake:
-            self.pod_files = write_pod_files(self.pod_dir, podspec.pod_hostname(pod), self.sandbox.ip)
+            self.pod_files, warnings = podfiles.write_pod_files(self.pod_dir, pod, [self.sandbox.ip], self.agent.dns)
+            for reason, message in warnings:
+                self._event("Warning", reason, message)
             podspec.prepare_volumes(pod, self.pod_dir)
         await self.refresh()
         for c in pod.spec.containers:

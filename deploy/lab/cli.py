@@ -1,9 +1,9 @@
 """`kctl lab ...`: a multi-node cluster on one Linux machine (run as root).
 
     kctl lab up [--nodes 3] [--name kctl]   build the network, start everything, wait for Ready nodes
-    kctl lab status                         components, PIDs, nodes, addresses
+    kctl lab status                         components (with the cluster DNS), PIDs, nodes, addresses
     kctl lab down                           stop and remove everything (safe twice, and after a crash)
-    kctl lab logs COMPONENT [-f]            apiserver, scheduler, controller-manager, etcd, registry, agent-node1 ...
+    kctl lab logs COMPONENT [-f]            apiserver, scheduler, controller-manager, dns, etcd, registry, agent-node1 ...
     kctl lab kill-node NODE / start-node NODE
     kctl lab stop-agent NODE / start-agent NODE
     kctl lab partition NODE / heal NODE
@@ -82,6 +82,8 @@ def status_cmd(name):
     except LabError as exc:
         _fail(exc)
     click.echo(f"lab {name}: subnet {lab_.subnet}, control plane {lab_.cp_address}, apiserver {info['apiserver']}")
+    click.echo(f"cluster DNS: kube-system/kube-dns {cluster.dns_service_ip()} -> {lab_.cp_address}:{cluster.DNS_PORT}"
+               f" (domain {cluster.CLUSTER_DOMAIN})")
     click.echo(f"{'COMPONENT':<24}{'PID':<9}{'STATE':<9}{'WHERE'}")
     for comp, st in sorted(lab_.status().items()):
         click.echo(f"{comp:<24}{st.get('pid', ''):<9}{'running' if st.get('alive') else 'dead':<9}{st.get('node') or 'root netns'}")
@@ -105,7 +107,7 @@ def status_cmd(name):
 @click.option("-f", "--follow", is_flag=True)
 @click.option("--tail", default=-1, help="Lines from the end (-1: all).")
 def logs_cmd(name, component, follow, tail):
-    """Print a component's log (apiserver, scheduler, controller-manager, etcd, registry, agent-NODE)."""
+    """Print a component's log (apiserver, scheduler, controller-manager, dns, etcd, registry, agent-NODE)."""
     from deploy.lab.topology import Lab
     try:
         st = Lab.load(name).status()

@@ -15,6 +15,7 @@ from machinery.errors import (FieldError, duplicate, forbidden, invalid, not_sup
 from machinery.validation.common import (each, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
                                          is_port_name, is_port_num, is_qualified_name, non_negative,
                                          validate_labels, validate_port_num_or_name)
+from machinery.validation.dns import validate_pod_dns
 from machinery.validation.scheduling import validate_affinity, validate_tolerations
 
 PROTOCOLS = ("SCTP", "TCP", "UDP")
@@ -332,6 +333,7 @@ def validate_pod_spec(spec, path: str) -> list[FieldError]:
                                         "must match `containerPort` when `hostNetwork` is true"))
     errs += _one_of(RESTART_POLICIES, spec.restart_policy, f"{path}.restartPolicy")
     errs += _one_of(DNS_POLICIES, spec.dns_policy, f"{path}.dnsPolicy")
+    errs += validate_pod_dns(spec, path)
     errs += validate_labels(spec.node_selector, f"{path}.nodeSelector")
     if spec.HasField("affinity"):
         errs += validate_affinity(spec.affinity, f"{path}.affinity")
