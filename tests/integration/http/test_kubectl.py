@@ -75,12 +75,15 @@ def rows(out: str) -> list[list[str]]:
 def test_version_api_versions_and_api_resources(kube):
     out = kube.ok("version")
     assert "Server Version: v1.32.0" in out
-    assert kube.ok("api-versions").split() == ["apps/v1", "coordination.k8s.io/v1", "storage.k8s.io/v1", "v1"]
+    from machinery import kinds
+    assert kube.ok("api-versions").split() == sorted({i.api_version for i in kinds.KINDS})
+    assert {"apps/v1", "batch/v1", "policy/v1", "storage.k8s.io/v1", "v1"} <= set(kube.ok("api-versions").split())
     res = kube.ok("api-resources")
     assert re.search(r"^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", res, re.M)
     assert re.search(r"^nodes\s+no\s+v1\s+false\s+Node$", res, re.M)
     assert kube.ok("api-resources", "--categories=all", "-o", "name").split() == [
-        "pods", "services", "deployments.apps", "replicasets.apps"]
+        "pods", "services", "daemonsets.apps", "deployments.apps", "replicasets.apps", "cronjobs.batch",
+        "jobs.batch"]
 
 
 def test_get_in_every_output_format(kube):

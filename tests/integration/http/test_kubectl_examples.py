@@ -13,13 +13,10 @@ import yaml
 
 from tests.integration.kctl_helpers import kctl
 
-EXAMPLES = pathlib.Path("/work/shared/k8s-examples")
+EXAMPLES = pathlib.Path(__file__).resolve().parents[4] / "shared" / "k8s-examples"   # ../shared beside the repo
 FILES = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml")) if EXAMPLES.is_dir() else []
-# Has a PersistentVolumeClaim, a kind kctl does not serve: kubectl looks for its
-# schema in /openapi/v2 as gnostic protobuf, which kctl does not serve, and stops
-# there (kctl refuses such a file before writing anything; kubectl writes the
-# objects before the one it cannot validate).
-REFUSED = {"application/wordpress/wordpress-deployment.yaml"}
+# Every kind of the examples is served now (PersistentVolumeClaim included).
+REFUSED: set[str] = set()
 # Files kubectl re-applies as `configured` although nothing changes, as it does
 # against Kubernetes: its three-way patch for a retainKeys field always carries
 # `$retainKeys` (strategy, whose `type` the server defaults), and a quantity
