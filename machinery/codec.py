@@ -53,6 +53,14 @@ ALWAYS_EMITTED = {
     "kctl.v1.ContainerStatus.ready",
     "kctl.v1.ContainerStateTerminated.exit_code",
     "kctl.v1.ReplicaSetStatus.replicas",
+    "kctl.v1.PodDisruptionBudgetStatus.disruptions_allowed",
+    "kctl.v1.PodDisruptionBudgetStatus.current_healthy",
+    "kctl.v1.PodDisruptionBudgetStatus.desired_healthy",
+    "kctl.v1.PodDisruptionBudgetStatus.expected_pods",
+    "kctl.v1.DaemonSetStatus.current_number_scheduled",
+    "kctl.v1.DaemonSetStatus.number_misscheduled",
+    "kctl.v1.DaemonSetStatus.desired_number_scheduled",
+    "kctl.v1.DaemonSetStatus.number_ready",
 }
 _INTS = (FD.TYPE_INT32, FD.TYPE_INT64, FD.TYPE_UINT32, FD.TYPE_UINT64, FD.TYPE_SINT32,
          FD.TYPE_SINT64, FD.TYPE_FIXED32, FD.TYPE_FIXED64, FD.TYPE_SFIXED32, FD.TYPE_SFIXED64)

@@ -93,3 +93,35 @@ def test_bookmarks_and_watch_list(kube):
     assert events[end]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
     code, st, _ = call(kube, "GET", f"{PODS}?watch=true&sendInitialEvents=true")
     assert (code, st["reason"]) == (422, "Invalid")
+
+
+def test_eviction_honours_the_pod_disruption_budget(kube):
+    """policy/v1 Eviction: 429 while the budget allows no disruption (the pod stays), then
+    allowed and spent once the budget's status allows one (Kubernetes' EvictionREST)."""
+    ready = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    for name in ("pdb-a", "pdb-b"):
+        call(kube, "POST", PODS, {**POD, "metadata": {"name": name, "labels": {"app": "pdbt"}}})
+        call(kube, "PATCH", f"{PODS}/{name}/status", ready, content_type="application/merge-patch+json")
+    pdbs = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
+    code, _, _ = call(kube, "POST", pdbs, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                                           "metadata": {"name": "pdbt"},
+                                           "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "pdbt"}}}})
+    assert code == 201
+
+    def budget(allowed):
+        st = {"status": {"observedGeneration": 1, "currentHealthy": 2, "desiredHealthy": 2 - allowed,
+                         "expectedPods": 2, "disruptionsAllowed": allowed}}
+        code, _, _ = call(kube, "PATCH", f"{pdbs}/pdbt/status", st, content_type="application/merge-patch+json")
+        assert code == 200
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "pdb-a"}}
+    budget(0)
+    code, st, _ = call(kube, "POST", f"{PODS}/pdb-a/eviction", eviction)
+    assert (code, st["reason"]) == (429, "TooManyRequests")
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in st["message"]
+    assert call(kube, "GET", f"{PODS}/pdb-a")[0] == 200
+    budget(1)
+    code, st, _ = call(kube, "POST", f"{PODS}/pdb-a/eviction", eviction)
+    assert (code, st["status"]) == (201, "Success")
+    assert call(kube, "GET", f"{PODS}/pdb-a")[0] == 404
+    _, pdb, _ = call(kube, "GET", f"{pdbs}/pdbt")
+    assert pdb["status"]["disruptionsAllowed"] == 0 and "pdb-a" in pdb["status"]["disruptedPods"]
