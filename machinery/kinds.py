@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import apps_pb2, core_pb2, storage_pb2
+from machinery.pb import apps_pb2, core_pb2, scheduling_pb2, storage_pb2
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,9 @@ KINDS: tuple[KindInfo, ...] = (
              storage_pb2.PersistentVolumeClaim, ("pvc",)),
     KindInfo("StorageClass", "storageclasses", "storageclass", "storage.k8s.io", "v1", False,
              storage_pb2.StorageClass, ("sc",), has_status=False),
+    # scheduling.k8s.io (priorities for the scheduler's queue and preemption)
+    KindInfo("PriorityClass", "priorityclasses", "priorityclass", "scheduling.k8s.io", "v1", False,
+             scheduling_pb2.PriorityClass, ("pc",), has_status=False),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

@@ -47,6 +47,7 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/core.proto": "io.k8s.api.core.v1",
     "machinery/pb/apps.proto": "io.k8s.api.apps.v1",
     "machinery/pb/storage.proto": "io.k8s.api.core.v1",
+    "machinery/pb/scheduling.proto": "io.k8s.api.scheduling.v1",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",

@@ -18,14 +18,15 @@ because defaulting always fills it).
 The rules live in submodules: `common` (names, labels, ports), `meta`
 (ObjectMeta), `pod` (pod specs, shared with templates), `apps`
 (ReplicaSet, Deployment), `core` (Service, Node, Namespace, Endpoints,
-Event, Lease), `config` (ConfigMap, Secret) and `storage`
-(PersistentVolume, PersistentVolumeClaim, StorageClass).
+Event, Lease), `config` (ConfigMap, Secret), `storage`
+(PersistentVolume, PersistentVolumeClaim, StorageClass) and `placement`
+(pod affinity, spread constraints, priority fields, PriorityClass).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, config, core, storage
+from machinery.validation import apps, config, core, placement, storage
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -62,6 +63,7 @@ _SPEC_RULES = {
     "PersistentVolume": storage.validate_persistent_volume,
     "PersistentVolumeClaim": storage.validate_persistent_volume_claim,
     "StorageClass": storage.validate_storage_class,
+    "PriorityClass": placement.validate_priority_class,
 }
 
 
@@ -143,6 +145,7 @@ _UPDATE_RULES = {
     "PersistentVolume": storage.validate_persistent_volume_update,
     "PersistentVolumeClaim": storage.validate_persistent_volume_claim_update,
     "StorageClass": storage.validate_storage_class_update,
+    "PriorityClass": placement.validate_priority_class_update,
 }
 
 

@@ -47,7 +47,7 @@ def test_discovery_lists_subresources_categories_and_short_names():
     assert apps["deployments/scale"]["group"] == "autoscaling" and apps["deployments/scale"]["kind"] == "Scale"
     agg = discovery.aggregated(False)
     groups = [i["metadata"]["name"] for i in agg["items"]]
-    assert groups == ["apps", "coordination.k8s.io", "storage.k8s.io"]
+    assert groups == ["apps", "coordination.k8s.io", "storage.k8s.io", "scheduling.k8s.io"]
     dep = next(r for r in agg["items"][0]["versions"][0]["resources"] if r["resource"] == "deployments")
     assert dep["resource"] == "deployments" and {s["subresource"] for s in dep["subresources"]} == {"status",
                                                                                                    "scale"}
