@@ -60,9 +60,14 @@ class ScheduleResult:
     pre_filter: str = ""             # a PreFilter plugin's rejection message
     error: Status | None = None      # a plugin failed: the attempt is an error
     state: CycleState | None = None
+    fail_codes: np.ndarray | None = None   # per slot: Code of the first failing filter (0: passed)
+    preemption: dict | None = None   # DefaultPreemption's outcome, for the record and the message
 
     def message(self) -> str:
-        return aggregate_message(self.num_nodes, self.reasons, self.pre_filter)
+        msg = aggregate_message(self.num_nodes, self.reasons, self.pre_filter)
+        if self.preemption and self.preemption.get("message"):
+            msg += " preemption: " + self.preemption["message"]
+        return msg
 
 
 def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
@@ -75,13 +80,13 @@ def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
 
 class Algorithm:
     def __init__(self, cache: NodeCache, profile: Profile | None = None, *, percentage_of_nodes_to_score: int = 0,
-                 registry: Registry | None = None, binder=None, rng: random.Random | None = None):
+                 registry: Registry | None = None, binder=None, rng: random.Random | None = None, evictor=None):
         self.snapshot = Snapshot(cache)
         self.profile = profile or default_profile()
         pct = self.profile.percentage_of_nodes_to_score
         self.percentage = percentage_of_nodes_to_score if pct is None else pct
         self.framework = Framework(self.profile, registry or plugins.in_tree_registry(),
-                                   Handle(self.snapshot, binder))
+                                   Handle(self.snapshot, binder, evictor=evictor))
         self.weights = self.framework.weights
         self.rng = rng or random.Random()
         self._next_start = 0
@@ -180,6 +185,13 @@ class Algorithm:
             result.top.append((name, totals[k], dict(zip(names_p, per[k]))))
         return result
 
+    def post_filter(self, result: ScheduleResult, pod: PodInfo):
+        """PostFilter plugins (preemption) for a pod no node fits; a
+        PreFilter rejection or an error skips them."""
+        if result.node is not None or result.pre_filter or result.error is not None:
+            return None
+        return self.framework.run_post_filter(result.state, pod, self.snapshot, result)
+
     def bind(self, result: ScheduleResult, pod: PodInfo, annotations: dict, ctx) -> Status:
         """Run the profile's Bind plugins for a decided (and assumed) pod."""
         return self.framework.run_bind(result.state, pod, result.node, annotations, ctx)
@@ -189,10 +201,13 @@ class Algorithm:
         failing filter, in the profile's order."""
         names = self.snapshot.names
         failed = ~self.snapshot.valid()
+        result.fail_codes = np.zeros(len(failed), dtype=np.int8)
         for _, r in self._answers(state, pod):
             if r is None:
                 continue
             codes = np.where(failed, 0, r.codes)
+            new = codes != 0
+            result.fail_codes[new] = np.array([int(st.code) for st in r.statuses], dtype=np.int8)[codes[new]]
             counts = np.bincount(codes, minlength=len(r.statuses))
             for code in np.flatnonzero(counts[1:]) + 1:
                 self._count(result, r.statuses[code].reasons, int(counts[code]),

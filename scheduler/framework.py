@@ -15,8 +15,11 @@ Extension points, in cycle order (a plugin implements one or more):
 
 * PreFilter(state, pod, snapshot) -> Status — once per attempt; may write to
   the CycleState; a non-success status makes the pod unschedulable on every
-  node ("0/N nodes are available: <message>.").
+  node ("0/N nodes are available: <message>."). Its extensions add_pod /
+  remove_pod adjust that state when preemption simulates victims.
 * Filter(state, pod, snapshot) -> FilterResult — every node slot at once.
+* PostFilter(state, pod, snapshot, result) — only when no node fits;
+  DefaultPreemption picks victims and nominates a node.
 * PreScore(state, pod, snapshot, idx) -> Status — once, over the candidates;
   computes what Score needs and writes it to the state; SKIP skips the
   plugin's Score (its row is all zeros).
@@ -199,6 +202,15 @@ class PreFilterPlugin(Plugin):
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:   # pragma: no cover - interface
         raise NotImplementedError
 
+    # PreFilterExtensions (kube-scheduler's AddPod / RemovePod): preemption
+    # simulates adding or removing `rec` (a cache PodRecord) on `slot` by
+    # adjusting what pre_filter wrote to a cloned CycleState.
+    def add_pod(self, state, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        pass
+
+    def remove_pod(self, state, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        pass
+
 
 class FilterPlugin(Plugin):
     """A filter answers for all node slots at once (see module docstring)."""
@@ -214,6 +226,15 @@ class FilterPlugin(Plugin):
     def filter_node(self, state, pod: PodInfo, snapshot, node_name: str) -> Status:
         """The answer for one node (tests, decision records)."""
         return self.filter(state, pod, snapshot).status_at(snapshot.slot(node_name))
+
+
+class PostFilterPlugin(Plugin):
+    """Runs when no node fits (kube-scheduler's PostFilter): may make room,
+    e.g. DefaultPreemption. `result` is the failed ScheduleResult; the
+    answer is a PostFilterResult or None (nothing done)."""
+
+    def post_filter(self, state, pod: PodInfo, snapshot, result):   # pragma: no cover - interface
+        raise NotImplementedError
 
 
 class PreScorePlugin(Plugin):
@@ -235,7 +256,8 @@ class BindPlugin(Plugin):
 
 # the configuration's names for the extension points, in cycle order
 EXTENSION_POINTS: dict[str, type[Plugin]] = {
-    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "preScore": PreScorePlugin,
+    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "postFilter": PostFilterPlugin,
+    "preScore": PreScorePlugin,
     "score": ScorePlugin, "bind": BindPlugin}
 
 
@@ -247,9 +269,13 @@ def points_of(cls: type) -> tuple[str, ...]:
 @dataclass
 class Handle:
     """What the framework gives plugin factories (kube-scheduler's
-    framework.Handle): the shared snapshot and, for bind plugins, the binder."""
+    framework.Handle): the shared snapshot, for bind plugins the binder, for
+    PostFilter plugins the framework (to re-run filters on a simulated
+    state) and the evictor (the scheduler's graceful pod deletion)."""
     snapshot: Any
     binder: Any = None
+    framework: Any = None
+    evictor: Any = None
 
 
 class ShapeCache:

@@ -122,6 +122,17 @@ class Snapshot:
         """Id → value for label `key`."""
         return self._cache.label_values.get(key, [])
 
+    def domain_sums(self, key: str, per_slot: np.ndarray, mask: np.ndarray | None = None):
+        """(label column of `key`, sum of `per_slot` per value id over the
+        valid slots that have the label and pass `mask`): counts per
+        topology domain, one np.bincount."""
+        col = self.label_column(key)
+        take = (col >= 0) & self.valid()
+        if mask is not None:
+            take &= mask
+        nvals = len(self.label_values(key))
+        return col, np.bincount(col[take], weights=per_slot[take], minlength=nvals)[:nvals]
+
     # -------------------------------------------------------- resources
 
     def _view(self, cpu, memory, pods) -> Resources:
@@ -157,3 +168,36 @@ class Snapshot:
         (assumed ones included); None when there are none."""
         col = self._cache.owner_counts.get(owner_uid)
         return None if col is None else col[: self._cache.n]
+
+    def pod_counts(self, query) -> np.ndarray:
+        """Pods per slot matching a podindex.Query (namespaces, selectors),
+        assumed ones included, terminating ones not."""
+        return self._cache.pod_index.counts(query)[: self._cache.n]
+
+    def pod_terms(self) -> dict:
+        """The existing pods' affinity terms: key -> podindex.TermEntry
+        (kind, weight, parsed term, pods carrying it per slot)."""
+        return self._cache.pod_index.terms
+
+    @property
+    def term_version(self) -> int:
+        """Changes whenever a distinct existing-pod term appears or goes."""
+        return self._cache.pod_index.term_version
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        return self._cache.namespace_labels.get(namespace, {})
+
+    def namespaces_matching(self, selector) -> set[str]:
+        """Names of the known namespaces whose labels match a LabelSelector."""
+        return {ns for ns, labels in self._cache.namespace_labels.items() if selector.matches(labels)}
+
+    def simulate(self, rec, sign: int) -> None:
+        """Release (-1) or restore (+1) a pod's resources on its slot, for
+        preemption's dry runs; every release is restored before the
+        decision ends."""
+        self._cache.apply_resources(rec, sign)
+
+    def pods_on(self, slot: int) -> list:
+        """The cache's PodRecords on a slot (preemption)."""
+        c = self._cache
+        return [c.pods[u] for u in c.slot_pods.get(slot, ())]
