@@ -130,8 +130,8 @@ class Snapshot:
         take = (col >= 0) & self.valid()
         if mask is not None:
             take &= mask
-        nvals = len(self.label_values(key))
-        return col, np.bincount(col[take], weights=per_slot[take], minlength=nvals)[:nvals]
+        nvals = max(len(self.label_values(key)), 1)       # never empty: col[i] may index it
+        return col, np.bincount(col[take], weights=per_slot[take], minlength=nvals)
 
     # -------------------------------------------------------- resources
 

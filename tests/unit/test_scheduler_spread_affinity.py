@@ -339,3 +339,9 @@ def test_preferred_affinity_and_anti_affinity_scores():
     state, qi = CycleState(), pod_info(q)
     plugin.pre_score(state, qi, snap, idx)
     assert list(plugin.score(state, qi, snap, idx)) == [0, 100, 100]
+
+
+def test_pod_cannot_be_scheduled_as_all_nodes_dont_have_label_rack():
+    """TestSingleConstraint "pod cannot be scheduled as all nodes don't have label 'rack'"."""
+    v = verdicts(PodTopologySpread(), spread(hollow.pod("p", labels=FOO), "rack"), cluster(ZONES))
+    assert set(v.values()) == {ERR_MISSING_LABEL}
