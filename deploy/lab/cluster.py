@@ -133,6 +133,7 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
         "--insecure-registry", registry,
         "--masquerade-cidr", str(lab.subnet),  # the control plane's rp_filter drops pod sources
         "--metrics-listen", f"{info.ip}:{AGENT_PORT_METRICS}",
+        "--node-labels", ",".join(f"{k}={v}" for k, v in info.labels),
     ]
 
 
