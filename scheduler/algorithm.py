@@ -111,11 +111,17 @@ class Algorithm:
             answers.append(r)
         return answers, ok
 
-    def _answers(self, state: CycleState, pod: PodInfo):
-        """(plugin, FilterResult or None) in the profile's filter order."""
+    def _answers(self, state: CycleState, pod: PodInfo, known: dict | None = None):
+        """(plugin, FilterResult or None) in the profile's filter order;
+        `known` holds dynamic answers this attempt already computed."""
         static = iter(self._static(state, pod)[0])
+        known = known or {}
         for p in self.framework.filters:
-            yield p, next(static) if p.static else p.filter(state, pod, self.snapshot)
+            if p.static:
+                yield p, next(static)
+            else:
+                r = known.get(p.name)
+                yield p, r if r is not None else p.filter(state, pod, self.snapshot)
 
     def node_status(self, pod: PodInfo, node: str) -> Status:
         """The filter verdict for one node (tests, debugging)."""
@@ -143,12 +149,18 @@ class Algorithm:
                 result.pre_filter = st.message()
             return result
         _, feasible = self._static(state, pod)
+        known = {}
         for f in fw.dynamic_filters:
-            feasible = f.feasible(state, pod, snap, feasible)
+            if f.cheap_feasible:
+                feasible = f.feasible(state, pod, snap, feasible)
+            else:                      # the reasons cost no more: keep them for the histogram
+                r = known[f.name] = f.filter(state, pod, snap)
+                if len(r.statuses) > 1:
+                    feasible = feasible & (r.codes == 0)
         idx = np.flatnonzero(feasible)
         result.feasible = len(idx)
         if result.feasible < result.num_nodes:
-            self._histogram(result, state, pod)
+            self._histogram(result, state, pod, known)
         if not len(idx):
             return result
         k = num_feasible_nodes_to_find(len(snap), self.percentage)
@@ -196,23 +208,25 @@ class Algorithm:
         """Run the profile's Bind plugins for a decided (and assumed) pod."""
         return self.framework.run_bind(result.state, pod, result.node, annotations, ctx)
 
-    def _histogram(self, result: ScheduleResult, state: CycleState, pod: PodInfo) -> None:
+    def _histogram(self, result: ScheduleResult, state: CycleState, pod: PodInfo, known=None) -> None:
         """Count every node that failed under the reasons of its first
         failing filter, in the profile's order."""
         names = self.snapshot.names
         failed = ~self.snapshot.valid()
         result.fail_codes = np.zeros(len(failed), dtype=np.int8)
-        for _, r in self._answers(state, pod):
-            if r is None:
+        for _, r in self._answers(state, pod, known):
+            if r is None or len(r.statuses) == 1:
                 continue
             codes = np.where(failed, 0, r.codes)
             new = codes != 0
+            if not new.any():
+                continue
             result.fail_codes[new] = np.array([int(st.code) for st in r.statuses], dtype=np.int8)[codes[new]]
             counts = np.bincount(codes, minlength=len(r.statuses))
             for code in np.flatnonzero(counts[1:]) + 1:
                 self._count(result, r.statuses[code].reasons, int(counts[code]),
                             lambda c=code: np.flatnonzero(codes == c), names)
-            failed |= codes != 0
+            failed |= new
 
     @staticmethod
     def _count(result, reasons, n, where, names) -> None:

@@ -121,6 +121,7 @@ class NodeCache:
         self.pod_index = podindex.PodIndex(self.cap)
         self.slot_pods: dict[int, set[str]] = {}           # slot -> uids (preemption)
         self.namespace_labels: dict[str, dict] = {}        # fed by the scheduler's namespace informer
+        self.unique_labels: dict[str, tuple] = {}          # Snapshot.unique_label's memo
 
     # ------------------------------------------------------------ nodes
 

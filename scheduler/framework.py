@@ -39,7 +39,7 @@ decision reads is consistent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -104,6 +104,7 @@ class PodInfo:
     shape: bytes = b""            # identity of the static-filter inputs
     attempts: int = 0
     first_seen: float = 0.0       # monotonic time the scheduler first saw the pod
+    parsed: dict = field(default_factory=dict)   # plugins' per-pod parses (constraints, terms)
 
     @property
     def namespace(self) -> str:
@@ -215,6 +216,7 @@ class PreFilterPlugin(Plugin):
 class FilterPlugin(Plugin):
     """A filter answers for all node slots at once (see module docstring)."""
     static = True       # depends only on the pod's shape and node features: cacheable
+    cheap_feasible = False   # feasible() is cheaper than filter() (else the algorithm keeps filter's answer)
 
     def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:   # pragma: no cover - interface
         raise NotImplementedError

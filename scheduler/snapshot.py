@@ -122,6 +122,30 @@ class Snapshot:
         """Id → value for label `key`."""
         return self._cache.label_values.get(key, [])
 
+    def unique_label(self, key: str) -> bool:
+        """Every node having label `key` has its own value (kubernetes.io/hostname):
+        a domain is then one node. Cached per generation."""
+        memo = self._cache.unique_labels
+        hit = memo.get(key)
+        if hit is not None and hit[0] == self.generation:
+            return hit[1]
+        col = self.label_column(key)
+        present = col[(col >= 0) & self.valid()]
+        unique = len(np.unique(present)) == len(present)
+        memo[key] = (self.generation, unique)
+        return unique
+
+    def domain_counts(self, key: str, per_slot: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Per slot: the sum of `per_slot` over the slot's domain (the slots
+        sharing its value of `key`, within `mask`); 0 where the key is absent.
+        One node per domain (unique_label) needs no bincount."""
+        col = self.label_column(key)
+        has = (col >= 0) & self.valid()
+        if self.unique_label(key):
+            return np.where(has & mask if mask is not None else has, per_slot, 0)
+        _, dom = self.domain_sums(key, per_slot, mask)
+        return np.where(has, dom[np.maximum(col, 0)], 0)
+
     def domain_sums(self, key: str, per_slot: np.ndarray, mask: np.ndarray | None = None):
         """(label column of `key`, sum of `per_slot` per value id over the
         valid slots that have the label and pass `mask`): counts per

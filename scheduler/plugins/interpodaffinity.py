@@ -63,13 +63,14 @@ def _all_of(queries: list[Query]) -> Query:
 
 @dataclass
 class _Affinity(StateData):
+    """Per term, pods counted in each slot's topology domain (per-slot arrays)."""
     aff_keys: list = field(default_factory=list)       # topology keys of required affinity terms
     aff_query: Query | None = None                    # existing pods matching all of them
-    aff_counts: list = field(default_factory=list)    # per term: pods per domain
+    aff_counts: list = field(default_factory=list)
     self_match: bool = False
     anti: list = field(default_factory=list)          # (key, query)
     anti_counts: list = field(default_factory=list)
-    existing: dict = field(default_factory=dict)      # key -> pods per domain (their anti terms match us)
+    existing: dict = field(default_factory=dict)      # key -> pods whose anti terms match us
     existing_terms: set = field(default_factory=set)  # term keys counted in `existing`
 
     def clone(self) -> "_Affinity":
@@ -78,6 +79,13 @@ class _Affinity(StateData):
         out.anti_counts = [c.copy() for c in self.anti_counts]
         out.existing = {k: c.copy() for k, c in self.existing.items()}
         return out
+
+
+def _bump(snapshot, key: str, per_slot: np.ndarray, slot: int, sign: int) -> None:
+    """One pod more (or less) in the domain of `slot`."""
+    col = snapshot.label_column(key)
+    if col[slot] >= 0:
+        per_slot[col == col[slot]] += sign
 
 
 class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugin):
@@ -92,6 +100,7 @@ class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugi
 
     def __init__(self, hard_weight: int = 1):
         self.hard_weight = hard_weight
+        self._matches: dict = {}       # (namespace, labels, kinds) -> (term_version, [(key, entry)])
 
     @classmethod
     def new(cls, args: dict, handle) -> "InterPodAffinity":
@@ -99,35 +108,48 @@ class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugi
 
     # ------------------------------------------------------------ filter
 
-    @staticmethod
-    def _matching_terms(pod: PodInfo, snapshot, kinds):
-        """The existing pods' term entries of these kinds that match the pod."""
+    def _matching_terms(self, pod: PodInfo, snapshot, kinds):
+        """The existing pods' term entries of these kinds that match the pod,
+        remembered per (namespace, labels) until a distinct term comes or goes."""
+        labels_key = pod.parsed.get(self.name)
+        if labels_key is None:
+            labels_key = pod.parsed[self.name] = (pod.namespace, tuple(sorted(pod.pod.metadata.labels.items())))
+        memo_key = (labels_key, kinds)
+        version = snapshot.term_version
+        hit = self._matches.get(memo_key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
         labels, ns = pod.pod.metadata.labels, pod.namespace
         ns_labels = snapshot.namespace_labels(ns)
-        return [(k, e) for k, e in snapshot.pod_terms().items()
-                if e.kind in kinds and e.term.matches(ns, labels, ns_labels)]
+        out = [(k, e) for k, e in snapshot.pod_terms().items()
+               if e.kind in kinds and e.term.matches(ns, labels, ns_labels)]
+        if len(self._matches) > 4096:
+            self._matches.clear()
+        self._matches[memo_key] = (version, out)
+        return out
 
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:
         aff = pod.pod.spec.affinity
         req_aff = aff.pod_affinity.required_during_scheduling_ignored_during_execution
         req_anti = aff.pod_anti_affinity.required_during_scheduling_ignored_during_execution
         s = _Affinity()
+        n = snapshot.num_slots
         for key, e in self._matching_terms(pod, snapshot, (ANTI_REQUIRED,)):
-            _, dom = snapshot.domain_sums(e.term.topology_key, e.col[: snapshot.num_slots])
-            have = s.existing.get(e.term.topology_key)
-            s.existing[e.term.topology_key] = dom if have is None else have + dom
+            k = e.term.topology_key
+            per = snapshot.domain_counts(k, e.col[:n])
+            s.existing[k] = per if k not in s.existing else s.existing[k] + per
             s.existing_terms.add(key)
         if req_aff:
             queries = [incoming_query(t, pod, snapshot) for t in req_aff]
             s.aff_keys = [k for k, _ in queries]
             s.aff_query = _all_of([q for _, q in queries])
             counts = snapshot.pod_counts(s.aff_query)
-            s.aff_counts = [snapshot.domain_sums(k, counts)[1] for k in s.aff_keys]
+            s.aff_counts = [snapshot.domain_counts(k, counts) for k in s.aff_keys]
             s.self_match = s.aff_query.matches(pod.namespace, pod.pod.metadata.labels)
         for t in req_anti:
             key, q = incoming_query(t, pod, snapshot)
             s.anti.append((key, q))
-            s.anti_counts.append(snapshot.domain_sums(key, snapshot.pod_counts(q))[1])
+            s.anti_counts.append(snapshot.domain_counts(key, snapshot.pod_counts(q)))
         if not (s.existing or s.aff_keys or s.anti):
             state.delete(self.FILTER_KEY)
             return SUCCESS
@@ -143,19 +165,15 @@ class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugi
         if s.aff_keys:
             missing = np.zeros(n, dtype=bool)
             exist = np.ones(n, dtype=bool)
-            for key, dom in zip(s.aff_keys, s.aff_counts):
-                col = snapshot.label_column(key)
-                missing |= col < 0
-                exist &= (dom[np.maximum(col, 0)] > 0) if len(dom) else False
-            anywhere = any(d.sum() > 0 for d in s.aff_counts)
-            fail = missing | (~exist & (anywhere or not s.self_match))
-            codes[fail] = 1
-        for code, pairs in ((2, zip((k for k, _ in s.anti), s.anti_counts)), (3, s.existing.items())):
+            for key, per in zip(s.aff_keys, s.aff_counts):
+                missing |= snapshot.label_column(key) < 0
+                exist &= per > 0
+            anywhere = any(per.any() for per in s.aff_counts)
+            codes[missing | (~exist & (anywhere or not s.self_match))] = 1
+        for code, arrays in ((2, s.anti_counts), (3, s.existing.values())):
             bad = np.zeros(n, dtype=bool)
-            for key, dom in pairs:
-                col = snapshot.label_column(key)
-                if len(dom):
-                    bad |= (col >= 0) & (dom[np.maximum(col, 0)] > 0)
+            for per in arrays:
+                bad |= per > 0
             codes[(codes == 0) & bad] = code
         return FilterResult(codes, self.statuses)
 
@@ -165,21 +183,16 @@ class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugi
             return
         md = rec.pod.metadata
         if s.aff_query is not None and s.aff_query.matches(md.namespace, md.labels):
-            for key, dom in zip(s.aff_keys, s.aff_counts):
-                v = snapshot.label_column(key)[slot]
-                if v >= 0:
-                    dom[v] += sign
-        for (key, q), dom in zip(s.anti, s.anti_counts):
-            v = snapshot.label_column(key)[slot]
-            if v >= 0 and q.matches(md.namespace, md.labels):
-                dom[v] += sign
+            for key, per in zip(s.aff_keys, s.aff_counts):
+                _bump(snapshot, key, per, slot, sign)
+        for (key, q), per in zip(s.anti, s.anti_counts):
+            if q.matches(md.namespace, md.labels):
+                _bump(snapshot, key, per, slot, sign)
         terms = snapshot.pod_terms()
         for tk in rec.terms:
-            if tk in s.existing_terms:
+            if tk in s.existing_terms and tk in terms:
                 key = terms[tk].term.topology_key
-                v = snapshot.label_column(key)[slot]
-                if v >= 0:
-                    s.existing[key][v] += sign
+                _bump(snapshot, key, s.existing[key], slot, sign)
 
     def add_pod(self, state, pod: PodInfo, rec, slot: int, snapshot) -> None:
         self._update(state, pod, rec, slot, snapshot, 1)

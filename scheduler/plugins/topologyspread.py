@@ -40,7 +40,7 @@ from machinery import selectors
 from machinery.pb import core_pb2
 from scheduler.cycle_state import StateData
 from scheduler.framework import (SKIP, SUCCESS, Code, FilterPlugin, FilterResult, PodInfo, PreFilterPlugin,
-                                 PreScorePlugin, ScorePlugin, Status)
+                                 PreScorePlugin, ScorePlugin, ShapeCache, Status)
 from scheduler.plugins.affinity import required_mask
 from scheduler.plugins.taints import TaintToleration
 from scheduler.podindex import Query
@@ -133,6 +133,7 @@ class PodTopologySpread(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlug
     def __init__(self, system_defaulted: bool = False, default_constraints=()):
         self.system_defaulted = system_defaulted
         self.default_constraints = tuple(default_constraints)    # (key, maxSkew) pairs
+        self._shapes = ShapeCache()
 
     @classmethod
     def new(cls, args: dict, handle) -> "PodTopologySpread":
@@ -145,21 +146,41 @@ class PodTopologySpread(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlug
 
     # ------------------------------------------------------------ filter
 
+    def _hard(self, pod: PodInfo) -> list[Constraint]:
+        cs = pod.parsed.get(self.FILTER_KEY)
+        if cs is None:
+            cs = pod.parsed[self.FILTER_KEY] = constraints_of(pod.pod, "DoNotSchedule")
+        return cs
+
+    def _static(self, pod: PodInfo, snapshot, cs) -> list:
+        """Per constraint (label column, eligible mask, domains present):
+        node features only, so cached per pod shape and constraints."""
+        key = pod.parsed.get("shape" + self.name)
+        if key is None:
+            key = pod.parsed["shape" + self.name] = pod.shape + b"|tsc" + b"".join(
+                c.SerializeToString(deterministic=True) for c in pod.pod.spec.topology_spread_constraints)
+
+        def compute():
+            out = []
+            for c in cs:
+                m = eligible(snapshot, pod, cs, c)
+                col, nodes = snapshot.domain_sums(c.key, np.ones(snapshot.num_slots), m)
+                out.append((col, m, nodes > 0))
+            return out
+        return self._shapes.get(key, snapshot, compute)
+
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:
-        cs = constraints_of(pod.pod, "DoNotSchedule")
+        cs = self._hard(pod)
         if not cs:
             state.delete(self.FILTER_KEY)
             return SUCCESS
         s = _Spread(cs, [], [], [], [], [])
         ns, labels = pod.namespace, pod.pod.metadata.labels
-        for c in cs:
-            m = eligible(snapshot, pod, cs, c)
-            col, dom = snapshot.domain_sums(c.key, snapshot.pod_counts(c.query), m)
-            _, nodes = snapshot.domain_sums(c.key, np.ones(len(col)), m)
+        for c, (col, m, present) in zip(cs, self._static(pod, snapshot, cs)):
             s.cols.append(col)
             s.masks.append(m)
-            s.domains.append(dom)
-            s.present.append(nodes > 0)
+            s.domains.append(snapshot.domain_sums(c.key, snapshot.pod_counts(c.query), m)[1])
+            s.present.append(present)
             s.self_match.append(int(c.query.matches(ns, labels)))
         state.write(self.FILTER_KEY, s)
         return SUCCESS
@@ -194,7 +215,10 @@ class PodTopologySpread(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlug
 
     def _soft(self, pod: PodInfo) -> list[Constraint]:
         if pod.pod.spec.topology_spread_constraints:
-            return constraints_of(pod.pod, "ScheduleAnyway")
+            cs = pod.parsed.get(self.SCORE_KEY)
+            if cs is None:
+                cs = pod.parsed[self.SCORE_KEY] = constraints_of(pod.pod, "ScheduleAnyway")
+            return cs
         if not self.default_constraints or not pod.owner_uid:
             return []
         q = Query(frozenset((pod.namespace,)), (selectors.NOTHING,))
