@@ -89,6 +89,12 @@ class Algorithm:
                                    Handle(self.snapshot, binder, evictor=evictor))
         self.weights = self.framework.weights
         self.rng = rng or random.Random()
+        # dynamic filters preceded only by static ones: if their feasible()
+        # removed no node, they have nothing to add to the histogram
+        first_dynamic = next((i for i, f in enumerate(self.framework.filters) if not f.static),
+                             len(self.framework.filters))
+        self._after_statics = {f.name for f in self.framework.filters[first_dynamic:first_dynamic + 1]}
+        self._all_pass = FilterResult(np.zeros(0, dtype=np.int32), [SUCCESS])
         self._next_start = 0
         self._shapes = ShapeCache()
 
@@ -152,7 +158,10 @@ class Algorithm:
         known = {}
         for f in fw.dynamic_filters:
             if f.cheap_feasible:
+                before = np.count_nonzero(feasible)
                 feasible = f.feasible(state, pod, snap, feasible)
+                if f.name in self._after_statics and np.count_nonzero(feasible) == before:
+                    known[f.name] = self._all_pass        # nothing to count for it in the histogram
             else:                      # the reasons cost no more: keep them for the histogram
                 r = known[f.name] = f.filter(state, pod, snap)
                 if len(r.statuses) > 1:
@@ -160,7 +169,7 @@ class Algorithm:
         idx = np.flatnonzero(feasible)
         result.feasible = len(idx)
         if result.feasible < result.num_nodes:
-            self._histogram(result, state, pod, known)
+            self._histogram(result, state, pod, known, codes=not len(idx))
         if not len(idx):
             return result
         k = num_feasible_nodes_to_find(len(snap), self.percentage)
@@ -208,24 +217,26 @@ class Algorithm:
         """Run the profile's Bind plugins for a decided (and assumed) pod."""
         return self.framework.run_bind(result.state, pod, result.node, annotations, ctx)
 
-    def _histogram(self, result: ScheduleResult, state: CycleState, pod: PodInfo, known=None) -> None:
+    def _histogram(self, result: ScheduleResult, state: CycleState, pod: PodInfo, known=None,
+                   codes: bool = True) -> None:
         """Count every node that failed under the reasons of its first
-        failing filter, in the profile's order."""
+        failing filter, in the profile's order; with `codes` (no node fits:
+        preemption needs them) also the per-slot status codes."""
         names = self.snapshot.names
         failed = ~self.snapshot.valid()
-        result.fail_codes = np.zeros(len(failed), dtype=np.int8)
+        fail_codes = result.fail_codes = np.zeros(len(failed), dtype=np.int8) if codes else None
         for _, r in self._answers(state, pod, known):
             if r is None or len(r.statuses) == 1:
                 continue
-            codes = np.where(failed, 0, r.codes)
-            new = codes != 0
+            new = (r.codes != 0) & ~failed
             if not new.any():
                 continue
-            result.fail_codes[new] = np.array([int(st.code) for st in r.statuses], dtype=np.int8)[codes[new]]
-            counts = np.bincount(codes, minlength=len(r.statuses))
+            if fail_codes is not None:
+                fail_codes[new] = np.array([int(st.code) for st in r.statuses], dtype=np.int8)[r.codes[new]]
+            counts = np.bincount(r.codes[new], minlength=len(r.statuses))
             for code in np.flatnonzero(counts[1:]) + 1:
                 self._count(result, r.statuses[code].reasons, int(counts[code]),
-                            lambda c=code: np.flatnonzero(codes == c), names)
+                            lambda c=code: np.flatnonzero(new & (r.codes == c)), names)
             failed |= new
 
     @staticmethod
