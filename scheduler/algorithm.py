@@ -8,16 +8,23 @@ the attempt's CycleState and runs the profile's Framework (runtime.py):
 2. static filters (by default unschedulable, node name, taints, affinity) —
    their per-slot answers are cached per pod shape (framework.PodInfo.shape)
    and snapshot generation, so replicas of one template pay once;
-3. dynamic filters (NodeResourcesFit over the int64 arrays) on every pod,
-   through their `feasible()` fast path — the reasons are only computed
-   (in the profile's filter order, a node counting under its first failing
-   filter) when some node does not fit;
+3. dynamic filters on every pod: NodeResourcesFit through its cheap
+   `feasible()` (three comparisons over the int64 arrays); PodTopologySpread
+   and InterPodAffinity through `filter()` over what their PreFilter put in
+   the CycleState, whose answers are kept for the reasons. The reasons are
+   only counted (in the profile's filter order, a node under its first
+   failing filter) when some node does not fit;
 4. the feasible slots, rotated from where the previous pod stopped, cut to
    kube-scheduler's numFeasibleNodesToFind (adaptive percentageOfNodesToScore:
    max(5, 50 - nodes/125) %, never fewer than 100 nodes);
 5. PreScore, then weighted Score plugins over those candidates (one batch
    call each); the highest total wins, ties broken at random
    (kube-scheduler's selectHost does the same).
+
+When no node fits, the scheduler calls `post_filter()`: the PostFilter
+plugins (DefaultPreemption) get the failed result, including each node's
+first failing status code (`fail_codes`: preemption only helps where it was
+Unschedulable, not UnschedulableAndUnresolvable).
 
 It returns a ScheduleResult with what the decision record and the
 FailedScheduling message need (reason histogram, a few node names per
@@ -80,13 +87,14 @@ def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
 
 class Algorithm:
     def __init__(self, cache: NodeCache, profile: Profile | None = None, *, percentage_of_nodes_to_score: int = 0,
-                 registry: Registry | None = None, binder=None, rng: random.Random | None = None, evictor=None):
+                 registry: Registry | None = None, binder=None, rng: random.Random | None = None, evictor=None,
+                 pdbs=None):
         self.snapshot = Snapshot(cache)
         self.profile = profile or default_profile()
         pct = self.profile.percentage_of_nodes_to_score
         self.percentage = percentage_of_nodes_to_score if pct is None else pct
         self.framework = Framework(self.profile, registry or plugins.in_tree_registry(),
-                                   Handle(self.snapshot, binder, evictor=evictor))
+                                   Handle(self.snapshot, binder, evictor=evictor, pdbs=pdbs))
         self.weights = self.framework.weights
         self.rng = rng or random.Random()
         # dynamic filters preceded only by static ones: if their feasible()

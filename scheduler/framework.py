@@ -273,11 +273,13 @@ class Handle:
     """What the framework gives plugin factories (kube-scheduler's
     framework.Handle): the shared snapshot, for bind plugins the binder, for
     PostFilter plugins the framework (to re-run filters on a simulated
-    state) and the evictor (the scheduler's graceful pod deletion)."""
+    state), the evictor (the scheduler's graceful pod deletion) and the
+    PodDisruptionBudget lister."""
     snapshot: Any
     binder: Any = None
     framework: Any = None
     evictor: Any = None
+    pdbs: Any = None            # () -> PodDisruptionBudgets, for preemption
 
 
 class ShapeCache:

@@ -3,7 +3,8 @@
 Tasks (all on one event loop, started by `run()` in a TaskGroup):
 
 * informers (machinery/informer.py) for all pods, nodes and namespaces
-  (namespace labels, for namespaceSelectors of pod affinity terms). Their
+  (namespace labels, for namespaceSelectors of pod affinity terms), and
+  PodDisruptionBudgets when that kind is served (preemption). Their
   handlers only update the NodeCache and the SchedulingQueue — synchronous,
   no awaits, so neither is ever seen half-updated.
 * preemption: a pod no node fits runs the PostFilter plugins
@@ -41,7 +42,7 @@ import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from machinery import codec, errors
+from machinery import codec, errors, kinds
 from machinery.informer import Informer
 from scheduler import decision
 from scheduler.algorithm import Algorithm, ScheduleResult
@@ -73,9 +74,13 @@ class Scheduler:
         self.events = EventSink(recorder or make_recorder(client),
                                 on_drop=self.metrics.events_dropped.inc)
         self.evictor = Evictor(client, self.cache, self.events)
+        # PodDisruptionBudgets weigh in preemption's choice when the kind is served
+        self.pdbs = Informer(client, "PodDisruptionBudget") if "PodDisruptionBudget" in kinds.BY_KIND else None
+        pdbs = self.pdbs.list if self.pdbs is not None else None
         self.profiles = {p.scheduler_name: Algorithm(
             self.cache, p, percentage_of_nodes_to_score=self.config.percentage_of_nodes_to_score,
-            registry=registry, binder=self.binder, evictor=self.evictor) for p in self.config.profiles}
+            registry=registry, binder=self.binder, evictor=self.evictor, pdbs=pdbs)
+            for p in self.config.profiles}
         for alias in ("", "kctl-scheduler"):
             if alias not in self.profiles and DEFAULT_SCHEDULER in self.profiles:
                 self.profiles[alias] = self.profiles[DEFAULT_SCHEDULER]
@@ -100,6 +105,8 @@ class Scheduler:
                 tg.create_task(self.nodes.run(), name="node-informer")
                 tg.create_task(self.pods.run(), name="pod-informer")
                 tg.create_task(self.namespaces.run(), name="namespace-informer")
+                if self.pdbs is not None:
+                    tg.create_task(self.pdbs.run(), name="pdb-informer")
                 await self.nodes.wait_synced()
                 await self.pods.wait_synced()
                 await self.namespaces.wait_synced()

@@ -13,6 +13,13 @@ runs synchronously on the event loop, so nothing changes under it, and
 copying 5,000 rows per pod would cost more than the decision. Arrays
 returned are views — plugins must not write to them.
 
+Pods: `pod_counts(query)` gives the pods per slot matching a podindex.Query
+(kept incrementally by the cache), `domain_sums` / `domain_counts` turn a
+per-slot array into per-topology-domain sums with one np.bincount,
+`pod_terms()` the existing pods' affinity terms, `pods_on(slot)` the pods of
+a node (preemption), `simulate()` releases and restores a pod's resources
+for preemption's dry runs.
+
 Resources are integers: milli-CPU, memory bytes, pod count. `free()` is
 allocatable - requested (kept up to date by the cache); `nonzero_requested()`
 counts pods without requests at kube-scheduler's defaults (100m, 200Mi), for

@@ -25,9 +25,11 @@ plugin and framework/preemption's Evaluator.
    reservation on the node in the cache; it is decided again when the
    victims are gone (their deletion moves the unschedulable queue).
 
-PodDisruptionBudgets: this tree has no PodDisruptionBudget kind yet, so
-`pdb_violations()` is the hook that would tell which victims a budget
-protects; today it reports none.
+PodDisruptionBudgets (when the kind is served: the scheduler then runs an
+informer for them and hands its list through Handle.pdbs) only weigh in
+the choice, as in kube-scheduler: victims whose eviction would take a
+budget below zero are reprieved first and counted as violations; the
+deletion itself does not go through the Eviction API.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from machinery import selectors
 from scheduler.framework import Code, PodInfo, PostFilterPlugin
 
 MIN_CANDIDATE_NODES_PERCENTAGE = 10
@@ -59,10 +62,28 @@ def more_important(rec) -> tuple:
     return (-priority_of(rec.pod), start_of(rec.pod))
 
 
-def pdb_violations(victims: list) -> set[str]:
-    """Uids of victims whose eviction a PodDisruptionBudget forbids. Hook:
-    no PodDisruptionBudget kind exists in this tree yet, so none."""
-    return set()
+def pdb_violations(victims: list, pdbs) -> set[str]:
+    """Uids of victims whose eviction would take a PodDisruptionBudget below
+    zero, counted in the given order (kube-scheduler's
+    filterPodsWithPDBViolation): a PDB in the victim's namespace whose
+    selector (nil or empty selects nothing here) matches it spends one of
+    status.disruptionsAllowed, unless the pod is already in
+    status.disruptedPods."""
+    allowed = [pdb.status.disruptions_allowed for pdb in pdbs]
+    out = set()
+    for r in victims:
+        md = r.pod.metadata
+        for i, pdb in enumerate(pdbs):
+            sel = pdb.spec.selector
+            if pdb.metadata.namespace != md.namespace or not pdb.spec.HasField("selector") or \
+                    not (sel.match_labels or sel.match_expressions):
+                continue
+            if not selectors.from_proto(sel).matches(md.labels) or md.name in pdb.status.disrupted_pods:
+                continue
+            allowed[i] -= 1
+            if allowed[i] < 0:
+                out.add(r.uid)
+    return out
 
 
 @dataclass
@@ -88,13 +109,14 @@ class PostFilterResult:
 class DefaultPreemption(PostFilterPlugin):
     name = "DefaultPreemption"
 
-    def __init__(self, framework=None, evictor=None):
+    def __init__(self, framework=None, evictor=None, pdbs=None):
         self.framework = framework
         self.evictor = evictor
+        self.pdbs = pdbs or (lambda: [])      # PodDisruptionBudgets (the scheduler's informer)
 
     @classmethod
     def new(cls, args: dict, handle) -> "DefaultPreemption":
-        return cls(handle.framework, handle.evictor)
+        return cls(handle.framework, handle.evictor, handle.pdbs)
 
     def post_filter(self, state, pod: PodInfo, snapshot, result) -> PostFilterResult:
         if pod.pod.spec.preemption_policy == "Never":
@@ -164,7 +186,7 @@ class DefaultPreemption(PostFilterPlugin):
             if not fw.fits_on(st, pod, snapshot, slot):
                 return None
             lesser.sort(key=more_important)
-            protected = pdb_violations(lesser)
+            protected = pdb_violations(lesser, self.pdbs())
             victims, violations = [], 0
 
             def reprieve(r) -> bool:

@@ -3,33 +3,15 @@ over zones, anti-affinity one pod per node, and a high-priority pod
 preempting a low-priority one (PriorityClasses resolved by the apiserver's
 Priority admission; the test plays the kubelet that finishes the victim's
 graceful deletion)."""
-import asyncio
 import json
-
-import pytest
 
 from machinery import kinds
 from scheduler import decision, hollow
-from scheduler.scheduler import Scheduler
 
-from tests.integration.test_scheduler_integration import all_pods, create_all, scheduled_cond, until
+from tests.integration.test_scheduler_integration import (all_pods, create_all, scheduled_cond,  # noqa: F401
+                                                           start, until)
 
 ZONE = "topology.kubernetes.io/zone"
-
-
-@pytest.fixture
-async def start(client):
-    tasks = []
-
-    def _start():
-        s = Scheduler(client)
-        tasks.append(asyncio.create_task(s.run()))
-        return s
-
-    yield _start
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def zoned_nodes(zones=3, per_zone=2, cpu="8"):

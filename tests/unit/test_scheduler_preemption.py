@@ -181,3 +181,37 @@ def test_pick_one_node_for_preemption_criteria():
     assert pick_one([cand("a", ("x", MID, 1), ("w", 0, 1)), cand("b", ("y", MID, 1))]).node == "b"
     assert pick_one([cand("a", ("x", MID, 100)), cand("b", ("y", MID, 200))]).node == "b"
     assert pick_one([cand("a", ("x", HIGH, 1), violations=0), cand("b", ("y", LOW, 1), violations=1)]).node == "a"
+
+
+def pdb(namespace, app, allowed, disrupted=()):
+    """A PodDisruptionBudget-shaped message (the kind may not be served in this tree)."""
+    from types import SimpleNamespace
+    from machinery.pb import meta_pb2
+    sel = meta_pb2.LabelSelector(match_labels={"app": app})
+    return SimpleNamespace(metadata=SimpleNamespace(namespace=namespace),
+                           spec=SimpleNamespace(selector=sel, HasField=lambda f: True),
+                           status=SimpleNamespace(disruptions_allowed=allowed, disrupted_pods=set(disrupted)))
+
+
+def test_pdb_violations_count_in_order_and_skip_already_disrupted_pods():
+    """filterPodsWithPDBViolation, and TestSelectNodesForPreemption "pod with PDB violation" /
+    "preemption with violation of the pdb with pod whose eviction was processed": the node
+    whose victims break no budget wins."""
+    from scheduler.plugins.preemption import pdb_violations
+    victims = [rec(n, LOW, 1) for n in ("a", "b", "c")]
+    for v in victims:
+        v.pod.metadata.labels["app"] = "web"
+    assert pdb_violations(victims, [pdb("default", "web", 1)]) == {"b", "c"}
+    assert pdb_violations(victims, [pdb("default", "web", 1, disrupted=["a"])]) == {"c"}
+    assert pdb_violations(victims, [pdb("other", "web", 0), pdb("default", "db", 0)]) == set()
+    c = two_nodes()
+    c.add_pod(running("guarded", "node1", LOW, cpu="2", labels={"app": "web"}))
+    c.add_pod(running("free", "node2", MID, cpu="2"))
+    algo = Algorithm(c, pdbs=lambda: [pdb("default", "web", 0)])
+    pi = pod_info(pending())
+    out = algo.post_filter(algo.schedule(pi), pi)
+    assert (out.nominated, victims_of(out)) == ("node2", ["free"])
+
+
+def victims_of(out):
+    return sorted(r.pod.metadata.name for r in out.victims)
