@@ -193,7 +193,7 @@ class Algorithm:
         if not st.ok:
             result.error = st
             return result
-        names_p, weights, rows = fw.run_score(state, pod, snap, idx)
+        names_p, weights, rows, skipped = fw.run_score(state, pod, snap, idx)
         if rows:
             scores = np.vstack(rows)                      # plugins x candidates
             total = np.asarray(weights) @ scores
@@ -210,8 +210,9 @@ class Algorithm:
         names = [snap.names[i] for i in idx[order].tolist()]
         totals = np.round(total[order], 1).tolist()
         per = np.round(scores[:, order], 1).T.tolist()    # candidates x plugins
+        zeros = dict.fromkeys(skipped, 0.0)
         for k, name in enumerate(names):
-            result.top.append((name, totals[k], dict(zip(names_p, per[k]))))
+            result.top.append((name, totals[k], {**dict(zip(names_p, per[k])), **zeros}))
         return result
 
     def post_filter(self, result: ScheduleResult, pod: PodInfo):

@@ -281,10 +281,15 @@ class NodeCache:
         kind, weight, ns, raw = key
         return podindex.parse_term(core_pb2.PodAffinityTerm.FromString(raw), ns)
 
-    def _add(self, uid: str, node: str, cpu, mem, nz_cpu, nz_mem, owner, assumed, pod) -> None:
+    def _add(self, uid: str, node: str, cpu, mem, nz_cpu, nz_mem, owner, assumed, pod, memo=None) -> None:
         slot = self.index.get(node, -1)
-        rec = PodRecord(uid, node, slot, cpu, mem, nz_cpu, nz_mem, owner, assumed, pod,
-                        self.pod_index.group_of(pod), podindex.term_keys(pod))
+        if memo is not None and "cache" in memo:      # a PodInfo assumed again: parsed once
+            gid, terms = memo["cache"]
+        else:
+            gid, terms = self.pod_index.group_of(pod), podindex.term_keys(pod)
+            if memo is not None:
+                memo["cache"] = (gid, terms)
+        rec = PodRecord(uid, node, slot, cpu, mem, nz_cpu, nz_mem, owner, assumed, pod, gid, terms)
         self.pods[uid] = rec
         if slot < 0:
             self._orphans.setdefault(node, set()).add(uid)
@@ -294,7 +299,7 @@ class NodeCache:
     def assume(self, pi, node: str) -> None:
         """Account a pod the scheduler decided to bind (pi: framework.PodInfo)."""
         self.remove_pod(pi.uid)
-        self._add(pi.uid, node, pi.cpu, pi.mem, pi.nz_cpu, pi.nz_mem, pi.owner_uid, True, pi.pod)
+        self._add(pi.uid, node, pi.cpu, pi.mem, pi.nz_cpu, pi.nz_mem, pi.owner_uid, True, pi.pod, pi.parsed)
 
     def forget(self, uid: str) -> None:
         """The binding failed: release an assumed pod (no-op if confirmed)."""

@@ -119,16 +119,20 @@ class Framework:
 
     def run_score(self, state: CycleState, pod: PodInfo, snapshot, idx: np.ndarray):
         """(plugin names, weights, scores as plugins x candidates) of the
-        plugins with a weight; a skipped plugin scores 0 everywhere."""
-        names, weights, rows = [], [], []
+        plugins with a weight that did not skip, and the names of those that
+        did (they score 0 everywhere, so they take no row)."""
+        names, weights, rows, skipped = [], [], [], []
         skip = state.skip_score_plugins
         for p, w in self.scorers:
             if not w:
                 continue
-            rows.append(np.zeros(len(idx)) if p.name in skip else p.score(state, pod, snapshot, idx))
+            if p.name in skip:
+                skipped.append(p.name)
+                continue
+            rows.append(p.score(state, pod, snapshot, idx))
             names.append(p.name)
             weights.append(w)
-        return names, weights, rows
+        return names, weights, rows, skipped
 
     def run_bind(self, state: CycleState, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:
         for p in self.binders:

@@ -100,6 +100,8 @@ class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugi
 
     def __init__(self, hard_weight: int = 1):
         self.hard_weight = hard_weight
+        self._mult = {AFFINITY_PREFERRED: 1, ANTI_PREFERRED: -1, AFFINITY_REQUIRED: hard_weight}
+        self._score_kinds = tuple(k for k, m in self._mult.items() if m)
         self._matches: dict = {}       # (namespace, labels, kinds) -> (term_version, [(key, entry)])
 
     @classmethod
@@ -130,6 +132,9 @@ class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugi
 
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:
         aff = pod.pod.spec.affinity
+        if not snapshot.pod_terms() and not (aff.HasField("pod_affinity") or aff.HasField("pod_anti_affinity")):
+            state.delete(self.FILTER_KEY)           # no term anywhere: nothing to check
+            return SUCCESS
         req_aff = aff.pod_affinity.required_during_scheduling_ignored_during_execution
         req_anti = aff.pod_anti_affinity.required_during_scheduling_ignored_during_execution
         s = _Affinity()
@@ -204,15 +209,16 @@ class InterPodAffinity(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlugi
 
     def pre_score(self, state, pod: PodInfo, snapshot, idx: np.ndarray) -> Status:
         aff = pod.pod.spec.affinity
+        if not snapshot.pod_terms() and not (aff.HasField("pod_affinity") or aff.HasField("pod_anti_affinity")):
+            return SKIP
         parts = []      # (topology key, weight, per-slot pods)
         for sign, terms in ((1, aff.pod_affinity.preferred_during_scheduling_ignored_during_execution),
                             (-1, aff.pod_anti_affinity.preferred_during_scheduling_ignored_during_execution)):
             for w in terms:
                 key, q = incoming_query(w.pod_affinity_term, pod, snapshot)
                 parts.append((key, sign * w.weight, snapshot.pod_counts(q)))
-        mult = {AFFINITY_PREFERRED: 1, ANTI_PREFERRED: -1, AFFINITY_REQUIRED: self.hard_weight}
-        kinds = tuple(k for k, m in mult.items() if m)
-        for _, e in self._matching_terms(pod, snapshot, kinds):
+        mult = self._mult
+        for _, e in self._matching_terms(pod, snapshot, self._score_kinds):
             weight = e.weight if e.kind != AFFINITY_REQUIRED else 1
             parts.append((e.term.topology_key, mult[e.kind] * weight, e.col[: snapshot.num_slots]))
         if not parts:

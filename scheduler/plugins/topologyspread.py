@@ -170,7 +170,7 @@ class PodTopologySpread(PreFilterPlugin, FilterPlugin, PreScorePlugin, ScorePlug
         return self._shapes.get(key, snapshot, compute)
 
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:
-        cs = self._hard(pod)
+        cs = self._hard(pod) if pod.pod.spec.topology_spread_constraints else ()
         if not cs:
             state.delete(self.FILTER_KEY)
             return SUCCESS
