@@ -22,7 +22,7 @@ import json
 
 from google.protobuf.message import Message
 
-from apiserver import objects, registry
+from apiserver import admission_priority, objects, registry
 from apiserver import storage as st
 from apiserver.allocators import Allocation, ServiceAllocator
 from machinery import errors, kinds
@@ -124,6 +124,7 @@ class Store:
         problems = strat.validate(obj)
         if problems:
             raise invalid(info, obj.metadata.name or obj.metadata.generate_name, problems)
+        await admission_priority.admit(self, obj)
         strat.canonicalize(obj)
         name = obj.metadata.name
         if ns in self.terminating_namespaces:

@@ -21,7 +21,7 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import encryption, http, metrics, objects
+from apiserver import admission_priority, encryption, http, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.bootstrap import KubernetesService
@@ -85,6 +85,7 @@ async def bootstrap(store: Store) -> None:
                     log.info("created namespace %s", name)
                 except errors.AlreadyExists:
                     pass
+            await admission_priority.bootstrap(store)
             return
         except errors.Unavailable as exc:
             log.warning("waiting for etcd: %s", exc.message)

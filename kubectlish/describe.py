@@ -48,6 +48,7 @@ def describe_pod(p, events) -> list[str]:
     m, s = p.metadata, p.status
     lines = [f"Name:\t{m.name}", f"Namespace:\t{m.namespace}",
              f"Priority:\t{p.spec.priority if p.spec.HasField('priority') else 0}",
+             *([f"Priority Class Name:\t{p.spec.priority_class_name}"] if p.spec.priority_class_name else []),
              f"Service Account:\t{p.spec.service_account_name or 'default'}",
              f"Node:\t{p.spec.node_name + ('/' + s.host_ip if s.host_ip else '') if p.spec.node_name else NONE}",
              f"Start Time:\t{when(s.start_time)}"]
@@ -71,6 +72,8 @@ def describe_pod(p, events) -> list[str]:
     ctrl = next((o for o in m.owner_references if o.controller), None)
     if ctrl is not None:
         lines.append(f"Controlled By:\t{ctrl.kind}/{ctrl.name}")
+    if s.nominated_node_name:
+        lines.append(f"NominatedNodeName:\t{s.nominated_node_name}")
     lines.append("Containers:")
     statuses = {cs.name: cs for cs in s.container_statuses}
     for c in p.spec.containers:

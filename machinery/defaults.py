@@ -314,7 +314,13 @@ def _storage_class(sc) -> None:
         sc.volume_binding_mode = "Immediate"
 
 
+def _priority_class(pc) -> None:
+    if not pc.HasField("preemption_policy"):
+        pc.preemption_policy = "PreemptLowerPriority"
+
+
 _DEFAULTERS = {
+    "PriorityClass": _priority_class,
     "Secret": _secret,
     "PersistentVolume": _persistent_volume,
     "PersistentVolumeClaim": _persistent_volume_claim,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import apps_pb2, batch_pb2, core_pb2, policy_pb2, storage_pb2
+from machinery.pb import apps_pb2, batch_pb2, core_pb2, policy_pb2, scheduling_pb2, storage_pb2
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,9 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("CronJob", "cronjobs", "cronjob", "batch", "v1", True, batch_pb2.CronJob, ("cj",)),
     KindInfo("PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", "policy", "v1", True,
              policy_pb2.PodDisruptionBudget, ("pdb",)),
+    # scheduling.k8s.io (priorities for the scheduler's queue and preemption)
+    KindInfo("PriorityClass", "priorityclasses", "priorityclass", "scheduling.k8s.io", "v1", False,
+             scheduling_pb2.PriorityClass, ("pc",), has_status=False),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

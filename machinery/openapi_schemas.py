@@ -49,6 +49,7 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/storage.proto": "io.k8s.api.core.v1",
     "machinery/pb/batch.proto": "io.k8s.api.batch.v1",
     "machinery/pb/policy.proto": "io.k8s.api.policy.v1",
+    "machinery/pb/scheduling.proto": "io.k8s.api.scheduling.v1",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",

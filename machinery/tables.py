@@ -344,6 +344,11 @@ def _storage_class(s, wide, at):
             age(s.metadata.creation_timestamp, at)]
 
 
+def _priority_class(c, wide, at):
+    return [c.metadata.name, str(c.value), "true" if c.global_default else "false",
+            age(c.metadata.creation_timestamp, at), c.preemption_policy]
+
+
 def event_sort_key(e) -> float:
     return (ts_seconds(e.last_timestamp) or ts_seconds(e.event_time)
             or ts_seconds(e.first_timestamp) or ts_seconds(e.metadata.creation_timestamp) or 0.0)
@@ -418,6 +423,7 @@ PRINTERS: dict[str, Printer] = {
                                      _all(_persistent_volume_claim)),
     "StorageClass": Printer(_cols("NAME|PROVISIONER|RECLAIMPOLICY|VOLUMEBINDINGMODE|ALLOWVOLUMEEXPANSION|AGE"),
                             _all(_storage_class)),
+    "PriorityClass": Printer(_cols("NAME|VALUE|GLOBAL-DEFAULT|AGE|PREEMPTIONPOLICY"), _all(_priority_class)),
 }
 
 

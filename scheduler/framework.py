@@ -15,8 +15,11 @@ Extension points, in cycle order (a plugin implements one or more):
 
 * PreFilter(state, pod, snapshot) -> Status — once per attempt; may write to
   the CycleState; a non-success status makes the pod unschedulable on every
-  node ("0/N nodes are available: <message>.").
+  node ("0/N nodes are available: <message>."). Its extensions add_pod /
+  remove_pod adjust that state when preemption simulates victims.
 * Filter(state, pod, snapshot) -> FilterResult — every node slot at once.
+* PostFilter(state, pod, snapshot, result) — only when no node fits;
+  DefaultPreemption picks victims and nominates a node.
 * PreScore(state, pod, snapshot, idx) -> Status — once, over the candidates;
   computes what Score needs and writes it to the state; SKIP skips the
   plugin's Score (its row is all zeros).
@@ -36,7 +39,7 @@ decision reads is consistent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -101,6 +104,7 @@ class PodInfo:
     shape: bytes = b""            # identity of the static-filter inputs
     attempts: int = 0
     first_seen: float = 0.0       # monotonic time the scheduler first saw the pod
+    parsed: dict = field(default_factory=dict)   # plugins' per-pod parses (constraints, terms)
 
     @property
     def namespace(self) -> str:
@@ -199,10 +203,20 @@ class PreFilterPlugin(Plugin):
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:   # pragma: no cover - interface
         raise NotImplementedError
 
+    # PreFilterExtensions (kube-scheduler's AddPod / RemovePod): preemption
+    # simulates adding or removing `rec` (a cache PodRecord) on `slot` by
+    # adjusting what pre_filter wrote to a cloned CycleState.
+    def add_pod(self, state, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        pass
+
+    def remove_pod(self, state, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        pass
+
 
 class FilterPlugin(Plugin):
     """A filter answers for all node slots at once (see module docstring)."""
     static = True       # depends only on the pod's shape and node features: cacheable
+    cheap_feasible = False   # feasible() is cheaper than filter() (else the algorithm keeps filter's answer)
 
     def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:   # pragma: no cover - interface
         raise NotImplementedError
@@ -214,6 +228,15 @@ class FilterPlugin(Plugin):
     def filter_node(self, state, pod: PodInfo, snapshot, node_name: str) -> Status:
         """The answer for one node (tests, decision records)."""
         return self.filter(state, pod, snapshot).status_at(snapshot.slot(node_name))
+
+
+class PostFilterPlugin(Plugin):
+    """Runs when no node fits (kube-scheduler's PostFilter): may make room,
+    e.g. DefaultPreemption. `result` is the failed ScheduleResult; the
+    answer is a PostFilterResult or None (nothing done)."""
+
+    def post_filter(self, state, pod: PodInfo, snapshot, result):   # pragma: no cover - interface
+        raise NotImplementedError
 
 
 class PreScorePlugin(Plugin):
@@ -235,7 +258,8 @@ class BindPlugin(Plugin):
 
 # the configuration's names for the extension points, in cycle order
 EXTENSION_POINTS: dict[str, type[Plugin]] = {
-    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "preScore": PreScorePlugin,
+    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "postFilter": PostFilterPlugin,
+    "preScore": PreScorePlugin,
     "score": ScorePlugin, "bind": BindPlugin}
 
 
@@ -247,9 +271,15 @@ def points_of(cls: type) -> tuple[str, ...]:
 @dataclass
 class Handle:
     """What the framework gives plugin factories (kube-scheduler's
-    framework.Handle): the shared snapshot and, for bind plugins, the binder."""
+    framework.Handle): the shared snapshot, for bind plugins the binder, for
+    PostFilter plugins the framework (to re-run filters on a simulated
+    state), the evictor (the scheduler's graceful pod deletion) and the
+    PodDisruptionBudget lister."""
     snapshot: Any
     binder: Any = None
+    framework: Any = None
+    evictor: Any = None
+    pdbs: Any = None            # () -> PodDisruptionBudgets, for preemption
 
 
 class ShapeCache:

@@ -22,7 +22,7 @@ from machinery import errors
 from scheduler.config import Profile
 from scheduler.cycle_state import CycleState
 from scheduler.framework import (SUCCESS, BindPlugin, Code, FilterPlugin, Handle, Plugin, PodInfo,
-                                 PreFilterPlugin, PreScorePlugin, ScorePlugin, Status)
+                                 PostFilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status)
 
 
 class Registry:
@@ -51,6 +51,7 @@ class Registry:
 class Framework:
     def __init__(self, profile: Profile, registry: Registry, handle: Handle):
         self.profile = profile
+        handle.framework = self
         instances: dict[str, Plugin] = {}
 
         def plugins(point: str, iface: type) -> list:
@@ -72,6 +73,7 @@ class Framework:
         self.filters: list[FilterPlugin] = [p for p, _ in plugins("filter", FilterPlugin)]
         self.static_filters = [f for f in self.filters if f.static]
         self.dynamic_filters = [f for f in self.filters if not f.static]
+        self.post_filters: list[PostFilterPlugin] = [p for p, _ in plugins("postFilter", PostFilterPlugin)]
         self.pre_scores: list[PreScorePlugin] = [p for p, _ in plugins("preScore", PreScorePlugin)]
         self.scorers: list[tuple[ScorePlugin, float]] = plugins("score", ScorePlugin)
         self.binders: list[BindPlugin] = [p for p, _ in plugins("bind", BindPlugin)]
@@ -85,6 +87,27 @@ class Framework:
                 return st if st.plugin else Status(st.code, st.reasons, p.name)
         return SUCCESS
 
+    def run_add_pod(self, state: CycleState, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        """PreFilter extensions: simulate `rec` added on `slot` (preemption)."""
+        for p in self.pre_filters:
+            p.add_pod(state, pod, rec, slot, snapshot)
+
+    def run_remove_pod(self, state: CycleState, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        for p in self.pre_filters:
+            p.remove_pod(state, pod, rec, slot, snapshot)
+
+    def fits_on(self, state: CycleState, pod: PodInfo, snapshot, slot: int) -> bool:
+        """Every filter passes `slot` under `state` (preemption's dry runs)."""
+        return all(not f.filter(state, pod, snapshot).codes[slot] for f in self.filters)
+
+    def run_post_filter(self, state: CycleState, pod: PodInfo, snapshot, result):
+        """The first PostFilter plugin's answer that is not None."""
+        for p in self.post_filters:
+            out = p.post_filter(state, pod, snapshot, result)
+            if out is not None:
+                return out
+        return None
+
     def run_pre_score(self, state: CycleState, pod: PodInfo, snapshot, idx: np.ndarray) -> Status:
         for p in self.pre_scores:
             st = p.pre_score(state, pod, snapshot, idx)
@@ -96,16 +119,20 @@ class Framework:
 
     def run_score(self, state: CycleState, pod: PodInfo, snapshot, idx: np.ndarray):
         """(plugin names, weights, scores as plugins x candidates) of the
-        plugins with a weight; a skipped plugin scores 0 everywhere."""
-        names, weights, rows = [], [], []
+        plugins with a weight that did not skip, and the names of those that
+        did (they score 0 everywhere, so they take no row)."""
+        names, weights, rows, skipped = [], [], [], []
         skip = state.skip_score_plugins
         for p, w in self.scorers:
             if not w:
                 continue
-            rows.append(np.zeros(len(idx)) if p.name in skip else p.score(state, pod, snapshot, idx))
+            if p.name in skip:
+                skipped.append(p.name)
+                continue
+            rows.append(p.score(state, pod, snapshot, idx))
             names.append(p.name)
             weights.append(w)
-        return names, weights, rows
+        return names, weights, rows, skipped
 
     def run_bind(self, state: CycleState, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:
         for p in self.binders:

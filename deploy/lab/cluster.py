@@ -155,6 +155,7 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
         "--masquerade-cidr", str(lab.subnet),  # the control plane's rp_filter drops pod sources
         "--metrics-listen", f"{info.ip}:{AGENT_PORT_METRICS}",
         "--cluster-dns", dns_service_ip(), "--cluster-domain", CLUSTER_DOMAIN,
+        "--node-labels", ",".join(f"{k}={v}" for k, v in info.labels),
     ]
 
 

@@ -19,14 +19,15 @@ The rules live in submodules: `common` (names, labels, ports), `meta`
 (ObjectMeta), `pod` (pod specs, shared with templates), `apps`
 (ReplicaSet, Deployment, DaemonSet, ControllerRevision), `batch` (Job,
 CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
-Endpoints, Event, Lease), `config` (ConfigMap, Secret) and `storage`
-(PersistentVolume, PersistentVolumeClaim, StorageClass).
+Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
+(PersistentVolume, PersistentVolumeClaim, StorageClass) and `placement`
+(pod affinity, spread constraints, priority fields, PriorityClass).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, batch, config, core, policy, storage
+from machinery.validation import apps, batch, config, core, placement, policy, storage
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -68,6 +69,7 @@ _SPEC_RULES = {
     "Job": batch.validate_job,
     "CronJob": batch.validate_cron_job,
     "PodDisruptionBudget": policy.validate_pdb,
+    "PriorityClass": placement.validate_priority_class,
 }
 
 _CREATE_RULES = {
@@ -159,6 +161,7 @@ _UPDATE_RULES = {
     "PersistentVolume": storage.validate_persistent_volume_update,
     "PersistentVolumeClaim": storage.validate_persistent_volume_claim_update,
     "StorageClass": storage.validate_storage_class_update,
+    "PriorityClass": placement.validate_priority_class_update,
 }
 
 

@@ -16,6 +16,7 @@ from machinery.validation.common import (each, is_dns1123_label, is_dns1123_subd
                                          is_port_name, is_port_num, is_qualified_name, non_negative,
                                          validate_labels, validate_port_num_or_name)
 from machinery.validation.dns import validate_pod_dns
+from machinery.validation.placement import validate_pod_placement
 from machinery.validation.scheduling import validate_affinity, validate_tolerations
 
 PROTOCOLS = ("SCTP", "TCP", "UDP")
@@ -338,6 +339,7 @@ def validate_pod_spec(spec, path: str) -> list[FieldError]:
     if spec.HasField("affinity"):
         errs += validate_affinity(spec.affinity, f"{path}.affinity")
     errs += validate_tolerations(spec.tolerations, f"{path}.tolerations")
+    errs += validate_pod_placement(spec, path)
     if spec.HasField("termination_grace_period_seconds"):
         errs += non_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
     if spec.HasField("active_deadline_seconds") and not 1 <= spec.active_deadline_seconds <= MAX_INT32:
