@@ -104,6 +104,17 @@ async def admit(store, obj) -> None:
         await admit_priority_class(store, obj)
 
 
+def admit_update(new, old) -> None:
+    """On update the priority resolved at create is kept when the new object leaves it
+    out (Kubernetes' Priority plugin, admitPod on Update); validation refuses a change."""
+    if kinds.of(new).kind != "Pod":
+        return
+    if not new.spec.HasField("priority") and old.spec.HasField("priority"):
+        new.spec.priority = old.spec.priority
+    if not new.spec.HasField("preemption_policy") and old.spec.HasField("preemption_policy"):
+        new.spec.preemption_policy = old.spec.preemption_policy
+
+
 async def bootstrap(store) -> None:
     """Store the system classes if missing (Kubernetes' PostStartHook)."""
     for name in SYSTEM_CLASSES:

@@ -203,6 +203,7 @@ class Store:
                 problems = strat.validate_status(new, old)
             else:
                 strat.default(new)
+                admission_priority.admit_update(new, old)
                 strat.prepare_for_update(new, old)
                 problems = strat.validate(new, old)
             if problems:
