@@ -1,7 +1,8 @@
 """`kctl-controller-manager`: every controller in one process.
 
     kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
-        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,garbagecollector,namespace]
+        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,garbagecollector,namespace]
+        [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
         [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
@@ -33,7 +34,8 @@ from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl.controllers.manager")
 
-ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "garbagecollector", "namespace")
+ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice", "garbagecollector",
+       "namespace")
 
 
 def duration(text: str) -> float:
@@ -63,9 +65,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--node-cidr-mask-size", type=int, default=24)
     for name, n in (("replicaset", 5), ("deployment", 5), ("endpoint", 5), ("gc", 5), ("namespace", 2)):
         p.add_argument(f"--concurrent-{name}-syncs", type=int, default=n)
+    p.add_argument("--concurrent-service-endpoint-syncs", type=int, default=5,
+                   help="EndpointSlice controller workers")
+    p.add_argument("--max-endpoints-per-slice", type=int, default=100,
+                   help="the most endpoints one EndpointSlice holds (1-1000)")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 1 <= args.max_endpoints_per_slice <= 1000:
+        p.error("--max-endpoints-per-slice must be between 1 and 1000")
+    return args
 
 
 def selected(spec: str) -> list[str]:
@@ -87,6 +96,7 @@ def build(client, args) -> tuple[dict, dict]:
     """(named coroutines to run, controllers by name)."""
     from controllers.deployment import DeploymentController
     from controllers.endpoints import EndpointsController
+    from controllers.endpointslice import EndpointSliceController
     from controllers.garbagecollector import GarbageCollector
     from controllers.namespace import NamespaceController
     from controllers.nodeipam import NodeIpamController
@@ -104,6 +114,9 @@ def build(client, args) -> tuple[dict, dict]:
         "nodeipam": lambda: NodeIpamController(client, factory, recorder, cluster_cidr=args.cluster_cidr,
                                                node_mask=args.node_cidr_mask_size),
         "endpoints": lambda: EndpointsController(client, factory, recorder, args.concurrent_endpoint_syncs),
+        "endpointslice": lambda: EndpointSliceController(
+            client, factory, recorder, args.concurrent_service_endpoint_syncs,
+            max_endpoints_per_slice=args.max_endpoints_per_slice),
         "garbagecollector": lambda: GarbageCollector(client, factory, recorder, args.concurrent_gc_syncs),
         "namespace": lambda: NamespaceController(client, factory, recorder, args.concurrent_namespace_syncs),
     }

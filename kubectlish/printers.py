@@ -333,6 +333,22 @@ def _event(e, wide, at):
     return row
 
 
+def _more(items: list[str], count: int, limit: int = 3) -> str:
+    """kubectl's listWithMoreString: the first LIMIT items, "+ N more...", "<unset>" when empty."""
+    s = ",".join(items[:limit])
+    if count > limit:
+        return f"{s} + {count - limit} more..."
+    return s or "<unset>"
+
+
+def _endpoint_slice(es, wide, at):
+    """printEndpointSlice: ports (number, else name, else *) and addresses, three of each at most."""
+    ports = [str(p.port) if p.HasField("port") else (p.name if p.HasField("name") else "*") for p in es.ports]
+    addrs = [a for e in es.endpoints for a in e.addresses]
+    return [es.metadata.name, es.address_type, _more(ports, len(ports)), _more(addrs, len(addrs)),
+            age(es.metadata.creation_timestamp, at)]
+
+
 def _lease(l, wide, at):
     return [l.metadata.name, l.spec.holder_identity, age(l.metadata.creation_timestamp, at)]
 
@@ -360,6 +376,7 @@ COLUMNS = {
               ["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE",
                "FIRST SEEN", "COUNT", "NAME"], _event),
     "Lease": (["NAME", "HOLDER", "AGE"], [], _lease),
+    "EndpointSlice": (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], _endpoint_slice),
 }
 
 

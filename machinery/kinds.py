@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import apps_pb2, core_pb2
+from machinery.pb import apps_pb2, core_pb2, discovery_pb2
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ReplicaSet", "replicasets", "replicaset", "apps", "v1", True, apps_pb2.ReplicaSet, ("rs",)),
     KindInfo("Deployment", "deployments", "deployment", "apps", "v1", True, apps_pb2.Deployment, ("deploy",)),
     KindInfo("Lease", "leases", "lease", "coordination.k8s.io", "v1", True, apps_pb2.Lease, (), has_status=False),
+    # discovery.k8s.io (EndpointSlices, maintained by controllers/endpointslice.py)
+    KindInfo("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True,
+             discovery_pb2.EndpointSlice, (), has_status=False),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

@@ -46,6 +46,7 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/meta.proto": META,
     "machinery/pb/core.proto": "io.k8s.api.core.v1",
     "machinery/pb/apps.proto": "io.k8s.api.apps.v1",
+    "machinery/pb/discovery.proto": "io.k8s.api.discovery.v1",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",

@@ -17,14 +17,14 @@ because defaulting always fills it).
 
 The rules live in submodules: `common` (names, labels, ports), `meta`
 (ObjectMeta), `pod` (pod specs, shared with templates), `apps`
-(ReplicaSet, Deployment) and `core` (Service, Node, Namespace, Endpoints,
-Event, Lease).
+(ReplicaSet, Deployment), `core` (Service, Node, Namespace, Endpoints,
+Event, Lease) and `discovery` (EndpointSlice).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, core
+from machinery.validation import apps, core, discovery
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -56,6 +56,7 @@ _SPEC_RULES = {
     "Endpoints": core.validate_endpoints,
     "Event": core.validate_event,
     "Lease": core.validate_lease,
+    "EndpointSlice": discovery.validate_endpoint_slice,
 }
 
 
@@ -132,6 +133,7 @@ _UPDATE_RULES = {
     "Deployment": apps.validate_selector_update,
     "Service": core.validate_service_update,
     "Node": core.validate_node_update,
+    "EndpointSlice": discovery.validate_endpoint_slice_update,
 }
 
 
