@@ -14,10 +14,14 @@
    informer (routes to other nodes' pod CIDRs), the pod informer (field
    selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced;
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
-   CIDR is known, a ``Proxier`` fed by a Service and an Endpoints informer
+   CIDR is known, a ``Proxier`` fed by a Service and an EndpointSlice informer
    (all namespaces); both informers and ``proxier.run()`` are named tasks of
-   the same group.  Stopping the agent leaves the KCTL-* rules in place (pods
-   keep serving, the next agent takes them over); only the explicit
+   the same group.  The Lease heartbeat carries the slices' resourceVersion
+   the proxy applied (written at once when it advances), and pod termination
+   waits for every node's proxy to drop the pod before SIGTERM
+   (``DrainBarrier``, nodeagent/drain.py).  Stopping the agent leaves the
+   KCTL-* rules in place (pods keep serving, the next agent takes them
+   over); only the explicit
    ``kctl-nodeagent --cleanup-iptables`` removes them.  Hollow agents get no
    proxy, or one on ``FakeIptables`` — never the host's tables.
 
@@ -45,9 +49,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from machinery import errors
 from machinery.events import EventRecorder
 from machinery.informer import Informer
-from machinery.pb import apps_pb2, core_pb2
+from machinery.pb import apps_pb2, core_pb2, discovery_pb2
 from machinery.runner import run_tasks
 from nodeagent import metrics, podspec
+from nodeagent.drain import APPLIED_RV_ANNOTATION, DrainBarrier
 from nodeagent.podworker import PodWorker
 
 log = logging.getLogger("kctl.nodeagent")
@@ -97,7 +102,7 @@ class Agent:
                  taints: list[core_pb2.Taint] | None = None, system_reserved: dict[str, str] | None = None,
                  capacity: dict[str, str] | None = None, crashloop_base: float = 10.0,
                  agent_port: int = AGENT_PORT, fake: bool = False, runtime_version: str = "runc",
-                 make_proxier=None):
+                 make_proxier=None, drain_timeout: float = 10.0):
         self.client = client
         self.node_name, self.node_ip = node_name, node_ip
         self.root_dir = root_dir
@@ -117,6 +122,9 @@ class Agent:
         self.runtime_version = runtime_version
         self.make_proxier = make_proxier      # pod_cidr -> Proxier, or None (no service proxy)
         self.proxier = None
+        self.drain: DrainBarrier | None = None   # with a proxier: SIGTERM waits for every node's proxy
+        self.drain_timeout = drain_timeout
+        self._lease_dirty = asyncio.Event()      # the proxy applied newer slices: publish it on the Lease now
         self.recorder = EventRecorder(client, "kctl-nodeagent", node_name)
         self.workers: dict[str, PodWorker] = {}
         self._worker_tasks: set[asyncio.Task] = set()
@@ -173,10 +181,12 @@ class Agent:
             if self.make_proxier is not None:
                 self.proxier = self.make_proxier(self.pod_cidr)
                 services = Informer(self.client, core_pb2.Service)
-                endpoints = Informer(self.client, core_pb2.Endpoints)
-                self.proxier.attach(services, endpoints)
+                slices = Informer(self.client, discovery_pb2.EndpointSlice)
+                self.proxier.attach(services, slices)
+                self.proxier.on_applied = lambda rv: self._lease_dirty.set()
+                self.drain = DrainBarrier(self.client, self.node_informer, slices, timeout=self.drain_timeout)
                 tg.create_task(services.run(), name=f"{self.node_name}/service-informer")
-                tg.create_task(endpoints.run(), name=f"{self.node_name}/endpoints-informer")
+                tg.create_task(slices.run(), name=f"{self.node_name}/endpointslice-informer")
                 tg.create_task(self.proxier.run(), name=f"{self.node_name}/proxy")
             await self.pod_informer.wait_synced()
             await self._sweep_orphans()
@@ -308,7 +318,11 @@ class Agent:
                 metrics.HEARTBEATS.labels("error").inc()
                 log.warning("lease renewal failed: %s", exc)
                 lease = None
-            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await asyncio.wait_for(self._lease_dirty.wait(), self.heartbeat_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._lease_dirty.clear()
 
     async def _renew(self, lease):
         if lease is None:
@@ -333,6 +347,8 @@ class Agent:
         lease.spec.holder_identity = self.node_name
         lease.spec.lease_duration_seconds = LEASE_DURATION
         lease.spec.renew_time.CopyFrom(_now())
+        if self.proxier is not None and self.proxier.applied_rv:      # nodeagent/drain.py
+            lease.metadata.annotations[APPLIED_RV_ANNOTATION] = str(self.proxier.applied_rv)
         return await self.client.update(lease)
 
     async def _wait_pod_cidr(self) -> str:
