@@ -19,9 +19,9 @@ and topology.go's CategorizeEndpoints), for one node:
   ``nodeName`` is this node.  Not-ready, not-serving endpoints never count.
 
 ``ChangeTracker`` keeps the result per Service and recomputes a Service only
-when its object or one of its slices is a different object than last time
-(informers replace objects on every update), so a sync of 5,000 services
-with one change converts one service, not 5,000.
+when its object or one of its slices has another resourceVersion than last
+time, so a sync of 5,000 services with one change converts one service, not
+5,000.
 """
 from __future__ import annotations
 
@@ -219,27 +219,30 @@ def service_ports(services: Iterable, endpoints: Iterable, node_name: str = "") 
     return out
 
 
+def _version(obj) -> str | bytes:
+    """What identifies this state of an object: its resourceVersion (every object from the API has
+    one), else its serialized content (objects built by hand, which a caller may change in place)."""
+    return obj.metadata.resource_version or obj.SerializeToString(deterministic=True)
+
+
 class ChangeTracker:
     """``service_ports`` with a per-Service cache: a Service is recomputed only when its object or one
-    of its slices is not the very object seen last time (informer caches replace objects on change)."""
+    of its slices has another version than last time (``_version``)."""
 
     def __init__(self, node_name: str = ""):
         self.node_name = node_name
-        self._cache: dict[str, tuple[object, tuple, list[ServicePortInfo]]] = {}
+        self._cache: dict[str, tuple[tuple, list[ServicePortInfo]]] = {}
 
     def service_ports(self, services: Iterable, endpoints: Iterable) -> list[ServicePortInfo]:
         sources = group_sources(endpoints)
         cache, out = {}, []
         for s in services:
             key = f"{s.metadata.namespace}/{s.metadata.name}"
-            srcs = tuple(sources.get(key, ()))
+            srcs = sources.get(key, ())
+            versions = (_version(s), *(_version(o) for o in srcs))
             hit = self._cache.get(key)
-            if hit is not None and hit[0] is s and len(hit[1]) == len(srcs) \
-                    and all(a is b for a, b in zip(hit[1], srcs)):
-                infos = hit[2]
-            else:
-                infos = service_port_infos(s, srcs, self.node_name)
-            cache[key] = (s, srcs, infos)
+            infos = hit[1] if hit is not None and hit[0] == versions else service_port_infos(s, srcs, self.node_name)
+            cache[key] = (versions, infos)
             out += infos
         self._cache = cache
         out.sort(key=lambda i: (i.namespace, i.name, i.port_name, i.protocol))
