@@ -156,6 +156,7 @@ class Proxier:
         self._last_sync: float | None = None
         self.last_stale: list[str] = []
         self.last_sync_kind = ""            # "full", "partial" or "unchanged"
+        self.last_payload = ""              # what the last applied sync restored (without stale -X if full)
         self.applied_rv = 0                 # slices' resourceVersion the tables reflect (0 = unknown)
         self._udp: dict[str, ServicePortInfo] = {}   # UDP ports as last applied, for conntrack clearing
         self._informers: tuple = ()
@@ -250,7 +251,7 @@ class Proxier:
                 self._fragments, self._hooks_ok = None, False
                 SYNC_ERRORS.labels(self.node_name).inc()
                 raise ProxyError(f"proxy sync failed: {exc}") from exc
-            self._fragments = frags
+            self._fragments, self.last_payload = frags, payload
             self.last_sync_kind = "full" if full else "partial"
             await self._clear_udp_conntrack(ports)
             for table, n in count_rules(payload).items():

@@ -242,14 +242,14 @@ def _last_nat(g: Globals) -> str:
 def assemble(fragments: Iterable[Fragment], g: Globals, *, changed: set | None = None,
              removed_chains: Iterable[str] = ()) -> str:
     """The iptables-restore payload: the top-level chains always whole; each fragment's own chains
-    only if CHANGED is None (a full payload) or the fragment is in CHANGED; then a declaration and
+    only if CHANGED is None (a full payload) or the fragment's id() is in CHANGED; then a declaration and
     ``-X`` for each of REMOVED_CHAINS."""
     frags = list(fragments)
     filter_rules = [r for f in frags for r in f.filter_rules]
     nat_chains, nat_rules = list(TOP_NAT), _fixed_nat(g)
     for f in frags:
         nat_rules += f.nat_top
-        if changed is None or f in changed:
+        if changed is None or id(f) in changed:
             nat_chains += f.chains
             nat_rules += f.nat_rules
     removed = list(removed_chains)
@@ -288,12 +288,13 @@ def partial_payload(old: dict[str, tuple[ServicePortInfo, Fragment]], new: dict[
                     g: Globals) -> tuple[str, int]:
     """The payload that turns tables holding OLD's rules into NEW's, rewriting only the chains of
     changed service ports (kube-proxy's partial sync): (payload, number of changed ports).
-    OLD/NEW map ``key/protocol`` to (info, fragment), in render order."""
-    changed = {f for k, (sp, f) in new.items() if k not in old or old[k][0] != sp}
-    gone = {c for k, (sp, f) in old.items() if k not in new or new[k][0] != sp for c in f.chains}
+    OLD/NEW map ``key/protocol`` to (info, fragment), in render order; a port whose info did not
+    change keeps its very fragment object (``Proxier._fragments_for``), which is how changes are told."""
+    changed = [f for k, (sp, f) in new.items() if k not in old or old[k][1] is not f]
+    gone = {c for k, (sp, f) in old.items() if k not in new or new[k][1] is not f for c in f.chains}
     removed = sorted(gone - {c for f in changed for c in f.chains})
     n = len(changed) + sum(1 for k in old if k not in new)
-    return assemble((f for _, f in new.values()), g, changed=changed, removed_chains=removed), n
+    return assemble((f for _, f in new.values()), g, changed={id(f) for f in changed}, removed_chains=removed), n
 
 
 def declared_chains(payload: str, table: str = "nat") -> set[str]:
