@@ -11,7 +11,7 @@ tests/e2e/test_lab_rollout_traffic.py calls on its own lab), then:
    NodePort Service ``roll``, and a client pod on node1;
 2. two clients, each a Python process entered into a lab network namespace
    (``nsenter --net``; the traffic never leaves the lab), 8 threads sending
-   ``GET /`` on a new connection each, 5 s timeout:
+   ``GET /`` on a new connection each, 10 s timeout:
    * ``clusterip``: from the client pod's netns to the Service's ClusterIP;
    * ``nodeport``: from node1's netns to node2's IP and the NodePort (another
      node's proxy, then possibly a third node's pod);
@@ -55,7 +55,7 @@ host, port, nthreads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 stop, lock, results = threading.Event(), threading.Lock(), []
 REQ = b"GET / HTTP/1.0\r\nHost: roll\r\n\r\n"
 def one():
-    with socket.create_connection((host, port), timeout=5) as s:
+    with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(REQ)
         data = b""
         while True:

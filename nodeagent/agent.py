@@ -10,7 +10,7 @@
 3. list the runtime's containers once (labels carry pod uid, container name,
    restart count) so pod workers re-adopt them;
 4. run, as named tasks in one TaskGroup (any failure ends the agent): the
-   Lease heartbeat, the node status loop, the event recorder, the node
+   Lease heartbeat (nodeagent/lease.py), the node status loop, the event recorder, the node
    informer (routes to other nodes' pod CIDRs), the pod informer (field
    selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced;
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
@@ -49,16 +49,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from machinery import errors
 from machinery.events import EventRecorder
 from machinery.informer import Informer
-from machinery.pb import apps_pb2, core_pb2, discovery_pb2
+from machinery.pb import core_pb2, discovery_pb2
 from machinery.runner import run_tasks
 from nodeagent import metrics, podspec
-from nodeagent.drain import APPLIED_RV_ANNOTATION, DrainBarrier
+from nodeagent.drain import DrainBarrier
+from nodeagent.lease import NodeLease
 from nodeagent.podworker import PodWorker
 
 log = logging.getLogger("kctl.nodeagent")
 
-LEASE_NAMESPACE = "kube-node-lease"
-LEASE_DURATION = 40
 AGENT_ENDPOINT_ANNOTATION = "kctl.io/agent-endpoint"
 AGENT_PORT = 10250
 VERSION = "kctl-nodeagent/v0.1.0"
@@ -124,7 +123,8 @@ class Agent:
         self.proxier = None
         self.drain: DrainBarrier | None = None   # with a proxier: SIGTERM waits for every node's proxy
         self.drain_timeout = drain_timeout
-        self._lease_dirty = asyncio.Event()      # the proxy applied newer slices: publish it on the Lease now
+        self.lease = NodeLease(client, node_name, heartbeat_interval,
+                               lambda: self.proxier.applied_rv if self.proxier is not None else 0)
         self.recorder = EventRecorder(client, "kctl-nodeagent", node_name)
         self.workers: dict[str, PodWorker] = {}
         self._worker_tasks: set[asyncio.Task] = set()
@@ -151,7 +151,7 @@ class Agent:
         try:
             await run_tasks({
                 f"{self.node_name}/events": self.recorder.run(),
-                f"{self.node_name}/heartbeat": self._heartbeat_loop(),
+                f"{self.node_name}/heartbeat": self.lease.run(),
                 f"{self.node_name}/node-status": self._status_loop(),
                 f"{self.node_name}/node-informer": self.node_informer.run(),
                 f"{self.node_name}/pods": self._pods(),
@@ -183,7 +183,7 @@ class Agent:
                 services = Informer(self.client, core_pb2.Service)
                 slices = Informer(self.client, discovery_pb2.EndpointSlice)
                 self.proxier.attach(services, slices)
-                self.proxier.on_applied = lambda rv: self._lease_dirty.set()
+                self.proxier.on_applied = lambda rv: self.lease.poke()   # publish it on the Lease now
                 self.drain = DrainBarrier(self.client, self.node_informer, slices, timeout=self.drain_timeout)
                 tg.create_task(services.run(), name=f"{self.node_name}/service-informer")
                 tg.create_task(slices.run(), name=f"{self.node_name}/endpointslice-informer")
@@ -307,49 +307,6 @@ class Agent:
                 await self._register_once()
             except errors.ApiError as exc:
                 log.warning("node status update failed: %s", exc)
-
-    async def _heartbeat_loop(self) -> None:
-        lease = None
-        while True:
-            try:
-                lease = await self._renew(lease)
-                metrics.HEARTBEATS.labels("ok").inc()
-            except errors.ApiError as exc:
-                metrics.HEARTBEATS.labels("error").inc()
-                log.warning("lease renewal failed: %s", exc)
-                lease = None
-            try:
-                await asyncio.wait_for(self._lease_dirty.wait(), self.heartbeat_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._lease_dirty.clear()
-
-    async def _renew(self, lease):
-        if lease is None:
-            try:
-                lease = await self.client.get(apps_pb2.Lease, self.node_name, LEASE_NAMESPACE)
-            except errors.NotFound:
-                lease = apps_pb2.Lease()
-                lease.metadata.name, lease.metadata.namespace = self.node_name, LEASE_NAMESPACE
-                lease.spec.holder_identity = self.node_name
-                lease.spec.lease_duration_seconds = LEASE_DURATION
-                lease.spec.renew_time.CopyFrom(_now())
-                try:
-                    return await self.client.create(lease)
-                except errors.NotFound:      # namespace missing
-                    ns = core_pb2.Namespace()
-                    ns.metadata.name = LEASE_NAMESPACE
-                    try:
-                        await self.client.create(ns)
-                    except errors.AlreadyExists:
-                        pass
-                    return await self.client.create(lease)
-        lease.spec.holder_identity = self.node_name
-        lease.spec.lease_duration_seconds = LEASE_DURATION
-        lease.spec.renew_time.CopyFrom(_now())
-        if self.proxier is not None and self.proxier.applied_rv:      # nodeagent/drain.py
-            lease.metadata.annotations[APPLIED_RV_ANNOTATION] = str(self.proxier.applied_rv)
-        return await self.client.update(lease)
 
     async def _wait_pod_cidr(self) -> str:
         while True:

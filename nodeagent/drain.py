@@ -27,13 +27,16 @@ The protocol:
    cache shows the pod not ready in every slice listing it, taking R as the
    newest of those slices' resourceVersions (a pod in no slice is served by
    no proxy: no wait), then until every Ready node whose Lease carries the
-   annotation reports ≥ R.
+   annotation reports ≥ R, and finally until the connections the pod had
+   accepted are finished (its network namespace's ``/proc/PID/net/tcp``
+   shows no ESTABLISHED, SYN_RECV or CLOSE_WAIT socket on a listening port):
+   requests in flight complete before the server gets SIGTERM.
 
 Bounded: by ``timeout`` (10 s by default) and by the budget the caller gives
 (the pod's grace period minus a margin), so a dead or partitioned node, or one
-whose agent has no proxy, never blocks a deletion beyond that.  Existing
-connections keep their conntrack entry and drain; a UDP endpoint that left the
-rules has its conntrack entries deleted by the proxy.
+whose agent has no proxy, or a client holding a connection open, never
+blocks a deletion beyond that.  A UDP endpoint that left the rules has its
+conntrack entries deleted by the proxy (UDP has no connection to drain).
 
 Lease reads are shared: concurrent waiters (a rollout deletes several pods of
 one node at once) use one ``list`` of ``kube-node-lease`` per ``interval``.
@@ -82,6 +85,28 @@ def lagging_nodes(nodes, leases, target: int) -> list[str]:
                   if _ready(n) and n.metadata.name in applied and applied[n.metadata.name] < target)
 
 
+_LISTEN, _OPEN_STATES = "0A", ("01", "03", "08")     # ESTABLISHED, SYN_RECV, CLOSE_WAIT
+
+
+def inbound_connections(proc_net_tcp: str) -> int:
+    """Open connections to a listening port in the text of /proc/PID/net/tcp: accepted (or being
+    accepted) connections the server has not finished with."""
+    rows = [line.split() for line in proc_net_tcp.splitlines()[1:] if line.strip()]
+    listening = {r[1].rsplit(":", 1)[1] for r in rows if r[3] == _LISTEN}
+    return sum(1 for r in rows if r[3] in _OPEN_STATES and r[1].rsplit(":", 1)[1] in listening)
+
+
+def _read_inbound(pid: int) -> int:
+    total = 0
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as f:
+                total += inbound_connections(f.read())
+        except OSError:
+            return 0                   # the process is gone: nothing left to drain
+    return total
+
+
 class DrainBarrier:
     """Waits, for a pod being deleted, until every Ready node's proxy has applied its removal."""
 
@@ -100,8 +125,17 @@ class DrainBarrier:
                 self._read_at = self._clock()
             return self._leases
 
-    async def wait_pod_drained(self, pod, budget: float) -> str:
-        """"drained", "not-served" (in no slice) or "timeout"; never raises for API errors."""
+    async def wait_connections_closed(self, pid: int, deadline: float) -> int:
+        """Until the network namespace of PID has no open inbound connection (read from
+        /proc/PID/net/tcp*) or DEADLINE; returns how many were left."""
+        while (n := _read_inbound(pid)) and self._clock() < deadline:
+            await asyncio.sleep(0.05)
+        return n
+
+    async def wait_pod_drained(self, pod, budget: float, netns_pid: int = 0) -> str:
+        """"drained", "not-served" (in no slice) or "timeout"; never raises for API errors.
+        With NETNS_PID (a process in the pod's network namespace), "drained" also waits for the
+        pod's open inbound connections to finish (within the same deadline)."""
         start = self._clock()
         deadline = start + max(0.0, min(self.timeout, budget))
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
@@ -118,8 +152,11 @@ class DrainBarrier:
             except errors.ApiError as exc:
                 lagging = [f"? ({exc})"]
             if not lagging:
-                log.info("pod %s: every proxy applied slices rv %d after %.2fs", key, rv, self._clock() - start)
-                return "drained"
+                applied = self._clock() - start
+                left = await self.wait_connections_closed(netns_pid, deadline) if netns_pid else 0
+                log.info("pod %s: every proxy applied slices rv %d after %.2fs, connections drained after %.2fs%s",
+                         key, rv, applied, self._clock() - start, f" ({left} still open)" if left else "")
+                return "drained" if not left else "timeout"
             if self._clock() >= deadline:
                 log.warning("pod %s: proxies of %s did not apply rv %d within %.1fs; stopping it anyway",
                             key, ", ".join(lagging), rv, deadline - start)

@@ -402,7 +402,8 @@ class PodSync:
         drain = getattr(self.agent, "drain", None)
         if running and drain is not None and not self.gone:    # no new connections first (nodeagent/drain.py)
             left = deadline - time.monotonic()
-            await drain.wait_pod_drained(self.pod, left - min(2.0, left / 2))
+            pid = next((st.pid for st in [await rt.state(r.cid) for r in running] if st.pid), 0)
+            await drain.wait_pod_drained(self.pod, left - min(2.0, left / 2), netns_pid=pid)
         await asyncio.gather(*(stop_one(r) for r in running))
         if running and not self.gone and self.pod.spec.containers:
             try:                                  # show the containers terminated, like the kubelet

@@ -7,7 +7,8 @@ import asyncio
 from machinery import kinds
 from machinery.fakeclient import FakeClient
 from machinery.pb import core_pb2
-from nodeagent.drain import APPLIED_RV_ANNOTATION, DrainBarrier, lagging_nodes, pod_not_ready_rv
+from nodeagent.drain import (APPLIED_RV_ANNOTATION, DrainBarrier, inbound_connections, lagging_nodes,
+                             pod_not_ready_rv)
 from tests.unit.proxy_slices import endpoint_slice, ready, terminating
 
 
@@ -99,3 +100,21 @@ async def test_a_dead_node_never_blocks_longer_than_the_timeout_or_the_budget():
     barrier.timeout = 3600
     assert await asyncio.wait_for(barrier.wait_pod_drained(pod(), budget=0.05), 5) == "timeout"
     assert await barrier.wait_pod_drained(pod(ip="10.244.9.9", uid="zz"), budget=10) == "not-served"
+
+
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+   1: 0AF40102:1F90 0AF40203:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1
+   2: 0AF40102:1F90 0AF40203:C351 08 00000000:00000000 00:00000000 00000000     0        0 3 1
+   3: 0AF40102:1F90 0AF40203:C352 06 00000000:00000000 00:00000000 00000000     0        0 4 1
+   4: 0AF40102:9C40 0A600001:01BB 01 00000000:00000000 00:00000000 00000000     0        0 5 1
+"""
+
+
+def test_inbound_connections_are_the_open_ones_on_listening_ports():
+    # ESTABLISHED and CLOSE_WAIT on the listening port 8080 count; TIME_WAIT and the pod's own
+    # outgoing connection (local port 40000) do not
+    text = PROC_NET_TCP
+    assert inbound_connections(text) == 2
+    assert inbound_connections(text.replace(" 0A 0", " 07 0")) == 0          # nothing listens
