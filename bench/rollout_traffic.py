@@ -17,7 +17,7 @@ tests/e2e/test_lab_rollout_traffic.py calls on its own lab), then:
      node's proxy, then possibly a third node's pod);
 3. rolls the Deployment (a new template annotation, as `kubectl rollout
    restart`), waits until the rollout is complete (every replica updated and
-   available, no old replica left), and rolls again (at most 8 times) until
+   available, no old replica left), and rolls again (at most 20 times) until
    each client sent at least ``--requests`` requests during rollouts;
 4. stops the clients and counts: requests and failures (any exception, any
    answer other than ``HTTP/1.0 200``) in total and during rollouts.
@@ -75,8 +75,9 @@ def loop():
             err = "%s: %s" % (type(e).__name__, str(e)[:100])
         with lock:
             results.append((t, err))
-for _ in range(nthreads):
-    threading.Thread(target=loop, daemon=True).start()
+threads = [threading.Thread(target=loop, daemon=True) for _ in range(nthreads)]
+for th in threads:
+    th.start()
 print("started", flush=True)
 for line in sys.stdin:
     if line.strip() != "count":
@@ -84,7 +85,8 @@ for line in sys.stdin:
     with lock:
         print(len(results), flush=True)
 stop.set()
-time.sleep(6)
+for th in threads:
+    th.join(15)
 with lock:
     print(json.dumps(results), flush=True)
 '''
@@ -153,8 +155,9 @@ def _sent(p: subprocess.Popen) -> int:
 
 
 def _stop_client(p: subprocess.Popen) -> list:
+    """Tell the client to stop (its requests in flight end), then read its results."""
     try:
-        out, _ = p.communicate("stop\n", timeout=60)
+        out, _ = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()
@@ -169,7 +172,7 @@ def _count(results: list, windows: list[tuple[float, float]]) -> dict:
 
 
 async def measure(server: str, lab_name: str, replicas: int = 30, min_requests: int = 5000,
-                  max_rollouts: int = 8, log=print) -> dict:
+                  max_rollouts: int = 20, log=print) -> dict:
     """Run the workload on lab LAB_NAME (its apiserver at SERVER); see the module docstring."""
     from deploy.lab import Lab
     from deploy.lab.naming import netns_path
@@ -210,6 +213,9 @@ async def measure(server: str, lab_name: str, replicas: int = 30, min_requests: 
                     break
             await asyncio.sleep(1.0)
         finally:
+            for p in clients.values():        # both stop at once
+                p.stdin.write("stop\n")
+                p.stdin.flush()
             for k, p in clients.items():
                 results[k] = _stop_client(p)
     out = {"rollouts": durations, "windows": windows}
