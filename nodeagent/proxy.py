@@ -129,14 +129,15 @@ class Proxier:
     informers' ``list()``; core/v1 Endpoints work too).  ``node_name`` picks
     the local endpoints of the Local traffic policies.  ``on_applied(rv)`` is
     called after every sync that leaves the tables equal to the slices as of
-    resourceVersion ``rv`` (nodeagent/drain.py reports it).  ``clock``/``sleep``
+    resourceVersion ``rv`` (nodeagent/drain.py reports it).  ``health`` serves
+    the healthCheckNodePorts (nodeagent/proxyhealth.py).  ``clock``/``sleep``
     are injectable for tests; ``partial_syncs=False`` makes every sync a full one.
     """
 
     def __init__(self, runner, *, node_ip: str | None, pod_cidr: str | None = None,
                  masquerade_cidr: str | None = None, source: Source | None = None,
                  min_sync_interval: float = 1.0, resync_interval: float = 300.0, retry_delay: float = 1.0,
-                 max_retry_delay: float = 30.0, partial_syncs: bool = True, on_applied=None,
+                 max_retry_delay: float = 30.0, partial_syncs: bool = True, on_applied=None, health=None,
                  node_name: str = "", clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep):
         self.runner = runner
         self.node_ip, self.pod_cidr, self.masquerade_cidr = node_ip, pod_cidr, masquerade_cidr
@@ -145,6 +146,7 @@ class Proxier:
         self.min_sync_interval, self.resync_interval = min_sync_interval, resync_interval
         self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
         self.partial_syncs, self.on_applied = partial_syncs, on_applied
+        self.health = health                # a HealthServer (nodeagent/proxyhealth.py), or None
         self.node_name = node_name
         self._clock, self._sleep = clock, sleep
         self._lock = asyncio.Lock()
@@ -226,6 +228,8 @@ class Proxier:
             start = time.perf_counter()
             self._last_sync = self._clock()
             ports = self._tracker.service_ports(services, endpoints)
+            if self.health is not None:
+                await self.health.update(ports)
             frags = self._fragments_for(ports)
             full = force or self._fragments is None or not self.partial_syncs
             payload, changed = None, 1

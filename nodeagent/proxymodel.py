@@ -58,6 +58,7 @@ class ServicePortInfo:
     local_endpoints: tuple[Endpoint, ...] = ()   # the node-local set, sorted
     internal_local: bool = False              # internalTrafficPolicy: Local
     external_local: bool = False              # externalTrafficPolicy: Local
+    health_port: int = 0                      # the service's healthCheckNodePort (nodeagent/proxyhealth.py)
 
     @property
     def key(self) -> str:
@@ -195,7 +196,8 @@ def service_port_infos(s, sources: Iterable, node_name: str = "") -> list[Servic
             s.metadata.namespace, s.metadata.name, sp.name, proto, vip, sp.port, node_port, _usable(eps), affinity,
             _usable(e for e in eps if node_name and e.node == node_name),
             internal_local=spec.internal_traffic_policy == "Local",
-            external_local=node_ports and spec.external_traffic_policy == "Local"))
+            external_local=node_ports and spec.external_traffic_policy == "Local",
+            health_port=spec.health_check_node_port if 0 < spec.health_check_node_port < 65536 else 0))
     out.sort(key=lambda i: (i.port_name, i.protocol))
     return out
 
