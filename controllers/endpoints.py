@@ -4,10 +4,14 @@ One Endpoints object per Service with a selector, named like the Service:
 ready pods' IPs in `addresses`, the others in `notReadyAddresses`, with
 ports resolved per pod (a named targetPort is looked up in that pod's
 container ports; a pod without it is left out of that port's subset) and
-the pod's `hostname` when its `subdomain` names the Service. Addresses with the same resolved ports share a subset. Terminating and
+the pod's `hostname` when its `subdomain` names the Service. Addresses with
+the same resolved ports share a subset. The object carries the Service's
+labels and `endpointslice.kubernetes.io/skip-mirror: "true"` (its slices are
+the EndpointSlice controller's, not mirrored copies). Terminating and
 finished pods and pods without an IP are left out. The Endpoints object goes
 when its Service goes (Services without a selector are left alone: their
-Endpoints are the user's).
+Endpoints are the user's, mirrored into slices by
+controllers/endpointslicemirroring.py).
 
 Handlers enqueue the Service keys a pod change concerns
 (controllers/svcpods.py), so a readiness change reaches the Endpoints in one
@@ -22,6 +26,15 @@ from machinery.pb import core_pb2, meta_pb2
 
 from controllers import podutil
 from controllers.svcpods import ServicePodController, endpoint_hostname, resolved_ports
+
+
+SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
+
+
+def endpoints_labels(svc) -> dict[str, str]:
+    """The Service's labels, and skip-mirror: the EndpointSlice controller makes this Service's slices,
+    the mirroring controller must not copy our Endpoints into more (as Kubernetes labels them)."""
+    return {**svc.metadata.labels, SKIP_MIRROR_LABEL: "true"}
 
 
 class EndpointsController(ServicePodController):
@@ -81,7 +94,7 @@ class EndpointsController(ServicePodController):
         if current is None:
             ep = kinds.new("Endpoints")
             ep.metadata.name, ep.metadata.namespace = name, ns
-            ep.metadata.labels.update(svc.metadata.labels)
+            ep.metadata.labels.update(endpoints_labels(svc))
             ep.subsets.extend(subsets)
             try:
                 await self.client.create(ep)
@@ -91,11 +104,11 @@ class EndpointsController(ServicePodController):
             except errors.Forbidden:
                 pass                      # namespace terminating
             return
-        if list(current.subsets) == subsets and dict(current.metadata.labels) == dict(svc.metadata.labels):
+        if list(current.subsets) == subsets and dict(current.metadata.labels) == endpoints_labels(svc):
             return
         new = codec.copy(current)
         del new.subsets[:]
         new.subsets.extend(subsets)
         new.metadata.labels.clear()
-        new.metadata.labels.update(svc.metadata.labels)
+        new.metadata.labels.update(endpoints_labels(svc))
         await self.client.update(new)

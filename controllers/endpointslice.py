@@ -36,9 +36,9 @@ from controllers.svcpods import ServicePodController
 STALE_RETRY = 0.1
 
 
-def managed_service_key(es) -> str | None:
+def managed_service_key(es, managed_by: str = CONTROLLER_NAME) -> str | None:
     labels = es.metadata.labels
-    if labels.get(MANAGED_BY_LABEL) != CONTROLLER_NAME or SERVICE_NAME_LABEL not in labels:
+    if labels.get(MANAGED_BY_LABEL) != managed_by or SERVICE_NAME_LABEL not in labels:
         return None
     return f"{es.metadata.namespace}/{labels[SERVICE_NAME_LABEL]}"
 
@@ -70,38 +70,37 @@ class SliceTracker:
         return False
 
 
-class EndpointSliceController(ServicePodController):
-    name = "endpointslice"
+class SliceWriter:
+    """The slice-writing half shared with the mirroring controller: a slice informer indexed by the
+    Service of the slices MANAGED_BY writes, a tracker of our writes, and ``apply(key, plan)``."""
+    managed_by = CONTROLLER_NAME
 
-    def __init__(self, client, factory, recorder=None, workers: int = 5,
-                 max_endpoints_per_slice: int = MAX_ENDPOINTS_PER_SLICE):
-        super().__init__(client, factory, recorder, workers)
-        self.max_per_slice = max_endpoints_per_slice
+    def _watch_slices(self, factory) -> None:
         self.tracker = SliceTracker()
         self.slice_inf = factory.informer("EndpointSlice")
-        self.slice_inf.add_index("service", lambda es: [k] if (k := managed_service_key(es)) else [])
+        self.slice_inf.add_index(self.managed_by, lambda es: [k] if (k := managed_service_key(es, self.managed_by))
+                                 else [])
         self.slice_inf.add_handler(None, lambda o, n: self._slice_changed(n), self._slice_changed)
 
-    def informers(self):
-        return [self.svc_inf, self.pod_inf, self.slice_inf]
-
     def _slice_changed(self, es) -> None:
-        key = managed_service_key(es)
+        key = managed_service_key(es, self.managed_by)
         if key is not None:
             self.queue.add(key)
 
-    async def sync(self, key: str) -> None:
-        svc = self.svc_inf.get_by_key(key)
-        slices = self.slice_inf.by_index("service", key)
+    def our_slices(self, key: str) -> list | None:
+        """Our slices of the Service KEY, or None (and a retry soon) while the cache lags our writes."""
+        slices = self.slice_inf.by_index(self.managed_by, key)
         if self.tracker.stale(key, slices):
             self.queue.add_after(key, STALE_RETRY)
-            return
-        if svc is None or not svc.spec.selector:
-            for es in slices:            # the Service went (or stopped selecting): its slices go too
-                await self._delete(key, es)
-            self.tracker.forget(key)
-            return
-        plan = reconcile(svc, slices, desired(svc, self.selected_pods(svc)), self.max_per_slice)
+            return None
+        return slices
+
+    async def delete_all(self, key: str, slices: list) -> None:
+        for es in slices:
+            await self._delete(key, es)
+        self.tracker.forget(key)
+
+    async def apply(self, key: str, plan) -> None:
         for es in plan.delete:
             await self._delete(key, es)
         for es in plan.update:
@@ -118,3 +117,26 @@ class EndpointSliceController(ServicePodController):
         except errors.NotFound:
             pass
         self.tracker.deleted(key, es.metadata.name)
+
+
+class EndpointSliceController(SliceWriter, ServicePodController):
+    name = "endpointslice"
+
+    def __init__(self, client, factory, recorder=None, workers: int = 5,
+                 max_endpoints_per_slice: int = MAX_ENDPOINTS_PER_SLICE):
+        super().__init__(client, factory, recorder, workers)
+        self.max_per_slice = max_endpoints_per_slice
+        self._watch_slices(factory)
+
+    def informers(self):
+        return [self.svc_inf, self.pod_inf, self.slice_inf]
+
+    async def sync(self, key: str) -> None:
+        svc = self.svc_inf.get_by_key(key)
+        slices = self.our_slices(key)
+        if slices is None:
+            return
+        if svc is None or not svc.spec.selector:
+            await self.delete_all(key, slices)     # the Service went (or stopped selecting): its slices go too
+            return
+        await self.apply(key, reconcile(svc, slices, desired(svc, self.selected_pods(svc)), self.max_per_slice))

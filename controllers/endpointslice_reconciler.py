@@ -71,21 +71,21 @@ def port_key(slice_) -> PortKey:
     return tuple(sorted((p.name, p.port, p.protocol or "TCP", p.app_protocol) for p in slice_.ports))
 
 
-def slice_labels(svc) -> dict[str, str]:
+def slice_labels(svc, managed_by: str = CONTROLLER_NAME) -> dict[str, str]:
     labels = {k: v for k, v in svc.metadata.labels.items()
               if k not in (SERVICE_NAME_LABEL, MANAGED_BY_LABEL, HEADLESS_LABEL)}
     labels[SERVICE_NAME_LABEL] = svc.metadata.name
-    labels[MANAGED_BY_LABEL] = CONTROLLER_NAME
+    labels[MANAGED_BY_LABEL] = managed_by
     if svc.spec.cluster_ip == "None":
         labels[HEADLESS_LABEL] = ""
     return labels
 
 
-def new_slice(svc, ports: PortKey) -> discovery_pb2.EndpointSlice:
+def new_slice(svc, ports: PortKey, managed_by: str = CONTROLLER_NAME) -> discovery_pb2.EndpointSlice:
     es = kinds.new("EndpointSlice")
     es.metadata.generate_name = svc.metadata.name[:57] + "-"
     es.metadata.namespace = svc.metadata.namespace
-    es.metadata.labels.update(slice_labels(svc))
+    es.metadata.labels.update(slice_labels(svc, managed_by))
     es.metadata.owner_references.append(podutil.owner_ref_for(svc))
     es.address_type = "IPv4"
     for name, port, proto, app in ports:
@@ -112,11 +112,13 @@ def _fill(slices: list, todo: list, max_per_slice: int) -> None:
 
 
 def reconcile(svc, existing: list, want: dict[PortKey, dict[str, discovery_pb2.Endpoint]],
-              max_per_slice: int = MAX_ENDPOINTS_PER_SLICE) -> Plan:
-    """The creates, updates (new objects) and deletes that make EXISTING (this service's managed
-    slices) match WANT; see the module docstring."""
+              max_per_slice: int = MAX_ENDPOINTS_PER_SLICE, *, managed_by: str = CONTROLLER_NAME,
+              placeholder: bool = True) -> Plan:
+    """The creates, updates (new objects) and deletes that make EXISTING (this service's slices
+    managed by MANAGED_BY) match WANT; see the module docstring.  PLACEHOLDER: keep one empty
+    slice when nothing is wanted (the EndpointSlice controller does, the mirroring one does not)."""
     plan = Plan()
-    labels = slice_labels(svc)
+    labels = slice_labels(svc, managed_by)
     by_key: dict[PortKey, list] = {}
     for es in sorted(existing, key=lambda s: s.metadata.name):
         by_key.setdefault(port_key(es), []).append(es)
@@ -144,16 +146,16 @@ def reconcile(svc, existing: list, want: dict[PortKey, dict[str, discovery_pb2.E
             _fill(room, todo, max_per_slice)
             changed += room
         while todo:
-            es = new_slice(svc, key)
+            es = new_slice(svc, key, managed_by)
             _fill([es], todo, max_per_slice)
             plan.create.append(es)
         for es in changed:
             (plan.update if es.endpoints else plan.delete).append(es)
         plan.delete += [es for es in unchanged if not es.endpoints]
-    if total == 0:      # nothing to serve: one placeholder slice without ports stays (or comes)
+    if total == 0 and placeholder:     # nothing to serve: one placeholder slice without ports stays (or comes)
         keep = next((es for es in plan.delete if not es.ports), None)
         if keep is None:
-            plan.create.append(new_slice(svc, ()))
+            plan.create.append(new_slice(svc, (), managed_by))
         else:
             plan.delete.remove(keep)
             if keep not in existing:

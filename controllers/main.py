@@ -1,7 +1,8 @@
 """`kctl-controller-manager`: every controller in one process.
 
     kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
-        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,garbagecollector,namespace]
+        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
+                       endpointslicemirroring,garbagecollector,namespace]
         [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
@@ -34,8 +35,8 @@ from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl.controllers.manager")
 
-ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice", "garbagecollector",
-       "namespace")
+ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
+       "endpointslicemirroring", "garbagecollector", "namespace")
 
 
 def duration(text: str) -> float:
@@ -97,6 +98,7 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.deployment import DeploymentController
     from controllers.endpoints import EndpointsController
     from controllers.endpointslice import EndpointSliceController
+    from controllers.endpointslicemirroring import EndpointSliceMirroringController
     from controllers.garbagecollector import GarbageCollector
     from controllers.namespace import NamespaceController
     from controllers.nodeipam import NodeIpamController
@@ -117,6 +119,8 @@ def build(client, args) -> tuple[dict, dict]:
         "endpointslice": lambda: EndpointSliceController(
             client, factory, recorder, args.concurrent_service_endpoint_syncs,
             max_endpoints_per_slice=args.max_endpoints_per_slice),
+        "endpointslicemirroring": lambda: EndpointSliceMirroringController(
+            client, factory, recorder, args.concurrent_service_endpoint_syncs),
         "garbagecollector": lambda: GarbageCollector(client, factory, recorder, args.concurrent_gc_syncs),
         "namespace": lambda: NamespaceController(client, factory, recorder, args.concurrent_namespace_syncs),
     }

@@ -242,3 +242,29 @@ def test_kctl_table_has_kubectls_columns():
     ]
     assert kinds.resolve("endpointslices").api_version == "discovery.k8s.io/v1"
     assert isinstance(kinds.new("EndpointSlice"), discovery_pb2.EndpointSlice)
+
+
+async def test_mirroring_copies_hand_written_endpoints_of_selectorless_services():
+    from controllers.endpointslicemirroring import MIRRORING_CONTROLLER, EndpointSliceMirroringController
+    from tests.unit.test_dns_feed import endpoints
+    async with harness(lambda h: EndpointSliceMirroringController(h.client, h.factory)) as (h, c):
+        svc = service("db")
+        svc.spec.selector.clear()
+        await h.client.create(svc)
+        await h.client.create(endpoints("db", [("10.0.0.5", "db-0")], not_ready=["10.0.0.6"]))
+        await h.settle()
+        await c.sync("default/db")
+        await h.settle()
+        [es] = h.client.objects("EndpointSlice")
+        assert es.metadata.labels[MANAGED_BY_LABEL] == MIRRORING_CONTROLLER
+        assert es.metadata.labels[SERVICE_NAME_LABEL] == "db"
+        assert [(e.addresses[0], e.conditions.ready, e.hostname) for e in es.endpoints] == \
+            [("10.0.0.5", True, "db-0"), ("10.0.0.6", False, "")]
+        # Endpoints written by the Endpoints controller carry skip-mirror: their mirror goes
+        ep = h.client.stored("Endpoints", "db")
+        ep.metadata.labels["endpointslice.kubernetes.io/skip-mirror"] = "true"
+        await h.client.update(ep)
+        await h.settle()
+        await c.sync("default/db")
+        await h.settle()
+        assert h.client.objects("EndpointSlice") == []
