@@ -98,7 +98,9 @@ async def partial_bench(args) -> dict:
     ``iptables-restore --noflush`` of the same partial payloads, on the same tables."""
     runner = IptablesRunner()
     proxier = Proxier(runner, node_ip=NODE_IP, pod_cidr=POD_CIDR, masquerade_cidr=MASQ_CIDR, node_name="bench")
-    states = [make_state(args.partial_services, args.endpoints, flip) for flip in (False, True)]
+    services, endpoints = make_state(args.partial_services, args.endpoints)
+    flipped = make_state(1, args.endpoints, True)[1][0]      # as an informer: only the changed object is new
+    states = [(services, endpoints), (services, [flipped] + endpoints[1:])]
     await proxier.sync(*states[0])
     payloads, syncs, bares = {}, [], []
     for r in range(args.rounds + 1):

@@ -229,23 +229,47 @@ def _version(obj) -> str | bytes:
 
 class ChangeTracker:
     """``service_ports`` with a per-Service cache: a Service is recomputed only when its object or one
-    of its slices has another version than last time (``_version``)."""
+    of its slices has another version than last time (``_version``).
+
+    What an API object says about itself (its service key, its version) is also remembered per
+    object while the object is alive in the caller's cache (by ``id``, holding the object so the id
+    cannot be reused): informer objects are replaced, never changed, so a sync of 5,000 unchanged
+    services reads no protobuf field.  Objects without a resourceVersion are looked at every time."""
 
     def __init__(self, node_name: str = ""):
         self.node_name = node_name
         self._cache: dict[str, tuple[tuple, list[ServicePortInfo]]] = {}
+        self._seen: dict[int, tuple[object, str | None, str | bytes]] = {}
+
+    def _about(self, obj, seen: dict, service: bool) -> tuple[str | None, str | bytes]:
+        hit = self._seen.get(id(obj))
+        if hit is None or hit[0] is not obj:
+            md = obj.metadata
+            key = f"{md.namespace}/{md.name}" if service else endpoints_source(obj)
+            hit = (obj, key, _version(obj))
+        if hit[2] and isinstance(hit[2], str):
+            seen[id(obj)] = hit
+        return hit[1], hit[2]
 
     def service_ports(self, services: Iterable, endpoints: Iterable) -> list[ServicePortInfo]:
-        sources = group_sources(endpoints)
+        seen: dict = {}
+        sources: dict[str, list] = {}
+        for obj in endpoints:
+            key, version = self._about(obj, seen, False)
+            if key:
+                sources.setdefault(key, []).append((obj, version))
         cache, out = {}, []
         for s in services:
-            key = f"{s.metadata.namespace}/{s.metadata.name}"
+            key, version = self._about(s, seen, True)
             srcs = sources.get(key, ())
-            versions = (_version(s), *(_version(o) for o in srcs))
+            versions = (version, *(v for _, v in srcs))
             hit = self._cache.get(key)
-            infos = hit[1] if hit is not None and hit[0] == versions else service_port_infos(s, srcs, self.node_name)
+            if hit is not None and hit[0] == versions:
+                infos = hit[1]
+            else:
+                infos = service_port_infos(s, [o for o, _ in srcs], self.node_name)
             cache[key] = (versions, infos)
             out += infos
-        self._cache = cache
+        self._cache, self._seen = cache, seen
         out.sort(key=lambda i: (i.namespace, i.name, i.port_name, i.protocol))
         return out
