@@ -118,3 +118,21 @@ def test_inbound_connections_are_the_open_ones_on_listening_ports():
     text = PROC_NET_TCP
     assert inbound_connections(text) == 2
     assert inbound_connections(text.replace(" 0A 0", " 07 0")) == 0          # nothing listens
+
+
+async def test_the_proxier_reports_the_slices_version_it_applied_and_not_a_failed_one():
+    import pytest
+    from nodeagent.errors import ProxyError
+    from nodeagent.iptables import FakeIptables
+    from nodeagent.proxy import Proxier
+    from tests.unit.proxy_slices import service
+    reported = []
+    fake = FakeIptables()
+    p = Proxier(fake, node_ip="172.30.0.11", on_applied=reported.append)
+    state = ([service("web", "10.96.0.10")], [slice_with(ready("10.244.1.2"))])
+    assert await p.sync(*state, rv=5) is True and p.applied_rv == 5
+    assert await p.sync(*state, rv=7) is False and p.applied_rv == 7      # nothing to change: still applied
+    fake.fail_restore = 1
+    with pytest.raises(ProxyError):
+        await p.sync([], [], rv=9)
+    assert p.applied_rv == 7 and reported == [5, 7]
