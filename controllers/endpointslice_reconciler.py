@@ -18,7 +18,9 @@ what kctl serves (IPv4 only, no topology hints):
   empty are deleted, except that a Service with no endpoints at all keeps
   (or gets) one placeholder slice without ports, as Kubernetes'.
 
-Slices are identified by their ports; endpoints by their address.
+Slices are identified by their ports; endpoints by their address. The
+mirroring controller (controllers/endpointslicemirroring.py) uses the same
+reconciler with its own managed-by value and no placeholder.
 """
 from __future__ import annotations
 
