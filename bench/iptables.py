@@ -103,17 +103,18 @@ async def partial_bench(args) -> dict:
     states = [(services, endpoints), (services, [flipped] + endpoints[1:])]
     await proxier.sync(*states[0])
     payloads, syncs, bares = {}, [], []
-    for r in range(args.rounds + 1):
+    for target in (1, 0):                      # warm-up: both partial payloads, every service converted once
+        await proxier.sync(*states[target])
+        payloads[target] = proxier.last_payload
+    for r in range(args.rounds):               # interleaved, so that a change of machine load hits both
         target = (r + 1) % 2
         t = time.perf_counter()
         assert await proxier.sync(*states[target]) is True and proxier.last_sync_kind == "partial"
         syncs.append(time.perf_counter() - t)
-        payloads[target] = proxier.last_payload
-    syncs = syncs[1:]        # the first round converted every service once (cold cache)
-    for r in range(args.rounds):
-        for target in (1 - r % 2, r % 2):      # to the other state and back, as the Proxier believes
+        assert proxier.last_payload == payloads[target]
+        for p in (1 - target, target):         # to the other state and back, as the Proxier believes
             t = time.perf_counter()
-            await runner.restore(payloads[target])
+            await runner.restore(payloads[p])
             bares.append(time.perf_counter() - t)
     await cleanup(runner)
     p = payloads[1]
