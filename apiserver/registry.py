@@ -170,7 +170,8 @@ class ServiceStrategy(Strategy):
         """Kubernetes' patchAllocatedValues: an update that leaves clusterIP or
         a nodePort empty keeps the allocated one; a type change away from
         NodePort/LoadBalancer drops the node ports it carried over (the
-        allocator then releases them)."""
+        allocator then releases them), and so does one to a service that no longer needs its
+        healthCheckNodePort (Kubernetes' dropTypeDependentFields)."""
         spec, ospec = new.spec, old.spec
         if not spec.cluster_ip and not spec.cluster_ips and ospec.cluster_ip and spec.type != "ExternalName":
             spec.cluster_ip = ospec.cluster_ip
@@ -184,6 +185,10 @@ class ServiceStrategy(Strategy):
                 p.node_port = had
             elif not wants and p.node_port and p.node_port in old_ports.values():
                 p.node_port = 0
+        # dropTypeDependentFields: a healthCheckNodePort carried over from a service that needed one
+        needs = spec.type == "LoadBalancer" and spec.external_traffic_policy == "Local"
+        if not needs and spec.health_check_node_port == ospec.health_check_node_port:
+            spec.health_check_node_port = 0
         super().prepare_for_update(new, old)
 
 

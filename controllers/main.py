@@ -1,10 +1,10 @@
 """`kctl-controller-manager`: every controller in one process.
 
     kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
-        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,garbagecollector,
-                       daemonset,job,cronjob,ttlafterfinished,disruption,namespace,
-                       persistentvolume-binder,pvc-protection,pv-protection]
-        [--job-backoff 10s] [--job-backoff-max 6m]
+        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
+                       endpointslicemirroring,garbagecollector,daemonset,job,cronjob,ttlafterfinished,
+                       disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection]
+        [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
         [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
@@ -36,9 +36,9 @@ from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl.controllers.manager")
 
-ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "garbagecollector",
-       "daemonset", "job", "cronjob", "ttlafterfinished", "disruption", "namespace",
-       "persistentvolume-binder", "pvc-protection", "pv-protection")
+ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
+       "endpointslicemirroring", "garbagecollector", "daemonset", "job", "cronjob", "ttlafterfinished",
+       "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection")
 
 
 def duration(text: str) -> float:
@@ -72,9 +72,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--job-backoff", type=duration, default=10.0,
                    help="first back-off after a Job's pod fails (doubles per failure)")
     p.add_argument("--job-backoff-max", type=duration, default=360.0, help="cap of the Job pod back-off")
+    p.add_argument("--concurrent-service-endpoint-syncs", type=int, default=5,
+                   help="EndpointSlice controller workers")
+    p.add_argument("--max-endpoints-per-slice", type=int, default=100,
+                   help="the most endpoints one EndpointSlice holds (1-1000)")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 1 <= args.max_endpoints_per_slice <= 1000:
+        p.error("--max-endpoints-per-slice must be between 1 and 1000")
+    return args
 
 
 def selected(spec: str) -> list[str]:
@@ -99,6 +106,8 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.deployment import DeploymentController
     from controllers.disruption import DisruptionController
     from controllers.endpoints import EndpointsController
+    from controllers.endpointslice import EndpointSliceController
+    from controllers.endpointslicemirroring import EndpointSliceMirroringController
     from controllers.garbagecollector import GarbageCollector
     from controllers.job import JobController
     from controllers.namespace import NamespaceController
@@ -120,6 +129,11 @@ def build(client, args) -> tuple[dict, dict]:
         "nodeipam": lambda: NodeIpamController(client, factory, recorder, cluster_cidr=args.cluster_cidr,
                                                node_mask=args.node_cidr_mask_size),
         "endpoints": lambda: EndpointsController(client, factory, recorder, args.concurrent_endpoint_syncs),
+        "endpointslice": lambda: EndpointSliceController(
+            client, factory, recorder, args.concurrent_service_endpoint_syncs,
+            max_endpoints_per_slice=args.max_endpoints_per_slice),
+        "endpointslicemirroring": lambda: EndpointSliceMirroringController(
+            client, factory, recorder, args.concurrent_service_endpoint_syncs),
         "garbagecollector": lambda: GarbageCollector(client, factory, recorder, args.concurrent_gc_syncs),
         "namespace": lambda: NamespaceController(client, factory, recorder, args.concurrent_namespace_syncs),
         "persistentvolume-binder": lambda: PersistentVolumeController(client, factory, recorder),

@@ -237,6 +237,8 @@ def _service(svc) -> None:
     spec = svc.spec
     if not spec.session_affinity:
         spec.session_affinity = "None"
+    if spec.session_affinity == "ClientIP" and not spec.session_affinity_config.client_ip.HasField("timeout_seconds"):
+        spec.session_affinity_config.client_ip.timeout_seconds = 10800
     if not spec.type:
         spec.type = "ClusterIP"
     for port in spec.ports:
@@ -267,6 +269,14 @@ def _endpoints(ep) -> None:
         for port in subset.ports:
             if not port.protocol:
                 port.protocol = "TCP"
+
+
+def _endpoint_slice(es) -> None:
+    for port in es.ports:
+        if not port.HasField("name"):
+            port.name = ""
+        if not port.HasField("protocol"):
+            port.protocol = "TCP"
 
 
 def _namespace(ns) -> None:
@@ -330,6 +340,7 @@ _DEFAULTERS = {
     "Deployment": _deployment,
     "Service": _service,
     "Endpoints": _endpoints,
+    "EndpointSlice": _endpoint_slice,
     "Namespace": _namespace,
     "Node": _node,
     "DaemonSet": _daemon_set,

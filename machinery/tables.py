@@ -434,3 +434,7 @@ def column_description(col: Column) -> str:
 from machinery.tables_workloads import WORKLOAD_PRINTERS  # noqa: E402  (uses the helpers above)
 
 PRINTERS.update(WORKLOAD_PRINTERS)
+
+from machinery.tables_network import NETWORK_PRINTERS  # noqa: E402  (uses the helpers above)
+
+PRINTERS.update(NETWORK_PRINTERS)

@@ -178,8 +178,9 @@ def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime:
             from nodeagent.iptables import IptablesRunner as runner_cls
 
         def make_proxier(cidr: str):
+            from nodeagent.proxyhealth import HealthServer     # hollow agents never bind the host's ports
             return Proxier(runner_cls(), node_ip=node_ip, pod_cidr=cidr, masquerade_cidr=masquerade_cidr or None,
-                           node_name=node_name)
+                           node_name=node_name, health=None if runtime == "fake" else HealthServer(node_ip))
     if runtime == "fake":
         from nodeagent.fake_runtime import FakeImageStore, FakeNetwork, FakeRuntime
         return Agent(client, node_name=node_name, node_ip=node_ip, root_dir=root_dir, runtime=FakeRuntime(),

@@ -17,8 +17,9 @@ call ``sync_pod()`` on the hollow runtime and look at the records).
   5 min, reset after 10 min running); kill containers whose liveness/startup
   probe failed; fail the pod when activeDeadlineSeconds passed; write the
   status (nodeagent/statusmanager.py).  Returns when it wants to run again.
-* ``sync_terminating_pod``: preStop hooks and SIGTERM for every running
-  container in parallel, SIGKILL when the grace period (the pod's
+* ``sync_terminating_pod``: once every node's proxy stopped sending the pod
+  new connections (nodeagent/drain.py, bounded by the grace period), preStop
+  hooks and SIGTERM for every running container in parallel, SIGKILL when the grace period (the pod's
   deletionGracePeriodSeconds) is over; the terminated statuses are written.
 * ``sync_terminated_pod``: remove the containers (cgroups, mounts), the
   sandbox (netns, veth, IP) and the pod dir; finally delete the pod from the
@@ -400,6 +401,11 @@ class PodSync:
             await rt.stop(rec.cid, max(0.0, deadline - time.monotonic()))
 
         running = [r for r in self.records.values() if r.cid and rt.exists(r.cid)]
+        drain = getattr(self.agent, "drain", None)
+        if running and drain is not None and not self.gone:    # no new connections first (nodeagent/drain.py)
+            left = deadline - time.monotonic()
+            pid = next((st.pid for st in [await rt.state(r.cid) for r in running] if st.pid), 0)
+            await drain.wait_pod_drained(self.pod, left - min(2.0, left / 2), netns_pid=pid)
         await asyncio.gather(*(stop_one(r) for r in running))
         if running and not self.gone and self.pod.spec.containers:
             try:                                  # show the containers terminated, like the kubelet

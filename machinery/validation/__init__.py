@@ -20,14 +20,15 @@ The rules live in submodules: `common` (names, labels, ports), `meta`
 (ReplicaSet, Deployment, DaemonSet, ControllerRevision), `batch` (Job,
 CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
 Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
-(PersistentVolume, PersistentVolumeClaim, StorageClass) and `placement`
-(pod affinity, spread constraints, priority fields, PriorityClass).
+(PersistentVolume, PersistentVolumeClaim, StorageClass), `placement`
+(pod affinity, spread constraints, priority fields, PriorityClass) and
+`discovery` (EndpointSlice).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, batch, config, core, placement, policy, storage
+from machinery.validation import apps, batch, config, core, discovery, placement, policy, storage
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -70,6 +71,7 @@ _SPEC_RULES = {
     "CronJob": batch.validate_cron_job,
     "PodDisruptionBudget": policy.validate_pdb,
     "PriorityClass": placement.validate_priority_class,
+    "EndpointSlice": discovery.validate_endpoint_slice,
 }
 
 _CREATE_RULES = {
@@ -162,6 +164,7 @@ _UPDATE_RULES = {
     "PersistentVolumeClaim": storage.validate_persistent_volume_claim_update,
     "StorageClass": storage.validate_storage_class_update,
     "PriorityClass": placement.validate_priority_class_update,
+    "EndpointSlice": discovery.validate_endpoint_slice_update,
 }
 
 

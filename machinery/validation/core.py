@@ -85,6 +85,12 @@ def validate_service(svc) -> list[FieldError]:
     if spec.ip_family_policy and spec.ip_family_policy not in IP_FAMILY_POLICIES:
         errs.append(not_supported("spec.ipFamilyPolicy", spec.ip_family_policy, IP_FAMILY_POLICIES))
     errs += _one_of(("ClientIP", "None"), spec.session_affinity, "spec.sessionAffinity")
+    errs += _session_affinity_config(spec)
+    if spec.health_check_node_port and not (spec.type == "LoadBalancer" and spec.external_traffic_policy == "Local"):
+        errs.append(forbidden("spec.healthCheckNodePort",
+                              "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+    elif spec.health_check_node_port:
+        errs += each("spec.healthCheckNodePort", spec.health_check_node_port, is_port_num(spec.health_check_node_port))
     errs += validate_labels(spec.selector, "spec.selector")
     if node_ports:
         errs += _one_of(TRAFFIC_POLICIES, spec.external_traffic_policy, "spec.externalTrafficPolicy")
@@ -99,6 +105,28 @@ def validate_service(svc) -> list[FieldError]:
     if spec.load_balancer_ip and spec.type != "LoadBalancer":
         errs.append(forbidden("spec.loadBalancerIP", "may only be used when `type` is 'LoadBalancer'"))
     return errs
+
+
+MAX_AFFINITY_SECONDS = 86400
+
+
+def _session_affinity_config(spec) -> list[FieldError]:
+    """Kubernetes' validateClientIPAffinityConfig: ClientIP needs 0 < timeoutSeconds <= 86400, None no config."""
+    p = "spec.sessionAffinityConfig"
+    if spec.session_affinity != "ClientIP":
+        if spec.HasField("session_affinity_config"):
+            return [forbidden(p, f"must not be set when session affinity is {spec.session_affinity or 'None'}")]
+        return []
+    cfg = spec.session_affinity_config
+    if not cfg.HasField("client_ip"):
+        return [required(f"{p}.clientIP", "when session affinity type is ClientIP")]
+    if not cfg.client_ip.HasField("timeout_seconds"):
+        return [required(f"{p}.clientIP.timeoutSeconds", "when session affinity type is ClientIP")]
+    t = cfg.client_ip.timeout_seconds
+    if not 0 < t <= MAX_AFFINITY_SECONDS:
+        return [invalid(f"{p}.clientIP.timeoutSeconds", t,
+                        f"must be greater than 0 and less than {MAX_AFFINITY_SECONDS}")]
+    return []
 
 
 def validate_service_update(new, old) -> list[FieldError]:
