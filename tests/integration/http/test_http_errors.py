@@ -75,7 +75,8 @@ def test_not_found_and_unknown_paths_are_404(kube):
     code, st, _ = call(kube, "GET", f"{PODS}/nope")
     assert (code, st["reason"], st["details"]) == (404, "NotFound", {"name": "nope", "kind": "pods"})
     assert call(kube, "GET", "/api/v1/namespaces/default/gizmos")[0] == 404
-    assert call(kube, "GET", "/apis/batch/v1/jobs")[0] == 404
+    assert call(kube, "GET", "/apis/example.com/v1/widgets")[0] == 404
+    assert call(kube, "GET", "/apis/apps/v1/gizmos")[0] == 404
 
 
 def test_conflicts_are_409(kube):
