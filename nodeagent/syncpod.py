@@ -11,7 +11,11 @@ call ``sync_pod()`` on the hollow runtime and look at the records).
 * ``sync_pod``: adopt containers left by an earlier agent (labels carry pod
   uid, container name and restart count) — a running container is never
   restarted because the agent restarted —; create the sandbox (netns + IP +
-  pod files) and volumes; pull images (ErrImagePull, then ImagePullBackOff
+  pod files); set up the volumes and read the ConfigMaps/Secrets/claims the
+  pod refers to, on every step, so mounted files follow changes
+  (nodeagent/podvolumes.py; until they can be set up, new containers wait
+  in ContainerCreating); pull images (with the pod's imagePullSecrets,
+  nodeagent/pullsecrets.py) (ErrImagePull, then ImagePullBackOff
   with back-off, nodeagent/imagepull.py); start missing containers; restart
   exited ones by restartPolicy with CrashLoopBackOff (base doubling to
   5 min, reset after 10 min running); kill containers whose liveness/startup
@@ -52,6 +56,9 @@ from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 from nodeagent.imagepull import MAX_BACKOFF, ImagePuller
 from nodeagent.images import lowerdirs
 from nodeagent.network import Sandbox, write_pod_files
+from nodeagent.podvolumes import PodVolumes
+from nodeagent.pullsecrets import pull_auth
+from nodeagent.envvars import Sources
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, run_handler
 from nodeagent.status import ContainerRecord
 from nodeagent.statusmanager import PodStatusWriter
@@ -146,6 +153,8 @@ class PodSync:
         self.deadline_message = ""
         self.puller = ImagePuller(agent.images, agent.recorder, agent.crashloop_base)
         self.watchers = InstanceWatchers(agent.runtime, wake)
+        self.volumes = PodVolumes(agent, self.uid, wake)
+        self.sources: Sources | None = None
 
     @property
     def pod_dir(self) -> str:
@@ -176,13 +185,6 @@ class PodSync:
                 rec.ready = self._ready_without_probe(c)
                 rec.started = not c.HasField("startup_probe")
         next_in = RESYNC
-        self.config_error = podspec.unsupported_volumes(pod)
-        if self.config_error:
-            for rec in self.records.values():
-                if rec.cid is None:
-                    rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", self.config_error
-            await self.write_status()
-            return 30.0
         known = self.status.known()       # after an agent restart: what the API says
         if known is not None and known.phase in ("Succeeded", "Failed"):
             await self.refresh()          # finished for good: never start anything again
@@ -205,7 +207,7 @@ class PodSync:
             log.debug("pod %s: sandbox %s in %.1f ms", self.key, self.sandbox.ip, (time.perf_counter() - t0) * 1e3)
         if not self.pod_files and not self.agent.fake:
             self.pod_files = write_pod_files(self.pod_dir, podspec.pod_hostname(pod), self.sandbox.ip)
-            podspec.prepare_volumes(pod, self.pod_dir)
+        self.sources = await self.volumes.sync(pod, self.pod_dir, self.sandbox.ip)
         await self.refresh()
         for c in pod.spec.containers:
             wait = await self._sync_container(c, self.records[c.name])
@@ -283,17 +285,23 @@ class PodSync:
                 rec.waiting_message = f"back-off {rec.backoff:g}s restarting failed container={c.name} pod={where}"
                 return rec.backoff_until - now
             restart = rec.restart_count + 1
+        if self.sources is None:                       # a volume cannot be set up (FailedMount)
+            rec.waiting_reason, rec.waiting_message = "ContainerCreating", ""
+            return None
         if time.time() < rec.pull_backoff_until:
             rec.waiting_reason = "ImagePullBackOff"
             rec.waiting_message = f'Back-off pulling image "{c.image}"'
             return rec.pull_backoff_until - time.time()
-        image = await self.puller.ensure(self.pod, c, rec)
+        image = await self.puller.ensure(self.pod, c, rec, pull_auth(self.pod, self.sources, self._event))
         if image is None:    # show ErrImagePull a moment, then ImagePullBackOff until the retry
             return min(1.0, rec.pull_backoff / 2)
         cid = container_id(self.uid, c.name, restart)
         try:
             cfg = podspec.container_config(self.pod, c, image, self.sandbox, self.pod_dir, self.pod_files,
-                                           self.agent.node_ip, cid, restart, lowerdirs(image))
+                                           self.agent.node_ip, cid, restart, lowerdirs(image), self.sources)
+            for event in self.sources.events:
+                self._event(*event)
+            self.sources.events.clear()
         except ContainerConfigError as exc:
             if rec.waiting_reason != "CreateContainerConfigError":
                 self._event("Warning", "Failed", f"Error: {exc}")
@@ -418,6 +426,7 @@ class PodSync:
                 await rt.remove(info.id)
         await self.agent.network.delete_sandbox(self.uid)
         self.sandbox = None
+        self.volumes.close(self.pod_dir)
         if os.path.isdir(self.pod_dir):
             shutil.rmtree(self.pod_dir)
         if not self.gone:

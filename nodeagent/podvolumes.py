@@ -1,0 +1,59 @@
+"""One pod's volumes and referenced objects, for its pod worker (nodeagent/syncpod.py).
+
+``PodVolumes.sync(pod, pod_dir, pod_ip)`` runs on every sync step: it
+gathers the ConfigMaps/Secrets the pod refers to (watched, so a change
+wakes the worker: nodeagent/configwatch.py) and its claims' volume paths,
+then sets the volumes up (nodeagent/volumes.py; not on hollow nodes, which
+have no files).  It returns the ``Sources`` the containers' env and mounts
+are built from, or None while a volume cannot be set up: then ``error``
+holds the kubelet's message, recorded once per message as the kubelet's
+``FailedMount`` event (``MountVolume.SetUp failed for volume "v" : configmap
+"x" not found``), and containers not yet started wait in ContainerCreating.
+Env references are resolved later, per container (CreateContainerConfigError).
+``close(pod_dir)`` stops the watches and unmounts the pod's tmpfs volumes.
+"""
+from __future__ import annotations
+
+import logging
+
+from machinery.pb import core_pb2
+from nodeagent import volumes
+from nodeagent.configwatch import ConfigWatch
+from nodeagent.envvars import Sources
+from nodeagent.errors import VolumeSetupError
+
+log = logging.getLogger("kctl.nodeagent.volumes")
+
+
+class PodVolumes:
+    def __init__(self, agent, uid: str, wake):
+        self.agent = agent
+        self.uid = uid
+        self.wake = wake
+        watch = getattr(agent, "config_watch", None)
+        self.watch: ConfigWatch = watch if watch is not None else ConfigWatch(agent.client)
+        self.error = ""
+
+    async def sync(self, pod: core_pb2.Pod, pod_dir: str, pod_ip: str) -> Sources | None:
+        try:
+            sources = await self.watch.gather(pod, self.wake)
+            if not self.agent.fake:
+                changed = volumes.setup_volumes(pod, pod_dir, sources, self.agent.node_ip, pod_ip)
+                if changed:
+                    log.info("pod %s/%s: volumes %s updated", pod.metadata.namespace, pod.metadata.name,
+                             ", ".join(changed))
+        except VolumeSetupError as exc:
+            message = str(exc)
+            if message != self.error:
+                self.agent.recorder.event(pod, "Warning", "FailedMount",
+                                          f'MountVolume.SetUp failed for volume "{exc.volume}" '
+                                          f": {message}")
+            self.error = message
+            return None
+        self.error = ""
+        return sources
+
+    def close(self, pod_dir: str) -> None:
+        self.watch.forget(self.uid)
+        if not self.agent.fake:
+            volumes.teardown(pod_dir)
