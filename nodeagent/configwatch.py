@@ -16,8 +16,7 @@ waiting for the object.
 
 ``gather(pod)`` returns a ``Sources`` (nodeagent/envvars.py) with the
 objects from the informers' caches (waiting for a new watch's first list,
-at most ``SYNC_TIMEOUT``) and the claims' volume paths (API reads,
-nodeagent/volumes.py).
+at most ``SYNC_TIMEOUT``).
 """
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ from machinery.informer import Informer
 from machinery.pb import core_pb2
 from nodeagent.envvars import Sources
 from nodeagent.errors import VolumeSetupError
-from nodeagent.volumes import claim_paths
 
 log = logging.getLogger("kctl.nodeagent.configwatch")
 
@@ -132,13 +130,11 @@ class ConfigWatch:
         return w.informer.get(ns, name)
 
     async def gather(self, pod: core_pb2.Pod, wake: Callable[[], None]) -> Sources:
-        """Register the pod's references and return them with its claims' paths."""
+        """Register the pod's references and return the objects."""
         ns = pod.metadata.namespace
         refs = references(pod)
         self.set_refs(pod.metadata.uid, ns, refs, wake)
         src = Sources()
         for kind, name in sorted(refs):
             (src.config_maps if kind == CONFIG_MAP else src.secrets)[name] = await self.get(kind, ns, name)
-        if any(v.HasField("persistent_volume_claim") for v in pod.spec.volumes):
-            src.claims = await claim_paths(self.client, pod)
         return src

@@ -2,7 +2,8 @@
 
 ``PodVolumes.sync(pod, pod_dir, pod_ip)`` runs on every sync step: it
 gathers the ConfigMaps/Secrets the pod refers to (watched, so a change
-wakes the worker: nodeagent/configwatch.py) and its claims' volume paths,
+wakes the worker: nodeagent/configwatch.py) and its claims' volume paths
+(read from the API until every claim is bound, then kept),
 then sets the volumes up (nodeagent/volumes.py; not on hollow nodes, which
 have no files).  It returns the ``Sources`` the containers' env and mounts
 are built from, or None while a volume cannot be set up: then ``error``
@@ -33,10 +34,14 @@ class PodVolumes:
         watch = getattr(agent, "config_watch", None)
         self.watch: ConfigWatch = watch if watch is not None else ConfigWatch(agent.client)
         self.error = ""
+        self.claims: dict | None = None      # a bound claim's volume does not change: read once
 
     async def sync(self, pod: core_pb2.Pod, pod_dir: str, pod_ip: str) -> Sources | None:
         try:
             sources = await self.watch.gather(pod, self.wake)
+            if self.claims is None and any(v.HasField("persistent_volume_claim") for v in pod.spec.volumes):
+                self.claims = await volumes.claim_paths(self.agent.client, pod)
+            sources.claims = self.claims or {}
             if not self.agent.fake:
                 changed = volumes.setup_volumes(pod, pod_dir, sources, self.agent.node_ip, pod_ip)
                 if changed:
