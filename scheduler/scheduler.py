@@ -4,7 +4,10 @@ Tasks (all on one event loop, started by `run()` in a TaskGroup):
 
 * informers (machinery/informer.py) for all pods and all nodes. Their
   handlers only update the NodeCache and the SchedulingQueue — synchronous,
-  no awaits, so neither is ever seen half-updated.
+  no awaits, so neither is ever seen half-updated. Informers for claims,
+  volumes and storage classes feed the VolumeBinding plugin
+  (plugins/volumebinding.py); any change of them moves unschedulable pods
+  back to the active queue.
 * the scheduling loop: pops a pod, decides synchronously against the cache
   (the Algorithm of the pod's profile), assumes it on the chosen node
   *before* yielding, and runs the profile's Bind plugins with the decision's
@@ -45,6 +48,7 @@ from scheduler.events import EventSink, make_recorder
 from scheduler.config import Config
 from scheduler.framework import DEFAULT_SCHEDULER, needs_scheduling, pod_info
 from scheduler.metrics import Metrics
+from scheduler.plugins.volumebinding import StorageListers
 from scheduler.queue import QueuedPod, SchedulingQueue
 
 log = logging.getLogger("kctl.scheduler")
@@ -63,9 +67,12 @@ class Scheduler:
         self.binder = Binder(client, self._on_bound, batch_size=self.config.batch_size,
                              max_inflight=self.config.binds_in_flight,
                              on_batch=self._on_batch)
+        self.claims, self.volumes = Informer(client, "PersistentVolumeClaim"), Informer(client, "PersistentVolume")
+        self.classes = Informer(client, "StorageClass")
+        storage = StorageListers(client, self.claims, self.volumes, self.classes)
         self.profiles = {p.scheduler_name: Algorithm(
             self.cache, p, percentage_of_nodes_to_score=self.config.percentage_of_nodes_to_score,
-            registry=registry, binder=self.binder) for p in self.config.profiles}
+            registry=registry, binder=self.binder, storage=storage) for p in self.config.profiles}
         for alias in ("", "kctl-scheduler"):
             if alias not in self.profiles and DEFAULT_SCHEDULER in self.profiles:
                 self.profiles[alias] = self.profiles[DEFAULT_SCHEDULER]
@@ -76,6 +83,9 @@ class Scheduler:
         self.nodes = Informer(client, "Node")
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
+        for inf, event in ((self.claims, "PvcChange"), (self.volumes, "PvChange"), (self.classes, "StorageClassAdd")):
+            inf.add_handler(lambda o, e=event: self.queue.move_all(e), lambda o, n, e=event: self.queue.move_all(e),
+                            None)
         self._status_slots = asyncio.Semaphore(status_writers)
         self._writes: set[asyncio.Task] = set()          # unschedulable bookkeeping in flight
         self._attempts = {r: self.metrics.attempts.labels(r) for r in ("scheduled", "unschedulable", "error")}
@@ -88,8 +98,10 @@ class Scheduler:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.nodes.run(), name="node-informer")
                 tg.create_task(self.pods.run(), name="pod-informer")
-                await self.nodes.wait_synced()
-                await self.pods.wait_synced()
+                for inf in (self.claims, self.volumes, self.classes):
+                    tg.create_task(inf.run(), name=f"{inf.kind.kind}-informer")
+                for inf in (self.nodes, self.pods, self.claims, self.volumes, self.classes):
+                    await inf.wait_synced()
                 log.info("caches synced: %d nodes, %d pods", len(self.cache), len(self.pods))
                 tg.create_task(self.binder.run(), name="binder")
                 tg.create_task(self.events.run(), name="events")

@@ -3,7 +3,8 @@ the interfaces, scheduler/config.py for the default profile that enables
 them).
 
 Filters, in the default profile's order (kube-scheduler's): NodeUnschedulable,
-NodeName, TaintToleration, NodeAffinity, then NodeResourcesFit; a node's
+NodeName, TaintToleration, NodeAffinity, NodeResourcesFit, then
+VolumeBinding (also PreFilter and PreBind: the pod's claims); a node's
 status is the first failing filter's, as in Kubernetes. Scores:
 LeastAllocated, BalancedAllocation, NodeAffinity (preferred terms, with a
 PreScore), OwnerSpread. Bind: DefaultBinder.
@@ -19,14 +20,15 @@ from scheduler.plugins.bind import DefaultBinder
 from scheduler.plugins.resources import BalancedAllocation, LeastAllocated, NodeResourcesFit
 from scheduler.plugins.spread import OwnerSpread
 from scheduler.plugins.taints import TaintToleration
+from scheduler.plugins.volumebinding import VolumeBinding
 from scheduler.runtime import Registry
 
 __all__ = ["NodeAffinity", "NodeName", "NodeUnschedulable", "DefaultBinder",
            "BalancedAllocation", "LeastAllocated", "NodeResourcesFit", "OwnerSpread",
-           "TaintToleration", "in_tree_registry"]
+           "TaintToleration", "VolumeBinding", "in_tree_registry"]
 
 IN_TREE = (NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodeResourcesFit,
-           LeastAllocated, BalancedAllocation, OwnerSpread, DefaultBinder)
+           LeastAllocated, BalancedAllocation, OwnerSpread, VolumeBinding, DefaultBinder)
 
 
 def in_tree_registry() -> Registry:

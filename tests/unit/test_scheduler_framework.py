@@ -53,7 +53,7 @@ def test_in_tree_registry_and_extension_points():
     r = in_tree_registry()
     assert r.names() == sorted(["NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity",
                                 "NodeResourcesFit", "LeastAllocated", "BalancedAllocation", "OwnerSpread",
-                                "DefaultBinder"])
+                                "VolumeBinding", "DefaultBinder"])
     assert points_of(r["NodeAffinity"]) == ("filter", "preScore", "score")
     assert points_of(r["NodeResourcesFit"]) == ("filter",)
     assert points_of(r["DefaultBinder"]) == ("bind",)
@@ -207,7 +207,7 @@ def test_one_instance_per_plugin_across_points():
     fw = algo.framework
     affinity = next(f for f in fw.filters if f.name == "NodeAffinity")
     assert fw.pre_scores == [affinity] and any(s is affinity for s, _ in fw.scorers)
-    assert [f.name for f in fw.dynamic_filters] == [NodeResourcesFit.name]
+    assert [f.name for f in fw.dynamic_filters] == [NodeResourcesFit.name, "VolumeBinding"]
 
 
 def test_weight_zero_skips_the_score_but_keeps_it_in_the_record_weights():
