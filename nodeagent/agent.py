@@ -3,9 +3,8 @@
 ``Agent.run()`` is the one readable entry point (design §6.1):
 
 1. register (or re-adopt) our ``Node``: labels, taints, capacity/allocatable,
-   addresses, nodeInfo, and the annotations ``kctl.io/agent-endpoint`` =
-   ``NODE_IP:PORT`` of our logs/exec gRPC service and
-   ``storage.kctl.io/local-path-dir`` = our storage dir (nodeagent/localpath.py);
+   addresses, nodeInfo, and the annotations ``kctl.io/agent-endpoint`` (our
+   logs/exec service) and ``storage.kctl.io/local-path-dir`` (localpath.py);
 2. wait for ``spec.podCIDR`` (set by the controller manager's node IPAM, or by
    us from ``--pod-cidr`` for tests), then set up the pod network;
 3. list the runtime's containers once (labels carry pod uid, container name,
@@ -13,9 +12,8 @@
 4. run, as named tasks in one TaskGroup (any failure ends the agent): the
    Lease heartbeat, the node status loop, the event recorder, the node
    informer (routes to other nodes' pod CIDRs), the pod informer (field
-   selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced,
-   and (not on hollow nodes) the local-path reclaimer; the ConfigMaps and
-   Secrets our pods use are watched one by one (nodeagent/configwatch.py);
+   selector ``spec.nodeName=<me>``), the orphan sweep once it has synced and
+   (not hollow) the local-path reclaimer; objects pods use: configwatch.py;
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
    CIDR is known, a ``Proxier`` fed by a Service and an Endpoints informer
    (all namespaces); both informers and ``proxier.run()`` are named tasks of
@@ -437,8 +435,7 @@ class Agent:
         pods_dir = os.path.join(self.root_dir, "pods")
         for uid in os.listdir(pods_dir):
             if uid not in self.workers:
-                if not self.fake:
-                    volumes.teardown(os.path.join(pods_dir, uid))
+                volumes.teardown(os.path.join(pods_dir, uid))      # tmpfs volumes (none on hollow nodes)
                 shutil.rmtree(os.path.join(pods_dir, uid), ignore_errors=True)
 
 

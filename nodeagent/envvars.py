@@ -137,27 +137,17 @@ def _env_from(pod: core_pb2.Pod, ef, sources: Sources, env: dict[str, str]) -> N
 def _value_from(pod: core_pb2.Pod, c: core_pb2.Container, vf, sources: Sources, host_ip: str,
                 pod_ip: str) -> str | None:
     ns = pod.metadata.namespace
-    if vf.HasField("config_map_key_ref"):
-        ref = vf.config_map_key_ref
+    for field_name, kind, lookup in (("config_map_key_ref", "ConfigMap", sources.config_map),
+                                     ("secret_key_ref", "Secret", sources.secret)):
+        if not vf.HasField(field_name):
+            continue
+        ref = getattr(vf, field_name)
         optional = ref.HasField("optional") and ref.optional
-        obj = sources.config_map(ns, ref.name, optional)
-        if obj is None:
+        obj = lookup(ns, ref.name, optional)
+        if obj is None or (optional and ref.key not in obj.data):
             return None
         if ref.key not in obj.data:
-            if optional:
-                return None
-            raise ContainerConfigError(f"couldn't find key {ref.key} in ConfigMap {ns}/{ref.name}")
-        return obj.data[ref.key]
-    if vf.HasField("secret_key_ref"):
-        ref = vf.secret_key_ref
-        optional = ref.HasField("optional") and ref.optional
-        obj = sources.secret(ns, ref.name, optional)
-        if obj is None:
-            return None
-        if ref.key not in obj.data:
-            if optional:
-                return None
-            raise ContainerConfigError(f"couldn't find key {ref.key} in Secret {ns}/{ref.name}")
+            raise ContainerConfigError(f"couldn't find key {ref.key} in {kind} {ns}/{ref.name}")
         return _text(obj.data[ref.key])
     if vf.HasField("field_ref"):
         return field_value(pod, vf.field_ref.field_path, host_ip, pod_ip)

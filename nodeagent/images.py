@@ -19,7 +19,10 @@ otherwise ``skopeo copy docker://HOST/NAME@DIGEST oci:tmp/pull-…`` (by digest,
 so a tag moving in between cannot mix two images) with the shared blob dir,
 so blobs already present are not downloaded again.  Each source (mirrors,
 then maybe upstream) is tried in turn; all failing is ``ErrImagePull``
-naming every source's error.
+naming every source's error.  A pod's pull credentials (its
+imagePullSecrets, nodeagent/pullsecrets.py) reach skopeo as ``--authfile``
+/ ``--src-authfile``: a 0600 file inside the pull's tmp dir, removed with it
+when the pull ends; the registry's credentials also serve its mirrors.
 
 Concurrency (one event loop per store): concurrent pulls of one reference
 share one task (single flight); each layer is unpacked under a per-diff_id
