@@ -68,8 +68,7 @@ def build_mounts(pod: core_pb2.Pod, c: core_pb2.Container, pod_dir: str,
         if v is None:
             raise ContainerConfigError(f'volumeMount "{vm.name}": no volume of that name')
         src = volumes.mount_source(pod, v, vm, pod_dir, sources, env or {})
-        read_only = vm.read_only or (v.HasField("persistent_volume_claim") and v.persistent_volume_claim.read_only)
-        mounts.append(Mount(src, vm.mount_path, read_only))
+        mounts.append(Mount(src, vm.mount_path, vm.read_only or volumes.read_only(v)))
     return mounts
 
 

@@ -26,7 +26,9 @@ kubelet's wording (``configmap "x" not found``); the pod worker shows the
 containers ContainerCreating and records FailedMount until they are
 resolved. ``mount_source`` gives the host path a volumeMount binds
 (subPath/subPathExpr resolved inside the volume, refusing an escape);
-``teardown(pod_dir)`` unmounts what was mounted under the pod dir.
+``read_only(v)`` says which volumes are always mounted read-only (API data
+volumes, as the kubelet does; read-only claims); ``teardown(pod_dir)``
+unmounts what was mounted under the pod dir.
 """
 from __future__ import annotations
 
@@ -221,6 +223,13 @@ def _host_path(path: str, typ: str, mode: int | None = None) -> None:
     elif typ == "FileOrCreate" and not os.path.exists(path):
         os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
         open(path, "a").close()
+
+
+def read_only(v: core_pb2.Volume) -> bool:
+    """Mounted read-only whatever the volumeMount says: API data volumes (as the kubelet mounts
+    configMap, secret, downwardAPI and projected volumes) and read-only claims."""
+    return (any(v.HasField(f) for f in ("config_map", "secret", "downward_api", "projected"))
+            or (v.HasField("persistent_volume_claim") and v.persistent_volume_claim.read_only))
 
 
 def mount_source(pod: core_pb2.Pod, v: core_pb2.Volume, vm: core_pb2.VolumeMount, pod_dir: str,

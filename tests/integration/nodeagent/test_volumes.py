@@ -68,6 +68,7 @@ async def test_config_map_env_files_updates_and_secret_on_tmpfs(api, make_node):
     assert "..data -> ..20" in listing and "app.conf -> ..data/app.conf" in listing
     assert sh_in(node, pod, "cat /etc/creds/password; stat -L -c %a /etc/creds/password") == "s3cret400\n"
     assert sh_in(node, pod, "cat /etc/podinfo/name") == "cfg"
+    assert node.runc_exec(cid_of(pod, "main"), "sh", "-c", "echo x > /etc/app/new").returncode != 0   # read-only
     mounts = sh_in(node, pod, "cat /proc/mounts")
     assert any(m.split()[1] == "/etc/creds" and m.split()[2] == "tmpfs" for m in mounts.splitlines())
     cache = next(m.split() for m in mounts.splitlines() if m.split()[1] == "/cache")
