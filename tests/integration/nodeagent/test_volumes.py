@@ -44,7 +44,7 @@ async def test_config_map_env_files_updates_and_secret_on_tmpfs(api, make_node):
     await node_ready(api, node)
     await api.create(config_map("app", {"greeting": "hello", "app.conf": "v=1", "1st": "x"}))
     await api.create(secret("creds", {"password": b"s3cret"}))
-    await api.create(make_pod("cfg", node, {
+    await api.create(make_pod("vol-cfg", node, {
         **SLEEP,
         "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "greeting"}}},
                 {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
@@ -60,14 +60,14 @@ async def test_config_map_env_files_updates_and_secret_on_tmpfs(api, make_node):
                  {"name": "info", "downwardAPI": {"items": [{"path": "name",
                                                              "fieldRef": {"fieldPath": "metadata.name"}}]}},
                  {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]))
-    pod = await pod_running(api, "cfg", node)
+    pod = await pod_running(api, "vol-cfg", node)
     env = sh_in(node, pod, "tr '\\0' '\\n' < /proc/1/environ")      # names with dots: not in a shell's env
     assert "GREETING=hello" in env and "PW=s3cret" in env and "CFG_app.conf=v=1" in env and "CFG_1st=x" in env and "OPT=" not in env
     assert sh_in(node, pod, "cat /etc/app/app.conf /etc/pinned.conf") == "v=1v=1"
     listing = sh_in(node, pod, "ls -la /etc/app")
     assert "..data -> ..20" in listing and "app.conf -> ..data/app.conf" in listing
     assert sh_in(node, pod, "cat /etc/creds/password; stat -L -c %a /etc/creds/password") == "s3cret400\n"
-    assert sh_in(node, pod, "cat /etc/podinfo/name") == "cfg"
+    assert sh_in(node, pod, "cat /etc/podinfo/name") == "vol-cfg"
     assert node.runc_exec(cid_of(pod, "main"), "sh", "-c", "echo x > /etc/app/new").returncode != 0   # read-only
     mounts = sh_in(node, pod, "cat /proc/mounts")
     assert any(m.split()[1] == "/etc/creds" and m.split()[2] == "tmpfs" for m in mounts.splitlines())
@@ -80,10 +80,10 @@ async def test_config_map_env_files_updates_and_secret_on_tmpfs(api, make_node):
     await wait_for(lambda: sh_in(node, pod, "cat /etc/app/app.conf") == "v=2", 20, "the mounted file follows", node)
     assert sh_in(node, pod, "cat /etc/pinned.conf") == "v=1"        # a subPath mount does not follow
     events = (await api.list("Event", "default"))[0]
-    assert any(e.reason == "InvalidEnvironmentVariableNames" and e.involved_object.name == "cfg" and
+    assert any(e.reason == "InvalidEnvironmentVariableNames" and e.involved_object.name == "vol-cfg" and
                "Keys [1st] from the EnvFrom configMap default/app were skipped" in e.message for e in events)
-    await api.delete(core_pb2.Pod, "cfg", "default")
-    await pod_gone(api, "cfg", node)
+    await api.delete(core_pb2.Pod, "vol-cfg", "default")
+    await pod_gone(api, "vol-cfg", node)
 
 
 async def test_missing_secret_is_create_container_config_error_until_it_exists(api, make_node):
