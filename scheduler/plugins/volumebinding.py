@@ -147,6 +147,9 @@ class VolumeBinding(PreFilterPlugin, FilterPlugin, PreBindPlugin):
 
     # ------------------------------------------------------------ PreFilter
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:
+        volumes = pod.pod.spec.volumes
+        if not volumes:
+            return SUCCESS                   # the common case: skip, Filter answers at once
         names = _claim_names(pod.pod)
         if not names:
             return SUCCESS

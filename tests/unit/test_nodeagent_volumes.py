@@ -256,3 +256,54 @@ def test_api_data_volumes_and_read_only_claims_mount_read_only():
              {"name": "ro", "persistentVolumeClaim": {"claimName": "x", "readOnly": True}},
              {"name": "rw", "persistentVolumeClaim": {"claimName": "x"}}, {"name": "e", "emptyDir": {}}])
     assert [v.name for v in p.spec.volumes if volumes.read_only(v)] == ["c", "s", "d", "p", "ro"]
+
+
+async def test_config_watch_wakes_the_pods_of_a_changed_object_and_stops_unused_watches():
+    import asyncio
+
+    from machinery.fakeclient import FakeClient
+    from nodeagent.configwatch import ConfigWatch
+    client = FakeClient()
+    client.seed(cm(data={"k": "1"}))
+    watch = ConfigWatch(client)
+    woken = []
+    p = pod([{"name": "v", "configMap": {"name": "cfg"}}, {"name": "s", "secret": {"secretName": "db"}}])
+    src = await watch.gather(p, lambda: woken.append("a"))
+    assert src.config_maps["cfg"].data["k"] == "1" and src.secrets == {"db": None} and len(watch) == 2
+    watch.set_refs("other", "prod", {("ConfigMap", "cfg")}, lambda: woken.append("b"))
+    assert len(watch) == 2                                   # one watch per object, shared
+    woken.clear()
+    client.seed(cm(data={"k": "2"}))
+    for _ in range(100):
+        if sorted(woken) == ["a", "b"]:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(woken) == ["a", "b"]
+    assert (await watch.get("ConfigMap", "prod", "cfg")).data["k"] == "2"
+    watch.forget(p.metadata.uid)
+    assert len(watch) == 1                                   # the secret's watch stopped; cfg still used
+    watch.forget("other")
+    assert len(watch) == 0
+
+
+@pytest.mark.parametrize("change, removed", [
+    ({}, True),
+    ({"policy": "Retain"}, False),
+    ({"provisioner": ""}, False),                         # made by hand
+    ({"node": "other"}, False),                           # pinned to another node
+    ({"path": "/var/lib/elsewhere/pvc-1_ns_c"}, False),   # not in our storage dir
+    ({"path": "/agent/storage/data"}, False),             # not a provisioned directory name
+])
+def test_local_path_reclaim_removes_only_our_deleted_delete_volumes(change, removed):
+    from machinery import kinds
+    from nodeagent.localpath import data_to_remove
+    pv = kinds.new("PersistentVolume")
+    pv.metadata.name = "pvc-1"
+    if change.get("provisioner", "kctl.io/local-path"):
+        pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] = change.get("provisioner", "kctl.io/local-path")
+    pv.spec.persistent_volume_reclaim_policy = change.get("policy", "Delete")
+    pv.spec.host_path.path = change.get("path", "/agent/storage/pvc-1_ns_c")
+    term = pv.spec.node_affinity.required.node_selector_terms.add()
+    term.match_expressions.add(key="kubernetes.io/hostname", operator="In", values=[change.get("node", "me")])
+    want = "/agent/storage/pvc-1_ns_c" if removed else None
+    assert data_to_remove(pv, "me", "/agent/storage") == want
