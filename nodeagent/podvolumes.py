@@ -4,8 +4,8 @@
 gathers the ConfigMaps/Secrets the pod refers to (watched, so a change
 wakes the worker: nodeagent/configwatch.py) and its claims' volume paths
 (read from the API until every claim is bound, then kept),
-then sets the volumes up (nodeagent/volumes.py; not on hollow nodes, which
-have no files).  It returns the ``Sources`` the containers' env and mounts
+then sets the volumes up (nodeagent/volumes.py; hollow nodes write no
+files but reach the same verdicts).  It returns the ``Sources`` the containers' env and mounts
 are built from, or None while a volume cannot be set up: then ``error``
 holds the kubelet's message, recorded once per message as the kubelet's
 ``FailedMount`` event (``MountVolume.SetUp failed for volume "v" : configmap
@@ -42,7 +42,9 @@ class PodVolumes:
             if self.claims is None and any(v.HasField("persistent_volume_claim") for v in pod.spec.volumes):
                 self.claims = await volumes.claim_paths(self.agent.client, pod)
             sources.claims = self.claims or {}
-            if not self.agent.fake:
+            if self.agent.fake:                  # hollow: no files, the same verdicts
+                volumes.check_payloads(pod, sources, self.agent.node_ip, pod_ip)
+            else:
                 changed = volumes.setup_volumes(pod, pod_dir, sources, self.agent.node_ip, pod_ip)
                 if changed:
                     log.info("pod %s/%s: volumes %s updated", pod.metadata.namespace, pod.metadata.name,

@@ -149,6 +149,16 @@ def payload(pod: core_pb2.Pod, v: core_pb2.Volume, sources: Sources, host_ip: st
     return None
 
 
+def check_payloads(pod: core_pb2.Pod, sources: Sources, host_ip: str, pod_ip: str) -> None:
+    """Raise what setup_volumes would for the API data volumes, writing nothing (hollow nodes)."""
+    for v in pod.spec.volumes:
+        try:
+            payload(pod, v, sources, host_ip, pod_ip)
+        except VolumeSetupError as exc:
+            exc.volume = v.name
+            raise
+
+
 def memory_size(pod: core_pb2.Pod, v: core_pb2.Volume) -> int:
     """Bytes for a memory-backed emptyDir's tmpfs (0: the kernel's default)."""
     if v.empty_dir.size_limit:
