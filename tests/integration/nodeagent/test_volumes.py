@@ -116,7 +116,7 @@ def control(env, tmp_path):
             p.stop()
 
 
-def claim(name: str) -> core_pb2.Pod:
+def claim(name: str) -> storage_pb2.PersistentVolumeClaim:
     return codec.from_dict({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                             "metadata": {"name": name, "namespace": "default"},
                             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
