@@ -103,10 +103,11 @@ async def test_missing_secret_is_create_container_config_error_until_it_exists(a
 
 @pytest.fixture
 def control(env, tmp_path):
-    """A scheduler and the volume controllers against the test cluster's apiserver."""
+    """A scheduler, the volume controllers and node lifecycle against the test cluster's apiserver."""
     procs = [Scheduler(tmp_path, env.target),
              ControllerManager(tmp_path, env.target,
-                               extra_args=["--controllers", "persistentvolume-binder,pvc-protection,pv-protection"])]
+                               extra_args=["--controllers",
+                                           "persistentvolume-binder,pvc-protection,pv-protection,nodelifecycle"])]
     try:
         for p in procs:
             p.start()
@@ -164,6 +165,41 @@ async def test_local_path_claim_keeps_data_across_pods_and_delete_reclaims_it(ap
             return True
     await wait_for(volume_gone, 30, "reclaimPolicy Delete deletes the volume", node)
     await wait_for(lambda: not os.path.exists(path), 15, "the agent removes the volume's directory", node)
+
+
+async def test_a_pod_whose_data_is_on_a_dead_node_stays_pending_then_returns_there(api, make_node, control):
+    home, other = make_node("pvhome"), make_node("pvother")
+    await node_ready(api, home)
+    await node_ready(api, other)
+    await api.create(claim("pinned"))
+    await api.create(scheduled_pod("first", home, "pinned", "echo mine > /data/file; exec sleep 3600"))
+    await pod_running(api, "first", home, timeout=60)
+    await api.delete(core_pb2.Pod, "first", "default")
+    await pod_gone(api, "first", home)
+    home.stop()                                     # the node dies: its lease expires, it becomes NotReady
+
+    async def not_ready():
+        n = await api.get(core_pb2.Node, home.name)
+        return any(c.type == "Ready" and c.status != "True" for c in n.status.conditions)
+    await wait_for(not_ready, 60, "the dead node NotReady")
+    p = scheduled_pod("second", home, "pinned", "cat /data/file; exec sleep 3600")
+    p.spec.node_selector.clear()                    # free to go anywhere: only the volume pins it
+    await api.create(p)
+
+    async def failed_scheduling():
+        events = (await api.list("Event", "default"))[0]
+        return next((e.message for e in events if e.involved_object.name == "second"
+                     and e.reason == "FailedScheduling" and "untolerated taint {node.kubernetes.io/unreachable: }"
+                     in e.message and "had volume node affinity conflict" in e.message), None)
+    message = await wait_for(failed_scheduling, 60, "FailedScheduling naming the dead node and the volume")
+    assert (await api.get(core_pb2.Pod, "second", "default")).spec.node_name == ""
+    assert message.startswith("0/") and "node(s) had volume node affinity conflict" in message
+    home.start()                                    # back: the pod goes to its data
+    pod = await pod_running(api, "second", home, timeout=90)
+    assert pod.spec.node_name == home.name and sh_in(home, pod, "cat /data/file") == "mine\n"
+    await api.delete(core_pb2.Pod, "second", "default")
+    await pod_gone(api, "second", home)
+    await api.delete("PersistentVolumeClaim", "pinned", "default")
 
 
 @pytest.fixture
