@@ -11,11 +11,17 @@ holds the kubelet's message, recorded once per message as the kubelet's
 ``FailedMount`` event (``MountVolume.SetUp failed for volume "v" : configmap
 "x" not found``), and containers not yet started wait in ContainerCreating.
 Env references are resolved later, per container (CreateContainerConfigError).
+Every ``USAGE_INTERVAL`` it measures the disk emptyDirs that have a
+``sizeLimit``; one over it sets ``evicted`` to the kubelet's eviction
+message (``Usage of EmptyDir volume "x" exceeds the limit "1Mi". ``), and
+the pod worker fails the pod with reason Evicted (memory emptyDirs cannot
+exceed theirs: the tmpfs is that size).
 ``close(pod_dir)`` stops the watches and unmounts the pod's tmpfs volumes.
 """
 from __future__ import annotations
 
 import logging
+import time
 
 from machinery.pb import core_pb2
 from nodeagent import volumes
@@ -24,6 +30,8 @@ from nodeagent.envvars import Sources
 from nodeagent.errors import VolumeSetupError
 
 log = logging.getLogger("kctl.nodeagent.volumes")
+
+USAGE_INTERVAL = 10.0          # seconds between measurements of disk emptyDirs with a sizeLimit
 
 
 class PodVolumes:
@@ -35,6 +43,8 @@ class PodVolumes:
         self.watch: ConfigWatch = watch if watch is not None else ConfigWatch(agent.client)
         self.error = ""
         self.claims: dict | None = None      # a bound claim's volume does not change: read once
+        self.evicted = ""                    # the eviction message once an emptyDir exceeded its sizeLimit
+        self._next_usage_check = 0.0
 
     async def sync(self, pod: core_pb2.Pod, pod_dir: str, pod_ip: str) -> Sources | None:
         try:
@@ -46,6 +56,9 @@ class PodVolumes:
                 volumes.check_payloads(pod, sources, self.agent.node_ip, pod_ip)
             else:
                 changed = volumes.setup_volumes(pod, pod_dir, sources, self.agent.node_ip, pod_ip)
+                if not self.evicted and time.monotonic() >= self._next_usage_check:
+                    self._next_usage_check = time.monotonic() + USAGE_INTERVAL
+                    self.evicted = volumes.exceeded_limit(pod, pod_dir)
                 if changed:
                     log.info("pod %s/%s: volumes %s updated", pod.metadata.namespace, pod.metadata.name,
                              ", ".join(changed))

@@ -150,7 +150,8 @@ class PodSync:
         self.pod_files: dict[str, str] = {}
         self.status = PodStatusWriter(agent.client, agent.node_ip, pod)
         self.config_error = ""
-        self.deadline_message = ""
+        self.deadline_message = ""          # why the pod failed on the node (deadline, eviction)
+        self.fail_reason = ""
         self.puller = ImagePuller(agent.images, agent.recorder, agent.crashloop_base)
         self.watchers = InstanceWatchers(agent.runtime, wake)
         self.volumes = PodVolumes(agent, self.uid, wake)
@@ -193,7 +194,7 @@ class PodSync:
             return 30.0
         left = deadline_left(self.pod, self.status.first_seen, self.status.api_status)
         if left is not None and left <= 0:
-            await self._deadline_exceeded()
+            await self._fail("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
             return 30.0
         if left is not None:
             next_in = min(next_in, left)
@@ -208,6 +209,9 @@ class PodSync:
         if not self.pod_files and not self.agent.fake:
             self.pod_files = write_pod_files(self.pod_dir, podspec.pod_hostname(pod), self.sandbox.ip)
         self.sources = await self.volumes.sync(pod, self.pod_dir, self.sandbox.ip)
+        if self.volumes.evicted:                     # an emptyDir over its sizeLimit (podvolumes.py)
+            await self._fail("Evicted", self.volumes.evicted, "Warning")
+            return 30.0
         await self.refresh()
         for c in pod.spec.containers:
             wait = await self._sync_container(c, self.records[c.name])
@@ -217,11 +221,12 @@ class PodSync:
         await self.write_status()
         return max(0.05, next_in)
 
-    async def _deadline_exceeded(self) -> None:
-        """activeDeadlineSeconds passed: stop every container, phase Failed (DeadlineExceeded)."""
+    async def _fail(self, reason: str, message: str, type_: str = "Normal") -> None:
+        """activeDeadlineSeconds passed (DeadlineExceeded) or the pod is evicted (Evicted): stop
+        every container, phase Failed with that reason."""
         if not self.deadline_message:
-            self.deadline_message = "Pod was active on the node longer than the specified deadline"
-            self._event("Normal", "DeadlineExceeded", self.deadline_message)
+            self.deadline_message, self.fail_reason = message, reason
+            self._event(type_, reason, message)
         self.watchers.stop_all()
         grace = termination_grace(self.pod)
         running = [r for r in self.records.values() if r.cid and r.state is not None
@@ -368,7 +373,7 @@ class PodSync:
         recs = [self.records[c.name] for c in self.pod.spec.containers if c.name in self.records]
         if not await self.status.write(self.pod, recs, pod_ip=self.sandbox.ip if self.sandbox else None,
                                        message=self.config_error or self.deadline_message,
-                                       reason="DeadlineExceeded" if self.deadline_message else "",
+                                       reason=self.fail_reason,
                                        failed=bool(self.deadline_message)):
             self.gone = True
 

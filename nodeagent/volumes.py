@@ -6,8 +6,9 @@ sync (idempotent, cheap when nothing changed) after the sandbox exists:
 * ``emptyDir``: ``<pod dir>/volumes/<name>`` (mode 0777); ``medium: Memory``
   mounts a tmpfs there, sized by ``sizeLimit`` (else by the sum of the
   containers' memory limits when every container has one, as the kubelet
-  sizes memory-backed volumes). A disk emptyDir's ``sizeLimit`` is not
-  enforced (the kubelet evicts the pod when it is exceeded; we do not).
+  sizes memory-backed volumes). A disk emptyDir's ``sizeLimit`` is checked
+  by ``exceeded_limit`` (du-style: allocated blocks), and the pod is evicted
+  over it, as by the kubelet's eviction manager (nodeagent/podvolumes.py).
 * ``hostPath``: the path; ``DirectoryOrCreate``/``FileOrCreate`` create it.
 * ``configMap``, ``secret``, ``downwardAPI``, ``projected``: a payload of
   files (items key→path, or every key; ``mode`` else ``defaultMode`` else
@@ -167,6 +168,27 @@ def memory_size(pod: core_pb2.Pod, v: core_pb2.Volume) -> int:
     if limits and all(limits):
         return sum(quantity.value(q) for q in limits)
     return 0
+
+
+def disk_usage(path: str) -> int:
+    """Bytes allocated below path (du: st_blocks, symlinks not followed)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def exceeded_limit(pod: core_pb2.Pod, pod_dir: str) -> str:
+    """The kubelet's eviction message for the first disk emptyDir over its sizeLimit, or ''."""
+    for v in pod.spec.volumes:
+        if v.HasField("empty_dir") and v.empty_dir.medium != "Memory" and v.empty_dir.size_limit:
+            if disk_usage(volume_dir(pod_dir, v.name)) > quantity.value(v.empty_dir.size_limit):
+                return f'Usage of EmptyDir volume "{v.name}" exceeds the limit "{v.empty_dir.size_limit}". '
+    return ""
 
 
 def mount_tmpfs(path: str, size: int = 0, mode: int = 0o777) -> None:

@@ -307,3 +307,13 @@ def test_local_path_reclaim_removes_only_our_deleted_delete_volumes(change, remo
     term.match_expressions.add(key="kubernetes.io/hostname", operator="In", values=[change.get("node", "me")])
     want = "/agent/storage/pvc-1_ns_c" if removed else None
     assert data_to_remove(pv, "me", "/agent/storage") == want
+
+
+def test_disk_empty_dir_over_its_size_limit_is_an_eviction(tmp_path):
+    p = pod([{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}, {"name": "free", "emptyDir": {}}])
+    volumes.setup_volumes(p, str(tmp_path), Sources(), "", "")
+    (tmp_path / "volumes" / "free" / "big").write_bytes(os.urandom(3 << 20))      # no limit there
+    (tmp_path / "volumes" / "scratch" / "small").write_bytes(os.urandom(512 << 10))
+    assert volumes.exceeded_limit(p, str(tmp_path)) == ""
+    (tmp_path / "volumes" / "scratch" / "more").write_bytes(os.urandom(1 << 20))
+    assert volumes.exceeded_limit(p, str(tmp_path)) == 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". '

@@ -86,6 +86,22 @@ async def test_config_map_env_files_updates_and_secret_on_tmpfs(api, make_node):
     await pod_gone(api, "vol-cfg", node)
 
 
+async def test_a_disk_empty_dir_over_its_size_limit_gets_the_pod_evicted(api, make_node):
+    node = make_node("evict")
+    await node_ready(api, node)
+    await api.create(make_pod("filler", node, {
+        "name": "main", "image": "busybox", "command": ["sh", "-c", "dd if=/dev/zero of=/scratch/big bs=1M count=3; "
+                                                                    "exec sleep 3600"],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+        volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]))
+    pod = await pod_where(api, "filler", lambda p: p.status.phase == "Failed", "evicted", node, timeout=60)
+    assert pod.status.reason == "Evicted"
+    assert pod.status.message == 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". '
+    assert cstatus(pod, "main").state.HasField("terminated")
+    await api.delete(core_pb2.Pod, "filler", "default")
+    await pod_gone(api, "filler", node)
+
+
 async def test_missing_secret_is_create_container_config_error_until_it_exists(api, make_node):
     node = make_node("late")
     await node_ready(api, node)
