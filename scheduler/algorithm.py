@@ -82,7 +82,7 @@ class Algorithm:
         pct = self.profile.percentage_of_nodes_to_score
         self.percentage = percentage_of_nodes_to_score if pct is None else pct
         self.framework = Framework(self.profile, registry or plugins.in_tree_registry(),
-                                   Handle(self.snapshot, binder, storage))
+                                   Handle(self.snapshot, binder, storage=storage))
         self.weights = self.framework.weights
         self.rng = rng or random.Random()
         self._next_start = 0
