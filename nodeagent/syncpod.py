@@ -19,7 +19,8 @@ call ``sync_pod()`` on the hollow runtime and look at the records).
   with back-off, nodeagent/imagepull.py); start missing containers; restart
   exited ones by restartPolicy with CrashLoopBackOff (base doubling to
   5 min, reset after 10 min running); kill containers whose liveness/startup
-  probe failed; fail the pod when activeDeadlineSeconds passed; write the
+  probe failed; fail the pod when activeDeadlineSeconds passed (DeadlineExceeded)
+  or a disk emptyDir outgrew its sizeLimit (Evicted); write the
   status (nodeagent/statusmanager.py).  Returns when it wants to run again.
 * ``sync_terminating_pod``: preStop hooks and SIGTERM for every running
   container in parallel, SIGKILL when the grace period (the pod's
