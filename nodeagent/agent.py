@@ -3,8 +3,8 @@
 ``Agent.run()`` is the one readable entry point (design §6.1):
 
 1. register (or re-adopt) our ``Node``: labels, taints, capacity/allocatable,
-   addresses, nodeInfo, and the annotation ``kctl.io/agent-endpoint`` =
-   ``NODE_IP:PORT`` of our logs/exec gRPC service;
+   addresses, nodeInfo, and the annotations ``kctl.io/agent-endpoint`` (our
+   logs/exec service) and ``storage.kctl.io/local-path-dir`` (localpath.py);
 2. wait for ``spec.podCIDR`` (set by the controller manager's node IPAM, or by
    us from ``--pod-cidr`` for tests), then set up the pod network;
 3. list the runtime's containers once (labels carry pod uid, container name,
@@ -12,7 +12,8 @@
 4. run, as named tasks in one TaskGroup (any failure ends the agent): the
    Lease heartbeat (nodeagent/lease.py), the node status loop, the event recorder, the node
    informer (routes to other nodes' pod CIDRs), the pod informer (field
-   selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced;
+   selector ``spec.nodeName=<me>``), the orphan sweep once it has synced and
+   (not hollow) the local-path reclaimer; objects pods use: configwatch.py;
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
    CIDR is known, a ``Proxier`` fed by a Service and an EndpointSlice informer
    (all namespaces); both informers and ``proxier.run()`` are named tasks of
@@ -51,10 +52,11 @@ from machinery.events import EventRecorder
 from machinery.informer import Informer
 from machinery.pb import core_pb2, discovery_pb2
 from machinery.runner import run_tasks
-from nodeagent import metrics, podspec
-from nodeagent.podfiles import DnsConfigurer
+from nodeagent import localpath, metrics, podspec, volumes
+from nodeagent.configwatch import ConfigWatch
 from nodeagent.drain import DrainBarrier
 from nodeagent.lease import NodeLease
+from nodeagent.podfiles import DnsConfigurer
 from nodeagent.podworker import PodWorker
 
 log = logging.getLogger("kctl.nodeagent")
@@ -128,6 +130,7 @@ class Agent:
         self.lease = NodeLease(client, node_name, heartbeat_interval,
                                lambda: self.proxier.applied_rv if self.proxier is not None else 0)
         self.recorder = EventRecorder(client, "kctl-nodeagent", node_name)
+        self.config_watch = ConfigWatch(client)     # ConfigMaps/Secrets our pods use (configwatch.py)
         self.workers: dict[str, PodWorker] = {}
         self._worker_tasks: set[asyncio.Task] = set()
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -157,6 +160,8 @@ class Agent:
                 f"{self.node_name}/node-status": self._status_loop(),
                 f"{self.node_name}/node-informer": self.node_informer.run(),
                 f"{self.node_name}/pods": self._pods(),
+                **({} if self.fake else {f"{self.node_name}/pv-reclaim":
+                                         localpath.Reclaimer(self.client, self.node_name, self.root_dir).run()}),
             }, handle_signals=False)
         finally:
             for t in list(self._worker_tasks):
@@ -203,6 +208,7 @@ class Agent:
                                      "kubernetes.io/arch": platform.machine().replace("x86_64", "amd64"),
                                      **self.labels})
         node.metadata.annotations[AGENT_ENDPOINT_ANNOTATION] = f"{self.node_ip}:{self.agent_port}"
+        node.metadata.annotations[localpath.LOCAL_PATH_DIR_ANNOTATION] = localpath.storage_dir(self.root_dir)
         node.spec.taints.extend(self.taints)
         if self.pod_cidr_override:
             node.spec.pod_cidr = self.pod_cidr_override
@@ -232,10 +238,10 @@ class Agent:
                 if node.metadata.labels.get(k) != v:
                     node.metadata.labels[k] = v
                     changed = True
-            ep = want.metadata.annotations[AGENT_ENDPOINT_ANNOTATION]
-            if node.metadata.annotations.get(AGENT_ENDPOINT_ANNOTATION) != ep:
-                node.metadata.annotations[AGENT_ENDPOINT_ANNOTATION] = ep
-                changed = True
+            for key in (AGENT_ENDPOINT_ANNOTATION, localpath.LOCAL_PATH_DIR_ANNOTATION):
+                if node.metadata.annotations.get(key) != want.metadata.annotations[key]:
+                    node.metadata.annotations[key] = want.metadata.annotations[key]
+                    changed = True
             if self.pod_cidr_override and not node.spec.pod_cidr:
                 node.spec.pod_cidr = self.pod_cidr_override
                 node.spec.pod_cidrs.append(self.pod_cidr_override)
@@ -404,6 +410,7 @@ class Agent:
         pods_dir = os.path.join(self.root_dir, "pods")
         for uid in os.listdir(pods_dir):
             if uid not in self.workers:
+                volumes.teardown(os.path.join(pods_dir, uid))      # tmpfs volumes (none on hollow nodes)
                 shutil.rmtree(os.path.join(pods_dir, uid), ignore_errors=True)
 
 

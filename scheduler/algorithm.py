@@ -88,13 +88,13 @@ def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
 class Algorithm:
     def __init__(self, cache: NodeCache, profile: Profile | None = None, *, percentage_of_nodes_to_score: int = 0,
                  registry: Registry | None = None, binder=None, rng: random.Random | None = None, evictor=None,
-                 pdbs=None):
+                 pdbs=None, storage=None):
         self.snapshot = Snapshot(cache)
         self.profile = profile or default_profile()
         pct = self.profile.percentage_of_nodes_to_score
         self.percentage = percentage_of_nodes_to_score if pct is None else pct
         self.framework = Framework(self.profile, registry or plugins.in_tree_registry(),
-                                   Handle(self.snapshot, binder, evictor=evictor, pdbs=pdbs))
+                                   Handle(self.snapshot, binder, evictor=evictor, pdbs=pdbs, storage=storage))
         self.weights = self.framework.weights
         self.rng = rng or random.Random()
         # dynamic filters preceded only by static ones: if their feasible()

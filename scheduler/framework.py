@@ -24,6 +24,10 @@ Extension points, in cycle order (a plugin implements one or more):
   computes what Score needs and writes it to the state; SKIP skips the
   plugin's Score (its row is all zeros).
 * Score(state, pod, snapshot, idx) -> array of 0-100, weighted by the profile.
+* PreBind(state, pod, node) -> Status, or an awaitable of one — after the pod
+  is assumed on the node; an awaitable (volume binding waits for the PV
+  controller) makes the binding asynchronous: Bind runs when all succeeded,
+  a failure is reported through the Binder's result callback.
 * Bind(state, pod, node, annotations, ctx) -> Status — the first plugin not
   answering SKIP binds.
 
@@ -251,6 +255,12 @@ class ScorePlugin(Plugin):
         raise NotImplementedError
 
 
+class PreBindPlugin(Plugin):
+    def pre_bind(self, state, pod: PodInfo, node: str):   # pragma: no cover - interface
+        """SUCCESS, a failing Status, or an awaitable resolving to one."""
+        raise NotImplementedError
+
+
 class BindPlugin(Plugin):
     def bind(self, state, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:   # pragma: no cover
         raise NotImplementedError
@@ -260,7 +270,7 @@ class BindPlugin(Plugin):
 EXTENSION_POINTS: dict[str, type[Plugin]] = {
     "preFilter": PreFilterPlugin, "filter": FilterPlugin, "postFilter": PostFilterPlugin,
     "preScore": PreScorePlugin,
-    "score": ScorePlugin, "bind": BindPlugin}
+    "score": ScorePlugin, "preBind": PreBindPlugin, "bind": BindPlugin}
 
 
 def points_of(cls: type) -> tuple[str, ...]:
@@ -274,12 +284,14 @@ class Handle:
     framework.Handle): the shared snapshot, for bind plugins the binder, for
     PostFilter plugins the framework (to re-run filters on a simulated
     state), the evictor (the scheduler's graceful pod deletion) and the
-    PodDisruptionBudget lister."""
+    PodDisruptionBudget lister, and the storage listers (claims, volumes,
+    classes) volume plugins read."""
     snapshot: Any
     binder: Any = None
     framework: Any = None
     evictor: Any = None
     pdbs: Any = None            # () -> PodDisruptionBudgets, for preemption
+    storage: Any = None
 
 
 class ShapeCache:

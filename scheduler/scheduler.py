@@ -12,6 +12,9 @@ Tasks (all on one event loop, started by `run()` in a TaskGroup):
   gracefully, the pod holds a reservation on the nominated node and gets
   status.nominatedNodeName with its PodScheduled=False condition; each new
   attempt first releases its reservation.
+  Informers for claims, volumes and storage classes feed the VolumeBinding
+  plugin (plugins/volumebinding.py); any change of them moves unschedulable
+  pods back to the active queue.
 * the scheduling loop: pops a pod, decides synchronously against the cache
   (the Algorithm of the pod's profile), assumes it on the chosen node
   *before* yielding, and runs the profile's Bind plugins with the decision's
@@ -53,6 +56,7 @@ from scheduler.eviction import Evictor
 from scheduler.config import Config
 from scheduler.framework import DEFAULT_SCHEDULER, needs_scheduling, pod_info
 from scheduler.metrics import Metrics
+from scheduler.plugins.volumebinding import StorageListers
 from scheduler.queue import QueuedPod, SchedulingQueue
 
 log = logging.getLogger("kctl.scheduler")
@@ -77,9 +81,12 @@ class Scheduler:
         # PodDisruptionBudgets weigh in preemption's choice when the kind is served
         self.pdbs = Informer(client, "PodDisruptionBudget") if "PodDisruptionBudget" in kinds.BY_KIND else None
         pdbs = self.pdbs.list if self.pdbs is not None else None
+        self.claims, self.volumes = Informer(client, "PersistentVolumeClaim"), Informer(client, "PersistentVolume")
+        self.classes = Informer(client, "StorageClass")
+        storage = StorageListers(client, self.claims, self.volumes, self.classes)
         self.profiles = {p.scheduler_name: Algorithm(
             self.cache, p, percentage_of_nodes_to_score=self.config.percentage_of_nodes_to_score,
-            registry=registry, binder=self.binder, evictor=self.evictor, pdbs=pdbs)
+            registry=registry, binder=self.binder, evictor=self.evictor, pdbs=pdbs, storage=storage)
             for p in self.config.profiles}
         for alias in ("", "kctl-scheduler"):
             if alias not in self.profiles and DEFAULT_SCHEDULER in self.profiles:
@@ -92,6 +99,9 @@ class Scheduler:
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         self.namespaces.add_handler(self._namespace_set, lambda old, ns: self._namespace_set(ns),
                                     lambda ns: self.cache.namespace_labels.pop(ns.metadata.name, None))
+        for inf, event in ((self.claims, "PvcChange"), (self.volumes, "PvChange"), (self.classes, "StorageClassAdd")):
+            inf.add_handler(lambda o, e=event: self.queue.move_all(e), lambda o, n, e=event: self.queue.move_all(e),
+                            None)
         self._status_slots = asyncio.Semaphore(status_writers)
         self._writes: set[asyncio.Task] = set()          # unschedulable bookkeeping in flight
         self._attempts = {r: self.metrics.attempts.labels(r) for r in ("scheduled", "unschedulable", "error")}
@@ -107,9 +117,10 @@ class Scheduler:
                 tg.create_task(self.namespaces.run(), name="namespace-informer")
                 if self.pdbs is not None:
                     tg.create_task(self.pdbs.run(), name="pdb-informer")
-                await self.nodes.wait_synced()
-                await self.pods.wait_synced()
-                await self.namespaces.wait_synced()
+                for inf in (self.claims, self.volumes, self.classes):
+                    tg.create_task(inf.run(), name=f"{inf.kind.kind}-informer")
+                for inf in (self.nodes, self.pods, self.namespaces, self.claims, self.volumes, self.classes):
+                    await inf.wait_synced()
                 log.info("caches synced: %d nodes, %d pods", len(self.cache), len(self.pods))
                 tg.create_task(self.binder.run(), name="binder")
                 tg.create_task(self.events.run(), name="events")

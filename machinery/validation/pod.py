@@ -27,7 +27,8 @@ TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
                    "CharDevice", "BlockDevice")
 VOLUME_SOURCES = (("empty_dir", "emptyDir"), ("host_path", "hostPath"), ("secret", "secret"),
-                  ("config_map", "configMap"), ("persistent_volume_claim", "persistentVolumeClaim"))
+                  ("config_map", "configMap"), ("persistent_volume_claim", "persistentVolumeClaim"),
+                  ("downward_api", "downwardAPI"), ("projected", "projected"))
 FIELD_REF_PATHS = ("metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace",
                    "metadata.uid", "spec.nodeName", "spec.serviceAccountName", "status.hostIP",
                    "status.hostIPs", "status.podIP", "status.podIPs")
@@ -275,6 +276,8 @@ def validate_mounts(mounts, volumes: set[str], path: str) -> list[FieldError]:
             paths.add(m.mount_path)
             if not m.mount_path.startswith("/"):
                 errs.append(invalid(f"{p}.mountPath", m.mount_path, "must be an absolute path"))
+        if m.sub_path and m.sub_path_expr:
+            errs.append(invalid(f"{p}.subPathExpr", m.sub_path_expr, "subPathExpr and subPath are mutually exclusive"))
         if m.sub_path:
             if m.sub_path.startswith("/"):
                 errs.append(invalid(f"{p}.subPath", m.sub_path, "must be a relative path"))

@@ -4,8 +4,9 @@ them).
 
 Filters, in the default profile's order (kube-scheduler's): NodeUnschedulable,
 NodeName, TaintToleration, NodeAffinity, NodeResourcesFit, then
-PodTopologySpread and InterPodAffinity (dynamic, each with a PreFilter); a
-node's status is the first failing filter's, as in Kubernetes. PostFilter:
+PodTopologySpread and InterPodAffinity (dynamic, each with a PreFilter),
+VolumeBinding (also PreFilter and PreBind: the pod's claims); a node's
+status is the first failing filter's, as in Kubernetes. PostFilter:
 DefaultPreemption. Scores: LeastAllocated, BalancedAllocation, NodeAffinity
 (preferred terms, with a PreScore), OwnerSpread, PodTopologySpread,
 InterPodAffinity. Bind: DefaultBinder.
@@ -24,15 +25,17 @@ from scheduler.plugins.resources import BalancedAllocation, LeastAllocated, Node
 from scheduler.plugins.spread import OwnerSpread
 from scheduler.plugins.taints import TaintToleration
 from scheduler.plugins.topologyspread import PodTopologySpread
+from scheduler.plugins.volumebinding import VolumeBinding
 from scheduler.runtime import Registry
 
 __all__ = ["NodeAffinity", "NodeName", "NodeUnschedulable", "DefaultBinder",
            "BalancedAllocation", "LeastAllocated", "NodeResourcesFit", "OwnerSpread",
-           "TaintToleration", "PodTopologySpread", "InterPodAffinity", "DefaultPreemption", "in_tree_registry"]
+           "TaintToleration", "PodTopologySpread", "InterPodAffinity", "DefaultPreemption", "VolumeBinding",
+           "in_tree_registry"]
 
 IN_TREE = (NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodeResourcesFit,
            LeastAllocated, BalancedAllocation, OwnerSpread, PodTopologySpread, InterPodAffinity, DefaultPreemption,
-           DefaultBinder)
+           VolumeBinding, DefaultBinder)
 
 
 def in_tree_registry() -> Registry:

@@ -86,7 +86,7 @@ async def test_never_and_config_error(tmp_path):
         st = await until(lambda: _phase(client, "once", "Succeeded"))
         assert st.container_statuses[0].state.terminated.reason == "Completed"
         st = await until(lambda: _waiting(client, "cfg", "CreateContainerConfigError"))
-        assert "ConfigMap" in st.container_statuses[0].state.waiting.message and st.phase == "Pending"
+        assert st.container_statuses[0].state.waiting.message == 'configmap "m" not found' and st.phase == "Pending"
 
 
 async def _running(client, name):

@@ -66,7 +66,7 @@ profiles:
     assert (p.scheduler_name, p.percentage_of_nodes_to_score) == ("a", 70)
     assert names(p.plugins["score"]) == [("OwnerSpread", 3)]
     assert names(p.plugins["filter"]) == ["NodeUnschedulable", "NodeName", "NodeAffinity", "NodeResourcesFit",
-                                          "PodTopologySpread", "InterPodAffinity"]
+                                          "PodTopologySpread", "InterPodAffinity", "VolumeBinding"]
     assert (q.scheduler_name, q.percentage_of_nodes_to_score) == ("b", None)
     assert Algorithm(NodeCache(), p, percentage_of_nodes_to_score=20).percentage == 70
     assert Algorithm(NodeCache(), q, percentage_of_nodes_to_score=20).percentage == 20

@@ -53,7 +53,8 @@ def test_in_tree_registry_and_extension_points():
     r = in_tree_registry()
     assert r.names() == sorted(["NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity",
                                 "NodeResourcesFit", "LeastAllocated", "BalancedAllocation", "OwnerSpread",
-                                "PodTopologySpread", "InterPodAffinity", "DefaultPreemption", "DefaultBinder"])
+                                "PodTopologySpread", "InterPodAffinity", "DefaultPreemption", "VolumeBinding",
+                                "DefaultBinder"])
     assert points_of(r["PodTopologySpread"]) == ("preFilter", "filter", "preScore", "score")
     assert points_of(r["DefaultPreemption"]) == ("postFilter",)
     assert points_of(r["NodeAffinity"]) == ("filter", "preScore", "score")
@@ -212,7 +213,8 @@ def test_one_instance_per_plugin_across_points():
     assert fw.pre_scores[0] is affinity and any(s is affinity for s, _ in fw.scorers)
     spread = next(f for f in fw.filters if f.name == "PodTopologySpread")
     assert spread in fw.pre_filters and spread in fw.pre_scores
-    assert [f.name for f in fw.dynamic_filters] == [NodeResourcesFit.name, "PodTopologySpread", "InterPodAffinity"]
+    assert [f.name for f in fw.dynamic_filters] == [NodeResourcesFit.name, "PodTopologySpread", "InterPodAffinity",
+                                                    "VolumeBinding"]
 
 
 def test_weight_zero_skips_the_score_but_keeps_it_in_the_record_weights():
