@@ -1,4 +1,9 @@
-"""Process supervision for lab components.
+"""Process records for lab components: start, record, find, stop by PID.
+
+(Restarting what crashes is the lab supervisor's job, supervisor.py: the
+cluster's components are its units, recorded here with ``supervised: true``
+and a PID that is None while they are down. `Supervisor` below only starts
+and stops processes on request -- test helpers, the supervisor itself.)
 
 A lab outlives the command that built it (``kctl lab up`` returns, the
 control plane and node agents keep running), so components are started

@@ -243,8 +243,7 @@ def run(name: str, machine: str | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda *_: None)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _f: stop.append(signum))
-    # Ready only now (a SIGHUP before the handler would have killed us).
-    store.update(lambda s: s.get("procs", {}).get("supervisor", {}).update(state="running"))
+    _ready(store)
     print(f"supervisor of lab {name} (pid {os.getpid()}) running", flush=True)
     while not stop:
         timeout = rec.step()
@@ -259,6 +258,23 @@ def run(name: str, machine: str | None = None) -> int:
     print(f"supervisor: {signal.Signals(stop[0]).name}, stopping {len(rec.procs)} unit(s)", flush=True)
     rec.shutdown()
     return 0
+
+
+def _ready(store: StateStore, timeout: float = 30.0) -> None:
+    """Mark our record ``running`` -- only now: a SIGHUP before the handler
+    would have killed us. Our starter records us right after the fork, so
+    the record may not be there yet."""
+    me, deadline, done = os.getpid(), time.monotonic() + timeout, []
+
+    def mark(s):
+        rec = s.get("procs", {}).get("supervisor")
+        if rec and rec.get("pid") == me:
+            rec["state"] = "running"
+            done.append(True)
+    while not done and time.monotonic() < deadline:
+        store.update(mark)
+        if not done:
+            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

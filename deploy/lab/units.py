@@ -129,5 +129,8 @@ def kill(store, name: str, sig: int = signal.SIGKILL) -> int:
     rec = unit(store, name)
     if rec.get("state") != "running" or not rec.get("pid") or not is_alive(rec["pid"], rec.get("start_time")):
         raise LabError(f"{name} is not running (it is {rec.get('state')})")
-    os.kill(rec["pid"], sig)
+    try:
+        os.kill(rec["pid"], sig)
+    except ProcessLookupError:
+        raise LabError(f"{name} (pid {rec['pid']}) exited meanwhile") from None
     return rec["pid"]

@@ -209,3 +209,16 @@ def test_shutdown_terms_then_kills_and_records_stopped(tmp_path):
     assert w.unit("etcd")["last_exit"]["signal"] == "SIGTERM"
     assert w.unit("apiserver")["last_exit"]["signal"] == "SIGKILL"
     assert all(w.unit(n)["state"] == "stopped" and w.unit(n)["pid"] is None for n in ("etcd", "apiserver"))
+
+
+def test_status_columns():
+    from deploy.lab.cli import component_state, last_exit
+
+    assert last_exit(None, 100.0) == "-"
+    assert last_exit({"signal": "SIGKILL", "at": 88.4}, 100.0) == "signal SIGKILL, 12s ago"
+    assert last_exit({"code": 1, "at": 97.0}, 100.0) == "code 1, 3s ago"
+    assert last_exit({"error": "no such file", "at": 97.0}, 100.0) == "not started, 3s ago"
+    assert component_state({"supervised": True, "state": "backoff"}) == "backoff"
+    assert component_state({"supervised": True, "state": "running", "alive": False}) == "dead"
+    assert component_state({"supervised": True, "state": "running", "alive": True}) == "running"
+    assert component_state({"alive": True}) == "running" and component_state({}) == "dead"
