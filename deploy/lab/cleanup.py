@@ -58,8 +58,9 @@ def lab_down(name: str, timeout: float = 5.0) -> dict:
 
     # 1. the supervisor first (it stops its units and restarts nothing after),
     #    then every recorded process still alive (all of them if it crashed)
-    sup = state.get("procs", {}).get("supervisor")
-    left = terminate([(sup["pid"], sup.get("start_time"))], timeout + 10.0) if sup else []
+    sups = [(r["pid"], r.get("start_time")) for n, r in state.get("procs", {}).items()
+            if n.split("-")[0] == "supervisor" and r.get("pid")]  # supervisor[-<machine>]
+    left = terminate(sups, timeout + 10.0)
     recs = list(dict.fromkeys(
         (r["pid"], r.get("start_time")) for st in (state, StateStore(dirs[0]).load())
         for r in st.get("procs", {}).values() if r.get("pid")))

@@ -22,7 +22,12 @@ SUPERVISOR = "supervisor"
 
 
 def launch(lab, timeout: float = 30.0) -> dict:
-    """Start the supervisor of `lab` (detached, recorded as component ``supervisor``)."""
+    """Start the supervisor of `lab` (detached, recorded as component ``supervisor``).
+
+    With an HA control plane there will be one per control-plane machine
+    (``supervisor-cp2``, ``--machine cp2``, owning the units recorded with
+    ``machine: cp2``); `lab_down` already stops every ``supervisor[-*]`` first.
+    """
     import deploy
     root = str(Path(deploy.__file__).resolve().parent.parent)  # this checkout first on the path
     env = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -222,3 +222,14 @@ def test_status_columns():
     assert component_state({"supervised": True, "state": "running", "alive": False}) == "dead"
     assert component_state({"supervised": True, "state": "running", "alive": True}) == "running"
     assert component_state({"alive": True}) == "running" and component_state({}) == "dead"
+
+
+def test_a_machine_supervisor_owns_only_its_machines_units(tmp_path):
+    """HA control planes: one supervisor per control-plane machine (--machine)."""
+    w = World(tmp_path, "apiserver-cp1", "apiserver-cp2")
+    w.set("apiserver-cp1", machine="cp1")
+    w.set("apiserver-cp2", machine="cp2")
+    w.rec.machine = "cp2"
+    w.rec.step()
+    assert [n for n, _ in w.spawned] == ["apiserver-cp2"]
+    assert "state" not in w.unit("apiserver-cp1")
