@@ -15,7 +15,9 @@ start-agent/start-node can start it again) is kept in `cluster.json` in the
 lab's state dir. The kubeconfig entries are kubeconfig.py's, the node faults
 (kill-node, stop-agent, partition, ...) faults.py's; etcd's command line and
 the image list are the cluster harness's (harness.control_plane, harness.nodes),
-the ones tests and benchmarks run.
+the ones tests and benchmarks run. Every component is a unit of the lab's
+supervisor (supervisor.py, started first): restarted with back-off when it
+crashes, left stopped when a fault verb stopped it (units.py).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from deploy.lab import naming
+from deploy.lab import naming, units
 from deploy.lab.kubeconfig import current_context, kubeconfig_path, remove_kubeconfig_entries, write_kubeconfig
 from deploy.lab.naming import LabError
 from deploy.lab.topology import Lab, LabSpec
@@ -212,22 +214,23 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         reg_cfg = os.path.join(state, "registry.yml")
         Path(reg_cfg).write_text(CONFIG.format(log_level="warn", storage=os.path.join(data, "registry"),
                                                addr=registry, token=os.urandom(8).hex()))
-        lab.start("registry", ["/usr/bin/docker-registry", "serve", reg_cfg])
+        units.launch(lab)
+        units.add(lab, "registry", ["/usr/bin/docker-registry", "serve", reg_cfg])
         image_result: dict = {}
         images = threading.Thread(target=_images_to_registry, args=(lab, registry, image_result), daemon=True)
         images.start()
 
         etcd_client, etcd_peer = free_port(), free_port()
-        lab.start("etcd", etcd_argv(f"kl{name}", os.path.join(data, "etcd"), etcd_client, etcd_peer, "etcd"))
+        units.add(lab, "etcd", etcd_argv(f"kl{name}", os.path.join(data, "etcd"), etcd_client, etcd_peer, "etcd"))
         _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), 20)
         step(f"etcd on 127.0.0.1:{etcd_client}")
 
         argvs = control_plane_argv(lab, f"http://127.0.0.1:{etcd_client}")
-        lab.start("apiserver", argvs["apiserver"])
+        units.add(lab, "apiserver", argvs["apiserver"])
         _wait("the apiserver", lambda: _api_ready(apiserver), 20)
         step(f"apiserver on {apiserver} (gRPC), http://{cp}:{APISERVER_HTTP_PORT} (Kubernetes HTTP API)")
         for comp in ("scheduler", "controller-manager", "dns"):
-            lab.start(comp, argvs[comp])
+            units.add(lab, comp, argvs[comp])
         step("scheduler, controller-manager and cluster DNS started "
              f"(node grace {NODE_GRACE:g}s, pod eviction after {POD_EVICTION:g}s more)")
 
@@ -241,7 +244,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         for n in lab.nodes:
             argv = agent_argv(name, lab, n.name, apiserver, registry)
             agents[n.name] = argv
-            lab.start(f"agent-{n.name}", argv, node=n.name)
+            units.add(lab, f"agent-{n.name}", argv, node=n.name)
         info = {"name": name, "apiserver": apiserver, "registry": registry,
                 "etcd": f"http://127.0.0.1:{etcd_client}", "agents": agents}
         _save_cluster(name, info)
