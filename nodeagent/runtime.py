@@ -342,9 +342,13 @@ class Runtime:
         cgroups.prune(self.cgroup_parent)
 
     # ------------------------------------------------------------------ exec / logs
-    async def start_exec(self, cid: str, argv: list[str], *,
-                         stdin: bool = False) -> tuple[asyncio.subprocess.Process, Path]:
+    async def start_exec(self, cid: str, argv: list[str], *, stdin: bool = False,
+                         tty: int | None = None) -> tuple[asyncio.subprocess.Process, Path]:
         """Start ``runc exec --pid-file PIDFILE CID ARGV`` with pipes; return (process, pidfile).
+
+        With ``tty`` (the slave fd of a pseudo-terminal, nodeagent/tty.py), ``runc exec --tty``
+        runs in the foreground with that terminal as its stdio: runc allocates the container's
+        own pty and copies between the two (and resizes it on SIGWINCH).
 
         Always end it with ``processes.end_exec`` (which kills the command if it still runs)."""
         if not self.exists(cid):
@@ -352,11 +356,13 @@ class Runtime:
         if (self.exits / cid).exists():
             raise ContainerNotRunning(f"exec in {cid}: container is not running")
         pidfile = self._dir(cid) / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
+        pipe = asyncio.subprocess.PIPE
+        stdio = dict(stdin=tty, stdout=tty, stderr=tty, start_new_session=True) if tty is not None else dict(
+            stdin=pipe if stdin else asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe)
         try:
             proc = await asyncio.create_subprocess_exec(
-                RUNC, "--root", str(self.runc_root), "exec", "--pid-file", str(pidfile), cid, *argv,
-                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                RUNC, "--root", str(self.runc_root), "exec", *(["--tty"] if tty is not None else []),
+                "--pid-file", str(pidfile), cid, *argv, **stdio)
         except OSError as exc:
             OP_ERRORS.labels("exec").inc()
             raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc

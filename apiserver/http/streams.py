@@ -1,0 +1,210 @@
+"""Pod `log`, `exec` and `attach` over HTTP, through the node proxy (apiserver/nodeproxy.py).
+
+* `GET pods/X/log`: text/plain, the container's log; chunked and kept open
+  with `follow=true`. Query: container, follow, previous, timestamps,
+  tailLines, sinceSeconds | sinceTime, limitBytes (checked as Kubernetes
+  checks PodLogOptions: 422 naming the field). The first chunk is awaited
+  (up to FIRST_CHUNK_WAIT) before the 200 is sent, so an error of the node
+  (no such container instance, agent unreachable) is a Status, not a
+  truncated body.
+* `exec` / `attach`: WebSocket only (kubectl since 1.30 and the Python
+  client), subprotocol `v5.channel.k8s.io` or `v4.channel.k8s.io`. Every
+  binary message starts with a channel byte: 0 stdin, 1 stdout, 2 stderr,
+  3 the final metav1.Status, 4 a terminal resize `{"Width":..,"Height":..}`;
+  v5 adds 255 `close`, whose payload `0` ends stdin. (The Python client
+  sends text messages whose first character is the channel; they are
+  read the same way.) The pod and container are checked *before* the
+  upgrade, so errors are plain HTTP Statuses (kubectl then tries SPDY,
+  gets the same Status and prints it); a request that is no WebSocket
+  upgrade is 400 `Upgrade request required`, as Kubernetes answers a
+  non-upgrade. After the command ends: channel 3 says Success or
+  `NonZeroExitCode` with the code in `details.causes` (kubectl exits with
+  it), and the socket is closed at once (kubectl waits for the close).
+
+Concurrency per stream: one task reads the WebSocket and feeds the node
+proxy's request iterator (stdin, its end, resizes) through a queue; the
+handler writes the agent's output. When the client goes away the handler's
+iteration is closed, which cancels the agent call (and the command).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import datetime
+from typing import AsyncIterator
+
+from aiohttp import WSMsgType, web
+
+from apiserver.http import wire
+from apiserver.http.resources import Target, int_param
+from machinery import errors
+from machinery.pb import node_pb2
+
+FIRST_CHUNK_WAIT = 1.0
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+TRUE = ("true", "1", "True")
+
+
+def flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "") in TRUE
+
+
+def log_request(request: web.Request, t: Target) -> node_pb2.LogsRequest:
+    """The node's LogsRequest for a log URL, or Kubernetes' PodLogOptions errors."""
+    q = request.query
+    req = node_pb2.LogsRequest(namespace=t.ns or "default", pod=t.name, container=q.get("container", ""),
+                               follow=flag(request, "follow"), previous=flag(request, "previous"),
+                               timestamps=flag(request, "timestamps"))
+    bad = []
+    tail, since, limit = (int_param(request, n) for n in ("tailLines", "sinceSeconds", "limitBytes"))
+    if tail is not None:
+        if tail < 0:
+            bad.append(errors.invalid("tailLines", tail, "must be greater than or equal to 0"))
+        req.tail_lines = tail
+    if since is not None:
+        if since < 1:
+            bad.append(errors.invalid("sinceSeconds", since, "must be greater than 0"))
+        req.since_seconds = since
+    if q.get("sinceTime"):
+        try:
+            datetime.fromisoformat(q["sinceTime"].replace("Z", "+00:00"))
+        except ValueError:
+            raise errors.BadRequest(f'parsing time "{q["sinceTime"]}" as "2006-01-02T15:04:05Z07:00": '
+                                    f"cannot parse") from None
+        if since is not None:
+            bad.append(errors.forbidden("sinceTime", "at most one of `sinceTime` or `sinceSeconds` may be specified"))
+        req.since_time = q["sinceTime"]
+    if limit is not None and limit < 1:
+        bad.append(errors.invalid("limitBytes", limit, "must be greater than 0"))
+    if bad:
+        raise errors.Invalid.of("PodLogOptions", t.name, bad)
+    return req
+
+
+class Streams:
+    """The streaming routes; `proxy` is the apiserver's NodeProxy."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+
+    async def log(self, request: web.Request, t: Target) -> web.StreamResponse:
+        req = log_request(request, t)
+        limit = int_param(request, "limitBytes")
+        chunks = self.proxy.logs(req)
+        async with contextlib.aclosing(chunks):
+            first = asyncio.ensure_future(anext(chunks, None))
+            try:
+                await asyncio.wait([first], timeout=FIRST_CHUNK_WAIT)
+                if first.done():
+                    first.result()            # an error before any output: a Status
+                resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+                if req.follow:
+                    resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                chunk = await first
+            finally:
+                first.cancel()
+            sent = 0
+            try:
+                while chunk is not None:
+                    data = chunk.data if limit is None else chunk.data[:limit - sent]
+                    await resp.write(data)
+                    sent += len(data)
+                    if limit is not None and sent >= limit:
+                        break
+                    chunk = await anext(chunks, None)
+            except errors.ApiError as exc:        # the headers are gone: say it in the body
+                await resp.write(f"error: {exc.message}\n".encode())
+            await resp.write_eof()
+            return resp
+
+    async def exec(self, request: web.Request, t: Target) -> web.StreamResponse:
+        return await self._remote_command(request, t, "exec")
+
+    async def attach(self, request: web.Request, t: Target) -> web.StreamResponse:
+        return await self._remote_command(request, t, "attach")
+
+    async def _remote_command(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
+        q = request.query
+        stdin, stdout, stderr, tty = (flag(request, n) for n in ("stdin", "stdout", "stderr", "tty"))
+        command = q.getall("command", [])
+        if verb == "exec" and not command:
+            raise errors.BadRequest("you must specify at least one command for the container")
+        if not (stdin or stdout or stderr):
+            raise errors.BadRequest("you must specify at least one of stdin, stdout, stderr")
+        container = await self.proxy.resolve(t.ns or "default", t.name, q.get("container", ""))
+        ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0, autoping=True)
+        if not ws.can_prepare(request).ok:
+            raise errors.BadRequest("Upgrade request required")
+        await ws.prepare(request)
+        first = node_pb2.ExecRequest(namespace=t.ns or "default", pod=t.name, container=container,
+                                     command=command, stdin=stdin, tty=tty)
+        inbox: asyncio.Queue = asyncio.Queue()
+        reading = asyncio.create_task(self._read_client(ws, inbox, asyncio.current_task()),
+                                      name=f"{verb}-ws-{t.ns}/{t.name}")
+
+        async def requests() -> AsyncIterator[node_pb2.ExecRequest]:
+            while (req := await inbox.get()) is not None:
+                yield req
+        try:
+            status = wire.success_status()
+            try:
+                async with contextlib.aclosing(self.proxy.stream(verb, first, requests())) as responses:
+                    async for resp in responses:
+                        if resp.stdout and stdout:
+                            await ws.send_bytes(bytes([STDOUT]) + resp.stdout)
+                        if resp.stderr and stderr:
+                            await ws.send_bytes(bytes([STDERR]) + resp.stderr)
+                        if resp.HasField("exit_code") and resp.exit_code:
+                            status = exit_status(resp.exit_code)
+            except errors.ApiError as exc:
+                status = wire.status_of(exc)
+            if not ws.closed:
+                await ws.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+        except ConnectionError:
+            pass                                    # the client left
+        finally:
+            reading.cancel()
+            await ws.close()
+        return ws
+
+    @staticmethod
+    async def _read_client(ws: web.WebSocketResponse, inbox: asyncio.Queue, handler: asyncio.Task) -> None:
+        """Client frames -> ExecRequests (stdin, stdin_eof, resize). When the client closes
+        the socket first, the handler is cancelled (which cancels the command)."""
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    data = msg.data
+                elif msg.type == WSMsgType.TEXT:
+                    data = msg.data.encode()
+                else:
+                    continue
+                if not data:
+                    continue
+                channel, payload = data[0], data[1:]
+                if channel == STDIN and payload:
+                    inbox.put_nowait(node_pb2.ExecRequest(stdin_data=payload))
+                elif channel == RESIZE:
+                    try:
+                        size = json.loads(payload)
+                        inbox.put_nowait(node_pb2.ExecRequest(resize=node_pb2.TerminalSize(
+                            width=int(size.get("Width", 0)), height=int(size.get("Height", 0)))))
+                    except (ValueError, TypeError, AttributeError):
+                        pass                        # kubelet ignores a bad resize too
+                elif channel == CLOSE and payload[:1] == bytes([STDIN]):
+                    inbox.put_nowait(node_pb2.ExecRequest(stdin_eof=True))
+        finally:
+            inbox.put_nowait(None)
+        handler.cancel()
+
+
+def exit_status(code: int) -> dict:
+    """What kubelet reports for a command that exited non-zero (kubectl exits with the code)."""
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": f"command terminated with non-zero exit code: error executing command [...], "
+                       f"exit code {code}",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
