@@ -192,3 +192,112 @@ def test_exec_stdin(env):
                        timeout=60, env=env.env())
     assert (p.returncode, p.stdout == data, p.stderr) == (0, True, b"")
     assert env.kubectl("exec", "-i", "multi", "-c", "b", "--", "wc", "-l", input=b"1\n2\n3\n")[1].strip() == "3"
+
+
+class Terminal:
+    """A program on a pseudo-terminal of ours, read and typed into like a user would."""
+
+    def __init__(self, argv: list[str], env: dict, cols: int = 100, rows: int = 30):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:                                   # the child: argv on the pty's slave
+            try:
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.resize(cols, rows)
+        self.seen = b""
+
+    def resize(self, cols: int, rows: int) -> None:
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def type(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def expect(self, needle: str, timeout: float = 30) -> str:
+        """Read until needle appears in what was read since the last expect; returns that text."""
+        deadline = time.monotonic() + timeout
+        while needle.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{needle!r} not seen in {self.seen!r}"
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:                              # EIO: the program has exited
+                    data = b""
+                assert data, f"{needle!r} not seen before the end: {self.seen!r}"
+                self.seen += data
+        text, _, self.seen = self.seen.partition(needle.encode())
+        return (text + needle.encode()).decode(errors="replace")
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if select.select([self.fd], [], [], 0.1)[0]:
+                try:
+                    self.seen += os.read(self.fd, 65536)
+                except OSError:
+                    pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.pid = 0
+                return os.waitstatus_to_exitcode(status)
+        raise AssertionError(f"still running after {timeout}s: {self.seen!r}")
+
+    def close(self) -> None:
+        if self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def test_exec_it_has_a_terminal_that_follows_resizes(env):
+    term = Terminal(env.argv("exec", "-it", "multi", "-c", "b", "--", "sh"), env.env(), cols=100, rows=30)
+    try:
+        term.type("tty; stty size; echo do''ne\r")
+        out = term.expect("done")
+        assert "/dev/pts/" in out and "30 100" in out, out
+        term.resize(120, 40)                                 # the window changed: kubectl sends channel 4
+        time.sleep(0.5)
+        term.type("stty size; echo re''sized\r")
+        assert "40 120" in term.expect("resized")
+        term.type("exit 5\r")
+        assert term.wait() == 5
+    finally:
+        term.close()
+
+
+def test_exec_stdin_eof_ends_a_tty_less_session(env):
+    code, out, err = env.kubectl("exec", "-i", "multi", "-c", "b", "--", "sh", "-c", "cat; echo after-eof",
+                                 input=b"x\n")
+    assert (code, out, err) == (0, "x\nafter-eof\n", "")
+
+
+def test_python_client_stream_exec(env):
+    from kubernetes import client
+    from kubernetes.stream import stream
+    cfg = client.Configuration()
+    cfg.host = env.url
+    with client.ApiClient(cfg) as api:
+        core = client.CoreV1Api(api)
+        out = stream(core.connect_get_namespaced_pod_exec, "multi", "default", container="b",
+                     command=["sh", "-c", "echo py-out; echo py-err >&2"], stderr=True, stdin=False, stdout=True,
+                     tty=False)
+        assert out == "py-out\npy-err\n"
+        resp = stream(core.connect_get_namespaced_pod_exec, "multi", "default", container="b",
+                      command=["sh", "-c", "exit 4"], stderr=True, stdin=False, stdout=True, tty=False,
+                      _preload_content=False)
+        resp.run_forever(timeout=30)
+        assert resp.returncode == 4
+
+
+# ----------------------------------------------------------------- attach
+
+def test_attach_streams_the_main_process_output(env):
+    proc = env.popen("attach", "ticker")
+    try:
+        seen = [proc.stdout.readline().decode().strip() for _ in range(3)]
+        assert all(s.startswith("tick") for s in seen), seen
+        n = [int(s.removeprefix("tick")) for s in seen]
+        assert n == list(range(n[0], n[0] + 3))
+    finally:
+        stop(proc)
