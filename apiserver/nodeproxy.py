@@ -116,14 +116,22 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
     # ----------------------------------------------------------- lookup
     async def _target(self, namespace: str, name: str, container: str) -> tuple[str, str, str]:
         """(node name, agent endpoint, container) for a request, or an ApiError."""
+        pod = await self._bound_pod(namespace, name)
+        container = pick_container(pod, container)
+        node, ep = await self._endpoint(pod.spec.node_name)
+        return node, ep, container
+
+    async def resolve_pod(self, namespace: str, name: str) -> tuple[str, str]:
+        """(node name, agent endpoint) of a bound pod; ApiErrors otherwise."""
+        return await self._endpoint((await self._bound_pod(namespace, name)).spec.node_name)
+
+    async def _bound_pod(self, namespace: str, name: str):
         if not name:
             raise errors.BadRequest("a pod name is required")
         pod = codec.unpack(await self.store.get(POD, namespace or "default", name))
         if not pod.spec.node_name:
             raise errors.BadRequest(f"pod {name} does not have a host assigned", kind="pods", name=name)
-        container = pick_container(pod, container)
-        node, ep = await self._endpoint(pod.spec.node_name)
-        return node, ep, container
+        return pod
 
     async def resolve(self, namespace: str, name: str, container: str) -> str:
         """The container a request names (filled in for one-container pods), after checking that
@@ -269,12 +277,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
                            ) -> AsyncIterator[node_pb2.PortForwardResponse]:
         """One connection to PORT of the pod, made by its node's agent; `rest` is the client's bytes."""
         async with self._counted("portforward"):
-            if not pod:
-                raise errors.BadRequest("a pod name is required")
-            podobj = codec.unpack(await self.store.get(POD, namespace or "default", pod))
-            if not podobj.spec.node_name:
-                raise errors.BadRequest(f"pod {pod} does not have a host assigned", kind="pods", name=pod)
-            node, ep = await self._endpoint(podobj.spec.node_name)
+            node, ep = await self.resolve_pod(namespace, pod)
             stub = await self._stub(node, ep)
             call = stub.PortForward()
             first = node_pb2.PortForwardRequest(namespace=namespace or "default", pod=pod, port=port)

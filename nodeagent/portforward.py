@@ -49,13 +49,20 @@ async def connect(netns: str, port: int) -> tuple[asyncio.StreamReader, asyncio.
     loop = asyncio.get_running_loop()
     done: asyncio.Future = loop.create_future()
 
+    def settle(result: socket.socket | None, error: BaseException | None) -> None:
+        if done.done():                  # the caller was cancelled meanwhile
+            if result is not None:
+                result.close()
+        elif error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
     def run() -> None:      # a fresh thread: its netns change dies with it
         try:
-            result = _connect_in_netns(netns, port)
+            loop.call_soon_threadsafe(settle, _connect_in_netns(netns, port), None)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
-            return
-        loop.call_soon_threadsafe(lambda: done.set_result(result) if not done.done() else result.close())
+            loop.call_soon_threadsafe(settle, None, exc)
     threading.Thread(target=run, name=f"portforward-{port}", daemon=True).start()
     sock = await done
     sock.setblocking(False)

@@ -180,14 +180,12 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         try:
             reader, writer = await portforward.connect(f"/proc/{pids[0]}/ns/net", first.port)
         except NodeAgentError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"error forwarding port {first.port} to pod {first.pod}: {exc}")
+            yield node_pb2.PortForwardResponse(error=str(exc))
+            return
 
         async def pump_in() -> None:
             with contextlib.suppress(ConnectionError):
-                for req in [first]:
-                    if req.data:
-                        writer.write(req.data)
+                writer.write(first.data)
                 async for req in it:
                     if req.data:
                         writer.write(req.data)

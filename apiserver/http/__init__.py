@@ -35,6 +35,7 @@ from aiohttp import web
 
 from apiserver.http import discovery, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
+from apiserver.http.portforward import PortForward
 from apiserver.http.streams import Streams
 from apiserver.http.subresources import Subresources
 from apiserver.http.watch import watch, watching
@@ -55,6 +56,7 @@ class Api:
         self.res = Resources(verbs)
         self.sub = Subresources(self.res)
         self.streams = Streams(proxy) if proxy is not None else None
+        self.ports = PortForward(proxy) if proxy is not None else None
 
     async def core(self, request: web.Request) -> web.StreamResponse:
         return await self.dispatch(request, "", request.match_info["version"], request.match_info.get("tail", ""))
@@ -93,7 +95,8 @@ class Api:
         if t.sub in STREAMS:
             if self.streams is None:
                 return None
-            return getattr(self.streams, t.sub) if method in STREAMS[t.sub] else None
+            owner = self.ports if t.sub == "portforward" else self.streams
+            return getattr(owner, t.sub) if method in STREAMS[t.sub] else None
         if t.sub:   # status
             return {"GET": res.get, "PUT": res.update, "PATCH": res.patch}.get(method)
         return {"GET": res.get, "PUT": res.update, "PATCH": res.patch, "DELETE": res.delete}.get(method)

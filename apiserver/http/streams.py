@@ -42,6 +42,7 @@ from machinery import errors
 from machinery.pb import node_pb2
 
 FIRST_CHUNK_WAIT = 1.0
+TTY_SIZE_WAIT = 1.0
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 TRUE = ("true", "1", "True")
@@ -145,9 +146,13 @@ class Streams:
         reading = asyncio.create_task(self._read_client(ws, inbox, asyncio.current_task()),
                                       name=f"{verb}-ws-{t.ns}/{t.name}")
 
+        early = await first_size(inbox, first) if tty else None
+
         async def requests() -> AsyncIterator[node_pb2.ExecRequest]:
-            while (req := await inbox.get()) is not None:
+            req = early if early is not None else await inbox.get()
+            while req is not None:
                 yield req
+                req = await inbox.get()
         try:
             status = wire.success_status()
             try:
@@ -199,6 +204,22 @@ class Streams:
         finally:
             inbox.put_nowait(None)
         handler.cancel()
+
+
+async def first_size(inbox: asyncio.Queue, first: node_pb2.ExecRequest):
+    """With a TTY, kubectl sends the terminal's size right after connecting: wait up to
+    TTY_SIZE_WAIT for it so the command starts at the right size (no 80x24 flash before the
+    resize); it goes into the first request. Returns a message taken that was not a size."""
+    try:
+        req = await asyncio.wait_for(inbox.get(), TTY_SIZE_WAIT)
+    except TimeoutError:
+        return None
+    if req is not None and req.HasField("resize") and not req.stdin_data and not req.stdin_eof:
+        first.resize.CopyFrom(req.resize)
+        return None
+    if req is None:
+        inbox.put_nowait(None)
+    return req
 
 
 def exit_status(code: int) -> dict:
