@@ -8,6 +8,8 @@ container's stdout or stderr, prefixed by one byte naming the pipe
 container's stdin only if conmon holds a stdin pipe (``conmon --stdin``,
 for containers whose spec asks for ``stdin: true``); otherwise conmon drops
 it. When the container exits conmon closes the socket: the end of output.
+A ``tty: true`` container's terminal (conmon holds its master) is resized
+on the slave side, the main process' stdin.
 
 The path can be longer than a unix socket address allows (108 bytes), so
 the bundle directory is opened and the socket reached through
@@ -26,6 +28,7 @@ from typing import AsyncIterator
 
 from machinery.pb import node_pb2
 from nodeagent.errors import ContainerNotRunning
+from nodeagent.tty import set_size
 
 STDOUT_PIPE, STDERR_PIPE = 2, 3
 PACKET = 8192 + 1
@@ -51,8 +54,9 @@ def connect(bundle: Path) -> socket.socket:
 
 
 class AttachSession:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, bundle: Path | None = None):
         self.sock = sock
+        self.bundle = bundle
 
     async def output(self) -> AsyncIterator[node_pb2.ExecResponse]:
         loop = asyncio.get_running_loop()
@@ -79,7 +83,27 @@ class AttachSession:
             pass
 
     def resize(self, width: int, height: int) -> None:
-        pass     # kctl's containers have no terminal of their own
+        """A `tty: true` container's terminal size: TIOCSWINSZ on the terminal its main
+        process has as stdin (`/proc/PID/fd/0`, the pty's slave side; the kernel then
+        signals SIGWINCH to its foreground process group). Nothing for a container
+        without a terminal. (conmon's `ctl` fifo is meant for this, but with conmon
+        2.1.6 only the first of kubectl attach's two resizes — size+1, then size, to
+        force a redraw — took effect here, even written 50 ms apart; cause not
+        pinned down.)"""
+        if not (width and height) or self.bundle is None:
+            return
+        try:
+            pid = int((self.bundle / "pidfile").read_text().strip())
+            fd = os.open(f"/proc/{pid}/fd/0", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except (OSError, ValueError):
+            return                       # gone, or no such process
+        try:
+            if os.isatty(fd):
+                set_size(fd, width, height)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     async def finish(self) -> int:
         return 0

@@ -12,7 +12,11 @@ How a container starts (design §4):
    outlives the agent) and reports the PID on its sync pipe (nodeagent/conmon.py).
 4. ``runc --root ROOT/runc start ID``.  conmon stays the container's parent,
    writes the CRI log (``TIME STREAM F|P TEXT``) to ``ROOT/logs/ID.log`` and, at
-   exit, the exit code as a plain integer to ``ROOT/exits/ID``.
+   exit, the exit code as a plain integer to ``ROOT/exits/ID``.  A container
+   with ``stdin`` gets conmon's ``--stdin`` (what attach clients send reaches
+   its stdin; conmon closes it when the first attached client leaves, i.e.
+   Kubernetes' ``stdinOnce``), with ``tty`` conmon's ``--terminal`` (conmon
+   holds the pty master; ``attach.py`` resizes it from the slave side).
 
 cgroups (nodeagent/cgroups.py): ``cgroupsPath`` is absolute, ``/PARENT/ID``
 (PARENT defaults to "kctl"), so runc creates ``<hierarchy>/PARENT/ID`` in
@@ -96,6 +100,10 @@ class Runtime:
             raise ContainerRuntimeError(f"invalid container id {cid!r}")
         return self.ctrs / cid
 
+    def bundle(self, cid: str) -> Path:
+        """The container's bundle directory (config.json, pidfile, conmon's attach socket)."""
+        return self._dir(cid)
+
     def cgroup_dirs(self, cid: str | None = None) -> list[Path]:
         """The container's (or, with None, the parent's) directory in every hierarchy."""
         return cgroups.dirs(self.cgroup_parent if cid is None else f"{self.cgroup_parent}/{cid}")
@@ -172,7 +180,8 @@ class Runtime:
             "-r", RUNC, "--runtime-arg", f"--root={self.runc_root}",
             "-b", str(d), "-p", str(d / "pidfile"), "-P", str(d / "conmon.pid"),
             "-l", f"k8s-file:{self.logs / (cfg.id + '.log')}",
-            "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks)])
+            "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks),
+            *(["--stdin"] if cfg.stdin else []), *(["--terminal"] if cfg.tty else [])])
         meta["started_at"] = time.time()
         (d / "meta.json").write_text(json.dumps(meta))
         return pid

@@ -158,11 +158,12 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         rt = self.agent.runtime
         if not hasattr(rt, "start_exec"):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "attach is not supported by this runtime")
+        bundle = rt.bundle(cid)
         try:
-            sock = attach.connect(rt._dir(cid))
+            sock = attach.connect(bundle)
         except ContainerNotRunning as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"container is not running ({exc})")
-        async with contextlib.aclosing(drive(attach.AttachSession(sock), first, it)) as responses:
+        async with contextlib.aclosing(drive(attach.AttachSession(sock, bundle), first, it)) as responses:
             async for resp in responses:
                 yield resp
 

