@@ -1,8 +1,10 @@
-"""The apiserver's proxy for `kctl logs` and `kctl exec` (kctl.v1.NodeAgent).
+"""The apiserver's proxy to node agents: logs, exec, attach and port-forward (kctl.v1.NodeAgent).
 
 The apiserver serves the node agent's own service (proto/node.proto) on its
 gRPC port, so kctl only ever talks to the apiserver (as kubectl talks to
-the kube-apiserver, which dials the kubelet). For each call:
+the kube-apiserver, which dials the kubelet); the HTTP API's streaming
+routes (apiserver/http/streams.py, portforward.py) call the same methods.
+For each call:
 
 1. the pod is read from storage (NotFound `pods "x" not found`), must be
    bound (BadRequest `pod x does not have a host assigned`) and the
@@ -15,21 +17,29 @@ the kube-apiserver, which dials the kubelet). For each call:
    no call for IDLE_CLOSE seconds is closed on the next lookup (nodes come
    and go), and aclose() closes them all.
 
-Concurrency: each proxied call is one handler task (grpc.aio). Logs is a
-plain loop: read a chunk from the agent, yield it to the client (gRPC flow
-control slows the agent down when the client reads slowly). Exec runs two
-flows at once: a pump task copies the client's request stream (stdin) to
-the agent call, while the handler yields the agent's responses. When the
-client goes away the handler is cancelled, and its `finally` cancels the
-pump and the agent call (the agent then kills the exec'd process); when the
-agent ends the call (exit code sent) the handler returns, cancelling the
-pump.
+Two layers: `logs`, `stream` (exec and attach) and `port_forward` are
+transport-neutral async iterators that raise ApiErrors (`resolve` and
+`resolve_pod` let the HTTP layer check a request before it upgrades the
+connection); the gRPC handlers (Logs, Exec, Attach, PortForward) wrap them
+and turn an ApiError into the call's status (fail_rpc). Every call is
+counted in kctl_apiserver_requests{kind="Pod", verb, code}.
 
-Agent failures are turned into the project's errors (errors.abort): the
-agent's NOT_FOUND stays NotFound, INVALID_ARGUMENT and FAILED_PRECONDITION
-(`container ... is waiting to start`, no previous instance) are BadRequest,
-and an agent that cannot be reached is Unavailable naming the node. A
-channel that failed is dropped so the next call dials afresh.
+Concurrency: each proxied call is one handler task (grpc.aio or aiohttp).
+Logs is a plain loop: read a chunk from the agent, yield it to the client
+(gRPC flow control slows the agent down when the client reads slowly).
+Exec, attach and port-forward run two flows at once: a pump task copies
+the client's requests (stdin, its end, resizes; or a connection's bytes)
+to the agent call, while the handler yields the agent's responses. When
+the client goes away the handler is cancelled, and its `finally` cancels
+the pump and the agent call (the agent then kills the exec'd process, or
+closes the pod connection); when the agent ends the call (exit code sent)
+the handler returns, cancelling the pump.
+
+Agent failures are turned into the project's errors: the agent's NOT_FOUND
+stays NotFound, INVALID_ARGUMENT and FAILED_PRECONDITION (`container ...
+is waiting to start`, no previous instance) are BadRequest, and an agent
+that cannot be reached is Unavailable naming the node. A channel that
+failed is dropped so the next call dials afresh.
 """
 from __future__ import annotations
 

@@ -22,7 +22,9 @@ annotation); the apiserver proxies ``logs``, ``exec``, ``attach`` and
 * ``PortForward``: one call per forwarded connection; the agent connects to
   ``localhost:PORT`` inside the pod's netns (nodeagent/portforward.py) and
   relays bytes both ways; the call ends when the pod side closes (or the
-  client cancels).
+  client cancels).  A connection that cannot be made is one response
+  carrying ``error`` (the client may already be writing: a call aborted
+  under its writes reaches it as INTERNAL, losing the reason).
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.

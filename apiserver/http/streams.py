@@ -20,6 +20,9 @@
   non-upgrade. After the command ends: channel 3 says Success or
   `NonZeroExitCode` with the code in `details.causes` (kubectl exits with
   it), and the socket is closed at once (kubectl waits for the close).
+  With tty=true kubectl sends the terminal's size right after connecting;
+  the command is started with it (waiting up to TTY_SIZE_WAIT for it), so
+  it never sees the 80x24 default first.
 
 Concurrency per stream: one task reads the WebSocket and feeds the node
 proxy's request iterator (stdin, its end, resizes) through a queue; the
