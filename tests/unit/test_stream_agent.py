@@ -106,3 +106,21 @@ def test_log_times():
     assert 55 < (datetime.now(timezone.utc) - cut).total_seconds() < 65
     with pytest.raises(ValueError):
         parse_time("yesterday")
+
+
+def test_stdin_and_tty_containers_reach_conmon_and_the_spec(tmp_path):
+    """`stdin: true` / `tty: true` in the pod: ContainerConfig flags, OCI process.terminal."""
+    from machinery import codec
+    from nodeagent import ocispec, podspec
+    from nodeagent.images import Image, ImageConfig
+    from nodeagent.network import Sandbox
+    p = codec.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t", "namespace": "default",
+                                                                       "uid": "u"},
+                         "spec": {"containers": [{"name": "c", "image": "x", "stdin": True, "tty": True},
+                                                 {"name": "d", "image": "x"}]}})
+    image = Image("docker.io/library/x:1", "sha256:" + "a" * 64, None, ("/l0",), ImageConfig(cmd=["sh"]), 1)
+    sandbox = Sandbox("u", "ns", "/var/run/netns/ns", "10.1.0.5", 24, "10.1.0.1", "veth")
+    cfgs = [podspec.container_config(p, c, image, sandbox, str(tmp_path), {}, "192.0.2.9", f"cid{i}", 0, ["/l0"])
+            for i, c in enumerate(p.spec.containers)]
+    assert [(c.stdin, c.tty) for c in cfgs] == [(True, True), (False, False)]
+    assert [ocispec.build_spec(c, "/r", "/k/c")["process"]["terminal"] for c in cfgs] == [True, False]

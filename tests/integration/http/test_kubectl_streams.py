@@ -299,6 +299,22 @@ def test_python_client_stream_exec(env):
         assert resp.returncode == 4
 
 
+def test_kubectl_going_away_ends_the_command(env):
+    """kubectl killed mid-exec: the WebSocket closes, the apiserver cancels the agent call,
+    the agent kills the command and its runc exec."""
+    from tests.integration.test_logs_exec import _runc_execs
+    proc = env.popen("exec", "multi", "-c", "b", "--", "sh", "-c", "echo started; exec sleep 778")
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        assert _runc_execs("sleep 778")
+    finally:
+        stop(proc)
+    deadline = time.monotonic() + 20
+    while _runc_execs("sleep 778"):
+        assert time.monotonic() < deadline, "runc exec still running"
+        time.sleep(0.1)
+
+
 # ----------------------------------------------------------------- attach
 
 def test_attach_streams_the_main_process_output(env):
@@ -308,6 +324,18 @@ def test_attach_streams_the_main_process_output(env):
         assert all(s.startswith("tick") for s in seen), seen
         n = [int(s.removeprefix("tick")) for s in seen]
         assert n == list(range(n[0], n[0] + 3))
+    finally:
+        stop(proc)
+
+
+def test_kctl_attach_streams_the_main_process_output(env):
+    proc = subprocess.Popen([sys.executable, "-m", "kubectlish.main", "--server", env.target, "attach", "ticker"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**env.env(), "PYTHONPATH": str(REPO)})
+    try:
+        seen = [proc.stdout.readline().decode().strip() for _ in range(3)]
+        n = [int(s.removeprefix("tick")) for s in seen]
+        assert n == list(range(n[0], n[0] + 3)), seen
     finally:
         stop(proc)
 
@@ -429,7 +457,7 @@ def test_kctl_run_it_rm(env):
         time.sleep(0.5)
 
 
-def test_kubectl_run_it_rm_and_attach(env):
+def test_kubectl_run_it_rm(env):
     term = Terminal(env.argv("run", "kshell", "-it", "--rm", "--image=busybox", "--restart=Never", "--", "sh"),
                     env.env())
     try:
