@@ -6,7 +6,9 @@
   checks PodLogOptions: 422 naming the field). The first chunk is awaited
   (up to FIRST_CHUNK_WAIT) before the 200 is sent, so an error of the node
   (no such container instance, agent unreachable) is a Status, not a
-  truncated body.
+  truncated body. While a followed container is silent, the connection is
+  checked every CLIENT_CHECK seconds, so a client that left ends the agent
+  call even when no write would notice.
 * `exec` / `attach`: WebSocket only (kubectl since 1.30 and the Python
   client), subprotocol `v5.channel.k8s.io` or `v4.channel.k8s.io`. Every
   binary message starts with a channel byte: 0 stdin, 1 stdout, 2 stderr,
@@ -45,6 +47,7 @@ from machinery import errors
 from machinery.pb import node_pb2
 
 FIRST_CHUNK_WAIT = 1.0
+CLIENT_CHECK = 5.0
 TTY_SIZE_WAIT = 1.0
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -98,31 +101,50 @@ class Streams:
         limit = int_param(request, "limitBytes")
         chunks = self.proxy.logs(req)
         async with contextlib.aclosing(chunks):
-            first = asyncio.ensure_future(anext(chunks, None))
+            pending = asyncio.ensure_future(anext(chunks, None))
             try:
-                await asyncio.wait([first], timeout=FIRST_CHUNK_WAIT)
-                if first.done():
-                    first.result()            # an error before any output: a Status
+                await asyncio.wait([pending], timeout=FIRST_CHUNK_WAIT)
+                if pending.done():
+                    pending.result()            # an error before any output: a Status
                 resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
                 if req.follow:
                     resp.enable_chunked_encoding()
                 await resp.prepare(request)
-                chunk = await first
+                try:
+                    await self._copy_log(request, resp, chunks, pending, limit)
+                except errors.ApiError as exc:      # the headers are gone: say it in the body
+                    await resp.write(f"error: {exc.message}\n".encode())
+                await resp.write_eof()
+            except ConnectionError:
+                pass                                 # the client left
             finally:
-                first.cancel()
-            sent = 0
-            try:
-                while chunk is not None:
-                    data = chunk.data if limit is None else chunk.data[:limit - sent]
-                    await resp.write(data)
-                    sent += len(data)
-                    if limit is not None and sent >= limit:
-                        break
-                    chunk = await anext(chunks, None)
-            except errors.ApiError as exc:        # the headers are gone: say it in the body
-                await resp.write(f"error: {exc.message}\n".encode())
-            await resp.write_eof()
+                await settle(pending)
             return resp
+
+    @staticmethod
+    async def _copy_log(request: web.Request, resp: web.StreamResponse, chunks, pending: asyncio.Future,
+                        limit: int | None) -> None:
+        """Write chunks (the first one pending) until the end, limit bytes, or the client
+        leaving (checked every CLIENT_CHECK s while the container is silent)."""
+        sent = 0
+        try:
+            while True:
+                done, _ = await asyncio.wait([pending], timeout=CLIENT_CHECK)
+                if not done:
+                    if request.transport is None or request.transport.is_closing():
+                        return
+                    continue
+                chunk = pending.result()
+                if chunk is None:
+                    return
+                data = chunk.data if limit is None else chunk.data[:limit - sent]
+                await resp.write(data)
+                sent += len(data)
+                if limit is not None and sent >= limit:
+                    return
+                pending = asyncio.ensure_future(anext(chunks, None))
+        finally:
+            await settle(pending)
 
     async def exec(self, request: web.Request, t: Target) -> web.StreamResponse:
         return await self._remote_command(request, t, "exec")
@@ -207,6 +229,13 @@ class Streams:
         finally:
             inbox.put_nowait(None)
         handler.cancel()
+
+
+async def settle(pending: asyncio.Future) -> None:
+    """Cancel a pending next-chunk read and let it finish (the generator may then be closed)."""
+    pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await pending
 
 
 async def first_size(inbox: asyncio.Queue, first: node_pb2.ExecRequest):

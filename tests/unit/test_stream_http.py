@@ -273,3 +273,21 @@ def test_headers_round_trip_and_bad_blocks():
     assert spdy.decode_headers(block) == {"streamtype": "data", "port": "80"}
     with pytest.raises(spdy.ProtocolError):
         spdy.decode_headers(b"\x00\x00\x00\x05\x00")
+
+
+async def test_a_follower_that_left_ends_the_agent_call(server, monkeypatch):
+    from apiserver.http import streams
+    monkeypatch.setattr(streams, "CLIENT_CHECK", 0.05)
+    s, proxy = server
+    ended = asyncio.Event()
+
+    async def silent_after_one(req):
+        try:
+            yield node_pb2.LogChunk(data=b"first\n")
+            await asyncio.Event().wait()           # a container that says nothing more
+        finally:
+            ended.set()
+    proxy.logs = silent_after_one
+    async with s.get(f"{POD}/log?follow=true") as r:
+        assert await r.content.readline() == b"first\n"
+    await asyncio.wait_for(ended.wait(), 10)
