@@ -261,11 +261,26 @@ async def test_portforward_error_goes_on_the_error_stream(server):
         assert await c.frame() == ("data", 3, spdy.FLAG_FIN, b"")
 
 
-async def test_portforward_needs_the_tunnelling_protocol(server):
+async def test_portforward_needs_a_known_protocol_and_ports(server):
     s, _ = server
-    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-        await s.ws_connect(f"{POD}/portforward", protocols=("v4.channel.k8s.io",))
-    assert info.value.status == 400
+    for url, protocol in ((f"{POD}/portforward", "v5.channel.k8s.io"), (f"{POD}/portforward", "v4.channel.k8s.io"),
+                          (f"{POD}/portforward?ports=0", "v4.channel.k8s.io")):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await s.ws_connect(url, protocols=(protocol,))
+        assert info.value.status == 400
+
+
+async def test_portforward_channels_protocol(server):
+    """v4.channel.k8s.io: port i = data channel 2i + error channel 2i+1, each opened with its port."""
+    s, proxy = server
+    async with s.ws_connect(f"{POD}/portforward?ports=80,81", protocols=("v4.channel.k8s.io",)) as ws:
+        first = [(await ws.receive_bytes()) for _ in range(4)]
+        assert sorted(first) == [b"\x00P\x00", b"\x01P\x00", b"\x02Q\x00", b"\x03Q\x00"]   # 80, 81 LE
+        assert await ws.receive_bytes() == (b"\x03error forwarding port 81 to pod p: "
+                                            b"failed to connect to localhost:81: Connection refused")
+        await ws.send_bytes(b"\x00ping")
+        assert await ws.receive_bytes() == b"\x00PING"
+    assert sorted(r for r in proxy.requests if isinstance(r, tuple)) == [("default", "p", 80), ("default", "p", 81)]
 
 
 def test_headers_round_trip_and_bad_blocks():

@@ -380,6 +380,25 @@ def test_port_forward_to_a_service(env):
         stop(proc)
 
 
+def test_python_client_port_forward(env):
+    from kubernetes import client
+    from kubernetes.stream import portforward
+    cfg = client.Configuration()
+    cfg.host = env.url
+    with client.ApiClient(cfg) as api:
+        pf = portforward(client.CoreV1Api(api).connect_get_namespaced_pod_portforward, "web", "default",
+                         ports="80")
+        sock = pf.socket(80)
+        sock.settimeout(30)
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):            # httpd closes after one HTTP/1.0 answer
+            data += chunk
+        sock.close()
+        assert data.startswith(b"HTTP/1.") and data.endswith(b"\r\n\r\nhello-from-web\n"), data
+        assert pf.error(80) is None
+
+
 def _service():
     from machinery import codec
     return codec.from_dict({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
