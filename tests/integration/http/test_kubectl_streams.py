@@ -10,15 +10,10 @@ user at a terminal would (type, read the echo, resize the window).
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import pty
-import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
@@ -30,6 +25,7 @@ from harness.pods import cstatus, make_pod, node_ready, pod_running, pod_where
 from harness.process import REPO, free_port
 from machinery.client import Client
 from tests.integration.http.conftest import KUBECTL
+from tests.integration.http.terminal import Terminal
 from tests.integration.nodeagent.conftest import needs_root
 
 pytestmark = [pytest.mark.root, needs_root]
@@ -200,62 +196,6 @@ def test_exec_stdin(env):
                        timeout=60, env=env.env())
     assert (p.returncode, p.stdout == data, p.stderr) == (0, True, b"")
     assert env.kubectl("exec", "-i", "multi", "-c", "b", "--", "wc", "-l", input=b"1\n2\n3\n")[1].strip() == "3"
-
-
-class Terminal:
-    """A program on a pseudo-terminal of ours, read and typed into like a user would."""
-
-    def __init__(self, argv: list[str], env: dict, cols: int = 100, rows: int = 30):
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:                                   # the child: argv on the pty's slave
-            try:
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        self.resize(cols, rows)
-        self.seen = b""
-
-    def resize(self, cols: int, rows: int) -> None:
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def type(self, text: str) -> None:
-        os.write(self.fd, text.encode())
-
-    def expect(self, needle: str, timeout: float = 30) -> str:
-        """Read until needle appears in what was read since the last expect; returns that text."""
-        deadline = time.monotonic() + timeout
-        while needle.encode() not in self.seen:
-            left = deadline - time.monotonic()
-            assert left > 0, f"{needle!r} not seen in {self.seen!r}"
-            if select.select([self.fd], [], [], left)[0]:
-                try:
-                    data = os.read(self.fd, 65536)
-                except OSError:                              # EIO: the program has exited
-                    data = b""
-                assert data, f"{needle!r} not seen before the end: {self.seen!r}"
-                self.seen += data
-        text, _, self.seen = self.seen.partition(needle.encode())
-        return (text + needle.encode()).decode(errors="replace")
-
-    def wait(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if select.select([self.fd], [], [], 0.1)[0]:
-                try:
-                    self.seen += os.read(self.fd, 65536)
-                except OSError:
-                    pass
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.pid = 0
-                return os.waitstatus_to_exitcode(status)
-        raise AssertionError(f"still running after {timeout}s: {self.seen!r}")
-
-    def close(self) -> None:
-        if self.pid:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        os.close(self.fd)
 
 
 def test_exec_it_has_a_terminal_that_follows_resizes(env):
