@@ -396,13 +396,18 @@ def _pod_gone(env, name: str) -> bool:
     return env.call(gone)
 
 
+def attached_shell(term: Terminal) -> Terminal:
+    """After `run -it ... -- sh`: the attach note, then Enter brings the prompt the shell printed before."""
+    term.expect("If you don't see a command prompt, try pressing enter.")
+    term.type("\r")
+    term.expect("/ # ")
+    return term
+
+
 def test_kctl_run_it_rm(env):
     term = kctl_term(env, "run", "shell", "-it", "--rm", "--image=busybox", "--restart=Never", "--", "sh")
     try:
-        term.expect("If you don't see a command prompt, try pressing enter.")
-        term.type("\r")
-        term.expect("/ # ")
-        term.type("echo in''side $(tty)\r")
+        attached_shell(term).type("echo in''side $(tty)\r")
         assert "inside /dev/" in term.expect("inside /dev/")
         term.type("exit 3\r")
         assert term.wait(60) == 3
@@ -420,10 +425,7 @@ def test_kubectl_run_it_rm(env):
     term = Terminal(env.argv("run", "kshell", "-it", "--rm", "--image=busybox", "--restart=Never", "--", "sh"),
                     env.env())
     try:
-        term.expect("If you don't see a command prompt, try pressing enter.")
-        term.type("\r")
-        term.expect("/ # ")
-        term.type("stty size; echo k''ubectl-run\r")
+        attached_shell(term).type("stty size; echo k''ubectl-run\r")
         assert "30 100" in term.expect("kubectl-run")
         term.type("exit\r")
         assert term.wait(60) == 0
