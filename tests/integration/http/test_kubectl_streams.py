@@ -432,3 +432,15 @@ def test_kubectl_run_it_rm(env):
         assert 'pod "kshell" deleted' in term.seen.decode()
     finally:
         term.close()
+
+
+def test_kubectl_cp_both_ways(env, tmp_path):
+    """kubectl cp is tar over exec: stdin in, stdout out, through the same WebSocket."""
+    src = tmp_path / "up.txt"
+    src.write_bytes(b"copied\n" * 1000)
+    code, _, err = env.kubectl("cp", str(src), "default/multi:/tmp/up.txt", "-c", "b")
+    assert code == 0, err
+    assert env.kubectl("exec", "multi", "-c", "b", "--", "wc", "-l", "/tmp/up.txt")[1].split()[0] == "1000"
+    code, _, err = env.kubectl("cp", "default/multi:/tmp/up.txt", str(tmp_path / "down.txt"), "-c", "b")
+    assert code == 0, err
+    assert (tmp_path / "down.txt").read_bytes() == src.read_bytes()
