@@ -444,3 +444,11 @@ def test_kubectl_cp_both_ways(env, tmp_path):
     code, _, err = env.kubectl("cp", "default/multi:/tmp/up.txt", str(tmp_path / "down.txt"), "-c", "b")
     assert code == 0, err
     assert (tmp_path / "down.txt").read_bytes() == src.read_bytes()
+
+
+def test_kctl_run_i_pipes_stdin_to_the_container(env):
+    p = subprocess.run([sys.executable, "-m", "kubectlish.main", "--server", env.target, "run", "piped", "-i", "--rm",
+                        "--image=busybox", "--restart=Never", "--", "sh", "-c", "tr a-z A-Z"],
+                       input=b"shout\n", capture_output=True, timeout=120, env={**env.env(), "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b'SHOUT\npod "piped" deleted\n', p.stdout
