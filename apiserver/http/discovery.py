@@ -34,6 +34,10 @@ def subresources(info: kinds.KindInfo) -> list[tuple[str, str, str, str, list[st
     if info.kind == "Pod":
         out.append(("binding", "", "v1", "Binding", ["create"]))
         out.append(("eviction", "policy", "v1", "Eviction", ["create"]))
+        out.append(("log", "", "v1", "Pod", ["get"]))
+        for sub, kind in (("exec", "PodExecOptions"), ("attach", "PodAttachOptions"),
+                          ("portforward", "PodPortForwardOptions")):
+            out.append((sub, "", "v1", kind, ["create", "get"]))
     return out
 
 
