@@ -122,6 +122,8 @@ def status_body(code: int, reason: str, message: str) -> dict:
 def make_app(opts: Options):
     from aiohttp import ClientSession, ClientTimeout, web
 
+    session_key = web.AppKey("session", ClientSession)
+
     def failure(code: int, reason: str, message: str) -> web.Response:
         return web.json_response(status_body(code, reason, message), status=code)
 
@@ -134,9 +136,9 @@ def make_app(opts: Options):
 
     async def start_session(app: web.Application):
         # No total timeout: watches last as long as the page is open.
-        app["session"] = ClientSession(timeout=ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
+        app[session_key] = ClientSession(timeout=ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
         yield
-        await app["session"].close()
+        await app[session_key].close()
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         if request.method not in READ_METHODS and not opts.allow_writes:
@@ -147,7 +149,7 @@ def make_app(opts: Options):
         body = await request.read() if request.can_read_body else None
         url = opts.upstream + request.rel_url.path_qs
         try:
-            async with request.app["session"].request(request.method, url, headers=headers, data=body,
+            async with request.app[session_key].request(request.method, url, headers=headers, data=body,
                                                       allow_redirects=False) as up:
                 resp = web.StreamResponse(status=up.status, reason=up.reason)
                 for h in ("Content-Type", "Content-Encoding"):
@@ -184,7 +186,7 @@ def make_app(opts: Options):
                 if op == "close" and sid in tasks:
                     tasks.pop(sid).cancel()
                 elif op == "open" and sid not in tasks:
-                    tasks[sid] = asyncio.ensure_future(relay(request.app["session"], ws, sid, str(cmd.get("path", ""))))
+                    tasks[sid] = asyncio.ensure_future(relay(request.app[session_key], ws, sid, str(cmd.get("path", ""))))
                     tasks[sid].add_done_callback(lambda t, sid=sid: tasks.pop(sid, None))
         finally:
             for t in list(tasks.values()):
