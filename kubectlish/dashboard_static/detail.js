@@ -39,10 +39,10 @@ function decision(pod) {
   if (scores.length) {
     const plugins = [...new Set(scores.flatMap((s) => Object.keys(s.plugins || {})))].sort();
     const num = (v) => (v === undefined || v === null ? "-" : +Number(v).toFixed(1));
-    parts.push(h("table", { class: "grid scores" },
+    parts.push(h("div", { class: "scroll" }, h("table", { class: "grid scores" },
       h("tr", {}, h("th", {}, "node"), h("th", {}, "total"), plugins.map((p) => h("th", {}, p))),
       scores.map((s) => h("tr", { class: s.node === d.node ? "chosen" : "" }, h("td", {}, s.node), h("td", {}, num(s.total)),
-        plugins.map((p) => h("td", {}, num((s.plugins || {})[p])))))));
+        plugins.map((p) => h("td", {}, num((s.plugins || {})[p]))))))));
   }
   if (d.preemption) parts.push(kv([["preemption", d.preemption.message], ["victims", (d.preemption.victims || []).join(", ")]]));
   return parts;

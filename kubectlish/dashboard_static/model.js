@@ -18,14 +18,18 @@ export function condition(obj, type) {
   return ((obj.status && obj.status.conditions) || []).find((c) => c.type === type);
 }
 
-// {ready: "True"|"False"|"Unknown", cordoned, taints: ["key=value:Effect"], labels: [...]}
+// {ready: "True"|"False"|"Unknown", label: "Ready"|"NotReady", why, cordoned, taints: ["key=value:Effect"]}
 export function nodeState(node) {
   const ready = condition(node, "Ready");
   const spec = node.spec || {};
   const taints = (spec.taints || [])
     .filter((t) => t.key !== "node.kubernetes.io/unschedulable")
     .map((t) => `${t.key}${t.value ? "=" + t.value : ""}:${t.effect}`);
-  return { ready: ready ? ready.status : "Unknown", cordoned: !!spec.unschedulable, taints };
+  const status = ready ? ready.status : "Unknown";
+  // kubectl's STATUS column: anything but Ready=True is NotReady.
+  const why = ready ? `Ready=${ready.status}${ready.reason ? " (" + ready.reason + ")" : ""}${ready.message ? ": " + ready.message : ""}`
+    : "no Ready condition";
+  return { ready: status, label: status === "True" ? "Ready" : "NotReady", why, cordoned: !!spec.unschedulable, taints };
 }
 
 // The pod's class for colouring, and a short label (kubectl's STATUS column, roughly).

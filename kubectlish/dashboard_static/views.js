@@ -21,8 +21,7 @@ export function renderNodes(st) {
     const req = requested(onNode);
     const alloc = (node.status && node.status.allocatable) || {};
     const shown = onNode.filter(st.inNamespace);
-    const badges = [h("span", { class: `badge ${ns.ready === "True" ? "ok" : "bad"}` },
-      ns.ready === "True" ? "Ready" : ns.ready === "False" ? "NotReady" : "Unknown")];
+    const badges = [h("span", { class: `badge ${ns.ready === "True" ? "ok" : "bad"}`, title: ns.why }, ns.label)];
     if (ns.cordoned) badges.push(h("span", { class: "badge warn" }, "cordoned"));
     for (const t of ns.taints) badges.push(h("span", { class: "badge taint", title: t }, t));
     return h("section", { class: `node ${ns.ready === "True" ? "" : "down"}`, dataset: { node: name, ready: ns.ready } },
@@ -113,11 +112,12 @@ export function renderEvents(st, filter) {
     return !f || `${o.kind}/${o.name}`.toLowerCase().includes(f);
   }).sort((a, b) => eventTime(b).localeCompare(eventTime(a))).slice(0, 200);
   if (!rows.length) return h("p", { class: "none" }, "no events");
-  return h("table", { class: "events" }, rows.map((e) => {
+  return h("div", { class: "events" }, rows.map((e) => {
     const o = e.involvedObject || {};
-    return h("tr", { class: e.type === "Warning" ? "warning" : "" },
-      h("td", { class: "muted" }, age(eventTime(e))), h("td", {}, e.reason),
-      h("td", {}, h("span", { class: "obj" }, `${(o.kind || "").toLowerCase()}/${o.name}`),
-        e.count > 1 ? h("span", { class: "muted" }, ` ×${e.count}`) : null, h("div", { class: "msg" }, e.message)));
+    return h("div", { class: `ev${e.type === "Warning" ? " warning" : ""}` },
+      h("div", { class: "ev-head" }, h("span", { class: "muted age" }, age(eventTime(e))), h("b", {}, e.reason),
+        h("span", { class: "obj" }, `${(o.kind || "").toLowerCase()}/${o.name}`),
+        e.count > 1 ? h("span", { class: "muted" }, `×${e.count}`) : null),
+      h("div", { class: "msg" }, e.message));
   }));
 }

@@ -286,3 +286,42 @@ def test_page_lists_then_watches_and_opens_a_pod(cluster, tmp_path):
         assert "pod=default%2Ffirst" in b.eval("location.search")
         b.screenshot(tmp_path / "pod-panel.png")
         assert b.errors == []
+
+
+MODEL_CHECKS = """(async () => {
+  const m = await import('/static/model.js');
+  const pod = (phase, ready, extra = {}) => ({ metadata: { name: 'p', ...extra }, spec: { nodeName: 'n', containers: [] },
+    status: { phase, conditions: [{ type: 'Ready', status: ready }], containerStatuses: [{ restartCount: 2 }] } });
+  const rs = (name, rev, replicas) => ({ metadata: { name, uid: name, ownerReferences: [{ uid: 'd' }],
+    annotations: { 'deployment.kubernetes.io/revision': rev } }, spec: { replicas }, status: { replicas } });
+  const d = { metadata: { uid: 'd', annotations: { 'deployment.kubernetes.io/revision': '3' } } };
+  return {
+    quantities: ['100m', '2', '128Mi', '1Gi', '1e3', '1k', 'x', undefined].map(m.quantity),
+    states: [pod('Running', 'True'), pod('Running', 'False'), pod('Pending', 'False'), pod('Failed', 'False'),
+             pod('Succeeded', 'False'), pod('Running', 'True', { deletionTimestamp: 'now' })].map(p => m.podState(p).cls),
+    restarts: m.podState(pod('Running', 'True')).restarts,
+    nodes: [{ status: { conditions: [{ type: 'Ready', status: 'Unknown' }] }, spec: { unschedulable: true,
+               taints: [{ key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' }, { key: 'gpu', value: 'x', effect: 'NoExecute' }] } },
+            { status: { conditions: [{ type: 'Ready', status: 'True' }] }, spec: {} }].map(n => {
+      const s = m.nodeState(n); return [s.label, s.cordoned, s.taints]; }),
+    requested: m.requested([{ status: { phase: 'Running' }, spec: { containers: [{ resources: { requests: { cpu: '250m', memory: '64Mi' } } }] } },
+                            { status: { phase: 'Succeeded' }, spec: { containers: [{ resources: { requests: { cpu: '1' } } }] } }]),
+    rollout: m.replicaSetsOf(d, [rs('old1', '1', 0), rs('old2', '2', 3), rs('new', '3', 3)], []).map(x => [x.rs.metadata.name, x.isNew]),
+  };
+})()"""
+
+
+def test_model_functions_in_the_browser(cluster, tmp_path):
+    """model.js's pure functions, run by the browser itself."""
+    work, url, kubeconfig = cluster
+    with Dashboard(tmp_path, kubeconfig) as dash, Browser(tmp_path) as b:
+        b.open(dash.url + "/static/index.html")
+        b.wait_for("document.readyState === 'complete'", 30)
+        r = b.eval(MODEL_CHECKS)
+    assert r["quantities"] == [0.1, 2, 128 * 2 ** 20, 2 ** 30, 1000, 1000, 0, 0]
+    assert r["states"] == ["ready", "notready", "pending", "failed", "succeeded", "terminating"]
+    assert r["restarts"] == 2
+    assert r["nodes"] == [["NotReady", True, ["gpu=x:NoExecute"]], ["Ready", False, []]]
+    assert r["requested"] == {"cpu": 0.25, "memory": 64 * 2 ** 20}
+    # The new ReplicaSet first, old ones only while they still have replicas.
+    assert r["rollout"] == [["new", True], ["old2", False]]
