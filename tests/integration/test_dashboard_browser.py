@@ -285,6 +285,15 @@ def test_page_lists_then_watches_and_opens_a_pod(cluster, tmp_path):
         assert "log not available" in text or "(empty log)" in text, text
         assert "pod=default%2Ffirst" in b.eval("location.search")
         b.screenshot(tmp_path / "pod-panel.png")
+        # The namespace selector: another namespace's pod shows only under "all namespaces"; the URL follows.
+        post(url, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+        post(url, "/api/v1/namespaces/other/pods", {**pod("third"), "metadata": {"name": "third", "namespace": "other"}})
+        b.wait_for("[...document.querySelectorAll('#namespace option')].some(o => o.value === 'other')", 30,
+                   "namespace 'other' in the selector")
+        assert b.eval("document.querySelector('[data-pod=\"other/third\"]')") is None
+        b.eval("(s => { s.value = ''; s.dispatchEvent(new Event('change')); })(document.getElementById('namespace'))")
+        b.wait_for("document.querySelector('[data-pod=\"other/third\"]') !== null", 30, "the pod of 'other'")
+        assert "namespace=&" in b.eval("location.search") or b.eval("location.search").endswith("namespace=")
         assert b.errors == []
 
 

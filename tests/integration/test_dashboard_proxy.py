@@ -8,41 +8,33 @@ itself as a process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from harness.process import free_port
 from kubectlish import dashboard
-from tests.cluster import Cluster
-from tests.integration.test_dashboard_browser import Dashboard
+from tests.integration.test_dashboard_browser import Dashboard, cluster  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    work = tmp_path_factory.mktemp("dashproxy")
-    port = free_port()
-    cp = Cluster(work, apiserver_args=["--http-listen", f"127.0.0.1:{port}"]).start()
-    url = f"http://127.0.0.1:{port}"
-    kubeconfig = work / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": url}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    try:
-        yield url, kubeconfig, work
-    finally:
-        cp.stop()
+def upstream(cluster):
+    work, url, kubeconfig = cluster
+    return url, kubeconfig, work
 
 
-async def client_for(url: str, **kw) -> TestClient:
+@contextlib.asynccontextmanager
+async def dashboard_client(url: str, **kw):
     client = TestClient(TestServer(dashboard.make_app(dashboard.Options(url, **kw))))
     await client.start_server()
-    return client
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def namespace(name: str) -> dict:
@@ -61,8 +53,7 @@ async def test_get_is_forwarded_to_the_kubeconfigs_server(upstream):
     url, kubeconfig, _ = upstream
     server, context = dashboard.http_server(str(kubeconfig), None, env={})
     assert (server, context) == (url, "t")
-    client = await client_for(server)
-    try:
+    async with dashboard_client(server) as client:
         r = await client.get("/api/v1/namespaces", headers={"Accept": "application/json"})
         assert r.status == 200
         names = [n["metadata"]["name"] for n in (await r.json())["items"]]
@@ -70,14 +61,11 @@ async def test_get_is_forwarded_to_the_kubeconfigs_server(upstream):
         # Errors come back as the server's own Status.
         r = await client.get("/api/v1/namespaces/default/pods/nope")
         assert r.status == 404 and (await r.json())["reason"] == "NotFound"
-    finally:
-        await client.close()
 
 
 async def test_writes_are_refused_unless_allowed(upstream):
     url, _, _ = upstream
-    client = await client_for(url)
-    try:
+    async with dashboard_client(url) as client:
         for method in ("POST", "PUT", "PATCH", "DELETE"):
             r = await client.request(method, "/api/v1/namespaces", json=namespace("ro"))
             body = await r.json()
@@ -85,21 +73,15 @@ async def test_writes_are_refused_unless_allowed(upstream):
             assert body["kind"] == "Status" and body["reason"] == "MethodNotAllowed"
             assert "read-only" in body["message"] and "--allow-writes" in body["message"]
         assert upstream_get(url, "/api/v1/namespaces/ro") == 404  # nothing was written
-    finally:
-        await client.close()
-    client = await client_for(url, allow_writes=True)
-    try:
+    async with dashboard_client(url, allow_writes=True) as client:
         r = await client.post("/api/v1/namespaces", json=namespace("rw"))
         assert r.status == 201, await r.text()
         assert upstream_get(url, "/api/v1/namespaces/rw") == 200
-    finally:
-        await client.close()
 
 
 async def test_watch_is_relayed_as_it_happens(upstream):
     url, _, _ = upstream
-    client = await client_for(url)
-    try:
+    async with dashboard_client(url) as client:
         r = await client.get("/api/v1/namespaces")
         rv = (await r.json())["metadata"]["resourceVersion"]
         watch = await client.get(f"/api/v1/namespaces?watch=true&resourceVersion={rv}")
@@ -110,8 +92,6 @@ async def test_watch_is_relayed_as_it_happens(upstream):
         ev = json.loads(line)
         assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "watched")
         watch.close()
-    finally:
-        await client.close()
 
 
 def create_upstream(url: str, name: str) -> None:
@@ -122,8 +102,7 @@ def create_upstream(url: str, name: str) -> None:
 
 async def test_streams_websocket_relays_watches_and_checks_origin(upstream):
     url, _, _ = upstream
-    client = await client_for(url)
-    try:
+    async with dashboard_client(url) as client:
         r = await client.get("/api/v1/namespaces")
         rv = (await r.json())["metadata"]["resourceVersion"]
         host = f"{client.host}:{client.port}"
@@ -146,30 +125,22 @@ async def test_streams_websocket_relays_watches_and_checks_origin(upstream):
         with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
             await client.ws_connect("/dashboard/streams", headers={"Origin": "http://evil.example"})
         assert exc.value.status == 403
-    finally:
-        await client.close()
 
 
 async def test_foreign_host_header_is_refused(upstream):
     url, _, _ = upstream
-    client = await client_for(url)
-    try:
+    async with dashboard_client(url) as client:
         r = await client.get("/api/v1/namespaces", headers={"Host": "evil.example:8001"})
         assert r.status == 403 and "--accept-hosts" in (await r.json())["message"]
         r = await client.get("/api/v1/namespaces", headers={"Host": "localhost:8001"})
         assert r.status == 200
-    finally:
-        await client.close()
 
 
 async def test_unreachable_cluster_is_a_503_status():
-    client = await client_for(f"http://127.0.0.1:{free_port()}")
-    try:
+    async with dashboard_client(f"http://127.0.0.1:{free_port()}") as client:
         r = await client.get("/api/v1/pods")
         body = await r.json()
         assert r.status == 503 and body["reason"] == "ServiceUnavailable" and "did not answer" in body["message"]
-    finally:
-        await client.close()
 
 
 def test_kctl_dashboard_command_serves_the_page_and_the_api(upstream, tmp_path):
