@@ -125,8 +125,8 @@ async function main() {
   try {
     info = await (await fetch("/dashboard/info")).json();
   } catch { /* served by another proxy: read-only, no lab */ }
-  document.getElementById("mode").textContent = info.readOnly ? "read-only" : "read-write";
-  if (info.lab) document.getElementById("mode").textContent += ` · lab ${info.lab} controls`;
+  document.getElementById("mode").textContent = (info.readOnly ? "read-only" : "read-write")
+    + (info.lab ? ` · lab controls: ${info.lab}` : "");
   document.getElementById("namespace").addEventListener("change", (ev) => {
     sel.namespace = ev.target.value; saveSelection(); schedule();
   });

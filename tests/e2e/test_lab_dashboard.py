@@ -4,7 +4,8 @@ protocol, tests/integration/test_dashboard_browser.py's Browser):
 1. the page shows the 3 nodes and the echo Deployment's 6 pods inside them;
 2. the page's own lab control (`--lab-controls`: kill-node node2) powers
    node2 off: node2 turns NotReady on the page, and the replacement pods
-   appear Ready on node1/node3, without a reload;
+   appear Ready on node1/node3 (and as the Service's 6 ready endpoints),
+   without a reload; the events filter shows node2's NodeNotReady;
 3. start-node node2 (also from the page) brings it back Ready;
 4. `kctl rollout restart deployment/echo` shows old and new ReplicaSets side
    by side while the rollout runs, then one ReplicaSet again;
@@ -68,8 +69,19 @@ def test_dashboard_shows_node_failure_and_rollout(lab, tmp_path_factory):
                  lambda: ready_echo(b, ("node1", "node3")) >= 6, 120)
         assert b.eval(NODES)["node2"] != "True"
         assert b.eval("window.__marker") == marker, "the page was reloaded"
+        b.wait_for("document.querySelectorAll('[data-service=\"echo\"] .ep.ready').length >= 6", 60,
+                   "6 ready endpoints of the echo Service")
         b.screenshot(shots / "3-pods-moved.png")
         assert "powered off" in b.eval("document.getElementById('status').textContent")
+        # The events of node2 only, through the page's filter (and in the URL).
+        b.eval("(f => { f.value = 'node/node2'; f.dispatchEvent(new Event('input')); })"
+               "(document.getElementById('event-filter'))")
+        b.wait_for("[...document.querySelectorAll('#events .ev b')].some(r => r.textContent === 'NodeNotReady')", 60,
+                   "node2's NodeNotReady event")
+        assert set(b.eval("[...document.querySelectorAll('#events .ev .obj')].map(o => o.textContent)")) == {"node/node2"}
+        assert "events=node%2Fnode2" in b.eval("location.search")
+        b.screenshot(shots / "3b-node2-events.png")
+        b.eval("(f => { f.value = ''; f.dispatchEvent(new Event('input')); })(document.getElementById('event-filter'))")
 
         # 3. Boot it again from the page.
         b.click('.labbtn[data-action="start-node"][data-node="node2"]')
