@@ -120,7 +120,7 @@ def status_body(code: int, reason: str, message: str) -> dict:
 
 
 def make_app(opts: Options):
-    from aiohttp import ClientSession, ClientTimeout, web
+    from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
     session_key = web.AppKey("session", ClientSession)
 
@@ -149,22 +149,26 @@ def make_app(opts: Options):
         body = await request.read() if request.can_read_body else None
         url = opts.upstream + request.rel_url.path_qs
         try:
-            async with request.app[session_key].request(request.method, url, headers=headers, data=body,
-                                                      allow_redirects=False) as up:
-                resp = web.StreamResponse(status=up.status, reason=up.reason)
-                for h in ("Content-Type", "Content-Encoding"):
-                    if h in up.headers:
-                        resp.headers[h] = up.headers[h]
-                resp.headers["Cache-Control"] = "no-store"
-                resp.enable_chunked_encoding()
-                await resp.prepare(request)
+            up = await request.app[session_key].request(request.method, url, headers=headers, data=body,
+                                                        allow_redirects=False)
+        except (ClientError, OSError, asyncio.TimeoutError) as exc:
+            return failure(503, "ServiceUnavailable", f"the cluster's HTTP API at {opts.upstream} "
+                                                      f"did not answer: {exc}")
+        async with up:
+            resp = web.StreamResponse(status=up.status, reason=up.reason)
+            for h in ("Content-Type", "Content-Encoding"):
+                if h in up.headers:
+                    resp.headers[h] = up.headers[h]
+            resp.headers["Cache-Control"] = "no-store"
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            try:
                 async for chunk in up.content.iter_any():
                     await resp.write(chunk)
                 await resp.write_eof()
-                return resp
-        except OSError as exc:  # aiohttp.ClientConnectionError derives from OSError
-            return failure(503, "ServiceUnavailable", f"the cluster's HTTP API at {opts.upstream} "
-                                                      f"did not answer: {exc}")
+            except (ClientError, OSError):
+                pass  # either side went away mid-stream (a watch ends so): the response just ends
+            return resp
 
     async def streams(request: web.Request) -> web.WebSocketResponse:
         """Many GET streams over one WebSocket (see `relay`): a browser opens
@@ -205,7 +209,7 @@ def make_app(opts: Options):
                 async for chunk in up.content.iter_any():
                     await ws.send_json({"id": sid, "data": text.decode(chunk)})
             await ws.send_json({"id": sid, "end": True})
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (ClientError, OSError, asyncio.TimeoutError) as exc:
             if not ws.closed:
                 await ws.send_json({"id": sid, "error": f"{opts.upstream}: {exc}", "end": True})
 

@@ -267,6 +267,8 @@ def test_page_lists_then_watches_and_opens_a_pod(cluster, tmp_path):
         b.wait_for("document.querySelector('[data-node=\"n1\"] [data-pod=\"default/first\"]') !== null", 30,
                    "the listed pod inside its node")
         assert b.eval("document.querySelector('[data-node=\"n1\"]').dataset.ready") == "True"
+        assert b.eval("document.querySelectorAll('.labbtn').length") == 0  # no lab controls without the flag
+        assert b.eval("document.getElementById('mode').textContent") == "read-only"
         # CPU bar: 500m of 2 requested.
         assert "500m / 2" in b.eval("document.querySelector('[data-node=\"n1\"] .bar').textContent")
         # Created after the page loaded: arrives by the watch, no reload.

@@ -92,6 +92,10 @@ async def test_watch_is_relayed_as_it_happens(upstream):
         ev = json.loads(line)
         assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "watched")
         watch.close()
+        # The server ends a watch (timeoutSeconds): the relayed response ends too.
+        short = await client.get(f"/api/v1/namespaces?watch=true&resourceVersion={rv}&timeoutSeconds=1")
+        body = await asyncio.wait_for(short.read(), 30)
+        assert [json.loads(line)["type"] for line in body.splitlines()] == ["ADDED"]
 
 
 def create_upstream(url: str, name: str) -> None:
