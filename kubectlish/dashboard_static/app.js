@@ -4,7 +4,7 @@
 import { Collection } from "./watch.js";
 import { h, replace } from "./dom.js";
 import { renderEvents, renderNodes, renderServices, renderWorkloads } from "./views.js";
-import { renderPod } from "./detail.js";
+import { podEvents, renderPod } from "./detail.js";
 
 const RESOURCES = {
   nodes: "/api/v1/nodes",
@@ -96,8 +96,9 @@ function renderPanel(st) {
   const pod = sel.pod ? coll.pods.items.get(sel.pod) : null;
   if (!sel.pod) { panel.hidden = true; panelKey = ""; return; }
   panel.hidden = false;
-  const events = coll.events.list();
-  const key = pod ? `${pod.metadata.resourceVersion}/${events.length}` : "gone";
+  // Rebuilt (and its log fetched again) only when the pod or its events change.
+  const events = pod ? podEvents(pod, coll.events.list()) : [];
+  const key = pod ? [pod.metadata.resourceVersion, ...events.map((e) => e.metadata.resourceVersion)].join("/") : "gone";
   if (key === panelKey) return;
   panelKey = key;
   const close = () => { sel.pod = ""; saveSelection(); schedule(); };

@@ -50,7 +50,8 @@ function decision(pod) {
 
 async function logTail(pod, box) {
   const { namespace, name } = pod.metadata;
-  const url = `/api/v1/namespaces/${namespace}/pods/${name}/log?tailLines=${LOG_LINES}`;
+  const container = encodeURIComponent(pod.spec.containers[0].name);
+  const url = `/api/v1/namespaces/${namespace}/pods/${name}/log?container=${container}&tailLines=${LOG_LINES}`;
   try {
     const resp = await fetch(url, { headers: { Accept: "text/plain" } });
     const text = await resp.text();
@@ -66,12 +67,15 @@ async function logTail(pod, box) {
   }
 }
 
-// Builds the panel for `pod` with the events of that pod (by uid).
-export function renderPod(pod, events, onClose) {
+export function podEvents(pod, events) {
+  return events.filter((e) => e.involvedObject && e.involvedObject.uid === pod.metadata.uid)
+    .sort((a, b) => eventTime(b).localeCompare(eventTime(a)));
+}
+
+// Builds the panel for `pod` with its events (podEvents); the log of its first container.
+export function renderPod(pod, mine, onClose) {
   const s = podState(pod);
   const st = pod.status || {};
-  const mine = events.filter((e) => e.involvedObject && e.involvedObject.uid === pod.metadata.uid)
-    .sort((a, b) => eventTime(b).localeCompare(eventTime(a)));
   const logBox = h("div", { class: "logbox" }, h("p", { class: "none" }, "loading log…"));
   logTail(pod, logBox);
   return h("div", { class: "panel-inner", dataset: { panelPod: `${pod.metadata.namespace}/${pod.metadata.name}` } },
@@ -89,5 +93,5 @@ export function renderPod(pod, events, onClose) {
     h("h3", {}, "Events"),
     mine.length ? h("table", { class: "grid" }, mine.map((e) => h("tr", { class: e.type === "Warning" ? "warning" : "" },
       h("td", { class: "muted" }, age(eventTime(e))), h("td", {}, e.reason), h("td", {}, e.message)))) : h("p", { class: "none" }, "no events"),
-    h("h3", {}, `Log (last ${LOG_LINES} lines)`), logBox);
+    h("h3", {}, `Log of ${pod.spec.containers[0].name} (last ${LOG_LINES} lines)`), logBox);
 }
