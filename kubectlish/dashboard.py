@@ -12,6 +12,12 @@ default) that
 
 The page lists, then watches with the list's resourceVersion, and lists again
 when a watch ends with 410 Expired (dashboard_static/watch.js); it never polls.
+Its watches come through `/dashboard/streams`, one WebSocket that carries many
+GET streams (a browser opens at most 6 HTTP/1.1 connections per host, and the
+page holds a watch per kind): {"op": "open", "id": N, "path": "/api/..."} in,
+{"id": N, "status": 200}, {"id": N, "data": text}..., {"id": N, "end": true}
+out; {"op": "close", "id": N} ends one. Only /api and /apis paths, only GET;
+a WebSocket from a foreign Origin is refused (browsers let any page open one).
 
 Read-only by default: only GET (and HEAD) reach the cluster; any other method
 is refused here with 405 and a metav1.Status, unless `--allow-writes`. As
