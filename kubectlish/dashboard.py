@@ -40,6 +40,7 @@ import codecs
 import json
 import re
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,7 +264,7 @@ async def run_lab(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, out.decode(errors="replace").strip()
 
 
-async def serve(opts: Options, address: str, port: int, announce=click.echo) -> None:
+async def serve(opts: Options, address: str, port: int, announce=click.echo, query: str = "") -> None:
     from aiohttp import web
 
     runner = web.AppRunner(make_app(opts), access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -273,7 +274,7 @@ async def serve(opts: Options, address: str, port: int, announce=click.echo) -> 
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
         host = f"[{address}]" if ":" in address else address
-        announce(f"Starting to serve the dashboard on http://{host}:{bound}/ (cluster API {opts.upstream}, "
+        announce(f"Starting to serve the dashboard on http://{host}:{bound}/{query} (cluster API {opts.upstream}, "
                  + ("read-write" if opts.allow_writes else "read-only: only GET is forwarded")
                  + (f", lab controls for lab {opts.lab!r}" if opts.lab else "") + ")")
         await asyncio.Event().wait()
@@ -313,7 +314,10 @@ def dashboard_cmd(ctx, address, port, accept_hosts, allow_writes, lab_controls, 
     if address not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {address}: anyone who can reach it reads the cluster", err=True)
     try:
-        asyncio.run(serve(opts, address, port))
+        # -n/--namespace: the page opens on that namespace.
+        explicit = getattr(ctx.obj, "namespace_explicit", False)
+        query = f"?namespace={urllib.parse.quote(ctx.obj.namespace)}" if explicit else ""
+        asyncio.run(serve(opts, address, port, query=query))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -164,3 +164,6 @@ def test_kctl_dashboard_command_serves_the_page_and_the_api(upstream, tmp_path):
             urllib.request.urlopen(req, timeout=10)
         assert exc.value.code in (404, 405)  # no lab controls without --lab-controls
     assert "read-only: only GET is forwarded" in dash.log_path.read_text()
+    with Dashboard(tmp_path / "ns", kubeconfig, "-n", "kube-system") as dash:
+        pass
+    assert f"{dash.url}/?namespace=kube-system " in dash.log_path.read_text()
