@@ -48,6 +48,7 @@ COMMANDS = {
     "patch": "kubectlish.patch:patch_cmd",
     "run": "kubectlish.generators:run_cmd",
     "expose": "kubectlish.generators:expose_cmd",
+    "dashboard": "kubectlish.dashboard:dashboard_cmd",
 }
 
 # Commands that work without a usable cluster configuration.
