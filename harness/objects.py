@@ -46,6 +46,9 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
     elif kind == "PersistentVolumeClaim":
         obj.spec.access_modes.append("ReadWriteOnce")
         obj.spec.resources.requests["storage"] = "1Gi"
+    elif kind == "EndpointSlice":
+        obj.address_type = "IPv4"
+        obj.endpoints.add(addresses=["10.244.0.5"])
     elif kind == "StorageClass":
         obj.provisioner = "kctl.io/local-path"
     elif kind == "Service":
