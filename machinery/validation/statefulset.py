@@ -58,6 +58,21 @@ def _claim_templates(templates, path: str) -> list[FieldError]:
     return errs
 
 
+def _with_claim_volumes(spec):
+    """The spec whose template also has a volume per claim template, as the controller's pods do, so
+    the containers' volumeMounts of claims resolve (Kubernetes' TODO: "the union of the given volumes
+    and volumeClaims match volume mounts")."""
+    out = type(spec)()
+    out.CopyFrom(spec)
+    if not spec.HasField("template"):
+        return out
+    have = {v.name for v in out.template.spec.volumes}
+    for t in spec.volume_claim_templates:
+        if t.metadata.name and t.metadata.name not in have:
+            out.template.spec.volumes.add(name=t.metadata.name).persistent_volume_claim.claim_name = t.metadata.name
+    return out
+
+
 def validate_stateful_set(sts) -> list[FieldError]:
     spec = sts.spec
     errs: list[FieldError] = []
@@ -80,7 +95,7 @@ def validate_stateful_set(sts) -> list[FieldError]:
         errs += non_negative("spec.ordinals.start", spec.ordinals.start)
     errs += non_negative("spec.minReadySeconds", spec.min_ready_seconds)
     errs += [forbidden(_ADS, "activeDeadlineSeconds in StatefulSet is not Supported") if e.field == _ADS else e
-             for e in _selector_and_template(spec, "spec", "statefulset")]
+             for e in _selector_and_template(_with_claim_volumes(spec), "spec", "statefulset")]
     return errs + _claim_templates(spec.volume_claim_templates, "spec.volumeClaimTemplates")
 
 
