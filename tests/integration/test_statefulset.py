@@ -1,0 +1,161 @@
+"""StatefulSets on a real apiserver (etcd + apiserver subprocesses) with the
+real scheduler and controller manager in-process and simulated nodes
+(tests/integration/test_controllers_sim.py): ordered creation (web-1 only
+after web-0 is Running and Ready, observed on a watch), a claim per ordinal,
+a deleted pod coming back with its name and claim, scale down highest
+ordinal first, and a partitioned rolling update; `kctl` shows the set.
+"""
+import asyncio
+
+from machinery import kinds
+
+from controllers import statefulset_util as su
+from tests.integration.test_controllers_sim import cluster, kctl, until
+
+HELD = "web:held"          # SimNodes keeps pods of a held image not ready until released
+
+
+def headless():
+    svc = kinds.new("Service")
+    svc.metadata.name, svc.metadata.namespace = "nginx", "default"
+    svc.spec.cluster_ip = "None"
+    svc.spec.selector["app"] = "web"
+    svc.spec.ports.add(name="http", port=80, protocol="TCP")
+    return svc
+
+
+def web(replicas=3, image=HELD):
+    s = kinds.new("StatefulSet")
+    s.metadata.name, s.metadata.namespace = "web", "default"
+    s.spec.replicas, s.spec.service_name = replicas, "nginx"
+    s.spec.selector.match_labels["app"] = "web"
+    s.spec.template.metadata.labels["app"] = "web"
+    c = s.spec.template.spec.containers.add(name="nginx", image=image)
+    c.volume_mounts.add(name="www", mount_path="/usr/share/nginx/html")
+    t = s.spec.volume_claim_templates.add()
+    t.metadata.name = "www"
+    t.spec.access_modes.append("ReadWriteOnce")
+    t.spec.storage_class_name = "local-path"
+    t.spec.resources.requests["storage"] = "1Gi"
+    return s
+
+
+class Recorder:
+    """Pod events in order: ("ADDED", name) and ("READY", name) the first time a pod is Running+Ready."""
+
+    def __init__(self, client):
+        self.client, self.seen, self.ready = client, [], set()
+
+    async def run(self):
+        async for ev in self.client.watch("Pod", "default"):
+            p = ev.object
+            if ev.type == "ADDED":
+                self.seen.append(("ADDED", p.metadata.name))
+            elif ev.type == "DELETED":
+                self.seen.append(("DELETED", p.metadata.name))
+                self.ready.discard(p.metadata.uid)
+            if ev.type != "DELETED" and su.is_running_and_ready(p) and p.metadata.uid not in self.ready:
+                self.ready.add(p.metadata.uid)
+                self.seen.append(("READY", p.metadata.name))
+
+    def index(self, item):
+        return self.seen.index(item)
+
+
+async def pods(client):
+    items, _ = await client.list("Pod", "default")
+    return sorted((p for p in items if not p.metadata.HasField("deletion_timestamp")), key=su.ordinal)
+
+
+async def all_ready(client, n, image=None):
+    ps = await pods(client)
+    ok = len(ps) == n and all(su.is_running_and_ready(p) for p in ps) and \
+        (image is None or all(p.spec.containers[0].image == image for p in ps))
+    return ps if ok else None
+
+
+async def test_statefulset_lifecycle(client, apiserver):
+    async with cluster(client) as (sim, _cp):
+        rec = Recorder(client)
+        watcher = asyncio.create_task(rec.run())
+        sim.hold_ready.add(HELD)
+        try:
+            await client.create(headless())
+            await client.create(web())
+            await until(lambda: _has(rec, ("ADDED", "web-0")), "web-0 created")
+            sts = await until(lambda: _status(client, lambda s: s.replicas == 1), "status counts web-0")
+            assert sts.status.ready_replicas == 0
+            sim.release(HELD)
+            ps = await until(lambda: all_ready(client, 3), "3 ready pods")
+            # Ordered: each pod is created only after its predecessor was Running and Ready.
+            assert rec.index(("READY", "web-0")) < rec.index(("ADDED", "web-1"))
+            assert rec.index(("READY", "web-1")) < rec.index(("ADDED", "web-2"))
+            for i, p in enumerate(ps):
+                assert (p.metadata.name, p.spec.hostname, p.spec.subdomain) == (f"web-{i}", f"web-{i}", "nginx")
+                assert p.metadata.labels[su.POD_NAME_LABEL] == p.metadata.name
+                assert p.metadata.labels[su.POD_INDEX_LABEL] == str(i)
+                vol = next(v for v in p.spec.volumes if v.name == "www")
+                assert vol.persistent_volume_claim.claim_name == f"www-web-{i}"
+            claims = {c.metadata.name: c for c in (await client.list("PersistentVolumeClaim", "default"))[0]}
+            assert sorted(claims) == ["www-web-0", "www-web-1", "www-web-2"]
+            sts = await until(lambda: _status(client, lambda s: s.ready_replicas == 3 and s.current_revision),
+                              "status: 3 ready")
+            assert sts.status.current_revision == sts.status.update_revision == \
+                ps[0].metadata.labels[su.REVISION_LABEL]
+
+            # A deleted pod comes back with the same name and the same claim.
+            old = next(p for p in ps if p.metadata.name == "web-1")
+            await client.delete("Pod", "web-1", "default")
+
+            async def back():
+                ps = await all_ready(client, 3)
+                p1 = next((p for p in ps or () if p.metadata.name == "web-1"), None)
+                return p1 if p1 is not None and p1.metadata.uid != old.metadata.uid else None
+            p1 = await until(back, "web-1 recreated")
+            assert next(v for v in p1.spec.volumes if v.name == "www").persistent_volume_claim.claim_name \
+                == "www-web-1"
+            c1 = await client.get("PersistentVolumeClaim", "www-web-1", "default")
+            assert c1.metadata.uid == claims["www-web-1"].metadata.uid
+
+            # Scale down: the highest ordinal goes first; the claims stay (Retain).
+            mark = len(rec.seen)
+            code, out = await kctl(apiserver.target, "scale", "sts/web", "--replicas", "1")
+            assert code == 0 and "statefulset.apps/web scaled" in out, out
+            await until(lambda: all_ready(client, 1), "one pod left")
+            await until(lambda: _has(rec, ("DELETED", "web-1"), mark), "web-1 deletion observed")
+            assert [e for e in rec.seen[mark:] if e[0] == "DELETED"] == [("DELETED", "web-2"), ("DELETED", "web-1")]
+            assert [p.metadata.name for p in await pods(client)] == ["web-0"]
+            assert len((await client.list("PersistentVolumeClaim", "default"))[0]) == 3
+
+            # A partitioned rolling update: only ordinals >= 2 move to the new revision.
+            s = await client.get("StatefulSet", "web", "default")
+            s.spec.replicas = 3
+            s.spec.update_strategy.rolling_update.partition = 2
+            s.spec.template.spec.containers[0].image = "web:v2"
+            await client.update(s)
+
+            async def partitioned():
+                ps = await all_ready(client, 3)
+                images = [p.spec.containers[0].image for p in ps or ()]
+                return ps if images == [HELD, HELD, "web:v2"] else None
+            ps = await until(partitioned, "web-2 updated, web-0 and web-1 not")
+            st = (await until(lambda: _status(client, lambda s: s.updated_replicas == 1 and s.ready_replicas == 3),
+                              "status: 1 updated")).status
+            assert st.current_revision != st.update_revision == ps[2].metadata.labels[su.REVISION_LABEL]
+            assert ps[0].metadata.labels[su.REVISION_LABEL] == st.current_revision
+            code, out = await kctl(apiserver.target, "rollout", "status", "sts/web", "--timeout", "60s")
+            assert code == 0 and "partitioned roll out complete: 1 new pods have been updated..." in out, out
+            code, out = await kctl(apiserver.target, "get", "sts", "web")
+            assert code == 0 and out.split("\n")[1].split()[:2] == ["web", "3/3"], out
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def _has(rec, item, start=0):
+    return item in rec.seen[start:]
+
+
+async def _status(client, pred):
+    s = await client.get("StatefulSet", "web", "default")
+    return s if s.status.observed_generation == s.metadata.generation and pred(s.status) else None
