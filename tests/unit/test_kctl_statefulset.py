@@ -100,3 +100,6 @@ def test_describe_columns_and_scale(fake):  # noqa: F811
     code, out, err = kctl("scale", "sts/web", "--replicas", "5")
     assert (code, out) == (0, "statefulset.apps/web scaled\n"), err
     assert fake.objects("statefulsets")[0].spec.replicas == 5
+    code, out, err = kctl("set", "image", "sts/web", "nginx=nginx:3")
+    assert (code, out) == (0, "statefulset.apps/web image updated\n"), err
+    assert fake.objects("statefulsets")[0].spec.template.spec.containers[0].image == "nginx:3"
