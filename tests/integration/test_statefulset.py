@@ -24,13 +24,15 @@ def headless():
     return svc
 
 
-def web(replicas=3, image=HELD):
+def web(replicas=3, image=HELD, claims=True):
     s = kinds.new("StatefulSet")
     s.metadata.name, s.metadata.namespace = "web", "default"
     s.spec.replicas, s.spec.service_name = replicas, "nginx"
     s.spec.selector.match_labels["app"] = "web"
     s.spec.template.metadata.labels["app"] = "web"
     c = s.spec.template.spec.containers.add(name="nginx", image=image)
+    if not claims:
+        return s
     c.volume_mounts.add(name="www", mount_path="/usr/share/nginx/html")
     t = s.spec.volume_claim_templates.add()
     t.metadata.name = "www"
@@ -159,3 +161,45 @@ async def _has(rec, item, start=0):
 async def _status(client, pred):
     s = await client.get("StatefulSet", "web", "default")
     return s if s.status.observed_generation == s.metadata.generation and pred(s.status) else None
+
+
+async def test_statefulset_on_hollow_node_agents(client, tmp_path):
+    """The real node agent code (fake containers) runs the set's pods: they come up in order, each
+    container with the pod's stable hostname (and the FQDN of the headless Service the agent writes
+    into /etc/hosts), and a deleted pod comes
+    back under its name. No volumeClaimTemplates here: the agent does not mount claims yet
+    (nodeagent/podspec.py refuses PVC volumes), the simulated-node test above covers them."""
+    from tests.integration.test_controllers_hollow import Hollow
+    from tests.integration.test_controllers_sim import ControlPlane
+    cp = ControlPlane(client)
+    await cp.start()
+    hollow = Hollow(client, tmp_path)
+    for i, n in enumerate(("h0", "h1")):
+        hollow.start(n, i)
+    rec = Recorder(client)
+    watcher = asyncio.create_task(rec.run())
+    try:
+        await client.create(headless())
+        await client.create(web(replicas=2, image="web:v1", claims=False))
+        ps = await until(lambda: all_ready(client, 2), "2 ready pods on the agents", timeout=90)
+        assert rec.index(("READY", "web-0")) < rec.index(("ADDED", "web-1"))
+        from nodeagent import podfiles
+        ctrs = [c.cfg for a in hollow.agents.values() for c in a.runtime._ctrs.values()]
+        for p in ps:
+            [cfg] = [c for c in ctrs if c.labels.get("kctl.io/pod-uid") == p.metadata.uid]
+            assert cfg.hostname == p.metadata.name          # the container's hostname is its stable name
+            fqdn = f"{podfiles.pod_hostname(p)}.{podfiles.pod_domain(p, 'cluster.local')}"
+            assert fqdn == f"{p.metadata.name}.nginx.default.svc.cluster.local"   # its /etc/hosts line
+        old = ps[0]
+        await client.delete("Pod", "web-0", "default")
+
+        async def back():
+            ps = await all_ready(client, 2)
+            return ps if ps and ps[0].metadata.uid != old.metadata.uid else None
+        ps = await until(back, "web-0 back", timeout=90)
+        assert ps[0].metadata.name == "web-0" and ps[0].spec.hostname == "web-0"
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await hollow.stop()
+        await cp.stop()
