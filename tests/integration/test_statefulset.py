@@ -203,3 +203,35 @@ async def test_statefulset_on_hollow_node_agents(client, tmp_path):
         await asyncio.gather(watcher, return_exceptions=True)
         await hollow.stop()
         await cp.stop()
+
+
+async def test_claim_retention_policy_with_the_garbage_collector(client, apiserver):
+    """persistentVolumeClaimRetentionPolicy through owner references and the real garbage collector:
+    whenScaled=Delete removes the claim of a scaled-down ordinal, whenDeleted=Delete the rest with the set;
+    a scale up after a scale down waits for the old claim to go and starts on a fresh one."""
+    async with cluster(client) as _:
+        s = web(replicas=3, image="web:v1")
+        s.spec.persistent_volume_claim_retention_policy.when_deleted = "Delete"
+        s.spec.persistent_volume_claim_retention_policy.when_scaled = "Delete"
+        await client.create(s)
+        await until(lambda: all_ready(client, 3), "3 ready pods")
+
+        async def claims(names):
+            items, _ = await client.list("PersistentVolumeClaim", "default")
+            have = sorted(c.metadata.name for c in items if not c.metadata.HasField("deletion_timestamp"))
+            return {c.metadata.name: c.metadata.uid for c in items} if have == names else None
+        first = await until(lambda: claims(["www-web-0", "www-web-1", "www-web-2"]), "3 claims")
+        code, out = await kctl(apiserver.target, "scale", "sts/web", "--replicas", "2")
+        assert code == 0, out
+        await until(lambda: claims(["www-web-0", "www-web-1"]), "the scaled-down claim collected")
+        code, out = await kctl(apiserver.target, "scale", "sts/web", "--replicas", "3")
+        assert code == 0, out
+        await until(lambda: all_ready(client, 3), "web-2 back")
+        again = await until(lambda: claims(["www-web-0", "www-web-1", "www-web-2"]), "3 claims again")
+        assert again["www-web-2"] != first["www-web-2"] and again["www-web-0"] == first["www-web-0"]
+        await client.delete("StatefulSet", "web", "default")
+
+        async def none_left():
+            items, _ = await client.list("PersistentVolumeClaim", "default")
+            return not items
+        await until(none_left, "the claims go with the set")
