@@ -328,3 +328,17 @@ async def test_retention_policy_sets_owner_refs_on_claims():
         await h.client.delete("PersistentVolumeClaim", "www-web-1", "default")
         await converge(h, c, 3)
         assert names(h) == ["web-0", "web-1"]
+
+
+async def test_disruption_budget_reads_a_statefulsets_scale():
+    """disruption_test.go TestStatefulSetController: a StatefulSet's spec.replicas is the expected scale of
+    a maxUnavailable budget over its pods (3 replicas, 2 ready pods, maxUnavailable 1 -> none allowed)."""
+    from controllers.disruption import DisruptionController
+    from tests.unit.test_controller_disruption import add_pods, pdb_obj, status
+
+    async with harness(lambda h: DisruptionController(h.client, h.factory, clock=h.clock), clock=Clock()) as (h, c):
+        s = await h.client.create(sts_obj(replicas=3))
+        await h.client.create(pdb_obj(max_unavailable=1))
+        await add_pods(h, 2, owner=s)
+        counts, cond, _ = await status(h, c)
+        assert counts == (2, 2, 3, 0) and cond == {"DisruptionAllowed": ("False", "InsufficientPods")}
