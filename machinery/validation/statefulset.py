@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
 from machinery.validation.apps import _as_number, _int_or_percent, _selector_and_template
-from machinery.validation.common import each, int_or_string_value, is_dns1123_label, is_dns1123_subdomain, non_negative
+from machinery.validation.common import (each, int_or_string_value, is_dns1035_label, is_dns1123_subdomain,
+                                         non_negative)
 from machinery.validation.meta import validate_template_meta
 from machinery.validation.storage import validate_persistent_volume_claim
 
@@ -77,7 +78,7 @@ def validate_stateful_set(sts) -> list[FieldError]:
     spec = sts.spec
     errs: list[FieldError] = []
     if spec.service_name:
-        errs += each("spec.serviceName", spec.service_name, is_dns1123_label(spec.service_name))
+        errs += each("spec.serviceName", spec.service_name, is_dns1035_label(spec.service_name))  # ValidateServiceName
     if not spec.pod_management_policy:
         errs.append(required("spec.podManagementPolicy", ""))
     elif spec.pod_management_policy not in POLICIES:

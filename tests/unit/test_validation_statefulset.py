@@ -93,3 +93,9 @@ def test_status_rules():
     new.status.ready_replicas, new.status.available_replicas = 1, 2
     assert [str(e) for e in validation.validate_status_update(new, old)] == [
         "status.availableReplicas: Invalid value: 2: cannot be greater than readyReplicas"]
+
+
+def test_service_name_is_a_service_name():
+    """serviceName is validated as a Service's name (ValidateServiceName: a DNS-1035 label)."""
+    assert errs(sts(serviceName="1nginx"))[0].startswith('spec.serviceName: Invalid value: "1nginx": a DNS-1035 label')
+    assert errs(sts(serviceName="")) == []
