@@ -3,7 +3,9 @@ real scheduler and controller manager in-process and simulated nodes
 (tests/integration/test_controllers_sim.py): ordered creation (web-1 only
 after web-0 is Running and Ready, observed on a watch), a claim per ordinal,
 a deleted pod coming back with its name and claim, scale down highest
-ordinal first, and a partitioned rolling update; `kctl` shows the set.
+ordinal first, a partitioned rolling update, then rollout history and undo;
+`kctl` shows the set; the claim retention policy with the garbage collector;
+the same set on hollow node agents.
 """
 import asyncio
 
@@ -149,6 +151,24 @@ async def test_statefulset_lifecycle(client, apiserver):
             assert code == 0 and "partitioned roll out complete: 1 new pods have been updated..." in out, out
             code, out = await kctl(apiserver.target, "get", "sts", "web")
             assert code == 0 and out.split("\n")[1].split()[:2] == ["web", "3/3"], out
+
+            # Partition 0 finishes the update (the update revision becomes current); undo goes back.
+            s = await client.get("StatefulSet", "web", "default")
+            s.spec.update_strategy.rolling_update.partition = 0
+            await client.update(s)
+            await until(lambda: all_ready(client, 3, "web:v2"), "all at web:v2")
+            st = (await until(lambda: _status(client, lambda s: s.current_revision == s.update_revision
+                                              and s.updated_replicas == 3), "update complete")).status
+            code, out = await kctl(apiserver.target, "rollout", "history", "sts/web")
+            assert code == 0 and [ln.split()[0] for ln in out.splitlines()[2:]] == ["1", "2"], out
+            code, out = await kctl(apiserver.target, "rollout", "undo", "sts/web")
+            assert code == 0 and "statefulset.apps/web rolled back" in out, out
+            await until(lambda: all_ready(client, 3, HELD), "all back at the first template")
+            code, out = await kctl(apiserver.target, "rollout", "history", "sts/web")
+            assert [ln.split()[0] for ln in out.splitlines()[2:]] == ["2", "3"], out   # revision 1 became 3
+            back = (await until(lambda: _status(client, lambda s: s.current_revision == s.update_revision
+                                                and s.updated_replicas == 3), "undo complete")).status
+            assert back.update_revision != st.update_revision
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
