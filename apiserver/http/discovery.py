@@ -20,7 +20,8 @@ from machinery import errors, kinds, openapi
 
 KUBE_VERSION = ("1", "32", "v1.32.0")   # the Kubernetes API kctl's HTTP API emulates
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-IN_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob"}  # Kubernetes' "all" category
+# Kubernetes' "all" category
+IN_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob"}
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
