@@ -82,8 +82,8 @@ def test_version_api_versions_and_api_resources(kube):
     assert re.search(r"^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", res, re.M)
     assert re.search(r"^nodes\s+no\s+v1\s+false\s+Node$", res, re.M)
     assert kube.ok("api-resources", "--categories=all", "-o", "name").split() == [
-        "pods", "services", "daemonsets.apps", "deployments.apps", "replicasets.apps", "cronjobs.batch",
-        "jobs.batch"]
+        "pods", "services", "daemonsets.apps", "deployments.apps", "replicasets.apps", "statefulsets.apps",
+        "cronjobs.batch", "jobs.batch"]
 
 
 def test_get_in_every_output_format(kube):
