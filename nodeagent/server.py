@@ -19,6 +19,9 @@ annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
   PID runc wrote with ``--pid-file`` — and runc exec then exits by itself
   (``end_exec``, nodeagent/processes.py).
 
+* ``Stats``: the last usage sample of nodeagent/stats.py (summary JSON and/or
+  the Prometheus /metrics/resource text); ``serve`` runs its sampling loop.
+
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
 """
@@ -33,13 +36,15 @@ from machinery import nodeclient
 from machinery.pb import node_pb2, node_pb2_grpc
 from nodeagent.errors import ContainerNotFound, ContainerNotRunning, NodeAgentError
 from nodeagent.processes import end_exec
+from nodeagent.stats import StatsCollector
 
 log = logging.getLogger("kctl.nodeagent.server")
 
 
 class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
-    def __init__(self, agent) -> None:
+    def __init__(self, agent, stats: StatsCollector | None = None) -> None:
         self.agent = agent
+        self.stats = stats or StatsCollector(agent)
 
     async def _container(self, context, namespace: str, pod: str, container: str, previous: bool = False) -> str:
         w = next((w for w in self.agent.workers.values()
@@ -143,15 +148,24 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             await end_exec(proc, pidfile)     # cancelled: kill the command, children included
 
 
-async def serve(agent, listen: str) -> None:
-    """Serve NodeAgent on listen (HOST:PORT) until cancelled."""
+    async def Stats(self, request, context):
+        return node_pb2.StatsResponse(
+            summary_json=self.stats.summary_json() if request.summary else b"",
+            resource_metrics=self.stats.resource_metrics() if request.resource_metrics else "")
+
+
+async def serve(agent, listen: str, stats_interval: float = 10.0) -> None:
+    """Serve NodeAgent on listen (HOST:PORT), and sample usage, until cancelled."""
     server = grpc.aio.server()
-    node_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentService(agent), server)
+    service = NodeAgentService(agent, StatsCollector(agent, interval=stats_interval))
+    node_pb2_grpc.add_NodeAgentServicer_to_server(service, server)
     if server.add_insecure_port(listen) == 0:
         raise NodeAgentError(f"cannot listen on {listen}")
     await server.start()
     log.info("NodeAgent service on %s", listen)
+    sampler = asyncio.create_task(service.stats.run())
     try:
         await server.wait_for_termination()
     finally:
+        sampler.cancel()
         await server.stop(grace=1)
