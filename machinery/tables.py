@@ -438,3 +438,7 @@ PRINTERS.update(WORKLOAD_PRINTERS)
 from machinery.tables_network import NETWORK_PRINTERS  # noqa: E402  (uses the helpers above)
 
 PRINTERS.update(NETWORK_PRINTERS)
+
+from machinery.tables_autoscaling import AUTOSCALING_PRINTERS  # noqa: E402  (uses the helpers above)
+
+PRINTERS.update(AUTOSCALING_PRINTERS)
