@@ -123,7 +123,7 @@ class SyntheticUsage:
 
 
 def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")   # the window needs sub-seconds
 
 
 def _cpu_mem(prev: Usage | None, cur: Usage) -> dict:

@@ -13,6 +13,7 @@ resourceVersion. The package is a translation only:
 * resources.py     GET/LIST/POST/PUT/PATCH/DELETE and delete collection
 * watch.py         ?watch=true as chunked JSON lines
 * subresources.py  scale, binding, eviction (status is in resources.py)
+* metrics_routes.py metrics.k8s.io/v1beta1 (read-only, from apiserver/metricsapi.py)
 * wire.py          JSON bodies in; objects, lists, Tables, Status out
 
 Errors are metav1.Status JSON built from the same Status a gRPC error
@@ -30,7 +31,7 @@ import logging
 
 from aiohttp import web
 
-from apiserver.http import discovery, wire
+from apiserver.http import discovery, metrics_routes, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
 from apiserver.http.subresources import Subresources
 from apiserver.http.watch import watch, watching
@@ -111,10 +112,12 @@ async def statuses(request: web.Request, handler) -> web.StreamResponse:
         return wire.error_response(errors.ApiError(f"internal error: {type(exc).__name__}: {exc}"))
 
 
-def make_app(verbs: Verbs) -> web.Application:
+def make_app(verbs: Verbs, metrics=None) -> web.Application:
     api = Api(verbs)
     app = web.Application(middlewares=[statuses], client_max_size=wire.MAX_BODY)
     app.add_routes(discovery.routes())
+    if metrics is not None:
+        app.add_routes(metrics_routes.routes(metrics))
     app.add_routes([web.get("/apis/{group}", discovery.api_group),
                     web.route("*", "/api/{version}", api.core),
                     web.route("*", "/api/{version}/{tail:.*}", api.core),
@@ -123,10 +126,10 @@ def make_app(verbs: Verbs) -> web.Application:
     return app
 
 
-async def serve(verbs: Verbs, listen: str) -> web.AppRunner:
+async def serve(verbs: Verbs, listen: str, metrics=None) -> web.AppRunner:
     """Bind and start serving on HOST:PORT; returns the runner to clean up."""
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(verbs), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(make_app(verbs, metrics), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), reuse_address=True)
     try:

@@ -1,0 +1,246 @@
+"""The resource metrics API (metrics.k8s.io/v1beta1), served by the apiserver
+itself, the way metrics-server serves it.
+
+Why here: kctl has no API aggregation, and the apiserver already reaches
+every node agent (apiserver/nodeproxy.py); `kubectl top`, `kctl top` and the
+HorizontalPodAutoscaler only need the latest window in memory.
+
+How: ``MetricsStore.run`` scrapes every node every ``resolution`` seconds
+(15 s, metrics-server's default; ``KCTL_METRIC_RESOLUTION`` overrides it)
+through ``NodeAgent.Stats`` on the Node's ``kctl.io/agent-endpoint``
+(nodes scraped concurrently, each with a timeout). Like metrics-server it
+keeps the previous scrape's cumulative CPU counters and computes the rate
+over the window between the two agent samples (their timestamps, so the
+window is exact); the first scrape of a container gives no point yet, a
+counter that went backwards (a restarted container) gives none either. A
+pod has metrics only when every container of it has a point. A node whose
+scrape fails loses its points (and its pods') until it answers again.
+
+Reads are served from memory: ``MetricsServicer`` over gRPC (proto/metrics.proto,
+used by the HPA controller and `kctl top`) and apiserver/http/metrics_routes.py
+over HTTP (Kubernetes' JSON, for `kubectl top`). Label selectors select by
+the labels of the pod or node objects, read from storage at each scrape.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from datetime import datetime
+
+import grpc
+
+from apiserver.server import fail_rpc
+from machinery import errors, kinds, selectors
+from machinery.pb import metrics_pb2, metrics_pb2_grpc, node_pb2, node_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+AGENT_ENDPOINT_ANNOTATION = "kctl.io/agent-endpoint"
+DEFAULT_RESOLUTION = 15.0
+SCRAPE_TIMEOUT = 5.0
+NODE, POD = kinds.BY_KIND["Node"], kinds.BY_KIND["Pod"]
+CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
+
+
+def resolution() -> float:
+    raw = os.environ.get("KCTL_METRIC_RESOLUTION", "")
+    try:
+        return float(raw) if raw else DEFAULT_RESOLUTION
+    except ValueError:
+        raise errors.ConfigError(f"KCTL_METRIC_RESOLUTION={raw!r}: expected seconds") from None
+
+
+def _seconds(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def _unpack(info, a):
+    m = info.message()
+    a.Unpack(m)
+    return m
+
+
+def _endpoint(node) -> str:
+    ep = node.metadata.annotations.get(AGENT_ENDPOINT_ANNOTATION, "")
+    if ep:
+        return ep
+    ip = next((a.address for a in node.status.addresses if a.type == "InternalIP"), "")
+    return f"{ip}:10250" if ip else ""
+
+
+class _Rates:
+    """Cumulative CPU counters of the previous scrape -> rate points (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple, tuple[float, int]] = {}
+        self.points: dict[tuple, tuple[float, float, int]] = {}    # key -> (time, window, nanocores)
+
+    def observe(self, key: tuple, stats: dict) -> tuple[float, float, int] | None:
+        cpu = stats.get("cpu") or {}
+        if "usageCoreNanoSeconds" not in cpu or "time" not in cpu:
+            return None
+        t, cum = _seconds(cpu["time"]), int(cpu["usageCoreNanoSeconds"])
+        prev = self.last.get(key)
+        if prev is None or t > prev[0]:
+            self.last[key] = (t, cum)
+            if prev is not None and cum >= prev[1]:
+                self.points[key] = (t, t - prev[0], int((cum - prev[1]) / (t - prev[0])))
+            elif prev is not None:
+                self.points.pop(key, None)                          # counter reset: no point this time
+        return self.points.get(key)
+
+    def forget(self, keep: set[tuple]) -> None:
+        for d in (self.last, self.points):
+            for k in set(d) - keep:
+                del d[k]
+
+
+def _ts(msg, t: float) -> None:
+    msg.timestamp.seconds = int(t)
+    msg.timestamp.nanos = int((t - int(t)) * 1e9)
+
+
+class MetricsStore:
+    """The latest NodeMetrics and PodMetrics (see the module docstring)."""
+
+    def __init__(self, verbs, resolution_seconds: float | None = None) -> None:
+        self.verbs = verbs
+        self.resolution = resolution() if resolution_seconds is None else resolution_seconds
+        self.rates = _Rates()
+        self.nodes: dict[str, metrics_pb2.NodeMetrics] = {}
+        self.pods: dict[tuple[str, str], metrics_pb2.PodMetrics] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for ch in channels:
+            await ch.close()
+
+    async def _stats(self, endpoint: str) -> dict:
+        ch = self._channels.get(endpoint)
+        if ch is None:
+            ch = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        resp = await node_pb2_grpc.NodeAgentStub(ch).Stats(node_pb2.StatsRequest(summary=True),
+                                                           timeout=SCRAPE_TIMEOUT)
+        return json.loads(resp.summary_json)
+
+    async def _scrape_node(self, node) -> dict | None:
+        ep = _endpoint(node)
+        if not ep:
+            return None
+        try:
+            return await self._stats(ep)
+        except (grpc.RpcError, ValueError) as exc:
+            log.debug("scraping node %s (%s) failed: %s", node.metadata.name, ep, exc)
+            return None
+
+    async def scrape(self) -> None:
+        """One scrape of every node; replaces the served points."""
+        node_objs = [_unpack(NODE, a) for a in (await self.verbs.list(NODE)).items]
+        pod_labels = {(p.metadata.namespace, p.metadata.name): dict(p.metadata.labels)
+                      for p in (_unpack(POD, a) for a in (await self.verbs.list(POD)).items)}
+        summaries = await asyncio.gather(*(self._scrape_node(n) for n in node_objs))
+        nodes: dict[str, metrics_pb2.NodeMetrics] = {}
+        pods: dict[tuple[str, str], metrics_pb2.PodMetrics] = {}
+        keep: set[tuple] = set()
+        for node, summary in zip(node_objs, summaries):
+            if summary is None:
+                continue
+            name = node.metadata.name
+            keep.add(("node", name))
+            point = self.rates.observe(("node", name), summary.get("node", {}))
+            if point is not None:
+                nm = metrics_pb2.NodeMetrics(name=name, labels=dict(node.metadata.labels), window_seconds=point[1])
+                _ts(nm, point[0])
+                nm.usage.cpu_nano_cores = point[2]
+                nm.usage.memory_bytes = int(summary["node"].get("memory", {}).get("workingSetBytes", 0))
+                nodes[name] = nm
+            for p in summary.get("pods", []):
+                pm = self._pod(p, keep, pod_labels)
+                if pm is not None:
+                    pods[(pm.namespace, pm.name)] = pm
+        self.rates.forget(keep)
+        self.nodes, self.pods = nodes, pods
+
+    def _pod(self, p: dict, keep: set, pod_labels: dict) -> metrics_pb2.PodMetrics | None:
+        ref = p.get("podRef", {})
+        ns, name, uid = ref.get("namespace", ""), ref.get("name", ""), ref.get("uid", "")
+        if (ns, name) not in pod_labels or not p.get("containers"):
+            return None                                 # deleted since: metrics-server drops it too
+        pm = metrics_pb2.PodMetrics(namespace=ns, name=name, labels=pod_labels[(ns, name)])
+        complete = True
+        for c in p["containers"]:
+            key = ("pod", ns, name, uid, c["name"])
+            keep.add(key)
+            point = self.rates.observe(key, c)
+            if point is None:
+                complete = False
+                continue
+            cm = pm.containers.add(name=c["name"])
+            cm.usage.cpu_nano_cores = point[2]
+            cm.usage.memory_bytes = int(c.get("memory", {}).get("workingSetBytes", 0))
+            _ts(pm, point[0])
+            pm.window_seconds = point[1]
+        return pm if complete else None
+
+    async def run(self) -> None:
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self.scrape()
+                except errors.ApiError as exc:
+                    log.warning("metrics scrape: %s", exc.message)
+                await asyncio.sleep(max(0.0, self.resolution - (time.monotonic() - started)))
+        finally:
+            await self.close()
+
+    # -------------------------------------------------------------- reads
+    def node_metrics(self, name: str = "", label_selector: str = "") -> list[metrics_pb2.NodeMetrics]:
+        sel = _selector(label_selector)
+        if name:
+            nm = self.nodes.get(name)
+            if nm is None:
+                raise errors.NotFound(f'nodemetrics.metrics.k8s.io "{name}" not found')
+            return [nm]
+        return [self.nodes[n] for n in sorted(self.nodes) if sel.matches(self.nodes[n].labels)]
+
+    def pod_metrics(self, namespace: str = "", name: str = "",
+                    label_selector: str = "") -> list[metrics_pb2.PodMetrics]:
+        sel = _selector(label_selector)
+        if name:
+            pm = self.pods.get((namespace or "default", name))
+            if pm is None:
+                raise errors.NotFound(f'podmetrics.metrics.k8s.io "{name}" not found')
+            return [pm]
+        return [self.pods[k] for k in sorted(self.pods)
+                if (not namespace or k[0] == namespace) and sel.matches(self.pods[k].labels)]
+
+
+def _selector(s: str) -> selectors.LabelSelector:
+    try:
+        return selectors.parse_label_selector(s)
+    except ValueError as exc:
+        raise errors.BadRequest(f"unable to parse requirement: {exc}") from None
+
+
+class MetricsServicer(metrics_pb2_grpc.MetricsServicer):
+    def __init__(self, store: MetricsStore) -> None:
+        self.store = store
+
+    async def ListPodMetrics(self, request, context):
+        try:
+            items = self.store.pod_metrics(request.namespace, request.name, request.label_selector)
+        except errors.ApiError as exc:
+            await fail_rpc(context, exc, "ListPodMetrics")
+        return metrics_pb2.PodMetricsList(items=items)
+
+    async def ListNodeMetrics(self, request, context):
+        try:
+            items = self.store.node_metrics(request.name, request.label_selector)
+        except errors.ApiError as exc:
+            await fail_rpc(context, exc, "ListNodeMetrics")
+        return metrics_pb2.NodeMetricsList(items=items)
