@@ -47,6 +47,8 @@ COMMANDS = {
     "patch": "kubectlish.patch:patch_cmd",
     "run": "kubectlish.generators:run_cmd",
     "expose": "kubectlish.generators:expose_cmd",
+    "top": "kubectlish.top:top_group",
+    "autoscale": "kubectlish.autoscale:autoscale_cmd",
 }
 
 # Commands that work without a usable cluster configuration.
