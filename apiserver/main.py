@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-apiserver", description="The kctl API server (gRPC) on etcd.")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URL (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--metric-resolution", type=float, default=15.0,
+                   help="seconds between scrapes of the node agents for metrics.k8s.io (metrics-server's flag)")
     p.add_argument("--http-listen", default=None,
                    help="HOST:PORT of the Kubernetes HTTP API (kubectl, client libraries); 'off' disables. "
                         f"Default {http.DEFAULT_LISTEN}, kubectl's address when it has no kubeconfig; "
@@ -151,7 +153,7 @@ async def run(args: argparse.Namespace) -> None:
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     node_pb2_grpc.add_NodeAgentServicer_to_server(NodeProxy(store), server)  # kctl logs/exec -> node agents
-    metrics_store = MetricsStore(verbs)                       # metrics.k8s.io: scrapes the agents
+    metrics_store = MetricsStore(verbs, args.metric_resolution)                       # metrics.k8s.io: scrapes the agents
     metrics_pb2_grpc.add_MetricsServicer_to_server(MetricsServicer(metrics_store), server)
     try:
         port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once

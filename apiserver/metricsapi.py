@@ -6,7 +6,7 @@ every node agent (apiserver/nodeproxy.py); `kubectl top`, `kctl top` and the
 HorizontalPodAutoscaler only need the latest window in memory.
 
 How: ``MetricsStore.run`` scrapes every node every ``resolution`` seconds
-(15 s, metrics-server's default; ``KCTL_METRIC_RESOLUTION`` overrides it)
+(15 s, metrics-server's default; kctl-apiserver --metric-resolution)
 through ``NodeAgent.Stats`` on the Node's ``kctl.io/agent-endpoint``
 (nodes scraped concurrently, each with a timeout). Like metrics-server it
 keeps the previous scrape's cumulative CPU counters and computes the rate
@@ -26,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import grpc
 
@@ -45,16 +44,12 @@ NODE, POD = kinds.BY_KIND["Node"], kinds.BY_KIND["Pod"]
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
 
-def resolution() -> float:
-    raw = os.environ.get("KCTL_METRIC_RESOLUTION", "")
-    try:
-        return float(raw) if raw else DEFAULT_RESOLUTION
-    except ValueError:
-        raise errors.ConfigError(f"KCTL_METRIC_RESOLUTION={raw!r}: expected seconds") from None
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _seconds(rfc3339: str) -> float:
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+def _micros(rfc3339: str) -> int:
+    """Whole microseconds since the epoch (exact: a float of ~1.8e9 s would blur the window)."""
+    return (datetime.fromisoformat(rfc3339.replace("Z", "+00:00")) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _unpack(info, a):
@@ -75,19 +70,19 @@ class _Rates:
     """Cumulative CPU counters of the previous scrape -> rate points (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.last: dict[tuple, tuple[float, int]] = {}
+        self.last: dict[tuple, tuple[int, int]] = {}
         self.points: dict[tuple, tuple[float, float, int]] = {}    # key -> (time, window, nanocores)
 
     def observe(self, key: tuple, stats: dict) -> tuple[float, float, int] | None:
         cpu = stats.get("cpu") or {}
         if "usageCoreNanoSeconds" not in cpu or "time" not in cpu:
             return None
-        t, cum = _seconds(cpu["time"]), int(cpu["usageCoreNanoSeconds"])
+        t, cum = _micros(cpu["time"]), int(cpu["usageCoreNanoSeconds"])
         prev = self.last.get(key)
         if prev is None or t > prev[0]:
             self.last[key] = (t, cum)
             if prev is not None and cum >= prev[1]:
-                self.points[key] = (t, t - prev[0], int((cum - prev[1]) / (t - prev[0])))
+                self.points[key] = (t / 1e6, (t - prev[0]) / 1e6, (cum - prev[1]) * 1_000_000 // (t - prev[0]))
             elif prev is not None:
                 self.points.pop(key, None)                          # counter reset: no point this time
         return self.points.get(key)
@@ -106,9 +101,9 @@ def _ts(msg, t: float) -> None:
 class MetricsStore:
     """The latest NodeMetrics and PodMetrics (see the module docstring)."""
 
-    def __init__(self, verbs, resolution_seconds: float | None = None) -> None:
+    def __init__(self, verbs, resolution_seconds: float = DEFAULT_RESOLUTION) -> None:
         self.verbs = verbs
-        self.resolution = resolution() if resolution_seconds is None else resolution_seconds
+        self.resolution = resolution_seconds
         self.rates = _Rates()
         self.nodes: dict[str, metrics_pb2.NodeMetrics] = {}
         self.pods: dict[tuple[str, str], metrics_pb2.PodMetrics] = {}

@@ -82,7 +82,7 @@ def pod_rows(metrics, *, containers: bool = False, all_namespaces: bool = False,
 
 def _print(headers: list[str], rows: list[list[str]], no_headers: bool) -> None:
     lines = ([] if no_headers else ["\t".join(headers)]) + ["\t".join(r) for r in rows]
-    click.echo(tabwrite(lines))
+    click.echo(tabwrite(lines).rstrip("\n"))
 
 
 async def _top_nodes(ctx: Ctx, name: str, selector: str, sort_by: str, no_headers: bool) -> None:

@@ -154,10 +154,11 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             resource_metrics=self.stats.resource_metrics() if request.resource_metrics else "")
 
 
-async def serve(agent, listen: str, stats_interval: float = 10.0) -> None:
-    """Serve NodeAgent on listen (HOST:PORT), and sample usage, until cancelled."""
+async def serve(agent, listen: str, stats: StatsCollector | None = None) -> None:
+    """Serve NodeAgent on listen (HOST:PORT), and sample usage (every 10 s unless
+    a collector is given), until cancelled."""
     server = grpc.aio.server()
-    service = NodeAgentService(agent, StatsCollector(agent, interval=stats_interval))
+    service = NodeAgentService(agent, stats)
     node_pb2_grpc.add_NodeAgentServicer_to_server(service, server)
     if server.add_insecure_port(listen) == 0:
         raise NodeAgentError(f"cannot listen on {listen}")

@@ -106,16 +106,17 @@ class SyntheticUsage:
     def __init__(self, cpu_millicores: int = 5, memory_bytes: int = 16 << 20) -> None:
         self.cpu_millicores = cpu_millicores
         self.memory_bytes = memory_bytes
-        self._cum: dict[str, tuple[float, float]] = {}         # cid -> (last time, cumulative ns)
+        self._cum: dict[str, tuple[int, int]] = {}             # cid -> (last time in µs, cumulative ns)
 
     def read(self, cid: str, pod, now: float) -> tuple[int, int]:
         ann = pod.metadata.annotations
         rate = int(ann.get(HOLLOW_CPU_ANNOTATION, self.cpu_millicores))
         mem = int(ann.get(HOLLOW_MEMORY_ANNOTATION, self.memory_bytes))
-        last, cum = self._cum.get(cid, (now, 0.0))
-        cum += (now - last) * rate * 1_000_000                      # millicores * s -> ns
-        self._cum[cid] = (now, cum)
-        return int(cum), mem
+        now_us = round(now * 1_000_000)
+        last, cum = self._cum.get(cid, (now_us, 0))
+        cum += (now_us - last) * rate                              # 1 µs at 1 millicore = 1 ns: exact
+        self._cum[cid] = (now_us, cum)
+        return cum, mem
 
     def forget(self, live: set[str]) -> None:
         for cid in set(self._cum) - live:
@@ -151,7 +152,7 @@ class StatsCollector:
         return read_cgroup(self.agent.runtime.cgroup_dirs(cid))
 
     def sample(self) -> None:
-        now = self.clock()
+        now = round(self.clock(), 6)           # whole µs, as the summary's timestamps print
         cur: dict[tuple, Usage] = {}
         pods: dict[tuple, dict] = {}
         live: set[str] = set()
