@@ -31,13 +31,13 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 
+from apiserver.nodeproxy import agent_endpoint
 from apiserver.server import fail_rpc
 from machinery import errors, kinds, selectors
 from machinery.pb import metrics_pb2, metrics_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-AGENT_ENDPOINT_ANNOTATION = "kctl.io/agent-endpoint"
 DEFAULT_RESOLUTION = 15.0
 SCRAPE_TIMEOUT = 5.0
 NODE, POD = kinds.BY_KIND["Node"], kinds.BY_KIND["Pod"]
@@ -56,14 +56,6 @@ def _unpack(info, a):
     m = info.message()
     a.Unpack(m)
     return m
-
-
-def _endpoint(node) -> str:
-    ep = node.metadata.annotations.get(AGENT_ENDPOINT_ANNOTATION, "")
-    if ep:
-        return ep
-    ip = next((a.address for a in node.status.addresses if a.type == "InternalIP"), "")
-    return f"{ip}:10250" if ip else ""
 
 
 class _Rates:
@@ -123,7 +115,7 @@ class MetricsStore:
         return json.loads(resp.summary_json)
 
     async def _scrape_node(self, node) -> dict | None:
-        ep = _endpoint(node)
+        ep = agent_endpoint(node)
         if not ep:
             return None
         try:

@@ -19,12 +19,11 @@ import os
 import subprocess
 import sys
 
-import pytest
 import yaml
 
 from harness.control_plane import ControlPlane
 from harness.process import REPO, free_port
-from machinery import codec, kinds
+from machinery import codec
 from machinery.client import Client
 from nodeagent.main import build_agent
 from nodeagent.server import serve
