@@ -69,10 +69,20 @@ def test_autoscale_creates_a_v2_hpa(fake):
     assert hpa.spec.metrics[0].resource.target.average_utilization == 50
 
 
+def test_autoscale_cpu_and_memory_targets():
+    from kubectlish.autoscale import manifest
+    m = manifest("Deployment", "apps/v1", "web", "web", 1, 5, -1, "500m", "80%")["spec"]["metrics"]
+    assert [(x["resource"]["name"], x["resource"]["target"]) for x in m] == [
+        ("cpu", {"type": "AverageValue", "averageValue": "500m"}),
+        ("memory", {"type": "Utilization", "averageUtilization": 80})]
+
+
 def test_autoscale_flag_errors(fake):
     code, _, err = kctl("autoscale", "deployment", "web", "--min=1")
     assert code == 1 and "error: --max=MAXPODS is required and must be at least 1, max: -1" in err
     code, _, err = kctl("autoscale", "deployment", "web", "--min=5", "--max=2")
     assert code == 1 and "error: --max=MAXPODS must be larger or equal to --min=MINPODS, max: 2, min: 5" in err
+    code, _, err = kctl("autoscale", "deployment", "web", "--max=2", "--cpu=lots")
+    assert code == 1 and "error: invalid --cpu value 'lots': expected a percentage or a quantity" in err
     code, _, err = kctl("autoscale", "deployment", "nope", "--max=2")
     assert code == 1 and 'deployments.apps "nope" not found' in err
