@@ -106,13 +106,26 @@ class MetricsStore:
         for ch in channels:
             await ch.close()
 
-    async def _stats(self, endpoint: str) -> dict:
+    async def _call_stats(self, endpoint: str, request: node_pb2.StatsRequest) -> node_pb2.StatsResponse:
         ch = self._channels.get(endpoint)
         if ch is None:
             ch = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
-        resp = await node_pb2_grpc.NodeAgentStub(ch).Stats(node_pb2.StatsRequest(summary=True),
-                                                           timeout=SCRAPE_TIMEOUT)
-        return json.loads(resp.summary_json)
+        return await node_pb2_grpc.NodeAgentStub(ch).Stats(request, timeout=SCRAPE_TIMEOUT)
+
+    async def _stats(self, endpoint: str) -> dict:
+        return json.loads((await self._call_stats(endpoint, node_pb2.StatsRequest(summary=True))).summary_json)
+
+    async def node_stats(self, name: str, resource_metrics: bool) -> node_pb2.StatsResponse:
+        """One node's summary or /metrics/resource text, fetched now (the kubelet's proxied paths)."""
+        node = _unpack(NODE, await self.verbs.get(NODE, "", name))
+        ep = agent_endpoint(node)
+        if not ep:
+            raise errors.Unavailable(f'node "{name}" has no agent endpoint')
+        try:
+            return await self._call_stats(ep, node_pb2.StatsRequest(summary=not resource_metrics,
+                                                                    resource_metrics=resource_metrics))
+        except grpc.RpcError as exc:
+            raise errors.Unavailable(f'error trying to reach node "{name}" ({ep}): {exc.code().name}') from exc
 
     async def _scrape_node(self, node) -> dict | None:
         ep = agent_endpoint(node)

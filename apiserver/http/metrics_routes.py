@@ -2,6 +2,11 @@
 Kubernetes' JSON (what metrics-server serves and `kubectl top` reads), from
 the apiserver's in-memory MetricsStore (apiserver/metricsapi.py).
 
+The kubelet's own paths through the node proxy, fetched from the node's
+agent on each request: ``/api/v1/nodes/NAME/proxy/stats/summary`` (JSON)
+and ``/api/v1/nodes/NAME/proxy/metrics/resource`` (Prometheus text), as
+`kubectl get --raw` reads them.
+
 Read-only: get and list (``labelSelector`` honoured), by node name, by
 namespace and pod name, or across namespaces; any other method is 405.
 CPU is written in nanocores (``12345n``) and memory in bytes (``Ki`` when
@@ -99,8 +104,15 @@ def routes(store) -> list[web.RouteDef]:
         items = [pod_json(p) for p in store.pod_metrics(request.match_info.get("ns", ""), name, sel)]
         return items[0] if name else _list("PodMetricsList", items)
 
+    async def node_stats(request: web.Request) -> web.Response:
+        resp = await store.node_stats(request.match_info["name"], request.match_info["what"] == "metrics/resource")
+        if resp.resource_metrics:
+            return web.Response(text=resp.resource_metrics, content_type="text/plain", charset="utf-8")
+        return web.Response(body=resp.summary_json, content_type="application/json")
+
     base = f"/apis/{GROUP}/{VERSION}"
-    return [web.route("*", f"/apis/{GROUP}", get_only(lambda r, s: api_group())),
+    return [web.get("/api/v1/nodes/{name}/proxy/{what:stats/summary|metrics/resource}", node_stats),
+            web.route("*", f"/apis/{GROUP}", get_only(lambda r, s: api_group())),
             web.route("*", base, get_only(lambda r, s: resource_list())),
             web.route("*", f"{base}/nodes", get_only(nodes)),
             web.route("*", base + "/nodes/{name}", get_only(nodes)),

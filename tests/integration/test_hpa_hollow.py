@@ -10,11 +10,14 @@ is steered per container (StatsCollector.synthetic.cpu_millicores):
    `New size: ...; reason: cpu resource utilization (percentage of request)
    above target`;
 3. `kctl top nodes/pods` and the real `kubectl top nodes/pods` print
-   kubectl's columns from metrics.k8s.io;
+   kubectl's columns from metrics.k8s.io; `kubectl get hpa` shows the
+   targets; `kubectl get --raw` reads the agents' /stats/summary and
+   /metrics/resource through the node proxy;
 4. low usage again: after the (short, 2 s) scale-down stabilization window
    it scales back down to minReplicas.
 """
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -127,10 +130,12 @@ async def test_hpa_scales_on_hollow_usage_and_top_prints_it(tmp_path):
         async def scaled_to(n):
             return await replicas(client) == n
         await until(lambda: scaled_to(4), "the HPA scales the Deployment up to 4", timeout=120)
-        events, _ = await client.list("Event", "default")
-        msgs = [e.message for e in events if e.reason == "SuccessfulRescale"]
-        assert any(m.startswith("New size: ") and m.endswith(
-            "reason: cpu resource utilization (percentage of request) above target") for m in msgs), msgs
+
+        async def scaled_up_event():
+            events, _ = await client.list("Event", "default")
+            return any(e.reason == "SuccessfulRescale" and e.message.startswith("New size: ") and e.message.endswith(
+                "; reason: cpu resource utilization (percentage of request) above target") for e in events)
+        await until(scaled_up_event, "the scale-up event", timeout=30)
         h = await client.get("HorizontalPodAutoscaler", "php", "default")
         conds = {c.type: (c.status, c.reason) for c in h.status.conditions}
         assert conds["AbleToScale"][0] == "True" and conds["ScalingActive"] == ("True", "ValidMetricFound")
@@ -155,11 +160,22 @@ async def test_hpa_scales_on_hollow_usage_and_top_prints_it(tmp_path):
         r = await asyncio.to_thread(kubectl, tmp_path, http_port, "top", "nodes")
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines()[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+        r = await asyncio.to_thread(kubectl, tmp_path, http_port, "get", "hpa")
+        assert r.returncode == 0 and "Deployment/php" in r.stdout and "/50%" in r.stdout, r.stderr
+        r = await asyncio.to_thread(kubectl, tmp_path, http_port, "get", "--raw",
+                                    "/api/v1/nodes/h0/proxy/metrics/resource")
+        assert r.returncode == 0 and "container_cpu_usage_seconds_total{" in r.stdout, r.stderr
+        r = await asyncio.to_thread(kubectl, tmp_path, http_port, "get", "--raw", "/api/v1/nodes/h1/proxy/stats/summary")
+        assert r.returncode == 0 and json.loads(r.stdout)["node"]["nodeName"] == "h1", r.stderr
 
         nodes.usage(5)                           # idle: back to minReplicas after the 2 s window
         await until(lambda: scaled_to(1), "the HPA scales the Deployment down to 1", timeout=120)
-        events, _ = await client.list("Event", "default")
-        assert any(e.message == "New size: 1; reason: All metrics below target" for e in events)
+
+        async def scaled_down_event():
+            events, _ = await client.list("Event", "default")
+            return any(e.reason == "SuccessfulRescale" and e.message == "New size: 1; reason: All metrics below target"
+                       for e in events)
+        await until(scaled_down_event, "the scale-down event (events are written asynchronously)", timeout=30)
     finally:
         await nodes.stop()
         await client.close()
