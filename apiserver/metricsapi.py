@@ -11,7 +11,9 @@ through ``NodeAgent.Stats`` on the Node's ``kctl.io/agent-endpoint``
 (nodes scraped concurrently, each with a timeout). Like metrics-server it
 keeps the previous scrape's cumulative CPU counters and computes the rate
 over the window between the two agent samples (their timestamps, so the
-window is exact); the first scrape of a container gives no point yet, a
+window is exact); a node that fails to answer is retried with a doubling
+back-off (up to 5 min) so that thousands of hollow nodes without an agent
+service cost little; ``--metric-resolution 0`` turns scraping off; the first scrape of a container gives no point yet, a
 counter that went backwards (a restarted container) gives none either. A
 pod has metrics only when every container of it has a point. A node whose
 scrape fails loses its points (and its pods') until it answers again.
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RESOLUTION = 15.0
 SCRAPE_TIMEOUT = 5.0
+MAX_BACKOFF = 300.0
 NODE, POD = kinds.BY_KIND["Node"], kinds.BY_KIND["Pod"]
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
@@ -100,6 +103,7 @@ class MetricsStore:
         self.nodes: dict[str, metrics_pb2.NodeMetrics] = {}
         self.pods: dict[tuple[str, str], metrics_pb2.PodMetrics] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._retry: dict[str, tuple[float, int]] = {}         # endpoint -> (next attempt, failures)
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
@@ -129,13 +133,18 @@ class MetricsStore:
 
     async def _scrape_node(self, node) -> dict | None:
         ep = agent_endpoint(node)
-        if not ep:
+        now = time.monotonic()
+        if not ep or self._retry.get(ep, (0.0, 0))[0] > now:
             return None
         try:
-            return await self._stats(ep)
+            summary = await self._stats(ep)
         except (grpc.RpcError, ValueError) as exc:
+            failures = self._retry.get(ep, (0.0, 0))[1] + 1
+            self._retry[ep] = (now + min(MAX_BACKOFF, self.resolution * 2 ** (failures - 1)), failures)
             log.debug("scraping node %s (%s) failed: %s", node.metadata.name, ep, exc)
             return None
+        self._retry.pop(ep, None)
+        return summary
 
     async def scrape(self) -> None:
         """One scrape of every node; replaces the served points."""
@@ -187,6 +196,8 @@ class MetricsStore:
         return pm if complete else None
 
     async def run(self) -> None:
+        if self.resolution <= 0:                    # scraping off; a returning task would stop the server
+            await asyncio.Event().wait()
         try:
             while True:
                 started = time.monotonic()

@@ -106,11 +106,16 @@ def test_failed_node_scrape_drops_its_points():
     scrape(s, 2)
     assert len(s.node_metrics()) == 1
 
+    calls = []
+
     async def down(endpoint):
+        calls.append(endpoint)
         raise ValueError("bad json")
     s._stats = down
     scrape(s)
     assert s.node_metrics() == []
+    scrape(s)
+    assert len(calls) == 1                  # backing off: not asked again within the resolution
 
 
 def test_kubernetes_json_and_discovery():
