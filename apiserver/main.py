@@ -5,7 +5,7 @@
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC and
 the Kubernetes HTTP API (apiserver.http, --http-listen; same event loop,
-same Verbs), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
+same Verbs), scrape the node agents for metrics.k8s.io (apiserver.metricsapi), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
 under machinery.runner.run_tasks like every other component's: a task that
 fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
@@ -27,13 +27,14 @@ from apiserver.allocators import ServiceAllocator
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
+from apiserver.metricsapi import MetricsServicer, MetricsStore
 from apiserver.nodeproxy import NodeProxy
 from apiserver.server import ApiServicer
 from apiserver.verbs import Verbs
 from apiserver.watchcache import WatchCache
 from machinery import errors, kinds
 from machinery.client import MAX_MESSAGE
-from machinery.pb import api_pb2_grpc, node_pb2_grpc
+from machinery.pb import api_pb2_grpc, metrics_pb2_grpc, node_pb2_grpc
 from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl-apiserver")
@@ -45,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-apiserver", description="The kctl API server (gRPC) on etcd.")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URL (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", help="gRPC HOST:PORT (default %(default)s)")
+    p.add_argument("--metric-resolution", type=float, default=15.0,
+                   help="seconds between scrapes of the node agents for metrics.k8s.io (metrics-server's flag)")
     p.add_argument("--http-listen", default=None,
                    help="HOST:PORT of the Kubernetes HTTP API (kubectl, client libraries); 'off' disables. "
                         f"Default {http.DEFAULT_LISTEN}, kubectl's address when it has no kubeconfig; "
@@ -117,12 +120,12 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
-async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy):
+async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metrics=None):
     """The HTTP API's runner, or None when disabled (or the default port is taken)."""
     if listen == "off":
         return None
     try:
-        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy)
+        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy, metrics)
     except SystemExit as exc:
         if listen:
             raise
@@ -151,6 +154,8 @@ async def run(args: argparse.Namespace) -> None:
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
+    metrics_store = MetricsStore(verbs, args.metric_resolution)                       # metrics.k8s.io: scrapes the agents
+    metrics_pb2_grpc.add_MetricsServicer_to_server(MetricsServicer(metrics_store), server)
     try:
         port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once
     except RuntimeError as exc:
@@ -167,11 +172,12 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         host = args.listen.rpartition(":")[0]
         log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
-        runner = await _serve_http(verbs, args.http_listen, proxy)
+        runner = await _serve_http(verbs, args.http_listen, proxy, metrics_store)
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
         tasks["kubernetes-service"] = kubernetes_service.run()
+        tasks["metrics-scraper"] = metrics_store.run()
         if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
             tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
         await run_tasks(tasks)

@@ -3,7 +3,10 @@
     kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
-                       ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection]
+                       ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
+                       horizontalpodautoscaling]
+        [--horizontal-pod-autoscaler-sync-period 15s]
+        [--horizontal-pod-autoscaler-downscale-stabilization 5m]
         [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
@@ -38,7 +41,8 @@ log = logging.getLogger("kctl.controllers.manager")
 
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
-       "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection")
+       "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
+       "horizontalpodautoscaling")
 
 
 def duration(text: str) -> float:
@@ -77,6 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="EndpointSlice controller workers")
     p.add_argument("--max-endpoints-per-slice", type=int, default=100,
                    help="the most endpoints one EndpointSlice holds (1-1000)")
+    p.add_argument("--horizontal-pod-autoscaler-sync-period", type=duration, default=15.0,
+                   help="how often every HPA is reconciled")
+    p.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration, default=300.0,
+                   help="the scale-down stabilization window of HPAs without spec.behavior")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
@@ -110,6 +118,7 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.endpointslice import EndpointSliceController
     from controllers.endpointslicemirroring import EndpointSliceMirroringController
     from controllers.garbagecollector import GarbageCollector
+    from controllers.hpa import HPAController
     from controllers.job import JobController
     from controllers.namespace import NamespaceController
     from controllers.nodeipam import NodeIpamController
@@ -149,6 +158,9 @@ def build(client, args) -> tuple[dict, dict]:
         "ttlafterfinished": lambda: TTLAfterFinishedController(client, factory, recorder,
                                                                args.concurrent_ttl_after_finished_syncs),
         "disruption": lambda: DisruptionController(client, factory, recorder, args.concurrent_disruption_syncs),
+        "horizontalpodautoscaling": lambda: HPAController(
+            client, factory, recorder, sync_period=args.horizontal_pod_autoscaler_sync_period,
+            downscale_window=args.horizontal_pod_autoscaler_downscale_stabilization),
     }
     ctrls = {name: makers[name]() for name in selected(args.controllers)}
     tasks = {"informers": factory.run(), "events": recorder.run()}

@@ -33,6 +33,10 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
     elif kind == "PodDisruptionBudget":
         obj.spec.min_available.int_val = 1
         obj.spec.selector.match_labels["app"] = name
+    elif kind == "HorizontalPodAutoscaler":
+        obj.spec.scale_target_ref.api_version, obj.spec.scale_target_ref.kind = "apps/v1", "Deployment"
+        obj.spec.scale_target_ref.name = name
+        obj.spec.max_replicas = 3
     elif kind == "ControllerRevision":
         obj.revision = 1
         obj.data.update({"spec": {"template": {"metadata": {"labels": {"app": name}}}}})

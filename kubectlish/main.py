@@ -49,6 +49,8 @@ COMMANDS = {
     "run": "kubectlish.generators:run_cmd",
     "expose": "kubectlish.generators:expose_cmd",
     "dashboard": "kubectlish.dashboard:dashboard_cmd",
+    "top": "kubectlish.top:top_group",
+    "autoscale": "kubectlish.autoscale:autoscale_cmd",
 }
 
 # Commands that work without a usable cluster configuration.

@@ -56,6 +56,11 @@ class Client:
         self._stub = api_pb2_grpc.ApiStub(self._channel)
         self.warnings: list[str] = []
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel, for the apiserver's other services (machinery/metricsclient.py)."""
+        return self._channel
+
     async def close(self) -> None:
         await self._channel.close()
 

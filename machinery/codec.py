@@ -44,6 +44,10 @@ QUANTITY_FIELDS = {
     "kctl.v1.VolumeResourceRequirements.limits",
     "kctl.v1.VolumeResourceRequirements.requests",
     "kctl.v1.PersistentVolumeClaimStatus.capacity",
+    "kctl.v1.MetricTarget.value",
+    "kctl.v1.MetricTarget.average_value",
+    "kctl.v1.MetricValueStatus.value",
+    "kctl.v1.MetricValueStatus.average_value",
 }
 # Fields Kubernetes serialises even when zero (no `omitempty` in its Go
 # types): kubectl shows `restartCount: 0`, `ready: false`, `exitCode: 0`.
@@ -55,6 +59,7 @@ ALWAYS_EMITTED = {
     "kctl.v1.ReplicaSetStatus.replicas",
     "kctl.v1.StatefulSetStatus.replicas",
     "kctl.v1.StatefulSetStatus.available_replicas",
+    "kctl.v1.HorizontalPodAutoscalerStatus.desired_replicas",
     "kctl.v1.PodDisruptionBudgetStatus.disruptions_allowed",
     "kctl.v1.PodDisruptionBudgetStatus.current_healthy",
     "kctl.v1.PodDisruptionBudgetStatus.desired_healthy",

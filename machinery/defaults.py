@@ -351,7 +351,50 @@ def _priority_class(pc) -> None:
         pc.preemption_policy = "PreemptLowerPriority"
 
 
+def hpa_scale_up_rules(rules=None):
+    """autoscaling/v2 GenerateHPAScaleUpRules: no stabilization, Max of 4 pods or 100 % per 60 s."""
+    return _hpa_rules(rules, 0, [("Pods", 4, 60), ("Percent", 100, 60)])
+
+
+def hpa_scale_down_rules(rules=None):
+    """autoscaling/v2 GenerateHPAScaleDownRules: 300 s stabilization, 100 % per 15 s."""
+    return _hpa_rules(rules, 300, [("Percent", 100, 15)])
+
+
+def _hpa_rules(rules, window: int, policies):
+    from machinery.pb import autoscaling_pb2
+    out = autoscaling_pb2.HPAScalingRules()
+    if rules is not None:
+        out.CopyFrom(rules)
+    if not out.HasField("stabilization_window_seconds"):
+        out.stabilization_window_seconds = window
+    if not out.HasField("select_policy"):
+        out.select_policy = "Max"
+    if not out.policies:
+        for t, v, p in policies:
+            out.policies.add(type=t, value=v, period_seconds=p)
+    return out
+
+
+def _hpa(hpa) -> None:
+    """autoscaling/v2 SetDefaults_HorizontalPodAutoscaler: minReplicas 1, 80 % CPU when no
+    metric is given, and the default rules filled into a behavior that is set."""
+    spec = hpa.spec
+    if not spec.HasField("min_replicas"):
+        spec.min_replicas = 1
+    if not spec.metrics:
+        m = spec.metrics.add(type="Resource")
+        m.resource.name = "cpu"
+        m.resource.target.type = "Utilization"
+        m.resource.target.average_utilization = 80
+    if spec.HasField("behavior"):
+        b = spec.behavior
+        b.scale_up.CopyFrom(hpa_scale_up_rules(b.scale_up if b.HasField("scale_up") else None))
+        b.scale_down.CopyFrom(hpa_scale_down_rules(b.scale_down if b.HasField("scale_down") else None))
+
+
 _DEFAULTERS = {
+    "HorizontalPodAutoscaler": _hpa,
     "PriorityClass": _priority_class,
     "Secret": _secret,
     "PersistentVolume": _persistent_volume,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import apps_pb2, batch_pb2, core_pb2, discovery_pb2, policy_pb2, scheduling_pb2, storage_pb2
+from machinery.pb import apps_pb2, autoscaling_pb2, batch_pb2, core_pb2, discovery_pb2, policy_pb2, scheduling_pb2, storage_pb2
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ KINDS: tuple[KindInfo, ...] = (
     # scheduling.k8s.io (priorities for the scheduler's queue and preemption)
     KindInfo("PriorityClass", "priorityclasses", "priorityclass", "scheduling.k8s.io", "v1", False,
              scheduling_pb2.PriorityClass, ("pc",), has_status=False),
+    # autoscaling (HorizontalPodAutoscaler, controllers/hpa.py; issue 13)
+    KindInfo("HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", "autoscaling", "v2",
+             True, autoscaling_pb2.HorizontalPodAutoscaler, ("hpa",)),
     # discovery.k8s.io (EndpointSlices, maintained by controllers/endpointslice.py)
     KindInfo("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True,
              discovery_pb2.EndpointSlice, (), has_status=False),

@@ -51,6 +51,7 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/policy.proto": "io.k8s.api.policy.v1",
     "machinery/pb/scheduling.proto": "io.k8s.api.scheduling.v1",
     "machinery/pb/discovery.proto": "io.k8s.api.discovery.v1",
+    "machinery/pb/autoscaling.proto": "io.k8s.api.autoscaling.v2",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",

@@ -8,8 +8,9 @@ every column's cell; columns of priority 1 are the ones only `-o wide`
 shows (kubectl's rule for a server Table: priority 0 always, others with
 wide), so a kctl table and a kubectl one are cut from the same row.
 The workload kinds' printers (Job, CronJob, DaemonSet, PodDisruptionBudget,
-ControllerRevision) live in machinery/tables_workloads.py and are added at
-the end of this module.
+ControllerRevision) live in machinery/tables_workloads.py, and
+HorizontalPodAutoscaler's in machinery/tables_autoscaling.py; both are added
+at the end of this module.
 """
 from __future__ import annotations
 
@@ -438,3 +439,7 @@ PRINTERS.update(WORKLOAD_PRINTERS)
 from machinery.tables_network import NETWORK_PRINTERS  # noqa: E402  (uses the helpers above)
 
 PRINTERS.update(NETWORK_PRINTERS)
+
+from machinery.tables_autoscaling import AUTOSCALING_PRINTERS  # noqa: E402  (uses the helpers above)
+
+PRINTERS.update(AUTOSCALING_PRINTERS)

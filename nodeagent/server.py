@@ -26,6 +26,9 @@ annotation); the apiserver proxies ``logs``, ``exec``, ``attach`` and
   carrying ``error`` (the client may already be writing: a call aborted
   under its writes reaches it as INTERNAL, losing the reason).
 
+* ``Stats``: the last usage sample of nodeagent/stats.py (summary JSON and/or
+  the Prometheus /metrics/resource text); ``serve`` runs its sampling loop.
+
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
 """
@@ -44,6 +47,8 @@ from nodeagent import attach, portforward
 from nodeagent.errors import ContainerNotFound, ContainerNotRunning, NodeAgentError
 from nodeagent.sessions import PipeSession, TtySession, drive
 from nodeagent.tty import Terminal
+from nodeagent.processes import end_exec
+from nodeagent.stats import StatsCollector
 
 log = logging.getLogger("kctl.nodeagent.server")
 
@@ -65,8 +70,9 @@ def since_cutoff(request: node_pb2.LogsRequest) -> datetime | None:
 
 
 class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
-    def __init__(self, agent) -> None:
+    def __init__(self, agent, stats: StatsCollector | None = None) -> None:
         self.agent = agent
+        self.stats = stats or StatsCollector(agent)
 
     def _worker(self, namespace: str, pod: str):
         return next((w for w in self.agent.workers.values()
@@ -207,15 +213,25 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             writer.close()
 
 
-async def serve(agent, listen: str) -> None:
-    """Serve NodeAgent on listen (HOST:PORT) until cancelled."""
+    async def Stats(self, request, context):
+        return node_pb2.StatsResponse(
+            summary_json=self.stats.summary_json() if request.summary else b"",
+            resource_metrics=self.stats.resource_metrics() if request.resource_metrics else "")
+
+
+async def serve(agent, listen: str, stats: StatsCollector | None = None) -> None:
+    """Serve NodeAgent on listen (HOST:PORT), and sample usage (every 10 s unless
+    a collector is given), until cancelled."""
     server = grpc.aio.server()
-    node_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentService(agent), server)
+    service = NodeAgentService(agent, stats)
+    node_pb2_grpc.add_NodeAgentServicer_to_server(service, server)
     if server.add_insecure_port(listen) == 0:
         raise NodeAgentError(f"cannot listen on {listen}")
     await server.start()
     log.info("NodeAgent service on %s", listen)
+    sampler = asyncio.create_task(service.stats.run())
     try:
         await server.wait_for_termination()
     finally:
+        sampler.cancel()
         await server.stop(grace=1)

@@ -16,6 +16,7 @@ resourceVersion. The package is a translation only:
 * streams.py       pods' log, exec and attach (WebSocket), through the
                    node proxy (apiserver/nodeproxy.py)
 * portforward.py   pods' portforward (WebSocket, SPDY/3.1 tunnelled)
+* metrics_routes.py metrics.k8s.io/v1beta1 (read-only, from apiserver/metricsapi.py)
 * wire.py          JSON bodies in; objects, lists, Tables, Status out
 
 Errors are metav1.Status JSON built from the same Status a gRPC error
@@ -33,7 +34,7 @@ import logging
 
 from aiohttp import web
 
-from apiserver.http import discovery, wire
+from apiserver.http import discovery, metrics_routes, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
 from apiserver.http.portforward import PortForward
 from apiserver.http.streams import Streams
@@ -124,10 +125,12 @@ async def statuses(request: web.Request, handler) -> web.StreamResponse:
         return wire.error_response(errors.ApiError(f"internal error: {type(exc).__name__}: {exc}"))
 
 
-def make_app(verbs: Verbs, proxy=None) -> web.Application:
+def make_app(verbs: Verbs, proxy=None, metrics=None) -> web.Application:
     api = Api(verbs, proxy)
     app = web.Application(middlewares=[statuses], client_max_size=wire.MAX_BODY)
     app.add_routes(discovery.routes())
+    if metrics is not None:
+        app.add_routes(metrics_routes.routes(metrics))
     app.add_routes([web.get("/apis/{group}", discovery.api_group),
                     web.route("*", "/api/{version}", api.core),
                     web.route("*", "/api/{version}/{tail:.*}", api.core),
@@ -136,11 +139,13 @@ def make_app(verbs: Verbs, proxy=None) -> web.Application:
     return app
 
 
-async def serve(verbs: Verbs, listen: str, proxy=None) -> web.AppRunner:
+async def serve(verbs: Verbs, listen: str, proxy=None, metrics=None) -> web.AppRunner:
     """Bind and start serving on HOST:PORT; returns the runner to clean up. `proxy` (the
-    apiserver's NodeProxy) serves pods' log/exec/attach/portforward."""
+    apiserver's NodeProxy) serves pods' log/exec/attach/portforward, `metrics` the
+    metrics.k8s.io API."""
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(verbs, proxy), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(make_app(verbs, proxy, metrics), access_log=None, handle_signals=False,
+                           shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), reuse_address=True)
     try:

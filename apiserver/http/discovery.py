@@ -15,7 +15,7 @@ import platform
 
 from aiohttp import web
 
-from apiserver.http import wire
+from apiserver.http import metrics_routes, wire
 from machinery import errors, kinds, openapi
 
 KUBE_VERSION = ("1", "32", "v1.32.0")   # the Kubernetes API kctl's HTTP API emulates
@@ -103,6 +103,8 @@ def aggregated(core: bool) -> dict:
                                     "resources": [_aggregated_resource(i) for i in kinds.KINDS
                                                   if (i.group, i.version) == (group, v)]}
                                    for v in versions]})
+    if not core:
+        items.append(metrics_routes.aggregated_item())
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
             "items": items}
 
@@ -129,6 +131,7 @@ async def apis(request: web.Request) -> web.Response:
             continue
         gvs = [{"groupVersion": _gv(group, v), "version": v} for v in versions]
         out.append({"name": group, "versions": gvs, "preferredVersion": gvs[0]})
+    out.append({k: v for k, v in metrics_routes.api_group().items() if k not in ("kind", "apiVersion")})
     return wire.respond({"kind": "APIGroupList", "apiVersion": "v1", "groups": out})
 
 

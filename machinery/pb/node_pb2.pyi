@@ -97,3 +97,19 @@ class PortForwardResponse(_message.Message):
     data: bytes
     error: str
     def __init__(self, data: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ("summary", "resource_metrics")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_METRICS_FIELD_NUMBER: _ClassVar[int]
+    summary: bool
+    resource_metrics: bool
+    def __init__(self, summary: _Optional[bool] = ..., resource_metrics: _Optional[bool] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("summary_json", "resource_metrics")
+    SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_METRICS_FIELD_NUMBER: _ClassVar[int]
+    summary_json: bytes
+    resource_metrics: str
+    def __init__(self, summary_json: _Optional[bytes] = ..., resource_metrics: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,11 @@ class NodeAgentStub:
                 request_serializer=machinery_dot_pb_dot_node__pb2.PortForwardRequest.SerializeToString,
                 response_deserializer=machinery_dot_pb_dot_node__pb2.PortForwardResponse.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/kctl.v1.NodeAgent/Stats',
+                request_serializer=machinery_dot_pb_dot_node__pb2.StatsRequest.SerializeToString,
+                response_deserializer=machinery_dot_pb_dot_node__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -83,6 +88,13 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """The last usage sample (CPU rate over the sampling window, memory working set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +117,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.PortForward,
                     request_deserializer=machinery_dot_pb_dot_node__pb2.PortForwardRequest.FromString,
                     response_serializer=machinery_dot_pb_dot_node__pb2.PortForwardResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=machinery_dot_pb_dot_node__pb2.StatsRequest.FromString,
+                    response_serializer=machinery_dot_pb_dot_node__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +232,33 @@ class NodeAgent:
             '/kctl.v1.NodeAgent/PortForward',
             machinery_dot_pb_dot_node__pb2.PortForwardRequest.SerializeToString,
             machinery_dot_pb_dot_node__pb2.PortForwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kctl.v1.NodeAgent/Stats',
+            machinery_dot_pb_dot_node__pb2.StatsRequest.SerializeToString,
+            machinery_dot_pb_dot_node__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, batch, config, core, discovery, placement, policy, statefulset, storage
+from machinery.validation import (apps, autoscaling, batch, config, core, discovery, placement, policy,
+                                  statefulset, storage)
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -72,6 +73,7 @@ _SPEC_RULES = {
     "Job": batch.validate_job,
     "CronJob": batch.validate_cron_job,
     "PodDisruptionBudget": policy.validate_pdb,
+    "HorizontalPodAutoscaler": autoscaling.validate_hpa,
     "PriorityClass": placement.validate_priority_class,
     "EndpointSlice": discovery.validate_endpoint_slice,
 }

@@ -49,7 +49,7 @@ def test_discovery_lists_subresources_categories_and_short_names():
     groups = [i["metadata"]["name"] for i in agg["items"]]
     from machinery import kinds
     served = list(dict.fromkeys(i.api_version.split("/")[0] for i in kinds.KINDS if "/" in i.api_version))
-    assert groups == served and {"apps", "coordination.k8s.io", "batch", "policy"} <= set(groups)
+    assert groups == served + ["metrics.k8s.io"] and {"apps", "coordination.k8s.io", "batch", "policy"} <= set(groups)
     dep = next(r for r in agg["items"][0]["versions"][0]["resources"] if r["resource"] == "deployments")
     assert dep["resource"] == "deployments" and {s["subresource"] for s in dep["subresources"]} == {"status",
                                                                                                    "scale"}
