@@ -260,7 +260,8 @@ def test_each_claim_is_bound_to_a_volume_on_its_pods_node(lab, web):
 def test_each_pod_wrote_its_hostname_to_its_own_volume(lab, web):
     for name, pod in web.items():
         assert log_lines(lab, name) == [f"{name} {pod.metadata.uid}"]
-        pv = lab.api(lambda c: c.get("PersistentVolume", claim(lab, f"data-{name}").spec.volume_name))
+        volume = claim(lab, f"data-{name}").spec.volume_name
+        pv = lab.api(lambda c: c.get("PersistentVolume", volume))
         with open(os.path.join(pv.spec.host_path.path, "log")) as f:     # the node's directory
             assert f.read() == f"{name} {pod.metadata.uid}\n"
 
