@@ -76,7 +76,8 @@ def test_version_api_versions_and_api_resources(kube):
     out = kube.ok("version")
     assert "Server Version: v1.32.0" in out
     from machinery import kinds
-    assert kube.ok("api-versions").split() == sorted({i.api_version for i in kinds.KINDS})
+    served = {i.api_version for i in kinds.KINDS} | {"metrics.k8s.io/v1beta1"}   # + the read-only metrics API
+    assert kube.ok("api-versions").split() == sorted(served)
     assert {"apps/v1", "batch/v1", "policy/v1", "storage.k8s.io/v1", "v1"} <= set(kube.ok("api-versions").split())
     res = kube.ok("api-resources")
     assert re.search(r"^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", res, re.M)
