@@ -19,7 +19,9 @@ PKGS=(etcd-server runc conmon skopeo umoci busybox-static iptables iproute2
 WHEELHOUSE=${KCTL_WHEELHOUSE:-}
 if [ -n "$WHEELHOUSE" ]; then
     [ -d "$WHEELHOUSE" ] || { echo "install.sh: KCTL_WHEELHOUSE=$WHEELHOUSE is not a directory" >&2; exit 1; }
-    PIP_SOURCE=(--no-index --find-links "$WHEELHOUSE")
+    # the build backend (setuptools, wheel) comes from the wheelhouse too,
+    # installed into .venv first: no isolated build environment to make.
+    PIP_SOURCE=(--no-index --find-links "$WHEELHOUSE" --no-build-isolation)
 else
     PKGS+=(python3-dev gcc)   # for any dependency without a binary wheel
     PIP_SOURCE=()
@@ -49,6 +51,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ -z "$WHEELHOUSE" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+fi
+if [ -n "$WHEELHOUSE" ]; then
+    .venv/bin/pip install -q --no-index --find-links "$WHEELHOUSE" 'setuptools>=68' wheel
 fi
 .venv/bin/pip install -q "${PIP_SOURCE[@]}" -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import machinery.pb.api_pb2, grpc, aetcd, yaml, pyroute2" 

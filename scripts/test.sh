@@ -16,4 +16,9 @@ bash deploy/install.sh
 if ! command -v vagrant >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends vagrant >/dev/null
 fi
+# --- Vagrant lab (tests/e2e/test_vagrant.py boots VMs when the machine can) ---
+# vagrant-libvirt, libvirt, QEMU and the box builder's tools; the test skips,
+# with the reason, where VMs cannot run (KCTL_VAGRANT_TEST=0 skips it too).
+bash deploy/vagrant/install-host.sh
+# --- end Vagrant lab ---
 exec .venv/bin/pytest -p no:cacheprovider -q -ra "$@"

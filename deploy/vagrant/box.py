@@ -5,7 +5,12 @@ box carries all that `deploy/install.sh` and the systemd units use: kctl's
 Debian packages (etcd-server, runc, conmon, skopeo, docker-registry, ...),
 python3-venv, and a *wheelhouse* of kctl's pinned Python dependencies
 (`/var/lib/kctl/wheelhouse`; provision.sh hands it to install.sh as
-KCTL_WHEELHOUSE, which then installs with `pip --no-index`).
+KCTL_WHEELHOUSE, which then installs with `pip --no-index`). The wheels are
+also installed, at build time and at native speed (a chroot), into
+`/opt/kctl/.venv`, the venv install.sh uses in the VM: there pip then only
+adds kctl itself (editable), since Python under TCG runs ~10x slower and
+installing numpy, grpcio, ... there took minutes. (Vagrant's rsync of the
+checkout to /opt/kctl excludes .venv/, so the venv survives it.)
 
 How, without loop devices, a hypervisor or network in the guest:
 
@@ -163,6 +168,10 @@ def _build(work: Path, digest: str, log) -> Box:
     fs_uuid = str(uuid.uuid4())
     _configure(root, fs_uuid)
     shutil.copytree(wheels, root / WHEELHOUSE.lstrip("/"))
+    log("box: kctl's dependencies into /opt/kctl/.venv (chroot)")
+    run("chroot", root, "python3", "-m", "venv", "/opt/kctl/.venv")
+    run("chroot", root, "/opt/kctl/.venv/bin/pip", "install", "-q", "--no-index", "--find-links", WHEELHOUSE,
+        *python_pins())
     log(f"box: root tree ready after {time.monotonic() - t0:.0f}s; disk image")
     raw = work / "disk.raw"
     _disk(root, raw, fs_uuid)

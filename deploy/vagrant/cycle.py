@@ -59,6 +59,25 @@ def missing_host_tools() -> list[str]:
     return missing
 
 
+def cannot_run_reason(env=os.environ) -> str | None:
+    """Why this machine cannot run the lab's VMs (None: it can)."""
+    if env.get("KCTL_VAGRANT_TEST", "1") == "0":
+        return "KCTL_VAGRANT_TEST=0"
+    if os.geteuid() != 0:
+        return "not root (libvirt's system instance, networks and iptables need root)"
+    missing = missing_host_tools() + [t for t in box.TOOLS if not shutil.which(t) and t not in HOST_TOOLS]
+    if missing:
+        return f"missing {', '.join(missing)} (deploy/vagrant/install-host.sh installs them)"
+    try:
+        avail_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                             if line.startswith("MemAvailable:")))
+    except (OSError, StopIteration, ValueError):
+        avail_kib = 0
+    if avail_kib < 5 << 20:
+        return f"{avail_kib >> 10} MiB of memory available, the lab needs 5 GiB (3 VMs of 1 GiB + QEMU)"
+    return None
+
+
 def up(workers: int = 2, log=print) -> dict[str, float]:
     """Bring the lab up; the seconds each phase took."""
     missing = missing_host_tools()
