@@ -149,6 +149,9 @@ def ensure_box(log=print) -> Box:
     for old in CACHE.glob("kctl-bookworm-*.box"):
         if old != box.path:
             old.unlink()
+    for old in CACHE.glob("vagrant.d/boxes/kctl-bookworm-*"):   # what `vagrant up` added of older builds
+        if old.name != box.name:
+            shutil.rmtree(old)
     (CACHE / "box.json").write_text(json.dumps({"name": box.name, "path": str(box.path), "hash": digest}) + "\n")
     return box
 

@@ -40,15 +40,40 @@ def vagrant_env(workers: int | None = None) -> dict[str, str]:
 
 
 def vagrant(*args, workers: int | None = None, check: bool = True, timeout: float | None = None,
-            capture: bool = False) -> subprocess.CompletedProcess:
+            capture: bool = False, log=None) -> subprocess.CompletedProcess:
+    """Run vagrant with the lab's environment. With `log`, its output goes line by line
+    to log() and to STATE/vagrant.log (progress bars dropped), else to this terminal."""
+    cmd = ["vagrant", *args]
     try:
-        res = subprocess.run(["vagrant", *args], env=vagrant_env(workers), cwd=HERE, timeout=timeout,
-                             capture_output=capture, text=True)
+        if log is None:
+            res = subprocess.run(cmd, env=vagrant_env(workers), cwd=HERE, timeout=timeout,
+                                 capture_output=capture, text=True)
+        else:
+            res = _logged(cmd, vagrant_env(workers), timeout, log)
     except FileNotFoundError as exc:
         raise HostError("vagrant not found: run deploy/vagrant/install-host.sh") from exc
     if check and res.returncode != 0:
-        raise HostError(f"vagrant {' '.join(args)} failed (exit {res.returncode}); clean up with `down`")
+        raise HostError(f"vagrant {' '.join(args)} failed (exit {res.returncode}, see {host.STATE / 'vagrant.log'});"
+                        " clean up with `down`")
     return res
+
+
+def _logged(cmd, env, timeout, log) -> subprocess.CompletedProcess:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with open(host.STATE / "vagrant.log", "a") as out, \
+            subprocess.Popen(cmd, env=env, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) as proc:
+        out.write(f"$ {' '.join(cmd)}\n")
+        for line in proc.stdout:
+            line = line.rstrip("\n").rsplit("\r", 1)[-1].replace("\x1b[K", "")
+            if line and not line.startswith("Progress:"):
+                out.write(line + "\n")
+                out.flush()
+                log(line)
+            if deadline and time.monotonic() > deadline:
+                proc.kill()
+        rc = proc.wait()
+    return subprocess.CompletedProcess(cmd, rc)
 
 
 def missing_host_tools() -> list[str]:
@@ -88,6 +113,7 @@ def up(workers: int = 2, log=print) -> dict[str, float]:
     built = box.ensure_box(log)
     times["box"] = time.monotonic() - t0
     host.STATE.mkdir(parents=True, exist_ok=True)
+    (host.STATE / "vagrant.log").unlink(missing_ok=True)
     t0 = time.monotonic()
     started = host.start_daemons()
     if started:
@@ -98,7 +124,7 @@ def up(workers: int = 2, log=print) -> dict[str, float]:
     times["libvirt"] = time.monotonic() - t0
     log(f"box {built.name}; networks {host.MGMT_NET}, {host.CLUSTER_NET} (isolated); vagrant up")
     t0 = time.monotonic()
-    vagrant("up", "--provider=libvirt", workers=workers)
+    vagrant("up", "--provider=libvirt", workers=workers, log=log)
     times["vagrant_up"] = time.monotonic() - t0
     return times
 
@@ -120,7 +146,7 @@ def down(log=print) -> float:
         host.STATE.mkdir(parents=True, exist_ok=True)
         host.start_daemons()   # a crashed run may have left domains defined: libvirt removes them
         if (host.STATE / "dot").is_dir():
-            vagrant("destroy", "-f", check=False, timeout=600)
+            vagrant("destroy", "-f", check=False, timeout=600, log=log)
     host.cleanup(log)
     shutil.rmtree(host.STATE / "dot", ignore_errors=True)
     return time.monotonic() - t0

@@ -13,7 +13,9 @@ Hard rules kept here (and checked by tests/unit/test_vagrant_host.py):
 * Daemons: with systemd as PID 1, `systemctl start virtlogd libvirtd`;
   without it (containers, this project's machines), `virtlogd -d` and
   `libvirtd -d` with pid files under STATE/run, remembered so `down` stops
-  exactly what `up` started.
+  exactly what `up` started. That libvirtd runs in a mount namespace of its
+  own where /dev/kvm is hidden (see _without_kvm: otherwise libvirt probes
+  QEMU again on nearly every call).
 * `down` removes everything the lab made, also after a crashed run: the
   domains (prefix `kctl-vagrant-`), the lab's networks, its storage pool with
   the box volume vagrant-libvirt uploaded, the daemons it started, and
@@ -28,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -196,7 +199,7 @@ def start_daemons() -> list[str]:
             pidfile = run_dir / f"{daemon}.pid"
             if _pid_alive(pidfile):
                 continue
-            subprocess.run([daemon, "-d", "-p", str(pidfile)], check=True)
+            subprocess.run([*_without_kvm(daemon), daemon, "-d", "-p", str(pidfile)], check=True)
             started.append(str(pidfile))
     (STATE / "started-daemons").write_text("".join(s + "\n" for s in started))
     for _ in range(60):
@@ -204,6 +207,28 @@ def start_daemons() -> list[str]:
             return started
         time.sleep(0.5)
     raise HostError("libvirtd started but does not answer on qemu:///system (see /var/log/libvirt/)")
+
+
+def _without_kvm(daemon: str) -> list[str]:
+    """The command prefix that starts libvirtd with /dev/kvm hidden (empty: start it as is).
+
+    Here /dev/kvm is root-only (no udev gives it to the kvm group) and cannot
+    run Debian's kernel anyway. libvirt then disagrees with itself: its QEMU
+    probe finds KVM, while its check whether the qemu user may open /dev/kvm
+    says no, so it declares its capability cache stale and probes QEMU again
+    on nearly every API call (4-8 s each, far more on a loaded machine: a
+    3-VM `vagrant up` stalled for minutes). We keep /dev/kvm's permissions
+    and give libvirtd a private mount namespace in which /dev/kvm is an empty
+    root-only file: probe and check then agree (no KVM), the cache holds, and
+    the VMs run TCG as configured. QEMU still runs as libvirt's unprivileged
+    qemu user.
+    """
+    if daemon != "libvirtd" or not Path("/dev/kvm").exists():
+        return []
+    placeholder = STATE / "run" / "no-kvm"
+    placeholder.touch(mode=0o600)
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            f'mount --bind "{placeholder}" /dev/kvm && exec "$0" "$@"']
 
 
 def _pid_alive(pidfile: Path) -> int:
@@ -295,7 +320,7 @@ def cleanup(log=print) -> None:
             virsh("net-undefine", net, check=False)
             log(f"removed network {net}")
         for pool in pools():
-            for vol in virsh("vol-list", pool, "--name", check=False).split():
+            for vol in [line.split()[0] for line in virsh("vol-list", pool, check=False).splitlines() if line.strip()]:
                 virsh("vol-delete", vol, "--pool", pool, check=False)
                 log(f"removed volume {vol}")
             virsh("pool-destroy", pool, check=False)
@@ -304,6 +329,8 @@ def cleanup(log=print) -> None:
         others = active_networks()
     else:
         others = []
+    if (STATE / "pool").is_dir():   # also files of a pool libvirt no longer knows
+        shutil.rmtree(STATE / "pool")
     for d in stop_daemons():
         log(f"stopped {d}")
     if not others:

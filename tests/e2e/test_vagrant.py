@@ -131,11 +131,11 @@ def leftovers() -> dict[str, list[str]]:
 def test_vagrant_cluster_survives_losing_a_worker(capsys):
     phases = Phases(capsys)
     server = f"{host.Subnets.from_env().cluster.network_address + 10}:6443"
-    cycle.down(log=lambda _: None)
+    cycle.down(log=print)
     chains_before = host.iptables_chains()
     try:
         t0 = time.monotonic()
-        times = cycle.up(workers=2, log=lambda _: None)
+        times = cycle.up(workers=2, log=print)
         for name, seconds in times.items():
             phases.done(f"up: {name}", seconds)
 
@@ -171,7 +171,7 @@ def test_vagrant_cluster_survives_losing_a_worker(capsys):
         assert not ready(victim_node)
     finally:
         t0 = time.monotonic()
-        cycle.down(log=lambda _: None)
+        cycle.down(log=print)
         phases.done("down", time.monotonic() - t0)
     left = leftovers()
     if chains_before:   # libvirt chains that were there before the test are not ours to remove
