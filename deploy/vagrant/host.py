@@ -220,15 +220,22 @@ def _without_kvm(daemon: str) -> list[str]:
     3-VM `vagrant up` stalled for minutes). We keep /dev/kvm's permissions
     and give libvirtd a private mount namespace in which /dev/kvm is an empty
     root-only file: probe and check then agree (no KVM), the cache holds, and
-    the VMs run TCG as configured. QEMU still runs as libvirt's unprivileged
-    qemu user.
+    the VMs run TCG as configured. In that namespace libvirt also reads a
+    qemu.conf with `namespaces = []`: its per-VM /dev would try to carry the
+    /dev/kvm file mount over as a directory and fail. QEMU still runs as
+    libvirt's unprivileged qemu user.
     """
     if daemon != "libvirtd" or not Path("/dev/kvm").exists():
         return []
-    placeholder = STATE / "run" / "no-kvm"
+    run_dir = STATE / "run"
+    placeholder = run_dir / "no-kvm"
     placeholder.touch(mode=0o600)
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-            f'mount --bind "{placeholder}" /dev/kvm && exec "$0" "$@"']
+    conf = Path("/etc/libvirt/qemu.conf")
+    (run_dir / "qemu.conf").write_text(
+        (conf.read_text() if conf.exists() else "")
+        + "\n# kctl Vagrant lab (deploy/vagrant/host.py): no per-VM /dev namespace\nnamespaces = []\n")
+    binds = f'mount --bind "{placeholder}" /dev/kvm && mount --bind "{run_dir / "qemu.conf"}" {conf}'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", f'{binds} && exec "$0" "$@"']
 
 
 def _pid_alive(pidfile: Path) -> int:
