@@ -52,7 +52,7 @@ fi
 if [ -z "$WHEELHOUSE" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 fi
-if [ -n "$WHEELHOUSE" ]; then
+if [ -n "$WHEELHOUSE" ] && ! .venv/bin/python -c "import setuptools, wheel" 2>/dev/null; then
     .venv/bin/pip install -q --no-index --find-links "$WHEELHOUSE" 'setuptools>=68' wheel
 fi
 .venv/bin/pip install -q "${PIP_SOURCE[@]}" -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true

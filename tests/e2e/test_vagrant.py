@@ -118,6 +118,30 @@ def guest(machine: str, command: str) -> str:
     return res.stdout
 
 
+def qemu_args() -> list[str]:
+    """The -accel value of every QEMU process running a VM of the lab."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"qemu-system-x86_64") and any(a.startswith(b"guest=" + host.PREFIX.encode())
+                                                                   for a in argv):
+            found += [argv[i + 1].decode() for i, a in enumerate(argv[:-1]) if a == b"-accel"]
+    return found
+
+
+def diagnose(server: str) -> None:
+    """What a failed run needs to be understood (printed: pytest shows it with the failure)."""
+    print(subprocess.run([KCTL, "--server", server, "get", "nodes,pods", "-o", "wide"], capture_output=True,
+                         text=True, timeout=60).stdout)
+    for machine in ("worker1", "worker2", "cp"):
+        res = cycle.vagrant("ssh", machine, "-c", "sudo journalctl -n 40 --no-pager -u 'kctl-*'", check=False,
+                            capture=True, timeout=120)
+        print(f"--- {machine}\n{res.stdout}{res.stderr}")
+
+
 def leftovers() -> dict[str, list[str]]:
     left = {"chains": host.iptables_chains(), "daemons": [p.name for p in (host.STATE / "run").glob("*.pid")
                                                          if host._pid_alive(p)]}
@@ -145,9 +169,8 @@ def test_vagrant_cluster_survives_losing_a_worker(capsys):
         for machine in ("cp", "worker1", "worker2"):
             routes = guest(machine, "ip -4 route show default; ip -4 route show table all | grep -c . || true")
             assert "default" not in routes, f"{machine} has a default route: {routes}"
-        qemu = subprocess.run(["ps", "-C", "qemu-system-x86_64", "-o", "args="], capture_output=True,
-                              text=True).stdout
-        assert qemu.count("tb-size=256") == 3, qemu
+        accels = [a for a in qemu_args() if "tcg" in a]
+        assert accels == ["tcg,tb-size=256"] * 3, accels
 
         t0 = time.monotonic()
         wait_for("worker1 and worker2 Ready", lambda: {n["metadata"]["name"] for n in items(server, "nodes")
@@ -169,6 +192,9 @@ def test_vagrant_cluster_survives_losing_a_worker(capsys):
         assert set(moved.values()) == {survivor}
         victim_node = next(n for n in items(server, "nodes") if n["metadata"]["name"] == victim)
         assert not ready(victim_node)
+    except BaseException:
+        diagnose(server)
+        raise
     finally:
         t0 = time.monotonic()
         cycle.down(log=print)
