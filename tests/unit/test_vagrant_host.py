@@ -116,7 +116,7 @@ def test_vagrantfile_offline_settings():
     for line in ['lv.driver = "qemu"', 'lv.cpu_mode = "custom"', 'lv.cpu_model = "qemu64"',
                  f'lv.management_network_name = "{host.MGMT_NET}"', 'lv.management_network_mode = "none"',
                  f'lv.storage_pool_name = "{host.POOL}"', f'lv.default_prefix = "{host.PREFIX}"',
-                 "<tb-cache unit='MiB'>256</tb-cache>", 'libvirt__forward_mode: "none"',
+                 "<tb-cache unit='MiB'>256</tb-cache>", "%w[ssse3 sse4.1 sse4.2 popcnt cx16]", 'libvirt__forward_mode: "none"',
                  f'OFFLINE ? "{host.CLUSTER_NET}"']:
         assert line in text, line
     # vagrant-libvirt writes each feature as <NAME/>: the injected entry must render as valid XML.
