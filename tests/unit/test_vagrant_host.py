@@ -123,3 +123,11 @@ def test_vagrantfile_offline_settings():
     feature = "tcg><tb-cache unit='MiB'>256</tb-cache></tcg><pae"
     features = ET.fromstring(f"<features><acpi/><{feature}/></features>")
     assert features.find("tcg/tb-cache").text == "256" and features.find("pae") is not None
+
+
+@pytest.mark.parametrize("script", ["install-host.sh", "kctl-vagrant"])
+def test_wrapper_scripts_parse(script):
+    shell = "bash" if script.endswith(".sh") else "sh"
+    res = subprocess.run([shell, "-n", str(VAGRANT_DIR / script)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert os.access(VAGRANT_DIR / script, os.X_OK)
