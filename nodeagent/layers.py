@@ -117,8 +117,15 @@ def _extract(tar: tarfile.TarFile, dest: str) -> list[str]:
         else:
             _clear(target, keep_dir=m.isdir())
             m.name = rel
-            tar.extract(m, dest, set_attrs=True, numeric_owner=True, filter="fully_trusted")
+            tar.extract(m, dest, set_attrs=True, numeric_owner=True, **_TRUSTED)
     return opaque
+
+
+# tarfile's extraction filters arrived in Python 3.11.4 (3.12); Debian 12's
+# python3 is 3.11.2 and has none (`filter=` is a TypeError there), and its
+# unfiltered extract is what "fully_trusted" means: every member was vetted
+# above.
+_TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 
 
 def unpack_layer(blob: str, final: str, tmp_parent: str, diff_id: str | None = None) -> bool:

@@ -73,6 +73,11 @@ if [ -n "$HOSTS" ]; then
 fi
 
 step "deploy/install.sh (Debian packages, $KCTL/.venv)"
+# The offline box (deploy/vagrant/box.py) carries kctl's Python wheels: the
+# VM has no route out, so pip installs from them.
+if [ -d /var/lib/kctl/wheelhouse ]; then
+    export KCTL_WHEELHOUSE=/var/lib/kctl/wheelhouse
+fi
 "$KCTL/deploy/install.sh"
 ln -sf "$KCTL/.venv/bin/kctl" /usr/local/bin/kctl
 

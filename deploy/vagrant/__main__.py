@@ -1,0 +1,60 @@
+"""`python -m deploy.vagrant box|up|status|kill-node NAME|down|vagrant ARGS...` (see cycle.py).
+
+    box                 build (or reuse) the offline box; print its path
+    up [--workers N]    box, libvirt, isolated networks, `vagrant up` (1 cp + N workers)
+    status              vagrant status, the lab's domains and networks
+    kill-node NAME      `virsh destroy` the VM NAME (cp, worker1, ...): power off, no shutdown
+    down                destroy everything the lab made (also after a crashed run)
+    vagrant ARGS...     vagrant with the lab's environment, e.g. `vagrant ssh cp -c 'kctl get nodes'`
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from deploy.vagrant import box, cycle, host
+from machinery.errors import KctlError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kctl-vagrant", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    sub = p.add_subparsers(dest="verb", required=True)
+    sub.add_parser("box")
+    up = sub.add_parser("up")
+    up.add_argument("--workers", type=int, default=int(os.environ.get("KCTL_WORKERS", "2")))
+    sub.add_parser("status")
+    kill = sub.add_parser("kill-node")
+    kill.add_argument("name")
+    sub.add_parser("down")
+    vag = sub.add_parser("vagrant")
+    vag.add_argument("args", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    if os.geteuid() != 0 and args.verb != "vagrant":
+        print("kctl-vagrant: run as root (libvirt's system instance, networks, iptables)", file=sys.stderr)
+        return 1
+    try:
+        if args.verb == "box":
+            print(box.ensure_box().path)
+        elif args.verb == "up":
+            times = cycle.up(args.workers)
+            print("times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+            print(f"apiserver: KCTL_SERVER={host.Subnets.from_env().cluster.network_address + 10}:6443 kctl get nodes")
+        elif args.verb == "status":
+            cycle.status()
+        elif args.verb == "kill-node":
+            host.kill_node(args.name)
+        elif args.verb == "down":
+            print(f"down in {cycle.down():.0f}s")
+        else:
+            return cycle.vagrant(*args.args, check=False).returncode
+    except KctlError as exc:
+        print(f"kctl-vagrant: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
