@@ -350,6 +350,9 @@ def from_rpc_error(exc: grpc.RpcError, target: str = "") -> ApiError:
                     d.Unpack(inner)
                     return ApiError.from_status(inner)
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (details or ""):
+        # gRPC's own size check (`Sent/Received message larger than max (N vs. M)`)
+        return RequestEntityTooLarge(f"Request entity too large: {_short(details)}")
     if code == grpc.StatusCode.UNAVAILABLE:
         where = f" at {target}" if target else ""
         return Unavailable(f"cannot reach the apiserver{where}: {_short(details)}")

@@ -30,6 +30,7 @@ import logging
 
 from aiohttp import web
 
+from apiserver import limits
 from apiserver.http import discovery, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
 from apiserver.http.subresources import Subresources
@@ -113,7 +114,8 @@ async def statuses(request: web.Request, handler) -> web.StreamResponse:
 
 def make_app(verbs: Verbs) -> web.Application:
     api = Api(verbs)
-    app = web.Application(middlewares=[statuses], client_max_size=wire.MAX_BODY)
+    app = web.Application(middlewares=[statuses, *limits.http_middlewares(getattr(verbs, "limiter", None))],
+                          client_max_size=wire.MAX_BODY)
     app.add_routes(discovery.routes())
     app.add_routes([web.get("/apis/{group}", discovery.api_group),
                     web.route("*", "/api/{version}", api.core),
