@@ -13,7 +13,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from apiserver.http import k8sproto
-from machinery import codec, errors, kinds, tables
+from machinery import codec, errors, kinds, safeyaml, tables
 
 MAX_BODY = 3 * 1024 * 1024          # Kubernetes' limit on a request body (3 MiB)
 JSON = "application/json"
@@ -101,8 +101,8 @@ def parse_document(body: bytes, content_type: str) -> dict:
             f'the body of the request was in an unknown format - accepted media types include: '
             f'{JSON}, {YAML}')
     try:
-        data = json.loads(body) if mt in (JSON, "*/*", "") else yaml.safe_load(body)
-    except (ValueError, yaml.YAMLError) as exc:
+        data = safeyaml.load_json(body) if mt in (JSON, "*/*", "") else safeyaml.load_one(body)
+    except ValueError as exc:             # safeyaml's DecodeErrors: syntax, depth, aliases, UTF-8
         raise errors.BadRequest(f"the body of the request could not be decoded: {exc}") from None
     if not isinstance(data, dict):
         raise errors.BadRequest("the body of the request must be a JSON object")
