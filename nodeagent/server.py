@@ -21,6 +21,14 @@ annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
+
+Bounds (whatever a client sends or fails to read): a request message is at
+most MAX_REQUEST_BYTES (1 MiB; kctl sends stdin in 64 KiB chunks); at most
+MAX_EXEC_SESSIONS exec calls and MAX_LOG_STREAMS log calls run at once
+(more get RESOURCE_EXHAUSTED); an exec's output waits in a queue of at
+most EXEC_QUEUE chunks of 64 KiB, so a client that stops reading stops the
+readers, the pipes fill and the command blocks instead of the agent's
+memory growing.
 """
 from __future__ import annotations
 
@@ -36,10 +44,33 @@ from nodeagent.processes import end_exec
 
 log = logging.getLogger("kctl.nodeagent.server")
 
+MAX_REQUEST_BYTES = 1024 * 1024
+MAX_EXEC_SESSIONS = 32
+MAX_LOG_STREAMS = 64
+EXEC_QUEUE = 16
+
+
+class _Slots:
+    """A count of running calls of one kind, refused past `limit`."""
+
+    def __init__(self, what: str, limit: int):
+        self.what, self.limit, self.current = what, limit, 0
+
+    async def take(self, context, node: str) -> None:
+        if self.current >= self.limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many concurrent {self.what} on node {node} (limit {self.limit})")
+        self.current += 1
+
+    def give(self) -> None:
+        self.current -= 1
+
 
 class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
     def __init__(self, agent) -> None:
         self.agent = agent
+        self.exec_slots = _Slots("exec sessions", MAX_EXEC_SESSIONS)
+        self.log_slots = _Slots("log streams", MAX_LOG_STREAMS)
 
     async def _container(self, context, namespace: str, pod: str, container: str, previous: bool = False) -> str:
         w = next((w for w in self.agent.workers.values()
@@ -64,6 +95,14 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         return cid
 
     async def Logs(self, request, context):
+        await self.log_slots.take(context, self.agent.node_name)
+        try:
+            async for chunk in self._logs(request, context):
+                yield chunk
+        finally:
+            self.log_slots.give()
+
+    async def _logs(self, request, context):
         cid = await self._container(context, request.namespace, request.pod, request.container, request.previous)
         rt = self.agent.runtime
         tail = request.tail_lines if request.HasField("tail_lines") else None
@@ -84,6 +123,14 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                 yield chunk(e)
 
     async def Exec(self, request_iterator, context):
+        await self.exec_slots.take(context, self.agent.node_name)
+        try:
+            async for msg in self._exec(request_iterator, context):
+                yield msg
+        finally:
+            self.exec_slots.give()
+
+    async def _exec(self, request_iterator, context):
         first, it = await nodeclient.first_request(request_iterator)
         if first is None:
             return
@@ -100,7 +147,7 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             proc, pidfile = await rt.start_exec(cid, list(first.command), stdin=first.stdin)
         except (ContainerNotFound, ContainerNotRunning):     # exited (or removed) meanwhile
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue(EXEC_QUEUE)    # bounded: a slow reader stalls the pipes
 
         async def pump_in() -> None:
             try:
@@ -140,12 +187,21 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         finally:
             for t in tasks:
                 t.cancel()
+            # read what is left to EOF, discarded: a paused pipe would keep proc.wait() waiting
+            drains = [asyncio.create_task(_discard(s)) for s in (proc.stdout, proc.stderr)]
             await end_exec(proc, pidfile)     # cancelled: kill the command, children included
+            for t in drains:
+                t.cancel()
+
+
+async def _discard(stream) -> None:
+    while await stream.read(65536):
+        pass
 
 
 async def serve(agent, listen: str) -> None:
     """Serve NodeAgent on listen (HOST:PORT) until cancelled."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
     node_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentService(agent), server)
     if server.add_insecure_port(listen) == 0:
         raise NodeAgentError(f"cannot listen on {listen}")
