@@ -312,8 +312,23 @@ def to_dict(msg: Message) -> dict:
     return d
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that double-quotes strings holding U+0085 (NEL): PyYAML
+    writes them single-quoted, where a reader folds NEL into a space (found
+    by tests/unit/test_fuzz_codec.py)."""
+
+
+def _str(dumper, s: str):
+    if "\x85" in s:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", s, style='"')
+    return yaml.SafeDumper.represent_str(dumper, s)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def to_yaml(data) -> str:
-    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
 
 
 def to_json(data) -> str:
