@@ -14,7 +14,8 @@
   the HTTP body limit, Kubernetes' MaxRequestBodyBytes, and the limit
   machinery.safeyaml applies to a manifest); an object written to etcd
   at most MAX_OBJECT_BYTES (1.5 MiB, etcd's default --max-request-bytes),
-  refused before etcd sees it with 413 RequestEntityTooLarge.
+  refused before etcd sees it with 413 RequestEntityTooLarge. Request
+  bytes that are not the method's protobuf message are 400 BadRequest.
 * Watches: each watcher is a cursor into the watch cache's ring (memory
   does not grow with a slow watcher; one that falls a ring behind ends
   with TooSlow), and each message it is sent must be taken by the client
@@ -25,8 +26,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import grpc
+from google.protobuf.message import DecodeError
 from aiohttp import web
 
 from machinery import errors, safeyaml
@@ -97,7 +100,10 @@ async def sent_within(write, verbs, what: str):
 # ------------------------------------------------------------------ gRPC
 
 class GrpcInflight(grpc.aio.ServerInterceptor):
-    """The limiter on kctl.v1.Api's unary methods."""
+    """Guards on kctl.v1.Api's methods: the in-flight limit on its unary
+    methods, and request bytes that do not parse as the method's message
+    answered 400 BadRequest (gRPC's own handling is UNKNOWN plus a logged
+    traceback)."""
 
     def __init__(self, limiter: Inflight):
         self.limiter = limiter
@@ -105,24 +111,44 @@ class GrpcInflight(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
         service, _, method = details.method.rpartition("/")
-        if handler is None or not service.endswith("kctl.v1.Api") or handler.unary_unary is None:
+        if handler is None or not service.endswith("kctl.v1.Api") or handler.request_streaming:
             return handler
-        if method not in READ_METHODS and method not in MUTATING_METHODS:
-            return handler
-        mutating, inner, limiter = method in MUTATING_METHODS, handler.unary_unary, self.limiter
+        decode = handler.request_deserializer
+        if handler.unary_unary is not None:
+            slot = method in MUTATING_METHODS if method in READ_METHODS | MUTATING_METHODS else None
+            inner, limiter = handler.unary_unary, self.limiter
 
-        async def limited(request, context):
-            try:
-                limiter.acquire(mutating)
-            except errors.TooManyRequests as exc:
-                await errors.abort(context, exc)
-            try:
-                return await inner(request, context)
-            finally:
-                limiter.release(mutating)
+            async def unary(raw, context):
+                request = await _decoded(decode, raw, method, context)
+                if slot is None:
+                    return await inner(request, context)
+                try:
+                    limiter.acquire(slot)
+                except errors.TooManyRequests as exc:
+                    await errors.abort(context, exc)
+                try:
+                    return await inner(request, context)
+                finally:
+                    limiter.release(slot)
 
-        return grpc.unary_unary_rpc_method_handler(limited, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
+            return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
+        inner = handler.unary_stream
+        if inspect.isasyncgenfunction(inner):
+            async def stream(raw, context):
+                async for msg in inner(await _decoded(decode, raw, method, context), context):
+                    yield msg
+        else:
+            async def stream(raw, context):
+                return await inner(await _decoded(decode, raw, method, context), context)
+        return grpc.unary_stream_rpc_method_handler(stream, response_serializer=handler.response_serializer)
+
+
+async def _decoded(decode, raw: bytes, method: str, context):
+    try:
+        return decode(raw) if decode is not None else raw
+    except DecodeError:
+        await errors.abort(context, errors.BadRequest(f"cannot decode the {method} request: "
+                                                      "the message is not valid protobuf"))
 
 
 # ------------------------------------------------------------------ HTTP
