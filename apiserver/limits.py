@@ -16,6 +16,8 @@
   at most MAX_OBJECT_BYTES (1.5 MiB, etcd's default --max-request-bytes),
   refused before etcd sees it with 413 RequestEntityTooLarge. Request
   bytes that are not the method's protobuf message are 400 BadRequest.
+* Warnings (HTTP Warning headers): each at most 256 characters, 4 KiB in
+  all, as kube-apiserver caps them, and at most 50 of them.
 * Watches: each watcher is a cursor into the watch cache's ring (memory
   does not grow with a slow watcher; one that falls a ring behind ends
   with TooSlow), and each message it is sent must be taken by the client
@@ -69,6 +71,25 @@ class Inflight:
 
     def release(self, mutating: bool) -> None:
         self.current[mutating] -= 1
+
+
+MAX_WARNING_CHARS = 256
+MAX_WARNINGS_BYTES = 4 * 1024
+MAX_WARNINGS = 50
+
+
+def capped_warnings(warnings) -> list[str]:
+    """Warning headers as kube-apiserver bounds them (endpoints/filters/warning.go):
+    each cut to 256 characters, at most 4 KiB in all, the rest dropped; and
+    at most 50 headers (clients refuse responses with 100)."""
+    out, total = [], 0
+    for w in list(warnings)[:MAX_WARNINGS]:
+        w = w if len(w) <= MAX_WARNING_CHARS else w[:MAX_WARNING_CHARS - 3] + "..."
+        total += len(w)
+        if total > MAX_WARNINGS_BYTES:
+            break
+        out.append(w)
+    return out
 
 
 def check_object_size(obj) -> None:

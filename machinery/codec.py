@@ -22,6 +22,7 @@ alias-expansion and depth limits apply before any value is built.
 from __future__ import annotations
 
 import json
+import re
 import string
 from dataclasses import dataclass
 
@@ -314,8 +315,8 @@ def to_dict(msg: Message) -> dict:
 
 class _Dumper(yaml.SafeDumper):
     """SafeDumper that double-quotes strings holding U+0085 (NEL): PyYAML
-    writes them single-quoted, where a reader folds NEL into a space (found
-    by tests/unit/test_fuzz_codec.py)."""
+    writes them single-quoted, where a reader folds NEL into a space; and
+    quotes `y`/`n` (both found by tests/unit/test_fuzz_codec.py)."""
 
 
 def _str(dumper, s: str):
@@ -325,6 +326,8 @@ def _str(dumper, s: str):
 
 
 _Dumper.add_representer(str, _str)
+# safeyaml reads y/Y/n/N as booleans (go-yaml v2): write such strings quoted, as go-yaml does
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
 
 
 def to_yaml(data) -> str:

@@ -60,10 +60,13 @@ _NO_VALUE = object()
 # Values echoed in errors stay small whatever arrives: a string shows its
 # first MAX_VALUE_CHARS characters then `...(truncated N chars)`, a list or
 # map its first items up to about MAX_SHOWN_CHARS then `... (N more)`; a
-# message lists at most MAX_CAUSES causes then `and N more`.
+# message lists at most MAX_CAUSES causes, and no more than about
+# MAX_MESSAGE_CHARS of them, then `and N more` (the causes likewise), so an
+# error stays under 2 KB whatever the input.
 MAX_VALUE_CHARS = 64
 MAX_SHOWN_CHARS = 256
 MAX_CAUSES = 10
+MAX_MESSAGE_CHARS = 640
 
 
 def _scalar(value) -> str:
@@ -103,12 +106,18 @@ def _bounded(open_: str, close: str, parts, total: int) -> str:
     return open_ + ", ".join(out) + more + close
 
 
-def cap_messages(parts: list[str], limit: int = MAX_CAUSES) -> list[str]:
-    """The first `limit` messages (each cut at 4 * MAX_SHOWN_CHARS), then
-    `and N more` for the rest."""
-    cut = 4 * MAX_SHOWN_CHARS
-    out = [p if len(p) <= cut else p[:cut] + f"...(truncated {len(p) - cut} chars)" for p in parts[:limit]]
-    return out + ([f"and {len(parts) - limit} more"] if len(parts) > limit else [])
+def cap_messages(parts: list[str], limit: int = MAX_CAUSES, budget: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """The first messages, at most `limit` of them and (after the first)
+    no more than `budget` characters in all, each cut at 2 * MAX_SHOWN_CHARS;
+    then `and N more` for the rest."""
+    cut, out, size = 2 * MAX_SHOWN_CHARS, [], 0
+    for p in parts[:limit]:
+        p = p if len(p) <= cut else p[:cut] + f"...(truncated {len(p) - cut} chars)"
+        if out and size + len(p) > budget:
+            break
+        out.append(p)
+        size += len(p) + 2
+    return out + ([f"and {len(parts) - len(out)} more"] if len(parts) > len(out) else [])
 
 
 _show = show_value
@@ -247,14 +256,15 @@ class Invalid(ApiError):
     def of(cls, resource: str, name: str, errors: list[FieldError], kind: str = "", group: str = ""):
         """Kubernetes' message: `Deployment.apps "web" is invalid: <errors>`, at
         most MAX_CAUSES errors, then `and N more` (also as the last cause)."""
-        parts = cap_messages([str(e) for e in errors[:MAX_CAUSES + 1]])
-        if len(errors) > MAX_CAUSES:
-            parts[-1] = f"and {len(errors) - MAX_CAUSES} more"
+        parts = cap_messages([str(e) for e in errors[:MAX_CAUSES]])
+        shown = len(parts) - (len(parts) > 1 and parts[-1].startswith("and ") and parts[-1].endswith(" more"))
+        if len(errors) > shown:
+            parts[shown:] = [f"and {len(errors) - shown} more"]
         body = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-        causes = [e.to_cause() for e in errors[:MAX_CAUSES]]
-        if len(errors) > MAX_CAUSES:
+        causes = [e.to_cause() for e in errors[:shown]]
+        if len(errors) > shown:
             causes.append(api_pb2.StatusCause(reason="FieldValueInvalid", field="",
-                                              message=f"and {len(errors) - MAX_CAUSES} more"))
+                                              message=f"and {len(errors) - shown} more"))
         return cls(f'{resource} "{name}" is invalid: {body}', kind=kind, name=name, group=group,
                    causes=causes)
 

@@ -108,6 +108,9 @@ def _scalar(f):
 @st.composite
 def _fill(draw, desc, depth: int):
     """A dict of field name -> python value for message `desc`."""
+    if desc.full_name == "kctl.v1.IntOrString":     # always one of the two, as in Kubernetes
+        return draw(st.one_of(st.builds(lambda i: {"int_val": i}, st.integers(-2**31, 2**31 - 1)),
+                              st.builds(lambda t: {"str_val": t}, _SHORT)))
     out = {}
     fields = [f for f in desc.fields if depth > 0 or f.type != FD.TYPE_MESSAGE]
     chosen = draw(st.lists(st.sampled_from(fields), max_size=4, unique=True)) if fields else []

@@ -134,6 +134,8 @@ def test_mutated_manifest_documents(doc):
 @FUZZ
 @given(fuzzing.any_message)
 @example(codec.from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x\x85y"}}))
+@example(codec.from_dict({"apiVersion": "v1", "kind": "Service", "spec": {"ports": [{"targetPort": 0}]}}))
+@example(codec.from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "N"}}))
 def test_valid_objects_round_trip(msg):
     with SLOW["roundtrip"].timed(msg):
         text = codec.to_yaml(codec.to_dict(msg))
