@@ -22,8 +22,11 @@
   does not grow with a slow watcher; one that falls a ring behind ends
   with TooSlow), and each message it is sent must be taken by the client
   within `--watch-send-timeout` seconds (default 60): a watcher that stops
-  reading is dropped with 429 TooManyRequests instead of holding its
-  stream and the transport's buffers for ever (`sent_within`).
+  reading is dropped (`sent_within`): its cursor is released and nothing
+  more is queued for it; over HTTP its connection is closed at once; over
+  gRPC the message already in flight cannot be taken back, so the 429
+  TooManyRequests status follows it when the client reads again (or the
+  call ends with the connection; keepalive finds dead peers).
 """
 from __future__ import annotations
 
@@ -101,7 +104,17 @@ def check_object_size(obj) -> None:
 
 
 class Stalled(errors.TooManyRequests):
-    """A watcher that stopped taking events."""
+    """A watcher that stopped taking events; `pending` is the write still in flight."""
+
+    def __init__(self, message: str, *, pending=None, **kw):
+        super().__init__(message, **kw)
+        self.pending = pending
+
+    async def settled(self) -> None:
+        """Wait for the write in flight to leave (or fail): only then can a
+        gRPC status be sent."""
+        if self.pending is not None:
+            await asyncio.wait({self.pending})
 
 
 async def sent_within(write, verbs, what: str):
@@ -111,11 +124,15 @@ async def sent_within(write, verbs, what: str):
     timeout = limiter.watch_send_timeout if limiter is not None else 0
     if not timeout:
         return await write
-    try:
-        return await asyncio.wait_for(write, timeout)
-    except asyncio.TimeoutError:
-        raise Stalled(f"watch of {what} closed: the client took no event for {timeout:g}s",
-                      retry_after=RETRY_AFTER) from None
+    task = asyncio.ensure_future(write)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if task in done:
+        return task.result()
+    # Not cancelled: gRPC cannot take back a message it started to send (the
+    # status can only follow it: Stalled.settled()).
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    raise Stalled(f"watch of {what} closed: the client took no event for {timeout:g}s",
+                  retry_after=RETRY_AFTER, pending=task)
 
 
 # ------------------------------------------------------------------ gRPC

@@ -113,4 +113,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, errors.ApiError):
                 log.info("watch %s ended: %s", request.kind, exc.message)
+            if isinstance(exc, limits.Stalled):
+                await events.aclose()            # release the cursor now; the status waits for the
+                await exc.settled()              # message in flight (one write at a time)
             await fail_rpc(context, exc, f"watch {request.kind}")
