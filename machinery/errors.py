@@ -66,7 +66,7 @@ _NO_VALUE = object()
 MAX_VALUE_CHARS = 64
 MAX_SHOWN_CHARS = 256
 MAX_CAUSES = 10
-MAX_MESSAGE_CHARS = 640
+MAX_MESSAGE_CHARS = 1400
 
 
 def _scalar(value) -> str:
