@@ -326,7 +326,7 @@ def _str(dumper, s: str):
 
 
 _Dumper.add_representer(str, _str)
-# safeyaml reads y/Y/n/N as booleans (go-yaml v2): write such strings quoted, as go-yaml does
+# go-yaml v2 (kubectl) reads y/Y/n/N as booleans: write such strings quoted, as go-yaml does
 _Dumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
 
 

@@ -25,9 +25,9 @@ which refuse, before any Python object is built:
 The check is one streaming pass over the parser's events (libyaml when
 available): it counts nodes, alias expansions (each anchor's expanded
 size is known when its node ends) and depth, so nothing is expanded to be
-measured. Scalars resolve as go-yaml v2 (sigs.k8s.io/yaml, what kubectl
-and the apiserver use) resolves them for JSON: timestamps stay strings,
-`y`/`n` are booleans like `yes`/`no`.
+measured. Timestamps stay strings as go-yaml keeps them for JSON; apply
+patches (`load_one(..., go_v2=True)`) also read `y`/`n` as booleans like
+go-yaml v2 (sigs.k8s.io/yaml).
 
 Every refusal is a `LimitError` (a DecodeError) and every syntax error a
 `DecodeError`, each one line naming the source, the document and the rule:
@@ -53,12 +53,21 @@ _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Loader(_Base):
-    """SafeLoader (libyaml when built) resolving scalars as go-yaml v2 does."""
-    bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+    """SafeLoader (libyaml when built) keeping timestamps strings, as go-yaml
+    does for JSON."""
 
 
 Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
-Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+
+class GoV2Loader(Loader):
+    """Loader that also reads `y`/`n` (any case) as booleans, as go-yaml v2
+    does: apply-patch bodies (machinery.patch.yamlbody). Manifests keep
+    them strings, so that a data key or label `y` stays one."""
+    bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+
+
+GoV2Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
 
 
 class LimitError(DecodeError):
@@ -182,13 +191,13 @@ def load_all(data: bytes | str, source: str = "") -> list:
         raise LimitError(f"{_where(source)}yaml: exceeded max depth") from None
 
 
-def load_one(data: bytes | str, source: str = ""):
+def load_one(data: bytes | str, source: str = "", go_v2: bool = False):
     """The single document of `data` (None when empty)."""
     text = to_text(data, source)
     check_size(text, source)
     _check_events(text, source, single=True)
     try:
-        return yaml.load(text, Loader=Loader)
+        return yaml.load(text, Loader=GoV2Loader if go_v2 else Loader)
     except yaml.YAMLError as exc:
         raise yaml_error(exc, source) from None
     except RecursionError:

@@ -48,7 +48,7 @@ def load(body: bytes):
     if len(body) > MAX_BODY_BYTES:
         raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {MAX_BODY_BYTES}")
     try:
-        data = safeyaml.load_one(body)
+        data = safeyaml.load_one(body, go_v2=True)
     except safeyaml.LimitError as exc:
         if "alias" in str(exc) or "contains itself" in str(exc):
             raise errors.BadRequest(_EXCESSIVE) from None
