@@ -94,13 +94,19 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                                 f'container "{container}" in pod "{pod}" is waiting to start')
         return cid
 
-    async def Logs(self, request, context):
-        await self.log_slots.take(context, self.agent.node_name)
+    async def _slotted(self, slots: _Slots, context, stream):
+        """The messages of `stream`, while holding one of `slots`."""
+        await slots.take(context, self.agent.node_name)
         try:
-            async for chunk in self._logs(request, context):
-                yield chunk
+            async for msg in stream:
+                yield msg
         finally:
-            self.log_slots.give()
+            slots.give()
+            await stream.aclose()
+
+    async def Logs(self, request, context):
+        async for chunk in self._slotted(self.log_slots, context, self._logs(request, context)):
+            yield chunk
 
     async def _logs(self, request, context):
         cid = await self._container(context, request.namespace, request.pod, request.container, request.previous)
@@ -123,12 +129,8 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                 yield chunk(e)
 
     async def Exec(self, request_iterator, context):
-        await self.exec_slots.take(context, self.agent.node_name)
-        try:
-            async for msg in self._exec(request_iterator, context):
-                yield msg
-        finally:
-            self.exec_slots.give()
+        async for msg in self._slotted(self.exec_slots, context, self._exec(request_iterator, context)):
+            yield msg
 
     async def _exec(self, request_iterator, context):
         first, it = await nodeclient.first_request(request_iterator)
