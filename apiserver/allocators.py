@@ -97,6 +97,8 @@ class ServiceAllocator:
         alloc = Allocation()
         await self._plan_ip(svc, old, owner, avoid, alloc, problems)
         await self._plan_ports(svc, old, owner, avoid, alloc, problems)
+        if not problems:
+            await self._plan_health_port(svc, old, owner, avoid, alloc, problems)
         if problems:
             raise errors.Invalid.of("Service", svc.metadata.name, problems, kind="Service")
         return alloc, warnings
@@ -104,6 +106,12 @@ class ServiceAllocator:
     async def _plan_ip(self, svc, old, owner, avoid, alloc: Allocation, problems) -> None:
         spec = svc.spec
         old_ip = old.spec.cluster_ip if old is not None else ""
+        if spec.type == "ExternalName":                   # a CNAME: no ClusterIP; a type change releases it
+            if old_ip and old_ip != "None":
+                alloc.ops.append(st.delete(ip_key(old_ip)))
+            spec.cluster_ip = ""
+            del spec.cluster_ips[:]
+            return
         if not spec.cluster_ip and spec.cluster_ips:
             spec.cluster_ip = spec.cluster_ips[0]
         if not spec.cluster_ip and old_ip:
@@ -211,6 +219,46 @@ class ServiceAllocator:
         for port in old_set - keep:
             alloc.ops.append(st.delete(port_key(port)))
 
+    async def _plan_health_port(self, svc, old, owner, avoid, alloc: Allocation, problems) -> None:
+        """healthCheckNodePort, from the node port range, for LoadBalancer services with
+        externalTrafficPolicy Local (Kubernetes' NeedsHealthCheck): kept across updates, chosen
+        when not given, released when no longer needed."""
+        spec = svc.spec
+        had = old.spec.health_check_node_port if old is not None else 0
+        if not (spec.type == "LoadBalancer" and spec.external_traffic_policy == "Local"):
+            if spec.health_check_node_port == had:
+                spec.health_check_node_port = 0
+            if had:
+                alloc.ops.append(st.delete(port_key(had)))
+            return
+        spec.health_check_node_port = spec.health_check_node_port or had
+        port = spec.health_check_node_port
+        if port and port == had:
+            return
+        if had:
+            alloc.ops.append(st.delete(port_key(had)))
+        in_use = {p.node_port for p in spec.ports}
+        if port:
+            k = port_key(port)
+            if not self.port_lo <= port <= self.port_hi or port in in_use or k in avoid:
+                problems.append(errors.invalid("spec.healthCheckNodePort", port, "provided port is already allocated"
+                                               if self.port_lo <= port <= self.port_hi else
+                                               f"provided port is not in the valid range. The range of valid ports "
+                                               f"is {self.port_lo}-{self.port_hi}"))
+                return
+            alloc.requested.add(k)
+        else:
+            taken = {int(x) for x in await self._taken(NODE_PORTS)} | in_use
+            taken |= {int(k[len(NODE_PORTS):]) for k in avoid if k.startswith(NODE_PORTS)}
+            port = self._random_port(taken)
+            if port is None:
+                raise errors.ApiError("Internal error occurred: failed to allocate a healthCheckNodePort: "
+                                      f"range {self.port_lo}-{self.port_hi} is full")
+            spec.health_check_node_port, k = port, port_key(port)
+        alloc.compares.append(st.absent(k))
+        alloc.ops.append(st.put(k, owner))
+        alloc.new_keys.append(k)
+
     # ------------------------------------------------------------- release
     @staticmethod
     def release(svc) -> list:
@@ -218,6 +266,6 @@ class ServiceAllocator:
         ops = []
         if svc.spec.cluster_ip and svc.spec.cluster_ip != "None":
             ops.append(st.delete(ip_key(svc.spec.cluster_ip)))
-        for port in {p.node_port for p in svc.spec.ports if p.node_port}:
+        for port in {p.node_port for p in svc.spec.ports if p.node_port} | {svc.spec.health_check_node_port} - {0}:
             ops.append(st.delete(port_key(port)))
         return ops

@@ -22,7 +22,7 @@ import json
 
 from google.protobuf.message import Message
 
-from apiserver import objects, registry
+from apiserver import admission_priority, objects, registry
 from apiserver import storage as st
 from apiserver.allocators import Allocation, ServiceAllocator
 from machinery import errors, kinds
@@ -124,6 +124,7 @@ class Store:
         problems = strat.validate(obj)
         if problems:
             raise invalid(info, obj.metadata.name or obj.metadata.generate_name, problems)
+        await admission_priority.admit(self, obj)
         strat.canonicalize(obj)
         name = obj.metadata.name
         if ns in self.terminating_namespaces:
@@ -202,6 +203,7 @@ class Store:
                 problems = strat.validate_status(new, old)
             else:
                 strat.default(new)
+                admission_priority.admit_update(new, old)
                 strat.prepare_for_update(new, old)
                 problems = strat.validate(new, old)
             if problems:

@@ -3,12 +3,13 @@
     kctl-apiserver --etcd-servers http://127.0.0.1:2379 --listen 127.0.0.1:6443
 
 `run()` is the whole process: bootstrap the system namespaces (retrying
-until etcd answers), start one watch-cache task per kind, serve gRPC, and
-stop cleanly on SIGTERM/SIGINT. The Kubernetes HTTP API (apiserver.http,
---http-listen) runs in the same event loop on the same Verbs as gRPC. The long-lived tasks run under
-machinery.runner.run_tasks like every other component's: a task that fails
-is logged and ends the process (exit code 1) rather than vanishing, and a
-signal stops them all, after which the servers stop and etcd is closed.
+until etcd answers), start one watch-cache task per kind, serve gRPC and
+the Kubernetes HTTP API (apiserver.http, --http-listen; same event loop,
+same Verbs), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
+under machinery.runner.run_tasks like every other component's: a task that
+fails is logged and ends the process (exit code 1) rather than vanishing,
+and a signal stops them all, after which the servers stop and etcd is
+closed.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import encryption, http, limits, metrics, objects
+from apiserver import admission_priority, encryption, http, limits, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
 from apiserver.nodeproxy import NodeProxy
@@ -90,6 +92,7 @@ async def bootstrap(store: Store) -> None:
                     log.info("created namespace %s", name)
                 except errors.AlreadyExists:
                     pass
+            await admission_priority.bootstrap(store)
             return
         except errors.Unavailable as exc:
             log.warning("waiting for etcd: %s", exc.message)
@@ -166,6 +169,8 @@ async def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
     metrics.serve(args.metrics_listen)
     await bootstrap(store)
+    kubernetes_service = KubernetesService(store, args.service_cluster_ip_range, args.listen)
+    await kubernetes_service.first_sync()       # before serving: clients find it from their first call
 
     runner = None
     try:
@@ -176,6 +181,7 @@ async def run(args: argparse.Namespace) -> None:
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
+        tasks["kubernetes-service"] = kubernetes_service.run()
         if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
             tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
         await run_tasks(tasks)
@@ -187,7 +193,7 @@ async def run(args: argparse.Namespace) -> None:
         await storage.close()
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging("kctl-apiserver", 2 if args.verbose else 0)
     return run_component(lambda: run(args))

@@ -6,8 +6,9 @@ them and does the etcd work.
 - create: server-set metadata (uid, creationTimestamp, generation 1), the
   status reset each kind gets (a new Pod is Pending with its QoS class, a new
   Namespace Active, PersistentVolumes and claims Pending with their
-  protection finalizer, controllers' objects start with an empty status),
-  defaulting, validation, canonical quantities;
+  protection finalizer, controllers' objects start with an empty status, a
+  Job gets its generated selector and pod labels), defaulting, validation,
+  canonical quantities;
 - update: identity and server-set metadata kept from the stored object,
   status kept (only UpdateStatus writes it), generation +1 when anything
   outside metadata and status changed;
@@ -25,7 +26,7 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from machinery import defaults, deletion, kinds, validation
+from machinery import defaults, deletion, kinds, validation, workloads
 from machinery.errors import FieldError
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
@@ -169,9 +170,10 @@ class ServiceStrategy(Strategy):
         """Kubernetes' patchAllocatedValues: an update that leaves clusterIP or
         a nodePort empty keeps the allocated one; a type change away from
         NodePort/LoadBalancer drops the node ports it carried over (the
-        allocator then releases them)."""
+        allocator then releases them), and so does one to a service that no longer needs its
+        healthCheckNodePort (Kubernetes' dropTypeDependentFields)."""
         spec, ospec = new.spec, old.spec
-        if not spec.cluster_ip and not spec.cluster_ips and ospec.cluster_ip:
+        if not spec.cluster_ip and not spec.cluster_ips and ospec.cluster_ip and spec.type != "ExternalName":
             spec.cluster_ip = ospec.cluster_ip
             spec.cluster_ips[:] = list(ospec.cluster_ips) or [ospec.cluster_ip]
         old_ports = {(p.port, p.protocol or "TCP"): p.node_port for p in ospec.ports if p.node_port}
@@ -183,6 +185,10 @@ class ServiceStrategy(Strategy):
                 p.node_port = had
             elif not wants and p.node_port and p.node_port in old_ports.values():
                 p.node_port = 0
+        # dropTypeDependentFields: a healthCheckNodePort carried over from a service that needed one
+        needs = spec.type == "LoadBalancer" and spec.external_traffic_policy == "Local"
+        if not needs and spec.health_check_node_port == ospec.health_check_node_port:
+            spec.health_check_node_port = 0
         super().prepare_for_update(new, old)
 
 
@@ -204,6 +210,10 @@ class VolumeStrategy(Strategy):
     def reset_status(self, obj) -> None:
         obj.ClearField("status")
         obj.status.phase = "Pending"
+class JobStrategy(Strategy):
+    def prepare_for_create(self, job, namespace: str) -> None:
+        super().prepare_for_create(job, namespace)
+        workloads.generate_job_selector(job)
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -212,7 +222,8 @@ for _info in kinds.KINDS:
         _short = "pv" if _info.kind == "PersistentVolume" else "pvc"
         STRATEGIES[_info.kind] = VolumeStrategy(_info, f"kubernetes.io/{_short}-protection")
         continue
-    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy}.get(_info.kind, Strategy)
+    _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy,
+            "Job": JobStrategy}.get(_info.kind, Strategy)
     STRATEGIES[_info.kind] = _cls(_info)
 
 

@@ -1,6 +1,7 @@
 """Scheduler throughput and latency on hollow nodes.
 
     python -m bench.scheduler [--nodes 5000] [--pods 10000] [--mode backlog|stream] [--rate R]
+                              [--workload plain|placement|both]
 
 Starts its own etcd + apiserver (harness.control_plane), creates N hollow nodes,
 starts `kctl-scheduler` as a separate process, then (by mode):
@@ -24,8 +25,16 @@ It prints the CPU seconds of etcd / apiserver / scheduler / bench during the
 binding phase, the apiserver's request table, and the scheduler's own
 queue-wait / bind / e2e histograms, to show where the time goes.
 
-Ends with
-`RESULT nodes=N pods=M pods_per_s=X p50_ms=Y p99_ms=Z etcd_txn_per_s=W`.
+Workloads (--workload): `plain` pods only request resources; `placement`
+gives a third of the owners (every third block of 100 pods) a zone
+topologySpreadConstraint (maxSkew 1, DoNotSchedule) and a required pod
+anti-affinity on kubernetes.io/hostname, both selecting their own owner's
+pods, so PodTopologySpread and InterPodAffinity filter and count for real
+(hollow nodes carry topology.kubernetes.io/zone in 3 zones); `both` runs
+plain then placement, each on a fresh control plane, in one invocation.
+
+Ends with (one line per workload)
+`RESULT nodes=N pods=M pods_per_s=X p50_ms=Y p99_ms=Z etcd_txn_per_s=W workload=plain`.
 """
 from __future__ import annotations
 
@@ -177,7 +186,25 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def bench(args) -> None:
+ZONE = "topology.kubernetes.io/zone"
+
+
+def bench_pod(i: int, placement: bool):
+    """Pod i of the workload (owner = i // 100; see the module docstring)."""
+    owner = i // 100
+    app = f"rs-{owner}"
+    p = hollow.pod(f"pod-{i:06}", namespace="bench", cpu="100m", memory="128Mi", owner_uid=app,
+                   labels={"app": app})
+    if placement and owner % 3 == 0:
+        c = p.spec.topology_spread_constraints.add(max_skew=1, topology_key=ZONE, when_unsatisfiable="DoNotSchedule")
+        c.label_selector.match_labels["app"] = app
+        t = p.spec.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution.add(
+            topology_key="kubernetes.io/hostname")
+        t.label_selector.match_labels["app"] = app
+    return p
+
+
+async def bench(args, workload: str = "plain") -> None:
     work = pathlib.Path(tempfile.mkdtemp(prefix="kctl-bench-sched-"))
     with Etcd(work) as etcd, ApiServer(etcd, work) as api:
         async with Client(api.target, timeout=120) as client:
@@ -188,11 +215,11 @@ async def bench(args) -> None:
             n.metadata.name = "bench"
             await client.create(n)
             nodes = [hollow.node(f"hollow-{i:05}", cpu="32", memory="128Gi", pods="110",
-                                 labels={"zone": f"zone-{i % 3}"}) for i in range(args.nodes)]
+                                 labels={"zone": f"zone-{i % 3}", ZONE: f"zone-{i % 3}"})
+                     for i in range(args.nodes)]
             dt = await create_all(client, nodes)
             print(f"created {args.nodes} nodes in {dt:.1f}s ({args.nodes / dt:.0f}/s)", flush=True)
-            pods = [hollow.pod(f"pod-{i:06}", namespace="bench", cpu="100m", memory="128Mi",
-                               owner_uid=f"rs-{i // 100}") for i in range(args.pods)]
+            pods = [bench_pod(i, workload == "placement") for i in range(args.pods)]
             _, rv = await client.list("Pod", "bench", timeout=120)
             watcher = Watcher(client, args.pods)
             wtask = asyncio.create_task(watcher.run(rv))
@@ -269,7 +296,8 @@ async def bench(args) -> None:
         print(f"etcd: {txn1:.0f} txn/s (1 put, 64 in flight); {txn128:.0f} txn/s = "
               f"{txn128 * 128:.0f} puts/s (128 puts per txn, 8 in flight)", flush=True)
         print(f"RESULT nodes={args.nodes} pods={args.pods} pods_per_s={rate:.0f} "
-              f"p50_ms={pct(lat, .5):.0f} p99_ms={pct(lat, .99):.0f} etcd_txn_per_s={txn1:.0f}", flush=True)
+              f"p50_ms={pct(lat, .5):.0f} p99_ms={pct(lat, .99):.0f} etcd_txn_per_s={txn1:.0f} "
+              f"workload={workload}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -284,7 +312,12 @@ def main(argv=None) -> None:
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--etcd-metrics", action="store_true", help="print etcd request counts of the scheduling phase")
     p.add_argument("--profile", default="", help="cProfile the scheduler into this file")
-    asyncio.run(bench(p.parse_args(argv)))
+    p.add_argument("--workload", choices=("plain", "placement", "both"), default="plain",
+                   help="placement: spread + anti-affinity on a third of the pods; both: plain, then placement")
+    args = p.parse_args(argv)
+    for workload in (("plain", "placement") if args.workload == "both" else (args.workload,)):
+        print(f"== workload {workload}", flush=True)
+        asyncio.run(bench(args, workload))
 
 
 if __name__ == "__main__":

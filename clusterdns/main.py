@@ -6,6 +6,7 @@ is a control-plane component).
              [--upstream IP[:PORT] ...] [--upstream-timeout 2]
              [--advertise-address IP ...] [--dns-service kube-system/kube-dns]
              [--cache-size 10000] [--metrics-listen 127.0.0.1:9153]
+             [--cluster-ip 10.96.0.10] [--register-interval 30]
 
 `run()` starts, in one TaskGroup (machinery.runner): the informers
 (Namespaces, Services, Endpoints, and Pods unless `--pods` is not
@@ -14,6 +15,10 @@ The server answers from the first moment: until the first lists are in, a
 name it does not know is SERVFAIL rather than NXDOMAIN (CoreDNS does the
 same after its startup timeout). No `--upstream` (the default) means names
 outside the cluster zone are REFUSED and nothing is ever sent anywhere.
+With a `--dns-service` and an address (`--advertise-address`, or a specific
+`--listen` host) it also puts itself behind that Service: creates it with
+`--cluster-ip` when missing and keeps its address in the Service's
+Endpoints until it stops (clusterdns/register.py says why it does so).
 """
 from __future__ import annotations
 
@@ -28,12 +33,13 @@ from clusterdns.feed import Feed
 from clusterdns.forward import Upstreams
 from clusterdns.index import ClusterIndex
 from clusterdns.metrics import Metrics
+from clusterdns.register import Registration
 from clusterdns.resolver import POD_MODES, Resolver
 from clusterdns.server import DnsServer
 from machinery.client import Client
 from machinery.informer import SharedInformerFactory
 from machinery.runner import run_component, run_tasks, setup_logging
-from machinery.validation.common import is_dns1123_subdomain
+from machinery.validation.dns import cluster_domain_arg
 
 log = logging.getLogger("kctl.dns")
 
@@ -71,14 +77,6 @@ def ttl_seconds(text: str) -> int:
     return value
 
 
-def cluster_domain(text: str) -> str:
-    name = text.strip().rstrip(".").lower()
-    errs = is_dns1123_subdomain(name)
-    if errs:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {'; '.join(errs)}")
-    return name
-
-
 def namespaced_name(text: str) -> tuple[str, str] | None:
     if text == "":
         return None
@@ -88,12 +86,21 @@ def namespaced_name(text: str) -> tuple[str, str] | None:
     return ns, name
 
 
+def optional_ip(text: str) -> str:
+    if text == "":
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be an IP address or ''") from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-dns", description="Answer DNS for the cluster domain.")
     p.add_argument("--apiserver", default="127.0.0.1:6443", help="apiserver HOST:PORT")
     p.add_argument("--listen", type=host_port(None), default=("0.0.0.0", 53),
                    help="IP:PORT for UDP and TCP (default 0.0.0.0:53)")
-    p.add_argument("--cluster-domain", type=cluster_domain, default="cluster.local")
+    p.add_argument("--cluster-domain", type=cluster_domain_arg, default="cluster.local")
     p.add_argument("--ttl", type=ttl_seconds, default=5, help="TTL of answers, 0-3600 s (default 5)")
     p.add_argument("--pods", choices=POD_MODES, default="verified",
                    help="A-B-C-D.NS.pod records: verified (a pod has that IP), insecure, disabled")
@@ -101,9 +108,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="forward names outside the cluster domain to IP[:PORT] (repeatable; none: REFUSED)")
     p.add_argument("--upstream-timeout", type=float, default=2.0, help="seconds per upstream try")
     p.add_argument("--advertise-address", action="append", default=[], type=ipaddress.ip_address,
-                   help="address of ns.dns.DOMAIN when the --dns-service does not exist")
+                   help="this instance's address: registered in the --dns-service Endpoints, and "
+                        "ns.dns.DOMAIN's while that Service does not exist (default: a specific --listen host)")
     p.add_argument("--dns-service", type=namespaced_name, default=("kube-system", "kube-dns"),
                    help="NAMESPACE/NAME of the Service clients reach us by (the zone's NS)")
+    p.add_argument("--cluster-ip", default="10.96.0.10", type=optional_ip,
+                   help="ClusterIP of the --dns-service when kctl-dns creates it (default %(default)s; "
+                        "'' = never create it)")
+    p.add_argument("--register-interval", type=float, default=30.0,
+                   help="seconds between re-checks of this instance's address in the --dns-service Endpoints")
     p.add_argument("--cache-size", type=int, default=10000, help="answers cached until the index changes")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -127,7 +140,15 @@ def build(client, args, metrics: Metrics) -> tuple[dict, DnsServer]:
     server = DnsServer(resolver, upstreams=upstreams, metrics=metrics, cache_size=args.cache_size)
     metrics.watch_index(index)
     host, port = args.listen
-    return {"informers": factory.run(), "feed": feed.run(), "dns": server.serve(host, port)}, server
+    tasks = {"informers": factory.run(), "feed": feed.run(), "dns": server.serve(host, port)}
+    if args.dns_service and args.advertise_address:
+        metrics_port = int(args.metrics_listen.rpartition(":")[2]) if args.metrics_listen else None
+        tasks["register"] = Registration(client, args.dns_service, args.cluster_ip, str(args.advertise_address[0]),
+                                         port, metrics_port, interval=args.register_interval).run()
+    elif args.dns_service:
+        log.warning("listening on %s with no --advertise-address: not registering in the Endpoints of %s/%s",
+                    host, *args.dns_service)
+    return tasks, server
 
 
 async def run(args) -> None:

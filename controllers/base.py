@@ -19,18 +19,6 @@ from machinery.informer import key_of
 from machinery.workqueue import WorkQueue, run_workers
 
 
-async def remove_finalizer(client, obj, finalizer: str) -> None:
-    """Update obj without `finalizer` (gone already: nothing to do)."""
-    new = codec.copy(obj)
-    keep = [f for f in new.metadata.finalizers if f != finalizer]
-    del new.metadata.finalizers[:]
-    new.metadata.finalizers.extend(keep)
-    try:
-        await client.update(new)
-    except errors.NotFound:
-        pass
-
-
 class Controller:
     name = "controller"
 

@@ -3,101 +3,68 @@
 One Endpoints object per Service with a selector, named like the Service:
 ready pods' IPs in `addresses`, the others in `notReadyAddresses`, with
 ports resolved per pod (a named targetPort is looked up in that pod's
-container ports; a pod without it is left out of that port's subset).
-Addresses with the same resolved ports share a subset. Terminating and
+container ports; a pod without it is left out of that port's subset) and
+the pod's `hostname` when its `subdomain` names the Service. Addresses with
+the same resolved ports share a subset. The object carries the Service's
+labels and `endpointslice.kubernetes.io/skip-mirror: "true"` (its slices are
+the EndpointSlice controller's, not mirrored copies). Terminating and
 finished pods and pods without an IP are left out. The Endpoints object goes
 when its Service goes (Services without a selector are left alone: their
-Endpoints are the user's).
+Endpoints are the user's, mirrored into slices by
+controllers/endpointslicemirroring.py).
 
-Handlers enqueue the Service keys a pod change concerns (services in the
-pod's namespace whose selector matches its old or new labels), so a readiness
-change reaches the Endpoints in one sync. Several workers, one per key.
+Handlers enqueue the Service keys a pod change concerns
+(controllers/svcpods.py), so a readiness change reaches the Endpoints in one
+sync. Several workers, one per key. The EndpointSlices of the same Service
+are controllers/endpointslice.py's.
 """
 from __future__ import annotations
 
-from machinery import codec, errors, kinds, selectors
-from machinery.informer import BY_NAMESPACE, index_by_namespace, key_of
+from machinery import codec, errors, kinds
+from machinery.informer import key_of
 from machinery.pb import core_pb2, meta_pb2
 
 from controllers import podutil
-from controllers.base import Controller
+from controllers.svcpods import ServicePodController, endpoint_hostname, resolved_ports
 
 
-def resolve_port(pod, sp) -> int | None:
-    """FindPort: the container port a ServicePort targets on this pod."""
-    tp = sp.target_port
-    which = tp.WhichOneof("value") if sp.HasField("target_port") else None
-    proto = sp.protocol or "TCP"
-    if which == "str_val" and tp.str_val:
-        for c in pod.spec.containers:
-            for p in c.ports:
-                if p.name == tp.str_val and (p.protocol or "TCP") == proto:
-                    return p.container_port
-        return None
-    if which == "int_val" and tp.int_val:
-        return tp.int_val
-    return sp.port
+SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 
 
-class EndpointsController(Controller):
+def endpoints_labels(svc) -> dict[str, str]:
+    """The Service's labels, and skip-mirror: the EndpointSlice controller makes this Service's slices,
+    the mirroring controller must not copy our Endpoints into more (as Kubernetes labels them)."""
+    return {**svc.metadata.labels, SKIP_MIRROR_LABEL: "true"}
+
+
+class EndpointsController(ServicePodController):
     name = "endpoints"
 
     def __init__(self, client, factory, recorder=None, workers: int = 5):
         super().__init__(client, factory, recorder, workers)
-        self.svc_inf = factory.informer("Service")
-        self.pod_inf = factory.informer("Pod")
         self.ep_inf = factory.informer("Endpoints")
-        for inf in (self.svc_inf, self.pod_inf):
-            if BY_NAMESPACE not in inf._indexers:
-                inf.add_index(BY_NAMESPACE, index_by_namespace)
-        self.svc_inf.add_handler(self.enqueue, lambda o, n: self.enqueue(n), self.enqueue)
-        self.pod_inf.add_handler(self._pod, self._pod_updated, self._pod)
         self.ep_inf.add_handler(None, None, self._ep_deleted)
 
     def informers(self):
         return [self.svc_inf, self.pod_inf, self.ep_inf]
-
-    def _services_for(self, pod, labels) -> list[str]:
-        out = []
-        for svc in self.svc_inf.list(pod.metadata.namespace):
-            if svc.spec.selector and selectors.from_map(svc.spec.selector).matches(labels):
-                out.append(key_of(svc))
-        return out
-
-    def _pod(self, pod) -> None:
-        for k in self._services_for(pod, pod.metadata.labels):
-            self.queue.add(k)
-
-    def _pod_updated(self, old, pod) -> None:
-        keys = set(self._services_for(pod, pod.metadata.labels))
-        if old.metadata.labels != pod.metadata.labels:
-            keys |= set(self._services_for(old, old.metadata.labels))
-        for k in keys:
-            self.queue.add(k)
 
     def _ep_deleted(self, ep) -> None:
         if self.svc_inf.get_by_key(key_of(ep)) is not None:
             self.enqueue(ep)
 
     def desired_subsets(self, svc) -> list:
-        sel = selectors.from_map(svc.spec.selector)
         groups: dict[tuple, tuple[list, list]] = {}
-        for pod in self.pod_inf.list(svc.metadata.namespace):
-            if not sel.matches(pod.metadata.labels) or not pod.status.pod_ip:
+        for pod in self.selected_pods(svc):
+            if podutil.is_terminating(pod):
                 continue
-            if podutil.is_terminating(pod) or pod.status.phase in ("Succeeded", "Failed"):
-                continue
-            ports = []
-            for sp in svc.spec.ports:
-                port = resolve_port(pod, sp)
-                if port is not None:
-                    ports.append((sp.name, port, sp.protocol or "TCP", sp.app_protocol))
+            ports = resolved_ports(pod, svc)
             if svc.spec.ports and not ports:
                 continue
             addr = core_pb2.EndpointAddress(ip=pod.status.pod_ip, target_ref=meta_pb2.ObjectReference(
                 kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid))
             if pod.spec.node_name:
                 addr.node_name = pod.spec.node_name
+            addr.hostname = endpoint_hostname(pod, svc)
             ready, not_ready = groups.setdefault(tuple(sorted(ports)), ([], []))
             (ready if podutil.is_pod_ready(pod) else not_ready).append(addr)
         subsets = []
@@ -127,7 +94,7 @@ class EndpointsController(Controller):
         if current is None:
             ep = kinds.new("Endpoints")
             ep.metadata.name, ep.metadata.namespace = name, ns
-            ep.metadata.labels.update(svc.metadata.labels)
+            ep.metadata.labels.update(endpoints_labels(svc))
             ep.subsets.extend(subsets)
             try:
                 await self.client.create(ep)
@@ -137,11 +104,11 @@ class EndpointsController(Controller):
             except errors.Forbidden:
                 pass                      # namespace terminating
             return
-        if list(current.subsets) == subsets and dict(current.metadata.labels) == dict(svc.metadata.labels):
+        if list(current.subsets) == subsets and dict(current.metadata.labels) == endpoints_labels(svc):
             return
         new = codec.copy(current)
         del new.subsets[:]
         new.subsets.extend(subsets)
         new.metadata.labels.clear()
-        new.metadata.labels.update(svc.metadata.labels)
+        new.metadata.labels.update(endpoints_labels(svc))
         await self.client.update(new)

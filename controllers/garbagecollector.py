@@ -1,7 +1,8 @@
 """The garbage collector (Kubernetes' pkg/controller/garbagecollector),
 built on the shared informers of the kinds that own or are owned:
-Deployment → ReplicaSet → Pod, Node → Lease (and any ownerReferences among
-the namespaced kinds we watch).
+Deployment → ReplicaSet → Pod, DaemonSet → ControllerRevision and Pod,
+CronJob → Job → Pod, Node → Lease (and any ownerReferences among the
+namespaced kinds we watch, PodDisruptionBudgets included).
 
 Work items are `Kind/namespace/name` keys; sync re-reads the object from
 its informer:
@@ -27,10 +28,11 @@ from machinery import codec, errors, kinds
 from machinery.informer import BY_OWNER, index_by_owner_uid
 
 from controllers import podutil
-from controllers.base import Controller, remove_finalizer
+from controllers.base import Controller
 
 GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints",
-            "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume")
+            "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume",
+            "DaemonSet", "ControllerRevision", "CronJob", "Job", "PodDisruptionBudget")
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 
 
@@ -141,7 +143,7 @@ class GarbageCollector(Controller):
             pass
 
     async def _remove_finalizer(self, obj, finalizer: str) -> None:
-        await remove_finalizer(self.client, obj, finalizer)
+        await podutil.remove_finalizer(self.client, obj, finalizer)
 
     async def _orphan(self, obj) -> None:
         uid = obj.metadata.uid

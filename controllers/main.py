@@ -1,8 +1,10 @@
 """`kctl-controller-manager`: every controller in one process.
 
     kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
-        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,garbagecollector,namespace,
-                       persistentvolume-binder,pvc-protection,pv-protection]
+        [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
+                       endpointslicemirroring,garbagecollector,daemonset,job,cronjob,ttlafterfinished,
+                       disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection]
+        [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
         [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
@@ -34,8 +36,9 @@ from machinery.runner import run_component, run_tasks, setup_logging
 
 log = logging.getLogger("kctl.controllers.manager")
 
-ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "garbagecollector", "namespace",
-       "persistentvolume-binder", "pvc-protection", "pv-protection")
+ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
+       "endpointslicemirroring", "garbagecollector", "daemonset", "job", "cronjob", "ttlafterfinished",
+       "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection")
 
 
 def duration(text: str) -> float:
@@ -63,11 +66,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pod-eviction-timeout", type=duration, default=2.0)
     p.add_argument("--cluster-cidr", default="10.244.0.0/16")
     p.add_argument("--node-cidr-mask-size", type=int, default=24)
-    for name, n in (("replicaset", 5), ("deployment", 5), ("endpoint", 5), ("gc", 5), ("namespace", 2)):
+    for name, n in (("replicaset", 5), ("deployment", 5), ("endpoint", 5), ("gc", 5), ("namespace", 2),
+                    ("daemonset", 2), ("job", 5), ("cronjob", 5), ("ttl-after-finished", 2), ("disruption", 2)):
         p.add_argument(f"--concurrent-{name}-syncs", type=int, default=n)
+    p.add_argument("--job-backoff", type=duration, default=10.0,
+                   help="first back-off after a Job's pod fails (doubles per failure)")
+    p.add_argument("--job-backoff-max", type=duration, default=360.0, help="cap of the Job pod back-off")
+    p.add_argument("--concurrent-service-endpoint-syncs", type=int, default=5,
+                   help="EndpointSlice controller workers")
+    p.add_argument("--max-endpoints-per-slice", type=int, default=100,
+                   help="the most endpoints one EndpointSlice holds (1-1000)")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 1 <= args.max_endpoints_per_slice <= 1000:
+        p.error("--max-endpoints-per-slice must be between 1 and 1000")
+    return args
 
 
 def selected(spec: str) -> list[str]:
@@ -87,15 +101,22 @@ def selected(spec: str) -> list[str]:
 
 def build(client, args) -> tuple[dict, dict]:
     """(named coroutines to run, controllers by name)."""
+    from controllers.cronjob import CronJobController
+    from controllers.daemonset import DaemonSetController
     from controllers.deployment import DeploymentController
+    from controllers.disruption import DisruptionController
     from controllers.endpoints import EndpointsController
+    from controllers.endpointslice import EndpointSliceController
+    from controllers.endpointslicemirroring import EndpointSliceMirroringController
     from controllers.garbagecollector import GarbageCollector
+    from controllers.job import JobController
     from controllers.namespace import NamespaceController
     from controllers.nodeipam import NodeIpamController
     from controllers.nodelifecycle import NodeLifecycleController
     from controllers.pvbinder import PersistentVolumeController
     from controllers.pvprotection import PVCProtectionController, PVProtectionController
     from controllers.replicaset import ReplicaSetController
+    from controllers.ttlafterfinished import TTLAfterFinishedController
 
     factory = SharedInformerFactory(client)
     recorder = EventRecorder(client, "controller-manager", socket.gethostname())
@@ -108,11 +129,23 @@ def build(client, args) -> tuple[dict, dict]:
         "nodeipam": lambda: NodeIpamController(client, factory, recorder, cluster_cidr=args.cluster_cidr,
                                                node_mask=args.node_cidr_mask_size),
         "endpoints": lambda: EndpointsController(client, factory, recorder, args.concurrent_endpoint_syncs),
+        "endpointslice": lambda: EndpointSliceController(
+            client, factory, recorder, args.concurrent_service_endpoint_syncs,
+            max_endpoints_per_slice=args.max_endpoints_per_slice),
+        "endpointslicemirroring": lambda: EndpointSliceMirroringController(
+            client, factory, recorder, args.concurrent_service_endpoint_syncs),
         "garbagecollector": lambda: GarbageCollector(client, factory, recorder, args.concurrent_gc_syncs),
         "namespace": lambda: NamespaceController(client, factory, recorder, args.concurrent_namespace_syncs),
         "persistentvolume-binder": lambda: PersistentVolumeController(client, factory, recorder),
         "pvc-protection": lambda: PVCProtectionController(client, factory, recorder),
         "pv-protection": lambda: PVProtectionController(client, factory, recorder),
+        "daemonset": lambda: DaemonSetController(client, factory, recorder, args.concurrent_daemonset_syncs),
+        "job": lambda: JobController(client, factory, recorder, args.concurrent_job_syncs,
+                                     backoff_base=args.job_backoff, backoff_cap=args.job_backoff_max),
+        "cronjob": lambda: CronJobController(client, factory, recorder, args.concurrent_cronjob_syncs),
+        "ttlafterfinished": lambda: TTLAfterFinishedController(client, factory, recorder,
+                                                               args.concurrent_ttl_after_finished_syncs),
+        "disruption": lambda: DisruptionController(client, factory, recorder, args.concurrent_disruption_syncs),
     }
     ctrls = {name: makers[name]() for name in selected(args.controllers)}
     tasks = {"informers": factory.run(), "events": recorder.run()}

@@ -2,6 +2,7 @@
 pkg/api/v1/pod and pkg/controller/controller_utils.go, controller_ref_manager.go)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -78,6 +79,35 @@ async def set_owner_refs(client, obj, refs) -> None:
     del new.metadata.owner_references[:]
     new.metadata.owner_references.extend(refs)
     await client.update(new)
+
+
+async def remove_finalizer(client, obj, finalizer: str) -> None:
+    """Write obj without `finalizer` (gone already: nothing to do)."""
+    new = codec.copy(obj)
+    keep = [f for f in new.metadata.finalizers if f != finalizer]
+    del new.metadata.finalizers[:]
+    new.metadata.finalizers.extend(keep)
+    try:
+        await client.update(new)
+    except errors.NotFound:
+        pass
+
+
+async def delete_pods(client, expectations, key: str, pods) -> list[BaseException]:
+    """Delete pods concurrently (UID precondition) under deletion expectations: a pod already
+    gone or replaced, or a failed delete, is observed at once. Returns the errors."""
+    expectations.expect_deletions(key, [p.metadata.uid for p in pods])
+
+    async def one(p):
+        try:
+            await client.delete("Pod", p.metadata.name, p.metadata.namespace, uid=p.metadata.uid)
+        except (errors.NotFound, errors.Conflict):
+            expectations.deletion_observed(key, p.metadata.uid)
+        except Exception:
+            expectations.deletion_observed(key, p.metadata.uid)
+            raise
+    results = await asyncio.gather(*(one(p) for p in pods), return_exceptions=True)
+    return [r for r in results if isinstance(r, BaseException)]
 
 
 class RefManager:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from machinery.informer import BY_NAMESPACE, index_by_namespace, key_of
 
 from controllers import pvmatch as m
-from controllers.base import Controller, remove_finalizer
+from controllers.base import Controller
+from controllers.podutil import remove_finalizer
 
 PVC_FINALIZER = "kubernetes.io/pvc-protection"
 PV_FINALIZER = "kubernetes.io/pv-protection"

@@ -215,18 +215,7 @@ class ReplicaSetController(Controller):
         elif diff > 0:
             n = min(diff, self.burst)
             victims = self.pods_to_delete(pods, n)
-            self.expectations.expect_deletions(key, [p.metadata.uid for p in victims])
-
-            async def delete_one(p):
-                try:
-                    await self.client.delete("Pod", p.metadata.name, p.metadata.namespace, uid=p.metadata.uid)
-                except (errors.NotFound, errors.Conflict):
-                    self.expectations.deletion_observed(key, p.metadata.uid)
-                except Exception:
-                    self.expectations.deletion_observed(key, p.metadata.uid)
-                    raise
-            results = await asyncio.gather(*(delete_one(p) for p in victims), return_exceptions=True)
-            errs = [r for r in results if isinstance(r, BaseException)]
+            errs = await podutil.delete_pods(self.client, self.expectations, key, victims)
             self.event(rs, "Normal", "SuccessfulDelete",
                        "Deleted pod(s): " + ", ".join(p.metadata.name for p in victims))
             if errs:

@@ -13,6 +13,11 @@ taken, another registry may answer, and that must not count as ours. Stopping se
 SIGKILL after a grace period; never anything by name. A port race (the free
 port got taken between probing and binding) is retried with a new port.
 
+``auth=(user, password)`` turns on htpasswd authentication (what a
+registry that "requires a password" is): the password is bcrypt-hashed with
+the system's libcrypt (``crypt_gensalt("$2b$")``, no extra package) into an
+htpasswd file next to the config; readiness and pushes then authenticate.
+
 ``push(oci_ref, "name:tag")`` runs ``skopeo copy --dest-tls-verify=false
 oci:DIR:TAG docker://HOST:PORT/name:tag``. Image manifests stay OCI; note that
 registry 2.8 answers 404 for an OCI manifest unless the client's Accept lists
@@ -20,6 +25,9 @@ the OCI types (skopeo's does).
 """
 from __future__ import annotations
 
+import base64
+import ctypes
+import ctypes.util
 import os
 import secrets
 import shutil
@@ -56,8 +64,31 @@ http:
 """
 
 
+AUTH = """auth:
+  htpasswd:
+    realm: kctl-registry
+    path: {htpasswd}
+"""
+
+
 class RegistryError(HostError):
     """The registry did not start or a push failed (the HostError family)."""
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """`user:$2b$...` — a bcrypt htpasswd entry, hashed by libcrypt (libxcrypt)."""
+    name = ctypes.util.find_library("crypt")
+    if name is None:
+        raise RegistryError("libcrypt is not installed: cannot hash an htpasswd password")
+    lib = ctypes.CDLL(name)
+    lib.crypt_gensalt.restype = lib.crypt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    salt = lib.crypt_gensalt(b"$2b$", 10, None, 0)
+    hashed = lib.crypt(password.encode(), salt) if salt else None
+    if not hashed or not hashed.startswith(b"$2b$"):
+        raise RegistryError("libcrypt cannot make bcrypt hashes")
+    return f"{user}:{hashed.decode()}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -74,7 +105,8 @@ class LocalRegistry:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, storage_dir: str | None = None,
-                 binary: str = REGISTRY_BIN, skopeo: str = "skopeo", log_level: str = "warn") -> None:
+                 binary: str = REGISTRY_BIN, skopeo: str = "skopeo", log_level: str = "warn",
+                 auth: tuple[str, str] | None = None) -> None:
         self.host = host
         self.port = port
         self._want_port = port
@@ -86,6 +118,7 @@ class LocalRegistry:
         self._workdir: str | None = None
         self.proc: subprocess.Popen | None = None
         self._token = secrets.token_hex(8)
+        self.auth = auth
 
     # -- addresses --------------------------------------------------------
     @property
@@ -130,6 +163,14 @@ class LocalRegistry:
         with open(config, "w") as f:
             f.write(CONFIG.format(log_level=self.log_level, storage=self.storage_dir, addr=self.address,
                                   token=self._token))
+            if self.auth:
+                htpasswd = os.path.join(self._workdir, "htpasswd")
+                with open(htpasswd, "w") as h:
+                    h.write(htpasswd_line(*self.auth) + "\n")
+                f.write(AUTH.format(htpasswd=htpasswd))
+        headers = {}
+        if self.auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen([self.binary, "serve", config], stdin=subprocess.DEVNULL,
@@ -143,7 +184,8 @@ class LocalRegistry:
                 self.proc = None  # exited (port taken?): caller may retry
                 return False
             try:
-                with urllib.request.urlopen(f"http://{probe_host}:{self.port}/v2/", timeout=1) as resp:
+                req = urllib.request.Request(f"http://{probe_host}:{self.port}/v2/", headers=headers)
+                with urllib.request.urlopen(req, timeout=1) as resp:
                     if resp.status == 200 and resp.headers.get("X-Kctl-Registry") == self._token:
                         return True
             except (urllib.error.URLError, OSError):
@@ -194,7 +236,8 @@ class LocalRegistry:
             raise RegistryError("registry is not running")
         src = oci_layout_ref if oci_layout_ref.startswith(("oci:", "oci-archive:")) else f"oci:{oci_layout_ref}"
         dest = f"{self.address}/{name_tag}"
-        res = subprocess.run([self.skopeo, "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
+        creds = [f"--dest-creds={':'.join(self.auth)}"] if self.auth else []
+        res = subprocess.run([self.skopeo, "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false", *creds,
                               src, f"docker://{dest}"], capture_output=True, text=True, timeout=timeout)
         if res.returncode != 0:
             raise RegistryError(f"skopeo copy {src} -> {dest} failed: {res.stderr.strip()}")

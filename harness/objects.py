@@ -14,11 +14,40 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
         obj.metadata.labels[k] = v
     if kind == "Pod":
         obj.spec.containers.add(name="main", image="busybox:1.36", command=["sleep", "3600"])
-    elif kind in ("ReplicaSet", "Deployment"):
-        obj.spec.replicas = 1
+    elif kind in ("ReplicaSet", "Deployment", "DaemonSet"):
+        if kind != "DaemonSet":
+            obj.spec.replicas = 1
         obj.spec.selector.match_labels["app"] = name
         obj.spec.template.metadata.labels["app"] = name
         obj.spec.template.spec.containers.add(name="main", image="busybox:1.36")
+    elif kind == "Job":
+        obj.spec.template.spec.restart_policy = "Never"
+        obj.spec.template.spec.containers.add(name="main", image="busybox:1.36", command=["true"])
+    elif kind == "CronJob":
+        obj.spec.schedule = "*/5 * * * *"
+        tmpl = obj.spec.job_template.spec.template.spec
+        tmpl.restart_policy = "OnFailure"
+        tmpl.containers.add(name="main", image="busybox:1.36", command=["true"])
+    elif kind == "PodDisruptionBudget":
+        obj.spec.min_available.int_val = 1
+        obj.spec.selector.match_labels["app"] = name
+    elif kind == "ControllerRevision":
+        obj.revision = 1
+        obj.data.update({"spec": {"template": {"metadata": {"labels": {"app": name}}}}})
+    elif kind == "ConfigMap":
+        obj.data["key"] = "value"
+    elif kind == "Secret":
+        obj.type = "Opaque"
+        obj.data["key"] = b"value"
+    elif kind == "PersistentVolume":
+        obj.spec.capacity["storage"] = "1Gi"
+        obj.spec.access_modes.append("ReadWriteOnce")
+        obj.spec.host_path.path = f"/tmp/{name}"
+    elif kind == "PersistentVolumeClaim":
+        obj.spec.access_modes.append("ReadWriteOnce")
+        obj.spec.resources.requests["storage"] = "1Gi"
+    elif kind == "StorageClass":
+        obj.provisioner = "kctl.io/local-path"
     elif kind == "Service":
         obj.spec.selector["app"] = name
         obj.spec.ports.add(name="http", port=80)

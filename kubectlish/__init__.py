@@ -8,10 +8,12 @@ Module map:
   printers.py     tables (kubectl's columns and cell logic), AGE, -o yaml|json|name
   jsonpath.py     -o jsonpath=...
   merge.py        apply's three-way merge (keyed lists), also used by patch
-  apply.py        apply, create (-f, namespace, deployment)
+  apply.py        apply, create (-f, namespace, deployment); create_job.py: create job
   get.py          get (+ --watch); describe.py / describe_blocks.py: describe
+                  (describe_workloads.py: jobs, cronjobs, daemonsets, pdbs)
   delete.py       delete; edit.py: label, annotate, taint, scale, set image
-  nodes.py        cordon, uncordon, drain; rollout.py: rollout *
+  nodes.py        cordon, uncordon, drain; rollout.py: rollout * (daemonsets:
+                  rollout_daemonset.py)
   wait.py, patch.py, generators.py (run, expose), config_cmd.py (config *),
   info.py (api-resources, version); logs.py, exec.py (through the
   apiserver's node proxy)
@@ -23,6 +25,7 @@ Where kctl knowingly differs from kubectl:
     errors stay per document as in kubectl;
   * the last-applied annotation holds the manifest as kctl decoded it
     (compact, sorted JSON, server-owned fields stripped), not the raw text;
-  * `get events` sorts oldest first; drain "evicts" with Delete (no
-    Eviction API / PodDisruptionBudgets); patch is applied client-side.
+  * `get events` sorts oldest first; without an Eviction API in the client,
+    drain decides PodDisruptionBudgets client-side (machinery.disruption)
+    and then deletes; patch is applied client-side.
 """

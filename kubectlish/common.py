@@ -148,7 +148,7 @@ def resolve_kind(word: str) -> kinds.KindInfo:
         raise Failed(f'error: the server doesn\'t have a resource type "{word}"') from exc
 
 
-ALL_KINDS = ("pods", "services", "deployments", "replicasets")
+ALL_KINDS = ("pods", "services", "daemonsets", "deployments", "replicasets", "cronjobs", "jobs")
 
 
 def parse_targets(args: tuple[str, ...] | list[str], *, allow_all: bool = True) -> list[Target]:

@@ -19,6 +19,7 @@ from kubectlish.common import Ctx, err, format_api_error, parse_targets, run
 from kubectlish.describe_blocks import (DECISION, _conditions, _map_lines, _meta, container_lines,
                                         decision_lines, events_lines, pod_template_lines, render,
                                         volume_lines, when)
+from kubectlish.describe_workloads import DESCRIBERS
 from kubectlish.printers import NONE, age, format_labels, format_selector, node_status
 from machinery import errors
 
@@ -47,6 +48,7 @@ def describe_pod(p, events) -> list[str]:
     m, s = p.metadata, p.status
     lines = [f"Name:\t{m.name}", f"Namespace:\t{m.namespace}",
              f"Priority:\t{p.spec.priority if p.spec.HasField('priority') else 0}",
+             *([f"Priority Class Name:\t{p.spec.priority_class_name}"] if p.spec.priority_class_name else []),
              f"Service Account:\t{p.spec.service_account_name or 'default'}",
              f"Node:\t{p.spec.node_name + ('/' + s.host_ip if s.host_ip else '') if p.spec.node_name else NONE}",
              f"Start Time:\t{when(s.start_time)}"]
@@ -70,6 +72,8 @@ def describe_pod(p, events) -> list[str]:
     ctrl = next((o for o in m.owner_references if o.controller), None)
     if ctrl is not None:
         lines.append(f"Controlled By:\t{ctrl.kind}/{ctrl.name}")
+    if s.nominated_node_name:
+        lines.append(f"NominatedNodeName:\t{s.nominated_node_name}")
     lines.append("Containers:")
     statuses = {cs.name: cs for cs in s.container_statuses}
     for c in p.spec.containers:
@@ -273,6 +277,10 @@ async def describe_one(client, obj) -> str:
         lines = describe_namespace(obj, events)
     elif kind == "Endpoints":
         lines = describe_endpoints(obj, events)
+    elif kind in DESCRIBERS:
+        pods, _ = await client.list("pods", ns)
+        mine = [p for p in pods if any(o.uid == obj.metadata.uid and o.controller for o in p.metadata.owner_references)]
+        lines = DESCRIBERS[kind](obj, events, mine)
     else:
         from kubectlish.describe_storage import describe_storage
         lines = await describe_storage(client, obj, events) or describe_generic(obj, events)

@@ -220,6 +220,10 @@ def decision_lines(raw: str) -> list[str]:
             rows.append(f"  {s.get('node', '')}\t{_num(s.get('total'))}\t" +
                         "\t".join(_num(parts.get(p)) for p in plugins))
         lines += [""] + rows
+    pre = d.get("preemption")
+    if pre:
+        lines += ["", f"  Preemption:\t{pre.get('message', '')}"]
+        lines += [f"  Victim:\t{v}" for v in pre.get("victims") or []]
     return lines
 
 

@@ -286,7 +286,7 @@ async def _run_set_image(ctx: Ctx, resource, rest):
     targets = parse_targets([resource] + names, allow_all=False)
     client = ctx.client()
     for t in targets:
-        if t.info.kind not in ("Deployment", "ReplicaSet", "Pod"):
+        if t.info.kind not in ("Deployment", "ReplicaSet", "DaemonSet", "Pod"):
             raise Failed(f"error: {t.info.resource} have no pod template")
         for name in t.names:
             _, changed = await mutate_object(

@@ -6,8 +6,12 @@ go without question; DaemonSet-owned pods need --ignore-daemonsets (then
 they are skipped, and said so); pods with no controller need --force; pods
 with emptyDir volumes need --delete-emptydir-data. If any pod is refused
 nothing is deleted and the refusals are listed, kubectl's wording, exit 1.
-kctl has no Eviction API (and so no PodDisruptionBudgets): "evicting" is a
-Delete with --grace-period (or the pod's own). Then drain waits until each
+Evicting honours PodDisruptionBudgets: through the client's Eviction API
+when it has one, else by the same decision the Eviction API makes
+(machinery.disruption.admit_eviction, which spends the budget in the PDB's
+status) followed by a Delete with --grace-period (or the pod's own). As in
+kubectl, all pods are evicted concurrently and a refused eviction (429) is
+retried every 5 s, saying so, until --timeout. Then drain waits until each
 pod is gone (its node agent stopped it) or --timeout passes. No pod is
 skipped silently: each one is either evicted, listed as ignored, or listed
 as the reason the drain stopped.
@@ -21,9 +25,10 @@ import click
 
 from kubectlish.common import Ctx, Failed, err, run
 from kubectlish.edit import NOCHANGE, mutate_object
-from machinery import errors, kinds
+from machinery import disruption, errors, kinds
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+EVICTION_RETRY = 5.0          # kubectl drain retries a refused eviction every 5 s
 
 
 async def set_unschedulable(client, name: str, value: bool) -> bool:
@@ -121,36 +126,62 @@ async def _run_drain(ctx: Ctx, name, ignore_daemonsets, delete_emptydir, force, 
         notes.append(f"deleting Pods that declare no controller: {', '.join(uncontrolled)}")
     if notes:
         err("Warning: " + "; ".join(notes))
-    waiting = []
-    for p in delete:
-        click.echo(f"evicting pod {p.metadata.namespace}/{p.metadata.name}")
-        try:
-            await client.delete("pods", p.metadata.name, p.metadata.namespace,
-                                grace_period=None if grace_period < 0 else grace_period)
-        except errors.NotFound:
-            pass
-        waiting.append(p)
     deadline = time.monotonic() + timeout if timeout > 0 else None
-    while waiting:
-        still = []
-        for p in waiting:
-            try:
-                cur = await client.get("pods", p.metadata.name, p.metadata.namespace)
-                if cur.metadata.uid == p.metadata.uid:
-                    still.append(p)
-                    continue
-            except errors.NotFound:
-                pass
-            click.echo(f"pod/{p.metadata.name} evicted")
-        waiting = still
-        if waiting:
-            if deadline is not None and time.monotonic() > deadline:
-                left = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in waiting)
-                err(f'There are pending pods in node "{name}" when an error occurred: '
-                    f"drain did not complete within {timeout:g}s: {left}")
-                raise Failed(f'error: unable to drain node "{name}"')
-            await asyncio.sleep(0.2)
+    grace = None if grace_period < 0 else grace_period
+    results = await asyncio.gather(*(_evict_and_wait(client, p, grace, deadline) for p in delete))
+    left = [k for k in results if k]
+    if left:
+        err(f'There are pending pods in node "{name}" when an error occurred: '
+            f"drain did not complete within {timeout:g}s: {', '.join(left)}")
+        raise Failed(f'error: unable to drain node "{name}"')
     click.echo(f"node/{name} drained")
+
+
+async def evict(client, pod, grace: int | None) -> None:
+    """One eviction: the apiserver's Eviction API when the client has it, else the
+    same PodDisruptionBudget decision (machinery.disruption) followed by a Delete."""
+    md = pod.metadata
+    api = getattr(client, "evict", None)
+    if api is not None:
+        await api(md.name, md.namespace, grace_period=grace)
+        return
+    await disruption.admit_eviction(client, pod)
+    await client.delete("pods", md.name, md.namespace, grace_period=grace, uid=md.uid)
+
+
+async def _evict_and_wait(client, p, grace, deadline) -> str:
+    """kubectl's evictPods for one pod: retry a 429 every EVICTION_RETRY s, then wait until
+    the pod is gone. Returns "" when done, or the pod's key when the deadline passed."""
+    key = f"{p.metadata.namespace}/{p.metadata.name}"
+    click.echo(f"evicting pod {key}")
+    while True:
+        try:
+            await evict(client, p, grace)
+            break
+        except (errors.NotFound, errors.Conflict):
+            break
+        except errors.TooManyRequests as exc:
+            if deadline is not None and time.monotonic() > deadline:
+                return key
+            err(f'error when evicting pods/"{p.metadata.name}" -n "{p.metadata.namespace}" '
+                f"(will retry after {EVICTION_RETRY:g}s): {exc}")
+            await asyncio.sleep(EVICTION_RETRY)
+            try:
+                p = await client.get("pods", p.metadata.name, p.metadata.namespace)
+            except errors.NotFound:
+                break
+    while True:
+        try:
+            cur = await client.get("pods", p.metadata.name, p.metadata.namespace)
+            gone = cur.metadata.uid != p.metadata.uid
+        except errors.NotFound:
+            gone = True
+        if gone:
+            click.echo(f"pod/{p.metadata.name} evicted")
+            return ""
+        if deadline is not None and time.monotonic() > deadline:
+            return key
+        await asyncio.sleep(0.2)
 
 
 @click.command("drain")

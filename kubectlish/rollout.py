@@ -1,4 +1,5 @@
-"""`kctl rollout status|history|undo|pause|resume|restart` for deployments.
+"""`kctl rollout status|history|undo|pause|resume|restart` for deployments
+(status, history, undo and restart for daemonsets too: rollout_daemonset.py).
 
 status ports kubectl's DeploymentStatusViewer: it reads the deployment,
 prints the progress line, and waits on a watch of that one object until the
@@ -16,6 +17,7 @@ import datetime as dt
 
 import click
 
+from kubectlish import rollout_daemonset
 from kubectlish.common import Ctx, Failed, run, typed_name
 from kubectlish.edit import NOCHANGE, mutate_object
 from machinery import codec, errors
@@ -30,11 +32,14 @@ SKIP_ANNOTATIONS = {"kubectl.kubernetes.io/last-applied-configuration", REVISION
                     "deployment.kubernetes.io/max-replicas", "deprecated.deployment.rollback.to"}
 
 
-def _deployment_arg(resource, name):
+def _deployment_arg(resource, name, kinds=("Deployment",)):
     info, n = typed_name(resource, name)
-    if info.kind != "Deployment":
+    if info.kind not in kinds:
         raise Failed(f'error: no rollout support has been implemented for "{info.kind}"')
     return info, n
+
+
+WITH_DAEMONSETS = ("Deployment", "DaemonSet")
 
 
 def deployment_status(d) -> tuple[str, bool]:
@@ -62,13 +67,14 @@ def deployment_status(d) -> tuple[str, bool]:
 async def watch_status(ctx: Ctx, resource, name, watch, timeout):
     """`rollout status`: print each new progress message until the rollout is
     done (or once, without watch); Failed on a deadline or a deletion."""
-    info, name = _deployment_arg(resource, name)
+    info, name = _deployment_arg(resource, name, WITH_DAEMONSETS)
     client = ctx.client()
     last = None
+    viewer = rollout_daemonset.daemonset_status if info.kind == "DaemonSet" else deployment_status
 
     def show(d) -> bool:
         nonlocal last
-        msg, done = deployment_status(d)
+        msg, done = viewer(d)
         if msg != last:
             click.echo(msg)
             last = msg
@@ -83,7 +89,7 @@ async def watch_status(ctx: Ctx, resource, name, watch, timeout):
                 async for ev in client.watch(info, ctx.namespace, resource_version=d.metadata.resource_version,
                                              field_selector=f"metadata.name={name}"):
                     if ev.type == "DELETED":
-                        raise Failed(f'error: deployment "{name}" was deleted')
+                        raise Failed(f'error: {info.singular} "{name}" was deleted')
                     if ev.object is not None and ev.type in ("ADDED", "MODIFIED") and show(ev.object):
                         return
             except errors.Expired:
@@ -122,9 +128,12 @@ def revisions(rss) -> dict[int, object]:
 async def _run_history(ctx: Ctx, resource, name, revision):
     from kubectlish import describe_blocks as describe
     from kubectlish.printers import tabwrite
-    info, name = _deployment_arg(resource, name)
+    info, name = _deployment_arg(resource, name, WITH_DAEMONSETS)
     client = ctx.client()
     d = await client.get(info, name, ctx.namespace)
+    if info.kind == "DaemonSet":
+        await rollout_daemonset.history(client, info, d, revision)
+        return
     revs = revisions(await owned_replicasets(client, d))
     if revision:
         rs = revs.get(revision)
@@ -148,9 +157,12 @@ def _equal_ignore_hash(a, b) -> bool:
 
 
 async def _run_undo(ctx: Ctx, resource, name, to_revision):
-    info, name = _deployment_arg(resource, name)
+    info, name = _deployment_arg(resource, name, WITH_DAEMONSETS)
     client = ctx.client()
     d = await client.get(info, name, ctx.namespace)
+    if info.kind == "DaemonSet":
+        await rollout_daemonset.undo(client, info, d, to_revision)
+        return
     if d.spec.paused:
         raise Failed(f"error: you cannot rollback a paused deployment; resume it first with "
                      f"'kctl rollout resume deployment/{name}' and try again")
@@ -197,11 +209,11 @@ async def _run_set_paused(ctx: Ctx, resource, name, paused: bool):
 
 
 async def _run_restart(ctx: Ctx, resource, name):
-    info, name = _deployment_arg(resource, name)
+    info, name = _deployment_arg(resource, name, WITH_DAEMONSETS)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
     def mutate(obj):
-        if obj.spec.paused:
+        if info.kind == "Deployment" and obj.spec.paused:
             raise Failed(f'error: {info.resource} "{name}" can\'t restart paused deployment '
                          f"(run rollout resume first)")
         obj.spec.template.metadata.annotations[RESTARTED_AT] = now

@@ -21,6 +21,7 @@ alias-expansion and depth limits apply before any value is built.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
@@ -59,6 +60,14 @@ ALWAYS_EMITTED = {
     "kctl.v1.ContainerStatus.ready",
     "kctl.v1.ContainerStateTerminated.exit_code",
     "kctl.v1.ReplicaSetStatus.replicas",
+    "kctl.v1.PodDisruptionBudgetStatus.disruptions_allowed",
+    "kctl.v1.PodDisruptionBudgetStatus.current_healthy",
+    "kctl.v1.PodDisruptionBudgetStatus.desired_healthy",
+    "kctl.v1.PodDisruptionBudgetStatus.expected_pods",
+    "kctl.v1.DaemonSetStatus.current_number_scheduled",
+    "kctl.v1.DaemonSetStatus.number_misscheduled",
+    "kctl.v1.DaemonSetStatus.desired_number_scheduled",
+    "kctl.v1.DaemonSetStatus.number_ready",
 }
 _INTS = (FD.TYPE_INT32, FD.TYPE_INT64, FD.TYPE_UINT32, FD.TYPE_UINT64, FD.TYPE_SINT32,
          FD.TYPE_SINT64, FD.TYPE_FIXED32, FD.TYPE_FIXED64, FD.TYPE_SFIXED32, FD.TYPE_SFIXED64)
@@ -267,10 +276,17 @@ def from_dict(data: dict, *, source: str = "") -> Message:
 
 # ------------------------------------------------------------------- output
 
+@functools.cache
+def _out_fields(desc) -> tuple[dict, tuple]:
+    """A message's fields by JSON name, and those always emitted (cached per type)."""
+    return ({f.json_name: f for f in desc.fields},
+            tuple(f for f in desc.fields if f.full_name in ALWAYS_EMITTED))
+
+
 def _message_out(desc, data: dict) -> dict:
-    by_json = {f.json_name: f for f in desc.fields}
-    for f in desc.fields:
-        if f.full_name in ALWAYS_EMITTED and f.json_name not in data:
+    by_json, always = _out_fields(desc)
+    for f in always:
+        if f.json_name not in data:
             data[f.json_name] = f.default_value
     for key, v in list(data.items()):
         f = by_json.get(key)

@@ -1,5 +1,6 @@
 """Defaulting of API objects, after Kubernetes' SetDefaults_* functions
-(pkg/apis/core/v1/defaults.go, pkg/apis/apps/v1/defaults.go) plus the few
+(pkg/apis/core/v1/defaults.go, pkg/apis/apps/v1/defaults.go,
+pkg/apis/batch/v1/defaults.go) plus the few
 values Kubernetes' registry strategies fill on create (Pod phase Pending and
 QoS class, Namespace phase Active), and the one conversion step Kubernetes
 runs on every write: a Secret's stringData merged into data.
@@ -170,12 +171,74 @@ def _deployment(d) -> None:
         default_pod_spec(spec.template.spec)
 
 
+# ------------------------------------------------ workloads (issue 12)
+
+def _daemon_set(ds) -> None:
+    spec = ds.spec
+    if not spec.update_strategy.type:
+        spec.update_strategy.type = "RollingUpdate"
+    if spec.update_strategy.type == "RollingUpdate":
+        ru = spec.update_strategy.rolling_update
+        if ru.max_unavailable.WhichOneof("value") is None:
+            ru.max_unavailable.int_val = 1
+        if ru.max_surge.WhichOneof("value") is None:
+            ru.max_surge.int_val = 0
+    if not spec.HasField("revision_history_limit"):
+        spec.revision_history_limit = 10
+    if spec.HasField("template"):
+        default_pod_spec(spec.template.spec)
+
+
+def default_job_spec(spec) -> None:
+    """SetDefaults_Job's spec part (also used by `kctl create job --from`)."""
+    if not spec.HasField("completions") and not spec.HasField("parallelism"):
+        spec.completions = 1
+    if not spec.HasField("parallelism"):
+        spec.parallelism = 1
+    if not spec.HasField("backoff_limit"):
+        spec.backoff_limit = 6
+    if not spec.completion_mode:
+        spec.completion_mode = "NonIndexed"
+    if not spec.HasField("suspend"):
+        spec.suspend = False
+    if not spec.pod_replacement_policy:
+        spec.pod_replacement_policy = "Failed" if spec.HasField("pod_failure_policy") else "TerminatingOrFailed"
+    for rule in spec.pod_failure_policy.rules:
+        for pattern in rule.on_pod_conditions:
+            if not pattern.status:
+                pattern.status = "True"
+    if spec.HasField("template"):
+        default_pod_spec(spec.template.spec)
+
+
+def _job(job) -> None:
+    default_job_spec(job.spec)
+    if not job.metadata.labels:
+        job.metadata.labels.update(job.spec.template.metadata.labels)
+
+
+def _cron_job(cj) -> None:
+    spec = cj.spec
+    if not spec.concurrency_policy:
+        spec.concurrency_policy = "Allow"
+    if not spec.HasField("suspend"):
+        spec.suspend = False
+    if not spec.HasField("successful_jobs_history_limit"):
+        spec.successful_jobs_history_limit = 3
+    if not spec.HasField("failed_jobs_history_limit"):
+        spec.failed_jobs_history_limit = 1
+    if spec.job_template.spec.HasField("template"):
+        default_pod_spec(spec.job_template.spec.template.spec)
+
+
 # ------------------------------------------------------------------- core
 
 def _service(svc) -> None:
     spec = svc.spec
     if not spec.session_affinity:
         spec.session_affinity = "None"
+    if spec.session_affinity == "ClientIP" and not spec.session_affinity_config.client_ip.HasField("timeout_seconds"):
+        spec.session_affinity_config.client_ip.timeout_seconds = 10800
     if not spec.type:
         spec.type = "ClusterIP"
     for port in spec.ports:
@@ -206,6 +269,14 @@ def _endpoints(ep) -> None:
         for port in subset.ports:
             if not port.protocol:
                 port.protocol = "TCP"
+
+
+def _endpoint_slice(es) -> None:
+    for port in es.ports:
+        if not port.HasField("name"):
+            port.name = ""
+        if not port.HasField("protocol"):
+            port.protocol = "TCP"
 
 
 def _namespace(ns) -> None:
@@ -253,7 +324,13 @@ def _storage_class(sc) -> None:
         sc.volume_binding_mode = "Immediate"
 
 
+def _priority_class(pc) -> None:
+    if not pc.HasField("preemption_policy"):
+        pc.preemption_policy = "PreemptLowerPriority"
+
+
 _DEFAULTERS = {
+    "PriorityClass": _priority_class,
     "Secret": _secret,
     "PersistentVolume": _persistent_volume,
     "PersistentVolumeClaim": _persistent_volume_claim,
@@ -263,8 +340,12 @@ _DEFAULTERS = {
     "Deployment": _deployment,
     "Service": _service,
     "Endpoints": _endpoints,
+    "EndpointSlice": _endpoint_slice,
     "Namespace": _namespace,
     "Node": _node,
+    "DaemonSet": _daemon_set,
+    "Job": _job,
+    "CronJob": _cron_job,
 }
 
 
@@ -309,9 +390,12 @@ def canonicalize(obj) -> None:
     kind = kinds.of(obj).kind
     if kind == "Pod":
         canonicalize_pod_spec(obj.spec)
-    elif kind in ("ReplicaSet", "Deployment"):
+    elif kind in ("ReplicaSet", "Deployment", "DaemonSet", "Job"):
         if obj.spec.HasField("template"):
             canonicalize_pod_spec(obj.spec.template.spec)
+    elif kind == "CronJob":
+        if obj.spec.job_template.spec.HasField("template"):
+            canonicalize_pod_spec(obj.spec.job_template.spec.template.spec)
     elif kind == "Node":
         _canon_map(obj.status.capacity)
         _canon_map(obj.status.allocatable)

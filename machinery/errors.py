@@ -151,6 +151,8 @@ class FieldError:
                 s += f": {_show(self.value)}"
         elif self.type == "Forbidden":
             s = "Forbidden"
+        elif self.type == "TooMany":
+            s = f"Too many: {_show(self.value)}"
         elif self.type == "TooLong":
             s = "Too long"
         elif self.type == "NotFound":
@@ -172,6 +174,7 @@ def invalid(field, value, detail=""): return FieldError("Invalid", field, value,
 def required(field, detail=""): return FieldError("Required", field, detail=detail)
 def forbidden(field, detail): return FieldError("Forbidden", field, detail=detail)
 def duplicate(field, value): return FieldError("Duplicate", field, value)
+def too_many(field, n, limit): return FieldError("TooMany", field, n, f"must have at most {limit} items")
 def too_long(field, limit): return FieldError("TooLong", field, detail=f"may not be more than {limit} bytes")
 
 

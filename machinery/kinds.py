@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import apps_pb2, core_pb2, storage_pb2
+from machinery.pb import apps_pb2, batch_pb2, core_pb2, discovery_pb2, policy_pb2, scheduling_pb2, storage_pb2
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,20 @@ KINDS: tuple[KindInfo, ...] = (
              storage_pb2.PersistentVolumeClaim, ("pvc",)),
     KindInfo("StorageClass", "storageclasses", "storageclass", "storage.k8s.io", "v1", False,
              storage_pb2.StorageClass, ("sc",), has_status=False),
+    # workloads beyond Deployments (issue 12)
+    KindInfo("DaemonSet", "daemonsets", "daemonset", "apps", "v1", True, apps_pb2.DaemonSet, ("ds",)),
+    KindInfo("ControllerRevision", "controllerrevisions", "controllerrevision", "apps", "v1", True,
+             apps_pb2.ControllerRevision, (), has_status=False),
+    KindInfo("Job", "jobs", "job", "batch", "v1", True, batch_pb2.Job, ()),
+    KindInfo("CronJob", "cronjobs", "cronjob", "batch", "v1", True, batch_pb2.CronJob, ("cj",)),
+    KindInfo("PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", "policy", "v1", True,
+             policy_pb2.PodDisruptionBudget, ("pdb",)),
+    # scheduling.k8s.io (priorities for the scheduler's queue and preemption)
+    KindInfo("PriorityClass", "priorityclasses", "priorityclass", "scheduling.k8s.io", "v1", False,
+             scheduling_pb2.PriorityClass, ("pc",), has_status=False),
+    # discovery.k8s.io (EndpointSlices, maintained by controllers/endpointslice.py)
+    KindInfo("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True,
+             discovery_pb2.EndpointSlice, (), has_status=False),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

@@ -47,6 +47,10 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/core.proto": "io.k8s.api.core.v1",
     "machinery/pb/apps.proto": "io.k8s.api.apps.v1",
     "machinery/pb/storage.proto": "io.k8s.api.core.v1",
+    "machinery/pb/batch.proto": "io.k8s.api.batch.v1",
+    "machinery/pb/policy.proto": "io.k8s.api.policy.v1",
+    "machinery/pb/scheduling.proto": "io.k8s.api.scheduling.v1",
+    "machinery/pb/discovery.proto": "io.k8s.api.discovery.v1",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",

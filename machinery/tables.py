@@ -7,6 +7,9 @@ Column sets and cell logic are ports of kubernetes/pkg/printers/internalversion
 every column's cell; columns of priority 1 are the ones only `-o wide`
 shows (kubectl's rule for a server Table: priority 0 always, others with
 wide), so a kctl table and a kubectl one are cut from the same row.
+The workload kinds' printers (Job, CronJob, DaemonSet, PodDisruptionBudget,
+ControllerRevision) live in machinery/tables_workloads.py and are added at
+the end of this module.
 """
 from __future__ import annotations
 
@@ -168,6 +171,8 @@ def external_ip(svc) -> str:
         if ext:
             return ",".join(lb + ext)
         return ",".join(lb) if lb else "<pending>"
+    if t == "ExternalName":
+        return svc.spec.external_name
     return "<unknown>"
 
 
@@ -339,6 +344,11 @@ def _storage_class(s, wide, at):
             age(s.metadata.creation_timestamp, at)]
 
 
+def _priority_class(c, wide, at):
+    return [c.metadata.name, str(c.value), "true" if c.global_default else "false",
+            age(c.metadata.creation_timestamp, at), c.preemption_policy]
+
+
 def event_sort_key(e) -> float:
     return (ts_seconds(e.last_timestamp) or ts_seconds(e.event_time)
             or ts_seconds(e.first_timestamp) or ts_seconds(e.metadata.creation_timestamp) or 0.0)
@@ -413,8 +423,18 @@ PRINTERS: dict[str, Printer] = {
                                      _all(_persistent_volume_claim)),
     "StorageClass": Printer(_cols("NAME|PROVISIONER|RECLAIMPOLICY|VOLUMEBINDINGMODE|ALLOWVOLUMEEXPANSION|AGE"),
                             _all(_storage_class)),
+    "PriorityClass": Printer(_cols("NAME|VALUE|GLOBAL-DEFAULT|AGE|PREEMPTIONPOLICY"), _all(_priority_class)),
 }
 
 
 def column_description(col: Column) -> str:
     return {"NAME": _NAME, "AGE": _AGE}.get(col.name, col.description)
+
+
+from machinery.tables_workloads import WORKLOAD_PRINTERS  # noqa: E402  (uses the helpers above)
+
+PRINTERS.update(WORKLOAD_PRINTERS)
+
+from machinery.tables_network import NETWORK_PRINTERS  # noqa: E402  (uses the helpers above)
+
+PRINTERS.update(NETWORK_PRINTERS)

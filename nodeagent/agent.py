@@ -3,21 +3,26 @@
 ``Agent.run()`` is the one readable entry point (design §6.1):
 
 1. register (or re-adopt) our ``Node``: labels, taints, capacity/allocatable,
-   addresses, nodeInfo, and the annotation ``kctl.io/agent-endpoint`` =
-   ``NODE_IP:PORT`` of our logs/exec gRPC service;
+   addresses, nodeInfo, and the annotations ``kctl.io/agent-endpoint`` (our
+   logs/exec service) and ``storage.kctl.io/local-path-dir`` (localpath.py);
 2. wait for ``spec.podCIDR`` (set by the controller manager's node IPAM, or by
    us from ``--pod-cidr`` for tests), then set up the pod network;
 3. list the runtime's containers once (labels carry pod uid, container name,
    restart count) so pod workers re-adopt them;
 4. run, as named tasks in one TaskGroup (any failure ends the agent): the
-   Lease heartbeat, the node status loop, the event recorder, the node
+   Lease heartbeat (nodeagent/lease.py), the node status loop, the event recorder, the node
    informer (routes to other nodes' pod CIDRs), the pod informer (field
-   selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced;
+   selector ``spec.nodeName=<me>``), the orphan sweep once it has synced and
+   (not hollow) the local-path reclaimer; objects pods use: configwatch.py;
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
-   CIDR is known, a ``Proxier`` fed by a Service and an Endpoints informer
+   CIDR is known, a ``Proxier`` fed by a Service and an EndpointSlice informer
    (all namespaces); both informers and ``proxier.run()`` are named tasks of
-   the same group.  Stopping the agent leaves the KCTL-* rules in place (pods
-   keep serving, the next agent takes them over); only the explicit
+   the same group.  The Lease heartbeat carries the slices' resourceVersion
+   the proxy applied (written at once when it advances), and pod termination
+   waits for every node's proxy to drop the pod before SIGTERM
+   (``DrainBarrier``, nodeagent/drain.py).  Stopping the agent leaves the
+   KCTL-* rules in place (pods keep serving, the next agent takes them
+   over); only the explicit
    ``kctl-nodeagent --cleanup-iptables`` removes them.  Hollow agents get no
    proxy, or one on ``FakeIptables`` — never the host's tables.
 
@@ -45,15 +50,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from machinery import errors
 from machinery.events import EventRecorder
 from machinery.informer import Informer
-from machinery.pb import apps_pb2, core_pb2
+from machinery.pb import core_pb2, discovery_pb2
 from machinery.runner import run_tasks
-from nodeagent import metrics, podspec
+from nodeagent import localpath, metrics, podspec, volumes
+from nodeagent.configwatch import ConfigWatch
+from nodeagent.drain import DrainBarrier
+from nodeagent.lease import NodeLease
+from nodeagent.podfiles import DnsConfigurer
 from nodeagent.podworker import PodWorker
 
 log = logging.getLogger("kctl.nodeagent")
 
-LEASE_NAMESPACE = "kube-node-lease"
-LEASE_DURATION = 40
 AGENT_ENDPOINT_ANNOTATION = "kctl.io/agent-endpoint"
 AGENT_PORT = 10250
 VERSION = "kctl-nodeagent/v0.1.0"
@@ -97,8 +104,9 @@ class Agent:
                  taints: list[core_pb2.Taint] | None = None, system_reserved: dict[str, str] | None = None,
                  capacity: dict[str, str] | None = None, crashloop_base: float = 10.0,
                  agent_port: int = AGENT_PORT, fake: bool = False, runtime_version: str = "runc",
-                 make_proxier=None):
+                 make_proxier=None, dns=None, drain_timeout: float = 10.0):
         self.client = client
+        self.dns = dns or DnsConfigurer()     # resolv.conf/hosts of pods (nodeagent/podfiles.py)
         self.node_name, self.node_ip = node_name, node_ip
         self.root_dir = root_dir
         self.runtime, self.images = runtime, images
@@ -117,7 +125,12 @@ class Agent:
         self.runtime_version = runtime_version
         self.make_proxier = make_proxier      # pod_cidr -> Proxier, or None (no service proxy)
         self.proxier = None
+        self.drain: DrainBarrier | None = None   # with a proxier: SIGTERM waits for every node's proxy
+        self.drain_timeout = drain_timeout
+        self.lease = NodeLease(client, node_name, heartbeat_interval,
+                               lambda: self.proxier.applied_rv if self.proxier is not None else 0)
         self.recorder = EventRecorder(client, "kctl-nodeagent", node_name)
+        self.config_watch = ConfigWatch(client)     # ConfigMaps/Secrets our pods use (configwatch.py)
         self.workers: dict[str, PodWorker] = {}
         self._worker_tasks: set[asyncio.Task] = set()
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -143,10 +156,12 @@ class Agent:
         try:
             await run_tasks({
                 f"{self.node_name}/events": self.recorder.run(),
-                f"{self.node_name}/heartbeat": self._heartbeat_loop(),
+                f"{self.node_name}/heartbeat": self.lease.run(),
                 f"{self.node_name}/node-status": self._status_loop(),
                 f"{self.node_name}/node-informer": self.node_informer.run(),
                 f"{self.node_name}/pods": self._pods(),
+                **({} if self.fake else {f"{self.node_name}/pv-reclaim":
+                                         localpath.Reclaimer(self.client, self.node_name, self.root_dir).run()}),
             }, handle_signals=False)
         finally:
             for t in list(self._worker_tasks):
@@ -173,10 +188,12 @@ class Agent:
             if self.make_proxier is not None:
                 self.proxier = self.make_proxier(self.pod_cidr)
                 services = Informer(self.client, core_pb2.Service)
-                endpoints = Informer(self.client, core_pb2.Endpoints)
-                self.proxier.attach(services, endpoints)
+                slices = Informer(self.client, discovery_pb2.EndpointSlice)
+                self.proxier.attach(services, slices)
+                self.proxier.on_applied = lambda rv: self.lease.poke()   # publish it on the Lease now
+                self.drain = DrainBarrier(self.client, self.node_informer, slices, timeout=self.drain_timeout)
                 tg.create_task(services.run(), name=f"{self.node_name}/service-informer")
-                tg.create_task(endpoints.run(), name=f"{self.node_name}/endpoints-informer")
+                tg.create_task(slices.run(), name=f"{self.node_name}/endpointslice-informer")
                 tg.create_task(self.proxier.run(), name=f"{self.node_name}/proxy")
             await self.pod_informer.wait_synced()
             await self._sweep_orphans()
@@ -191,6 +208,7 @@ class Agent:
                                      "kubernetes.io/arch": platform.machine().replace("x86_64", "amd64"),
                                      **self.labels})
         node.metadata.annotations[AGENT_ENDPOINT_ANNOTATION] = f"{self.node_ip}:{self.agent_port}"
+        node.metadata.annotations[localpath.LOCAL_PATH_DIR_ANNOTATION] = localpath.storage_dir(self.root_dir)
         node.spec.taints.extend(self.taints)
         if self.pod_cidr_override:
             node.spec.pod_cidr = self.pod_cidr_override
@@ -220,10 +238,10 @@ class Agent:
                 if node.metadata.labels.get(k) != v:
                     node.metadata.labels[k] = v
                     changed = True
-            ep = want.metadata.annotations[AGENT_ENDPOINT_ANNOTATION]
-            if node.metadata.annotations.get(AGENT_ENDPOINT_ANNOTATION) != ep:
-                node.metadata.annotations[AGENT_ENDPOINT_ANNOTATION] = ep
-                changed = True
+            for key in (AGENT_ENDPOINT_ANNOTATION, localpath.LOCAL_PATH_DIR_ANNOTATION):
+                if node.metadata.annotations.get(key) != want.metadata.annotations[key]:
+                    node.metadata.annotations[key] = want.metadata.annotations[key]
+                    changed = True
             if self.pod_cidr_override and not node.spec.pod_cidr:
                 node.spec.pod_cidr = self.pod_cidr_override
                 node.spec.pod_cidrs.append(self.pod_cidr_override)
@@ -297,43 +315,6 @@ class Agent:
                 await self._register_once()
             except errors.ApiError as exc:
                 log.warning("node status update failed: %s", exc)
-
-    async def _heartbeat_loop(self) -> None:
-        lease = None
-        while True:
-            try:
-                lease = await self._renew(lease)
-                metrics.HEARTBEATS.labels("ok").inc()
-            except errors.ApiError as exc:
-                metrics.HEARTBEATS.labels("error").inc()
-                log.warning("lease renewal failed: %s", exc)
-                lease = None
-            await asyncio.sleep(self.heartbeat_interval)
-
-    async def _renew(self, lease):
-        if lease is None:
-            try:
-                lease = await self.client.get(apps_pb2.Lease, self.node_name, LEASE_NAMESPACE)
-            except errors.NotFound:
-                lease = apps_pb2.Lease()
-                lease.metadata.name, lease.metadata.namespace = self.node_name, LEASE_NAMESPACE
-                lease.spec.holder_identity = self.node_name
-                lease.spec.lease_duration_seconds = LEASE_DURATION
-                lease.spec.renew_time.CopyFrom(_now())
-                try:
-                    return await self.client.create(lease)
-                except errors.NotFound:      # namespace missing
-                    ns = core_pb2.Namespace()
-                    ns.metadata.name = LEASE_NAMESPACE
-                    try:
-                        await self.client.create(ns)
-                    except errors.AlreadyExists:
-                        pass
-                    return await self.client.create(lease)
-        lease.spec.holder_identity = self.node_name
-        lease.spec.lease_duration_seconds = LEASE_DURATION
-        lease.spec.renew_time.CopyFrom(_now())
-        return await self.client.update(lease)
 
     async def _wait_pod_cidr(self) -> str:
         while True:
@@ -429,6 +410,7 @@ class Agent:
         pods_dir = os.path.join(self.root_dir, "pods")
         for uid in os.listdir(pods_dir):
             if uid not in self.workers:
+                volumes.teardown(os.path.join(pods_dir, uid))      # tmpfs volumes (none on hollow nodes)
                 shutil.rmtree(os.path.join(pods_dir, uid), ignore_errors=True)
 
 

@@ -19,7 +19,9 @@ a container the pod spec cannot configure is a ``ConfigError``::
         └── ProxyError                a proxy sync or cleanup failed (wraps an IptablesError)
     machinery.errors.ConfigError
     ├── ContainerConfigError          a container cannot be configured
-    │                                 (reason CreateContainerConfigError)
+    │   │                             (reason CreateContainerConfigError)
+    │   └── VolumeSetupError          a volume's object is missing or unusable
+    │                                 (ContainerCreating + FailedMount event)
     └── AgentConfigError              an agent setting that cannot be used
                                       (proxy mode, node IP, CIDRs); also a ValueError
 
@@ -83,6 +85,12 @@ class ProxyError(NodeAgentError):
 
 class ContainerConfigError(ConfigError):
     """The container cannot be configured (reason CreateContainerConfigError)."""
+
+
+class VolumeSetupError(ContainerConfigError):
+    """A volume cannot be set up: its ConfigMap/Secret/claim is missing, a key is absent."""
+
+    volume = ""        # the pod's volume it is about, when known
 
 
 class AgentConfigError(ConfigError, ValueError):

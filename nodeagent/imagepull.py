@@ -32,8 +32,9 @@ class ImagePuller:
         self.backoff_base = backoff_base
         self.pulling = False
 
-    async def ensure(self, pod: core_pb2.Pod, c: core_pb2.Container, rec: ContainerRecord):
-        """The image of container c, or None after a failure (recorded on rec)."""
+    async def ensure(self, pod: core_pb2.Pod, c: core_pb2.Container, rec: ContainerRecord, auth: dict | None = None):
+        """The image of container c, or None after a failure (recorded on rec); `auth` is the
+        pod's pull credentials (nodeagent/pullsecrets.py)."""
         images = self.images
         try:
             policy = c.image_pull_policy or default_pull_policy(c.image)
@@ -43,7 +44,7 @@ class ImagePuller:
             t0 = time.monotonic()
             self.pulling = True
             try:
-                image = await images.pull(c.image, policy)
+                image = await (images.pull(c.image, policy, auth=auth) if auth else images.pull(c.image, policy))
             finally:
                 self.pulling = False
         except ImagePullError as exc:

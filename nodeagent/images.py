@@ -19,7 +19,10 @@ otherwise ``skopeo copy docker://HOST/NAME@DIGEST oci:tmp/pull-…`` (by digest,
 so a tag moving in between cannot mix two images) with the shared blob dir,
 so blobs already present are not downloaded again.  Each source (mirrors,
 then maybe upstream) is tried in turn; all failing is ``ErrImagePull``
-naming every source's error.
+naming every source's error.  A pod's pull credentials (its
+imagePullSecrets, nodeagent/pullsecrets.py) reach skopeo as ``--authfile``
+/ ``--src-authfile``: a 0600 file inside the pull's tmp dir, removed with it
+when the pull ends; the registry's credentials also serve its mirrors.
 
 Concurrency (one event loop per store): concurrent pulls of one reference
 share one task (single flight); each layer is unpacked under a per-diff_id
@@ -168,8 +171,9 @@ class ImageStore:
             return False
 
     # -- pulling --------------------------------------------------------
-    async def pull(self, ref: str, policy: str = "IfNotPresent") -> Image:
-        """Make ref available locally according to imagePullPolicy; return it."""
+    async def pull(self, ref: str, policy: str = "IfNotPresent", auth: dict | None = None) -> Image:
+        """Make ref available locally according to imagePullPolicy; return it. `auth` is a
+        containers-auth.json document (a pod's imagePullSecrets) given to skopeo as --authfile."""
         if policy not in PULL_POLICIES:
             raise ContainerConfigError(f"unknown imagePullPolicy {policy!r}")
         r = parse_reference(ref)
@@ -181,25 +185,26 @@ class ImageStore:
                                  f'Container image "{ref}" is not present with pull policy of Never')
         if local and (policy == "IfNotPresent" or r.digest):
             return local
-        key = str(r)
+        key = str(r) + (" " + hashlib.sha256(json.dumps(auth, sort_keys=True).encode()).hexdigest() if auth else "")
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._pull(r, ref))
+            task = asyncio.ensure_future(self._pull(r, ref, auth))
             self._inflight[key] = task
             task.add_done_callback(lambda t: (self._inflight.pop(key, None),
                                               t.cancelled() or t.exception()))
         return await asyncio.shield(task)
 
-    async def _pull(self, r: ImageRef, original: str) -> Image:
+    async def _pull(self, r: ImageRef, original: str, auth: dict | None = None) -> Image:
         start = time.monotonic()
         try:
-            return await self._pull_once(r, original)
+            return await self._pull_once(r, original, auth)
         finally:
             IMAGE_PULL_SECONDS.observe(time.monotonic() - start)
 
-    async def _pull_once(self, r: ImageRef, original: str) -> Image:
+    async def _pull_once(self, r: ImageRef, original: str, auth: dict | None = None) -> Image:
         tmp = tempfile.mkdtemp(prefix=f"pull-{os.getpid()}-", dir=os.path.join(self.root, "tmp"))
         try:
+            creds = self._auth_file(tmp, r, auth)     # inside tmp: removed with it after the pull
             if r.transport != "docker":
                 src = str(r)
                 await self.skopeo.run("copy", "--quiet", "--dest-shared-blob-dir",
@@ -211,7 +216,7 @@ class ImageStore:
                 try:
                     digest = r.digest
                     if not digest:
-                        raw = await self.skopeo.run("inspect", "--raw", f"--tls-verify={tls}",
+                        raw = await self.skopeo.run("inspect", "--raw", f"--tls-verify={tls}", *creds,
                                                     f"docker://{host}/{r.path}:{r.tag}")
                         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
                     local = self._load(self._record_path(r))
@@ -219,6 +224,7 @@ class ImageStore:
                     if local and local.repo_digest == repo_digest:
                         return local
                     await self.skopeo.run("copy", "--quiet", f"--src-tls-verify={tls}",
+                                          *[a.replace("--authfile", "--src-authfile") for a in creds],
                                           "--dest-shared-blob-dir", os.path.join(self.root, "blobs"),
                                           f"docker://{host}/{r.path}@{digest}", f"oci:{tmp}:img")
                     return await self._import(r, tmp, repo_digest)
@@ -227,6 +233,21 @@ class ImageStore:
             raise ImagePullError("ErrImagePull", f'failed to pull image "{original}": ' + "; ".join(errors))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _auth_file(self, tmp: str, r: ImageRef, auth: dict | None) -> list[str]:
+        """['--authfile', PATH] for skopeo (a 0600 file in the pull's tmp dir), or [] without auth;
+        a registry's credentials also serve its mirrors."""
+        if not auth or not auth.get("auths"):
+            return []
+        auths = dict(auth["auths"])
+        if r.domain in auths:
+            for host, _ in self.registries.sources(r):
+                auths.setdefault(host, auths[r.domain])
+        path = os.path.join(tmp, "auth.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"auths": auths}, f)
+        return [f"--authfile={path}"]
 
     async def _import(self, r: ImageRef, layout: str, repo_digest: str | None) -> Image:
         """Read the image skopeo wrote to `layout`, unpack its layers, record it."""

@@ -17,6 +17,10 @@ the explicit teardown.  Hollow agents (``--runtime fake``) never touch the
 host's iptables: no proxy by default, ``--proxy iptables`` gives them a Proxier
 on ``FakeIptables``.
 
+Pod DNS: ``--cluster-dns IP[,IP]`` and ``--cluster-domain`` are the
+kubelet's clusterDNS/clusterDomain: ClusterFirst pods get that nameserver and
+the cluster search path in their resolv.conf (nodeagent/podfiles.py).
+
 ``--netns`` is entered FIRST, with ``setns(CLONE_NEWNET)`` on the main thread
 before any other thread exists (so every thread the agent later starts —
 gRPC, the network worker, executors — inherits it): only the network
@@ -91,7 +95,16 @@ def _cidr(s: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _ip_list(s: str) -> list[str]:
+    import ipaddress
+    try:
+        return [str(ipaddress.ip_address(p.strip())) for p in s.split(",") if p.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid value {s!r}: {exc}") from None
+
+
 def parser() -> argparse.ArgumentParser:
+    from machinery.validation.dns import cluster_domain_arg
     p = argparse.ArgumentParser(prog="kctl-nodeagent", description="kctl node agent")
     p.add_argument("--apiserver", help="HOST:PORT of the apiserver (required)")
     p.add_argument("--node-name", help="(required)")
@@ -122,6 +135,10 @@ def parser() -> argparse.ArgumentParser:
                         "none with --runtime fake (iptables there means a Proxier on FakeIptables)")
     p.add_argument("--masquerade-cidr", type=_cidr, default="",
                    help="masquerade pod traffic leaving the pod CIDRs towards this CIDR (e.g. the node subnet)")
+    p.add_argument("--cluster-dns", type=_ip_list, default=[],
+                   help="IP[,IP] of the cluster DNS service, the nameserver of ClusterFirst pods (kubelet's clusterDNS)")
+    p.add_argument("--cluster-domain", type=cluster_domain_arg, default="cluster.local",
+                   help="cluster domain: pods search NS.svc.DOMAIN svc.DOMAIN DOMAIN (default %(default)s)")
     p.add_argument("--cleanup-iptables", action="store_true",
                    help="remove every KCTL-* iptables chain and hook (in --netns) and exit")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -161,8 +178,9 @@ def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime:
             from nodeagent.iptables import IptablesRunner as runner_cls
 
         def make_proxier(cidr: str):
+            from nodeagent.proxyhealth import HealthServer     # hollow agents never bind the host's ports
             return Proxier(runner_cls(), node_ip=node_ip, pod_cidr=cidr, masquerade_cidr=masquerade_cidr or None,
-                           node_name=node_name)
+                           node_name=node_name, health=None if runtime == "fake" else HealthServer(node_ip))
     if runtime == "fake":
         from nodeagent.fake_runtime import FakeImageStore, FakeNetwork, FakeRuntime
         return Agent(client, node_name=node_name, node_ip=node_ip, root_dir=root_dir, runtime=FakeRuntime(),
@@ -186,6 +204,7 @@ async def amain(args) -> None:
     from machinery.client import Client
     from machinery.runner import run_tasks
     from nodeagent import metrics
+    from nodeagent.podfiles import DnsConfigurer
 
     mirrors: dict[str, list[str]] = {}
     for m in args.registry_mirror:
@@ -210,7 +229,7 @@ async def amain(args) -> None:
         labels=args.node_labels, taints=args.register_with_taints, system_reserved=args.system_reserved,
         capacity=({**agentlib_capacity(), **args.capacity} if args.capacity else None),
         crashloop_base=args.crashloop_base, agent_port=args.agent_port, proxy=args.proxy,
-        masquerade_cidr=args.masquerade_cidr)
+        masquerade_cidr=args.masquerade_cidr, dns=DnsConfigurer(args.cluster_dns, args.cluster_domain))
     tasks = {"agent": agent.run()}
     if args.metrics_listen:
         tasks["metrics"] = metrics.serve(args.metrics_listen)

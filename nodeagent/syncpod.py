@@ -11,14 +11,20 @@ call ``sync_pod()`` on the hollow runtime and look at the records).
 * ``sync_pod``: adopt containers left by an earlier agent (labels carry pod
   uid, container name and restart count) — a running container is never
   restarted because the agent restarted —; create the sandbox (netns + IP +
-  pod files) and volumes; pull images (ErrImagePull, then ImagePullBackOff
+  pod files); set up the volumes and read the ConfigMaps/Secrets/claims the
+  pod refers to, on every step, so mounted files follow changes
+  (nodeagent/podvolumes.py; until they can be set up, new containers wait
+  in ContainerCreating); pull images (with the pod's imagePullSecrets,
+  nodeagent/pullsecrets.py) (ErrImagePull, then ImagePullBackOff
   with back-off, nodeagent/imagepull.py); start missing containers; restart
   exited ones by restartPolicy with CrashLoopBackOff (base doubling to
   5 min, reset after 10 min running); kill containers whose liveness/startup
-  probe failed; fail the pod when activeDeadlineSeconds passed; write the
+  probe failed; fail the pod when activeDeadlineSeconds passed (DeadlineExceeded)
+  or a disk emptyDir outgrew its sizeLimit (Evicted); write the
   status (nodeagent/statusmanager.py).  Returns when it wants to run again.
-* ``sync_terminating_pod``: preStop hooks and SIGTERM for every running
-  container in parallel, SIGKILL when the grace period (the pod's
+* ``sync_terminating_pod``: once every node's proxy stopped sending the pod
+  new connections (nodeagent/drain.py, bounded by the grace period), preStop
+  hooks and SIGTERM for every running container in parallel, SIGKILL when the grace period (the pod's
   deletionGracePeriodSeconds) is over; the terminated statuses are written.
 * ``sync_terminated_pod``: remove the containers (cgroups, mounts), the
   sandbox (netns, veth, IP) and the pod dir; finally delete the pod from the
@@ -46,12 +52,15 @@ from typing import Callable
 
 from machinery import errors
 from machinery.pb import core_pb2
-from nodeagent import metrics, podspec, status as pstatus
+from nodeagent import metrics, podfiles, podspec, status as pstatus
 from nodeagent.containers import CREATED, ContainerState
 from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 from nodeagent.imagepull import MAX_BACKOFF, ImagePuller
 from nodeagent.images import lowerdirs
-from nodeagent.network import Sandbox, write_pod_files
+from nodeagent.network import Sandbox
+from nodeagent.podvolumes import PodVolumes
+from nodeagent.pullsecrets import pull_auth
+from nodeagent.envvars import Sources
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, run_handler
 from nodeagent.status import ContainerRecord
 from nodeagent.statusmanager import PodStatusWriter
@@ -143,9 +152,12 @@ class PodSync:
         self.pod_files: dict[str, str] = {}
         self.status = PodStatusWriter(agent.client, agent.node_ip, pod)
         self.config_error = ""
-        self.deadline_message = ""
+        self.deadline_message = ""          # why the pod failed on the node (deadline, eviction)
+        self.fail_reason = ""
         self.puller = ImagePuller(agent.images, agent.recorder, agent.crashloop_base)
         self.watchers = InstanceWatchers(agent.runtime, wake)
+        self.volumes = PodVolumes(agent, self.uid, wake)
+        self.sources: Sources | None = None
 
     @property
     def pod_dir(self) -> str:
@@ -176,13 +188,6 @@ class PodSync:
                 rec.ready = self._ready_without_probe(c)
                 rec.started = not c.HasField("startup_probe")
         next_in = RESYNC
-        self.config_error = podspec.unsupported_volumes(pod)
-        if self.config_error:
-            for rec in self.records.values():
-                if rec.cid is None:
-                    rec.waiting_reason, rec.waiting_message = "CreateContainerConfigError", self.config_error
-            await self.write_status()
-            return 30.0
         known = self.status.known()       # after an agent restart: what the API says
         if known is not None and known.phase in ("Succeeded", "Failed"):
             await self.refresh()          # finished for good: never start anything again
@@ -191,7 +196,7 @@ class PodSync:
             return 30.0
         left = deadline_left(self.pod, self.status.first_seen, self.status.api_status)
         if left is not None and left <= 0:
-            await self._deadline_exceeded()
+            await self._fail("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
             return 30.0
         if left is not None:
             next_in = min(next_in, left)
@@ -204,8 +209,13 @@ class PodSync:
             self.sandbox = await self.agent.network.create_sandbox(self.uid, pod.metadata.name)
             log.debug("pod %s: sandbox %s in %.1f ms", self.key, self.sandbox.ip, (time.perf_counter() - t0) * 1e3)
         if not self.pod_files and not self.agent.fake:
-            self.pod_files = write_pod_files(self.pod_dir, podspec.pod_hostname(pod), self.sandbox.ip)
-            podspec.prepare_volumes(pod, self.pod_dir)
+            self.pod_files, warnings = podfiles.write_pod_files(self.pod_dir, pod, [self.sandbox.ip], self.agent.dns)
+            for reason, message in warnings:
+                self._event("Warning", reason, message)
+        self.sources = await self.volumes.sync(pod, self.pod_dir, self.sandbox.ip)
+        if self.volumes.evicted:                     # an emptyDir over its sizeLimit (podvolumes.py)
+            await self._fail("Evicted", self.volumes.evicted, "Warning")
+            return 30.0
         await self.refresh()
         for c in pod.spec.containers:
             wait = await self._sync_container(c, self.records[c.name])
@@ -215,11 +225,12 @@ class PodSync:
         await self.write_status()
         return max(0.05, next_in)
 
-    async def _deadline_exceeded(self) -> None:
-        """activeDeadlineSeconds passed: stop every container, phase Failed (DeadlineExceeded)."""
+    async def _fail(self, reason: str, message: str, type_: str = "Normal") -> None:
+        """activeDeadlineSeconds passed (DeadlineExceeded) or the pod is evicted (Evicted): stop
+        every container, phase Failed with that reason."""
         if not self.deadline_message:
-            self.deadline_message = "Pod was active on the node longer than the specified deadline"
-            self._event("Normal", "DeadlineExceeded", self.deadline_message)
+            self.deadline_message, self.fail_reason = message, reason
+            self._event(type_, reason, message)
         self.watchers.stop_all()
         grace = termination_grace(self.pod)
         running = [r for r in self.records.values() if r.cid and r.state is not None
@@ -283,17 +294,23 @@ class PodSync:
                 rec.waiting_message = f"back-off {rec.backoff:g}s restarting failed container={c.name} pod={where}"
                 return rec.backoff_until - now
             restart = rec.restart_count + 1
+        if self.sources is None:                       # a volume cannot be set up (FailedMount)
+            rec.waiting_reason, rec.waiting_message = "ContainerCreating", ""
+            return None
         if time.time() < rec.pull_backoff_until:
             rec.waiting_reason = "ImagePullBackOff"
             rec.waiting_message = f'Back-off pulling image "{c.image}"'
             return rec.pull_backoff_until - time.time()
-        image = await self.puller.ensure(self.pod, c, rec)
+        image = await self.puller.ensure(self.pod, c, rec, pull_auth(self.pod, self.sources, self._event))
         if image is None:    # show ErrImagePull a moment, then ImagePullBackOff until the retry
             return min(1.0, rec.pull_backoff / 2)
         cid = container_id(self.uid, c.name, restart)
         try:
             cfg = podspec.container_config(self.pod, c, image, self.sandbox, self.pod_dir, self.pod_files,
-                                           self.agent.node_ip, cid, restart, lowerdirs(image))
+                                           self.agent.node_ip, cid, restart, lowerdirs(image), self.sources)
+            for event in self.sources.events:
+                self._event(*event)
+            self.sources.events.clear()
         except ContainerConfigError as exc:
             if rec.waiting_reason != "CreateContainerConfigError":
                 self._event("Warning", "Failed", f"Error: {exc}")
@@ -360,7 +377,7 @@ class PodSync:
         recs = [self.records[c.name] for c in self.pod.spec.containers if c.name in self.records]
         if not await self.status.write(self.pod, recs, pod_ip=self.sandbox.ip if self.sandbox else None,
                                        message=self.config_error or self.deadline_message,
-                                       reason="DeadlineExceeded" if self.deadline_message else "",
+                                       reason=self.fail_reason,
                                        failed=bool(self.deadline_message)):
             self.gone = True
 
@@ -398,6 +415,11 @@ class PodSync:
             await rt.stop(rec.cid, max(0.0, deadline - time.monotonic()))
 
         running = [r for r in self.records.values() if r.cid and rt.exists(r.cid)]
+        drain = getattr(self.agent, "drain", None)
+        if running and drain is not None and not self.gone:    # no new connections first (nodeagent/drain.py)
+            left = deadline - time.monotonic()
+            pid = next((st.pid for st in [await rt.state(r.cid) for r in running] if st.pid), 0)
+            await drain.wait_pod_drained(self.pod, left - min(2.0, left / 2), netns_pid=pid)
         await asyncio.gather(*(stop_one(r) for r in running))
         if running and not self.gone and self.pod.spec.containers:
             try:                                  # show the containers terminated, like the kubelet
@@ -418,6 +440,7 @@ class PodSync:
                 await rt.remove(info.id)
         await self.agent.network.delete_sandbox(self.uid)
         self.sandbox = None
+        self.volumes.close(self.pod_dir)
         if os.path.isdir(self.pod_dir):
             shutil.rmtree(self.pod_dir)
         if not self.gone:

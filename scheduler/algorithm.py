@@ -8,16 +8,23 @@ the attempt's CycleState and runs the profile's Framework (runtime.py):
 2. static filters (by default unschedulable, node name, taints, affinity) —
    their per-slot answers are cached per pod shape (framework.PodInfo.shape)
    and snapshot generation, so replicas of one template pay once;
-3. dynamic filters (NodeResourcesFit over the int64 arrays) on every pod,
-   through their `feasible()` fast path — the reasons are only computed
-   (in the profile's filter order, a node counting under its first failing
-   filter) when some node does not fit;
+3. dynamic filters on every pod: NodeResourcesFit through its cheap
+   `feasible()` (three comparisons over the int64 arrays); PodTopologySpread
+   and InterPodAffinity through `filter()` over what their PreFilter put in
+   the CycleState, whose answers are kept for the reasons. The reasons are
+   only counted (in the profile's filter order, a node under its first
+   failing filter) when some node does not fit;
 4. the feasible slots, rotated from where the previous pod stopped, cut to
    kube-scheduler's numFeasibleNodesToFind (adaptive percentageOfNodesToScore:
    max(5, 50 - nodes/125) %, never fewer than 100 nodes);
 5. PreScore, then weighted Score plugins over those candidates (one batch
    call each); the highest total wins, ties broken at random
    (kube-scheduler's selectHost does the same).
+
+When no node fits, the scheduler calls `post_filter()`: the PostFilter
+plugins (DefaultPreemption) get the failed result, including each node's
+first failing status code (`fail_codes`: preemption only helps where it was
+Unschedulable, not UnschedulableAndUnresolvable).
 
 It returns a ScheduleResult with what the decision record and the
 FailedScheduling message need (reason histogram, a few node names per
@@ -60,9 +67,14 @@ class ScheduleResult:
     pre_filter: str = ""             # a PreFilter plugin's rejection message
     error: Status | None = None      # a plugin failed: the attempt is an error
     state: CycleState | None = None
+    fail_codes: np.ndarray | None = None   # per slot: Code of the first failing filter (0: passed)
+    preemption: dict | None = None   # DefaultPreemption's outcome, for the record and the message
 
     def message(self) -> str:
-        return aggregate_message(self.num_nodes, self.reasons, self.pre_filter)
+        msg = aggregate_message(self.num_nodes, self.reasons, self.pre_filter)
+        if self.preemption and self.preemption.get("message"):
+            msg += " preemption: " + self.preemption["message"]
+        return msg
 
 
 def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
@@ -75,15 +87,22 @@ def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
 
 class Algorithm:
     def __init__(self, cache: NodeCache, profile: Profile | None = None, *, percentage_of_nodes_to_score: int = 0,
-                 registry: Registry | None = None, binder=None, rng: random.Random | None = None):
+                 registry: Registry | None = None, binder=None, rng: random.Random | None = None, evictor=None,
+                 pdbs=None, storage=None):
         self.snapshot = Snapshot(cache)
         self.profile = profile or default_profile()
         pct = self.profile.percentage_of_nodes_to_score
         self.percentage = percentage_of_nodes_to_score if pct is None else pct
         self.framework = Framework(self.profile, registry or plugins.in_tree_registry(),
-                                   Handle(self.snapshot, binder))
+                                   Handle(self.snapshot, binder, evictor=evictor, pdbs=pdbs, storage=storage))
         self.weights = self.framework.weights
         self.rng = rng or random.Random()
+        # dynamic filters preceded only by static ones: if their feasible()
+        # removed no node, they have nothing to add to the histogram
+        first_dynamic = next((i for i, f in enumerate(self.framework.filters) if not f.static),
+                             len(self.framework.filters))
+        self._after_statics = {f.name for f in self.framework.filters[first_dynamic:first_dynamic + 1]}
+        self._all_pass = FilterResult(np.zeros(0, dtype=np.int32), [SUCCESS])
         self._next_start = 0
         self._shapes = ShapeCache()
 
@@ -106,11 +125,17 @@ class Algorithm:
             answers.append(r)
         return answers, ok
 
-    def _answers(self, state: CycleState, pod: PodInfo):
-        """(plugin, FilterResult or None) in the profile's filter order."""
+    def _answers(self, state: CycleState, pod: PodInfo, known: dict | None = None):
+        """(plugin, FilterResult or None) in the profile's filter order;
+        `known` holds dynamic answers this attempt already computed."""
         static = iter(self._static(state, pod)[0])
+        known = known or {}
         for p in self.framework.filters:
-            yield p, next(static) if p.static else p.filter(state, pod, self.snapshot)
+            if p.static:
+                yield p, next(static)
+            else:
+                r = known.get(p.name)
+                yield p, r if r is not None else p.filter(state, pod, self.snapshot)
 
     def node_status(self, pod: PodInfo, node: str) -> Status:
         """The filter verdict for one node (tests, debugging)."""
@@ -138,12 +163,21 @@ class Algorithm:
                 result.pre_filter = st.message()
             return result
         _, feasible = self._static(state, pod)
+        known = {}
         for f in fw.dynamic_filters:
-            feasible = f.feasible(state, pod, snap, feasible)
+            if f.cheap_feasible:
+                before = np.count_nonzero(feasible)
+                feasible = f.feasible(state, pod, snap, feasible)
+                if f.name in self._after_statics and np.count_nonzero(feasible) == before:
+                    known[f.name] = self._all_pass        # nothing to count for it in the histogram
+            else:                      # the reasons cost no more: keep them for the histogram
+                r = known[f.name] = f.filter(state, pod, snap)
+                if len(r.statuses) > 1:
+                    feasible = feasible & (r.codes == 0)
         idx = np.flatnonzero(feasible)
         result.feasible = len(idx)
         if result.feasible < result.num_nodes:
-            self._histogram(result, state, pod)
+            self._histogram(result, state, pod, known, codes=not len(idx))
         if not len(idx):
             return result
         k = num_feasible_nodes_to_find(len(snap), self.percentage)
@@ -159,7 +193,7 @@ class Algorithm:
         if not st.ok:
             result.error = st
             return result
-        names_p, weights, rows = fw.run_score(state, pod, snap, idx)
+        names_p, weights, rows, skipped = fw.run_score(state, pod, snap, idx)
         if rows:
             scores = np.vstack(rows)                      # plugins x candidates
             total = np.asarray(weights) @ scores
@@ -176,28 +210,43 @@ class Algorithm:
         names = [snap.names[i] for i in idx[order].tolist()]
         totals = np.round(total[order], 1).tolist()
         per = np.round(scores[:, order], 1).T.tolist()    # candidates x plugins
+        zeros = dict.fromkeys(skipped, 0.0)
         for k, name in enumerate(names):
-            result.top.append((name, totals[k], dict(zip(names_p, per[k]))))
+            result.top.append((name, totals[k], {**dict(zip(names_p, per[k])), **zeros}))
         return result
+
+    def post_filter(self, result: ScheduleResult, pod: PodInfo):
+        """PostFilter plugins (preemption) for a pod no node fits; a
+        PreFilter rejection or an error skips them."""
+        if result.node is not None or result.pre_filter or result.error is not None:
+            return None
+        return self.framework.run_post_filter(result.state, pod, self.snapshot, result)
 
     def bind(self, result: ScheduleResult, pod: PodInfo, annotations: dict, ctx) -> Status:
         """Run the profile's Bind plugins for a decided (and assumed) pod."""
         return self.framework.run_bind(result.state, pod, result.node, annotations, ctx)
 
-    def _histogram(self, result: ScheduleResult, state: CycleState, pod: PodInfo) -> None:
+    def _histogram(self, result: ScheduleResult, state: CycleState, pod: PodInfo, known=None,
+                   codes: bool = True) -> None:
         """Count every node that failed under the reasons of its first
-        failing filter, in the profile's order."""
+        failing filter, in the profile's order; with `codes` (no node fits:
+        preemption needs them) also the per-slot status codes."""
         names = self.snapshot.names
         failed = ~self.snapshot.valid()
-        for _, r in self._answers(state, pod):
-            if r is None:
+        fail_codes = result.fail_codes = np.zeros(len(failed), dtype=np.int8) if codes else None
+        for _, r in self._answers(state, pod, known):
+            if r is None or len(r.statuses) == 1:
                 continue
-            codes = np.where(failed, 0, r.codes)
-            counts = np.bincount(codes, minlength=len(r.statuses))
+            new = (r.codes != 0) & ~failed
+            if not new.any():
+                continue
+            if fail_codes is not None:
+                fail_codes[new] = np.array([int(st.code) for st in r.statuses], dtype=np.int8)[r.codes[new]]
+            counts = np.bincount(r.codes[new], minlength=len(r.statuses))
             for code in np.flatnonzero(counts[1:]) + 1:
                 self._count(result, r.statuses[code].reasons, int(counts[code]),
-                            lambda c=code: np.flatnonzero(codes == c), names)
-            failed |= codes != 0
+                            lambda c=code: np.flatnonzero(new & (r.codes == c)), names)
+            failed |= new
 
     @staticmethod
     def _count(result, reasons, n, where, names) -> None:

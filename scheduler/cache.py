@@ -22,7 +22,13 @@ scheduler (decided, binding in flight) is accounted on its node. `assume`
 before binding, `forget` when the binding fails, `add_pod` when the bound
 pod arrives through the watch (confirming an assumption), `remove_pod` on
 deletion or when it terminates. Pods bound to nodes not (yet) in the cache
-are kept as orphans and attached when the node appears.
+are kept as orphans and attached when the node appears. A preemptor
+waiting for its victims holds a `nominate()`d reservation on its node
+(released before each new attempt).
+
+Every pod also feeds the PodIndex (podindex.py): pods per slot by label
+query and the existing pods' affinity terms, for topology spread and
+inter-pod affinity; `slot_pods` lists the pods of a slot for preemption.
 
 Not thread-safe: used only from the scheduler's event loop, never across an
 await in the middle of an update.
@@ -34,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from machinery.pb import core_pb2
-from scheduler import resources
+from scheduler import podindex, resources
 
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -46,8 +52,17 @@ _FLOAT_ARRAYS = ("inv_cpu", "inv_mem")   # 1/allocatable (huge when 0), for scor
 _HUGE = 1e30
 
 
+def same_placement(a: core_pb2.Pod, b: core_pb2.Pod) -> bool:
+    """Nothing the pod index keeps differs (labels, namespace, terminating,
+    affinity terms)."""
+    return (a.metadata.labels == b.metadata.labels
+            and a.metadata.HasField("deletion_timestamp") == b.metadata.HasField("deletion_timestamp")
+            and a.spec.affinity == b.spec.affinity)
+
+
 @dataclass(slots=True)
 class PodRecord:
+    uid: str
     node: str
     slot: int          # -1 while the node is unknown
     cpu: int
@@ -56,6 +71,10 @@ class PodRecord:
     nz_mem: int
     owner: str
     assumed: bool
+    pod: core_pb2.Pod       # for preemption (priority, start time) and the pod index
+    gid: int = 0            # label group (podindex)
+    terms: tuple = ()       # affinity term keys (podindex)
+    nominated: bool = False  # a preemptor's reservation on its nominated node, not bound
 
 
 def effective_taints(node: core_pb2.Node) -> tuple[tuple[str, str, str], ...]:
@@ -99,6 +118,10 @@ class NodeCache:
         self.pods: dict[str, PodRecord] = {}
         self._orphans: dict[str, set[str]] = {}
         self.owner_counts: dict[str, np.ndarray] = {}
+        self.pod_index = podindex.PodIndex(self.cap)
+        self.slot_pods: dict[int, set[str]] = {}           # slot -> uids (preemption)
+        self.namespace_labels: dict[str, dict] = {}        # fed by the scheduler's namespace informer
+        self.unique_labels: dict[str, tuple] = {}          # Snapshot.unique_label's memo
 
     # ------------------------------------------------------------ nodes
 
@@ -119,6 +142,7 @@ class NodeCache:
             self.label_cols[k] = grown(col, -1)
         for k, col in self.owner_counts.items():
             self.owner_counts[k] = grown(col)
+        self.pod_index.grow(new)
         self.cap = new
 
     def _slot_for(self, name: str) -> int:
@@ -211,6 +235,8 @@ class NodeCache:
             col[i] = -1
         for col in self.owner_counts.values():
             col[i] = 0
+        self.pod_index.clear_slot(i)
+        self.slot_pods.pop(i, None)
         self.names[i] = None
         self.nodes[i] = None
         self._static_sig[i] = None
@@ -223,14 +249,13 @@ class NodeCache:
         i = rec.slot
         if i < 0:
             return
-        self.req_cpu[i] += sign * rec.cpu
-        self.req_mem[i] += sign * rec.mem
-        self.req_pods[i] += sign
-        self.free_cpu[i] -= sign * rec.cpu
-        self.free_mem[i] -= sign * rec.mem
-        self.free_pods[i] -= sign
-        self.nz_cpu[i] += sign * rec.nz_cpu
-        self.nz_mem[i] += sign * rec.nz_mem
+        self.apply_resources(rec, sign)
+        self.pod_index.apply(i, rec.gid, rec.terms, sign, self._parse_term)
+        uids = self.slot_pods.setdefault(i, set())
+        if sign > 0:
+            uids.add(rec.uid)
+        else:
+            uids.discard(rec.uid)
         if rec.owner:
             col = self.owner_counts.get(rec.owner)
             if col is None:
@@ -239,9 +264,32 @@ class NodeCache:
             if sign < 0 and not col.any():
                 del self.owner_counts[rec.owner]
 
-    def _add(self, uid: str, node: str, cpu, mem, nz_cpu, nz_mem, owner, assumed) -> None:
+    def apply_resources(self, rec: PodRecord, sign: int) -> None:
+        """Only the resource rows of rec's slot (also preemption's dry runs:
+        release victims with -1, restore them with +1)."""
+        i = rec.slot
+        self.req_cpu[i] += sign * rec.cpu
+        self.req_mem[i] += sign * rec.mem
+        self.req_pods[i] += sign
+        self.free_cpu[i] -= sign * rec.cpu
+        self.free_mem[i] -= sign * rec.mem
+        self.free_pods[i] -= sign
+        self.nz_cpu[i] += sign * rec.nz_cpu
+        self.nz_mem[i] += sign * rec.nz_mem
+
+    def _parse_term(self, key: tuple) -> podindex.Term:
+        kind, weight, ns, raw = key
+        return podindex.parse_term(core_pb2.PodAffinityTerm.FromString(raw), ns)
+
+    def _add(self, uid: str, node: str, cpu, mem, nz_cpu, nz_mem, owner, assumed, pod, memo=None) -> None:
         slot = self.index.get(node, -1)
-        rec = PodRecord(node, slot, cpu, mem, nz_cpu, nz_mem, owner, assumed)
+        if memo is not None and "cache" in memo:      # a PodInfo assumed again: parsed once
+            gid, terms = memo["cache"]
+        else:
+            gid, terms = self.pod_index.group_of(pod), podindex.term_keys(pod)
+            if memo is not None:
+                memo["cache"] = (gid, terms)
+        rec = PodRecord(uid, node, slot, cpu, mem, nz_cpu, nz_mem, owner, assumed, pod, gid, terms)
         self.pods[uid] = rec
         if slot < 0:
             self._orphans.setdefault(node, set()).add(uid)
@@ -251,7 +299,7 @@ class NodeCache:
     def assume(self, pi, node: str) -> None:
         """Account a pod the scheduler decided to bind (pi: framework.PodInfo)."""
         self.remove_pod(pi.uid)
-        self._add(pi.uid, node, pi.cpu, pi.mem, pi.nz_cpu, pi.nz_mem, pi.owner_uid, True)
+        self._add(pi.uid, node, pi.cpu, pi.mem, pi.nz_cpu, pi.nz_mem, pi.owner_uid, True, pi.pod, pi.parsed)
 
     def forget(self, uid: str) -> None:
         """The binding failed: release an assumed pod (no-op if confirmed)."""
@@ -261,7 +309,22 @@ class NodeCache:
 
     def is_assumed(self, uid: str) -> bool:
         rec = self.pods.get(uid)
-        return rec is not None and rec.assumed
+        return rec is not None and rec.assumed and not rec.nominated
+
+    def nominate(self, pi, node: str) -> None:
+        """Reserve room for a preemptor on its nominated node while its
+        victims terminate, so lesser pods do not take it."""
+        self.assume(pi, node)
+        self.pods[pi.uid].nominated = True
+
+    def release_nomination(self, uid: str) -> str | None:
+        """Drop a preemptor's reservation (before it is decided again);
+        the node it held, or None."""
+        rec = self.pods.get(uid)
+        if rec is None or not rec.nominated:
+            return None
+        self.remove_pod(uid)
+        return rec.node
 
     def add_pod(self, pod: core_pb2.Pod) -> None:
         """A pod with spec.nodeName from the watch (added or updated)."""
@@ -272,13 +335,14 @@ class NodeCache:
             self.remove_pod(uid)
             return
         rec = self.pods.get(uid)
-        if rec is not None and rec.node == node:
-            rec.assumed = False
+        if rec is not None and rec.node == node and (rec.pod is pod or same_placement(rec.pod, pod)):
+            rec.assumed = rec.nominated = False
+            rec.pod = pod
             return
         cpu, mem = resources.pod_requests(pod)
         self.remove_pod(uid)
         self._add(uid, node, cpu, mem, cpu or resources.DEFAULT_MILLI_CPU,
-                  mem or resources.DEFAULT_MEMORY, controller_uid(pod), False)
+                  mem or resources.DEFAULT_MEMORY, controller_uid(pod), False, pod)
 
     def remove_pod(self, uid: str) -> None:
         rec = self.pods.pop(uid, None)

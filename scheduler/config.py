@@ -25,8 +25,8 @@ drop defaults; an `enabled` name that is a default replaces it in place (its
 weight changes), other enabled names are appended in order. `multiPoint`
 enables a plugin at every extension point it implements, unless that
 point's own set names it; its `disabled` drops a plugin from every point.
-Supported points: multiPoint, preFilter, filter, preScore, score, bind
-(others, such as postFilter, are refused until a plugin needs them).
+Supported points: multiPoint, preFilter, filter, postFilter, preScore,
+score, preBind, bind (others are refused until a plugin needs them).
 A score weight left out or 0 is 1, as in kube-scheduler.
 
 Validation collects every problem before failing and names each field
@@ -47,7 +47,7 @@ from scheduler.framework import DEFAULT_SCHEDULER, points_of
 
 API_VERSION = "kubescheduler.config.k8s.io/v1"
 KIND = "KubeSchedulerConfiguration"
-POINTS = ("preFilter", "filter", "preScore", "score", "bind")
+POINTS = ("preFilter", "filter", "postFilter", "preScore", "score", "preBind", "bind")
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,15 @@ def default_profile(name: str = DEFAULT_SCHEDULER) -> Profile:
     """Today's behaviour (kube-scheduler's getDefaultPlugins, our plugins)."""
     refs = lambda *names: [PluginRef(n) for n in names]   # noqa: E731
     return Profile(name, {
-        "preFilter": [],
-        "filter": refs("NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity", "NodeResourcesFit"),
-        "preScore": refs("NodeAffinity"),
+        "preFilter": refs("PodTopologySpread", "InterPodAffinity", "VolumeBinding"),
+        "filter": refs("NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity", "NodeResourcesFit",
+                       "PodTopologySpread", "InterPodAffinity", "VolumeBinding"),
+        "postFilter": refs("DefaultPreemption"),
+        "preScore": refs("NodeAffinity", "PodTopologySpread", "InterPodAffinity"),
         "score": [PluginRef("LeastAllocated", 1.0), PluginRef("BalancedAllocation", 1.0),
-                  PluginRef("NodeAffinity", 2.0), PluginRef("OwnerSpread", 2.0)],
+                  PluginRef("NodeAffinity", 2.0), PluginRef("OwnerSpread", 2.0),
+                  PluginRef("PodTopologySpread", 2.0), PluginRef("InterPodAffinity", 2.0)],
+        "preBind": refs("VolumeBinding"),
         "bind": refs("DefaultBinder"),
     })
 

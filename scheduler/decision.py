@@ -21,9 +21,19 @@ Format (compact JSON, keys always present, at most ~20 node names):
          "plugins": {"LeastAllocated": 90.0, "BalancedAllocation": 97.5,
                      "NodeAffinity": 0.0, "OwnerSpread": 100.0}}
       ],
-      "weights": {"LeastAllocated": 1, ...}  # weight of each score plugin
+      "weights": {"LeastAllocated": 1, ...}, # weight of each score plugin
+      "preemption": {                    # only when DefaultPreemption ran (no node fitted)
+        "nominated": "node-3",           # the node made room on, or null
+        "message": "preempting 1 pod(s) on node node-3",   # or why not
+        "victims": ["default/low-1 (priority 10)"]
+      }
     }
 
+Affinity, spread and priority show up like every other filter: the reasons
+of PodTopologySpread ("node(s) didn't match pod topology spread
+constraints") and InterPodAffinity ("node(s) didn't match pod anti-affinity
+rules", ...) in "filtered", their scores in "scores", the preemption
+outcome (victims and their priorities) in "preemption".
 "count" is a number of nodes; a node failing several resource checks counts
 under each reason (as in the FailedScheduling message). A PreFilter plugin's
 rejection shows as the only reason, counting every node, with no names. "nodes" lists at most
@@ -57,6 +67,7 @@ def record(result: ScheduleResult, weights: dict[str, float], now: float | None 
         "filtered": [{"reason": r, "count": n, "nodes": result.examples.get(r, [])} for r, n in reasons],
         "scores": [{"node": name, "total": total, "plugins": parts} for name, total, parts in top],
         "weights": weights,
+        **({"preemption": result.preemption} if result.preemption else {}),
     }
 
 

@@ -15,12 +15,19 @@ Extension points, in cycle order (a plugin implements one or more):
 
 * PreFilter(state, pod, snapshot) -> Status — once per attempt; may write to
   the CycleState; a non-success status makes the pod unschedulable on every
-  node ("0/N nodes are available: <message>.").
+  node ("0/N nodes are available: <message>."). Its extensions add_pod /
+  remove_pod adjust that state when preemption simulates victims.
 * Filter(state, pod, snapshot) -> FilterResult — every node slot at once.
+* PostFilter(state, pod, snapshot, result) — only when no node fits;
+  DefaultPreemption picks victims and nominates a node.
 * PreScore(state, pod, snapshot, idx) -> Status — once, over the candidates;
   computes what Score needs and writes it to the state; SKIP skips the
   plugin's Score (its row is all zeros).
 * Score(state, pod, snapshot, idx) -> array of 0-100, weighted by the profile.
+* PreBind(state, pod, node) -> Status, or an awaitable of one — after the pod
+  is assumed on the node; an awaitable (volume binding waits for the PV
+  controller) makes the binding asynchronous: Bind runs when all succeeded,
+  a failure is reported through the Binder's result callback.
 * Bind(state, pod, node, annotations, ctx) -> Status — the first plugin not
   answering SKIP binds.
 
@@ -36,7 +43,7 @@ decision reads is consistent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -101,6 +108,7 @@ class PodInfo:
     shape: bytes = b""            # identity of the static-filter inputs
     attempts: int = 0
     first_seen: float = 0.0       # monotonic time the scheduler first saw the pod
+    parsed: dict = field(default_factory=dict)   # plugins' per-pod parses (constraints, terms)
 
     @property
     def namespace(self) -> str:
@@ -199,10 +207,20 @@ class PreFilterPlugin(Plugin):
     def pre_filter(self, state, pod: PodInfo, snapshot) -> Status:   # pragma: no cover - interface
         raise NotImplementedError
 
+    # PreFilterExtensions (kube-scheduler's AddPod / RemovePod): preemption
+    # simulates adding or removing `rec` (a cache PodRecord) on `slot` by
+    # adjusting what pre_filter wrote to a cloned CycleState.
+    def add_pod(self, state, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        pass
+
+    def remove_pod(self, state, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        pass
+
 
 class FilterPlugin(Plugin):
     """A filter answers for all node slots at once (see module docstring)."""
     static = True       # depends only on the pod's shape and node features: cacheable
+    cheap_feasible = False   # feasible() is cheaper than filter() (else the algorithm keeps filter's answer)
 
     def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:   # pragma: no cover - interface
         raise NotImplementedError
@@ -214,6 +232,15 @@ class FilterPlugin(Plugin):
     def filter_node(self, state, pod: PodInfo, snapshot, node_name: str) -> Status:
         """The answer for one node (tests, decision records)."""
         return self.filter(state, pod, snapshot).status_at(snapshot.slot(node_name))
+
+
+class PostFilterPlugin(Plugin):
+    """Runs when no node fits (kube-scheduler's PostFilter): may make room,
+    e.g. DefaultPreemption. `result` is the failed ScheduleResult; the
+    answer is a PostFilterResult or None (nothing done)."""
+
+    def post_filter(self, state, pod: PodInfo, snapshot, result):   # pragma: no cover - interface
+        raise NotImplementedError
 
 
 class PreScorePlugin(Plugin):
@@ -228,6 +255,12 @@ class ScorePlugin(Plugin):
         raise NotImplementedError
 
 
+class PreBindPlugin(Plugin):
+    def pre_bind(self, state, pod: PodInfo, node: str):   # pragma: no cover - interface
+        """SUCCESS, a failing Status, or an awaitable resolving to one."""
+        raise NotImplementedError
+
+
 class BindPlugin(Plugin):
     def bind(self, state, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:   # pragma: no cover
         raise NotImplementedError
@@ -235,8 +268,9 @@ class BindPlugin(Plugin):
 
 # the configuration's names for the extension points, in cycle order
 EXTENSION_POINTS: dict[str, type[Plugin]] = {
-    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "preScore": PreScorePlugin,
-    "score": ScorePlugin, "bind": BindPlugin}
+    "preFilter": PreFilterPlugin, "filter": FilterPlugin, "postFilter": PostFilterPlugin,
+    "preScore": PreScorePlugin,
+    "score": ScorePlugin, "preBind": PreBindPlugin, "bind": BindPlugin}
 
 
 def points_of(cls: type) -> tuple[str, ...]:
@@ -247,9 +281,17 @@ def points_of(cls: type) -> tuple[str, ...]:
 @dataclass
 class Handle:
     """What the framework gives plugin factories (kube-scheduler's
-    framework.Handle): the shared snapshot and, for bind plugins, the binder."""
+    framework.Handle): the shared snapshot, for bind plugins the binder, for
+    PostFilter plugins the framework (to re-run filters on a simulated
+    state), the evictor (the scheduler's graceful pod deletion) and the
+    PodDisruptionBudget lister, and the storage listers (claims, volumes,
+    classes) volume plugins read."""
     snapshot: Any
     binder: Any = None
+    framework: Any = None
+    evictor: Any = None
+    pdbs: Any = None            # () -> PodDisruptionBudgets, for preemption
+    storage: Any = None
 
 
 class ShapeCache:

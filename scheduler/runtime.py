@@ -16,13 +16,21 @@ kube-scheduler's framework/runtime (registry.go, framework.go).
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
+
 import numpy as np
 
 from machinery import errors
 from scheduler.config import Profile
 from scheduler.cycle_state import CycleState
+from scheduler.binder import BindItem
 from scheduler.framework import (SUCCESS, BindPlugin, Code, FilterPlugin, Handle, Plugin, PodInfo,
-                                 PreFilterPlugin, PreScorePlugin, ScorePlugin, Status)
+                                 PostFilterPlugin, PreBindPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
+                                 Status)
+
+log = logging.getLogger("kctl.scheduler")
 
 
 class Registry:
@@ -51,6 +59,7 @@ class Registry:
 class Framework:
     def __init__(self, profile: Profile, registry: Registry, handle: Handle):
         self.profile = profile
+        handle.framework = self
         instances: dict[str, Plugin] = {}
 
         def plugins(point: str, iface: type) -> list:
@@ -72,9 +81,13 @@ class Framework:
         self.filters: list[FilterPlugin] = [p for p, _ in plugins("filter", FilterPlugin)]
         self.static_filters = [f for f in self.filters if f.static]
         self.dynamic_filters = [f for f in self.filters if not f.static]
+        self.post_filters: list[PostFilterPlugin] = [p for p, _ in plugins("postFilter", PostFilterPlugin)]
         self.pre_scores: list[PreScorePlugin] = [p for p, _ in plugins("preScore", PreScorePlugin)]
         self.scorers: list[tuple[ScorePlugin, float]] = plugins("score", ScorePlugin)
+        self.pre_binds: list[PreBindPlugin] = [p for p, _ in plugins("preBind", PreBindPlugin)]
         self.binders: list[BindPlugin] = [p for p, _ in plugins("bind", BindPlugin)]
+        self.handle = handle
+        self._binding: set[asyncio.Task] = set()     # asynchronous PreBinds in flight
         self.weights = {p.name: w for p, w in self.scorers}     # for the decision record
 
     def run_pre_filter(self, state: CycleState, pod: PodInfo, snapshot) -> Status:
@@ -84,6 +97,27 @@ class Framework:
             if not st.ok:
                 return st if st.plugin else Status(st.code, st.reasons, p.name)
         return SUCCESS
+
+    def run_add_pod(self, state: CycleState, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        """PreFilter extensions: simulate `rec` added on `slot` (preemption)."""
+        for p in self.pre_filters:
+            p.add_pod(state, pod, rec, slot, snapshot)
+
+    def run_remove_pod(self, state: CycleState, pod: PodInfo, rec, slot: int, snapshot) -> None:
+        for p in self.pre_filters:
+            p.remove_pod(state, pod, rec, slot, snapshot)
+
+    def fits_on(self, state: CycleState, pod: PodInfo, snapshot, slot: int) -> bool:
+        """Every filter passes `slot` under `state` (preemption's dry runs)."""
+        return all(not f.filter(state, pod, snapshot).codes[slot] for f in self.filters)
+
+    def run_post_filter(self, state: CycleState, pod: PodInfo, snapshot, result):
+        """The first PostFilter plugin's answer that is not None."""
+        for p in self.post_filters:
+            out = p.post_filter(state, pod, snapshot, result)
+            if out is not None:
+                return out
+        return None
 
     def run_pre_score(self, state: CycleState, pod: PodInfo, snapshot, idx: np.ndarray) -> Status:
         for p in self.pre_scores:
@@ -96,18 +130,55 @@ class Framework:
 
     def run_score(self, state: CycleState, pod: PodInfo, snapshot, idx: np.ndarray):
         """(plugin names, weights, scores as plugins x candidates) of the
-        plugins with a weight; a skipped plugin scores 0 everywhere."""
-        names, weights, rows = [], [], []
+        plugins with a weight that did not skip, and the names of those that
+        did (they score 0 everywhere, so they take no row)."""
+        names, weights, rows, skipped = [], [], [], []
         skip = state.skip_score_plugins
         for p, w in self.scorers:
             if not w:
                 continue
-            rows.append(np.zeros(len(idx)) if p.name in skip else p.score(state, pod, snapshot, idx))
+            if p.name in skip:
+                skipped.append(p.name)
+                continue
+            rows.append(p.score(state, pod, snapshot, idx))
             names.append(p.name)
             weights.append(w)
-        return names, weights, rows
+        return names, weights, rows, skipped
 
     def run_bind(self, state: CycleState, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:
+        """PreBind plugins, then the first Bind plugin not answering SKIP. When a PreBind
+        answers with an awaitable, the rest runs in a task and its failure is reported
+        through the Binder's result callback (the scheduler un-assumes the pod)."""
+        waiting = []
+        for p in self.pre_binds:
+            st = p.pre_bind(state, pod, node)
+            if inspect.isawaitable(st):
+                waiting.append((p, st))
+            elif not st.ok:
+                for _, aw in waiting:
+                    aw.close()
+                return st if st.plugin else Status(st.code, st.reasons, p.name)
+        if not waiting:
+            return self._bind(state, pod, node, annotations, ctx)
+        t = asyncio.ensure_future(self._bind_later(waiting, state, pod, node, annotations, ctx))
+        self._binding.add(t)
+        t.add_done_callback(self._binding.discard)
+        return SUCCESS
+
+    async def _bind_later(self, waiting, state, pod: PodInfo, node: str, annotations: dict, ctx) -> None:
+        st = SUCCESS
+        for p, aw in waiting:
+            got = await aw
+            if st.ok and not got.ok:
+                st = got if got.plugin else Status(got.code, got.reasons, p.name)
+        if st.ok:
+            st = self._bind(state, pod, node, annotations, ctx)
+        if not st.ok:
+            log.info("binding %s to %s: %s: %s", pod.key, node, st.plugin, st.message())
+            self.handle.binder.on_result(BindItem(pod.namespace, pod.name, pod.uid, node, annotations, ctx),
+                                         errors.ApiError(f"{st.plugin or 'bind'}: {st.message()}"))
+
+    def _bind(self, state: CycleState, pod: PodInfo, node: str, annotations: dict, ctx) -> Status:
         for p in self.binders:
             st = p.bind(state, pod, node, annotations, ctx)
             if st.code != Code.SKIP:

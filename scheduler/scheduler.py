@@ -2,9 +2,19 @@
 
 Tasks (all on one event loop, started by `run()` in a TaskGroup):
 
-* informers (machinery/informer.py) for all pods and all nodes. Their
+* informers (machinery/informer.py) for all pods, nodes and namespaces
+  (namespace labels, for namespaceSelectors of pod affinity terms), and
+  PodDisruptionBudgets when that kind is served (preemption). Their
   handlers only update the NodeCache and the SchedulingQueue — synchronous,
   no awaits, so neither is ever seen half-updated.
+* preemption: a pod no node fits runs the PostFilter plugins
+  (DefaultPreemption, through eviction.Evictor): victims are deleted
+  gracefully, the pod holds a reservation on the nominated node and gets
+  status.nominatedNodeName with its PodScheduled=False condition; each new
+  attempt first releases its reservation.
+  Informers for claims, volumes and storage classes feed the VolumeBinding
+  plugin (plugins/volumebinding.py); any change of them moves unschedulable
+  pods back to the active queue.
 * the scheduling loop: pops a pod, decides synchronously against the cache
   (the Algorithm of the pod's profile), assumes it on the chosen node
   *before* yielding, and runs the profile's Bind plugins with the decision's
@@ -35,16 +45,18 @@ import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from machinery import codec, errors
+from machinery import codec, errors, kinds
 from machinery.informer import Informer
 from scheduler import decision
 from scheduler.algorithm import Algorithm, ScheduleResult
 from scheduler.binder import BindItem, Binder
 from scheduler.cache import NodeCache
 from scheduler.events import EventSink, make_recorder
+from scheduler.eviction import Evictor
 from scheduler.config import Config
 from scheduler.framework import DEFAULT_SCHEDULER, needs_scheduling, pod_info
 from scheduler.metrics import Metrics
+from scheduler.plugins.volumebinding import StorageListers
 from scheduler.queue import QueuedPod, SchedulingQueue
 
 log = logging.getLogger("kctl.scheduler")
@@ -63,19 +75,33 @@ class Scheduler:
         self.binder = Binder(client, self._on_bound, batch_size=self.config.batch_size,
                              max_inflight=self.config.binds_in_flight,
                              on_batch=self._on_batch)
+        self.events = EventSink(recorder or make_recorder(client),
+                                on_drop=self.metrics.events_dropped.inc)
+        self.evictor = Evictor(client, self.cache, self.events)
+        # PodDisruptionBudgets weigh in preemption's choice when the kind is served
+        self.pdbs = Informer(client, "PodDisruptionBudget") if "PodDisruptionBudget" in kinds.BY_KIND else None
+        pdbs = self.pdbs.list if self.pdbs is not None else None
+        self.claims, self.volumes = Informer(client, "PersistentVolumeClaim"), Informer(client, "PersistentVolume")
+        self.classes = Informer(client, "StorageClass")
+        storage = StorageListers(client, self.claims, self.volumes, self.classes)
         self.profiles = {p.scheduler_name: Algorithm(
             self.cache, p, percentage_of_nodes_to_score=self.config.percentage_of_nodes_to_score,
-            registry=registry, binder=self.binder) for p in self.config.profiles}
+            registry=registry, binder=self.binder, evictor=self.evictor, pdbs=pdbs, storage=storage)
+            for p in self.config.profiles}
         for alias in ("", "kctl-scheduler"):
             if alias not in self.profiles and DEFAULT_SCHEDULER in self.profiles:
                 self.profiles[alias] = self.profiles[DEFAULT_SCHEDULER]
         self.names = frozenset(self.profiles)
-        self.events = EventSink(recorder or make_recorder(client),
-                                on_drop=self.metrics.events_dropped.inc)
         self.pods = Informer(client, "Pod")
         self.nodes = Informer(client, "Node")
+        self.namespaces = Informer(client, "Namespace")
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
+        self.namespaces.add_handler(self._namespace_set, lambda old, ns: self._namespace_set(ns),
+                                    lambda ns: self.cache.namespace_labels.pop(ns.metadata.name, None))
+        for inf, event in ((self.claims, "PvcChange"), (self.volumes, "PvChange"), (self.classes, "StorageClassAdd")):
+            inf.add_handler(lambda o, e=event: self.queue.move_all(e), lambda o, n, e=event: self.queue.move_all(e),
+                            None)
         self._status_slots = asyncio.Semaphore(status_writers)
         self._writes: set[asyncio.Task] = set()          # unschedulable bookkeeping in flight
         self._attempts = {r: self.metrics.attempts.labels(r) for r in ("scheduled", "unschedulable", "error")}
@@ -88,14 +114,20 @@ class Scheduler:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.nodes.run(), name="node-informer")
                 tg.create_task(self.pods.run(), name="pod-informer")
-                await self.nodes.wait_synced()
-                await self.pods.wait_synced()
+                tg.create_task(self.namespaces.run(), name="namespace-informer")
+                if self.pdbs is not None:
+                    tg.create_task(self.pdbs.run(), name="pdb-informer")
+                for inf in (self.claims, self.volumes, self.classes):
+                    tg.create_task(inf.run(), name=f"{inf.kind.kind}-informer")
+                for inf in (self.nodes, self.pods, self.namespaces, self.claims, self.volumes, self.classes):
+                    await inf.wait_synced()
                 log.info("caches synced: %d nodes, %d pods", len(self.cache), len(self.pods))
                 tg.create_task(self.binder.run(), name="binder")
                 tg.create_task(self.events.run(), name="events")
                 tg.create_task(self._housekeeping(), name="housekeeping")
                 tg.create_task(self._schedule_loop(), name="schedule-loop")
         finally:
+            self.evictor.cancel()
             for t in list(self._writes):
                 t.cancel()
 
@@ -116,6 +148,9 @@ class Scheduler:
         self.cache.set_node(node)
         if gen != self.cache.generation or old.status.allocatable != node.status.allocatable:
             self.queue.move_all("NodeUpdate")
+
+    def _namespace_set(self, ns) -> None:
+        self.cache.namespace_labels[ns.metadata.name] = dict(ns.metadata.labels)
 
     def _node_deleted(self, node) -> None:
         self.cache.remove_node(node.metadata.name)
@@ -150,6 +185,7 @@ class Scheduler:
 
     def _pod_deleted(self, pod) -> None:
         self.queue.delete(f"{pod.metadata.namespace}/{pod.metadata.name}")
+        self.evictor.forget(pod.metadata.uid)
         if pod.metadata.uid in self.cache.pods:
             self.cache.remove_pod(pod.metadata.uid)
             self.queue.move_all("PodDelete")
@@ -181,8 +217,12 @@ class Scheduler:
             self.queue.done(info.key)
             return
         algo = self.profiles[current.spec.scheduler_name]
+        self.cache.release_nomination(info.uid)       # its own reservation must not stand in its way
         try:
             result = algo.schedule(info)
+            if result.node is None:
+                pf = algo.post_filter(result, info)
+                result.preemption = pf.record() if pf is not None else None
         except Exception:
             log.exception("scheduling %s failed", info.key)
             return self._attempt_failed(qp)
@@ -198,6 +238,7 @@ class Scheduler:
             t.add_done_callback(_log_failure)
             return
         self.cache.assume(info, result.node)
+        self.evictor.forget(info.uid)
         self.queue.done(info.key)
         ann = {decision.ANNOTATION: decision.encode(result, algo.weights)}
         st = algo.bind(result, info, ann, qp)
@@ -244,6 +285,7 @@ class Scheduler:
                                     weights: dict[str, float]) -> None:
         message = result.message()
         dec = decision.record(result, weights)
+        nominated = (result.preemption or {}).get("nominated")
         async with self._status_slots:
             pod = self.pods.get_by_key(key)
             if pod is None or pod.metadata.uid != uid or not self._pending(pod):
@@ -251,7 +293,7 @@ class Scheduler:
             self.events.emit(pod, "Warning", "FailedScheduling", message)
             for attempt in range(3):
                 try:
-                    await self._write_unschedulable(pod, message, dec)
+                    await self._write_unschedulable(pod, message, dec, nominated)
                     return
                 except errors.Conflict:
                     pod = await self.client.get("Pod", pod.metadata.name, pod.metadata.namespace)
@@ -260,7 +302,7 @@ class Scheduler:
                 except errors.NotFound:
                     return
 
-    async def _write_unschedulable(self, pod, message: str, dec: dict) -> None:
+    async def _write_unschedulable(self, pod, message: str, dec: dict, nominated: str | None = None) -> None:
         old = pod.metadata.annotations.get(decision.ANNOTATION)
         if old is None or _without_time(decision.decode(old)) != _without_time(dec):
             new = codec.copy(pod)
@@ -268,7 +310,7 @@ class Scheduler:
             pod = await self.client.update(new)
         cond = next((c for c in pod.status.conditions if c.type == "PodScheduled"), None)
         if cond is not None and cond.status == "False" and cond.reason == "Unschedulable" \
-                and cond.message == message:
+                and cond.message == message and (nominated is None or pod.status.nominated_node_name == nominated):
             return
         new = codec.copy(pod)
         now = Timestamp()
@@ -282,6 +324,8 @@ class Scheduler:
         c.last_probe_time.CopyFrom(now)
         if new.status.phase == "":
             new.status.phase = "Pending"
+        if nominated is not None:
+            new.status.nominated_node_name = nominated
         await self.client.update_status(new)
 
 

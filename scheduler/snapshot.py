@@ -13,6 +13,13 @@ runs synchronously on the event loop, so nothing changes under it, and
 copying 5,000 rows per pod would cost more than the decision. Arrays
 returned are views — plugins must not write to them.
 
+Pods: `pod_counts(query)` gives the pods per slot matching a podindex.Query
+(kept incrementally by the cache), `domain_sums` / `domain_counts` turn a
+per-slot array into per-topology-domain sums with one np.bincount,
+`pod_terms()` the existing pods' affinity terms, `pods_on(slot)` the pods of
+a node (preemption), `simulate()` releases and restores a pod's resources
+for preemption's dry runs.
+
 Resources are integers: milli-CPU, memory bytes, pod count. `free()` is
 allocatable - requested (kept up to date by the cache); `nonzero_requested()`
 counts pods without requests at kube-scheduler's defaults (100m, 200Mi), for
@@ -122,6 +129,41 @@ class Snapshot:
         """Id → value for label `key`."""
         return self._cache.label_values.get(key, [])
 
+    def unique_label(self, key: str) -> bool:
+        """Every node having label `key` has its own value (kubernetes.io/hostname):
+        a domain is then one node. Cached per generation."""
+        memo = self._cache.unique_labels
+        hit = memo.get(key)
+        if hit is not None and hit[0] == self.generation:
+            return hit[1]
+        col = self.label_column(key)
+        present = col[(col >= 0) & self.valid()]
+        unique = len(np.unique(present)) == len(present)
+        memo[key] = (self.generation, unique)
+        return unique
+
+    def domain_counts(self, key: str, per_slot: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Per slot: the sum of `per_slot` over the slot's domain (the slots
+        sharing its value of `key`, within `mask`); 0 where the key is absent.
+        One node per domain (unique_label) needs no bincount."""
+        col = self.label_column(key)
+        has = (col >= 0) & self.valid()
+        if self.unique_label(key):
+            return np.where(has & mask if mask is not None else has, per_slot, 0)
+        _, dom = self.domain_sums(key, per_slot, mask)
+        return np.where(has, dom[np.maximum(col, 0)], 0)
+
+    def domain_sums(self, key: str, per_slot: np.ndarray, mask: np.ndarray | None = None):
+        """(label column of `key`, sum of `per_slot` per value id over the
+        valid slots that have the label and pass `mask`): counts per
+        topology domain, one np.bincount."""
+        col = self.label_column(key)
+        take = (col >= 0) & self.valid()
+        if mask is not None:
+            take &= mask
+        nvals = max(len(self.label_values(key)), 1)       # never empty: col[i] may index it
+        return col, np.bincount(col[take], weights=per_slot[take], minlength=nvals)
+
     # -------------------------------------------------------- resources
 
     def _view(self, cpu, memory, pods) -> Resources:
@@ -157,3 +199,36 @@ class Snapshot:
         (assumed ones included); None when there are none."""
         col = self._cache.owner_counts.get(owner_uid)
         return None if col is None else col[: self._cache.n]
+
+    def pod_counts(self, query) -> np.ndarray:
+        """Pods per slot matching a podindex.Query (namespaces, selectors),
+        assumed ones included, terminating ones not."""
+        return self._cache.pod_index.counts(query)[: self._cache.n]
+
+    def pod_terms(self) -> dict:
+        """The existing pods' affinity terms: key -> podindex.TermEntry
+        (kind, weight, parsed term, pods carrying it per slot)."""
+        return self._cache.pod_index.terms
+
+    @property
+    def term_version(self) -> int:
+        """Changes whenever a distinct existing-pod term appears or goes."""
+        return self._cache.pod_index.term_version
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        return self._cache.namespace_labels.get(namespace, {})
+
+    def namespaces_matching(self, selector) -> set[str]:
+        """Names of the known namespaces whose labels match a LabelSelector."""
+        return {ns for ns, labels in self._cache.namespace_labels.items() if selector.matches(labels)}
+
+    def simulate(self, rec, sign: int) -> None:
+        """Release (-1) or restore (+1) a pod's resources on its slot, for
+        preemption's dry runs; every release is restored before the
+        decision ends."""
+        self._cache.apply_resources(rec, sign)
+
+    def pods_on(self, slot: int) -> list:
+        """The cache's PodRecords on a slot (preemption)."""
+        c = self._cache
+        return [c.pods[u] for u in c.slot_pods.get(slot, ())]

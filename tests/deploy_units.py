@@ -33,20 +33,20 @@ VAGRANT = REPO / "deploy" / "vagrant"
 INSTALL_UNITS = SYSTEMD / "install-units.sh"
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 
-CONTROLPLANE = ["etcd", "registry", "apiserver", "scheduler", "controller-manager"]
+CONTROLPLANE = ["etcd", "registry", "apiserver", "scheduler", "controller-manager", "dns"]
 WORKER = ["nodeagent"]
 UNITS = CONTROLPLANE + WORKER
-PYTHON_COMPONENTS = ["apiserver", "scheduler", "controller-manager", "nodeagent"]
+PYTHON_COMPONENTS = ["apiserver", "scheduler", "controller-manager", "nodeagent", "dns"]
 # A flag that exists with a value its type refuses.
 BAD_VALUE = {"apiserver": ["--watch-cache-size", "x"], "scheduler": ["--batch-size", "x"],
              "controller-manager": ["--node-cidr-mask-size", "x"],
-             "nodeagent": ["--register-with-taints", "k=v:Sometimes"]}
+             "nodeagent": ["--register-with-taints", "k=v:Sometimes"], "dns": ["--ttl", "x"]}
 # Every option install-units.sh has, so that every placeholder is filled.
 CP_ARGS = ["--advertise-ip", "10.77.0.10", "--service-cidr", "10.96.0.0/16",
            "--cluster-cidr", "10.244.0.0/16", "--node-cidr-mask-size", "24"]
 WORKER_ARGS = ["--apiserver", "10.77.0.10:6443", "--node-ip", "10.77.0.11", "--node-name", "worker1",
                "--registry", "10.77.0.10:5000", "--node-labels", "zone=a,disk=ssd",
-               "--register-with-taints", "dedicated=infra:NoSchedule"]
+               "--register-with-taints", "dedicated=infra:NoSchedule", "--masquerade-cidr", "10.77.0.0/24"]
 
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:

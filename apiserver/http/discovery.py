@@ -16,11 +16,11 @@ import platform
 from aiohttp import web
 
 from apiserver.http import wire
-from machinery import kinds, openapi
+from machinery import errors, kinds, openapi
 
 KUBE_VERSION = ("1", "32", "v1.32.0")   # the Kubernetes API kctl's HTTP API emulates
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-IN_ALL = {"Pod", "Service", "ReplicaSet", "Deployment"}   # kubectl get all (Kubernetes' "all" category)
+IN_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "DaemonSet", "Job", "CronJob"}  # Kubernetes' "all" category
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
@@ -177,6 +177,14 @@ async def openapi_v3(request: web.Request) -> web.Response:
 
 
 async def openapi_v2(request: web.Request) -> web.Response:
+    """Swagger 2.0 as JSON. kubectl asks for it only as gnostic protobuf, when
+    a manifest's kind is missing from the v3 documents (a kind kctl does not
+    serve); kctl does not serve that encoding, and a 404 gets kubectl to say
+    "failed to download openapi: the server could not find the requested
+    resource" rather than fail to parse JSON as protobuf."""
+    accept = request.headers.get("Accept", "")
+    if accept and "json" not in accept and "*/*" not in accept:
+        raise errors.NotFound("the server could not find the requested resource")
     return web.Response(body=openapi.v2_document_bytes(), content_type="application/json")
 
 

@@ -18,7 +18,9 @@ from google.protobuf.message import Message
 
 from apiserver.http import discovery, wire
 from apiserver.verbs import Verbs, parse_rv
-from machinery import codec, errors, kinds
+from machinery import errors, kinds
+from machinery import patch as patches
+from machinery.patch import ssa
 from machinery.pb import api_pb2
 
 SUBRESOURCE_OF_NAMESPACE = ("status", "finalize")
@@ -125,7 +127,7 @@ class Resources:
         exact = parse_rv(q.get("resourceVersion", "")) if rv_match == "Exact" else 0
         async with self.verbs.measured("list", t.info):
             resp = await self.verbs.list(t.info, t.namespace, q.get("labelSelector", ""),
-                                         q.get("fieldSelector", ""), limit, q.get("continue", ""), exact or 0)
+                                         q.get("fieldSelector", ""), limit, q.get("continue", ""), exact)
         objs = [wire.any_to_message(a) for a in resp.items]
         if wire.wants_table(request):
             body = wire.table(t.info, objs, q.get("includeObject", "Metadata"), resp.resource_version,
@@ -148,7 +150,6 @@ class Resources:
     def track(self, request: web.Request, t: Target, old: dict | None, obj: Message) -> Message:
         """obj with managedFields recording this write (ssa.track_update: the
         fields it added or changed belong to the request's field manager)."""
-        from machinery.patch import ssa
         tracked = ssa.track_update(old, wire.to_json(obj), manager=manager(request), operation="Update",
                                    info=t.info, now=now_rfc3339(), subresource=t.sub)
         return wire.with_managed_fields(obj, tracked)
@@ -177,8 +178,6 @@ class Resources:
         return self.one(request, t, out, 200, list(warnings) + list(more))
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
-        from machinery import patch as patches
-        from machinery.patch import ssa
         body = await wire.read_body(request)
         ctype = request.headers.get("Content-Type", "")
         if patches.media_type(ctype) not in patches.PATCH_TYPES:

@@ -4,10 +4,12 @@ ReplicaSets: GET, PUT, PATCH), `binding` and `eviction` of pods (POST).
 
 A Scale is a view: reading it reads the object, writing it is an update
 of the object's spec.replicas through the same verbs (so a stale
-resourceVersion in the Scale is a 409 like any update). An eviction is a
-delete of the pod with the Eviction's deleteOptions (kctl has no
-PodDisruptionBudgets, so every eviction is allowed); a binding is the Bind
-verb the scheduler uses over gRPC.
+resourceVersion in the Scale is a 409 like any update). An eviction is
+decided against the pod's PodDisruptionBudget first (machinery.disruption:
+429 TooManyRequests when it would break the budget, the budget spent with
+a resourceVersion precondition otherwise), then it is a delete of the pod
+with the Eviction's deleteOptions; a binding is the Bind verb the scheduler
+uses over gRPC.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from aiohttp import web
 
 from apiserver.http import wire
 from apiserver.http.resources import Resources, Target, dry_run
-from machinery import errors, tables
+from machinery import codec, disruption, errors, kinds, tables
+from machinery import patch as patches
 from machinery.pb import api_pb2
 
 
@@ -50,7 +53,6 @@ class Subresources:
         return wire.respond(scale_of(await self.res.read(t)))
 
     async def write_scale(self, request: web.Request, t: Target) -> web.Response:
-        from machinery import patch as patches
         body = await wire.read_body(request)
         obj = await self.res.read(t)
         if request.method == "PATCH":
@@ -87,7 +89,16 @@ class Subresources:
         req.preconditions.uid = pre.get("uid") or ""
         req.preconditions.resource_version = pre.get("resourceVersion") or ""
         req.dry_run = dry_run(request, opts.get("dryRun"))
+        pod = await self.res.read(t)
+        pdb_info = kinds.BY_KIND["PodDisruptionBudget"]
+
+        async def list_pdbs():
+            return [codec.unpack(a) for a in (await self.verbs.list(pdb_info, t.ns)).items]
+
+        async def write_status(pdb):
+            await self.verbs.update(pdb, status=True)
         async with self.verbs.measured("evict", t.info):
+            await disruption.decide_eviction(pod, list_pdbs, write_status, dry_run=req.dry_run)
             await self.verbs.delete(req)
         return wire.respond(wire.success_status(), 201)
 

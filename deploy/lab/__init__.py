@@ -4,7 +4,9 @@ Public API (see topology.py for the layout and address plan, naming.py for
 the naming, path and cgroup conventions every component in the lab follows,
 cleanup.py for what `lab_down` removes; cluster.py runs a whole kctl cluster
 on a lab — `kctl lab up/down` — with kubeconfig.py for its kubeconfig entries
-and faults.py for kill-node, stop-agent, partition and the like)::
+and faults.py for kill-node, stop-agent, partition and the like; its
+components are units of the lab's supervisor, supervisor.py, driven through
+units.py: restarted with back-off when they crash, left down when stopped)::
 
     from deploy.lab import Lab, LabSpec, lab_down
 

@@ -4,7 +4,9 @@ Works from the lab *name* alone; the state file only adds recorded PIDs.
 Every step tolerates things that are already gone, so it can run twice, or
 after a `build()` that died half way, or after SIGKILLed components. Order:
 
-1. Recorded processes: TERM, bounded wait, KILL (start time checked).
+1. Recorded processes: TERM, bounded wait, KILL (start time checked); the
+   lab's supervisor first and alone, so it restarts nothing that is killed
+   after it (it stops its own units on TERM).
 2. Sweep (SIGKILL, repeated until empty, bounded) every process whose network
    namespace is one of the lab's -- netns files ``/var/run/netns/<prefix>*``
    and nsfs bind mounts under the lab's directories -- or whose cgroup is
@@ -54,9 +56,15 @@ def lab_down(name: str, timeout: float = 5.0) -> dict:
     report: dict = {"killed": [], "unmounted": [], "netns": [], "links": [],
                     "chains": [], "cgroups": [], "dirs": [], "errors": []}
 
-    # 1. recorded processes
-    recs = [(r["pid"], r.get("start_time")) for r in state.get("procs", {}).values()]
-    left = terminate(recs, timeout)
+    # 1. the supervisor first (it stops its units and restarts nothing after),
+    #    then every recorded process still alive (all of them if it crashed)
+    sups = [(r["pid"], r.get("start_time")) for n, r in state.get("procs", {}).items()
+            if n.split("-")[0] == "supervisor" and r.get("pid")]  # supervisor[-<machine>]
+    left = terminate(sups, timeout + 10.0)
+    recs = list(dict.fromkeys(
+        (r["pid"], r.get("start_time")) for st in (state, StateStore(dirs[0]).load())
+        for r in st.get("procs", {}).values() if r.get("pid")))
+    left += terminate(recs, timeout)
     report["killed"] += [p for p, _ in recs if p not in left]
     # 2. everything in the lab's namespaces and cgroups
     cgroup = naming.cgroup_parent(name)

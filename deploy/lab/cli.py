@@ -1,9 +1,10 @@
 """`kctl lab ...`: a multi-node cluster on one Linux machine (run as root).
 
     kctl lab up [--nodes 3] [--name kctl]   build the network, start everything, wait for Ready nodes
-    kctl lab status                         components, PIDs, nodes, addresses
+    kctl lab status                         components: PID, state, restarts, last exit; nodes, addresses
+    kctl lab stop|start|kill COMPONENT      etcd, apiserver, scheduler, controller-manager, dns, registry, agent-node1 ...
     kctl lab down                           stop and remove everything (safe twice, and after a crash)
-    kctl lab logs COMPONENT [-f]            apiserver, scheduler, controller-manager, etcd, registry, agent-node1 ...
+    kctl lab logs COMPONENT [-f]            apiserver, scheduler, controller-manager, dns, etcd, registry, agent-node1 ...
     kctl lab kill-node NODE / start-node NODE
     kctl lab stop-agent NODE / start-agent NODE
     kctl lab partition NODE / heal NODE
@@ -82,9 +83,13 @@ def status_cmd(name):
     except LabError as exc:
         _fail(exc)
     click.echo(f"lab {name}: subnet {lab_.subnet}, control plane {lab_.cp_address}, apiserver {info['apiserver']}")
-    click.echo(f"{'COMPONENT':<24}{'PID':<9}{'STATE':<9}{'WHERE'}")
+    click.echo(f"cluster DNS: kube-system/kube-dns {cluster.dns_service_ip()} -> {lab_.cp_address}:{cluster.DNS_PORT}"
+               f" (domain {cluster.CLUSTER_DOMAIN})")
+    click.echo(f"{'COMPONENT':<20}{'PID':<9}{'STATE':<10}{'RESTARTS':<10}{'LAST EXIT':<26}{'WHERE'}")
+    now = time.time()
     for comp, st in sorted(lab_.status().items()):
-        click.echo(f"{comp:<24}{st.get('pid', ''):<9}{'running' if st.get('alive') else 'dead':<9}{st.get('node') or 'root netns'}")
+        click.echo(f"{comp:<20}{st.get('pid') or '-':<9}{component_state(st):<10}{st.get('restarts', '-'):<10}"
+                   f"{last_exit(st.get('last_exit'), now):<26}{st.get('node') or 'root netns'}")
     try:
         ready = cluster.node_conditions(info["apiserver"])
     except Exception as exc:  # noqa: BLE001 - status must work with a dead apiserver too
@@ -99,13 +104,30 @@ def status_cmd(name):
         click.echo(f"{n.name:<10}{n.ip:<16}{n.netns:<20}{ready.get(n.name, '-'):<9}{', '.join(notes) or '-'}")
 
 
+def component_state(st: dict) -> str:
+    """running / backoff / stopping / stopped (supervised), else running / dead."""
+    if st.get("supervised"):
+        state = st.get("state") or "pending"
+        return "dead" if state == "running" and not st.get("alive") else state
+    return "running" if st.get("alive") else "dead"
+
+
+def last_exit(ex: dict | None, now: float) -> str:
+    """`signal SIGKILL, 12s ago`, `code 1, 3s ago`, `-`."""
+    if not ex:
+        return "-"
+    what = (f"signal {ex['signal']}" if "signal" in ex else f"code {ex['code']}" if "code" in ex
+            else "not started")
+    return f"{what}, {max(0, now - ex.get('at', now)):.0f}s ago"
+
+
 @lab.command("logs")
 @name_opt
 @click.argument("component")
 @click.option("-f", "--follow", is_flag=True)
 @click.option("--tail", default=-1, help="Lines from the end (-1: all).")
 def logs_cmd(name, component, follow, tail):
-    """Print a component's log (apiserver, scheduler, controller-manager, etcd, registry, agent-NODE)."""
+    """Print a component's log (apiserver, scheduler, controller-manager, dns, etcd, registry, agent-NODE)."""
     from deploy.lab.topology import Lab
     try:
         st = Lab.load(name).status()
@@ -174,6 +196,29 @@ _node_cmd("start-agent", _start_agent, "agent of {node} started", "Start a node'
 _node_cmd("partition", _partition, "{node} cut off from the control plane",
           "Cut a node off from the control plane (its containers keep running).")
 _node_cmd("heal", _heal, "{node} reconnected to the control plane", "Undo `partition`.")
+
+
+def _component_cmd(cmd_name, help_text):
+    @lab.command(cmd_name, help=help_text)
+    @name_opt
+    @click.argument("component")
+    def _cmd(name, component):
+        from deploy.lab import faults
+        fn = {"stop": faults.stop_component, "start": faults.start_component,
+              "kill": faults.kill_component}[cmd_name]
+        try:
+            res = fn(name, component)
+        except LabError as exc:
+            _fail(exc)
+        click.echo({"stop": f"{component} stopped (not restarted until `kctl lab start {component}`)",
+                    "start": f"{component} started (pid {res['pid'] if isinstance(res, dict) else ''})",
+                    "kill": f"{component} (pid {res}) killed with SIGKILL; the supervisor restarts it"}[cmd_name])
+    return _cmd
+
+
+_component_cmd("stop", "Stop a component on purpose (TERM, then KILL): it stays down until `start`.")
+_component_cmd("start", "Start a component stopped with `stop`.")
+_component_cmd("kill", "Crash a component (SIGKILL): the lab's supervisor restarts it with back-off.")
 
 
 @lab.command("exec", context_settings={"ignore_unknown_options": True})

@@ -1,6 +1,7 @@
-"""A whole cluster in a lab: the control plane in the root namespace bound to
-the lab's control-plane address, one node agent per node namespace, a local
-registry with the lab's images, and a kubeconfig for plain `kctl`.
+"""A whole cluster in a lab: the control plane (with the cluster DNS, kctl-dns)
+in the root namespace bound to the lab's control-plane address, one node agent
+per node namespace, a local registry with the lab's images, and a kubeconfig
+for plain `kctl`.
 
 `up()` is a straight line of steps, each printed as it goes; whatever fails
 tears the lab down again (`lab_down`), so a failed `up` leaves nothing
@@ -14,11 +15,14 @@ start-agent/start-node can start it again) is kept in `cluster.json` in the
 lab's state dir. The kubeconfig entries are kubeconfig.py's, the node faults
 (kill-node, stop-agent, partition, ...) faults.py's; etcd's command line and
 the image list are the cluster harness's (harness.control_plane, harness.nodes),
-the ones tests and benchmarks run.
+the ones tests and benchmarks run. Every component is a unit of the lab's
+supervisor (supervisor.py, started first): restarted with back-off when it
+crashes, left stopped when a fault verb stopped it (units.py).
 """
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import sys
@@ -27,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from deploy.lab import naming
+from deploy.lab import naming, units
 from deploy.lab.kubeconfig import current_context, kubeconfig_path, remove_kubeconfig_entries, write_kubeconfig
 from deploy.lab.naming import LabError
 from deploy.lab.topology import Lab, LabSpec
@@ -44,8 +48,19 @@ APISERVER_HTTP_PORT = 8080   # the Kubernetes HTTP API, for kubectl (kubeconfig 
 # NODE -- wget http://CLUSTER-IP/` works as on a real node. A VIP without
 # endpoints then dies on the lab bridge (unanswered ARP), never leaves the lab.
 SERVICE_CIDR = "10.96.0.0/16"
+# Cluster DNS: kctl-dns runs in the root namespace on the control-plane
+# address (like the apiserver) and registers itself behind kube-system/kube-dns
+# (clusterdns/register.py), whose ClusterIP is the 10th address of the service
+# CIDR (10.96.0.10, as kubeadm picks it). A pod's query goes to that VIP, the
+# node's proxy DNATs it to CP:53 and the agent's pod-egress masquerade (its
+# --masquerade-cidr is the lab subnet) gives it the node's source address,
+# which the control plane's strict rp_filter accepts; UDP and TCP alike. No
+# upstream is configured: names outside the cluster domain are REFUSED at
+# once, so a DNS query never leaves the lab.
+CLUSTER_DOMAIN = "cluster.local"
+DNS_PORT, DNS_METRICS_PORT = 53, 9153
 REGISTRY_PORT = 5000
-METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257}
+METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257, "dns": DNS_METRICS_PORT}
 AGENT_PORT_METRICS = 10255
 # Node lifecycle timing of the lab (the controller manager's defaults, spelled
 # out so `ps` and the tests see them): a silent node is NotReady after
@@ -102,8 +117,13 @@ def _http_ok(url: str) -> bool:
         return r.status == 200
 
 
+def dns_service_ip(cidr: str = SERVICE_CIDR) -> str:
+    """The kube-dns ClusterIP: the 10th address of the service CIDR."""
+    return str(ipaddress.ip_network(cidr).network_address + 10)
+
+
 def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
-    """argv of the apiserver, scheduler and controller manager of `lab`."""
+    """argv of the apiserver, scheduler, controller manager and cluster DNS of `lab`."""
     cp = lab.cp_address
     apiserver = f"{cp}:{APISERVER_PORT}"
     return {
@@ -116,6 +136,9 @@ def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
         "controller-manager": [_bin("kctl-controller-manager"), "--apiserver", apiserver,
                                "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",
                                *CONTROLLER_FLAGS],
+        "dns": [_bin("kctl-dns"), "--apiserver", apiserver, "--listen", f"{cp}:{DNS_PORT}",
+                "--cluster-domain", CLUSTER_DOMAIN, "--cluster-ip", dns_service_ip(),
+                "--metrics-listen", f"{cp}:{METRICS_PORTS['dns']}"],
     }
 
 
@@ -133,6 +156,8 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
         "--insecure-registry", registry,
         "--masquerade-cidr", str(lab.subnet),  # the control plane's rp_filter drops pod sources
         "--metrics-listen", f"{info.ip}:{AGENT_PORT_METRICS}",
+        "--cluster-dns", dns_service_ip(), "--cluster-domain", CLUSTER_DOMAIN,
+        "--node-labels", ",".join(f"{k}={v}" for k, v in info.labels),
     ]
 
 
@@ -189,23 +214,24 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         reg_cfg = os.path.join(state, "registry.yml")
         Path(reg_cfg).write_text(CONFIG.format(log_level="warn", storage=os.path.join(data, "registry"),
                                                addr=registry, token=os.urandom(8).hex()))
-        lab.start("registry", ["/usr/bin/docker-registry", "serve", reg_cfg])
+        units.launch(lab)
+        units.add(lab, "registry", ["/usr/bin/docker-registry", "serve", reg_cfg])
         image_result: dict = {}
         images = threading.Thread(target=_images_to_registry, args=(lab, registry, image_result), daemon=True)
         images.start()
 
         etcd_client, etcd_peer = free_port(), free_port()
-        lab.start("etcd", etcd_argv(f"kl{name}", os.path.join(data, "etcd"), etcd_client, etcd_peer, "etcd"))
+        units.add(lab, "etcd", etcd_argv(f"kl{name}", os.path.join(data, "etcd"), etcd_client, etcd_peer, "etcd"))
         _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), 20)
         step(f"etcd on 127.0.0.1:{etcd_client}")
 
         argvs = control_plane_argv(lab, f"http://127.0.0.1:{etcd_client}")
-        lab.start("apiserver", argvs["apiserver"])
+        units.add(lab, "apiserver", argvs["apiserver"])
         _wait("the apiserver", lambda: _api_ready(apiserver), 20)
-        step(f"apiserver on {apiserver}")
-        for comp in ("scheduler", "controller-manager"):
-            lab.start(comp, argvs[comp])
-        step("scheduler and controller-manager started "
+        step(f"apiserver on {apiserver} (gRPC), http://{cp}:{APISERVER_HTTP_PORT} (Kubernetes HTTP API)")
+        for comp in ("scheduler", "controller-manager", "dns"):
+            units.add(lab, comp, argvs[comp])
+        step("scheduler, controller-manager and cluster DNS started "
              f"(node grace {NODE_GRACE:g}s, pod eviction after {POD_EVICTION:g}s more)")
 
         images.join(timeout=120)
@@ -218,7 +244,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         for n in lab.nodes:
             argv = agent_argv(name, lab, n.name, apiserver, registry)
             agents[n.name] = argv
-            lab.start(f"agent-{n.name}", argv, node=n.name)
+            units.add(lab, f"agent-{n.name}", argv, node=n.name)
         info = {"name": name, "apiserver": apiserver, "registry": registry,
                 "etcd": f"http://127.0.0.1:{etcd_client}", "agents": agents}
         _save_cluster(name, info)
@@ -228,6 +254,8 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         _save_cluster(name, info)
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
 
+        _wait("cluster DNS", lambda: dns_answers(cp), 20)
+        step(f"cluster DNS on {cp}:{DNS_PORT} behind kube-system/kube-dns {dns_service_ip()}")
         _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver) >= nodes, timeout, interval=0.2)
         step(f"{nodes} node(s) Ready and schedulable")
         return info
@@ -252,6 +280,19 @@ def _service_routes(lab: Lab) -> None:
 def _run(coro):
     import asyncio
     return asyncio.run(coro)
+
+
+def dns_answers(cp: str, timeout: float = 1.0) -> bool:
+    """kctl-dns on the control-plane address has synced (it knows the `kubernetes`
+    Service) and registered itself (it knows its own kube-dns Service)."""
+    import dns.message
+    import dns.query
+    import dns.rcode
+    for name in ("kubernetes.default.svc.cluster.local.", "kube-dns.kube-system.svc.cluster.local."):
+        reply = dns.query.udp(dns.message.make_query(name, "A"), cp, port=DNS_PORT, timeout=timeout)
+        if reply.rcode() != dns.rcode.NOERROR or not reply.answer:
+            return False
+    return True
 
 
 def _api_ready(server: str) -> bool:

@@ -1,12 +1,13 @@
 """Faults injected into a running lab cluster, by lab name (`kctl lab
 kill-node/start-node/stop-agent/start-agent/partition/heal`): what a node's
-power, network link or agent does, with the agent's argv from cluster.json
-so a node boots again as `up` started it.
+power, network link or agent does; and stop/start/kill of any component
+(`kctl lab stop|start|kill COMPONENT`). Components are units of the lab's
+supervisor (supervisor.py): a stop tells it "down on purpose" (not
+restarted until start), a kill is a crash it repairs with back-off.
 """
 from __future__ import annotations
 
-from deploy.lab import naming
-from deploy.lab.cluster import load_cluster
+from deploy.lab import naming, units
 from deploy.lab.naming import LabError
 from deploy.lab.topology import Lab
 
@@ -38,28 +39,29 @@ def kill_node(name: str, node: str) -> list[int]:
 
     In that order, so nothing the node does while dying reaches the control
     plane; everything is SIGKILLed (no graceful shutdown, like pulling the
-    plug). The node's pod network namespaces and files stay, as a disk keeps
-    its state: `start_node` boots a fresh agent that finds them.
-    Returns PIDs that survived (should be empty).
+    plug). The supervisor is told first that the agent is down on purpose
+    (desired stopped), so it does not restart it. The node's pod network
+    namespaces and files stay, as a disk keeps its state: `start_node` boots
+    a fresh agent that finds them. Returns PIDs that survived (should be empty).
     """
     from deploy.lab.procs import is_alive, kill_all
 
     lab = Lab.load(name)
     rec = _agent_record(lab, node)
     _set_link(lab, node, "down")
-    if rec and is_alive(rec["pid"], rec.get("start_time")):
+    if rec:
+        units.hold(lab.store, f"agent-{node}")
+    if rec and rec.get("pid") and is_alive(rec["pid"], rec.get("start_time")):
         kill_all([rec["pid"]])
     return lab.kill_node(node, timeout=1.0)
 
 
 def start_agent(name: str, node: str) -> dict:
-    """Start a fresh agent on `node` with the argv `up` used; returns its record."""
+    """Start the agent of `node` again (the supervisor runs the argv `up` used)."""
     lab = Lab.load(name)
-    info = load_cluster(name)
-    status = lab.status().get(f"agent-{node}")
-    if status and status.get("alive"):
-        raise LabError(f"the agent of {node} is already running (pid {status['pid']})")
-    return lab.start(f"agent-{node}", info["agents"][node], node=node)
+    if _agent_record(lab, node) is None:
+        raise LabError(f"{node} has no agent")
+    return units.start(lab.store, f"agent-{node}")
 
 
 def start_node(name: str, node: str) -> dict:
@@ -70,12 +72,39 @@ def start_node(name: str, node: str) -> dict:
 
 
 def stop_agent(name: str, node: str, grace: float = 2.0) -> None:
-    """The agent dies (TERM, KILL after `grace`); its containers keep running."""
+    """The agent dies (TERM, KILL after `grace`) and stays down until
+    start-agent; its containers keep running."""
     lab = Lab.load(name)
     rec = _agent_record(lab, node)
-    if not rec or not lab.status().get(f"agent-{node}", {}).get("alive"):
+    if not rec or rec.get("desired") == "stopped":
         raise LabError(f"the agent of {node} is not running")
-    lab.stop(f"agent-{node}", timeout=grace)
+    units.stop(lab.store, f"agent-{node}", grace=grace)
+
+
+def component(name: str, comp: str) -> tuple[Lab, str]:
+    """(lab, unit name) for COMPONENT as typed: apiserver, ..., agent-node1 or node1."""
+    lab = Lab.load(name)
+    if comp in lab.node_names:
+        comp = f"agent-{comp}"
+    units.unit(lab.store, comp)  # LabError naming the known components
+    return lab, comp
+
+
+def stop_component(name: str, comp: str, grace: float = 10.0) -> dict:
+    """Stopped on purpose: TERM, KILL after `grace`; not restarted until `start`."""
+    lab, comp = component(name, comp)
+    return units.stop(lab.store, comp, grace=grace)
+
+
+def start_component(name: str, comp: str) -> dict:
+    lab, comp = component(name, comp)
+    return units.start(lab.store, comp)
+
+
+def kill_component(name: str, comp: str) -> int:
+    """A crash (SIGKILL); the supervisor restarts it after its back-off. Returns the PID."""
+    lab, comp = component(name, comp)
+    return units.kill(lab.store, comp)
 
 
 def partition(name: str, node: str) -> None:

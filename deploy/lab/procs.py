@@ -1,4 +1,9 @@
-"""Process supervision for lab components.
+"""Process records for lab components: start, record, find, stop by PID.
+
+(Restarting what crashes is the lab supervisor's job, supervisor.py: the
+cluster's components are its units, recorded here with ``supervised: true``
+and a PID that is None while they are down. `Supervisor` below only starts
+and stops processes on request -- test helpers, the supervisor itself.)
 
 A lab outlives the command that built it (``kctl lab up`` returns, the
 control plane and node agents keep running), so components are started
@@ -231,7 +236,9 @@ class Supervisor:
 
     def _check_free(self, name: str) -> None:
         rec = self.store.load().get("procs", {}).get(name)
-        if rec and is_alive(rec["pid"], rec["start_time"]):
+        if rec and rec.get("supervised"):
+            raise LabError(f"component {name} is supervised: start it with `kctl lab start {name}`")
+        if rec and rec.get("pid") and is_alive(rec["pid"], rec["start_time"]):
             raise LabError(f"component {name} already running (pid {rec['pid']})")
 
     # -- inspecting -----------------------------------------------------
@@ -245,7 +252,7 @@ class Supervisor:
             child = self._children.get(rec["pid"])
             if child is not None:
                 child.poll()
-            out[name] = dict(rec, alive=is_alive(rec["pid"], rec["start_time"]))
+            out[name] = dict(rec, alive=bool(rec.get("pid")) and is_alive(rec["pid"], rec["start_time"]))
         return out
 
     # -- stopping -------------------------------------------------------
@@ -254,6 +261,8 @@ class Supervisor:
         rec = self.records().get(name)
         if rec is None:
             return False
+        if rec.get("supervised"):
+            raise LabError(f"{name} is supervised: stop it with `kctl lab stop {name}`")
         left = terminate([(rec["pid"], rec["start_time"])], timeout, self._children)
         if left:
             raise LabError(f"{name} (pid {rec['pid']}) survived SIGKILL")
@@ -261,11 +270,16 @@ class Supervisor:
         return True
 
     def stop_all(self, timeout: float = 5.0, node: str | None = None) -> list[int]:
-        """Stop every recorded component (of `node` only, if given)."""
+        """Stop every recorded component (of `node` only, if given).
+
+        A supervised unit (supervisor.py) keeps its record: whoever stops it
+        marks it desired ``stopped`` first (units.hold), so it is not restarted.
+        """
         recs = {n: r for n, r in self.records().items() if node is None or r.get("node") == node}
-        left = terminate([(r["pid"], r["start_time"]) for r in recs.values()], timeout,
+        left = terminate([(r["pid"], r["start_time"]) for r in recs.values() if r.get("pid")], timeout,
                          self._children)
-        self.store.update(lambda s: [s.get("procs", {}).pop(n, None) for n in recs])
+        self.store.update(lambda s: [s.get("procs", {}).pop(n, None) for n, r in recs.items()
+                                     if not r.get("supervised")])
         return left
 
     def kill_node(self, lab: str, node: str, timeout: float = 5.0) -> list[int]:

@@ -58,13 +58,21 @@ from deploy.lab.procs import Supervisor
 from deploy.lab.state import StateStore
 
 
+ZONE_LABEL = "topology.kubernetes.io/zone"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
 @dataclass(frozen=True)
 class LabSpec:
-    """What to build. `subnet` None = pick a free 172.30.x.0/24 automatically."""
+    """What to build. `subnet` None = pick a free 172.30.x.0/24 automatically.
+    `zones`: node i (1-based) is labelled topology.kubernetes.io/zone =
+    zones[(i - 1) % len(zones)] (none when empty), so topology spread and
+    zone affinity can be seen on one machine."""
 
     name: str = "kctl"
     nodes: int = 3
     subnet: str | None = None
+    zones: tuple[str, ...] = ("zone-a", "zone-b")
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ class NodeInfo:
     data_dir: str       # /var/lib/kctl-lab/<lab>/nodes/<node>: images, rootfs, overlays
     cgroup_parent: str  # /kctl-lab/<lab>/<node>: absolute parent of container cgroups
     pod_netns_prefix: str  # klkctl-node1-: name pod netns <this><pod-uid> in /var/run/netns
+    labels: tuple[tuple[str, str], ...] = ()  # node labels the agent registers (zone, hostname)
 
 
 def _iptables() -> str:
@@ -140,7 +149,13 @@ class Lab:
             data_dir=naming.node_data_dir(self.name, name),
             cgroup_parent=naming.cgroup_parent(self.name, name),
             pod_netns_prefix=ns + "-",
+            labels=self.node_labels(name, index),
         )
+
+    def node_labels(self, name: str, index: int) -> tuple[tuple[str, str], ...]:
+        zones = tuple(self.spec.zones)
+        zone = ((ZONE_LABEL, zones[(index - 1) % len(zones)]),) if zones else ()
+        return zone + ((HOSTNAME_LABEL, name),)
 
     @property
     def nodes(self) -> list[NodeInfo]:

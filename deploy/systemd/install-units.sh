@@ -6,7 +6,7 @@
 #
 #   install-units.sh controlplane --advertise-ip IP [options]
 #       kctl-etcd, kctl-apiserver, kctl-scheduler, kctl-controller-manager,
-#       kctl-registry
+#       kctl-registry, kctl-dns
 #   install-units.sh worker --apiserver HOST:PORT --node-ip IP [options]
 #       kctl-nodeagent
 #
@@ -28,7 +28,13 @@
 #                             apiserver's host, port 5000) [KCTL_REGISTRY]
 #   --node-labels k=v,...     [KCTL_NODE_LABELS]
 #   --register-with-taints k=v:NoSchedule,...   [KCTL_NODE_TAINTS]
+#   --masquerade-cidr CIDR    masquerade pod traffic to this network (the node
+#                             network: the control plane, which routes no pod
+#                             CIDR, then answers pods' DNS and API queries) [KCTL_MASQUERADE_CIDR]
 #   both:
+#   --cluster-dns IP          ClusterIP of kube-system/kube-dns: kctl-dns creates
+#                             the Service with it, node agents give it to pods
+#                             (10.96.0.10) [KCTL_CLUSTER_DNS]
 #   --root DIR                install below DIR instead of / (an image, a test):
 #                             files only, no systemctl, no modprobe
 #   --no-start                install and enable, but do not start or restart
@@ -57,6 +63,8 @@ NODE_NAME=${KCTL_NODE_NAME:-}
 REGISTRY=${KCTL_REGISTRY:-}
 NODE_LABELS=${KCTL_NODE_LABELS:-}
 NODE_TAINTS=${KCTL_NODE_TAINTS:-}
+CLUSTER_DNS=${KCTL_CLUSTER_DNS:-10.96.0.10}
+MASQUERADE_CIDR=${KCTL_MASQUERADE_CIDR:-}
 ROOT=""
 START=1
 
@@ -81,6 +89,8 @@ while (($#)); do
         --registry) REGISTRY=$val ;;
         --node-labels) NODE_LABELS=$val ;;
         --register-with-taints) NODE_TAINTS=$val ;;
+        --cluster-dns) CLUSTER_DNS=$val ;;
+        --masquerade-cidr) MASQUERADE_CIDR=$val ;;
         --root) ROOT=${val%/} ;;
         *) die "unknown option $opt (see --help)" ;;
     esac
@@ -90,7 +100,7 @@ done
 PREFIX=${PREFIX%/}
 if [ "$ROLE" = controlplane ]; then
     [ -n "$ADVERTISE_IP" ] || die "controlplane needs --advertise-ip"
-    COMPONENTS=(etcd registry apiserver scheduler controller-manager)
+    COMPONENTS=(etcd registry apiserver scheduler controller-manager dns)
 else
     [ -n "$APISERVER" ] || die "worker needs --apiserver HOST:PORT"
     [ -n "$NODE_IP" ] || die "worker needs --node-ip"
@@ -101,8 +111,9 @@ fi
 EXTRA_ARGS=""
 [ -z "$NODE_LABELS" ] || EXTRA_ARGS+="--node-labels $NODE_LABELS "
 [ -z "$NODE_TAINTS" ] || EXTRA_ARGS+="--register-with-taints $NODE_TAINTS "
+[ -z "$MASQUERADE_CIDR" ] || EXTRA_ARGS+="--masquerade-cidr $MASQUERADE_CIDR "
 for v in "$ADVERTISE_IP" "$APISERVER" "$NODE_IP" "$NODE_NAME" "$REGISTRY" "$NODE_LABELS" "$NODE_TAINTS" \
-         "$SERVICE_CIDR" "$CLUSTER_CIDR" "$NODE_CIDR_MASK_SIZE"; do
+         "$SERVICE_CIDR" "$CLUSTER_CIDR" "$NODE_CIDR_MASK_SIZE" "$CLUSTER_DNS" "$MASQUERADE_CIDR"; do
     case "$v" in *[[:space:]\"\'\\\$]*) die "values may not contain spaces, quotes, backslashes or \$: '$v'" ;; esac
 done
 if [ -z "$ROOT" ]; then
@@ -129,6 +140,7 @@ render() {  # render FILE: the file with our values in place of its @PLACEHOLDER
     s=${s//@NODE_NAME@/$NODE_NAME}
     s=${s//@NODE_IP@/$NODE_IP}
     s=${s//@REGISTRY@/$REGISTRY}
+    s=${s//@CLUSTER_DNS@/$CLUSTER_DNS}
     s=${s//@EXTRA_ARGS@/${EXTRA_ARGS% }}
     if [[ $s =~ @[A-Z_]+@ ]]; then
         die "$1: no value for ${BASH_REMATCH[0]}"

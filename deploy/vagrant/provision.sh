@@ -80,6 +80,8 @@ step "systemd units"
 "$KCTL/deploy/systemd/install-units.sh" "$ROLE" --prefix "$KCTL" "${UNIT_ARGS[@]}"
 
 write_kubeconfig() {  # write_kubeconfig USER HOME
+    # One file for kubectl (server: the HTTP API) and kctl (the kctl.dev/grpc
+    # extension: gRPC); ~/.kube/config links to it when the user has none.
     local user=$1 home=$2
     [ -d "$home" ] || return 0
     mkdir -p "$home/.kctl"
@@ -90,7 +92,11 @@ kind: Config
 clusters:
 - name: kctl-vagrant
   cluster:
-    server: $APISERVER
+    server: http://${APISERVER%:*}:8080
+    extensions:
+    - name: kctl.dev/grpc
+      extension:
+        server: $APISERVER
 contexts:
 - name: kctl-vagrant
   context:
@@ -102,6 +108,10 @@ users:
 current-context: kctl-vagrant
 EOF
     chown -R "$user:" "$home/.kctl"
+    if [ ! -e "$home/.kube/config" ] && [ ! -L "$home/.kube/config" ]; then
+        mkdir -p "$home/.kube" && ln -s "$home/.kctl/config" "$home/.kube/config"
+        chown -h "$user:" "$home/.kube" "$home/.kube/config"
+    fi
 }
 step "kubeconfig (~/.kctl/config of root and vagrant: server $APISERVER)"
 write_kubeconfig root /root

@@ -1,11 +1,12 @@
 """Kubernetes' renderings of patch errors, so kctl's messages read like
 Kubernetes': Go's %v of decoded JSON (`map[name:app]`), reflect type names
 (`map[string]interface {}`), and the 422 that apimachinery's
-NewGenericServerResponse builds (reason Invalid, a fixed message; the
-detailed error is dropped, as Kubernetes drops it)."""
+NewGenericServerResponse builds (reason Invalid, a fixed message, the
+detailed error kept as a cause of type UnexpectedServerResponse)."""
 from __future__ import annotations
 
 from machinery import errors
+from machinery.pb import api_pb2
 
 UNPROCESSABLE = "the server rejected our request due to an error in our request"
 
@@ -14,6 +15,11 @@ class Unprocessable(errors.ApiError):
     """NewGenericServerResponse(422): reason Invalid, a fixed message."""
     reason, http_code = "Invalid", 422
     grpc_code = errors.Invalid.grpc_code
+
+
+def unexpected_response(message: str):
+    """NewGenericServerResponse keeps the server's message as a cause of type UnexpectedServerResponse."""
+    return api_pb2.StatusCause(reason="UnexpectedServerResponse", message=message)
 
 
 def bad(msg: str) -> errors.BadRequest:

@@ -11,7 +11,8 @@ fieldValidation=Strict as kubectl sends it):
   patch: ...`; more than 10000 operations: 413;
 * an operation that cannot be applied (missing path, failed `test`, unknown
   op): 422 Invalid, `the server rejected our request due to an error in our
-  request` (NewGenericServerResponse drops the detail; so do we).
+  request`, the failed operation named in a cause of type
+  UnexpectedServerResponse (as NewGenericServerResponse keeps it).
 
 RFC 6902 itself is the `jsonpatch` package's; RFC 7386 is ten lines here.
 """
@@ -24,7 +25,7 @@ import jsonpatch
 import jsonpointer
 
 from machinery import errors, safeyaml
-from machinery.patch.goerrors import UNPROCESSABLE, Unprocessable
+from machinery.patch.goerrors import UNPROCESSABLE, Unprocessable, unexpected_response
 
 MAX_JSON_PATCH_OPERATIONS = 10000
 _GO_KIND = {list: "array", str: "string", int: "number", float: "number", bool: "bool"}
@@ -84,8 +85,16 @@ def apply_json_patch(original: dict, body: bytes):
         raise errors.RequestEntityTooLarge(
             "Request entity too large: The allowed maximum operations in a JSON patch is "
             f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
-    try:
-        return jsonpatch.JsonPatch(ops).apply(original, in_place=False)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException,
-            KeyError, IndexError, TypeError, ValueError) as exc:
-        raise Unprocessable(UNPROCESSABLE) from exc
+    doc = copy.deepcopy(original)
+    for op in ops:          # one at a time, so the error names the operation (as evanphx/json-patch)
+        try:
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise Unprocessable(UNPROCESSABLE, causes=[unexpected_response(
+                f"testing value {op.get('path')} failed: test failed")]) from exc
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException,
+                KeyError, IndexError, TypeError, ValueError) as exc:
+            raise Unprocessable(UNPROCESSABLE, causes=[unexpected_response(
+                f"{str(op.get('op'))[:20]} operation does not apply: doc is missing path: "
+                f"{json.dumps(str(op.get('path'))[:200])}: missing value")]) from exc
+    return doc

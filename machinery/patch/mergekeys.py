@@ -106,7 +106,7 @@ VALUE_STRUCTS: frozenset[tuple[str, str]] = frozenset(
        ("kctl.v1.ContainerStatus", "lastState"), ("kctl.v1.ServiceStatus", "loadBalancer"),
        ("kctl.v1.Event", "involvedObject"), ("kctl.v1.Event", "source"),
        ("kctl.v1.ReplicaSetSpec", "template"), ("kctl.v1.DeploymentSpec", "template"),
-       ("kctl.v1.DeploymentSpec", "strategy")])
+       ("kctl.v1.DeploymentSpec", "strategy"), ("kctl.discovery.v1.EndpointSlice", "metadata")])
 
 
 def _name(descriptor: Descriptor | str) -> str:

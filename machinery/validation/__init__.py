@@ -17,15 +17,18 @@ because defaulting always fills it).
 
 The rules live in submodules: `common` (names, labels, ports), `meta`
 (ObjectMeta), `pod` (pod specs, shared with templates), `apps`
-(ReplicaSet, Deployment), `core` (Service, Node, Namespace, Endpoints,
-Event, Lease), `config` (ConfigMap, Secret) and `storage`
-(PersistentVolume, PersistentVolumeClaim, StorageClass).
+(ReplicaSet, Deployment, DaemonSet, ControllerRevision), `batch` (Job,
+CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
+Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
+(PersistentVolume, PersistentVolumeClaim, StorageClass), `placement`
+(pod affinity, spread constraints, priority fields, PriorityClass) and
+`discovery` (EndpointSlice).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, config, core, storage
+from machinery.validation import apps, batch, config, core, discovery, placement, policy, storage
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -62,6 +65,17 @@ _SPEC_RULES = {
     "PersistentVolume": storage.validate_persistent_volume,
     "PersistentVolumeClaim": storage.validate_persistent_volume_claim,
     "StorageClass": storage.validate_storage_class,
+    "DaemonSet": apps.validate_daemon_set,
+    "ControllerRevision": apps.validate_controller_revision,
+    "Job": batch.validate_job,
+    "CronJob": batch.validate_cron_job,
+    "PodDisruptionBudget": policy.validate_pdb,
+    "PriorityClass": placement.validate_priority_class,
+    "EndpointSlice": discovery.validate_endpoint_slice,
+}
+
+_CREATE_RULES = {
+    "CronJob": batch.validate_cron_job_create,
 }
 
 
@@ -71,7 +85,9 @@ def validate(obj, old=None) -> list[FieldError]:
     errs = validate_object_meta(obj.metadata, info.namespaced,
                                 NAME_RULES.get(info.kind, is_dns1123_subdomain))
     errs += _SPEC_RULES[info.kind](obj)
-    if old is not None:
+    if old is None:
+        errs += _CREATE_RULES.get(info.kind, lambda o: [])(obj)
+    else:
         errs += validate_object_meta_update(obj.metadata, old.metadata)
         errs += _UPDATE_RULES.get(info.kind, lambda n, o: [])(obj, old)
     return errs
@@ -136,6 +152,10 @@ _UPDATE_RULES = {
     "Pod": _pod_update,
     "ReplicaSet": apps.validate_selector_update,
     "Deployment": apps.validate_selector_update,
+    "DaemonSet": apps.validate_selector_update,
+    "ControllerRevision": apps.validate_controller_revision_update,
+    "Job": batch.validate_job_update,
+    "CronJob": batch.validate_cron_job_update,
     "Service": core.validate_service_update,
     "Node": core.validate_node_update,
     "ConfigMap": config.validate_config_map_update,
@@ -143,6 +163,8 @@ _UPDATE_RULES = {
     "PersistentVolume": storage.validate_persistent_volume_update,
     "PersistentVolumeClaim": storage.validate_persistent_volume_claim_update,
     "StorageClass": storage.validate_storage_class_update,
+    "PriorityClass": placement.validate_priority_class_update,
+    "EndpointSlice": discovery.validate_endpoint_slice_update,
 }
 
 
@@ -187,6 +209,9 @@ _STATUS_RULES = {
     "Namespace": lambda n, o: core.validate_namespace_status(n),
     "PersistentVolume": lambda n, o: storage.validate_persistent_volume_status(n),
     "PersistentVolumeClaim": lambda n, o: storage.validate_persistent_volume_claim_status(n),
+    "DaemonSet": lambda n, o: apps.validate_daemon_set_status(n.status),
+    "Job": lambda n, o: batch.validate_job_status(n.status),
+    "PodDisruptionBudget": lambda n, o: policy.validate_pdb_status(n.status),
 }
 
 

@@ -1,4 +1,5 @@
-"""ReplicaSet and Deployment validation (pkg/apis/apps/validation)."""
+"""ReplicaSet, Deployment, DaemonSet and ControllerRevision validation
+(pkg/apis/apps/validation)."""
 from __future__ import annotations
 
 from machinery import selectors
@@ -9,10 +10,11 @@ from machinery.validation.meta import validate_template_meta
 from machinery.validation.pod import validate_pod_spec
 
 STRATEGIES = ("Recreate", "RollingUpdate")
+DS_STRATEGIES = ("RollingUpdate", "OnDelete")
 
 
-def _selector_and_template(spec, path: str) -> list[FieldError]:
-    """The rules ReplicaSet and Deployment share: selector, template, labels."""
+def _selector_and_template(spec, path: str, what: str = "deployment") -> list[FieldError]:
+    """The rules ReplicaSet, Deployment and DaemonSet share: selector, template, labels."""
     errs: list[FieldError] = []
     sel = None
     if not spec.HasField("selector"):
@@ -24,7 +26,7 @@ def _selector_and_template(spec, path: str) -> list[FieldError]:
             sel = selectors.from_proto(spec.selector)
             if sel.empty:
                 errs.append(invalid(f"{path}.selector", selectors.proto_to_string(spec.selector),
-                                    "empty selector is invalid for deployment"))
+                                    f"empty selector is invalid for {what}"))
                 sel = None
     if not spec.HasField("template"):
         errs.append(required(f"{path}.template", ""))
@@ -39,8 +41,10 @@ def _selector_and_template(spec, path: str) -> list[FieldError]:
     if tmpl.spec.restart_policy and tmpl.spec.restart_policy != "Always":
         errs.append(not_supported(f"{tp}.spec.restartPolicy", tmpl.spec.restart_policy, ("Always",)))
     if tmpl.spec.HasField("active_deadline_seconds"):
-        errs.append(forbidden(f"{tp}.spec.activeDeadlineSeconds",
-                              "activeDeadlineSeconds in ReplicaSet is not Supported"))
+        errs.append(invalid(f"{tp}.spec.activeDeadlineSeconds", tmpl.spec.active_deadline_seconds,
+                            "activeDeadlineSeconds must be nil for daemon sets") if what == "daemonset"
+                    else forbidden(f"{tp}.spec.activeDeadlineSeconds",
+                                   "activeDeadlineSeconds in ReplicaSet is not Supported"))
     return errs
 
 
@@ -142,3 +146,58 @@ def validate_replicas_status(st, path: str = "status", *, deployment: bool) -> l
     if deployment and st.HasField("collision_count"):
         errs += non_negative(f"{path}.collisionCount", st.collision_count)
     return errs
+
+
+def _daemon_rolling_update(ru, path: str) -> list[FieldError]:
+    """ValidateRollingUpdateDaemonSet: exactly one of maxUnavailable and maxSurge non-zero."""
+    errs: list[FieldError] = []
+    nonzero = {}
+    for f, j in (("max_unavailable", "maxUnavailable"), ("max_surge", "maxSurge")):
+        v = getattr(ru, f)
+        nonzero[f] = v.WhichOneof("value") is not None and _as_number(v) != 0
+        if nonzero[f]:
+            errs += _int_or_percent(v, f"{path}.{j}")
+            n = _as_number(v)
+            if v.WhichOneof("value") == "str_val" and n is not None and n > 100:
+                errs.append(invalid(f"{path}.{j}", v.str_val, "must not be greater than 100%"))
+    if nonzero["max_unavailable"] and nonzero["max_surge"]:
+        errs.append(invalid(f"{path}.maxSurge", int_or_string_value(ru.max_surge),
+                            "may not be set when maxUnavailable is non-zero"))
+    elif not nonzero["max_unavailable"] and not nonzero["max_surge"]:
+        errs.append(required(f"{path}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
+    return errs
+
+
+def validate_daemon_set(ds) -> list[FieldError]:
+    spec = ds.spec
+    errs = _selector_and_template(spec, "spec", "daemonset")
+    errs += non_negative("spec.minReadySeconds", spec.min_ready_seconds)
+    if spec.HasField("revision_history_limit"):
+        errs += non_negative("spec.revisionHistoryLimit", spec.revision_history_limit)
+    us, up = spec.update_strategy, "spec.updateStrategy"
+    if us.type not in DS_STRATEGIES:
+        errs.append(not_supported(f"{up}.type", us.type, DS_STRATEGIES) if us.type else required(f"{up}.type", ""))
+    if us.type == "RollingUpdate":
+        errs += _daemon_rolling_update(us.rolling_update, f"{up}.rollingUpdate")
+    return errs
+
+
+def validate_daemon_set_status(st) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for f, j in (("current_number_scheduled", "currentNumberScheduled"), ("number_misscheduled", "numberMisscheduled"),
+                 ("desired_number_scheduled", "desiredNumberScheduled"), ("number_ready", "numberReady"),
+                 ("observed_generation", "observedGeneration"), ("updated_number_scheduled", "updatedNumberScheduled"),
+                 ("number_available", "numberAvailable"), ("number_unavailable", "numberUnavailable")):
+        errs += non_negative(f"status.{j}", getattr(st, f))
+    return errs
+
+
+def validate_controller_revision(cr) -> list[FieldError]:
+    errs = non_negative("revision", cr.revision)
+    if not cr.HasField("data"):
+        errs.append(required("data", "data is mandatory"))
+    return errs
+
+
+def validate_controller_revision_update(new, old) -> list[FieldError]:
+    return [] if new.data == old.data else [invalid("data", "", IMMUTABLE_MSG)]

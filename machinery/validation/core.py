@@ -1,8 +1,8 @@
 """Service, Node, Namespace, Endpoints, Event and Lease validation.
 
 Deliberately narrower than Kubernetes where kctl is: services are IPv4
-single-stack, and `ExternalName` services are refused as unsupported (kctl
-has no cluster DNS to serve the CNAME).
+single-stack. `ExternalName` services (served as a CNAME by kctl-dns) are
+checked by machinery/validation/dns.py.
 """
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from machinery.validation.common import (IMMUTABLE_MSG, each, is_cidr, is_dns112
                                          is_dns1123_subdomain, is_ip, is_ipv4, is_label_value,
                                          is_port_num, is_qualified_name, non_negative,
                                          validate_labels, validate_port_num_or_name)
+from machinery.validation.dns import validate_external_name
 from machinery.validation.meta import validate_finalizers
 from machinery.validation.pod import PROTOCOLS, _one_of
 from machinery.validation.scheduling import TAINT_EFFECTS
 
-SERVICE_TYPES = ("ClusterIP", "LoadBalancer", "NodePort")
+SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
@@ -30,12 +31,10 @@ ADDRESS_TYPES = ("Hostname", "InternalIP", "ExternalIP", "InternalDNS", "Externa
 def validate_service(svc) -> list[FieldError]:
     spec, errs = svc.spec, []
     headless = spec.cluster_ip == "None"
-    if spec.type == "ExternalName":
-        errs.append(not_supported("spec.type", spec.type, SERVICE_TYPES))
-    else:
-        errs += _one_of(SERVICE_TYPES, spec.type, "spec.type")
+    errs += _one_of(SERVICE_TYPES, spec.type, "spec.type")
+    errs += validate_external_name(spec)
     node_ports = spec.type in ("NodePort", "LoadBalancer")
-    if not spec.ports and not headless:
+    if not spec.ports and not headless and spec.type != "ExternalName":
         errs.append(required("spec.ports", ""))
     names, keys, nps = set(), set(), set()
     for i, port in enumerate(spec.ports):
@@ -86,6 +85,12 @@ def validate_service(svc) -> list[FieldError]:
     if spec.ip_family_policy and spec.ip_family_policy not in IP_FAMILY_POLICIES:
         errs.append(not_supported("spec.ipFamilyPolicy", spec.ip_family_policy, IP_FAMILY_POLICIES))
     errs += _one_of(("ClientIP", "None"), spec.session_affinity, "spec.sessionAffinity")
+    errs += _session_affinity_config(spec)
+    if spec.health_check_node_port and not (spec.type == "LoadBalancer" and spec.external_traffic_policy == "Local"):
+        errs.append(forbidden("spec.healthCheckNodePort",
+                              "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+    elif spec.health_check_node_port:
+        errs += each("spec.healthCheckNodePort", spec.health_check_node_port, is_port_num(spec.health_check_node_port))
     errs += validate_labels(spec.selector, "spec.selector")
     if node_ports:
         errs += _one_of(TRAFFIC_POLICIES, spec.external_traffic_policy, "spec.externalTrafficPolicy")
@@ -102,10 +107,33 @@ def validate_service(svc) -> list[FieldError]:
     return errs
 
 
+MAX_AFFINITY_SECONDS = 86400
+
+
+def _session_affinity_config(spec) -> list[FieldError]:
+    """Kubernetes' validateClientIPAffinityConfig: ClientIP needs 0 < timeoutSeconds <= 86400, None no config."""
+    p = "spec.sessionAffinityConfig"
+    if spec.session_affinity != "ClientIP":
+        if spec.HasField("session_affinity_config"):
+            return [forbidden(p, f"must not be set when session affinity is {spec.session_affinity or 'None'}")]
+        return []
+    cfg = spec.session_affinity_config
+    if not cfg.HasField("client_ip"):
+        return [required(f"{p}.clientIP", "when session affinity type is ClientIP")]
+    if not cfg.client_ip.HasField("timeout_seconds"):
+        return [required(f"{p}.clientIP.timeoutSeconds", "when session affinity type is ClientIP")]
+    t = cfg.client_ip.timeout_seconds
+    if not 0 < t <= MAX_AFFINITY_SECONDS:
+        return [invalid(f"{p}.clientIP.timeoutSeconds", t,
+                        f"must be greater than 0 and less than {MAX_AFFINITY_SECONDS}")]
+    return []
+
+
 def validate_service_update(new, old) -> list[FieldError]:
     """clusterIP is immutable once allocated (the apiserver carries it over
-    from the stored object when an update leaves it empty, as Kubernetes does)."""
-    if old.spec.cluster_ip and new.spec.cluster_ip != old.spec.cluster_ip:
+    from the stored object when an update leaves it empty, as Kubernetes does),
+    except that a change to type ExternalName drops it."""
+    if old.spec.cluster_ip and new.spec.cluster_ip != old.spec.cluster_ip and new.spec.type != "ExternalName":
         return [invalid("spec.clusterIP", new.spec.cluster_ip, IMMUTABLE_MSG)]
     return []
 

@@ -15,6 +15,8 @@ from machinery.errors import (FieldError, duplicate, forbidden, invalid, not_sup
 from machinery.validation.common import (each, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
                                          is_port_name, is_port_num, is_qualified_name, non_negative,
                                          validate_labels, validate_port_num_or_name)
+from machinery.validation.dns import validate_pod_dns
+from machinery.validation.placement import validate_pod_placement
 from machinery.validation.scheduling import validate_affinity, validate_tolerations
 
 PROTOCOLS = ("SCTP", "TCP", "UDP")
@@ -25,7 +27,8 @@ TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
 HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
                    "CharDevice", "BlockDevice")
 VOLUME_SOURCES = (("empty_dir", "emptyDir"), ("host_path", "hostPath"), ("secret", "secret"),
-                  ("config_map", "configMap"), ("persistent_volume_claim", "persistentVolumeClaim"))
+                  ("config_map", "configMap"), ("persistent_volume_claim", "persistentVolumeClaim"),
+                  ("downward_api", "downwardAPI"), ("projected", "projected"))
 FIELD_REF_PATHS = ("metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace",
                    "metadata.uid", "spec.nodeName", "spec.serviceAccountName", "status.hostIP",
                    "status.hostIPs", "status.podIP", "status.podIPs")
@@ -273,6 +276,8 @@ def validate_mounts(mounts, volumes: set[str], path: str) -> list[FieldError]:
             paths.add(m.mount_path)
             if not m.mount_path.startswith("/"):
                 errs.append(invalid(f"{p}.mountPath", m.mount_path, "must be an absolute path"))
+        if m.sub_path and m.sub_path_expr:
+            errs.append(invalid(f"{p}.subPathExpr", m.sub_path_expr, "subPathExpr and subPath are mutually exclusive"))
         if m.sub_path:
             if m.sub_path.startswith("/"):
                 errs.append(invalid(f"{p}.subPath", m.sub_path, "must be a relative path"))
@@ -332,10 +337,12 @@ def validate_pod_spec(spec, path: str) -> list[FieldError]:
                                         "must match `containerPort` when `hostNetwork` is true"))
     errs += _one_of(RESTART_POLICIES, spec.restart_policy, f"{path}.restartPolicy")
     errs += _one_of(DNS_POLICIES, spec.dns_policy, f"{path}.dnsPolicy")
+    errs += validate_pod_dns(spec, path)
     errs += validate_labels(spec.node_selector, f"{path}.nodeSelector")
     if spec.HasField("affinity"):
         errs += validate_affinity(spec.affinity, f"{path}.affinity")
     errs += validate_tolerations(spec.tolerations, f"{path}.tolerations")
+    errs += validate_pod_placement(spec, path)
     if spec.HasField("termination_grace_period_seconds"):
         errs += non_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
     if spec.HasField("active_deadline_seconds") and not 1 <= spec.active_deadline_seconds <= MAX_INT32:

@@ -29,6 +29,7 @@ def _statuses(name: str) -> list[Status]:
 class NodeResourcesFit(FilterPlugin):
     name = "NodeResourcesFit"
     static = False
+    cheap_feasible = True
     statuses = _statuses(name)
 
     def filter(self, state, pod: PodInfo, snapshot) -> FilterResult:

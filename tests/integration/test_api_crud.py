@@ -10,11 +10,9 @@ import pytest
 from machinery import errors, kinds
 from tests.cluster import new_object
 
-# The configuration and storage kinds need more than tests.cluster.new_object
-# builds (required fields, encryption, protection finalizers): their CRUD is
-# tests/integration/test_storage_api.py.
-STORAGE_KINDS = ("ConfigMap", "Secret", "PersistentVolume", "PersistentVolumeClaim", "StorageClass")
-ALL_KINDS = [info.kind for info in kinds.KINDS if info.kind not in STORAGE_KINDS]
+# Every kind (the storage kinds' finalizers, encryption and binding are in
+# tests/integration/test_storage_api.py besides).
+ALL_KINDS = [info.kind for info in kinds.KINDS]
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
@@ -29,7 +27,10 @@ async def test_crud_every_kind(shared_client, shared_etcd, kind):
     assert created.api_version == info.api_version and created.kind == kind
     assert int(md.resource_version) == etcd.revision()
     stored = etcd.get_raw(f"/registry/{info.plural}/{'default/' if info.namespaced else ''}crud-1")
-    assert info.message.FromString(stored).metadata.uid == md.uid
+    if kind == "Secret":                 # encrypted at rest (tests/integration/test_secrets_encryption.py)
+        assert stored.startswith(b"k8s:enc:") and b"value" not in stored
+    else:
+        assert info.message.FromString(stored).metadata.uid == md.uid
 
     got = await client.get(kind, "crud-1", "default")
     assert got.metadata.uid == md.uid and got.metadata.resource_version == md.resource_version
@@ -53,6 +54,11 @@ async def test_crud_every_kind(shared_client, shared_etcd, kind):
         assert not deleted       # Terminating until the namespace controller empties it
         ns = await client.get("Namespace", "crud-1")
         assert ns.status.phase == "Terminating" and ns.metadata.HasField("deletion_timestamp")
+        return
+    if kind in ("PersistentVolume", "PersistentVolumeClaim"):
+        assert not deleted       # the protection finalizer holds it until its controller lets go
+        held = await client.get(kind, "crud-1", "default")
+        assert held.metadata.HasField("deletion_timestamp") and held.metadata.finalizers
         return
     assert deleted
     with pytest.raises(errors.NotFound) as exc:

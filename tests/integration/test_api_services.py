@@ -48,7 +48,8 @@ async def test_requested_cluster_ip(client):
 async def test_headless(client, etcd):
     out = await client.create(svc("h", cluster_ip="None"))
     assert out.spec.cluster_ip == "None" and list(out.spec.cluster_ips) == ["None"]
-    assert etcd.keys("/registry/allocations/clusterips/") == []
+    # only the `kubernetes` Service's address (apiserver/bootstrap.py) is allocated
+    assert etcd.keys("/registry/allocations/clusterips/") == ["/registry/allocations/clusterips/10.96.0.1"]
 
 
 async def test_node_ports(client, etcd):
@@ -79,9 +80,9 @@ async def test_load_balancer_served_as_node_port_with_warning(client):
 
 async def test_released_on_delete(client, etcd):
     out = await client.create(svc("gone", "NodePort", cluster_ip="10.96.0.77", node_port=30077))
-    assert len(etcd.keys("/registry/allocations/")) == 2
+    assert len(etcd.keys("/registry/allocations/")) == 3          # + the `kubernetes` Service's 10.96.0.1
     await client.delete("Service", "gone")
-    assert etcd.keys("/registry/allocations/") == []
+    assert etcd.keys("/registry/allocations/") == ["/registry/allocations/clusterips/10.96.0.1"]
     again = await client.create(svc("reuse", "NodePort", cluster_ip="10.96.0.77", node_port=30077))
     assert again.spec.cluster_ip == out.spec.cluster_ip
 
@@ -120,7 +121,7 @@ async def test_fifty_concurrent_creates_get_distinct_values(apiserver, client, e
     ips = [o.spec.cluster_ip for o in outs]
     ports = [o.spec.ports[0].node_port for o in outs]
     assert len(set(ips)) == 50 and len(set(ports)) == 50
-    assert len(etcd.keys("/registry/allocations/clusterips/")) == 50
+    assert len(etcd.keys("/registry/allocations/clusterips/")) == 50 + 1      # + the `kubernetes` Service's
     assert len(etcd.keys("/registry/allocations/nodeports/")) == 50
 
 
@@ -144,6 +145,7 @@ async def test_small_ranges_under_contention(apiserver, client, etcd):
     assert len({o.spec.cluster_ip for o in ok}) == 12
     assert len({o.spec.ports[0].node_port for o in ok}) == 12
     assert len(etcd.keys("/registry/allocations/nodeports/")) == 12
-    assert len(etcd.keys("/registry/allocations/clusterips/")) == 12      # failed creates hold nothing
+    # failed creates hold nothing; the 13th is the `kubernetes` Service's 10.97.0.1
+    assert len(etcd.keys("/registry/allocations/clusterips/")) == 12 + 1
     refused = [o for o in outs if isinstance(o, Exception)]
     assert all("failed to allocate a nodePort: range 30000-30011 is full" in e.message for e in refused)

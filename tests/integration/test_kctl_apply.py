@@ -13,7 +13,7 @@ from tests.integration.kctl_helpers import call, cluster_fixture, kctl
 
 server = cluster_fixture()
 
-EXAMPLES = pathlib.Path("/work/shared/k8s-examples")
+EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "k8s-examples"   # ../shared beside the repo
 FILES = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml"))
 
 

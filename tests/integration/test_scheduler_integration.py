@@ -74,7 +74,9 @@ async def test_pods_land_only_where_they_fit(client, start):
     cond = scheduled_cond(ps["too-big"])
     assert cond.status == "False"
     assert cond.message == ("0/3 nodes are available: 1 node(s) had untolerated taint "
-                            "{node.kubernetes.io/unreachable: }, 2 Insufficient cpu.")
+                            "{node.kubernetes.io/unreachable: }, 2 Insufficient cpu. preemption: 0/3 nodes are "
+                            "available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found "
+                            "for incoming pod.")
     rec = json.loads(ps["too-big"].metadata.annotations[decision.ANNOTATION])
     assert rec["node"] is None and {f["reason"] for f in rec["filtered"]} == {
         "Insufficient cpu", "node(s) had untolerated taint {node.kubernetes.io/unreachable: }"}
@@ -137,10 +139,12 @@ async def test_selectors_affinity_and_taints(client, start):
     assert (ps["sel"].spec.node_name, ps["notin"].spec.node_name, ps["gt"].spec.node_name) == ("ssd-a", "hdd-b", "gpu")
     assert scheduled_cond(ps["gt-untolerated"]).message == (
         "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, "
-        "2 node(s) didn't match Pod's node affinity/selector.")
+        "2 node(s) didn't match Pod's node affinity/selector. preemption: 0/4 nodes are available: "
+        "4 Preemption is not helpful for scheduling.")
     assert scheduled_cond(ps["cordon-only"]).message == (
         "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, "
-        "2 node(s) didn't match Pod's node affinity/selector.")
+        "2 node(s) didn't match Pod's node affinity/selector. preemption: 0/4 nodes are available: "
+        "4 Preemption is not helpful for scheduling.")
 
 
 async def test_replicas_spread_across_nodes(client, start):

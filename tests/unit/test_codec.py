@@ -141,3 +141,16 @@ def test_fields_kubernetes_always_prints_are_kept_at_zero():
     assert codec.to_dict(rs)["status"]["replicas"] == 0
     # Absent parents stay absent: no status appears out of nothing.
     assert "status" not in codec.to_dict(core_pb2.Pod())
+
+
+def test_zero_counts_kubernetes_always_prints_are_emitted():
+    """No `omitempty` in Kubernetes' Go types: `disruptionsAllowed: 0`, `numberReady: 0` are printed."""
+    from harness.objects import new_object
+    obj = new_object("PodDisruptionBudget", "p")
+    obj.status.observed_generation = 1
+    pdb = codec.to_dict(obj)
+    assert pdb["status"]["disruptionsAllowed"] == 0 and pdb["status"]["expectedPods"] == 0
+    obj = new_object("DaemonSet", "d")
+    obj.status.observed_generation = 1
+    ds = codec.to_dict(obj)
+    assert ds["status"]["numberReady"] == 0 and ds["status"]["desiredNumberScheduled"] == 0

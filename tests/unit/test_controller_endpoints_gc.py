@@ -48,7 +48,7 @@ async def test_endpoints_split_ready_and_not_ready_and_resolve_named_ports():
         await c.sync("default/web")
         await h.settle()
         ep = h.client.stored("Endpoints", "web")
-        assert dict(ep.metadata.labels) == {"tier": "fe"}
+        assert dict(ep.metadata.labels) == {"tier": "fe", "endpointslice.kubernetes.io/skip-mirror": "true"}
         by_port = {s.ports[0].port: s for s in ep.subsets}
         assert set(by_port) == {8080, 9090}
         assert [a.ip for a in by_port[8080].addresses] == ["10.0.0.1", "10.0.0.3"]

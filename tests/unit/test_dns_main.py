@@ -39,11 +39,28 @@ def test_flags():
     (["--cluster-domain", "a_b"], "argument --cluster-domain: invalid value 'a_b': a lowercase RFC 1123"),
     (["--dns-service", "kube-dns"], "argument --dns-service: invalid value 'kube-dns': must be NAMESPACE/NAME"),
     (["--pods", "maybe"], "argument --pods: invalid choice: 'maybe'"),
+    (["--cluster-ip", "10.96.0"], "argument --cluster-ip: invalid value '10.96.0': must be an IP address or ''"),
 ])
 def test_bad_flags_name_the_flag_and_the_rule(argv, message, capsys):
     with pytest.raises(SystemExit):
         main.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_registration_needs_an_address():
+    """A specific --listen (or --advertise-address) registers behind the Service; loopback/any does not."""
+    assert main.parse_args([]).cluster_ip == "10.96.0.10"
+    tasks, _ = main.build(FakeClient(), main.parse_args(["--listen", "127.0.0.1:0"]), Metrics())
+    assert "register" not in tasks
+    for coro in tasks.values():
+        coro.close()
+    args = main.parse_args(["--listen", "10.0.0.2:53", "--cluster-ip", "", "--metrics-listen", "10.0.0.2:9153"])
+    tasks, _ = main.build(FakeClient(), args, Metrics())
+    reg = tasks["register"].cr_frame.f_locals["self"]
+    assert (reg.address, reg.cluster_ip, reg.ports) == \
+        ("10.0.0.2", "", [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")])
+    for coro in tasks.values():
+        coro.close()
 
 
 async def test_the_component_answers_from_its_informers():

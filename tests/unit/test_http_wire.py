@@ -47,11 +47,15 @@ def test_discovery_lists_subresources_categories_and_short_names():
     assert apps["deployments/scale"]["group"] == "autoscaling" and apps["deployments/scale"]["kind"] == "Scale"
     agg = discovery.aggregated(False)
     groups = [i["metadata"]["name"] for i in agg["items"]]
-    assert groups == ["apps", "coordination.k8s.io", "storage.k8s.io"]
+    from machinery import kinds
+    served = list(dict.fromkeys(i.api_version.split("/")[0] for i in kinds.KINDS if "/" in i.api_version))
+    assert groups == served and {"apps", "coordination.k8s.io", "batch", "policy"} <= set(groups)
     dep = next(r for r in agg["items"][0]["versions"][0]["resources"] if r["resource"] == "deployments")
     assert dep["resource"] == "deployments" and {s["subresource"] for s in dep["subresources"]} == {"status",
                                                                                                    "scale"}
-    assert discovery.resource_list("batch", "v1") is None
+    assert discovery.resource_list("example.com", "v1") is None
+    batch = {r["name"]: r for r in discovery.resource_list("batch", "v1")["resources"]}
+    assert batch["cronjobs"]["shortNames"] == ["cj"] and batch["jobs"]["categories"] == ["all"]
 
 
 def test_paths_parse_into_kind_namespace_name_subresource():
@@ -91,43 +95,71 @@ def test_field_validation_modes():
         wire.decode({"apiVersion": "apps/v1", "kind": "Pod"}, info)
 
 
+def _wire(api_version: str, kind: str, msg) -> bytes:
+    unknown = k8sproto.message_class(k8sproto.UNKNOWN)(raw=msg.SerializeToString())
+    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = api_version, kind
+    return k8sproto.MAGIC + unknown.SerializeToString()
+
+
 def test_protobuf_eviction_body_reads_as_json():
-    classes = k8sproto._CLASSES
-    ev = classes["Eviction"]()
+    ev = k8sproto.message_class("k8s.io.api.policy.v1.Eviction")()
     ev.metadata.name, ev.metadata.namespace = "p1", "default"
-    ev.deleteOptions.gracePeriodSeconds = 0
+    ev.deleteOptions.gracePeriodSeconds = 0              # written, as Go writes it: reads as unset
     ev.deleteOptions.preconditions.uid = "u1"
-    unknown = classes["Unknown"](raw=ev.SerializeToString())
-    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = "policy/v1", "Eviction"
-    body = k8sproto.MAGIC + unknown.SerializeToString()
-    assert wire.parse_document(body, k8sproto.MEDIA_TYPE) == {
+    ev.deleteOptions.dryRun.append("All")
+    assert wire.parse_document(_wire("policy/v1", "Eviction", ev), k8sproto.MEDIA_TYPE) == {
         "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p1", "namespace": "default"},
-        "deleteOptions": {"gracePeriodSeconds": 0, "preconditions": {"uid": "u1"}}}
-    unknown.typeMeta.kind = "Deployment"
-    with pytest.raises(errors.UnsupportedMediaType):
-        k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString())
+        "deleteOptions": {"preconditions": {"uid": "u1"}, "dryRun": ["All"]}}
     with pytest.raises(errors.BadRequest):
         k8sproto.decode(b"nope")
+    with pytest.raises(errors.UnsupportedMediaType):
+        k8sproto.decode(_wire("example.com/v1", "Widget", ev))
+
+
+def test_protobuf_deployment_reads_as_the_json_kubectl_create_means():
+    d = k8sproto.message_class("k8s.io.api.apps.v1.Deployment")()
+    d.metadata.name = "web"
+    d.metadata.labels["app"] = "web"
+    d.metadata.creationTimestamp.SetInParent()           # Go writes the zero Time: omitted
+    d.spec.replicas = 3
+    d.spec.selector.matchLabels["app"] = "web"
+    d.spec.strategy.rollingUpdate.maxSurge.type = 1
+    d.spec.strategy.rollingUpdate.maxSurge.strVal = "25%"
+    c = d.spec.template.spec.containers.add(name="nginx", image="nginx")
+    c.resources.limits["cpu"].string = "500m"
+    c.ports.add(containerPort=80)
+    assert k8sproto.decode(_wire("apps/v1", "Deployment", d)) == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "strategy": {"rollingUpdate": {"maxSurge": "25%"}},
+                 "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx",
+                                                       "resources": {"limits": {"cpu": "500m"}},
+                                                       "ports": [{"containerPort": 80}]}]}}}}
 
 
 def test_protobuf_secret_and_configmap_bodies_read_as_json():
-    """kubectl create secret|configmap send k8s.io/api's wire format; maps arrive as {key, value} entries."""
-    classes = k8sproto._CLASSES
-    s = classes["Secret"](type="Opaque")
+    """kubectl create secret|configmap send k8s.io/api's wire format (maps, bytes as base64 in JSON)."""
+    s = k8sproto.message_class("k8s.io.api.core.v1.Secret")(type="Opaque")
     s.metadata.name = "db"
-    s.metadata.labels.add(key="app", value="web")
-    s.data.add(key="password", value=b"\x00pw")
-    unknown = classes["Unknown"](raw=s.SerializeToString())
-    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = "v1", "Secret"
-    assert k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString()) == {
+    s.metadata.labels["app"] = "web"
+    s.data["password"] = b"\x00pw"
+    assert k8sproto.decode(_wire("v1", "Secret", s)) == {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "labels": {"app": "web"}},
         "data": {"password": "AHB3"}, "type": "Opaque"}
-    cm = classes["ConfigMap"](immutable=True)
+    cm = k8sproto.message_class("k8s.io.api.core.v1.ConfigMap")(immutable=True)
     cm.metadata.name = "settings"
-    cm.data.add(key="mode", value="fast")
-    cm.binaryData.add(key="blob", value=b"\x01")
-    unknown = classes["Unknown"](raw=cm.SerializeToString())
-    unknown.typeMeta.kind = "ConfigMap"
-    assert k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString()) == {
+    cm.data["mode"] = "fast"
+    cm.binaryData["blob"] = b"\x01"
+    assert k8sproto.decode(_wire("v1", "ConfigMap", cm)) == {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
         "data": {"mode": "fast"}, "binaryData": {"blob": "AQ=="}, "immutable": True}
+
+
+def test_every_kind_kctl_serves_has_its_kubernetes_wire_type():
+    """kubectl's typed calls may send any served kind as protobuf: scripts/gen_k8s_wire.py
+    must have been rerun after a kind was added (its ROOTS come from machinery.kinds)."""
+    from machinery import kinds
+    missing = [i.kind for i in kinds.KINDS if i.api_version not in k8sproto.PACKAGES]
+    assert not missing, f"apiVersion without a k8s.io/api package in k8sproto.PACKAGES: {missing}"
+    for info in kinds.KINDS:
+        k8sproto.message_class(f"{k8sproto.PACKAGES[info.api_version]}.{info.kind}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from machinery import codec
-from nodeagent import podspec
+from nodeagent import podspec, volumes
+from nodeagent.envvars import Sources
 from nodeagent.images import Image, ImageConfig
 from nodeagent.network import Sandbox
 from nodeagent.containers import ContainerState
@@ -44,20 +45,18 @@ def test_env_fieldrefs_and_overrides():
     assert env == {"PATH": "/bin", "A": "pod", "B": "pod-b", "N": "web", "IP": "10.1.0.5", "L": "w", "CPU": "250"}
 
 
-def test_secret_env_and_volumes_are_config_errors():
+def test_a_missing_secret_is_a_config_error():
     p = pod([{"name": "c", "image": "x", "env": [
         {"name": "S", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]}])
-    with pytest.raises(ContainerConfigError, match="Secret prod/db"):
+    with pytest.raises(ContainerConfigError, match='secret "db" not found'):
         podspec.build_env(p, p.spec.containers[0], IMAGE, "", "")
-    p = pod([{"name": "c", "image": "x"}], volumes=[{"name": "v", "configMap": {"name": "cm"}}])
-    assert "configmap" in podspec.unsupported_volumes(p)
 
 
 def test_resources_and_config(tmp_path):
     p = pod([{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1500m", "memory": "128Mi"},
                                                         "requests": {"cpu": "500m"}},
               "volumeMounts": [{"name": "scratch", "mountPath": "/s"}]}], volumes=[{"name": "scratch", "emptyDir": {}}])
-    podspec.prepare_volumes(p, str(tmp_path))
+    volumes.setup_volumes(p, str(tmp_path), Sources(), "", "")
     cfg = podspec.container_config(p, p.spec.containers[0], IMAGE, SANDBOX, str(tmp_path), {"/etc/hosts": "/h"},
                                    "192.0.2.9", "cid", 2, ["/l0"])
     assert (cfg.cpu_quota, cfg.cpu_period, cfg.cpu_shares, cfg.memory_limit) == (150000, 100000, 512, 128 << 20)

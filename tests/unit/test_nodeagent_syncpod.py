@@ -151,7 +151,7 @@ async def test_container_config_error_waits_without_a_container(tmp_path):
         "configMapKeyRef": {"name": "m", "key": "k"}}}]))
     assert await sync.sync_pod() <= 10.0
     rec = sync.records["c"]
-    assert rec.cid is None and rec.waiting_reason == "CreateContainerConfigError" and "ConfigMap" in rec.waiting_message
+    assert rec.cid is None and rec.waiting_reason == "CreateContainerConfigError" and rec.waiting_message == 'configmap "m" not found'
     assert await agent.runtime.list() == []
     assert (await api_status(agent)).phase == "Pending"
 

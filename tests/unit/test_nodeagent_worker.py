@@ -86,7 +86,7 @@ async def test_never_and_config_error(tmp_path):
         st = await until(lambda: _phase(client, "once", "Succeeded"))
         assert st.container_statuses[0].state.terminated.reason == "Completed"
         st = await until(lambda: _waiting(client, "cfg", "CreateContainerConfigError"))
-        assert "ConfigMap" in st.container_statuses[0].state.waiting.message and st.phase == "Pending"
+        assert st.container_statuses[0].state.waiting.message == 'configmap "m" not found' and st.phase == "Pending"
 
 
 async def _running(client, name):
@@ -268,9 +268,13 @@ async def test_hollow_agent_proxy_uses_fake_iptables(tmp_path):
         await client.create(codec.from_dict({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
             "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}))
-        await client.create(codec.from_dict({
-            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "web", "namespace": "default"},
-            "subsets": [{"addresses": [{"ip": "10.9.0.5"}],
-                         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}))
+        es = await client.create(codec.from_dict({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-x", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": ["10.9.0.5"], "conditions": {"ready": True}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}))
         await until(lambda: agent.proxier.applied_payload and "10.9.0.5:8080" in agent.proxier.applied_payload)
+        # the applied slices' resourceVersion reaches the node's Lease (nodeagent/drain.py)
+        await until(lambda: int(client.stored("Lease", "n1", "kube-node-lease").metadata.annotations.get(
+            "kctl.io/proxy-applied-rv", "0")) >= int(es.metadata.resource_version))
         assert "192.0.2.0/24" in agent.proxier.applied_payload

@@ -5,9 +5,9 @@ from google.protobuf.descriptor import FieldDescriptor as FD
 
 from machinery import kinds
 from machinery.patch import fieldpath, mergekeys
-from machinery.pb import apps_pb2, core_pb2, meta_pb2
+from machinery.pb import apps_pb2, core_pb2, discovery_pb2, meta_pb2
 
-MESSAGES = {d.full_name: d for mod in (meta_pb2, core_pb2, apps_pb2)
+MESSAGES = {d.full_name: d for mod in (meta_pb2, core_pb2, apps_pb2, discovery_pb2)
             for d in mod.DESCRIPTOR.message_types_by_name.values()}
 
 

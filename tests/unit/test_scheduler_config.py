@@ -33,7 +33,9 @@ def test_no_profiles_is_the_default_profile():
     pct, profs = parse(yaml.safe_load(HEAD), in_tree_registry())
     assert pct == 0 and profs == [default_profile()]
     assert names(profs[0].plugins["score"]) == [("LeastAllocated", 1), ("BalancedAllocation", 1),
-                                                ("NodeAffinity", 2), ("OwnerSpread", 2)]
+                                                ("NodeAffinity", 2), ("OwnerSpread", 2),
+                                                ("PodTopologySpread", 2), ("InterPodAffinity", 2)]
+    assert names(profs[0].plugins["postFilter"]) == ["DefaultPreemption"]
 
 
 def test_enabled_default_is_replaced_in_place_and_weight_defaults_to_one():
@@ -45,7 +47,8 @@ profiles:
 """)
     assert p.scheduler_name == "default-scheduler"
     assert names(p.plugins["score"]) == [("LeastAllocated", 1), ("BalancedAllocation", 1),
-                                         ("NodeAffinity", 5), ("OwnerSpread", 2)]
+                                         ("NodeAffinity", 5), ("OwnerSpread", 2),
+                                         ("PodTopologySpread", 2), ("InterPodAffinity", 2)]
     assert p.plugins["filter"] == default_profile().plugins["filter"]
 
 
@@ -62,7 +65,8 @@ profiles:
 """)
     assert (p.scheduler_name, p.percentage_of_nodes_to_score) == ("a", 70)
     assert names(p.plugins["score"]) == [("OwnerSpread", 3)]
-    assert names(p.plugins["filter"]) == ["NodeUnschedulable", "NodeName", "NodeAffinity", "NodeResourcesFit"]
+    assert names(p.plugins["filter"]) == ["NodeUnschedulable", "NodeName", "NodeAffinity", "NodeResourcesFit",
+                                          "PodTopologySpread", "InterPodAffinity", "VolumeBinding"]
     assert (q.scheduler_name, q.percentage_of_nodes_to_score) == ("b", None)
     assert Algorithm(NodeCache(), p, percentage_of_nodes_to_score=20).percentage == 70
     assert Algorithm(NodeCache(), q, percentage_of_nodes_to_score=20).percentage == 20
@@ -108,7 +112,8 @@ profiles:
 """, zone_registry())
     assert "Zone" not in names(p.plugins["filter"]) and "NodeAffinity" not in names(p.plugins["filter"])
     assert names(p.plugins["score"])[-1] == ("Zone", 4) and "NodeAffinity" not in p.weights()
-    assert p.plugins["preScore"] == [] and p.plugin_config == {"Zone": {"zone": "z2"}}
+    assert names(p.plugins["preScore"]) == ["PodTopologySpread", "InterPodAffinity"]
+    assert p.plugin_config == {"Zone": {"zone": "z2"}}
 
 
 def test_plugin_config_args_reach_the_factory():
@@ -149,8 +154,11 @@ def test_load_reads_a_file(tmp_path):
      "profiles[0].plugins.score.enabled[0].weight: Invalid value: -1: must be a non-negative integer"),
     ("profiles:\n- plugins:\n    score:\n      enabled: [{name: OwnerSpread}, {name: OwnerSpread}]\n",
      'profiles[0].plugins.score.enabled[1].name: Duplicate value: "OwnerSpread"'),
-    ("profiles:\n- plugins:\n    postFilter:\n      enabled: [{name: DefaultPreemption}]\n",
-     'unknown field "profiles[0].plugins.postFilter"'),
+    ("profiles:\n- plugins:\n    permit:\n      enabled: [{name: DefaultPreemption}]\n",
+     'unknown field "profiles[0].plugins.permit"'),
+    ("profiles:\n- plugins:\n    postFilter:\n      enabled: [{name: NodeName}]\n",
+     'profiles[0].plugins.postFilter.enabled[0].name: Invalid value: "NodeName": plugin does not extend '
+     'the postFilter extension point'),
     ("profiles:\n- plugins:\n    bind:\n      disabled: [{name: DefaultBinder}]\n",
      "profiles[0].plugins.bind.enabled: Required value: at least one bind plugin is needed"),
     ("leaderElection: {leaderElect: true}\n", 'unknown field "leaderElection"'),

@@ -53,7 +53,10 @@ def test_in_tree_registry_and_extension_points():
     r = in_tree_registry()
     assert r.names() == sorted(["NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity",
                                 "NodeResourcesFit", "LeastAllocated", "BalancedAllocation", "OwnerSpread",
+                                "PodTopologySpread", "InterPodAffinity", "DefaultPreemption", "VolumeBinding",
                                 "DefaultBinder"])
+    assert points_of(r["PodTopologySpread"]) == ("preFilter", "filter", "preScore", "score")
+    assert points_of(r["DefaultPreemption"]) == ("postFilter",)
     assert points_of(r["NodeAffinity"]) == ("filter", "preScore", "score")
     assert points_of(r["NodeResourcesFit"]) == ("filter",)
     assert points_of(r["DefaultBinder"]) == ("bind",)
@@ -149,7 +152,8 @@ def test_skipped_score_plugin_scores_zero_and_weights_follow_the_profile():
     res = algo.schedule(pod_info(hollow.pod("p")))          # no preferences: NodeAffinity's PreScore skips
     assert algo.weights == {"NodeAffinity": 2.0, "Constant": 3.0}
     assert res.top[0][1:] == (150.0, {"NodeAffinity": 0.0, "Constant": 50.0})
-    assert res.state.skip_score_plugins == {"NodeAffinity"}
+    # no constraints, no pod affinity anywhere: their PreScores skip too
+    assert res.state.skip_score_plugins == {"NodeAffinity", "PodTopologySpread", "InterPodAffinity"}
 
 
 class Recorder(BindPlugin):
@@ -206,12 +210,16 @@ def test_one_instance_per_plugin_across_points():
     algo = Algorithm(cluster())
     fw = algo.framework
     affinity = next(f for f in fw.filters if f.name == "NodeAffinity")
-    assert fw.pre_scores == [affinity] and any(s is affinity for s, _ in fw.scorers)
-    assert [f.name for f in fw.dynamic_filters] == [NodeResourcesFit.name]
+    assert fw.pre_scores[0] is affinity and any(s is affinity for s, _ in fw.scorers)
+    spread = next(f for f in fw.filters if f.name == "PodTopologySpread")
+    assert spread in fw.pre_filters and spread in fw.pre_scores
+    assert [f.name for f in fw.dynamic_filters] == [NodeResourcesFit.name, "PodTopologySpread", "InterPodAffinity",
+                                                    "VolumeBinding"]
 
 
 def test_weight_zero_skips_the_score_but_keeps_it_in_the_record_weights():
     algo = Algorithm(cluster(), default_profile().with_weights({"LeastAllocated": 0.0}))
     res = algo.schedule(pod_info(hollow.pod("p")))
     assert algo.weights["LeastAllocated"] == 0.0 and "LeastAllocated" not in res.top[0][2]
-    assert set(res.top[0][2]) == {"BalancedAllocation", "NodeAffinity", "OwnerSpread"}
+    assert set(res.top[0][2]) == {"BalancedAllocation", "NodeAffinity", "OwnerSpread", "PodTopologySpread",
+                                  "InterPodAffinity"}

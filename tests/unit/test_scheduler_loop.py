@@ -56,7 +56,8 @@ async def test_binds_where_it_fits_with_decision_and_event(fake, running):
 async def test_unschedulable_then_node_added(fake, running):
     await fake.create(hollow.node("n1", cpu="1"))
     await fake.create(hollow.pod("p", cpu="2"))
-    msg = "0/1 nodes are available: 1 Insufficient cpu."
+    msg = ("0/1 nodes are available: 1 Insufficient cpu. "
+           "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
     await until(lambda: any(c.reason == "Unschedulable" for c in pods(fake)["p"].status.conditions), "status")
     cond = next(c for c in pods(fake)["p"].status.conditions if c.type == "PodScheduled")
     assert (cond.status, cond.reason, cond.message) == ("False", "Unschedulable", msg)

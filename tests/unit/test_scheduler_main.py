@@ -12,7 +12,8 @@ def test_defaults():
     assert cfg.percentage_of_nodes_to_score == 0 and cfg.batch_size == 128
     assert [p.scheduler_name for p in cfg.profiles] == ["default-scheduler"]
     assert cfg.profiles[0].weights() == {"LeastAllocated": 1, "BalancedAllocation": 1,
-                                         "NodeAffinity": 2, "OwnerSpread": 2}
+                                         "NodeAffinity": 2, "OwnerSpread": 2,
+                                         "PodTopologySpread": 2, "InterPodAffinity": 2}
 
 
 def test_flags():
@@ -45,7 +46,8 @@ def test_config_file(tmp_path):
     cfg = config_of(parse_args(["--config", str(f), "--batch-size", "32"]))
     assert cfg.percentage_of_nodes_to_score == 40 and cfg.batch_size == 32
     assert [p.scheduler_name for p in cfg.profiles] == ["default-scheduler", "packer"]
-    assert cfg.profiles[1].weights() == {"BalancedAllocation": 1, "NodeAffinity": 2}
+    assert cfg.profiles[1].weights() == {"BalancedAllocation": 1, "NodeAffinity": 2,
+                                         "PodTopologySpread": 2, "InterPodAffinity": 2}
 
 
 def test_config_cannot_be_combined_with_weight_flags(tmp_path):

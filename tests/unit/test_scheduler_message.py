@@ -59,7 +59,8 @@ def test_decision_record_is_bounded_and_names_examples():
     assert len(rec["filtered"]) <= 5
     assert sum(len(f["nodes"]) for f in rec["filtered"]) + len(rec["scores"]) <= 20
     assert rec["scores"][0]["node"] == r.node
-    assert set(rec["scores"][0]["plugins"]) == {"LeastAllocated", "BalancedAllocation", "NodeAffinity", "OwnerSpread"}
+    assert set(rec["scores"][0]["plugins"]) == {"LeastAllocated", "BalancedAllocation", "NodeAffinity", "OwnerSpread",
+                                                "PodTopologySpread", "InterPodAffinity"}
 
 
 def test_percentage_of_nodes_to_score():

@@ -229,8 +229,7 @@ CASES = [
      "must be greater than minReadySeconds"),
     # ---- services
     ("svc", [("spec.type", "Magic")], "NotSupported", "spec.type", None),
-    ("svc", [("spec.type", "ExternalName")], "NotSupported", "spec.type",
-     'supported values: "ClusterIP", "LoadBalancer", "NodePort"'),
+    ("svc", [("spec.type", "ExternalName")], "Required", "spec.externalName", None),
     ("svc", [("spec.ports", [])], "Required", "spec.ports", None),
     ("svc", [("spec.ports.1.name", DELETE)], "Required", "spec.ports[1].name", None),
     ("svc", [("spec.ports.1.name", "http")], "Duplicate", "spec.ports[1].name", None),

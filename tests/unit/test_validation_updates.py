@@ -2,6 +2,7 @@
 fields), of status updates, and of every shared Kubernetes example after
 defaulting: each yields exactly the Kubernetes field path and error type."""
 import glob
+import pathlib
 
 import pytest
 
@@ -96,7 +97,8 @@ def test_status_updates():
 
 # --------------------------------------------------------- shared examples
 
-EXAMPLES = sorted(glob.glob("/work/shared/k8s-examples/**/*.yaml", recursive=True))
+EXAMPLES = sorted(glob.glob(str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "k8s-examples" / "**" / "*.yaml"),
+                           recursive=True))
 
 
 def _documents():

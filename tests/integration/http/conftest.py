@@ -21,7 +21,7 @@ import sys
 import pytest
 import yaml
 
-from tests.cluster import ApiServer, Etcd, free_port
+from tests.cluster import Cluster, free_port
 
 KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"
 
@@ -29,9 +29,10 @@ KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"
 class Kube:
     def __init__(self, workdir: pathlib.Path):
         self.workdir = workdir
-        self.etcd = Etcd(workdir)
         self.http_port = free_port()
-        self.apiserver = ApiServer(self.etcd, workdir, extra_args=["--http-listen", f"127.0.0.1:{self.http_port}"])
+        self.cluster = Cluster(workdir, apiserver_args=["--http-listen", f"127.0.0.1:{self.http_port}",
+                                                        "--watch-bookmark-interval", "1"])
+        self.etcd, self.apiserver = self.cluster.etcd, self.cluster.apiserver
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.kubeconfig = workdir / "kubeconfig"
         self.kubeconfig.write_text(yaml.safe_dump({
@@ -41,15 +42,11 @@ class Kube:
             "users": [{"name": "t", "user": {}}]}))
 
     def start(self) -> "Kube":
-        self.etcd.start()
-        self.apiserver.start()
+        self.cluster.start()
         return self
 
     def stop(self) -> None:
-        try:
-            self.apiserver.stop()
-        finally:
-            self.etcd.stop()
+        self.cluster.stop()
 
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 60,
                 env: dict | None = None) -> subprocess.CompletedProcess:

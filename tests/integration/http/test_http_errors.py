@@ -75,7 +75,8 @@ def test_not_found_and_unknown_paths_are_404(kube):
     code, st, _ = call(kube, "GET", f"{PODS}/nope")
     assert (code, st["reason"], st["details"]) == (404, "NotFound", {"name": "nope", "kind": "pods"})
     assert call(kube, "GET", "/api/v1/namespaces/default/gizmos")[0] == 404
-    assert call(kube, "GET", "/apis/batch/v1/jobs")[0] == 404
+    assert call(kube, "GET", "/apis/example.com/v1/widgets")[0] == 404
+    assert call(kube, "GET", "/apis/apps/v1/gizmos")[0] == 404
 
 
 def test_conflicts_are_409(kube):
@@ -118,3 +119,18 @@ def test_watch_from_a_compacted_revision_ends_with_a_410_error_event(kube):
 @pytest.mark.parametrize("path,method", [(f"{PODS}/e4/scale", "GET"), ("/api/v1", "POST")])
 def test_unserved_verbs_are_refused(kube, path, method):
     assert call(kube, method, path, b"{}" if method == "POST" else None)[0] in (404, 405)
+
+
+def test_apply_patch_needs_a_field_manager_and_refuses_a_yaml_bomb(kube):
+    apply = "application/apply-patch+yaml"
+    body = b"apiVersion: v1\nkind: Pod\nmetadata: {name: e8}\nspec: {containers: [{name: c, image: i}]}\n"
+    code, st, _ = call(kube, "PATCH", f"{PODS}/e8", body, content_type=apply)
+    assert code == 400 and st["details"]["causes"][0]["field"] == "fieldManager"
+    bomb = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n".encode()
+        for p, c in zip("abcdefgh", "bcdefghi")) + b"apiVersion: v1\nkind: Pod\nmetadata: {name: e8}\n"
+    code, st, _ = call(kube, "PATCH", f"{PODS}/e8?fieldManager=t", bomb, content_type=apply)
+    assert 400 <= code < 500 and st["kind"] == "Status"
+    assert absent(kube, "e8")
+    code, pod, _ = call(kube, "PATCH", f"{PODS}/e8?fieldManager=t", body, content_type=apply)
+    assert code == 201 and pod["metadata"]["managedFields"][0]["manager"] == "t"

@@ -75,12 +75,15 @@ def rows(out: str) -> list[list[str]]:
 def test_version_api_versions_and_api_resources(kube):
     out = kube.ok("version")
     assert "Server Version: v1.32.0" in out
-    assert kube.ok("api-versions").split() == ["apps/v1", "coordination.k8s.io/v1", "storage.k8s.io/v1", "v1"]
+    from machinery import kinds
+    assert kube.ok("api-versions").split() == sorted({i.api_version for i in kinds.KINDS})
+    assert {"apps/v1", "batch/v1", "policy/v1", "storage.k8s.io/v1", "v1"} <= set(kube.ok("api-versions").split())
     res = kube.ok("api-resources")
     assert re.search(r"^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", res, re.M)
     assert re.search(r"^nodes\s+no\s+v1\s+false\s+Node$", res, re.M)
     assert kube.ok("api-resources", "--categories=all", "-o", "name").split() == [
-        "pods", "services", "deployments.apps", "replicasets.apps"]
+        "pods", "services", "daemonsets.apps", "deployments.apps", "replicasets.apps", "cronjobs.batch",
+        "jobs.batch"]
 
 
 def test_get_in_every_output_format(kube):
@@ -234,3 +237,34 @@ def test_taint_cordon_uncordon_and_drain(kube):
     assert "NotFound" in kube.fails("get", "pod", "p1", "-n", n)
     assert kube.ok("get", "pod", "p2", "-n", n, "-o", "name").strip() == "pod/p2"   # not on that node
     assert kube.ok("get", "node", "n-drain", "-o", "jsonpath={.spec.unschedulable}") == "true"
+
+
+def test_create_generators_send_protobuf_and_are_read(kube):
+    """kubectl create <generator> uses client-go's typed clients, which send
+    Kubernetes protobuf (apiserver/http/k8sproto.py reads it)."""
+    assert kube.ok("create", "namespace", "gen").strip() == "namespace/gen created"
+    assert kube.ok("create", "deployment", "web", "-n", "gen", "--image=nginx:1.27", "--replicas=3",
+                   "--port=80").strip() == "deployment.apps/web created"
+    assert kube.ok("create", "deployment", "none", "-n", "gen", "--image=nginx", "--replicas=0").strip() == \
+        "deployment.apps/none created"
+    assert kube.ok("create", "service", "nodeport", "front", "-n", "gen", "--tcp=80:8080").strip() == \
+        "service/front created"
+    web = json.loads(kube.ok("get", "deploy", "web", "-n", "gen", "-o", "json"))
+    c = web["spec"]["template"]["spec"]["containers"][0]
+    assert (web["spec"]["replicas"], c["image"], c["ports"]) == (3, "nginx:1.27", [{"containerPort": 80,
+                                                                                   "protocol": "TCP"}])
+    assert kube.ok("get", "deploy", "none", "-n", "gen", "-o", "jsonpath={.spec.replicas}") == "0"
+    svc = json.loads(kube.ok("get", "svc", "front", "-n", "gen", "-o", "json"))["spec"]
+    assert svc["type"] == "NodePort" and svc["ports"][0]["targetPort"] == 8080
+
+
+def test_apply_prune_with_a_label_selector(kube):
+    """kubectl's default prune list names kinds kctl does not serve (ConfigMap,
+    ...), so pruning needs --prune-allowlist with the kinds to prune."""
+    n = ns(kube, "prune")
+    second = DEPLOY.replace("name: web,", "name: web2,")
+    kube.ok("apply", "-n", n, "-l", "app=web", "-f", "-", input=DEPLOY + "---\n" + second)
+    out = kube.ok("apply", "-n", n, "--prune", "-l", "app=web", "--prune-allowlist=apps/v1/Deployment",
+                  "-f", "-", input=DEPLOY)
+    assert out.splitlines() == ["deployment.apps/web unchanged", "deployment.apps/web2 pruned"]
+    assert kube.ok("get", "deploy", "-n", n, "-o", "name").split() == ["deployment.apps/web"]

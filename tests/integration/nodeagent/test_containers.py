@@ -84,13 +84,18 @@ async def test_secret_env_and_volumes_wait_with_config_error(api, node):
         "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}))
     pod = await pod_where(api, "cfg", lambda p: p.status.container_statuses and cstatus(p, "c").state.waiting.reason
                           == "CreateContainerConfigError", "CreateContainerConfigError", node)
-    assert "Secret" in cstatus(pod, "c").state.waiting.message
+    assert cstatus(pod, "c").state.waiting.message == 'secret "db" not found'
     assert pod.status.phase == "Pending"
     await api.create(make_pod("pvc", node, {"name": "c", "image": "busybox", "command": ["sleep", "3600"]},
                               volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]))
     pod = await pod_where(api, "pvc", lambda p: p.status.container_statuses and cstatus(p, "c").state.waiting.reason
-                          == "CreateContainerConfigError", "CreateContainerConfigError", node)
-    assert "persistentvolumeclaim" in cstatus(pod, "c").state.waiting.message
+                          == "ContainerCreating", "ContainerCreating", node)
+
+    async def failed_mount():
+        events = (await api.list("Event", "default"))[0]
+        return any(e.involved_object.name == "pvc" and e.reason == "FailedMount" and e.message ==
+                   'MountVolume.SetUp failed for volume "data" : persistentvolumeclaim "data" not found' for e in events)
+    await wait_for(failed_mount, 30, "FailedMount event", node)
     for name in ("cfg", "pvc"):
         await api.delete(core_pb2.Pod, name, "default")
         await pod_gone(api, name, node)

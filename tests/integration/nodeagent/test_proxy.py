@@ -1,6 +1,6 @@
 """The agent's service proxy on a real node: ClusterIP and NodePort reach the echo pods behind a Service.
 
-The Endpoints object is written by the test (the endpoints controller is
+The EndpointSlice is written by the test (the EndpointSlice controller is
 another component).  All traffic stays inside the node netns the fixtures
 created: a client pod fetches the ClusterIP, the node netns fetches the
 NodePort on the node IP.  busybox ``wget -T`` segfaults (design §4), so every
@@ -106,11 +106,15 @@ async def test_clusterip_and_nodeport_reach_both_echo_pods(api, make_node):
         vip, node_port = svc.spec.cluster_ip, svc.spec.ports[0].node_port
         assert vip and node_port
         await api.create(codec.from_dict({
-            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": svc_name, "namespace": "default"},
-            "subsets": [{"addresses": [{"ip": pods[n].status.pod_ip, "nodeName": node.name,
-                                        "targetRef": {"kind": "Pod", "namespace": "default", "name": n,
-                                                      "uid": pods[n].metadata.uid}} for n in ECHOES],
-                         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}))
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": svc_name, "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": svc_name}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [pods[n].status.pod_ip], "nodeName": node.name,
+                           "conditions": {"ready": True, "serving": True, "terminating": False},
+                           "targetRef": {"kind": "Pod", "namespace": "default", "name": n,
+                                         "uid": pods[n].metadata.uid}} for n in ECHOES],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}))
 
         # ClusterIP from a third pod on the node: both endpoints answer
         seen = await seen_names(lambda: fetch_from_pod(node, client_cid, f"http://{vip}:80/"), set(ECHOES),
@@ -147,11 +151,11 @@ async def test_clusterip_and_nodeport_reach_both_echo_pods(api, make_node):
         # a new agent takes the rules over without duplicating its hooks
         node.start()
         await node_ready(api, node)
-        ep = await api.get(core_pb2.Endpoints, svc_name, "default")
-        keep = [a for a in ep.subsets[0].addresses if a.ip == pods["echo-b"].status.pod_ip]
-        del ep.subsets[0].addresses[:]                 # only echo-b from now on
-        ep.subsets[0].addresses.extend(keep)
-        await api.update(ep)
+        es = await api.get("EndpointSlice", svc_name, "default")
+        keep = [e for e in es.endpoints if e.addresses[0] == pods["echo-b"].status.pod_ip]
+        del es.endpoints[:]                            # only echo-b from now on
+        es.endpoints.extend(keep)
+        await api.update(es)
 
         def only_b():
             return all(fetch_from_pod(node, client_cid, f"http://{vip}:80/") == "echo-b" for _ in range(6))
@@ -173,7 +177,7 @@ async def test_clusterip_and_nodeport_reach_both_echo_pods(api, make_node):
         await node_ready(api, node)
         await wait_for(lambda: any(vip in r for r in kctl_chains(node)), 30, "rules back after restart", node)
     finally:
-        for kind, name in ((core_pb2.Service, svc_name), (core_pb2.Endpoints, svc_name)):
+        for kind, name in ((core_pb2.Service, svc_name), ("EndpointSlice", svc_name)):
             try:
                 await api.delete(kind, name, "default")
             except Exception:  # noqa: BLE001 - may not exist
