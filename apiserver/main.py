@@ -124,12 +124,12 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
-async def _serve_http(verbs: Verbs, listen: str | None):
+async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy):
     """The HTTP API's runner, or None when disabled (or the default port is taken)."""
     if listen == "off":
         return None
     try:
-        return await http.serve(verbs, listen or http.DEFAULT_LISTEN)
+        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy)
     except SystemExit as exc:
         if listen:
             raise
@@ -160,7 +160,8 @@ async def run(args: argparse.Namespace) -> None:
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
     verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
-    node_pb2_grpc.add_NodeAgentServicer_to_server(NodeProxy(store), server)  # kctl logs/exec -> node agents
+    proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
+    node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
     try:
         port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once
     except RuntimeError as exc:
@@ -177,7 +178,7 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         host = args.listen.rpartition(":")[0]
         log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
-        runner = await _serve_http(verbs, args.http_listen)
+        runner = await _serve_http(verbs, args.http_listen, proxy)
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())

@@ -1,8 +1,10 @@
-"""The apiserver's proxy for `kctl logs` and `kctl exec` (kctl.v1.NodeAgent).
+"""The apiserver's proxy to node agents: logs, exec, attach and port-forward (kctl.v1.NodeAgent).
 
 The apiserver serves the node agent's own service (proto/node.proto) on its
 gRPC port, so kctl only ever talks to the apiserver (as kubectl talks to
-the kube-apiserver, which dials the kubelet). For each call:
+the kube-apiserver, which dials the kubelet); the HTTP API's streaming
+routes (apiserver/http/streams.py, portforward.py) call the same methods.
+For each call:
 
 1. the pod is read from storage (NotFound `pods "x" not found`), must be
    bound (BadRequest `pod x does not have a host assigned`) and the
@@ -15,27 +17,36 @@ the kube-apiserver, which dials the kubelet). For each call:
    no call for IDLE_CLOSE seconds is closed on the next lookup (nodes come
    and go), and aclose() closes them all.
 
-Concurrency: each proxied call is one handler task (grpc.aio). Logs is a
-plain loop: read a chunk from the agent, yield it to the client (gRPC flow
-control slows the agent down when the client reads slowly). Exec runs two
-flows at once: a pump task copies the client's request stream (stdin) to
-the agent call, while the handler yields the agent's responses. When the
-client goes away the handler is cancelled, and its `finally` cancels the
-pump and the agent call (the agent then kills the exec'd process); when the
-agent ends the call (exit code sent) the handler returns, cancelling the
-pump.
+Two layers: `logs`, `stream` (exec and attach) and `port_forward` are
+transport-neutral async iterators that raise ApiErrors (`resolve` and
+`resolve_pod` let the HTTP layer check a request before it upgrades the
+connection); the gRPC handlers (Logs, Exec, Attach, PortForward) wrap them
+and turn an ApiError into the call's status (fail_rpc). Every call is
+counted in kctl_apiserver_requests{kind="Pod", verb, code}.
 
-Agent failures are turned into the project's errors (errors.abort): the
-agent's NOT_FOUND stays NotFound, INVALID_ARGUMENT and FAILED_PRECONDITION
-(`container ... is waiting to start`, no previous instance) are BadRequest,
-and an agent that cannot be reached is Unavailable naming the node. A
-channel that failed is dropped so the next call dials afresh.
+Concurrency: each proxied call is one handler task (grpc.aio or aiohttp).
+Logs is a plain loop: read a chunk from the agent, yield it to the client
+(gRPC flow control slows the agent down when the client reads slowly).
+Exec, attach and port-forward run two flows at once: a pump task copies
+the client's requests (stdin, its end, resizes; or a connection's bytes)
+to the agent call, while the handler yields the agent's responses. When
+the client goes away the handler is cancelled, and its `finally` cancels
+the pump and the agent call (the agent then kills the exec'd process, or
+closes the pod connection); when the agent ends the call (exit code sent)
+the handler returns, cancelling the pump.
+
+Agent failures are turned into the project's errors: the agent's NOT_FOUND
+stays NotFound, INVALID_ARGUMENT and FAILED_PRECONDITION (`container ...
+is waiting to start`, no previous instance) are BadRequest, and an agent
+that cannot be reached is Unavailable naming the node. A channel that
+failed is dropped so the next call dials afresh.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from typing import AsyncIterator
 
 import grpc
 
@@ -115,18 +126,35 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
     # ----------------------------------------------------------- lookup
     async def _target(self, namespace: str, name: str, container: str) -> tuple[str, str, str]:
         """(node name, agent endpoint, container) for a request, or an ApiError."""
+        pod = await self._bound_pod(namespace, name)
+        container = pick_container(pod, container)
+        node, ep = await self._endpoint(pod.spec.node_name)
+        return node, ep, container
+
+    async def resolve_pod(self, namespace: str, name: str) -> tuple[str, str]:
+        """(node name, agent endpoint) of a bound pod; ApiErrors otherwise."""
+        return await self._endpoint((await self._bound_pod(namespace, name)).spec.node_name)
+
+    async def _bound_pod(self, namespace: str, name: str):
         if not name:
             raise errors.BadRequest("a pod name is required")
         pod = codec.unpack(await self.store.get(POD, namespace or "default", name))
         if not pod.spec.node_name:
             raise errors.BadRequest(f"pod {name} does not have a host assigned", kind="pods", name=name)
-        container = pick_container(pod, container)
-        node = codec.unpack(await self.store.get(NODE, "", pod.spec.node_name))
+        return pod
+
+    async def resolve(self, namespace: str, name: str, container: str) -> str:
+        """The container a request names (filled in for one-container pods), after checking that
+        the pod exists and is bound and its node has an agent address; ApiErrors otherwise."""
+        return (await self._target(namespace, name, container))[2]
+
+    async def _endpoint(self, node_name: str) -> tuple[str, str]:
+        node = codec.unpack(await self.store.get(NODE, "", node_name))
         ep = agent_endpoint(node)
         if not ep:
             raise errors.Unavailable(f'node "{node.metadata.name}" has no agent endpoint '
                                      f"(no {AGENT_ENDPOINT_ANNOTATION} annotation and no InternalIP)")
-        return node.metadata.name, ep, container
+        return node.metadata.name, ep
 
     async def _stub(self, node: str, endpoint: str) -> node_pb2_grpc.NodeAgentStub:
         """A stub on a connected channel to the agent (fails fast on refusal,
@@ -189,98 +217,136 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             err = errors.ApiError(f'node "{node}": {details or code.name}')
         return err
 
-    async def _fail(self, context, exc: Exception, what: str, outcome: list[str]):
-        """End the call with exc as an ApiError; outcome[0] records the code for the metric."""
-        outcome[0] = exc.grpc_code.name if isinstance(exc, errors.ApiError) else "INTERNAL"
-        await fail_rpc(context, exc, what)
-
-    async def _forward(self, call, node: str, endpoint: str, context, what: str, outcome: list[str]):
-        """Yield the agent call's responses; its failure ends our call (as an ApiError), and
+    async def _forward(self, call, node: str, endpoint: str) -> AsyncIterator:
+        """Yield the agent call's responses; its failure is raised as an ApiError, and
         leaving (done, failed or cancelled) cancels it."""
         self._begin(endpoint)
         try:
             async for resp in call:
                 yield resp
         except grpc.aio.AioRpcError as exc:
-            await self._fail(context, await self._agent_error(exc, node, endpoint), what, outcome)
+            raise await self._agent_error(exc, node, endpoint) from None
         finally:
             self._end(endpoint)
             call.cancel()
 
-    # ------------------------------------------------------------ calls
-    # Each call is counted in kctl_apiserver_requests{kind="Pod", verb="logs"|"exec", code}:
+    # ------------------------------------------- the calls, for any transport
+    # Each raises ApiErrors (before or while streaming) and is counted in
+    # kctl_apiserver_requests{kind="Pod", verb="logs"|"exec"|"attach"|"portforward", code}:
     # OK, the error's gRPC code, or CANCELLED when the client left first.
 
-    async def Logs(self, request, context):
-        what = f"logs {request.namespace}/{request.pod}"
-        outcome = ["CANCELLED"]
+    @contextlib.asynccontextmanager
+    async def _counted(self, verb: str):
+        outcome = "CANCELLED"
         try:
-            async with contextlib.aclosing(self._logs(request, context, what, outcome)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-            outcome[0] = "OK"
+            yield
+            outcome = "OK"
+        except errors.ApiError as exc:
+            outcome = exc.grpc_code.name
+            raise
+        except Exception:
+            outcome = "INTERNAL"
+            raise
         finally:
-            metrics.REQUESTS.labels("Pod", "logs", outcome[0]).inc()
+            metrics.REQUESTS.labels("Pod", verb, outcome).inc()
 
-    async def _logs(self, request, context, what: str, outcome: list[str]):
-        try:
+    async def logs(self, request: node_pb2.LogsRequest) -> AsyncIterator[node_pb2.LogChunk]:
+        """The container's log from its node (the request's container checked and filled in)."""
+        async with self._counted("logs"):
             node, ep, container = await self._target(request.namespace, request.pod, request.container)
             stub = await self._stub(node, ep)
-        except Exception as exc:  # noqa: BLE001 - translated in _fail
-            await self._fail(context, exc, what, outcome)
-        fwd = node_pb2.LogsRequest()
-        fwd.CopyFrom(request)
-        fwd.namespace = request.namespace or "default"
-        fwd.container = container
-        async with contextlib.aclosing(self._forward(stub.Logs(fwd), node, ep, context, what, outcome)) as chunks:
-            async for chunk in chunks:
-                yield chunk
+            fwd = node_pb2.LogsRequest()
+            fwd.CopyFrom(request)
+            fwd.namespace = request.namespace or "default"
+            fwd.container = container
+            async with contextlib.aclosing(self._forward(stub.Logs(fwd), node, ep)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
 
-    async def Exec(self, request_iterator, context):
-        first, it = await nodeclient.first_request(request_iterator)
-        if first is None:
-            return
-        what = f"exec {first.namespace}/{first.pod}"
-        outcome = ["CANCELLED"]
-        try:
-            async with contextlib.aclosing(self._exec(first, it, context, what, outcome)) as responses:
-                async for resp in responses:
-                    yield resp
-            outcome[0] = "OK"
-        finally:
-            metrics.REQUESTS.labels("Pod", "exec", outcome[0]).inc()
-
-    async def _exec(self, first, it, context, what: str, outcome: list[str]):
-        try:
-            if not first.command:
+    async def stream(self, verb: str, first: node_pb2.ExecRequest,
+                     rest: AsyncIterator[node_pb2.ExecRequest] | None) -> AsyncIterator[node_pb2.ExecResponse]:
+        """Exec (verb "exec") or Attach ("attach") on the pod's node: the first request, then
+        `rest` (stdin, its end, resizes) pumped to the agent while its responses are yielded."""
+        async with self._counted(verb):
+            if verb == "exec" and not first.command:
                 raise errors.BadRequest("you must specify at least one command for the container")
             node, ep, container = await self._target(first.namespace, first.pod, first.container)
             stub = await self._stub(node, ep)
-        except Exception as exc:  # noqa: BLE001
-            await self._fail(context, exc, what, outcome)
-        fwd = node_pb2.ExecRequest()
-        fwd.CopyFrom(first)
-        fwd.namespace = first.namespace or "default"
-        fwd.container = container
-        call = stub.Exec()
+            fwd = node_pb2.ExecRequest()
+            fwd.CopyFrom(first)
+            fwd.namespace = first.namespace or "default"
+            fwd.container = container
+            call = stub.Exec() if verb == "exec" else stub.Attach()
+            async with self._pumping(call, fwd, rest, f"{verb}-stdin-{fwd.namespace}/{fwd.pod}"):
+                async with contextlib.aclosing(self._forward(call, node, ep)) as responses:
+                    async for resp in responses:
+                        yield resp
 
+    async def port_forward(self, namespace: str, pod: str, port: int,
+                           rest: AsyncIterator[node_pb2.PortForwardRequest] | None
+                           ) -> AsyncIterator[node_pb2.PortForwardResponse]:
+        """One connection to PORT of the pod, made by its node's agent; `rest` is the client's bytes."""
+        async with self._counted("portforward"):
+            node, ep = await self.resolve_pod(namespace, pod)
+            stub = await self._stub(node, ep)
+            call = stub.PortForward()
+            first = node_pb2.PortForwardRequest(namespace=namespace or "default", pod=pod, port=port)
+            async with self._pumping(call, first, rest, f"portforward-{namespace}/{pod}:{port}"):
+                async with contextlib.aclosing(self._forward(call, node, ep)) as responses:
+                    async for resp in responses:
+                        yield resp
+
+    @contextlib.asynccontextmanager
+    async def _pumping(self, call, first, rest, name: str):
+        """A task writing first, then rest, to the agent call, for the length of the block."""
         async def pump() -> None:
-            """Client -> agent: the first request, then stdin until EOF."""
             try:
-                await call.write(fwd)
-                if first.stdin and not first.stdin_eof:
-                    async for req in it:
+                await call.write(first)
+                if rest is not None:
+                    async for req in rest:
                         await call.write(req)
-                        if req.stdin_eof:
-                            break
                 await call.done_writing()
             except (asyncio.InvalidStateError, grpc.aio.AioRpcError, grpc.aio.UsageError):
                 pass   # the agent call already ended; its status reaches the reader
-
-        pumping = asyncio.create_task(pump(), name=f"exec-stdin-{fwd.namespace}/{fwd.pod}")
+        task = asyncio.create_task(pump(), name=name)
         try:
-            async with contextlib.aclosing(self._forward(call, node, ep, context, what, outcome)) as responses:
-                async for resp in responses:
-                    yield resp
+            yield
         finally:
-            pumping.cancel()
+            task.cancel()
+
+    # ------------------------------------------------------ gRPC handlers
+    async def _serve(self, responses, context, what: str):
+        try:
+            async with contextlib.aclosing(responses) as it:
+                async for resp in it:
+                    yield resp
+        except Exception as exc:  # noqa: BLE001 - fail_rpc turns it into the call's status
+            await fail_rpc(context, exc, what)
+
+    async def Logs(self, request, context):
+        async for chunk in self._serve(self.logs(request), context, f"logs {request.namespace}/{request.pod}"):
+            yield chunk
+
+    async def _stream_rpc(self, verb: str, request_iterator, context):
+        first, it = await nodeclient.first_request(request_iterator)
+        if first is None:
+            return
+        async for resp in self._serve(self.stream(verb, first, it), context,
+                                      f"{verb} {first.namespace}/{first.pod}"):
+            yield resp
+
+    async def Exec(self, request_iterator, context):
+        async for resp in self._stream_rpc("exec", request_iterator, context):
+            yield resp
+
+    async def Attach(self, request_iterator, context):
+        async for resp in self._stream_rpc("attach", request_iterator, context):
+            yield resp
+
+    async def PortForward(self, request_iterator, context):
+        first, it = await nodeclient.first_request(request_iterator)
+        if first is None:
+            return
+        async for resp in self._serve(self.port_forward(first.namespace, first.pod, first.port, it), context,
+                                      f"portforward {first.namespace}/{first.pod}"):
+            yield resp

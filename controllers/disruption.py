@@ -34,7 +34,7 @@ from controllers import podutil
 from controllers.base import Controller
 
 DELETION_TIMEOUT = 120.0
-SCALED_KINDS = ("ReplicaSet", "Deployment")
+SCALED_KINDS = ("ReplicaSet", "Deployment", "StatefulSet")
 
 
 class ScaleUnknown(errors.ControlFlow):

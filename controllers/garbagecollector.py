@@ -1,6 +1,7 @@
 """The garbage collector (Kubernetes' pkg/controller/garbagecollector),
 built on the shared informers of the kinds that own or are owned:
 Deployment → ReplicaSet → Pod, DaemonSet → ControllerRevision and Pod,
+StatefulSet → ControllerRevision, Pod (and, by its retention policy, PVCs),
 CronJob → Job → Pod, Node → Lease (and any ownerReferences among the
 namespaced kinds we watch, PodDisruptionBudgets included).
 
@@ -32,7 +33,7 @@ from controllers.base import Controller
 
 GC_KINDS = ("Deployment", "ReplicaSet", "Pod", "Node", "Lease", "Service", "Endpoints",
             "ConfigMap", "Secret", "PersistentVolumeClaim", "PersistentVolume",
-            "DaemonSet", "ControllerRevision", "CronJob", "Job", "PodDisruptionBudget")
+            "DaemonSet", "StatefulSet", "ControllerRevision", "CronJob", "Job", "PodDisruptionBudget")
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 
 

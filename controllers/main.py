@@ -2,8 +2,8 @@
 
     kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
-                       endpointslicemirroring,garbagecollector,daemonset,job,cronjob,ttlafterfinished,
-                       disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection]
+                       endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
+                       ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection]
         [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
@@ -37,8 +37,8 @@ from machinery.runner import run_component, run_tasks, setup_logging
 log = logging.getLogger("kctl.controllers.manager")
 
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
-       "endpointslicemirroring", "garbagecollector", "daemonset", "job", "cronjob", "ttlafterfinished",
-       "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection")
+       "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
+       "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection")
 
 
 def duration(text: str) -> float:
@@ -67,7 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cluster-cidr", default="10.244.0.0/16")
     p.add_argument("--node-cidr-mask-size", type=int, default=24)
     for name, n in (("replicaset", 5), ("deployment", 5), ("endpoint", 5), ("gc", 5), ("namespace", 2),
-                    ("daemonset", 2), ("job", 5), ("cronjob", 5), ("ttl-after-finished", 2), ("disruption", 2)):
+                    ("daemonset", 2), ("statefulset", 5), ("job", 5), ("cronjob", 5), ("ttl-after-finished", 2),
+                    ("disruption", 2)):
         p.add_argument(f"--concurrent-{name}-syncs", type=int, default=n)
     p.add_argument("--job-backoff", type=duration, default=10.0,
                    help="first back-off after a Job's pod fails (doubles per failure)")
@@ -116,6 +117,7 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.pvbinder import PersistentVolumeController
     from controllers.pvprotection import PVCProtectionController, PVProtectionController
     from controllers.replicaset import ReplicaSetController
+    from controllers.statefulset import StatefulSetController
     from controllers.ttlafterfinished import TTLAfterFinishedController
 
     factory = SharedInformerFactory(client)
@@ -140,6 +142,7 @@ def build(client, args) -> tuple[dict, dict]:
         "pvc-protection": lambda: PVCProtectionController(client, factory, recorder),
         "pv-protection": lambda: PVProtectionController(client, factory, recorder),
         "daemonset": lambda: DaemonSetController(client, factory, recorder, args.concurrent_daemonset_syncs),
+        "statefulset": lambda: StatefulSetController(client, factory, recorder, args.concurrent_statefulset_syncs),
         "job": lambda: JobController(client, factory, recorder, args.concurrent_job_syncs,
                                      backoff_base=args.job_backoff, backoff_cap=args.job_backoff_max),
         "cronjob": lambda: CronJobController(client, factory, recorder, args.concurrent_cronjob_syncs),

@@ -14,9 +14,11 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
         obj.metadata.labels[k] = v
     if kind == "Pod":
         obj.spec.containers.add(name="main", image="busybox:1.36", command=["sleep", "3600"])
-    elif kind in ("ReplicaSet", "Deployment", "DaemonSet"):
+    elif kind in ("ReplicaSet", "Deployment", "DaemonSet", "StatefulSet"):
         if kind != "DaemonSet":
             obj.spec.replicas = 1
+        if kind == "StatefulSet":
+            obj.spec.service_name = name
         obj.spec.selector.match_labels["app"] = name
         obj.spec.template.metadata.labels["app"] = name
         obj.spec.template.spec.containers.add(name="main", image="busybox:1.36")
@@ -46,6 +48,9 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
     elif kind == "PersistentVolumeClaim":
         obj.spec.access_modes.append("ReadWriteOnce")
         obj.spec.resources.requests["storage"] = "1Gi"
+    elif kind == "EndpointSlice":
+        obj.address_type = "IPv4"
+        obj.endpoints.add(addresses=["10.244.0.5"])
     elif kind == "StorageClass":
         obj.provisioner = "kctl.io/local-path"
     elif kind == "Service":

@@ -10,10 +10,10 @@ Module map:
   merge.py        apply's three-way merge (keyed lists), also used by patch
   apply.py        apply, create (-f, namespace, deployment); create_job.py: create job
   get.py          get (+ --watch); describe.py / describe_blocks.py: describe
-                  (describe_workloads.py: jobs, cronjobs, daemonsets, pdbs)
+                  (describe_workloads.py: jobs, cronjobs, daemonsets, statefulsets, pdbs)
   delete.py       delete; edit.py: label, annotate, taint, scale, set image
   nodes.py        cordon, uncordon, drain; rollout.py: rollout * (daemonsets:
-                  rollout_daemonset.py)
+                  rollout_daemonset.py; statefulsets: rollout_statefulset.py)
   wait.py, patch.py, generators.py (run, expose), config_cmd.py (config *),
   info.py (api-resources, version); logs.py, exec.py (through the
   apiserver's node proxy)

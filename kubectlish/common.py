@@ -148,7 +148,8 @@ def resolve_kind(word: str) -> kinds.KindInfo:
         raise Failed(f'error: the server doesn\'t have a resource type "{word}"') from exc
 
 
-ALL_KINDS = ("pods", "services", "daemonsets", "deployments", "replicasets", "cronjobs", "jobs")
+ALL_KINDS = ("pods", "services", "daemonsets", "deployments", "replicasets", "statefulsets", "cronjobs",
+             "jobs")
 
 
 def parse_targets(args: tuple[str, ...] | list[str], *, allow_all: bool = True) -> list[Target]:

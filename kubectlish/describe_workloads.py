@@ -1,6 +1,6 @@
-"""`kctl describe` for jobs, cronjobs, daemonsets and poddisruptionbudgets,
-in kubectl's layout (JobDescriber, CronJobDescriber, DaemonSetDescriber,
-PodDisruptionBudgetDescriber). describe.describe_one dispatches here; each
+"""`kctl describe` for jobs, cronjobs, daemonsets, statefulsets and
+poddisruptionbudgets, in kubectl's layout (JobDescriber, CronJobDescriber,
+DaemonSetDescriber, StatefulSetDescriber, PodDisruptionBudgetDescriber). describe.describe_one dispatches here; each
 describer gets the object, its events and the pods it controls.
 """
 from __future__ import annotations
@@ -103,6 +103,39 @@ def describe_daemon_set(d, events, pods=()) -> list[str]:
     return lines + events_lines(events)
 
 
+def _claim_template_lines(templates) -> list[str]:
+    """describeVolumeClaimTemplates."""
+    if not templates:
+        return [f"Volume Claims:\t{NONE}"]
+    lines = ["Volume Claims:"]
+    for pvc in templates:
+        spec = pvc.spec
+        lines += [f"  Name:\t{pvc.metadata.name}",
+                  f"  StorageClass:\t{spec.storage_class_name if spec.HasField('storage_class_name') else ''}"]
+        lines += _map_lines("Labels", pvc.metadata.labels, "  ")
+        lines += _map_lines("Annotations", pvc.metadata.annotations, "  ")
+        lines += [f"  Capacity:\t{spec.resources.requests.get('storage', '<default>')}",
+                  f"  Access Modes:\t[{' '.join(spec.access_modes)}]"]
+    return lines
+
+
+def describe_stateful_set(s, events, pods=()) -> list[str]:
+    spec, us = s.spec, s.spec.update_strategy
+    lines = [f"Name:\t{s.metadata.name}", f"Namespace:\t{s.metadata.namespace}",
+             f"CreationTimestamp:\t{when(s.metadata.creation_timestamp)}",
+             f"Selector:\t{format_selector(spec.selector)}"]
+    lines += _head(s)[2:]
+    lines += [f"Replicas:\t{spec.replicas if spec.HasField('replicas') else 1} desired | {s.status.replicas} total",
+              f"Update Strategy:\t{us.type}"]
+    if us.HasField("rolling_update") and us.rolling_update.HasField("partition"):
+        lines.append(f"  Partition:\t{us.rolling_update.partition}")
+        if us.rolling_update.max_unavailable.WhichOneof("value") is not None:
+            lines.append(f"  MaxUnavailable:\t{int_or_string(us.rolling_update.max_unavailable)}")
+    lines.append(f"Pods Status:\t{_pods_status(pods)}")
+    lines += pod_template_lines(spec.template)
+    return lines + _claim_template_lines(spec.volume_claim_templates) + events_lines(events)
+
+
 def describe_pdb(p, events, pods=()) -> list[str]:
     spec, st = p.spec, p.status
     lines = [f"Name:\t{p.metadata.name}", f"Namespace:\t{p.metadata.namespace}"]
@@ -117,4 +150,4 @@ def describe_pdb(p, events, pods=()) -> list[str]:
 
 
 DESCRIBERS = {"Job": describe_job, "CronJob": describe_cron_job, "DaemonSet": describe_daemon_set,
-              "PodDisruptionBudget": describe_pdb}
+              "StatefulSet": describe_stateful_set, "PodDisruptionBudget": describe_pdb}

@@ -226,7 +226,7 @@ async def _run_scale(ctx: Ctx, args, replicas, current):
     for t in parse_targets(args, allow_all=False):
         if not t.names:
             raise Failed("error: resource(s) were provided, but no name was specified")
-        if t.info.kind not in ("Deployment", "ReplicaSet"):
+        if t.info.kind not in ("Deployment", "ReplicaSet", "StatefulSet"):
             raise Failed(f'error: the server does not allow this method on the requested resource '
                          f'({t.info.resource} cannot be scaled)')
         refs.extend((t.info, n) for n in t.names)
@@ -286,7 +286,7 @@ async def _run_set_image(ctx: Ctx, resource, rest):
     targets = parse_targets([resource] + names, allow_all=False)
     client = ctx.client()
     for t in targets:
-        if t.info.kind not in ("Deployment", "ReplicaSet", "DaemonSet", "Pod"):
+        if t.info.kind not in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Pod"):
             raise Failed(f"error: {t.info.resource} have no pod template")
         for name in t.names:
             _, changed = await mutate_object(

@@ -50,6 +50,12 @@ async def _create_or_print(ctx: Ctx, manifest: dict, dry_run: str, output: str |
     return 0
 
 
+async def _create_quietly(ctx: Ctx, manifest: dict) -> None:
+    obj = codec.from_dict(manifest)
+    set_namespace(ctx, obj)
+    await ctx.client().create(obj)
+
+
 def _common(f):
     f = click.option("-o", "--output", type=click.Choice(["yaml", "json", "name"]), default=None)(f)
     return click.option("--dry-run", type=click.Choice(["none", "client", "server"]), default="none",
@@ -65,11 +71,17 @@ def _common(f):
 @click.option("--env", multiple=True, help="KEY=VALUE environment variables.")
 @click.option("-l", "--labels", default="", help="Labels (k=v,k2=v2); default run=NAME.")
 @click.option("--command", "as_command", is_flag=True, help="ARGS are the command, not arguments.")
+@click.option("-i", "--stdin", is_flag=True, help="Keep stdin open on the container and attach to it.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a TTY for the container (with -i).")
+@click.option("--rm", "remove", is_flag=True, help="Delete the pod after the attached session ends.")
 @_common
 @click.pass_obj
-def run_cmd(ctx: Ctx, name, args, image, restart, port, env, labels, as_command, dry_run, output):
-    """Create a pod running one container: run NAME --image=IMG [-- ARGS...]."""
+def run_cmd(ctx: Ctx, name, args, image, restart, port, env, labels, as_command, stdin, tty, remove, dry_run,
+            output):
+    """Create a pod running one container: run NAME --image=IMG [-i] [-t] [--rm] [-- ARGS...]."""
     container = {"name": name, "image": image}
+    if stdin or tty:
+        container.update({"stdin": True, **({"tty": True} if tty else {})})
     if args:
         container["command" if as_command else "args"] = list(args)
     if port:
@@ -79,6 +91,14 @@ def run_cmd(ctx: Ctx, name, args, image, restart, port, env, labels, as_command,
     lbl = _kv(labels.split(","), "label") if labels else {"run": name}
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": lbl},
                 "spec": {"containers": [container], "restartPolicy": restart}}
+    if remove and not (stdin or tty):
+        raise click.UsageError("--rm should only be used for attached containers")
+    if (stdin or tty) and dry_run == "none":         # kubectlish/attach.py: wait, attach, maybe delete
+        from kubectlish.attach import run_interactive
+        from kubectlish.exec import want_tty
+        run(ctx, lambda c: run_interactive(c, lambda: _create_quietly(c, manifest), name, stdin,
+                                           want_tty(stdin, tty), remove, restart))
+        return
     run(ctx, _create_or_print, manifest, dry_run, output)
 
 

@@ -43,10 +43,12 @@ COMMANDS = {
     "wait": "kubectlish.wait:wait_cmd",
     "logs": "kubectlish.logs:logs_cmd",
     "exec": "kubectlish.exec:exec_cmd",
+    "attach": "kubectlish.attach:attach_cmd",
     "config": "kubectlish.config_cmd:config_group",
     "patch": "kubectlish.patch:patch_cmd",
     "run": "kubectlish.generators:run_cmd",
     "expose": "kubectlish.generators:expose_cmd",
+    "dashboard": "kubectlish.dashboard:dashboard_cmd",
 }
 
 # Commands that work without a usable cluster configuration.

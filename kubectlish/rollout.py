@@ -1,5 +1,6 @@
 """`kctl rollout status|history|undo|pause|resume|restart` for deployments
-(status, history, undo and restart for daemonsets too: rollout_daemonset.py).
+(status, history, undo and restart for daemonsets and statefulsets too:
+rollout_daemonset.py, rollout_statefulset.py).
 
 status ports kubectl's DeploymentStatusViewer: it reads the deployment,
 prints the progress line, and waits on a watch of that one object until the
@@ -17,7 +18,7 @@ import datetime as dt
 
 import click
 
-from kubectlish import rollout_daemonset
+from kubectlish import rollout_daemonset, rollout_statefulset
 from kubectlish.common import Ctx, Failed, run, typed_name
 from kubectlish.edit import NOCHANGE, mutate_object
 from machinery import codec, errors
@@ -39,7 +40,9 @@ def _deployment_arg(resource, name, kinds=("Deployment",)):
     return info, n
 
 
-WITH_DAEMONSETS = ("Deployment", "DaemonSet")
+WITH_DAEMONSETS = ("Deployment", "DaemonSet", "StatefulSet")
+WITH_REVISIONS = ("DaemonSet", "StatefulSet")    # history in ControllerRevisions
+VIEWERS = {"DaemonSet": rollout_daemonset.daemonset_status, "StatefulSet": rollout_statefulset.statefulset_status}
 
 
 def deployment_status(d) -> tuple[str, bool]:
@@ -70,7 +73,7 @@ async def watch_status(ctx: Ctx, resource, name, watch, timeout):
     info, name = _deployment_arg(resource, name, WITH_DAEMONSETS)
     client = ctx.client()
     last = None
-    viewer = rollout_daemonset.daemonset_status if info.kind == "DaemonSet" else deployment_status
+    viewer = VIEWERS.get(info.kind, deployment_status)
 
     def show(d) -> bool:
         nonlocal last
@@ -131,7 +134,7 @@ async def _run_history(ctx: Ctx, resource, name, revision):
     info, name = _deployment_arg(resource, name, WITH_DAEMONSETS)
     client = ctx.client()
     d = await client.get(info, name, ctx.namespace)
-    if info.kind == "DaemonSet":
+    if info.kind in WITH_REVISIONS:
         await rollout_daemonset.history(client, info, d, revision)
         return
     revs = revisions(await owned_replicasets(client, d))
@@ -160,7 +163,7 @@ async def _run_undo(ctx: Ctx, resource, name, to_revision):
     info, name = _deployment_arg(resource, name, WITH_DAEMONSETS)
     client = ctx.client()
     d = await client.get(info, name, ctx.namespace)
-    if info.kind == "DaemonSet":
+    if info.kind in WITH_REVISIONS:
         await rollout_daemonset.undo(client, info, d, to_revision)
         return
     if d.spec.paused:

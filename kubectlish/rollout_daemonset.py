@@ -6,7 +6,8 @@ reference to it): `revision` numbers them, their data holds the pod
 template (machinery.workloads.template_from_revision), their annotations
 the DaemonSet's at the time (kubernetes.io/change-cause). Undo writes the
 chosen revision's template back into the DaemonSet; the controller then
-gives that revision the next number, as Kubernetes does.
+gives that revision the next number, as Kubernetes does. StatefulSets keep
+their history the same way, so their history and undo come through here too.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ async def undo(client, info, ds, to_revision: int) -> None:
         if to_revision not in revs:
             raise Failed("error: unable to find the specified revision")
     elif len(revs) < 2:
-        raise Failed(f'error: no rollout history found for daemonset "{name}"')
+        raise Failed(f'error: no rollout history found for {info.singular} "{name}"')
     else:
         to_revision = sorted(revs)[-2]
     template = workloads.template_from_revision(revs[to_revision])

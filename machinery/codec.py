@@ -60,6 +60,8 @@ ALWAYS_EMITTED = {
     "kctl.v1.ContainerStatus.ready",
     "kctl.v1.ContainerStateTerminated.exit_code",
     "kctl.v1.ReplicaSetStatus.replicas",
+    "kctl.v1.StatefulSetStatus.replicas",
+    "kctl.v1.StatefulSetStatus.available_replicas",
     "kctl.v1.PodDisruptionBudgetStatus.disruptions_allowed",
     "kctl.v1.PodDisruptionBudgetStatus.current_healthy",
     "kctl.v1.PodDisruptionBudgetStatus.desired_healthy",

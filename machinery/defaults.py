@@ -189,6 +189,28 @@ def _daemon_set(ds) -> None:
         default_pod_spec(spec.template.spec)
 
 
+def _stateful_set(sts) -> None:
+    """SetDefaults_StatefulSet (apps/v1)."""
+    spec = sts.spec
+    if not spec.pod_management_policy:
+        spec.pod_management_policy = "OrderedReady"
+    if not spec.update_strategy.type:
+        spec.update_strategy.type = "RollingUpdate"
+    if spec.update_strategy.type == "RollingUpdate" and not spec.update_strategy.rolling_update.HasField("partition"):
+        spec.update_strategy.rolling_update.partition = 0
+    policy = spec.persistent_volume_claim_retention_policy
+    policy.when_deleted = policy.when_deleted or "Retain"
+    policy.when_scaled = policy.when_scaled or "Retain"
+    if not spec.HasField("replicas"):
+        spec.replicas = 1
+    if not spec.HasField("revision_history_limit"):
+        spec.revision_history_limit = 10
+    for pvc in spec.volume_claim_templates:
+        _persistent_volume_claim(pvc)
+    if spec.HasField("template"):
+        default_pod_spec(spec.template.spec)
+
+
 def default_job_spec(spec) -> None:
     """SetDefaults_Job's spec part (also used by `kctl create job --from`)."""
     if not spec.HasField("completions") and not spec.HasField("parallelism"):
@@ -344,6 +366,7 @@ _DEFAULTERS = {
     "Namespace": _namespace,
     "Node": _node,
     "DaemonSet": _daemon_set,
+    "StatefulSet": _stateful_set,
     "Job": _job,
     "CronJob": _cron_job,
 }
@@ -390,7 +413,7 @@ def canonicalize(obj) -> None:
     kind = kinds.of(obj).kind
     if kind == "Pod":
         canonicalize_pod_spec(obj.spec)
-    elif kind in ("ReplicaSet", "Deployment", "DaemonSet", "Job"):
+    elif kind in ("ReplicaSet", "Deployment", "DaemonSet", "StatefulSet", "Job"):
         if obj.spec.HasField("template"):
             canonicalize_pod_spec(obj.spec.template.spec)
     elif kind == "CronJob":

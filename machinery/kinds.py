@@ -63,6 +63,7 @@ KINDS: tuple[KindInfo, ...] = (
              storage_pb2.StorageClass, ("sc",), has_status=False),
     # workloads beyond Deployments (issue 12)
     KindInfo("DaemonSet", "daemonsets", "daemonset", "apps", "v1", True, apps_pb2.DaemonSet, ("ds",)),
+    KindInfo("StatefulSet", "statefulsets", "statefulset", "apps", "v1", True, apps_pb2.StatefulSet, ("sts",)),
     KindInfo("ControllerRevision", "controllerrevisions", "controllerrevision", "apps", "v1", True,
              apps_pb2.ControllerRevision, (), has_status=False),
     KindInfo("Job", "jobs", "job", "batch", "v1", True, batch_pb2.Job, ()),

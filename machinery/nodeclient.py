@@ -8,10 +8,11 @@ channel keeps its lifetime obvious) and close it when the iterator ends or
 is closed. Failures are machinery.errors.ApiError, translated by
 errors.from_rpc_error (the apiserver sends the rich kctl.v1.Status).
 
-exec_: a reader-writer call; a pump task sends the first request and then
-the `stdin` chunks (and stdin_eof when they end) while the caller iterates
-the responses. Closing the iterator (or cancelling its consumer) cancels the
-call, which cancels the command on the node.
+exec_ and attach: a reader-writer call; a pump task sends the first request
+and then the `stdin` chunks (and stdin_eof when they end), and with a TTY a
+second one the terminal's resizes (the writes share a lock), while the
+caller iterates the responses. Closing the iterator (or cancelling its
+consumer) cancels the call, which cancels the command on the node.
 
 Server side, both the apiserver's proxy and the node agent open an Exec
 stream the same way: `first_request` takes the request naming pod,
@@ -66,13 +67,42 @@ async def logs(target: str, namespace: str, pod: str, container: str = "", follo
         await ch.close()
 
 
-async def exec_(target: str, namespace: str, pod: str, container: str, command: Sequence[str],
-                stdin: AsyncIterator[bytes] | None = None) -> AsyncIterator[node_pb2.ExecResponse]:
-    """Run command in the container; yields output chunks, then one message with exit_code."""
+def exec_(target: str, namespace: str, pod: str, container: str, command: Sequence[str],
+          stdin: AsyncIterator[bytes] | None = None, tty: bool = False, size: tuple[int, int] | None = None,
+          resizes: AsyncIterator[tuple[int, int]] | None = None) -> AsyncIterator[node_pb2.ExecResponse]:
+    """Run command in the container; yields output chunks, then one message with exit_code.
+    With tty, on a pseudo-terminal of `size` (width, height), resized by each `resizes` item."""
     first = node_pb2.ExecRequest(namespace=namespace or "default", pod=pod, container=container or "",
-                                 command=list(command), stdin=stdin is not None, stdin_eof=stdin is None)
+                                 command=list(command), stdin=stdin is not None, stdin_eof=stdin is None, tty=tty)
+    return _session("Exec", target, first, stdin, size, resizes)
+
+
+def attach(target: str, namespace: str, pod: str, container: str, stdin: AsyncIterator[bytes] | None = None,
+           tty: bool = False, size: tuple[int, int] | None = None,
+           resizes: AsyncIterator[tuple[int, int]] | None = None) -> AsyncIterator[node_pb2.ExecResponse]:
+    """Attach to the container's own process: its output (from now on) and, for a
+    `stdin: true` container, its stdin; a `tty: true` container's terminal follows `resizes`."""
+    first = node_pb2.ExecRequest(namespace=namespace or "default", pod=pod, container=container or "",
+                                 stdin=stdin is not None, stdin_eof=stdin is None, tty=tty)
+    return _session("Attach", target, first, stdin, size, resizes)
+
+
+async def _session(rpc: str, target: str, first: node_pb2.ExecRequest, stdin: AsyncIterator[bytes] | None,
+                   size: tuple[int, int] | None,
+                   resizes: AsyncIterator[tuple[int, int]] | None) -> AsyncIterator[node_pb2.ExecResponse]:
+    if size:
+        first.resize.width, first.resize.height = size
     target, ch = _channel(target)
-    call = node_pb2_grpc.NodeAgentStub(ch).Exec()
+    call = getattr(node_pb2_grpc.NodeAgentStub(ch), rpc)()
+    lock = asyncio.Lock()           # one write at a time on the call
+
+    async def write(req: node_pb2.ExecRequest) -> None:
+        async with lock:
+            await call.write(req)
+
+    async def pump_resizes() -> None:
+        async for w, h in resizes:
+            await write(node_pb2.ExecRequest(resize=node_pb2.TerminalSize(width=w, height=h)))
 
     async def pump() -> None:
         try:
@@ -80,19 +110,30 @@ async def exec_(target: str, namespace: str, pod: str, container: str, command: 
             if stdin is not None:
                 async for data in stdin:
                     if data:
-                        await call.write(node_pb2.ExecRequest(stdin_data=data))
-                await call.write(node_pb2.ExecRequest(stdin_eof=True))
-            await call.done_writing()
+                        await write(node_pb2.ExecRequest(stdin_data=data))
+                await write(node_pb2.ExecRequest(stdin_eof=True))
+            if resizes is None:
+                await call.done_writing()
         except (asyncio.InvalidStateError, grpc.aio.AioRpcError, grpc.aio.UsageError):
             pass   # the call ended first; the reader sees why
 
-    pumping = asyncio.create_task(pump(), name=f"exec-stdin-{pod}")
+    pumping = [asyncio.create_task(pump(), name=f"{rpc.lower()}-stdin-{first.pod}")]
+    if resizes is not None:
+        pumping.append(asyncio.create_task(_quietly(pump_resizes()), name=f"{rpc.lower()}-resize-{first.pod}"))
     try:
         async for resp in call:
             yield resp
     except grpc.aio.AioRpcError as exc:
         raise errors.from_rpc_error(exc, target) from exc
     finally:
-        pumping.cancel()
+        for t in pumping:
+            t.cancel()
         call.cancel()
         await ch.close()
+
+
+async def _quietly(coro) -> None:
+    try:
+        await coro
+    except (asyncio.InvalidStateError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+        pass

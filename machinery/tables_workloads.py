@@ -1,4 +1,4 @@
-"""Table columns of the workload kinds (Job, CronJob, DaemonSet,
+"""Table columns of the workload kinds (Job, CronJob, DaemonSet, StatefulSet,
 PodDisruptionBudget, ControllerRevision), as kubectl's printers.go prints
 them; machinery.tables adds them to its PRINTERS, shared by `kctl get` and
 the apiserver's server-side Tables.
@@ -67,6 +67,12 @@ def _daemon_set(d, wide, at):
     return row + [*_containers(d.spec.template), format_selector(d.spec.selector)]
 
 
+def _stateful_set(s, wide, at):
+    """printStatefulSet: READY is readyReplicas/spec.replicas; wide adds containers and images."""
+    row = [s.metadata.name, f"{s.status.ready_replicas}/{s.spec.replicas}", age(s.metadata.creation_timestamp, at)]
+    return row + [*_containers(s.spec.template)]
+
+
 def int_or_string(v) -> str:
     kind = v.WhichOneof("value")
     return "N/A" if kind is None else str(getattr(v, kind))
@@ -92,6 +98,7 @@ WORKLOAD_PRINTERS = {
     "CronJob": Printer(_cols("NAME|SCHEDULE|TIMEZONE|SUSPEND|ACTIVE|LAST SCHEDULE|AGE", WIDE), _all(_cron_job)),
     "DaemonSet": Printer(_cols("NAME|DESIRED|CURRENT|READY|UP-TO-DATE|AVAILABLE|NODE SELECTOR|AGE", WIDE),
                          _all(_daemon_set)),
+    "StatefulSet": Printer(_cols("NAME|READY|AGE", "CONTAINERS|IMAGES"), _all(_stateful_set)),
     "PodDisruptionBudget": Printer(_cols("NAME|MIN AVAILABLE|MAX UNAVAILABLE|ALLOWED DISRUPTIONS|AGE"), _all(_pdb)),
     "ControllerRevision": Printer(_cols("NAME|CONTROLLER|REVISION|AGE"), _all(_controller_revision)),
 }

@@ -44,6 +44,8 @@ class ContainerConfig:
     capabilities_add: list[str] = field(default_factory=list)
     capabilities_drop: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    stdin: bool = False                                # conmon keeps a stdin for attach (`stdin: true`)
+    tty: bool = False                                  # the process runs on a pty held by conmon (`tty: true`)
 
 
 @dataclass

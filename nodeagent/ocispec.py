@@ -7,7 +7,8 @@ a read-only /sys and /sys/fs/cgroup, and "deny all devices" (runc appends its
 own allow-list of /dev/null, /dev/zero, … after the spec's rules).  We only
 change what a pod needs:
 
-* ``terminal`` false: stdout/stderr go to conmon, which writes the CRI log;
+* ``terminal`` false: stdout/stderr go to conmon, which writes the CRI log
+  (true for a ``tty: true`` container: conmon then holds the pty master);
 * args, env, cwd, user, hostname from the ContainerConfig;
 * namespaces: own pid, ipc, uts, mount; the network namespace is *joined* by
   path (the pod sandbox netns), or a fresh isolated one if no path is given;
@@ -87,6 +88,7 @@ def build_spec(cfg: Any, rootfs: str, cgroups_path: str) -> dict[str, Any]:
     spec = copy.deepcopy(_runc_default_spec)
     proc = spec["process"]
     proc["args"] = list(cfg.args)
+    proc["terminal"] = bool(getattr(cfg, "tty", False))
     env = list(cfg.env)
     if not any(e.startswith("PATH=") for e in env):
         env.insert(0, DEFAULT_PATH)

@@ -106,7 +106,8 @@ def container_config(pod: core_pb2.Pod, c: core_pb2.Container, image: Image, san
         **resources(c),
         labels={LABEL_POD_UID: pod.metadata.uid, LABEL_POD_NAME: pod.metadata.name,
                 LABEL_POD_NAMESPACE: pod.metadata.namespace, LABEL_CONTAINER: c.name,
-                LABEL_RESTART: str(restart)})
+                LABEL_RESTART: str(restart)},
+        stdin=c.stdin, tty=c.tty)
 
 
 def resolve_port(c: core_pb2.Container, port) -> int:

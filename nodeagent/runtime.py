@@ -12,7 +12,11 @@ How a container starts (design §4):
    outlives the agent) and reports the PID on its sync pipe (nodeagent/conmon.py).
 4. ``runc --root ROOT/runc start ID``.  conmon stays the container's parent,
    writes the CRI log (``TIME STREAM F|P TEXT``) to ``ROOT/logs/ID.log`` and, at
-   exit, the exit code as a plain integer to ``ROOT/exits/ID``.
+   exit, the exit code as a plain integer to ``ROOT/exits/ID``.  A container
+   with ``stdin`` gets conmon's ``--stdin`` (what attach clients send reaches
+   its stdin; conmon closes it when the first attached client leaves, i.e.
+   Kubernetes' ``stdinOnce``), with ``tty`` conmon's ``--terminal`` (conmon
+   holds the pty master; ``attach.py`` resizes it from the slave side).
 
 cgroups (nodeagent/cgroups.py): ``cgroupsPath`` is absolute, ``/PARENT/ID``
 (PARENT defaults to "kctl"), so runc creates ``<hierarchy>/PARENT/ID`` in
@@ -96,6 +100,10 @@ class Runtime:
             raise ContainerRuntimeError(f"invalid container id {cid!r}")
         return self.ctrs / cid
 
+    def bundle(self, cid: str) -> Path:
+        """The container's bundle directory (config.json, pidfile, conmon's attach socket)."""
+        return self._dir(cid)
+
     def cgroup_dirs(self, cid: str | None = None) -> list[Path]:
         """The container's (or, with None, the parent's) directory in every hierarchy."""
         return cgroups.dirs(self.cgroup_parent if cid is None else f"{self.cgroup_parent}/{cid}")
@@ -172,7 +180,8 @@ class Runtime:
             "-r", RUNC, "--runtime-arg", f"--root={self.runc_root}",
             "-b", str(d), "-p", str(d / "pidfile"), "-P", str(d / "conmon.pid"),
             "-l", f"k8s-file:{self.logs / (cfg.id + '.log')}",
-            "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks)])
+            "--exit-dir", str(self.exits), "--socket-dir-path", str(self.socks),
+            *(["--stdin"] if cfg.stdin else []), *(["--terminal"] if cfg.tty else [])])
         meta["started_at"] = time.time()
         (d / "meta.json").write_text(json.dumps(meta))
         return pid
@@ -342,9 +351,13 @@ class Runtime:
         cgroups.prune(self.cgroup_parent)
 
     # ------------------------------------------------------------------ exec / logs
-    async def start_exec(self, cid: str, argv: list[str], *,
-                         stdin: bool = False) -> tuple[asyncio.subprocess.Process, Path]:
+    async def start_exec(self, cid: str, argv: list[str], *, stdin: bool = False,
+                         tty: int | None = None) -> tuple[asyncio.subprocess.Process, Path]:
         """Start ``runc exec --pid-file PIDFILE CID ARGV`` with pipes; return (process, pidfile).
+
+        With ``tty`` (the slave fd of a pseudo-terminal, nodeagent/tty.py), ``runc exec --tty``
+        runs in the foreground with that terminal as its stdio: runc allocates the container's
+        own pty and copies between the two (and resizes it on SIGWINCH).
 
         Always end it with ``processes.end_exec`` (which kills the command if it still runs)."""
         if not self.exists(cid):
@@ -352,11 +365,13 @@ class Runtime:
         if (self.exits / cid).exists():
             raise ContainerNotRunning(f"exec in {cid}: container is not running")
         pidfile = self._dir(cid) / f"exec-{os.getpid()}-{time.monotonic_ns()}.pid"
+        pipe = asyncio.subprocess.PIPE
+        stdio = dict(stdin=tty, stdout=tty, stderr=tty, start_new_session=True) if tty is not None else dict(
+            stdin=pipe if stdin else asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe)
         try:
             proc = await asyncio.create_subprocess_exec(
-                RUNC, "--root", str(self.runc_root), "exec", "--pid-file", str(pidfile), cid, *argv,
-                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                RUNC, "--root", str(self.runc_root), "exec", *(["--tty"] if tty is not None else []),
+                "--pid-file", str(pidfile), cid, *argv, **stdio)
         except OSError as exc:
             OP_ERRORS.labels("exec").inc()
             raise ContainerRuntimeError(f"exec in {cid}: {exc}") from exc

@@ -1,53 +1,63 @@
-"""The agent's gRPC service ``kctl.v1.NodeAgent`` (proto/node.proto): Logs and Exec.
+"""The agent's gRPC service ``kctl.v1.NodeAgent`` (proto/node.proto): Logs, Exec, Attach, PortForward.
 
 Served on ``NODE_IP:PORT`` (the Node's ``kctl.io/agent-endpoint``
-annotation); the apiserver proxies ``kctl logs`` / ``kctl exec`` here.
+annotation); the apiserver proxies ``logs``, ``exec``, ``attach`` and
+``port-forward`` here (for kctl over gRPC, for kubectl over HTTP).
 
 * ``Logs``: the pod's container is found through the agent's pod workers
   (namespace/name -> worker -> container record -> runtime id; ``previous``
   picks the previous instance).  Without ``follow`` the CRI log file is read
-  once (``tail_lines`` honoured); with it, ``Runtime.follow_log`` streams until
-  the container exits or the client cancels.
+  once; with it, ``Runtime.follow_log`` streams until the container exits or
+  the client cancels.  ``since_time``/``since_seconds`` drop older lines,
+  then ``tail_lines`` keeps the last ones (Kubernetes' order).
 * ``Exec``: the first request names pod, container and command; the command
-  runs under ``runc exec``, started by ``Runtime.start_exec`` (the same
-  process ``Runtime.exec`` uses) with streaming pipes.  Three tasks run concurrently per call: stdin pump (later
-  request messages -> the process' stdin), and one reader per output pipe
-  that put chunks on one queue; the handler yields from that queue, and after
-  both pipes closed, the exit code as the final message.  Cancelling the call
-  (the client going away, or the apiserver's proxy cancelling its call) kills
-  the exec'd command — its process group and every descendant, found from the
-  PID runc wrote with ``--pid-file`` — and runc exec then exits by itself
+  runs under ``runc exec`` (``Runtime.start_exec``), with pipes, or with
+  ``tty`` on a pseudo-terminal (nodeagent/tty.py).  ``Attach`` is the same
+  call shape on the container's own process (nodeagent/attach.py).  Both are
+  driven by ``sessions.drive``: requests (stdin, its end, resizes) feed the
+  session while its output is yielded, then the exit code.  Cancelling the
+  call (the client going away, or the apiserver's proxy cancelling its call)
+  kills the exec'd command — its process group and every descendant
   (``end_exec``, nodeagent/processes.py).
+* ``PortForward``: one call per forwarded connection; the agent connects to
+  ``localhost:PORT`` inside the pod's netns (nodeagent/portforward.py) and
+  relays bytes both ways; the call ends when the pod side closes (or the
+  client cancels).  A connection that cannot be made is one response
+  carrying ``error`` (the client may already be writing: a call aborted
+  under its writes reaches it as INTERNAL, losing the reason).
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
 
 Bounds (whatever a client sends or fails to read): a request message is at
 most MAX_REQUEST_BYTES (1 MiB; kctl sends stdin in 64 KiB chunks); at most
-MAX_EXEC_SESSIONS exec calls and MAX_LOG_STREAMS log calls run at once
-(more get RESOURCE_EXHAUSTED); an exec's output waits in a queue of at
-most EXEC_QUEUE chunks of 64 KiB, so a client that stops reading stops the
-readers, the pipes fill and the command blocks instead of the agent's
-memory growing.
+MAX_EXEC_SESSIONS exec and attach calls, MAX_LOG_STREAMS log calls and as
+many port forwards run at once (more get RESOURCE_EXHAUSTED); an exec's
+output waits in a queue of at most sessions.EXEC_QUEUE chunks of 64 KiB,
+so a client that stops reading stops the readers, the pipes fill and the
+command blocks instead of the agent's memory growing.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from datetime import datetime, timedelta, timezone
 
 import grpc
 
 from machinery import nodeclient
 from machinery.pb import node_pb2, node_pb2_grpc
+from nodeagent import attach, portforward
 from nodeagent.errors import ContainerNotFound, ContainerNotRunning, NodeAgentError
-from nodeagent.processes import end_exec
+from nodeagent.sessions import PipeSession, TtySession, drive
+from nodeagent.tty import Terminal
 
 log = logging.getLogger("kctl.nodeagent.server")
 
 MAX_REQUEST_BYTES = 1024 * 1024
 MAX_EXEC_SESSIONS = 32
 MAX_LOG_STREAMS = 64
-EXEC_QUEUE = 16
 
 
 class _Slots:
@@ -66,15 +76,35 @@ class _Slots:
         self.current -= 1
 
 
+def parse_time(text: str) -> datetime:
+    """An RFC3339 time with up to nanoseconds (CRI log stamps, sinceTime) as an aware datetime."""
+    text = text.strip().replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(digits, 6)].ljust(6, '0')}{rest[digits:]}"
+    return datetime.fromisoformat(text)
+
+
+def since_cutoff(request: node_pb2.LogsRequest) -> datetime | None:
+    if request.HasField("since_seconds"):
+        return datetime.now(timezone.utc) - timedelta(seconds=request.since_seconds)
+    return parse_time(request.since_time) if request.since_time else None
+
+
 class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
     def __init__(self, agent) -> None:
         self.agent = agent
         self.exec_slots = _Slots("exec sessions", MAX_EXEC_SESSIONS)
         self.log_slots = _Slots("log streams", MAX_LOG_STREAMS)
+        self.forward_slots = _Slots("port forwards", MAX_LOG_STREAMS)
+
+    def _worker(self, namespace: str, pod: str):
+        return next((w for w in self.agent.workers.values()
+                     if w.pod.metadata.namespace == (namespace or "default") and w.pod.metadata.name == pod), None)
 
     async def _container(self, context, namespace: str, pod: str, container: str, previous: bool = False) -> str:
-        w = next((w for w in self.agent.workers.values()
-                  if w.pod.metadata.namespace == (namespace or "default") and w.pod.metadata.name == pod), None)
+        w = self._worker(namespace, pod)
         if w is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f'pod "{pod}" not found on node {self.agent.node_name}')
         names = [c.name for c in w.pod.spec.containers]
@@ -112,11 +142,21 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         cid = await self._container(context, request.namespace, request.pod, request.container, request.previous)
         rt = self.agent.runtime
         tail = request.tail_lines if request.HasField("tail_lines") else None
+        try:
+            cutoff = since_cutoff(request)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid sinceTime {request.since_time!r}")
 
         def chunk(e) -> node_pb2.LogChunk:
             text = f"{e.time} {e.text}\n" if request.timestamps else e.text + "\n"
             return node_pb2.LogChunk(data=text.encode(), stream=e.stream)
-        entries = rt.read_log(cid)
+
+        def recent(e) -> bool:
+            try:
+                return cutoff is None or parse_time(e.time) >= cutoff
+            except ValueError:
+                return True
+        entries = [e for e in rt.read_log(cid) if recent(e)]
         if not request.follow:
             for e in (entries[-tail:] if tail else [] if tail == 0 else entries):
                 yield chunk(e)
@@ -124,9 +164,10 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         skip = len(entries) - tail if tail is not None else 0
         n = 0
         async for e in rt.follow_log(cid):
-            n += 1
-            if n > skip:
-                yield chunk(e)
+            if recent(e):
+                n += 1
+                if n > skip:
+                    yield chunk(e)
 
     async def Exec(self, request_iterator, context):
         async for msg in self._slotted(self.exec_slots, context, self._exec(request_iterator, context)):
@@ -145,60 +186,82 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             yield node_pb2.ExecResponse(stdout=out, stderr=err)
             yield node_pb2.ExecResponse(exit_code=code)
             return
+        term = Terminal(first.resize.width, first.resize.height) if first.tty else None
         try:
-            proc, pidfile = await rt.start_exec(cid, list(first.command), stdin=first.stdin)
+            proc, pidfile = await rt.start_exec(cid, list(first.command), stdin=first.stdin,
+                                                tty=term.slave if term else None)
         except (ContainerNotFound, ContainerNotRunning):     # exited (or removed) meanwhile
+            if term:
+                term.close()
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "container is not running")
-        queue: asyncio.Queue = asyncio.Queue(EXEC_QUEUE)    # bounded: a slow reader stalls the pipes
+        if term:
+            term.close_slave()
+        session = TtySession(proc, pidfile, term) if term else PipeSession(proc, pidfile)
+        async with contextlib.aclosing(drive(session, first, it)) as responses:
+            async for resp in responses:
+                yield resp
+
+    async def Attach(self, request_iterator, context):
+        async for msg in self._slotted(self.exec_slots, context, self._attach(request_iterator, context)):
+            yield msg
+
+    async def _attach(self, request_iterator, context):
+        first, it = await nodeclient.first_request(request_iterator)
+        if first is None:
+            return
+        cid = await self._container(context, first.namespace, first.pod, first.container)
+        rt = self.agent.runtime
+        if not hasattr(rt, "start_exec"):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "attach is not supported by this runtime")
+        bundle = rt.bundle(cid)
+        try:
+            sock = attach.connect(bundle)
+        except ContainerNotRunning as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"container is not running ({exc})")
+        async with contextlib.aclosing(drive(attach.AttachSession(sock, bundle), first, it)) as responses:
+            async for resp in responses:
+                yield resp
+
+    async def PortForward(self, request_iterator, context):
+        async for msg in self._slotted(self.forward_slots, context, self._port_forward(request_iterator, context)):
+            yield msg
+
+    async def _port_forward(self, request_iterator, context):
+        first, it = await nodeclient.first_request(request_iterator)
+        if first is None:
+            return
+        w = self._worker(first.namespace, first.pod)
+        if w is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f'pod "{first.pod}" not found on node {self.agent.node_name}')
+        pids = [r.state.pid for r in w.records.values() if r.cid and r.state is not None and r.state.pid]
+        if not pids:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"pod {first.pod} has no running container")
+        try:
+            reader, writer = await portforward.connect(f"/proc/{pids[0]}/ns/net", first.port)
+        except NodeAgentError as exc:
+            yield node_pb2.PortForwardResponse(error=str(exc))
+            return
 
         async def pump_in() -> None:
-            try:
-                if first.stdin_data:
-                    proc.stdin.write(first.stdin_data)
-                if not first.stdin_eof:
-                    async for req in it:
-                        if req.stdin_data:
-                            proc.stdin.write(req.stdin_data)
-                            await proc.stdin.drain()
-                        if req.stdin_eof:
-                            break
-            except (ConnectionError, BrokenPipeError):
-                pass
-            finally:
-                proc.stdin.close()
-
-        async def pump_out(stream, field: str) -> None:
-            while data := await stream.read(65536):
-                await queue.put(node_pb2.ExecResponse(**{field: data}))
-            await queue.put(None)
-
-        tasks = [asyncio.create_task(pump_out(proc.stdout, "stdout")),
-                 asyncio.create_task(pump_out(proc.stderr, "stderr"))]
-        if first.stdin:
-            tasks.append(asyncio.create_task(pump_in()))
+            with contextlib.suppress(ConnectionError):
+                writer.write(first.data)
+                async for req in it:
+                    if req.data:
+                        writer.write(req.data)
+                        await writer.drain()
+                    if req.eof:
+                        break
+                writer.write_eof()
+        pumping = asyncio.create_task(pump_in())
         try:
-            open_pipes = 2
-            while open_pipes:
-                msg = await queue.get()
-                if msg is None:
-                    open_pipes -= 1
-                else:
-                    yield msg
-            code = await proc.wait()
-            yield node_pb2.ExecResponse(exit_code=code)
+            while data := await reader.read(65536):
+                yield node_pb2.PortForwardResponse(data=data)
+        except ConnectionError:
+            pass
         finally:
-            for t in tasks:
-                t.cancel()
-            # read what is left to EOF, discarded: a paused pipe would keep proc.wait() waiting
-            drains = [asyncio.create_task(_discard(s)) for s in (proc.stdout, proc.stderr)]
-            await end_exec(proc, pidfile)     # cancelled: kill the command, children included
-            for t in drains:
-                t.cancel()
-
-
-async def _discard(stream) -> None:
-    while await stream.read(65536):
-        pass
+            pumping.cancel()
+            writer.close()
 
 
 async def serve(agent, listen: str) -> None:

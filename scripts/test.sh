@@ -18,4 +18,10 @@ bash deploy/install.sh
 if ! command -v vagrant >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends vagrant >/dev/null
 fi
+# Test-only Debian packages: chromium is the headless browser the dashboard
+# tests drive over its DevTools protocol (tests/integration/test_dashboard_browser.py,
+# tests/e2e/test_lab_dashboard.py).
+if ! command -v chromium >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 exec scripts/run-pytest.sh "$@"

@@ -13,6 +13,9 @@ resourceVersion. The package is a translation only:
 * resources.py     GET/LIST/POST/PUT/PATCH/DELETE and delete collection
 * watch.py         ?watch=true as chunked JSON lines
 * subresources.py  scale, binding, eviction (status is in resources.py)
+* streams.py       pods' log, exec and attach (WebSocket), through the
+                   node proxy (apiserver/nodeproxy.py)
+* portforward.py   pods' portforward (WebSocket, SPDY/3.1 tunnelled)
 * wire.py          JSON bodies in; objects, lists, Tables, Status out
 
 Errors are metav1.Status JSON built from the same Status a gRPC error
@@ -33,6 +36,8 @@ from aiohttp import web
 from apiserver import limits
 from apiserver.http import discovery, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
+from apiserver.http.portforward import PortForward
+from apiserver.http.streams import Streams
 from apiserver.http.subresources import Subresources
 from apiserver.http.watch import watch, watching
 from apiserver.verbs import Verbs
@@ -41,15 +46,18 @@ from machinery import errors
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+STREAMS = {"log": ("GET",), "exec": ("GET", "POST"), "attach": ("GET", "POST"), "portforward": ("GET", "POST")}
 
 
 class Api:
     """The resource routes of one apiserver."""
 
-    def __init__(self, verbs: Verbs):
+    def __init__(self, verbs: Verbs, proxy=None):
         self.verbs = verbs
         self.res = Resources(verbs)
         self.sub = Subresources(self.res)
+        self.streams = Streams(proxy) if proxy is not None else None
+        self.ports = PortForward(proxy) if proxy is not None else None
 
     async def core(self, request: web.Request) -> web.StreamResponse:
         return await self.dispatch(request, "", request.match_info["version"], request.match_info.get("tail", ""))
@@ -85,6 +93,11 @@ class Api:
             return sub.eviction if method == "POST" else None
         if t.sub == "binding":
             return sub.binding if method == "POST" else None
+        if t.sub in STREAMS:
+            if self.streams is None:
+                return None
+            owner = self.ports if t.sub == "portforward" else self.streams
+            return getattr(owner, t.sub) if method in STREAMS[t.sub] else None
         if t.sub:   # status
             return {"GET": res.get, "PUT": res.update, "PATCH": res.patch}.get(method)
         return {"GET": res.get, "PUT": res.update, "PATCH": res.patch, "DELETE": res.delete}.get(method)
@@ -112,8 +125,8 @@ async def statuses(request: web.Request, handler) -> web.StreamResponse:
         return wire.error_response(errors.ApiError(f"internal error: {type(exc).__name__}: {exc}"))
 
 
-def make_app(verbs: Verbs) -> web.Application:
-    api = Api(verbs)
+def make_app(verbs: Verbs, proxy=None) -> web.Application:
+    api = Api(verbs, proxy)
     app = web.Application(middlewares=[statuses, *limits.http_middlewares(getattr(verbs, "limiter", None))],
                           client_max_size=wire.MAX_BODY)
     app.add_routes(discovery.routes())
@@ -125,10 +138,11 @@ def make_app(verbs: Verbs) -> web.Application:
     return app
 
 
-async def serve(verbs: Verbs, listen: str) -> web.AppRunner:
-    """Bind and start serving on HOST:PORT; returns the runner to clean up."""
+async def serve(verbs: Verbs, listen: str, proxy=None) -> web.AppRunner:
+    """Bind and start serving on HOST:PORT; returns the runner to clean up. `proxy` (the
+    apiserver's NodeProxy) serves pods' log/exec/attach/portforward."""
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(verbs), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(make_app(verbs, proxy), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), reuse_address=True)
     try:

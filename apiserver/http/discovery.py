@@ -20,7 +20,8 @@ from machinery import errors, kinds, openapi
 
 KUBE_VERSION = ("1", "32", "v1.32.0")   # the Kubernetes API kctl's HTTP API emulates
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-IN_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "DaemonSet", "Job", "CronJob"}  # Kubernetes' "all" category
+# Kubernetes' "all" category
+IN_ALL = {"Pod", "Service", "ReplicaSet", "Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob"}
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
@@ -29,11 +30,15 @@ def subresources(info: kinds.KindInfo) -> list[tuple[str, str, str, str, list[st
     out = []
     if info.has_status:
         out.append(("status", info.group, info.version, info.kind, ["get", "patch", "update"]))
-    if info.kind in ("Deployment", "ReplicaSet"):
+    if info.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         out.append(("scale", "autoscaling", "v1", "Scale", ["get", "patch", "update"]))
     if info.kind == "Pod":
         out.append(("binding", "", "v1", "Binding", ["create"]))
         out.append(("eviction", "policy", "v1", "Eviction", ["create"]))
+        out.append(("log", "", "v1", "Pod", ["get"]))
+        for sub, kind in (("exec", "PodExecOptions"), ("attach", "PodAttachOptions"),
+                          ("portforward", "PodPortForwardOptions")):
+            out.append((sub, "", "v1", kind, ["create", "get"]))
     return out
 
 

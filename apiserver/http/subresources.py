@@ -1,4 +1,4 @@
-"""Subresources over HTTP: `scale` (autoscaling/v1 Scale of Deployments and
+"""Subresources over HTTP: `scale` (autoscaling/v1 Scale of Deployments, StatefulSets and
 ReplicaSets: GET, PUT, PATCH), `binding` and `eviction` of pods (POST).
 `status` is the plain object path with the status verb (resources.py).
 

@@ -26,51 +26,68 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from machinery.pb import meta_pb2 as machinery_dot_pb_dot_meta__pb2
 from machinery.pb import core_pb2 as machinery_dot_pb_dot_core__pb2
+from machinery.pb import storage_pb2 as machinery_dot_pb_dot_storage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17machinery/pb/apps.proto\x12\x07kctl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17machinery/pb/meta.proto\x1a\x17machinery/pb/core.proto\"\xa5\x01\n\x0eReplicaSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\x02 \x01(\x05\x12(\n\x08selector\x18\x03 \x01(\x0b\x32\x16.kctl.v1.LabelSelector\x12*\n\x08template\x18\x04 \x01(\x0b\x32\x18.kctl.v1.PodTemplateSpecB\x0b\n\t_replicas\"\x8e\x01\n\x13ReplicaSetCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x38\n\x14last_transition_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xc7\x01\n\x10ReplicaSetStatus\x12\x10\n\x08replicas\x18\x01 \x01(\x05\x12\x1e\n\x16\x66ully_labeled_replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12\x30\n\nconditions\x18\x06 \x03(\x0b\x32\x1c.kctl.v1.ReplicaSetCondition\"\xa8\x01\n\nReplicaSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12%\n\x04spec\x18\x04 \x01(\x0b\x32\x17.kctl.v1.ReplicaSetSpec\x12)\n\x06status\x18\x05 \x01(\x0b\x32\x19.kctl.v1.ReplicaSetStatus\"q\n\x17RollingUpdateDeployment\x12-\n\x0fmax_unavailable\x18\x01 \x01(\x0b\x32\x14.kctl.v1.IntOrString\x12\'\n\tmax_surge\x18\x02 \x01(\x0b\x32\x14.kctl.v1.IntOrString\"\\\n\x12\x44\x65ploymentStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x38\n\x0erolling_update\x18\x02 \x01(\x0b\x32 .kctl.v1.RollingUpdateDeployment\"\xea\x02\n\x0e\x44\x65ploymentSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12(\n\x08selector\x18\x02 \x01(\x0b\x32\x16.kctl.v1.LabelSelector\x12*\n\x08template\x18\x03 \x01(\x0b\x32\x18.kctl.v1.PodTemplateSpec\x12-\n\x08strategy\x18\x04 \x01(\x0b\x32\x1b.kctl.v1.DeploymentStrategy\x12\x19\n\x11min_ready_seconds\x18\x05 \x01(\x05\x12#\n\x16revision_history_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12&\n\x19progress_deadline_seconds\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\x0b\n\t_replicasB\x19\n\x17_revision_history_limitB\x1c\n\x1a_progress_deadline_seconds\"\xc4\x01\n\x13\x44\x65ploymentCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x34\n\x10last_update_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14last_transition_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"\x91\x02\n\x10\x44\x65ploymentStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x03 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x04 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x05 \x01(\x05\x12\x1c\n\x14unavailable_replicas\x18\x06 \x01(\x05\x12\x30\n\nconditions\x18\x07 \x03(\x0b\x32\x1c.kctl.v1.DeploymentCondition\x12\x1c\n\x0f\x63ollision_count\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_collision_count\"\xa8\x01\n\nDeployment\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12%\n\x04spec\x18\x04 \x01(\x0b\x32\x17.kctl.v1.DeploymentSpec\x12)\n\x06status\x18\x05 \x01(\x0b\x32\x19.kctl.v1.DeploymentStatus\"\xfc\x01\n\tLeaseSpec\x12\x17\n\x0fholder_identity\x18\x01 \x01(\t\x12#\n\x16lease_duration_seconds\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x30\n\x0c\x61\x63quire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrenew_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x11lease_transitions\x18\x05 \x01(\x05H\x01\x88\x01\x01\x42\x19\n\x17_lease_duration_secondsB\x14\n\x12_lease_transitions\"s\n\x05Lease\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12 \n\x04spec\x18\x04 \x01(\x0b\x32\x12.kctl.v1.LeaseSpec\"p\n\x16RollingUpdateDaemonSet\x12-\n\x0fmax_unavailable\x18\x01 \x01(\x0b\x32\x14.kctl.v1.IntOrString\x12\'\n\tmax_surge\x18\x02 \x01(\x0b\x32\x14.kctl.v1.IntOrString\"`\n\x17\x44\x61\x65monSetUpdateStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x37\n\x0erolling_update\x18\x02 \x01(\x0b\x32\x1f.kctl.v1.RollingUpdateDaemonSet\"\xfb\x01\n\rDaemonSetSpec\x12(\n\x08selector\x18\x01 \x01(\x0b\x32\x16.kctl.v1.LabelSelector\x12*\n\x08template\x18\x02 \x01(\x0b\x32\x18.kctl.v1.PodTemplateSpec\x12\x39\n\x0fupdate_strategy\x18\x03 \x01(\x0b\x32 .kctl.v1.DaemonSetUpdateStrategy\x12\x19\n\x11min_ready_seconds\x18\x04 \x01(\x05\x12#\n\x16revision_history_limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x19\n\x17_revision_history_limit\"\x8d\x01\n\x12\x44\x61\x65monSetCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x38\n\x14last_transition_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xe0\x02\n\x0f\x44\x61\x65monSetStatus\x12 \n\x18\x63urrent_number_scheduled\x18\x01 \x01(\x05\x12\x1b\n\x13number_misscheduled\x18\x02 \x01(\x05\x12 \n\x18\x64\x65sired_number_scheduled\x18\x03 \x01(\x05\x12\x14\n\x0cnumber_ready\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12 \n\x18updated_number_scheduled\x18\x06 \x01(\x05\x12\x18\n\x10number_available\x18\x07 \x01(\x05\x12\x1a\n\x12number_unavailable\x18\x08 \x01(\x05\x12\x1c\n\x0f\x63ollision_count\x18\t \x01(\x05H\x00\x88\x01\x01\x12/\n\nconditions\x18\n \x03(\x0b\x32\x1b.kctl.v1.DaemonSetConditionB\x12\n\x10_collision_count\"\xa5\x01\n\tDaemonSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.kctl.v1.DaemonSetSpec\x12(\n\x06status\x18\x05 \x01(\x0b\x32\x18.kctl.v1.DaemonSetStatus\"\x97\x01\n\x12\x43ontrollerRevision\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08revision\x18\x05 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17machinery/pb/apps.proto\x12\x07kctl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17machinery/pb/meta.proto\x1a\x17machinery/pb/core.proto\x1a\x1amachinery/pb/storage.proto\"\xa5\x01\n\x0eReplicaSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\x02 \x01(\x05\x12(\n\x08selector\x18\x03 \x01(\x0b\x32\x16.kctl.v1.LabelSelector\x12*\n\x08template\x18\x04 \x01(\x0b\x32\x18.kctl.v1.PodTemplateSpecB\x0b\n\t_replicas\"\x8e\x01\n\x13ReplicaSetCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x38\n\x14last_transition_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xc7\x01\n\x10ReplicaSetStatus\x12\x10\n\x08replicas\x18\x01 \x01(\x05\x12\x1e\n\x16\x66ully_labeled_replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12\x30\n\nconditions\x18\x06 \x03(\x0b\x32\x1c.kctl.v1.ReplicaSetCondition\"\xa8\x01\n\nReplicaSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12%\n\x04spec\x18\x04 \x01(\x0b\x32\x17.kctl.v1.ReplicaSetSpec\x12)\n\x06status\x18\x05 \x01(\x0b\x32\x19.kctl.v1.ReplicaSetStatus\"q\n\x17RollingUpdateDeployment\x12-\n\x0fmax_unavailable\x18\x01 \x01(\x0b\x32\x14.kctl.v1.IntOrString\x12\'\n\tmax_surge\x18\x02 \x01(\x0b\x32\x14.kctl.v1.IntOrString\"\\\n\x12\x44\x65ploymentStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x38\n\x0erolling_update\x18\x02 \x01(\x0b\x32 .kctl.v1.RollingUpdateDeployment\"\xea\x02\n\x0e\x44\x65ploymentSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12(\n\x08selector\x18\x02 \x01(\x0b\x32\x16.kctl.v1.LabelSelector\x12*\n\x08template\x18\x03 \x01(\x0b\x32\x18.kctl.v1.PodTemplateSpec\x12-\n\x08strategy\x18\x04 \x01(\x0b\x32\x1b.kctl.v1.DeploymentStrategy\x12\x19\n\x11min_ready_seconds\x18\x05 \x01(\x05\x12#\n\x16revision_history_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12&\n\x19progress_deadline_seconds\x18\x08 \x01(\x05H\x02\x88\x01\x01\x42\x0b\n\t_replicasB\x19\n\x17_revision_history_limitB\x1c\n\x1a_progress_deadline_seconds\"\xc4\x01\n\x13\x44\x65ploymentCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x34\n\x10last_update_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14last_transition_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"\x91\x02\n\x10\x44\x65ploymentStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x03 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x04 \x01(\x05\x12\x1a\n\x12\x61vailable_replicas\x18\x05 \x01(\x05\x12\x1c\n\x14unavailable_replicas\x18\x06 \x01(\x05\x12\x30\n\nconditions\x18\x07 \x03(\x0b\x32\x1c.kctl.v1.DeploymentCondition\x12\x1c\n\x0f\x63ollision_count\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_collision_count\"\xa8\x01\n\nDeployment\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12%\n\x04spec\x18\x04 \x01(\x0b\x32\x17.kctl.v1.DeploymentSpec\x12)\n\x06status\x18\x05 \x01(\x0b\x32\x19.kctl.v1.DeploymentStatus\"\xfc\x01\n\tLeaseSpec\x12\x17\n\x0fholder_identity\x18\x01 \x01(\t\x12#\n\x16lease_duration_seconds\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x30\n\x0c\x61\x63quire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrenew_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1e\n\x11lease_transitions\x18\x05 \x01(\x05H\x01\x88\x01\x01\x42\x19\n\x17_lease_duration_secondsB\x14\n\x12_lease_transitions\"s\n\x05Lease\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12 \n\x04spec\x18\x04 \x01(\x0b\x32\x12.kctl.v1.LeaseSpec\"p\n\x16RollingUpdateDaemonSet\x12-\n\x0fmax_unavailable\x18\x01 \x01(\x0b\x32\x14.kctl.v1.IntOrString\x12\'\n\tmax_surge\x18\x02 \x01(\x0b\x32\x14.kctl.v1.IntOrString\"`\n\x17\x44\x61\x65monSetUpdateStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x37\n\x0erolling_update\x18\x02 \x01(\x0b\x32\x1f.kctl.v1.RollingUpdateDaemonSet\"\xfb\x01\n\rDaemonSetSpec\x12(\n\x08selector\x18\x01 \x01(\x0b\x32\x16.kctl.v1.LabelSelector\x12*\n\x08template\x18\x02 \x01(\x0b\x32\x18.kctl.v1.PodTemplateSpec\x12\x39\n\x0fupdate_strategy\x18\x03 \x01(\x0b\x32 .kctl.v1.DaemonSetUpdateStrategy\x12\x19\n\x11min_ready_seconds\x18\x04 \x01(\x05\x12#\n\x16revision_history_limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x19\n\x17_revision_history_limit\"\x8d\x01\n\x12\x44\x61\x65monSetCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x38\n\x14last_transition_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xe0\x02\n\x0f\x44\x61\x65monSetStatus\x12 \n\x18\x63urrent_number_scheduled\x18\x01 \x01(\x05\x12\x1b\n\x13number_misscheduled\x18\x02 \x01(\x05\x12 \n\x18\x64\x65sired_number_scheduled\x18\x03 \x01(\x05\x12\x14\n\x0cnumber_ready\x18\x04 \x01(\x05\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x03\x12 \n\x18updated_number_scheduled\x18\x06 \x01(\x05\x12\x18\n\x10number_available\x18\x07 \x01(\x05\x12\x1a\n\x12number_unavailable\x18\x08 \x01(\x05\x12\x1c\n\x0f\x63ollision_count\x18\t \x01(\x05H\x00\x88\x01\x01\x12/\n\nconditions\x18\n \x03(\x0b\x32\x1b.kctl.v1.DaemonSetConditionB\x12\n\x10_collision_count\"\xa5\x01\n\tDaemonSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12$\n\x04spec\x18\x04 \x01(\x0b\x32\x16.kctl.v1.DaemonSetSpec\x12(\n\x06status\x18\x05 \x01(\x0b\x32\x18.kctl.v1.DaemonSetStatus\"w\n RollingUpdateStatefulSetStrategy\x12\x16\n\tpartition\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12-\n\x0fmax_unavailable\x18\x02 \x01(\x0b\x32\x14.kctl.v1.IntOrStringB\x0c\n\n_partition\"l\n\x19StatefulSetUpdateStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x41\n\x0erolling_update\x18\x02 \x01(\x0b\x32).kctl.v1.RollingUpdateStatefulSetStrategy\"\\\n/StatefulSetPersistentVolumeClaimRetentionPolicy\x12\x14\n\x0cwhen_deleted\x18\x01 \x01(\t\x12\x13\n\x0bwhen_scaled\x18\x02 \x01(\t\"$\n\x13StatefulSetOrdinals\x12\r\n\x05start\x18\x01 \x01(\x05\"\xb4\x04\n\x0fStatefulSetSpec\x12\x15\n\x08replicas\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12(\n\x08selector\x18\x02 \x01(\x0b\x32\x16.kctl.v1.LabelSelector\x12*\n\x08template\x18\x03 \x01(\x0b\x32\x18.kctl.v1.PodTemplateSpec\x12>\n\x16volume_claim_templates\x18\x04 \x03(\x0b\x32\x1e.kctl.v1.PersistentVolumeClaim\x12\x14\n\x0cservice_name\x18\x05 \x01(\t\x12\x1d\n\x15pod_management_policy\x18\x06 \x01(\t\x12;\n\x0fupdate_strategy\x18\x07 \x01(\x0b\x32\".kctl.v1.StatefulSetUpdateStrategy\x12#\n\x16revision_history_limit\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x19\n\x11min_ready_seconds\x18\t \x01(\x05\x12j\n(persistent_volume_claim_retention_policy\x18\n \x01(\x0b\x32\x38.kctl.v1.StatefulSetPersistentVolumeClaimRetentionPolicy\x12.\n\x08ordinals\x18\x0b \x01(\x0b\x32\x1c.kctl.v1.StatefulSetOrdinalsB\x0b\n\t_replicasB\x19\n\x17_revision_history_limit\"\x8f\x01\n\x14StatefulSetCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x38\n\x14last_transition_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xc2\x02\n\x11StatefulSetStatus\x12\x1b\n\x13observed_generation\x18\x01 \x01(\x03\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x16\n\x0eready_replicas\x18\x03 \x01(\x05\x12\x18\n\x10\x63urrent_replicas\x18\x04 \x01(\x05\x12\x18\n\x10updated_replicas\x18\x05 \x01(\x05\x12\x18\n\x10\x63urrent_revision\x18\x06 \x01(\t\x12\x17\n\x0fupdate_revision\x18\x07 \x01(\t\x12\x1c\n\x0f\x63ollision_count\x18\t \x01(\x05H\x00\x88\x01\x01\x12\x31\n\nconditions\x18\n \x03(\x0b\x32\x1d.kctl.v1.StatefulSetCondition\x12\x1a\n\x12\x61vailable_replicas\x18\x0b \x01(\x05\x42\x12\n\x10_collision_count\"\xab\x01\n\x0bStatefulSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12&\n\x04spec\x18\x04 \x01(\x0b\x32\x18.kctl.v1.StatefulSetSpec\x12*\n\x06status\x18\x05 \x01(\x0b\x32\x1a.kctl.v1.StatefulSetStatus\"\x97\x01\n\x12\x43ontrollerRevision\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08revision\x18\x05 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'machinery.pb.apps_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLICASETSPEC']._serialized_start=150
-  _globals['_REPLICASETSPEC']._serialized_end=315
-  _globals['_REPLICASETCONDITION']._serialized_start=318
-  _globals['_REPLICASETCONDITION']._serialized_end=460
-  _globals['_REPLICASETSTATUS']._serialized_start=463
-  _globals['_REPLICASETSTATUS']._serialized_end=662
-  _globals['_REPLICASET']._serialized_start=665
-  _globals['_REPLICASET']._serialized_end=833
-  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_start=835
-  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_end=948
-  _globals['_DEPLOYMENTSTRATEGY']._serialized_start=950
-  _globals['_DEPLOYMENTSTRATEGY']._serialized_end=1042
-  _globals['_DEPLOYMENTSPEC']._serialized_start=1045
-  _globals['_DEPLOYMENTSPEC']._serialized_end=1407
-  _globals['_DEPLOYMENTCONDITION']._serialized_start=1410
-  _globals['_DEPLOYMENTCONDITION']._serialized_end=1606
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=1609
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=1882
-  _globals['_DEPLOYMENT']._serialized_start=1885
-  _globals['_DEPLOYMENT']._serialized_end=2053
-  _globals['_LEASESPEC']._serialized_start=2056
-  _globals['_LEASESPEC']._serialized_end=2308
-  _globals['_LEASE']._serialized_start=2310
-  _globals['_LEASE']._serialized_end=2425
-  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_start=2427
-  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_end=2539
-  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_start=2541
-  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_end=2637
-  _globals['_DAEMONSETSPEC']._serialized_start=2640
-  _globals['_DAEMONSETSPEC']._serialized_end=2891
-  _globals['_DAEMONSETCONDITION']._serialized_start=2894
-  _globals['_DAEMONSETCONDITION']._serialized_end=3035
-  _globals['_DAEMONSETSTATUS']._serialized_start=3038
-  _globals['_DAEMONSETSTATUS']._serialized_end=3390
-  _globals['_DAEMONSET']._serialized_start=3393
-  _globals['_DAEMONSET']._serialized_end=3558
-  _globals['_CONTROLLERREVISION']._serialized_start=3561
-  _globals['_CONTROLLERREVISION']._serialized_end=3712
+  _globals['_REPLICASETSPEC']._serialized_start=178
+  _globals['_REPLICASETSPEC']._serialized_end=343
+  _globals['_REPLICASETCONDITION']._serialized_start=346
+  _globals['_REPLICASETCONDITION']._serialized_end=488
+  _globals['_REPLICASETSTATUS']._serialized_start=491
+  _globals['_REPLICASETSTATUS']._serialized_end=690
+  _globals['_REPLICASET']._serialized_start=693
+  _globals['_REPLICASET']._serialized_end=861
+  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_start=863
+  _globals['_ROLLINGUPDATEDEPLOYMENT']._serialized_end=976
+  _globals['_DEPLOYMENTSTRATEGY']._serialized_start=978
+  _globals['_DEPLOYMENTSTRATEGY']._serialized_end=1070
+  _globals['_DEPLOYMENTSPEC']._serialized_start=1073
+  _globals['_DEPLOYMENTSPEC']._serialized_end=1435
+  _globals['_DEPLOYMENTCONDITION']._serialized_start=1438
+  _globals['_DEPLOYMENTCONDITION']._serialized_end=1634
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=1637
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=1910
+  _globals['_DEPLOYMENT']._serialized_start=1913
+  _globals['_DEPLOYMENT']._serialized_end=2081
+  _globals['_LEASESPEC']._serialized_start=2084
+  _globals['_LEASESPEC']._serialized_end=2336
+  _globals['_LEASE']._serialized_start=2338
+  _globals['_LEASE']._serialized_end=2453
+  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_start=2455
+  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_end=2567
+  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_start=2569
+  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_end=2665
+  _globals['_DAEMONSETSPEC']._serialized_start=2668
+  _globals['_DAEMONSETSPEC']._serialized_end=2919
+  _globals['_DAEMONSETCONDITION']._serialized_start=2922
+  _globals['_DAEMONSETCONDITION']._serialized_end=3063
+  _globals['_DAEMONSETSTATUS']._serialized_start=3066
+  _globals['_DAEMONSETSTATUS']._serialized_end=3418
+  _globals['_DAEMONSET']._serialized_start=3421
+  _globals['_DAEMONSET']._serialized_end=3586
+  _globals['_ROLLINGUPDATESTATEFULSETSTRATEGY']._serialized_start=3588
+  _globals['_ROLLINGUPDATESTATEFULSETSTRATEGY']._serialized_end=3707
+  _globals['_STATEFULSETUPDATESTRATEGY']._serialized_start=3709
+  _globals['_STATEFULSETUPDATESTRATEGY']._serialized_end=3817
+  _globals['_STATEFULSETPERSISTENTVOLUMECLAIMRETENTIONPOLICY']._serialized_start=3819
+  _globals['_STATEFULSETPERSISTENTVOLUMECLAIMRETENTIONPOLICY']._serialized_end=3911
+  _globals['_STATEFULSETORDINALS']._serialized_start=3913
+  _globals['_STATEFULSETORDINALS']._serialized_end=3949
+  _globals['_STATEFULSETSPEC']._serialized_start=3952
+  _globals['_STATEFULSETSPEC']._serialized_end=4516
+  _globals['_STATEFULSETCONDITION']._serialized_start=4519
+  _globals['_STATEFULSETCONDITION']._serialized_end=4662
+  _globals['_STATEFULSETSTATUS']._serialized_start=4665
+  _globals['_STATEFULSETSTATUS']._serialized_end=4987
+  _globals['_STATEFULSET']._serialized_start=4990
+  _globals['_STATEFULSET']._serialized_end=5161
+  _globals['_CONTROLLERREVISION']._serialized_start=5164
+  _globals['_CONTROLLERREVISION']._serialized_end=5315
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17machinery/pb/node.proto\x12\x07kctl.v1\"\x9e\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x10\n\x08previous\x18\x05 \x01(\x08\x12\x17\n\ntail_lines\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x42\r\n\x0b_tail_lines\"(\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06stream\x18\x02 \x01(\t\"\x87\x01\n\x0b\x45xecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x12\n\nstdin_data\x18\x06 \x01(\x0c\x12\x11\n\tstdin_eof\x18\x07 \x01(\x08\"T\n\x0c\x45xecResponse\x12\x0e\n\x06stdout\x18\x01 \x01(\x0c\x12\x0e\n\x06stderr\x18\x02 \x01(\x0c\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_exit_code2w\n\tNodeAgent\x12\x31\n\x04Logs\x12\x14.kctl.v1.LogsRequest\x1a\x11.kctl.v1.LogChunk0\x01\x12\x37\n\x04\x45xec\x12\x14.kctl.v1.ExecRequest\x1a\x15.kctl.v1.ExecResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17machinery/pb/node.proto\x12\x07kctl.v1\"\xe0\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x10\n\x08previous\x18\x05 \x01(\x08\x12\x17\n\ntail_lines\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ntimestamps\x18\x07 \x01(\x08\x12\x12\n\nsince_time\x18\x08 \x01(\t\x12\x1a\n\rsince_seconds\x18\t \x01(\x03H\x01\x88\x01\x01\x42\r\n\x0b_tail_linesB\x10\n\x0e_since_seconds\"(\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06stream\x18\x02 \x01(\t\"-\n\x0cTerminalSize\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\"\xbb\x01\n\x0b\x45xecRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x12\n\nstdin_data\x18\x06 \x01(\x0c\x12\x11\n\tstdin_eof\x18\x07 \x01(\x08\x12\x0b\n\x03tty\x18\x08 \x01(\x08\x12%\n\x06resize\x18\t \x01(\x0b\x32\x15.kctl.v1.TerminalSize\"T\n\x0c\x45xecResponse\x12\x0e\n\x06stdout\x18\x01 \x01(\x0c\x12\x0e\n\x06stderr\x18\x02 \x01(\x0c\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_exit_code\"]\n\x12PortForwardRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x05 \x01(\x08\"2\n\x13PortForwardResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\x80\x02\n\tNodeAgent\x12\x31\n\x04Logs\x12\x14.kctl.v1.LogsRequest\x1a\x11.kctl.v1.LogChunk0\x01\x12\x37\n\x04\x45xec\x12\x14.kctl.v1.ExecRequest\x1a\x15.kctl.v1.ExecResponse(\x01\x30\x01\x12\x39\n\x06\x41ttach\x12\x14.kctl.v1.ExecRequest\x1a\x15.kctl.v1.ExecResponse(\x01\x30\x01\x12L\n\x0bPortForward\x12\x1b.kctl.v1.PortForwardRequest\x1a\x1c.kctl.v1.PortForwardResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'machinery.pb.node_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGSREQUEST']._serialized_start=37
-  _globals['_LOGSREQUEST']._serialized_end=195
-  _globals['_LOGCHUNK']._serialized_start=197
-  _globals['_LOGCHUNK']._serialized_end=237
-  _globals['_EXECREQUEST']._serialized_start=240
-  _globals['_EXECREQUEST']._serialized_end=375
-  _globals['_EXECRESPONSE']._serialized_start=377
-  _globals['_EXECRESPONSE']._serialized_end=461
-  _globals['_NODEAGENT']._serialized_start=463
-  _globals['_NODEAGENT']._serialized_end=582
+  _globals['_LOGSREQUEST']._serialized_end=261
+  _globals['_LOGCHUNK']._serialized_start=263
+  _globals['_LOGCHUNK']._serialized_end=303
+  _globals['_TERMINALSIZE']._serialized_start=305
+  _globals['_TERMINALSIZE']._serialized_end=350
+  _globals['_EXECREQUEST']._serialized_start=353
+  _globals['_EXECREQUEST']._serialized_end=540
+  _globals['_EXECRESPONSE']._serialized_start=542
+  _globals['_EXECRESPONSE']._serialized_end=626
+  _globals['_PORTFORWARDREQUEST']._serialized_start=628
+  _globals['_PORTFORWARDREQUEST']._serialized_end=721
+  _globals['_PORTFORWARDRESPONSE']._serialized_start=723
+  _globals['_PORTFORWARDRESPONSE']._serialized_end=773
+  _globals['_NODEAGENT']._serialized_start=776
+  _globals['_NODEAGENT']._serialized_end=1032
 # @@protoc_insertion_point(module_scope)

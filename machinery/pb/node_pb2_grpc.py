@@ -44,6 +44,16 @@ class NodeAgentStub:
                 request_serializer=machinery_dot_pb_dot_node__pb2.ExecRequest.SerializeToString,
                 response_deserializer=machinery_dot_pb_dot_node__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/kctl.v1.NodeAgent/Attach',
+                request_serializer=machinery_dot_pb_dot_node__pb2.ExecRequest.SerializeToString,
+                response_deserializer=machinery_dot_pb_dot_node__pb2.ExecResponse.FromString,
+                _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/kctl.v1.NodeAgent/PortForward',
+                request_serializer=machinery_dot_pb_dot_node__pb2.PortForwardRequest.SerializeToString,
+                response_deserializer=machinery_dot_pb_dot_node__pb2.PortForwardResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -61,6 +71,18 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PortForward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +95,16 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=machinery_dot_pb_dot_node__pb2.ExecRequest.FromString,
                     response_serializer=machinery_dot_pb_dot_node__pb2.ExecResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=machinery_dot_pb_dot_node__pb2.ExecRequest.FromString,
+                    response_serializer=machinery_dot_pb_dot_node__pb2.ExecResponse.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=machinery_dot_pb_dot_node__pb2.PortForwardRequest.FromString,
+                    response_serializer=machinery_dot_pb_dot_node__pb2.PortForwardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +161,60 @@ class NodeAgent:
             '/kctl.v1.NodeAgent/Exec',
             machinery_dot_pb_dot_node__pb2.ExecRequest.SerializeToString,
             machinery_dot_pb_dot_node__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kctl.v1.NodeAgent/Attach',
+            machinery_dot_pb_dot_node__pb2.ExecRequest.SerializeToString,
+            machinery_dot_pb_dot_node__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kctl.v1.NodeAgent/PortForward',
+            machinery_dot_pb_dot_node__pb2.PortForwardRequest.SerializeToString,
+            machinery_dot_pb_dot_node__pb2.PortForwardResponse.FromString,
             options,
             channel_credentials,
             insecure,

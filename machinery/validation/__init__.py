@@ -17,7 +17,8 @@ because defaulting always fills it).
 
 The rules live in submodules: `common` (names, labels, ports), `meta`
 (ObjectMeta), `pod` (pod specs, shared with templates), `apps`
-(ReplicaSet, Deployment, DaemonSet, ControllerRevision), `batch` (Job,
+(ReplicaSet, Deployment, DaemonSet, ControllerRevision), `statefulset`,
+`batch` (Job,
 CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
 Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
 (PersistentVolume, PersistentVolumeClaim, StorageClass), `placement`
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import apps, batch, config, core, discovery, placement, policy, storage
+from machinery.validation import apps, batch, config, core, discovery, placement, policy, statefulset, storage
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -66,6 +67,7 @@ _SPEC_RULES = {
     "PersistentVolumeClaim": storage.validate_persistent_volume_claim,
     "StorageClass": storage.validate_storage_class,
     "DaemonSet": apps.validate_daemon_set,
+    "StatefulSet": statefulset.validate_stateful_set,
     "ControllerRevision": apps.validate_controller_revision,
     "Job": batch.validate_job,
     "CronJob": batch.validate_cron_job,
@@ -153,6 +155,7 @@ _UPDATE_RULES = {
     "ReplicaSet": apps.validate_selector_update,
     "Deployment": apps.validate_selector_update,
     "DaemonSet": apps.validate_selector_update,
+    "StatefulSet": lambda n, o: apps.validate_selector_update(n, o) + statefulset.validate_stateful_set_update(n, o),
     "ControllerRevision": apps.validate_controller_revision_update,
     "Job": batch.validate_job_update,
     "CronJob": batch.validate_cron_job_update,
@@ -210,6 +213,7 @@ _STATUS_RULES = {
     "PersistentVolume": lambda n, o: storage.validate_persistent_volume_status(n),
     "PersistentVolumeClaim": lambda n, o: storage.validate_persistent_volume_claim_status(n),
     "DaemonSet": lambda n, o: apps.validate_daemon_set_status(n.status),
+    "StatefulSet": lambda n, o: statefulset.validate_stateful_set_status(n.status),
     "Job": lambda n, o: batch.validate_job_status(n.status),
     "PodDisruptionBudget": lambda n, o: policy.validate_pdb_status(n.status),
 }

@@ -110,7 +110,7 @@ def adapt(path: str, doc: dict) -> dict:
 
 
 def test_k8s_examples_run_with_lab_images(lab):
-    lab.kctl("label", "nodes", "node3", *NODE3_LABELS)
+    lab.kctl("label", "nodes", "node3", *NODE3_LABELS, "--overwrite")   # the lab sets zones of its own
     tmp = Path(tempfile.mkdtemp(prefix="kctl-e2e-examples-"))
     t_first = time.monotonic()
     try:

@@ -257,12 +257,13 @@ async def test_drain_keeps_a_pdb_min_available(client, apiserver):
 
 async def test_examples_apply_and_get_all_lists_the_workloads(client, apiserver):
     """The examples/ manifests apply as they are; `get all` and the per-kind tables show them."""
-    for name in ("job-indexed", "cronjob", "daemonset", "pdb"):
+    for name in ("job-indexed", "cronjob", "daemonset", "pdb", "statefulset"):
         code, out = await kctl(apiserver.target, "apply", "-f", f"examples/{name}.yaml")
         assert code == 0, out
     code, out = await kctl(apiserver.target, "get", "all")
     assert code == 0, out
-    for ref in ("daemonset.apps/node-echo", "cronjob.batch/hello", "job.batch/squares", "deployment.apps/web"):
+    for ref in ("daemonset.apps/node-echo", "cronjob.batch/hello", "job.batch/squares", "deployment.apps/web",
+                "statefulset.apps/kv", "service/kv"):
         assert ref in out, out
     code, out = await kctl(apiserver.target, "get", "cj,pdb")
     heads = [ln.split() for ln in out.splitlines() if ln.startswith("NAME")]

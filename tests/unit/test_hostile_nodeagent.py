@@ -22,7 +22,7 @@ class Runtime:
         self.procs = []
         self.gate: asyncio.Event | None = None
 
-    async def start_exec(self, cid, command, stdin=False):
+    async def start_exec(self, cid, command, stdin=False, tty=None):
         if self.gate is not None:
             await self.gate.wait()
         proc = await asyncio.create_subprocess_exec(

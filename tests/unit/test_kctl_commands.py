@@ -62,7 +62,7 @@ def test_parse_targets():
     t = common.parse_targets(["deploy/a", "pod/b", "deployments.apps/c"])
     assert [(x.info.kind, x.names) for x in t] == [("Deployment", ["a", "c"]), ("Pod", ["b"])]
     assert [x.info.kind for x in common.parse_targets(["all"])] == ["Pod", "Service", "DaemonSet", "Deployment",
-                                                                    "ReplicaSet", "CronJob", "Job"]
+                                                                    "ReplicaSet", "StatefulSet", "CronJob", "Job"]
     with pytest.raises(Failed, match="no need to specify a resource type as a separate argument"):
         common.parse_targets(["pods", "pod/x"])
     with pytest.raises(Failed, match='doesn\'t have a resource type "widgets"'):

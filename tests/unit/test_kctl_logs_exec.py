@@ -288,7 +288,8 @@ class FakeNode:
         for ln in (b"a\n", b"b\n"):
             yield node_pb2.LogChunk(data=ln)
 
-    async def exec_(self, target, namespace, pod, container, command, stdin=None):
+    async def exec_(self, target, namespace, pod, container, command, stdin=None, tty=False, size=None,
+                    resizes=None):
         data = b"".join([d async for d in stdin]) if stdin is not None else None
         self.calls.append(("exec", namespace, pod, container, list(command), data))
         for r in self.exec_script:

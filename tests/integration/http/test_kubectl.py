@@ -82,8 +82,8 @@ def test_version_api_versions_and_api_resources(kube):
     assert re.search(r"^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", res, re.M)
     assert re.search(r"^nodes\s+no\s+v1\s+false\s+Node$", res, re.M)
     assert kube.ok("api-resources", "--categories=all", "-o", "name").split() == [
-        "pods", "services", "daemonsets.apps", "deployments.apps", "replicasets.apps", "cronjobs.batch",
-        "jobs.batch"]
+        "pods", "services", "daemonsets.apps", "deployments.apps", "replicasets.apps", "statefulsets.apps",
+        "cronjobs.batch", "jobs.batch"]
 
 
 def test_get_in_every_output_format(kube):
@@ -268,3 +268,20 @@ def test_apply_prune_with_a_label_selector(kube):
                   "-f", "-", input=DEPLOY)
     assert out.splitlines() == ["deployment.apps/web unchanged", "deployment.apps/web2 pruned"]
     assert kube.ok("get", "deploy", "-n", n, "-o", "name").split() == ["deployment.apps/web"]
+
+
+def test_run_and_expose(kube):
+    """kubectl run (a Pod) and kubectl expose (a Service from a Deployment's selector)."""
+    assert kube.ok("create", "namespace", "rx").strip() == "namespace/rx created"
+    assert kube.ok("run", "solo", "-n", "rx", "--image=busybox:1.36", "--labels=app=solo", "--",
+                   "sleep", "3600").strip() == "pod/solo created"
+    pod = json.loads(kube.ok("get", "pod", "solo", "-n", "rx", "-o", "json"))
+    assert pod["spec"]["containers"][0]["args"] == ["sleep", "3600"] and pod["metadata"]["labels"] == {"app": "solo"}
+    kube.ok("create", "deployment", "web", "-n", "rx", "--image=nginx:1.27", "--port=80")
+    assert kube.ok("expose", "deployment", "web", "-n", "rx", "--port=8080", "--target-port=80").strip() == \
+        "service/web exposed"
+    svc = json.loads(kube.ok("get", "svc", "web", "-n", "rx", "-o", "json"))["spec"]
+    assert svc["selector"] == {"app": "web"} and svc["ports"][0]["port"] == 8080
+    assert svc["ports"][0]["targetPort"] == 80 and svc["clusterIP"].startswith("10.")
+    assert kube.ok("expose", "pod", "solo", "-n", "rx", "--port=9000", "--name=solo-svc").strip() == \
+        "service/solo-svc exposed"
