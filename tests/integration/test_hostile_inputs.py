@@ -75,7 +75,20 @@ def cluster(shared_etcd, tmp_path_factory):
     api = ApiServer(shared_etcd, tmp_path_factory.mktemp("hostile-api"),
                     extra_args=["--http-listen", f"127.0.0.1:{http_port}"])
     with api:
+        settle(shared_etcd)
         yield api, f"http://127.0.0.1:{http_port}"
+
+
+def settle(etcd, quiet: float = 3.0, limit: float = 60.0) -> None:
+    """Wait until the apiserver's start-up writes (system namespaces, the
+    kubernetes Service, priority classes) are done: nothing but its lease
+    written for `quiet` seconds."""
+    deadline = time.monotonic() + limit
+    rev, since = etcd.revision(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.25)
+        if writes_since(etcd, rev):
+            rev, since = etcd.revision(), time.monotonic()
 
 
 def writes_since(etcd, revision: int) -> list[str]:
