@@ -21,7 +21,7 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import admission_priority, encryption, http, metrics, objects
+from apiserver import admission_priority, encryption, http, limits, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.bootstrap import KubernetesService
@@ -71,6 +71,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encryption-provider-config", metavar="FILE",
                    help="Kubernetes EncryptionConfiguration for encrypting resources in etcd; default: "
                         f"{encryption.DEFAULT_PATH}, generated with a new AES-GCM key for secrets if missing")
+    p.add_argument("--max-requests-inflight", type=int, default=limits.DEFAULT_MAX_INFLIGHT,
+                   help="read-only requests served at once; more get 429 (0: no limit; default %(default)s)")
+    p.add_argument("--max-mutating-requests-inflight", type=int, default=limits.DEFAULT_MAX_MUTATING_INFLIGHT,
+                   help="mutating requests served at once; more get 429 (0: no limit; default %(default)s)")
+    p.add_argument("--watch-send-timeout", type=float, default=limits.DEFAULT_WATCH_SEND_TIMEOUT,
+                   help="seconds a watcher may take to accept one event before it is dropped "
+                        "(0: never; default %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -145,12 +152,16 @@ async def run(args: argparse.Namespace) -> None:
     ns_cache = cache["Namespace"]
     ns_cache.on_reset, ns_cache.on_events = _track_terminating(store)
 
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+    limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
+                             args.watch_send_timeout)
+    server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter)],
+                             options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
                                       ("grpc.keepalive_permit_without_calls", 1),
                                       ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                                       ("grpc.so_reuseport", 0)])
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
+    verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)

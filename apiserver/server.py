@@ -6,13 +6,14 @@ Each RPC runs as its own task on grpc.aio's event loop; nothing here holds
 state across requests except the Store (stateless over etcd) and the watch
 cache, whose concurrency story is in watchcache.py. A Watch handler is one
 task per client that reads the ring at its own pace and writes with gRPC's
-flow control, so a slow client only slows itself.
+flow control, so a slow client only slows itself; a client that takes no
+message for --watch-send-timeout seconds is dropped (apiserver.limits).
 """
 from __future__ import annotations
 
 import logging
 
-from apiserver import objects
+from apiserver import limits, objects
 from apiserver.verbs import Verbs, kind_of, unpack
 from machinery import errors, kinds
 from machinery.pb import api_pb2, api_pb2_grpc
@@ -107,9 +108,12 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         except Exception as exc:  # noqa: BLE001
             await fail_rpc(context, exc, f"watch {request.kind}")
         try:
-            async for ev in events:
-                yield ev
+            async for ev in events:        # a write the client does not take in time ends the watch
+                await limits.sent_within(context.write(ev), self.verbs, request.kind)
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, errors.ApiError):
                 log.info("watch %s ended: %s", request.kind, exc.message)
+            if isinstance(exc, limits.Stalled):
+                await events.aclose()            # release the cursor now; the status waits for the
+                await exc.settled()              # message in flight (one write at a time)
             await fail_rpc(context, exc, f"watch {request.kind}")

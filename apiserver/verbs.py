@@ -24,7 +24,7 @@ from typing import AsyncIterator
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from apiserver import metrics, objects
+from apiserver import limits, metrics, objects
 from apiserver.crud import Store
 from apiserver.watchcache import Bookmark, WatchCache, convert
 from machinery import errors, kinds
@@ -99,6 +99,7 @@ class Verbs:
 
     # ------------------------------------------------------------- CRUD
     async def create(self, obj: Message, dry_run: bool = False) -> tuple[Message, list[str]]:
+        limits.check_object_size(obj)
         return await self.store.create(obj, dry_run=dry_run)
 
     async def get(self, info: kinds.KindInfo, namespace: str, name: str) -> any_pb2.Any:
@@ -113,6 +114,7 @@ class Verbs:
 
     async def update(self, obj: Message, *, status: bool = False,
                      dry_run: bool = False) -> tuple[Message, list[str]]:
+        limits.check_object_size(obj)
         return await self.store.update(obj, status=status, dry_run=dry_run)
 
     async def delete(self, request: api_pb2.DeleteRequest) -> tuple[Message, bool]:

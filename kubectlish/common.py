@@ -10,7 +10,10 @@
 * Resource arguments: `pods`, `pods a b`, `pods/a svc/b`, `pods,svc`, as
   kubectl's builder reads them (`parse_targets`); `resolve_refs` turns them,
   with -l/--all, into the (kind, name) pairs a verb acts on.
-* Manifests: files, directories (-R), `-`; documents in stream order.
+* Manifests: files, directories (-R), `-`; documents in stream order,
+  read through machinery.safeyaml's limits (3 MiB a file, go-yaml's alias
+  ratio, depth 100, UTF-8); every refusal is one `error: ...` line naming
+  the file and document, never a traceback.
 """
 from __future__ import annotations
 
@@ -223,7 +226,11 @@ YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def manifest_files(paths: tuple[str, ...], recursive: bool) -> list[str]:
-    """Expand -f arguments: `-` (stdin), files, directories (one level, or all with -R)."""
+    """Expand -f arguments: `-` (stdin), files, directories (one level, or
+    all with -R), as kubectl's file visitor does: only .yaml/.yml/.json
+    files inside directories, in lexical order; symlinked directories are
+    not descended (a symlink loop cannot trap the walk); a symlinked file
+    is read, and one that cannot be opened is reported by decode_documents."""
     out: list[str] = []
     for p in paths:
         if p == "-":
@@ -231,9 +238,8 @@ def manifest_files(paths: tuple[str, ...], recursive: bool) -> list[str]:
             continue
         path = Path(p)
         if path.is_dir():
-            it = sorted(path.rglob("*") if recursive else path.iterdir())
-            out.extend(str(f) for f in it if f.is_file() and f.suffix in YAML_SUFFIXES)
-        elif path.exists():
+            out.extend(_walk(path, recursive))
+        elif path.exists() or path.is_symlink():
             out.append(p)
         else:
             raise Failed(f'error: the path "{p}" does not exist')
@@ -242,10 +248,28 @@ def manifest_files(paths: tuple[str, ...], recursive: bool) -> list[str]:
     return out
 
 
-def read_source(path: str) -> str:
+def _walk(root: Path, recursive: bool) -> list[str]:
+    found: list[str] = []
+    for top, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        if not recursive:
+            dirs.clear()
+        found.extend(os.path.join(top, f) for f in sorted(files) if Path(f).suffix in YAML_SUFFIXES)
+    return found
+
+
+def read_source(path: str) -> bytes:
+    """A file's bytes (stdin for `-`), refusing more than safeyaml.MAX_BYTES
+    without reading further (so `-f /dev/zero` ends at once)."""
+    from machinery import safeyaml
+
     if path == "-":
-        return sys.stdin.read()
-    return Path(path).read_text()
+        data = sys.stdin.buffer.read(safeyaml.MAX_BYTES + 1)
+    else:
+        with open(path, "rb") as f:
+            data = f.read(safeyaml.MAX_BYTES + 1)
+    safeyaml.check_size(data)
+    return data
 
 
 @dataclass
@@ -260,16 +284,16 @@ class Doc:
 def decode_documents(path: str) -> list[Doc]:
     """Read and decode every document of one source; failures are recorded
     per document (not raised) so the caller can report them all."""
-    import yaml
     from machinery import codec
 
     shown = "STDIN" if path == "-" else path
     try:
         raw = codec.load_documents(read_source(path))
-    except yaml.YAMLError as exc:
-        return [Doc(shown, 0, None, error=f'error: error parsing {shown}: {exc}')]
+    except errors.DecodeError as exc:
+        return [Doc(shown, 0, None, error=f"error: error parsing {shown}: {exc}")]
     except OSError as exc:
-        return [Doc(shown, 0, None, error=f"error: {exc}")]
+        reason = (exc.strerror or str(exc)).lower()
+        return [Doc(shown, 0, None, error=f"error: open {shown}: {reason}")]
     # `kind: List` (what `get -o yaml` prints for several objects) stands for its items.
     expanded = []
     for data in raw:

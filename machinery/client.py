@@ -16,14 +16,16 @@ from typing import AsyncIterator, Iterable
 import grpc
 from google.protobuf.message import Message
 
-from machinery import codec, errors, kinds
+from machinery import codec, errors, kinds, safeyaml
 from machinery.pb import api_pb2, api_pb2_grpc
 
-# Large lists (10,000 pods) exceed gRPC's 4 MiB default message size.
+# Large lists (10,000 pods) exceed gRPC's 4 MiB default message size; a
+# request is at most 3 MiB, the apiserver's limit (safeyaml.MAX_BYTES).
 MAX_MESSAGE = 256 * 1024 * 1024
+MAX_REQUEST = safeyaml.MAX_BYTES
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_REQUEST),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),

@@ -5,7 +5,9 @@ Timestamps as RFC 3339). Around it sits one walk over the message
 descriptors that does what json_format cannot:
 
 * refuses unknown fields by their full path (`spec.template.spec.foo`) and
-  reports wrong scalar types per field, all at once, before anything is sent;
+  reports wrong scalar types per field, all at once, before anything is sent
+  (the first errors.MAX_CAUSES, then `and N more`; values shortened by
+  errors.show_value);
 * maps IntOrString fields between a bare scalar (`targetPort: 80`,
   `maxSurge: 25%`) and the IntOrString message;
 * accepts quantities written as YAML numbers (`cpu: 1`, `cpu: 0.5`);
@@ -13,11 +15,15 @@ descriptors that does what json_format cannot:
   through as they are;
 * on output turns int64 values back into numbers (json_format writes them
   as strings) and IntOrString back into scalars.
+
+Text comes in through `load_documents`, i.e. machinery.safeyaml: size,
+alias-expansion and depth limits apply before any value is built.
 """
 from __future__ import annotations
 
 import functools
 import json
+import re
 import string
 from dataclasses import dataclass
 
@@ -26,8 +32,9 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.descriptor import FieldDescriptor as FD
 from google.protobuf.message import Message
 
-from machinery import kinds
+from machinery import kinds, safeyaml
 from machinery.errors import DecodeError  # noqa: F401  (re-exported: codec.DecodeError)
+from machinery.errors import cap_messages, show_value
 
 INT_OR_STRING = "kctl.v1.IntOrString"
 TIMESTAMP = "google.protobuf.Timestamp"
@@ -121,11 +128,11 @@ def _scalar_in(f, v, path, issues, quantity=False):
             return v
         if quantity and isinstance(v, (int, float)) and not isinstance(v, bool):
             return repr(v) if isinstance(v, float) else str(v)
-        issues.append(DecodeIssue(path, f"expected string, got {_pytype(v)} {json.dumps(v, default=str)}"))
+        issues.append(DecodeIssue(path, f"expected string, got {_pytype(v)} {show_value(v)}"))
         return None
     if t in _INTS:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
-            issues.append(DecodeIssue(path, f"expected integer, got {_pytype(v)} {json.dumps(v, default=str)}"))
+            issues.append(DecodeIssue(path, f"expected integer, got {_pytype(v)} {show_value(v)}"))
             return None
         v = int(v)
         if t in (FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32) and not -2**31 <= v < 2**31:
@@ -134,7 +141,7 @@ def _scalar_in(f, v, path, issues, quantity=False):
         return v
     if t == FD.TYPE_BOOL:
         if not isinstance(v, bool):
-            issues.append(DecodeIssue(path, f"expected boolean, got {_pytype(v)} {json.dumps(v, default=str)}"))
+            issues.append(DecodeIssue(path, f"expected boolean, got {_pytype(v)} {show_value(v)}"))
             return None
         return v
     if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
@@ -154,7 +161,7 @@ def _base64_in(v, path, issues):
     """Bytes are standard base64 with padding in JSON/YAML (Go's
     encoding/json): say where the first bad byte is, as Go does."""
     if not isinstance(v, str):
-        issues.append(DecodeIssue(path, f"expected base64 string, got {_pytype(v)} {json.dumps(v, default=str)}"))
+        issues.append(DecodeIssue(path, f"expected base64 string, got {_pytype(v)} {show_value(v)}"))
         return None
     text = v.replace("\r", "").replace("\n", "")
     body = text.rstrip("=")
@@ -262,10 +269,7 @@ def from_dict(data: dict, *, source: str = "") -> Message:
     if issues:
         unknown = [i.field for i in issues if i.message == "unknown field"]
         others = [str(i) for i in issues if i.message != "unknown field"]
-        parts = []
-        if unknown:
-            parts.append(", ".join(f'unknown field "{u}"' for u in unknown))
-        parts.extend(others)
+        parts = cap_messages([f'unknown field "{u}"' for u in unknown] + others)
         raise DecodeError(f"{kind} in version \"{api_version}\" cannot be handled as a {kind}: "
                           f"strict decoding error: " + ", ".join(parts), issues)
     msg = info.message()
@@ -332,18 +336,37 @@ def to_dict(msg: Message) -> dict:
     return d
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that double-quotes strings holding U+0085 (NEL): PyYAML
+    writes them single-quoted, where a reader folds NEL into a space; and
+    quotes `y`/`n` (both found by tests/unit/test_fuzz_codec.py)."""
+
+
+def _str(dumper, s: str):
+    if "\x85" in s:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", s, style='"')
+    return yaml.SafeDumper.represent_str(dumper, s)
+
+
+_Dumper.add_representer(str, _str)
+# go-yaml v2 (kubectl) reads y/Y/n/N as booleans: write such strings quoted, as go-yaml does
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+
 def to_yaml(data) -> str:
-    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
 
 
 def to_json(data) -> str:
     return json.dumps(data, indent=4, sort_keys=True)
 
 
-def load_documents(text: str) -> list[dict]:
+def load_documents(text: str | bytes, source: str = "") -> list:
     """All non-empty documents of a YAML/JSON stream (`---` and `...` markers,
-    block or flow style). Raises yaml.YAMLError on syntax errors."""
-    return [d for d in yaml.safe_load_all(text) if d is not None]
+    block or flow style), read by machinery.safeyaml under its size, alias
+    and depth limits. Raises DecodeError (one line naming `source`) on
+    syntax errors and refusals."""
+    return safeyaml.load_all(text, source)
 
 
 # ----------------------------------------------------------- Any wrapping

@@ -57,18 +57,70 @@ _CAUSE_REASON = {
 _NO_VALUE = object()
 
 
-def _show(value) -> str:
-    """Render a value the way Kubernetes' field errors do (JSON-ish)."""
+# Values echoed in errors stay small whatever arrives: a string shows its
+# first MAX_VALUE_CHARS characters then `...(truncated N chars)`, a list or
+# map its first items up to about MAX_SHOWN_CHARS then `... (N more)`; a
+# message lists at most MAX_CAUSES causes, and no more than about
+# MAX_MESSAGE_CHARS of them, then `and N more` (the causes likewise), so an
+# error stays under 2 KB whatever the input.
+MAX_VALUE_CHARS = 64
+MAX_SHOWN_CHARS = 256
+MAX_CAUSES = 10
+MAX_MESSAGE_CHARS = 1400
+
+
+def _scalar(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
+    if value is None:
+        return "null"
     if isinstance(value, str):
+        if len(value) > MAX_VALUE_CHARS:
+            return json.dumps(value[:MAX_VALUE_CHARS]) + f"...(truncated {len(value) - MAX_VALUE_CHARS} chars)"
         return json.dumps(value)
-    try:
-        return json.dumps(value, sort_keys=True)
-    except TypeError:
-        return str(value)
+    return _scalar(str(value))
+
+
+def show_value(value) -> str:
+    """A value the way Kubernetes' field errors render it (JSON-ish), shortened."""
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return _scalar(value)
+    if isinstance(value, dict) or hasattr(value, "items"):
+        items = sorted(value.items(), key=lambda kv: str(kv[0])) if len(value) <= 1000 else list(value.items())
+        return _bounded("{", "}", (f"{_scalar(str(k))}: {show_value(v)}" for k, v in items), len(items))
+    if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and hasattr(value, "__iter__"):
+        return _bounded("[", "]", (show_value(v) for v in value), len(value))
+    return _scalar(str(value))
+
+
+def _bounded(open_: str, close: str, parts, total: int) -> str:
+    out, size = [], 0
+    for part in parts:
+        if size > MAX_SHOWN_CHARS:
+            break
+        out.append(part)
+        size += len(part) + 2
+    more = f", ... ({total - len(out)} more)" if total > len(out) else ""
+    return open_ + ", ".join(out) + more + close
+
+
+def cap_messages(parts: list[str], limit: int = MAX_CAUSES, budget: int = MAX_MESSAGE_CHARS) -> list[str]:
+    """The first messages, at most `limit` of them and (after the first)
+    no more than `budget` characters in all, each cut at 2 * MAX_SHOWN_CHARS;
+    then `and N more` for the rest."""
+    cut, out, size = 2 * MAX_SHOWN_CHARS, [], 0
+    for p in parts[:limit]:
+        p = p if len(p) <= cut else p[:cut] + f"...(truncated {len(p) - cut} chars)"
+        if out and size + len(p) > budget:
+            break
+        out.append(p)
+        size += len(p) + 2
+    return out + ([f"and {len(parts) - len(out)} more"] if len(parts) > len(out) else [])
+
+
+_show = show_value
 
 
 @dataclass
@@ -205,11 +257,19 @@ class Invalid(ApiError):
 
     @classmethod
     def of(cls, resource: str, name: str, errors: list[FieldError], kind: str = "", group: str = ""):
-        """Kubernetes' message: `Deployment.apps "web" is invalid: <errors>`."""
-        parts = [str(e) for e in errors]
+        """Kubernetes' message: `Deployment.apps "web" is invalid: <errors>`, at
+        most MAX_CAUSES errors, then `and N more` (also as the last cause)."""
+        parts = cap_messages([str(e) for e in errors[:MAX_CAUSES]])
+        shown = len(parts) - (len(parts) > 1 and parts[-1].startswith("and ") and parts[-1].endswith(" more"))
+        if len(errors) > shown:
+            parts[shown:] = [f"and {len(errors) - shown} more"]
         body = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+        causes = [e.to_cause() for e in errors[:shown]]
+        if len(errors) > shown:
+            causes.append(api_pb2.StatusCause(reason="FieldValueInvalid", field="",
+                                              message=f"and {len(errors) - shown} more"))
         return cls(f'{resource} "{name}" is invalid: {body}', kind=kind, name=name, group=group,
-                   causes=[e.to_cause() for e in errors])
+                   causes=causes)
 
 
 class BadRequest(ApiError):
@@ -303,6 +363,9 @@ def from_rpc_error(exc: grpc.RpcError, target: str = "") -> ApiError:
                     d.Unpack(inner)
                     return ApiError.from_status(inner)
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (details or ""):
+        # gRPC's own size check (`Sent/Received message larger than max (N vs. M)`)
+        return RequestEntityTooLarge(f"Request entity too large: {_short(details)}")
     if code == grpc.StatusCode.UNAVAILABLE:
         where = f" at {target}" if target else ""
         return Unavailable(f"cannot reach the apiserver{where}: {_short(details)}")

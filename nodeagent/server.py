@@ -31,6 +31,14 @@ annotation); the apiserver proxies ``logs``, ``exec``, ``attach`` and
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
+
+Bounds (whatever a client sends or fails to read): a request message is at
+most MAX_REQUEST_BYTES (1 MiB; kctl sends stdin in 64 KiB chunks); at most
+MAX_EXEC_SESSIONS exec and attach calls, MAX_LOG_STREAMS log calls and as
+many port forwards run at once (more get RESOURCE_EXHAUSTED); an exec's
+output waits in a queue of at most sessions.EXEC_QUEUE chunks of 64 KiB,
+so a client that stops reading stops the readers, the pipes fill and the
+command blocks instead of the agent's memory growing.
 """
 from __future__ import annotations
 
@@ -51,6 +59,26 @@ from nodeagent.processes import end_exec
 from nodeagent.stats import StatsCollector
 
 log = logging.getLogger("kctl.nodeagent.server")
+
+MAX_REQUEST_BYTES = 1024 * 1024
+MAX_EXEC_SESSIONS = 32
+MAX_LOG_STREAMS = 64
+
+
+class _Slots:
+    """A count of running calls of one kind, refused past `limit`."""
+
+    def __init__(self, what: str, limit: int):
+        self.what, self.limit, self.current = what, limit, 0
+
+    async def take(self, context, node: str) -> None:
+        if self.current >= self.limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many concurrent {self.what} on node {node} (limit {self.limit})")
+        self.current += 1
+
+    def give(self) -> None:
+        self.current -= 1
 
 
 def parse_time(text: str) -> datetime:
@@ -73,6 +101,9 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
     def __init__(self, agent, stats: StatsCollector | None = None) -> None:
         self.agent = agent
         self.stats = stats or StatsCollector(agent)
+        self.exec_slots = _Slots("exec sessions", MAX_EXEC_SESSIONS)
+        self.log_slots = _Slots("log streams", MAX_LOG_STREAMS)
+        self.forward_slots = _Slots("port forwards", MAX_LOG_STREAMS)
 
     def _worker(self, namespace: str, pod: str):
         return next((w for w in self.agent.workers.values()
@@ -99,7 +130,21 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                                 f'container "{container}" in pod "{pod}" is waiting to start')
         return cid
 
+    async def _slotted(self, slots: _Slots, context, stream):
+        """The messages of `stream`, while holding one of `slots`."""
+        await slots.take(context, self.agent.node_name)
+        try:
+            async for msg in stream:
+                yield msg
+        finally:
+            slots.give()
+            await stream.aclose()
+
     async def Logs(self, request, context):
+        async for chunk in self._slotted(self.log_slots, context, self._logs(request, context)):
+            yield chunk
+
+    async def _logs(self, request, context):
         cid = await self._container(context, request.namespace, request.pod, request.container, request.previous)
         rt = self.agent.runtime
         tail = request.tail_lines if request.HasField("tail_lines") else None
@@ -131,6 +176,10 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                     yield chunk(e)
 
     async def Exec(self, request_iterator, context):
+        async for msg in self._slotted(self.exec_slots, context, self._exec(request_iterator, context)):
+            yield msg
+
+    async def _exec(self, request_iterator, context):
         first, it = await nodeclient.first_request(request_iterator)
         if first is None:
             return
@@ -159,6 +208,10 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                 yield resp
 
     async def Attach(self, request_iterator, context):
+        async for msg in self._slotted(self.exec_slots, context, self._attach(request_iterator, context)):
+            yield msg
+
+    async def _attach(self, request_iterator, context):
         first, it = await nodeclient.first_request(request_iterator)
         if first is None:
             return
@@ -176,6 +229,10 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                 yield resp
 
     async def PortForward(self, request_iterator, context):
+        async for msg in self._slotted(self.forward_slots, context, self._port_forward(request_iterator, context)):
+            yield msg
+
+    async def _port_forward(self, request_iterator, context):
         first, it = await nodeclient.first_request(request_iterator)
         if first is None:
             return
@@ -222,7 +279,7 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
 async def serve(agent, listen: str, stats: StatsCollector | None = None) -> None:
     """Serve NodeAgent on listen (HOST:PORT), and sample usage (every 10 s unless
     a collector is given), until cancelled."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
     service = NodeAgentService(agent, stats)
     node_pb2_grpc.add_NodeAgentServicer_to_server(service, server)
     if server.add_insecure_port(listen) == 0:

@@ -6,8 +6,9 @@ terminal's size; ignored without one), ``finish()`` (the exit code, after
 output ended) and ``aclose()`` (kill what still runs, free what is held).
 
 * ``PipeSession``: ``runc exec`` with three pipes; one reader task per
-  output pipe puts chunks on one queue, so stdout and stderr interleave as
-  they come.
+  output pipe puts chunks on one bounded queue (EXEC_QUEUE), so stdout and
+  stderr interleave as they come and a client that stops reading stalls the
+  command, not the agent's memory.
 * ``TtySession``: ``runc exec --tty`` on a pseudo-terminal
   (nodeagent/tty.py); stderr is merged into stdout, as on any terminal;
   stdin's end is sent as the terminal's EOF character (Ctrl-D), because a
@@ -33,12 +34,15 @@ from nodeagent.processes import end_exec
 from nodeagent.tty import Terminal
 
 
+EXEC_QUEUE = 16     # output chunks (64 KiB) waiting for the client: a slow reader stalls the pipes
+
+
 class PipeSession:
     def __init__(self, proc: asyncio.subprocess.Process, pidfile: Path):
         self.proc, self.pidfile = proc, pidfile
 
     async def output(self) -> AsyncIterator[node_pb2.ExecResponse]:
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue(EXEC_QUEUE)
 
         async def pump_out(stream, field: str) -> None:
             while data := await stream.read(65536):
@@ -74,7 +78,18 @@ class PipeSession:
         return await self.proc.wait()
 
     async def aclose(self) -> None:
-        await end_exec(self.proc, self.pidfile)
+        # what is left in the pipes is read and dropped: a paused pipe keeps proc.wait() waiting
+        drains = [asyncio.create_task(_discard(s)) for s in (self.proc.stdout, self.proc.stderr) if s]
+        try:
+            await end_exec(self.proc, self.pidfile)
+        finally:
+            for t in drains:
+                t.cancel()
+
+
+async def _discard(stream) -> None:
+    while await stream.read(65536):
+        pass
 
 
 class TtySession(PipeSession):

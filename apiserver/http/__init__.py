@@ -34,6 +34,7 @@ import logging
 
 from aiohttp import web
 
+from apiserver import limits
 from apiserver.http import discovery, metrics_routes, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
 from apiserver.http.portforward import PortForward
@@ -127,7 +128,8 @@ async def statuses(request: web.Request, handler) -> web.StreamResponse:
 
 def make_app(verbs: Verbs, proxy=None, metrics=None) -> web.Application:
     api = Api(verbs, proxy)
-    app = web.Application(middlewares=[statuses], client_max_size=wire.MAX_BODY)
+    app = web.Application(middlewares=[statuses, *limits.http_middlewares(getattr(verbs, "limiter", None))],
+                          client_max_size=wire.MAX_BODY)
     app.add_routes(discovery.routes())
     if metrics is not None:
         app.add_routes(metrics_routes.routes(metrics))

@@ -21,6 +21,7 @@ import logging
 
 from aiohttp import web
 
+from apiserver import limits
 from apiserver.http import wire
 from apiserver.http.resources import Target, int_param
 from apiserver.verbs import BOOKMARK, ERROR, Verbs
@@ -57,7 +58,8 @@ async def watch(request: web.Request, verbs: Verbs, t: Target) -> web.StreamResp
     first = True
 
     async def send(kind: str, obj: dict) -> None:
-        await resp.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
+        data = json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+        await limits.sent_within(resp.write(data), verbs, t.info.plural)    # a stalled reader is dropped
 
     async def pump() -> None:
         nonlocal first
@@ -74,6 +76,11 @@ async def watch(request: web.Request, verbs: Verbs, t: Target) -> web.StreamResp
     except asyncio.TimeoutError:
         pass
     except ConnectionResetError:          # the client went away: nothing left to tell it
+        return resp
+    except limits.Stalled as exc:         # it stopped reading: nothing more can reach it
+        log.info("watch %s ended: %s", t.info.plural, exc.message)
+        if request.transport is not None:
+            request.transport.abort()
         return resp
     except errors.ApiError as exc:
         log.info("watch %s ended: %s", t.info.plural, exc.message)

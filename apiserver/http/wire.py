@@ -12,8 +12,9 @@ from aiohttp import web
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from apiserver import limits
 from apiserver.http import k8sproto
-from machinery import codec, errors, kinds, tables
+from machinery import codec, errors, kinds, safeyaml, tables
 
 MAX_BODY = 3 * 1024 * 1024          # Kubernetes' limit on a request body (3 MiB)
 JSON = "application/json"
@@ -67,7 +68,7 @@ def respond(data, status: int = 200, warnings: list[str] | None = None,
     resp = web.Response(text=dumps(data), status=status, content_type=content_type.split(";")[0])
     if ";" in content_type:
         resp.headers["Content-Type"] = content_type
-    for w in warnings or ():
+    for w in limits.capped_warnings(warnings or ()):
         text = w.replace("\\", "\\\\").replace('"', '\\"')
         resp.headers.add("Warning", f'299 - "{text}"')
     return resp
@@ -80,10 +81,16 @@ async def read_body(request: web.Request) -> bytes:
     all when Content-Length says so)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise too_large()
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
+    chunks, size = [], 0
+    while size <= MAX_BODY:              # read(n) returns what has arrived: loop to the end
+        chunk = await request.content.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY:
         raise too_large()
-    return body
+    return b"".join(chunks)
 
 
 def too_large() -> errors.RequestEntityTooLarge:
@@ -101,8 +108,8 @@ def parse_document(body: bytes, content_type: str) -> dict:
             f'the body of the request was in an unknown format - accepted media types include: '
             f'{JSON}, {YAML}')
     try:
-        data = json.loads(body) if mt in (JSON, "*/*", "") else yaml.safe_load(body)
-    except (ValueError, yaml.YAMLError) as exc:
+        data = safeyaml.load_json(body) if mt in (JSON, "*/*", "") else safeyaml.load_one(body)
+    except ValueError as exc:             # safeyaml's DecodeErrors: syntax, depth, aliases, UTF-8
         raise errors.BadRequest(f"the body of the request could not be decoded: {exc}") from None
     if not isinstance(data, dict):
         raise errors.BadRequest("the body of the request must be a JSON object")
@@ -144,7 +151,7 @@ def decode(data: dict, info: kinds.KindInfo, validation: str = "Strict") -> tupl
             raise errors.BadRequest(str(exc), kind=info.plural, group=info.group,
                                     name=str((data.get("metadata") or {}).get("name", "")),
                                     causes=[errors.FieldError("Invalid", i.field, detail=i.message).to_cause()
-                                            for i in issues]) from None
+                                            for i in issues[:errors.MAX_CAUSES]]) from None
     for path in unknown:
         _drop(data, path)
         if validation == "Warn":

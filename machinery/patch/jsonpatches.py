@@ -24,7 +24,7 @@ import json
 import jsonpatch
 import jsonpointer
 
-from machinery import errors
+from machinery import errors, safeyaml
 from machinery.patch.goerrors import UNPROCESSABLE, Unprocessable, unexpected_response
 
 MAX_JSON_PATCH_OPERATIONS = 10000
@@ -34,9 +34,12 @@ _GO_KIND = {list: "array", str: "string", int: "number", float: "number", bool: 
 def decode_json(body: bytes):
     """validateAndTranscodePatch: the body must be valid JSON."""
     try:
-        return json.loads(body, parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(body, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise errors.BadRequest("invalid JSON patch") from None
+    if safeyaml.depth(value) > safeyaml.MAX_DEPTH:       # the merge walks recurse
+        raise errors.BadRequest(f"invalid JSON patch: exceeded max depth of {safeyaml.MAX_DEPTH}")
+    return value
 
 
 def _not_json(name: str):
