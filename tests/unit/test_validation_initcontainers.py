@@ -40,3 +40,18 @@ def test_restart_policy_is_forbidden_on_app_containers():
 def test_two_init_containers_with_one_name():
     errs = errors(build("pod", ("spec.initContainers", [INIT, INIT])))
     assert [(e.type, e.field) for e in errs] == [("Duplicate", "spec.initContainers[1].name")]
+
+
+def test_sidecar_proxy_example_decodes_defaults_and_validates():
+    import pathlib
+
+    from machinery import codec, defaults, validation
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "sidecar-proxy.yaml"
+    docs = codec.load_documents(path.read_text())
+    assert [d["kind"] for d in docs] == ["Deployment", "Service"]
+    for doc in docs:
+        obj = codec.from_dict(doc)
+        defaults.apply_defaults(obj)
+        assert [str(e) for e in validation.validate(obj)] == []
+    spec = codec.from_dict(docs[0]).spec.template.spec
+    assert [c.restart_policy for c in spec.init_containers] == ["", "Always"]
