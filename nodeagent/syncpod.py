@@ -18,7 +18,8 @@ call ``sync_pod()`` on the hollow runtime and look at the records).
   nodeagent/pullsecrets.py) (ErrImagePull, then ImagePullBackOff
   with back-off, nodeagent/imagepull.py); run the init containers one after
   another and keep the sidecars running (which ones when:
-  nodeagent/initcontainers.py), then start missing app containers; restart
+  nodeagent/initcontainers.py), then start missing app containers (each
+  new instance's postStart hook first, nodeagent/poststart.py); restart
   exited ones by restartPolicy with CrashLoopBackOff (nodeagent/syncrules.py); kill containers whose liveness/startup
   probe failed; fail the pod when activeDeadlineSeconds passed (DeadlineExceeded)
   or a disk emptyDir outgrew its sizeLimit (Evicted); write the
@@ -62,6 +63,7 @@ from nodeagent.network import Sandbox
 from nodeagent.podvolumes import PodVolumes
 from nodeagent.pullsecrets import pull_auth
 from nodeagent.envvars import Sources
+from nodeagent.poststart import run_post_start
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, run_handler
 from nodeagent.status import ContainerRecord
 from nodeagent.statusmanager import PodStatusWriter
@@ -330,6 +332,9 @@ class PodSync:
         rec.image_id = image.repo_digest or image.image_id
         rec.ready = self._ready_without_probe(c)
         rec.started = not c.HasField("startup_probe")
+        if not await run_post_start(self.pod, c, rt, cid, self.sandbox.ip, termination_grace(self.pod), self._event):
+            await self.refresh()                        # killed: its exit is handled as any other
+            return None
         self._watch(c, rec)
         return None
 

@@ -66,3 +66,25 @@ async def test_init_containers_then_sidecar_then_app_and_reverse_stop(api, make_
     await api.delete(core_pb2.Pod, "inits", "default", grace_period=10)
     await pod_gone(api, "inits", node)
     assert (out / "stops").read_text().split() == ["app-stop", "proxy-stop"]
+
+
+async def test_sidecar_proxy_example_relays_to_the_loopback_app(api, make_node):
+    """examples/sidecar-proxy.yaml's pod template: the app answers only through the proxy."""
+    import pathlib
+
+    from machinery import codec
+    from machinery.tables import pod_status
+    node = make_node()
+    await node_ready(api, node)
+    path = pathlib.Path(__file__).resolve().parents[3] / "examples" / "sidecar-proxy.yaml"
+    template = codec.load_documents(path.read_text())[0]["spec"]["template"]["spec"]
+    pod = make_pod("meshed", node, *template.pop("containers"), **template)
+    await api.create(pod)
+    p = await pod_where(api, "meshed", lambda p: pod_status(p)[:2] == ("2/2", "Running"), "2/2 Running",
+                        node, timeout=120)
+    res = node.runc_exec(cid_of(p, "app"), "wget", "-qO-", f"http://{p.status.pod_ip}:80/")
+    assert res.stdout.strip() == "hello from meshed, via the proxy", res
+    direct = node.runc_exec(cid_of(p, "app"), "wget", "-qO-", "-T", "2", f"http://{p.status.pod_ip}:8080/")
+    assert direct.returncode != 0                      # the app itself listens on loopback only
+    await api.delete(core_pb2.Pod, "meshed", "default", grace_period=5)
+    await pod_gone(api, "meshed", node)
