@@ -176,3 +176,13 @@ def test_restart_policy_per_container():
     pod.spec.restart_policy = "Always"
     assert initcontainers.restart_policy(pod, plain, True) == "OnFailure"
     assert initcontainers.restart_policy(pod, plain, False) == "Always"
+
+
+def test_init_container_env_references_are_watched():
+    from nodeagent.configwatch import references
+    pod = codec.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                           "spec": {"initContainers": [{"name": "i", "image": "busybox", "envFrom": [
+                               {"configMapRef": {"name": "settings"}}], "env": [{"name": "K", "valueFrom": {
+                                   "secretKeyRef": {"name": "creds", "key": "k"}}}]}],
+                                    "containers": [{"name": "a", "image": "busybox"}]}})
+    assert {name for _, name in references(pod)} == {"settings", "creds"}
