@@ -1,4 +1,5 @@
-"""Init containers and a native sidecar on a real agent with runc (issue 12).
+"""Init containers and a native sidecar on a real agent with runc (issue 12), and
+examples/sidecar-proxy.yaml's pod serving through its proxy sidecar.
 
 Two init containers and a sidecar start in order (each appends its name and a
 timestamp to a shared emptyDir), the sidecar serves HTTP beside the app in the
@@ -80,8 +81,15 @@ async def test_sidecar_proxy_example_relays_to_the_loopback_app(api, make_node):
     template = codec.load_documents(path.read_text())[0]["spec"]["template"]["spec"]
     pod = make_pod("meshed", node, *template.pop("containers"), **template)
     await api.create(pod)
-    p = await pod_where(api, "meshed", lambda p: pod_status(p)[:2] == ("2/2", "Running"), "2/2 Running",
-                        node, timeout=120)
+    seen: list = []
+
+    def serving(p: core_pb2.Pod) -> bool:
+        seen[:] = [pod_status(p), p.status]
+        return pod_status(p)[:2] == ("2/2", "Running")
+    try:
+        p = await pod_where(api, "meshed", serving, "2/2 Running", node, timeout=90)
+    except AssertionError as exc:
+        raise AssertionError(f"{seen}") from exc
     res = node.runc_exec(cid_of(p, "app"), "wget", "-qO-", f"http://{p.status.pod_ip}:80/")
     assert res.stdout.strip() == "hello from meshed, via the proxy", res
     direct = node.runc_exec(cid_of(p, "app"), "wget", "-qO-", "-T", "2", f"http://{p.status.pod_ip}:8080/")
