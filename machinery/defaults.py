@@ -95,7 +95,7 @@ def default_pod_spec(spec) -> None:
         spec.termination_grace_period_seconds = 30
     if not spec.scheduler_name:
         spec.scheduler_name = "default-scheduler"
-    for c in spec.containers:
+    for c in list(spec.init_containers) + list(spec.containers):
         _container(c, spec.host_network)
     for t in spec.tolerations:
         if not t.operator:

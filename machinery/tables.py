@@ -18,6 +18,8 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Callable
 
+from machinery.initstatus import init_status, is_sidecar, last_finish, ts_seconds  # noqa: F401 (re-exported)
+
 NONE = "<none>"
 
 
@@ -59,13 +61,6 @@ def now() -> float:
     return _dt.datetime.now(_dt.timezone.utc).timestamp()
 
 
-def ts_seconds(ts) -> float | None:
-    """A protobuf Timestamp as epoch seconds; None when unset."""
-    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
-        return None
-    return ts.seconds + ts.nanos / 1e9
-
-
 def age(ts, at: float | None = None) -> str:
     """translateTimestampSince: `<unknown>` for an unset time."""
     t = ts_seconds(ts)
@@ -104,34 +99,34 @@ def format_selector(sel) -> str:
 # ---------------------------------------------------------------------- pods
 
 def pod_status(pod, at: float | None = None) -> tuple[str, str, str]:
-    """(READY, STATUS, RESTARTS) — kubectl's printPod."""
+    """(READY, STATUS, RESTARTS) — kubectl's printPod (pkg/printers/internalversion/printers.go):
+    sidecars (restartPolicy Always init containers) count in READY's total; while an init
+    container has not finished the STATUS is Init:N/M or Init:<reason>."""
     st = pod.status
     reason = st.reason or st.phase
-    total = len(pod.spec.containers)
-    ready = 0
-    restarts = 0
-    last_restart: float | None = None
-    has_running = False
-    for cs in reversed(st.container_statuses):
-        restarts += cs.restart_count
-        if cs.last_state.HasField("terminated"):
-            fin = ts_seconds(cs.last_state.terminated.finished_at)
-            if fin is not None and (last_restart is None or fin > last_restart):
-                last_restart = fin
-        state = cs.state
-        if state.HasField("waiting") and state.waiting.reason:
-            reason = state.waiting.reason
-        elif state.HasField("terminated") and state.terminated.reason:
-            reason = state.terminated.reason
-        elif state.HasField("terminated"):
-            t = state.terminated
-            reason = f"Signal:{t.signal}" if t.signal else f"ExitCode:{t.exit_code}"
-        elif cs.ready and state.HasField("running"):
-            has_running = True
-            ready += 1
-    if reason == "Completed" and has_running:
-        ready_cond = any(c.type == "Ready" and c.status == "True" for c in st.conditions)
-        reason = "Running" if ready_cond else "NotReady"
+    total = len(pod.spec.containers) + sum(1 for c in pod.spec.init_containers if is_sidecar(c))
+    reason, initializing, ready, restarts, last_restart, side_restarts, side_last = init_status(pod, reason)
+    initialized = any(c.type == "Initialized" and c.status == "True" for c in st.conditions)
+    if not initializing or initialized:
+        restarts, last_restart = side_restarts, side_last
+        has_running = False
+        for cs in reversed(st.container_statuses):
+            restarts += cs.restart_count
+            last_restart = last_finish(cs, last_restart)
+            state = cs.state
+            if state.HasField("waiting") and state.waiting.reason:
+                reason = state.waiting.reason
+            elif state.HasField("terminated") and state.terminated.reason:
+                reason = state.terminated.reason
+            elif state.HasField("terminated"):
+                t = state.terminated
+                reason = f"Signal:{t.signal}" if t.signal else f"ExitCode:{t.exit_code}"
+            elif cs.ready and state.HasField("running"):
+                has_running = True
+                ready += 1
+        if reason == "Completed" and has_running:
+            ready_cond = any(c.type == "Ready" and c.status == "True" for c in st.conditions)
+            reason = "Running" if ready_cond else "NotReady"
     deleting = pod.metadata.HasField("deletion_timestamp")
     if deleting and st.reason == "NodeLost":
         reason = "Unknown"

@@ -38,7 +38,7 @@ CONFIG_MAP, SECRET = "ConfigMap", "Secret"
 def references(pod: core_pb2.Pod) -> set[tuple[str, str]]:
     """(kind, name) of every ConfigMap and Secret the pod refers to."""
     refs: set[tuple[str, str]] = set()
-    for c in pod.spec.containers:
+    for c in list(pod.spec.init_containers) + list(pod.spec.containers):
         for e in c.env:
             vf = e.value_from
             if e.HasField("value_from") and vf.HasField("config_map_key_ref"):

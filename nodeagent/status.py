@@ -107,7 +107,7 @@ def container_status(rec: ContainerRecord) -> core_pb2.ContainerStatus:
 
 
 def pod_phase(restart_policy: str, records: list[ContainerRecord]) -> str:
-    """Kubernetes' getPhase for pods without init containers."""
+    """Kubernetes' getPhase over the app containers (build_status handles the init phase)."""
     running = waiting = succeeded = failed = 0
     for rec in records:
         st = rec.state
@@ -146,11 +146,28 @@ def _condition(old: core_pb2.PodStatus | None, ctype: str, ok: bool, reason: str
     return c
 
 
+def init_container_status(rec: ContainerRecord, sidecar: bool) -> core_pb2.ContainerStatus:
+    """An init container's status: one that completed is ready (the kubelet's rule); one not
+    reached yet waits with PodInitializing; a sidecar is ready as an app container is."""
+    cs = container_status(rec)
+    if not rec.cid and not rec.waiting_reason:
+        cs.state.waiting.reason = "PodInitializing"
+    if not sidecar:
+        cs.ready = cs.state.HasField("terminated") and cs.state.terminated.exit_code == 0
+    return cs
+
+
 def build_status(pod: core_pb2.Pod, records: list[ContainerRecord], *, host_ip: str, pod_ip: str,
                  start_time: float | None, old: core_pb2.PodStatus | None = None,
-                 message: str = "", reason: str = "", failed: bool = False) -> core_pb2.PodStatus:
-    """failed=True forces phase Failed (activeDeadlineSeconds exceeded), with reason/message."""
-    phase = "Failed" if failed else pod_phase(pod.spec.restart_policy or "Always", records)
+                 message: str = "", reason: str = "", failed: bool = False,
+                 init_records: list[tuple[ContainerRecord, bool]] = (),
+                 initialized: bool = True) -> core_pb2.PodStatus:
+    """failed=True forces phase Failed (activeDeadlineSeconds exceeded, an init container failed
+    under restartPolicy Never), with reason/message.  init_records: (record, is sidecar) per init
+    container in spec order; initialized: every init container completed or (a sidecar) started,
+    or an app container already ran — until then the pod is Pending."""
+    phase = "Failed" if failed else ("Pending" if not initialized
+                                     else pod_phase(pod.spec.restart_policy or "Always", records))
     if old is not None and old.phase in ("Succeeded", "Failed"):
         phase = old.phase                 # terminal phases never go back
         reason, message = reason or old.reason, message or old.message
@@ -167,13 +184,18 @@ def build_status(pod: core_pb2.Pod, records: list[ContainerRecord], *, host_ip: 
                                else ts(start_time))
     statuses = [container_status(r) for r in records]
     st.container_statuses.extend(statuses)
-    not_ready = [s.name for s in statuses if not s.ready]
+    inits = [(init_container_status(r, side), side) for r, side in init_records]
+    st.init_container_statuses.extend(cs for cs, _ in inits)
+    not_ready = [s.name for s, side in inits if side and not s.ready] + [s.name for s in statuses if not s.ready]
     all_ready = not not_ready and phase not in ("Succeeded", "Failed")
     msg = f"containers with unready status: [{' '.join(not_ready)}]"
     reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+    incomplete = [s.name for s, side in inits if not (s.ready if not side else s.started)]
+    init_reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotInitialized"
     st.conditions.extend([
         _condition(old, "PodScheduled", True),
-        _condition(old, "Initialized", True),
+        _condition(old, "Initialized", initialized, init_reason,
+                   f"containers with incomplete status: [{' '.join(incomplete)}]"),
         _condition(old, "ContainersReady", all_ready, reason, msg),
         _condition(old, "Ready", all_ready, reason, msg),
     ])

@@ -56,7 +56,7 @@ class PodStatusWriter:
         return pod.status
 
     async def write(self, pod: core_pb2.Pod, recs: list[ContainerRecord], *, pod_ip: str | None,
-                    message: str = "", reason: str = "", failed: bool = False) -> bool:
+                    message: str = "", reason: str = "", failed: bool = False, **init) -> bool:
         """Write the status these records give if it changed (or was changed by someone else).
 
         pod_ip: the sandbox's IP, None without a sandbox (then the API's is kept).
@@ -67,7 +67,7 @@ class PodStatusWriter:
                                    (self.api_status.pod_ip if self.api_status else ""),
                                    start_time=self.first_seen,
                                    old=foreign or self.last_written or self.api_status,
-                                   message=message, reason=reason, failed=failed)
+                                   message=message, reason=reason, failed=failed, **init)
         if new.phase == "Running" and not self.start_latency_observed and all(
                 r.state is not None and r.state.status == pstatus.RUNNING for r in recs):
             self.start_latency_observed = True

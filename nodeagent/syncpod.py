@@ -16,15 +16,18 @@ call ``sync_pod()`` on the hollow runtime and look at the records).
   (nodeagent/podvolumes.py; until they can be set up, new containers wait
   in ContainerCreating); pull images (with the pod's imagePullSecrets,
   nodeagent/pullsecrets.py) (ErrImagePull, then ImagePullBackOff
-  with back-off, nodeagent/imagepull.py); start missing containers; restart
-  exited ones by restartPolicy with CrashLoopBackOff (base doubling to
-  5 min, reset after 10 min running); kill containers whose liveness/startup
+  with back-off, nodeagent/imagepull.py); run the init containers one after
+  another and keep the sidecars running (which ones when:
+  nodeagent/initcontainers.py), then start missing app containers (each
+  new instance's postStart hook first, nodeagent/poststart.py); restart
+  exited ones by restartPolicy with CrashLoopBackOff (nodeagent/syncrules.py); kill containers whose liveness/startup
   probe failed; fail the pod when activeDeadlineSeconds passed (DeadlineExceeded)
   or a disk emptyDir outgrew its sizeLimit (Evicted); write the
   status (nodeagent/statusmanager.py).  Returns when it wants to run again.
 * ``sync_terminating_pod``: once every node's proxy stopped sending the pod
   new connections (nodeagent/drain.py, bounded by the grace period), preStop
-  hooks and SIGTERM for every running container in parallel, SIGKILL when the grace period (the pod's
+  hooks and SIGTERM for every running app container in parallel, then for the sidecars one by
+  one, the last first, SIGKILL when the grace period (the pod's
   deletionGracePeriodSeconds) is over; the terminated statuses are written.
 * ``sync_terminated_pod``: remove the containers (cgroups, mounts), the
   sandbox (netns, veth, IP) and the pod dir; finally delete the pod from the
@@ -43,7 +46,6 @@ all records are changed by the worker's one task only.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import shutil
@@ -52,88 +54,26 @@ from typing import Callable
 
 from machinery import errors
 from machinery.pb import core_pb2
-from nodeagent import metrics, podfiles, podspec, status as pstatus
+from nodeagent import initcontainers, metrics, podfiles, podspec, status as pstatus
 from nodeagent.containers import CREATED, ContainerState
 from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
-from nodeagent.imagepull import MAX_BACKOFF, ImagePuller
+from nodeagent.imagepull import ImagePuller
 from nodeagent.images import lowerdirs
 from nodeagent.network import Sandbox
 from nodeagent.podvolumes import PodVolumes
 from nodeagent.pullsecrets import pull_auth
 from nodeagent.envvars import Sources
+from nodeagent.poststart import run_post_start
 from nodeagent.probes import LIVENESS, READINESS, STARTUP, run_handler
 from nodeagent.status import ContainerRecord
 from nodeagent.statusmanager import PodStatusWriter
+from nodeagent.syncrules import (adopt_records, container_id, crashloop_backoff, deadline_left,  # noqa: F401
+                                 probe_grace, should_restart, termination_grace)
 from nodeagent.watchers import InstanceWatchers
 
 log = logging.getLogger("kctl.nodeagent.podworker")
 
-BACKOFF_RESET = 600.0
 RESYNC = 5.0
-
-
-def container_id(pod_uid: str, name: str, restart: int) -> str:
-    return hashlib.sha256(f"{pod_uid}/{name}/{restart}".encode()).hexdigest()[:32]
-
-
-def should_restart(pod: core_pb2.Pod, rec: ContainerRecord) -> bool:
-    """restartPolicy Always restarts every exit, OnFailure only a non-zero one, Never none."""
-    policy = pod.spec.restart_policy or "Always"
-    if policy == "Always":
-        return True
-    return policy == "OnFailure" and rec.state is not None and rec.state.exit_code != 0
-
-
-def crashloop_backoff(previous: float, ran: float, base: float) -> float:
-    """The next CrashLoopBackOff delay: base at first and after 10 min running, else doubled (5 min max)."""
-    return base if (previous == 0 or ran >= BACKOFF_RESET) else min(previous * 2, MAX_BACKOFF)
-
-
-def termination_grace(pod: core_pb2.Pod) -> float:
-    spec = pod.spec
-    return float(spec.termination_grace_period_seconds if spec.HasField("termination_grace_period_seconds")
-                 else 30)
-
-
-def probe_grace(pod: core_pb2.Pod, c: core_pb2.Container) -> float:
-    """A liveness/startup probe's own terminationGracePeriodSeconds, else the pod's."""
-    for p in (c.liveness_probe, c.startup_probe):
-        if p.HasField("termination_grace_period_seconds"):
-            return float(p.termination_grace_period_seconds)
-    return termination_grace(pod)
-
-
-def deadline_left(pod: core_pb2.Pod, first_seen: float, api_status: core_pb2.PodStatus | None) -> float | None:
-    """Seconds until activeDeadlineSeconds is over (counted from the API's startTime, else from
-    first sight); None without a deadline."""
-    spec = pod.spec
-    if not spec.HasField("active_deadline_seconds"):
-        return None
-    start = first_seen
-    if api_status is not None and api_status.HasField("start_time"):
-        start = api_status.start_time.ToNanoseconds() / 1e9
-    return start + spec.active_deadline_seconds - time.time()
-
-
-def adopt_records(records: dict[str, ContainerRecord], adopted: list, key: str = "") -> None:
-    """Fill records from runtime containers of one pod (ContainerInfo, labels naming container
-    and restart count): the newest instance is current, the one before it previous."""
-    by_name: dict[str, list] = {}
-    for info in adopted:
-        by_name.setdefault(info.labels.get(podspec.LABEL_CONTAINER, ""), []).append(info)
-    for name, infos in by_name.items():
-        infos.sort(key=lambda i: int(i.labels.get(podspec.LABEL_RESTART, "0")))
-        rec = records.setdefault(name, ContainerRecord(name))
-        rec.all_cids.update(i.id for i in infos)
-        cur = infos[-1]
-        rec.cid, rec.state = cur.id, cur.state
-        rec.restart_count = int(cur.labels.get(podspec.LABEL_RESTART, "0"))
-        rec.exit_handled = cur.id if cur.state.status == pstatus.EXITED else None
-        rec.adopted = True
-        if len(infos) > 1:
-            rec.prev_cid, rec.prev_state = infos[-2].id, infos[-2].state
-        log.info("pod %s: adopted container %s (%s, restarts %d)", key, name, cur.state.status,
-                 rec.restart_count)
 
 
 class PodSync:
@@ -154,6 +94,8 @@ class PodSync:
         self.config_error = ""
         self.deadline_message = ""          # why the pod failed on the node (deadline, eviction)
         self.fail_reason = ""
+        self.init_failed = ""               # a regular init container failed under restartPolicy Never
+        self._init_waits: list[float] = []
         self.puller = ImagePuller(agent.images, agent.recorder, agent.crashloop_base)
         self.watchers = InstanceWatchers(agent.runtime, wake)
         self.volumes = PodVolumes(agent, self.uid, wake)
@@ -180,7 +122,7 @@ class PodSync:
         pod = self.pod
         if not self._adopt_done:
             self.adopt()
-        for c in pod.spec.containers:
+        for c in list(pod.spec.init_containers) + list(pod.spec.containers):
             rec = self.records.setdefault(c.name, ContainerRecord(c.name))
             rec.image = c.image
             if rec.adopted:        # probes start over; without probes a running container is ready
@@ -217,13 +159,58 @@ class PodSync:
             await self._fail("Evicted", self.volumes.evicted, "Warning")
             return 30.0
         await self.refresh()
-        for c in pod.spec.containers:
-            wait = await self._sync_container(c, self.records[c.name])
-            if wait is not None:
-                next_in = min(next_in, wait)
+        plan = await self._sync_init()
+        if plan.failed:
+            self.init_failed = plan.failed
+            await self._stop_running()
+        elif plan.done:
+            for c in pod.spec.containers:
+                wait = await self._sync_container(c, self.records[c.name])
+                if wait is not None:
+                    next_in = min(next_in, wait)
+            await self._stop_sidecars()
+        next_in = min([next_in, *self._init_waits])
         await self.refresh()
         await self.write_status()
         return max(0.05, next_in)
+
+    def _apps_finished(self) -> bool:
+        """Every app container exited and will not be restarted (restartPolicy Never/OnFailure)."""
+        recs = [self.records[c.name] for c in self.pod.spec.containers]
+        return all(r.cid and r.state is not None and r.state.status == pstatus.EXITED
+                   and not should_restart(self.pod, r) for r in recs)
+
+    async def _sync_init(self) -> initcontainers.InitPlan:
+        """Sync the init containers the plan names (nodeagent/initcontainers.py) until it stops
+        changing: a sidecar that is up at once lets the next init container start in this step."""
+        self._init_waits: list[float] = []
+        synced: list[str] = []
+        while True:
+            plan = initcontainers.plan(self.pod, self.records, self._apps_finished())
+            todo = [c for c in plan.sync if c.name not in synced]
+            if not todo or plan.failed:
+                return plan
+            for c in todo:
+                synced.append(c.name)
+                wait = await self._sync_container(c, self.records[c.name],
+                                                  initcontainers.restart_policy(self.pod, c, True))
+                if wait is not None:
+                    self._init_waits.append(wait)
+            if not plan.done:
+                for c in self.pod.spec.containers:
+                    rec = self.records[c.name]
+                    if not rec.cid:
+                        rec.waiting_reason, rec.waiting_message = "PodInitializing", ""
+            await self.refresh()
+
+    async def _stop_sidecars(self) -> None:
+        """The app containers finished for good: stop the sidecars, last one first."""
+        plan = initcontainers.plan(self.pod, self.records, self._apps_finished())
+        for c in plan.stop:
+            rec = self.records[c.name]
+            self._event("Normal", "Killing", f"Stopping container {c.name}")
+            await self.agent.runtime.stop(rec.cid, termination_grace(self.pod))
+            await self.refresh()
 
     async def _fail(self, reason: str, message: str, type_: str = "Normal") -> None:
         """activeDeadlineSeconds passed (DeadlineExceeded) or the pod is evicted (Evicted): stop
@@ -231,6 +218,10 @@ class PodSync:
         if not self.deadline_message:
             self.deadline_message, self.fail_reason = message, reason
             self._event(type_, reason, message)
+        await self._stop_running()
+        await self.write_status()
+
+    async def _stop_running(self) -> None:
         self.watchers.stop_all()
         grace = termination_grace(self.pod)
         running = [r for r in self.records.values() if r.cid and r.state is not None
@@ -239,7 +230,6 @@ class PodSync:
             self._event("Normal", "Killing", f"Stopping container {r.name}")
         await asyncio.gather(*(self.agent.runtime.stop(r.cid, grace) for r in running))
         await self.refresh()
-        await self.write_status()
 
     async def refresh(self) -> None:
         """Read the runtime state of every current instance (skipped while its exit waiter waits)."""
@@ -269,7 +259,8 @@ class PodSync:
         rec.backoff_until = (st.finished_at or time.time()) + rec.backoff
         self.wake()                                   # decide about the restart in the next round
 
-    async def _sync_container(self, c: core_pb2.Container, rec: ContainerRecord) -> float | None:
+    async def _sync_container(self, c: core_pb2.Container, rec: ContainerRecord,
+                              policy: str = "") -> float | None:
         rt = self.agent.runtime
         if rec.cid and rec.kill_requested == rec.cid and rec.state and rec.state.status == pstatus.RUNNING:
             self._event("Normal", "Killing", f"Container {c.name} {rec.kill_reason}, will be restarted")
@@ -282,7 +273,7 @@ class PodSync:
             return None
         restart = 0
         if rec.cid and rec.state is not None:          # an instance exists and has exited
-            if not should_restart(self.pod, rec):
+            if not should_restart(self.pod, rec, policy):
                 rec.waiting_reason = ""
                 return None
             now = time.time()
@@ -341,6 +332,9 @@ class PodSync:
         rec.image_id = image.repo_digest or image.image_id
         rec.ready = self._ready_without_probe(c)
         rec.started = not c.HasField("startup_probe")
+        if not await run_post_start(self.pod, c, rt, cid, self.sandbox.ip, termination_grace(self.pod), self._event):
+            await self.refresh()                        # killed: its exit is handled as any other
+            return None
         self._watch(c, rec)
         return None
 
@@ -375,10 +369,14 @@ class PodSync:
     # ------------------------------------------------------------ status
     async def write_status(self) -> None:
         recs = [self.records[c.name] for c in self.pod.spec.containers if c.name in self.records]
+        inits = [(self.records[c.name], initcontainers.is_sidecar(c)) for c in self.pod.spec.init_containers
+                 if c.name in self.records]
+        plan = initcontainers.plan(self.pod, self.records)
         if not await self.status.write(self.pod, recs, pod_ip=self.sandbox.ip if self.sandbox else None,
                                        message=self.config_error or self.deadline_message,
                                        reason=self.fail_reason,
-                                       failed=bool(self.deadline_message)):
+                                       failed=bool(self.deadline_message or self.init_failed),
+                                       init_records=inits, initialized=plan.done):
             self.gone = True
 
     # ------------------------------------------------------------ termination
@@ -397,7 +395,7 @@ class PodSync:
         if not self._adopt_done:
             self.adopt()
         deadline = time.monotonic() + self._grace()
-        specs = {c.name: c for c in self.pod.spec.containers}
+        specs = {c.name: c for c in list(self.pod.spec.init_containers) + list(self.pod.spec.containers)}
 
         async def stop_one(rec: ContainerRecord) -> None:
             st = await rt.state(rec.cid)
@@ -420,7 +418,12 @@ class PodSync:
             left = deadline - time.monotonic()
             pid = next((st.pid for st in [await rt.state(r.cid) for r in running] if st.pid), 0)
             await drain.wait_pod_drained(self.pod, left - min(2.0, left / 2), netns_pid=pid)
-        await asyncio.gather(*(stop_one(r) for r in running))
+        sidecars = [c.name for c in reversed(self.pod.spec.init_containers) if initcontainers.is_sidecar(c)]
+        await asyncio.gather(*(stop_one(r) for r in running if r.name not in sidecars))
+        for name in sidecars:              # after the app containers, the last sidecar first
+            rec = self.records.get(name)
+            if rec is not None and rec in running:
+                await stop_one(rec)
         if running and not self.gone and self.pod.spec.containers:
             try:                                  # show the containers terminated, like the kubelet
                 await self.refresh()

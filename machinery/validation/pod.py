@@ -320,6 +320,31 @@ def validate_container(c, volumes: set[str], path: str) -> list[FieldError]:
 
 # ---------------------------------------------------------------- pod spec
 
+def validate_init_containers(spec, volumes: set[str], names: set[str], path: str) -> list[FieldError]:
+    """validateInitContainers: names unique (they share one namespace with the app containers,
+    whose names ``names`` holds); only restartPolicy Always (a sidecar) is allowed, and only a sidecar
+    may have lifecycle hooks and liveness/readiness/startup probes."""
+    errs: list[FieldError] = []
+    for i, c in enumerate(spec.init_containers):
+        p = f"{path}.initContainers[{i}]"
+        errs += validate_container(c, volumes, p)
+        if c.name and c.name in names:
+            errs.append(duplicate(f"{p}.name", c.name))
+        names.add(c.name)
+        sidecar = c.HasField("restart_policy") and c.restart_policy == "Always"
+        if c.HasField("restart_policy") and not sidecar:
+            errs.append(not_supported(f"{p}.restartPolicy", c.restart_policy, ["Always"]))
+        if sidecar:
+            continue
+        if c.HasField("lifecycle"):
+            errs.append(forbidden(f"{p}.lifecycle", "may not be set for init containers without restartPolicy=Always"))
+        for f, j in (("liveness_probe", "livenessProbe"), ("readiness_probe", "readinessProbe"),
+                     ("startup_probe", "startupProbe")):
+            if c.HasField(f):
+                errs.append(forbidden(f"{p}.{j}", "may not be set for init containers without restartPolicy=Always"))
+    return errs
+
+
 def validate_pod_spec(spec, path: str) -> list[FieldError]:
     errs, volumes = validate_volumes(spec.volumes, f"{path}.volumes")
     if not spec.containers:
@@ -327,6 +352,9 @@ def validate_pod_spec(spec, path: str) -> list[FieldError]:
     names: set[str] = set()
     for i, c in enumerate(spec.containers):
         errs += validate_container(c, volumes, f"{path}.containers[{i}]")
+        if c.HasField("restart_policy"):
+            errs.append(forbidden(f"{path}.containers[{i}].restartPolicy",
+                                  "may not be set for non-init containers"))
         if c.name and c.name in names:
             errs.append(duplicate(f"{path}.containers[{i}].name", c.name))
         names.add(c.name)
@@ -335,6 +363,7 @@ def validate_pod_spec(spec, path: str) -> list[FieldError]:
                 if port.host_port != port.container_port:
                     errs.append(invalid(f"{path}.containers[{i}].ports[{j}].hostPort", port.host_port,
                                         "must match `containerPort` when `hostNetwork` is true"))
+    errs += validate_init_containers(spec, volumes, names, path)
     errs += _one_of(RESTART_POLICIES, spec.restart_policy, f"{path}.restartPolicy")
     errs += _one_of(DNS_POLICIES, spec.dns_policy, f"{path}.dnsPolicy")
     errs += validate_pod_dns(spec, path)
