@@ -184,7 +184,7 @@ def apps(lab):
 
 def test_the_lab_runs_kctl_dns_behind_kube_dns(lab):
     status = lab.lab("status").stdout
-    assert re.search(r"^dns\s+\d+\s+running\s+root netns", status, re.M), status
+    assert re.search(r"^dns\s+\d+\s+running\s+\d+\s+-\s+root netns$", status, re.M), status
     assert f"kube-system/kube-dns {DNS_IP} -> {lab.topology.cp_address}:53" in status
     svc = lab.api(lambda c: c.get("Service", "kube-dns", "kube-system"))
     assert svc.spec.cluster_ip == DNS_IP
