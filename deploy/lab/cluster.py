@@ -168,15 +168,23 @@ def _images_to_registry(lab: Lab, registry: str, out: dict) -> None:
         import subprocess
         built = build_images(os.path.join(naming.data_dir(lab.name), "images"))
         _wait("the lab registry", lambda: _http_ok(f"http://{registry}/v2/"), 15)
-        procs = []
+        # Two tags of one repository pushed at once upload the same blobs
+        # concurrently, which registry 2.8 sometimes answers with a 500: the
+        # first tag of each repository goes first, the other tags (blobs
+        # already there) after it.
+        first: dict[str, str] = {}
         for ref, dest in LAB_IMAGES.items():
-            procs.append((ref, subprocess.Popen(
+            first.setdefault(dest.rpartition(":")[0], ref)
+        waves = [[r for r in LAB_IMAGES if r in first.values()], [r for r in LAB_IMAGES if r not in first.values()]]
+        for wave in waves:
+            procs = [(ref, subprocess.Popen(
                 ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{built[ref]}",
-                 f"docker://{registry}/{dest}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
-        for ref, p in procs:
-            _, err = p.communicate(timeout=120)
-            if p.returncode != 0:
-                raise LabError(f"pushing {ref} to the lab registry failed: {err.decode().strip()}")
+                 f"docker://{registry}/{LAB_IMAGES[ref]}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                for ref in wave]
+            for ref, p in procs:
+                _, err = p.communicate(timeout=120)
+                if p.returncode != 0:
+                    raise LabError(f"pushing {ref} to the lab registry failed: {err.decode().strip()}")
         out["images"] = sorted(LAB_IMAGES)
     except BaseException as exc:  # noqa: BLE001 - reported by the caller
         out["error"] = exc
