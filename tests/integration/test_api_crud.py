@@ -247,9 +247,9 @@ async def test_version(client):
 async def test_object_too_large_for_etcd(client, apiserver):
     p = new_object("Pod", "huge")
     p.spec.containers[0].args.extend(["x" * 100_000] * 20)      # 2 MB: over etcd's 1.5 MiB limit
-    with pytest.raises(errors.BadRequest) as exc:
+    with pytest.raises(errors.RequestEntityTooLarge) as exc:     # 413, as Kubernetes maps etcd's limit
         await client.create(p)
-    assert "too large" in exc.value.message
+    assert "too large" in exc.value.message and "1572864" in exc.value.message
     assert (await client.create(new_object("Pod", "small"))).metadata.name == "small"
     assert "Traceback" not in apiserver.log_path.read_text()
 
