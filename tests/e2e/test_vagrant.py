@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from deploy.vagrant import cycle, host
+from tests.e2e.lab_fixtures import wait_for as lab_wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -94,15 +95,9 @@ def ready(obj: dict) -> bool:
                for c in obj.get("status", {}).get("conditions", []))
 
 
-def wait_for(what: str, check, timeout: float, interval: float = 3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+def wait_for(what: str, check, timeout: float):
+    """The e2e waiter, polling every 3 s (the VMs are slow)."""
+    return lab_wait_for(what, check, timeout, interval=3)
 
 
 def ready_pods(server: str) -> dict[str, str]:
