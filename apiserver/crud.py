@@ -22,7 +22,7 @@ import json
 
 from google.protobuf.message import Message
 
-from apiserver import admission_priority, objects, registry
+from apiserver import admission, objects, registry
 from apiserver import storage as st
 from apiserver.allocators import Allocation, ServiceAllocator
 from machinery import errors, kinds
@@ -121,10 +121,12 @@ class Store:
         generated = not obj.metadata.name and bool(obj.metadata.generate_name)
         if generated:
             obj.metadata.name = registry.generate_name(obj.metadata.generate_name)
+        await admission.mutate(admission.Request(admission.CREATE, info, obj, store=self, dry_run=dry_run))
         problems = strat.validate(obj)
         if problems:
             raise invalid(info, obj.metadata.name or obj.metadata.generate_name, problems)
-        await admission_priority.admit(self, obj)
+        admitted = await admission.validate(admission.Request(admission.CREATE, info, obj, store=self,
+                                                              dry_run=dry_run))
         strat.canonicalize(obj)
         name = obj.metadata.name
         if ns in self.terminating_namespaces:
@@ -149,12 +151,12 @@ class Store:
                                                kind=info.plural, name=obj.metadata.name, group=info.group)
                 if ns_key and kvs[1] is None:
                     raise not_found(kinds.BY_KIND["Namespace"], ns)
-                return obj, warnings
+                return obj, admitted + warnings
             resp = await self.storage.txn(compares, [st.put(k, objects.encode(obj))] + alloc.ops, failure,
                                           operation="create")
             if resp.succeeded:
                 obj.metadata.resource_version = str(resp.header.revision)
-                return obj, warnings
+                return obj, admitted + warnings
             reads = [r.response_range.kvs for r in resp.responses]
             if reads[0]:
                 if generated:
@@ -198,21 +200,24 @@ class Store:
                 raise conflict(info, name)
             new = _copy(original)
             new.metadata.namespace = ns
+            req = admission.Request(admission.UPDATE, info, new, old, "status" if status else "", self, dry_run)
             if status:
                 strat.prepare_for_status_update(new, old)
                 problems = strat.validate_status(new, old)
             else:
                 strat.default(new)
-                admission_priority.admit_update(new, old)
+                await admission.mutate(req)
                 strat.prepare_for_update(new, old)
                 problems = strat.validate(new, old)
             if problems:
                 raise invalid(info, name, problems)
+            admitted = await admission.validate(req)
             strat.canonicalize(new)
             if status:
                 alloc, warnings = Allocation(), []
             else:
                 alloc, warnings = await self._allocate(info, new, old, k, avoid)
+            warnings = admitted + warnings
             remove = _removable(new)
             raw = objects.encode(new)
             if raw == kv.value and not remove and not self.storage.stale(kv):
@@ -264,6 +269,7 @@ class Store:
             if pre.resource_version and pre.resource_version != str(kv.mod_revision):
                 raise conflict(info, name, f"Precondition failed: ResourceVersion in precondition: "
                                            f"{pre.resource_version}, ResourceVersion in object meta: {kv.mod_revision}")
+            await admission.validate(admission.Request(admission.DELETE, info, None, obj, "", self, dry_run))
             new = _copy(obj)
             grace = strat.grace_period(obj, requested)
             finalizer = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy)

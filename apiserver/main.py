@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from apiserver import admission_priority, encryption, http, limits, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.auth.gate import Gate
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
@@ -127,12 +128,12 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
-async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metrics=None):
+async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metrics=None, gate: Gate | None = None):
     """The HTTP API's runner, or None when disabled (or the default port is taken)."""
     if listen == "off":
         return None
     try:
-        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy, metrics)
+        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy, metrics, gate)
     except SystemExit as exc:
         if listen:
             raise
@@ -154,7 +155,8 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter)],
+    gate = Gate()                     # who asks, and may they (apiserver.auth): today everyone, everything
+    server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
                                       ("grpc.keepalive_permit_without_calls", 1),
@@ -183,7 +185,7 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         host = args.listen.rpartition(":")[0]
         log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
-        runner = await _serve_http(verbs, args.http_listen, proxy, metrics_store)
+        runner = await _serve_http(verbs, args.http_listen, proxy, metrics_store, gate)
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())

@@ -35,6 +35,7 @@ import logging
 from aiohttp import web
 
 from apiserver import limits
+from apiserver.auth.gate import Gate
 from apiserver.http import discovery, metrics_routes, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
 from apiserver.http.portforward import PortForward
@@ -126,9 +127,14 @@ async def statuses(request: web.Request, handler) -> web.StreamResponse:
         return wire.error_response(errors.ApiError(f"internal error: {type(exc).__name__}: {exc}"))
 
 
-def make_app(verbs: Verbs, proxy=None, metrics=None) -> web.Application:
+def make_app(verbs: Verbs, proxy=None, metrics=None, gate: Gate | None = None) -> web.Application:
+    """The HTTP API's application. `gate` authenticates and authorizes
+    (apiserver.auth); the default is the pre-TLS behaviour (everyone is
+    system:unsecured, everything allowed)."""
     api = Api(verbs, proxy)
-    app = web.Application(middlewares=[statuses, *limits.http_middlewares(getattr(verbs, "limiter", None))],
+    authenticate, authorize = (gate or Gate()).http_middlewares()
+    app = web.Application(middlewares=[statuses, authenticate,
+                                       *limits.http_middlewares(getattr(verbs, "limiter", None)), authorize],
                           client_max_size=wire.MAX_BODY)
     app.add_routes(discovery.routes())
     if metrics is not None:
@@ -141,12 +147,12 @@ def make_app(verbs: Verbs, proxy=None, metrics=None) -> web.Application:
     return app
 
 
-async def serve(verbs: Verbs, listen: str, proxy=None, metrics=None) -> web.AppRunner:
+async def serve(verbs: Verbs, listen: str, proxy=None, metrics=None, gate: Gate | None = None) -> web.AppRunner:
     """Bind and start serving on HOST:PORT; returns the runner to clean up. `proxy` (the
     apiserver's NodeProxy) serves pods' log/exec/attach/portforward, `metrics` the
     metrics.k8s.io API."""
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(verbs, proxy, metrics), access_log=None, handle_signals=False,
+    runner = web.AppRunner(make_app(verbs, proxy, metrics, gate), access_log=None, handle_signals=False,
                            shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), reuse_address=True)

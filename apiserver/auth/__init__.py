@@ -1,0 +1,31 @@
+"""Who is asking, and may they: the apiserver's identity, authentication
+and authorization, shared by both transports.
+
+* user.py        UserInfo and the request's identity in a context variable:
+                 each transport authenticates a request once and sets it;
+                 everything below (Verbs, admission, audit) reads
+                 `auth.current()`. In-process callers that never passed a
+                 transport (bootstrap, the apiserver's own controllers) act
+                 as `system:apiserver` (group system:masters), as
+                 Kubernetes' loopback client does.
+* authn.py       Authenticators: a request's credentials -> UserInfo, or
+                 401 Unauthorized. `Insecure` is the pre-TLS behaviour:
+                 every request is `system:unsecured` in system:masters.
+* authz.py       Attributes (user, verb, resource, namespace, name, ...),
+                 Authorizers (AlwaysAllow, Chain) and Kubernetes' 403
+                 message (`pods is forbidden: User "jane" cannot list ...`).
+* requestinfo.py an HTTP request -> Attributes (Kubernetes' RequestInfo):
+                 the verb from method + path + ?watch, resource/subresource,
+                 namespace, name, or a non-resource path.
+* gate.py        the hook points: the gRPC interceptor and the HTTP
+                 middlewares that authenticate, then authorize.
+
+Order of a request (Kubernetes' filter chain): authenticate -> (impersonate)
+-> in-flight limit -> authorize -> handler (admission happens in the Store,
+apiserver/admission.py).
+"""
+from apiserver.auth.user import (AUTHENTICATED, LOOPBACK, SYSTEM_MASTERS, UNAUTHENTICATED, UNSECURED,
+                                 UserInfo, acting_as, current)
+
+__all__ = ["AUTHENTICATED", "LOOPBACK", "SYSTEM_MASTERS", "UNAUTHENTICATED", "UNSECURED", "UserInfo",
+           "acting_as", "current"]
