@@ -24,6 +24,16 @@ class Authenticator:
         raise NotImplementedError
 
 
+class TokenAuthenticator:
+    """Bearer tokens (HTTP `Authorization: Bearer T`, gRPC metadata
+    `authorization: Bearer T`): ServiceAccount JWTs, bootstrap tokens, ...
+    None when the token is not one of this kind; errors.Unauthorized when it
+    is, but invalid or expired."""
+
+    async def token(self, token: str) -> UserInfo | None:
+        raise NotImplementedError
+
+
 class Insecure(Authenticator):
     async def http(self, request) -> UserInfo | None:
         return UNSECURED
