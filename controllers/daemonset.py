@@ -26,19 +26,21 @@ while unscheduled, the node of their `metadata.name` affinity term), then:
    the status (desired/current/ready/available/updated/misscheduled) is
    written, observedGeneration only after a full sync.
 
-Pure decisions live in controllers/daemonset_util.py.
+Pure decisions live in controllers/daemonset_util.py; the revision history
+(steps 1 and 4) in controllers/history.py, shared with StatefulSets.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 
-from machinery import codec, errors, kinds, selectors, workloads
+from machinery import codec, errors, selectors, workloads
 from machinery.informer import key_of
 
 from controllers import daemonset_util as du
 from controllers import podcontrol, podutil
 from controllers.base import Controller
+from controllers.history import RevisionHistory
 from controllers.expectations import Expectations
 from controllers.replicaset import ensure_indexes
 
@@ -46,7 +48,7 @@ BURST_REPLICAS = 250
 FAILED_BACKOFF, FAILED_BACKOFF_MAX = 1.0, 900.0
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(RevisionHistory, Controller):
     name = "daemonset"
 
     def __init__(self, client, factory, recorder=None, workers: int = 2, *, clock=time.time,
@@ -200,55 +202,6 @@ class DaemonSetController(Controller):
             self.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {p.metadata.name}")
         if errs:
             raise errs[0]
-
-    # ---------------------------------------------------------- history
-    async def construct_history(self, ds, selector):
-        crs = await podutil.RefManager(self.client, ds, selector).claim(self.cr_inf.list(ds.metadata.namespace))
-        data = du.patch_of(ds)
-        current = [c for c in crs if c.data == data]
-        old = [c for c in crs if c.data != data]
-        next_rev = max((c.revision for c in old), default=0) + 1
-        if not current:
-            return await self.snapshot(ds, data, next_rev), old
-        cur = max(current, key=lambda c: c.revision)
-        if cur.revision < next_rev:
-            bumped = codec.copy(cur)
-            bumped.revision = next_rev
-            cur = await self.client.update(bumped)
-        return cur, old
-
-    async def snapshot(self, ds, data, revision: int):
-        count = ds.status.collision_count if ds.status.HasField("collision_count") else 0
-        hash_ = du.revision_hash(data, count)
-        cr = kinds.new("ControllerRevision")
-        cr.metadata.name, cr.metadata.namespace = f"{ds.metadata.name}-{hash_}", ds.metadata.namespace
-        cr.metadata.labels.update(ds.spec.template.metadata.labels)
-        cr.metadata.labels[workloads.CONTROLLER_REVISION_HASH] = hash_
-        cr.metadata.annotations.update(ds.metadata.annotations)
-        cr.metadata.owner_references.append(podutil.owner_ref_for(ds))
-        cr.data.CopyFrom(data)
-        cr.revision = revision
-        try:
-            return await self.client.create(cr)
-        except errors.AlreadyExists:
-            existing = await self.client.get("ControllerRevision", cr.metadata.name, cr.metadata.namespace)
-            if existing.data == data:
-                return existing
-        new = codec.copy(ds)                  # a hash collision: try the next name on the next sync
-        new.status.collision_count = count + 1
-        await self.client.update_status(new)
-        raise errors.Conflict(f"hash collision for controller revision {cr.metadata.name}")
-
-    async def cleanup_history(self, ds, old, pods) -> None:
-        live = {p.metadata.labels.get(workloads.CONTROLLER_REVISION_HASH) for p in pods}
-        limit = ds.spec.revision_history_limit if ds.spec.HasField("revision_history_limit") else 10
-        unused = sorted((c for c in old if c.metadata.labels.get(workloads.CONTROLLER_REVISION_HASH) not in live),
-                        key=lambda c: c.revision)
-        for cr in unused[:max(0, len(unused) - limit)]:
-            try:
-                await self.client.delete("ControllerRevision", cr.metadata.name, cr.metadata.namespace)
-            except errors.NotFound:
-                pass
 
     # ------------------------------------------------------------ status
     async def update_status(self, ds, nodes, node_pods, hash_: str, observed: bool) -> None:

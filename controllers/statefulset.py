@@ -34,15 +34,13 @@ from machinery.informer import key_of
 from controllers import podutil
 from controllers import statefulset_util as su
 from controllers.base import Controller
-from controllers.daemonset import DaemonSetController
+from controllers.history import RevisionHistory
 from controllers.replicaset import ensure_indexes
 from controllers.statefulset_control import StatefulPodControl, Walk
 
 
-class StatefulSetController(Controller):
+class StatefulSetController(RevisionHistory, Controller):
     name = "statefulset"
-    construct_history = DaemonSetController.construct_history
-    snapshot = DaemonSetController.snapshot
 
     def __init__(self, client, factory, recorder=None, workers: int = 5, *, clock=time.time):
         super().__init__(client, factory, recorder, workers)
