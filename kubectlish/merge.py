@@ -12,10 +12,10 @@ new manifest, and the live object. The result is the live object with:
   nodePorts, labels and annotations that other tools added.
 
 Maps recurse. Lists of objects that Kubernetes merges by key (containers,
-env, ports, volumes, volumeMounts, taints, ...) are merged item by item with
+env, ports, volumes, volumeMounts, ...: machinery/patch/mergekeys.py) are merged item by item with
 the same three-way rule, keeping the manifest's order and the live items
 nobody applied; so a Service's allocated `nodePort`, absent from the file,
-survives. Every other list (args, command, tolerations, ...) is replaced
+survives. Every other list (args, command, tolerations, taints, ...) is replaced
 wholesale by the manifest's, as strategic merge patch does for atomic lists.
 """
 from __future__ import annotations
@@ -23,22 +23,14 @@ from __future__ import annotations
 import copy
 import json
 
+from machinery.patch.mergekeys import PATCH_META
+
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-# Strategic-merge keys of the lists kctl's kinds have (field name -> key).
-MERGE_KEYS = {
-    "containers": "name",
-    "initContainers": "name",
-    "env": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "imagePullSecrets": "name",
-    "taints": "key",
-    "ownerReferences": "uid",
-    "httpHeaders": "name",
-    "conditions": "type",
-    "addresses": "type",
-}
+# Strategic-merge keys of the lists kctl's kinds have (field name -> key),
+# from the one table of Kubernetes' patch metadata; `ports` is the one field
+# name with two keys (container and service ports), told apart below.
+MERGE_KEYS = {field: key for (_, field), (_, key) in PATCH_META.items() if key and field != "ports"}
 # `ports` means container ports or service ports, told apart by their key.
 PORT_KEYS = ("containerPort", "port")
 

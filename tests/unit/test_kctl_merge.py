@@ -81,6 +81,18 @@ def test_atomic_lists_are_replaced():
     assert out == {"args": ["c"], "tolerations": []}
 
 
+def test_merge_keys_follow_kubernetes_patch_metadata():
+    """initContainers merge by name and keep server defaults; taints are
+    atomic upstream (+listType=atomic), so the file's list replaces the live one."""
+    last = {"initContainers": [{"name": "i", "image": "x:1"}], "taints": [{"key": "a", "effect": "NoSchedule"}]}
+    new = {"initContainers": [{"name": "i", "image": "x:2"}], "taints": [{"key": "b", "effect": "NoSchedule"}]}
+    live = {"initContainers": [{"name": "i", "image": "x:1", "imagePullPolicy": "IfNotPresent"}],
+            "taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "c", "effect": "NoExecute"}]}
+    out = merge.three_way(last, new, live)
+    assert out["initContainers"] == [{"name": "i", "image": "x:2", "imagePullPolicy": "IfNotPresent"}]
+    assert out["taints"] == [{"key": "b", "effect": "NoSchedule"}]
+
+
 def test_no_last_applied_behaves_like_create_over_live():
     new = {"spec": {"replicas": 2}}
     live = {"spec": {"replicas": 1, "paused": True}}
