@@ -116,6 +116,7 @@ def test_idle_php_apache_reports_its_cpu_and_stays_at_one_replica(lab, walkthrou
 
 def test_load_scales_php_apache_up(lab, walkthrough):
     lab.kctl("run", "load-generator", "--image=busybox", "--restart=Never", "--", "sh", "-c", LOAD)
+    print(f"$ kctl run load-generator ...    (t={time.monotonic() - walkthrough.t0:.0f}s)")
 
     def scaled():
         walkthrough.sample()
@@ -136,6 +137,7 @@ def test_load_scales_php_apache_up(lab, walkthrough):
 
 def test_php_apache_scales_back_down_after_the_load_stops(lab, walkthrough):
     lab.kctl("delete", "pod", "load-generator", "--grace-period", "0", timeout=60)
+    print(f"$ kctl delete pod load-generator    (t={time.monotonic() - walkthrough.t0:.0f}s)")
 
     def down():
         walkthrough.sample()
@@ -145,3 +147,5 @@ def test_php_apache_scales_back_down_after_the_load_stops(lab, walkthrough):
     assert "New size: 1; reason: All metrics below target" in msgs, msgs
     wait_for("one php-apache pod left", lambda: len(pods(lab, SELECTOR)) == 1, 60, interval=1)
     walkthrough.sample()
+    desc = lab.kctl("describe", "hpa", "php-apache").stdout
+    print("$ kctl describe hpa php-apache  (events)\n" + desc[desc.index("Events:"):] if "Events:" in desc else desc)
