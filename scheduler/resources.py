@@ -45,25 +45,26 @@ def pod_requests(pod: core_pb2.Pod) -> tuple[int, int, int, int]:
     and native sidecars summed, or, when larger, the effective init request:
     the largest of what each init container needs while it runs, i.e. its
     own request plus the sidecars started before it."""
-    tot = [0, 0, 0, 0]
+    cpu = mem = nz_cpu = nz_mem = 0
     for c in pod.spec.containers:
-        for i, v in enumerate(_container(c)):
-            tot[i] += v
-    if pod.spec.init_containers:
-        sidecars = [0, 0, 0, 0]
-        peak = [0, 0, 0, 0]
-        for c in pod.spec.init_containers:
-            r = _container(c)
-            if is_sidecar(c):
-                for i, v in enumerate(r):
-                    tot[i] += v
-                    sidecars[i] += v
-                use = sidecars
-            else:
-                use = [a + b for a, b in zip(r, sidecars)]
-            peak = [max(a, b) for a, b in zip(peak, use)]
-        tot = [max(a, b) for a, b in zip(tot, peak)]
-    return tot[0], tot[1], tot[2], tot[3]
+        c_cpu, c_mem, c_nz_cpu, c_nz_mem = _container(c)
+        cpu, mem, nz_cpu, nz_mem = cpu + c_cpu, mem + c_mem, nz_cpu + c_nz_cpu, nz_mem + c_nz_mem
+    if not pod.spec.init_containers:
+        return cpu, mem, nz_cpu, nz_mem
+    tot = [cpu, mem, nz_cpu, nz_mem]
+    sidecars = [0, 0, 0, 0]
+    peak = [0, 0, 0, 0]
+    for c in pod.spec.init_containers:
+        r = _container(c)
+        if is_sidecar(c):
+            tot = [t + v for t, v in zip(tot, r)]
+            sidecars = [t + v for t, v in zip(sidecars, r)]
+            use = sidecars
+        else:
+            use = [v + w for v, w in zip(r, sidecars)]
+        peak = [max(v, w) for v, w in zip(peak, use)]
+    cpu, mem, nz_cpu, nz_mem = (max(v, w) for v, w in zip(tot, peak))
+    return cpu, mem, nz_cpu, nz_mem
 
 
 def node_allocatable(node: core_pb2.Node) -> tuple[int, int, int]:
