@@ -11,7 +11,9 @@ Images built (one OCI layout directory per repository under DEST):
   ``nc -ll -p $PORT -e echo-handler``: busybox's small ``nc`` forks one handler
   per accepted connection (concurrent, nothing shared between requests), and
   the handler reads the request line and headers, then answers *any* path with
-  ``$HOSTNAME`` (the pod name; falls back to ``hostname``) plus a newline.
+  ``$HOSTNAME`` (the pod name; falls back to ``hostname``) plus a newline;
+  ``/burn`` first spends about 0.1 s of CPU in a shell loop, like the
+  php-apache image of Kubernetes' HorizontalPodAutoscaler walkthrough.
   The server script stays PID 1 and exits 0 on SIGTERM.
   busybox ``httpd`` cannot route every path to one CGI, and this busybox has no
   ``tcpsvd``. Port 8080 unless ``PORT`` is set; ``ExposedPorts 8080/tcp``.
@@ -74,6 +76,9 @@ read -r -t 10 request || exit 0
 while read -r -t 10 line; do
   case "$line" in ""|"$cr") break;; esac
 done
+case "$request" in   # /burn: ~0.1 s of CPU first, as php-apache's index.php (the HPA walkthrough)
+  "GET /burn"*) i=0; while [ $i -lt 100000 ]; do i=$((i + 1)); done;;
+esac
 printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n' "$(( ${#name} + 1 ))" "$name"
 """
 

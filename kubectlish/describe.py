@@ -74,14 +74,9 @@ def describe_pod(p, events) -> list[str]:
         lines.append(f"Controlled By:\t{ctrl.kind}/{ctrl.name}")
     if s.nominated_node_name:
         lines.append(f"NominatedNodeName:\t{s.nominated_node_name}")
-    lines.append("Containers:")
-    statuses = {cs.name: cs for cs in s.container_statuses}
-    for c in p.spec.containers:
-        cs = statuses.get(c.name)
-        if cs is None:
-            from machinery.pb import core_pb2
-            cs = core_pb2.ContainerStatus(name=c.name)
-        lines += container_lines(c, cs)
+    if p.spec.init_containers:
+        lines += _pod_containers("Init Containers", p.spec.init_containers, s.init_container_statuses)
+    lines += _pod_containers("Containers", p.spec.containers, s.container_statuses)
     lines += _conditions(s.conditions, extra=())
     lines += volume_lines(p.spec.volumes)
     lines.append(f"QoS Class:\t{s.qos_class or NONE}")
@@ -95,6 +90,17 @@ def describe_pod(p, events) -> list[str]:
     if DECISION in m.annotations:
         lines += decision_lines(m.annotations[DECISION])
     lines += events_lines(events)
+    return lines
+
+
+def _pod_containers(label: str, containers, container_statuses) -> list[str]:
+    """describeContainers: the label, then each container with its status
+    (a container the agent has not reported yet shows as Waiting)."""
+    from machinery.pb import core_pb2
+    statuses = {cs.name: cs for cs in container_statuses}
+    lines = [f"{label}:"]
+    for c in containers:
+        lines += container_lines(c, statuses.get(c.name) or core_pb2.ContainerStatus(name=c.name))
     return lines
 
 

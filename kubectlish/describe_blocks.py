@@ -187,9 +187,11 @@ def pod_template_lines(tmpl, level: int = 0) -> list[str]:
     lines += _map_lines("Labels", tmpl.metadata.labels, ind + "  ")
     if tmpl.metadata.annotations:
         lines += _map_lines("Annotations", tmpl.metadata.annotations, ind + "  ")
-    lines.append(f"{ind}  Containers:")
-    for c in tmpl.spec.containers:
-        lines += container_lines(c, None, indent=len(ind) + 3, field_indent=len(ind) + 4)
+    for label, containers in (("Init Containers", tmpl.spec.init_containers), ("Containers", tmpl.spec.containers)):
+        if containers or label == "Containers":
+            lines.append(f"{ind}  {label}:")
+            for c in containers:
+                lines += container_lines(c, None, indent=len(ind) + 3, field_indent=len(ind) + 4)
     lines += volume_lines(tmpl.spec.volumes, ind + "  ")
     return lines
 

@@ -339,10 +339,9 @@ class NodeCache:
             rec.assumed = rec.nominated = False
             rec.pod = pod
             return
-        cpu, mem = resources.pod_requests(pod)
+        cpu, mem, nz_cpu, nz_mem = resources.pod_requests(pod)
         self.remove_pod(uid)
-        self._add(uid, node, cpu, mem, cpu or resources.DEFAULT_MILLI_CPU,
-                  mem or resources.DEFAULT_MEMORY, controller_uid(pod), False, pod)
+        self._add(uid, node, cpu, mem, nz_cpu, nz_mem, controller_uid(pod), False, pod)
 
     def remove_pod(self, uid: str) -> None:
         rec = self.pods.pop(uid, None)

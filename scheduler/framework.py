@@ -99,7 +99,7 @@ class PodInfo:
     pod: core_pb2.Pod
     key: str                      # namespace/name
     uid: str
-    cpu: int                      # milli-cores, containers summed
+    cpu: int                      # milli-cores, effective request (resources.pod_requests)
     mem: int                      # bytes
     nz_cpu: int                   # with kube-scheduler's non-zero defaults, for scoring
     nz_mem: int
@@ -131,7 +131,7 @@ def controller_uid(pod: core_pb2.Pod) -> str:
 
 
 def pod_info(pod: core_pb2.Pod) -> PodInfo:
-    cpu, mem = resources.pod_requests(pod)
+    cpu, mem, nz_cpu, nz_mem = resources.pod_requests(pod)
     spec = pod.spec
     shape = spec.node_name.encode()
     if spec.node_selector:
@@ -142,7 +142,7 @@ def pod_info(pod: core_pb2.Pod) -> PodInfo:
         shape += b"|t" + b"".join(t.SerializeToString(deterministic=True) for t in spec.tolerations)
     return PodInfo(
         pod=pod, key=pod_key(pod), uid=pod.metadata.uid, cpu=cpu, mem=mem,
-        nz_cpu=cpu or resources.DEFAULT_MILLI_CPU, nz_mem=mem or resources.DEFAULT_MEMORY,
+        nz_cpu=nz_cpu, nz_mem=nz_mem,
         owner_uid=controller_uid(pod),
         priority=spec.priority if spec.HasField("priority") else 0,
         shape=shape)

@@ -76,3 +76,39 @@ def test_endpoints_and_deployment():
     assert has(out, "RollingUpdateStrategy:", "10% max unavailable, 1 max surge")
     assert has(out, "Replicas:", "2 desired | 0 updated | 0 total | 0 available | 0 unavailable")
     assert has(out, "Available", "True", "MinimumReplicasAvailable")
+
+
+def test_pod_describe_lists_init_containers_before_containers():
+    """kubectl's describePod: "Init Containers:" (only when the pod has some)
+    with each init container's state, then "Containers:"."""
+    p = codec.from_dict({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"initContainers": [{"name": "setup", "image": "busybox", "command": ["sh", "-c", "true"]},
+                                    {"name": "proxy", "image": "busybox", "restartPolicy": "Always"}],
+                 "containers": [{"name": "app", "image": "kctl/echo"}]},
+        "status": {"phase": "Pending", "initContainerStatuses": [
+            {"name": "setup", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}, "ready": False},
+            {"name": "proxy", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}, "ready": True,
+             "restartCount": 1}]}})
+    out = render(describe.describe_pod(p, []))
+    init, rest = out.split("Init Containers:\n", 1)[1].split("\nContainers:\n", 1)
+    assert re.findall(r"^  (\w+):$", init, re.M) == ["setup", "proxy"]
+    assert has(init, "State:", "Terminated\n      Reason:", "Completed\n      Exit Code:", "0")
+    assert has(init, "Command:\n      sh\n      -c\n      true")
+    assert has(init.split("proxy:")[1], "State:", "Running") and has(init, "Restart Count:", "1")
+    assert re.findall(r"^  (\w+):$", rest.split("Conditions:")[0], re.M) == ["app"]
+    assert has(rest, "State:", "Waiting")       # not reported yet
+    plain = codec.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q", "namespace": "d"},
+                             "spec": {"containers": [{"name": "app", "image": "i"}]}})
+    assert "Init Containers" not in render(describe.describe_pod(plain, []))
+
+
+def test_pod_template_lists_init_containers():
+    d = codec.from_dict({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "namespace": "d"},
+                         "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                                  "template": {"metadata": {"labels": {"a": "b"}},
+                                               "spec": {"initContainers": [{"name": "setup", "image": "busybox"}],
+                                                        "containers": [{"name": "c", "image": "i"}]}}}})
+    out = render(describe.describe_deployment(d, []))
+    assert re.search(r"^  Init Containers:\n   setup:\n    Image:\s+busybox\n", out, re.M), out
+    assert out.index("Init Containers:") < out.index("  Containers:\n   c:")
