@@ -12,7 +12,7 @@ both found by their Service's DNS name. Settings:
   restart.
 
 Routes: ``GET /`` (the page with a form), ``GET /entries`` (JSON),
-``POST /entries`` (the body, plain text or the form's ``entry=``, is
+``POST /entries`` (the body, plain text or the form's ``entry=`` field, is
 appended; 201 with the entries read back from the leader), ``GET /healthz``
 (200 when the leader answers PING). Port ``$PORT`` (8080).
 """
@@ -48,6 +48,10 @@ def title():
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "kctl-guestbook/1"
+
+    def log_request(self, code="-", size="-"):
+        if not self.path.startswith("/healthz"):  # probes every 2 s would drown the log
+            super().log_request(code, size)
 
     def answer(self, code, body, ctype="application/json"):
         data = body.encode() if isinstance(body, str) else body
@@ -85,8 +89,10 @@ class Handler(BaseHTTPRequestHandler):
         if urllib.parse.urlsplit(self.path).path != "/entries":
             return self.answer(404, json.dumps({"error": "not found"}) + "\n")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode(errors="replace")
-        form = self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
-        entry = (urllib.parse.parse_qs(body).get("entry", [""])[0] if form else body).strip()
+        fields = urllib.parse.parse_qs(body)
+        form = "entry" in fields and self.headers.get("Content-Type", "").startswith(
+            "application/x-www-form-urlencoded")
+        entry = (fields["entry"][0] if form else body).strip()
         if not entry:
             return self.answer(400, json.dumps({"error": "an entry must not be empty"}) + "\n")
         try:
