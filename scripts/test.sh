@@ -24,6 +24,11 @@ fi
 if ! command -v chromium >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
+# Test-only Debian packages: buildah, for the README's build/push/run
+# walkthrough (tests/e2e/test_lab_build_push_run.py).
+if ! command -v buildah >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah >/dev/null
+fi
 # The lab's images built from Debian packages (redis, python, the guestbook;
 # deploy/debimages.py, cached in ${KCTL_IMAGE_CACHE:-/var/cache/kctl-images}):
 # built here once so that no `kctl lab up` of the suite waits for the first
