@@ -37,7 +37,7 @@ here; a changed key rebuilds only that image and the ones built on it. An
 exclusive ``flock`` on ``CACHE/.lock`` serialises concurrent builds (two
 labs coming up at once). Builds write to a temp dir and swap it in (never
 half-built). mmdebstrap needs root and the apt mirrors (``KCTL_IMAGE_MIRRORS``,
-``" | "``-separated sources lines).
+``" | "``-separated sources lines; by default the Vagrant box's, deploy/vagrant/box.py).
 
 CLI: ``python -m deploy.debimages`` builds (or finds cached) and prints
 ``ref -> layout:tag`` and the time spent.
@@ -58,17 +58,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.vagrant.box import MIRRORS as BOX_MIRRORS
 from deploy.images import PATH_ENV, _build, _cache_key, _Layer, write_layout
 from machinery.errors import HostError
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = os.environ.get("KCTL_IMAGE_CACHE", "/var/cache/kctl-images")
 SUITE = "bookworm"
-MIRRORS = os.environ.get("KCTL_IMAGE_MIRRORS", " | ".join([
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-])).split(" | ")
+# The Vagrant box's apt sources (bookworm, -updates, -security on deb.debian.org)
+MIRRORS = os.environ["KCTL_IMAGE_MIRRORS"].split(" | ") if os.environ.get("KCTL_IMAGE_MIRRORS") else BOX_MIRRORS
 MMDEBSTRAP_OPTS = [
     "--variant=essential", "--mode=root", "--quiet",
     '--aptopt=Acquire::Languages "none"',
