@@ -16,7 +16,11 @@ order, each test building on the last:
   volume is pinned there) and the entries are still there (the append-only
   file on the claim);
 * a changed title in the ConfigMap reaches the front ends through the
-  mounted file, without a restart.
+  mounted file, without a restart;
+* `kctl lab kill-node` of a node with a front end (not the leader's: a pod
+  whose volume is pinned to a dead node rightly stays Pending) → the front
+  ends run elsewhere and the entries are still served, from the leader and
+  the followers.
 """
 from __future__ import annotations
 
@@ -141,3 +145,22 @@ def test_configmap_title_change_reaches_front_ends_without_restart(lab):
     after = pods(lab, "tier=frontend")
     assert {p.metadata.uid for p in after} == before
     assert all(cs.restart_count == 0 for p in after for cs in p.status.container_statuses)
+
+
+def test_front_end_node_killed_the_entries_are_still_served(lab):
+    leader, = pods(lab, LEADER)
+    front_nodes = {p.spec.node_name for p in pods(lab, "tier=frontend")}
+    # a node with a front end but not the leader (the scheduler spreads the two
+    # front ends, so there is one); else any node but the leader's
+    others = sorted({"node1", "node2", "node3"} - {leader.spec.node_name})
+    victim = next((n for n in others if n in front_nodes), others[0])
+    survivor = next(n for n in ("node1", "node2", "node3") if n != victim)
+    lab.lab("kill-node", victim)
+
+    def front_ends_elsewhere():
+        items = pods(lab, "tier=frontend")
+        return len([p for p in items if ready(p) and p.spec.node_name != victim]) == 2
+    wait_for(f"2 Ready front ends off {victim}", front_ends_elsewhere, 60)
+    want = [*ENTRIES, "third entry"]
+    wait_for("the entries through a surviving node", lambda: entries(lab, survivor, "leader") == want, 30)
+    wait_for("the entries from the followers", lambda: entries(lab, survivor) == want, 60)
