@@ -248,7 +248,8 @@ def mmdebstrap(dest: str, packages: tuple[str, ...] = ()) -> None:
     res = subprocess.run(["mmdebstrap", *MMDEBSTRAP_OPTS, *include, SUITE, dest, *MIRRORS],
                          capture_output=True, text=True)
     if res.returncode != 0:
-        raise ImageBuildError(f"mmdebstrap {SUITE} {' '.join(packages)} failed: {res.stderr.strip()[-2000:]}")
+        what = " ".join([SUITE, *packages])
+        raise ImageBuildError(f"mmdebstrap {what} failed: {res.stderr.strip()[-2000:]}")
 
 
 def layout_layers(layout: str, tag: str) -> tuple[list[str], list[str]]:
