@@ -158,3 +158,13 @@ def test_mmdebstrap_failure_is_an_image_build_error(tmp_path, monkeypatch):
     with pytest.raises(ImageBuildError, match="apt-get install mmdebstrap"):
         debimages.mmdebstrap(str(tmp_path / "root"))
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_failed_base_fails_the_build_and_leaves_no_layout(tmp_path, monkeypatch):
+    def broken(dest, packages=()):
+        raise ImageBuildError("mmdebstrap bookworm failed: E: no mirror")
+
+    monkeypatch.setattr(debimages, "mmdebstrap", broken)
+    with pytest.raises(ImageBuildError, match="no mirror"):
+        build_debian_images(str(tmp_path / "cache"))
+    assert sorted(os.listdir(tmp_path / "cache")) == [".lock"]
