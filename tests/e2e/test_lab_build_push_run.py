@@ -70,8 +70,11 @@ def test_build_push_run(lab, tmp_path):
     env = {**lab.env, "REGISTRY": lab.info["registry"], "CONTAINERS_STORAGE_CONF": str(tmp_path / "storage.conf"),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}   # kctl of this venv
     t0 = time.monotonic()
-    for command in BUILD:
-        sh(lab, command, env)
+    try:
+        for command in BUILD:
+            sh(lab, command, env)
+    finally:
+        shutil.rmtree(tmp_path / "root", ignore_errors=True)   # buildah's copies of the layers (vfs)
     print(f"\nbuildah bud + push: {time.monotonic() - t0:.1f}s")
     for command in RUN:
         sh(lab, command, env)
