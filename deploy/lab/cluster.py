@@ -293,6 +293,10 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         step(f"cluster DNS on {cp}:{DNS_PORT} behind kube-system/kube-dns {dns_service_ip()}")
         _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver) >= nodes, timeout, interval=0.2)
         step(f"{nodes} node(s) Ready and schedulable")
+        if debian.is_alive():
+            from deploy.debimages import CACHE
+            step(f"building the images from Debian packages (mmdebstrap; the first time takes minutes, "
+                 f"then they come from {CACHE})")
         debian.join(timeout=DEBIAN_IMAGES_TIMEOUT)
         if "error" in debian_result or debian.is_alive():
             # The lab works without them (busybox, kctl/echo): say why they are missing.
