@@ -13,7 +13,7 @@ CRI plugin do, into the ContainerConfig fields the OCI spec is built from.
   (ContainerConfigError, reason CreateContainerConfigError) when the
   effective user is root, or a user name that cannot be verified.
 * Capabilities: containerd's default set when nothing is said; `add: [ALL]`
-  grants every capability of the kernel, `drop: [ALL]` removes all, then
+  grants every capability the agent holds, `drop: [ALL]` removes all, then
   the named adds and drops (with or without the `CAP_` prefix).
 * noNewPrivileges exactly when allowPrivilegeEscalation is false (API
   validation refuses false together with privileged or CAP_SYS_ADMIN).
@@ -40,7 +40,7 @@ from nodeagent.errors import ContainerConfigError
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
                 "CAP_KILL", "CAP_AUDIT_WRITE"]
-# every capability, in kernel order (capability.h); ALL is cut at the kernel's cap_last_cap
+# every capability, in kernel order (capability.h); ALL is the ones in the agent's bounding set
 LINUX_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
               "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
               "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
@@ -65,11 +65,13 @@ class Options:
 
 
 def all_caps() -> list[str]:
+    """Every capability the agent itself may grant: its bounding set (containerd's cap.Current())."""
     try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return LINUX_CAPS[:int(f.read()) + 1]
-    except (OSError, ValueError):
+        with open("/proc/self/status") as f:
+            bits = int(next(line.split()[1] for line in f if line.startswith("CapBnd:")), 16)
+    except (OSError, ValueError, StopIteration):
         return list(LINUX_CAPS)
+    return [c for i, c in enumerate(LINUX_CAPS) if bits >> i & 1]
 
 
 def _effective(pod: core_pb2.Pod, c: core_pb2.Container, name: str):
