@@ -32,11 +32,14 @@ def _id(msg_path: str, value: int) -> list[FieldError]:
     return [invalid(msg_path, value, f"must be between 0 and {MAX_ID}, inclusive")]
 
 
-def _ids(sc, path: str) -> list[FieldError]:
+def _shared(sc, path: str) -> list[FieldError]:
+    """The fields pod and container security contexts share: user, group, seccomp profile."""
     errs: list[FieldError] = []
     for f, j in (("run_as_user", "runAsUser"), ("run_as_group", "runAsGroup")):
         if sc.HasField(f):
             errs += _id(f"{path}.{j}", getattr(sc, f))
+    if sc.HasField("seccomp_profile"):
+        errs += validate_seccomp_profile(sc.seccomp_profile, f"{path}.seccompProfile")
     return errs
 
 
@@ -86,15 +89,13 @@ def validate_pod_security_context(spec, path: str) -> list[FieldError]:
     if not spec.HasField("security_context"):
         return []
     sc, p = spec.security_context, f"{path}.securityContext"
-    errs = _ids(sc, p)
+    errs = _shared(sc, p)
     if sc.HasField("fs_group"):
         errs += _id(f"{p}.fsGroup", sc.fs_group)
     for i, g in enumerate(sc.supplemental_groups):
         errs += _id(f"{p}.supplementalGroups[{i}]", g)
     if sc.HasField("fs_group_change_policy") and sc.fs_group_change_policy not in FS_GROUP_CHANGE_POLICIES:
         errs.append(not_supported(f"{p}.fsGroupChangePolicy", sc.fs_group_change_policy, FS_GROUP_CHANGE_POLICIES))
-    if sc.HasField("seccomp_profile"):
-        errs += validate_seccomp_profile(sc.seccomp_profile, f"{p}.seccompProfile")
     errs += validate_sysctls(sc.sysctls, spec.host_network, f"{p}.sysctls")
     return errs
 
@@ -104,9 +105,7 @@ def validate_security_context(c, path: str) -> list[FieldError]:
     if not c.HasField("security_context"):
         return []
     sc, p = c.security_context, f"{path}.securityContext"
-    errs = _ids(sc, p)
-    if sc.HasField("seccomp_profile"):
-        errs += validate_seccomp_profile(sc.seccomp_profile, f"{p}.seccompProfile")
+    errs = _shared(sc, p)
     if sc.HasField("allow_privilege_escalation") and not sc.allow_privilege_escalation:
         if sc.HasField("privileged") and sc.privileged:
             errs.append(FieldError("Invalid", p, detail="cannot set `allowPrivilegeEscalation` to false and "

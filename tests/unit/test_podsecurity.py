@@ -8,10 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from apiserver import admission, objects
+from apiserver import admission
 from apiserver.podsecurity import PodSecurity, checks, policy_for
 from apiserver.podsecurity.policy import LATEST, LevelVersion
 from machinery import codec, errors, kinds
+from tests.unit.fake_storage import FakeStorage
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 
@@ -61,7 +62,8 @@ BASELINE = [
 
 RESTRICTED = [
     (pod(**RESTRICTED_OK), ""),
-    (pod(), 'allowPrivilegeEscalation != false (container "app" must set securityContext.allowPrivilegeEscalation=false), '
+    (pod(), 'allowPrivilegeEscalation != false (container "app" must set '
+            'securityContext.allowPrivilegeEscalation=false), '
             'unrestricted capabilities (container "app" must set securityContext.capabilities.drop=["ALL"]), '
             'runAsNonRoot != true (pod or container "app" must set securityContext.runAsNonRoot=true), '
             'seccompProfile (pod or container "app" must set securityContext.seccompProfile.type to "RuntimeDefault" '
@@ -102,7 +104,8 @@ def test_privileged_level_and_versions():
     ({}, "baseline:latest", "privileged:latest", []),
     ({ENFORCE: "privileged"}, "privileged:latest", "privileged:latest", []),
     ({ENFORCE: "restricted", ENFORCE + "-version": "v1.28"}, "restricted:v1.28", "restricted:v1.28", []),
-    ({ENFORCE: "restricted", "pod-security.kubernetes.io/warn": "baseline"}, "restricted:latest", "baseline:latest", []),
+    ({ENFORCE: "restricted", "pod-security.kubernetes.io/warn": "baseline"}, "restricted:latest",
+     "baseline:latest", []),
     ({ENFORCE: "strict"}, "restricted:latest", "privileged:latest",
      ['metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: "strict": '
       'must be one of privileged, baseline, restricted']),
@@ -116,19 +119,6 @@ def test_namespace_labels(labels, enforce, warn, errs):
 
 
 # ------------------------------------------------------------------ the plugin
-
-class FakeStorage:
-    def __init__(self, *objs):
-        self.kvs = {objects.key(kinds.of(o), o.metadata.namespace, o.metadata.name): objects.encode(o) for o in objs}
-
-    async def get(self, key):
-        raw = self.kvs.get(key)
-        return (SimpleNamespace(value=raw, mod_revision=1) if raw else None), 1
-
-    async def range(self, prefix):
-        return [SimpleNamespace(value=v, mod_revision=1) for k, v in sorted(self.kvs.items())
-                if k.startswith(prefix)], 1, False
-
 
 def ns(name, **labels):
     return codec.from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
