@@ -30,7 +30,8 @@ async def test_labels_choose_the_level_and_warnings_reach_the_client(client):
     ns = codec.from_dict({"apiVersion": "v1", "kind": "Namespace",
                           "metadata": {"name": "team", "labels": {"pod-security.kubernetes.io/warn": "restricted"}}})
     await client.create(ns)
-    await client.create(codec.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "team"},
+    await client.create(codec.from_dict({"apiVersion": "v1", "kind": "Pod",
+                                         "metadata": {"name": "p", "namespace": "team"},
                                          "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
     assert len(client.warnings) == 1 and client.warnings[0].startswith(
         'would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false')
