@@ -31,7 +31,7 @@ def supported(v: core_pb2.Volume) -> bool:
 
 def _root_matches(path: str, gid: int) -> bool:
     st = os.stat(path)
-    return st.st_gid == gid and bool(st.st_mode & stat.S_ISGID)
+    return st.st_gid == gid and st.st_mode & (stat.S_ISGID | 0o070) == stat.S_ISGID | 0o070
 
 
 def _change(path: str, gid: int, readonly: bool) -> None:

@@ -236,7 +236,7 @@ def _setup_one(pod, v, d: str, sources: Sources, host_ip: str, pod_ip: str) -> b
         if v.empty_dir.medium == "Memory":
             mount_tmpfs(d, memory_size(pod, v))
         os.makedirs(d, exist_ok=True)
-        os.chmod(d, 0o777)
+        os.chmod(d, 0o777 | (os.stat(d).st_mode & 0o2000))      # keeps fsGroup's setgid (nodeagent/fsgroup.py)
     elif v.HasField("host_path"):
         _host_path(v.host_path.path, v.host_path.type)
     elif v.HasField("persistent_volume_claim"):

@@ -187,3 +187,23 @@ def test_fs_group_owns_volumes_with_setgid(tmp_path):
     assert stat.S_IMODE(os.stat(vol / "sub" / "f").st_mode) == 0o600
     fsgroup.apply(p, p.spec.volumes[0], str(vol), True)
     assert stat.S_IMODE(os.stat(vol / "sub" / "f").st_mode) == 0o660
+
+
+def test_fs_group_through_volume_setup_survives_resyncs(tmp_path):
+    from nodeagent import volumes
+    from nodeagent.envvars import Sources
+    p = pod(volumes=[{"name": "scratch", "emptyDir": {}},
+                     {"name": "cfg", "configMap": {"name": "cm"}}], securityContext={"fsGroup": 3456})
+    cm = codec.from_dict({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "ns"},
+                          "data": {"k": "v"}})
+    sources = Sources(config_maps={"cm": cm})
+    volumes.setup_volumes(p, str(tmp_path), sources, "10.0.0.1", "10.244.0.2")
+    scratch, cfg = volumes.volume_dir(str(tmp_path), "scratch"), volumes.volume_dir(str(tmp_path), "cfg")
+    (open(os.path.join(scratch, "mine"), "w")).close()
+    os.chmod(os.path.join(scratch, "mine"), 0o600)
+    volumes.setup_volumes(p, str(tmp_path), sources, "10.0.0.1", "10.244.0.2")    # a resync
+    st = os.stat(scratch)
+    assert st.st_gid == 3456 and stat.S_IMODE(st.st_mode) == 0o2777
+    assert stat.S_IMODE(os.stat(os.path.join(scratch, "mine")).st_mode) == 0o600   # not walked again
+    k = os.stat(os.path.join(cfg, "k"))
+    assert k.st_gid == 3456 and stat.S_IMODE(k.st_mode) == 0o644 | 0o440
