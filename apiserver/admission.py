@@ -72,8 +72,11 @@ class Priority(Plugin):
         return []
 
 
+from apiserver.podsecurity import PodSecurity  # noqa: E402  (it subclasses Plugin above)
+
+POD_SECURITY = PodSecurity()
 MUTATING: list[Plugin] = [Priority()]
-VALIDATING: list[Plugin] = [Priority()]
+VALIDATING: list[Plugin] = [POD_SECURITY, Priority()]
 
 
 async def mutate(req: Request) -> None:

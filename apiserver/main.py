@@ -21,7 +21,7 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import admission_priority, encryption, http, limits, metrics, objects
+from apiserver import admission, admission_priority, encryption, http, limits, metrics, objects, podsecurity
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.auth.gate import Gate
@@ -41,6 +41,8 @@ from machinery.runner import run_component, run_tasks, setup_logging
 log = logging.getLogger("kctl-apiserver")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# kube-system runs what the cluster itself needs: Pod Security does not restrict it (apiserver/podsecurity)
+SYSTEM_NAMESPACE_LABELS = {"kube-system": {"pod-security.kubernetes.io/enforce": "privileged"}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,6 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--watch-send-timeout", type=float, default=limits.DEFAULT_WATCH_SEND_TIMEOUT,
                    help="seconds a watcher may take to accept one event before it is dropped "
                         "(0: never; default %(default)s)")
+    p.add_argument("--pod-security-default-enforce", choices=podsecurity.policy.LEVELS, default="baseline",
+                   help="Pod Security level enforced in namespaces without a pod-security.kubernetes.io/enforce "
+                        "label (Kubernetes' default is privileged; kctl's %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -91,6 +96,7 @@ async def bootstrap(store: Store) -> None:
             for name in SYSTEM_NAMESPACES:
                 ns = kinds.new("Namespace")
                 ns.metadata.name = name
+                ns.metadata.labels.update(SYSTEM_NAMESPACE_LABELS.get(name, {}))
                 try:
                     await store.create(ns)
                     log.info("created namespace %s", name)
@@ -147,6 +153,7 @@ async def run(args: argparse.Namespace) -> None:
     except encryption.EncryptionConfigError as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
     storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc)
+    admission.POD_SECURITY.default = podsecurity.policy.with_enforce(args.pod_security_default_enforce)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator)
     cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))

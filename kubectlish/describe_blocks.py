@@ -105,6 +105,17 @@ def _state(prefix: str, title: str, st) -> list[str]:
     return [f"{prefix}{title}:\tWaiting"] if title == "State" else []
 
 
+def seccomp_lines(holder, indent: str, localhost_indent: str) -> list[str]:
+    """kubectl's SeccompProfile (and LocalhostProfile) lines of a pod spec or container."""
+    if not holder.HasField("security_context") or not holder.security_context.HasField("seccomp_profile"):
+        return []
+    sp = holder.security_context.seccomp_profile
+    lines = [f"{indent}SeccompProfile:\t{sp.type}"]
+    if sp.type == "Localhost":
+        lines.append(f"{localhost_indent}LocalhostProfile:\t{sp.localhost_profile}")
+    return lines
+
+
 def container_lines(c, status=None, indent: int = 2, field_indent: int = 4) -> list[str]:
     p = " " * indent
     q = " " * field_indent
@@ -118,6 +129,7 @@ def container_lines(c, status=None, indent: int = 2, field_indent: int = 4) -> l
     lines.append(f"{q}Port{'s' if len(ports) > 1 else ''}:\t{', '.join(ports) or NONE}")
     host_ports = ", ".join(f"{pt.host_port}/{pt.protocol or 'TCP'}" for pt in c.ports)
     lines.append(f"{q}Host Port:\t{host_ports or NONE}")
+    lines += seccomp_lines(c, q, q + "  ")
     if c.command:
         lines.append(f"{q}Command:")
         lines += [f"{q}  {a}" for a in c.command]

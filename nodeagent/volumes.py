@@ -22,6 +22,9 @@ sync (idempotent, cheap when nothing changed) after the sandbox exists:
   ``Sources.claims``; a DirectoryOrCreate hostPath (the local-path
   provisioner's) is created 0777.
 
+A pod with ``securityContext.fsGroup`` gets its emptyDir, API data and claim
+volumes owned by that group (setgid directories; nodeagent/fsgroup.py).
+
 Problems with the pod's references are ``VolumeSetupError`` with the
 kubelet's wording (``configmap "x" not found``); the pod worker shows the
 containers ContainerCreating and records FailedMount until they are
@@ -39,7 +42,7 @@ import subprocess
 
 from machinery import errors, quantity
 from machinery.pb import core_pb2
-from nodeagent import atomicwriter
+from nodeagent import atomicwriter, fsgroup
 from nodeagent.atomicwriter import FileProjection
 from nodeagent.envvars import Sources, expand, field_value, resource_value
 from nodeagent.errors import ContainerConfigError, ContainerRuntimeError, VolumeSetupError
@@ -210,8 +213,11 @@ def setup_volumes(pod: core_pb2.Pod, pod_dir: str, sources: Sources, host_ip: st
     changed = []
     for v in pod.spec.volumes:
         try:
-            if _setup_one(pod, v, volume_dir(pod_dir, v.name), sources, host_ip, pod_ip):
+            d = volume_dir(pod_dir, v.name)
+            updated = _setup_one(pod, v, d, sources, host_ip, pod_ip)
+            if updated:
                 changed.append(v.name)
+            fsgroup.apply(pod, v, sources.claims[v.name][0] if v.HasField("persistent_volume_claim") else d, updated)
         except VolumeSetupError as exc:
             exc.volume = v.name
             raise
@@ -230,7 +236,7 @@ def _setup_one(pod, v, d: str, sources: Sources, host_ip: str, pod_ip: str) -> b
         if v.empty_dir.medium == "Memory":
             mount_tmpfs(d, memory_size(pod, v))
         os.makedirs(d, exist_ok=True)
-        os.chmod(d, 0o777)
+        os.chmod(d, 0o777 | (os.stat(d).st_mode & 0o2000))      # keeps fsGroup's setgid (nodeagent/fsgroup.py)
     elif v.HasField("host_path"):
         _host_path(v.host_path.path, v.host_path.type)
     elif v.HasField("persistent_volume_claim"):
