@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 
 from apiserver import admission_priority
 from apiserver.auth import UserInfo, current
-from machinery import kinds
+from machinery import errors, kinds
 
 CREATE, UPDATE, DELETE = "CREATE", "UPDATE", "DELETE"
 
@@ -72,8 +72,21 @@ class Priority(Plugin):
         return []
 
 
-MUTATING: list[Plugin] = [Priority()]
+from apiserver.serviceaccount.admission import ServiceAccountPlugin  # noqa: E402  (subclasses Plugin)
+
+MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority()]
 VALIDATING: list[Plugin] = [Priority()]
+
+
+def disable(names) -> None:
+    """--disable-admission-plugins: drop the named plugins (ConfigError for a name kctl has not)."""
+    names = {n for n in names if n}
+    known = {p.name for p in MUTATING + VALIDATING}
+    if names - known:
+        raise errors.ConfigError(f"unknown admission plugins: {', '.join(sorted(names - known))} "
+                                 f"(known: {', '.join(sorted(known))})")
+    MUTATING[:] = [p for p in MUTATING if p.name not in names]
+    VALIDATING[:] = [p for p in VALIDATING if p.name not in names]
 
 
 async def mutate(req: Request) -> None:
