@@ -4,14 +4,14 @@
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
-                       horizontalpodautoscaling]
+                       horizontalpodautoscaling,serviceaccount,root-ca-cert-publisher]
         [--horizontal-pod-autoscaler-sync-period 15s]
         [--horizontal-pod-autoscaler-downscale-stabilization 5m]
         [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
         [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
-        [--metrics-listen 127.0.0.1:10257]
+        [--root-ca-file ca.crt] [--metrics-listen 127.0.0.1:10257]
 
 `build(client, args)` creates one SharedInformerFactory and the selected
 controllers (each registers its informers, indexes and handlers), and returns
@@ -42,7 +42,7 @@ log = logging.getLogger("kctl.controllers.manager")
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
-       "horizontalpodautoscaling")
+       "horizontalpodautoscaling", "serviceaccount", "root-ca-cert-publisher")
 
 
 def duration(text: str) -> float:
@@ -85,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="how often every HPA is reconciled")
     p.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration, default=300.0,
                    help="the scale-down stabilization window of HPAs without spec.behavior")
+    p.add_argument("--root-ca-file", default="",
+                   help="the cluster CA (PEM) published as ca.crt in every namespace's kube-root-ca.crt "
+                        "ConfigMap (empty when not given)")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
@@ -108,6 +111,17 @@ def selected(spec: str) -> list[str]:
     return [n for n in ALL if n in chosen]
 
 
+def read_root_ca(path: str) -> str:
+    """The --root-ca-file's PEM text ('' without one)."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"kctl-controller-manager: cannot read --root-ca-file {path}: {exc}") from None
+
+
 def build(client, args) -> tuple[dict, dict]:
     """(named coroutines to run, controllers by name)."""
     from controllers.cronjob import CronJobController
@@ -126,6 +140,7 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.pvbinder import PersistentVolumeController
     from controllers.pvprotection import PVCProtectionController, PVProtectionController
     from controllers.replicaset import ReplicaSetController
+    from controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
     from controllers.statefulset import StatefulSetController
     from controllers.ttlafterfinished import TTLAfterFinishedController
 
@@ -161,6 +176,9 @@ def build(client, args) -> tuple[dict, dict]:
         "horizontalpodautoscaling": lambda: HPAController(
             client, factory, recorder, sync_period=args.horizontal_pod_autoscaler_sync_period,
             downscale_window=args.horizontal_pod_autoscaler_downscale_stabilization),
+        "serviceaccount": lambda: ServiceAccountsController(client, factory, recorder),
+        "root-ca-cert-publisher": lambda: RootCACertPublisher(client, factory, recorder,
+                                                              root_ca=read_root_ca(args.root_ca_file)),
     }
     ctrls = {name: makers[name]() for name in selected(args.controllers)}
     tasks = {"informers": factory.run(), "events": recorder.run()}
