@@ -43,6 +43,7 @@ class Sources:
     config_maps: dict = field(default_factory=dict)
     secrets: dict = field(default_factory=dict)
     claims: dict[str, tuple[str, str]] = field(default_factory=dict)  # volume -> (PV path, hostPath type)
+    tokens: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (audience, expirationSeconds) -> token
     events: list[tuple[str, str, str]] = field(default_factory=list)    # (type, reason, message)
 
     def config_map(self, ns: str, name: str, optional: bool):
