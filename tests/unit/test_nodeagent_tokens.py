@@ -83,3 +83,24 @@ def test_projected_payload_writes_the_token_on_tmpfs():
     with pytest.raises(VolumeSetupError, match="failed to fetch token"):
         volumes.payload(p, p.spec.volumes[0], Sources(), "", "")
     assert isinstance(p.spec.volumes[0], core_pb2.Volume)
+
+
+def test_kubernetes_service_env_as_the_kubelet_writes_it():
+    from nodeagent.envvars import build_env, service_env
+    svc = kinds.new("Service")
+    svc.metadata.name = "kubernetes"
+    svc.spec.cluster_ip = "10.96.0.1"
+    svc.spec.ports.add(name="https", port=443, protocol="TCP")
+    env = service_env(svc)
+    assert env == {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+                   "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+                   "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+                   "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1"}
+    p = pod()
+    c = p.spec.containers.add(name="app", image="busybox")
+    c.env.add(name="KUBERNETES_SERVICE_PORT", value="8443")
+    out = build_env(p, c, ["PATH=/bin"], "", "", Sources(service_env=env))
+    assert out[0] == "PATH=/bin" and "KUBERNETES_SERVICE_HOST=10.96.0.1" in out
+    assert "KUBERNETES_SERVICE_PORT=8443" in out and "KUBERNETES_SERVICE_PORT=443" not in out
+    svc.spec.cluster_ip = "None"
+    assert service_env(svc) == {}
