@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 
 from apiserver import admission_priority
 from apiserver.auth import UserInfo, current
+from apiserver.serviceaccount.admission import ServiceAccountPlugin
 from machinery import errors, kinds
 
 CREATE, UPDATE, DELETE = "CREATE", "UPDATE", "DELETE"
@@ -71,8 +72,6 @@ class Priority(Plugin):
             await admission_priority.admit(req.store, req.obj)
         return []
 
-
-from apiserver.serviceaccount.admission import ServiceAccountPlugin  # noqa: E402  (subclasses Plugin)
 
 MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority()]
 VALIDATING: list[Plugin] = [Priority()]

@@ -21,10 +21,10 @@ import asyncio
 import random
 import secrets
 
-from apiserver import admission
 from machinery import errors, kinds
 from machinery.pb import core_pb2
 
+CREATE = "CREATE"                  # apiserver.admission.CREATE
 DEFAULT = "default"
 MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
@@ -79,7 +79,9 @@ def mount_api_access(pod) -> str:
     return name if needed else ""
 
 
-class ServiceAccountPlugin(admission.Plugin):
+class ServiceAccountPlugin:
+    """An apiserver.admission.Plugin (same interface; not a subclass, so that
+    apiserver/admission.py can import this module to register it)."""
     name = "ServiceAccount"
 
     def __init__(self, sleep=asyncio.sleep):
@@ -99,8 +101,12 @@ class ServiceAccountPlugin(admission.Plugin):
             return sa
         return None
 
-    async def mutate(self, req: admission.Request) -> None:
-        if req.operation != admission.CREATE or req.info.kind != "Pod" or req.subresource:
+    async def validate(self, req) -> list[str]:
+        return []
+
+    async def mutate(self, req) -> None:
+        """req: an apiserver.admission.Request."""
+        if req.operation != CREATE or req.info.kind != "Pod" or req.subresource:
             return
         pod = req.obj
         if MIRROR in pod.metadata.annotations:
