@@ -51,6 +51,8 @@ def store_getter(store):
 
 
 def authenticator(issuer: Issuer, store, fallback):
-    """Bearer ServiceAccount tokens, then `fallback`: fold ServiceAccountTokens into the
-    PKI work's Union authenticator when it lands."""
-    return WithBearerTokens(fallback, [ServiceAccountTokens(issuer, store_getter(store))])
+    """Bearer tokens (ServiceAccount JWTs, bootstrap tokens), then `fallback`: fold
+    the token authenticators into the PKI work's Union authenticator when it lands."""
+    from apiserver.bootstraptoken import BootstrapTokens
+    get = store_getter(store)
+    return WithBearerTokens(fallback, [ServiceAccountTokens(issuer, get), BootstrapTokens(get)])

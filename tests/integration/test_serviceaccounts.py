@@ -158,3 +158,18 @@ async def _gone(c, name):
 def sa_cluster_issuer() -> str:
     from apiserver.serviceaccount.tokens import DEFAULT_ISSUER
     return DEFAULT_ISSUER
+
+
+async def test_bootstrap_token_authenticates_until_its_secret_goes(sa_cluster):
+    s = kinds.new("Secret")
+    s.metadata.name, s.metadata.namespace, s.type = "bootstrap-token-07401b", "kube-system", \
+        "bootstrap.kubernetes.io/token"
+    for k, v in {"token-id": "07401b", "token-secret": "f395accd246ae52d", "usage-bootstrap-authentication": "true",
+                 "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token"}.items():
+        s.data[k] = v.encode()
+    async with Client(sa_cluster.target) as c:
+        await c.create(s)
+        assert http(sa_cluster, "/api/v1/nodes", "07401b.f395accd246ae52d") == 200
+        assert http(sa_cluster, "/api/v1/nodes", "07401b.0000000000000000") == 401
+        await c.delete("Secret", s.metadata.name, "kube-system")
+        assert http(sa_cluster, "/api/v1/nodes", "07401b.f395accd246ae52d") == 401
