@@ -317,3 +317,13 @@ def test_service_account_kind():
     o.secrets.add()
     assert [str(e) for e in validate(o)] == ["secrets[0].name: Required value"]
     assert isinstance(serviceaccount_pb2.TokenRequest(), object)
+
+
+def test_describe_shows_the_api_access_volume_as_kubectl_does():
+    from kubectlish.describe_blocks import volume_lines
+    from apiserver.serviceaccount.admission import api_access_volume
+    assert volume_lines([api_access_volume("kube-api-access-x2b4c")]) == [
+        "Volumes:", "  kube-api-access-x2b4c:",
+        "    Type:\tProjected (a volume that contains injected data from multiple sources)",
+        "    TokenExpirationSeconds:\t3607", "    ConfigMapName:\tkube-root-ca.crt", "    ConfigMapOptional:\t<nil>",
+        "    DownwardAPI:\ttrue"]
