@@ -16,7 +16,8 @@ validating plugins may return warnings, which reach the client
 real ones, as in Kubernetes.
 
 Plugins register in MUTATING / VALIDATING below, in the order Kubernetes'
-recommended plugin order gives them.
+recommended plugin order gives them (ServiceAccount, then Priority);
+`disable(names)` is the apiserver's `--disable-admission-plugins`.
 """
 from __future__ import annotations
 

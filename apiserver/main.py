@@ -10,6 +10,11 @@ under machinery.runner.run_tasks like every other component's: a task that
 fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
 closed.
+
+Authentication today: a bearer ServiceAccount JWT or bootstrap token
+(apiserver/serviceaccount, apiserver/bootstraptoken.py) names its user; any
+other request is `system:unsecured` as before TLS. The ServiceAccount keys
+and issuer come from the `--service-account-*` flags (serviceaccount.add_flags).
 """
 from __future__ import annotations
 
