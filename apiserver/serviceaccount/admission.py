@@ -5,6 +5,7 @@
   `error looking up service account NS/NAME: serviceaccount "NAME" not found`);
   the `default` account is looked up a few times (100-200 ms apart), as
   Kubernetes does, because its controller creates it right after the namespace;
+* a pod without `imagePullSecrets` gets the account's;
 * unless `automountServiceAccountToken: false` on the pod (or, the pod
   saying nothing, on the account), the projected volume `kube-api-access-<5>`
   (a token for the API's audience valid 3607 s at `token`, the
@@ -119,5 +120,7 @@ class ServiceAccountPlugin:
             raise errors.Forbidden(f'pods "{pod.metadata.name}" is forbidden: error looking up service account '
                                    f'{ns}/{sa_name}: serviceaccount "{sa_name}" not found',
                                    kind="pods", name=pod.metadata.name)
+        if not pod.spec.image_pull_secrets:
+            pod.spec.image_pull_secrets.extend(sa.image_pull_secrets)
         if should_automount(sa, pod):
             mount_api_access(pod)

@@ -327,3 +327,12 @@ def test_describe_shows_the_api_access_volume_as_kubectl_does():
         "    Type:\tProjected (a volume that contains injected data from multiple sources)",
         "    TokenExpirationSeconds:\t3607", "    ConfigMapName:\tkube-root-ca.crt", "    ConfigMapOptional:\t<nil>",
         "    DownwardAPI:\ttrue"]
+
+
+def test_admission_copies_the_accounts_image_pull_secrets_unless_the_pod_has_some():
+    account = sa()
+    account.image_pull_secrets.add(name="registry")
+    assert [s.name for s in admit(FakeStore(account), pod()).spec.image_pull_secrets] == ["registry"]
+    own = pod()
+    own.spec.image_pull_secrets.add(name="mine")
+    assert [s.name for s in admit(FakeStore(account), own).spec.image_pull_secrets] == ["mine"]
