@@ -16,7 +16,6 @@ and has not expired. Anything else is 401 (reason in the log only).
 """
 from __future__ import annotations
 
-import datetime
 import hmac
 import logging
 import re
@@ -25,32 +24,13 @@ import time
 from apiserver.auth.authn import TokenAuthenticator
 from apiserver.auth.user import AUTHENTICATED, UserInfo
 from machinery import errors
+from machinery.bootstraptoken import NAMESPACE, SECRET_PREFIX as PREFIX, SECRET_TYPE, expired, text as _text
 
 log = logging.getLogger(__name__)
 
 TOKEN = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
-SECRET_TYPE = "bootstrap.kubernetes.io/token"
-NAMESPACE = "kube-system"
-PREFIX = "bootstrap-token-"
 GROUP = "system:bootstrappers"
 USER_PREFIX = "system:bootstrap:"
-
-
-def _text(v) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
-def expired(expiration: str, now: float) -> bool:
-    """True when an RFC 3339 expiration lies in the past (an unreadable one counts as expired)."""
-    if not expiration:
-        return False
-    try:
-        when = datetime.datetime.fromisoformat(expiration.replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    if when.tzinfo is None:
-        return True
-    return when.timestamp() <= now
 
 
 class BootstrapTokens(TokenAuthenticator):
@@ -83,7 +63,7 @@ class BootstrapTokens(TokenAuthenticator):
             return "token-id does not match"
         if not hmac.compare_digest(data.get("token-secret", "").encode(), token_secret.encode()):
             return "token-secret does not match"
-        if expired(data.get("expiration", ""), self.clock()):
+        if expired(secret, self.clock()):
             return "the token has expired"
         if data.get("usage-bootstrap-authentication") != "true":
             return "the token is not marked usage-bootstrap-authentication"

@@ -4,7 +4,8 @@
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
-                       horizontalpodautoscaling,serviceaccount,root-ca-cert-publisher,csrapproving,csrsigning]
+                       horizontalpodautoscaling,serviceaccount,root-ca-cert-publisher,csrapproving,csrsigning,
+                       tokencleaner]
         [--horizontal-pod-autoscaler-sync-period 15s]
         [--horizontal-pod-autoscaler-downscale-stabilization 5m]
         [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
@@ -43,7 +44,8 @@ log = logging.getLogger("kctl.controllers.manager")
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
-       "horizontalpodautoscaling", "serviceaccount", "root-ca-cert-publisher", "csrapproving", "csrsigning")
+       "horizontalpodautoscaling", "serviceaccount", "root-ca-cert-publisher", "csrapproving", "csrsigning",
+       "tokencleaner")
 
 
 def duration(text: str) -> float:
@@ -155,6 +157,7 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.replicaset import ReplicaSetController
     from controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
     from controllers.statefulset import StatefulSetController
+    from controllers.tokencleaner import TokenCleaner
     from controllers.ttlafterfinished import TTLAfterFinishedController
 
     factory = SharedInformerFactory(client)
@@ -193,6 +196,7 @@ def build(client, args) -> tuple[dict, dict]:
         "root-ca-cert-publisher": lambda: RootCACertPublisher(client, factory, recorder,
                                                               root_ca=read_root_ca(args.root_ca_file)),
         "csrapproving": lambda: CSRApprovingController(client, factory, recorder),
+        "tokencleaner": lambda: TokenCleaner(client, factory, recorder),
         "csrsigning": lambda: CSRSigningController(
             client, factory, recorder, ca_cert=read_file(args.cluster_signing_cert_file, "--cluster-signing-cert-file"),
             ca_key=read_file(args.cluster_signing_key_file, "--cluster-signing-key-file"),

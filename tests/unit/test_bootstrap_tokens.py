@@ -56,3 +56,19 @@ def test_other_tokens_are_not_ours():
 def test_refusals_are_401(s):
     with pytest.raises(errors.Unauthorized):
         asyncio.run(authn(*([s] if s else [])).token(TOKEN))
+
+
+async def test_token_cleaner_deletes_expired_bootstrap_tokens_only():
+    from controllers.tokencleaner import TokenCleaner
+    from tests.unit.test_controller_helpers import harness
+    async with harness(lambda h: TokenCleaner(h.client, h.factory, clock=lambda: NOW)) as (h, c):
+        await h.client.create(secret("bootstrap-token-old111", **{"expiration": "2020-01-01T00:00:00Z"}))
+        await h.client.create(secret("bootstrap-token-new222", **{"expiration": "2030-01-01T00:00:00Z"}))
+        await h.client.create(secret("bootstrap-token-ever33"))
+        await h.client.create(secret("plain", type_="Opaque", **{"expiration": "2020-01-01T00:00:00Z"}))
+        await h.settle()
+        for name in ("bootstrap-token-old111", "bootstrap-token-new222", "bootstrap-token-ever33", "plain"):
+            await c.sync(f"kube-system/{name}")
+        await h.settle()
+        left = {s.metadata.name for s in h.client.objects("Secret")}
+        assert left == {"bootstrap-token-new222", "bootstrap-token-ever33", "plain"}
