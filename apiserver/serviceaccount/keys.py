@@ -95,7 +95,11 @@ def load(signing_file: str | None = None, key_files: list[str] | tuple = (),
     """The key set from the flags, or from (generated) sa.key/sa.pub in directory."""
     if signing_file is None:
         d = pathlib.Path(directory) if directory is not None else DEFAULT_DIR
-        generate(d)
+        try:
+            generate(d)
+        except OSError as exc:
+            raise KeyFileError(f"cannot create the service account key pair in {d}: {exc.strerror}; "
+                               "give --service-account-signing-key-file") from exc
         signing_file = str(d / SIGNING_KEY)
         key_files = [str(d / PUBLIC_KEY), *key_files]
     signing = _read_pem(pathlib.Path(signing_file), True)

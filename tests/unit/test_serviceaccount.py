@@ -336,3 +336,10 @@ def test_admission_copies_the_accounts_image_pull_secrets_unless_the_pod_has_som
     own = pod()
     own.spec.image_pull_secrets.add(name="mine")
     assert [s.name for s in admit(FakeStore(account), own).spec.image_pull_secrets] == ["mine"]
+
+
+def test_key_dir_that_cannot_be_written_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(keys.KeyFileError, match="cannot create the service account key pair"):
+        keys.load(directory=blocker / "sub")
