@@ -10,6 +10,11 @@ under machinery.runner.run_tasks like every other component's: a task that
 fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
 closed.
+
+Authentication today: a bearer ServiceAccount JWT or bootstrap token
+(apiserver/serviceaccount, apiserver/bootstraptoken.py) names its user; any
+other request is `system:unsecured` as before TLS. The ServiceAccount keys
+and issuer come from the `--service-account-*` flags (serviceaccount.add_flags).
 """
 from __future__ import annotations
 
@@ -21,10 +26,13 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import admission, admission_priority, encryption, http, limits, metrics, objects, podsecurity
+from apiserver import (admission, admission_priority, encryption, http, limits, metrics, objects, podsecurity,
+                       serviceaccount)
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.auth.authn import Insecure
 from apiserver.auth.gate import Gate
+from apiserver.serviceaccount.tokenrequest import TokenRequests
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
@@ -84,6 +92,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pod-security-default-enforce", choices=podsecurity.policy.LEVELS, default="baseline",
                    help="Pod Security level enforced in namespaces without a pod-security.kubernetes.io/enforce "
                         "label (Kubernetes' default is privileged; kctl's %(default)s)")
+    serviceaccount.add_flags(p)
+    p.add_argument("--disable-admission-plugins", default="", metavar="NAMES",
+                   help="comma-separated admission plugins not to run (ServiceAccount, Priority, PodSecurity)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -152,6 +163,11 @@ async def run(args: argparse.Namespace) -> None:
         enc = encryption.load_or_generate(args.encryption_provider_config)
     except encryption.EncryptionConfigError as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
+    try:
+        admission.disable(args.disable_admission_plugins.split(","))
+        issuer = serviceaccount.issuer_from(args)
+    except errors.ConfigError as exc:
+        raise SystemExit(f"kctl-apiserver: {exc}") from None
     storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc)
     admission.POD_SECURITY.default = podsecurity.policy.with_enforce(args.pod_security_default_enforce)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
@@ -162,7 +178,8 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate()                     # who asks, and may they (apiserver.auth): today everyone, everything
+    # who asks, and may they (apiserver.auth): ServiceAccount bearer tokens, everyone else as before TLS
+    gate = Gate(serviceaccount.authenticator(issuer, store, Insecure()))
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -171,6 +188,7 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.so_reuseport", 0)])
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
     verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
+    verbs.token_requests = TokenRequests(store, issuer)     # serviceaccounts/token, both transports
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)

@@ -26,6 +26,7 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
+from apiserver.auth.user import current
 from machinery import defaults, deletion, kinds, validation, workloads
 from machinery.errors import FieldError
 
@@ -216,6 +217,26 @@ class JobStrategy(Strategy):
         workloads.generate_job_selector(job)
 
 
+class CSRStrategy(Strategy):
+    """CertificateSigningRequests: the requestor's identity is the apiserver's
+    to write (spec.username, uid, groups, extra from auth.current()), and the
+    spec never changes after creation (an update keeps the old one)."""
+
+    def prepare_for_create(self, csr, namespace: str) -> None:
+        super().prepare_for_create(csr, namespace)
+        who = current()
+        csr.spec.username, csr.spec.uid = who.name, who.uid
+        del csr.spec.groups[:]
+        csr.spec.groups.extend(who.groups)
+        csr.spec.extra.clear()
+        for k, v in who.extra.items():
+            csr.spec.extra[k].items.extend(v)
+
+    def prepare_for_update(self, new, old) -> None:
+        super().prepare_for_update(new, old)
+        new.spec.CopyFrom(old.spec)
+
+
 STRATEGIES: dict[str, Strategy] = {}
 for _info in kinds.KINDS:
     if _info.kind in ("PersistentVolume", "PersistentVolumeClaim"):
@@ -223,7 +244,7 @@ for _info in kinds.KINDS:
         STRATEGIES[_info.kind] = VolumeStrategy(_info, f"kubernetes.io/{_short}-protection")
         continue
     _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy,
-            "Job": JobStrategy}.get(_info.kind, Strategy)
+            "Job": JobStrategy, "CertificateSigningRequest": CSRStrategy}.get(_info.kind, Strategy)
     STRATEGIES[_info.kind] = _cls(_info)
 
 

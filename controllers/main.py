@@ -4,14 +4,16 @@
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
-                       horizontalpodautoscaling]
+                       horizontalpodautoscaling,serviceaccount,root-ca-cert-publisher,csrapproving,csrsigning,
+                       tokencleaner]
         [--horizontal-pod-autoscaler-sync-period 15s]
         [--horizontal-pod-autoscaler-downscale-stabilization 5m]
         [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
         [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
-        [--metrics-listen 127.0.0.1:10257]
+        [--root-ca-file ca.crt] [--cluster-signing-cert-file ca.crt --cluster-signing-key-file ca.key]
+        [--cluster-signing-duration 8760h] [--metrics-listen 127.0.0.1:10257]
 
 `build(client, args)` creates one SharedInformerFactory and the selected
 controllers (each registers its informers, indexes and handlers), and returns
@@ -42,7 +44,8 @@ log = logging.getLogger("kctl.controllers.manager")
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
-       "horizontalpodautoscaling")
+       "horizontalpodautoscaling", "serviceaccount", "root-ca-cert-publisher", "csrapproving", "csrsigning",
+       "tokencleaner")
 
 
 def duration(text: str) -> float:
@@ -85,6 +88,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="how often every HPA is reconciled")
     p.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration, default=300.0,
                    help="the scale-down stabilization window of HPAs without spec.behavior")
+    p.add_argument("--root-ca-file", default="",
+                   help="the cluster CA (PEM) published as ca.crt in every namespace's kube-root-ca.crt "
+                        "ConfigMap (empty when not given)")
+    p.add_argument("--cluster-signing-cert-file", default="",
+                   help="CA certificate (PEM) that signs approved CertificateSigningRequests; without it and "
+                        "--cluster-signing-key-file the csrsigning controller does not run")
+    p.add_argument("--cluster-signing-key-file", default="", help="the CA's private key (PEM)")
+    p.add_argument("--cluster-signing-duration", type=duration, default=365 * 86400.0,
+                   help="the longest validity of a signed certificate (default 8760h)")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
@@ -108,8 +120,25 @@ def selected(spec: str) -> list[str]:
     return [n for n in ALL if n in chosen]
 
 
+def read_file(path: str, flag: str) -> bytes:
+    """A PEM file named by a flag (b'' without one)."""
+    if not path:
+        return b""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SystemExit(f"kctl-controller-manager: cannot read {flag} {path}: {exc.strerror}") from None
+
+
+def read_root_ca(path: str) -> str:
+    """The --root-ca-file's PEM text ('' without one)."""
+    return read_file(path, "--root-ca-file").decode("ascii", "replace")
+
+
 def build(client, args) -> tuple[dict, dict]:
     """(named coroutines to run, controllers by name)."""
+    from controllers.certificates import CSRApprovingController, CSRSigningController
     from controllers.cronjob import CronJobController
     from controllers.daemonset import DaemonSetController
     from controllers.deployment import DeploymentController
@@ -126,7 +155,9 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.pvbinder import PersistentVolumeController
     from controllers.pvprotection import PVCProtectionController, PVProtectionController
     from controllers.replicaset import ReplicaSetController
+    from controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
     from controllers.statefulset import StatefulSetController
+    from controllers.tokencleaner import TokenCleaner
     from controllers.ttlafterfinished import TTLAfterFinishedController
 
     factory = SharedInformerFactory(client)
@@ -161,8 +192,21 @@ def build(client, args) -> tuple[dict, dict]:
         "horizontalpodautoscaling": lambda: HPAController(
             client, factory, recorder, sync_period=args.horizontal_pod_autoscaler_sync_period,
             downscale_window=args.horizontal_pod_autoscaler_downscale_stabilization),
+        "serviceaccount": lambda: ServiceAccountsController(client, factory, recorder),
+        "root-ca-cert-publisher": lambda: RootCACertPublisher(client, factory, recorder,
+                                                              root_ca=read_root_ca(args.root_ca_file)),
+        "csrapproving": lambda: CSRApprovingController(client, factory, recorder),
+        "tokencleaner": lambda: TokenCleaner(client, factory, recorder),
+        "csrsigning": lambda: CSRSigningController(
+            client, factory, recorder, ca_cert=read_file(args.cluster_signing_cert_file, "--cluster-signing-cert-file"),
+            ca_key=read_file(args.cluster_signing_key_file, "--cluster-signing-key-file"),
+            duration=args.cluster_signing_duration),
     }
-    ctrls = {name: makers[name]() for name in selected(args.controllers)}
+    chosen = selected(args.controllers)
+    if "csrsigning" in chosen and not (args.cluster_signing_cert_file and args.cluster_signing_key_file):
+        log.info("csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file; not signing certificates")
+        chosen.remove("csrsigning")
+    ctrls = {name: makers[name]() for name in chosen}
     tasks = {"informers": factory.run(), "events": recorder.run()}
     for name, c in ctrls.items():
         tasks[f"controller:{name}"] = c.run()

@@ -75,4 +75,20 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
         obj.spec.lease_duration_seconds = 15
     elif kind == "Node":
         obj.spec.pod_cidr = "10.244.1.0/24"
+    elif kind == "CertificateSigningRequest":
+        obj.spec.request = csr_pem(name)
+        obj.spec.signer_name = "kubernetes.io/kube-apiserver-client"
+        obj.spec.usages.append("client auth")
     return obj
+
+
+def csr_pem(common_name: str, orgs: tuple[str, ...] = ()) -> bytes:
+    """A PEM certificate request (new EC P-256 key) for CN=common_name, O=orgs."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    req = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    return req.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

@@ -51,6 +51,7 @@ COMMANDS = {
     "dashboard": "kubectlish.dashboard:dashboard_cmd",
     "top": "kubectlish.top:top_group",
     "autoscale": "kubectlish.autoscale:autoscale_cmd",
+    "certificate": "kubectlish.certificate:certificate_group",
 }
 
 # Commands that work without a usable cluster configuration.

@@ -15,8 +15,11 @@ sync (idempotent, cheap when nothing changed) after the sandbox exists:
   0644; ``optional`` sources that do not exist give no files) written with
   the kubelet's atomic ``..data`` swap (nodeagent/atomicwriter.py), so a
   re-sync after the object changed updates the mounted files atomically.
-  Secret volumes (and projected ones holding a secret) live on a tmpfs, as
-  the kubelet keeps secrets off the disk.
+  Secret volumes (and projected ones holding a secret or a ServiceAccount
+  token) live on a tmpfs, as the kubelet keeps secrets off the disk. A
+  projected ``serviceAccountToken`` is the token nodeagent/tokens.py fetched
+  into ``Sources.tokens`` (refreshed there; a refresh wakes the pod worker
+  and the next sync swaps the files).
 * ``persistentVolumeClaim``: the directory of the bound PersistentVolume
   (``hostPath`` or ``local``), resolved by ``claim_paths`` (API reads) into
   ``Sources.claims``; a DirectoryOrCreate hostPath (the local-path
@@ -149,6 +152,12 @@ def payload(pod: core_pb2.Pod, v: core_pb2.Volume, sources: Sources, host_ip: st
                 files.update(secret_payload(sources.secrets.get(s.name), ns, s.name, s.items, mode, opt(s)))
             elif p.HasField("downward_api"):
                 files.update(downward_payload(pod, p.downward_api.items, mode, host_ip, pod_ip))
+            elif p.HasField("service_account_token"):           # fetched by nodeagent/tokens.py
+                s, tmpfs = p.service_account_token, True
+                token = sources.tokens.get((s.audience, s.expiration_seconds))
+                if token is None:
+                    raise VolumeSetupError("failed to fetch token: no token for this projection yet")
+                files[s.path] = FileProjection(token, mode)
         return files, tmpfs
     return None
 

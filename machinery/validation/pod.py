@@ -19,6 +19,7 @@ from machinery.validation.dns import validate_pod_dns
 from machinery.validation.placement import validate_pod_placement
 from machinery.validation.scheduling import validate_affinity, validate_tolerations
 from machinery.validation.security import validate_pod_security_context, validate_security_context
+from machinery.validation.serviceaccount import validate_token_projection
 
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -76,6 +77,10 @@ def validate_volumes(volumes, path: str) -> tuple[list[FieldError], set[str]]:
             errs.append(required(f"{p}.configMap.name", ""))
         if vol.HasField("persistent_volume_claim") and not vol.persistent_volume_claim.claim_name:
             errs.append(required(f"{p}.persistentVolumeClaim.claimName", ""))
+        for j, src in enumerate(vol.projected.sources):
+            if src.HasField("service_account_token"):
+                errs += validate_token_projection(src.service_account_token,
+                                                  f"{p}.projected.sources[{j}].serviceAccountToken")
         for src, j in (("secret", "secret"), ("config_map", "configMap")):
             s = getattr(vol, src)
             if vol.HasField(src) and s.HasField("default_mode") and not 0 <= s.default_mode <= 0o777:
