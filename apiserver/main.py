@@ -2,6 +2,11 @@
 
     kctl-apiserver --etcd-servers http://127.0.0.1:2379 --listen 127.0.0.1:6443
 
+Both transports serve TLS only and authenticate every request (client
+certificates, bearer tokens: apiserver.auth.authn.Union); apiserver.tls
+creates the cluster's certificates in --cert-dir when no files are given
+and logs where the admin kubeconfig is.
+
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC and
 the Kubernetes HTTP API (apiserver.http, --http-listen; same event loop,
@@ -21,9 +26,10 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import admission_priority, encryption, http, limits, metrics, objects
+from apiserver import admission_priority, encryption, http, limits, metrics, objects, tls
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.auth.authn import Union
 from apiserver.auth.gate import Gate
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
@@ -79,6 +85,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--watch-send-timeout", type=float, default=limits.DEFAULT_WATCH_SEND_TIMEOUT,
                    help="seconds a watcher may take to accept one event before it is dropped "
                         "(0: never; default %(default)s)")
+    p.add_argument("--cert-dir", default=tls.DEFAULT_CERT_DIR,
+                   help="where the cluster CA, serving certificate, ServiceAccount keys and kubeconfigs are "
+                        "created if missing, when --tls-cert-file is not given (default %(default)s)")
+    p.add_argument("--tls-cert-file", help="serving certificate (PEM) for gRPC and HTTPS")
+    p.add_argument("--tls-private-key-file", help="its private key (PEM)")
+    p.add_argument("--client-ca-file", help="CA bundle that signs client certificates (default: the cert dir's ca.crt)")
+    p.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
+                   help="another address for the generated serving certificate (repeatable)")
+    p.add_argument("--kubelet-client-certificate", help="client certificate towards node agents "
+                   "(default: the cert dir's apiserver-kubelet-client.crt)")
+    p.add_argument("--kubelet-client-key", help="its key")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -128,12 +145,12 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
-async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metrics=None, gate: Gate | None = None):
+async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metrics, gate: Gate, ssl_context):
     """The HTTP API's runner, or None when disabled (or the default port is taken)."""
     if listen == "off":
         return None
     try:
-        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy, metrics, gate)
+        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy, metrics, gate, ssl_context)
     except SystemExit as exc:
         if listen:
             raise
@@ -146,6 +163,7 @@ async def run(args: argparse.Namespace) -> None:
         enc = encryption.load_or_generate(args.encryption_provider_config)
     except encryption.EncryptionConfigError as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
+    serving = tls.setup(args)
     storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator)
@@ -155,7 +173,7 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate()                     # who asks, and may they (apiserver.auth): today everyone, everything
+    gate = Gate(Union())              # who asks (certificates, tokens), and may they (apiserver.auth)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -165,12 +183,12 @@ async def run(args: argparse.Namespace) -> None:
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
     verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
-    proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
+    proxy = NodeProxy(store, serving.kubelet)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
-    metrics_store = MetricsStore(verbs, args.metric_resolution)                       # metrics.k8s.io: scrapes the agents
+    metrics_store = MetricsStore(verbs, args.metric_resolution, serving.kubelet)                      # metrics.k8s.io: scrapes the agents
     metrics_pb2_grpc.add_MetricsServicer_to_server(MetricsServicer(metrics_store), server)
     try:
-        port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once
+        port = server.add_secure_port(args.listen, serving.grpc_credentials())  # bind now: a taken port fails at once
     except RuntimeError as exc:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}: {exc}") from None
     if not port:
@@ -185,7 +203,7 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         host = args.listen.rpartition(":")[0]
         log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
-        runner = await _serve_http(verbs, args.http_listen, proxy, metrics_store, gate)
+        runner = await _serve_http(verbs, args.http_listen, proxy, metrics_store, gate, serving.ssl_context())
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())

@@ -158,7 +158,7 @@ def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout)
             click_ctx.exit(1)
     click_ctx.obj = Ctx(server=settings.server, namespace=settings.namespace,
                         namespace_explicit=settings.namespace_explicit,
-                        request_timeout=parse_duration(request_timeout))
+                        request_timeout=parse_duration(request_timeout), credentials=settings.credentials)
 
 
 def parse_duration(value: str | None) -> float | None:
