@@ -48,6 +48,11 @@ class SessionPKI:
     def credentials(self, file: str = "admin.conf") -> kubeconfig.Credentials:
         return kubeconfig.select(self.store.path(file)).credentials
 
+    def kubelet_client(self) -> kubeconfig.Credentials:
+        """The apiserver's credentials towards node agents (the only client they accept)."""
+        return kubeconfig.Credentials(self.store.ca_pem(), self.store.path("apiserver-kubelet-client.crt").read_bytes(),
+                                      self.store.path("apiserver-kubelet-client.key").read_bytes())
+
     def serving_args(self, workdir: str | os.PathLike, host: str) -> list[str]:
         """apiserver flags for a serving certificate of `host` (+ loopback,
         the kubernetes Service names) issued into workdir, and the session CA."""
