@@ -181,6 +181,21 @@ class ApiServer(Process):
         import grpc
         return grpc.secure_channel(self.target, self.credentials.grpc(), options=options)
 
+    def aio_channel(self, options=None):
+        """The same as an asyncio channel."""
+        import grpc
+        return grpc.aio.secure_channel(self.target, self.credentials.grpc(), options=options)
+
+    def ssl_context(self):
+        """An HTTPS client context with the admin's certificate (cached)."""
+        if getattr(self, "_ssl", None) is None:
+            self._ssl = self.credentials.ssl_context()
+        return self._ssl
+
+    def urlopen(self, req, timeout: float = 10):
+        """urllib.request.urlopen of the HTTP API (an https:// URL or Request) as the admin."""
+        return urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context())  # noqa: S310 - local
+
     def ready(self) -> bool:
         from machinery.pb import api_pb2, api_pb2_grpc
         if self.own_pki and not (self.cert_dir / "admin.conf").exists():

@@ -75,6 +75,13 @@ class SessionPKI:
     def node_kubeconfig(self, name: str, ip: str) -> Path:
         return self.store.node(name, ip)
 
+    def node_serving(self, name: str, ip: str):
+        """nodeagent.server.ServingTLS for an in-process agent (its node certificate)."""
+        from nodeagent.server import ServingTLS
+        self.store.node(name, ip)
+        return ServingTLS(self.store.path(f"nodes/{name}.crt").read_bytes(),
+                          self.store.path(f"nodes/{name}.key").read_bytes(), self.store.ca_pem())
+
     def user_kubeconfig(self, name: str, groups=()) -> Path:
         return self.store.user(name, groups)
 

@@ -36,14 +36,10 @@ class Kube:
         self.etcd, self.apiserver = self.cluster.etcd, self.cluster.apiserver
         self.url = f"https://127.0.0.1:{self.http_port}"
         self.kubeconfig = self.apiserver.kubeconfig
-        self._ssl = None
 
     def urlopen(self, req, timeout: float = 10):
         """urllib.request.urlopen over HTTPS with the admin's client certificate."""
-        import urllib.request
-        if self._ssl is None:
-            self._ssl = self.apiserver.credentials.ssl_context()
-        return urllib.request.urlopen(req, timeout=timeout, context=self._ssl)  # noqa: S310 - loopback
+        return self.apiserver.urlopen(req, timeout)
 
     def start(self) -> "Kube":
         self.cluster.start()
