@@ -104,7 +104,19 @@ class Client:
         try:
             return await method(request, timeout=timeout if timeout is not None else self.timeout)
         except grpc.aio.AioRpcError as exc:
-            raise errors.from_rpc_error(exc, self.target) from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> errors.ApiError:
+        """The ApiError of a failed call. The apiserver's gRPC port refuses a
+        connection without a client certificate in the TLS handshake (no call
+        reaches it to answer 401): without one, an unavailable server is
+        reported as what it most likely is."""
+        err = errors.from_rpc_error(exc, self.target)
+        if isinstance(err, errors.Unavailable) and not self.credentials.cert_pem \
+                and "connection refused" not in err.message.lower():
+            return errors.Unauthorized(f"Unauthorized: the apiserver at {self.target} requires a client "
+                                       f"certificate over gRPC and the credentials have none ({err.message})")
+        return err
 
     # ------------------------------------------------------------ CRUD
 
@@ -170,7 +182,7 @@ class Client:
                 obj = codec.unpack(ev.object) if ev.object.type_url else None
                 yield WatchEvent(ev.type, obj, ev.resource_version)
         except grpc.aio.AioRpcError as exc:
-            raise errors.from_rpc_error(exc, self.target) from exc
+            raise self._error(exc) from exc
         finally:
             call.cancel()
 
