@@ -51,12 +51,13 @@ COMMANDS = {
     "dashboard": "kubectlish.dashboard:dashboard_cmd",
     "top": "kubectlish.top:top_group",
     "autoscale": "kubectlish.autoscale:autoscale_cmd",
+    "pki": "kubectlish.pki_cmd:pki_group",
 }
 
 # Commands that work without a usable cluster configuration.
-_CONFIG_TOLERANT = {"config"}
+_CONFIG_TOLERANT = {"config", "pki"}
 # Commands whose own options share names with the global ones.
-_NO_HOIST = {"config"}
+_NO_HOIST = {"config", "pki"}
 
 # Commands owned by other packages; shown only when their module is present.
 # An extension gets its command line untouched (no global-option hoisting).

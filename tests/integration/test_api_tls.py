@@ -167,3 +167,33 @@ def test_a_user_certificate_is_that_user(own, tmp_path):
     sel = kubeconfig.select(path)
     assert version(own, sel.credentials).git_version
     os.unlink(path)
+
+
+def test_add_a_user_with_kctl_pki_and_kctl_config(own, tmp_path):
+    """The README's walk-through: make jane's certificate, add it to a kubeconfig, use it."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from kubectlish.main import cli
+
+    def kctl(*args):
+        r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert r.exit_code == 0, (args, r.stdout, r.stderr)
+        return r.stdout
+    d = str(own.cert_dir)
+    out = kctl("pki", "user", "jane-tls", "--group", "dev", "--cert-dir", d)
+    assert "kctl config set-credentials jane-tls" in out
+    cfg = tmp_path / "config"
+    shutil.copy(own.cert_dir / "admin.conf", cfg)
+    cluster = kubeconfig.read(cfg)["clusters"][0]["name"]
+    assert kctl("--kubeconfig", str(cfg), "config", "set-credentials", "jane-tls",
+                f"--client-certificate={d}/users/jane-tls.crt", f"--client-key={d}/users/jane-tls.key",
+                "--embed-certs") == 'User "jane-tls" set.\n'
+    kctl("--kubeconfig", str(cfg), "config", "set-context", "jane", f"--cluster={cluster}", "--user=jane-tls")
+    kctl("--kubeconfig", str(cfg), "config", "use-context", "jane")
+    sel = kubeconfig.select(cfg)
+    assert pki.subject(pki.load_cert(sel.credentials.cert_pem)) == ("jane-tls", ("dev",))
+    assert "default" in kctl("--kubeconfig", str(cfg), "get", "ns")
+    for f in ("crt", "key", "conf"):
+        os.unlink(own.cert_dir / "users" / f"jane-tls.{f}")

@@ -150,3 +150,55 @@ def test_ip_sans_are_addresses(store):
     srv = cert(store, "apiserver.crt")
     ext = srv.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address("10.96.0.1") in ext.get_values_for_type(x509.IPAddress)
+
+
+def _kctl(*args):
+    from click.testing import CliRunner
+
+    from kubectlish.main import cli
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_kctl_pki_commands(tmp_path):
+    d = str(tmp_path / "pki")
+    code, out, _ = _kctl("pki", "init", "--cert-dir", d, "--address", "10.77.0.10", "--grpc-server", "10.77.0.10:6443",
+                         "--https-server", "https://10.77.0.10:6444")
+    assert code == 0 and f"export KUBECONFIG={d}/admin.conf" in out
+    store = pki.PKI(d)
+    assert "10.77.0.10" in pki.sans(cert(store, "apiserver.crt"))[1]
+    assert out.splitlines()[-1] == f"CA hash: {pki.ca_hash(store.ca.cert)}"
+    assert _kctl("pki", "ca-hash", "--cert-dir", d)[1] == pki.ca_hash(store.ca.cert) + "\n"
+    code, out, _ = _kctl("pki", "node", "w1", "--ip", "10.77.0.11", "--cert-dir", d)
+    assert code == 0
+    sel = kubeconfig.select(store.path("nodes/w1.conf"))
+    assert sel.grpc == "10.77.0.10:6443"                     # from admin.conf
+    code, out, _ = _kctl("pki", "check-expiration", "--cert-dir", d)
+    assert code == 0 and out.split("\n")[0].split() == ["CERTIFICATE", "SUBJECT", "EXPIRES", "RESIDUAL", "TIME"]
+    assert any(ln.startswith("nodes/w1.crt") and "CN=system:node:w1" in ln for ln in out.splitlines())
+    code, _, err = _kctl("pki", "user", "x", "--cert-dir", str(tmp_path / "empty"))
+    assert code == 1 and "run `kctl pki init` first" in err
+    assert _kctl("pki", "user", "x", "--cert-dir", d)[0] == 0
+    code, _, err = _kctl("pki", "user", "x", "--cert-dir", d)
+    assert code == 1 and "is made once" in err
+
+
+def test_kctl_config_set_cluster_and_credentials(tmp_path, store):
+    import yaml
+    cfg = str(tmp_path / "config")
+    (tmp_path / "ca.crt").write_bytes(store.ca_pem())
+    assert _kctl("--kubeconfig", cfg, "config", "set-cluster", "c", "--server", "https://10.0.0.1:6444",
+                 "--grpc-server", "10.0.0.1:6443", "--certificate-authority", str(tmp_path / "ca.crt"),
+                 "--embed-certs")[1] == 'Cluster "c" set.\n'
+    assert _kctl("--kubeconfig", cfg, "config", "set-credentials", "bob", "--token", "T")[1] == 'User "bob" set.\n'
+    code, _, err = _kctl("--kubeconfig", cfg, "config", "set-credentials", "bob", "--client-key", "k")
+    assert code == 1 and "must be given together" in err
+    _kctl("--kubeconfig", cfg, "config", "set-context", "bob@c", "--cluster", "c", "--user", "bob")
+    _kctl("--kubeconfig", cfg, "config", "use-context", "bob@c")
+    sel = kubeconfig.select(cfg)
+    assert (sel.grpc, sel.https_url, sel.credentials.ca_pem, sel.credentials.token) == \
+        ("10.0.0.1:6443", "https://10.0.0.1:6444", store.ca_pem(), "T")
+    assert stat.S_IMODE(os.stat(cfg).st_mode) == 0o600
+    _kctl("--kubeconfig", cfg, "config", "set-cluster", "c", "--certificate-authority", str(tmp_path / "ca.crt"))
+    c = yaml.safe_load(open(cfg))["clusters"][0]["cluster"]
+    assert c["certificate-authority"] == str(tmp_path / "ca.crt") and "certificate-authority-data" not in c
