@@ -70,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default %(default)s)")
     p.add_argument("--watch-bookmark-interval", type=float, default=10.0,
                    help="seconds between BOOKMARK events on idle watches that asked for them (default %(default)s)")
+    p.add_argument("--etcd-cafile", help="CA of etcd's serving certificate (an https:// etcd)")
+    p.add_argument("--etcd-certfile", help="the apiserver's client certificate towards etcd")
+    p.add_argument("--etcd-keyfile", help="its key")
     p.add_argument("--etcd-timeout", type=float, default=3.0,
                    help="seconds before an etcd request fails as unavailable (default %(default)s)")
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
@@ -164,7 +167,8 @@ async def run(args: argparse.Namespace) -> None:
     except encryption.EncryptionConfigError as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
     serving = tls.setup(args)
-    storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc)
+    storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc,
+                         tls=tls.etcd_credentials(args))
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator)
     cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))

@@ -14,6 +14,11 @@ With --tls-cert-file/--tls-private-key-file the operator's files are used
 as they are, and --client-ca-file is then required (the CA of client
 certificates; gRPC cannot serve TLS without one, see apiserver.auth.authn).
 
+etcd: plaintext to an http:// etcd (on the same machine's loopback: the
+one-machine lab, the harness); an https:// etcd is reached with
+--etcd-cafile/--etcd-certfile/--etcd-keyfile (the Vagrant set-up, where etcd
+verifies the apiserver's client certificate against its own CA).
+
 Both transports speak TLS 1.2 or later: gRPC requires and verifies a client
 certificate in the handshake, HTTPS asks for one (CERT_OPTIONAL) and leaves
 the rest to the authenticators (bearer tokens, 401).
@@ -85,6 +90,20 @@ def setup(args) -> ServingTLS:
     return ServingTLS(store.path("apiserver.crt"), store.path("apiserver.key"), ca,
                       Credentials(ca_pem=store.ca_pem(), cert_pem=store.path("apiserver-kubelet-client.crt").read_bytes(),
                                   key_pem=store.path("apiserver-kubelet-client.key").read_bytes()))
+
+
+def etcd_credentials(args) -> grpc.ChannelCredentials | None:
+    """TLS towards an https:// etcd (kube-apiserver's --etcd-cafile/--etcd-certfile/
+    --etcd-keyfile); None for http:// (plaintext is for an etcd on loopback only)."""
+    if not args.etcd_servers.startswith("https://"):
+        if args.etcd_cafile or args.etcd_certfile:
+            raise SystemExit("kctl-apiserver: --etcd-cafile/--etcd-certfile need an https:// --etcd-servers")
+        return None
+    if not (args.etcd_cafile and args.etcd_certfile and args.etcd_keyfile):
+        raise SystemExit("kctl-apiserver: an https:// etcd needs --etcd-cafile, --etcd-certfile and --etcd-keyfile")
+    return grpc.ssl_channel_credentials(_read(args.etcd_cafile, "--etcd-cafile"),
+                                        _read(args.etcd_keyfile, "--etcd-keyfile"),
+                                        _read(args.etcd_certfile, "--etcd-certfile"))
 
 
 def endpoints(args) -> pki.Endpoints:

@@ -17,6 +17,10 @@ file layout under one cert dir:
                                            certificate is also the agent's serving certificate
                                            (SANs: its name and address)
     users/NAME.conf                        `kctl pki user`: any CN and groups
+    etcd/ca.crt / .key                     etcd's own CA (`etcd()`): a certificate of the cluster CA
+                                           (any user's) must not open etcd
+    etcd/server.crt / .key                 etcd's serving and peer certificate (SANs: loopback + addresses)
+    apiserver-etcd-client.crt / .key       the apiserver towards etcd (etcd CA)
 
 Certificates are ECDSA P-256 (fast to make, as kubeadm's `--encryption-
 algorithm ECDSA-P256`), valid one year (`CERT_DAYS`); kubeconfigs embed
@@ -308,6 +312,17 @@ class PKI:
     def user(self, name: str, groups=(), days: int = CERT_DAYS) -> Path:
         cert, key = self.ca.issue(name, groups, days=days)
         return self.kubeconfig(f"users/{name}.conf", name, groups, cert=cert, key=key)
+
+    def etcd(self, ips=()) -> None:
+        """etcd's CA, serving certificate and the apiserver's etcd client certificate (kubeadm's names)."""
+        d = self.dir / "etcd"
+        if not (d / "ca.crt").exists():
+            ca = CA.create("etcd-ca")
+            write_pair(d, "ca", ca.cert, ca.key)
+        ca = CA.load(d)
+        dns, addrs = ["localhost", socket.gethostname()], ["127.0.0.1", *ips]
+        self._pair("etcd/server", lambda: ca.issue("kube-etcd", server=True, client=True, dns=dns, ips=addrs))
+        self._pair("apiserver-etcd-client", lambda: ca.issue("kube-apiserver-etcd-client"))
 
     def control_plane(self) -> None:
         """Everything the apiserver and the control-plane components need
