@@ -1,7 +1,7 @@
 """`kctl pki`: the cluster's certificates by hand, as `kubeadm init phase
 certs` / `kubeconfig` and `kubeadm certs` do it (machinery.pki does the work).
 
-    kctl pki init  [--cert-dir DIR] [--address 10.0.0.1]... [--grpc-server H:P] [--https-server URL]
+    kctl pki init  [--cert-dir DIR] [--address 10.0.0.1]... [--grpc-server H:P] [--https-server URL] [--etcd]
     kctl pki node  NAME --ip IP [--cert-dir DIR]            nodes/NAME.conf (+ .crt/.key, client and serving)
     kctl pki user  NAME [--group G]... [--days N]           users/NAME.crt/.key and users/NAME.conf
     kctl pki ca-hash [--cert-dir DIR]                       sha256:<hex>, kubeadm's --discovery-token-ca-cert-hash
@@ -51,7 +51,9 @@ def pki_group():
 @click.option("--service-cidr", default="10.96.0.0/16", show_default=True,
               help="The Service range: its first address (the kubernetes Service) is a SAN.")
 @click.option("--cluster-name", default="kubernetes", show_default=True)
-def init_cmd(cert_dir, addresses, grpc_server, https_server, service_cidr, cluster_name):
+@click.option("--etcd", "with_etcd", is_flag=True,
+              help="Also etcd's CA, its serving certificate and the apiserver's etcd client certificate.")
+def init_cmd(cert_dir, addresses, grpc_server, https_server, service_cidr, cluster_name, with_etcd):
     """CA, apiserver serving and kubelet-client certificates, sa.key/sa.pub and the
     admin, scheduler, controller-manager and dns kubeconfigs (what is missing)."""
     import ipaddress
@@ -64,6 +66,8 @@ def init_cmd(cert_dir, addresses, grpc_server, https_server, service_cidr, clust
                                             service_ip=service_ip, cluster_name=cluster_name))
     try:
         store.control_plane()
+        if with_etcd:
+            store.etcd(ips)
     except (ConfigError, OSError) as exc:
         _fail(exc)
     click.echo(f"[certs] cluster CA, serving and client certificates in {store.dir}")
