@@ -82,16 +82,8 @@ def compile_hosts(spec: str) -> list[re.Pattern]:
 
 def cluster_entry(path: str, context: str | None) -> tuple[dict, str | None]:
     """The kubeconfig's chosen cluster entry and context name."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).expanduser().read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"stat {path}: no such file or directory") from exc
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f'error loading config file "{path}": {exc}') from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f'error loading config file "{path}": not a mapping')
+    from machinery import kubeconfig as kc
+    data = kc.read(path)
     clusters = config._named(data.get("clusters"), "clusters", path)
     contexts = config._named(data.get("contexts"), "contexts", path)
     name = context or data.get("current-context") or None

@@ -180,6 +180,10 @@ def parse_duration(value: str | None) -> float | None:
 
 
 def main() -> None:
+    import os
+    # gRPC's C core logs TLS handshake failures on stderr by itself; kctl says
+    # what went wrong in one line of its own (GRPC_VERBOSITY=INFO brings them back).
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     cli(prog_name="kctl")
 
 
