@@ -103,6 +103,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def token_authenticators(args, store: Store, serving: tls.ServingTLS) -> list:
+    """The bearer-token kinds the apiserver accepts after client certificates, in
+    order (apiserver.auth.authn.TokenAuthenticator each: ServiceAccount JWTs
+    verified with <cert-dir>/sa.pub, bootstrap tokens, ...). None yet."""
+    return []
+
+
 async def bootstrap(store: Store) -> None:
     """Create the system namespaces if missing; wait for etcd as long as it takes."""
     delay = 0.2
@@ -177,7 +184,7 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate(Union())              # who asks (certificates, tokens), and may they (apiserver.auth)
+    gate = Gate(Union(tokens=token_authenticators(args, store, serving)))   # who asks, and may they (apiserver.auth)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -189,7 +196,7 @@ async def run(args: argparse.Namespace) -> None:
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store, serving.kubelet)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
-    metrics_store = MetricsStore(verbs, args.metric_resolution, serving.kubelet)                      # metrics.k8s.io: scrapes the agents
+    metrics_store = MetricsStore(verbs, args.metric_resolution, serving.kubelet)   # metrics.k8s.io: scrapes the agents
     metrics_pb2_grpc.add_MetricsServicer_to_server(MetricsServicer(metrics_store), server)
     try:
         port = server.add_secure_port(args.listen, serving.grpc_credentials())  # bind now: a taken port fails at once

@@ -46,6 +46,15 @@ class ServingTLS:
     key_file: Path
     client_ca_file: Path
     kubelet: Credentials          # towards node agents: the cluster CA and apiserver-kubelet-client
+    cert_dir: Path | None = None  # --cert-dir: sa.key / sa.pub (ServiceAccount tokens) live here
+
+    @property
+    def sa_key_file(self) -> Path | None:
+        return self.cert_dir / "sa.key" if self.cert_dir else None
+
+    @property
+    def sa_pub_file(self) -> Path | None:
+        return self.cert_dir / "sa.pub" if self.cert_dir else None
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials([(self.key_file.read_bytes(), self.cert_file.read_bytes())],
@@ -81,15 +90,15 @@ def setup(args) -> ServingTLS:
                               key_pem=_read(args.kubelet_client_key, "--kubelet-client-key")
                               if args.kubelet_client_key else None)
         return ServingTLS(Path(args.tls_cert_file), Path(args.tls_private_key_file), Path(args.client_ca_file),
-                          kubelet)
+                          kubelet, Path(args.cert_dir))
     store = pki.PKI(args.cert_dir, endpoints(args))
     store.control_plane()
     log.info("cluster CA and certificates in %s; admin kubeconfig: export KUBECONFIG=%s",
              store.dir, store.path("admin.conf"))
     ca = Path(args.client_ca_file) if args.client_ca_file else store.path("ca.crt")
-    return ServingTLS(store.path("apiserver.crt"), store.path("apiserver.key"), ca,
-                      Credentials(ca_pem=store.ca_pem(), cert_pem=store.path("apiserver-kubelet-client.crt").read_bytes(),
-                                  key_pem=store.path("apiserver-kubelet-client.key").read_bytes()))
+    kubelet = Credentials(ca_pem=store.ca_pem(), cert_pem=store.path("apiserver-kubelet-client.crt").read_bytes(),
+                          key_pem=store.path("apiserver-kubelet-client.key").read_bytes())
+    return ServingTLS(store.path("apiserver.crt"), store.path("apiserver.key"), ca, kubelet, store.dir)
 
 
 def etcd_credentials(args) -> grpc.ChannelCredentials | None:

@@ -219,7 +219,8 @@ class TlsEtcd:
                 argv[argv.index(flag) + 1] = url
             return argv
         self.etcd.command = command
-        ctx = kubeconfig.Credentials((d / "ca.crt").read_bytes(), (store.dir / "apiserver-etcd-client.crt").read_bytes(),
+        ctx = kubeconfig.Credentials((d / "ca.crt").read_bytes(),
+                                     (store.dir / "apiserver-etcd-client.crt").read_bytes(),
                                      (store.dir / "apiserver-etcd-client.key").read_bytes()).ssl_context()
 
         def ready():

@@ -152,7 +152,8 @@ def test_install_units_installs_each_role(installed):
     envs = sorted(p.name for p in (installed / "etc/kctl").iterdir())
     assert envs == sorted([f"{n}.env" for n in UNITS] + ["registry.yml", "pki"])
     pki_dir = installed / "etc/kctl/pki"          # `kctl pki init --etcd` for the control plane
-    for f in ("ca.crt", "apiserver.crt", "admin.conf", "scheduler.conf", "etcd/server.crt", "apiserver-etcd-client.crt"):
+    for f in ("ca.crt", "apiserver.crt", "admin.conf", "scheduler.conf", "etcd/server.crt",
+              "apiserver-etcd-client.crt"):
         assert (pki_dir / f).is_file(), f
     assert (installed / "etc/modules-load.d/kctl.conf").read_text().split()[-2:] == ["br_netfilter", "overlay"]
     for path in list((installed / "etc").rglob("*.service")) + list((installed / "etc/kctl").glob("*.env")):

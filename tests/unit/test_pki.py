@@ -109,7 +109,8 @@ def test_init_keeps_what_exists_and_reissues_serving_for_a_new_address(store):
 
 
 def test_ca_hash_is_kubeadms(store):
-    """sha256 of the DER SubjectPublicKeyInfo, as `openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256sum`."""
+    """sha256 of the DER SubjectPublicKeyInfo, as
+    `openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256sum` computes it."""
     pub = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", str(store.path("ca.crt"))],
                          capture_output=True, check=True).stdout
     der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub, capture_output=True,
