@@ -1,6 +1,6 @@
 """`kctl config`: read and switch kubeconfig contexts, as kubectl's does.
 
-    kctl config view | current-context | get-contexts
+    kctl config view [--raw] | current-context | get-contexts
     kctl config use-context NAME
     kctl config set-context --current --namespace=NS
     kctl config set-context NAME --cluster=C --user=U [--namespace=NS]
@@ -64,12 +64,24 @@ def config_group():
     """Show or switch the kubeconfig's contexts."""
 
 
+REDACTED = {"client-key-data": "REDACTED", "token": "REDACTED", "client-certificate-data": "DATA+OMITTED",
+            "certificate-authority-data": "DATA+OMITTED"}
+
+
 @config_group.command("view")
-def view_cmd():
-    """Print the kubeconfig."""
+@click.option("--raw", is_flag=True, help="Show keys, tokens and certificates as they are.")
+def view_cmd(raw):
+    """Print the kubeconfig (secrets redacted as kubectl does, unless --raw)."""
     import yaml
     data = _load(_path()) or {"apiVersion": "v1", "kind": "Config", "clusters": [], "contexts": [],
                               "current-context": "", "users": []}
+    if not raw:
+        for section, key in (("clusters", "cluster"), ("users", "user")):
+            for entry in data.get(section) or []:
+                inner = entry.get(key) if isinstance(entry, dict) else None
+                for field, shown in REDACTED.items():
+                    if isinstance(inner, dict) and inner.get(field):
+                        inner[field] = shown
     click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 

@@ -203,3 +203,12 @@ def test_kctl_config_set_cluster_and_credentials(tmp_path, store):
     _kctl("--kubeconfig", cfg, "config", "set-cluster", "c", "--certificate-authority", str(tmp_path / "ca.crt"))
     c = yaml.safe_load(open(cfg))["clusters"][0]["cluster"]
     assert c["certificate-authority"] == str(tmp_path / "ca.crt") and "certificate-authority-data" not in c
+
+
+def test_kctl_config_view_redacts_secrets_unless_raw(store):
+    path = str(store.path("admin.conf"))
+    out = _kctl("--kubeconfig", path, "config", "view")[1]
+    assert "client-key-data: REDACTED" in out and "certificate-authority-data: DATA+OMITTED" in out
+    assert "PRIVATE KEY" not in out and kubeconfig.read(path)["users"][0]["user"]["client-key-data"] not in out
+    raw = _kctl("--kubeconfig", path, "config", "view", "--raw")[1]
+    assert kubeconfig.read(path)["users"][0]["user"]["client-key-data"] in raw
