@@ -129,7 +129,7 @@ class ApiServer(Process):
         self.extra_args = list(extra_args or [])
         self.own_pki = own_pki
         self.cert_dir = self.workdir / "pki"
-        self._tls_args = [] if own_pki else harness_pki.session().serving_args(self.workdir, host)
+        self._tls_args: list[str] | None = None       # made at the first start (the workdir may not exist yet)
 
     @property
     def target(self) -> str:
@@ -174,7 +174,16 @@ class ApiServer(Process):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "apiserver.main", "--etcd-servers", self.etcd_url,
                 "--listen", self.target, "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-                *(self._tls_args or ["--cert-dir", str(self.cert_dir)]), *self.extra_args]
+                *self.tls_args(), *self.extra_args]
+
+    def tls_args(self) -> list[str]:
+        """--cert-dir alone (own_pki: zero configuration), else a serving certificate of the
+        harness's CA for this host, issued once."""
+        if self.own_pki:
+            return ["--cert-dir", str(self.cert_dir)]
+        if self._tls_args is None:
+            self._tls_args = harness_pki.session().serving_args(self.workdir, self.host)
+        return self._tls_args
 
     def channel(self, options=None):
         """A blocking gRPC channel to this apiserver with the admin credentials."""
