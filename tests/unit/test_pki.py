@@ -212,3 +212,23 @@ def test_kctl_config_view_redacts_secrets_unless_raw(store):
     assert "PRIVATE KEY" not in out and kubeconfig.read(path)["users"][0]["user"]["client-key-data"] not in out
     raw = _kctl("--kubeconfig", path, "config", "view", "--raw")[1]
     assert kubeconfig.read(path)["users"][0]["user"]["client-key-data"] in raw
+
+
+def test_vagrant_bundles_give_each_vm_only_its_own(tmp_path):
+    from deploy.vagrant import pki as vagrant_pki
+    out = vagrant_pki.make(tmp_path, "192.168.56.10", {"worker1": "192.168.56.11"})
+    worker = sorted(p.relative_to(out / "bundles/worker1").as_posix() for p in (out / "bundles/worker1").rglob("*")
+                    if p.is_file())
+    assert worker == ["ca.crt", "node.conf"]
+    c = pki.load_cert(kubeconfig.select(out / "bundles/worker1/node.conf").credentials.cert_pem)
+    assert pki.subject(c) == ("system:node:worker1", ("system:nodes",))
+    cp = out / "bundles/cp"
+    assert (cp / "ca.key").is_file() and not (cp / "nodes").exists()
+    etcd_ca = pki.load_cert((cp / "etcd/ca.crt").read_bytes())
+    pki.verify_chain(pki.load_cert((cp / "etcd/server.crt").read_bytes()), etcd_ca, server_name="192.168.56.10")
+    pki.verify_chain(pki.load_cert((cp / "apiserver-etcd-client.crt").read_bytes()), etcd_ca)
+    with pytest.raises(ConfigError):         # a cluster-CA certificate does not open etcd
+        pki.verify_chain(c, etcd_ca)
+    before = (cp / "ca.crt").read_bytes()
+    vagrant_pki.make(tmp_path, "192.168.56.10", {"worker1": "192.168.56.11", "worker2": "192.168.56.12"})
+    assert (cp / "ca.crt").read_bytes() == before and (out / "bundles/worker2/node.conf").is_file()
