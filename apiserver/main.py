@@ -2,6 +2,11 @@
 
     kctl-apiserver --etcd-servers http://127.0.0.1:2379 --listen 127.0.0.1:6443
 
+Both transports serve TLS only and authenticate every request (client
+certificates, bearer tokens: apiserver.auth.authn.Union); apiserver.tls
+creates the cluster's certificates in --cert-dir when no files are given
+and logs where the admin kubeconfig is.
+
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC and
 the Kubernetes HTTP API (apiserver.http, --http-listen; same event loop,
@@ -27,10 +32,10 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from apiserver import (admission, admission_priority, encryption, http, limits, metrics, objects, podsecurity,
-                       serviceaccount)
+                       serviceaccount, tls)
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
-from apiserver.auth.authn import Insecure
+from apiserver.auth.authn import Union
 from apiserver.auth.gate import Gate
 from apiserver.serviceaccount.tokenrequest import TokenRequests
 from apiserver.bootstrap import KubernetesService
@@ -74,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default %(default)s)")
     p.add_argument("--watch-bookmark-interval", type=float, default=10.0,
                    help="seconds between BOOKMARK events on idle watches that asked for them (default %(default)s)")
+    p.add_argument("--etcd-cafile", help="CA of etcd's serving certificate (an https:// etcd)")
+    p.add_argument("--etcd-certfile", help="the apiserver's client certificate towards etcd")
+    p.add_argument("--etcd-keyfile", help="its key")
     p.add_argument("--etcd-timeout", type=float, default=3.0,
                    help="seconds before an etcd request fails as unavailable (default %(default)s)")
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
@@ -95,8 +103,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     serviceaccount.add_flags(p)
     p.add_argument("--disable-admission-plugins", default="", metavar="NAMES",
                    help="comma-separated admission plugins not to run (ServiceAccount, Priority, PodSecurity)")
+    p.add_argument("--cert-dir", default=tls.DEFAULT_CERT_DIR,
+                   help="where the cluster CA, serving certificate, ServiceAccount keys and kubeconfigs are "
+                        "created if missing, when --tls-cert-file is not given (default %(default)s)")
+    p.add_argument("--tls-cert-file", help="serving certificate (PEM) for gRPC and HTTPS")
+    p.add_argument("--tls-private-key-file", help="its private key (PEM)")
+    p.add_argument("--client-ca-file", help="CA bundle that signs client certificates (default: the cert dir's ca.crt)")
+    p.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
+                   help="another address for the generated serving certificate (repeatable)")
+    p.add_argument("--kubelet-client-certificate", help="client certificate towards node agents "
+                   "(default: the cert dir's apiserver-kubelet-client.crt)")
+    p.add_argument("--kubelet-client-key", help="its key")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
+
+
+def token_authenticators(store: Store, issuer) -> list:
+    """The bearer-token kinds the apiserver accepts after client certificates, in
+    order (apiserver.auth.authn.TokenAuthenticator each): ServiceAccount JWTs
+    verified with the service-account keys (<cert-dir>/sa.pub unless flags say
+    otherwise), then bootstrap tokens."""
+    return serviceaccount.token_authenticators(issuer, store)
 
 
 async def bootstrap(store: Store) -> None:
@@ -145,12 +172,12 @@ def _track_terminating(store: Store):
     return on_reset, on_events
 
 
-async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metrics=None, gate: Gate | None = None):
+async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metrics, gate: Gate, ssl_context):
     """The HTTP API's runner, or None when disabled (or the default port is taken)."""
     if listen == "off":
         return None
     try:
-        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy, metrics, gate)
+        return await http.serve(verbs, listen or http.DEFAULT_LISTEN, proxy, metrics, gate, ssl_context)
     except SystemExit as exc:
         if listen:
             raise
@@ -163,12 +190,14 @@ async def run(args: argparse.Namespace) -> None:
         enc = encryption.load_or_generate(args.encryption_provider_config)
     except encryption.EncryptionConfigError as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
+    serving = tls.setup(args)
     try:
         admission.disable(args.disable_admission_plugins.split(","))
-        issuer = serviceaccount.issuer_from(args)
+        issuer = serviceaccount.issuer_from(args, directory=serving.cert_dir)
     except errors.ConfigError as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
-    storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc)
+    storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc,
+                         tls=tls.etcd_credentials(args))
     admission.POD_SECURITY.default = podsecurity.policy.with_enforce(args.pod_security_default_enforce)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator)
@@ -178,8 +207,7 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    # who asks, and may they (apiserver.auth): ServiceAccount bearer tokens, everyone else as before TLS
-    gate = Gate(serviceaccount.authenticator(issuer, store, Insecure()))
+    gate = Gate(Union(tokens=token_authenticators(store, issuer)))   # who asks, and may they (apiserver.auth)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -190,12 +218,12 @@ async def run(args: argparse.Namespace) -> None:
     verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
     verbs.token_requests = TokenRequests(store, issuer)     # serviceaccounts/token, both transports
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
-    proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
+    proxy = NodeProxy(store, serving.kubelet)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
-    metrics_store = MetricsStore(verbs, args.metric_resolution)                       # metrics.k8s.io: scrapes the agents
+    metrics_store = MetricsStore(verbs, args.metric_resolution, serving.kubelet)   # metrics.k8s.io: scrapes the agents
     metrics_pb2_grpc.add_MetricsServicer_to_server(MetricsServicer(metrics_store), server)
     try:
-        port = server.add_insecure_port(args.listen)     # bind now: a taken port fails at once
+        port = server.add_secure_port(args.listen, serving.grpc_credentials())  # bind now: a taken port fails at once
     except RuntimeError as exc:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}: {exc}") from None
     if not port:
@@ -210,7 +238,7 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         host = args.listen.rpartition(":")[0]
         log.info("serving kctl.v1.Api on %s:%d (etcd %s)", host, port, storage.endpoint)
-        runner = await _serve_http(verbs, args.http_listen, proxy, metrics_store, gate)
+        runner = await _serve_http(verbs, args.http_listen, proxy, metrics_store, gate, serving.ssl_context())
         tasks = {f"watchcache-{info.plural}": cache[info.kind].run() for info in kinds.KINDS}
         # shielded: cancelling grpc's wait_for_termination cancels the future stop() awaits
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 
-from apiserver.nodeproxy import agent_endpoint
+from apiserver.nodeproxy import agent_channel, agent_endpoint
 from apiserver.server import fail_rpc
 from machinery import errors, kinds, selectors
 from machinery.pb import metrics_pb2, metrics_pb2_grpc, node_pb2, node_pb2_grpc
@@ -44,7 +44,6 @@ DEFAULT_RESOLUTION = 15.0
 SCRAPE_TIMEOUT = 5.0
 MAX_BACKOFF = 300.0
 NODE, POD = kinds.BY_KIND["Node"], kinds.BY_KIND["Pod"]
-CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -96,8 +95,9 @@ def _ts(msg, t: float) -> None:
 class MetricsStore:
     """The latest NodeMetrics and PodMetrics (see the module docstring)."""
 
-    def __init__(self, verbs, resolution_seconds: float = DEFAULT_RESOLUTION) -> None:
+    def __init__(self, verbs, resolution_seconds: float = DEFAULT_RESOLUTION, credentials=None) -> None:
         self.verbs = verbs
+        self.credentials = credentials      # towards the agents (machinery.kubeconfig.Credentials)
         self.resolution = resolution_seconds
         self.rates = _Rates()
         self.nodes: dict[str, metrics_pb2.NodeMetrics] = {}
@@ -113,7 +113,7 @@ class MetricsStore:
     async def _call_stats(self, endpoint: str, request: node_pb2.StatsRequest) -> node_pb2.StatsResponse:
         ch = self._channels.get(endpoint)
         if ch is None:
-            ch = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+            ch = self._channels[endpoint] = agent_channel(endpoint, self.credentials)
         return await node_pb2_grpc.NodeAgentStub(ch).Stats(request, timeout=SCRAPE_TIMEOUT)
 
     async def _stats(self, endpoint: str) -> dict:

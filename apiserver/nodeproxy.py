@@ -53,6 +53,7 @@ import grpc
 from apiserver import metrics
 from apiserver.server import fail_rpc
 from machinery import codec, errors, kinds, nodeclient
+from machinery.kubeconfig import Credentials
 from machinery.pb import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,13 @@ def agent_endpoint(node) -> str:
     return f"{ip}:{AGENT_PORT}" if ip else ""
 
 
+def agent_channel(endpoint: str, credentials: Credentials) -> grpc.aio.Channel:
+    """A TLS channel to a node agent: the cluster CA verifies the agent's serving
+    certificate (SAN: its address), the apiserver's client certificate is the
+    only one the agent accepts."""
+    return grpc.aio.secure_channel(endpoint, credentials.grpc(), options=CHANNEL_OPTIONS)
+
+
 def pick_container(pod, container: str) -> str:
     """The container a request names, checked against the pod (kubectl's messages)."""
     names = [c.name for c in pod.spec.containers]
@@ -110,8 +118,10 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
 
     `store` needs only `async get(info, namespace, name) -> Any` (crud.Store)."""
 
-    def __init__(self, store, *, connect_timeout: float = CONNECT_TIMEOUT, idle_close: float = IDLE_CLOSE):
+    def __init__(self, store, credentials: Credentials, *, connect_timeout: float = CONNECT_TIMEOUT,
+                 idle_close: float = IDLE_CLOSE):
         self.store = store
+        self.credentials = credentials      # the cluster CA and apiserver-kubelet-client
         self.connect_timeout = connect_timeout
         self.idle_close = idle_close
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -163,7 +173,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         await self._close_idle(loop.time())
         ch = self._channels.get(endpoint)
         if ch is None:
-            ch = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+            ch = self._channels[endpoint] = agent_channel(endpoint, self.credentials)
         self._last_used[endpoint] = loop.time()   # not idle while this call connects
         deadline = loop.time() + self.connect_timeout
         state = ch.get_state(try_to_connect=True)

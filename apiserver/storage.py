@@ -136,12 +136,15 @@ class Compacted(errors.Expired):
 # ---------------------------------------------------------------- storage
 
 class Storage:
-    def __init__(self, etcd_url: str, *, timeout: float = 3.0, encryption=None):
+    def __init__(self, etcd_url: str, *, timeout: float = 3.0, encryption=None, tls=None):
+        """`tls`: grpc.ChannelCredentials for an https:// etcd (its CA, the
+        apiserver's etcd client certificate); plaintext otherwise (loopback)."""
         self.endpoint = endpoint_of(etcd_url)
         self.timeout = timeout
         self.encryption = encryption               # encryption.EncryptionConfig or None
         self._stale: dict[bytes, int] = {}         # key -> mod_revision read with an old key
-        self._channel = grpc.aio.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS)
+        self._channel = (grpc.aio.secure_channel(self.endpoint, tls, options=CHANNEL_OPTIONS) if tls is not None
+                         else grpc.aio.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS))
         self._kv = rpc.KVStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
         self._maintenance = rpc.MaintenanceStub(self._channel)

@@ -121,7 +121,8 @@ async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int
     template = new_object("Pod", "template")
     payload = template.SerializeToString()
     etcd_port = cluster.etcd.client_port
-    clients = [Client(cluster.apiserver.target) for _ in range(8)]   # 8 channels share 64 workers
+    creds = cluster.apiserver.credentials
+    clients = [Client(cluster.apiserver.target, credentials=creds) for _ in range(8)]   # 8 channels share 64 workers
     raw = aetcd.Client(host="127.0.0.1", port=etcd_port, timeout=10)
     await raw.connect()
     try:

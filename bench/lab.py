@@ -78,7 +78,8 @@ def _node_ready(n) -> bool:
 
 async def run_workload(server: str, lab_name: str, replicas: int, timeout: float = 120.0) -> dict:
     """Steps 2 and 3 of a trial; returns their figures (seconds)."""
-    async with Client(server, timeout=10) as c:
+    from deploy.lab.cluster import admin_credentials
+    async with Client(server, timeout=10, credentials=admin_credentials(lab_name)) as c:
         _, rv = await c.list("Pod", "default", label_selector="app=bench")
         seen: dict[str, float] = {}
         running: dict[str, float] = {}

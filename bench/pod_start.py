@@ -128,7 +128,7 @@ async def amain(args) -> dict:
     try:
         with NodeCluster(work, images={"busybox:latest": "library/busybox:latest"}) as env:
             node = env.add_node("bench")
-            async with Client(env.target, timeout=30) as api:
+            async with Client(env.target, timeout=30, credentials=env.apiserver.credentials) as api:
                 return await measure(api, node, args.pods)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -176,8 +176,9 @@ async def measure(server: str, lab_name: str, replicas: int = 30, min_requests: 
     """Run the workload on lab LAB_NAME (its apiserver at SERVER); see the module docstring."""
     from deploy.lab import Lab
     from deploy.lab.naming import netns_path
+    from deploy.lab.cluster import admin_credentials
     lab = Lab.load(lab_name)
-    async with Client(server, timeout=20) as c:
+    async with Client(server, timeout=20, credentials=admin_credentials(lab_name)) as c:
         for m in manifests(replicas):
             await c.create(codec.from_dict(m))
         t = time.monotonic()

@@ -207,7 +207,7 @@ def bench_pod(i: int, placement: bool):
 async def bench(args, workload: str = "plain") -> None:
     work = pathlib.Path(tempfile.mkdtemp(prefix="kctl-bench-sched-"))
     with Etcd(work) as etcd, ApiServer(etcd, work) as api:
-        async with Client(api.target, timeout=120) as client:
+        async with Client(api.target, timeout=120, credentials=api.credentials) as client:
             ns = hollow.node("x")   # touch the builder once (import cost out of the timings)
             del ns
             from machinery import kinds

@@ -1,7 +1,7 @@
 """`kctl-dns`: the cluster DNS server (see clusterdns/__init__.py for why it
 is a control-plane component).
 
-    kctl-dns --apiserver 127.0.0.1:6443 [--listen 0.0.0.0:53]
+    kctl-dns --kubeconfig /etc/kctl/dns.conf [--listen 0.0.0.0:53]
              [--cluster-domain cluster.local] [--ttl 5] [--pods verified]
              [--upstream IP[:PORT] ...] [--upstream-timeout 2]
              [--advertise-address IP ...] [--dns-service kube-system/kube-dns]
@@ -97,7 +97,9 @@ def optional_ip(text: str) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-dns", description="Answer DNS for the cluster domain.")
-    p.add_argument("--apiserver", default="127.0.0.1:6443", help="apiserver HOST:PORT")
+    p.add_argument("--kubeconfig", help="kubeconfig with this component's credentials (CA, client certificate)")
+    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT (overrides the kubeconfig's; "
+                   "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
     p.add_argument("--listen", type=host_port(None), default=("0.0.0.0", 53),
                    help="IP:PORT for UDP and TCP (default 0.0.0.0:53)")
     p.add_argument("--cluster-domain", type=cluster_domain_arg, default="cluster.local")
@@ -156,7 +158,7 @@ async def run(args) -> None:
     if args.metrics_listen:
         host, _, port = args.metrics_listen.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
-    async with Client(args.apiserver, user_agent="kctl-dns") as client:
+    async with Client.for_component(args.kubeconfig, args.apiserver, user_agent="kctl-dns") as client:
         tasks, _ = build(client, args, metrics)
         log.info("cluster domain %s, ttl %ds, pods %s, upstreams: %s", args.cluster_domain, args.ttl,
                  args.pods, ", ".join(f"{h}:{p}" for h, p in args.upstream) or "none (outside names REFUSED)")

@@ -1,6 +1,6 @@
 """`kctl-controller-manager`: every controller in one process.
 
-    kctl-controller-manager --apiserver 127.0.0.1:6443 [--leader-elect]
+    kctl-controller-manager --kubeconfig /etc/kctl/controller-manager.conf [--leader-elect]
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
@@ -58,7 +58,9 @@ def duration(text: str) -> float:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-controller-manager", description="Run the kctl controllers.")
-    p.add_argument("--apiserver", default="127.0.0.1:6443", help="apiserver HOST:PORT")
+    p.add_argument("--kubeconfig", help="kubeconfig with this component's credentials (CA, client certificate)")
+    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT (overrides the kubeconfig's; "
+                   "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
     p.add_argument("--controllers", default=",".join(ALL),
                    help="comma-separated list; '*' = all, '-name' disables one")
     p.add_argument("--leader-elect", action="store_true")
@@ -225,7 +227,7 @@ async def run(args) -> None:
     if args.metrics_listen:
         host, _, port = args.metrics_listen.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0")
-    async with Client(args.apiserver, user_agent="kctl-controller-manager") as client:
+    async with Client.for_component(args.kubeconfig, args.apiserver, user_agent="kctl-controller-manager") as client:
         if not args.leader_elect:
             tasks, ctrls = build(client, args)
             log.info("starting controllers: %s", ", ".join(ctrls))

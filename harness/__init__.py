@@ -8,6 +8,10 @@ started and stopped by PID.
   `ControlPlane` — etcd + apiserver on loopback (or on a given address),
   optionally the scheduler and the controller manager, in a temporary
   directory. `etcd_argv` is the etcd command line the lab uses too.
+- `harness.pki`: one cluster CA per harness process (`session()`): every
+  apiserver the harness starts serves TLS with a certificate of it, the
+  admin kubeconfig `session().admin` works against all of them, components
+  and nodes get kubeconfigs with their own identities.
 - `harness.netns`: a root-namespace bridge on a free 169.254.x.0/24
   (`Segment`) that node network namespaces hang off, and the host clean-up
   helpers (containers by PID, mounts, cgroups, netns by prefix).

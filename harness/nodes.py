@@ -7,7 +7,10 @@ end, even on failure)::
                     ├─ kt<run>v<i> ─ veth ─ eth0 169.254.<x>.<10+i>/24 in netns kctltest-<run>-<tag>
                     └─ ...                  (one netns per "node"; the agent runs there)
 
-etcd stays on 127.0.0.1 (only the apiserver talks to it). Agents are
+etcd stays on 127.0.0.1 (only the apiserver talks to it). Each agent has
+its node certificate from the harness's CA (harness.pki: CN
+system:node:NAME, SANs its name and IP, which its logs/exec server also
+presents to the apiserver). Agents are
 subprocesses (``python -m nodeagent.main``) in their own session, stopped by
 PID; `Node.destroy()` then kills any container left by PID (conmon/pid
 files), unmounts what lives under the agent's root dir, removes the cgroup
@@ -99,7 +102,10 @@ class Node:
         self.ip = self.segment.attach(self.netns, self.index)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "nodeagent.main", "--apiserver", self.cluster.target,
+        from harness.pki import session
+        kubeconfig = session().node_kubeconfig(self.name, self.ip)      # CN=system:node:NAME, serving for its IP
+        return [sys.executable, "-m", "nodeagent.main", "--kubeconfig", str(kubeconfig),
+                "--apiserver", self.cluster.target,
                 "--node-name", self.name, "--node-ip", self.ip, "--root-dir", str(self.root),
                 "--netns", self.netns_path, "--pod-cidr", self.pod_cidr,
                 "--registry-mirror", f"docker.io={self.registry.url}", "--crashloop-base", "1",

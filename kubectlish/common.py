@@ -51,6 +51,7 @@ class Ctx:
     namespace: str
     namespace_explicit: bool = False
     request_timeout: float | None = None
+    credentials: object = None          # machinery.kubeconfig.Credentials of the context (None: the default's)
     _client: object = field(default=None, repr=False)
 
     def client(self):
@@ -59,7 +60,8 @@ class Ctx:
                 self._client = CLIENT_FACTORY(self.server)
             else:
                 from machinery.client import Client
-                self._client = Client(self.server, timeout=self.request_timeout or 30.0)
+                self._client = Client(self.server, timeout=self.request_timeout or 30.0,
+                                      credentials=self.credentials)
         return self._client
 
     async def aclose(self):

@@ -1,8 +1,18 @@
 """`kctl config`: read and switch kubeconfig contexts, as kubectl's does.
 
-    kctl config view | current-context | get-contexts
+    kctl config view [--raw] | current-context | get-contexts
     kctl config use-context NAME
     kctl config set-context --current --namespace=NS
+    kctl config set-context NAME --cluster=C --user=U [--namespace=NS]
+    kctl config set-credentials NAME --client-certificate=F --client-key=F [--embed-certs] | --token=T
+    kctl config set-cluster NAME --server=https://H:P --certificate-authority=F [--embed-certs]
+                            [--grpc-server=H:P]
+
+Adding a user, as with kubectl: `kctl pki user jane --group dev` makes the
+certificate, `set-credentials jane --client-certificate=... --client-key=...
+--embed-certs` adds it, `set-context jane@kctl --cluster=... --user=jane`
+and `use-context` use it. Without --embed-certs the file paths are stored
+(read at each use, relative paths from the kubeconfig's directory).
 
 Reads the same file kctl uses (--kubeconfig, else the first existing
 $KUBECONFIG entry, else ~/.kctl/config); writes go to that file (or to
@@ -38,7 +48,8 @@ def _save(path: str, data: dict) -> None:
     import yaml
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)    # it may hold keys
+    with os.fdopen(fd, "w") as f:
         yaml.safe_dump(data, f, sort_keys=False)
     os.replace(tmp, path)
 
@@ -53,12 +64,24 @@ def config_group():
     """Show or switch the kubeconfig's contexts."""
 
 
+REDACTED = {"client-key-data": "REDACTED", "token": "REDACTED", "client-certificate-data": "DATA+OMITTED",
+            "certificate-authority-data": "DATA+OMITTED"}
+
+
 @config_group.command("view")
-def view_cmd():
-    """Print the kubeconfig."""
+@click.option("--raw", is_flag=True, help="Show keys, tokens and certificates as they are.")
+def view_cmd(raw):
+    """Print the kubeconfig (secrets redacted as kubectl does, unless --raw)."""
     import yaml
     data = _load(_path()) or {"apiVersion": "v1", "kind": "Config", "clusters": [], "contexts": [],
                               "current-context": "", "users": []}
+    if not raw:
+        for section, key in (("clusters", "cluster"), ("users", "user")):
+            for entry in data.get(section) or []:
+                inner = entry.get(key) if isinstance(entry, dict) else None
+                for field, shown in REDACTED.items():
+                    if isinstance(inner, dict) and inner.get(field):
+                        inner[field] = shown
     click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 
@@ -103,7 +126,8 @@ def use_context_cmd(name):
 @click.option("--current", is_flag=True, help="Modify the current context.")
 @click.option("--namespace", "ns", default=None, help="Default namespace of the context.")
 @click.option("--cluster", default=None)
-def set_context_cmd(name, current, ns, cluster):
+@click.option("--user", default=None, help="The user (set-credentials NAME) of the context.")
+def set_context_cmd(name, current, ns, cluster, user):
     """Create or modify a context (e.g. set-context --current --namespace=dev)."""
     path = _path()
     data = _load(path)
@@ -126,7 +150,84 @@ def set_context_cmd(name, current, ns, cluster):
         ctx["namespace"] = ns
     if cluster is not None:
         ctx["cluster"] = cluster
+    if user is not None:
+        ctx["user"] = user
     data.setdefault("apiVersion", "v1")
     data.setdefault("kind", "Config")
     _save(path, data)
     click.echo(f'Context "{name}" {"created" if created else "modified"}.')
+
+
+def _entry(data: dict, section: str, name: str) -> dict:
+    """The inner mapping of the named entry of clusters/users (created if missing)."""
+    items = data.get(section) or []
+    data[section] = items
+    entry = next((e for e in items if e.get("name") == name), None)
+    if entry is None:
+        entry = {"name": name}
+        items.append(entry)
+    key = section[:-1]
+    entry[key] = entry.get(key) or {}
+    data.setdefault("apiVersion", "v1")
+    data.setdefault("kind", "Config")
+    return entry[key]
+
+
+def _material(inner: dict, field: str, file: str | None, embed: bool) -> None:
+    """Set FIELD (a path) or FIELD-data (embedded base64), dropping the other form."""
+    import base64
+    if file is None:
+        return
+    if embed:
+        try:
+            data = Path(file).expanduser().read_bytes()
+        except OSError as exc:
+            _fail(f"error reading {field} {file}: {exc.strerror}")
+        inner[f"{field}-data"] = base64.b64encode(data).decode()
+        inner.pop(field, None)
+    else:
+        inner[field] = str(Path(file).expanduser().resolve())
+        inner.pop(f"{field}-data", None)
+
+
+@config_group.command("set-credentials")
+@click.argument("name")
+@click.option("--client-certificate", default=None, help="Path to a client certificate (PEM).")
+@click.option("--client-key", default=None, help="Path to its private key (PEM).")
+@click.option("--token", default=None, help="A bearer token.")
+@click.option("--embed-certs", is_flag=True, help="Embed the certificate and key in the kubeconfig.")
+def set_credentials_cmd(name, client_certificate, client_key, token, embed_certs):
+    """Add or change a user entry (kubectl's set-credentials)."""
+    if (client_certificate is None) != (client_key is None):
+        _fail("--client-certificate and --client-key must be given together")
+    path = _path()
+    data = _load(path)
+    user = _entry(data, "users", name)
+    _material(user, "client-certificate", client_certificate, embed_certs)
+    _material(user, "client-key", client_key, embed_certs)
+    if token is not None:
+        user["token"] = token
+    _save(path, data)
+    click.echo(f'User "{name}" set.')
+
+
+@config_group.command("set-cluster")
+@click.argument("name")
+@click.option("--server", default=None, help="The apiserver's HTTPS URL (kubectl's).")
+@click.option("--grpc-server", default=None, help="kctl's gRPC HOST:PORT (extension kctl.dev/grpc).")
+@click.option("--certificate-authority", default=None, help="Path to the cluster's CA certificate.")
+@click.option("--embed-certs", is_flag=True, help="Embed the CA certificate in the kubeconfig.")
+def set_cluster_cmd(name, server, grpc_server, certificate_authority, embed_certs):
+    """Add or change a cluster entry (kubectl's set-cluster)."""
+    from machinery.kubeconfig import GRPC_EXTENSION
+    path = _path()
+    data = _load(path)
+    cluster = _entry(data, "clusters", name)
+    if server is not None:
+        cluster["server"] = server
+    if grpc_server is not None:
+        exts = [e for e in cluster.get("extensions") or [] if e.get("name") != GRPC_EXTENSION]
+        cluster["extensions"] = exts + [{"name": GRPC_EXTENSION, "extension": {"server": grpc_server}}]
+    _material(cluster, "certificate-authority", certificate_authority, embed_certs)
+    _save(path, data)
+    click.echo(f'Cluster "{name}" set.')

@@ -9,6 +9,9 @@ default) that
   the `server:` URL of the kubeconfig's current cluster (the file kctl and
   kubectl share, kubectlish/config.py), streaming the answer through as it
   comes: watches stay open, chunk by chunk, until the browser goes away.
+  It talks to the apiserver over HTTPS as the kubeconfig's user (its CA,
+  client certificate or token), over one connection pool for the page's
+  life; the browser never sees those credentials.
 
 The page lists, then watches with the list's resourceVersion, and lists again
 when a watch ends with 410 Expired (dashboard_static/watch.js); it never polls.
@@ -67,6 +70,7 @@ class Options:
     lab: str | None = None             # lab name when --lab-controls, else None
     accept_hosts: list[re.Pattern] = field(default_factory=lambda: compile_hosts(DEFAULT_ACCEPT_HOSTS))
     lab_argv: list[str] = field(default_factory=lambda: [sys.executable, "-m", "kubectlish.main", "lab"])
+    credentials: object = None         # machinery.kubeconfig.Credentials of the context (CA, certificate, token)
 
 
 def compile_hosts(spec: str) -> list[re.Pattern]:
@@ -78,16 +82,8 @@ def compile_hosts(spec: str) -> list[re.Pattern]:
 
 def cluster_entry(path: str, context: str | None) -> tuple[dict, str | None]:
     """The kubeconfig's chosen cluster entry and context name."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).expanduser().read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"stat {path}: no such file or directory") from exc
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f'error loading config file "{path}": {exc}') from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f'error loading config file "{path}": not a mapping')
+    from machinery import kubeconfig as kc
+    data = kc.read(path)
     clusters = config._named(data.get("clusters"), "clusters", path)
     contexts = config._named(data.get("contexts"), "contexts", path)
     name = context or data.get("current-context") or None
@@ -127,7 +123,7 @@ def status_body(code: int, reason: str, message: str) -> dict:
 
 
 def make_app(opts: Options):
-    from aiohttp import ClientError, ClientSession, ClientTimeout, web
+    from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
     session_key = web.AppKey("session", ClientSession)
 
@@ -143,7 +139,10 @@ def make_app(opts: Options):
 
     async def start_session(app: web.Application):
         # No total timeout: watches last as long as the page is open.
-        app[session_key] = ClientSession(timeout=ClientTimeout(total=None, sock_connect=10), auto_decompress=False)
+        creds = opts.credentials
+        connector = TCPConnector(ssl=creds.ssl_context()) if creds is not None else None
+        app[session_key] = ClientSession(timeout=ClientTimeout(total=None, sock_connect=10), auto_decompress=False,
+                                         connector=connector, headers=creds.headers() if creds is not None else None)
         yield
         await app[session_key].close()
 
@@ -310,7 +309,10 @@ def dashboard_cmd(ctx, address, port, accept_hosts, allow_writes, lab_controls, 
                                      param_hint="--lab-controls")
     elif lab_name:
         raise click.BadParameter("--lab needs --lab-controls", param_hint="--lab")
-    opts = Options(upstream, allow_writes=allow_writes, lab=lab, accept_hosts=compile_hosts(accept_hosts))
+    from machinery import kubeconfig as kc
+    creds = kc.select(config.kubeconfig_path(root.get("kubeconfig")), root.get("context_name")).credentials
+    opts = Options(upstream, allow_writes=allow_writes, lab=lab, accept_hosts=compile_hosts(accept_hosts),
+                   credentials=creds)
     if address not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {address}: anyone who can reach it reads the cluster", err=True)
     try:

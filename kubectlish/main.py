@@ -52,12 +52,13 @@ COMMANDS = {
     "top": "kubectlish.top:top_group",
     "autoscale": "kubectlish.autoscale:autoscale_cmd",
     "certificate": "kubectlish.certificate:certificate_group",
+    "pki": "kubectlish.pki_cmd:pki_group",
 }
 
 # Commands that work without a usable cluster configuration.
-_CONFIG_TOLERANT = {"config"}
+_CONFIG_TOLERANT = {"config", "pki"}
 # Commands whose own options share names with the global ones.
-_NO_HOIST = {"config"}
+_NO_HOIST = {"config", "pki"}
 
 # Commands owned by other packages; shown only when their module is present.
 # An extension gets its command line untouched (no global-option hoisting).
@@ -159,7 +160,7 @@ def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout)
             click_ctx.exit(1)
     click_ctx.obj = Ctx(server=settings.server, namespace=settings.namespace,
                         namespace_explicit=settings.namespace_explicit,
-                        request_timeout=parse_duration(request_timeout))
+                        request_timeout=parse_duration(request_timeout), credentials=settings.credentials)
 
 
 def parse_duration(value: str | None) -> float | None:
@@ -180,6 +181,10 @@ def parse_duration(value: str | None) -> float | None:
 
 
 def main() -> None:
+    import os
+    # gRPC's C core logs TLS handshake failures on stderr by itself; kctl says
+    # what went wrong in one line of its own (GRPC_VERBOSITY=INFO brings them back).
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     cli(prog_name="kctl")
 
 

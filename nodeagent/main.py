@@ -1,6 +1,6 @@
 """``kctl-nodeagent``: command line, namespace entry and wiring.
 
-    kctl-nodeagent --apiserver 10.0.0.1:6443 --node-name n1 --node-ip 10.0.0.11 \\
+    kctl-nodeagent --kubeconfig /etc/kctl/node.conf --node-name n1 --node-ip 10.0.0.11 \\
         --root-dir /var/lib/kctl/n1 [--netns /var/run/netns/n1] [--pod-cidr 10.244.1.0/24] \\
         [--registry-mirror docker.io=http://10.0.0.1:5000] [--runtime runc|fake] \\
         [--proxy iptables|none] [--masquerade-cidr 10.0.0.0/24] [--no-seccomp-default] ...
@@ -26,6 +26,14 @@ before any other thread exists (so every thread the agent later starts —
 gRPC, the network worker, executors — inherits it): only the network
 namespace changes, never the mount namespace (design §4: ``ip netns exec``
 remounts /sys and runc then finds no cgroups).
+
+Identity: ``--kubeconfig`` carries the node's certificate (CN=system:node:NAME,
+O=system:nodes) and the cluster CA; ``--apiserver`` overrides its address.
+The logs/exec server (nodeagent/server.py) serves TLS with
+``--tls-cert-file``/``--tls-private-key-file`` (default: the kubeconfig's
+client certificate, which machinery.pki issues for serving too) and accepts
+only the apiserver's client certificate signed by ``--client-ca-file``
+(default: the kubeconfig's CA).
 
 ``build_agent()`` is also what the hollow-node tests and benchmarks call to
 run many agents in one process (``runtime="fake"``).
@@ -82,7 +90,7 @@ def _taints(s: str):
     return out
 
 
-REQUIRED = ("apiserver", "node_name", "node_ip", "root_dir")
+REQUIRED = ("kubeconfig", "node_name", "node_ip", "root_dir")
 
 
 def _cidr(s: str) -> str:
@@ -106,7 +114,12 @@ def _ip_list(s: str) -> list[str]:
 def parser() -> argparse.ArgumentParser:
     from machinery.validation.dns import cluster_domain_arg
     p = argparse.ArgumentParser(prog="kctl-nodeagent", description="kctl node agent")
-    p.add_argument("--apiserver", help="HOST:PORT of the apiserver (required)")
+    p.add_argument("--kubeconfig", help="kubeconfig with the node's credentials (required)")
+    p.add_argument("--apiserver", help="HOST:PORT of the apiserver (overrides the kubeconfig's)")
+    p.add_argument("--tls-cert-file", help="serving certificate of the logs/exec server (default: the "
+                   "kubeconfig's client certificate)")
+    p.add_argument("--tls-private-key-file", help="its key")
+    p.add_argument("--client-ca-file", help="CA of the apiserver's client certificate (default: the kubeconfig's CA)")
     p.add_argument("--node-name", help="(required)")
     p.add_argument("--node-ip", help="InternalIP; the logs/exec service listens here (required)")
     p.add_argument("--root-dir", help="all agent state lives here (required)")
@@ -218,7 +231,8 @@ async def amain(args) -> None:
         if not sep:
             raise SystemExit(f"--registry-mirror {m!r}: expected REGISTRY=URL")
         mirrors.setdefault(host, []).append(url)
-    client = Client(args.apiserver, timeout=30, user_agent=f"kctl-nodeagent/{args.node_name}")
+    client = Client.from_kubeconfig(args.kubeconfig, args.apiserver, timeout=30,
+                                    user_agent=f"kctl-nodeagent/{args.node_name}")
     if args.hollow_nodes:
         if args.runtime != "fake":
             raise SystemExit("--hollow-nodes needs --runtime fake")
@@ -243,11 +257,31 @@ async def amain(args) -> None:
         tasks["metrics"] = metrics.serve(args.metrics_listen)
     if args.runtime == "runc" and args.agent_port:
         from nodeagent.server import serve as serve_agent
-        tasks["agent-server"] = serve_agent(agent, f"{args.node_ip}:{args.agent_port}")
+        tasks["agent-server"] = serve_agent(agent, f"{args.node_ip}:{args.agent_port}", serving_tls(args, client))
     try:
         await run_tasks(tasks)
     finally:
         await client.close()
+
+
+def serving_tls(args, client):
+    """The logs/exec server's certificate, key and client CA (see the module docstring)."""
+    from nodeagent.server import ServingTLS
+
+    def read(path: str, flag: str) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise SystemExit(f"kctl-nodeagent: {flag} {path}: {exc.strerror}") from None
+    creds = client.credentials
+    cert = read(args.tls_cert_file, "--tls-cert-file") if args.tls_cert_file else creds.cert_pem
+    key = read(args.tls_private_key_file, "--tls-private-key-file") if args.tls_private_key_file else creds.key_pem
+    ca = read(args.client_ca_file, "--client-ca-file") if args.client_ca_file else creds.ca_pem
+    if not (cert and key and ca):
+        raise SystemExit("kctl-nodeagent: the logs/exec server needs a certificate, key and client CA "
+                         "(--tls-cert-file, --tls-private-key-file, --client-ca-file, or a kubeconfig with them)")
+    return ServingTLS(cert, key, ca)
 
 
 def hollow_agents(client, args) -> list:

@@ -29,6 +29,13 @@ annotation); the apiserver proxies ``logs``, ``exec``, ``attach`` and
 * ``Stats``: the last usage sample of nodeagent/stats.py (summary JSON and/or
   the Prometheus /metrics/resource text); ``serve`` runs its sampling loop.
 
+Transport: TLS only, and only the apiserver may call (Kubernetes' kubelet
+answers only what the apiserver proxies): the handshake requires a client
+certificate of the cluster CA and `OnlyClients` refuses every call whose
+certificate's CN is not the apiserver's (kube-apiserver-kubelet-client)
+with UNAUTHENTICATED. The agent serves with its node certificate (SANs:
+node name and IP), which the apiserver verifies against the same CA.
+
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
 
@@ -45,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import grpc
@@ -276,13 +284,62 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
             resource_metrics=self.stats.resource_metrics() if request.resource_metrics else "")
 
 
-async def serve(agent, listen: str, stats: StatsCollector | None = None) -> None:
-    """Serve NodeAgent on listen (HOST:PORT), and sample usage (every 10 s unless
-    a collector is given), until cancelled."""
+APISERVER_CLIENT = "kube-apiserver-kubelet-client"
+
+
+class OnlyClients:
+    """Refuse every call whose (verified) client certificate's CN is not one of `names`."""
+
+    def __init__(self, names=(APISERVER_CLIENT,)):
+        self.names = set(names)
+
+    def check(self, context) -> bool:
+        return any(cn.decode() in self.names for cn in context.auth_context().get("x509_common_name") or [])
+
+
+def _guarded(service: NodeAgentService, only: OnlyClients):
+    """Wrap each RPC of the service so a caller other than `only` names is refused first."""
+    def wrap(fn, streaming_out: bool):
+        if streaming_out:
+            async def gen(request, context):
+                if not only.check(context):
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "only the apiserver may call the node agent")
+                async for msg in fn(request, context):
+                    yield msg
+            return gen
+
+        async def unary(request, context):
+            if not only.check(context):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "only the apiserver may call the node agent")
+            return await fn(request, context)
+        return unary
+
+    for name, streaming in (("Logs", True), ("Exec", True), ("Attach", True), ("PortForward", True),
+                            ("Stats", False)):
+        setattr(service, name, wrap(getattr(service, name), streaming))
+    return service
+
+
+@dataclass
+class ServingTLS:
+    """The agent's serving certificate and key, and the CA of its callers (PEM)."""
+    cert_pem: bytes
+    key_pem: bytes
+    client_ca_pem: bytes
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)], root_certificates=self.client_ca_pem,
+                                           require_client_auth=True)
+
+
+async def serve(agent, listen: str, tls: ServingTLS, stats: StatsCollector | None = None,
+                allowed=(APISERVER_CLIENT,)) -> None:
+    """Serve NodeAgent on listen (HOST:PORT) over TLS to the `allowed` client
+    certificates, and sample usage (every 10 s unless a collector is given), until cancelled."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
-    service = NodeAgentService(agent, stats)
+    service = _guarded(NodeAgentService(agent, stats), OnlyClients(allowed))
     node_pb2_grpc.add_NodeAgentServicer_to_server(service, server)
-    if server.add_insecure_port(listen) == 0:
+    if server.add_secure_port(listen, tls.credentials()) == 0:
         raise NodeAgentError(f"cannot listen on {listen}")
     await server.start()
     log.info("NodeAgent service on %s", listen)

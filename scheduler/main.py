@@ -1,6 +1,6 @@
 """`kctl-scheduler`: flags, configuration, leader election, metrics endpoint.
 
-    kctl-scheduler --apiserver 127.0.0.1:6443 [--config FILE] [--leader-elect]
+    kctl-scheduler --kubeconfig /etc/kctl/scheduler.conf [--config FILE] [--leader-elect]
                    [--lease-name kctl-scheduler] [--identity ID] [--batch-size 128]
                    [--metrics-listen 127.0.0.1:10259]
                    [--percentage-of-nodes-to-score 0] [--weight-least-allocated 1] ...
@@ -50,7 +50,9 @@ WEIGHT_FLAGS = {"--weight-least-allocated": "LeastAllocated", "--weight-balanced
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-scheduler", description="Bind pending pods to nodes.")
-    p.add_argument("--apiserver", default="127.0.0.1:6443", help="apiserver HOST:PORT")
+    p.add_argument("--kubeconfig", help="kubeconfig with this component's credentials (CA, client certificate)")
+    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT (overrides the kubeconfig's; "
+                   "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
     p.add_argument("--leader-elect", action="store_true", help="run only while holding the lease")
     p.add_argument("--lease-name", default="kctl-scheduler")
     p.add_argument("--lease-namespace", default="kube-system")
@@ -105,7 +107,7 @@ async def run(args, config: Config) -> None:
     if args.metrics_listen:
         host, _, port = args.metrics_listen.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
-    async with Client(args.apiserver, user_agent="kctl-scheduler") as client:
+    async with Client.for_component(args.kubeconfig, args.apiserver, user_agent="kctl-scheduler") as client:
         def new_scheduler() -> Scheduler:
             return Scheduler(client, config, metrics=metrics)
 

@@ -9,6 +9,13 @@
   `@pytest.mark.apiserver_args("--watch-cache-size", "100")`.
 - `client`: a machinery.client.Client connected to the apiserver.
 
+Every apiserver serves TLS (harness.pki): the test session has one CA,
+and $KUBECONFIG names its admin kubeconfig (set here, for the whole run),
+so `Client(target)` and `kctl --server TARGET` (in-process or a child)
+authenticate as kubernetes-admin (system:masters) against any apiserver a
+test starts; `apiserver.credentials` / `apiserver.kubeconfig` are the same
+credentials explicitly.
+
 All are function-scoped (each test gets its own etcd), and every process
 is stopped by its PID when the test ends, whatever happened.
 
@@ -25,6 +32,10 @@ from harness.control_plane import ApiServer, Etcd
 
 
 def pytest_configure(config):
+    import os
+
+    from harness import pki
+    os.environ["KUBECONFIG"] = str(pki.session().admin)
     config.addinivalue_line("markers", "apiserver_args(*args): extra kctl-apiserver flags for the apiserver fixture")
 
 

@@ -9,8 +9,11 @@ and authorization, shared by both transports.
                  as `system:apiserver` (group system:masters), as
                  Kubernetes' loopback client does.
 * authn.py       Authenticators: a request's credentials -> UserInfo, or
-                 401 Unauthorized. `Insecure` is the pre-TLS behaviour:
-                 every request is `system:unsecured` in system:masters.
+                 401 Unauthorized. The apiserver's is `Union`: the TLS
+                 client certificate (`X509`: CN the user, O the groups),
+                 then bearer tokens (`TokenAuthenticator`s). `Insecure`
+                 (everyone `system:unsecured` in system:masters) is the
+                 pre-TLS behaviour, left for unit tests.
 * authz.py       Attributes (user, verb, resource, namespace, name, ...),
                  Authorizers (AlwaysAllow, Chain) and Kubernetes' 403
                  message (`pods is forbidden: User "jane" cannot list ...`).

@@ -6,12 +6,25 @@ credentials it understands; a credential it understands but rejects
 "nobody recognised it" into 401 Unauthorized (anonymous requests are not
 allowed).
 
+`Union` is the apiserver's: x509 client certificates (`X509`, the CN the
+user, each O a group), then the bearer token of the `Authorization`
+header (gRPC: the `authorization` metadata) through each
+`TokenAuthenticator` (ServiceAccount JWTs, bootstrap tokens, ... are
+added by their modules). gRPC's Python server can only *require* a client
+certificate in the TLS handshake (there is no "request, verify if sent"
+mode), so on gRPC a connection without a certificate of the cluster CA is
+refused before any call; HTTPS asks for one optionally and answers 401
+with Kubernetes' Status when a request brings neither certificate nor an
+accepted token.
+
 `Insecure` is kctl's behaviour before TLS: every request acts as
 `system:unsecured` (system:masters), like Kubernetes' old insecure port.
+Only unit tests use it now.
 """
 from __future__ import annotations
 
-from apiserver.auth.user import UNSECURED, UserInfo
+from apiserver.auth.user import AUTHENTICATED, UNSECURED, UserInfo
+from machinery import errors
 
 
 class Authenticator:
@@ -40,3 +53,75 @@ class Insecure(Authenticator):
 
     async def grpc(self, context) -> UserInfo | None:
         return UNSECURED
+
+
+def _bearer(value: str | None) -> str | None:
+    """The token of an `Authorization: Bearer T` value (None if not a bearer credential)."""
+    scheme, _, token = (value or "").strip().partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def user_of_certificate(cert) -> UserInfo:
+    """A verified client certificate -> its user: CN is the name, each O a
+    group (Kubernetes' x509 authenticator, CommonNameUserConversion)."""
+    from machinery import pki
+    name, groups = pki.subject(cert)
+    return UserInfo(name, groups=tuple(dict.fromkeys((*groups, AUTHENTICATED))))
+
+
+class X509(Authenticator):
+    """Client certificates the TLS layer has already verified against the
+    client CA (--client-ca-file): gRPC's auth_context carries the peer's PEM,
+    aiohttp's SSL object the DER. A request without a certificate is not
+    ours (None)."""
+
+    async def http(self, request) -> UserInfo | None:
+        from cryptography import x509
+        transport = request.transport
+        sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        if not der:
+            return None
+        return user_of_certificate(x509.load_der_x509_certificate(der))
+
+    async def grpc(self, context) -> UserInfo | None:
+        from cryptography import x509
+        pems = context.auth_context().get("x509_pem_cert") or []
+        if not pems:
+            return None
+        return user_of_certificate(x509.load_pem_x509_certificate(pems[0]))
+
+
+class Union(Authenticator):
+    """Kubernetes' union authenticator: the client certificate first, then each
+    TokenAuthenticator on the bearer token; the first that recognises the
+    request wins. When none does and one of them refused the credential
+    (expired, bad signature), that refusal is the answer."""
+
+    def __init__(self, x509: Authenticator | None = None, tokens: list[TokenAuthenticator] | None = None):
+        self.x509 = x509 or X509()
+        self.tokens = list(tokens or [])
+
+    async def _token(self, token: str | None) -> UserInfo | None:
+        refused = None
+        for t in self.tokens if token else ():
+            try:
+                who = await t.token(token)
+            except errors.Unauthorized as exc:
+                refused = refused or exc
+                continue
+            if who is not None:
+                return who
+        if refused is not None:
+            raise refused
+        return None
+
+    async def http(self, request) -> UserInfo | None:
+        return await self.x509.http(request) or await self._token(_bearer(request.headers.get("Authorization")))
+
+    async def grpc(self, context) -> UserInfo | None:
+        found = await self.x509.grpc(context)
+        if found is not None:
+            return found
+        md = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
+        return await self._token(_bearer(md.get("authorization")))

@@ -149,19 +149,21 @@ def make_app(verbs: Verbs, proxy=None, metrics=None, gate: Gate | None = None) -
     return app
 
 
-async def serve(verbs: Verbs, listen: str, proxy=None, metrics=None, gate: Gate | None = None) -> web.AppRunner:
-    """Bind and start serving on HOST:PORT; returns the runner to clean up. `proxy` (the
-    apiserver's NodeProxy) serves pods' log/exec/attach/portforward, `metrics` the
-    metrics.k8s.io API."""
+async def serve(verbs: Verbs, listen: str, proxy=None, metrics=None, gate: Gate | None = None,
+                ssl_context=None) -> web.AppRunner:
+    """Bind and start serving on HOST:PORT (HTTPS with `ssl_context`); returns the runner
+    to clean up. `proxy` (the apiserver's NodeProxy) serves pods' log/exec/attach/portforward,
+    `metrics` the metrics.k8s.io API."""
     host, _, port = listen.rpartition(":")
     runner = web.AppRunner(make_app(verbs, proxy, metrics, gate), access_log=None, handle_signals=False,
                            shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), reuse_address=True)
+    site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), reuse_address=True,
+                       ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         raise SystemExit(f"kctl-apiserver: cannot listen on {listen} (HTTP): {exc}") from None
-    log.info("serving the Kubernetes HTTP API on http://%s", listen)
+    log.info("serving the Kubernetes HTTP API on %s://%s", "https" if ssl_context else "http", listen)
     return runner

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from apiserver.serviceaccount import keys
-from apiserver.serviceaccount.authn import ServiceAccountTokens, WithBearerTokens
+from apiserver.serviceaccount.authn import ServiceAccountTokens
 from apiserver.serviceaccount.tokens import DEFAULT_ISSUER, Issuer
 from machinery import codec, errors, kinds
 
@@ -50,9 +50,9 @@ def store_getter(store):
     return get
 
 
-def authenticator(issuer: Issuer, store, fallback):
-    """Bearer tokens (ServiceAccount JWTs, bootstrap tokens), then `fallback`: fold
-    the token authenticators into the PKI work's Union authenticator when it lands."""
+def token_authenticators(issuer: Issuer, store) -> list:
+    """The bearer-token authenticators for apiserver.auth.authn.Union:
+    ServiceAccount JWTs, then bootstrap tokens."""
     from apiserver.bootstraptoken import BootstrapTokens
     get = store_getter(store)
-    return WithBearerTokens(fallback, [ServiceAccountTokens(issuer, get), BootstrapTokens(get)])
+    return [ServiceAccountTokens(issuer, get), BootstrapTokens(get)]

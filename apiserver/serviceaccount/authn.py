@@ -13,16 +13,14 @@ the reason goes to the log only, as in Kubernetes. The liveness checks read
 the objects through `getter(kind, namespace, name) -> message | None`
 (the apiserver gives one reading the Store).
 
-`WithBearerTokens` is the minimal wiring until the PKI work's Union
-authenticator lands: it hands an `Authorization: Bearer` token (HTTP header
-or gRPC metadata) to its token authenticators, and a request without one,
-or with one none of them recognises, to the fallback (Insecure today).
+apiserver.auth.authn.Union asks it (and the bootstrap-token authenticator)
+for the bearer token of a request that has no client certificate.
 """
 from __future__ import annotations
 
 import logging
 
-from apiserver.auth.authn import Authenticator, TokenAuthenticator
+from apiserver.auth.authn import TokenAuthenticator
 from apiserver.auth.user import AUTHENTICATED, UserInfo
 from apiserver.serviceaccount.tokens import InvalidToken, Issuer
 from machinery import errors
@@ -74,32 +72,3 @@ class ServiceAccountTokens(TokenAuthenticator):
                 raise InvalidToken(f"{kind} UID ({obj.metadata.uid}) does not match claim ({ref[1]})")
             if obj.metadata.HasField("deletion_timestamp"):
                 raise InvalidToken(f"{kind} {c.namespace}/{ref[0]} has been deleted")
-
-
-def bearer(value: str | None) -> str | None:
-    """The token of an `Authorization: Bearer T` value (None when there is none)."""
-    if not value:
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-class WithBearerTokens(Authenticator):
-    def __init__(self, fallback: Authenticator, tokens: list[TokenAuthenticator]):
-        self.fallback, self.tokens = fallback, list(tokens)
-
-    async def _token(self, token: str | None) -> UserInfo | None:
-        for t in self.tokens if token else ():
-            who = await t.token(token)
-            if who is not None:
-                return who
-        return None
-
-    async def http(self, request) -> UserInfo | None:
-        who = await self._token(bearer(request.headers.get("Authorization")))
-        return who if who is not None else await self.fallback.http(request)
-
-    async def grpc(self, context) -> UserInfo | None:
-        md = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
-        who = await self._token(bearer(md.get("authorization")))
-        return who if who is not None else await self.fallback.grpc(context)

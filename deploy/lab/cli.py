@@ -91,7 +91,7 @@ def status_cmd(name):
         click.echo(f"{comp:<20}{st.get('pid') or '-':<9}{component_state(st):<10}{st.get('restarts', '-'):<10}"
                    f"{last_exit(st.get('last_exit'), now):<26}{st.get('node') or 'root netns'}")
     try:
-        ready = cluster.node_conditions(info["apiserver"])
+        ready = cluster.node_conditions(info["apiserver"], cluster.admin_credentials(name))
     except Exception as exc:  # noqa: BLE001 - status must work with a dead apiserver too
         ready = {}
         click.echo(f"(apiserver not answering: {exc})")

@@ -19,7 +19,20 @@ start-agent/start-node can start it again) is kept in `cluster.json` in the
 lab's state dir. The kubeconfig entries are kubeconfig.py's, the node faults
 (kill-node, stop-agent, partition, ...) faults.py's; etcd's command line and
 the image list are the cluster harness's (harness.control_plane, harness.nodes),
-the ones tests and benchmarks run. Every component is a unit of the lab's
+the ones tests and benchmarks run.
+
+Security: the lab has its own PKI (machinery.pki) in its state dir,
+`pki/` (`pki_dir(name)`), made before anything starts and removed by `down`
+with the state dir: the apiserver serves TLS with it (--cert-dir), the
+scheduler, controller manager and kctl-dns connect with their own
+certificates (--kubeconfig pki/<component>.conf), each node agent with its
+node certificate (pki/nodes/NODE.conf, also its logs/exec serving
+certificate), and the user's kubeconfig entry carries the CA and the admin
+certificate (kubernetes-admin, system:masters). etcd stays plaintext on
+127.0.0.1 of the host: only the apiserver, on the same machine, talks to it
+(the Vagrant set-up, where etcd is reached over a network, uses TLS).
+
+Every component is a unit of the lab's
 supervisor (supervisor.py, started first): restarted with back-off when it
 crashes, left stopped when a fault verb stopped it (units.py).
 """
@@ -133,21 +146,49 @@ def dns_service_ip(cidr: str = SERVICE_CIDR) -> str:
     return str(ipaddress.ip_network(cidr).network_address + 10)
 
 
+def pki_dir(name: str) -> str:
+    """The lab's certificates (kubeadm's layout, machinery.pki)."""
+    return os.path.join(naming.state_dir(name), "pki")
+
+
+def make_pki(lab: Lab):
+    """The lab's CA, serving and component certificates and one node
+    certificate per node; returns the machinery.pki.PKI."""
+    from machinery import pki
+    cp = lab.cp_address
+    store = pki.PKI(pki_dir(lab.name), pki.Endpoints(
+        grpc=f"{cp}:{APISERVER_PORT}", https_url=f"https://{cp}:{APISERVER_HTTP_PORT}", ips=[cp],
+        service_ip=str(ipaddress.ip_network(SERVICE_CIDR).network_address + 1), cluster_name=f"kctl-lab-{lab.name}"))
+    store.control_plane()
+    for n in lab.nodes:
+        store.node(n.name, n.ip)
+    return store
+
+
+def admin_credentials(name: str):
+    """The lab admin's machinery.kubeconfig.Credentials."""
+    from machinery import kubeconfig
+    return kubeconfig.select(os.path.join(pki_dir(name), "admin.conf")).credentials
+
+
 def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
     """argv of the apiserver, scheduler, controller manager and cluster DNS of `lab`."""
     cp = lab.cp_address
     apiserver = f"{cp}:{APISERVER_PORT}"
+    certs = pki_dir(lab.name)
     return {
         "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
                       "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
-                      "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}",
+                      "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}", "--cert-dir", certs,
                       "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
-        "scheduler": [_bin("kctl-scheduler"), "--apiserver", apiserver,
-                      "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
-        "controller-manager": [_bin("kctl-controller-manager"), "--apiserver", apiserver,
+        "scheduler": [_bin("kctl-scheduler"), "--kubeconfig", os.path.join(certs, "scheduler.conf"),
+                      "--apiserver", apiserver, "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
+        "controller-manager": [_bin("kctl-controller-manager"),
+                               "--kubeconfig", os.path.join(certs, "controller-manager.conf"), "--apiserver", apiserver,
                                "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",
                                *CONTROLLER_FLAGS],
-        "dns": [_bin("kctl-dns"), "--apiserver", apiserver, "--listen", f"{cp}:{DNS_PORT}",
+        "dns": [_bin("kctl-dns"), "--kubeconfig", os.path.join(certs, "dns.conf"),
+                "--apiserver", apiserver, "--listen", f"{cp}:{DNS_PORT}",
                 "--cluster-domain", CLUSTER_DOMAIN, "--cluster-ip", dns_service_ip(),
                 "--metrics-listen", f"{cp}:{METRICS_PORTS['dns']}"],
     }
@@ -157,6 +198,7 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
     info = lab.node(node)
     return [
         _bin("kctl-nodeagent"),
+        "--kubeconfig", os.path.join(pki_dir(name), "nodes", f"{node}.conf"),
         "--apiserver", apiserver,
         "--node-name", node,
         "--node-ip", info.ip,
@@ -244,6 +286,9 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         apiserver = f"{cp}:{APISERVER_PORT}"
         registry = f"{cp}:{REGISTRY_PORT}"
         state, data = naming.state_dir(name), naming.data_dir(name)
+        store = make_pki(lab)
+        creds = admin_credentials(name)
+        step(f"PKI in {store.dir} (CA {pki_hash(store)})")
 
         # Registry + images on a thread, while etcd and the apiserver start.
         from deploy.registry import CONFIG
@@ -266,8 +311,8 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
 
         argvs = control_plane_argv(lab, f"http://127.0.0.1:{etcd_client}")
         units.add(lab, "apiserver", argvs["apiserver"])
-        _wait("the apiserver", lambda: _api_ready(apiserver), 20)
-        step(f"apiserver on {apiserver} (gRPC), http://{cp}:{APISERVER_HTTP_PORT} (Kubernetes HTTP API)")
+        _wait("the apiserver", lambda: _api_ready(apiserver, creds), 20)
+        step(f"apiserver on {apiserver} (gRPC), https://{cp}:{APISERVER_HTTP_PORT} (Kubernetes HTTP API), TLS")
         for comp in ("scheduler", "controller-manager", "dns"):
             units.add(lab, comp, argvs[comp])
         step("scheduler, controller-manager and cluster DNS started "
@@ -289,13 +334,13 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         _save_cluster(name, info)
         info["previous_context"] = current_context(kubeconfig_path(kubeconfig))  # `down` gives it back
         info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig,
-                                              http=f"http://{cp}:{APISERVER_HTTP_PORT}")
+                                              http=f"https://{cp}:{APISERVER_HTTP_PORT}", credentials=creds)
         _save_cluster(name, info)
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
 
         _wait("cluster DNS", lambda: dns_answers(cp), 20)
         step(f"cluster DNS on {cp}:{DNS_PORT} behind kube-system/kube-dns {dns_service_ip()}")
-        _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver) >= nodes, timeout, interval=0.2)
+        _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver, creds) >= nodes, timeout, interval=0.2)
         step(f"{nodes} node(s) Ready and schedulable")
         if debian.is_alive():
             from deploy.debimages import CACHE
@@ -346,27 +391,33 @@ def dns_answers(cp: str, timeout: float = 1.0) -> bool:
     return True
 
 
-def _api_ready(server: str) -> bool:
+def pki_hash(store) -> str:
+    from machinery import pki
+    return pki.ca_hash(store.ca.cert)
+
+
+def _api_ready(server: str, credentials) -> bool:
     from machinery.client import Client
 
     async def probe():
-        async with Client(server, timeout=2) as c:
+        async with Client(server, timeout=2, credentials=credentials) as c:
             await c.version()
             return True
     return _run(probe())
 
 
-def node_conditions(server: str) -> dict[str, str]:
+def node_conditions(server: str, credentials=None) -> dict[str, str]:
     """{node name: Ready status ("True", "False", "Unknown")}."""
-    return {name: st["ready"] for name, st in node_states(server).items()}
+    return {name: st["ready"] for name, st in node_states(server, credentials).items()}
 
 
-def node_states(server: str) -> dict[str, dict]:
-    """{node name: {"ready": Ready status, "schedulable": no NoSchedule taint, not cordoned}}."""
+def node_states(server: str, credentials=None) -> dict[str, dict]:
+    """{node name: {"ready": Ready status, "schedulable": no NoSchedule taint, not cordoned}}
+    (as the lab's admin: `credentials`, default those of the default kubeconfig)."""
     from machinery.client import Client
 
     async def probe():
-        async with Client(server, timeout=2) as c:
+        async with Client(server, timeout=2, credentials=credentials) as c:
             nodes, _ = await c.list("Node")
             out = {}
             for n in nodes:
@@ -378,11 +429,11 @@ def node_states(server: str) -> dict[str, dict]:
     return _run(probe())
 
 
-def _ready_nodes(server: str) -> int:
+def _ready_nodes(server: str, credentials=None) -> int:
     """Nodes that are Ready AND schedulable: right after registration the node
     lifecycle controller may still carry its not-ready taint on some of them,
     and a Deployment applied in that window would land on the others only."""
-    return sum(1 for s in node_states(server).values() if s["ready"] == "True" and s["schedulable"])
+    return sum(1 for s in node_states(server, credentials).values() if s["ready"] == "True" and s["schedulable"])
 
 
 # ------------------------------------------------------------- teardown

@@ -30,12 +30,15 @@ def current_context(path: str) -> str:
     return (cfg.get("current-context") or "") if isinstance(cfg, dict) else ""
 
 
-def write_kubeconfig(name: str, server: str, path: str | None = None, http: str | None = None) -> str:
+def write_kubeconfig(name: str, server: str, path: str | None = None, http: str | None = None,
+                     credentials=None) -> str:
     """Add/replace the lab's cluster and context in the kubeconfig and make it current.
 
     One file for both tools (kubectlish/config.py): the cluster's `server`
     is the HTTP URL kubectl uses, kctl's gRPC address is in the
-    `kctl.dev/grpc` extension. When the user has no ~/.kube/config and no
+    `kctl.dev/grpc` extension. `credentials` (machinery.kubeconfig.Credentials:
+    the lab's CA and admin certificate) are embedded (`*-data`), so the file
+    is written 0600. When the user has no ~/.kube/config and no
     $KUBECONFIG, ~/.kube/config becomes a symlink to this file, so plain
     `kubectl` finds the lab too; an existing ~/.kube/config is left alone."""
     explicit = path or os.environ.get("KUBECONFIG")
@@ -46,20 +49,19 @@ def write_kubeconfig(name: str, server: str, path: str | None = None, http: str 
     ctx = f"kctl-lab-{name}"
     cfg.setdefault("apiVersion", "v1")
     cfg.setdefault("kind", "Config")
-    cluster = {"server": http or server,
-               "extensions": [{"name": "kctl.dev/grpc", "extension": {"server": server}}]}
-    for key, entry in (("clusters", {"name": ctx, "cluster": cluster}),
-                       ("contexts", {"name": ctx, "context": {"cluster": ctx, "user": ctx}}),
-                       ("users", {"name": ctx, "user": {}})):
+    from machinery import kubeconfig
+    doc = kubeconfig.document(ctx, ctx, https_url=http or server, grpc=server,
+                              ca_pem=credentials.ca_pem if credentials else None,
+                              cert_pem=credentials.cert_pem if credentials else None,
+                              key_pem=credentials.key_pem if credentials else None, context=ctx)
+    for key, entry in (("clusters", doc["clusters"][0]), ("contexts", doc["contexts"][0]),
+                       ("users", doc["users"][0])):
         items = [i for i in (cfg.get(key) or []) if i.get("name") != ctx]
         items.append(entry)
         cfg[key] = items
     cfg["current-context"] = ctx
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    os.replace(tmp, path)
+    _write(path, cfg)
     kube = kube_config()
     if not explicit and not os.path.lexists(kube):
         os.makedirs(os.path.dirname(kube), exist_ok=True)
@@ -104,8 +106,14 @@ def remove_kubeconfig_entries(name: str, path: str, previous: str = "") -> bool:
         _drop_kube_link(path)
         os.unlink(path)
         return True
+    _write(path, cfg)
+    return True
+
+
+def _write(path: str, cfg: dict) -> None:
+    """Atomically, 0600 (the file carries private keys)."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
     os.replace(tmp, path)
-    return True

@@ -35,6 +35,11 @@
 #   --cluster-dns IP          ClusterIP of kube-system/kube-dns: kctl-dns creates
 #                             the Service with it, node agents give it to pods
 #                             (10.96.0.10) [KCTL_CLUSTER_DNS]
+#   certificates (/etc/kctl/pki, machinery.pki's layout): the control plane
+#   makes what is missing with `kctl pki init --etcd` (CA, serving, etcd and
+#   component certificates, admin.conf); a worker needs /etc/kctl/pki/node.conf
+#   from the control plane (`kctl pki node NAME --ip IP` there, then copy
+#   /etc/kctl/pki/nodes/NAME.conf; the Vagrant set-up copies it from the host)
 #   --root DIR                install below DIR instead of / (an image, a test):
 #                             files only, no systemctl, no modprobe
 #   --no-start                install and enable, but do not start or restart
@@ -127,6 +132,22 @@ fi
 UNIT_DIR=$ROOT/etc/systemd/system
 CONF_DIR=$ROOT/etc/kctl
 mkdir -p "$UNIT_DIR" "$CONF_DIR"
+
+# The cluster's certificates (see above). With --root and no kctl installed
+# (a test, an image): only said, not made.
+PKI=$CONF_DIR/pki
+if [ "$ROLE" = controlplane ]; then
+    if [ -x "$PREFIX/.venv/bin/kctl" ]; then
+        "$PREFIX/.venv/bin/kctl" pki init --cert-dir "$PKI" --etcd --address "$ADVERTISE_IP" \
+            --grpc-server "$ADVERTISE_IP:6443" --https-server "https://$ADVERTISE_IP:8080" \
+            --service-cidr "$SERVICE_CIDR" | sed 's/^/  /'
+    else
+        echo "  note: $PREFIX/.venv/bin/kctl missing: certificates in $PKI not made"
+    fi
+elif [ ! -f "$PKI/node.conf" ]; then
+    [ -n "$ROOT" ] || die "$PKI/node.conf missing: on the control plane run \`kctl pki node $NODE_NAME --ip $NODE_IP --cert-dir /etc/kctl/pki\` and copy /etc/kctl/pki/nodes/$NODE_NAME.conf here as $PKI/node.conf (0600)"
+    echo "  note: $PKI/node.conf missing (the node's kubeconfig from the control plane)"
+fi
 
 render() {  # render FILE: the file with our values in place of its @PLACEHOLDERS@
     local s

@@ -6,6 +6,8 @@
     kill-node NAME      `virsh destroy` the VM NAME (cp, worker1, ...): power off, no shutdown
     down                destroy everything the lab made (also after a crashed run)
     vagrant ARGS...     vagrant with the lab's environment, e.g. `vagrant ssh cp -c 'kctl get nodes'`
+    pki OUT CP_IP [NAME=IP ...] [--service-cidr CIDR]
+                        the cluster's PKI and per-VM bundles (deploy/vagrant/pki.py; the Vagrantfile's trigger)
 """
 from __future__ import annotations
 
@@ -29,9 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     kill = sub.add_parser("kill-node")
     kill.add_argument("name")
     sub.add_parser("down")
+    pk = sub.add_parser("pki")
+    pk.add_argument("out")
+    pk.add_argument("cp_ip")
+    pk.add_argument("workers", nargs="*", metavar="NAME=IP")
+    pk.add_argument("--service-cidr", default="10.96.0.0/16")
     vag = sub.add_parser("vagrant")
     vag.add_argument("args", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
+    if args.verb == "pki":
+        from deploy.vagrant import pki
+        out = pki.make(args.out, args.cp_ip, dict(w.split("=", 1) for w in args.workers), args.service_cidr)
+        print(f"kctl PKI for the Vagrant cluster in {out}; admin: KUBECONFIG={out / 'pki' / 'admin.conf'}")
+        return 0
     if os.geteuid() != 0 and args.verb != "vagrant":
         print("kctl-vagrant: run as root (libvirt's system instance, networks, iptables)", file=sys.stderr)
         return 1
@@ -41,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "up":
             times = cycle.up(args.workers)
             print("times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
-            print(f"apiserver: KCTL_SERVER={host.Subnets.from_env().cluster.network_address + 10}:6443 kctl get nodes")
+            print(f"apiserver: KUBECONFIG={cycle.PKI_DIR / 'pki' / 'admin.conf'} kctl get nodes")
         elif args.verb == "status":
             cycle.status()
         elif args.verb == "kill-node":

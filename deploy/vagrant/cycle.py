@@ -26,6 +26,7 @@ from deploy.vagrant import box, host
 from machinery.errors import HostError
 
 HERE = Path(__file__).resolve().parent
+PKI_DIR = host.STATE / "dot" / "kctl-pki"     # the Vagrantfile's default under VAGRANT_DOTFILE_PATH; `down` removes it
 HOST_TOOLS = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "rsync", "ssh")
 
 

@@ -81,44 +81,36 @@ fi
 "$KCTL/deploy/install.sh"
 ln -sf "$KCTL/.venv/bin/kctl" /usr/local/bin/kctl
 
+step "certificates (/etc/kctl/pki, from the host's deploy/vagrant/pki.py)"
+# The file provisioner put this machine's bundle in /tmp/kctl-pki (as the
+# vagrant user): root's only from here on.
+if [ -d /tmp/kctl-pki ]; then
+    install -d -m 0700 /etc/kctl /etc/kctl/pki
+    cp -R /tmp/kctl-pki/. /etc/kctl/pki/
+    rm -rf /tmp/kctl-pki
+    chown -R root:root /etc/kctl/pki
+    chmod -R go-rwx /etc/kctl/pki
+fi
+[ -f /etc/kctl/pki/ca.crt ] || { echo "/etc/kctl/pki has no ca.crt: the kctl-pki file provisioner did not run" >&2; exit 1; }
+
 step "systemd units"
 "$KCTL/deploy/systemd/install-units.sh" "$ROLE" --prefix "$KCTL" "${UNIT_ARGS[@]}"
 
 write_kubeconfig() {  # write_kubeconfig USER HOME
-    # One file for kubectl (server: the HTTP API) and kctl (the kctl.dev/grpc
-    # extension: gRPC); ~/.kube/config links to it when the user has none.
+    # The control plane's admin kubeconfig (CA, the kubernetes-admin client
+    # certificate; kubectl's HTTPS URL and kctl's gRPC address): on the control
+    # plane only, 0600 for its user; ~/.kube/config links to it when the user has none.
     local user=$1 home=$2
     [ -d "$home" ] || return 0
-    mkdir -p "$home/.kctl"
-    cat >"$home/.kctl/config" <<EOF
-# kctl kubeconfig for the Vagrant cluster (deploy/vagrant/provision.sh)
-apiVersion: v1
-kind: Config
-clusters:
-- name: kctl-vagrant
-  cluster:
-    server: http://${APISERVER%:*}:8080
-    extensions:
-    - name: kctl.dev/grpc
-      extension:
-        server: $APISERVER
-contexts:
-- name: kctl-vagrant
-  context:
-    cluster: kctl-vagrant
-    user: kctl-vagrant
-users:
-- name: kctl-vagrant
-  user: {}
-current-context: kctl-vagrant
-EOF
-    chown -R "$user:" "$home/.kctl"
+    [ -f /etc/kctl/pki/admin.conf ] || return 0
+    install -d -o "$user" -m 0700 "$home/.kctl"
+    install -o "$user" -m 0600 /etc/kctl/pki/admin.conf "$home/.kctl/config"
     if [ ! -e "$home/.kube/config" ] && [ ! -L "$home/.kube/config" ]; then
         mkdir -p "$home/.kube" && ln -s "$home/.kctl/config" "$home/.kube/config"
         chown -h "$user:" "$home/.kube" "$home/.kube/config"
     fi
 }
-step "kubeconfig (~/.kctl/config of root and vagrant: server $APISERVER)"
+step "kubeconfig (~/.kctl/config of root and vagrant on the control plane: the admin's)"
 write_kubeconfig root /root
 id vagrant >/dev/null 2>&1 && write_kubeconfig vagrant /home/vagrant
 
@@ -127,18 +119,20 @@ if [ "$ROLE" = controlplane ]; then
     step "images into the registry $REGISTRY"
     "$KCTL/deploy/systemd/push-images.sh" "$REGISTRY" /var/lib/kctl/images
     step "waiting for the apiserver on $APISERVER"
-    wait_for 60 "the apiserver" kctl --server "$APISERVER" get namespaces
-    kctl --server "$APISERVER" get namespaces
+    wait_for 60 "the apiserver" kctl get namespaces
+    kctl get namespaces
     cat <<EOF
 
 kctl control plane is up: apiserver $APISERVER, registry $REGISTRY.
   vagrant ssh cp -c 'kctl get nodes -o wide'
-  from the host: KCTL_SERVER=$APISERVER kctl get nodes
+  from the host: KUBECONFIG=<KCTL_PKI_DIR>/pki/admin.conf kctl get nodes
 EOF
 else
     step "waiting for node $NODE_NAME to register with $APISERVER"
-    if wait_for 90 "node $NODE_NAME" kctl --server "$APISERVER" get node "$NODE_NAME"; then
-        kctl --server "$APISERVER" get node "$NODE_NAME" -o wide
+    # as the node itself: a worker holds no admin credentials
+    node_kctl() { kctl --kubeconfig /etc/kctl/pki/node.conf --server "$APISERVER" "$@"; }
+    if wait_for 90 "node $NODE_NAME" node_kctl get node "$NODE_NAME"; then
+        node_kctl get node "$NODE_NAME" -o wide
     else
         echo "node $NODE_NAME not registered yet: see journalctl -u kctl-nodeagent" >&2
     fi

@@ -43,16 +43,16 @@ def missing_tools() -> list[str]:
 class Api:
     """A machinery Client on its own event-loop thread, called synchronously."""
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, kubeconfig: str):
         from machinery.client import Client
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="lab-api", daemon=True)
         self.thread.start()
-        self.client = self.run(self._make(Client, target))
+        self.client = self.run(self._make(Client, target, kubeconfig))
 
     @staticmethod
-    async def _make(cls, target):
-        return cls(target, timeout=10)
+    async def _make(cls, target, kubeconfig):
+        return cls.from_kubeconfig(kubeconfig, target, timeout=10)   # the lab's CA and admin certificate
 
     def run(self, coro, timeout: float = 60):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -83,7 +83,7 @@ class LabHandle:
         self.env.pop("KCTL_SERVER", None)
         self.info = cluster.load_cluster(name)
         self.topology = Lab.load(name)
-        self.api = Api(self.info["apiserver"])
+        self.api = Api(self.info["apiserver"], kubeconfig)
 
     def node(self, name: str):
         return self.topology.node(name)

@@ -114,6 +114,49 @@ def test_lab_up_from_nothing(lab):
     assert "node grace" in lab.up_output and lab.lab("logs", "apiserver").returncode == 0
 
 
+ATTACK = r"""
+import json, ssl, sys, urllib.error, urllib.request
+import grpc
+from machinery.pb import api_pb2, api_pb2_grpc, node_pb2, node_pb2_grpc
+ca, cp, agent = open(sys.argv[1], "rb").read(), sys.argv[2], sys.argv[3]
+out = {}
+with grpc.secure_channel(cp + ":6443", grpc.ssl_channel_credentials(ca)) as ch:
+    try:
+        api_pb2_grpc.ApiStub(ch).List(api_pb2.ListRequest(kind="Pod"), timeout=10)
+        out["grpc"] = "served"
+    except grpc.RpcError as e:
+        out["grpc"] = e.code().name
+ctx = ssl.create_default_context(cadata=ca.decode())
+try:
+    urllib.request.urlopen("https://" + cp + ":8080/api/v1/pods", timeout=10, context=ctx)
+    out["https"] = 200
+except urllib.error.HTTPError as e:
+    out["https"] = e.code
+with grpc.secure_channel(agent + ":10250", grpc.ssl_channel_credentials(ca)) as ch:
+    try:
+        list(node_pb2_grpc.NodeAgentStub(ch).Exec(iter([node_pb2.ExecRequest(
+            namespace="default", pod="x", command=["id"])]), timeout=10))
+        out["agent"] = "served"
+    except grpc.RpcError as e:
+        out["agent"] = e.code().name
+print(json.dumps(out))
+"""
+
+
+def test_no_credentials_no_cluster_from_the_lab_network(lab):
+    """From node1's network namespace (the lab network), with the CA but no certificate:
+    listing pods over gRPC is refused in the handshake, over HTTPS it is 401, and
+    node2's agent port refuses an exec."""
+    import json
+    import sys
+    ca = os.path.join(cluster.pki_dir(lab.name), "ca.crt")
+    res = lab.in_netns(lab.node("node1").netns_path,
+                       [sys.executable, "-c", ATTACK, ca, lab.topology.cp_address, lab.node("node2").ip],
+                       timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[-1]) == {"grpc": "UNAVAILABLE", "https": 401, "agent": "UNAVAILABLE"}
+
+
 def test_echo_deployment_spreads_over_three_nodes(lab):
     t0 = time.monotonic()
     lab.kctl("apply", "-f", str(ECHO))

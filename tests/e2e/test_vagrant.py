@@ -25,6 +25,7 @@ KCTL_VAGRANT_TEST=1 (opt-in until it has passed end to end).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -75,9 +76,14 @@ class Phases:
             print(f"\n[vagrant e2e] {name}: {seconds:.0f}s", flush=True)
 
 
+def admin_env() -> dict:
+    """The host's admin kubeconfig of the Vagrant cluster (made by deploy/vagrant/pki.py)."""
+    return {**os.environ, "KUBECONFIG": str(cycle.PKI_DIR / "pki" / "admin.conf")}
+
+
 def kctl(server: str, *args: str, timeout: float = 60, stdin: str | None = None) -> str:
     res = subprocess.run([KCTL, "--server", server, *args], capture_output=True, text=True,
-                         timeout=timeout, input=stdin)
+                         timeout=timeout, input=stdin, env=admin_env())
     if res.returncode != 0:
         raise AssertionError(f"kctl {' '.join(args)} exited {res.returncode}: {res.stdout}{res.stderr}")
     return res.stdout
@@ -129,7 +135,8 @@ def qemu_args() -> list[str]:
 
 def diagnose(server: str) -> None:
     """What a failed run needs to be understood (printed: pytest shows it with the failure)."""
-    print(subprocess.run([KCTL, "--server", server, "get", "nodes,pods", "-o", "wide"], capture_output=True,
+    print(subprocess.run([KCTL, "--server", server, "get", "nodes,pods", "-o", "wide"], env=admin_env(),
+                         capture_output=True,
                          text=True, timeout=60).stdout)
     for machine in ("worker1", "worker2", "cp"):
         res = cycle.vagrant("ssh", machine, "-c", "sudo journalctl -n 40 --no-pager -u 'kctl-*'", check=False,

@@ -227,7 +227,7 @@ async def test_list_pagination(client, apiserver):
     import grpc
     from machinery.pb import api_pb2, api_pb2_grpc
     names, token = [], ""
-    async with grpc.aio.insecure_channel(apiserver.target) as channel:   # the raw API: limit/continue
+    async with apiserver.aio_channel() as channel:   # the raw API: limit/continue
         stub = api_pb2_grpc.ApiStub(channel)
         while True:
             resp = await stub.List(api_pb2.ListRequest(kind="Lease", namespace="default", limit=3,

@@ -211,7 +211,7 @@ async def test_slow_watcher_is_closed_not_blocking(client, apiserver):
     big = "x" * 8000
     # A raw channel without BDP probing keeps HTTP/2's 64 KiB window, so a
     # client that stops reading really stops the server's writes.
-    slow_channel = grpc.aio.insecure_channel(apiserver.target, options=[("grpc.http2.bdp_probe", 0)])
+    slow_channel = apiserver.aio_channel(options=[("grpc.http2.bdp_probe", 0)])
     slow_watch = api_pb2_grpc.ApiStub(slow_channel).Watch(api_pb2.WatchRequest(kind="Lease", resource_version=rv))
     try:
         async with Client(apiserver.target) as fast:
@@ -285,7 +285,7 @@ async def _take(watch, n):
 async def test_node_indexed_watcher_too_slow(client, apiserver):
     import grpc
     _, rv = await client.list("Pod")
-    channel = grpc.aio.insecure_channel(apiserver.target, options=[("grpc.http2.bdp_probe", 0)])
+    channel = apiserver.aio_channel(options=[("grpc.http2.bdp_probe", 0)])
     call = api_pb2_grpc.ApiStub(channel).Watch(api_pb2.WatchRequest(
         kind="Pod", resource_version=rv, field_selector="spec.nodeName=node-1"))
     idle = client.watch("Pod", resource_version=rv, field_selector="spec.nodeName=node-2")

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from harness.process import Command, free_port, python_env
 from tests.cluster import Cluster
@@ -238,12 +237,8 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("dash")
     port = free_port()
     cp = Cluster(work, apiserver_args=["--http-listen", f"127.0.0.1:{port}"]).start()
-    url = f"http://127.0.0.1:{port}"
-    kubeconfig = work / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": url}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    url = f"https://127.0.0.1:{port}"
+    kubeconfig = cp.apiserver.kubeconfig          # the harness's admin certificate, context "kctl-test"
     try:
         yield work, url, kubeconfig
     finally:
@@ -254,8 +249,15 @@ def post(url: str, path: str, body: dict) -> dict:
     import urllib.request
     req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
+    with upstream_open(req) as r:
         return json.loads(r.read())
+
+
+def upstream_open(req):
+    """urlopen of the apiserver's HTTPS API as the harness's admin."""
+    import urllib.request
+    from harness.pki import session
+    return urllib.request.urlopen(req, timeout=10, context=session().credentials().ssl_context())
 
 
 def test_page_lists_then_watches_and_opens_a_pod(cluster, tmp_path):

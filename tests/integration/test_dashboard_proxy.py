@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from harness.process import free_port
 from kubectlish import dashboard
-from tests.integration.test_dashboard_browser import Dashboard, cluster  # noqa: F401  (fixture)
+from harness.pki import session
+from tests.integration.test_dashboard_browser import Dashboard, cluster, upstream_open  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def upstream(cluster):
 
 @contextlib.asynccontextmanager
 async def dashboard_client(url: str, **kw):
+    kw.setdefault("credentials", session().credentials())
     client = TestClient(TestServer(dashboard.make_app(dashboard.Options(url, **kw))))
     await client.start_server()
     try:
@@ -43,7 +45,7 @@ def namespace(name: str) -> dict:
 
 def upstream_get(url: str, path: str) -> int:
     try:
-        with urllib.request.urlopen(url + path, timeout=10) as r:
+        with upstream_open(url + path) as r:
             return r.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -52,7 +54,7 @@ def upstream_get(url: str, path: str) -> int:
 async def test_get_is_forwarded_to_the_kubeconfigs_server(upstream):
     url, kubeconfig, _ = upstream
     server, context = dashboard.http_server(str(kubeconfig), None, env={})
-    assert (server, context) == (url, "t")
+    assert (server, context) == (url, "kctl-test")
     async with dashboard_client(server) as client:
         r = await client.get("/api/v1/namespaces", headers={"Accept": "application/json"})
         assert r.status == 200
@@ -101,7 +103,7 @@ async def test_watch_is_relayed_as_it_happens(upstream):
 def create_upstream(url: str, name: str) -> None:
     req = urllib.request.Request(url + "/api/v1/namespaces", data=json.dumps(namespace(name)).encode(),
                                  method="POST", headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).close()
+    upstream_open(req).close()
 
 
 async def test_streams_websocket_relays_watches_and_checks_origin(upstream):

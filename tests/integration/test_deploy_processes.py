@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,20 +22,34 @@ from tests.deploy_units import SYSTEMD, expand_exec, installed, rendered  # noqa
 
 
 def test_etcd_starts_with_our_flags(installed, tmp_path):
-    """etcd with the rendered flags (loopback ports and data dir moved to a temp dir) serves /health."""
+    """etcd with the rendered flags (loopback ports, data dir and cert dir moved to a temp dir) serves
+    /health over TLS to the apiserver's etcd client certificate, and refuses a client without one."""
+    import ssl
+
+    from machinery.kubeconfig import Credentials
     etcd = shutil.which("etcd")
     if not etcd:
         pytest.skip("etcd is not installed: etcd NOT started with our flags")
     unit, env = rendered(installed, "etcd")
     text = env["KCTL_ETCD_ARGS"]
-    assert "127.0.0.1:2379" in text and "/var/lib/kctl/etcd" in text
+    assert "https://127.0.0.1:2379" in text and "/var/lib/kctl/etcd" in text and "--client-cert-auth" in text
+    pki = installed / "etc/kctl/pki"
     client, peer = free_port(), free_port()
-    text = (text.replace(":2379", f":{client}").replace(":2380", f":{peer}")
-            .replace("/var/lib/kctl/etcd", str(tmp_path / "etcd")))
+    text = (text.replace(",https://10.77.0.10:2379", "").replace(":2379", f":{client}").replace(":2380", f":{peer}")
+            .replace("/var/lib/kctl/etcd", str(tmp_path / "etcd")).replace("/etc/kctl/pki", str(pki)))
     argv = expand_exec(unit["Service"]["ExecStart"][0], {"KCTL_ETCD_ARGS": text})
-    with Command("etcd", tmp_path, argv, ready_url=f"http://127.0.0.1:{client}/health",
-                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}):
-        pass
+    apiserver = Credentials((pki / "etcd/ca.crt").read_bytes(), (pki / "apiserver-etcd-client.crt").read_bytes(),
+                            (pki / "apiserver-etcd-client.key").read_bytes()).ssl_context()
+    url = f"https://127.0.0.1:{client}/health"
+
+    class TlsCommand(Command):
+        def ready(self) -> bool:
+            with urllib.request.urlopen(url, timeout=1, context=apiserver) as r:
+                return json.load(r)["health"] == "true"
+    with TlsCommand("etcd", tmp_path, argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}):
+        nobody = Credentials((pki / "etcd/ca.crt").read_bytes()).ssl_context()
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)):
+            urllib.request.urlopen(url, timeout=5, context=nobody)
 
 
 def registry(installed: Path, tmp_path: Path, program: str) -> tuple[Command, int]:

@@ -75,7 +75,7 @@ def cluster(shared_etcd, tmp_path_factory):
                     extra_args=["--http-listen", f"127.0.0.1:{http_port}"])
     with api:
         settle(shared_etcd)
-        yield api, f"http://127.0.0.1:{http_port}"
+        yield api, f"https://127.0.0.1:{http_port}"
 
 
 def settle(etcd, quiet: float = 3.0, limit: float = 60.0) -> None:
@@ -156,7 +156,7 @@ def test_http_api_refuses_hostile_bodies(cluster, shared_etcd, name, data, plura
     before = shared_etcd.revision()
     t0 = time.perf_counter()
     with pytest.raises(urllib.error.HTTPError) as exc:
-        urllib.request.urlopen(req, timeout=30)
+        api.urlopen(req, timeout=30)
     seconds = time.perf_counter() - t0
     body = exc.value.read()
     print(f"\nHTTP POST {name}: {exc.value.code} in {seconds * 1000:.0f} ms, {len(body)} bytes: {body[:160]!r}")
@@ -173,11 +173,11 @@ def test_http_api_refuses_hostile_bodies(cluster, shared_etcd, name, data, plura
 def test_http_warnings_stay_bounded(cluster):
     """Without fieldValidation=Strict unknown fields are warnings (Kubernetes'
     default); 20,000 of them make at most 4 KiB of Warning headers."""
-    _, base = cluster
+    api, base = cluster
     data = INPUTS[IDS.index("unknown-fields")][1]
     req = urllib.request.Request(f"{base}/api/v1/namespaces/default/configmaps", data=data, method="POST",
                                  headers={"Content-Type": "application/yaml"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with api.urlopen(req, timeout=30) as resp:
         warnings = resp.headers.get_all("Warning")
         assert resp.status == 201
     print(f"\n{len(warnings)} warnings, {sum(map(len, warnings))} bytes")
@@ -211,7 +211,7 @@ def test_grpc_api_refuses_hostile_messages(cluster, shared_etcd, name, raw, chec
 
 def _grpc_refused(api, etcd, name: str, raw: bytes, check) -> None:
     before = etcd.revision()
-    with grpc.insecure_channel(api.target, options=[("grpc.max_send_message_length", 64 * MiB)]) as ch:
+    with api.channel(options=[("grpc.max_send_message_length", 64 * MiB)]) as ch:
         create = ch.unary_unary("/kctl.v1.Api/Create")
         t0 = time.perf_counter()
         with pytest.raises(grpc.RpcError) as exc:
@@ -229,5 +229,5 @@ def _grpc_refused(api, etcd, name: str, raw: bytes, check) -> None:
 
 def test_the_api_still_works_after_all_that(cluster):
     api, _ = cluster
-    with grpc.insecure_channel(api.target) as ch:
+    with api.channel() as ch:
         api_pb2_grpc.ApiStub(ch).Version(api_pb2.VersionRequest(), timeout=10)

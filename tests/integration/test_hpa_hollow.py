@@ -22,12 +22,12 @@ import os
 import subprocess
 import sys
 
-import yaml
 
 from harness.control_plane import ControlPlane
 from harness.process import REPO, free_port
 from machinery import codec
 from machinery.client import Client
+from harness.pki import session
 from nodeagent.main import build_agent
 from nodeagent.server import serve
 from nodeagent.stats import StatsCollector
@@ -49,7 +49,8 @@ class HollowNodes:
                         runtime="fake", heartbeat_interval=0.5, agent_port=port)
         st = StatsCollector(a, interval=0.5)
         self.stats.append(st)
-        self.tasks += [asyncio.create_task(a.run()), asyncio.create_task(serve(a, f"127.0.0.1:{port}", st))]
+        self.tasks += [asyncio.create_task(a.run()), asyncio.create_task(
+            serve(a, f"127.0.0.1:{port}", session().node_serving(name, "127.0.0.1"), st))]
 
     def usage(self, millicores: int) -> None:
         for st in self.stats:
@@ -84,10 +85,7 @@ def hpa():
 def kubectl(workdir, http_port, *args) -> subprocess.CompletedProcess:
     cfg = workdir / "kubeconfig"
     if not cfg.exists():
-        cfg.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{http_port}"}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}], "users": [{"name": "t", "user": {}}]}))
+        session().write_kubeconfig(cfg, grpc="127.0.0.1:6443", https_url=f"https://127.0.0.1:{http_port}")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "KUBECONFIG": str(cfg)}
     return subprocess.run([KUBECTL, "--cache-dir", str(workdir / "cache"), *args], capture_output=True, text=True,
                           timeout=60, env=env, cwd=REPO)

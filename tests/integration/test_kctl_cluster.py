@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from harness.pki import session
 from tests.cluster import REPO, Cluster, free_port
 from tests.integration.kctl_helpers import kctl
 
@@ -61,7 +62,8 @@ def server(tmp_path_factory):
         comps.append(Component(work, "scheduler", ["scheduler.main", "--apiserver", target]))
         for i in (1, 2):
             comps.append(Component(work, f"node{i}", [
-                "nodeagent.main", "--apiserver", target, "--node-name", f"node{i}", "--node-ip", "127.0.0.1",
+                "nodeagent.main", "--kubeconfig", str(session().node_kubeconfig(f"node{i}", "127.0.0.1")),
+                "--apiserver", target, "--node-name", f"node{i}", "--node-ip", "127.0.0.1",
                 "--root-dir", str(work / f"node{i}"), "--runtime", "fake", "--pod-cidr", f"10.210.{i}.0/24",
                 "--agent-port", str(free_port()), "--capacity", "cpu=4,memory=8Gi,pods=110"]))
         wait_until(lambda: kctl(target, "get", "nodes").out.count(" Ready ") == 2, 60, "2 Ready nodes")

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from harness.nodes import NodeCluster
+from harness.pki import session
 from harness.pods import cstatus, make_pod, node_ready, pod_running, pod_where
 from harness.process import REPO, free_port
 from machinery import codec
@@ -97,7 +98,7 @@ def _kctl_argv() -> list[str]:
 def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("KUBECONFIG", None)
+    env["KUBECONFIG"] = str(session().admin)      # the harness's admin, whatever the user's is
     return env
 
 

@@ -150,7 +150,11 @@ def test_install_units_installs_each_role(installed):
     units = sorted(p.name for p in (installed / "etc/systemd/system").iterdir())
     assert units == sorted(f"kctl-{n}.service" for n in UNITS)
     envs = sorted(p.name for p in (installed / "etc/kctl").iterdir())
-    assert envs == sorted([f"{n}.env" for n in UNITS] + ["registry.yml"])
+    assert envs == sorted([f"{n}.env" for n in UNITS] + ["registry.yml", "pki"])
+    pki_dir = installed / "etc/kctl/pki"          # `kctl pki init --etcd` for the control plane
+    for f in ("ca.crt", "apiserver.crt", "admin.conf", "scheduler.conf", "etcd/server.crt",
+              "apiserver-etcd-client.crt"):
+        assert (pki_dir / f).is_file(), f
     assert (installed / "etc/modules-load.d/kctl.conf").read_text().split()[-2:] == ["br_netfilter", "overlay"]
     for path in list((installed / "etc").rglob("*.service")) + list((installed / "etc/kctl").glob("*.env")):
         assert not re.search(r"@[A-Z_]+@", path.read_text()), f"placeholder left in {path}"
@@ -179,7 +183,8 @@ def test_install_units_environment_defaults(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     args = parse_env_file((tmp_path / "etc/kctl/nodeagent.env").read_text())["KCTL_NODEAGENT_ARGS"].split()
-    assert args[:6] == ["--apiserver", "10.5.0.1:6443", "--node-name", "n9", "--node-ip", "10.5.0.2"]
+    assert args[:8] == ["--kubeconfig", "/etc/kctl/pki/node.conf", "--apiserver", "10.5.0.1:6443", "--node-name", "n9",
+                        "--node-ip", "10.5.0.2"]
     assert "docker.io=http://10.5.0.1:5000" in args, "registry defaults to the apiserver's host"
 
 

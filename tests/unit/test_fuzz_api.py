@@ -29,7 +29,7 @@ selectors = st.one_of(st.sampled_from(["", "a=b", "a in (x,y)", "!a", "a!=", "me
 
 @pytest.fixture(scope="module")
 def channel(shared_apiserver):
-    ch = grpc.insecure_channel(shared_apiserver.target)
+    ch = shared_apiserver.channel()
     yield ch
     ch.close()
     print(SLOW.report())

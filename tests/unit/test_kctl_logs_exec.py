@@ -22,7 +22,8 @@ from kubectlish import common
 from kubectlish.exec import exec_cmd
 from kubectlish.logs import logs_cmd
 from kubectlish.main import KctlGroup, cli
-from machinery import codec, errors, kinds, nodeclient
+from harness import pki as harness_pki
+from machinery import codec, errors, kinds, kubeconfig, nodeclient
 from machinery.fakeclient import FakeClient
 from machinery.pb import node_pb2, node_pb2_grpc
 from tests.cluster import free_port
@@ -106,21 +107,33 @@ class Agent(node_pb2_grpc.NodeAgentServicer):
             yield node_pb2.ExecResponse(exit_code=0)
 
 
+def _server_tls(session, cn: str) -> grpc.ServerCredentials:
+    """TLS for a loopback server, requiring client certificates of the session CA."""
+    from machinery import pki
+    cert, key = session.store.ca.issue(cn, server=True, ips=["127.0.0.1"])
+    return grpc.ssl_server_credentials([(pki.key_pem(key), pki.cert_pem(cert))],
+                                       root_certificates=session.store.ca_pem(), require_client_auth=True)
+
+
 @pytest.fixture
 async def proxied():
     """(apiserver target, agent, store): NodeProxy on one loopback port, the agent on another."""
     agent_server = grpc.aio.server()
     agent = Agent()
     node_pb2_grpc.add_NodeAgentServicer_to_server(agent, agent_server)
-    agent_port = agent_server.add_insecure_port("127.0.0.1:0")
+    session = harness_pki.session()
+    kubelet_creds = kubeconfig.Credentials(session.store.ca_pem(),
+                                           session.store.path("apiserver-kubelet-client.crt").read_bytes(),
+                                           session.store.path("apiserver-kubelet-client.key").read_bytes())
+    agent_port = agent_server.add_secure_port("127.0.0.1:0", _server_tls(session, "system:node:n1"))
     await agent_server.start()
     store = Store(node("n1", endpoint=f"127.0.0.1:{agent_port}"), node("n2", ip="127.0.0.1"),
                   node("dead", endpoint=f"127.0.0.1:{free_port()}"),
                   pod("p"), pod("two", containers=("a", "b")), pod("pending", node=""), pod("lost", node="dead"))
-    proxy = store.proxy = NodeProxy(store, connect_timeout=2)
+    proxy = store.proxy = NodeProxy(store, kubelet_creds, connect_timeout=2)
     api_server = grpc.aio.server()
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, api_server)
-    api_port = api_server.add_insecure_port("127.0.0.1:0")
+    api_port = api_server.add_secure_port("127.0.0.1:0", _server_tls(session, "kube-apiserver"))
     await api_server.start()
     try:
         yield f"127.0.0.1:{api_port}", agent, store
@@ -281,7 +294,7 @@ class FakeNode:
         self.error = None
 
     async def logs(self, target, namespace, pod, container="", follow=False, previous=False, tail=None,
-                   timestamps=False):
+                   timestamps=False, credentials=None):
         self.calls.append(("logs", namespace, pod, container, follow, previous, tail, timestamps))
         if self.error:
             raise self.error
@@ -289,7 +302,7 @@ class FakeNode:
             yield node_pb2.LogChunk(data=ln)
 
     async def exec_(self, target, namespace, pod, container, command, stdin=None, tty=False, size=None,
-                    resizes=None):
+                    resizes=None, credentials=None):
         data = b"".join([d async for d in stdin]) if stdin is not None else None
         self.calls.append(("exec", namespace, pod, container, list(command), data))
         for r in self.exec_script:

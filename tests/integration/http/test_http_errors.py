@@ -20,7 +20,7 @@ def call(kube, method: str, path: str, body=None, content_type: str = "applicati
     req = urllib.request.Request(kube.url + path, data=data, method=method,
                                  headers={"Content-Type": content_type, **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with kube.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read() or b"{}"), r.headers
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}"), e.headers
@@ -109,8 +109,8 @@ def test_watch_from_a_compacted_revision_ends_with_a_410_error_event(kube):
     call(kube, "POST", PODS, {**POD, "metadata": {"name": "e7"}})       # compact past the delete too
     kube.etcd.compact()
     kube.apiserver.restart()
-    with urllib.request.urlopen(f"{kube.url}{PODS}?watch=true&resourceVersion={old}&timeoutSeconds=5",
-                                timeout=10) as r:
+    with kube.urlopen(f"{kube.url}{PODS}?watch=true&resourceVersion={old}&timeoutSeconds=5",
+                      timeout=10) as r:
         lines = [json.loads(x) for x in r.read().splitlines()]
     assert [ev["type"] for ev in lines] == ["ERROR"]
     assert (lines[0]["object"]["code"], lines[0]["object"]["reason"]) == (410, "Expired")

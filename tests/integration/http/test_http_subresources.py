@@ -4,7 +4,6 @@ and dryRun, BOOKMARKs, and client-go's watch-list (sendInitialEvents)."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 from tests.integration.http.test_http_errors import POD, call
 
@@ -70,7 +69,7 @@ def test_delete_preconditions_and_dry_run(kube):
 
 
 def watch_lines(kube, query: str) -> list[dict]:
-    with urllib.request.urlopen(f"{kube.url}{PODS}?watch=true&{query}", timeout=15) as r:
+    with kube.urlopen(f"{kube.url}{PODS}?watch=true&{query}", timeout=15) as r:
         return [json.loads(x) for x in r.read().splitlines()]
 
 

@@ -17,14 +17,14 @@ import sys
 import time
 
 import pytest
-import yaml
 
 from harness.control_plane import Scheduler
 from harness.nodes import NodeCluster
 from harness.pods import cstatus, make_pod, node_ready, pod_running, pod_where
 from harness.process import REPO, free_port
 from machinery.client import Client
-from tests.integration.http.conftest import KUBECTL
+from harness.pki import session
+from tests.integration.http.conftest import KUBECTL, python_client
 from tests.integration.http.terminal import Terminal
 from tests.integration.nodeagent.conftest import needs_root
 
@@ -49,13 +49,8 @@ class Env:
     def __init__(self, cluster: NodeCluster, workdir):
         self.cluster = cluster
         self.workdir = workdir
-        self.url = f"http://127.0.0.1:{cluster.http_port}"
-        self.kubeconfig = workdir / "kubeconfig"
-        self.kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": self.url}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t", "namespace": "default"}}],
-            "users": [{"name": "t", "user": {}}]}))
+        self.url = f"https://127.0.0.1:{cluster.http_port}"
+        self.kubeconfig = session().write_kubeconfig(workdir / "kubeconfig", grpc=cluster.target, https_url=self.url)
         self.node = None
 
     @property
@@ -172,9 +167,7 @@ def test_logs_previous_after_a_restart(env):
 
 def test_python_client_reads_logs(env):
     from kubernetes import client
-    cfg = client.Configuration()
-    cfg.host = env.url
-    with client.ApiClient(cfg) as api:
+    with python_client(env.kubeconfig) as api:
         core = client.CoreV1Api(api)
         assert core.read_namespaced_pod_log("multi", "default", container="b") == "from-b\n"
         assert core.read_namespaced_pod_log("multi", "default", container="a", tail_lines=1) == "a5\n"
@@ -224,9 +217,7 @@ def test_exec_stdin_eof_ends_a_tty_less_session(env):
 def test_python_client_stream_exec(env):
     from kubernetes import client
     from kubernetes.stream import stream
-    cfg = client.Configuration()
-    cfg.host = env.url
-    with client.ApiClient(cfg) as api:
+    with python_client(env.kubeconfig) as api:
         core = client.CoreV1Api(api)
         out = stream(core.connect_get_namespaced_pod_exec, "multi", "default", container="b",
                      command=["sh", "-c", "echo py-out; echo py-err >&2"], stderr=True, stdin=False, stdout=True,
@@ -323,9 +314,7 @@ def test_port_forward_to_a_service(env):
 def test_python_client_port_forward(env):
     from kubernetes import client
     from kubernetes.stream import portforward
-    cfg = client.Configuration()
-    cfg.host = env.url
-    with client.ApiClient(cfg) as api:
+    with python_client(env.kubeconfig) as api:
         pf = portforward(client.CoreV1Api(api).connect_get_namespaced_pod_portforward, "web", "default",
                          ports="80")
         sock = pf.socket(80)

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness.pki import session
 from machinery.pb import core_pb2, node_pb2, node_pb2_grpc
 from tests.integration.nodeagent.conftest import (all_running, cid_of, cstatus, make_pod, needs_root, node_ready,
                                                   pod_gone, pod_running, pod_where, wait_for)
@@ -132,7 +133,7 @@ async def test_logs_and_exec_service(api, make_node):
         "command": ["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; sleep 1; exit 1"]}))
     await pod_where(api, "talker", lambda p: p.status.container_statuses and cstatus(p, "c").restart_count >= 1
                     and all_running(p), "restarted once", node)
-    async with grpc.aio.insecure_channel(endpoint) as ch:
+    async with grpc.aio.secure_channel(endpoint, session().kubelet_client().grpc()) as ch:
         stub = node_pb2_grpc.NodeAgentStub(ch)
 
         async def logs(**kw) -> str:
@@ -145,10 +146,11 @@ async def test_logs_and_exec_service(api, make_node):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await logs(container="nope")
         assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    await _only_the_apiserver_may_call(endpoint)
 
     await api.create(sleeper("shell", node))
     await pod_running(api, "shell", node)
-    async with grpc.aio.insecure_channel(endpoint) as ch:
+    async with grpc.aio.secure_channel(endpoint, session().kubelet_client().grpc()) as ch:
         stub = node_pb2_grpc.NodeAgentStub(ch)
 
         async def requests():
@@ -176,3 +178,24 @@ async def test_logs_and_exec_service(api, make_node):
     for name in ("talker", "shell"):
         await api.delete(core_pb2.Pod, name, "default", grace_period=1)
         await pod_gone(api, name, node)
+
+
+async def _only_the_apiserver_may_call(endpoint: str) -> None:
+    """The agent's port refuses an exec from anyone but the apiserver: no
+    certificate, a certificate of another CA (both refused in the handshake),
+    the cluster admin's own certificate (UNAUTHENTICATED)."""
+    from machinery import kubeconfig, pki
+    other = pki.CA.create()
+    cert, key = other.issue("kube-apiserver-kubelet-client", ("system:masters",))
+    admin = session().credentials()
+    attempts = {"no certificate": kubeconfig.Credentials(ca_pem=admin.ca_pem),
+                "another CA": kubeconfig.Credentials(admin.ca_pem, pki.cert_pem(cert), pki.key_pem(key)),
+                "the admin": admin}
+    for who, creds in attempts.items():
+        async with grpc.aio.secure_channel(endpoint, creds.grpc()) as ch:
+            call = node_pb2_grpc.NodeAgentStub(ch).Exec(iter([node_pb2.ExecRequest(
+                namespace="default", pod="talker", command=["id"])]))
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                [r async for r in call]
+            want = grpc.StatusCode.UNAUTHENTICATED if who == "the admin" else grpc.StatusCode.UNAVAILABLE
+            assert exc.value.code() == want, (who, exc.value)
