@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from apiserver import admission_priority
+from apiserver import admission_csr, admission_priority
 from apiserver.auth import UserInfo, current
 from machinery import kinds
 
@@ -72,8 +72,8 @@ class Priority(Plugin):
         return []
 
 
-MUTATING: list[Plugin] = [Priority()]
-VALIDATING: list[Plugin] = [Priority()]
+MUTATING: list[Plugin] = [Priority(), admission_csr.CertificateRequestor()]
+VALIDATING: list[Plugin] = [Priority(), admission_csr.CertificateSubjectRestriction()]
 
 
 async def mutate(req: Request) -> None:

@@ -26,7 +26,7 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from machinery import defaults, deletion, kinds, validation, workloads
+from machinery import csr as csrs, defaults, deletion, errors, kinds, validation, workloads
 from machinery.errors import FieldError
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
@@ -97,7 +97,11 @@ class Strategy:
                 new.ClearField("status")
         new.metadata.generation = old.metadata.generation + (1 if _body(new) != _body(old) else 0)
 
-    def prepare_for_status_update(self, new: Message, old: Message) -> None:
+    def prepare_for_status_update(self, new: Message, old: Message, sub: str = "status") -> None:
+        """Everything but status kept; sub is the subresource written
+        ("status", or a kind's own such as CSRs' "approval")."""
+        if sub != "status":
+            raise errors.NotFound("the server could not find the requested resource")
         status = type(new.status)()
         status.CopyFrom(new.status)
         new.CopyFrom(old)
@@ -150,8 +154,8 @@ class PodStrategy(Strategy):
         pod.status.phase = "Pending"
         pod.status.qos_class = _qos(pod)
 
-    def prepare_for_status_update(self, new, old) -> None:
-        super().prepare_for_status_update(new, old)
+    def prepare_for_status_update(self, new, old, sub: str = "status") -> None:
+        super().prepare_for_status_update(new, old, sub)
         if not new.status.qos_class:
             new.status.qos_class = old.status.qos_class
 
@@ -216,6 +220,36 @@ class JobStrategy(Strategy):
         workloads.generate_job_selector(job)
 
 
+class CSRStrategy(Strategy):
+    """CertificateSigningRequests (Kubernetes' registry/certificates strategy):
+    a new request starts with no status (nobody creates a pre-approved one;
+    the requestor is filled in by admission_csr); the status subresource
+    writes the certificate and other conditions but never Approved/Denied,
+    the approval subresource writes only Approved/Denied."""
+
+    DECISIONS = (csrs.APPROVED, csrs.DENIED)
+
+    def prepare_for_status_update(self, new, old, sub: str = "status") -> None:
+        if sub not in ("status", "approval"):
+            super().prepare_for_status_update(new, old, sub)
+        conds = list(new.status.conditions)
+        cert = old.status.certificate if sub == "approval" else new.status.certificate
+        new.spec.CopyFrom(old.spec)
+        new.metadata.CopyFrom(old.metadata)
+        decided = sub == "approval"
+        keep = [c for c in old.status.conditions if (c.type in self.DECISIONS) != decided]
+        take = [c for c in conds if (c.type in self.DECISIONS) == decided]
+        del new.status.conditions[:]
+        new.status.conditions.extend(keep + take)
+        new.status.certificate = cert
+        stamp = now()
+        for c in new.status.conditions:
+            if not c.HasField("last_update_time"):
+                c.last_update_time.CopyFrom(stamp)
+            if not c.HasField("last_transition_time"):
+                c.last_transition_time.CopyFrom(stamp)
+
+
 STRATEGIES: dict[str, Strategy] = {}
 for _info in kinds.KINDS:
     if _info.kind in ("PersistentVolume", "PersistentVolumeClaim"):
@@ -223,7 +257,7 @@ for _info in kinds.KINDS:
         STRATEGIES[_info.kind] = VolumeStrategy(_info, f"kubernetes.io/{_short}-protection")
         continue
     _cls = {"Pod": PodStrategy, "Namespace": NamespaceStrategy, "Service": ServiceStrategy,
-            "Job": JobStrategy}.get(_info.kind, Strategy)
+            "Job": JobStrategy, "CertificateSigningRequest": CSRStrategy}.get(_info.kind, Strategy)
     STRATEGIES[_info.kind] = _cls(_info)
 
 

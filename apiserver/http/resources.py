@@ -171,10 +171,10 @@ class Resources:
         return await self.write(request, t, obj, warnings)
 
     async def write(self, request, t: Target, obj: Message, warnings=(), dry=None) -> web.Response:
-        status = t.sub == "status"
+        status = t.sub in ("status", "approval")
         dry = dry_run(request) if dry is None else dry
         async with self.verbs.measured("update_status" if status else "update", t.info):
-            out, more = await self.verbs.update(obj, status=status, dry_run=dry)
+            out, more = await self.verbs.update(obj, status=status, dry_run=dry, subresource=t.sub)
         return self.one(request, t, out, 200, list(warnings) + list(more))
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:

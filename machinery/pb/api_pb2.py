@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16machinery/pb/api.proto\x12\x07kctl.v1\x1a\x19google/protobuf/any.proto\"F\n\rCreateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"F\n\rUpdateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x85\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x06 \x01(\t\"e\n\x0cListResponse\x12\x18\n\x10resource_version\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.google.protobuf.Any\x12\x16\n\x0e\x63ontinue_token\x18\x03 \x01(\t\"6\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd6\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x05 \x01(\t\x12-\n\rpreconditions\x18\x06 \x01(\x0b\x32\x16.kctl.v1.Preconditions\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"H\n\x0eObjectResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08warnings\x18\x02 \x03(\t\"G\n\x0e\x44\x65leteResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"Z\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12$\n\x06object\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"\xbe\x01\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12:\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32%.kctl.v1.BindRequest.AnnotationsEntry\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x10\x42indBatchRequest\x12&\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x14.kctl.v1.BindRequest\"R\n\nBindResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x1e\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0f.kctl.v1.Status\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"9\n\x11\x42indBatchResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.kctl.v1.BindResult\"\x10\n\x0eVersionRequest\"N\n\x0fVersionResponse\x12\x13\n\x0bgit_version\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x14\n\x0c\x65tcd_version\x18\x03 \x01(\t\"=\n\x0bStatusCause\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\x8a\x01\n\rStatusDetails\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12$\n\x06\x63\x61uses\x18\x05 \x03(\x0b\x32\x14.kctl.v1.StatusCause\x12\x1b\n\x13retry_after_seconds\x18\x06 \x01(\x05\"`\n\x06Status\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x16.kctl.v1.StatusDetails\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x32\xd1\x04\n\x03\x41pi\x12\x39\n\x06\x43reate\x12\x16.kctl.v1.CreateRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x33\n\x03Get\x12\x13.kctl.v1.GetRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x33\n\x04List\x12\x14.kctl.v1.ListRequest\x1a\x15.kctl.v1.ListResponse\x12\x39\n\x06Update\x12\x16.kctl.v1.UpdateRequest\x1a\x17.kctl.v1.ObjectResponse\x12?\n\x0cUpdateStatus\x12\x16.kctl.v1.UpdateRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x39\n\x06\x44\x65lete\x12\x16.kctl.v1.DeleteRequest\x1a\x17.kctl.v1.DeleteResponse\x12\x35\n\x05Watch\x12\x15.kctl.v1.WatchRequest\x1a\x13.kctl.v1.WatchEvent0\x01\x12\x35\n\x04\x42ind\x12\x14.kctl.v1.BindRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x42\n\tBindBatch\x12\x19.kctl.v1.BindBatchRequest\x1a\x1a.kctl.v1.BindBatchResponse\x12<\n\x07Version\x12\x17.kctl.v1.VersionRequest\x1a\x18.kctl.v1.VersionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16machinery/pb/api.proto\x12\x07kctl.v1\x1a\x19google/protobuf/any.proto\"F\n\rCreateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"[\n\rUpdateRequest\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x13\n\x0bsubresource\x18\x03 \x01(\t\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x85\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x06 \x01(\t\"e\n\x0cListResponse\x12\x18\n\x10resource_version\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.google.protobuf.Any\x12\x16\n\x0e\x63ontinue_token\x18\x03 \x01(\t\"6\n\rPreconditions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xd6\x01\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12!\n\x14grace_period_seconds\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12propagation_policy\x18\x05 \x01(\t\x12-\n\rpreconditions\x18\x06 \x01(\x0b\x32\x16.kctl.v1.Preconditions\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"H\n\x0eObjectResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x10\n\x08warnings\x18\x02 \x03(\t\"G\n\x0e\x44\x65leteResponse\x12$\n\x06object\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\x92\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x17\n\x0f\x61llow_bookmarks\x18\x06 \x01(\x08\"Z\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12$\n\x06object\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"\xbe\x01\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\x11\n\tnode_name\x18\x04 \x01(\t\x12:\n\x0b\x61nnotations\x18\x05 \x03(\x0b\x32%.kctl.v1.BindRequest.AnnotationsEntry\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x10\x42indBatchRequest\x12&\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x14.kctl.v1.BindRequest\"R\n\nBindResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x1e\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0f.kctl.v1.Status\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"9\n\x11\x42indBatchResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.kctl.v1.BindResult\"\x10\n\x0eVersionRequest\"N\n\x0fVersionResponse\x12\x13\n\x0bgit_version\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x14\n\x0c\x65tcd_version\x18\x03 \x01(\t\"=\n\x0bStatusCause\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\x8a\x01\n\rStatusDetails\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12$\n\x06\x63\x61uses\x18\x05 \x03(\x0b\x32\x14.kctl.v1.StatusCause\x12\x1b\n\x13retry_after_seconds\x18\x06 \x01(\x05\"`\n\x06Status\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\'\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x16.kctl.v1.StatusDetails\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x32\xd1\x04\n\x03\x41pi\x12\x39\n\x06\x43reate\x12\x16.kctl.v1.CreateRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x33\n\x03Get\x12\x13.kctl.v1.GetRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x33\n\x04List\x12\x14.kctl.v1.ListRequest\x1a\x15.kctl.v1.ListResponse\x12\x39\n\x06Update\x12\x16.kctl.v1.UpdateRequest\x1a\x17.kctl.v1.ObjectResponse\x12?\n\x0cUpdateStatus\x12\x16.kctl.v1.UpdateRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x39\n\x06\x44\x65lete\x12\x16.kctl.v1.DeleteRequest\x1a\x17.kctl.v1.DeleteResponse\x12\x35\n\x05Watch\x12\x15.kctl.v1.WatchRequest\x1a\x13.kctl.v1.WatchEvent0\x01\x12\x35\n\x04\x42ind\x12\x14.kctl.v1.BindRequest\x1a\x17.kctl.v1.ObjectResponse\x12\x42\n\tBindBatch\x12\x19.kctl.v1.BindBatchRequest\x1a\x1a.kctl.v1.BindBatchResponse\x12<\n\x07Version\x12\x17.kctl.v1.VersionRequest\x1a\x18.kctl.v1.VersionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,45 +37,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEREQUEST']._serialized_start=62
   _globals['_CREATEREQUEST']._serialized_end=132
   _globals['_UPDATEREQUEST']._serialized_start=134
-  _globals['_UPDATEREQUEST']._serialized_end=204
-  _globals['_GETREQUEST']._serialized_start=206
-  _globals['_GETREQUEST']._serialized_end=265
-  _globals['_LISTREQUEST']._serialized_start=268
-  _globals['_LISTREQUEST']._serialized_end=401
-  _globals['_LISTRESPONSE']._serialized_start=403
-  _globals['_LISTRESPONSE']._serialized_end=504
-  _globals['_PRECONDITIONS']._serialized_start=506
-  _globals['_PRECONDITIONS']._serialized_end=560
-  _globals['_DELETEREQUEST']._serialized_start=563
-  _globals['_DELETEREQUEST']._serialized_end=777
-  _globals['_OBJECTRESPONSE']._serialized_start=779
-  _globals['_OBJECTRESPONSE']._serialized_end=851
-  _globals['_DELETERESPONSE']._serialized_start=853
-  _globals['_DELETERESPONSE']._serialized_end=924
-  _globals['_WATCHREQUEST']._serialized_start=927
-  _globals['_WATCHREQUEST']._serialized_end=1073
-  _globals['_WATCHEVENT']._serialized_start=1075
-  _globals['_WATCHEVENT']._serialized_end=1165
-  _globals['_BINDREQUEST']._serialized_start=1168
-  _globals['_BINDREQUEST']._serialized_end=1358
-  _globals['_BINDREQUEST_ANNOTATIONSENTRY']._serialized_start=1308
-  _globals['_BINDREQUEST_ANNOTATIONSENTRY']._serialized_end=1358
-  _globals['_BINDBATCHREQUEST']._serialized_start=1360
-  _globals['_BINDBATCHREQUEST']._serialized_end=1418
-  _globals['_BINDRESULT']._serialized_start=1420
-  _globals['_BINDRESULT']._serialized_end=1502
-  _globals['_BINDBATCHRESPONSE']._serialized_start=1504
-  _globals['_BINDBATCHRESPONSE']._serialized_end=1561
-  _globals['_VERSIONREQUEST']._serialized_start=1563
-  _globals['_VERSIONREQUEST']._serialized_end=1579
-  _globals['_VERSIONRESPONSE']._serialized_start=1581
-  _globals['_VERSIONRESPONSE']._serialized_end=1659
-  _globals['_STATUSCAUSE']._serialized_start=1661
-  _globals['_STATUSCAUSE']._serialized_end=1722
-  _globals['_STATUSDETAILS']._serialized_start=1725
-  _globals['_STATUSDETAILS']._serialized_end=1863
-  _globals['_STATUS']._serialized_start=1865
-  _globals['_STATUS']._serialized_end=1961
-  _globals['_API']._serialized_start=1964
-  _globals['_API']._serialized_end=2557
+  _globals['_UPDATEREQUEST']._serialized_end=225
+  _globals['_GETREQUEST']._serialized_start=227
+  _globals['_GETREQUEST']._serialized_end=286
+  _globals['_LISTREQUEST']._serialized_start=289
+  _globals['_LISTREQUEST']._serialized_end=422
+  _globals['_LISTRESPONSE']._serialized_start=424
+  _globals['_LISTRESPONSE']._serialized_end=525
+  _globals['_PRECONDITIONS']._serialized_start=527
+  _globals['_PRECONDITIONS']._serialized_end=581
+  _globals['_DELETEREQUEST']._serialized_start=584
+  _globals['_DELETEREQUEST']._serialized_end=798
+  _globals['_OBJECTRESPONSE']._serialized_start=800
+  _globals['_OBJECTRESPONSE']._serialized_end=872
+  _globals['_DELETERESPONSE']._serialized_start=874
+  _globals['_DELETERESPONSE']._serialized_end=945
+  _globals['_WATCHREQUEST']._serialized_start=948
+  _globals['_WATCHREQUEST']._serialized_end=1094
+  _globals['_WATCHEVENT']._serialized_start=1096
+  _globals['_WATCHEVENT']._serialized_end=1186
+  _globals['_BINDREQUEST']._serialized_start=1189
+  _globals['_BINDREQUEST']._serialized_end=1379
+  _globals['_BINDREQUEST_ANNOTATIONSENTRY']._serialized_start=1329
+  _globals['_BINDREQUEST_ANNOTATIONSENTRY']._serialized_end=1379
+  _globals['_BINDBATCHREQUEST']._serialized_start=1381
+  _globals['_BINDBATCHREQUEST']._serialized_end=1439
+  _globals['_BINDRESULT']._serialized_start=1441
+  _globals['_BINDRESULT']._serialized_end=1523
+  _globals['_BINDBATCHRESPONSE']._serialized_start=1525
+  _globals['_BINDBATCHRESPONSE']._serialized_end=1582
+  _globals['_VERSIONREQUEST']._serialized_start=1584
+  _globals['_VERSIONREQUEST']._serialized_end=1600
+  _globals['_VERSIONRESPONSE']._serialized_start=1602
+  _globals['_VERSIONRESPONSE']._serialized_end=1680
+  _globals['_STATUSCAUSE']._serialized_start=1682
+  _globals['_STATUSCAUSE']._serialized_end=1743
+  _globals['_STATUSDETAILS']._serialized_start=1746
+  _globals['_STATUSDETAILS']._serialized_end=1884
+  _globals['_STATUS']._serialized_start=1886
+  _globals['_STATUS']._serialized_end=1982
+  _globals['_API']._serialized_start=1985
+  _globals['_API']._serialized_end=2578
 # @@protoc_insertion_point(module_scope)

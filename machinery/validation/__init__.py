@@ -23,13 +23,13 @@ CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
 Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
 (PersistentVolume, PersistentVolumeClaim, StorageClass), `placement`
 (pod affinity, spread constraints, priority fields, PriorityClass) and
-`discovery` (EndpointSlice).
+`discovery` (EndpointSlice) and `certificates` (CertificateSigningRequest).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import (apps, autoscaling, batch, config, core, discovery, placement, policy,
+from machinery.validation import (apps, autoscaling, batch, certificates, config, core, discovery, placement, policy,
                                   statefulset, storage)
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
@@ -76,6 +76,7 @@ _SPEC_RULES = {
     "HorizontalPodAutoscaler": autoscaling.validate_hpa,
     "PriorityClass": placement.validate_priority_class,
     "EndpointSlice": discovery.validate_endpoint_slice,
+    "CertificateSigningRequest": certificates.validate_csr,
 }
 
 _CREATE_RULES = {
@@ -170,6 +171,7 @@ _UPDATE_RULES = {
     "StorageClass": storage.validate_storage_class_update,
     "PriorityClass": placement.validate_priority_class_update,
     "EndpointSlice": discovery.validate_endpoint_slice_update,
+    "CertificateSigningRequest": certificates.validate_csr_update,
 }
 
 
@@ -207,6 +209,7 @@ def _pod_status(new, old) -> list[FieldError]:
 
 _STATUS_RULES = {
     "Pod": _pod_status,
+    "CertificateSigningRequest": certificates.validate_csr_status,
     "ReplicaSet": lambda n, o: apps.validate_replicas_status(n.status, deployment=False),
     "Deployment": lambda n, o: apps.validate_replicas_status(n.status, deployment=True),
     "Service": lambda n, o: core.validate_service_status(n),
