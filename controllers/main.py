@@ -4,7 +4,9 @@
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
-                       horizontalpodautoscaling]
+                       horizontalpodautoscaling,csrapproving,csrsigning,tokencleaner,bootstrapsigner]
+        [--cluster-signing-cert-file ca.crt --cluster-signing-key-file ca.key]
+        [--cluster-signing-duration 8760h] [--cluster-info-server https://HOST:PORT]
         [--horizontal-pod-autoscaler-sync-period 15s]
         [--horizontal-pod-autoscaler-downscale-stabilization 5m]
         [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
@@ -42,7 +44,7 @@ log = logging.getLogger("kctl.controllers.manager")
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
-       "horizontalpodautoscaling")
+       "horizontalpodautoscaling", "csrapproving", "csrsigning", "tokencleaner", "bootstrapsigner")
 
 
 def duration(text: str) -> float:
@@ -85,6 +87,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="how often every HPA is reconciled")
     p.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration, default=300.0,
                    help="the scale-down stabilization window of HPAs without spec.behavior")
+    p.add_argument("--cluster-signing-cert-file", default="",
+                   help="the cluster CA certificate (PEM) that signs CSRs; csrsigning is off without it")
+    p.add_argument("--cluster-signing-key-file", default="", help="the cluster CA's private key (PEM)")
+    p.add_argument("--cluster-signing-duration", type=duration, default=8760 * 3600.0,
+                   help="the longest validity of a signed certificate (default 8760h)")
+    p.add_argument("--cluster-info-server", default="",
+                   help="the apiserver URL joining nodes use; with --cluster-signing-cert-file the "
+                        "bootstrap signer publishes kube-public/cluster-info with it when missing")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
@@ -162,11 +172,42 @@ def build(client, args) -> tuple[dict, dict]:
             client, factory, recorder, sync_period=args.horizontal_pod_autoscaler_sync_period,
             downscale_window=args.horizontal_pod_autoscaler_downscale_stabilization),
     }
-    ctrls = {name: makers[name]() for name in selected(args.controllers)}
+    makers.update(_certificate_makers(client, factory, recorder, args))
+    ctrls = {name: c for name in selected(args.controllers) if (c := makers[name]()) is not None}
     tasks = {"informers": factory.run(), "events": recorder.run()}
     for name, c in ctrls.items():
         tasks[f"controller:{name}"] = c.run()
     return tasks, ctrls
+
+
+def _certificate_makers(client, factory, recorder, args) -> dict:
+    """Node join (issue 14): CSR approval and signing, bootstrap tokens.
+    csrsigning needs the CA files (None, i.e. not started, without them, as
+    in Kubernetes)."""
+    from controllers.bootstrap import BootstrapSigner, TokenCleaner
+    from controllers.csrapproving import CSRApprovingController
+    from controllers.csrsigning import CA, CSRSigningController
+
+    have_ca = bool(args.cluster_signing_cert_file and args.cluster_signing_key_file)
+
+    def signing():
+        if not have_ca:
+            log.info("skipping csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file")
+            return None
+        ca = CA.from_files(args.cluster_signing_cert_file, args.cluster_signing_key_file)
+        return CSRSigningController(client, factory, recorder, ca=ca, duration=args.cluster_signing_duration)
+
+    def bootstrapsigner():
+        ca_pem = None
+        if args.cluster_signing_cert_file and args.cluster_info_server:
+            with open(args.cluster_signing_cert_file, "rb") as f:
+                ca_pem = f.read()
+        return BootstrapSigner(client, factory, recorder, ca_pem=ca_pem, server=args.cluster_info_server)
+
+    return {"csrapproving": lambda: CSRApprovingController(client, factory, recorder),
+            "csrsigning": signing,
+            "tokencleaner": lambda: TokenCleaner(client, factory, recorder),
+            "bootstrapsigner": bootstrapsigner}
 
 
 async def run_all(client, args) -> None:
