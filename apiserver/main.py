@@ -79,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--watch-send-timeout", type=float, default=limits.DEFAULT_WATCH_SEND_TIMEOUT,
                    help="seconds a watcher may take to accept one event before it is dropped "
                         "(0: never; default %(default)s)")
+    p.add_argument("--enable-bootstrap-token-auth", action="store_true",
+                   help="accept bootstrap tokens (kube-system Secrets of type bootstrap.kubernetes.io/token) "
+                        "as bearer tokens")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -141,6 +144,15 @@ async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metric
         return None
 
 
+def _authenticator(args, store):
+    """Today everyone is system:unsecured, plus bootstrap tokens when asked for."""
+    if not args.enable_bootstrap_token_auth:
+        return None
+    from apiserver.auth.authn import Insecure
+    from apiserver.auth.bootstraptoken import BearerTokens, BootstrapTokenAuthenticator
+    return BearerTokens([BootstrapTokenAuthenticator.from_store(store)], Insecure())
+
+
 async def run(args: argparse.Namespace) -> None:
     try:
         enc = encryption.load_or_generate(args.encryption_provider_config)
@@ -155,7 +167,7 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate()                     # who asks, and may they (apiserver.auth): today everyone, everything
+    gate = Gate(_authenticator(args, store))   # who asks, and may they (apiserver.auth)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),

@@ -80,6 +80,10 @@ class BootstrapSigner(Controller):
     def informers(self):
         return [self.secret_inf, self.cm_inf]
 
+    async def run(self) -> None:
+        self.enqueue_key(CLUSTER_INFO_KEY)       # publish even when no token or ConfigMap event comes
+        await super().run()
+
     def signing_tokens(self) -> dict[str, str]:
         now, out = self.clock(), {}
         for s in self.secret_inf.list(bt.NAMESPACE):

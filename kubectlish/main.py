@@ -51,6 +51,9 @@ COMMANDS = {
     "dashboard": "kubectlish.dashboard:dashboard_cmd",
     "top": "kubectlish.top:top_group",
     "autoscale": "kubectlish.autoscale:autoscale_cmd",
+    "certificate": "kubectlish.certificates:certificate_group",
+    "token": "kubectlish.tokens:token_group",
+    "join": "kubectlish.join:join_cmd",
 }
 
 # Commands that work without a usable cluster configuration.

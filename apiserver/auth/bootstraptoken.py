@@ -13,6 +13,12 @@ check is refused with 401 (errors.Unauthorized), as a node joining with an
 expired token must be. The Secret is read from the Store (etcd, decrypted
 like any read) on every request: bootstrap tokens are used a handful of
 times per node join, so no cache is worth its staleness.
+
+`BearerTokens(tokens, fallback)` is what `--enable-bootstrap-token-auth`
+plugs into the Gate until the TLS work's Union authenticator takes the
+token authenticators itself: a request with `Authorization: Bearer T`
+(HTTP header or gRPC metadata) is decided by the token authenticators,
+anything else by the fallback (today `Insecure`).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import hmac
 import logging
 import time
 
-from apiserver.auth.authn import TokenAuthenticator
+from apiserver.auth.authn import Authenticator, TokenAuthenticator
 from apiserver.auth.user import AUTHENTICATED, UserInfo
 from machinery import bootstraptoken as bt, errors
 
@@ -75,3 +81,32 @@ class BootstrapTokenAuthenticator(TokenAuthenticator):
         except bt.BadToken as exc:
             raise _refuse(token_id, str(exc)) from exc
         return UserInfo(bt.USER_PREFIX + token_id, groups=(bt.GROUP, *extra, AUTHENTICATED))
+
+
+def bearer(value: str | None) -> str | None:
+    """The token of an `Authorization: Bearer T` value."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class BearerTokens(Authenticator):
+    def __init__(self, tokens: list[TokenAuthenticator], fallback: Authenticator):
+        self.tokens, self.fallback = tokens, fallback
+
+    async def _token(self, token: str) -> UserInfo:
+        for t in self.tokens:
+            who = await t.token(token)
+            if who is not None:
+                return who
+        raise errors.Unauthorized("Unauthorized")
+
+    async def http(self, request) -> UserInfo | None:
+        token = bearer(request.headers.get("Authorization"))
+        return await self._token(token) if token else await self.fallback.http(request)
+
+    async def grpc(self, context) -> UserInfo | None:
+        md = dict(context.invocation_metadata() or ())
+        token = bearer(md.get("authorization"))
+        return await self._token(token) if token else await self.fallback.grpc(context)

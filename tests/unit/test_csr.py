@@ -272,7 +272,6 @@ async def test_bootstrap_signer_publishes_and_signs_cluster_info():
     ca, _ = make_ca()
     async with harness(lambda h: BootstrapSigner(h.client, h.factory, ca_pem=ca, server="https://10.0.0.1:6443"),
                        workers=True) as (h, signer):
-        signer.enqueue_key("kube-public/cluster-info")
         h.client.seed(token_secret("abcdef.0123456789abcdef", 3600, time.time()),
                       token_secret("nosign.0123456789abcdef", 3600, time.time(), usages=["authentication"]))
 
