@@ -33,6 +33,11 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
     elif kind == "PodDisruptionBudget":
         obj.spec.min_available.int_val = 1
         obj.spec.selector.match_labels["app"] = name
+    elif kind == "CertificateSigningRequest":
+        from machinery import csr
+        obj.spec.request = csr.make_request(csr.new_key(), name)
+        obj.spec.signer_name = csr.KUBE_APISERVER_CLIENT
+        obj.spec.usages.append("client auth")
     elif kind == "HorizontalPodAutoscaler":
         obj.spec.scale_target_ref.api_version, obj.spec.scale_target_ref.kind = "apps/v1", "Deployment"
         obj.spec.scale_target_ref.name = name
