@@ -57,7 +57,7 @@ COMMANDS = {
 }
 
 # Commands that work without a usable cluster configuration.
-_CONFIG_TOLERANT = {"config"}
+_CONFIG_TOLERANT = {"config", "join"}
 # Commands whose own options share names with the global ones.
 _NO_HOIST = {"config"}
 

@@ -27,6 +27,12 @@ gRPC, the network worker, executors — inherits it): only the network
 namespace changes, never the mount namespace (design §4: ``ip netns exec``
 remounts /sys and runc then finds no cgroups).
 
+Node join (issue 14): with ``--bootstrap-kubeconfig`` (a bootstrap token)
+the agent first obtains a client certificate through a
+CertificateSigningRequest, writes ``--kubeconfig`` and keeps renewing the
+certificate (nodeagent/certbootstrap.py, machinery/certmanager.py);
+``--apiserver`` then defaults to that kubeconfig's server.
+
 ``build_agent()`` is also what the hollow-node tests and benchmarks call to
 run many agents in one process (``runtime="fake"``).
 """
@@ -141,6 +147,8 @@ def parser() -> argparse.ArgumentParser:
                    help="cluster domain: pods search NS.svc.DOMAIN svc.DOMAIN DOMAIN (default %(default)s)")
     p.add_argument("--cleanup-iptables", action="store_true",
                    help="remove every KCTL-* iptables chain and hook (in --netns) and exit")
+    from nodeagent import certbootstrap
+    certbootstrap.add_arguments(p)     # node join: --bootstrap-kubeconfig, --kubeconfig, --cert-dir
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -149,7 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser()
     args = p.parse_args(argv)
     if not args.cleanup_iptables:
-        missing = [f"--{a.replace('_', '-')}" for a in REQUIRED if not getattr(args, a)]
+        missing = [f"--{a.replace('_', '-')}" for a in REQUIRED if not getattr(args, a)
+                   and not (a == "apiserver" and (args.kubeconfig or args.bootstrap_kubeconfig))]
         if missing:
             p.error(f"the following arguments are required: {', '.join(missing)}")
     if args.proxy is None:
@@ -212,6 +221,9 @@ async def amain(args) -> None:
         if not sep:
             raise SystemExit(f"--registry-mirror {m!r}: expected REGISTRY=URL")
         mirrors.setdefault(host, []).append(url)
+    from nodeagent import certbootstrap
+    await certbootstrap.ensure(args)          # a client certificate from the bootstrap token first
+    args.apiserver = certbootstrap.server(args)
     client = Client(args.apiserver, timeout=30, user_agent=f"kctl-nodeagent/{args.node_name}")
     if args.hollow_nodes:
         if args.runtime != "fake":
@@ -231,6 +243,8 @@ async def amain(args) -> None:
         crashloop_base=args.crashloop_base, agent_port=args.agent_port, proxy=args.proxy,
         masquerade_cidr=args.masquerade_cidr, dns=DnsConfigurer(args.cluster_dns, args.cluster_domain))
     tasks = {"agent": agent.run()}
+    if (renewer := certbootstrap.renewer(args)) is not None:
+        tasks["certificate-renewal"] = renewer.run()
     if args.metrics_listen:
         tasks["metrics"] = metrics.serve(args.metrics_listen)
     if args.runtime == "runc" and args.agent_port:
