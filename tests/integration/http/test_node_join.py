@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,11 +20,11 @@ import grpc
 import pytest
 from cryptography import x509
 
-from machinery import bootstraptoken as bt, clusterinfo, codec, csr as csrs, kinds
+from machinery import bootstraptoken as bt, certmanager, clusterinfo, codec, csr as csrs, kinds
 from machinery.pb import api_pb2, api_pb2_grpc
 from tests.cluster import ControllerManager
 from tests.integration.http.conftest import KUBECTL, Kube
-from tests.integration.kctl_helpers import call, kctl
+from tests.integration.kctl_helpers import call, kctl, kctl_subprocess
 from tests.unit.certs import make_ca
 
 TOKEN = "abcdef.0123456789abcdef"
@@ -42,7 +45,7 @@ def join(tmp_path_factory):
     k.cm = ControllerManager(work, k.apiserver.target, extra_args=[
         "--controllers", "csrapproving,csrsigning,tokencleaner,bootstrapsigner",
         "--cluster-signing-cert-file", str(work / "ca.crt"), "--cluster-signing-key-file", str(work / "ca.key"),
-        "--cluster-signing-duration", "2h", "--cluster-info-server", "https://10.0.0.1:6443"])
+        "--cluster-signing-duration", "2h", "--cluster-info-server", f"https://{k.apiserver.target}"])
     k.start()
     try:
         k.cm.start()
@@ -108,10 +111,11 @@ def test_token_create_list_and_join_command(join):
         return next((cm for cm in cms if cm.metadata.name == "cluster-info" and "jws-kubeconfig-abcdef" in cm.data),
                     None)
     cm = wait_for(signed, "cluster-info signed")
-    assert clusterinfo.verify(dict(cm.data), TOKEN, [bt.ca_hash(join.ca)]) == ("https://10.0.0.1:6443", join.ca)
+    server = f"https://{join.apiserver.target}"
+    assert clusterinfo.verify(dict(cm.data), TOKEN, [bt.ca_hash(join.ca)]) == (server, join.ca)
     r = kctl(join.apiserver.target, "token", "create", "--print-join-command")
     line = r.out.strip()
-    assert line.startswith("kctl join https://10.0.0.1:6443 --token ") and \
+    assert line.startswith(f"kctl join {server} --token ") and \
         line.endswith(f"--discovery-token-ca-cert-hash {bt.ca_hash(join.ca)}"), r
     new_id = line.split("--token ")[1][:6]
     assert kctl(join.apiserver.target, "token", "delete", new_id).out == f'bootstrap token "{new_id}" deleted\n'
@@ -199,3 +203,45 @@ def test_status_cannot_approve_and_masters_are_refused(join):
     out["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "Me"}]}
     code, put = http(join, "PUT", f"{CSR_PATH}/sneaky/status", out)
     assert code == 200 and not put["status"].get("conditions")                  # only /approval approves
+
+
+def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_path):
+    """kubeadm join's flow with a hollow (fake runtime) agent: discovery over the HTTP API, the JWS and CA pin
+    checked, the bootstrap kubeconfig written, the agent exec'd; it submits its CSR with the token, the
+    controller manager approves and signs it, the agent writes its kubeconfig and registers its Node."""
+    add_token(join, "join01.0123456789abcdef", 3600)
+    wait_for(lambda: "jws-kubeconfig-join01" in call(join.apiserver.target, lambda c: c.get(
+        "ConfigMap", "cluster-info", "kube-public")).data, "cluster-info signed for join01")
+    bad = kctl_subprocess("join", join.apiserver.target, "--token", "join01.0123456789abcdef",
+                          "--discovery-token-ca-cert-hash", bt.ca_hash(make_ca()[0]), "--discovery-url", join.url,
+                          "--dir", str(tmp_path))
+    assert bad.code == 1 and "none of the public keys" in bad.err, bad
+    log = open(tmp_path / "join.log", "w")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "kctl"), "join", join.apiserver.target,
+                             "--token", "join01.0123456789abcdef", "--discovery-token-ca-cert-hash",
+                             bt.ca_hash(join.ca), "--discovery-url", join.url, "--dir", str(tmp_path),
+                             "--node-name", "joined", "--", "--node-ip", "127.0.0.1", "--root-dir",
+                             str(tmp_path / "root"), "--runtime", "fake", "--agent-port", "0"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        node = wait_for(lambda: next((n for n in call(join.apiserver.target, lambda c: c.list("Node"))[0]
+                                      if n.metadata.name == "joined"), None), "node registered", timeout=60)
+        assert node.metadata.name == "joined"
+        creds = certmanager.load_kubeconfig(str(tmp_path / "nodeagent.kubeconfig"))
+        assert creds.server == f"https://{join.apiserver.target}" and creds.ca_pem == join.ca
+        assert csrs.subject(x509.load_pem_x509_certificate(creds.cert_pem)) == ("system:node:joined",
+                                                                               ["system:nodes"])
+        boot = certmanager.load_kubeconfig(str(tmp_path / "bootstrap-kubeconfig"))
+        assert boot.token == "join01.0123456789abcdef" and boot.ca_pem == join.ca
+        csr_rows = [r.split() for r in join.ok("get", "csr").splitlines() if r.startswith("node-csr-")]
+        assert any(r[3] == "system:bootstrap:join01" and r[-1] == "Approved,Issued" for r in csr_rows), csr_rows
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    out = (tmp_path / "join.log").read_text()
+    assert "[discovery] Cluster info signature and contents are valid" in out, out
