@@ -63,8 +63,8 @@ def decide(csr) -> str:
     return ""
 
 
-class CSRApprovingController(Controller):
-    name = "csrapproving"
+class CSRController(Controller):
+    """A controller of CertificateSigningRequests: every add and update enqueues the CSR."""
 
     def __init__(self, client, factory, recorder=None, workers: int = 2):
         super().__init__(client, factory, recorder, workers)
@@ -73,6 +73,10 @@ class CSRApprovingController(Controller):
 
     def informers(self):
         return [self.csr_inf]
+
+
+class CSRApprovingController(CSRController):
+    name = "csrapproving"
 
     async def sync(self, key: str) -> None:
         csr = self.csr_inf.get_by_key(key)

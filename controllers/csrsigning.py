@@ -27,8 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from machinery import csr as csrs, errors
 
-from controllers.base import Controller
-from controllers.csrapproving import kubelet_client_problem
+from controllers.csrapproving import CSRController, kubelet_client_problem
 
 BACKDATE = 300.0
 DEFAULT_DURATION = 365 * 24 * 3600.0
@@ -38,7 +37,8 @@ _KEY_USAGE_FLAGS = {"digital signature": "digital_signature", "key encipherment"
                     "content commitment": "content_commitment", "data encipherment": "data_encipherment",
                     "key agreement": "key_agreement", "cert sign": "key_cert_sign", "crl sign": "crl_sign"}
 _EXT_USAGES = {"client auth": ExtendedKeyUsageOID.CLIENT_AUTH, "server auth": ExtendedKeyUsageOID.SERVER_AUTH,
-               "code signing": ExtendedKeyUsageOID.CODE_SIGNING, "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+               "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
+               "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
                "timestamping": ExtendedKeyUsageOID.TIME_STAMPING, "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING}
 
 
@@ -98,18 +98,13 @@ def sign(ca: CA, csr, duration: float, now: float) -> bytes:
     return b.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
-class CSRSigningController(Controller):
+class CSRSigningController(CSRController):
     name = "csrsigning"
 
     def __init__(self, client, factory, recorder=None, workers: int = 2, *, ca: CA,
                  duration: float = DEFAULT_DURATION, clock=time.time):
         super().__init__(client, factory, recorder, workers)
         self.ca, self.duration, self.clock = ca, duration, clock
-        self.csr_inf = factory.informer("CertificateSigningRequest")
-        self.csr_inf.add_handler(self.enqueue, lambda old, new: self.enqueue(new), None)
-
-    def informers(self):
-        return [self.csr_inf]
 
     async def sync(self, key: str) -> None:
         csr = self.csr_inf.get_by_key(key)

@@ -46,10 +46,11 @@ async def _decide(ctx: Ctx, names, approve: bool, force: bool):
 
 def _command(approve: bool):
     verb = "approve" if approve else "deny"
+    other = "denied" if approve else "approved"
 
     @click.command(verb)
     @click.argument("names", nargs=-1, required=True)
-    @click.option("--force", is_flag=True, help=f"Update the CSR even if it is already {'denied' if approve else 'approved'}.")
+    @click.option("--force", is_flag=True, help=f"Update the CSR even if it is already {other}.")
     @click.pass_obj
     def cmd(ctx: Ctx, names, force):
         run(ctx, _decide, names, approve, force)

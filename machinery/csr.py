@@ -83,8 +83,8 @@ def parse_request(pem: bytes) -> x509.CertificateSigningRequest:
     except ValueError as exc:
         raise BadRequestPEM(f"asn1: structure error: {exc}") from exc
     if not req.is_signature_valid:
-        raise BadRequestPEM("x509: ECDSA verification failure" if isinstance(req.public_key(), ec.EllipticCurvePublicKey)
-                            else "crypto/rsa: verification error")
+        ecdsa = isinstance(req.public_key(), ec.EllipticCurvePublicKey)
+        raise BadRequestPEM("x509: ECDSA verification failure" if ecdsa else "crypto/rsa: verification error")
     return req
 
 
