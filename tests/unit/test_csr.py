@@ -288,3 +288,17 @@ async def test_bootstrap_signer_publishes_and_signs_cluster_info():
 
 def test_ecdsa_keys():
     assert isinstance(csrs.new_key(), ec.EllipticCurvePrivateKey)
+
+
+def test_approval_is_its_own_subresource_for_authorization():
+    from apiserver.auth import LOOPBACK, gate, requestinfo
+    from machinery import codec
+    from machinery.pb import api_pb2
+    req = api_pb2.UpdateRequest(object=codec.pack(new_csr(name="x")), subresource="approval")
+    [a] = gate.grpc_attributes(LOOPBACK, "UpdateStatus", req)
+    assert (a.verb, a.api_group, a.resource, a.subresource, a.name, a.namespace) == \
+        ("update", "certificates.k8s.io", "certificatesigningrequests", "approval", "x", "")
+    [a] = gate.grpc_attributes(LOOPBACK, "UpdateStatus", api_pb2.UpdateRequest(object=req.object))
+    assert a.subresource == "status"
+    a = requestinfo.attributes(LOOPBACK, "PUT", "/apis/certificates.k8s.io/v1/certificatesigningrequests/x/approval", "")
+    assert (a.verb, a.resource, a.subresource, a.name) == ("update", "certificatesigningrequests", "approval", "x")
