@@ -6,13 +6,18 @@ refusals: a request already in the other state is refused unless --force
 (then the server refuses it: Approved and Denied are mutually exclusive and
 never removed); one already in the asked state is reported again and left
 alone.
+
+`describe_csr` is kubectl's describeCertificateSigningRequest (the requestor,
+signer, requested duration, status and the request's subject).
 """
 from __future__ import annotations
 
 import click
 
 from kubectlish.common import Ctx, Failed, run
+from kubectlish.describe_blocks import _meta, events_lines
 from machinery import csr as csrs, errors, kinds
+from machinery.tables import human_duration
 
 QUALIFIED = "certificatesigningrequest.certificates.k8s.io"
 RETRIES = 5
@@ -65,3 +70,21 @@ def certificate_group():
 
 certificate_group.add_command(_command(True))
 certificate_group.add_command(_command(False))
+
+
+def describe_csr(c, events) -> list[str]:
+    spec = c.spec
+    lines = _meta(c, with_ns=False)
+    lines += [f"Requesting User:\t{spec.username}", f"Signer:\t{spec.signer_name}"]
+    if spec.HasField("expiration_seconds"):
+        lines.append(f"Requested Duration:\t{human_duration(spec.expiration_seconds)}")
+    lines.append(f"Status:\t{csrs.condition_summary(c)}")
+    try:
+        req = csrs.parse_request(spec.request)
+    except csrs.BadRequestPEM as exc:
+        return lines + [f"Error:\t{exc}"] + events_lines(events)
+    cn, orgs = csrs.subject(req)
+    lines += ["Subject:", f"  Common Name:\t{cn}", "  Serial Number:\t"]
+    if orgs:
+        lines.append(f"  Organization:\t{', '.join(orgs)}")
+    return lines + events_lines(events)

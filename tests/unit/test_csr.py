@@ -302,3 +302,14 @@ def test_approval_is_its_own_subresource_for_authorization():
     assert a.subresource == "status"
     a = requestinfo.attributes(LOOPBACK, "PUT", "/apis/certificates.k8s.io/v1/certificatesigningrequests/x/approval", "")
     assert (a.verb, a.resource, a.subresource, a.name) == ("update", "certificatesigningrequests", "approval", "x")
+
+
+def test_describe_csr():
+    from kubectlish.certificates import describe_csr
+    from kubectlish.describe import render
+    c = new_csr(cn="jane", orgs=("devs",), user="system:unsecured", expiration=86400)
+    text = render(describe_csr(c, []))
+    for line in ("Requesting User:     system:unsecured", "Signer:              " + csrs.KUBE_APISERVER_CLIENT_KUBELET,
+                 "Requested Duration:  24h", "Status:              Pending", "  Common Name:    jane",
+                 "  Organization:   devs"):
+        assert line in text.splitlines(), text
