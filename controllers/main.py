@@ -4,7 +4,8 @@
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
-                       horizontalpodautoscaling,csrapproving,csrsigning,tokencleaner,bootstrapsigner]
+                       horizontalpodautoscaling,csrapproving,csrsigning,csrcleaner,tokencleaner,
+                       bootstrapsigner]
         [--cluster-signing-cert-file ca.crt --cluster-signing-key-file ca.key]
         [--cluster-signing-duration 8760h] [--cluster-info-server https://HOST:PORT]
         [--horizontal-pod-autoscaler-sync-period 15s]
@@ -44,7 +45,8 @@ log = logging.getLogger("kctl.controllers.manager")
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
-       "horizontalpodautoscaling", "csrapproving", "csrsigning", "tokencleaner", "bootstrapsigner")
+       "horizontalpodautoscaling", "csrapproving", "csrsigning", "csrcleaner", "tokencleaner",
+       "bootstrapsigner")
 
 
 def duration(text: str) -> float:
@@ -181,11 +183,12 @@ def build(client, args) -> tuple[dict, dict]:
 
 
 def _certificate_makers(client, factory, recorder, args) -> dict:
-    """Node join (issue 14): CSR approval and signing, bootstrap tokens.
+    """Node join (issue 14): CSR approval, signing and cleanup, bootstrap tokens.
     csrsigning needs the CA files (None, i.e. not started, without them, as
     in Kubernetes)."""
     from controllers.bootstrap import BootstrapSigner, TokenCleaner
     from controllers.csrapproving import CSRApprovingController
+    from controllers.csrcleaner import CSRCleaner
     from controllers.csrsigning import CA, CSRSigningController
 
     have_ca = bool(args.cluster_signing_cert_file and args.cluster_signing_key_file)
@@ -206,6 +209,7 @@ def _certificate_makers(client, factory, recorder, args) -> dict:
 
     return {"csrapproving": lambda: CSRApprovingController(client, factory, recorder),
             "csrsigning": signing,
+            "csrcleaner": lambda: CSRCleaner(client, factory, recorder),
             "tokencleaner": lambda: TokenCleaner(client, factory, recorder),
             "bootstrapsigner": bootstrapsigner}
 

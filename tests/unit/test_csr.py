@@ -313,3 +313,30 @@ def test_describe_csr():
                  "Requested Duration:  24h", "Status:              Pending", "  Common Name:    jane",
                  "  Organization:   devs"):
         assert line in text.splitlines(), text
+
+
+def test_csr_cleaner_deadlines():
+    from controllers.csrcleaner import due_at
+    c = new_csr()
+    c.metadata.creation_timestamp.seconds = 1000
+    assert due_at(c) == 1000 + 24 * 3600                                   # pending: a day
+    csrs.set_condition(c, "Approved", "r", "m", now=2000)
+    assert due_at(c) == 2000 + 3600                                        # approved: an hour
+    d = new_csr()
+    d.metadata.creation_timestamp.seconds = 1000
+    csrs.set_condition(d, "Denied", "r", "m", now=1500)
+    assert due_at(d) == 1500 + 3600
+
+
+async def test_csr_cleaner_deletes_due_requests_only():
+    from controllers.csrcleaner import CSRCleaner
+    now = time.time()
+    old = new_csr(name="old")
+    old.metadata.creation_timestamp.seconds = int(now) - 2 * 3600
+    csrs.set_condition(old, "Approved", "r", "m", now=now - 2 * 3600)
+    fresh = new_csr(name="fresh")
+    fresh.metadata.creation_timestamp.seconds = int(now)
+    async with harness(lambda h: CSRCleaner(h.client, h.factory), workers=True) as (h, _):
+        h.client.seed(old, fresh)
+        await eventually(lambda: [c.metadata.name for c in h.client.objects("CertificateSigningRequest")] == ["fresh"],
+                         what="old approved CSR deleted")
