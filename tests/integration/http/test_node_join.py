@@ -7,6 +7,7 @@ deny CSRs and list them; kctl token create|list|delete; cluster-info is
 published and signed for the token."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -245,3 +246,39 @@ def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_p
         log.close()
     out = (tmp_path / "join.log").read_text()
     assert "[discovery] Cluster info signature and contents are valid" in out, out
+
+
+async def test_bootstrap_then_renewal_against_the_apiserver(join, tmp_path):
+    """certmanager in-process on the real apiserver: the bootstrap CSR (token) is auto-approved; the renewal
+    CSR is sent with the agent's kubeconfig credentials (plaintext today: no client certificate reaches the
+    server, so it is not the node's identity and waits for a human, who approves it with the approval
+    subresource) and the new certificate replaces the old one."""
+    from machinery.client import Client
+    from nodeagent.certbootstrap import client_for
+    token = kinds.new("Secret")
+    bt.fill_secret(token, "renew1.0123456789abcdef", ttl=3600, now=time.time())
+    async with Client(join.apiserver.target) as admin:
+        await admin.create(token)
+    boot = str(tmp_path / "bootstrap-kubeconfig")
+    certmanager.write_kubeconfig(boot, f"https://{join.apiserver.target}", join.ca, token="renew1.0123456789abcdef")
+    kubeconfig, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
+    assert await certmanager.bootstrap(kubeconfig=kubeconfig, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
+                                       node_name="renewer", make_client=client_for, timeout=30, poll=0.1)
+    first = certmanager.load_pair(os.path.join(cert_dir, certmanager.CURRENT))[0]
+    renewer = certmanager.Renewer(kubeconfig=kubeconfig, cert_dir=cert_dir, node_name="renewer",
+                                  make_client=client_for, poll=0.1)
+    task = asyncio.create_task(renewer.renew_once())
+    async with Client(join.apiserver.target) as admin:
+        for _ in range(300):
+            pending = [c for c in (await admin.list("csr"))[0]
+                       if c.spec.username == "system:unsecured" and "renewer" in csrs.subject(
+                           csrs.parse_request(c.spec.request))[0] and not csrs.is_approved(c)]
+            if pending:
+                break
+            await asyncio.sleep(0.1)
+        csrs.set_condition(pending[0], "Approved", "KubectlApprove", "renewal approved by the test")
+        await admin.update_status(pending[0], subresource="approval")
+    await asyncio.wait_for(task, 30)
+    second = certmanager.load_pair(os.path.join(cert_dir, certmanager.CURRENT))[0]
+    assert second.serial_number != first.serial_number
+    assert csrs.subject(second) == ("system:node:renewer", ["system:nodes"])
