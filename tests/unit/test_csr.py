@@ -300,7 +300,8 @@ def test_approval_is_its_own_subresource_for_authorization():
         ("update", "certificates.k8s.io", "certificatesigningrequests", "approval", "x", "")
     [a] = gate.grpc_attributes(LOOPBACK, "UpdateStatus", api_pb2.UpdateRequest(object=req.object))
     assert a.subresource == "status"
-    a = requestinfo.attributes(LOOPBACK, "PUT", "/apis/certificates.k8s.io/v1/certificatesigningrequests/x/approval", "")
+    path = "/apis/certificates.k8s.io/v1/certificatesigningrequests/x/approval"
+    a = requestinfo.attributes(LOOPBACK, "PUT", path, "")
     assert (a.verb, a.resource, a.subresource, a.name) == ("update", "certificatesigningrequests", "approval", "x")
 
 
