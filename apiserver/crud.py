@@ -207,7 +207,7 @@ class Store:
             req = admission.Request(admission.UPDATE, info, new, old, sub, self, dry_run)
             if status:
                 strat.prepare_for_status_update(new, old, sub)
-                problems = strat.validate_status(new, old)
+                problems = strat.validate_status(new, old, sub)
             else:
                 strat.default(new)
                 await admission.mutate(req)

@@ -136,7 +136,7 @@ class Strategy:
     def validate(self, obj: Message, old: Message | None = None) -> list[FieldError]:
         return list(validation.validate(obj, old))
 
-    def validate_status(self, obj: Message, old: Message) -> list[FieldError]:
+    def validate_status(self, obj: Message, old: Message, sub: str = "status") -> list[FieldError]:
         return list(validation.validate_status_update(obj, old))
 
     def canonicalize(self, obj: Message) -> None:
@@ -223,31 +223,55 @@ class JobStrategy(Strategy):
 class CSRStrategy(Strategy):
     """CertificateSigningRequests (Kubernetes' registry/certificates strategy):
     a new request starts with no status (nobody creates a pre-approved one;
-    the requestor is filled in by admission_csr); the status subresource
-    writes the certificate and other conditions but never Approved/Denied,
-    the approval subresource writes only Approved/Denied."""
+    the requestor is filled in by admission_csr); an update of the object
+    changes only metadata; `status` writes status but keeps the Approved and
+    Denied conditions as they were (adding or removing one is then refused
+    by validation); `approval` writes only the conditions. Condition
+    timestamps missing from a write are filled in."""
 
-    DECISIONS = (csrs.APPROVED, csrs.DENIED)
+    def prepare_for_update(self, new, old) -> None:
+        new.spec.CopyFrom(old.spec)
+        super().prepare_for_update(new, old)
 
     def prepare_for_status_update(self, new, old, sub: str = "status") -> None:
         if sub not in ("status", "approval"):
             super().prepare_for_status_update(new, old, sub)
+        _condition_times(new, old)
         conds = list(new.status.conditions)
-        cert = old.status.certificate if sub == "approval" else new.status.certificate
-        new.spec.CopyFrom(old.spec)
-        new.metadata.CopyFrom(old.metadata)
-        decided = sub == "approval"
-        keep = [c for c in old.status.conditions if (c.type in self.DECISIONS) != decided]
-        take = [c for c in conds if (c.type in self.DECISIONS) == decided]
-        del new.status.conditions[:]
-        new.status.conditions.extend(keep + take)
-        new.status.certificate = cert
-        stamp = now()
-        for c in new.status.conditions:
-            if not c.HasField("last_update_time"):
-                c.last_update_time.CopyFrom(stamp)
-            if not c.HasField("last_transition_time"):
-                c.last_transition_time.CopyFrom(stamp)
+        if sub == "approval":
+            status = type(old.status)()
+            status.CopyFrom(old.status)
+            del status.conditions[:]
+            status.conditions.extend(conds)
+        else:
+            status = type(new.status)()
+            status.CopyFrom(new.status)
+            for t in (csrs.APPROVED, csrs.DENIED):         # preserveConditionInstances
+                was = [c for c in old.status.conditions if c.type == t]
+                at = [i for i, c in enumerate(status.conditions) if c.type == t]
+                if len(was) == len(at):
+                    for i, c in zip(at, was):
+                        status.conditions[i].CopyFrom(c)
+        new.CopyFrom(old)
+        new.status.CopyFrom(status)
+
+    def validate_status(self, obj, old, sub: str = "status") -> list[FieldError]:
+        from machinery.validation import certificates, meta
+        return (meta.validate_object_meta_update(obj.metadata, old.metadata)
+                + certificates.validate_csr(obj, old) + certificates.validate_csr_update(obj, old, sub))
+
+
+def _condition_times(new, old) -> None:
+    """populateConditionTimestamps: lastUpdateTime now when missing; lastTransitionTime
+    kept from the old condition of the same type and status, else now."""
+    stamp = now()
+    for c in new.status.conditions:
+        if not c.HasField("last_update_time"):
+            c.last_update_time.CopyFrom(stamp)
+        if not c.HasField("last_transition_time"):
+            same = next((o for o in old.status.conditions if (o.type, o.status) == (c.type, c.status)
+                         and o.HasField("last_transition_time")), None)
+            c.last_transition_time.CopyFrom(same.last_transition_time if same else stamp)
 
 
 STRATEGIES: dict[str, Strategy] = {}

@@ -11,6 +11,7 @@ pkg/apis/certificates/helpers.go (conditions, IsCertificateRequestApproved).
 """
 from __future__ import annotations
 
+import re
 import time
 
 from cryptography import x509
@@ -40,6 +41,9 @@ ALL_USAGES = ("signing", "digital signature", "content commitment", "key enciphe
 # kubelet's client certificate (client-go's certificate manager, ECDSA keys: no key encipherment)
 NODE_CLIENT_USAGES = ("digital signature", "client auth")
 MIN_EXPIRATION_SECONDS = 600
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
 
 
 class BadRequestPEM(DecodeError):
@@ -154,14 +158,20 @@ def load_certificate(pem: bytes) -> x509.Certificate:
 
 
 def validate_certificate_pem(pem: bytes) -> str:
-    """'' when pem is one or more CERTIFICATE blocks, else the reason."""
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
-        return "must contain at least one CERTIFICATE PEM block"
-    try:
-        x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
-        return f"invalid certificate: {exc}"
-    return ""
+    """'' when pem is one or more CERTIFICATE blocks without headers (text around them
+    is allowed), else the reason (Kubernetes' validateCertificate wording)."""
+    blocks = 0
+    for m in _PEM_BLOCK.finditer(pem):
+        if m.group(1) != b"CERTIFICATE":
+            return f'only CERTIFICATE PEM blocks are allowed, found "{m.group(1).decode(errors="replace")}"'
+        if b":" in m.group(2).split(b"\n\n")[0] and b"\n\n" in m.group(2):
+            return "no PEM block headers are permitted"
+        try:
+            x509.load_pem_x509_certificate(m.group(0))
+        except ValueError as exc:
+            return f"x509: malformed certificate ({exc})"
+        blocks += 1
+    return "" if blocks else "must contain at least one CERTIFICATE PEM block"
 
 
 def usage_names(cert: x509.Certificate) -> list[str]:

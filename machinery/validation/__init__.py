@@ -38,7 +38,8 @@ from machinery.validation.pod import validate_pod_spec
 
 __all__ = ["validate", "validate_status_update", "FieldError"]
 
-NAME_RULES = {"Namespace": is_dns1123_label, "Service": is_dns1035_label}
+NAME_RULES = {"Namespace": is_dns1123_label, "Service": is_dns1035_label,
+              "CertificateSigningRequest": certificates.name_rule}
 
 POD_UPDATE_MSG = ("pod updates may not change fields other than `spec.containers[*].image`,"
                   "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
@@ -209,7 +210,7 @@ def _pod_status(new, old) -> list[FieldError]:
 
 _STATUS_RULES = {
     "Pod": _pod_status,
-    "CertificateSigningRequest": certificates.validate_csr_status,
+
     "ReplicaSet": lambda n, o: apps.validate_replicas_status(n.status, deployment=False),
     "Deployment": lambda n, o: apps.validate_replicas_status(n.status, deployment=True),
     "Service": lambda n, o: core.validate_service_status(n),

@@ -1,70 +1,86 @@
 """CertificateSigningRequest validation (Kubernetes'
 pkg/apis/certificates/validation: validateCertificateSigningRequest,
-ValidateSignerName, validateConditions and the update rules of the spec,
-the status and the approval subresources)."""
+ValidateSignerName, validateConditions, validateCertificate and
+validateCertificateSigningRequestUpdate for the object and its `status`
+and `approval` subresources).
+
+Names are free beyond the path-segment rules ("We don't care what you call
+your certificate requests."). On updates:
+
+- Approved, Denied and Failed conditions are never removed;
+- Approved and Denied are added or changed only through `approval`;
+- status.certificate is set only through `status`, and never changed once
+  set; an unchanged certificate is not validated again.
+"""
 from __future__ import annotations
 
 from machinery import csr as csrs
-from machinery.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
-from machinery.validation.common import IMMUTABLE_MSG, is_dns1123_subdomain, is_qualified_name
+from machinery.errors import FieldError, duplicate, forbidden, invalid, not_supported, required, too_long
+from machinery.validation.common import is_dns1123_label, is_dns1123_subdomain
 
 CERT_DATA = "<certificate data>"
 SIGNER_FORM = "must be a fully qualified domain and path of the form 'example.com/signer-name'"
-TERMINAL = (csrs.APPROVED, csrs.DENIED, csrs.FAILED)
+TRUE_ONLY = (csrs.APPROVED, csrs.DENIED, csrs.FAILED)
+DECISIONS = (csrs.APPROVED, csrs.DENIED)
+
+
+def name_rule(name: str) -> list[str]:
+    """ValidateCertificateRequestName accepts any name; what remains are the
+    path-segment rules every name meets (IsValidPathSegmentName)."""
+    if name in (".", ".."):
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{c}'" for c in "/%" if c in name]
+
+
+def _labels(path: str, segment: str, parts, check) -> list[FieldError]:
+    for lbl in parts:
+        problems = check(lbl)
+        if problems:         # one label's errors only: the rest would repeat them
+            return [invalid(path, segment, f'validating label "{lbl}": {p}') for p in problems]
+    return []
 
 
 def validate_signer_name(name: str, path: str = "spec.signerName") -> list[FieldError]:
     if not name:
         return [required(path, "")]
-    parts = name.split("/")
-    if len(parts) != 2:
+    segments = name.split("/")
+    if len(segments) != 2:
         return [invalid(path, name, SIGNER_FORM)]
-    domain, signer = parts
-    errs = []
-    if len(domain.split(".")) < 2:
-        errs.append(invalid(path, name, "should be a domain with at least two segments separated by dots"))
-    else:
-        errs += [invalid(path, name, m) for m in is_dns1123_subdomain(domain)]
-    if not signer or is_qualified_name(signer):
-        errs.append(invalid(path, name, "validation for the path segment failed, please check the path "
-                                        "segment requirements"))
+    domain, signer = segments
+    errs = [too_long(path, 253)] if len(domain) > 253 else []
+    labels = domain.split(".")
+    errs += _labels(path, domain, labels, is_dns1123_label)
+    if len(labels) < 2:
+        errs.append(invalid(path, domain, "should be a domain with at least two segments separated by dots"))
+    errs += _labels(path, signer, signer.split("."), is_dns1123_subdomain)
+    if len(name) > 253 + 253 + 63 + 1 + 1:
+        errs.append(too_long(path, 253 + 253 + 63 + 1 + 1))
     return errs
 
 
 def _validate_conditions(csr) -> list[FieldError]:
-    errs, seen = [], set()
+    errs, seen, decided = [], set(), set()
     for i, c in enumerate(csr.status.conditions):
         p = f"status.conditions[{i}]"
         if not c.type:
             errs.append(required(f"{p}.type", ""))
-        if c.type in TERMINAL and c.status != "True":
-            errs.append(not_supported(f"{p}.status", c.status, ["True"]))
-        elif c.status not in ("True", "False", "Unknown"):
-            errs.append(not_supported(f"{p}.status", c.status, ["False", "True", "Unknown"]))
+        allowed = ["True"] if c.type in TRUE_ONLY else ["False", "True", "Unknown"]
+        if not c.status:
+            errs.append(required(f"{p}.status", ""))
+        elif c.status not in allowed:
+            errs.append(not_supported(f"{p}.status", c.status, allowed))
+        if c.type in DECISIONS:
+            decided.add(c.type)
+            if len(decided) == 2:
+                errs.append(invalid(f"{p}.type", c.type, "Approved and Denied conditions are mutually exclusive"))
         if c.type in seen:
             errs.append(duplicate(f"{p}.type", c.type))
         seen.add(c.type)
-    if csrs.is_approved(csr) and csrs.is_denied(csr):
-        errs.append(invalid("status.conditions", "[...]", "Approved and Denied conditions are mutually exclusive"))
     return errs
 
 
-def _validate_certificate(csr) -> list[FieldError]:
-    cert = csr.status.certificate
-    if not cert:
-        return []
-    why = csrs.validate_certificate_pem(cert)
-    errs = [invalid("status.certificate", CERT_DATA, why)] if why else []
-    if not csrs.is_approved(csr):
-        errs.append(invalid("status.certificate", CERT_DATA,
-                            "certificate may only be set when an Approved condition exists"))
-    if csrs.is_failed(csr):
-        errs.append(invalid("status.certificate", CERT_DATA,
-                            "certificate may not be set when a Failed condition exists"))
-    return errs
-
-
-def validate_csr(csr) -> list[FieldError]:
+def validate_csr(csr, old=None) -> list[FieldError]:
+    """validateCertificateSigningRequest: the request, usages, signer, duration, conditions, certificate."""
     spec, errs = csr.spec, []
     try:
         csrs.parse_request(spec.request)
@@ -72,11 +88,12 @@ def validate_csr(csr) -> list[FieldError]:
         errs.append(invalid("spec.request", "<request data>", str(exc)))
     if not spec.usages:
         errs.append(required("spec.usages", ""))
-    seen = set()
     for i, u in enumerate(spec.usages):
         if u not in csrs.ALL_USAGES:
             errs.append(not_supported(f"spec.usages[{i}]", u, sorted(csrs.ALL_USAGES)))
-        elif u in seen:
+    seen = set()
+    for i, u in enumerate(spec.usages):
+        if u in seen:
             errs.append(duplicate(f"spec.usages[{i}]", u))
         seen.add(u)
     if spec.signer_name == csrs.LEGACY_UNKNOWN:
@@ -87,24 +104,35 @@ def validate_csr(csr) -> list[FieldError]:
     if spec.HasField("expiration_seconds") and spec.expiration_seconds < csrs.MIN_EXPIRATION_SECONDS:
         errs.append(invalid("spec.expirationSeconds", spec.expiration_seconds,
                             "may not specify a duration less than 600 seconds (10 minutes)"))
-    return errs + _validate_conditions(csr) + _validate_certificate(csr)
+    errs += _validate_conditions(csr)
+    unchanged = old is not None and csr.status.certificate == old.status.certificate
+    if csr.status.certificate and not unchanged:
+        why = csrs.validate_certificate_pem(csr.status.certificate)
+        if why:
+            errs.append(invalid("status.certificate", CERT_DATA, why))
+    return errs
 
 
-def validate_csr_update(new, old) -> list[FieldError]:
-    """The spec is immutable (ValidateImmutableField on the whole spec)."""
-    if new.spec == old.spec:
-        return []
-    return [invalid("spec", "{...}", IMMUTABLE_MSG)]
+def _of_type(csr, ctype: str) -> list:
+    return [c for c in csr.status.conditions if c.type == ctype]
 
 
-def validate_csr_status(new, old) -> list[FieldError]:
-    """Status and approval updates: conditions and the certificate are well formed,
-    terminal conditions are never removed, an issued certificate never changes."""
-    errs = _validate_conditions(new) + _validate_certificate(new)
-    have = {c.type for c in new.status.conditions}
-    for c in old.status.conditions:
-        if c.type in TERMINAL and c.type not in have:
-            errs.append(forbidden("status.conditions", f'updates may not remove a condition of type "{c.type}"'))
-    if old.status.certificate and new.status.certificate != old.status.certificate:
-        errs.append(forbidden("status.certificate", "updates may not modify existing certificate content"))
+def validate_csr_update(new, old, sub: str = "") -> list[FieldError]:
+    """The update rules of the object (sub ""), `status` or `approval`."""
+    errs = []
+    for t in TRUE_ONLY:
+        if len(_of_type(new, t)) < len(_of_type(old, t)):
+            errs.append(forbidden("status.conditions", f'updates may not remove a condition of type "{t}"'))
+    if sub != "approval":
+        for t in DECISIONS:
+            was, now = _of_type(old, t), _of_type(new, t)
+            if len(now) > len(was):
+                errs.append(forbidden("status.conditions", f'updates may not add a condition of type "{t}"'))
+            elif len(now) == len(was) and now != was:
+                errs.append(forbidden("status.conditions", f'updates may not modify a condition of type "{t}"'))
+    if new.status.certificate != old.status.certificate:
+        if sub != "status":
+            errs.append(forbidden("status.certificate", "updates may not set certificate content"))
+        elif old.status.certificate:
+            errs.append(forbidden("status.certificate", "updates may not modify existing certificate content"))
     return errs

@@ -69,38 +69,71 @@ def test_usages_signer_and_expiration_rules():
         'via this API version']
 
 
-def test_spec_is_immutable_and_conditions_exclusive():
-    old = new_csr()
-    new = new_csr()
-    assert "spec: Invalid value: \"{...}\": field is immutable" in messages(new, old)
+def test_conditions_rules():
     both = new_csr()
     csrs.set_condition(both, "Approved", "r", "m")
     csrs.set_condition(both, "Denied", "r", "m")
-    got = [str(e) for e in validation.validate_status_update(both, new_csr())]
-    assert 'status.conditions: Invalid value: "[...]": Approved and Denied conditions are mutually exclusive' in got
+    both.status.conditions.add(type="Approved", status="False")
+    both.status.conditions.add(type="Custom")
+    assert messages(both) == [
+        'status.conditions[1].type: Invalid value: "Denied": Approved and Denied conditions are mutually exclusive',
+        'status.conditions[2].status: Unsupported value: "False": supported values: "True"',
+        'status.conditions[2].type: Invalid value: "Approved": Approved and Denied conditions are mutually exclusive',
+        'status.conditions[2].type: Duplicate value: "Approved"',
+        "status.conditions[3].status: Required value"]
 
 
-def test_certificate_needs_approval_and_never_changes():
+def test_names_are_free_but_path_segments():
+    assert messages(new_csr(name="node-csr-ABC_def")) == []
+    assert messages(new_csr(name="a/b")) == ['metadata.name: Invalid value: "a/b": may not contain \'/\'']
+
+
+def test_signer_name_rules():
+    from machinery.validation.certificates import validate_signer_name
+    assert validate_signer_name("example.com/my-signer") == []
+    assert [str(e) for e in validate_signer_name("example/signer")] == [
+        'spec.signerName: Invalid value: "example": should be a domain with at least two segments separated by dots']
+    [e] = validate_signer_name("Example.com/x")
+    assert str(e).startswith('spec.signerName: Invalid value: "Example.com": validating label "Example": a lowercase')
+
+
+def update_errors(new, old, sub):
+    strat = registry.strategy(kinds.resolve("csr"))
+    return [str(e) for e in strat.validate_status(new, old, sub)]
+
+
+def test_certificate_only_through_status_and_never_changed():
     ca, _ = make_ca()
     old = new_csr()
+    csrs.set_condition(old, "Approved", "r", "m")
     new = kinds.new("CertificateSigningRequest")
     new.CopyFrom(old)
     new.status.certificate = ca
-    assert any("certificate may only be set when an Approved condition exists" in str(e)
-               for e in validation.validate_status_update(new, old))
-    csrs.set_condition(old, "Approved", "r", "m")
+    assert update_errors(new, old, "status") == []
+    assert update_errors(new, old, "approval") == ["status.certificate: Forbidden: updates may not set certificate content"]
+    new.status.certificate = b"junk"
+    assert update_errors(new, old, "status") == [
+        'status.certificate: Invalid value: "<certificate data>": must contain at least one CERTIFICATE PEM block']
     old.status.certificate = ca
-    new.CopyFrom(old)
     new.status.certificate = make_ca()[0]
-    assert [str(e) for e in validation.validate_status_update(new, old)] == [
+    assert update_errors(new, old, "status") == [
         "status.certificate: Forbidden: updates may not modify existing certificate content"]
     new.CopyFrom(old)
     del new.status.conditions[:]
-    assert 'status.conditions: Forbidden: updates may not remove a condition of type "Approved"' in \
-        [str(e) for e in validation.validate_status_update(new, old)]
+    assert update_errors(new, old, "approval") == [
+        'status.conditions: Forbidden: updates may not remove a condition of type "Approved"']
 
 
 # ------------------------------------------------------------------- strategy
+
+def test_spec_updates_change_only_metadata():
+    strat = registry.strategy(kinds.resolve("csr"))
+    old = new_csr()
+    new = new_csr()
+    new.metadata.labels["a"] = "b"
+    strat.prepare_for_update(new, old)
+    assert new.spec == old.spec and new.metadata.labels["a"] == "b"
+
 
 def test_status_subresource_cannot_approve_and_approval_cannot_issue():
     strat = registry.strategy(kinds.resolve("csr"))
@@ -113,12 +146,22 @@ def test_status_subresource_cannot_approve_and_approval_cannot_issue():
     via_status = kinds.new("CertificateSigningRequest")
     via_status.CopyFrom(sent)
     strat.prepare_for_status_update(via_status, old, "status")
-    assert not csrs.is_approved(via_status) and via_status.status.certificate == b"cert"
-    assert via_status.spec.username == old.spec.username
+    assert via_status.status.certificate == b"cert" and via_status.spec.username == old.spec.username
+    assert 'status.conditions: Forbidden: updates may not add a condition of type "Approved"' in \
+        update_errors(via_status, old, "status")
     via_approval = kinds.new("CertificateSigningRequest")
     via_approval.CopyFrom(sent)
     strat.prepare_for_status_update(via_approval, old, "approval")
     assert csrs.is_approved(via_approval) and via_approval.status.certificate == b""
+    assert update_errors(via_approval, old, "approval") == []
+    # an approved CSR: a status write that leaves the conditions out keeps them
+    approved = kinds.new("CertificateSigningRequest")
+    approved.CopyFrom(via_approval)
+    signed = kinds.new("CertificateSigningRequest")
+    signed.CopyFrom(approved)
+    signed.status.conditions[0].message = "changed"
+    strat.prepare_for_status_update(signed, approved, "status")
+    assert signed.status.conditions[0].message == "m"
 
 
 def test_table_columns():
@@ -341,3 +384,12 @@ async def test_csr_cleaner_deletes_due_requests_only():
         h.client.seed(old, fresh)
         await eventually(lambda: [c.metadata.name for c in h.client.objects("CertificateSigningRequest")] == ["fresh"],
                          what="old approved CSR deleted")
+
+
+def test_certificate_pem_rules():
+    ca, key = make_ca()
+    assert csrs.validate_certificate_pem(b"issued for n1\n" + ca + ca) == ""       # text around blocks is allowed
+    assert csrs.validate_certificate_pem(ca + key) == 'only CERTIFICATE PEM blocks are allowed, found "PRIVATE KEY"'
+    with_header = ca.replace(b"-----\n", b"-----\nProc-Type: 4,ENCRYPTED\n\n", 1)
+    assert csrs.validate_certificate_pem(with_header) == "no PEM block headers are permitted"
+    assert csrs.validate_certificate_pem(b"nothing") == "must contain at least one CERTIFICATE PEM block"

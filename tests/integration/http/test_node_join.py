@@ -202,8 +202,8 @@ def test_status_cannot_approve_and_masters_are_refused(join):
     code, out = http(join, "POST", CSR_PATH, csr_body("sneaky", cn="sneaky", orgs=("devs",),
                                                       signer=csrs.KUBE_APISERVER_CLIENT))
     out["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "Me"}]}
-    code, put = http(join, "PUT", f"{CSR_PATH}/sneaky/status", out)
-    assert code == 200 and not put["status"].get("conditions")                  # only /approval approves
+    code, put = http(join, "PUT", f"{CSR_PATH}/sneaky/status", out)           # only /approval approves
+    assert code == 422 and 'updates may not add a condition of type "Approved"' in put["message"], put
 
 
 def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_path):
