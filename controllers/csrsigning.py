@@ -12,9 +12,10 @@ kubernetes.io/kube-apiserver-client (usages within digital signature, key
 encipherment, client auth). A request that breaks its signer's rules gets
 a Failed condition (reason SignerValidationFailure) instead. The
 certificate has the request's subject and SANs, the requested usages,
-NotBefore 5 minutes back (clock skew, as Kubernetes backdates), and
-NotAfter = now + min(expirationSeconds, --cluster-signing-duration), never
-past the CA's own expiry. It is written through the status subresource.
+NotBefore 5 minutes back (clock skew), and NotAfter = now + min(expirationSeconds,
+--cluster-signing-duration), less those 5 minutes for certificates of 8
+hours or more, never past the CA's own expiry (Kubernetes'
+PermissiveSigningPolicy). It is written through the status subresource.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from machinery import csr as csrs, errors
 from controllers.csrapproving import CSRController, kubelet_client_problem
 
 BACKDATE = 300.0
+SHORT = 8 * 3600.0
 DEFAULT_DURATION = 365 * 24 * 3600.0
 CLIENT_USAGES = {"digital signature", "key encipherment", "client auth"}
 SIGNERS = (csrs.KUBE_APISERVER_CLIENT_KUBELET, csrs.KUBE_APISERVER_CLIENT)
@@ -79,7 +81,12 @@ def sign(ca: CA, csr, duration: float, now: float) -> bytes:
     """The PEM certificate for csr (which is assumed to have passed signer_problem)."""
     req = csrs.parse_request(csr.spec.request)
     start = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
-    not_after = min(start + datetime.timedelta(seconds=duration), ca.cert.not_valid_after_utc)
+    if start >= ca.cert.not_valid_after_utc:
+        raise errors.ConfigError("refusing to sign a certificate that expired in the past: "
+                                 f"NotAfter={ca.cert.not_valid_after_utc.isoformat()}")
+    # long-lived certificates end `backdate` earlier; short ones (< 8h) keep their whole duration
+    end = duration - (BACKDATE if duration >= SHORT else 0)
+    not_after = min(start + datetime.timedelta(seconds=end), ca.cert.not_valid_after_utc)
     flags = {v: (k in csr.spec.usages) for k, v in _KEY_USAGE_FLAGS.items()}
     b = (x509.CertificateBuilder().subject_name(req.subject).issuer_name(ca.cert.subject)
          .public_key(req.public_key()).serial_number(x509.random_serial_number())

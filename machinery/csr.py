@@ -100,14 +100,6 @@ def subject(req) -> tuple[str, list[str]]:
     return (cn[0] if cn else ""), orgs
 
 
-def has_sans(req) -> bool:
-    try:
-        ext = req.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return False
-    return len(ext.value) > 0
-
-
 # ----------------------------------------------------------------- conditions
 
 def condition(csr, ctype: str):

@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from apiserver import registry
 from controllers import csrapproving as approving, csrsigning as signing
 from controllers.bootstrap import BootstrapSigner, TokenCleaner
-from machinery import bootstraptoken as bt, clusterinfo, csr as csrs, kinds, tables, validation
+from machinery import bootstraptoken as bt, clusterinfo, csr as csrs, errors, kinds, tables, validation
 from tests.unit.certs import make_ca
 from tests.unit.test_controller_helpers import eventually, harness
 
@@ -218,7 +218,7 @@ def test_sans_are_refused():
            .sign(key, hashes.SHA256()))
     c = new_csr()
     c.spec.request = req.public_bytes(serialization.Encoding.PEM)
-    assert "subjectAltNames are not allowed" in approving.kubelet_client_problem(c)
+    assert approving.kubelet_client_problem(c) == "DNS subjectAltNames are not allowed"
 
 
 # --------------------------------------------------------------------- signer
@@ -241,7 +241,7 @@ def test_signed_certificate_subject_usages_validity_and_chain():
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     start = datetime.datetime.fromtimestamp(int(NOW), datetime.timezone.utc)
     assert abs((cert.not_valid_before_utc - start).total_seconds() + signing.BACKDATE) <= 1
-    assert abs((cert.not_valid_after_utc - start).total_seconds() - 365 * 86400) <= 1
+    assert abs((cert.not_valid_after_utc - start).total_seconds() - (365 * 86400 - signing.BACKDATE)) <= 1
 
 
 def test_expiration_seconds_shortens_and_the_flag_caps():
@@ -255,6 +255,8 @@ def test_never_past_the_cas_expiry():
     ca = signing.CA(*make_ca(days=2))
     _, cert = signed(new_csr(), ca=ca)
     assert cert.not_valid_after_utc == ca.cert.not_valid_after_utc
+    with pytest.raises(errors.ConfigError, match="refusing to sign a certificate that expired in the past"):
+        signing.sign(ca, new_csr(), 3600, NOW + 3 * 86400)
 
 
 def test_signer_rules():
