@@ -38,7 +38,10 @@ Choices where Kubernetes leaves room or kctl simplifies:
   and grace 0, go at once. Finalizers hold any object (deletionTimestamp set,
   deletionGracePeriodSeconds 0) until an update empties them.
 - `default`, `kube-system`, `kube-public` and `kube-node-lease` are created
-  at startup; the first three may not be deleted (Forbidden).
+  at startup; the first three may not be deleted (Forbidden). kube-system
+  carries `pod-security.kubernetes.io/enforce: privileged`; every other
+  namespace without that label is enforced at `baseline`
+  (apiserver/podsecurity/, --pod-security-default-enforce).
 - An update whose metadata.uid names an earlier incarnation of the object is
   Invalid (metadata.uid is immutable); omitted uid/creationTimestamp are
   carried over.

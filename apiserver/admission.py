@@ -16,7 +16,8 @@ validating plugins may return warnings, which reach the client
 real ones, as in Kubernetes.
 
 Plugins register in MUTATING / VALIDATING below, in the order Kubernetes'
-recommended plugin order gives them.
+recommended plugin order gives them (ServiceAccount, then Priority);
+`disable(names)` is the apiserver's `--disable-admission-plugins`.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from google.protobuf.message import Message
 
 from apiserver import admission_csr, admission_priority
 from apiserver.auth import UserInfo, current
-from machinery import kinds
+from apiserver.serviceaccount.admission import ServiceAccountPlugin
+from machinery import errors, kinds
 
 CREATE, UPDATE, DELETE = "CREATE", "UPDATE", "DELETE"
 
@@ -72,8 +74,22 @@ class Priority(Plugin):
         return []
 
 
-MUTATING: list[Plugin] = [Priority(), admission_csr.CertificateRequestor()]
-VALIDATING: list[Plugin] = [Priority(), admission_csr.CertificateSubjectRestriction()]
+from apiserver.podsecurity import PodSecurity  # noqa: E402  (it subclasses Plugin above)
+
+POD_SECURITY = PodSecurity()
+MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority(), admission_csr.CertificateRequestor()]
+VALIDATING: list[Plugin] = [POD_SECURITY, Priority(), admission_csr.CertificateSubjectRestriction()]
+
+
+def disable(names) -> None:
+    """--disable-admission-plugins: drop the named plugins (ConfigError for a name kctl has not)."""
+    names = {n for n in names if n}
+    known = {p.name for p in MUTATING + VALIDATING}
+    if names - known:
+        raise errors.ConfigError(f"unknown admission plugins: {', '.join(sorted(names - known))} "
+                                 f"(known: {', '.join(sorted(known))})")
+    MUTATING[:] = [p for p in MUTATING if p.name not in names]
+    VALIDATING[:] = [p for p in VALIDATING if p.name not in names]
 
 
 async def mutate(req: Request) -> None:

@@ -10,6 +10,11 @@ under machinery.runner.run_tasks like every other component's: a task that
 fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
 closed.
+
+Authentication today: a bearer ServiceAccount JWT or bootstrap token
+(apiserver/serviceaccount, apiserver/auth/bootstraptoken.py) names its user; any
+other request is `system:unsecured` as before TLS. The ServiceAccount keys
+and issuer come from the `--service-account-*` flags (serviceaccount.add_flags).
 """
 from __future__ import annotations
 
@@ -21,10 +26,13 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import admission_priority, encryption, http, limits, metrics, objects
+from apiserver import (admission, admission_priority, encryption, http, limits, metrics, objects, podsecurity,
+                       serviceaccount)
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.auth.authn import Insecure
 from apiserver.auth.gate import Gate
+from apiserver.serviceaccount.tokenrequest import TokenRequests
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
@@ -41,6 +49,8 @@ from machinery.runner import run_component, run_tasks, setup_logging
 log = logging.getLogger("kctl-apiserver")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# kube-system runs what the cluster itself needs: Pod Security does not restrict it (apiserver/podsecurity)
+SYSTEM_NAMESPACE_LABELS = {"kube-system": {"pod-security.kubernetes.io/enforce": "privileged"}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,9 +89,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--watch-send-timeout", type=float, default=limits.DEFAULT_WATCH_SEND_TIMEOUT,
                    help="seconds a watcher may take to accept one event before it is dropped "
                         "(0: never; default %(default)s)")
-    p.add_argument("--enable-bootstrap-token-auth", action="store_true",
-                   help="accept bootstrap tokens (kube-system Secrets of type bootstrap.kubernetes.io/token) "
-                        "as bearer tokens")
+    p.add_argument("--pod-security-default-enforce", choices=podsecurity.policy.LEVELS, default="baseline",
+                   help="Pod Security level enforced in namespaces without a pod-security.kubernetes.io/enforce "
+                        "label (Kubernetes' default is privileged; kctl's %(default)s)")
+    serviceaccount.add_flags(p)
+    p.add_argument("--disable-admission-plugins", default="", metavar="NAMES",
+                   help="comma-separated admission plugins not to run (ServiceAccount, Priority, PodSecurity, "
+                        "CertificateRequestor, CertificateSubjectRestriction)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -94,6 +108,7 @@ async def bootstrap(store: Store) -> None:
             for name in SYSTEM_NAMESPACES:
                 ns = kinds.new("Namespace")
                 ns.metadata.name = name
+                ns.metadata.labels.update(SYSTEM_NAMESPACE_LABELS.get(name, {}))
                 try:
                     await store.create(ns)
                     log.info("created namespace %s", name)
@@ -144,21 +159,18 @@ async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metric
         return None
 
 
-def _authenticator(args, store):
-    """Today everyone is system:unsecured, plus bootstrap tokens when asked for."""
-    if not args.enable_bootstrap_token_auth:
-        return None
-    from apiserver.auth.authn import Insecure
-    from apiserver.auth.bootstraptoken import BearerTokens, BootstrapTokenAuthenticator
-    return BearerTokens([BootstrapTokenAuthenticator.from_store(store)], Insecure())
-
-
 async def run(args: argparse.Namespace) -> None:
     try:
         enc = encryption.load_or_generate(args.encryption_provider_config)
     except encryption.EncryptionConfigError as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
+    try:
+        admission.disable(args.disable_admission_plugins.split(","))
+        issuer = serviceaccount.issuer_from(args)
+    except errors.ConfigError as exc:
+        raise SystemExit(f"kctl-apiserver: {exc}") from None
     storage = st.Storage(args.etcd_servers, timeout=args.etcd_timeout, encryption=enc)
+    admission.POD_SECURITY.default = podsecurity.policy.with_enforce(args.pod_security_default_enforce)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator)
     cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))
@@ -167,7 +179,9 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate(_authenticator(args, store))   # who asks, and may they (apiserver.auth)
+    # who asks, and may they (apiserver.auth): ServiceAccount and bootstrap bearer tokens,
+    # everyone else as before TLS
+    gate = Gate(serviceaccount.authenticator(issuer, store, Insecure()))
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -176,6 +190,7 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.so_reuseport", 0)])
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
     verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
+    verbs.token_requests = TokenRequests(store, issuer)     # serviceaccounts/token, both transports
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)

@@ -16,7 +16,7 @@ import logging
 from apiserver import limits, objects
 from apiserver.verbs import Verbs, kind_of, unpack
 from machinery import errors, kinds
-from machinery.pb import api_pb2, api_pb2_grpc
+from machinery.pb import api_pb2, api_pb2_grpc, serviceaccount_pb2
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,19 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
         async def go():
             return api_pb2.BindBatchResponse(results=await self.verbs.bind_batch(request.bindings))
         return await self._run(context, "bind_batch", "Pod", go)
+
+    async def CreateSubresource(self, request, context):
+        """serviceaccounts/token: a TokenRequest in, the TokenRequest with its token out."""
+        async def go():
+            if (kind_of(request.kind).kind, request.subresource) != ("ServiceAccount", "token"):
+                raise errors.NotFound(f"the server could not find the requested resource "
+                                      f"({request.kind}/{request.subresource})")
+            tr = serviceaccount_pb2.TokenRequest()
+            if not request.object.Unpack(tr):
+                raise errors.BadRequest(f"the body must be a TokenRequest, not {request.object.type_url}")
+            out = await self.verbs.token_requests.create(request.namespace, request.name, tr, request.dry_run)
+            return api_pb2.ObjectResponse(object=objects.pack(out))
+        return await self._run(context, "create", "ServiceAccount", go)
 
     async def Version(self, request, context):
         return await self._run(context, "version", "", self.verbs.version)

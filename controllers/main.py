@@ -4,8 +4,9 @@
         [--controllers replicaset,deployment,nodelifecycle,nodeipam,endpoints,endpointslice,
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
-                       horizontalpodautoscaling,csrapproving,csrsigning,csrcleaner,tokencleaner,
-                       bootstrapsigner]
+                       horizontalpodautoscaling,serviceaccount,root-ca-cert-publisher,csrapproving,csrsigning,
+                       csrcleaner,tokencleaner,bootstrapsigner]
+        [--root-ca-file ca.crt]
         [--cluster-signing-cert-file ca.crt --cluster-signing-key-file ca.key]
         [--cluster-signing-duration 8760h] [--cluster-info-server https://HOST:PORT]
         [--horizontal-pod-autoscaler-sync-period 15s]
@@ -14,7 +15,8 @@
         [--node-monitor-grace-period 4s] [--pod-eviction-timeout 2s]
         [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
         [--concurrent-replicaset-syncs 5] [--concurrent-deployment-syncs 5] ...
-        [--metrics-listen 127.0.0.1:10257]
+        [--root-ca-file ca.crt] [--cluster-signing-cert-file ca.crt --cluster-signing-key-file ca.key]
+        [--cluster-signing-duration 8760h] [--metrics-listen 127.0.0.1:10257]
 
 `build(client, args)` creates one SharedInformerFactory and the selected
 controllers (each registers its informers, indexes and handlers), and returns
@@ -45,8 +47,8 @@ log = logging.getLogger("kctl.controllers.manager")
 ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "endpointslice",
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
-       "horizontalpodautoscaling", "csrapproving", "csrsigning", "csrcleaner", "tokencleaner",
-       "bootstrapsigner")
+       "horizontalpodautoscaling", "serviceaccount", "root-ca-cert-publisher", "csrapproving", "csrsigning",
+       "csrcleaner", "tokencleaner", "bootstrapsigner")
 
 
 def duration(text: str) -> float:
@@ -89,6 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="how often every HPA is reconciled")
     p.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration, default=300.0,
                    help="the scale-down stabilization window of HPAs without spec.behavior")
+    p.add_argument("--root-ca-file", default="",
+                   help="the cluster CA (PEM) published as ca.crt in every namespace's kube-root-ca.crt "
+                        "ConfigMap (empty when not given)")
     p.add_argument("--cluster-signing-cert-file", default="",
                    help="the cluster CA certificate (PEM) that signs CSRs; csrsigning is off without it")
     p.add_argument("--cluster-signing-key-file", default="", help="the cluster CA's private key (PEM)")
@@ -120,6 +125,22 @@ def selected(spec: str) -> list[str]:
     return [n for n in ALL if n in chosen]
 
 
+def read_file(path: str, flag: str) -> bytes:
+    """A PEM file named by a flag (b'' without one)."""
+    if not path:
+        return b""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SystemExit(f"kctl-controller-manager: cannot read {flag} {path}: {exc.strerror}") from None
+
+
+def read_root_ca(path: str) -> str:
+    """The --root-ca-file's PEM text ('' without one)."""
+    return read_file(path, "--root-ca-file").decode("ascii", "replace")
+
+
 def build(client, args) -> tuple[dict, dict]:
     """(named coroutines to run, controllers by name)."""
     from controllers.cronjob import CronJobController
@@ -138,6 +159,7 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.pvbinder import PersistentVolumeController
     from controllers.pvprotection import PVCProtectionController, PVProtectionController
     from controllers.replicaset import ReplicaSetController
+    from controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
     from controllers.statefulset import StatefulSetController
     from controllers.ttlafterfinished import TTLAfterFinishedController
 
@@ -173,6 +195,9 @@ def build(client, args) -> tuple[dict, dict]:
         "horizontalpodautoscaling": lambda: HPAController(
             client, factory, recorder, sync_period=args.horizontal_pod_autoscaler_sync_period,
             downscale_window=args.horizontal_pod_autoscaler_downscale_stabilization),
+        "serviceaccount": lambda: ServiceAccountsController(client, factory, recorder),
+        "root-ca-cert-publisher": lambda: RootCACertPublisher(client, factory, recorder,
+                                                              root_ca=read_root_ca(args.root_ca_file)),
     }
     makers.update(_certificate_makers(client, factory, recorder, args))
     ctrls = {name: c for name in selected(args.controllers) if (c := makers[name]()) is not None}
@@ -202,9 +227,8 @@ def _certificate_makers(client, factory, recorder, args) -> dict:
 
     def bootstrapsigner():
         ca_pem = None
-        if args.cluster_signing_cert_file and args.cluster_info_server:
-            with open(args.cluster_signing_cert_file, "rb") as f:
-                ca_pem = f.read()
+        if args.cluster_info_server:
+            ca_pem = read_file(args.cluster_signing_cert_file, "--cluster-signing-cert-file") or None
         return BootstrapSigner(client, factory, recorder, ca_pem=ca_pem, server=args.cluster_info_server)
 
     return {"csrapproving": lambda: CSRApprovingController(client, factory, recorder),

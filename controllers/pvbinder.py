@@ -12,7 +12,9 @@ Claims (`claim:ns/name` keys):
   `volume.kubernetes.io/selected-node` annotation (the scheduler's
   volume-binding plugin sets it); then only volumes that admit that node
   fit, and if none does, a `local-path` class provisions one: a hostPath PV
-  pinned to the node and pre-bound to the claim, which the next sync binds;
+  pinned to the node and pre-bound to the claim, which the next sync binds —
+  unless the class's `allowedTopologies` do not admit the node's labels
+  (ProvisioningFailed; the scheduler does not pick such a node itself);
 - bound: kept Bound while its volume points back; `Lost` when the volume is
   gone or bound to another claim.
 
@@ -28,7 +30,7 @@ re-reads the caches, so a crash anywhere is repaired by the next sync.
 """
 from __future__ import annotations
 
-from machinery import codec, errors
+from machinery import codec, errors, selectors
 from machinery.informer import BY_NAMESPACE, index_by_namespace, key_of
 
 from controllers import pvmatch as m
@@ -168,6 +170,12 @@ class PersistentVolumeController(Controller):
                                     f'failed to provision volume with StorageClass "{sc.metadata.name}": '
                                     f'node "{node_name}" not found')
             self.queue.add_after(CLAIM + key_of(pvc), 5.0)
+            return
+        labels = {m.HOSTNAME_LABEL: node.metadata.name, **node.metadata.labels}
+        if not selectors.matches_topology(sc.allowed_topologies, labels):
+            await self._claim_phase(pvc, "Pending", "Warning", "ProvisioningFailed",
+                                    f'failed to provision volume with StorageClass "{sc.metadata.name}": '
+                                    f'selected node "{node_name}" is not in the allowed topologies of the class')
             return
         if pvc.metadata.annotations.get(m.STORAGE_PROVISIONER) != sc.provisioner:
             new = codec.copy(pvc)

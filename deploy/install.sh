@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything kctl needs on Debian 12, as root, idempotently:
 # the Debian packages (etcd, runc, conmon, skopeo, umoci, busybox-static,
-# iptables, iproute2, docker-registry, conntrack) and a virtual environment
+# iptables, iproute2, docker-registry, conntrack; online also mmdebstrap, which
+# builds the lab's images from Debian packages, deploy/debimages.py) and a
+# virtual environment
 # in .venv with kctl and its test extras installed in editable mode.
 #
 # Offline (a VM of the Vagrant lab, no route out): KCTL_WHEELHOUSE=DIR makes
@@ -24,6 +26,7 @@ if [ -n "$WHEELHOUSE" ]; then
     PIP_SOURCE=(--no-index --find-links "$WHEELHOUSE" --no-build-isolation)
 else
     PKGS+=(python3-dev gcc)   # for any dependency without a binary wheel
+    PKGS+=(mmdebstrap)        # the lab's Debian-package images (not in the offline VMs)
     PIP_SOURCE=()
 fi
 

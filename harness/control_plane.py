@@ -108,16 +108,20 @@ class Etcd(Process):
 class ApiServer(Process):
     """`python -m apiserver.main` against an Etcd (or any etcd URL), listening
     on `host` (127.0.0.1); the gRPC and metrics ports stay the same across
-    restart(). Metrics are always on 127.0.0.1."""
+    restart(). Metrics are always on 127.0.0.1. Without `service_accounts` the
+    ServiceAccount admission plugin is off: it refuses pods until a controller
+    manager has made the namespace's `default` account."""
 
     def __init__(self, etcd: Etcd | str, workdir, *, port: int | None = None, metrics_port: int | None = None,
-                 extra_args: list[str] | None = None, host: str = "127.0.0.1"):
+                 extra_args: list[str] | None = None, host: str = "127.0.0.1", service_accounts: bool = False):
         super().__init__("apiserver", workdir)
         self.etcd_url = etcd.url if isinstance(etcd, Etcd) else etcd
         self.host = host
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.extra_args = list(extra_args or [])
+        if not service_accounts:
+            self.extra_args.insert(0, "--disable-admission-plugins=ServiceAccount")
 
     @property
     def target(self) -> str:
@@ -184,11 +188,13 @@ class ControlPlane:
 
     def __init__(self, workdir: str | os.PathLike | None = None, apiserver_args: list[str] | None = None, *,
                  host: str = "127.0.0.1", scheduler: bool = False, controller_manager: bool = False,
-                 scheduler_args: list[str] | None = None, controller_args: list[str] | None = None):
+                 scheduler_args: list[str] | None = None, controller_args: list[str] | None = None,
+                 service_accounts: bool = False):
         self._tmp = None if workdir else tempfile.mkdtemp(prefix="kctl-cluster-")
         self.workdir = pathlib.Path(workdir or self._tmp)
         self.etcd = Etcd(self.workdir)
-        self.apiserver = ApiServer(self.etcd, self.workdir, extra_args=apiserver_args, host=host)
+        self.apiserver = ApiServer(self.etcd, self.workdir, extra_args=apiserver_args, host=host,
+                                   service_accounts=service_accounts)
         target = self.apiserver.target
         self.scheduler = Scheduler(self.workdir, target, extra_args=scheduler_args) if scheduler else None
         self.controller_manager = (ControllerManager(self.workdir, target, extra_args=controller_args)

@@ -81,3 +81,4 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
     elif kind == "Node":
         obj.spec.pod_cidr = "10.244.1.0/24"
     return obj
+

@@ -214,7 +214,7 @@ class _CreateGroup(click.Group):
 @click.option("--save-config", is_flag=True, help="Store the last-applied configuration (for a later apply).")
 @click.pass_context
 def create_cmd(click_ctx, filenames, recursive, output, save_config):
-    """Create resources from files or stdin, or: create namespace|deployment|job|configmap|secret NAME ..."""
+    """Create resources from files or stdin, or: create namespace|deployment|job|configmap|secret|token NAME ..."""
     from kubectlish.common import run
     if click_ctx.invoked_subcommand is not None:
         if filenames:
@@ -238,11 +238,13 @@ def create_namespace_cmd(ctx: Ctx, name, output):
 def _add_generators():
     from kubectlish.create_data import create_configmap_cmd, create_secret_group
     from kubectlish.create_job import create_job_cmd
+    from kubectlish.create_token import create_token_cmd
     from kubectlish.generators import create_deployment_cmd
     create_cmd.add_command(create_deployment_cmd)
     create_cmd.add_command(create_configmap_cmd)
     create_cmd.add_command(create_secret_group)
     create_cmd.add_command(create_job_cmd)
+    create_cmd.add_command(create_token_cmd)
 
 
 _add_generators()

@@ -18,7 +18,7 @@ import click
 from kubectlish.common import Ctx, err, format_api_error, parse_targets, run
 from kubectlish.describe_blocks import (DECISION, _conditions, _map_lines, _meta, container_lines,
                                         decision_lines, events_lines, pod_template_lines, render,
-                                        volume_lines, when)
+                                        seccomp_lines, volume_lines, when)
 from kubectlish.describe_workloads import DESCRIBERS
 from kubectlish.printers import NONE, age, format_labels, format_selector, node_status
 from machinery import errors
@@ -65,6 +65,7 @@ def describe_pod(p, events) -> list[str]:
         lines.append(f"Reason:\t{s.reason}")
     if s.message:
         lines.append(f"Message:\t{s.message}")
+    lines += seccomp_lines(p.spec, "", "")
     ip = s.pod_ips[0].ip if s.pod_ips else s.pod_ip
     lines.append(f"IP:\t{ip}")
     ips = [i.ip for i in s.pod_ips] or ([s.pod_ip] if s.pod_ip else [])

@@ -105,6 +105,17 @@ def _state(prefix: str, title: str, st) -> list[str]:
     return [f"{prefix}{title}:\tWaiting"] if title == "State" else []
 
 
+def seccomp_lines(holder, indent: str, localhost_indent: str) -> list[str]:
+    """kubectl's SeccompProfile (and LocalhostProfile) lines of a pod spec or container."""
+    if not holder.HasField("security_context") or not holder.security_context.HasField("seccomp_profile"):
+        return []
+    sp = holder.security_context.seccomp_profile
+    lines = [f"{indent}SeccompProfile:\t{sp.type}"]
+    if sp.type == "Localhost":
+        lines.append(f"{localhost_indent}LocalhostProfile:\t{sp.localhost_profile}")
+    return lines
+
+
 def container_lines(c, status=None, indent: int = 2, field_indent: int = 4) -> list[str]:
     p = " " * indent
     q = " " * field_indent
@@ -118,6 +129,7 @@ def container_lines(c, status=None, indent: int = 2, field_indent: int = 4) -> l
     lines.append(f"{q}Port{'s' if len(ports) > 1 else ''}:\t{', '.join(ports) or NONE}")
     host_ports = ", ".join(f"{pt.host_port}/{pt.protocol or 'TCP'}" for pt in c.ports)
     lines.append(f"{q}Host Port:\t{host_ports or NONE}")
+    lines += seccomp_lines(c, q, q + "  ")
     if c.command:
         lines.append(f"{q}Command:")
         lines += [f"{q}  {a}" for a in c.command]
@@ -158,6 +170,9 @@ def container_lines(c, status=None, indent: int = 2, field_indent: int = 4) -> l
     return lines
 
 
+NONE_PTR = "<nil>"             # how kubectl prints an unset *bool
+
+
 def volume_lines(volumes, indent: str = "") -> list[str]:
     if not volumes:
         return [f"{indent}Volumes:\t{NONE}"]
@@ -177,6 +192,25 @@ def volume_lines(volumes, indent: str = "") -> list[str]:
         elif v.HasField("persistent_volume_claim"):
             lines += [f"{q}Type:\tPersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)",
                       f"{q}ClaimName:\t{v.persistent_volume_claim.claim_name}"]
+        elif v.HasField("projected"):
+            lines += projected_lines(v.projected, q)
+    return lines
+
+
+def projected_lines(projected, q: str) -> list[str]:
+    """kubectl's printProjectedVolumeSource (the kube-api-access-* volume of every pod)."""
+    def opt(src) -> str:
+        return str(src.optional).lower() if src.HasField("optional") else NONE_PTR
+    lines = [f"{q}Type:\tProjected (a volume that contains injected data from multiple sources)"]
+    for src in projected.sources:
+        if src.HasField("secret"):
+            lines += [f"{q}SecretName:\t{src.secret.name}", f"{q}SecretOptionalName:\t{opt(src.secret)}"]
+        elif src.HasField("downward_api"):
+            lines.append(f"{q}DownwardAPI:\ttrue")
+        elif src.HasField("config_map"):
+            lines += [f"{q}ConfigMapName:\t{src.config_map.name}", f"{q}ConfigMapOptional:\t{opt(src.config_map)}"]
+        elif src.HasField("service_account_token"):
+            lines.append(f"{q}TokenExpirationSeconds:\t{src.service_account_token.expiration_seconds}")
     return lines
 
 

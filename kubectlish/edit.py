@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from kubectlish.common import Ctx, Failed, parse_targets, resolve_refs, run
+from kubectlish.common import Ctx, Failed, parse_targets, resolve_refs, run, warn
 from machinery import errors, kinds
 
 RETRIES = 5
@@ -94,6 +94,8 @@ async def _run_kv(ctx: Ctx, args, overwrite, selector, all_, what: str, past: st
                 return NOCHANGE
             return len(field) < before
         _, shrank = await mutate_object(client, info, name, ctx.namespace, mutate)
+        for w in client.warnings if shrank is not NOCHANGE else []:
+            warn(w)                   # e.g. Pod Security about a namespace's existing pods
         if shrank is NOCHANGE:
             word = f"not {past}"
         elif what == "label" and shrank and not overwrite:

@@ -165,6 +165,16 @@ class Client:
         resp = await self._call(self._stub.BindBatch, req)
         return [None if r.ok else errors.ApiError.from_status(r.error) for r in resp.results]
 
+    async def create_token(self, namespace: str, service_account: str, request: Message, *,
+                           dry_run: bool = False) -> Message:
+        """serviceaccounts/token: a kctl.v1.TokenRequest in, the TokenRequest with status.token out."""
+        resp = await self._call(self._stub.CreateSubresource, api_pb2.CreateSubresourceRequest(
+            kind="ServiceAccount", namespace=namespace, name=service_account, subresource="token",
+            object=codec.pack(request), dry_run=dry_run))
+        out = type(request)()
+        resp.object.Unpack(out)
+        return out
+
     async def version(self) -> api_pb2.VersionResponse:
         return await self._call(self._stub.Version, api_pb2.VersionRequest())
 

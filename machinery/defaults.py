@@ -104,6 +104,9 @@ def default_pod_spec(spec) -> None:
         for src in ("secret", "config_map"):
             if v.HasField(src) and not getattr(v, src).HasField("default_mode"):
                 getattr(v, src).default_mode = 0o644
+        for p in v.projected.sources:          # SetDefaults_ServiceAccountTokenProjection: one hour
+            if p.HasField("service_account_token") and not p.service_account_token.HasField("expiration_seconds"):
+                p.service_account_token.expiration_seconds = 3600
 
 
 def qos_class(spec) -> str:

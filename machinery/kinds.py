@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 from machinery.errors import KctlError
 from machinery.pb import (apps_pb2, autoscaling_pb2, batch_pb2, certificates_pb2, core_pb2, discovery_pb2, policy_pb2,
-                          scheduling_pb2, storage_pb2)
+                          scheduling_pb2, serviceaccount_pb2, storage_pb2)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,10 @@ KINDS: tuple[KindInfo, ...] = (
     # discovery.k8s.io (EndpointSlices, maintained by controllers/endpointslice.py)
     KindInfo("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io", "v1", True,
              discovery_pb2.EndpointSlice, (), has_status=False),
-    # certificates.k8s.io (node join: CSRs approved and signed by controllers/csr*.py; issue 14)
+    # identities of pods (issue 14): tokens from serviceaccounts/token (apiserver/serviceaccount/)
+    KindInfo("ServiceAccount", "serviceaccounts", "serviceaccount", "", "v1", True,
+             serviceaccount_pb2.ServiceAccount, ("sa",), has_status=False),
+    # node join (issue 14): approved and signed by the controller manager (controllers/csr*.py)
     KindInfo("CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest",
              "certificates.k8s.io", "v1", False, certificates_pb2.CertificateSigningRequest, ("csr",)),
 )

@@ -52,6 +52,7 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/scheduling.proto": "io.k8s.api.scheduling.v1",
     "machinery/pb/discovery.proto": "io.k8s.api.discovery.v1",
     "machinery/pb/autoscaling.proto": "io.k8s.api.autoscaling.v2",
+    "machinery/pb/serviceaccount.proto": "io.k8s.api.authentication.v1",
     "machinery/pb/certificates.proto": "io.k8s.api.certificates.v1",
 }
 _PACKAGE_BY_MESSAGE = {
@@ -59,6 +60,7 @@ _PACKAGE_BY_MESSAGE = {
     "kctl.v1.Lease": "io.k8s.api.coordination.v1",
     "kctl.v1.LeaseSpec": "io.k8s.api.coordination.v1",
     "kctl.v1.StorageClass": "io.k8s.api.storage.v1",
+    "kctl.v1.ServiceAccount": "io.k8s.api.core.v1",
 }
 _KIND_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in kinds.KINDS}
 _SPECIAL = {codec.INT_OR_STRING: INT_OR_STRING, codec.TIMESTAMP: TIME}

@@ -294,3 +294,13 @@ def proto_to_string(sel) -> str:
     except ValueError:
         return "<error>"
     return s or "<none>"
+
+
+def matches_topology(terms, labels: Mapping[str, str]) -> bool:
+    """A StorageClass's ``allowedTopologies`` against a node's labels (Kubernetes'
+    MatchTopologySelectorTerms): no terms admit every node; terms are ORed, the
+    expressions of a term ANDed, each one ``key In values``; an empty term admits none."""
+    if not terms:
+        return True
+    return any(t.match_label_expressions and all(labels.get(r.key) in r.values for r in t.match_label_expressions)
+               for t in terms)

@@ -311,6 +311,10 @@ def _secret(s, wide, at):
     return [s.metadata.name, s.type, str(len(s.data)), age(s.metadata.creation_timestamp, at)]
 
 
+def _service_account(s, wide, at):
+    return [s.metadata.name, str(len(s.secrets)), age(s.metadata.creation_timestamp, at)]
+
+
 def _persistent_volume(v, wide, at):
     ref = v.spec.claim_ref
     claim = f"{ref.namespace}/{ref.name}" if v.spec.HasField("claim_ref") else ""
@@ -412,6 +416,7 @@ PRINTERS: dict[str, Printer] = {
     "Lease": Printer(_cols("NAME|HOLDER|AGE"), _all(_lease)),
     "ConfigMap": Printer(_cols("NAME|DATA|AGE"), _all(_config_map)),
     "Secret": Printer(_cols("NAME|TYPE|DATA|AGE"), _all(_secret)),
+    "ServiceAccount": Printer(_cols("NAME|SECRETS|AGE"), _all(_service_account)),
     "PersistentVolume": Printer(_cols("NAME|CAPACITY|ACCESS MODES|RECLAIM POLICY|STATUS|CLAIM|STORAGECLASS|"
                                       "VOLUMEATTRIBUTESCLASS|REASON|AGE", "VOLUMEMODE"), _all(_persistent_volume)),
     "PersistentVolumeClaim": Printer(_cols("NAME|STATUS|VOLUME|CAPACITY|ACCESS MODES|STORAGECLASS|"

@@ -11,7 +11,7 @@ certificate (CSR approved by the controller manager) and writes
 `client_for(credentials)` builds the API client from a kubeconfig's
 credentials. Until the TLS client lands in machinery/client.py this is the
 plaintext Client with the bearer token sent as gRPC metadata
-(`authorization: Bearer T`, what `--enable-bootstrap-token-auth` reads);
+(`authorization: Bearer T`, which the apiserver's token authenticators read);
 the client certificate is then unused. With TLS, the same function builds a
 channel trusting the kubeconfig's CA with the token or client certificate.
 """

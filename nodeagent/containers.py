@@ -43,6 +43,13 @@ class ContainerConfig:
     readonly_rootfs: bool = False
     capabilities_add: list[str] = field(default_factory=list)
     capabilities_drop: list[str] = field(default_factory=list)
+    # resolved securityContext (nodeagent/security.py); None/defaults keep runc's default spec
+    capabilities: list[str] | None = None              # the full set (bounding, effective, permitted)
+    additional_gids: list[int] = field(default_factory=list)
+    no_new_privileges: bool = True
+    privileged: bool = False
+    seccomp: dict | None = None                        # OCI linux.seccomp; None = unconfined
+    sysctls: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     stdin: bool = False                                # conmon keeps a stdin for attach (`stdin: true`)
     tty: bool = False                                  # the process runs on a pty held by conmon (`tty: true`)

@@ -1,7 +1,10 @@
 """A container's environment, the kubelet's makeEnvironmentVariables
 (pkg/kubelet/kubelet_pods.go).
 
-Order: the image's Env, then ``envFrom`` sources in order (each key with the
+Order: the image's Env, then the `kubernetes` Service's variables
+(``KUBERNETES_SERVICE_HOST``/``_PORT`` and the Docker-link ``KUBERNETES_PORT*``
+ones, ``service_env``: what in-cluster clients read; other Services' links
+are not injected yet), then ``envFrom`` sources in order (each key with the
 source's ``prefix``; a key that is not a valid variable name is skipped and
 reported with the kubelet's InvalidEnvironmentVariableNames event), then
 ``env`` in order — a later name wins.  ``env`` values expand ``$(VAR)``
@@ -43,6 +46,8 @@ class Sources:
     config_maps: dict = field(default_factory=dict)
     secrets: dict = field(default_factory=dict)
     claims: dict[str, tuple[str, str]] = field(default_factory=dict)  # volume -> (PV path, hostPath type)
+    tokens: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (audience, expirationSeconds) -> token
+    service_env: dict[str, str] = field(default_factory=dict)    # KUBERNETES_SERVICE_HOST and friends
     events: list[tuple[str, str, str]] = field(default_factory=list)    # (type, reason, message)
 
     def config_map(self, ns: str, name: str, optional: bool):
@@ -156,6 +161,29 @@ def _value_from(pod: core_pb2.Pod, c: core_pb2.Container, vf, sources: Sources, 
     return ""
 
 
+def service_env(svc) -> dict[str, str]:
+    """The kubelet's variables for one Service (pkg/kubelet/envvars FromServices):
+    NAME_SERVICE_HOST/_PORT/_PORT_<port name> and the Docker-link NAME_PORT* ones."""
+    ip = svc.spec.cluster_ip
+    if not ip or ip == "None" or not svc.spec.ports:
+        return {}
+    name = svc.metadata.name.upper().replace("-", "_")
+    first = svc.spec.ports[0]
+    host = f"[{ip}]" if ":" in ip else ip
+    env = {f"{name}_SERVICE_HOST": ip, f"{name}_SERVICE_PORT": str(first.port)}
+    for sp in svc.spec.ports:
+        if sp.name:
+            env[f"{name}_SERVICE_PORT_{sp.name.upper().replace('-', '_')}"] = str(sp.port)
+    proto = (first.protocol or "TCP").lower()
+    env[f"{name}_PORT"] = f"{proto}://{host}:{first.port}"
+    for sp in svc.spec.ports:
+        proto = (sp.protocol or "TCP").lower()
+        prefix = f"{name}_PORT_{sp.port}_{proto.upper()}"
+        env.update({prefix: f"{proto}://{host}:{sp.port}", f"{prefix}_PROTO": proto,
+                    f"{prefix}_PORT": str(sp.port), f"{prefix}_ADDR": ip})
+    return env
+
+
 def build_env(pod: core_pb2.Pod, c: core_pb2.Container, image_env, host_ip: str, pod_ip: str,
               sources: Sources | None = None) -> list[str]:
     """NAME=value strings for the container (see module docstring)."""
@@ -164,6 +192,7 @@ def build_env(pod: core_pb2.Pod, c: core_pb2.Container, image_env, host_ip: str,
     for kv in image_env:
         k, _, v = kv.partition("=")
         env[k] = v
+    env.update(sources.service_env)
     for ef in c.env_from:
         _env_from(pod, ef, sources, env)
     for e in c.env:

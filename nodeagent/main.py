@@ -3,7 +3,7 @@
     kctl-nodeagent --apiserver 10.0.0.1:6443 --node-name n1 --node-ip 10.0.0.11 \\
         --root-dir /var/lib/kctl/n1 [--netns /var/run/netns/n1] [--pod-cidr 10.244.1.0/24] \\
         [--registry-mirror docker.io=http://10.0.0.1:5000] [--runtime runc|fake] \\
-        [--proxy iptables|none] [--masquerade-cidr 10.0.0.0/24] ...
+        [--proxy iptables|none] [--masquerade-cidr 10.0.0.0/24] [--no-seccomp-default] ...
     kctl-nodeagent --cleanup-iptables [--netns /var/run/netns/n1]     # one-shot teardown
 
 Service proxy: with ``--runtime runc`` the agent programs ClusterIP/NodePort
@@ -147,6 +147,11 @@ def parser() -> argparse.ArgumentParser:
                    help="cluster domain: pods search NS.svc.DOMAIN svc.DOMAIN DOMAIN (default %(default)s)")
     p.add_argument("--cleanup-iptables", action="store_true",
                    help="remove every KCTL-* iptables chain and hook (in --netns) and exit")
+    p.add_argument("--seccomp-default", action=argparse.BooleanOptionalAction, default=True,
+                   help="RuntimeDefault seccomp for containers that name no profile (default on; "
+                        "--no-seccomp-default: Unconfined, Kubernetes' own default)")
+    p.add_argument("--allowed-unsafe-sysctls", type=lambda s: [x for x in s.split(",") if x], default=[],
+                   help="sysctls (or prefix*) pods may set beyond Kubernetes' safe set, comma-separated")
     from nodeagent import certbootstrap
     certbootstrap.add_arguments(p)     # node join: --bootstrap-kubeconfig, --kubeconfig, --cert-dir
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -213,6 +218,7 @@ async def amain(args) -> None:
     from machinery.client import Client
     from machinery.runner import run_tasks
     from nodeagent import metrics
+    from nodeagent import security
     from nodeagent.podfiles import DnsConfigurer
 
     mirrors: dict[str, list[str]] = {}
@@ -242,6 +248,8 @@ async def amain(args) -> None:
         capacity=({**agentlib_capacity(), **args.capacity} if args.capacity else None),
         crashloop_base=args.crashloop_base, agent_port=args.agent_port, proxy=args.proxy,
         masquerade_cidr=args.masquerade_cidr, dns=DnsConfigurer(args.cluster_dns, args.cluster_domain))
+    agent.security = security.Options(args.seccomp_default, os.path.join(os.path.abspath(args.root_dir), "seccomp"),
+                                      args.allowed_unsafe_sysctls)
     tasks = {"agent": agent.run()}
     if (renewer := certbootstrap.renewer(args)) is not None:
         tasks["certificate-renewal"] = renewer.run()

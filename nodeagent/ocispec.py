@@ -17,12 +17,20 @@ change what a pod needs:
 * resources: cpu quota/period/shares, memory limit (swap = limit, i.e. no swap,
   so the limit really kills), optional pids limit;
 * an absolute ``cgroupsPath`` (``/PARENT/ID``) so the runtime knows where the
-  container's cgroup directories live in every hierarchy and can remove them.
+  container's cgroup directories live in every hierarchy and can remove them;
+* the securityContext as nodeagent/security.py resolved it: user, group and
+  additional gids, the capability set (bounding/effective/permitted; none
+  ambient, as containerd), noNewPrivileges, a read-only root, the seccomp
+  profile, sysctls, and for a privileged container every host device,
+  writable /sys and cgroups and no masked or read-only /proc paths.
+  A ContainerConfig that says nothing keeps runc's defaults above.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import stat
 from typing import Any
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -98,7 +106,12 @@ def build_spec(cfg: Any, rootfs: str, cgroups_path: str) -> dict[str, Any]:
     proc["cwd"] = cfg.cwd or "/"
     uid, gid = parse_user(cfg.user)
     proc["user"] = {"uid": uid, "gid": gid}
-    if cfg.capabilities_add or cfg.capabilities_drop:
+    if getattr(cfg, "additional_gids", None):
+        proc["user"]["additionalGids"] = [int(g) for g in cfg.additional_gids]
+    proc["noNewPrivileges"] = bool(getattr(cfg, "no_new_privileges", True))
+    if getattr(cfg, "capabilities", None) is not None:
+        proc["capabilities"] = {k: list(cfg.capabilities) for k in ("bounding", "effective", "permitted")}
+    elif cfg.capabilities_add or cfg.capabilities_drop:
         caps = [c for c in DEFAULT_CAPS + list(cfg.capabilities_add)
                 if c not in cfg.capabilities_drop]
         caps = list(dict.fromkeys(caps))
@@ -117,6 +130,7 @@ def build_spec(cfg: Any, rootfs: str, cgroups_path: str) -> dict[str, Any]:
         if ns["type"] == "network" and cfg.netns_path:
             ns["path"] = cfg.netns_path
     linux["cgroupsPath"] = cgroups_path
+    _security(spec, cfg)
     res = linux["resources"]
     cpu: dict[str, int] = {}
     if cfg.cpu_quota:
@@ -133,3 +147,41 @@ def build_spec(cfg: Any, rootfs: str, cgroups_path: str) -> dict[str, Any]:
     spec["annotations"] = {f"io.kctl.label.{k}": str(v) for k, v in cfg.labels.items()}
     spec["annotations"]["io.kctl.container.name"] = cfg.name
     return spec
+
+
+def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
+    """Every character and block device under /dev, as OCI linux.devices (containerd's
+    HostDevices for privileged containers; pts, shm and mqueue are the container's own)."""
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in
+                   (f"{root}/pts", f"{root}/shm", f"{root}/mqueue", f"{root}/.lxc", f"{root}/.udev")]
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                out.append({"path": path, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                            "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    return out
+
+
+def _security(spec: dict[str, Any], cfg: Any) -> None:
+    """seccomp, sysctls and privileged mode (nodeagent/security.py decides them)."""
+    linux = spec["linux"]
+    if getattr(cfg, "seccomp", None):
+        linux["seccomp"] = cfg.seccomp
+    if getattr(cfg, "sysctls", None):
+        linux["sysctl"] = dict(cfg.sysctls)
+    if not getattr(cfg, "privileged", False):
+        return
+    linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+    linux["devices"] = host_devices()
+    linux.pop("maskedPaths", None)
+    linux.pop("readonlyPaths", None)
+    for m in spec["mounts"]:
+        if m["destination"] in ("/sys", "/sys/fs/cgroup"):
+            m["options"] = [o for o in m["options"] if o != "ro"] + ["rw"]

@@ -16,6 +16,9 @@ Rules (the kubelet's):
   made of its volume (emptyDir, hostPath, configMap/secret/downwardAPI/
   projected files, a claim's PV directory), ``subPath``/``subPathExpr``
   resolved inside it.
+* security: user, groups, capabilities, seccomp, sysctls, read-only root
+  from the securityContext (nodeagent/security.py); runAsNonRoot with a
+  root image is a ``ContainerConfigError``.
 
 Pure functions apart from creating subPath directories (the host refusing
 that is a ``ContainerRuntimeError``).
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from machinery import quantity
 from machinery.pb import core_pb2
-from nodeagent import envvars, volumes
+from nodeagent import envvars, security, volumes
 from nodeagent.containers import ContainerConfig, Mount
 from nodeagent.envvars import Sources, expand
 from nodeagent.errors import ContainerConfigError
@@ -95,12 +98,14 @@ def pod_hostname(pod: core_pb2.Pod) -> str:
 
 def container_config(pod: core_pb2.Pod, c: core_pb2.Container, image: Image, sandbox: Sandbox,
                      pod_dir: str, pod_files: dict[str, str], host_ip: str, cid: str,
-                     restart: int, lowerdirs: list[str], sources: Sources | None = None) -> ContainerConfig:
+                     restart: int, lowerdirs: list[str], sources: Sources | None = None,
+                     options: security.Options | None = None) -> ContainerConfig:
     env = build_env(pod, c, image, host_ip, sandbox.ip, sources)
     hostname = pod_hostname(pod)
     return ContainerConfig(
         id=cid, name=c.name, args=build_args(c, image, env), layers=lowerdirs, env=env,
-        cwd=c.working_dir or image.config.working_dir or "/", user=image.config.user or None,
+        cwd=c.working_dir or image.config.working_dir or "/",
+        **security.config(pod, c, image.config.user or "", lowerdirs, options),
         hostname=hostname, netns_path=sandbox.netns_path or None,
         mounts=build_mounts(pod, c, pod_dir, pod_files, sources, dict(kv.partition("=")[::2] for kv in env)),
         **resources(c),

@@ -2,7 +2,9 @@
 
 ``PodVolumes.sync(pod, pod_dir, pod_ip)`` runs on every sync step: it
 gathers the ConfigMaps/Secrets the pod refers to (watched, so a change
-wakes the worker: nodeagent/configwatch.py) and its claims' volume paths
+wakes the worker: nodeagent/configwatch.py), the ServiceAccount tokens of
+its projected volumes (nodeagent/tokens.py: requested, cached, refreshed
+with a wake-up), the `kubernetes` Service's env vars (read once) and its claims' volume paths
 (read from the API until every claim is bound, then kept),
 then sets the volumes up (nodeagent/volumes.py; hollow nodes write no
 files but reach the same verdicts).  It returns the ``Sources`` the containers' env and mounts
@@ -26,10 +28,22 @@ import time
 from machinery.pb import core_pb2
 from nodeagent import volumes
 from nodeagent.configwatch import ConfigWatch
-from nodeagent.envvars import Sources
+from machinery import errors
+from nodeagent.envvars import Sources, service_env
 from nodeagent.errors import VolumeSetupError
+from nodeagent.tokens import PodTokens, key_of
 
 log = logging.getLogger("kctl.nodeagent.volumes")
+MASTER_SERVICE = ("kubernetes", "default")
+
+
+async def kubernetes_service_env(client) -> dict[str, str]:
+    """KUBERNETES_SERVICE_HOST/PORT (and the Docker-link names) of default/kubernetes, which
+    the kubelet gives every container so in-cluster clients find the API; {} without it."""
+    try:
+        return service_env(await client.get("Service", *MASTER_SERVICE))
+    except errors.NotFound:
+        return {}
 
 USAGE_INTERVAL = 10.0          # seconds between measurements of disk emptyDirs with a sizeLimit
 
@@ -45,6 +59,8 @@ class PodVolumes:
         self.claims: dict | None = None      # a bound claim's volume does not change: read once
         self.evicted = ""                    # the eviction message once an emptyDir exceeded its sizeLimit
         self._next_usage_check = 0.0
+        self.tokens = PodTokens(agent.client, wake)   # projected ServiceAccount tokens, refreshed
+        self.service_env: dict | None = None          # default/kubernetes as env vars, read once per pod
 
     async def sync(self, pod: core_pb2.Pod, pod_dir: str, pod_ip: str) -> Sources | None:
         try:
@@ -52,6 +68,14 @@ class PodVolumes:
             if self.claims is None and any(v.HasField("persistent_volume_claim") for v in pod.spec.volumes):
                 self.claims = await volumes.claim_paths(self.agent.client, pod)
             sources.claims = self.claims or {}
+            if self.service_env is None:
+                self.service_env = await kubernetes_service_env(self.agent.client)
+            sources.service_env = self.service_env
+            for v in pod.spec.volumes:
+                for p in v.projected.sources:
+                    if p.HasField("service_account_token"):
+                        sources.tokens[key_of(p.service_account_token)] = await self.tokens.get(
+                            pod, p.service_account_token)
             if self.agent.fake:                  # hollow: no files, the same verdicts
                 volumes.check_payloads(pod, sources, self.agent.node_ip, pod_ip)
             else:
@@ -75,5 +99,6 @@ class PodVolumes:
 
     def close(self, pod_dir: str) -> None:
         self.watch.forget(self.uid)
+        self.tokens.close()
         if not self.agent.fake:
             volumes.teardown(pod_dir)

@@ -298,7 +298,8 @@ class PodSync:
         cid = container_id(self.uid, c.name, restart)
         try:
             cfg = podspec.container_config(self.pod, c, image, self.sandbox, self.pod_dir, self.pod_files,
-                                           self.agent.node_ip, cid, restart, lowerdirs(image), self.sources)
+                                           self.agent.node_ip, cid, restart, lowerdirs(image), self.sources,
+                                           getattr(self.agent, "security", None))
             for event in self.sources.events:
                 self._event(*event)
             self.sources.events.clear()

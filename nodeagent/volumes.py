@@ -15,12 +15,18 @@ sync (idempotent, cheap when nothing changed) after the sandbox exists:
   0644; ``optional`` sources that do not exist give no files) written with
   the kubelet's atomic ``..data`` swap (nodeagent/atomicwriter.py), so a
   re-sync after the object changed updates the mounted files atomically.
-  Secret volumes (and projected ones holding a secret) live on a tmpfs, as
-  the kubelet keeps secrets off the disk.
+  Secret volumes (and projected ones holding a secret or a ServiceAccount
+  token) live on a tmpfs, as the kubelet keeps secrets off the disk. A
+  projected ``serviceAccountToken`` is the token nodeagent/tokens.py fetched
+  into ``Sources.tokens`` (refreshed there; a refresh wakes the pod worker
+  and the next sync swaps the files).
 * ``persistentVolumeClaim``: the directory of the bound PersistentVolume
   (``hostPath`` or ``local``), resolved by ``claim_paths`` (API reads) into
   ``Sources.claims``; a DirectoryOrCreate hostPath (the local-path
   provisioner's) is created 0777.
+
+A pod with ``securityContext.fsGroup`` gets its emptyDir, API data and claim
+volumes owned by that group (setgid directories; nodeagent/fsgroup.py).
 
 Problems with the pod's references are ``VolumeSetupError`` with the
 kubelet's wording (``configmap "x" not found``); the pod worker shows the
@@ -39,7 +45,7 @@ import subprocess
 
 from machinery import errors, quantity
 from machinery.pb import core_pb2
-from nodeagent import atomicwriter
+from nodeagent import atomicwriter, fsgroup
 from nodeagent.atomicwriter import FileProjection
 from nodeagent.envvars import Sources, expand, field_value, resource_value
 from nodeagent.errors import ContainerConfigError, ContainerRuntimeError, VolumeSetupError
@@ -146,6 +152,12 @@ def payload(pod: core_pb2.Pod, v: core_pb2.Volume, sources: Sources, host_ip: st
                 files.update(secret_payload(sources.secrets.get(s.name), ns, s.name, s.items, mode, opt(s)))
             elif p.HasField("downward_api"):
                 files.update(downward_payload(pod, p.downward_api.items, mode, host_ip, pod_ip))
+            elif p.HasField("service_account_token"):           # fetched by nodeagent/tokens.py
+                s, tmpfs = p.service_account_token, True
+                token = sources.tokens.get((s.audience, s.expiration_seconds))
+                if token is None:
+                    raise VolumeSetupError("failed to fetch token: no token for this projection yet")
+                files[s.path] = FileProjection(token, mode)
         return files, tmpfs
     return None
 
@@ -210,8 +222,11 @@ def setup_volumes(pod: core_pb2.Pod, pod_dir: str, sources: Sources, host_ip: st
     changed = []
     for v in pod.spec.volumes:
         try:
-            if _setup_one(pod, v, volume_dir(pod_dir, v.name), sources, host_ip, pod_ip):
+            d = volume_dir(pod_dir, v.name)
+            updated = _setup_one(pod, v, d, sources, host_ip, pod_ip)
+            if updated:
                 changed.append(v.name)
+            fsgroup.apply(pod, v, sources.claims[v.name][0] if v.HasField("persistent_volume_claim") else d, updated)
         except VolumeSetupError as exc:
             exc.volume = v.name
             raise
@@ -230,7 +245,7 @@ def _setup_one(pod, v, d: str, sources: Sources, host_ip: str, pod_ip: str) -> b
         if v.empty_dir.medium == "Memory":
             mount_tmpfs(d, memory_size(pod, v))
         os.makedirs(d, exist_ok=True)
-        os.chmod(d, 0o777)
+        os.chmod(d, 0o777 | (os.stat(d).st_mode & 0o2000))      # keeps fsGroup's setgid (nodeagent/fsgroup.py)
     elif v.HasField("host_path"):
         _host_path(v.host_path.path, v.host_path.type)
     elif v.HasField("persistent_volume_claim"):

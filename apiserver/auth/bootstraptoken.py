@@ -14,11 +14,9 @@ expired token must be. The Secret is read from the Store (etcd, decrypted
 like any read) on every request: bootstrap tokens are used a handful of
 times per node join, so no cache is worth its staleness.
 
-`BearerTokens(tokens, fallback)` is what `--enable-bootstrap-token-auth`
-plugs into the Gate until the TLS work's Union authenticator takes the
-token authenticators itself: a request with `Authorization: Bearer T`
-(HTTP header or gRPC metadata) is decided by the token authenticators,
-anything else by the fallback (today `Insecure`).
+The apiserver puts it next to the ServiceAccount token authenticator
+(apiserver.serviceaccount.authenticator: `WithBearerTokens` over `Insecure`
+until the TLS work's Union authenticator takes the token authenticators).
 """
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ import hmac
 import logging
 import time
 
-from apiserver.auth.authn import Authenticator, TokenAuthenticator
+from apiserver.auth.authn import TokenAuthenticator
 from apiserver.auth.user import AUTHENTICATED, UserInfo
 from machinery import bootstraptoken as bt, errors
 
@@ -39,29 +37,18 @@ def _refuse(token_id: str, why: str) -> errors.Unauthorized:
 
 
 class BootstrapTokenAuthenticator(TokenAuthenticator):
-    def __init__(self, get_secret, clock=time.time):
-        """get_secret(namespace, name) -> Secret message, or None when absent (async)."""
-        self.get_secret = get_secret
+    def __init__(self, getter, clock=time.time):
+        """getter(kind, namespace, name) -> the object, or None when absent (async;
+        apiserver.serviceaccount.store_getter reads the Store)."""
+        self.getter = getter
         self.clock = clock
-
-    @classmethod
-    def from_store(cls, store) -> "BootstrapTokenAuthenticator":
-        from machinery import codec, kinds
-        info = kinds.resolve("Secret")
-
-        async def get(namespace: str, name: str):
-            try:
-                return codec.unpack(await store.get(info, namespace, name))
-            except errors.NotFound:
-                return None
-        return cls(get)
 
     async def token(self, token: str) -> UserInfo | None:
         try:
             token_id, token_secret = bt.parse(token)
         except bt.BadToken:
             return None
-        secret = await self.get_secret(bt.NAMESPACE, bt.secret_name(token_id))
+        secret = await self.getter("Secret", bt.NAMESPACE, bt.secret_name(token_id))
         if secret is None:
             raise _refuse(token_id, f"no secret {bt.NAMESPACE}/{bt.secret_name(token_id)}")
         if secret.metadata.HasField("deletion_timestamp"):
@@ -82,31 +69,3 @@ class BootstrapTokenAuthenticator(TokenAuthenticator):
             raise _refuse(token_id, str(exc)) from exc
         return UserInfo(bt.USER_PREFIX + token_id, groups=(bt.GROUP, *extra, AUTHENTICATED))
 
-
-def bearer(value: str | None) -> str | None:
-    """The token of an `Authorization: Bearer T` value."""
-    if not value:
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-class BearerTokens(Authenticator):
-    def __init__(self, tokens: list[TokenAuthenticator], fallback: Authenticator):
-        self.tokens, self.fallback = tokens, fallback
-
-    async def _token(self, token: str) -> UserInfo:
-        for t in self.tokens:
-            who = await t.token(token)
-            if who is not None:
-                return who
-        raise errors.Unauthorized("Unauthorized")
-
-    async def http(self, request) -> UserInfo | None:
-        token = bearer(request.headers.get("Authorization"))
-        return await self._token(token) if token else await self.fallback.http(request)
-
-    async def grpc(self, context) -> UserInfo | None:
-        md = dict(context.invocation_metadata() or ())
-        token = bearer(md.get("authorization"))
-        return await self._token(token) if token else await self.fallback.grpc(context)

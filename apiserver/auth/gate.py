@@ -73,6 +73,8 @@ def grpc_attributes(user, method: str, request) -> list[Attributes] | None:
     if method == "BindBatch":
         return [Attributes(user, "create", namespace=b.namespace or "default", resource="pods",
                            subresource="binding", name=b.name) for b in request.bindings]
+    if method == "CreateSubresource":
+        return [_named_attrs(user, "create", request.kind, request.namespace, request.name, request.subresource)]
     if method == "Version":
         return [Attributes(user, "get", resource_request=False, path="/version")]
     if method == "Logs":

@@ -12,7 +12,7 @@ resourceVersion. The package is a translation only:
                    and aggregated discovery), /openapi/v2 and /openapi/v3
 * resources.py     GET/LIST/POST/PUT/PATCH/DELETE and delete collection
 * watch.py         ?watch=true as chunked JSON lines
-* subresources.py  scale, binding, eviction (status is in resources.py)
+* subresources.py  scale, binding, eviction, serviceaccounts' token (status is in resources.py)
 * streams.py       pods' log, exec and attach (WebSocket), through the
                    node proxy (apiserver/nodeproxy.py)
 * portforward.py   pods' portforward (WebSocket, SPDY/3.1 tunnelled)
@@ -95,6 +95,8 @@ class Api:
             return sub.eviction if method == "POST" else None
         if t.sub == "binding":
             return sub.binding if method == "POST" else None
+        if t.sub == "token" and t.info.kind == "ServiceAccount":
+            return sub.token if method == "POST" else None
         if t.sub in STREAMS:
             if self.streams is None:
                 return None

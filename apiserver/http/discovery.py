@@ -34,6 +34,8 @@ def subresources(info: kinds.KindInfo) -> list[tuple[str, str, str, str, list[st
         out.append(("approval", info.group, info.version, info.kind, ["get", "patch", "update"]))
     if info.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         out.append(("scale", "autoscaling", "v1", "Scale", ["get", "patch", "update"]))
+    if info.kind == "ServiceAccount":
+        out.append(("token", "authentication.k8s.io", "v1", "TokenRequest", ["create"]))
     if info.kind == "Pod":
         out.append(("binding", "", "v1", "Binding", ["create"]))
         out.append(("eviction", "policy", "v1", "Eviction", ["create"]))

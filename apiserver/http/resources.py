@@ -171,7 +171,7 @@ class Resources:
         return await self.write(request, t, obj, warnings)
 
     async def write(self, request, t: Target, obj: Message, warnings=(), dry=None) -> web.Response:
-        status = t.sub in ("status", "approval")
+        status = t.sub in ("status", "approval")     # a CSR's approval is a status write too
         dry = dry_run(request) if dry is None else dry
         async with self.verbs.measured("update_status" if status else "update", t.info):
             out, more = await self.verbs.update(obj, status=status, dry_run=dry, subresource=t.sub)

@@ -1,5 +1,6 @@
 """Subresources over HTTP: `scale` (autoscaling/v1 Scale of Deployments, StatefulSets and
-ReplicaSets: GET, PUT, PATCH), `binding` and `eviction` of pods (POST).
+ReplicaSets: GET, PUT, PATCH), `binding` and `eviction` of pods (POST), `token` of
+ServiceAccounts (POST a TokenRequest: apiserver/serviceaccount/tokenrequest.py).
 `status` is the plain object path with the status verb (resources.py).
 
 A Scale is a view: reading it reads the object, writing it is an update
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from apiserver.http import wire
 from apiserver.http.resources import Resources, Target, dry_run
+from apiserver.serviceaccount import tokenrequest
 from machinery import codec, disruption, errors, kinds, tables
 from machinery import patch as patches
 from machinery.pb import api_pb2
@@ -118,3 +120,11 @@ class Subresources:
             await self.verbs.bind(b)
         return wire.respond(wire.success_status(), 201)
 
+
+    async def token(self, request: web.Request, t: Target) -> web.Response:
+        """POST serviceaccounts/NAME/token: an authentication.k8s.io/v1 TokenRequest (kubectl create token)."""
+        body = wire.parse_document(await wire.read_body(request), request.headers.get("Content-Type", wire.JSON))
+        tr = tokenrequest.from_json(body)
+        async with self.verbs.measured("create", t.info):
+            out = await self.verbs.token_requests.create(t.ns, t.name, tr, dry_run(request))
+        return wire.respond(tokenrequest.to_json(out), 201)

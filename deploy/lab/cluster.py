@@ -6,7 +6,11 @@ for plain `kctl`.
 `up()` is a straight line of steps, each printed as it goes; whatever fails
 tears the lab down again (`lab_down`), so a failed `up` leaves nothing
 behind. Independent slow steps overlap: the offline image build and registry
-push run on a thread while etcd and the apiserver start. The components are
+push run on a thread while etcd and the apiserver start; the images built
+from Debian packages (deploy/debimages.py: redis, python, the guestbook;
+minutes the first time, then cached) on another thread, joined last, and
+when they fail the lab still comes up (busybox and kctl/echo work) with a
+warning saying why. The components are
 the console scripts next to the running interpreter (.venv/bin/kctl-*), each
 supervised by the lab (PID + start time recorded, log under the state dir).
 
@@ -73,6 +77,9 @@ HPA_SYNC = 5.0
 CONTROLLER_FLAGS = ["--node-monitor-grace-period", f"{NODE_GRACE:g}s",
                     "--pod-eviction-timeout", f"{POD_EVICTION:g}s",
                     "--horizontal-pod-autoscaler-sync-period", f"{HPA_SYNC:g}s"]
+# The images built from Debian packages (deploy/debimages.py): the first build
+# (three mmdebstrap runs) takes minutes, later ones come from the cache.
+DEBIAN_IMAGES_TIMEOUT = 900
 LAB_IMAGES = IMAGES  # offline image -> path in the registry (docker.io mirror layout)
 
 
@@ -165,33 +172,50 @@ def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) ->
     ]
 
 
+def _push(registry: str, built: dict[str, str], images: dict[str, str]) -> None:
+    """skopeo-copy each offline ref (built: ref -> OCI layout:tag) to its path in the lab registry."""
+    import subprocess
+    _wait("the lab registry", lambda: _http_ok(f"http://{registry}/v2/"), 15)
+    # Two tags of one repository pushed at once upload the same blobs
+    # concurrently, which registry 2.8 sometimes answers with a 500: the
+    # first tag of each repository goes first, the other tags (blobs
+    # already there) after it.
+    first: dict[str, str] = {}
+    for ref, dest in images.items():
+        first.setdefault(dest.rpartition(":")[0], ref)
+    waves = [[r for r in images if r in first.values()], [r for r in images if r not in first.values()]]
+    for wave in waves:
+        procs = [(ref, subprocess.Popen(
+            ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{built[ref]}",
+             f"docker://{registry}/{images[ref]}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            for ref in wave]
+        for ref, p in procs:
+            _, err = p.communicate(timeout=300)
+            if p.returncode != 0:
+                raise LabError(f"pushing {ref} to the lab registry failed: {err.decode().strip()}")
+
+
 def _images_to_registry(lab: Lab, registry: str, out: dict) -> None:
     """Build the offline images and push them to the lab registry (thread body)."""
     try:
         from deploy.images import build_images
-        import subprocess
-        built = build_images(os.path.join(naming.data_dir(lab.name), "images"))
-        _wait("the lab registry", lambda: _http_ok(f"http://{registry}/v2/"), 15)
-        # Two tags of one repository pushed at once upload the same blobs
-        # concurrently, which registry 2.8 sometimes answers with a 500: the
-        # first tag of each repository goes first, the other tags (blobs
-        # already there) after it.
-        first: dict[str, str] = {}
-        for ref, dest in LAB_IMAGES.items():
-            first.setdefault(dest.rpartition(":")[0], ref)
-        waves = [[r for r in LAB_IMAGES if r in first.values()], [r for r in LAB_IMAGES if r not in first.values()]]
-        for wave in waves:
-            procs = [(ref, subprocess.Popen(
-                ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{built[ref]}",
-                 f"docker://{registry}/{LAB_IMAGES[ref]}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-                for ref in wave]
-            for ref, p in procs:
-                _, err = p.communicate(timeout=120)
-                if p.returncode != 0:
-                    raise LabError(f"pushing {ref} to the lab registry failed: {err.decode().strip()}")
+        _push(registry, build_images(os.path.join(naming.data_dir(lab.name), "images")), LAB_IMAGES)
         out["images"] = sorted(LAB_IMAGES)
     except BaseException as exc:  # noqa: BLE001 - reported by the caller
         out["error"] = exc
+
+
+def _debian_images_to_registry(registry: str, out: dict) -> None:
+    """Build (first time) or find cached the images made from Debian packages
+    (deploy/debimages.py, cache KCTL_IMAGE_CACHE) and push them (thread body)."""
+    t0 = time.monotonic()
+    try:
+        from deploy.debimages import IMAGES as DEBIAN_IMAGES, build_debian_images
+        _push(registry, build_debian_images(), DEBIAN_IMAGES)
+        out["images"] = sorted(DEBIAN_IMAGES)
+    except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        out["error"] = exc
+    out["seconds"] = time.monotonic() - t0
 
 
 def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progress=print,
@@ -231,6 +255,9 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         image_result: dict = {}
         images = threading.Thread(target=_images_to_registry, args=(lab, registry, image_result), daemon=True)
         images.start()
+        debian_result: dict = {}
+        debian = threading.Thread(target=_debian_images_to_registry, args=(registry, debian_result), daemon=True)
+        debian.start()
 
         etcd_client, etcd_peer = free_port(), free_port()
         units.add(lab, "etcd", etcd_argv(f"kl{name}", os.path.join(data, "etcd"), etcd_client, etcd_peer, "etcd"))
@@ -270,6 +297,18 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         step(f"cluster DNS on {cp}:{DNS_PORT} behind kube-system/kube-dns {dns_service_ip()}")
         _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver) >= nodes, timeout, interval=0.2)
         step(f"{nodes} node(s) Ready and schedulable")
+        if debian.is_alive():
+            from deploy.debimages import CACHE
+            step(f"building the images from Debian packages (mmdebstrap; the first time takes minutes, "
+                 f"then they come from {CACHE})")
+        debian.join(timeout=DEBIAN_IMAGES_TIMEOUT)
+        if "error" in debian_result or debian.is_alive():
+            # The lab works without them (busybox, kctl/echo): say why they are missing.
+            why = debian_result.get("error", f"still building after {DEBIAN_IMAGES_TIMEOUT}s")
+            step(f"warning: the images built from Debian packages are not served: {why}")
+        else:
+            step(f"registry also serves {', '.join(debian_result['images'])} "
+                 f"(Debian packages, {debian_result['seconds']:.1f}s)")
         return info
     except BaseException:
         progress("lab up failed; removing everything it created")

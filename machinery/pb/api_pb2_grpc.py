@@ -84,6 +84,11 @@ class ApiStub:
                 request_serializer=machinery_dot_pb_dot_api__pb2.VersionRequest.SerializeToString,
                 response_deserializer=machinery_dot_pb_dot_api__pb2.VersionResponse.FromString,
                 _registered_method=True)
+        self.CreateSubresource = channel.unary_unary(
+                '/kctl.v1.Api/CreateSubresource',
+                request_serializer=machinery_dot_pb_dot_api__pb2.CreateSubresourceRequest.SerializeToString,
+                response_deserializer=machinery_dot_pb_dot_api__pb2.ObjectResponse.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -149,6 +154,12 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSubresource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +212,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Version,
                     request_deserializer=machinery_dot_pb_dot_api__pb2.VersionRequest.FromString,
                     response_serializer=machinery_dot_pb_dot_api__pb2.VersionResponse.SerializeToString,
+            ),
+            'CreateSubresource': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSubresource,
+                    request_deserializer=machinery_dot_pb_dot_api__pb2.CreateSubresourceRequest.FromString,
+                    response_serializer=machinery_dot_pb_dot_api__pb2.ObjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +489,33 @@ class Api:
             '/kctl.v1.Api/Version',
             machinery_dot_pb_dot_api__pb2.VersionRequest.SerializeToString,
             machinery_dot_pb_dot_api__pb2.VersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSubresource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kctl.v1.Api/CreateSubresource',
+            machinery_dot_pb_dot_api__pb2.CreateSubresourceRequest.SerializeToString,
+            machinery_dot_pb_dot_api__pb2.ObjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,14 +23,15 @@ CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
 Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
 (PersistentVolume, PersistentVolumeClaim, StorageClass), `placement`
 (pod affinity, spread constraints, priority fields, PriorityClass) and
-`discovery` (EndpointSlice) and `certificates` (CertificateSigningRequest).
+`discovery` (EndpointSlice), `serviceaccount` (ServiceAccount, TokenRequest,
+projected token sources) and `certificates` (CertificateSigningRequest).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import (apps, autoscaling, batch, certificates, config, core, discovery, placement, policy,
-                                  statefulset, storage)
+from machinery.validation import (apps, autoscaling, batch, certificates, config, core, discovery, placement,
+                                  policy, serviceaccount, statefulset, storage)
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -77,6 +78,7 @@ _SPEC_RULES = {
     "HorizontalPodAutoscaler": autoscaling.validate_hpa,
     "PriorityClass": placement.validate_priority_class,
     "EndpointSlice": discovery.validate_endpoint_slice,
+    "ServiceAccount": serviceaccount.validate_service_account,
     "CertificateSigningRequest": certificates.validate_csr,
 }
 

@@ -18,6 +18,8 @@ from machinery.validation.common import (each, is_dns1123_label, is_dns1123_subd
 from machinery.validation.dns import validate_pod_dns
 from machinery.validation.placement import validate_pod_placement
 from machinery.validation.scheduling import validate_affinity, validate_tolerations
+from machinery.validation.security import validate_pod_security_context, validate_security_context
+from machinery.validation.serviceaccount import validate_token_projection
 
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -75,6 +77,10 @@ def validate_volumes(volumes, path: str) -> tuple[list[FieldError], set[str]]:
             errs.append(required(f"{p}.configMap.name", ""))
         if vol.HasField("persistent_volume_claim") and not vol.persistent_volume_claim.claim_name:
             errs.append(required(f"{p}.persistentVolumeClaim.claimName", ""))
+        for j, src in enumerate(vol.projected.sources):
+            if src.HasField("service_account_token"):
+                errs += validate_token_projection(src.service_account_token,
+                                                  f"{p}.projected.sources[{j}].serviceAccountToken")
         for src, j in (("secret", "secret"), ("config_map", "configMap")):
             s = getattr(vol, src)
             if vol.HasField(src) and s.HasField("default_mode") and not 0 <= s.default_mode <= 0o777:
@@ -312,6 +318,7 @@ def validate_container(c, volumes: set[str], path: str) -> list[FieldError]:
     errs += _one_of(PULL_POLICIES, c.image_pull_policy, f"{path}.imagePullPolicy")
     errs += _one_of(TERMINATION_MESSAGE_POLICIES, c.termination_message_policy,
                     f"{path}.terminationMessagePolicy")
+    errs += validate_security_context(c, path)
     if len(c.termination_message_path) > 4096:
         errs.append(FieldError("TooLong", f"{path}.terminationMessagePath",
                                detail="may not be more than 4096 bytes"))
@@ -372,6 +379,7 @@ def validate_pod_spec(spec, path: str) -> list[FieldError]:
         errs += validate_affinity(spec.affinity, f"{path}.affinity")
     errs += validate_tolerations(spec.tolerations, f"{path}.tolerations")
     errs += validate_pod_placement(spec, path)
+    errs += validate_pod_security_context(spec, path)
     if spec.HasField("termination_grace_period_seconds"):
         errs += non_negative(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds)
     if spec.HasField("active_deadline_seconds") and not 1 <= spec.active_deadline_seconds <= MAX_INT32:

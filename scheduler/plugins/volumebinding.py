@@ -18,8 +18,10 @@
   affinity, and the FailedScheduling event says so. A claim to bind needs,
   on the node, either an available volume that satisfies it (class, access
   modes, capacity, selector, node affinity) or a class with a provisioner
-  (not ``kubernetes.io/no-provisioner``); else ``node(s) didn't find
-  available persistent volumes to bind``. A claim that already carries
+  (not ``kubernetes.io/no-provisioner``) whose ``allowedTopologies`` admit
+  the node (checkVolumeProvisions: terms ORed, each ``key In values`` on the
+  node's labels, none = every node); else ``node(s) didn't find available
+  persistent volumes to bind``. A claim that already carries
   ``volume.kubernetes.io/selected-node`` (an earlier attempt chose a node
   and provisioning may be under way) only fits that node.
 * PreBind: for the claims to bind, set ``volume.kubernetes.io/selected-node``
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from machinery import codec, errors, quantity, selectors
+from machinery.pb import core_pb2
 from scheduler.cycle_state import StateData
 from scheduler.framework import (SUCCESS, Code, FilterPlugin, FilterResult, Handle, PodInfo, PreBindPlugin,
                                  PreFilterPlugin, Status)
@@ -106,6 +109,18 @@ def affinity_mask(snapshot, pv) -> np.ndarray:
     m = np.zeros(snapshot.num_slots, dtype=bool)
     for term in pv.spec.node_affinity.required.node_selector_terms:
         m |= term_mask(snapshot, term)
+    return m
+
+
+def topology_mask(snapshot, sc) -> np.ndarray:
+    """Slots the class's allowedTopologies admit (all without any)."""
+    if not sc.allowed_topologies:
+        return np.ones(snapshot.num_slots, dtype=bool)
+    m = np.zeros(snapshot.num_slots, dtype=bool)
+    for t in sc.allowed_topologies:
+        m |= term_mask(snapshot, core_pb2.NodeSelectorTerm(match_expressions=[
+            core_pb2.NodeSelectorRequirement(key=r.key, operator="In", values=r.values)
+            for r in t.match_label_expressions]))
     return m
 
 
@@ -223,7 +238,7 @@ class VolumeBinding(PreFilterPlugin, FilterPlugin, PreBindPlugin):
                 m |= affinity_mask(snapshot, pv)
         sc = self.storage.storage_class(_class_name(pvc))
         if sc is not None and sc.provisioner and sc.provisioner != NO_PROVISIONER:
-            m[:] = True
+            m |= topology_mask(snapshot, sc)
         return m
 
     # ------------------------------------------------------------ PreBind

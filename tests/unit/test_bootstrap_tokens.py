@@ -132,7 +132,8 @@ def test_cluster_info_verification():
 def authenticate(token, *secrets_, now=NOW):
     store = {(s.metadata.namespace, s.metadata.name): s for s in secrets_}
 
-    async def get(ns, name):
+    async def get(kind, ns, name):
+        assert kind == "Secret"
         return store.get((ns, name))
     return asyncio.run(BootstrapTokenAuthenticator(get, clock=lambda: now).token(token))
 
@@ -145,9 +146,11 @@ def test_valid_token_is_system_bootstrap_user():
 
 def test_other_token_shapes_are_not_ours():
     assert authenticate("eyJhbGciOiJSUzI1NiJ9.e30.sig", secret()) is None
+    assert authenticate("ABCDEF.0123456789abcdef", secret()) is None
 
 
-@pytest.mark.parametrize("case", ["missing", "wrong-secret", "expired", "no-auth-usage", "deleting", "bad-group"])
+@pytest.mark.parametrize("case", ["missing", "wrong-secret", "expired", "unparsable-expiration", "no-auth-usage",
+                                  "deleting", "bad-group", "not-a-token-type"])
 def test_refused_tokens_are_401(case):
     s = secret(ttl=60)
     token, now = TOKEN, NOW
@@ -157,6 +160,10 @@ def test_refused_tokens_are_401(case):
         token = "abcdef.0123456789abcdee"
     elif case == "expired":
         now = NOW + 61
+    elif case == "unparsable-expiration":
+        s.data["expiration"] = b"soon"
+    elif case == "not-a-token-type":
+        s.type = "Opaque"
     elif case == "no-auth-usage":
         del s.data["usage-bootstrap-authentication"]
     elif case == "deleting":

@@ -201,6 +201,42 @@ async def test_selected_node_provisions_a_pinned_volume_that_then_binds():
         assert vol.status.phase == "Bound"
 
 
+class Recorder:
+    def __init__(self):
+        self.seen = []
+
+    def event(self, obj, type_, reason, message):
+        self.seen.append((obj.metadata.name, type_, reason, message))
+
+
+def zonal(zones):
+    """The local-path class restricted to nodes labelled with one of `zones`."""
+    s = sc()
+    s.allowed_topologies.add().match_label_expressions.add(key="topology.kubernetes.io/zone", values=zones)
+    return s
+
+
+async def test_allowed_topologies_refuse_a_selected_node_outside_them():
+    recorder = Recorder()
+    async with harness(lambda h: PersistentVolumeController(h.client, h.factory, recorder, default_class=False)) \
+            as (h, c):
+        outside, inside = node("n1"), node("n2")
+        outside.metadata.labels["topology.kubernetes.io/zone"] = "b"
+        inside.metadata.labels["topology.kubernetes.io/zone"] = "a"
+        await created(h, zonal(["a"]), outside, inside,
+                      pvc("x", cls="local-path", uid="ux", ann={m.SELECTED_NODE: "n1"}),
+                      pvc("y", cls="local-path", uid="uy", ann={m.SELECTED_NODE: "n2"}))
+        for _ in range(3):
+            await c.sync("claim:default/x")
+            await c.sync("claim:default/y")
+            await h.settle()
+        assert {v.spec.claim_ref.name for v in h.client.objects("PersistentVolume")} == {"y"}
+        assert h.client.stored("PersistentVolumeClaim", "x").status.phase == "Pending"
+        assert h.client.stored("PersistentVolumeClaim", "y").status.phase == "Bound"
+        assert ("x", "Warning", "ProvisioningFailed", 'failed to provision volume with StorageClass "local-path": '
+                'selected node "n1" is not in the allowed topologies of the class') in recorder.seen
+
+
 async def test_immediate_local_path_and_unknown_class_stay_pending():
     async with harness(binder) as (h, c):
         await created(h, sc("fast", mode="Immediate"), pvc("a", cls="fast", uid="ua"),

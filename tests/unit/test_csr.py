@@ -306,11 +306,15 @@ def token_secret(token, ttl, now, **kw):
 async def test_token_cleaner_deletes_expired_tokens_only():
     now = time.time()
     async with harness(lambda h: TokenCleaner(h.client, h.factory), workers=True) as (h, _):
+        opaque = token_secret("dddddd.0123456789abcdef", 1, now - 10)     # expired data, but not a token
+        opaque.type = "Opaque"
         h.client.seed(token_secret("aaaaaa.0123456789abcdef", 1, now - 10),
                       token_secret("bbbbbb.0123456789abcdef", 3600, now),
-                      token_secret("cccccc.0123456789abcdef", 0.3, now))
+                      token_secret("cccccc.0123456789abcdef", 0.3, now),
+                      token_secret("eeeeee.0123456789abcdef", None, now), opaque)
         await eventually(lambda: {s.metadata.name for s in h.objs("Secret", "kube-system")}
-                         == {"bootstrap-token-bbbbbb"}, what="expired tokens deleted")
+                         == {"bootstrap-token-bbbbbb", "bootstrap-token-eeeeee", "bootstrap-token-dddddd"},
+                         what="expired tokens deleted")
 
 
 async def test_bootstrap_signer_publishes_and_signs_cluster_info():

@@ -247,6 +247,23 @@ def test_label_selector_and_all(fake):
     assert kctl("label", "pods", "a", "x=2", "--overwrite")[1] == "pod/a not labeled\n"
 
 
+
+def test_label_prints_server_warnings(fake, monkeypatch):
+    make(fake, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})
+    real_update = fake.update
+
+    async def update(obj, dry_run=False):
+        out = await real_update(obj, dry_run=dry_run)
+        fake.warnings = ['existing pods in namespace "team" violate the new PodSecurity enforce level '
+                         '"restricted:latest"']
+        return out
+    monkeypatch.setattr(fake, "update", update)
+    code, out, err = kctl("label", "namespace", "team", "pod-security.kubernetes.io/enforce=restricted")
+    assert (code, out) == (0, "namespace/team labeled\n")
+    assert err == ('Warning: existing pods in namespace "team" violate the new PodSecurity enforce level '
+                   '"restricted:latest"\n')
+
+
 # ------------------------------------------------------------------ apply
 
 POD = """apiVersion: v1

@@ -42,6 +42,21 @@ def test_pod_describe_containers_state_probes_and_tolerations():
     assert has(out, "Events:", "<none>")
 
 
+def test_pod_describe_seccomp_profiles_like_kubectl():
+    p = codec.from_dict({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{"name": "c", "image": "busybox", "securityContext": {
+                     "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"}}},
+                                {"name": "d", "image": "busybox"}]},
+        "status": {"phase": "Pending", "podIP": "10.244.1.2"}})
+    out = render(describe.describe_pod(p, []))
+    assert has(out, "Status:", "Pending\nSeccompProfile:", "RuntimeDefault\nIP:")
+    assert has(out, "Host Port:", "<none>\n    SeccompProfile:", "Localhost\n      LocalhostProfile:",
+               "profiles/audit.json\n")
+    assert out.count("SeccompProfile:") == 2
+
+
 def test_decision_table():
     rec = {"v": 1, "time": "T", "node": "n2", "nodes": 3, "feasible": 2, "scored": 2,
            "filtered": [{"reason": "Insufficient cpu", "count": 1, "nodes": ["n1"]}],

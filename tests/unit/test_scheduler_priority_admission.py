@@ -18,23 +18,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from apiserver import admission_priority, objects
+from apiserver import admission_priority
 from machinery import errors, kinds
 from machinery.validation import validate
 from scheduler import hollow
+from tests.unit.fake_storage import FakeStorage
 
 
-class FakeStorage:
-    def __init__(self, *classes):
-        self.kvs = {objects.key(admission_priority.INFO, "", c.metadata.name): objects.encode(c) for c in classes}
-
-    async def get(self, key):
-        raw = self.kvs.get(key)
-        return (SimpleNamespace(value=raw, mod_revision=1) if raw else None), 1
-
-    async def range(self, prefix):
-        return [SimpleNamespace(value=v, mod_revision=1) for k, v in sorted(self.kvs.items())
-                if k.startswith(prefix)], 1, False
 
 
 def pc(name, value, default=False, policy=None):

@@ -231,3 +231,44 @@ async def test_framework_binds_after_an_asynchronous_pre_bind_or_reports_its_fai
     client.seed(claim, pv("pv-x", cls=PROVISIONED, phase="Bound"))
     res = algo.schedule(pod_info(pod_with("pvc-a")))
     assert algo.bind(res, pi, {}, "ctx").ok and [i.node for i in binder.items] == ["node-a"]   # bound: at once
+
+
+def zonal_class(name="zonal", *terms):
+    """A local-path class whose allowedTopologies are `terms` ({label: [values]} each)."""
+    s = sc(name, provisioner="kctl.io/local-path")
+    for term in terms:
+        t = s.allowed_topologies.add()
+        for key, values in term.items():
+            t.match_label_expressions.add(key=key, values=values)
+    return s
+
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def test_allowed_topologies_restrict_where_a_volume_can_be_provisioned():
+    """checkVolumeProvisions: a node outside the class's topologies cannot get a new volume."""
+    nodes = ("node-a", "node-b", "node-c", "node-d")
+    labels = {"node-a": {ZONE: "a"}, "node-b": {ZONE: "b"}, "node-c": {ZONE: "c", "rack": "r1"}}
+    client, cache, plugin = setup([pvc("pvc-a", cls="zonal")], nodes=nodes, node_labels=labels)
+    client.seed(zonal_class("zonal", {ZONE: ["a", "b"]}, {ZONE: ["c"], "rack": ["r2"]}))
+    assert decide(plugin, cache, pod_with("pvc-a"))[1] == {
+        "node-a": (), "node-b": (), "node-c": (ERR_BIND_CONFLICT,), "node-d": (ERR_BIND_CONFLICT,)}
+
+
+def test_allowed_topologies_do_not_restrict_existing_volumes():
+    """An available volume of the class may serve the claim on its own node, outside the topologies."""
+    client, cache, plugin = setup([pvc("pvc-a", cls="zonal")],
+                                  [pv("pv-b", cls="zonal", affinity={"kubernetes.io/hostname": ["node-b"]})],
+                                  nodes=("node-a", "node-b", "node-c"),
+                                  node_labels={"node-a": {ZONE: "a"}, "node-b": {ZONE: "b"}})
+    client.seed(zonal_class("zonal", {ZONE: ["a"]}))
+    assert decide(plugin, cache, pod_with("pvc-a"))[1] == {
+        "node-a": (), "node-b": (), "node-c": (ERR_BIND_CONFLICT,)}
+
+
+def test_no_allowed_topologies_admit_every_node():
+    client, cache, plugin = setup([pvc("pvc-a", cls="zonal")], nodes=("node-a", "node-b"),
+                                  node_labels={"node-a": {ZONE: "a"}})
+    client.seed(zonal_class("zonal"))
+    assert decide(plugin, cache, pod_with("pvc-a"))[1] == {"node-a": (), "node-b": ()}

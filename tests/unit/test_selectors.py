@@ -183,3 +183,26 @@ def test_field_values_per_kind():
     ns = core_pb2.Namespace()
     ns.metadata.name = "dev"
     assert selectors.field_value(ns, "metadata.name") == "dev"
+
+
+def _topology(*terms):
+    from machinery.pb import storage_pb2
+    sc = storage_pb2.StorageClass()
+    for term in terms:
+        t = sc.allowed_topologies.add()
+        for key, values in term.items():
+            t.match_label_expressions.add(key=key, values=values)
+    return sc.allowed_topologies
+
+
+@pytest.mark.parametrize("terms, labels, want", [
+    ((), {}, True),                                                          # no terms: every node
+    (({"zone": ["a", "b"]},), {"zone": "b"}, True),                          # values ORed
+    (({"zone": ["a"]},), {"zone": "b"}, False),
+    (({"zone": ["a"]},), {}, False),                                         # label missing
+    (({"zone": ["a"], "rack": ["r1"]},), {"zone": "a", "rack": "r2"}, False),  # expressions ANDed
+    (({"zone": ["a"]}, {"rack": ["r2"]}), {"zone": "c", "rack": "r2"}, True),  # terms ORed
+    (({},), {"zone": "a"}, False),                                           # an empty term admits none
+])
+def test_matches_topology(terms, labels, want):
+    assert selectors.matches_topology(_topology(*terms), labels) is want

@@ -1,4 +1,4 @@
-"""Node join on a real etcd + apiserver (--enable-bootstrap-token-auth) +
+"""Node join on a real etcd + apiserver (bearer bootstrap tokens by default) +
 controller manager (csrapproving, csrsigning, tokencleaner,
 bootstrapsigner with a test CA): a bootstrap token authenticates as
 system:bootstrap:<id> over HTTP and gRPC and its CSR is approved and
@@ -41,7 +41,6 @@ def join(tmp_path_factory):
     (work / "ca.crt").write_bytes(ca)
     (work / "ca.key").write_bytes(key)
     k = Kube(work)
-    k.apiserver.extra_args.append("--enable-bootstrap-token-auth")
     k.ca = ca
     k.cm = ControllerManager(work, k.apiserver.target, extra_args=[
         "--controllers", "csrapproving,csrsigning,tokencleaner,bootstrapsigner",

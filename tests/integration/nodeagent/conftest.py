@@ -8,6 +8,9 @@
   one of tests/conftest.py).
 - `make_node(tag=None, extra=None, start=True)`: a node netns + agent,
   destroyed when the test ends.
+- `privileged_default`: the `default` namespace labelled Pod Security
+  `privileged` for the test (for hostPath / hostNetwork pods, which the
+  baseline default refuses), the label removed afterwards.
 
 The helpers the test modules import from here (make_pod, node_ready,
 pod_running, ...) are harness.pods' and harness.netns'.
@@ -57,6 +60,22 @@ def registry(env):
 async def api(cluster):
     async with Client(cluster.target, timeout=30) as c:
         yield c
+
+
+@pytest.fixture
+async def privileged_default(api):
+    key = "pod-security.kubernetes.io/enforce"
+
+    async def label(value: str | None) -> None:
+        ns = await api.get("Namespace", "default")
+        if value is None:
+            ns.metadata.labels.pop(key, None)
+        else:
+            ns.metadata.labels[key] = value
+        await api.update(ns)
+    await label("privileged")
+    yield
+    await label(None)
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ async def test_bad_image_errimagepull_then_backoff(api, node):
     await pod_gone(api, "nope", node)
 
 
-async def test_host_network_pod_uses_the_node_netns(api, node):
+async def test_host_network_pod_uses_the_node_netns(api, node, privileged_default):
     await api.create(make_pod("hostnet", node, {"name": "c", "image": "busybox", "command": ["sleep", "3600"]},
                               hostNetwork=True))
     pod = await pod_running(api, "hostnet", node)

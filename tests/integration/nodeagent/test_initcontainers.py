@@ -29,7 +29,7 @@ def waits_for_term(name: str, work: str) -> str:
     return f"trap 'echo {name}-stop >> /out/stops; exit 0' TERM; {stamp(name)}; {work} & wait $!; wait $!"
 
 
-async def test_init_containers_then_sidecar_then_app_and_reverse_stop(api, make_node, tmp_path):
+async def test_init_containers_then_sidecar_then_app_and_reverse_stop(api, make_node, tmp_path, privileged_default):
     node = make_node()
     await node_ready(api, node)
     out = tmp_path / "out"

@@ -122,7 +122,7 @@ def all_run(p: core_pb2.Pod) -> bool:
     return all(c.state.HasField("running") for c in p.status.container_statuses)
 
 
-async def test_graceful_deletion_prestop_sigterm_and_grace(api, node, tmp_path):
+async def test_graceful_deletion_prestop_sigterm_and_grace(api, node, tmp_path, privileged_default):
     data = tmp_path / "data"
     data.mkdir()
     await api.create(make_pod("graceful", node, {
