@@ -4,7 +4,8 @@ authentication and authorization, in Kubernetes' two phases.
     create:  default -> MUTATING -> validate -> VALIDATING -> etcd
     update:  default -> MUTATING -> validate -> VALIDATING -> etcd
              (status updates skip defaulting and the mutating phase; the
-              validating phase sees them with subresource "status")
+              validating phase sees them with subresource "status", or
+              "approval" for a CSR's Approved/Denied conditions)
     delete:  read -> VALIDATING -> etcd (graceful: the deletion timestamp)
 
 A plugin gets one `Request`: the operation, the kind, the new and old
@@ -16,7 +17,8 @@ validating plugins may return warnings, which reach the client
 real ones, as in Kubernetes.
 
 Plugins register in MUTATING / VALIDATING below, in the order Kubernetes'
-recommended plugin order gives them (ServiceAccount, then Priority);
+recommended plugin order gives them (ServiceAccount, then Priority; the
+CertificateSigningRequest plugins of apiserver/admission_csr.py last);
 `disable(names)` is the apiserver's `--disable-admission-plugins`.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from apiserver import admission_priority
+from apiserver import admission_csr, admission_priority
 from apiserver.auth import UserInfo, current
 from apiserver.serviceaccount.admission import ServiceAccountPlugin
 from machinery import errors, kinds
@@ -77,8 +79,8 @@ class Priority(Plugin):
 from apiserver.podsecurity import PodSecurity  # noqa: E402  (it subclasses Plugin above)
 
 POD_SECURITY = PodSecurity()
-MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority()]
-VALIDATING: list[Plugin] = [POD_SECURITY, Priority()]
+MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority(), admission_csr.CertificateRequestor()]
+VALIDATING: list[Plugin] = [POD_SECURITY, Priority(), admission_csr.CertificateSubjectRestriction()]
 
 
 def disable(names) -> None:

@@ -181,8 +181,12 @@ class Store:
                 avoid.add(k)
 
     # ------------------------------------------------------------- update
-    async def update(self, obj: Message, *, status: bool = False, dry_run: bool = False) -> tuple[Message, list[str]]:
+    async def update(self, obj: Message, *, status: bool = False, dry_run: bool = False,
+                     subresource: str = "") -> tuple[Message, list[str]]:
+        """A spec update, or with status=True a status-like subresource:
+        subresource "status" (the default) or a kind's own ("approval")."""
         info = kinds.of(obj)
+        sub = (subresource or "status") if status else ""
         strat = registry.strategy(info)
         if status and not info.has_status:
             raise errors.MethodNotAllowed(f"{info.resource} have no status subresource")
@@ -200,10 +204,10 @@ class Store:
                 raise conflict(info, name)
             new = _copy(original)
             new.metadata.namespace = ns
-            req = admission.Request(admission.UPDATE, info, new, old, "status" if status else "", self, dry_run)
+            req = admission.Request(admission.UPDATE, info, new, old, sub, self, dry_run)
             if status:
-                strat.prepare_for_status_update(new, old)
-                problems = strat.validate_status(new, old)
+                strat.prepare_for_status_update(new, old, sub)
+                problems = strat.validate_status(new, old, sub)
             else:
                 strat.default(new)
                 await admission.mutate(req)

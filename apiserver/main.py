@@ -17,7 +17,7 @@ and a signal stops them all, after which the servers stop and etcd is
 closed.
 
 Authentication today: a bearer ServiceAccount JWT or bootstrap token
-(apiserver/serviceaccount, apiserver/bootstraptoken.py) names its user; any
+(apiserver/serviceaccount, apiserver/auth/bootstraptoken.py) names its user; any
 other request is `system:unsecured` as before TLS. The ServiceAccount keys
 and issuer come from the `--service-account-*` flags (serviceaccount.add_flags).
 """
@@ -35,6 +35,7 @@ from apiserver import (admission, admission_priority, encryption, http, limits, 
                        serviceaccount, tls)
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.auth.anonymous import AnonymousEndpoints
 from apiserver.auth.authn import Union
 from apiserver.auth.gate import Gate
 from apiserver.serviceaccount.tokenrequest import TokenRequests
@@ -102,7 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "label (Kubernetes' default is privileged; kctl's %(default)s)")
     serviceaccount.add_flags(p)
     p.add_argument("--disable-admission-plugins", default="", metavar="NAMES",
-                   help="comma-separated admission plugins not to run (ServiceAccount, Priority, PodSecurity)")
+                   help="comma-separated admission plugins not to run (ServiceAccount, Priority, PodSecurity, "
+                        "CertificateRequestor, CertificateSubjectRestriction)")
     p.add_argument("--cert-dir", default=tls.DEFAULT_CERT_DIR,
                    help="where the cluster CA, serving certificate, ServiceAccount keys and kubeconfigs are "
                         "created if missing, when --tls-cert-file is not given (default %(default)s)")
@@ -207,7 +209,8 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate(Union(tokens=token_authenticators(store, issuer)))   # who asks, and may they (apiserver.auth)
+    gate = Gate(Union(tokens=token_authenticators(store, issuer),        # who asks, and may they
+                      anonymous=AnonymousEndpoints()))                    # (apiserver.auth)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),

@@ -26,8 +26,7 @@ import uuid
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from apiserver.auth.user import current
-from machinery import defaults, deletion, kinds, validation, workloads
+from machinery import csr as csrs, defaults, deletion, errors, kinds, validation, workloads
 from machinery.errors import FieldError
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
@@ -98,7 +97,11 @@ class Strategy:
                 new.ClearField("status")
         new.metadata.generation = old.metadata.generation + (1 if _body(new) != _body(old) else 0)
 
-    def prepare_for_status_update(self, new: Message, old: Message) -> None:
+    def prepare_for_status_update(self, new: Message, old: Message, sub: str = "status") -> None:
+        """Everything but status kept; sub is the subresource written
+        ("status", or a kind's own such as CSRs' "approval")."""
+        if sub != "status":
+            raise errors.NotFound("the server could not find the requested resource")
         status = type(new.status)()
         status.CopyFrom(new.status)
         new.CopyFrom(old)
@@ -133,7 +136,7 @@ class Strategy:
     def validate(self, obj: Message, old: Message | None = None) -> list[FieldError]:
         return list(validation.validate(obj, old))
 
-    def validate_status(self, obj: Message, old: Message) -> list[FieldError]:
+    def validate_status(self, obj: Message, old: Message, sub: str = "status") -> list[FieldError]:
         return list(validation.validate_status_update(obj, old))
 
     def canonicalize(self, obj: Message) -> None:
@@ -151,8 +154,8 @@ class PodStrategy(Strategy):
         pod.status.phase = "Pending"
         pod.status.qos_class = _qos(pod)
 
-    def prepare_for_status_update(self, new, old) -> None:
-        super().prepare_for_status_update(new, old)
+    def prepare_for_status_update(self, new, old, sub: str = "status") -> None:
+        super().prepare_for_status_update(new, old, sub)
         if not new.status.qos_class:
             new.status.qos_class = old.status.qos_class
 
@@ -218,23 +221,57 @@ class JobStrategy(Strategy):
 
 
 class CSRStrategy(Strategy):
-    """CertificateSigningRequests: the requestor's identity is the apiserver's
-    to write (spec.username, uid, groups, extra from auth.current()), and the
-    spec never changes after creation (an update keeps the old one)."""
-
-    def prepare_for_create(self, csr, namespace: str) -> None:
-        super().prepare_for_create(csr, namespace)
-        who = current()
-        csr.spec.username, csr.spec.uid = who.name, who.uid
-        del csr.spec.groups[:]
-        csr.spec.groups.extend(who.groups)
-        csr.spec.extra.clear()
-        for k, v in who.extra.items():
-            csr.spec.extra[k].items.extend(v)
+    """CertificateSigningRequests (Kubernetes' registry/certificates strategy):
+    a new request starts with no status (nobody creates a pre-approved one;
+    the requestor is filled in by admission_csr); an update of the object
+    changes only metadata; `status` writes status but keeps the Approved and
+    Denied conditions as they were (adding or removing one is then refused
+    by validation); `approval` writes only the conditions. Condition
+    timestamps missing from a write are filled in."""
 
     def prepare_for_update(self, new, old) -> None:
-        super().prepare_for_update(new, old)
         new.spec.CopyFrom(old.spec)
+        super().prepare_for_update(new, old)
+
+    def prepare_for_status_update(self, new, old, sub: str = "status") -> None:
+        if sub not in ("status", "approval"):
+            super().prepare_for_status_update(new, old, sub)
+        _condition_times(new, old)
+        conds = list(new.status.conditions)
+        if sub == "approval":
+            status = type(old.status)()
+            status.CopyFrom(old.status)
+            del status.conditions[:]
+            status.conditions.extend(conds)
+        else:
+            status = type(new.status)()
+            status.CopyFrom(new.status)
+            for t in (csrs.APPROVED, csrs.DENIED):         # preserveConditionInstances
+                was = [c for c in old.status.conditions if c.type == t]
+                at = [i for i, c in enumerate(status.conditions) if c.type == t]
+                if len(was) == len(at):
+                    for i, c in zip(at, was):
+                        status.conditions[i].CopyFrom(c)
+        new.CopyFrom(old)
+        new.status.CopyFrom(status)
+
+    def validate_status(self, obj, old, sub: str = "status") -> list[FieldError]:
+        from machinery.validation import certificates, meta
+        return (meta.validate_object_meta_update(obj.metadata, old.metadata)
+                + certificates.validate_csr(obj, old) + certificates.validate_csr_update(obj, old, sub))
+
+
+def _condition_times(new, old) -> None:
+    """populateConditionTimestamps: lastUpdateTime now when missing; lastTransitionTime
+    kept from the old condition of the same type and status, else now."""
+    stamp = now()
+    for c in new.status.conditions:
+        if not c.HasField("last_update_time"):
+            c.last_update_time.CopyFrom(stamp)
+        if not c.HasField("last_transition_time"):
+            same = next((o for o in old.status.conditions if (o.type, o.status) == (c.type, c.status)
+                         and o.HasField("last_transition_time")), None)
+            c.last_transition_time.CopyFrom(same.last_transition_time if same else stamp)
 
 
 STRATEGIES: dict[str, Strategy] = {}

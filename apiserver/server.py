@@ -71,7 +71,8 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def _update(self, request, context, status: bool):
         async def go():
             _, obj = unpack(request.object)
-            out, warnings = await self.verbs.update(obj, status=status, dry_run=request.dry_run)
+            out, warnings = await self.verbs.update(obj, status=status, dry_run=request.dry_run,
+                                                    subresource=request.subresource if status else "")
             return api_pb2.ObjectResponse(object=objects.pack(out), warnings=warnings)
         return await self._run(context, "update_status" if status else "update",
                                _kind_of_any(request.object), go)

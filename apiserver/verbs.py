@@ -113,9 +113,9 @@ class Verbs:
         return await self.store.list(info, flt, limit, continue_token, revision)
 
     async def update(self, obj: Message, *, status: bool = False,
-                     dry_run: bool = False) -> tuple[Message, list[str]]:
+                     dry_run: bool = False, subresource: str = "") -> tuple[Message, list[str]]:
         limits.check_object_size(obj)
-        return await self.store.update(obj, status=status, dry_run=dry_run)
+        return await self.store.update(obj, status=status, dry_run=dry_run, subresource=subresource)
 
     async def delete(self, request: api_pb2.DeleteRequest) -> tuple[Message, bool]:
         return await self.store.delete(request, kind_of(request.kind))

@@ -5,7 +5,10 @@
                        endpointslicemirroring,garbagecollector,daemonset,statefulset,job,cronjob,
                        ttlafterfinished,disruption,namespace,persistentvolume-binder,pvc-protection,pv-protection,
                        horizontalpodautoscaling,serviceaccount,root-ca-cert-publisher,csrapproving,csrsigning,
-                       tokencleaner]
+                       csrcleaner,tokencleaner,bootstrapsigner]
+        [--root-ca-file ca.crt]
+        [--cluster-signing-cert-file ca.crt --cluster-signing-key-file ca.key]
+        [--cluster-signing-duration 8760h] [--cluster-info-server https://HOST:PORT]
         [--horizontal-pod-autoscaler-sync-period 15s]
         [--horizontal-pod-autoscaler-downscale-stabilization 5m]
         [--job-backoff 10s] [--job-backoff-max 6m] [--max-endpoints-per-slice 100]
@@ -45,7 +48,7 @@ ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "en
        "endpointslicemirroring", "garbagecollector", "daemonset", "statefulset", "job", "cronjob",
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
        "horizontalpodautoscaling", "serviceaccount", "root-ca-cert-publisher", "csrapproving", "csrsigning",
-       "tokencleaner")
+       "csrcleaner", "tokencleaner", "bootstrapsigner")
 
 
 def duration(text: str) -> float:
@@ -94,11 +97,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the cluster CA (PEM) published as ca.crt in every namespace's kube-root-ca.crt "
                         "ConfigMap (empty when not given)")
     p.add_argument("--cluster-signing-cert-file", default="",
-                   help="CA certificate (PEM) that signs approved CertificateSigningRequests; without it and "
-                        "--cluster-signing-key-file the csrsigning controller does not run")
-    p.add_argument("--cluster-signing-key-file", default="", help="the CA's private key (PEM)")
-    p.add_argument("--cluster-signing-duration", type=duration, default=365 * 86400.0,
+                   help="the cluster CA certificate (PEM) that signs CSRs; csrsigning is off without it")
+    p.add_argument("--cluster-signing-key-file", default="", help="the cluster CA's private key (PEM)")
+    p.add_argument("--cluster-signing-duration", type=duration, default=8760 * 3600.0,
                    help="the longest validity of a signed certificate (default 8760h)")
+    p.add_argument("--cluster-info-server", default="",
+                   help="the apiserver URL joining nodes use; with --cluster-signing-cert-file the "
+                        "bootstrap signer publishes kube-public/cluster-info with it when missing")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
@@ -140,7 +145,6 @@ def read_root_ca(path: str) -> str:
 
 def build(client, args) -> tuple[dict, dict]:
     """(named coroutines to run, controllers by name)."""
-    from controllers.certificates import CSRApprovingController, CSRSigningController
     from controllers.cronjob import CronJobController
     from controllers.daemonset import DaemonSetController
     from controllers.deployment import DeploymentController
@@ -159,7 +163,6 @@ def build(client, args) -> tuple[dict, dict]:
     from controllers.replicaset import ReplicaSetController
     from controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
     from controllers.statefulset import StatefulSetController
-    from controllers.tokencleaner import TokenCleaner
     from controllers.ttlafterfinished import TTLAfterFinishedController
 
     factory = SharedInformerFactory(client)
@@ -197,22 +200,44 @@ def build(client, args) -> tuple[dict, dict]:
         "serviceaccount": lambda: ServiceAccountsController(client, factory, recorder),
         "root-ca-cert-publisher": lambda: RootCACertPublisher(client, factory, recorder,
                                                               root_ca=read_root_ca(args.root_ca_file)),
-        "csrapproving": lambda: CSRApprovingController(client, factory, recorder),
-        "tokencleaner": lambda: TokenCleaner(client, factory, recorder),
-        "csrsigning": lambda: CSRSigningController(
-            client, factory, recorder, ca_cert=read_file(args.cluster_signing_cert_file, "--cluster-signing-cert-file"),
-            ca_key=read_file(args.cluster_signing_key_file, "--cluster-signing-key-file"),
-            duration=args.cluster_signing_duration),
     }
-    chosen = selected(args.controllers)
-    if "csrsigning" in chosen and not (args.cluster_signing_cert_file and args.cluster_signing_key_file):
-        log.info("csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file; not signing certificates")
-        chosen.remove("csrsigning")
-    ctrls = {name: makers[name]() for name in chosen}
+    makers.update(_certificate_makers(client, factory, recorder, args))
+    ctrls = {name: c for name in selected(args.controllers) if (c := makers[name]()) is not None}
     tasks = {"informers": factory.run(), "events": recorder.run()}
     for name, c in ctrls.items():
         tasks[f"controller:{name}"] = c.run()
     return tasks, ctrls
+
+
+def _certificate_makers(client, factory, recorder, args) -> dict:
+    """Node join (issue 14): CSR approval, signing and cleanup, bootstrap tokens.
+    csrsigning needs the CA files (None, i.e. not started, without them, as
+    in Kubernetes)."""
+    from controllers.bootstrap import BootstrapSigner, TokenCleaner
+    from controllers.csrapproving import CSRApprovingController
+    from controllers.csrcleaner import CSRCleaner
+    from controllers.csrsigning import CA, CSRSigningController
+
+    have_ca = bool(args.cluster_signing_cert_file and args.cluster_signing_key_file)
+
+    def signing():
+        if not have_ca:
+            log.info("skipping csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file")
+            return None
+        ca = CA.from_files(args.cluster_signing_cert_file, args.cluster_signing_key_file)
+        return CSRSigningController(client, factory, recorder, ca=ca, duration=args.cluster_signing_duration)
+
+    def bootstrapsigner():
+        ca_pem = None
+        if args.cluster_info_server:
+            ca_pem = read_file(args.cluster_signing_cert_file, "--cluster-signing-cert-file") or None
+        return BootstrapSigner(client, factory, recorder, ca_pem=ca_pem, server=args.cluster_info_server)
+
+    return {"csrapproving": lambda: CSRApprovingController(client, factory, recorder),
+            "csrsigning": signing,
+            "csrcleaner": lambda: CSRCleaner(client, factory, recorder),
+            "tokencleaner": lambda: TokenCleaner(client, factory, recorder),
+            "bootstrapsigner": bootstrapsigner}
 
 
 async def run_all(client, args) -> None:

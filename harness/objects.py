@@ -33,6 +33,11 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
     elif kind == "PodDisruptionBudget":
         obj.spec.min_available.int_val = 1
         obj.spec.selector.match_labels["app"] = name
+    elif kind == "CertificateSigningRequest":
+        from machinery import csr
+        obj.spec.request = csr.make_request(csr.new_key(), name)
+        obj.spec.signer_name = csr.KUBE_APISERVER_CLIENT
+        obj.spec.usages.append("client auth")
     elif kind == "HorizontalPodAutoscaler":
         obj.spec.scale_target_ref.api_version, obj.spec.scale_target_ref.kind = "apps/v1", "Deployment"
         obj.spec.scale_target_ref.name = name
@@ -75,20 +80,5 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
         obj.spec.lease_duration_seconds = 15
     elif kind == "Node":
         obj.spec.pod_cidr = "10.244.1.0/24"
-    elif kind == "CertificateSigningRequest":
-        obj.spec.request = csr_pem(name)
-        obj.spec.signer_name = "kubernetes.io/kube-apiserver-client"
-        obj.spec.usages.append("client auth")
     return obj
 
-
-def csr_pem(common_name: str, orgs: tuple[str, ...] = ()) -> bytes:
-    """A PEM certificate request (new EC P-256 key) for CN=common_name, O=orgs."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    req = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
-    return req.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

@@ -284,6 +284,9 @@ async def describe_one(client, obj) -> str:
         lines = describe_namespace(obj, events)
     elif kind == "Endpoints":
         lines = describe_endpoints(obj, events)
+    elif kind == "CertificateSigningRequest":
+        from kubectlish.certificates import describe_csr
+        lines = describe_csr(obj, events)
     elif kind in DESCRIBERS:
         pods, _ = await client.list("pods", ns)
         mine = [p for p in pods if any(o.uid == obj.metadata.uid and o.controller for o in p.metadata.owner_references)]

@@ -51,12 +51,14 @@ COMMANDS = {
     "dashboard": "kubectlish.dashboard:dashboard_cmd",
     "top": "kubectlish.top:top_group",
     "autoscale": "kubectlish.autoscale:autoscale_cmd",
-    "certificate": "kubectlish.certificate:certificate_group",
+    "certificate": "kubectlish.certificates:certificate_group",
+    "token": "kubectlish.tokens:token_group",
+    "join": "kubectlish.join:join_cmd",
     "pki": "kubectlish.pki_cmd:pki_group",
 }
 
 # Commands that work without a usable cluster configuration.
-_CONFIG_TOLERANT = {"config", "pki"}
+_CONFIG_TOLERANT = {"config", "pki", "join"}
 # Commands whose own options share names with the global ones.
 _NO_HOIST = {"config", "pki"}
 

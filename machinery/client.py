@@ -146,8 +146,11 @@ class Client:
         self.warnings = list(resp.warnings)
         return codec.unpack(resp.object)
 
-    async def update_status(self, obj: Message) -> Message:
-        resp = await self._call(self._stub.UpdateStatus, api_pb2.UpdateRequest(object=codec.pack(obj)))
+    async def update_status(self, obj: Message, *, subresource: str = "") -> Message:
+        """Write status ("status", the default) or another status-like
+        subresource ("approval": a CSR's Approved/Denied conditions)."""
+        resp = await self._call(self._stub.UpdateStatus,
+                                api_pb2.UpdateRequest(object=codec.pack(obj), subresource=subresource))
         return codec.unpack(resp.object)
 
     async def delete(self, kind, name: str, namespace: str = "", *, grace_period: int | None = None,

@@ -271,7 +271,7 @@ class FakeClient:
             return new
         return self._write(info, old, new)
 
-    async def update_status(self, obj: Message) -> Message:
+    async def update_status(self, obj: Message, *, subresource: str = "") -> Message:
         info, old, new = self._prepare_update(obj, "update_status")
         status = codec.copy(new.status)
         new = codec.copy(old)

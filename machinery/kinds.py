@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from google.protobuf.message import Message
 
 from machinery.errors import KctlError
-from machinery.pb import (apps_pb2, autoscaling_pb2, batch_pb2, certificates_pb2, core_pb2, discovery_pb2, policy_pb2, scheduling_pb2,
-                          serviceaccount_pb2, storage_pb2)
+from machinery.pb import (apps_pb2, autoscaling_pb2, batch_pb2, certificates_pb2, core_pb2, discovery_pb2, policy_pb2,
+                          scheduling_pb2, serviceaccount_pb2, storage_pb2)
 
 
 @dataclass(frozen=True)

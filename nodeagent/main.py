@@ -35,6 +35,12 @@ client certificate, which machinery.pki issues for serving too) and accepts
 only the apiserver's client certificate signed by ``--client-ca-file``
 (default: the kubeconfig's CA).
 
+Node join (issue 14): with ``--bootstrap-kubeconfig`` (a bootstrap token)
+the agent first obtains a client certificate through a
+CertificateSigningRequest, writes ``--kubeconfig`` and keeps renewing the
+certificate (nodeagent/certbootstrap.py, machinery/certmanager.py);
+``--apiserver`` then defaults to that kubeconfig's server.
+
 ``build_agent()`` is also what the hollow-node tests and benchmarks call to
 run many agents in one process (``runtime="fake"``).
 """
@@ -159,6 +165,8 @@ def parser() -> argparse.ArgumentParser:
                         "--no-seccomp-default: Unconfined, Kubernetes' own default)")
     p.add_argument("--allowed-unsafe-sysctls", type=lambda s: [x for x in s.split(",") if x], default=[],
                    help="sysctls (or prefix*) pods may set beyond Kubernetes' safe set, comma-separated")
+    from nodeagent import certbootstrap
+    certbootstrap.add_arguments(p)     # node join: --bootstrap-kubeconfig, --kubeconfig, --cert-dir
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -167,7 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser()
     args = p.parse_args(argv)
     if not args.cleanup_iptables:
-        missing = [f"--{a.replace('_', '-')}" for a in REQUIRED if not getattr(args, a)]
+        missing = [f"--{a.replace('_', '-')}" for a in REQUIRED if not getattr(args, a)
+                   and not (a == "apiserver" and (args.kubeconfig or args.bootstrap_kubeconfig))]
         if missing:
             p.error(f"the following arguments are required: {', '.join(missing)}")
     if args.proxy is None:
@@ -231,6 +240,8 @@ async def amain(args) -> None:
         if not sep:
             raise SystemExit(f"--registry-mirror {m!r}: expected REGISTRY=URL")
         mirrors.setdefault(host, []).append(url)
+    from nodeagent import certbootstrap
+    await certbootstrap.ensure(args)          # a client certificate from the bootstrap token first
     client = Client.from_kubeconfig(args.kubeconfig, args.apiserver, timeout=30,
                                     user_agent=f"kctl-nodeagent/{args.node_name}")
     if args.hollow_nodes:
@@ -253,6 +264,8 @@ async def amain(args) -> None:
     agent.security = security.Options(args.seccomp_default, os.path.join(os.path.abspath(args.root_dir), "seccomp"),
                                       args.allowed_unsafe_sysctls)
     tasks = {"agent": agent.run()}
+    if (renewer := certbootstrap.renewer(args)) is not None:
+        tasks["certificate-renewal"] = renewer.run()
     if args.metrics_listen:
         tasks["metrics"] = metrics.serve(args.metrics_listen)
     if args.runtime == "runc" and args.agent_port:

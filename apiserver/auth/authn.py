@@ -96,11 +96,15 @@ class Union(Authenticator):
     """Kubernetes' union authenticator: the client certificate first, then each
     TokenAuthenticator on the bearer token; the first that recognises the
     request wins. When none does and one of them refused the credential
-    (expired, bad signature), that refusal is the answer."""
+    (expired, bad signature), that refusal is the answer. A request with no
+    credential at all goes to `anonymous` last (apiserver/auth/anonymous.py:
+    the few paths anyone may read, such as kube-public's cluster-info)."""
 
-    def __init__(self, x509: Authenticator | None = None, tokens: list[TokenAuthenticator] | None = None):
+    def __init__(self, x509: Authenticator | None = None, tokens: list[TokenAuthenticator] | None = None,
+                 anonymous: Authenticator | None = None):
         self.x509 = x509 or X509()
         self.tokens = list(tokens or [])
+        self.anonymous = anonymous
 
     async def _token(self, token: str | None) -> UserInfo | None:
         refused = None
@@ -117,7 +121,10 @@ class Union(Authenticator):
         return None
 
     async def http(self, request) -> UserInfo | None:
-        return await self.x509.http(request) or await self._token(_bearer(request.headers.get("Authorization")))
+        who = await self.x509.http(request) or await self._token(_bearer(request.headers.get("Authorization")))
+        if who is None and self.anonymous is not None:
+            who = await self.anonymous.http(request)
+        return who
 
     async def grpc(self, context) -> UserInfo | None:
         found = await self.x509.grpc(context)

@@ -61,7 +61,8 @@ def grpc_attributes(user, method: str, request) -> list[Attributes] | None:
     if method == "Create":
         return [_object_attrs(user, "create", request.object)]
     if method in ("Update", "UpdateStatus"):
-        return [_object_attrs(user, "update", request.object, "status" if method == "UpdateStatus" else "")]
+        sub = (request.subresource or "status") if method == "UpdateStatus" else ""
+        return [_object_attrs(user, "update", request.object, sub)]
     if method in ("Get", "Delete"):
         return [_named_attrs(user, method.lower(), request.kind, request.namespace, request.name)]
     if method in ("List", "Watch"):

@@ -30,10 +30,10 @@ def subresources(info: kinds.KindInfo) -> list[tuple[str, str, str, str, list[st
     out = []
     if info.has_status:
         out.append(("status", info.group, info.version, info.kind, ["get", "patch", "update"]))
-    if info.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
-        out.append(("scale", "autoscaling", "v1", "Scale", ["get", "patch", "update"]))
     if info.kind == "CertificateSigningRequest":
         out.append(("approval", info.group, info.version, info.kind, ["get", "patch", "update"]))
+    if info.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
+        out.append(("scale", "autoscaling", "v1", "Scale", ["get", "patch", "update"]))
     if info.kind == "ServiceAccount":
         out.append(("token", "authentication.k8s.io", "v1", "TokenRequest", ["create"]))
     if info.kind == "Pod":

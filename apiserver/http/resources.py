@@ -174,7 +174,7 @@ class Resources:
         status = t.sub in ("status", "approval")     # a CSR's approval is a status write too
         dry = dry_run(request) if dry is None else dry
         async with self.verbs.measured("update_status" if status else "update", t.info):
-            out, more = await self.verbs.update(obj, status=status, dry_run=dry)
+            out, more = await self.verbs.update(obj, status=status, dry_run=dry, subresource=t.sub)
         return self.one(request, t, out, 200, list(warnings) + list(more))
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:

@@ -53,6 +53,6 @@ def store_getter(store):
 def token_authenticators(issuer: Issuer, store) -> list:
     """The bearer-token authenticators for apiserver.auth.authn.Union:
     ServiceAccount JWTs, then bootstrap tokens."""
-    from apiserver.bootstraptoken import BootstrapTokens
+    from apiserver.auth.bootstraptoken import BootstrapTokenAuthenticator
     get = store_getter(store)
-    return [ServiceAccountTokens(issuer, get), BootstrapTokens(get)]
+    return [ServiceAccountTokens(issuer, get), BootstrapTokenAuthenticator(get)]

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from machinery.pb import meta_pb2 as machinery_dot_pb_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmachinery/pb/certificates.proto\x12\x07kctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17machinery/pb/meta.proto\"\x1b\n\nExtraValue\x12\r\n\x05items\x18\x01 \x03(\t\"\xc1\x02\n\x1d\x43\x65rtificateSigningRequestSpec\x12\x0f\n\x07request\x18\x01 \x01(\x0c\x12\x13\n\x0bsigner_name\x18\x02 \x01(\t\x12\x1f\n\x12\x65xpiration_seconds\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06usages\x18\x04 \x03(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x0e\n\x06groups\x18\x07 \x03(\t\x12@\n\x05\x65xtra\x18\x08 \x03(\x0b\x32\x31.kctl.v1.CertificateSigningRequestSpec.ExtraEntry\x1a\x41\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.kctl.v1.ExtraValue:\x02\x38\x01\x42\x15\n\x13_expiration_seconds\"\xd3\x01\n\"CertificateSigningRequestCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x34\n\x10last_update_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14last_transition_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x1f\x43\x65rtificateSigningRequestStatus\x12?\n\nconditions\x18\x01 \x03(\x0b\x32+.kctl.v1.CertificateSigningRequestCondition\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\"\xd5\x01\n\x19\x43\x65rtificateSigningRequest\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x34\n\x04spec\x18\x04 \x01(\x0b\x32&.kctl.v1.CertificateSigningRequestSpec\x12\x38\n\x06status\x18\x05 \x01(\x0b\x32(.kctl.v1.CertificateSigningRequestStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmachinery/pb/certificates.proto\x12\x07kctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17machinery/pb/meta.proto\"\xd5\x01\n\x19\x43\x65rtificateSigningRequest\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x34\n\x04spec\x18\x04 \x01(\x0b\x32&.kctl.v1.CertificateSigningRequestSpec\x12\x38\n\x06status\x18\x05 \x01(\x0b\x32(.kctl.v1.CertificateSigningRequestStatus\"\x1b\n\nExtraValue\x12\r\n\x05items\x18\x01 \x03(\t\"\xc1\x02\n\x1d\x43\x65rtificateSigningRequestSpec\x12\x0f\n\x07request\x18\x01 \x01(\x0c\x12\x13\n\x0bsigner_name\x18\x02 \x01(\t\x12\x1f\n\x12\x65xpiration_seconds\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06usages\x18\x04 \x03(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x0b\n\x03uid\x18\x06 \x01(\t\x12\x0e\n\x06groups\x18\x07 \x03(\t\x12@\n\x05\x65xtra\x18\x08 \x03(\x0b\x32\x31.kctl.v1.CertificateSigningRequestSpec.ExtraEntry\x1a\x41\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.kctl.v1.ExtraValue:\x02\x38\x01\x42\x15\n\x13_expiration_seconds\"w\n\x1f\x43\x65rtificateSigningRequestStatus\x12?\n\nconditions\x18\x01 \x03(\x0b\x32+.kctl.v1.CertificateSigningRequestCondition\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\"\xd3\x01\n\"CertificateSigningRequestCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x34\n\x10last_update_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14last_transition_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CERTIFICATESIGNINGREQUESTSPEC_EXTRAENTRY']._loaded_options = None
   _globals['_CERTIFICATESIGNINGREQUESTSPEC_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_EXTRAVALUE']._serialized_start=102
-  _globals['_EXTRAVALUE']._serialized_end=129
-  _globals['_CERTIFICATESIGNINGREQUESTSPEC']._serialized_start=132
-  _globals['_CERTIFICATESIGNINGREQUESTSPEC']._serialized_end=453
-  _globals['_CERTIFICATESIGNINGREQUESTSPEC_EXTRAENTRY']._serialized_start=365
-  _globals['_CERTIFICATESIGNINGREQUESTSPEC_EXTRAENTRY']._serialized_end=430
-  _globals['_CERTIFICATESIGNINGREQUESTCONDITION']._serialized_start=456
-  _globals['_CERTIFICATESIGNINGREQUESTCONDITION']._serialized_end=667
-  _globals['_CERTIFICATESIGNINGREQUESTSTATUS']._serialized_start=669
-  _globals['_CERTIFICATESIGNINGREQUESTSTATUS']._serialized_end=788
-  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_start=791
-  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_end=1004
+  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_start=103
+  _globals['_CERTIFICATESIGNINGREQUEST']._serialized_end=316
+  _globals['_EXTRAVALUE']._serialized_start=318
+  _globals['_EXTRAVALUE']._serialized_end=345
+  _globals['_CERTIFICATESIGNINGREQUESTSPEC']._serialized_start=348
+  _globals['_CERTIFICATESIGNINGREQUESTSPEC']._serialized_end=669
+  _globals['_CERTIFICATESIGNINGREQUESTSPEC_EXTRAENTRY']._serialized_start=581
+  _globals['_CERTIFICATESIGNINGREQUESTSPEC_EXTRAENTRY']._serialized_end=646
+  _globals['_CERTIFICATESIGNINGREQUESTSTATUS']._serialized_start=671
+  _globals['_CERTIFICATESIGNINGREQUESTSTATUS']._serialized_end=790
+  _globals['_CERTIFICATESIGNINGREQUESTCONDITION']._serialized_start=793
+  _globals['_CERTIFICATESIGNINGREQUESTCONDITION']._serialized_end=1004
 # @@protoc_insertion_point(module_scope)

@@ -39,7 +39,8 @@ from machinery.validation.pod import validate_pod_spec
 
 __all__ = ["validate", "validate_status_update", "FieldError"]
 
-NAME_RULES = {"Namespace": is_dns1123_label, "Service": is_dns1035_label}
+NAME_RULES = {"Namespace": is_dns1123_label, "Service": is_dns1035_label,
+              "CertificateSigningRequest": certificates.name_rule}
 
 POD_UPDATE_MSG = ("pod updates may not change fields other than `spec.containers[*].image`,"
                   "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
@@ -173,6 +174,7 @@ _UPDATE_RULES = {
     "StorageClass": storage.validate_storage_class_update,
     "PriorityClass": placement.validate_priority_class_update,
     "EndpointSlice": discovery.validate_endpoint_slice_update,
+    "CertificateSigningRequest": certificates.validate_csr_update,
 }
 
 
@@ -210,6 +212,7 @@ def _pod_status(new, old) -> list[FieldError]:
 
 _STATUS_RULES = {
     "Pod": _pod_status,
+
     "ReplicaSet": lambda n, o: apps.validate_replicas_status(n.status, deployment=False),
     "Deployment": lambda n, o: apps.validate_replicas_status(n.status, deployment=True),
     "Service": lambda n, o: core.validate_service_status(n),
@@ -221,7 +224,6 @@ _STATUS_RULES = {
     "StatefulSet": lambda n, o: statefulset.validate_stateful_set_status(n.status),
     "Job": lambda n, o: batch.validate_job_status(n.status),
     "PodDisruptionBudget": lambda n, o: policy.validate_pdb_status(n.status),
-    "CertificateSigningRequest": certificates.validate_csr_status_update,
 }
 
 

@@ -28,10 +28,29 @@ def test_controller_selection():
 async def test_build_wires_every_controller_on_shared_informers():
     tasks, ctrls = cm.build(FakeClient(), cm.parse_args(["--concurrent-replicaset-syncs", "7"]))
     try:
-        assert list(ctrls) == [n for n in cm.ALL if n != "csrsigning"]     # no signing CA given
+        assert list(ctrls) == [n for n in cm.ALL if n != "csrsigning"]     # no CA files: no signer
         assert ctrls["replicaset"].workers == 7
         assert ctrls["replicaset"].pod_inf is ctrls["deployment"].pod_inf is ctrls["endpoints"].pod_inf
         assert {"informers", "events", "controller:deployment", "controller:nodelifecycle"} <= set(tasks)
+    finally:
+        for coro in tasks.values():
+            coro.close()
+
+
+async def test_csrsigning_runs_with_the_cluster_ca_files(tmp_path):
+    from tests.unit.certs import make_ca
+    cert, key = make_ca()
+    (tmp_path / "ca.crt").write_bytes(cert)
+    (tmp_path / "ca.key").write_bytes(key)
+    args = cm.parse_args(["--controllers", "csrsigning,bootstrapsigner",
+                          "--cluster-signing-cert-file", str(tmp_path / "ca.crt"),
+                          "--cluster-signing-key-file", str(tmp_path / "ca.key"),
+                          "--cluster-signing-duration", "2h", "--cluster-info-server", "https://10.0.0.1:6443"])
+    tasks, ctrls = cm.build(FakeClient(), args)
+    try:
+        assert list(ctrls) == ["csrsigning", "bootstrapsigner"]
+        assert ctrls["csrsigning"].duration == 7200 and ctrls["bootstrapsigner"].ca_pem == cert
+        assert cm.parse_args([]).cluster_signing_duration == 365 * 24 * 3600
     finally:
         for coro in tasks.values():
             coro.close()
