@@ -10,17 +10,17 @@ subresources.py, watch in watch.py.
 """
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 
 from aiohttp import web
 from google.protobuf.message import Message
 
+from apiserver import fieldmanager
+from apiserver.fieldmanager import FieldManager, now_rfc3339
 from apiserver.http import discovery, wire
 from apiserver.verbs import Verbs, parse_rv
 from machinery import errors, kinds
 from machinery import patch as patches
-from machinery.patch import ssa
 from machinery.pb import api_pb2
 
 SUBRESOURCE_OF_NAMESPACE = ("status", "finalize")
@@ -85,13 +85,10 @@ def int_param(request: web.Request, name: str) -> int | None:
         raise errors.BadRequest(f"invalid {name} {text!r}: must be an integer") from None
 
 
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def manager(request: web.Request) -> str:
+def manager(request: web.Request, options_kind: str = "UpdateOptions") -> str:
     """The field manager: ?fieldManager, else the User-Agent's program name (Kubernetes' default)."""
-    return request.query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
+    return fieldmanager.named(request.query.get("fieldManager", ""), request.headers.get("User-Agent", ""),
+                              options_kind)
 
 
 class Resources:
@@ -147,19 +144,16 @@ class Resources:
             obj.metadata.namespace = t.namespace or obj.metadata.namespace
         return obj, warnings
 
-    def track(self, request: web.Request, t: Target, old: dict | None, obj: Message) -> Message:
-        """obj with managedFields recording this write (ssa.track_update: the
-        fields it added or changed belong to the request's field manager)."""
-        tracked = ssa.track_update(old, wire.to_json(obj), manager=manager(request), operation="Update",
-                                   info=t.info, now=now_rfc3339(), subresource=t.sub)
-        return wire.with_managed_fields(obj, tracked)
+    @staticmethod
+    def field_manager(request: web.Request, t: Target, options_kind: str = "UpdateOptions") -> FieldManager:
+        """Who this write is recorded as in managedFields (the Store tracks it)."""
+        return FieldManager(manager(request, options_kind), t.sub)
 
     async def create(self, request: web.Request, t: Target) -> web.Response:
         obj, warnings = await self.decode(request, t)
-        obj = self.track(request, t, None, obj)
-        dry = dry_run(request)
+        dry, who = dry_run(request), self.field_manager(request, t, "CreateOptions")
         async with self.verbs.measured("create", t.info):
-            out, more = await self.verbs.create(obj, dry_run=dry)
+            out, more = await self.verbs.create(obj, dry_run=dry, manager=who)
         return self.one(request, t, out, 201, warnings + list(more))
 
     async def update(self, request: web.Request, t: Target) -> web.Response:
@@ -167,14 +161,14 @@ class Resources:
         if obj.metadata.name != t.name:
             raise errors.BadRequest("the name of the object "
                                     f"({obj.metadata.name}) does not match the name on the URL ({t.name})")
-        obj = self.track(request, t, wire.to_json(await self.read(t)), obj)
-        return await self.write(request, t, obj, warnings)
+        return await self.write(request, t, obj, warnings, manager=self.field_manager(request, t))
 
-    async def write(self, request, t: Target, obj: Message, warnings=(), dry=None) -> web.Response:
+    async def write(self, request, t: Target, obj: Message, warnings=(), dry=None,
+                    manager: FieldManager | None = None) -> web.Response:
         status = t.sub == "status"
         dry = dry_run(request) if dry is None else dry
         async with self.verbs.measured("update_status" if status else "update", t.info):
-            out, more = await self.verbs.update(obj, status=status, dry_run=dry)
+            out, more = await self.verbs.update(obj, status=status, dry_run=dry, manager=manager)
         return self.one(request, t, out, 200, list(warnings) + list(more))
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
@@ -196,7 +190,7 @@ class Resources:
                     raise
                 current = None
             original = wire.to_json(current) if current is not None else None
-            patched = patches.apply_patch(ctype, original, body, t.info, manager=manager(request),
+            patched = patches.apply_patch(ctype, original, body, t.info, manager=manager(request, "PatchOptions"),
                                           force=force, now=now_rfc3339())
             md = patched.setdefault("metadata", {})
             if t.info.namespaced:
@@ -205,9 +199,6 @@ class Resources:
                 raise errors.BadRequest(f"the name of the object ({md.get('name')}) does not match the name "
                                         f"on the URL ({t.name})")
             md["name"] = t.name
-            if not apply:
-                patched = ssa.track_update(original, patched, manager=manager(request), operation="Update",
-                                           info=t.info, now=now_rfc3339(), subresource=t.sub)
             if validation == "Strict":
                 obj, warnings = patches.decode_patched(ctype, patched, body, t.info), []
             else:
@@ -218,7 +209,8 @@ class Resources:
                 return self.one(request, t, out, 201, warnings + list(more))
             pinned = md.get("resourceVersion") != original["metadata"].get("resourceVersion")
             try:
-                return await self.write(request, t, obj, warnings, dry)
+                return await self.write(request, t, obj, warnings, dry,
+                                        None if apply else self.field_manager(request, t, "PatchOptions"))
             except errors.Conflict:
                 if pinned:            # the patch named a resourceVersion: its conflict is the client's
                     raise

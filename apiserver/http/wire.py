@@ -164,18 +164,6 @@ def decode(data: dict, info: kinds.KindInfo, validation: str = "Strict") -> tupl
 
 # ---------------------------------------------------------------- objects
 
-def with_managed_fields(obj: Message, tracked: dict) -> Message:
-    """obj with the managedFields of `tracked` (a manifest dict of the same
-    object): only that list is decoded, not the whole object again."""
-    entries = (tracked.get("metadata") or {}).get("managedFields") or []
-    info = kinds.of(obj)
-    part = codec.from_dict({"apiVersion": info.api_version, "kind": info.kind,
-                            "metadata": {"managedFields": entries}})
-    obj.metadata.ClearField("managed_fields")
-    obj.metadata.managed_fields.extend(part.metadata.managed_fields)
-    return obj
-
-
 def any_to_message(a: any_pb2.Any) -> Message:
     info = kinds.BY_TYPE_URL[a.type_url]
     obj = info.message()
