@@ -10,6 +10,7 @@ subresources.py, watch in watch.py.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -17,10 +18,12 @@ from google.protobuf.message import Message
 
 from apiserver import fieldmanager
 from apiserver.fieldmanager import FieldManager, now_rfc3339
-from apiserver.http import discovery, wire
+from apiserver.http import conversion, discovery, wire
+from apiserver.http.conversion import Conversion
 from apiserver.verbs import Verbs, parse_rv
 from machinery import errors, kinds
 from machinery import patch as patches
+from machinery.patch import yamlbody
 from machinery.pb import api_pb2
 
 SUBRESOURCE_OF_NAMESPACE = ("status", "finalize")
@@ -29,14 +32,38 @@ PATCH_RETRIES = 8
 
 @dataclass
 class Target:
-    info: kinds.KindInfo
+    info: kinds.KindInfo                 # the stored kind
     namespace: str
     name: str = ""
     sub: str = ""
+    conv: Conversion | None = None       # the URL named another version of it (conversion.py)
 
     @property
     def ns(self) -> str:
         return (self.namespace or "default") if self.info.namespaced else ""
+
+    @property
+    def served(self) -> kinds.KindInfo:
+        return self.conv.served if self.conv else self.info
+
+    def encode(self, obj: Message) -> dict:
+        """obj as JSON in the URL's version."""
+        data = wire.to_json(obj)
+        return self.conv.to_external(data) if self.conv else data
+
+    def internal(self, data: dict, validation: str) -> tuple[dict, list[str]]:
+        """A body in the URL's version as the stored version, and the warnings
+        for the fields only the stored version has (Strict: 400)."""
+        if self.conv is None:
+            return data, []
+        data, unknown = self.conv.to_internal(data)
+        if unknown and validation == "Strict":
+            raise errors.BadRequest(f'{self.info.kind} in version "{self.conv.version}" cannot be handled as a '
+                                    f"{self.info.kind}: strict decoding error: "
+                                    + ", ".join(f'unknown field "{u}"' for u in unknown),
+                                    causes=[errors.FieldError("Invalid", u, detail="unknown field").to_cause()
+                                            for u in unknown])
+        return data, [f'unknown field "{u}"' for u in unknown] if validation == "Warn" else []
 
 
 def not_found_path() -> errors.NotFound:
@@ -51,12 +78,14 @@ def parse(group: str, version: str, segs: list[str]) -> Target:
     if len(rest) > 3 or not all(rest):
         raise not_found_path()
     info = next((i for i in kinds.KINDS if (i.group, i.version, i.plural) == (group, version, rest[0])), None)
+    conv = conversion.find(group, version, rest[0]) if info is None else None
+    info = conv.stored if conv else info
     if info is None or (ns and not info.namespaced):
         raise not_found_path()
     sub = rest[2] if len(rest) == 3 else ""
     if sub and sub not in [s[0] for s in discovery.subresources(info)]:
         raise not_found_path()
-    return Target(info, ns, rest[1] if len(rest) > 1 else "", sub)
+    return Target(info, ns, rest[1] if len(rest) > 1 else "", sub, conv)
 
 
 def dry_run(request: web.Request, body_values=()) -> bool:
@@ -104,8 +133,9 @@ class Resources:
             warnings=None) -> web.Response:
         if wire.wants_table(request):
             include = request.query.get("includeObject", "Metadata")
-            return wire.respond(wire.table(t.info, [obj], include), status, warnings, wire.TABLE_TYPE)
-        return wire.respond(wire.to_json(obj), status, warnings)
+            return wire.respond(wire.table(t.info, [obj], include, encode=t.encode), status, warnings,
+                                wire.TABLE_TYPE)
+        return wire.respond(t.encode(obj), status, warnings)
 
     async def get(self, request: web.Request, t: Target) -> web.Response:
         return self.one(request, t, await self.read(t))
@@ -128,15 +158,18 @@ class Resources:
         objs = [wire.any_to_message(a) for a in resp.items]
         if wire.wants_table(request):
             body = wire.table(t.info, objs, q.get("includeObject", "Metadata"), resp.resource_version,
-                              resp.continue_token)
+                              resp.continue_token, encode=t.encode)
             return wire.respond(body, content_type=wire.TABLE_TYPE)
-        return wire.respond(wire.list_json(t.info, objs, resp.resource_version, resp.continue_token))
+        return wire.respond(wire.list_json(t.served, objs, resp.resource_version, resp.continue_token,
+                                           t.encode))
 
     # --------------------------------------------------------------- writes
     async def decode(self, request: web.Request, t: Target) -> tuple[Message, list[str]]:
         body = await wire.read_body(request)
         data = wire.parse_document(body, request.headers.get("Content-Type", wire.JSON))
+        data, dropped = t.internal(data, field_validation(request))
         obj, warnings = wire.decode(data, t.info, field_validation(request))
+        warnings = dropped + warnings
         if t.info.namespaced:
             if obj.metadata.namespace and t.namespace and obj.metadata.namespace != t.namespace:
                 raise errors.BadRequest("the namespace of the provided object does not match the namespace "
@@ -182,6 +215,12 @@ class Resources:
         if apply and not request.query.get("fieldManager"):
             raise errors.BadRequest("fieldManager is required for apply requests",
                                     causes=[errors.required("fieldManager").to_cause()])
+        dropped: list[str] = []
+        if apply and t.conv is not None:     # apply works in the stored version: convert the config once
+            config = yamlbody.load(body)
+            if isinstance(config, dict):
+                config, dropped = t.internal(config, validation)
+                body = json.dumps(config).encode()
         for _ in range(PATCH_RETRIES):
             try:
                 current = await self.read(t)
@@ -189,7 +228,7 @@ class Resources:
                 if not apply or t.sub:
                     raise
                 current = None
-            original = wire.to_json(current) if current is not None else None
+            original = None if current is None else wire.to_json(current) if apply else t.encode(current)
             patched = patches.apply_patch(ctype, original, body, t.info, manager=manager(request, "PatchOptions"),
                                           force=force, now=now_rfc3339())
             md = patched.setdefault("metadata", {})
@@ -199,10 +238,13 @@ class Resources:
                 raise errors.BadRequest(f"the name of the object ({md.get('name')}) does not match the name "
                                         f"on the URL ({t.name})")
             md["name"] = t.name
+            if not apply:                        # merge, JSON and strategic patches apply in the URL's version
+                patched, dropped = t.internal(patched, validation)
             if validation == "Strict":
                 obj, warnings = patches.decode_patched(ctype, patched, body, t.info), []
             else:
                 obj, warnings = wire.decode(patched, t.info, validation)
+            warnings = dropped + warnings
             if current is None:
                 async with self.verbs.measured("create", t.info):
                     out, more = await self.verbs.create(obj, dry_run=dry)
@@ -264,5 +306,5 @@ class Resources:
             except errors.NotFound:
                 continue
             gone.append(out)
-        return wire.respond(wire.list_json(t.info, gone, resp.resource_version))
+        return wire.respond(wire.list_json(t.served, gone, resp.resource_version, encode=t.encode))
 
