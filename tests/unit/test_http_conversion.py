@@ -75,3 +75,18 @@ def test_v2_only_fields_are_reported_and_unreadable_annotations_ignored():
     assert unknown == ["spec.metrics", "spec.behavior", "status.conditions"]
     assert v2["spec"] == {"maxReplicas": 3} and "conditions" not in v2["status"]
     assert "annotations" not in v2["metadata"]
+
+
+def test_a_v1_protobuf_body_is_read_as_v1_json():
+    """What kubectl ≤ 1.32's typed autoscale client sends (application/vnd.kubernetes.protobuf)."""
+    from apiserver.http import k8sproto
+    hpa = k8sproto.message_class("k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler")()
+    hpa.metadata.name = "web"
+    hpa.spec.scaleTargetRef.kind, hpa.spec.scaleTargetRef.name = "Deployment", "web"
+    hpa.spec.maxReplicas, hpa.spec.targetCPUUtilizationPercentage = 4, 60
+    unknown = k8sproto.message_class(k8sproto.UNKNOWN)(raw=hpa.SerializeToString())
+    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = "autoscaling/v1", "HorizontalPodAutoscaler"
+    data = k8sproto.decode(k8sproto.MAGIC + unknown.SerializeToString())
+    assert data["apiVersion"] == "autoscaling/v1" and data["spec"]["targetCPUUtilizationPercentage"] == 60
+    v2, _ = c.hpa_to_v2(data)
+    assert v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
