@@ -5,7 +5,9 @@ NodePort) send HTTP requests on new connections while a 30-replica Deployment
 rolls (maxSurge 25%, maxUnavailable 25%) until each has sent at least 5,000
 during rollouts: not one may fail.  This holds because a deleted pod leaves
 the ready set of its EndpointSlices at once and its containers get SIGTERM
-only after every node's proxy applied that (nodeagent/drain.py).  Also: `kctl
+only after every node's proxy applied that (nodeagent/drain.py), and a proxy
+that takes an endpoint out deletes the conntrack entries of connections still
+opening to it (a SYN the pod dropped is retransmitted along them).  Also: `kctl
 get endpointslices` shows the Service's slices with kubectl's columns.
 
 Traffic goes only to addresses inside the lab's namespaces.
