@@ -14,6 +14,10 @@ Updates without a resourceVersion are unconditional, as Kubernetes allows
 for its built-in kinds (AllowUnconditionalUpdate); `kctl apply` sends the
 resourceVersion it read, so it gets conflicts. An update that changes
 nothing writes nothing (resourceVersion unchanged), as in Kubernetes.
+
+A write that names a FieldManager records its managedFields entry inside
+the attempt, after defaulting, against the object that attempt read
+(fieldmanager.py).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from google.protobuf.message import Message
 from apiserver import admission, objects, registry
 from apiserver import storage as st
 from apiserver.allocators import Allocation, ServiceAllocator
+from apiserver.fieldmanager import FieldManager
 from machinery import errors, kinds
 from machinery.pb import api_pb2
 
@@ -111,12 +116,15 @@ class Store:
         return resp
 
     # ------------------------------------------------------------- create
-    async def create(self, obj: Message, dry_run: bool = False) -> tuple[Message, list[str]]:
+    async def create(self, obj: Message, dry_run: bool = False,
+                     manager: FieldManager | None = None) -> tuple[Message, list[str]]:
         info = kinds.of(obj)
         strat = registry.strategy(info)
         ns = (obj.metadata.namespace or "default") if info.namespaced else ""
         obj.metadata.namespace = ns
         strat.default(obj)
+        if manager is not None:
+            obj = manager.track(None, obj)
         strat.prepare_for_create(obj, ns)
         generated = not obj.metadata.name and bool(obj.metadata.generate_name)
         if generated:
@@ -182,7 +190,7 @@ class Store:
 
     # ------------------------------------------------------------- update
     async def update(self, obj: Message, *, status: bool = False, dry_run: bool = False,
-                     subresource: str = "") -> tuple[Message, list[str]]:
+                     subresource: str = "", manager: FieldManager | None = None) -> tuple[Message, list[str]]:
         """A spec update, or with status=True a status-like subresource:
         subresource "status" (the default) or a kind's own ("approval")."""
         info = kinds.of(obj)
@@ -213,6 +221,8 @@ class Store:
                 await admission.mutate(req)
                 strat.prepare_for_update(new, old)
                 problems = strat.validate(new, old)
+            if manager is not None:                  # against the object the txn compares with
+                new = manager.track(old, new)
             if problems:
                 raise invalid(info, name, problems)
             admitted = await admission.validate(req)

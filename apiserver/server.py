@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from apiserver import limits, objects
+from apiserver.fieldmanager import grpc_field_manager
 from apiserver.verbs import Verbs, kind_of, unpack
 from machinery import errors, kinds
 from machinery.pb import api_pb2, api_pb2_grpc, serviceaccount_pb2
@@ -52,7 +53,8 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def Create(self, request, context):
         async def go():
             _, obj = unpack(request.object)
-            out, warnings = await self.verbs.create(obj, dry_run=request.dry_run)
+            out, warnings = await self.verbs.create(obj, dry_run=request.dry_run,
+                                                    manager=grpc_field_manager(request, context, "", "CreateOptions"))
             return api_pb2.ObjectResponse(object=objects.pack(out), warnings=warnings)
         return await self._run(context, "create", _kind_of_any(request.object), go)
 
@@ -71,8 +73,10 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
     async def _update(self, request, context, status: bool):
         async def go():
             _, obj = unpack(request.object)
+            manager = grpc_field_manager(request, context, "status" if status else "", "UpdateOptions")
             out, warnings = await self.verbs.update(obj, status=status, dry_run=request.dry_run,
-                                                    subresource=request.subresource if status else "")
+                                                    subresource=request.subresource if status else "",
+                                                    manager=manager)
             return api_pb2.ObjectResponse(object=objects.pack(out), warnings=warnings)
         return await self._run(context, "update_status" if status else "update",
                                _kind_of_any(request.object), go)

@@ -8,7 +8,9 @@ a kind, counting and timing every request (one set of Prometheus metrics,
 whatever the transport), and turning the watch cache's events into
 `kctl.v1.WatchEvent`s (an initial state replay for rv 0 / unset, BOOKMARKs
 when asked, selectors applied). Errors are ApiErrors; each transport turns
-them into its own status (gRPC rich status, metav1.Status JSON).
+them into its own status (gRPC rich status, metav1.Status JSON). Writes
+carry the FieldManager each transport names (fieldmanager.py), so
+managedFields are recorded the same way over gRPC and HTTP.
 
 Objects travel as `google.protobuf.Any` holding etcd's bytes plus the
 resourceVersion suffix (objects.with_rv), so what one transport writes the
@@ -26,6 +28,7 @@ from google.protobuf.message import Message
 
 from apiserver import limits, metrics, objects
 from apiserver.crud import Store
+from apiserver.fieldmanager import FieldManager
 from apiserver.watchcache import Bookmark, WatchCache, convert
 from machinery import errors, kinds
 from machinery.pb import api_pb2
@@ -98,9 +101,10 @@ class Verbs:
             metrics.REQUEST_DURATION.labels(kind, verb).observe(time.perf_counter() - t0)
 
     # ------------------------------------------------------------- CRUD
-    async def create(self, obj: Message, dry_run: bool = False) -> tuple[Message, list[str]]:
+    async def create(self, obj: Message, dry_run: bool = False,
+                     manager: FieldManager | None = None) -> tuple[Message, list[str]]:
         limits.check_object_size(obj)
-        return await self.store.create(obj, dry_run=dry_run)
+        return await self.store.create(obj, dry_run=dry_run, manager=manager)
 
     async def get(self, info: kinds.KindInfo, namespace: str, name: str) -> any_pb2.Any:
         ns = (namespace or "default") if info.namespaced else ""
@@ -112,10 +116,11 @@ class Verbs:
         flt = objects.Filter(info, namespace, label_selector, field_selector)
         return await self.store.list(info, flt, limit, continue_token, revision)
 
-    async def update(self, obj: Message, *, status: bool = False,
-                     dry_run: bool = False, subresource: str = "") -> tuple[Message, list[str]]:
+    async def update(self, obj: Message, *, status: bool = False, dry_run: bool = False,
+                     subresource: str = "", manager: FieldManager | None = None) -> tuple[Message, list[str]]:
         limits.check_object_size(obj)
-        return await self.store.update(obj, status=status, dry_run=dry_run, subresource=subresource)
+        return await self.store.update(obj, status=status, dry_run=dry_run, subresource=subresource,
+                                       manager=manager)
 
     async def delete(self, request: api_pb2.DeleteRequest) -> tuple[Message, bool]:
         return await self.store.delete(request, kind_of(request.kind))

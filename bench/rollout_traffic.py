@@ -20,7 +20,9 @@ tests/e2e/test_lab_rollout_traffic.py calls on its own lab), then:
    available, no old replica left), and rolls again (at most 20 times) until
    each client sent at least ``--requests`` requests during rollouts;
 4. stops the clients and counts: requests and failures (any exception, any
-   answer other than ``HTTP/1.0 200``) in total and during rollouts.
+   answer other than ``HTTP/1.0 200``) in total and during rollouts, and
+   reports the fewest ready endpoints the Service's EndpointSlices had (and
+   when they had none: the proxies then refuse connections).
 
 Prints the counts, the rollout times, the first failures if any, and last one
 line ``RESULT key=value ...``.  The lab goes down at the end whatever happens.
@@ -193,7 +195,8 @@ async def measure(server: str, lab_name: str, replicas: int = 30, min_requests: 
                                        svc.spec.cluster_ip, 80),
             "nodeport": _start_client(lab.node(CLIENT_NODE).netns_path, node_ip, svc.spec.ports[0].node_port),
         }
-        windows, durations, results = [], [], {}
+        windows, durations, results, ready = [], [], {}, []
+        watcher = asyncio.get_running_loop().create_task(_watch_ready(c, ready))
         try:
             await asyncio.sleep(1.0)
             during = dict.fromkeys(clients, 0)
@@ -214,15 +217,32 @@ async def measure(server: str, lab_name: str, replicas: int = 30, min_requests: 
                     break
             await asyncio.sleep(1.0)
         finally:
+            watcher.cancel()
             for p in clients.values():        # both stop at once
                 p.stdin.write("stop\n")
                 p.stdin.flush()
             for k, p in clients.items():
                 results[k] = _stop_client(p)
-    out = {"rollouts": durations, "windows": windows}
+    out = {"rollouts": durations, "windows": windows, "min_ready": min((n for _, n in ready), default=None),
+           "none_ready": [t for t, n in ready if n == 0]}
     for k, res in results.items():
         out[k] = _count(res, windows)
     return out
+
+
+async def _watch_ready(c: Client, seen: list) -> None:
+    """Append (time, ready endpoints of the Service) after every change of its EndpointSlices: when
+    readiness probes time out on an overloaded machine, the ready set can drop to 0, and then the
+    proxies refuse new connections (REJECT) until probes pass again."""
+    slices = {}
+    async for ev in c.watch("EndpointSlice", "default", label_selector=f"kubernetes.io/service-name={NAME}"):
+        if ev.type == "BOOKMARK" or ev.object is None:
+            continue
+        if ev.type == "DELETED":
+            slices.pop(ev.object.metadata.name, None)
+        else:
+            slices[ev.object.metadata.name] = ev.object
+        seen.append((time.time(), sum(1 for es in slices.values() for e in es.endpoints if e.conditions.ready)))
 
 
 async def _client_pod(c: Client):
@@ -276,6 +296,8 @@ def report(r: dict, out=print) -> None:
         for t, err in c["first_failures"]:
             out(f"           failure at {t:.3f}: {err}")
     out("rollouts   " + ", ".join(f"{d:.1f}s" for d in r["rollouts"]))
+    out(f"ready endpoints: at least {r['min_ready']}"
+        + (f"; none at {', '.join(f'{t:.3f}' for t in r['none_ready'][:10])}" if r["none_ready"] else ""))
     out(f"RESULT clusterip_requests={r['clusterip']['total']} clusterip_during={r['clusterip']['during']} "
         f"clusterip_failed={r['clusterip']['failed']} nodeport_requests={r['nodeport']['total']} "
         f"nodeport_during={r['nodeport']['during']} nodeport_failed={r['nodeport']['failed']} "

@@ -35,7 +35,7 @@ from clusterdns.index import ClusterIndex
 from clusterdns.metrics import Metrics
 from clusterdns.register import Registration
 from clusterdns.resolver import POD_MODES, Resolver
-from clusterdns.server import DnsServer
+from clusterdns.server import MAX_TCP, DnsServer
 from machinery.client import Client
 from machinery.informer import SharedInformerFactory
 from machinery.runner import run_component, run_tasks, setup_logging
@@ -74,6 +74,16 @@ def ttl_seconds(text: str) -> int:
         value = -1
     if not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be between 0 and 3600 seconds")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive integer")
     return value
 
 
@@ -120,6 +130,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--register-interval", type=float, default=30.0,
                    help="seconds between re-checks of this instance's address in the --dns-service Endpoints")
     p.add_argument("--cache-size", type=int, default=10000, help="answers cached until the index changes")
+    p.add_argument("--max-tcp-connections", type=positive_int, default=MAX_TCP,
+                   help=f"TCP connections open at once; more are closed when accepted (default {MAX_TCP})")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
@@ -139,7 +151,8 @@ def build(client, args, metrics: Metrics) -> tuple[dict, DnsServer]:
                         ns_addresses=tuple(str(a) for a in args.advertise_address))
     upstreams = Upstreams(args.upstream, timeout=args.upstream_timeout, metrics=metrics) \
         if args.upstream else None
-    server = DnsServer(resolver, upstreams=upstreams, metrics=metrics, cache_size=args.cache_size)
+    server = DnsServer(resolver, upstreams=upstreams, metrics=metrics, cache_size=args.cache_size,
+                       max_tcp=args.max_tcp_connections)
     metrics.watch_index(index)
     host, port = args.listen
     tasks = {"informers": factory.run(), "feed": feed.run(), "dns": server.serve(host, port)}

@@ -37,6 +37,9 @@ class Metrics:
                                   registry=self.registry)
         self.forwards = Counter("kctl_dns_forward_requests", "Queries sent to upstreams, by upstream and result",
                                 ["upstream", "result"], registry=self.registry)
+        self.tcp_refused = Counter("kctl_dns_tcp_refused_connections",
+                                   "TCP connections closed at once because --max-tcp-connections were open",
+                                   registry=self.registry)
         self.records = Gauge("kctl_dns_index_objects", "Objects in the name index, by kind",
                              ["kind"], registry=self.registry)
         self._queries: dict[tuple, object] = {}

@@ -27,7 +27,11 @@ and again).
 Concurrency: the fast path runs inside datagram_received / the TCP reader
 without awaiting; only upstream work is a task (kept in a set until done).
 A TCP connection answers its queries in order and closes after `tcp_idle`
-seconds without one.
+seconds without one (or when a client does not take its answer within
+that time). At most `max_tcp` connections are open at once: one beyond
+that is closed as soon as it is accepted (counted in
+kctl_dns_tcp_refused_connections_total), so idle or hostile clients cannot
+hold more than that many sockets and tasks; UDP is unaffected.
 """
 from __future__ import annotations
 
@@ -51,14 +55,15 @@ log = logging.getLogger("kctl.dns.server")
 
 OUR_PAYLOAD = 1232          # what we advertise in EDNS0 (DNS flag day 2020)
 UDP_MIN, WIRE_MAX = 512, 65535
+MAX_TCP = 256               # open TCP connections at once (`--max-tcp-connections`)
 
 
 class DnsServer:
     def __init__(self, resolver, *, upstreams=None, metrics: Metrics | None = None,
-                 cache_size: int = 10000, tcp_idle: float = 10.0):
+                 cache_size: int = 10000, tcp_idle: float = 10.0, max_tcp: int = MAX_TCP):
         self.resolver, self.upstreams = resolver, upstreams
         self.metrics = metrics or Metrics()
-        self.cache_size, self.tcp_idle = cache_size, tcp_idle
+        self.cache_size, self.tcp_idle, self.max_tcp = cache_size, tcp_idle, max_tcp
         self._cache: dict[tuple, tuple] = {}
         self._cache_gen = None
         self._tasks: set[asyncio.Task] = set()
@@ -226,6 +231,10 @@ class DnsServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._conns) >= self.max_tcp:
+            self.metrics.tcp_refused.inc()
+            writer.transport.abort()          # no FIN handshake to wait for: the socket is gone now
+            return
         self._conns.add(writer)
         try:
             while True:
@@ -240,7 +249,10 @@ class DnsServer:
                     out = await out
                 if out is not None:
                     writer.write(len(out).to_bytes(2, "big") + out)
-                    await writer.drain()
+                    try:
+                        await asyncio.wait_for(writer.drain(), self.tcp_idle)
+                    except TimeoutError:      # it does not read its answers
+                        return
         except ConnectionError:
             pass
         except asyncio.CancelledError:

@@ -3,8 +3,8 @@
 apply, per document: decode, then get the live object; absent → create it
 with the last-applied annotation; present → three-way merge (merge.py) of
 last-applied, manifest and live, sent first as a dry-run Update. If the
-dry-run result equals the live object (ignoring resourceVersion and the
-last-applied annotation) nothing is written and the object is `unchanged`;
+dry-run result equals the live object (ignoring resourceVersion, the
+last-applied annotation and managedFields) nothing is written and the object is `unchanged`;
 otherwise the merged object is written (`configured`). A Conflict (someone
 wrote in between) re-reads and re-merges, a few times.
 
@@ -13,6 +13,7 @@ before any is sent, and a file with an undecodable document (unknown kind,
 unknown field) applies nothing — each bad document is named — while the
 other files go ahead. Server-side failures (Invalid, namespace missing) are
 per document, as in kubectl. The exit code is 1 if anything failed.
+Writes are recorded in managedFields as `kctl-client-side-apply`.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from kubectlish.common import (Ctx, Failed, decode_documents, err, format_api_er
 from machinery import codec, errors, kinds
 
 CONFLICT_RETRIES = 5
+FIELD_MANAGER = "kctl-client-side-apply"   # kubectl's is kubectl-client-side-apply
 
 
 def _prune(v):
@@ -40,6 +42,7 @@ def _clean_for_compare(obj) -> dict:
     o = codec.copy(obj)
     o.metadata.resource_version = ""
     o.metadata.annotations.pop(merge.LAST_APPLIED, None)
+    o.metadata.ClearField("managed_fields")      # bookkeeping of the write (its time), not a change
     return _prune(codec.to_dict(o))
 
 
@@ -65,7 +68,7 @@ async def apply_object(client, obj, dry_run: bool = False) -> str:
             live = await client.get(info, name, ns)
         except errors.NotFound:
             try:
-                await client.create(codec.from_dict(desired), dry_run=dry_run)
+                await client.create(codec.from_dict(desired), dry_run=dry_run, field_manager=FIELD_MANAGER)
             except errors.AlreadyExists:
                 continue  # created by someone else meanwhile: merge into it
             _print_warnings(client)
@@ -80,12 +83,12 @@ async def apply_object(client, obj, dry_run: bool = False) -> str:
         merged = codec.from_dict(merge.three_way(last, desired, live_d))
         merged.metadata.resource_version = live.metadata.resource_version
         try:
-            preview = await client.update(merged, dry_run=True)
+            preview = await client.update(merged, dry_run=True, field_manager=FIELD_MANAGER)
             if _clean_for_compare(preview) == _clean_for_compare(live):
                 client.warnings = []
                 return "unchanged"
             if not dry_run:
-                await client.update(merged)
+                await client.update(merged, field_manager=FIELD_MANAGER)
         except errors.Conflict:
             if attempt == CONFLICT_RETRIES - 1:
                 raise

@@ -6,7 +6,9 @@ kinds are listed with the label/field selectors. Several kinds (`pods,svc`,
 `all`) print one table per kind, separated by a blank line, with names
 prefixed by the kind. `--watch` lists, prints, then watches from the list's
 resourceVersion and prints one row per change, aligned to the first table's
-columns; it ends on Ctrl-C or after --request-timeout.
+columns; it ends on Ctrl-C or after --request-timeout. As in kubectl,
+metadata.managedFields are left out of every output unless
+--show-managed-fields.
 
 One deliberate difference from kubectl: `get events` lists events oldest
 first (by last timestamp) instead of in name order, which is what people
@@ -87,8 +89,15 @@ def custom_columns(spec: str, objs: list, no_headers: bool) -> str:
     return printers.tabwrite(lines)
 
 
+def _omit_managed_fields(objs) -> None:
+    """kubectl's OmitManagedFieldsPrinter: managedFields are shown only with --show-managed-fields."""
+    for o in objs:
+        o.metadata.ClearField("managed_fields")
+
+
 async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
-                  show_labels, no_headers, show_kind, ignore_not_found, sort_by="") -> int:
+                  show_labels, no_headers, show_kind, ignore_not_found, sort_by="",
+                  show_managed_fields=False) -> int:
     template = None
     if output and output.startswith("jsonpath="):
         template, output = output[len("jsonpath="):], "jsonpath"
@@ -106,6 +115,8 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
     for t in targets:
         objs, rv, errs = await fetch(ctx, t, all_namespaces=all_namespaces, selector=selector,
                                      field_selector=field_selector)
+        if not show_managed_fields:
+            _omit_managed_fields(objs)
         if sort_by:
             objs = sort_objects(objs, sort_by)
         results.append((t, objs, rv))
@@ -157,12 +168,13 @@ async def run_get(ctx: Ctx, args, output, selector, field_selector, all_namespac
                 rv = objs[0].metadata.resource_version
         await _watch(ctx, t, rv, output=output, selector=selector, field_selector=fs,
                      all_namespaces=all_namespaces, show_labels=show_labels, show_kind=show_kind,
-                     header_printed=bool(objs) and not watch_only and not no_headers, template=template)
+                     header_printed=bool(objs) and not watch_only and not no_headers, template=template,
+                     show_managed_fields=show_managed_fields)
     return 1 if failures else 0
 
 
 async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_namespaces,
-                 show_labels, show_kind, header_printed, template=None):
+                 show_labels, show_kind, header_printed, template=None, show_managed_fields=False):
     client = ctx.client()
     kind = target.info.kind
     wide = output == "wide"
@@ -176,6 +188,8 @@ async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_
         async for ev in stream:
             if ev.object is None or ev.type == "BOOKMARK":
                 continue
+            if not show_managed_fields:
+                _omit_managed_fields([ev.object])
             if output in ("yaml", "json"):
                 if output == "yaml":
                     click.echo("---")
@@ -219,9 +233,10 @@ async def _watch(ctx: Ctx, target, rv, *, output, selector, field_selector, all_
 @click.option("--show-kind", is_flag=True, help="Prefix names with their kind.")
 @click.option("--ignore-not-found", is_flag=True, help="Missing named objects are not an error.")
 @click.option("--sort-by", default="", help="Sort by a jsonpath field, e.g. .metadata.creationTimestamp.")
+@click.option("--show-managed-fields", is_flag=True, help="Keep metadata.managedFields in -o json|yaml|jsonpath.")
 @click.pass_obj
 def get_cmd(ctx: Ctx, args, output, selector, field_selector, all_namespaces, watch, watch_only,
-            show_labels, no_headers, show_kind, ignore_not_found, sort_by):
+            show_labels, no_headers, show_kind, ignore_not_found, sort_by, show_managed_fields):
     """Display one or many resources (get pods, get deploy/web, get pods,svc, get all)."""
     run(ctx, run_get, args, output, selector, field_selector, all_namespaces, watch, watch_only,
-        show_labels, no_headers, show_kind, ignore_not_found, sort_by)
+        show_labels, no_headers, show_kind, ignore_not_found, sort_by, show_managed_fields)

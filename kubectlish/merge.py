@@ -56,10 +56,24 @@ def strip_server_fields(manifest: dict) -> dict:
     return m
 
 
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def last_applied_json(manifest: dict) -> str:
-    """What goes in the annotation: compact JSON with sorted keys (stable, so
-    an unchanged manifest yields an identical annotation)."""
-    return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    """What goes in the annotation, byte for byte what kubectl writes
+    (GetModifiedConfiguration): the manifest with `metadata.annotations`
+    present (empty if it has none) and without the annotation itself, as Go
+    encodes it: compact, keys sorted, `<>&` escaped, UTF-8, a final newline.
+    So `kubectl apply` after `kctl apply` of the same file is `unchanged`,
+    and the other way round."""
+    m = copy.deepcopy(manifest)
+    meta = m.setdefault("metadata", {})
+    notes = meta.get("annotations")
+    meta["annotations"] = {k: v for k, v in notes.items() if k != LAST_APPLIED} if isinstance(notes, dict) else {}
+    text = json.dumps(m, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for ch, esc in _GO_ESCAPES.items():
+        text = text.replace(ch, esc)
+    return text + "\n"
 
 
 def with_last_applied(manifest: dict) -> dict:

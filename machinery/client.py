@@ -120,8 +120,10 @@ class Client:
 
     # ------------------------------------------------------------ CRUD
 
-    async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
-        resp = await self._call(self._stub.Create, api_pb2.CreateRequest(object=codec.pack(obj), dry_run=dry_run))
+    async def create(self, obj: Message, *, dry_run: bool = False, field_manager: str = "") -> Message:
+        """field_manager: who is recorded in managedFields (empty: the user agent)."""
+        resp = await self._call(self._stub.Create, api_pb2.CreateRequest(
+            object=codec.pack(obj), dry_run=dry_run, field_manager=field_manager))
         self.warnings = list(resp.warnings)
         return codec.unpack(resp.object)
 
@@ -141,8 +143,9 @@ class Client:
             label_selector=label_selector, field_selector=field_selector), timeout=timeout)
         return [codec.unpack(a) for a in resp.items], resp.resource_version
 
-    async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
-        resp = await self._call(self._stub.Update, api_pb2.UpdateRequest(object=codec.pack(obj), dry_run=dry_run))
+    async def update(self, obj: Message, *, dry_run: bool = False, field_manager: str = "") -> Message:
+        resp = await self._call(self._stub.Update, api_pb2.UpdateRequest(
+            object=codec.pack(obj), dry_run=dry_run, field_manager=field_manager))
         self.warnings = list(resp.warnings)
         return codec.unpack(resp.object)
 

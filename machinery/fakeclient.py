@@ -170,7 +170,7 @@ class FakeClient:
 
     # ------------------------------------------------------------ CRUD
 
-    async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
+    async def create(self, obj: Message, *, dry_run: bool = False, field_manager: str = "") -> Message:
         self._check("create")
         info = kinds.of(obj)
         new = codec.copy(obj)
@@ -263,7 +263,7 @@ class FakeClient:
         new.metadata.namespace = ns
         return info, old, new
 
-    async def update(self, obj: Message, *, dry_run: bool = False) -> Message:
+    async def update(self, obj: Message, *, dry_run: bool = False, field_manager: str = "") -> Message:
         info, old, new = self._prepare_update(obj, "update")
         if info.has_status and hasattr(new, "status"):
             new.status.CopyFrom(old.status)

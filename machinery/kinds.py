@@ -4,7 +4,7 @@ the command line, a manifest's apiVersion/kind, an etcd key prefix and a
 message class goes through here."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from google.protobuf.message import Message
 
@@ -120,6 +120,13 @@ def lookup(kind) -> KindInfo:
     if isinstance(kind, type):
         return of(kind)
     return resolve(kind)
+
+
+
+# Kinds the HTTP API also serves in an older version, converted on the wire
+# (apiserver/http/conversion.py; schemas in machinery/openapi_older.py).
+# Storage, gRPC and kctl know only the versions in KINDS.
+OLDER_VERSIONS: tuple[KindInfo, ...] = (replace(BY_KIND["HorizontalPodAutoscaler"], version="v1"),)
 
 
 def for_kind(kind: str, api_version: str | None = None) -> KindInfo:

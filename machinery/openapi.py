@@ -196,7 +196,11 @@ def kind_paths(info: kinds.KindInfo) -> dict[str, dict]:
 
 def group_versions() -> list[tuple[str, str]]:
     """Every (group, version) kctl serves, core first."""
-    return sorted({(k.group, k.version) for k in kinds.KINDS})
+    return sorted({(k.group, k.version) for k in _served()})
+
+
+def _served() -> tuple[kinds.KindInfo, ...]:
+    return kinds.KINDS + kinds.OLDER_VERSIONS
 
 
 def gv_path(group: str, version: str) -> str:
@@ -214,7 +218,7 @@ def _paths(infos) -> dict[str, dict]:
 @functools.cache
 def v3_document_bytes(group: str, version: str) -> bytes | None:
     """The v3 document of a group version as served (compact JSON, sorted keys)."""
-    infos = [k for k in kinds.KINDS if (k.group, k.version) == (group, version)]
+    infos = [k for k in _served() if (k.group, k.version) == (group, version)]
     if not infos:
         return None
     paths = _paths(infos)
@@ -273,7 +277,7 @@ def _param_to_v2(p: dict) -> dict:
 def v2_document_bytes() -> bytes:
     """The v2 document as served (compact JSON, sorted keys)."""
     paths = {}
-    for path, item in _paths(kinds.KINDS).items():
+    for path, item in _paths(_served()).items():
         paths[path] = {method: ([_param_to_v2(p) for p in value] if method == "parameters"
                                 else _op_to_v2(value)) for method, value in item.items()}
     doc = {"swagger": "2.0", "info": INFO, "paths": paths,

@@ -32,7 +32,7 @@ import pathlib
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor as FD
 
-from machinery import codec, kinds
+from machinery import codec, kinds, openapi_older
 from machinery.openapi_meta import (FIELDS_V1, INT_OR_STRING, LIST_META, META, QUANTITY,
                                     TIME, fixed_schemas, list_schema)
 from machinery.patch import mergekeys
@@ -109,7 +109,7 @@ def schema_name(desc: Descriptor) -> str:
 
 
 def kind_schema_name(info: kinds.KindInfo) -> str:
-    return schema_name(info.message.DESCRIPTOR)
+    return openapi_older.NAMES.get((info.api_version, info.kind)) or schema_name(info.message.DESCRIPTOR)
 
 
 def list_schema_name(info: kinds.KindInfo) -> str:
@@ -224,6 +224,7 @@ def _all_schemas() -> dict[str, dict]:
     for info in kinds.KINDS:
         schemas[list_schema_name(info)] = list_schema(
             info.kind, ref(kind_schema_name(info)), ref(LIST_META), gvk(info, info.kind + "List"))
+    schemas.update(openapi_older.schemas())
     return schemas
 
 

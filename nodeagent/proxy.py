@@ -22,7 +22,9 @@ changed are converted again) → render a fragment for each changed service port
 
 → for UDP, delete the conntrack entries that would keep steering packets to
 a removed endpoint or past a VIP that just got endpoints
-(``udp_conntrack_deletions``) → report the EndpointSlices' resourceVersion
+(``udp_conntrack_deletions``), and for TCP those of connections still
+opening (SYN_SENT) to a removed endpoint (``tcp_conntrack_deletions``: a
+retransmitted SYN would follow them to a pod about to stop) → report the EndpointSlices' resourceVersion
 the tables now reflect (``applied_rv``, ``on_applied``): the node agent
 publishes it so that a node deleting a pod can wait until no proxy sends
 it new connections any more (nodeagent/drain.py).
@@ -62,8 +64,8 @@ from nodeagent.metrics import (PROXY_RULES as RULES, PROXY_SYNC_DURATION as SYNC
                                PROXY_SYNC_ERRORS as SYNC_ERRORS, PROXY_SYNCS as SYNCS)
 from nodeagent.proxymodel import ChangeTracker
 from nodeagent.proxyrules import (HOOKS, PREFIX, Globals, ServicePortInfo, assemble, count_rules, kctl_chains,
-                                  partial_payload, render_fragment, stale_chains, udp_conntrack_deletions,
-                                  with_stale_deletions)
+                                  partial_payload, render_fragment, stale_chains, tcp_conntrack_deletions,
+                                  udp_conntrack_deletions, with_stale_deletions)
 
 log = logging.getLogger("kctl.nodeagent.proxy")
 
@@ -160,7 +162,7 @@ class Proxier:
         self.last_sync_kind = ""            # "full", "partial" or "unchanged"
         self.last_payload = ""              # what the last applied sync restored (without stale -X if full)
         self.applied_rv = 0                 # slices' resourceVersion the tables reflect (0 = unknown)
-        self._udp: dict[str, ServicePortInfo] = {}   # UDP ports as last applied, for conntrack clearing
+        self._tracked: dict[str, ServicePortInfo] = {}   # UDP and TCP ports as last applied, for conntrack
         self._informers: tuple = ()
         self._rv: Callable[[], int] = lambda: 0
 
@@ -191,9 +193,9 @@ class Proxier:
             out[k] = prev if prev is not None and prev[0] == sp else (sp, render_fragment(sp, self.globals))
         return out
 
-    async def _clear_udp_conntrack(self, ports: list[ServicePortInfo]) -> None:
-        """Delete stale UDP conntrack entries (udp_conntrack_deletions); failures are only logged."""
-        for args in udp_conntrack_deletions(self._udp, ports):
+    async def _clear_conntrack(self, ports: list[ServicePortInfo]) -> None:
+        """Delete stale conntrack entries (udp_ and tcp_conntrack_deletions); failures are only logged."""
+        for args in udp_conntrack_deletions(self._tracked, ports) + tcp_conntrack_deletions(self._tracked, ports):
             try:
                 r = await self.runner.conntrack("-D", *args)
             except IptablesError as exc:
@@ -201,7 +203,7 @@ class Proxier:
                 continue
             if r.rc != 0 and "0 flow entries" not in r.stderr:
                 log.warning("proxy: conntrack -D %s: %s", " ".join(args), r.stderr.strip())
-        self._udp = {f"{sp.key}/{sp.protocol}": sp for sp in ports if sp.protocol == "udp"}
+        self._tracked = {f"{sp.key}/{sp.protocol}": sp for sp in ports if sp.protocol in ("udp", "tcp")}
 
     async def _restore_full(self, frags: dict) -> str:
         payload = assemble((f for _, f in frags.values()), self.globals)
@@ -257,7 +259,7 @@ class Proxier:
                 raise ProxyError(f"proxy sync failed: {exc}") from exc
             self._fragments, self.last_payload = frags, payload
             self.last_sync_kind = "full" if full else "partial"
-            await self._clear_udp_conntrack(ports)
+            await self._clear_conntrack(ports)
             for table, n in count_rules(payload).items():
                 RULES.labels(self.node_name, table).set(n)
             SYNCS.labels(self.node_name, "applied").inc()
@@ -310,7 +312,7 @@ class Proxier:
     async def cleanup(self) -> list[str]:
         """Remove all KCTL-* chains and hooks (agent teardown); forget what was applied."""
         async with self._lock:
-            self._fragments, self._hooks_ok, self._udp = None, False, {}
+            self._fragments, self._hooks_ok, self._tracked = None, False, {}
             try:
                 return await cleanup(self.runner)
             except IptablesError as exc:

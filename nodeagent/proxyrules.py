@@ -47,8 +47,8 @@ a partial payload leaves the tables exactly as the full one would
 
 Everything here is a pure function of its arguments (no iptables is run); the
 helpers at the end read payloads and ``iptables-save`` output (declared and
-stale chains, rule counts) or compute the UDP conntrack deletions a change
-needs.  The Proxier (nodeagent/proxy.py) applies the result.
+stale chains, rule counts) or compute the conntrack deletions a change
+needs (UDP flows to removed endpoints; TCP connections still opening to them).  The Proxier (nodeagent/proxy.py) applies the result.
 """
 from __future__ import annotations
 
@@ -344,6 +344,30 @@ def count_rules(payload: str) -> dict[str, int]:
     return counts
 
 
+def _used(sp: ServicePortInfo | None) -> set:
+    return set(sp.endpoints) | set(sp.local_endpoints) if sp else set()
+
+
+def tcp_conntrack_deletions(old: dict[str, ServicePortInfo], new: Iterable[ServicePortInfo]) -> list[tuple]:
+    """``conntrack -D`` argument lists for the TCP connections still opening
+    (SYN_SENT: no answer yet) to endpoints that left the rules.
+
+    A SYN the endpoint dropped (its listen queue was full: busybox ``nc -ll``
+    listens with a backlog of 2) is sent again a second later, and the
+    retransmission follows the conntrack entry of the first one, DNATed to
+    the old endpoint, whatever the rules say now. By then the pod may have
+    got SIGTERM (its node waits for every proxy to apply the removal, not for
+    SYNs that never reached it: nodeagent/drain.py), and the client is
+    refused. Deleting the unanswered entries makes the retransmission a new
+    connection that the current rules send to a serving endpoint;
+    established connections are left alone. OLD is keyed by
+    ``key/protocol``; only TCP ports are looked at."""
+    new_tcp = {f"{sp.key}/{sp.protocol}": sp for sp in new if sp.protocol == "tcp"}
+    return sorted({("-p", "tcp", "--state", "SYN_SENT", "--dst-nat", ip, "--reply-port-src", str(port))
+                   for k, was in old.items() if was.protocol == "tcp"
+                   for ip, port in _used(was) - _used(new_tcp.get(k))})
+
+
 def udp_conntrack_deletions(old: dict[str, ServicePortInfo], new: Iterable[ServicePortInfo]) -> list[tuple]:
     """``conntrack -D`` argument lists that UDP needs after a change from OLD to NEW.
 
@@ -356,17 +380,16 @@ def udp_conntrack_deletions(old: dict[str, ServicePortInfo], new: Iterable[Servi
     """
     new_udp = {f"{sp.key}/{sp.protocol}": sp for sp in new if sp.protocol == "udp"}
     out = set()
-    def used(sp):
-        return set(sp.endpoints) | set(sp.local_endpoints) if sp else set()
-
     for k, was in old.items():
+        if was.protocol != "udp":
+            continue
         now = new_udp.get(k)
-        for ip, _ in used(was) - used(now):
+        for ip, _ in _used(was) - _used(now):
             out.add(("-p", "udp", "--orig-dst", was.cluster_ip, "--dst-nat", ip))
             if was.node_port:
                 out.add(("-p", "udp", "--orig-port-dst", str(was.node_port), "--dst-nat", ip))
     for k, now in new_udp.items():
-        if used(now) and not used(old.get(k)):
+        if _used(now) and not _used(old.get(k)):
             out.add(("-p", "udp", "--orig-dst", now.cluster_ip, "--orig-port-dst", str(now.port)))
             if now.node_port:
                 out.add(("-p", "udp", "--orig-port-dst", str(now.node_port)))

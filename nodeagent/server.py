@@ -170,9 +170,15 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
                 return cutoff is None or parse_time(e.time) >= cutoff
             except ValueError:
                 return True
+        if not request.follow and tail == 0:
+            return
+        if not request.follow and cutoff is None:      # a tail is read from the end of the file
+            for e in rt.read_log(cid, tail):
+                yield chunk(e)
+            return
         entries = [e for e in rt.read_log(cid) if recent(e)]
         if not request.follow:
-            for e in (entries[-tail:] if tail else [] if tail == 0 else entries):
+            for e in (entries[-tail:] if tail else entries):
                 yield chunk(e)
             return
         skip = len(entries) - tail if tail is not None else 0

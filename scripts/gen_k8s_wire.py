@@ -32,6 +32,7 @@ from machinery import kinds  # noqa: E402
 
 # Every kind kctl serves, plus the request-only types kubectl sends.
 EXTRA_ROOTS = ["k8s.io.api.core.v1.Binding", "k8s.io.api.policy.v1.Eviction", "k8s.io.api.autoscaling.v1.Scale",
+               "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler",   # served next to v2 (conversion.py)
                "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", "k8s.io.apimachinery.pkg.runtime.Unknown",
                "k8s.io.api.authentication.v1.TokenRequest"]
 ROOTS = [f"{PACKAGES[i.api_version]}.{i.kind}" for i in kinds.KINDS if i.api_version in PACKAGES] + EXTRA_ROOTS

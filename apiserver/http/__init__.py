@@ -18,6 +18,7 @@ resourceVersion. The package is a translation only:
 * portforward.py   pods' portforward (WebSocket, SPDY/3.1 tunnelled)
 * metrics_routes.py metrics.k8s.io/v1beta1 (read-only, from apiserver/metricsapi.py)
 * wire.py          JSON bodies in; objects, lists, Tables, Status out
+* conversion.py    older versions served next to the stored one (autoscaling/v1 HPA)
 
 Errors are metav1.Status JSON built from the same Status a gRPC error
 carries (errors.ApiError.to_status). Bodies over 3 MiB are refused with

@@ -7,7 +7,8 @@ asks for it first, as kubectl does, and the legacy APIVersions /
 APIGroupList otherwise; `/api/v1`, `/apis/<group>/<version>` list the
 resources (APIResourceList) with their verbs, short names, singular names,
 the `all` category and subresources. Everything is derived from
-machinery.kinds, so a kind added there is discovered without a change here.
+machinery.kinds (and conversion.py's older versions), so a kind added there
+is discovered without a change here.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import platform
 
 from aiohttp import web
 
-from apiserver.http import metrics_routes, wire
+from apiserver.http import conversion, metrics_routes, wire
 from machinery import errors, kinds, openapi
 
 KUBE_VERSION = ("1", "32", "v1.32.0")   # the Kubernetes API kctl's HTTP API emulates
@@ -50,9 +51,15 @@ def _gv(group: str, version: str) -> str:
     return f"{group}/{version}" if group else version
 
 
+def served() -> list[kinds.KindInfo]:
+    """Every kind in every version served: the stored ones, then older versions (conversion.py)."""
+    return list(kinds.KINDS) + [c.served for c in conversion.ALTERNATES]
+
+
 def groups() -> dict[str, list[str]]:
+    """Versions by group, the preferred (stored) version first."""
     out: dict[str, list[str]] = {}
-    for info in kinds.KINDS:
+    for info in served():
         versions = out.setdefault(info.group, [])
         if info.version not in versions:
             versions.append(info.version)
@@ -60,7 +67,7 @@ def groups() -> dict[str, list[str]]:
 
 
 def resource_list(group: str, version: str) -> dict | None:
-    infos = [i for i in kinds.KINDS if (i.group, i.version) == (group, version)]
+    infos = [i for i in served() if (i.group, i.version) == (group, version)]
     if not infos:
         return None
     resources = []
@@ -104,7 +111,7 @@ def aggregated(core: bool) -> dict:
             continue
         items.append({"metadata": {"name": group},
                       "versions": [{"version": v, "freshness": "Current",
-                                    "resources": [_aggregated_resource(i) for i in kinds.KINDS
+                                    "resources": [_aggregated_resource(i) for i in served()
                                                   if (i.group, i.version) == (group, v)]}
                                    for v in versions]})
     if not core:

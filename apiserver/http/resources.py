@@ -10,17 +10,20 @@ subresources.py, watch in watch.py.
 """
 from __future__ import annotations
 
-import datetime
+import json
 from dataclasses import dataclass
 
 from aiohttp import web
 from google.protobuf.message import Message
 
-from apiserver.http import discovery, wire
+from apiserver import fieldmanager
+from apiserver.fieldmanager import FieldManager, now_rfc3339
+from apiserver.http import conversion, discovery, wire
+from apiserver.http.conversion import Conversion
 from apiserver.verbs import Verbs, parse_rv
 from machinery import errors, kinds
 from machinery import patch as patches
-from machinery.patch import ssa
+from machinery.patch import yamlbody
 from machinery.pb import api_pb2
 
 SUBRESOURCE_OF_NAMESPACE = ("status", "finalize")
@@ -29,14 +32,38 @@ PATCH_RETRIES = 8
 
 @dataclass
 class Target:
-    info: kinds.KindInfo
+    info: kinds.KindInfo                 # the stored kind
     namespace: str
     name: str = ""
     sub: str = ""
+    conv: Conversion | None = None       # the URL named another version of it (conversion.py)
 
     @property
     def ns(self) -> str:
         return (self.namespace or "default") if self.info.namespaced else ""
+
+    @property
+    def served(self) -> kinds.KindInfo:
+        return self.conv.served if self.conv else self.info
+
+    def encode(self, obj: Message) -> dict:
+        """obj as JSON in the URL's version."""
+        data = wire.to_json(obj)
+        return self.conv.to_external(data) if self.conv else data
+
+    def internal(self, data: dict, validation: str) -> tuple[dict, list[str]]:
+        """A body in the URL's version as the stored version, and the warnings
+        for the fields only the stored version has (Strict: 400)."""
+        if self.conv is None:
+            return data, []
+        data, unknown = self.conv.to_internal(data)
+        if unknown and validation == "Strict":
+            raise errors.BadRequest(f'{self.info.kind} in version "{self.conv.version}" cannot be handled as a '
+                                    f"{self.info.kind}: strict decoding error: "
+                                    + ", ".join(f'unknown field "{u}"' for u in unknown),
+                                    causes=[errors.FieldError("Invalid", u, detail="unknown field").to_cause()
+                                            for u in unknown])
+        return data, [f'unknown field "{u}"' for u in unknown] if validation == "Warn" else []
 
 
 def not_found_path() -> errors.NotFound:
@@ -51,12 +78,14 @@ def parse(group: str, version: str, segs: list[str]) -> Target:
     if len(rest) > 3 or not all(rest):
         raise not_found_path()
     info = next((i for i in kinds.KINDS if (i.group, i.version, i.plural) == (group, version, rest[0])), None)
+    conv = conversion.find(group, version, rest[0]) if info is None else None
+    info = conv.stored if conv else info
     if info is None or (ns and not info.namespaced):
         raise not_found_path()
     sub = rest[2] if len(rest) == 3 else ""
     if sub and sub not in [s[0] for s in discovery.subresources(info)]:
         raise not_found_path()
-    return Target(info, ns, rest[1] if len(rest) > 1 else "", sub)
+    return Target(info, ns, rest[1] if len(rest) > 1 else "", sub, conv)
 
 
 def dry_run(request: web.Request, body_values=()) -> bool:
@@ -85,13 +114,10 @@ def int_param(request: web.Request, name: str) -> int | None:
         raise errors.BadRequest(f"invalid {name} {text!r}: must be an integer") from None
 
 
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def manager(request: web.Request) -> str:
+def manager(request: web.Request, options_kind: str = "UpdateOptions") -> str:
     """The field manager: ?fieldManager, else the User-Agent's program name (Kubernetes' default)."""
-    return request.query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
+    return fieldmanager.named(request.query.get("fieldManager", ""), request.headers.get("User-Agent", ""),
+                              options_kind)
 
 
 class Resources:
@@ -107,8 +133,9 @@ class Resources:
             warnings=None) -> web.Response:
         if wire.wants_table(request):
             include = request.query.get("includeObject", "Metadata")
-            return wire.respond(wire.table(t.info, [obj], include), status, warnings, wire.TABLE_TYPE)
-        return wire.respond(wire.to_json(obj), status, warnings)
+            return wire.respond(wire.table(t.info, [obj], include, encode=t.encode), status, warnings,
+                                wire.TABLE_TYPE)
+        return wire.respond(t.encode(obj), status, warnings)
 
     async def get(self, request: web.Request, t: Target) -> web.Response:
         return self.one(request, t, await self.read(t))
@@ -131,15 +158,18 @@ class Resources:
         objs = [wire.any_to_message(a) for a in resp.items]
         if wire.wants_table(request):
             body = wire.table(t.info, objs, q.get("includeObject", "Metadata"), resp.resource_version,
-                              resp.continue_token)
+                              resp.continue_token, encode=t.encode)
             return wire.respond(body, content_type=wire.TABLE_TYPE)
-        return wire.respond(wire.list_json(t.info, objs, resp.resource_version, resp.continue_token))
+        return wire.respond(wire.list_json(t.served, objs, resp.resource_version, resp.continue_token,
+                                           t.encode))
 
     # --------------------------------------------------------------- writes
     async def decode(self, request: web.Request, t: Target) -> tuple[Message, list[str]]:
         body = await wire.read_body(request)
         data = wire.parse_document(body, request.headers.get("Content-Type", wire.JSON))
+        data, dropped = t.internal(data, field_validation(request))
         obj, warnings = wire.decode(data, t.info, field_validation(request))
+        warnings = dropped + warnings
         if t.info.namespaced:
             if obj.metadata.namespace and t.namespace and obj.metadata.namespace != t.namespace:
                 raise errors.BadRequest("the namespace of the provided object does not match the namespace "
@@ -147,19 +177,16 @@ class Resources:
             obj.metadata.namespace = t.namespace or obj.metadata.namespace
         return obj, warnings
 
-    def track(self, request: web.Request, t: Target, old: dict | None, obj: Message) -> Message:
-        """obj with managedFields recording this write (ssa.track_update: the
-        fields it added or changed belong to the request's field manager)."""
-        tracked = ssa.track_update(old, wire.to_json(obj), manager=manager(request), operation="Update",
-                                   info=t.info, now=now_rfc3339(), subresource=t.sub)
-        return wire.with_managed_fields(obj, tracked)
+    @staticmethod
+    def field_manager(request: web.Request, t: Target, options_kind: str = "UpdateOptions") -> FieldManager:
+        """Who this write is recorded as in managedFields (the Store tracks it)."""
+        return FieldManager(manager(request, options_kind), t.sub)
 
     async def create(self, request: web.Request, t: Target) -> web.Response:
         obj, warnings = await self.decode(request, t)
-        obj = self.track(request, t, None, obj)
-        dry = dry_run(request)
+        dry, who = dry_run(request), self.field_manager(request, t, "CreateOptions")
         async with self.verbs.measured("create", t.info):
-            out, more = await self.verbs.create(obj, dry_run=dry)
+            out, more = await self.verbs.create(obj, dry_run=dry, manager=who)
         return self.one(request, t, out, 201, warnings + list(more))
 
     async def update(self, request: web.Request, t: Target) -> web.Response:
@@ -167,14 +194,15 @@ class Resources:
         if obj.metadata.name != t.name:
             raise errors.BadRequest("the name of the object "
                                     f"({obj.metadata.name}) does not match the name on the URL ({t.name})")
-        obj = self.track(request, t, wire.to_json(await self.read(t)), obj)
-        return await self.write(request, t, obj, warnings)
+        return await self.write(request, t, obj, warnings, manager=self.field_manager(request, t))
 
-    async def write(self, request, t: Target, obj: Message, warnings=(), dry=None) -> web.Response:
+    async def write(self, request, t: Target, obj: Message, warnings=(), dry=None,
+                    manager: FieldManager | None = None) -> web.Response:
         status = t.sub in ("status", "approval")     # a CSR's approval is a status write too
         dry = dry_run(request) if dry is None else dry
         async with self.verbs.measured("update_status" if status else "update", t.info):
-            out, more = await self.verbs.update(obj, status=status, dry_run=dry, subresource=t.sub)
+            out, more = await self.verbs.update(obj, status=status, dry_run=dry, subresource=t.sub,
+                                                manager=manager)
         return self.one(request, t, out, 200, list(warnings) + list(more))
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
@@ -188,6 +216,12 @@ class Resources:
         if apply and not request.query.get("fieldManager"):
             raise errors.BadRequest("fieldManager is required for apply requests",
                                     causes=[errors.required("fieldManager").to_cause()])
+        dropped: list[str] = []
+        if apply and t.conv is not None:     # apply works in the stored version: convert the config once
+            config = yamlbody.load(body)
+            if isinstance(config, dict):
+                config, dropped = t.internal(config, validation)
+                body = json.dumps(config).encode()
         for _ in range(PATCH_RETRIES):
             try:
                 current = await self.read(t)
@@ -195,8 +229,8 @@ class Resources:
                 if not apply or t.sub:
                     raise
                 current = None
-            original = wire.to_json(current) if current is not None else None
-            patched = patches.apply_patch(ctype, original, body, t.info, manager=manager(request),
+            original = None if current is None else wire.to_json(current) if apply else t.encode(current)
+            patched = patches.apply_patch(ctype, original, body, t.info, manager=manager(request, "PatchOptions"),
                                           force=force, now=now_rfc3339())
             md = patched.setdefault("metadata", {})
             if t.info.namespaced:
@@ -205,20 +239,21 @@ class Resources:
                 raise errors.BadRequest(f"the name of the object ({md.get('name')}) does not match the name "
                                         f"on the URL ({t.name})")
             md["name"] = t.name
-            if not apply:
-                patched = ssa.track_update(original, patched, manager=manager(request), operation="Update",
-                                           info=t.info, now=now_rfc3339(), subresource=t.sub)
+            if not apply:                        # merge, JSON and strategic patches apply in the URL's version
+                patched, dropped = t.internal(patched, validation)
             if validation == "Strict":
                 obj, warnings = patches.decode_patched(ctype, patched, body, t.info), []
             else:
                 obj, warnings = wire.decode(patched, t.info, validation)
+            warnings = dropped + warnings
             if current is None:
                 async with self.verbs.measured("create", t.info):
                     out, more = await self.verbs.create(obj, dry_run=dry)
                 return self.one(request, t, out, 201, warnings + list(more))
             pinned = md.get("resourceVersion") != original["metadata"].get("resourceVersion")
             try:
-                return await self.write(request, t, obj, warnings, dry)
+                return await self.write(request, t, obj, warnings, dry,
+                                        None if apply else self.field_manager(request, t, "PatchOptions"))
             except errors.Conflict:
                 if pinned:            # the patch named a resourceVersion: its conflict is the client's
                     raise
@@ -272,5 +307,5 @@ class Resources:
             except errors.NotFound:
                 continue
             gone.append(out)
-        return wire.respond(wire.list_json(t.info, gone, resp.resource_version))
+        return wire.respond(wire.list_json(t.served, gone, resp.resource_version, encode=t.encode))
 

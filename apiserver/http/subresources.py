@@ -68,12 +68,11 @@ class Subresources:
             scale = wire.parse_document(body, request.headers.get("Content-Type", wire.JSON))
         replicas = _replicas(scale)
         want_rv = (scale.get("metadata") or {}).get("resourceVersion")
-        live = wire.to_json(obj)
         obj.spec.replicas = replicas
-        obj = self.res.track(request, t, live, obj)      # spec.replicas: the scaler's now
         obj.metadata.resource_version = want_rv if request.method == "PUT" and want_rv else ""
-        async with self.verbs.measured("update", t.info):
-            out, _ = await self.verbs.update(obj, dry_run=dry_run(request))
+        async with self.verbs.measured("update", t.info):          # spec.replicas: the scaler's now
+            out, _ = await self.verbs.update(obj, dry_run=dry_run(request),
+                                             manager=self.res.field_manager(request, t))
         return wire.respond(scale_of(out))
 
     async def eviction(self, request: web.Request, t: Target) -> web.Response:

@@ -66,10 +66,10 @@ async def watch(request: web.Request, verbs: Verbs, t: Target) -> web.StreamResp
         async for ev in events:
             obj = wire.any_to_message(ev.object)
             if as_table and ev.type != BOOKMARK:
-                await send(ev.type, wire.table(t.info, [obj], include, columns=first))
+                await send(ev.type, wire.table(t.info, [obj], include, columns=first, encode=t.encode))
                 first = False
             else:
-                await send(ev.type, wire.to_json(obj))
+                await send(ev.type, t.encode(obj))
 
     try:
         await asyncio.wait_for(pump(), timeout) if timeout else await pump()

@@ -164,18 +164,6 @@ def decode(data: dict, info: kinds.KindInfo, validation: str = "Strict") -> tupl
 
 # ---------------------------------------------------------------- objects
 
-def with_managed_fields(obj: Message, tracked: dict) -> Message:
-    """obj with the managedFields of `tracked` (a manifest dict of the same
-    object): only that list is decoded, not the whole object again."""
-    entries = (tracked.get("metadata") or {}).get("managedFields") or []
-    info = kinds.of(obj)
-    part = codec.from_dict({"apiVersion": info.api_version, "kind": info.kind,
-                            "metadata": {"managedFields": entries}})
-    obj.metadata.ClearField("managed_fields")
-    obj.metadata.managed_fields.extend(part.metadata.managed_fields)
-    return obj
-
-
 def any_to_message(a: any_pb2.Any) -> Message:
     info = kinds.BY_TYPE_URL[a.type_url]
     obj = info.message()
@@ -187,12 +175,12 @@ def to_json(obj: Message) -> dict:
     return codec.to_dict(obj)
 
 
-def list_json(info: kinds.KindInfo, items: list[Message], rv: str, cont: str = "") -> dict:
+def list_json(info: kinds.KindInfo, items: list[Message], rv: str, cont: str = "", encode=to_json) -> dict:
     meta = {"resourceVersion": rv}
     if cont:
         meta["continue"] = cont
     return {"kind": f"{info.kind}List", "apiVersion": info.api_version, "metadata": meta,
-            "items": [to_json(o) for o in items]}
+            "items": [encode(o) for o in items]}
 
 
 # ----------------------------------------------------------------- Tables
@@ -206,14 +194,14 @@ def _partial(obj: Message) -> dict:
 
 
 def table(info: kinds.KindInfo, objs: list[Message], include: str = "Metadata", rv: str = "",
-          cont: str = "", columns: bool = True) -> dict:
+          cont: str = "", columns: bool = True, encode=to_json) -> dict:
     """metav1.Table with the shared column definitions (machinery.tables)."""
     printer = tables.PRINTERS[info.kind]
     rows = []
     for o in objs:
         row = {"cells": printer.cells(o, None)}
         if include == "Object":
-            row["object"] = to_json(o)
+            row["object"] = encode(o)
         elif include != "None":
             row["object"] = _partial(o)
         rows.append(row)

@@ -5,7 +5,9 @@ NodePort) send HTTP requests on new connections while a 30-replica Deployment
 rolls (maxSurge 25%, maxUnavailable 25%) until each has sent at least 5,000
 during rollouts: not one may fail.  This holds because a deleted pod leaves
 the ready set of its EndpointSlices at once and its containers get SIGTERM
-only after every node's proxy applied that (nodeagent/drain.py).  Also: `kctl
+only after every node's proxy applied that (nodeagent/drain.py), and a proxy
+that takes an endpoint out deletes the conntrack entries of connections still
+opening to it (a SYN the pod dropped is retransmitted along them).  Also: `kctl
 get endpointslices` shows the Service's slices with kubectl's columns.
 
 Traffic goes only to addresses inside the lab's namespaces.
@@ -21,6 +23,9 @@ from bench.rollout_traffic import NAME, measure, report
 from tests.e2e.lab_fixtures import lab, missing_tools  # noqa: F401
 
 LAB_TAG = "rt"
+# What explains lost requests, from the agents' logs and the events: a drain that gave up
+# (nodeagent/drain.py), proxy or lease failures, readiness probes failing, nodes NotReady.
+SIGNS = (" W ", " E ", "stopping it", "still ready", "Unhealthy", "NotReady")
 REQUESTS = 5000
 
 pytestmark = [
@@ -29,17 +34,31 @@ pytestmark = [
 ]
 
 
+def diagnostics(lab) -> str:
+    lines = []
+    for node in ("node1", "node2", "node3"):
+        log = lab.lab("logs", f"agent-{node}", "--tail", "-1", check=False).stdout
+        lines += [f"{node}: {line}" for line in log.splitlines() if any(s in line for s in SIGNS)]
+    events = lab.kctl("get", "events", "-A", check=False).stdout
+    lines += [line for line in events.splitlines() if any(s in line for s in SIGNS)]
+    with open("/proc/loadavg") as f:
+        lines.append(f"load average: {f.read().strip()}")
+    return "\n".join(lines[-80:])
+
+
 @pytest.mark.skipif(os.environ.get("KCTL_ROLLOUT_TRAFFIC_E2E") != "1",
-                    reason="opt-in with KCTL_ROLLOUT_TRAFFIC_E2E=1: passed with 0 failures in 3 of 4 runs, but one "
-                           "run under load lost 1 of 6,858 NodePort requests (connection refused) -- "
-                           "not yet explained (issue 10)")
+                    reason="opt-in with KCTL_ROLLOUT_TRAFFIC_E2E=1 (issue 10): runs on a shared 2-core machine at "
+                           "load average 30-48 lost 2-41 requests in bursts of about 1 s, with readiness probes "
+                           "timing out and no drain giving up; one cause (a retransmitted SYN following a stale "
+                           "conntrack entry to a stopping pod) is fixed in the proxy, the rest is not explained yet")
 def test_rolling_30_replicas_loses_no_request_through_clusterip_and_nodeport(lab):
     r = asyncio.run(measure(lab.info["apiserver"], lab.name, replicas=30, min_requests=REQUESTS))
     print()
     report(r)
+    print(diagnostics(lab))
     for k in ("clusterip", "nodeport"):
         assert r[k]["during"] >= REQUESTS, (k, r[k])
-        assert r[k]["failed"] == 0, (k, r[k])
+        assert r[k]["failed"] == 0, (k, r[k], f"min ready {r['min_ready']}", diagnostics(lab))
     out = lab.kctl("get", "endpointslices", "-l", f"kubernetes.io/service-name={NAME}").stdout.splitlines()
     assert out[0].split() == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
     assert all(line.split()[1:3] == ["IPv4", "8080"] for line in out[1:]) and len(out) > 1

@@ -321,3 +321,48 @@ async def test_binding_a_busy_port_names_the_flag():
         s = DnsServer(Resolver(fake_index()))
         with pytest.raises(HostError, match=f"--listen 127.0.0.1:{port}: cannot bind"):
             await s.start("127.0.0.1", port)
+
+
+async def test_tcp_connections_beyond_the_cap_are_closed_and_udp_still_answers():
+    s = await started(Resolver(fake_index()), max_tcp=2)
+    held = [await asyncio.open_connection("127.0.0.1", s.port) for _ in range(2)]
+    try:
+        while len(s._conns) < 2:                       # both accepted and being served
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        try:
+            assert await reader.read() == b""          # closed without an answer
+        except ConnectionResetError:
+            pass
+        finally:
+            writer.close()
+        assert s.metrics.value("kctl_dns_tcp_refused_connections_total") == 1
+        assert (await ask(s.port, f"svc1.testns.{S}")).rcode() == dns.rcode.NOERROR
+        held[0][1].close()                             # a slot frees up: TCP answers again
+        await held[0][1].wait_closed()
+        while len(s._conns) > 1:
+            await asyncio.sleep(0.01)
+        assert (await ask(s.port, f"svc1.testns.{S}", tcp=True)).rcode() == dns.rcode.NOERROR
+    finally:
+        for _, w in held:
+            w.close()
+        s.close()
+
+
+async def test_a_tcp_client_that_does_not_read_its_answers_is_dropped():
+    s = await started(Resolver(fake_index()), tcp_idle=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+    writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        wire = dns.message.make_query(f"svc1.testns.{S}", "A").to_wire()
+        for _ in range(300_000):                       # far more answers than the socket buffers hold
+            writer.write(len(wire).to_bytes(2, "big") + wire)
+        async def dropped():
+            while not s._conns:
+                await asyncio.sleep(0.01)
+            while s._conns:                            # the server gives up on it
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(dropped(), 30)          # a guard against hanging, not a time limit
+    finally:
+        writer.close()
+        s.close()

@@ -292,8 +292,8 @@ def test_apply_unchanged_writes_nothing(fake):
 def test_apply_prints_server_warnings(fake, monkeypatch):
     real_create = fake.create
 
-    async def create(obj, dry_run=False):
-        out = await real_create(obj, dry_run=dry_run)
+    async def create(obj, dry_run=False, field_manager=""):
+        out = await real_create(obj, dry_run=dry_run, field_manager=field_manager)
         fake.warnings = ["kctl has no load-balancer provider"]
         return out
     monkeypatch.setattr(fake, "create", create)

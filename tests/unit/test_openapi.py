@@ -10,7 +10,7 @@ from machinery.openapi_meta import INT_OR_STRING, QUANTITY, TIME
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REF = "#/components/schemas/"
-GVS = sorted({(k.group, k.version) for k in kinds.KINDS})
+GVS = sorted({(k.group, k.version) for k in kinds.KINDS + kinds.OLDER_VERSIONS})
 
 
 def _doc(info):
@@ -52,7 +52,7 @@ def test_index_lists_every_served_group_version_with_its_hash():
     index = openapi.v3_index()
     assert set(index["paths"]) == {"api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/batch/v1",
                                    "apis/policy/v1", "apis/storage.k8s.io/v1", "apis/scheduling.k8s.io/v1",
-                                   "apis/discovery.k8s.io/v1", "apis/autoscaling/v2",
+                                   "apis/discovery.k8s.io/v1", "apis/autoscaling/v2", "apis/autoscaling/v1",
                                    "apis/certificates.k8s.io/v1"}
     for group, version in GVS:
         key = f"apis/{group}/{version}" if group else f"api/{version}"

@@ -11,7 +11,7 @@ import pytest
 
 from nodeagent.errors import AgentConfigError
 from nodeagent.proxyrules import (ServicePortInfo, count_rules, render, service_ports, stale_chains,
-                                  udp_conntrack_deletions, with_stale_deletions)
+                                  tcp_conntrack_deletions, udp_conntrack_deletions, with_stale_deletions)
 from tests.unit.proxy_objects import NODE_IP, WEB_EXT, WEB_SEP, WEB_SVC, do_render, eps, svc, udp_port, web
 
 
@@ -264,6 +264,22 @@ def test_udp_conntrack_deletions():
     assert udp_conntrack_deletions({k: udp_port(["10.244.1.2"])}, [udp_port(["10.244.1.2", "10.244.1.3"])]) == []
     tcp = ServicePortInfo("default", "web", "http", "tcp", "10.96.0.10", 80, 0, ())
     assert udp_conntrack_deletions({}, [tcp]) == []
+
+
+def test_tcp_conntrack_deletions_take_only_unanswered_connections_to_removed_endpoints():
+    def tcp(*ips, local=()):
+        return ServicePortInfo("default", "web", "http", "tcp", "10.96.0.10", 80, 30080,
+                               tuple((ip, 8080) for ip in ips), local_endpoints=tuple((ip, 8080) for ip in local))
+    k = "default/web:http/tcp"
+    assert tcp_conntrack_deletions({k: tcp("10.244.1.2", "10.244.1.3")}, [tcp("10.244.1.2")]) == [
+        ("-p", "tcp", "--state", "SYN_SENT", "--dst-nat", "10.244.1.3", "--reply-port-src", "8080")]
+    assert tcp_conntrack_deletions({k: tcp("10.244.1.2")}, []) == [       # the service went
+        ("-p", "tcp", "--state", "SYN_SENT", "--dst-nat", "10.244.1.2", "--reply-port-src", "8080")]
+    # unchanged, added, still used as a (terminating) local fallback, new service, UDP: nothing
+    assert tcp_conntrack_deletions({k: tcp("10.244.1.2")}, [tcp("10.244.1.2", "10.244.1.3")]) == []
+    assert tcp_conntrack_deletions({k: tcp("10.244.1.2")}, [tcp(local=["10.244.1.2"])]) == []
+    assert tcp_conntrack_deletions({}, [tcp("10.244.1.2")]) == []
+    assert tcp_conntrack_deletions({"kube-system/dns:dns/udp": udp_port(["10.244.1.2"])}, []) == []
 
 
 def test_node_ports_count_only_for_nodeport_and_loadbalancer_services():

@@ -7,7 +7,9 @@ are exactly the "stale chains" the sync must delete.
 """
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 
 import pytest
 
@@ -16,7 +18,7 @@ from nodeagent.iptables import IptablesRunner
 from nodeagent.proxy import Proxier
 from nodeagent.proxyrules import HOOKS, ServicePortInfo
 
-from .conftest import GATEWAY, NODE_IP, NODE_SUBNET, OUT_IP, POD_IPS, POD_NET, needs_root
+from .conftest import GATEWAY, NODE_IP, NODE_SUBNET, OUT_IP, POD_IPS, POD_NET, in_ns, needs_root, ns_path
 
 pytestmark = [pytest.mark.root, needs_root]
 
@@ -207,3 +209,34 @@ async def test_cleanup_leaves_no_kctl_chain_or_hook(mini_node, proxier):
     # and the host's own tables were never touched
     root = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert "KCTL" not in root
+
+
+async def test_a_retransmitted_syn_follows_the_rules_not_a_removed_endpoint(mini_node, proxier):
+    """The rollout e2e's lost request: a SYN the endpoint dropped (a full listen queue)
+    is sent again a second later along its conntrack entry. Once the endpoint left the
+    rules, the proxy deletes that unanswered entry, so the retransmission reaches a
+    current endpoint instead of a pod that may have stopped by then."""
+    s, e = web(ips=[POD_IPS[2]])
+    await proxier.sync([s], [e])
+    drop = ("INPUT", "-p", "tcp", "--dport", "8080", "--syn", "-j", "DROP")
+    in_ns(mini_node.pods[2], "iptables", "-I", *drop)   # pod2 drops SYNs, as a full accept queue does
+    try:
+        client = subprocess.Popen(["nsenter", f"--net={ns_path(mini_node.out)}", sys.executable,
+                                   str(mini_node.tmp / "client.py"), "tcp", NODE_IP, "30080", "1", "8", "0"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            while "SYN_SENT" not in in_ns(mini_node.node, "conntrack", "-L", "-p", "tcp", "--dst-nat",
+                                          POD_IPS[2], check=False).stdout:
+                if client.poll() is not None:
+                    break
+            s, e = web(ips=[POD_IPS[0]])
+            await proxier.sync([s], [e])                  # pod2 leaves the rules (its pod is being deleted)
+            out, _ = client.communicate(timeout=20)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+        [reply] = json.loads(out)
+        assert reply.split()[0] == "pod0", reply          # without the conntrack -D: ERR:timeout (pod2 again)
+    finally:
+        in_ns(mini_node.pods[2], "iptables", "-D", *drop, check=False)

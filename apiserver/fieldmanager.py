@@ -1,0 +1,105 @@
+"""Who wrote which fields: the `Update` entries of `metadata.managedFields`
+that every create and update records, whatever the transport (Kubernetes'
+FieldManager.UpdateNoErrors in the write handlers).
+
+The manager is the request's field manager (`?fieldManager=` over HTTP,
+`field_manager` over gRPC), else the client's user agent up to its first
+`/` (Kubernetes' prefixFromUserAgent: `kubectl/v1.32.0 (linux/amd64)` is
+"kubectl", kctl's components send `kctl-controller-manager`,
+`kctl-nodeagent/<node>`; gRPC appends its own `grpc-python-asyncio/…`
+after a space, which is cut off too). An explicit field manager is validated
+as Kubernetes' ValidateFieldManager does (≤ 128 bytes, printable).
+
+The Store calls `FieldManager.track(old, new)` inside its write, after
+defaulting (Kubernetes decodes with defaults before the field manager runs,
+so a creator owns the defaulted fields too) and against the very object the
+etcd txn compares with, so an unconditional update retried on fresh data is
+tracked against that data. The bookkeeping itself is machinery.patch.ssa's
+track_update; server-side apply (HTTP only) records its own `Apply` entry
+and passes no FieldManager.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from machinery import codec, errors, kinds
+from machinery.patch import ssa
+
+MAX_LENGTH = 128          # validation.FieldManagerMaxLength
+UNKNOWN = "unknown"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_user_agent(user_agent: str) -> str:
+    """prefixFromUserAgent: the text before the first `/`, printable
+    characters only, at most 128 bytes; gRPC's own suffix (after a space) is dropped."""
+    prefix = (user_agent or "").split(" grpc-", 1)[0].split("/", 1)[0]
+    out, size = [], 0
+    for ch in prefix:
+        if not ch.isprintable():
+            continue
+        size += len(ch.encode())
+        if size > MAX_LENGTH:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
+def validate(name: str, options_kind: str) -> None:
+    """ValidateFieldManager, as a 422 on the request's options (`CreateOptions`, `UpdateOptions`, `PatchOptions`)."""
+    problems = []
+    if len(name.encode()) > MAX_LENGTH:
+        problems.append(errors.too_long("fieldManager", MAX_LENGTH))
+    problems += [errors.invalid("fieldManager", name, f"invalid character {ch!r} (at position {i})")
+                 for i, ch in enumerate(name) if not ch.isprintable()][:1]
+    if problems:
+        raise errors.Invalid.of(f"{options_kind}.meta.k8s.io", "", problems, kind=options_kind,
+                                group="meta.k8s.io")
+
+
+def named(explicit: str, user_agent: str, options_kind: str = "UpdateOptions") -> str:
+    """managerOrUserAgent: the explicit field manager (validated), else the user agent's prefix."""
+    if explicit:
+        validate(explicit, options_kind)
+        return explicit
+    return from_user_agent(user_agent) or UNKNOWN
+
+
+@dataclass(frozen=True)
+class FieldManager:
+    """A writer: `name` records an `Update` entry (on `subresource`, if any)."""
+    name: str
+    subresource: str = ""
+
+    def track(self, old: Message | None, new: Message) -> Message:
+        """new (modified in place and returned) with managedFields recording
+        that this manager wrote it over old (None: a create)."""
+        info = kinds.of(new)
+        tracked = ssa.track_update(codec.to_dict(old) if old is not None else None, codec.to_dict(new),
+                                   manager=self.name, operation="Update", info=info, now=now_rfc3339(),
+                                   subresource=self.subresource)
+        return with_managed_fields(new, tracked)
+
+
+def with_managed_fields(obj: Message, tracked: dict) -> Message:
+    """obj with the managedFields of `tracked` (a manifest dict of the same
+    object): only that list is decoded, not the whole object again."""
+    entries = (tracked.get("metadata") or {}).get("managedFields") or []
+    info = kinds.of(obj)
+    part = codec.from_dict({"apiVersion": info.api_version, "kind": info.kind,
+                            "metadata": {"managedFields": entries}})
+    obj.metadata.ClearField("managed_fields")
+    obj.metadata.managed_fields.extend(part.metadata.managed_fields)
+    return obj
+
+
+def grpc_field_manager(request, context, subresource: str, options_kind: str) -> FieldManager:
+    """The FieldManager of a gRPC Create/Update: its field_manager, else the `user-agent` metadata."""
+    agent = next((v for k, v in context.invocation_metadata() or () if k == "user-agent"), "")
+    return FieldManager(named(request.field_manager, agent, options_kind), subresource)
