@@ -52,6 +52,7 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/scheduling.proto": "io.k8s.api.scheduling.v1",
     "machinery/pb/discovery.proto": "io.k8s.api.discovery.v1",
     "machinery/pb/autoscaling.proto": "io.k8s.api.autoscaling.v2",
+    "machinery/pb/rbac.proto": "io.k8s.api.rbac.v1",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",

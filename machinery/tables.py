@@ -438,3 +438,7 @@ PRINTERS.update(NETWORK_PRINTERS)
 from machinery.tables_autoscaling import AUTOSCALING_PRINTERS  # noqa: E402  (uses the helpers above)
 
 PRINTERS.update(AUTOSCALING_PRINTERS)
+
+from machinery.tables_rbac import RBAC_PRINTERS  # noqa: E402  (uses the helpers above)
+
+PRINTERS.update(RBAC_PRINTERS)

@@ -22,14 +22,15 @@ The rules live in submodules: `common` (names, labels, ports), `meta`
 CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
 Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
 (PersistentVolume, PersistentVolumeClaim, StorageClass), `placement`
-(pod affinity, spread constraints, priority fields, PriorityClass) and
-`discovery` (EndpointSlice).
+(pod affinity, spread constraints, priority fields, PriorityClass),
+`discovery` (EndpointSlice) and `rbac` (Roles, ClusterRoles and their
+bindings).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
-from machinery.validation import (apps, autoscaling, batch, config, core, discovery, placement, policy,
+from machinery.validation import (apps, autoscaling, batch, config, core, discovery, placement, policy, rbac,
                                   statefulset, storage)
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
@@ -38,7 +39,8 @@ from machinery.validation.pod import validate_pod_spec
 
 __all__ = ["validate", "validate_status_update", "FieldError"]
 
-NAME_RULES = {"Namespace": is_dns1123_label, "Service": is_dns1035_label}
+NAME_RULES = {"Namespace": is_dns1123_label, "Service": is_dns1035_label,
+              **{k: rbac.path_segment_name for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")}}
 
 POD_UPDATE_MSG = ("pod updates may not change fields other than `spec.containers[*].image`,"
                   "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
@@ -76,6 +78,10 @@ _SPEC_RULES = {
     "HorizontalPodAutoscaler": autoscaling.validate_hpa,
     "PriorityClass": placement.validate_priority_class,
     "EndpointSlice": discovery.validate_endpoint_slice,
+    "Role": rbac.validate_role,
+    "ClusterRole": rbac.validate_cluster_role,
+    "RoleBinding": rbac.validate_role_binding,
+    "ClusterRoleBinding": rbac.validate_cluster_role_binding,
 }
 
 _CREATE_RULES = {
@@ -170,6 +176,8 @@ _UPDATE_RULES = {
     "StorageClass": storage.validate_storage_class_update,
     "PriorityClass": placement.validate_priority_class_update,
     "EndpointSlice": discovery.validate_endpoint_slice_update,
+    "RoleBinding": rbac.validate_binding_update,
+    "ClusterRoleBinding": rbac.validate_binding_update,
 }
 
 
