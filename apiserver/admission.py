@@ -72,8 +72,10 @@ class Priority(Plugin):
         return []
 
 
+from apiserver.admission_noderestriction import NodeRestriction  # noqa: E402  (needs Plugin, Request above)
+
 MUTATING: list[Plugin] = [Priority()]
-VALIDATING: list[Plugin] = [Priority()]
+VALIDATING: list[Plugin] = [NodeRestriction(), Priority()]
 
 
 async def mutate(req: Request) -> None:

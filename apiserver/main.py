@@ -5,7 +5,9 @@
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC and
 the Kubernetes HTTP API (apiserver.http, --http-listen; same event loop,
-same Verbs), scrape the node agents for metrics.k8s.io (apiserver.metricsapi), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
+same Verbs) behind one Gate (authentication, impersonation, the
+authorizer chain of --authorization-mode, the audit log of
+--audit-log-path; apiserver.auth), scrape the node agents for metrics.k8s.io (apiserver.metricsapi), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
 under machinery.runner.run_tasks like every other component's: a task that
 fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
@@ -21,10 +23,11 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import admission_priority, encryption, http, limits, metrics, objects
+from apiserver import admission_priority, audit, encryption, http, limits, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.auth.gate import Gate
+from apiserver.auth.setup import MODES, Authorization
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
@@ -79,12 +82,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--watch-send-timeout", type=float, default=limits.DEFAULT_WATCH_SEND_TIMEOUT,
                    help="seconds a watcher may take to accept one event before it is dropped "
                         "(0: never; default %(default)s)")
+    p.add_argument("--authorization-mode", default="Node,RBAC", choices=MODES,
+                   help="who may do what: the Node authorizer and RBAC (default), or everyone everything; "
+                        "system:masters may always do everything (default %(default)s)")
+    p.add_argument("--audit-log-path", metavar="FILE",
+                   help="append an audit.k8s.io/v1 Event (JSON line, Metadata level) for every request that "
+                        "writes and every refused one (401/403) to FILE; default: no audit log")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
-async def bootstrap(store: Store) -> None:
-    """Create the system namespaces if missing; wait for etcd as long as it takes."""
+async def bootstrap(store: Store, *more) -> None:
+    """Create the system namespaces if missing, then run `more` (coroutine
+    functions: the default RBAC policy); wait for etcd as long as it takes."""
     delay = 0.2
     while True:
         try:
@@ -97,6 +107,8 @@ async def bootstrap(store: Store) -> None:
                 except errors.AlreadyExists:
                     pass
             await admission_priority.bootstrap(store)
+            for step in more:
+                await step()
             return
         except errors.Unavailable as exc:
             log.warning("waiting for etcd: %s", exc.message)
@@ -155,7 +167,10 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate()                     # who asks, and may they (apiserver.auth): today everyone, everything
+    # who asks, and may they (apiserver.auth): Node + RBAC on the watch cache, the audit log
+    authorization = Authorization(cache, store, args.authorization_mode)
+    audit_log = audit.AuditLog(args.audit_log_path) if args.audit_log_path else None
+    gate = Gate(authorizer=authorization.authorizer, audit=audit_log)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -164,6 +179,7 @@ async def run(args: argparse.Namespace) -> None:
                                       ("grpc.so_reuseport", 0)])
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
     verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
+    verbs.reviews = authorization.reviews      # SelfSubjectAccessReview & co. (apiserver.auth.reviews)
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
@@ -176,7 +192,7 @@ async def run(args: argparse.Namespace) -> None:
     if not port:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
     metrics.serve(args.metrics_listen)
-    await bootstrap(store)
+    await bootstrap(store, authorization.bootstrap)
     kubernetes_service = KubernetesService(store, args.service_cluster_ip_range, args.listen)
     await kubernetes_service.first_sync()       # before serving: clients find it from their first call
 
@@ -191,6 +207,7 @@ async def run(args: argparse.Namespace) -> None:
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
         tasks["kubernetes-service"] = kubernetes_service.run()
         tasks["metrics-scraper"] = metrics_store.run()
+        tasks["rbac-aggregation"] = authorization.run()
         if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
             tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
         await run_tasks(tasks)

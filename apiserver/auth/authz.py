@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apiserver.auth.user import UserInfo
+from apiserver.auth.user import SYSTEM_MASTERS, UserInfo
 from machinery import errors
 
 ALLOW, DENY, NO_OPINION = "Allow", "Deny", "NoOpinion"
@@ -57,6 +57,13 @@ class Authorizer:
 class AlwaysAllow(Authorizer):
     async def authorize(self, a: Attributes) -> Decision:
         return Decision(ALLOW)
+
+
+class Superuser(Authorizer):
+    """system:masters may do anything, whatever RBAC says (Kubernetes' privileged-group authorizer)."""
+
+    async def authorize(self, a: Attributes) -> Decision:
+        return Decision(ALLOW) if a.user.in_group(SYSTEM_MASTERS) else Decision(NO_OPINION)
 
 
 class Chain(Authorizer):

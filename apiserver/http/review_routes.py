@@ -1,0 +1,21 @@
+"""POST routes of the create-only review APIs (apiserver/auth/reviews.py):
+`/apis/authorization.k8s.io/v1/selfsubjectaccessreviews` and friends. The
+body may be JSON, YAML or Kubernetes protobuf (kubectl's typed client);
+the answer is JSON with 201 Created. `verbs.reviews` answers them."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from apiserver.auth import reviews, user as users
+from apiserver.http import wire
+
+
+def routes(verbs) -> list:
+    def handler(review: reviews.Review):
+        async def create(request: web.Request) -> web.Response:
+            body = await wire.read_body(request)
+            obj = reviews.decode(review, wire.parse_document(body, request.headers.get("Content-Type", wire.JSON)))
+            out = await verbs.reviews.review(review, obj, users.current())
+            return wire.respond(reviews.to_json(out), 201)
+        return create
+    return [web.post(f"/apis/{r.group}/v1/{r.plural}", handler(r)) for r in reviews.REVIEWS]
