@@ -104,6 +104,6 @@ def validate_cluster_role_binding(b) -> list[FieldError]:
 def validate_binding_update(new, old) -> list[FieldError]:
     if new.role_ref != old.role_ref:
         ref = new.role_ref
-        value = f"{{APIGroup:{ref.api_group}, Kind:{ref.kind}, Name:{ref.name}}}"
+        value = {"apiGroup": ref.api_group, "kind": ref.kind, "name": ref.name}
         return [invalid("roleRef", value, "cannot change roleRef")]
     return []
