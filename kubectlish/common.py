@@ -51,6 +51,7 @@ class Ctx:
     namespace: str
     namespace_explicit: bool = False
     request_timeout: float | None = None
+    impersonate: tuple = ()             # (key, value) gRPC metadata: --as, --as-group (machinery/callmeta.py)
     _client: object = field(default=None, repr=False)
 
     def client(self):
@@ -59,7 +60,7 @@ class Ctx:
                 self._client = CLIENT_FACTORY(self.server)
             else:
                 from machinery.client import Client
-                self._client = Client(self.server, timeout=self.request_timeout or 30.0)
+                self._client = Client(self.server, timeout=self.request_timeout or 30.0, metadata=self.impersonate)
         return self._client
 
     async def aclose(self):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Iterable, Sequence
 
 import grpc
 from google.protobuf.message import Message
 
-from machinery import codec, errors, kinds, safeyaml
+from machinery import callmeta, codec, errors, kinds, safeyaml
 from machinery.pb import api_pb2, api_pb2_grpc
 
 # Large lists (10,000 pods) exceed gRPC's 4 MiB default message size; a
@@ -50,11 +50,14 @@ def _ns(info: kinds.KindInfo, namespace: str) -> str:
 class Client:
     """One channel to the apiserver; safe to share between tasks."""
 
-    def __init__(self, target: str, *, timeout: float | None = 30.0, user_agent: str = "kctl"):
+    def __init__(self, target: str, *, timeout: float | None = 30.0, user_agent: str = "kctl",
+                 metadata: Sequence[tuple[str, str]] = ()):
+        """`metadata`: sent with every call (impersonation, machinery/callmeta.py)."""
         self.target = normalize_target(target)
         self.timeout = timeout
         options = CHANNEL_OPTIONS + [("grpc.primary_user_agent", user_agent)]
-        self._channel = grpc.aio.insecure_channel(self.target, options=options)
+        self._channel = grpc.aio.insecure_channel(self.target, options=options,
+                                                  interceptors=callmeta.interceptors(metadata) or None)
         self._stub = api_pb2_grpc.ApiStub(self._channel)
         self.warnings: list[str] = []
 
@@ -84,6 +87,13 @@ class Client:
         resp = await self._call(self._stub.Create, api_pb2.CreateRequest(object=codec.pack(obj), dry_run=dry_run))
         self.warnings = list(resp.warnings)
         return codec.unpack(resp.object)
+
+    async def review(self, obj: Message) -> Message:
+        """A create-only review (SelfSubjectAccessReview & co.): the answer, of obj's type."""
+        resp = await self._call(self._stub.Create, api_pb2.CreateRequest(object=codec.pack(obj)))
+        out = type(obj)()
+        resp.object.Unpack(out)
+        return out
 
     async def get(self, kind, name: str, namespace: str = "") -> Message:
         info = kinds.lookup(kind)
