@@ -26,8 +26,10 @@ from google.protobuf.message import DecodeError
 from apiserver import admission_priority, audit, encryption, http, limits, metrics, objects
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
+from apiserver.auth.authn import Insecure
 from apiserver.auth.gate import Gate
 from apiserver.auth.setup import MODES, Authorization
+from apiserver.auth.tokenfile import BearerOr, StaticTokens, TokenFileError
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
 from apiserver.compactor import compact_periodically
@@ -85,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--authorization-mode", default="Node,RBAC", choices=MODES,
                    help="who may do what: the Node authorizer and RBAC (default), or everyone everything; "
                         "system:masters may always do everything (default %(default)s)")
+    p.add_argument("--token-auth-file", metavar="FILE",
+                   help="static bearer tokens, Kubernetes' CSV format: token,user,uid,\"group1,group2\"; "
+                        "requests without a token keep the current authentication")
     p.add_argument("--audit-log-path", metavar="FILE",
                    help="append an audit.k8s.io/v1 Event (JSON line, Metadata level) for every request that "
                         "writes and every refused one (401/403) to FILE; default: no audit log")
@@ -170,7 +175,13 @@ async def run(args: argparse.Namespace) -> None:
     # who asks, and may they (apiserver.auth): Node + RBAC on the watch cache, the audit log
     authorization = Authorization(cache, store, args.authorization_mode)
     audit_log = audit.AuditLog(args.audit_log_path) if args.audit_log_path else None
-    gate = Gate(authorizer=authorization.authorizer, audit=audit_log)
+    authenticator = None
+    if args.token_auth_file:
+        try:
+            authenticator = BearerOr([StaticTokens.load(args.token_auth_file)], Insecure())
+        except TokenFileError as exc:
+            raise SystemExit(f"kctl-apiserver: {exc}") from None
+    gate = Gate(authenticator, authorization.authorizer, audit=audit_log)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
