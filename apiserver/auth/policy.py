@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from apiserver import objects
 from apiserver.auth import bootstrappolicy as bp
 from apiserver.auth.index import ObjectIndex
 from machinery import codec, errors, kinds, selectors
@@ -81,6 +82,33 @@ async def reconcile(store) -> None:
             continue
         if done:
             log.info("%s %s %s", done, kinds.of(obj).kind.lower(), obj.metadata.name)
+    await aggregate_stored(store)
+
+
+async def aggregate_stored(store) -> None:
+    """Aggregate from etcd before serving (the Aggregator then finds nothing to
+    do at start): passes until nothing changes, since aggregated roles feed
+    each other (view -> edit -> admin)."""
+    info = kinds.BY_KIND["ClusterRole"]
+    roles = {r.metadata.name: r for r in map(codec.unpack, (await store.list(info, objects.Filter(info))).items)}
+    changed: set[str] = set()
+    for _ in range(len(roles)):
+        dirty = False
+        for role in roles.values():
+            if role.aggregation_rule.cluster_role_selectors:
+                rules = aggregated_rules(role, roles.values())
+                if list(role.rules) != rules:
+                    del role.rules[:]
+                    role.rules.extend(rules)
+                    changed.add(role.metadata.name)
+                    dirty = True
+        if not dirty:
+            break
+    for name in sorted(changed):
+        try:
+            await store.update(roles[name])
+        except errors.Conflict:             # the Aggregator will see the newer state
+            continue
 
 
 def aggregated_rules(role, cluster_roles) -> list:
