@@ -73,9 +73,10 @@ class Priority(Plugin):
 
 
 from apiserver.admission_noderestriction import NodeRestriction  # noqa: E402  (needs Plugin, Request above)
+from apiserver.admission_rbac import RBACEscalation  # noqa: E402
 
 MUTATING: list[Plugin] = [Priority()]
-VALIDATING: list[Plugin] = [NodeRestriction(), Priority()]
+VALIDATING: list[Plugin] = [NodeRestriction(), Priority(), RBACEscalation()]
 
 
 async def mutate(req: Request) -> None:

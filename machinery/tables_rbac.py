@@ -21,7 +21,7 @@ def _role(r, wide, at):
 
 def _binding(b, wide, at):
     def names(kind):
-        return ", ".join((f"{s.namespace}/{s.name}" if kind == "ServiceAccount" else s.name)
+        return ", ".join((f"{s.namespace}/{s.name}" if kind == "ServiceAccount" and s.namespace else s.name)
                          for s in b.subjects if s.kind == kind)
     return [b.metadata.name, f"{b.role_ref.kind}/{b.role_ref.name}", age(b.metadata.creation_timestamp, at),
             names("User"), names("Group"), names("ServiceAccount")]

@@ -37,6 +37,7 @@ class Authorization:
                            "AlwaysAllow": authz.AlwaysAllow()}[mode]
         self.reviews = Reviews(self.authorizer, [self._node_rules, self._rbac_rules])
         self.aggregator = policy.Aggregator(store, self.rbac.cluster_roles)
+        store.authorization = self          # RBAC's escalation check in admission (apiserver/admission_rbac.py)
 
     def _rbac_rules(self, user, namespace):
         return self.rbac.rules_for(user, namespace).rules

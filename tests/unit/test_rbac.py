@@ -259,3 +259,31 @@ def test_chain_superuser_first():
     root = UserInfo("root", groups=("system:masters",))
     assert asyncio.run(z.authorize(Attributes(root, "delete", resource="nodes"))).allowed
     assert not asyncio.run(z.authorize(Attributes(JANE, "get", resource="nodes"))).allowed
+
+
+# ------------------------------------------------------------ escalation
+
+from apiserver.auth import escalation  # noqa: E402
+
+
+@pytest.mark.parametrize("owner,servant,ok", [
+    ([rule(["*"], ["*"], ["*"])], [rule(["get", "delete"], ["apps"], ["deployments/scale"])], True),
+    ([rule(["get"], [""], ["pods"])], [rule(["get"], [""], ["pods"])], True),
+    ([rule(["get"], [""], ["pods"])], [rule(["get", "list"], [""], ["pods"])], False),
+    ([rule(["get"], [""], ["*/scale"])], [rule(["get"], [""], ["rc/scale"])], True),
+    ([rule(["get"], [""], ["pods"], names=["a"])], [rule(["get"], [""], ["pods"])], False),
+    ([rule(["get"], [""], ["pods"])], [rule(["get"], [""], ["pods"], names=["a"])], True),
+    ([rule(["get"], urls=["/api/*"])], [rule(["get"], urls=["/api/v1"])], True),
+    ([rule(["get"], urls=["/api"])], [rule(["get"], urls=["/api/v1"])], False),
+])
+def test_covers(owner, servant, ok):
+    assert (escalation.uncovered(owner, servant) == []) is ok
+
+
+def test_escalation_message_is_kubernetes_wording():
+    missing = escalation.uncovered([rule(["get"], [""], ["pods"])],
+                                   [rule(["get", "create", "delete"], [""], ["pods"]), rule(["get"], urls=["/x"])])
+    assert escalation.escalation_message(UserInfo("jane", groups=("devs", "system:authenticated")), missing) == (
+        'user "jane" (groups=["devs" "system:authenticated"]) is attempting to grant RBAC permissions not '
+        'currently held:\n{APIGroups:[""], Resources:["pods"], Verbs:["create" "delete"]}\n'
+        '{NonResourceURLs:["/x"], Verbs:["get"]}')

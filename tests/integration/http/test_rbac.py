@@ -45,6 +45,12 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
 subjects: [{kind: User, name: jane}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: lead-admin, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
+subjects: [{kind: User, name: lead}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: impersonate-jane}
 rules: [{apiGroups: [""], resources: [users], verbs: [impersonate], resourceNames: [jane]}]
@@ -123,6 +129,7 @@ def rk(tmp_path_factory):
         k.ok("apply", "-f", "-", input=SETUP)
         k.wait_can("jane", "list", "pods", "-n", "team")
         k.wait_can("imp", "impersonate", "users/jane")
+        k.wait_can("lead", "create", "rolebindings", "-n", "team")
         yield k
     finally:
         k.stop()
@@ -220,6 +227,22 @@ def test_kubectl_reads_rbac_objects(rk):
         "rbac.authorization.k8s.io/aggregate-to-view": "true"}
 
 
+def test_no_escalation_without_the_rights_or_bind(rk):
+    out = rk.ok("--as", "lead", "create", "rolebinding", "bob-view", "--clusterrole=view", "--user=bob", "-n", "team")
+    assert "rolebinding.rbac.authorization.k8s.io/bob-view created" in out
+    r = rk.as_("lead", "create", "rolebinding", "bob-root", "--clusterrole=cluster-admin", "--user=bob", "-n", "team")
+    assert r.returncode == 1
+    assert ('rolebindings.rbac.authorization.k8s.io "bob-root" is forbidden: user "lead" '
+            '(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
+            '{APIGroups:["*"], Resources:["*"], Verbs:["*"]}') in r.stderr
+    r = rk.as_("lead", "create", "role", "node-reader", "--verb=get", "--resource=nodes", "-n", "team")
+    assert r.returncode == 1 and 'roles.rbac.authorization.k8s.io "node-reader" is forbidden' in r.stderr
+    assert '{APIGroups:[""], Resources:["nodes"], Verbs:["get"]}' in r.stderr
+    rk.ok("create", "role", "node-reader", "--verb=get", "--resource=nodes", "-n", "team")     # the admin may
+    assert rk.as_("lead", "create", "role", "pod-reader", "--verb=get", "--resource=pods", "-n", "team") \
+        .returncode == 0
+
+
 # ---------------------------------------------------------- HTTP: Python client
 
 def test_python_client_node_restrictions(rk):
@@ -294,6 +317,29 @@ def test_kctl_auth_and_as(rk):
     assert r.out.split("\n")[1].split() == ["Username", "jane"] and "[devs system:authenticated]" in r.out
     r = kctl(rk.apiserver.target, "auth", "can-i", "--list", "-n", "team", "--as", "jane")
     assert r.code == 0 and "selfsubjectaccessreviews.authorization.k8s.io" in r.out
+
+
+def test_kctl_apply_and_get_rbac(rk):
+    role = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: cm-writer, namespace: team}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [create, get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: jane-cm, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-writer}
+subjects: [{kind: User, name: jane}, {kind: ServiceAccount, name: robot}]
+"""
+    r = kctl(rk.apiserver.target, "apply", "-f", "-", input=role)
+    assert r.code == 0 and "role.rbac.authorization.k8s.io/cm-writer created" in r.out
+    r = kctl(rk.apiserver.target, "get", "rolebindings", "-n", "team", "-o", "wide")
+    line = next(ln for ln in r.out.splitlines() if ln.startswith("jane-cm"))
+    assert line.split()[1:] == ["Role/cm-writer", line.split()[2], "jane", "robot"]
+    assert "cluster-admin" in kctl(rk.apiserver.target, "get", "clusterroles").out
+    bad = kctl(rk.apiserver.target, "apply", "-f", "-", input=role.replace("verbs: [create, get]", "verbs: []"))
+    assert bad.code == 1 and "rules[0].verbs: Required value: verbs must contain at least one value" in bad.err
 
 
 # ------------------------------------------------------------------ audit
