@@ -178,6 +178,17 @@ class Gate(grpc.aio.ServerInterceptor):
         self._record(call)
 
     # ------------------------------------------------------------ gRPC
+    def _guarded(self, inner, details, method: str):
+        """A unary-request handler that is admitted first and audited after."""
+        async def guarded(request, context):
+            call = self._grpc_call(details, context)
+            try:
+                await self._grpc_admit(method, request, context, call)
+                return await inner(request, context)
+            finally:
+                self._grpc_done(call, context, method)
+        return guarded
+
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
         if handler is None:
@@ -185,17 +196,8 @@ class Gate(grpc.aio.ServerInterceptor):
         method = details.method.rpartition("/")[2]
         gate = self
         if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request, context):
-                call = gate._grpc_call(details, context)
-                try:
-                    await gate._grpc_admit(method, request, context, call)
-                    return await inner(request, context)
-                finally:
-                    gate._grpc_done(call, context, method)
-
-            return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
+            return grpc.unary_unary_rpc_method_handler(self._guarded(handler.unary_unary, details, method),
+                                                       request_deserializer=handler.request_deserializer,
                                                        response_serializer=handler.response_serializer)
         if handler.unary_stream is not None:
             inner = handler.unary_stream
@@ -209,13 +211,7 @@ class Gate(grpc.aio.ServerInterceptor):
                     finally:
                         gate._grpc_done(call, context, method)
             else:
-                async def stream(request, context):
-                    call = gate._grpc_call(details, context)
-                    try:
-                        await gate._grpc_admit(method, request, context, call)
-                        return await inner(request, context)
-                    finally:
-                        gate._grpc_done(call, context, method)
+                stream = self._guarded(inner, details, method)
             return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
                                                         response_serializer=handler.response_serializer)
         inner = handler.stream_stream or handler.stream_unary
