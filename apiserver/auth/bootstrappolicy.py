@@ -9,7 +9,8 @@ serves, plus what kctl's own components need under their own identities.
   system:authenticated).
 * system:kube-scheduler (user system:kube-scheduler) and
   system:kube-controller-manager (user system:kube-controller-manager):
-  what kctl's scheduler and controllers call. kctl runs all controllers
+  what kctl's scheduler and controllers call (the scheduler also updates
+  pods: kctl records its decision in an annotation). kctl runs all controllers
   under one identity (kube-controller-manager without
   --use-service-account-credentials), so the role is the union of
   Kubernetes' per-controller roles: the garbage collector's and namespace
@@ -157,6 +158,7 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
                      rule(READ, (CORE,), ("nodes", "namespaces", "services", "replicationcontrollers",
                                           "persistentvolumeclaims", "persistentvolumes")),
                      rule(READ + ("delete",), (CORE,), ("pods",)),
+                     rule(("update", "patch"), (CORE,), ("pods",)),     # kctl's scheduling-decision annotation
                      rule(("create",), (CORE,), ("bindings", "pods/binding")),
                      rule(("patch", "update"), (CORE,), ("pods/status",)),
                      rule(READ, (APPS,), ("replicasets", "statefulsets")),
@@ -173,6 +175,7 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
                      rule(("create",), (BATCH,), ("jobs",)),
                      rule(("create",), (DISCOVERY,), ("endpointslices",)),
                      rule(("create",), (COORD,), ("leases",)),
+                     rule(("create",), (STORAGE,), ("storageclasses",)),      # kctl's local-path default class
                      EVENTS_RULE,
                      rule(("create",), (AUTHN,), ("tokenreviews",)),
                      rule(("create",), (AUTHZ,), ("subjectaccessreviews",))),

@@ -77,8 +77,9 @@ def grpc_attributes(user, method: str, request) -> list[Attributes] | None:
         return [_object_attrs(user, "update", request.object, "status" if method == "UpdateStatus" else "")]
     if method in ("Get", "Delete"):
         return [_named_attrs(user, method.lower(), request.kind, request.namespace, request.name)]
-    if method in ("List", "Watch"):
-        return [_named_attrs(user, method.lower(), request.kind, request.namespace, "")]
+    if method in ("List", "Watch"):      # a metadata.name field selector names the object, as over HTTP
+        return [_named_attrs(user, method.lower(), request.kind, request.namespace,
+                             requestinfo.selected_name(request.field_selector))]
     if method == "Bind":
         return [Attributes(user, "create", namespace=request.namespace or "default", resource="pods",
                            subresource="binding", name=request.name)]

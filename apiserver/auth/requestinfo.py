@@ -24,6 +24,15 @@ METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "GET": "get
                 "DELETE": "delete"}
 
 
+def selected_name(field_selector: str) -> str:
+    """X of a `metadata.name=X` (or `==X`) term of a field selector, else ""."""
+    for sel in (field_selector or "").split(","):
+        key, eq, value = sel.partition("=")
+        if eq and key.strip() == "metadata.name":
+            return value.lstrip("=").strip()
+    return ""
+
+
 def attributes(user: UserInfo, method: str, path: str, query: str = "") -> Attributes:
     parts = [p for p in path.split("/") if p]
     q = parse_qs(query)
@@ -51,9 +60,6 @@ def attributes(user: UserInfo, method: str, path: str, query: str = "") -> Attri
         elif verb == "delete":
             verb = "deletecollection"
         if verb in ("list", "watch"):
-            for sel in q.get("fieldSelector", [""])[0].split(","):
-                key, eq, value = sel.partition("=")
-                if eq and key.strip() == "metadata.name":
-                    name = value.lstrip("=").strip()
+            name = selected_name(q.get("fieldSelector", [""])[0])
     return Attributes(user, verb, namespace=namespace, api_group=group, api_version=version,
                       resource=resource, subresource=sub, name=name)

@@ -131,3 +131,15 @@ def test_node_restriction_allows_its_own_and_ignores_others():
     _admit("UPDATE", pod("a", "node1"), pod("a", "node1"), "status")
     _admit("DELETE", None, pod("a", "node1"))
     _admit("UPDATE", node("node2"), node("node2"), user=UserInfo("jane"))
+
+
+def test_grpc_list_with_a_name_selector_names_the_object(node_authz):
+    from apiserver.auth.gate import grpc_attributes
+    from machinery.pb import api_pb2
+    z, _ = node_authz
+    req = api_pb2.ListRequest(kind="Secret", namespace="default", field_selector="metadata.name=a-secret")
+    [a] = grpc_attributes(N1, "Watch", req)
+    assert (a.verb, a.resource, a.name) == ("watch", "secrets", "a-secret")
+    assert asyncio.run(z.authorize(a)).allowed
+    [a] = grpc_attributes(N1, "List", api_pb2.ListRequest(kind="Secret", namespace="default"))
+    assert not asyncio.run(z.authorize(a)).allowed
