@@ -40,7 +40,7 @@ async def attach_to(ctx: Ctx, pod, container: str, stdin: bool, tty: bool) -> No
 
     def open_stream(**kw):
         return nodeclient.attach(ctx.server, pod.metadata.namespace or ctx.namespace, pod.metadata.name,
-                                 container, **kw)
+                                 container, metadata=ctx.impersonate, **kw)
     if tty or stdin:
         err(PROMPT_NOTE)
     await session(open_stream, stdin, tty)
@@ -92,7 +92,8 @@ async def run_interactive(ctx: Ctx, create, name: str, stdin: bool, tty: bool, r
     try:
         pod = await wait_pod(ctx, name, running_or_finished, WAIT_RUNNING)
         if finished(pod):                                      # too late to attach: what it said
-            async for chunk in nodeclient.logs(ctx.server, ctx.namespace, name, name):
+            async for chunk in nodeclient.logs(ctx.server, ctx.namespace, name, name,
+                                                 metadata=ctx.impersonate):
                 click.echo(chunk.data, nl=False)
         else:
             await attach_to(ctx, pod, name, stdin, tty)

@@ -92,7 +92,8 @@ async def _logs(ctx: Ctx, arg, container, follow, previous, tail, timestamps) ->
     pod, container = await pod_and_container(ctx, arg, container)
     out = sys.stdout.buffer
     stream = nodeclient.logs(ctx.server, pod.metadata.namespace or ctx.namespace, pod.metadata.name,
-                             container, follow=follow, previous=previous, tail=tail, timestamps=timestamps)
+                             container, follow=follow, previous=previous, tail=tail, timestamps=timestamps,
+                             metadata=ctx.impersonate)
     try:
         async for chunk in stream:
             out.write(chunk.data)

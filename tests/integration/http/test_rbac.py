@@ -243,6 +243,15 @@ def test_no_escalation_without_the_rights_or_bind(rk):
         .returncode == 0
 
 
+def test_view_cannot_exec_over_either_transport(rk):
+    want = ('pods "p1" is forbidden: User "jane" cannot create resource "pods/exec" in API group "" '
+            'in the namespace "team"')
+    r = rk.as_("jane", "exec", "p1", "-n", "team", "--", "true")
+    assert r.returncode == 1 and want in r.stderr
+    r = kctl(rk.apiserver.target, "--as", "jane", "exec", "p1", "-n", "team", "--", "true")
+    assert r.code == 1 and want in r.err
+
+
 # ---------------------------------------------------------- HTTP: Python client
 
 def test_python_client_node_restrictions(rk):
