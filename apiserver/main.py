@@ -193,7 +193,7 @@ async def run(args: argparse.Namespace) -> None:
     verbs.reviews = authorization.reviews      # SelfSubjectAccessReview & co. (apiserver.auth.reviews)
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
-    proxy.authorize = gate.authorize      # gRPC streams are authorized on their first message
+    proxy.authorize = gate.authorize_stream      # gRPC streams: authorized (and audited) on their first message
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
     metrics_store = MetricsStore(verbs, args.metric_resolution)                       # metrics.k8s.io: scrapes the agents
     metrics_pb2_grpc.add_MetricsServicer_to_server(MetricsServicer(metrics_store), server)

@@ -120,7 +120,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         self._calls: dict[str, int] = {}          # endpoint -> calls in flight
         self._last_used: dict[str, float] = {}    # endpoint -> loop time its last call ended
         # gRPC exec/attach/port-forward are authorized here, on their first message (the
-        # Gate only sees a stream): an async callable(Attributes), e.g. Gate.authorize
+        # Gate only sees a stream): an async callable(Attributes, method), Gate.authorize_stream
         self.authorize = None
 
     async def aclose(self) -> None:
@@ -338,7 +338,8 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
             return
         try:
             await self.authorize(Attributes(current(), "create", namespace=first.namespace or "default",
-                                            resource="pods", subresource=sub, name=first.pod))
+                                            resource="pods", subresource=sub, name=first.pod),
+                                 f"/kctl.v1.NodeAgent/{sub}")
         except errors.ApiError as exc:
             await fail_rpc(context, exc, f"{sub} {first.namespace}/{first.pod}")
 

@@ -134,6 +134,20 @@ class Gate(grpc.aio.ServerInterceptor):
         if not d.allowed:
             raise authz.forbidden(a, d.reason)
 
+    async def authorize_stream(self, a: Attributes, method: str) -> None:
+        """For gRPC streams authorized by their servicer on the first message
+        (exec, attach, port-forward): authorize and audit the opening (code 101
+        when allowed, as Kubernetes logs an upgraded connection; 403 when not)."""
+        call = _Call(method, auditing.now(), user=a.user)
+        try:
+            await self.authorize(a, call)
+            call.code = 101
+        except errors.ApiError as exc:
+            call.code = exc.http_code
+            raise
+        finally:
+            self._record(call)
+
     def _record(self, call: _Call) -> None:
         if self.audit is None:
             return

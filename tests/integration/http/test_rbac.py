@@ -178,6 +178,8 @@ def test_kubectl_auth_can_i_whoami_and_impersonation(rk):
     assert (r.returncode, r.stdout.strip()) == (1, "no")
     r = rk.kubectl("get", "pods", "-n", "default", "--as", "jane")
     assert JANE_LIST_DEFAULT in r.stderr
+    out = rk.ok("auth", "can-i", "--list", "-n", "team", "--as", "jane")           # SelfSubjectRulesReview
+    assert any(ln.split()[0] == "pods" and "[get list watch]" in ln for ln in out.splitlines()[1:] if ln.split())
     out = rk.ok("auth", "whoami", "--as", "jane", "--as-group", "devs")
     assert out.split("\n")[1].split() == ["Username", "jane"] and "[devs system:authenticated]" in out
 
@@ -250,6 +252,9 @@ def test_view_cannot_exec_over_either_transport(rk):
     assert r.returncode == 1 and want in r.stderr
     r = kctl(rk.apiserver.target, "--as", "jane", "exec", "p1", "-n", "team", "--", "true")
     assert r.code == 1 and want in r.err
+    events = [json.loads(line) for line in rk.audit_log.read_text().splitlines()]
+    assert [e["responseStatus"]["code"] for e in events
+            if e["requestURI"] == "/kctl.v1.NodeAgent/exec" and e["impersonatedUser"]["username"] == "jane"] == [403]
 
 
 # ---------------------------------------------------------- HTTP: Python client
