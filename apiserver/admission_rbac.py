@@ -45,7 +45,7 @@ class RBACEscalation(Plugin):
             may = Attributes(req.user, "bind", namespace=ns, api_group=kinds.RBAC_GROUP,
                              resource=ROLES.get(ref.kind, ref.kind.lower()), name=ref.name)
             try:
-                wanted = list(authz.rbac._role_rules(ref, ns))
+                wanted = list(authz.rbac.role_rules(ref, ns))
             except LookupError as exc:
                 raise _forbidden(req, str(exc)) from None
         if (await authz.authorizer.authorize(may)).allowed:

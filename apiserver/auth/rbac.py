@@ -111,7 +111,8 @@ class RBAC(Authorizer):
                                      self.cluster_role_bindings))
 
     # ------------------------------------------------------------ rules
-    def _role_rules(self, ref, namespace: str):
+    def role_rules(self, ref, namespace: str):
+        """The rules of the Role or ClusterRole `ref` names (LookupError when missing)."""
         if ref.kind == "ClusterRole":
             role = self.cluster_roles.get("", ref.name)
         elif ref.kind == "Role" and namespace:
@@ -130,7 +131,7 @@ class RBAC(Authorizer):
         for b in self.cluster_role_bindings.all():
             if any(applies_to(user, s, "") for s in b.subjects):
                 try:
-                    rules = self._role_rules(b.role_ref, "")
+                    rules = self.role_rules(b.role_ref, "")
                 except LookupError as exc:
                     yield "error", str(exc)
                     continue
@@ -141,7 +142,7 @@ class RBAC(Authorizer):
         for b in self.role_bindings.in_namespace(namespace):
             if any(applies_to(user, s, namespace) for s in b.subjects):
                 try:
-                    rules = self._role_rules(b.role_ref, namespace)
+                    rules = self.role_rules(b.role_ref, namespace)
                 except LookupError as exc:
                     yield "error", str(exc)
                     continue

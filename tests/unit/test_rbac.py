@@ -7,6 +7,7 @@ import pytest
 
 from apiserver.auth import UserInfo, authz
 from apiserver.auth import bootstrappolicy as bp
+from apiserver.auth import escalation
 from apiserver.auth.authz import Attributes
 from apiserver.auth.policy import _merge, aggregated_rules
 from apiserver.auth.rbac import RBAC, rule_allows
@@ -262,8 +263,6 @@ def test_chain_superuser_first():
 
 
 # ------------------------------------------------------------ escalation
-
-from apiserver.auth import escalation  # noqa: E402
 
 
 @pytest.mark.parametrize("owner,servant,ok", [
