@@ -22,7 +22,9 @@ serves, plus what kctl's own components need under their own identities.
   to user system:kube-proxy) and kctl's system:kctl:node-leases Role
   (nodes list the node Leases to coordinate draining, nodeagent/drain.py).
 * system:kube-dns: what kctl-dns reads (CoreDNS' role), bound to the
-  kube-system/kube-dns ServiceAccount and user system:kube-dns.
+  kube-system/kube-dns ServiceAccount and user system:kube-dns, and the
+  system:kctl:kube-dns-register Role in kube-system (kctl-dns creates and
+  keeps the kube-dns Service and Endpoints, clusterdns/register.py).
 
 Every object carries `kubernetes.io/bootstrapping: rbac-defaults` and
 `rbac.authorization.kubernetes.io/autoupdate: "true"`; policy.py creates
@@ -205,14 +207,23 @@ def cluster_role_bindings() -> list[rbac_pb2.ClusterRoleBinding]:
         binding(crb, "system:node", "system:node"),
         binding(crb, "system:node-proxier", "system:node-proxier", ("User", "system:kube-proxy"),
                 ("Group", "system:nodes")),
-        binding(crb, "system:kube-dns", "system:kube-dns", ("ServiceAccount", "kube-dns", "kube-system"),
-                ("User", "system:kube-dns")),
+        binding(crb, "system:kube-dns", "system:kube-dns", *DNS_SUBJECTS),
     ]
 
 
+DNS_SUBJECTS = (("ServiceAccount", "kube-dns", "kube-system"), ("User", "system:kube-dns"))
+
+
 def namespaced() -> list:
-    """Roles and RoleBindings in system namespaces."""
-    role = _meta(rbac_pb2.Role(rules=[rule(("list", "watch"), (COORD,), ("leases",))]),
-                 "system:kctl:node-leases", "kube-node-lease")
-    return [role, binding(rbac_pb2.RoleBinding, "system:kctl:node-leases", "system:kctl:node-leases",
-                          ("Group", "system:nodes"), namespace="kube-node-lease", role_kind="Role")]
+    """Roles and RoleBindings in system namespaces: nodes list the node Leases;
+    kctl-dns registers itself as the kube-system/kube-dns Service and its Endpoints."""
+    leases = _meta(rbac_pb2.Role(rules=[rule(("list", "watch"), (COORD,), ("leases",))]),
+                   "system:kctl:node-leases", "kube-node-lease")
+    dns = _meta(rbac_pb2.Role(rules=[rule(("create",), (CORE,), ("services", "endpoints")),
+                                     *(rule(("get", "update", "patch"), (CORE,), (r,), names=("kube-dns",))
+                                       for r in ("services", "endpoints"))]),
+                "system:kctl:kube-dns-register", "kube-system")
+    return [leases, binding(rbac_pb2.RoleBinding, "system:kctl:node-leases", "system:kctl:node-leases",
+                            ("Group", "system:nodes"), namespace="kube-node-lease", role_kind="Role"),
+            dns, binding(rbac_pb2.RoleBinding, "system:kctl:kube-dns-register", "system:kctl:kube-dns-register",
+                         *DNS_SUBJECTS, namespace="kube-system", role_kind="Role")]

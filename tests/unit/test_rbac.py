@@ -179,6 +179,10 @@ def test_default_policy_system_identities():
     assert not allowed(z, Attributes(anyone, "list", namespace="default", resource="pods"))
     dns = UserInfo("system:serviceaccount:kube-system:kube-dns", groups=("system:serviceaccounts",))
     assert allowed(z, Attributes(dns, "watch", api_group="discovery.k8s.io", resource="endpointslices"))
+    assert allowed(z, Attributes(dns, "create", namespace="kube-system", resource="endpoints"))
+    assert allowed(z, Attributes(dns, "update", namespace="kube-system", resource="services", name="kube-dns"))
+    assert not allowed(z, Attributes(dns, "update", namespace="kube-system", resource="services", name="other"))
+    assert not allowed(z, Attributes(dns, "create", namespace="default", resource="endpoints"))
     node = _as("system:node:n1", "system:nodes")
     assert allowed(z, Attributes(node, "list", namespace="kube-node-lease", api_group="coordination.k8s.io",
                                  resource="leases"))
