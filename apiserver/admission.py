@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from apiserver import admission_priority
+from apiserver.admission_noderestriction import NodeRestriction
+from apiserver.admission_rbac import RBACEscalation
 from apiserver.auth import UserInfo, current
 from machinery import kinds
 
@@ -71,9 +73,6 @@ class Priority(Plugin):
             await admission_priority.admit(req.store, req.obj)
         return []
 
-
-from apiserver.admission_noderestriction import NodeRestriction  # noqa: E402  (needs Plugin, Request above)
-from apiserver.admission_rbac import RBACEscalation  # noqa: E402
 
 MUTATING: list[Plugin] = [Priority()]
 VALIDATING: list[Plugin] = [NodeRestriction(), Priority(), RBACEscalation()]

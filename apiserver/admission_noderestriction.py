@@ -15,7 +15,12 @@ is not allowed to modify node "node2"`. Other users are not affected.
 """
 from __future__ import annotations
 
-from apiserver.admission import CREATE, DELETE, UPDATE, Plugin, Request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from apiserver.admission import Request
+
+CREATE, UPDATE, DELETE = "CREATE", "UPDATE", "DELETE"   # apiserver.admission's operations (it imports this module)
 from apiserver.auth.node import node_name
 from machinery import errors
 
@@ -35,7 +40,8 @@ def _forbidden(req: Request, why: str) -> errors.Forbidden:
     return errors.Forbidden(f"{what} is forbidden: {why}", kind=info.plural, name=name, group=info.group)
 
 
-class NodeRestriction(Plugin):
+class NodeRestriction:
+    """A validating plugin (apiserver.admission.Plugin's interface)."""
     name = "NodeRestriction"
 
     async def validate(self, req: Request) -> list[str]:

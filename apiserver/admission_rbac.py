@@ -2,6 +2,8 @@
 in the RBAC registry): creating or updating a Role, ClusterRole or binding
 is refused with 403 unless the requester already holds what it grants, or
 may `escalate` (roles) / `bind` (bindings) — see apiserver/auth/escalation.py.
+An update that only changes ownerReferences or finalizers (the garbage
+collector's) is not checked, as in Kubernetes.
 
 The Store carries the apiserver's Authorization (`store.authorization`,
 set by apiserver/auth/setup.py); a Store without one (unit tests, tools)
@@ -9,10 +11,15 @@ skips the check.
 """
 from __future__ import annotations
 
-from apiserver.admission import CREATE, UPDATE, Plugin, Request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from apiserver.admission import Request
+
+CREATE, UPDATE = "CREATE", "UPDATE"      # apiserver.admission's operations (it imports this module)
 from apiserver.auth import escalation
 from apiserver.auth.authz import Attributes
-from machinery import errors, kinds
+from machinery import codec, errors, kinds
 
 ROLES = {"Role": "roles", "ClusterRole": "clusterroles"}
 
@@ -23,7 +30,20 @@ def _forbidden(req: Request, why: str) -> errors.Forbidden:
                             group=req.info.group)
 
 
-class RBACEscalation(Plugin):
+def only_gc_fields(new, old) -> bool:
+    """Kubernetes' IsOnlyMutatingGCFields: nothing but ownerReferences, finalizers
+    (and server-kept metadata) changed."""
+    copied = codec.copy(new)
+    m, o = copied.metadata, old.metadata
+    for name in ("owner_references", "finalizers", "managed_fields"):
+        m.ClearField(name)
+        getattr(m, name).extend(getattr(o, name))
+    m.resource_version, m.generation = o.resource_version, o.generation
+    return copied == old
+
+
+class RBACEscalation:
+    """A validating plugin (apiserver.admission.Plugin's interface)."""
     name = "RBACEscalation"
 
     async def validate(self, req: Request) -> list[str]:
@@ -33,6 +53,8 @@ class RBACEscalation(Plugin):
                 or kind not in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
                 or escalation.is_master(req.user)):
             return []
+        if req.operation == UPDATE and only_gc_fields(req.obj, req.old):
+            return []                       # the garbage collector's owner references and finalizers
         obj, ns = req.obj, req.obj.metadata.namespace if req.info.namespaced else ""
         if kind in ROLES:
             may = Attributes(req.user, "escalate", namespace=ns, api_group=kinds.RBAC_GROUP,

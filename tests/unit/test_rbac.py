@@ -290,3 +290,14 @@ def test_escalation_message_is_kubernetes_wording():
         'user "jane" (groups=["devs" "system:authenticated"]) is attempting to grant RBAC permissions not '
         'currently held:\n{APIGroups:[""], Resources:["pods"], Verbs:["create" "delete"]}\n'
         '{NonResourceURLs:["/x"], Verbs:["get"]}')
+
+
+def test_escalation_check_skips_garbage_collector_updates():
+    from apiserver.admission_rbac import only_gc_fields
+    old = bp.cluster_role("r", rule(["create"], [""], ["secrets"]))
+    new = codec.copy(old)
+    new.metadata.finalizers.append("foregroundDeletion")
+    new.metadata.owner_references.add(api_version="v1", kind="Namespace", name="x", uid="u")
+    assert only_gc_fields(new, old)
+    new.rules[0].verbs.append("delete")
+    assert not only_gc_fields(new, old)
