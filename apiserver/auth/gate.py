@@ -21,6 +21,7 @@ wrapper records the same for each call. Writes and 401/403 are logged.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 
@@ -98,6 +99,16 @@ def grpc_attributes(user, method: str, request) -> list[Attributes] | None:
     return None
 
 
+def authenticated(who: users.UserInfo | None) -> users.UserInfo:
+    """401 for nobody; everyone else is in system:authenticated, whatever the
+    authenticator said (Kubernetes' AuthenticatedGroupAdder)."""
+    if who is None:
+        raise errors.Unauthorized(UNAUTHORIZED)
+    if who.name == users.ANONYMOUS.name or who.in_group(users.AUTHENTICATED):
+        return who
+    return dataclasses.replace(who, groups=(*who.groups, users.AUTHENTICATED))
+
+
 @dataclass
 class _Call:
     """What the audit log needs to know about one request."""
@@ -160,9 +171,7 @@ class Gate(grpc.aio.ServerInterceptor):
 
     async def _grpc_user(self, context, call: _Call):
         try:
-            who = await self.authenticator.grpc(context)
-            if who is None:
-                raise errors.Unauthorized(UNAUTHORIZED)
+            who = authenticated(await self.authenticator.grpc(context))
             call.user = who
             who = await impersonation.impersonate(who, context.invocation_metadata() or (), self.authorizer)
             call.user = who
@@ -278,9 +287,7 @@ class Gate(grpc.aio.ServerInterceptor):
 
         @web.middleware
         async def authenticate(request: web.Request, handler):
-            who = await gate.authenticator.http(request)
-            if who is None:
-                raise errors.Unauthorized(UNAUTHORIZED)
+            who = authenticated(await gate.authenticator.http(request))
             call = request.get("kctl.audit")
             if call is not None:
                 call.user = who

@@ -111,3 +111,12 @@ def test_audit_events(tmp_path):
     assert ev["objectRef"] == {"resource": "pods", "namespace": "ns", "apiVersion": "v1"}
     assert ev["responseStatus"]["code"] == 403 and ev["stage"] == "ResponseComplete"
     assert should_log("create", 201) and should_log("get", 403) and not should_log("list", 200)
+
+
+def test_every_authenticated_user_is_in_system_authenticated():
+    from apiserver.auth.gate import authenticated
+    node = authenticated(UserInfo("system:node:n1", groups=("system:nodes",)))
+    assert node.groups == ("system:nodes", "system:authenticated")
+    assert authenticated(BOB) is BOB
+    with pytest.raises(errors.Unauthorized):
+        authenticated(None)
