@@ -8,12 +8,16 @@ replaced). Both run in the event loop's thread without awaiting, so a
 reader never sees half a batch. `listeners` are called after each change
 with the (namespace, name) keys that changed (None after a reset), for
 derived state (the node graph, ClusterRole aggregation). Until the first
-list arrives `ready` is False and readers treat the index as empty.
+list arrives `ready` is False; the authorizers then wait for it (at most
+SYNC_WAIT seconds, `wait_synced`), as Kubernetes' apiserver waits for its
+RBAC informers before it serves, so that a component connecting right
+after an apiserver start is not refused for want of the roles.
 
 Unit tests fill an index with `put`/`remove` directly.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Callable, Iterator
 
@@ -33,6 +37,7 @@ class ObjectIndex:
         self.objects: dict[Key, object] = {}
         self.by_namespace: dict[str, dict[str, object]] = {}
         self.ready = False
+        self._synced: asyncio.Event | None = None
         self.listeners: list[Callable[[set[Key] | None], None]] = []
 
     # ------------------------------------------------------------- feeding
@@ -51,7 +56,18 @@ class ObjectIndex:
             self.apply(events)
 
         kind_cache.on_reset, kind_cache.on_events = on_reset, on_events
+        self._synced = asyncio.Event()
         return self
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until the first list arrived (an attached index; others are as they are)."""
+        if self.ready or self._synced is None:
+            return self.ready or self._synced is None
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def _parse(self, raw: bytes):
         try:
@@ -68,6 +84,8 @@ class ObjectIndex:
             if obj is not None:
                 self._store(obj)
         self.ready = True
+        if self._synced is not None:
+            self._synced.set()
         self._changed(None)
 
     def apply(self, events) -> None:

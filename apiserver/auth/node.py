@@ -21,7 +21,7 @@ from __future__ import annotations
 from apiserver.auth import bootstrappolicy
 from apiserver.auth.authz import ALLOW, NO_OPINION, Attributes, Authorizer, Decision
 from apiserver.auth.index import Key, ObjectIndex
-from apiserver.auth.rbac import rule_allows
+from apiserver.auth.rbac import SYNC_WAIT, rule_allows
 from apiserver.auth.user import UserInfo
 
 NODES_GROUP = "system:nodes"
@@ -96,6 +96,10 @@ class NodeGraph:
             if pod is not None:
                 yield pod
 
+    async def synced(self) -> None:
+        for index in (self.pods, self.claims):
+            await index.wait_synced(SYNC_WAIT)
+
     def related(self, node: str, resource: str, namespace: str, name: str) -> bool:
         if resource == "persistentvolumes":
             return any(pvc is not None and pvc.spec.volume_name == name
@@ -111,7 +115,7 @@ class NodeAuthorizer(Authorizer):
         self.graph = graph
         self.rules = rules if rules is not None else bootstrappolicy.NODE_RULES
 
-    def _graph(self, node: str, a: Attributes, resource: str, verbs: tuple[str, ...], what: str) -> Decision:
+    async def _graph(self, node: str, a: Attributes, resource: str, verbs: tuple[str, ...], what: str) -> Decision:
         if a.verb not in verbs:
             return Decision(NO_OPINION, f"can only {what} resources of this type")
         if a.subresource and not (resource == "serviceaccounts" and a.subresource == "token"):
@@ -120,6 +124,7 @@ class NodeAuthorizer(Authorizer):
             return Decision(NO_OPINION, "can only read namespaced object of this type")
         if not a.name:
             return Decision(NO_OPINION, "No Object name found")
+        await self.graph.synced()
         if not self.graph.related(node, resource, a.namespace, a.name):
             return Decision(NO_OPINION, f"no relationship found between node '{node}' and this object")
         return Decision(ALLOW)
@@ -141,11 +146,11 @@ class NodeAuthorizer(Authorizer):
             return Decision(NO_OPINION, "unknown node")
         if a.resource_request and a.api_group == "":
             if a.resource in ("secrets", "configmaps"):
-                return self._graph(node, a, a.resource, ("get", "list", "watch"), "read")
+                return await self._graph(node, a, a.resource, ("get", "list", "watch"), "read")
             if a.resource in ("persistentvolumeclaims", "persistentvolumes") and a.subresource != "status":
-                return self._graph(node, a, a.resource, ("get",), "get individual")
+                return await self._graph(node, a, a.resource, ("get",), "get individual")
             if a.resource == "serviceaccounts" and a.subresource == "token":
-                return self._graph(node, a, "serviceaccounts", ("create",), "create tokens for")
+                return await self._graph(node, a, "serviceaccounts", ("create",), "create tokens for")
         if a.resource_request and a.api_group == "coordination.k8s.io" and a.resource == "leases":
             return self._lease(node, a)
         if any(rule_allows(a, r) for r in self.rules):

@@ -29,6 +29,7 @@ from apiserver.auth.index import ObjectIndex
 from apiserver.auth.user import UserInfo
 
 ALL = "*"
+SYNC_WAIT = 30.0                    # seconds a request waits for the indexes' first list after a start
 SA_PREFIX = "system:serviceaccount:"
 
 
@@ -157,6 +158,9 @@ class RBAC(Authorizer):
         return g
 
     async def authorize(self, a: Attributes) -> Decision:
+        if not self.ready:                  # just started: the roles are on their way from etcd
+            for index in (self.roles, self.cluster_roles, self.role_bindings, self.cluster_role_bindings):
+                await index.wait_synced(SYNC_WAIT)
         for source, rule in self.visit(a.user, a.namespace):
             if source != "error" and rule_allows(a, rule):
                 return Decision(ALLOW, f"RBAC: allowed by {source}")

@@ -301,3 +301,23 @@ def test_escalation_check_skips_garbage_collector_updates():
     assert only_gc_fields(new, old)
     new.rules[0].verbs.append("delete")
     assert not only_gc_fields(new, old)
+
+
+def test_requests_wait_for_the_first_list_after_a_start():
+    class FakeKindCache:
+        on_reset = on_events = None
+
+    caches = {k: FakeKindCache() for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")}
+    z = RBAC().attach(caches)
+
+    async def main():
+        pending = asyncio.create_task(z.authorize(res("list", "", "pods")))
+        await asyncio.sleep(0)
+        assert not pending.done()                       # no roles yet: waiting, not refusing
+        caches["ClusterRole"].on_reset([type("KV", (), {"value": READER.SerializeToString()})])
+        crb = _binding("ClusterRoleBinding", "crb", "ClusterRole", "pod-reader", ("User", "jane"))
+        caches["ClusterRoleBinding"].on_reset([type("KV", (), {"value": crb.SerializeToString()})])
+        caches["Role"].on_reset([])
+        caches["RoleBinding"].on_reset([])
+        return await pending
+    assert asyncio.run(main()).allowed
