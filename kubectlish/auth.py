@@ -99,10 +99,10 @@ async def _list(ctx: Ctx):
 def can_i_cmd(ctx: Ctx, verb, resource, name, all_namespaces, subresource, quiet, list_):
     """Check whether an action is allowed."""
     if list_:
-        raise SystemExit(run(ctx, _list))
+        run(ctx, _list)
     if not verb or not resource:
         raise click.UsageError("you must specify two arguments: verb resource or verb resource/resourceName.")
-    raise SystemExit(run(ctx, _can_i, verb, resource, name, subresource, all_namespaces, quiet))
+    run(ctx, _can_i, verb, resource, name, subresource, all_namespaces, quiet)
 
 
 async def _whoami(ctx: Ctx, output: str):
@@ -129,4 +129,4 @@ async def _whoami(ctx: Ctx, output: str):
 @click.pass_obj
 def whoami_cmd(ctx: Ctx, output):
     """Print who the server says you are."""
-    raise SystemExit(run(ctx, _whoami, output))
+    run(ctx, _whoami, output)

@@ -352,6 +352,8 @@ subjects: [{kind: User, name: jane}, {kind: ServiceAccount, name: robot}]
     line = next(ln for ln in r.out.splitlines() if ln.startswith("jane-cm"))
     assert line.split()[1:] == ["Role/cm-writer", line.split()[2], "jane", "robot"]
     assert "cluster-admin" in kctl(rk.apiserver.target, "get", "clusterroles").out
+    r = kctl(rk.apiserver.target, "create", "rolebinding", "bob-cm", "--role=cm-writer", "--user=bob", "-n", "team")
+    assert (r.code, r.out.strip()) == (0, "rolebinding.rbac.authorization.k8s.io/bob-cm created")
     bad = kctl(rk.apiserver.target, "apply", "-f", "-", input=role.replace("verbs: [create, get]", "verbs: []"))
     assert bad.code == 1 and "rules[0].verbs: Required value: verbs must contain at least one value" in bad.err
 
