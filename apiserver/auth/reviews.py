@@ -3,6 +3,7 @@ request with its status filled in (201 Created), over HTTP and gRPC.
 
     authorization.k8s.io/v1  SelfSubjectAccessReview   may I ...?          (kubectl auth can-i)
                              SubjectAccessReview       may USER ...?       (admins, webhooks)
+                             LocalSubjectAccessReview  may USER ... in NS? (namespace admins; HTTP)
                              SelfSubjectRulesReview    what may I do in NS? (kubectl auth can-i --list)
     authentication.k8s.io/v1 SelfSubjectReview         who am I?            (kubectl auth whoami)
 
@@ -51,6 +52,9 @@ REVIEWS = (Review("SelfSubjectAccessReview", AUTHZ, "selfsubjectaccessreviews", 
            Review("SelfSubjectReview", AUTHN, "selfsubjectreviews", pb.SelfSubjectReview))
 BY_TYPE_URL = {r.type_url: r for r in REVIEWS}
 BY_PATH = {(r.group, r.plural): r for r in REVIEWS}
+# A SubjectAccessReview confined to one namespace (served over HTTP only:
+# /apis/authorization.k8s.io/v1/namespaces/NS/localsubjectaccessreviews).
+LOCAL = Review("LocalSubjectAccessReview", AUTHZ, "localsubjectaccessreviews", pb.SubjectAccessReview)
 
 
 def grpc_attributes(user: UserInfo, review: Review, any_obj) -> Attributes:
@@ -100,8 +104,14 @@ def _validate(review: Review, obj) -> None:
     if not has_res and not has_non:
         problems.append(invalid("spec.resourceAttributes", None,
                                 "exactly one of nonResourceAttributes or resourceAttributes must be specified"))
-    if review.kind == "SubjectAccessReview" and not spec.user and not spec.groups:
+    if review.kind in ("SubjectAccessReview", "LocalSubjectAccessReview") and not spec.user and not spec.groups:
         problems.append(invalid("spec.user", spec.user, "at least one of user or group must be specified"))
+    if review.kind == "LocalSubjectAccessReview":
+        if has_res and spec.resource_attributes.namespace != obj.metadata.namespace:
+            problems.append(invalid("spec.resourceAttributes.namespace", spec.resource_attributes.namespace,
+                                    "must match metadata.namespace"))
+        if has_non:
+            problems.append(invalid("spec.nonResourceAttributes", "{...}", "disallowed on this kind of request"))
     if problems:
         raise errors.Invalid.of(f"{review.kind}.{review.group}", "", problems, kind=review.kind,
                                 group=review.group)
@@ -130,7 +140,7 @@ class Reviews:
         if review.kind == "SelfSubjectRulesReview":
             return self._rules(obj, user)
         _validate(review, obj)
-        if review.kind == "SubjectAccessReview":
+        if review.kind in ("SubjectAccessReview", "LocalSubjectAccessReview"):
             s = obj.spec
             user = UserInfo(s.user, uid=s.uid, groups=tuple(s.groups), extra=_extra(s.extra))
         d = await self.authorizer.authorize(_attributes(user, obj.spec))

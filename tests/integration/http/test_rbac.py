@@ -187,8 +187,9 @@ def test_kubectl_auth_can_i_whoami_and_impersonation(rk):
 def _api(rk, token, **headers):
     cfg = client.Configuration()
     cfg.host = rk.url
-    cfg.api_key = {"authorization": token}
-    cfg.api_key_prefix = {"authorization": "Bearer"}
+    if token:                                           # None: no credentials, the pre-TLS admin
+        cfg.api_key = {"authorization": token}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
     api = client.ApiClient(cfg)
     for k, v in headers.items():
         api.set_default_header(k, v)
@@ -276,6 +277,23 @@ def test_python_client_node_restrictions(rk):
     assert _message(exc) == ('pods "p2" is forbidden: node "node1" can only delete pods '
                                                      "with spec.nodeName set to itself")
     assert v1.patch_node("node1", {"metadata": {"labels": {"x": "y"}}}).metadata.labels["x"] == "y"
+    lsar = client.AuthorizationV1Api(_api(rk, "node1-token", **{"Impersonate-User": "lead"}))
+    with pytest.raises(ApiException) as exc:                    # a node may not impersonate
+        lsar.create_namespaced_local_subject_access_review("team", client.V1LocalSubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(user="jane", resource_attributes=client.V1ResourceAttributes(
+                verb="list", resource="pods", namespace="team"))))
+    assert exc.value.status == 403
+    admin = client.AuthorizationV1Api(_api(rk, None))
+    out = admin.create_namespaced_local_subject_access_review("team", client.V1LocalSubjectAccessReview(
+        metadata=client.V1ObjectMeta(namespace="team"),
+        spec=client.V1SubjectAccessReviewSpec(user="jane", resource_attributes=client.V1ResourceAttributes(
+            verb="list", resource="pods", namespace="team"))))
+    assert out.status.allowed is True and out.kind == "LocalSubjectAccessReview"
+    with pytest.raises(ApiException) as exc:
+        admin.create_namespaced_local_subject_access_review("team", client.V1LocalSubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(user="jane", resource_attributes=client.V1ResourceAttributes(
+                verb="list", resource="pods", namespace="other"))))
+    assert exc.value.status == 422 and "must match metadata.namespace" in _message(exc)
     review = client.AuthorizationV1Api(v1.api_client).create_self_subject_access_review(
         client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
             resource_attributes=client.V1ResourceAttributes(verb="get", resource="secrets", namespace="team",
