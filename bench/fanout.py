@@ -38,25 +38,18 @@ def pct(samples: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-async def _watch_api(target: str, n: int, rv: str, writes: int, opened, deadline: float) -> dict:
-    from machinery.client import Client
-    clients = [Client(target, timeout=None) for _ in range(CHANNELS)]
-    seen: dict[str, list[float]] = {}
-    done = asyncio.Event()
+async def _run_watchers(one, n: int, opened, deadline: float) -> None:
+    """Run one(i) for n watchers until each returned (or the deadline); `opened` is set once
+    they had a second to open their watches."""
     left = [n]
+    done = asyncio.Event()
 
-    async def one(i: int) -> None:
-        count = 0
-        async for ev in clients[i % CHANNELS].watch("ConfigMap", NAMESPACE, resource_version=rv):
-            if ev.type == "ADDED":
-                seen.setdefault(ev.object.metadata.name, []).append(time.time())
-                count += 1
-                if count == writes:
-                    break
+    async def counted(i: int) -> None:
+        await one(i)
         left[0] -= 1
         if not left[0]:
             done.set()
-    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    tasks = [asyncio.create_task(counted(i)) for i in range(n)]
     await asyncio.sleep(1.0)
     opened.set()
     try:
@@ -66,6 +59,22 @@ async def _watch_api(target: str, n: int, rv: str, writes: int, opened, deadline
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _watch_api(target: str, n: int, rv: str, writes: int, opened, deadline: float) -> dict:
+    from machinery.client import Client
+    clients = [Client(target, timeout=None) for _ in range(CHANNELS)]
+    seen: dict[str, list[float]] = {}
+
+    async def one(i: int) -> None:
+        count = 0
+        async for ev in clients[i % CHANNELS].watch("ConfigMap", NAMESPACE, resource_version=rv):
+            if ev.type == "ADDED":
+                seen.setdefault(ev.object.metadata.name, []).append(time.time())
+                count += 1
+                if count == writes:
+                    break
+    await _run_watchers(one, n, opened, deadline)
     await asyncio.gather(*(c.close() for c in clients))
     return seen
 
@@ -76,8 +85,6 @@ async def _watch_raw(port: int, n: int, writes: int, opened, deadline: float) ->
     for c in clients:
         await c.connect()
     seen: dict[str, list[float]] = {}
-    left = [n]
-    done = asyncio.Event()
 
     async def one(i: int) -> None:
         count = 0
@@ -86,19 +93,7 @@ async def _watch_raw(port: int, n: int, writes: int, opened, deadline: float) ->
             count += 1
             if count == writes:
                 break
-        left[0] -= 1
-        if not left[0]:
-            done.set()
-    tasks = [asyncio.create_task(one(i)) for i in range(n)]
-    await asyncio.sleep(1.0)
-    opened.set()
-    try:
-        await asyncio.wait_for(done.wait(), max(1.0, deadline - time.time()))
-    except asyncio.TimeoutError:
-        pass
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await _run_watchers(one, n, opened, deadline)
     for c in clients:
         await c.close()
     return seen
