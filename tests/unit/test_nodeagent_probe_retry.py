@@ -26,12 +26,16 @@ class ScriptedRuntime:
 
 @pytest.fixture
 def sleeps(monkeypatch):
-    """asyncio.sleep inside probes.py returns at once and records what was asked."""
+    """asyncio.sleep inside probes.py returns at once, records what was asked and moves the
+    clock probes.py reads by that much."""
     asked: list[float] = []
+    clock = [1000.0]
+    monkeypatch.setattr(probes, "monotonic", lambda: clock[0])
 
     async def fake(delay, *a, **kw):
         asked.append(round(delay, 3))
-        if len(asked) > 50:
+        clock[0] += delay
+        if len(asked) > 200:
             raise asyncio.CancelledError       # end a probe loop that would run forever
         await REAL_SLEEP(0)
     monkeypatch.setattr(probes.asyncio, "sleep", fake)
@@ -69,6 +73,13 @@ async def test_readiness_is_reported_at_the_first_quiet_success(sleeps):
     assert results == [(probes.READINESS, True)]
     assert failures == [probes.READINESS]                     # only the counted first attempt
     assert sleeps[:5] == [0, 0.1, 0.2, 0.4, "result"]        # initialDelay 0, quiet retries, Ready
+
+
+async def test_quiet_retries_double_up_to_a_cap(sleeps):
+    rt = ScriptedRuntime([False] * 5 + [True])
+    results, _ = await run(container(readiness_probe={}), rt, sleeps)
+    assert results == [(probes.READINESS, True)]
+    assert sleeps[:7] == [0, 0.1, 0.2, 0.4, 0.4, 0.4, "result"]
 
 
 async def test_startup_failures_keep_kubernetes_schedule(sleeps):
