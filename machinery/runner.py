@@ -9,7 +9,8 @@ starts every coroutine as a named task in one asyncio.TaskGroup:
 * SIGTERM / SIGINT cancel every task and run_tasks returns normally, so
   `finally` blocks (lease release, queue shutdown) run.
 `run_component(main)` is the console-script wrapper: asyncio.run, exit code
-0 on a clean stop, 1 when a task failed.
+0 on a clean stop, 1 when a task failed; before the loop starts it tunes the
+cyclic garbage collector for a long-lived server (`tune_gc`).
 """
 from __future__ import annotations
 
