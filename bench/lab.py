@@ -1,6 +1,6 @@
 """The one-machine lab, end to end: up time, 30 replicas to Running, a node kill.
 
-    sudo .venv/bin/python bench/lab.py [--trials 3] [--nodes 3] [--replicas 30]
+    sudo .venv/bin/python bench/lab.py [--trials 3] [--nodes 3] [--replicas 30] [--toleration-seconds N]
 
 Each trial brings up a fresh lab (`deploy.lab.cluster.up`, what `kctl lab up`
 runs; its kubeconfig goes to a temporary directory, never ~/.kctl/config),
@@ -17,6 +17,14 @@ then:
    Running+Ready on the other nodes again (NotReady + eviction timeout +
    reschedule + start + readiness);
 4. `kctl lab down` (always, also on failure, Ctrl-C or SIGTERM).
+
+Per trial it also prints two timelines, first .. last pod: the apply
+(created, bound, Running, and the slowest image pull from the agents'
+Pulled events) and the failover (node NotReady, pods evicted, replacements
+created, bound, Running, Ready).  --toleration-seconds N gives the pods
+NoExecute tolerations of unreachable/not-ready nodes for N seconds (as a
+Kubernetes user who wants quick failover writes them); without it the lab's
+eviction timeout applies.
 
 Times are taken on this process' monotonic clock from one pod watch and a
 0.1 s node poll. Prints a line per trial, a summary, and last one line
