@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from apiserver import fieldmanager
 from apiserver.http import discovery, k8sproto, wire
 from apiserver.http.resources import parse
 from kubectlish import printers
