@@ -170,7 +170,8 @@ def test_a_user_certificate_is_that_user(own, tmp_path):
 
 
 def test_add_a_user_with_kctl_pki_and_kctl_config(own, tmp_path):
-    """The README's walk-through: make jane's certificate, add it to a kubeconfig, use it."""
+    """The README's walk-through: make jane's certificate, add it to a kubeconfig, use it:
+    authenticated but with no rights yet (403), then granted `view` by the admin."""
     import shutil
 
     from click.testing import CliRunner
@@ -194,6 +195,12 @@ def test_add_a_user_with_kctl_pki_and_kctl_config(own, tmp_path):
     kctl("--kubeconfig", str(cfg), "config", "use-context", "jane")
     sel = kubeconfig.select(cfg)
     assert pki.subject(pki.load_cert(sel.credentials.cert_pem)) == ("jane-tls", ("dev",))
+    r = CliRunner().invoke(cli, ["--kubeconfig", str(cfg), "get", "ns"], catch_exceptions=False)
+    assert r.exit_code == 1 and ('namespaces is forbidden: User "jane-tls" cannot list resource "namespaces" '
+                                 'in API group "" at the cluster scope') in r.stderr
+    admin = str(own.cert_dir / "admin.conf")
+    kctl("--kubeconfig", admin, "create", "clusterrolebinding", "jane-tls-view", "--clusterrole=view",
+         "--user=jane-tls")
     assert "default" in kctl("--kubeconfig", str(cfg), "get", "ns")
     for f in ("crt", "key", "conf"):
         os.unlink(own.cert_dir / "users" / f"jane-tls.{f}")
