@@ -41,6 +41,17 @@ CertificateSigningRequest, writes ``--kubeconfig`` and keeps renewing the
 certificate (nodeagent/certbootstrap.py, machinery/certmanager.py);
 ``--apiserver`` then defaults to that kubeconfig's server.
 
+Hollow nodes (``--runtime fake --hollow-nodes N``): N agents NAME-0..N-1 in
+one process, each with its own identity, as each of Kubernetes' kubemark
+hollow kubelets is its own process.  kubemark gives them all one shared
+credential (user ``kubelet`` bound to ClusterRole system:node, NodeRestriction
+off); under the Node authorizer and NodeRestriction a node certificate acts
+for its own node only, so ``--hollow-kubeconfig-dir DIR`` gives hollow node
+NAME-i the kubeconfig ``DIR/NAME-i.conf`` (CN=system:node:NAME-i; ``kctl pki
+node NAME-i --ip IP`` writes it to ``<cert-dir>/nodes/``), one client each.
+With ``--kubeconfig`` instead, all hollow nodes share that one client: only
+an identity allowed to act for every node (an admin) works there.
+
 ``build_agent()`` is also what the hollow-node tests and benchmarks call to
 run many agents in one process (``runtime="fake"``).
 """
@@ -149,6 +160,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hollow-nodes", type=int, default=0,
                    help="with --runtime fake: run N hollow agents NODE_NAME-0..N-1 in this process; node IPs "
                         "count up from --node-ip, --pod-cidr (e.g. 10.200.0.0/16) is cut into /24s")
+    p.add_argument("--hollow-kubeconfig-dir", default="",
+                   help="with --hollow-nodes: hollow node NODE_NAME-i uses DIR/NODE_NAME-i.conf, its own node "
+                        "identity (kctl pki node NODE_NAME-i writes <cert-dir>/nodes/NODE_NAME-i.conf)")
     p.add_argument("--proxy", choices=("iptables", "none"), default=None,
                    help="service proxy (ClusterIP/NodePort rules); default iptables with --runtime runc, "
                         "none with --runtime fake (iptables there means a Proxier on FakeIptables)")
@@ -176,9 +190,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.cleanup_iptables:
         missing = [f"--{a.replace('_', '-')}" for a in REQUIRED if not getattr(args, a)
-                   and not (a == "apiserver" and (args.kubeconfig or args.bootstrap_kubeconfig))]
+                   and not (a == "kubeconfig" and args.hollow_kubeconfig_dir)]
         if missing:
             p.error(f"the following arguments are required: {', '.join(missing)}")
+        if args.hollow_kubeconfig_dir and not args.hollow_nodes:
+            p.error("--hollow-kubeconfig-dir needs --hollow-nodes")
+        if args.hollow_nodes and args.bootstrap_kubeconfig:
+            p.error("--bootstrap-kubeconfig bootstraps one node, not --hollow-nodes")
     if args.proxy is None:
         args.proxy = "iptables" if args.runtime == "runc" else "none"
     return args
@@ -240,18 +258,20 @@ async def amain(args) -> None:
         if not sep:
             raise SystemExit(f"--registry-mirror {m!r}: expected REGISTRY=URL")
         mirrors.setdefault(host, []).append(url)
+    if args.hollow_nodes:
+        if args.runtime != "fake":
+            raise SystemExit("--hollow-nodes needs --runtime fake")
+        clients = hollow_clients(args)
+        try:
+            await run_tasks({f"hollow-{i}": a.run() for i, a in enumerate(hollow_agents(clients, args))})
+        finally:
+            for c in set(clients):
+                await c.close()
+        return
     from nodeagent import certbootstrap
     await certbootstrap.ensure(args)          # a client certificate from the bootstrap token first
     client = Client.from_kubeconfig(args.kubeconfig, args.apiserver, timeout=30,
                                     user_agent=f"kctl-nodeagent/{args.node_name}")
-    if args.hollow_nodes:
-        if args.runtime != "fake":
-            raise SystemExit("--hollow-nodes needs --runtime fake")
-        try:
-            await run_tasks({f"hollow-{i}": a.run() for i, a in enumerate(hollow_agents(client, args))})
-        finally:
-            await client.close()
-        return
     agent = build_agent(
         client, node_name=args.node_name, node_ip=args.node_ip, root_dir=os.path.abspath(args.root_dir),
         runtime=args.runtime, pod_cidr=args.pod_cidr, mirrors=mirrors, insecure=args.insecure_registry,
@@ -297,14 +317,27 @@ def serving_tls(args, client):
     return ServingTLS(cert, key, ca)
 
 
-def hollow_agents(client, args) -> list:
-    """N fake agents sharing one client (one channel) and one event loop."""
+def hollow_clients(args) -> list:
+    """One client per hollow node: its own kubeconfig from --hollow-kubeconfig-dir,
+    else the one --kubeconfig client shared by all (see the module docstring)."""
+    from machinery.client import Client
+    names = [f"{args.node_name}-{i}" for i in range(args.hollow_nodes)]
+    if not args.hollow_kubeconfig_dir:
+        shared = Client.from_kubeconfig(args.kubeconfig, args.apiserver, timeout=30,
+                                        user_agent=f"kctl-nodeagent/{args.node_name}")
+        return [shared] * len(names)
+    return [Client.from_kubeconfig(os.path.join(args.hollow_kubeconfig_dir, f"{name}.conf"), args.apiserver,
+                                   timeout=30, user_agent=f"kctl-nodeagent/{name}") for name in names]
+
+
+def hollow_agents(clients: list, args) -> list:
+    """N fake agents in one event loop, hollow node i with clients[i]."""
     import ipaddress
     ip0 = ipaddress.ip_address(args.node_ip)
     cidrs = (list(ipaddress.ip_network(args.pod_cidr).subnets(new_prefix=24)) if args.pod_cidr else [])
     if cidrs and len(cidrs) < args.hollow_nodes:
         raise SystemExit(f"--pod-cidr {args.pod_cidr} has fewer than {args.hollow_nodes} /24s")
-    return [build_agent(client, node_name=f"{args.node_name}-{i}", node_ip=str(ip0 + i),
+    return [build_agent(clients[i], node_name=f"{args.node_name}-{i}", node_ip=str(ip0 + i),
                         root_dir=os.path.join(os.path.abspath(args.root_dir), f"{args.node_name}-{i}"),
                         runtime="fake", pod_cidr=str(cidrs[i]) if cidrs else "",
                         heartbeat_interval=args.heartbeat_interval, status_interval=args.node_status_interval,

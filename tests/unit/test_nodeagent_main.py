@@ -52,3 +52,23 @@ def test_build_agent_proxy_wiring(tmp_path):
 def test_missing_node_netns_is_a_network_error(tmp_path):
     with pytest.raises(NetworkError, match="no-such-netns"):
         enter_netns(str(tmp_path / "no-such-netns"))
+
+
+def test_hollow_nodes_get_one_identity_each(tmp_path, capsys):
+    from harness.pki import session
+    from machinery import pki
+    from nodeagent.main import hollow_clients
+    confs = [session().node_kubeconfig(f"hx-{i}", f"10.98.1.{i + 1}") for i in range(3)]
+    hollow = ["--node-name", "hx", "--node-ip", "10.98.1.1", "--root-dir", str(tmp_path), "--runtime", "fake",
+              "--hollow-nodes", "3", "--apiserver", "127.0.0.1:1"]
+    args = parse_args([*hollow, "--hollow-kubeconfig-dir", str(confs[0].parent)])   # no --kubeconfig needed
+    clients = hollow_clients(args)
+    assert [pki.subject(pki.load_cert(c.credentials.cert_pem))[0] for c in clients] == \
+        ["system:node:hx-0", "system:node:hx-1", "system:node:hx-2"]
+    with pytest.raises(SystemExit):
+        parse_args([*BASE, "--hollow-kubeconfig-dir", str(tmp_path)])
+    assert "--hollow-kubeconfig-dir needs --hollow-nodes" in capsys.readouterr().err
+    args = parse_args([*hollow, "--hollow-nodes", "4", "--hollow-kubeconfig-dir", str(confs[0].parent)])
+    from machinery.errors import ConfigError
+    with pytest.raises(ConfigError, match="hx-3.conf"):
+        hollow_clients(args)                                       # hx-3 has no certificate there

@@ -105,8 +105,10 @@ async def test_hollow_nodes_from_the_command_line(client, apiserver, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     log = open(tmp_path / "hollow.log", "wb")
     from harness.pki import session
+    # one identity per hollow node (the Node authorizer lets system:node:cli-i act for cli-i only)
+    confs = [session().node_kubeconfig(f"cli-{i}", f"10.98.0.{i + 1}") for i in range(5)]
     proc = subprocess.Popen([sys.executable, "-m", "nodeagent.main", "--apiserver", apiserver.target,
-                             "--kubeconfig", str(session().node_kubeconfig("cli", "10.98.0.1")),
+                             "--hollow-kubeconfig-dir", str(confs[0].parent),
                              "--node-name", "cli", "--node-ip", "10.98.0.1", "--root-dir", str(tmp_path / "h"),
                              "--runtime", "fake", "--hollow-nodes", "5", "--pod-cidr", "10.201.0.0/16",
                              "--capacity", "cpu=8,memory=32Gi"],
