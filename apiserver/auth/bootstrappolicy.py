@@ -10,7 +10,9 @@ serves, plus what kctl's own components need under their own identities.
 * system:kube-scheduler (user system:kube-scheduler) and
   system:kube-controller-manager (user system:kube-controller-manager):
   what kctl's scheduler and controllers call (the scheduler also updates
-  pods: kctl records its decision in an annotation). kctl runs all controllers
+  pods: kctl records its decision in an annotation), with Kubernetes'
+  system:volume-scheduler (bound to user system:kube-scheduler: the
+  VolumeBinding plugin updates claims and volumes). kctl runs all controllers
   under one identity (kube-controller-manager without
   --use-service-account-credentials), so the role is the union of
   Kubernetes' per-controller roles: the garbage collector's and namespace
@@ -169,6 +171,9 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
                      rule(READ, (SCHED,), ("priorityclasses",)),
                      rule(("create",), (AUTHN,), ("tokenreviews",)),
                      rule(("create",), (AUTHZ,), ("subjectaccessreviews",))),
+        cluster_role("system:volume-scheduler",            # the scheduler's VolumeBinding binds claims
+                     rule(READ + ("update", "patch"), (CORE,), ("persistentvolumes", "persistentvolumeclaims")),
+                     rule(READ, (STORAGE,), ("storageclasses",))),
         cluster_role("system:kube-controller-manager",
                      rule(READ + ("update", "patch", "delete", "deletecollection"), ("*",), ("*",)),
                      rule(("create",), (CORE,), ("pods", "endpoints", "events", "persistentvolumes",
@@ -202,6 +207,7 @@ def cluster_role_bindings() -> list[rbac_pb2.ClusterRoleBinding]:
         binding(crb, "system:public-info-viewer", "system:public-info-viewer", ("Group", "system:authenticated"),
                 ("Group", "system:unauthenticated")),
         binding(crb, "system:kube-scheduler", "system:kube-scheduler", ("User", "system:kube-scheduler")),
+        binding(crb, "system:volume-scheduler", "system:volume-scheduler", ("User", "system:kube-scheduler")),
         binding(crb, "system:kube-controller-manager", "system:kube-controller-manager",
                 ("User", "system:kube-controller-manager")),
         binding(crb, "system:node", "system:node"),

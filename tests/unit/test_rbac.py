@@ -169,6 +169,10 @@ def test_default_policy_system_identities():
     assert allowed(z, Attributes(sched, "update", namespace="kube-system", api_group="coordination.k8s.io",
                                  resource="leases", name="kube-scheduler"))
     assert not allowed(z, Attributes(sched, "get", namespace="a", resource="secrets"))
+    # system:volume-scheduler: VolumeBinding binds claims (selected-node annotation) and pre-bound volumes
+    assert allowed(z, Attributes(sched, "update", namespace="a", resource="persistentvolumeclaims", name="data"))
+    assert allowed(z, Attributes(sched, "patch", resource="persistentvolumes", name="pv1"))
+    assert not allowed(z, Attributes(sched, "delete", namespace="a", resource="persistentvolumeclaims"))
     assert allowed(z, Attributes(cm, "create", namespace="a", api_group="apps", resource="replicasets"))
     assert allowed(z, Attributes(cm, "delete", namespace="a", resource="pods"))
     assert not allowed(z, Attributes(cm, "create", namespace="a", resource="secrets"))
