@@ -54,7 +54,7 @@ def test_missing_node_netns_is_a_network_error(tmp_path):
         enter_netns(str(tmp_path / "no-such-netns"))
 
 
-def test_hollow_nodes_get_one_identity_each(tmp_path, capsys):
+async def test_hollow_nodes_get_one_identity_each(tmp_path, capsys):
     from harness.pki import session
     from machinery import pki
     from nodeagent.main import hollow_clients
@@ -65,6 +65,8 @@ def test_hollow_nodes_get_one_identity_each(tmp_path, capsys):
     clients = hollow_clients(args)
     assert [pki.subject(pki.load_cert(c.credentials.cert_pem))[0] for c in clients] == \
         ["system:node:hx-0", "system:node:hx-1", "system:node:hx-2"]
+    for c in clients:
+        await c.close()
     with pytest.raises(SystemExit):
         parse_args([*BASE, "--hollow-kubeconfig-dir", str(tmp_path)])
     assert "--hollow-kubeconfig-dir needs --hollow-nodes" in capsys.readouterr().err
