@@ -20,8 +20,9 @@ Claims (`claim:ns/name` keys):
 
 Volumes (`volume:name` keys): no claimRef → Available; claimRef to a claim
 that no longer exists (or has another uid) → Released, then the reclaim
-policy: Retain keeps the PV, Delete deletes the PV object (removing the
-data is the node agent's work), Recycle is not supported (Failed).
+policy: Retain keeps the PV, Delete deletes the PV object (a local-path
+volume's data first, by a helper pod on its node: controllers/localpathcleanup.py),
+Recycle is not supported (Failed).
 
 On start, `ensure_default_class` creates the `local-path` StorageClass
 (WaitForFirstConsumer, Delete) unless some class is already the default.
@@ -33,6 +34,7 @@ from __future__ import annotations
 from machinery import codec, errors, selectors
 from machinery.informer import BY_NAMESPACE, index_by_namespace, key_of
 
+from controllers import localpathcleanup as cleanup
 from controllers import pvmatch as m
 from controllers.base import Controller
 
@@ -71,14 +73,16 @@ class PersistentVolumeController(Controller):
         self.pv_inf = factory.informer("PersistentVolume")
         self.sc_inf = factory.informer("StorageClass")
         self.node_inf = factory.informer("Node")
+        self.helper_inf = factory.informer("Pod", cleanup.NAMESPACE, label_selector=cleanup.VOLUME_LABEL)
         if BY_NAMESPACE not in self.pvc_inf._indexers:
             self.pvc_inf.add_index(BY_NAMESPACE, index_by_namespace)
         self.pvc_inf.add_handler(self._claim, lambda o, n: self._claim(n), self._claim_deleted)
         self.pv_inf.add_handler(self._volume, lambda o, n: self._volume(n), self._volume_deleted)
         self.sc_inf.add_handler(self._class, lambda o, n: self._class(n), None)
+        self.helper_inf.add_handler(self._helper, lambda o, n: self._helper(n), self._helper)
 
     def informers(self):
-        return [self.pvc_inf, self.pv_inf, self.sc_inf, self.node_inf]
+        return [self.pvc_inf, self.pv_inf, self.sc_inf, self.node_inf, self.helper_inf]
 
     # ------------------------------------------------------------ handlers
     def _claim(self, pvc) -> None:
@@ -100,6 +104,9 @@ class PersistentVolumeController(Controller):
         for pvc in self.pvc_inf.list():
             if pvc.spec.volume_name == pv.metadata.name:
                 self._claim(pvc)
+
+    def _helper(self, pod) -> None:
+        self.queue.add(VOLUME + pod.metadata.labels[cleanup.VOLUME_LABEL])
 
     def _class(self, sc) -> None:
         for pvc in self.pvc_inf.list():
@@ -282,15 +289,37 @@ class PersistentVolumeController(Controller):
         if pv.status.phase in ("Released", "Failed"):
             policy = pv.spec.persistent_volume_reclaim_policy
             if policy == "Delete" and not pv.metadata.HasField("deletion_timestamp"):
-                try:
-                    await self.client.delete("PersistentVolume", pv.metadata.name)
-                except errors.NotFound:
-                    pass
+                if not await self._data_removed(pv):
+                    return                                  # the helper pod's updates re-queue the volume
+                for kind, name, ns in (("PersistentVolume", pv.metadata.name, ""),
+                                       ("Pod", cleanup.helper_name(pv), cleanup.NAMESPACE)):
+                    try:
+                        await self.client.delete(kind, name, ns)
+                    except errors.NotFound:
+                        pass
             elif policy == "Recycle" and pv.status.phase != "Failed":
                 self.event(pv, "Warning", "VolumeFailedRecycle", "Recycle is not supported by kctl")
                 await self._volume_phase(pv, "Failed", "Recycle is not supported by kctl")
             return
         await self._volume_phase(pv, "Released")           # its update re-queues the volume for the policy
+
+    async def _data_removed(self, pv) -> bool:
+        """True once a local-path volume's data is gone (a helper pod Succeeded) or it has none to remove."""
+        where = cleanup.data_dir(pv)
+        if where is None:
+            return True
+        pod = self.helper_inf.get(cleanup.NAMESPACE, cleanup.helper_name(pv))
+        if pod is not None and pod.status.phase == "Succeeded":
+            return True
+        if pod is not None and pod.status.phase == "Failed":
+            self.event(pv, "Warning", "VolumeFailedDelete", f"removing {where[1]} on node {where[0]} failed; retrying")
+            await self.client.delete("Pod", pod.metadata.name, cleanup.NAMESPACE)
+        elif pod is None:
+            try:
+                await self.client.create(cleanup.helper_pod(pv, *where))
+            except errors.AlreadyExists:
+                pass
+        return False
 
     async def _volume_phase(self, pv, phase: str, message: str = ""):
         if pv.status.phase == phase and pv.status.message == message:

@@ -12,8 +12,9 @@
 4. run, as named tasks in one TaskGroup (any failure ends the agent): the
    Lease heartbeat (nodeagent/lease.py), the node status loop, the event recorder, the node
    informer (routes to other nodes' pod CIDRs), the pod informer (field
-   selector ``spec.nodeName=<me>``), the orphan sweep once it has synced and
-   (not hollow) the local-path reclaimer; objects pods use: configwatch.py;
+   selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced
+   (a deleted local-path volume's data is removed by the binder's helper pod,
+   localpath.py); objects pods use: configwatch.py;
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
    CIDR is known, a ``Proxier`` fed by a Service and an EndpointSlice informer
    (all namespaces); both informers and ``proxier.run()`` are named tasks of
@@ -160,8 +161,6 @@ class Agent:
                 f"{self.node_name}/node-status": self._status_loop(),
                 f"{self.node_name}/node-informer": self.node_informer.run(),
                 f"{self.node_name}/pods": self._pods(),
-                **({} if self.fake else {f"{self.node_name}/pv-reclaim":
-                                         localpath.Reclaimer(self.client, self.node_name, self.root_dir).run()}),
             }, handle_signals=False)
         finally:
             for t in list(self._worker_tasks):

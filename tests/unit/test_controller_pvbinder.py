@@ -267,6 +267,66 @@ async def test_k8s_volume_released_then_reclaimed_by_policy():
         assert h.client.stored("PersistentVolume", "free", "").status.phase == "Available"
 
 
+def local_path_pv(name="pvc-1", **change):
+    v = pv(name, claim="gone", uid="u1", phase="Bound", policy=change.get("policy", "Delete"),
+           node=change.get("node", "n1"))
+    if change.get("provisioner", m.LOCAL_PATH):
+        v.metadata.annotations[m.PROVISIONED_BY] = change.get("provisioner", m.LOCAL_PATH)
+    v.spec.host_path.path = change.get("path", f"/agent/storage/{name}_default_gone")
+    return v
+
+
+@pytest.mark.parametrize("change, removed", [
+    ({}, True),
+    ({"policy": "Retain"}, False),
+    ({"provisioner": ""}, False),                           # made by hand
+    ({"provisioner": "x.io/other"}, False),
+    ({"node": None}, False),                                # not pinned to a node
+    ({"path": "/agent/storage/data"}, False),               # not the directory made for it
+    ({"path": "/agent/storage/pvc-2_default_gone"}, False),  # another volume's directory
+    ({"path": "/pvc-1_default_gone"}, False),               # the parent would be /
+    ({"path": "relative/pvc-1_x_y"}, False),
+])
+def test_local_path_cleanup_only_for_the_directory_made_for_a_delete_volume(change, removed):
+    from controllers.localpathcleanup import data_dir
+    assert data_dir(local_path_pv(**change)) == (("n1", "/agent/storage/pvc-1_default_gone") if removed else None)
+
+
+async def test_local_path_volume_data_removed_by_a_helper_pod_on_its_node_before_the_pv_goes():
+    from controllers import localpathcleanup as lp
+    recorder = Recorder()
+    async with harness(lambda h: PersistentVolumeController(h.client, h.factory, recorder, default_class=False)) \
+            as (h, c):
+        await created(h, local_path_pv())
+        for _ in range(3):                               # Released, then the helper pod
+            await c.sync("volume:pvc-1")
+            await h.settle()
+        helper = h.client.stored("Pod", "cleanup-pvc-1", "kube-system")
+        assert helper.spec.node_name == "n1" and helper.spec.restart_policy == "Never"
+        assert list(helper.spec.containers[0].command) == ["rm", "-rf", "/storage/pvc-1_default_gone"]
+        assert helper.spec.volumes[0].host_path.path == "/agent/storage"
+        assert helper.metadata.labels[lp.VOLUME_LABEL] == "pvc-1"
+        assert h.client.stored("PersistentVolume", "pvc-1", "").status.phase == "Released"   # not yet
+        helper.status.phase = "Failed"
+        await h.client.update_status(helper)
+        await h.settle()
+        await c.sync("volume:pvc-1")
+        await h.settle()
+        assert ("pvc-1", "Warning", "VolumeFailedDelete",
+                "removing /agent/storage/pvc-1_default_gone on node n1 failed; retrying") in recorder.seen
+        await c.sync("volume:pvc-1")                     # a new helper pod
+        await h.settle()
+        helper = h.client.stored("Pod", "cleanup-pvc-1", "kube-system")
+        assert helper.status.phase != "Failed"
+        helper.status.phase = "Succeeded"
+        await h.client.update_status(helper)
+        await h.settle()
+        await c.sync("volume:pvc-1")
+        await h.settle()
+        assert h.client.stored("PersistentVolume", "pvc-1", "") is None
+        assert h.client.stored("Pod", "cleanup-pvc-1", "kube-system") is None
+
+
 async def test_k8s_claim_lost_when_its_volume_disappears_and_prebound_claim_binds():
     async with harness(binder) as (h, c):
         lost = pvc("lost", volume="vanished", uid="ul")

@@ -286,29 +286,6 @@ async def test_config_watch_wakes_the_pods_of_a_changed_object_and_stops_unused_
     assert len(watch) == 0
 
 
-@pytest.mark.parametrize("change, removed", [
-    ({}, True),
-    ({"policy": "Retain"}, False),
-    ({"provisioner": ""}, False),                         # made by hand
-    ({"node": "other"}, False),                           # pinned to another node
-    ({"path": "/var/lib/elsewhere/pvc-1_ns_c"}, False),   # not in our storage dir
-    ({"path": "/agent/storage/data"}, False),             # not a provisioned directory name
-])
-def test_local_path_reclaim_removes_only_our_deleted_delete_volumes(change, removed):
-    from machinery import kinds
-    from nodeagent.localpath import data_to_remove
-    pv = kinds.new("PersistentVolume")
-    pv.metadata.name = "pvc-1"
-    if change.get("provisioner", "kctl.io/local-path"):
-        pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] = change.get("provisioner", "kctl.io/local-path")
-    pv.spec.persistent_volume_reclaim_policy = change.get("policy", "Delete")
-    pv.spec.host_path.path = change.get("path", "/agent/storage/pvc-1_ns_c")
-    term = pv.spec.node_affinity.required.node_selector_terms.add()
-    term.match_expressions.add(key="kubernetes.io/hostname", operator="In", values=[change.get("node", "me")])
-    want = "/agent/storage/pvc-1_ns_c" if removed else None
-    assert data_to_remove(pv, "me", "/agent/storage") == want
-
-
 def test_disk_empty_dir_over_its_size_limit_is_an_eviction(tmp_path):
     p = pod([{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}, {"name": "free", "emptyDir": {}}])
     volumes.setup_volumes(p, str(tmp_path), Sources(), "", "")
