@@ -70,7 +70,9 @@ class _PerNamespace(Controller):
             return                     # the cache is behind; its event brings us back
         except errors.NotFound:
             return                     # the namespace went away meanwhile
-        except errors.Forbidden:
+        except errors.Forbidden as exc:
+            if "being terminated" not in exc.message:
+                raise                  # e.g. RBAC: logged and retried by the queue, never silent
             return                     # the namespace is terminating
 
     def fix(self, have, want) -> None:

@@ -45,3 +45,21 @@ async def test_root_ca_configmap_published_and_put_back():
         await h.settle()
         await c.sync("team-a")
         assert dict(h.client.stored("ConfigMap", "kube-root-ca.crt", "team-a").data) == {"ca.crt": "PEM"}
+
+
+async def test_a_refused_create_is_an_error_unless_the_namespace_is_terminating():
+    import pytest
+    from machinery import errors
+    async with harness(lambda h: ServiceAccountsController(h.client, h.factory)) as (h, c):
+        await h.client.create(namespace("team-a"))
+        await h.settle()
+        h.client.fail_next("create", errors.Forbidden(
+            'serviceaccounts is forbidden: User "system:kube-controller-manager" cannot create resource '
+            '"serviceaccounts" in API group "" in the namespace "team-a"'))
+        with pytest.raises(errors.Forbidden):                # RBAC: retried by the queue and logged
+            await c.sync("team-a")
+        h.client.fail_next("create", errors.Forbidden(
+            'serviceaccounts "default" is forbidden: unable to create new content in namespace team-a '
+            'because it is being terminated'))
+        await c.sync("team-a")                               # the namespace goes: nothing to do
+        assert h.client.stored("ServiceAccount", "default", "team-a") is None
