@@ -177,8 +177,7 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
         cluster_role("system:kube-controller-manager",
                      rule(READ + ("update", "patch", "delete", "deletecollection"), ("*",), ("*",)),
                      rule(("create",), (CORE,), ("pods", "endpoints", "events", "persistentvolumes",
-                                                 "persistentvolumeclaims", "pods/eviction", "pods/binding",
-                                                 "serviceaccounts", "configmaps")),   # default SA, kube-root-ca.crt
+                                                 "persistentvolumeclaims", "pods/eviction", "pods/binding")),
                      rule(("create",), (APPS,), ("replicasets", "controllerrevisions")),
                      rule(("create",), (BATCH,), ("jobs",)),
                      rule(("create",), (DISCOVERY,), ("endpointslices",)),

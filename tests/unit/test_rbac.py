@@ -176,8 +176,6 @@ def test_default_policy_system_identities():
     assert allowed(z, Attributes(cm, "create", namespace="a", api_group="apps", resource="replicasets"))
     assert allowed(z, Attributes(cm, "delete", namespace="a", resource="pods"))
     assert not allowed(z, Attributes(cm, "create", namespace="a", resource="secrets"))
-    for made in ("serviceaccounts", "configmaps"):          # the default account, kube-root-ca.crt
-        assert allowed(z, Attributes(cm, "create", namespace="a", resource=made))
     anyone = _as("someone")
     assert allowed(z, Attributes(anyone, "create", api_group="authorization.k8s.io",
                                  resource="selfsubjectaccessreviews"))
