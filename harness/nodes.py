@@ -3,7 +3,7 @@
 Topology (everything named after the segment's run id and removed at the
 end, even on failure)::
 
-    root netns ── bridge kt<run>b  169.254.<x>.1/24   ← apiserver gRPC + HTTPS, docker-registry bind here
+    root netns ── bridge kt<run>b  169.254.<x>.1/24   ← apiserver gRPC + docker-registry bind here
                     ├─ kt<run>v<i> ─ veth ─ eth0 169.254.<x>.<10+i>/24 in netns kctltest-<run>-<tag>
                     └─ ...                  (one netns per "node"; the agent runs there)
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from harness.control_plane import ControlPlane
 from harness.netns import (CGROUP_ROOT, NETNS_DIR, Segment, delete_netns, delete_netns_prefix, force_cleanup,
                            in_netns, mounts_under, remove_cgroup_parent, sh)
-from harness.process import Process, free_port
+from harness.process import Process
 
 # offline image (deploy/images.py) -> path in the registry (docker.io mirror layout)
 IMAGES = {
@@ -186,10 +186,7 @@ class NodeCluster:
         self.workdir = Path(workdir)
         self.images = images
         self.segment = Segment()
-        args = list(apiserver_args or [])
-        if "--http-listen" not in args:         # the HTTP API (bearer tokens: HTTPS only) on the segment too
-            args = ["--http-listen", f"{self.segment.ip}:{free_port()}", *args]
-        self.control_plane = ControlPlane(self.workdir / "cp", args, host=self.segment.ip)
+        self.control_plane = ControlPlane(self.workdir / "cp", apiserver_args, host=self.segment.ip)
         self.registry = None
         self.nodes: list[Node] = []
 

@@ -1,23 +1,18 @@
 """The projected ServiceAccount volume on a real agent with runc: the token,
 ca.crt and namespace reach the container at the kube-api-access-* mount
 (the volume the ServiceAccount admission plugin adds), the token
-authenticates at the apiserver (`Authorization: Bearer` over HTTPS, the
-only transport that takes bearer tokens: a SelfSubjectReview answers with
-the ServiceAccount's user), the container has KUBERNETES_SERVICE_HOST/PORT,
-and the token stops working once its pod is gone."""
+authenticates at the apiserver (gRPC metadata `authorization: Bearer`),
+the container has KUBERNETES_SERVICE_HOST/PORT, and the token stops working
+once its pod is gone."""
 from __future__ import annotations
 
-import json
-import ssl
-import urllib.error
-import urllib.request
-
+import grpc
 import jwt
 import pytest
 
 from apiserver.serviceaccount.admission import MOUNT_PATH, api_access_volume
-from harness.pki import session
 from machinery import codec, errors, kinds
+from machinery.pb import api_pb2, api_pb2_grpc
 from tests.integration.nodeagent.conftest import (cid_of, make_pod, needs_root, node_ready, pod_gone,
                                                   pod_running)
 
@@ -31,20 +26,14 @@ async def ensure(api, obj):
         pass
 
 
-def whoami(cluster, token: str) -> tuple[int, str]:
-    """kubectl auth whoami with the token over HTTPS (trusting the cluster CA, no client certificate):
-    (status, username or the error's message)."""
-    req = urllib.request.Request(f"{cluster.http_url}/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                                 method="POST", headers={"Authorization": f"Bearer {token}",
-                                                         "Content-Type": "application/json"},
-                                 data=json.dumps({"apiVersion": "authentication.k8s.io/v1",
-                                                  "kind": "SelfSubjectReview"}).encode())
-    ctx = ssl.create_default_context(cafile=str(session().ca_file))
-    try:
-        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:   # noqa: S310 - the test's apiserver
-            return resp.status, json.load(resp)["status"]["userInfo"]["username"]
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)["message"]
+def list_pods_as(target: str, token: str) -> grpc.StatusCode:
+    with grpc.insecure_channel(target) as ch:
+        try:
+            api_pb2_grpc.ApiStub(ch).List(api_pb2.ListRequest(kind="Pod", namespace="default"),
+                                          metadata=[("authorization", f"Bearer {token}")], timeout=10)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
 
 
 async def test_token_ca_and_namespace_reach_the_pod_and_the_token_authenticates(api, cluster, make_node):
@@ -81,8 +70,8 @@ async def test_token_ca_and_namespace_reach_the_pod_and_the_token_authenticates(
     assert "KUBERNETES_SERVICE_HOST=" in sh("env") and "KUBERNETES_SERVICE_PORT=443" in sh("env")
     assert sh(f"touch {MOUNT_PATH}/x 2>&1 || echo refused").strip().endswith("refused")
 
-    assert whoami(cluster, token) == (201, "system:serviceaccount:default:default")
-    assert whoami(cluster, token[:-4] + "AAAA")[0] == 401
+    assert list_pods_as(cluster.target, token) == grpc.StatusCode.OK
+    assert list_pods_as(cluster.target, token[:-4] + "AAAA") == grpc.StatusCode.UNAUTHENTICATED
     await api.delete("Pod", "sa-pod", "default", grace_period=0)
     await pod_gone(api, "sa-pod", node)
-    assert whoami(cluster, token)[0] == 401
+    assert list_pods_as(cluster.target, token) == grpc.StatusCode.UNAUTHENTICATED
