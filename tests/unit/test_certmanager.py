@@ -168,15 +168,34 @@ def test_kubeconfig_reads_files_relative_to_itself(tmp_path):
     assert cm.load_kubeconfig(str(tmp_path / "k")).ca_pem == ca
 
 
-async def test_nodeagent_flags_and_bearer_client():
+async def test_nodeagent_flags_and_clients():
+    """A token goes over HTTPS (the gRPC port requires a client certificate), a certificate over gRPC."""
+    from machinery.client import Client
+    from machinery.restclient import RestClient
     from nodeagent import certbootstrap, main
     args = main.parse_args(["--node-name", "n2", "--node-ip", "10.0.0.12", "--root-dir", "/var/lib/kctl/n2",
                             "--bootstrap-kubeconfig", "/etc/kctl/b", "--kubeconfig", "/etc/kctl/k"])
     assert certbootstrap.cert_dir(args) == "/var/lib/kctl/n2/pki" and not args.apiserver
-    c = certbootstrap.client_for(cm.Credentials("https://127.0.0.1:1", token="abcdef.0123456789abcdef"))
-    assert isinstance(c, certbootstrap.BearerClient) and c._metadata == (
-        ("authorization", "Bearer abcdef.0123456789abcdef"),)
+    ca, key = make_ca()
+    c = certbootstrap.client_for(cm.Credentials("https://127.0.0.1:8080", ca_pem=ca, token="abcdef.0123456789abcdef"))
+    assert isinstance(c, RestClient) and c.url == "https://127.0.0.1:8080"
+    assert c.credentials.headers() == {"Authorization": "Bearer abcdef.0123456789abcdef"}
     await c.close()
+    with pytest.raises(ConfigError, match="a bearer token authenticates only over HTTPS: .* not '127.0.0.1:6443'"):
+        certbootstrap.client_for(cm.Credentials("127.0.0.1:6443", token="abcdef.0123456789abcdef"))
+    g = certbootstrap.client_for(cm.Credentials("https://127.0.0.1:8080", ca_pem=ca, cert_pem=ca, key_pem=key))
+    assert isinstance(g, Client) and g.target == "127.0.0.1:6443"
+    await g.close()
+
+
+async def test_grpc_client_refuses_a_token_alone():
+    from machinery import kubeconfig
+    from machinery.client import Client
+    with pytest.raises(ConfigError) as exc:
+        Client("127.0.0.1:6443", credentials=kubeconfig.Credentials(token="abcdef.0123456789abcdef"))
+    assert str(exc.value) == ("a bearer token cannot authenticate over gRPC: the apiserver's gRPC port "
+                              "(127.0.0.1:6443) requires a client certificate of the cluster CA; use the token "
+                              "over HTTPS (the HTTP API, e.g. kubectl)")
 
 
 async def test_anonymous_only_for_cluster_info():
