@@ -14,7 +14,9 @@ TLS handshake, so a bootstrap token can only be used over HTTPS: with a
 token, the CSR is submitted and polled through the HTTP API
 (certificates.k8s.io/v1, machinery/restclient.py) at the bootstrap
 kubeconfig's https:// server, trusting its CA; with a client certificate
-(renewal as the node) it is the gRPC Client on the same host's gRPC port
+(renewal as the node) it is the gRPC Client at the kubeconfig's gRPC
+address: the written kubeconfig carries the agent's --apiserver as its
+`kctl.dev/grpc` extension, else the HTTPS host's port 6443
 (machinery/kubeconfig.py's grpc_server).
 """
 from __future__ import annotations
@@ -30,7 +32,8 @@ from machinery.restclient import RestClient
 def client_for(creds: certmanager.Credentials, user_agent: str = "kctl-nodeagent"):
     """An HTTPS client for a token, the gRPC Client for a client certificate (see the module docstring)."""
     if creds.cert_pem:
-        return Client(kubeconfig.grpc_server({"server": creds.server}), timeout=30, user_agent=user_agent,
+        return Client(creds.grpc or kubeconfig.grpc_server({"server": creds.server}), timeout=30,
+                      user_agent=user_agent,
                       credentials=kubeconfig.Credentials(creds.ca_pem, creds.cert_pem, creds.key_pem))
     if not creds.token:
         raise ConfigError(f"no client certificate or token to reach {creds.server} with")
@@ -60,7 +63,8 @@ async def ensure(args) -> None:
     if not args.kubeconfig:
         raise SystemExit("kctl-nodeagent: --bootstrap-kubeconfig needs --kubeconfig (where to write the result)")
     await certmanager.bootstrap(kubeconfig=args.kubeconfig, bootstrap_kubeconfig=args.bootstrap_kubeconfig,
-                                cert_dir=cert_dir(args), node_name=args.node_name, make_client=client_for)
+                                cert_dir=cert_dir(args), node_name=args.node_name, make_client=client_for,
+                                grpc=args.apiserver or None)
 
 
 def server(args) -> str:

@@ -256,7 +256,7 @@ def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_p
                                       if n.metadata.name == "joined"), None), "node registered", timeout=60)
         assert node.metadata.name == "joined"
         creds = certmanager.load_kubeconfig(str(tmp_path / "nodeagent.kubeconfig"))
-        assert creds.server == join.url and creds.ca_pem == join.ca
+        assert creds.server == join.url and creds.ca_pem == join.ca and creds.grpc == join.apiserver.target
         assert csrs.subject(x509.load_pem_x509_certificate(creds.cert_pem)) == ("system:node:joined",
                                                                                ["system:nodes"])
         boot = certmanager.load_kubeconfig(str(tmp_path / "bootstrap-kubeconfig"))
@@ -289,11 +289,13 @@ async def test_bootstrap_then_renewal_against_the_apiserver(join, tmp_path):
     certmanager.write_kubeconfig(boot, join.url, join.ca, token="renew1.0123456789abcdef")
     kubeconfig_path, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
     assert await certmanager.bootstrap(kubeconfig=kubeconfig_path, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
-                                       node_name="renewer", make_client=client_for, timeout=30, poll=0.1)
+                                       node_name="renewer", make_client=client_for, timeout=30, poll=0.1,
+                                       grpc=join.apiserver.target)
     first = certmanager.load_pair(os.path.join(cert_dir, certmanager.CURRENT))[0]
     renewer = certmanager.Renewer(kubeconfig=kubeconfig_path, cert_dir=cert_dir, node_name="renewer",
                                   make_client=client_for, poll=0.1)
     await asyncio.wait_for(renewer.renew_once(), 30)
+    assert certmanager.load_kubeconfig(kubeconfig_path).grpc == join.apiserver.target
     second = certmanager.load_pair(os.path.join(cert_dir, certmanager.CURRENT))[0]
     assert second.serial_number != first.serial_number
     assert csrs.subject(second) == ("system:node:renewer", ["system:nodes"])
