@@ -96,6 +96,12 @@ def get_csr(kube, name):
     return call(kube.apiserver.target, lambda c: c.get("csr", name))
 
 
+def cluster_info(kube) -> dict:
+    """kube-public/cluster-info's data ({} until the bootstrap signer has published it)."""
+    cms, _ = call(kube.apiserver.target, lambda c: c.list("ConfigMap", "kube-public"))
+    return next((dict(cm.data) for cm in cms if cm.metadata.name == "cluster-info"), {})
+
+
 def add_token(kube, token, ttl, now=None):
     s = kinds.new("Secret")
     bt.fill_secret(s, token, ttl=ttl, now=now or time.time())
@@ -238,8 +244,7 @@ def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_p
     checked, the bootstrap kubeconfig written, the agent exec'd; it submits its CSR with the token, the
     controller manager approves and signs it, the agent writes its kubeconfig and registers its Node."""
     add_token(join, "join01.0123456789abcdef", 3600)
-    wait_for(lambda: "jws-kubeconfig-join01" in call(join.apiserver.target, lambda c: c.get(
-        "ConfigMap", "cluster-info", "kube-public")).data, "cluster-info signed for join01")
+    wait_for(lambda: "jws-kubeconfig-join01" in cluster_info(join), "cluster-info signed for join01")
     bad = kctl_subprocess("join", join.url, "--token", "join01.0123456789abcdef",
                           "--discovery-token-ca-cert-hash", bt.ca_hash(make_ca()[0]), "--dir", str(tmp_path))
     assert bad.code == 1 and "none of the public keys" in bad.err, bad
