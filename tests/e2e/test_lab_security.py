@@ -196,7 +196,7 @@ def test_a_node_joins_with_only_a_bootstrap_token_and_the_ca_hash(lab, tmp_path)
              30)
     join_dir = os.path.join(lab.topology.state_dir, "join-node3")
     units.add(lab.topology, "agent-joined-node3",
-              [KCTL, *words[2:], "--dir", join_dir, "--node-name", "node3", "--", *agent_args(lab, "node3")],
+              [KCTL, *words[1:], "--dir", join_dir, "--node-name", "node3", "--", *agent_args(lab, "node3")],
               node="node3")
 
     def joined_ready():
