@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from apiserver import admission_csr, admission_priority
+from apiserver.admission_noderestriction import NodeRestriction
+from apiserver.admission_rbac import RBACEscalation
 from apiserver.auth import UserInfo, current
 from apiserver.serviceaccount.admission import ServiceAccountPlugin
 from machinery import errors, kinds
@@ -80,7 +82,8 @@ from apiserver.podsecurity import PodSecurity  # noqa: E402  (it subclasses Plug
 
 POD_SECURITY = PodSecurity()
 MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority(), admission_csr.CertificateRequestor()]
-VALIDATING: list[Plugin] = [POD_SECURITY, Priority(), admission_csr.CertificateSubjectRestriction()]
+VALIDATING: list[Plugin] = [NodeRestriction(), POD_SECURITY, Priority(), admission_csr.CertificateSubjectRestriction(),
+                            RBACEscalation()]
 
 
 def disable(names) -> None:

@@ -91,10 +91,23 @@ def with_managed_fields(obj: Message, tracked: dict) -> Message:
     """obj with the managedFields of `tracked` (a manifest dict of the same
     object): only that list is decoded, not the whole object again."""
     entries = (tracked.get("metadata") or {}).get("managedFields") or []
+    obj.metadata.ClearField("managed_fields")
+    try:           # built directly: the generic decoder cost ~2/3 of an HTTP create's tracking
+        for e in entries:
+            m = obj.metadata.managed_fields.add(
+                manager=e.get("manager", ""), operation=e.get("operation", ""),
+                api_version=e.get("apiVersion", ""), fields_type=e.get("fieldsType", ""),
+                subresource=e.get("subresource", ""))
+            if e.get("time"):
+                m.time.FromJsonString(e["time"])
+            if e.get("fieldsV1") is not None:
+                m.fields_v1.update(e["fieldsV1"])
+        return obj
+    except (ValueError, TypeError, AttributeError):     # an entry the client sent malformed:
+        obj.metadata.ClearField("managed_fields")       # the decoder names the field and the rule
     info = kinds.of(obj)
     part = codec.from_dict({"apiVersion": info.api_version, "kind": info.kind,
                             "metadata": {"managedFields": entries}})
-    obj.metadata.ClearField("managed_fields")
     obj.metadata.managed_fields.extend(part.metadata.managed_fields)
     return obj
 

@@ -124,9 +124,23 @@ async def sent_within(write, verbs, what: str):
     timeout = limiter.watch_send_timeout if limiter is not None else 0
     if not timeout:
         return await write
+    # One task, one future and one timer per write, rather than asyncio.wait's sets, callbacks and
+    # extra future: with 1,000 watchers every event is 1,000 of these (bench/README.md, fan-out).
+    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(write)
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if task in done:
+    waiter = loop.create_future()
+
+    def wake(_=None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+    task.add_done_callback(wake)
+    timer = loop.call_later(timeout, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    if task.done():
         return task.result()
     # Not cancelled: gRPC cannot take back a message it started to send (the
     # status can only follow it: Stalled.settled()).

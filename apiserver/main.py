@@ -10,7 +10,9 @@ and logs where the admin kubeconfig is.
 `run()` is the whole process: bootstrap the system namespaces (retrying
 until etcd answers), start one watch-cache task per kind, serve gRPC and
 the Kubernetes HTTP API (apiserver.http, --http-listen; same event loop,
-same Verbs), scrape the node agents for metrics.k8s.io (apiserver.metricsapi), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
+same Verbs) behind one Gate (authentication, impersonation, the
+authorizer chain of --authorization-mode, the audit log of
+--audit-log-path; apiserver.auth), scrape the node agents for metrics.k8s.io (apiserver.metricsapi), and stop cleanly on SIGTERM/SIGINT. The long-lived tasks run
 under machinery.runner.run_tasks like every other component's: a task that
 fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
@@ -31,13 +33,15 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import (admission, admission_priority, encryption, http, limits, metrics, objects, podsecurity,
-                       serviceaccount, tls)
+from apiserver import (admission, admission_priority, audit, encryption, http, limits, metrics, objects,
+                       podsecurity, serviceaccount, tls)
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.auth.anonymous import AnonymousEndpoints
 from apiserver.auth.authn import Union
 from apiserver.auth.gate import Gate
+from apiserver.auth.setup import MODES, Authorization
+from apiserver.auth.tokenfile import StaticTokens, TokenFileError
 from apiserver.serviceaccount.tokenrequest import TokenRequests
 from apiserver.bootstrap import KubernetesService
 from apiserver.crud import Store
@@ -116,20 +120,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--kubelet-client-certificate", help="client certificate towards node agents "
                    "(default: the cert dir's apiserver-kubelet-client.crt)")
     p.add_argument("--kubelet-client-key", help="its key")
+    p.add_argument("--authorization-mode", default="Node,RBAC", choices=MODES,
+                   help="who may do what: the Node authorizer and RBAC (default), or everyone everything; "
+                        "system:masters may always do everything (default %(default)s)")
+    p.add_argument("--token-auth-file", metavar="FILE",
+                   help="static bearer tokens, Kubernetes' CSV format: token,user,uid,\"group1,group2\" "
+                        "(HTTPS only: gRPC needs a client certificate)")
+    p.add_argument("--audit-log-path", metavar="FILE",
+                   help="append an audit.k8s.io/v1 Event (JSON line, Metadata level) for every request that "
+                        "writes and every refused one (401/403) to FILE; default: no audit log")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
-def token_authenticators(store: Store, issuer) -> list:
+def token_authenticators(store: Store, issuer, token_file: str | None = None) -> list:
     """The bearer-token kinds the apiserver accepts after client certificates, in
-    order (apiserver.auth.authn.TokenAuthenticator each): ServiceAccount JWTs
-    verified with the service-account keys (<cert-dir>/sa.pub unless flags say
-    otherwise), then bootstrap tokens."""
-    return serviceaccount.token_authenticators(issuer, store)
+    order (apiserver.auth.authn.TokenAuthenticator each): static tokens
+    (--token-auth-file), ServiceAccount JWTs verified with the service-account
+    keys (<cert-dir>/sa.pub unless flags say otherwise), then bootstrap tokens."""
+    static = []
+    if token_file:
+        try:
+            static = [StaticTokens.load(token_file)]
+        except TokenFileError as exc:
+            raise SystemExit(f"kctl-apiserver: {exc}") from None
+    return static + serviceaccount.token_authenticators(issuer, store)
 
 
-async def bootstrap(store: Store) -> None:
-    """Create the system namespaces if missing; wait for etcd as long as it takes."""
+async def bootstrap(store: Store, *more) -> None:
+    """Create the system namespaces if missing, then run `more` (coroutine
+    functions: the default RBAC policy); wait for etcd as long as it takes."""
     delay = 0.2
     while True:
         try:
@@ -143,6 +163,8 @@ async def bootstrap(store: Store) -> None:
                 except errors.AlreadyExists:
                     pass
             await admission_priority.bootstrap(store)
+            for step in more:
+                await step()
             return
         except errors.Unavailable as exc:
             log.warning("waiting for etcd: %s", exc.message)
@@ -209,8 +231,13 @@ async def run(args: argparse.Namespace) -> None:
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
-    gate = Gate(Union(tokens=token_authenticators(store, issuer),        # who asks, and may they
-                      anonymous=AnonymousEndpoints()))                    # (apiserver.auth)
+    # who asks, and may they (apiserver.auth): client certificates, bearer tokens, anonymous
+    # cluster-info; Node + RBAC on the watch cache; the audit log
+    authorization = Authorization(cache, store, args.authorization_mode)
+    audit_log = audit.AuditLog(args.audit_log_path) if args.audit_log_path else None
+    authenticator = Union(tokens=token_authenticators(store, issuer, args.token_auth_file),
+                          anonymous=AnonymousEndpoints())
+    gate = Gate(authenticator, authorization.authorizer, audit=audit_log)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
                              options=[("grpc.max_receive_message_length", limits.MAX_REQUEST_BYTES),
                                       ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -220,8 +247,10 @@ async def run(args: argparse.Namespace) -> None:
     verbs = Verbs(store, cache, args.watch_bookmark_interval)
     verbs.limiter = limiter          # the HTTP API's in-flight limit (apiserver.limits)
     verbs.token_requests = TokenRequests(store, issuer)     # serviceaccounts/token, both transports
+    verbs.reviews = authorization.reviews      # SelfSubjectAccessReview & co. (apiserver.auth.reviews)
     api_pb2_grpc.add_ApiServicer_to_server(ApiServicer(verbs), server)
     proxy = NodeProxy(store, serving.kubelet)    # logs/exec/attach/port-forward -> node agents (gRPC and HTTP)
+    proxy.authorize = gate.authorize_stream      # gRPC streams: authorized (and audited) on their first message
     node_pb2_grpc.add_NodeAgentServicer_to_server(proxy, server)
     metrics_store = MetricsStore(verbs, args.metric_resolution, serving.kubelet)   # metrics.k8s.io: scrapes the agents
     metrics_pb2_grpc.add_MetricsServicer_to_server(MetricsServicer(metrics_store), server)
@@ -232,7 +261,7 @@ async def run(args: argparse.Namespace) -> None:
     if not port:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
     metrics.serve(args.metrics_listen)
-    await bootstrap(store)
+    await bootstrap(store, authorization.bootstrap)
     https_listen = None if args.http_listen == "off" else (args.http_listen or http.DEFAULT_LISTEN)
     kubernetes_service = KubernetesService(store, args.service_cluster_ip_range, args.listen, https_listen)
     await kubernetes_service.first_sync()       # before serving: clients find it from their first call
@@ -248,6 +277,7 @@ async def run(args: argparse.Namespace) -> None:
         tasks["grpc-server"] = asyncio.shield(server.wait_for_termination())
         tasks["kubernetes-service"] = kubernetes_service.run()
         tasks["metrics-scraper"] = metrics_store.run()
+        tasks["rbac-aggregation"] = authorization.run()
         if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
             tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
         await run_tasks(tasks)

@@ -51,6 +51,8 @@ from typing import AsyncIterator
 import grpc
 
 from apiserver import metrics
+from apiserver.auth import current
+from apiserver.auth.authz import Attributes
 from apiserver.server import fail_rpc
 from machinery import codec, errors, kinds, nodeclient
 from machinery.kubeconfig import Credentials
@@ -127,6 +129,9 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[str, int] = {}          # endpoint -> calls in flight
         self._last_used: dict[str, float] = {}    # endpoint -> loop time its last call ended
+        # gRPC exec/attach/port-forward are authorized here, on their first message (the
+        # Gate only sees a stream): an async callable(Attributes, method), Gate.authorize_stream
+        self.authorize = None
 
     async def aclose(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
@@ -337,10 +342,22 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         async for chunk in self._serve(self.logs(request), context, f"logs {request.namespace}/{request.pod}"):
             yield chunk
 
+    async def _admit(self, context, sub: str, first) -> None:
+        """403 unless the caller may `create pods/<sub>` (Kubernetes' verb for exec, attach, portforward)."""
+        if self.authorize is None:
+            return
+        try:
+            await self.authorize(Attributes(current(), "create", namespace=first.namespace or "default",
+                                            resource="pods", subresource=sub, name=first.pod),
+                                 f"/kctl.v1.NodeAgent/{sub}")
+        except errors.ApiError as exc:
+            await fail_rpc(context, exc, f"{sub} {first.namespace}/{first.pod}")
+
     async def _stream_rpc(self, verb: str, request_iterator, context):
         first, it = await nodeclient.first_request(request_iterator)
         if first is None:
             return
+        await self._admit(context, verb, first)
         async for resp in self._serve(self.stream(verb, first, it), context,
                                       f"{verb} {first.namespace}/{first.pod}"):
             yield resp
@@ -357,6 +374,7 @@ class NodeProxy(node_pb2_grpc.NodeAgentServicer):
         first, it = await nodeclient.first_request(request_iterator)
         if first is None:
             return
+        await self._admit(context, "portforward", first)
         async for resp in self._serve(self.port_forward(first.namespace, first.pod, first.port, it), context,
                                       f"portforward {first.namespace}/{first.pod}"):
             yield resp

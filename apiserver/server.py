@@ -15,6 +15,7 @@ import logging
 
 from apiserver import limits, objects
 from apiserver.fieldmanager import grpc_field_manager
+from apiserver.auth import current, reviews
 from apiserver.verbs import Verbs, kind_of, unpack
 from machinery import errors, kinds
 from machinery.pb import api_pb2, api_pb2_grpc, serviceaccount_pb2
@@ -51,12 +52,24 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
 
     # ------------------------------------------------------------- CRUD
     async def Create(self, request, context):
+        review = reviews.BY_TYPE_URL.get(request.object.type_url)
+        if review is not None:                   # create-only reviews (apiserver/auth/reviews.py)
+            return await self._run(context, "create", review.kind, lambda: self._review(review, request))
+
         async def go():
             _, obj = unpack(request.object)
             out, warnings = await self.verbs.create(obj, dry_run=request.dry_run,
                                                     manager=grpc_field_manager(request, context, "", "CreateOptions"))
             return api_pb2.ObjectResponse(object=objects.pack(out), warnings=warnings)
         return await self._run(context, "create", _kind_of_any(request.object), go)
+
+    async def _review(self, review, request):
+        if getattr(self.verbs, "reviews", None) is None:
+            raise errors.MethodNotAllowed(f"{review.plural}.{review.group} is not served")
+        obj = review.message()
+        request.object.Unpack(obj)
+        out = await self.verbs.reviews.review(review, obj, current())
+        return api_pb2.ObjectResponse(object=objects.pack(out))
 
     async def Get(self, request, context):
         async def go():

@@ -9,8 +9,11 @@ gRPC → apiserver → etcd txn/range) and over the Kubernetes HTTP API (JSON,
 aiohttp's client with a pooled connection per worker, as client libraries
 keep them), and raw etcd puts/gets of the same bytes with aetcd directly. Then, with --node-watchers (default 1,000) node-agent-like
 watches open, creates and binds 1,000 pods until every watcher has seen its
-pods. Prints a table, the API/etcd ratios, the fan-out rate, the time to
-list every pod, and ends with one machine-readable line `RESULT key=value ...`.
+pods; and (bench/fanout.py) with as many watchers of one kind that every
+node follows, the time from a write until every watcher saw it, p50/p99,
+next to the same with raw etcd watches.  Prints a table, the API/etcd
+ratios, the fan-out figures, the time to list every pod, and ends with one
+machine-readable line `RESULT key=value ...`.
 Everything it started is stopped by PID on the way out.
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ from harness.control_plane import ControlPlane  # noqa: E402
 from harness.objects import new_object  # noqa: E402
 from harness.process import free_port  # noqa: E402
 from machinery import codec  # noqa: E402
+from bench.fanout import cpu_seconds, print_fanout, run_fanout  # noqa: E402
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -100,9 +104,10 @@ async def fanout(clients: list[Client], watchers: int, pods: int = 1000) -> dict
 def http_ops(session: aiohttp.ClientSession, base: str, conc: int, n: int):
     """create and get of Pods over the HTTP API (status checked: a failure ends the run)."""
     pods = f"{base}/api/v1/namespaces/default/pods"
+    template = codec.to_dict(new_object("Pod", "template"))   # a client holds its JSON already
 
     async def create(i):
-        body = codec.to_dict(new_object("Pod", f"h{conc}-{i}"))
+        body = {**template, "metadata": {**template["metadata"], "name": f"h{conc}-{i}"}}
         async with session.post(pods, json=body) as r:
             await r.read()
             r.raise_for_status()
@@ -149,7 +154,10 @@ async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int
             for name, op in (("api_create", api_create), ("api_get", api_get),
                              ("http_create", http_create), ("http_get", http_get),
                              ("etcd_put", etcd_put), ("etcd_get", etcd_get)):
+                cpu0 = cpu_seconds(cluster.apiserver.pid)
                 r = await run_phase(n, conc, op)
+                if not name.startswith("etcd"):   # the apiserver's CPU per request: steadier than ops/s
+                    r["cpu_us"] = (cpu_seconds(cluster.apiserver.pid) - cpu0) / n * 1e6
                 for k, v in r.items():
                     results[f"{name}_c{conc}_{k}"] = v
             results[f"ratio_create_c{conc}"] = results[f"api_create_c{conc}_ops"] / results[f"etcd_put_c{conc}_ops"]
@@ -160,6 +168,8 @@ async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int
 
         if node_watchers:
             results.update(await fanout(clients, node_watchers))
+            results.update(await run_fanout(cluster.apiserver.target, etcd_port, node_watchers,
+                                            apiserver_pid=cluster.apiserver.pid))
 
         t0 = time.perf_counter()
         items, _ = await clients[0].list("Pod")
@@ -191,11 +201,12 @@ def main() -> None:
         print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "
               f"and http://{http} (pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
         r = asyncio.run(bench(cluster, args.ops, args.ops64, args.node_watchers, f"http://{http}"))
-    print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'apiserver CPU us/op':>20}")
     for conc in (1, 64):
         for name in ("api_create", "http_create", "etcd_put", "api_get", "http_get", "etcd_get"):
             k = f"{name}_c{conc}"
-            print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}")
+            cpu = f"{r[k + '_cpu_us']:>20.0f}" if k + "_cpu_us" in r else ""
+            print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}{cpu}")
         print(f"  api/etcd at concurrency {conc}: create {r[f'ratio_create_c{conc}']:.2f}, "
               f"get {r[f'ratio_get_c{conc}']:.2f}; http/grpc: create "
               f"{r[f'ratio_http_grpc_create_c{conc}']:.2f}, get {r[f'ratio_http_grpc_get_c{conc}']:.2f}")
@@ -205,6 +216,7 @@ def main() -> None:
     if "fanout_pods_per_s" in r:
         print(f"create+bind 1000 pods with {int(r['fanout_watchers'])} node watchers open: "
               f"{r['fanout_pods_per_s']:.0f} pods/s until every node's watcher saw its pods")
+        print_fanout(r)
     keys = [k for k in r if not k.endswith("_mean")]
     print("RESULT " + " ".join(f"{k}={r[k]:.3f}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys))
 

@@ -1,6 +1,6 @@
 """The one-machine lab, end to end: up time, 30 replicas to Running, a node kill.
 
-    sudo .venv/bin/python bench/lab.py [--trials 3] [--nodes 3] [--replicas 30]
+    sudo .venv/bin/python bench/lab.py [--trials 3] [--nodes 3] [--replicas 30] [--toleration-seconds N]
 
 Each trial brings up a fresh lab (`deploy.lab.cluster.up`, what `kctl lab up`
 runs; its kubeconfig goes to a temporary directory, never ~/.kctl/config),
@@ -18,6 +18,14 @@ then:
    reschedule + start + readiness);
 4. `kctl lab down` (always, also on failure, Ctrl-C or SIGTERM).
 
+Per trial it also prints two timelines, first .. last pod: the apply
+(created, bound, Running, and the slowest image pull from the agents'
+Pulled events) and the failover (node NotReady, pods evicted, replacements
+created, bound, Running, Ready).  --toleration-seconds N gives the pods
+NoExecute tolerations of unreachable/not-ready nodes for N seconds (as a
+Kubernetes user who wants quick failover writes them); without it the lab's
+eviction timeout applies.
+
 Times are taken on this process' monotonic clock from one pod watch and a
 0.1 s node poll. Prints a line per trial, a summary, and last one line
 `RESULT key=value ...` (medians over trials; pod start p50/p99 over all pods
@@ -29,6 +37,7 @@ import argparse
 import asyncio
 import os
 import pathlib
+import re
 import shutil
 import signal
 import statistics
@@ -46,8 +55,8 @@ from machinery.client import Client  # noqa: E402
 KILLED = "node2"
 
 
-def deployment(replicas: int) -> dict:
-    return {
+def deployment(replicas: int, toleration_seconds: int | None = None) -> dict:
+    d = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "bench", "namespace": "default", "labels": {"app": "bench"}},
         "spec": {
@@ -65,6 +74,11 @@ def deployment(replicas: int) -> dict:
             },
         },
     }
+    if toleration_seconds is not None:      # how long a pod stays bound to a lost node (tolerationSeconds)
+        d["spec"]["template"]["spec"]["tolerations"] = [
+            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": toleration_seconds}
+            for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")]
+    return d
 
 
 def _ready(p) -> bool:
@@ -76,13 +90,17 @@ def _node_ready(n) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
 
 
-async def run_workload(server: str, lab_name: str, replicas: int, timeout: float = 120.0) -> dict:
+async def run_workload(server: str, lab_name: str, replicas: int, timeout: float = 120.0,
+                       toleration_seconds: int | None = None) -> dict:
     """Steps 2 and 3 of a trial; returns their figures (seconds)."""
     from deploy.lab.cluster import admin_credentials
     async with Client(server, timeout=10, credentials=admin_credentials(lab_name)) as c:
         _, rv = await c.list("Pod", "default", label_selector="app=bench")
         seen: dict[str, float] = {}
         running: dict[str, float] = {}
+        ready: dict[str, float] = {}
+        bound: dict[str, float] = {}
+        evicted: dict[str, float] = {}
         pods: dict[str, object] = {}
 
         async def watch():
@@ -96,13 +114,19 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                     continue
                 pods[uid] = ev.object
                 seen.setdefault(uid, now)
+                if ev.object.spec.node_name:
+                    bound.setdefault(uid, now)
+                if ev.object.metadata.HasField("deletion_timestamp"):
+                    evicted.setdefault(uid, now)
                 if ev.object.status.phase == "Running":
                     running.setdefault(uid, now)
+                if _ready(ev.object):
+                    ready.setdefault(uid, now)
 
         watcher = asyncio.create_task(watch())
         try:
             t0 = time.monotonic()
-            await c.create(codec.from_dict(deployment(replicas)))
+            await c.create(codec.from_dict(deployment(replicas, toleration_seconds)))
             first = set()
             while time.monotonic() - t0 < timeout:
                 if len(running) >= replicas:
@@ -113,6 +137,11 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                 raise LabError(f"only {len(running)}/{replicas} pods Running after {timeout:.0f}s")
             all_running = max(running[u] for u in first) - t0
             starts = [running[u] - seen[u] for u in first]
+            apply_tl = {what: (min(d[u] for u in first) - t0, max(d[u] for u in first) - t0)
+                        for what, d in (("created", seen), ("bound", bound), ("Running", running))}
+            events, _ = await c.list("Event", "default")     # each fresh node pulls the image once
+            pulls = [float(m.group(1)) for e in events if e.reason == "Pulled"
+                     and (m := re.search(r" in ([0-9.]+)s$", e.message))]
             while time.monotonic() - t0 < timeout:  # all Ready before the kill
                 if sum(_ready(p) for p in pods.values()) >= replicas:
                     break
@@ -132,8 +161,19 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
             if notready is None or back is None:
                 raise LabError(f"after the kill: NotReady {notready}, all Ready again {back} "
                                f"(gave up after {timeout:.0f}s)")
+            new = [u for u in seen if seen[u] > t_kill]
+
+            def span(times: dict, uids) -> tuple[float, float]:
+                ts = [times[u] - t_kill for u in uids if u in times]
+                return (min(ts), max(ts)) if ts else (float("nan"), float("nan"))
+            timeline = {"node NotReady (0.1 s poll)": (notready, notready),
+                        "pods evicted (deletionTimestamp)": span(evicted, [u for u in evicted if evicted[u] > t_kill]),
+                        "replacements created": span(seen, new), "replacements bound": span(bound, new),
+                        "replacements Running": span(running, new), "replacements Ready": span(ready, new)}
             return {"all_running": all_running, "starts": starts, "kill_cmd": kill_cmd,
-                    "notready": notready, "back": back}
+                    "notready": notready, "back": back, "timeline": timeline, "apply_timeline": apply_tl,
+                    "pull_max": max(pulls, default=float("nan")),
+                    "running_to_ready": [ready[u] - running[u] for u in first if u in ready]}
         finally:
             watcher.cancel()
             try:
@@ -142,11 +182,10 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                 pass
 
 
-def trial(name: str, nodes: int, replicas: int, kubeconfig: str) -> dict:
+def trial(name: str, nodes: int, replicas: int, kubeconfig: str, toleration_seconds: int | None = None) -> dict:
     """One lab: up and down through the CLI (as a user runs them; also keeps
     pyroute2's forking netns helpers out of this process, which holds gRPC
     threads), the workload through the API in-process."""
-    import re
     import subprocess
     from deploy.lab import Lab, LabSpec
     if Lab(LabSpec(name=name, nodes=nodes)).exists():  # never tear down a lab we did not make
@@ -161,7 +200,8 @@ def trial(name: str, nodes: int, replicas: int, kubeconfig: str) -> dict:
         if res.returncode != 0:
             raise LabError(f"kctl lab up failed:\n{res.stdout}{res.stderr}")
         m = re.search(r"is up in ([0-9.]+)s", res.stdout)
-        out = asyncio.run(run_workload(cluster.load_cluster(name)["apiserver"], name, replicas))
+        out = asyncio.run(run_workload(cluster.load_cluster(name)["apiserver"], name, replicas,
+                                       toleration_seconds=toleration_seconds))
         out["up"] = up
         out["up_internal"] = float(m.group(1)) if m else up
         return out
@@ -185,6 +225,9 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--replicas", type=int, default=30)
     p.add_argument("--name", default=f"b{os.getpid() % 100000}", help="lab name (1-8 of [a-z0-9])")
+    p.add_argument("--toleration-seconds", type=int, default=None,
+                   help="pods tolerate an unreachable/not-ready node this long (default: no toleration, "
+                        "the lab's eviction timeout applies)")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("bench/lab.py needs root (it builds a lab)", file=sys.stderr)
@@ -198,14 +241,21 @@ def main() -> int:
     results = []
     try:
         print(f"lab bench: {args.trials} trial(s), {args.nodes} nodes, {args.replicas} replicas, "
-              f"kill {KILLED} (node grace {cluster.NODE_GRACE:g}s + eviction {cluster.POD_EVICTION:g}s)")
+              f"kill {KILLED} (node grace {cluster.NODE_GRACE:g}s + eviction {cluster.POD_EVICTION:g}s"
+              + (f"; pods tolerate it {args.toleration_seconds}s" if args.toleration_seconds is not None else "")
+              + ")")
         print(f"{'trial':<6}{'up s':>7}{'all Running s':>15}{'start p50 ms':>14}{'p99 ms':>9}"
               f"{'NotReady s':>12}{'all Ready s':>13}")
         for i in range(1, args.trials + 1):
-            r = trial(args.name, args.nodes, args.replicas, kubeconfig)
+            r = trial(args.name, args.nodes, args.replicas, kubeconfig, args.toleration_seconds)
             results.append(r)
             print(f"{i:<6}{r['up']:>7.2f}{r['all_running']:>15.2f}{pct(r['starts'], 50) * 1000:>14.0f}"
                   f"{pct(r['starts'], 99) * 1000:>9.0f}{r['notready']:>12.2f}{r['back']:>13.2f}", flush=True)
+            print("       apply timeline, s after the create (first .. last pod): " + "; ".join(
+                f"{k} {a:.2f}..{b:.2f}" for k, (a, b) in r["apply_timeline"].items())
+                + f"; slowest image pull (Pulled event) {r['pull_max']:.2f}s", flush=True)
+            print("       failover timeline, s after the kill (first .. last pod): " + "; ".join(
+                f"{k} {a:.2f}..{b:.2f}" for k, (a, b) in r["timeline"].items()), flush=True)
     finally:
         try:
             os.unlink(kubeconfig)
@@ -215,15 +265,19 @@ def main() -> int:
     med = lambda key: statistics.median(r[key] for r in results)  # noqa: E731
     worst = lambda key: max(r[key] for r in results)  # noqa: E731
     starts = [s for r in results for s in r["starts"]]
+    to_ready = [s for r in results for s in r["running_to_ready"]]
     print(f"\nmedian (worst) over {len(results)} trial(s): lab up {med('up'):.2f}s ({worst('up'):.2f}); "
           f"apply -> {args.replicas} Running {med('all_running'):.2f}s ({worst('all_running'):.2f}); "
           f"pod start p50 {pct(starts, 50) * 1000:.0f} ms, p99 {pct(starts, 99) * 1000:.0f} ms; "
+          f"Running -> Ready p50 {pct(to_ready, 50) * 1000:.0f} ms, p99 {pct(to_ready, 99) * 1000:.0f} ms; "
           f"kill -> NotReady {med('notready'):.2f}s ({worst('notready'):.2f}); "
           f"kill -> all Ready {med('back'):.2f}s ({worst('back'):.2f})")
     print(f"RESULT trials={len(results)} nodes={args.nodes} replicas={args.replicas} "
+          f"toleration_seconds={'none' if args.toleration_seconds is None else args.toleration_seconds} "
           f"lab_up_s={med('up'):.2f} lab_up_max_s={worst('up'):.2f} lab_up_internal_s={med('up_internal'):.2f} "
-          f"apply_all_running_s={med('all_running'):.2f} "
+          f"apply_all_running_s={med('all_running'):.2f} image_pull_max_s={med('pull_max'):.2f} "
           f"pod_start_p50_ms={pct(starts, 50) * 1000:.0f} pod_start_p99_ms={pct(starts, 99) * 1000:.0f} "
+          f"running_to_ready_p50_ms={pct(to_ready, 50) * 1000:.0f} running_to_ready_p99_ms={pct(to_ready, 99) * 1000:.0f} "
           f"kill_notready_s={med('notready'):.2f} kill_notready_max_s={worst('notready'):.2f} "
           f"kill_all_ready_s={med('back'):.2f} kill_all_ready_max_s={worst('back'):.2f}")
     return 0

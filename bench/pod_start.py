@@ -15,7 +15,9 @@ Then:
 3. burst: N pods created at once; pods started per second on one node
    (first create -> last Running) and their latencies;
 4. baseline: ``bench.runc_raw.measure_bare_runc(N)`` — ``runc run true`` of a
-   busybox rootfs with the same OCI spec generator, no agent/conmon/overlay/netns.
+   busybox rootfs with the same OCI spec generator, no agent/conmon/overlay/netns;
+   and ``measure_bare_runc_burst(N)`` — N of them at once: containers per second
+   this machine manages right now, the raw limit next to the burst's pods/s.
 
 Prints a table and ends with ``RESULT key=value ...``.  Everything it started
 is stopped by PID and removed on the way out.  Needs root.
@@ -33,7 +35,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.runc_raw import measure_bare_runc  # noqa: E402
+from bench.runc_raw import measure_bare_runc, measure_bare_runc_burst  # noqa: E402
 from harness.nodes import Node, NodeCluster  # noqa: E402
 from harness.pods import all_running, make_pod, node_ready  # noqa: E402
 from machinery.client import Client  # noqa: E402
@@ -143,6 +145,7 @@ def main() -> int:
         return 2
     res = asyncio.run(amain(args))
     runc = measure_bare_runc(args.pods)
+    runc_burst = measure_bare_runc_burst(args.pods)
     seq, burst = res["seq"], res["burst"]
     rate = args.pods / res["burst_elapsed"]
     p50, p99 = pct(seq, 50), pct(seq, 99)
@@ -151,10 +154,12 @@ def main() -> int:
     print(f"{'pod bound -> Running (burst)':34} {pct(burst, 50):9.1f} {pct(burst, 99):9.1f}")
     print(f"{'bare runc run (true)':34} {runc['p50_ms']:9.1f} {runc['p99_ms']:9.1f}")
     print(f"ratio pod/runc p50: {p50 / runc['p50_ms']:.1f}x   burst: {args.pods} pods in "
-          f"{res['burst_elapsed']:.2f}s = {rate:.1f} pods/s on one node")
+          f"{res['burst_elapsed']:.2f}s = {rate:.1f} pods/s on one node; {args.pods} bare runc run at "
+          f"once: {runc_burst['per_s']:.1f}/s (pods/runc {rate / runc_burst['per_s']:.2f})")
     print(f"RESULT pods={args.pods} pod_start_p50_ms={p50:.1f} pod_start_p99_ms={p99:.1f} "
           f"runc_p50_ms={runc['p50_ms']:.1f} runc_p99_ms={runc['p99_ms']:.1f} ratio_p50={p50 / runc['p50_ms']:.2f} "
-          f"burst_p50_ms={pct(burst, 50):.1f} burst_p99_ms={pct(burst, 99):.1f} pods_per_s={rate:.2f}")
+          f"burst_p50_ms={pct(burst, 50):.1f} burst_p99_ms={pct(burst, 99):.1f} pods_per_s={rate:.2f} "
+          f"runc_burst_per_s={runc_burst['per_s']:.1f} ratio_burst={rate / runc_burst['per_s']:.2f}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 This is the floor under any pod start: no conmon, no overlayfs, no pod
 network (a fresh empty netns per run), no agent.  ``bench/pod_start.py`` can
-compare its numbers with ``measure_bare_runc(n)``.
+compare its numbers with ``measure_bare_runc(n)`` (one after another) and
+``measure_bare_runc_burst(n)`` (n at once: the machine's limit for a burst).
 
 Each run uses its own container id, ``runc --root`` in a temp dir and an
 absolute cgroupsPath ``/kctlbench-<hex>/<id>``; ``runc run`` deletes the
@@ -76,18 +77,61 @@ def measure_bare_runc(n: int = 20, rootfs: str | os.PathLike | None = None) -> d
                 if r.returncode != 0:
                     raise RuntimeError(f"runc run failed ({r.returncode}): {r.stderr.decode()}")
         finally:
-            for h in Path("/sys/fs/cgroup").iterdir():
-                if h.is_dir() and not h.is_symlink() and (h / parent).is_dir():
-                    for child in (h / parent).iterdir():
-                        if child.is_dir():
-                            try:
-                                child.rmdir()
-                            except OSError:
-                                pass
+            _remove_cgroup_parent(parent)
+    return _stats(times)
+
+
+def measure_bare_runc_burst(n: int = 30) -> dict:
+    """Start n ``runc run`` of ``true`` at once (own bundle each); containers per second from the
+    first start to the last exit: the machine's own limit for a burst of pods on one node."""
+    from nodeagent.ocispec import build_spec
+    from nodeagent.runtime import ContainerConfig
+
+    parent = f"kctlbench-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory(prefix="kctlbench-") as tmp:
+        tmp_path = Path(tmp)
+        rfs = build_busybox_rootfs(tmp_path / "rootfs")
+        procs = []
+        try:
+            for i in range(n):
+                cid = f"{parent}-{i}"
+                cfg = ContainerConfig(id=cid, name=cid, rootfs=str(rfs), args=["true"], readonly_rootfs=True)
+                (tmp_path / cid).mkdir()
+                (tmp_path / cid / "config.json").write_text(json.dumps(build_spec(cfg, str(rfs), f"/{parent}/{cid}")))
+            t0 = time.perf_counter()
+            for i in range(n):
+                procs.append(subprocess.Popen([RUNC, "--root", str(tmp_path / "state"), "run", "--bundle",
+                                               str(tmp_path / f"{parent}-{i}"), f"{parent}-{i}"],
+                                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.PIPE))
+            failed = [p.stderr.read().decode() for p in procs if p.wait() != 0]
+            elapsed = time.perf_counter() - t0
+            if failed:
+                raise RuntimeError(f"runc run failed: {failed[0]}")
+        finally:
+            for p in procs:
+                p.stderr.close()
+            _remove_cgroup_parent(parent)
+    return {"n": n, "elapsed_s": round(elapsed, 3), "per_s": round(n / elapsed, 1)}
+
+
+def _remove_cgroup_parent(parent: str) -> None:
+    for h in Path("/sys/fs/cgroup").iterdir():
+        if h.is_dir() and not h.is_symlink() and (h / parent).is_dir():
+            for child in (h / parent).iterdir():
+                if child.is_dir():
                     try:
-                        (h / parent).rmdir()
+                        child.rmdir()
                     except OSError:
                         pass
+            try:
+                (h / parent).rmdir()
+            except OSError:
+                pass
+
+
+def _stats(times: list[float]) -> dict:
+    n = len(times)
     s = sorted(times)
     return {"n": n, "p50_ms": round(_percentile(s, 0.5), 2), "p99_ms": round(_percentile(s, 0.99), 2),
             "mean_ms": round(sum(s) / len(s), 2), "min_ms": round(s[0], 2),

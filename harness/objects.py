@@ -45,6 +45,8 @@ def new_object(kind: str, name: str, namespace: str = "", *, labels: dict | None
     elif kind == "ControllerRevision":
         obj.revision = 1
         obj.data.update({"spec": {"template": {"metadata": {"labels": {"app": name}}}}})
+    elif kind in ("RoleBinding", "ClusterRoleBinding"):
+        obj.role_ref.api_group, obj.role_ref.kind, obj.role_ref.name = "rbac.authorization.k8s.io", "ClusterRole", "view"
     elif kind == "ConfigMap":
         obj.data["key"] = "value"
     elif kind == "Secret":

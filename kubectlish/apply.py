@@ -248,6 +248,10 @@ def _add_generators():
     create_cmd.add_command(create_secret_group)
     create_cmd.add_command(create_job_cmd)
     create_cmd.add_command(create_token_cmd)
+    from kubectlish import create_rbac
+    for cmd in (create_rbac.create_role_cmd, create_rbac.create_clusterrole_cmd, create_rbac.create_rolebinding_cmd,
+                create_rbac.create_clusterrolebinding_cmd):
+        create_cmd.add_command(cmd)
 
 
 _add_generators()

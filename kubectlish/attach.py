@@ -40,7 +40,7 @@ async def attach_to(ctx: Ctx, pod, container: str, stdin: bool, tty: bool) -> No
 
     def open_stream(**kw):
         return nodeclient.attach(ctx.server, pod.metadata.namespace or ctx.namespace, pod.metadata.name,
-                                 container, credentials=ctx.credentials, **kw)
+                                 container, credentials=ctx.credentials, metadata=ctx.impersonate, **kw)
     if tty or stdin:
         err(PROMPT_NOTE)
     await session(open_stream, stdin, tty)
@@ -93,7 +93,7 @@ async def run_interactive(ctx: Ctx, create, name: str, stdin: bool, tty: bool, r
         pod = await wait_pod(ctx, name, running_or_finished, WAIT_RUNNING)
         if finished(pod):                                      # too late to attach: what it said
             async for chunk in nodeclient.logs(ctx.server, ctx.namespace, name, name,
-                                               credentials=ctx.credentials):
+                                               credentials=ctx.credentials, metadata=ctx.impersonate):
                 click.echo(chunk.data, nl=False)
         else:
             await attach_to(ctx, pod, name, stdin, tty)

@@ -52,6 +52,7 @@ class Ctx:
     namespace_explicit: bool = False
     request_timeout: float | None = None
     credentials: object = None          # machinery.kubeconfig.Credentials of the context (None: the default's)
+    impersonate: tuple = ()             # (key, value) gRPC metadata: --as, --as-group (machinery/callmeta.py)
     _client: object = field(default=None, repr=False)
 
     def client(self):
@@ -61,7 +62,7 @@ class Ctx:
             else:
                 from machinery.client import Client
                 self._client = Client(self.server, timeout=self.request_timeout or 30.0,
-                                      credentials=self.credentials)
+                                      credentials=self.credentials, metadata=self.impersonate)
         return self._client
 
     async def aclose(self):

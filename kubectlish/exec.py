@@ -148,7 +148,8 @@ async def _exec(ctx: Ctx, arg, container, stdin, tty, command) -> int:
 
     def open_stream(**kw):
         return nodeclient.exec_(ctx.server, pod.metadata.namespace or ctx.namespace, pod.metadata.name,
-                                container, list(command), credentials=ctx.credentials, **kw)
+                                container, list(command), credentials=ctx.credentials,
+                                metadata=ctx.impersonate, **kw)
     code = await session(open_stream, stdin, tty)
     if code is None:
         raise Failed("error: the exec stream ended without an exit code")

@@ -93,7 +93,7 @@ async def _logs(ctx: Ctx, arg, container, follow, previous, tail, timestamps) ->
     out = sys.stdout.buffer
     stream = nodeclient.logs(ctx.server, pod.metadata.namespace or ctx.namespace, pod.metadata.name,
                              container, follow=follow, previous=previous, tail=tail, timestamps=timestamps,
-                             credentials=ctx.credentials)
+                             credentials=ctx.credentials, metadata=ctx.impersonate)
     try:
         async for chunk in stream:
             out.write(chunk.data)

@@ -7,7 +7,7 @@ lists commands that live elsewhere (`kctl lab` in deploy/lab/cli.py); each
 appears as soon as its module exists, and nothing breaks while it does not.
 
 Global flags (--server, --kubeconfig, --context, -n/--namespace,
---request-timeout) may be written anywhere on the line, as with kubectl
+--request-timeout, --as, --as-group, --as-uid) may be written anywhere on the line, as with kubectl
 (`kctl get pods -n kube-system`): `KctlGroup.parse_args` hoists them in
 front of the subcommand before click parses.
 
@@ -55,6 +55,7 @@ COMMANDS = {
     "token": "kubectlish.tokens:token_group",
     "join": "kubectlish.join:join_cmd",
     "pki": "kubectlish.pki_cmd:pki_group",
+    "auth": "kubectlish.auth:auth_group",
 }
 
 # Commands that work without a usable cluster configuration.
@@ -70,7 +71,7 @@ EXTENSIONS = {
 
 # Global options that take a value, and may appear after the subcommand.
 _GLOBAL_VALUE_OPTS = ("-n", "--namespace", "-s", "--server", "--kubeconfig", "--context",
-                      "--request-timeout")
+                      "--request-timeout", "--as", "--as-group", "--as-uid")
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -143,8 +144,12 @@ class KctlGroup(click.Group):
 @click.option("-n", "--namespace", help="The namespace scope for this request.")
 @click.option("--request-timeout", default=None,
               help="Seconds (or 5s, 2m) to wait for a request; also ends `get --watch`.")
+@click.option("--as", "as_user", default="", help="Username to impersonate for the operation (a user or "
+              "system:serviceaccount:NS:NAME); needs the impersonate verb.")
+@click.option("--as-group", "as_groups", multiple=True, help="Group to impersonate; repeat for several.")
+@click.option("--as-uid", "as_uid", default="", help="UID to impersonate for the operation.")
 @click.pass_context
-def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout):
+def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout, as_user, as_groups, as_uid):
     """kctl controls the kctl cluster manager (a kubectl look-alike)."""
     from kubectlish import config
     from kubectlish.common import Ctx
@@ -160,9 +165,11 @@ def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout)
         else:
             click.echo(f"error: {exc}", err=True)
             click_ctx.exit(1)
+    from machinery.callmeta import impersonation
     click_ctx.obj = Ctx(server=settings.server, namespace=settings.namespace,
                         namespace_explicit=settings.namespace_explicit,
-                        request_timeout=parse_duration(request_timeout), credentials=settings.credentials)
+                        request_timeout=parse_duration(request_timeout), credentials=settings.credentials,
+                        impersonate=tuple(impersonation(as_user, as_groups, as_uid)))
 
 
 def parse_duration(value: str | None) -> float | None:

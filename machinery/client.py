@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Iterable, Sequence
 
 import grpc
 from google.protobuf.message import Message
 
-from machinery import codec, errors, kinds, kubeconfig, safeyaml
+from machinery import callmeta, codec, errors, kinds, kubeconfig, safeyaml
 from machinery.pb import api_pb2, api_pb2_grpc
 
 # Large lists (10,000 pods) exceed gRPC's 4 MiB default message size; a
@@ -63,13 +63,14 @@ class Client:
     """One channel to the apiserver; safe to share between tasks."""
 
     def __init__(self, target: str, *, timeout: float | None = 30.0, user_agent: str = "kctl",
-                 credentials: kubeconfig.Credentials | None = None):
+                 credentials: kubeconfig.Credentials | None = None, metadata: Sequence[tuple[str, str]] = ()):
+        """`metadata`: sent with every call (impersonation, machinery/callmeta.py)."""
         self.target = normalize_target(target)
         self.timeout = timeout
         self.credentials = credentials if credentials is not None else kubeconfig.default_credentials()
         if self.credentials.token and not self.credentials.cert_pem:
             raise errors.ConfigError(token_over_grpc(self.target))
-        self._channel = secure_channel(self.target, self.credentials, user_agent)
+        self._channel = secure_channel(self.target, self.credentials, user_agent, metadata)
         self._stub = api_pb2_grpc.ApiStub(self._channel)
         self.warnings: list[str] = []
 
@@ -131,6 +132,13 @@ class Client:
             object=codec.pack(obj), dry_run=dry_run, field_manager=field_manager))
         self.warnings = list(resp.warnings)
         return codec.unpack(resp.object)
+
+    async def review(self, obj: Message) -> Message:
+        """A create-only review (SelfSubjectAccessReview & co.): the answer, of obj's type."""
+        resp = await self._call(self._stub.Create, api_pb2.CreateRequest(object=codec.pack(obj)))
+        out = type(obj)()
+        resp.object.Unpack(out)
+        return out
 
     async def get(self, kind, name: str, namespace: str = "") -> Message:
         info = kinds.lookup(kind)
@@ -233,10 +241,13 @@ def token_over_grpc(target: str) -> str:
             f"client certificate of the cluster CA; use the token over HTTPS (the HTTP API, e.g. kubectl)")
 
 
-def secure_channel(target: str, credentials: kubeconfig.Credentials, user_agent: str = "kctl") -> grpc.aio.Channel:
-    """A TLS channel to the apiserver with these credentials."""
+def secure_channel(target: str, credentials: kubeconfig.Credentials, user_agent: str = "kctl",
+                   metadata: Sequence[tuple[str, str]] = ()) -> grpc.aio.Channel:
+    """A TLS channel to the apiserver with these credentials; `metadata` goes
+    with every call (impersonation, machinery/callmeta.py)."""
     options = CHANNEL_OPTIONS + [("grpc.primary_user_agent", user_agent)]
-    return grpc.aio.secure_channel(normalize_target(target), credentials.grpc(), options=options)
+    return grpc.aio.secure_channel(normalize_target(target), credentials.grpc(), options=options,
+                                   interceptors=callmeta.interceptors(metadata) or None)
 
 
 def normalize_target(server: str) -> str:

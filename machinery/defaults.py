@@ -396,7 +396,22 @@ def _hpa(hpa) -> None:
         b.scale_down.CopyFrom(hpa_scale_down_rules(b.scale_down if b.HasField("scale_down") else None))
 
 
+def _subjects(binding) -> None:
+    """rbac/v1 SetDefaults_Subject: Users and Groups are in the RBAC API group."""
+    for s in binding.subjects:
+        if not s.api_group and s.kind in ("User", "Group"):
+            s.api_group = kinds.RBAC_GROUP
+
+
+def _role_binding(binding) -> None:
+    _subjects(binding)
+    if not binding.role_ref.api_group:
+        binding.role_ref.api_group = kinds.RBAC_GROUP
+
+
 _DEFAULTERS = {
+    "RoleBinding": _role_binding,
+    "ClusterRoleBinding": _role_binding,
     "HorizontalPodAutoscaler": _hpa,
     "PriorityClass": _priority_class,
     "Secret": _secret,

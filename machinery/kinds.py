@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 from machinery.errors import KctlError
 from machinery.pb import (apps_pb2, autoscaling_pb2, batch_pb2, certificates_pb2, core_pb2, discovery_pb2, policy_pb2,
-                          scheduling_pb2, serviceaccount_pb2, storage_pb2)
+                          rbac_pb2, scheduling_pb2, serviceaccount_pb2, storage_pb2)
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class KindInfo:
     def type_url(self) -> str:
         return "type.googleapis.com/" + self.message.DESCRIPTOR.full_name
 
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", "namespaces", "namespace", "", "v1", False, core_pb2.Namespace, ("ns",)),
@@ -86,6 +88,14 @@ KINDS: tuple[KindInfo, ...] = (
     # node join (issue 14): approved and signed by the controller manager (controllers/csr*.py)
     KindInfo("CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest",
              "certificates.k8s.io", "v1", False, certificates_pb2.CertificateSigningRequest, ("csr",)),
+    # rbac.authorization.k8s.io (who may do what; apiserver/auth/rbac.py evaluates them)
+    KindInfo("Role", "roles", "role", RBAC_GROUP, "v1", True, rbac_pb2.Role, (), has_status=False),
+    KindInfo("ClusterRole", "clusterroles", "clusterrole", RBAC_GROUP, "v1", False, rbac_pb2.ClusterRole, (),
+             has_status=False),
+    KindInfo("RoleBinding", "rolebindings", "rolebinding", RBAC_GROUP, "v1", True, rbac_pb2.RoleBinding, (),
+             has_status=False),
+    KindInfo("ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", RBAC_GROUP, "v1", False,
+             rbac_pb2.ClusterRoleBinding, (), has_status=False),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

@@ -25,7 +25,7 @@ from typing import AsyncIterator, Sequence, TypeVar
 
 import grpc
 
-from machinery import errors
+from machinery import callmeta, errors
 from machinery.client import normalize_target, secure_channel
 from machinery.kubeconfig import Credentials, default_credentials
 from machinery.pb import node_pb2, node_pb2_grpc
@@ -43,20 +43,22 @@ async def first_request(request_iterator: AsyncIterator[T]) -> tuple[T | None, A
         return None, it
 
 
-def _channel(target: str, credentials: Credentials | None) -> tuple[str, grpc.aio.Channel]:
+def _channel(target: str, credentials: Credentials | None, metadata=()) -> tuple[str, grpc.aio.Channel]:
+    """A channel to the apiserver; `metadata` goes with every call (impersonation, machinery/callmeta.py)."""
     creds = credentials if credentials is not None else default_credentials()
-    return normalize_target(target), secure_channel(target, creds)
+    return normalize_target(target), secure_channel(target, creds, metadata=metadata)
 
 
 async def logs(target: str, namespace: str, pod: str, container: str = "", follow: bool = False,
                previous: bool = False, tail: int | None = None,
-               timestamps: bool = False, credentials: Credentials | None = None) -> AsyncIterator[node_pb2.LogChunk]:
+               timestamps: bool = False, credentials: Credentials | None = None,
+               metadata=()) -> AsyncIterator[node_pb2.LogChunk]:
     """The container's log as chunks of whole lines; with follow, until it exits."""
     req = node_pb2.LogsRequest(namespace=namespace or "default", pod=pod, container=container or "",
                                follow=follow, previous=previous, timestamps=timestamps)
     if tail is not None and tail >= 0:
         req.tail_lines = tail
-    target, ch = _channel(target, credentials)
+    target, ch = _channel(target, credentials, metadata)
     call = node_pb2_grpc.NodeAgentStub(ch).Logs(req)
     try:
         async for chunk in call:
@@ -71,32 +73,32 @@ async def logs(target: str, namespace: str, pod: str, container: str = "", follo
 def exec_(target: str, namespace: str, pod: str, container: str, command: Sequence[str],
           stdin: AsyncIterator[bytes] | None = None, tty: bool = False, size: tuple[int, int] | None = None,
           resizes: AsyncIterator[tuple[int, int]] | None = None,
-          credentials: Credentials | None = None) -> AsyncIterator[node_pb2.ExecResponse]:
+          credentials: Credentials | None = None, metadata=()) -> AsyncIterator[node_pb2.ExecResponse]:
     """Run command in the container; yields output chunks, then one message with exit_code.
     With tty, on a pseudo-terminal of `size` (width, height), resized by each `resizes` item."""
     first = node_pb2.ExecRequest(namespace=namespace or "default", pod=pod, container=container or "",
                                  command=list(command), stdin=stdin is not None, stdin_eof=stdin is None, tty=tty)
-    return _session("Exec", target, first, stdin, size, resizes, credentials)
+    return _session("Exec", target, first, stdin, size, resizes, credentials, metadata)
 
 
 def attach(target: str, namespace: str, pod: str, container: str, stdin: AsyncIterator[bytes] | None = None,
            tty: bool = False, size: tuple[int, int] | None = None,
            resizes: AsyncIterator[tuple[int, int]] | None = None,
-           credentials: Credentials | None = None) -> AsyncIterator[node_pb2.ExecResponse]:
+           credentials: Credentials | None = None, metadata=()) -> AsyncIterator[node_pb2.ExecResponse]:
     """Attach to the container's own process: its output (from now on) and, for a
     `stdin: true` container, its stdin; a `tty: true` container's terminal follows `resizes`."""
     first = node_pb2.ExecRequest(namespace=namespace or "default", pod=pod, container=container or "",
                                  stdin=stdin is not None, stdin_eof=stdin is None, tty=tty)
-    return _session("Attach", target, first, stdin, size, resizes, credentials)
+    return _session("Attach", target, first, stdin, size, resizes, credentials, metadata)
 
 
 async def _session(rpc: str, target: str, first: node_pb2.ExecRequest, stdin: AsyncIterator[bytes] | None,
                    size: tuple[int, int] | None,
                    resizes: AsyncIterator[tuple[int, int]] | None,
-                   credentials: Credentials | None) -> AsyncIterator[node_pb2.ExecResponse]:
+                   credentials: Credentials | None, metadata=()) -> AsyncIterator[node_pb2.ExecResponse]:
     if size:
         first.resize.width, first.resize.height = size
-    target, ch = _channel(target, credentials)
+    target, ch = _channel(target, credentials, metadata)
     call = getattr(node_pb2_grpc.NodeAgentStub(ch), rpc)()
     lock = asyncio.Lock()           # one write at a time on the call
 

@@ -54,6 +54,7 @@ _PACKAGE_BY_FILE = {
     "machinery/pb/autoscaling.proto": "io.k8s.api.autoscaling.v2",
     "machinery/pb/serviceaccount.proto": "io.k8s.api.authentication.v1",
     "machinery/pb/certificates.proto": "io.k8s.api.certificates.v1",
+    "machinery/pb/rbac.proto": "io.k8s.api.rbac.v1",
 }
 _PACKAGE_BY_MESSAGE = {
     "kctl.v1.ObjectReference": "io.k8s.api.core.v1",

@@ -12,7 +12,7 @@ file layout under one cert dir:
     admin.conf                             kubeconfig: CN=kubernetes-admin, O=system:masters
     scheduler.conf                         kubeconfig: CN=system:kube-scheduler
     controller-manager.conf                kubeconfig: CN=system:kube-controller-manager
-    dns.conf                               kubeconfig: CN=system:kctl-dns
+    dns.conf                               kubeconfig: CN=system:kube-dns
     nodes/NAME.conf, nodes/NAME.crt/.key   a node: CN=system:node:NAME, O=system:nodes; the one
                                            certificate is also the agent's serving certificate
                                            (SANs: its name and address)
@@ -59,7 +59,7 @@ NODES = "system:nodes"
 ADMIN = "kubernetes-admin"
 SCHEDULER = "system:kube-scheduler"
 CONTROLLER_MANAGER = "system:kube-controller-manager"
-DNS = "system:kctl-dns"
+DNS = "system:kube-dns"
 APISERVER_KUBELET_CLIENT = "kube-apiserver-kubelet-client"
 SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local")

@@ -445,5 +445,7 @@ from machinery.tables_autoscaling import AUTOSCALING_PRINTERS  # noqa: E402  (us
 PRINTERS.update(AUTOSCALING_PRINTERS)
 
 from machinery.tables_certificates import CERTIFICATE_PRINTERS  # noqa: E402  (uses the helpers above)
+from machinery.tables_rbac import RBAC_PRINTERS  # noqa: E402  (uses the helpers above)
 
 PRINTERS.update(CERTIFICATE_PRINTERS)
+PRINTERS.update(RBAC_PRINTERS)

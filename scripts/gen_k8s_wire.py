@@ -34,7 +34,11 @@ from machinery import kinds  # noqa: E402
 EXTRA_ROOTS = ["k8s.io.api.core.v1.Binding", "k8s.io.api.policy.v1.Eviction", "k8s.io.api.autoscaling.v1.Scale",
                "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler",   # served next to v2 (conversion.py)
                "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", "k8s.io.apimachinery.pkg.runtime.Unknown",
-               "k8s.io.api.authentication.v1.TokenRequest"]
+               "k8s.io.api.authentication.v1.TokenRequest",
+               # the create-only reviews (kubectl auth can-i / whoami)
+               *(f"k8s.io.api.authorization.v1.{k}" for k in ("SelfSubjectAccessReview", "SubjectAccessReview",
+                                                              "SelfSubjectRulesReview")),
+               "k8s.io.api.authentication.v1.SelfSubjectReview"]
 ROOTS = [f"{PACKAGES[i.api_version]}.{i.kind}" for i in kinds.KINDS if i.api_version in PACKAGES] + EXTRA_ROOTS
 # k8s.io/api directories of the packages those roots live in (core/v1, apps/v1, ...)
 API_PROTOS = sorted({r.split(".")[3] + "/" + r.split(".")[4] for r in ROOTS if r.startswith("k8s.io.api.")})

@@ -21,7 +21,23 @@ and authorization, shared by both transports.
                  the verb from method + path + ?watch, resource/subresource,
                  namespace, name, or a non-resource path.
 * gate.py        the hook points: the gRPC interceptor and the HTTP
-                 middlewares that authenticate, then authorize.
+                 middlewares that authenticate, impersonate, authorize
+                 and audit (apiserver/audit.py).
+* impersonation.py  Impersonate-* headers / metadata, each item checked
+                 with the `impersonate` verb.
+* setup.py       the authorizer chain the apiserver runs:
+                 Chain(system:masters, Node, RBAC), on
+* index.py       in-memory copies of roles, bindings, pods and claims fed
+                 by the watch cache (no etcd read per request);
+* rbac.py        Kubernetes' RBAC evaluation; escalation.py: nobody grants
+                 rights they lack (apiserver/admission_rbac.py);
+* node.py        the Node authorizer (apiserver/admission_noderestriction.py
+                 is its admission half);
+* bootstrappolicy.py, policy.py  the default roles and bindings, created
+                 and reconciled at start, and ClusterRole aggregation;
+* reviews.py     SelfSubjectAccessReview, SubjectAccessReview,
+                 SelfSubjectRulesReview, SelfSubjectReview;
+* tokenfile.py   static bearer tokens (--token-auth-file).
 
 Order of a request (Kubernetes' filter chain): authenticate -> (impersonate)
 -> in-flight limit -> authorize -> handler (admission happens in the Store,

@@ -8,13 +8,14 @@ message, word for word:
 
     pods "web" is forbidden: User "jane" cannot get resource "pods" in API group "" in the namespace "default"
     nodes is forbidden: User "jane" cannot list resource "nodes" in API group "" at the cluster scope
+    deployments.apps "web" is forbidden: User "jane" cannot patch resource "deployments/scale" in API group "apps" ...
     forbidden: User "jane" cannot get path "/metrics"
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apiserver.auth.user import UserInfo
+from apiserver.auth.user import SYSTEM_MASTERS, UserInfo
 from machinery import errors
 
 ALLOW, DENY, NO_OPINION = "Allow", "Deny", "NoOpinion"
@@ -59,6 +60,13 @@ class AlwaysAllow(Authorizer):
         return Decision(ALLOW)
 
 
+class Superuser(Authorizer):
+    """system:masters may do anything, whatever RBAC says (Kubernetes' privileged-group authorizer)."""
+
+    async def authorize(self, a: Attributes) -> Decision:
+        return Decision(ALLOW) if a.user.in_group(SYSTEM_MASTERS) else Decision(NO_OPINION)
+
+
 class Chain(Authorizer):
     def __init__(self, *authorizers: Authorizer):
         self.authorizers = list(authorizers)
@@ -82,7 +90,8 @@ def forbidden(a: Attributes, reason: str = "") -> errors.Forbidden:
         return errors.Forbidden(msg + (f": {reason}" if reason else ""))
     resource = a.resource + (f"/{a.subresource}" if a.subresource else "")
     where = f'in the namespace "{a.namespace}"' if a.namespace else "at the cluster scope"
-    subject = f'{resource} "{a.name}"' if a.name else resource
+    qualified = f"{a.resource}.{a.api_group}" if a.api_group else a.resource      # a GroupResource
+    subject = f'{qualified} "{a.name}"' if a.name else qualified
     msg = f'{subject} is forbidden: {who} cannot {a.verb} resource "{resource}" in API group "{a.api_group}" {where}'
     return errors.Forbidden(msg + (f": {reason}" if reason else ""), kind=a.resource, name=a.name,
                             group=a.api_group)

@@ -1,24 +1,35 @@
 """Where requests are authenticated and authorized, for both transports.
 
-`Gate` holds the apiserver's Authenticator and Authorizer. Over gRPC it is
+`Gate` holds the apiserver's Authenticator and Authorizer (and the audit
+log, when there is one). Over gRPC it is
 a server interceptor (innermost, so it receives decoded requests): it
-authenticates the call, sets `auth.current()` for the rest of the call and,
+authenticates the call, applies impersonation (`impersonate-*` metadata,
+apiserver/auth/impersonation.py), sets `auth.current()` for the rest of the call and,
 for the unary-request methods, authorizes the Attributes `grpc_attributes`
 derives from the request. Methods whose request is a stream (exec, attach,
 port-forward) are authenticated here and authorized by their servicer on
 the first message (`Gate.authorize`). Over HTTP, `http_middlewares()`
 returns the authenticate middleware (outermost after the Status one) and
 the authorize middleware (after the in-flight limit), which uses
-requestinfo.attributes.
+requestinfo.attributes; impersonation (`Impersonate-*` headers) is applied
+in the first, right after authentication, as in Kubernetes' filter chain.
+
+Auditing (apiserver/audit.py) wraps both: the HTTP audit middleware sits
+between the Status middleware and authentication and reads what the inner
+middlewares left on the request (user, attributes, decision); the gRPC
+wrapper records the same for each call. Writes and 401/403 are logged.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
 
-from apiserver.auth import authz, requestinfo, user as users
+from apiserver import audit as auditing
+from apiserver.auth import authz, impersonation, requestinfo, reviews, user as users
 from apiserver.auth.authn import Authenticator, Insecure
 from apiserver.auth.authz import Attributes, Authorizer
 from machinery import errors, kinds
@@ -38,6 +49,9 @@ def _plural(kind_name: str) -> tuple[str, str]:
 def _object_attrs(user, verb: str, any_obj, sub: str = "") -> Attributes:
     info = kinds.BY_TYPE_URL.get(any_obj.type_url)
     if info is None:
+        review = reviews.BY_TYPE_URL.get(any_obj.type_url)
+        if review is not None:
+            return reviews.grpc_attributes(user, review, any_obj)
         return Attributes(user, verb, resource="unknown")
     obj = info.message()
     any_obj.Unpack(obj)
@@ -65,8 +79,9 @@ def grpc_attributes(user, method: str, request) -> list[Attributes] | None:
         return [_object_attrs(user, "update", request.object, sub)]
     if method in ("Get", "Delete"):
         return [_named_attrs(user, method.lower(), request.kind, request.namespace, request.name)]
-    if method in ("List", "Watch"):
-        return [_named_attrs(user, method.lower(), request.kind, request.namespace, "")]
+    if method in ("List", "Watch"):      # a metadata.name field selector names the object, as over HTTP
+        return [_named_attrs(user, method.lower(), request.kind, request.namespace,
+                             requestinfo.selected_name(request.field_selector))]
     if method == "Bind":
         return [Attributes(user, "create", namespace=request.namespace or "default", resource="pods",
                            subresource="binding", name=request.name)]
@@ -87,35 +102,120 @@ def grpc_attributes(user, method: str, request) -> list[Attributes] | None:
     return None
 
 
+def authenticated(who: users.UserInfo | None) -> users.UserInfo:
+    """401 for nobody; everyone else is in system:authenticated, whatever the
+    authenticator said (Kubernetes' AuthenticatedGroupAdder)."""
+    if who is None:
+        raise errors.Unauthorized(UNAUTHORIZED)
+    if who.name == users.ANONYMOUS.name or who.in_group(users.AUTHENTICATED):
+        return who
+    return dataclasses.replace(who, groups=(*who.groups, users.AUTHENTICATED))
+
+
+@dataclass
+class _Call:
+    """What the audit log needs to know about one request."""
+    uri: str
+    received: str
+    user: users.UserInfo | None = None
+    attrs: Attributes | None = None
+    code: int = 0
+    decision: str = ""
+    reason: str = ""
+    source_ip: str = ""
+    user_agent: str = ""
+
+
+def _peer_ip(peer: str) -> str:
+    """`ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` -> the address."""
+    kind, _, rest = (peer or "").partition(":")
+    return rest.rpartition(":")[0].strip("[]") if kind in ("ipv4", "ipv6") else ""
+
+
 class Gate(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator | None = None, authorizer: Authorizer | None = None):
+    def __init__(self, authenticator: Authenticator | None = None, authorizer: Authorizer | None = None,
+                 audit: auditing.AuditLog | None = None):
         self.authenticator = authenticator or Insecure()
         self.authorizer = authorizer or authz.AlwaysAllow()
+        self.audit = audit
 
     # ---------------------------------------------------------- shared
-    async def authorize(self, a: Attributes) -> None:
+    async def authorize(self, a: Attributes, call: _Call | None = None) -> None:
         """403 unless allowed (Kubernetes' message)."""
-        await authz.check(self.authorizer, a)
+        d = await self.authorizer.authorize(a)
+        if call is not None:
+            call.attrs, call.decision, call.reason = a, "allow" if d.allowed else "forbid", d.reason
+        if not d.allowed:
+            raise authz.forbidden(a, d.reason)
 
-    async def _grpc_user(self, context):
+    async def authorize_stream(self, a: Attributes, method: str) -> None:
+        """For gRPC streams authorized by their servicer on the first message
+        (exec, attach, port-forward): authorize and audit the opening (code 101
+        when allowed, as Kubernetes logs an upgraded connection; 403 when not)."""
+        call = _Call(method, auditing.now(), user=a.user)
         try:
-            who = await self.authenticator.grpc(context)
-        except errors.Unauthorized as exc:
+            await self.authorize(a, call)
+            call.code = 101
+        except errors.ApiError as exc:
+            call.code = exc.http_code
+            raise
+        finally:
+            self._record(call)
+
+    def _record(self, call: _Call) -> None:
+        if self.audit is None:
+            return
+        verb = call.attrs.verb if call.attrs is not None else ""
+        if not auditing.should_log(verb, call.code):
+            return
+        self.audit.write(self.audit.event(uri=call.uri, verb=verb, code=call.code, user=call.user,
+                                          attrs=call.attrs, received=call.received, source_ip=call.source_ip,
+                                          user_agent=call.user_agent, decision=call.decision, reason=call.reason))
+
+    async def _grpc_user(self, context, call: _Call):
+        try:
+            who = authenticated(await self.authenticator.grpc(context))
+            call.user = who
+            who = await impersonation.impersonate(who, context.invocation_metadata() or (), self.authorizer)
+            call.user = who
+        except errors.ApiError as exc:
+            call.code = exc.http_code
             await errors.abort(context, exc)
-        if who is None:
-            await errors.abort(context, errors.Unauthorized(UNAUTHORIZED))
         return who
 
-    async def _grpc_admit(self, method: str, request, context):
-        who = await self._grpc_user(context)
+    async def _grpc_admit(self, method: str, request, context, call: _Call):
+        who = await self._grpc_user(context, call)
         users.set_current(who)
         try:
             for a in grpc_attributes(who, method, request) or ():
-                await self.authorize(a)
+                await self.authorize(a, call)
         except errors.ApiError as exc:
+            call.code = exc.http_code
             await errors.abort(context, exc)
 
+    def _grpc_call(self, details, context) -> _Call:
+        return _Call(details.method, auditing.now(), source_ip=_peer_ip(context.peer()),
+                     user_agent=dict(context.invocation_metadata() or ()).get("user-agent", ""))
+
+    def _grpc_done(self, call: _Call, context, method: str) -> None:
+        if not call.code:
+            code = context.code() if hasattr(context, "code") else None
+            call.code = auditing.GRPC_TO_HTTP.get(code, 500) if code is not None else (
+                201 if method == "Create" else 200)
+        self._record(call)
+
     # ------------------------------------------------------------ gRPC
+    def _guarded(self, inner, details, method: str):
+        """A unary-request handler that is admitted first and audited after."""
+        async def guarded(request, context):
+            call = self._grpc_call(details, context)
+            try:
+                await self._grpc_admit(method, request, context, call)
+                return await inner(request, context)
+            finally:
+                self._grpc_done(call, context, method)
+        return guarded
+
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
         if handler is None:
@@ -123,37 +223,34 @@ class Gate(grpc.aio.ServerInterceptor):
         method = details.method.rpartition("/")[2]
         gate = self
         if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request, context):
-                await gate._grpc_admit(method, request, context)
-                return await inner(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
+            return grpc.unary_unary_rpc_method_handler(self._guarded(handler.unary_unary, details, method),
+                                                       request_deserializer=handler.request_deserializer,
                                                        response_serializer=handler.response_serializer)
         if handler.unary_stream is not None:
             inner = handler.unary_stream
             if inspect.isasyncgenfunction(inner):
                 async def stream(request, context):
-                    await gate._grpc_admit(method, request, context)
-                    async for msg in inner(request, context):
-                        yield msg
+                    call = gate._grpc_call(details, context)
+                    try:
+                        await gate._grpc_admit(method, request, context, call)
+                        async for msg in inner(request, context):
+                            yield msg
+                    finally:
+                        gate._grpc_done(call, context, method)
             else:
-                async def stream(request, context):
-                    await gate._grpc_admit(method, request, context)
-                    return await inner(request, context)
+                stream = self._guarded(inner, details, method)
             return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
                                                         response_serializer=handler.response_serializer)
         inner = handler.stream_stream or handler.stream_unary
         streaming_out = handler.stream_stream is not None
         if streaming_out and inspect.isasyncgenfunction(inner):
             async def bidi(requests, context):
-                users.set_current(await gate._grpc_user(context))
+                users.set_current(await gate._grpc_user(context, gate._grpc_call(details, context)))
                 async for msg in inner(requests, context):
                     yield msg
         else:
             async def bidi(requests, context):
-                users.set_current(await gate._grpc_user(context))
+                users.set_current(await gate._grpc_user(context, gate._grpc_call(details, context)))
                 return await inner(requests, context)
         make = grpc.stream_stream_rpc_method_handler if streaming_out else grpc.stream_unary_rpc_method_handler
         return make(bidi, request_deserializer=handler.request_deserializer,
@@ -161,22 +258,52 @@ class Gate(grpc.aio.ServerInterceptor):
 
     # ------------------------------------------------------------ HTTP
     def http_middlewares(self) -> tuple:
-        """(authenticate, authorize): the first goes right after the Status
-        middleware, the second after the in-flight limit."""
+        """(audit, authenticate, authorize): the first two go right after the
+        Status middleware, the last after the in-flight limit."""
         gate = self
 
         @web.middleware
+        async def audit(request: web.Request, handler):
+            if gate.audit is None:
+                return await handler(request)
+            call = _Call(request.path_qs, auditing.now(), source_ip=request.remote or "",
+                         user_agent=request.headers.get("User-Agent", ""))
+            request["kctl.audit"] = call
+            try:
+                response = await handler(request)
+                call.code = response.status
+                return response
+            except errors.ApiError as exc:
+                call.code = exc.http_code
+                raise
+            except web.HTTPException as exc:
+                call.code = exc.status
+                raise
+            except Exception:
+                call.code = 500
+                raise
+            finally:
+                if call.attrs is None and call.user is not None:
+                    call.attrs = requestinfo.attributes(call.user, request.method, request.path,
+                                                        request.query_string)
+                gate._record(call)
+
+        @web.middleware
         async def authenticate(request: web.Request, handler):
-            who = await gate.authenticator.http(request)
-            if who is None:
-                raise errors.Unauthorized(UNAUTHORIZED)
+            who = authenticated(await gate.authenticator.http(request))
+            call = request.get("kctl.audit")
+            if call is not None:
+                call.user = who
+            who = await impersonation.impersonate(who, request.headers.items(), gate.authorizer)
+            if call is not None:
+                call.user = who
             users.set_current(who)
             return await handler(request)
 
         @web.middleware
         async def authorize(request: web.Request, handler):
             await gate.authorize(requestinfo.attributes(users.current(), request.method, request.path,
-                                                        request.query_string))
+                                                        request.query_string), request.get("kctl.audit"))
             return await handler(request)
 
-        return authenticate, authorize
+        return audit, authenticate, authorize

@@ -10,7 +10,9 @@ Verbs: GET on a collection is `list` (`watch` with ?watch=true), on a name
 `get`; POST `create`; PUT `update`; PATCH `patch`; DELETE on a name
 `delete`, on a collection `deletecollection`. A `fieldSelector` of
 `metadata.name=X` on a list or watch names X, as Kubernetes does, so a
-grant on one name also allows watching it.
+grant on one name also allows watching it. Opening pods' exec, attach or
+portforward needs `create` whatever the method (Kubernetes checks create
+for WebSocket GETs as well).
 """
 from __future__ import annotations
 
@@ -20,8 +22,18 @@ from apiserver.auth.authz import Attributes
 from apiserver.auth.user import UserInfo
 
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
+CONNECT_SUBRESOURCES = ("exec", "attach", "portforward")
 METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "GET": "get", "HEAD": "get",
                 "DELETE": "delete"}
+
+
+def selected_name(field_selector: str) -> str:
+    """X of a `metadata.name=X` (or `==X`) term of a field selector, else ""."""
+    for sel in (field_selector or "").split(","):
+        key, eq, value = sel.partition("=")
+        if eq and key.strip() == "metadata.name":
+            return value.lstrip("=").strip()
+    return ""
 
 
 def attributes(user: UserInfo, method: str, path: str, query: str = "") -> Attributes:
@@ -51,9 +63,8 @@ def attributes(user: UserInfo, method: str, path: str, query: str = "") -> Attri
         elif verb == "delete":
             verb = "deletecollection"
         if verb in ("list", "watch"):
-            for sel in q.get("fieldSelector", [""])[0].split(","):
-                key, eq, value = sel.partition("=")
-                if eq and key.strip() == "metadata.name":
-                    name = value.lstrip("=").strip()
+            name = selected_name(q.get("fieldSelector", [""])[0])
+    if resource == "pods" and sub in CONNECT_SUBRESOURCES:
+        verb = "create"       # a WebSocket GET opens a stream too: Kubernetes requires create
     return Attributes(user, verb, namespace=namespace, api_group=group, api_version=version,
                       resource=resource, subresource=sub, name=name)

@@ -21,6 +21,7 @@ class UserInfo:
     uid: str = ""
     groups: tuple[str, ...] = ()
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+    impersonator: "UserInfo | None" = field(default=None, hash=False, compare=False)   # who asked (impersonation)
 
     def in_group(self, group: str) -> bool:
         return group in self.groups

@@ -17,6 +17,7 @@ resourceVersion. The package is a translation only:
                    node proxy (apiserver/nodeproxy.py)
 * portforward.py   pods' portforward (WebSocket, SPDY/3.1 tunnelled)
 * metrics_routes.py metrics.k8s.io/v1beta1 (read-only, from apiserver/metricsapi.py)
+* review_routes.py  SelfSubjectAccessReview & co. (create-only, apiserver/auth/reviews.py)
 * wire.py          JSON bodies in; objects, lists, Tables, Status out
 * conversion.py    older versions served next to the stored one (autoscaling/v1 HPA)
 
@@ -37,7 +38,7 @@ from aiohttp import web
 
 from apiserver import limits
 from apiserver.auth.gate import Gate
-from apiserver.http import discovery, metrics_routes, wire
+from apiserver.http import discovery, metrics_routes, review_routes, wire
 from apiserver.http.resources import Resources, Target, not_found_path, parse
 from apiserver.http.portforward import PortForward
 from apiserver.http.streams import Streams
@@ -135,13 +136,15 @@ def make_app(verbs: Verbs, proxy=None, metrics=None, gate: Gate | None = None) -
     (apiserver.auth); the default is the pre-TLS behaviour (everyone is
     system:unsecured, everything allowed)."""
     api = Api(verbs, proxy)
-    authenticate, authorize = (gate or Gate()).http_middlewares()
-    app = web.Application(middlewares=[statuses, authenticate,
+    audit, authenticate, authorize = (gate or Gate()).http_middlewares()
+    app = web.Application(middlewares=[statuses, audit, authenticate,
                                        *limits.http_middlewares(getattr(verbs, "limiter", None)), authorize],
                           client_max_size=wire.MAX_BODY)
     app.add_routes(discovery.routes())
     if metrics is not None:
         app.add_routes(metrics_routes.routes(metrics))
+    if getattr(verbs, "reviews", None) is not None:      # authorization/authentication reviews (create-only)
+        app.add_routes(review_routes.routes(verbs))
     app.add_routes([web.get("/apis/{group}", discovery.api_group),
                     web.route("*", "/api/{version}", api.core),
                     web.route("*", "/api/{version}/{tail:.*}", api.core),

@@ -45,6 +45,7 @@ PACKAGES = {"v1": "k8s.io.api.core.v1", "apps/v1": "k8s.io.api.apps.v1", "policy
             "storage.k8s.io/v1": "k8s.io.api.storage.v1", "discovery.k8s.io/v1": "k8s.io.api.discovery.v1",
             "scheduling.k8s.io/v1": "k8s.io.api.scheduling.v1", "certificates.k8s.io/v1": "k8s.io.api.certificates.v1",
             "rbac.authorization.k8s.io/v1": "k8s.io.api.rbac.v1",
+            "authorization.k8s.io/v1": "k8s.io.api.authorization.v1",
             "authentication.k8s.io/v1": "k8s.io.api.authentication.v1"}
 
 

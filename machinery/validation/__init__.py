@@ -22,16 +22,17 @@ The rules live in submodules: `common` (names, labels, ports), `meta`
 CronJob), `policy` (PodDisruptionBudget), `core` (Service, Node, Namespace,
 Endpoints, Event, Lease), `config` (ConfigMap, Secret), `storage`
 (PersistentVolume, PersistentVolumeClaim, StorageClass), `placement`
-(pod affinity, spread constraints, priority fields, PriorityClass) and
+(pod affinity, spread constraints, priority fields, PriorityClass),
 `discovery` (EndpointSlice), `serviceaccount` (ServiceAccount, TokenRequest,
-projected token sources) and `certificates` (CertificateSigningRequest).
+projected token sources), `certificates` (CertificateSigningRequest) and
+`rbac` (Roles, ClusterRoles and their bindings).
 """
 from __future__ import annotations
 
 from machinery import defaults, kinds
 from machinery.errors import FieldError, forbidden, invalid, not_supported, required
 from machinery.validation import (apps, autoscaling, batch, certificates, config, core, discovery, placement,
-                                  policy, serviceaccount, statefulset, storage)
+                                  policy, rbac, serviceaccount, statefulset, storage)
 from machinery.validation.common import (duplicates, is_dns1035_label, is_dns1123_label,
                                          is_dns1123_subdomain, is_ip, non_negative)
 from machinery.validation.meta import validate_object_meta, validate_object_meta_update
@@ -40,7 +41,8 @@ from machinery.validation.pod import validate_pod_spec
 __all__ = ["validate", "validate_status_update", "FieldError"]
 
 NAME_RULES = {"Namespace": is_dns1123_label, "Service": is_dns1035_label,
-              "CertificateSigningRequest": certificates.name_rule}
+              "CertificateSigningRequest": certificates.name_rule,
+              **{k: rbac.path_segment_name for k in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")}}
 
 POD_UPDATE_MSG = ("pod updates may not change fields other than `spec.containers[*].image`,"
                   "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
@@ -80,6 +82,10 @@ _SPEC_RULES = {
     "EndpointSlice": discovery.validate_endpoint_slice,
     "ServiceAccount": serviceaccount.validate_service_account,
     "CertificateSigningRequest": certificates.validate_csr,
+    "Role": rbac.validate_role,
+    "ClusterRole": rbac.validate_cluster_role,
+    "RoleBinding": rbac.validate_role_binding,
+    "ClusterRoleBinding": rbac.validate_cluster_role_binding,
 }
 
 _CREATE_RULES = {
@@ -175,6 +181,8 @@ _UPDATE_RULES = {
     "PriorityClass": placement.validate_priority_class_update,
     "EndpointSlice": discovery.validate_endpoint_slice_update,
     "CertificateSigningRequest": certificates.validate_csr_update,
+    "RoleBinding": rbac.validate_binding_update,
+    "ClusterRoleBinding": rbac.validate_binding_update,
 }
 
 

@@ -25,6 +25,8 @@ JANE = UserInfo("jane", groups=("system:authenticated",))
     ("PATCH", "/apis/apps/v1/namespaces/ns/deployments/d/scale", "", ("patch", "apps", "deployments", "scale", "ns", "d")),
     ("POST", "/api/v1/namespaces", "", ("create", "", "namespaces", "", "", "")),
     ("GET", "/api/v1/namespaces/ns/pods", "fieldSelector=metadata.name%3Dweb", ("list", "", "pods", "", "ns", "web")),
+    ("GET", "/api/v1/namespaces/ns/pods/p/exec", "command=true", ("create", "", "pods", "exec", "ns", "p")),
+    ("POST", "/api/v1/namespaces/ns/pods/p/portforward", "", ("create", "", "pods", "portforward", "ns", "p")),
 ])
 def test_request_info(method, path, query, want):
     a = attributes(JANE, method, path, query)

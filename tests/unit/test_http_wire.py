@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from apiserver import fieldmanager
 from apiserver.http import discovery, k8sproto, wire
 from apiserver.http.resources import parse
 from kubectlish import printers
@@ -163,3 +164,18 @@ def test_every_kind_kctl_serves_has_its_kubernetes_wire_type():
     assert not missing, f"apiVersion without a k8s.io/api package in k8sproto.PACKAGES: {missing}"
     for info in kinds.KINDS:
         k8sproto.message_class(f"{k8sproto.PACKAGES[info.api_version]}.{info.kind}")
+
+
+def test_with_managed_fields_builds_the_entries_the_decoder_would():
+    from machinery import codec
+    entries = [{"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "time": "2026-01-02T03:04:05Z",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:containers": {'k:{"name":"main"}': {".": {}}}}}},
+               {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "subresource": "status",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:phase": {}}}}]
+    pod = new_object("Pod", "p")
+    pod.metadata.managed_fields.add(manager="stale")
+    out = fieldmanager.with_managed_fields(pod, {"metadata": {"managedFields": entries}})
+    assert codec.to_dict(out)["metadata"]["managedFields"] == entries
+    bad = [dict(entries[0], time="yesterday")]           # malformed as sent: the decoder's 400
+    with pytest.raises(errors.DecodeError, match=r"managedFields\[0\]\.time"):
+        fieldmanager.with_managed_fields(new_object("Pod", "q"), {"metadata": {"managedFields": bad}})

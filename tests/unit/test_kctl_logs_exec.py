@@ -294,7 +294,7 @@ class FakeNode:
         self.error = None
 
     async def logs(self, target, namespace, pod, container="", follow=False, previous=False, tail=None,
-                   timestamps=False, credentials=None):
+                   timestamps=False, credentials=None, metadata=()):
         self.calls.append(("logs", namespace, pod, container, follow, previous, tail, timestamps))
         if self.error:
             raise self.error
@@ -302,7 +302,7 @@ class FakeNode:
             yield node_pb2.LogChunk(data=ln)
 
     async def exec_(self, target, namespace, pod, container, command, stdin=None, tty=False, size=None,
-                    resizes=None, credentials=None):
+                    resizes=None, credentials=None, metadata=()):
         data = b"".join([d async for d in stdin]) if stdin is not None else None
         self.calls.append(("exec", namespace, pod, container, list(command), data))
         for r in self.exec_script:

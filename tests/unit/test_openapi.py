@@ -53,7 +53,7 @@ def test_index_lists_every_served_group_version_with_its_hash():
     assert set(index["paths"]) == {"api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/batch/v1",
                                    "apis/policy/v1", "apis/storage.k8s.io/v1", "apis/scheduling.k8s.io/v1",
                                    "apis/discovery.k8s.io/v1", "apis/autoscaling/v2", "apis/autoscaling/v1",
-                                   "apis/certificates.k8s.io/v1"}
+                                   "apis/certificates.k8s.io/v1", "apis/rbac.authorization.k8s.io/v1"}
     for group, version in GVS:
         key = f"apis/{group}/{version}" if group else f"api/{version}"
         data = openapi.v3_document_bytes(group, version)

@@ -6,6 +6,7 @@ import signal
 
 import pytest
 
+from machinery import runner
 from machinery.runner import ComponentFailed, run_tasks, setup_logging
 
 
@@ -71,3 +72,21 @@ def test_setup_logging():
         root.handlers[:], root.level = saved[0], saved[1]
         logging.getLogger("kctl").setLevel(saved[2])
     assert "kctl-scheduler kctl.x: hello" in buf.getvalue() and "hidden" not in buf.getvalue()
+
+
+def test_tune_gc_freezes_what_exists_and_collects_young_objects_less_often(monkeypatch):
+    import gc
+    before = gc.get_threshold()
+    try:
+        monkeypatch.delenv("KCTL_GC_DEFAULT", raising=False)
+        runner.tune_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (runner.GC_THRESHOLD0, 20, 20)
+        gc.unfreeze()
+        gc.set_threshold(*before)
+        monkeypatch.setenv("KCTL_GC_DEFAULT", "1")      # the interpreter's defaults, to compare
+        runner.tune_gc()
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

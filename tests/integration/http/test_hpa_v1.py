@@ -124,7 +124,7 @@ def test_v2_only_fields_in_a_v1_body_are_unknown(kube, validation, code):
                                  f"?fieldValidation={validation}", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
     try:
-        with urllib.request.urlopen(req) as r:
+        with kube.urlopen(req) as r:
             got, status, warning = json.loads(r.read()), r.status, r.headers.get("Warning", "")
     except urllib.error.HTTPError as e:
         got, status, warning = json.loads(e.read()), e.code, ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 
@@ -53,6 +54,22 @@ async def test_two_sandboxes_on_one_bridge_ping_each_other(node_netns, node_net)
     await node_net.delete_sandbox("pod-a")
     await node_net.delete_sandbox("pod-a")  # idempotent
     await node_net.delete_sandbox("pod-b")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+async def test_a_burst_of_sandboxes_is_built_in_parallel_threads(node_netns, node_net):
+    """Sandboxes of different pods are created concurrently (several worker threads, each with
+    its own netlink handle in the node netns): every one complete, distinct IPs, all removed."""
+    sbs = await asyncio.gather(*(node_net.create_sandbox(f"burst-{i}") for i in range(8)))
+    assert len({s.ip for s in sbs}) == 8
+    assert len(node_net._handles) > 2          # the node thread plus more than one sandbox thread
+    for sb in sbs:
+        inside = in_netns(sb.netns_path, "ip", "-o", "-4", "addr").stdout
+        assert f"{sb.ip}/24" in inside
+        assert "master kctltbr0" in in_netns(_node(node_netns), "ip", "link", "show", sb.veth_host).stdout
+    r = ping(sbs[0].netns_path, sbs[-1].ip)
+    assert r.returncode == 0, r.stdout + r.stderr
+    await asyncio.gather(*(node_net.delete_sandbox(s.pod_uid) for s in sbs))
     assert leftovers(net=node_net, node_netns=node_netns) == []
 
 

@@ -1,0 +1,226 @@
+"""Watch fan-out: one write, seen by each of N node-agent-like watchers; next to raw etcd watches.
+
+    .venv/bin/python bench/fanout.py [--watchers 1000] [--writes 20]   (or from bench/api.py)
+
+Every node agent (and its proxy) keeps watches open on kinds that every node
+follows, so one write fans out to every node.  This opens ``--watchers``
+watches of ConfigMaps in one namespace, spread over ``PROCS`` watcher
+processes (as many agents would be; one process could not even decode 1,000
+copies of an event as fast as they come), each with a few gRPC channels.  Then
+the parent creates ``--writes`` ConfigMaps one at a time, ``--gap`` seconds
+apart, and each watcher process stamps when every one of its watches received
+each write.  Per write: write start -> the LAST watcher saw it ("seen by every
+watcher"); per delivery: write start -> that watcher saw it.  The same run
+does the same with raw etcd watches (aetcd, one watch per watcher on a key
+prefix, puts of the same object's bytes): the limit under the apiserver's
+watch cache.  All processes share this machine's clock (time.time()).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+PROCS = 4              # watcher processes
+CHANNELS = 4           # gRPC channels per watcher process
+NAMESPACE = "fanout"
+RAW_PREFIX = b"/bench-fanout/"
+
+
+def pct(samples: list[float], p: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+async def _run_watchers(one, n: int, opened, deadline: float) -> None:
+    """Run one(i) for n watchers until each returned (or the deadline); `opened` is set once
+    they had a second to open their watches."""
+    left = [n]
+    done = asyncio.Event()
+
+    async def counted(i: int) -> None:
+        await one(i)
+        left[0] -= 1
+        if not left[0]:
+            done.set()
+    tasks = [asyncio.create_task(counted(i)) for i in range(n)]
+    await asyncio.sleep(1.0)
+    opened.set()
+    try:
+        await asyncio.wait_for(done.wait(), max(1.0, deadline - time.time()))
+    except asyncio.TimeoutError:
+        pass
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _watch_api(target: str, n: int, rv: str, writes: int, opened, deadline: float) -> dict:
+    from machinery.client import Client
+    clients = [Client(target, timeout=None) for _ in range(CHANNELS)]
+    seen: dict[str, list[float]] = {}
+
+    async def one(i: int) -> None:
+        count = 0
+        async for ev in clients[i % CHANNELS].watch("ConfigMap", NAMESPACE, resource_version=rv):
+            if ev.type == "ADDED":
+                seen.setdefault(ev.object.metadata.name, []).append(time.time())
+                count += 1
+                if count == writes:
+                    break
+    await _run_watchers(one, n, opened, deadline)
+    await asyncio.gather(*(c.close() for c in clients))
+    return seen
+
+
+async def _watch_raw(port: int, n: int, writes: int, opened, deadline: float) -> dict:
+    import aetcd
+    clients = [aetcd.Client(host="127.0.0.1", port=port) for _ in range(CHANNELS)]
+    for c in clients:
+        await c.connect()
+    seen: dict[str, list[float]] = {}
+
+    async def one(i: int) -> None:
+        count = 0
+        async for ev in await clients[i % CHANNELS].watch_prefix(RAW_PREFIX):
+            seen.setdefault(ev.kv.key.decode().rsplit("/", 1)[1], []).append(time.time())
+            count += 1
+            if count == writes:
+                break
+    await _run_watchers(one, n, opened, deadline)
+    for c in clients:
+        await c.close()
+    return seen
+
+
+def _child(mode: str, where, n: int, rv: str, writes: int, opened, out, deadline: float) -> None:
+    if mode == "api":
+        seen = asyncio.run(_watch_api(where, n, rv, writes, opened, deadline))
+    else:
+        seen = asyncio.run(_watch_raw(where, n, writes, opened, deadline))
+    out.put(seen)
+
+
+def _spawn(mode: str, where, watchers: int, rv: str, writes: int, timeout: float):
+    ctx = multiprocessing.get_context("spawn")       # never fork a process holding gRPC threads
+    out = ctx.Queue()
+    deadline = time.time() + timeout
+    procs, events = [], []
+    for k in range(PROCS):
+        n = watchers // PROCS + (1 if k < watchers % PROCS else 0)
+        ev = ctx.Event()
+        p = ctx.Process(target=_child, args=(mode, where, n, rv, writes, ev, out, deadline), daemon=True)
+        p.start()
+        procs.append(p)
+        events.append(ev)
+    return procs, events, out
+
+
+def _collect(procs, out, starts: dict[str, float], watchers: int) -> dict[str, float]:
+    merged: dict[str, list[float]] = {}
+    for _ in procs:
+        for name, times in out.get(timeout=120).items():
+            merged.setdefault(name, []).extend(times)
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+    complete = [name for name in starts if len(merged.get(name, [])) == watchers]
+    if not complete:
+        raise RuntimeError("no write reached every watcher")
+    all_seen = [(max(merged[name]) - starts[name]) * 1000 for name in complete]
+    each = [(t - starts[name]) * 1000 for name in complete for t in merged[name]]
+    return {"all_p50": pct(all_seen, 50), "all_p99": pct(all_seen, 99), "each_p50": pct(each, 50),
+            "each_p99": pct(each, 99), "complete": len(complete)}
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a process (0 without one)."""
+    if not pid:
+        return 0.0
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: int = 20,
+                     gap: float = 0.2, apiserver_pid: int | None = None) -> dict[str, float]:
+    """Both phases (API, then raw etcd); figures in ms, keys fanout_{api,etcd}_{all,each}_p{50,99}_ms;
+    with the apiserver's pid also its CPU time per delivered event (fanout_api_cpu_us)."""
+    import aetcd
+    from machinery.client import Client
+    from harness.objects import new_object
+    results: dict[str, float] = {"fanout_watchers": watchers, "fanout_writes": writes}
+    async with Client(target) as c:
+        try:
+            await c.create(new_object("Namespace", NAMESPACE))
+        except Exception:  # noqa: BLE001 - already there from an earlier phase
+            pass
+        _, rv = await c.list("ConfigMap", NAMESPACE)
+        procs, opened, out = _spawn("api", target, watchers, rv, writes, 60 + writes * gap * 4)
+        for ev in opened:
+            await asyncio.to_thread(ev.wait, 60)
+        starts = {}
+        cpu0 = cpu_seconds(apiserver_pid)
+        for i in range(writes):
+            cm = new_object("ConfigMap", f"w{i}", NAMESPACE)
+            cm.data["k"] = "v"
+            starts[f"w{i}"] = time.time()
+            await c.create(cm)
+            await asyncio.sleep(gap)
+        payload = cm.SerializeToString()
+    r = await asyncio.to_thread(_collect, procs, out, starts, watchers)
+    if apiserver_pid:
+        results["fanout_api_cpu_us"] = (cpu_seconds(apiserver_pid) - cpu0) / (watchers * writes) * 1e6
+    results.update({f"fanout_api_{k}_ms" if k != "complete" else "fanout_api_complete": v for k, v in r.items()})
+
+    procs, opened, out = _spawn("raw", etcd_port, watchers, "", writes, 60 + writes * gap * 4)
+    for ev in opened:
+        await asyncio.to_thread(ev.wait, 60)
+    raw = aetcd.Client(host="127.0.0.1", port=etcd_port)
+    await raw.connect()
+    starts = {}
+    try:
+        for i in range(writes):
+            starts[f"w{i}"] = time.time()
+            await raw.put(RAW_PREFIX + f"w{i}".encode(), payload)
+            await asyncio.sleep(gap)
+    finally:
+        await raw.close()
+    r = await asyncio.to_thread(_collect, procs, out, starts, watchers)
+    results.update({f"fanout_etcd_{k}_ms" if k != "complete" else "fanout_etcd_complete": v for k, v in r.items()})
+    return results
+
+
+def print_fanout(r: dict) -> None:
+    print(f"{int(r['fanout_watchers'])} watchers, {int(r['fanout_writes'])} writes: "
+          f"write -> seen by every watcher p50 {r['fanout_api_all_p50_ms']:.0f} ms, p99 "
+          f"{r['fanout_api_all_p99_ms']:.0f} ms (raw etcd watches: p50 {r['fanout_etcd_all_p50_ms']:.0f} ms, "
+          f"p99 {r['fanout_etcd_all_p99_ms']:.0f} ms); each delivery p50 {r['fanout_api_each_p50_ms']:.0f} ms, "
+          f"p99 {r['fanout_api_each_p99_ms']:.0f} ms (etcd {r['fanout_etcd_each_p50_ms']:.0f} / "
+          f"{r['fanout_etcd_each_p99_ms']:.0f} ms)"
+          + (f"; apiserver CPU {r['fanout_api_cpu_us']:.0f} us per delivery" if "fanout_api_cpu_us" in r else ""))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--watchers", type=int, default=1000)
+    ap.add_argument("--writes", type=int, default=20)
+    ap.add_argument("--gap", type=float, default=0.2, help="seconds between writes")
+    args = ap.parse_args()
+    from harness.control_plane import ControlPlane
+    with ControlPlane(apiserver_args=["--metrics-listen", "off"]) as cluster:
+        print(f"etcd {cluster.etcd.url}, apiserver {cluster.apiserver.target}, cpus {os.cpu_count()}")
+        r = asyncio.run(run_fanout(cluster.apiserver.target, cluster.etcd.client_port, args.watchers,
+                                   args.writes, args.gap, cluster.apiserver.pid))
+    print_fanout(r)
+    print("RESULT " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+
+
+if __name__ == "__main__":
+    main()
