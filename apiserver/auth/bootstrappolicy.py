@@ -99,6 +99,7 @@ NODE_RULES = [
     rule(("update", "patch"), (CORE,), ("persistentvolumeclaims/status",)),
     rule(("get", "create", "update", "patch", "delete"), (COORD,), ("leases",)),
     rule(("create",), (CORE,), ("serviceaccounts/token",)),
+    rule(("create", "get", "list", "watch"), ("certificates.k8s.io",), ("certificatesigningrequests",)),  # renewal
 ]
 
 _VIEW_CORE = ("pods", "pods/status", "pods/log", "services", "services/status", "endpoints", "persistentvolumeclaims",

@@ -16,7 +16,9 @@ from apiserver.auth.anonymous import CLUSTER_INFO_PATH, AnonymousEndpoints
 from controllers import csrapproving as approving, csrsigning as signing
 from machinery import certmanager as cm, csr as csrs
 from machinery.errors import ConfigError
+from machinery import bootstraptoken as bt
 from tests.unit.certs import make_ca
+from tests.unit.test_csr import kubeadm_grants
 from tests.unit.test_controller_helpers import harness
 
 NODE = "n1"
@@ -51,14 +53,14 @@ async def test_bootstrap_writes_a_kubeconfig_with_the_signed_certificate(tmp_pat
     ca_cert_pem, ca_key_pem = make_ca()
     ca = signing.CA(ca_cert_pem, ca_key_pem)
     boot = bootstrap_kubeconfig(tmp_path, ca_cert_pem)
-    async with harness(lambda h: approving.CSRApprovingController(h.client, h.factory),
+    async with harness(lambda h: approving.CSRApprovingController(h.client, h.factory, allowed=kubeadm_grants),
                        lambda h: signing.CSRSigningController(h.client, h.factory, ca=ca),
                        workers=True) as (h, _, _s):
         seen = []
 
         def make_client(creds):
             seen.append(creds)
-            return Requestor(h.client, "system:bootstrap:abcdef", ["system:bootstrappers"])
+            return Requestor(h.client, "system:bootstrap:abcdef", ["system:bootstrappers", bt.DEFAULT_EXTRA_GROUP])
         kubeconfig, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
         got = await cm.bootstrap(kubeconfig=kubeconfig, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
                                  node_name=NODE, make_client=make_client, poll=0.01, timeout=10)
