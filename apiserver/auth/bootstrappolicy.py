@@ -173,7 +173,9 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
         cluster_role("system:kube-controller-manager",
                      rule(READ + ("update", "patch", "delete", "deletecollection"), ("*",), ("*",)),
                      rule(("create",), (CORE,), ("pods", "endpoints", "events", "persistentvolumes",
-                                                 "persistentvolumeclaims", "pods/eviction", "pods/binding")),
+                                                 "persistentvolumeclaims", "pods/eviction", "pods/binding",
+                                                 "serviceaccounts", "configmaps")),   # default SA, kube-root-ca.crt,
+                                                                                      # cluster-info
                      rule(("create",), (APPS,), ("replicasets", "controllerrevisions")),
                      rule(("create",), (BATCH,), ("jobs",)),
                      rule(("create",), (DISCOVERY,), ("endpointslices",)),

@@ -17,9 +17,9 @@ as 401 Unauthorized), and a bearer token never reaches it: the expired token
 row is HTTPS only, and a token-only gRPC client is refused locally in one
 line. Writes are dry runs (authorization comes first; nothing changes).
 
-The rows that need authorization (403s, node1's limits, viewer's rights)
-need RBAC and the Node authorizer (secrbac's part): until their kinds are
-served, they are skipped with that reason; everything else runs today.
+403s come from RBAC (viewer is bound to the `view` ClusterRole) and, for
+node1, from the Node authorizer and NodeRestriction (--authorization-mode
+Node,RBAC, the default).
 """
 from __future__ import annotations
 
@@ -37,8 +37,6 @@ from machinery.client import Client
 from tests.cluster import Cluster, free_port
 
 NS = "acc"
-HAS_RBAC = "ClusterRoleBinding" in kinds.BY_KIND
-NEEDS_RBAC = pytest.mark.skipif(not HAS_RBAC, reason="needs RBAC and the Node authorizer (secrbac), not served yet")
 
 
 def forbidden(user, verb, resource, namespace=NS, name=""):
@@ -80,8 +78,8 @@ class Env:
         return kubeconfig.select(self.store.user(name)).credentials
 
     async def populate(self):
-        """Namespace, node1/node2, a Secret used by a pod on each node, a ServiceAccount;
-        with RBAC, viewer bound to the `view` ClusterRole."""
+        """Namespace, node1/node2, a Secret used by a pod on each node, a ServiceAccount,
+        viewer bound to the `view` ClusterRole."""
         async with Client(self.target, credentials=self.cluster.apiserver.credentials) as admin:
             ns = kinds.new("Namespace")
             ns.metadata.name = NS
@@ -105,13 +103,12 @@ class Env:
             sa.metadata.name, sa.metadata.namespace = "robot", NS
             self.sa = await admin.create(sa)
             self.node2 = await admin.get("Node", "node2")
-        if HAS_RBAC:
-            code, body = self.https("admin", "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "acc-viewer"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "acc-viewer"}]})
-            assert code == 201, body
+        code, body = self.https("admin", "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "acc-viewer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "acc-viewer"}]})
+        assert code == 201, body
 
     def expired_token(self) -> str:
         """A ServiceAccount token signed with the cluster's key, for a live account, expired an hour ago."""
@@ -185,25 +182,27 @@ def _json(obj):
     return codec.to_dict(obj)
 
 
-# (identity, request, expected code, expected message or None, needs RBAC)
+# (identity, request, expected code, expected message or None)
 TABLE = [
-    ("none", "list pods", 401, None, False),
-    ("jane", "list pods", 403, forbidden("acc-jane", "list", "pods"), True),
-    ("viewer", "list pods", 200, None, False),
-    ("viewer", "create configmap", 403, forbidden("acc-viewer", "create", "configmaps"), True),
-    ("node1", "update node2", 403, None, True),
-    ("node1", "get secret of node2's pod", 403, None, True),
-    ("node1", "delete pod of node2", 403, None, True),
-    ("node1", "get secret of node1's pod", 200, None, False),
+    ("none", "list pods", 401, None),
+    ("jane", "list pods", 403, forbidden("acc-jane", "list", "pods")),
+    ("viewer", "list pods", 200, None),
+    ("viewer", "create configmap", 403, forbidden("acc-viewer", "create", "configmaps")),
+    ("node1", "update node2", 403,                            # NodeRestriction
+     'nodes "node2" is forbidden: node "node1" is not allowed to modify node "node2"'),
+    ("node1", "get secret of node2's pod", 403,               # the Node authorizer
+     forbidden("system:node:node1", "get", "secrets", name="s-node2")
+     + ": no relationship found between node 'node1' and this object"),
+    ("node1", "delete pod of node2", 403,                     # NodeRestriction
+     'pods "p-node2" is forbidden: node "node1" can only delete pods with spec.nodeName set to itself'),
+    ("node1", "get secret of node1's pod", 200, None),
 ]
 
 
 @pytest.mark.parametrize("transport", ["grpc", "https"])
-@pytest.mark.parametrize("who, request_name, code, message, rbac", TABLE,
+@pytest.mark.parametrize("who, request_name, code, message", TABLE,
                          ids=[f"{r[0]}-{r[1].replace(' ', '-')}" for r in TABLE])
-def test_identity_x_request(env, transport, who, request_name, code, message, rbac):
-    if rbac and not HAS_RBAC:
-        pytest.skip("needs RBAC and the Node authorizer (secrbac), not served yet")
+def test_identity_x_request(env, transport, who, request_name, code, message):
     grpc_call, http_call = REQUESTS[request_name]
     if transport == "grpc":
         got, body_message = env.grpc(who, grpc_call(env))
@@ -234,7 +233,7 @@ def test_an_expired_serviceaccount_token_is_401(env):
             return await admin.create_token(NS, "robot", req)
     live = asyncio.run(fresh()).status.token
     code, out = env.https(None, "GET", f"/api/v1/namespaces/{NS}/pods", token=live)
-    assert code in (200, 403), out                 # authenticated (403 once RBAC denies the account)
+    assert code == 403 and out["message"] == forbidden("system:serviceaccount:acc:robot", "list", "pods"), out
 
 
 def test_a_token_alone_never_reaches_the_grpc_port(env):
