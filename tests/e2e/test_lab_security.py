@@ -4,8 +4,9 @@
   HTTPS to the API through the `kubernetes` Service, by ClusterIP (the
   KUBERNETES_SERVICE_HOST/PORT the agent gives it) and by the name
   kubernetes.default.svc, verifying the serving certificate with ca.crt
-  (its SANs name both); the apiserver knows it as
-  system:serviceaccount:NS:default (a CSR records its requestor);
+  (its SANs name both); `whoami` (a SelfSubjectReview) answers
+  system:serviceaccount:NS:default; listing pods is 403 with Kubernetes'
+  message until a RoleBinding grants `view` to the account, then 200;
 * a node agent joins the running lab with only a bootstrap token and the CA
   hash (`kctl token create --print-join-command`, `kctl join ... --
   AGENT-ARGS` in node3's network namespace, node3's own agent stopped and
@@ -19,7 +20,6 @@
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
@@ -41,11 +41,13 @@ pytestmark = [
 LAB_TAG = "si"
 NS = "sec-sa"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+WHOAMI = ["POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+          {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}]
+PODS = ["GET", "/api/v1/namespaces/{ns}/pods", None]
 
 # Runs in the pod (the lab's python:3, Debian's python3: stdlib only). REQUESTS
 # is {label: [method, path, body]}; {ns} in a path is the pod's namespace. Each
-# request goes to both bases; a CSR body's name gets the base's index.
+# request goes to both bases.
 IN_POD = r"""
 import json, os, ssl, urllib.error, urllib.request
 D = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -57,8 +59,6 @@ bases = ["https://%s:%s" % (os.environ["KUBERNETES_SERVICE_HOST"], os.environ["K
 out = {"namespace": ns, "token": token, "results": {}}
 for i, base in enumerate(bases):
     for label, (method, path, body) in json.loads(os.environ["REQUESTS"]).items():
-        if body and "metadata" in body:
-            body = dict(body, metadata={"name": "%s-%d" % (body["metadata"]["name"], i)})
         req = urllib.request.Request(base + path.format(ns=ns), method=method,
                                      data=json.dumps(body).encode() if body else None,
                                      headers={"Authorization": "Bearer " + token,
@@ -95,17 +95,12 @@ def finished_output(lab, name: str, namespace: str = NS) -> dict:
 
 @pytest.fixture(scope="module")
 def sa_pod(lab):
-    """The in-pod client's answers (run once for the module)."""
+    """The in-pod client's answers without any grant (run once for the module)."""
     lab.kctl("create", "namespace", NS)
     wait_for("the default ServiceAccount and kube-root-ca.crt of " + NS,
              lambda: lab.kctl("get", "serviceaccount", "default", "-n", NS, check=False).returncode == 0
              and lab.kctl("get", "configmap", "kube-root-ca.crt", "-n", NS, check=False).returncode == 0, 60)
-    request = base64.b64encode(csrs.make_request(csrs.new_key(), "whoami", ("whoami",))).decode()
-    csr = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-           "metadata": {"name": "whoami"},
-           "spec": {"request": request, "signerName": csrs.KUBE_APISERVER_CLIENT, "usages": ["client auth"]}}
-    requests = {"whoami": ["POST", CSR_PATH, csr], "pods": ["GET", "/api/v1/namespaces/{ns}/pods", None]}
-    lab.kctl("apply", "-f", "-", input=pod_manifest("client", requests))
+    lab.kctl("apply", "-f", "-", input=pod_manifest("client", {"whoami": WHOAMI, "pods": PODS}))
     return finished_output(lab, "client")
 
 
@@ -115,16 +110,26 @@ def test_a_pod_reaches_the_api_with_its_serviceaccount(lab, sa_pod):
     for i in (0, 1):                             # the ClusterIP (env), kubernetes.default.svc (DNS)
         code, body = sa_pod["results"][f"whoami@{i}"]
         assert code == 201, body
-        assert body["spec"]["username"] == me
+        user = body["status"]["userInfo"]
+        assert user["username"] == me
         assert {"system:serviceaccounts", f"system:serviceaccounts:{NS}", "system:authenticated"} <= \
-            set(body["spec"]["groups"])
+            set(user["groups"])
         code, body = sa_pod["results"][f"pods@{i}"]
-        assert code == 200 and any(p["metadata"]["name"] == "client" for p in body["items"]), body
+        assert (code, body.get("message")) == (403, f'pods is forbidden: User "{me}" cannot list resource "pods" '
+                                                    f'in API group "" in the namespace "{NS}"'), body
     svc = lab.api(lambda c: c.get("Service", "kubernetes", "default"))
     assert [(p.name, p.port, p.target_port.int_val) for p in svc.spec.ports] == \
         [("https", 443, cluster.APISERVER_HTTP_PORT), ("grpc", 6443, cluster.APISERVER_PORT)]
+
+
+def test_a_rolebinding_lets_the_pod_list_pods(lab, sa_pod):
+    lab.kctl("create", "rolebinding", "client-view", "--clusterrole", "view", "--serviceaccount",
+             f"{NS}:default", "-n", NS)
+    lab.kctl("apply", "-f", "-", input=pod_manifest("granted", {"pods": PODS}))
+    out = finished_output(lab, "granted")
     for i in (0, 1):
-        lab.kctl("delete", "csr", f"whoami-{i}")
+        code, body = out["results"][f"pods@{i}"]
+        assert code == 200 and {"client", "granted"} <= {p["metadata"]["name"] for p in body["items"]}, body
 
 
 ATTACK = r"""
