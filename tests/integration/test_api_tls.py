@@ -194,7 +194,9 @@ def test_add_a_user_with_kctl_pki_and_kctl_config(own, tmp_path):
     kctl("--kubeconfig", str(cfg), "config", "use-context", "jane")
     sel = kubeconfig.select(cfg)
     assert pki.subject(pki.load_cert(sel.credentials.cert_pem)) == ("jane-tls", ("dev",))
-    assert "default" in kctl("--kubeconfig", str(cfg), "get", "ns")
+    assert "jane-tls" in kctl("--kubeconfig", str(cfg), "auth", "whoami")      # authenticated as jane-tls,
+    r = CliRunner().invoke(cli, ["--kubeconfig", str(cfg), "get", "ns"])       # with no rights until RBAC grants
+    assert r.exit_code == 1 and 'User "jane-tls" cannot list resource "namespaces"' in r.stderr, r.stderr
     for f in ("crt", "key", "conf"):
         os.unlink(own.cert_dir / "users" / f"jane-tls.{f}")
 
