@@ -24,7 +24,7 @@ from machinery import errors, kinds, kubeconfig
 from machinery.client import Client
 from tests.cluster import Cluster, free_port
 from tests.integration.http.conftest import KUBECTL
-from tests.integration.kctl_helpers import kctl_subprocess
+from tests.integration.kctl_helpers import kctl_subprocess, whoami
 
 NS = "team"
 
@@ -64,20 +64,6 @@ def http(cluster, path: str, token: str | None = None) -> int:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def whoami(cluster, token: str) -> tuple[int, str]:
-    """(status, username) of a SelfSubjectReview with the token (any authenticated user may ask)."""
-    body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode()
-    req = urllib.request.Request(cluster.http_url + "/apis/authentication.k8s.io/v1/selfsubjectreviews", data=body,
-                                 method="POST", headers={"Authorization": f"Bearer {token}",
-                                                         "Content-Type": "application/json"})
-    ctx = kubeconfig.Credentials(harness_pki.session().store.ca_pem()).ssl_context()
-    try:
-        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
-            return resp.status, json.loads(resp.read())["status"]["userInfo"]["username"]
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
 
 
 async def eventually(fn, what: str, timeout: float = 30.0):
@@ -137,7 +123,7 @@ async def test_kctl_token_authenticates_and_bad_tokens_get_401(sa_cluster, names
     token = out.out.strip()
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["sub"] == "system:serviceaccount:team:default" and claims["exp"] - claims["iat"] == 900
-    assert whoami(sa_cluster, token) == (201, "system:serviceaccount:team:default")
+    assert whoami(sa_cluster.http_url, token) == (201, "system:serviceaccount:team:default")
     assert http(sa_cluster, "/api/v1/namespaces/team/pods", token) == 403      # authenticated; RBAC grants nothing
     head, body, sig = token.split(".")
     assert http(sa_cluster, "/api/v1/namespaces/team/pods", f"{head}.{body}.{sig[:-4]}AAAA") == 401
@@ -160,11 +146,11 @@ async def test_kubectl_token_bound_to_a_pod_dies_with_it(sa_cluster, namespace, 
     token = r.stdout.strip()
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["kubernetes.io"]["pod"] == {"name": "bound", "uid": p.metadata.uid}
-    assert whoami(sa_cluster, token) == (201, "system:serviceaccount:team:default")
+    assert whoami(sa_cluster.http_url, token) == (201, "system:serviceaccount:team:default")
     async with Client(sa_cluster.target) as c:
         await c.delete("Pod", "bound", namespace, grace_period=0)
         await eventually(lambda: _gone(c, "bound"), "pod deleted")
-    assert whoami(sa_cluster, token) == (401, "")
+    assert whoami(sa_cluster.http_url, token) == (401, "")
     assert http(sa_cluster, "/api/v1/namespaces/team/pods", token) == 401
 
 
@@ -186,7 +172,7 @@ async def test_bootstrap_token_authenticates_until_its_secret_goes(sa_cluster):
         s.data[k] = v.encode()
     async with Client(sa_cluster.target) as c:
         await c.create(s)
-        assert whoami(sa_cluster, "07401b.f395accd246ae52d") == (201, "system:bootstrap:07401b")
+        assert whoami(sa_cluster.http_url, "07401b.f395accd246ae52d") == (201, "system:bootstrap:07401b")
         assert http(sa_cluster, "/api/v1/nodes", "07401b.0000000000000000") == 401
         await c.delete("Secret", s.metadata.name, "kube-system")
         assert http(sa_cluster, "/api/v1/nodes", "07401b.f395accd246ae52d") == 401
