@@ -7,7 +7,12 @@ As Kubernetes' bootstrap controller (pkg/controlplane/controller/
 kubernetesservice) does, every apiserver, every INTERVAL seconds:
 
 * creates the Service if it is missing: no selector, port `https` 443/TCP
-  → the apiserver's port, labels component=apiserver, provider=kubernetes;
+  → the apiserver's HTTPS API (the Kubernetes HTTP API, what in-cluster
+  clients such as the `kubernetes` Python client's load_incluster_config()
+  speak with the pod's ServiceAccount token and ca.crt), and port `grpc`
+  6443/TCP → the gRPC port (kctl's API, client certificates only); without
+  the HTTP API (`--http-listen off`) only `grpc`; labels
+  component=apiserver, provider=kubernetes;
   if someone changed its ports or type, they are put back (Kubernetes'
   GetMasterServiceUpdateIfNeeded); the ClusterIP, once allocated, stays;
 * keeps the Endpoints of the same name equal to the addresses of the
@@ -19,8 +24,11 @@ kubernetesservice) does, every apiserver, every INTERVAL seconds:
   apiserver drops out once its Lease expires; one that stops cleanly deletes
   its Lease and rewrites the Endpoints without itself at once (RemoveEndpoints).
 
-The address is the host of `--listen`; an unspecified address (0.0.0.0, ::)
-cannot be an endpoint, so then only the Service is kept, with a warning.
+The address is the host of `--listen` (the HTTPS API is expected on the
+same host: the lab and the systemd set-up give both the same address); an
+unspecified address (0.0.0.0, ::) cannot be an endpoint, so then only the
+Service is kept, with a warning. The serving certificate names the
+ClusterIP and kubernetes.default.svc[.cluster.local] (machinery/pki.py).
 Everything goes through the Store (defaulting, validation, allocation), so
 the objects are exactly what a client creating them would get. The first
 round runs before the apiserver serves (main.py), so no client ever sees a
@@ -45,7 +53,8 @@ log = logging.getLogger("kctl-apiserver.bootstrap")
 NAMESPACE, NAME = "default", "kubernetes"
 LEASE_NAMESPACE = "kube-system"
 LEASE_LABEL = "kctl.io/apiserver-endpoint"
-SERVICE_PORT, PORT_NAME = 443, "https"
+SERVICE_PORT, PORT_NAME = 443, "https"            # -> the HTTPS API
+GRPC_SERVICE_PORT, GRPC_PORT_NAME = 6443, "grpc"   # -> the gRPC API
 INTERVAL = 10.0
 LEASE_TTL = 15
 
@@ -70,12 +79,13 @@ def _lease_name(address: str) -> str:
 
 
 class KubernetesService:
-    def __init__(self, store, service_cidr: str, listen: str, *, interval: float = INTERVAL,
-                 lease_ttl: int = LEASE_TTL, clock=time.time):
+    def __init__(self, store, service_cidr: str, listen: str, https_listen: str | None = None, *,
+                 interval: float = INTERVAL, lease_ttl: int = LEASE_TTL, clock=time.time):
         self.store = store
         self.cluster_ip = service_ip(service_cidr)
         self.address = endpoint_address(listen)
         self.port = int(listen.rpartition(":")[2])
+        self.https_port = int(https_listen.rpartition(":")[2]) if https_listen else None
         self.interval, self.lease_ttl, self.clock = interval, lease_ttl, clock
 
     async def _get(self, kind: str, namespace: str, name: str):
@@ -89,10 +99,16 @@ class KubernetesService:
         return obj
 
     # ------------------------------------------------------------ Service
+    def targets(self) -> list[tuple[str, int, int]]:
+        """(port name, Service port, the apiserver's port): https first when served."""
+        out = [(PORT_NAME, SERVICE_PORT, self.https_port)] if self.https_port else []
+        return out + [(GRPC_PORT_NAME, GRPC_SERVICE_PORT, self.port)]
+
     def _desired_ports(self, svc) -> None:
         del svc.spec.ports[:]
-        p = svc.spec.ports.add(name=PORT_NAME, port=SERVICE_PORT, protocol="TCP")
-        p.target_port.int_val = self.port
+        for name, port, target in self.targets():
+            p = svc.spec.ports.add(name=name, port=port, protocol="TCP")
+            p.target_port.int_val = target
 
     async def ensure_service(self) -> None:
         svc = await self._get("Service", NAMESPACE, NAME)
@@ -105,8 +121,8 @@ class KubernetesService:
             self._desired_ports(svc)
             try:
                 await self.store.create(svc)
-                log.info("created service %s/%s (%s:%d -> %d)", NAMESPACE, NAME, self.cluster_ip,
-                         SERVICE_PORT, self.port)
+                log.info("created service %s/%s (%s: %s)", NAMESPACE, NAME, self.cluster_ip,
+                         ", ".join(f"{n} {p} -> {t}" for n, p, t in self.targets()))
             except errors.AlreadyExists:
                 pass
             return
@@ -154,7 +170,8 @@ class KubernetesService:
             subset = want.subsets.add()
             for ip in addresses:
                 subset.addresses.add(ip=ip)
-            subset.ports.add(name=PORT_NAME, port=self.port, protocol="TCP")
+            for name, _, target in self.targets():
+                subset.ports.add(name=name, port=target, protocol="TCP")
         if not create and list(ep.subsets) == list(want.subsets):
             return
         del ep.subsets[:]

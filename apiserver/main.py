@@ -262,7 +262,8 @@ async def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"kctl-apiserver: cannot listen on {args.listen}")
     metrics.serve(args.metrics_listen)
     await bootstrap(store, authorization.bootstrap)
-    kubernetes_service = KubernetesService(store, args.service_cluster_ip_range, args.listen)
+    https_listen = None if args.http_listen == "off" else (args.http_listen or http.DEFAULT_LISTEN)
+    kubernetes_service = KubernetesService(store, args.service_cluster_ip_range, args.listen, https_listen)
     await kubernetes_service.first_sync()       # before serving: clients find it from their first call
 
     runner = None

@@ -7,27 +7,33 @@ A CertificateSigningRequest is approved, with reason AutoApproved, when
 - its request is a node client request (certificates.IsKubeletClientCSR):
   subject O=system:nodes exactly, CN=system:node:<name>, no SANs, usages
   {digital signature, client auth} (+ key encipherment for RSA keys), and
-- the requestor may ask for it: a bootstrapper (group system:bootstrappers,
-  Kubernetes' `certificatesigningrequests/nodeclient` grant that kubeadm
-  gives its token groups) asking for a new node, or the node itself
-  renewing (spec.username == the request's CN, `selfnodeclient`).
+- a SubjectAccessReview says the requestor (the CSR's username, groups,
+  uid and extra) may `create` `certificatesigningrequests/selfnodeclient`
+  (a node renewing its own certificate: username == the request's CN) or
+  `certificatesigningrequests/nodeclient` (any node client certificate),
+  asked in that order, as `recognizers()` lists them. RBAC grants these
+  (apiserver/auth/joinpolicy.py binds them as kubeadm does: nodeclient to
+  the bootstrap tokens' group system:bootstrappers:kubeadm:default-node-token,
+  selfnodeclient to system:nodes).
 
 Anything else stays Pending for a human (`kctl certificate approve|deny`).
 The requestor fields are trusted because the apiserver fills them in from
-the authenticated user (apiserver/admission_csr.py). Without RBAC yet these
-grants are fixed rules; with it they become SubjectAccessReviews.
+the authenticated user (apiserver/admission_csr.py). The review is injected
+(`allowed`): by default a SubjectAccessReview through the client.
 """
 from __future__ import annotations
 
 from cryptography import x509
 
 from machinery import csr as csrs, errors
+from machinery.pb import authorization_pb2
 
 from controllers.base import Controller
 
 REASON = "AutoApproved"
 MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
 SELF_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
+SELF_NODE_CLIENT, NODE_CLIENT = "selfnodeclient", "nodeclient"
 ALLOWED_USAGES = ({"digital signature", "client auth"}, {"key encipherment", "digital signature", "client auth"})
 
 
@@ -63,16 +69,27 @@ def kubelet_client_problem(csr, req=None) -> str:
     return ""
 
 
-def decide(csr) -> str:
-    """The approval message when the CSR is to be auto-approved, else ''."""
+def recognizers(csr) -> list[tuple[str, str]]:
+    """(subresource to review, approval message) for a pending node client CSR, in the
+    order asked (sarApprover's recognizers); [] when the CSR is decided or not one."""
     if csrs.is_approved(csr) or csrs.is_denied(csr) or kubelet_client_problem(csr):
-        return ""
+        return []
     cn, _ = csrs.subject(csrs.parse_request(csr.spec.request))
-    if csr.spec.username == cn:
-        return SELF_MESSAGE
-    if csrs.BOOTSTRAPPERS_GROUP in csr.spec.groups:
-        return MESSAGE
-    return ""
+    own = [(SELF_NODE_CLIENT, SELF_MESSAGE)] if csr.spec.username == cn else []
+    return own + [(NODE_CLIENT, MESSAGE)]
+
+
+def access_review(csr, subresource: str):
+    """The SubjectAccessReview of the CSR's requestor creating certificatesigningrequests/<subresource>."""
+    review = authorization_pb2.SubjectAccessReview(api_version="authorization.k8s.io/v1",
+                                                   kind="SubjectAccessReview")
+    review.spec.user, review.spec.uid = csr.spec.username, csr.spec.uid
+    review.spec.groups.extend(csr.spec.groups)
+    for key, values in csr.spec.extra.items():
+        review.spec.extra[key] = list(values.items)
+    r = review.spec.resource_attributes
+    r.group, r.resource, r.subresource, r.verb = "certificates.k8s.io", "certificatesigningrequests", subresource, "create"
+    return review
 
 
 class CSRController(Controller):
@@ -90,11 +107,25 @@ class CSRController(Controller):
 class CSRApprovingController(CSRController):
     name = "csrapproving"
 
+    def __init__(self, client, factory, recorder=None, workers: int = 2, allowed=None):
+        super().__init__(client, factory, recorder, workers)
+        self.allowed = allowed or self.subject_access_review
+
+    async def subject_access_review(self, csr, subresource: str) -> bool:
+        return (await self.client.review(access_review(csr, subresource))).status.allowed
+
+    async def decide(self, csr) -> str:
+        """The approval message when the CSR is to be auto-approved, else ''."""
+        for subresource, message in recognizers(csr):
+            if await self.allowed(csr, subresource):
+                return message
+        return ""
+
     async def sync(self, key: str) -> None:
         csr = self.csr_inf.get_by_key(key)
         if csr is None or csr.status.certificate:
             return
-        message = decide(csr)
+        message = await self.decide(csr)
         if not message:
             return
         approved = type(csr)()

@@ -36,7 +36,7 @@ from pathlib import Path
 from harness.control_plane import ControlPlane
 from harness.netns import (CGROUP_ROOT, NETNS_DIR, Segment, delete_netns, delete_netns_prefix, force_cleanup,
                            in_netns, mounts_under, remove_cgroup_parent, sh)
-from harness.process import Process
+from harness.process import Process, free_port
 
 # offline image (deploy/images.py) -> path in the registry (docker.io mirror layout)
 IMAGES = {
@@ -186,7 +186,10 @@ class NodeCluster:
         self.workdir = Path(workdir)
         self.images = images
         self.segment = Segment()
-        self.control_plane = ControlPlane(self.workdir / "cp", apiserver_args, host=self.segment.ip)
+        args = list(apiserver_args or [])
+        if "--http-listen" not in args:            # the HTTPS API next to gRPC (tokens work only there)
+            args += ["--http-listen", f"{self.segment.ip}:{free_port()}"]
+        self.control_plane = ControlPlane(self.workdir / "cp", args, host=self.segment.ip)
         self.registry = None
         self.nodes: list[Node] = []
 

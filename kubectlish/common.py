@@ -118,7 +118,7 @@ def run(ctx: Ctx, coro_fn, *args, **kwargs) -> int:
     except errors.ApiError as exc:
         err(format_api_error(exc))
         code = 1
-    except kinds.UnknownKind as exc:
+    except (kinds.UnknownKind, errors.ConfigError) as exc:
         err(f"error: {exc}")
         code = 1
     except KeyboardInterrupt:

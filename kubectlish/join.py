@@ -1,10 +1,13 @@
 """`kctl join SERVER --token T --discovery-token-ca-cert-hash sha256:H`
 (kubeadm join's token discovery, for a node agent).
 
-1. Fetch kube-public/cluster-info from the apiserver's HTTP API
-   (`--discovery-url`, default https://HOST:8080 then http://HOST:8080)
-   anonymously and without trusting the server yet: nothing is sent that a
-   man in the middle could use (the token secret never leaves the node).
+1. Fetch kube-public/cluster-info from the apiserver's HTTPS API
+   (`--discovery-url`, else SERVER when it is an https:// URL, as
+   `kctl token create --print-join-command` prints it, else
+   https://HOST:8080) anonymously and without trusting the server yet:
+   nothing is sent that a man in the middle could use (the token secret
+   never leaves the node). The apiserver lets anyone read that one object
+   (apiserver/auth/anonymous.py).
 2. Check its `jws-kubeconfig-<token id>` signature with the token and the
    CA's public key hash against --discovery-token-ca-cert-hash
    (machinery/clusterinfo.py). Only then are the server and CA in it used.
@@ -37,10 +40,13 @@ HTTP_PORT = 8080
 
 
 def discovery_urls(server: str, given: str) -> list[str]:
+    """Where cluster-info is read: the HTTPS API only (the apiserver serves no plaintext)."""
     if given:
         return [given.rstrip("/")]
+    if server.startswith("https://"):
+        return [server.rstrip("/")]
     host = apiclient.normalize_target(server).rpartition(":")[0] or server
-    return [f"https://{host}:{HTTP_PORT}", f"http://{host}:{HTTP_PORT}"]
+    return [f"https://{host}:{HTTP_PORT}"]
 
 
 def fetch_cluster_info(urls: list[str], timeout: float = 10.0) -> dict:

@@ -45,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from machinery import csr as csrs, errors, kinds
+from machinery.kubeconfig import GRPC_EXTENSION, grpc_server
 from machinery.errors import ConfigError
 
 log = logging.getLogger("kctl.certmanager")
@@ -65,6 +66,7 @@ class Credentials:
     token: str | None = None
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
+    grpc: str | None = None          # the gRPC address (machinery.kubeconfig.grpc_server of the cluster)
 
 
 # ---------------------------------------------------------------- kubeconfig
@@ -92,16 +94,18 @@ def load_kubeconfig(path: str) -> Credentials:
         base = os.path.dirname(os.path.abspath(path))
         return Credentials(server=cluster["server"], ca_pem=_file_or_data(base, cluster, "certificate-authority"),
                            token=user.get("token"), cert_pem=_file_or_data(base, user, "client-certificate"),
-                           key_pem=_file_or_data(base, user, "client-key"))
+                           key_pem=_file_or_data(base, user, "client-key"), grpc=grpc_server(cluster))
     except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError, ValueError) as exc:
         raise ConfigError(f"cannot use kubeconfig {path}: {exc}") from exc
 
 
-def kubeconfig_doc(server: str, ca_pem: bytes | None, user: dict) -> dict:
+def kubeconfig_doc(server: str, ca_pem: bytes | None, user: dict, grpc: str | None = None) -> dict:
     import base64
-    cluster = {"server": server}
+    cluster: dict = {"server": server}
     if ca_pem:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    if grpc:
+        cluster["extensions"] = [{"name": GRPC_EXTENSION, "extension": {"server": grpc}}]
     return {"apiVersion": "v1", "kind": "Config", "current-context": "default-context",
             "clusters": [{"name": "default-cluster", "cluster": cluster}],
             "contexts": [{"name": "default-context", "context": {"cluster": "default-cluster",
@@ -119,8 +123,8 @@ def write_file(path: str, data: bytes, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
-def write_kubeconfig(path: str, server: str, ca_pem: bytes | None, **user) -> None:
-    write_file(path, yaml.safe_dump(kubeconfig_doc(server, ca_pem, user), sort_keys=False).encode())
+def write_kubeconfig(path: str, server: str, ca_pem: bytes | None, grpc: str | None = None, **user) -> None:
+    write_file(path, yaml.safe_dump(kubeconfig_doc(server, ca_pem, user, grpc), sort_keys=False).encode())
 
 
 # ------------------------------------------------------------------- storage
@@ -226,8 +230,10 @@ def _pending_key(cert_dir: str):
 
 
 async def bootstrap(*, kubeconfig: str, bootstrap_kubeconfig: str, cert_dir: str, node_name: str,
-                    make_client, now=time.time, timeout: float = 3600.0, poll: float = POLL) -> bool:
-    """Make sure kubeconfig has a valid client certificate; True if a new one was obtained."""
+                    make_client, now=time.time, timeout: float = 3600.0, poll: float = POLL,
+                    grpc: str | None = None) -> bool:
+    """Make sure kubeconfig has a valid client certificate; True if a new one was obtained.
+    `grpc` (the agent's --apiserver) goes into the written kubeconfig as its gRPC address."""
     if os.path.exists(kubeconfig):
         creds = load_kubeconfig(kubeconfig)
         current = load_pair(os.path.join(cert_dir, CURRENT))
@@ -246,8 +252,8 @@ async def bootstrap(*, kubeconfig: str, bootstrap_kubeconfig: str, cert_dir: str
         await client.close()
     current = store_pair(cert_dir, cert_pem, csrs.key_pem(key), now())
     os.unlink(os.path.join(cert_dir, PENDING_KEY))
-    write_kubeconfig(kubeconfig, boot.server, boot.ca_pem, **{"client-certificate": os.path.abspath(current),
-                                                              "client-key": os.path.abspath(current)})
+    write_kubeconfig(kubeconfig, boot.server, boot.ca_pem, grpc, **{"client-certificate": os.path.abspath(current),
+                                                                    "client-key": os.path.abspath(current)})
     log.info("wrote %s with the client certificate of system:node:%s", kubeconfig, node_name)
     return True
 

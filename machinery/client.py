@@ -8,8 +8,11 @@ from the requested resourceVersion raises errors.Expired, and callers relist
 (see machinery/informer.py).
 
 The channel is TLS only (1.2+, gRPC's default): the cluster's CA verifies
-the apiserver, and the client certificate (or bearer token) of a
-machinery.kubeconfig.Credentials says who is asking. Without credentials a
+the apiserver, and the client certificate of a machinery.kubeconfig.Credentials
+says who is asking. The gRPC port requires that certificate in the TLS
+handshake, so a bearer token alone (bootstrap or ServiceAccount token) is
+refused here at once with a one-line ConfigError: such callers speak HTTPS
+(machinery/restclient.py). Without credentials a
 Client uses those of the default kubeconfig's current context, as `kubectl
 --server=ADDR` does; `Client.from_kubeconfig(path)` takes the address from
 the file too. One channel serves every call and watch of a Client: open
@@ -65,6 +68,8 @@ class Client:
         self.target = normalize_target(target)
         self.timeout = timeout
         self.credentials = credentials if credentials is not None else kubeconfig.default_credentials()
+        if self.credentials.token and not self.credentials.cert_pem:
+            raise errors.ConfigError(token_over_grpc(self.target))
         self._channel = secure_channel(self.target, self.credentials, user_agent, metadata)
         self._stub = api_pb2_grpc.ApiStub(self._channel)
         self.warnings: list[str] = []
@@ -228,6 +233,12 @@ class Client:
 
     async def version(self) -> api_pb2.VersionResponse:
         return await self._call(self._stub.Version, api_pb2.VersionRequest())
+
+
+def token_over_grpc(target: str) -> str:
+    """The one-line refusal of a token-only client on the gRPC port."""
+    return (f"a bearer token cannot authenticate over gRPC: the apiserver's gRPC port ({target}) requires a "
+            f"client certificate of the cluster CA; use the token over HTTPS (the HTTP API, e.g. kubectl)")
 
 
 def secure_channel(target: str, credentials: kubeconfig.Credentials, user_agent: str = "kctl",

@@ -9,36 +9,38 @@ certificate (CSR approved by the controller manager) and writes
 --kubeconfig; `renewer()` is the task that renews it at 70-90% of its life.
 
 `client_for(credentials)` builds the API client from a kubeconfig's
-credentials. Until the TLS client lands in machinery/client.py this is the
-plaintext Client with the bearer token sent as gRPC metadata
-(`authorization: Bearer T`, which the apiserver's token authenticators read);
-the client certificate is then unused. With TLS, the same function builds a
-channel trusting the kubeconfig's CA with the token or client certificate.
+credentials. The apiserver's gRPC port requires a client certificate in the
+TLS handshake, so a bootstrap token can only be used over HTTPS: with a
+token, the CSR is submitted and polled through the HTTP API
+(certificates.k8s.io/v1, machinery/restclient.py) at the bootstrap
+kubeconfig's https:// server, trusting its CA; with a client certificate
+(renewal as the node) it is the gRPC Client at the kubeconfig's gRPC
+address: the written kubeconfig carries the agent's --apiserver as its
+`kctl.dev/grpc` extension, else the HTTPS host's port 6443
+(machinery/kubeconfig.py's grpc_server).
 """
 from __future__ import annotations
 
 import os
 
-from machinery import certmanager
+from machinery import certmanager, kubeconfig
 from machinery.client import Client
+from machinery.errors import ConfigError
+from machinery.restclient import RestClient
 
 
-class BearerClient(Client):
-    """A Client that sends `authorization: Bearer <token>` with every call."""
-
-    def __init__(self, target: str, token: str, **kw):
-        super().__init__(target, **kw)
-        self._metadata = (("authorization", f"Bearer {token}"),)
-
-    async def _call(self, method, request, timeout=None):
-        wrapped = lambda req, timeout: method(req, timeout=timeout, metadata=self._metadata)  # noqa: E731
-        return await super()._call(wrapped, request, timeout)
-
-
-def client_for(creds: certmanager.Credentials, user_agent: str = "kctl-nodeagent") -> Client:
-    if creds.token:
-        return BearerClient(creds.server, creds.token, timeout=30, user_agent=user_agent)
-    return Client(creds.server, timeout=30, user_agent=user_agent)
+def client_for(creds: certmanager.Credentials, user_agent: str = "kctl-nodeagent"):
+    """An HTTPS client for a token, the gRPC Client for a client certificate (see the module docstring)."""
+    if creds.cert_pem:
+        return Client(creds.grpc or kubeconfig.grpc_server({"server": creds.server}), timeout=30,
+                      user_agent=user_agent,
+                      credentials=kubeconfig.Credentials(creds.ca_pem, creds.cert_pem, creds.key_pem))
+    if not creds.token:
+        raise ConfigError(f"no client certificate or token to reach {creds.server} with")
+    if not creds.server.startswith("https://"):
+        raise ConfigError(f"a bearer token authenticates only over HTTPS: the bootstrap kubeconfig's server must be "
+                          f"https://HOST:PORT of the apiserver's HTTP API, not {creds.server!r}")
+    return RestClient(creds.server, kubeconfig.Credentials(creds.ca_pem, token=creds.token), user_agent=user_agent)
 
 
 def add_arguments(p) -> None:
@@ -61,7 +63,8 @@ async def ensure(args) -> None:
     if not args.kubeconfig:
         raise SystemExit("kctl-nodeagent: --bootstrap-kubeconfig needs --kubeconfig (where to write the result)")
     await certmanager.bootstrap(kubeconfig=args.kubeconfig, bootstrap_kubeconfig=args.bootstrap_kubeconfig,
-                                cert_dir=cert_dir(args), node_name=args.node_name, make_client=client_for)
+                                cert_dir=cert_dir(args), node_name=args.node_name, make_client=client_for,
+                                grpc=args.apiserver or None)
 
 
 def server(args) -> str:

@@ -101,6 +101,7 @@ NODE_RULES = [
     rule(("update", "patch"), (CORE,), ("persistentvolumeclaims/status",)),
     rule(("get", "create", "update", "patch", "delete"), (COORD,), ("leases",)),
     rule(("create",), (CORE,), ("serviceaccounts/token",)),
+    rule(("create", "get", "list", "watch"), ("certificates.k8s.io",), ("certificatesigningrequests",)),  # renewal
 ]
 
 _VIEW_CORE = ("pods", "pods/status", "pods/log", "services", "services/status", "endpoints", "persistentvolumeclaims",
@@ -177,7 +178,9 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
         cluster_role("system:kube-controller-manager",
                      rule(READ + ("update", "patch", "delete", "deletecollection"), ("*",), ("*",)),
                      rule(("create",), (CORE,), ("pods", "endpoints", "events", "persistentvolumes",
-                                                 "persistentvolumeclaims", "pods/eviction", "pods/binding")),
+                                                 "persistentvolumeclaims", "pods/eviction", "pods/binding",
+                                                 "serviceaccounts", "configmaps")),   # default SA, kube-root-ca.crt,
+                                                                                      # cluster-info
                      rule(("create",), (APPS,), ("replicasets", "controllerrevisions")),
                      rule(("create",), (BATCH,), ("jobs",)),
                      rule(("create",), (DISCOVERY,), ("endpointslices",)),

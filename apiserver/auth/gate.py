@@ -56,8 +56,9 @@ def _object_attrs(user, verb: str, any_obj, sub: str = "") -> Attributes:
     obj = info.message()
     any_obj.Unpack(obj)
     ns = (obj.metadata.namespace or "default") if info.namespaced else ""
+    # a create names no object, as a POST to the collection over HTTP (so resourceNames never grant it)
     return Attributes(user, verb, namespace=ns, api_group=info.group, resource=info.plural,
-                      subresource=sub, name=obj.metadata.name)
+                      subresource=sub, name="" if verb == "create" else obj.metadata.name)
 
 
 def _named_attrs(user, verb: str, kind: str, namespace: str, name: str, sub: str = "") -> Attributes:

@@ -1,7 +1,7 @@
 """The default RBAC policy in etcd, and ClusterRole aggregation.
 
 `reconcile(store)` runs at every start (after the system namespaces):
-each default object (bootstrappolicy.py) is created when missing; when it
+each default object (bootstrappolicy.py, joinpolicy.py) is created when missing; when it
 exists and its `rbac.authorization.kubernetes.io/autoupdate` annotation is
 not "false", what the default has and it lacks is added back (rules,
 subjects, labels, annotations, aggregation selectors) — Kubernetes'
@@ -21,7 +21,7 @@ import asyncio
 import logging
 
 from apiserver import objects
-from apiserver.auth import bootstrappolicy as bp
+from apiserver.auth import bootstrappolicy as bp, joinpolicy
 from apiserver.auth.index import ObjectIndex
 from machinery import codec, errors, kinds, selectors
 
@@ -75,7 +75,7 @@ async def ensure(store, default) -> str:
 
 
 async def reconcile(store) -> None:
-    for obj in [*bp.cluster_roles(), *bp.cluster_role_bindings(), *bp.namespaced()]:
+    for obj in [*bp.cluster_roles(), *bp.cluster_role_bindings(), *bp.namespaced(), *joinpolicy.objects()]:
         try:
             done = await ensure(store, obj)
         except errors.Conflict:             # another apiserver wrote it meanwhile: next start

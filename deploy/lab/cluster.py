@@ -171,6 +171,15 @@ def admin_credentials(name: str):
     return kubeconfig.select(os.path.join(pki_dir(name), "admin.conf")).credentials
 
 
+def signing_flags(certs: str, https_url: str) -> list[str]:
+    """The controller manager's CA flags (kube-controller-manager's): the cluster CA signs approved
+    CSRs (node join), is published as kube-root-ca.crt in every namespace, and cluster-info in
+    kube-public names the HTTPS API (where a joining node's bootstrap token works)."""
+    ca, key = os.path.join(certs, "ca.crt"), os.path.join(certs, "ca.key")
+    return ["--cluster-signing-cert-file", ca, "--cluster-signing-key-file", key, "--root-ca-file", ca,
+            "--cluster-info-server", https_url]
+
+
 def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
     """argv of the apiserver, scheduler, controller manager and cluster DNS of `lab`."""
     cp = lab.cp_address
@@ -186,7 +195,7 @@ def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
         "controller-manager": [_bin("kctl-controller-manager"),
                                "--kubeconfig", os.path.join(certs, "controller-manager.conf"), "--apiserver", apiserver,
                                "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",
-                               *CONTROLLER_FLAGS],
+                               *CONTROLLER_FLAGS, *signing_flags(certs, f"https://{cp}:{APISERVER_HTTP_PORT}")],
         "dns": [_bin("kctl-dns"), "--kubeconfig", os.path.join(certs, "dns.conf"),
                 "--apiserver", apiserver, "--listen", f"{cp}:{DNS_PORT}",
                 "--cluster-domain", CLUSTER_DOMAIN, "--cluster-ip", dns_service_ip(),

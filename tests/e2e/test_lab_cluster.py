@@ -88,6 +88,11 @@ def test_lab_component_flags_parse():
     for what, argv in argvs.items():
         script = os.path.basename(argv[0])
         assert flag_errors(script, argv[1:]) == [], (what, argv)
+    cm, certs = argvs["controller-manager"], cluster.pki_dir("flags")
+    for flag, value in (("--cluster-signing-cert-file", f"{certs}/ca.crt"),
+                        ("--cluster-signing-key-file", f"{certs}/ca.key"), ("--root-ca-file", f"{certs}/ca.crt"),
+                        ("--cluster-info-server", f"https://{topo.cp_address}:{cluster.APISERVER_HTTP_PORT}")):
+        assert cm[cm.index(flag) + 1] == value
     agent = argvs["nodeagent node1"]
     for flag, value in (("--cgroup-parent", "/kctl-lab/flags/node1"), ("--netns-prefix", "klflags-node1-"),
                         ("--masquerade-cidr", "172.30.9.0/24"),

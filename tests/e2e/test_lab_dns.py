@@ -191,8 +191,8 @@ def test_the_lab_runs_kctl_dns_behind_kube_dns(lab):
     ep = lab.api(lambda c: c.get("Endpoints", "kube-dns", "kube-system"))
     assert [a.ip for s in ep.subsets for a in s.addresses] == [lab.topology.cp_address]
     k8s = lab.api(lambda c: c.get("Endpoints", "kubernetes", "default"))
-    assert [(a.ip, s.ports[0].port) for s in k8s.subsets for a in s.addresses] == \
-        [(lab.topology.cp_address, cluster.APISERVER_PORT)]
+    assert [(a.ip, sorted((p.name, p.port) for p in s.ports)) for s in k8s.subsets for a in s.addresses] == \
+        [(lab.topology.cp_address, [("grpc", cluster.APISERVER_PORT), ("https", cluster.APISERVER_HTTP_PORT)])]
 
 
 def test_pod_files_as_the_kubelet_writes_them(lab, apps):

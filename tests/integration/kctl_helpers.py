@@ -64,3 +64,24 @@ def cluster_fixture():
         finally:
             c.stop()
     return server
+
+
+def whoami(https_url: str, token: str) -> tuple[int, str]:
+    """(status, username) of a SelfSubjectReview over HTTPS with a bearer token, trusting the
+    harness's cluster CA and sending no client certificate (any authenticated user may ask)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from harness import pki as harness_pki
+    from machinery import kubeconfig
+    body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode()
+    req = urllib.request.Request(https_url + "/apis/authentication.k8s.io/v1/selfsubjectreviews", data=body,
+                                 method="POST", headers={"Authorization": f"Bearer {token}",
+                                                         "Content-Type": "application/json"})
+    ctx = kubeconfig.Credentials(harness_pki.session().store.ca_pem()).ssl_context()
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+            return resp.status, json.loads(resp.read())["status"]["userInfo"]["username"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""

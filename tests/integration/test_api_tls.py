@@ -195,9 +195,10 @@ def test_add_a_user_with_kctl_pki_and_kctl_config(own, tmp_path):
     kctl("--kubeconfig", str(cfg), "config", "use-context", "jane")
     sel = kubeconfig.select(cfg)
     assert pki.subject(pki.load_cert(sel.credentials.cert_pem)) == ("jane-tls", ("dev",))
+    assert "jane-tls" in kctl("--kubeconfig", str(cfg), "auth", "whoami")      # authenticated as jane-tls,
     r = CliRunner().invoke(cli, ["--kubeconfig", str(cfg), "get", "ns"], catch_exceptions=False)
     assert r.exit_code == 1 and ('namespaces is forbidden: User "jane-tls" cannot list resource "namespaces" '
-                                 'in API group "" at the cluster scope') in r.stderr
+                                 'in API group "" at the cluster scope') in r.stderr     # with no rights yet
     admin = str(own.cert_dir / "admin.conf")
     kctl("--kubeconfig", admin, "create", "clusterrolebinding", "jane-tls-view", "--clusterrole=view",
          "--user=jane-tls")

@@ -1,7 +1,7 @@
 """The Services pods resolve first, on a real etcd + apiserver(s) + kctl-dns:
 
 * `default/kubernetes`: the apiserver creates it (first address of the
-  service CIDR, https 443 → its port) and keeps its Endpoints equal to the
+  service CIDR, https 443 → its HTTPS API, grpc 6443 → its gRPC port) and keeps its Endpoints equal to the
   live apiservers (a second apiserver joins, leaves on a clean stop);
   ports someone changed are put back;
 * `kube-system/kube-dns`: kctl-dns creates it (10.96.0.10, dns/dns-tcp/
@@ -48,15 +48,18 @@ def endpoints(ep) -> list[tuple]:
 async def test_the_kubernetes_service_follows_the_live_apiservers(client, apiserver, etcd, tmp_path):
     async def svc():
         s = await client.get("Service", "kubernetes", "default")
-        return (s.spec.cluster_ip, ports(s), s.spec.ports[0].target_port.int_val, dict(s.metadata.labels),
-                dict(s.spec.selector))
+        return (s.spec.cluster_ip, ports(s), {p.name: p.target_port.int_val for p in s.spec.ports},
+                dict(s.metadata.labels), dict(s.spec.selector))
 
     async def eps():
         return endpoints(await client.get("Endpoints", "kubernetes", "default"))
 
-    https = (("https", apiserver.port, "TCP"),)
-    await eventually(svc, ("10.96.0.1", [("https", 443, "TCP")], apiserver.port,
-                           {"component": "apiserver", "provider": "kubernetes"}, {}))
+    # https: the HTTP API's port (the default 127.0.0.1:8080 here), first: KUBERNETES_SERVICE_PORT=443
+    want = ("10.96.0.1", [("grpc", 6443, "TCP"), ("https", 443, "TCP")], {"https": 8080, "grpc": apiserver.port},
+            {"component": "apiserver", "provider": "kubernetes"}, {})
+    https = (("grpc", apiserver.port, "TCP"), ("https", 8080, "TCP"))
+    await eventually(svc, want)
+    assert (await client.get("Service", "kubernetes", "default")).spec.ports[0].name == "https"
     await eventually(eps, [("127.0.0.1", https)])
 
     second = ApiServer(etcd, tmp_path / "second", host="127.0.0.2", port=apiserver.port)
@@ -72,8 +75,7 @@ async def test_the_kubernetes_service_follows_the_live_apiservers(client, apiser
     s.spec.ports[0].port = 8443
     await client.update(s)
     apiserver.restart()                                             # reconciles at once when it starts
-    await eventually(svc, ("10.96.0.1", [("https", 443, "TCP")], apiserver.port,
-                           {"component": "apiserver", "provider": "kubernetes"}, {}))
+    await eventually(svc, want)
 
 
 async def test_kctl_dns_registers_behind_kube_dns(client, apiserver, tmp_path):

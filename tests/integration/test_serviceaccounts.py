@@ -4,7 +4,7 @@ running the serviceaccount and root-ca-cert-publisher controllers.
 
 The default account and kube-root-ca.crt appear in a new namespace; pods
 get the kube-api-access-* volume (or are refused for a missing account);
-`kctl create token` (gRPC) and the real `kubectl create token` (HTTP)
+`kctl create token` (gRPC) and the real `kubectl create token` (HTTPS)
 issue JWTs that authenticate as bearer tokens; a tampered token, a token
 bound to a deleted pod, or a too short duration are refused."""
 from __future__ import annotations
@@ -19,11 +19,12 @@ import jwt
 import pytest
 import yaml
 
-from machinery import errors, kinds
+from harness import pki as harness_pki
+from machinery import errors, kinds, kubeconfig
 from machinery.client import Client
 from tests.cluster import Cluster, free_port
 from tests.integration.http.conftest import KUBECTL
-from tests.integration.kctl_helpers import kctl_subprocess
+from tests.integration.kctl_helpers import kctl_subprocess, whoami
 
 NS = "team"
 
@@ -35,7 +36,7 @@ def sa_cluster(tmp_path_factory):
     cluster = Cluster(work, apiserver_args=["--http-listen", f"127.0.0.1:{port}"], controller_manager=True,
                       controller_args=["--controllers", "serviceaccount,root-ca-cert-publisher,namespace"],
                       service_accounts=True)
-    cluster.http_url = f"http://127.0.0.1:{port}"
+    cluster.http_url = f"https://127.0.0.1:{port}"
     with cluster:
         yield cluster
 
@@ -53,11 +54,13 @@ def make_pod(name: str, namespace: str, service_account: str = ""):
 
 
 def http(cluster, path: str, token: str | None = None) -> int:
+    """The status of an HTTPS GET with a bearer token (trusting the cluster CA, no client certificate)."""
     req = urllib.request.Request(cluster.http_url + path)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    ctx = kubeconfig.Credentials(harness_pki.session().store.ca_pem()).ssl_context()
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -120,7 +123,8 @@ async def test_kctl_token_authenticates_and_bad_tokens_get_401(sa_cluster, names
     token = out.out.strip()
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["sub"] == "system:serviceaccount:team:default" and claims["exp"] - claims["iat"] == 900
-    assert http(sa_cluster, "/api/v1/namespaces/team/pods", token) == 200
+    assert whoami(sa_cluster.http_url, token) == (201, "system:serviceaccount:team:default")
+    assert http(sa_cluster, "/api/v1/namespaces/team/pods", token) == 403      # authenticated; RBAC grants nothing
     head, body, sig = token.split(".")
     assert http(sa_cluster, "/api/v1/namespaces/team/pods", f"{head}.{body}.{sig[:-4]}AAAA") == 401
     short = kctl(sa_cluster.target, "create", "token", "default", "-n", namespace, "--duration", "5m")
@@ -129,25 +133,24 @@ async def test_kctl_token_authenticates_and_bad_tokens_get_401(sa_cluster, names
 
 
 async def test_kubectl_token_bound_to_a_pod_dies_with_it(sa_cluster, namespace, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": sa_cluster.http_url}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t", "namespace": namespace}}],
-        "users": [{"name": "t", "user": {}}]}))
+    admin = yaml.safe_load(sa_cluster.apiserver.kubeconfig.read_text())      # the admin's certificate, HTTPS
+    admin["contexts"][0]["context"]["namespace"] = namespace
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump(admin))
     async with Client(sa_cluster.target) as c:
         p = await c.create(make_pod("bound", namespace=namespace))
-    r = subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"),
+    r = subprocess.run([str(KUBECTL), "--kubeconfig", str(config), "--cache-dir", str(tmp_path / "cache"),
                         "create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "bound",
                         "--audience", sa_cluster_issuer()], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["kubernetes.io"]["pod"] == {"name": "bound", "uid": p.metadata.uid}
-    assert http(sa_cluster, "/api/v1/namespaces/team/pods", token) == 200
+    assert whoami(sa_cluster.http_url, token) == (201, "system:serviceaccount:team:default")
     async with Client(sa_cluster.target) as c:
         await c.delete("Pod", "bound", namespace, grace_period=0)
         await eventually(lambda: _gone(c, "bound"), "pod deleted")
+    assert whoami(sa_cluster.http_url, token) == (401, "")
     assert http(sa_cluster, "/api/v1/namespaces/team/pods", token) == 401
 
 
@@ -169,7 +172,7 @@ async def test_bootstrap_token_authenticates_until_its_secret_goes(sa_cluster):
         s.data[k] = v.encode()
     async with Client(sa_cluster.target) as c:
         await c.create(s)
-        assert http(sa_cluster, "/api/v1/nodes", "07401b.f395accd246ae52d") == 200
+        assert whoami(sa_cluster.http_url, "07401b.f395accd246ae52d") == (201, "system:bootstrap:07401b")
         assert http(sa_cluster, "/api/v1/nodes", "07401b.0000000000000000") == 401
         await c.delete("Secret", s.metadata.name, "kube-system")
         assert http(sa_cluster, "/api/v1/nodes", "07401b.f395accd246ae52d") == 401

@@ -16,7 +16,9 @@ from apiserver.auth.anonymous import CLUSTER_INFO_PATH, AnonymousEndpoints
 from controllers import csrapproving as approving, csrsigning as signing
 from machinery import certmanager as cm, csr as csrs
 from machinery.errors import ConfigError
+from machinery import bootstraptoken as bt
 from tests.unit.certs import make_ca
+from tests.unit.test_csr import kubeadm_grants
 from tests.unit.test_controller_helpers import harness
 
 NODE = "n1"
@@ -51,14 +53,14 @@ async def test_bootstrap_writes_a_kubeconfig_with_the_signed_certificate(tmp_pat
     ca_cert_pem, ca_key_pem = make_ca()
     ca = signing.CA(ca_cert_pem, ca_key_pem)
     boot = bootstrap_kubeconfig(tmp_path, ca_cert_pem)
-    async with harness(lambda h: approving.CSRApprovingController(h.client, h.factory),
+    async with harness(lambda h: approving.CSRApprovingController(h.client, h.factory, allowed=kubeadm_grants),
                        lambda h: signing.CSRSigningController(h.client, h.factory, ca=ca),
                        workers=True) as (h, _, _s):
         seen = []
 
         def make_client(creds):
             seen.append(creds)
-            return Requestor(h.client, "system:bootstrap:abcdef", ["system:bootstrappers"])
+            return Requestor(h.client, "system:bootstrap:abcdef", ["system:bootstrappers", bt.DEFAULT_EXTRA_GROUP])
         kubeconfig, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
         got = await cm.bootstrap(kubeconfig=kubeconfig, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
                                  node_name=NODE, make_client=make_client, poll=0.01, timeout=10)
@@ -168,15 +170,34 @@ def test_kubeconfig_reads_files_relative_to_itself(tmp_path):
     assert cm.load_kubeconfig(str(tmp_path / "k")).ca_pem == ca
 
 
-async def test_nodeagent_flags_and_bearer_client():
+async def test_nodeagent_flags_and_clients():
+    """A token goes over HTTPS (the gRPC port requires a client certificate), a certificate over gRPC."""
+    from machinery.client import Client
+    from machinery.restclient import RestClient
     from nodeagent import certbootstrap, main
     args = main.parse_args(["--node-name", "n2", "--node-ip", "10.0.0.12", "--root-dir", "/var/lib/kctl/n2",
                             "--bootstrap-kubeconfig", "/etc/kctl/b", "--kubeconfig", "/etc/kctl/k"])
     assert certbootstrap.cert_dir(args) == "/var/lib/kctl/n2/pki" and not args.apiserver
-    c = certbootstrap.client_for(cm.Credentials("https://127.0.0.1:1", token="abcdef.0123456789abcdef"))
-    assert isinstance(c, certbootstrap.BearerClient) and c._metadata == (
-        ("authorization", "Bearer abcdef.0123456789abcdef"),)
+    ca, key = make_ca()
+    c = certbootstrap.client_for(cm.Credentials("https://127.0.0.1:8080", ca_pem=ca, token="abcdef.0123456789abcdef"))
+    assert isinstance(c, RestClient) and c.url == "https://127.0.0.1:8080"
+    assert c.credentials.headers() == {"Authorization": "Bearer abcdef.0123456789abcdef"}
     await c.close()
+    with pytest.raises(ConfigError, match="a bearer token authenticates only over HTTPS: .* not '127.0.0.1:6443'"):
+        certbootstrap.client_for(cm.Credentials("127.0.0.1:6443", token="abcdef.0123456789abcdef"))
+    g = certbootstrap.client_for(cm.Credentials("https://127.0.0.1:8080", ca_pem=ca, cert_pem=ca, key_pem=key))
+    assert isinstance(g, Client) and g.target == "127.0.0.1:6443"
+    await g.close()
+
+
+async def test_grpc_client_refuses_a_token_alone():
+    from machinery import kubeconfig
+    from machinery.client import Client
+    with pytest.raises(ConfigError) as exc:
+        Client("127.0.0.1:6443", credentials=kubeconfig.Credentials(token="abcdef.0123456789abcdef"))
+    assert str(exc.value) == ("a bearer token cannot authenticate over gRPC: the apiserver's gRPC port "
+                              "(127.0.0.1:6443) requires a client certificate of the cluster CA; use the token "
+                              "over HTTPS (the HTTP API, e.g. kubectl)")
 
 
 async def test_anonymous_only_for_cluster_info():

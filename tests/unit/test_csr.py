@@ -179,32 +179,67 @@ def test_table_columns():
 
 # ------------------------------------------------------------------- approver
 
-def test_bootstrapper_node_client_request_is_approved():
-    assert approving.decide(new_csr()) == approving.MESSAGE
+async def kubeadm_grants(csr, subresource: str) -> bool:
+    """The SubjectAccessReview answers under kubeadm's bindings (apiserver/auth/joinpolicy.py)."""
+    return {"nodeclient": bt.DEFAULT_EXTRA_GROUP, "selfnodeclient": "system:nodes"}[subresource] in csr.spec.groups
 
 
-def test_node_renewing_its_own_certificate_is_approved():
+class Decider:
+    """CSRApprovingController.decide without informers (it only uses self.allowed)."""
+    decide = approving.CSRApprovingController.decide
+
+    def __init__(self, allowed=kubeadm_grants):
+        self.allowed = allowed
+
+
+def approver() -> Decider:
+    return Decider()
+
+
+BOOTSTRAPPER = ("system:bootstrappers", bt.DEFAULT_EXTRA_GROUP, "system:authenticated")
+
+
+async def test_bootstrapper_node_client_request_is_approved():
+    assert await approver().decide(new_csr(groups=BOOTSTRAPPER)) == approving.MESSAGE
+
+
+async def test_node_renewing_its_own_certificate_is_approved():
     c = new_csr(user="system:node:n1", groups=("system:nodes", "system:authenticated"))
-    assert approving.decide(c) == approving.SELF_MESSAGE
+    assert approving.recognizers(c) == [("selfnodeclient", approving.SELF_MESSAGE),
+                                        ("nodeclient", approving.MESSAGE)]
+    assert await approver().decide(c) == approving.SELF_MESSAGE
+
+
+def test_the_review_asks_for_the_requestor_and_the_subresource():
+    c = new_csr(groups=BOOTSTRAPPER)
+    c.spec.uid = "u1"
+    c.spec.extra["scopes"].items.extend(["a"])
+    r = approving.access_review(c, "nodeclient")
+    assert (r.spec.user, list(r.spec.groups), r.spec.uid, dict(r.spec.extra)) == (
+        "system:bootstrap:abcdef", list(BOOTSTRAPPER), "u1", {"scopes": ["a"]})
+    a = r.spec.resource_attributes
+    assert (a.group, a.resource, a.subresource, a.verb) == (
+        "certificates.k8s.io", "certificatesigningrequests", "nodeclient", "create")
 
 
 @pytest.mark.parametrize("kw", [
     {"user": "system:node:n2", "groups": ("system:nodes",)},                     # another node's name
     {"user": "jane", "groups": ("system:authenticated",)},                       # not a bootstrapper
+    {"groups": ("system:bootstrappers",)},                 # a token without the kubeadm group: no nodeclient
     {"orgs": ("system:masters",)},
     {"orgs": ("system:nodes", "extra")},
     {"cn": "jane"},
     {"usages": ("digital signature", "client auth", "server auth")},
     {"signer": csrs.KUBE_APISERVER_CLIENT},
 ])
-def test_other_requests_stay_pending(kw):
-    assert approving.decide(new_csr(**kw)) == ""
+async def test_other_requests_stay_pending(kw):
+    assert await approver().decide(new_csr(**{"groups": BOOTSTRAPPER, **kw})) == ""
 
 
-def test_decided_requests_are_left_alone():
-    c = new_csr()
+async def test_decided_requests_are_left_alone():
+    c = new_csr(groups=BOOTSTRAPPER)
     csrs.set_condition(c, "Denied", "r", "m")
-    assert approving.decide(c) == ""
+    assert approving.recognizers(c) == [] and await approver().decide(c) == ""
 
 
 def test_sans_are_refused():
@@ -270,10 +305,10 @@ def test_signer_rules():
 
 async def test_approver_and_signer_issue_a_node_certificate():
     ca = signing.CA(*make_ca())
-    async with harness(lambda h: approving.CSRApprovingController(h.client, h.factory),
+    async with harness(lambda h: approving.CSRApprovingController(h.client, h.factory, allowed=kubeadm_grants),
                        lambda h: signing.CSRSigningController(h.client, h.factory, ca=ca),
                        workers=True) as (h, _, _s):
-        h.client.seed(new_csr(), new_csr(name="jane", user="jane", groups=()))
+        h.client.seed(new_csr(groups=BOOTSTRAPPER), new_csr(name="jane", user="jane", groups=()))
 
         def issued():
             c = h.client.stored("CertificateSigningRequest", "node-csr-1", "")

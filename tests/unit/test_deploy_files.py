@@ -114,6 +114,13 @@ def test_controlplane_addresses_rendered(installed):
         assert "10.77.0.10:6443" in env[var].split()
     _, env = rendered(installed, "registry")
     assert env["REGISTRY_HTTP_ADDR"] == "10.77.0.10:5000"
+    _, env = rendered(installed, "controller-manager")      # CSRs signed, kube-root-ca.crt, cluster-info
+    args = env["KCTL_CONTROLLER_MANAGER_ARGS"].split()
+    for flag, value in (("--cluster-signing-cert-file", "/etc/kctl/pki/ca.crt"),
+                        ("--cluster-signing-key-file", "/etc/kctl/pki/ca.key"),
+                        ("--root-ca-file", "/etc/kctl/pki/ca.crt"),
+                        ("--cluster-info-server", "https://10.77.0.10:8080")):
+        assert args[args.index(flag) + 1] == value
 
 
 def test_etcd_flags_exist():

