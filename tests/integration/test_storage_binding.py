@@ -77,7 +77,15 @@ async def test_local_path_claim_waits_for_a_node_then_is_provisioned_bound_and_r
 
     await client.delete("PersistentVolumeClaim", "data", "default")   # no pod uses it
     await until(lambda: _gone(client, "PersistentVolumeClaim", "data", "default"), "claim gone")
+    # the data goes first: a helper pod on n1 (no agent runs here, so the test plays its part)
+    helper = await until(lambda: _get(client, "Pod", f"cleanup-{pv.metadata.name}", "kube-system"), "helper pod")
+    assert helper.spec.node_name == "n1" and helper.spec.volumes[0].host_path.path == "/var/lib/kctl-test/n1/storage"
+    assert list(helper.spec.containers[0].command) == ["rm", "-rf", f"/storage/{pv.metadata.name}_default_data"]
+    assert (await client.get("PersistentVolume", pv.metadata.name)).status.phase == "Released"
+    helper.status.phase = "Succeeded"
+    await client.update_status(helper)
     await until(lambda: _gone(client, "PersistentVolume", pv.metadata.name), "Delete policy removes the PV")
+    await until(lambda: _gone(client, "Pod", helper.metadata.name, "kube-system"), "helper pod removed")
 
 
 async def _gone(client, kind, name, ns=""):
