@@ -157,7 +157,13 @@ spec:
 def test_init_containers_then_the_sidecar_then_the_app_and_the_sidecar_stops_last(lab, tmp_path_factory):
     hostdir = str(tmp_path_factory.mktemp("initdemo"))
     order = os.path.join(hostdir, "order")
-    lab.kctl("apply", "-f", "-", input=initdemo(hostdir))
+    # The order is read from a hostPath, which Pod Security's baseline level (the
+    # default) refuses: `default` is privileged for this test only.
+    lab.kctl("label", "namespace", "default", "pod-security.kubernetes.io/enforce=privileged", "--overwrite")
+    try:
+        lab.kctl("apply", "-f", "-", input=initdemo(hostdir))
+    finally:
+        lab.kctl("label", "namespace", "default", "pod-security.kubernetes.io/enforce-")
     pod = wait_for("initdemo Running and Ready", lambda: next(
         (p for p in pods(lab, "app=initdemo") if ready(p)), None), 90, interval=0.5)
     wait_for("the app's line", lambda: os.path.exists(order) and "app start" in open(order).read(), 15)
