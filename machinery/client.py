@@ -59,6 +59,9 @@ def _ns(info: kinds.KindInfo, namespace: str) -> str:
     return namespace or "default"
 
 
+ROTATE_GRACE = 30.0      # seconds the old channel lives on after Client.rotate()
+
+
 class Client:
     """One channel to the apiserver; safe to share between tasks."""
 
@@ -70,9 +73,27 @@ class Client:
         self.credentials = credentials if credentials is not None else kubeconfig.default_credentials()
         if self.credentials.token and not self.credentials.cert_pem:
             raise errors.ConfigError(token_over_grpc(self.target))
+        self._user_agent, self._metadata = user_agent, tuple(metadata)
         self._channel = secure_channel(self.target, self.credentials, user_agent, metadata)
         self._stub = api_pb2_grpc.ApiStub(self._channel)
         self.warnings: list[str] = []
+
+    async def rotate(self, credentials: kubeconfig.Credentials, grace: float = ROTATE_GRACE) -> None:
+        """Use new credentials (a renewed client certificate) for every call
+        from now on: a new channel, whose connections present the new
+        certificate. The old channel is closed after `grace` seconds, which
+        ends the watches still open on it (informers then watch again, on the
+        new channel)."""
+        import asyncio
+        old = self._channel
+        self.credentials = credentials
+        self._channel = secure_channel(self.target, credentials, self._user_agent, self._metadata)
+        self._stub = api_pb2_grpc.ApiStub(self._channel)
+
+        async def close_old():
+            await asyncio.sleep(grace)
+            await old.close()
+        self._closing = asyncio.ensure_future(close_old())
 
     @classmethod
     def from_kubeconfig(cls, path: str, server: str | None = None, **kw) -> "Client":

@@ -246,6 +246,7 @@ def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime:
 
 
 async def amain(args) -> None:
+    from machinery import kubeconfig
     from machinery.client import Client
     from machinery.runner import run_tasks
     from nodeagent import metrics
@@ -284,7 +285,9 @@ async def amain(args) -> None:
     agent.security = security.Options(args.seccomp_default, os.path.join(os.path.abspath(args.root_dir), "seccomp"),
                                       args.allowed_unsafe_sysctls)
     tasks = {"agent": agent.run()}
-    if (renewer := certbootstrap.renewer(args)) is not None:
+    async def reconnect() -> None:      # a renewed certificate: new connections present it
+        await client.rotate(kubeconfig.select(args.kubeconfig).credentials)
+    if (renewer := certbootstrap.renewer(args, on_rotate=reconnect)) is not None:
         tasks["certificate-renewal"] = renewer.run()
     if args.metrics_listen:
         tasks["metrics"] = metrics.serve(args.metrics_listen)
