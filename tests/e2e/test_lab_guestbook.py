@@ -103,6 +103,9 @@ def test_guestbook_comes_up(lab):
     leader, = pods(lab, LEADER)
     terms = pv.spec.node_affinity.required.node_selector_terms
     assert [v for t in terms for e in t.match_expressions for v in e.values] == [leader.spec.node_name]
+    # Ready pods reach the proxies through the EndpointSlices a moment later (as in Kubernetes).
+    wait_for("the front end's NodePort answering on every node",
+             lambda: all(entries(lab, n) is not None for n in ("node1", "node2", "node3")), 30)
 
 
 def test_entries_written_and_read_through_the_node_port(lab):
