@@ -18,7 +18,9 @@ real ones, as in Kubernetes.
 
 Plugins register in MUTATING / VALIDATING below, in the order Kubernetes'
 recommended plugin order gives them (ServiceAccount, then Priority; the
-CertificateSigningRequest plugins of apiserver/admission_csr.py last);
+CertificateSigningRequest plugins of apiserver/admission_csr.py —
+CertificateApproval, CertificateSigning, CertificateSubjectRestriction —
+near the end, RBAC's escalation check last);
 `disable(names)` is the apiserver's `--disable-admission-plugins`.
 """
 from __future__ import annotations
@@ -82,7 +84,8 @@ from apiserver.podsecurity import PodSecurity  # noqa: E402  (it subclasses Plug
 
 POD_SECURITY = PodSecurity()
 MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority(), admission_csr.CertificateRequestor()]
-VALIDATING: list[Plugin] = [NodeRestriction(), POD_SECURITY, Priority(), admission_csr.CertificateSubjectRestriction(),
+VALIDATING: list[Plugin] = [NodeRestriction(), POD_SECURITY, Priority(), admission_csr.CertificateApproval(),
+                            admission_csr.CertificateSigning(), admission_csr.CertificateSubjectRestriction(),
                             RBACEscalation()]
 
 

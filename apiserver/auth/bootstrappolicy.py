@@ -17,7 +17,10 @@ serves, plus what kctl's own components need under their own identities.
   --use-service-account-credentials), so the role is the union of
   Kubernetes' per-controller roles: the garbage collector's and namespace
   controller's read/update/delete of everything plus creating what the
-  controllers create.
+  controllers create, and the certificate controller's `approve` on the
+  kubelet client signer and `sign` on the kubernetes.io signers (the
+  `signers` resource the CertificateApproval/CertificateSigning admission
+  plugins ask about).
 * system:node: the rules the Node authorizer applies to nodes
   (NODE_RULES; no binding, as in Kubernetes), system:node-proxier (kctl's
   node agent is also the proxy, so it is bound to system:nodes as well as
@@ -34,7 +37,7 @@ and reconciles them at start.
 """
 from __future__ import annotations
 
-from machinery import kinds
+from machinery import csr, kinds
 from machinery.pb import rbac_pb2
 
 READ = ("get", "list", "watch")
@@ -46,6 +49,7 @@ AGGREGATE_TO = "rbac.authorization.k8s.io/aggregate-to-"
 CORE, APPS, BATCH, AUTOSCALING, POLICY = "", "apps", "batch", "autoscaling", "policy"
 COORD, DISCOVERY, STORAGE, SCHED = "coordination.k8s.io", "discovery.k8s.io", "storage.k8s.io", "scheduling.k8s.io"
 AUTHZ, AUTHN, EVENTS = "authorization.k8s.io", "authentication.k8s.io", "events.k8s.io"
+CERTS = "certificates.k8s.io"
 
 
 def rule(verbs, groups=(), resources=(), names=(), urls=()) -> rbac_pb2.PolicyRule:
@@ -113,6 +117,15 @@ _APPS = ("controllerrevisions", "daemonsets", "daemonsets/status", "deployments"
          "statefulsets/scale", "statefulsets/status")
 _APPS_WRITE = ("daemonsets", "deployments", "deployments/rollback", "deployments/scale", "replicasets",
                "replicasets/scale", "statefulsets", "statefulsets/scale")
+
+
+# system:controller:certificate-controller's signer grants (CertificateApproval and
+# CertificateSigning admission, apiserver/admission_csr.py): it auto-approves node
+# client requests and signs for Kubernetes' well-known signers.
+CERTIFICATE_CONTROLLER_SIGNERS = (
+    rule(("approve",), (CERTS,), ("signers",), names=(csr.KUBE_APISERVER_CLIENT_KUBELET,)),
+    rule(("sign",), (CERTS,), ("signers",), names=(csr.LEGACY_UNKNOWN, csr.KUBE_APISERVER_CLIENT,
+                                                    csr.KUBE_APISERVER_CLIENT_KUBELET, csr.KUBELET_SERVING)))
 
 
 def cluster_roles() -> list[rbac_pb2.ClusterRole]:
@@ -188,7 +201,8 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
                      rule(("create",), (STORAGE,), ("storageclasses",)),      # kctl's local-path default class
                      EVENTS_RULE,
                      rule(("create",), (AUTHN,), ("tokenreviews",)),
-                     rule(("create",), (AUTHZ,), ("subjectaccessreviews",))),
+                     rule(("create",), (AUTHZ,), ("subjectaccessreviews",)),
+                     *CERTIFICATE_CONTROLLER_SIGNERS),
         cluster_role("system:node", *NODE_RULES),
         cluster_role("system:node-proxier",
                      rule(("list", "watch"), (CORE,), ("services", "endpoints")),

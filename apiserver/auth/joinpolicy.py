@@ -18,8 +18,11 @@ its tokens, machinery.bootstraptoken.DEFAULT_EXTRA_GROUP):
       before it trusts the server, apiserver/auth/anonymous.py)
 
 The controller manager's approver asks a SubjectAccessReview for
-nodeclient/selfnodeclient (controllers/csrapproving.py); nodes create and
-read their renewal CSRs through the Node authorizer's rules (NODE_RULES).
+nodeclient/selfnodeclient (controllers/csrapproving.py); its `approve` and
+`sign` grants on `signers` (asked by the CertificateApproval/Signing
+admission plugins) are in system:kube-controller-manager
+(bootstrappolicy.CERTIFICATE_CONTROLLER_SIGNERS). Nodes create and read
+their renewal CSRs through the Node authorizer's rules (NODE_RULES).
 """
 from __future__ import annotations
 
