@@ -77,6 +77,7 @@ class Priority(Plugin):
     async def validate(self, req: Request) -> list[str]:
         if req.operation == CREATE:
             await admission_priority.admit(req.store, req.obj)
+        admission_priority.note_write(req)      # PriorityClass writes: read-your-writes over the watch cache
         return []
 
 
