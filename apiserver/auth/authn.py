@@ -3,14 +3,15 @@
 An authenticator answers a UserInfo, or None when the request carries no
 credentials it understands; a credential it understands but rejects
 (expired token, bad signature) raises errors.Unauthorized. The gate turns
-"nobody recognised it" into 401 Unauthorized (anonymous requests are not
-allowed).
+"nobody recognised it" into 401 Unauthorized. The only anonymous requests
+are those `Union`'s `anonymous` authenticator admits (apiserver/auth/anonymous.py:
+reading kube-public's cluster-info, for nodes joining).
 
 `Union` is the apiserver's: x509 client certificates (`X509`, the CN the
 user, each O a group), then the bearer token of the `Authorization`
 header (gRPC: the `authorization` metadata) through each
-`TokenAuthenticator` (ServiceAccount JWTs, bootstrap tokens, ... are
-added by their modules). gRPC's Python server can only *require* a client
+`TokenAuthenticator` (static tokens, ServiceAccount JWTs, bootstrap
+tokens: apiserver/main.py's token_authenticators). gRPC's Python server can only *require* a client
 certificate in the TLS handshake (there is no "request, verify if sent"
 mode), so on gRPC a connection without a certificate of the cluster CA is
 refused before any call; HTTPS asks for one optionally and answers 401
