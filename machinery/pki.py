@@ -319,10 +319,12 @@ class PKI:
         if not (d / "ca.crt").exists():
             ca = CA.create("etcd-ca")
             write_pair(d, "ca", ca.cert, ca.key)
-        ca = CA.load(d)
+        # The CA's key is read only to issue a missing pair: a control plane given
+        # its finished etcd certificates without etcd/ca.key (the Vagrant bundle) is complete.
         dns, addrs = ["localhost", socket.gethostname()], ["127.0.0.1", *ips]
-        self._pair("etcd/server", lambda: ca.issue("kube-etcd", server=True, client=True, dns=dns, ips=addrs))
-        self._pair("apiserver-etcd-client", lambda: ca.issue("kube-apiserver-etcd-client"))
+        self._pair("etcd/server", lambda: CA.load(d).issue("kube-etcd", server=True, client=True,
+                                                           dns=dns, ips=addrs))
+        self._pair("apiserver-etcd-client", lambda: CA.load(d).issue("kube-apiserver-etcd-client"))
 
     def control_plane(self) -> None:
         """Everything the apiserver and the control-plane components need

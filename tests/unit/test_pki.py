@@ -229,6 +229,22 @@ def test_vagrant_bundles_give_each_vm_only_its_own(tmp_path):
     pki.verify_chain(pki.load_cert((cp / "apiserver-etcd-client.crt").read_bytes()), etcd_ca)
     with pytest.raises(ConfigError):         # a cluster-CA certificate does not open etcd
         pki.verify_chain(c, etcd_ca)
+    # The control plane VM's provisioning runs `kctl pki init --etcd` on its bundle, which has no
+    # etcd/ca.key: it must find everything made and change nothing (a VM run once failed here).
+    import shutil
+
+    from click.testing import CliRunner
+
+    from kubectlish.main import cli
+    vm = tmp_path / "vm-pki"
+    shutil.copytree(cp, vm)
+    files = {f: f.read_bytes() for f in vm.rglob("*") if f.is_file()}
+    r = CliRunner().invoke(cli, ["pki", "init", "--cert-dir", str(vm), "--etcd", "--address", "192.168.56.10",
+                                 "--grpc-server", "192.168.56.10:6443", "--https-server", "https://192.168.56.10:8080",
+                                 "--service-cidr", "10.96.0.0/16"], catch_exceptions=False)
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert not (vm / "etcd/ca.key").exists()
+    assert {f: f.read_bytes() for f in files} == files
     before = (cp / "ca.crt").read_bytes()
     vagrant_pki.make(tmp_path, "192.168.56.10", {"worker1": "192.168.56.11", "worker2": "192.168.56.12"})
     assert (cp / "ca.crt").read_bytes() == before and (out / "bundles/worker2/node.conf").is_file()
