@@ -180,7 +180,7 @@ def test_vagrant_cluster_survives_losing_a_worker(capsys):
                                                        if ready(n)} >= {"worker1", "worker2"}, 300)
         kctl(server, "apply", "-f", "-", stdin=DEPLOYMENT, timeout=120)
         pods = wait_for("4 echo replicas Ready", lambda: (lambda p: p if len(p) == 4 else None)(ready_pods(server)),
-                        600, interval=5)
+                        600)
         phases.done("apply: 4 replicas Ready", time.monotonic() - t0)
 
         nodes = sorted(pods.values())
@@ -190,7 +190,7 @@ def test_vagrant_cluster_survives_losing_a_worker(capsys):
         host.kill_node(victim)
         moved = wait_for(f"4 echo replicas Ready on {survivor}",
                          lambda: (lambda p: p if len(p) == 4 and set(p.values()) == {survivor} else None)(
-                             ready_pods(server)), 600, interval=5)
+                             ready_pods(server)), 600)
         phases.done(f"failover: {victim} destroyed -> 4 Ready on {survivor}", time.monotonic() - t0)
         assert set(moved.values()) == {survivor}
         victim_node = next(n for n in items(server, "nodes") if n["metadata"]["name"] == victim)
