@@ -21,6 +21,7 @@ trip and a signature).
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable, Sequence
@@ -84,7 +85,6 @@ class Client:
         certificate. The old channel is closed after `grace` seconds, which
         ends the watches still open on it (informers then watch again, on the
         new channel)."""
-        import asyncio
         old = self._channel
         self.credentials = credentials
         self._channel = secure_channel(self.target, credentials, self._user_agent, self._metadata)

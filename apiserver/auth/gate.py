@@ -37,15 +37,6 @@ from machinery import errors, kinds
 UNAUTHORIZED = "Unauthorized"
 
 
-def _plural(kind_name: str) -> tuple[str, str]:
-    """(group, plural) of a kind as a request names it; ("", name) when unknown."""
-    try:
-        info = kinds.resolve(kind_name)
-    except kinds.UnknownKind:
-        return "", kind_name.lower()
-    return info.group, info.plural
-
-
 def _object_attrs(user, verb: str, any_obj, sub: str = "") -> Attributes:
     info = kinds.BY_TYPE_URL.get(any_obj.type_url)
     if info is None:
@@ -62,11 +53,11 @@ def _object_attrs(user, verb: str, any_obj, sub: str = "") -> Attributes:
 
 
 def _named_attrs(user, verb: str, kind: str, namespace: str, name: str, sub: str = "") -> Attributes:
-    group, plural = _plural(kind)
-    try:
-        namespaced = kinds.resolve(kind).namespaced
+    try:                          # a kind as the request names it; unknown: taken as a namespaced plural
+        info = kinds.resolve(kind)
+        group, plural, namespaced = info.group, info.plural, info.namespaced
     except kinds.UnknownKind:
-        namespaced = True
+        group, plural, namespaced = "", kind.lower(), True
     ns = (namespace or ("default" if verb not in ("list", "watch") else "")) if namespaced else ""
     return Attributes(user, verb, namespace=ns, api_group=group, resource=plural, subresource=sub, name=name)
 
