@@ -7,7 +7,8 @@
         lab.api(lambda c: c.list("Pod"))         # one persistent API client
         lab.node("node1").netns_path             # deploy.lab NodeInfo
 
-One lab per test module, named uniquely (the module's ``LAB_TAG`` + the PID
+One lab per test module (`lab_up` for a module that needs another shape,
+e.g. several control planes), named uniquely (the module's ``LAB_TAG`` + the PID
 in base 36, so two modules or two concurrent runs never share a name or a
 subnet), brought up with the real
 CLI (`kctl lab up`) and ALWAYS torn down with `lab_down` when the module
@@ -18,6 +19,7 @@ touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -137,6 +139,27 @@ def nodes(lab) -> dict[str, str]:
     return {n.metadata.name: node_ready(n) for n in items}
 
 
+def watch_live_pods(lab, selector: str, counts: list[int], namespace: str = "default"):
+    """Append the number of live pods matching `selector` after every watch
+    event (a pod with a deletionTimestamp is not live); returns the task
+    (a concurrent.futures.Future: cancel it when done)."""
+    async def watch(client):
+        items, rv = await client.list("Pod", namespace, label_selector=selector)
+        state = {p.metadata.uid: p for p in items}
+        counts.append(len(state))
+        while True:  # a watch the server ends is resumed from the last resourceVersion
+            async for ev in client.watch("Pod", namespace, resource_version=rv, label_selector=selector):
+                rv = ev.resource_version or rv
+                if ev.object is None or ev.type not in ("ADDED", "MODIFIED", "DELETED"):
+                    continue
+                if ev.type == "DELETED" or ev.object.metadata.HasField("deletion_timestamp"):
+                    state.pop(ev.object.metadata.uid, None)
+                else:
+                    state[ev.object.metadata.uid] = ev.object
+                counts.append(len(state))
+    return asyncio.run_coroutine_threadsafe(watch(lab.api.client), lab.api.loop)
+
+
 def wait_for(what: str, check, timeout: float, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     last = None
@@ -188,23 +211,26 @@ def lab_traces(name: str, markers: tuple[str, ...] = ()) -> dict[str, list]:
     }
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, request):
-    """A 3-node lab for the module, named after its LAB_TAG (default "e")."""
-    name = unique_lab_name(getattr(request.module, "LAB_TAG", "e"))
-    kubeconfig = str(tmp_path_factory.mktemp("lab-kubeconfig") / "config")
+@contextlib.contextmanager
+def lab_up(name: str, kubeconfig: str, *, nodes: int = 3, control_planes: int = 1):
+    """`kctl lab up --name NAME --nodes N [--control-planes C]`, then yield its
+    LabHandle; `lab_down` ALWAYS runs when the block ends, whatever happened."""
     handle = None
     try:
         before = lab_traces(name)
         assert not any(before.values()), f"lab {name} exists before the test: {before}"
         env = {**os.environ, "KUBECONFIG": kubeconfig}
+        argv = ["lab", "up", "--name", name, "--nodes", str(nodes)]
+        if control_planes != 1:
+            argv += ["--control-planes", str(control_planes)]
         t0 = time.monotonic()
-        res = subprocess.run([KCTL, "lab", "up", "--name", name, "--nodes", "3"], env=env,
-                             capture_output=True, text=True, timeout=180)
+        res = subprocess.run([KCTL, *argv], env=env, capture_output=True, text=True,
+                             timeout=180 + 60 * control_planes)
         up_seconds = time.monotonic() - t0
-        print(f"\n$ kctl lab up --name {name} --nodes 3   ({up_seconds:.1f}s)\n{res.stdout}{res.stderr}")
+        print(f"\n$ kctl {' '.join(argv)}   ({up_seconds:.1f}s)\n{res.stdout}{res.stderr}")
         assert res.returncode == 0, f"kctl lab up failed:\n{res.stdout}\n{res.stderr}"
         handle = LabHandle(name, kubeconfig, up_seconds, res.stdout)
+        handle.control_planes = control_planes
         yield handle
     finally:
         if handle is not None:
@@ -213,3 +239,12 @@ def lab(tmp_path_factory, request):
             except Exception:  # noqa: BLE001 - teardown must go on
                 pass
         lab_down(name)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request):
+    """A 3-node lab for the module, named after its LAB_TAG (default "e")."""
+    name = unique_lab_name(getattr(request.module, "LAB_TAG", "e"))
+    kubeconfig = str(tmp_path_factory.mktemp("lab-kubeconfig") / "config")
+    with lab_up(name, kubeconfig) as handle:
+        yield handle

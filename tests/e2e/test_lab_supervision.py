@@ -13,7 +13,6 @@ nothing, the supervisor included.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import time
@@ -23,7 +22,8 @@ import pytest
 
 from deploy.lab import naming
 from deploy.lab.procs import is_alive, pids_in_cgroups
-from tests.e2e.lab_fixtures import lab, lab_traces, missing_tools, nodes, pods, ready, wait_for  # noqa: F401
+from tests.e2e.lab_fixtures import (lab, lab_traces, missing_tools, nodes, pods, ready,  # noqa: F401
+                                    wait_for, watch_live_pods)
 
 LAB_TAG = "sv"
 pytestmark = [
@@ -53,30 +53,11 @@ def unit(lab, name: str) -> dict:
     return lab.topology.store.load()["procs"][name]
 
 
-def watch_live_pods(lab, counts: list[int]):
-    """Append the number of live echo pods after every watch event; returns the task."""
-    async def watch(client):
-        items, rv = await client.list("Pod", "default", label_selector=SELECTOR)
-        state = {p.metadata.uid: p for p in items}
-        counts.append(len(state))
-        while True:  # a watch the server ends is resumed from the last resourceVersion
-            async for ev in client.watch("Pod", "default", resource_version=rv, label_selector=SELECTOR):
-                rv = ev.resource_version or rv
-                if ev.object is None or ev.type not in ("ADDED", "MODIFIED", "DELETED"):
-                    continue
-                if ev.type == "DELETED" or ev.object.metadata.HasField("deletion_timestamp"):
-                    state.pop(ev.object.metadata.uid, None)
-                else:
-                    state[ev.object.metadata.uid] = ev.object
-                counts.append(len(state))
-    return asyncio.run_coroutine_threadsafe(watch(lab.api.client), lab.api.loop)
-
-
 def test_controller_manager_killed_mid_rollout_is_restarted_and_the_rollout_finishes(lab):
     lab.kctl("apply", "-f", str(ECHO))
     wait_for("6 ready replicas", lambda: echo_ready(lab), 120)
     counts: list[int] = []
-    task = watch_live_pods(lab, counts)
+    task = watch_live_pods(lab, SELECTOR, counts)
     try:
         time.sleep(0.5)
         before = unit(lab, "controller-manager")
