@@ -37,6 +37,7 @@ import pytest
 
 from deploy.lab import cluster, faults
 from deploy.lab.procs import is_alive, pids_in_cgroups
+from machinery import errors
 from tests.e2e import ha_helpers as ha
 from tests.e2e.lab_fixtures import (lab_up, missing_tools, nodes, pods, ready, unique_lab_name, wait_for,
                                     watch_live_pods)
@@ -85,11 +86,21 @@ def snapshot(lab) -> dict[str, tuple]:
 
 
 def container_pids(lab) -> set[int]:
-    return {pid for n in lab.topology.nodes for pid in pids_in_cgroups(n.cgroup_parent)}
+    """The long-lived processes of the nodes' containers: in two samples a
+    second apart (the echo server's nc starts a short-lived handler per
+    request, readiness probes included)."""
+    def sample():
+        return {pid for n in lab.topology.nodes for pid in pids_in_cgroups(n.cgroup_parent)}
+    first = sample()
+    time.sleep(1)
+    return first & sample()
 
 
 def all_nodes_ready(lab) -> bool:
-    return set(nodes(lab).values()) == {"True"}
+    try:
+        return set(nodes(lab).values()) == {"True"}
+    except errors.Unavailable:  # polled right after a restart: the apiserver may not listen yet
+        return False
 
 
 def evictions_event(lab, reason: str) -> list:
@@ -149,7 +160,7 @@ def test_restarting_the_whole_control_plane_restarts_no_pod(lab):
           f"{len(after)} pods, unchanged: {after == before}")
     assert after == before, f"{before} -> {after}"
     assert procs <= container_pids(lab)
-    assert echo_ready(lab)
+    wait_for("6 ready echo replicas", lambda: echo_ready(lab), 30)  # a readiness probe may have missed
 
 
 # ------------------------------------------------------------ 3-6: HA
