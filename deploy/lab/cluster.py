@@ -56,51 +56,10 @@ from deploy.registry import free_port
 from harness.control_plane import etcd_argv
 from harness.nodes import IMAGES
 
-APISERVER_PORT = 6443
-APISERVER_HTTP_PORT = 8080   # the Kubernetes HTTP API, for kubectl (kubeconfig `server`)
-# Service ClusterIPs (the apiserver's default, spelled out). Node namespaces
-# have no default route (topology.py), and a locally generated packet needs a
-# route BEFORE the proxy's nat OUTPUT rule can DNAT it: each node netns gets
-# an on-link route for this range via its lab interface, so `kctl lab exec
-# NODE -- wget http://CLUSTER-IP/` works as on a real node. A VIP without
-# endpoints then dies on the lab bridge (unanswered ARP), never leaves the lab.
-SERVICE_CIDR = "10.96.0.0/16"
-# Cluster DNS: kctl-dns runs in the root namespace on the control-plane
-# address (like the apiserver) and registers itself behind kube-system/kube-dns
-# (clusterdns/register.py), whose ClusterIP is the 10th address of the service
-# CIDR (10.96.0.10, as kubeadm picks it). A pod's query goes to that VIP, the
-# node's proxy DNATs it to CP:53 and the agent's pod-egress masquerade (its
-# --masquerade-cidr is the lab subnet) gives it the node's source address,
-# which the control plane's strict rp_filter accepts; UDP and TCP alike. No
-# upstream is configured: names outside the cluster domain are REFUSED at
-# once, so a DNS query never leaves the lab.
-CLUSTER_DOMAIN = "cluster.local"
-DNS_PORT, DNS_METRICS_PORT = 53, 9153
-REGISTRY_PORT = 5000
-METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257, "dns": DNS_METRICS_PORT}
-AGENT_PORT_METRICS = 10255
-# Node lifecycle timing of the lab (the controller manager's defaults, spelled
-# out so `ps` and the tests see them): a silent node is NotReady after
-# NODE_GRACE seconds, its pods are evicted POD_EVICTION seconds later.
-NODE_GRACE = 4.0
-POD_EVICTION = 2.0
-# HPAs are reconciled every HPA_SYNC seconds (Kubernetes: 15 s) so that a
-# lab's autoscaling walkthrough answers its load within a few metric windows.
-HPA_SYNC = 5.0
-CONTROLLER_FLAGS = ["--node-monitor-grace-period", f"{NODE_GRACE:g}s",
-                    "--pod-eviction-timeout", f"{POD_EVICTION:g}s",
-                    "--horizontal-pod-autoscaler-sync-period", f"{HPA_SYNC:g}s"]
 # The images built from Debian packages (deploy/debimages.py): the first build
 # (three mmdebstrap runs) takes minutes, later ones come from the cache.
 DEBIAN_IMAGES_TIMEOUT = 900
 LAB_IMAGES = IMAGES  # offline image -> path in the registry (docker.io mirror layout)
-
-
-def _bin(name: str) -> str:
-    p = Path(sys.executable).parent / name
-    if not p.exists():
-        raise LabError(f"{p} not found: install kctl first (./deploy/install.sh)")
-    return str(p)
 
 
 def cluster_file(name: str) -> Path:
@@ -139,68 +98,6 @@ def _wait(what: str, check, timeout: float, interval: float = 0.1):
 def _http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - lab-local address
         return r.status == 200
-
-
-def dns_service_ip(cidr: str = SERVICE_CIDR) -> str:
-    """The kube-dns ClusterIP: the 10th address of the service CIDR."""
-    return str(ipaddress.ip_network(cidr).network_address + 10)
-
-
-def pki_dir(name: str) -> str:
-    """The lab's certificates (kubeadm's layout, machinery.pki)."""
-    return os.path.join(naming.state_dir(name), "pki")
-
-
-def make_pki(lab: Lab):
-    """The lab's CA, serving and component certificates and one node
-    certificate per node; returns the machinery.pki.PKI."""
-    from machinery import pki
-    cp = lab.cp_address
-    store = pki.PKI(pki_dir(lab.name), pki.Endpoints(
-        grpc=f"{cp}:{APISERVER_PORT}", https_url=f"https://{cp}:{APISERVER_HTTP_PORT}", ips=[cp],
-        service_ip=str(ipaddress.ip_network(SERVICE_CIDR).network_address + 1), cluster_name=f"kctl-lab-{lab.name}"))
-    store.control_plane()
-    for n in lab.nodes:
-        store.node(n.name, n.ip)
-    return store
-
-
-def admin_credentials(name: str):
-    """The lab admin's machinery.kubeconfig.Credentials."""
-    from machinery import kubeconfig
-    return kubeconfig.select(os.path.join(pki_dir(name), "admin.conf")).credentials
-
-
-def signing_flags(certs: str, https_url: str) -> list[str]:
-    """The controller manager's CA flags (kube-controller-manager's): the cluster CA signs approved
-    CSRs (node join), is published as kube-root-ca.crt in every namespace, and cluster-info in
-    kube-public names the HTTPS API (where a joining node's bootstrap token works)."""
-    ca, key = os.path.join(certs, "ca.crt"), os.path.join(certs, "ca.key")
-    return ["--cluster-signing-cert-file", ca, "--cluster-signing-key-file", key, "--root-ca-file", ca,
-            "--cluster-info-server", https_url]
-
-
-def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
-    """argv of the apiserver, scheduler, controller manager and cluster DNS of `lab`."""
-    cp = lab.cp_address
-    apiserver = f"{cp}:{APISERVER_PORT}"
-    certs = pki_dir(lab.name)
-    return {
-        "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
-                      "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
-                      "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}", "--cert-dir", certs,
-                      "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
-        "scheduler": [_bin("kctl-scheduler"), "--kubeconfig", os.path.join(certs, "scheduler.conf"),
-                      "--apiserver", apiserver, "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
-        "controller-manager": [_bin("kctl-controller-manager"),
-                               "--kubeconfig", os.path.join(certs, "controller-manager.conf"), "--apiserver", apiserver,
-                               "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",
-                               *CONTROLLER_FLAGS, *signing_flags(certs, f"https://{cp}:{APISERVER_HTTP_PORT}")],
-        "dns": [_bin("kctl-dns"), "--kubeconfig", os.path.join(certs, "dns.conf"),
-                "--apiserver", apiserver, "--listen", f"{cp}:{DNS_PORT}",
-                "--cluster-domain", CLUSTER_DOMAIN, "--cluster-ip", dns_service_ip(),
-                "--metrics-listen", f"{cp}:{METRICS_PORTS['dns']}"],
-    }
 
 
 def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) -> list[str]:
