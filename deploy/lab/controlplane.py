@@ -18,9 +18,12 @@ Two layouts (topology.py draws them):
   ``--etcd-servers`` (its storage fails over between them); the scheduler,
   controller manager and kctl-dns of a machine get every apiserver, their own
   machine's first (kubeadm's static pods talk to the local apiserver; the
-  rest is the failover list). The scheduler and controller manager are
-  leader-elected across machines as on one machine; every kctl-dns adds its
-  address to kube-system/kube-dns.
+  rest is the failover list). The scheduler and controller manager run with
+  ``--leader-elect`` (Leases kube-system/kctl-scheduler and
+  kctl-controller-manager) and ``--identity cpI``, so a Lease's holder names
+  the machine that leads (a restarted instance on the same machine may
+  resume its own unexpired lease at once); every kctl-dns adds its address to
+  kube-system/kube-dns.
 
 The etcd members are started together and waited for afterwards: a member
 reports healthy only once a quorum has elected a leader.
@@ -153,17 +156,19 @@ def control_plane_argv(lab: Lab, etcd_url: str, machine: str | None = None,
     apiserver = f"{cp}:{APISERVER_PORT}"
     clients = ",".join(local_first(servers, apiserver) if servers else [apiserver])
     certs = pki_dir(lab.name)
+    elect = ["--leader-elect", "--identity", machine] if machine else []
     return {
         "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
                       "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
                       "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}", "--cert-dir", certs,
                       "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
         "scheduler": [_bin("kctl-scheduler"), "--kubeconfig", os.path.join(certs, "scheduler.conf"),
-                      "--apiserver", clients, "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
+                      "--apiserver", clients, "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}", *elect],
         "controller-manager": [_bin("kctl-controller-manager"),
                                "--kubeconfig", os.path.join(certs, "controller-manager.conf"), "--apiserver", clients,
                                "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",
-                               *CONTROLLER_FLAGS, *signing_flags(certs, f"https://{cp}:{APISERVER_HTTP_PORT}")],
+                               *CONTROLLER_FLAGS, *signing_flags(certs, f"https://{cp}:{APISERVER_HTTP_PORT}"),
+                               *elect],
         "dns": [_bin("kctl-dns"), "--kubeconfig", os.path.join(certs, "dns.conf"),
                 "--apiserver", clients, "--listen", f"{cp}:{DNS_PORT}",
                 "--cluster-domain", CLUSTER_DOMAIN, "--cluster-ip", dns_service_ip(),

@@ -107,9 +107,9 @@ def _plug(labipr, br: int, place, tmp: str, ns_path: str) -> None:
     with IPRoute(netns=place.netns) as ipr:
         ipr.link("set", index=idx(ipr, tmp), ifname=place.iface)
         _up(ipr, "lo")
-        idx = idx(ipr, place.iface)
-        ipr.addr("add", index=idx, address=place.ip, prefixlen=place.prefixlen)
-        ipr.link("set", index=idx, state="up")
+        eth = idx(ipr, place.iface)
+        ipr.addr("add", index=eth, address=place.ip, prefixlen=place.prefixlen)
+        ipr.link("set", index=eth, state="up")
     labipr.link("set", index=idx(labipr, place.bridge_port), master=br, state="up")
 
 

@@ -36,8 +36,9 @@ def launch(lab, machine: str | None = None, timeout: float = 30.0) -> dict:
     env = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     argv = [sys.executable, "-m", "deploy.lab.supervisor", "--name", lab.name]
     if machine:
-        lab.procs.start(supervisor_of(machine), [*argv, "--machine", machine], env=env,
-                        netns=lab.machine(machine).netns_path)
+        sup = supervisor_of(machine)
+        lab.procs.start(sup, [*argv, "--machine", machine], env=env, netns=lab.machine(machine).netns_path)
+        lab.store.update(lambda s: s["procs"][sup].update(machine=machine))
     else:
         lab.start(SUPERVISOR, argv, env=env)
     deadline = time.monotonic() + timeout

@@ -90,6 +90,9 @@ def test_a_machines_components_bind_its_address_and_get_every_apiserver_own_firs
         assert flag(argvs[comp], "--apiserver") == f"{S}.3:6443,{S}.2:6443,{S}.4:6443"
         assert flag(argvs[comp], "--metrics-listen").startswith(f"{S}.3:")
     assert flag(argvs["dns"], "--listen") == f"{S}.3:53"
+    for comp in ("scheduler", "controller-manager"):       # leader-elected, the Lease names the machine
+        assert "--leader-elect" in argvs[comp] and flag(argvs[comp], "--identity") == "cp2"
+    assert "--leader-elect" not in argvs["dns"]
 
 
 def test_one_control_plane_keeps_its_single_endpoint_argv():
@@ -97,6 +100,7 @@ def test_one_control_plane_keeps_its_single_endpoint_argv():
     argvs = controlplane.control_plane_argv(one, "http://127.0.0.1:2379")
     assert flag(argvs["apiserver"], "--listen") == f"{S}.1:6443"
     assert flag(argvs["scheduler"], "--apiserver") == f"{S}.1:6443"
+    assert "--leader-elect" not in argvs["scheduler"] + argvs["controller-manager"]
     assert controlplane.apiservers(one) == [f"{S}.1:6443"]
     assert controlplane.unit_name("apiserver") == "apiserver"
     assert controlplane.unit_name("apiserver", "cp2") == "apiserver-cp2"
