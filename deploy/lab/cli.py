@@ -276,11 +276,10 @@ def _component_cmd(cmd_name, help_text):
             res = fn(name, component, machine=machine)
         except LabError as exc:
             _fail(exc)
-        if machine:
-            component = f"{component} on {machine}"
-        click.echo({"stop": f"{component} stopped (not restarted until `kctl lab start {component}`)",
-                    "start": f"{component} started (pid {res['pid'] if isinstance(res, dict) else ''})",
-                    "kill": f"{component} (pid {res}) killed with SIGKILL; the supervisor restarts it"}[cmd_name])
+        typed = f"{component} --machine {machine}" if machine else component
+        click.echo({"stop": f"{typed} stopped (not restarted until `kctl lab start {typed}`)",
+                    "start": f"{typed} started (pid {res['pid'] if isinstance(res, dict) else ''})",
+                    "kill": f"{typed} (pid {res}) killed with SIGKILL; the supervisor restarts it"}[cmd_name])
     return _cmd
 
 

@@ -325,12 +325,14 @@ class Lab:
     def partition_rules(self, target: str) -> list[list[str]]:
         """The rules of `target`'s partition chain: a node is cut from the
         control-plane address(es); a machine from the whole lab subnet except
-        the host's S.1 (RETURN first) -- every other machine and every node."""
+        itself (its components talk to each other on its address) and the
+        host's S.1 (RETURN first) -- every other machine and every node."""
         if target not in self.machine_names:
             self.node(target)
             return [[flag, cp, "-j", "DROP"] for cp in self.cp_addresses for flag in ("-d", "-s")]
-        host, net = self.cp_address, str(self._subnet())
-        return [[flag, host, "-j", "RETURN"] for flag in ("-d", "-s")] + \
+        host, net, own = self.cp_address, str(self._subnet()), self.machine(target).ip
+        return [["-s", own, "-d", own, "-j", "RETURN"]] + \
+               [[flag, host, "-j", "RETURN"] for flag in ("-d", "-s")] + \
                [[flag, net, "-j", "DROP"] for flag in ("-d", "-s")]
 
     def partition(self, target: str) -> None:

@@ -55,6 +55,7 @@ def test_one_control_plane_is_todays_layout():
 def test_a_machine_partition_cuts_the_lab_but_not_the_host():
     ha = lab()
     assert ha.partition_rules("cp2") == [
+        ["-s", f"{S}.3", "-d", f"{S}.3", "-j", "RETURN"],      # its own components reach each other
         ["-d", f"{S}.1", "-j", "RETURN"], ["-s", f"{S}.1", "-j", "RETURN"],
         ["-d", f"{S}.0/24", "-j", "DROP"], ["-s", f"{S}.0/24", "-j", "DROP"]]
     # a node is cut from every control-plane machine
