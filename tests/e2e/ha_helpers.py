@@ -160,7 +160,7 @@ class Writer:
     """ConfigMaps PREFIX-00000, -00001, ... created in sequence until stop()."""
 
     def __init__(self, lab, prefix: str, namespace: str = "default"):
-        self.api = Api(lab.info["apiserver"], lab.kubeconfig)
+        self.api = Api(lab.servers, lab.kubeconfig)
         self.prefix, self.namespace = prefix, namespace
         self.acked: list[tuple[int, float]] = []     # (seq, monotonic time of the ack)
         self.failures: list[str] = []                # errors of attempts that were retried
@@ -225,7 +225,7 @@ class WatchProcess:
 
     def __init__(self, lab, namespace: str = "default"):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.ha_watch", lab.kubeconfig, namespace],
+            [sys.executable, "-m", "tests.e2e.ha_watch", lab.kubeconfig, namespace, lab.servers],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lab.env, cwd=REPO)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)

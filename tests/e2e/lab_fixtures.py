@@ -85,7 +85,9 @@ class LabHandle:
         self.env.pop("KCTL_SERVER", None)
         self.info = cluster.load_cluster(name)
         self.topology = Lab.load(name)
-        self.api = Api(self.info["apiserver"], kubeconfig)
+        # every apiserver of the lab (several with --control-planes N): the client fails over
+        self.servers = ",".join(self.info.get("apiservers") or [self.info["apiserver"]])
+        self.api = Api(self.servers, kubeconfig)
 
     def node(self, name: str):
         return self.topology.node(name)
