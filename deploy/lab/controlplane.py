@@ -19,8 +19,9 @@ Two layouts (topology.py draws them):
   controller manager and kctl-dns of a machine get every apiserver, their own
   machine's first (kubeadm's static pods talk to the local apiserver; the
   rest is the failover list). The scheduler and controller manager run with
-  ``--leader-elect`` (Leases kube-system/kctl-scheduler and
-  kctl-controller-manager) and ``--identity cpI``, so a Lease's holder names
+  ``--leader-elect`` (Leases kube-system/kube-scheduler -- the name
+  Kubernetes' RBAC lets system:kube-scheduler update -- and
+  kube-system/kctl-controller-manager) and ``--identity cpI``, so a Lease's holder names
   the machine that leads (a restarted instance on the same machine may
   resume its own unexpired lease at once); every kctl-dns adds its address to
   kube-system/kube-dns.
@@ -69,6 +70,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 CLUSTER_DOMAIN = "cluster.local"
 DNS_PORT, DNS_METRICS_PORT = 53, 9153
 METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257, "dns": DNS_METRICS_PORT}
+SCHEDULER_LEASE, CONTROLLER_MANAGER_LEASE = "kube-scheduler", "kctl-controller-manager"  # kube-system
 COMPONENTS = ("etcd", "apiserver", "scheduler", "controller-manager", "dns")
 # Node lifecycle timing of the lab (the controller manager's defaults, spelled
 # out so `ps` and the tests see them): a silent node is NotReady after
@@ -157,13 +159,14 @@ def control_plane_argv(lab: Lab, etcd_url: str, machine: str | None = None,
     clients = ",".join(local_first(servers, apiserver) if servers else [apiserver])
     certs = pki_dir(lab.name)
     elect = ["--leader-elect", "--identity", machine] if machine else []
+    lease = ["--lease-name", SCHEDULER_LEASE] if machine else []
     return {
         "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
                       "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
                       "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}", "--cert-dir", certs,
                       "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
         "scheduler": [_bin("kctl-scheduler"), "--kubeconfig", os.path.join(certs, "scheduler.conf"),
-                      "--apiserver", clients, "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}", *elect],
+                      "--apiserver", clients, "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}", *elect, *lease],
         "controller-manager": [_bin("kctl-controller-manager"),
                                "--kubeconfig", os.path.join(certs, "controller-manager.conf"), "--apiserver", clients,
                                "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",

@@ -94,6 +94,7 @@ def test_a_machines_components_bind_its_address_and_get_every_apiserver_own_firs
     for comp in ("scheduler", "controller-manager"):       # leader-elected, the Lease names the machine
         assert "--leader-elect" in argvs[comp] and flag(argvs[comp], "--identity") == "cp2"
     assert "--leader-elect" not in argvs["dns"]
+    assert flag(argvs["scheduler"], "--lease-name") == "kube-scheduler"   # what RBAC lets the scheduler update
 
 
 def test_one_control_plane_keeps_its_single_endpoint_argv():
