@@ -245,7 +245,8 @@ class WatchProcess:
         """The apiserver addresses (HOST:PORT) the watcher has TCP connections to."""
         out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True,
                              timeout=10).stdout
-        return {line.split()[3] for line in out.splitlines() if f"pid={self.proc.pid}," in line}
+        peers = (line.split()[3] for line in out.splitlines() if f"pid={self.proc.pid}," in line)
+        return {p.replace("[::ffff:", "").replace("]", "") for p in peers}  # IPv4-mapped: [::ffff:S.2]:6443
 
     def stop(self) -> str:
         """Stop it; returns its stderr (and stdout lines it printed last) for messages."""
