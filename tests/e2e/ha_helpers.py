@@ -8,10 +8,9 @@ assertions need.
   whatever the unit names are; `crash_and_hold` is a crash that stays down
   (desired stopped, then SIGKILL: what `kctl lab kill-node` does to an
   agent) so a test can see the others carry on without it.
-* etcd: each member is asked directly over its client URL through etcd's
-  JSON gateway (`/v3/maintenance/status`, `/v3/kv/range` serializable, i.e.
-  that member's own copy), so the test knows the leader and whether a
-  member has caught up, without trusting the apiserver.
+* etcd: the leader as most members report it (deploy.lab.faults), and each
+  member's own copy (`/v3/kv/range` serializable, over etcd's JSON gateway)
+  to see that a member has caught up, without trusting the apiserver.
 * `Writer`: a client of its own (all apiserver endpoints) creating
   ConfigMaps ``PREFIX-00000``, ``-00001`` ... one after another, until
   stopped. A failed create is retried with the same name until it is acked
@@ -105,52 +104,29 @@ def start_control_plane(lab, names: list[str]) -> None:
 
 # ------------------------------------------------------------ etcd
 
-def _etcd_post(url: str, path: str, body: dict, timeout: float = 3) -> dict:
-    req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - a lab address
-        return json.loads(r.read())
+def etcd_urls(lab) -> dict[str, str]:
+    """{etcd unit: client URL} (deploy.lab.faults asks each member)."""
+    return {unit_of(lab, "etcd", m): st["url"] for m, st in faults.etcd_members(lab.name).items()}
 
 
-def etcd_members(lab) -> dict[str, str]:
-    """{etcd unit: client URL}."""
-    return {name: flag(procs(lab)[name]["argv"], "--advertise-client-urls").split(",")[0]
-            for name in cp_units(lab, "etcd")}
-
-
-def etcd_status(url: str) -> dict | None:
-    """The member's /v3/maintenance/status, None when it does not answer."""
-    try:
-        return _etcd_post(url, "/v3/maintenance/status", {})
-    except OSError:
-        return None
-
-
-def etcd_leader(lab, among: list[str] | None = None) -> str | None:
-    """The etcd unit that is leader, as the members in `among` (default: all) all
-    agree; None while they do not agree or no leader is known."""
-    members = etcd_members(lab)
-    status = {u: etcd_status(members[u]) for u in (among or members)}
-    if any(s is None for s in status.values()):
-        return None
-    leaders = {s.get("leader") for s in status.values()}
-    by_id = {s["header"]["member_id"]: u for u, s in status.items()}
-    if len(leaders) != 1:
-        return None
-    leader_id = leaders.pop()
-    if leader_id in by_id:
-        return by_id[leader_id]
-    full = {u: etcd_status(url) for u, url in members.items()}
-    return next((u for u, s in full.items() if s and s["header"]["member_id"] == leader_id), None)
+def etcd_leader(lab, not_: str | None = None) -> str | None:
+    """The etcd unit that leads as most members say (faults.etcd_leader);
+    None while unknown or while it is still `not_` (the one we faulted)."""
+    machine = faults.etcd_leader(lab.name)
+    unit = unit_of(lab, "etcd", machine) if machine else None
+    return unit if unit != not_ else None
 
 
 def etcd_count(url: str, prefix: str) -> tuple[int, int]:
     """(keys under `prefix`, revision) in THIS member's copy (serializable read)."""
     key = prefix.encode()
     end = key[:-1] + bytes([key[-1] + 1])
-    res = _etcd_post(url, "/v3/kv/range", {"key": base64.b64encode(key).decode(),
-                                           "range_end": base64.b64encode(end).decode(),
-                                           "count_only": True, "serializable": True})
+    body = {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(end).decode(),
+            "count_only": True, "serializable": True}
+    req = urllib.request.Request(url + "/v3/kv/range", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=3) as r:  # noqa: S310 - a lab address
+        res = json.loads(r.read())
     return int(res.get("count", 0)), int(res["header"]["revision"])
 
 

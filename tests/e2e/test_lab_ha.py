@@ -172,8 +172,7 @@ def test_etcd_leader_crash_under_write_load_loses_no_acked_write(lab):
     try:
         writer.wait_more(50, "50 acked writes before the crash")
         pid = ha.crash_and_hold(lab, leader)
-        others = [u for u in ha.etcd_members(lab) if u != leader]
-        new = wait_for("a new etcd leader among the others", lambda: ha.etcd_leader(lab, others), 30)
+        new = wait_for("a new etcd leader", lambda: ha.etcd_leader(lab, not_=leader), 30)
         writer.wait_more(100, "100 more acked writes with the old leader down")
         ha.start(lab, leader)
         writer.wait_more(50, "50 more acked writes after it is back")
@@ -183,9 +182,9 @@ def test_etcd_leader_crash_under_write_load_loses_no_acked_write(lab):
           f"{len(writer.failures)} attempts failed and were retried: {writer.failures[:5]}")
     assert acked == list(range(len(acked)))
     assert writer.missing(lab) == []
-    members = ha.etcd_members(lab)
+    urls = ha.etcd_urls(lab)
     prefix = f"/registry/configmaps/default/{writer.prefix}-"
-    wait_for("every member with every write", lambda: {ha.etcd_count(u, prefix)[0] for u in members.values()}
+    wait_for("every member with every write", lambda: {ha.etcd_count(u, prefix)[0] for u in urls.values()}
              == {len(acked)}, 30)
 
 
@@ -262,25 +261,23 @@ def test_partitioned_etcd_leader_is_replaced_and_catches_up(lab):
     needs_ha(lab)
     leader = wait_for("an etcd leader", lambda: ha.etcd_leader(lab), 30)
     machine = ha.cp_units(lab)[leader][1]
-    others = [u for u in ha.etcd_members(lab) if u != leader]
     writer = ha.Writer(lab, f"part-{uuid.uuid4().hex[:6]}")
     try:
         writer.wait_more(30, "30 acked writes before the partition")
         assert f"{machine}" in lab.lab("partition", machine).stdout
         try:
-            new = wait_for("a new etcd leader among the others", lambda: (
-                (u := ha.etcd_leader(lab, others)) in others and u), 30)
+            new = wait_for("a new etcd leader", lambda: ha.etcd_leader(lab, not_=leader), 30)
             writer.wait_more(100, "100 more acked writes while the old leader is cut off")
         finally:
             lab.lab("heal", machine)
         writer.wait_more(30, "30 more acked writes after the heal")
     finally:
         acked = writer.stop()
-    members = ha.etcd_members(lab)
+    urls = ha.etcd_urls(lab)
     prefix = f"/registry/configmaps/default/{writer.prefix}-"
 
     def caught_up():
-        seen = {u: ha.etcd_count(url, prefix) for u, url in members.items()}
+        seen = {u: ha.etcd_count(url, prefix) for u, url in urls.items()}
         return seen if len(set(seen.values())) == 1 and next(iter(seen.values()))[0] == len(acked) else None
     seen = wait_for(f"{leader} caught up (same keys and revision as the others)", caught_up, 60)
     print(f"\netcd leader {leader} on {machine} partitioned; new leader {new}; {len(acked)} writes acked, "
