@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -85,7 +86,20 @@ def crash_and_hold(lab, unit: str) -> int:
 
 
 def start(lab, unit: str) -> dict:
-    return faults.start_component(lab.name, unit)
+    """Start a unit stopped on purpose; an apiserver also until it accepts connections."""
+    rec = faults.start_component(lab.name, unit)
+    if cp_units(lab).get(unit, ("",))[0] == "apiserver":
+        host, _, port = flag(rec["argv"], "--listen").rpartition(":")
+        wait_for(f"{unit} listening", lambda: _accepts(host, int(port)), 30)
+    return rec
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def stop_control_plane(lab) -> list[str]:
