@@ -42,6 +42,15 @@ def missing_tools() -> list[str]:
     return [t for t in TOOLS if not (os.path.exists(t) if t.startswith("/") else shutil.which(t))]
 
 
+# The marks of a module that brings up a lab: `pytestmark = LAB_MARKS`.
+LAB_MARKS = [
+    pytest.mark.e2e, pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, runc, iptables)"),
+    pytest.mark.skipif(bool(missing_tools()), reason=f"missing tools: {missing_tools()}"),
+]
+ECHO = Path(__file__).resolve().parents[2] / "examples" / "echo.yaml"  # 6 replicas, maxSurge 1
+
+
 class Api:
     """A machinery Client on its own event-loop thread, called synchronously."""
 

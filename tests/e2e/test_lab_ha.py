@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -39,18 +38,13 @@ from deploy.lab import cluster, faults
 from deploy.lab.procs import is_alive, pids_in_cgroups
 from machinery import errors
 from tests.e2e import ha_helpers as ha
-from tests.e2e.lab_fixtures import (lab_up, missing_tools, nodes, pods, ready, unique_lab_name, wait_for,
+from tests.e2e.lab_fixtures import (ECHO, LAB_MARKS, lab_up, nodes, pods, ready, unique_lab_name, wait_for,
                                     watch_live_pods)
 
 LAB_TAG = "ha"
 CONTROL_PLANES = int(os.environ.get("KCTL_LAB_CONTROL_PLANES", "3"))
-pytestmark = [
-    pytest.mark.e2e, pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, runc, iptables)"),
-    pytest.mark.skipif(bool(missing_tools()), reason=f"missing tools: {missing_tools()}"),
-]
+pytestmark = LAB_MARKS
 
-ECHO = Path(__file__).resolve().parents[2] / "examples" / "echo.yaml"
 SELECTOR = "app=echo"
 REPLICAS, MAX_SURGE = 6, 1
 NEW_IMAGE = "docker.io/kctl/echo:latest"  # same image, another reference: a new template
