@@ -12,6 +12,8 @@
   a bounded time, and all is well again once the members are back.
 - Three apiservers, each listing its own member first, on one cluster: the
   `kubernetes` Endpoints list all three, each at its own address.
+- etcd over TLS with client certificates: one set of --etcd-* flags serves
+  every member, each checked under its own address, across failovers.
 - The harness itself: a member killed and started again rejoins.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 
 from harness.etcd import EtcdCluster
 from harness.process import free_port
-from machinery import errors
+from machinery import errors, kubeconfig, pki
 from machinery.client import Client
 from tests.cluster import ApiServer, new_object
 from tests.integration.test_dns_services import endpoints, eventually
@@ -180,6 +182,41 @@ async def test_three_apiservers_on_one_cluster_advertise_their_own_addresses(clu
     finally:
         for api in apis:
             api.stop()
+
+
+async def test_tls_to_every_member(tmp_path):
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    store = pki.PKI(tmp_path / "pki")
+    store.etcd(ips=hosts)
+    d = store.dir
+    serving = ["--cert-file", str(d / "etcd" / "server.crt"), "--key-file", str(d / "etcd" / "server.key"),
+               "--client-cert-auth", "--trusted-ca-file", str(d / "etcd" / "ca.crt")]
+    checks = kubeconfig.Credentials((d / "etcd" / "ca.crt").read_bytes(),
+                                    (d / "apiserver-etcd-client.crt").read_bytes(),
+                                    (d / "apiserver-etcd-client.key").read_bytes()).ssl_context()
+    with EtcdCluster(tmp_path / "etcd", 3, hosts=hosts, tls=(serving, checks)) as cluster:
+        assert cluster.urls.count("https://") == 3
+        flags = ["--etcd-cafile", str(d / "etcd" / "ca.crt"), "--etcd-certfile", str(d / "apiserver-etcd-client.crt"),
+                 "--etcd-keyfile", str(d / "apiserver-etcd-client.key")]
+        with ApiServer(cluster, tmp_path / "api", extra_args=flags) as api:
+            async with asyncio.timeout(HANG_GUARD), Client(api.target, timeout=30) as client:
+                async def create(name):
+                    while True:            # a create in flight when its member dies fails: try again
+                        try:
+                            return await client.create(new_object("ConfigMap", name))
+                        except errors.Unavailable:
+                            await asyncio.sleep(0.1)
+                await create("on-0")
+                cluster.kill(0)
+                await create("on-1")
+                cluster.start(0)
+                cluster.kill(1)
+                await create("on-2")
+                names = sorted(c.metadata.name for c in (await client.list("ConfigMap", "default"))[0])
+                assert names == ["on-0", "on-1", "on-2"]
+            log = api.log_path.read_text()
+            assert f"etcd member {hosts[1]}:{cluster[1].client_port} failed" in log     # it went 0 -> 1 -> 2
+            assert "Traceback" not in log
 
 
 def test_the_harness_cluster_kills_and_restarts_members(cluster):
