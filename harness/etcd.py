@@ -94,7 +94,8 @@ class Gateway:
             req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context) as r:  # noqa: S310 - a local address
+                with urllib.request.urlopen(req, timeout=timeout,  # noqa: S310 - a local address
+                                            context=self.ssl_context) as r:
                     return json.load(r)
             except OSError as exc:       # refused, reset, timed out, HTTP 5xx: the next member
                 failure = exc
