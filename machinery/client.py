@@ -129,6 +129,11 @@ class Client:
         return cls(apiserver or "127.0.0.1:6443", **kw)
 
     @property
+    def endpoint(self) -> str:
+        """The apiserver (HOST:PORT) calls go to now."""
+        return self.targets[self._endpoints.current]
+
+    @property
     def channel(self) -> grpc.aio.Channel:
         """The current apiserver's channel, for its other services (machinery/metricsclient.py)."""
         return self._endpoints.channels[self._endpoints.current]
