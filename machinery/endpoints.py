@@ -116,9 +116,10 @@ class Endpoints:
     """The channels to every endpoint and the current index (see the module docstring)."""
 
     def __init__(self, targets: Sequence[str], make_channel: Callable[[str], grpc.aio.Channel],
-                 connect_timeout: float = CONNECT_TIMEOUT):
+                 connect_timeout: float = CONNECT_TIMEOUT, make_stub=api_pb2_grpc.ApiStub):
         self.targets = list(targets)
         self.connect_timeout = connect_timeout
+        self._make_stub = make_stub
         self.current = 0
         self.channels: list[grpc.aio.Channel] = []
         self.stubs: list[api_pb2_grpc.ApiStub] = []
@@ -128,7 +129,7 @@ class Endpoints:
         """New channels to every endpoint (new credentials); returns the old ones to close."""
         old = self.channels
         self.channels = [make_channel(t) for t in self.targets]
-        self.stubs = [api_pb2_grpc.ApiStub(c) for c in self.channels]
+        self.stubs = [self._make_stub(c) for c in self.channels]
         return old
 
     def advance(self, failed: int) -> None:
