@@ -21,8 +21,12 @@ The rules:
   refused, the connection lost, or the apiserver itself saying its etcd is
   unreachable. DEADLINE_EXCEEDED (a silent apiserver) moves the index on
   too, so the next call goes elsewhere, but the call is not retried (its
-  deadline is spent). Several tasks failing at once move it only once
-  (`advance(i)` moves only while i is current).
+  deadline is spent); so does a call its caller cancels after it waited
+  more than CONNECT_TIMEOUT (leader election gives up on a renewal after
+  its renew deadline: an apiserver cut off by a partition, whose TCP
+  connection looks alive until keepalive ends it, must not keep the next
+  renewal). Several tasks failing at once move it only once (`advance(i)`
+  moves only while i is current).
 * A read (get, list, version, a review) is tried again at once on the next
   endpoint, each endpoint at most once per call, all within the call's one
   deadline: with every apiserver down it fails as fast as with one.
@@ -175,9 +179,14 @@ class Endpoints:
         deadline = None if timeout is None else loop.time() + timeout
         order = self.round()
         for n, i in enumerate(order):
-            remaining = None if deadline is None else deadline - loop.time()
+            started = loop.time()
+            remaining = None if deadline is None else deadline - started
             try:
                 return await self._attempt(i, method, request, remaining, n == len(order) - 1)
+            except asyncio.CancelledError:
+                if loop.time() - started > self.connect_timeout:
+                    self.advance(i)          # the caller gave up on a silent apiserver
+                raise
             except grpc.aio.AioRpcError as exc:
                 if fails_over(exc):
                     self.advance(i)

@@ -20,6 +20,9 @@ def rpc_error(code=grpc.StatusCode.UNAVAILABLE, details=SENT_LOST):
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
 
+HANG = object()
+
+
 class FakeChannel:
     def __init__(self, target, state=READY):
         self.target, self.state, self.closed = target, state, False
@@ -52,7 +55,7 @@ class FakeStream:
 
 
 class FakeStub:
-    """Answers each method from a script: a response, or an AioRpcError to raise."""
+    """Answers each method from a script: a response, an AioRpcError to raise, or HANG."""
 
     def __init__(self, channel):
         self.channel = channel
@@ -63,6 +66,8 @@ class FakeStub:
         async def call(request, timeout=None):
             self.calls.append((method, request))
             out = self.script[method]
+            if out is HANG:
+                await asyncio.Event().wait()
             if isinstance(out, BaseException):
                 raise out
             return out
@@ -153,6 +158,19 @@ async def test_every_endpoint_is_tried_once_then_the_last_error_goes_up():
     with pytest.raises(errors.Unavailable, match="h2:6443"):
         await call(ep)
     assert [len(s.calls) for s in stubs] == [1, 1, 1]
+
+
+async def test_a_call_its_caller_gave_up_on_moves_on_after_the_connect_timeout():
+    ep, stubs = make(connect_timeout=0.05)
+    stubs[0].script["Get"] = HANG                  # an apiserver behind a partition never answers
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):          # given up before the connect timeout: stays
+            await call(ep)
+    assert ep.current == 0
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await call(ep)
+    assert ep.current == 1
 
 
 def test_concurrent_failures_move_the_current_endpoint_once():
