@@ -36,13 +36,13 @@ def test_select_gives_all_servers(tmp_path):
     assert sel.grpc == ",".join(SERVERS) and sel.grpc_servers == SERVERS
 
 
-def test_kctl_and_a_component_client_use_all_of_them(tmp_path):
+async def test_kctl_and_a_component_client_use_all_of_them(tmp_path):
     path = write(tmp_path, SERVERS)
     assert config.resolve(server=None, kubeconfig=str(path), namespace=None, env={}).server == ",".join(SERVERS)
-    c = apiclient.Client.for_component(str(path), None)
-    assert c.targets == SERVERS and c.endpoint == SERVERS[0]
-    override = apiclient.Client.for_component(str(path), "127.0.0.1:1,127.0.0.2:1")    # --apiserver a,b
-    assert override.targets == ["127.0.0.1:1", "127.0.0.2:1"]
+    async with apiclient.Client.for_component(str(path), None) as c:
+        assert c.targets == SERVERS and c.endpoint == SERVERS[0]
+    async with apiclient.Client.for_component(str(path), "127.0.0.1:1,127.0.0.2:1") as c:    # --apiserver a,b
+        assert c.targets == ["127.0.0.1:1", "127.0.0.2:1"]
 
 
 def test_servers_must_be_a_list_of_addresses(tmp_path):
@@ -70,11 +70,12 @@ def test_config_set_cluster_accepts_several(tmp_path):
     assert kubeconfig.grpc_server(cluster) == ",".join(SERVERS)
 
 
-def test_the_components_pass_a_comma_list_to_their_client():
+async def test_the_components_pass_a_comma_list_to_their_client():
     from clusterdns.main import parse_args as dns_args
     from controllers.main import parse_args as cm_args
     from nodeagent.main import parser as agent_parser
     from scheduler.main import parse_args as sched_args
     flag = ["--apiserver", "127.0.0.1:1,127.0.0.2:1"]
     for args in (sched_args(flag), cm_args(flag), dns_args(flag), agent_parser().parse_args(flag)):
-        assert apiclient.Client.for_component(None, args.apiserver).targets == ["127.0.0.1:1", "127.0.0.2:1"]
+        async with apiclient.Client.for_component(None, args.apiserver) as c:
+            assert c.targets == ["127.0.0.1:1", "127.0.0.2:1"]
