@@ -18,6 +18,11 @@ valid lease stops leadership at once. On a clean stop (cancel, or the leading
 coroutine returning) the leader releases the lease (holderIdentity "",
 leaseDurationSeconds 1) so the next candidate takes over on its next retry.
 
+With several apiservers the client fails over by itself
+(machinery/endpoints.py): a renewal refused by a dead apiserver is sent to
+the next at once, and one that went unanswered makes the next renewal go to
+another, well within renew_deadline (tests/integration/test_client_failover.py).
+
 Time comes from `clock()` (seconds, wall time; injectable for tests);
 waiting uses asyncio.sleep.
 """
