@@ -22,10 +22,10 @@ The rules:
   unreachable. DEADLINE_EXCEEDED (a silent apiserver) moves the index on
   too, so the next call goes elsewhere, but the call is not retried (its
   deadline is spent); so does a call its caller cancels after it waited
-  more than CONNECT_TIMEOUT (leader election gives up on a renewal after
-  its renew deadline: an apiserver cut off by a partition, whose TCP
-  connection looks alive until keepalive ends it, must not keep the next
-  renewal). Several tasks failing at once move it only once (`advance(i)`
+  more than SILENT (1 s; apiserver calls answer in milliseconds): leader
+  election gives up on a renewal after renew_deadline/2, and an apiserver
+  cut off by a partition, whose TCP connection looks alive until keepalive
+  ends it (~30 s), must not get the next renewal. Several tasks failing at once move it only once (`advance(i)`
   moves only while i is current).
 * A read (get, list, version, a review) is tried again at once on the next
   endpoint, each endpoint at most once per call, all within the call's one
@@ -62,6 +62,7 @@ from machinery import errors
 from machinery.pb import api_pb2, api_pb2_grpc
 
 CONNECT_TIMEOUT = 5.0
+SILENT = 1.0             # a unary call its caller cancels after waiting longer: move on
 RECONNECT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.min_reconnect_backoff_ms", 500),
                      ("grpc.max_reconnect_backoff_ms", 5_000)]
 CONNECT_FAILED = "failed to connect to all addresses"
@@ -184,7 +185,7 @@ class Endpoints:
             try:
                 return await self._attempt(i, method, request, remaining, n == len(order) - 1)
             except asyncio.CancelledError:
-                if loop.time() - started > self.connect_timeout:
+                if loop.time() - started > SILENT:
                     self.advance(i)          # the caller gave up on a silent apiserver
                 raise
             except grpc.aio.AioRpcError as exc:

@@ -3,11 +3,15 @@ apiservers on one etcd, each on its own loopback address (127.0.0.1-3) with
 a serving certificate of the harness CA for that address, and a Client
 given all three. SIGKILL the apiserver the client is using: gets, lists
 and creates go on through another; a watch (and an informer) resumes on
-another with every event exactly once; a leader keeps its lease."""
+another with every event exactly once; a leader keeps its lease, also
+when its apiserver falls silent (SIGSTOP: the connection stays up, nothing
+answers, as behind a partition)."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 
 import pytest
 
@@ -149,8 +153,9 @@ async def test_an_informer_resumes_without_relisting(apiservers):
         assert sorted(inf.keys()) == sorted(f"default/cm-{i}" for i in range(n))
 
 
-async def test_a_leader_keeps_its_lease_through_another_apiserver(apiservers):
-    timing = dict(lease_duration=6, renew_deadline=4, retry_period=0.5)
+async def _keeps_lease(apiservers, fault, timing) -> None:
+    """A leader (client of all apiservers) and a rival; `fault(client)` hits the
+    apiserver the leader uses; five renewals later the leader still holds the lease."""
     async with Client([a.target for a in apiservers], timeout=15) as client, \
             Client([a.target for a in reversed(apiservers)], timeout=15) as other, \
             Client(apiservers[2].target, timeout=15) as observer:
@@ -163,7 +168,8 @@ async def test_a_leader_keeps_its_lease_through_another_apiserver(apiservers):
                 while not leader.is_leader:
                     await asyncio.sleep(0.05)
                 rival_task = asyncio.create_task(rival.run(asyncio.Event().wait))
-                kill_used(client, apiservers)
+                hit = client.endpoint
+                fault(client)
                 lease = await observer.get("Lease", "failover", "kube-system")
                 renewals = 0
                 while renewals < 5:             # five renewals written through the other apiservers
@@ -174,8 +180,23 @@ async def test_a_leader_keeps_its_lease_through_another_apiserver(apiservers):
                     assert now.spec.holder_identity == "first"
                     assert leader.is_leader and not rival.is_leader and not lead.done()
             assert lease.spec.lease_transitions == 0
-            assert client.endpoint != apiservers[0].target
+            assert client.endpoint != hit
         finally:
             for t in (lead, rival_task):
                 t.cancel()
             await asyncio.gather(lead, rival_task, return_exceptions=True)
+
+
+async def test_a_leader_keeps_its_lease_through_another_apiserver(apiservers):
+    await _keeps_lease(apiservers, lambda client: kill_used(client, apiservers),
+                       dict(lease_duration=6, renew_deadline=4, retry_period=0.5))
+
+
+async def test_a_leader_keeps_its_lease_when_its_apiserver_falls_silent(apiservers):
+    """SIGSTOP: the connection stays up and nothing answers, as behind a partition."""
+    stopped = apiservers[0]                    # the leader's client uses the first
+    try:
+        await _keeps_lease(apiservers, lambda client: os.kill(stopped.pid, signal.SIGSTOP),
+                           dict(lease_duration=9, renew_deadline=6, retry_period=0.5))
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
