@@ -79,3 +79,9 @@ async def test_the_components_pass_a_comma_list_to_their_client():
     for args in (sched_args(flag), cm_args(flag), dns_args(flag), agent_parser().parse_args(flag)):
         async with apiclient.Client.for_component(None, args.apiserver) as c:
             assert c.targets == ["127.0.0.1:1", "127.0.0.2:1"]
+
+
+def test_a_joined_node_agent_kubeconfig_keeps_every_server():
+    from machinery import certmanager
+    doc = certmanager.kubeconfig_doc("https://10.0.0.2:6444", None, {}, ",".join(SERVERS))   # --apiserver a,b,c
+    assert kubeconfig.grpc_server(doc["clusters"][0]["cluster"]) == ",".join(SERVERS)
