@@ -48,6 +48,12 @@ does what etcd's Go client (clientv3) does, reduced to what we need:
   member answers "no leader" during an election — only until the call's own
   timeout since its start has passed. With one member there is exactly one
   attempt: the same errors, at the same time, as before failover existed.
+
+What this does not cover: a member that hangs without closing anything (a
+SIGSTOP, a partition that drops packets) holds an open watch stream until
+gRPC's keepalive gives up (storage.CHANNEL_OPTIONS: 10 s + 5 s; etcd
+refuses pings more often than every 5 s); its unary calls fail at their
+deadline and move on as above.
 """
 from __future__ import annotations
 

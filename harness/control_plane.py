@@ -32,7 +32,8 @@ import tempfile
 import urllib.request
 
 from harness import pki as harness_pki
-from harness.etcd import ETCD_BIN, Etcd, EtcdCluster, etcd_argv, etcd_cluster_argv, http_get  # noqa: F401 - re-exported
+from harness.etcd import (ETCD_BIN, Etcd, EtcdCluster, etcd_argv, etcd_cluster_argv,  # noqa: F401 - re-exported
+                          http_get)
 from harness.process import Process, free_port
 
 class ApiServer(Process):

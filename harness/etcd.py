@@ -70,8 +70,8 @@ def etcd_argv(name: str, data_dir: str | os.PathLike, client_port: int, peer_por
     return etcd_cluster_argv(name, data_dir, url, peer, {name: peer}, etcd_bin=etcd_bin)
 
 
-def http_get(url: str, timeout: float = 5) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - a local address
+def http_get(url: str, timeout: float = 5, context=None) -> str:
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as r:  # noqa: S310 - a local address
         return r.read().decode()
 
 
@@ -81,7 +81,9 @@ def _b64(data: str | bytes) -> str:
 
 class Gateway:
     """etcd's JSON gateway (the v3 API over HTTP) at the first URL of
-    `gateway_urls()` that answers."""
+    `gateway_urls()` that answers (`ssl_context`: for https:// members)."""
+
+    ssl_context = None
 
     def gateway_urls(self) -> list[str]:
         raise NotImplementedError
@@ -92,7 +94,8 @@ class Gateway:
             req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - a local address
+                with urllib.request.urlopen(req, timeout=timeout,  # noqa: S310 - a local address
+                                            context=self.ssl_context) as r:
                     return json.load(r)
             except OSError as exc:       # refused, reset, timed out, HTTP 5xx: the next member
                 failure = exc
@@ -127,23 +130,27 @@ class Gateway:
 class Etcd(Process, Gateway):
     """One etcd member, data in workdir/<process name>-data. Alone (the
     default) it is a one-member cluster on 127.0.0.1; with `peers` it is the
-    member `member` of that cluster. The ports stay the same across restart()."""
+    member `member` of that cluster. The ports stay the same across restart().
+    `tls`: (the flags of etcd's serving certificate, an ssl.SSLContext the
+    checks use) to serve clients on https://; peers stay plain http."""
 
     def __init__(self, workdir, *, client_port: int | None = None, peer_port: int | None = None,
                  extra_args: list[str] | None = None, host: str = "127.0.0.1", member: str = "kctl-test",
-                 process_name: str = "etcd", peers: Mapping[str, str] | None = None, token: str = "kctl-etcd"):
+                 process_name: str = "etcd", peers: Mapping[str, str] | None = None, token: str = "kctl-etcd",
+                 tls: tuple[list[str], object] | None = None):
         super().__init__(process_name, workdir)
         self.host, self.member, self.token = host, member, token
         self.client_port = client_port or free_port()
         self.peer_port = peer_port or free_port()
         self.peers = dict(peers) if peers else {member: self.peer_url}
         self.data_dir = self.workdir / f"{process_name}-data"
-        self.extra_args = list(extra_args or [])
+        self.extra_args = list(extra_args or []) + (list(tls[0]) if tls else [])
+        self.scheme, self.ssl_context = ("https", tls[1]) if tls else ("http", None)
         self.paused = False
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -158,7 +165,7 @@ class Etcd(Process, Gateway):
                 "--log-level", "warn", "--logger", "zap", *self.extra_args]
 
     def ready(self) -> bool:
-        return json.loads(http_get(self.url + "/health", 1)).get("health") == "true"
+        return json.loads(http_get(self.url + "/health", 1, self.ssl_context)).get("health") == "true"
 
     def status(self, timeout: float = 2) -> dict:
         """This member's /v3/maintenance/status: `header.member_id`, `leader`
@@ -192,10 +199,10 @@ class EtcdCluster(Gateway):
     """`size` etcd members `etcd-0`.. in `workdir`, each on its own client and
     peer port of its host (`hosts`, default 127.0.0.1 for all; any local
     address works, e.g. 127.0.0.2). Members are indexed from 0 in every
-    method. `url`/`urls` is the comma list for --etcd-servers."""
+    method. `url`/`urls` is the comma list for --etcd-servers. `tls` as Etcd's."""
 
     def __init__(self, workdir, size: int = 3, *, hosts: list[str] | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, tls: tuple[list[str], object] | None = None):
         hosts = list(hosts or ["127.0.0.1"] * size)
         if len(hosts) != size:
             raise ValueError(f"EtcdCluster: {len(hosts)} hosts for {size} members")
@@ -204,8 +211,9 @@ class EtcdCluster(Gateway):
         peers = {n: f"http://{h}:{p}" for n, h, (_, p) in zip(names, hosts, ports)}
         token = "kctl-" + secrets.token_hex(6)
         self.members = [Etcd(workdir, client_port=c, peer_port=p, host=h, member=n, process_name=n,
-                             peers=peers, token=token, extra_args=extra_args)
+                             peers=peers, token=token, extra_args=extra_args, tls=tls)
                         for n, h, (c, p) in zip(names, hosts, ports)]
+        self.ssl_context = tls[1] if tls else None
 
     @property
     def urls(self) -> str:

@@ -40,7 +40,7 @@ import grpc
 from google.protobuf.message import Message
 
 from machinery import callmeta, codec, endpoints, errors, kinds, kubeconfig, safeyaml
-from machinery.endpoints import normalize_target  # noqa: F401 - re-exported (nodeclient, join)
+from machinery.endpoints import normalize_target  # also kubectlish/join.py's, as client.normalize_target
 from machinery.pb import api_pb2
 
 # Large lists (10,000 pods) exceed gRPC's 4 MiB default message size; a
@@ -127,6 +127,11 @@ class Client:
         if kubeconfig_path:
             return cls.from_kubeconfig(kubeconfig_path, apiserver, **kw)
         return cls(apiserver or "127.0.0.1:6443", **kw)
+
+    @property
+    def endpoint(self) -> str:
+        """The apiserver (HOST:PORT) calls go to now."""
+        return self.targets[self._endpoints.current]
 
     @property
     def channel(self) -> grpc.aio.Channel:

@@ -21,8 +21,12 @@ The rules:
   refused, the connection lost, or the apiserver itself saying its etcd is
   unreachable. DEADLINE_EXCEEDED (a silent apiserver) moves the index on
   too, so the next call goes elsewhere, but the call is not retried (its
-  deadline is spent). Several tasks failing at once move it only once
-  (`advance(i)` moves only while i is current).
+  deadline is spent); so does a call its caller cancels after it waited
+  more than SILENT (1 s; apiserver calls answer in milliseconds): leader
+  election gives up on a renewal after renew_deadline/2, and an apiserver
+  cut off by a partition, whose TCP connection looks alive until keepalive
+  ends it (~30 s), must not get the next renewal. Several tasks failing at once move it only once (`advance(i)`
+  moves only while i is current).
 * A read (get, list, version, a review) is tried again at once on the next
   endpoint, each endpoint at most once per call, all within the call's one
   deadline: with every apiserver down it fails as fast as with one.
@@ -58,6 +62,7 @@ from machinery import errors
 from machinery.pb import api_pb2, api_pb2_grpc
 
 CONNECT_TIMEOUT = 5.0
+SILENT = 1.0             # a unary call its caller cancels after waiting longer: move on
 RECONNECT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.min_reconnect_backoff_ms", 500),
                      ("grpc.max_reconnect_backoff_ms", 5_000)]
 CONNECT_FAILED = "failed to connect to all addresses"
@@ -116,9 +121,10 @@ class Endpoints:
     """The channels to every endpoint and the current index (see the module docstring)."""
 
     def __init__(self, targets: Sequence[str], make_channel: Callable[[str], grpc.aio.Channel],
-                 connect_timeout: float = CONNECT_TIMEOUT):
+                 connect_timeout: float = CONNECT_TIMEOUT, make_stub=api_pb2_grpc.ApiStub):
         self.targets = list(targets)
         self.connect_timeout = connect_timeout
+        self._make_stub = make_stub
         self.current = 0
         self.channels: list[grpc.aio.Channel] = []
         self.stubs: list[api_pb2_grpc.ApiStub] = []
@@ -128,7 +134,7 @@ class Endpoints:
         """New channels to every endpoint (new credentials); returns the old ones to close."""
         old = self.channels
         self.channels = [make_channel(t) for t in self.targets]
-        self.stubs = [api_pb2_grpc.ApiStub(c) for c in self.channels]
+        self.stubs = [self._make_stub(c) for c in self.channels]
         return old
 
     def advance(self, failed: int) -> None:
@@ -174,9 +180,14 @@ class Endpoints:
         deadline = None if timeout is None else loop.time() + timeout
         order = self.round()
         for n, i in enumerate(order):
-            remaining = None if deadline is None else deadline - loop.time()
+            started = loop.time()
+            remaining = None if deadline is None else deadline - started
             try:
                 return await self._attempt(i, method, request, remaining, n == len(order) - 1)
+            except asyncio.CancelledError:
+                if loop.time() - started > SILENT:
+                    self.advance(i)          # the caller gave up on a silent apiserver
+                raise
             except grpc.aio.AioRpcError as exc:
                 if fails_over(exc):
                     self.advance(i)

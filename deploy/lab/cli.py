@@ -201,36 +201,20 @@ def _node_cmd(cmd_name, fn, done_msg, help_text):
     return _cmd
 
 
-def _kill(name, node):
-    from deploy.lab import faults
-    survivors = faults.kill_node(name, node)
-    if survivors:
-        raise LabError(f"processes survived: {survivors}")
+def _fault(fn_name: str, survivors: bool = False):
+    """`faults.<fn_name>(lab, target)`; with `survivors`, the PIDs it returns are an error."""
+    def run(name, target):
+        from deploy.lab import faults
+        left = getattr(faults, fn_name)(name, target)
+        if survivors and left:
+            raise LabError(f"processes survived: {left}")
+    return run
 
 
-def _start_node(name, node):
-    from deploy.lab import faults
-    faults.start_node(name, node)
-
-
-def _stop_agent(name, node):
-    from deploy.lab import faults
-    faults.stop_agent(name, node)
-
-
-def _start_agent(name, node):
-    from deploy.lab import faults
-    faults.start_agent(name, node)
-
-
-def _partition(name, node):
-    from deploy.lab import faults
-    faults.partition(name, node)
-
-
-def _heal(name, node):
-    from deploy.lab import faults
-    faults.heal(name, node)
+_kill, _start_node = _fault("kill_node", survivors=True), _fault("start_node")
+_stop_agent, _start_agent = _fault("stop_agent"), _fault("start_agent")
+_partition, _heal = _fault("partition"), _fault("heal")
+_kill_machine, _start_machine = _fault("kill_machine", survivors=True), _fault("start_machine")
 
 
 _node_cmd("kill-node", _kill, "{node} powered off (link down, agent and containers killed)",
@@ -240,17 +224,6 @@ _node_cmd("start-node", _start_node, "{node} booted (link up, agent started)",
 _node_cmd("stop-agent", _stop_agent, "agent of {node} stopped (containers keep running)",
           "Stop a node's agent; its containers keep running.")
 _node_cmd("start-agent", _start_agent, "agent of {node} started", "Start a node's agent again.")
-def _kill_machine(name, machine):
-    from deploy.lab import faults
-    survivors = faults.kill_machine(name, machine)
-    if survivors:
-        raise LabError(f"processes survived: {survivors}")
-
-
-def _start_machine(name, machine):
-    from deploy.lab import faults
-    faults.start_machine(name, machine)
-
 
 _node_cmd("partition", _partition, "{node} cut off (a node from the control plane, a machine from the others)",
           "Cut a node off from the control plane (its containers keep running), or a control-plane "
