@@ -97,9 +97,15 @@ def all_nodes_ready(lab) -> bool:
         return False
 
 
-def evictions_event(lab, reason: str) -> list:
+def node_events(lab, reason: str) -> dict[str, int]:
+    """{event name: count} of the Node events with `reason`."""
     items, _ = lab.api(lambda c: c.list("Event", ""))
-    return [e for e in items if e.reason == reason and e.involved_object.kind == "Node"]
+    return {e.metadata.name: e.count for e in items if e.reason == reason and e.involved_object.kind == "Node"}
+
+
+def new_node_event(lab, reason: str, before: dict[str, int]) -> list[str]:
+    """Events with `reason` recorded since `before` (node_events): new ones, or counted again."""
+    return [n for n, c in node_events(lab, reason).items() if c > before.get(n, 0)]
 
 
 # ------------------------------------------------------------ 1 and 2: any lab
@@ -110,11 +116,13 @@ def test_silencing_every_node_at_once_evicts_nothing(lab):
     before, procs = snapshot(lab), container_pids(lab)
     assert len(before) == REPLICAS and procs
     names = [n.name for n in lab.topology.nodes]
+    stopped, resumed = node_events(lab, "EvictionsStopped"), node_events(lab, "EvictionsResumed")
     try:
         for n in names:
             faults.partition(lab.name, n)
         wait_for("every node Unknown", lambda: set(nodes(lab).values()) == {"Unknown"}, 30)
-        wait_for("disruption mode (EvictionsStopped events)", lambda: evictions_event(lab, "EvictionsStopped"), 15)
+        wait_for("disruption mode (EvictionsStopped events)",
+                 lambda: new_node_event(lab, "EvictionsStopped", stopped), 15)
         time.sleep(PAST_EVICTION)
         during = snapshot(lab)
         assert during == before, f"pods changed while every node was silent: {before} -> {during}"
@@ -124,7 +132,8 @@ def test_silencing_every_node_at_once_evicts_nothing(lab):
             faults.heal(lab.name, n)
     wait_for("every node Ready again", lambda: all_nodes_ready(lab), 60)
     wait_for("6 ready echo replicas", lambda: echo_ready(lab), 60)
-    wait_for("disruption mode left (EvictionsResumed events)", lambda: evictions_event(lab, "EvictionsResumed"), 15)
+    wait_for("disruption mode left (EvictionsResumed events)", lambda: new_node_event(lab, "EvictionsResumed", resumed),
+             15)
     time.sleep(PAST_EVICTION)
     after = snapshot(lab)
     print(f"\nevery node silenced for {PAST_EVICTION:g}s past the eviction point: "
