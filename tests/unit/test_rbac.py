@@ -187,6 +187,11 @@ def test_default_policy_system_identities():
     assert allowed(z, Attributes(dns, "update", namespace="kube-system", resource="services", name="kube-dns"))
     assert not allowed(z, Attributes(dns, "update", namespace="kube-system", resource="services", name="other"))
     assert not allowed(z, Attributes(dns, "create", namespace="default", resource="endpoints"))
+    for verb in ("create", "get", "list", "update", "delete"):     # its own Lease (clusterdns/register.py)
+        assert allowed(z, Attributes(dns, verb, namespace="kube-system", api_group="coordination.k8s.io",
+                                     resource="leases", name="" if verb in ("create", "list") else "kctl-dns-10-0-0-1"))
+    assert not allowed(z, Attributes(dns, "create", namespace="default", api_group="coordination.k8s.io",
+                                     resource="leases"))
     node = _as("system:node:n1", "system:nodes")
     assert allowed(z, Attributes(node, "list", namespace="kube-node-lease", api_group="coordination.k8s.io",
                                  resource="leases"))
