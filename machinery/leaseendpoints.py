@@ -23,10 +23,12 @@ same idea with kctl's own objects, shared by both users:
 Live is judged as client-go's leader election does (machinery/
 leaderelection.py), not from renewTime: a Lease is live while its
 resourceVersion changed less than its leaseDurationSeconds ago, measured on
-OUR clock from the moment WE saw the change. A holder on a host whose clock
-is off is then neither dropped nor kept forever; a Lease first seen counts as
-changed now, so a restarted instance keeps a dead peer for at most one TTL
-before dropping it. renewTime is still written (`kctl get leases` shows it).
+OUR clock from the moment WE saw the change, so a holder on a host whose
+clock is off is neither dropped nor kept forever. Only a Lease we see for
+the first time (this instance just started) is judged by its renewTime
+(taken as no later than now): a long-dead peer is not brought back, and a
+live peer whose clock is more than a TTL behind is left out until its next
+renewal. renewTime is written on every renewal (`kctl get leases` shows it).
 Expired Leases are left in place (Kubernetes' etcd TTL deletes them); a
 host that comes back renews the same Lease.
 
@@ -133,8 +135,12 @@ class LeaseEndpoints:
         now, seen, out = self.clock(), {}, {}
         for lease in leases:
             name, rv = lease.metadata.name, lease.metadata.resource_version
-            last_rv, when = self._seen.get(name, ("", now))
-            seen[name] = (rv, when if rv == last_rv else now)
+            if name not in self._seen:      # first sight: its renewTime is all we know (never in our future)
+                renewed = lease.spec.renew_time.ToMicroseconds() / 1e6 if lease.spec.HasField("renew_time") else now
+                seen[name] = (rv, min(now, renewed))
+            else:
+                last_rv, when = self._seen[name]
+                seen[name] = (rv, when if rv == last_rv else now)
             if not lease.spec.holder_identity:
                 continue
             if seen[name][1] + lease.spec.lease_duration_seconds >= now:

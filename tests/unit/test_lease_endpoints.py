@@ -76,22 +76,31 @@ async def test_a_holder_that_stops_renewing_leaves_after_its_ttl(client):
 
 
 async def test_liveness_is_measured_on_our_clock_not_the_holders(client):
-    """b's clock is an hour behind: its renewTime looks long expired, yet it renews, so it stays."""
+    """b's clock is an hour behind: its renewTime always looks long expired, yet it renews, so it
+    stays. Only at first sight (nothing to compare with) is the renewTime all a has: b is left out
+    until a sees its Lease change."""
     ours, theirs = Clock(), Clock(1_000_000.0 - 3600)
     a, b = instance(client, ours, "10.0.0.1"), instance(client, theirs, "10.0.0.2")
+    await b.reconcile()
+    await a.reconcile()
+    assert endpoints(client)[0][0] == ("10.0.0.1",)
     for _ in range(4):
+        ours.now += 10
+        theirs.now += 10
         await b.reconcile()
         await a.reconcile()
         assert endpoints(client)[0][0] == ("10.0.0.1", "10.0.0.2")
-        ours.now += 10
-        theirs.now += 10
-    # and a restarted reconciler keeps an old Lease it sees for the first time for one TTL, no more
-    fresh = instance(client, ours, "10.0.0.1")
-    await fresh.reconcile()
-    assert endpoints(client)[0][0] == ("10.0.0.1", "10.0.0.2")
-    ours.now += 16
-    await fresh.reconcile()
+    ours.now += 16                                              # b stops renewing: gone after its TTL
+    await a.reconcile()
     assert endpoints(client)[0][0] == ("10.0.0.1",)
+
+
+async def test_a_restarted_reconciler_does_not_bring_back_a_long_dead_holder(client):
+    clock = Clock()
+    await instance(client, clock, "10.0.0.2").reconcile()       # renewed once, then dead
+    clock.now += 3600
+    await instance(client, clock, "10.0.0.1").reconcile()       # a fresh instance an hour later
+    assert endpoints(client) == [(("10.0.0.1",), tuple(PORTS))]
 
 
 async def test_a_clean_remove_leaves_at_once_and_for_good(client):
