@@ -65,7 +65,9 @@ SYSTEM_NAMESPACE_LABELS = {"kube-system": {"pod-security.kubernetes.io/enforce":
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-apiserver", description="The kctl API server (gRPC) on etcd.")
-    p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="etcd client URL (default %(default)s)")
+    p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
+                   help="etcd client URLs, comma-separated: every member of one cluster; calls fail over "
+                        "between them (default %(default)s)")
     p.add_argument("--listen", default="127.0.0.1:6443", help="gRPC HOST:PORT (default %(default)s)")
     p.add_argument("--metric-resolution", type=float, default=15.0,
                    help="seconds between scrapes of the node agents for metrics.k8s.io (metrics-server's flag)")

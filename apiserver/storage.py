@@ -8,13 +8,22 @@ messages (no wrapper object per key when listing 10,000 pods), txns whose
 failure branch reads keys back, and watch streams it owns (aetcd's shared
 Watcher fails every watch of a client at once and has no progress requests).
 
-Concurrency: one grpc.aio channel multiplexes every concurrent call. Every
-unary call carries a deadline (`timeout`), so a dead etcd becomes
-errors.Unavailable("etcd unavailable: ...") within that time instead of a
-hang. gRPC reconnects the channel by itself (backoff capped at one second),
-so recovery after an etcd restart needs nothing from the caller. Watch
-streams end with errors.Unavailable when the connection drops; the watch
-cache re-opens them from the last revision it saw.
+Concurrency: one grpc.aio channel per etcd member multiplexes every
+concurrent call to it. Every unary call carries a deadline (`timeout`), so
+a dead etcd becomes errors.Unavailable("etcd unavailable: ...") within that
+time instead of a hang. gRPC reconnects a channel by itself (backoff capped
+at one second), so recovery after an etcd restart needs nothing from the
+caller. Watch streams end with errors.Unavailable when the connection drops
+or their member loses its leader; the watch cache re-opens them from the
+last revision it saw.
+
+Several members (`--etcd-servers URL,URL,URL`): apiserver.etcdendpoints
+keeps the current member and says when a failed call may be tried on the
+next one — reads always, a write only when it surely did not reach etcd
+(else errors.Unavailable, never acknowledged) — and every call and watch
+requires a leader (`hasleader=true`), so a member cut from the quorum is
+left at once. A watch that breaks moves `current` on, so the watch cache
+re-opens it on another member.
 
 Everything aetcd/grpc raises is translated here into errors.ApiError
 subclasses (`raise ... from exc`).
@@ -39,7 +48,7 @@ from typing import AsyncIterator, Iterable
 import grpc
 from aetcd import rpc
 
-from apiserver import metrics
+from apiserver import etcdendpoints, metrics
 from machinery import errors
 
 log = logging.getLogger(__name__)
@@ -93,13 +102,16 @@ def prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
-def endpoint_of(url: str) -> str:
-    """`http://127.0.0.1:2379` (or a comma-separated list: the first one) → `127.0.0.1:2379`."""
-    url = url.split(",")[0].strip()
-    for scheme in ("http://", "https://", "grpc://"):
-        if url.startswith(scheme):
-            url = url[len(scheme):]
-    return url.rstrip("/")
+class Member:
+    """One etcd member: its channel and the stubs on it."""
+
+    def __init__(self, address: str, tls):
+        self.address = address
+        self.channel = (grpc.aio.secure_channel(address, tls, options=CHANNEL_OPTIONS) if tls is not None
+                        else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+        self.kv = rpc.KVStub(self.channel)
+        self.watch = rpc.WatchStub(self.channel)
+        self.maintenance = rpc.MaintenanceStub(self.channel)
 
 
 # ----------------------------------------------------------- translation
@@ -136,21 +148,25 @@ class Compacted(errors.Expired):
 # ---------------------------------------------------------------- storage
 
 class Storage:
-    def __init__(self, etcd_url: str, *, timeout: float = 3.0, encryption=None, tls=None):
-        """`tls`: grpc.ChannelCredentials for an https:// etcd (its CA, the
-        apiserver's etcd client certificate); plaintext otherwise (loopback)."""
-        self.endpoint = endpoint_of(etcd_url)
+    def __init__(self, etcd_servers: str, *, timeout: float = 3.0, encryption=None, tls=None):
+        """`etcd_servers`: one URL or a comma list (every member of one cluster).
+        `tls`: grpc.ChannelCredentials for an https:// etcd (its CA, the
+        apiserver's etcd client certificate), used for every member;
+        plaintext otherwise (loopback)."""
+        _, addresses = etcdendpoints.parse_servers(etcd_servers)
+        self.endpoints = etcdendpoints.Endpoints(addresses, lambda a: Member(a, tls))
         self.timeout = timeout
         self.encryption = encryption               # encryption.EncryptionConfig or None
         self._stale: dict[bytes, int] = {}         # key -> mod_revision read with an old key
-        self._channel = (grpc.aio.secure_channel(self.endpoint, tls, options=CHANNEL_OPTIONS) if tls is not None
-                         else grpc.aio.insecure_channel(self.endpoint, options=CHANNEL_OPTIONS))
-        self._kv = rpc.KVStub(self._channel)
-        self._watch = rpc.WatchStub(self._channel)
-        self._maintenance = rpc.MaintenanceStub(self._channel)
+
+    @property
+    def endpoint(self) -> str:
+        """host:port of the member calls go to now."""
+        return self.endpoints.address
 
     async def close(self) -> None:
-        await self._channel.close()
+        for member in self.endpoints.members:
+            await member.channel.close()
 
     # encryption at rest
     def _seal(self, ops: Iterable[rpc.RequestOp]) -> list[rpc.RequestOp]:
@@ -180,26 +196,27 @@ class Storage:
             del self._stale[kv.key]
         return rev == kv.mod_revision
 
-    async def _call(self, operation: str, method, request, timeout: float | None = None):
+    async def _call(self, operation: str, pick, request, timeout: float | None = None, *, write: bool = False):
+        """`pick(member)` is the stub method; `write`: the call may change etcd (retry rules)."""
         started = time.perf_counter()
         try:
-            return await method(request, timeout=timeout or self.timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise translate(exc, self.endpoint) from exc
+            return await self.endpoints.call(pick, request, timeout=timeout or self.timeout, write=write)
+        except etcdendpoints.Failed as exc:
+            raise translate(exc.rpc_error, exc.address) from exc.rpc_error
         finally:
             metrics.ETCD_DURATION.labels(operation).observe(time.perf_counter() - started)
 
     # reads
     async def get(self, key: bytes) -> tuple[KeyValue | None, int]:
         """The key's KeyValue (or None) and the store revision of the read."""
-        resp = await self._call("get", self._kv.Range, rpc.RangeRequest(key=key))
+        resp = await self._call("get", lambda m: m.kv.Range, rpc.RangeRequest(key=key))
         for kv in resp.kvs:
             self._open(kv)
         return (resp.kvs[0] if resp.kvs else None), resp.header.revision
 
     async def get_many(self, keys: list[bytes]) -> tuple[list[KeyValue | None], int]:
         """Several keys in one round trip (a read-only txn, ≤ 128 keys)."""
-        resp = await self._call("get_many", self._kv.Txn, rpc.TxnRequest(success=[get(k) for k in keys]))
+        resp = await self._call("get_many", lambda m: m.kv.Txn, rpc.TxnRequest(success=[get(k) for k in keys]))
         out = [(r.response_range.kvs[0] if r.response_range.kvs else None) for r in resp.responses]
         for kv in out:
             if kv is not None:
@@ -211,13 +228,13 @@ class Storage:
         """Keys under `prefix` (from `start`), their store revision and whether more remain."""
         req = rpc.RangeRequest(key=start or prefix, range_end=prefix_end(prefix), revision=revision,
                                limit=limit, keys_only=keys_only)
-        resp = await self._call("range", self._kv.Range, req, timeout=max(self.timeout, 10.0))
+        resp = await self._call("range", lambda m: m.kv.Range, req, timeout=max(self.timeout, 10.0))
         for kv in resp.kvs:
             self._open(kv)
         return list(resp.kvs), resp.header.revision, resp.more
 
     async def revision(self) -> int:
-        resp = await self._call("revision", self._kv.Range,
+        resp = await self._call("revision", lambda m: m.kv.Range,
                                 rpc.RangeRequest(key=b"/registry/", count_only=True, limit=1))
         return resp.header.revision
 
@@ -225,29 +242,35 @@ class Storage:
     async def txn(self, compares: Iterable[rpc.Compare], success: Iterable[rpc.RequestOp],
                   failure: Iterable[rpc.RequestOp] = (), operation: str = "txn") -> rpc.TxnResponse:
         req = rpc.TxnRequest(compare=list(compares), success=self._seal(success), failure=self._seal(failure))
-        resp = await self._call(operation, self._kv.Txn, req)
+        write = any(not op.HasField("request_range") for op in (*req.success, *req.failure))
+        resp = await self._call(operation, lambda m: m.kv.Txn, req, write=write)
         for r in resp.responses:
             for kv in r.response_range.kvs:
                 self._open(kv)
         return resp
 
     async def compact(self, revision: int) -> None:
-        await self._call("compact", self._kv.Compact, rpc.CompactionRequest(revision=revision, physical=True),
-                         timeout=max(self.timeout, 30.0))
+        await self._call("compact", lambda m: m.kv.Compact, rpc.CompactionRequest(revision=revision, physical=True),
+                         timeout=max(self.timeout, 30.0), write=True)
 
     async def version(self) -> str:
-        resp = await self._call("status", self._maintenance.Status, rpc.StatusRequest())
+        resp = await self._call("status", lambda m: m.maintenance.Status, rpc.StatusRequest())
         return resp.version
 
     # watch
     async def watch(self, prefix: bytes, start_revision: int, *,
                     progress_interval: float | None = None) -> AsyncIterator[rpc.WatchResponse]:
         """WatchResponses for keys under `prefix` from `start_revision` on, with
-        prev_kv; the first one is etcd's `created` answer. Raises Compacted when etcd has compacted past the start, and
-        errors.Unavailable when the stream breaks. With `progress_interval`,
-        asks etcd for a progress notification that often, so an idle stream
-        still tells the caller the current revision (empty `events`)."""
-        call = self._watch.Watch()
+        prev_kv; the first one is etcd's `created` answer. Raises Compacted
+        when etcd has compacted past the start, and errors.Unavailable when
+        the stream breaks or its member loses its leader (the stream requires
+        one); the next watch then goes to the next member. With
+        `progress_interval`, asks etcd for a progress notification that
+        often, so an idle stream still tells the caller the current revision
+        (empty `events`)."""
+        index = self.endpoints.current
+        member = self.endpoints.members[index]
+        call = member.watch.Watch(metadata=etcdendpoints.REQUIRE_LEADER)
         create = rpc.WatchCreateRequest(key=prefix, range_end=prefix_end(prefix), start_revision=start_revision,
                                         prev_kv=True, progress_notify=progress_interval is not None)
         ticker = None
@@ -255,7 +278,7 @@ class Storage:
             await asyncio.wait_for(call.write(rpc.WatchRequest(create_request=create)), self.timeout)
             first = await asyncio.wait_for(call.read(), self.timeout)
             if first is grpc.aio.EOF:
-                raise errors.Unavailable(f"etcd unavailable: {self.endpoint}: watch stream closed")
+                raise errors.Unavailable(f"etcd unavailable: {member.address}: watch stream closed")
             if first.compact_revision or first.canceled:
                 if first.compact_revision:
                     raise Compacted(start_revision - 1, first.compact_revision)
@@ -266,7 +289,7 @@ class Storage:
             while True:
                 resp = await call.read()
                 if resp is grpc.aio.EOF:
-                    raise errors.Unavailable(f"etcd unavailable: {self.endpoint}: watch stream closed")
+                    raise errors.Unavailable(f"etcd unavailable: {member.address}: watch stream closed")
                 if resp.compact_revision:
                     raise Compacted(start_revision - 1, resp.compact_revision)
                 if resp.canceled:
@@ -277,9 +300,14 @@ class Storage:
                         self._open(ev.prev_kv)
                 yield resp
         except grpc.aio.AioRpcError as exc:
-            raise translate(exc, self.endpoint) from exc
+            self.endpoints.failed(index, f"watch: {_short(exc.details())}")
+            raise translate(exc, member.address) from exc
         except asyncio.TimeoutError as exc:
-            raise errors.Unavailable(f"etcd unavailable: {self.endpoint}: watch not established in time") from exc
+            self.endpoints.failed(index, "watch not established in time")
+            raise errors.Unavailable(f"etcd unavailable: {member.address}: watch not established in time") from exc
+        except errors.Unavailable as exc:
+            self.endpoints.failed(index, f"watch: {exc.message}")
+            raise
         finally:
             if ticker is not None:
                 ticker.cancel()

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import grpc
 
-from machinery import pki
+from apiserver import etcdendpoints
+from machinery import errors, pki
 from machinery.kubeconfig import Credentials
 
 log = logging.getLogger("kctl-apiserver")
@@ -103,8 +104,13 @@ def setup(args) -> ServingTLS:
 
 def etcd_credentials(args) -> grpc.ChannelCredentials | None:
     """TLS towards an https:// etcd (kube-apiserver's --etcd-cafile/--etcd-certfile/
-    --etcd-keyfile); None for http:// (plaintext is for an etcd on loopback only)."""
-    if not args.etcd_servers.startswith("https://"):
+    --etcd-keyfile), the same for every member of --etcd-servers; None for
+    http:// (plaintext is for an etcd on loopback only)."""
+    try:
+        scheme, _ = etcdendpoints.parse_servers(args.etcd_servers)
+    except errors.ConfigError as exc:
+        raise SystemExit(f"kctl-apiserver: {exc}") from None
+    if scheme != "https://":
         if args.etcd_cafile or args.etcd_certfile:
             raise SystemExit("kctl-apiserver: --etcd-cafile/--etcd-certfile need an https:// --etcd-servers")
         return None

@@ -3,11 +3,14 @@ started and stopped by PID.
 
 - `harness.process`: `Process` (a child in its own session, logging to a
   file, SIGTERM then SIGKILL by PID), `free_port`, `REPO`.
-- `harness.control_plane`: `Etcd` (with a few raw reads/writes through
-  etcd's JSON gateway), `ApiServer`, `Scheduler`, `ControllerManager` and
+- `harness.etcd`: `Etcd` (one member) and `EtcdCluster` (N members: kill,
+  pause, start one, who leads), with a few raw reads/writes through etcd's
+  JSON gateway; `etcd_argv` / `etcd_cluster_argv`, the etcd command line the
+  lab uses too.
+- `harness.control_plane`: `ApiServer`, `Scheduler`, `ControllerManager` and
   `ControlPlane` — etcd + apiserver on loopback (or on a given address),
   optionally the scheduler and the controller manager, in a temporary
-  directory. `etcd_argv` is the etcd command line the lab uses too.
+  directory (it re-exports harness.etcd's names).
 - `harness.pki`: one cluster CA per harness process (`session()`): every
   apiserver the harness starts serves TLS with a certificate of it, the
   admin kubeconfig `session().admin` works against all of them, components

@@ -5,6 +5,7 @@ the scheduler and the controller manager, on free ports, stopped by PID.
         ... Client(cp.apiserver.target) ...
 
     with Etcd(tmpdir) as etcd, ApiServer(etcd, tmpdir) as api: ...
+    with EtcdCluster(tmpdir, 3) as etcd, ApiServer(etcd, tmpdir) as api: ...
 
 Every apiserver serves TLS and authenticates its clients (harness.pki):
 by default with a serving certificate of the harness's one CA, so the
@@ -16,15 +17,13 @@ with their own certificates (--kubeconfig).
 
 Everything binds 127.0.0.1, except that the apiserver can listen on another
 local address (`host=`): node agents in network namespaces cannot reach the
-host's loopback (harness.nodes). `Etcd` talks to etcd's JSON gateway (plain
-HTTP on the client port) for the few things checks need directly — the store
-revision, compaction, raw keys — so they depend on no etcd client library.
-`etcd_argv` is the one etcd command line, shared with the lab.
+host's loopback (harness.nodes). etcd itself — `Etcd`, `EtcdCluster` and
+the one etcd command line `etcd_argv`/`etcd_cluster_argv`, shared with the
+lab — lives in harness.etcd and is re-exported here. An ApiServer takes an
+Etcd, an EtcdCluster (it gets every member in --etcd-servers) or a URL list.
 """
 from __future__ import annotations
 
-import base64
-import json
 import os
 import pathlib
 import shutil
@@ -33,86 +32,9 @@ import tempfile
 import urllib.request
 
 from harness import pki as harness_pki
+from harness.etcd import (ETCD_BIN, Etcd, EtcdCluster, etcd_argv, etcd_cluster_argv,  # noqa: F401 - re-exported
+                          http_get)
 from harness.process import Process, free_port
-
-ETCD_BIN = os.environ.get("KCTL_ETCD", shutil.which("etcd") or "/usr/bin/etcd")
-
-
-def etcd_argv(name: str, data_dir: str | os.PathLike, client_port: int, peer_port: int,
-              etcd_bin: str = ETCD_BIN) -> list[str]:
-    """A one-member etcd on 127.0.0.1: client and peer URLs, a new cluster of itself."""
-    url, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
-    return [etcd_bin, "--name", name, "--data-dir", str(data_dir),
-            "--listen-client-urls", url, "--advertise-client-urls", url,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{name}={peer}", "--initial-cluster-state", "new"]
-
-
-def http_get(url: str, timeout: float = 5) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - a local address
-        return r.read().decode()
-
-
-class Etcd(Process):
-    """One etcd member on 127.0.0.1, data in workdir/etcd-data. The ports
-    stay the same across restart()."""
-
-    def __init__(self, workdir, *, client_port: int | None = None, peer_port: int | None = None,
-                 extra_args: list[str] | None = None):
-        super().__init__("etcd", workdir)
-        self.client_port = client_port or free_port()
-        self.peer_port = peer_port or free_port()
-        self.data_dir = self.workdir / "etcd-data"
-        self.extra_args = list(extra_args or [])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
-
-    def command(self) -> list[str]:
-        return [*etcd_argv("kctl-test", self.data_dir, self.client_port, self.peer_port),
-                "--log-level", "warn", "--logger", "zap", *self.extra_args]
-
-    def ready(self) -> bool:
-        return json.loads(http_get(self.url + "/health", 1)).get("health") == "true"
-
-    # --------------------------------------------- JSON gateway (v3 API)
-    def _post(self, path: str, body: dict) -> dict:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.load(r)
-
-    def revision(self) -> int:
-        """etcd's current store revision, read directly from etcd."""
-        resp = self._post("/v3/kv/range", {"key": base64.b64encode(b"/").decode(), "count_only": True})
-        return int(resp["header"]["revision"])
-
-    def compact(self, revision: int | None = None) -> int:
-        rev = revision or self.revision()
-        self._post("/v3/kv/compaction", {"revision": rev, "physical": True})
-        return rev
-
-    def get_raw(self, key: str | bytes) -> bytes | None:
-        k = key.encode() if isinstance(key, str) else key
-        resp = self._post("/v3/kv/range", {"key": base64.b64encode(k).decode()})
-        kvs = resp.get("kvs") or []
-        return base64.b64decode(kvs[0].get("value", "")) if kvs else None
-
-    def put_raw(self, key: str | bytes, value: bytes) -> int:
-        """Write a key behind the apiserver's back; returns the new revision."""
-        k = key.encode() if isinstance(key, str) else key
-        resp = self._post("/v3/kv/put", {"key": base64.b64encode(k).decode(),
-                                         "value": base64.b64encode(value).decode()})
-        return int(resp["header"]["revision"])
-
-    def keys(self, prefix: str) -> list[str]:
-        p = prefix.encode()
-        end = p[:-1] + bytes([p[-1] + 1])
-        resp = self._post("/v3/kv/range", {"key": base64.b64encode(p).decode(),
-                                           "range_end": base64.b64encode(end).decode(), "keys_only": True})
-        return [base64.b64decode(kv["key"]).decode() for kv in resp.get("kvs") or []]
-
 
 class ApiServer(Process):
     """`python -m apiserver.main` against an Etcd (or any etcd URL), listening
@@ -121,11 +43,11 @@ class ApiServer(Process):
     ServiceAccount admission plugin is off: it refuses pods until a controller
     manager has made the namespace's `default` account."""
 
-    def __init__(self, etcd: Etcd | str, workdir, *, port: int | None = None, metrics_port: int | None = None,
+    def __init__(self, etcd: Etcd | EtcdCluster | str, workdir, *, port: int | None = None, metrics_port: int | None = None,
                  extra_args: list[str] | None = None, host: str = "127.0.0.1", own_pki: bool = False,
                  service_accounts: bool = False):
         super().__init__("apiserver", workdir)
-        self.etcd_url = etcd.url if isinstance(etcd, Etcd) else etcd
+        self.etcd_url = etcd if isinstance(etcd, str) else etcd.url
         self.host = host
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()

@@ -62,11 +62,19 @@ class Process:
         raise NotImplementedError
 
     def start(self, timeout: float = 30.0) -> "Process":
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> "Process":
+        """Start the process without waiting for it to be ready."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                       start_new_session=True, env=self.env())
         log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> "Process":
         _wait(self.ready, timeout, self.name, self)
         return self
 
