@@ -33,8 +33,8 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import (admission, admission_priority, audit, encryption, http, limits, metrics, objects,
-                       podsecurity, serviceaccount, tls)
+from apiserver import (admission, admission_priority, audit, auditpolicy, encryption, http, limits, metrics,
+                       objects, podsecurity, serviceaccount, tls)
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.auth.anonymous import AnonymousEndpoints
@@ -127,8 +127,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="static bearer tokens, Kubernetes' CSV format: token,user,uid,\"group1,group2\" "
                         "(HTTPS only: gRPC needs a client certificate)")
     p.add_argument("--audit-log-path", metavar="FILE",
-                   help="append an audit.k8s.io/v1 Event (JSON line, Metadata level) for every request that "
-                        "writes and every refused one (401/403) to FILE; default: no audit log")
+                   help="append audit.k8s.io/v1 Events (JSON lines) to FILE: what --audit-policy-file says, or "
+                        "Metadata for every request that writes and every refused one (401/403); "
+                        "default: no audit log")
+    p.add_argument("--audit-policy-file", metavar="FILE",
+                   help="an audit.k8s.io/v1 Policy: which requests are logged, at which level (None, Metadata, "
+                        "Request, RequestResponse) and stages; the first matching rule wins")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -211,8 +215,9 @@ async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metric
 
 async def run(args: argparse.Namespace) -> None:
     try:
+        audit_policy = auditpolicy.load(args.audit_policy_file) if args.audit_policy_file else auditpolicy.DEFAULT
         enc = encryption.load_or_generate(args.encryption_provider_config)
-    except encryption.EncryptionConfigError as exc:
+    except (auditpolicy.PolicyError, encryption.EncryptionConfigError) as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
     serving = tls.setup(args)
     try:
@@ -235,7 +240,7 @@ async def run(args: argparse.Namespace) -> None:
     # who asks, and may they (apiserver.auth): client certificates, bearer tokens, anonymous
     # cluster-info; Node + RBAC on the watch cache; the audit log
     authorization = Authorization(cache, store, args.authorization_mode)
-    audit_log = audit.AuditLog(args.audit_log_path) if args.audit_log_path else None
+    audit_log = audit.AuditLog(args.audit_log_path, audit_policy) if args.audit_log_path else None
     authenticator = Union(tokens=token_authenticators(store, issuer, args.token_auth_file),
                           anonymous=AnonymousEndpoints())
     gate = Gate(authenticator, authorization.authorizer, audit=audit_log)
