@@ -18,9 +18,9 @@ fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
 closed.
 
-Authentication today: a bearer ServiceAccount JWT or bootstrap token
-(apiserver/serviceaccount, apiserver/auth/bootstraptoken.py) names its user; any
-other request is `system:unsecured` as before TLS. The ServiceAccount keys
+Bearer tokens: static (--token-auth-file), ServiceAccount JWTs and bootstrap
+tokens (apiserver/serviceaccount, apiserver/auth/bootstraptoken.py), whose
+objects are read from the watch cache (apiserver/auth/tokencache.py). The ServiceAccount keys
 and issuer come from the `--service-account-*` flags (serviceaccount.add_flags).
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ from apiserver.auth.anonymous import AnonymousEndpoints
 from apiserver.auth.authn import Union
 from apiserver.auth.gate import Gate
 from apiserver.auth.setup import MODES, Authorization
+from apiserver.auth.tokencache import WatchedObjects
 from apiserver.auth.tokenfile import StaticTokens, TokenFileError
 from apiserver.serviceaccount.tokenrequest import TokenRequests
 from apiserver.bootstrap import KubernetesService
@@ -137,18 +138,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def token_authenticators(store: Store, issuer, token_file: str | None = None) -> list:
+def token_authenticators(store: Store, issuer, token_file: str | None = None, objects=None) -> list:
     """The bearer-token kinds the apiserver accepts after client certificates, in
     order (apiserver.auth.authn.TokenAuthenticator each): static tokens
     (--token-auth-file), ServiceAccount JWTs verified with the service-account
-    keys (<cert-dir>/sa.pub unless flags say otherwise), then bootstrap tokens."""
+    keys (<cert-dir>/sa.pub unless flags say otherwise), then bootstrap tokens,
+    both reading `objects` (the watch cache: apiserver.auth.tokencache)."""
     static = []
     if token_file:
         try:
             static = [StaticTokens.load(token_file)]
         except TokenFileError as exc:
             raise SystemExit(f"kctl-apiserver: {exc}") from None
-    return static + serviceaccount.token_authenticators(issuer, store)
+    return static + serviceaccount.token_authenticators(issuer, store, objects)
 
 
 async def bootstrap(store: Store, *more) -> None:
@@ -241,7 +243,10 @@ async def run(args: argparse.Namespace) -> None:
     # cluster-info; Node + RBAC on the watch cache; the audit log
     authorization = Authorization(cache, store, args.authorization_mode)
     audit_log = audit.AuditLog(args.audit_log_path, audit_policy) if args.audit_log_path else None
-    authenticator = Union(tokens=token_authenticators(store, issuer, args.token_auth_file),
+    token_objects = WatchedObjects.attach(cache, serviceaccount.store_getter(store),
+                                          shared={"Pod": authorization.graph.pods})
+    store.token_objects = token_objects      # admitted updates/deletes: read-your-writes (tokencache.expect)
+    authenticator = Union(tokens=token_authenticators(store, issuer, args.token_auth_file, token_objects),
                           anonymous=AnonymousEndpoints())
     gate = Gate(authenticator, authorization.authorizer, audit=audit_log)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],
