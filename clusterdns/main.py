@@ -120,7 +120,8 @@ def optional_ip(text: str) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-dns", description="Answer DNS for the cluster domain.")
     p.add_argument("--kubeconfig", help="kubeconfig with this component's credentials (CA, client certificate)")
-    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT (overrides the kubeconfig's; "
+    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT, or several comma-separated (HA: fails "
+                   "over; overrides the kubeconfig's; "
                    "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
     p.add_argument("--listen", type=host_port(None), default=("0.0.0.0", 53),
                    help="IP:PORT for UDP and TCP (default 0.0.0.0:53)")

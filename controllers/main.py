@@ -62,7 +62,8 @@ def duration(text: str) -> float:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-controller-manager", description="Run the kctl controllers.")
     p.add_argument("--kubeconfig", help="kubeconfig with this component's credentials (CA, client certificate)")
-    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT (overrides the kubeconfig's; "
+    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT, or several comma-separated (HA: fails "
+                   "over; overrides the kubeconfig's; "
                    "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
     p.add_argument("--controllers", default=",".join(ALL),
                    help="comma-separated list; '*' = all, '-name' disables one")

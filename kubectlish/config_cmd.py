@@ -6,7 +6,7 @@
     kctl config set-context NAME --cluster=C --user=U [--namespace=NS]
     kctl config set-credentials NAME --client-certificate=F --client-key=F [--embed-certs] | --token=T
     kctl config set-cluster NAME --server=https://H:P --certificate-authority=F [--embed-certs]
-                            [--grpc-server=H:P]
+                            [--grpc-server=H:P[,H:P...]]   (several: an HA control plane)
 
 Adding a user, as with kubectl: `kctl pki user jane --group dev` makes the
 certificate, `set-credentials jane --client-certificate=... --client-key=...
@@ -214,12 +214,13 @@ def set_credentials_cmd(name, client_certificate, client_key, token, embed_certs
 @config_group.command("set-cluster")
 @click.argument("name")
 @click.option("--server", default=None, help="The apiserver's HTTPS URL (kubectl's).")
-@click.option("--grpc-server", default=None, help="kctl's gRPC HOST:PORT (extension kctl.dev/grpc).")
+@click.option("--grpc-server", default=None,
+              help="kctl's gRPC HOST:PORT, or several comma-separated (extension kctl.dev/grpc).")
 @click.option("--certificate-authority", default=None, help="Path to the cluster's CA certificate.")
 @click.option("--embed-certs", is_flag=True, help="Embed the CA certificate in the kubeconfig.")
 def set_cluster_cmd(name, server, grpc_server, certificate_authority, embed_certs):
     """Add or change a cluster entry (kubectl's set-cluster)."""
-    from machinery.kubeconfig import GRPC_EXTENSION
+    from machinery.kubeconfig import GRPC_EXTENSION, grpc_extension
     path = _path()
     data = _load(path)
     cluster = _entry(data, "clusters", name)
@@ -227,7 +228,7 @@ def set_cluster_cmd(name, server, grpc_server, certificate_authority, embed_cert
         cluster["server"] = server
     if grpc_server is not None:
         exts = [e for e in cluster.get("extensions") or [] if e.get("name") != GRPC_EXTENSION]
-        cluster["extensions"] = exts + [{"name": GRPC_EXTENSION, "extension": {"server": grpc_server}}]
+        cluster["extensions"] = exts + [grpc_extension(grpc_server)]
     _material(cluster, "certificate-authority", certificate_authority, embed_certs)
     _save(path, data)
     click.echo(f'Cluster "{name}" set.')

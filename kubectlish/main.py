@@ -138,7 +138,8 @@ class KctlGroup(click.Group):
 
 
 @click.group(cls=KctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-s", "--server", envvar=None, help="host:port of the apiserver (else $KCTL_SERVER, else kubeconfig).")
+@click.option("-s", "--server", envvar=None, help="host:port of the apiserver, or several comma-separated "
+              "(else $KCTL_SERVER, else kubeconfig).")
 @click.option("--kubeconfig", help="Path to the kubeconfig file (else $KUBECONFIG, else ~/.kctl/config).")
 @click.option("--context", "context_name", help="The kubeconfig context to use.")
 @click.option("-n", "--namespace", help="The namespace scope for this request.")

@@ -45,7 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from machinery import csr as csrs, errors, kinds
-from machinery.kubeconfig import GRPC_EXTENSION, grpc_server
+from machinery.kubeconfig import grpc_extension, grpc_server
 from machinery.errors import ConfigError
 
 log = logging.getLogger("kctl.certmanager")
@@ -66,7 +66,7 @@ class Credentials:
     token: str | None = None
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
-    grpc: str | None = None          # the gRPC address (machinery.kubeconfig.grpc_server of the cluster)
+    grpc: str | None = None          # the gRPC address(es), a comma list (machinery.kubeconfig.grpc_server)
 
 
 # ---------------------------------------------------------------- kubeconfig
@@ -105,7 +105,7 @@ def kubeconfig_doc(server: str, ca_pem: bytes | None, user: dict, grpc: str | No
     if ca_pem:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     if grpc:
-        cluster["extensions"] = [{"name": GRPC_EXTENSION, "extension": {"server": grpc}}]
+        cluster["extensions"] = [grpc_extension(grpc)]
     return {"apiVersion": "v1", "kind": "Config", "current-context": "default-context",
             "clusters": [{"name": "default-cluster", "cluster": cluster}],
             "contexts": [{"name": "default-context", "context": {"cluster": "default-cluster",

@@ -14,6 +14,9 @@ on asyncio:
   (0.2 s doubling to 30 s, reset once a watch delivers events), so a dead
   apiserver is never busy-looped; a watch that ends at once without events
   counts as an error, one the server closes after a while does not.
+  Given several apiservers, the client itself resumes a broken watch on
+  another one from the last resourceVersion (machinery/endpoints.py): the
+  informer sees an error only when every apiserver failed in a row.
 * The cache is written by the reflector synchronously (no await between
   reading an event and updating the store and indexes), so every read from
   any task sees a consistent store. Objects in the cache are shared: treat

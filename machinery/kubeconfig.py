@@ -18,6 +18,15 @@ kctl speaks gRPC: a cluster's gRPC address is in its extension named
 `server` with no scheme (or `grpc://`) is the gRPC address itself, and an
 `http(s)://` URL means the same host on gRPC's port 6443.
 
+An HA control plane has several apiservers: the extension then also lists
+them all, `{server: 10.0.0.2:6443, servers: [10.0.0.2:6443, 10.0.0.3:6443,
+10.0.0.4:6443]}` (`server` stays the first, for readers that know only it).
+`select()` gives them all, as the comma list `Selected.grpc`
+("a:6443,b:6443,c:6443", what machinery.client.Client takes; the list is
+`Selected.grpc_servers`) and `document(..., grpc=[...])` writes them. The
+client fails over between them (machinery/endpoints.py). kubectl's
+`server` (HTTPS) stays one URL.
+
 `Credentials` turns a user + cluster into what a transport needs: gRPC
 channel credentials (TLS with the CA, the client certificate; a token as
 per-call metadata) or an ssl.SSLContext plus headers for HTTPS. Anything
@@ -81,6 +90,11 @@ class Selected:
     context: str | None
     credentials: Credentials
 
+    @property
+    def grpc_servers(self) -> list[str]:
+        """Every gRPC address (several for an HA control plane)."""
+        return self.grpc.split(",") if self.grpc else []
+
 
 def read(path: str | os.PathLike) -> dict:
     import yaml
@@ -106,18 +120,38 @@ def named(items, kind: str, path) -> dict[str, dict]:
 
 
 def grpc_server(cluster: dict) -> str | None:
-    """kctl's gRPC address for a kubeconfig cluster entry (see the module docstring)."""
+    """kctl's gRPC address(es) for a kubeconfig cluster entry, several as a
+    comma list (see the module docstring)."""
     for ext in cluster.get("extensions") or []:
         if isinstance(ext, dict) and ext.get("name") == GRPC_EXTENSION:
-            found = (ext.get("extension") or {}).get("server")
-            if found:
-                return found
+            found = ext.get("extension") or {}
+            servers = found.get("servers")
+            if servers is not None:
+                if not isinstance(servers, list) or not all(isinstance(a, str) and a.strip() for a in servers):
+                    raise ConfigError(f"extension {GRPC_EXTENSION}: servers must be a list of HOST:PORT strings, "
+                                      f"got {servers!r}")
+                if servers:
+                    return ",".join(a.strip() for a in servers)
+            if found.get("server"):
+                return found["server"]
     server = cluster.get("server")
     if server and server.startswith(("http://", "https://")):
         host = server.split("://", 1)[1].split("/", 1)[0]
         host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return f"{host}:{GRPC_PORT}"
     return server
+
+
+def grpc_extension(grpc: str | list[str] | tuple[str, ...]) -> dict:
+    """The `kctl.dev/grpc` extension entry for one address or several (a
+    comma list or a sequence): `server` the first, `servers` all when more than one."""
+    addrs = [a.strip() for a in (grpc.split(",") if isinstance(grpc, str) else grpc) if a.strip()]
+    if not addrs:
+        raise ConfigError(f"extension {GRPC_EXTENSION}: no gRPC address in {grpc!r}")
+    ext: dict = {"server": addrs[0]}
+    if len(addrs) > 1:
+        ext["servers"] = addrs
+    return {"name": GRPC_EXTENSION, "extension": ext}
 
 
 def _material(entry: dict, field: str, base: Path, path) -> bytes | None:
@@ -201,15 +235,17 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def document(cluster: str, user: str, *, https_url: str, grpc: str | None = None, ca_pem: bytes | None = None,
+def document(cluster: str, user: str, *, https_url: str, grpc: str | list[str] | None = None,
+             ca_pem: bytes | None = None,
              cert_pem: bytes | None = None, key_pem: bytes | None = None, token: str | None = None,
              namespace: str = "", context: str | None = None) -> dict:
-    """A one-context kubeconfig with embedded (`*-data`) material."""
+    """A one-context kubeconfig with embedded (`*-data`) material; `grpc`:
+    the gRPC address, or all of them (comma list or list: `servers`)."""
     c: dict = {"server": https_url}
     if ca_pem:
         c["certificate-authority-data"] = _b64(ca_pem)
     if grpc:
-        c["extensions"] = [{"name": GRPC_EXTENSION, "extension": {"server": grpc}}]
+        c["extensions"] = [grpc_extension(grpc)]
     u: dict = {}
     if cert_pem:
         u["client-certificate-data"] = _b64(cert_pem)

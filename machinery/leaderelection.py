@@ -18,6 +18,13 @@ valid lease stops leadership at once. On a clean stop (cancel, or the leading
 coroutine returning) the leader releases the lease (holderIdentity "",
 leaseDurationSeconds 1) so the next candidate takes over on its next retry.
 
+With several apiservers the client fails over by itself
+(machinery/endpoints.py): a renewal refused by a dead apiserver is sent to
+the next at once; one left unanswered (a partitioned apiserver whose
+connection looks alive) is given up after renew_deadline/2 and the client
+sends the next renewal to another apiserver, still within renew_deadline
+(tests/integration/test_client_failover.py).
+
 Time comes from `clock()` (seconds, wall time; injectable for tests);
 waiting uses asyncio.sleep.
 """
@@ -145,8 +152,10 @@ class LeaderElector:
             return False
 
     async def _attempt(self, timeout: float) -> bool:
+        """One try, given at most half the renew deadline: a renewal stuck on
+        a silent apiserver leaves time for another through the next one."""
         try:
-            async with asyncio.timeout(max(timeout, 0.001)):
+            async with asyncio.timeout(max(min(timeout, self.renew_deadline / 2), 0.001)):
                 return await self.try_acquire_or_renew()
         except TimeoutError:
             return False

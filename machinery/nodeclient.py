@@ -7,6 +7,8 @@ stream (a follow or an interactive exec can last hours, and a per-call
 channel keeps its lifetime obvious) and close it when the iterator ends or
 is closed. Failures are machinery.errors.ApiError, translated by
 errors.from_rpc_error (the apiserver sends the rich kctl.v1.Status).
+Given several apiservers (a comma list, an HA control plane), a stream goes
+to the first: it does not fail over (machinery/endpoints.py is the Client's).
 
 exec_ and attach: a reader-writer call; a pump task sends the first request
 and then the `stdin` chunks (and stdin_eof when they end), and with a TTY a
@@ -25,8 +27,8 @@ from typing import AsyncIterator, Sequence, TypeVar
 
 import grpc
 
-from machinery import callmeta, errors
-from machinery.client import normalize_target, secure_channel
+from machinery import callmeta, endpoints, errors
+from machinery.client import secure_channel
 from machinery.kubeconfig import Credentials, default_credentials
 from machinery.pb import node_pb2, node_pb2_grpc
 
@@ -46,7 +48,8 @@ async def first_request(request_iterator: AsyncIterator[T]) -> tuple[T | None, A
 def _channel(target: str, credentials: Credentials | None, metadata=()) -> tuple[str, grpc.aio.Channel]:
     """A channel to the apiserver; `metadata` goes with every call (impersonation, machinery/callmeta.py)."""
     creds = credentials if credentials is not None else default_credentials()
-    return normalize_target(target), secure_channel(target, creds, metadata=metadata)
+    first = endpoints.parse(target)[0]
+    return first, secure_channel(first, creds, metadata=metadata)
 
 
 async def logs(target: str, namespace: str, pod: str, container: str = "", follow: bool = False,

@@ -225,7 +225,8 @@ def write_pair(cert_dir, base: str, cert: x509.Certificate, key) -> None:
 @dataclass
 class Endpoints:
     """Where the apiserver is reached: the serving certificate's SANs and the
-    kubeconfigs' servers (`https_url` for kubectl, `grpc` for kctl)."""
+    kubeconfigs' servers (`https_url` for kubectl, `grpc` for kctl: HOST:PORT,
+    or a comma list of every apiserver of an HA control plane, all of them SANs)."""
     grpc: str = "127.0.0.1:6443"
     https_url: str = "https://127.0.0.1:6444"
     dns: list[str] = field(default_factory=list)
@@ -234,7 +235,8 @@ class Endpoints:
     cluster_name: str = "kubernetes"
 
     def serving_sans(self) -> tuple[list[str], list[str]]:
-        hosts = [self.grpc.rpartition(":")[0], self.https_url.split("://", 1)[-1].rpartition(":")[0]]
+        hosts = [*(g.strip().rpartition(":")[0] for g in self.grpc.split(",")),   # every apiserver of an HA list
+                 self.https_url.split("://", 1)[-1].rpartition(":")[0]]
         dns, ips = split_sans([h for h in hosts if h and h not in ("0.0.0.0", "[::]", "::")])
         return ([*SERVICE_NAMES, "localhost", socket.gethostname(), *self.dns, *dns],
                 ["127.0.0.1", self.service_ip, *self.ips, *ips])

@@ -132,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
     from machinery.validation.dns import cluster_domain_arg
     p = argparse.ArgumentParser(prog="kctl-nodeagent", description="kctl node agent")
     p.add_argument("--kubeconfig", help="kubeconfig with the node's credentials (required)")
-    p.add_argument("--apiserver", help="HOST:PORT of the apiserver (overrides the kubeconfig's)")
+    p.add_argument("--apiserver", help="HOST:PORT of the apiserver, or several comma-separated "
+                   "(HA: fails over; overrides the kubeconfig's)")
     p.add_argument("--tls-cert-file", help="serving certificate of the logs/exec server (default: the "
                    "kubeconfig's client certificate)")
     p.add_argument("--tls-private-key-file", help="its key")

@@ -51,7 +51,8 @@ WEIGHT_FLAGS = {"--weight-least-allocated": "LeastAllocated", "--weight-balanced
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-scheduler", description="Bind pending pods to nodes.")
     p.add_argument("--kubeconfig", help="kubeconfig with this component's credentials (CA, client certificate)")
-    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT (overrides the kubeconfig's; "
+    p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT, or several comma-separated (HA: fails "
+                   "over; overrides the kubeconfig's; "
                    "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
     p.add_argument("--leader-elect", action="store_true", help="run only while holding the lease")
     p.add_argument("--lease-name", default="kube-scheduler")
