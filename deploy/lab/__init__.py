@@ -6,7 +6,9 @@ cleanup.py for what `lab_down` removes; cluster.py runs a whole kctl cluster
 on a lab — `kctl lab up/down` — with kubeconfig.py for its kubeconfig entries
 and faults.py for kill-node, stop-agent, partition and the like; its
 components are units of the lab's supervisor, supervisor.py, driven through
-units.py: restarted with back-off when they crash, left down when stopped)::
+units.py: restarted with back-off when they crash, left down when stopped;
+controlplane.py starts the control plane on the host or, with
+``--control-planes N``, on N control-plane machines, one supervisor each)::
 
     from deploy.lab import Lab, LabSpec, lab_down
 
@@ -16,6 +18,7 @@ units.py: restarted with back-off when they crash, left down when stopped)::
     lab.start("apiserver", [...])       # detached, logged, PID recorded
     lab.start("agent-node1", [...], node="node1")
     lab.partition("node1"); lab.heal("node1")
+    Lab(LabSpec(name="ha", control_planes=3))  # machines cp1..cp3: lab.machine("cp2").ip == S.3
     Lab.load("kctl")                    # a handle on a built lab, from its state
     lab_down("kctl")                    # works from the name alone, idempotent
 

@@ -1,7 +1,9 @@
 """A whole cluster in a lab: the control plane (with the cluster DNS, kctl-dns)
-in the root namespace bound to the lab's control-plane address, one node agent
-per node namespace, a local registry with the lab's images, and a kubeconfig
-for plain `kctl`.
+in the root namespace bound to the lab's control-plane address -- or, with
+``--control-planes N``, on N control-plane machines (controlplane.py) --, one
+node agent per node namespace, a local registry with the lab's images, and a
+kubeconfig for plain `kctl`. Agents are given every apiserver (a comma list,
+machinery.client fails over between them).
 
 `up()` is a straight line of steps, each printed as it goes; whatever fails
 tears the lab down again (`lab_down`), so a failed `up` leaves nothing
@@ -14,12 +16,13 @@ warning saying why. The components are
 the console scripts next to the running interpreter (.venv/bin/kctl-*), each
 supervised by the lab (PID + start time recorded, log under the state dir).
 
-What a later command needs (apiserver address, each agent's argv so
+What a later command needs (apiserver addresses, each agent's argv so
 start-agent/start-node can start it again) is kept in `cluster.json` in the
 lab's state dir. The kubeconfig entries are kubeconfig.py's, the node faults
 (kill-node, stop-agent, partition, ...) faults.py's; etcd's command line and
-the image list are the cluster harness's (harness.control_plane, harness.nodes),
-the ones tests and benchmarks run.
+the image list are the cluster harness's (harness.etcd, harness.nodes),
+the ones tests and benchmarks run; the control plane's PKI, argv and start
+are controlplane.py's (its names are re-exported here).
 
 Security: the lab has its own PKI (machinery.pki) in its state dir,
 `pki/` (`pki_dir(name)`), made before anything starts and removed by `down`
@@ -28,9 +31,10 @@ scheduler, controller manager and kctl-dns connect with their own
 certificates (--kubeconfig pki/<component>.conf), each node agent with its
 node certificate (pki/nodes/NODE.conf, also its logs/exec serving
 certificate), and the user's kubeconfig entry carries the CA and the admin
-certificate (kubernetes-admin, system:masters). etcd stays plaintext on
-127.0.0.1 of the host: only the apiserver, on the same machine, talks to it
-(the Vagrant set-up, where etcd is reached over a network, uses TLS).
+certificate (kubernetes-admin, system:masters). etcd stays plaintext: on
+127.0.0.1 of the host with one control plane, on the machines' lab addresses
+with several (reachable only from the lab's own namespaces); the Vagrant
+set-up, where etcd is reached over a real network, uses TLS.
 
 Every component is a unit of the lab's
 supervisor (supervisor.py, started first): restarted with back-off when it
@@ -39,68 +43,30 @@ crashes, left stopped when a fault verb stopped it (units.py).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
-from deploy.lab import naming, units
+from deploy.lab import controlplane, naming, units
+from deploy.lab.controlplane import (  # noqa: F401 - the lab's constants and PKI helpers, re-exported
+    APISERVER_HTTP_PORT, APISERVER_PORT, CLUSTER_DOMAIN, CONTROLLER_FLAGS, DNS_METRICS_PORT, DNS_PORT, HPA_SYNC,
+    METRICS_PORTS, NODE_GRACE, POD_EVICTION, SERVICE_CIDR, _bin, admin_credentials, control_plane_argv,
+    dns_service_ip, make_pki, pki_dir, signing_flags)
 from deploy.lab.kubeconfig import current_context, kubeconfig_path, remove_kubeconfig_entries, write_kubeconfig
 from deploy.lab.naming import LabError
 from deploy.lab.topology import Lab, LabSpec
-from deploy.registry import free_port
-from harness.control_plane import etcd_argv
 from harness.nodes import IMAGES
 
-APISERVER_PORT = 6443
-APISERVER_HTTP_PORT = 8080   # the Kubernetes HTTP API, for kubectl (kubeconfig `server`)
-# Service ClusterIPs (the apiserver's default, spelled out). Node namespaces
-# have no default route (topology.py), and a locally generated packet needs a
-# route BEFORE the proxy's nat OUTPUT rule can DNAT it: each node netns gets
-# an on-link route for this range via its lab interface, so `kctl lab exec
-# NODE -- wget http://CLUSTER-IP/` works as on a real node. A VIP without
-# endpoints then dies on the lab bridge (unanswered ARP), never leaves the lab.
-SERVICE_CIDR = "10.96.0.0/16"
-# Cluster DNS: kctl-dns runs in the root namespace on the control-plane
-# address (like the apiserver) and registers itself behind kube-system/kube-dns
-# (clusterdns/register.py), whose ClusterIP is the 10th address of the service
-# CIDR (10.96.0.10, as kubeadm picks it). A pod's query goes to that VIP, the
-# node's proxy DNATs it to CP:53 and the agent's pod-egress masquerade (its
-# --masquerade-cidr is the lab subnet) gives it the node's source address,
-# which the control plane's strict rp_filter accepts; UDP and TCP alike. No
-# upstream is configured: names outside the cluster domain are REFUSED at
-# once, so a DNS query never leaves the lab.
-CLUSTER_DOMAIN = "cluster.local"
-DNS_PORT, DNS_METRICS_PORT = 53, 9153
 REGISTRY_PORT = 5000
-METRICS_PORTS = {"apiserver": 9464, "scheduler": 10259, "controller-manager": 10257, "dns": DNS_METRICS_PORT}
 AGENT_PORT_METRICS = 10255
-# Node lifecycle timing of the lab (the controller manager's defaults, spelled
-# out so `ps` and the tests see them): a silent node is NotReady after
-# NODE_GRACE seconds, its pods are evicted POD_EVICTION seconds later.
-NODE_GRACE = 4.0
-POD_EVICTION = 2.0
-# HPAs are reconciled every HPA_SYNC seconds (Kubernetes: 15 s) so that a
-# lab's autoscaling walkthrough answers its load within a few metric windows.
-HPA_SYNC = 5.0
-CONTROLLER_FLAGS = ["--node-monitor-grace-period", f"{NODE_GRACE:g}s",
-                    "--pod-eviction-timeout", f"{POD_EVICTION:g}s",
-                    "--horizontal-pod-autoscaler-sync-period", f"{HPA_SYNC:g}s"]
 # The images built from Debian packages (deploy/debimages.py): the first build
 # (three mmdebstrap runs) takes minutes, later ones come from the cache.
 DEBIAN_IMAGES_TIMEOUT = 900
 LAB_IMAGES = IMAGES  # offline image -> path in the registry (docker.io mirror layout)
-
-
-def _bin(name: str) -> str:
-    p = Path(sys.executable).parent / name
-    if not p.exists():
-        raise LabError(f"{p} not found: install kctl first (./deploy/install.sh)")
-    return str(p)
 
 
 def cluster_file(name: str) -> Path:
@@ -139,68 +105,6 @@ def _wait(what: str, check, timeout: float, interval: float = 0.1):
 def _http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - lab-local address
         return r.status == 200
-
-
-def dns_service_ip(cidr: str = SERVICE_CIDR) -> str:
-    """The kube-dns ClusterIP: the 10th address of the service CIDR."""
-    return str(ipaddress.ip_network(cidr).network_address + 10)
-
-
-def pki_dir(name: str) -> str:
-    """The lab's certificates (kubeadm's layout, machinery.pki)."""
-    return os.path.join(naming.state_dir(name), "pki")
-
-
-def make_pki(lab: Lab):
-    """The lab's CA, serving and component certificates and one node
-    certificate per node; returns the machinery.pki.PKI."""
-    from machinery import pki
-    cp = lab.cp_address
-    store = pki.PKI(pki_dir(lab.name), pki.Endpoints(
-        grpc=f"{cp}:{APISERVER_PORT}", https_url=f"https://{cp}:{APISERVER_HTTP_PORT}", ips=[cp],
-        service_ip=str(ipaddress.ip_network(SERVICE_CIDR).network_address + 1), cluster_name=f"kctl-lab-{lab.name}"))
-    store.control_plane()
-    for n in lab.nodes:
-        store.node(n.name, n.ip)
-    return store
-
-
-def admin_credentials(name: str):
-    """The lab admin's machinery.kubeconfig.Credentials."""
-    from machinery import kubeconfig
-    return kubeconfig.select(os.path.join(pki_dir(name), "admin.conf")).credentials
-
-
-def signing_flags(certs: str, https_url: str) -> list[str]:
-    """The controller manager's CA flags (kube-controller-manager's): the cluster CA signs approved
-    CSRs (node join), is published as kube-root-ca.crt in every namespace, and cluster-info in
-    kube-public names the HTTPS API (where a joining node's bootstrap token works)."""
-    ca, key = os.path.join(certs, "ca.crt"), os.path.join(certs, "ca.key")
-    return ["--cluster-signing-cert-file", ca, "--cluster-signing-key-file", key, "--root-ca-file", ca,
-            "--cluster-info-server", https_url]
-
-
-def control_plane_argv(lab: Lab, etcd_url: str) -> dict[str, list[str]]:
-    """argv of the apiserver, scheduler, controller manager and cluster DNS of `lab`."""
-    cp = lab.cp_address
-    apiserver = f"{cp}:{APISERVER_PORT}"
-    certs = pki_dir(lab.name)
-    return {
-        "apiserver": [_bin("kctl-apiserver"), "--etcd-servers", etcd_url,
-                      "--service-cluster-ip-range", SERVICE_CIDR, "--listen", apiserver,
-                      "--http-listen", f"{cp}:{APISERVER_HTTP_PORT}", "--cert-dir", certs,
-                      "--metrics-listen", f"{cp}:{METRICS_PORTS['apiserver']}"],
-        "scheduler": [_bin("kctl-scheduler"), "--kubeconfig", os.path.join(certs, "scheduler.conf"),
-                      "--apiserver", apiserver, "--metrics-listen", f"{cp}:{METRICS_PORTS['scheduler']}"],
-        "controller-manager": [_bin("kctl-controller-manager"),
-                               "--kubeconfig", os.path.join(certs, "controller-manager.conf"), "--apiserver", apiserver,
-                               "--metrics-listen", f"{cp}:{METRICS_PORTS['controller-manager']}",
-                               *CONTROLLER_FLAGS, *signing_flags(certs, f"https://{cp}:{APISERVER_HTTP_PORT}")],
-        "dns": [_bin("kctl-dns"), "--kubeconfig", os.path.join(certs, "dns.conf"),
-                "--apiserver", apiserver, "--listen", f"{cp}:{DNS_PORT}",
-                "--cluster-domain", CLUSTER_DOMAIN, "--cluster-ip", dns_service_ip(),
-                "--metrics-listen", f"{cp}:{METRICS_PORTS['dns']}"],
-    }
 
 
 def agent_argv(name: str, lab: Lab, node: str, apiserver: str, registry: str) -> list[str]:
@@ -270,8 +174,9 @@ def _debian_images_to_registry(registry: str, out: dict) -> None:
 
 
 def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progress=print,
-       timeout: float = 60.0, kubeconfig: str | None = None) -> dict:
-    """Bring up a lab cluster; returns what cluster.json records.
+       timeout: float = 60.0, kubeconfig: str | None = None, control_planes: int = 1) -> dict:
+    """Bring up a lab cluster; returns what cluster.json records. `control_planes`:
+    1 (in the root netns), or an odd N > 1 (machines cp1..cpN, controlplane.py).
 
     The kubeconfig written is `kubeconfig`, else the first path of
     $KUBECONFIG, else ~/.kctl/config (its other entries are kept).
@@ -283,16 +188,16 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
 
     if os.geteuid() != 0:
         raise LabError("kctl lab up needs root (it creates network namespaces and containers)")
-    lab = Lab(LabSpec(name=name, nodes=nodes, subnet=subnet))
+    lab = Lab(LabSpec(name=name, nodes=nodes, subnet=subnet, control_planes=control_planes))
     if lab.exists():
         raise LabError(f'lab "{name}" is already up: `kctl lab status --name {name}`, '
                        f'or `kctl lab down --name {name}` first')
     lab.build()
-    step(f"network {lab.subnet}: control plane {lab.cp_address}, "
-         + ", ".join(f"{n.name} {n.ip}" for n in lab.nodes))
+    where = (", ".join(f"{m.name} {m.ip}" for m in lab.machines) + f", host {lab.cp_address}" if lab.machines
+             else f"control plane {lab.cp_address}")
+    step(f"network {lab.subnet}: {where}, " + ", ".join(f"{n.name} {n.ip}" for n in lab.nodes))
     try:
         cp = lab.cp_address
-        apiserver = f"{cp}:{APISERVER_PORT}"
         registry = f"{cp}:{REGISTRY_PORT}"
         state, data = naming.state_dir(name), naming.data_dir(name)
         store = make_pki(lab)
@@ -313,17 +218,9 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         debian = threading.Thread(target=_debian_images_to_registry, args=(registry, debian_result), daemon=True)
         debian.start()
 
-        etcd_client, etcd_peer = free_port(), free_port()
-        units.add(lab, "etcd", etcd_argv(f"kl{name}", os.path.join(data, "etcd"), etcd_client, etcd_peer, "etcd"))
-        _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), 20)
-        step(f"etcd on 127.0.0.1:{etcd_client}")
-
-        argvs = control_plane_argv(lab, f"http://127.0.0.1:{etcd_client}")
-        units.add(lab, "apiserver", argvs["apiserver"])
-        _wait("the apiserver", lambda: _api_ready(apiserver, creds), 20)
-        step(f"apiserver on {apiserver} (gRPC), https://{cp}:{APISERVER_HTTP_PORT} (Kubernetes HTTP API), TLS")
-        for comp in ("scheduler", "controller-manager", "dns"):
-            units.add(lab, comp, argvs[comp])
+        probes = SimpleNamespace(http_ok=_http_ok, api_ready=lambda server: _api_ready(server, creds))
+        cpinfo = controlplane.start(lab, step, _wait, probes)
+        apiserver, servers = cpinfo["apiserver"], ",".join(cpinfo["apiservers"])
         step("scheduler, controller-manager and cluster DNS started "
              f"(node grace {NODE_GRACE:g}s, pod eviction after {POD_EVICTION:g}s more)")
 
@@ -335,21 +232,22 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         _service_routes(lab)
         agents = {}
         for n in lab.nodes:
-            argv = agent_argv(name, lab, n.name, apiserver, registry)
+            argv = agent_argv(name, lab, n.name, servers, registry)
             agents[n.name] = argv
             units.add(lab, f"agent-{n.name}", argv, node=n.name)
-        info = {"name": name, "apiserver": apiserver, "registry": registry,
-                "etcd": f"http://127.0.0.1:{etcd_client}", "agents": agents}
+        info = {"name": name, "registry": registry, **cpinfo, "agents": agents}
         _save_cluster(name, info)
         info["previous_context"] = current_context(kubeconfig_path(kubeconfig))  # `down` gives it back
-        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig,
-                                              http=f"https://{cp}:{APISERVER_HTTP_PORT}", credentials=creds)
+        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig, credentials=creds,
+                                              http=f"https://{lab.cp_addresses[0]}:{APISERVER_HTTP_PORT}")
         _save_cluster(name, info)
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")
 
-        _wait("cluster DNS", lambda: dns_answers(cp), 20)
-        step(f"cluster DNS on {cp}:{DNS_PORT} behind kube-system/kube-dns {dns_service_ip()}")
-        _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(apiserver, creds) >= nodes, timeout, interval=0.2)
+        for addr in lab.cp_addresses:
+            _wait(f"cluster DNS on {addr}", lambda a=addr: dns_answers(a), 20)
+        step(f"cluster DNS on {', '.join(lab.cp_addresses)} port {DNS_PORT} behind kube-system/kube-dns "
+             f"{dns_service_ip()}")
+        _wait(f"{nodes} Ready node(s)", lambda: _ready_nodes(servers, creds) >= nodes, timeout, interval=0.2)
         step(f"{nodes} node(s) Ready and schedulable")
         if debian.is_alive():
             from deploy.debimages import CACHE

@@ -12,11 +12,14 @@ Conventions (other components must follow them):
   (``kl<8>-n99b``) fits Linux' 15-character limit and no prefix is a prefix
   of another lab's (the ``-`` terminates it).
 * Network namespaces in ``/var/run/netns``: ``<prefix>net`` (lab bridge),
-  ``<prefix><node>`` (one per node). A node agent that creates *pod*
+  ``<prefix><node>`` (one per node), ``<prefix>cp<I>`` (one per control-plane
+  machine of an HA lab, ``--control-planes N`` > 1). A node agent that creates *pod*
   network namespaces there names them ``<prefix><node>-<anything>``.
   Alternatively it bind-mounts them anywhere under the node's ``run_dir``.
   Both are swept by ``lab_down``.
 * Links in the root namespace: only ``<prefix>cp`` (the control-plane veth).
+  In the lab netns: ``<prefix>n<i>b`` (node i's bridge port), ``<prefix>c<I>b``
+  (control-plane machine I's bridge port), ``<prefix>cpb`` (the host's).
 * iptables chains: ``<prefix>...`` (the lab only creates ``<prefix>part`` in
   node namespaces, for partitions; node agents own ``KCTL-*``).
 * Directories: state (JSON, logs, per-node run dirs) under
@@ -52,6 +55,8 @@ CGROUP_TOP = "kctl-lab"
 BUILD_LOCK = "\0kctl-lab-build"
 
 MAX_NODES = 99
+# Control-plane machines sit at S.2 .. S.(1+N), below the first node (S.11).
+MAX_CONTROL_PLANES = 9
 _NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
 
 
@@ -75,6 +80,16 @@ def check_nodes(nodes: int) -> int:
     return nodes
 
 
+def check_control_planes(n: int) -> int:
+    """1 (the control plane in the root netns) or an odd N up to MAX_CONTROL_PLANES:
+    etcd needs a majority, and an even member count tolerates no more loss than
+    the odd count below it."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CONTROL_PLANES or n % 2 == 0:
+        raise LabError(f"control planes must be an odd number from 1 to {MAX_CONTROL_PLANES} "
+                       f"(etcd needs a majority of its members; 3 tolerate the loss of one), got {n!r}")
+    return n
+
+
 def prefix(lab: str) -> str:
     """The prefix of every netns, link and chain of lab `lab`."""
     return f"kl{check_lab_name(lab)}-"
@@ -83,6 +98,20 @@ def prefix(lab: str) -> str:
 def node_name(index: int) -> str:
     """Name of the index-th node (1-based): node1, node2, ..."""
     return f"node{index}"
+
+
+def machine_name(index: int) -> str:
+    """Name of the index-th control-plane machine (1-based) of an HA lab: cp1, cp2, ..."""
+    return f"cp{index}"
+
+
+def machine_netns(lab: str, machine: str) -> str:
+    return prefix(lab) + machine
+
+
+def machine_bridge_port(lab: str, index: int) -> str:
+    """Lab-netns end of control-plane machine `index`'s veth."""
+    return f"{prefix(lab)}c{index}b"
 
 
 def lab_netns(lab: str) -> str:

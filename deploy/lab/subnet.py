@@ -14,7 +14,9 @@ The pure part (`choose_subnet`, `networks_in_use`) takes plain data so unit
 tests feed it fake route tables; `host_networks` is the only netlink call.
 
 Address plan inside the chosen subnet (offsets from the network address):
-  +1           control-plane address, on the root-namespace veth
+  +1           control-plane address, on the root-namespace veth (with an HA
+               control plane: the host's address, where kctl talks from)
+  +2 .. +1+N   control-plane machines cp1..cpN of an HA lab, on eth0 in their netns
   +11, +12 ... node1, node2, ... (node i gets +10+i), on eth0 in the node netns
 """
 
@@ -133,6 +135,11 @@ def choose_subnet(
 
 def cp_address(subnet: IPv4Network) -> IPv4Address:
     return subnet.network_address + CP_OFFSET
+
+
+def machine_address(subnet: IPv4Network, index: int) -> IPv4Address:
+    """Address of control-plane machine `index` (1-based) of an HA lab."""
+    return subnet.network_address + CP_OFFSET + index
 
 
 def node_address(subnet: IPv4Network, index: int) -> IPv4Address:

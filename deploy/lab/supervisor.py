@@ -14,8 +14,10 @@ Why one per lab and not one per component: one Python process instead of
 of a machine's init system (one systemd / one kubelet per machine). For an HA
 control plane (``--control-planes 3``) the same module runs once per
 control-plane "machine" (``--machine cp2`` selecting the units recorded with
-``machine: cp2``), so killing one machine's supervisor and units is
-``kill-node`` for control planes.
+``machine: cp2``, recorded itself as ``supervisor-cp2`` and running in that
+machine's netns), so killing one machine's supervisor and units is
+``kill-node`` for control planes. The host's supervisor (no ``--machine``)
+owns exactly the units recorded without a machine.
 
 Desired state lives in the lab's state file (``procs.<unit>.desired``:
 ``running`` or ``stopped``), written by `kctl lab start/stop/...`
@@ -117,7 +119,7 @@ class Reconciler:
 
     def units(self, state: dict) -> dict[str, dict]:
         return {n: r for n, r in state.get("procs", {}).items()
-                if r.get("supervised") and (self.machine is None or r.get("machine") == self.machine)}
+                if r.get("supervised") and r.get("machine") == self.machine}
 
     def step(self) -> float:
         """Reap, compare with the desired state, act. Returns the seconds
@@ -243,8 +245,8 @@ def run(name: str, machine: str | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda *_: None)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _f: stop.append(signum))
-    _ready(store)
-    print(f"supervisor of lab {name} (pid {os.getpid()}) running", flush=True)
+    _ready(store, record_name(machine))
+    print(f"supervisor of lab {name}{' machine ' + machine if machine else ''} (pid {os.getpid()}) running", flush=True)
     while not stop:
         timeout = rec.step()
         if stop:
@@ -260,14 +262,19 @@ def run(name: str, machine: str | None = None) -> int:
     return 0
 
 
-def _ready(store: StateStore, timeout: float = 30.0) -> None:
+def record_name(machine: str | None = None) -> str:
+    """The supervisor's own record: ``supervisor``, or ``supervisor-<machine>``."""
+    return f"supervisor-{machine}" if machine else "supervisor"
+
+
+def _ready(store: StateStore, me_name: str = "supervisor", timeout: float = 30.0) -> None:
     """Mark our record ``running`` -- only now: a SIGHUP before the handler
     would have killed us. Our starter records us right after the fork, so
     the record may not be there yet."""
     me, deadline, done = os.getpid(), time.monotonic() + timeout, []
 
     def mark(s):
-        rec = s.get("procs", {}).get("supervisor")
+        rec = s.get("procs", {}).get(me_name)
         if rec and rec.get("pid") == me:
             rec["state"] = "running"
             done.append(True)

@@ -22,6 +22,12 @@ Layout for ``LabSpec(name="kctl", nodes=3)`` and subnet S (say 172.30.0.0/24)::
   otherwise the root netns would answer it through its default route, out of
   the machine. Node agents must therefore masquerade pod traffic to S (as
   kube's ip-masq / flannel do for traffic leaving the pod network).
+* With an HA control plane (``LabSpec(control_planes=3)``) each control-plane
+  "machine" cpI is its own netns ``klkctl-cp<I>`` on the bridge (port
+  ``klkctl-c<I>b``, eth0 S.(1+I)/24: S.2, S.3, S.4), running its etcd member,
+  apiserver, scheduler, controller manager and kctl-dns (controlplane.py);
+  the root netns keeps S.1 as the host's address, where `kctl` talks from and
+  the lab registry listens. A machine netns has lo and eth0 up, nothing else.
 * Node namespaces have no default route: only S is reachable. Node agents add
   routes to other nodes' pod CIDRs (10.244.0.0/16) via node addresses. Each
   node netns has lo up, ip_forward=1 and bridge-nf-call-iptables=1.
@@ -30,30 +36,29 @@ Failure injection:
 
 * `link_down(node)` downs the node's bridge port: the node is cut from
   everything (kill-node / NIC failure). Processes keep running.
-* `partition(node)` cuts the node from the control-plane address only, with
+* `partition(node)` cuts the node from the control-plane address(es) only, with
   DROP rules in a chain ``<prefix>part`` hooked first into INPUT, OUTPUT and
   FORWARD of the node netns. Chosen over downing the link because a real
   partition from the control plane leaves node-to-node (pod) traffic working,
   which is what node-lifecycle behaviour (NotReady, pods keep serving) should
   be tested against; it also covers pods on the node (FORWARD). The chain is
   not ``KCTL-*``, so the node agent's proxy never touches it.
+  `partition("cp2")` cuts a control-plane machine from every other machine
+  and node (DROP to/from S except S.1, the host, where tests and kctl stand).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Network
 
 from deploy.lab import naming, subnet as subnets
 from deploy.lab.naming import LabError
-from deploy.lab.nsutil import create_netns, list_netns, nsenter_argv, off_loop, write_sysctl
+from deploy.lab.netbuild import build_lock, build_network, idx
+from deploy.lab.nsutil import list_netns, nsenter_argv, off_loop
 from deploy.lab.procs import Supervisor
 from deploy.lab.state import StateStore
 
@@ -73,6 +78,20 @@ class LabSpec:
     nodes: int = 3
     subnet: str | None = None
     zones: tuple[str, ...] = ("zone-a", "zone-b")
+    control_planes: int = 1  # 1: the control plane in the root netns; odd N > 1: machines cp1..cpN
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """A control-plane machine of an HA lab (its own netns on the lab bridge)."""
+    name: str           # cp1, cp2, ...
+    index: int          # 1-based
+    netns: str          # klkctl-cp1
+    netns_path: str     # /var/run/netns/klkctl-cp1
+    ip: str             # S.(1+index)
+    prefixlen: int
+    iface: str          # eth0
+    bridge_port: str    # klkctl-c1b, in klkctl-net
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,7 @@ class Lab:
     def __init__(self, spec: LabSpec = LabSpec()):
         naming.check_lab_name(spec.name)
         naming.check_nodes(spec.nodes)
+        naming.check_control_planes(spec.control_planes)
         self.spec = spec
         self.name = spec.name
         self.prefix = naming.prefix(spec.name)
@@ -161,6 +181,32 @@ class Lab:
     def nodes(self) -> list[NodeInfo]:
         return [self.node(n) for n in self.node_names]
 
+    @property
+    def machine_names(self) -> list[str]:
+        """cp1..cpN of an HA lab; [] when the control plane is in the root netns."""
+        n = self.spec.control_planes
+        return [naming.machine_name(i) for i in range(1, n + 1)] if n > 1 else []
+
+    def machine(self, name: str) -> MachineInfo:
+        try:
+            index = self.machine_names.index(name) + 1
+        except ValueError:
+            known = ", ".join(self.machine_names) or "none: its control plane is in the root netns"
+            raise LabError(f"lab {self.name} has no control-plane machine {name!r} (machines: {known})") from None
+        ns, net = naming.machine_netns(self.name, name), self._subnet()
+        return MachineInfo(name=name, index=index, netns=ns, netns_path=naming.netns_path(ns),
+                           ip=str(subnets.machine_address(net, index)), prefixlen=net.prefixlen,
+                           iface=naming.NODE_IFACE, bridge_port=naming.machine_bridge_port(self.name, index))
+
+    @property
+    def machines(self) -> list[MachineInfo]:
+        return [self.machine(m) for m in self.machine_names]
+
+    @property
+    def cp_addresses(self) -> list[str]:
+        """Where the control plane listens: S.1, or S.2..S.(1+N) with machines."""
+        return [m.ip for m in self.machines] or [self.cp_address]
+
     # -- build / destroy ------------------------------------------------
     @off_loop
     def exists(self) -> bool:
@@ -178,7 +224,7 @@ class Lab:
         Holds a machine-wide lock while choosing the subnet and creating the
         links, so concurrent builds of different labs pick different subnets.
         """
-        with _build_lock():
+        with build_lock():
             if self.exists():
                 raise LabError(f"lab {self.name} already exists: run lab down {self.name} first")
             in_use = subnets.host_networks() + subnets.recorded_lab_subnets(exclude=self.name)
@@ -209,56 +255,12 @@ class Lab:
             cp_link=naming.cp_link(self.name), state_dir=self.state_dir,
             data_dir=self.data_dir, cgroup_parent=naming.cgroup_parent(self.name),
             nodes={n.name: asdict(n) for n in self.nodes}, procs=s.get("procs", {}),
+            machines={m.name: asdict(m) for m in self.machines},
         )
 
-    @off_loop
     def _build_network(self) -> None:
-        from pyroute2 import IPRoute
+        build_network(self)  # netbuild.py
 
-        lab, net = self.name, self._subnet()
-        labns = naming.lab_netns(lab)
-        labns_path = create_netns(labns)
-        node_paths = {n.name: create_netns(n.netns) for n in self.nodes}
-        with contextlib.ExitStack() as stack:
-            root = stack.enter_context(IPRoute())
-            labipr = stack.enter_context(IPRoute(netns=labns))
-            _up(labipr, "lo")
-            # The lab bridge is a plain switch: its frames skip iptables.
-            with contextlib.suppress(OSError):
-                write_sysctl("net.bridge.bridge-nf-call-iptables", "0", labns_path)
-            labipr.link("add", ifname=naming.bridge_name(lab), kind="bridge")
-            br = _idx(labipr, naming.bridge_name(lab))
-            labipr.link("set", index=br, state="up")
-
-            # Control-plane veth: root end keeps S.1, peer goes into the bridge.
-            cp, cpb = naming.cp_link(lab), naming.cp_bridge_port(lab)
-            root.link("add", ifname=cp, kind="veth", peer=cpb)
-            _move(root, cpb, labns_path)
-            write_sysctl(f"net.ipv6.conf.{cp}.disable_ipv6", "1")
-            write_sysctl(f"net.ipv4.conf.{cp}.forwarding", "0")
-            # Strict reverse-path filter: a packet from the lab whose source
-            # the root netns would route elsewhere (a pod IP that a node did
-            # not masquerade) is dropped on arrival, so no reply to it can
-            # leave through the host's default route.
-            write_sysctl(f"net.ipv4.conf.{cp}.rp_filter", "1")
-            root.addr("add", index=_idx(root, cp), address=self.cp_address,
-                      prefixlen=net.prefixlen)
-            root.link("set", index=_idx(root, cp), state="up")
-            labipr.link("set", index=_idx(labipr, cpb), master=br, state="up")
-
-            for n in self.nodes:
-                tmp = f"{self.prefix}n{n.index}n"
-                labipr.link("add", ifname=n.bridge_port, kind="veth", peer=tmp)
-                _move(labipr, tmp, node_paths[n.name])
-                with IPRoute(netns=n.netns) as nipr:
-                    nipr.link("set", index=_idx(nipr, tmp), ifname=n.iface)
-                    _up(nipr, "lo")
-                    idx = _idx(nipr, n.iface)
-                    nipr.addr("add", index=idx, address=n.ip, prefixlen=n.prefixlen)
-                    nipr.link("set", index=idx, state="up")
-                labipr.link("set", index=_idx(labipr, n.bridge_port), master=br, state="up")
-                write_sysctl("net.ipv4.ip_forward", "1", n.netns_path)
-                _bridge_nf(n.netns_path)
 
     def destroy(self) -> dict:
         """Remove everything of this lab (see cleanup.lab_down)."""
@@ -311,27 +313,45 @@ class Lab:
     def _set_port(self, node: str, state: str) -> None:
         from pyroute2 import IPRoute
 
-        info = self.node(node)
+        info = self.place(node)
         with IPRoute(netns=naming.lab_netns(self.name)) as ipr:
-            ipr.link("set", index=_idx(ipr, info.bridge_port), state=state)
+            ipr.link("set", index=idx(ipr, info.bridge_port), state=state)
         self._mark(node, link=state)
 
-    def partition(self, node: str) -> None:
-        """Cut `node` (and its pods) from the control-plane address only."""
-        info, chain, cp = self.node(node), naming.partition_chain(self.name), self.cp_address
+    def place(self, target: str):
+        """NodeInfo or MachineInfo of `target` (node1 / cp2)."""
+        return self.machine(target) if target in self.machine_names else self.node(target)
+
+    def partition_rules(self, target: str) -> list[list[str]]:
+        """The rules of `target`'s partition chain: a node is cut from the
+        control-plane address(es); a machine from the whole lab subnet except
+        itself (its components talk to each other on its address) and the
+        host's S.1 (RETURN first) -- every other machine and every node."""
+        if target not in self.machine_names:
+            self.node(target)
+            return [[flag, cp, "-j", "DROP"] for cp in self.cp_addresses for flag in ("-d", "-s")]
+        host, net, own = self.cp_address, str(self._subnet()), self.machine(target).ip
+        return [["-s", own, "-d", own, "-j", "RETURN"]] + \
+               [[flag, host, "-j", "RETURN"] for flag in ("-d", "-s")] + \
+               [[flag, net, "-j", "DROP"] for flag in ("-d", "-s")]
+
+    def partition(self, target: str) -> None:
+        """Cut node `target` (and its pods) from the control plane, or machine
+        `target` from the other machines and the nodes (partition_rules)."""
+        info, chain = self.place(target), naming.partition_chain(self.name)
         ipt = lambda *a, check=True: _run_in(info.netns_path, [_iptables(), "-w", *a], check)  # noqa: E731
         if ipt("-N", chain, check=False).returncode != 0:
             ipt("-F", chain)
-        ipt("-A", chain, "-d", cp, "-j", "DROP")
-        ipt("-A", chain, "-s", cp, "-j", "DROP")
+        for rule in self.partition_rules(target):
+            ipt("-A", chain, *rule)
         for builtin in ("INPUT", "OUTPUT", "FORWARD"):
             if ipt("-C", builtin, "-j", chain, check=False).returncode != 0:
                 ipt("-I", builtin, "1", "-j", chain)
-        self._mark(node, partitioned=True)
+        self._mark(target, partitioned=True)
 
     def heal(self, node: str) -> None:
-        """Undo `partition(node)` (no-op if not partitioned)."""
-        info, chain = self.node(node), naming.partition_chain(self.name)
+        """Undo `partition(node)` (no-op if not partitioned); node or machine."""
+        info, chain = self.place(node), naming.partition_chain(self.name)
         ipt = lambda *a: _run_in(info.netns_path, [_iptables(), "-w", *a], False)  # noqa: E731
         for builtin in ("INPUT", "OUTPUT", "FORWARD"):
             for _ in range(16):  # bounded: remove duplicate jumps too
@@ -343,55 +363,6 @@ class Lab:
 
     def _mark(self, node: str, **fields) -> None:
         self.store.update(lambda s: s.setdefault("faults", {}).setdefault(node, {}).update(fields))
-
-
-@contextlib.contextmanager
-def _build_lock(timeout: float = 120.0):
-    """Machine-wide build lock (see naming.BUILD_LOCK); bounded wait."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                sock.bind(naming.BUILD_LOCK)
-                break
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
-                    raise LabError(f"cannot take the lab build lock: {exc}") from exc
-                time.sleep(0.05)
-        yield
-    finally:
-        sock.close()
-
-
-def _idx(ipr, ifname: str) -> int:
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise LabError(f"link {ifname} not found")
-    return found[0]
-
-
-def _up(ipr, ifname: str) -> None:
-    ipr.link("set", index=_idx(ipr, ifname), state="up")
-
-
-def _move(ipr, ifname: str, ns_path: str) -> None:
-    fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        ipr.link("set", index=_idx(ipr, ifname), net_ns_fd=fd)
-    finally:
-        os.close(fd)
-
-
-def _bridge_nf(ns_path: str) -> None:
-    """bridge-nf-call-iptables=1 in a netns (loads br_netfilter if needed)."""
-    key = "net.bridge.bridge-nf-call-iptables"
-    if not os.path.exists("/proc/sys/net/bridge"):
-        subprocess.run(["modprobe", "br_netfilter"], check=False, capture_output=True)
-    try:
-        write_sysctl(key, "1", ns_path)
-    except FileNotFoundError as exc:
-        raise LabError("br_netfilter unavailable: cannot set " + key) from exc
 
 
 def _run_in(ns_path: str, argv: list[str], check: bool) -> subprocess.CompletedProcess:

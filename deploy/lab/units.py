@@ -6,6 +6,11 @@ A request is a write of the unit's ``desired`` field in the state file
 the supervisor reports the state asked for. `kill` is the one exception: it
 is a crash, so it SIGKILLs the recorded PID (start time checked) and leaves
 the restart to the supervisor.
+
+An HA lab has one supervisor per control-plane machine: a unit recorded with
+``machine: cpI`` belongs to ``supervisor-cpI`` (started in that machine's
+netns by `launch(lab, "cpI")`), every other unit to the host's ``supervisor``;
+requests wake the owner.
 """
 from __future__ import annotations
 
@@ -21,20 +26,24 @@ from deploy.lab.procs import is_alive
 SUPERVISOR = "supervisor"
 
 
-def launch(lab, timeout: float = 30.0) -> dict:
-    """Start the supervisor of `lab` (detached, recorded as component ``supervisor``).
-
-    With an HA control plane there will be one per control-plane machine
-    (``supervisor-cp2``, ``--machine cp2``, owning the units recorded with
-    ``machine: cp2``); `lab_down` already stops every ``supervisor[-*]`` first.
-    """
+def launch(lab, machine: str | None = None, timeout: float = 30.0) -> dict:
+    """Start the supervisor of `lab` (detached, recorded as component ``supervisor``),
+    or of its control-plane machine `machine` (``supervisor-cp2``, ``--machine cp2``,
+    in that machine's netns, owning the units recorded with ``machine: cp2``);
+    `lab_down` stops every ``supervisor[-*]`` first."""
     import deploy
     root = str(Path(deploy.__file__).resolve().parent.parent)  # this checkout first on the path
     env = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    lab.start(SUPERVISOR, [sys.executable, "-m", "deploy.lab.supervisor", "--name", lab.name], env=env)
+    argv = [sys.executable, "-m", "deploy.lab.supervisor", "--name", lab.name]
+    if machine:
+        sup = supervisor_of(machine)
+        lab.procs.start(sup, [*argv, "--machine", machine], env=env, netns=lab.machine(machine).netns_path)
+        lab.store.update(lambda s: s["procs"][sup].update(machine=machine))
+    else:
+        lab.start(SUPERVISOR, argv, env=env)
     deadline = time.monotonic() + timeout
     while True:
-        rec = _supervisor_alive(lab.store)
+        rec = _supervisor_alive(lab.store, machine)
         if rec.get("state") == "running":  # its signal handlers are in place
             return rec
         if time.monotonic() >= deadline:
@@ -42,27 +51,35 @@ def launch(lab, timeout: float = 30.0) -> dict:
         time.sleep(0.05)
 
 
-def _supervisor_alive(store) -> dict:
-    rec = store.load().get("procs", {}).get(SUPERVISOR)
+def supervisor_of(machine: str | None) -> str:
+    """The record name of the supervisor owning the units of `machine` (None: the host)."""
+    return f"{SUPERVISOR}-{machine}" if machine else SUPERVISOR
+
+
+def _supervisor_alive(store, machine: str | None = None) -> dict:
+    sup = supervisor_of(machine)
+    rec = store.load().get("procs", {}).get(sup)
     if not rec or not rec.get("pid") or not is_alive(rec["pid"], rec.get("start_time")):
-        raise LabError("the lab's supervisor is not running (`kctl lab down`, then `up` again)")
+        hint = f"`kctl lab start-machine {machine}`" if machine else "`kctl lab down`, then `up` again"
+        raise LabError(f"the lab's supervisor {sup} is not running ({hint})")
     return rec
 
 
-def _wake(store) -> None:
-    rec = _supervisor_alive(store)
+def _wake(store, machine: str | None = None) -> None:
+    rec = _supervisor_alive(store, machine)
     try:
         os.kill(rec["pid"], signal.SIGHUP)
     except ProcessLookupError:
-        raise LabError("the lab's supervisor is not running") from None
+        raise LabError(f"the lab's supervisor {supervisor_of(machine)} is not running") from None
 
 
-def add(lab, name: str, argv: list[str], *, node: str | None = None, env: dict | None = None,
-        stop_grace: float = 10.0, timeout: float = 15.0) -> dict:
-    """Make `name` a supervised unit of `lab` and wait until it runs."""
-    netns = lab.node(node).netns_path if node else None
+def add(lab, name: str, argv: list[str], *, node: str | None = None, machine: str | None = None,
+        env: dict | None = None, stop_grace: float = 10.0, timeout: float = 15.0) -> dict:
+    """Make `name` a supervised unit of `lab` (of its control-plane machine
+    `machine`, in that netns) and wait until it runs."""
+    netns = lab.node(node).netns_path if node else lab.machine(machine).netns_path if machine else None
     log = os.path.join(lab.state_dir, "logs", f"{name}.log")
-    unit = {"supervised": True, "desired": "running", "argv": list(argv), "node": node,
+    unit = {"supervised": True, "desired": "running", "argv": list(argv), "node": node, "machine": machine,
             "netns": netns, "env": env or {}, "log": log, "stop_grace": stop_grace,
             "restarts": 0, "pid": None, "start_time": None, "state": "pending"}
 
@@ -72,7 +89,7 @@ def add(lab, name: str, argv: list[str], *, node: str | None = None, env: dict |
             raise LabError(f"component {name} already exists")
         procs[name] = unit
     lab.store.update(put)
-    _wake(lab.store)
+    _wake(lab.store, machine)
     return wait(lab.store, name, "running", timeout)
 
 
@@ -85,7 +102,7 @@ def unit(store, name: str) -> dict:
 
 
 def set_desired(store, name: str, desired: str, *, stop_grace: float | None = None) -> None:
-    unit(store, name)
+    machine = unit(store, name).get("machine")
 
     def put(s):
         rec = s["procs"][name]
@@ -93,7 +110,7 @@ def set_desired(store, name: str, desired: str, *, stop_grace: float | None = No
         if stop_grace is not None:
             rec["stop_grace"] = stop_grace
     store.update(put)
-    _wake(store)
+    _wake(store, machine)
 
 
 def wait(store, name: str, state: str, timeout: float) -> dict:

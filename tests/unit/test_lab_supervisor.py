@@ -233,3 +233,17 @@ def test_a_machine_supervisor_owns_only_its_machines_units(tmp_path):
     w.rec.step()
     assert [n for n, _ in w.spawned] == ["apiserver-cp2"]
     assert "state" not in w.unit("apiserver-cp1")
+
+
+def test_the_hosts_supervisor_owns_only_units_without_a_machine(tmp_path):
+    """The host's supervisor (no --machine: registry, node agents) never starts a
+    control-plane machine's unit: killing a machine must leave its units down."""
+    w = World(tmp_path, "registry", "etcd-cp1")
+    w.set("etcd-cp1", machine="cp1")
+    w.rec.step()
+    assert [n for n, _ in w.spawned] == ["registry"]
+
+
+def test_a_machine_supervisor_records_itself_under_its_machine():
+    from deploy.lab.supervisor import record_name
+    assert record_name(None) == "supervisor" and record_name("cp2") == "supervisor-cp2"
