@@ -110,4 +110,8 @@ async def validate(req: Request) -> list[str]:
     warnings: list[str] = []
     for plugin in VALIDATING:
         warnings += await plugin.validate(req)
+    tokens = getattr(req.store, "token_objects", None)
+    if tokens is not None and req.operation != CREATE and not req.dry_run:
+        old = req.old if req.old is not None else req.obj   # read-your-writes for the token authenticators
+        tokens.expect(req.info.kind, old.metadata.namespace, old.metadata.name)     # (apiserver/auth/tokencache.py)
     return warnings

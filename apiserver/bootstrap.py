@@ -16,11 +16,12 @@ kubernetesservice) does, every apiserver, every INTERVAL seconds:
   if someone changed its ports or type, they are put back (Kubernetes'
   GetMasterServiceUpdateIfNeeded); the ClusterIP, once allocated, stays;
 * keeps the Endpoints of the same name equal to the addresses of the
-  apiservers alive now. Liveness is the lease reconciler's idea
-  (pkg/controlplane/reconcilers/lease.go) with kctl's own objects: each
-  apiserver renews a Lease `kube-system/kctl-apiserver-<address>` (label
-  kctl.io/apiserver-endpoint) with a LEASE_TTL duration, and writes into
-  the Endpoints the holders of every unexpired such Lease, sorted. A crashed
+  apiservers alive now, with the lease reconciler of machinery/
+  leaseendpoints.py (after pkg/controlplane/reconcilers/lease.go, shared
+  with kctl-dns): each apiserver renews a Lease
+  `kube-system/kctl-apiserver-<address>` (label kctl.io/apiserver-endpoint,
+  its ports in an annotation) with a LEASE_TTL duration, and writes into the
+  Endpoints the holders of every live such Lease, sorted. A crashed
   apiserver drops out once its Lease expires; one that stops cleanly deletes
   its Lease and rewrites the Endpoints without itself at once (RemoveEndpoints).
 
@@ -42,10 +43,9 @@ import ipaddress
 import logging
 import time
 
-from google.protobuf import timestamp_pb2
-
 from apiserver import objects
 from machinery import errors, kinds
+from machinery.leaseendpoints import LeaseEndpoints
 from machinery.pb import api_pb2
 
 log = logging.getLogger("kctl-apiserver.bootstrap")
@@ -53,6 +53,7 @@ log = logging.getLogger("kctl-apiserver.bootstrap")
 NAMESPACE, NAME = "default", "kubernetes"
 LEASE_NAMESPACE = "kube-system"
 LEASE_LABEL = "kctl.io/apiserver-endpoint"
+LEASE_PREFIX = "kctl-apiserver-"
 SERVICE_PORT, PORT_NAME = 443, "https"            # -> the HTTPS API
 GRPC_SERVICE_PORT, GRPC_PORT_NAME = 6443, "grpc"   # -> the gRPC API
 INTERVAL = 10.0
@@ -74,10 +75,6 @@ def endpoint_address(listen: str) -> str:
     return "" if ip.is_unspecified else str(ip)
 
 
-def _lease_name(address: str) -> str:
-    return "kctl-apiserver-" + address.replace(".", "-").replace(":", "-")
-
-
 class KubernetesService:
     def __init__(self, store, service_cidr: str, listen: str, https_listen: str | None = None, *,
                  interval: float = INTERVAL, lease_ttl: int = LEASE_TTL, clock=time.time):
@@ -86,17 +83,13 @@ class KubernetesService:
         self.address = endpoint_address(listen)
         self.port = int(listen.rpartition(":")[2])
         self.https_port = int(https_listen.rpartition(":")[2]) if https_listen else None
-        self.interval, self.lease_ttl, self.clock = interval, lease_ttl, clock
-
-    async def _get(self, kind: str, namespace: str, name: str):
-        info = kinds.BY_KIND[kind]
-        try:
-            any_ = await self.store.get(info, namespace, name)
-        except errors.NotFound:
-            return None
-        obj = kinds.new(info)
-        any_.Unpack(obj)
-        return obj
+        self.interval = interval
+        self.objects = StoreObjects(store)
+        self.endpoints = LeaseEndpoints(
+            self.objects, (NAMESPACE, NAME), self.address,
+            [(name, target, "TCP") for name, _, target in self.targets()],
+            lease_namespace=LEASE_NAMESPACE, lease_prefix=LEASE_PREFIX, lease_label=LEASE_LABEL,
+            ttl=lease_ttl, clock=clock) if self.address else None
 
     # ------------------------------------------------------------ Service
     def targets(self) -> list[tuple[str, int, int]]:
@@ -111,7 +104,7 @@ class KubernetesService:
             p.target_port.int_val = target
 
     async def ensure_service(self) -> None:
-        svc = await self._get("Service", NAMESPACE, NAME)
+        svc = await self.objects.get("Service", NAMESPACE, NAME)
         if svc is None:
             svc = kinds.new("Service")
             svc.metadata.name, svc.metadata.namespace = NAME, NAMESPACE
@@ -135,63 +128,10 @@ class KubernetesService:
             log.info("reset the ports of service %s/%s", NAMESPACE, NAME)
 
     # ---------------------------------------------------------- Endpoints
-    async def renew_lease(self) -> None:
-        name = _lease_name(self.address)
-        lease = await self._get("Lease", LEASE_NAMESPACE, name)
-        create = lease is None
-        if create:
-            lease = kinds.new("Lease")
-            lease.metadata.name, lease.metadata.namespace = name, LEASE_NAMESPACE
-            lease.metadata.labels[LEASE_LABEL] = "true"
-        lease.spec.holder_identity = self.address
-        lease.spec.lease_duration_seconds = self.lease_ttl
-        lease.spec.renew_time.CopyFrom(timestamp_pb2.Timestamp(seconds=int(self.clock())))
-        await (self.store.create(lease) if create else self.store.update(lease))
-
-    async def live_addresses(self) -> list[str]:
-        info = kinds.BY_KIND["Lease"]
-        resp = await self.store.list(info, objects.Filter(info, LEASE_NAMESPACE, f"{LEASE_LABEL}=true"))
-        now, out = self.clock(), set()
-        for any_ in resp.items:
-            lease = kinds.new(info)
-            any_.Unpack(lease)
-            if lease.spec.renew_time.seconds + lease.spec.lease_duration_seconds >= now:
-                out.add(lease.spec.holder_identity)
-        return sorted(out, key=ipaddress.ip_address)
-
-    async def write_endpoints(self, addresses: list[str]) -> None:
-        ep = await self._get("Endpoints", NAMESPACE, NAME)
-        create = ep is None
-        if create:
-            ep = kinds.new("Endpoints")
-            ep.metadata.name, ep.metadata.namespace = NAME, NAMESPACE
-        want = kinds.new("Endpoints")
-        if addresses:
-            subset = want.subsets.add()
-            for ip in addresses:
-                subset.addresses.add(ip=ip)
-            for name, _, target in self.targets():
-                subset.ports.add(name=name, port=target, protocol="TCP")
-        if not create and list(ep.subsets) == list(want.subsets):
-            return
-        del ep.subsets[:]
-        ep.subsets.extend(want.subsets)
-        await (self.store.create(ep) if create else self.store.update(ep))
-        log.info("endpoints %s/%s: %s", NAMESPACE, NAME, ", ".join(addresses) or "none")
-
     async def reconcile(self) -> None:
         await self.ensure_service()
-        if self.address:
-            await self.renew_lease()
-            await self.write_endpoints(await self.live_addresses())
-
-    async def remove(self) -> None:
-        """Clean shutdown: this apiserver's Lease goes, the Endpoints lose its address."""
-        info = kinds.BY_KIND["Lease"]
-        lease = await self._get("Lease", LEASE_NAMESPACE, _lease_name(self.address))
-        if lease is not None:
-            await self.store.delete(_delete_request(lease), info)
-        await self.write_endpoints([a for a in await self.live_addresses() if a != self.address])
+        if self.endpoints:
+            await self.endpoints.reconcile()
 
     async def first_sync(self) -> None:
         """One reconcile before the apiserver serves (failures are only logged)."""
@@ -208,19 +148,45 @@ class KubernetesService:
     async def run(self) -> None:
         """Reconcile every `interval` (the first one is first_sync's); on
         cancellation (shutdown) take this apiserver out of the Endpoints."""
+        if self.endpoints:
+            await self.endpoints.keep(self._reconcile_logged, self.interval, first=False)
+            return
+        while True:
+            await asyncio.sleep(self.interval)
+            await self._reconcile_logged()
+
+
+class StoreObjects:
+    """machinery.leaseendpoints' `objects` adapter over the apiserver's Store."""
+
+    def __init__(self, store):
+        self.store = store
+
+    async def get(self, kind: str, namespace: str, name: str):
+        info = kinds.BY_KIND[kind]
         try:
-            while True:
-                await asyncio.sleep(self.interval)
-                await self._reconcile_logged()
-        except asyncio.CancelledError:
-            if self.address:
-                try:
-                    async with asyncio.timeout(3):
-                        await self.remove()
-                except (errors.KctlError, TimeoutError) as exc:
-                    log.warning("removing %s from the %s/%s Endpoints: %s", self.address, NAMESPACE, NAME, exc)
-            raise
+            any_ = await self.store.get(info, namespace, name)
+        except errors.NotFound:
+            return None
+        obj = kinds.new(info)
+        any_.Unpack(obj)
+        return obj
 
+    async def create(self, obj) -> None:
+        await self.store.create(obj)
 
-def _delete_request(obj):
-    return api_pb2.DeleteRequest(kind="Lease", namespace=obj.metadata.namespace, name=obj.metadata.name)
+    async def update(self, obj) -> None:
+        await self.store.update(obj)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        await self.store.delete(api_pb2.DeleteRequest(kind=kind, namespace=namespace, name=name),
+                                kinds.BY_KIND[kind])
+
+    async def list(self, kind: str, namespace: str, label_selector: str) -> list:
+        info = kinds.BY_KIND[kind]
+        out = []
+        for any_ in (await self.store.list(info, objects.Filter(info, namespace, label_selector))).items:
+            obj = kinds.new(info)
+            any_.Unpack(obj)
+            out.append(obj)
+        return out

@@ -18,9 +18,9 @@ fails is logged and ends the process (exit code 1) rather than vanishing,
 and a signal stops them all, after which the servers stop and etcd is
 closed.
 
-Authentication today: a bearer ServiceAccount JWT or bootstrap token
-(apiserver/serviceaccount, apiserver/auth/bootstraptoken.py) names its user; any
-other request is `system:unsecured` as before TLS. The ServiceAccount keys
+Bearer tokens: static (--token-auth-file), ServiceAccount JWTs and bootstrap
+tokens (apiserver/serviceaccount, apiserver/auth/bootstraptoken.py), whose
+objects are read from the watch cache (apiserver/auth/tokencache.py). The ServiceAccount keys
 and issuer come from the `--service-account-*` flags (serviceaccount.add_flags).
 """
 from __future__ import annotations
@@ -33,14 +33,15 @@ import sys
 import grpc
 from google.protobuf.message import DecodeError
 
-from apiserver import (admission, admission_priority, audit, encryption, http, limits, metrics, objects,
-                       podsecurity, serviceaccount, tls)
+from apiserver import (admission, admission_priority, audit, auditpolicy, encryption, http, limits, metrics,
+                       objects, podsecurity, serviceaccount, tls)
 from apiserver import storage as st
 from apiserver.allocators import ServiceAllocator
 from apiserver.auth.anonymous import AnonymousEndpoints
 from apiserver.auth.authn import Union
 from apiserver.auth.gate import Gate
 from apiserver.auth.setup import MODES, Authorization
+from apiserver.auth.tokencache import WatchedObjects
 from apiserver.auth.tokenfile import StaticTokens, TokenFileError
 from apiserver.serviceaccount.tokenrequest import TokenRequests
 from apiserver.bootstrap import KubernetesService
@@ -129,24 +130,29 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="static bearer tokens, Kubernetes' CSV format: token,user,uid,\"group1,group2\" "
                         "(HTTPS only: gRPC needs a client certificate)")
     p.add_argument("--audit-log-path", metavar="FILE",
-                   help="append an audit.k8s.io/v1 Event (JSON line, Metadata level) for every request that "
-                        "writes and every refused one (401/403) to FILE; default: no audit log")
+                   help="append audit.k8s.io/v1 Events (JSON lines) to FILE: what --audit-policy-file says, or "
+                        "Metadata for every request that writes and every refused one (401/403); "
+                        "default: no audit log")
+    p.add_argument("--audit-policy-file", metavar="FILE",
+                   help="an audit.k8s.io/v1 Policy: which requests are logged, at which level (None, Metadata, "
+                        "Request, RequestResponse) and stages; the first matching rule wins")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
-def token_authenticators(store: Store, issuer, token_file: str | None = None) -> list:
+def token_authenticators(store: Store, issuer, token_file: str | None = None, objects=None) -> list:
     """The bearer-token kinds the apiserver accepts after client certificates, in
     order (apiserver.auth.authn.TokenAuthenticator each): static tokens
     (--token-auth-file), ServiceAccount JWTs verified with the service-account
-    keys (<cert-dir>/sa.pub unless flags say otherwise), then bootstrap tokens."""
+    keys (<cert-dir>/sa.pub unless flags say otherwise), then bootstrap tokens,
+    both reading `objects` (the watch cache: apiserver.auth.tokencache)."""
     static = []
     if token_file:
         try:
             static = [StaticTokens.load(token_file)]
         except TokenFileError as exc:
             raise SystemExit(f"kctl-apiserver: {exc}") from None
-    return static + serviceaccount.token_authenticators(issuer, store)
+    return static + serviceaccount.token_authenticators(issuer, store, objects)
 
 
 async def bootstrap(store: Store, *more) -> None:
@@ -213,8 +219,9 @@ async def _serve_http(verbs: Verbs, listen: str | None, proxy: NodeProxy, metric
 
 async def run(args: argparse.Namespace) -> None:
     try:
+        audit_policy = auditpolicy.load(args.audit_policy_file) if args.audit_policy_file else auditpolicy.DEFAULT
         enc = encryption.load_or_generate(args.encryption_provider_config)
-    except encryption.EncryptionConfigError as exc:
+    except (auditpolicy.PolicyError, encryption.EncryptionConfigError) as exc:
         raise SystemExit(f"kctl-apiserver: {exc}") from None
     serving = tls.setup(args)
     try:
@@ -237,8 +244,11 @@ async def run(args: argparse.Namespace) -> None:
     # who asks, and may they (apiserver.auth): client certificates, bearer tokens, anonymous
     # cluster-info; Node + RBAC on the watch cache; the audit log
     authorization = Authorization(cache, store, args.authorization_mode)
-    audit_log = audit.AuditLog(args.audit_log_path) if args.audit_log_path else None
-    authenticator = Union(tokens=token_authenticators(store, issuer, args.token_auth_file),
+    audit_log = audit.AuditLog(args.audit_log_path, audit_policy) if args.audit_log_path else None
+    token_objects = WatchedObjects.attach(cache, serviceaccount.store_getter(store),
+                                          shared={"Pod": authorization.graph.pods})
+    store.token_objects = token_objects      # admitted updates/deletes: read-your-writes (tokencache.expect)
+    authenticator = Union(tokens=token_authenticators(store, issuer, args.token_auth_file, token_objects),
                           anonymous=AnonymousEndpoints())
     gate = Gate(authenticator, authorization.authorizer, audit=audit_log)
     server = grpc.aio.server(interceptors=[limits.GrpcInflight(limiter), gate],

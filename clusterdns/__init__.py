@@ -19,6 +19,6 @@ The pieces:
 * server.py   — UDP + TCP on asyncio, truncation, answer cache;
 * forward.py  — upstreams, only when the operator configures them;
 * metrics.py  — /metrics: queries by type and rcode, latency histogram;
-* register.py — the kube-dns Service and this instance's address in its Endpoints;
+* register.py — the kube-dns Service, and its Endpoints = the live instances (a Lease each);
 * main.py     — flags and run().
 """

@@ -6,7 +6,7 @@ is a control-plane component).
              [--upstream IP[:PORT] ...] [--upstream-timeout 2]
              [--advertise-address IP ...] [--dns-service kube-system/kube-dns]
              [--cache-size 10000] [--metrics-listen 127.0.0.1:9153]
-             [--cluster-ip 10.96.0.10] [--register-interval 30]
+             [--cluster-ip 10.96.0.10] [--register-interval 10] [--lease-ttl 15]
 
 `run()` starts, in one TaskGroup (machinery.runner): the informers
 (Namespaces, Services, Endpoints, and Pods unless `--pods` is not
@@ -17,14 +17,16 @@ same after its startup timeout). No `--upstream` (the default) means names
 outside the cluster zone are REFUSED and nothing is ever sent anywhere.
 With a `--dns-service` and an address (`--advertise-address`, or a specific
 `--listen` host) it also puts itself behind that Service: creates it with
-`--cluster-ip` when missing and keeps its address in the Service's
-Endpoints until it stops (clusterdns/register.py says why it does so).
+`--cluster-ip` when missing and keeps the Service's Endpoints equal to the
+live kctl-dns instances, each renewing its own Lease (clusterdns/register.py
+says why and how).
 """
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import logging
+import math
 import sys
 
 from prometheus_client import start_http_server
@@ -87,6 +89,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be a positive number of seconds")
+    return value
+
+
 def namespaced_name(text: str) -> tuple[str, str] | None:
     if text == "":
         return None
@@ -128,14 +140,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cluster-ip", default="10.96.0.10", type=optional_ip,
                    help="ClusterIP of the --dns-service when kctl-dns creates it (default %(default)s; "
                         "'' = never create it)")
-    p.add_argument("--register-interval", type=float, default=30.0,
-                   help="seconds between re-checks of this instance's address in the --dns-service Endpoints")
+    p.add_argument("--register-interval", type=positive_float, default=10.0,
+                   help="seconds between renewals of this instance's Lease and rewrites of the "
+                        "--dns-service Endpoints (default %(default)s)")
+    p.add_argument("--lease-ttl", type=positive_int, default=15,
+                   help="seconds after its last renewal that an instance which stopped renewing (crashed) "
+                        "leaves the Endpoints; must be more than --register-interval (default %(default)s)")
     p.add_argument("--cache-size", type=int, default=10000, help="answers cached until the index changes")
     p.add_argument("--max-tcp-connections", type=positive_int, default=MAX_TCP,
                    help=f"TCP connections open at once; more are closed when accepted (default {MAX_TCP})")
     p.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics (off when empty)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
+    if args.lease_ttl <= args.register_interval:
+        p.error(f"argument --lease-ttl: invalid value '{args.lease_ttl}': must be more than "
+                f"--register-interval ({args.register_interval:g} s), or live instances expire between renewals")
     if not args.advertise_address and not ipaddress.ip_address(args.listen[0]).is_unspecified \
             and not ipaddress.ip_address(args.listen[0]).is_loopback:
         args.advertise_address = [ipaddress.ip_address(args.listen[0])]
@@ -160,7 +179,8 @@ def build(client, args, metrics: Metrics) -> tuple[dict, DnsServer]:
     if args.dns_service and args.advertise_address:
         metrics_port = int(args.metrics_listen.rpartition(":")[2]) if args.metrics_listen else None
         tasks["register"] = Registration(client, args.dns_service, args.cluster_ip, str(args.advertise_address[0]),
-                                         port, metrics_port, interval=args.register_interval).run()
+                                         port, metrics_port, interval=args.register_interval,
+                                         lease_ttl=args.lease_ttl).run()
     elif args.dns_service:
         log.warning("listening on %s with no --advertise-address: not registering in the Endpoints of %s/%s",
                     host, *args.dns_service)

@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--controllers", default=",".join(ALL),
                    help="comma-separated list; '*' = all, '-name' disables one")
     p.add_argument("--leader-elect", action="store_true")
-    p.add_argument("--lease-name", default="kctl-controller-manager")
+    p.add_argument("--lease-name", default="kube-controller-manager")
     p.add_argument("--lease-namespace", default="kube-system")
     p.add_argument("--identity", default="")
     p.add_argument("--lease-duration", type=duration, default=5.0)

@@ -1,7 +1,7 @@
 """`kctl-scheduler`: flags, configuration, leader election, metrics endpoint.
 
     kctl-scheduler --kubeconfig /etc/kctl/scheduler.conf [--config FILE] [--leader-elect]
-                   [--lease-name kctl-scheduler] [--identity ID] [--batch-size 128]
+                   [--lease-name kube-scheduler] [--identity ID] [--batch-size 128]
                    [--metrics-listen 127.0.0.1:10259]
                    [--percentage-of-nodes-to-score 0] [--weight-least-allocated 1] ...
 
@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "over; overrides the kubeconfig's; "
                    "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
     p.add_argument("--leader-elect", action="store_true", help="run only while holding the lease")
-    p.add_argument("--lease-name", default="kctl-scheduler")
+    p.add_argument("--lease-name", default="kube-scheduler")
     p.add_argument("--lease-namespace", default="kube-system")
     p.add_argument("--identity", default="", help="leader election identity (default host_random)")
     p.add_argument("--lease-duration", type=float, default=5.0)

@@ -1,5 +1,6 @@
 """What the deploy/ checks share: the units' and env files' parsers, the
-component flag check, and install-units.sh rendered into a directory.
+component flag check, install-units.sh rendered into a directory, and the
+Vagrantfile's provisioner arguments (evaluated by Ruby, without Vagrant).
 
 The flag checks are real: every kctl component's argparse parser is taken from
 the console script that pyproject.toml's [project.scripts] names (its main() is
@@ -18,6 +19,8 @@ import argparse
 import contextlib
 import importlib
 import io
+import json
+import os
 import re
 import shlex
 import subprocess
@@ -163,3 +166,51 @@ def rendered(root: Path, name: str) -> tuple[dict, dict[str, str]]:
     assert env_files == [f"/etc/kctl/{name}.env"], env_files
     env = parse_env_file((root / env_files[0].lstrip("/")).read_text())
     return unit, env
+
+
+# The Vagrantfile evaluated by plain Ruby with a stand-in for Vagrant's
+# configuration object: every shell provisioner's args, per machine, as JSON.
+# No vagrant, no provider, no VM; KCTL_PKI_DIR must point at a scratch directory
+# (the Vagrantfile creates its bundle directories there).
+_VAGRANT_STUB = r"""
+require "json"
+class KctlRecorder
+  def initialize(out, machine = nil)
+    @out, @machine = out, machine
+  end
+
+  def define(name, **_opts)
+    yield KctlRecorder.new(@out, name)
+  end
+
+  def provision(name, **opts)
+    @out << { "machine" => @machine, "name" => name, "args" => opts[:args] } if opts[:type] == "shell"
+  end
+
+  def provider(*) = nil            # provider blocks are not evaluated
+
+  def method_missing(*) = self     # config.vm, config.ssh, x.y = ..., synced_folder, network ...
+
+  def respond_to_missing?(*) = true
+end
+
+module Vagrant
+  def self.configure(_version)
+    yield KctlRecorder.new(KCTL_PROVISIONERS)
+  end
+end
+KCTL_PROVISIONERS = []
+load ARGV.shift
+puts JSON.generate(KCTL_PROVISIONERS)
+"""
+
+
+def vagrant_provisioners(scratch: Path, **env: str) -> dict[str, list[str]]:
+    """{machine: args of its "kctl" shell provisioner (provision.sh)} from the Vagrantfile, with `env`
+    as its KCTL_* settings. Needs `ruby` (the caller skips, saying so, without it)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("KCTL_", "VAGRANT_"))}
+    environ.update(KCTL_PKI_DIR=str(scratch / "pki"), KCTL_OFFLINE="0", **env)
+    res = subprocess.run(["ruby", "-e", _VAGRANT_STUB, str(VAGRANT / "Vagrantfile")], capture_output=True,
+                         text=True, timeout=60, env=environ, cwd=scratch)
+    assert res.returncode == 0, res.stderr
+    return {p["machine"]: p["args"] for p in json.loads(res.stdout) if p["name"] == "kctl"}

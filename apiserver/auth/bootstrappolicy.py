@@ -29,7 +29,9 @@ serves, plus what kctl's own components need under their own identities.
 * system:kube-dns: what kctl-dns reads (CoreDNS' role), bound to the
   kube-system/kube-dns ServiceAccount and user system:kube-dns, and the
   system:kctl:kube-dns-register Role in kube-system (kctl-dns creates and
-  keeps the kube-dns Service and Endpoints, clusterdns/register.py).
+  keeps the kube-dns Service and Endpoints, and renews its own Lease there,
+  clusterdns/register.py; Lease names carry the instance's address, so the
+  rule cannot name them: it covers every Lease in kube-system).
 
 Every object carries `kubernetes.io/bootstrapping: rbac-defaults` and
 `rbac.authorization.kubernetes.io/autoupdate: "true"`; policy.py creates
@@ -239,12 +241,14 @@ DNS_SUBJECTS = (("ServiceAccount", "kube-dns", "kube-system"), ("User", "system:
 
 def namespaced() -> list:
     """Roles and RoleBindings in system namespaces: nodes list the node Leases;
-    kctl-dns registers itself as the kube-system/kube-dns Service and its Endpoints."""
+    kctl-dns registers itself as the kube-system/kube-dns Service and its Endpoints
+    (with a Lease per instance)."""
     leases = _meta(rbac_pb2.Role(rules=[rule(("list", "watch"), (COORD,), ("leases",))]),
                    "system:kctl:node-leases", "kube-node-lease")
     dns = _meta(rbac_pb2.Role(rules=[rule(("create",), (CORE,), ("services", "endpoints")),
                                      *(rule(("get", "update", "patch"), (CORE,), (r,), names=("kube-dns",))
-                                       for r in ("services", "endpoints"))]),
+                                       for r in ("services", "endpoints")),
+                                     rule(("create", "get", "list", "update", "delete"), (COORD,), ("leases",))]),
                 "system:kctl:kube-dns-register", "kube-system")
     return [leases, binding(rbac_pb2.RoleBinding, "system:kctl:node-leases", "system:kctl:node-leases",
                             ("Group", "system:nodes"), namespace="kube-node-lease", role_kind="Role"),

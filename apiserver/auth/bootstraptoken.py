@@ -10,9 +10,11 @@ auth-extra-groups.
 Tokens of another shape are not this authenticator's (None: the next
 TokenAuthenticator may know them); a token of this shape that fails any
 check is refused with 401 (errors.Unauthorized), as a node joining with an
-expired token must be. The Secret is read from the Store (etcd, decrypted
-like any read) on every request: bootstrap tokens are used a handful of
-times per node join, so no cache is worth its staleness.
+expired token must be. The Secret is read through `getter`: the apiserver
+gives one reading its watch cache (apiserver/auth/tokencache.WatchedObjects),
+so a deleted Secret stops authenticating as soon as the watch delivers the
+deletion, and `recheck` reading the Store, asked once more before a
+refusal (a Secret created a moment ago is not refused for an index behind).
 
 The apiserver puts it after the ServiceAccount token authenticator in the
 Union authenticator's token list (apiserver.serviceaccount.token_authenticators).
@@ -36,10 +38,11 @@ def _refuse(token_id: str, why: str) -> errors.Unauthorized:
 
 
 class BootstrapTokenAuthenticator(TokenAuthenticator):
-    def __init__(self, getter, clock=time.time):
+    def __init__(self, getter, clock=time.time, recheck=None):
         """getter(kind, namespace, name) -> the object, or None when absent (async;
-        apiserver.serviceaccount.store_getter reads the Store)."""
-        self.getter = getter
+        apiserver.serviceaccount.store_getter reads the Store); `recheck`: another
+        getter asked before refusing."""
+        self.getter, self.recheck = getter, recheck
         self.clock = clock
 
     async def token(self, token: str) -> UserInfo | None:
@@ -47,7 +50,15 @@ class BootstrapTokenAuthenticator(TokenAuthenticator):
             token_id, token_secret = bt.parse(token)
         except bt.BadToken:
             return None
-        secret = await self.getter("Secret", bt.NAMESPACE, bt.secret_name(token_id))
+        try:
+            return await self._check(token_id, token_secret, self.getter)
+        except errors.Unauthorized:
+            if self.recheck is None:
+                raise
+        return await self._check(token_id, token_secret, self.recheck)
+
+    async def _check(self, token_id: str, token_secret: str, getter) -> UserInfo:
+        secret = await getter("Secret", bt.NAMESPACE, bt.secret_name(token_id))
         if secret is None:
             raise _refuse(token_id, f"no secret {bt.NAMESPACE}/{bt.secret_name(token_id)}")
         if secret.metadata.HasField("deletion_timestamp"):

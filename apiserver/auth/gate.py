@@ -16,14 +16,16 @@ in the first, right after authentication, as in Kubernetes' filter chain.
 
 Auditing (apiserver/audit.py) wraps both: the HTTP audit middleware sits
 between the Status middleware and authentication and reads what the inner
-middlewares left on the request (user, attributes, decision); the gRPC
-wrapper records the same for each call. Writes and 401/403 are logged.
+middlewares left on the request's `audit.Call` (user, attributes,
+decision, annotations, bodies); the gRPC wrapper records the same for each
+call. The RequestReceived stage is written once the user and attributes
+are known, ResponseComplete at the end; the audit policy
+(apiserver/auditpolicy.py) decides what is written.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
@@ -104,20 +106,6 @@ def authenticated(who: users.UserInfo | None) -> users.UserInfo:
     return dataclasses.replace(who, groups=(*who.groups, users.AUTHENTICATED))
 
 
-@dataclass
-class _Call:
-    """What the audit log needs to know about one request."""
-    uri: str
-    received: str
-    user: users.UserInfo | None = None
-    attrs: Attributes | None = None
-    code: int = 0
-    decision: str = ""
-    reason: str = ""
-    source_ip: str = ""
-    user_agent: str = ""
-
-
 def _peer_ip(peer: str) -> str:
     """`ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` -> the address."""
     kind, _, rest = (peer or "").partition(":")
@@ -132,7 +120,7 @@ class Gate(grpc.aio.ServerInterceptor):
         self.audit = audit
 
     # ---------------------------------------------------------- shared
-    async def authorize(self, a: Attributes, call: _Call | None = None) -> None:
+    async def authorize(self, a: Attributes, call: auditing.Call | None = None) -> None:
         """403 unless allowed (Kubernetes' message)."""
         d = await self.authorizer.authorize(a)
         if call is not None:
@@ -144,7 +132,7 @@ class Gate(grpc.aio.ServerInterceptor):
         """For gRPC streams authorized by their servicer on the first message
         (exec, attach, port-forward): authorize and audit the opening (code 101
         when allowed, as Kubernetes logs an upgraded connection; 403 when not)."""
-        call = _Call(method, auditing.now(), user=a.user)
+        call = auditing.Call(method, auditing.now(), user=a.user)
         try:
             await self.authorize(a, call)
             call.code = 101
@@ -154,17 +142,16 @@ class Gate(grpc.aio.ServerInterceptor):
         finally:
             self._record(call)
 
-    def _record(self, call: _Call) -> None:
-        if self.audit is None:
-            return
-        verb = call.attrs.verb if call.attrs is not None else ""
-        if not auditing.should_log(verb, call.code):
-            return
-        self.audit.write(self.audit.event(uri=call.uri, verb=verb, code=call.code, user=call.user,
-                                          attrs=call.attrs, received=call.received, source_ip=call.source_ip,
-                                          user_agent=call.user_agent, decision=call.decision, reason=call.reason))
+    def _record(self, call: auditing.Call) -> None:
+        if self.audit is not None:
+            self.audit.record(call)
 
-    async def _grpc_user(self, context, call: _Call):
+    def _received(self, call: auditing.Call) -> None:
+        """The RequestReceived stage: the user and attributes are known, nothing is decided yet."""
+        if self.audit is not None:
+            self.audit.record(call, auditing.auditpolicy.RECEIVED)
+
+    async def _grpc_user(self, context, call: auditing.Call):
         try:
             who = authenticated(await self.authenticator.grpc(context))
             call.user = who
@@ -175,37 +162,45 @@ class Gate(grpc.aio.ServerInterceptor):
             await errors.abort(context, exc)
         return who
 
-    async def _grpc_admit(self, method: str, request, context, call: _Call):
+    async def _grpc_admit(self, method: str, request, context, call: auditing.Call):
         who = await self._grpc_user(context, call)
         users.set_current(who)
         try:
-            for a in grpc_attributes(who, method, request) or ():
+            wanted = grpc_attributes(who, method, request) or ()
+            call.attrs = wanted[0] if wanted else None
+            self._received(call)
+            for a in wanted:
                 await self.authorize(a, call)
         except errors.ApiError as exc:
             call.code = exc.http_code
             await errors.abort(context, exc)
 
-    def _grpc_call(self, details, context) -> _Call:
-        return _Call(details.method, auditing.now(), source_ip=_peer_ip(context.peer()),
-                     user_agent=dict(context.invocation_metadata() or ()).get("user-agent", ""))
+    def _grpc_call(self, details, context) -> auditing.Call:
+        """The audit Call of a gRPC call, current for the call's task (each RPC has its own)."""
+        call = auditing.Call(details.method, auditing.now(), source_ip=_peer_ip(context.peer()),
+                             user_agent=dict(context.invocation_metadata() or ()).get("user-agent", ""))
+        auditing.begin(call)
+        return call
 
-    def _grpc_done(self, call: _Call, context, method: str) -> None:
+    def _grpc_done(self, call: auditing.Call, context, method: str, request=None, response=None) -> None:
         if not call.code:
             code = context.code() if hasattr(context, "code") else None
             call.code = auditing.GRPC_TO_HTTP.get(code, 500) if code is not None else (
                 201 if method == "Create" else 200)
-        self._record(call)
+        if self.audit is not None:
+            self.audit.record(call, rule=auditing.grpc_objects(self.audit.rule(call), call, request, response))
 
     # ------------------------------------------------------------ gRPC
     def _guarded(self, inner, details, method: str):
         """A unary-request handler that is admitted first and audited after."""
         async def guarded(request, context):
-            call = self._grpc_call(details, context)
+            call, response = self._grpc_call(details, context), None
             try:
                 await self._grpc_admit(method, request, context, call)
-                return await inner(request, context)
+                response = await inner(request, context)
+                return response
             finally:
-                self._grpc_done(call, context, method)
+                self._grpc_done(call, context, method, request, response)
         return guarded
 
     async def intercept_service(self, continuation, details):
@@ -228,7 +223,7 @@ class Gate(grpc.aio.ServerInterceptor):
                         async for msg in inner(request, context):
                             yield msg
                     finally:
-                        gate._grpc_done(call, context, method)
+                        gate._grpc_done(call, context, method, request)
             else:
                 stream = self._guarded(inner, details, method)
             return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
@@ -258,9 +253,10 @@ class Gate(grpc.aio.ServerInterceptor):
         async def audit(request: web.Request, handler):
             if gate.audit is None:
                 return await handler(request)
-            call = _Call(request.path_qs, auditing.now(), source_ip=request.remote or "",
-                         user_agent=request.headers.get("User-Agent", ""))
+            call = auditing.Call(request.path_qs, auditing.now(), source_ip=request.remote or "",
+                                 user_agent=request.headers.get("User-Agent", ""))
             request["kctl.audit"] = call
+            token, response = auditing.begin_http(call), None
             try:
                 response = await handler(request)
                 call.code = response.status
@@ -275,10 +271,11 @@ class Gate(grpc.aio.ServerInterceptor):
                 call.code = 500
                 raise
             finally:
+                auditing.end_http(token)
                 if call.attrs is None and call.user is not None:
                     call.attrs = requestinfo.attributes(call.user, request.method, request.path,
                                                         request.query_string)
-                gate._record(call)
+                gate.audit.record(call, rule=auditing.http_objects(gate.audit.rule(call), call, request, response))
 
         @web.middleware
         async def authenticate(request: web.Request, handler):
@@ -289,6 +286,8 @@ class Gate(grpc.aio.ServerInterceptor):
             who = await impersonation.impersonate(who, request.headers.items(), gate.authorizer)
             if call is not None:
                 call.user = who
+                call.attrs = requestinfo.attributes(who, request.method, request.path, request.query_string)
+                gate._received(call)
             users.set_current(who)
             return await handler(request)
 

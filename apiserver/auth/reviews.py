@@ -3,13 +3,17 @@ request with its status filled in (201 Created), over HTTP and gRPC.
 
     authorization.k8s.io/v1  SelfSubjectAccessReview   may I ...?          (kubectl auth can-i)
                              SubjectAccessReview       may USER ...?       (admins, webhooks)
-                             LocalSubjectAccessReview  may USER ... in NS? (namespace admins; HTTP)
+                             LocalSubjectAccessReview  may USER ... in NS? (namespace admins)
                              SelfSubjectRulesReview    what may I do in NS? (kubectl auth can-i --list)
     authentication.k8s.io/v1 SelfSubjectReview         who am I?            (kubectl auth whoami)
 
 A review is authorized like any create (`create selfsubjectaccessreviews`
 in authorization.k8s.io; system:basic-user grants the self reviews to
-every authenticated user). The access reviews ask the apiserver's own
+every authenticated user; a LocalSubjectAccessReview is a create in its
+namespace, which the `admin` role grants). Over gRPC a review is a Create
+of its message (the type URL names the kind; a LocalSubjectAccessReview's
+namespace is its metadata.namespace); over HTTP a POST to its collection
+(apiserver/http/review_routes.py). Discovery lists them (create only). The access reviews ask the apiserver's own
 authorizer chain; the rules review lists the RBAC rules (and a node's
 static rules) that apply in the namespace, as Kubernetes' RulesFor does.
 Validation follows Kubernetes' (exactly one of resourceAttributes and
@@ -35,6 +39,11 @@ class Review:
     group: str
     plural: str
     message: type
+    namespaced: bool = False
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
 
     @property
     def api_version(self) -> str:
@@ -50,15 +59,22 @@ REVIEWS = (Review("SelfSubjectAccessReview", AUTHZ, "selfsubjectaccessreviews", 
            Review("SubjectAccessReview", AUTHZ, "subjectaccessreviews", pb.SubjectAccessReview),
            Review("SelfSubjectRulesReview", AUTHZ, "selfsubjectrulesreviews", pb.SelfSubjectRulesReview),
            Review("SelfSubjectReview", AUTHN, "selfsubjectreviews", pb.SelfSubjectReview))
-BY_TYPE_URL = {r.type_url: r for r in REVIEWS}
-BY_PATH = {(r.group, r.plural): r for r in REVIEWS}
-# A SubjectAccessReview confined to one namespace (served over HTTP only:
-# /apis/authorization.k8s.io/v1/namespaces/NS/localsubjectaccessreviews).
-LOCAL = Review("LocalSubjectAccessReview", AUTHZ, "localsubjectaccessreviews", pb.SubjectAccessReview)
+# A SubjectAccessReview confined to one namespace
+# (/apis/authorization.k8s.io/v1/namespaces/NS/localsubjectaccessreviews over HTTP).
+LOCAL = Review("LocalSubjectAccessReview", AUTHZ, "localsubjectaccessreviews", pb.LocalSubjectAccessReview, True)
+ALL = (*REVIEWS, LOCAL)
+BY_TYPE_URL = {r.type_url: r for r in ALL}
+BY_PATH = {(r.group, r.plural): r for r in ALL}
 
 
 def grpc_attributes(user: UserInfo, review: Review, any_obj) -> Attributes:
-    return Attributes(user, "create", api_group=review.group, api_version="v1", resource=review.plural)
+    namespace = ""
+    if review.namespaced:
+        obj = review.message()
+        any_obj.Unpack(obj)
+        namespace = obj.metadata.namespace
+    return Attributes(user, "create", namespace=namespace, api_group=review.group, api_version="v1",
+                      resource=review.plural)
 
 
 def decode(review: Review, data: dict) -> Message:
@@ -139,6 +155,8 @@ class Reviews:
             return obj
         if review.kind == "SelfSubjectRulesReview":
             return self._rules(obj, user)
+        if review.namespaced and not obj.metadata.namespace:
+            raise errors.BadRequest("namespace is required on this type")
         _validate(review, obj)
         if review.kind in ("SubjectAccessReview", "LocalSubjectAccessReview"):
             s = obj.spec

@@ -8,7 +8,10 @@ APIGroupList otherwise; `/api/v1`, `/apis/<group>/<version>` list the
 resources (APIResourceList) with their verbs, short names, singular names,
 the `all` category and subresources. Everything is derived from
 machinery.kinds (and conversion.py's older versions), so a kind added there
-is discovered without a change here.
+is discovered without a change here; the create-only review APIs
+(authorization.k8s.io, authentication.k8s.io: apiserver/auth/reviews.py)
+are listed from their own table, with the verb `create` only, as
+Kubernetes lists them.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import platform
 
 from aiohttp import web
 
+from apiserver.auth import reviews
 from apiserver.http import conversion, metrics_routes, wire
 from machinery import errors, kinds, openapi
 
@@ -59,18 +63,33 @@ def served() -> list[kinds.KindInfo]:
 def groups() -> dict[str, list[str]]:
     """Versions by group, the preferred (stored) version first."""
     out: dict[str, list[str]] = {}
-    for info in served():
-        versions = out.setdefault(info.group, [])
-        if info.version not in versions:
-            versions.append(info.version)
+    for group, version in [(i.group, i.version) for i in served()] + [(r.group, "v1") for r in reviews.ALL]:
+        versions = out.setdefault(group, [])
+        if version not in versions:
+            versions.append(version)
     return out
+
+
+def _reviews(group: str, version: str) -> list[reviews.Review]:
+    return sorted((r for r in reviews.ALL if (r.group, "v1") == (group, version)), key=lambda r: r.plural)
+
+
+def _review_resource(r: reviews.Review) -> dict:
+    return {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+            "verbs": ["create"]}
+
+
+def _aggregated_review(r: reviews.Review) -> dict:
+    return {"resource": r.plural, "singularResource": r.singular,
+            "responseKind": {"group": r.group, "version": "v1", "kind": r.kind},
+            "scope": "Namespaced" if r.namespaced else "Cluster", "verbs": ["create"]}
 
 
 def resource_list(group: str, version: str) -> dict | None:
     infos = [i for i in served() if (i.group, i.version) == (group, version)]
-    if not infos:
+    if not infos and not _reviews(group, version):
         return None
-    resources = []
+    resources = [_review_resource(r) for r in _reviews(group, version)]
     for info in infos:
         entry = {"name": info.plural, "singularName": info.singular, "namespaced": info.namespaced,
                  "kind": info.kind, "verbs": VERBS}
@@ -112,7 +131,8 @@ def aggregated(core: bool) -> dict:
         items.append({"metadata": {"name": group},
                       "versions": [{"version": v, "freshness": "Current",
                                     "resources": [_aggregated_resource(i) for i in served()
-                                                  if (i.group, i.version) == (group, v)]}
+                                                  if (i.group, i.version) == (group, v)]
+                                    + [_aggregated_review(r) for r in _reviews(group, v)]}
                                    for v in versions]})
     if not core:
         items.append(metrics_routes.aggregated_item())

@@ -90,7 +90,9 @@ async def read_body(request: web.Request) -> bytes:
         size += len(chunk)
     if size > MAX_BODY:
         raise too_large()
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    request["kctl.body"] = body           # for the audit log's requestObject (apiserver.audit.http_objects)
+    return body
 
 
 def too_large() -> errors.RequestEntityTooLarge:

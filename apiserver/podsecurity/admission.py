@@ -8,11 +8,16 @@ Validating only; what it does depends on the object:
   `pods "x" is forbidden: violates PodSecurity "baseline:latest": ...`.
   Otherwise the warn level's violations come back as warnings
   (`would violate PodSecurity "restricted:latest": ...`) and the audit
-  level's are logged. Pod subresources (status, binding, ...) are not checked.
+  level's go to the audit log (below). Pod subresources (status, binding, ...) are not checked.
 * Workloads with a pod template (Deployment, ReplicaSet, StatefulSet,
   DaemonSet, Job, CronJob): never refused, as in Kubernetes — only the warn
   and audit levels, so `kctl apply` of a Deployment that would be refused
   shows why before its pods fail to be created.
+* The audit level's violations become the annotation
+  `pod-security.kubernetes.io/audit-violations` of the request's audit
+  event (apiserver/audit.py's `annotate`), and a pod's evaluated enforce
+  level `pod-security.kubernetes.io/enforce-policy`, as in Kubernetes; the
+  violations are also logged.
 * Namespace create/update: invalid pod-security labels are refused (422);
   making the enforce level stricter warns about the existing pods that
   violate it (`existing pods in namespace "x" violate the new PodSecurity
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import logging
 
-from apiserver import admission, objects
+from apiserver import admission, audit, objects
 from apiserver.podsecurity import checks
 from apiserver.podsecurity.policy import DEFAULT, PRIVILEGED, Policy, policy_for, strictness
 from machinery import errors, kinds
@@ -35,6 +40,9 @@ NAMESPACE, POD = kinds.BY_KIND["Namespace"], kinds.BY_KIND["Pod"]
 TEMPLATE_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")
 IGNORED_POD_SUBRESOURCES = {"exec", "attach", "binding", "eviction", "log", "portforward", "proxy", "status"}
 MAX_PODS_TO_CHECK = 3000
+# annotations on the request's audit event (Kubernetes' names)
+ENFORCE_POLICY = "pod-security.kubernetes.io/enforce-policy"
+AUDIT_VIOLATIONS = "pod-security.kubernetes.io/audit-violations"
 
 
 def pod_template(obj):
@@ -86,15 +94,18 @@ class PodSecurity(admission.Plugin):
                 cache[lv] = checks.evaluate(lv.level, lv.minor, meta, spec)
             return cache[lv]
 
+        if enforce:
+            audit.annotate(ENFORCE_POLICY, str(policy.enforce))
         if enforce and results(policy.enforce):
             name = meta.name or meta.generate_name
             raise errors.Forbidden(f'{req.info.plural} "{name}" is forbidden: violates PodSecurity '
                                    f'"{policy.enforce}": {checks.detail(results(policy.enforce))}',
                                    kind=req.info.plural, name=name, group=req.info.group)
         if results(policy.audit):
-            log.info("audit-violations %s %s/%s: would violate PodSecurity %r: %s", req.info.plural,
-                     meta.namespace or req.obj.metadata.namespace, meta.name or req.obj.metadata.name,
-                     str(policy.audit), checks.detail(results(policy.audit)))
+            violation = f'would violate PodSecurity "{policy.audit}": {checks.detail(results(policy.audit))}'
+            audit.annotate(AUDIT_VIOLATIONS, violation)
+            log.info("audit-violations %s %s/%s: %s", req.info.plural, meta.namespace or req.obj.metadata.namespace,
+                     meta.name or req.obj.metadata.name, violation)
         if results(policy.warn):
             return [f'would violate PodSecurity "{policy.warn}": {checks.detail(results(policy.warn))}']
         return []

@@ -50,9 +50,13 @@ def store_getter(store):
     return get
 
 
-def token_authenticators(issuer: Issuer, store) -> list:
+def token_authenticators(issuer: Issuer, store, objects=None) -> list:
     """The bearer-token authenticators for apiserver.auth.authn.Union:
-    ServiceAccount JWTs, then bootstrap tokens."""
+    ServiceAccount JWTs, then bootstrap tokens. `objects`: the getter they read
+    on every request (apiserver.auth.tokencache.WatchedObjects on the watch
+    cache); the Store is read when it is not given, and before any refusal."""
     from apiserver.auth.bootstraptoken import BootstrapTokenAuthenticator
     get = store_getter(store)
-    return [ServiceAccountTokens(issuer, get), BootstrapTokenAuthenticator(get)]
+    if objects is None:
+        return [ServiceAccountTokens(issuer, get), BootstrapTokenAuthenticator(get)]
+    return [ServiceAccountTokens(issuer, objects, recheck=get), BootstrapTokenAuthenticator(objects, recheck=get)]

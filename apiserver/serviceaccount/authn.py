@@ -10,8 +10,13 @@ A token whose (unverified) issuer is not ours is not this authenticator's
 expired, wrong audience, its ServiceAccount gone or re-created (uid), its
 bound Pod/Secret gone, re-created or being deleted — is 401 Unauthorized;
 the reason goes to the log only, as in Kubernetes. The liveness checks read
-the objects through `getter(kind, namespace, name) -> message | None`
-(the apiserver gives one reading the Store).
+the objects through `getter(kind, namespace, name) -> message | None`:
+the apiserver gives one reading its watch cache
+(apiserver/auth/tokencache.WatchedObjects) and, as `recheck`, one reading
+the Store, asked once more before a refusal (an index a moment behind a
+new ServiceAccount does not refuse its first token). Verified claims are
+kept a few seconds (tokencache.VerifiedCache) so a client's repeated
+requests skip the signature check; liveness is checked on every request.
 
 apiserver.auth.authn.Union asks it (and the bootstrap-token authenticator)
 for the bearer token of a request that has no client certificate.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 
 from apiserver.auth.authn import TokenAuthenticator
+from apiserver.auth.tokencache import VerifiedCache
 from apiserver.auth.user import AUTHENTICATED, UserInfo
 from apiserver.serviceaccount.tokens import InvalidToken, Issuer
 from machinery import errors
@@ -37,15 +43,28 @@ def groups_of(namespace: str) -> tuple[str, ...]:
 
 
 class ServiceAccountTokens(TokenAuthenticator):
-    def __init__(self, issuer: Issuer, getter):
-        self.issuer, self.getter = issuer, getter
+    def __init__(self, issuer: Issuer, getter, recheck=None, verified: VerifiedCache | None = None):
+        self.issuer, self.getter, self.recheck = issuer, getter, recheck
+        self.verified = verified or VerifiedCache(clock=issuer.clock)    # the issuer's clock decides expiry
+
+    def _verify(self, token: str):
+        c = self.verified.get(token)
+        if c is None:
+            c = self.issuer.verify(token)
+            self.verified.put(token, c, not_after=c.expires)
+        return c
 
     async def token(self, token: str) -> UserInfo | None:
         if not Issuer.looks_like_ours(token, self.issuer.issuer):
             return None
         try:
-            c = self.issuer.verify(token)
-            await self._alive(c)
+            c = self._verify(token)
+            try:
+                await self._alive(c, self.getter)
+            except InvalidToken:
+                if self.recheck is None:
+                    raise
+                await self._alive(c, self.recheck)
         except InvalidToken as exc:
             log.info("service account token refused: %s", exc)
             raise errors.Unauthorized("Unauthorized") from exc
@@ -54,8 +73,9 @@ class ServiceAccountTokens(TokenAuthenticator):
             extra[POD_NAME], extra[POD_UID] = (c.pod[0],), (c.pod[1],)
         return UserInfo(c.username, uid=c.uid, groups=groups_of(c.namespace), extra=extra)
 
-    async def _alive(self, c) -> None:
-        sa = await self.getter("ServiceAccount", c.namespace, c.name)
+    @staticmethod
+    async def _alive(c, getter) -> None:
+        sa = await getter("ServiceAccount", c.namespace, c.name)
         if sa is None:
             raise InvalidToken(f"service account {c.namespace}/{c.name} not found")
         if c.uid and sa.metadata.uid != c.uid:
@@ -65,7 +85,7 @@ class ServiceAccountTokens(TokenAuthenticator):
         for kind, ref in (("Pod", c.pod), ("Secret", c.secret)):
             if ref is None:
                 continue
-            obj = await self.getter(kind, c.namespace, ref[0])
+            obj = await getter(kind, c.namespace, ref[0])
             if obj is None:
                 raise InvalidToken(f"{kind.lower()} {c.namespace}/{ref[0]} not found")
             if obj.metadata.uid != ref[1]:

@@ -220,7 +220,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
 
         probes = SimpleNamespace(http_ok=_http_ok, api_ready=lambda server: _api_ready(server, creds))
         cpinfo = controlplane.start(lab, step, _wait, probes)
-        apiserver, servers = cpinfo["apiserver"], ",".join(cpinfo["apiservers"])
+        servers = ",".join(cpinfo["apiservers"])
         step("scheduler, controller-manager and cluster DNS started "
              f"(node grace {NODE_GRACE:g}s, pod eviction after {POD_EVICTION:g}s more)")
 
@@ -238,7 +238,7 @@ def up(name: str = "kctl", nodes: int = 3, *, subnet: str | None = None, progres
         info = {"name": name, "registry": registry, **cpinfo, "agents": agents}
         _save_cluster(name, info)
         info["previous_context"] = current_context(kubeconfig_path(kubeconfig))  # `down` gives it back
-        info["kubeconfig"] = write_kubeconfig(name, apiserver, kubeconfig, credentials=creds,
+        info["kubeconfig"] = write_kubeconfig(name, servers, kubeconfig, credentials=creds,
                                               http=f"https://{lab.cp_addresses[0]}:{APISERVER_HTTP_PORT}")
         _save_cluster(name, info)
         step(f"node agents started; kubeconfig {info['kubeconfig']} (context kctl-lab-{name})")

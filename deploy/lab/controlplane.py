@@ -109,7 +109,7 @@ def make_pki(lab: Lab):
     from machinery import pki
     first = lab.cp_addresses[0]
     store = pki.PKI(pki_dir(lab.name), pki.Endpoints(
-        grpc=f"{first}:{APISERVER_PORT}", https_url=f"https://{first}:{APISERVER_HTTP_PORT}",
+        grpc=",".join(f"{a}:{APISERVER_PORT}" for a in lab.cp_addresses), https_url=f"https://{first}:{APISERVER_HTTP_PORT}",
         ips=list(dict.fromkeys([lab.cp_address, *lab.cp_addresses])),
         service_ip=str(ipaddress.ip_network(SERVICE_CIDR).network_address + 1), cluster_name=f"kctl-lab-{lab.name}"))
     store.control_plane()

@@ -36,7 +36,8 @@ def write_kubeconfig(name: str, server: str, path: str | None = None, http: str 
 
     One file for both tools (kubectlish/config.py): the cluster's `server`
     is the HTTP URL kubectl uses, kctl's gRPC address is in the
-    `kctl.dev/grpc` extension. `credentials` (machinery.kubeconfig.Credentials:
+    `kctl.dev/grpc` extension (`server` may be a comma list: every apiserver of
+    an HA lab, written as the extension's `servers`). `credentials` (machinery.kubeconfig.Credentials:
     the lab's CA and admin certificate) are embedded (`*-data`), so the file
     is written 0600. When the user has no ~/.kube/config and no
     $KUBECONFIG, ~/.kube/config becomes a symlink to this file, so plain

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from machinery.pb import meta_pb2 as machinery_dot_pb_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n machinery/pb/authorization.proto\x12\x07kctl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17machinery/pb/meta.proto\"\x8a\x01\n\x12ResourceAttributes\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04verb\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x13\n\x0bsubresource\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\"3\n\x15NonResourceAttributes\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04verb\x18\x02 \x01(\t\"\xe7\x01\n\x17SubjectAccessReviewSpec\x12\x38\n\x13resource_attributes\x18\x01 \x01(\x0b\x32\x1b.kctl.v1.ResourceAttributes\x12?\n\x17non_resource_attributes\x18\x02 \x01(\x0b\x32\x1e.kctl.v1.NonResourceAttributes\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12&\n\x05\x65xtra\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0b\n\x03uid\x18\x06 \x01(\t\"f\n\x19SubjectAccessReviewStatus\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65nied\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x18\n\x10\x65valuation_error\x18\x04 \x01(\t\"\xc3\x01\n\x13SubjectAccessReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12.\n\x04spec\x18\x04 \x01(\x0b\x32 .kctl.v1.SubjectAccessReviewSpec\x12\x32\n\x06status\x18\x05 \x01(\x0b\x32\".kctl.v1.SubjectAccessReviewStatus\"\x98\x01\n\x1bSelfSubjectAccessReviewSpec\x12\x38\n\x13resource_attributes\x18\x01 \x01(\x0b\x32\x1b.kctl.v1.ResourceAttributes\x12?\n\x17non_resource_attributes\x18\x02 \x01(\x0b\x32\x1e.kctl.v1.NonResourceAttributes\"\xcb\x01\n\x17SelfSubjectAccessReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x32\n\x04spec\x18\x04 \x01(\x0b\x32$.kctl.v1.SelfSubjectAccessReviewSpec\x12\x32\n\x06status\x18\x05 \x01(\x0b\x32\".kctl.v1.SubjectAccessReviewStatus\"/\n\x1aSelfSubjectRulesReviewSpec\x12\x11\n\tnamespace\x18\x01 \x01(\t\"\\\n\x0cResourceRule\x12\r\n\x05verbs\x18\x01 \x03(\t\x12\x12\n\napi_groups\x18\x02 \x03(\t\x12\x11\n\tresources\x18\x03 \x03(\t\x12\x16\n\x0eresource_names\x18\x04 \x03(\t\"L\n\x0fNonResourceRule\x12\r\n\x05verbs\x18\x01 \x03(\t\x12*\n\x11non_resource_urls\x18\x02 \x03(\tR\x0fnonResourceURLs\"\xad\x01\n\x18SubjectRulesReviewStatus\x12-\n\x0eresource_rules\x18\x01 \x03(\x0b\x32\x15.kctl.v1.ResourceRule\x12\x34\n\x12non_resource_rules\x18\x02 \x03(\x0b\x32\x18.kctl.v1.NonResourceRule\x12\x12\n\nincomplete\x18\x03 \x01(\x08\x12\x18\n\x10\x65valuation_error\x18\x04 \x01(\t\"\xc8\x01\n\x16SelfSubjectRulesReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x31\n\x04spec\x18\x04 \x01(\x0b\x32#.kctl.v1.SelfSubjectRulesReviewSpec\x12\x31\n\x06status\x18\x05 \x01(\x0b\x32!.kctl.v1.SubjectRulesReviewStatus\"a\n\x08UserInfo\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12&\n\x05\x65xtra\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"?\n\x17SelfSubjectReviewStatus\x12$\n\tuser_info\x18\x01 \x01(\x0b\x32\x11.kctl.v1.UserInfo\"\x8f\x01\n\x11SelfSubjectReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x30\n\x06status\x18\x04 \x01(\x0b\x32 .kctl.v1.SelfSubjectReviewStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n machinery/pb/authorization.proto\x12\x07kctl.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17machinery/pb/meta.proto\"\x8a\x01\n\x12ResourceAttributes\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04verb\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x13\n\x0bsubresource\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\"3\n\x15NonResourceAttributes\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04verb\x18\x02 \x01(\t\"\xe7\x01\n\x17SubjectAccessReviewSpec\x12\x38\n\x13resource_attributes\x18\x01 \x01(\x0b\x32\x1b.kctl.v1.ResourceAttributes\x12?\n\x17non_resource_attributes\x18\x02 \x01(\x0b\x32\x1e.kctl.v1.NonResourceAttributes\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12&\n\x05\x65xtra\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0b\n\x03uid\x18\x06 \x01(\t\"f\n\x19SubjectAccessReviewStatus\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65nied\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x18\n\x10\x65valuation_error\x18\x04 \x01(\t\"\xc3\x01\n\x13SubjectAccessReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12.\n\x04spec\x18\x04 \x01(\x0b\x32 .kctl.v1.SubjectAccessReviewSpec\x12\x32\n\x06status\x18\x05 \x01(\x0b\x32\".kctl.v1.SubjectAccessReviewStatus\"\xc8\x01\n\x18LocalSubjectAccessReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12.\n\x04spec\x18\x04 \x01(\x0b\x32 .kctl.v1.SubjectAccessReviewSpec\x12\x32\n\x06status\x18\x05 \x01(\x0b\x32\".kctl.v1.SubjectAccessReviewStatus\"\x98\x01\n\x1bSelfSubjectAccessReviewSpec\x12\x38\n\x13resource_attributes\x18\x01 \x01(\x0b\x32\x1b.kctl.v1.ResourceAttributes\x12?\n\x17non_resource_attributes\x18\x02 \x01(\x0b\x32\x1e.kctl.v1.NonResourceAttributes\"\xcb\x01\n\x17SelfSubjectAccessReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x32\n\x04spec\x18\x04 \x01(\x0b\x32$.kctl.v1.SelfSubjectAccessReviewSpec\x12\x32\n\x06status\x18\x05 \x01(\x0b\x32\".kctl.v1.SubjectAccessReviewStatus\"/\n\x1aSelfSubjectRulesReviewSpec\x12\x11\n\tnamespace\x18\x01 \x01(\t\"\\\n\x0cResourceRule\x12\r\n\x05verbs\x18\x01 \x03(\t\x12\x12\n\napi_groups\x18\x02 \x03(\t\x12\x11\n\tresources\x18\x03 \x03(\t\x12\x16\n\x0eresource_names\x18\x04 \x03(\t\"L\n\x0fNonResourceRule\x12\r\n\x05verbs\x18\x01 \x03(\t\x12*\n\x11non_resource_urls\x18\x02 \x03(\tR\x0fnonResourceURLs\"\xad\x01\n\x18SubjectRulesReviewStatus\x12-\n\x0eresource_rules\x18\x01 \x03(\x0b\x32\x15.kctl.v1.ResourceRule\x12\x34\n\x12non_resource_rules\x18\x02 \x03(\x0b\x32\x18.kctl.v1.NonResourceRule\x12\x12\n\nincomplete\x18\x03 \x01(\x08\x12\x18\n\x10\x65valuation_error\x18\x04 \x01(\t\"\xc8\x01\n\x16SelfSubjectRulesReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x31\n\x04spec\x18\x04 \x01(\x0b\x32#.kctl.v1.SelfSubjectRulesReviewSpec\x12\x31\n\x06status\x18\x05 \x01(\x0b\x32!.kctl.v1.SubjectRulesReviewStatus\"a\n\x08UserInfo\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12&\n\x05\x65xtra\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"?\n\x17SelfSubjectReviewStatus\x12$\n\tuser_info\x18\x01 \x01(\x0b\x32\x11.kctl.v1.UserInfo\"\x8f\x01\n\x11SelfSubjectReview\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12%\n\x08metadata\x18\x03 \x01(\x0b\x32\x13.kctl.v1.ObjectMeta\x12\x30\n\x06status\x18\x04 \x01(\x0b\x32 .kctl.v1.SelfSubjectReviewStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,24 +43,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBJECTACCESSREVIEWSTATUS']._serialized_end=630
   _globals['_SUBJECTACCESSREVIEW']._serialized_start=633
   _globals['_SUBJECTACCESSREVIEW']._serialized_end=828
-  _globals['_SELFSUBJECTACCESSREVIEWSPEC']._serialized_start=831
-  _globals['_SELFSUBJECTACCESSREVIEWSPEC']._serialized_end=983
-  _globals['_SELFSUBJECTACCESSREVIEW']._serialized_start=986
-  _globals['_SELFSUBJECTACCESSREVIEW']._serialized_end=1189
-  _globals['_SELFSUBJECTRULESREVIEWSPEC']._serialized_start=1191
-  _globals['_SELFSUBJECTRULESREVIEWSPEC']._serialized_end=1238
-  _globals['_RESOURCERULE']._serialized_start=1240
-  _globals['_RESOURCERULE']._serialized_end=1332
-  _globals['_NONRESOURCERULE']._serialized_start=1334
-  _globals['_NONRESOURCERULE']._serialized_end=1410
-  _globals['_SUBJECTRULESREVIEWSTATUS']._serialized_start=1413
-  _globals['_SUBJECTRULESREVIEWSTATUS']._serialized_end=1586
-  _globals['_SELFSUBJECTRULESREVIEW']._serialized_start=1589
-  _globals['_SELFSUBJECTRULESREVIEW']._serialized_end=1789
-  _globals['_USERINFO']._serialized_start=1791
-  _globals['_USERINFO']._serialized_end=1888
-  _globals['_SELFSUBJECTREVIEWSTATUS']._serialized_start=1890
-  _globals['_SELFSUBJECTREVIEWSTATUS']._serialized_end=1953
-  _globals['_SELFSUBJECTREVIEW']._serialized_start=1956
-  _globals['_SELFSUBJECTREVIEW']._serialized_end=2099
+  _globals['_LOCALSUBJECTACCESSREVIEW']._serialized_start=831
+  _globals['_LOCALSUBJECTACCESSREVIEW']._serialized_end=1031
+  _globals['_SELFSUBJECTACCESSREVIEWSPEC']._serialized_start=1034
+  _globals['_SELFSUBJECTACCESSREVIEWSPEC']._serialized_end=1186
+  _globals['_SELFSUBJECTACCESSREVIEW']._serialized_start=1189
+  _globals['_SELFSUBJECTACCESSREVIEW']._serialized_end=1392
+  _globals['_SELFSUBJECTRULESREVIEWSPEC']._serialized_start=1394
+  _globals['_SELFSUBJECTRULESREVIEWSPEC']._serialized_end=1441
+  _globals['_RESOURCERULE']._serialized_start=1443
+  _globals['_RESOURCERULE']._serialized_end=1535
+  _globals['_NONRESOURCERULE']._serialized_start=1537
+  _globals['_NONRESOURCERULE']._serialized_end=1613
+  _globals['_SUBJECTRULESREVIEWSTATUS']._serialized_start=1616
+  _globals['_SUBJECTRULESREVIEWSTATUS']._serialized_end=1789
+  _globals['_SELFSUBJECTRULESREVIEW']._serialized_start=1792
+  _globals['_SELFSUBJECTRULESREVIEW']._serialized_end=1992
+  _globals['_USERINFO']._serialized_start=1994
+  _globals['_USERINFO']._serialized_end=2091
+  _globals['_SELFSUBJECTREVIEWSTATUS']._serialized_start=2093
+  _globals['_SELFSUBJECTREVIEWSTATUS']._serialized_end=2156
+  _globals['_SELFSUBJECTREVIEW']._serialized_start=2159
+  _globals['_SELFSUBJECTREVIEW']._serialized_end=2302
 # @@protoc_insertion_point(module_scope)

@@ -55,7 +55,7 @@ async def test_process_leader_election_metrics_and_kill_mid_rollout_creates_no_e
             return (d.status.updated_replicas == 10 and d.status.available_replicas == 10 and len(live) == 10
                     and all(p.spec.containers[0].image == image and ready(p) for p in live))
         await until(lambda: rolled("app:v1"), "first rollout")
-        lease = await client.get("Lease", "kctl-controller-manager", "kube-system")
+        lease = await client.get("Lease", "kube-controller-manager", "kube-system")
         assert lease.spec.holder_identity == "cm-a"
         text = await asyncio.to_thread(first.metrics)
         assert 'kctl_workqueue_adds_total{name="replicaset"}' in text
@@ -80,7 +80,7 @@ async def test_process_leader_election_metrics_and_kill_mid_rollout_creates_no_e
         first.kill()                                    # SIGKILL: no lease release
 
         async def taken_over():
-            lease = await client.get("Lease", "kctl-controller-manager", "kube-system")
+            lease = await client.get("Lease", "kube-controller-manager", "kube-system")
             return lease.spec.holder_identity == "cm-b"
         await until(taken_over, "the standby leads")
         await asyncio.sleep(1.5)                        # the new leader has synced its caches and looked

@@ -180,7 +180,7 @@ async def test_becomes_schedulable_when_a_node_is_added(client, start):
 async def test_leader_failover_binds_pending_pods(client, apiserver):
     from machinery.client import Client
     clients = [Client(apiserver.target) for _ in range(2)]
-    electors = [LeaderElector(c, "kctl-scheduler", f"sched-{i}", lease_duration=3, renew_deadline=2,
+    electors = [LeaderElector(c, "kube-scheduler", f"sched-{i}", lease_duration=3, renew_deadline=2,
                               retry_period=0.5, release_on_cancel=False) for i, c in enumerate(clients)]
     runs = [asyncio.create_task(e.run(lambda c=c: Scheduler(c).run())) for e, c in zip(electors, clients)]
     try:
@@ -197,7 +197,7 @@ async def test_leader_failover_binds_pending_pods(client, apiserver):
         for i in range(20):
             await until(lambda i=i: bound(f"after-{i}"), "bound by the standby")
         assert electors[1 - leader].is_leader
-        lease = await client.get("Lease", "kctl-scheduler", "kube-system")
+        lease = await client.get("Lease", "kube-scheduler", "kube-system")
         assert lease.spec.holder_identity == f"sched-{1 - leader}"
     finally:
         for t in runs:

@@ -57,7 +57,7 @@ async def test_standby_process_takes_over_after_leader_is_killed(client, apiserv
         async def bound(name):
             return (await client.get("Pod", name, "default")).spec.node_name == "n1"
         await until(lambda: bound("before"), "bound by the leader")
-        leader = (await client.get("Lease", "kctl-scheduler", "kube-system")).spec.holder_identity
+        leader = (await client.get("Lease", "kube-scheduler", "kube-system")).spec.holder_identity
         assert leader in procs
 
         async def counted():
@@ -71,7 +71,7 @@ async def test_standby_process_takes_over_after_leader_is_killed(client, apiserv
             await client.create(hollow.pod(f"after-{i}"))
         for i in range(5):
             await until(lambda i=i: bound(f"after-{i}"), f"after-{i} bound by the standby")
-        holder = (await client.get("Lease", "kctl-scheduler", "kube-system")).spec.holder_identity
+        holder = (await client.get("Lease", "kube-scheduler", "kube-system")).spec.holder_identity
         assert holder != leader and holder in procs
     finally:
         stop(procs.values())

@@ -176,3 +176,21 @@ async def test_bootstrap_token_authenticates_until_its_secret_goes(sa_cluster):
         assert http(sa_cluster, "/api/v1/nodes", "07401b.0000000000000000") == 401
         await c.delete("Secret", s.metadata.name, "kube-system")
         assert http(sa_cluster, "/api/v1/nodes", "07401b.f395accd246ae52d") == 401
+
+
+async def test_a_deleted_service_account_token_is_refused_at_once(sa_cluster, namespace):
+    """Token objects are read from the watch cache (apiserver/auth/tokencache.py);
+    a deletion this apiserver made is seen by the very next request."""
+    async with Client(sa_cluster.target) as c:
+        robot = kinds.new("ServiceAccount")
+        robot.metadata.name, robot.metadata.namespace = "robot", namespace
+        await c.create(robot)
+        out = kctl(sa_cluster.target, "create", "token", "robot", "-n", namespace)
+        assert out.code == 0, out.err
+        token = out.out.strip()
+        for _ in range(3):           # a fresh account, then from the index
+            assert whoami(sa_cluster.http_url, token) == (201, "system:serviceaccount:team:robot")
+        await c.delete("ServiceAccount", "robot", namespace)
+        assert whoami(sa_cluster.http_url, token) == (401, "")
+        await c.create(robot)        # the same name again: a new uid, the old token stays dead
+        assert whoami(sa_cluster.http_url, token) == (401, "")

@@ -40,8 +40,14 @@ def test_flags():
     (["--dns-service", "kube-dns"], "argument --dns-service: invalid value 'kube-dns': must be NAMESPACE/NAME"),
     (["--pods", "maybe"], "argument --pods: invalid choice: 'maybe'"),
     (["--cluster-ip", "10.96.0"], "argument --cluster-ip: invalid value '10.96.0': must be an IP address or ''"),
+    (["--register-interval", "0"], "argument --register-interval: invalid value '0': must be a positive number"),
+    (["--lease-ttl", "10"], "argument --lease-ttl: invalid value '10': must be more than --register-interval (10 s)"),
+    (["--lease-ttl", "3", "--register-interval", "0.5"], None),
 ])
 def test_bad_flags_name_the_flag_and_the_rule(argv, message, capsys):
+    if message is None:                          # the good neighbour of a bad value
+        main.parse_args(argv)
+        return
     with pytest.raises(SystemExit):
         main.parse_args(argv)
     assert message in capsys.readouterr().err
@@ -59,6 +65,7 @@ def test_registration_needs_an_address():
     reg = tasks["register"].cr_frame.f_locals["self"]
     assert (reg.address, reg.cluster_ip, reg.ports) == \
         ("10.0.0.2", "", [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")])
+    assert (reg.interval, reg.endpoints.ttl, reg.endpoints.lease_name) == (10.0, 15, "kctl-dns-10-0-0-2")
     for coro in tasks.values():
         coro.close()
 

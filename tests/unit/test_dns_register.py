@@ -1,6 +1,8 @@
 """kctl-dns behind kube-system/kube-dns (clusterdns/register.py) on the FakeClient:
-the Service is created once and never overwritten, each instance adds and
-removes only its own address, and subsets are kept per port set."""
+the Service is created once and never overwritten, each instance renews its
+own Lease (kube-system/kctl-dns-<address>) and the Endpoints are the live
+holders, one subset per port set; deregistering removes only its own address.
+The lease logic itself: tests/unit/test_lease_endpoints.py."""
 from clusterdns.register import Registration
 from machinery.fakeclient import FakeClient
 
@@ -27,10 +29,13 @@ async def test_two_instances_share_the_endpoints_and_leave_alone():
     assert addresses(client) == [("10.0.0.1", ports), ("10.0.0.2", ports),
                                  ("10.0.0.3", (("dns", 5353), ("dns-tcp", 5353)))]
     assert len(client.stored("Endpoints", "kube-dns", "kube-system").subsets) == 2
+    assert sorted(lease.metadata.name for lease in client.objects("Lease")) == \
+        ["kctl-dns-10-0-0-1", "kctl-dns-10-0-0-2", "kctl-dns-10-0-0-3"]
     await odd.deregister()
     await a.deregister()
     assert addresses(client) == [("10.0.0.2", ports)]
     assert len(client.stored("Endpoints", "kube-dns", "kube-system").subsets) == 1
+    assert [lease.metadata.name for lease in client.objects("Lease")] == ["kctl-dns-10-0-0-2"]
 
 
 async def test_an_existing_service_is_left_as_it_is():

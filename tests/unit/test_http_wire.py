@@ -50,7 +50,15 @@ def test_discovery_lists_subresources_categories_and_short_names():
     groups = [i["metadata"]["name"] for i in agg["items"]]
     from machinery import kinds
     served = list(dict.fromkeys(i.api_version.split("/")[0] for i in kinds.KINDS if "/" in i.api_version))
-    assert groups == served + ["metrics.k8s.io"] and {"apps", "coordination.k8s.io", "batch", "policy"} <= set(groups)
+    reviews = ["authorization.k8s.io", "authentication.k8s.io"]          # the create-only review APIs
+    assert groups == served + reviews + ["metrics.k8s.io"]
+    assert {"apps", "coordination.k8s.io", "batch", "policy"} <= set(groups)
+    authz = next(i for i in agg["items"] if i["metadata"]["name"] == "authorization.k8s.io")["versions"][0]
+    local = next(r for r in authz["resources"] if r["resource"] == "localsubjectaccessreviews")
+    assert local == {"resource": "localsubjectaccessreviews", "singularResource": "localsubjectaccessreview",
+                     "responseKind": {"group": "authorization.k8s.io", "version": "v1",
+                                      "kind": "LocalSubjectAccessReview"},
+                     "scope": "Namespaced", "verbs": ["create"]}
     dep = next(r for r in agg["items"][0]["versions"][0]["resources"] if r["resource"] == "deployments")
     assert dep["resource"] == "deployments" and {s["subresource"] for s in dep["subresources"]} == {"status",
                                                                                                    "scale"}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from apiserver.audit import AuditLog, should_log
+from apiserver.audit import AuditLog, Call, should_log
 from apiserver.auth import UserInfo, authz
 from apiserver.auth import bootstrappolicy as bp
 from apiserver.auth.authz import Attributes
@@ -101,8 +101,8 @@ def test_audit_events(tmp_path):
     log = AuditLog(str(tmp_path / "audit.log"))
     jane = UserInfo("jane", groups=("g",), impersonator=BOB)
     a = Attributes(jane, "create", namespace="ns", resource="pods", api_version="v1")
-    log.write(log.event(uri="/api/v1/namespaces/ns/pods", verb="create", code=403, user=jane, attrs=a,
-                        received="2026-01-01T00:00:00.000000Z", source_ip="127.0.0.1", decision="forbid"))
+    log.record(Call("/api/v1/namespaces/ns/pods", "2026-01-01T00:00:00.000000Z", user=jane, attrs=a, code=403,
+                    source_ip="127.0.0.1", decision="forbid"))
     log.close()
     ev = json.loads((tmp_path / "audit.log").read_text().splitlines()[0])
     assert ev["apiVersion"] == "audit.k8s.io/v1" and ev["kind"] == "Event" and ev["level"] == "Metadata"

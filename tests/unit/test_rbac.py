@@ -187,6 +187,11 @@ def test_default_policy_system_identities():
     assert allowed(z, Attributes(dns, "update", namespace="kube-system", resource="services", name="kube-dns"))
     assert not allowed(z, Attributes(dns, "update", namespace="kube-system", resource="services", name="other"))
     assert not allowed(z, Attributes(dns, "create", namespace="default", resource="endpoints"))
+    for verb in ("create", "get", "list", "update", "delete"):     # its own Lease (clusterdns/register.py)
+        assert allowed(z, Attributes(dns, verb, namespace="kube-system", api_group="coordination.k8s.io",
+                                     resource="leases", name="" if verb in ("create", "list") else "kctl-dns-10-0-0-1"))
+    assert not allowed(z, Attributes(dns, "create", namespace="default", api_group="coordination.k8s.io",
+                                     resource="leases"))
     node = _as("system:node:n1", "system:nodes")
     assert allowed(z, Attributes(node, "list", namespace="kube-node-lease", api_group="coordination.k8s.io",
                                  resource="leases"))
@@ -325,3 +330,18 @@ def test_requests_wait_for_the_first_list_after_a_start():
         caches["RoleBinding"].on_reset([])
         return await pending
     assert asyncio.run(main()).allowed
+
+
+def test_component_default_lease_names_are_allowed_by_their_roles():
+    """The scheduler's and controller manager's default --lease-name must be one
+    their own identity may get and update (a Vagrant run found the scheduler's
+    `kctl-scheduler` forbidden: it never became leader and no pod was scheduled)."""
+    from controllers.main import parse_args as cm_args
+    from scheduler.main import parse_args as sched_args
+    z = _default_policy()
+    for user, args in (("system:kube-scheduler", sched_args(["--leader-elect"])),
+                       ("system:kube-controller-manager", cm_args(["--leader-elect"]))):
+        for verb in ("get", "update"):
+            assert allowed(z, Attributes(_as(user), verb, namespace=args.lease_namespace,
+                                         api_group="coordination.k8s.io", resource="leases",
+                                         name=args.lease_name)), (user, verb, args.lease_name)

@@ -8,7 +8,7 @@ from scheduler.main import config_of, main, parse_args
 def test_defaults():
     args = parse_args(["--apiserver", "127.0.0.1:1"])
     cfg = config_of(args)
-    assert (args.apiserver, args.leader_elect, args.lease_name) == ("127.0.0.1:1", False, "kctl-scheduler")
+    assert (args.apiserver, args.leader_elect, args.lease_name) == ("127.0.0.1:1", False, "kube-scheduler")
     assert cfg.percentage_of_nodes_to_score == 0 and cfg.batch_size == 128
     assert [p.scheduler_name for p in cfg.profiles] == ["default-scheduler"]
     assert cfg.profiles[0].weights() == {"LeastAllocated": 1, "BalancedAllocation": 1,

@@ -77,6 +77,7 @@ def test_version_api_versions_and_api_resources(kube):
     assert "Server Version: v1.32.0" in out
     from machinery import kinds
     served = {i.api_version for i in kinds.KINDS + kinds.OLDER_VERSIONS} | {"metrics.k8s.io/v1beta1"}  # + metrics
+    served |= {"authorization.k8s.io/v1", "authentication.k8s.io/v1"}     # the review APIs
     assert kube.ok("api-versions").split() == sorted(served)
     assert {"apps/v1", "batch/v1", "policy/v1", "storage.k8s.io/v1", "v1"} <= set(kube.ok("api-versions").split())
     res = kube.ok("api-resources")

@@ -360,6 +360,50 @@ def test_grpc_node_restrictions(rk):
     assert e.message == 'pods "p2" is forbidden: node "node1" can only delete pods with spec.nodeName set to itself'
 
 
+def _local_review(namespace: str, user: str, verb: str, resource: str, spec_namespace: str | None = None):
+    from machinery.pb import authorization_pb2 as apb
+    r = apb.LocalSubjectAccessReview(api_version="authorization.k8s.io/v1", kind="LocalSubjectAccessReview")
+    r.metadata.namespace = namespace
+    r.spec.user = user
+    ra = r.spec.resource_attributes
+    ra.verb, ra.resource, ra.namespace = verb, resource, namespace if spec_namespace is None else spec_namespace
+    return r
+
+
+def test_grpc_local_subject_access_review(rk):
+    """A namespace admin (lead: admin in team) asks over gRPC what jane may do in
+    team; jane (view) may not ask; the namespaces must agree."""
+    out = grpc_as(rk, None, lambda c: c.review(_local_review("team", "jane", "list", "pods")), impersonate_user="lead")
+    assert out.status.allowed and out.kind == "LocalSubjectAccessReview"
+    out = grpc_as(rk, None, lambda c: c.review(_local_review("team", "jane", "create", "pods")),
+                  impersonate_user="lead")
+    assert not out.status.allowed
+    e = grpc_error(rk, "jane-token", lambda c: c.review(_local_review("team", "jane", "list", "pods")))
+    assert isinstance(e, errors.Forbidden) and e.message == (
+        'localsubjectaccessreviews.authorization.k8s.io is forbidden: User "jane" cannot create resource '
+        '"localsubjectaccessreviews" in API group "authorization.k8s.io" in the namespace "team"')
+    e = grpc_error(rk, None, lambda c: c.review(_local_review("team", "jane", "list", "pods", "other")))
+    assert isinstance(e, errors.Invalid) and "must match metadata.namespace" in e.message
+    e = grpc_error(rk, None, lambda c: c.review(_local_review("", "jane", "list", "pods")))
+    assert isinstance(e, errors.BadRequest) and e.message == "namespace is required on this type"
+
+
+def test_discovery_lists_the_review_apis(rk):
+    """kubectl api-resources/api-versions show authorization.k8s.io and
+    authentication.k8s.io with their create-only reviews, as Kubernetes does."""
+    rk.clear_cache()
+    res = rk.ok("api-resources", "--api-group=authorization.k8s.io")
+    rows = [line.split() for line in res.splitlines()[1:]]
+    assert rows == [["localsubjectaccessreviews", "authorization.k8s.io/v1", "true", "LocalSubjectAccessReview"],
+                    ["selfsubjectaccessreviews", "authorization.k8s.io/v1", "false", "SelfSubjectAccessReview"],
+                    ["selfsubjectrulesreviews", "authorization.k8s.io/v1", "false", "SelfSubjectRulesReview"],
+                    ["subjectaccessreviews", "authorization.k8s.io/v1", "false", "SubjectAccessReview"]]
+    assert "selfsubjectreviews" in rk.ok("api-resources", "--api-group=authentication.k8s.io", "-o", "name")
+    assert rk.ok("api-resources", "--api-group=authorization.k8s.io", "-o", "wide").splitlines()[1].split()[-1] \
+        == "create"
+    assert {"authorization.k8s.io/v1", "authentication.k8s.io/v1"} <= set(rk.ok("api-versions").split())
+
+
 def test_kctl_auth_and_as(rk):
     r = kctl(rk.apiserver.target, "auth", "can-i", "create", "pods")
     assert (r.code, r.out.strip()) == (0, "yes")
