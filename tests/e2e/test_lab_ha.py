@@ -34,6 +34,7 @@ import uuid
 
 import pytest
 
+from controllers.main import parse_args as controller_manager_args
 from deploy.lab import cluster, faults
 from deploy.lab.procs import is_alive, pids_in_cgroups
 from machinery import errors
@@ -48,6 +49,7 @@ pytestmark = LAB_MARKS
 SELECTOR = "app=echo"
 REPLICAS, MAX_SURGE = 6, 1
 NEW_IMAGE = "docker.io/kctl/echo:latest"  # same image, another reference: a new template
+LEASE = controller_manager_args([]).lease_name  # the controller manager's Lease in kube-system
 PAST_EVICTION = cluster.NODE_GRACE + cluster.POD_EVICTION + 2  # any eviction would have happened
 
 
@@ -227,7 +229,7 @@ def test_apiserver_crash_under_a_watcher_gives_no_gap_and_no_duplicate(lab):
 def test_leading_controller_manager_crash_mid_rollout(lab):
     needs_ha(lab)
     wait_for("6 ready echo replicas", lambda: echo_ready(lab), 60)
-    lease = "kctl-controller-manager"
+    lease = LEASE
     holder = ha.lease_holder(lab, lease)
     old = wait_for(f"the unit of leader {holder}", lambda: ha.leading_unit(lab, "controller-manager", holder), 10)
     counts: list[int] = []
