@@ -16,9 +16,10 @@ Kubernetes). Until the index has its first list, and on a Store without
 one (unit tests, tools), plugins read etcd as well. Writes through another
 apiserver are seen when the cache has them, as in Kubernetes.
 
-Used by the Priority plugin (PriorityClasses, apiserver/admission_priority.py)
-and PodSecurity (namespace labels, apiserver/podsecurity/admission.py): each
-was one etcd read per pod create.
+Used by the Priority plugin (PriorityClasses, apiserver/admission_priority.py),
+PodSecurity (namespace labels, apiserver/podsecurity/admission.py) and the
+ServiceAccount plugin (the pod's account, apiserver/serviceaccount/admission.py):
+each was one etcd read per pod create.
 """
 from __future__ import annotations
 
@@ -36,30 +37,32 @@ class FencedIndex:
 
     def __init__(self, index: ObjectIndex, view: Callable, clock=time.monotonic, fence: float = FENCE_SECONDS):
         self.index, self.view, self.clock, self.fence = index, view, clock, fence
-        self.pending: dict[str, tuple[object, float]] = {}
+        self.pending: dict[tuple[str, str], tuple[object, float]] = {}     # (namespace, name) ->
 
     @classmethod
     def follow(cls, cache, kind: str, view: Callable) -> "FencedIndex":
         """Follow the `kind` KindCache of an apiserver.watchcache.WatchCache."""
         return cls(ObjectIndex(kind).attach(cache[kind]), view)
 
-    def expect(self, name: str, obj) -> None:
+    def expect(self, namespace: str, name: str, obj) -> None:
         """An admitted write: `obj` is what it stores (None for a delete)."""
-        self.pending[name] = (self.view(obj) if obj is not None else None, self.clock() + self.fence)
+        key = (namespace if self.index.info.namespaced else "", name)
+        self.pending[key] = (self.view(obj) if obj is not None else None, self.clock() + self.fence)
 
     def note(self, req) -> None:
         """After the validating phase admitted `req` (an admission.Request of this index's kind)."""
         if not req.dry_run:
-            self.expect((req.obj or req.old).metadata.name, req.obj)
+            meta = (req.obj if req.obj is not None else req.old).metadata
+            self.expect(meta.namespace, meta.name, req.obj)
 
     def current(self) -> bool:
         if not self.index.ready:
             return False
         now = self.clock()
-        for name, (want, deadline) in list(self.pending.items()):
-            obj = self.index.get("", name)
+        for key, (want, deadline) in list(self.pending.items()):
+            obj = self.index.get(*key)
             if (self.view(obj) if obj is not None else None) == want or now >= deadline:
-                del self.pending[name]
+                del self.pending[key]
         return not self.pending
 
     def reader(self) -> ObjectIndex | None:

@@ -232,6 +232,7 @@ async def run(args: argparse.Namespace) -> None:
     ns_cache.on_reset, ns_cache.on_events = _track_terminating(store)
     # PodSecurity reads namespace labels from the cache (attached after the hooks above: it chains them)
     store.namespaces = FencedIndex.follow(cache, "Namespace", podsecurity.admission.namespace_view)
+    store.service_accounts = FencedIndex.follow(cache, "ServiceAccount", serviceaccount.admission.account_view)
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)
