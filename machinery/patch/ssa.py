@@ -261,5 +261,34 @@ def update_entries(old: dict | None, new: dict, *, manager: str, operation: str 
                    info: KindInfo, now: str, subresource: str = "") -> list[dict]:
     """Only the managedFields entries of track_update(...): for a caller that
     holds the object as a message and sets just that list (no copy of the
-    object without its nulls is made)."""
-    return _entries(_tracked(old, new, manager, operation, info, now, subresource)[1])
+    object without its nulls is made). The entries are read only.
+
+    A create that sends no managedFields gets one entry owning every field it
+    set but the server-owned ones, so its entries depend only on the object
+    without those (`_create_key`): every pod of a template, every replacement
+    a ReplicaSet creates, has the same. They are computed once per such object
+    and reused with this write's time."""
+    if old is not None or ((new.get("metadata") or {}).get("managedFields")):
+        return _entries(_tracked(old, new, manager, operation, info, now, subresource)[1])
+    key = (info.kind, manager, operation, subresource, _create_key(new))
+    cached = _creates.get(key)
+    if cached is None:
+        cached = _entries(_tracked(None, new, manager, operation, info, now, subresource)[1])
+        if len(_creates) >= CREATE_CACHE:
+            _creates.clear()
+        _creates[key] = cached
+    return [{**e, "time": now} if "time" in e else e for e in cached]
+
+
+CREATE_CACHE = 1024
+_creates: dict[tuple, list[dict]] = {}
+_SERVER_OWNED = frozenset(p[1][1] for p in STRIP if len(p) == 2 and p[0] == _META[0])
+
+
+def _create_key(new: dict) -> str:
+    """What a create's entries depend on: the object without the server-owned
+    metadata (name, namespace, uid, ...), as text."""
+    meta = new.get("metadata")
+    if isinstance(meta, dict):
+        new = {**new, "metadata": {k: v for k, v in meta.items() if k not in _SERVER_OWNED}}
+    return repr(new)

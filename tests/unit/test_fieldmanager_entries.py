@@ -53,3 +53,25 @@ def test_each_object_gets_its_own_field_set_and_time():
     entry = codec.to_dict(labelled)["metadata"]["managedFields"][0]
     assert entry["time"] == labelled.metadata.managed_fields[0].time.ToJsonString()
     assert entry["manager"] == "kubectl" and entry["operation"] == "Update"
+
+
+def test_creates_of_one_shape_reuse_their_entries_with_their_own_time():
+    def entries(p, now):
+        return ssa.update_entries(None, codec.to_dict(p), manager="rs", info=POD, now=now)
+
+    def full(p, now):
+        return ssa.track_update(None, codec.to_dict(p), manager="rs", info=POD, now=now)["metadata"]["managedFields"]
+    a, b = defaulted("a", app="x"), defaulted("b", app="x")
+    b.metadata.uid = "u-b"                                   # server-owned: not part of the shape
+    first, second = entries(a, NOW.format(1)), entries(b, NOW.format(2))
+    assert first == full(a, NOW.format(1)) and second == full(b, NOW.format(2))
+    assert (first[0]["time"], second[0]["time"]) == (NOW.format(1), NOW.format(2))
+    other = defaulted("c", app="x", tier="web")             # another label: another field set
+    assert entries(other, NOW.format(3)) == full(other, NOW.format(3))
+    assert "f:tier" in entries(other, NOW.format(3))[0]["fieldsV1"]["f:metadata"]["f:labels"]
+    sent = codec.to_dict(a)
+    sent["metadata"]["managedFields"] = [{"manager": "x", "operation": "Update", "apiVersion": "v1",
+                                          "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]
+    got = ssa.update_entries(None, sent, manager="rs", info=POD, now=NOW.format(4))
+    assert got == ssa.track_update(None, sent, manager="rs", info=POD, now=NOW.format(4))["metadata"]["managedFields"]
+    assert {e["manager"] for e in got} == {"x", "rs"}        # what a create sends is not the cached case
