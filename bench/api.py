@@ -1,6 +1,6 @@
 """Apiserver throughput and latency next to raw etcd, measured in one run.
 
-    .venv/bin/python bench/api.py [--ops 2000] [--ops64 6000]
+    .venv/bin/python bench/api.py [--ops 2000] [--ops64 6000] [--only create|get|http]
 
 Starts its own etcd and kctl-apiserver on free loopback ports in a
 temporary directory (harness.control_plane), then measures, at concurrency 1 and
@@ -13,7 +13,9 @@ pods; and (bench/fanout.py) with as many watchers of one kind that every
 node follows, the time from a write until every watcher saw it, p50/p99,
 next to the same with raw etcd watches.  Prints a table, the API/etcd
 ratios, the fan-out figures, the time to list every pod, and ends with one
-machine-readable line `RESULT key=value ...`.
+machine-readable line `RESULT key=value ...`.  --only runs just one set
+of phases (e.g. creates next to raw etcd puts) and nothing after them: the
+short variant for A/B runs and profiles on a busy machine.
 Everything it started is stopped by PID on the way out.
 """
 from __future__ import annotations
