@@ -139,7 +139,8 @@ def http_ops(session: aiohttp.ClientSession, base: str, conc: int, n: int):
 async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int = 0,
                 http: str = "", only: str = "") -> dict[str, float]:
     results: dict[str, float] = {}
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+    # the HTTP API serves TLS (the harness CA) and authenticates the admin's client certificate
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64, ssl=cluster.apiserver.ssl_context()))
     template = new_object("Pod", "template")
     payload = template.SerializeToString()
     etcd_port = cluster.etcd.client_port
@@ -217,9 +218,9 @@ def main() -> None:
     http = f"127.0.0.1:{free_port()}"
     with ControlPlane(apiserver_args=["--metrics-listen", "off", "--http-listen", http]) as cluster:
         print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "
-              f"and http://{http} (pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
+              f"and {cluster.apiserver.http_url} (pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
         r = asyncio.run(bench(cluster, args.ops, args.ops64, 0 if args.only else args.node_watchers,
-                              f"http://{http}", args.only))
+                              cluster.apiserver.http_url, args.only))
     print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'apiserver CPU us/op':>20}")
     for conc in (1, 64):
         for name in ("api_create", "http_create", "etcd_put", "api_get", "http_get", "etcd_get"):
