@@ -14,29 +14,18 @@ On PriorityClass create, a second `globalDefault: true` class is refused
 ("... is already marked as default. Only one default can exist").
 
 PriorityClasses are read from the apiserver's watch cache: a `ClassCache`
-(`store.priority_classes`, attached in apiserver/main.py) keeps an
-ObjectIndex of them fed by the cache's PriorityClass watch, so a pod create
-costs no etcd read (it was one range of every class per pod, ~31% of
-Store.create). Until the index has its first list — and on a Store without
-one (unit tests, tools) — classes are read from etcd as before.
-
-Kubernetes' plugin reads from an informer, so a class created a moment ago
-may be "not found" there for a moment. kctl keeps read-your-writes instead,
-so a script may create a class and at once a pod that names it: every
-PriorityClass write this apiserver admits (create, update, delete; not dry
-runs) is noted by name with what admission will then read (uid, value,
-globalDefault, preemptionPolicy, or "gone"), and while any noted write is
-not yet in the index, admission reads etcd. A note is dropped when the
-index shows it, or after FENCE_SECONDS (a write that failed after
-admission, or a cache that lags that much: then kctl lags like
-Kubernetes). Writes through another apiserver are seen when the cache has
-them, as in Kubernetes.
+(`store.priority_classes`, attached in apiserver/main.py) is a FencedIndex
+(apiserver/admission_cache.py) of them, so a pod create costs no etcd read
+(it was one range of every class per pod, ~31% of Store.create), with
+read-your-writes for the PriorityClass writes this apiserver admits (a
+script may create a class and at once a pod that names it).
 """
 from __future__ import annotations
 
 import time
 
 from apiserver import objects
+from apiserver.admission_cache import FENCE_SECONDS, FencedIndex
 from apiserver.auth.index import ObjectIndex
 from machinery import errors, kinds
 from machinery.validation.placement import SYSTEM_CLASSES, SYSTEM_DESCRIPTIONS
@@ -61,44 +50,26 @@ def system_class(name: str):
     return pc
 
 
-FENCE_SECONDS = 10.0
-
-
 def _view(pc):
-    """What admission reads of a class (None: there is none)."""
-    return None if pc is None else (pc.metadata.uid, pc.value, pc.global_default, pc.preemption_policy)
+    """What admission reads of a class."""
+    return pc.metadata.uid, pc.value, pc.global_default, pc.preemption_policy
 
 
-class ClassCache:
-    """The PriorityClasses admission reads: the watch cache's index, current unless
-    it has not synced or a write this apiserver admitted is not in it yet."""
+class ClassCache(FencedIndex):
+    """The PriorityClasses admission reads (a FencedIndex with their view)."""
 
     def __init__(self, index: ObjectIndex, clock=time.monotonic, fence: float = FENCE_SECONDS):
-        self.index, self.clock, self.fence = index, clock, fence
-        self.pending: dict[str, tuple[tuple | None, float]] = {}
+        super().__init__(index, _view, clock, fence)
 
     @classmethod
     def attach(cls, cache) -> "ClassCache":
         """Follow the PriorityClass KindCache of an apiserver.watchcache.WatchCache."""
         return cls(ObjectIndex(INFO.kind).attach(cache[INFO.kind]))
 
-    def expect(self, name: str, obj) -> None:
-        """An admitted write: `obj` is what it stores (None for a delete)."""
-        self.pending[name] = (_view(obj), self.clock() + self.fence)
-
-    def current(self) -> bool:
-        if not self.index.ready:
-            return False
-        now = self.clock()
-        for name, (want, deadline) in list(self.pending.items()):
-            if _view(self.index.get("", name)) == want or now >= deadline:
-                del self.pending[name]
-        return not self.pending
-
 
 def _cached(store) -> ObjectIndex | None:
     cache = getattr(store, "priority_classes", None)
-    return cache.index if cache is not None and cache.current() else None
+    return cache.reader() if cache is not None else None
 
 
 async def _classes(store) -> list:
@@ -124,10 +95,8 @@ async def _get_class(store, name: str):
 def note_write(req) -> None:
     """After the validating phase admitted a PriorityClass write: read-your-writes."""
     cache = getattr(req.store, "priority_classes", None)
-    if cache is None or req.dry_run or req.info.kind != INFO.kind:
-        return
-    name = (req.obj or req.old).metadata.name
-    cache.expect(name, req.obj)
+    if cache is not None and req.info.kind == INFO.kind:
+        cache.note(req)
 
 
 def default_class(classes):

@@ -15,14 +15,18 @@ defaulting (Kubernetes decodes with defaults before the field manager runs,
 so a creator owns the defaulted fields too) and against the very object the
 etcd txn compares with, so an unconditional update retried on fresh data is
 tracked against that data. The bookkeeping itself is machinery.patch.ssa's
-track_update; server-side apply (HTTP only) records its own `Apply` entry
+update_entries (track_update's managedFields only: the object stays a
+message, only its managedFields list is rebuilt, from cached Struct bytes
+and parsed times); server-side apply (HTTP only) records its own `Apply` entry
 and passes no FieldManager.
 """
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from functools import lru_cache
 
+from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from machinery import codec, errors, kinds
@@ -81,16 +85,47 @@ class FieldManager:
         """new (modified in place and returned) with managedFields recording
         that this manager wrote it over old (None: a create)."""
         info = kinds.of(new)
-        tracked = ssa.track_update(codec.to_dict(old) if old is not None else None, codec.to_dict(new),
-                                   manager=self.name, operation="Update", info=info, now=now_rfc3339(),
-                                   subresource=self.subresource)
-        return with_managed_fields(new, tracked)
+        entries = ssa.update_entries(codec.to_dict(old) if old is not None else None, codec.to_dict(new),
+                                     manager=self.name, operation="Update", info=info, now=now_rfc3339(),
+                                     subresource=self.subresource)
+        return set_managed_fields(new, entries)
 
 
 def with_managed_fields(obj: Message, tracked: dict) -> Message:
-    """obj with the managedFields of `tracked` (a manifest dict of the same
-    object): only that list is decoded, not the whole object again."""
-    entries = (tracked.get("metadata") or {}).get("managedFields") or []
+    """obj with the managedFields of `tracked` (a manifest dict of the same object)."""
+    return set_managed_fields(obj, (tracked.get("metadata") or {}).get("managedFields") or [])
+
+
+# The same few field sets come back write after write (every pod of a template, every
+# status update of a kind): their Struct is built once and copied as bytes after.
+FIELDS_V1_CACHE = 1024
+_fields_v1: dict[str, bytes] = {}
+
+
+def _fields_v1_bytes(tree) -> bytes:
+    key = repr(tree)
+    raw = _fields_v1.get(key)
+    if raw is None:
+        s = struct_pb2.Struct()
+        s.update(tree)
+        raw = s.SerializeToString()
+        if len(_fields_v1) >= FIELDS_V1_CACHE:
+            _fields_v1.clear()
+        _fields_v1[key] = raw
+    return raw
+
+
+@lru_cache(maxsize=256)
+def _time(text: str) -> tuple[int, int]:
+    """An entry's RFC 3339 time as (seconds, nanos); ValueError as Timestamp.FromJsonString's."""
+    t = timestamp_pb2.Timestamp()
+    t.FromJsonString(text)
+    return t.seconds, t.nanos
+
+
+def set_managed_fields(obj: Message, entries: list[dict]) -> Message:
+    """obj with these managedFields entries (dicts as in a manifest): only that list
+    is built, not the whole object decoded again."""
     obj.metadata.ClearField("managed_fields")
     try:           # built directly: the generic decoder cost ~2/3 of an HTTP create's tracking
         for e in entries:
@@ -99,9 +134,9 @@ def with_managed_fields(obj: Message, tracked: dict) -> Message:
                 api_version=e.get("apiVersion", ""), fields_type=e.get("fieldsType", ""),
                 subresource=e.get("subresource", ""))
             if e.get("time"):
-                m.time.FromJsonString(e["time"])
+                m.time.seconds, m.time.nanos = _time(e["time"])
             if e.get("fieldsV1") is not None:
-                m.fields_v1.update(e["fieldsV1"])
+                m.fields_v1.MergeFromString(_fields_v1_bytes(e["fieldsV1"]))
         return obj
     except (ValueError, TypeError, AttributeError):     # an entry the client sent malformed:
         obj.metadata.ClearField("managed_fields")       # the decoder names the field and the rule

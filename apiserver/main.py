@@ -36,6 +36,7 @@ from google.protobuf.message import DecodeError
 from apiserver import (admission, admission_priority, audit, auditpolicy, encryption, http, limits, metrics,
                        objects, podsecurity, serviceaccount, tls)
 from apiserver import storage as st
+from apiserver.admission_cache import FencedIndex
 from apiserver.allocators import ServiceAllocator
 from apiserver.auth.anonymous import AnonymousEndpoints
 from apiserver.auth.authn import Union
@@ -238,6 +239,9 @@ async def run(args: argparse.Namespace) -> None:
     store.priority_classes = admission_priority.ClassCache.attach(cache)   # Priority admission reads the cache
     ns_cache = cache["Namespace"]
     ns_cache.on_reset, ns_cache.on_events = _track_terminating(store)
+    # PodSecurity reads namespace labels from the cache (attached after the hooks above: it chains them)
+    store.namespaces = FencedIndex.follow(cache, "Namespace", podsecurity.admission.namespace_view)
+    store.service_accounts = FencedIndex.follow(cache, "ServiceAccount", serviceaccount.admission.account_view)
 
     limiter = limits.Inflight(args.max_requests_inflight, args.max_mutating_requests_inflight,
                              args.watch_send_timeout)

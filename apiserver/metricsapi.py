@@ -21,7 +21,8 @@ scrape fails loses its points (and its pods') until it answers again.
 Reads are served from memory: ``MetricsServicer`` over gRPC (proto/metrics.proto,
 used by the HPA controller and `kctl top`) and apiserver/http/metrics_routes.py
 over HTTP (Kubernetes' JSON, for `kubectl top`). Label selectors select by
-the labels of the pod or node objects, read from storage at each scrape.
+the labels of the pod or node objects, read from storage at each scrape
+(pods only in the namespaces the nodes report pods of).
 """
 from __future__ import annotations
 
@@ -149,9 +150,8 @@ class MetricsStore:
     async def scrape(self) -> None:
         """One scrape of every node; replaces the served points."""
         node_objs = [_unpack(NODE, a) for a in (await self.verbs.list(NODE)).items]
-        pod_labels = {(p.metadata.namespace, p.metadata.name): dict(p.metadata.labels)
-                      for p in (_unpack(POD, a) for a in (await self.verbs.list(POD)).items)}
         summaries = await asyncio.gather(*(self._scrape_node(n) for n in node_objs))
+        pod_labels = await self._pod_labels(summaries)
         nodes: dict[str, metrics_pb2.NodeMetrics] = {}
         pods: dict[tuple[str, str], metrics_pb2.PodMetrics] = {}
         keep: set[tuple] = set()
@@ -173,6 +173,18 @@ class MetricsStore:
                     pods[(pm.namespace, pm.name)] = pm
         self.rates.forget(keep)
         self.nodes, self.pods = nodes, pods
+
+    async def _pod_labels(self, summaries) -> dict[tuple[str, str], dict]:
+        """The labels of the pods in the namespaces the summaries report pods of: no
+        list (and no decode of every pod, which blocked the event loop for ~0.2 s per
+        10,000 pods) when the nodes report none."""
+        namespaces = {p.get("podRef", {}).get("namespace", "") for s in summaries if s for p in s.get("pods", [])}
+        out = {}
+        for ns in sorted(namespaces):
+            for a in (await self.verbs.list(POD, ns)).items:
+                pod = _unpack(POD, a)
+                out[(pod.metadata.namespace, pod.metadata.name)] = dict(pod.metadata.labels)
+        return out
 
     def _pod(self, p: dict, keep: set, pod_labels: dict) -> metrics_pb2.PodMetrics | None:
         ref = p.get("podRef", {})

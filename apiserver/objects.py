@@ -12,9 +12,17 @@ valid encoding of the stored object with resourceVersion set. Lists and
 watches therefore ship etcd's bytes plus a dozen bytes, and parse an object
 only when a selector needs to look inside it (after a cheap substring
 pre-check).
+
+A Create/Update request's object arrives as a google.protobuf.Any. The gRPC
+auth gate must decode it to learn the namespace and name it authorizes,
+and the servicer needs it decoded to write it: `unpack_request` (the gate)
+remembers what it decoded for the rest of the call (a ContextVar: the gate
+and the servicer run in the RPC's one task), and `take_unpacked` (the
+servicer) takes it over instead of decoding the same bytes again.
 """
 from __future__ import annotations
 
+import contextvars
 import re
 
 from google.protobuf import any_pb2
@@ -87,6 +95,42 @@ def pack(obj: Message) -> any_pb2.Any:
     a = any_pb2.Any()
     a.Pack(obj)
     return a
+
+
+def unpack(a: any_pb2.Any) -> tuple[kinds.KindInfo, Message]:
+    """A request's object: BadRequest for a type kctl does not serve or bytes that do not decode."""
+    info = kinds.BY_TYPE_URL.get(a.type_url)
+    if info is None:
+        raise errors.BadRequest(f"unknown object type {a.type_url or '(empty)'}")
+    obj = info.message()
+    try:
+        if a.Unpack(obj):
+            return info, obj
+    except DecodeError:
+        pass
+    raise errors.BadRequest(f"cannot decode {a.type_url}")
+
+
+# (the Any, what unpack made of it) for the call in progress; see the module docstring
+_UNPACKED: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("kctl_unpacked", default=None)
+
+
+def unpack_request(a: any_pb2.Any) -> tuple[kinds.KindInfo, Message]:
+    """unpack(a), remembered for `take_unpacked` later in the same call."""
+    out = unpack(a)
+    _UNPACKED.set((a, out))
+    return out
+
+
+def take_unpacked(a: any_pb2.Any) -> tuple[kinds.KindInfo, Message]:
+    """What `unpack_request` made of this very Any in this call (then forgotten, as the
+    caller may change it), else unpack(a)."""
+    held = _UNPACKED.get()
+    if held is not None:
+        _UNPACKED.set(None)
+        if held[0] is a:
+            return held[1]
+    return unpack(a)
 
 
 # -------------------------------------------------------------- selectors

@@ -16,7 +16,7 @@ import logging
 from apiserver import limits, objects
 from apiserver.fieldmanager import grpc_field_manager
 from apiserver.auth import current, reviews
-from apiserver.verbs import Verbs, kind_of, unpack
+from apiserver.verbs import Verbs, kind_of
 from machinery import errors, kinds
 from machinery.pb import api_pb2, api_pb2_grpc, serviceaccount_pb2
 
@@ -57,7 +57,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
             return await self._run(context, "create", review.kind, lambda: self._review(review, request))
 
         async def go():
-            _, obj = unpack(request.object)
+            _, obj = objects.take_unpacked(request.object)   # decoded by the auth gate
             out, warnings = await self.verbs.create(obj, dry_run=request.dry_run,
                                                     manager=grpc_field_manager(request, context, "", "CreateOptions"))
             return api_pb2.ObjectResponse(object=objects.pack(out), warnings=warnings)
@@ -85,7 +85,7 @@ class ApiServicer(api_pb2_grpc.ApiServicer):
 
     async def _update(self, request, context, status: bool):
         async def go():
-            _, obj = unpack(request.object)
+            _, obj = objects.take_unpacked(request.object)   # decoded by the auth gate
             manager = grpc_field_manager(request, context, "status" if status else "", "UpdateOptions")
             out, warnings = await self.verbs.update(obj, status=status, dry_run=request.dry_run,
                                                     subresource=request.subresource if status else "",

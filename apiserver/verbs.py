@@ -57,16 +57,6 @@ def label(kind) -> str:
         return "unknown"
 
 
-def unpack(a: any_pb2.Any) -> tuple[kinds.KindInfo, Message]:
-    info = kinds.BY_TYPE_URL.get(a.type_url)
-    if info is None:
-        raise errors.BadRequest(f"unknown object type {a.type_url or '(empty)'}")
-    obj = info.message()
-    if not a.Unpack(obj):
-        raise errors.BadRequest(f"cannot decode {a.type_url}")
-    return info, obj
-
-
 def parse_rv(text: str) -> int | None:
     """A request's resourceVersion: None when unset; BadRequest when not a revision."""
     try:

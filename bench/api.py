@@ -1,6 +1,6 @@
 """Apiserver throughput and latency next to raw etcd, measured in one run.
 
-    .venv/bin/python bench/api.py [--ops 2000] [--ops64 6000]
+    .venv/bin/python bench/api.py [--ops 2000] [--ops64 6000] [--only create|get|http]
 
 Starts its own etcd and kctl-apiserver on free loopback ports in a
 temporary directory (harness.control_plane), then measures, at concurrency 1 and
@@ -13,7 +13,9 @@ pods; and (bench/fanout.py) with as many watchers of one kind that every
 node follows, the time from a write until every watcher saw it, p50/p99,
 next to the same with raw etcd watches.  Prints a table, the API/etcd
 ratios, the fan-out figures, the time to list every pod, and ends with one
-machine-readable line `RESULT key=value ...`.
+machine-readable line `RESULT key=value ...`.  --only runs just one set
+of phases (e.g. creates next to raw etcd puts) and nothing after them: the
+short variant for A/B runs and profiles on a busy machine.
 Everything it started is stopped by PID on the way out.
 """
 from __future__ import annotations
@@ -101,6 +103,21 @@ async def fanout(clients: list[Client], watchers: int, pods: int = 1000) -> dict
     return {"fanout_watchers": watchers, "fanout_pods_per_s": pods / elapsed}
 
 
+# --only: a short variant that runs one pair of phases (and its ratio) at both concurrencies
+PHASES = {"create": ("api_create", "etcd_put"), "get": ("api_create", "api_get", "etcd_put", "etcd_get"),
+          "http": ("api_create", "http_create", "api_get", "http_get")}
+
+
+def ratios(r: dict[str, float], conc: int) -> None:
+    """API/etcd and HTTP/gRPC ratios of the phases that ran."""
+    pairs = {"ratio_create": ("api_create", "etcd_put"), "ratio_get": ("api_get", "etcd_get"),
+             "ratio_http_grpc_create": ("http_create", "api_create"),
+             "ratio_http_grpc_get": ("http_get", "api_get")}
+    for key, (a, b) in pairs.items():
+        if f"{a}_c{conc}_ops" in r and f"{b}_c{conc}_ops" in r:
+            r[f"{key}_c{conc}"] = r[f"{a}_c{conc}_ops"] / r[f"{b}_c{conc}_ops"]
+
+
 def http_ops(session: aiohttp.ClientSession, base: str, conc: int, n: int):
     """create and get of Pods over the HTTP API (status checked: a failure ends the run)."""
     pods = f"{base}/api/v1/namespaces/default/pods"
@@ -120,9 +137,10 @@ def http_ops(session: aiohttp.ClientSession, base: str, conc: int, n: int):
 
 
 async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int = 0,
-                http: str = "") -> dict[str, float]:
+                http: str = "", only: str = "") -> dict[str, float]:
     results: dict[str, float] = {}
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+    # the HTTP API serves TLS (the harness CA) and authenticates the admin's client certificate
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64, ssl=cluster.apiserver.ssl_context()))
     template = new_object("Pod", "template")
     payload = template.SerializeToString()
     etcd_port = cluster.etcd.client_port
@@ -154,23 +172,22 @@ async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int
             for name, op in (("api_create", api_create), ("api_get", api_get),
                              ("http_create", http_create), ("http_get", http_get),
                              ("etcd_put", etcd_put), ("etcd_get", etcd_get)):
+                if only and name not in PHASES[only]:
+                    continue
                 cpu0 = cpu_seconds(cluster.apiserver.pid)
                 r = await run_phase(n, conc, op)
                 if not name.startswith("etcd"):   # the apiserver's CPU per request: steadier than ops/s
                     r["cpu_us"] = (cpu_seconds(cluster.apiserver.pid) - cpu0) / n * 1e6
                 for k, v in r.items():
                     results[f"{name}_c{conc}_{k}"] = v
-            results[f"ratio_create_c{conc}"] = results[f"api_create_c{conc}_ops"] / results[f"etcd_put_c{conc}_ops"]
-            results[f"ratio_get_c{conc}"] = results[f"api_get_c{conc}_ops"] / results[f"etcd_get_c{conc}_ops"]
-            for verb in ("create", "get"):
-                results[f"ratio_http_grpc_{verb}_c{conc}"] = (results[f"http_{verb}_c{conc}_ops"]
-                                                              / results[f"api_{verb}_c{conc}_ops"])
+            ratios(results, conc)
 
         if node_watchers:
             results.update(await fanout(clients, node_watchers))
             results.update(await run_fanout(cluster.apiserver.target, etcd_port, node_watchers,
                                             apiserver_pid=cluster.apiserver.pid))
-
+        if only:
+            return results
         t0 = time.perf_counter()
         items, _ = await clients[0].list("Pod")
         results["list_pods_n"] = len(items)
@@ -195,24 +212,29 @@ def main() -> None:
     ap.add_argument("--ops64", type=int, default=8000, help="operations per phase at concurrency 64")
     ap.add_argument("--node-watchers", type=int, default=1000,
                     help="node-agent-like pod watches open during the fan-out phase (0 skips it)")
+    ap.add_argument("--only", choices=sorted(PHASES), default="",
+                    help="run only these phases (create: API create vs etcd put), no fan-out, no lists")
     args = ap.parse_args()
     http = f"127.0.0.1:{free_port()}"
     with ControlPlane(apiserver_args=["--metrics-listen", "off", "--http-listen", http]) as cluster:
         print(f"etcd {cluster.etcd.url} (pid {cluster.etcd.pid}), apiserver {cluster.apiserver.target} "
-              f"and http://{http} (pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
-        r = asyncio.run(bench(cluster, args.ops, args.ops64, args.node_watchers, f"http://{http}"))
+              f"and {cluster.apiserver.http_url} (pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
+        r = asyncio.run(bench(cluster, args.ops, args.ops64, 0 if args.only else args.node_watchers,
+                              cluster.apiserver.http_url, args.only))
     print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'apiserver CPU us/op':>20}")
     for conc in (1, 64):
         for name in ("api_create", "http_create", "etcd_put", "api_get", "http_get", "etcd_get"):
             k = f"{name}_c{conc}"
+            if k + "_ops" not in r:
+                continue
             cpu = f"{r[k + '_cpu_us']:>20.0f}" if k + "_cpu_us" in r else ""
             print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}{cpu}")
-        print(f"  api/etcd at concurrency {conc}: create {r[f'ratio_create_c{conc}']:.2f}, "
-              f"get {r[f'ratio_get_c{conc}']:.2f}; http/grpc: create "
-              f"{r[f'ratio_http_grpc_create_c{conc}']:.2f}, get {r[f'ratio_http_grpc_get_c{conc}']:.2f}")
-    print(f"list {int(r['list_pods_n'])} pods: {r['list_pods_ms']:.0f} ms "
-          f"(with a selector matching none: {r['list_pods_selector_ms']:.0f} ms; "
-          f"over HTTP: {r['http_list_pods_ms']:.0f} ms)")
+        print(f"  at concurrency {conc}: " + ", ".join(f"{k.removesuffix(f'_c{conc}')} {v:.2f}" for k, v in r.items()
+                                                       if k.startswith("ratio") and k.endswith(f"_c{conc}")))
+    if "list_pods_n" in r:
+        print(f"list {int(r['list_pods_n'])} pods: {r['list_pods_ms']:.0f} ms "
+              f"(with a selector matching none: {r['list_pods_selector_ms']:.0f} ms; "
+              f"over HTTP: {r['http_list_pods_ms']:.0f} ms)")
     if "fanout_pods_per_s" in r:
         print(f"create+bind 1000 pods with {int(r['fanout_watchers'])} node watchers open: "
               f"{r['fanout_pods_per_s']:.0f} pods/s until every node's watcher saw its pods")

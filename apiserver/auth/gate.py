@@ -6,7 +6,8 @@ a server interceptor (innermost, so it receives decoded requests): it
 authenticates the call, applies impersonation (`impersonate-*` metadata,
 apiserver/auth/impersonation.py), sets `auth.current()` for the rest of the call and,
 for the unary-request methods, authorizes the Attributes `grpc_attributes`
-derives from the request. Methods whose request is a stream (exec, attach,
+derives from the request (a Create/Update's object is decoded here once
+and handed to the servicer: objects.unpack_request / take_unpacked). Methods whose request is a stream (exec, attach,
 port-forward) are authenticated here and authorized by their servicer on
 the first message (`Gate.authorize`). Over HTTP, `http_middlewares()`
 returns the authenticate middleware (outermost after the Status one) and
@@ -30,7 +31,7 @@ import inspect
 import grpc
 from aiohttp import web
 
-from apiserver import audit as auditing
+from apiserver import audit as auditing, objects
 from apiserver.auth import authz, impersonation, requestinfo, reviews, user as users
 from apiserver.auth.authn import Authenticator, Insecure
 from apiserver.auth.authz import Attributes, Authorizer
@@ -46,8 +47,7 @@ def _object_attrs(user, verb: str, any_obj, sub: str = "") -> Attributes:
         if review is not None:
             return reviews.grpc_attributes(user, review, any_obj)
         return Attributes(user, verb, resource="unknown")
-    obj = info.message()
-    any_obj.Unpack(obj)
+    _, obj = objects.unpack_request(any_obj)          # the servicer takes this decode over
     ns = (obj.metadata.namespace or "default") if info.namespaced else ""
     # a create names no object, as a POST to the collection over HTTP (so resourceNames never grant it)
     return Attributes(user, verb, namespace=ns, api_group=info.group, resource=info.plural,

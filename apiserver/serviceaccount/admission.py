@@ -15,6 +15,13 @@
 
 Mirror pods (annotation kubernetes.io/config.mirror) are left alone. Updates
 are not touched (a pod's volumes cannot change).
+
+The account is read from the watch cache (`store.service_accounts`, a
+FencedIndex of apiserver/admission_cache.py attached in apiserver/main.py):
+no etcd read per pod create. An account this apiserver wrote is read from
+etcd until the cache shows it (read-your-writes); one the cache lacks is
+looked up in etcd as before (with the retries for `default`), as
+Kubernetes' plugin falls back from its lister to a live GET.
 """
 from __future__ import annotations
 
@@ -38,6 +45,12 @@ DEFAULT_ATTEMPTS = 10
 
 def random_suffix(n: int = 5) -> str:
     return "".join(secrets.choice(_ALPHANUMS) for _ in range(n))
+
+
+def account_view(sa) -> tuple:
+    """What this plugin reads of a ServiceAccount (apiserver/admission_cache.FencedIndex's view)."""
+    automount = sa.automount_service_account_token if sa.HasField("automount_service_account_token") else None
+    return sa.metadata.uid, automount, tuple(s.name for s in sa.image_pull_secrets)
 
 
 def should_automount(sa, pod) -> bool:
@@ -89,6 +102,11 @@ class ServiceAccountPlugin:
         self.sleep = sleep
 
     async def lookup(self, store, namespace: str, name: str):
+        cache = getattr(store, "service_accounts", None)
+        index = cache.reader() if cache is not None else None
+        sa = index.get(namespace, name) if index is not None else None
+        if sa is not None:
+            return sa
         info = kinds.BY_KIND["ServiceAccount"]
         for attempt in range(DEFAULT_ATTEMPTS if name == DEFAULT else 1):
             if attempt:
@@ -103,6 +121,9 @@ class ServiceAccountPlugin:
         return None
 
     async def validate(self, req) -> list[str]:
+        cache = getattr(req.store, "service_accounts", None)
+        if cache is not None and req.info.kind == "ServiceAccount":
+            cache.note(req)                      # admitted: read-your-writes of the account
         return []
 
     async def mutate(self, req) -> None:

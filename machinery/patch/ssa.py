@@ -4,6 +4,7 @@ sigs.k8s.io/structured-merge-diff/v6 merge/update.go).
 
     server_side_apply(live, config, *, manager, force, info, now) -> dict
     track_update(old, new, *, manager, operation, info, now) -> dict
+    update_entries(old, new, *, manager, operation, info, now) -> list   (its managedFields only)
 
 Both take and return manifest dicts (codec.to_dict's form); neither
 modifies its arguments. `now` is the RFC 3339 time written into the
@@ -38,6 +39,7 @@ managedFields) are never owned (stripmeta.go).
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 
 from machinery import errors
 from machinery.kinds import KindInfo
@@ -53,7 +55,7 @@ STRIP = {(("f", "apiVersion"),), (("f", "kind"),), _META} | {
         "name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName",
         "generation", "managedFields", "resourceVersion")}
 
-__all__ = ["server_side_apply", "track_update"]
+__all__ = ["server_side_apply", "track_update", "update_entries"]
 
 
 # ------------------------------------------------------------------ helpers
@@ -84,9 +86,29 @@ def _without_managed_fields(obj: dict | None) -> dict:
     return obj
 
 
+def _entries(managers: mf.Managers) -> list[dict]:
+    return mf.encode(mf.cap_update_managers(managers))
+
+
+def _read_only_without_managed_fields(obj: dict | None) -> dict:
+    """obj without metadata.managedFields, sharing everything else with obj: for
+    readers only (compare), where a deep copy would only cost time."""
+    obj = dict(obj) if obj else {}
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        obj["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return obj
+
+
+@lru_cache(maxsize=None)
+def _zero(descriptor) -> dict:
+    """mergekeys.zero_object, built once per kind (read only: compared, never changed)."""
+    return mergekeys.zero_object(descriptor)
+
+
 def _with_managers(obj: dict, managers: mf.Managers) -> dict:
-    obj = typed.drop_nulls(obj)
-    entries = mf.encode(mf.cap_update_managers(managers))
+    obj = typed.drop_nulls(obj)          # a new dict: obj itself is not modified
+    entries = _entries(managers)
     meta = obj.setdefault("metadata", {})
     if entries:
         meta["managedFields"] = entries
@@ -203,10 +225,9 @@ def server_side_apply(live: dict | None, config: dict, *, manager: str, force: b
 
 # ------------------------------------------------------------------- update
 
-def track_update(old: dict | None, new: dict, *, manager: str, operation: str = mf.UPDATE,
-                 info: KindInfo, now: str, subresource: str = "") -> dict:
-    """`new` with managedFields recording that `manager` wrote it over `old`
-    (None: a create). `operation` is "Update" for create, update and patch."""
+def _tracked(old: dict | None, new: dict, manager: str, operation: str, info: KindInfo, now: str,
+             subresource: str) -> tuple[dict, mf.Managers]:
+    """Updater.update for an Update: (new without managedFields, the managers after it)."""
     t = struct_type(info.message.DESCRIPTOR)
     sent = ((new or {}).get("metadata") or {}).get("managedFields")
     if not subresource and mf.is_reset(sent):
@@ -214,9 +235,8 @@ def track_update(old: dict | None, new: dict, *, manager: str, operation: str = 
     else:         # decodeLiveOrNew: what was sent, else the live object's, else none
         managers = {} if subresource else _decode_or_empty(sent)
         managers = managers or _decode_or_empty(((old or {}).get("metadata") or {}).get("managedFields"))
-    old_obj = _without_managed_fields(old) if old is not None else mergekeys.zero_object(
-        info.message.DESCRIPTOR)
-    new_obj = _without_managed_fields(new)
+    old_obj = _read_only_without_managed_fields(old) if old is not None else _zero(info.message.DESCRIPTOR)
+    new_obj = _read_only_without_managed_fields(new)
     managers.pop(CURRENT, None)
     changed, _ = _update(old_obj, new_obj, managers, CURRENT, True, t, _ignored(info, subresource))
     mine = changed - STRIP
@@ -226,4 +246,49 @@ def track_update(old: dict | None, new: dict, *, manager: str, operation: str = 
         entry.fields = mine | (previous.fields if previous else set())
         entry.time = now
         managers[entry.key] = entry
+    return new_obj, managers
+
+
+def track_update(old: dict | None, new: dict, *, manager: str, operation: str = mf.UPDATE,
+                 info: KindInfo, now: str, subresource: str = "") -> dict:
+    """`new` with managedFields recording that `manager` wrote it over `old`
+    (None: a create). `operation` is "Update" for create, update and patch."""
+    new_obj, managers = _tracked(old, new, manager, operation, info, now, subresource)
     return _with_managers(new_obj, managers)
+
+
+def update_entries(old: dict | None, new: dict, *, manager: str, operation: str = mf.UPDATE,
+                   info: KindInfo, now: str, subresource: str = "") -> list[dict]:
+    """Only the managedFields entries of track_update(...): for a caller that
+    holds the object as a message and sets just that list (no copy of the
+    object without its nulls is made). The entries are read only.
+
+    A create that sends no managedFields gets one entry owning every field it
+    set but the server-owned ones, so its entries depend only on the object
+    without those (`_create_key`): every pod of a template, every replacement
+    a ReplicaSet creates, has the same. They are computed once per such object
+    and reused with this write's time."""
+    if old is not None or ((new.get("metadata") or {}).get("managedFields")):
+        return _entries(_tracked(old, new, manager, operation, info, now, subresource)[1])
+    key = (info.kind, manager, operation, subresource, _create_key(new))
+    cached = _creates.get(key)
+    if cached is None:
+        cached = _entries(_tracked(None, new, manager, operation, info, now, subresource)[1])
+        if len(_creates) >= CREATE_CACHE:
+            _creates.clear()
+        _creates[key] = cached
+    return [{**e, "time": now} if "time" in e else e for e in cached]
+
+
+CREATE_CACHE = 1024
+_creates: dict[tuple, list[dict]] = {}
+_SERVER_OWNED = frozenset(p[1][1] for p in STRIP if len(p) == 2 and p[0] == _META[0])
+
+
+def _create_key(new: dict) -> str:
+    """What a create's entries depend on: the object without the server-owned
+    metadata (name, namespace, uid, ...), as text."""
+    meta = new.get("metadata")
+    if isinstance(meta, dict):
+        new = {**new, "metadata": {k: v for k, v in meta.items() if k not in _SERVER_OWNED}}
+    return repr(new)

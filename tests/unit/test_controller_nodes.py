@@ -171,3 +171,42 @@ async def test_a_restarted_controller_does_not_declare_a_dead_node_ready():
         await h.settle()
         ready = next(x for x in get(h, "Node", "a").status.conditions if x.type == "Ready")
         assert ready.status == "Unknown"    # ...but no heartbeat was heard, so "a" stays Unknown
+
+
+async def test_the_monitor_wakes_at_the_grace_and_eviction_deadlines_not_a_period_later():
+    clock, mono = Clock(), Mono(0)
+    async with harness(nlc_factory(clock, mono), clock=clock) as (h, c):
+        await setup(h, ["a", "b", "c"])
+        await c.monitor_once()
+        assert c.wake_in() == 0.5                          # every grace period ends 4 s from now
+        mono.advance(3.8); clock.advance(3.8)
+        for n in ("b", "c"):
+            await renew(h, n, 200)
+        await h.settle()
+        assert abs(c.wake_in() - (0.2 + 0.01)) < 1e-9      # a's ends in 0.2 s: just after it, not at 0.5
+        mono.advance(0.21); clock.advance(0.21)
+        await c.monitor_once()                             # silent for 4.01 s > grace: Unknown, tainted
+        await h.settle()
+        assert get(h, "Node", "a").spec.taints
+        mono.advance(0.5); clock.advance(1.7)              # the eviction is due 2 s after the taint
+        assert abs(c.wake_in() - 0.3) < 1e-6
+        assert not get(h, "Pod", "a-p0", "default").metadata.HasField("deletion_timestamp")
+        clock.advance(0.3)
+        await c.monitor_once()
+        await h.settle()
+        pa = get(h, "Pod", "a-p0", "default")
+        assert pa is None or pa.metadata.HasField("deletion_timestamp")
+        assert c.wake_in() <= 0.5                          # past deadlines never make it spin
+        assert c.wake_in() >= 0.01
+
+
+async def test_a_node_silent_for_less_than_grace_is_never_judged_at_its_deadline():
+    clock, mono = Clock(), Mono(0)
+    async with harness(nlc_factory(clock, mono), clock=clock) as (h, c):
+        await setup(h, ["a", "b", "c"])
+        await c.monitor_once()
+        mono.advance(4.0); clock.advance(4.0)              # exactly grace: not MORE than grace
+        await c.monitor_once()
+        await h.settle()
+        assert not get(h, "Node", "a").spec.taints
+        assert abs(c.wake_in() - 0.01) < 1e-9

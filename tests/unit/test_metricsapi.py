@@ -22,9 +22,12 @@ def packed(obj):
 class Verbs:
     def __init__(self, objs):
         self.objs = objs
+        self.lists = []
 
-    async def list(self, info, *a, **kw):
-        return SimpleNamespace(items=[packed(o) for o in self.objs if o.kind == info.kind])
+    async def list(self, info, namespace="", *a, **kw):
+        self.lists.append((info.kind, namespace))
+        return SimpleNamespace(items=[packed(o) for o in self.objs if o.kind == info.kind
+                                      and (not namespace or o.metadata.namespace == namespace)])
 
 
 def node(name, **labels):
@@ -133,3 +136,13 @@ def test_kubernetes_json_and_discovery():
     rl = metrics_routes.resource_list()
     assert {r["name"]: r["kind"] for r in rl["resources"]} == {"nodes": "NodeMetrics", "pods": "PodMetrics"}
     assert json.dumps(rl)
+
+
+def test_pods_are_listed_only_in_the_namespaces_the_nodes_report():
+    other = pod("elsewhere")
+    other.metadata.namespace = "other"
+    store = store_with([summary(0, 0, {}), summary(0, 0, {"a": [("c", 0, 1)]})], [node("n1"), pod("a"), other])
+    scrape(store)                                # the node reports no pods: no pod list at all
+    assert store.verbs.lists == [("Node", "")]
+    scrape(store)
+    assert store.verbs.lists[1:] == [("Node", ""), ("Pod", "default")]

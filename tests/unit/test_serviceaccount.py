@@ -14,7 +14,9 @@ import pytest
 
 from apiserver import admission
 from apiserver.serviceaccount import authn, keys, store_getter, tokens
-from apiserver.serviceaccount.admission import MOUNT_PATH, ServiceAccountPlugin
+from apiserver.admission_cache import FencedIndex
+from apiserver.auth.index import ObjectIndex
+from apiserver.serviceaccount.admission import MOUNT_PATH, ServiceAccountPlugin, account_view
 from apiserver.serviceaccount.tokenrequest import TokenRequests, from_json, to_json
 from machinery import codec, defaults, errors, kinds
 from machinery.pb import serviceaccount_pb2
@@ -344,3 +346,42 @@ def test_key_dir_that_cannot_be_written_is_a_config_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(keys.KeyFileError, match="cannot create the service account key pair"):
         keys.load(directory=blocker / "sub")
+
+
+# ------------------------------------------------ admission over the watch cache
+
+class CountingStore(FakeStore):
+    """FakeStore that counts etcd reads, with a FencedIndex of ServiceAccounts."""
+
+    def __init__(self, *objs, indexed=(), ready=True):
+        super().__init__(*objs)
+        self.reads = 0
+        index = ObjectIndex("ServiceAccount")
+        for o in indexed:
+            index.put(o)
+        index.ready = ready
+        self.service_accounts = FencedIndex(index, account_view)
+
+    async def get(self, info, ns, name):
+        self.reads += 1
+        return await super().get(info, ns, name)
+
+
+def test_admission_reads_the_account_from_the_cache_else_etcd():
+    store = CountingStore(sa(automount=True), indexed=[sa(automount=False)])
+    assert admit(store, pod()).spec.volumes == [] and store.reads == 0    # the index's account decides
+    store = CountingStore(sa(automount=False), indexed=[sa("other")])     # not in the index: etcd
+    assert admit(store, pod()).spec.volumes == [] and store.reads == 1
+    store = CountingStore(sa(automount=False), indexed=[sa(automount=True)], ready=False)
+    assert admit(store, pod()).spec.volumes == [] and store.reads == 1    # before the first list
+
+
+def test_an_account_this_apiserver_wrote_is_read_from_etcd_until_the_cache_has_it():
+    old, new = sa(automount=True), sa(automount=False)
+    store = CountingStore(new, indexed=[old])
+    run(ServiceAccountPlugin().validate(admission.Request(admission.UPDATE, kinds.BY_KIND["ServiceAccount"],
+                                                          new, old, store=store)))
+    assert admit(store, pod()).spec.volumes == [] and store.reads == 1
+    store.service_accounts.index.put(new)                                 # the watch event arrived
+    assert admit(store, pod()).spec.volumes == [] and store.reads == 1
+    assert store.service_accounts.pending == {}

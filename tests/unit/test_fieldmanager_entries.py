@@ -1,0 +1,77 @@
+"""The managedFields fast path of every write (apiserver/fieldmanager.py over
+machinery.patch.ssa.update_entries): the same entries as track_update, the
+arguments left as they were, and the cached Struct bytes / parsed times
+giving each object its own field set and time."""
+from __future__ import annotations
+
+import copy
+
+from google.protobuf import json_format
+
+from apiserver import registry
+from apiserver.fieldmanager import FieldManager
+from harness.objects import new_object
+from machinery import codec, kinds
+from machinery.patch import ssa
+
+POD = kinds.BY_KIND["Pod"]
+NOW = "2026-12-06T10:00:0{}Z"
+
+
+def defaulted(name, **labels):
+    p = new_object("Pod", name, labels=labels)
+    registry.strategy(POD).default(p)
+    return p
+
+
+def test_update_entries_are_track_updates_managed_fields_and_leave_the_arguments_alone():
+    old = codec.to_dict(FieldManager("kubectl").track(None, defaulted("a")))
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = {"tier": "web"}
+    new["spec"]["containers"][0]["image"] = "nginx"
+    before_old, before_new = copy.deepcopy(old), copy.deepcopy(new)
+    for o in (None, old):
+        full = ssa.track_update(o, new, manager="editor", info=POD, now=NOW.format(1))
+        assert ssa.update_entries(o, new, manager="editor", info=POD, now=NOW.format(1)) == \
+            full["metadata"]["managedFields"]
+    assert (old, new) == (before_old, before_new)
+    entries = {e["manager"]: e for e in ssa.update_entries(old, new, manager="editor", info=POD, now=NOW.format(1))}
+    assert sorted(entries) == ["editor", "kubectl"]
+    assert entries["editor"]["fieldsV1"] == {"f:metadata": {"f:labels": {".": {}, "f:tier": {}}},
+                                      "f:spec": {"f:containers": {'k:{"name":"main"}': {"f:image": {}}}}}
+
+
+def test_each_object_gets_its_own_field_set_and_time():
+    fm = FieldManager("kubectl")
+    plain, labelled, again = fm.track(None, defaulted("a")), fm.track(None, defaulted("b", app="x")), \
+        fm.track(None, defaulted("c"))
+
+    def fields(p):
+        return json_format.MessageToDict(p.metadata.managed_fields[0].fields_v1)
+    assert "f:metadata" not in fields(plain) and fields(labelled)["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
+    assert fields(again) == fields(plain)
+    entry = codec.to_dict(labelled)["metadata"]["managedFields"][0]
+    assert entry["time"] == labelled.metadata.managed_fields[0].time.ToJsonString()
+    assert entry["manager"] == "kubectl" and entry["operation"] == "Update"
+
+
+def test_creates_of_one_shape_reuse_their_entries_with_their_own_time():
+    def entries(p, now):
+        return ssa.update_entries(None, codec.to_dict(p), manager="rs", info=POD, now=now)
+
+    def full(p, now):
+        return ssa.track_update(None, codec.to_dict(p), manager="rs", info=POD, now=now)["metadata"]["managedFields"]
+    a, b = defaulted("a", app="x"), defaulted("b", app="x")
+    b.metadata.uid = "u-b"                                   # server-owned: not part of the shape
+    first, second = entries(a, NOW.format(1)), entries(b, NOW.format(2))
+    assert first == full(a, NOW.format(1)) and second == full(b, NOW.format(2))
+    assert (first[0]["time"], second[0]["time"]) == (NOW.format(1), NOW.format(2))
+    other = defaulted("c", app="x", tier="web")             # another label: another field set
+    assert entries(other, NOW.format(3)) == full(other, NOW.format(3))
+    assert "f:tier" in entries(other, NOW.format(3))[0]["fieldsV1"]["f:metadata"]["f:labels"]
+    sent = codec.to_dict(a)
+    sent["metadata"]["managedFields"] = [{"manager": "x", "operation": "Update", "apiVersion": "v1",
+                                          "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]
+    got = ssa.update_entries(None, sent, manager="rs", info=POD, now=NOW.format(4))
+    assert got == ssa.track_update(None, sent, manager="rs", info=POD, now=NOW.format(4))["metadata"]["managedFields"]
+    assert {e["manager"] for e in got} == {"x", "rs"}        # what a create sends is not the cached case
