@@ -63,8 +63,11 @@ from machinery.pb import api_pb2, api_pb2_grpc
 
 CONNECT_TIMEOUT = 5.0
 SILENT = 1.0             # a unary call its caller cancels after waiting longer: move on
-RECONNECT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.min_reconnect_backoff_ms", 500),
-                     ("grpc.max_reconnect_backoff_ms", 5_000)]
+# Not grpc.min_reconnect_backoff_ms: gRPC core uses it as the deadline of each
+# connection attempt (subchannel min_connect_timeout, default 20 s). At 500 ms a
+# TLS handshake with a busy apiserver (a control plane VM under QEMU TCG) timed
+# out "before receiving SETTINGS frame" and failed the Vagrant provisioning.
+RECONNECT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5_000)]
 CONNECT_FAILED = "failed to connect to all addresses"
 READY, FAILURE = grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE
 SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN

@@ -230,3 +230,14 @@ async def test_renew_replaces_every_channel_and_returns_the_old_ones():
     assert all(a is not b for a, b in zip(old, ep.channels))
     await ep.close(old)
     assert all(c.closed for c in old)
+
+
+def test_connection_attempts_get_grpc_default_deadline():
+    """grpc.min_reconnect_backoff_ms is gRPC core's deadline for one connection
+    attempt: at 500 ms a slow TLS handshake (a QEMU TCG control plane) failed
+    the Vagrant provisioning. Clients leave it at gRPC's 20 s; the apiserver's
+    etcd channels give an attempt seconds, not 100 ms."""
+    from apiserver import storage
+    from machinery import client
+    assert "grpc.min_reconnect_backoff_ms" not in dict(client.CHANNEL_OPTIONS)
+    assert dict(storage.CHANNEL_OPTIONS)["grpc.min_reconnect_backoff_ms"] >= 5_000
