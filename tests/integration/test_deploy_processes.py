@@ -1,7 +1,10 @@
 """deploy/'s rendered units run: etcd with the flags of etcd.env, the registry
 with registry.yml and registry.env, push-images.sh filling a registry — each
 on loopback ports in a temporary directory (ports and paths moved there),
-started and stopped by PID through harness.process.Command.
+started and stopped by PID through harness.process.Command. And an HA
+control plane's etcd: the three members install-units.sh renders for
+--control-plane-hosts cp1=127.0.0.11,... with deploy/vagrant/pki.py's
+certificates form one cluster over TLS.
 
 The files themselves are checked in tests/unit/test_deploy_files.py.
 """
@@ -18,7 +21,12 @@ from pathlib import Path
 import pytest
 
 from harness.process import Command, free_port
-from tests.deploy_units import SYSTEMD, expand_exec, installed, rendered  # noqa: F401 - installed: fixture
+from tests.deploy_units import SYSTEMD, expand_exec, installed, rendered, run_install_units  # noqa: F401 - installed: fixture
+
+
+def _health(url: str, context) -> bool:
+    with urllib.request.urlopen(f"{url}/health", timeout=2, context=context) as r:
+        return json.load(r)["health"] == "true"
 
 
 def test_etcd_starts_with_our_flags(installed, tmp_path):
@@ -44,12 +52,79 @@ def test_etcd_starts_with_our_flags(installed, tmp_path):
 
     class TlsCommand(Command):
         def ready(self) -> bool:
-            with urllib.request.urlopen(url, timeout=1, context=apiserver) as r:
-                return json.load(r)["health"] == "true"
+            return _health(f"https://127.0.0.1:{client}", apiserver)
     with TlsCommand("etcd", tmp_path, argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}):
         nobody = Credentials((pki / "etcd/ca.crt").read_bytes()).ssl_context()
         with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)):
             urllib.request.urlopen(url, timeout=5, context=nobody)
+
+
+HA_MEMBERS = {"cp1": "127.0.0.11", "cp2": "127.0.0.12", "cp3": "127.0.0.13"}
+
+
+def _etcd_v3(url: str, path: str, body: dict, context) -> dict:
+    req = urllib.request.Request(f"{url}/v3/{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5, context=context) as r:
+        return json.load(r)
+
+
+def test_ha_etcd_members_form_one_cluster(tmp_path):
+    """Each control plane's rendered etcd (install-units.sh --control-plane-hosts, its own member
+    certificate from deploy/vagrant/pki.py) started for real: the three agree on one 3-member cluster,
+    a key written through one member is read through another, and each apiserver's --etcd-servers
+    are exactly the members' client URLs."""
+    import base64
+
+    from deploy.vagrant import pki as vagrant_pki
+    from machinery.kubeconfig import Credentials
+    etcd = shutil.which("etcd")
+    if not etcd:
+        pytest.skip("etcd is not installed: the HA etcd members NOT started")
+    vagrant_pki.make(tmp_path / "pki", HA_MEMBERS, {})
+    hosts = ",".join(f"{m}={ip}" for m, ip in HA_MEMBERS.items())
+    client, peer = free_port(), free_port()     # the same ports on each member's own address
+    procs, apiserver_etcd = {}, {}
+    for m, ip in HA_MEMBERS.items():
+        root = tmp_path / m
+        shutil.copytree(tmp_path / "pki/bundles" / m, root / "etc/kctl/pki")
+        run_install_units(root, "controlplane", "--prefix", "/opt/kctl", "--advertise-ip", ip,
+                          "--control-plane-hosts", hosts)
+        unit, env = rendered(root, "etcd")
+        text = env["KCTL_ETCD_ARGS"]
+        assert f"--listen-client-urls https://127.0.0.1:2379,https://{ip}:2379" in text
+        text = (text.replace("https://127.0.0.1:2379,", "")     # loopback: one port per machine, not three
+                .replace(":2379", f":{client}").replace(":2380", f":{peer}")
+                .replace("/var/lib/kctl/etcd", str(root / "etcd")).replace("/etc/kctl/pki", str(root / "etc/kctl/pki")))
+        procs[m] = Command(f"etcd-{m}", root, expand_exec(unit["Service"]["ExecStart"][0], {"KCTL_ETCD_ARGS": text}),
+                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        _, env = rendered(root, "apiserver")
+        args = env["KCTL_APISERVER_ARGS"].split()
+        apiserver_etcd[m] = args[args.index("--etcd-servers") + 1].replace(":2379", f":{client}")
+    pki_dir = tmp_path / "pki/pki"
+    tls = Credentials((pki_dir / "etcd/ca.crt").read_bytes(), (pki_dir / "apiserver-etcd-client.crt").read_bytes(),
+                      (pki_dir / "apiserver-etcd-client.key").read_bytes()).ssl_context()
+    urls = {m: f"https://{ip}:{client}" for m, ip in HA_MEMBERS.items()}
+    try:
+        for proc in procs.values():      # a member is ready only once a quorum is up: start all, then wait
+            proc.spawn()
+        for m, proc in procs.items():
+            proc.ready = lambda url=urls[m]: _health(url, tls)     # true only with a leader (a quorum)
+            proc.wait_ready(60)
+        lists = {m: _etcd_v3(url, "cluster/member/list", {}, tls) for m, url in urls.items()}
+        ids = {m: lst["header"]["cluster_id"] for m, lst in lists.items()}
+        assert len(set(ids.values())) == 1, ids
+        members = {x["name"]: (x["peerURLs"], x["clientURLs"]) for x in lists["cp1"]["members"]}
+        assert members == {m: ([f"https://{ip}:{peer}"], [f"https://{ip}:{client}"]) for m, ip in HA_MEMBERS.items()}
+        for m, servers in apiserver_etcd.items():
+            assert servers.split(",")[0] == urls[m] and sorted(servers.split(",")) == sorted(urls.values())
+        b64 = lambda v: base64.b64encode(v.encode()).decode()   # noqa: E731
+        _etcd_v3(urls["cp1"], "kv/put", {"key": b64("/kctl/ha"), "value": b64("one cluster")}, tls)
+        got = _etcd_v3(urls["cp3"], "kv/range", {"key": b64("/kctl/ha")}, tls)
+        assert base64.b64decode(got["kvs"][0]["value"]).decode() == "one cluster"
+    finally:
+        for proc in procs.values():
+            proc.stop()
 
 
 def registry(installed: Path, tmp_path: Path, program: str) -> tuple[Command, int]:
