@@ -19,14 +19,15 @@ test_deploy_processes.py."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from machinery import kubeconfig as kc
 from machinery import pki
-from tests.deploy_units import component_parser, expand_exec, flag_errors, flag_values, parse_unit, rendered, \
-    run_install_units, vagrant_eval, vagrant_provisioners
+from tests.deploy_units import VAGRANT, component_parser, expand_exec, flag_errors, flag_values, parse_unit, \
+    rendered, run_install_units, vagrant_eval, vagrant_provisioners
 
 pytestmark = pytest.mark.skipif(not shutil.which("ruby"), reason="ruby is not installed: the Vagrantfile's "
                                 "provisioner arguments were NOT checked (apt-get install ruby)")
@@ -232,3 +233,24 @@ def test_control_planes_need_room_below_the_workers(tmp_path):
     assert res.returncode != 0 and "has no room for" in res.stderr, res.stderr
     ok = vagrant_provisioners(tmp_path, KCTL_CONTROL_PLANES="9", KCTL_WORKERS="1")
     assert arg(ok["cp9"], "--advertise-ip") == "192.168.56.2"     # .1 is the host's
+
+
+def test_provision_sh_places_each_control_plane(ha):
+    """provision.sh's own argument handling (its lines from KCTL= up to the first step, run by bash with
+    each cp's Vagrantfile arguments): only cp1 pushes the images (its registry is every worker's), and
+    only the machines that complete etcd's quorum (cp2, cp3 of 3) wait for their apiserver."""
+    machines, _ = ha
+    text = (VAGRANT / "provision.sh").read_text()
+    head = text[text.index("\nKCTL="):text.index("\nstep()")]
+    show = 'echo "$CP_INDEX $CP_COUNT $REGISTRY $APISERVER $((CP_INDEX <= CP_COUNT / 2 ? 0 : 1))"'
+    seen = {}
+    for m in ("cp1", "cp2", "cp3"):
+        res = subprocess.run(["bash", "-c", f"set -euo pipefail\n{head}\n{show}", "provision.sh", *machines[m][0]],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        seen[m] = res.stdout.split()
+    assert seen == {"cp1": ["1", "3", "192.168.56.10:5000", "192.168.56.10:6443", "0"],
+                    "cp2": ["2", "3", "192.168.56.10:5000", "192.168.56.9:6443", "1"],
+                    "cp3": ["3", "3", "192.168.56.10:5000", "192.168.56.8:6443", "1"]}
+    assert 'if ((CP_INDEX == 1)); then\n        step "images into the registry' in text
+    assert "if ((CP_INDEX <= CP_COUNT / 2)); then" in text
