@@ -133,7 +133,8 @@ control_plane_hosts() {  # parse --control-plane-hosts into the values above (th
     local pair name ip names=" " ips=" " own="" others="" first=""
     local -a pairs
     IFS=, read -ra pairs <<<"$CONTROL_PLANE_HOSTS"
-    ((${#pairs[@]} > 1)) || die "--control-plane-hosts: give every control-plane machine (2 or more NAME=IP), not '$CONTROL_PLANE_HOSTS'"
+    ((${#pairs[@]} > 1)) ||
+        die "--control-plane-hosts: give every control-plane machine (2 or more NAME=IP), not '$CONTROL_PLANE_HOSTS'"
     ETCD_INITIAL_CLUSTER=""
     for pair in "${pairs[@]}"; do
         name=${pair%%=*} ip=${pair#*=}
@@ -150,7 +151,8 @@ control_plane_hosts() {  # parse --control-plane-hosts into the values above (th
             others+=" $ip"
         fi
     done
-    [ -n "$own" ] || die "--control-plane-hosts: this machine's --advertise-ip $ADVERTISE_IP is not one of '$CONTROL_PLANE_HOSTS'"
+    [ -n "$own" ] ||
+        die "--control-plane-hosts: this machine's --advertise-ip $ADVERTISE_IP is not one of '$CONTROL_PLANE_HOSTS'"
     ETCD_CLIENT_URL=https://$own:2379
     ETCD_PEER_URL=https://$own:2380
     ETCD_SERVERS=$ETCD_CLIENT_URL CP_APISERVERS=$own:6443
@@ -202,7 +204,8 @@ PKI=$CONF_DIR/pki
 if [ "$ROLE" = controlplane ]; then
     if ((HA)) && [ ! -f "$PKI/ca.crt" ]; then
         # Each machine making its own CA would be N clusters that refuse each other.
-        [ -n "$ROOT" ] || die "$PKI/ca.crt missing: an HA control plane shares one PKI; make it once (kctl pki init --etcd, with an etcd certificate per member) and copy it to every control-plane machine"
+        [ -n "$ROOT" ] || die "$PKI/ca.crt missing: an HA control plane shares one PKI; make it once" \
+            "(deploy/vagrant/pki.py does: one CA, an etcd certificate per member) and copy it to every machine"
         echo "  note: $PKI/ca.crt missing: an HA control plane's shared certificates are not made here"
     elif [ -x "$PREFIX/.venv/bin/kctl" ]; then
         # What exists is kept; anything made here names every apiserver.

@@ -197,7 +197,8 @@ def test_pki_command_for_an_ha_control_plane(tmp_path, capsys):
     same = {f: {(bundles / m / f).read_bytes() for m in ("cp1", "cp2", "cp3")}
             for f in vagrant_pki.CP_FILES if not f.startswith("etcd/server")}
     assert all(len(v) == 1 for v in same.values()), "the shared CA, sa.key, serving cert, kubeconfigs"
-    members = {m: pki.sans(pki.load_cert((bundles / m / "etcd/server.crt").read_bytes())) for m in ("cp1", "cp2", "cp3")}
+    members = {m: pki.sans(pki.load_cert((bundles / m / "etcd/server.crt").read_bytes()))
+               for m in ("cp1", "cp2", "cp3")}
     assert {m: sorted(ips) for m, (_, ips) in members.items()} == {
         "cp1": ["10.9.0.10", "127.0.0.1"], "cp2": ["10.9.0.9", "127.0.0.1"], "cp3": ["10.9.0.8", "127.0.0.1"]}
     # Running it again changes nothing.
