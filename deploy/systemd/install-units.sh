@@ -164,7 +164,6 @@ control_plane_hosts() {  # parse --control-plane-hosts into the values above (th
 }
 if [ "$ROLE" = controlplane ]; then
     [ -n "$ADVERTISE_IP" ] || die "controlplane needs --advertise-ip"
-    CP_APISERVERS=$ADVERTISE_IP:6443
     REGISTRY_HERE=1
     [ -z "$CONTROL_PLANE_HOSTS" ] || control_plane_hosts
     COMPONENTS=(etcd registry apiserver scheduler controller-manager dns)

@@ -317,6 +317,9 @@ def test_vagrantfile(tmp_path):
         res = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_WORKERS="4")
         assert res.returncode == 0, res.stdout + res.stderr
         assert re.findall(r"==> (\S+): Ignoring", res.stdout) == ["cp"] + [f"worker{i}" for i in range(1, 5)]
+        res = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_CONTROL_PLANES="3")    # HA
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert re.findall(r"==> (\S+): Ignoring", res.stdout) == ["cp1", "cp2", "cp3", "worker1", "worker2"]
         # The Vagrantfile's own checks run too.
         bad = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_POD_CIDR="192.168.0.0/16")
         assert bad.returncode != 0 and "overlaps KCTL_SUBNET" in bad.stdout + bad.stderr
