@@ -205,12 +205,37 @@ puts JSON.generate(KCTL_PROVISIONERS)
 """
 
 
-def vagrant_provisioners(scratch: Path, **env: str) -> dict[str, list[str]]:
-    """{machine: args of its "kctl" shell provisioner (provision.sh)} from the Vagrantfile, with `env`
-    as its KCTL_* settings. Needs `ruby` (the caller skips, saying so, without it)."""
+def vagrant_eval(scratch: Path, *vagrant_args: str, **env: str) -> subprocess.CompletedProcess:
+    """The Vagrantfile evaluated by Ruby as `vagrant VAGRANT_ARGS...` would (`up` also makes the
+    PKI in scratch/pki, as the real one does), with `env` as its KCTL_* settings."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("KCTL_", "VAGRANT_"))}
     environ.update(KCTL_PKI_DIR=str(scratch / "pki"), KCTL_OFFLINE="0", **env)
-    res = subprocess.run(["ruby", "-e", _VAGRANT_STUB, str(VAGRANT / "Vagrantfile")], capture_output=True,
-                         text=True, timeout=60, env=environ, cwd=scratch)
+    return subprocess.run(["ruby", "-e", _VAGRANT_STUB, str(VAGRANT / "Vagrantfile"), *vagrant_args],
+                          capture_output=True, text=True, timeout=120, env=environ, cwd=scratch)
+
+
+def vagrant_provisioners(scratch: Path, *vagrant_args: str, **env: str) -> dict[str, list[str]]:
+    """{machine: args of its "kctl" shell provisioner (provision.sh)} from the Vagrantfile (see
+    vagrant_eval), in machine order. Needs `ruby` (the caller skips, saying so, without it)."""
+    res = vagrant_eval(scratch, *vagrant_args, **env)
     assert res.returncode == 0, res.stderr
-    return {p["machine"]: p["args"] for p in json.loads(res.stdout) if p["name"] == "kctl"}
+    # the last line: `up` also prints what the PKI command said
+    return {p["machine"]: p["args"] for p in json.loads(res.stdout.splitlines()[-1]) if p["name"] == "kctl"}
+
+
+def flag_values(argv: list[str]) -> dict[str, str | bool]:
+    """--flag value / --flag=value / a bare --flag (True) of a command line such as etcd's."""
+    out: dict[str, str | bool] = {}
+    i = 0
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        assert flag.startswith("--") and flag not in out, f"{argv[i]!r} in {argv}"
+        if eq:
+            out[flag] = value
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[flag] = argv[i + 1]
+            i += 1
+        else:
+            out[flag] = True
+        i += 1
+    return out

@@ -20,12 +20,26 @@
 #   --service-cidr CIDR       ClusterIP range (10.96.0.0/16) [KCTL_SERVICE_CIDR]
 #   --cluster-cidr CIDR       pod network (10.244.0.0/16) [KCTL_CLUSTER_CIDR]
 #   --node-cidr-mask-size N   each node's share of it (24) [KCTL_NODE_CIDR_MASK_SIZE]
+#   --control-plane-hosts NAME=IP,NAME=IP,...   an HA control plane: every
+#                             control-plane machine, in order, this one (the
+#                             --advertise-ip) among them; more than one makes
+#                             kctl-etcd the member NAME of one etcd cluster
+#                             (--initial-cluster of all, peers over TLS on
+#                             IP:2380), the apiserver's --etcd-servers and the
+#                             components' --apiserver list every member and
+#                             apiserver (this machine's first), the registry
+#                             runs on the first machine only, and units start
+#                             without waiting (etcd is ready once a quorum of
+#                             members is up). All machines share one PKI: make
+#                             it once and copy it (deploy/vagrant/pki.py does)
+#                             [KCTL_CONTROL_PLANE_HOSTS]
 #   worker:
-#   --apiserver HOST:PORT     the control plane's apiserver [KCTL_APISERVER]
+#   --apiserver HOST:PORT[,HOST:PORT...]   the control plane's apiserver, or
+#                             every apiserver of an HA control plane [KCTL_APISERVER]
 #   --node-ip IP              this node's cluster-network address [KCTL_NODE_IP]
 #   --node-name NAME          (default: `hostname -s`) [KCTL_NODE_NAME]
 #   --registry HOST:PORT      docker.io mirror, plain http (default: the
-#                             apiserver's host, port 5000) [KCTL_REGISTRY]
+#                             first apiserver's host, port 5000) [KCTL_REGISTRY]
 #   --node-labels k=v,...     [KCTL_NODE_LABELS]
 #   --register-with-taints k=v:NoSchedule,...   [KCTL_NODE_TAINTS]
 #   --masquerade-cidr CIDR    masquerade pod traffic to this network (the node
@@ -70,6 +84,7 @@ NODE_LABELS=${KCTL_NODE_LABELS:-}
 NODE_TAINTS=${KCTL_NODE_TAINTS:-}
 CLUSTER_DNS=${KCTL_CLUSTER_DNS:-10.96.0.10}
 MASQUERADE_CIDR=${KCTL_MASQUERADE_CIDR:-}
+CONTROL_PLANE_HOSTS=${KCTL_CONTROL_PLANE_HOSTS:-}
 ROOT=""
 START=1
 
@@ -96,6 +111,7 @@ while (($#)); do
         --register-with-taints) NODE_TAINTS=$val ;;
         --cluster-dns) CLUSTER_DNS=$val ;;
         --masquerade-cidr) MASQUERADE_CIDR=$val ;;
+        --control-plane-hosts) CONTROL_PLANE_HOSTS=$val ;;
         --root) ROOT=${val%/} ;;
         *) die "unknown option $opt (see --help)" ;;
     esac
@@ -103,14 +119,61 @@ while (($#)); do
 done
 
 PREFIX=${PREFIX%/}
+# One control plane (the default): etcd is the single member "kctl" with its
+# peer URL on loopback, the apiserver uses it on loopback, the components this
+# machine's apiserver. Several (--control-plane-hosts): see control_plane_hosts.
+ETCD_NAME=kctl
+ETCD_CLIENT_URL=https://127.0.0.1:2379
+ETCD_PEER_URL=https://127.0.0.1:2380
+ETCD_INITIAL_CLUSTER=kctl=https://127.0.0.1:2380
+ETCD_SERVERS=https://127.0.0.1:2379
+CP_APISERVERS=$ADVERTISE_IP:6443
+HA=0
+control_plane_hosts() {  # parse --control-plane-hosts into the values above (this machine's first)
+    local pair name ip names=" " ips=" " own="" others="" first=""
+    local -a pairs
+    IFS=, read -ra pairs <<<"$CONTROL_PLANE_HOSTS"
+    ((${#pairs[@]} > 1)) ||
+        die "--control-plane-hosts: give every control-plane machine (2 or more NAME=IP), not '$CONTROL_PLANE_HOSTS'"
+    ETCD_INITIAL_CLUSTER=""
+    for pair in "${pairs[@]}"; do
+        name=${pair%%=*} ip=${pair#*=}
+        [[ $pair == *=* && $name =~ ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$ && $ip =~ ^[0-9]+(\.[0-9]+){3}$ ]] ||
+            die "--control-plane-hosts: '$pair' is not NAME=IPv4 (NAME: lower-case letters, digits, '-')"
+        [[ $names != *" $name "* ]] || die "--control-plane-hosts: the name $name is given twice"
+        [[ $ips != *" $ip "* ]] || die "--control-plane-hosts: the address $ip is given twice"
+        names+="$name " ips+="$ip "
+        first=${first:-$ip}
+        ETCD_INITIAL_CLUSTER+="${ETCD_INITIAL_CLUSTER:+,}$name=https://$ip:2380"
+        if [ "$ip" = "$ADVERTISE_IP" ]; then
+            ETCD_NAME=$name own=$ip
+        else
+            others+=" $ip"
+        fi
+    done
+    [ -n "$own" ] ||
+        die "--control-plane-hosts: this machine's --advertise-ip $ADVERTISE_IP is not one of '$CONTROL_PLANE_HOSTS'"
+    ETCD_CLIENT_URL=https://$own:2379
+    ETCD_PEER_URL=https://$own:2380
+    ETCD_SERVERS=$ETCD_CLIENT_URL CP_APISERVERS=$own:6443
+    for ip in $others; do
+        ETCD_SERVERS+=",https://$ip:2379" CP_APISERVERS+=",$ip:6443"
+    done
+    HA=1 REGISTRY_HERE=0
+    [ "$own" != "$first" ] || REGISTRY_HERE=1
+}
 if [ "$ROLE" = controlplane ]; then
     [ -n "$ADVERTISE_IP" ] || die "controlplane needs --advertise-ip"
+    REGISTRY_HERE=1
+    [ -z "$CONTROL_PLANE_HOSTS" ] || control_plane_hosts
     COMPONENTS=(etcd registry apiserver scheduler controller-manager dns)
+    ((REGISTRY_HERE)) || COMPONENTS=(etcd apiserver scheduler controller-manager dns)
 else
     [ -n "$APISERVER" ] || die "worker needs --apiserver HOST:PORT"
     [ -n "$NODE_IP" ] || die "worker needs --node-ip"
     NODE_NAME=${NODE_NAME:-$(hostname -s)}
-    REGISTRY=${REGISTRY:-${APISERVER%:*}:5000}
+    first_apiserver=${APISERVER%%,*}
+    REGISTRY=${REGISTRY:-${first_apiserver%:*}:5000}
     COMPONENTS=(nodeagent)
 fi
 EXTRA_ARGS=""
@@ -118,7 +181,8 @@ EXTRA_ARGS=""
 [ -z "$NODE_TAINTS" ] || EXTRA_ARGS+="--register-with-taints $NODE_TAINTS "
 [ -z "$MASQUERADE_CIDR" ] || EXTRA_ARGS+="--masquerade-cidr $MASQUERADE_CIDR "
 for v in "$ADVERTISE_IP" "$APISERVER" "$NODE_IP" "$NODE_NAME" "$REGISTRY" "$NODE_LABELS" "$NODE_TAINTS" \
-         "$SERVICE_CIDR" "$CLUSTER_CIDR" "$NODE_CIDR_MASK_SIZE" "$CLUSTER_DNS" "$MASQUERADE_CIDR"; do
+         "$SERVICE_CIDR" "$CLUSTER_CIDR" "$NODE_CIDR_MASK_SIZE" "$CLUSTER_DNS" "$MASQUERADE_CIDR" \
+         "$CONTROL_PLANE_HOSTS"; do
     case "$v" in *[[:space:]\"\'\\\$]*) die "values may not contain spaces, quotes, backslashes or \$: '$v'" ;; esac
 done
 if [ -z "$ROOT" ]; then
@@ -137,9 +201,15 @@ mkdir -p "$UNIT_DIR" "$CONF_DIR"
 # (a test, an image): only said, not made.
 PKI=$CONF_DIR/pki
 if [ "$ROLE" = controlplane ]; then
-    if [ -x "$PREFIX/.venv/bin/kctl" ]; then
+    if ((HA)) && [ ! -f "$PKI/ca.crt" ]; then
+        # Each machine making its own CA would be N clusters that refuse each other.
+        [ -n "$ROOT" ] || die "$PKI/ca.crt missing: an HA control plane shares one PKI; make it once" \
+            "(deploy/vagrant/pki.py does: one CA, an etcd certificate per member) and copy it to every machine"
+        echo "  note: $PKI/ca.crt missing: an HA control plane's shared certificates are not made here"
+    elif [ -x "$PREFIX/.venv/bin/kctl" ]; then
+        # What exists is kept; anything made here names every apiserver.
         "$PREFIX/.venv/bin/kctl" pki init --cert-dir "$PKI" --etcd --address "$ADVERTISE_IP" \
-            --grpc-server "$ADVERTISE_IP:6443" --https-server "https://$ADVERTISE_IP:8080" \
+            --grpc-server "$CP_APISERVERS" --https-server "https://$ADVERTISE_IP:8080" \
             --service-cidr "$SERVICE_CIDR" | sed 's/^/  /'
     else
         echo "  note: $PREFIX/.venv/bin/kctl missing: certificates in $PKI not made"
@@ -158,6 +228,12 @@ render() {  # render FILE: the file with our values in place of its @PLACEHOLDER
     s=${s//@CLUSTER_CIDR@/$CLUSTER_CIDR}
     s=${s//@NODE_CIDR_MASK_SIZE@/$NODE_CIDR_MASK_SIZE}
     s=${s//@APISERVER@/$APISERVER}
+    s=${s//@CP_APISERVERS@/$CP_APISERVERS}
+    s=${s//@ETCD_NAME@/$ETCD_NAME}
+    s=${s//@ETCD_CLIENT_URL@/$ETCD_CLIENT_URL}
+    s=${s//@ETCD_PEER_URL@/$ETCD_PEER_URL}
+    s=${s//@ETCD_INITIAL_CLUSTER@/$ETCD_INITIAL_CLUSTER}
+    s=${s//@ETCD_SERVERS@/$ETCD_SERVERS}
     s=${s//@NODE_NAME@/$NODE_NAME}
     s=${s//@NODE_IP@/$NODE_IP}
     s=${s//@REGISTRY@/$REGISTRY}
@@ -196,6 +272,15 @@ for c in "${COMPONENTS[@]}"; do
     if [ "$c" = registry ] && install_file "$(<"$HERE/registry.yml")" "$CONF_DIR/registry.yml" 0644 backup; then
         changed=1
     fi
+    if [ "$c" = etcd ]; then   # an HA member: its start waits for a quorum (etcd-member.conf)
+        dropin=$UNIT_DIR/kctl-etcd.service.d/kctl-member.conf
+        if ((HA)); then
+            mkdir -p "${dropin%/*}"
+            if install_file "$(<"$HERE/etcd-member.conf")" "$dropin" 0644; then changed=1; fi
+        elif [ -f "$dropin" ]; then
+            rm -f "$dropin" && echo "  removed    $dropin" && changed=1
+        fi
+    fi
     if ((changed)); then CHANGED+=("$c"); fi
 done
 if [ "$ROLE" = worker ]; then
@@ -229,13 +314,17 @@ done
 units=()
 for c in "${COMPONENTS[@]}"; do units+=("kctl-$c.service"); done
 systemctl enable "${units[@]}" 2>&1 | grep -v "^Created symlink" || true
+# An HA member's etcd is ready only once a quorum of the machines run it:
+# queue the jobs (systemd starts the rest in order after it) and go on.
+NO_BLOCK=()
+((HA)) && NO_BLOCK=(--no-block)
 if ((START)); then
     for c in "${COMPONENTS[@]}"; do
         if [[ " ${CHANGED[*]} " == *" $c "* ]] && systemctl is-active --quiet "kctl-$c.service"; then
             echo "  restart    kctl-$c.service (its files changed)"
-            systemctl restart "kctl-$c.service"
+            systemctl restart "${NO_BLOCK[@]}" "kctl-$c.service"
         else
-            systemctl start "kctl-$c.service"
+            systemctl start "${NO_BLOCK[@]}" "kctl-$c.service"
         fi
     done
     systemctl --no-pager --lines=0 status "${units[@]}" | grep -E "^[^ ]|Active:" || true

@@ -1,13 +1,16 @@
 """`python -m deploy.vagrant box|up|status|kill-node NAME|down|vagrant ARGS...` (see cycle.py).
 
     box                 build (or reuse) the offline box; print its path
-    up [--workers N]    box, libvirt, isolated networks, `vagrant up` (1 cp + N workers)
-    status              vagrant status, the lab's domains and networks
-    kill-node NAME      `virsh destroy` the VM NAME (cp, worker1, ...): power off, no shutdown
+    up [--workers N] [--control-planes N]
+                        box, libvirt, isolated networks, `vagrant up` (1 cp + N workers; with
+                        --control-planes 3: cp1..cp3, an HA control plane)
+    status              vagrant status of every VM `up` made, the lab's domains and networks
+    kill-node NAME      `virsh destroy` the VM NAME (cp, cp2, worker1, ...): power off, no shutdown
     down                destroy everything the lab made (also after a crashed run)
     vagrant ARGS...     vagrant with the lab's environment, e.g. `vagrant ssh cp -c 'kctl get nodes'`
-    pki OUT CP_IP [NAME=IP ...] [--service-cidr CIDR]
-                        the cluster's PKI and per-VM bundles (deploy/vagrant/pki.py; the Vagrantfile's trigger)
+    pki OUT CP [NAME=IP ...] [--service-cidr CIDR]
+                        the cluster's PKI and per-VM bundles (deploy/vagrant/pki.py; the Vagrantfile's trigger);
+                        CP: the control plane's address, or NAME=IP,NAME=IP,... of every one (HA)
 """
 from __future__ import annotations
 
@@ -27,13 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("box")
     up = sub.add_parser("up")
     up.add_argument("--workers", type=int, default=int(os.environ.get("KCTL_WORKERS", "2")))
+    up.add_argument("--control-planes", type=int, default=int(os.environ.get("KCTL_CONTROL_PLANES", "1")))
     sub.add_parser("status")
     kill = sub.add_parser("kill-node")
     kill.add_argument("name")
     sub.add_parser("down")
     pk = sub.add_parser("pki")
     pk.add_argument("out")
-    pk.add_argument("cp_ip")
+    pk.add_argument("control_planes", metavar="CP")
     pk.add_argument("workers", nargs="*", metavar="NAME=IP")
     pk.add_argument("--service-cidr", default="10.96.0.0/16")
     vag = sub.add_parser("vagrant")
@@ -41,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.verb == "pki":
         from deploy.vagrant import pki
-        out = pki.make(args.out, args.cp_ip, dict(w.split("=", 1) for w in args.workers), args.service_cidr)
+        try:
+            out = pki.make(args.out, pki.control_planes(args.control_planes),
+                           dict(w.split("=", 1) for w in args.workers), args.service_cidr)
+        except KctlError as exc:
+            print(f"kctl-vagrant pki: {exc}", file=sys.stderr)
+            return 1
         print(f"kctl PKI for the Vagrant cluster in {out}; admin: KUBECONFIG={out / 'pki' / 'admin.conf'}")
         return 0
     if os.geteuid() != 0 and args.verb != "vagrant":
@@ -51,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "box":
             print(box.ensure_box().path)
         elif args.verb == "up":
-            times = cycle.up(args.workers)
+            times = cycle.up(args.workers, control_planes=args.control_planes)
             print("times: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
             print(f"apiserver: KUBECONFIG={cycle.PKI_DIR / 'pki' / 'admin.conf'} kctl get nodes")
         elif args.verb == "status":

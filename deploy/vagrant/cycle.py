@@ -9,6 +9,13 @@ KCTL_OFFLINE=1. Vagrant's own state stays out of the checkout and out of
 CACHE/vagrant.d (where `vagrant up` adds the built box). `vagrant` runs any
 vagrant command with that environment (`vagrant ssh cp -c ...`).
 
+`up --control-planes 3` brings up an HA control plane (cp1..cp3, see the
+Vagrantfile). The Vagrantfile defines only the machines its KCTL_WORKERS and
+KCTL_CONTROL_PLANES name, so `up` records both in STATE/dot/kctl-layout.json
+and every later vagrant command (`status`, `down`'s `vagrant destroy`,
+`vagrant ssh cp3`) runs with them: all VMs of the lab, whatever the caller's
+environment says.
+
 `down` works after anything, a crashed or interrupted run included: it
 starts libvirt if needed, `vagrant destroy -f`, then host.cleanup removes
 whatever is left (domains, networks, pool and box volume, LIBVIRT_* chains)
@@ -16,6 +23,7 @@ and stops the daemons `up` started.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,34 +31,60 @@ import time
 from pathlib import Path
 
 from deploy.vagrant import box, host
-from machinery.errors import HostError
+from machinery.errors import ConfigError, HostError
 
 HERE = Path(__file__).resolve().parent
 PKI_DIR = host.STATE / "dot" / "kctl-pki"     # the Vagrantfile's default under VAGRANT_DOTFILE_PATH; `down` removes it
+LAYOUT = host.STATE / "dot" / "kctl-layout.json"   # {"workers": N, "control_planes": M} of the last `up`
 HOST_TOOLS = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "rsync", "ssh")
 
 
-def vagrant_env(workers: int | None = None) -> dict[str, str]:
+def check_control_planes(n: int) -> int:
+    if n != 1 and not (n % 2 and 3 <= n <= 9):
+        raise ConfigError(f"--control-planes: 1 or an odd number from 3 to 9 (etcd's quorum), not {n}")
+    return n
+
+
+def machines(workers: int, control_planes: int = 1) -> list[str]:
+    """The Vagrantfile's machine names: cp (or cp1..cpN), worker1..workerN."""
+    cps = ["cp"] if control_planes == 1 else [f"cp{i}" for i in range(1, control_planes + 1)]
+    return cps + [f"worker{i}" for i in range(1, workers + 1)]
+
+
+def layout() -> dict[str, int]:
+    """The workers and control planes of the last `up` ({} when there is none)."""
+    try:
+        return {k: int(v) for k, v in json.loads(LAYOUT.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def vagrant_env(workers: int | None = None, control_planes: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(KCTL_OFFLINE="1", VAGRANT_CWD=str(HERE), VAGRANT_DOTFILE_PATH=str(host.STATE / "dot"),
                VAGRANT_HOME=str(box.CACHE / "vagrant.d"), VAGRANT_DEFAULT_PROVIDER="libvirt",
                VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_NO_COLOR="1", KCTL_VAGRANT_CACHE=str(box.CACHE))
-    if workers is not None:
-        env["KCTL_WORKERS"] = str(workers)
+    saved = layout()
+    for var, value in (("KCTL_WORKERS", workers if workers is not None else saved.get("workers")),
+                       ("KCTL_CONTROL_PLANES",
+                        control_planes if control_planes is not None else saved.get("control_planes"))):
+        if value is not None:
+            env[var] = str(value)
     return env
 
 
-def vagrant(*args, workers: int | None = None, check: bool = True, timeout: float | None = None,
-            capture: bool = False, log=None) -> subprocess.CompletedProcess:
-    """Run vagrant with the lab's environment. With `log`, its output goes line by line
-    to log() and to STATE/vagrant.log (progress bars dropped), else to this terminal."""
+def vagrant(*args, workers: int | None = None, control_planes: int | None = None, check: bool = True,
+            timeout: float | None = None, capture: bool = False, log=None) -> subprocess.CompletedProcess:
+    """Run vagrant with the lab's environment (the layout of the last `up` unless given).
+    With `log`, its output goes line by line to log() and to STATE/vagrant.log (progress
+    bars dropped), else to this terminal."""
     cmd = ["vagrant", *args]
+    env = vagrant_env(workers, control_planes)
     try:
         if log is None:
-            res = subprocess.run(cmd, env=vagrant_env(workers), cwd=HERE, timeout=timeout,
-                                 capture_output=capture, text=True)
+            res = subprocess.run(cmd, env=env, cwd=HERE, timeout=timeout, capture_output=capture, text=True)
         else:
-            res = _logged(cmd, vagrant_env(workers), timeout, log)
+            res = _logged(cmd, env, timeout, log)
     except FileNotFoundError as exc:
         raise HostError("vagrant not found: run deploy/vagrant/install-host.sh") from exc
     if check and res.returncode != 0:
@@ -105,8 +139,9 @@ def cannot_run_reason(env=os.environ) -> str | None:
     return None
 
 
-def up(workers: int = 2, log=print) -> dict[str, float]:
-    """Bring the lab up; the seconds each phase took."""
+def up(workers: int = 2, log=print, *, control_planes: int = 1) -> dict[str, float]:
+    """Bring the lab up (`control_planes` 3: an HA control plane); the seconds each phase took."""
+    check_control_planes(control_planes)
     missing = missing_host_tools()
     if missing:
         raise HostError(f"missing {', '.join(missing)}: run deploy/vagrant/install-host.sh")
@@ -124,14 +159,20 @@ def up(workers: int = 2, log=print) -> dict[str, float]:
     host.define_networks(host.Subnets.from_env())
     host.define_pool()
     times["libvirt"] = time.monotonic() - t0
-    log(f"box {built.name}; networks {host.MGMT_NET}, {host.CLUSTER_NET} (isolated); vagrant up")
+    log(f"box {built.name}; networks {host.MGMT_NET}, {host.CLUSTER_NET} (isolated); "
+        f"vagrant up {' '.join(machines(workers, control_planes))}")
+    LAYOUT.parent.mkdir(parents=True, exist_ok=True)
+    LAYOUT.write_text(json.dumps({"workers": workers, "control_planes": control_planes}))
     t0 = time.monotonic()
-    vagrant("up", "--provider=libvirt", workers=workers, log=log)
+    vagrant("up", "--provider=libvirt", log=log)
     times["vagrant_up"] = time.monotonic() - t0
     return times
 
 
 def status(log=print) -> None:
+    saved = layout()
+    if saved:
+        log(f"lab: {' '.join(machines(saved.get('workers', 2), saved.get('control_planes', 1)))}")
     vagrant("status", check=False)
     if not host.libvirt_up():
         log("libvirt is not running")

@@ -4,7 +4,7 @@
 # runs it again: nothing changes unless the arguments or the files did).
 #
 #   provision.sh controlplane --advertise-ip IP --hosts NAME=IP,... [install-units options]
-#   provision.sh worker --node-name NAME --node-ip IP --apiserver HOST:PORT \
+#   provision.sh worker --node-name NAME --node-ip IP --apiserver HOST:PORT[,HOST:PORT...] \
 #                       --registry HOST:PORT --hosts NAME=IP,... [install-units options]
 #
 # Steps: what deploy/install.sh assumes of a Debian 12 box (python3-venv);
@@ -14,6 +14,10 @@
 # Control plane only: deploy/systemd/push-images.sh builds kctl's offline
 # images and pushes them to its registry under docker.io names
 # (library/busybox, ...): the node agents' docker.io mirror.
+# An HA control plane (--control-plane-hosts cp1=IP,cp2=IP,...): the registry
+# and the images are cp1's only; etcd answers once a quorum of the machines
+# runs it, so the first machines (cp1 of 3) do not wait for the apiserver,
+# and the machine that completes the quorum (cp2 of 3) and those after it do.
 set -euo pipefail
 
 KCTL=/opt/kctl
@@ -23,6 +27,7 @@ HOSTS=""
 ADVERTISE_IP=""
 APISERVER=""
 NODE_NAME=""
+CONTROL_PLANE_HOSTS=""
 UNIT_ARGS=()
 while (($#)); do
     case "$1" in
@@ -30,10 +35,23 @@ while (($#)); do
         --advertise-ip) ADVERTISE_IP=$2; UNIT_ARGS+=("$1" "$2") ;;
         --apiserver) APISERVER=$2; UNIT_ARGS+=("$1" "$2") ;;
         --node-name) NODE_NAME=$2; UNIT_ARGS+=("$1" "$2") ;;
+        --control-plane-hosts) CONTROL_PLANE_HOSTS=$2; UNIT_ARGS+=("$1" "$2") ;;
         *) UNIT_ARGS+=("$1" "$2") ;;
     esac
     shift 2
 done
+# This control plane's place: CP_INDEX of CP_COUNT (1 of 1 without --control-plane-hosts).
+# The registry is the first one's.
+CP_INDEX=1
+CP_COUNT=1
+REGISTRY=$ADVERTISE_IP:5000
+if [ -n "$CONTROL_PLANE_HOSTS" ]; then
+    IFS=, read -ra cps <<<"$CONTROL_PLANE_HOSTS"
+    CP_COUNT=${#cps[@]} CP_INDEX=0 REGISTRY=${cps[0]#*=}:5000
+    for i in "${!cps[@]}"; do
+        [ "${cps[$i]#*=}" != "$ADVERTISE_IP" ] || CP_INDEX=$((i + 1))
+    done
+fi
 [ "$ROLE" = controlplane ] && APISERVER=$ADVERTISE_IP:6443
 
 step() { printf '\n==> kctl %s: %s\n' "$ROLE" "$*"; }
@@ -115,16 +133,26 @@ write_kubeconfig root /root
 id vagrant >/dev/null 2>&1 && write_kubeconfig vagrant /home/vagrant
 
 if [ "$ROLE" = controlplane ]; then
-    REGISTRY=$ADVERTISE_IP:5000
-    step "images into the registry $REGISTRY"
-    "$KCTL/deploy/systemd/push-images.sh" "$REGISTRY" /var/lib/kctl/images
+    if ((CP_INDEX == 1)); then
+        step "images into the registry $REGISTRY"
+        "$KCTL/deploy/systemd/push-images.sh" "$REGISTRY" /var/lib/kctl/images
+    fi
+    if ((CP_INDEX <= CP_COUNT / 2)); then
+        cat <<EOF
+
+kctl control plane $CP_INDEX of $CP_COUNT is installed: its etcd member waits for a quorum
+($((CP_COUNT / 2 + 1)) of $CP_COUNT control planes); its apiserver $APISERVER answers after that.
+EOF
+        exit 0
+    fi
+    # With HA the apiserver needs etcd's quorum first: minutes on TCG VMs.
     step "waiting for the apiserver on $APISERVER"
-    wait_for 60 "the apiserver" kctl get namespaces
-    kctl get namespaces
+    wait_for $((CP_COUNT > 1 ? 300 : 60)) "the apiserver" kctl --server "$APISERVER" get namespaces
+    kctl --server "$APISERVER" get namespaces
     cat <<EOF
 
 kctl control plane is up: apiserver $APISERVER, registry $REGISTRY.
-  vagrant ssh cp -c 'kctl get nodes -o wide'
+  vagrant ssh $(hostname -s) -c 'kctl get nodes -o wide'
   from the host: KUBECONFIG=<KCTL_PKI_DIR>/pki/admin.conf kctl get nodes
 EOF
 else

@@ -231,6 +231,21 @@ def test_install_units_starts_and_restarts_only_what_changed(tmp_path):
     # One flag changed: only its component restarts.
     third = calls(*CP_ARGS[:-2], "--node-cidr-mask-size", "26")
     assert [c for c in third if c.startswith("restart")] == ["restart kctl-controller-manager.service"]
+    # An HA member: its etcd waits for a quorum, so nothing blocks on a start or restart; no registry
+    # on any but the first machine.
+    ha = ["--control-plane-hosts", "cp1=10.77.0.9,cp2=10.77.0.10,cp3=10.77.0.8"]
+    fourth = calls(*CP_ARGS[:-2], "--node-cidr-mask-size", "26", *ha)
+    dropin = tmp_path / "root/etc/systemd/system/kctl-etcd.service.d/kctl-member.conf"
+    assert dropin.is_file()
+    restarted = [c for c in fourth if c.startswith("restart")]
+    assert restarted == [f"restart --no-block kctl-{n}.service" for n in
+                         ("etcd", "apiserver", "scheduler", "controller-manager", "dns")], fourth
+    assert not [c for c in fourth if c.startswith(("start", "restart")) and "--no-block" not in c]
+    assert "kctl-registry.service" not in " ".join(fourth)
+    # Back to one control plane: the drop-in goes, etcd restarts (blocking again).
+    fifth = calls(*CP_ARGS[:-2], "--node-cidr-mask-size", "26")
+    assert not dropin.exists()
+    assert "restart kctl-etcd.service" in fifth
 
 
 @pytest.mark.parametrize("args", [
@@ -239,6 +254,12 @@ def test_install_units_starts_and_restarts_only_what_changed(tmp_path):
     ["controlplane", "--advertise-ip", "10.0.0.1", "--bogus", "x"],
     ["worker", "--apiserver", "10.0.0.1:6443", "--node-ip", "10.0.0.2", "--node-labels", "a=b c=d"],
     ["nodes"],
+    ["controlplane", "--advertise-ip", "10.0.0.1", "--control-plane-hosts", "cp1=10.0.0.2,cp2=10.0.0.3"],  # not us
+    ["controlplane", "--advertise-ip", "10.0.0.1", "--control-plane-hosts", "cp1=10.0.0.1"],     # one is no HA
+    ["controlplane", "--advertise-ip", "10.0.0.1", "--control-plane-hosts", "cp1=10.0.0.1,cp1=10.0.0.2"],
+    ["controlplane", "--advertise-ip", "10.0.0.1", "--control-plane-hosts", "cp1=10.0.0.1,cp2=10.0.0.1"],
+    ["controlplane", "--advertise-ip", "10.0.0.1", "--control-plane-hosts", "cp1=10.0.0.1,CP 2=10.0.0.2"],
+    ["controlplane", "--advertise-ip", "10.0.0.1", "--control-plane-hosts", "cp1=10.0.0.1,cp2"],
 ])
 def test_install_units_refuses_bad_arguments(tmp_path, args):
     res = subprocess.run(["bash", str(INSTALL_UNITS), *args, "--root", str(tmp_path)],
@@ -296,6 +317,9 @@ def test_vagrantfile(tmp_path):
         res = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_WORKERS="4")
         assert res.returncode == 0, res.stdout + res.stderr
         assert re.findall(r"==> (\S+): Ignoring", res.stdout) == ["cp"] + [f"worker{i}" for i in range(1, 5)]
+        res = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_CONTROL_PLANES="3")    # HA
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert re.findall(r"==> (\S+): Ignoring", res.stdout) == ["cp1", "cp2", "cp3", "worker1", "worker2"]
         # The Vagrantfile's own checks run too.
         bad = _vagrant(["validate", "--ignore-provider"], tmp_path, KCTL_POD_CIDR="192.168.0.0/16")
         assert bad.returncode != 0 and "overlaps KCTL_SUBNET" in bad.stdout + bad.stderr

@@ -132,3 +132,81 @@ def test_wrapper_scripts_parse(script):
     res = subprocess.run([shell, "-n", str(VAGRANT_DIR / script)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert os.access(VAGRANT_DIR / script, os.X_OK)
+
+
+# ------------------------------------------------------------------ the wrapper and an HA control plane
+
+def test_machine_names_and_control_plane_counts():
+    assert cycle.machines(2) == ["cp", "worker1", "worker2"]
+    assert cycle.machines(1, 3) == ["cp1", "cp2", "cp3", "worker1"]
+    for n in (1, 3, 5, 9):
+        assert cycle.check_control_planes(n) == n
+    for n in (0, 2, 4, 11, -1):
+        with pytest.raises(ConfigError, match="--control-planes: 1 or an odd number from 3 to 9"):
+            cycle.check_control_planes(n)
+
+
+def test_later_commands_use_the_layout_of_up(tmp_path, monkeypatch):
+    """`up --control-planes 3` records its layout; `status`, `down` (vagrant destroy) and `vagrant ...`
+    then define every VM of that lab, whatever the caller's environment says."""
+    monkeypatch.setattr(host, "STATE", tmp_path)
+    monkeypatch.setattr(cycle, "LAYOUT", tmp_path / "dot" / "kctl-layout.json")
+    monkeypatch.setenv("KCTL_WORKERS", "7")
+    monkeypatch.delenv("KCTL_CONTROL_PLANES", raising=False)
+    assert cycle.layout() == {}
+    assert cycle.vagrant_env()["KCTL_WORKERS"] == "7" and "KCTL_CONTROL_PLANES" not in cycle.vagrant_env()
+    # up, as far as it goes without libvirt: the layout is written before `vagrant up` runs
+    calls = []
+    monkeypatch.setattr(cycle, "missing_host_tools", lambda: [])
+    monkeypatch.setattr(box, "ensure_box", lambda log: Path("/nonexistent/kctl.box"))
+    for name in ("start_daemons", "preflight", "define_networks", "define_pool"):
+        monkeypatch.setattr(host, name, lambda *a, **k: [])
+    monkeypatch.setattr(cycle, "_logged", lambda cmd, env, timeout, log: calls.append((cmd, env)) or
+                        subprocess.CompletedProcess(cmd, 0))
+    cycle.up(2, log=lambda line: None, control_planes=3)
+    assert cycle.layout() == {"workers": 2, "control_planes": 3}
+    (cmd, env), = calls
+    assert cmd == ["vagrant", "up", "--provider=libvirt"]
+    assert (env["KCTL_WORKERS"], env["KCTL_CONTROL_PLANES"]) == ("2", "3")
+    # status lists the lab's machines; down destroys them all
+    lines = []
+    monkeypatch.setattr(host, "libvirt_up", lambda: False)
+    monkeypatch.setattr(cycle.subprocess, "run", lambda cmd, env, **kw: calls.append((cmd, env)) or
+                        subprocess.CompletedProcess(cmd, 0))
+    cycle.status(log=lines.append)
+    assert lines[0] == "lab: cp1 cp2 cp3 worker1 worker2"
+    assert calls[-1][0] == ["vagrant", "status"] and calls[-1][1]["KCTL_CONTROL_PLANES"] == "3"
+    monkeypatch.setattr(cycle.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(host, "cleanup", lambda log: None)
+    cycle.down(log=lambda line: None)
+    assert calls[-1][0] == ["vagrant", "destroy", "-f"]
+    assert (calls[-1][1]["KCTL_WORKERS"], calls[-1][1]["KCTL_CONTROL_PLANES"]) == ("2", "3")
+    assert cycle.layout() == {} and not (tmp_path / "dot").exists()
+    with pytest.raises(ConfigError, match="not 2"):
+        cycle.up(2, log=lambda line: None, control_planes=2)
+    assert calls[-1][0] == ["vagrant", "destroy", "-f"], "a refused count starts nothing"
+
+
+def test_pki_command_for_an_ha_control_plane(tmp_path, capsys):
+    from deploy.vagrant import __main__ as cli, pki as vagrant_pki
+    from machinery import pki
+    cps = "cp1=10.9.0.10,cp2=10.9.0.9,cp3=10.9.0.8"
+    assert cli.main(["pki", str(tmp_path), cps, "worker1=10.9.0.11"]) == 0
+    bundles = tmp_path / "bundles"
+    assert sorted(p.name for p in bundles.iterdir()) == ["cp1", "cp2", "cp3", "worker1"]
+    same = {f: {(bundles / m / f).read_bytes() for m in ("cp1", "cp2", "cp3")}
+            for f in vagrant_pki.CP_FILES if not f.startswith("etcd/server")}
+    assert all(len(v) == 1 for v in same.values()), "the shared CA, sa.key, serving cert, kubeconfigs"
+    members = {m: pki.sans(pki.load_cert((bundles / m / "etcd/server.crt").read_bytes()))
+               for m in ("cp1", "cp2", "cp3")}
+    assert {m: sorted(ips) for m, (_, ips) in members.items()} == {
+        "cp1": ["10.9.0.10", "127.0.0.1"], "cp2": ["10.9.0.9", "127.0.0.1"], "cp3": ["10.9.0.8", "127.0.0.1"]}
+    # Running it again changes nothing.
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert cli.main(["pki", str(tmp_path), cps, "worker1=10.9.0.11"]) == 0
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    capsys.readouterr()
+    for bad, message in (("cp1=10.9.0.10,cp1=10.9.0.9", "NAME of its own"), ("cp1=10.9.0.10,cp2=10.9.0.10",
+                         "an address is given twice"), ("cp1=10.9.0.300", "not an IPv4 address"), ("nope", "nope")):
+        assert cli.main(["pki", str(tmp_path / "bad"), bad]) == 1
+        assert message in capsys.readouterr().err
