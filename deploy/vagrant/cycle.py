@@ -121,9 +121,8 @@ def missing_host_tools() -> list[str]:
 
 def cannot_run_reason(env=os.environ) -> str | None:
     """Why this machine cannot run the lab's VMs (None: it can)."""
-    if env.get("KCTL_VAGRANT_TEST", "0") != "1":
-        return ("opt-in with KCTL_VAGRANT_TEST=1: it boots 3 QEMU TCG VMs for 10+ minutes and "
-                "has not yet passed end to end")
+    if env.get("KCTL_VAGRANT_TEST", "1") == "0":
+        return "turned off with KCTL_VAGRANT_TEST=0 (it boots 3 QEMU TCG VMs for about 10-25 minutes)"
     if os.geteuid() != 0:
         return "not root (libvirt's system instance, networks and iptables need root)"
     missing = missing_host_tools() + [t for t in box.TOOLS if not shutil.which(t) and t not in HOST_TOOLS]

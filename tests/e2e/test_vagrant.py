@@ -19,8 +19,9 @@ several minutes):
    or volume, no libvirt iptables chain, no daemon it started.
 
 Skipped, with the reason, when the machine cannot run VMs (not root, or a
-tool missing: deploy/vagrant/install-host.sh installs them) or unless
-KCTL_VAGRANT_TEST=1 (opt-in until it has passed end to end).
+tool missing: deploy/vagrant/install-host.sh installs them, or under 5 GiB
+free) or when KCTL_VAGRANT_TEST=0 turns it off. scripts/test.sh runs it
+alongside the rest of the suite.
 """
 from __future__ import annotations
 
