@@ -33,7 +33,13 @@ The logs/exec server (nodeagent/server.py) serves TLS with
 ``--tls-cert-file``/``--tls-private-key-file`` (default: the kubeconfig's
 client certificate, which machinery.pki issues for serving too) and accepts
 only the apiserver's client certificate signed by ``--client-ca-file``
-(default: the kubeconfig's CA).
+(default: the kubeconfig's CA). Its serving certificate rotates: the files
+(or the kubeconfig and the files it names) are re-read at the next TLS
+handshake after they change, so the renewed client certificate — the
+Renewer's for a joined node, ``kctl pki renew nodes/NAME.conf`` otherwise —
+serves new connections without a restart. kctl does not request a separate
+``kubernetes.io/kubelet-serving`` certificate (kubelet's
+``--rotate-server-certificates``); see README's security section.
 
 Node join (issue 14): with ``--bootstrap-kubeconfig`` (a bootstrap token)
 the agent first obtains a client certificate through a
@@ -302,23 +308,34 @@ async def amain(args) -> None:
 
 
 def serving_tls(args, client):
-    """The logs/exec server's certificate, key and client CA (see the module docstring)."""
-    from nodeagent.server import ServingTLS
+    """The logs/exec server's certificate, key and client CA (see the module
+    docstring), re-read when their files change: a renewed node certificate
+    (the Renewer's, or `kctl pki renew nodes/NAME.conf`) serves the next
+    connections without a restart (machinery/certreload.py)."""
+    from machinery import certreload, kubeconfig
+    from machinery.errors import ConfigError
+    source = args.kubeconfig or kubeconfig.default_path()
 
-    def read(path: str, flag: str) -> bytes:
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise SystemExit(f"kctl-nodeagent: {flag} {path}: {exc.strerror}") from None
-    creds = client.credentials
-    cert = read(args.tls_cert_file, "--tls-cert-file") if args.tls_cert_file else creds.cert_pem
-    key = read(args.tls_private_key_file, "--tls-private-key-file") if args.tls_private_key_file else creds.key_pem
-    ca = read(args.client_ca_file, "--client-ca-file") if args.client_ca_file else creds.ca_pem
-    if not (cert and key and ca):
-        raise SystemExit("kctl-nodeagent: the logs/exec server needs a certificate, key and client CA "
-                         "(--tls-cert-file, --tls-private-key-file, --client-ca-file, or a kubeconfig with them)")
-    return ServingTLS(cert, key, ca)
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def load() -> tuple[bytes, bytes, bytes]:
+        creds = kubeconfig.select(source).credentials if source else client.credentials
+        cert = read(args.tls_cert_file) if args.tls_cert_file else creds.cert_pem
+        key = read(args.tls_private_key_file) if args.tls_private_key_file else creds.key_pem
+        ca = read(args.client_ca_file) if args.client_ca_file else creds.ca_pem
+        if not (cert and key and ca):
+            raise ConfigError("the logs/exec server needs a certificate, key and client CA (--tls-cert-file, "
+                              "--tls-private-key-file, --client-ca-file, or a kubeconfig with them)")
+        return cert, key, ca
+    paths = [p for p in (args.tls_cert_file, args.tls_private_key_file, args.client_ca_file) if p]
+    if source and not (args.tls_cert_file and args.client_ca_file):
+        paths += certreload.kubeconfig_files(source)
+    try:
+        return certreload.ServingCertificate(load, paths)
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"kctl-nodeagent: logs/exec server: {exc}") from None
 
 
 def hollow_clients(args) -> list:

@@ -4,12 +4,15 @@ certificate goes on binding pods after its kubeconfig is renewed, the old
 certificate has expired and the apiserver restarted (every connection made
 again, so the old certificate would be refused: checked too); the
 apiserver serves a renewed serving certificate on new connections without
-a restart."""
+a restart; so does a node agent's logs/exec server after its node
+certificate is renewed (nodeagent.main.serving_tls + nodeagent.server.serve,
+real TLS, an agent with no pods)."""
 import asyncio
 import datetime
 import ssl
 import time
 
+import grpc
 import pytest
 
 from harness import pki as harness_pki
@@ -72,11 +75,11 @@ async def test_scheduler_keeps_working_after_its_certificate_is_renewed_and_the_
         await asyncio.to_thread(sched.stop)
 
 
-def served_serial(target: str) -> int:
-    """The serial of the certificate a new TLS connection to target is served (admin client certificate)."""
+def served_serial(target: str, creds=None) -> int:
+    """The serial of the certificate a new TLS connection to target is served (as `creds`, default the admin)."""
     import socket
     import tempfile
-    creds = harness_pki.session().credentials()
+    creds = creds or harness_pki.session().credentials()
     ctx = ssl.create_default_context(cadata=creds.ca_pem.decode())
     with tempfile.NamedTemporaryFile("wb", suffix=".pem") as f:
         f.write(creds.cert_pem + b"\n" + creds.key_pem)
@@ -98,3 +101,52 @@ async def test_apiserver_serves_its_renewed_certificate_on_new_connections(clien
     await client.version()                              # the open channel goes on
     async with Client(apiserver.target, timeout=10) as fresh:
         await fresh.version()                           # a new one verifies the renewed certificate
+
+
+class NoPods:
+    """The agent state the NodeAgent service reads: no pods here."""
+    node_name = "renew-n1"
+    fake = True
+    workers: dict = {}
+
+
+async def test_node_agent_serves_its_renewed_certificate_on_new_connections():
+    import argparse
+
+    from harness.process import free_port
+    from machinery.pb import node_pb2, node_pb2_grpc
+    from nodeagent.main import serving_tls
+    from nodeagent.server import serve
+    session = harness_pki.session()
+    conf = session.node_kubeconfig(NoPods.node_name, "127.0.0.1")
+    args = argparse.Namespace(kubeconfig=str(conf), tls_cert_file="", tls_private_key_file="", client_ca_file="")
+    target = f"127.0.0.1:{free_port()}"
+    server = asyncio.create_task(serve(NoPods(), target, serving_tls(args, None)))
+    kubelet_client = session.kubelet_client()
+
+    async def logs_answer() -> grpc.StatusCode:
+        async with grpc.aio.secure_channel(target, kubelet_client.grpc()) as ch:
+            call = node_pb2_grpc.NodeAgentStub(ch).Logs(node_pb2.LogsRequest(namespace="default", pod="p"))
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in call:
+                    pass
+            return err.value.code()
+    try:
+        await until(lambda: asyncio.to_thread(lambda: _serves(target, kubelet_client)), "the agent serves")
+        first = await asyncio.to_thread(served_serial, target, kubelet_client)
+        assert first == pki.load_cert(kubeconfig.select(conf).credentials.cert_pem).serial_number
+        assert await logs_answer() == grpc.StatusCode.NOT_FOUND          # the apiserver's certificate gets in
+        _, renewed = pkirenew.renew(session.store.dir, f"nodes/{NoPods.node_name}.conf", datetime.timedelta(days=1))
+        assert await asyncio.to_thread(served_serial, target, kubelet_client) == renewed.serial_number != first
+        assert await logs_answer() == grpc.StatusCode.NOT_FOUND          # verified against the CA and its SAN
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+
+
+def _serves(target, creds) -> bool:
+    try:
+        served_serial(target, creds)
+        return True
+    except OSError:
+        return False
