@@ -17,6 +17,7 @@ import pytest
 
 from harness import pki as harness_pki
 from harness.control_plane import Scheduler
+from harness.process import free_port
 from machinery import errors, kubeconfig, pki, pkirenew
 from machinery.client import Client
 from scheduler import hollow
@@ -92,15 +93,24 @@ def served_serial(target: str, creds=None) -> int:
         return pki.load_cert(ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True)).encode()).serial_number
 
 
+HTTPS = f"127.0.0.1:{free_port()}"
+
+
+@pytest.mark.apiserver_args("--http-listen", HTTPS)
 async def test_apiserver_serves_its_renewed_certificate_on_new_connections(client, apiserver):
     cert_dir = apiserver.workdir / "pki"
-    before = await asyncio.to_thread(served_serial, apiserver.target)
-    assert before == pki.load_cert((cert_dir / "apiserver.crt").read_bytes()).serial_number
+    before = pki.load_cert((cert_dir / "apiserver.crt").read_bytes()).serial_number
+    assert await asyncio.to_thread(served_serial, apiserver.target) == before
+    assert await asyncio.to_thread(served_serial, HTTPS) == before
     renewed = pkirenew.renew_pair(cert_dir, "apiserver", harness_pki.session().store.ca, datetime.timedelta(days=1))
-    assert await asyncio.to_thread(served_serial, apiserver.target) == renewed.serial_number
+    assert await asyncio.to_thread(served_serial, apiserver.target) == renewed.serial_number   # gRPC: next handshake
     await client.version()                              # the open channel goes on
     async with Client(apiserver.target, timeout=10) as fresh:
         await fresh.version()                           # a new one verifies the renewed certificate
+
+    async def https_renewed():                          # HTTPS: the reload task polls every 10 s
+        return await asyncio.to_thread(served_serial, HTTPS) == renewed.serial_number
+    await until(https_renewed, "the HTTPS port serves the renewed certificate", timeout=30)
 
 
 class NoPods:
@@ -113,7 +123,6 @@ class NoPods:
 async def test_node_agent_serves_its_renewed_certificate_on_new_connections():
     import argparse
 
-    from harness.process import free_port
     from machinery.pb import node_pb2, node_pb2_grpc
     from nodeagent.main import serving_tls
     from nodeagent.server import serve
