@@ -45,7 +45,10 @@ Node join (issue 14): with ``--bootstrap-kubeconfig`` (a bootstrap token)
 the agent first obtains a client certificate through a
 CertificateSigningRequest, writes ``--kubeconfig`` and keeps renewing the
 certificate (nodeagent/certbootstrap.py, machinery/certmanager.py);
-``--apiserver`` then defaults to that kubeconfig's server.
+``--apiserver`` then defaults to that kubeconfig's server. Without it the
+agent reads ``--kubeconfig`` again every ``--credentials-reload-interval``
+seconds and uses a certificate renewed there by hand (``kctl pki renew
+nodes/NAME.conf``; machinery/certreload.py).
 
 Hollow nodes (``--runtime fake --hollow-nodes N``): N agents NAME-0..N-1 in
 one process, each with its own identity, as each of Kubernetes' kubemark
@@ -188,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
                    help="sysctls (or prefix*) pods may set beyond Kubernetes' safe set, comma-separated")
     from nodeagent import certbootstrap
     certbootstrap.add_arguments(p)     # node join: --bootstrap-kubeconfig, --kubeconfig, --cert-dir
+    from machinery import certreload
+    certreload.add_arguments(p)        # --credentials-reload-interval: a kubeconfig renewed by hand
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -296,6 +301,9 @@ async def amain(args) -> None:
         await client.rotate(kubeconfig.select(args.kubeconfig).credentials)
     if (renewer := certbootstrap.renewer(args, on_rotate=reconnect)) is not None:
         tasks["certificate-renewal"] = renewer.run()
+    else:                               # a kubeconfig renewed by hand (kctl pki renew nodes/NAME.conf)
+        from machinery import certreload
+        tasks.update(certreload.reload_tasks(client, args.kubeconfig, args.credentials_reload_interval))
     if args.metrics_listen:
         tasks["metrics"] = metrics.serve(args.metrics_listen)
     if args.runtime == "runc" and args.agent_port:
