@@ -39,7 +39,9 @@ handshake after they change, so the renewed client certificate — the
 Renewer's for a joined node, ``kctl pki renew nodes/NAME.conf`` otherwise —
 serves new connections without a restart. kctl does not request a separate
 ``kubernetes.io/kubelet-serving`` certificate (kubelet's
-``--rotate-server-certificates``); see README's security section.
+``--rotate-server-certificates``) yet: a joined node's CSR-signed
+certificate is client-only (no SANs, no serverAuth), which the apiserver
+refuses as a serving certificate; such a node needs ``--tls-cert-file``.
 
 Node join (issue 14): with ``--bootstrap-kubeconfig`` (a bootstrap token)
 the agent first obtains a client certificate through a
