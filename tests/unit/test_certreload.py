@@ -32,7 +32,8 @@ class FakeClient:
         self.credentials = credentials
         self.rotated = []
 
-    async def rotate(self, credentials):
+    async def rotate(self, credentials, grace):
+        assert grace == certreload.ROTATE_GRACE          # old channels are not closed under open watches
         self.rotated.append(credentials)
         self.credentials = credentials
 
