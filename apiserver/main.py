@@ -295,6 +295,7 @@ async def run(args: argparse.Namespace) -> None:
         tasks["kubernetes-service"] = kubernetes_service.run()
         tasks["metrics-scraper"] = metrics_store.run()
         tasks["rbac-aggregation"] = authorization.run()
+        tasks.update(serving.reload_tasks())      # a renewed HTTPS serving certificate (apiserver/tls.py)
         if args.etcd_compaction_interval > 0:        # a task that returns would stop the server
             tasks["etcd-compactor"] = compact_periodically(storage, args.etcd_compaction_interval)
         await run_tasks(tasks)

@@ -22,18 +22,23 @@ verifies the apiserver's client certificate against its own CA).
 Both transports speak TLS 1.2 or later: gRPC requires and verifies a client
 certificate in the handshake, HTTPS asks for one (CERT_OPTIONAL) and leaves
 the rest to the authenticators (bearer tokens, 401).
+
+Renewal (`kctl pki renew apiserver`): the serving certificate and the client
+CA are read again when their files change, no restart: gRPC at the next
+handshake (dynamic server credentials), HTTPS within 10 s (`reload_tasks`,
+a polling task); open connections go on (machinery/certreload.py).
 """
 from __future__ import annotations
 
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from apiserver import etcdendpoints
-from machinery import errors, pki
+from machinery import certreload, errors, pki
 from machinery.kubeconfig import Credentials
 
 log = logging.getLogger("kctl-apiserver")
@@ -48,6 +53,7 @@ class ServingTLS:
     client_ca_file: Path
     kubelet: Credentials          # towards node agents: the cluster CA and apiserver-kubelet-client
     cert_dir: Path | None = None  # --cert-dir: sa.key / sa.pub (ServiceAccount tokens) live here
+    _https: ssl.SSLContext | None = field(default=None, init=False, repr=False)
 
     @property
     def sa_key_file(self) -> Path | None:
@@ -58,16 +64,29 @@ class ServingTLS:
         return self.cert_dir / "sa.pub" if self.cert_dir else None
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
-        return grpc.ssl_server_credentials([(self.key_file.read_bytes(), self.cert_file.read_bytes())],
-                                           root_certificates=self.client_ca_file.read_bytes(),
-                                           require_client_auth=True)
+        """Server credentials that follow the files (re-read at a handshake after a change)."""
+        files = (self.cert_file, self.key_file, self.client_ca_file)
+        try:
+            serving = certreload.ServingCertificate(lambda: tuple(f.read_bytes() for f in files),
+                                                    [str(f) for f in files])
+        except (errors.ConfigError, OSError) as exc:
+            raise SystemExit(f"kctl-apiserver: serving certificate {self.cert_file}: {exc}") from None
+        return serving.credentials()
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.client_ca_file))
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
         ctx.verify_mode = ssl.CERT_OPTIONAL
+        self._https = ctx
         return ctx
+
+    def reload_tasks(self) -> dict:
+        """The task that loads a renewed certificate into the HTTPS context (once it was made)."""
+        if self._https is None:
+            return {}
+        return {"https-certificate-reload": certreload.reload_ssl_context(self._https, str(self.cert_file),
+                                                                          str(self.key_file))}
 
 
 def _read(path: str | Path, flag: str) -> bytes:

@@ -20,6 +20,10 @@ With a `--dns-service` and an address (`--advertise-address`, or a specific
 `--cluster-ip` when missing and keeps the Service's Endpoints equal to the
 live kctl-dns instances, each renewing its own Lease (clusterdns/register.py
 says why and how).
+
+A renewed client certificate in --kubeconfig (`kctl pki renew dns.conf`)
+is used within --credentials-reload-interval seconds (10), no restart
+(machinery/certreload.py).
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from clusterdns.metrics import Metrics
 from clusterdns.register import Registration
 from clusterdns.resolver import POD_MODES, Resolver
 from clusterdns.server import MAX_TCP, DnsServer
+from machinery import certreload
 from machinery.client import Client
 from machinery.informer import SharedInformerFactory
 from machinery.runner import run_component, run_tasks, setup_logging
@@ -123,6 +128,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT, or several comma-separated (HA: fails "
                    "over; overrides the kubeconfig's; "
                    "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
+    certreload.add_arguments(p)
     p.add_argument("--listen", type=host_port(None), default=("0.0.0.0", 53),
                    help="IP:PORT for UDP and TCP (default 0.0.0.0:53)")
     p.add_argument("--cluster-domain", type=cluster_domain_arg, default="cluster.local")
@@ -196,7 +202,8 @@ async def run(args) -> None:
         tasks, _ = build(client, args, metrics)
         log.info("cluster domain %s, ttl %ds, pods %s, upstreams: %s", args.cluster_domain, args.ttl,
                  args.pods, ", ".join(f"{h}:{p}" for h, p in args.upstream) or "none (outside names REFUSED)")
-        await run_tasks(tasks)
+        await run_tasks({**tasks, **certreload.reload_tasks(client, args.kubeconfig,
+                                                            args.credentials_reload_interval)})
 
 
 def main(argv=None) -> int:

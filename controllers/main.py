@@ -24,6 +24,11 @@ the named long-lived coroutines: the informers, the event writer and each
 controller's run(). With --leader-elect they run only while this instance
 holds the Lease kube-system/kctl-controller-manager; losing it ends the
 process (exit 1) as in Kubernetes — a standby starts from a fresh list.
+
+Certificate renewal: --kubeconfig is read again every
+--credentials-reload-interval seconds (10); a renewed client certificate
+there (`kctl pki renew controller-manager.conf`) is used from then on, no
+restart (machinery/certreload.py).
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import sys
 
 from prometheus_client import start_http_server
 
+from machinery import certreload
 from machinery.client import Client
 from machinery.events import EventRecorder
 from machinery.informer import SharedInformerFactory
@@ -65,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT, or several comma-separated (HA: fails "
                    "over; overrides the kubeconfig's; "
                    "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
+    certreload.add_arguments(p)
     p.add_argument("--controllers", default=",".join(ALL),
                    help="comma-separated list; '*' = all, '-name' disables one")
     p.add_argument("--leader-elect", action="store_true")
@@ -254,10 +261,11 @@ async def run(args) -> None:
         host, _, port = args.metrics_listen.rpartition(":")
         start_http_server(int(port), addr=host or "0.0.0.0")
     async with Client.for_component(args.kubeconfig, args.apiserver, user_agent="kctl-controller-manager") as client:
+        reload = certreload.reload_tasks(client, args.kubeconfig, args.credentials_reload_interval)
         if not args.leader_elect:
             tasks, ctrls = build(client, args)
             log.info("starting controllers: %s", ", ".join(ctrls))
-            await run_tasks(tasks)
+            await run_tasks({**tasks, **reload})
             return
         elector = LeaderElector(client, args.lease_name, args.identity or default_identity(),
                                 lease_namespace=args.lease_namespace, lease_duration=args.lease_duration,
@@ -267,7 +275,7 @@ async def run(args) -> None:
             log.info("%s: started leading", elector.identity)
             await run_all(client, args)
 
-        await run_tasks({"leader-election": elector.run(lead)})
+        await run_tasks({"leader-election": elector.run(lead), **reload})
 
 
 def main(argv=None) -> int:

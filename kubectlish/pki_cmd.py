@@ -6,6 +6,7 @@ certs` / `kubeconfig` and `kubeadm certs` do it (machinery.pki does the work).
     kctl pki user  NAME [--group G]... [--days N]           users/NAME.crt/.key and users/NAME.conf
     kctl pki ca-hash [--cert-dir DIR]                       sha256:<hex>, kubeadm's --discovery-token-ca-cert-hash
     kctl pki check-expiration [--cert-dir DIR]              every certificate, its subject and expiry
+    kctl pki renew NAME...|all [--days N] [--cert-dir DIR]  renew certificates (`kubeadm certs renew`)
 
 The cert dir defaults to the apiserver's (/var/lib/kctl/apiserver/pki).
 Nothing that exists is overwritten: `init` on a filled directory only adds
@@ -13,6 +14,13 @@ what is missing (a serving certificate missing an address is issued
 again). A user's certificate is an identity only: what the user may do is
 granted with RBAC (a RoleBinding or ClusterRoleBinding naming the user or
 one of its groups).
+
+`renew` issues again, from the CA on disk, the certificates named
+(admin.conf, scheduler.conf, controller-manager.conf, dns.conf, apiserver,
+apiserver-kubelet-client, apiserver-etcd-client, etcd/server,
+nodes/NODE.conf) or `all` of them, whatever their expiry, keeping subject,
+SANs and usages (machinery/pkirenew.py). Running components pick them up
+without a restart (machinery/certreload.py).
 """
 from __future__ import annotations
 
@@ -160,3 +168,29 @@ def check_expiration_cmd(cert_dir):
     if len(lines) == 1:
         raise click.ClickException(f"no certificates in {d}")
     click.echo(tabwrite(lines), nl=False)
+
+
+@pki_group.command("renew")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=pki.CERT_DAYS, show_default=True,
+              help="Validity of the renewed certificates (never past the CA's own).")
+@_cert_dir_option
+def renew_cmd(names, days, cert_dir):
+    """Renew certificates of the cert dir (NAME... or all), like kubeadm certs renew."""
+    from machinery import pkirenew
+    _store(cert_dir)
+    todo = pkirenew.names(cert_dir) if "all" in names else list(dict.fromkeys(names))
+    try:
+        for name in todo:                  # every name checked before anything is written
+            pkirenew.check_name(name)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAMES") from exc
+    for name in todo:
+        try:
+            path, cert = pkirenew.renew(cert_dir, name, datetime.timedelta(days=days))
+        except (ConfigError, OSError) as exc:
+            _fail(exc)
+        click.echo(f"[renew] {name}: {path} renewed (CN={pki.subject(cert)[0]}, "
+                   f"until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z)")
+    click.echo("Done renewing certificates. Running components use the new ones within seconds "
+               "(they re-read their files); nothing needs a restart.")

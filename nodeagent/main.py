@@ -33,13 +33,24 @@ The logs/exec server (nodeagent/server.py) serves TLS with
 ``--tls-cert-file``/``--tls-private-key-file`` (default: the kubeconfig's
 client certificate, which machinery.pki issues for serving too) and accepts
 only the apiserver's client certificate signed by ``--client-ca-file``
-(default: the kubeconfig's CA).
+(default: the kubeconfig's CA). Its serving certificate rotates: the files
+(or the kubeconfig and the files it names) are re-read at the next TLS
+handshake after they change, so the renewed client certificate — the
+Renewer's for a joined node, ``kctl pki renew nodes/NAME.conf`` otherwise —
+serves new connections without a restart. kctl does not request a separate
+``kubernetes.io/kubelet-serving`` certificate (kubelet's
+``--rotate-server-certificates``) yet: a joined node's CSR-signed
+certificate is client-only (no SANs, no serverAuth), which the apiserver
+refuses as a serving certificate; such a node needs ``--tls-cert-file``.
 
 Node join (issue 14): with ``--bootstrap-kubeconfig`` (a bootstrap token)
 the agent first obtains a client certificate through a
 CertificateSigningRequest, writes ``--kubeconfig`` and keeps renewing the
 certificate (nodeagent/certbootstrap.py, machinery/certmanager.py);
-``--apiserver`` then defaults to that kubeconfig's server.
+``--apiserver`` then defaults to that kubeconfig's server. Without it the
+agent reads ``--kubeconfig`` again every ``--credentials-reload-interval``
+seconds and uses a certificate renewed there by hand (``kctl pki renew
+nodes/NAME.conf``; machinery/certreload.py).
 
 Hollow nodes (``--runtime fake --hollow-nodes N``): N agents NAME-0..N-1 in
 one process, each with its own identity, as each of Kubernetes' kubemark
@@ -182,6 +193,8 @@ def parser() -> argparse.ArgumentParser:
                    help="sysctls (or prefix*) pods may set beyond Kubernetes' safe set, comma-separated")
     from nodeagent import certbootstrap
     certbootstrap.add_arguments(p)     # node join: --bootstrap-kubeconfig, --kubeconfig, --cert-dir
+    from machinery import certreload
+    certreload.add_arguments(p)        # --credentials-reload-interval: a kubeconfig renewed by hand
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -287,9 +300,13 @@ async def amain(args) -> None:
                                       args.allowed_unsafe_sysctls)
     tasks = {"agent": agent.run()}
     async def reconnect() -> None:      # a renewed certificate: new connections present it
-        await client.rotate(kubeconfig.select(args.kubeconfig).credentials)
+        from machinery import certreload           # its ROTATE_GRACE: why old channels stay open
+        await client.rotate(kubeconfig.select(args.kubeconfig).credentials, grace=certreload.ROTATE_GRACE)
     if (renewer := certbootstrap.renewer(args, on_rotate=reconnect)) is not None:
         tasks["certificate-renewal"] = renewer.run()
+    else:                               # a kubeconfig renewed by hand (kctl pki renew nodes/NAME.conf)
+        from machinery import certreload
+        tasks.update(certreload.reload_tasks(client, args.kubeconfig, args.credentials_reload_interval))
     if args.metrics_listen:
         tasks["metrics"] = metrics.serve(args.metrics_listen)
     if args.runtime == "runc" and args.agent_port:
@@ -302,23 +319,34 @@ async def amain(args) -> None:
 
 
 def serving_tls(args, client):
-    """The logs/exec server's certificate, key and client CA (see the module docstring)."""
-    from nodeagent.server import ServingTLS
+    """The logs/exec server's certificate, key and client CA (see the module
+    docstring), re-read when their files change: a renewed node certificate
+    (the Renewer's, or `kctl pki renew nodes/NAME.conf`) serves the next
+    connections without a restart (machinery/certreload.py)."""
+    from machinery import certreload, kubeconfig
+    from machinery.errors import ConfigError
+    source = args.kubeconfig or kubeconfig.default_path()
 
-    def read(path: str, flag: str) -> bytes:
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise SystemExit(f"kctl-nodeagent: {flag} {path}: {exc.strerror}") from None
-    creds = client.credentials
-    cert = read(args.tls_cert_file, "--tls-cert-file") if args.tls_cert_file else creds.cert_pem
-    key = read(args.tls_private_key_file, "--tls-private-key-file") if args.tls_private_key_file else creds.key_pem
-    ca = read(args.client_ca_file, "--client-ca-file") if args.client_ca_file else creds.ca_pem
-    if not (cert and key and ca):
-        raise SystemExit("kctl-nodeagent: the logs/exec server needs a certificate, key and client CA "
-                         "(--tls-cert-file, --tls-private-key-file, --client-ca-file, or a kubeconfig with them)")
-    return ServingTLS(cert, key, ca)
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def load() -> tuple[bytes, bytes, bytes]:
+        creds = kubeconfig.select(source).credentials if source else client.credentials
+        cert = read(args.tls_cert_file) if args.tls_cert_file else creds.cert_pem
+        key = read(args.tls_private_key_file) if args.tls_private_key_file else creds.key_pem
+        ca = read(args.client_ca_file) if args.client_ca_file else creds.ca_pem
+        if not (cert and key and ca):
+            raise ConfigError("the logs/exec server needs a certificate, key and client CA (--tls-cert-file, "
+                              "--tls-private-key-file, --client-ca-file, or a kubeconfig with them)")
+        return cert, key, ca
+    paths = [p for p in (args.tls_cert_file, args.tls_private_key_file, args.client_ca_file) if p]
+    if source and not (args.tls_cert_file and args.client_ca_file):
+        paths += certreload.kubeconfig_files(source)
+    try:
+        return certreload.ServingCertificate(load, paths)
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"kctl-nodeagent: logs/exec server: {exc}") from None
 
 
 def hollow_clients(args) -> list:

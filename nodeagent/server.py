@@ -338,9 +338,10 @@ class ServingTLS:
                                            require_client_auth=True)
 
 
-async def serve(agent, listen: str, tls: ServingTLS, stats: StatsCollector | None = None,
+async def serve(agent, listen: str, tls, stats: StatsCollector | None = None,
                 allowed=(APISERVER_CLIENT,)) -> None:
-    """Serve NodeAgent on listen (HOST:PORT) over TLS to the `allowed` client
+    """Serve NodeAgent on listen (HOST:PORT) over TLS (`tls`: a ServingTLS, or a
+    machinery.certreload.ServingCertificate that follows its files) to the `allowed` client
     certificates, and sample usage (every 10 s unless a collector is given), until cancelled."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
     service = _guarded(NodeAgentService(agent, stats), OnlyClients(allowed))

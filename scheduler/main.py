@@ -22,6 +22,11 @@ With --leader-elect, instances compete for the Lease kube-system/<lease-name>
 included: a standby holds no cache and starts from a fresh list when it takes
 over, within lease-duration + retry-period). Losing the lease ends the
 process (exit code 1), as kube-scheduler does; a supervisor restarts it.
+
+Certificate renewal: --kubeconfig is read again every
+--credentials-reload-interval seconds (10); a renewed client certificate
+there (`kctl pki renew scheduler.conf`) is used from then on, no restart
+(machinery/certreload.py).
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ import sys
 
 from prometheus_client import start_http_server
 
-from machinery import errors
+from machinery import certreload, errors
 from machinery.client import Client
 from machinery.leaderelection import LeaderElector, default_identity
 from machinery.runner import run_component, run_tasks, setup_logging
@@ -54,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--apiserver", default=None, help="apiserver HOST:PORT, or several comma-separated (HA: fails "
                    "over; overrides the kubeconfig's; "
                    "without --kubeconfig: 127.0.0.1:6443 with the default kubeconfig's credentials)")
+    certreload.add_arguments(p)
     p.add_argument("--leader-elect", action="store_true", help="run only while holding the lease")
     p.add_argument("--lease-name", default="kube-scheduler")
     p.add_argument("--lease-namespace", default="kube-system")
@@ -112,8 +118,10 @@ async def run(args, config: Config) -> None:
         def new_scheduler() -> Scheduler:
             return Scheduler(client, config, metrics=metrics)
 
+        reload = certreload.reload_tasks(client, args.kubeconfig, args.credentials_reload_interval)
+
         if not args.leader_elect:
-            await run_tasks({"scheduler": new_scheduler().run()})
+            await run_tasks({"scheduler": new_scheduler().run(), **reload})
             return
         elector = LeaderElector(client, args.lease_name, args.identity or default_identity(),
                                 lease_namespace=args.lease_namespace,
@@ -124,7 +132,7 @@ async def run(args, config: Config) -> None:
             log.info("%s: started leading", elector.identity)
             await new_scheduler().run()
 
-        await run_tasks({"leader-election": elector.run(lead)})
+        await run_tasks({"leader-election": elector.run(lead), **reload})
 
 
 def main(argv=None) -> int:
