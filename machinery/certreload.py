@@ -26,8 +26,9 @@ whole kubeconfig, so renewal needs no restart at all:
   (embedded data and referenced files alike); when its credentials differ
   from the client's, check them (the certificate parses, the key is its key,
   it is not expired) and `Client.rotate` to them: new channels to every
-  apiserver present the new certificate from then on; the old ones are
-  left to end by themselves (ROTATE_GRACE says why). A half-written or broken file
+  apiserver present the new certificate from then on; the old ones close
+  after Client.rotate's grace, and the watches still open on them resume on
+  the new ones (machinery/endpoints.py). A half-written or broken file
   is logged and the old credentials stay; the next period tries again.
   Polling rather than inotify: the files are replaced by rename (an inotify
   watch on the old inode would go quiet), they may sit on any file system,
@@ -62,15 +63,6 @@ log = logging.getLogger("kctl.certreload")
 
 RELOAD_INTERVAL = 10.0      # seconds between two reads of a kubeconfig / certificate files
 WARN_AT = 0.8               # of a certificate's lifetime: warn that it was not renewed
-# Client.rotate's grace before it closes the old channels. Closing a channel
-# cancels the watches still open on it, and a cancelled grpc.aio stream
-# raises asyncio.CancelledError in the watching task (machinery/endpoints.py
-# passes it on), which ends an informer for good. So the old channels are
-# not closed: their watches go on over the established connection, and when
-# it breaks the watch resumes on the new channel. One idle channel per
-# apiserver per renewal is the cost. Lower it once endpoints.watch resumes
-# after a cancellation it did not ask for.
-ROTATE_GRACE = 10 * 365 * 24 * 3600.0
 
 
 def add_arguments(parser) -> None:
@@ -123,7 +115,7 @@ class KubeconfigReloader:
             log.warning("kubeconfig %s: not using its credentials (keeping the current ones): %s", self.path, exc)
             self._warn_if_old()
             return False
-        await self.client.rotate(creds, grace=ROTATE_GRACE)
+        await self.client.rotate(creds)
         _, until = _lifetime_used(creds.cert_pem, self.clock())
         log.info("kubeconfig %s changed: using its client certificate (valid until %s)", self.path, until)
         return True

@@ -209,13 +209,18 @@ class Endpoints:
             try:
                 if not await self.connected(i, self._connect_timeout(None, False)):
                     raise Unreachable(self.targets[i], self.connect_timeout)
-                call = self.stubs[i].Watch(req)
+                stub = self.stubs[i]
+                call = stub.Watch(req)
                 try:
                     async for ev in call:
                         failures, delivered = 0, delivered + 1
                         if ev.resource_version:
                             req.resource_version = ev.resource_version
                         yield ev
+                except asyncio.CancelledError:
+                    if not self._closed_by_renew(stub) or (delivered and not resumable):
+                        raise
+                    continue        # its channel was closed after renew(): go on, on the new one
                 finally:
                     call.cancel()
                 return
@@ -226,6 +231,14 @@ class Endpoints:
                 failures += 1
                 if failures >= len(self.targets) or (delivered and not resumable):
                     raise translate(exc, self.targets[i]) from exc
+
+    def _closed_by_renew(self, stub) -> bool:
+        """A watch stream cancelled because renew() replaced its channel (and
+        Client.rotate closed the old one after its grace), not because the
+        task reading it is being cancelled: gRPC reports both as
+        CancelledError."""
+        task = asyncio.current_task()
+        return stub not in self.stubs and not (task is not None and task.cancelling())
 
     async def close(self, channels: Sequence[grpc.aio.Channel] | None = None) -> None:
         for ch in self.channels if channels is None else channels:

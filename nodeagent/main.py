@@ -300,8 +300,7 @@ async def amain(args) -> None:
                                       args.allowed_unsafe_sysctls)
     tasks = {"agent": agent.run()}
     async def reconnect() -> None:      # a renewed certificate: new connections present it
-        from machinery import certreload           # its ROTATE_GRACE: why old channels stay open
-        await client.rotate(kubeconfig.select(args.kubeconfig).credentials, grace=certreload.ROTATE_GRACE)
+        await client.rotate(kubeconfig.select(args.kubeconfig).credentials)
     if (renewer := certbootstrap.renewer(args, on_rotate=reconnect)) is not None:
         tasks["certificate-renewal"] = renewer.run()
     else:                               # a kubeconfig renewed by hand (kctl pki renew nodes/NAME.conf)

@@ -210,3 +210,38 @@ async def test_a_leader_keeps_its_lease_when_its_apiserver_falls_silent(apiserve
                            dict(lease_duration=9, renew_deadline=6, retry_period=0.5))
     finally:
         os.kill(stopped.pid, signal.SIGCONT)
+
+
+async def test_a_watch_goes_on_after_rotate_closes_its_channel(apiserver):
+    """Client.rotate (a renewed certificate) closes the old channels after its
+    grace; grpc.aio then cancels the watches still open on them. The watch
+    resumes on the new channel from its last resourceVersion, every event
+    once (it used to end the watching informer with CancelledError)."""
+    async with Client(apiserver.target, credentials=apiserver.credentials, timeout=15) as client:
+        _, rv = await client.list("ConfigMap", "default")
+        seen: list[str] = []
+        got = asyncio.Event()
+
+        async def watch():
+            async for ev in client.watch("ConfigMap", "default", resource_version=rv):
+                seen.append(ev.object.metadata.name)
+                got.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            async with asyncio.timeout(30):
+                await client.create(configmap("before"))
+                await got.wait()
+                old = list(client._endpoints.channels)
+                await client.rotate(apiserver.credentials, grace=0)
+                while old[0].get_state() != grpc.ChannelConnectivity.SHUTDOWN:
+                    await asyncio.sleep(0.05)
+                got.clear()
+                await client.create(configmap("after"))
+                await got.wait()
+                await asyncio.sleep(0.5)        # an extra (duplicate) event would arrive now
+            assert not watcher.done()
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        assert seen == ["before", "after"]

@@ -241,3 +241,35 @@ def test_connection_attempts_get_grpc_default_deadline():
     from machinery import client
     assert "grpc.min_reconnect_backoff_ms" not in dict(client.CHANNEL_OPTIONS)
     assert dict(storage.CHANNEL_OPTIONS)["grpc.min_reconnect_backoff_ms"] >= 5_000
+
+
+class CancelledStream(FakeStream):
+    """A stream whose channel gets closed: grpc.aio raises CancelledError in the reader."""
+
+    async def _gen(self):
+        for ev in self.events:
+            yield ev
+        raise asyncio.CancelledError()
+
+
+async def test_a_watch_on_a_channel_closed_after_renew_resumes_on_the_new_channel():
+    ep, stubs = make()
+    stubs[0].Watch = lambda req: (stubs[0].calls.append(("Watch", req)),
+                                  CancelledStream([event("ADDED", "5")], None))[1]
+    got = []
+    async for e in ep.watch(api_pb2.WatchRequest(kind="ConfigMap", resource_version="4"), translate):
+        got.append((e.type, e.resource_version))
+        if len(got) == 1:                   # Client.rotate: new channels; the old one closes later
+            ep.renew(lambda t: FakeChannel(t))
+            ep.stubs[0].script["Watch"] = ([event("MODIFIED", "6")], None)
+    assert got == [("ADDED", "5"), ("MODIFIED", "6")]
+    assert ep.stubs[0].calls[0][1].resource_version == "5"
+    assert ep.current == 0                  # not a failover
+
+
+async def test_a_watch_whose_reader_is_cancelled_stops():
+    ep, stubs = make()
+    stubs[0].script["Watch"] = ([event("ADDED", "5")], None)
+    stubs[0].Watch = lambda req: CancelledStream([event("ADDED", "5")], None)
+    with pytest.raises(asyncio.CancelledError):        # same stub: not a renew, so it goes up
+        await collect(ep, "4")
