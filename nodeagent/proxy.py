@@ -147,6 +147,7 @@ class Proxier:
         self.globals = Globals(node_ip, pod_cidr, masquerade_cidr)  # bad node_ip / CIDRs fail here, at start
         self.source = source
         self.min_sync_interval, self.resync_interval = min_sync_interval, resync_interval
+        self.slow_sync = 1.0                # s: an applied sync this slow is logged as a warning
         self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
         self.partial_syncs, self.on_applied = partial_syncs, on_applied
         self.health = health                # a HealthServer (nodeagent/proxyhealth.py), or None
@@ -267,7 +268,10 @@ class Proxier:
             for table, n in count_rules(payload).items():
                 RULES.labels(self.node_name, table).set(n)
             SYNCS.labels(self.node_name, "applied").inc()
-            SYNC_DURATION.observe(time.perf_counter() - start)
+            took = time.perf_counter() - start
+            SYNC_DURATION.observe(took)
+            if took >= self.slow_sync:   # nodes deleting pods wait for this sync (nodeagent/drain.py)
+                log.warning("proxy: %s sync of %d service ports took %.2fs", self.last_sync_kind, len(ports), took)
             self._applied(rv)
             if self.last_stale:
                 log.debug("proxy: deleted %d stale chains", len(self.last_stale))

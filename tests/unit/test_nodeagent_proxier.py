@@ -237,6 +237,15 @@ async def test_the_runner_sends_every_deletion_to_one_conntrack_load_file_from_s
                      "-D -p tcp --state SYN_SENT --dst-nat 10.244.1.4\n")
 
 
+async def test_a_slow_applied_sync_is_a_warning(caplog):
+    p = proxier(FakeIptables())
+    p.slow_sync = 0.0                       # every applied sync counts as slow
+    web = [svc("web", "10.96.0.80", ("http", 80, "TCP", 0))]
+    await p.sync(web, [eps("web", ["10.244.1.2"], ("http", 8080, "TCP"))])
+    [msg] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert msg.startswith("proxy: full sync of 1 service ports took "), msg
+
+
 def test_proxier_refuses_bad_settings_at_construction():
     with pytest.raises(AgentConfigError):
         Proxier(FakeIptables(), node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.244.0.0/16")
