@@ -6,9 +6,15 @@ Brings up a fresh 3-node lab (`kctl lab up`, kubeconfig in a temporary
 directory), or uses an existing one (``measure()``, which
 tests/e2e/test_lab_rollout_traffic.py calls on its own lab), then:
 
-1. a Deployment ``roll`` of N replicas of kctl/echo (maxSurge 25%,
-   maxUnavailable 25%, readiness probe every second, NO preStop hook) behind a
-   NodePort Service ``roll``, and a client pod on node1;
+1. a Deployment ``roll`` of N replicas of a web server as a user would
+   deploy one (maxSurge 25%, maxUnavailable 25%, NO preStop hook) behind a
+   NodePort Service ``roll``, and a client pod on node1.  The server is
+   busybox ``httpd`` serving a static page with the pod's name (``SERVER``):
+   a real server that accepts from a listen backlog (9) and forks no shell
+   per request, unlike kctl/echo's ``nc -ll`` (backlog 2, a shell per
+   connection), whose full queue dropped SYNs and readiness probes on a
+   loaded machine.  Requests as a user would write them (100m CPU, 16Mi),
+   readiness ``httpGet /`` every 2 s with a 3 s timeout;
 2. two clients, each a Python process entered into a lab network namespace
    (``nsenter --net``; the traffic never leaves the lab), 8 threads sending
    ``GET /`` on a new connection each, 10 s timeout:
@@ -20,7 +26,7 @@ tests/e2e/test_lab_rollout_traffic.py calls on its own lab), then:
    available, no old replica left), and rolls again (at most 20 times) until
    each client sent at least ``--requests`` requests during rollouts;
 4. stops the clients and counts: requests and failures (any exception, any
-   answer other than ``HTTP/1.0 200``) in total and during rollouts, and
+   answer other than ``HTTP/1.x 200``) in total and during rollouts, and
    reports the fewest ready endpoints the Service's EndpointSlices had (and
    when they had none: the proxies then refuse connections).
 
@@ -65,7 +71,7 @@ def one():
             if not chunk:
                 break
             data += chunk
-    if not data.startswith(b"HTTP/1.0 200"):
+    if not (data.startswith(b"HTTP/1.") and data[8:13] == b" 200 "):
         raise ValueError("bad answer %r" % data[:60])
 def loop():
     while not stop.is_set():
@@ -94,11 +100,20 @@ with lock:
 '''
 
 
+# The served application: busybox httpd in the foreground, one static page with the pod's name.  The
+# shell stays PID 1 (httpd as PID 1 would ignore SIGTERM) and exits on SIGTERM at once, as most
+# servers do: requests still in flight then would be reset, which the agent's drain prevents.
+SERVER = ('mkdir -p /tmp/www; echo "$(hostname)" > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & pid=$!; '
+          "trap 'kill $pid 2>/dev/null; exit 0' TERM INT; wait $pid")
+
+
 def manifests(replicas: int) -> list[dict]:
     labels = {"app": NAME}
-    container = {"name": "echo", "image": "kctl/echo:latest", "ports": [{"name": "http", "containerPort": 8080}],
-                 "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-                 "resources": {"requests": {"cpu": "10m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}}}
+    container = {"name": "web", "image": "busybox:latest", "command": ["sh", "-c", SERVER],
+                 "ports": [{"name": "http", "containerPort": 8080}],
+                 "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 2,
+                                    "timeoutSeconds": 3},
+                 "resources": {"requests": {"cpu": "100m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}}
     return [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": NAME, "namespace": "default"},
          "spec": {"replicas": replicas, "selector": {"matchLabels": labels},

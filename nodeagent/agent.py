@@ -194,6 +194,7 @@ class Agent:
                 tg.create_task(services.run(), name=f"{self.node_name}/service-informer")
                 tg.create_task(slices.run(), name=f"{self.node_name}/endpointslice-informer")
                 tg.create_task(self.proxier.run(), name=f"{self.node_name}/proxy")
+                tg.create_task(metrics.watch_loop_lag(self.node_name), name=f"{self.node_name}/loop-lag")
             await self.pod_informer.wait_synced()
             await self._sweep_orphans()
             self.ready.set()

@@ -30,13 +30,30 @@ The protocol:
    annotation reports ≥ R, and finally until the connections the pod had
    accepted are finished (its network namespace's ``/proc/PID/net/tcp``
    shows no ESTABLISHED, SYN_RECV or CLOSE_WAIT socket on a listening port):
-   requests in flight complete before the server gets SIGTERM.
+   requests in flight, and connections still queued in the server's listen
+   backlog, complete before the server gets SIGTERM (its PID 1 exiting
+   would reset every one of them).
 
-Bounded: by ``timeout`` (10 s by default) and by the budget the caller gives
-(the pod's grace period minus a margin), so a dead or partitioned node, or one
-whose agent has no proxy, or a client holding a connection open, never
-blocks a deletion beyond that.  A UDP endpoint that left the rules has its
-conntrack entries deleted by the proxy (UDP has no connection to drain).
+Bounded, in two budgets taken out of the pod's grace period (the caller
+passes what it can spare, ``budget``: the grace period minus a margin for
+SIGTERM itself):
+
+* the proxies (steps 1-2): ``timeout`` (10 s by default), so a dead or
+  partitioned node, or one whose agent has no proxy, never blocks a
+  deletion beyond that;
+* the open connections (step 3): ``connection_timeout`` (10 s by default),
+  counted from the end of steps 1-2 (whether they finished or gave up: the
+  pod may still have connections either way), so a slow node or an
+  overloaded server that is still working through its queue does not eat
+  the time its in-flight requests need.  A client holding a connection open
+  (keep-alive, a stream) delays SIGTERM by at most that much.
+
+Both are cut to ``budget``: a pod with a 30 s grace period (budget 28 s)
+waits at most 10 s + 10 s; one with a 4 s grace period at most 2 s in all.
+Whenever a bound is reached the agent logs a warning ("...; stopping it
+anyway") and sends SIGTERM all the same.  A UDP endpoint that left the rules
+has its conntrack entries deleted by the proxy (UDP has no connection to
+drain).
 
 Lease reads are shared: concurrent waiters (a rollout deletes several pods of
 one node at once) use one ``list`` of ``kube-node-lease`` per ``interval``.
@@ -110,10 +127,12 @@ def _read_inbound(pid: int) -> int:
 class DrainBarrier:
     """Waits, for a pod being deleted, until every Ready node's proxy has applied its removal."""
 
-    def __init__(self, client, node_informer, slice_informer, *, timeout: float = 10.0, interval: float = 0.2,
-                 clock=time.monotonic):
+    def __init__(self, client, node_informer, slice_informer, *, timeout: float = 10.0,
+                 connection_timeout: float = 10.0, interval: float = 0.2, clock=time.monotonic,
+                 read_inbound=_read_inbound):
         self.client, self.nodes, self.slices = client, node_informer, slice_informer
-        self.timeout, self.interval, self._clock = timeout, interval, clock
+        self.timeout, self.connection_timeout, self.interval = timeout, connection_timeout, interval
+        self._clock, self._read_inbound = clock, read_inbound
         self._leases: list = []
         self._read_at: float | None = None
         self._lock = asyncio.Lock()
@@ -128,20 +147,36 @@ class DrainBarrier:
     async def wait_connections_closed(self, pid: int, deadline: float) -> int:
         """Until the network namespace of PID has no open inbound connection (read from
         /proc/PID/net/tcp*) or DEADLINE; returns how many were left."""
-        while (n := _read_inbound(pid)) and self._clock() < deadline:
+        while (n := self._read_inbound(pid)) and self._clock() < deadline:
             await asyncio.sleep(0.05)
         return n
 
     async def wait_pod_drained(self, pod, budget: float, netns_pid: int = 0) -> str:
         """"drained", "not-served" (in no slice) or "timeout"; never raises for API errors.
-        With NETNS_PID (a process in the pod's network namespace), "drained" also waits for the
-        pod's open inbound connections to finish (within the same deadline)."""
+        With NETNS_PID (a process in the pod's network namespace), also waits for the pod's open
+        inbound connections to finish, with a budget of their own (see the module docstring)."""
         start = self._clock()
-        deadline = start + max(0.0, min(self.timeout, budget))
+        end = start + max(0.0, budget)
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        result = await self._wait_proxies(pod, key, start, min(start + self.timeout, end))
+        if result == "not-served" or not netns_pid:
+            return result
+        proxies = self._clock()
+        left = await self.wait_connections_closed(netns_pid, min(proxies + self.connection_timeout, end))
+        if left:
+            log.warning("pod %s: %d connections still open %.1fs after its proxies step; stopping it anyway",
+                        key, left, self._clock() - proxies)
+            return "timeout"
+        log.info("pod %s: connections drained %.2fs after its proxies step (%s)", key, self._clock() - proxies,
+                 result)
+        return result
+
+    async def _wait_proxies(self, pod, key: str, start: float, deadline: float) -> str:
+        """Steps 1 and 2 of the module docstring until DEADLINE."""
         while (rv := pod_not_ready_rv(pod, self.slices.list(pod.metadata.namespace))) is None:
             if self._clock() >= deadline:
-                log.info("pod %s: still ready in its EndpointSlices after %.1fs; stopping it", key, deadline - start)
+                log.warning("pod %s: still ready in its EndpointSlices after %.1fs; stopping it anyway",
+                            key, deadline - start)
                 return "timeout"
             await asyncio.sleep(0.05)
         if rv == 0:
@@ -152,11 +187,8 @@ class DrainBarrier:
             except errors.ApiError as exc:
                 lagging = [f"? ({exc})"]
             if not lagging:
-                applied = self._clock() - start
-                left = await self.wait_connections_closed(netns_pid, deadline) if netns_pid else 0
-                log.info("pod %s: every proxy applied slices rv %d after %.2fs, connections drained after %.2fs%s",
-                         key, rv, applied, self._clock() - start, f" ({left} still open)" if left else "")
-                return "drained" if not left else "timeout"
+                log.info("pod %s: every proxy applied slices rv %d after %.2fs", key, rv, self._clock() - start)
+                return "drained"
             if self._clock() >= deadline:
                 log.warning("pod %s: proxies of %s did not apply rv %d within %.1fs; stopping it anyway",
                             key, ", ".join(lagging), rv, deadline - start)

@@ -100,6 +100,17 @@ class IptablesRunner:
             raise IptablesError("conntrack not found")
         return await self._exec(self._argv(path, *args))
 
+    async def conntrack_delete(self, deletions: list[tuple[str, ...]]) -> Result:
+        """Every ``conntrack -D ARGS`` of DELETIONS in one process (``conntrack -R -``, conntrack-tools
+        ≥ 1.4.6, reads one command per line): a rollout removes many endpoints in one sync, and one
+        process each made that sync (and the applied version nodes wait for) slow on a loaded node.
+        Exit 0 also when nothing matched; non-zero (stderr says why) when a line is invalid."""
+        path = shutil.which("conntrack") or shutil.which("conntrack", path="/usr/sbin:/sbin")
+        if path is None:
+            raise IptablesError("conntrack not found")
+        lines = "".join(" ".join(("-D", *args)) + "\n" for args in deletions)
+        return await self._exec(self._argv(path, "-R", "-"), stdin=lines)
+
     async def save(self, table: str) -> str:
         r = await self._exec(self._argv(self.save_bin, "-t", table))
         if r.rc != 0:
@@ -120,7 +131,8 @@ class FakeIptables:
     """In-memory stand-in: user chains per table (with rule counts) and built-in chain rules.
 
     ``calls`` records every call as a tuple (``("restore", payload)``,
-    ``("save", table)``, ``("iptables", *args)``, ``("conntrack", *args)``); ``fail_restore`` makes the
+    ``("save", table)``, ``("iptables", *args)``, ``("conntrack", *args)``; ``conntrack_delete`` adds
+    ``("conntrack-batch", n)`` and then one ``("conntrack", "-D", *args)`` per deletion); ``fail_restore`` makes the
     next N restores fail.  Restore semantics follow ``--noflush``: a declared
     chain is created or flushed, ``-A`` appends, ``-X`` deletes.
     """
@@ -159,6 +171,11 @@ class FakeIptables:
     async def conntrack(self, *args: str) -> Result:
         self.calls.append(("conntrack", *args))
         return Result(1, "", "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n")
+
+    async def conntrack_delete(self, deletions: list[tuple[str, ...]]) -> Result:
+        self.calls.append(("conntrack-batch", len(deletions)))
+        self.calls += [("conntrack", "-D", *args) for args in deletions]
+        return Result(0, "", "")
 
     async def save(self, table: str) -> str:
         self.calls.append(("save", table))

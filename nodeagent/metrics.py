@@ -4,12 +4,26 @@ Registered once, at import, in the default registry (so many hollow agents in
 one process share them; per-node series carry a ``node`` label): the pod
 workers', the container runtime's (operation latency/errors, running
 containers), the image store's (pull time) and the service proxy's (sync
-time, rules, errors).  ``serve`` exposes all of them.
+time, rules, errors), and the event loop's lag.  ``serve`` exposes all of them.
+
+Event loop lag (``watch_loop_lag``): probes, proxy syncs and drain waits all
+run on the agent's one asyncio loop, and a probe's timeout is measured there,
+so a loop that did not run for a second fails every probe on the node at
+once.  The watcher sleeps ``interval`` again and again and records how much
+later than asked it woke up; a lag of ``warn_after`` or more is logged as a
+warning naming the stall, so that lost requests or Unhealthy bursts can be
+matched with it (tests/e2e/test_lab_rollout_traffic.py collects warnings).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger("kctl.nodeagent.metrics")
 
 POD_START_LATENCY = Histogram(
     "kctl_nodeagent_pod_start_duration_seconds",
@@ -46,11 +60,26 @@ PROXY_RULES = Gauge("kctl_nodeagent_proxy_rules", "iptables rules in the last ap
 PROXY_SYNC_ERRORS = Counter("kctl_nodeagent_proxy_sync_errors_total", "Failed proxy syncs", ["node"])
 PROXY_SYNCS = Counter("kctl_nodeagent_proxy_syncs_total", "Proxy syncs by result", ["node", "result"])
 
+LOOP_LAG = Histogram("kctl_nodeagent_event_loop_lag_seconds",
+                     "How much later than asked the agent's event loop ran a timer", ["node"],
+                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+async def watch_loop_lag(node: str, interval: float = 0.25, warn_after: float = 0.5,
+                         clock=time.monotonic) -> None:
+    """Until cancelled: observe the loop's lag into LOOP_LAG; warn when it reaches WARN_AFTER."""
+    series = LOOP_LAG.labels(node)
+    while True:
+        asked = clock()
+        await asyncio.sleep(interval)
+        lag = max(0.0, clock() - asked - interval)
+        series.observe(lag)
+        if lag >= warn_after:
+            log.warning("event loop of node %s stalled %.2fs (probes, proxy syncs and drains were late)", node, lag)
+
 
 async def serve(listen: str) -> None:
     """Expose /metrics on HOST:PORT until cancelled (a tiny asyncio HTTP server)."""
-    import asyncio
-
     host, _, port = listen.rpartition(":")
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

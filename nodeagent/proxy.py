@@ -24,7 +24,8 @@ changed are converted again) → render a fragment for each changed service port
 a removed endpoint or past a VIP that just got endpoints
 (``udp_conntrack_deletions``), and for TCP those of connections still
 opening (SYN_SENT) to a removed endpoint (``tcp_conntrack_deletions``: a
-retransmitted SYN would follow them to a pod about to stop) → report the EndpointSlices' resourceVersion
+retransmitted SYN would follow them to a pod about to stop), all in one
+``conntrack -R -`` process → report the EndpointSlices' resourceVersion
 the tables now reflect (``applied_rv``, ``on_applied``): the node agent
 publishes it so that a node deleting a pod can wait until no proxy sends
 it new connections any more (nodeagent/drain.py).
@@ -146,6 +147,7 @@ class Proxier:
         self.globals = Globals(node_ip, pod_cidr, masquerade_cidr)  # bad node_ip / CIDRs fail here, at start
         self.source = source
         self.min_sync_interval, self.resync_interval = min_sync_interval, resync_interval
+        self.slow_sync = 1.0                # s: an applied sync this slow is logged as a warning
         self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
         self.partial_syncs, self.on_applied = partial_syncs, on_applied
         self.health = health                # a HealthServer (nodeagent/proxyhealth.py), or None
@@ -194,16 +196,19 @@ class Proxier:
         return out
 
     async def _clear_conntrack(self, ports: list[ServicePortInfo]) -> None:
-        """Delete stale conntrack entries (udp_ and tcp_conntrack_deletions); failures are only logged."""
-        for args in udp_conntrack_deletions(self._tracked, ports) + tcp_conntrack_deletions(self._tracked, ports):
-            try:
-                r = await self.runner.conntrack("-D", *args)
-            except IptablesError as exc:
-                log.warning("proxy: conntrack -D %s: %s", " ".join(args), exc)
-                continue
-            if r.rc != 0 and "0 flow entries" not in r.stderr:
-                log.warning("proxy: conntrack -D %s: %s", " ".join(args), r.stderr.strip())
+        """Delete stale conntrack entries (udp_ and tcp_conntrack_deletions), all in one ``conntrack``
+        process; failures are only logged."""
+        deletions = udp_conntrack_deletions(self._tracked, ports) + tcp_conntrack_deletions(self._tracked, ports)
         self._tracked = {f"{sp.key}/{sp.protocol}": sp for sp in ports if sp.protocol in ("udp", "tcp")}
+        if not deletions:
+            return
+        try:
+            r = await self.runner.conntrack_delete(deletions)
+        except IptablesError as exc:
+            log.warning("proxy: conntrack -R (%d deletions): %s", len(deletions), exc)
+            return
+        if r.rc != 0:
+            log.warning("proxy: conntrack -R (%d deletions): %s", len(deletions), r.stderr.strip())
 
     async def _restore_full(self, frags: dict) -> str:
         payload = assemble((f for _, f in frags.values()), self.globals)
@@ -263,7 +268,10 @@ class Proxier:
             for table, n in count_rules(payload).items():
                 RULES.labels(self.node_name, table).set(n)
             SYNCS.labels(self.node_name, "applied").inc()
-            SYNC_DURATION.observe(time.perf_counter() - start)
+            took = time.perf_counter() - start
+            SYNC_DURATION.observe(took)
+            if took >= self.slow_sync:   # nodes deleting pods wait for this sync (nodeagent/drain.py)
+                log.warning("proxy: %s sync of %d service ports took %.2fs", self.last_sync_kind, len(ports), took)
             self._applied(rv)
             if self.last_stale:
                 log.debug("proxy: deleted %d stale chains", len(self.last_stale))

@@ -203,6 +203,49 @@ async def test_proxier_clears_udp_conntrack_only_when_endpoints_go():
         for ip in ("10.244.1.3", "10.244.1.4")]
 
 
+async def test_a_sync_removing_many_endpoints_deletes_their_conntrack_entries_in_one_process():
+    # a rollout takes several endpoints out in one sync: one process for all deletions, not one each
+    fake = FakeIptables()
+    p = proxier(fake)
+    web = [svc("web", "10.96.0.80", ("http", 80, "TCP", 30080))]
+    await p.sync(web, [eps("web", [f"10.244.1.{i}" for i in range(2, 7)], ("http", 8080, "TCP"))])
+    fake.calls.clear()
+    await p.sync(web, [eps("web", ["10.244.1.2", "10.244.1.3"], ("http", 8080, "TCP"))])
+    assert [c for c in fake.calls if c[0] == "conntrack-batch"] == [("conntrack-batch", 3)]
+    assert [c for c in fake.calls if c[0] == "conntrack"] == [
+        ("conntrack", "-D", "-p", "tcp", "--state", "SYN_SENT", "--dst-nat", f"10.244.1.{i}", "--reply-port-src",
+         "8080") for i in (4, 5, 6)]
+    fake.calls.clear()
+    await p.sync(web, [eps("web", ["10.244.1.2", "10.244.1.3", "10.244.1.7"], ("http", 8080, "TCP"))])
+    assert not [c for c in fake.calls if c[0].startswith("conntrack")]     # nothing removed: no process
+
+
+async def test_the_runner_sends_every_deletion_to_one_conntrack_load_file_from_stdin(monkeypatch):
+    from nodeagent.iptables import IptablesRunner, Result
+    runner, seen = IptablesRunner(), []
+
+    async def fake_exec(argv, stdin=None):
+        seen.append((argv, stdin))
+        return Result(0, "", "")
+
+    monkeypatch.setattr(runner, "_exec", fake_exec)
+    await runner.conntrack_delete([("-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.1.3"),
+                                   ("-p", "tcp", "--state", "SYN_SENT", "--dst-nat", "10.244.1.4")])
+    [(argv, stdin)] = seen
+    assert argv[0].endswith("conntrack") and argv[1:] == ["-R", "-"]
+    assert stdin == ("-D -p udp --orig-dst 10.96.0.53 --dst-nat 10.244.1.3\n"
+                     "-D -p tcp --state SYN_SENT --dst-nat 10.244.1.4\n")
+
+
+async def test_a_slow_applied_sync_is_a_warning(caplog):
+    p = proxier(FakeIptables())
+    p.slow_sync = 0.0                       # every applied sync counts as slow
+    web = [svc("web", "10.96.0.80", ("http", 80, "TCP", 0))]
+    await p.sync(web, [eps("web", ["10.244.1.2"], ("http", 8080, "TCP"))])
+    [msg] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert msg.startswith("proxy: full sync of 1 service ports took "), msg
+
+
 def test_proxier_refuses_bad_settings_at_construction():
     with pytest.raises(AgentConfigError):
         Proxier(FakeIptables(), node_ip=NODE_IP, pod_cidr="10.244.1.0/24", masquerade_cidr="10.244.0.0/16")

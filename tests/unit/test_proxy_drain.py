@@ -136,3 +136,60 @@ async def test_the_proxier_reports_the_slices_version_it_applied_and_not_a_faile
     with pytest.raises(ProxyError):
         await p.sync([], [], rv=9)
     assert p.applied_rv == 7 and reported == [5, 7]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+async def _until_proxies_applied(connections: dict, budget: float = 28):
+    """A barrier (timeout 10 s, connection_timeout 10 s, on CLOCK) whose proxies step ends at t=8 with
+    CONNECTIONS["n"] connections open; returns (clock, task)."""
+    client, clock = FakeClient(), Clock()
+    await lease(client, "a", 10)
+    slices = Cache([slice_with(terminating("10.244.1.3"), rv="60")])
+    barrier = DrainBarrier(client, Cache([node("a")]), slices, timeout=10, connection_timeout=10, interval=0.01,
+                           clock=clock, read_inbound=lambda pid: connections["n"])
+    task = asyncio.create_task(barrier.wait_pod_drained(pod(), budget=budget, netns_pid=1234))
+    await asyncio.sleep(0.05)               # started at t=0, waiting for the Lease
+    clock.now = 8.0
+    await lease(client, "a", 60)
+    for _ in range(100):                    # until the barrier has seen the Lease and reads connections
+        await asyncio.sleep(0.01)
+    assert not task.done()
+    return clock, task
+
+
+async def test_open_connections_get_a_budget_of_their_own_after_a_slow_proxies_step():
+    connections = {"n": 3}
+    clock, task = await _until_proxies_applied(connections)
+    clock.now = 15.0                        # past the proxies' 10 s: requests in flight still finish
+    await asyncio.sleep(0.2)
+    assert not task.done()
+    connections["n"] = 0
+    assert await asyncio.wait_for(task, 5) == "drained"
+
+
+async def test_connections_still_open_at_their_bound_are_a_warning_and_the_pod_is_stopped(caplog):
+    connections = {"n": 3}
+    clock, task = await _until_proxies_applied(connections)
+    clock.now = 18.5                        # 10 s after the proxies step
+    assert await asyncio.wait_for(task, 5) == "timeout"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("3 connections still open" in m and "stopping it anyway" in m for m in warnings), warnings
+
+
+async def test_the_connection_wait_is_cut_to_the_budget():
+    connections = {"n": 1}
+    clock, task = await _until_proxies_applied(connections, budget=12)
+    clock.now = 12.5                        # budget (12 s) over, connection_timeout (10 s) not
+    assert await asyncio.wait_for(task, 5) == "timeout"
+
+
+async def test_a_pod_no_proxy_serves_does_not_wait_for_connections():
+    barrier = DrainBarrier(FakeClient(), Cache([node("a")]), Cache([]), read_inbound=lambda pid: 1 / 0)
+    assert await asyncio.wait_for(barrier.wait_pod_drained(pod(), budget=28, netns_pid=1234), 5) == "not-served"
