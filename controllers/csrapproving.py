@@ -16,6 +16,11 @@ A CertificateSigningRequest is approved, with reason AutoApproved, when
   the bootstrap tokens' group system:bootstrappers:kubeadm:default-node-token,
   selfnodeclient to system:nodes).
 
+It also approves node serving certificates (kubernetes.io/kubelet-serving,
+kctl's rule, not Kubernetes': controllers/csrserving.py) when the node
+itself asks for its own addresses; it watches Nodes too, so a request that
+came before its Node's addresses did is approved when they appear.
+
 Anything else stays Pending for a human (`kctl certificate approve|deny`).
 The requestor fields are trusted because the apiserver fills them in from
 the authenticated user (apiserver/admission_csr.py). The review is injected
@@ -23,11 +28,10 @@ the authenticated user (apiserver/admission_csr.py). The review is injected
 """
 from __future__ import annotations
 
-from cryptography import x509
-
 from machinery import csr as csrs, errors
 from machinery.pb import authorization_pb2
 
+from controllers import csrserving
 from controllers.base import Controller
 
 REASON = "AutoApproved"
@@ -35,16 +39,6 @@ MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
 SELF_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
 SELF_NODE_CLIENT, NODE_CLIENT = "selfnodeclient", "nodeclient"
 ALLOWED_USAGES = ({"digital signature", "client auth"}, {"key encipherment", "digital signature", "client auth"})
-
-
-def _sans(req) -> dict[str, int]:
-    try:
-        san = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return {}
-    kinds_ = {"DNS": x509.DNSName, "email": x509.RFC822Name, "IP": x509.IPAddress,
-              "URI": x509.UniformResourceIdentifier}
-    return {k: len(san.get_values_for_type(t)) for k, t in kinds_.items()}
 
 
 def kubelet_client_problem(csr, req=None) -> str:
@@ -59,9 +53,9 @@ def kubelet_client_problem(csr, req=None) -> str:
     cn, orgs = csrs.subject(req)
     if orgs != [csrs.NODES_GROUP]:
         return "subject organization is not system:nodes"
-    for kind, n in _sans(req).items():
-        if n:
-            return f"{kind} subjectAltNames are not allowed"
+    for kind, names in csrs.sans(req).items():
+        if names:
+            return f"{kind if kind != 'email' else 'Email'} subjectAltNames are not allowed"
     if not cn.startswith(csrs.NODE_USER_PREFIX):
         return "subject common name does not begin with system:node:"
     if set(csr.spec.usages) not in ALLOWED_USAGES:
@@ -110,12 +104,43 @@ class CSRApprovingController(CSRController):
     def __init__(self, client, factory, recorder=None, workers: int = 2, allowed=None):
         super().__init__(client, factory, recorder, workers)
         self.allowed = allowed or self.subject_access_review
+        self.node_inf = factory.informer("Node")
+        self.node_inf.add_handler(self.node_changed, lambda old, new: self.node_changed(new), None)
+
+    def informers(self):
+        return [self.csr_inf, self.node_inf]
+
+    def node_changed(self, node) -> None:
+        """Pending serving requests of this node are looked at again (its addresses may be new)."""
+        cn = csrs.NODE_USER_PREFIX + node.metadata.name
+        for csr in self.csr_inf.list():
+            if (csr.spec.signer_name == csrs.KUBELET_SERVING and csr.spec.username == cn
+                    and not csr.status.conditions):
+                self.enqueue(csr)
+
+    def serving_decision(self, csr) -> str:
+        """The approval message for a node serving request kctl approves, else '' (reason logged)."""
+        if csrs.is_approved(csr) or csrs.is_denied(csr):
+            return ""
+        cn = ""
+        try:
+            cn = csrs.subject(csrs.parse_request(csr.spec.request))[0]
+        except csrs.BadRequestPEM:
+            pass
+        node = self.node_inf.get_by_key(cn[len(csrs.NODE_USER_PREFIX):]) if cn else None
+        problem = csrserving.approval_problem(csr, node, self.node_inf.list())
+        if problem:
+            self.log.info("%s: not approving the serving certificate: %s", csr.metadata.name, problem)
+            return ""
+        return csrserving.MESSAGE
 
     async def subject_access_review(self, csr, subresource: str) -> bool:
         return (await self.client.review(access_review(csr, subresource))).status.allowed
 
     async def decide(self, csr) -> str:
         """The approval message when the CSR is to be auto-approved, else ''."""
+        if csr.spec.signer_name == csrs.KUBELET_SERVING:
+            return self.serving_decision(csr)
         for subresource, message in recognizers(csr):
             if await self.allowed(csr, subresource):
                 return message

@@ -7,9 +7,10 @@ kube-apiserver client signers with the cluster CA.
 
 A CSR is signed once it is Approved, not Failed and has no certificate
 yet, and its signerName is kubernetes.io/kube-apiserver-client-kubelet
-(which must also be a valid node client request) or
-kubernetes.io/kube-apiserver-client (usages within digital signature, key
-encipherment, client auth). A request that breaks its signer's rules gets
+(which must also be a valid node client request),
+kubernetes.io/kubelet-serving (a valid node serving request,
+controllers/csrserving.py) or kubernetes.io/kube-apiserver-client (usages
+within digital signature, key encipherment, client auth). A request that breaks its signer's rules gets
 a Failed condition (reason SignerValidationFailure) instead. The
 certificate has the request's subject and SANs, the requested usages,
 NotBefore 5 minutes back (clock skew), and NotAfter = now + min(expirationSeconds,
@@ -29,12 +30,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from machinery import csr as csrs, errors
 
 from controllers.csrapproving import CSRController, kubelet_client_problem
+from controllers.csrserving import kubelet_serving_problem
 
 BACKDATE = 300.0
 SHORT = 8 * 3600.0
 DEFAULT_DURATION = 365 * 24 * 3600.0
 CLIENT_USAGES = {"digital signature", "key encipherment", "client auth"}
-SIGNERS = (csrs.KUBE_APISERVER_CLIENT_KUBELET, csrs.KUBE_APISERVER_CLIENT)
+SIGNERS = (csrs.KUBE_APISERVER_CLIENT_KUBELET, csrs.KUBELET_SERVING, csrs.KUBE_APISERVER_CLIENT)
 _KEY_USAGE_FLAGS = {"digital signature": "digital_signature", "key encipherment": "key_encipherment",
                     "content commitment": "content_commitment", "data encipherment": "data_encipherment",
                     "key agreement": "key_agreement", "cert sign": "key_cert_sign", "crl sign": "crl_sign"}
@@ -64,6 +66,8 @@ def signer_problem(csr) -> str:
     """'' when csr may be signed by its signer, else the Failed message."""
     if csr.spec.signer_name == csrs.KUBE_APISERVER_CLIENT_KUBELET:
         return kubelet_client_problem(csr)
+    if csr.spec.signer_name == csrs.KUBELET_SERVING:
+        return kubelet_serving_problem(csr)
     bad = sorted(set(csr.spec.usages) - CLIENT_USAGES)
     if bad:
         return f"invalid usage for client certificate: {bad[0]}"

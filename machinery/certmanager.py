@@ -25,6 +25,15 @@ certificate), store the new pair, swap the symlink and call on_rotate so
 the agent reconnects with it. Failures are retried with backoff; the old
 certificate stays in use until a new one is stored.
 
+Serving certificate (kubelet's --rotate-server-certificates): the same
+Renewer with `serving(ips, dns_names)` instead of CLIENT requests a
+kubernetes.io/kubelet-serving certificate as the node (CN=system:node:NAME,
+O=system:nodes, SANs = the node's IPs and host name, usages digital
+signature, key encipherment, server auth), right away when there is none,
+then at the same 70-90% of its lifetime, and keeps it in
+<cert-dir>/kubelet-server-<time>.pem behind kubelet-server-current.pem
+(the agent's logs/exec server re-reads that file when it changes).
+
 Talking to the API goes through `make_client(Credentials)`, injected: the
 node agent passes a factory that builds an authenticated client from the
 credentials (TLS with the CA, the bearer token or the client certificate).
@@ -51,8 +60,35 @@ from machinery.errors import ConfigError
 log = logging.getLogger("kctl.certmanager")
 
 CURRENT = "kubelet-client-current.pem"
+SERVING_CURRENT = "kubelet-server-current.pem"
 PENDING_KEY = "kubelet-client.key.tmp"
 POLL = 0.5
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Which certificate: the files' prefix, the CSR's name prefix, signer, usages and
+    request (a function of the key and node name)."""
+    prefix: str
+    csr_prefix: str
+    signer: str
+    usages: tuple
+    request: object
+    required: bool = True       # Renewer.run: no current certificate is an error (else: request one now)
+
+    @property
+    def current(self) -> str:
+        return f"{self.prefix}-current.pem"
+
+
+CLIENT = Kind("kubelet-client", "node-csr-", csrs.KUBE_APISERVER_CLIENT_KUBELET, csrs.NODE_CLIENT_USAGES,
+              csrs.node_request)
+
+
+def serving(ips=(), dns_names=()) -> Kind:
+    """The node's serving certificate for these addresses (see the module docstring)."""
+    return Kind("kubelet-server", "node-serving-csr-", csrs.KUBELET_SERVING, csrs.NODE_SERVING_USAGES,
+                lambda key, node: csrs.node_serving_request(key, node, ips, dns_names), required=False)
 
 
 class CertificateNotIssued(ConfigError):
@@ -129,12 +165,12 @@ def write_kubeconfig(path: str, server: str, ca_pem: bytes | None, grpc: str | N
 
 # ------------------------------------------------------------------- storage
 
-def store_pair(cert_dir: str, cert_pem: bytes, key_pem: bytes, now: float | None = None) -> str:
-    """Write kubelet-client-<time>.pem (cert + key) and point kubelet-client-current.pem at it."""
+def store_pair(cert_dir: str, cert_pem: bytes, key_pem: bytes, now: float | None = None, kind: Kind = CLIENT) -> str:
+    """Write <prefix>-<time>.pem (cert + key) and point <prefix>-current.pem at it."""
     stamp = datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
-    name = f"kubelet-client-{stamp}.pem"
+    name = f"{kind.prefix}-{stamp}.pem"
     write_file(os.path.join(cert_dir, name), cert_pem + key_pem)
-    link = os.path.join(cert_dir, CURRENT)
+    link = os.path.join(cert_dir, kind.current)
     tmp = f"{link}.{os.getpid()}.tmp"
     if os.path.lexists(tmp):
         os.unlink(tmp)
@@ -174,10 +210,10 @@ def rotation_deadline(cert: x509.Certificate, rand: float) -> float:
 
 # ------------------------------------------------------------------ requests
 
-def csr_name(key, node_name: str) -> str:
+def csr_name(key, node_name: str, prefix: str = CLIENT.csr_prefix) -> str:
     """node-csr-<digest of the public key and node name>: the same key finds the same CSR."""
     pub = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "node-csr-" + hashlib.sha256(pub + node_name.encode()).hexdigest()[:40]
+    return prefix + hashlib.sha256(pub + node_name.encode()).hexdigest()[:40]
 
 
 def _same_key(cert_pem: bytes, key) -> bool:
@@ -185,14 +221,14 @@ def _same_key(cert_pem: bytes, key) -> bool:
 
 
 async def request_certificate(client, key, node_name: str, *, expiration_seconds: int | None = None,
-                              timeout: float = 3600.0, poll: float = POLL) -> bytes:
-    """Submit (or find) the node client CSR for key and wait for its certificate."""
-    name = csr_name(key, node_name)
+                              timeout: float = 3600.0, poll: float = POLL, kind: Kind = CLIENT) -> bytes:
+    """Submit (or find) the node's CSR of `kind` for key and wait for its certificate."""
+    name = csr_name(key, node_name, kind.csr_prefix)
     c = kinds.new("CertificateSigningRequest")
     c.metadata.name = name
-    c.spec.request = csrs.node_request(key, node_name)
-    c.spec.signer_name = csrs.KUBE_APISERVER_CLIENT_KUBELET
-    c.spec.usages.extend(csrs.NODE_CLIENT_USAGES)
+    c.spec.request = kind.request(key, node_name)
+    c.spec.signer_name = kind.signer
+    c.spec.usages.extend(kind.usages)
     if expiration_seconds:
         c.spec.expiration_seconds = expiration_seconds
     try:
@@ -259,11 +295,11 @@ async def bootstrap(*, kubeconfig: str, bootstrap_kubeconfig: str, cert_dir: str
 
 
 class Renewer:
-    """Renews the node's client certificate before it expires (see the module docstring)."""
+    """Renews the node's client (or serving: `kind`) certificate before it expires (see the module docstring)."""
 
     def __init__(self, *, kubeconfig: str, cert_dir: str, node_name: str, make_client, on_rotate=None,
-                 clock=time.time, sleep=asyncio.sleep, rand=random.random, poll: float = POLL):
-        self.kubeconfig, self.cert_dir, self.node_name = kubeconfig, cert_dir, node_name
+                 clock=time.time, sleep=asyncio.sleep, rand=random.random, poll: float = POLL, kind: Kind = CLIENT):
+        self.kubeconfig, self.cert_dir, self.node_name, self.kind = kubeconfig, cert_dir, node_name, kind
         self.make_client, self.on_rotate = make_client, on_rotate
         self.clock, self.sleep, self.rand, self.poll = clock, sleep, rand, poll
 
@@ -273,11 +309,11 @@ class Renewer:
         key = csrs.new_key()
         client = self.make_client(creds)
         try:
-            cert_pem = await request_certificate(client, key, self.node_name, poll=self.poll)
+            cert_pem = await request_certificate(client, key, self.node_name, poll=self.poll, kind=self.kind)
         finally:
             await client.close()
-        path = store_pair(self.cert_dir, cert_pem, csrs.key_pem(key), self.clock())
-        log.info("rotated the client certificate of system:node:%s (until %s)", self.node_name,
+        path = store_pair(self.cert_dir, cert_pem, csrs.key_pem(key), self.clock(), self.kind)
+        log.info("rotated the %s certificate of system:node:%s (until %s)", self.kind.prefix, self.node_name,
                  csrs.load_certificate(cert_pem).not_valid_after_utc.isoformat())
         if self.on_rotate is not None:
             await self.on_rotate()
@@ -286,10 +322,10 @@ class Renewer:
     async def run(self) -> None:
         backoff = 1.0
         while True:
-            current = load_pair(os.path.join(self.cert_dir, CURRENT))
-            if current is None:
-                raise ConfigError(f"no client certificate at {os.path.join(self.cert_dir, CURRENT)}")
-            wait = rotation_deadline(current[0], self.rand()) - self.clock()
+            current = load_pair(os.path.join(self.cert_dir, self.kind.current))
+            if current is None and self.kind.required:
+                raise ConfigError(f"no client certificate at {os.path.join(self.cert_dir, self.kind.current)}")
+            wait = rotation_deadline(current[0], self.rand()) - self.clock() if current else 0
             if wait > 0:
                 log.info("next client certificate rotation in %.0fs", wait)
                 await self.sleep(wait)

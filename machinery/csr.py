@@ -11,6 +11,7 @@ pkg/apis/certificates/helpers.go (conditions, IsCertificateRequestApproved).
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 
@@ -40,6 +41,8 @@ ALL_USAGES = ("signing", "digital signature", "content commitment", "key enciphe
               "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc")
 # kubelet's client certificate (client-go's certificate manager, ECDSA keys: no key encipherment)
 NODE_CLIENT_USAGES = ("digital signature", "client auth")
+# kubelet's serving certificate (--rotate-server-certificates: kubelet's server certificate manager)
+NODE_SERVING_USAGES = ("digital signature", "key encipherment", "server auth")
 MIN_EXPIRATION_SECONDS = 600
 
 
@@ -66,16 +69,37 @@ def load_key(pem: bytes):
     return serialization.load_pem_private_key(pem, password=None)
 
 
-def make_request(key, common_name: str, organizations=()) -> bytes:
-    """A PEM CERTIFICATE REQUEST for CN=common_name, O=organizations, signed by key."""
+def make_request(key, common_name: str, organizations=(), ips=(), dns_names=()) -> bytes:
+    """A PEM CERTIFICATE REQUEST for CN=common_name, O=organizations, with IP and
+    DNS subjectAltNames when given, signed by key."""
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    req = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs)).sign(key, hashes.SHA256())
-    return req.public_bytes(serialization.Encoding.PEM)
+    b = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    sans = [x509.DNSName(d) for d in dns_names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 def node_request(key, node_name: str) -> bytes:
     return make_request(key, NODE_USER_PREFIX + node_name, (NODES_GROUP,))
+
+
+def node_serving_request(key, node_name: str, ips=(), dns_names=()) -> bytes:
+    """The kubelet-serving request: CN=system:node:NAME, O=system:nodes, SANs = the node's
+    IPs and host names (kubelet's server certificate template)."""
+    return make_request(key, NODE_USER_PREFIX + node_name, (NODES_GROUP,), ips, dns_names)
+
+
+def sans(req) -> dict[str, list[str]]:
+    """A request's (or certificate's) subjectAltNames by kind: DNS, IP, email, URI."""
+    try:
+        ext = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return {"DNS": [], "IP": [], "email": [], "URI": []}
+    kinds_ = {"DNS": x509.DNSName, "IP": x509.IPAddress, "email": x509.RFC822Name,
+              "URI": x509.UniformResourceIdentifier}
+    return {k: [str(v) for v in ext.get_values_for_type(t)] for k, t in kinds_.items()}
 
 
 def parse_request(pem: bytes) -> x509.CertificateSigningRequest:

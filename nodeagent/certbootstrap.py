@@ -7,6 +7,11 @@
 Before the agent starts, `ensure()` turns the bootstrap token into a client
 certificate (CSR approved by the controller manager) and writes
 --kubeconfig; `renewer()` is the task that renews it at 70-90% of its life.
+`serving_renewer()` (kubelet's --rotate-server-certificates, on by default
+for a joined agent without --tls-cert-file) is the task that gets and
+renews the logs/exec server's kubernetes.io/kubelet-serving certificate
+(SANs: --node-ip and the node name) as the node; `serving_file()` is where
+it is, which the server uses once it exists.
 
 `client_for(credentials)` builds the API client from a kubeconfig's
 credentials. The apiserver's gRPC port requires a client certificate in the
@@ -21,6 +26,7 @@ address: the written kubeconfig carries the agent's --apiserver as its
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 from machinery import certmanager, kubeconfig
@@ -50,6 +56,10 @@ def add_arguments(p) -> None:
     if not any("--kubeconfig" in a.option_strings for a in p._actions):
         p.add_argument("--kubeconfig", default="", help="the agent's kubeconfig (written by the bootstrap)")
     p.add_argument("--cert-dir", default="", help="where the client certificate lives (default ROOT_DIR/pki)")
+    p.add_argument("--rotate-server-certificates", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --bootstrap-kubeconfig and no --tls-cert-file: request the logs/exec server's "
+                        "certificate (signer kubernetes.io/kubelet-serving, SANs --node-ip and the node name) "
+                        "with a CSR and renew it (default on)")
 
 
 def cert_dir(args) -> str:
@@ -79,3 +89,17 @@ def renewer(args, on_rotate=None) -> certmanager.Renewer | None:
         return None
     return certmanager.Renewer(kubeconfig=args.kubeconfig, cert_dir=cert_dir(args), node_name=args.node_name,
                                make_client=client_for, on_rotate=on_rotate)
+
+
+def serving_file(args) -> str:
+    """The agent's CSR-signed serving certificate + key (it may not exist yet); '' when not used."""
+    if not args.bootstrap_kubeconfig or getattr(args, "tls_cert_file", None) or not args.rotate_server_certificates:
+        return ""
+    return os.path.join(cert_dir(args), certmanager.SERVING_CURRENT)
+
+
+def serving_renewer(args) -> certmanager.Renewer | None:
+    if not serving_file(args):
+        return None
+    return certmanager.Renewer(kubeconfig=args.kubeconfig, cert_dir=cert_dir(args), node_name=args.node_name,
+                               make_client=client_for, kind=certmanager.serving([args.node_ip], [args.node_name]))

@@ -37,11 +37,13 @@ only the apiserver's client certificate signed by ``--client-ca-file``
 (or the kubeconfig and the files it names) are re-read at the next TLS
 handshake after they change, so the renewed client certificate — the
 Renewer's for a joined node, ``kctl pki renew nodes/NAME.conf`` otherwise —
-serves new connections without a restart. kctl does not request a separate
-``kubernetes.io/kubelet-serving`` certificate (kubelet's
-``--rotate-server-certificates``) yet: a joined node's CSR-signed
+serves new connections without a restart. A joined node's CSR-signed client
 certificate is client-only (no SANs, no serverAuth), which the apiserver
-refuses as a serving certificate; such a node needs ``--tls-cert-file``.
+refuses as a serving certificate, so a joined agent (``--bootstrap-kubeconfig``,
+no ``--tls-cert-file``) also requests a ``kubernetes.io/kubelet-serving``
+certificate for its address and name and keeps it renewed (kubelet's
+``--rotate-server-certificates``; nodeagent/certbootstrap.py) and serves with
+it as soon as it is issued (the client certificate until then).
 
 Node join (issue 14): with ``--bootstrap-kubeconfig`` (a bootstrap token)
 the agent first obtains a client certificate through a
@@ -303,6 +305,8 @@ async def amain(args) -> None:
         await client.rotate(kubeconfig.select(args.kubeconfig).credentials)
     if (renewer := certbootstrap.renewer(args, on_rotate=reconnect)) is not None:
         tasks["certificate-renewal"] = renewer.run()
+    if args.runtime == "runc" and args.agent_port and (serving := certbootstrap.serving_renewer(args)):
+        tasks["serving-certificate"] = serving.run()
     else:                               # a kubeconfig renewed by hand (kctl pki renew nodes/NAME.conf)
         from machinery import certreload
         tasks.update(certreload.reload_tasks(client, args.kubeconfig, args.credentials_reload_interval))
@@ -322,9 +326,11 @@ def serving_tls(args, client):
     docstring), re-read when their files change: a renewed node certificate
     (the Renewer's, or `kctl pki renew nodes/NAME.conf`) serves the next
     connections without a restart (machinery/certreload.py)."""
-    from machinery import certreload, kubeconfig
+    from machinery import certmanager, certreload, kubeconfig
     from machinery.errors import ConfigError
+    from nodeagent import certbootstrap
     source = args.kubeconfig or kubeconfig.default_path()
+    issued = certbootstrap.serving_file(args)      # the kubelet-serving certificate, once there
 
     def read(path: str) -> bytes:
         with open(path, "rb") as f:
@@ -334,12 +340,14 @@ def serving_tls(args, client):
         creds = kubeconfig.select(source).credentials if source else client.credentials
         cert = read(args.tls_cert_file) if args.tls_cert_file else creds.cert_pem
         key = read(args.tls_private_key_file) if args.tls_private_key_file else creds.key_pem
+        if issued and (pair := certmanager.load_pair(issued)) is not None:
+            cert, key = pair[1], pair[2]
         ca = read(args.client_ca_file) if args.client_ca_file else creds.ca_pem
         if not (cert and key and ca):
             raise ConfigError("the logs/exec server needs a certificate, key and client CA (--tls-cert-file, "
                               "--tls-private-key-file, --client-ca-file, or a kubeconfig with them)")
         return cert, key, ca
-    paths = [p for p in (args.tls_cert_file, args.tls_private_key_file, args.client_ca_file) if p]
+    paths = [p for p in (args.tls_cert_file, args.tls_private_key_file, args.client_ca_file, issued) if p]
     if source and not (args.tls_cert_file and args.client_ca_file):
         paths += certreload.kubeconfig_files(source)
     try:
