@@ -6,7 +6,9 @@ certificate in the handshake) and its CSR is approved and signed; an
 expired token gets 401; kctl and the real kubectl approve and deny CSRs and
 list them; kctl token create|list|delete; cluster-info is published (server:
 the HTTPS API) and signed for the token; `kctl join` bootstraps an agent;
-the agent's renewal goes over gRPC as the node itself."""
+the agent's renewal goes over gRPC as the node itself; a joined agent gets a
+kubernetes.io/kubelet-serving certificate for its address that the
+apiserver's logs proxy accepts."""
 from __future__ import annotations
 
 import asyncio
@@ -308,3 +310,93 @@ async def test_bootstrap_then_renewal_against_the_apiserver(join, tmp_path):
         requestors = sorted(c.spec.username for c in (await admin.list("csr"))[0]
                             if csrs.subject(csrs.parse_request(c.spec.request))[0] == "system:node:renewer")
     assert requestors == ["system:bootstrap:renew1", "system:node:renewer"]
+
+
+class NoPods:
+    """The agent state the NodeAgent service reads: no pods here."""
+    node_name = "served"
+    fake = True
+    workers: dict = {}
+
+
+async def test_joined_agent_gets_a_serving_certificate_the_apiserver_reaches(join, tmp_path):
+    """kubelet's --rotate-server-certificates: after its bootstrap, the joined node asks (as itself) for a
+    kubernetes.io/kubelet-serving certificate for its address and name, before its Node exists; the
+    controller manager approves it once the Node reports that address and signs it with the cluster CA;
+    the agent's logs/exec server (nodeagent.main.serving_tls + nodeagent.server.serve, real TLS) serves it,
+    the apiserver's client certificate completes the handshake verifying the IP SAN, and the apiserver's
+    logs proxy reaches the agent (its 'pod not found' answer comes back). The client certificate alone
+    is refused as a serving certificate."""
+    import argparse
+
+    from harness.process import free_port
+    from machinery.client import Client
+    from nodeagent.certbootstrap import client_for, serving_file, serving_renewer
+    from nodeagent.main import serving_tls
+    from nodeagent.server import ServingTLS, serve
+    from tests.integration.test_cert_renewal import served_serial
+    ip, port, name = "127.0.0.23", free_port(), NoPods.node_name
+    token = kinds.new("Secret")
+    bt.fill_secret(token, "serve1.0123456789abcdef", ttl=3600, now=time.time())
+    async with Client(join.apiserver.target) as admin:
+        await admin.create(token)
+    boot = str(tmp_path / "bootstrap-kubeconfig")
+    certmanager.write_kubeconfig(boot, join.url, join.ca, token="serve1.0123456789abcdef")
+    kc, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
+    assert await certmanager.bootstrap(kubeconfig=kc, bootstrap_kubeconfig=boot, cert_dir=cert_dir, node_name=name,
+                                       make_client=client_for, timeout=30, poll=0.1, grpc=join.apiserver.target)
+    args = argparse.Namespace(kubeconfig=kc, bootstrap_kubeconfig=boot, cert_dir=cert_dir, root_dir=str(tmp_path),
+                              node_name=name, node_ip=ip, tls_cert_file="", tls_private_key_file="",
+                              client_ca_file="", rotate_server_certificates=True)
+    renewer = serving_renewer(args)
+    renewer.poll = 0.1
+    requested = asyncio.create_task(renewer.renew_once())
+    await asyncio.sleep(1.0)
+    assert not requested.done()                                  # no Node with that address yet: Pending
+    node = kinds.new("Node")
+    node.metadata.name = name
+    node.metadata.annotations["kctl.io/agent-endpoint"] = f"{ip}:{port}"
+    async with client_for(certmanager.load_kubeconfig(kc)) as as_node:   # the node registers itself
+        node = await as_node.create(node)
+        node.status.addresses.add(type="InternalIP", address=ip)
+        node.status.addresses.add(type="Hostname", address=name)
+        await as_node.update_status(node)
+    await asyncio.wait_for(requested, 30)
+    cert, _, _ = certmanager.load_pair(serving_file(args))
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(join.ca))
+    assert csrs.subject(cert) == (f"system:node:{name}", ["system:nodes"])
+    assert csrs.usage_names(cert) == ["digital signature", "key encipherment", "server auth"]
+    assert csrs.sans(cert) == {"DNS": [name], "IP": [ip], "email": [], "URI": []}
+    async with Client(join.apiserver.target) as admin:
+        mine = [c for c in (await admin.list("csr"))[0] if c.spec.signer_name == csrs.KUBELET_SERVING
+                and c.spec.username == f"system:node:{name}"]
+        assert len(mine) == 1 and csrs.condition(mine[0], "Approved").reason == "AutoApproved"
+        pod = kinds.new("Pod")
+        pod.metadata.name, pod.metadata.namespace, pod.spec.node_name = "p", "default", name
+        pod.spec.containers.add(name="c", image="busybox")
+        await admin.create(pod)
+
+    kubelet_client = harness_pki.session().kubelet_client()
+    client_only = certmanager.load_kubeconfig(kc)
+    target = f"{ip}:{port}"
+    for tls, serves in ((ServingTLS(client_only.cert_pem, client_only.key_pem, join.ca), False),
+                        (serving_tls(args, None), True)):
+        server = asyncio.create_task(serve(NoPods(), target, tls))
+        try:
+            async def up():
+                try:
+                    return await asyncio.to_thread(served_serial, target, kubelet_client) == cert.serial_number
+                except OSError as exc:          # ssl.SSLError too: the client-only certificate
+                    return "certificate purpose" in str(exc) and not serves   # OpenSSL: unsuitable
+            deadline = time.monotonic() + 30
+            while not await up():
+                assert time.monotonic() < deadline, "the agent never served"
+                await asyncio.sleep(0.1)
+            code, out = await asyncio.to_thread(http, join, "GET", "/api/v1/namespaces/default/pods/p/log")
+            if serves:                  # the agent's own answer: the proxy got through
+                assert (code, out["message"]) == (404, f'pod "p" not found on node {name}'), out
+            else:
+                assert code == 503 and out["message"].startswith("error dialing backend"), out
+        finally:
+            server.cancel()
+            await asyncio.gather(server, return_exceptions=True)
