@@ -28,7 +28,9 @@ not permitted to approve requests with signerName "SIGNER"`. The default
 policy gives the controller manager (system:kube-controller-manager)
 Kubernetes' certificate-controller grants: approve on the kubelet client
 signer, sign on the four kubernetes.io signers
-(apiserver/auth/bootstrappolicy.py).
+(apiserver/auth/bootstrappolicy.py), and kctl's approve on
+kubernetes.io/kubelet-serving (apiserver/auth/joinpolicy.py: its approver
+approves node serving certificates, controllers/csrserving.py).
 """
 from __future__ import annotations
 

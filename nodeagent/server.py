@@ -34,7 +34,9 @@ answers only what the apiserver proxies): the handshake requires a client
 certificate of the cluster CA and `OnlyClients` refuses every call whose
 certificate's CN is not the apiserver's (kube-apiserver-kubelet-client)
 with UNAUTHENTICATED. The agent serves with its node certificate (SANs:
-node name and IP), which the apiserver verifies against the same CA.
+node name and IP; for a joined node its CSR-signed kubelet-serving
+certificate, nodeagent/main.py), which the apiserver verifies against the
+same CA.
 
 grpc.aio: one event loop with the agent; handlers only read the agent's
 state, never change it.
