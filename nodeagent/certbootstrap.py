@@ -93,7 +93,8 @@ def renewer(args, on_rotate=None) -> certmanager.Renewer | None:
 
 def serving_file(args) -> str:
     """The agent's CSR-signed serving certificate + key (it may not exist yet); '' when not used."""
-    if not args.bootstrap_kubeconfig or getattr(args, "tls_cert_file", None) or not args.rotate_server_certificates:
+    if (not getattr(args, "bootstrap_kubeconfig", "") or getattr(args, "tls_cert_file", None)
+            or not getattr(args, "rotate_server_certificates", True)):
         return ""
     return os.path.join(cert_dir(args), certmanager.SERVING_CURRENT)
 
