@@ -29,8 +29,9 @@ Serving certificate (kubelet's --rotate-server-certificates): the same
 Renewer with `serving(ips, dns_names)` instead of CLIENT requests a
 kubernetes.io/kubelet-serving certificate as the node (CN=system:node:NAME,
 O=system:nodes, SANs = the node's IPs and host name, usages digital
-signature, key encipherment, server auth), right away when there is none,
-then at the same 70-90% of its lifetime, and keeps it in
+signature, key encipherment, server auth), right away when there is none
+or the current one names other addresses (a restarted agent with a new
+--node-ip), then at the same 70-90% of its lifetime, and keeps it in
 <cert-dir>/kubelet-server-<time>.pem behind kubelet-server-current.pem
 (the agent's logs/exec server re-reads that file when it changes).
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
+import ipaddress
 import logging
 import os
 import random
@@ -75,6 +77,14 @@ class Kind:
     usages: tuple
     request: object
     required: bool = True       # Renewer.run: no current certificate is an error (else: request one now)
+    sans: dict | None = None    # the subjectAltNames a current certificate must have (else: request one now)
+
+    def satisfied_by(self, cert) -> bool:
+        """Does cert still match what would be requested (client-go's certSatisfiesTemplate, SANs)?"""
+        if self.sans is None:
+            return True
+        have = csrs.sans(cert)
+        return all(sorted(have[k]) == sorted(v) for k, v in self.sans.items())
 
     @property
     def current(self) -> str:
@@ -88,7 +98,8 @@ CLIENT = Kind("kubelet-client", "node-csr-", csrs.KUBE_APISERVER_CLIENT_KUBELET,
 def serving(ips=(), dns_names=()) -> Kind:
     """The node's serving certificate for these addresses (see the module docstring)."""
     return Kind("kubelet-server", "node-serving-csr-", csrs.KUBELET_SERVING, csrs.NODE_SERVING_USAGES,
-                lambda key, node: csrs.node_serving_request(key, node, ips, dns_names), required=False)
+                lambda key, node: csrs.node_serving_request(key, node, ips, dns_names), required=False,
+                sans={"IP": [str(ipaddress.ip_address(i)) for i in ips], "DNS": list(dns_names)})
 
 
 class CertificateNotIssued(ConfigError):
@@ -325,7 +336,8 @@ class Renewer:
             current = load_pair(os.path.join(self.cert_dir, self.kind.current))
             if current is None and self.kind.required:
                 raise ConfigError(f"no client certificate at {os.path.join(self.cert_dir, self.kind.current)}")
-            wait = rotation_deadline(current[0], self.rand()) - self.clock() if current else 0
+            due = current is None or not self.kind.satisfied_by(current[0])    # none, or for other addresses
+            wait = 0 if due else rotation_deadline(current[0], self.rand()) - self.clock()
             if wait > 0:
                 log.info("next client certificate rotation in %.0fs", wait)
                 await self.sleep(wait)

@@ -225,3 +225,29 @@ def test_kubernetes_approver_roles():
         assert (list(rule.verbs), list(rule.resources), list(rule.resource_names)) == (["approve"], ["signers"],
                                                                                       [signer])
     assert "system:certificates.k8s.io:kubelet-serving-approver" in roles
+
+
+async def test_a_serving_certificate_for_other_addresses_is_replaced_at_once(tmp_path):
+    """A restarted agent with a new --node-ip does not wait for the old certificate's rotation deadline."""
+    ca = signing.CA(*make_ca())
+    cert_dir = str(tmp_path / "pki")
+    old = signing.sign(ca, serving_csr(ips=("10.0.0.11",)), 86400 * 30, __import__("time").time())
+    cm.store_pair(cert_dir, old, csrs.key_pem(csrs.new_key()), kind=cm.serving(["10.0.0.11"], ["n1"]))
+    for ips, due in ((["10.0.0.11"], False), (["10.0.0.12"], True)):
+        slept, renewed = [], []
+
+        async def sleep(s):
+            slept.append(s)
+            raise asyncio.CancelledError
+
+        class Once(cm.Renewer):
+            async def renew_once(self):
+                renewed.append(True)
+                raise asyncio.CancelledError
+        r = Once(kubeconfig="", cert_dir=cert_dir, node_name="n1", make_client=None, sleep=sleep,
+                 kind=cm.serving(ips, ["n1"]))
+        with pytest.raises(asyncio.CancelledError):
+            await r.run()
+        assert (renewed == [True]) is due and (slept == []) is due
+        if not due:
+            assert slept[0] > 86400 * 20

@@ -282,22 +282,30 @@ def test_kctl_join_starts_a_node_agent_that_bootstraps_and_registers(join, tmp_p
     assert "[discovery] Cluster info signature and contents are valid" in out, out
 
 
+async def bootstrapped(join, tmp_path, token_value: str, node_name: str) -> tuple[str, str, str]:
+    """An in-process bootstrap (certmanager) with a new token: (bootstrap kubeconfig, kubeconfig, cert dir)."""
+    from machinery.client import Client
+    from nodeagent.certbootstrap import client_for
+    token = kinds.new("Secret")
+    bt.fill_secret(token, token_value, ttl=3600, now=time.time())
+    async with Client(join.apiserver.target) as admin:
+        await admin.create(token)
+    boot = str(tmp_path / "bootstrap-kubeconfig")
+    certmanager.write_kubeconfig(boot, join.url, join.ca, token=token_value)
+    kc, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
+    assert await certmanager.bootstrap(kubeconfig=kc, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
+                                       node_name=node_name, make_client=client_for, timeout=30, poll=0.1,
+                                       grpc=join.apiserver.target)
+    return boot, kc, cert_dir
+
+
 async def test_bootstrap_then_renewal_against_the_apiserver(join, tmp_path):
     """certmanager in-process on the real apiserver: the bootstrap CSR goes over HTTPS with the token and is
     auto-approved; the renewal CSR goes over gRPC with the node's certificate, so its requestor is the node
     itself and the approver approves it too (selfnodeclient); the new certificate replaces the old one."""
     from machinery.client import Client
     from nodeagent.certbootstrap import client_for
-    token = kinds.new("Secret")
-    bt.fill_secret(token, "renew1.0123456789abcdef", ttl=3600, now=time.time())
-    async with Client(join.apiserver.target) as admin:
-        await admin.create(token)
-    boot = str(tmp_path / "bootstrap-kubeconfig")
-    certmanager.write_kubeconfig(boot, join.url, join.ca, token="renew1.0123456789abcdef")
-    kubeconfig_path, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
-    assert await certmanager.bootstrap(kubeconfig=kubeconfig_path, bootstrap_kubeconfig=boot, cert_dir=cert_dir,
-                                       node_name="renewer", make_client=client_for, timeout=30, poll=0.1,
-                                       grpc=join.apiserver.target)
+    _, kubeconfig_path, cert_dir = await bootstrapped(join, tmp_path, "renew1.0123456789abcdef", "renewer")
     first = certmanager.load_pair(os.path.join(cert_dir, certmanager.CURRENT))[0]
     renewer = certmanager.Renewer(kubeconfig=kubeconfig_path, cert_dir=cert_dir, node_name="renewer",
                                   make_client=client_for, poll=0.1)
@@ -336,15 +344,7 @@ async def test_joined_agent_gets_a_serving_certificate_the_apiserver_reaches(joi
     from nodeagent.server import ServingTLS, serve
     from tests.integration.test_cert_renewal import served_serial
     ip, port, name = "127.0.0.23", free_port(), NoPods.node_name
-    token = kinds.new("Secret")
-    bt.fill_secret(token, "serve1.0123456789abcdef", ttl=3600, now=time.time())
-    async with Client(join.apiserver.target) as admin:
-        await admin.create(token)
-    boot = str(tmp_path / "bootstrap-kubeconfig")
-    certmanager.write_kubeconfig(boot, join.url, join.ca, token="serve1.0123456789abcdef")
-    kc, cert_dir = str(tmp_path / "agent.kubeconfig"), str(tmp_path / "pki")
-    assert await certmanager.bootstrap(kubeconfig=kc, bootstrap_kubeconfig=boot, cert_dir=cert_dir, node_name=name,
-                                       make_client=client_for, timeout=30, poll=0.1, grpc=join.apiserver.target)
+    boot, kc, cert_dir = await bootstrapped(join, tmp_path, "serve1.0123456789abcdef", name)
     args = argparse.Namespace(kubeconfig=kc, bootstrap_kubeconfig=boot, cert_dir=cert_dir, root_dir=str(tmp_path),
                               node_name=name, node_ip=ip, tls_cert_file="", tls_private_key_file="",
                               client_ca_file="", rotate_server_certificates=True)
