@@ -185,7 +185,8 @@ async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int
         if node_watchers:
             results.update(await fanout(clients, node_watchers))
             results.update(await run_fanout(cluster.apiserver.target, etcd_port, node_watchers,
-                                            apiserver_pid=cluster.apiserver.pid))
+                                            apiserver_pid=cluster.apiserver.pid,
+                                            kubeconfig=cluster.apiserver.kubeconfig))
         if only:
             return results
         t0 = time.perf_counter()

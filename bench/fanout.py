@@ -149,9 +149,14 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: int = 20,
-                     gap: float = 0.2, apiserver_pid: int | None = None) -> dict[str, float]:
+                     gap: float = 0.2, apiserver_pid: int | None = None,
+                     kubeconfig: str | os.PathLike | None = None) -> dict[str, float]:
     """Both phases (API, then raw etcd); figures in ms, keys fanout_{api,etcd}_{all,each}_p{50,99}_ms;
-    with the apiserver's pid also its CPU time per delivered event (fanout_api_cpu_us)."""
+    with the apiserver's pid also its CPU time per delivered event (fanout_api_cpu_us).
+    `kubeconfig`: the apiserver's admin credentials, for this process and the
+    watcher processes (they inherit $KUBECONFIG); without it the default kubeconfig's."""
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(kubeconfig)
     import aetcd
     from machinery.client import Client
     from harness.objects import new_object
@@ -217,7 +222,8 @@ def main() -> None:
     with ControlPlane(apiserver_args=["--metrics-listen", "off"]) as cluster:
         print(f"etcd {cluster.etcd.url}, apiserver {cluster.apiserver.target}, cpus {os.cpu_count()}")
         r = asyncio.run(run_fanout(cluster.apiserver.target, cluster.etcd.client_port, args.watchers,
-                                   args.writes, args.gap, cluster.apiserver.pid))
+                                   args.writes, args.gap, cluster.apiserver.pid,
+                                   kubeconfig=cluster.apiserver.kubeconfig))
     print_fanout(r)
     print("RESULT " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
 
