@@ -11,7 +11,9 @@ several minutes):
 2. Isolation: every libvirt network the lab defined has no <forward>, DNS
    off; the guests have no default route; QEMU runs with a 256 MiB TB cache.
 3. From this host, over the isolated cluster network, `kctl --server
-   CP:6443`: both workers Ready, `kctl apply` a Deployment of 4 replicas
+   CP:6443`: both workers Ready; without credentials the API (HTTPS 401,
+   gRPC handshake refused), etcd's client port and a node agent's port
+   serve nothing; `kctl apply` a Deployment of 4 replicas
    (kctl/echo from the control plane's registry), all Ready.
 4. `virsh destroy` the worker holding most of them; the node goes NotReady,
    its pods are evicted and all 4 replicas are Ready on the other worker.
@@ -145,6 +147,46 @@ def diagnose(server: str) -> None:
         print(f"--- {machine}\n{res.stdout}{res.stderr}")
 
 
+def attacks(cp: str, worker: str) -> dict[str, object]:
+    """What a machine on the cluster network gets without credentials
+    (issue 14): the API over HTTPS and gRPC, etcd's client port (TLS with
+    its own CA and client certificates required), a node agent's port."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    import grpc
+
+    from machinery.pb import api_pb2, api_pb2_grpc
+    ca = (cycle.PKI_DIR / "pki" / "ca.crt").read_bytes()
+    out: dict[str, object] = {}
+    try:
+        urllib.request.urlopen(f"https://{cp}:8080/api/v1/pods", timeout=20,
+                               context=ssl.create_default_context(cadata=ca.decode()))
+        out["https list pods"] = 200
+    except urllib.error.HTTPError as exc:
+        out["https list pods"] = exc.code
+    with grpc.secure_channel(f"{cp}:6443", grpc.ssl_channel_credentials(ca)) as ch:
+        try:
+            api_pb2_grpc.ApiStub(ch).List(api_pb2.ListRequest(kind="Pod"), timeout=20)
+            out["grpc list pods"] = "served"
+        except grpc.RpcError as exc:
+            out["grpc list pods"] = exc.code().name
+    anyone = ssl.create_default_context()
+    anyone.check_hostname, anyone.verify_mode = False, ssl.CERT_NONE     # an attacker trusts anything
+    for label, url in (("etcd range", f"https://{cp}:2379/v3/kv/range"),
+                       ("agent exec", f"https://{worker}:10250/")):
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, data=b'{"key": "AA==", "range_end": "AA=="}'),
+                                   timeout=20, context=anyone)
+            out[label] = "served"
+        except urllib.error.HTTPError as exc:
+            out[label] = exc.code
+        except (urllib.error.URLError, ssl.SSLError, ConnectionError, OSError):
+            out[label] = "refused"           # no client certificate: the TLS handshake fails
+    return out
+
+
 def leftovers() -> dict[str, list[str]]:
     left = {"chains": host.iptables_chains(), "daemons": [p.name for p in (host.STATE / "run").glob("*.pid")
                                                          if host._pid_alive(p)]}
@@ -179,6 +221,11 @@ def test_vagrant_cluster_survives_losing_a_worker(capsys):
         t0 = time.monotonic()
         wait_for("worker1 and worker2 Ready", lambda: {n["metadata"]["name"] for n in items(server, "nodes")
                                                        if ready(n)} >= {"worker1", "worker2"}, 300)
+        cp_ip, worker_ip = server.rsplit(":", 1)[0], next(
+            a["address"] for n in items(server, "nodes") if n["metadata"]["name"] == "worker1"
+            for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+        assert attacks(cp_ip, worker_ip) == {"https list pods": 401, "grpc list pods": "UNAVAILABLE",
+                                             "etcd range": "refused", "agent exec": "refused"}
         kctl(server, "apply", "-f", "-", stdin=DEPLOYMENT, timeout=120)
         pods = wait_for("4 echo replicas Ready", lambda: (lambda p: p if len(p) == 4 else None)(ready_pods(server)),
                         600)
