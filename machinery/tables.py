@@ -9,8 +9,10 @@ shows (kubectl's rule for a server Table: priority 0 always, others with
 wide), so a kctl table and a kubectl one are cut from the same row.
 The workload kinds' printers (Job, CronJob, DaemonSet, PodDisruptionBudget,
 ControllerRevision) live in machinery/tables_workloads.py, and
-HorizontalPodAutoscaler's in machinery/tables_autoscaling.py; both are added
-at the end of this module.
+HorizontalPodAutoscaler's in machinery/tables_autoscaling.py, the config and
+storage kinds' (ConfigMap, Secret, ServiceAccount, PersistentVolume(Claim),
+StorageClass, PriorityClass) in machinery/tables_storage.py; they, like the
+other tables_* modules, are added at the end of this module.
 """
 from __future__ import annotations
 
@@ -289,66 +291,6 @@ def _lease(l, wide, at):
     return [l.metadata.name, l.spec.holder_identity, age(l.metadata.creation_timestamp, at)]
 
 
-# ------------------------------------------------------ config and storage
-
-_MODES = (("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP"))
-
-
-def access_modes(modes) -> str:
-    """helper.GetAccessModesAsString: RWO,ROX,RWX,RWOP in that order."""
-    return ",".join(short for mode, short in _MODES if mode in modes)
-
-
-def _volume_status(obj) -> str:
-    return "Terminating" if obj.metadata.HasField("deletion_timestamp") else obj.status.phase
-
-
-def _config_map(c, wide, at):
-    return [c.metadata.name, str(len(c.data) + len(c.binary_data)), age(c.metadata.creation_timestamp, at)]
-
-
-def _secret(s, wide, at):
-    return [s.metadata.name, s.type, str(len(s.data)), age(s.metadata.creation_timestamp, at)]
-
-
-def _service_account(s, wide, at):
-    return [s.metadata.name, str(len(s.secrets)), age(s.metadata.creation_timestamp, at)]
-
-
-def _persistent_volume(v, wide, at):
-    ref = v.spec.claim_ref
-    claim = f"{ref.namespace}/{ref.name}" if v.spec.HasField("claim_ref") else ""
-    row = [v.metadata.name, v.spec.capacity.get("storage", ""), access_modes(v.spec.access_modes),
-           v.spec.persistent_volume_reclaim_policy, _volume_status(v), claim, v.spec.storage_class_name,
-           "<unset>", v.status.reason, age(v.metadata.creation_timestamp, at)]
-    if wide:
-        row.append(v.spec.volume_mode or "<unset>")
-    return row
-
-
-def _persistent_volume_claim(c, wide, at):
-    bound = bool(c.spec.volume_name)
-    row = [c.metadata.name, _volume_status(c), c.spec.volume_name,
-           c.status.capacity.get("storage", "") if bound else "",
-           access_modes(c.status.access_modes) if bound else "", c.spec.storage_class_name, "<unset>",
-           age(c.metadata.creation_timestamp, at)]
-    if wide:
-        row.append(c.spec.volume_mode or "<unset>")
-    return row
-
-
-def _storage_class(s, wide, at):
-    default = s.metadata.annotations.get("storageclass.kubernetes.io/is-default-class") == "true"
-    return [s.metadata.name + (" (default)" if default else ""), s.provisioner, s.reclaim_policy or "Delete",
-            s.volume_binding_mode or "Immediate", "true" if s.allow_volume_expansion else "false",
-            age(s.metadata.creation_timestamp, at)]
-
-
-def _priority_class(c, wide, at):
-    return [c.metadata.name, str(c.value), "true" if c.global_default else "false",
-            age(c.metadata.creation_timestamp, at), c.preemption_policy]
-
-
 def event_sort_key(e) -> float:
     return (ts_seconds(e.last_timestamp) or ts_seconds(e.event_time)
             or ts_seconds(e.first_timestamp) or ts_seconds(e.metadata.creation_timestamp) or 0.0)
@@ -414,17 +356,6 @@ PRINTERS: dict[str, Printer] = {
                       Column("FIRST SEEN", priority=1), Column("COUNT", priority=1),
                       Column("NAME", priority=1)], _event_cells),
     "Lease": Printer(_cols("NAME|HOLDER|AGE"), _all(_lease)),
-    "ConfigMap": Printer(_cols("NAME|DATA|AGE"), _all(_config_map)),
-    "Secret": Printer(_cols("NAME|TYPE|DATA|AGE"), _all(_secret)),
-    "ServiceAccount": Printer(_cols("NAME|SECRETS|AGE"), _all(_service_account)),
-    "PersistentVolume": Printer(_cols("NAME|CAPACITY|ACCESS MODES|RECLAIM POLICY|STATUS|CLAIM|STORAGECLASS|"
-                                      "VOLUMEATTRIBUTESCLASS|REASON|AGE", "VOLUMEMODE"), _all(_persistent_volume)),
-    "PersistentVolumeClaim": Printer(_cols("NAME|STATUS|VOLUME|CAPACITY|ACCESS MODES|STORAGECLASS|"
-                                           "VOLUMEATTRIBUTESCLASS|AGE", "VOLUMEMODE"),
-                                     _all(_persistent_volume_claim)),
-    "StorageClass": Printer(_cols("NAME|PROVISIONER|RECLAIMPOLICY|VOLUMEBINDINGMODE|ALLOWVOLUMEEXPANSION|AGE"),
-                            _all(_storage_class)),
-    "PriorityClass": Printer(_cols("NAME|VALUE|GLOBAL-DEFAULT|AGE|PREEMPTIONPOLICY"), _all(_priority_class)),
 }
 
 
@@ -449,3 +380,7 @@ from machinery.tables_rbac import RBAC_PRINTERS  # noqa: E402  (uses the helpers
 
 PRINTERS.update(CERTIFICATE_PRINTERS)
 PRINTERS.update(RBAC_PRINTERS)
+
+from machinery.tables_storage import STORAGE_PRINTERS, access_modes  # noqa: E402,F401  (re-exported)
+
+PRINTERS.update(STORAGE_PRINTERS)
