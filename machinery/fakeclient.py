@@ -27,8 +27,9 @@ What it models, the way the apiserver does:
   informer caches lag behind the store), and `fail_next(method, exc)` /
   `pending_failures(method)` / `clear_failures()` to inject errors.
 
-Test hooks to read and write the store directly, without the API's rules
-and without recording an action: `seed(*objs)` stores objects as given
+The test hooks live in machinery/fakehooks.py (a mixin of FakeClient), apart
+from the API methods here. Hooks to read and write the store directly,
+without the API's rules and without recording an action: `seed(*objs)` stores objects as given
 (a fresh resourceVersion, ADDED to watchers), `stored(kind, name, ns)` is
 the stored object or None, `objects(kind)` every stored object of a kind.
 
@@ -48,11 +49,14 @@ from collections import defaultdict
 from google.protobuf.message import Message
 
 from machinery import codec, deletion, errors, kinds
+from machinery.fakehooks import FakeClientHooks
 from machinery.fakewatch import Watcher, WatchHub, field_matcher, label_matcher
 
 
-class FakeClient:
-    """Same async interface as machinery.client.Client, backed by dicts."""
+class FakeClient(FakeClientHooks):
+    """Same async interface as machinery.client.Client, backed by dicts;
+    the test hooks (seed, stored, fail_next, hold_watches, ...) come from
+    machinery/fakehooks.py's FakeClientHooks."""
 
     def __init__(self, *, clock=time.time):
         self.clock = clock
@@ -64,77 +68,6 @@ class FakeClient:
         self._watches = WatchHub()
         self._failures: dict[str, list[Exception]] = defaultdict(list)
         self.actions: list[tuple[str, str, str, str]] = []
-
-    # ------------------------------------------------------------ test hooks
-
-    def fail_next(self, method: str, exc: Exception, times: int = 1) -> None:
-        """Make the next `times` calls of `method` ("create", "list", "watch", ...) raise exc."""
-        self._failures[method].extend([exc] * times)
-
-    def pending_failures(self, method: str) -> int:
-        """How many injected failures of `method` have not been raised yet."""
-        return len(self._failures[method])
-
-    def clear_failures(self, method: str | None = None) -> None:
-        """Drop the injected failures not raised yet (of one method, or all)."""
-        if method is None:
-            self._failures.clear()
-        else:
-            self._failures[method].clear()
-
-    def hold_watches(self, kind) -> None:
-        """Hold back the events of `kind` for open watches (a slow stream: the
-        informer caches lag) until release_watches(kind)."""
-        self._watches.hold(kinds.lookup(kind).kind)
-
-    def release_watches(self, kind) -> None:
-        """Deliver the held events of `kind`, in order, and stop holding."""
-        self._watches.release(kinds.lookup(kind).kind)
-
-    def seed(self, *objs: Message) -> list[Message]:
-        """Store objects as given (status, deletionTimestamp, finalizers and
-        all; a uid and namespace "default" if missing), each with a new
-        resourceVersion and an ADDED event; no validation, no action
-        recorded. Returns copies of what was stored."""
-        out = []
-        for obj in objs:
-            info = kinds.of(obj)
-            new = codec.copy(obj)
-            new.api_version, new.kind = info.api_version, info.kind
-            if info.namespaced and not new.metadata.namespace:
-                new.metadata.namespace = "default"
-            new.metadata.uid = new.metadata.uid or str(uuid.uuid4())
-            new.metadata.resource_version = str(self._next_rv())
-            old = self._stored_or_none(info, new.metadata.namespace, new.metadata.name)
-            self._objects[info.kind][self._key(info, new.metadata.namespace, new.metadata.name)] = new
-            self._record(info, "ADDED" if old is None else "MODIFIED", new, old)
-            out.append(codec.copy(new))
-        return out
-
-    def stored(self, kind, name: str, namespace: str = "default") -> Message | None:
-        """A copy of the stored object, or None (synchronous; no action recorded)."""
-        obj = self._stored_or_none(kinds.lookup(kind), namespace, name)
-        return codec.copy(obj) if obj is not None else None
-
-    def expire_watches(self) -> None:
-        """Open watches raise errors.Expired; resourceVersions up to now become too old."""
-        self._watches.expire(self.resource_version)
-
-    def end_watches(self) -> None:
-        """Open watch streams end normally (as when the apiserver closes them)."""
-        self._watches.end()
-
-    @property
-    def watch_count(self) -> int:
-        return len(self._watches.watchers)
-
-    def objects(self, kind) -> list[Message]:
-        """Copies of every stored object of `kind` (synchronous; no action recorded)."""
-        return [codec.copy(o) for o in self._objects[kinds.lookup(kind).kind].values()]
-
-    def _check(self, method: str) -> None:
-        if self._failures[method]:
-            raise self._failures[method].pop(0)
 
     # ------------------------------------------------------------ internals
 
