@@ -31,8 +31,9 @@ OOM: when the exit is first observed (the cgroup still exists until
 ``remove()``), ``cgroups.oom_killed`` reads the container's cgroup once and
 the answer is cached with the exit code in ``exit.json``.
 
-Neighbours: the dataclasses it takes and gives are in nodeagent/containers.py,
-the CRI log parser in nodeagent/crilog.py, starting conmon in
+Neighbours: reading a container's state back from disk and runc (state,
+info, list, wait: the ``RuntimeState`` mixin) is in nodeagent/runtimestate.py,
+the dataclasses it takes and gives are in nodeagent/containers.py, the CRI log parser in nodeagent/crilog.py, starting conmon in
 nodeagent/conmon.py, the exec killer in nodeagent/processes.py, its metrics
 in nodeagent/metrics.py and its errors (``ContainerRuntimeError`` and
 subclasses) in nodeagent/errors.py.
@@ -62,12 +63,13 @@ from typing import AsyncIterator
 
 from nodeagent import cgroups, ocispec
 from nodeagent.conmon import run_conmon
-from nodeagent.containers import CREATED, EXITED, RUNNING, UNKNOWN, ContainerConfig, ContainerInfo, ContainerState
+from nodeagent.containers import CREATED, RUNNING, ContainerConfig, ContainerInfo, ContainerState
 from nodeagent import crilog
 from nodeagent.crilog import LogEntry
 from nodeagent.errors import ContainerNotFound, ContainerNotRunning, ContainerRuntimeError, ExecTimeout
-from nodeagent.metrics import RUNTIME_OP_ERRORS as OP_ERRORS, RUNTIME_OP_LATENCY as OP_LATENCY, RUNTIME_RUNNING
+from nodeagent.metrics import RUNTIME_OP_ERRORS as OP_ERRORS, RUNTIME_OP_LATENCY as OP_LATENCY
 from nodeagent.processes import end_exec, kill_exec
+from nodeagent.runtimestate import RuntimeState
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -75,9 +77,12 @@ MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class Runtime:
+class Runtime(RuntimeState):
     """Containers under one root dir.  All state is on disk: a new Runtime on the
     same root (and cgroup_parent) re-adopts every container (``list()``).
+    Reading a container's state (state, info, list, wait, exists) is
+    RuntimeState's part (nodeagent/runtimestate.py); this class creates,
+    stops, removes and execs.
 
     Give each node agent on a machine its own root and cgroup_parent.
     """
@@ -185,108 +190,6 @@ class Runtime:
         meta["started_at"] = time.time()
         (d / "meta.json").write_text(json.dumps(meta))
         return pid
-
-    # ------------------------------------------------------------------ state
-    def _meta(self, cid: str) -> dict:
-        try:
-            return json.loads((self._dir(cid) / "meta.json").read_text())
-        except FileNotFoundError as exc:
-            raise ContainerNotFound(cid) from exc
-
-    def _exit_state(self, cid: str, meta: dict) -> ContainerState | None:
-        d = self._dir(cid)
-        cached = d / "exit.json"
-        if cached.exists():
-            return ContainerState(**json.loads(cached.read_text()))
-        ef = self.exits / cid
-        try:
-            code = int(ef.read_text().strip())
-            finished = ef.stat().st_mtime
-        except (FileNotFoundError, ValueError):
-            return None
-        st = ContainerState(EXITED, 0, code, meta.get("started_at"), finished, self.oom_killed(cid))
-        try:
-            cached.write_text(json.dumps(asdict(st)))
-        except FileNotFoundError:
-            pass  # removed concurrently
-        return st
-
-    def exists(self, cid: str) -> bool:
-        """Whether a container with this id is under the root (created, not yet removed)."""
-        return (self._dir(cid) / "meta.json").exists()
-
-    def _conmon_alive(self, cid: str) -> bool:
-        try:
-            pid = int((self._dir(cid) / "conmon.pid").read_text().strip())
-            return b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return False
-
-    async def state(self, cid: str, _runc_states: dict | None = None) -> ContainerState:
-        t0 = time.perf_counter()
-        try:
-            meta = self._meta(cid)
-        except ContainerNotFound:
-            return ContainerState(UNKNOWN)
-        st = self._exit_state(cid, meta)
-        if st is not None:
-            return st
-        if _runc_states is not None:
-            rs = _runc_states.get(cid)
-        else:
-            out = await self._runc("state", cid, check=False)
-            rs = json.loads(out) if out.strip() else None
-        OP_LATENCY.labels("state").observe(time.perf_counter() - t0)
-        status = rs.get("status") if rs else None
-        if status in ("running", "paused"):
-            return ContainerState(RUNNING, rs.get("pid", 0), started_at=meta.get("started_at"))
-        if status in ("created", "creating"):
-            return ContainerState(CREATED, rs.get("pid", 0))
-        # stopped (or runc forgot it): conmon writes the exit file right after reaping.
-        for _ in range(40):
-            if not self._conmon_alive(cid):
-                break
-            await asyncio.sleep(0.05)
-        st = self._exit_state(cid, meta)
-        if st is not None:
-            return st
-        if status == "stopped":
-            return ContainerState(EXITED, exit_code=-1, started_at=meta.get("started_at"),
-                                  oom_killed=self.oom_killed(cid))
-        return ContainerState(UNKNOWN)
-
-    async def info(self, cid: str, _runc_states: dict | None = None) -> ContainerInfo:
-        meta = self._meta(cid)
-        cfg = meta["config"]
-        return ContainerInfo(cid, cfg["name"], cfg.get("labels", {}), meta["created_at"],
-                             await self.state(cid, _runc_states),
-                             str(self.logs / f"{cid}.log"), str(self._dir(cid)))
-
-    async def list(self) -> list[ContainerInfo]:
-        """Every container under this root, from on-disk state (for re-adoption)."""
-        out = await self._runc("list", "--format", "json", check=False)
-        runc_states = {c["id"]: c for c in (json.loads(out) if out.strip() else None) or []}
-        infos = []
-        for d in sorted(self.ctrs.iterdir()):
-            if (d / "meta.json").exists():
-                infos.append(await self.info(d.name, runc_states))
-        RUNTIME_RUNNING.set(sum(1 for i in infos if i.state.status == RUNNING))
-        return infos
-
-    async def wait(self, cid: str, poll: float = 0.05) -> ContainerState:
-        """Return once the container has exited (its final state)."""
-        meta = self._meta(cid)
-        n = 0
-        while True:
-            st = self._exit_state(cid, meta)
-            if st is not None:
-                return st
-            n += 1
-            if n % 20 == 0 and not self._conmon_alive(cid):
-                st = await self.state(cid)
-                if st.status in (EXITED, UNKNOWN):
-                    return st
-            await asyncio.sleep(poll)
 
     # ------------------------------------------------------------------ stop / remove
     async def stop(self, cid: str, grace_seconds: float = 10) -> ContainerState:

@@ -1,0 +1,138 @@
+"""Reading a container's state from what conmon and runc leave on disk
+(the state half of nodeagent/runtime.py's Runtime).
+
+Why apart: Runtime's other half starts, stops and removes containers; this
+half only looks, so it is where the rules for "what state is this container
+in" live, in one place. How, in order of trust:
+
+1. ``ROOT/containers/ID/exit.json``: the final state, cached the first time
+   the exit was seen (with ``cgroups.oom_killed`` read while the cgroup
+   still existed);
+2. ``ROOT/exits/ID``: conmon writes the exit code there after reaping;
+3. ``runc state`` (or one ``runc list`` for every container, in ``list()``):
+   running/paused, created; "stopped" means conmon is about to write the exit
+   file, so we wait for conmon (``conmon.pid``) to go first.
+
+``meta.json`` (written at create) gives the name, labels, ContainerConfig and
+start time, so a new agent re-adopts every container with ``list()``.
+
+``RuntimeState`` is a mixin with no state of its own: it uses Runtime's
+directories (``ctrs``, ``exits``, ``logs``), ``_dir``, ``_runc`` and
+``oom_killed``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from nodeagent.containers import CREATED, EXITED, RUNNING, UNKNOWN, ContainerInfo, ContainerState
+from nodeagent.errors import ContainerNotFound
+from nodeagent.metrics import RUNTIME_OP_LATENCY as OP_LATENCY, RUNTIME_RUNNING
+
+
+class RuntimeState:
+    """Runtime's read side: a container's state, info, the list of all, waiting for an exit."""
+
+    def _meta(self, cid: str) -> dict:
+        try:
+            return json.loads((self._dir(cid) / "meta.json").read_text())
+        except FileNotFoundError as exc:
+            raise ContainerNotFound(cid) from exc
+
+    def _exit_state(self, cid: str, meta: dict) -> ContainerState | None:
+        d = self._dir(cid)
+        cached = d / "exit.json"
+        if cached.exists():
+            return ContainerState(**json.loads(cached.read_text()))
+        ef = self.exits / cid
+        try:
+            code = int(ef.read_text().strip())
+            finished = ef.stat().st_mtime
+        except (FileNotFoundError, ValueError):
+            return None
+        st = ContainerState(EXITED, 0, code, meta.get("started_at"), finished, self.oom_killed(cid))
+        try:
+            cached.write_text(json.dumps(asdict(st)))
+        except FileNotFoundError:
+            pass  # removed concurrently
+        return st
+
+    def exists(self, cid: str) -> bool:
+        """Whether a container with this id is under the root (created, not yet removed)."""
+        return (self._dir(cid) / "meta.json").exists()
+
+    def _conmon_alive(self, cid: str) -> bool:
+        try:
+            pid = int((self._dir(cid) / "conmon.pid").read_text().strip())
+            return b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+
+    async def state(self, cid: str, _runc_states: dict | None = None) -> ContainerState:
+        t0 = time.perf_counter()
+        try:
+            meta = self._meta(cid)
+        except ContainerNotFound:
+            return ContainerState(UNKNOWN)
+        st = self._exit_state(cid, meta)
+        if st is not None:
+            return st
+        if _runc_states is not None:
+            rs = _runc_states.get(cid)
+        else:
+            out = await self._runc("state", cid, check=False)
+            rs = json.loads(out) if out.strip() else None
+        OP_LATENCY.labels("state").observe(time.perf_counter() - t0)
+        status = rs.get("status") if rs else None
+        if status in ("running", "paused"):
+            return ContainerState(RUNNING, rs.get("pid", 0), started_at=meta.get("started_at"))
+        if status in ("created", "creating"):
+            return ContainerState(CREATED, rs.get("pid", 0))
+        # stopped (or runc forgot it): conmon writes the exit file right after reaping.
+        for _ in range(40):
+            if not self._conmon_alive(cid):
+                break
+            await asyncio.sleep(0.05)
+        st = self._exit_state(cid, meta)
+        if st is not None:
+            return st
+        if status == "stopped":
+            return ContainerState(EXITED, exit_code=-1, started_at=meta.get("started_at"),
+                                  oom_killed=self.oom_killed(cid))
+        return ContainerState(UNKNOWN)
+
+    async def info(self, cid: str, _runc_states: dict | None = None) -> ContainerInfo:
+        meta = self._meta(cid)
+        cfg = meta["config"]
+        return ContainerInfo(cid, cfg["name"], cfg.get("labels", {}), meta["created_at"],
+                             await self.state(cid, _runc_states),
+                             str(self.logs / f"{cid}.log"), str(self._dir(cid)))
+
+    async def list(self) -> list[ContainerInfo]:
+        """Every container under this root, from on-disk state (for re-adoption)."""
+        out = await self._runc("list", "--format", "json", check=False)
+        runc_states = {c["id"]: c for c in (json.loads(out) if out.strip() else None) or []}
+        infos = []
+        for d in sorted(self.ctrs.iterdir()):
+            if (d / "meta.json").exists():
+                infos.append(await self.info(d.name, runc_states))
+        RUNTIME_RUNNING.set(sum(1 for i in infos if i.state.status == RUNNING))
+        return infos
+
+    async def wait(self, cid: str, poll: float = 0.05) -> ContainerState:
+        """Return once the container has exited (its final state)."""
+        meta = self._meta(cid)
+        n = 0
+        while True:
+            st = self._exit_state(cid, meta)
+            if st is not None:
+                return st
+            n += 1
+            if n % 20 == 0 and not self._conmon_alive(cid):
+                st = await self.state(cid)
+                if st.status in (EXITED, UNKNOWN):
+                    return st
+            await asyncio.sleep(poll)
