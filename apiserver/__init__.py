@@ -5,6 +5,7 @@ Modules, outside in:
 - main.py        flags, `run()` (bootstrap, watch caches, gRPC server in one TaskGroup)
 - server.py      the gRPC servicer; the one place errors become gRPC statuses; metrics
 - crud.py        create/get/list/update/delete/bind as etcd txns (optimistic concurrency)
+- crudbind.py    bind / bind_batch of pods (a mixin of crud.py's Store); crudbase.py their shared helpers
 - registry.py    one strategy per kind (server-set fields, status rules, grace periods)
 - allocators.py  ClusterIP / NodePort allocation, in the Service's own txn
 - watchcache.py  one etcd watch per kind, a ring buffer fanned out to all watchers

@@ -15,6 +15,10 @@ for its built-in kinds (AllowUnconditionalUpdate); `kctl apply` sends the
 resourceVersion it read, so it gets conflicts. An update that changes
 nothing writes nothing (resourceVersion unchanged), as in Kubernetes.
 
+Binding pods to nodes (one txn per bind, chunked txns for bind_batch) is in
+apiserver/crudbind.py, a mixin of Store; the helpers both share (retry
+bound, txn limits, NotFound/Conflict/Invalid) in apiserver/crudbase.py.
+
 A write that names a FieldManager records its managedFields entry inside
 the attempt, after defaulting, against the object that attempt read
 (fieldmanager.py).
@@ -29,35 +33,14 @@ from google.protobuf.message import Message
 from apiserver import admission, objects, registry
 from apiserver import storage as st
 from apiserver.allocators import Allocation, ServiceAllocator
+from apiserver.crudbase import (MAX_ATTEMPTS, TXN_MAX_BYTES, TXN_MAX_OPS, _copy, conflict,  # noqa: F401
+                                invalid, not_found)  # (re-exported)
+from apiserver.crudbind import PodBinding
 from apiserver.fieldmanager import FieldManager
 from machinery import errors, kinds
 from machinery.pb import api_pb2
 
-MAX_ATTEMPTS = 16
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")   # Kubernetes refuses to delete these
-TXN_MAX_OPS = 128            # etcd's default --max-txn-ops
-TXN_MAX_BYTES = 1024 * 1024  # under etcd's default --max-request-bytes (1.5 MiB)
-
-
-def _copy(obj: Message) -> Message:
-    c = type(obj)()
-    c.CopyFrom(obj)
-    return c
-
-
-def not_found(info: kinds.KindInfo, name: str) -> errors.NotFound:
-    return errors.NotFound(f'{info.resource} "{name}" not found', kind=info.plural, name=name, group=info.group)
-
-
-def conflict(info: kinds.KindInfo, name: str, why: str = "") -> errors.Conflict:
-    why = why or "the object has been modified; please apply your changes to the latest version and try again"
-    return errors.Conflict(f'Operation cannot be fulfilled on {info.resource} "{name}": {why}',
-                           kind=info.plural, name=name, group=info.group)
-
-
-def invalid(info: kinds.KindInfo, name: str, problems) -> errors.Invalid:
-    qualified = f"{info.kind}.{info.group}" if info.group else info.kind
-    return errors.Invalid.of(qualified, name, problems, kind=info.kind, group=info.group)
 
 
 def _finalizers_pending(obj: Message) -> bool:
@@ -73,7 +56,10 @@ def _removable(obj: Message) -> bool:
             and (not md.HasField("deletion_grace_period_seconds") or md.deletion_grace_period_seconds == 0))
 
 
-class Store:
+class Store(PodBinding):
+    """The apiserver's objects in etcd; binding pods to nodes (bind,
+    bind_batch) is PodBinding's part (apiserver/crudbind.py)."""
+
     def __init__(self, storage: st.Storage, allocator: ServiceAllocator):
         self.storage = storage
         self.allocator = allocator
@@ -320,111 +306,3 @@ class Store:
                 new.metadata.resource_version = str(resp.header.revision)
                 return new, False
         raise conflict(info, name, "too much contention, please try again")
-
-    # --------------------------------------------------------------- bind
-    @staticmethod
-    def _bound(pod, b: api_pb2.BindRequest):
-        pods = kinds.BY_KIND["Pod"]
-        if b.uid and b.uid != pod.metadata.uid:
-            raise conflict(pods, b.name, f"Precondition failed: UID in precondition: {b.uid}, "
-                                         f"UID in object meta: {pod.metadata.uid}")
-        if pod.metadata.HasField("deletion_timestamp"):
-            raise conflict(pods, b.name, f"pod {b.name} is being deleted, cannot be assigned to a host")
-        if pod.spec.node_name:
-            raise conflict(pods, b.name, f'pod {b.name} is already assigned to node "{pod.spec.node_name}"')
-        new = _copy(pod)
-        new.spec.node_name = b.node_name
-        for k, v in b.annotations.items():
-            new.metadata.annotations[k] = v
-        cond = next((c for c in new.status.conditions if c.type == "PodScheduled"), None)
-        if cond is None:
-            cond = new.status.conditions.add(type="PodScheduled")
-        if cond.status != "True":
-            cond.last_transition_time.CopyFrom(registry.now())
-        cond.status, cond.reason, cond.message = "True", "", ""
-        return new
-
-    @staticmethod
-    def _check_binding(b: api_pb2.BindRequest) -> None:
-        if not b.name or not b.node_name:
-            raise errors.BadRequest("a binding needs the pod's name and target node_name")
-
-    async def bind(self, b: api_pb2.BindRequest) -> Message:
-        self._check_binding(b)
-        pods = kinds.BY_KIND["Pod"]
-        ns = b.namespace or "default"
-        k = objects.key(pods, ns, b.name)
-        for _ in range(MAX_ATTEMPTS):
-            pod, kv = await self._read(pods, ns, b.name)
-            new = self._bound(pod, b)
-            resp = await self.storage.txn([st.mod_is(k, kv.mod_revision)], [st.put(k, objects.encode(new))],
-                                          operation="bind")
-            if resp.succeeded:
-                new.metadata.resource_version = str(resp.header.revision)
-                return new
-        raise conflict(pods, b.name, "too much contention, please try again")
-
-    async def bind_batch(self, bindings) -> list[api_pb2.BindResult]:
-        """Bindings in chunks of ≤ 128: one read txn and one write txn per
-        chunk (a mod_revision compare per pod; a chunk of very large pods is
-        split to stay under etcd's request size limit). A chunk whose write fails (one
-        pod changed meanwhile) falls back to one bind per pod, so every
-        binding gets its own answer."""
-        pods = kinds.BY_KIND["Pod"]
-        results = [api_pb2.BindResult() for _ in bindings]
-        later: list[int] = []
-        order = list(range(len(bindings)))
-        for lo in range(0, len(order), TXN_MAX_OPS):
-            chunk, keys, seen = [], [], set()
-            for i in order[lo:lo + TXN_MAX_OPS]:
-                b = bindings[i]
-                k = objects.key(pods, b.namespace or "default", b.name)
-                if k in seen:
-                    later.append(i)                       # same pod twice: one txn may not touch it twice
-                    continue
-                seen.add(k)
-                chunk.append(i)
-                keys.append(k)
-            if not chunk:
-                continue
-            kvs, _ = await self.storage.get_many(keys)
-            groups: list[tuple[list, list, list[int]]] = [([], [], [])]
-            size = 0
-            for i, k, kv in zip(chunk, keys, kvs):
-                b = bindings[i]
-                try:
-                    self._check_binding(b)
-                    if kv is None:
-                        raise not_found(pods, b.name)
-                    raw = objects.encode(self._bound(objects.decode(pods, kv.value, kv.mod_revision), b))
-                except errors.ApiError as err:
-                    results[i].error.CopyFrom(err.to_status())
-                    continue
-                if size + len(raw) > TXN_MAX_BYTES and groups[-1][2]:
-                    groups.append(([], [], []))          # stay under etcd's request size limit
-                    size = 0
-                size += len(raw) + len(k)
-                compares, ops, staged = groups[-1]
-                compares.append(st.mod_is(k, kv.mod_revision))
-                ops.append(st.put(k, raw))
-                staged.append(i)
-            for compares, ops, staged in groups:
-                if not ops:
-                    continue
-                resp = await self.storage.txn(compares, ops, operation="bind_batch")
-                if resp.succeeded:
-                    for i in staged:
-                        results[i].ok = True
-                        results[i].resource_version = str(resp.header.revision)
-                else:
-                    later.extend(staged)
-        for i in later:
-            try:
-                pod = await self.bind(bindings[i])
-                results[i].ok = True
-                results[i].resource_version = pod.metadata.resource_version
-            except errors.ApiError as err:
-                if isinstance(err, errors.Unavailable):
-                    raise
-                results[i].error.CopyFrom(err.to_status())
-        return results
