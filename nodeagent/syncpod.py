@@ -53,8 +53,8 @@ import time
 from typing import Callable
 
 from machinery.pb import core_pb2
-from nodeagent import initcontainers, metrics, podfiles, podspec, status as pstatus
-from nodeagent.containers import CREATED, ContainerState
+from nodeagent import initcontainers, podfiles, podspec, status as pstatus
+from nodeagent.containers import CREATED
 from nodeagent.errors import ContainerConfigError, ContainerRuntimeError
 from nodeagent.imagepull import ImagePuller
 from nodeagent.images import lowerdirs
@@ -63,11 +63,11 @@ from nodeagent.podvolumes import PodVolumes
 from nodeagent.pullsecrets import pull_auth
 from nodeagent.envvars import Sources
 from nodeagent.poststart import run_post_start
-from nodeagent.probes import LIVENESS, READINESS, STARTUP
 from nodeagent.status import ContainerRecord
 from nodeagent.statusmanager import PodStatusWriter
 from nodeagent.syncrules import (adopt_records, container_id, crashloop_backoff, deadline_left,  # noqa: F401
                                  probe_grace, should_restart, termination_grace)
+from nodeagent.syncstatus import PodObservation
 from nodeagent.syncterminate import PodTermination
 from nodeagent.watchers import InstanceWatchers
 
@@ -76,10 +76,12 @@ log = logging.getLogger("kctl.nodeagent.podworker")
 RESYNC = 5.0
 
 
-class PodSync(PodTermination):
-    """One pod's containers and the sync steps on them; stopping and
-    cleaning up (sync_terminating_pod, sync_terminated_pod) is
-    PodTermination's part (nodeagent/syncterminate.py)."""
+class PodSync(PodObservation, PodTermination):
+    """One pod's containers and the sync steps on them; reading their state
+    into the records and writing the pod status (refresh, probe results,
+    write_status) is PodObservation's part (nodeagent/syncstatus.py),
+    stopping and cleaning up (sync_terminating_pod, sync_terminated_pod)
+    PodTermination's (nodeagent/syncterminate.py)."""
 
     def __init__(self, agent, pod: core_pb2.Pod, adopted: list | None = None,
                  wake: Callable[[], None] = lambda: None):
@@ -235,34 +237,6 @@ class PodSync(PodTermination):
         await asyncio.gather(*(self.agent.runtime.stop(r.cid, grace) for r in running))
         await self.refresh()
 
-    async def refresh(self) -> None:
-        """Read the runtime state of every current instance (skipped while its exit waiter waits)."""
-        for rec in self.records.values():
-            if rec.cid is None:
-                continue
-            if rec.state is not None and rec.state.status == pstatus.RUNNING \
-                    and self.watchers.awaiting_exit(rec.cid) and rec.kill_requested != rec.cid:
-                continue            # its exit waiter has not fired: still running, no runc call needed
-            try:
-                rec.state = await self.agent.runtime.state(rec.cid)
-            except ContainerRuntimeError:
-                rec.state = None
-            if rec.state is None or rec.state.status == "unknown":     # vanished under us
-                rec.state = ContainerState(pstatus.EXITED, exit_code=-1, finished_at=time.time())
-            if rec.state is not None and rec.state.status == pstatus.EXITED and rec.exit_handled != rec.cid:
-                self._on_exit(rec)
-
-    def _on_exit(self, rec: ContainerRecord) -> None:
-        """First sight of an instance's exit: compute its CrashLoopBackOff deadline."""
-        rec.exit_handled = rec.cid
-        rec.ready = rec.started = False
-        self.watchers.stop(rec.cid)
-        st = rec.state
-        ran = (st.finished_at or time.time()) - (st.started_at or time.time())
-        rec.backoff = crashloop_backoff(rec.backoff, ran, self.agent.crashloop_base)
-        rec.backoff_until = (st.finished_at or time.time()) + rec.backoff
-        self.wake()                                   # decide about the restart in the next round
-
     async def _sync_container(self, c: core_pb2.Container, rec: ContainerRecord,
                               policy: str = "") -> float | None:
         rt = self.agent.runtime
@@ -355,31 +329,3 @@ class PodSync(PodTermination):
         self.watchers.ensure(c, cid, self.sandbox.ip,
                              lambda kind, ok, msg: self._probe_result(c.name, cid, kind, ok, msg),
                              lambda kind, msg: self._event("Warning", "Unhealthy", f"{kind} probe failed: {msg}"))
-
-    def _probe_result(self, name: str, cid: str, kind: str, ok: bool, msg: str) -> None:
-        rec = self.records.get(name)
-        metrics.PROBES.labels(kind.lower(), "success" if ok else "failure").inc()
-        if rec is None or rec.cid != cid:
-            return
-        if kind == READINESS:
-            rec.ready = ok
-        elif kind == STARTUP:
-            rec.started = ok
-            if not ok:
-                rec.kill_requested, rec.kill_reason = cid, "failed startup probe"
-        elif kind == LIVENESS and not ok:
-            rec.kill_requested, rec.kill_reason = cid, "failed liveness probe"
-        self.wake()
-
-    # ------------------------------------------------------------ status
-    async def write_status(self) -> None:
-        recs = [self.records[c.name] for c in self.pod.spec.containers if c.name in self.records]
-        inits = [(self.records[c.name], initcontainers.is_sidecar(c)) for c in self.pod.spec.init_containers
-                 if c.name in self.records]
-        plan = initcontainers.plan(self.pod, self.records)
-        if not await self.status.write(self.pod, recs, pod_ip=self.sandbox.ip if self.sandbox else None,
-                                       message=self.config_error or self.deadline_message,
-                                       reason=self.fail_reason,
-                                       failed=bool(self.deadline_message or self.init_failed),
-                                       init_records=inits, initialized=plan.done):
-            self.gone = True
