@@ -98,7 +98,7 @@ def status_cmd(name):
     click.echo(f"lab {name}: subnet {lab_.subnet}, control plane {', '.join(lab_.cp_addresses)}, "
                f"apiserver{'s' if len(servers) > 1 else ''} {', '.join(servers)}")
     click.echo(f"cluster DNS: kube-system/kube-dns {cluster.dns_service_ip()} -> "
-               f"{', '.join(lab_.cp_addresses)} port {cluster.DNS_PORT} (domain {cluster.CLUSTER_DOMAIN})")
+               f"{', '.join(f'{a}:{cluster.DNS_PORT}' for a in lab_.cp_addresses)} (domain {cluster.CLUSTER_DOMAIN})")
     click.echo(f"{'COMPONENT':<24}{'PID':<9}{'STATE':<10}{'RESTARTS':<10}{'LAST EXIT':<26}{'WHERE'}")
     now = time.time()
     for comp, st in sorted(lab_.status().items(), key=lambda kv: (kv[1].get("machine") or "", kv[0])):

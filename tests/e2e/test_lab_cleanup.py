@@ -145,7 +145,7 @@ def test_crash_is_fully_cleaned_by_name(lab):
 
 
 def test_failed_build_leaves_no_trace(monkeypatch):
-    from deploy.lab import topology
+    from deploy.lab import netbuild
 
     name = unique_lab_name("fl")
     lab_down(name)
@@ -153,7 +153,7 @@ def test_failed_build_leaves_no_trace(monkeypatch):
     def broken(ns_path):
         raise naming.LabError("injected failure after the links exist")
 
-    monkeypatch.setattr(topology, "_bridge_nf", broken)
+    monkeypatch.setattr(netbuild, "_bridge_nf", broken)
     half = Lab(LabSpec(name=name, nodes=2, subnet="172.31.250.0/24"))
     try:
         with pytest.raises(naming.LabError, match="injected"):

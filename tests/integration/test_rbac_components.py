@@ -11,7 +11,7 @@ import asyncio
 import json
 
 from harness.control_plane import ApiServer
-from machinery import callmeta, kinds
+from machinery import callmeta, errors, kinds
 from machinery.client import Client
 from nodeagent.main import build_agent
 from scheduler.scheduler import Scheduler
@@ -95,9 +95,16 @@ async def _exercise(admin):
             return False
         return sum(len(s.addresses) for s in ep.subsets) == 4
     await until(endpoints, "Endpoints of the 4 pods")
-    d = await admin.get("Deployment", "web", "default")
-    d.spec.replicas = 1
-    await admin.update(d)
+    for _ in range(10):             # the deployment controller writes its status meanwhile
+        d = await admin.get("Deployment", "web", "default")
+        d.spec.replicas = 1
+        try:
+            await admin.update(d)
+            break
+        except errors.Conflict:
+            continue
+    else:
+        raise AssertionError("the Deployment kept changing under the scale-down")
 
     async def gone_to(n):
         pods, _ = await admin.list("Pod", "default")
