@@ -35,3 +35,12 @@ def test_one_member_on_loopback():
     assert f["--initial-cluster"] == "kllab=http://127.0.0.1:2380"
     assert f["--listen-client-urls"] == "http://127.0.0.1:2379"
     assert initial_cluster({"a": "http://h:1"}) == "a=http://h:1"
+
+
+def test_free_ports_are_below_the_ephemeral_range():
+    """Outgoing connections take ports from the ephemeral range: a port from
+    there can be gone by the time etcd or the apiserver binds it."""
+    from harness.process import ephemeral_low, free_port
+    ports = {free_port() for _ in range(50)}
+    assert all(1024 <= p < ephemeral_low() for p in ports)
+    assert len(ports) > 40                                   # random, not one port again and again
