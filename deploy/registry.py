@@ -29,6 +29,7 @@ import base64
 import ctypes
 import ctypes.util
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -37,6 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from machinery.errors import HostError
 
@@ -91,8 +93,30 @@ def htpasswd_line(user: str, password: str) -> str:
     return f"{user}:{hashed.decode()}"
 
 
+def ephemeral_low() -> int:
+    """The first port the kernel gives outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A free TCP port on `host` below the kernel's ephemeral range, so that no
+    outgoing connection of another process can take it between this check and
+    the bind of the process it is for (a port the kernel hands out with
+    bind(0) is in that range: etcd once failed 'address already in use' on
+    one). The lab and the test harness both pick their ports here."""
+    hi = ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, hi - 12_000), hi)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:      # that range is full: any free one
         s.bind((host, 0))
         return s.getsockname()[1]
 

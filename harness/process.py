@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import random
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
+
+from deploy.registry import ephemeral_low, free_port  # noqa: F401 - the one free-port picker, re-exported
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -25,33 +25,6 @@ def python_env(**extra: str) -> dict:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
-
-
-def ephemeral_low() -> int:
-    """The first port the kernel gives outgoing connections (ip_local_port_range)."""
-    try:
-        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port() -> int:
-    """A free TCP port below the kernel's ephemeral range, so that no outgoing
-    connection of another process can take it between this check and the
-    bind of the process it is for (a port the kernel handed out with bind(0)
-    is in that range: etcd once failed 'address already in use' on one)."""
-    hi = ephemeral_low()
-    for _ in range(200):
-        port = random.randrange(max(1024, hi - 12_000), hi)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:      # that range is full: any free one
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(pred, timeout: float, what: str, proc: "Process") -> None:
