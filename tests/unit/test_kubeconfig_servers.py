@@ -85,3 +85,18 @@ def test_a_joined_node_agent_kubeconfig_keeps_every_server():
     from machinery import certmanager
     doc = certmanager.kubeconfig_doc("https://10.0.0.2:6444", None, {}, ",".join(SERVERS))   # --apiserver a,b,c
     assert kubeconfig.grpc_server(doc["clusters"][0]["cluster"]) == ",".join(SERVERS)
+
+
+def test_the_real_kubectl_reads_a_kubeconfig_with_every_server(tmp_path):
+    """kubectl (pinned in the test extras) loads the HA kubeconfig: its
+    `server` is the one HTTPS URL and the kctl.dev/grpc extension survives."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+    kubectl = pathlib.Path(sys.executable).parent / "kubectl"
+    out = subprocess.run([str(kubectl), "--kubeconfig", str(write(tmp_path, SERVERS)), "config", "view",
+                          "-o", "json"], capture_output=True, text=True, timeout=60, check=True).stdout
+    cluster = json.loads(out)["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://10.0.0.2:6444"
+    assert cluster["extensions"][0]["extension"]["servers"] == SERVERS
