@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -26,11 +27,14 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespac
 
 CLIENT = r'''
 import socket, sys, time
-for _ in range(100):
+deadline = time.monotonic() + 60          # busybox's start on a loaded machine (CI runs VMs alongside)
+while True:
     try:
         s = socket.create_connection(("127.0.0.1", 8080), timeout=5)
         break
     except OSError:
+        if time.monotonic() > deadline:
+            raise
         time.sleep(0.05)
 s.sendall(b"GET / HTTP/1.0\r\nHost: roll\r\n\r\n")
 data = b""
@@ -38,6 +42,16 @@ while chunk := s.recv(4096):
     data += chunk
 print(repr(data))
 '''
+
+
+def own_netns(pid: int, timeout: float = 30.0) -> None:
+    """Wait until PID is in a network namespace of its own: ``unshare`` creates it after exec, and an
+    ``nsenter`` before that would enter this machine's namespace instead."""
+    mine = os.stat("/proc/self/ns/net").st_ino
+    deadline = time.monotonic() + timeout
+    while os.stat(f"/proc/{pid}/ns/net").st_ino == mine:
+        assert time.monotonic() < deadline, "unshare --net did not create a namespace"
+        time.sleep(0.01)
 
 
 def listen_backlog(netns_pid: int, port: int) -> int:
@@ -65,8 +79,11 @@ def test_the_served_app_listens_with_a_real_backlog_answers_200_and_stops_on_sig
     server = subprocess.Popen(["unshare", "--net", "--uts", "--fork", "--kill-child", "sh", "-c", script],
                               env={"PATH": "/bin:/usr/bin:/sbin:/usr/sbin", "SERVER": SERVER})
     try:
-        reply = subprocess.run(["nsenter", f"--net=/proc/{server.pid}/ns/net", sys.executable, "-c", CLIENT],
-                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        own_netns(server.pid)
+        run = subprocess.run(["nsenter", f"--net=/proc/{server.pid}/ns/net", sys.executable, "-c", CLIENT],
+                             capture_output=True, text=True, timeout=90)
+        assert run.returncode == 0, run.stderr
+        reply = run.stdout.strip()
         assert reply.startswith("b'HTTP/1.1 200 OK"), reply
         assert reply.endswith("roll-abc\\n'"), reply
         assert listen_backlog(server.pid, 8080) >= 9                   # nc -ll: 2
