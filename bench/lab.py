@@ -12,6 +12,9 @@ then:
    pod template: readiness probe, 50m/16Mi requests) created through the API;
    apply -> all N Running, and per pod "pod start" = the pod first seen in our
    watch (ADDED) -> first seen Running (scheduler + agent + image + runc);
+   then the same with the image already on every node (Kubernetes' pod
+   startup SLI excludes image pulls): scaled to 0, every pod gone, scaled
+   back to N -> all N Running ("warm");
 3. node kill: `kill_node(node2)` (`kctl lab kill-node`: link down, SIGKILL
    agent and containers); kill -> node2 NotReady, and kill -> N replicas
    Running+Ready on the other nodes again (NotReady + eviction timeout +
@@ -51,6 +54,7 @@ from deploy.lab import cluster, faults  # noqa: E402
 from deploy.lab.naming import LabError  # noqa: E402
 from machinery import codec  # noqa: E402
 from machinery.client import Client  # noqa: E402
+from machinery.errors import Conflict  # noqa: E402
 
 KILLED = "node2"
 
@@ -79,6 +83,19 @@ def deployment(replicas: int, toleration_seconds: int | None = None) -> dict:
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": toleration_seconds}
             for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")]
     return d
+
+
+async def scale(c: Client, replicas: int) -> None:
+    """Set the bench Deployment's spec.replicas (as `kctl scale`), retrying on a conflict."""
+    for _ in range(20):
+        d = await c.get("Deployment", "bench", "default")
+        d.spec.replicas = replicas
+        try:
+            await c.update(d)
+            return
+        except Conflict:
+            continue
+    raise LabError("could not scale the bench Deployment (conflicts)")
 
 
 def _ready(p) -> bool:
@@ -124,28 +141,50 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                     ready.setdefault(uid, now)
 
         watcher = asyncio.create_task(watch())
+
+        async def all_running(t0: float) -> set:
+            """The first REPLICAS pods created after t0 once all of them are Running."""
+            while time.monotonic() - t0 < timeout:
+                fresh = [u for u in running if seen[u] >= t0]
+                if len(fresh) >= replicas:
+                    return set(fresh[:replicas])
+                await asyncio.sleep(0.05)
+            raise LabError(f"only {sum(seen[u] >= t0 for u in running)}/{replicas} pods Running "
+                           f"after {timeout:.0f}s")
+
+        async def all_ready() -> None:
+            while time.monotonic() - t0 < 3 * timeout:
+                if sum(_ready(p) for p in pods.values()) >= replicas:
+                    return
+                await asyncio.sleep(0.05)
+            raise LabError(f"not all {replicas} pods Ready")
+
         try:
             t0 = time.monotonic()
             await c.create(codec.from_dict(deployment(replicas, toleration_seconds)))
-            first = set()
-            while time.monotonic() - t0 < timeout:
-                if len(running) >= replicas:
-                    first = set(list(running)[:replicas])
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise LabError(f"only {len(running)}/{replicas} pods Running after {timeout:.0f}s")
-            all_running = max(running[u] for u in first) - t0
+            first = await all_running(t0)
+            all_running_s = max(running[u] for u in first) - t0
             starts = [running[u] - seen[u] for u in first]
             apply_tl = {what: (min(d[u] for u in first) - t0, max(d[u] for u in first) - t0)
                         for what, d in (("created", seen), ("bound", bound), ("Running", running))}
             events, _ = await c.list("Event", "default")     # each fresh node pulls the image once
             pulls = [float(m.group(1)) for e in events if e.reason == "Pulled"
                      and (m := re.search(r" in ([0-9.]+)s$", e.message))]
-            while time.monotonic() - t0 < timeout:  # all Ready before the kill
-                if sum(_ready(p) for p in pods.values()) >= replicas:
-                    break
+            await all_ready()
+
+            # The same apply with the image on every node (Kubernetes' pod startup SLI excludes image
+            # pulls): scale to 0, wait until every pod is gone, scale back to REPLICAS.
+            await scale(c, 0)
+            while pods and time.monotonic() - t0 < 3 * timeout:
                 await asyncio.sleep(0.05)
+            t_warm = time.monotonic()
+            await scale(c, replicas)
+            warm = await all_running(t_warm)
+            warm_running_s = max(running[u] for u in warm) - t_warm
+            warm_starts = [running[u] - seen[u] for u in warm]
+            warm_tl = {what: (min(d[u] for u in warm) - t_warm, max(d[u] for u in warm) - t_warm)
+                       for what, d in (("created", seen), ("bound", bound), ("Running", running))}
+            await all_ready()
 
             t_kill = time.monotonic()
             await asyncio.to_thread(faults.kill_node, lab_name, KILLED)
@@ -170,7 +209,8 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                         "pods evicted (deletionTimestamp)": span(evicted, [u for u in evicted if evicted[u] > t_kill]),
                         "replacements created": span(seen, new), "replacements bound": span(bound, new),
                         "replacements Running": span(running, new), "replacements Ready": span(ready, new)}
-            return {"all_running": all_running, "starts": starts, "kill_cmd": kill_cmd,
+            return {"all_running": all_running_s, "starts": starts, "warm_running": warm_running_s,
+                    "warm_starts": warm_starts, "warm_timeline": warm_tl, "kill_cmd": kill_cmd,
                     "notready": notready, "back": back, "timeline": timeline, "apply_timeline": apply_tl,
                     "pull_max": max(pulls, default=float("nan")),
                     "running_to_ready": [ready[u] - running[u] for u in first if u in ready]}
@@ -244,16 +284,19 @@ def main() -> int:
               f"kill {KILLED} (node grace {cluster.NODE_GRACE:g}s + eviction {cluster.POD_EVICTION:g}s"
               + (f"; pods tolerate it {args.toleration_seconds}s" if args.toleration_seconds is not None else "")
               + ")")
-        print(f"{'trial':<6}{'up s':>7}{'all Running s':>15}{'start p50 ms':>14}{'p99 ms':>9}"
+        print(f"{'trial':<6}{'up s':>7}{'all Running s':>15}{'warm s':>8}{'start p50 ms':>14}{'p99 ms':>9}"
               f"{'NotReady s':>12}{'all Ready s':>13}")
         for i in range(1, args.trials + 1):
             r = trial(args.name, args.nodes, args.replicas, kubeconfig, args.toleration_seconds)
             results.append(r)
-            print(f"{i:<6}{r['up']:>7.2f}{r['all_running']:>15.2f}{pct(r['starts'], 50) * 1000:>14.0f}"
+            print(f"{i:<6}{r['up']:>7.2f}{r['all_running']:>15.2f}{r['warm_running']:>8.2f}"
+                  f"{pct(r['starts'], 50) * 1000:>14.0f}"
                   f"{pct(r['starts'], 99) * 1000:>9.0f}{r['notready']:>12.2f}{r['back']:>13.2f}", flush=True)
             print("       apply timeline, s after the create (first .. last pod): " + "; ".join(
                 f"{k} {a:.2f}..{b:.2f}" for k, (a, b) in r["apply_timeline"].items())
                 + f"; slowest image pull (Pulled event) {r['pull_max']:.2f}s", flush=True)
+            print("       warm apply (image on every node), s after the scale-up: " + "; ".join(
+                f"{k} {a:.2f}..{b:.2f}" for k, (a, b) in r["warm_timeline"].items()), flush=True)
             print("       failover timeline, s after the kill (first .. last pod): " + "; ".join(
                 f"{k} {a:.2f}..{b:.2f}" for k, (a, b) in r["timeline"].items()), flush=True)
     finally:
@@ -266,9 +309,12 @@ def main() -> int:
     worst = lambda key: max(r[key] for r in results)  # noqa: E731
     starts = [s for r in results for s in r["starts"]]
     to_ready = [s for r in results for s in r["running_to_ready"]]
+    warm_starts = [s for r in results for s in r["warm_starts"]]
     print(f"\nmedian (worst) over {len(results)} trial(s): lab up {med('up'):.2f}s ({worst('up'):.2f}); "
           f"apply -> {args.replicas} Running {med('all_running'):.2f}s ({worst('all_running'):.2f}); "
-          f"pod start p50 {pct(starts, 50) * 1000:.0f} ms, p99 {pct(starts, 99) * 1000:.0f} ms; "
+          f"with the image on every node {med('warm_running'):.2f}s ({worst('warm_running'):.2f}); "
+          f"pod start p50 {pct(starts, 50) * 1000:.0f} ms, p99 {pct(starts, 99) * 1000:.0f} ms "
+          f"(warm {pct(warm_starts, 50) * 1000:.0f}, {pct(warm_starts, 99) * 1000:.0f} ms); "
           f"Running -> Ready p50 {pct(to_ready, 50) * 1000:.0f} ms, p99 {pct(to_ready, 99) * 1000:.0f} ms; "
           f"kill -> NotReady {med('notready'):.2f}s ({worst('notready'):.2f}); "
           f"kill -> all Ready {med('back'):.2f}s ({worst('back'):.2f})")
@@ -276,6 +322,8 @@ def main() -> int:
           f"toleration_seconds={'none' if args.toleration_seconds is None else args.toleration_seconds} "
           f"lab_up_s={med('up'):.2f} lab_up_max_s={worst('up'):.2f} lab_up_internal_s={med('up_internal'):.2f} "
           f"apply_all_running_s={med('all_running'):.2f} image_pull_max_s={med('pull_max'):.2f} "
+          f"apply_warm_all_running_s={med('warm_running'):.2f} apply_warm_all_running_max_s={worst('warm_running'):.2f} "
+          f"warm_pod_start_p50_ms={pct(warm_starts, 50) * 1000:.0f} warm_pod_start_p99_ms={pct(warm_starts, 99) * 1000:.0f} "
           f"pod_start_p50_ms={pct(starts, 50) * 1000:.0f} pod_start_p99_ms={pct(starts, 99) * 1000:.0f} "
           f"running_to_ready_p50_ms={pct(to_ready, 50) * 1000:.0f} running_to_ready_p99_ms={pct(to_ready, 99) * 1000:.0f} "
           f"kill_notready_s={med('notready'):.2f} kill_notready_max_s={worst('notready'):.2f} "

