@@ -110,7 +110,21 @@ def kctl(cluster, *args: str, input: bytes | None = None, timeout: float = 60) -
 
 def kctl_popen(cluster, *args: str) -> subprocess.Popen:
     return subprocess.Popen([*_kctl_argv(), "--server", cluster.target, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=REPO, env=_env(), start_new_session=True)
+                            stderr=subprocess.PIPE, cwd=REPO, env={**_env(), "PYTHONFAULTHANDLER": "1"},
+                            start_new_session=True)
+
+
+def interrupted(proc: subprocess.Popen, timeout: float = 10) -> int:
+    """Ctrl-C (SIGINT) to kctl; its exit code. If it has not ended within `timeout`, SIGABRT makes
+    Python's faulthandler (PYTHONFAULTHANDLER, kctl_popen) print every thread's stack, and the
+    test fails with it."""
+    os.kill(proc.pid, signal.SIGINT)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGABRT)
+        _, err = proc.communicate(timeout=10)
+        pytest.fail(f"kctl still running {timeout:g}s after SIGINT; its stacks:\n{err.decode(errors='replace')}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -161,8 +175,7 @@ def test_logs_follow_gets_new_lines_and_stops_on_ctrl_c(cluster, node):
         assert seen[-1] > last + 3, seen                       # lines written after the call started
         assert seen == list(range(seen[0], seen[0] + len(seen)))   # in order, none lost
         assert seen[0] >= last                                 # --tail 1: no old history
-        os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(10) == 130
+        assert interrupted(proc) == 130
     finally:
         stop(proc)
 
@@ -219,8 +232,7 @@ def test_exec_cancel_reaches_the_agent(cluster, node):
     try:
         assert proc.stdout.readline() == b"started\n"
         assert _runc_execs("sleep 777")
-        os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(10) == 130
+        assert interrupted(proc) == 130
     finally:
         stop(proc)
     deadline = time.monotonic() + 10
