@@ -78,6 +78,15 @@ def _exclude(paths: set, ignored: set) -> set:
     return {p for p in paths if not any(p[:len(i)] == i for i in ignored)}
 
 
+def _without_ignored(obj: dict, ignored: set) -> dict:
+    """obj (shallow) without its ignored top-level fields (a status update's spec, an update's
+    status): what is under them is not compared at all rather than compared and then excluded."""
+    tops = [p[0][1] for p in ignored if len(p) == 1 and p[0][0] == "f"]
+    if not any(k in obj for k in tops):
+        return obj
+    return {k: v for k, v in obj.items() if k not in tops}
+
+
 def _without_managed_fields(obj: dict | None) -> dict:
     obj = copy.deepcopy(obj) if obj else {}
     meta = obj.get("metadata")
@@ -238,7 +247,9 @@ def _tracked(old: dict | None, new: dict, manager: str, operation: str, info: Ki
     old_obj = _read_only_without_managed_fields(old) if old is not None else _zero(info.message.DESCRIPTOR)
     new_obj = _read_only_without_managed_fields(new)
     managers.pop(CURRENT, None)
-    changed, _ = _update(old_obj, new_obj, managers, CURRENT, True, t, _ignored(info, subresource))
+    ignored = _ignored(info, subresource)
+    changed, _ = _update(_without_ignored(old_obj, ignored), _without_ignored(new_obj, ignored), managers, CURRENT,
+                         True, t, ignored)
     mine = changed - STRIP
     if mine:
         entry = mf.Entry(manager or "unknown", operation, info.api_version, subresource=subresource)

@@ -150,7 +150,7 @@ def equal(a, b) -> bool:
 
 def _same_shape(lhs, rhs, t: Type) -> bool:
     want = list if t.kind == "list" else dict
-    return all(v is _MISSING or isinstance(v, want) for v in (lhs, rhs))
+    return (lhs is _MISSING or isinstance(lhs, want)) and (rhs is _MISSING or isinstance(rhs, want))
 
 
 def _grouped(t: Type, lst) -> dict:
