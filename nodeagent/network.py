@@ -93,6 +93,9 @@ class Sandbox:
     veth_host: str
 
 
+LOOPBACK_IFINDEX = 1          # the kernel's: lo is the first device of every network namespace
+
+
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()
@@ -335,13 +338,13 @@ class NodeNetwork:
             self._make_netns(netns_path)
             ns_fd = os.open(netns_path, os.O_RDONLY)
             try:
-                self._ipr.link("add", ifname=veth, kind="veth",
-                               peer={"ifname": "eth0", "net_ns_fd": ns_fd, "address": "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))})  # MAC from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
-                hidx = self._link_index(veth)
                 br = self._link_index(self.bridge_name)
                 if br is None:
                     raise NetworkError(f"bridge {self.bridge_name} missing: setup() not run?")
-                self._ipr.link("set", index=hidx, master=br, state="up")
+                # one request: the veth pair, its host end on the bridge and up (`ip link add ... master BR up`)
+                self._ipr.link("add", ifname=veth, kind="veth", master=br, state="up",
+                               peer={"ifname": "eth0", "net_ns_fd": ns_fd, "address": "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))})  # MAC from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
+                hidx = self._link_index(veth)
                 self._ipr.brport("set", index=hidx, mode=1)  # IFLA_BRPORT_MODE: hairpin on
                 self._configure_inside(ns_fd, sb)
             finally:
@@ -377,8 +380,7 @@ class NodeNetwork:
         _setns(ns_fd)
         try:
             with IPRoute() as ipr:
-                lo = ipr.link_lookup(ifname="lo")[0]
-                ipr.link("set", index=lo, state="up")
+                ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
                 eth = ipr.link_lookup(ifname="eth0")[0]
                 ipr.addr("add", index=eth, address=sb.ip, prefixlen=sb.prefixlen)
                 ipr.link("set", index=eth, state="up")
