@@ -38,11 +38,13 @@ def service_account_user(namespace: str, name: str) -> str:
 
 
 def verb_matches(rule, verb: str) -> bool:
-    return any(v == ALL or v == verb for v in rule.verbs)
+    verbs = rule.verbs
+    return verb in verbs or ALL in verbs
 
 
 def api_group_matches(rule, group: str) -> bool:
-    return any(g == ALL or g == group for g in rule.api_groups)
+    groups = rule.api_groups
+    return group in groups or ALL in groups
 
 
 def resource_matches(rule, combined: str, subresource: str) -> bool:
