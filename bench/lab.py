@@ -14,7 +14,10 @@ then:
    watch (ADDED) -> first seen Running (scheduler + agent + image + runc);
    then the same with the image already on every node (Kubernetes' pod
    startup SLI excludes image pulls): scaled to 0, every pod gone, scaled
-   back to N -> all N Running ("warm");
+   back to N -> all N Running ("warm"), with the CPU the whole machine
+   spent meanwhile (/proc/stat) and each lab process's share (its own and
+   its waited-for children's, /proc/PID/stat): the CPU-seconds divided by
+   the cores is the shortest this apply could take on this machine;
 3. node kill: `kill_node(node2)` (`kctl lab kill-node`: link down, SIGKILL
    agent and containers); kill -> node2 NotReady, and kill -> N replicas
    Running+Ready on the other nodes again (NotReady + eviction timeout +
@@ -57,6 +60,7 @@ from machinery.client import Client  # noqa: E402
 from machinery.errors import Conflict  # noqa: E402
 
 KILLED = "node2"
+CORES = os.cpu_count() or 1
 
 
 def deployment(replicas: int, toleration_seconds: int | None = None) -> dict:
@@ -96,6 +100,38 @@ async def scale(c: Client, replicas: int) -> None:
         except Conflict:
             continue
     raise LabError("could not scale the bench Deployment (conflicts)")
+
+
+def _machine_busy() -> float:
+    """CPU-seconds this machine spent not idle since boot (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU-seconds of a process and of its waited-for children (utime stime cutime cstime)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(lab_name: str) -> tuple[float, dict[str, float]]:
+    """(machine busy CPU-s, {lab process: its CPU-s}) now; the lab's processes from its state."""
+    from deploy.lab import naming
+    from deploy.lab.state import StateStore
+    per = {}
+    for name, rec in (StateStore(naming.state_dir(lab_name)).load().get("procs") or {}).items():
+        if rec.get("pid") and not name.startswith("supervisor"):
+            try:
+                per[name] = _proc_cpu(rec["pid"])
+            except (OSError, ValueError):
+                pass
+    return _machine_busy(), per
+
+
+def cpu_used(before: tuple[float, dict], after: tuple[float, dict]) -> tuple[float, dict[str, float]]:
+    return after[0] - before[0], {n: after[1][n] - before[1][n] for n in after[1] if n in before[1]}
 
 
 def _ready(p) -> bool:
@@ -177,9 +213,11 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
             await scale(c, 0)
             while pods and time.monotonic() - t0 < 3 * timeout:
                 await asyncio.sleep(0.05)
+            cpu_before = cpu_snapshot(lab_name)
             t_warm = time.monotonic()
             await scale(c, replicas)
             warm = await all_running(t_warm)
+            warm_cpu = cpu_used(cpu_before, cpu_snapshot(lab_name))
             warm_running_s = max(running[u] for u in warm) - t_warm
             warm_starts = [running[u] - seen[u] for u in warm]
             warm_tl = {what: (min(d[u] for u in warm) - t_warm, max(d[u] for u in warm) - t_warm)
@@ -210,7 +248,7 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                         "replacements created": span(seen, new), "replacements bound": span(bound, new),
                         "replacements Running": span(running, new), "replacements Ready": span(ready, new)}
             return {"all_running": all_running_s, "starts": starts, "warm_running": warm_running_s,
-                    "warm_starts": warm_starts, "warm_timeline": warm_tl, "kill_cmd": kill_cmd,
+                    "warm_starts": warm_starts, "warm_timeline": warm_tl, "warm_cpu": warm_cpu, "kill_cmd": kill_cmd,
                     "notready": notready, "back": back, "timeline": timeline, "apply_timeline": apply_tl,
                     "pull_max": max(pulls, default=float("nan")),
                     "running_to_ready": [ready[u] - running[u] for u in first if u in ready]}
@@ -297,6 +335,13 @@ def main() -> int:
                 + f"; slowest image pull (Pulled event) {r['pull_max']:.2f}s", flush=True)
             print("       warm apply (image on every node), s after the scale-up: " + "; ".join(
                 f"{k} {a:.2f}..{b:.2f}" for k, (a, b) in r["warm_timeline"].items()), flush=True)
+            busy, per = r["warm_cpu"]
+            top = sorted(per.items(), key=lambda kv: -kv[1])
+            print(f"       warm apply CPU: machine {busy:.2f} CPU-s = {busy / args.replicas * 1000:.0f} ms per pod "
+                  f"= {busy / CORES:.2f} s of all {CORES} cores; per pod: " + ", ".join(
+                      f"{n} {v / args.replicas * 1000:.1f}" for n, v in top if v > 0)
+                  + f", the rest (conmon, runc, containers, kernel, others) "
+                  f"{(busy - sum(per.values())) / args.replicas * 1000:.1f} ms", flush=True)
             print("       failover timeline, s after the kill (first .. last pod): " + "; ".join(
                 f"{k} {a:.2f}..{b:.2f}" for k, (a, b) in r["timeline"].items()), flush=True)
     finally:
@@ -312,7 +357,8 @@ def main() -> int:
     warm_starts = [s for r in results for s in r["warm_starts"]]
     print(f"\nmedian (worst) over {len(results)} trial(s): lab up {med('up'):.2f}s ({worst('up'):.2f}); "
           f"apply -> {args.replicas} Running {med('all_running'):.2f}s ({worst('all_running'):.2f}); "
-          f"with the image on every node {med('warm_running'):.2f}s ({worst('warm_running'):.2f}); "
+          f"with the image on every node {med('warm_running'):.2f}s ({worst('warm_running'):.2f}), "
+          f"which used {statistics.median(r['warm_cpu'][0] for r in results) / CORES:.2f}s of all {CORES} cores; "
           f"pod start p50 {pct(starts, 50) * 1000:.0f} ms, p99 {pct(starts, 99) * 1000:.0f} ms "
           f"(warm {pct(warm_starts, 50) * 1000:.0f}, {pct(warm_starts, 99) * 1000:.0f} ms); "
           f"Running -> Ready p50 {pct(to_ready, 50) * 1000:.0f} ms, p99 {pct(to_ready, 99) * 1000:.0f} ms; "
@@ -324,6 +370,8 @@ def main() -> int:
           f"apply_all_running_s={med('all_running'):.2f} image_pull_max_s={med('pull_max'):.2f} "
           f"apply_warm_all_running_s={med('warm_running'):.2f} apply_warm_all_running_max_s={worst('warm_running'):.2f} "
           f"warm_pod_start_p50_ms={pct(warm_starts, 50) * 1000:.0f} warm_pod_start_p99_ms={pct(warm_starts, 99) * 1000:.0f} "
+          f"warm_cpu_per_pod_ms={statistics.median(r['warm_cpu'][0] for r in results) / args.replicas * 1000:.0f} "
+          f"warm_cpu_floor_s={statistics.median(r['warm_cpu'][0] for r in results) / CORES:.2f} cores={CORES} "
           f"pod_start_p50_ms={pct(starts, 50) * 1000:.0f} pod_start_p99_ms={pct(starts, 99) * 1000:.0f} "
           f"running_to_ready_p50_ms={pct(to_ready, 50) * 1000:.0f} running_to_ready_p99_ms={pct(to_ready, 99) * 1000:.0f} "
           f"kill_notready_s={med('notready'):.2f} kill_notready_max_s={worst('notready'):.2f} "
