@@ -1,6 +1,6 @@
 """Node-side pod start latency (bound -> Running) next to a bare ``runc run``, in one run.
 
-    sudo .venv/bin/python bench/pod_start.py [--pods 30]
+    sudo .venv/bin/python bench/pod_start.py [--pods 30] [--no-seccomp-default]
 
 Sets up what the node agent integration tests use (harness.nodes.NodeCluster):
 a root-ns bridge on a free 169.254.x.0/24, etcd + kctl-apiserver and a
@@ -17,7 +17,11 @@ Then:
 4. baseline: ``bench.runc_raw.measure_bare_runc(N)`` — ``runc run true`` of a
    busybox rootfs with the same OCI spec generator, no agent/conmon/overlay/netns;
    and ``measure_bare_runc_burst(N)`` — N of them at once: containers per second
-   this machine manages right now, the raw limit next to the burst's pods/s.
+   this machine manages right now, the raw limit next to the burst's pods/s;
+   and ``runc run true`` with the RuntimeDefault seccomp profile the agent
+   gives every container that names none (security on by default; the
+   kubelet's own default is Unconfined): runc compiles that filter with
+   libseccomp at every start, a cost the plain baseline does not have.
 
 Prints a table and ends with ``RESULT key=value ...``.  Everything it started
 is stopped by PID and removed on the way out.  Needs root.
@@ -129,7 +133,7 @@ async def amain(args) -> dict:
     work = pathlib.Path(tempfile.mkdtemp(prefix="kctlbench-podstart-"))
     try:
         with NodeCluster(work, images={"busybox:latest": "library/busybox:latest"}) as env:
-            node = env.add_node("bench")
+            node = env.add_node("bench", extra=[] if args.seccomp_default else ["--no-seccomp-default"])
             async with Client(env.target, timeout=30, credentials=env.apiserver.credentials) as api:
                 return await measure(api, node, args.pods)
     finally:
@@ -139,12 +143,18 @@ async def amain(args) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pods", type=int, default=30)
+    p.add_argument("--seccomp-default", action=argparse.BooleanOptionalAction, default=True,
+                   help="the agent's default (RuntimeDefault for containers that name no profile); "
+                        "--no-seccomp-default runs it with Unconfined, the kubelet's own default")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
     res = asyncio.run(amain(args))
     runc = measure_bare_runc(args.pods)
+    from nodeagent.seccomp import runtime_default
+    from nodeagent.security import DEFAULT_CAPS
+    runc_seccomp = measure_bare_runc(args.pods, seccomp=runtime_default(list(DEFAULT_CAPS)))
     runc_burst = measure_bare_runc_burst(args.pods)
     seq, burst = res["seq"], res["burst"]
     rate = args.pods / res["burst_elapsed"]
@@ -153,11 +163,14 @@ def main() -> int:
     print(f"{'pod bound -> Running (sequential)':34} {p50:9.1f} {p99:9.1f}")
     print(f"{'pod bound -> Running (burst)':34} {pct(burst, 50):9.1f} {pct(burst, 99):9.1f}")
     print(f"{'bare runc run (true)':34} {runc['p50_ms']:9.1f} {runc['p99_ms']:9.1f}")
-    print(f"ratio pod/runc p50: {p50 / runc['p50_ms']:.1f}x   burst: {args.pods} pods in "
+    print(f"{'  the same, RuntimeDefault seccomp':34} {runc_seccomp['p50_ms']:9.1f} {runc_seccomp['p99_ms']:9.1f}")
+    print(f"ratio pod/runc p50: {p50 / runc['p50_ms']:.1f}x (to runc with the seccomp profile "
+          f"{p50 / runc_seccomp['p50_ms']:.1f}x)   burst: {args.pods} pods in "
           f"{res['burst_elapsed']:.2f}s = {rate:.1f} pods/s on one node; {args.pods} bare runc run at "
           f"once: {runc_burst['per_s']:.1f}/s (pods/runc {rate / runc_burst['per_s']:.2f})")
-    print(f"RESULT pods={args.pods} pod_start_p50_ms={p50:.1f} pod_start_p99_ms={p99:.1f} "
+    print(f"RESULT pods={args.pods} seccomp_default={str(args.seccomp_default).lower()} pod_start_p50_ms={p50:.1f} pod_start_p99_ms={p99:.1f} "
           f"runc_p50_ms={runc['p50_ms']:.1f} runc_p99_ms={runc['p99_ms']:.1f} ratio_p50={p50 / runc['p50_ms']:.2f} "
+          f"runc_seccomp_p50_ms={runc_seccomp['p50_ms']:.1f} ratio_p50_seccomp={p50 / runc_seccomp['p50_ms']:.2f} "
           f"burst_p50_ms={pct(burst, 50):.1f} burst_p99_ms={pct(burst, 99):.1f} pods_per_s={rate:.2f} "
           f"runc_burst_per_s={runc_burst['per_s']:.1f} ratio_burst={rate / runc_burst['per_s']:.2f}")
     return 0

@@ -50,8 +50,10 @@ def _percentile(sorted_vals: list[float], q: float) -> float:
     return sorted_vals[idx]
 
 
-def measure_bare_runc(n: int = 20, rootfs: str | os.PathLike | None = None) -> dict:
-    """Run ``runc run`` of ``true`` n times; return latency stats in milliseconds."""
+def measure_bare_runc(n: int = 20, rootfs: str | os.PathLike | None = None, seccomp: dict | None = None) -> dict:
+    """Run ``runc run`` of ``true`` n times; return latency stats in milliseconds.  ``seccomp``: an
+    OCI linux.seccomp the container gets (e.g. nodeagent.seccomp.runtime_default(...), which the
+    node agent gives every container that names no profile), None: none."""
     from nodeagent.ocispec import build_spec  # the exact spec the runtime uses
     from nodeagent.runtime import ContainerConfig
 
@@ -67,7 +69,7 @@ def measure_bare_runc(n: int = 20, rootfs: str | os.PathLike | None = None) -> d
             for i in range(n):
                 cid = f"{parent}-{i}"
                 cfg = ContainerConfig(id=cid, name=cid, rootfs=str(rfs), args=["true"],
-                                      readonly_rootfs=True)
+                                      readonly_rootfs=True, seccomp=seccomp)
                 spec = build_spec(cfg, str(rfs), f"/{parent}/{cid}")
                 (bundle / "config.json").write_text(json.dumps(spec))
                 t0 = time.perf_counter()
