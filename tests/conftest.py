@@ -16,6 +16,12 @@ authenticate as kubernetes-admin (system:masters) against any apiserver a
 test starts; `apiserver.credentials` / `apiserver.kubeconfig` are the same
 credentials explicitly.
 
+A run started with SIGINT ignored (a background job of a non-interactive
+shell, `cmd &`) would pass that on to every child it starts, and a kctl
+child then ignores Ctrl-C (Python keeps an inherited SIG_IGN):
+`pytest_configure` gives the run Python's own SIGINT handler back, so the
+children start with SIGINT at its default, as from a terminal.
+
 All are function-scoped (each test gets its own etcd), and every process
 is stopped by its PID when the test ends, whatever happened.
 
@@ -33,8 +39,11 @@ from harness.control_plane import ApiServer, Etcd
 
 def pytest_configure(config):
     import os
+    import signal
 
     from harness import pki
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:       # inherited: see the module's docstring
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ["KUBECONFIG"] = str(pki.session().admin)
     config.addinivalue_line("markers", "apiserver_args(*args): extra kctl-apiserver flags for the apiserver fixture")
 
