@@ -53,11 +53,12 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
 from deploy.lab import cluster, faults  # noqa: E402
 from deploy.lab.naming import LabError  # noqa: E402
+from kubectlish.edit import mutate_object  # noqa: E402
 from machinery import codec  # noqa: E402
 from machinery.client import Client  # noqa: E402
-from machinery.errors import Conflict  # noqa: E402
 
 KILLED = "node2"
 CORES = os.cpu_count() or 1
@@ -90,30 +91,9 @@ def deployment(replicas: int, toleration_seconds: int | None = None) -> dict:
 
 
 async def scale(c: Client, replicas: int) -> None:
-    """Set the bench Deployment's spec.replicas (as `kctl scale`), retrying on a conflict."""
-    for _ in range(20):
-        d = await c.get("Deployment", "bench", "default")
-        d.spec.replicas = replicas
-        try:
-            await c.update(d)
-            return
-        except Conflict:
-            continue
-    raise LabError("could not scale the bench Deployment (conflicts)")
-
-
-def _machine_busy() -> float:
-    """CPU-seconds this machine spent not idle since boot (/proc/stat: all but idle and iowait)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    """CPU-seconds of a process and of its waited-for children (utime stime cutime cstime)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    """Set the bench Deployment's spec.replicas as `kctl` sets a field: get, change, update, again on
+    a conflict (kubectlish.edit.mutate_object)."""
+    await mutate_object(c, "Deployment", "bench", "default", lambda d: setattr(d.spec, "replicas", replicas))
 
 
 def cpu_snapshot(lab_name: str) -> tuple[float, dict[str, float]]:
@@ -124,10 +104,10 @@ def cpu_snapshot(lab_name: str) -> tuple[float, dict[str, float]]:
     for name, rec in (StateStore(naming.state_dir(lab_name)).load().get("procs") or {}).items():
         if rec.get("pid") and not name.startswith("supervisor"):
             try:
-                per[name] = _proc_cpu(rec["pid"])
+                per[name] = cpu_seconds(rec["pid"], children=True)
             except (OSError, ValueError):
                 pass
-    return _machine_busy(), per
+    return machine_busy(), per
 
 
 def cpu_used(before: tuple[float, dict], after: tuple[float, dict]) -> tuple[float, dict[str, float]]:

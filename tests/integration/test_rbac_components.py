@@ -11,7 +11,8 @@ import asyncio
 import json
 
 from harness.control_plane import ApiServer
-from machinery import callmeta, errors, kinds
+from kubectlish.edit import mutate_object
+from machinery import callmeta, kinds
 from machinery.client import Client
 from nodeagent.main import build_agent
 from scheduler.scheduler import Scheduler
@@ -95,16 +96,8 @@ async def _exercise(admin):
             return False
         return sum(len(s.addresses) for s in ep.subsets) == 4
     await until(endpoints, "Endpoints of the 4 pods")
-    for _ in range(10):             # the deployment controller writes its status meanwhile
-        d = await admin.get("Deployment", "web", "default")
-        d.spec.replicas = 1
-        try:
-            await admin.update(d)
-            break
-        except errors.Conflict:
-            continue
-    else:
-        raise AssertionError("the Deployment kept changing under the scale-down")
+    # the deployment controller writes its status meanwhile: get, change, update, again on a conflict
+    await mutate_object(admin, "Deployment", "web", "default", lambda d: setattr(d.spec, "replicas", 1))
 
     async def gone_to(n):
         pods, _ = await admin.list("Pod", "default")
