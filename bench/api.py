@@ -38,7 +38,8 @@ from harness.control_plane import ControlPlane  # noqa: E402
 from harness.objects import new_object  # noqa: E402
 from harness.process import free_port  # noqa: E402
 from machinery import codec  # noqa: E402
-from bench.fanout import cpu_seconds, print_fanout, run_fanout  # noqa: E402
+from bench.fanout import print_fanout, run_fanout  # noqa: E402
+from bench.proccpu import cpu_seconds  # noqa: E402
 
 
 def pct(samples: list[float], p: float) -> float:

@@ -45,6 +45,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from bench.proccpu import cpu_seconds
+
 NAMESPACES = 10
 
 
@@ -237,12 +239,6 @@ def open_loop(port: int, wires: list[bytes], duration: float, rate: float) -> tu
                 pass
     sock.close()
     return latencies, i, len(pending)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:

@@ -27,6 +27,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench.proccpu import cpu_seconds  # noqa: E402
+
 PROCS = 4              # watcher processes
 CHANNELS = 4           # gRPC channels per watcher process
 NAMESPACE = "fanout"
@@ -138,14 +140,6 @@ def _collect(procs, out, starts: dict[str, float], watchers: int) -> dict[str, f
     each = [(t - starts[name]) * 1000 for name in complete for t in merged[name]]
     return {"all_p50": pct(all_seen, 50), "all_p99": pct(all_seen, 99), "each_p50": pct(each, 50),
             "each_p99": pct(each, 99), "complete": len(complete)}
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process (0 without one)."""
-    if not pid:
-        return 0.0
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: int = 20,
