@@ -7,7 +7,9 @@ How a container starts (design §4):
    to the container); with a plain rootfs dir, that dir is used as is.
 2. ``config.json`` comes from ``ocispec.build_spec`` (runc's own defaults plus
    what the pod asks for); ``meta.json`` keeps the ContainerConfig and labels so
-   a later agent can re-adopt the container (``list()``).
+   a later agent can re-adopt the container (``list()``), all but the seccomp
+   profile, which is config.json's ``linux.seccomp`` (~15 KB that every
+   ``list()`` would parse again).
 3. ``conmon`` runs ``runc create`` in a session of its own (the container
    outlives the agent) and reports the PID on its sync pipe (nodeagent/conmon.py).
 4. ``runc --root ROOT/runc start ID``.  conmon stays the container's parent,
@@ -57,7 +59,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -178,7 +180,7 @@ class Runtime(RuntimeState):
             raise ContainerRuntimeError("ContainerConfig needs layers or rootfs")
         spec = ocispec.build_spec(cfg, str(rootfs), f"/{self.cgroup_parent}/{cfg.id}")
         (d / "config.json").write_text(json.dumps(spec))
-        meta = {"config": asdict(cfg), "created_at": time.time()}
+        meta = {"config": _config_record(cfg), "created_at": time.time()}
         (d / "meta.json").write_text(json.dumps(meta))
         pid = await run_conmon(d, cfg.id, [
             "--api-version", "1", "-c", cfg.id, "-u", cfg.id, "-n", cfg.name or cfg.id,
@@ -326,3 +328,11 @@ def _mount_overlay(d: Path, layers: list[str]) -> Path:
         err = ctypes.get_errno()
         raise ContainerRuntimeError(f"overlay mount {rootfs}: {os.strerror(err)}")
     return rootfs
+
+
+def _config_record(cfg: ContainerConfig) -> dict:
+    """meta.json's copy of a ContainerConfig: every field but the seccomp profile (what
+    asdict() gives, without deep-copying that profile's ~350 syscall names)."""
+    rec = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "seccomp"}
+    rec["mounts"] = [asdict(m) if is_dataclass(m) else m for m in cfg.mounts]
+    return rec

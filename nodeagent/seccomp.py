@@ -15,10 +15,21 @@ OCI `linux.seccomp` object runc loads.
 Localhost profiles are files under the agent's seccomp root
 (`<root-dir>/seccomp`, the kubelet's `<root-dir>/seccomp`), named by the
 relative `localhostProfile`; they may be written in either format.
+
+One departure from moby's resolution, for speed: runc compiles the filter
+with libseccomp at every container start, and x32's share of that is ~4-5 ms
+of CPU per container here (bench/README.md).  On x86_64 a profile's archMap
+adds x86 and x32; when this kernel has no x32 ABI (`CONFIG_X86_X32_ABI`
+unset, or Debian's `syscall.x32=n`), x32 is left out: no x32 program can
+run on such a kernel anyway.  The one difference a container can see: an x32
+system call (number | 0x40000000) from a 64-bit program is then refused by
+the filter (SIGSYS) where the kernel would have answered ENOSYS.  Profiles
+that list `architectures` themselves are used as written.
 """
 from __future__ import annotations
 
 import copy
+import ctypes
 import functools
 import json
 import os
@@ -46,6 +57,19 @@ def _version(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
+X32_SYSCALL_BIT = 0x40000000
+X32_GETPID = X32_SYSCALL_BIT + 39
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_has_x32() -> bool:
+    """Whether this kernel runs x32 system calls: x32's getpid from this (64-bit) process
+    answers our PID, or fails with ENOSYS on a kernel without the x32 ABI."""
+    if platform.machine() != "x86_64":
+        return False
+    return ctypes.CDLL(None, use_errno=True).syscall(X32_GETPID) == os.getpid()
+
+
 @functools.lru_cache(maxsize=1)
 def _default_profile() -> dict:
     with open(DEFAULT_PROFILE) as f:
@@ -66,9 +90,11 @@ def _applies(rule: dict, caps: set[str], arch: str, kernel: tuple[int, int]) -> 
 
 
 def resolve(profile: dict, caps: list[str], machine: str | None = None,
-            kernel: tuple[int, int] | None = None) -> dict:
+            kernel: tuple[int, int] | None = None, x32: bool | None = None) -> dict:
     """The OCI linux.seccomp object of a (Docker- or OCI-format) profile for a container
-    holding `caps`, on this node's architecture and kernel."""
+    holding `caps`, on this node's architecture and kernel (`x32`: whether that kernel runs
+    x32 system calls; default: this kernel's answer)."""
+    x32 = kernel_has_x32() if x32 is None else x32
     machine = machine or platform.machine()
     kernel = kernel or _kernel()
     arch, held = GOARCH.get(machine, machine), set(caps)
@@ -81,7 +107,8 @@ def resolve(profile: dict, caps: list[str], machine: str | None = None,
         native = NATIVE_ARCH.get(machine, "")
         for entry in profile["archMap"]:
             if entry["architecture"] == native:
-                out["architectures"] = [native, *(entry.get("subArchitectures") or [])]
+                out["architectures"] = [native, *(a for a in entry.get("subArchitectures") or ()
+                                                  if x32 or a != "SCMP_ARCH_X32")]
     rules = []
     for rule in profile.get("syscalls") or []:
         if not _applies(rule, held, arch, kernel):
