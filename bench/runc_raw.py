@@ -83,9 +83,10 @@ def measure_bare_runc(n: int = 20, rootfs: str | os.PathLike | None = None, secc
     return _stats(times)
 
 
-def measure_bare_runc_burst(n: int = 30) -> dict:
+def measure_bare_runc_burst(n: int = 30, seccomp: dict | None = None) -> dict:
     """Start n ``runc run`` of ``true`` at once (own bundle each); containers per second from the
-    first start to the last exit: the machine's own limit for a burst of pods on one node."""
+    first start to the last exit: the machine's own limit for a burst of pods on one node.
+    ``seccomp`` as for measure_bare_runc."""
     from nodeagent.ocispec import build_spec
     from nodeagent.runtime import ContainerConfig
 
@@ -97,7 +98,8 @@ def measure_bare_runc_burst(n: int = 30) -> dict:
         try:
             for i in range(n):
                 cid = f"{parent}-{i}"
-                cfg = ContainerConfig(id=cid, name=cid, rootfs=str(rfs), args=["true"], readonly_rootfs=True)
+                cfg = ContainerConfig(id=cid, name=cid, rootfs=str(rfs), args=["true"], readonly_rootfs=True,
+                                      seccomp=seccomp)
                 (tmp_path / cid).mkdir()
                 (tmp_path / cid / "config.json").write_text(json.dumps(build_spec(cfg, str(rfs), f"/{parent}/{cid}")))
             t0 = time.perf_counter()
