@@ -19,11 +19,14 @@ driven without a running agent); ``close()`` stops it with the agent.
 
 ``env()`` is ``{}`` when the Service does not exist (the container starts
 without the variables, as before).  Before the first list is in the cache it
-waits for it, at most ``SYNC_TIMEOUT`` (the kubelet's ``serviceHasSynced``
-check, which refuses to build env without it); on timeout it returns None,
-and building the container's env then fails with the kubelet's
-``services have not yet been read at least once, cannot construct envvars``
-(CreateContainerConfigError; the pod worker tries again on a later step).
+waits for it, until ``SYNC_TIMEOUT`` after the informer started (the
+kubelet's ``serviceHasSynced`` check, which refuses to build env without
+it); past that it returns None at once, without waiting — so pods do not
+each block a sync step while the list keeps failing — and building the
+container's env fails with the kubelet's ``services have not yet been read
+at least once, cannot construct envvars`` (CreateContainerConfigError and a
+``Failed`` event; the pod worker tries again on a later step, and the
+informer keeps retrying its list with back-off).
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ class MasterServiceEnv:
         self.sync_timeout = sync_timeout
         self.informer: Informer | None = None
         self._task: asyncio.Task | None = None
+        self._deadline = 0.0                                      # loop time: stop waiting for the list
+        self._warned = False
         self._memo: tuple[object, dict[str, str]] = (None, {})   # (cached Service, its env)
 
     def start(self) -> None:
@@ -56,7 +61,9 @@ class MasterServiceEnv:
             return
         self.informer = Informer(self.client, core_pb2.Service, namespace=NAMESPACE,
                                  field_selector=f"metadata.name={NAME}")
-        self._task = asyncio.create_task(self.informer.run(), name=f"watch-Service-{NAMESPACE}/{NAME}")
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.sync_timeout
+        self._task = loop.create_task(self.informer.run(), name=f"watch-Service-{NAMESPACE}/{NAME}")
         self._task.add_done_callback(_log_end)
 
     def close(self) -> None:
@@ -65,16 +72,21 @@ class MasterServiceEnv:
             self._task = None
 
     async def env(self) -> dict[str, str] | None:
-        """The variables (shared: read-only), {} without the Service, None if the cache
-        could not be filled within sync_timeout."""
+        """The variables (shared: read-only), {} without the Service, None while the cache
+        was not filled within sync_timeout of the informer's start."""
         self.start()
         informer = self.informer
         if not informer.has_synced():
+            left = self._deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return None
             try:
-                await asyncio.wait_for(informer.wait_synced(), self.sync_timeout)
+                await asyncio.wait_for(informer.wait_synced(), left)
             except asyncio.TimeoutError:
-                log.warning("service %s/%s not listed within %gs; container env waits", NAMESPACE, NAME,
-                            self.sync_timeout)
+                if not self._warned:
+                    self._warned = True
+                    log.warning("service %s/%s not listed within %gs of the watch's start; containers "
+                                "wait for it", NAMESPACE, NAME, self.sync_timeout)
                 return None
         svc = informer.get(NAMESPACE, NAME)
         if svc is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from machinery import errors, kinds
 from machinery.fakeclient import FakeClient
 from nodeagent.fake_runtime import FakeRuntime
@@ -104,6 +106,10 @@ async def test_an_unlisted_service_cache_is_a_container_config_error_until_it_li
     message = "services have not yet been read at least once, cannot construct envvars"
     assert rec.cid is None and (rec.waiting_reason, rec.waiting_message) == ("CreateContainerConfigError", message)
     assert ("Failed", f"Error: {message}") in agent.recorder.seen
+    pending = agent.master_service.env()                        # past the bound: None at once, no waiting
+    with pytest.raises(StopIteration) as answered:
+        pending.send(None)
+    assert answered.value.value is None
     agent.client.clear_failures()                               # the informer's retry lists it
     await asyncio.wait_for(agent.master_service.informer.wait_synced(), 30)
     await sync.sync_pod()
