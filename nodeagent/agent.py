@@ -15,7 +15,8 @@
    informer (routes to other nodes' pod CIDRs), the pod informer (field
    selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced
    (a deleted local-path volume's data is removed by the binder's helper pod,
-   localpath.py); objects pods use: configwatch.py;
+   localpath.py); objects pods use: configwatch.py; the `kubernetes` Service
+   for pods' env is watched from agent start to stop (masterservice.py);
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
    CIDR is known, a ``Proxier`` fed by a Service and an EndpointSlice informer
    (all namespaces); both informers and ``proxier.run()`` are named tasks of
@@ -54,6 +55,7 @@ from nodeagent import metrics, podspec, volumes
 from nodeagent.configwatch import ConfigWatch
 from nodeagent.drain import DrainBarrier
 from nodeagent.lease import NodeLease
+from nodeagent.masterservice import MasterServiceEnv
 from nodeagent.noderegistration import (AGENT_ENDPOINT_ANNOTATION, VERSION, NodeRegistration,  # noqa: F401
                                         machine_capacity, subtract)  # (re-exported)
 from nodeagent.podfiles import DnsConfigurer
@@ -101,6 +103,7 @@ class Agent(NodeRegistration):
                                lambda: self.proxier.applied_rv if self.proxier is not None else 0)
         self.recorder = EventRecorder(client, "kctl-nodeagent", node_name)
         self.config_watch = ConfigWatch(client)     # ConfigMaps/Secrets our pods use (configwatch.py)
+        self.master_service = MasterServiceEnv(client)   # default/kubernetes for pods' env (masterservice.py)
         self.workers: dict[str, PodWorker] = {}
         self._worker_tasks: set[asyncio.Task] = set()
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -123,6 +126,7 @@ class Agent(NodeRegistration):
         self.pod_informer = Informer(self.client, core_pb2.Pod, field_selector=f"spec.nodeName={self.node_name}")
         self.pod_informer.add_handler(on_add=self._dispatch, on_update=lambda o, n: self._dispatch(n),
                                       on_delete=self._pod_deleted)
+        self.master_service.start()       # listed before the first pod needs it; closed below
         try:
             await run_tasks({
                 f"{self.node_name}/events": self.recorder.run(),
@@ -136,6 +140,7 @@ class Agent(NodeRegistration):
                 t.cancel()
             if self._worker_tasks:
                 await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+            self.master_service.close()
             if self.network is not None:
                 self.network.close()
 

@@ -3,8 +3,10 @@
 
 Order: the image's Env, then the `kubernetes` Service's variables
 (``KUBERNETES_SERVICE_HOST``/``_PORT`` and the Docker-link ``KUBERNETES_PORT*``
-ones, ``service_env``: what in-cluster clients read; other Services' links
-are not injected yet), then ``envFrom`` sources in order (each key with the
+ones, ``service_env``: what in-cluster clients read, kept by a watch in
+nodeagent/masterservice.py; ``Sources.service_env`` None — that watch has not
+listed yet — is the kubelet's ``services have not yet been read at least
+once`` error; other Services' links are not injected yet), then ``envFrom`` sources in order (each key with the
 source's ``prefix``; a key that is not a valid variable name is skipped and
 reported with the kubelet's InvalidEnvironmentVariableNames event), then
 ``env`` in order — a later name wins.  ``env`` values expand ``$(VAR)``
@@ -47,7 +49,8 @@ class Sources:
     secrets: dict = field(default_factory=dict)
     claims: dict[str, tuple[str, str]] = field(default_factory=dict)  # volume -> (PV path, hostPath type)
     tokens: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (audience, expirationSeconds) -> token
-    service_env: dict[str, str] = field(default_factory=dict)    # KUBERNETES_SERVICE_HOST and friends
+    service_env: dict[str, str] | None = field(default_factory=dict)  # KUBERNETES_SERVICE_HOST and friends;
+    #                                                                     None: not listed yet (masterservice.py)
     events: list[tuple[str, str, str]] = field(default_factory=list)    # (type, reason, message)
 
     def config_map(self, ns: str, name: str, optional: bool):
@@ -188,6 +191,8 @@ def build_env(pod: core_pb2.Pod, c: core_pb2.Container, image_env, host_ip: str,
               sources: Sources | None = None) -> list[str]:
     """NAME=value strings for the container (see module docstring)."""
     sources = sources if sources is not None else Sources()
+    if sources.service_env is None:
+        raise ContainerConfigError("services have not yet been read at least once, cannot construct envvars")
     env: dict[str, str] = {}
     for kv in image_env:
         k, _, v = kv.partition("=")

@@ -4,7 +4,8 @@
 gathers the ConfigMaps/Secrets the pod refers to (watched, so a change
 wakes the worker: nodeagent/configwatch.py), the ServiceAccount tokens of
 its projected volumes (nodeagent/tokens.py: requested, cached, refreshed
-with a wake-up), the `kubernetes` Service's env vars (read once) and its claims' volume paths
+with a wake-up), the `kubernetes` Service's env vars (from the agent's watch of it,
+nodeagent/masterservice.py) and its claims' volume paths
 (read from the API until every claim is bound, then kept),
 then sets the volumes up (nodeagent/volumes.py; hollow nodes write no
 files but reach the same verdicts).  It returns the ``Sources`` the containers' env and mounts
@@ -18,7 +19,7 @@ Every ``USAGE_INTERVAL`` it measures the disk emptyDirs that have a
 message (``Usage of EmptyDir volume "x" exceeds the limit "1Mi". ``), and
 the pod worker fails the pod with reason Evicted (memory emptyDirs cannot
 exceed theirs: the tmpfs is that size).
-``close(pod_dir)`` stops the watches and unmounts the pod's tmpfs volumes.
+``close(pod_dir)`` stops the pod's watches and unmounts the pod's tmpfs volumes.
 """
 from __future__ import annotations
 
@@ -28,22 +29,12 @@ import time
 from machinery.pb import core_pb2
 from nodeagent import volumes
 from nodeagent.configwatch import ConfigWatch
-from machinery import errors
-from nodeagent.envvars import Sources, service_env
+from nodeagent.masterservice import MasterServiceEnv
+from nodeagent.envvars import Sources
 from nodeagent.errors import VolumeSetupError
 from nodeagent.tokens import PodTokens, key_of
 
 log = logging.getLogger("kctl.nodeagent.volumes")
-MASTER_SERVICE = ("kubernetes", "default")
-
-
-async def kubernetes_service_env(client) -> dict[str, str]:
-    """KUBERNETES_SERVICE_HOST/PORT (and the Docker-link names) of default/kubernetes, which
-    the kubelet gives every container so in-cluster clients find the API; {} without it."""
-    try:
-        return service_env(await client.get("Service", *MASTER_SERVICE))
-    except errors.NotFound:
-        return {}
 
 USAGE_INTERVAL = 10.0          # seconds between measurements of disk emptyDirs with a sizeLimit
 
@@ -60,7 +51,9 @@ class PodVolumes:
         self.evicted = ""                    # the eviction message once an emptyDir exceeded its sizeLimit
         self._next_usage_check = 0.0
         self.tokens = PodTokens(agent.client, wake)   # projected ServiceAccount tokens, refreshed
-        self.service_env: dict | None = None          # default/kubernetes as env vars, read once per pod
+        master = getattr(agent, "master_service", None)   # the agent's one watch of default/kubernetes
+        self._own_master = master is None                 # (an agent-less worker watches for itself)
+        self.master: MasterServiceEnv = master if master is not None else MasterServiceEnv(agent.client)
 
     async def sync(self, pod: core_pb2.Pod, pod_dir: str, pod_ip: str) -> Sources | None:
         try:
@@ -68,9 +61,7 @@ class PodVolumes:
             if self.claims is None and any(v.HasField("persistent_volume_claim") for v in pod.spec.volumes):
                 self.claims = await volumes.claim_paths(self.agent.client, pod)
             sources.claims = self.claims or {}
-            if self.service_env is None:
-                self.service_env = await kubernetes_service_env(self.agent.client)
-            sources.service_env = self.service_env
+            sources.service_env = await self.master.env()      # from the watch's cache, no request
             for v in pod.spec.volumes:
                 for p in v.projected.sources:
                     if p.HasField("service_account_token"):
@@ -100,5 +91,7 @@ class PodVolumes:
     def close(self, pod_dir: str) -> None:
         self.watch.forget(self.uid)
         self.tokens.close()
+        if self._own_master:
+            self.master.close()
         if not self.agent.fake:
             volumes.teardown(pod_dir)
