@@ -1,4 +1,4 @@
-"""Pod networking for the node agent: bridge, per-pod netns + veth, IPAM, host-gw routes.
+"""Pod networking for the node agent: bridge, per-pod netns + veth, host-gw routes.
 
 Picture (one node)::
 
@@ -29,11 +29,10 @@ drive a node netns without ``ip netns exec`` (design §4: that also remounts
 
 Why the sandbox is built from inside the worker thread instead of with
 ``IPRoute(netns=NAME)``: the latter forks a helper process per open (~12 ms,
-design §4).  Instead the worker thread ``unshare(CLONE_NEWNET)``s to create the
-pod netns, bind-mounts ``/proc/thread-self/ns/net`` on ``/var/run/netns/NAME``
-(``/proc/self`` would name the *main thread's* netns), ``setns()``es back, and
-later visits the pod netns with ``setns()`` to configure lo/eth0/route with a
-short-lived in-thread ``IPRoute()`` (a socket, no fork).
+design §4).  Instead the worker thread creates the pod netns with
+``unshare(CLONE_NEWNET)`` + a bind mount (nodeagent/netns.py), ``setns()``es
+back, and later visits the pod netns with ``setns()`` to configure
+lo/eth0/route with a short-lived in-thread ``IPRoute()`` (a socket, no fork).
 
 Sysctls: ``/proc/sys/net/*`` files follow the netns of the thread that opens
 them, so ``ip_forward`` and ``bridge-nf-call-iptables`` are written from the
@@ -43,18 +42,14 @@ netns start with ip_forward=0).
 Measured here (2 cores, kernel 6.18): create_sandbox (netns, veth, address,
 routes, hairpin) ~18 ms median, under 50 ms at the tail; no helper process.
 
-IPAM: one file per allocated IP under ``state_dir/ipam/`` whose content is the
-owner (pod UID).  A file is claimed with ``os.link(tmp, final)``, which like
-``O_CREAT|O_EXCL`` fails with EEXIST if the IP is already taken, and in
-addition guarantees the owner is already written when the name appears.  The
-files survive agent restarts, so an IP is never handed out twice.
+Pod IPs come from nodeagent/ipam.py (a file per IP under ``state_dir/ipam/``,
+claimed without locks, surviving restarts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import errno
 import hashlib
 import ipaddress
@@ -68,18 +63,13 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nodeagent.errors import IPAMExhausted, NetworkError
+from nodeagent.errors import NetworkError
+from nodeagent.ipam import IPAM
+from nodeagent.netns import NETNS_RUN_DIR, make_netns, remove_netns, setns, write_sysctl
 
-NETNS_RUN_DIR = "/var/run/netns"
 RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
-CLONE_NEWNET = 0x40000000
-MS_BIND = 4096
-MS_REC = 16384
-MS_SHARED = 1 << 20
-MNT_DETACH = 2
 SANDBOX_THREADS = 4  # sandboxes built in parallel (a burst of pods on one node)
-
-_libc = ctypes.CDLL(None, use_errno=True)
+LOOPBACK_IFINDEX = 1          # the kernel's: lo is the first device of every network namespace
 
 
 @dataclass(frozen=True)
@@ -91,109 +81,6 @@ class Sandbox:
     prefixlen: int
     gateway: str
     veth_host: str
-
-
-LOOPBACK_IFINDEX = 1          # the kernel's: lo is the first device of every network namespace
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _setns(fd: int) -> None:
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
-
-
-def _write_sysctl(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
-
-
-def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(data)
-    os.replace(tmp, path)
-
-
-def write_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
-                    nameservers: list[str] | None = None, searches: list[str] | None = None,
-                    host_aliases: dict[str, list[str]] | None = None) -> dict[str, str]:
-    """Write etc/hosts, etc/hostname and etc/resolv.conf for a pod into POD_DIR/etc.
-
-    Returns {container path: host path}, ready to be bind-mounted read-only.
-    """
-    etc = Path(pod_dir) / "etc"
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"{pod_ip}\t{hostname}"]
-    for ip, names in (host_aliases or {}).items():
-        hosts.append(f"{ip}\t{' '.join(names)}")
-    resolv = [f"nameserver {ns}" for ns in (nameservers or [])]
-    if searches:
-        resolv.append("search " + " ".join(searches))
-    resolv.append("options ndots:5")
-    files = {"/etc/hosts": "\n".join(hosts) + "\n", "/etc/hostname": hostname + "\n",
-             "/etc/resolv.conf": "\n".join(resolv) + "\n"}
-    out = {}
-    try:
-        etc.mkdir(parents=True, exist_ok=True)
-        for cpath, text in files.items():
-            host = etc / Path(cpath).name
-            _atomic_write(host, text)
-            out[cpath] = str(host)
-    except OSError as exc:
-        raise NetworkError(f"pod files in {etc}: {exc}") from exc
-    return out
-
-
-class IPAM:
-    """File-per-IP allocator for one CIDR (network, gateway and broadcast are never handed out)."""
-
-    def __init__(self, cidr: str, state_dir: str | os.PathLike):
-        self.net = ipaddress.ip_network(cidr)
-        self.gateway = self.net.network_address + 1
-        self.dir = Path(state_dir) / "ipam"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def list_allocations(self) -> dict[str, str]:
-        """{ip: owner} of every allocated address."""
-        out = {}
-        for p in self.dir.iterdir():
-            if not p.name.startswith("."):
-                try:
-                    out[p.name] = p.read_text().strip()
-                except FileNotFoundError:
-                    continue        # released by a sandbox thread meanwhile
-        return out
-
-    def owned_by(self, owner: str) -> list[str]:
-        return [ip for ip, o in self.list_allocations().items() if o == owner]
-
-    def allocate(self, owner: str) -> str:
-        existing = self.owned_by(owner)
-        if existing:
-            return existing[0]
-        tmp = self.dir / f".claim-{os.getpid()}-{hashlib.sha1(owner.encode()).hexdigest()[:8]}"
-        tmp.write_text(owner + "\n")
-        try:
-            for host in self.net.hosts():
-                if host == self.gateway:
-                    continue
-                try:
-                    os.link(tmp, self.dir / str(host))
-                    return str(host)
-                except FileExistsError:
-                    continue
-        finally:
-            tmp.unlink(missing_ok=True)
-        raise IPAMExhausted(f"no free IP in {self.net}")
-
-    def release(self, owner: str) -> list[str]:
-        released = self.owned_by(owner)
-        for ip in released:
-            (self.dir / ip).unlink(missing_ok=True)
-        return released
 
 
 class NodeNetwork:
@@ -232,7 +119,7 @@ class NodeNetwork:
             path = self.node_netns if "/" in self.node_netns else f"{NETNS_RUN_DIR}/{self.node_netns}"
             fd = os.open(path, os.O_RDONLY)
             try:
-                _setns(fd)
+                setns(fd)
             finally:
                 os.close(fd)
         self._tls.node_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -275,9 +162,9 @@ class NodeNetwork:
         if self.gateway not in have:
             ipr.addr("add", index=idx, address=self.gateway, prefixlen=self.pod_cidr.prefixlen)
         ipr.link("set", index=idx, state="up")
-        _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         try:
-            _write_sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables", "1")
+            write_sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables", "1")
         except FileNotFoundError as exc:
             raise NetworkError("br_netfilter not loaded: /proc/sys/net/bridge missing") from exc
 
@@ -335,7 +222,7 @@ class NodeNetwork:
         ip = self.ipam.allocate(pod_uid)
         sb = Sandbox(pod_uid, netns_name, netns_path, ip, self.pod_cidr.prefixlen, self.gateway, veth)
         try:
-            self._make_netns(netns_path)
+            make_netns(netns_path, self._node_fd)
             ns_fd = os.open(netns_path, os.O_RDONLY)
             try:
                 br = self._link_index(self.bridge_name)
@@ -355,29 +242,8 @@ class NodeNetwork:
             raise
         return sb
 
-    def _make_netns(self, path: str) -> None:
-        """Create a named netns the way iproute2 does, from this thread only."""
-        os.makedirs(NETNS_RUN_DIR, exist_ok=True)
-        rundir = NETNS_RUN_DIR.encode()
-        # iproute2's dance: make the run dir a shared mount (bind it on itself first if
-        # it is not a mount point yet) so netns mounts propagate to other mount namespaces.
-        if _libc.mount(b"none", rundir, b"none", MS_SHARED | MS_REC, None) != 0:
-            _check(_libc.mount(rundir, rundir, b"none", MS_BIND | MS_REC, None), "bind rundir")
-            _check(_libc.mount(b"none", rundir, b"none", MS_SHARED | MS_REC, None), "share rundir")
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-        try:
-            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-            try:
-                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none",
-                                   MS_BIND, None), f"bind netns {path}")
-            finally:
-                _setns(self._node_fd)
-        except BaseException:
-            os.unlink(path)
-            raise
-
     def _configure_inside(self, ns_fd: int, sb: Sandbox) -> None:
-        _setns(ns_fd)
+        setns(ns_fd)
         try:
             with IPRoute() as ipr:
                 ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
@@ -386,7 +252,7 @@ class NodeNetwork:
                 ipr.link("set", index=eth, state="up")
                 ipr.route("add", dst="0.0.0.0/0", gateway=sb.gateway)
         finally:
-            _setns(self._node_fd)
+            setns(self._node_fd)
 
     async def delete_sandbox(self, pod_uid: str) -> None:
         """Delete netns, veth and the pod's IP; a no-op for parts already gone."""
@@ -401,13 +267,7 @@ class NodeNetwork:
             except NetlinkError as exc:
                 if exc.code != errno.ENODEV:
                     raise
-        path = f"{NETNS_RUN_DIR}/{netns_name}"
-        if os.path.exists(path):
-            _libc.umount2(path.encode(), MNT_DETACH)
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        remove_netns(f"{NETNS_RUN_DIR}/{netns_name}")
         self.ipam.release(pod_uid)
         self._record_path(pod_uid).unlink(missing_ok=True)
 

@@ -9,7 +9,10 @@ import os
 import pytest
 
 from nodeagent.errors import IPAMExhausted, NetworkError
-from nodeagent.network import IPAM, NETNS_RUN_DIR, RTPROT_KCTL, NodeNetwork, write_pod_files
+from nodeagent.ipam import IPAM
+from nodeagent.netns import NETNS_RUN_DIR
+from nodeagent.network import RTPROT_KCTL, NodeNetwork
+from nodeagent.podfiles import write_plain_pod_files
 
 from .conftest import needs_root, in_netns, leftovers, ping, sh
 
@@ -188,8 +191,8 @@ async def test_two_nodes_pod_to_pod_via_host_gw_routes(make_netns, make_node_net
     assert "10.250.12.0/24" not in in_netns(_node(na), "ip", "route").stdout
 
 
-def test_write_pod_files(tmp_path):
-    files = write_pod_files(tmp_path / "pod", "web-0", "10.250.1.7", ["10.96.0.10"],
+def test_write_plain_pod_files(tmp_path):
+    files = write_plain_pod_files(tmp_path / "pod", "web-0", "10.250.1.7", ["10.96.0.10"],
                             ["default.svc.cluster.local", "svc.cluster.local"])
     assert set(files) == {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
     hosts = open(files["/etc/hosts"]).read()
