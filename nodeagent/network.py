@@ -14,7 +14,7 @@ namespace of the thread that opened it.  Node-level operations (bridge,
 sysctls, routes) run in ONE dedicated worker thread (a single-thread
 executor), so they are serialised; sandboxes of different pods are built and
 removed by a small pool of ``SANDBOX_THREADS`` threads in parallel (most of a
-sandbox's ~20-40 ms is kernel work — netns, veth — with the GIL released; one
+sandbox's wall time is kernel work — netns, veth — with the GIL released; one
 thread made a burst of 30 pods wait ~1.2 s in line, bench/README.md).  Each
 thread has its own netlink handle and node-netns fd (thread-local); a pod's
 sandbox is only ever touched by its one pod worker, and the IPAM claims IPs
@@ -31,16 +31,30 @@ Why the sandbox is built from inside the worker thread instead of with
 ``IPRoute(netns=NAME)``: the latter forks a helper process per open (~12 ms,
 design §4).  Instead the worker thread creates the pod netns with
 ``unshare(CLONE_NEWNET)`` + a bind mount (nodeagent/netns.py), ``setns()``es
-back, and later visits the pod netns with ``setns()`` to configure
-lo/eth0/route with a short-lived in-thread ``IPRoute()`` (a socket, no fork).
+back, and later visits the pod netns with ``setns()`` and a short-lived
+in-thread ``IPRoute()`` (a socket, no fork; the thread's own handle stays bound
+to the node netns, where it was opened, and keeps working there).  From
+inside it sets lo up, creates the veth pair — ``eth0`` with ifindex 2 (a fresh
+netns holds only lo) and up, its peer, the host end, in the node netns — and
+adds eth0's address and the default route.  Then the node handle puts the
+host end on the bridge (ifindex remembered from setup()) and up, and turns
+hairpin on, both by name.  pyroute2 spends ~0.2-0.4 ms of Python per request,
+so the requests are counted: 6 per sandbox, no lookups (11 before,
+bench/README.md).  A fresh pod (no record, no netns file) skips the clean-up of
+an earlier attempt: the veth pair is made after the netns and inside it, and
+a delete removes the record last, so there is nothing to clean; a host end
+that outlived its netns anyway (netns file removed by hand) makes the create
+fail with EEXIST, and is deleted and the create repeated once.
 
 Sysctls: ``/proc/sys/net/*`` files follow the netns of the thread that opens
 them, so ``ip_forward`` and ``bridge-nf-call-iptables`` are written from the
 worker thread, i.e. in the node netns (both are per-netns on this kernel; new
 netns start with ip_forward=0).
 
-Measured here (2 cores, kernel 6.18): create_sandbox (netns, veth, address,
-routes, hairpin) ~18 ms median, under 50 ms at the tail; no helper process.
+Measured here (2 cores, kernel 6.18, bench/sandbox.py): create_sandbox ~5 ms
+wall and ~4.5-5 ms CPU (~2.7 of it user) per sandbox; delete_sandbox ~31 ms
+wall (the kernel waits for RCU grace periods when it removes the veth) but
+~2 ms CPU; no helper process.
 
 Pod IPs come from nodeagent/ipam.py (a file per IP under ``state_dir/ipam/``,
 claimed without locks, surviving restarts).
@@ -70,6 +84,7 @@ from nodeagent.netns import NETNS_RUN_DIR, make_netns, remove_netns, setns, writ
 RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
 SANDBOX_THREADS = 4  # sandboxes built in parallel (a burst of pods on one node)
 LOOPBACK_IFINDEX = 1          # the kernel's: lo is the first device of every network namespace
+ETH0_IFINDEX = 2              # a pod's eth0, created with this index in its fresh netns (only lo there)
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,7 @@ class NodeNetwork:
             max_workers=SANDBOX_THREADS, thread_name_prefix=f"sb-{bridge_name}", initializer=self._thread_init)
         self._tls = threading.local()      # each worker thread's netlink handle and node-netns fd
         self._handles: list[tuple[IPRoute, int]] = []   # every thread's, closed by close()
+        self._bridge_idx: int | None = None  # the bridge's ifindex in the node netns, set by setup()
 
     @property
     def _ipr(self) -> IPRoute:
@@ -158,6 +174,7 @@ class NodeNetwork:
         if idx is None:
             ipr.link("add", ifname=self.bridge_name, kind="bridge")
             idx = self._link_index(self.bridge_name)
+        self._bridge_idx = idx
         have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
         if self.gateway not in have:
             ipr.addr("add", index=idx, address=self.gateway, prefixlen=self.pod_cidr.prefixlen)
@@ -218,38 +235,65 @@ class NodeNetwork:
             sb = Sandbox(**json.loads(rec.read_text()))
             if os.path.exists(sb.netns_path) and self._link_index(sb.veth_host) is not None:
                 return sb
-        self._delete_sandbox(pod_uid)  # partial leftovers of an earlier attempt
+        if rec.exists() or os.path.lexists(netns_path):
+            # partial leftovers of an earlier attempt.  Without record and netns there are none:
+            # the veth pair is made inside the netns after it, delete removes the record last.
+            self._delete_sandbox(pod_uid)
         ip = self.ipam.allocate(pod_uid)
         sb = Sandbox(pod_uid, netns_name, netns_path, ip, self.pod_cidr.prefixlen, self.gateway, veth)
         try:
+            self._bridge_index()                 # no bridge, no netns
             make_netns(netns_path, self._node_fd)
             ns_fd = os.open(netns_path, os.O_RDONLY)
             try:
-                br = self._link_index(self.bridge_name)
-                if br is None:
-                    raise NetworkError(f"bridge {self.bridge_name} missing: setup() not run?")
-                # one request: the veth pair, its host end on the bridge and up (`ip link add ... master BR up`)
-                self._ipr.link("add", ifname=veth, kind="veth", master=br, state="up",
-                               peer={"ifname": "eth0", "net_ns_fd": ns_fd, "address": "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))})  # MAC from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
-                hidx = self._link_index(veth)
-                self._ipr.brport("set", index=hidx, mode=1)  # IFLA_BRPORT_MODE: hairpin on
                 self._configure_inside(ns_fd, sb)
             finally:
                 os.close(ns_fd)
+            self._attach_host_end(veth)
             rec.write_text(json.dumps({**asdict(sb)}))
         except BaseException:
             self._delete_sandbox(pod_uid)
             raise
         return sb
 
+    def _bridge_index(self, refresh: bool = False) -> int:
+        """The bridge's ifindex, remembered from setup() (looked up again if asked or unknown)."""
+        if refresh or self._bridge_idx is None:
+            self._bridge_idx = self._link_index(self.bridge_name)
+            if self._bridge_idx is None:
+                raise NetworkError(f"bridge {self.bridge_name} missing: setup() not run?")
+        return self._bridge_idx
+
+    def _attach_host_end(self, veth: str) -> None:
+        """The veth's host end onto the bridge and up, then hairpin on (a bridge port option,
+        IFLA_BRPORT_MODE, so a second request once it is a port); both by name, no lookup."""
+        try:
+            self._ipr.link("set", ifname=veth, master=self._bridge_index(), state="up")
+        except NetlinkError as exc:            # the bridge was re-created since: its index changed
+            if exc.code not in (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP):
+                raise
+            self._ipr.link("set", ifname=veth, master=self._bridge_index(refresh=True), state="up")
+        self._ipr.link("set", ifname=veth, kind="bridge_slave", mode=1)
+
     def _configure_inside(self, ns_fd: int, sb: Sandbox) -> None:
+        """From inside the fresh pod netns: lo up, the veth pair (eth0 here with ifindex 2 — the
+        netns holds only lo=1 — and up; its peer, the host end, made in the node netns), eth0's
+        address and the default route.  The thread's own netlink socket stays in the node netns."""
+        mac = "0a:58:" + ":".join(f"{int(o):02x}" for o in sb.ip.split("."))  # from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
         setns(ns_fd)
         try:
             with IPRoute() as ipr:
                 ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
-                eth = ipr.link_lookup(ifname="eth0")[0]
-                ipr.addr("add", index=eth, address=sb.ip, prefixlen=sb.prefixlen)
-                ipr.link("set", index=eth, state="up")
+                eth0 = {"ifname": "eth0", "index": ETH0_IFINDEX, "state": "up", "address": mac, "kind": "veth",
+                        "peer": {"ifname": sb.veth_host, "net_ns_fd": self._node_fd}}
+                try:
+                    ipr.link("add", **eth0)
+                except NetlinkError as exc:      # a host end of that name outlived its netns (removed by hand?)
+                    if exc.code != errno.EEXIST:
+                        raise
+                    self._delete_veth(sb.veth_host)
+                    ipr.link("add", **eth0)
+                ipr.addr("add", index=ETH0_IFINDEX, address=sb.ip, prefixlen=sb.prefixlen)
                 ipr.route("add", dst="0.0.0.0/0", gateway=sb.gateway)
         finally:
             setns(self._node_fd)
@@ -260,16 +304,18 @@ class NodeNetwork:
 
     def _delete_sandbox(self, pod_uid: str) -> None:
         netns_name, veth = self._names(pod_uid)
-        idx = self._link_index(veth)
-        if idx is not None:
-            try:
-                self._ipr.link("del", index=idx)
-            except NetlinkError as exc:
-                if exc.code != errno.ENODEV:
-                    raise
+        self._delete_veth(veth)
         remove_netns(f"{NETNS_RUN_DIR}/{netns_name}")
         self.ipam.release(pod_uid)
         self._record_path(pod_uid).unlink(missing_ok=True)
+
+    def _delete_veth(self, veth: str) -> None:
+        """Delete a veth pair by its host end's name (a no-op if there is none)."""
+        try:
+            self._ipr.link("del", ifname=veth)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise
 
     def get_sandbox(self, pod_uid: str) -> Sandbox | None:
         """The recorded sandbox of a pod (e.g. to re-adopt it after an agent restart)."""
@@ -297,6 +343,7 @@ class NodeNetwork:
 
     def _del_bridge(self) -> None:
         idx = self._link_index(self.bridge_name)
+        self._bridge_idx = None
         if idx is not None:
             self._ipr.link("del", index=idx)
 

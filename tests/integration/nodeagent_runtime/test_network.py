@@ -60,6 +60,68 @@ async def test_two_sandboxes_on_one_bridge_ping_each_other(node_netns, node_net)
     assert leftovers(net=node_net, node_netns=node_netns) == []
 
 
+def _links(netns: str) -> dict[str, str]:
+    """{ifname: its `ip -o -d link` line} of a netns."""
+    out = in_netns(netns, "ip", "-o", "-d", "link").stdout
+    return {ln.split(":")[1].strip().split("@")[0]: ln for ln in out.splitlines()}
+
+
+async def test_the_pods_eth0_is_ifindex_2_up_with_its_mac_address_and_route(node_netns, node_net):
+    sb = await node_net.create_sandbox("pod-e", "e")
+    eth0 = in_netns(sb.netns_path, "ip", "-o", "link", "show", "eth0").stdout
+    assert eth0.startswith("2: eth0@") and ",UP," in eth0 and "LOWER_UP" in eth0
+    assert "link/ether 0a:58:" + ":".join(f"{int(o):02x}" for o in sb.ip.split(".")) in eth0
+    assert set(_links(sb.netns_path)) == {"lo", "eth0"}
+    assert f"inet {sb.ip}/24" in in_netns(sb.netns_path, "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert "default via 10.250.1.1 dev eth0" in in_netns(sb.netns_path, "ip", "route").stdout
+    host = _links(_node(node_netns))[sb.veth_host]
+    assert "master kctltbr0" in host and ",UP," in host and "hairpin on" in host
+    r = ping(sb.netns_path, sb.gateway)
+    assert r.returncode == 0, r.stdout + r.stderr
+    await node_net.delete_sandbox("pod-e")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+async def test_leftovers_of_a_crashed_attempt_are_replaced(node_netns, node_net):
+    """A crash can leave the pod's netns (made first) or, if its netns file was removed by
+    hand, a host-end veth of the pod's name, without a sandbox record: create_sandbox still
+    builds a complete sandbox, and nothing of the old parts stays."""
+    netns_name, veth = node_net._names("pod-c1")
+    stale = f"{NETNS_RUN_DIR}/{netns_name}"
+    sh("ip", "netns", "add", netns_name)
+    sh("ip", "-n", netns_name, "link", "add", "stale0", "type", "veth", "peer", "name", "stale1")
+    sb = await node_net.create_sandbox("pod-c1")
+    assert sb.netns_path == stale and set(_links(stale)) == {"lo", "eth0"}   # a new netns
+    _, veth2 = node_net._names("pod-c2")
+    in_netns(_node(node_netns), "ip", "link", "add", veth2, "type", "veth", "peer", "name", "kctlxpeer",
+             check=True)
+    sb2 = await node_net.create_sandbox("pod-c2")
+    links = _links(_node(node_netns))
+    assert "kctlxpeer" not in links and "master kctltbr0" in links[sb2.veth_host]
+    r = ping(sb.netns_path, sb2.ip)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for uid in ("pod-c1", "pod-c2"):
+        await node_net.delete_sandbox(uid)
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+async def test_a_bridge_recreated_after_setup_is_found_again(node_netns, node_net):
+    """The bridge's ifindex is remembered from setup(); a bridge deleted and made again (new
+    index) is looked up again, a missing one is a NetworkError that leaves nothing behind."""
+    node = _node(node_netns)
+    in_netns(node, "ip", "link", "del", "kctltbr0", check=True)
+    in_netns(node, "ip", "link", "add", "kctltbr0", "type", "bridge", check=True)
+    in_netns(node, "ip", "link", "set", "kctltbr0", "up", check=True)
+    sb = await node_net.create_sandbox("pod-r")
+    assert "master kctltbr0" in _links(node)[sb.veth_host]
+    await node_net.delete_sandbox("pod-r")
+    in_netns(node, "ip", "link", "del", "kctltbr0", check=True)
+    with pytest.raises(NetworkError, match="bridge kctltbr0 missing"):
+        await node_net.create_sandbox("pod-r2")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+    await node_net.setup()
+
+
 async def test_a_burst_of_sandboxes_is_built_in_parallel_threads(node_netns, node_net):
     """Sandboxes of different pods are created concurrently (several worker threads, each with
     its own netlink handle in the node netns): every one complete, distinct IPs, all removed."""
