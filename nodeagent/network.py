@@ -52,9 +52,9 @@ worker thread, i.e. in the node netns (both are per-netns on this kernel; new
 netns start with ip_forward=0).
 
 Measured here (2 cores, kernel 6.18, bench/sandbox.py): create_sandbox ~5 ms
-wall and ~4.5-5 ms CPU (~2.7 of it user) per sandbox; delete_sandbox ~31 ms
+wall and ~4-4.5 ms CPU (~2.5-3 of it user) per sandbox; delete_sandbox ~31 ms
 wall (the kernel waits for RCU grace periods when it removes the veth) but
-~2 ms CPU; no helper process.
+~1.7 ms CPU; no helper process.
 
 Pod IPs come from nodeagent/ipam.py (a file per IP under ``state_dir/ipam/``,
 claimed without locks, surviving restarts).

@@ -188,6 +188,27 @@ def test_ipam_file_per_ip(tmp_path):
     assert ipam.list_allocations() == {}
 
 
+def test_ipam_finds_an_owners_ip_after_a_crash_and_in_an_older_state_dir(tmp_path):
+    """The owner's claim file links its IP files; a state dir written before those existed
+    (IP files only) gets them at start, and a claim left by a crash holds no IP."""
+    old = tmp_path / "ipam"
+    old.mkdir()
+    (old / "10.250.6.3").write_text("old-pod\n")       # an older agent's allocation
+    ipam = IPAM("10.250.6.0/29", tmp_path)
+    assert ipam.owned_by("old-pod") == ["10.250.6.3"]
+    assert ipam.allocate("old-pod") == "10.250.6.3"
+    assert ipam.allocate("new-pod") == "10.250.6.2"      # the lowest free address
+    # a crash after the claim file was written, before the link: no IP, and allocate goes on
+    ipam.owners.joinpath(ipam._key("crashed")).write_text("crashed\n")
+    assert ipam.owned_by("crashed") == []
+    assert ipam.allocate("crashed") == "10.250.6.4"
+    assert IPAM("10.250.6.0/29", tmp_path).list_allocations() == \
+        {"10.250.6.2": "new-pod", "10.250.6.3": "old-pod", "10.250.6.4": "crashed"}
+    for owner in ("old-pod", "new-pod", "crashed"):
+        ipam.release(owner)
+    assert ipam.list_allocations() == {} and list(ipam.owners.iterdir()) == []
+
+
 def test_ipam_concurrent_allocators_never_share_an_ip(tmp_path):
     """Four allocators (as if four agent processes) race on one state dir."""
     from concurrent.futures import ThreadPoolExecutor
