@@ -16,7 +16,8 @@ executor), so they are serialised; sandboxes of different pods are built and
 removed by a small pool of ``SANDBOX_THREADS`` threads in parallel (most of a
 sandbox's wall time is kernel work — netns, veth — with the GIL released; one
 thread made a burst of 30 pods wait ~1.2 s in line, bench/README.md).  Each
-thread has its own netlink handle and node-netns fd (thread-local); a pod's
+thread has its own netlink handles (an ``IPRoute`` and a plain socket) and
+node-netns fd (thread-local); a pod's
 sandbox is only ever touched by its one pod worker, and the IPAM claims IPs
 with ``os.link`` (below), so they need no locks.  The public methods are
 ``async`` and simply hop onto a thread, so the agent's event loop never
@@ -31,30 +32,35 @@ Why the sandbox is built from inside the worker thread instead of with
 ``IPRoute(netns=NAME)``: the latter forks a helper process per open (~12 ms,
 design §4).  Instead the worker thread creates the pod netns with
 ``unshare(CLONE_NEWNET)`` + a bind mount (nodeagent/netns.py), ``setns()``es
-back, and later visits the pod netns with ``setns()`` and a short-lived
-in-thread ``IPRoute()`` (a socket, no fork; the thread's own handle stays bound
-to the node netns, where it was opened, and keeps working there).  From
-inside it sets lo up, creates the veth pair — ``eth0`` with ifindex 2 (a fresh
-netns holds only lo) and up, its peer, the host end, in the node netns — and
-adds eth0's address and the default route.  Then the node handle puts the
-host end on the bridge (ifindex remembered from setup()) and up, and turns
-hairpin on, both by name.  pyroute2 spends ~0.2-0.4 ms of Python per request,
-so the requests are counted: 6 per sandbox, no lookups (11 before,
-bench/README.md).  A fresh pod (no record, no netns file) skips the clean-up of
-an earlier attempt: the veth pair is made after the netns and inside it, and
-a delete removes the record last, so there is nothing to clean; a host end
-that outlived its netns anyway (netns file removed by hand) makes the create
-fail with EEXIST, and is deleted and the create repeated once.
+back, and later visits the pod netns with ``setns()`` and opens a netlink
+socket there (no fork; the thread's own sockets stay bound to the node netns,
+where they were opened, and keep working there).  From inside it sets lo up,
+creates the veth pair — ``eth0`` with ifindex 2 (a fresh netns holds only lo)
+and up, its peer, the host end, in the node netns — and adds eth0's address
+and the default route.  Then, in the node netns, the host end goes onto the
+bridge (ifindex remembered from setup()) and up, and hairpin on, by name.
+
+Those requests are encoded with pyroute2's message classes and sent on plain
+netlink sockets, one write per netns with every ack checked
+(nodeagent/rtnl.py: ~0.04 ms per message against ~0.2-0.4 ms per ``IPRoute``
+call): 2 writes and no lookups per create, 1 per delete, where there were 11
+``IPRoute`` calls and an ``IPRoute()`` per create (bench/README.md).
+``IPRoute`` stays for the node-level work.  A fresh pod (no record, no netns
+file) skips the clean-up of an earlier attempt: the veth pair is made after
+the netns and inside it, and a delete removes the record last, so there is
+nothing to clean; a host end that outlived its netns anyway (netns file
+removed by hand) makes the create fail with EEXIST, and is deleted and the
+create repeated once.
 
 Sysctls: ``/proc/sys/net/*`` files follow the netns of the thread that opens
 them, so ``ip_forward`` and ``bridge-nf-call-iptables`` are written from the
 worker thread, i.e. in the node netns (both are per-netns on this kernel; new
 netns start with ip_forward=0).
 
-Measured here (2 cores, kernel 6.18, bench/sandbox.py): create_sandbox ~5 ms
-wall and ~4-4.5 ms CPU (~2.5-3 of it user) per sandbox; delete_sandbox ~31 ms
-wall (the kernel waits for RCU grace periods when it removes the veth) but
-~1.7 ms CPU; no helper process.
+Measured here (2 cores, kernel 6.18, bench/sandbox.py): create_sandbox ~2.3 ms
+wall and ~1.9 ms CPU (most of it the kernel's) per sandbox; delete_sandbox
+~31 ms wall (the kernel waits for RCU grace periods when it removes the veth)
+but ~1.3 ms CPU; no helper process.
 
 Pod IPs come from nodeagent/ipam.py (a file per IP under ``state_dir/ipam/``,
 claimed without locks, surviving restarts).
@@ -70,6 +76,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,11 +87,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 from nodeagent.errors import NetworkError
 from nodeagent.ipam import IPAM
 from nodeagent.netns import NETNS_RUN_DIR, make_netns, remove_netns, setns, write_sysctl
+from nodeagent.rtnl import bridge_port_requests, link_del_request, pod_netns_requests, rtnl_socket, send_acked
 
 RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
 SANDBOX_THREADS = 4  # sandboxes built in parallel (a burst of pods on one node)
-LOOPBACK_IFINDEX = 1          # the kernel's: lo is the first device of every network namespace
-ETH0_IFINDEX = 2              # a pod's eth0, created with this index in its fresh netns (only lo there)
 
 
 @dataclass(frozen=True)
@@ -118,12 +124,17 @@ class NodeNetwork:
         self._sandbox_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=SANDBOX_THREADS, thread_name_prefix=f"sb-{bridge_name}", initializer=self._thread_init)
         self._tls = threading.local()      # each worker thread's netlink handle and node-netns fd
-        self._handles: list[tuple[IPRoute, int]] = []   # every thread's, closed by close()
+        self._handles: list[tuple[IPRoute, socket.socket, int]] = []   # every thread's, closed by close()
         self._bridge_idx: int | None = None  # the bridge's ifindex in the node netns, set by setup()
 
     @property
     def _ipr(self) -> IPRoute:
         return self._tls.ipr
+
+    @property
+    def _nl(self) -> socket.socket:
+        """The thread's plain netlink socket in the node netns (nodeagent/rtnl.py)."""
+        return self._tls.nl
 
     @property
     def _node_fd(self) -> int:
@@ -140,7 +151,8 @@ class NodeNetwork:
                 os.close(fd)
         self._tls.node_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         self._tls.ipr = IPRoute()
-        self._handles.append((self._tls.ipr, self._tls.node_fd))
+        self._tls.nl = rtnl_socket()
+        self._handles.append((self._tls.ipr, self._tls.nl, self._tls.node_fd))
 
     async def _run(self, fn, *args, pool=None):
         loop = asyncio.get_running_loop()
@@ -265,36 +277,28 @@ class NodeNetwork:
         return self._bridge_idx
 
     def _attach_host_end(self, veth: str) -> None:
-        """The veth's host end onto the bridge and up, then hairpin on (a bridge port option,
-        IFLA_BRPORT_MODE, so a second request once it is a port); both by name, no lookup."""
+        """The veth's host end onto the bridge and up, hairpin on: one write, by name."""
         try:
-            self._ipr.link("set", ifname=veth, master=self._bridge_index(), state="up")
+            send_acked(self._nl, bridge_port_requests(veth, self._bridge_index()))
         except NetlinkError as exc:            # the bridge was re-created since: its index changed
             if exc.code not in (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP):
                 raise
-            self._ipr.link("set", ifname=veth, master=self._bridge_index(refresh=True), state="up")
-        self._ipr.link("set", ifname=veth, kind="bridge_slave", mode=1)
+            send_acked(self._nl, bridge_port_requests(veth, self._bridge_index(refresh=True)))
 
     def _configure_inside(self, ns_fd: int, sb: Sandbox) -> None:
-        """From inside the fresh pod netns: lo up, the veth pair (eth0 here with ifindex 2 — the
-        netns holds only lo=1 — and up; its peer, the host end, made in the node netns), eth0's
-        address and the default route.  The thread's own netlink socket stays in the node netns."""
-        mac = "0a:58:" + ":".join(f"{int(o):02x}" for o in sb.ip.split("."))  # from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
+        """lo, the veth pair, eth0's address and route, from inside the fresh pod netns in one write."""
+        def requests() -> list[tuple]:
+            return pod_netns_requests(sb.ip, sb.prefixlen, sb.gateway, sb.veth_host, self._node_fd)
         setns(ns_fd)
         try:
-            with IPRoute() as ipr:
-                ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
-                eth0 = {"ifname": "eth0", "index": ETH0_IFINDEX, "state": "up", "address": mac, "kind": "veth",
-                        "peer": {"ifname": sb.veth_host, "net_ns_fd": self._node_fd}}
+            with rtnl_socket() as sock:
                 try:
-                    ipr.link("add", **eth0)
+                    send_acked(sock, requests())
                 except NetlinkError as exc:      # a host end of that name outlived its netns (removed by hand?)
                     if exc.code != errno.EEXIST:
                         raise
                     self._delete_veth(sb.veth_host)
-                    ipr.link("add", **eth0)
-                ipr.addr("add", index=ETH0_IFINDEX, address=sb.ip, prefixlen=sb.prefixlen)
-                ipr.route("add", dst="0.0.0.0/0", gateway=sb.gateway)
+                    send_acked(sock, requests())
         finally:
             setns(self._node_fd)
 
@@ -312,7 +316,7 @@ class NodeNetwork:
     def _delete_veth(self, veth: str) -> None:
         """Delete a veth pair by its host end's name (a no-op if there is none)."""
         try:
-            self._ipr.link("del", ifname=veth)
+            send_acked(self._nl, link_del_request(veth))
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
                 raise
@@ -352,6 +356,7 @@ class NodeNetwork:
         self._pool.shutdown(wait=True)
         self._sandbox_pool.shutdown(wait=True)
         while self._handles:
-            ipr, fd = self._handles.pop()
+            ipr, nl, fd = self._handles.pop()
             ipr.close()
+            nl.close()
             os.close(fd)
