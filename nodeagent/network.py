@@ -41,10 +41,12 @@ and the default route.  Then, in the node netns, the host end goes onto the
 bridge (ifindex remembered from setup()) and up, and hairpin on, by name.
 
 Those requests are encoded with pyroute2's message classes and sent on plain
-netlink sockets, one write per netns with every ack checked
-(nodeagent/rtnl.py: ~0.04 ms per message against ~0.2-0.4 ms per ``IPRoute``
-call): 2 writes and no lookups per create, 1 per delete, where there were 11
-``IPRoute`` calls and an ``IPRoute()`` per create (bench/README.md).
+netlink sockets with every ack checked (nodeagent/rtnl.py: ~0.04 ms per
+message against ~0.2-0.4 ms per ``IPRoute`` call): 3 writes and no lookups per
+create, 1 per delete, where there were 11 ``IPRoute`` calls and an
+``IPRoute()`` per create (bench/README.md).  If ifindex 2 is taken in the new
+netns (fallback tunnel devices, see _make_veth_inside), eth0 gets an index
+the kernel picks and one lookup.
 ``IPRoute`` stays for the node-level work.  A fresh pod (no record, no netns
 file) skips the clean-up of an earlier attempt: the veth pair is made after
 the netns and inside it, and a delete removes the record last, so there is
@@ -87,7 +89,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from nodeagent.errors import NetworkError
 from nodeagent.ipam import IPAM
 from nodeagent.netns import NETNS_RUN_DIR, make_netns, remove_netns, setns, write_sysctl
-from nodeagent.rtnl import bridge_port_requests, link_del_request, pod_netns_requests, rtnl_socket, send_acked
+from nodeagent.rtnl import (ETH0_IFINDEX, bridge_port_requests, link_del_request, pod_addr_requests, pod_link_requests,
+                            rtnl_socket, send_acked)
 
 RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
 SANDBOX_THREADS = 4  # sandboxes built in parallel (a burst of pods on one node)
@@ -286,21 +289,33 @@ class NodeNetwork:
             send_acked(self._nl, bridge_port_requests(veth, self._bridge_index(refresh=True)))
 
     def _configure_inside(self, ns_fd: int, sb: Sandbox) -> None:
-        """lo, the veth pair, eth0's address and route, from inside the fresh pod netns in one write."""
-        def requests() -> list[tuple]:
-            return pod_netns_requests(sb.ip, sb.prefixlen, sb.gateway, sb.veth_host, self._node_fd)
+        """lo, the veth pair, eth0's address and route, from inside the fresh pod netns."""
         setns(ns_fd)
         try:
             with rtnl_socket() as sock:
-                try:
-                    send_acked(sock, requests())
-                except NetlinkError as exc:      # a host end of that name outlived its netns (removed by hand?)
-                    if exc.code != errno.EEXIST:
-                        raise
-                    self._delete_veth(sb.veth_host)
-                    send_acked(sock, requests())
+                index = self._make_veth_inside(sock, sb)
+                send_acked(sock, pod_addr_requests(sb.ip, sb.prefixlen, sb.gateway, index))
         finally:
             setns(self._node_fd)
+
+    def _make_veth_inside(self, sock: socket.socket, sb: Sandbox) -> int:
+        """lo up and the veth pair, eth0 with ifindex 2 if it is free; eth0's ifindex."""
+        index = ETH0_IFINDEX
+        for attempt in range(3):
+            try:
+                send_acked(sock, pod_link_requests(sb.ip, sb.veth_host, self._node_fd, index))
+                break
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST or attempt == 2:
+                    raise
+                # a host end of that name outlived its netns (netns file removed by hand?), or else
+                # ifindex 2 is taken: with ipip/sit loaded the kernel gives every new netns tunl0, sit0...
+                if not self._delete_veth(sb.veth_host):
+                    index = 0
+        if index:
+            return index
+        with IPRoute() as ipr:
+            return ipr.link_lookup(ifname="eth0")[0]
 
     async def delete_sandbox(self, pod_uid: str) -> None:
         """Delete netns, veth and the pod's IP; a no-op for parts already gone."""
@@ -313,13 +328,15 @@ class NodeNetwork:
         self.ipam.release(pod_uid)
         self._record_path(pod_uid).unlink(missing_ok=True)
 
-    def _delete_veth(self, veth: str) -> None:
-        """Delete a veth pair by its host end's name (a no-op if there is none)."""
+    def _delete_veth(self, veth: str) -> bool:
+        """Delete a veth pair by its host end's name; False if there was none."""
         try:
             send_acked(self._nl, link_del_request(veth))
+            return True
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
                 raise
+            return False
 
     def get_sandbox(self, pod_uid: str) -> Sandbox | None:
         """The recorded sandbox of a pod (e.g. to re-adopt it after an agent restart)."""

@@ -5,9 +5,8 @@ Python on each call (its request filters and an asyncio loop turn per call)
 and ~0.3 ms on opening an ``IPRoute()``, while encoding a message with its
 message classes (``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``) takes ~0.04 ms and a
 ``socket.socket(AF_NETLINK)`` ~5 µs.  A sandbox needs ~7 requests in two
-network namespaces, so it is built from these messages, sent in one write
-per namespace (``send_acked``), every request with NLM_F_ACK and every ack
-checked.  The kernel handles each message of a write in order, also after one
+network namespaces, so it is built from these messages, sent in a few writes
+(``send_acked``), every request with NLM_F_ACK and every ack checked.  The kernel handles each message of a write in order, also after one
 failed, so the first failure is the one reported (later ones follow from it).
 The messages are what ``IPRoute.link/addr/route`` send for the same calls.
 
@@ -51,19 +50,27 @@ def _msg(cls, attrs=(), **fields):
     return msg
 
 
-def pod_netns_requests(ip: str, prefixlen: int, gateway: str, veth_host: str, node_fd: int) -> list[tuple]:
-    """To be sent from inside a fresh pod netns: lo up; the veth pair — ``eth0`` with ifindex 2
-    and up, its peer VETH_HOST made in the netns of NODE_FD (a veth peer can be neither up nor
-    given an ifindex in the same request — the kernel ignores the one and fails the other with
-    ENOTCONN — so eth0 is the main device); eth0's address and the default route."""
+def pod_link_requests(ip: str, veth_host: str, node_fd: int, index: int = ETH0_IFINDEX) -> list[tuple]:
+    """To be sent from inside a fresh pod netns: lo up, and the veth pair — ``eth0`` with ifindex
+    INDEX (0: the kernel picks) and up, its peer VETH_HOST made in the netns of NODE_FD.  (A veth
+    peer can be neither up nor given an ifindex in the same request — the kernel ignores the one
+    and fails the other with ENOTCONN — so eth0 is the main device.)  A taken name or ifindex
+    fails with EEXIST."""
     mac = "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))  # from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
     peer = {"attrs": [("IFLA_IFNAME", veth_host), ("IFLA_NET_NS_FD", node_fd)]}
     linkinfo = {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}
     return [
         ("lo up", _msg(ifinfmsg, index=LOOPBACK_IFINDEX, flags=IFF_UP, change=IFF_UP), RTM_NEWLINK, 0),
-        ("veth add", _msg(ifinfmsg, index=ETH0_IFINDEX, flags=IFF_UP, change=IFF_UP, attrs=[
+        ("veth add", _msg(ifinfmsg, index=index, flags=IFF_UP, change=IFF_UP, attrs=[
             ("IFLA_IFNAME", "eth0"), ("IFLA_ADDRESS", mac), ("IFLA_LINKINFO", linkinfo)]), RTM_NEWLINK, NEW),
-        ("addr add", _msg(ifaddrmsg, family=socket.AF_INET, prefixlen=prefixlen, index=ETH0_IFINDEX,
+    ]
+
+
+def pod_addr_requests(ip: str, prefixlen: int, gateway: str, index: int) -> list[tuple]:
+    """eth0's (ifindex INDEX) address and the default route; sent only once eth0 exists, as a
+    failed veth add would otherwise leave them to whatever device holds INDEX."""
+    return [
+        ("addr add", _msg(ifaddrmsg, family=socket.AF_INET, prefixlen=prefixlen, index=index,
                           attrs=[("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]), RTM_NEWADDR, NEW),
         ("route add", _msg(rtmsg, family=socket.AF_INET, table=RT_TABLE_MAIN, proto=RTPROT_STATIC,
                            type=RTN_UNICAST, attrs=[("RTA_GATEWAY", gateway)]), RTM_NEWROUTE, NEW),

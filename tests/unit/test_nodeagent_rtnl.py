@@ -66,15 +66,15 @@ def test_the_first_failed_request_is_raised_with_its_name():
     sock = FakeSock(lambda seqs: [ack(seqs[0][0]) + ack(seqs[1][0], errno.EEXIST) + ack(seqs[2][0], errno.ENODEV)
                                   + ack(seqs[3][0], errno.ENETUNREACH)])
     with pytest.raises(NetlinkError, match="veth add") as err:
-        rtnl.send_acked(sock, rtnl.pod_netns_requests("10.0.0.5", 24, "10.0.0.1", "kctlabc", 3))
+        rtnl.send_acked(sock, rtnl.pod_link_requests("10.0.0.5", "kctlabc", 3) + rtnl.pod_addr_requests(
+            "10.0.0.5", 24, "10.0.0.1", 2))
     assert err.value.code == errno.EEXIST
 
 
 def test_pod_netns_requests_make_eth0_ifindex_2_up_with_the_ips_mac_and_the_peer_in_the_node_netns():
-    what = [w for w, *_ in rtnl.pod_netns_requests("10.0.0.5", 24, "10.0.0.1", "kctlabc", 3)]
-    assert what == ["lo up", "veth add", "addr add", "route add"]
+    assert [w for w, *_ in rtnl.pod_addr_requests("10.0.0.5", 24, "10.0.0.1", 2)] == ["addr add", "route add"]
     sock = FakeSock(lambda seqs: [b"".join(ack(s) for s, _ in seqs)])
-    rtnl.send_acked(sock, rtnl.pod_netns_requests("10.0.0.5", 24, "10.0.0.1", "kctlabc", 3)[:2])
+    rtnl.send_acked(sock, rtnl.pod_link_requests("10.0.0.5", "kctlabc", 3))
     lo, eth0 = messages(sock.sent)
     assert (lo["index"], lo["flags"], lo["change"]) == (1, 1, 1)
     assert (eth0["index"], eth0["flags"] & 1) == (2, 1) and eth0["header"]["flags"] & 0x600 == 0x600  # CREATE|EXCL

@@ -82,6 +82,24 @@ async def test_the_pods_eth0_is_ifindex_2_up_with_its_mac_address_and_route(node
     assert leftovers(net=node_net, node_netns=node_netns) == []
 
 
+async def test_eth0_gets_another_ifindex_when_2_is_taken(node_netns, node_net, monkeypatch):
+    """With ipip/sit loaded the kernel gives every new netns tunl0, sit0... at ifindex 2 and up:
+    eth0's add then fails with EEXIST, and eth0 is made with an index the kernel picks.  (Here
+    the wanted index is made lo's, 1, which is taken in every netns.)"""
+    import nodeagent.network
+    monkeypatch.setattr(nodeagent.network, "ETH0_IFINDEX", 1)
+    sb = await node_net.create_sandbox("pod-i")
+    eth0 = in_netns(sb.netns_path, "ip", "-o", "link", "show", "eth0").stdout
+    assert eth0.startswith("2: eth0@") and ",UP," in eth0
+    assert f"inet {sb.ip}/24" in in_netns(sb.netns_path, "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert "default via 10.250.1.1 dev eth0" in in_netns(sb.netns_path, "ip", "route").stdout
+    assert "hairpin on" in _links(_node(node_netns))[sb.veth_host]
+    r = ping(sb.netns_path, sb.gateway)
+    assert r.returncode == 0, r.stdout + r.stderr
+    await node_net.delete_sandbox("pod-i")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
 async def test_leftovers_of_a_crashed_attempt_are_replaced(node_netns, node_net):
     """A crash can leave the pod's netns (made first) or, if its netns file was removed by
     hand, a host-end veth of the pod's name, without a sandbox record: create_sandbox still
