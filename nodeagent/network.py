@@ -1,4 +1,4 @@
-"""Pod networking for the node agent: bridge, per-pod netns + veth, IPAM, host-gw routes.
+"""Pod networking for the node agent: bridge, per-pod netns + veth, host-gw routes.
 
 Picture (one node)::
 
@@ -14,9 +14,10 @@ namespace of the thread that opened it.  Node-level operations (bridge,
 sysctls, routes) run in ONE dedicated worker thread (a single-thread
 executor), so they are serialised; sandboxes of different pods are built and
 removed by a small pool of ``SANDBOX_THREADS`` threads in parallel (most of a
-sandbox's ~20-40 ms is kernel work — netns, veth — with the GIL released; one
+sandbox's wall time is kernel work — netns, veth — with the GIL released; one
 thread made a burst of 30 pods wait ~1.2 s in line, bench/README.md).  Each
-thread has its own netlink handle and node-netns fd (thread-local); a pod's
+thread has its own netlink handles (an ``IPRoute`` and a plain socket) and
+node-netns fd (thread-local); a pod's
 sandbox is only ever touched by its one pod worker, and the IPAM claims IPs
 with ``os.link`` (below), so they need no locks.  The public methods are
 ``async`` and simply hop onto a thread, so the agent's event loop never
@@ -29,38 +30,55 @@ drive a node netns without ``ip netns exec`` (design §4: that also remounts
 
 Why the sandbox is built from inside the worker thread instead of with
 ``IPRoute(netns=NAME)``: the latter forks a helper process per open (~12 ms,
-design §4).  Instead the worker thread ``unshare(CLONE_NEWNET)``s to create the
-pod netns, bind-mounts ``/proc/thread-self/ns/net`` on ``/var/run/netns/NAME``
-(``/proc/self`` would name the *main thread's* netns), ``setns()``es back, and
-later visits the pod netns with ``setns()`` to configure lo/eth0/route with a
-short-lived in-thread ``IPRoute()`` (a socket, no fork).
+design §4).  Instead the worker thread creates the pod netns with
+``unshare(CLONE_NEWNET)`` + a bind mount (nodeagent/netns.py), ``setns()``es
+back, and later visits the pod netns with ``setns()`` and opens a netlink
+socket there (no fork; the thread's own sockets stay bound to the node netns,
+where they were opened, and keep working there).  From inside it sets lo up,
+creates the veth pair — ``eth0`` with ifindex 2 (a fresh netns holds only lo)
+and up, its peer, the host end, in the node netns — and adds eth0's address
+and the default route.  Then, in the node netns, the host end goes onto the
+bridge (ifindex remembered from setup()) and up, and hairpin on, by name.
+
+Those requests are encoded with pyroute2's message classes and sent on plain
+netlink sockets with every ack checked (nodeagent/rtnl.py: ~0.04 ms per
+message against ~0.2-0.4 ms per ``IPRoute`` call): 3 writes and no lookups per
+create, 1 per delete, where there were 11 ``IPRoute`` calls and an
+``IPRoute()`` per create (bench/README.md).  If ifindex 2 is taken in the new
+netns (fallback tunnel devices, see _make_veth_inside), eth0 gets an index
+the kernel picks and one lookup.
+``IPRoute`` stays for the node-level work.  A fresh pod (no record, no netns
+file) skips the clean-up of an earlier attempt: the veth pair is made after
+the netns and inside it, and a delete removes the record last, so there is
+nothing to clean; a host end that outlived its netns anyway (netns file
+removed by hand) makes the create fail with EEXIST, and is deleted and the
+create repeated once.
 
 Sysctls: ``/proc/sys/net/*`` files follow the netns of the thread that opens
 them, so ``ip_forward`` and ``bridge-nf-call-iptables`` are written from the
 worker thread, i.e. in the node netns (both are per-netns on this kernel; new
 netns start with ip_forward=0).
 
-Measured here (2 cores, kernel 6.18): create_sandbox (netns, veth, address,
-routes, hairpin) ~18 ms median, under 50 ms at the tail; no helper process.
+Measured here (2 cores, kernel 6.18, bench/sandbox.py): create_sandbox ~2.3 ms
+wall and ~1.9 ms CPU (most of it the kernel's) per sandbox; delete_sandbox
+~31 ms wall (the kernel waits for RCU grace periods when it removes the veth)
+but ~1.3 ms CPU; no helper process.
 
-IPAM: one file per allocated IP under ``state_dir/ipam/`` whose content is the
-owner (pod UID).  A file is claimed with ``os.link(tmp, final)``, which like
-``O_CREAT|O_EXCL`` fails with EEXIST if the IP is already taken, and in
-addition guarantees the owner is already written when the name appears.  The
-files survive agent restarts, so an IP is never handed out twice.
+Pod IPs come from nodeagent/ipam.py (a file per IP under ``state_dir/ipam/``,
+claimed without locks, surviving restarts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import errno
 import hashlib
 import ipaddress
 import json
 import os
 import re
+import socket
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,18 +86,14 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nodeagent.errors import IPAMExhausted, NetworkError
+from nodeagent.errors import NetworkError
+from nodeagent.ipam import IPAM
+from nodeagent.netns import NETNS_RUN_DIR, make_netns, remove_netns, setns, write_sysctl
+from nodeagent.rtnl import (ETH0_IFINDEX, bridge_port_requests, link_del_request, pod_addr_requests, pod_link_requests,
+                            rtnl_socket, send_acked)
 
-NETNS_RUN_DIR = "/var/run/netns"
 RTPROT_KCTL = 176  # routing protocol number marking the host-gw routes we own
-CLONE_NEWNET = 0x40000000
-MS_BIND = 4096
-MS_REC = 16384
-MS_SHARED = 1 << 20
-MNT_DETACH = 2
 SANDBOX_THREADS = 4  # sandboxes built in parallel (a burst of pods on one node)
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -91,109 +105,6 @@ class Sandbox:
     prefixlen: int
     gateway: str
     veth_host: str
-
-
-LOOPBACK_IFINDEX = 1          # the kernel's: lo is the first device of every network namespace
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _setns(fd: int) -> None:
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
-
-
-def _write_sysctl(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
-
-
-def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(data)
-    os.replace(tmp, path)
-
-
-def write_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
-                    nameservers: list[str] | None = None, searches: list[str] | None = None,
-                    host_aliases: dict[str, list[str]] | None = None) -> dict[str, str]:
-    """Write etc/hosts, etc/hostname and etc/resolv.conf for a pod into POD_DIR/etc.
-
-    Returns {container path: host path}, ready to be bind-mounted read-only.
-    """
-    etc = Path(pod_dir) / "etc"
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"{pod_ip}\t{hostname}"]
-    for ip, names in (host_aliases or {}).items():
-        hosts.append(f"{ip}\t{' '.join(names)}")
-    resolv = [f"nameserver {ns}" for ns in (nameservers or [])]
-    if searches:
-        resolv.append("search " + " ".join(searches))
-    resolv.append("options ndots:5")
-    files = {"/etc/hosts": "\n".join(hosts) + "\n", "/etc/hostname": hostname + "\n",
-             "/etc/resolv.conf": "\n".join(resolv) + "\n"}
-    out = {}
-    try:
-        etc.mkdir(parents=True, exist_ok=True)
-        for cpath, text in files.items():
-            host = etc / Path(cpath).name
-            _atomic_write(host, text)
-            out[cpath] = str(host)
-    except OSError as exc:
-        raise NetworkError(f"pod files in {etc}: {exc}") from exc
-    return out
-
-
-class IPAM:
-    """File-per-IP allocator for one CIDR (network, gateway and broadcast are never handed out)."""
-
-    def __init__(self, cidr: str, state_dir: str | os.PathLike):
-        self.net = ipaddress.ip_network(cidr)
-        self.gateway = self.net.network_address + 1
-        self.dir = Path(state_dir) / "ipam"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def list_allocations(self) -> dict[str, str]:
-        """{ip: owner} of every allocated address."""
-        out = {}
-        for p in self.dir.iterdir():
-            if not p.name.startswith("."):
-                try:
-                    out[p.name] = p.read_text().strip()
-                except FileNotFoundError:
-                    continue        # released by a sandbox thread meanwhile
-        return out
-
-    def owned_by(self, owner: str) -> list[str]:
-        return [ip for ip, o in self.list_allocations().items() if o == owner]
-
-    def allocate(self, owner: str) -> str:
-        existing = self.owned_by(owner)
-        if existing:
-            return existing[0]
-        tmp = self.dir / f".claim-{os.getpid()}-{hashlib.sha1(owner.encode()).hexdigest()[:8]}"
-        tmp.write_text(owner + "\n")
-        try:
-            for host in self.net.hosts():
-                if host == self.gateway:
-                    continue
-                try:
-                    os.link(tmp, self.dir / str(host))
-                    return str(host)
-                except FileExistsError:
-                    continue
-        finally:
-            tmp.unlink(missing_ok=True)
-        raise IPAMExhausted(f"no free IP in {self.net}")
-
-    def release(self, owner: str) -> list[str]:
-        released = self.owned_by(owner)
-        for ip in released:
-            (self.dir / ip).unlink(missing_ok=True)
-        return released
 
 
 class NodeNetwork:
@@ -216,11 +127,17 @@ class NodeNetwork:
         self._sandbox_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=SANDBOX_THREADS, thread_name_prefix=f"sb-{bridge_name}", initializer=self._thread_init)
         self._tls = threading.local()      # each worker thread's netlink handle and node-netns fd
-        self._handles: list[tuple[IPRoute, int]] = []   # every thread's, closed by close()
+        self._handles: list[tuple[IPRoute, socket.socket, int]] = []   # every thread's, closed by close()
+        self._bridge_idx: int | None = None  # the bridge's ifindex in the node netns, set by setup()
 
     @property
     def _ipr(self) -> IPRoute:
         return self._tls.ipr
+
+    @property
+    def _nl(self) -> socket.socket:
+        """The thread's plain netlink socket in the node netns (nodeagent/rtnl.py)."""
+        return self._tls.nl
 
     @property
     def _node_fd(self) -> int:
@@ -232,12 +149,13 @@ class NodeNetwork:
             path = self.node_netns if "/" in self.node_netns else f"{NETNS_RUN_DIR}/{self.node_netns}"
             fd = os.open(path, os.O_RDONLY)
             try:
-                _setns(fd)
+                setns(fd)
             finally:
                 os.close(fd)
         self._tls.node_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         self._tls.ipr = IPRoute()
-        self._handles.append((self._tls.ipr, self._tls.node_fd))
+        self._tls.nl = rtnl_socket()
+        self._handles.append((self._tls.ipr, self._tls.nl, self._tls.node_fd))
 
     async def _run(self, fn, *args, pool=None):
         loop = asyncio.get_running_loop()
@@ -271,13 +189,14 @@ class NodeNetwork:
         if idx is None:
             ipr.link("add", ifname=self.bridge_name, kind="bridge")
             idx = self._link_index(self.bridge_name)
+        self._bridge_idx = idx
         have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=idx, family=2)}
         if self.gateway not in have:
             ipr.addr("add", index=idx, address=self.gateway, prefixlen=self.pod_cidr.prefixlen)
         ipr.link("set", index=idx, state="up")
-        _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         try:
-            _write_sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables", "1")
+            write_sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables", "1")
         except FileNotFoundError as exc:
             raise NetworkError("br_netfilter not loaded: /proc/sys/net/bridge missing") from exc
 
@@ -331,62 +250,72 @@ class NodeNetwork:
             sb = Sandbox(**json.loads(rec.read_text()))
             if os.path.exists(sb.netns_path) and self._link_index(sb.veth_host) is not None:
                 return sb
-        self._delete_sandbox(pod_uid)  # partial leftovers of an earlier attempt
+        if rec.exists() or os.path.lexists(netns_path):
+            # partial leftovers of an earlier attempt.  Without record and netns there are none:
+            # the veth pair is made inside the netns after it, delete removes the record last.
+            self._delete_sandbox(pod_uid)
         ip = self.ipam.allocate(pod_uid)
         sb = Sandbox(pod_uid, netns_name, netns_path, ip, self.pod_cidr.prefixlen, self.gateway, veth)
         try:
-            self._make_netns(netns_path)
+            self._bridge_index()                 # no bridge, no netns
+            make_netns(netns_path, self._node_fd)
             ns_fd = os.open(netns_path, os.O_RDONLY)
             try:
-                br = self._link_index(self.bridge_name)
-                if br is None:
-                    raise NetworkError(f"bridge {self.bridge_name} missing: setup() not run?")
-                # one request: the veth pair, its host end on the bridge and up (`ip link add ... master BR up`)
-                self._ipr.link("add", ifname=veth, kind="veth", master=br, state="up",
-                               peer={"ifname": "eth0", "net_ns_fd": ns_fd, "address": "0a:58:" + ":".join(f"{int(o):02x}" for o in ip.split("."))})  # MAC from the IP (as CNI's bridge): a reused IP keeps its MAC, no stale neighbour entry
-                hidx = self._link_index(veth)
-                self._ipr.brport("set", index=hidx, mode=1)  # IFLA_BRPORT_MODE: hairpin on
                 self._configure_inside(ns_fd, sb)
             finally:
                 os.close(ns_fd)
+            self._attach_host_end(veth)
             rec.write_text(json.dumps({**asdict(sb)}))
         except BaseException:
             self._delete_sandbox(pod_uid)
             raise
         return sb
 
-    def _make_netns(self, path: str) -> None:
-        """Create a named netns the way iproute2 does, from this thread only."""
-        os.makedirs(NETNS_RUN_DIR, exist_ok=True)
-        rundir = NETNS_RUN_DIR.encode()
-        # iproute2's dance: make the run dir a shared mount (bind it on itself first if
-        # it is not a mount point yet) so netns mounts propagate to other mount namespaces.
-        if _libc.mount(b"none", rundir, b"none", MS_SHARED | MS_REC, None) != 0:
-            _check(_libc.mount(rundir, rundir, b"none", MS_BIND | MS_REC, None), "bind rundir")
-            _check(_libc.mount(b"none", rundir, b"none", MS_SHARED | MS_REC, None), "share rundir")
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    def _bridge_index(self, refresh: bool = False) -> int:
+        """The bridge's ifindex, remembered from setup() (looked up again if asked or unknown)."""
+        if refresh or self._bridge_idx is None:
+            self._bridge_idx = self._link_index(self.bridge_name)
+            if self._bridge_idx is None:
+                raise NetworkError(f"bridge {self.bridge_name} missing: setup() not run?")
+        return self._bridge_idx
+
+    def _attach_host_end(self, veth: str) -> None:
+        """The veth's host end onto the bridge and up, hairpin on: one write, by name."""
         try:
-            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-            try:
-                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none",
-                                   MS_BIND, None), f"bind netns {path}")
-            finally:
-                _setns(self._node_fd)
-        except BaseException:
-            os.unlink(path)
-            raise
+            send_acked(self._nl, bridge_port_requests(veth, self._bridge_index()))
+        except NetlinkError as exc:            # the bridge was re-created since: its index changed
+            if exc.code not in (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP):
+                raise
+            send_acked(self._nl, bridge_port_requests(veth, self._bridge_index(refresh=True)))
 
     def _configure_inside(self, ns_fd: int, sb: Sandbox) -> None:
-        _setns(ns_fd)
+        """lo, the veth pair, eth0's address and route, from inside the fresh pod netns."""
+        setns(ns_fd)
         try:
-            with IPRoute() as ipr:
-                ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
-                eth = ipr.link_lookup(ifname="eth0")[0]
-                ipr.addr("add", index=eth, address=sb.ip, prefixlen=sb.prefixlen)
-                ipr.link("set", index=eth, state="up")
-                ipr.route("add", dst="0.0.0.0/0", gateway=sb.gateway)
+            with rtnl_socket() as sock:
+                index = self._make_veth_inside(sock, sb)
+                send_acked(sock, pod_addr_requests(sb.ip, sb.prefixlen, sb.gateway, index))
         finally:
-            _setns(self._node_fd)
+            setns(self._node_fd)
+
+    def _make_veth_inside(self, sock: socket.socket, sb: Sandbox) -> int:
+        """lo up and the veth pair, eth0 with ifindex 2 if it is free; eth0's ifindex."""
+        index = ETH0_IFINDEX
+        for attempt in range(3):
+            try:
+                send_acked(sock, pod_link_requests(sb.ip, sb.veth_host, self._node_fd, index))
+                break
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST or attempt == 2:
+                    raise
+                # a host end of that name outlived its netns (netns file removed by hand?), or else
+                # ifindex 2 is taken: with ipip/sit loaded the kernel gives every new netns tunl0, sit0...
+                if not self._delete_veth(sb.veth_host):
+                    index = 0
+        if index:
+            return index
+        with IPRoute() as ipr:
+            return ipr.link_lookup(ifname="eth0")[0]
 
     async def delete_sandbox(self, pod_uid: str) -> None:
         """Delete netns, veth and the pod's IP; a no-op for parts already gone."""
@@ -394,22 +323,20 @@ class NodeNetwork:
 
     def _delete_sandbox(self, pod_uid: str) -> None:
         netns_name, veth = self._names(pod_uid)
-        idx = self._link_index(veth)
-        if idx is not None:
-            try:
-                self._ipr.link("del", index=idx)
-            except NetlinkError as exc:
-                if exc.code != errno.ENODEV:
-                    raise
-        path = f"{NETNS_RUN_DIR}/{netns_name}"
-        if os.path.exists(path):
-            _libc.umount2(path.encode(), MNT_DETACH)
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        self._delete_veth(veth)
+        remove_netns(f"{NETNS_RUN_DIR}/{netns_name}")
         self.ipam.release(pod_uid)
         self._record_path(pod_uid).unlink(missing_ok=True)
+
+    def _delete_veth(self, veth: str) -> bool:
+        """Delete a veth pair by its host end's name; False if there was none."""
+        try:
+            send_acked(self._nl, link_del_request(veth))
+            return True
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise
+            return False
 
     def get_sandbox(self, pod_uid: str) -> Sandbox | None:
         """The recorded sandbox of a pod (e.g. to re-adopt it after an agent restart)."""
@@ -437,6 +364,7 @@ class NodeNetwork:
 
     def _del_bridge(self) -> None:
         idx = self._link_index(self.bridge_name)
+        self._bridge_idx = None
         if idx is not None:
             self._ipr.link("del", index=idx)
 
@@ -445,6 +373,7 @@ class NodeNetwork:
         self._pool.shutdown(wait=True)
         self._sandbox_pool.shutdown(wait=True)
         while self._handles:
-            ipr, fd = self._handles.pop()
+            ipr, nl, fd = self._handles.pop()
             ipr.close()
+            nl.close()
             os.close(fd)

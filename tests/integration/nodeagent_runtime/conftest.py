@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.netns import delete_netns, delete_netns_prefix, force_cleanup, in_netns, mounts_under, sh  # noqa: F401
-from nodeagent.network import NETNS_RUN_DIR, NodeNetwork
+from nodeagent.netns import NETNS_RUN_DIR
+from nodeagent.network import NodeNetwork
 from nodeagent.cgroups import CGROUP_ROOT
 from nodeagent.runtime import Runtime
 

@@ -9,7 +9,10 @@ import os
 import pytest
 
 from nodeagent.errors import IPAMExhausted, NetworkError
-from nodeagent.network import IPAM, NETNS_RUN_DIR, RTPROT_KCTL, NodeNetwork, write_pod_files
+from nodeagent.ipam import IPAM
+from nodeagent.netns import NETNS_RUN_DIR
+from nodeagent.network import RTPROT_KCTL, NodeNetwork
+from nodeagent.podfiles import write_plain_pod_files
 
 from .conftest import needs_root, in_netns, leftovers, ping, sh
 
@@ -55,6 +58,86 @@ async def test_two_sandboxes_on_one_bridge_ping_each_other(node_netns, node_net)
     await node_net.delete_sandbox("pod-a")  # idempotent
     await node_net.delete_sandbox("pod-b")
     assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+def _links(netns: str) -> dict[str, str]:
+    """{ifname: its `ip -o -d link` line} of a netns."""
+    out = in_netns(netns, "ip", "-o", "-d", "link").stdout
+    return {ln.split(":")[1].strip().split("@")[0]: ln for ln in out.splitlines()}
+
+
+async def test_the_pods_eth0_is_ifindex_2_up_with_its_mac_address_and_route(node_netns, node_net):
+    sb = await node_net.create_sandbox("pod-e", "e")
+    eth0 = in_netns(sb.netns_path, "ip", "-o", "link", "show", "eth0").stdout
+    assert eth0.startswith("2: eth0@") and ",UP," in eth0 and "LOWER_UP" in eth0
+    assert "link/ether 0a:58:" + ":".join(f"{int(o):02x}" for o in sb.ip.split(".")) in eth0
+    assert set(_links(sb.netns_path)) == {"lo", "eth0"}
+    assert f"inet {sb.ip}/24" in in_netns(sb.netns_path, "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert "default via 10.250.1.1 dev eth0" in in_netns(sb.netns_path, "ip", "route").stdout
+    host = _links(_node(node_netns))[sb.veth_host]
+    assert "master kctltbr0" in host and ",UP," in host and "hairpin on" in host
+    r = ping(sb.netns_path, sb.gateway)
+    assert r.returncode == 0, r.stdout + r.stderr
+    await node_net.delete_sandbox("pod-e")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+async def test_eth0_gets_another_ifindex_when_2_is_taken(node_netns, node_net, monkeypatch):
+    """With ipip/sit loaded the kernel gives every new netns tunl0, sit0... at ifindex 2 and up:
+    eth0's add then fails with EEXIST, and eth0 is made with an index the kernel picks.  (Here
+    the wanted index is made lo's, 1, which is taken in every netns.)"""
+    import nodeagent.network
+    monkeypatch.setattr(nodeagent.network, "ETH0_IFINDEX", 1)
+    sb = await node_net.create_sandbox("pod-i")
+    eth0 = in_netns(sb.netns_path, "ip", "-o", "link", "show", "eth0").stdout
+    assert eth0.startswith("2: eth0@") and ",UP," in eth0
+    assert f"inet {sb.ip}/24" in in_netns(sb.netns_path, "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert "default via 10.250.1.1 dev eth0" in in_netns(sb.netns_path, "ip", "route").stdout
+    assert "hairpin on" in _links(_node(node_netns))[sb.veth_host]
+    r = ping(sb.netns_path, sb.gateway)
+    assert r.returncode == 0, r.stdout + r.stderr
+    await node_net.delete_sandbox("pod-i")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+async def test_leftovers_of_a_crashed_attempt_are_replaced(node_netns, node_net):
+    """A crash can leave the pod's netns (made first) or, if its netns file was removed by
+    hand, a host-end veth of the pod's name, without a sandbox record: create_sandbox still
+    builds a complete sandbox, and nothing of the old parts stays."""
+    netns_name, veth = node_net._names("pod-c1")
+    stale = f"{NETNS_RUN_DIR}/{netns_name}"
+    sh("ip", "netns", "add", netns_name)
+    sh("ip", "-n", netns_name, "link", "add", "stale0", "type", "veth", "peer", "name", "stale1")
+    sb = await node_net.create_sandbox("pod-c1")
+    assert sb.netns_path == stale and set(_links(stale)) == {"lo", "eth0"}   # a new netns
+    _, veth2 = node_net._names("pod-c2")
+    in_netns(_node(node_netns), "ip", "link", "add", veth2, "type", "veth", "peer", "name", "kctlxpeer",
+             check=True)
+    sb2 = await node_net.create_sandbox("pod-c2")
+    links = _links(_node(node_netns))
+    assert "kctlxpeer" not in links and "master kctltbr0" in links[sb2.veth_host]
+    r = ping(sb.netns_path, sb2.ip)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for uid in ("pod-c1", "pod-c2"):
+        await node_net.delete_sandbox(uid)
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+
+
+async def test_a_bridge_recreated_after_setup_is_found_again(node_netns, node_net):
+    """The bridge's ifindex is remembered from setup(); a bridge deleted and made again (new
+    index) is looked up again, a missing one is a NetworkError that leaves nothing behind."""
+    node = _node(node_netns)
+    in_netns(node, "ip", "link", "del", "kctltbr0", check=True)
+    in_netns(node, "ip", "link", "add", "kctltbr0", "type", "bridge", check=True)
+    in_netns(node, "ip", "link", "set", "kctltbr0", "up", check=True)
+    sb = await node_net.create_sandbox("pod-r")
+    assert "master kctltbr0" in _links(node)[sb.veth_host]
+    await node_net.delete_sandbox("pod-r")
+    in_netns(node, "ip", "link", "del", "kctltbr0", check=True)
+    with pytest.raises(NetworkError, match="bridge kctltbr0 missing"):
+        await node_net.create_sandbox("pod-r2")
+    assert leftovers(net=node_net, node_netns=node_netns) == []
+    await node_net.setup()
 
 
 async def test_a_burst_of_sandboxes_is_built_in_parallel_threads(node_netns, node_net):
@@ -123,6 +206,27 @@ def test_ipam_file_per_ip(tmp_path):
     assert ipam.list_allocations() == {}
 
 
+def test_ipam_finds_an_owners_ip_after_a_crash_and_in_an_older_state_dir(tmp_path):
+    """The owner's claim file links its IP files; a state dir written before those existed
+    (IP files only) gets them at start, and a claim left by a crash holds no IP."""
+    old = tmp_path / "ipam"
+    old.mkdir()
+    (old / "10.250.6.3").write_text("old-pod\n")       # an older agent's allocation
+    ipam = IPAM("10.250.6.0/29", tmp_path)
+    assert ipam.owned_by("old-pod") == ["10.250.6.3"]
+    assert ipam.allocate("old-pod") == "10.250.6.3"
+    assert ipam.allocate("new-pod") == "10.250.6.2"      # the lowest free address
+    # a crash after the claim file was written, before the link: no IP, and allocate goes on
+    ipam.owners.joinpath(ipam._key("crashed")).write_text("crashed\n")
+    assert ipam.owned_by("crashed") == []
+    assert ipam.allocate("crashed") == "10.250.6.4"
+    assert IPAM("10.250.6.0/29", tmp_path).list_allocations() == \
+        {"10.250.6.2": "new-pod", "10.250.6.3": "old-pod", "10.250.6.4": "crashed"}
+    for owner in ("old-pod", "new-pod", "crashed"):
+        ipam.release(owner)
+    assert ipam.list_allocations() == {} and list(ipam.owners.iterdir()) == []
+
+
 def test_ipam_concurrent_allocators_never_share_an_ip(tmp_path):
     """Four allocators (as if four agent processes) race on one state dir."""
     from concurrent.futures import ThreadPoolExecutor
@@ -188,8 +292,8 @@ async def test_two_nodes_pod_to_pod_via_host_gw_routes(make_netns, make_node_net
     assert "10.250.12.0/24" not in in_netns(_node(na), "ip", "route").stdout
 
 
-def test_write_pod_files(tmp_path):
-    files = write_pod_files(tmp_path / "pod", "web-0", "10.250.1.7", ["10.96.0.10"],
+def test_write_plain_pod_files(tmp_path):
+    files = write_plain_pod_files(tmp_path / "pod", "web-0", "10.250.1.7", ["10.96.0.10"],
                             ["default.svc.cluster.local", "svc.cluster.local"])
     assert set(files) == {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
     hosts = open(files["/etc/hosts"]).read()
