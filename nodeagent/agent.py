@@ -141,6 +141,7 @@ class Agent(NodeRegistration):
             if self._worker_tasks:
                 await asyncio.gather(*self._worker_tasks, return_exceptions=True)
             self.master_service.close()
+            self.config_watch.close()          # the pods' ConfigMap/Secret watches (their files stay)
             if self.network is not None:
                 self.network.close()
 

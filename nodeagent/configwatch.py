@@ -9,7 +9,7 @@ to ``ConfigWatch.set_refs(uid, refs, wake)``; each distinct object gets one
 informer (namespace + ``metadata.name=`` field selector, so only the objects
 pods of this node need are watched, never every Secret of the cluster),
 shared by every pod referring to it and stopped when the last such pod
-forgets it (``forget(uid)``).  Any change of a watched object — created,
+forgets it (``forget(uid)``), or when the agent stops (``close()``).  Any change of a watched object — created,
 updated, deleted — wakes the pods referring to it, whose next sync rewrites
 their volumes (the ``..data`` swap) or starts the container that was
 waiting for the object.
@@ -108,6 +108,13 @@ class ConfigWatch:
 
     def forget(self, uid: str) -> None:
         self._drop(uid, self._pods.pop(uid, set()))
+
+    def close(self) -> None:
+        """Stop every watch (the agent stops; its pods keep their files)."""
+        for w in self._watches.values():
+            w.task.cancel()
+        self._watches.clear()
+        self._pods.clear()
 
     def _drop(self, uid: str, keys) -> None:
         for key in keys:

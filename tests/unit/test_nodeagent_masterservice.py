@@ -142,3 +142,31 @@ async def test_the_agent_watches_the_service_from_start_to_stop(tmp_path):
         assert [t for t in asyncio.all_tasks() if t.get_name() == WATCH_TASK]
     await watch_stopped()
 
+
+
+async def test_the_agent_stops_its_pods_config_watches_when_it_stops(tmp_path):
+    """A pod's ConfigMap watch ends with the agent (hollow agents and tests restart agents in
+    one process); the pod's files stay for the next agent."""
+    client = FakeClient()
+    client.seed(kubernetes_service())
+    cm = kinds.new("ConfigMap")
+    cm.metadata.name, cm.metadata.namespace = "cfg", "default"
+    cm.data["k"] = "v"
+    client.seed(cm)
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
+                        pod_cidr="10.9.0.0/24")
+    p = pod("a")
+    p.spec.containers[0].env.add(name="K").value_from.config_map_key_ref.name = "cfg"
+    p.spec.containers[0].env[0].value_from.config_map_key_ref.key = "k"
+    async with running(agent):
+        await until(agent.ready.is_set)
+        await client.create(p)
+        await until(lambda: len(agent.workers) == 1 and agent.workers[next(iter(agent.workers))].records["c"].cid)
+        assert len(agent.config_watch) == 1
+        assert [t for t in asyncio.all_tasks() if t.get_name() == "watch-ConfigMap-default/cfg"]
+    assert len(agent.config_watch) == 0
+    for _ in range(50):
+        if not [t for t in asyncio.all_tasks() if t.get_name() == "watch-ConfigMap-default/cfg" and not t.done()]:
+            break
+        await asyncio.sleep(0.01)
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "watch-ConfigMap-default/cfg" and not t.done()]
