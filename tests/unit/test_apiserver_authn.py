@@ -95,3 +95,38 @@ async def test_union_refusal_wins_only_when_nobody_accepts():
     union = Union(tokens=[Tokens({}, refuse="old"), Tokens({})])
     with pytest.raises(errors.Unauthorized, match="expired"):
         await union.http(Request(None, {"Authorization": "Bearer old"}))
+
+
+async def test_x509_checks_validity_per_request_and_parses_a_certificate_once(monkeypatch):
+    """Kubernetes' x509 authenticator checks the certificate's validity on every request: a
+    connection that outlives its certificate gets 401. The parse is kept by the bytes."""
+    now = [CERT.not_valid_before_utc.timestamp() + 60]
+    auth = X509(clock=lambda: now[0])
+    pem = pki.cert_pem(CERT)
+    loads = []
+    from cryptography import x509
+    real = x509.load_pem_x509_certificate
+    monkeypatch.setattr(x509, "load_pem_x509_certificate", lambda raw: loads.append(raw) or real(raw))
+    for _ in range(3):
+        assert (await auth.grpc(Ctx(pem))).name == "jane"
+    assert loads == [pem]
+    assert (await auth.http(Request(der(CERT)))).groups[:2] == ("dev", "qa")
+    now[0] = CERT.not_valid_after_utc.timestamp() + 1
+    with pytest.raises(errors.Unauthorized, match="expired or is not yet valid"):
+        await auth.grpc(Ctx(pem))
+    with pytest.raises(errors.Unauthorized, match="expired or is not yet valid"):
+        await auth.http(Request(der(CERT)))
+    now[0] = CERT.not_valid_before_utc.timestamp() - 1
+    with pytest.raises(errors.Unauthorized):
+        await auth.grpc(Ctx(pem))
+
+
+def test_x509_cache_is_bounded(monkeypatch):
+    from apiserver.auth import authn
+    monkeypatch.setattr(authn, "CERT_CACHE", 2)
+    auth = X509()
+    from cryptography import x509
+    certs = [CA.issue(f"u{i}")[0] for i in range(3)]
+    for c in certs:
+        auth._user(pki.cert_pem(c), x509.load_pem_x509_certificate)
+    assert list(auth._seen) == [pki.cert_pem(c) for c in certs[1:]]
