@@ -80,11 +80,19 @@ class SliceWriter:
         self.slice_inf = factory.informer("EndpointSlice")
         self.slice_inf.add_index(self.managed_by, lambda es: [k] if (k := managed_service_key(es, self.managed_by))
                                  else [])
-        self.slice_inf.add_handler(None, lambda o, n: self._slice_changed(n), self._slice_changed)
+        self.slice_inf.add_handler(None, lambda o, n: self._slice_changed(n), self._slice_deleted)
 
     def _slice_changed(self, es) -> None:
         key = managed_service_key(es, self.managed_by)
         if key is not None:
+            self.queue.add(key)
+
+    def _slice_deleted(self, es) -> None:
+        """Deleted, by us or by someone else: the cache has it no more (without this, a slice
+        deleted by a user looked like a cache behind our write forever, retried every 0.1 s)."""
+        key = managed_service_key(es, self.managed_by)
+        if key is not None:
+            self.tracker.deleted(key, es.metadata.name)
             self.queue.add(key)
 
     def our_slices(self, key: str) -> list | None:

@@ -268,3 +268,50 @@ async def test_mirroring_copies_hand_written_endpoints_of_selectorless_services(
         await c.sync("default/db")
         await h.settle()
         assert h.client.objects("EndpointSlice") == []
+
+
+async def test_endpoints_never_written_from_a_cache_behind_our_own_write():
+    """Kubernetes' staleEndpointsTracker: a sync whose cache has not seen our last write comes back
+    later instead of sending an update the apiserver would refuse with a Conflict."""
+    async with harness(lambda h: EndpointsController(h.client, h.factory)) as (h, c):
+        await h.client.create(service())
+        p = await h.client.create(pod("a"))
+        await h.client.update_status(set_ready(p, True, 0, ip="10.0.0.1"))
+        await h.settle()
+        await c.sync("default/web")
+        await h.settle()
+        await h.client.update_status(set_ready(h.client.stored("Pod", "a"), False, 0, ip="10.0.0.1"))
+        await h.settle()
+        await c.sync("default/web")                           # writes: a is not ready
+        written = h.client.stored("Endpoints", "web").metadata.resource_version
+        behind = codec.copy(h.client.stored("Endpoints", "web"))
+        behind.metadata.resource_version = str(int(written) - 1)
+        c.ep_inf._set(behind)                                 # the watch event of our write not in yet
+        await h.client.update_status(set_ready(h.client.stored("Pod", "a"), True, 0, ip="10.0.0.1"))
+        c.pod_inf._set(h.client.stored("Pod", "a"))
+        await c.sync("default/web")                           # stale: no update sent, no Conflict
+        assert h.client.stored("Endpoints", "web").metadata.resource_version == written
+        await h.settle()
+        await c.sync("default/web")
+        assert [a.ip for a in h.client.stored("Endpoints", "web").subsets[0].addresses] == ["10.0.0.1"]
+
+
+async def test_objects_deleted_by_someone_else_are_made_again():
+    async with harness(lambda h: EndpointsController(h.client, h.factory),
+                       lambda h: EndpointSliceController(h.client, h.factory)) as (h, ep, es):
+        await h.client.create(service())
+        p = await h.client.create(pod("a"))
+        await h.client.update_status(set_ready(p, True, 0, ip="10.0.0.1"))
+        await h.settle()
+        await ep.sync("default/web")
+        await es.sync("default/web")
+        await h.settle()
+        await h.client.delete("Endpoints", "web", "default")
+        for s in h.client.objects("EndpointSlice"):
+            await h.client.delete("EndpointSlice", s.metadata.name, "default")
+        await h.settle()
+        await ep.sync("default/web")
+        await es.sync("default/web")
+        await h.settle()
+        assert [a.ip for a in h.client.stored("Endpoints", "web").subsets[0].addresses] == ["10.0.0.1"]
+        assert addresses(h.client.objects("EndpointSlice")) == ["10.0.0.1"]
