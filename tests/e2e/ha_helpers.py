@@ -162,7 +162,8 @@ class Writer:
 
     async def _run(self) -> None:
         seq = 0
-        while not self._stopping.is_set():
+        unsure = False      # an attempt of `seq` failed on our side: it may have reached etcd all the same
+        while not self._stopping.is_set() or unsure:      # so stop() ends only with seq acked or never sent
             cm = new_object("ConfigMap", self.name(seq), self.namespace)
             cm.data["seq"] = str(seq)
             try:
@@ -171,8 +172,10 @@ class Writer:
                 pass  # an attempt that failed on our side did reach etcd
             except errors.ApiError as exc:
                 self.failures.append(f"{self.name(seq)}: {type(exc).__name__}: {exc}")
+                unsure = True
                 await asyncio.sleep(0.1)
                 continue
+            unsure = False
             self.acked.append((seq, time.monotonic()))
             seq += 1
 

@@ -281,10 +281,15 @@ def test_partitioned_etcd_leader_is_replaced_and_catches_up(lab):
     urls = ha.etcd_urls(lab)
     prefix = f"/registry/configmaps/default/{writer.prefix}-"
 
+    last: dict = {}
+
     def caught_up():
-        seen = {u: ha.etcd_count(url, prefix) for u, url in urls.items()}
+        last.update(seen := {u: ha.etcd_count(url, prefix) for u, url in urls.items()})
         return seen if len(set(seen.values())) == 1 and next(iter(seen.values()))[0] == len(acked) else None
-    seen = wait_for(f"{leader} caught up (same keys and revision as the others)", caught_up, 60)
+    try:
+        seen = wait_for(f"{leader} caught up (same keys and revision as the others)", caught_up, 60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; (keys, revision) per member: {last}, {len(acked)} writes acked") from exc
     print(f"\netcd leader {leader} on {machine} partitioned; new leader {new}; {len(acked)} writes acked, "
           f"{len(writer.failures)} retried; after the heal every member has (keys, revision) {seen}")
     assert acked == list(range(len(acked)))

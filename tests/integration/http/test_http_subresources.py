@@ -68,9 +68,16 @@ def test_delete_preconditions_and_dry_run(kube):
     assert code == 200 and call(kube, "GET", f"{PODS}/d1")[0] == 404
 
 
-def watch_lines(kube, query: str) -> list[dict]:
-    with kube.urlopen(f"{kube.url}{PODS}?watch=true&{query}", timeout=15) as r:
-        return [json.loads(x) for x in r.read().splitlines()]
+def watch_lines(kube, query: str, until=None) -> list[dict]:
+    """The watch's events until the server ends it (timeoutSeconds), or up to the first for which
+    `until` is true."""
+    events = []
+    with kube.urlopen(f"{kube.url}{PODS}?watch=true&{query}", timeout=60) as r:
+        for line in r:
+            events.append(json.loads(line))
+            if until is not None and until(events[-1]):
+                break
+    return events
 
 
 def test_bookmarks_and_watch_list(kube):
@@ -78,7 +85,10 @@ def test_bookmarks_and_watch_list(kube):
     rv = created["metadata"]["resourceVersion"]
     call(kube, "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",   # etcd moves on,
                                               "metadata": {"name": "bookmarked"}})       # pods do not
-    events = watch_lines(kube, f"resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3")
+    # a bookmark comes once the watch cache has heard of the newer revision from etcd (a progress
+    # notification, every second here): seconds under load, so wait for it up to the watch's end
+    events = watch_lines(kube, f"resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=30",
+                         until=lambda e: e["type"] == "BOOKMARK")
     marks = [e for e in events if e["type"] == "BOOKMARK"]
     assert [e["type"] for e in events] == ["BOOKMARK"] * len(events) and marks
     assert marks[0]["object"]["kind"] == "Pod"
