@@ -34,10 +34,8 @@ pods and users rely on:
 ``DnsConfigurer`` is the agent's (built from its flags); ``write_pod_files``
 renders and writes the three files into POD_DIR/etc atomically (``atomic_write``:
 a temp file renamed over the old one) and returns {container path: host path}
-for read-only bind mounts (nodeagent/podspec.py).  ``write_plain_pod_files``
-writes a minimal set from a hostname and an IP alone, without a pod object
-(the runtime and network integration tests).  Everything else here is pure,
-for the unit tests.
+for read-only bind mounts (nodeagent/podspec.py).  Everything else here is
+pure, for the unit tests.
 """
 from __future__ import annotations
 
@@ -238,8 +236,10 @@ def atomic_write(path: Path, data: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_etc(pod_dir: str | os.PathLike, files: dict[str, str]) -> dict[str, str]:
-    """Write {container path: content} into POD_DIR/etc; {container path: host path}."""
+def write_pod_files(pod_dir: str | os.PathLike, pod, pod_ips: list[str],
+                    configurer: DnsConfigurer) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Write the files into POD_DIR/etc; ({container path: host path}, warning events)."""
+    files, events = render(pod, pod_ips, configurer)
     etc = Path(pod_dir) / "etc"
     paths = {cpath: etc / Path(cpath).name for cpath in files}
     try:
@@ -248,30 +248,4 @@ def _write_etc(pod_dir: str | os.PathLike, files: dict[str, str]) -> dict[str, s
             atomic_write(host, files[cpath])
     except OSError as exc:
         raise NetworkError(f"pod files in {etc}: {exc}") from exc
-    return {cpath: str(host) for cpath, host in paths.items()}
-
-
-def write_pod_files(pod_dir: str | os.PathLike, pod, pod_ips: list[str],
-                    configurer: DnsConfigurer) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Write the files into POD_DIR/etc; ({container path: host path}, warning events)."""
-    files, events = render(pod, pod_ips, configurer)
-    return _write_etc(pod_dir, files), events
-
-
-def write_plain_pod_files(pod_dir: str | os.PathLike, hostname: str, pod_ip: str,
-                          nameservers: list[str] | None = None, searches: list[str] | None = None,
-                          host_aliases: dict[str, list[str]] | None = None) -> dict[str, str]:
-    """Write etc/hosts, etc/hostname and etc/resolv.conf for a pod into POD_DIR/etc.
-
-    Returns {container path: host path}, ready to be bind-mounted read-only.
-    """
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"{pod_ip}\t{hostname}"]
-    for ip, names in (host_aliases or {}).items():
-        hosts.append(f"{ip}\t{' '.join(names)}")
-    resolv = [f"nameserver {ns}" for ns in (nameservers or [])]
-    if searches:
-        resolv.append("search " + " ".join(searches))
-    resolv.append("options ndots:5")
-    return _write_etc(pod_dir, {"/etc/hosts": "\n".join(hosts) + "\n", "/etc/hostname": hostname + "\n",
-                                "/etc/resolv.conf": "\n".join(resolv) + "\n"})
+    return {cpath: str(host) for cpath, host in paths.items()}, events

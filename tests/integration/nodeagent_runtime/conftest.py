@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from harness.netns import delete_netns, delete_netns_prefix, force_cleanup, in_netns, mounts_under, sh  # noqa: F401
+from machinery import codec
 from nodeagent.netns import NETNS_RUN_DIR
 from nodeagent.network import NodeNetwork
+from nodeagent.podfiles import DnsConfigurer, write_pod_files
 from nodeagent.cgroups import CGROUP_ROOT
 from nodeagent.runtime import Runtime
 
@@ -31,6 +33,15 @@ PREFIX = f"kctltest-{RUN}"
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("runc") or not shutil.which("conmon"),
     reason="needs root, runc and conmon")
+
+
+def pod_files(pod_dir, name: str, ip: str) -> dict[str, str]:
+    """The agent's etc/hosts, hostname and resolv.conf of pod NAME (namespace default) with IP,
+    cluster DNS 10.96.0.10: {container path: host path}."""
+    pod = codec.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                           "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    files, _ = write_pod_files(pod_dir, pod, [ip], DnsConfigurer(["10.96.0.10"], resolver_config=""))
+    return files
 
 
 def ping(netns_path: str, ip: str) -> subprocess.CompletedProcess:

@@ -12,9 +12,8 @@ from nodeagent.errors import IPAMExhausted, NetworkError
 from nodeagent.ipam import IPAM
 from nodeagent.netns import NETNS_RUN_DIR
 from nodeagent.network import RTPROT_KCTL, NodeNetwork
-from nodeagent.podfiles import write_plain_pod_files
 
-from .conftest import needs_root, in_netns, leftovers, ping, sh
+from .conftest import needs_root, in_netns, leftovers, ping, pod_files, sh
 
 pytestmark = [pytest.mark.root, needs_root]
 
@@ -292,9 +291,8 @@ async def test_two_nodes_pod_to_pod_via_host_gw_routes(make_netns, make_node_net
     assert "10.250.12.0/24" not in in_netns(_node(na), "ip", "route").stdout
 
 
-def test_write_plain_pod_files(tmp_path):
-    files = write_plain_pod_files(tmp_path / "pod", "web-0", "10.250.1.7", ["10.96.0.10"],
-                            ["default.svc.cluster.local", "svc.cluster.local"])
+def test_pod_files(tmp_path):
+    files = pod_files(tmp_path / "pod", "web-0", "10.250.1.7")
     assert set(files) == {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
     hosts = open(files["/etc/hosts"]).read()
     assert "127.0.0.1\tlocalhost" in hosts and "10.250.1.7\tweb-0" in hosts

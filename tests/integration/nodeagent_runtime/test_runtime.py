@@ -125,8 +125,8 @@ async def test_pod_containers_share_localhost_and_emptydir(runtime, node_net, bu
 
 
 async def test_pod_files_bind_mounted_read_only(runtime, busybox_rootfs, tmp_path):
-    from nodeagent.podfiles import write_plain_pod_files
-    files = write_plain_pod_files(tmp_path / "pod", "web-0", "10.250.1.9", ["10.96.0.10"])
+    from .conftest import pod_files
+    files = pod_files(tmp_path / "pod", "web-0", "10.250.1.9")
     mounts = [(host, ctr, True) for ctr, host in files.items()]
     await runtime.create_and_start(cfg(busybox_rootfs, "etc1", SLEEP, mounts=mounts,
                                        hostname="web-0"))
