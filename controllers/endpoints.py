@@ -57,7 +57,7 @@ class EndpointsController(ServicePodController):
         return [self.svc_inf, self.pod_inf, self.ep_inf]
 
     def _ep_deleted(self, ep) -> None:
-        self.tracker.deleted(key_of(ep), ep.metadata.name)    # ours or not: the cache has it no more
+        self.tracker.seen_deleted(key_of(ep), ep.metadata.name)   # ours or not: the cache has it no more
         if self.svc_inf.get_by_key(key_of(ep)) is not None:
             self.enqueue(ep)
 

@@ -58,6 +58,13 @@ class SliceTracker:
     def forget(self, svc_key: str) -> None:
         self._written.pop(svc_key, None)
 
+    def seen_deleted(self, svc_key: str, name: str) -> None:
+        """A delete event, ours or someone else's: the cache has that object no more (only
+        Services with writes of ours are tracked; a forgotten one stays forgotten)."""
+        written = self._written.get(svc_key)
+        if written is not None and name in written:
+            written[name] = None
+
     def stale(self, svc_key: str, cached: list) -> bool:
         """The cache lacks a slice we wrote, shows an older version of one, or still has one we deleted."""
         have = {es.metadata.name: int(es.metadata.resource_version or 0) for es in cached}
@@ -92,7 +99,7 @@ class SliceWriter:
         deleted by a user looked like a cache behind our write forever, retried every 0.1 s)."""
         key = managed_service_key(es, self.managed_by)
         if key is not None:
-            self.tracker.deleted(key, es.metadata.name)
+            self.tracker.seen_deleted(key, es.metadata.name)
             self.queue.add(key)
 
     def our_slices(self, key: str) -> list | None:

@@ -315,3 +315,17 @@ async def test_objects_deleted_by_someone_else_are_made_again():
         await h.settle()
         assert [a.ip for a in h.client.stored("Endpoints", "web").subsets[0].addresses] == ["10.0.0.1"]
         assert addresses(h.client.objects("EndpointSlice")) == ["10.0.0.1"]
+
+
+def test_tracker_keeps_nothing_of_services_it_forgot():
+    t = SliceTracker()
+    t.seen_deleted("default/gone", "gone-abc")              # never written by us: nothing to track
+    assert t._written == {}
+    es = kinds.new("EndpointSlice")
+    es.metadata.name, es.metadata.resource_version = "web-abc", "7"
+    t.wrote("default/web", es)
+    t.seen_deleted("default/web", "web-abc")                # deleted by someone else: not stale
+    assert not t.stale("default/web", [])
+    t.forget("default/web")
+    t.seen_deleted("default/web", "web-abc")                # the event after our own delete_all
+    assert t._written == {}
