@@ -46,6 +46,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
 from bench.runc_raw import measure_bare_runc, measure_bare_runc_burst  # noqa: E402
+from harness.netns import NETNS_DIR  # noqa: E402
 from harness.nodes import Node, NodeCluster  # noqa: E402
 from harness.pods import all_running, make_pod, node_ready  # noqa: E402
 from machinery.client import Client  # noqa: E402
@@ -145,7 +146,7 @@ async def wait_quiet(node: Node, timeout: float = 60) -> float:
     busy over 0.5 s; the seconds waited (the teardown of the pods before)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if not any(n.startswith(node.pod_prefix) for n in os.listdir("/var/run/netns")):
+        if not any(n.startswith(node.pod_prefix) for n in os.listdir(NETNS_DIR)):
             b0 = machine_busy()
             await asyncio.sleep(0.5)
             if machine_busy() - b0 < 0.5 / 3:
