@@ -27,8 +27,8 @@ Then:
    every start, a cost the plain baselines do not have.
 
 Prints a table, the burst's CPU per pod by process (the agent with the
-``runc start`` and image tools it waits for, the apiserver, etcd; the rest of
-the machine's), and ends with ``RESULT key=value ...``.  Everything it started
+image tools it waits for, the apiserver, etcd; the rest of the machine's:
+conmon, runc create and init, the kernel), and ends with ``RESULT key=value ...``.  Everything it started
 is stopped by PID and removed on the way out.  Needs root.
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ async def amain(args) -> dict:
         with NodeCluster(work, images={"busybox:latest": "library/busybox:latest"}) as env:
             node = env.add_node("bench", extra=[] if args.seccomp_default else ["--no-seccomp-default"])
             async with Client(env.target, timeout=30, credentials=env.apiserver.credentials) as api:
-                procs = {"agent (with runc start)": node.proc.pid, "apiserver": env.apiserver.pid,
+                procs = {"agent (with its children)": node.proc.pid, "apiserver": env.apiserver.pid,
                          "etcd": env.control_plane.etcd.pid}
                 return await measure(api, node, args.pods, procs)
     finally:

@@ -229,6 +229,30 @@ async def test_errors_are_translated_and_leave_nothing(runtime, busybox_rootfs):
     assert leftovers(rt=runtime) == []
 
 
+async def test_start_reads_the_exec_fifo_and_a_dead_init_is_an_error(runtime, busybox_rootfs, monkeypatch):
+    """The start is runc start's exec-fifo handshake in-process: afterwards runc itself says
+    running and the fifo is gone; an init killed between create and start is runc start's
+    "container process is already dead", and the half-made container is removed."""
+    import json
+    import signal
+
+    from nodeagent import runtime as runtime_mod
+    await runtime.create_and_start(cfg(busybox_rootfs, "fifo1", SLEEP))
+    assert not (runtime.runc_root / "fifo1" / "exec.fifo").exists()
+    assert json.loads(await runtime._runc("state", "fifo1"))["status"] == "running"
+    real = runtime_mod.start_created
+
+    async def kill_then_start(state_dir, pid, runc_start):
+        os.kill(pid, signal.SIGKILL)
+        await real(state_dir, pid, runc_start)
+    monkeypatch.setattr(runtime_mod, "start_created", kill_then_start)
+    with pytest.raises(ContainerRuntimeError, match="container process is already dead"):
+        await runtime.create_and_start(cfg(busybox_rootfs, "fifo2", SLEEP))
+    assert not runtime.exists("fifo2")
+    await runtime.remove("fifo1")
+    assert leftovers(rt=runtime) == []
+
+
 async def test_remove_everything_leaves_nothing_behind(runtime, node_net, node_netns,
                                                        busybox_rootfs):
     for pod in ("pod-x", "pod-y"):
