@@ -12,9 +12,11 @@ Store layout under ``root``::
     images/<hash>.json     record for one normalised reference
     tmp/                   per-pull OCI layouts and half-unpacked layers
 
-A docker pull first fetches the manifest (``skopeo inspect --raw``): its
-sha256 is the repo digest (of the index, for multi-arch images, as kubelet
-reports it). ``Always`` stops there when the local image has that digest;
+A docker pull by tag first asks which manifest the tag names, in-process as
+containerd does (a HEAD's ``Docker-Content-Digest``, nodeagent/manifestdigest.py),
+else with ``skopeo inspect --raw`` (auth, errors): the manifest's sha256 is
+the repo digest (of the index, for multi-arch images, as kubelet reports
+it). ``Always`` stops there when the local image has that digest;
 otherwise ``skopeo copy docker://HOST/NAME@DIGEST oci:tmp/pull-…`` (by digest,
 so a tag moving in between cannot mix two images) with the shared blob dir,
 so blobs already present are not downloaded again.  Each source (mirrors,
@@ -34,6 +36,7 @@ loses the rename race just discards its copy. An image record is written
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import json
@@ -47,6 +50,7 @@ from dataclasses import dataclass
 from nodeagent.errors import ContainerConfigError, ImagePullError, SkopeoError
 from nodeagent.imageref import PULL_POLICIES, ImageRef, parse_reference
 from nodeagent.layers import unpack_layer
+from nodeagent.manifestdigest import manifest_digest
 from nodeagent.metrics import IMAGE_PULL_SECONDS
 from nodeagent.skopeo import Registries, Skopeo
 
@@ -98,6 +102,7 @@ class ImageStore:
         self.root = os.path.abspath(root_dir)
         self.registries = Registries.of(mirrors, insecure_registries, mirror_fallback)
         self.unpacked: list[str] = []  # diff_ids this store unpacked (tests, debugging)
+        self.digest_checks: collections.Counter = collections.Counter()  # tag -> digest asks, by who answered
         self._inflight: dict[str, asyncio.Task] = {}
         self._layer_locks: dict[str, asyncio.Lock] = {}
         for d in ("blobs", "layers/sha256", "images", "tmp"):
@@ -216,9 +221,7 @@ class ImageStore:
                 try:
                     digest = r.digest
                     if not digest:
-                        raw = await self.skopeo.run("inspect", "--raw", f"--tls-verify={tls}", *creds,
-                                                    f"docker://{host}/{r.path}:{r.tag}")
-                        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+                        digest = await self._tag_digest(host, r, insecure, tls, creds)
                     local = self._load(self._record_path(r))
                     repo_digest = f"{r.name}@{digest}"
                     if local and local.repo_digest == repo_digest:
@@ -233,6 +236,18 @@ class ImageStore:
             raise ImagePullError("ErrImagePull", f'failed to pull image "{original}": ' + "; ".join(errors))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    async def _tag_digest(self, host: str, r: ImageRef, insecure: bool, tls: str, creds: list[str]) -> str:
+        """The digest of the manifest HOST serves for r's tag: asked in-process
+        (nodeagent/manifestdigest.py), else with ``skopeo inspect --raw``."""
+        digest = await manifest_digest(host, r.path, r.tag, insecure)
+        if digest:
+            self.digest_checks["registry"] += 1
+            return digest
+        self.digest_checks["skopeo"] += 1
+        raw = await self.skopeo.run("inspect", "--raw", f"--tls-verify={tls}", *creds,
+                                    f"docker://{host}/{r.path}:{r.tag}")
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
 
     def _auth_file(self, tmp: str, r: ImageRef, auth: dict | None) -> list[str]:
         """['--authfile', PATH] for skopeo (a 0600 file in the pull's tmp dir), or [] without auth;

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 
 import pytest
@@ -83,10 +84,11 @@ async def test_if_not_present_pulls_once(registry, store_root, skopeo):
     first = await store.pull("busybox:1.36", "IfNotPresent")
     assert log.count("copy") == 1
     second = await store.pull("busybox:1.36", "IfNotPresent")
-    assert second == first and len(log.calls()) == 2  # one inspect + one copy, nothing more
+    # the tag's digest asked in-process, one copy, nothing more
+    assert second == first and len(log.calls()) == 1 and store.digest_checks == {"registry": 1}
     # a new store on the same root finds it on disk
     assert await mirror_store(store_root, registry, skopeo_bin).pull("busybox:1.36") == first
-    assert len(log.calls()) == 2
+    assert len(log.calls()) == 1
 
 
 async def test_never_uses_only_local_images(registry, store_root, skopeo):
@@ -99,7 +101,7 @@ async def test_never_uses_only_local_images(registry, store_root, skopeo):
     assert log.calls() == []
     pulled = await store.pull("busybox:1.36")
     assert await store.pull("busybox:1.36", "Never") == pulled
-    assert len(log.calls()) == 2
+    assert len(log.calls()) == 1 and store.digest_checks == {"registry": 1}
     assert store.remove("busybox:1.36") and not store.remove("busybox:1.36")
     with pytest.raises(ImagePullError, match="ErrImageNeverPull"):
         await store.pull("busybox:1.36", "Never")
@@ -111,13 +113,17 @@ async def test_always_checks_the_registry_and_follows_a_moved_tag(built, registr
     ref = f"{registry.address}/kctl/moving:v1"
     registry.push(built["busybox:latest"], "kctl/moving:v1")
     first = await store.pull(ref, "Always")
-    assert (log.count("inspect"), log.count("copy")) == (1, 1)
+
+    def checks():   # (tag -> digest asks, skopeo copies); the asks are in-process, no skopeo inspect
+        assert log.count("inspect") == 0 and store.digest_checks["skopeo"] == 0
+        return store.digest_checks["registry"], log.count("copy")
+    assert checks() == (1, 1)
     same = await store.pull(ref, "Always")  # digest unchanged: manifest check only
-    assert same == first and (log.count("inspect"), log.count("copy")) == (2, 1)
+    assert same == first and checks() == (2, 1)
     registry.push(built["kctl/echo:latest"], "kctl/moving:v1")
     assert (await store.pull(ref, "IfNotPresent")) == first  # IfNotPresent does not look
     moved = await store.pull(ref, "Always")
-    assert (log.count("inspect"), log.count("copy")) == (3, 2)
+    assert checks() == (3, 2)
     assert moved.image_id != first.image_id and len(moved.layers) == 2
     assert moved.layers[0] == first.layers[0]  # the shared base layer was not unpacked again
     assert store.get(ref) == moved
@@ -202,3 +208,38 @@ async def test_local_oci_layout_and_archive(built, tmp_path, store_root, skopeo)
     assert from_layout.ref == f"oci:{built['kctl/echo:latest']}" and from_layout.repo_digest is None
     assert from_archive.image_id == from_layout.image_id and from_archive.layers == from_layout.layers
     assert len(store.unpacked) == 2
+
+
+async def test_the_in_process_digest_is_skopeos(registry, built):
+    """A tag's digest asked in-process (HEAD, Docker-Content-Digest) is the sha256 of what
+    `skopeo inspect --raw` gets, for a one-layer and a two-layer image; a missing tag or
+    an unreachable registry is no answer (the store then asks skopeo, whose error a pod
+    shows: test_unknown_image_carries_the_registry_message, test_unreachable_registry_...)."""
+    import hashlib
+    import subprocess
+
+    from deploy.registry import free_port
+    from nodeagent.manifestdigest import manifest_digest
+    for path, tag in (("library/busybox", "1.36"), ("kctl/echo", "latest")):
+        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                              f"docker://{registry.address}/{path}:{tag}"], capture_output=True, check=True).stdout
+        assert await manifest_digest(registry.address, path, tag, True) == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert await manifest_digest(registry.address, "library/busybox", "no-such-tag", True) is None
+    assert await manifest_digest(f"127.0.0.1:{free_port()}", "library/busybox", "1.36", True) is None
+    # not insecure: HTTPS with the system's CAs only, so a plain-HTTP registry gives no answer
+    assert await manifest_digest(registry.address, "library/busybox", "1.36", False) is None
+
+
+async def test_a_registry_asking_for_credentials_is_asked_by_skopeo(built, store_root, skopeo):
+    """A 401 is no answer in-process: skopeo asks, with the pod's pull credentials."""
+    from deploy.registry import LocalRegistry
+    skopeo_bin, log = skopeo
+    with LocalRegistry(auth=("puller", "pa55")) as reg:
+        reg.push(built["busybox:1.36"], "library/busybox:1.36")
+        store = ImageStore(store_root, insecure_registries=[reg.address], skopeo=skopeo_bin)
+        auth = {"auths": {reg.address: {"auth": base64.b64encode(b"puller:pa55").decode()}}}
+        image = await store.pull(f"{reg.address}/library/busybox:1.36", "Always", auth)
+        assert image.repo_digest.startswith(f"{reg.address}/library/busybox@sha256:")
+        assert store.digest_checks == {"skopeo": 1} and log.count("inspect") == 1
+        with pytest.raises(ImagePullError, match="(?i)unauthorized|authentication required"):
+            await store.pull(f"{reg.address}/library/busybox:1.36", "Always")
