@@ -69,9 +69,12 @@ async def _read_to_eof(fd: int, pid: int) -> bytes:
         data += chunk
 
 
-async def start_created(state_dir: Path, pid: int, runc_start: Callable[[], Awaitable[object]]) -> None:
+async def start_created(state_dir: Path, pid: int, runc_start: Callable[[], Awaitable[object]],
+                        timeout: float = 60) -> None:
     """Start the created container whose runc state dir is STATE_DIR and whose init is PID;
-    RUNC_START (``runc start ID``) where STATE_DIR has no exec fifo."""
+    RUNC_START (``runc start ID``) where STATE_DIR has no exec fifo.  An init that is alive
+    but has not taken the start within TIMEOUT seconds is an error (the runc start this
+    replaces ran under the runtime's 60 s limit)."""
     fifo = state_dir / FIFO
     try:
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -79,7 +82,10 @@ async def start_created(state_dir: Path, pid: int, runc_start: Callable[[], Awai
         await runc_start()
         return
     try:
-        data = await _read_to_eof(fd, pid)
+        data = await asyncio.wait_for(_read_to_eof(fd, pid), timeout)
+    except asyncio.TimeoutError:
+        raise ContainerRuntimeError(f"start {state_dir.name}: the container's init did not start "
+                                    f"within {timeout:g}s") from None
     finally:
         os.close(fd)
     if not data:

@@ -69,6 +69,17 @@ async def test_a_zombie_init_counts_as_dead(state):
         proc.wait()
 
 
+async def test_an_init_that_never_takes_the_start_times_out(state):
+    proc = writer(state, 30, write=False)          # alive, never opens its end
+    try:
+        with pytest.raises(ContainerRuntimeError, match="did not start within 0.3s"):
+            await start_created(state, proc.pid, never, timeout=0.3)
+        assert (state / FIFO).exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 async def test_no_fifo_runs_runc_start(tmp_path):
     calls = []
 
