@@ -15,7 +15,9 @@ registries.conf, certs.d and token auth, and whose error message is the one
 a pod shows.  TLS is never weaker than skopeo's: a host that is not
 insecure gets certificate and host name checks against the system's CAs;
 an insecure one is asked over plain HTTP, then over HTTPS without
-verification (containers/image tries the same two, HTTPS first).
+verification (containers/image tries the same two, HTTPS first).  Proxies
+come from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``), as
+for skopeo.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ ACCEPT = ", ".join([
 ])
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_MANIFEST = 4 << 20          # containers/image's limit for a manifest
-TIMEOUT = aiohttp.ClientTimeout(total=10)
+TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=3)   # then skopeo asks (a blackholed host: once more)
 
 _verified: ssl.SSLContext | None = None
 
@@ -67,7 +69,8 @@ async def _ask(session: aiohttp.ClientSession, url: str, tls) -> str | None:
 
 async def manifest_digest(host: str, path: str, tag: str, insecure: bool) -> str | None:
     """sha256:... of the manifest HOST serves for PATH:TAG, or None (ask skopeo instead)."""
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+    # trust_env: HTTP(S)_PROXY / NO_PROXY apply as they do to skopeo (Go's ProxyFromEnvironment)
+    async with aiohttp.ClientSession(timeout=TIMEOUT, trust_env=True) as session:
         for scheme in ("http", "https") if insecure else ("https",):
             try:
                 found = await _ask(session, f"{scheme}://{host}/v2/{path}/manifests/{tag}", _ssl(insecure))

@@ -243,3 +243,17 @@ async def test_a_registry_asking_for_credentials_is_asked_by_skopeo(built, store
         assert store.digest_checks == {"skopeo": 1} and log.count("inspect") == 1
         with pytest.raises(ImagePullError, match="(?i)unauthorized|authentication required"):
             await store.pull(f"{reg.address}/library/busybox:1.36", "Always")
+
+
+async def test_the_in_process_digest_follows_the_proxy_environment(registry, monkeypatch):
+    """HTTP_PROXY / NO_PROXY apply to the in-process ask as they do to skopeo: through a
+    proxy that does not answer there is no answer (skopeo asks then), NO_PROXY goes direct."""
+    from deploy.registry import free_port
+    from nodeagent.manifestdigest import manifest_digest
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert await manifest_digest(registry.address, "library/busybox", "1.36", True) is None
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert (await manifest_digest(registry.address, "library/busybox", "1.36", True) or "").startswith("sha256:")
