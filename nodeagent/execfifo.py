@@ -27,20 +27,11 @@ import os
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from machinery.procstat import is_alive
 from nodeagent.errors import ContainerRuntimeError
 
 FIFO = "exec.fifo"
 POLL = 0.1          # as runc: how often the init pid is checked while the fifo is silent
-
-
-def _alive(pid: int) -> bool:
-    """Whether PID runs (a zombie, exited but not yet reaped by conmon, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 async def _read_to_eof(fd: int, pid: int) -> bytes:
@@ -52,7 +43,7 @@ async def _read_to_eof(fd: int, pid: int) -> bytes:
         try:
             await asyncio.wait_for(ready, POLL)
         except asyncio.TimeoutError:
-            if pid and not _alive(pid):          # the byte may have come just before the exit
+            if pid and not is_alive(pid):          # the byte may have come just before the exit
                 try:
                     return data + os.read(fd, 64)
                 except BlockingIOError:

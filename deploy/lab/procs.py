@@ -36,35 +36,9 @@ from deploy.lab import naming
 from deploy.lab.naming import CGROUP_FS, LabError
 from deploy.lab.nsutil import mounts_under, netns_inode, nsenter_argv, nsfs_inodes
 from deploy.lab.state import StateStore
+from machinery.procstat import is_alive, proc_start_time  # noqa: F401  (the lab's modules import them from here)
 
 Ident = tuple[int, int | None]  # (pid, start time or None = unknown)
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    return data[data.rfind(")") + 2:].split()
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot (None if gone)."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def is_alive(pid: int, start_time: int | None = None) -> bool:
-    """True if `pid` exists, is not a zombie and (if given) started at start_time."""
-    fields = _stat_fields(pid)
-    # A zombie is dead: it holds no namespace and does not keep a cgroup busy.
-    # We do not reap it here (that would steal the exit status from whoever
-    # owns the Popen); Supervisor polls its own children.
-    if not fields or fields[0] in ("Z", "X"):
-        return False
-    return start_time is None or int(fields[19]) == start_time
 
 
 def all_pids() -> list[int]:
