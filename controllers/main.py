@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import socket
 import sys
 
@@ -43,6 +42,7 @@ from prometheus_client import start_http_server
 
 from machinery import certreload
 from machinery.client import Client
+from machinery.durations import duration
 from machinery.events import EventRecorder
 from machinery.informer import SharedInformerFactory
 from machinery.leaderelection import LeaderElector, default_identity
@@ -55,14 +55,6 @@ ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "en
        "ttlafterfinished", "disruption", "namespace", "persistentvolume-binder", "pvc-protection", "pv-protection",
        "horizontalpodautoscaling", "serviceaccount", "root-ca-cert-publisher", "csrapproving", "csrsigning",
        "csrcleaner", "tokencleaner", "bootstrapsigner")
-
-
-def duration(text: str) -> float:
-    """`4s`, `500ms`, `1m`, `2` (seconds)."""
-    m = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m|h)?\s*", str(text))
-    if not m:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

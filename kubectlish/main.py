@@ -174,17 +174,12 @@ def cli(click_ctx, server, kubeconfig, context_name, namespace, request_timeout,
 
 
 def parse_duration(value: str | None) -> float | None:
-    """`5`, `5s`, `2m`, `1h`, `0` (no timeout) -> seconds."""
+    """`5`, `5s`, `2m`, `1h`, `1m30s`, `0` (no timeout) -> seconds (machinery.durations)."""
     if value in (None, ""):
         return None
-    units = {"s": 1, "m": 60, "h": 3600}
+    from machinery import durations
     try:
-        if value.endswith("ms"):
-            n = float(value[:-2]) / 1000
-        elif value[-1] in units:
-            n = float(value[:-1]) * units[value[-1]]
-        else:
-            n = float(value)
+        n = durations.parse(value)
     except ValueError:
         raise click.BadParameter(f"invalid duration {value!r}", param_hint="--request-timeout") from None
     return n or None
