@@ -36,6 +36,7 @@ from apiserver.allocators import Allocation, ServiceAllocator
 from apiserver.crudbase import (MAX_ATTEMPTS, TXN_MAX_BYTES, TXN_MAX_OPS, _copy, conflict,  # noqa: F401
                                 invalid, not_found)  # (re-exported)
 from apiserver.crudbind import PodBinding
+from apiserver.etcdlease import LeaseManager
 from apiserver.fieldmanager import FieldManager
 from machinery import errors, kinds
 from machinery.pb import api_pb2
@@ -60,11 +61,21 @@ class Store(PodBinding):
     """The apiserver's objects in etcd; binding pods to nodes (bind,
     bind_batch) is PodBinding's part (apiserver/crudbind.py)."""
 
-    def __init__(self, storage: st.Storage, allocator: ServiceAllocator):
+    def __init__(self, storage: st.Storage, allocator: ServiceAllocator, *, ttls: dict[str, int] | None = None):
+        """`ttls`: kind -> seconds an object of it lives after its last create
+        or update (Events: --event-ttl), by an etcd lease (apiserver/etcdlease.py)."""
         self.storage = storage
         self.allocator = allocator
+        self.ttls = {kind: ttl for kind, ttl in (ttls or {}).items() if ttl > 0}
+        self.leases = LeaseManager(storage.grant_lease)
         # Namespaces seen terminating by the namespace watch (watchcache feeds it).
         self.terminating_namespaces: set[str] = set()
+
+    async def _lease(self, info: kinds.KindInfo) -> int:
+        """The etcd lease a write of this kind attaches its key to (0: none).
+        Like Kubernetes' TTLFunc of Events, every create and update renews it."""
+        ttl = self.ttls.get(info.kind)
+        return await self.leases.lease(ttl) if ttl else 0
 
     # --------------------------------------------------------------- read
     async def get(self, info: kinds.KindInfo, namespace: str, name: str):
@@ -146,7 +157,8 @@ class Store(PodBinding):
                 if ns_key and kvs[1] is None:
                     raise not_found(kinds.BY_KIND["Namespace"], ns)
                 return obj, admitted + warnings
-            resp = await self.storage.txn(compares, [st.put(k, objects.encode(obj))] + alloc.ops, failure,
+            lease = await self._lease(info)
+            resp = await self.storage.txn(compares, [st.put(k, objects.encode(obj), lease)] + alloc.ops, failure,
                                           operation="create")
             if resp.succeeded:
                 obj.metadata.resource_version = str(resp.header.revision)
@@ -228,7 +240,7 @@ class Store(PodBinding):
             if remove:
                 success = [st.delete(k)] + (ServiceAllocator.release(old) if info.kind == "Service" else [])
             else:
-                success = [st.put(k, raw)] + alloc.ops
+                success = [st.put(k, raw, await self._lease(info))] + alloc.ops
             resp = await self.storage.txn([st.mod_is(k, kv.mod_revision)] + alloc.compares, success,
                                           [st.get(k)] + [st.get(x) for x in alloc.new_keys], operation="update")
             if resp.succeeded:

@@ -55,6 +55,7 @@ from apiserver.verbs import Verbs
 from apiserver.watchcache import WatchCache
 from machinery import errors, kinds
 from machinery.client import MAX_MESSAGE
+from machinery.durations import duration
 from machinery.pb import api_pb2_grpc, metrics_pb2_grpc, node_pb2_grpc
 from machinery.runner import run_component, run_tasks, setup_logging
 
@@ -93,6 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--etcd-keyfile", help="its key")
     p.add_argument("--etcd-timeout", type=float, default=3.0,
                    help="seconds before an etcd request fails as unavailable (default %(default)s)")
+    p.add_argument("--event-ttl", type=duration, default=3600.0, metavar="DURATION",
+                   help="how long an Event is kept after its last write, e.g. 1h0m0s (default 1h; 0: forever)")
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
                    help="seconds between etcd compactions, keeping one interval of history; "
                         "0 disables (default %(default)s)")
@@ -234,7 +237,7 @@ async def run(args: argparse.Namespace) -> None:
                          tls=tls.etcd_credentials(args))
     admission.POD_SECURITY.default = podsecurity.policy.with_enforce(args.pod_security_default_enforce)
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
-    store = Store(storage, allocator)
+    store = Store(storage, allocator, ttls={"Event": int(args.event_ttl)})
     cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))
     store.priority_classes = admission_priority.ClassCache.attach(cache)   # Priority admission reads the cache
     ns_cache = cache["Namespace"]

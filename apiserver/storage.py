@@ -73,8 +73,9 @@ EVENT_DELETE = rpc.Event.DELETE
 
 # ------------------------------------------------------------ op builders
 
-def put(key: bytes, value: bytes) -> rpc.RequestOp:
-    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))
+def put(key: bytes, value: bytes, lease: int = 0) -> rpc.RequestOp:
+    """`lease`: an etcd lease ID the key is attached to (etcd deletes it when the lease ends); 0: none."""
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
 
 
 def delete(key: bytes) -> rpc.RequestOp:
@@ -112,6 +113,7 @@ class Member:
         self.kv = rpc.KVStub(self.channel)
         self.watch = rpc.WatchStub(self.channel)
         self.maintenance = rpc.MaintenanceStub(self.channel)
+        self.lease = rpc.LeaseStub(self.channel)
 
 
 # ----------------------------------------------------------- translation
@@ -248,6 +250,14 @@ class Storage:
             for kv in r.response_range.kvs:
                 self._open(kv)
         return resp
+
+    async def grant_lease(self, ttl: int) -> int:
+        """A new etcd lease of `ttl` seconds; its ID."""
+        resp = await self._call("lease_grant", lambda m: m.lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl),
+                                write=True)
+        if resp.error:
+            raise errors.ApiError(f"etcd refused a lease of {ttl}s: {resp.error}")
+        return resp.ID
 
     async def compact(self, revision: int) -> None:
         await self._call("compact", lambda m: m.kv.Compact, rpc.CompactionRequest(revision=revision, physical=True),
