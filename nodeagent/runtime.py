@@ -236,8 +236,8 @@ class Runtime(RuntimeState):
             if os.path.ismount(rootfs):
                 if _libc.umount2(str(rootfs).encode(), 0) != 0:
                     _libc.umount2(str(rootfs).encode(), MNT_DETACH)
-            if d.exists():
-                shutil.rmtree(d)
+            if d.exists():       # the container's writes can be large: not on the agent's loop
+                await asyncio.to_thread(shutil.rmtree, d)
             (self.exits / cid).unlink(missing_ok=True)
             sock = self.socks / cid  # conmon leaves a symlink to the bundle's attach dir
             if sock.is_symlink() or sock.is_file():

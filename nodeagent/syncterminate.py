@@ -110,8 +110,8 @@ class PodTermination:
         await self.agent.network.delete_sandbox(self.uid)
         self.sandbox = None
         self.volumes.close(self.pod_dir)
-        if os.path.isdir(self.pod_dir):
-            shutil.rmtree(self.pod_dir)
+        if os.path.isdir(self.pod_dir):     # emptyDir volumes can be large: not on the agent's loop
+            await asyncio.to_thread(shutil.rmtree, self.pod_dir)
         if not self.gone:
             try:
                 await self.agent.client.delete(core_pb2.Pod, self.pod.metadata.name, self.pod.metadata.namespace,

@@ -7,6 +7,9 @@ the container records, the runtime, the API and the events.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -171,7 +174,11 @@ async def test_adopted_running_container_is_kept(tmp_path):
     sync.watchers.stop_all()
 
 
-async def test_termination_stops_removes_and_deletes(tmp_path):
+async def test_termination_stops_removes_and_deletes(tmp_path, monkeypatch):
+    removed = []                 # (path, removed on the event loop's thread?)
+    rmtree = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **kw: (
+        removed.append((str(path), threading.current_thread() is threading.main_thread())), rmtree(path, *a, **kw)))
     agent = node(tmp_path)
     sync = PodSync(agent, await created(agent))
     await sync.sync_pod()
@@ -184,9 +191,12 @@ async def test_termination_stops_removes_and_deletes(tmp_path):
     assert (await agent.runtime.state(running)).status == "exited"
     assert ("Killing", "Stopping container c") in agent.recorder.seen
     assert not (await api_status(agent)).container_statuses[0].state.HasField("running")
+    os.makedirs(os.path.join(sync.pod_dir, "volumes", "scratch"))     # an emptyDir, say
     await sync.sync_terminated_pod()
     assert await agent.runtime.list() == [] and agent.network.list_allocations() == {}
     assert agent.client.objects(core_pb2.Pod) == []
+    assert not os.path.exists(sync.pod_dir)
+    assert (sync.pod_dir, False) in removed      # the pod dir (emptyDirs) went in a worker thread
 
 
 def test_restart_policies():

@@ -310,3 +310,23 @@ async def test_container_outlives_the_agent_process(runtime, busybox_rootfs):
     assert [(i.id, i.labels, i.state.status, i.state.pid) for i in infos] == \
         [("orphan1", {"k": "v"}, "running", pid)]
     assert (await runtime.stop("orphan1", 0.2)).exit_code == 137
+
+
+async def test_remove_deletes_a_containers_writes_off_the_event_loop(runtime, busybox_rootfs, monkeypatch):
+    """What a container wrote (its overlay upper dir) can be large: remove()
+    deletes the bundle in a worker thread, so the agent's loop goes on."""
+    import shutil
+    import threading
+    removed = []                 # (path, on the loop's thread?)
+    rmtree = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **kw: (
+        removed.append((str(path), threading.current_thread() is threading.main_thread())), rmtree(path, *a, **kw)))
+    info = await runtime.create_and_start(cfg(busybox_rootfs, "writer", [
+        "sh", "-c", "mkdir /junk && cd /junk && for i in $(seq 1 2000); do echo $i > f$i; done && sleep 1000"]))
+    bundle = runtime._dir(info.id)
+    await wait_for(lambda: len(list(bundle.rglob("f*"))) >= 2000, what="the container's 2,000 files")
+    await runtime.stop(info.id, grace_seconds=0.2)
+    await runtime.remove(info.id)
+    assert not bundle.exists()
+    assert (str(bundle), False) in removed
+    assert leftovers(rt=runtime) == []
