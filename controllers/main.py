@@ -57,6 +57,17 @@ ALL = ("replicaset", "deployment", "nodelifecycle", "nodeipam", "endpoints", "en
        "csrcleaner", "tokencleaner", "bootstrapsigner")
 
 
+# The source component of each controller's Events, as Kubernetes' controllers name themselves.
+EVENT_SOURCES = {
+    "replicaset": "replicaset-controller", "deployment": "deployment-controller",
+    "nodelifecycle": "node-controller", "nodeipam": "cidrAllocator", "endpoints": "endpoint-controller",
+    "endpointslice": "endpoint-slice-controller", "endpointslicemirroring": "endpoint-slice-mirroring-controller",
+    "garbagecollector": "garbage-collector-controller", "persistentvolume-binder": "persistentvolume-controller",
+    "ttlafterfinished": "ttl-after-finished-controller", "disruption": "controllermanager",
+    "horizontalpodautoscaling": "horizontal-pod-autoscaler",
+}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kctl-controller-manager", description="Run the kctl controllers.")
     p.add_argument("--kubeconfig", help="kubeconfig with this component's credentials (CA, client certificate)")
@@ -203,6 +214,8 @@ def build(client, args) -> tuple[dict, dict]:
     }
     makers.update(_certificate_makers(client, factory, recorder, args))
     ctrls = {name: c for name in selected(args.controllers) if (c := makers[name]()) is not None}
+    for name, c in ctrls.items():          # one writer, each controller's own `From:` (as Kubernetes')
+        c.recorder = recorder.for_component(EVENT_SOURCES.get(name, f"{name}-controller"))
     tasks = {"informers": factory.run(), "events": recorder.run()}
     for name, c in ctrls.items():
         tasks[f"controller:{name}"] = c.run()

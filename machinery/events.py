@@ -57,6 +57,7 @@ class _Pending:
     count: int
     first: float
     last: float
+    component: str
 
 
 @dataclass
@@ -92,12 +93,20 @@ class EventRecorder:
         self.max_similar = max_similar
         self._similar: OrderedDict[tuple, tuple[float, set[str]]] = OrderedDict()
 
-    def _key(self, ref, type_, reason, message) -> tuple:
+    def _key(self, ref, type_, reason, message, component) -> tuple:
         return (ref.kind, ref.namespace, ref.name, ref.uid, ref.api_version,
-                type_, reason, message, self.component, self.host)
+                type_, reason, message, component, self.host)
 
-    def event(self, obj, type: str, reason: str, message: str) -> None:
-        """Record an event about obj (an API object or ObjectReference). Never blocks."""
+    def for_component(self, component: str) -> "ComponentRecorder":
+        """This recorder (its queue, caches and writer task) under another
+        source component: one per controller of a controller manager, as
+        Kubernetes' controllers each name themselves (`From:` in describe)."""
+        return ComponentRecorder(self, component)
+
+    def event(self, obj, type: str, reason: str, message: str, component: str | None = None) -> None:
+        """Record an event about obj (an API object or ObjectReference). Never blocks.
+        `component`: the source component (default: the recorder's)."""
+        component = component or self.component
         if type not in (NORMAL, WARNING):
             log.error("event type %r is not Normal or Warning; dropped (%s %s)", type, reason, message)
             return
@@ -109,8 +118,8 @@ class EventRecorder:
         message = message[:MAX_MESSAGE]
         now = self.clock()
         log.debug("event(%s/%s %s): %s %s: %s", ref.namespace, ref.name, ref.kind, type, reason, message)
-        message = self._combine(ref, type, reason, message, now)
-        key = self._key(ref, type, reason, message if not message.startswith(COMBINED) else COMBINED)
+        message = self._combine(ref, type, reason, message, now, component)
+        key = self._key(ref, type, reason, message if not message.startswith(COMBINED) else COMBINED, component)
         pending = self._pending.get(key)
         if pending is not None:
             pending.count += 1
@@ -122,12 +131,12 @@ class EventRecorder:
             log.warning("event queue full (%d); dropping event %s %s about %s/%s: %s",
                         self._queue.maxsize, type, reason, ref.namespace, ref.name, message)
             return
-        self._pending[key] = _Pending(ref, type, reason, message, 1, now, now)
+        self._pending[key] = _Pending(ref, type, reason, message, 1, now, now, component)
         self._queue.put_nowait(key)
 
-    def _combine(self, ref, type_, reason, message, now) -> str:
+    def _combine(self, ref, type_, reason, message, now, component) -> str:
         """Count distinct messages per (object, type, reason); past max_similar, combine."""
-        agg = self._key(ref, type_, reason, "")
+        agg = self._key(ref, type_, reason, "", component)
         start, messages = self._similar.get(agg, (now, set()))
         if now - start > self.window:
             start, messages = now, set()
@@ -179,10 +188,10 @@ class EventRecorder:
         ev.metadata.namespace = p.ref.namespace or "default"
         ev.involved_object.CopyFrom(p.ref)
         ev.type, ev.reason, ev.message, ev.count = p.type, p.reason, p.message, p.count
-        ev.source.CopyFrom(core_pb2.EventSource(component=self.component, host=self.host))
+        ev.source.CopyFrom(core_pb2.EventSource(component=p.component, host=self.host))
         ev.first_timestamp.CopyFrom(self._ts(p.first))
         ev.last_timestamp.CopyFrom(self._ts(p.last))
-        ev.reporting_component, ev.reporting_instance = self.component, self.host
+        ev.reporting_component, ev.reporting_instance = p.component, self.host
         return ev
 
     async def _write(self, key: tuple, p: _Pending) -> None:
@@ -225,3 +234,16 @@ class EventRecorder:
         self._seen.move_to_end(key)
         while len(self._seen) > self.cache_size:
             self._seen.popitem(last=False)
+
+
+class ComponentRecorder:
+    """An EventRecorder seen under one source component (EventRecorder.for_component)."""
+
+    def __init__(self, recorder: EventRecorder, component: str):
+        self.recorder, self.component = recorder, component
+
+    def event(self, obj, type: str, reason: str, message: str) -> None:
+        self.recorder.event(obj, type, reason, message, self.component)
+
+    def eventf(self, obj, type: str, reason: str, fmt: str, *args) -> None:
+        self.event(obj, type, reason, fmt % args if args else fmt)

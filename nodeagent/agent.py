@@ -101,7 +101,7 @@ class Agent(NodeRegistration):
         self.drain_timeout = drain_timeout
         self.lease = NodeLease(client, node_name, heartbeat_interval,
                                lambda: self.proxier.applied_rv if self.proxier is not None else 0)
-        self.recorder = EventRecorder(client, "kctl-nodeagent", node_name)
+        self.recorder = EventRecorder(client, "kubelet", node_name)    # `From: kubelet`, as Kubernetes shows it
         self.config_watch = ConfigWatch(client)     # ConfigMaps/Secrets our pods use (configwatch.py)
         self.master_service = MasterServiceEnv(client)   # default/kubernetes for pods' env (masterservice.py)
         self.workers: dict[str, PodWorker] = {}

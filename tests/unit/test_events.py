@@ -165,3 +165,33 @@ async def test_many_similar_messages_are_combined(recorder):
     r.event(p, "Normal", "Scheduled", "assigned")     # another reason is not combined
     await r.flush()
     assert any(e.message == "assigned" for e in await events(c, "prod"))
+
+
+async def test_components_share_one_recorder_but_keep_their_own_source(recorder):
+    """A controller manager's controllers write through one queue and writer,
+    each under its own source component, and their events never merge."""
+    c, clock = FakeClient(), Clock()
+    r = recorder(c, clock=clock)
+    rs, deploy = r.for_component("replicaset-controller"), r.for_component("deployment-controller")
+    p = pod()
+    rs.event(p, "Normal", "SuccessfulCreate", "Created pod: web-1")
+    deploy.eventf(p, "Normal", "SuccessfulCreate", "Created pod: %s", "web-1")    # same text, other source
+    rs.event(p, "Normal", "SuccessfulCreate", "Created pod: web-1")                # merged with the first
+    await asyncio.wait_for(r.flush(), 5)
+    got = sorted((e.source.component, e.reporting_component, e.source.host, e.count) for e in await events(c, "prod"))
+    assert got == [("deployment-controller", "deployment-controller", "cp-1", 1),
+                   ("replicaset-controller", "replicaset-controller", "cp-1", 2)]
+
+
+def test_every_controller_that_records_events_has_kubernetes_source_name():
+    from controllers import main as cm
+    from machinery.fakeclient import FakeClient as FC
+    args = cm.parse_args(["--controllers", "*"])
+    tasks, ctrls = cm.build(FC(), args)
+    for t in tasks.values():          # coroutines never started
+        t.close()
+    sources = {name: c.recorder.component for name, c in ctrls.items()}
+    assert sources["horizontalpodautoscaling"] == "horizontal-pod-autoscaler"
+    assert sources["replicaset"] == "replicaset-controller" and sources["nodelifecycle"] == "node-controller"
+    assert sources["deployment"] == "deployment-controller" and sources["disruption"] == "controllermanager"
+    assert all(c.recorder.recorder is ctrls["replicaset"].recorder.recorder for c in ctrls.values())

@@ -119,8 +119,9 @@ async def test_bad_image_errimagepull_then_backoff(api, node):
     assert "ErrImagePull" in seen and seen.index("ErrImagePull") < seen.index("ImagePullBackOff"), seen
     assert pod.status.phase == "Pending"
     events, _ = await api.list("Event", "default")
-    msgs = [e.message for e in events if e.involved_object.name == "nope" and e.reason == "Failed"]
-    assert any("manifest unknown" in m for m in msgs), msgs      # the registry's own message
+    failed = [e for e in events if e.involved_object.name == "nope" and e.reason == "Failed"]
+    assert any("manifest unknown" in e.message for e in failed), failed     # the registry's own message
+    assert {(e.source.component, e.source.host) for e in failed} == {("kubelet", node.name)}   # From: kubelet
     await api.delete(core_pb2.Pod, "nope", "default")
     await pod_gone(api, "nope", node)
 
