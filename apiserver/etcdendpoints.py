@@ -64,12 +64,13 @@ from typing import Callable
 import grpc
 
 from machinery import errors
+from machinery.endpoints import CONNECT_FAILED
 
 log = logging.getLogger(__name__)
 
 REQUIRE_LEADER = (("hasleader", "true"),)
 NO_LEADER = "etcdserver: no leader"
-NOT_SENT = "failed to connect to all addresses"
+NOT_SENT = CONNECT_FAILED      # gRPC's words for a call that never left: safe to retry even a write
 SCHEMES = ("http://", "https://", "grpc://")
 
 
