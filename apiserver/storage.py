@@ -141,8 +141,8 @@ def translate(exc: grpc.aio.AioRpcError, endpoint: str) -> errors.ApiError:
 class Compacted(errors.Expired):
     """A watch start revision below etcd's compaction revision."""
 
-    def __init__(self, requested: int, compact_revision: int):
-        super().__init__(f"too old resource version: {requested} ({compact_revision})")
+    def __init__(self, requested: int, compact_revision: int, message: str = ""):
+        super().__init__(message or f"too old resource version: {requested} ({compact_revision})")
         self.requested = requested
         self.compact_revision = compact_revision
 

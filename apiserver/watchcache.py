@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import logging
 from typing import AsyncIterator, Callable
 
@@ -83,12 +84,15 @@ class Event:
     @classmethod
     def from_etcd(cls, info, e) -> "Event":
         prev = e.prev_kv.value if e.HasField("prev_kv") else None
+        if prev is None and (e.type == st.EVENT_DELETE or e.kv.version > 1):
+            # etcd sends no previous value when compaction removed it between the
+            # change and its delivery.  Without it no selector can tell whether the
+            # watcher saw the object, so, as Kubernetes' watcher (parseEvent), this
+            # is no event: the cache resets and its watchers relist (Expired).
+            raise st.Compacted(e.kv.mod_revision - 1, 0, f"etcd event received with PrevKv=nil (key="
+                                                          f"{e.kv.key.decode(errors='replace')!r}, modRevision="
+                                                          f"{e.kv.mod_revision}): its history is compacted")
         if e.type == st.EVENT_DELETE:
-            if prev is None:      # history compacted under us: name the object from its key
-                ns, name = objects.name_of_key(info, e.kv.key)
-                stub = info.message(api_version=info.api_version, kind=info.kind)
-                stub.metadata.name, stub.metadata.namespace = name, ns
-                prev = stub.SerializeToString()
             return cls(info, e.kv.mod_revision, DELETED, e.kv.key, prev, prev)
         kind = ADDED if e.kv.version == 1 else MODIFIED
         return cls(info, e.kv.mod_revision, kind, e.kv.key, e.kv.value, prev)
@@ -250,30 +254,15 @@ class KindCache:
                     self.reset_needed = False
                     log.info("watch cache %s: following from revision %d", self.info.plural,
                              self.event_revision + 1)
-                async for resp in self.storage.watch(self.prefix, self.event_revision + 1,
-                                                     progress_interval=self.progress_interval):
-                    if failing:
-                        log.info("watch cache %s: etcd watch re-established at revision %d",
-                                 self.info.plural, self.event_revision + 1)
-                    self.ready.set()
-                    delay, failing = 0.1, False
-                    touched: set[str] = set()
-                    if resp.events:
-                        batch = [Event.from_etcd(self.info, e) for e in resp.events]
-                        touched = self._append(batch)
-                        if self.on_events is not None:
-                            try:
-                                self.on_events(batch)
-                            except DecodeError:
-                                log.warning("watch cache %s: undecodable value in a batch", self.info.plural)
-                    elif not resp.created:
-                        # A progress notification. etcd 3.4 may send one before
-                        # events still queued for a lagging watcher, so trust
-                        # each one only when the next arrives (an interval later).
-                        if self._progress > self.revision:
-                            self.revision = self._progress
-                        self._progress = resp.header.revision
-                    self._notify(touched)
+                async with contextlib.aclosing(self.storage.watch(
+                        self.prefix, self.event_revision + 1, progress_interval=self.progress_interval)) as stream:
+                    async for resp in stream:
+                        if failing:
+                            log.info("watch cache %s: etcd watch re-established at revision %d",
+                                     self.info.plural, self.event_revision + 1)
+                        self.ready.set()
+                        delay, failing = 0.1, False
+                        self._take(resp)
             except st.Compacted as exc:
                 log.warning("watch cache %s: %s; resetting, watchers must relist", self.info.plural, exc)
                 self.ready.clear()
@@ -286,6 +275,26 @@ class KindCache:
                 failing = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _take(self, resp) -> None:
+        """One etcd WatchResponse: its events into the ring (or a progress notification)."""
+        touched: set[str] = set()
+        if resp.events:
+            batch = [Event.from_etcd(self.info, e) for e in resp.events]
+            touched = self._append(batch)
+            if self.on_events is not None:
+                try:
+                    self.on_events(batch)
+                except DecodeError:
+                    log.warning("watch cache %s: undecodable value in a batch", self.info.plural)
+        elif not resp.created:
+            # A progress notification. etcd 3.4 may send one before
+            # events still queued for a lagging watcher, so trust
+            # each one only when the next arrives (an interval later).
+            if self._progress > self.revision:
+                self.revision = self._progress
+            self._progress = resp.header.revision
+        self._notify(touched)
 
     # -------------------------------------------------------------- readers
     def covers(self, rv: int) -> bool:
@@ -379,13 +388,14 @@ class KindCache:
             log.info("watch %s from %d predates the cache (from %d): reading etcd history",
                      self.info.plural, rv, self.covered_from)
             last = rv
-            async for resp in self.storage.watch(self.prefix, rv + 1):
-                for e in resp.events:
-                    ev = Event.from_etcd(self.info, e)
-                    last = ev.revision
-                    yield ev
-                if self.covers(last):
-                    break
+            async with contextlib.aclosing(self.storage.watch(self.prefix, rv + 1)) as history:
+                async for resp in history:
+                    for e in resp.events:
+                        ev = Event.from_etcd(self.info, e)
+                        last = ev.revision
+                        yield ev
+                    if self.covers(last):
+                        break
             rv = last
         async for ev in self.follow(rv, bookmark_interval, trigger):
             yield ev
