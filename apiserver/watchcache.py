@@ -31,7 +31,9 @@ as it reaches covered revisions; if etcd has compacted past rv, Expired.
 When the etcd stream breaks (etcd restart), run() re-opens it from the last
 event revision it saw, so the ring has no gap (progress notifications only
 feed bookmarks: etcd 3.4 may send one before an unsynced watcher's events). Should etcd have compacted past
-that revision, the ring is reset and every reader gets Expired (relist).
+that revision, the ring is reset and every reader gets Expired (relist);
+so it is when an event comes without the previous value a selector needs
+(compacted before etcd delivered the change: Event.from_etcd).
 A periodic progress request keeps `revision` current on idle kinds, which
 is what BOOKMARK events carry.
 """
