@@ -152,16 +152,28 @@ def ca_hash_cmd(cert_dir):
 @pki_group.command("check-expiration")
 @_cert_dir_option
 def check_expiration_cmd(cert_dir):
-    """Every certificate of the cert dir: subject, expiry, days left."""
+    """Every certificate of the cert dir: subject, expiry, days left; the
+    kubeconfigs' client certificates too (admin.conf, scheduler.conf, ...: as
+    kubeadm's check-expiration lists them, by the kubeconfig's name)."""
     from kubectlish.printers import tabwrite
+    from machinery import kubeconfig
     d = pki.PKI(cert_dir).dir
     now = datetime.datetime.now(datetime.timezone.utc)
     lines = ["CERTIFICATE\tSUBJECT\tEXPIRES\tRESIDUAL TIME"]
+    found = []
     for path in sorted(d.rglob("*.crt")):
         try:
-            c = pki.load_cert(path.read_bytes())
+            found.append((path, pki.load_cert(path.read_bytes())))
         except ConfigError:
             continue
+    for path in sorted(d.rglob("*.conf")):
+        try:
+            pem = kubeconfig.select(path).credentials.cert_pem
+            if pem:
+                found.append((path, pki.load_cert(pem)))
+        except (ConfigError, OSError):
+            continue
+    for path, c in sorted(found, key=lambda pc: str(pc[0].relative_to(d))):
         left = c.not_valid_after_utc - now
         lines.append(f"{path.relative_to(d)}\t{c.subject.rfc4514_string()}\t"
                      f"{c.not_valid_after_utc:%Y-%m-%d %H:%M}Z\t{max(left.days, 0)}d")

@@ -177,6 +177,13 @@ def test_kctl_pki_commands(tmp_path):
     code, out, _ = _kctl("pki", "check-expiration", "--cert-dir", d)
     assert code == 0 and out.split("\n")[0].split() == ["CERTIFICATE", "SUBJECT", "EXPIRES", "RESIDUAL", "TIME"]
     assert any(ln.startswith("nodes/w1.crt") and "CN=system:node:w1" in ln for ln in out.splitlines())
+    rows = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:]}
+    # the kubeconfigs' embedded client certificates, by the kubeconfig's name, as kubeadm lists them
+    assert {"admin.conf", "scheduler.conf", "controller-manager.conf", "dns.conf", "nodes/w1.conf"} <= set(rows)
+    assert rows["admin.conf"][1] == "CN=kubernetes-admin,O=system:masters"
+    assert _kctl("pki", "renew", "admin.conf", "--days", "30", "--cert-dir", d)[0] == 0
+    rows = {ln.split()[0]: ln.split() for ln in _kctl("pki", "check-expiration", "--cert-dir", d)[1].splitlines()[1:]}
+    assert rows["admin.conf"][-1] in ("29d", "30d") and rows["scheduler.conf"][-1] in ("364d", "365d")
     code, _, err = _kctl("pki", "user", "x", "--cert-dir", str(tmp_path / "empty"))
     assert code == 1 and "run `kctl pki init` first" in err
     assert _kctl("pki", "user", "x", "--cert-dir", d)[0] == 0
