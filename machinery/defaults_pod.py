@@ -77,6 +77,8 @@ def default_pod_spec(spec) -> None:
         spec.termination_grace_period_seconds = 30
     if not spec.scheduler_name:
         spec.scheduler_name = "default-scheduler"
+    if not spec.HasField("enable_service_links"):
+        spec.enable_service_links = True
     for c in list(spec.init_containers) + list(spec.containers):
         _container(c, spec.host_network)
     for t in spec.tolerations:

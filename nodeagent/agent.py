@@ -15,12 +15,12 @@
    informer (routes to other nodes' pod CIDRs), the pod informer (field
    selector ``spec.nodeName=<me>``) and the orphan sweep once it has synced
    (a deleted local-path volume's data is removed by the binder's helper pod,
-   localpath.py); objects pods use: configwatch.py; the `kubernetes` Service
-   for pods' env is watched from agent start to stop (masterservice.py);
+   localpath.py); objects pods use: configwatch.py; the Services for pods'
+   env are watched from agent start to stop (serviceenv.py);
 5. with a service proxy (``make_proxier``, nodeagent/proxy.py): once the pod
-   CIDR is known, a ``Proxier`` fed by a Service and an EndpointSlice informer
-   (all namespaces); both informers and ``proxier.run()`` are named tasks of
-   the same group.  The Lease heartbeat carries the slices' resourceVersion
+   CIDR is known, a ``Proxier`` fed by that Service informer and an
+   EndpointSlice informer (all namespaces); the slices' informer and
+   ``proxier.run()`` are named tasks of the same group.  The Lease heartbeat carries the slices' resourceVersion
    the proxy applied (written at once when it advances), and pod termination
    waits for every node's proxy to drop the pod before SIGTERM
    (``DrainBarrier``, nodeagent/drain.py).  Stopping the agent leaves the
@@ -55,7 +55,7 @@ from nodeagent import metrics, podspec, volumes
 from nodeagent.configwatch import ConfigWatch
 from nodeagent.drain import DrainBarrier
 from nodeagent.lease import NodeLease
-from nodeagent.masterservice import MasterServiceEnv
+from nodeagent.serviceenv import ServiceEnv
 from nodeagent.noderegistration import (AGENT_ENDPOINT_ANNOTATION, VERSION, NodeRegistration,  # noqa: F401
                                         machine_capacity, subtract)  # (re-exported)
 from nodeagent.podfiles import DnsConfigurer
@@ -103,7 +103,7 @@ class Agent(NodeRegistration):
                                lambda: self.proxier.applied_rv if self.proxier is not None else 0)
         self.recorder = EventRecorder(client, "kubelet", node_name)    # `From: kubelet`, as Kubernetes shows it
         self.config_watch = ConfigWatch(client)     # ConfigMaps/Secrets our pods use (configwatch.py)
-        self.master_service = MasterServiceEnv(client)   # default/kubernetes for pods' env (masterservice.py)
+        self.service_env = ServiceEnv(client)    # every Service: pods' env, and the proxy's (serviceenv.py)
         self.workers: dict[str, PodWorker] = {}
         self._worker_tasks: set[asyncio.Task] = set()
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -126,7 +126,7 @@ class Agent(NodeRegistration):
         self.pod_informer = Informer(self.client, core_pb2.Pod, field_selector=f"spec.nodeName={self.node_name}")
         self.pod_informer.add_handler(on_add=self._dispatch, on_update=lambda o, n: self._dispatch(n),
                                       on_delete=self._pod_deleted)
-        self.master_service.start()       # listed before the first pod needs it; closed below
+        self.service_env.start()          # listed before the first pod needs it; closed below
         try:
             await run_tasks({
                 f"{self.node_name}/events": self.recorder.run(),
@@ -140,7 +140,7 @@ class Agent(NodeRegistration):
                 t.cancel()
             if self._worker_tasks:
                 await asyncio.gather(*self._worker_tasks, return_exceptions=True)
-            self.master_service.close()
+            self.service_env.close()
             self.config_watch.close()          # the pods' ConfigMap/Secret watches (their files stay)
             if self.network is not None:
                 self.network.close()
@@ -161,12 +161,11 @@ class Agent(NodeRegistration):
             tg.create_task(self._route_loop(), name=f"{self.node_name}/routes")
             if self.make_proxier is not None:
                 self.proxier = self.make_proxier(self.pod_cidr)
-                services = Informer(self.client, core_pb2.Service)
+                services = self.service_env.informer           # one Service watch for env and proxy
                 slices = Informer(self.client, discovery_pb2.EndpointSlice)
                 self.proxier.attach(services, slices)
                 self.proxier.on_applied = lambda rv: self.lease.poke()   # publish it on the Lease now
                 self.drain = DrainBarrier(self.client, self.node_informer, slices, timeout=self.drain_timeout)
-                tg.create_task(services.run(), name=f"{self.node_name}/service-informer")
                 tg.create_task(slices.run(), name=f"{self.node_name}/endpointslice-informer")
                 tg.create_task(self.proxier.run(), name=f"{self.node_name}/proxy")
                 tg.create_task(metrics.watch_loop_lag(self.node_name), name=f"{self.node_name}/loop-lag")

@@ -1,12 +1,13 @@
 """A container's environment, the kubelet's makeEnvironmentVariables
 (pkg/kubelet/kubelet_pods.go).
 
-Order: the image's Env, then the `kubernetes` Service's variables
-(``KUBERNETES_SERVICE_HOST``/``_PORT`` and the Docker-link ``KUBERNETES_PORT*``
-ones, ``service_env``: what in-cluster clients read, kept by a watch in
-nodeagent/masterservice.py; ``Sources.service_env`` None — that watch has not
-listed yet — is the kubelet's ``services have not yet been read at least
-once`` error; other Services' links are not injected yet), then ``envFrom`` sources in order (each key with the
+Order: the image's Env, then the Services' variables (the `kubernetes`
+Service's ``KUBERNETES_SERVICE_HOST``/``_PORT`` and Docker-link
+``KUBERNETES_PORT*`` ones, and unless the pod says ``enableServiceLinks:
+false`` those of the other Services of its namespace with a ClusterIP:
+``service_env``, from the agent's watch in nodeagent/serviceenv.py;
+``Sources.service_env`` None — that watch has not listed yet — is the
+kubelet's ``services have not yet been read at least once`` error), then ``envFrom`` sources in order (each key with the
 source's ``prefix``; a key that is not a valid variable name is skipped and
 reported with the kubelet's InvalidEnvironmentVariableNames event), then
 ``env`` in order — a later name wins.  ``env`` values expand ``$(VAR)``
@@ -50,7 +51,7 @@ class Sources:
     claims: dict[str, tuple[str, str]] = field(default_factory=dict)  # volume -> (PV path, hostPath type)
     tokens: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (audience, expirationSeconds) -> token
     service_env: dict[str, str] | None = field(default_factory=dict)  # KUBERNETES_SERVICE_HOST and friends;
-    #                                                                     None: not listed yet (masterservice.py)
+    #                                                                     None: not listed yet (serviceenv.py)
     events: list[tuple[str, str, str]] = field(default_factory=list)    # (type, reason, message)
 
     def config_map(self, ns: str, name: str, optional: bool):

@@ -4,8 +4,9 @@
 gathers the ConfigMaps/Secrets the pod refers to (watched, so a change
 wakes the worker: nodeagent/configwatch.py), the ServiceAccount tokens of
 its projected volumes (nodeagent/tokens.py: requested, cached, refreshed
-with a wake-up), the `kubernetes` Service's env vars (from the agent's watch of it,
-nodeagent/masterservice.py) and its claims' volume paths
+with a wake-up), the Services' env vars (the `kubernetes` one, and the
+namespace's unless enableServiceLinks is false: from the agent's watch of
+Services, nodeagent/serviceenv.py) and its claims' volume paths
 (read from the API until every claim is bound, then kept),
 then sets the volumes up (nodeagent/volumes.py; hollow nodes write no
 files but reach the same verdicts).  It returns the ``Sources`` the containers' env and mounts
@@ -29,7 +30,7 @@ import time
 from machinery.pb import core_pb2
 from nodeagent import volumes
 from nodeagent.configwatch import ConfigWatch
-from nodeagent.masterservice import MasterServiceEnv
+from nodeagent.serviceenv import ServiceEnv
 from nodeagent.envvars import Sources
 from nodeagent.errors import VolumeSetupError
 from nodeagent.tokens import PodTokens, key_of
@@ -51,9 +52,9 @@ class PodVolumes:
         self.evicted = ""                    # the eviction message once an emptyDir exceeded its sizeLimit
         self._next_usage_check = 0.0
         self.tokens = PodTokens(agent.client, wake)   # projected ServiceAccount tokens, refreshed
-        master = getattr(agent, "master_service", None)   # the agent's one watch of default/kubernetes
-        self._own_master = master is None                 # (an agent-less worker watches for itself)
-        self.master: MasterServiceEnv = master if master is not None else MasterServiceEnv(agent.client)
+        services = getattr(agent, "service_env", None)    # the agent's one watch of Services
+        self._own_services = services is None              # (an agent-less worker watches for itself)
+        self.services: ServiceEnv = services if services is not None else ServiceEnv(agent.client)
 
     async def sync(self, pod: core_pb2.Pod, pod_dir: str, pod_ip: str) -> Sources | None:
         try:
@@ -61,7 +62,8 @@ class PodVolumes:
             if self.claims is None and any(v.HasField("persistent_volume_claim") for v in pod.spec.volumes):
                 self.claims = await volumes.claim_paths(self.agent.client, pod)
             sources.claims = self.claims or {}
-            sources.service_env = await self.master.env()      # from the watch's cache, no request
+            links = not pod.spec.HasField("enable_service_links") or pod.spec.enable_service_links
+            sources.service_env = await self.services.env(pod.metadata.namespace, links)   # the watch's cache
             for v in pod.spec.volumes:
                 for p in v.projected.sources:
                     if p.HasField("service_account_token"):
@@ -91,7 +93,7 @@ class PodVolumes:
     def close(self, pod_dir: str) -> None:
         self.watch.forget(self.uid)
         self.tokens.close()
-        if self._own_master:
-            self.master.close()
+        if self._own_services:
+            self.services.close()
         if not self.agent.fake:
             volumes.teardown(pod_dir)

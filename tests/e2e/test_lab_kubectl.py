@@ -69,6 +69,11 @@ def test_kubectl_next_to_kctl_as_in_the_readme(lab):
     assert kubectl(lab, "exec", "-i", "hello", "--", "cat", input="hi\n").stdout == "hi\n"
     failed = kubectl(lab, "exec", "hello", "--", "sh", "-c", "exit 3", check=False)
     assert failed.returncode == 3 and failed.stderr.strip() == "command terminated with exit code 3"
+    # hello started after the echo Service: the kubelet's service links (enableServiceLinks, default true)
+    echo_ip = kubectl(lab, "get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}").stdout
+    env = dict(line.partition("=")[::2] for line in kubectl(lab, "exec", "hello", "--", "env").stdout.splitlines())
+    assert (env["ECHO_SERVICE_HOST"], env["ECHO_SERVICE_PORT"]) == (echo_ip, "80") and env["KUBERNETES_SERVICE_HOST"]
+    assert kubectl(lab, "get", "pod", "hello", "-o", "jsonpath={.spec.enableServiceLinks}").stdout == "true"
 
     port = free_port()
     forward = subprocess.Popen(argv(lab, "port-forward", "svc/echo", f"{port}:80"), env=lab.env,

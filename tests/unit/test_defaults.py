@@ -27,6 +27,8 @@ def test_pod_spec_defaults():
     spec = d["spec"]
     assert (spec["restartPolicy"], spec["terminationGracePeriodSeconds"], spec["dnsPolicy"],
             spec["schedulerName"]) == ("Always", 30, "ClusterFirst", "default-scheduler")
+    assert spec["enableServiceLinks"] is True                      # SetDefaults_PodSpec
+    assert defaulted(pod(enableServiceLinks=False))["spec"]["enableServiceLinks"] is False
     c = spec["containers"][0]
     assert c["terminationMessagePath"] == "/dev/termination-log"
     assert c["terminationMessagePolicy"] == "File"
