@@ -20,7 +20,8 @@ Plugins register in MUTATING / VALIDATING below, in the order Kubernetes'
 recommended plugin order gives them (ServiceAccount, then Priority; the
 CertificateSigningRequest plugins of apiserver/admission_csr.py —
 CertificateApproval, CertificateSigning, CertificateSubjectRestriction —
-near the end, RBAC's escalation check last);
+near the end, RBAC's escalation check last; kctl's DNSRestriction next to
+NodeRestriction);
 `disable(names)` is the apiserver's `--disable-admission-plugins`.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from apiserver import admission_csr, admission_priority
-from apiserver.admission_noderestriction import NodeRestriction
+from apiserver.admission_noderestriction import DNSRestriction, NodeRestriction
 from apiserver.admission_rbac import RBACEscalation
 from apiserver.auth import UserInfo, current
 from apiserver.serviceaccount.admission import ServiceAccountPlugin
@@ -85,9 +86,9 @@ from apiserver.podsecurity import PodSecurity  # noqa: E402  (it subclasses Plug
 
 POD_SECURITY = PodSecurity()
 MUTATING: list[Plugin] = [ServiceAccountPlugin(), Priority(), admission_csr.CertificateRequestor()]
-VALIDATING: list[Plugin] = [NodeRestriction(), POD_SECURITY, Priority(), admission_csr.CertificateApproval(),
-                            admission_csr.CertificateSigning(), admission_csr.CertificateSubjectRestriction(),
-                            RBACEscalation()]
+VALIDATING: list[Plugin] = [NodeRestriction(), DNSRestriction(), POD_SECURITY, Priority(),
+                            admission_csr.CertificateApproval(), admission_csr.CertificateSigning(),
+                            admission_csr.CertificateSubjectRestriction(), RBACEscalation()]
 
 
 def disable(names) -> None:

@@ -12,6 +12,15 @@ objects, which the Node authorizer cannot see.
 
 Messages are Kubernetes', e.g. `nodes "node2" is forbidden: node "node1"
 is not allowed to modify node "node2"`. Other users are not affected.
+
+DNSRestriction is kctl's own plugin of the same kind, for kctl-dns: it
+renews a Lease `kctl-dns-<address>` in its Service's namespace
+(clusterdns/register.py), and RBAC, having no name prefixes, can only grant
+it every Lease of kube-system (apiserver/auth/bootstrappolicy.py), the
+controller manager's and scheduler's leader-election Leases included.  So
+the DNS identities (user system:kube-dns, ServiceAccount
+kube-system/kube-dns) may write only Leases whose name starts with
+`kctl-dns-`, as a node may write only its own Lease.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ if TYPE_CHECKING:
 CREATE, UPDATE, DELETE = "CREATE", "UPDATE", "DELETE"   # apiserver.admission's operations (it imports this module)
 from apiserver.auth.node import node_name
 from machinery import errors
+from machinery.leaseendpoints import DNS_LEASE_PREFIX
 
 RESTRICTED_LABEL = "node-restriction.kubernetes.io/"
 MIRROR = "kubernetes.io/config.mirror"
@@ -95,3 +105,19 @@ class NodeRestriction:
         obj = req.obj if req.obj is not None else req.old
         if obj.metadata.namespace == "kube-node-lease" and obj.metadata.name != node:
             raise _forbidden(req, "can only access node lease with the same name as the requesting node")
+
+
+DNS_USERS = ("system:kube-dns", "system:serviceaccount:kube-system:kube-dns")
+
+
+class DNSRestriction:
+    """A validating plugin: kctl-dns writes only its own Leases (see module doc)."""
+    name = "DNSRestriction"
+
+    async def validate(self, req: Request) -> list[str]:
+        if req.info.kind != "Lease" or req.user is None or req.user.name not in DNS_USERS:
+            return []
+        obj = req.obj if req.obj is not None else req.old
+        if not obj.metadata.name.startswith(DNS_LEASE_PREFIX):
+            raise _forbidden(req, f'user "{req.user.name}" may only write Leases named {DNS_LEASE_PREFIX}*')
+        return []

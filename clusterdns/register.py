@@ -29,7 +29,8 @@ for ever; one that stops cleanly deletes its Lease and takes its address
 out at once. One Lease per address: two instances on the same address
 would share it (give each its own address). RBAC: system:kube-dns may
 create, get, list, update and delete Leases in kube-system
-(apiserver/auth/bootstrappolicy.py).
+(apiserver/auth/bootstrappolicy.py), and admission holds it to the ones
+named kctl-dns-* (DNSRestriction, apiserver/admission_noderestriction.py).
 """
 from __future__ import annotations
 
@@ -37,13 +38,13 @@ import logging
 import time
 
 from machinery import errors, kinds
-from machinery.leaseendpoints import ClientObjects, LeaseEndpoints
+from machinery.leaseendpoints import DNS_LEASE_PREFIX, ClientObjects, LeaseEndpoints
 
 log = logging.getLogger("kctl.dns.register")
 
 INTERVAL = 10.0
 LEASE_TTL = 15
-LEASE_PREFIX, LEASE_LABEL = "kctl-dns-", "kctl.io/dns-endpoint"
+LEASE_PREFIX, LEASE_LABEL = DNS_LEASE_PREFIX, "kctl.io/dns-endpoint"
 LABELS = {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}
 SERVICE_PORTS = (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP"))
 

@@ -50,6 +50,9 @@ from machinery import errors, kinds
 
 log = logging.getLogger("kctl.leaseendpoints")
 
+DNS_LEASE_PREFIX = "kctl-dns-"     # kctl-dns's Leases (clusterdns/register.py); the apiserver's DNSRestriction
+                                   # admission holds the DNS identities to this prefix
+
 PORTS_ANNOTATION = "kctl.io/endpoint-ports"
 ATTEMPTS = 5
 REMOVE_TIMEOUT = 3.0

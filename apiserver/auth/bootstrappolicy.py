@@ -31,7 +31,8 @@ serves, plus what kctl's own components need under their own identities.
   system:kctl:kube-dns-register Role in kube-system (kctl-dns creates and
   keeps the kube-dns Service and Endpoints, and renews its own Lease there,
   clusterdns/register.py; Lease names carry the instance's address, so the
-  rule cannot name them: it covers every Lease in kube-system).
+  rule cannot name them: it covers every Lease in kube-system, and the
+  DNSRestriction admission plugin narrows it to kctl-dns-* ones).
 
 Every object carries `kubernetes.io/bootstrapping: rbac-defaults` and
 `rbac.authorization.kubernetes.io/autoupdate: "true"`; policy.py creates

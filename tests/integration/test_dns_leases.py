@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 import dns.message
 import dns.query
 import dns.rcode
@@ -76,3 +78,41 @@ async def test_a_crashed_instance_expires_and_a_stopped_one_leaves_at_once(clien
     finally:
         a.stop()
     await eventually(eps, [], timeout=10)
+
+
+async def test_the_dns_identities_write_only_kctl_dns_leases(client, apiserver):
+    """RBAC lets kctl-dns write every Lease of kube-system; DNSRestriction admission holds its
+    identities (its certificate's user, and the kube-dns ServiceAccount) to kctl-dns-* ones,
+    so it cannot take the scheduler's or controller manager's leader-election Lease."""
+    from machinery import callmeta, errors, kinds, kubeconfig
+    from machinery.client import Client
+
+    def lease(name):
+        obj = kinds.new("Lease")
+        obj.metadata.name, obj.metadata.namespace = name, "kube-system"
+        obj.spec.holder_identity = "someone"
+        return obj
+
+    leader = await client.create(lease("kube-scheduler"))
+    dns_creds = kubeconfig.select(apiserver.component_kubeconfig("dns.conf")).credentials
+    async with Client(apiserver.target, credentials=dns_creds) as dns_client, \
+            Client(apiserver.target, metadata=callmeta.impersonation(
+                "system:serviceaccount:kube-system:kube-dns",
+                ("system:serviceaccounts", "system:serviceaccounts:kube-system"))) as sa:
+        for who, c in (("system:kube-dns", dns_client), ("system:serviceaccount:kube-system:kube-dns", sa)):
+            taken = lease("kube-scheduler")
+            taken.metadata.resource_version = leader.metadata.resource_version
+            taken.spec.holder_identity = "kctl-dns"
+            with pytest.raises(errors.Forbidden) as refused:
+                await c.update(taken)
+            assert refused.value.message == (f'leases.coordination.k8s.io "kube-scheduler" is forbidden: user '
+                                             f'"{who}" may only write Leases named kctl-dns-*')
+            with pytest.raises(errors.Forbidden):
+                await c.create(lease("not-dns"))
+            with pytest.raises(errors.Forbidden):
+                await c.delete("Lease", "kube-scheduler", "kube-system")
+            own = await c.create(lease("kctl-dns-10-0-0-9"))            # its own kind of Lease: allowed
+            own.spec.holder_identity = "10.0.0.9"
+            await c.update(own)
+            await c.delete("Lease", "kctl-dns-10-0-0-9", "kube-system")
+    assert (await client.get("Lease", "kube-scheduler", "kube-system")).spec.holder_identity == "someone"
