@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.vagrant.box import MIRRORS as BOX_MIRRORS
-from deploy.images import PATH_ENV, _build, _cache_key, _Layer, write_layout
+from deploy.images import PATH_ENV, build_cached, cache_key, Layer, write_layout
 from machinery.errors import HostError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,7 +273,7 @@ def _spec_key(spec: Spec, keys: dict[str, str]) -> str:
              json.dumps(spec.config, sort_keys=True), keys.get(spec.parent or "", "")]
     for path, (src, mode) in sorted(spec.files.items()):
         parts += [path, str(mode), Path(src).read_text()]
-    return _cache_key(*(p.encode() for p in parts))
+    return cache_key(*(p.encode() for p in parts))
 
 
 def _make(spec: Spec, cache: str, work: str, dest: str) -> None:
@@ -282,7 +282,7 @@ def _make(spec: Spec, cache: str, work: str, dest: str) -> None:
         spec.parent].tags[0]) if spec.parent else ([], [])
     layer_path = os.path.join(work, "layer.tar.gz")
     if spec.files:
-        layer = _Layer()
+        layer = Layer()
         for path, (src, mode) in sorted(spec.files.items()):
             parts = path.split("/")
             for i in range(1, len(parts)):
@@ -327,7 +327,7 @@ def build_debian_images(cache: str = CACHE, log=lambda msg: None) -> dict[str, s
             t0 = time.monotonic()
             with tempfile.TemporaryDirectory(prefix=".work-", dir=cache) as work:
                 built = []
-                _build(layout, key, lambda d: (built.append(1), _make(spec, cache, work, d)))
+                build_cached(layout, key, lambda d: (built.append(1), _make(spec, cache, work, d)))
             if built:
                 log(f"built {spec.repo} in {time.monotonic() - t0:.1f}s")
     out = {}

@@ -92,7 +92,7 @@ def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class _Layer:
+class Layer:
     """Collects members, then renders a sorted, reproducible tar+gzip."""
 
     def __init__(self) -> None:
@@ -137,8 +137,8 @@ def busybox_applets(busybox: str = BUSYBOX) -> list[str]:
     return sorted({a for a in out.split() if a and a != "busybox" and "/" not in a})
 
 
-def busybox_layer(busybox: str = BUSYBOX) -> _Layer:
-    layer = _Layer()
+def busybox_layer(busybox: str = BUSYBOX) -> Layer:
+    layer = Layer()
     for d in ("bin", "etc", "root", "usr", "usr/bin", "usr/sbin", "sbin", "var"):
         layer.dir(d, 0o700 if d == "root" else 0o755)
     layer.dir("tmp", 0o1777)
@@ -151,8 +151,8 @@ def busybox_layer(busybox: str = BUSYBOX) -> _Layer:
     return layer
 
 
-def echo_layer() -> _Layer:
-    layer = _Layer()
+def echo_layer() -> Layer:
+    layer = Layer()
     for d in ("usr", "usr/local", "usr/local/bin"):
         layer.dir(d)
     layer.file("usr/local/bin/echo-server", ECHO_SERVER.encode(), 0o755)
@@ -202,7 +202,7 @@ def write_layout(layout: str, layers: list[tuple[bytes, str]], config: dict,
     os.replace(os.path.join(layout, "index.json.tmp"), os.path.join(layout, "index.json"))
 
 
-def _cache_key(*parts: bytes) -> str:
+def cache_key(*parts: bytes) -> str:
     h = hashlib.sha256(BUILDER_VERSION.encode())
     for p in parts:
         h.update(hashlib.sha256(p).digest())
@@ -217,7 +217,7 @@ def _cached(layout: str, key: str) -> bool:
         return False
 
 
-def _build(layout: str, key: str, make) -> None:
+def build_cached(layout: str, key: str, make) -> None:
     """Build into a temp dir beside `layout`, then swap it in (never half-built)."""
     if _cached(layout, key):
         return
@@ -240,8 +240,8 @@ def build_images(dest_dir: str, busybox: str = BUSYBOX) -> dict[str, str]:
     dest_dir = os.path.abspath(dest_dir)
     with open(busybox, "rb") as f:
         bb_bytes = f.read()
-    bb_key = _cache_key(bb_bytes, PASSWD.encode(), GROUP.encode())
-    echo_key = _cache_key(bb_bytes, PASSWD.encode(), GROUP.encode(),
+    bb_key = cache_key(bb_bytes, PASSWD.encode(), GROUP.encode())
+    echo_key = cache_key(bb_bytes, PASSWD.encode(), GROUP.encode(),
                           ECHO_SERVER.encode(), ECHO_HANDLER.encode())
     base: list[tuple[bytes, str]] = []
 
@@ -251,11 +251,11 @@ def build_images(dest_dir: str, busybox: str = BUSYBOX) -> dict[str, str]:
         return base[0]
 
     busybox_layout = os.path.join(dest_dir, "busybox")
-    _build(busybox_layout, bb_key, lambda d: write_layout(
+    build_cached(busybox_layout, bb_key, lambda d: write_layout(
         d, [base_layer()], {"Env": [PATH_ENV], "Cmd": ["sh"]}, ["latest", "1.36"],
         ["kctl: busybox rootfs from " + busybox]))
     echo_layout = os.path.join(dest_dir, "kctl-echo")
-    _build(echo_layout, echo_key, lambda d: write_layout(
+    build_cached(echo_layout, echo_key, lambda d: write_layout(
         d, [base_layer(), echo_layer().render()],
         {"Env": [PATH_ENV], "Cmd": ["/usr/local/bin/echo-server"],
          "ExposedPorts": {"8080/tcp": {}}, "WorkingDir": "/"},
