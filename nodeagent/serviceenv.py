@@ -52,10 +52,6 @@ def _namespace(obj) -> list[str]:
     return [obj.metadata.namespace]
 
 
-def _has_cluster_ip(svc) -> bool:
-    return svc.spec.cluster_ip not in ("", "None")
-
-
 class ServiceEnv:
     """Services' env vars from an informer's cache (see module doc)."""
 
@@ -110,10 +106,10 @@ class ServiceEnv:
                                 "for them", self.sync_timeout)
                 return None
         master = informer.get(MASTER_NAMESPACE, MASTER_NAME)
-        chosen = [master] if master is not None and _has_cluster_ip(master) else []
+        chosen = [master] if master is not None else []      # service_env: {} for one without a ClusterIP
         if links:
             chosen += sorted((s for s in informer.by_index(BY_NAMESPACE, namespace)
-                              if _has_cluster_ip(s) and s is not master), key=lambda s: s.metadata.name)
+                              if s is not master), key=lambda s: s.metadata.name)
         memo = self._memo.get((namespace, links))      # the cache replaces an object on every change
         if memo is None or len(memo[0]) != len(chosen) or not all(map(operator.is_, memo[0], chosen)):
             env: dict[str, str] = {}
