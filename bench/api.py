@@ -11,7 +11,10 @@ keep them), and raw etcd puts/gets of the same bytes with aetcd directly. Then, 
 watches open, creates and binds 1,000 pods until every watcher has seen its
 pods; and (bench/fanout.py) with as many watchers of one kind that every
 node follows, the time from a write until every watcher saw it, p50/p99,
-next to the same with raw etcd watches.  Prints a table, the API/etcd
+next to the same with raw etcd watches.  Per phase also the CPU per
+operation of the apiserver, of etcd and of the whole machine (/proc/stat:
+every process, this client's included), and the operations per second the
+machine's cores would allow at that cost.  Prints a table, the API/etcd
 ratios, the fan-out figures, the time to list every pod, and ends with one
 machine-readable line `RESULT key=value ...`.  --only runs just one set
 of phases (e.g. creates next to raw etcd puts) and nothing after them: the
@@ -39,7 +42,7 @@ from harness.objects import new_object  # noqa: E402
 from harness.process import free_port  # noqa: E402
 from machinery import codec  # noqa: E402
 from bench.fanout import print_fanout, run_fanout  # noqa: E402
-from bench.proccpu import cpu_seconds  # noqa: E402
+from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -175,10 +178,14 @@ async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int
                              ("etcd_put", etcd_put), ("etcd_get", etcd_get)):
                 if only and name not in PHASES[only]:
                     continue
-                cpu0 = cpu_seconds(cluster.apiserver.pid)
+                cpu0, etcd0, busy0 = cpu_seconds(cluster.apiserver.pid), cpu_seconds(cluster.etcd.pid), machine_busy()
                 r = await run_phase(n, conc, op)
                 if not name.startswith("etcd"):   # the apiserver's CPU per request: steadier than ops/s
                     r["cpu_us"] = (cpu_seconds(cluster.apiserver.pid) - cpu0) / n * 1e6
+                # etcd's and every process's (this client's included): the CPU one operation costs
+                # this machine, so cores / machine_us is the most any code could do here at that cost
+                r["etcd_cpu_us"] = (cpu_seconds(cluster.etcd.pid) - etcd0) / n * 1e6
+                r["machine_cpu_us"] = (machine_busy() - busy0) / n * 1e6
                 for k, v in r.items():
                     results[f"{name}_c{conc}_{k}"] = v
             ratios(results, conc)
@@ -223,14 +230,18 @@ def main() -> None:
               f"and {cluster.apiserver.http_url} (pid {cluster.apiserver.pid}), cpus {os.cpu_count()}")
         r = asyncio.run(bench(cluster, args.ops, args.ops64, 0 if args.only else args.node_watchers,
                               cluster.apiserver.http_url, args.only))
-    print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'apiserver CPU us/op':>20}")
+    cores = os.cpu_count() or 1
+    print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}   CPU us/op: {'apiserver':>9} "
+          f"{'etcd':>6} {'machine':>8}   ops/s at {cores} cores busy")
     for conc in (1, 64):
         for name in ("api_create", "http_create", "etcd_put", "api_get", "http_get", "etcd_get"):
             k = f"{name}_c{conc}"
             if k + "_ops" not in r:
                 continue
-            cpu = f"{r[k + '_cpu_us']:>20.0f}" if k + "_cpu_us" in r else ""
-            print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}{cpu}")
+            cpu = f"{r[k + '_cpu_us']:>9.0f}" if k + "_cpu_us" in r else f"{'':>9}"
+            print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}   "
+                  f"{'':>11}{cpu} {r[k + '_etcd_cpu_us']:>6.0f} {r[k + '_machine_cpu_us']:>8.0f}   "
+                  f"{cores / r[k + '_machine_cpu_us'] * 1e6:>9.0f}")
         print(f"  at concurrency {conc}: " + ", ".join(f"{k.removesuffix(f'_c{conc}')} {v:.2f}" for k, v in r.items()
                                                        if k.startswith("ratio") and k.endswith(f"_c{conc}")))
     if "list_pods_n" in r:
