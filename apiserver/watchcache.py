@@ -50,6 +50,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from apiserver import objects
+from apiserver.bookmarks import IdleClock, Ticks
 from apiserver import storage as st
 from machinery import errors, kinds
 
@@ -191,6 +192,7 @@ class KindCache:
         self._index: dict[str, collections.deque[int]] = {}
         self._evicted: dict[str, int] = {}
         self._wake_by: dict[str, asyncio.Event] = {}
+        self.ticks = Ticks(lambda: self._notify(tuple(self._wake_by)))   # bookmarks (apiserver.bookmarks)
 
     # -------------------------------------------------------------- writer
     async def _reset(self) -> None:
@@ -323,25 +325,27 @@ class KindCache:
         epoch = self.epoch
         seq = self.first_seq + bisect.bisect_right(_Revisions(self), rv)
         sent_rev = rv
-        while True:
-            if epoch != self.epoch:
-                raise errors.Expired(f"too old resource version: {rv} ({self.covered_from})")
-            if seq < self.first_seq:
-                raise self._too_slow(sent_rev)
-            if seq < self.next_seq:
-                ev = self.ring[seq % self.size]
-                seq += 1
-                if ev.revision > rv:
-                    sent_rev = ev.revision
-                    yield ev
-                continue
-            wake = self._wake
-            try:
-                await asyncio.wait_for(wake.wait(), bookmark_interval)
-            except asyncio.TimeoutError:
-                if self.revision > sent_rev:
+        idle = IdleClock(bookmark_interval)
+        with self.ticks.following(bookmark_interval):
+            while True:
+                if epoch != self.epoch:
+                    raise errors.Expired(f"too old resource version: {rv} ({self.covered_from})")
+                if seq < self.first_seq:
+                    raise self._too_slow(sent_rev)
+                if seq < self.next_seq:
+                    ev = self.ring[seq % self.size]
+                    seq += 1
+                    idle.busy()
+                    if ev.revision > rv:
+                        sent_rev = ev.revision
+                        yield ev
+                    continue
+                wake = self._wake
+                if idle.due() and self.revision > sent_rev:
                     sent_rev = self.revision
                     yield Bookmark(self.revision)
+                    continue
+                await wake.wait()
 
     async def _follow_indexed(self, rv: int, bookmark_interval: float | None,
                               trigger: str) -> AsyncIterator[Event | Bookmark]:
@@ -354,33 +358,35 @@ class KindCache:
         epoch = self.epoch
         cursor = self.first_seq + bisect.bisect_right(_Revisions(self), rv)
         sent_rev = rv
-        while True:
-            if epoch != self.epoch:
-                raise errors.Expired(f"too old resource version: {rv} ({self.covered_from})")
-            if self._evicted.get(trigger, -1) >= cursor:
-                raise self._too_slow(sent_rev)
-            seqs = self._index.get(trigger)
-            end = self.next_seq
-            todo = [s for s in seqs if s >= cursor] if seqs else []
-            for seq in todo:
-                if seq < self.first_seq:
+        idle = IdleClock(bookmark_interval)
+        with self.ticks.following(bookmark_interval):
+            while True:
+                if epoch != self.epoch:
+                    raise errors.Expired(f"too old resource version: {rv} ({self.covered_from})")
+                if self._evicted.get(trigger, -1) >= cursor:
                     raise self._too_slow(sent_rev)
-                ev = self.ring[seq % self.size]
-                if ev.revision > rv:
-                    sent_rev = ev.revision
-                    yield ev
-            cursor = max(cursor, end)
-            if todo or epoch != self.epoch:
-                continue                               # look again before sleeping
-            wake = self._wake_by.get(trigger)
-            if wake is None:
-                wake = self._wake_by[trigger] = asyncio.Event()
-            try:
-                await asyncio.wait_for(wake.wait(), bookmark_interval)
-            except asyncio.TimeoutError:
-                if self.revision > sent_rev:
+                seqs = self._index.get(trigger)
+                end = self.next_seq
+                todo = [s for s in seqs if s >= cursor] if seqs else []
+                for seq in todo:
+                    if seq < self.first_seq:
+                        raise self._too_slow(sent_rev)
+                    ev = self.ring[seq % self.size]
+                    if ev.revision > rv:
+                        sent_rev = ev.revision
+                        yield ev
+                cursor = max(cursor, end)
+                if todo or epoch != self.epoch:
+                    idle.busy()
+                    continue                               # look again before sleeping
+                wake = self._wake_by.get(trigger)
+                if wake is None:
+                    wake = self._wake_by[trigger] = asyncio.Event()
+                if idle.due() and self.revision > sent_rev:
                     sent_rev = self.revision
                     yield Bookmark(self.revision)
+                    continue
+                await wake.wait()
 
     async def stream(self, rv: int, bookmark_interval: float | None = None,
                      trigger: str | None = None) -> AsyncIterator[Event | Bookmark]:

@@ -203,6 +203,36 @@ async def test_bookmarks(client):
     await watch.aclose()
 
 
+@pytest.mark.apiserver_args("--watch-bookmark-interval", "0.2")
+async def test_bookmarks_for_node_indexed_watchers(client):
+    """A node agent's watch (`spec.nodeName=<node>`, served from the node index) gets
+    bookmarks too, next to an unindexed watcher of the same kind, and both still get their
+    events: the cache's one bookmark timer (apiserver.bookmarks) wakes both kinds of follower."""
+    _, rv = await client.list("Pod")
+    node_watch = client.watch("Pod", resource_version=rv, field_selector="spec.nodeName=n1", allow_bookmarks=True)
+    all_watch = client.watch("Pod", resource_version=rv, allow_bookmarks=True)
+    lease = await client.create(new_object("Lease", "elsewhere"))   # moves the store revision, not pods
+
+    async def bookmark_then_pod(watch, name):
+        kinds = []
+        async for ev in watch:
+            if ev.type == "BOOKMARK":
+                if int(ev.resource_version) >= int(lease.metadata.resource_version) and "B" not in kinds:
+                    kinds.append("B")
+                    pod = new_object("Pod", name)
+                    pod.spec.node_name = "n1"
+                    await client.create(pod)
+            elif ev.object.metadata.name == name:
+                kinds.append(ev.type)
+                return kinds
+    try:
+        assert await asyncio.wait_for(bookmark_then_pod(node_watch, "on-n1"), HANG_GUARD) == ["B", "ADDED"]
+        assert await asyncio.wait_for(bookmark_then_pod(all_watch, "any"), HANG_GUARD) == ["B", "ADDED"]
+    finally:
+        await node_watch.aclose()
+        await all_watch.aclose()
+
+
 @pytest.mark.apiserver_args("--watch-cache-size", "50")
 async def test_slow_watcher_is_closed_not_blocking(client, apiserver):
     import grpc
