@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
+from typing import Callable, Hashable
 
 from machinery import errors
 from machinery.kinds import KindInfo
@@ -55,7 +56,7 @@ STRIP = {(("f", "apiVersion"),), (("f", "kind"),), _META} | {
         "name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName",
         "generation", "managedFields", "resourceVersion")}
 
-__all__ = ["server_side_apply", "track_update", "update_entries"]
+__all__ = ["create_entries", "server_side_apply", "track_update", "update_entries"]
 
 
 # ------------------------------------------------------------------ helpers
@@ -281,10 +282,20 @@ def update_entries(old: dict | None, new: dict, *, manager: str, operation: str 
     and reused with this write's time."""
     if old is not None or ((new.get("metadata") or {}).get("managedFields")):
         return _entries(_tracked(old, new, manager, operation, info, now, subresource)[1])
-    key = (info.kind, manager, operation, subresource, _create_key(new))
+    return create_entries(_create_key(new), lambda: new, manager=manager, operation=operation, info=info,
+                          now=now, subresource=subresource)
+
+
+def create_entries(shape: Hashable, new: Callable[[], dict], *, manager: str, operation: str = mf.UPDATE,
+                   info: KindInfo, now: str, subresource: str = "") -> list[dict]:
+    """update_entries(None, new(), ...) of a create that sends no managedFields,
+    cached by `shape`: a key equal for objects equal but for their server-owned
+    metadata (`_create_key` of the dict; a caller holding a message can key by
+    its bytes and make the dict, `new()`, only when the cache misses)."""
+    key = (info.kind, manager, operation, subresource, shape)
     cached = _creates.get(key)
     if cached is None:
-        cached = _entries(_tracked(None, new, manager, operation, info, now, subresource)[1])
+        cached = _entries(_tracked(None, new(), manager, operation, info, now, subresource)[1])
         if len(_creates) >= CREATE_CACHE:
             _creates.clear()
         _creates[key] = cached
@@ -293,7 +304,7 @@ def update_entries(old: dict | None, new: dict, *, manager: str, operation: str 
 
 CREATE_CACHE = 1024
 _creates: dict[tuple, list[dict]] = {}
-_SERVER_OWNED = frozenset(p[1][1] for p in STRIP if len(p) == 2 and p[0] == _META[0])
+SERVER_OWNED = frozenset(p[1][1] for p in STRIP if len(p) == 2 and p[0] == _META[0])   # metadata, JSON names
 
 
 def _create_key(new: dict) -> str:
@@ -301,5 +312,5 @@ def _create_key(new: dict) -> str:
     metadata (name, namespace, uid, ...), as text."""
     meta = new.get("metadata")
     if isinstance(meta, dict):
-        new = {**new, "metadata": {k: v for k, v in meta.items() if k not in _SERVER_OWNED}}
+        new = {**new, "metadata": {k: v for k, v in meta.items() if k not in SERVER_OWNED}}
     return repr(new)

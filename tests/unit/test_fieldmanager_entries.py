@@ -75,3 +75,32 @@ def test_creates_of_one_shape_reuse_their_entries_with_their_own_time():
     got = ssa.update_entries(None, sent, manager="rs", info=POD, now=NOW.format(4))
     assert got == ssa.track_update(None, sent, manager="rs", info=POD, now=NOW.format(4))["metadata"]["managedFields"]
     assert {e["manager"] for e in got} == {"x", "rs"}        # what a create sends is not the cached case
+
+
+def test_track_of_creates_keys_by_the_message_and_makes_the_dict_once_per_shape(monkeypatch):
+    """FieldManager.track keys a create's entries by the message's bytes without the
+    server-owned metadata: the dict (codec.to_dict) is made once per shape, and each pod
+    still gets track_update's entries with its own time."""
+    from apiserver import fieldmanager
+    made = []
+    real = fieldmanager.codec.to_dict
+    monkeypatch.setattr(fieldmanager.codec, "to_dict", lambda m: made.append(m.metadata.name) or real(m))
+    times = iter(NOW.format(i) for i in range(5, 10))
+    monkeypatch.setattr(fieldmanager, "now_rfc3339", lambda: next(times))
+    ssa._creates.clear()
+    fm = FieldManager("replicaset-controller")
+    pods = [defaulted(n, app="web") for n in ("web-1", "web-2", "web-3")]
+    for i, p in enumerate(pods):                         # server-owned metadata differs pod to pod
+        p.metadata.uid, p.metadata.namespace, p.metadata.generation = f"u{i}", f"ns{i}", i
+        p.metadata.creation_timestamp.seconds = 1000 + i
+    other = defaulted("db-1", app="db")                  # another label value: another shape
+    tracked = [fm.track(None, p) for p in pods + [other]]
+    assert made == ["web-1", "db-1"]
+    for i, (p, now) in enumerate(zip(tracked, (NOW.format(k) for k in range(5, 9)))):
+        want = copy.deepcopy(p)
+        want.metadata.ClearField("managed_fields")
+        expected = ssa.track_update(None, codec.to_dict(want), manager="replicaset-controller", info=POD,
+                                    now=now)["metadata"]["managedFields"]
+        assert codec.to_dict(p)["metadata"]["managedFields"] == expected, i
+    labels = [json_format.MessageToDict(p.metadata.managed_fields[0].fields_v1)["f:metadata"] for p in tracked]
+    assert labels[0] == labels[3] == {"f:labels": {".": {}, "f:app": {}}}
