@@ -182,3 +182,26 @@ def test_annotate_reaches_the_current_call_only():
     audit.end_http(token)
     audit.annotate("k", "after")
     assert call.annotations == {"pod-security.kubernetes.io/audit-violations": "would violate ..."}
+
+
+def test_a_calls_id_and_received_time_become_text_only_in_an_event(tmp_path):
+    """The gate stamps a request with time.time() and no ID; an event written for it
+    carries the received time as RFC 3339 with microseconds and one uuid4 for all stages,
+    and requests of one moment still get different IDs."""
+    import uuid
+    log = audit.AuditLog(str(tmp_path / "audit.log"), policy({"level": "Metadata"}))
+    call = audit.Call("/api/v1/namespaces/default/configmaps", 1796637600.25, user=JANE,
+                      attrs=res("create"), code=201)
+    other = audit.Call("/api/v1/namespaces/default/configmaps", 1796637600.25, user=JANE,
+                       attrs=res("create"), code=201)
+    assert call._audit_id == ""                          # nothing made while nobody asked
+    log.record(call, ap.RECEIVED)
+    log.record(call)
+    log.record(other)
+    log.close()
+    received, complete, second = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert received["requestReceivedTimestamp"] == complete["requestReceivedTimestamp"] \
+        == "2026-12-07T10:00:00.250000Z"
+    assert received["auditID"] == complete["auditID"] == call.audit_id
+    assert uuid.UUID(call.audit_id).version == 4 and second["auditID"] != call.audit_id
+    assert isinstance(audit.now(), float)
