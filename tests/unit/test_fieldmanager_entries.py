@@ -104,3 +104,66 @@ def test_track_of_creates_keys_by_the_message_and_makes_the_dict_once_per_shape(
         assert codec.to_dict(p)["metadata"]["managedFields"] == expected, i
     labels = [json_format.MessageToDict(p.metadata.managed_fields[0].fields_v1)["f:metadata"] for p in tracked]
     assert labels[0] == labels[3] == {"f:labels": {".": {}, "f:app": {}}}
+
+
+EVENT = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "web-1.17f0", "namespace": "default"},
+         "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web-1", "uid": "u1",
+                            "apiVersion": "v1", "resourceVersion": "41", "fieldPath": "spec.containers{c}"},
+         "reason": "Started", "message": "Started container c", "type": "Normal", "count": 1,
+         "source": {"component": "kubelet", "host": "node1"}, "firstTimestamp": "2026-12-07T10:00:00Z",
+         "lastTimestamp": "2026-12-07T10:00:00Z", "reportingComponent": "kubelet", "reportingInstance": "node1"}
+
+
+def _with(manifest, **changes):
+    out = copy.deepcopy(manifest)
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = out
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return out
+
+
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default",
+                                                                          "labels": {"app": "web"}},
+              "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}},
+                                    "spec": {"containers": [{"name": "c", "image": "echo:1",
+                                                             "ports": [{"containerPort": 80}]}]}}}}
+PDB = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p", "namespace": "default"},
+       "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}}
+
+# (a, b, one cache entry for both): b differs from a in scalar values only (one entry), or in
+# which fields are set, a map's keys or a list's items (two entries)
+SHAPES = [
+    (EVENT, _with(EVENT, metadata__name="db-0.18a2", involvedObject__name="db-0", involvedObject__uid="u2",
+                  reason="Pulled", message='Container image "x" already present on machine', count=3,
+                  firstTimestamp="2026-12-07T11:00:00Z", source__host="node2"), True),
+    (EVENT, _with(EVENT, involvedObject={"kind": "Pod", "name": "web-1"}), False),      # fewer fields
+    (DEPLOYMENT, _with(DEPLOYMENT, spec__replicas=7, spec__minReadySeconds=5), False),  # a field more
+    (DEPLOYMENT, _with(DEPLOYMENT, spec__replicas=7, metadata__name="api"), True),
+    (DEPLOYMENT, _with(DEPLOYMENT, metadata__labels={"app": "web", "tier": "x"}), False),   # a map key more
+    (DEPLOYMENT, _with(DEPLOYMENT, spec__template__spec__containers=[
+        {"name": "d", "image": "echo:1", "ports": [{"containerPort": 80}]}]), False),   # another list key
+    (PDB, _with(PDB, spec__minAvailable="50%"), False),          # int or string: another form, its own entry
+    (PDB, _with(PDB, spec__minAvailable=5), True),
+]
+
+
+def test_creates_differing_only_in_scalar_values_share_entries_and_each_gets_its_own(monkeypatch):
+    """The cache key hollows scalars outside lists and maps: objects that differ only there
+    share one entry; a field more or less, a map key or a list item makes another; every
+    object gets exactly track_update's entries for its own dict."""
+    from apiserver import fieldmanager
+    monkeypatch.setattr(fieldmanager, "now_rfc3339", lambda: NOW.format(1))
+    fm = FieldManager("kubelet")
+    for i, (a, b, shared) in enumerate(SHAPES):
+        ssa._creates.clear()
+        for manifest in (a, b):
+            obj = codec.from_dict(manifest)
+            info = kinds.of(obj)
+            expected = ssa.track_update(None, codec.to_dict(obj), manager="kubelet", info=info,
+                                        now=NOW.format(1))["metadata"]["managedFields"]
+            assert codec.to_dict(fm.track(None, obj))["metadata"]["managedFields"] == expected, (i, manifest)
+        assert len(ssa._creates) == (1 if shared else 2), i
