@@ -21,8 +21,9 @@ from typing import Callable, Iterator
 
 
 class Ticks:
-    """One timer per cache: `wake_all()` every quarter of the shortest
-    interval of the followers inside `following()`; none without them."""
+    """One timer per cache: while any follower is inside `following()`,
+    `wake_all()` every quarter of the shortest interval asked since the timer
+    last started; no timer once they have all left."""
 
     def __init__(self, wake_all: Callable[[], None]):
         self._wake_all = wake_all

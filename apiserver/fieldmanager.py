@@ -85,15 +85,12 @@ class FieldManager:
     def track(self, old: Message | None, new: Message) -> Message:
         """new (modified in place and returned) with managedFields recording
         that this manager wrote it over old (None: a create)."""
-        info = kinds.of(new)
+        how = {"manager": self.name, "operation": "Update", "info": kinds.of(new), "now": now_rfc3339(),
+               "subresource": self.subresource}
         if old is None and not new.metadata.managed_fields:       # a create: entries by the object's shape
-            entries = ssa.create_entries(_shape(new), lambda: codec.to_dict(new), manager=self.name,
-                                         operation="Update", info=info, now=now_rfc3339(),
-                                         subresource=self.subresource)
+            entries = ssa.create_entries(_shape(new), lambda: codec.to_dict(new), **how)
         else:
-            entries = ssa.update_entries(codec.to_dict(old) if old is not None else None, codec.to_dict(new),
-                                         manager=self.name, operation="Update", info=info, now=now_rfc3339(),
-                                         subresource=self.subresource)
+            entries = ssa.update_entries(codec.to_dict(old) if old is not None else None, codec.to_dict(new), **how)
         return set_managed_fields(new, entries)
 
 

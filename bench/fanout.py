@@ -216,9 +216,9 @@ def print_fanout(r: dict) -> None:
     # every process's share of one write (the watchers' decoding included): no schedule on this
     # machine's cores can have the last watcher served sooner than this CPU over the cores
     cores = os.cpu_count() or 1
-    print(f"machine CPU per write (every process, the watchers' included): API {r['fanout_api_machine_ms']:.0f} ms, raw etcd {r['fanout_etcd_machine_ms']:.0f} ms; "
-          f"over {cores} cores at best {r['fanout_api_machine_ms'] / cores:.0f} / "
-          f"{r['fanout_etcd_machine_ms'] / cores:.0f} ms")
+    print(f"machine CPU per write (every process, the watchers' included): API {r['fanout_api_machine_ms']:.0f} ms, "
+          f"raw etcd {r['fanout_etcd_machine_ms']:.0f} ms; over {cores} cores at best "
+          f"{r['fanout_api_machine_ms'] / cores:.0f} / {r['fanout_etcd_machine_ms'] / cores:.0f} ms")
 
 
 def main() -> None:

@@ -289,9 +289,10 @@ def update_entries(old: dict | None, new: dict, *, manager: str, operation: str 
 def create_entries(shape: Hashable, new: Callable[[], dict], *, manager: str, operation: str = mf.UPDATE,
                    info: KindInfo, now: str, subresource: str = "") -> list[dict]:
     """update_entries(None, new(), ...) of a create that sends no managedFields,
-    cached by `shape`: a key equal for objects equal but for their server-owned
-    metadata (`_create_key` of the dict; a caller holding a message can key by
-    its bytes and make the dict, `new()`, only when the cache misses)."""
+    cached by `shape`: a key that is equal only for objects whose creates own
+    the same fields (`_create_key` of the dict: equal but for the server-owned
+    metadata; apiserver/fieldmanager.py keys by the message and makes the dict,
+    `new()`, only when the cache misses)."""
     key = (info.kind, manager, operation, subresource, shape)
     cached = _creates.get(key)
     if cached is None:
