@@ -1,15 +1,17 @@
 """Watch fan-out: one write, seen by each of N node-agent-like watchers; next to raw etcd watches.
 
-    .venv/bin/python bench/fanout.py [--watchers 1000] [--writes 20]   (or from bench/api.py)
+    .venv/bin/python bench/fanout.py [--watchers 1000] [--writes 100]   (or from bench/api.py)
 
 Every node agent (and its proxy) keeps watches open on kinds that every node
 follows, so one write fans out to every node.  This opens ``--watchers``
 watches of ConfigMaps in one namespace, spread over ``PROCS`` watcher
 processes (as many agents would be; one process could not even decode 1,000
 copies of an event as fast as they come), each with a few gRPC channels.  Then
-the parent creates ``--writes`` ConfigMaps one at a time, ``--gap`` seconds
-apart, and each watcher process stamps when every one of its watches received
-each write.  Per write: write start -> the LAST watcher saw it ("seen by every
+the parent creates one warm-up ConfigMap (not measured: the first event
+through every path) and then ``--writes`` ConfigMaps one at a time, ``--gap``
+seconds apart, and each watcher process stamps when every one of its watches
+received each write; a watch that has all of them stays open until every
+watch of its process has.  Per write: write start -> the LAST watcher saw it ("seen by every
 watcher"); per delivery: write start -> that watcher saw it.  The watches ask
 for bookmarks, as every informer does.  Also the machine's CPU per write
 (every process, the watchers' decoding included: /proc/stat over the
@@ -45,17 +47,21 @@ def pct(samples: list[float], p: float) -> float:
 
 
 async def _run_watchers(one, n: int, opened, deadline: float) -> None:
-    """Run one(i) for n watchers until each returned (or the deadline); `opened` is set once
-    they had a second to open their watches."""
+    """Run one(i, finished) for n watchers until each called finished() (or the
+    deadline), then cancel them all; `opened` is set once they had a second to
+    open their watches.  A watcher that has seen every write goes on reading
+    until all of this process's have: closing its watch at once would put the
+    teardown of the first watches (a cancel each, on both sides) among the
+    last write's deliveries."""
     left = [n]
     done = asyncio.Event()
 
-    async def counted(i: int) -> None:
-        await one(i)
+    def finished() -> None:
         left[0] -= 1
         if not left[0]:
             done.set()
-    tasks = [asyncio.create_task(counted(i)) for i in range(n)]
+
+    tasks = [asyncio.create_task(one(i, finished)) for i in range(n)]
     await asyncio.sleep(1.0)
     opened.set()
     try:
@@ -72,7 +78,7 @@ async def _watch_api(target: str, n: int, rv: str, writes: int, opened, deadline
     clients = [Client(target, timeout=None) for _ in range(CHANNELS)]
     seen: dict[str, list[float]] = {}
 
-    async def one(i: int) -> None:
+    async def one(i: int, finished) -> None:
         count = 0
         # with bookmarks, as every informer (machinery/informer.py) and client-go reflector asks
         async for ev in clients[i % CHANNELS].watch("ConfigMap", NAMESPACE, resource_version=rv,
@@ -80,8 +86,8 @@ async def _watch_api(target: str, n: int, rv: str, writes: int, opened, deadline
             if ev.type == "ADDED":
                 seen.setdefault(ev.object.metadata.name, []).append(time.time())
                 count += 1
-                if count == writes:
-                    break
+                if count == writes + 1:            # the warm-up write and the measured ones
+                    finished()                     # and the stream stays open (see _run_watchers)
     await _run_watchers(one, n, opened, deadline)
     await asyncio.gather(*(c.close() for c in clients))
     return seen
@@ -94,13 +100,13 @@ async def _watch_raw(port: int, n: int, writes: int, opened, deadline: float) ->
         await c.connect()
     seen: dict[str, list[float]] = {}
 
-    async def one(i: int) -> None:
+    async def one(i: int, finished) -> None:
         count = 0
         async for ev in await clients[i % CHANNELS].watch_prefix(RAW_PREFIX):
             seen.setdefault(ev.kv.key.decode().rsplit("/", 1)[1], []).append(time.time())
             count += 1
-            if count == writes:
-                break
+            if count == writes + 1:                # the warm-up write and the measured ones
+                finished()                         # and the stream stays open (see _run_watchers)
     await _run_watchers(one, n, opened, deadline)
     for c in clients:
         await c.close()
@@ -148,7 +154,7 @@ def _collect(procs, out, starts: dict[str, float], watchers: int) -> dict[str, f
             "each_p99": pct(each, 99), "complete": len(complete)}
 
 
-async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: int = 20,
+async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: int = 100,
                      gap: float = 0.2, apiserver_pid: int | None = None,
                      kubeconfig: str | os.PathLike | None = None) -> dict[str, float]:
     """Both phases (API, then raw etcd); figures in ms, keys fanout_{api,etcd}_{all,each}_p{50,99}_ms;
@@ -170,6 +176,9 @@ async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: 
         procs, opened, out = _spawn("api", target, watchers, rv, writes, 60 + writes * gap * 4)
         for ev in opened:
             await asyncio.to_thread(ev.wait, 60)
+        warm = new_object("ConfigMap", "warmup", NAMESPACE)    # not measured: every path's first use
+        await c.create(warm)
+        await asyncio.sleep(gap)
         starts = {}
         cpu0, busy0 = cpu_seconds(apiserver_pid), machine_busy()
         for i in range(writes):
@@ -190,6 +199,8 @@ async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: 
         await asyncio.to_thread(ev.wait, 60)
     raw = aetcd.Client(host="127.0.0.1", port=etcd_port)
     await raw.connect()
+    await raw.put(RAW_PREFIX + b"warmup", payload)          # not measured, as above
+    await asyncio.sleep(gap)
     starts = {}
     busy0 = machine_busy()
     try:
@@ -224,7 +235,8 @@ def print_fanout(r: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--watchers", type=int, default=1000)
-    ap.add_argument("--writes", type=int, default=20)
+    ap.add_argument("--writes", type=int, default=100,
+                    help="measured writes (the p99 of 100 is the second slowest; of fewer, the slowest)")
     ap.add_argument("--gap", type=float, default=0.2, help="seconds between writes")
     args = ap.parse_args()
     from harness.control_plane import ControlPlane
