@@ -28,11 +28,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import k8s_examples
 from tests.e2e.lab_fixtures import lab, missing_tools, pods, ready, wait_for  # noqa: F401
 
 pytestmark = [
@@ -42,12 +42,13 @@ pytestmark = [
 ]
 
 LAB_TAG = "hp"
-EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "k8s-examples" / "application" / "php-apache.yaml"
+EXAMPLE = k8s_examples.DIR / "application" / "php-apache.yaml"
 SELECTOR = "app.kubernetes.io/name=php-apache"
 LOAD = "while sleep 0.01; do timeout 5 wget -q -O- http://php-apache/burn; done"
 
 
 def php_apache() -> str:
+    k8s_examples.require()
     docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
     for d in docs:
         if d["kind"] == "Deployment":

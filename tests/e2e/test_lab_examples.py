@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import k8s_examples
 from tests.e2e.lab_fixtures import lab, missing_tools, pods, ready, wait_for  # noqa: F401 - fixture
 
 pytestmark = [
@@ -25,8 +26,7 @@ pytestmark = [
 ]
 
 LAB_TAG = "ex"
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO.parent / "shared" / "k8s-examples"
+EXAMPLES = k8s_examples.DIR
 
 # --------------------------------------------------------------------------
 # The k8s examples, with their images replaced by the lab's images.
@@ -110,6 +110,7 @@ def adapt(path: str, doc: dict) -> dict:
 
 
 def test_k8s_examples_run_with_lab_images(lab):
+    k8s_examples.require()
     lab.kctl("label", "nodes", "node3", *NODE3_LABELS, "--overwrite")   # the lab sets zones of its own
     tmp = Path(tempfile.mkdtemp(prefix="kctl-e2e-examples-"))
     t_first = time.monotonic()

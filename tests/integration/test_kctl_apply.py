@@ -4,28 +4,27 @@ allocated values kept, unknown kinds/fields and invalid objects refused."""
 from __future__ import annotations
 
 import json
-import pathlib
 
-import pytest
 import yaml
 
+from tests import k8s_examples
 from tests.integration.kctl_helpers import call, cluster_fixture, kctl
 
 server = cluster_fixture()
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "k8s-examples"   # ../shared beside the repo
-FILES = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml"))
+EXAMPLES = k8s_examples.DIR
+FILES = k8s_examples.files()
 
 
 def _docs(path):
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="k8s examples not present")
 def test_every_example_applies_and_reapplies_unchanged(server):
     """Each file goes to its own namespace (the examples reuse names); files
     that name their namespace get it created first. Then `get -o yaml` of
     every applied object re-applies as `unchanged`, and so does the file."""
+    k8s_examples.require()
     assert len(FILES) >= 30
     kinds_applied = set()
     applied = []   # (kind/name, namespace)

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from machinery import errors, kinds
+from tests import k8s_examples
 
 EXAMPLES = int(os.environ.get("KCTL_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -35,7 +36,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                                        HealthCheck.filter_too_much])
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "fuzz_corpus"
-EXAMPLE_DIRS = [ROOT.parent / "examples", pathlib.Path("/work/shared/k8s-examples")]
+EXAMPLE_DIRS = [ROOT.parent / "examples", k8s_examples.DIR]   # seeds: those present
 ALLOWED = (errors.KctlError,)
 
 

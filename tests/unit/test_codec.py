@@ -1,30 +1,22 @@
 """Manifest <-> protobuf mapping (machinery/codec.py)."""
-import glob
-import pathlib
 
 import pytest
 
 from machinery import codec, kinds
 from machinery.pb import apps_pb2, core_pb2
+from tests import k8s_examples
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "k8s-examples"
-
-
-def example_documents():
-    for f in sorted(glob.glob(str(EXAMPLES / "**" / "*.yaml"), recursive=True)):
-        for i, doc in enumerate(codec.load_documents(open(f).read())):
-            yield pytest.param(doc, id=f"{pathlib.Path(f).relative_to(EXAMPLES)}#{i}")
-
-
-@pytest.mark.parametrize("doc", list(example_documents()))
+@pytest.mark.parametrize("doc", k8s_examples.document_params())
 def test_examples_round_trip_exactly(doc):
+    k8s_examples.require()
     obj = codec.from_dict(doc)
     assert type(obj) is kinds.for_kind(doc["kind"]).message
     assert codec.to_dict(obj) == doc
 
 
 def test_examples_are_found():
-    assert len(list(example_documents())) >= 40
+    k8s_examples.require()
+    assert len(k8s_examples.document_params()) >= 40
 
 
 def test_unknown_fields_are_all_named_with_paths():

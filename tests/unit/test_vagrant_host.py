@@ -80,13 +80,20 @@ def test_subnets_from_env():
         host.Subnets.from_env({"KCTL_SUBNET": "192.168.56.1/24"})
 
 
-def test_opt_out_and_box_inputs(monkeypatch):
+def test_opt_out_and_box_inputs(monkeypatch, tmp_path):
     assert cycle.cannot_run_reason({"KCTL_VAGRANT_TEST": "0"}).startswith("turned off with KCTL_VAGRANT_TEST=0")
     assert not (cycle.cannot_run_reason({}) or "").startswith("turned off")      # on by default
-    # The box's cache key covers the pins install.sh installs and the build backend.
+    # The box's cache key covers the pins install.sh installs and the build backend,
+    # and the key baked into the box (vagrant's own, where vagrant is installed).
     pins = box.python_pins()
     assert any(p.startswith("grpcio==") for p in pins) and any(p.startswith("setuptools") for p in pins)
-    assert len(box.inputs_digest()) == 12
+    key = tmp_path / "vagrant.pub"
+    key.write_text("ssh-rsa AAAA one\n")
+    monkeypatch.setattr(box, "vagrant_pub", lambda: key)
+    first = box.inputs_digest()
+    assert len(first) == 12 and box.inputs_digest() == first
+    key.write_text("ssh-rsa AAAA two\n")
+    assert box.inputs_digest() != first
 
 
 def _validate(tmp_path, **env) -> subprocess.CompletedProcess:

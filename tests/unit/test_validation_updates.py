@@ -1,12 +1,11 @@
 """Validation of updates (what may change, what is immutable, set-once
 fields), of status updates, and of every shared Kubernetes example after
 defaulting: each yields exactly the Kubernetes field path and error type."""
-import glob
-import pathlib
 
 import pytest
 
 from machinery import codec, defaults, validation
+from tests import k8s_examples
 from tests.unit.validation_objects import C0, build, errors
 
 
@@ -97,20 +96,9 @@ def test_status_updates():
 
 # --------------------------------------------------------- shared examples
 
-EXAMPLES = sorted(glob.glob(str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "k8s-examples" / "**" / "*.yaml"),
-                           recursive=True))
-
-
-def _documents():
-    for path in EXAMPLES:
-        with open(path) as f:
-            for i, doc in enumerate(codec.load_documents(f.read())):
-                yield pytest.param(doc, id=f"{path.split('k8s-examples/')[1]}#{i}")
-
-
-@pytest.mark.skipif(not EXAMPLES, reason="shared examples not present")
-@pytest.mark.parametrize("doc", list(_documents()))
+@pytest.mark.parametrize("doc", k8s_examples.document_params())
 def test_shared_examples_default_and_validate(doc):
+    k8s_examples.require()
     obj = codec.from_dict(doc)
     defaults.apply_defaults(obj)
     assert [str(e) for e in validation.validate(obj)] == []

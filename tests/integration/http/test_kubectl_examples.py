@@ -6,15 +6,14 @@ annotation from the exported file, resourceVersion included, as it does
 against Kubernetes; kctl answers `unchanged`)."""
 from __future__ import annotations
 
-import pathlib
 
-import pytest
 import yaml
 
+from tests import k8s_examples
 from tests.integration.kctl_helpers import kctl
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[4] / "shared" / "k8s-examples"   # ../shared beside the repo
-FILES = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml")) if EXAMPLES.is_dir() else []
+EXAMPLES = k8s_examples.DIR
+FILES = k8s_examples.files()
 # Every kind of the examples is served now (PersistentVolumeClaim included).
 REFUSED: set[str] = set()
 # Files kubectl re-applies as `configured` although nothing changes, as it does
@@ -25,8 +24,8 @@ REFUSED: set[str] = set()
 CONFIGURED = {"application/deployment-retainkeys.yaml", "pods/resource/cpu-request-limit.yaml"}
 
 
-@pytest.mark.skipif(not FILES, reason="k8s examples not present")
 def test_every_example_applies_with_kubectl_and_reapplies_unchanged_with_both_tools(kube, tmp_path):
+    k8s_examples.require()
     assert len(FILES) >= 30
     for i, rel in enumerate(FILES):
         path = EXAMPLES / rel
