@@ -124,12 +124,17 @@ class Node:
 
     # -- looking inside ----------------------------------------------------
     @property
+    def state_dir(self) -> Path:
+        """The agent's runtime state: a tmpfs of its own (nodeagent/statedir.py)."""
+        return self.root / "run"
+
+    @property
     def runc_root(self) -> Path:
-        return self.root / "runtime" / "runc"
+        return self.state_dir / "runc"
 
     @property
     def containers_dir(self) -> Path:
-        return self.root / "runtime" / "containers"
+        return self.state_dir / "containers"
 
     def container_dir(self, cid: str) -> Path:
         return self.containers_dir / cid
@@ -154,12 +159,12 @@ class Node:
                 name = ln.split(":")[1].strip().split("@")[0]
                 if name.startswith("kctl") and name != "kctltbr0":
                     found.append(f"link {name}")
-        found += [f"mount {mp}" for mp in mounts_under(self.root)]
+        found += [f"mount {mp}" for mp in mounts_under(self.root) if mp != str(self.state_dir)]
         for h in CGROUP_ROOT.iterdir():
             d = h / self.cgroup_parent
             if d.is_dir() and any(p.is_dir() for p in d.iterdir()):
                 found.append(f"cgroup {d}/*")
-        ipam = self.root / "network" / "ipam"
+        ipam = self.state_dir / "network" / "ipam"
         if ipam.is_dir():
             found += [f"ip {p.name}" for p in ipam.iterdir() if not p.name.startswith(".")]
         if self.containers_dir.is_dir():

@@ -153,7 +153,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client-ca-file", help="CA of the apiserver's client certificate (default: the kubeconfig's CA)")
     p.add_argument("--node-name", help="(required)")
     p.add_argument("--node-ip", help="InternalIP; the logs/exec service listens here (required)")
-    p.add_argument("--root-dir", help="all agent state lives here (required)")
+    p.add_argument("--root-dir", help="all agent state lives here (required); ROOT/run becomes a tmpfs "
+                   "for the runtime's state (nodeagent/statedir.py)")
     p.add_argument("--netns", default="", help="enter this network namespace (name or path) first")
     p.add_argument("--pod-cidr", default="", help="use this pod CIDR (tests; else wait for spec.podCIDR)")
     p.add_argument("--heartbeat-interval", type=float, default=1.0, help="Lease renewal period, seconds")
@@ -250,12 +251,15 @@ def build_agent(client, *, node_name: str, node_ip: str, root_dir: str, runtime:
     from nodeagent.images import ImageStore
     from nodeagent.network import NodeNetwork
     from nodeagent.runtime import Runtime
-    rt = Runtime(os.path.join(root_dir, "runtime"), cgroup_parent=cgroup_parent or f"kctl/{node_name}")
+    from nodeagent.statedir import ensure_tmpfs
+    state = ensure_tmpfs(os.path.join(root_dir, "run"))      # what a reboot ends (nodeagent/statedir.py)
+    rt = Runtime(os.path.join(root_dir, "runtime"), cgroup_parent=cgroup_parent or f"kctl/{node_name}",
+                 state_dir=state)
     images = ImageStore(os.path.join(root_dir, "images"), mirrors=mirrors or {},
                         insecure_registries=insecure or [])
 
     def make_network(cidr: str):
-        return NodeNetwork(bridge_name, cidr, os.path.join(root_dir, "network"), netns_prefix)
+        return NodeNetwork(bridge_name, cidr, os.path.join(state, "network"), netns_prefix)
     return Agent(client, node_name=node_name, node_ip=node_ip, root_dir=root_dir, runtime=rt, images=images,
                  make_network=make_network, pod_cidr=pod_cidr, runtime_version="runc://1.1.5",
                  make_proxier=make_proxier, **kw)

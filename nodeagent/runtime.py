@@ -1,10 +1,18 @@
-"""The node agent's container runtime: overlayfs + conmon + runc, all state on disk.
+"""The node agent's container runtime: overlayfs + conmon + runc.
+
+Two directories: STATE (the agent gives a tmpfs, nodeagent/statedir.py, as
+containerd and CRI-O keep theirs under /run) holds what each start and stop
+makes and removes: bundles, runc's root, conmon's exit and socket dirs;
+ROOT (on disk) what must outlive a reboot: each container's writable layer
+(``ROOT/layers/ID/{upper,work}``) and its log (``ROOT/logs/ID.log``).
+Without a STATE, both are ROOT.
 
 How a container starts (design §4):
 
-1. ``ROOT/containers/ID/`` is the bundle.  With image layers, ``rootfs/`` is an
-   overlayfs mount (lowerdir = layers top first, ``upper/`` + ``work/`` private
-   to the container); with a plain rootfs dir, that dir is used as is.
+1. ``STATE/containers/ID/`` is the bundle.  With image layers, ``rootfs/`` is an
+   overlayfs mount (lowerdir = layers top first, upper and work in
+   ``ROOT/layers/ID/``, private to the container); with a plain rootfs dir,
+   that dir is used as is.
 2. ``config.json`` comes from ``ocispec.build_spec`` (runc's own defaults plus
    what the pod asks for); ``meta.json`` keeps the ContainerConfig and labels so
    a later agent can re-adopt the container (``list()``), all but the seccomp
@@ -12,11 +20,11 @@ How a container starts (design §4):
    ``list()`` would parse again).
 3. ``conmon`` runs ``runc create`` in a session of its own (the container
    outlives the agent) and reports the PID on its sync pipe (nodeagent/conmon.py).
-4. what ``runc --root ROOT/runc start ID`` does, in-process: read the container's
+4. what ``runc --root STATE/runc start ID`` does, in-process: read the container's
    exec fifo, then remove it (nodeagent/execfifo.py; ``runc start`` itself where
    there is no fifo).  conmon stays the container's parent,
    writes the CRI log (``TIME STREAM F|P TEXT``) to ``ROOT/logs/ID.log`` and, at
-   exit, the exit code as a plain integer to ``ROOT/exits/ID``.  A container
+   exit, the exit code as a plain integer to ``STATE/exits/ID``.  A container
    with ``stdin`` gets conmon's ``--stdin`` (what attach clients send reaches
    its stdin; conmon closes it when the first attached client leaves, i.e.
    Kubernetes' ``stdinOnce``), with ``tty`` conmon's ``--terminal`` (conmon
@@ -84,8 +92,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Runtime(RuntimeState):
-    """Containers under one root dir.  All state is on disk: a new Runtime on the
-    same root (and cgroup_parent) re-adopts every container (``list()``).
+    """Containers under one root dir (and state dir).  All state is in files: a
+    new Runtime on the same dirs (and cgroup_parent) re-adopts every container
+    (``list()``); writable layers whose container is gone (the state dir was
+    a tmpfs and the machine rebooted) are removed when it starts.
     Reading a container's state (state, info, list, wait, exists) is
     RuntimeState's part (nodeagent/runtimestate.py); this class creates,
     stops, removes and execs.
@@ -93,17 +103,23 @@ class Runtime(RuntimeState):
     Give each node agent on a machine its own root and cgroup_parent.
     """
 
-    def __init__(self, root_dir: str | os.PathLike, cgroup_parent: str = "kctl"):
+    def __init__(self, root_dir: str | os.PathLike, cgroup_parent: str = "kctl",
+                 state_dir: str | os.PathLike | None = None):
         self.root = Path(root_dir)
+        self.state_dir = Path(state_dir) if state_dir is not None else self.root
         self.cgroup_parent = cgroup_parent.strip("/")
-        self.runc_root = self.root / "runc"
-        self.exits = self.root / "exits"
+        self.runc_root = self.state_dir / "runc"
+        self.exits = self.state_dir / "exits"
+        self.socks = self.state_dir / "socks"
+        self.ctrs = self.state_dir / "containers"
         self.logs = self.root / "logs"
-        self.socks = self.root / "socks"
-        self.ctrs = self.root / "containers"
-        for d in (self.runc_root, self.exits, self.logs, self.socks, self.ctrs):
+        self.layers = self.root / "layers"
+        for d in (self.runc_root, self.exits, self.logs, self.socks, self.ctrs, self.layers):
             d.mkdir(parents=True, exist_ok=True)
         self._creating = 0
+        for d in self.layers.iterdir():      # a layer without its bundle: the state went with a reboot
+            if not (self.ctrs / d.name).exists():
+                shutil.rmtree(d, ignore_errors=True)
 
     # ------------------------------------------------------------------ helpers
     def _dir(self, cid: str) -> Path:
@@ -177,7 +193,7 @@ class Runtime(RuntimeState):
     async def _create(self, cfg: ContainerConfig, d: Path) -> int:
         """Mount the rootfs, write the bundle, run conmon (-> runc create); return the pid."""
         if cfg.layers:
-            rootfs = _mount_overlay(d, cfg.layers)
+            rootfs = _mount_overlay(d / "rootfs", self.layers / cfg.id, cfg.layers)
         elif cfg.rootfs:
             rootfs = Path(cfg.rootfs)
         else:
@@ -236,8 +252,11 @@ class Runtime(RuntimeState):
             if os.path.ismount(rootfs):
                 if _libc.umount2(str(rootfs).encode(), 0) != 0:
                     _libc.umount2(str(rootfs).encode(), MNT_DETACH)
-            if d.exists():       # the container's writes can be large: not on the agent's loop
+            if d.exists():
                 await asyncio.to_thread(shutil.rmtree, d)
+            layer = self.layers / cid
+            if layer.exists():   # the container's writes can be large: not on the agent's loop
+                await asyncio.to_thread(shutil.rmtree, layer)
             (self.exits / cid).unlink(missing_ok=True)
             sock = self.socks / cid  # conmon leaves a symlink to the bundle's attach dir
             if sock.is_symlink() or sock.is_file():
@@ -322,12 +341,12 @@ class Runtime(RuntimeState):
         return crilog.follow(self.log_path(cid), lambda: self._conmon_alive(cid), poll)
 
 
-def _mount_overlay(d: Path, layers: list[str]) -> Path:
-    """D/rootfs as an overlayfs of the layers (top first) with D/upper and D/work."""
-    rootfs = d / "rootfs"
-    for sub in ("rootfs", "upper", "work"):
-        (d / sub).mkdir()
-    opts = f"lowerdir={':'.join(str(p) for p in layers)},upperdir={d / 'upper'},workdir={d / 'work'}"
+def _mount_overlay(rootfs: Path, layer: Path, layers: list[str]) -> Path:
+    """rootfs as an overlayfs of the layers (top first) with LAYER/upper and LAYER/work."""
+    rootfs.mkdir()
+    for sub in ("upper", "work"):
+        (layer / sub).mkdir(parents=True)
+    opts = f"lowerdir={':'.join(str(p) for p in layers)},upperdir={layer / 'upper'},workdir={layer / 'work'}"
     if _libc.mount(b"overlay", str(rootfs).encode(), b"overlay", 0, opts.encode()) != 0:
         err = ctypes.get_errno()
         raise ContainerRuntimeError(f"overlay mount {rootfs}: {os.strerror(err)}")

@@ -389,10 +389,10 @@ def test_kill_node_reschedules_and_restart_leaves_no_stale_container(lab):
     stale_netns = [n for n in os.listdir(naming.NETNS_DIR)
                    if n.startswith(node2.pod_netns_prefix) and n[len(node2.pod_netns_prefix):] in on_node2]
     assert not stale_netns
-    runc_root = os.path.join(node2.data_dir, "runtime", "runc")
+    runc_root = os.path.join(node2.data_dir, "run", "runc")          # the agent's state tmpfs
     listed = subprocess.run(["runc", "--root", runc_root, "list", "-q"], capture_output=True, text=True,
                             timeout=10).stdout.split()
-    ctr_dir = Path(node2.data_dir, "runtime", "containers")
+    ctr_dir = Path(node2.data_dir, "run", "containers")
     stale = []
     for d in ctr_dir.iterdir() if ctr_dir.exists() else []:
         meta = d / "meta.json"

@@ -64,7 +64,7 @@ async def test_cancelled_exec_kills_the_command_and_its_children(api, make_node,
                            f"{command}: nothing left in the container", node)
             assert has(cid, "sleep 3600")      # the container itself keeps running
         # Runtime.exec (probes, preStop) on timeout: the same, children included
-        rt = Runtime(node.root / "runtime", cgroup_parent=node.cgroup_parent)
+        rt = Runtime(node.root / "runtime", cgroup_parent=node.cgroup_parent, state_dir=node.state_dir)
         with pytest.raises(ExecTimeout):
             await rt.exec(cid, ["sh", "-c", "sleep 781 & sleep 782; wait"], timeout=1)
         await wait_for(lambda: not has(cid, "sleep 78"), 20, "timed-out exec: nothing left", node)

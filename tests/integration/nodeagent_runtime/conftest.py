@@ -25,6 +25,7 @@ from nodeagent.network import NodeNetwork
 from nodeagent.podfiles import DnsConfigurer, write_pod_files
 from nodeagent.cgroups import CGROUP_ROOT
 from nodeagent.runtime import Runtime
+from nodeagent.statedir import ensure_tmpfs
 
 RUN = uuid.uuid4().hex[:6]
 PREFIX = f"kctltest-{RUN}"
@@ -134,7 +135,9 @@ def _force_cleanup_runtime(rt: Runtime) -> None:
 
 @pytest.fixture
 async def runtime(tmp_path) -> Runtime:
-    rt = Runtime(tmp_path / "rt", cgroup_parent=f"{PREFIX}-rt{uuid.uuid4().hex[:4]}/node1")
+    # as the agent makes it (nodeagent/main.py): the state on a tmpfs of its own under the root
+    rt = Runtime(tmp_path / "rt", cgroup_parent=f"{PREFIX}-rt{uuid.uuid4().hex[:4]}/node1",
+                 state_dir=ensure_tmpfs(str(tmp_path / "rt" / "run")))
     yield rt
     try:
         for info in await rt.list():
@@ -156,7 +159,7 @@ def leftovers(rt: Runtime | None = None, net: NodeNetwork | None = None,
         found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines()
                   if ln.split(":")[1].strip().startswith("kctl") and "kctltbr" not in ln]
     if rt is not None:
-        found += [f"mount {mp}" for mp in mounts_under(rt.root)]
+        found += [f"mount {mp}" for mp in mounts_under(rt.root) if mp != str(rt.state_dir)]
         top = rt.cgroup_parent.split("/")[0]
         for h in CGROUP_ROOT.iterdir():
             if (h / top).exists():

@@ -166,8 +166,9 @@ async def test_containers_survive_runtime_and_are_adopted(runtime, busybox_rootf
                                               labels={"io.kctl.pod.name": "web"}))
     conmon_pid = int((Path(info.bundle) / "conmon.pid").read_text())
     assert os.getsid(conmon_pid) != os.getsid(0)  # own session: outlives the agent
+    state = runtime.state_dir
     del runtime
-    rt2 = Runtime(root, cgroup_parent=parent)
+    rt2 = Runtime(root, cgroup_parent=parent, state_dir=state)
     infos = await rt2.list()
     assert [(i.id, i.name, i.labels, i.state.status) for i in infos] == \
         [("adopt1", "adopt1", {"io.kctl.pod.name": "web"}, "running")]
@@ -296,25 +297,27 @@ async def test_container_outlives_the_agent_process(runtime, busybox_rootfs):
         "import asyncio, sys\n"
         "from nodeagent.containers import ContainerConfig\n"
         "from nodeagent.runtime import Runtime\n"
-        "rt = Runtime(sys.argv[1], cgroup_parent=sys.argv[2])\n"
+        "rt = Runtime(sys.argv[1], cgroup_parent=sys.argv[2], state_dir=sys.argv[4])\n"
         "info = asyncio.run(rt.create_and_start(ContainerConfig(id='orphan1', name='o',\n"
         "    layers=[sys.argv[3]], args=['sleep', '1000'], labels={'k': 'v'})))\n"
         "print(info.state.pid)\n")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", script, str(runtime.root), runtime.cgroup_parent, str(busybox_rootfs),
+        str(runtime.state_dir),
         stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[3]))
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0
     pid = int(out)
-    infos = await Runtime(runtime.root, cgroup_parent=runtime.cgroup_parent).list()
+    infos = await Runtime(runtime.root, cgroup_parent=runtime.cgroup_parent, state_dir=runtime.state_dir).list()
     assert [(i.id, i.labels, i.state.status, i.state.pid) for i in infos] == \
         [("orphan1", {"k": "v"}, "running", pid)]
     assert (await runtime.stop("orphan1", 0.2)).exit_code == 137
 
 
 async def test_remove_deletes_a_containers_writes_off_the_event_loop(runtime, busybox_rootfs, monkeypatch):
-    """What a container wrote (its overlay upper dir) can be large: remove()
-    deletes the bundle in a worker thread, so the agent's loop goes on."""
+    """What a container wrote (its overlay upper dir, ROOT/layers/ID) can be
+    large: remove() deletes it (and the bundle) in a worker thread, so the
+    agent's loop goes on."""
     import shutil
     import threading
     removed = []                 # (path, on the loop's thread?)
@@ -327,6 +330,35 @@ async def test_remove_deletes_a_containers_writes_off_the_event_loop(runtime, bu
     await wait_for(lambda: len(list(bundle.rglob("f*"))) >= 2000, what="the container's 2,000 files")
     await runtime.stop(info.id, grace_seconds=0.2)
     await runtime.remove(info.id)
-    assert not bundle.exists()
-    assert (str(bundle), False) in removed
+    layer = runtime.layers / info.id
+    assert not bundle.exists() and not layer.exists()
+    assert (str(bundle), False) in removed and (str(layer), False) in removed
     assert leftovers(rt=runtime) == []
+
+
+async def test_state_on_its_tmpfs_writable_layer_on_disk_and_orphan_layers_removed(runtime, busybox_rootfs):
+    """The bundle, runc's root and conmon's files live on the state tmpfs (one
+    mount, however often it is asked for); the container's writes on disk
+    under ROOT/layers/ID; a layer whose bundle is gone (the tmpfs went with a
+    reboot) is removed by the next Runtime on the root."""
+    from nodeagent.statedir import ensure_tmpfs
+
+    def fstypes(path):
+        return [line.split(" - ")[1].split()[0] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if line.split()[4] == str(path)]
+    assert fstypes(runtime.state_dir) == ["tmpfs"]
+    assert ensure_tmpfs(str(runtime.state_dir)) == str(runtime.state_dir)
+    assert fstypes(runtime.state_dir) == ["tmpfs"]                   # not mounted twice
+    info = await runtime.create_and_start(cfg(busybox_rootfs, "lay1", ["sh", "-c", "echo hi > /w; sleep 1000"]))
+    assert Path(info.bundle).parent == runtime.state_dir / "containers"
+    assert (runtime.runc_root / "lay1" / "state.json").exists()
+    layer = runtime.layers / "lay1"
+    await wait_for(lambda: (layer / "upper" / "w").exists(), what="the container's write in its layer")
+    assert fstypes(runtime.layers) == [] and runtime.layers.parent == runtime.root
+    (runtime.layers / "gone1" / "upper").mkdir(parents=True)          # its bundle went with the tmpfs
+    again = Runtime(runtime.root, cgroup_parent=runtime.cgroup_parent, state_dir=runtime.state_dir)
+    assert not (runtime.layers / "gone1").exists() and (layer / "upper" / "w").exists()
+    assert [i.id for i in await again.list()] == ["lay1"]
+    await runtime.stop("lay1", 0.2)
+    await runtime.remove("lay1")
+    assert not layer.exists() and leftovers(rt=runtime) == []
