@@ -31,12 +31,17 @@ def test_required_flags_except_for_cleanup(capsys):
     assert args.cleanup_iptables and args.netns == "/var/run/netns/x"
 
 
-def test_build_agent_proxy_wiring(tmp_path):
+def test_build_agent_proxy_wiring(tmp_path, monkeypatch):
+    from nodeagent import statedir
     from nodeagent.iptables import FakeIptables, IptablesRunner
     from machinery.fakeclient import FakeClient
+    asked = []                     # a unit test mounts nothing: the state dir stays a plain directory
+    monkeypatch.setattr(statedir, "ensure_tmpfs", lambda path: asked.append(path) or path)
     c = FakeClient()
     real = build_agent(c, node_name="n1", node_ip="192.0.2.1", root_dir=str(tmp_path / "a"), proxy="iptables",
                        masquerade_cidr="192.0.2.0/24")
+    assert asked == [str(tmp_path / "a" / "run")]
+    assert real.runtime.state_dir == tmp_path / "a" / "run" and real.runtime.ctrs == tmp_path / "a" / "run" / "containers"
     p = real.make_proxier("10.9.0.0/24")          # built only, nothing is run
     assert isinstance(p.runner, IptablesRunner) and p.masquerade_cidr == "192.0.2.0/24"
     assert p.pod_cidr == "10.9.0.0/24" and p.node_ip == "192.0.2.1"
