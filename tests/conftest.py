@@ -48,6 +48,37 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "apiserver_args(*args): extra kctl-apiserver flags for the apiserver fixture")
 
 
+def pytest_sessionstart(session):
+    import os
+
+    from tests import leftovers
+    if os.environ.get("KCTL_LEFTOVER_CHECK", "1") != "0":
+        session.config._kctl_before = leftovers.snapshot()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Anything of kctl's kinds a test left on the machine (tests/leftovers.py)
+    is printed and fails the run; KCTL_LEFTOVER_CHECK=0 turns it off (for a
+    run beside another one, which sees the other's state)."""
+    from tests import leftovers
+    before = getattr(session.config, "_kctl_before", None)
+    if before is None or session.testscollected == 0:
+        return
+    left = leftovers.new_since(before)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"==== left on the machine by this run: {len(left)} ====", *left]
+    if reporter is not None:
+        reporter.write_line("")
+        for line in lines:
+            reporter.write_line(line)
+    else:
+        print("\n".join(lines))
+    if session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture
 def etcd(tmp_path):
     with Etcd(tmp_path) as proc:
