@@ -15,18 +15,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from deploy.lab.nsutil import read_mountinfo
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/var/run/netns")
 
 
 def _mounts() -> set[str]:
-    out = set()
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields, _, rest = line.partition(" - ")
-        fstype, source = (rest.split() + ["", ""])[:2]
-        if fstype == "overlay" or source == "kctl-run":
-            out.add(f"mount {fields.split()[4]} ({fstype})")
-    return out
+    return {f"mount {m['mountpoint']} ({m['fstype']})" for m in read_mountinfo()
+            if m["fstype"] == "overlay" or m["source"] == "kctl-run"}
 
 
 def _chains() -> set[str]:

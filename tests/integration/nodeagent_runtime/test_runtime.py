@@ -341,11 +341,11 @@ async def test_state_on_its_tmpfs_writable_layer_on_disk_and_orphan_layers_remov
     mount, however often it is asked for); the container's writes on disk
     under ROOT/layers/ID; a layer whose bundle is gone (the tmpfs went with a
     reboot) is removed by the next Runtime on the root."""
+    from deploy.lab.nsutil import read_mountinfo
     from nodeagent.statedir import ensure_tmpfs
 
     def fstypes(path):
-        return [line.split(" - ")[1].split()[0] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-                if line.split()[4] == str(path)]
+        return [m["fstype"] for m in read_mountinfo() if m["mountpoint"] == str(path)]
     assert fstypes(runtime.state_dir) == ["tmpfs"]
     assert ensure_tmpfs(str(runtime.state_dir)) == str(runtime.state_dir)
     assert fstypes(runtime.state_dir) == ["tmpfs"]                   # not mounted twice
