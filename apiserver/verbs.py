@@ -185,8 +185,8 @@ class Verbs:
                 seen = convert(ev, flt)
                 if seen is None:
                     continue
-                yield api_pb2.WatchEvent(type=seen[0], resource_version=str(ev.revision),
-                                         object=any_pb2.Any(type_url=type_url,
-                                                            value=objects.with_rv(seen[1], ev.revision)))
+                yield ev.encoded(seen, lambda type_, raw, ev=ev: api_pb2.WatchEvent(
+                    type=type_, resource_version=str(ev.revision),
+                    object=any_pb2.Any(type_url=type_url, value=objects.with_rv(raw, ev.revision))))
         finally:
             metrics.WATCHES.labels(info.kind).dec()

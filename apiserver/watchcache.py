@@ -66,13 +66,13 @@ class TooSlow(errors.ApiError):
 
 
 class Event:
-    __slots__ = ("revision", "type", "key", "raw", "prev_raw", "triggers", "_info", "_obj", "_prev")
+    __slots__ = ("revision", "type", "key", "raw", "prev_raw", "triggers", "_info", "_obj", "_prev", "_wire")
 
     def __init__(self, info, revision: int, type_: str, key: bytes, raw: bytes, prev_raw: bytes | None):
         self._info, self.revision, self.type, self.key = info, revision, type_, key
         self.raw, self.prev_raw = raw, prev_raw
         self.triggers: tuple[str, ...] = ()
-        self._obj = self._prev = None
+        self._obj = self._prev = self._wire = None
 
     def obj(self):
         if self._obj is None:
@@ -83,6 +83,20 @@ class Event:
         if self._prev is None and self.prev_raw is not None:
             self._prev = self._info.message.FromString(self.prev_raw)
         return self._prev
+
+    def encoded(self, seen: tuple[str, bytes], build):
+        """build(type, raw) for `seen` (what convert() gave a watcher), made once
+        and shared by every watcher that sees this change the same way, as
+        Kubernetes' watch cache serializes an event once for all of its
+        watchers (cachingObject).  The type is the key: for one change, each
+        type comes with one value (DELETED: the object, or the old one when
+        it left the selector, never both).  The result must not be changed."""
+        if self._wire is None:
+            self._wire = {}
+        out = self._wire.get(seen[0])
+        if out is None:
+            out = self._wire[seen[0]] = build(*seen)
+        return out
 
     @classmethod
     def from_etcd(cls, info, e) -> "Event":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 
 from aiohttp import web
 
@@ -29,6 +30,38 @@ from machinery import errors
 from machinery.pb import api_pb2
 
 log = logging.getLogger(__name__)
+
+
+def line(kind: str, obj: dict) -> bytes:
+    return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+class EncodedLines:
+    """The JSON line of a watch event, made once for every HTTP watcher of the
+    same version, as Kubernetes' watch cache encodes an event once per
+    encoding for all its watchers (cachingObject).  Verbs.watch gives every
+    watcher that sees a change the same way the same WatchEvent object
+    (watchcache.Event.encoded), so that object is the key: the last `size`
+    are kept, each with a reference to its event (an id is never reused while
+    its object lives)."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._lines: OrderedDict[tuple[int, str], tuple[api_pb2.WatchEvent, bytes]] = OrderedDict()
+
+    def line(self, ev: api_pb2.WatchEvent, t) -> bytes:
+        key = (id(ev), t.served.api_version)
+        hit = self._lines.get(key)
+        if hit is not None and hit[0] is ev:
+            return hit[1]
+        data = line(ev.type, t.encode(wire.any_to_message(ev.object)))
+        self._lines[key] = (ev, data)
+        if len(self._lines) > self.size:
+            self._lines.popitem(last=False)
+        return data
+
+
+LINES = EncodedLines()
 
 
 def watching(request: web.Request) -> bool:
@@ -58,18 +91,20 @@ async def watch(request: web.Request, verbs: Verbs, t: Target) -> web.StreamResp
     first = True
 
     async def send(kind: str, obj: dict) -> None:
-        data = json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+        await write(line(kind, obj))
+
+    async def write(data: bytes) -> None:
         await limits.sent_within(resp.write(data), verbs, t.info.plural)    # a stalled reader is dropped
 
     async def pump() -> None:
         nonlocal first
         async for ev in events:
-            obj = wire.any_to_message(ev.object)
             if as_table and ev.type != BOOKMARK:
+                obj = wire.any_to_message(ev.object)
                 await send(ev.type, wire.table(t.info, [obj], include, columns=first, encode=t.encode))
                 first = False
             else:
-                await send(ev.type, t.encode(obj))
+                await write(LINES.line(ev, t))
 
     try:
         await asyncio.wait_for(pump(), timeout) if timeout else await pump()
