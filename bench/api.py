@@ -7,7 +7,9 @@ temporary directory (harness.control_plane), then measures, at concurrency 1 and
 64: Pod creates and gets through the API over gRPC (machinery.client, i.e.
 gRPC → apiserver → etcd txn/range) and over the Kubernetes HTTP API (JSON,
 aiohttp's client with a pooled connection per worker, as client libraries
-keep them), and raw etcd puts/gets of the same bytes with aetcd directly. Then, with --node-watchers (default 1,000) node-agent-like
+keep them), and raw etcd puts/gets of the same bytes with aetcd directly; and
+the transports' own floor (bench/transport.py): a unary call that does
+nothing, over grpc.aio and over aiohttp, the same way.  Then, with --node-watchers (default 1,000) node-agent-like
 watches open, creates and binds 1,000 pods until every watcher has seen its
 pods; and (bench/fanout.py) with as many watchers of one kind that every
 node follows, the time from a write until every watcher saw it, p50/p99,
@@ -43,6 +45,7 @@ from harness.process import free_port  # noqa: E402
 from machinery import codec  # noqa: E402
 from bench.fanout import print_fanout, run_fanout  # noqa: E402
 from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
+from bench import transport  # noqa: E402
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -108,15 +111,18 @@ async def fanout(clients: list[Client], watchers: int, pods: int = 1000) -> dict
 
 
 # --only: a short variant that runs one pair of phases (and its ratio) at both concurrencies
-PHASES = {"create": ("api_create", "etcd_put"), "get": ("api_create", "api_get", "etcd_put", "etcd_get"),
-          "http": ("api_create", "http_create", "api_get", "http_get")}
+PHASES = {"create": ("api_create", "etcd_put", "grpc_floor"), "get": ("api_create", "api_get", "etcd_put", "etcd_get"),
+          "http": ("api_create", "http_create", "api_get", "http_get", "grpc_floor", "http_floor")}
+ROWS = ("api_create", "http_create", "etcd_put", "api_get", "http_get", "etcd_get", "grpc_floor", "http_floor")
 
 
 def ratios(r: dict[str, float], conc: int) -> None:
     """API/etcd and HTTP/gRPC ratios of the phases that ran."""
     pairs = {"ratio_create": ("api_create", "etcd_put"), "ratio_get": ("api_get", "etcd_get"),
              "ratio_http_grpc_create": ("http_create", "api_create"),
-             "ratio_http_grpc_get": ("http_get", "api_get")}
+             "ratio_http_grpc_get": ("http_get", "api_get"),
+             "ratio_create_grpc_floor": ("api_create", "grpc_floor"),
+             "ratio_http_create_http_floor": ("http_create", "http_floor")}
     for key, (a, b) in pairs.items():
         if f"{a}_c{conc}_ops" in r and f"{b}_c{conc}_ops" in r:
             r[f"{key}_c{conc}"] = r[f"{a}_c{conc}_ops"] / r[f"{b}_c{conc}_ops"]
@@ -175,8 +181,14 @@ async def bench(cluster: ControlPlane, ops1: int, ops64: int, node_watchers: int
             http_create, http_get = http_ops(session, http, conc, n)
             for name, op in (("api_create", api_create), ("api_get", api_get),
                              ("http_create", http_create), ("http_get", http_get),
-                             ("etcd_put", etcd_put), ("etcd_get", etcd_get)):
+                             ("etcd_put", etcd_put), ("etcd_get", etcd_get),
+                             ("grpc_floor", "grpc"), ("http_floor", "http")):
                 if only and name not in PHASES[only]:
+                    continue
+                if isinstance(op, str):         # the transport's floor: its own server process
+                    r = await transport.measure(op, n, conc, payload, free_port())
+                    for k, v in r.items():
+                        results[f"{name}_c{conc}_{k}"] = v
                     continue
                 cpu0, etcd0, busy0 = cpu_seconds(cluster.apiserver.pid), cpu_seconds(cluster.etcd.pid), machine_busy()
                 r = await run_phase(n, conc, op)
@@ -234,13 +246,14 @@ def main() -> None:
     print(f"{'operation':<12} {'conc':>4} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8}   CPU us/op: {'apiserver':>9} "
           f"{'etcd':>6} {'machine':>8}   ops/s at {cores} cores busy")
     for conc in (1, 64):
-        for name in ("api_create", "http_create", "etcd_put", "api_get", "http_get", "etcd_get"):
+        for name in ROWS:
             k = f"{name}_c{conc}"
             if k + "_ops" not in r:
                 continue
             cpu = f"{r[k + '_cpu_us']:>9.0f}" if k + "_cpu_us" in r else f"{'':>9}"
+            etcd = f"{r[k + '_etcd_cpu_us']:>6.0f}" if k + "_etcd_cpu_us" in r else f"{'':>6}"
             print(f"{name:<12} {conc:>4} {r[k + '_ops']:>9.0f} {r[k + '_p50']:>8.2f} {r[k + '_p99']:>8.2f}   "
-                  f"{'':>11}{cpu} {r[k + '_etcd_cpu_us']:>6.0f} {r[k + '_machine_cpu_us']:>8.0f}   "
+                  f"{'':>11}{cpu} {etcd} {r[k + '_machine_cpu_us']:>8.0f}   "
                   f"{cores / r[k + '_machine_cpu_us'] * 1e6:>9.0f}")
         print(f"  at concurrency {conc}: " + ", ".join(f"{k.removesuffix(f'_c{conc}')} {v:.2f}" for k, v in r.items()
                                                        if k.startswith("ratio") and k.endswith(f"_c{conc}")))
