@@ -113,9 +113,43 @@ async def _watch_raw(port: int, n: int, writes: int, opened, deadline: float) ->
     return seen
 
 
+async def _watch_http(base: str, n: int, rv: str, writes: int, opened, deadline: float, ssl=None) -> dict:
+    """As _watch_api over the Kubernetes HTTP API: `GET ...?watch=true`, one JSON line per
+    event, decoded as client libraries do; one connection per watch (HTTP/1.1 streams).
+    `ssl`: the client's TLS context (default: the $KUBECONFIG admin's)."""
+    import json
+
+    import aiohttp
+    if ssl is None:
+        from machinery import kubeconfig
+        ssl = kubeconfig.default_credentials().ssl_context()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=ssl),
+                                    timeout=aiohttp.ClientTimeout(total=None))
+    url = (f"{base}/api/v1/namespaces/{NAMESPACE}/configmaps?watch=true&allowWatchBookmarks=true"
+           f"&resourceVersion={rv}")
+    seen: dict[str, list[float]] = {}
+
+    async def one(i: int, finished) -> None:
+        count = 0
+        async with session.get(url) as r:
+            r.raise_for_status()
+            async for line in r.content:
+                ev = json.loads(line)
+                if ev["type"] == "ADDED":
+                    seen.setdefault(ev["object"]["metadata"]["name"], []).append(time.time())
+                    count += 1
+                    if count == writes + 1:        # as _watch_api
+                        finished()
+    await _run_watchers(one, n, opened, deadline)
+    await session.close()
+    return seen
+
+
 def _child(mode: str, where, n: int, rv: str, writes: int, opened, out, deadline: float) -> None:
     if mode == "api":
         seen = asyncio.run(_watch_api(where, n, rv, writes, opened, deadline))
+    elif mode == "http":
+        seen = asyncio.run(_watch_http(where, n, rv, writes, opened, deadline))
     else:
         seen = asyncio.run(_watch_raw(where, n, writes, opened, deadline))
     out.put(seen)
@@ -154,13 +188,45 @@ def _collect(procs, out, starts: dict[str, float], watchers: int) -> dict[str, f
             "each_p99": pct(each, 99), "complete": len(complete)}
 
 
+async def _through_api(c, mode: str, where: str, watchers: int, writes: int, gap: float,
+                       apiserver_pid: int | None, prefix: str) -> dict[str, float]:
+    """One phase through the apiserver: `watchers` watches (mode "api": gRPC, "http": the HTTP
+    API) open from the current revision, a warm-up ConfigMap, then `writes` ConfigMaps named
+    PREFIX0.. one at a time; the figures under fanout_{mode}_."""
+    from harness.objects import new_object
+    _, rv = await c.list("ConfigMap", NAMESPACE)
+    procs, opened, out = _spawn(mode, where, watchers, rv, writes, 60 + writes * gap * 4)
+    for ev in opened:
+        await asyncio.to_thread(ev.wait, 60)
+    await c.create(new_object("ConfigMap", f"{prefix}warmup", NAMESPACE))   # not measured: every path's first use
+    await asyncio.sleep(gap)
+    starts = {}
+    cpu0, busy0 = cpu_seconds(apiserver_pid), machine_busy()
+    for i in range(writes):
+        cm = new_object("ConfigMap", f"{prefix}{i}", NAMESPACE)
+        cm.data["k"] = "v"
+        starts[cm.metadata.name] = time.time()
+        await c.create(cm)
+        await asyncio.sleep(gap)
+    results = {f"fanout_{mode}_machine_ms": (machine_busy() - busy0) / writes * 1000}
+    r = await asyncio.to_thread(_collect, procs, out, starts, watchers)
+    if apiserver_pid:
+        results[f"fanout_{mode}_cpu_us"] = (cpu_seconds(apiserver_pid) - cpu0) / (watchers * writes) * 1e6
+    results.update({f"fanout_{mode}_{k}_ms" if k != "complete" else f"fanout_{mode}_complete": v
+                    for k, v in r.items()})
+    return results
+
+
 async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: int = 100,
                      gap: float = 0.2, apiserver_pid: int | None = None,
-                     kubeconfig: str | os.PathLike | None = None) -> dict[str, float]:
+                     kubeconfig: str | os.PathLike | None = None, http: str = "",
+                     http_watchers: int = 0) -> dict[str, float]:
     """Both phases (API, then raw etcd); figures in ms, keys fanout_{api,etcd}_{all,each}_p{50,99}_ms;
     with the apiserver's pid also its CPU time per delivered event (fanout_api_cpu_us).
     `kubeconfig`: the apiserver's admin credentials, for this process and the
-    watcher processes (they inherit $KUBECONFIG); without it the default kubeconfig's."""
+    watcher processes (they inherit $KUBECONFIG); without it the default kubeconfig's.
+    With `http` (the HTTP API's https:// URL) and `http_watchers`, a third phase between
+    them: that many watches over the HTTP API (fanout_http_...)."""
     if kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(kubeconfig)
     import aetcd
@@ -172,27 +238,13 @@ async def run_fanout(target: str, etcd_port: int, watchers: int = 1000, writes: 
             await c.create(new_object("Namespace", NAMESPACE))
         except Exception:  # noqa: BLE001 - already there from an earlier phase
             pass
-        _, rv = await c.list("ConfigMap", NAMESPACE)
-        procs, opened, out = _spawn("api", target, watchers, rv, writes, 60 + writes * gap * 4)
-        for ev in opened:
-            await asyncio.to_thread(ev.wait, 60)
-        warm = new_object("ConfigMap", "warmup", NAMESPACE)    # not measured: every path's first use
-        await c.create(warm)
-        await asyncio.sleep(gap)
-        starts = {}
-        cpu0, busy0 = cpu_seconds(apiserver_pid), machine_busy()
-        for i in range(writes):
-            cm = new_object("ConfigMap", f"w{i}", NAMESPACE)
-            cm.data["k"] = "v"
-            starts[f"w{i}"] = time.time()
-            await c.create(cm)
-            await asyncio.sleep(gap)
-        results["fanout_api_machine_ms"] = (machine_busy() - busy0) / writes * 1000
+        results.update(await _through_api(c, "api", target, watchers, writes, gap, apiserver_pid, "w"))
+        if http and http_watchers:
+            results["fanout_http_watchers"] = http_watchers
+            results.update(await _through_api(c, "http", http, http_watchers, writes, gap, apiserver_pid, "h"))
+        cm = new_object("ConfigMap", "w0", NAMESPACE)
+        cm.data["k"] = "v"
         payload = cm.SerializeToString()
-    r = await asyncio.to_thread(_collect, procs, out, starts, watchers)
-    if apiserver_pid:
-        results["fanout_api_cpu_us"] = (cpu_seconds(apiserver_pid) - cpu0) / (watchers * writes) * 1e6
-    results.update({f"fanout_api_{k}_ms" if k != "complete" else "fanout_api_complete": v for k, v in r.items()})
 
     procs, opened, out = _spawn("raw", etcd_port, watchers, "", writes, 60 + writes * gap * 4)
     for ev in opened:
@@ -230,6 +282,13 @@ def print_fanout(r: dict) -> None:
     print(f"machine CPU per write (every process, the watchers' included): API {r['fanout_api_machine_ms']:.0f} ms, "
           f"raw etcd {r['fanout_etcd_machine_ms']:.0f} ms; over {cores} cores at best "
           f"{r['fanout_api_machine_ms'] / cores:.0f} / {r['fanout_etcd_machine_ms'] / cores:.0f} ms")
+    if "fanout_http_all_p99_ms" in r:
+        print(f"{int(r['fanout_http_watchers'])} watchers over the HTTP API (JSON lines), {int(r['fanout_writes'])} "
+              f"writes: seen by every watcher p50 {r['fanout_http_all_p50_ms']:.0f} ms, p99 "
+              f"{r['fanout_http_all_p99_ms']:.0f} ms; each delivery p50 {r['fanout_http_each_p50_ms']:.0f} ms, p99 "
+              f"{r['fanout_http_each_p99_ms']:.0f} ms"
+              + (f"; apiserver CPU {r['fanout_http_cpu_us']:.0f} us per delivery" if "fanout_http_cpu_us" in r else "")
+              + f"; machine CPU per write {r['fanout_http_machine_ms']:.0f} ms")
 
 
 def main() -> None:
@@ -238,13 +297,19 @@ def main() -> None:
     ap.add_argument("--writes", type=int, default=100,
                     help="measured writes (the p99 of 100 is the second slowest; of fewer, the slowest)")
     ap.add_argument("--gap", type=float, default=0.2, help="seconds between writes")
+    ap.add_argument("--http-watchers", type=int, default=0,
+                    help="also this many watches over the Kubernetes HTTP API, as kubectl and client libraries watch")
     args = ap.parse_args()
     from harness.control_plane import ControlPlane
-    with ControlPlane(apiserver_args=["--metrics-listen", "off"]) as cluster:
+    from harness.process import free_port
+    http_args = ["--http-listen", f"127.0.0.1:{free_port()}"] if args.http_watchers else []
+    with ControlPlane(apiserver_args=["--metrics-listen", "off", *http_args]) as cluster:
         print(f"etcd {cluster.etcd.url}, apiserver {cluster.apiserver.target}, cpus {os.cpu_count()}")
         r = asyncio.run(run_fanout(cluster.apiserver.target, cluster.etcd.client_port, args.watchers,
                                    args.writes, args.gap, cluster.apiserver.pid,
-                                   kubeconfig=cluster.apiserver.kubeconfig))
+                                   kubeconfig=cluster.apiserver.kubeconfig,
+                                   http=cluster.apiserver.http_url if args.http_watchers else "",
+                                   http_watchers=args.http_watchers))
     print_fanout(r)
     print("RESULT " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
 

@@ -32,3 +32,38 @@ async def test_finished_watchers_stay_open_until_all_have_finished():
     await asyncio.wait_for(runner, 5)
     assert log[:2] == [("finished", 0), ("finished", 1)]
     assert sorted(log[2:]) == [("closed", 0), ("closed", 1)]
+
+
+async def test_http_watchers_stamp_each_added_object_once_per_watch():
+    """bench/fanout.py's HTTP watchers read the JSON lines of `GET ...?watch=true` (with
+    bookmarks asked for) and stamp every ADDED object; BOOKMARKs are not writes."""
+    import json
+
+    from aiohttp import web
+
+    from bench.fanout import _watch_http
+    asked, stop = [], asyncio.Event()
+
+    async def watch(request):
+        asked.append(dict(request.query))
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for kind, name in (("ADDED", "hwarmup"), ("BOOKMARK", ""), ("ADDED", "h0"), ("ADDED", "h1")):
+            await resp.write(json.dumps({"type": kind, "object": {"metadata": {"name": name}}}).encode() + b"\n")
+        await stop.wait()                         # the stream stays open, as a watch does
+        return resp
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/fanout/configmaps", watch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        seen = await _watch_http(f"http://127.0.0.1:{port}", 3, "7", 2, threading.Event(),
+                                 deadline=time.time() + 30, ssl=False)
+    finally:
+        stop.set()
+        await runner.cleanup()
+    assert {name: len(times) for name, times in seen.items()} == {"hwarmup": 3, "h0": 3, "h1": 3}
+    assert asked == [{"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": "7"}] * 3
