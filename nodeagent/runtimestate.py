@@ -16,6 +16,13 @@ in" live, in one place. How, in order of trust:
 ``meta.json`` (written at create) gives the name, labels, ContainerConfig and
 start time, so a new agent re-adopts every container with ``list()``.
 
+Waiting for an exit (``wait``): conmon writes the exit file and then exits,
+so the wait is on conmon's exit, a pidfd the event loop watches, and costs
+nothing while the container runs (the kubelet's evented PLEG, rather than
+its relist).  Where there is no conmon to watch (gone, or its pid taken by
+another process) the exit file is polled, with ``runc state`` every 20
+polls.
+
 ``RuntimeState`` is a mixin with no state of its own: it uses Runtime's
 directories (``ctrs``, ``exits``, ``logs``), ``_dir``, ``_runc`` and
 ``oom_killed``.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -122,17 +130,52 @@ class RuntimeState:
         RUNTIME_RUNNING.set(sum(1 for i in infos if i.state.status == RUNNING))
         return infos
 
+    def _conmon_pidfd(self, cid: str) -> int | None:
+        """A pidfd of the container's conmon (readable once it has exited), or None when
+        conmon is gone or its pid now belongs to another process."""
+        try:
+            pid = int((self._dir(cid) / "conmon.pid").read_text().strip())
+            fd = os.pidfd_open(pid)
+        except (OSError, ValueError):
+            return None
+        try:                 # checked after the open: the fd is of the process that has it now
+            if b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
     async def wait(self, cid: str, poll: float = 0.05) -> ContainerState:
-        """Return once the container has exited (its final state)."""
+        """Return once the container has exited (its final state): woken by conmon's exit,
+        else (no conmon to watch) by polling every `poll` seconds."""
         meta = self._meta(cid)
         n = 0
         while True:
             st = self._exit_state(cid, meta)
             if st is not None:
                 return st
-            n += 1
-            if n % 20 == 0 and not self._conmon_alive(cid):
+            fd = self._conmon_pidfd(cid)
+            if fd is not None:
+                try:
+                    await _exited(fd)
+                finally:
+                    os.close(fd)
+                continue                       # it wrote the exit file before it exited
+            if n % 20 == 0:
                 st = await self.state(cid)
                 if st.status in (EXITED, UNKNOWN):
                     return st
+            n += 1
             await asyncio.sleep(poll)
+
+
+async def _exited(pidfd: int) -> None:
+    """Until the process of this pidfd has exited (the fd turns readable)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(pidfd)
