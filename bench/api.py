@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import os
 import pathlib
-import statistics
 import sys
 import time
 
@@ -44,30 +43,9 @@ from harness.objects import new_object  # noqa: E402
 from harness.process import free_port  # noqa: E402
 from machinery import codec  # noqa: E402
 from bench.fanout import print_fanout, run_fanout  # noqa: E402
+from bench.phase import run_phase  # noqa: E402
 from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
 from bench import transport  # noqa: E402
-
-
-def pct(samples: list[float], p: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-async def run_phase(n: int, concurrency: int, op) -> dict:
-    """Run op(i) for i in range(n) with `concurrency` workers; ops/s and latency percentiles (ms)."""
-    latencies: list[float] = []
-    counter = iter(range(n))
-
-    async def worker():
-        for i in counter:
-            t0 = time.perf_counter()
-            await op(i)
-            latencies.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    return {"ops": n / elapsed, "p50": pct(latencies, 50) * 1000, "p99": pct(latencies, 99) * 1000,
-            "mean": statistics.fmean(latencies) * 1000}
 
 
 async def fanout(clients: list[Client], watchers: int, pods: int = 1000) -> dict[str, float]:

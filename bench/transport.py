@@ -22,9 +22,9 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from bench.phase import run_phase  # noqa: E402
 from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
 
 METHOD = "/kctlbench.Echo/Echo"
@@ -70,23 +70,12 @@ def start_server(kind: str, port: int) -> subprocess.Popen:
 
 
 async def _phase(call, n: int, concurrency: int, server_pid: int) -> dict[str, float]:
-    latencies: list[float] = []
-    counter = iter(range(n))
-
-    async def worker():
-        for i in counter:
-            t0 = time.perf_counter()
-            await call(i)
-            latencies.append(time.perf_counter() - t0)
     for i in range(min(n, 200)):                  # warm up every channel / pooled connection
         await call(i)
     cpu0, mine0, busy0 = cpu_seconds(server_pid), cpu_seconds(os.getpid()), machine_busy()
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    s = sorted(latencies)
-    return {"ops": n / elapsed, "p50": s[len(s) // 2] * 1000, "p99": s[min(len(s) - 1, round(0.99 * (len(s) - 1)))] * 1000,
-            "cpu_us": (cpu_seconds(server_pid) - cpu0) / n * 1e6,
+    r = await run_phase(n, concurrency, call)
+    r.pop("mean")
+    return {**r, "cpu_us": (cpu_seconds(server_pid) - cpu0) / n * 1e6,
             "client_cpu_us": (cpu_seconds(os.getpid()) - mine0) / n * 1e6,
             "machine_cpu_us": (machine_busy() - busy0) / n * 1e6}
 
