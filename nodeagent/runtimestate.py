@@ -133,10 +133,13 @@ class RuntimeState:
     def _conmon_pidfd(self, cid: str) -> int | None:
         """A pidfd of the container's conmon (readable once it has exited), or None when
         conmon is gone or its pid now belongs to another process."""
+        pidfd_open = getattr(os, "pidfd_open", None)         # Linux 5.3+ and its Python build
+        if pidfd_open is None:
+            return None
         try:
             pid = int((self._dir(cid) / "conmon.pid").read_text().strip())
-            fd = os.pidfd_open(pid)
-        except (OSError, ValueError):
+            fd = pidfd_open(pid)
+        except (OSError, ValueError):                          # gone, no pidfds here (ENOSYS)
             return None
         try:                 # checked after the open: the fd is of the process that has it now
             if b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes():

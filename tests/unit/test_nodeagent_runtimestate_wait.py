@@ -113,3 +113,19 @@ async def test_a_cancelled_wait_closes_its_pidfd(root):
     finally:
         conmon.kill()
         conmon.wait()
+
+
+async def test_without_pidfds_it_polls(root, monkeypatch):
+    monkeypatch.delattr("os.pidfd_open")               # an older kernel or Python build
+    conmon = container(root, "c4", "conmon")
+    try:
+        await _until_exec(conmon, "conmon")
+        waiter = asyncio.create_task(root.wait("c4", poll=0.01))
+        await asyncio.sleep(0.3)
+        assert not waiter.done() and root.reads > 5
+        (root.exits / "c4").write_text("7")
+        st = await asyncio.wait_for(waiter, 5)
+    finally:
+        conmon.kill()
+        conmon.wait()
+    assert (st.status, st.exit_code) == (EXITED, 7)
