@@ -167,3 +167,48 @@ def test_creates_differing_only_in_scalar_values_share_entries_and_each_gets_its
                                         now=NOW.format(1))["metadata"]["managedFields"]
             assert codec.to_dict(fm.track(None, obj))["metadata"]["managedFields"] == expected, (i, manifest)
         assert len(ssa._creates) == (1 if shared else 2), i
+
+
+def test_an_updates_objects_are_made_dicts_with_their_entries_converted_once(monkeypatch):
+    """FieldManager.track of an update converts old and new with apiserver/fieldmanager's
+    _as_dict: the same dict as codec.to_dict, each managedFields entry made JSON once (a
+    write's entries are the next write's old ones); a subresource's write leaves new's out,
+    which ssa does not read there.  The entries it writes are those of the plain conversion."""
+    from apiserver import fieldmanager as fmod
+    old = FieldManager("kubectl").track(None, defaulted("a"))
+    old = FieldManager("kubelet", "status").track(old, _with_phase(old, "Running"))
+    assert len(old.metadata.managed_fields) == 2
+    assert fmod._as_dict(old) == codec.to_dict(old)
+    bare = codec.to_dict(old)
+    del bare["metadata"]["managedFields"]
+    assert fmod._as_dict(old, managed=False) == bare
+    plain = defaulted("b")
+    assert fmod._as_dict(plain) == codec.to_dict(plain)
+
+    converted = []
+    real = codec.to_dict
+
+    def counting(msg):
+        converted.append(type(msg).__name__)
+        return real(msg)
+    monkeypatch.setattr(fmod, "_entries_json", {})
+    monkeypatch.setattr(fmod.codec, "to_dict", counting)
+    fmod._as_dict(old)
+    fmod._as_dict(old)
+    assert converted.count("ManagedFieldsEntry") == 2          # two entries, each converted once
+    monkeypatch.setattr(fmod.codec, "to_dict", real)
+
+    new = _with_phase(old, "Running")
+    new.status.pod_ip = "10.244.1.7"
+    tracked = FieldManager("kubelet", "status").track(old, codec.copy(new))
+    expected = ssa.update_entries(codec.to_dict(old), codec.to_dict(new), manager="kubelet",
+                                  info=POD, now="x", subresource="status")
+    assert [(e.manager, e.subresource, json_format.MessageToDict(e.fields_v1))
+            for e in tracked.metadata.managed_fields] == \
+        [(e["manager"], e.get("subresource", ""), e["fieldsV1"]) for e in expected]
+
+
+def _with_phase(pod, phase):
+    p = codec.copy(pod)
+    p.status.phase = phase
+    return p
