@@ -153,18 +153,19 @@ class RuntimeState:
         """Return once the container has exited (its final state): woken by conmon's exit,
         else (no conmon to watch) by polling every `poll` seconds."""
         meta = self._meta(cid)
-        n = 0
+        n, watched = 0, False
         while True:
             st = self._exit_state(cid, meta)
             if st is not None:
                 return st
-            fd = self._conmon_pidfd(cid)
+            fd = None if watched else self._conmon_pidfd(cid)
             if fd is not None:
                 try:
                     await _exited(fd)
                 finally:
                     os.close(fd)
-                continue                       # it wrote the exit file before it exited
+                watched = True       # it wrote the exit file before it exited; if not, poll
+                continue
             if n % 20 == 0:
                 st = await self.state(cid)
                 if st.status in (EXITED, UNKNOWN):

@@ -129,3 +129,24 @@ async def test_without_pidfds_it_polls(root, monkeypatch):
         conmon.kill()
         conmon.wait()
     assert (st.status, st.exit_code) == (EXITED, 7)
+
+
+async def test_a_conmon_gone_without_an_exit_file_is_polled_for_it(root):
+    """conmon killed before it wrote the exit file: the wait goes on polling (at its pace,
+    runc asked every 20 polls), not watching conmon again, until the exit file is there."""
+    conmon = container(root, "c5", "conmon")
+    try:
+        await _until_exec(conmon, "conmon")
+        waiter = asyncio.create_task(root.wait("c5", poll=0.05))
+        await asyncio.sleep(0.2)
+        conmon.kill()
+        conmon.wait()
+        await asyncio.sleep(0.5)
+        assert not waiter.done()
+        assert 3 <= root.reads <= 20 and root.runc_states >= 1      # ~10 polls in 0.5 s, no spin
+        (root.exits / "c5").write_text("137")
+        st = await asyncio.wait_for(waiter, 5)
+    finally:
+        conmon.kill()
+        conmon.wait()
+    assert (st.status, st.exit_code) == (EXITED, 137)
