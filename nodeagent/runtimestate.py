@@ -19,9 +19,9 @@ start time, so a new agent re-adopts every container with ``list()``.
 Waiting for an exit (``wait``): conmon writes the exit file and then exits,
 so the wait is on conmon's exit, a pidfd the event loop watches, and costs
 nothing while the container runs (the kubelet's evented PLEG, rather than
-its relist).  Where there is no conmon to watch (gone, or its pid taken by
-another process) the exit file is polled, with ``runc state`` every 20
-polls.
+its relist).  Where there is no conmon to watch (gone, its pid taken by
+another process, no pidfds) the exit file is polled, and once no conmon
+runs, ``runc state`` is asked every 20 polls.
 
 ``RuntimeState`` is a mixin with no state of its own: it uses Runtime's
 directories (``ctrs``, ``exits``, ``logs``), ``_dir``, ``_runc`` and
@@ -72,12 +72,16 @@ class RuntimeState:
         """Whether a container with this id is under the root (created, not yet removed)."""
         return (self._dir(cid) / "meta.json").exists()
 
-    def _conmon_alive(self, cid: str) -> bool:
+    def _conmon_pid(self, cid: str) -> int | None:
+        """The pid conmon wrote for itself (None: none readable)."""
         try:
-            pid = int((self._dir(cid) / "conmon.pid").read_text().strip())
-            return b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            return int((self._dir(cid) / "conmon.pid").read_text().strip())
         except (OSError, ValueError):
-            return False
+            return None
+
+    def _conmon_alive(self, cid: str) -> bool:
+        pid = self._conmon_pid(cid)
+        return pid is not None and _is_conmon(pid)
 
     async def state(self, cid: str, _runc_states: dict | None = None) -> ContainerState:
         t0 = time.perf_counter()
@@ -134,18 +138,15 @@ class RuntimeState:
         """A pidfd of the container's conmon (readable once it has exited), or None when
         conmon is gone or its pid now belongs to another process."""
         pidfd_open = getattr(os, "pidfd_open", None)         # Linux 5.3+ and its Python build
-        if pidfd_open is None:
+        pid = self._conmon_pid(cid)
+        if pidfd_open is None or pid is None:
             return None
         try:
-            pid = int((self._dir(cid) / "conmon.pid").read_text().strip())
             fd = pidfd_open(pid)
-        except (OSError, ValueError):                          # gone, no pidfds here (ENOSYS)
+        except OSError:                                        # gone, no pidfds here (ENOSYS)
             return None
-        try:                 # checked after the open: the fd is of the process that has it now
-            if b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return fd
-        except OSError:
-            pass
+        if _is_conmon(pid):  # checked after the open: the fd is of the process that has the pid now
+            return fd
         os.close(fd)
         return None
 
@@ -166,12 +167,19 @@ class RuntimeState:
                     os.close(fd)
                 watched = True       # it wrote the exit file before it exited; if not, poll
                 continue
-            if n % 20 == 0:
+            if n % 20 == 0 and not self._conmon_alive(cid):     # runc asked only once conmon is gone
                 st = await self.state(cid)
                 if st.status in (EXITED, UNKNOWN):
                     return st
             n += 1
             await asyncio.sleep(poll)
+
+
+def _is_conmon(pid: int) -> bool:
+    try:
+        return b"conmon" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 async def _exited(pidfd: int) -> None:
