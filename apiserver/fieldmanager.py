@@ -90,8 +90,9 @@ class FieldManager:
         if old is None and not new.metadata.managed_fields:       # a create: entries by the object's shape
             entries = ssa.create_entries(_shape(new), lambda: codec.to_dict(new), **how)
         else:       # a subresource's write: what it sends as managedFields is not read (ssa._tracked)
-            entries = ssa.update_entries(_as_dict(old) if old is not None else None,
-                                         _as_dict(new, managed=not self.subresource), **how)
+            drop = _fields_named(type(new), ssa.ignored_tops(how["info"], self.subresource))
+            entries = ssa.update_entries(_as_dict(old, drop=drop) if old is not None else None,
+                                         _as_dict(new, managed=not self.subresource, drop=drop), **how)
         return set_managed_fields(new, entries)
 
 
@@ -101,19 +102,32 @@ ENTRIES_CACHE = 1024
 _entries_json: dict[bytes, dict] = {}
 
 
-def _as_dict(msg: Message, managed: bool = True) -> dict:
-    """codec.to_dict(msg), its managedFields entries from the cache (or left out: managed=False).
-    The entries are shared: for readers only (ssa.update_entries reads them)."""
+def _as_dict(msg: Message, managed: bool = True, drop: tuple[str, ...] = ()) -> dict:
+    """codec.to_dict(msg), its managedFields entries from the cache (or left out: managed=False),
+    without the top-level fields `drop` names (message field names: what ssa does not compare,
+    e.g. a status write's spec, the larger part of a Pod).  The entries are shared: for readers
+    only (ssa.update_entries reads them)."""
     fields = msg.metadata.managed_fields
-    if not len(fields):
+    if not len(fields) and not any(msg.HasField(name) for name in drop):
         return codec.to_dict(msg)
     bare = type(msg)()
     bare.CopyFrom(msg)
     bare.metadata.ClearField("managed_fields")
+    for name in drop:
+        bare.ClearField(name)
     out = codec.to_dict(bare)
-    if managed:
+    if managed and len(fields):
         out.setdefault("metadata", {})["managedFields"] = [_entry_json(e) for e in fields]
     return out
+
+
+@lru_cache(maxsize=64)
+def _fields_named(msg_type, json_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The message fields of msg_type with these JSON names (singular message fields only, the
+    ones HasField/ClearField take: a kind's spec and status)."""
+    by_json = {f.json_name: f for f in msg_type.DESCRIPTOR.fields}
+    return tuple(by_json[n].name for n in json_names
+                 if n in by_json and by_json[n].cpp_type == FD.CPPTYPE_MESSAGE and not by_json[n].is_repeated)
 
 
 def _entry_json(entry: Message) -> dict:

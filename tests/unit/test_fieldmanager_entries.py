@@ -212,3 +212,38 @@ def _with_phase(pod, phase):
     p = codec.copy(pod)
     p.status.phase = phase
     return p
+
+
+def test_the_fields_an_update_does_not_compare_are_not_converted(monkeypatch):
+    """A status write's spec and an update's status are reset fields (ssa.ignored_tops): left
+    out of the dicts FieldManager.track makes, with the same entries as the whole objects give."""
+    from apiserver import fieldmanager as fmod
+    old = FieldManager("kubectl").track(None, defaulted("a"))
+    old = FieldManager("kubelet", "status").track(old, _with_phase(old, "Pending"))
+    status_write = _with_phase(old, "Running")
+    status_write.status.pod_ip = "10.244.1.7"
+    status_write.spec.containers[0].image = "ignored:2"         # a status write's spec is not its
+    update = codec.copy(old)
+    update.metadata.labels["tier"] = "web"
+    update.status.phase = "Failed"                              # an update's status is not its
+    converted = []
+    real = codec.to_dict
+
+    def recording(msg):
+        out = real(msg)
+        if not isinstance(msg, type(old.metadata.managed_fields[0])):
+            converted.append(set(out))
+        return out
+    for manager, subresource, new, ignored in (("kubelet", "status", status_write, "spec"),
+                                               ("kubectl", "", update, "status")):
+        expected = ssa.update_entries(codec.to_dict(old), codec.to_dict(new), manager=manager, info=POD,
+                                      now="x", subresource=subresource)
+        converted.clear()
+        monkeypatch.setattr(fmod.codec, "to_dict", recording)
+        tracked = FieldManager(manager, subresource).track(old, codec.copy(new))
+        monkeypatch.setattr(fmod.codec, "to_dict", real)
+        assert len(converted) == 2 and all(ignored not in keys and "metadata" in keys for keys in converted)
+        assert [(e.manager, e.subresource, json_format.MessageToDict(e.fields_v1))
+                for e in tracked.metadata.managed_fields] == \
+            [(e["manager"], e.get("subresource", ""), e["fieldsV1"]) for e in expected]
+    assert fmod._fields_named(type(old), ("spec", "status", "nope")) == ("spec", "status")
