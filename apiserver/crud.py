@@ -224,7 +224,7 @@ class Store(PodBinding):
             if problems:
                 raise invalid(info, name, problems)
             admitted = await admission.validate(req)
-            strat.canonicalize(new)
+            strat.canonicalize(new, status_only=status)     # a status write keeps the rest as stored
             if status:
                 alloc, warnings = Allocation(), []
             else:

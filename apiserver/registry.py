@@ -139,8 +139,8 @@ class Strategy:
     def validate_status(self, obj: Message, old: Message, sub: str = "status") -> list[FieldError]:
         return list(validation.validate_status_update(obj, old))
 
-    def canonicalize(self, obj: Message) -> None:
-        defaults.canonicalize(obj)
+    def canonicalize(self, obj: Message, status_only: bool = False) -> None:
+        defaults.canonicalize(obj, status_only)
 
     # -------------------------------------------------------------- delete
     def grace_period(self, obj: Message, requested: int | None) -> int:

@@ -204,9 +204,21 @@ def canonicalize_pod_spec(spec) -> None:
             v.empty_dir.size_limit = quantity.canonical(v.empty_dir.size_limit)
 
 
-def canonicalize(obj) -> None:
-    """Rewrite every resource quantity to Kubernetes' canonical form, in place."""
+def _canonicalize_status(kind: str, obj) -> None:
+    if kind == "Node":
+        _canon_map(obj.status.capacity)
+        _canon_map(obj.status.allocatable)
+    elif kind == "PersistentVolumeClaim":
+        _canon_map(obj.status.capacity)
+
+
+def canonicalize(obj, status_only: bool = False) -> None:
+    """Rewrite every resource quantity to Kubernetes' canonical form, in place.  status_only:
+    only those under status (a status write keeps everything else as stored, canonical)."""
     kind = kinds.of(obj).kind
+    _canonicalize_status(kind, obj)
+    if status_only:
+        return
     if kind == "Pod":
         canonicalize_pod_spec(obj.spec)
     elif kind in ("ReplicaSet", "Deployment", "DaemonSet", "StatefulSet", "Job"):
@@ -215,12 +227,8 @@ def canonicalize(obj) -> None:
     elif kind == "CronJob":
         if obj.spec.job_template.spec.HasField("template"):
             canonicalize_pod_spec(obj.spec.job_template.spec.template.spec)
-    elif kind == "Node":
-        _canon_map(obj.status.capacity)
-        _canon_map(obj.status.allocatable)
     elif kind == "PersistentVolume":
         _canon_map(obj.spec.capacity)
     elif kind == "PersistentVolumeClaim":
         _canon_map(obj.spec.resources.requests)
         _canon_map(obj.spec.resources.limits)
-        _canon_map(obj.status.capacity)

@@ -247,6 +247,38 @@ def from_fields_v1(tree: dict) -> set:
     return out
 
 
+# The field manager's entries (apiserver/fieldmanager.py) carry the same few field sets write
+# after write: every status update of a kind, every manager that did not change.  For callers
+# that never change what they pass or get back, both directions are remembered.
+SHARED_FORMS = 1024
+_trees: dict[frozenset, dict] = {}
+_sets: dict[int, tuple[dict, frozenset]] = {}
+
+
+def to_fields_v1_shared(paths: set) -> dict:
+    """to_fields_v1(paths), one tree shared by every caller with an equal set: read only."""
+    key = frozenset(paths)
+    tree = _trees.get(key)
+    if tree is None:
+        tree = to_fields_v1(key)
+        if len(_trees) >= SHARED_FORMS:
+            _trees.clear()
+        _trees[key] = tree
+    return tree
+
+
+def from_fields_v1_shared(tree: dict) -> set:
+    """from_fields_v1(tree), a set of its own, for a tree nobody changes: remembered by the
+    tree's identity (the memo holds the tree, so its id is not reused while remembered)."""
+    hit = _sets.get(id(tree))
+    if hit is None or hit[0] is not tree:
+        hit = (tree, frozenset(from_fields_v1(tree)))
+        if len(_sets) >= SHARED_FORMS:
+            _sets.clear()
+        _sets[id(tree)] = hit
+    return set(hit[1])
+
+
 # ------------------------------------------------------------- set helpers
 
 def with_prefix(paths: set, pe) -> set:

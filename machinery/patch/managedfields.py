@@ -49,8 +49,9 @@ class Entry:
 Managers = dict  # Entry.key -> Entry
 
 
-def decode(entries) -> Managers:
-    """DecodeManagedFields; ValueError on a malformed entry."""
+def decode(entries, fields_of=from_fields_v1) -> Managers:
+    """DecodeManagedFields; ValueError on a malformed entry.  fields_of: what reads a fieldsV1
+    (fieldpath.from_fields_v1_shared for entries nobody changes)."""
     out: Managers = {}
     for e in entries or ():
         if not isinstance(e, dict):
@@ -62,7 +63,7 @@ def decode(entries) -> Managers:
         entry = Entry(manager=e.get("manager", ""), operation=e.get("operation", ""),
                       api_version=e.get("apiVersion", ""), time=e.get("time"),
                       subresource=e.get("subresource", ""),
-                      fields=from_fields_v1(e.get("fieldsV1") or {}))
+                      fields=fields_of(e.get("fieldsV1") or {}))
         if entry.key in out:
             raise ValueError(f"duplicate entry for manager {entry.describe()}")
         out[entry.key] = entry
@@ -74,7 +75,9 @@ def is_reset(entries) -> bool:
     return isinstance(entries, list) and (entries == [] or entries == [{}])
 
 
-def encode(managers: Managers) -> list[dict]:
+def encode(managers: Managers, tree_of=to_fields_v1) -> list[dict]:
+    """The entries, sorted; tree_of renders a field set (fieldpath.to_fields_v1_shared for
+    entries nobody changes)."""
     out = []
     for e in sorted(managers.values(), key=lambda e: (e.operation, e.time or "", e.manager,
                                                       e.api_version, e.subresource)):
@@ -84,7 +87,7 @@ def encode(managers: Managers) -> list[dict]:
         if e.time:
             d["time"] = e.time
         d["fieldsType"] = "FieldsV1"
-        d["fieldsV1"] = to_fields_v1(e.fields)
+        d["fieldsV1"] = tree_of(e.fields)
         if e.subresource:
             d["subresource"] = e.subresource
         out.append(d)

@@ -47,7 +47,8 @@ from machinery.kinds import KindInfo
 from machinery.patch import managedfields as mf
 from machinery.patch import mergekeys
 from machinery.patch import typed
-from machinery.patch.fieldpath import ensure_named_fields_are_members, struct_type
+from machinery.patch.fieldpath import (ensure_named_fields_are_members, from_fields_v1, from_fields_v1_shared,
+                                       struct_type, to_fields_v1, to_fields_v1_shared)
 
 CURRENT = ("current-operation", mf.UPDATE, "", "")
 _META = (("f", "metadata"),)
@@ -103,8 +104,9 @@ def _without_managed_fields(obj: dict | None) -> dict:
     return obj
 
 
-def _entries(managers: mf.Managers) -> list[dict]:
-    return mf.encode(mf.cap_update_managers(managers))
+def _entries(managers: mf.Managers, shared: bool = False) -> list[dict]:
+    """The managedFields entries; shared: their fieldsV1 trees shared with other calls (read only)."""
+    return mf.encode(mf.cap_update_managers(managers), to_fields_v1_shared if shared else to_fields_v1)
 
 
 def _read_only_without_managed_fields(obj: dict | None) -> dict:
@@ -141,9 +143,10 @@ def _live_managers(live: dict | None) -> mf.Managers:
         raise errors.ApiError(f"failed to decode managed fields: {exc}") from exc
 
 
-def _decode_or_empty(entries) -> mf.Managers:
+def _decode_or_empty(entries, shared: bool = False) -> mf.Managers:
+    """shared: entries nobody changes (their field sets are remembered, fieldpath)."""
     try:
-        return mf.decode(entries)
+        return mf.decode(entries, from_fields_v1_shared if shared else from_fields_v1)
     except ValueError:
         return {}
 
@@ -243,15 +246,16 @@ def server_side_apply(live: dict | None, config: dict, *, manager: str, force: b
 # ------------------------------------------------------------------- update
 
 def _tracked(old: dict | None, new: dict, manager: str, operation: str, info: KindInfo, now: str,
-             subresource: str) -> tuple[dict, mf.Managers]:
-    """Updater.update for an Update: (new without managedFields, the managers after it)."""
+             subresource: str, shared: bool = False) -> tuple[dict, mf.Managers]:
+    """Updater.update for an Update: (new without managedFields, the managers after it).
+    shared: old's and new's managedFields entries are never changed by anyone (update_entries)."""
     t = struct_type(info.message.DESCRIPTOR)
     sent = ((new or {}).get("metadata") or {}).get("managedFields")
     if not subresource and mf.is_reset(sent):
         managers = {}
     else:         # decodeLiveOrNew: what was sent, else the live object's, else none
-        managers = {} if subresource else _decode_or_empty(sent)
-        managers = managers or _decode_or_empty(((old or {}).get("metadata") or {}).get("managedFields"))
+        managers = {} if subresource else _decode_or_empty(sent, shared)
+        managers = managers or _decode_or_empty(((old or {}).get("metadata") or {}).get("managedFields"), shared)
     old_obj = _read_only_without_managed_fields(old) if old is not None else _zero(info.message.DESCRIPTOR)
     new_obj = _read_only_without_managed_fields(new)
     managers.pop(CURRENT, None)
@@ -280,7 +284,9 @@ def update_entries(old: dict | None, new: dict, *, manager: str, operation: str 
                    info: KindInfo, now: str, subresource: str = "") -> list[dict]:
     """Only the managedFields entries of track_update(...): for a caller that
     holds the object as a message and sets just that list (no copy of the
-    object without its nulls is made). The entries are read only.
+    object without its nulls is made). The entries are read only, and the
+    managedFields entries of old and new are taken as never changing: their
+    field sets are remembered by identity (fieldpath.from_fields_v1_shared).
 
     A create that sends no managedFields gets one entry owning every field it
     set but the server-owned ones, so its entries depend only on the object
@@ -288,7 +294,7 @@ def update_entries(old: dict | None, new: dict, *, manager: str, operation: str 
     a ReplicaSet creates, has the same. They are computed once per such object
     and reused with this write's time."""
     if old is not None or ((new.get("metadata") or {}).get("managedFields")):
-        return _entries(_tracked(old, new, manager, operation, info, now, subresource)[1])
+        return _entries(_tracked(old, new, manager, operation, info, now, subresource, True)[1], shared=True)
     return create_entries(_create_key(new), lambda: new, manager=manager, operation=operation, info=info,
                           now=now, subresource=subresource)
 
@@ -303,7 +309,7 @@ def create_entries(shape: Hashable, new: Callable[[], dict], *, manager: str, op
     key = (info.kind, manager, operation, subresource, shape)
     cached = _creates.get(key)
     if cached is None:
-        cached = _entries(_tracked(None, new(), manager, operation, info, now, subresource)[1])
+        cached = _entries(_tracked(None, new(), manager, operation, info, now, subresource, True)[1], shared=True)
         if len(_creates) >= CREATE_CACHE:
             _creates.clear()
         _creates[key] = cached

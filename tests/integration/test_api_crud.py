@@ -262,3 +262,23 @@ async def test_update_of_an_earlier_incarnation_is_refused(client):
     with pytest.raises(errors.Invalid) as exc:
         await client.update(first)
     assert "metadata.uid" in [c.field for c in exc.value.causes]
+
+
+async def test_status_writes_canonicalize_status_quantities_and_keep_the_spec(client):
+    """A status write canonicalizes the quantities under status (a Node's capacity) and keeps
+    everything else as stored (a Pod's spec: canonical since its create)."""
+    n = new_object("Node", "node-q")
+    n.metadata.namespace = ""
+    n = await client.create(n)
+    n.status.capacity["memory"] = "2048Ki"
+    n.status.capacity["cpu"] = "2000m"
+    out = await client.update_status(n)
+    assert (out.status.capacity["memory"], out.status.capacity["cpu"]) == ("2Mi", "2")
+    p = new_object("Pod", "q-status")
+    p.spec.containers[0].resources.requests["memory"] = "131072Ki"
+    p = await client.create(p)
+    p.spec.containers[0].resources.requests["memory"] = "1Gi"        # not a status write's to change
+    p.status.phase = "Running"
+    out = await client.update_status(p)
+    assert out.status.phase == "Running"
+    assert (await client.get("Pod", "q-status", "default")).spec.containers[0].resources.requests["memory"] == "128Mi"

@@ -204,3 +204,22 @@ def test_canonicalize_rewrites_quantities_only():
     node.status.capacity["memory"] = "2048Ki"
     defaults.canonicalize(node)
     assert node.status.capacity["memory"] == "2Mi"
+
+
+def test_canonicalize_status_only_rewrites_the_quantities_under_status():
+    """A status write keeps the rest as stored: only status quantities are rewritten."""
+    obj = codec.from_dict(pod({"resources": {"limits": {"cpu": 1, "memory": "1024Mi"}}}))
+    defaults.canonicalize(obj, status_only=True)
+    assert dict(obj.spec.containers[0].resources.limits) == {"cpu": "1", "memory": "1024Mi"}
+    node = core_pb2.Node()
+    node.status.capacity["memory"] = "2048Ki"
+    node.status.allocatable["cpu"] = "1000m"
+    defaults.canonicalize(node, status_only=True)
+    assert (node.status.capacity["memory"], node.status.allocatable["cpu"]) == ("2Mi", "1")
+    pvc = codec.from_dict({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
+                           "spec": {"resources": {"requests": {"storage": "1024Mi"}}},
+                           "status": {"capacity": {"storage": "2048Mi"}}})
+    defaults.canonicalize(pvc, status_only=True)
+    assert (pvc.spec.resources.requests["storage"], pvc.status.capacity["storage"]) == ("1024Mi", "2Gi")
+    defaults.canonicalize(pvc)
+    assert pvc.spec.resources.requests["storage"] == "1Gi"

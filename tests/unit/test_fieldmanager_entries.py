@@ -247,3 +247,41 @@ def test_the_fields_an_update_does_not_compare_are_not_converted(monkeypatch):
                 for e in tracked.metadata.managed_fields] == \
             [(e["manager"], e.get("subresource", ""), e["fieldsV1"]) for e in expected]
     assert fmod._fields_named(type(old), ("spec", "status", "nope")) == ("spec", "status")
+
+
+def test_shared_field_set_forms_are_the_plain_ones_and_remembered():
+    """fieldpath's shared forms: to_fields_v1_shared gives to_fields_v1's tree, one object per
+    equal set; from_fields_v1_shared gives from_fields_v1's set, a new one each call (callers
+    change their sets), remembered by the tree's identity."""
+    from machinery.patch import fieldpath
+    paths = fieldpath.from_fields_v1({"f:status": {"f:phase": {}, "f:conditions": {
+        'k:{"type":"Ready"}': {".": {}, "f:status": {}}}}})
+    tree = fieldpath.to_fields_v1_shared(paths)
+    assert tree == fieldpath.to_fields_v1(paths)
+    assert fieldpath.to_fields_v1_shared(set(paths)) is tree
+    first = fieldpath.from_fields_v1_shared(tree)
+    assert first == paths
+    first.add((("f", "spec"),))                                  # a caller's change stays its own
+    assert fieldpath.from_fields_v1_shared(tree) == paths
+    assert fieldpath.from_fields_v1_shared(copy.deepcopy(tree)) == paths
+
+
+def test_update_entries_read_each_entry_and_render_each_field_set_once(monkeypatch):
+    """Status write after status write, the unchanged entries are neither decoded nor rendered
+    again, and the entries are still track_update's."""
+    from machinery.patch import fieldpath
+    fieldpath._sets.clear()
+    fieldpath._trees.clear()
+    decoded, rendered = [], []
+    real_from, real_to = fieldpath.from_fields_v1, fieldpath.to_fields_v1
+    monkeypatch.setattr(fieldpath, "from_fields_v1", lambda t: decoded.append(1) or real_from(t))
+    monkeypatch.setattr(fieldpath, "to_fields_v1", lambda p: rendered.append(1) or real_to(p))
+    old = codec.to_dict(FieldManager("kubectl").track(None, defaulted("a")))
+    for i in range(4):
+        new = copy.deepcopy(old)
+        new.setdefault("status", {})["phase"] = "Running" if i % 2 else "Pending"
+        got = ssa.update_entries(old, new, manager="kubelet", info=POD, now=NOW.format(i), subresource="status")
+        want = ssa.track_update(old, new, manager="kubelet", info=POD, now=NOW.format(i),
+                                subresource="status")["metadata"]["managedFields"]
+        assert got == want
+    assert (len(decoded), len(rendered)) == (1, 2)   # old's one entry; its set and the status write's
