@@ -1,6 +1,7 @@
 """The one-machine lab, end to end: up time, 30 replicas to Running, a node kill.
 
     sudo .venv/bin/python bench/lab.py [--trials 3] [--nodes 3] [--replicas 30] [--toleration-seconds N]
+                                       [--perf FILE]
 
 Each trial brings up a fresh lab (`deploy.lab.cluster.up`, what `kctl lab up`
 runs; its kubeconfig goes to a temporary directory, never ~/.kctl/config),
@@ -124,8 +125,9 @@ def _node_ready(n) -> bool:
 
 
 async def run_workload(server: str, lab_name: str, replicas: int, timeout: float = 120.0,
-                       toleration_seconds: int | None = None) -> dict:
-    """Steps 2 and 3 of a trial; returns their figures (seconds)."""
+                       toleration_seconds: int | None = None, perf: str | None = None) -> dict:
+    """Steps 2 and 3 of a trial; returns their figures (seconds).  perf: a file that `perf record
+    -a -g` writes during the warm apply (bench/perfsplit.py reads it)."""
     from deploy.lab.cluster import admin_credentials
     async with Client(server, timeout=10, credentials=admin_credentials(lab_name)) as c:
         _, rv = await c.list("Pod", "default", label_selector="app=bench")
@@ -175,6 +177,7 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                 await asyncio.sleep(0.05)
             raise LabError(f"not all {replicas} pods Ready")
 
+        recorder = None
         try:
             t0 = time.monotonic()
             await c.create(codec.from_dict(deployment(replicas, toleration_seconds)))
@@ -193,11 +196,14 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
             await scale(c, 0)
             while pods and time.monotonic() - t0 < 3 * timeout:
                 await asyncio.sleep(0.05)
+            if perf:
+                recorder = await record_machine(perf)
             cpu_before = cpu_snapshot(lab_name)
             t_warm = time.monotonic()
             await scale(c, replicas)
             warm = await all_running(t_warm)
             warm_cpu = cpu_used(cpu_before, cpu_snapshot(lab_name))
+            await stop_recording(recorder)
             warm_running_s = max(running[u] for u in warm) - t_warm
             warm_starts = [running[u] - seen[u] for u in warm]
             warm_tl = {what: (min(d[u] for u in warm) - t_warm, max(d[u] for u in warm) - t_warm)
@@ -233,6 +239,7 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                     "pull_max": max(pulls, default=float("nan")),
                     "running_to_ready": [ready[u] - running[u] for u in first if u in ready]}
         finally:
+            await stop_recording(recorder)
             watcher.cancel()
             try:
                 await watcher
@@ -240,7 +247,25 @@ async def run_workload(server: str, lab_name: str, replicas: int, timeout: float
                 pass
 
 
-def trial(name: str, nodes: int, replicas: int, kubeconfig: str, toleration_seconds: int | None = None) -> dict:
+async def record_machine(path: str):
+    """`perf record` of every CPU with call graphs into path, until SIGINT; started once it runs."""
+    proc = await asyncio.create_subprocess_exec("perf", "record", "-a", "-g", "-F", "499", "-q", "-o", path,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(0.5)                 # perf has opened its events
+    if proc.returncode is not None:
+        raise LabError(f"perf record exited with {proc.returncode} (is it installed? Debian: linux-perf)")
+    return proc
+
+
+async def stop_recording(proc) -> None:
+    """End a record_machine recording (perf writes its file on SIGINT); nothing without one."""
+    if proc is not None and proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+        await proc.wait()
+
+
+def trial(name: str, nodes: int, replicas: int, kubeconfig: str, toleration_seconds: int | None = None,
+          perf: str | None = None) -> dict:
     """One lab: up and down through the CLI (as a user runs them; also keeps
     pyroute2's forking netns helpers out of this process, which holds gRPC
     threads), the workload through the API in-process."""
@@ -259,7 +284,7 @@ def trial(name: str, nodes: int, replicas: int, kubeconfig: str, toleration_seco
             raise LabError(f"kctl lab up failed:\n{res.stdout}{res.stderr}")
         m = re.search(r"is up in ([0-9.]+)s", res.stdout)
         out = asyncio.run(run_workload(cluster.load_cluster(name)["apiserver"], name, replicas,
-                                       toleration_seconds=toleration_seconds))
+                                       toleration_seconds=toleration_seconds, perf=perf))
         out["up"] = up
         out["up_internal"] = float(m.group(1)) if m else up
         return out
@@ -286,6 +311,9 @@ def main() -> int:
     p.add_argument("--toleration-seconds", type=int, default=None,
                    help="pods tolerate an unreachable/not-ready node this long (default: no toleration, "
                         "the lab's eviction timeout applies)")
+    p.add_argument("--perf", metavar="FILE", default=None,
+                   help="record the first trial's warm apply with `perf record -a -g` into FILE "
+                        "(then: perf script -i FILE -F comm,pid,tid,ip,sym,dso | bench/perfsplit.py)")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("bench/lab.py needs root (it builds a lab)", file=sys.stderr)
@@ -305,7 +333,8 @@ def main() -> int:
         print(f"{'trial':<6}{'up s':>7}{'all Running s':>15}{'warm s':>8}{'start p50 ms':>14}{'p99 ms':>9}"
               f"{'NotReady s':>12}{'all Ready s':>13}")
         for i in range(1, args.trials + 1):
-            r = trial(args.name, args.nodes, args.replicas, kubeconfig, args.toleration_seconds)
+            r = trial(args.name, args.nodes, args.replicas, kubeconfig, args.toleration_seconds,
+                      args.perf if i == 1 else None)
             results.append(r)
             print(f"{i:<6}{r['up']:>7.2f}{r['all_running']:>15.2f}{r['warm_running']:>8.2f}"
                   f"{pct(r['starts'], 50) * 1000:>14.0f}"
