@@ -33,17 +33,13 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench.phase import pct  # noqa: E402
 from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
 
 PROCS = 4              # watcher processes
 CHANNELS = 4           # gRPC channels per watcher process
 NAMESPACE = "fanout"
 RAW_PREFIX = b"/bench-fanout/"
-
-
-def pct(samples: list[float], p: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 async def _run_watchers(one, n: int, opened, deadline: float) -> None:

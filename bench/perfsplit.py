@@ -27,11 +27,14 @@ HEADER = re.compile(r"^(\S.*?)\s+(\d+)/(\d+)\s*$")          # comm pid/tid (with
 
 @dataclass
 class Split:
-    busy: int = 0
     by_comm: collections.Counter = field(default_factory=collections.Counter)
     kernel: collections.Counter = field(default_factory=collections.Counter)      # comm -> samples
     entries: collections.Counter = field(default_factory=collections.Counter)     # (comm, entry)
     binaries: collections.Counter = field(default_factory=collections.Counter)    # (comm, dso)
+
+    @property
+    def busy(self) -> int:
+        return sum(self.by_comm.values())
 
 
 def samples(lines):
@@ -90,7 +93,6 @@ def split(lines) -> Split:
         if comm not in main_names and mains.get(pid):
             comm = mains[pid].most_common(1)[0][0]
         comm = re.sub(r"\d+", "N", comm) if comm.startswith(("kworker", "ksoftirqd", "migration")) else comm
-        out.busy += 1
         out.by_comm[comm] += 1
         if frames and frames[0][1].startswith("[kernel"):
             out.kernel[comm] += 1

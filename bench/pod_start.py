@@ -44,6 +44,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench.phase import pct  # noqa: E402
 from bench.proccpu import cpu_seconds, machine_busy  # noqa: E402
 from bench.runc_raw import measure_bare_runc, measure_bare_runc_burst  # noqa: E402
 from harness.netns import NETNS_DIR  # noqa: E402
@@ -51,11 +52,6 @@ from harness.nodes import Node, NodeCluster  # noqa: E402
 from harness.pods import all_running, make_pod, node_ready  # noqa: E402
 from machinery.client import Client  # noqa: E402
 from machinery.pb import core_pb2  # noqa: E402
-
-
-def pct(samples: list[float], p: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def sleeper(name: str, node: Node) -> core_pb2.Pod:
