@@ -10,7 +10,18 @@ liveness and readiness loops concurrently.  Each loop waits
 or startup probe first succeeds, extra quiet attempts run between the
 counted ones (after 0.1 s, 0.2 s, then every 0.4 s), so a pod is Ready as soon
 as its app answers rather than a whole period after the first attempt (which
-comes right at start, usually before the app listens).  Results are
+comes right at start, usually before the app listens).
+
+No probe runs before the worker has reported the instance running: its first
+attempt waits (after ``initialDelaySeconds``) for ``reported``, which the worker
+sets once it has written a status with the instance in it (at most
+``REPORT_WAIT`` s, so a status write that fails delays probing only that
+long).  The kubelet does the same: its prober manager triggers the first
+readiness run from ``UpdatePodStatus``, when it builds a status that shows the
+container running, and its liveness and startup workers find a container only
+once its status says it runs.  Probing at the very moment of the exec found the
+app not listening yet: one failed attempt, an ``Unhealthy`` event and quiet
+retries for nearly every pod.  Results are
 reported through ``on_result(kind, ok, message)`` (a plain callback: the worker
 records the result and wakes itself); every failed attempt also goes to
 ``on_failure(kind, message)`` (for the ``Unhealthy`` event).
@@ -38,6 +49,7 @@ log = logging.getLogger("kctl.nodeagent.probes")
 STARTUP, LIVENESS, READINESS = "Startup", "Liveness", "Readiness"
 QUICK_RETRY = 0.1      # s: first quiet retry of a readiness/startup probe not yet successful,
 QUICK_RETRY_MAX = 0.4  # doubling up to this (an app listening after 0.8 s is Ready by ~1.1 s)
+REPORT_WAIT = 1.0      # s: the longest a first attempt waits for the worker's status write
 
 
 async def http_get(action: core_pb2.HTTPGetAction, container: core_pb2.Container, pod_ip: str,
@@ -130,9 +142,11 @@ class ContainerProbes:
     """The probes of one container instance (see the module docstring)."""
 
     def __init__(self, container: core_pb2.Container, runtime, cid: str, pod_ip: str,
-                 on_result: Callable[[str, bool, str], None], on_failure: Callable[[str, str], None]):
+                 on_result: Callable[[str, bool, str], None], on_failure: Callable[[str, str], None],
+                 reported: asyncio.Event | None = None):
         self.container, self.runtime, self.cid, self.pod_ip = container, runtime, cid, pod_ip
         self.on_result, self.on_failure = on_result, on_failure
+        self.reported = reported
 
     @staticmethod
     def has(container: core_pb2.Container, kind: str) -> bool:
@@ -159,6 +173,7 @@ class ContainerProbes:
         success_needed = 1 if kind != READINESS else max(1, probe.success_threshold or 1)
         failure_needed = max(1, probe.failure_threshold or 3)
         await asyncio.sleep(probe.initial_delay_seconds)
+        await self._reported()
         successes = failures = 0
         result: bool | None = None
         quick_ok = False
@@ -183,6 +198,14 @@ class ContainerProbes:
                     failures = 0          # the container is being restarted
                     result = None
             quick_ok = await self._wait(kind, probe, period, quick=result is None and kind != LIVENESS)
+
+    async def _reported(self) -> None:
+        """Until the worker has reported the instance running (at most REPORT_WAIT s)."""
+        if self.reported is not None and not self.reported.is_set():
+            try:
+                await asyncio.wait_for(self.reported.wait(), REPORT_WAIT)
+            except asyncio.TimeoutError:
+                log.debug("container %s: no status written within %.1f s; probing anyway", self.cid, REPORT_WAIT)
 
     async def _attempt(self, kind: str, probe: core_pb2.Probe) -> tuple[bool, str]:
         if getattr(self.runtime, "hollow", False):

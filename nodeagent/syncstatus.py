@@ -92,3 +92,4 @@ class PodObservation:
                                        failed=bool(self.deadline_message or self.init_failed),
                                        init_records=inits, initialized=plan.done):
             self.gone = True
+        self.watchers.reported()             # the probes of the instances just shown may start

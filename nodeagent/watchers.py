@@ -3,7 +3,8 @@
 One ``InstanceWatchers`` per pod worker, keyed by runtime container id.  For
 each running instance, ``ensure`` starts a task that waits for its exit
 (``runtime.wait``) and, if the container has probes, one running its
-``ContainerProbes`` (nodeagent/probes.py).  The tasks never touch the
+``ContainerProbes`` (nodeagent/probes.py), whose first attempts wait for
+``reported()``: the worker calls it after each status write.  The tasks never touch the
 worker's state: the exit waiter only wakes the worker, the probes report
 through the callbacks the worker gave (which record and wake).  ``stop``
 cancels an instance's tasks (its exit was seen, or it is being killed);
@@ -24,6 +25,7 @@ class InstanceWatchers:
         self.runtime = runtime
         self.wake = wake
         self._tasks: dict[str, list[asyncio.Task]] = {}   # cid -> exit waiter + probes
+        self._reported: dict[str, asyncio.Event] = {}      # cid -> set once a status showed it
 
     def ensure(self, c: core_pb2.Container, cid: str, pod_ip: str,
                on_result: Callable[[str, bool, str], None], on_failure: Callable[[str, str], None]) -> None:
@@ -32,7 +34,8 @@ class InstanceWatchers:
             return
         tasks = [asyncio.create_task(self._wait_exit(cid), name=f"wait-{cid[:8]}")]
         if any(ContainerProbes.has(c, k) for k in (STARTUP, LIVENESS, READINESS)):
-            probes = ContainerProbes(c, self.runtime, cid, pod_ip, on_result, on_failure)
+            reported = self._reported[cid] = asyncio.Event()
+            probes = ContainerProbes(c, self.runtime, cid, pod_ip, on_result, on_failure, reported)
             tasks.append(asyncio.create_task(probes.run(), name=f"probes-{cid[:8]}"))
         self._tasks[cid] = tasks
 
@@ -41,7 +44,13 @@ class InstanceWatchers:
         waiter = self._tasks.get(cid, [None])[0]
         return waiter is not None and not waiter.done()
 
+    def reported(self) -> None:
+        """A status with every current instance in it was written: their probes may start."""
+        for event in self._reported.values():
+            event.set()
+
     def stop(self, cid: str | None) -> None:
+        self._reported.pop(cid, None)
         for t in self._tasks.pop(cid, []):
             t.cancel()
 

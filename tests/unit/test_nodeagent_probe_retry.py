@@ -95,3 +95,47 @@ async def test_liveness_has_no_quiet_retries(sleeps):
     results, failures = await run(container(liveness_probe={}), rt, sleeps, stop_after_result=False)
     assert sleeps[:2] == [0, 10]
     assert failures[0] == probes.LIVENESS
+
+
+async def test_first_attempt_waits_until_the_worker_reported_the_instance():
+    """Like the kubelet, which triggers the first readiness run when it builds a status showing
+    the container running: no attempt before `reported` is set, then one at once."""
+    reported = asyncio.Event()
+    rt = ScriptedRuntime([True])
+    results, failures = [], []
+    cp = probes.ContainerProbes(container(readiness_probe={}), rt, "cid", "10.0.0.2",
+                                lambda kind, ok, msg: results.append((kind, ok)),
+                                lambda kind, msg: failures.append(kind), reported)
+    task = asyncio.create_task(cp.run())
+    try:
+        await REAL_SLEEP(0.1)
+        assert rt.attempts == 0 and results == []
+        reported.set()
+        for _ in range(100):
+            if results:
+                break
+            await REAL_SLEEP(0.005)
+        assert results == [(probes.READINESS, True)] and failures == [] and rt.attempts == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_first_attempt_does_not_wait_for_a_report_forever(monkeypatch):
+    """A status write that fails (the apiserver away) delays probing by REPORT_WAIT, no more."""
+    monkeypatch.setattr(probes, "REPORT_WAIT", 0.05)
+    rt = ScriptedRuntime([True])
+    results = []
+    cp = probes.ContainerProbes(container(liveness_probe={}, readiness_probe={}), rt, "cid", "10.0.0.2",
+                                lambda kind, ok, msg: results.append((kind, ok)),
+                                lambda kind, msg: None, asyncio.Event())
+    task = asyncio.create_task(cp.run())
+    try:
+        for _ in range(200):
+            if len(results) == 2:
+                break
+            await REAL_SLEEP(0.005)
+        assert sorted(results) == [(probes.LIVENESS, True), (probes.READINESS, True)] and rt.attempts == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

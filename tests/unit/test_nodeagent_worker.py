@@ -278,3 +278,33 @@ async def test_hollow_agent_proxy_uses_fake_iptables(tmp_path):
         await until(lambda: int(client.stored("Lease", "n1", "kube-node-lease").metadata.annotations.get(
             "kctl.io/proxy-applied-rv", "0")) >= int(es.metadata.resource_version))
         assert "192.0.2.0/24" in agent.proxier.applied_payload
+
+
+async def test_first_probe_comes_after_the_status_showing_the_container(tmp_path):
+    """The first readiness attempt waits for the worker's status write that shows the container
+    running (the kubelet triggers it from UpdatePodStatus), so an app that starts listening while
+    that write is under way is Ready at its first attempt: no failure, no Unhealthy event."""
+    client = FakeClient()
+    write = client.update_status
+
+    async def slow_write(obj, **kw):            # a loaded apiserver: the write takes 50 ms
+        await asyncio.sleep(0.05)
+        return await write(obj, **kw)
+    client.update_status = slow_write
+    agent = build_agent(client, node_name="n1", node_ip="192.0.2.10", root_dir=str(tmp_path), runtime="fake",
+                        pod_cidr="10.9.0.0/24")
+    seen_at_probe = []
+    probe = agent.runtime.probe
+
+    async def recording_probe(kind, p, c, cid):
+        st = (await client.get(core_pb2.Pod, "p", "default")).status
+        seen_at_probe.append(bool(st.container_statuses) and st.container_statuses[0].state.HasField("running"))
+        return await probe(kind, p, c, cid)
+    agent.runtime.probe = recording_probe
+    async with running(agent):
+        await until(agent.ready.is_set)
+        await client.create(pod("p", readinessProbe={"httpGet": {"port": 8080}, "periodSeconds": 10}))
+        await until(lambda: _is_ready(client, "p"))
+        assert seen_at_probe and seen_at_probe[0] is True
+        assert len(seen_at_probe) == 1                   # Ready at the first attempt
+        assert not [e for e in client.objects(core_pb2.Event) if e.reason == "Unhealthy"]
