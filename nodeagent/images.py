@@ -16,7 +16,8 @@ A docker pull by tag first asks which manifest the tag names, in-process as
 containerd does (a HEAD's ``Docker-Content-Digest``, nodeagent/manifestdigest.py),
 else with ``skopeo inspect --raw`` (auth, errors): the manifest's sha256 is
 the repo digest (of the index, for multi-arch images, as kubelet reports
-it). ``Always`` stops there when the local image has that digest;
+it). ``Always`` stops there when the local image has that digest (no
+``tmp/`` directory is made for such a pull);
 otherwise ``skopeo copy docker://HOST/NAME@DIGEST oci:tmp/pull-…`` (by digest,
 so a tag moving in between cannot mix two images) with the shared blob dir,
 so blobs already present are not downloaded again.  Each source (mirrors,
@@ -46,6 +47,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from nodeagent.errors import ContainerConfigError, ImagePullError, SkopeoError
 from nodeagent.imageref import PULL_POLICIES, ImageRef, parse_reference
@@ -207,14 +209,21 @@ class ImageStore:
             IMAGE_PULL_SECONDS.observe(time.monotonic() - start)
 
     async def _pull_once(self, r: ImageRef, original: str, auth: dict | None = None) -> Image:
-        tmp = tempfile.mkdtemp(prefix=f"pull-{os.getpid()}-", dir=os.path.join(self.root, "tmp"))
+        made: list[str] = []
+
+        def tmp() -> str:
+            """The pull's own directory, made on first use: a pull that ends at the digest check
+            (Always, the image present) makes and removes no inode on the node's disk."""
+            if not made:
+                made.append(tempfile.mkdtemp(prefix=f"pull-{os.getpid()}-", dir=os.path.join(self.root, "tmp")))
+            return made[0]
         try:
             creds = self._auth_file(tmp, r, auth)     # inside tmp: removed with it after the pull
             if r.transport != "docker":
                 src = str(r)
                 await self.skopeo.run("copy", "--quiet", "--dest-shared-blob-dir",
-                                      os.path.join(self.root, "blobs"), src, f"oci:{tmp}:img")
-                return await self._import(r, tmp, repo_digest=None)
+                                      os.path.join(self.root, "blobs"), src, f"oci:{tmp()}:img")
+                return await self._import(r, tmp(), repo_digest=None)
             errors = []
             for host, insecure in self.registries.sources(r):
                 tls = "false" if insecure else "true"
@@ -229,13 +238,14 @@ class ImageStore:
                     await self.skopeo.run("copy", "--quiet", f"--src-tls-verify={tls}",
                                           *[a.replace("--authfile", "--src-authfile") for a in creds],
                                           "--dest-shared-blob-dir", os.path.join(self.root, "blobs"),
-                                          f"docker://{host}/{r.path}@{digest}", f"oci:{tmp}:img")
-                    return await self._import(r, tmp, repo_digest)
+                                          f"docker://{host}/{r.path}@{digest}", f"oci:{tmp()}:img")
+                    return await self._import(r, tmp(), repo_digest)
                 except SkopeoError as exc:
                     errors.append(str(exc))
             raise ImagePullError("ErrImagePull", f'failed to pull image "{original}": ' + "; ".join(errors))
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if made:
+                shutil.rmtree(made[0], ignore_errors=True)
 
     async def _tag_digest(self, host: str, r: ImageRef, insecure: bool, tls: str, creds: list[str]) -> str:
         """The digest of the manifest HOST serves for r's tag: asked in-process
@@ -249,7 +259,7 @@ class ImageStore:
                                     f"docker://{host}/{r.path}:{r.tag}")
         return "sha256:" + hashlib.sha256(raw).hexdigest()
 
-    def _auth_file(self, tmp: str, r: ImageRef, auth: dict | None) -> list[str]:
+    def _auth_file(self, tmp: Callable[[], str], r: ImageRef, auth: dict | None) -> list[str]:
         """['--authfile', PATH] for skopeo (a 0600 file in the pull's tmp dir), or [] without auth;
         a registry's credentials also serve its mirrors."""
         if not auth or not auth.get("auths"):
@@ -258,7 +268,7 @@ class ImageStore:
         if r.domain in auths:
             for host, _ in self.registries.sources(r):
                 auths.setdefault(host, auths[r.domain])
-        path = os.path.join(tmp, "auth.json")
+        path = os.path.join(tmp(), "auth.json")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"auths": auths}, f)

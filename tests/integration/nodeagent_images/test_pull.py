@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import tempfile
 
 import pytest
 from prometheus_client import REGISTRY
@@ -107,8 +108,11 @@ async def test_never_uses_only_local_images(registry, store_root, skopeo):
         await store.pull("busybox:1.36", "Never")
 
 
-async def test_always_checks_the_registry_and_follows_a_moved_tag(built, registry, store_root, skopeo):
+async def test_always_checks_the_registry_and_follows_a_moved_tag(built, registry, store_root, skopeo, monkeypatch):
     skopeo_bin, log = skopeo
+    made = []                                  # the pulls' tmp dirs (an inode made and freed each)
+    mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **kw: made.append(kw.get("prefix")) or mkdtemp(*a, **kw))
     store = ImageStore(store_root, insecure_registries=[registry.address], skopeo=skopeo_bin)
     ref = f"{registry.address}/kctl/moving:v1"
     registry.push(built["busybox:latest"], "kctl/moving:v1")
@@ -118,8 +122,10 @@ async def test_always_checks_the_registry_and_follows_a_moved_tag(built, registr
         assert log.count("inspect") == 0 and store.digest_checks["skopeo"] == 0
         return store.digest_checks["registry"], log.count("copy")
     assert checks() == (1, 1)
+    pulls_made = [p for p in made if p and p.startswith("pull-")]
     same = await store.pull(ref, "Always")  # digest unchanged: manifest check only
     assert same == first and checks() == (2, 1)
+    assert [p for p in made if p and p.startswith("pull-")] == pulls_made     # and no tmp dir
     registry.push(built["kctl/echo:latest"], "kctl/moving:v1")
     assert (await store.pull(ref, "IfNotPresent")) == first  # IfNotPresent does not look
     moved = await store.pull(ref, "Always")
