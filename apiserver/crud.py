@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Callable
 
 from google.protobuf.message import Message
 
-from apiserver import admission, objects, registry
+from apiserver import admission, metrics, objects, registry
 from apiserver import storage as st
 from apiserver.allocators import Allocation, ServiceAllocator
 from apiserver.crudbase import (MAX_ATTEMPTS, TXN_MAX_BYTES, TXN_MAX_OPS, _copy, conflict,  # noqa: F401
@@ -68,6 +69,9 @@ class Store(PodBinding):
         self.allocator = allocator
         self.ttls = {kind: ttl for kind, ttl in (ttls or {}).items() if ttl > 0}
         self.leases = LeaseManager(storage.grant_lease)
+        # (kind, key) -> the watch cache's newest KeyValue or None (WatchCache.current): where
+        # an update starts; None (unit tests, no cache) reads etcd every time.
+        self.cached: Callable[[str, bytes], st.KeyValue | None] | None = None
         # Namespaces seen terminating by the namespace watch (watchcache feeds it).
         self.terminating_namespaces: set[str] = set()
 
@@ -85,10 +89,14 @@ class Store(PodBinding):
         return objects.to_any(info, kv.value, kv.mod_revision)
 
     async def _read(self, info, namespace, name) -> tuple[Message, st.KeyValue]:
-        kv, _ = await self.storage.get(objects.key(info, namespace, name))
+        kv = await self._read_kv(info, objects.key(info, namespace, name), name)
+        return objects.decode(info, kv.value, kv.mod_revision), kv
+
+    async def _read_kv(self, info, k: bytes, name: str) -> st.KeyValue:
+        kv, _ = await self.storage.get(k)
         if kv is None:
             raise not_found(info, name)
-        return objects.decode(info, kv.value, kv.mod_revision), kv
+        return kv
 
     async def list(self, info: kinds.KindInfo, flt: objects.Filter, limit: int = 0,
                    continue_token: str = "", revision: int = 0) -> api_pb2.ListResponse:
@@ -204,35 +212,38 @@ class Store(PodBinding):
         want_rv = obj.metadata.resource_version
         avoid: set[bytes] = set()
         original = _copy(obj)
+        # Start from the watch cache's copy when it has one, as Kubernetes' GuaranteedUpdate
+        # starts from the cacher's object: no etcd read.  That copy may be behind etcd, so,
+        # as there, every conclusion drawn from it alone (an error, "nothing changed") is
+        # checked against etcd's copy first; a write is safe anyway (the txn compares the
+        # revision, and its failure branch reads the current copy for the next attempt).
+        kv = None if dry_run or self.cached is None else self.cached(info.kind, k)
+        current = kv is None
+        if kv is not None:
+            metrics.UPDATE_READS.labels("cache").inc()
         for _ in range(MAX_ATTEMPTS):
-            old, kv = await self._read(info, ns, name)
-            if want_rv and want_rv != str(kv.mod_revision):
-                raise conflict(info, name)
-            new = _copy(original)
-            new.metadata.namespace = ns
-            req = admission.Request(admission.UPDATE, info, new, old, sub, self, dry_run)
-            if status:
-                strat.prepare_for_status_update(new, old, sub)
-                problems = strat.validate_status(new, old, sub)
-            else:
-                strat.default(new)
-                await admission.mutate(req)
-                strat.prepare_for_update(new, old)
-                problems = strat.validate(new, old)
-            if manager is not None:                  # against the object the txn compares with
-                new = manager.track(old, new)
-            if problems:
-                raise invalid(info, name, problems)
-            admitted = await admission.validate(req)
-            strat.canonicalize(new, status_only=status)     # a status write keeps the rest as stored
-            if status:
-                alloc, warnings = Allocation(), []
-            else:
-                alloc, warnings = await self._allocate(info, new, old, k, avoid)
-            warnings = admitted + warnings
+            if kv is None:
+                kv, current = await self._read_kv(info, k, name), True
+                metrics.UPDATE_READS.labels("etcd").inc()
+            old = objects.decode(info, kv.value, kv.mod_revision)
+            try:
+                new, warnings, alloc = await self._prepare_update(
+                    info, strat, original, old, kv, k, ns, want_rv, sub, status, dry_run, manager, avoid)
+            except errors.ApiError:
+                if current:
+                    raise
+                fresh = await self._read_kv(info, k, name)
+                metrics.UPDATE_READS.labels("etcd").inc()
+                if fresh.mod_revision == kv.mod_revision:
+                    raise                                             # the copy was current after all
+                kv, current = fresh, True
+                continue
             remove = _removable(new)
             raw = objects.encode(new)
             if raw == kv.value and not remove and not self.storage.stale(kv):
+                if not current:                                      # only etcd's copy can say so
+                    kv = None
+                    continue
                 return old, warnings                                  # no-op: nothing written
             if dry_run:
                 new.metadata.resource_version = str(kv.mod_revision)
@@ -252,9 +263,42 @@ class Store(PodBinding):
             if reads[0][0].mod_revision != kv.mod_revision:
                 if want_rv:
                     raise conflict(info, name)
-                continue                                              # unconditional: retry on fresh data
+                kv, current = reads[0][0], True                       # unconditional: retry on fresh data
+                continue
+            current = True                                            # the compare matched etcd's copy
             self._taken(alloc, reads[1:], avoid)
         raise conflict(info, name, "too much contention, please try again")
+
+    async def _prepare_update(self, info, strat, original, old, kv, k, ns, want_rv, sub, status, dry_run,
+                              manager, avoid) -> tuple[Message, list[str], Allocation]:
+        """One attempt's new object from the client's and `old` (etcd's copy at kv): the
+        resourceVersion precondition, defaulting, admission, validation, managedFields and,
+        for a spec update, the Service allocations; raises what the client is to get."""
+        name = original.metadata.name
+        if want_rv and want_rv != str(kv.mod_revision):
+            raise conflict(info, name)
+        new = _copy(original)
+        new.metadata.namespace = ns
+        req = admission.Request(admission.UPDATE, info, new, old, sub, self, dry_run)
+        if status:
+            strat.prepare_for_status_update(new, old, sub)
+            problems = strat.validate_status(new, old, sub)
+        else:
+            strat.default(new)
+            await admission.mutate(req)
+            strat.prepare_for_update(new, old)
+            problems = strat.validate(new, old)
+        if manager is not None:                  # against the object the txn compares with
+            new = manager.track(old, new)
+        if problems:
+            raise invalid(info, name, problems)
+        admitted = await admission.validate(req)
+        strat.canonicalize(new, status_only=status)     # a status write keeps the rest as stored
+        if status:
+            alloc, warnings = Allocation(), []
+        else:
+            alloc, warnings = await self._allocate(info, new, old, k, avoid)
+        return new, admitted + warnings, alloc
 
     # ------------------------------------------------------------- delete
     async def delete(self, req: api_pb2.DeleteRequest, info: kinds.KindInfo) -> tuple[Message, bool]:

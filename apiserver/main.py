@@ -239,6 +239,7 @@ async def run(args: argparse.Namespace) -> None:
     allocator = ServiceAllocator(storage, args.service_cluster_ip_range, args.service_node_port_range)
     store = Store(storage, allocator, ttls={"Event": int(args.event_ttl)})
     cache = WatchCache(storage, args.watch_cache_size, min(5.0, args.watch_bookmark_interval))
+    store.cached = cache.current                 # updates start from the cache's copy (crud.py)
     store.priority_classes = admission_priority.ClassCache.attach(cache)   # Priority admission reads the cache
     ns_cache = cache["Namespace"]
     ns_cache.on_reset, ns_cache.on_events = _track_terminating(store)

@@ -19,6 +19,8 @@ REQUESTS = Counter("kctl_apiserver_requests", "API requests by kind, verb and re
 REQUEST_DURATION = Histogram("kctl_apiserver_request_duration_seconds", "API request latency (watch excluded)",
                              ["kind", "verb"], buckets=_LATENCY_BUCKETS)
 WATCHES = Gauge("kctl_apiserver_watches", "Open watch streams", ["kind"])
+UPDATE_READS = Counter("kctl_apiserver_update_reads", "Where an update got the object it starts from: "
+                       "the watch cache's newest copy, or etcd (no copy, a stale one, a retry)", ["source"])
 ETCD_DURATION = Histogram("kctl_apiserver_etcd_request_duration_seconds", "etcd request latency",
                           ["operation"], buckets=_LATENCY_BUCKETS)
 

@@ -36,6 +36,12 @@ so it is when an event comes without the previous value a selector needs
 (compacted before etcd delivered the change: Event.from_etcd).
 A periodic progress request keeps `revision` current on idle kinds, which
 is what BOOKMARK events carry.
+
+`latest` keeps, per key, the newest value and revision the ring has seen
+(dropped on delete, emptied on reset): an update starts from it instead of
+reading etcd (`WatchCache.current`, apiserver/crud.py), as Kubernetes'
+GuaranteedUpdate starts from the cacher's object; the update's txn compares
+the revision, so a copy that is behind etcd costs a retry, never a lost write.
 """
 from __future__ import annotations
 
@@ -190,6 +196,7 @@ class KindCache:
         self.on_events = on_events
         self.on_reset = on_reset
         self.ring: list[Event | None] = [None] * size
+        self.latest: dict[bytes, tuple[bytes, int]] = {}    # key -> (newest value, its revision)
         self.first_seq = 0
         self.next_seq = 0
         self.covered_from = 0
@@ -217,6 +224,7 @@ class KindCache:
             rev = await self.storage.revision()
         start = rev                             # the ring covers everything after this
         self.ring = [None] * self.size
+        self.latest.clear()
         self.first_seq = self.next_seq
         self._index.clear()
         self._evicted.clear()
@@ -228,7 +236,12 @@ class KindCache:
     def _append(self, events: list[Event]) -> set[str]:
         """Add a batch to the ring; returns the trigger values it concerns."""
         touched: set[str] = set()
+        latest = self.latest
         for ev in events:
+            if ev.type == DELETED:
+                latest.pop(ev.key, None)
+            else:
+                latest[ev.key] = (ev.raw, ev.revision)
             if self.next_seq - self.first_seq == self.size:
                 old = self.ring[self.first_seq % self.size]
                 self.covered_from = old.revision
@@ -431,3 +444,13 @@ class WatchCache:
 
     def __getitem__(self, kind: str) -> KindCache:
         return self.caches[kind]
+
+    def current(self, kind: str, key: bytes) -> st.KeyValue | None:
+        """The newest value of `key` this cache has seen, as etcd's KeyValue (key, value,
+        mod_revision), or None: not seen since the cache (re)started, deleted, or the kind's
+        etcd watch not established.  It may be behind etcd; a txn comparing its revision says so."""
+        c = self.caches.get(kind)
+        if c is None or not c.ready.is_set():
+            return None
+        hit = c.latest.get(key)
+        return None if hit is None else st.KeyValue(key=key, value=hit[0], mod_revision=hit[1])
