@@ -5,7 +5,10 @@ Images built (one OCI layout directory per repository under DEST):
 * ``busybox`` (tags ``latest`` and ``1.36``): one layer with Debian's static
   ``/bin/busybox``, an absolute symlink ``/bin/APPLET -> /bin/busybox`` for every
   applet ``busybox --list`` prints, ``/etc/passwd``, ``/etc/group``, ``/tmp``
-  (1777) and ``/root``; ``Cmd ["sh"]``, ``Env PATH=...``.
+  (1777) and ``/root``; ``Cmd ["sh"]``, ``Env PATH=...``.  Like a
+  distribution's image (Alpine's, Debian's) it has the mount points ``/dev``,
+  ``/proc``, ``/sys`` and ``/run`` (``/var/run -> /run``), so runc does not make
+  them in every container's writable layer.
 * ``kctl/echo`` (tag ``latest``): the busybox layer *plus* a second small layer
   with ``/usr/local/bin/echo-server`` and ``echo-handler``. The server is
   ``nc -ll -p $PORT -e echo-handler``: busybox's small ``nc`` forks one handler
@@ -45,7 +48,7 @@ import tarfile
 import tempfile
 
 BUSYBOX = "/bin/busybox"
-BUILDER_VERSION = "kctl-images-1"
+BUILDER_VERSION = "kctl-images-2"
 MTIME = 1700000000  # fixed timestamp: reproducible layers
 CREATED = "2023-11-14T22:13:20Z"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -139,8 +142,9 @@ def busybox_applets(busybox: str = BUSYBOX) -> list[str]:
 
 def busybox_layer(busybox: str = BUSYBOX) -> Layer:
     layer = Layer()
-    for d in ("bin", "etc", "root", "usr", "usr/bin", "usr/sbin", "sbin", "var"):
+    for d in ("bin", "dev", "etc", "proc", "root", "run", "sys", "usr", "usr/bin", "usr/sbin", "sbin", "var"):
         layer.dir(d, 0o700 if d == "root" else 0o755)
+    layer.symlink("var/run", "/run")
     layer.dir("tmp", 0o1777)
     with open(busybox, "rb") as f:
         layer.file("bin/busybox", f.read(), 0o755)
