@@ -48,7 +48,8 @@ import tarfile
 import tempfile
 
 BUSYBOX = "/bin/busybox"
-BUILDER_VERSION = "kctl-images-2"
+BUILDER_VERSION = "kctl-images-1"   # in every cache key, deploy/debimages.py's too
+BUSYBOX_LAYOUT = "2"                 # the busybox layer's shape (2: /dev, /proc, /sys, /run)
 MTIME = 1700000000  # fixed timestamp: reproducible layers
 CREATED = "2023-11-14T22:13:20Z"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -244,8 +245,8 @@ def build_images(dest_dir: str, busybox: str = BUSYBOX) -> dict[str, str]:
     dest_dir = os.path.abspath(dest_dir)
     with open(busybox, "rb") as f:
         bb_bytes = f.read()
-    bb_key = cache_key(bb_bytes, PASSWD.encode(), GROUP.encode())
-    echo_key = cache_key(bb_bytes, PASSWD.encode(), GROUP.encode(),
+    bb_key = cache_key(bb_bytes, PASSWD.encode(), GROUP.encode(), BUSYBOX_LAYOUT.encode())
+    echo_key = cache_key(bb_bytes, PASSWD.encode(), GROUP.encode(), BUSYBOX_LAYOUT.encode(),
                           ECHO_SERVER.encode(), ECHO_HANDLER.encode())
     base: list[tuple[bytes, str]] = []
 
