@@ -52,6 +52,28 @@ def test_images_are_built_reproducibly_and_cached(tmp_path):
     assert len(json.loads(out)["Layers"]) == 2
 
 
+def test_the_busybox_layouts_version_rebuilds_busybox_and_not_the_debian_images(tmp_path, monkeypatch):
+    """BUSYBOX_LAYOUT keys the busybox and echo layouts only; BUILDER_VERSION is in every key,
+    deploy/debimages.py's too (a change there rebuilds the Debian images with mmdebstrap)."""
+    from deploy import debimages, images
+
+    def debian_keys():
+        keys = {}
+        for spec in debimages.SPECS:
+            keys[spec.repo] = debimages._spec_key(spec, keys)
+        return keys
+
+    def build_key(ref):
+        with open(os.path.join(ref.rsplit(":", 1)[0], ".kctl-build-key")) as f:
+            return f.read()
+    first, debian = build_images(str(tmp_path)), debian_keys()
+    before = {ref: build_key(where) for ref, where in first.items()}
+    monkeypatch.setattr(images, "BUSYBOX_LAYOUT", images.BUSYBOX_LAYOUT + "-next")
+    again = build_images(str(tmp_path))
+    assert all(build_key(again[ref]) != before[ref] for ref in first)       # rebuilt
+    assert debian_keys() == debian                                          # untouched
+
+
 def test_cli_builds_all_images(tmp_path):
     res = subprocess.run([sys.executable, "-m", "deploy.images", str(tmp_path)], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))

@@ -35,6 +35,9 @@ async def test_plain_name_goes_to_the_docker_io_mirror(registry, store_root, sko
     assert os.path.isfile(os.path.join(layer, "bin/busybox"))
     assert os.readlink(os.path.join(layer, "bin/sh")) == "/bin/busybox"
     assert oct(os.stat(os.path.join(layer, "tmp")).st_mode & 0o7777) == "0o1777"
+    for mount_point in ("dev", "proc", "sys", "run"):       # as a distribution's image: runc need not make them
+        assert os.path.isdir(os.path.join(layer, mount_point)), mount_point
+    assert os.readlink(os.path.join(layer, "var/run")) == "/run"
     assert REGISTRY.get_sample_value("kctl_nodeagent_image_pull_duration_seconds_count") == count_before + 1
 
 
